@@ -1,0 +1,183 @@
+/* Autograd for Lua: requires_grad_, detach, backward, grad mode, and the node behind
+ * cnn.autograd.Function, whose backward calls a Lua function. Such a node holds a registry
+ * reference to that function; it runs on the Lua thread that called backward. */
+#include "lcnn.h"
+
+#include <stdlib.h>
+
+#include "cnn/autograd.h"
+#include "cnn/error.h"
+#include "cnn/iter.h"
+#include "cnn/ops.h"
+
+static _Thread_local lua_State *backward_L; /* the thread running backward, for Lua nodes */
+
+static int a_requires_grad_(lua_State *L) {
+  cnn_tensor *t = lcnn_check(L, 1, "requires_grad_");
+  bool on = lua_isnoneornil(L, 2) ? true : lua_toboolean(L, 2);
+  if (on && t->dtype != CNN_FLOAT32)
+    return lcnn_error(L, "requires_grad_", "only float32 tensors can require gradients (this one is %s)",
+                      cnn_dtype_name(t->dtype));
+  if (!on && t->grad_fn)
+    return lcnn_error(L, "requires_grad_", "cannot turn off requires_grad of a non-leaf tensor (use detach())");
+  t->requires_grad = on;
+  lua_settop(L, 1);
+  return 1;
+}
+
+static int a_detach(lua_State *L) {
+  lcnn_push(L, cnn_ag_detach(lcnn_check(L, 1, "detach")), "detach");
+  return 1;
+}
+
+/* t:backward(grad, {retain_graph=false}) */
+static int a_backward(lua_State *L) {
+  static const char *const known[] = {"retain_graph", NULL};
+  cnn_tensor *t = lcnn_check(L, 1, "backward");
+  cnn_tensor *g = lua_isnoneornil(L, 2) ? NULL : lcnn_check(L, 2, "backward");
+  lcnn_options(L, 3, "backward", known);
+  bool retain = lcnn_opt_bool(L, 3, "retain_graph", 0);
+  if (!t->requires_grad)
+    return lcnn_error(L, "backward", "the tensor does not require grad and has no grad_fn");
+  lua_State *prev = backward_L;
+  backward_L = L;
+  int rc = cnn_ag_backward(1, &t, &g, retain);
+  backward_L = prev;
+  if (rc) return lcnn_fail(L, "backward");
+  return 0;
+}
+
+static int a_set_grad_enabled(lua_State *L) {
+  lua_pushboolean(L, cnn_ag_set_enabled(lua_toboolean(L, 1)));
+  return 1;
+}
+
+static int a_is_grad_enabled(lua_State *L) {
+  lua_pushboolean(L, cnn_ag_is_enabled());
+  return 1;
+}
+
+/* ---- Lua-defined functions ---- */
+
+typedef struct {
+  lua_State *main; /* for unref when freed */
+  int fn_ref;      /* the Lua backward closure: grads... -> grads per input */
+} lua_fn_ctx;
+
+static void lua_fn_free(void *p) {
+  lua_fn_ctx *c = p;
+  luaL_unref(c->main, LUA_REGISTRYINDEX, c->fn_ref);
+  free(c);
+}
+
+static int lua_fn_backward(cnn_node *n, cnn_tensor *const *gout, cnn_tensor **gin) {
+  lua_fn_ctx *c = n->ctx;
+  if (!c) return cnn_error_set("trying to backward through the graph a second time (%s); its saved state was "
+                               "freed: pass {retain_graph=true} to the first backward", n->name);
+  lua_State *L = backward_L ? backward_L : c->main;
+  int top = lua_gettop(L);
+  if (!lua_checkstack(L, n->n_outputs + 4)) return cnn_error_set("Lua stack overflow");
+  lua_rawgeti(L, LUA_REGISTRYINDEX, c->fn_ref);
+  for (int k = 0; k < n->n_outputs; k++) {
+    /* an output nobody used gets zeros of its shape, as PyTorch materialises them */
+    cnn_tensor *g = gout[k] ? cnn_tensor_retain(gout[k])
+                            : cnn_tensor_zeros(CNN_FLOAT32, n->out_ndim[k < 4 ? k : 0], n->out_size[k < 4 ? k : 0]);
+    if (!g) {
+      lua_settop(L, top);
+      return -1;
+    }
+    cnn_tensor **box = lua_newuserdatauv(L, sizeof *box, 0);
+    *box = g;
+    luaL_setmetatable(L, LCNN_TENSOR);
+  }
+  if (lua_pcall(L, n->n_outputs, n->n_inputs, 0) != LUA_OK) {
+    const char *m = lua_tostring(L, -1);
+    cnn_error_set("in the backward of a cnn.autograd.Function: %s", m ? m : "(error object is not a string)");
+    lua_settop(L, top);
+    return -1;
+  }
+  int rc = 0;
+  for (int i = 0; i < n->n_inputs; i++) {
+    int idx = top + 1 + i;
+    if (lua_isnil(L, idx) || !cnn_node_needs_grad(n, i)) continue;
+    cnn_tensor *g = lcnn_test(L, idx);
+    if (!g) {
+      rc = cnn_error_set("backward of a cnn.autograd.Function returned %s for input %d (expected a tensor or nil)",
+                         luaL_typename(L, idx), i + 1);
+      break;
+    }
+    const cnn_edge *e = &n->edges[i];
+    bool same = g->ndim == e->ndim && g->dtype == CNN_FLOAT32;
+    for (int d = 0; same && d < e->ndim; d++) same = g->size[d] == e->size[d];
+    if (!same) {
+      char b1[256], b2[256];
+      rc = cnn_error_set("backward of a cnn.autograd.Function returned a %s gradient of shape %s for input %d of "
+                         "shape %s", cnn_dtype_name(g->dtype), cnn_shape_str(g->ndim, g->size, b1, sizeof b1), i + 1,
+                         cnn_shape_str(e->ndim, e->size, b2, sizeof b2));
+      break;
+    }
+    gin[i] = cnn_tensor_retain(g);
+  }
+  lua_settop(L, top);
+  return rc;
+}
+
+/* core._function_record(name, outputs, inputs, backward_fn): makes each output tensor (already
+ * computed without recording) an output of one node whose inputs are the given tensors. */
+static int a_function_record(lua_State *L) {
+  const char *name = luaL_checkstring(L, 1);
+  luaL_checktype(L, 2, LUA_TTABLE);
+  luaL_checktype(L, 3, LUA_TTABLE);
+  luaL_checktype(L, 4, LUA_TFUNCTION);
+  int n_out = (int)luaL_len(L, 2), n_in = (int)luaL_len(L, 3);
+  if (n_out < 1 || n_out > 8) return lcnn_error(L, "Function", "forward must return 1 to 8 tensors, got %d", n_out);
+  if (n_in > 64) return lcnn_error(L, "Function", "at most 64 tensor inputs");
+  const cnn_tensor *ins[64];
+  for (int i = 0; i < n_in; i++) {
+    lua_geti(L, 3, i + 1);
+    ins[i] = lua_isnil(L, -1) ? NULL : lcnn_check(L, lua_gettop(L), "Function");
+    lua_pop(L, 1);
+  }
+  cnn_tensor *outs[8];
+  for (int k = 0; k < n_out; k++) {
+    lua_geti(L, 2, k + 1);
+    outs[k] = lcnn_check(L, lua_gettop(L), "Function");
+    lua_pop(L, 1);
+    if (outs[k]->dtype != CNN_FLOAT32)
+      return lcnn_error(L, "Function", "forward output %d is %s; differentiable outputs must be float32", k + 1,
+                        cnn_dtype_name(outs[k]->dtype));
+  }
+  if (!cnn_ag_any_requires(n_in, ins)) return 0;
+  lua_fn_ctx *c = malloc(sizeof *c);
+  if (!c) return lcnn_error(L, "Function", "out of memory");
+  cnn_node *node = cnn_ag_node_new(name, lua_fn_backward, n_in, ins, n_out);
+  if (!node) {
+    free(c);
+    return lcnn_fail(L, "Function");
+  }
+  lua_rawgeti(L, LUA_REGISTRYINDEX, LUA_RIDX_MAINTHREAD);
+  c->main = lua_tothread(L, -1);
+  lua_pop(L, 1);
+  lua_pushvalue(L, 4);
+  c->fn_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  node->ctx = c;
+  node->ctx_free = lua_fn_free;
+  for (int k = 0; k < n_out && k < 4; k++) {
+    node->out_ndim[k] = outs[k]->ndim;
+    for (int d = 0; d < outs[k]->ndim; d++) node->out_size[k][d] = outs[k]->size[d];
+  }
+  for (int k = 0; k < n_out; k++) cnn_ag_set_output(outs[k], node, k);
+  cnn_ag_node_release(node);
+  return 0;
+}
+
+void lcnn_open_autograd(lua_State *L, int methods) {
+  static const luaL_Reg m[] = {{"requires_grad_", a_requires_grad_}, {"detach", a_detach},
+                               {"backward", a_backward}, {NULL, NULL}};
+  lua_pushvalue(L, methods);
+  luaL_setfuncs(L, m, 0);
+  lua_pop(L, 1);
+  static const luaL_Reg mod[] = {{"set_grad_enabled", a_set_grad_enabled}, {"is_grad_enabled", a_is_grad_enabled},
+                                 {"_function_record", a_function_record}, {NULL, NULL}};
+  luaL_setfuncs(L, mod, 0);
+}

@@ -1,0 +1,224 @@
+/* The cnn.core Lua module: the tensor metatable, argument checking, the error road and the
+ * garbage-collector policy. Lua's collector sees a tensor as a few bytes of userdata; the
+ * storage behind it lives in the runtime allocator, so after each new tensor we compare the
+ * allocator's live bytes with a threshold (twice what survived the last collection, at least
+ * GC_FLOOR) and run a full collection past it: temporaries in a loop then stay bounded. */
+#include "lcnn.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "cnn/alloc.h"
+#include "cnn/autograd.h"
+#include "cnn/error.h"
+
+#define GC_FLOOR ((size_t)128 << 20)
+
+static size_t gc_threshold = GC_FLOOR;
+
+int lcnn_error(lua_State *L, const char *fn, const char *fmt, ...) {
+  char msg[1200];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(msg, sizeof msg, fmt, ap);
+  va_end(ap);
+  /* level 1 is the C function (no position); report where its Lua caller is */
+  luaL_where(L, 2);
+  lua_pushfstring(L, "%s: %s", fn, msg);
+  lua_concat(L, 2);
+  return lua_error(L);
+}
+
+int lcnn_fail(lua_State *L, const char *fn) {
+  const char *m = cnn_error_get();
+  return lcnn_error(L, fn, "%s", m[0] ? m : "failed");
+}
+
+cnn_tensor *lcnn_test(lua_State *L, int idx) {
+  cnn_tensor **box = luaL_testudata(L, idx, LCNN_TENSOR);
+  return box ? *box : NULL;
+}
+
+cnn_tensor *lcnn_check(lua_State *L, int idx, const char *fn) {
+  cnn_tensor **box = luaL_testudata(L, idx, LCNN_TENSOR);
+  if (!box) lcnn_error(L, fn, "expected a tensor for argument %d, got %s", idx, luaL_typename(L, idx));
+  if (!*box) lcnn_error(L, fn, "argument %d is a closed tensor", idx);
+  return *box;
+}
+
+cnn_tensor *lcnn_operand(lua_State *L, int idx, const char *fn, const cnn_tensor *like) {
+  if (lua_type(L, idx) == LUA_TNUMBER) {
+    cnn_tensor *t;
+    if (lua_isinteger(L, idx) && like && like->dtype == CNN_INT64)
+      t = cnn_tensor_scalar(CNN_INT64, (double)lua_tointeger(L, idx));
+    else
+      t = cnn_tensor_scalar(CNN_FLOAT32, lua_tonumber(L, idx));
+    if (!t) lcnn_fail(L, fn);
+    return t;
+  }
+  cnn_tensor **box = luaL_testudata(L, idx, LCNN_TENSOR);
+  if (!box) lcnn_error(L, fn, "expected a tensor or a number for argument %d, got %s", idx, luaL_typename(L, idx));
+  if (!*box) lcnn_error(L, fn, "argument %d is a closed tensor", idx);
+  return cnn_tensor_retain(*box);
+}
+
+static void maybe_collect(lua_State *L) {
+  size_t live = cnn_alloc_live_bytes();
+  if (live < gc_threshold) return;
+  lua_gc(L, LUA_GCCOLLECT);
+  live = cnn_alloc_live_bytes();
+  gc_threshold = live * 2 > GC_FLOOR ? live * 2 : GC_FLOOR;
+}
+
+void lcnn_push(lua_State *L, cnn_tensor *t, const char *fn) {
+  if (!t) lcnn_fail(L, fn);
+  cnn_tensor **box = lua_newuserdatauv(L, sizeof *box, 0);
+  *box = t;
+  luaL_setmetatable(L, LCNN_TENSOR);
+  maybe_collect(L);
+}
+
+void lcnn_push_or_nil(lua_State *L, cnn_tensor *t) {
+  if (!t) {
+    lua_pushnil(L);
+    return;
+  }
+  cnn_tensor **box = lua_newuserdatauv(L, sizeof *box, 0);
+  *box = cnn_tensor_retain(t);
+  luaL_setmetatable(L, LCNN_TENSOR);
+}
+
+int lcnn_dim(lua_State *L, int idx, const char *fn, int ndim, int insertion) {
+  if (!lua_isinteger(L, idx)) {
+    if (lua_type(L, idx) == LUA_TNUMBER) lcnn_error(L, fn, "dimension must be an integer, got %s", lua_tostring(L, idx));
+    lcnn_error(L, fn, "expected a dimension (integer) for argument %d, got %s", idx, luaL_typename(L, idx));
+  }
+  lua_Integer d = lua_tointeger(L, idx);
+  int n = ndim + (insertion ? 1 : 0);
+  if (n == 0) n = 1; /* a 0-d tensor accepts dim 1 / -1 like PyTorch's 0 / -1 */
+  if (d == 0 || d > n || d < -n)
+    lcnn_error(L, fn, "dimension %d out of range (expected 1..%d or -%d..-1)", (int)d, n, n);
+  return d > 0 ? (int)d - 1 : (int)d;
+}
+
+static int64_t shape_entry(lua_State *L, int idx, const char *fn, int allow_infer) {
+  if (!lua_isinteger(L, idx)) {
+    if (lua_type(L, idx) == LUA_TNUMBER) {
+      lua_Number v = lua_tonumber(L, idx);
+      if (v != v || v >= 9.2e18 || v <= -9.2e18) lcnn_error(L, fn, "size %s is not a valid size", lua_tostring(L, idx));
+      if ((lua_Number)(int64_t)v == v) return (int64_t)v;
+      lcnn_error(L, fn, "sizes must be integers, got %s", lua_tostring(L, idx));
+    }
+    lcnn_error(L, fn, "sizes must be integers, got %s", luaL_typename(L, idx));
+  }
+  lua_Integer v = lua_tointeger(L, idx);
+  if (v < 0 && !(allow_infer && v == -1)) lcnn_error(L, fn, "negative size %lld", (long long)v);
+  return (int64_t)v;
+}
+
+int lcnn_shape(lua_State *L, int idx, const char *fn, int64_t *size, int *next, int allow_infer) {
+  int n = 0;
+  if (lua_istable(L, idx)) {
+    lua_Integer len = luaL_len(L, idx);
+    if (len > CNN_MAX_DIMS) lcnn_error(L, fn, "a tensor has at most %d dimensions, got %d", CNN_MAX_DIMS, (int)len);
+    for (lua_Integer i = 1; i <= len; i++) {
+      lua_geti(L, idx, i);
+      size[n++] = shape_entry(L, -1, fn, allow_infer);
+      lua_pop(L, 1);
+    }
+    *next = idx + 1;
+    return n;
+  }
+  while (lua_type(L, idx) == LUA_TNUMBER) {
+    if (n == CNN_MAX_DIMS) lcnn_error(L, fn, "a tensor has at most %d dimensions", CNN_MAX_DIMS);
+    size[n++] = shape_entry(L, idx, fn, allow_infer);
+    idx++;
+  }
+  *next = idx;
+  return n;
+}
+
+void lcnn_options(lua_State *L, int idx, const char *fn, const char *const *known) {
+  if (lua_isnoneornil(L, idx)) return;
+  if (!lua_istable(L, idx)) lcnn_error(L, fn, "expected an options table for argument %d, got %s", idx, luaL_typename(L, idx));
+  lua_pushnil(L);
+  while (lua_next(L, idx)) {
+    lua_pop(L, 1);
+    if (lua_type(L, -1) != LUA_TSTRING) lcnn_error(L, fn, "option keys must be names, got %s", luaL_typename(L, -1));
+    const char *k = lua_tostring(L, -1);
+    bool ok = false;
+    for (int i = 0; known[i] && !ok; i++) ok = strcmp(k, known[i]) == 0;
+    if (!ok) lcnn_error(L, fn, "unknown option '%s'", k);
+  }
+}
+
+lua_Number lcnn_opt_number(lua_State *L, int idx, const char *key, lua_Number def) {
+  if (!lua_istable(L, idx)) return def;
+  lua_getfield(L, idx, key);
+  lua_Number v = lua_type(L, -1) == LUA_TNUMBER ? lua_tonumber(L, -1) : def;
+  lua_pop(L, 1);
+  return v;
+}
+
+int lcnn_opt_bool(lua_State *L, int idx, const char *key, int def) {
+  if (!lua_istable(L, idx)) return def;
+  lua_getfield(L, idx, key);
+  int v = lua_isnil(L, -1) ? def : lua_toboolean(L, -1);
+  lua_pop(L, 1);
+  return v;
+}
+
+cnn_dtype lcnn_opt_dtype(lua_State *L, int idx, const char *fn, cnn_dtype def) {
+  if (!lua_istable(L, idx)) return def;
+  lua_getfield(L, idx, "dtype");
+  cnn_dtype dt = def;
+  if (!lua_isnil(L, -1)) {
+    const char *s = lua_tostring(L, -1);
+    if (s && (strcmp(s, "float32") == 0 || strcmp(s, "float") == 0)) dt = CNN_FLOAT32;
+    else if (s && (strcmp(s, "int64") == 0 || strcmp(s, "long") == 0)) dt = CNN_INT64;
+    else lcnn_error(L, fn, "unknown dtype '%s' (expected \"float32\" or \"int64\")", s ? s : luaL_typename(L, -1));
+  }
+  lua_pop(L, 1);
+  return dt;
+}
+
+static int memory_stats(lua_State *L) {
+  lua_createtable(L, 0, 3);
+  lua_pushinteger(L, (lua_Integer)cnn_alloc_live_bytes());
+  lua_setfield(L, -2, "live_bytes");
+  lua_pushinteger(L, (lua_Integer)cnn_alloc_cached_bytes());
+  lua_setfield(L, -2, "cached_bytes");
+  lua_pushinteger(L, (lua_Integer)gc_threshold);
+  lua_setfield(L, -2, "gc_threshold");
+  return 1;
+}
+
+static int empty_cache(lua_State *L) {
+  (void)L;
+  cnn_alloc_trim();
+  return 0;
+}
+
+int luaopen_cnn_core(lua_State *L) {
+  lua_newtable(L); /* module */
+  int module = lua_gettop(L);
+  lua_newtable(L); /* tensor methods */
+  int methods = lua_gettop(L);
+  lua_pushvalue(L, methods);
+  lua_setfield(L, module, "Tensor");
+  luaL_newmetatable(L, LCNN_TENSOR);
+  lua_pop(L, 1);
+  lua_pushvalue(L, module);
+  lcnn_open_tensor(L, methods);
+  lcnn_open_math(L, methods);
+  lcnn_open_autograd(L, methods);
+  lcnn_open_factory(L);
+  lua_pop(L, 1);
+  lua_pushcfunction(L, memory_stats);
+  lua_setfield(L, module, "memory_stats");
+  lua_pushcfunction(L, empty_cache);
+  lua_setfield(L, module, "empty_cache");
+  lua_settop(L, module);
+  return 1;
+}

@@ -1,0 +1,302 @@
+/* Tensor creation for Lua (cnn.tensor, zeros, rand, arange, ...), joining (cat, stack) and the
+ * global knobs (seed, threads). Shapes come as varargs or one table, options as a trailing table. */
+#include "lcnn.h"
+
+#include <math.h>
+#include <string.h>
+
+#include "cnn/autograd.h"
+#include "cnn/elementwise.h"
+#include "cnn/error.h"
+#include "cnn/ops.h"
+#include "cnn/parallel.h"
+#include "cnn/random.h"
+
+static const char *const create_opts[] = {"dtype", "requires_grad", NULL};
+
+/* Applies requires_grad from the options at opts, then pushes. */
+static void finish(lua_State *L, cnn_tensor *t, int opts, const char *fn) {
+  if (t && lcnn_opt_bool(L, opts, "requires_grad", 0)) {
+    if (t->dtype != CNN_FLOAT32) {
+      cnn_tensor_release(t);
+      lcnn_error(L, fn, "only float32 tensors can require gradients");
+    }
+    t->requires_grad = true;
+  }
+  lcnn_push(L, t, fn);
+}
+
+/* ---- cnn.tensor(nested table or number, opts) ---- */
+
+/* Walks the first element chain to find the shape, then checks every sub-table against it. */
+static int nested_shape(lua_State *L, int idx, const char *fn, int64_t *size) {
+  int n = 0;
+  lua_pushvalue(L, idx);
+  while (lua_istable(L, -1)) {
+    if (n == CNN_MAX_DIMS) lcnn_error(L, fn, "nesting deeper than %d levels", CNN_MAX_DIMS);
+    size[n++] = (int64_t)luaL_len(L, -1);
+    lua_geti(L, -1, 1);
+    lua_remove(L, -2);
+    if (size[n - 1] == 0) break;
+  }
+  lua_pop(L, 1);
+  return n;
+}
+
+static void fill_nested(lua_State *L, int idx, const char *fn, cnn_tensor *t, int d, int64_t *pos) {
+  if (d == t->ndim) {
+    int isnum;
+    lua_Number v = lua_tonumberx(L, idx, &isnum);
+    if (!isnum) {
+      cnn_tensor_release(t);
+      lcnn_error(L, fn, "expected numbers in the nested table, got %s", luaL_typename(L, idx));
+    }
+    if (t->dtype == CNN_INT64) {
+      if (lua_isinteger(L, idx)) cnn_tensor_i64(t)[*pos] = (int64_t)lua_tointeger(L, idx);
+      else if (v == floor(v) && fabs(v) < 9.2e18) cnn_tensor_i64(t)[*pos] = (int64_t)v;
+      else {
+        cnn_tensor_release(t);
+        lcnn_error(L, fn, "value %g is not an integer (dtype int64)", v);
+      }
+    } else {
+      cnn_tensor_f32(t)[*pos] = (float)v;
+    }
+    (*pos)++;
+    return;
+  }
+  if (!lua_istable(L, idx) || (int64_t)luaL_len(L, idx) != t->size[d]) {
+    int64_t got = lua_istable(L, idx) ? (int64_t)luaL_len(L, idx) : -1;
+    cnn_tensor_release(t);
+    if (got < 0) lcnn_error(L, fn, "ragged nested table: expected a table at depth %d, got %s", d + 1, luaL_typename(L, idx));
+    lcnn_error(L, fn, "ragged nested table: expected %lld elements at depth %d, got %lld", (long long)t->size[d], d + 1,
+               (long long)got);
+  }
+  luaL_checkstack(L, 2, fn);
+  for (int64_t i = 1; i <= t->size[d]; i++) {
+    lua_geti(L, idx, i);
+    fill_nested(L, lua_gettop(L), fn, t, d + 1, pos);
+    lua_pop(L, 1);
+  }
+}
+
+static int f_tensor(lua_State *L) {
+  const char *fn = "tensor";
+  lcnn_options(L, 2, fn, create_opts);
+  cnn_tensor *src = lcnn_test(L, 1);
+  if (src) {
+    cnn_dtype dt = lcnn_opt_dtype(L, 2, fn, src->dtype);
+    cnn_tensor *c = cnn_tensor_empty(dt, src->ndim, src->size);
+    if (c && cnn_tensor_copy_(c, src)) {
+      cnn_tensor_release(c);
+      c = NULL;
+    }
+    finish(L, c, 2, fn);
+    return 1;
+  }
+  if (lua_type(L, 1) == LUA_TNUMBER) {
+    cnn_dtype dt = lcnn_opt_dtype(L, 2, fn, CNN_FLOAT32);
+    finish(L, cnn_tensor_scalar(dt, lua_tonumber(L, 1)), 2, fn);
+    return 1;
+  }
+  if (!lua_istable(L, 1)) return lcnn_error(L, fn, "expected a nested table of numbers or a number, got %s", luaL_typename(L, 1));
+  int64_t size[CNN_MAX_DIMS];
+  int ndim = nested_shape(L, 1, fn, size);
+  cnn_dtype dt = lcnn_opt_dtype(L, 2, fn, CNN_FLOAT32);
+  cnn_tensor *t = cnn_tensor_empty(dt, ndim, size);
+  if (!t) return lcnn_fail(L, fn);
+  int64_t pos = 0;
+  if (cnn_tensor_numel(t) > 0) fill_nested(L, 1, fn, t, 0, &pos);
+  finish(L, t, 2, fn);
+  return 1;
+}
+
+/* ---- shape-taking constructors ---- */
+
+typedef enum { C_EMPTY, C_ZEROS, C_ONES, C_RAND, C_RANDN } ctor_kind;
+
+static int construct(lua_State *L, ctor_kind kind, const char *fn) {
+  int64_t size[CNN_MAX_DIMS];
+  int next;
+  int n = lcnn_shape(L, 1, fn, size, &next, 0);
+  lcnn_options(L, next, fn, create_opts);
+  if (!lua_isnoneornil(L, next + 1)) return lcnn_error(L, fn, "unexpected argument %d", next + 1);
+  cnn_dtype dt = lcnn_opt_dtype(L, next, fn, CNN_FLOAT32);
+  if ((kind == C_RAND || kind == C_RANDN) && dt != CNN_FLOAT32)
+    return lcnn_error(L, fn, "random floats need dtype float32 (use randint for integers)");
+  cnn_tensor *t = kind == C_EMPTY ? cnn_tensor_empty(dt, n, size)
+                  : kind == C_ONES ? cnn_tensor_full(dt, n, size, 1)
+                                   : cnn_tensor_zeros(dt, n, size);
+  int rc = 0;
+  if (t && kind == C_RAND) rc = cnn_random_uniform_(t, 0, 1);
+  if (t && kind == C_RANDN) rc = cnn_random_normal_(t, 0, 1);
+  if (rc) {
+    cnn_tensor_release(t);
+    return lcnn_fail(L, fn);
+  }
+  finish(L, t, next, fn);
+  return 1;
+}
+
+static int f_empty(lua_State *L) { return construct(L, C_EMPTY, "empty"); }
+static int f_zeros(lua_State *L) { return construct(L, C_ZEROS, "zeros"); }
+static int f_ones(lua_State *L) { return construct(L, C_ONES, "ones"); }
+static int f_rand(lua_State *L) { return construct(L, C_RAND, "rand"); }
+static int f_randn(lua_State *L) { return construct(L, C_RANDN, "randn"); }
+
+/* cnn.full(shape, value, opts): shape is a table or a single size */
+static int f_full(lua_State *L) {
+  const char *fn = "full";
+  int64_t size[CNN_MAX_DIMS];
+  int next;
+  if (!lua_istable(L, 1) && lua_type(L, 1) != LUA_TNUMBER) return lcnn_error(L, fn, "expected a shape table, got %s", luaL_typename(L, 1));
+  int n = lua_istable(L, 1) ? lcnn_shape(L, 1, fn, size, &next, 0) : (size[0] = (int64_t)luaL_checkinteger(L, 1), next = 2, 1);
+  if (n == 1 && !lua_istable(L, 1) && size[0] < 0) return lcnn_error(L, fn, "negative size %lld", (long long)size[0]);
+  if (lua_type(L, next) != LUA_TNUMBER) return lcnn_error(L, fn, "expected a fill value (number), got %s", luaL_typename(L, next));
+  double v = lua_tonumber(L, next);
+  lcnn_options(L, next + 1, fn, create_opts);
+  cnn_dtype dt = lcnn_opt_dtype(L, next + 1, fn, lua_isinteger(L, next) && lua_istable(L, next + 1) ? CNN_FLOAT32 : CNN_FLOAT32);
+  finish(L, cnn_tensor_full(dt, n, size, v), next + 1, fn);
+  return 1;
+}
+
+static int like(lua_State *L, double v, const char *fn) {
+  cnn_tensor *t = lcnn_check(L, 1, fn);
+  lcnn_options(L, 2, fn, create_opts);
+  cnn_dtype dt = lcnn_opt_dtype(L, 2, fn, t->dtype);
+  finish(L, cnn_tensor_full(dt, t->ndim, t->size, v), 2, fn);
+  return 1;
+}
+
+static int f_zeros_like(lua_State *L) { return like(L, 0, "zeros_like"); }
+static int f_ones_like(lua_State *L) { return like(L, 1, "ones_like"); }
+
+/* arange(n) / arange(a, b) / arange(a, b, step): int64 when every argument is an integer. */
+static int f_arange(lua_State *L) {
+  const char *fn = "arange";
+  int nargs = 0;
+  double v[3];
+  bool all_int = true;
+  while (nargs < 3 && lua_type(L, nargs + 1) == LUA_TNUMBER) {
+    v[nargs] = lua_tonumber(L, nargs + 1);
+    all_int = all_int && lua_isinteger(L, nargs + 1);
+    nargs++;
+  }
+  if (nargs == 0) return lcnn_error(L, fn, "expected arange(n), arange(a, b) or arange(a, b, step)");
+  int opts = nargs + 1;
+  lcnn_options(L, opts, fn, create_opts);
+  double a = nargs == 1 ? 0 : v[0], b = nargs == 1 ? v[0] : v[1], step = nargs == 3 ? v[2] : 1;
+  cnn_dtype dt = lcnn_opt_dtype(L, opts, fn, all_int ? CNN_INT64 : CNN_FLOAT32);
+  finish(L, cnn_tensor_arange(a, b, step, dt), opts, fn);
+  return 1;
+}
+
+static int f_linspace(lua_State *L) {
+  const char *fn = "linspace";
+  double a = luaL_checknumber(L, 1), b = luaL_checknumber(L, 2);
+  lua_Integer n = luaL_checkinteger(L, 3);
+  lcnn_options(L, 4, fn, create_opts);
+  finish(L, cnn_tensor_linspace(a, b, n), 4, fn);
+  return 1;
+}
+
+static int f_eye(lua_State *L) {
+  const char *fn = "eye";
+  lua_Integer n = luaL_checkinteger(L, 1);
+  int opts = 2;
+  lua_Integer m = n;
+  if (lua_type(L, 2) == LUA_TNUMBER) m = luaL_checkinteger(L, 2), opts = 3;
+  if (n < 0 || m < 0) return lcnn_error(L, fn, "sizes must be non-negative, got %lld x %lld", (long long)n, (long long)m);
+  lcnn_options(L, opts, fn, create_opts);
+  finish(L, cnn_tensor_eye(n, m), opts, fn);
+  return 1;
+}
+
+/* randint(lo, hi, shape): int64 in [lo, hi], like math.random */
+static int f_randint(lua_State *L) {
+  const char *fn = "randint";
+  if (!lua_isinteger(L, 1) || !lua_isinteger(L, 2)) return lcnn_error(L, fn, "expected integer bounds lo and hi");
+  lua_Integer lo = lua_tointeger(L, 1), hi = lua_tointeger(L, 2);
+  if (lo > hi) return lcnn_error(L, fn, "lo (%lld) must not exceed hi (%lld)", (long long)lo, (long long)hi);
+  int64_t size[CNN_MAX_DIMS];
+  int next;
+  int n = lcnn_shape(L, 3, fn, size, &next, 0);
+  lcnn_options(L, next, fn, create_opts);
+  finish(L, cnn_random_randint(lo, hi, n, size), next, fn);
+  return 1;
+}
+
+static int f_randperm(lua_State *L) {
+  lua_Integer n = luaL_checkinteger(L, 1);
+  if (n < 0) return lcnn_error(L, "randperm", "n must be non-negative, got %lld", (long long)n);
+  cnn_tensor *p = cnn_random_randperm(n);
+  cnn_tensor *one = cnn_tensor_scalar(CNN_INT64, 1);
+  cnn_tensor *r = p && one ? cnn_ew_binary(CNN_ADD, p, one) : NULL; /* 1-based, like every index here */
+  cnn_tensor_release(p);
+  cnn_tensor_release(one);
+  lcnn_push(L, r, "randperm");
+  return 1;
+}
+
+/* ---- joining ---- */
+
+static int join(lua_State *L, bool stack) {
+  const char *fn = stack ? "stack" : "cat";
+  if (!lua_istable(L, 1)) return lcnn_error(L, fn, "expected a list of tensors, got %s", luaL_typename(L, 1));
+  int n = (int)luaL_len(L, 1);
+  if (n == 0) return lcnn_error(L, fn, "expected a non-empty list of tensors");
+  if (n > 4096) return lcnn_error(L, fn, "at most 4096 tensors at once");
+  const cnn_tensor *ts[4096];
+  for (int i = 0; i < n; i++) {
+    lua_geti(L, 1, i + 1);
+    cnn_tensor *t = lcnn_test(L, -1);
+    if (!t) return lcnn_error(L, fn, "element %d of the list is %s, not a tensor", i + 1, luaL_typename(L, -1));
+    ts[i] = t;
+    lua_pop(L, 1); /* the list keeps it alive */
+  }
+  int nd = stack ? ts[0]->ndim + 1 : ts[0]->ndim;
+  int d = lua_isnoneornil(L, 2) ? 0 : lcnn_dim(L, 2, fn, stack ? ts[0]->ndim : nd, stack);
+  if (!stack && ts[0]->ndim == 0) return lcnn_error(L, fn, "zero-dimensional tensor 1 cannot be concatenated");
+  lcnn_push(L, stack ? cnn_op_stack(n, ts, d) : cnn_op_cat(n, ts, d), fn);
+  return 1;
+}
+
+static int f_cat(lua_State *L) { return join(L, false); }
+static int f_stack(lua_State *L) { return join(L, true); }
+
+static int f_allclose(lua_State *L) {
+  cnn_tensor *a = lcnn_check(L, 1, "allclose"), *b = lcnn_check(L, 2, "allclose");
+  double rtol = luaL_optnumber(L, 3, 1e-5), atol = luaL_optnumber(L, 4, 1e-8);
+  int r = cnn_ew_allclose(a, b, rtol, atol);
+  if (r < 0) return lcnn_fail(L, "allclose");
+  lua_pushboolean(L, r);
+  return 1;
+}
+
+static int f_manual_seed(lua_State *L) {
+  if (!lua_isinteger(L, 1)) return lcnn_error(L, "manual_seed", "expected an integer seed, got %s", luaL_typename(L, 1));
+  cnn_random_seed((uint64_t)lua_tointeger(L, 1));
+  return 0;
+}
+
+static int f_set_num_threads(lua_State *L) {
+  lua_Integer n = luaL_checkinteger(L, 1);
+  if (n < 1 || n > 1024) return lcnn_error(L, "set_num_threads", "expected 1..1024 threads, got %lld", (long long)n);
+  cnn_parallel_set_threads((int)n);
+  return 0;
+}
+
+static int f_get_num_threads(lua_State *L) {
+  lua_pushinteger(L, cnn_parallel_get_threads());
+  return 1;
+}
+
+void lcnn_open_factory(lua_State *L) {
+  static const luaL_Reg f[] = {
+      {"tensor", f_tensor}, {"empty", f_empty}, {"zeros", f_zeros}, {"ones", f_ones}, {"rand", f_rand},
+      {"randn", f_randn}, {"full", f_full}, {"zeros_like", f_zeros_like}, {"ones_like", f_ones_like},
+      {"arange", f_arange}, {"linspace", f_linspace}, {"eye", f_eye}, {"randint", f_randint},
+      {"randperm", f_randperm}, {"cat", f_cat}, {"stack", f_stack}, {"allclose", f_allclose},
+      {"manual_seed", f_manual_seed}, {"set_num_threads", f_set_num_threads},
+      {"get_num_threads", f_get_num_threads}, {NULL, NULL}};
+  luaL_setfuncs(L, f, 0);
+}

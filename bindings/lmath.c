@@ -1,0 +1,289 @@
+/* Tensor arithmetic for Lua: operators (numbers on either side), elementwise methods,
+ * comparisons, in-place forms, reductions and matrix products. */
+#include "lcnn.h"
+
+#include <math.h>
+
+#include "cnn/error.h"
+#include "cnn/ops.h"
+
+/* a op b where either side may be a number; the result is pushed. */
+static int binary(lua_State *L, cnn_binop op, const char *fn) {
+  const cnn_tensor *like = lcnn_test(L, 1) ? lcnn_test(L, 1) : lcnn_test(L, 2);
+  cnn_tensor *a = lcnn_operand(L, 1, fn, like);
+  cnn_tensor *b = lua_type(L, 2) == LUA_TNUMBER || lcnn_test(L, 2) ? lcnn_operand(L, 2, fn, like) : NULL;
+  if (!b) {
+    cnn_tensor_release(a);
+    return lcnn_error(L, fn, "expected a tensor or a number for argument 2, got %s", luaL_typename(L, 2));
+  }
+  cnn_tensor *r = cnn_op_binary(op, a, b);
+  cnn_tensor_release(a);
+  cnn_tensor_release(b);
+  lcnn_push(L, r, fn);
+  return 1;
+}
+
+static int m_add(lua_State *L) { return binary(L, CNN_ADD, "add"); }
+static int m_sub(lua_State *L) { return binary(L, CNN_SUB, "sub"); }
+static int m_mul(lua_State *L) { return binary(L, CNN_MUL, "mul"); }
+static int m_div(lua_State *L) { return binary(L, CNN_DIV, "div"); }
+static int m_eq(lua_State *L) { return binary(L, CNN_EQ, "eq"); }
+static int m_ne(lua_State *L) { return binary(L, CNN_NE, "ne"); }
+static int m_lt(lua_State *L) { return binary(L, CNN_LT, "lt"); }
+static int m_le(lua_State *L) { return binary(L, CNN_LE, "le"); }
+static int m_gt(lua_State *L) { return binary(L, CNN_GT, "gt"); }
+static int m_ge(lua_State *L) { return binary(L, CNN_GE, "ge"); }
+static int m_maximum(lua_State *L) { return binary(L, CNN_MAXIMUM, "maximum"); }
+static int m_minimum(lua_State *L) { return binary(L, CNN_MINIMUM, "minimum"); }
+
+/* x ^ number and number ^ x take the scalar forms (exact for integer powers of negatives). */
+static int m_pow(lua_State *L) {
+  cnn_tensor *x = lcnn_test(L, 1);
+  if (x && lua_type(L, 2) == LUA_TNUMBER) {
+    lcnn_push(L, cnn_op_unary(CNN_POW_SCALAR, x, lua_tonumber(L, 2), 0), "pow");
+    return 1;
+  }
+  cnn_tensor *y = lcnn_test(L, 2);
+  if (y && lua_type(L, 1) == LUA_TNUMBER) {
+    double base = lua_tonumber(L, 1);
+    if (base <= 0) return binary(L, CNN_POW, "pow");
+    lcnn_push(L, cnn_op_unary(CNN_RPOW_SCALAR, y, base, 0), "pow");
+    return 1;
+  }
+  return binary(L, CNN_POW, "pow");
+}
+
+static int unary(lua_State *L, cnn_unop op, const char *fn, double p0, double p1) {
+  cnn_tensor *x = lcnn_check(L, 1, fn);
+  lcnn_push(L, cnn_op_unary(op, x, p0, p1), fn);
+  return 1;
+}
+
+static int m_neg(lua_State *L) { return unary(L, CNN_NEG, "neg", 0, 0); }
+static int m_exp(lua_State *L) { return unary(L, CNN_EXP, "exp", 0, 0); }
+static int m_log(lua_State *L) { return unary(L, CNN_LOG, "log", 0, 0); }
+static int m_sqrt(lua_State *L) { return unary(L, CNN_SQRT, "sqrt", 0, 0); }
+static int m_abs(lua_State *L) { return unary(L, CNN_ABS, "abs", 0, 0); }
+static int m_relu(lua_State *L) { return unary(L, CNN_RELU, "relu", 0, 0); }
+static int m_sigmoid(lua_State *L) { return unary(L, CNN_SIGMOID, "sigmoid", 0, 0); }
+static int m_tanh(lua_State *L) { return unary(L, CNN_TANH, "tanh", 0, 0); }
+static int m_sign(lua_State *L) { return unary(L, CNN_SIGN, "sign", 0, 0); }
+
+static void clamp_bounds(lua_State *L, const char *fn, double *lo, double *hi) {
+  *lo = lua_isnoneornil(L, 2) ? -INFINITY : (lua_type(L, 2) == LUA_TNUMBER ? lua_tonumber(L, 2) : NAN);
+  *hi = lua_isnoneornil(L, 3) ? INFINITY : (lua_type(L, 3) == LUA_TNUMBER ? lua_tonumber(L, 3) : NAN);
+  if (*lo != *lo || *hi != *hi) lcnn_error(L, fn, "bounds must be numbers or nil");
+  if (lua_isnoneornil(L, 2) && lua_isnoneornil(L, 3)) lcnn_error(L, fn, "at least one of lo and hi must be given");
+}
+
+static int m_clamp(lua_State *L) {
+  double lo, hi;
+  lcnn_check(L, 1, "clamp");
+  clamp_bounds(L, "clamp", &lo, &hi);
+  return unary(L, CNN_CLAMP, "clamp", lo, hi);
+}
+
+/* ---- in place: return self ---- */
+
+static int inplace_binary(lua_State *L, cnn_binop op, const char *fn) {
+  cnn_tensor *t = lcnn_check(L, 1, fn);
+  cnn_tensor *o = lcnn_operand(L, 2, fn, t);
+  int rc = cnn_op_binary_(op, t, o);
+  cnn_tensor_release(o);
+  if (rc) return lcnn_fail(L, fn);
+  lua_settop(L, 1);
+  return 1;
+}
+
+static int m_add_(lua_State *L) {
+  if (lua_gettop(L) >= 3) { /* t:add_(other, alpha) : t += alpha * other */
+    cnn_tensor *t = lcnn_check(L, 1, "add_");
+    cnn_tensor *o = lcnn_operand(L, 2, "add_", t);
+    lua_Number alpha = luaL_checknumber(L, 3);
+    int rc = cnn_op_check_inplace(t);
+    if (!rc) rc = cnn_ew_axpy_(t, alpha, o);
+    if (!rc) t->storage->version++;
+    cnn_tensor_release(o);
+    if (rc) return lcnn_fail(L, "add_");
+    lua_settop(L, 1);
+    return 1;
+  }
+  return inplace_binary(L, CNN_ADD, "add_");
+}
+static int m_sub_(lua_State *L) { return inplace_binary(L, CNN_SUB, "sub_"); }
+static int m_mul_(lua_State *L) { return inplace_binary(L, CNN_MUL, "mul_"); }
+static int m_div_(lua_State *L) { return inplace_binary(L, CNN_DIV, "div_"); }
+
+static int m_clamp_(lua_State *L) {
+  double lo, hi;
+  cnn_tensor *t = lcnn_check(L, 1, "clamp_");
+  clamp_bounds(L, "clamp_", &lo, &hi);
+  if (cnn_op_unary_(CNN_CLAMP, t, lo, hi)) return lcnn_fail(L, "clamp_");
+  lua_settop(L, 1);
+  return 1;
+}
+
+static int m_fill_(lua_State *L) {
+  cnn_tensor *t = lcnn_check(L, 1, "fill_");
+  if (cnn_op_fill_(t, luaL_checknumber(L, 2))) return lcnn_fail(L, "fill_");
+  lua_settop(L, 1);
+  return 1;
+}
+
+static int m_zero_(lua_State *L) {
+  cnn_tensor *t = lcnn_check(L, 1, "zero_");
+  if (cnn_op_fill_(t, 0)) return lcnn_fail(L, "zero_");
+  lua_settop(L, 1);
+  return 1;
+}
+
+static int m_copy_(lua_State *L) {
+  cnn_tensor *t = lcnn_check(L, 1, "copy_");
+  cnn_tensor *s = lcnn_check(L, 2, "copy_");
+  if (cnn_op_copy_(t, s)) return lcnn_fail(L, "copy_");
+  lua_settop(L, 1);
+  return 1;
+}
+
+static int m_uniform_(lua_State *L) {
+  cnn_tensor *t = lcnn_check(L, 1, "uniform_");
+  double a = luaL_optnumber(L, 2, 0), b = luaL_optnumber(L, 3, 1);
+  if (!(a <= b)) return lcnn_error(L, "uniform_", "expects a <= b, got a=%g, b=%g", a, b);
+  if (cnn_op_uniform_(t, a, b)) return lcnn_fail(L, "uniform_");
+  lua_settop(L, 1);
+  return 1;
+}
+
+static int m_normal_(lua_State *L) {
+  cnn_tensor *t = lcnn_check(L, 1, "normal_");
+  double m = luaL_optnumber(L, 2, 0), s = luaL_optnumber(L, 3, 1);
+  if (!(s >= 0)) return lcnn_error(L, "normal_", "std must be non-negative, got %g", s);
+  if (cnn_op_normal_(t, m, s)) return lcnn_fail(L, "normal_");
+  lua_settop(L, 1);
+  return 1;
+}
+
+/* ---- reductions: t:sum(), t:sum(d), t:sum(d, keepdim) ---- */
+
+static int reduce_dim(lua_State *L, int idx, const char *fn, const cnn_tensor *t) {
+  return lua_isnoneornil(L, idx) ? CNN_ALL_DIMS : lcnn_dim(L, idx, fn, t->ndim, 0);
+}
+
+static int m_sum(lua_State *L) {
+  cnn_tensor *t = lcnn_check(L, 1, "sum");
+  int d = reduce_dim(L, 2, "sum", t);
+  lcnn_push(L, cnn_op_sum(t, d, lua_toboolean(L, 3)), "sum");
+  return 1;
+}
+
+static int m_mean(lua_State *L) {
+  cnn_tensor *t = lcnn_check(L, 1, "mean");
+  int d = reduce_dim(L, 2, "mean", t);
+  lcnn_push(L, cnn_op_mean(t, d, lua_toboolean(L, 3)), "mean");
+  return 1;
+}
+
+/* t:var(d, keepdim, {unbiased=true}) */
+static int var_like(lua_State *L, const char *fn, bool sd) {
+  static const char *const known[] = {"unbiased", NULL};
+  cnn_tensor *t = lcnn_check(L, 1, fn);
+  int opts = lua_istable(L, 2) ? 2 : 4;
+  int d = opts == 2 ? CNN_ALL_DIMS : reduce_dim(L, 2, fn, t);
+  lcnn_options(L, opts, fn, known);
+  bool unbiased = lcnn_opt_bool(L, opts, "unbiased", 1);
+  bool keep = opts == 4 && lua_toboolean(L, 3);
+  lcnn_push(L, sd ? cnn_op_std(t, d, unbiased, keep) : cnn_op_var(t, d, unbiased, keep), fn);
+  return 1;
+}
+
+static int m_var(lua_State *L) { return var_like(L, "var", false); }
+static int m_std(lua_State *L) { return var_like(L, "std", true); }
+
+/* values and 1-based indices (over a dim) or the value alone (over all). */
+static int extreme(lua_State *L, bool is_max, bool arg) {
+  const char *fn = arg ? (is_max ? "argmax" : "argmin") : (is_max ? "max" : "min");
+  cnn_tensor *t = lcnn_check(L, 1, fn);
+  int d = reduce_dim(L, 2, fn, t);
+  bool keep = lua_toboolean(L, 3);
+  cnn_tensor *v = NULL, *i = NULL;
+  if (arg && d == CNN_ALL_DIMS) { /* index into the flattened tensor, as PyTorch */
+    cnn_tensor *flat = cnn_tensor_reshape(t, 1, (int64_t[]){-1});
+    if (!flat) return lcnn_fail(L, fn);
+    int rc = is_max ? cnn_op_max(flat, 0, false, &v, &i) : cnn_op_min(flat, 0, false, &v, &i);
+    cnn_tensor_release(flat);
+    if (rc) return lcnn_fail(L, fn);
+  } else if (is_max ? cnn_op_max(t, d, keep, &v, arg || d != CNN_ALL_DIMS ? &i : NULL)
+                    : cnn_op_min(t, d, keep, &v, arg || d != CNN_ALL_DIMS ? &i : NULL)) {
+    return lcnn_fail(L, fn);
+  }
+  if (i) { /* to Lua's 1-based indices; a copy, since the autograd node saved the 0-based ones */
+    cnn_tensor *i1 = cnn_ew_unary(CNN_ADD_SCALAR, i, 1, 0);
+    cnn_tensor_release(i);
+    i = i1;
+    if (!i) {
+      cnn_tensor_release(v);
+      return lcnn_fail(L, fn);
+    }
+  }
+  if (arg) {
+    cnn_tensor_release(v);
+    lcnn_push(L, i, fn);
+    return 1;
+  }
+  lcnn_push(L, v, fn);
+  if (!i) return 1;
+  lcnn_push(L, i, fn);
+  return 2;
+}
+
+static int m_max(lua_State *L) {
+  if (lcnn_test(L, 2)) return binary(L, CNN_MAXIMUM, "max");
+  return extreme(L, true, false);
+}
+static int m_min(lua_State *L) {
+  if (lcnn_test(L, 2)) return binary(L, CNN_MINIMUM, "min");
+  return extreme(L, false, false);
+}
+static int m_argmax(lua_State *L) { return extreme(L, true, true); }
+static int m_argmin(lua_State *L) { return extreme(L, false, true); }
+
+/* ---- matrix products ---- */
+
+static int m_matmul(lua_State *L) {
+  cnn_tensor *a = lcnn_check(L, 1, "matmul"), *b = lcnn_check(L, 2, "matmul");
+  lcnn_push(L, cnn_op_matmul(a, b), "matmul");
+  return 1;
+}
+
+static int m_mm(lua_State *L) {
+  cnn_tensor *a = lcnn_check(L, 1, "mm"), *b = lcnn_check(L, 2, "mm");
+  lcnn_push(L, cnn_op_mm(a, b), "mm");
+  return 1;
+}
+
+static int m_unm(lua_State *L) { return unary(L, CNN_NEG, "neg", 0, 0); }
+
+void lcnn_open_math(lua_State *L, int methods) {
+  static const luaL_Reg m[] = {
+      {"add", m_add}, {"sub", m_sub}, {"mul", m_mul}, {"div", m_div}, {"pow", m_pow}, {"neg", m_neg},
+      {"exp", m_exp}, {"log", m_log}, {"sqrt", m_sqrt}, {"abs", m_abs}, {"relu", m_relu},
+      {"sigmoid", m_sigmoid}, {"tanh", m_tanh}, {"sign", m_sign}, {"clamp", m_clamp}, {"eq", m_eq},
+      {"ne", m_ne}, {"lt", m_lt}, {"le", m_le}, {"gt", m_gt}, {"ge", m_ge}, {"maximum", m_maximum},
+      {"minimum", m_minimum}, {"add_", m_add_}, {"sub_", m_sub_}, {"mul_", m_mul_}, {"div_", m_div_},
+      {"clamp_", m_clamp_}, {"fill_", m_fill_}, {"zero_", m_zero_}, {"copy_", m_copy_},
+      {"uniform_", m_uniform_}, {"normal_", m_normal_}, {"sum", m_sum}, {"mean", m_mean}, {"var", m_var},
+      {"std", m_std}, {"max", m_max}, {"min", m_min}, {"argmax", m_argmax}, {"argmin", m_argmin},
+      {"matmul", m_matmul}, {"mm", m_mm}, {NULL, NULL}};
+  lua_pushvalue(L, methods);
+  luaL_setfuncs(L, m, 0);
+  lua_pop(L, 1);
+  luaL_getmetatable(L, LCNN_TENSOR);
+  static const luaL_Reg ops[] = {{"__add", m_add}, {"__sub", m_sub}, {"__mul", m_mul}, {"__div", m_div},
+                                 {"__pow", m_pow}, {"__unm", m_unm}, {NULL, NULL}};
+  luaL_setfuncs(L, ops, 0);
+  lua_pop(L, 1);
+  /* module-level forms: cnn.matmul(a, b) etc. */
+  static const luaL_Reg mod[] = {{"matmul", m_matmul}, {"mm", m_mm}, {"maximum", m_maximum}, {"minimum", m_minimum},
+                                 {NULL, NULL}};
+  luaL_setfuncs(L, mod, 0);
+}

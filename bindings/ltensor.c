@@ -1,0 +1,413 @@
+/* Tensor userdata: metamethods (indexing, fields, lifetime, printing) and the inspection and
+ * view methods. Lua is 1-based: dims and indices are converted here, at the boundary. */
+#include "lcnn.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "cnn/autograd.h"
+#include "cnn/error.h"
+#include "cnn/format.h"
+#include "cnn/ops.h"
+
+#define SELF(fn) lcnn_check(L, 1, fn)
+
+/* ---- lifetime ---- */
+
+static int t_gc(lua_State *L) {
+  cnn_tensor **box = luaL_checkudata(L, 1, LCNN_TENSOR);
+  cnn_tensor_release(*box);
+  *box = NULL;
+  return 0;
+}
+
+/* ---- fields and indexing ---- */
+
+static int push_index(lua_State *L, cnn_tensor *t, lua_Integer i) {
+  if (t->ndim == 0) return lcnn_error(L, "index", "cannot index a 0-d tensor (use item())");
+  if (i == 0 || i > t->size[0] || i < -t->size[0])
+    return lcnn_error(L, "index", "index %lld is out of range for dimension 1 of size %lld", (long long)i,
+                      (long long)t->size[0]);
+  int64_t c = i > 0 ? i - 1 : i + t->size[0];
+  if (t->ndim == 1) {
+    double v = cnn_tensor_get(t, &c);
+    if (t->dtype == CNN_INT64) lua_pushinteger(L, (lua_Integer)v);
+    else lua_pushnumber(L, v);
+    return 1;
+  }
+  lcnn_push(L, cnn_op_select(t, 0, c), "index");
+  return 1;
+}
+
+static int t_index(lua_State *L) {
+  cnn_tensor *t = SELF("index");
+  if (lua_isinteger(L, 2)) return push_index(L, t, lua_tointeger(L, 2));
+  const char *k = lua_tostring(L, 2);
+  if (lua_type(L, 2) == LUA_TSTRING) {
+    if (strcmp(k, "requires_grad") == 0) {
+      lua_pushboolean(L, t->requires_grad);
+      return 1;
+    }
+    if (strcmp(k, "grad") == 0) {
+      lcnn_push_or_nil(L, t->grad);
+      return 1;
+    }
+    if (strcmp(k, "grad_fn") == 0) {
+      if (t->grad_fn) lua_pushstring(L, t->grad_fn->name);
+      else lua_pushnil(L);
+      return 1;
+    }
+    if (strcmp(k, "is_leaf") == 0) {
+      lua_pushboolean(L, t->grad_fn == NULL);
+      return 1;
+    }
+  }
+  lua_pushvalue(L, 2);
+  lua_rawget(L, lua_upvalueindex(1));
+  return 1;
+}
+
+static int t_newindex(lua_State *L) {
+  cnn_tensor *t = SELF("newindex");
+  if (lua_isinteger(L, 2)) {
+    lua_Integer i = lua_tointeger(L, 2);
+    if (t->ndim == 0) return lcnn_error(L, "newindex", "cannot index a 0-d tensor");
+    if (i == 0 || i > t->size[0] || i < -t->size[0])
+      return lcnn_error(L, "newindex", "index %lld is out of range for dimension 1 of size %lld", (long long)i,
+                        (long long)t->size[0]);
+    if (cnn_op_check_inplace(t)) return lcnn_fail(L, "newindex");
+    cnn_tensor *row = cnn_tensor_select(t, 0, i > 0 ? i - 1 : i + t->size[0]);
+    if (!row) return lcnn_fail(L, "newindex");
+    cnn_tensor *v = lua_type(L, 3) == LUA_TNUMBER ? NULL : lcnn_test(L, 3);
+    if (lua_type(L, 3) != LUA_TNUMBER && !v) {
+      cnn_tensor_release(row);
+      return lcnn_error(L, "newindex", "expected a number or a tensor to assign, got %s", luaL_typename(L, 3));
+    }
+    int rc = v ? cnn_op_copy_(row, v) : cnn_op_fill_(row, lua_tonumber(L, 3));
+    cnn_tensor_release(row);
+    if (rc) return lcnn_fail(L, "newindex");
+    return 0;
+  }
+  const char *k = lua_tostring(L, 2);
+  if (k && strcmp(k, "requires_grad") == 0) {
+    lua_settop(L, 3);
+    lua_getfield(L, 1, "requires_grad_");
+    lua_pushvalue(L, 1);
+    lua_pushvalue(L, 3);
+    lua_call(L, 2, 0);
+    return 0;
+  }
+  if (k && strcmp(k, "grad") == 0) {
+    cnn_tensor *g = NULL;
+    if (!lua_isnil(L, 3)) {
+      g = lcnn_check(L, 3, "grad");
+      if (!cnn_tensor_same_shape(g, t) || g->dtype != t->dtype)
+        return lcnn_error(L, "grad", "assigned gradient must have the tensor's shape and dtype");
+    }
+    cnn_tensor_release(t->grad);
+    t->grad = cnn_tensor_retain(g);
+    return 0;
+  }
+  return lcnn_error(L, "newindex", "cannot set field '%s' of a tensor", k ? k : luaL_typename(L, 2));
+}
+
+static int t_len(lua_State *L) {
+  cnn_tensor *t = SELF("len");
+  if (t->ndim == 0) return lcnn_error(L, "len", "a 0-d tensor has no length");
+  lua_pushinteger(L, t->size[0]);
+  return 1;
+}
+
+static int t_tostring(lua_State *L) {
+  cnn_tensor **box = luaL_checkudata(L, 1, LCNN_TENSOR);
+  if (!*box) {
+    lua_pushstring(L, "tensor(<closed>)");
+    return 1;
+  }
+  char *s = cnn_format_tensor(*box);
+  if (!s) return lcnn_fail(L, "tostring");
+  lua_pushstring(L, s);
+  free(s);
+  return 1;
+}
+
+/* ---- inspection ---- */
+
+static int t_shape(lua_State *L) {
+  cnn_tensor *t = SELF("shape");
+  lua_createtable(L, t->ndim, 0);
+  for (int d = 0; d < t->ndim; d++) {
+    lua_pushinteger(L, t->size[d]);
+    lua_rawseti(L, -2, d + 1);
+  }
+  return 1;
+}
+
+static int t_size(lua_State *L) {
+  cnn_tensor *t = SELF("size");
+  if (lua_isnoneornil(L, 2)) return t_shape(L);
+  int d = lcnn_dim(L, 2, "size", t->ndim, 0);
+  if (t->ndim == 0) return lcnn_error(L, "size", "a 0-d tensor has no dimensions");
+  lua_pushinteger(L, t->size[d < 0 ? d + t->ndim : d]);
+  return 1;
+}
+
+static int t_stride(lua_State *L) {
+  cnn_tensor *t = SELF("stride");
+  lua_createtable(L, t->ndim, 0);
+  for (int d = 0; d < t->ndim; d++) {
+    lua_pushinteger(L, t->stride[d]);
+    lua_rawseti(L, -2, d + 1);
+  }
+  return 1;
+}
+
+static int t_dim(lua_State *L) {
+  lua_pushinteger(L, SELF("dim")->ndim);
+  return 1;
+}
+
+static int t_numel(lua_State *L) {
+  lua_pushinteger(L, cnn_tensor_numel(SELF("numel")));
+  return 1;
+}
+
+static int t_dtype(lua_State *L) {
+  lua_pushstring(L, cnn_dtype_name(SELF("dtype")->dtype));
+  return 1;
+}
+
+static int t_is_contiguous(lua_State *L) {
+  lua_pushboolean(L, cnn_tensor_is_contiguous(SELF("is_contiguous")));
+  return 1;
+}
+
+static int t_version(lua_State *L) {
+  lua_pushinteger(L, (lua_Integer)SELF("_version")->storage->version);
+  return 1;
+}
+
+static void push_element(lua_State *L, const cnn_tensor *t, double v) {
+  if (t->dtype == CNN_INT64) lua_pushinteger(L, (lua_Integer)v);
+  else lua_pushnumber(L, v);
+}
+
+static int t_item(lua_State *L) {
+  cnn_tensor *t = SELF("item");
+  if (cnn_tensor_numel(t) != 1)
+    return lcnn_error(L, "item", "only a one-element tensor converts to a number (this one has %lld)",
+                      (long long)cnn_tensor_numel(t));
+  push_element(L, t, cnn_tensor_get_flat(t, 0));
+  return 1;
+}
+
+/* Nested tables, built dim by dim without recursion limits mattering (ndim <= CNN_MAX_DIMS). */
+static void push_table(lua_State *L, const cnn_tensor *t, int d, int64_t *idx) {
+  if (d == t->ndim) {
+    push_element(L, t, cnn_tensor_get(t, idx));
+    return;
+  }
+  lua_createtable(L, (int)(t->size[d] < 1 << 30 ? t->size[d] : 0), 0);
+  for (int64_t i = 0; i < t->size[d]; i++) {
+    idx[d] = i;
+    push_table(L, t, d + 1, idx);
+    lua_rawseti(L, -2, i + 1);
+  }
+}
+
+static int t_totable(lua_State *L) {
+  cnn_tensor *t = SELF("totable");
+  int64_t idx[CNN_MAX_DIMS] = {0};
+  luaL_checkstack(L, CNN_MAX_DIMS + 4, "totable");
+  push_table(L, t, 0, idx);
+  return 1;
+}
+
+/* ---- views ---- */
+
+static int t_select(lua_State *L) {
+  cnn_tensor *t = SELF("select");
+  if (t->ndim == 0) return lcnn_error(L, "select", "cannot select from a 0-d tensor");
+  int d = lcnn_dim(L, 2, "select", t->ndim, 0);
+  int dd = d < 0 ? d + t->ndim : d;
+  lua_Integer i = luaL_checkinteger(L, 3);
+  if (i == 0 || i > t->size[dd] || i < -t->size[dd])
+    return lcnn_error(L, "select", "index %lld is out of range for dimension %d of size %lld", (long long)i, dd + 1,
+                      (long long)t->size[dd]);
+  lcnn_push(L, cnn_op_select(t, dd, i > 0 ? i - 1 : i + t->size[dd]), "select");
+  return 1;
+}
+
+static int t_narrow(lua_State *L) {
+  cnn_tensor *t = SELF("narrow");
+  if (t->ndim == 0) return lcnn_error(L, "narrow", "cannot narrow a 0-d tensor");
+  int d = lcnn_dim(L, 2, "narrow", t->ndim, 0);
+  int dd = d < 0 ? d + t->ndim : d;
+  lua_Integer start = luaL_checkinteger(L, 3), len = luaL_checkinteger(L, 4);
+  if (start == 0 || start > t->size[dd] + 1 || start < -t->size[dd])
+    return lcnn_error(L, "narrow", "start %lld is out of range for dimension %d of size %lld", (long long)start,
+                      dd + 1, (long long)t->size[dd]);
+  int64_t s0 = start > 0 ? start - 1 : start + t->size[dd];
+  lcnn_push(L, cnn_op_narrow(t, dd, s0, len), "narrow");
+  return 1;
+}
+
+static int t_transpose(lua_State *L) {
+  cnn_tensor *t = SELF("transpose");
+  int a = lcnn_dim(L, 2, "transpose", t->ndim, 0), b = lcnn_dim(L, 3, "transpose", t->ndim, 0);
+  lcnn_push(L, cnn_op_transpose(t, a, b), "transpose");
+  return 1;
+}
+
+static int t_t(lua_State *L) {
+  cnn_tensor *t = SELF("t");
+  if (t->ndim > 2) return lcnn_error(L, "t", "expects a tensor with at most 2 dimensions, got %d", t->ndim);
+  if (t->ndim < 2) lcnn_push(L, cnn_tensor_retain(t), "t");
+  else lcnn_push(L, cnn_op_transpose(t, 0, 1), "t");
+  return 1;
+}
+
+static int t_permute(lua_State *L) {
+  cnn_tensor *t = SELF("permute");
+  int dims[CNN_MAX_DIMS], n = 0;
+  int base = 2;
+  if (lua_istable(L, 2)) {
+    lua_Integer len = luaL_len(L, 2);
+    if (len != t->ndim) return lcnn_error(L, "permute", "expected %d dimensions, got %d", t->ndim, (int)len);
+    for (int i = 1; i <= len; i++) {
+      lua_geti(L, 2, i);
+      dims[n++] = lcnn_dim(L, lua_gettop(L), "permute", t->ndim, 0);
+      lua_pop(L, 1);
+    }
+  } else {
+    int top = lua_gettop(L);
+    if (top - 1 != t->ndim) return lcnn_error(L, "permute", "expected %d dimensions, got %d", t->ndim, top - 1);
+    for (int i = base; i <= top; i++) dims[n++] = lcnn_dim(L, i, "permute", t->ndim, 0);
+  }
+  lcnn_push(L, cnn_op_permute(t, dims), "permute");
+  return 1;
+}
+
+static int t_unsqueeze(lua_State *L) {
+  cnn_tensor *t = SELF("unsqueeze");
+  lcnn_push(L, cnn_op_unsqueeze(t, lcnn_dim(L, 2, "unsqueeze", t->ndim, 1)), "unsqueeze");
+  return 1;
+}
+
+static int t_squeeze(lua_State *L) {
+  cnn_tensor *t = SELF("squeeze");
+  int d = lua_isnoneornil(L, 2) ? CNN_ALL_DIMS : lcnn_dim(L, 2, "squeeze", t->ndim, 0);
+  lcnn_push(L, cnn_op_squeeze(t, d), "squeeze");
+  return 1;
+}
+
+static int t_flatten(lua_State *L) {
+  cnn_tensor *t = SELF("flatten");
+  int s = lua_isnoneornil(L, 2) ? 0 : lcnn_dim(L, 2, "flatten", t->ndim, 0);
+  int e = lua_isnoneornil(L, 3) ? -1 : lcnn_dim(L, 3, "flatten", t->ndim, 0);
+  lcnn_push(L, cnn_op_flatten(t, s, e), "flatten");
+  return 1;
+}
+
+static int reshape_like(lua_State *L, const char *fn, cnn_tensor *(*op)(const cnn_tensor *, int, const int64_t *)) {
+  cnn_tensor *t = SELF(fn);
+  int64_t size[CNN_MAX_DIMS];
+  int next;
+  int n = lcnn_shape(L, 2, fn, size, &next, 1);
+  if (!lua_isnoneornil(L, next)) return lcnn_error(L, fn, "expected sizes (integers or one table), got %s", luaL_typename(L, next));
+  lcnn_push(L, op(t, n, size), fn);
+  return 1;
+}
+
+static int t_view(lua_State *L) { return reshape_like(L, "view", cnn_op_view); }
+static int t_reshape(lua_State *L) { return reshape_like(L, "reshape", cnn_op_reshape); }
+static int t_expand(lua_State *L) { return reshape_like(L, "expand", cnn_op_expand); }
+
+static int t_contiguous(lua_State *L) {
+  lcnn_push(L, cnn_op_contiguous(SELF("contiguous")), "contiguous");
+  return 1;
+}
+
+static int t_clone(lua_State *L) {
+  lcnn_push(L, cnn_op_clone(SELF("clone")), "clone");
+  return 1;
+}
+
+static int t_float(lua_State *L) {
+  lcnn_push(L, cnn_op_to_dtype(SELF("float"), CNN_FLOAT32), "float");
+  return 1;
+}
+
+static int t_long(lua_State *L) {
+  lcnn_push(L, cnn_op_to_dtype(SELF("long"), CNN_INT64), "long");
+  return 1;
+}
+
+static int t_to(lua_State *L) {
+  cnn_tensor *t = SELF("to");
+  luaL_checktype(L, 2, LUA_TSTRING);
+  lua_createtable(L, 0, 1);
+  lua_pushvalue(L, 2);
+  lua_setfield(L, -2, "dtype");
+  cnn_dtype dt = lcnn_opt_dtype(L, lua_gettop(L), "to", t->dtype);
+  lcnn_push(L, cnn_op_to_dtype(t, dt), "to");
+  return 1;
+}
+
+/* 1-based int64 indices -> 0-based copy; the check of each index is the runtime's. */
+static cnn_tensor *zero_based(lua_State *L, int idx, const char *fn) {
+  cnn_tensor *i = lcnn_check(L, idx, fn);
+  if (i->dtype != CNN_INT64) lcnn_error(L, fn, "indices must be an int64 tensor, got %s", cnn_dtype_name(i->dtype));
+  if (i->ndim > 1) lcnn_error(L, fn, "indices must be 0-d or 1-d, got %d dimensions", i->ndim);
+  cnn_tensor *one = cnn_tensor_scalar(CNN_INT64, 1);
+  cnn_tensor *r = one ? cnn_ew_binary(CNN_SUB, i, one) : NULL;
+  cnn_tensor_release(one);
+  if (!r) lcnn_fail(L, fn);
+  return r;
+}
+
+static int t_index_select(lua_State *L) {
+  cnn_tensor *t = SELF("index_select");
+  int d = lcnn_dim(L, 2, "index_select", t->ndim, 0);
+  cnn_tensor *idx = zero_based(L, 3, "index_select");
+  int64_t n = cnn_tensor_numel(idx);
+  int dd = d < 0 ? d + (t->ndim ? t->ndim : 1) : d;
+  for (int64_t k = 0; k < n; k++) {
+    int64_t v = (int64_t)cnn_tensor_get_flat(idx, k);
+    if (t->ndim && (v < 0 || v >= t->size[dd])) {
+      cnn_tensor_release(idx);
+      return lcnn_error(L, "index_select", "index %lld is out of range for dimension %d of size %lld",
+                        (long long)v + 1, dd + 1, (long long)t->size[dd]);
+    }
+  }
+  cnn_tensor *r = cnn_op_index_select(t, d, idx);
+  cnn_tensor_release(idx);
+  lcnn_push(L, r, "index_select");
+  return 1;
+}
+
+static int t_close(lua_State *L) { return t_gc(L); }
+
+void lcnn_open_tensor(lua_State *L, int methods) {
+  static const luaL_Reg m[] = {
+      {"shape", t_shape}, {"size", t_size}, {"stride", t_stride}, {"dim", t_dim}, {"numel", t_numel},
+      {"dtype", t_dtype}, {"is_contiguous", t_is_contiguous}, {"item", t_item}, {"totable", t_totable},
+      {"select", t_select}, {"narrow", t_narrow}, {"transpose", t_transpose}, {"t", t_t}, {"permute", t_permute},
+      {"unsqueeze", t_unsqueeze}, {"squeeze", t_squeeze}, {"flatten", t_flatten}, {"view", t_view},
+      {"reshape", t_reshape}, {"expand", t_expand}, {"contiguous", t_contiguous}, {"clone", t_clone},
+      {"float", t_float}, {"long", t_long}, {"to", t_to}, {"index_select", t_index_select},
+      {"_version", t_version}, {NULL, NULL}};
+  lua_pushvalue(L, methods);
+  luaL_setfuncs(L, m, 0);
+  lua_pop(L, 1);
+  luaL_getmetatable(L, LCNN_TENSOR);
+  lua_pushvalue(L, methods);
+  lua_pushcclosure(L, t_index, 1);
+  lua_setfield(L, -2, "__index");
+  static const luaL_Reg meta[] = {{"__newindex", t_newindex}, {"__len", t_len}, {"__tostring", t_tostring},
+                                  {"__gc", t_gc}, {"__close", t_close}, {NULL, NULL}};
+  luaL_setfuncs(L, meta, 0);
+  lua_pushstring(L, "cnn.Tensor");
+  lua_setfield(L, -2, "__name");
+  lua_pop(L, 1);
+}

@@ -1,0 +1,23 @@
+/* The runtime's one allocator for tensor storage: 64-byte aligned blocks, rounded up to size
+ * classes (four per power of two) and kept on per-class free lists when released, so a training
+ * step that frees and re-requests the same sizes reaches the OS only on its first pass. */
+#ifndef CNN_ALLOC_H
+#define CNN_ALLOC_H
+
+#include <stddef.h>
+
+/* Returns a block of at least nbytes (64-byte aligned), or NULL with the error set when the
+ * request exceeds the machine's memory or the OS refuses it. nbytes == 0 gives a valid block. */
+void *cnn_alloc(size_t nbytes);
+/* Returns a block from cnn_alloc to the cache; nbytes must be the size it was requested with. */
+void cnn_free(void *p, size_t nbytes);
+
+/* Bytes currently handed out (requested sizes), bytes sitting in the cache. */
+size_t cnn_alloc_live_bytes(void);
+size_t cnn_alloc_cached_bytes(void);
+/* Releases every cached block to the OS. */
+void cnn_alloc_trim(void);
+/* Upper bound on cached bytes (default: 1 GiB); beyond it, released blocks go back to the OS. */
+void cnn_alloc_set_cache_limit(size_t nbytes);
+
+#endif

@@ -1,0 +1,58 @@
+/* The differentiable tensor ops: each runs its kernel and, when grad mode is on and an input
+ * requires grad, records an autograd node whose backward sits beside the forward in ops_*.c.
+ * This is the layer the bindings call. Dims and indices are 0-based (negative wrap, -1 = last).
+ * Functions returning cnn_tensor * return a new reference, or NULL with the error set. */
+#ifndef CNN_OPS_H
+#define CNN_OPS_H
+
+#include "elementwise.h"
+#include "reduce.h"
+#include "tensor.h"
+
+/* ops_arith.c */
+cnn_tensor *cnn_op_binary(cnn_binop op, const cnn_tensor *a, const cnn_tensor *b);
+cnn_tensor *cnn_op_unary(cnn_unop op, const cnn_tensor *x, double p0, double p1);
+/* In place: t = t op other / f(t). Refused (error) on a tensor that requires grad while grad mode
+ * is on; bumps the storage version. */
+int cnn_op_binary_(cnn_binop op, cnn_tensor *t, const cnn_tensor *other);
+int cnn_op_unary_(cnn_unop op, cnn_tensor *t, double p0, double p1);
+int cnn_op_fill_(cnn_tensor *t, double v);
+int cnn_op_copy_(cnn_tensor *t, const cnn_tensor *src);
+int cnn_op_uniform_(cnn_tensor *t, double lo, double hi);
+int cnn_op_normal_(cnn_tensor *t, double mean, double std);
+/* Checks that t may be written in place; returns 0 or -1 with the error set. */
+int cnn_op_check_inplace(const cnn_tensor *t);
+
+/* ops_reduce.c (dim == CNN_ALL_DIMS: all) */
+cnn_tensor *cnn_op_sum(const cnn_tensor *x, int dim, bool keepdim);
+cnn_tensor *cnn_op_mean(const cnn_tensor *x, int dim, bool keepdim);
+cnn_tensor *cnn_op_var(const cnn_tensor *x, int dim, bool unbiased, bool keepdim);
+cnn_tensor *cnn_op_std(const cnn_tensor *x, int dim, bool unbiased, bool keepdim);
+/* max/min over dim: values (differentiable) and 0-based int64 indices. Over all (CNN_ALL_DIMS):
+ * values only (indices NULL), the gradient shared evenly among ties. */
+int cnn_op_max(const cnn_tensor *x, int dim, bool keepdim, cnn_tensor **values, cnn_tensor **indices);
+int cnn_op_min(const cnn_tensor *x, int dim, bool keepdim, cnn_tensor **values, cnn_tensor **indices);
+
+/* ops_linalg.c */
+cnn_tensor *cnn_op_matmul(const cnn_tensor *a, const cnn_tensor *b);
+cnn_tensor *cnn_op_mm(const cnn_tensor *a, const cnn_tensor *b);
+
+/* ops_shape.c: views (sharing storage) and copies, with gradients. */
+cnn_tensor *cnn_op_select(const cnn_tensor *t, int dim, int64_t index);
+cnn_tensor *cnn_op_narrow(const cnn_tensor *t, int dim, int64_t start, int64_t length);
+cnn_tensor *cnn_op_transpose(const cnn_tensor *t, int d0, int d1);
+cnn_tensor *cnn_op_permute(const cnn_tensor *t, const int *dims);
+cnn_tensor *cnn_op_unsqueeze(const cnn_tensor *t, int dim);
+cnn_tensor *cnn_op_squeeze(const cnn_tensor *t, int dim);
+cnn_tensor *cnn_op_expand(const cnn_tensor *t, int ndim, const int64_t *size);
+cnn_tensor *cnn_op_view(const cnn_tensor *t, int ndim, const int64_t *size);
+cnn_tensor *cnn_op_reshape(const cnn_tensor *t, int ndim, const int64_t *size);
+cnn_tensor *cnn_op_flatten(const cnn_tensor *t, int start_dim, int end_dim);
+cnn_tensor *cnn_op_contiguous(const cnn_tensor *t);
+cnn_tensor *cnn_op_clone(const cnn_tensor *t);
+cnn_tensor *cnn_op_to_dtype(const cnn_tensor *t, cnn_dtype dt);
+cnn_tensor *cnn_op_index_select(const cnn_tensor *t, int dim, const cnn_tensor *idx);
+cnn_tensor *cnn_op_cat(int n, const cnn_tensor *const *ts, int dim);
+cnn_tensor *cnn_op_stack(int n, const cnn_tensor *const *ts, int dim);
+
+#endif

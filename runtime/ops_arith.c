@@ -1,0 +1,223 @@
+/* Differentiable elementwise ops (see ops.h) and the in-place writers. A binary op's backward
+ * returns gradients in the broadcast shape; the engine sums them back to each input's shape. */
+#include "cnn/autograd.h"
+#include "cnn/error.h"
+#include "cnn/ops.h"
+#include "cnn/random.h"
+#include "scratch.h"
+
+#include <math.h>
+
+static bool is_comparison(cnn_binop op) { return op >= CNN_EQ; }
+
+static const char *binop_name(cnn_binop op) {
+  switch (op) {
+  case CNN_ADD: return "AddBackward";
+  case CNN_SUB: return "SubBackward";
+  case CNN_MUL: return "MulBackward";
+  case CNN_DIV: return "DivBackward";
+  case CNN_POW: return "PowBackward";
+  case CNN_MAXIMUM: return "MaximumBackward";
+  case CNN_MINIMUM: return "MinimumBackward";
+  default: return "CompareBackward";
+  }
+}
+
+/* saved: a, b, out; iargs[0] = op */
+static int binary_backward(cnn_node *n, cnn_tensor *const *gout, cnn_tensor **gin) {
+  cnn_tensor *a, *b, *out, *g = gout[0];
+  if (!g || cnn_ag_saved(n, 0, &a) || cnn_ag_saved(n, 1, &b) || cnn_ag_saved(n, 2, &out)) return g ? -1 : 0;
+  scratch s = {0};
+  bool na = cnn_node_needs_grad(n, 0), nb = cnn_node_needs_grad(n, 1);
+  cnn_tensor *ga = NULL, *gb = NULL;
+  switch ((cnn_binop)n->iargs[0]) {
+  case CNN_ADD:
+    ga = g, gb = g;
+    break;
+  case CNN_SUB:
+    ga = g, gb = nb ? sc_un(&s, CNN_NEG, g, 0, 0) : NULL;
+    break;
+  case CNN_MUL:
+    ga = na ? sc_bin(&s, CNN_MUL, g, b) : NULL;
+    gb = nb ? sc_bin(&s, CNN_MUL, g, a) : NULL;
+    break;
+  case CNN_DIV: /* d(a/b) = g/b, -g*out/b */
+    ga = na ? sc_bin(&s, CNN_DIV, g, b) : NULL;
+    gb = nb ? sc_un(&s, CNN_NEG, sc_bin(&s, CNN_DIV, sc_bin(&s, CNN_MUL, g, out), b), 0, 0) : NULL;
+    break;
+  case CNN_POW: /* d(a^b) = g*b*a^(b-1), g*out*log(a) */
+    ga = na ? sc_bin(&s, CNN_MUL, g, sc_bin(&s, CNN_MUL, b, sc_bin(&s, CNN_POW, a, sc_un(&s, CNN_ADD_SCALAR, b, -1, 0))))
+            : NULL;
+    if (nb) {
+      /* where a == 0 and b >= 0 the limit of out*log(a) is 0, not nan */
+      cnn_tensor *la = sc_un(&s, CNN_LOG, a, 0, 0), *t = sc_bin(&s, CNN_MUL, out, la);
+      cnn_tensor *zero = sc_keep(&s, cnn_tensor_scalar(CNN_FLOAT32, 0));
+      cnn_tensor *safe = sc_keep(&s, cnn_ew_where(sc_bin(&s, CNN_EQ, out, zero), zero, t));
+      gb = sc_bin(&s, CNN_MUL, g, safe);
+    }
+    break;
+  case CNN_MAXIMUM:
+  case CNN_MINIMUM: { /* the gradient goes to the chosen side; ties split evenly */
+    cnn_binop win = n->iargs[0] == CNN_MAXIMUM ? CNN_GT : CNN_LT;
+    cnn_tensor *half = sc_un(&s, CNN_MUL_SCALAR, sc_bin(&s, CNN_EQ, a, b), 0.5, 0);
+    ga = na ? sc_bin(&s, CNN_MUL, g, sc_bin(&s, CNN_ADD, sc_bin(&s, win, a, b), half)) : NULL;
+    gb = nb ? sc_bin(&s, CNN_MUL, g, sc_bin(&s, CNN_ADD, sc_bin(&s, win, b, a), half)) : NULL;
+    break;
+  }
+  default:
+    break;
+  }
+  if (s.failed) return sc_result(&s, NULL), -1;
+  gin[0] = na ? cnn_tensor_retain(ga) : NULL;
+  gin[1] = nb ? cnn_tensor_retain(gb) : NULL;
+  sc_result(&s, NULL);
+  return 0;
+}
+
+cnn_tensor *cnn_op_binary(cnn_binop op, const cnn_tensor *a, const cnn_tensor *b) {
+  const cnn_tensor *in[2] = {a, b};
+  bool record = !is_comparison(op) && cnn_ag_any_requires(2, in);
+  cnn_tensor *out = cnn_ew_binary(op, a, b);
+  if (!out || !record) return out;
+  const cnn_tensor *saves[3] = {a, b, out};
+  cnn_node *n = cnn_ag_record(out, binop_name(op), binary_backward, 2, in, 3, saves);
+  if (!n) {
+    cnn_tensor_release(out);
+    return NULL;
+  }
+  n->iargs[0] = op;
+  return out;
+}
+
+static const char *unop_name(cnn_unop op) {
+  switch (op) {
+  case CNN_NEG: return "NegBackward";
+  case CNN_EXP: return "ExpBackward";
+  case CNN_LOG: return "LogBackward";
+  case CNN_SQRT: return "SqrtBackward";
+  case CNN_ABS: return "AbsBackward";
+  case CNN_RELU: return "ReluBackward";
+  case CNN_SIGMOID: return "SigmoidBackward";
+  case CNN_TANH: return "TanhBackward";
+  case CNN_SIGN: return "SignBackward";
+  case CNN_CLAMP: return "ClampBackward";
+  case CNN_POW_SCALAR: return "PowBackward";
+  case CNN_RPOW_SCALAR: return "PowBackward";
+  case CNN_ADD_SCALAR: return "AddBackward";
+  case CNN_MUL_SCALAR: return "MulBackward";
+  }
+  return "UnaryBackward";
+}
+
+/* saved: x, out; iargs[0] = op, args = p0, p1 */
+static int unary_backward(cnn_node *n, cnn_tensor *const *gout, cnn_tensor **gin) {
+  cnn_tensor *x, *out, *g = gout[0];
+  if (!g) return 0;
+  if (cnn_ag_saved(n, 0, &x) || cnn_ag_saved(n, 1, &out)) return -1;
+  double p0 = n->args[0], p1 = n->args[1];
+  scratch s = {0};
+  cnn_tensor *r = NULL;
+  switch ((cnn_unop)n->iargs[0]) {
+  case CNN_NEG: r = sc_un(&s, CNN_NEG, g, 0, 0); break;
+  case CNN_EXP: r = sc_bin(&s, CNN_MUL, g, out); break;
+  case CNN_LOG: r = sc_bin(&s, CNN_DIV, g, x); break;
+  case CNN_SQRT: r = sc_bin(&s, CNN_DIV, sc_un(&s, CNN_MUL_SCALAR, g, 0.5, 0), out); break;
+  case CNN_ABS: r = sc_bin(&s, CNN_MUL, g, sc_un(&s, CNN_SIGN, x, 0, 0)); break;
+  case CNN_RELU: {
+    cnn_tensor *zero = sc_keep(&s, cnn_tensor_scalar(CNN_FLOAT32, 0));
+    r = sc_bin(&s, CNN_MUL, g, sc_bin(&s, CNN_GT, out, zero));
+    break;
+  }
+  case CNN_SIGMOID: /* g * out * (1 - out) */
+    r = sc_bin(&s, CNN_MUL, sc_bin(&s, CNN_MUL, g, out),
+               sc_un(&s, CNN_ADD_SCALAR, sc_un(&s, CNN_NEG, out, 0, 0), 1, 0));
+    break;
+  case CNN_TANH: /* g * (1 - out^2) */
+    r = sc_bin(&s, CNN_MUL, g,
+               sc_un(&s, CNN_ADD_SCALAR, sc_un(&s, CNN_NEG, sc_bin(&s, CNN_MUL, out, out), 0, 0), 1, 0));
+    break;
+  case CNN_SIGN: r = sc_keep(&s, cnn_tensor_zeros(CNN_FLOAT32, g->ndim, g->size)); break;
+  case CNN_CLAMP: { /* passes where lo <= x <= hi, as PyTorch */
+    cnn_tensor *lo = sc_keep(&s, cnn_tensor_scalar(CNN_FLOAT32, p0));
+    cnn_tensor *hi = sc_keep(&s, cnn_tensor_scalar(CNN_FLOAT32, p1));
+    r = sc_bin(&s, CNN_MUL, g, sc_bin(&s, CNN_MUL, sc_bin(&s, CNN_GE, x, lo), sc_bin(&s, CNN_LE, x, hi)));
+    break;
+  }
+  case CNN_POW_SCALAR: /* g * p * x^(p-1) */
+    r = p0 == 0 ? sc_keep(&s, cnn_tensor_zeros(CNN_FLOAT32, g->ndim, g->size))
+                : sc_bin(&s, CNN_MUL, g, sc_un(&s, CNN_MUL_SCALAR, sc_un(&s, CNN_POW_SCALAR, x, p0 - 1, 0), p0, 0));
+    break;
+  case CNN_RPOW_SCALAR: /* d(c^x) = g * out * log(c) */
+    r = sc_un(&s, CNN_MUL_SCALAR, sc_bin(&s, CNN_MUL, g, out), log(p0), 0);
+    break;
+  case CNN_ADD_SCALAR: r = sc_keep(&s, cnn_tensor_retain(g)); break;
+  case CNN_MUL_SCALAR: r = sc_un(&s, CNN_MUL_SCALAR, g, p0, 0); break;
+  }
+  (void)p1;
+  gin[0] = sc_result(&s, r);
+  return gin[0] ? 0 : -1;
+}
+
+cnn_tensor *cnn_op_unary(cnn_unop op, const cnn_tensor *x, double p0, double p1) {
+  cnn_tensor *out = cnn_ew_unary(op, x, p0, p1);
+  const cnn_tensor *in[1] = {x};
+  if (!out || !cnn_ag_any_requires(1, in)) return out;
+  const cnn_tensor *saves[2] = {x, out};
+  cnn_node *n = cnn_ag_record(out, unop_name(op), unary_backward, 1, in, 2, saves);
+  if (!n) {
+    cnn_tensor_release(out);
+    return NULL;
+  }
+  n->iargs[0] = op;
+  n->args[0] = p0;
+  n->args[1] = p1;
+  return out;
+}
+
+/* ---- in place ---- */
+
+int cnn_op_check_inplace(const cnn_tensor *t) {
+  if (!cnn_ag_is_enabled() || !t->requires_grad) return 0;
+  if (!t->grad_fn)
+    return cnn_error_set("a leaf tensor that requires grad cannot be modified in place "
+                         "(wrap the update in cnn.no_grad, or detach() first)");
+  return cnn_error_set("in-place operations on tensors that are part of an autograd graph are not supported "
+                       "(use the out-of-place form)");
+}
+
+static int bump(cnn_tensor *t, int rc) {
+  if (rc == 0) t->storage->version++;
+  return rc;
+}
+
+int cnn_op_binary_(cnn_binop op, cnn_tensor *t, const cnn_tensor *other) {
+  if (cnn_op_check_inplace(t)) return -1;
+  if (t->dtype == CNN_INT64 && (other->dtype == CNN_FLOAT32 || op == CNN_DIV || op == CNN_POW))
+    return cnn_error_set("the result is float32 and cannot be written into an int64 tensor");
+  return bump(t, cnn_ew_binary_into(op, t, t, other));
+}
+
+int cnn_op_unary_(cnn_unop op, cnn_tensor *t, double p0, double p1) {
+  if (cnn_op_check_inplace(t)) return -1;
+  return bump(t, cnn_ew_unary_(op, t, p0, p1));
+}
+
+int cnn_op_fill_(cnn_tensor *t, double v) {
+  if (cnn_op_check_inplace(t)) return -1;
+  return bump(t, cnn_tensor_fill_(t, v));
+}
+
+int cnn_op_copy_(cnn_tensor *t, const cnn_tensor *src) {
+  if (cnn_op_check_inplace(t)) return -1;
+  return bump(t, cnn_tensor_copy_(t, src));
+}
+
+int cnn_op_uniform_(cnn_tensor *t, double lo, double hi) {
+  if (cnn_op_check_inplace(t)) return -1;
+  return bump(t, cnn_random_uniform_(t, lo, hi));
+}
+
+int cnn_op_normal_(cnn_tensor *t, double mean, double std) {
+  if (cnn_op_check_inplace(t)) return -1;
+  return bump(t, cnn_random_normal_(t, mean, std));
+}

@@ -1,0 +1,161 @@
+/* Differentiable reductions (see ops.h). Backward broadcasts the output gradient back over the
+ * reduced dim: with keepdim off the dim is first re-inserted, so every formula works on the
+ * keepdim shape and broadcasts against the saved input. */
+#include "cnn/autograd.h"
+#include "cnn/error.h"
+#include "cnn/ops.h"
+#include "scratch.h"
+
+#include <math.h>
+
+/* g with the reduced dim put back as size 1 (or all dims as size 1 for a full reduction). */
+static cnn_tensor *keepdim_view(scratch *s, cnn_tensor *g, const cnn_tensor *x, int dim, bool keepdim) {
+  if (dim == CNN_ALL_DIMS) {
+    int64_t ones[CNN_MAX_DIMS];
+    for (int d = 0; d < x->ndim; d++) ones[d] = 1;
+    return sc_keep(s, cnn_tensor_view(g, x->ndim, ones));
+  }
+  if (keepdim) return sc_keep(s, cnn_tensor_retain(g));
+  return sc_keep(s, cnn_tensor_unsqueeze(g, dim));
+}
+
+static double reduced_count(const cnn_tensor *x, int dim) {
+  return dim == CNN_ALL_DIMS ? (double)cnn_tensor_numel(x) : (double)x->size[dim];
+}
+
+/* saved: x, out. iargs: 0 kind, 1 dim (wrapped, or CNN_ALL_DIMS), 2 keepdim, 3 unbiased */
+enum { K_SUM, K_MEAN, K_VAR, K_STD, K_MAX, K_MIN };
+
+static int reduce_backward(cnn_node *n, cnn_tensor *const *gout, cnn_tensor **gin) {
+  cnn_tensor *x, *out, *g = gout[0];
+  if (!g) return 0;
+  if (cnn_ag_saved(n, 0, &x) || cnn_ag_saved(n, 1, &out)) return -1;
+  int kind = (int)n->iargs[0], dim = (int)n->iargs[1];
+  bool keepdim = n->iargs[2], unbiased = n->iargs[3];
+  scratch s = {0};
+  cnn_tensor *gk = keepdim_view(&s, g, x, dim, keepdim), *r = NULL;
+  double count = reduced_count(x, dim);
+  switch (kind) {
+  case K_SUM: /* broadcast g over the reduced dims */
+    r = sc_keep(&s, cnn_tensor_expand(gk, x->ndim, x->size));
+    break;
+  case K_MEAN:
+    r = sc_keep(&s, cnn_tensor_expand(sc_un(&s, CNN_MUL_SCALAR, gk, 1.0 / count, 0), x->ndim, x->size));
+    break;
+  case K_VAR:
+  case K_STD: { /* dvar/dx = 2 (x - mean) / (N - c); dstd = dvar / (2 std) */
+    cnn_tensor *mean = sc_keep(&s, dim == CNN_ALL_DIMS ? cnn_red_reduce(CNN_RED_MEAN, x, dim, false)
+                                                       : cnn_red_reduce(CNN_RED_MEAN, x, dim, true));
+    cnn_tensor *centred = sc_bin(&s, CNN_SUB, x, mean);
+    double denom = count - (unbiased ? 1 : 0);
+    if (kind == K_VAR) {
+      r = sc_bin(&s, CNN_MUL, gk, sc_un(&s, CNN_MUL_SCALAR, centred, 2.0 / denom, 0));
+    } else {
+      cnn_tensor *outk = keepdim_view(&s, out, x, dim, keepdim);
+      r = sc_bin(&s, CNN_DIV, sc_bin(&s, CNN_MUL, gk, sc_un(&s, CNN_MUL_SCALAR, centred, 1.0 / denom, 0)), outk);
+    }
+    break;
+  }
+  case K_MAX:
+  case K_MIN: {
+    if (dim == CNN_ALL_DIMS) { /* ties share the gradient evenly, as PyTorch's max() */
+      cnn_tensor *mask = sc_bin(&s, CNN_EQ, x, out);
+      cnn_tensor *cnt = sc_keep(&s, s.failed ? NULL : cnn_red_reduce(CNN_RED_SUM, mask, CNN_ALL_DIMS, false));
+      r = sc_bin(&s, CNN_MUL, mask, sc_bin(&s, CNN_DIV, g, cnt));
+    } else { /* one-hot of the saved index along dim: arange(size) shaped to broadcast at dim */
+      cnn_tensor *idx;
+      if (cnn_ag_saved(n, 2, &idx)) return sc_result(&s, NULL), -1;
+      cnn_tensor *idxk = keepdim ? sc_keep(&s, cnn_tensor_retain(idx)) : sc_keep(&s, cnn_tensor_unsqueeze(idx, dim));
+      int64_t shape[CNN_MAX_DIMS];
+      for (int d = 0; d < x->ndim; d++) shape[d] = d == dim ? x->size[d] : 1;
+      cnn_tensor *ar = sc_keep(&s, cnn_tensor_arange(0, (double)x->size[dim], 1, CNN_INT64));
+      cnn_tensor *arv = s.failed ? NULL : sc_keep(&s, cnn_tensor_view(ar, x->ndim, shape));
+      r = sc_bin(&s, CNN_MUL, sc_bin(&s, CNN_EQ, arv, idxk), gk);
+    }
+    break;
+  }
+  }
+  gin[0] = sc_result(&s, r);
+  return gin[0] ? 0 : -1;
+}
+
+static const char *kind_name[] = {"SumBackward", "MeanBackward", "VarBackward", "StdBackward",
+                                  "MaxBackward", "MinBackward"};
+
+static cnn_tensor *record(cnn_tensor *out, const cnn_tensor *x, int kind, int dim, bool keepdim, bool unbiased,
+                          const cnn_tensor *indices) {
+  const cnn_tensor *in[1] = {x};
+  if (!out || !cnn_ag_any_requires(1, in)) return out;
+  const cnn_tensor *saves[3] = {x, out, indices};
+  cnn_node *n = cnn_ag_record(out, kind_name[kind], reduce_backward, 1, in, indices ? 3 : 2, saves);
+  if (!n) {
+    cnn_tensor_release(out);
+    return NULL;
+  }
+  n->iargs[0] = kind;
+  n->iargs[1] = dim;
+  n->iargs[2] = keepdim;
+  n->iargs[3] = unbiased;
+  return out;
+}
+
+static int wrap(int dim, const cnn_tensor *x) { return dim == CNN_ALL_DIMS ? dim : cnn_dim_wrap(dim, x->ndim); }
+
+static int need_float(const cnn_tensor *x) {
+  if (x->dtype != CNN_FLOAT32) return cnn_error_set("expected a float32 tensor but got %s", cnn_dtype_name(x->dtype));
+  return 0;
+}
+
+cnn_tensor *cnn_op_sum(const cnn_tensor *x, int dim, bool keepdim) {
+  int d = wrap(dim, x);
+  if (d == -1) return NULL;
+  return record(cnn_red_reduce(CNN_RED_SUM, x, d, keepdim), x, K_SUM, d, keepdim, false, NULL);
+}
+
+cnn_tensor *cnn_op_mean(const cnn_tensor *x, int dim, bool keepdim) {
+  int d = wrap(dim, x);
+  if (d == -1 || need_float(x)) return NULL;
+  return record(cnn_red_reduce(CNN_RED_MEAN, x, d, keepdim), x, K_MEAN, d, keepdim, false, NULL);
+}
+
+cnn_tensor *cnn_op_var(const cnn_tensor *x, int dim, bool unbiased, bool keepdim) {
+  int d = wrap(dim, x);
+  if (d == -1 || need_float(x)) return NULL;
+  return record(cnn_red_var(x, d, unbiased, keepdim), x, K_VAR, d, keepdim, unbiased, NULL);
+}
+
+cnn_tensor *cnn_op_std(const cnn_tensor *x, int dim, bool unbiased, bool keepdim) {
+  int d = wrap(dim, x);
+  if (d == -1 || need_float(x)) return NULL;
+  cnn_tensor *v = cnn_red_var(x, d, unbiased, keepdim);
+  if (!v) return NULL;
+  cnn_tensor *sd = cnn_ew_unary(CNN_SQRT, v, 0, 0);
+  cnn_tensor_release(v);
+  return record(sd, x, K_STD, d, keepdim, unbiased, NULL);
+}
+
+static int extreme(bool is_max, const cnn_tensor *x, int dim, bool keepdim, cnn_tensor **values, cnn_tensor **indices) {
+  int d = wrap(dim, x);
+  if (d == -1) return -1;
+  cnn_tensor *v = NULL, *i = NULL;
+  int rc = is_max ? cnn_red_max(x, d, keepdim, &v, d == CNN_ALL_DIMS ? NULL : &i)
+                  : cnn_red_min(x, d, keepdim, &v, d == CNN_ALL_DIMS ? NULL : &i);
+  if (rc) return -1;
+  v = record(v, x, is_max ? K_MAX : K_MIN, d, keepdim, false, i);
+  if (!v) {
+    cnn_tensor_release(i);
+    return -1;
+  }
+  *values = v;
+  if (indices) *indices = i;
+  else cnn_tensor_release(i);
+  return 0;
+}
+
+int cnn_op_max(const cnn_tensor *x, int dim, bool keepdim, cnn_tensor **values, cnn_tensor **indices) {
+  return extreme(true, x, dim, keepdim, values, indices);
+}
+
+int cnn_op_min(const cnn_tensor *x, int dim, bool keepdim, cnn_tensor **values, cnn_tensor **indices) {
+  return extreme(false, x, dim, keepdim, values, indices);
+}

@@ -1,0 +1,603 @@
+/* Tensors and storages (see tensor.h). A storage is freed when its last view goes; a view's
+ * (size, stride, offset) always addresses elements inside its storage: every view function
+ * checks its arguments before building the new view, so no kernel needs to re-check bounds. */
+#include "cnn/tensor.h"
+#include "cnn/alloc.h"
+#include "cnn/autograd.h"
+#include "cnn/error.h"
+#include "cnn/iter.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+size_t cnn_dtype_size(cnn_dtype dt) { return dt == CNN_INT64 ? 8 : 4; }
+
+const char *cnn_dtype_name(cnn_dtype dt) { return dt == CNN_INT64 ? "int64" : "float32"; }
+
+/* ---- lifetime ---- */
+
+static void storage_release(cnn_storage *s) {
+  if (!s || --s->refcount > 0) return;
+  cnn_free(s->data, s->nbytes);
+  free(s);
+}
+
+static cnn_storage *storage_new(size_t nbytes) {
+  cnn_storage *s = malloc(sizeof *s);
+  if (!s) {
+    cnn_error_set("out of memory");
+    return NULL;
+  }
+  s->data = cnn_alloc(nbytes);
+  if (!s->data) {
+    free(s);
+    return NULL;
+  }
+  s->refcount = 1;
+  s->version = 0;
+  s->nbytes = nbytes;
+  return s;
+}
+
+cnn_tensor *cnn_tensor_retain(cnn_tensor *t) {
+  if (t) t->refcount++;
+  return t;
+}
+
+void cnn_tensor_release(cnn_tensor *t) {
+  if (!t || --t->refcount > 0) return;
+  cnn_tensor_release(t->grad);
+  cnn_ag_node_release(t->grad_fn);
+  storage_release(t->storage);
+  free(t);
+}
+
+/* A header with no storage yet: the caller fills the view. */
+static cnn_tensor *header_new(cnn_dtype dt) {
+  cnn_tensor *t = calloc(1, sizeof *t);
+  if (!t) {
+    cnn_error_set("out of memory");
+    return NULL;
+  }
+  t->refcount = 1;
+  t->dtype = dt;
+  return t;
+}
+
+static void set_contiguous_strides(cnn_tensor *t) {
+  int64_t s = 1;
+  for (int d = t->ndim - 1; d >= 0; d--) {
+    t->stride[d] = s;
+    s *= t->size[d] > 0 ? t->size[d] : 1;
+  }
+}
+
+int cnn_shape_check(int ndim, const int64_t *size, int64_t *numel_out) {
+  if (ndim < 0 || ndim > CNN_MAX_DIMS)
+    return cnn_error_set("a tensor has at most %d dimensions, got %d", CNN_MAX_DIMS, ndim);
+  int64_t n = 1;
+  for (int d = 0; d < ndim; d++) {
+    if (size[d] < 0) return cnn_error_set("negative size %lld at dimension %d", (long long)size[d], d + 1);
+    if (size[d] > 0 && n > INT64_MAX / 8 / size[d]) return cnn_error_set("the number of elements overflows");
+    n *= size[d];
+  }
+  if (numel_out) *numel_out = n;
+  return 0;
+}
+
+cnn_tensor *cnn_tensor_empty(cnn_dtype dt, int ndim, const int64_t *size) {
+  int64_t n;
+  if (cnn_shape_check(ndim, size, &n)) return NULL;
+  cnn_tensor *t = header_new(dt);
+  if (!t) return NULL;
+  t->ndim = ndim;
+  for (int d = 0; d < ndim; d++) t->size[d] = size[d];
+  set_contiguous_strides(t);
+  t->storage = storage_new((size_t)n * cnn_dtype_size(dt));
+  if (!t->storage) {
+    free(t);
+    return NULL;
+  }
+  return t;
+}
+
+cnn_tensor *cnn_tensor_zeros(cnn_dtype dt, int ndim, const int64_t *size) {
+  cnn_tensor *t = cnn_tensor_empty(dt, ndim, size);
+  if (t) memset(t->storage->data, 0, t->storage->nbytes);
+  return t;
+}
+
+cnn_tensor *cnn_tensor_full(cnn_dtype dt, int ndim, const int64_t *size, double value) {
+  cnn_tensor *t = cnn_tensor_empty(dt, ndim, size);
+  if (t) cnn_tensor_fill_(t, value);
+  return t;
+}
+
+cnn_tensor *cnn_tensor_scalar(cnn_dtype dt, double value) { return cnn_tensor_full(dt, 0, NULL, value); }
+
+cnn_tensor *cnn_tensor_empty_like(const cnn_tensor *t) { return cnn_tensor_empty(t->dtype, t->ndim, t->size); }
+
+cnn_tensor *cnn_tensor_arange(double start, double end, double step, cnn_dtype dt) {
+  if (step == 0 || !isfinite(step)) {
+    cnn_error_set("step must be finite and nonzero");
+    return NULL;
+  }
+  if (!isfinite(start) || !isfinite(end)) {
+    cnn_error_set("start and end must be finite");
+    return NULL;
+  }
+  double count = ceil((end - start) / step);
+  if (count < 0) {
+    cnn_error_set("step %g goes away from end (start %g, end %g)", step, start, end);
+    return NULL;
+  }
+  if (count > 1e15) {
+    cnn_error_set("too many elements (%g)", count);
+    return NULL;
+  }
+  int64_t n = (int64_t)count;
+  cnn_tensor *t = cnn_tensor_empty(dt, 1, &n);
+  if (!t) return NULL;
+  for (int64_t i = 0; i < n; i++) {
+    if (dt == CNN_INT64) cnn_tensor_i64(t)[i] = (int64_t)(start + (double)i * step);
+    else cnn_tensor_f32(t)[i] = (float)(start + (double)i * step);
+  }
+  return t;
+}
+
+cnn_tensor *cnn_tensor_linspace(double start, double end, int64_t n) {
+  if (n < 0) {
+    cnn_error_set("number of steps must be non-negative, got %lld", (long long)n);
+    return NULL;
+  }
+  cnn_tensor *t = cnn_tensor_empty(CNN_FLOAT32, 1, &n);
+  if (!t) return NULL;
+  float *p = cnn_tensor_f32(t);
+  double step = n > 1 ? (end - start) / (double)(n - 1) : 0;
+  /* fill from both ends, as PyTorch does, so the last value is exactly `end` */
+  for (int64_t i = 0; i < n; i++)
+    p[i] = (float)(i < n / 2 ? start + step * (double)i : end - step * (double)(n - 1 - i));
+  return t;
+}
+
+cnn_tensor *cnn_tensor_eye(int64_t n, int64_t m) {
+  int64_t size[2] = {n, m};
+  cnn_tensor *t = cnn_tensor_zeros(CNN_FLOAT32, 2, size);
+  if (!t) return NULL;
+  for (int64_t i = 0; i < n && i < m; i++) cnn_tensor_f32(t)[i * m + i] = 1.0f;
+  return t;
+}
+
+/* ---- inspection ---- */
+
+int64_t cnn_tensor_numel(const cnn_tensor *t) {
+  int64_t n = 1;
+  for (int d = 0; d < t->ndim; d++) n *= t->size[d];
+  return n;
+}
+
+bool cnn_tensor_is_contiguous(const cnn_tensor *t) {
+  int64_t s = 1;
+  for (int d = t->ndim - 1; d >= 0; d--) {
+    if (t->size[d] == 0) return true;
+    if (t->size[d] != 1 && t->stride[d] != s) return false;
+    s *= t->size[d];
+  }
+  return true;
+}
+
+bool cnn_tensor_same_shape(const cnn_tensor *a, const cnn_tensor *b) {
+  if (a->ndim != b->ndim) return false;
+  for (int d = 0; d < a->ndim; d++)
+    if (a->size[d] != b->size[d]) return false;
+  return true;
+}
+
+void *cnn_tensor_data(const cnn_tensor *t) {
+  return (char *)t->storage->data + t->offset * (int64_t)cnn_dtype_size(t->dtype);
+}
+
+static int64_t element_offset(const cnn_tensor *t, const int64_t *idx) {
+  int64_t off = 0;
+  for (int d = 0; d < t->ndim; d++) off += idx[d] * t->stride[d];
+  return off;
+}
+
+double cnn_tensor_get(const cnn_tensor *t, const int64_t *idx) {
+  int64_t off = element_offset(t, idx);
+  return t->dtype == CNN_INT64 ? (double)cnn_tensor_i64(t)[off] : (double)cnn_tensor_f32(t)[off];
+}
+
+void cnn_tensor_set(cnn_tensor *t, const int64_t *idx, double v) {
+  int64_t off = element_offset(t, idx);
+  if (t->dtype == CNN_INT64) cnn_tensor_i64(t)[off] = (int64_t)v;
+  else cnn_tensor_f32(t)[off] = (float)v;
+}
+
+double cnn_tensor_get_flat(const cnn_tensor *t, int64_t i) {
+  int64_t idx[CNN_MAX_DIMS];
+  for (int d = t->ndim - 1; d >= 0; d--) {
+    idx[d] = t->size[d] ? i % t->size[d] : 0;
+    i = t->size[d] ? i / t->size[d] : 0;
+  }
+  return cnn_tensor_get(t, idx);
+}
+
+int cnn_dim_wrap(int dim, int ndim) {
+  int lo = ndim > 0 ? -ndim : -1, hi = ndim > 0 ? ndim - 1 : 0;
+  if (dim < lo || dim > hi) {
+    /* report in Lua's 1-based terms: the bindings pass dims through unchanged otherwise */
+    return cnn_error_set("dimension %d out of range (the tensor has %d dimension%s)",
+                         dim >= 0 ? dim + 1 : dim, ndim, ndim == 1 ? "" : "s");
+  }
+  return dim < 0 ? dim + (ndim > 0 ? ndim : 1) : dim;
+}
+
+/* ---- views ---- */
+
+cnn_tensor *cnn_tensor_alias(const cnn_tensor *t) {
+  cnn_tensor *v = header_new(t->dtype);
+  if (!v) return NULL;
+  v->ndim = t->ndim;
+  memcpy(v->size, t->size, sizeof v->size);
+  memcpy(v->stride, t->stride, sizeof v->stride);
+  v->offset = t->offset;
+  v->storage = t->storage;
+  v->storage->refcount++;
+  return v;
+}
+
+cnn_tensor *cnn_tensor_select(const cnn_tensor *t, int dim, int64_t index) {
+  if (t->ndim == 0) {
+    cnn_error_set("cannot index a 0-d tensor");
+    return NULL;
+  }
+  int d = cnn_dim_wrap(dim, t->ndim);
+  if (d < 0) return NULL;
+  int64_t n = t->size[d];
+  if (index < -n || index >= n) {
+    cnn_error_set("index %lld is out of range for dimension %d of size %lld",
+                  (long long)(index >= 0 ? index + 1 : index), d + 1, (long long)n);
+    return NULL;
+  }
+  if (index < 0) index += n;
+  cnn_tensor *v = cnn_tensor_alias(t);
+  if (!v) return NULL;
+  v->offset += index * t->stride[d];
+  for (int k = d; k < t->ndim - 1; k++) {
+    v->size[k] = t->size[k + 1];
+    v->stride[k] = t->stride[k + 1];
+  }
+  v->ndim--;
+  return v;
+}
+
+cnn_tensor *cnn_tensor_narrow(const cnn_tensor *t, int dim, int64_t start, int64_t length) {
+  if (t->ndim == 0) {
+    cnn_error_set("cannot narrow a 0-d tensor");
+    return NULL;
+  }
+  int d = cnn_dim_wrap(dim, t->ndim);
+  if (d < 0) return NULL;
+  int64_t n = t->size[d];
+  if (start < 0) start += n;
+  if (start < 0 || start > n || length < 0 || length > n - start) {
+    cnn_error_set("range start %lld, length %lld is out of bounds for dimension %d of size %lld",
+                  (long long)start + 1, (long long)length, d + 1, (long long)n);
+    return NULL;
+  }
+  cnn_tensor *v = cnn_tensor_alias(t);
+  if (!v) return NULL;
+  v->offset += start * t->stride[d];
+  v->size[d] = length;
+  return v;
+}
+
+cnn_tensor *cnn_tensor_transpose(const cnn_tensor *t, int d0, int d1) {
+  int a = cnn_dim_wrap(d0, t->ndim);
+  if (a < 0) return NULL;
+  int b = cnn_dim_wrap(d1, t->ndim);
+  if (b < 0) return NULL;
+  cnn_tensor *v = cnn_tensor_alias(t);
+  if (!v || t->ndim == 0) return v;
+  v->size[a] = t->size[b], v->size[b] = t->size[a];
+  v->stride[a] = t->stride[b], v->stride[b] = t->stride[a];
+  return v;
+}
+
+cnn_tensor *cnn_tensor_permute(const cnn_tensor *t, const int *dims) {
+  bool seen[CNN_MAX_DIMS] = {false};
+  int w[CNN_MAX_DIMS];
+  for (int k = 0; k < t->ndim; k++) {
+    w[k] = cnn_dim_wrap(dims[k], t->ndim);
+    if (w[k] < 0) return NULL;
+    if (seen[w[k]]) {
+      cnn_error_set("dimension %d repeats in the permutation", w[k] + 1);
+      return NULL;
+    }
+    seen[w[k]] = true;
+  }
+  cnn_tensor *v = cnn_tensor_alias(t);
+  if (!v) return NULL;
+  for (int k = 0; k < t->ndim; k++) {
+    v->size[k] = t->size[w[k]];
+    v->stride[k] = t->stride[w[k]];
+  }
+  return v;
+}
+
+cnn_tensor *cnn_tensor_unsqueeze(const cnn_tensor *t, int dim) {
+  if (t->ndim >= CNN_MAX_DIMS) {
+    cnn_error_set("a tensor has at most %d dimensions", CNN_MAX_DIMS);
+    return NULL;
+  }
+  int d = cnn_dim_wrap(dim, t->ndim + 1);
+  if (d < 0) return NULL;
+  cnn_tensor *v = cnn_tensor_alias(t);
+  if (!v) return NULL;
+  for (int k = t->ndim; k > d; k--) {
+    v->size[k] = t->size[k - 1];
+    v->stride[k] = t->stride[k - 1];
+  }
+  v->size[d] = 1;
+  v->stride[d] = d < t->ndim ? t->size[d] * t->stride[d] : 1;
+  v->ndim++;
+  return v;
+}
+
+cnn_tensor *cnn_tensor_squeeze(const cnn_tensor *t, int dim) {
+  int only = -1;
+  if (dim != CNN_ALL_DIMS) {
+    only = cnn_dim_wrap(dim, t->ndim);
+    if (only < 0) return NULL;
+  }
+  cnn_tensor *v = cnn_tensor_alias(t);
+  if (!v) return NULL;
+  int n = 0;
+  for (int k = 0; k < t->ndim; k++) {
+    bool drop = t->size[k] == 1 && (only < 0 || only == k);
+    if (drop) continue;
+    v->size[n] = t->size[k];
+    v->stride[n] = t->stride[k];
+    n++;
+  }
+  v->ndim = n;
+  return v;
+}
+
+cnn_tensor *cnn_tensor_expand(const cnn_tensor *t, int ndim, const int64_t *size) {
+  if (ndim < t->ndim || ndim > CNN_MAX_DIMS) {
+    cnn_error_set("cannot expand %d dimensions to %d", t->ndim, ndim);
+    return NULL;
+  }
+  char b1[256], b2[256];
+  cnn_tensor *v = cnn_tensor_alias(t);
+  if (!v) return NULL;
+  int lead = ndim - t->ndim;
+  for (int k = 0; k < ndim; k++) {
+    int64_t want = size[k];
+    if (k < lead) {
+      if (want < 0) goto bad;
+      v->size[k] = want;
+      v->stride[k] = 0;
+      continue;
+    }
+    int64_t have = t->size[k - lead];
+    if (want == -1 || want == have) {
+      v->size[k] = have;
+      v->stride[k] = t->stride[k - lead];
+    } else if (have == 1 && want >= 0) {
+      v->size[k] = want;
+      v->stride[k] = 0;
+    } else {
+      goto bad;
+    }
+  }
+  v->ndim = ndim;
+  return v;
+bad:
+  cnn_tensor_release(v);
+  cnn_error_set("cannot expand shape %s to %s", cnn_shape_str(t->ndim, t->size, b1, sizeof b1),
+                cnn_shape_str(ndim, size, b2, sizeof b2));
+  return NULL;
+}
+
+/* Resolves one -1 in size against numel; checks the product. */
+static int infer_shape(int64_t numel, int ndim, const int64_t *size, int64_t *out) {
+  if (ndim < 0 || ndim > CNN_MAX_DIMS) return cnn_error_set("a tensor has at most %d dimensions", CNN_MAX_DIMS);
+  int infer = -1;
+  int64_t known = 1;
+  for (int d = 0; d < ndim; d++) {
+    out[d] = size[d];
+    if (size[d] == -1) {
+      if (infer >= 0) return cnn_error_set("only one dimension can be inferred (-1)");
+      infer = d;
+    } else if (size[d] < 0) {
+      return cnn_error_set("negative size %lld at dimension %d", (long long)size[d], d + 1);
+    } else {
+      if (size[d] > 0 && known > INT64_MAX / size[d]) return cnn_error_set("the number of elements overflows");
+      known *= size[d];
+    }
+  }
+  char b[256];
+  if (infer >= 0) {
+    if (known == 0 || numel % known != 0)
+      return cnn_error_set("shape %s is invalid for input of size %lld", cnn_shape_str(ndim, size, b, sizeof b),
+                           (long long)numel);
+    out[infer] = numel / known;
+  } else if (known != numel) {
+    return cnn_error_set("shape %s is invalid for input of size %lld", cnn_shape_str(ndim, size, b, sizeof b),
+                         (long long)numel);
+  }
+  return 0;
+}
+
+/* Strides for viewing t as (ndim, size) without copying, following PyTorch's computeStride:
+ * each group of new dims must map onto a run of old dims that is contiguous within itself.
+ * Returns false when impossible. */
+static bool view_strides(const cnn_tensor *t, int ndim, const int64_t *size, int64_t *stride) {
+  if (cnn_tensor_numel(t) == 0 || t->ndim == 0) {
+    int64_t s = 1;
+    for (int d = ndim - 1; d >= 0; d--) {
+      stride[d] = s;
+      s *= size[d] > 0 ? size[d] : 1;
+    }
+    return true;
+  }
+  int view_d = ndim - 1;
+  int64_t base = t->stride[t->ndim - 1], old_numel = 1, new_numel = 1;
+  for (int d = t->ndim - 1; d >= 0; d--) {
+    old_numel *= t->size[d];
+    /* a chunk of old dims ends where the next outer dim is not laid out right after it */
+    if (d == 0 || (t->size[d - 1] != 1 && t->stride[d - 1] != old_numel * base)) {
+      while (view_d >= 0 && (new_numel < old_numel || size[view_d] == 1)) {
+        stride[view_d] = new_numel * base;
+        new_numel *= size[view_d];
+        view_d--;
+      }
+      if (new_numel != old_numel) return false;
+      if (d > 0) {
+        base = t->stride[d - 1];
+        old_numel = new_numel = 1;
+      }
+    }
+  }
+  return view_d == -1;
+}
+
+cnn_tensor *cnn_tensor_view(const cnn_tensor *t, int ndim, const int64_t *size) {
+  int64_t shape[CNN_MAX_DIMS], stride[CNN_MAX_DIMS];
+  if (infer_shape(cnn_tensor_numel(t), ndim, size, shape)) return NULL;
+  if (!view_strides(t, ndim, shape, stride)) {
+    cnn_error_set("the view's size is not compatible with the input's strides (use reshape instead)");
+    return NULL;
+  }
+  cnn_tensor *v = cnn_tensor_alias(t);
+  if (!v) return NULL;
+  v->ndim = ndim;
+  for (int d = 0; d < ndim; d++) {
+    v->size[d] = shape[d];
+    v->stride[d] = stride[d];
+  }
+  return v;
+}
+
+cnn_tensor *cnn_tensor_reshape(const cnn_tensor *t, int ndim, const int64_t *size) {
+  int64_t shape[CNN_MAX_DIMS], stride[CNN_MAX_DIMS];
+  if (infer_shape(cnn_tensor_numel(t), ndim, size, shape)) return NULL;
+  if (view_strides(t, ndim, shape, stride)) return cnn_tensor_view(t, ndim, shape);
+  cnn_tensor *c = cnn_tensor_clone(t);
+  if (!c) return NULL;
+  cnn_tensor *v = cnn_tensor_view(c, ndim, shape);
+  cnn_tensor_release(c);
+  return v;
+}
+
+cnn_tensor *cnn_tensor_contiguous(const cnn_tensor *t) {
+  if (cnn_tensor_is_contiguous(t)) return cnn_tensor_retain((cnn_tensor *)t);
+  return cnn_tensor_clone(t);
+}
+
+cnn_tensor *cnn_tensor_clone(const cnn_tensor *t) {
+  cnn_tensor *c = cnn_tensor_empty_like(t);
+  if (c && cnn_tensor_copy_(c, t)) {
+    cnn_tensor_release(c);
+    return NULL;
+  }
+  return c;
+}
+
+cnn_tensor *cnn_tensor_to_dtype(const cnn_tensor *t, cnn_dtype dt) {
+  if (t->dtype == dt) return cnn_tensor_retain((cnn_tensor *)t);
+  cnn_tensor *c = cnn_tensor_empty(dt, t->ndim, t->size);
+  if (c && cnn_tensor_copy_(c, t)) {
+    cnn_tensor_release(c);
+    return NULL;
+  }
+  return c;
+}
+
+/* ---- writes ---- */
+
+typedef struct { cnn_dtype dst, src; } copy_ctx;
+
+static void copy_loop(void *vctx, int64_t n, char **p, const int64_t *step) {
+  const copy_ctx *c = vctx;
+  char *d = p[0], *s = p[1];
+  if (c->dst == CNN_FLOAT32 && c->src == CNN_FLOAT32) {
+    if (step[0] == 4 && step[1] == 4) {
+      memmove(d, s, (size_t)n * 4);
+      return;
+    }
+    for (int64_t i = 0; i < n; i++) *(float *)(d + i * step[0]) = *(const float *)(s + i * step[1]);
+  } else if (c->dst == CNN_INT64 && c->src == CNN_INT64) {
+    if (step[0] == 8 && step[1] == 8) {
+      memmove(d, s, (size_t)n * 8);
+      return;
+    }
+    for (int64_t i = 0; i < n; i++) *(int64_t *)(d + i * step[0]) = *(const int64_t *)(s + i * step[1]);
+  } else if (c->dst == CNN_FLOAT32) {
+    for (int64_t i = 0; i < n; i++) *(float *)(d + i * step[0]) = (float)*(const int64_t *)(s + i * step[1]);
+  } else {
+    for (int64_t i = 0; i < n; i++) {
+      float v = *(const float *)(s + i * step[1]);
+      /* out-of-range and NaN conversions are undefined in C: saturate, NaN -> 0 */
+      int64_t r = v != v ? 0 : v >= 9.2233720e18f ? INT64_MAX : v <= -9.2233720e18f ? INT64_MIN : (int64_t)v;
+      *(int64_t *)(d + i * step[0]) = r;
+    }
+  }
+}
+
+static bool overlaps(const cnn_tensor *a, const cnn_tensor *b) { return a->storage == b->storage; }
+
+int cnn_tensor_copy_(cnn_tensor *dst, const cnn_tensor *src) {
+  cnn_tensor *tmp = NULL;
+  /* a source sharing dst's storage through a different view must be read before it is overwritten */
+  if (overlaps(dst, src) && (src->offset != dst->offset || !cnn_tensor_same_shape(src, dst) ||
+                             memcmp(src->stride, dst->stride, sizeof(int64_t) * (size_t)dst->ndim))) {
+    tmp = cnn_tensor_empty_like(src);
+    if (!tmp) return -1;
+    cnn_iter it;
+    const cnn_tensor *ops2[2] = {tmp, src};
+    if (cnn_iter_init(&it, 2, ops2, tmp->ndim, tmp->size)) goto fail;
+    copy_ctx c2 = {tmp->dtype, src->dtype};
+    cnn_iter_run(&it, copy_loop, &c2, false);
+    src = tmp;
+  }
+  cnn_iter it;
+  const cnn_tensor *ops[2] = {dst, src};
+  if (cnn_iter_init(&it, 2, ops, dst->ndim, dst->size)) goto fail;
+  copy_ctx c = {dst->dtype, src->dtype};
+  cnn_iter_run(&it, copy_loop, &c, true);
+  cnn_tensor_release(tmp);
+  return 0;
+fail:
+  cnn_tensor_release(tmp);
+  return -1;
+}
+
+typedef struct { double v; cnn_dtype dt; } fill_ctx;
+
+static void fill_loop(void *vctx, int64_t n, char **p, const int64_t *step) {
+  const fill_ctx *c = vctx;
+  char *d = p[0];
+  if (c->dt == CNN_FLOAT32) {
+    float f = (float)c->v;
+    for (int64_t i = 0; i < n; i++) *(float *)(d + i * step[0]) = f;
+  } else {
+    int64_t x = (int64_t)c->v;
+    for (int64_t i = 0; i < n; i++) *(int64_t *)(d + i * step[0]) = x;
+  }
+}
+
+int cnn_tensor_fill_(cnn_tensor *t, double value) {
+  if (t->dtype == CNN_INT64 && (value != value || fabs(value) >= 9.2233720368547758e18))
+    return cnn_error_set("value %g does not fit an int64 tensor", value);
+  cnn_iter it;
+  const cnn_tensor *ops[1] = {t};
+  if (cnn_iter_init(&it, 1, ops, t->ndim, t->size)) return -1;
+  fill_ctx c = {value, t->dtype};
+  cnn_iter_run(&it, fill_loop, &c, true);
+  return 0;
+}

@@ -1,0 +1,41 @@
+-- The `cnn` module: the C core (tensors, autograd engine, kernels) plus the parts written in Lua.
+-- Inside `cnnlua` it is the global `cnn`; from lua5.4, `local cnn = require "cnn"`.
+local core = require "cnn.core"
+
+local cnn = {}
+for k, v in pairs(core) do
+  if k:sub(1, 1) ~= "_" then cnn[k] = v end
+end
+
+cnn.version = "0.1.0"
+
+--- True when x is a tensor.
+function cnn.is_tensor(x)
+  return type(x) == "userdata" and getmetatable(x) == getmetatable(core.zeros(0))
+end
+
+--- Runs fn(...) with gradient recording off, restoring the previous mode even on error.
+function cnn.no_grad(fn, ...)
+  if type(fn) ~= "function" then
+    error("no_grad: expected a function, got " .. type(fn), 2)
+  end
+  local prev = core.set_grad_enabled(false)
+  local res = table.pack(pcall(fn, ...))
+  core.set_grad_enabled(prev)
+  if not res[1] then error(res[2], 0) end
+  return table.unpack(res, 2, res.n)
+end
+
+--- Runs fn(...) with gradient recording on (inside a no_grad, for instance).
+function cnn.enable_grad(fn, ...)
+  local prev = core.set_grad_enabled(true)
+  local res = table.pack(pcall(fn, ...))
+  core.set_grad_enabled(prev)
+  if not res[1] then error(res[2], 0) end
+  return table.unpack(res, 2, res.n)
+end
+
+cnn.Tensor = core.Tensor
+cnn.autograd = require "cnn.autograd"
+
+return cnn
