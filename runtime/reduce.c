@@ -1,0 +1,493 @@
+/* Reductions (see reduce.h). Every reduction views its input, made contiguous, as (outer, R, inner)
+ * with R the reduced extent and writes an (outer, inner) result. Float accumulation is in double over
+ * fixed blocks combined in a fixed order, so a result never depends on the thread count. */
+#include "cnn/reduce.h"
+#include "cnn/error.h"
+#include "cnn/iter.h"
+#include "cnn/parallel.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define BLK 4096 /* elements per partial of a long row: fixes the order of summation */
+#define CH 256   /* columns accumulated side by side when the reduced dim is not the last */
+
+typedef struct plan {
+  int64_t outer, r, inner;
+  int ndim;                    /* result shape, in the order of the tensor read */
+  int64_t size[CNN_MAX_DIMS];
+  bool permuted;               /* the tensor read is a permuted view of x: the result needs ... */
+  int back[CNN_MAX_DIMS];      /* ... this permutation to reach x's dim order */
+} plan;
+
+static int make_plan(const cnn_tensor *x, int dim, bool keepdim, plan *p) {
+  p->outer = p->inner = 1;
+  p->permuted = false;
+  if (dim == CNN_ALL_DIMS || x->ndim == 0) {
+    /* a 0-d tensor accepts dim 0 / -1 as a dimension of size 1, as PyTorch does */
+    if (dim != CNN_ALL_DIMS && cnn_dim_wrap(dim, x->ndim) < 0) return -1;
+    p->r = cnn_tensor_numel(x);
+    p->ndim = keepdim && dim == CNN_ALL_DIMS ? x->ndim : 0;
+    for (int d = 0; d < p->ndim; d++) p->size[d] = 1;
+    return 0;
+  }
+  int d = cnn_dim_wrap(dim, x->ndim);
+  if (d < 0) return -1;
+  p->r = x->size[d];
+  p->ndim = 0;
+  for (int k = 0; k < x->ndim; k++) {
+    if (k < d) p->outer *= x->size[k];
+    if (k > d) p->inner *= x->size[k];
+    if (k != d) p->size[p->ndim++] = x->size[k];
+    else if (keepdim) p->size[p->ndim++] = 1;
+  }
+  return 0;
+}
+
+/* The contiguous tensor a reduction reads, with its plan; new reference. A transposed or permuted
+ * x whose elements still fill one dense block is read in memory order instead of being copied:
+ * the plan then follows that order (p->permuted). Full reductions whose result depends on the
+ * logical element order (the flat index of max/min) pass logical_order and always get x's order. */
+static cnn_tensor *prepare(const cnn_tensor *x, int dim, bool keepdim, bool logical_order, plan *p) {
+  if (make_plan(x, dim, keepdim, p)) return NULL;
+  if (cnn_tensor_is_contiguous(x)) return cnn_tensor_retain((cnn_tensor *)x);
+  bool full = dim == CNN_ALL_DIMS || x->ndim == 0;
+  if (full && logical_order) return cnn_tensor_contiguous(x);
+  /* dims by decreasing stride (stable), the order the memory holds them in */
+  int perm[CNN_MAX_DIMS];
+  for (int k = 0; k < x->ndim; k++) {
+    int j = k;
+    for (; j > 0 && x->stride[perm[j - 1]] < x->stride[k]; j--) perm[j] = perm[j - 1];
+    perm[j] = k;
+  }
+  cnn_tensor *v = cnn_tensor_permute(x, perm);
+  if (!v) return NULL;
+  if (!cnn_tensor_is_contiguous(v)) { /* expanded, overlapping or with gaps */
+    cnn_tensor_release(v);
+    return cnn_tensor_contiguous(x);
+  }
+  if (full) return v; /* every element once: the order of reading does not matter */
+  int d = cnn_dim_wrap(dim, x->ndim), q = 0;
+  while (perm[q] != d) q++;
+  make_plan(v, q, keepdim, p); /* cannot fail: q is a valid dim of v */
+  /* result dims in v's order are x's dims perm[k] (k != q unless keepdim); x's order is ascending */
+  int xd[CNN_MAX_DIMS], n = 0;
+  for (int k = 0; k < x->ndim; k++)
+    if (k != q || keepdim) xd[n++] = perm[k];
+  int j = 0;
+  for (int want = 0; want < x->ndim; want++)
+    for (int k = 0; k < n; k++)
+      if (xd[k] == want) p->back[j++] = k;
+  p->permuted = true;
+  return v;
+}
+
+/* The result in x's dim order: out itself, or a contiguous copy of its permuted view. Takes out. */
+static cnn_tensor *finish_out(const plan *p, cnn_tensor *out) {
+  if (!out || !p->permuted) return out;
+  cnn_tensor *v = cnn_tensor_permute(out, p->back);
+  cnn_tensor_release(out);
+  if (!v) return NULL;
+  cnn_tensor *c = cnn_tensor_contiguous(v);
+  cnn_tensor_release(v);
+  return c;
+}
+
+static bool go_parallel(int64_t work) { return work >= CNN_PARALLEL_GRAIN && cnn_parallel_get_threads() > 1; }
+
+static int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
+
+/* ---- float32 sum, mean, prod, var ---- */
+
+typedef enum kind { K_SUM, K_SQDEV, K_PROD } kind;
+
+/* One block of a contiguous row in double, in 8 independent lanes (they vectorise without any
+ * reassociation), combined in a fixed tree. K_SQDEV sums (x - mean)^2. */
+static double block_f32(kind k, const float *x, int64_t n, double mean) {
+  double acc[8];
+  int64_t i = 0;
+  if (k == K_PROD) {
+    for (int l = 0; l < 8; l++) acc[l] = 1;
+    for (; i + 8 <= n; i += 8)
+      for (int l = 0; l < 8; l++) acc[l] *= x[i + l];
+    for (; i < n; i++) acc[0] *= x[i];
+    return ((acc[0] * acc[1]) * (acc[2] * acc[3])) * ((acc[4] * acc[5]) * (acc[6] * acc[7]));
+  }
+  for (int l = 0; l < 8; l++) acc[l] = 0;
+  if (k == K_SUM) {
+    for (; i + 8 <= n; i += 8)
+      for (int l = 0; l < 8; l++) acc[l] += x[i + l];
+    for (; i < n; i++) acc[0] += x[i];
+  } else {
+    for (; i + 8 <= n; i += 8)
+      for (int l = 0; l < 8; l++) {
+        double dv = x[i + l] - mean;
+        acc[l] += dv * dv;
+      }
+    for (; i < n; i++) acc[0] += (x[i] - mean) * (x[i] - mean);
+  }
+  return ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
+}
+
+static double combine(kind k, double t, double v) { return k == K_PROD ? t * v : t + v; }
+
+static double row_f32(kind k, const float *x, int64_t n, double mean) {
+  double t = k == K_PROD ? 1 : 0;
+  for (int64_t b = 0; b < n; b += BLK) t = combine(k, t, block_f32(k, x + b, min64(BLK, n - b), mean));
+  return t;
+}
+
+/* row_f32 with the blocks spread over threads: the same blocks combined in the same order, so
+ * the same bits. part has room for one double per block. */
+static double row_f32_par(kind k, const float *x, int64_t n, double mean, double *part) {
+  int64_t nb = (n + BLK - 1) / BLK;
+#pragma omp parallel for schedule(static)
+  for (int64_t b = 0; b < nb; b++) part[b] = block_f32(k, x + b * BLK, min64(BLK, n - b * BLK), mean);
+  double t = k == K_PROD ? 1 : 0;
+  for (int64_t b = 0; b < nb; b++) t = combine(k, t, part[b]);
+  return t;
+}
+
+typedef enum fop { F_SUM, F_MEAN, F_PROD, F_VAR } fop;
+
+static double finish(fop op, double v, int64_t r, int correction) {
+  switch (op) {
+  case F_MEAN: return r > 0 ? v / (double)r : NAN;
+  case F_VAR: return r - correction > 0 ? v / (double)(r - correction) : NAN;
+  default: return v;
+  }
+}
+
+/* x: (outer, r, inner) contiguous -> out: (outer, inner). */
+static int reduce_f32(fop op, const float *x, const plan *p, int correction, float *out) {
+  const int64_t outer = p->outer, r = p->r, inner = p->inner;
+  kind k = op == F_PROD ? K_PROD : K_SUM;
+  if (outer * inner == 0) return 0;
+  if (inner == 1 && outer == 1 && r >= 2 * BLK && go_parallel(r)) {
+    double *part = malloc(sizeof(double) * (size_t)((r + BLK - 1) / BLK));
+    if (!part) return cnn_error_set("out of memory");
+    double v = row_f32_par(k, x, r, 0, part);
+    if (op == F_VAR) v = row_f32_par(K_SQDEV, x, r, v / (double)r, part);
+    out[0] = (float)finish(op, v, r, correction);
+    free(part);
+    return 0;
+  }
+  if (inner == 1) {
+#pragma omp parallel for schedule(static) if (outer > 1 && go_parallel(outer * r))
+    for (int64_t o = 0; o < outer; o++) {
+      const float *row = x + o * r;
+      double v = row_f32(k, row, r, 0);
+      if (op == F_VAR) v = r > 0 ? row_f32(K_SQDEV, row, r, v / (double)r) : 0;
+      out[o] = (float)finish(op, v, r, correction);
+    }
+    return 0;
+  }
+  /* reduced dim not last: each work item sweeps the r rows of up to CH adjacent columns, so the
+   * inner loop reads contiguous memory and the accumulators stay in registers or L1 */
+  const int64_t nch = (inner + CH - 1) / CH, items = outer * nch;
+#pragma omp parallel for schedule(static) if (items > 1 && go_parallel(outer * r * inner))
+  for (int64_t w = 0; w < items; w++) {
+    const int64_t o = w / nch, j0 = (w % nch) * CH, m = min64(CH, inner - j0);
+    const float *base = x + o * r * inner + j0;
+    double acc[CH], mean[CH];
+    for (int64_t j = 0; j < m; j++) acc[j] = k == K_PROD ? 1 : 0;
+    for (int64_t i = 0; i < r; i++) {
+      const float *row = base + i * inner;
+      if (k == K_PROD) {
+        for (int64_t j = 0; j < m; j++) acc[j] *= row[j];
+      } else {
+        for (int64_t j = 0; j < m; j++) acc[j] += row[j];
+      }
+    }
+    if (op == F_VAR && r > 0) {
+      for (int64_t j = 0; j < m; j++) {
+        mean[j] = acc[j] / (double)r;
+        acc[j] = 0;
+      }
+      for (int64_t i = 0; i < r; i++) {
+        const float *row = base + i * inner;
+        for (int64_t j = 0; j < m; j++) {
+          double dv = row[j] - mean[j];
+          acc[j] += dv * dv;
+        }
+      }
+    }
+    float *dst = out + o * inner + j0;
+    for (int64_t j = 0; j < m; j++) dst[j] = (float)finish(op, acc[j], r, correction);
+  }
+  return 0;
+}
+
+/* ---- int64 sum and prod: wrapping arithmetic is exact in any order ---- */
+
+static void reduce_i64(bool prod, const int64_t *x, const plan *p, int64_t *out) {
+  const int64_t outer = p->outer, r = p->r, inner = p->inner;
+  if (outer * inner == 0) return;
+  if (inner == 1) {
+    const bool par = go_parallel(outer * r);
+    uint64_t total = prod ? 1 : 0;
+    if (outer == 1 && par) {
+#pragma omp parallel
+      {
+        uint64_t t = prod ? 1 : 0;
+#pragma omp for schedule(static)
+        for (int64_t i = 0; i < r; i++) t = prod ? t * (uint64_t)x[i] : t + (uint64_t)x[i];
+#pragma omp critical
+        total = prod ? total * t : total + t;
+      }
+      out[0] = (int64_t)total;
+      return;
+    }
+#pragma omp parallel for schedule(static) if (outer > 1 && par)
+    for (int64_t o = 0; o < outer; o++) {
+      const int64_t *row = x + o * r;
+      uint64_t t = prod ? 1 : 0;
+      if (prod) {
+        for (int64_t i = 0; i < r; i++) t *= (uint64_t)row[i];
+      } else {
+        for (int64_t i = 0; i < r; i++) t += (uint64_t)row[i];
+      }
+      out[o] = (int64_t)t;
+    }
+    return;
+  }
+  const int64_t nch = (inner + CH - 1) / CH, items = outer * nch;
+#pragma omp parallel for schedule(static) if (items > 1 && go_parallel(outer * r * inner))
+  for (int64_t w = 0; w < items; w++) {
+    const int64_t o = w / nch, j0 = (w % nch) * CH, m = min64(CH, inner - j0);
+    const int64_t *base = x + o * r * inner + j0;
+    uint64_t acc[CH];
+    for (int64_t j = 0; j < m; j++) acc[j] = prod ? 1 : 0;
+    for (int64_t i = 0; i < r; i++) {
+      const int64_t *row = base + i * inner;
+      if (prod) {
+        for (int64_t j = 0; j < m; j++) acc[j] *= (uint64_t)row[j];
+      } else {
+        for (int64_t j = 0; j < m; j++) acc[j] += (uint64_t)row[j];
+      }
+    }
+    for (int64_t j = 0; j < m; j++) out[o * inner + j0 + j] = (int64_t)acc[j];
+  }
+}
+
+/* ---- entry points for sum, mean, prod, var ---- */
+
+cnn_tensor *cnn_red_reduce(cnn_redop op, const cnn_tensor *x, int dim, bool keepdim) {
+  plan p;
+  cnn_tensor *xc = prepare(x, dim, keepdim, false, &p);
+  if (!xc) return NULL;
+  cnn_dtype odt = op == CNN_RED_MEAN ? CNN_FLOAT32 : x->dtype;
+  cnn_tensor *out = cnn_tensor_empty(odt, p.ndim, p.size);
+  if (!out) goto fail;
+  if (x->dtype == CNN_FLOAT32) {
+    fop f = op == CNN_RED_SUM ? F_SUM : op == CNN_RED_MEAN ? F_MEAN : F_PROD;
+    if (reduce_f32(f, cnn_tensor_f32(xc), &p, 0, cnn_tensor_f32(out))) goto fail;
+  } else if (op != CNN_RED_MEAN) {
+    reduce_i64(op == CNN_RED_PROD, cnn_tensor_i64(xc), &p, cnn_tensor_i64(out));
+  } else {
+    /* mean of int64: the exact integer sum, then one division in double */
+    cnn_tensor *sum = cnn_tensor_empty(CNN_INT64, p.ndim, p.size);
+    if (!sum) goto fail;
+    reduce_i64(false, cnn_tensor_i64(xc), &p, cnn_tensor_i64(sum));
+    const int64_t *s = cnn_tensor_i64(sum);
+    float *o = cnn_tensor_f32(out);
+    for (int64_t i = 0; i < p.outer * p.inner; i++) o[i] = (float)finish(F_MEAN, (double)s[i], p.r, 0);
+    cnn_tensor_release(sum);
+  }
+  cnn_tensor_release(xc);
+  return finish_out(&p, out);
+fail:
+  cnn_tensor_release(out);
+  cnn_tensor_release(xc);
+  return NULL;
+}
+
+cnn_tensor *cnn_red_var(const cnn_tensor *x, int dim, bool unbiased, bool keepdim) {
+  plan p;
+  /* int64 input: variance is a float quantity */
+  cnn_tensor *xf = cnn_tensor_to_dtype(x, CNN_FLOAT32);
+  cnn_tensor *xc = xf ? prepare(xf, dim, keepdim, false, &p) : NULL;
+  cnn_tensor *out = xc ? cnn_tensor_empty(CNN_FLOAT32, p.ndim, p.size) : NULL;
+  if (out && reduce_f32(F_VAR, cnn_tensor_f32(xc), &p, unbiased ? 1 : 0, cnn_tensor_f32(out))) {
+    cnn_tensor_release(out);
+    out = NULL;
+  }
+  cnn_tensor_release(xc);
+  cnn_tensor_release(xf);
+  return xc ? finish_out(&p, out) : NULL;
+}
+
+/* ---- max / min with first-occurrence indices ---- */
+
+/* v replaces best when strictly better, or when v is the first NaN: NaN beats everything (PyTorch
+ * propagates it) and ties keep the earlier index. */
+#define BETTER(is_max, v, best) (((is_max) ? (v) > (best) : (v) < (best)) || ((v) != (v) && (best) == (best)))
+
+static int64_t argext_row_f32(bool is_max, const float *x, int64_t n) {
+  float best = x[0];
+  int64_t bi = 0;
+  for (int64_t i = 1; i < n && best == best; i++)
+    if (BETTER(is_max, x[i], best)) best = x[i], bi = i;
+  return bi;
+}
+
+static int64_t argext_row_i64(bool is_max, const int64_t *x, int64_t n) {
+  int64_t best = x[0], bi = 0;
+  if (is_max) {
+    for (int64_t i = 1; i < n; i++)
+      if (x[i] > best) best = x[i], bi = i;
+  } else {
+    for (int64_t i = 1; i < n; i++)
+      if (x[i] < best) best = x[i], bi = i;
+  }
+  return bi;
+}
+
+/* x: (outer, r, inner) contiguous with r >= 1 -> vals (x's dtype), idx: (outer, inner). */
+static int argext(bool is_max, const cnn_tensor *xc, const plan *p, cnn_tensor *vals, cnn_tensor *idx) {
+  const int64_t outer = p->outer, r = p->r, inner = p->inner;
+  const bool f32 = xc->dtype == CNN_FLOAT32;
+  const float *xf = f32 ? cnn_tensor_f32(xc) : NULL;
+  const int64_t *xi = f32 ? NULL : cnn_tensor_i64(xc);
+  float *vf = f32 ? cnn_tensor_f32(vals) : NULL;
+  int64_t *vi = f32 ? NULL : cnn_tensor_i64(vals);
+  int64_t *oi = cnn_tensor_i64(idx);
+  if (outer * inner == 0) return 0;
+  if (inner == 1 && outer == 1 && r >= 2 * BLK && go_parallel(r)) {
+    /* one long row: the first extremum of each block, then the first among those in block order */
+    const int64_t nb = (r + BLK - 1) / BLK;
+    int64_t *part = malloc(sizeof(int64_t) * (size_t)nb);
+    if (!part) return cnn_error_set("out of memory");
+#pragma omp parallel for schedule(static)
+    for (int64_t b = 0; b < nb; b++) {
+      int64_t n = min64(BLK, r - b * BLK);
+      part[b] = b * BLK + (f32 ? argext_row_f32(is_max, xf + b * BLK, n) : argext_row_i64(is_max, xi + b * BLK, n));
+    }
+    int64_t bi = part[0];
+    for (int64_t b = 1; b < nb; b++) {
+      int64_t c = part[b];
+      if (f32 ? (xf[bi] == xf[bi] && (BETTER(is_max, xf[c], xf[bi]))) : (is_max ? xi[c] > xi[bi] : xi[c] < xi[bi]))
+        bi = c;
+    }
+    free(part);
+    oi[0] = bi;
+    if (f32) vf[0] = xf[bi];
+    else vi[0] = xi[bi];
+    return 0;
+  }
+  if (inner == 1) {
+#pragma omp parallel for schedule(static) if (outer > 1 && go_parallel(outer * r))
+    for (int64_t o = 0; o < outer; o++) {
+      int64_t bi = f32 ? argext_row_f32(is_max, xf + o * r, r) : argext_row_i64(is_max, xi + o * r, r);
+      oi[o] = bi;
+      if (f32) vf[o] = xf[o * r + bi];
+      else vi[o] = xi[o * r + bi];
+    }
+    return 0;
+  }
+  const int64_t nch = (inner + CH - 1) / CH, items = outer * nch;
+#pragma omp parallel for schedule(static) if (items > 1 && go_parallel(outer * r * inner))
+  for (int64_t w = 0; w < items; w++) {
+    const int64_t o = w / nch, j0 = (w % nch) * CH, m = min64(CH, inner - j0);
+    int64_t bi[CH];
+    for (int64_t j = 0; j < m; j++) bi[j] = 0;
+    if (f32) {
+      const float *base = xf + o * r * inner + j0;
+      float best[CH];
+      for (int64_t j = 0; j < m; j++) best[j] = base[j];
+      for (int64_t i = 1; i < r; i++) {
+        const float *row = base + i * inner;
+        for (int64_t j = 0; j < m; j++)
+          if (BETTER(is_max, row[j], best[j])) best[j] = row[j], bi[j] = i;
+      }
+      for (int64_t j = 0; j < m; j++) vf[o * inner + j0 + j] = best[j];
+    } else {
+      const int64_t *base = xi + o * r * inner + j0;
+      int64_t best[CH];
+      for (int64_t j = 0; j < m; j++) best[j] = base[j];
+      for (int64_t i = 1; i < r; i++) {
+        const int64_t *row = base + i * inner;
+        if (is_max) {
+          for (int64_t j = 0; j < m; j++)
+            if (row[j] > best[j]) best[j] = row[j], bi[j] = i;
+        } else {
+          for (int64_t j = 0; j < m; j++)
+            if (row[j] < best[j]) best[j] = row[j], bi[j] = i;
+        }
+      }
+      for (int64_t j = 0; j < m; j++) vi[o * inner + j0 + j] = best[j];
+    }
+    for (int64_t j = 0; j < m; j++) oi[o * inner + j0 + j] = bi[j];
+  }
+  return 0;
+}
+
+static int max_min(bool is_max, const cnn_tensor *x, int dim, bool keepdim, cnn_tensor **values,
+                   cnn_tensor **indices) {
+  plan p;
+  cnn_tensor *xc = prepare(x, dim, keepdim, true, &p);
+  if (!xc) return -1;
+  if (p.r == 0) {
+    cnn_tensor_release(xc);
+    return cnn_error_set("cannot reduce an empty dimension");
+  }
+  cnn_tensor *vals = cnn_tensor_empty(x->dtype, p.ndim, p.size);
+  cnn_tensor *idx = vals ? cnn_tensor_empty(CNN_INT64, p.ndim, p.size) : NULL;
+  int rc = idx ? argext(is_max, xc, &p, vals, idx) : -1;
+  cnn_tensor_release(xc);
+  if (rc == 0) {
+    vals = finish_out(&p, vals);
+    idx = finish_out(&p, idx);
+    if (!vals || !idx) rc = -1;
+  }
+  if (rc == 0 && values) *values = cnn_tensor_retain(vals);
+  if (rc == 0 && indices) *indices = cnn_tensor_retain(idx);
+  cnn_tensor_release(vals);
+  cnn_tensor_release(idx);
+  return rc;
+}
+
+int cnn_red_max(const cnn_tensor *x, int dim, bool keepdim, cnn_tensor **values, cnn_tensor **indices) {
+  return max_min(true, x, dim, keepdim, values, indices);
+}
+
+int cnn_red_min(const cnn_tensor *x, int dim, bool keepdim, cnn_tensor **values, cnn_tensor **indices) {
+  return max_min(false, x, dim, keepdim, values, indices);
+}
+
+/* ---- sum_to: the reverse of broadcasting ---- */
+
+cnn_tensor *cnn_red_sum_to(const cnn_tensor *t, int ndim, const int64_t *size) {
+  int lead = t->ndim - ndim;
+  bool ok = lead >= 0;
+  for (int i = 0; ok && i < ndim; i++) ok = size[i] == t->size[lead + i] || size[i] == 1;
+  if (!ok) {
+    char b1[256], b2[256];
+    cnn_error_set("shape %s cannot be summed to %s", cnn_shape_str(t->ndim, t->size, b1, sizeof b1),
+                  cnn_shape_str(ndim, size, b2, sizeof b2));
+    return NULL;
+  }
+  cnn_tensor *cur = cnn_tensor_retain((cnn_tensor *)t);
+  if (lead > 0) {
+    /* (lead dims..., rest...) -> (L, rest...), summed over the first dim in one pass */
+    int64_t shape[CNN_MAX_DIMS];
+    shape[0] = 1;
+    for (int i = 0; i < lead; i++) shape[0] *= t->size[i];
+    for (int i = 0; i < ndim; i++) shape[1 + i] = t->size[lead + i];
+    cnn_tensor *v = cnn_tensor_reshape(cur, ndim + 1, shape);
+    cnn_tensor_release(cur);
+    if (!v) return NULL;
+    cur = cnn_red_reduce(CNN_RED_SUM, v, 0, false);
+    cnn_tensor_release(v);
+    if (!cur) return NULL;
+  }
+  for (int i = 0; i < ndim; i++) {
+    if (size[i] != 1 || cur->size[i] == 1) continue;
+    cnn_tensor *s = cnn_red_reduce(CNN_RED_SUM, cur, i, true);
+    cnn_tensor_release(cur);
+    if (!s) return NULL;
+    cur = s;
+  }
+  return cur;
+}
