@@ -1,0 +1,231 @@
+/* Joining and gathering (see join.h). Every function checks all shapes, dtypes and indices before
+ * it writes anything; data moves as whole contiguous blocks (memcpy) when the inputs are
+ * contiguous, through strided copies otherwise. Dims and indices in messages are 1-based (Lua's). */
+#include "cnn/join.h"
+#include "cnn/error.h"
+#include "cnn/iter.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+/* t as (outer, size[d], inner) in elements. */
+static void split_at(const cnn_tensor *t, int d, int64_t *outer, int64_t *inner) {
+  *outer = 1, *inner = 1;
+  for (int k = 0; k < d; k++) *outer *= t->size[k];
+  for (int k = d + 1; k < t->ndim; k++) *inner *= t->size[k];
+}
+
+/* PyTorch's legacy rule: a 1-d tensor of size 0 joins anything and contributes nothing. */
+static bool skipped(const cnn_tensor *t) { return t->ndim == 1 && t->size[0] == 0; }
+
+cnn_tensor *cnn_join_cat(int n, const cnn_tensor *const *ts, int dim) {
+  if (n < 1) {
+    cnn_error_set("expected a non-empty list of tensors");
+    return NULL;
+  }
+  for (int i = 1; i < n; i++) {
+    if (ts[i]->dtype != ts[0]->dtype) {
+      cnn_error_set("tensor %d has dtype %s but tensor 1 has %s", i + 1, cnn_dtype_name(ts[i]->dtype),
+                    cnn_dtype_name(ts[0]->dtype));
+      return NULL;
+    }
+  }
+  int r = 0; /* the reference: first tensor that is not skipped */
+  while (r < n && skipped(ts[r])) r++;
+  if (r == n) return cnn_tensor_clone(ts[0]);
+  const cnn_tensor *ref = ts[r];
+  if (ref->ndim == 0) {
+    cnn_error_set("tensor %d is 0-d and cannot be concatenated", r + 1);
+    return NULL;
+  }
+  int d = cnn_dim_wrap(dim, ref->ndim);
+  if (d < 0) return NULL;
+  int64_t total = 0;
+  for (int i = r; i < n; i++) {
+    const cnn_tensor *t = ts[i];
+    if (skipped(t)) continue;
+    if (t->ndim != ref->ndim) {
+      cnn_error_set("tensor %d has %d dimensions but tensor %d has %d", i + 1, t->ndim, r + 1, ref->ndim);
+      return NULL;
+    }
+    for (int k = 0; k < t->ndim; k++) {
+      if (k != d && t->size[k] != ref->size[k]) {
+        cnn_error_set("tensor %d has size %lld at dim %d but tensor %d has %lld", i + 1, (long long)t->size[k],
+                      k + 1, r + 1, (long long)ref->size[k]);
+        return NULL;
+      }
+    }
+    total += t->size[d];
+  }
+  int64_t size[CNN_MAX_DIMS];
+  memcpy(size, ref->size, sizeof size);
+  size[d] = total;
+  cnn_tensor *out = cnn_tensor_empty(ref->dtype, ref->ndim, size);
+  if (!out) return NULL;
+
+  /* out as (outer, total * inner); tensor i fills columns [at, at + size_i * inner) of each row */
+  size_t es = cnn_dtype_size(ref->dtype);
+  int64_t outer, inner;
+  split_at(out, d, &outer, &inner);
+  char *po = cnn_tensor_data(out);
+  int64_t at = 0;
+  for (int i = r; i < n; i++) {
+    const cnn_tensor *t = ts[i];
+    if (skipped(t) || t->size[d] == 0) continue;
+    int64_t block = t->size[d] * inner;
+    if (cnn_tensor_is_contiguous(t)) {
+      const char *pt = cnn_tensor_data(t);
+      for (int64_t o = 0; o < outer; o++)
+        memcpy(po + (size_t)(o * total * inner + at) * es, pt + (size_t)(o * block) * es, (size_t)block * es);
+    } else {
+      cnn_tensor *slot = cnn_tensor_narrow(out, d, at / inner, t->size[d]);
+      int rc = slot ? cnn_tensor_copy_(slot, t) : -1;
+      cnn_tensor_release(slot);
+      if (rc) {
+        cnn_tensor_release(out);
+        return NULL;
+      }
+    }
+    at += block;
+  }
+  return out;
+}
+
+cnn_tensor *cnn_join_stack(int n, const cnn_tensor *const *ts, int dim) {
+  if (n < 1) {
+    cnn_error_set("expected a non-empty list of tensors");
+    return NULL;
+  }
+  char s0[256], si[256];
+  for (int i = 1; i < n; i++) {
+    if (!cnn_tensor_same_shape(ts[i], ts[0])) {
+      cnn_error_set("tensor %d has shape %s but tensor 1 has %s", i + 1,
+                    cnn_shape_str(ts[i]->ndim, ts[i]->size, si, sizeof si),
+                    cnn_shape_str(ts[0]->ndim, ts[0]->size, s0, sizeof s0));
+      return NULL;
+    }
+  }
+  if (ts[0]->ndim >= CNN_MAX_DIMS) {
+    cnn_error_set("stacking would exceed %d dimensions", CNN_MAX_DIMS);
+    return NULL;
+  }
+  int d = cnn_dim_wrap(dim, ts[0]->ndim + 1);
+  if (d < 0) return NULL;
+  /* (shape) x n -> cat of n unsqueezed (.., 1, ..) views */
+  cnn_tensor **us = calloc((size_t)n, sizeof *us);
+  cnn_tensor *out = NULL;
+  if (!us) {
+    cnn_error_set("out of memory");
+    return NULL;
+  }
+  for (int i = 0; i < n; i++)
+    if (!(us[i] = cnn_tensor_unsqueeze(ts[i], d))) goto done;
+  out = cnn_join_cat(n, (const cnn_tensor *const *)us, d);
+done:
+  for (int i = 0; i < n; i++) cnn_tensor_release(us[i]);
+  free(us);
+  return out;
+}
+
+/* Checks idx (int64, 0-d or 1-d, every entry in [0, size)) for dimension d. */
+static int check_index(const cnn_tensor *idx, int d, int64_t size) {
+  if (idx->dtype != CNN_INT64) return cnn_error_set("expected an int64 index tensor but got %s", cnn_dtype_name(idx->dtype));
+  if (idx->ndim > 1) return cnn_error_set("expected a 1-d index tensor but got %d-d", idx->ndim);
+  int64_t n = cnn_tensor_numel(idx), step = idx->ndim ? idx->stride[0] : 0;
+  const int64_t *p = cnn_tensor_i64(idx);
+  for (int64_t j = 0; j < n; j++) {
+    int64_t v = p[j * step];
+    if (v < 0 || v >= size)
+      return cnn_error_set("index %lld is out of range for dimension %d of size %lld", (long long)v + 1, d + 1,
+                           (long long)size);
+  }
+  return 0;
+}
+
+cnn_tensor *cnn_join_index_select(const cnn_tensor *t, int dim, const cnn_tensor *idx) {
+  int d = cnn_dim_wrap(dim, t->ndim);
+  if (d < 0) return NULL;
+  /* a 0-d t acts as size 1 and comes back whole, as in PyTorch */
+  if (check_index(idx, d, t->ndim ? t->size[d] : 1)) return NULL;
+  if (t->ndim == 0) return cnn_tensor_clone(t);
+  int64_t nidx = cnn_tensor_numel(idx), istep = idx->ndim ? idx->stride[0] : 0;
+  const int64_t *pi = cnn_tensor_i64(idx);
+  int64_t size[CNN_MAX_DIMS];
+  memcpy(size, t->size, sizeof size);
+  size[d] = nidx;
+  cnn_tensor *out = cnn_tensor_empty(t->dtype, t->ndim, size);
+  cnn_tensor *src = out ? cnn_tensor_contiguous(t) : NULL;
+  if (!src) {
+    cnn_tensor_release(out);
+    return NULL;
+  }
+  /* src (outer, S, inner) -> out (outer, nidx, inner), one inner block per index */
+  int64_t outer, inner, S = t->size[d];
+  split_at(t, d, &outer, &inner);
+  size_t es = cnn_dtype_size(t->dtype), bytes = (size_t)inner * es;
+  const char *ps = cnn_tensor_data(src);
+  char *po = cnn_tensor_data(out);
+  if (bytes > 0) {
+    for (int64_t o = 0; o < outer; o++)
+      for (int64_t j = 0; j < nidx; j++)
+        memcpy(po + (size_t)(o * nidx + j) * bytes, ps + (size_t)(o * S + pi[j * istep]) * bytes, bytes);
+  }
+  cnn_tensor_release(src);
+  return out;
+}
+
+int cnn_join_index_add_(cnn_tensor *out, int dim, const cnn_tensor *idx, const cnn_tensor *src) {
+  char so[256], ss[256];
+  if (src->dtype != out->dtype)
+    return cnn_error_set("expected a source of dtype %s but got %s", cnn_dtype_name(out->dtype),
+                         cnn_dtype_name(src->dtype));
+  int d = cnn_dim_wrap(dim, out->ndim);
+  if (d < 0) return -1;
+  if (check_index(idx, d, out->ndim ? out->size[d] : 1)) return -1;
+  int64_t nidx = cnn_tensor_numel(idx), istep = idx->ndim ? idx->stride[0] : 0;
+  const int64_t *pi = cnn_tensor_i64(idx), zero = 0;
+  /* src must be out's shape with size nidx at d. A 0-d out takes a 0-d source added once, whatever
+   * the indices: index_select of a 0-d tensor returns it once, so that is its backward. */
+  int64_t want[CNN_MAX_DIMS];
+  memcpy(want, out->size, sizeof want);
+  if (out->ndim) want[d] = nidx;
+  bool ok = src->ndim == out->ndim;
+  for (int k = 0; ok && k < out->ndim; k++) ok = src->size[k] == want[k];
+  if (!ok)
+    return cnn_error_set("expected a source of shape %s but got %s", cnn_shape_str(out->ndim, want, so, sizeof so),
+                         cnn_shape_str(src->ndim, src->size, ss, sizeof ss));
+
+  cnn_tensor *dst = cnn_tensor_contiguous(out);
+  cnn_tensor *cs = dst ? cnn_tensor_contiguous(src) : NULL;
+  if (!cs) {
+    cnn_tensor_release(dst);
+    return -1;
+  }
+  /* dst (outer, S, inner) += src (outer, nidx, inner) scattered by idx; repeats accumulate */
+  int64_t outer = 1, inner = 1, S = 1;
+  if (out->ndim) {
+    split_at(out, d, &outer, &inner);
+    S = out->size[d];
+  } else {
+    outer = nidx = 1; /* the one element, once */
+    pi = &zero;
+  }
+  for (int64_t o = 0; o < outer; o++) {
+    for (int64_t j = 0; j < nidx; j++) {
+      int64_t to = (o * S + pi[j * istep]) * inner, from = (o * nidx + j) * inner;
+      if (out->dtype == CNN_FLOAT32) {
+        float *a = cnn_tensor_f32(dst) + to;
+        const float *b = cnn_tensor_f32(cs) + from;
+        for (int64_t i = 0; i < inner; i++) a[i] += b[i];
+      } else {
+        int64_t *a = cnn_tensor_i64(dst) + to;
+        const int64_t *b = cnn_tensor_i64(cs) + from;
+        for (int64_t i = 0; i < inner; i++) a[i] = (int64_t)((uint64_t)a[i] + (uint64_t)b[i]);
+      }
+    }
+  }
+  int rc = dst == out ? 0 : cnn_tensor_copy_(out, dst);
+  cnn_tensor_release(dst);
+  cnn_tensor_release(cs);
+  return rc;
+}

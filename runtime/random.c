@@ -1,0 +1,166 @@
+/* The runtime's random stream: one xoshiro256** generator, seeded through splitmix64 (seed 0 at
+ * start, so unseeded runs repeat too). Tensors are filled in row-major order of the view on the
+ * calling thread, so the numbers never depend on the thread count. */
+#include "cnn/random.h"
+#include "cnn/error.h"
+
+#include <math.h>
+
+static uint64_t state[4];
+static bool seeded;
+
+static uint64_t splitmix64(uint64_t *x) {
+  uint64_t z = (*x += 0x9e3779b97f4a7c15ULL);
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+  return z ^ (z >> 31);
+}
+
+void cnn_random_seed(uint64_t seed) {
+  /* splitmix64 never yields four zero words, the one state xoshiro cannot leave */
+  for (int i = 0; i < 4; i++) state[i] = splitmix64(&seed);
+  seeded = true;
+}
+
+static uint64_t rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
+
+uint64_t cnn_random_next(void) {
+  if (!seeded) cnn_random_seed(0);
+  uint64_t result = rotl(state[1] * 5, 7) * 9;
+  uint64_t t = state[1] << 17;
+  state[2] ^= state[0];
+  state[3] ^= state[1];
+  state[1] ^= state[2];
+  state[0] ^= state[3];
+  state[2] ^= t;
+  state[3] = rotl(state[3], 45);
+  return result;
+}
+
+double cnn_random_uniform01(void) { return (double)(cnn_random_next() >> 11) * 0x1.0p-53; }
+
+/* Uniform in [0, n) for n >= 1 without modulo bias: draws below 2^64 mod n are redrawn. */
+static uint64_t below(uint64_t n) {
+  uint64_t reject = (0 - n) % n; /* = 2^64 mod n */
+  for (;;) {
+    uint64_t x = cnn_random_next();
+    if (x >= reject) return x % n;
+  }
+}
+
+/* ---- filling a float32 view in row-major order ---- */
+
+typedef float (*draw_fn)(void *ctx);
+
+static void fill_view(cnn_tensor *t, draw_fn draw, void *ctx) {
+  int64_t numel = cnn_tensor_numel(t);
+  if (numel == 0) return;
+  float *base = cnn_tensor_f32(t);
+  int nd = t->ndim;
+  if (nd == 0) {
+    *base = draw(ctx);
+    return;
+  }
+  /* the last dim is the inner loop; idx walks the outer dims as an odometer */
+  int64_t idx[CNN_MAX_DIMS] = {0};
+  int64_t inner = t->size[nd - 1], step = t->stride[nd - 1];
+  float *row = base;
+  for (int64_t done = 0; done < numel; done += inner) {
+    for (int64_t i = 0; i < inner; i++) row[i * step] = draw(ctx);
+    for (int d = nd - 2; d >= 0; d--) {
+      row += t->stride[d];
+      if (++idx[d] < t->size[d]) break;
+      row -= idx[d] * t->stride[d];
+      idx[d] = 0;
+    }
+  }
+}
+
+typedef struct {
+  double lo, hi;
+  float flo, fhi;
+} uniform_ctx;
+
+static float draw_uniform(void *vctx) {
+  const uniform_ctx *c = vctx;
+  float f = (float)(c->lo + (c->hi - c->lo) * cnn_random_uniform01());
+  /* rounding to float32 can land on hi itself: step back to the largest float below it */
+  if (f >= c->fhi) f = c->flo < c->fhi ? nextafterf(c->fhi, -INFINITY) : c->flo;
+  return f;
+}
+
+int cnn_random_uniform_(cnn_tensor *t, double lo, double hi) {
+  if (t->dtype != CNN_FLOAT32) return cnn_error_set("expected a float32 tensor but got %s", cnn_dtype_name(t->dtype));
+  if (!isfinite(lo) || !isfinite(hi) || lo > hi)
+    return cnn_error_set("expected finite bounds with lo <= hi but got lo=%g, hi=%g", lo, hi);
+  uniform_ctx c = {lo, hi, (float)lo, (float)hi};
+  fill_view(t, draw_uniform, &c);
+  return 0;
+}
+
+typedef struct {
+  double mean, std;
+  double spare; /* Box-Muller makes two values per draw; the second is used next */
+  bool has_spare;
+} normal_ctx;
+
+static float draw_normal(void *vctx) {
+  normal_ctx *c = vctx;
+  double z;
+  if (c->has_spare) {
+    z = c->spare;
+    c->has_spare = false;
+  } else {
+    double u1 = 1.0 - cnn_random_uniform01(); /* (0, 1]: log stays finite */
+    double u2 = cnn_random_uniform01();
+    double r = sqrt(-2.0 * log(u1)), th = 6.283185307179586 * u2;
+    z = r * cos(th);
+    c->spare = r * sin(th);
+    c->has_spare = true;
+  }
+  return (float)(c->mean + c->std * z);
+}
+
+int cnn_random_normal_(cnn_tensor *t, double mean, double std) {
+  if (t->dtype != CNN_FLOAT32) return cnn_error_set("expected a float32 tensor but got %s", cnn_dtype_name(t->dtype));
+  if (!isfinite(mean) || !isfinite(std) || std < 0)
+    return cnn_error_set("expected a finite mean and std >= 0 but got mean=%g, std=%g", mean, std);
+  normal_ctx c = {mean, std, 0.0, false};
+  fill_view(t, draw_normal, &c);
+  return 0;
+}
+
+cnn_tensor *cnn_random_randint(int64_t lo, int64_t hi, int ndim, const int64_t *size) {
+  if (lo > hi) {
+    cnn_error_set("expected lo <= hi but got lo=%lld, hi=%lld", (long long)lo, (long long)hi);
+    return NULL;
+  }
+  cnn_tensor *t = cnn_tensor_empty(CNN_INT64, ndim, size);
+  if (!t) return NULL;
+  int64_t n = cnn_tensor_numel(t), *p = cnn_tensor_i64(t);
+  uint64_t span = (uint64_t)hi - (uint64_t)lo + 1; /* 0: the full 64-bit range */
+  for (int64_t i = 0; i < n; i++) {
+    uint64_t r = span ? below(span) : cnn_random_next();
+    p[i] = (int64_t)((uint64_t)lo + r); /* two's complement wrap is the intended sum */
+  }
+  return t;
+}
+
+cnn_tensor *cnn_random_randperm(int64_t n) {
+  if (n < 0) {
+    cnn_error_set("expected n >= 0 but got %lld", (long long)n);
+    return NULL;
+  }
+  cnn_tensor *t = cnn_tensor_empty(CNN_INT64, 1, &n);
+  if (!t) return NULL;
+  int64_t *p = cnn_tensor_i64(t);
+  for (int64_t i = 0; i < n; i++) p[i] = i;
+  /* Fisher-Yates: p[i] swaps with a uniform position in [0, i] */
+  for (int64_t i = n - 1; i > 0; i--) {
+    int64_t j = (int64_t)below((uint64_t)i + 1);
+    int64_t x = p[i];
+    p[i] = p[j];
+    p[j] = x;
+  }
+  return t;
+}
