@@ -34,8 +34,8 @@ static int nested_shape(lua_State *L, int idx, const char *fn, int64_t *size) {
   lua_pushvalue(L, idx);
   while (lua_istable(L, -1)) {
     if (n == CNN_MAX_DIMS) lcnn_error(L, fn, "nesting deeper than %d levels", CNN_MAX_DIMS);
-    size[n++] = (int64_t)luaL_len(L, -1);
-    lua_geti(L, -1, 1);
+    size[n++] = (int64_t)lua_rawlen(L, -1);
+    lua_rawgeti(L, -1, 1);
     lua_remove(L, -2);
     if (size[n - 1] == 0) break;
   }
@@ -64,16 +64,16 @@ static void fill_nested(lua_State *L, int idx, const char *fn, cnn_tensor *t, in
     (*pos)++;
     return;
   }
-  if (!lua_istable(L, idx) || (int64_t)luaL_len(L, idx) != t->size[d]) {
-    int64_t got = lua_istable(L, idx) ? (int64_t)luaL_len(L, idx) : -1;
+  int64_t want = t->size[d];
+  if (!lua_istable(L, idx) || (int64_t)lua_rawlen(L, idx) != want) {
+    int64_t got = lua_istable(L, idx) ? (int64_t)lua_rawlen(L, idx) : -1;
     cnn_tensor_release(t);
     if (got < 0) lcnn_error(L, fn, "ragged nested table: expected a table at depth %d, got %s", d + 1, luaL_typename(L, idx));
-    lcnn_error(L, fn, "ragged nested table: expected %lld elements at depth %d, got %lld", (long long)t->size[d], d + 1,
+    lcnn_error(L, fn, "ragged nested table: expected %lld elements at depth %d, got %lld", (long long)want, d + 1,
                (long long)got);
   }
-  luaL_checkstack(L, 2, fn);
   for (int64_t i = 1; i <= t->size[d]; i++) {
-    lua_geti(L, idx, i);
+    lua_rawgeti(L, idx, i); /* raw: no metamethod may raise while t is held */
     fill_nested(L, lua_gettop(L), fn, t, d + 1, pos);
     lua_pop(L, 1);
   }
@@ -154,7 +154,7 @@ static int f_full(lua_State *L) {
   if (lua_type(L, next) != LUA_TNUMBER) return lcnn_error(L, fn, "expected a fill value (number), got %s", luaL_typename(L, next));
   double v = lua_tonumber(L, next);
   lcnn_options(L, next + 1, fn, create_opts);
-  cnn_dtype dt = lcnn_opt_dtype(L, next + 1, fn, lua_isinteger(L, next) && lua_istable(L, next + 1) ? CNN_FLOAT32 : CNN_FLOAT32);
+  cnn_dtype dt = lcnn_opt_dtype(L, next + 1, fn, CNN_FLOAT32);
   finish(L, cnn_tensor_full(dt, n, size, v), next + 1, fn);
   return 1;
 }

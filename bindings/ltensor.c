@@ -370,16 +370,6 @@ static int t_index_select(lua_State *L) {
   cnn_tensor *t = SELF("index_select");
   int d = lcnn_dim(L, 2, "index_select", t->ndim, 0);
   cnn_tensor *idx = zero_based(L, 3, "index_select");
-  int64_t n = cnn_tensor_numel(idx);
-  int dd = d < 0 ? d + (t->ndim ? t->ndim : 1) : d;
-  for (int64_t k = 0; k < n; k++) {
-    int64_t v = (int64_t)cnn_tensor_get_flat(idx, k);
-    if (t->ndim && (v < 0 || v >= t->size[dd])) {
-      cnn_tensor_release(idx);
-      return lcnn_error(L, "index_select", "index %lld is out of range for dimension %d of size %lld",
-                        (long long)v + 1, dd + 1, (long long)t->size[dd]);
-    }
-  }
   cnn_tensor *r = cnn_op_index_select(t, d, idx);
   cnn_tensor_release(idx);
   lcnn_push(L, r, "index_select");

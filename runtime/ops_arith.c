@@ -79,7 +79,12 @@ cnn_tensor *cnn_op_binary(cnn_binop op, const cnn_tensor *a, const cnn_tensor *b
   bool record = !is_comparison(op) && cnn_ag_any_requires(2, in);
   cnn_tensor *out = cnn_ew_binary(op, a, b);
   if (!out || !record) return out;
-  const cnn_tensor *saves[3] = {a, b, out};
+  /* save only what the formulas below read, so unrelated in-place writes stay legal */
+  bool na = cnn_ag_requires(a), nb = cnn_ag_requires(b);
+  bool keep_a = (op == CNN_MUL && nb) || op == CNN_POW || op == CNN_MAXIMUM || op == CNN_MINIMUM;
+  bool keep_b = (op == CNN_MUL && na) || op == CNN_DIV || op == CNN_POW || op == CNN_MAXIMUM || op == CNN_MINIMUM;
+  bool keep_out = (op == CNN_DIV && nb) || (op == CNN_POW && nb);
+  const cnn_tensor *saves[3] = {keep_a ? a : NULL, keep_b ? b : NULL, keep_out ? out : NULL};
   cnn_node *n = cnn_ag_record(out, binop_name(op), binary_backward, 2, in, 3, saves);
   if (!n) {
     cnn_tensor_release(out);
@@ -162,7 +167,10 @@ cnn_tensor *cnn_op_unary(cnn_unop op, const cnn_tensor *x, double p0, double p1)
   cnn_tensor *out = cnn_ew_unary(op, x, p0, p1);
   const cnn_tensor *in[1] = {x};
   if (!out || !cnn_ag_any_requires(1, in)) return out;
-  const cnn_tensor *saves[2] = {x, out};
+  bool keep_x = op == CNN_LOG || op == CNN_ABS || op == CNN_CLAMP || op == CNN_POW_SCALAR;
+  bool keep_out = op == CNN_EXP || op == CNN_SQRT || op == CNN_RELU || op == CNN_SIGMOID || op == CNN_TANH ||
+                  op == CNN_RPOW_SCALAR;
+  const cnn_tensor *saves[2] = {keep_x ? x : NULL, keep_out ? out : NULL};
   cnn_node *n = cnn_ag_record(out, unop_name(op), unary_backward, 1, in, 2, saves);
   if (!n) {
     cnn_tensor_release(out);

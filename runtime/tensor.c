@@ -87,7 +87,7 @@ int cnn_shape_check(int ndim, const int64_t *size, int64_t *numel_out) {
 }
 
 cnn_tensor *cnn_tensor_empty(cnn_dtype dt, int ndim, const int64_t *size) {
-  int64_t n;
+  int64_t n = 0;
   if (cnn_shape_check(ndim, size, &n)) return NULL;
   cnn_tensor *t = header_new(dt);
   if (!t) return NULL;
