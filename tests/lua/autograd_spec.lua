@@ -1,0 +1,388 @@
+-- The autograd contract (API.md "Autograd"): leaves and history, .grad accumulation, graph
+-- freeing and retain_graph, no_grad, in-place version checks, deep graphs, broadcast gradients,
+-- Lua-defined Functions and gradcheck. Expected gradients are derived by hand in comments.
+local cnn = require "cnn"
+local H = dofile("tests/lua/helpers.lua")
+
+local function leaf(values)
+  return cnn.tensor(values, { requires_grad = true })
+end
+
+describe("requires_grad and leaves", function()
+  it("tensors do not require grad unless asked", function()
+    local t = cnn.ones(2)
+    assert.is_false(t.requires_grad)
+    assert.is_true(t.is_leaf)
+    assert.is_nil(t.grad_fn)
+  end)
+
+  it("requires_grad_ sets and clears the flag and returns the tensor", function()
+    local t = cnn.ones(2)
+    local r = t:requires_grad_(true)
+    assert.is_true(t.requires_grad)
+    assert.is_true(r.requires_grad)
+    t:requires_grad_(false)
+    assert.is_false(t.requires_grad)
+    t:requires_grad_() -- no argument means true, as in PyTorch
+    assert.is_true(t.requires_grad)
+  end)
+
+  it("results of recorded ops are non-leaves with a grad_fn name", function()
+    local x = leaf({ 1, 2 })
+    local y = x * 2
+    assert.is_true(x.is_leaf)
+    assert.is_nil(x.grad_fn)
+    assert.is_false(y.is_leaf)
+    assert.is_true(y.requires_grad)
+    assert.are.equal("string", type(y.grad_fn))
+    assert.are.equal("string", type(y:sum().grad_fn))
+    assert.are.equal("string", type(x:exp().grad_fn))
+    assert.are.equal("string", type(x:view(2, 1).grad_fn))
+  end)
+
+  it("grad_fn names the op that made the tensor", function()
+    local x = leaf({ 1, 2 })
+    assert.is_truthy((x * x).grad_fn:find("Mul"))
+    assert.is_truthy((x + x).grad_fn:find("Add"))
+    assert.is_truthy(x:exp().grad_fn:find("Exp"))
+    assert.is_truthy(x:sum().grad_fn:find("Sum"))
+    assert.is_truthy(cnn.matmul(x, x).grad_fn:find("Matmul") or cnn.matmul(x, x).grad_fn:find("Dot"))
+  end)
+
+  it("results of ops on tensors without requires_grad record nothing", function()
+    local y = cnn.ones(2) * cnn.ones(2) + 1
+    assert.is_false(y.requires_grad)
+    assert.is_nil(y.grad_fn)
+    assert.is_true(y.is_leaf)
+  end)
+
+  it("one input requiring grad is enough to record", function()
+    local x, w = leaf({ 1, 2 }), cnn.tensor({ 3, 4 })
+    local y = x * w
+    assert.is_true(y.requires_grad)
+    y:sum():backward()
+    H.assert_tensor(x.grad, { 3, 4 }) -- d(x1 w1 + x2 w2)/dx = w
+    assert.is_nil(w.grad)
+  end)
+end)
+
+describe(".grad", function()
+  it("is nil until a backward reaches the leaf", function()
+    local x = leaf({ 1, 2, 3 })
+    local y = (x * x):sum()
+    assert.is_nil(x.grad)
+    y:backward()
+    -- d(sum x^2)/dx = 2x
+    H.assert_tensor(x.grad, { 2, 4, 6 })
+  end)
+
+  it("of a 2-d leaf has the leaf's shape", function()
+    local x = leaf({ { 1, 2, 3 }, { 4, 5, 6 } })
+    x:sum():backward()
+    H.assert_tensor(x.grad, { { 1, 1, 1 }, { 1, 1, 1 } })
+  end)
+
+  it("accumulates across two backwards until zeroed", function()
+    local x = leaf({ 1, -2 })
+    ;(x * 3):sum():backward()
+    ;(x * x):sum():backward()
+    -- 3 + 2x
+    H.assert_tensor(x.grad, { 5, -1 })
+    x.grad:zero_()
+    ;(x * 3):sum():backward()
+    H.assert_tensor(x.grad, { 3, 3 })
+  end)
+
+  it("sums the paths of an input used more than once", function()
+    local x = leaf({ 2 })
+    -- y = x*x*x + x*x + x  ->  dy/dx = 3x^2 + 2x + 1 = 12 + 4 + 1
+    local y = (x * x * x + x * x + x):sum()
+    y:backward()
+    H.assert_tensor(x.grad, { 17 })
+  end)
+
+  it("backward(grad) seeds a non-scalar output", function()
+    local x = leaf({ 1, 2, 3 })
+    local y = x * x
+    y:backward(cnn.tensor({ 1, 10, 100 }))
+    -- 2x * seed
+    H.assert_tensor(x.grad, { 2, 40, 600 })
+  end)
+
+  it("backward on a 0-d tensor with no argument seeds 1", function()
+    local x = leaf({ 1.5 })
+    local y = (x * 4):sum()
+    y:backward()
+    H.assert_tensor(x.grad, { 4 })
+  end)
+end)
+
+describe("graph lifetime", function()
+  it("retain_graph allows a second backward through the same graph", function()
+    local x = leaf({ 1, 2 })
+    local y = (x * x):sum()
+    y:backward(nil, { retain_graph = true })
+    y:backward()
+    -- two passes of 2x
+    H.assert_tensor(x.grad, { 4, 8 })
+  end)
+
+  it("a second backward through a freed graph is a clear error", function()
+    local x = leaf({ 1, 2 })
+    local y = (x:exp() * x):sum()
+    y:backward()
+    H.assert_error(function() y:backward() end, "backward", "graph")
+    H.assert_usable()
+  end)
+
+  it("a third backward after one retained pass is an error", function()
+    local x = leaf({ 3 })
+    local y = (x * x):sum()
+    y:backward(nil, { retain_graph = true })
+    y:backward()
+    H.assert_error(function() y:backward() end, "backward", "graph")
+    H.assert_tensor(x.grad, { 12 }) -- 2 passes of 2x; the failed one added nothing
+  end)
+end)
+
+describe("detach", function()
+  it("shares storage but has no history", function()
+    local x = leaf({ 1, 2 })
+    local d = (x * 2):detach()
+    assert.is_false(d.requires_grad)
+    assert.is_nil(d.grad_fn)
+    assert.is_true(d.is_leaf)
+    local e = x:detach()
+    e[1] = 10
+    assert.are.equal(10, x[1])
+  end)
+
+  it("stops gradients from flowing through it", function()
+    local x = leaf({ 3 })
+    -- y = detach(x) * x: only the second factor is differentiated, dy/dx = 3
+    local y = (x:detach() * x):sum()
+    y:backward()
+    H.assert_tensor(x.grad, { 3 })
+  end)
+end)
+
+describe("no_grad", function()
+  it("runs fn without recording and returns its results", function()
+    local x = leaf({ 1, 2 })
+    local y, extra = cnn.no_grad(function(a, b)
+      assert.is_false(cnn.is_grad_enabled())
+      return a * b, "done"
+    end, x, 3)
+    assert.are.equal("done", extra)
+    assert.is_false(y.requires_grad)
+    assert.is_nil(y.grad_fn)
+    H.assert_tensor(y, { 3, 6 })
+  end)
+
+  it("grad mode is on outside and restored after fn", function()
+    assert.is_true(cnn.is_grad_enabled())
+    cnn.no_grad(function() end)
+    assert.is_true(cnn.is_grad_enabled())
+  end)
+
+  it("grad mode is restored when fn raises an error", function()
+    local ok = pcall(cnn.no_grad, function() error("boom") end)
+    assert.is_false(ok)
+    assert.is_true(cnn.is_grad_enabled())
+    local x = leaf({ 1 })
+    assert.is_true((x * 2).requires_grad)
+  end)
+
+  it("allows an in-place update of a leaf that requires grad (an SGD step)", function()
+    local w = leaf({ 1, 2 })
+    ;(w * w):sum():backward() -- grad 2w = {2, 4}
+    cnn.no_grad(function() w:add_(w.grad * -0.5) end)
+    H.assert_tensor(w, { 0, 0 })
+    assert.is_true(w.requires_grad)
+    assert.is_true(w.is_leaf)
+  end)
+
+  it("nests, and the outer scope stays without grad", function()
+    cnn.no_grad(function()
+      cnn.no_grad(function() end)
+      assert.is_false(cnn.is_grad_enabled())
+    end)
+    assert.is_true(cnn.is_grad_enabled())
+  end)
+end)
+
+describe("in-place modification of saved tensors", function()
+  it("is an error at backward, not a wrong gradient", function()
+    local x = leaf({ 1, 2 })
+    local w = cnn.tensor({ 3, 4 })
+    local y = (x * w):sum() -- mul saves w for x's gradient
+    w:add_(1)
+    H.assert_error(function() y:backward() end, "backward", "in%-place")
+    H.assert_usable()
+  end)
+
+  it("modifying a tensor the graph did not save is fine", function()
+    local x = leaf({ 1, 2 })
+    local w = cnn.tensor({ 3, 4 })
+    local y = (x + w):sum() -- add saves nothing
+    w:add_(1)
+    y:backward()
+    H.assert_tensor(x.grad, { 1, 1 })
+  end)
+end)
+
+describe("deep graphs", function()
+  it("a 10,000-op chain runs backward without overflowing the stack", function()
+    local x = leaf({ 0.5 })
+    local y = x
+    for _ = 1, 10000 do y = y + 1 end
+    -- y = x + 10000 exactly in float32; dy/dx = 1
+    H.assert_tensor(y, { 10000.5 })
+    y:sum():backward()
+    H.assert_tensor(x.grad, { 1 })
+  end)
+
+  it("a 10,000-op chain of multiplications multiplies the local gradients", function()
+    local x = leaf({ 1 })
+    local y = x
+    for i = 1, 10000 do y = y * (i % 2 == 0 and 2 or 0.5) end
+    -- 5000 factors of 2 and 5000 of 1/2: product exactly 1
+    y:sum():backward()
+    H.assert_tensor(x.grad, { 1 })
+  end)
+end)
+
+describe("broadcasting", function()
+  it("gradients are summed back to each input's shape", function()
+    local a = leaf({ { 1, 2, 3 }, { 4, 5, 6 } }) -- {2, 3}
+    local b = leaf({ 10, 20, 30 })              -- {3}
+    local c = leaf({ { 1 }, { 2 } })            -- {2, 1}
+    local s = cnn.tensor(2, { requires_grad = true }) -- {}
+    local y = (a * b + c * s):sum()
+    y:backward()
+    -- dy/da = b in each row; dy/db = column sums of a; dy/dc = s * 3 per row; dy/ds = 3 * (1 + 2)
+    H.assert_tensor(a.grad, { { 10, 20, 30 }, { 10, 20, 30 } })
+    H.assert_tensor(b.grad, { 5, 7, 9 })
+    H.assert_tensor(c.grad, { { 6 }, { 6 } })
+    H.assert_tensor(s.grad, 9)
+  end)
+
+  it("a leaf expanded to a larger shape gets the summed gradient", function()
+    local a = leaf({ { 1, 2 } })
+    local y = (a:expand(3, 2) * cnn.tensor({ { 1, 1 }, { 2, 2 }, { 3, 3 } })):sum()
+    y:backward()
+    H.assert_tensor(a.grad, { { 6, 6 } }) -- 1 + 2 + 3 per column
+  end)
+end)
+
+describe("cnn.autograd.Function", function()
+  local Square = cnn.autograd.Function {
+    forward = function(ctx, x)
+      ctx:save_for_backward(x)
+      return x * x
+    end,
+    backward = function(ctx, g)
+      local x = ctx.saved[1]
+      return g * 2 * x
+    end,
+  }
+
+  it("runs the Lua forward and records a node", function()
+    local x = leaf({ 1, -2, 3 })
+    local y = Square(x)
+    H.assert_tensor(y, { 1, 4, 9 })
+    assert.is_true(y.requires_grad)
+    assert.is_not_nil(y.grad_fn)
+    assert.is_false(y.is_leaf)
+  end)
+
+  it("runs the Lua backward with the saved tensors", function()
+    local x = leaf({ 1, -2, 3 })
+    ;(Square(x) * 3):sum():backward()
+    -- d(3 x^2)/dx = 6x
+    H.assert_tensor(x.grad, { 6, -12, 18 })
+  end)
+
+  it("ctx.saved lists every saved tensor in order", function()
+    local Mul = cnn.autograd.Function {
+      forward = function(ctx, a, b)
+        ctx:save_for_backward(a, b)
+        return a * b
+      end,
+      backward = function(ctx, g)
+        local a, b = ctx.saved[1], ctx.saved[2]
+        return g * b, g * a
+      end,
+    }
+    local a, b = leaf({ 2, 3 }), leaf({ 5, 7 })
+    Mul(a, b):sum():backward()
+    H.assert_tensor(a.grad, { 5, 7 })
+    H.assert_tensor(b.grad, { 2, 3 })
+  end)
+
+  it("a nil gradient leaves that input without .grad", function()
+    local Scale = cnn.autograd.Function {
+      forward = function(_, x, w) return x * w end,
+      backward = function(ctx, g)
+        return g * 4, nil -- pretends w = 4; says nothing about w
+      end,
+    }
+    local x, w = leaf({ 1 }), leaf({ 4 })
+    Scale(x, w):sum():backward()
+    H.assert_tensor(x.grad, { 4 })
+    assert.is_nil(w.grad)
+  end)
+
+  it("composes with built-in ops on both sides", function()
+    local x = leaf({ 0.5, 2 })
+    local y = Square(x:exp()):sum() -- = sum exp(2x); dy/dx = 2 exp(2x)
+    y:backward()
+    H.assert_tensor(x.grad, { 2 * math.exp(1), 2 * math.exp(4) }, { rtol = 1e-6 })
+  end)
+
+  it("does not record when no input requires grad", function()
+    local y = Square(cnn.tensor({ 3 }))
+    H.assert_tensor(y, { 9 })
+    assert.is_false(y.requires_grad)
+  end)
+end)
+
+describe("gradcheck", function()
+  local opts = { eps = 1e-2, atol = 1e-2, rtol = 1e-2 }
+
+  it("returns true for correct built-in ops", function()
+    local x = leaf({ { 0.5, -1 }, { 1.5, 0.25 } })
+    local w = leaf({ { 1, 2 }, { -0.5, 0.3 } })
+    assert.is_true(cnn.autograd.gradcheck(function(a, b) return (a:matmul(b) * a):tanh():sum() end, { x, w }, opts))
+  end)
+
+  it("accepts non-scalar outputs", function()
+    local x = leaf({ 0.3, -0.7, 1.1 })
+    assert.is_true(cnn.autograd.gradcheck(function(a) return a:exp() * a end, { x }, opts))
+  end)
+
+  it("returns true for a correct Lua Function", function()
+    local Cube = cnn.autograd.Function {
+      forward = function(ctx, x)
+        ctx:save_for_backward(x)
+        return x * x * x
+      end,
+      backward = function(ctx, g) return g * 3 * ctx.saved[1] * ctx.saved[1] end,
+    }
+    assert.is_true(cnn.autograd.gradcheck(function(a) return Cube(a) end, { leaf({ 0.5, -1.2, 2 }) }, opts))
+  end)
+
+  it("returns false and a message for a wrong Function backward", function()
+    local BadSquare = cnn.autograd.Function {
+      forward = function(ctx, x)
+        ctx:save_for_backward(x)
+        return x * x
+      end,
+      backward = function(ctx, g) return g * 3 * ctx.saved[1] end, -- should be 2x
+    }
+    local ok, msg = cnn.autograd.gradcheck(function(a) return BadSquare(a):sum() end, { leaf({ 1, 2 }) }, opts)
+    assert.is_false(ok)
+    assert.are.equal("string", type(msg))
+    assert.is_true(#msg > 0)
+  end)
+end)

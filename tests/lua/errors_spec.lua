@@ -1,0 +1,230 @@
+-- API.md "Errors": every misuse raises a Lua error naming the function and the problem, pcall
+-- catches it, and the runtime keeps working (each test ends with a call that must succeed).
+local cnn = require "cnn"
+local H = dofile("tests/lua/helpers.lua")
+
+local err = H.assert_error
+
+describe("shape errors", function()
+  it("add with shapes that do not broadcast", function()
+    err(function() return cnn.zeros(2, 3):add(cnn.zeros(4)) end, "add:", "broadcast")
+    err(function() return cnn.zeros(2, 3) + cnn.zeros(2, 2) end, "add", "broadcast")
+    err(function() return cnn.zeros(3) * cnn.zeros(2) end, "mul", "broadcast")
+    H.assert_usable()
+  end)
+
+  it("matmul with mismatched inner dims", function()
+    err(function() return cnn.matmul(cnn.zeros(2, 3), cnn.zeros(4, 5)) end, "matmul:", "3", "4")
+    err(function() return cnn.zeros(3):matmul(cnn.zeros(4)) end, "matmul:")
+    err(function() return cnn.zeros(2, 3):mm(cnn.zeros(2, 3)) end, "mm:")
+    H.assert_usable()
+  end)
+
+  it("mm with a non-2-d operand", function()
+    err(function() return cnn.zeros(3):mm(cnn.zeros(3, 2)) end, "mm:", "2")
+    H.assert_usable()
+  end)
+
+  it("view of an incompatible size", function()
+    err(function() return cnn.zeros(2, 3):view(4, 2) end, "view:", "6")
+    err(function() return cnn.zeros(2, 3):reshape(5) end, "reshape:")
+    err(function() return cnn.zeros(2, 3):view(-1, -1) end, "view:")
+    H.assert_usable()
+  end)
+
+  it("view of a non-contiguous tensor that cannot be viewed", function()
+    err(function() return cnn.zeros(2, 3):t():view(6) end, "view:")
+    H.assert_usable()
+  end)
+
+  it("cat and stack of mismatched shapes", function()
+    err(function() return cnn.cat({ cnn.zeros(2, 3), cnn.zeros(2, 4) }, 1) end, "cat:")
+    err(function() return cnn.stack({ cnn.zeros(2, 3), cnn.zeros(3, 2) }, 1) end, "stack:")
+    H.assert_usable()
+  end)
+
+  it("expand of a dim whose size is not 1", function()
+    err(function() return cnn.zeros(2, 3):expand(4, 3) end, "expand:")
+    H.assert_usable()
+  end)
+
+  it("a ragged nested table", function()
+    err(function() return cnn.tensor({ { 1, 2 }, { 3 } }) end, "tensor:")
+    H.assert_usable()
+  end)
+
+  it("item of a tensor with more than one element", function()
+    err(function() return cnn.zeros(2):item() end, "item:")
+    H.assert_usable()
+  end)
+end)
+
+describe("index and dim errors", function()
+  local t = cnn.tensor({ 10, 20, 30 })
+
+  it("t[0] and t[4] on a size-3 tensor", function()
+    err(function() return t[0] end, "index", "range")
+    err(function() return t[4] end, "index", "range")
+    err(function() t[4] = 1 end, "range")
+    err(function() return cnn.zeros(3, 2)[5] end, "range")
+    H.assert_usable()
+    assert.are.equal(30, t[3])
+  end)
+
+  it("select and narrow out of range", function()
+    local m = cnn.zeros(3, 4)
+    err(function() return m:select(1, 4) end, "select:", "range")
+    err(function() return m:select(2, 0) end, "select:", "range")
+    err(function() return m:narrow(2, 3, 3) end, "narrow:")
+    H.assert_usable()
+  end)
+
+  it("index_select with an index out of range", function()
+    local m = cnn.zeros(3, 4)
+    err(function() return m:index_select(1, cnn.tensor({ 1, 4 }, { dtype = "int64" })) end, "index_select:", "range")
+    err(function() return m:index_select(1, cnn.tensor({ 0 }, { dtype = "int64" })) end, "index_select:", "range")
+    H.assert_usable()
+  end)
+
+  it("dims out of range", function()
+    local m = cnn.zeros(3, 4)
+    err(function() return m:sum(3) end, "sum:", "dim")
+    err(function() return m:sum(-3) end, "sum:", "dim")
+    err(function() return m:size(3) end, "size:", "dim")
+    err(function() return m:transpose(1, 3) end, "transpose:", "dim")
+    err(function() return m:max(0) end, "max:", "dim")
+    err(function() return m:unsqueeze(4) end, "unsqueeze:", "dim")
+    err(function() return cnn.cat({ m, m }, 3) end, "cat:", "dim")
+    H.assert_usable()
+  end)
+
+  it("permute with a repeated or missing dim", function()
+    err(function() return cnn.zeros(2, 3):permute(1, 1) end, "permute:")
+    err(function() return cnn.zeros(2, 3):permute(1) end, "permute:")
+    H.assert_usable()
+  end)
+end)
+
+describe("impossible sizes", function()
+  it("negative sizes", function()
+    err(function() return cnn.zeros(-1) end, "zeros:", "negative")
+    err(function() return cnn.ones(2, -3) end, "ones:", "negative")
+    err(function() return cnn.empty({ 3, -1 }) end, "empty:", "negative")
+    H.assert_usable()
+  end)
+
+  it("sizes whose product overflows", function()
+    err(function() return cnn.zeros(2 ^ 40, 2 ^ 40) end, "zeros:")
+    -- 2^62 elements fit in int64 but 2^64 bytes do not fit in size_t
+    err(function() return cnn.empty(2 ^ 31, 2 ^ 31) end, "empty:")
+    H.assert_usable()
+  end)
+
+  it("an allocation larger than memory", function()
+    -- 2^20 * 2^20 * 64 floats = 2^48 bytes (256 TiB); 8 * 2^30 floats = 32 GiB
+    err(function() return cnn.empty(2 ^ 20, 2 ^ 20, 64) end, "empty:", "memory")
+    err(function() return cnn.empty(8, 1024, 1024, 1024) end, "empty:", "memory")
+    H.assert_usable()
+  end)
+
+  it("a non-integral size", function()
+    err(function() return cnn.zeros(2.5) end, "zeros:")
+    H.assert_usable()
+  end)
+end)
+
+describe("wrong argument types", function()
+  it("a non-tensor where a tensor is needed", function()
+    err(function() return cnn.matmul(1, {}) end, "matmul:")
+    err(function() return cnn.zeros(2):add("x") end, "add:")
+    err(function() return cnn.zeros(2) + {} end, "add")
+    err(function() return cnn.cat({ cnn.zeros(2), 5 }, 1) end, "cat:")
+    H.assert_usable()
+  end)
+
+  it("an int64 tensor where float32 is needed", function()
+    local i = cnn.randint(1, 5, { 3, 3 })
+    err(function() return i:matmul(i) end, "matmul:", "int64")
+    err(function() return i:requires_grad_(true) end, "requires_grad_:")
+    err(function() return cnn.tensor({ 1, 2 }, { dtype = "int64", requires_grad = true }) end, "tensor:")
+    H.assert_usable()
+  end)
+
+  it("a float index tensor for index_select", function()
+    err(function() return cnn.zeros(3):index_select(1, cnn.tensor({ 1 })) end, "index_select:", "int64")
+    H.assert_usable()
+  end)
+
+  it("an unknown dtype name", function()
+    err(function() return cnn.tensor({ 1 }, { dtype = "float16" }) end, "tensor:", "float16")
+    H.assert_usable()
+  end)
+end)
+
+describe("options", function()
+  it("unknown option keys are an error naming the key", function()
+    err(function() return cnn.tensor({ 1 }, { dtyp = "int64" }) end, "tensor:", "unknown option 'dtyp'")
+    local x = cnn.tensor({ 1 }, { requires_grad = true })
+    local y = (x * 2):sum()
+    err(function() y:backward(nil, { retain = true }) end, "backward:", "unknown option 'retain'")
+    H.assert_usable()
+    y:backward() -- the graph survived the rejected call
+    H.assert_tensor(x.grad, { 2 })
+  end)
+
+  it("gradcheck rejects unknown options", function()
+    local x = cnn.tensor({ 1 }, { requires_grad = true })
+    err(function() cnn.autograd.gradcheck(function(a) return a:sum() end, { x }, { epsilon = 1e-3 }) end,
+      "gradcheck:", "unknown option 'epsilon'")
+    H.assert_usable()
+  end)
+end)
+
+describe("autograd misuse", function()
+  it("backward on a non-scalar without a gradient", function()
+    local x = cnn.tensor({ 1, 2 }, { requires_grad = true })
+    local y = x * 2
+    err(function() y:backward() end, "backward:", { "scalar", "one%-element" })
+    y:backward(cnn.ones(2)) -- still usable with a seed
+    H.assert_tensor(x.grad, { 2, 2 })
+  end)
+
+  it("an in-place op on a leaf that requires grad", function()
+    local x = cnn.tensor({ 1, 2 }, { requires_grad = true })
+    err(function() x:add_(1) end, "add_:", "leaf")
+    H.assert_tensor(x, { 1, 2 }) -- unchanged
+    H.assert_usable()
+  end)
+
+  it("backward with a seed of the wrong shape", function()
+    local x = cnn.tensor({ 1, 2 }, { requires_grad = true })
+    local y = x * 2
+    err(function() y:backward(cnn.ones(3)) end, "backward:")
+    H.assert_usable()
+  end)
+
+  it("backward on a tensor that does not require grad", function()
+    err(function() cnn.ones(2):sum():backward() end, "backward:", "grad")
+    H.assert_usable()
+  end)
+
+  it("a Lua Function whose backward raises", function()
+    local Bad = cnn.autograd.Function {
+      forward = function(_, x) return x * 1 end,
+      backward = function() error("my backward broke") end,
+    }
+    local x = cnn.tensor({ 1 }, { requires_grad = true })
+    err(function() Bad(x):sum():backward() end, "my backward broke")
+    H.assert_usable()
+  end)
+
+  it("a Lua Function whose backward returns a wrong shape", function()
+    local Bad = cnn.autograd.Function {
+      forward = function(_, x) return x * 1 end,
+      backward = function() return cnn.ones(5) end,
+    }
+    local x = cnn.tensor({ 1, 2 }, { requires_grad = true })
+    err(function() Bad(x):sum():backward() end, "backward")
+    H.assert_usable()
+  end)
+end)

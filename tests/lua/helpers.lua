@@ -1,0 +1,101 @@
+-- Shared assertions for the busted specs: tensors against nested Lua tables of expected values,
+-- and errors against "function name + problem" patterns. Loaded with dofile from the repo root
+-- (specs run with the repository root as working directory).
+local cnn = require "cnn"
+local assert = require "luassert" -- dofile runs outside busted's spec environment
+
+local H = {}
+
+-- Flattens a nested table of numbers (or a bare number) in row-major order.
+function H.flatten(v, out)
+  out = out or {}
+  if type(v) == "table" then
+    for i = 1, #v do H.flatten(v[i], out) end
+  else
+    out[#out + 1] = v
+  end
+  return out
+end
+
+-- Shape of a rectangular nested table ({} for a bare number).
+function H.shape_of(v)
+  local shape = {}
+  while type(v) == "table" do
+    shape[#shape + 1] = #v
+    v = v[1]
+  end
+  return shape
+end
+
+-- Values of a tensor of any shape (0-d included) as a flat list, read without totable.
+function H.values(t)
+  local n = t:numel()
+  local flat = t:reshape(n)
+  local out = {}
+  for i = 1, n do out[i] = flat[i] end
+  return out
+end
+
+local function shape_str(s)
+  return "{" .. table.concat(s, ", ") .. "}"
+end
+H.shape_str = shape_str
+
+-- |a - b| <= atol + rtol * |b|, NaN never close.
+function H.close(a, b, rtol, atol)
+  return math.abs(a - b) <= (atol or 0) + (rtol or 0) * math.abs(b)
+end
+
+-- Asserts t has the shape of `expected` (a nested table or number, or {shape=, data=}) and
+-- values within tolerance (exact when tol is omitted).
+function H.assert_tensor(t, expected, opts)
+  opts = opts or {}
+  local shape, data
+  if type(expected) == "table" and expected.shape then
+    shape, data = expected.shape, expected.data
+  else
+    shape, data = H.shape_of(expected), expected
+  end
+  assert(type(t) == "userdata", "expected a tensor, got " .. type(t))
+  local got_shape = t:shape()
+  assert.are.same(shape, got_shape,
+    "shape " .. shape_str(got_shape) .. " but expected " .. shape_str(shape))
+  if opts.dtype then assert.are.equal(opts.dtype, t:dtype()) end
+  local want, got = H.flatten(data), H.values(t)
+  assert.are.equal(#want, #got)
+  local rtol, atol = opts.rtol or 0, opts.atol or 0
+  for i = 1, #want do
+    if not H.close(got[i], want[i], rtol, atol) then
+      assert(false, string.format("element %d (flat, 1-based) is %.9g but expected %.9g (rtol %g, atol %g)",
+        i, got[i], want[i], rtol, atol))
+    end
+  end
+end
+
+-- Asserts fn raises an error whose message contains every pattern (matched case-insensitively;
+-- a table of patterns means any one of them), and returns the message.
+function H.assert_error(fn, ...)
+  local ok, err = pcall(fn)
+  assert(not ok, "expected an error but the call succeeded")
+  local msg = tostring(err)
+  for _, pat in ipairs({ ... }) do
+    local alts = type(pat) == "table" and pat or { pat }
+    local found = false
+    for _, alt in ipairs(alts) do
+      if msg:lower():find(alt:lower()) then found = true end
+    end
+    if not found then
+      assert(false, string.format("error message %q does not match %q", msg, table.concat(alts, "' or '")))
+    end
+  end
+  return msg
+end
+
+-- The runtime still works after an error: a fresh small computation gives the right answer.
+function H.assert_usable()
+  local t = cnn.tensor({ 1, 2, 3 }) * 2 + 1 -- {3, 5, 7}
+  assert.are.same({ 3, 5, 7 }, t:totable())
+  assert.are.equal(15, t:sum():item())
+end
+
+return H

@@ -1,0 +1,168 @@
+-- Tensor creation (API.md "Tensors": Create and Inspect) and the Conventions on shapes, dtypes
+-- and 0-d tensors. Expected values are written out by hand.
+local cnn = require "cnn"
+local H = dofile("tests/lua/helpers.lua")
+
+describe("cnn.tensor", function()
+  it("builds a float32 tensor from a nested table by default", function()
+    local t = cnn.tensor({ { 1, 2, 3 }, { 4, 5, 6 } })
+    assert.are.equal("float32", t:dtype())
+    H.assert_tensor(t, { { 1, 2, 3 }, { 4, 5, 6 } })
+  end)
+
+  it("keeps fractional values exactly representable in float32", function()
+    H.assert_tensor(cnn.tensor({ 0.5, -1.25, 1024.75 }), { 0.5, -1.25, 1024.75 })
+  end)
+
+  it("builds an int64 tensor with {dtype='int64'}", function()
+    -- 2^40 + 1 needs 41 bits: exact in int64, not representable in float32
+    local t = cnn.tensor({ 3, -7, 1099511627777 }, { dtype = "int64" })
+    assert.are.equal("int64", t:dtype())
+    H.assert_tensor(t, { 3, -7, 1099511627777 })
+  end)
+
+  it("reads int64 elements back as Lua integers", function()
+    local t = cnn.tensor({ 3, -7 }, { dtype = "int64" })
+    assert.are.equal("integer", math.type(t[1]))
+    assert.are.equal("integer", math.type(t:sum():item()))
+  end)
+
+  it("builds a 0-d tensor from a number", function()
+    local t = cnn.tensor(3.5)
+    assert.are.same({}, t:shape())
+    assert.are.equal(0, t:dim())
+    assert.are.equal(1, t:numel())
+    assert.are.equal(3.5, t:item())
+  end)
+
+  it("sets requires_grad from the options table", function()
+    local t = cnn.tensor({ 1, 2 }, { requires_grad = true })
+    assert.is_true(t.requires_grad)
+    assert.is_false(cnn.tensor({ 1, 2 }).requires_grad)
+  end)
+
+  it("builds a 3-d tensor with the nesting as its shape", function()
+    local t = cnn.tensor({ { { 1 }, { 2 } }, { { 3 }, { 4 } }, { { 5 }, { 6 } } })
+    assert.are.same({ 3, 2, 1 }, t:shape())
+    H.assert_tensor(t, { { { 1 }, { 2 } }, { { 3 }, { 4 } }, { { 5 }, { 6 } } })
+  end)
+end)
+
+describe("filled constructors", function()
+  it("zeros accepts sizes as varargs or as one table", function()
+    H.assert_tensor(cnn.zeros(2, 3), { { 0, 0, 0 }, { 0, 0, 0 } })
+    H.assert_tensor(cnn.zeros({ 2, 3 }), { { 0, 0, 0 }, { 0, 0, 0 } })
+    assert.are.equal("float32", cnn.zeros(2):dtype())
+  end)
+
+  it("ones accepts sizes as varargs or as one table", function()
+    H.assert_tensor(cnn.ones(3), { 1, 1, 1 })
+    H.assert_tensor(cnn.ones({ 1, 2 }), { { 1, 1 } })
+  end)
+
+  it("full fills the shape with the value", function()
+    H.assert_tensor(cnn.full({ 2, 2 }, 7.5), { { 7.5, 7.5 }, { 7.5, 7.5 } })
+  end)
+
+  it("empty has the requested shape and dtype", function()
+    local t = cnn.empty(4, 5)
+    assert.are.same({ 4, 5 }, t:shape())
+    assert.are.equal(20, t:numel())
+    assert.are.equal("float32", t:dtype())
+    assert.are.same({ 2, 3 }, cnn.empty({ 2, 3 }):shape())
+  end)
+
+  it("allows zero-sized dimensions", function()
+    local t = cnn.zeros(0, 3)
+    assert.are.same({ 0, 3 }, t:shape())
+    assert.are.equal(0, t:numel())
+  end)
+
+  it("zeros_like and ones_like copy shape and dtype", function()
+    local f = cnn.ones(2, 3)
+    local i = cnn.tensor({ 5, 6 }, { dtype = "int64" })
+    H.assert_tensor(cnn.zeros_like(f), { { 0, 0, 0 }, { 0, 0, 0 } }, { dtype = "float32" })
+    H.assert_tensor(cnn.ones_like(i), { 1, 1 }, { dtype = "int64" })
+  end)
+
+  it("eye(n) is the n x n identity", function()
+    H.assert_tensor(cnn.eye(3), { { 1, 0, 0 }, { 0, 1, 0 }, { 0, 0, 1 } })
+  end)
+end)
+
+describe("ranges", function()
+  -- PyTorch semantics: the end is excluded, as in torch.arange
+  it("arange(n) counts 0 .. n-1", function()
+    H.assert_tensor(cnn.arange(5), { 0, 1, 2, 3, 4 })
+  end)
+
+  it("arange(a, b, step) stops before b", function()
+    H.assert_tensor(cnn.arange(1, 2, 0.25), { 1, 1.25, 1.5, 1.75 })
+    H.assert_tensor(cnn.arange(5, 0, -2), { 5, 3, 1 })
+  end)
+
+  it("linspace(a, b, n) includes both ends", function()
+    H.assert_tensor(cnn.linspace(0, 1, 5), { 0, 0.25, 0.5, 0.75, 1 })
+    H.assert_tensor(cnn.linspace(-1, 1, 3), { -1, 0, 1 })
+  end)
+end)
+
+describe("random constructors", function()
+  it("rand gives values in [0, 1) with mean near 1/2", function()
+    cnn.manual_seed(7)
+    local t = cnn.rand(100, 100)
+    assert.are.same({ 100, 100 }, t:shape())
+    assert.is_true(t:min():item() >= 0)
+    assert.is_true(t:max():item() < 1)
+    -- mean of 10^4 U(0,1): standard error 0.29 / 100 ~ 0.003
+    assert.is_true(math.abs(t:mean():item() - 0.5) < 0.02)
+  end)
+
+  it("randn gives mean near 0 and standard deviation near 1", function()
+    cnn.manual_seed(7)
+    local t = cnn.randn({ 10000 })
+    assert.are.same({ 10000 }, t:shape())
+    assert.is_true(math.abs(t:mean():item()) < 0.05)
+    assert.is_true(math.abs(t:std():item() - 1) < 0.05)
+  end)
+
+  it("randint(lo, hi, shape) is int64 with both ends inclusive", function()
+    cnn.manual_seed(7)
+    local t = cnn.randint(1, 3, { 1000 })
+    assert.are.equal("int64", t:dtype())
+    assert.are.same({ 1000 }, t:shape())
+    local seen = {}
+    for _, v in ipairs(t:totable()) do
+      assert.is_true(v == 1 or v == 2 or v == 3, "value " .. tostring(v) .. " outside 1..3")
+      seen[v] = true
+    end
+    -- with 1000 draws each of the 3 values appears (chance of missing one ~ 3 * (2/3)^1000)
+    assert.is_true(seen[1] and seen[2] and seen[3])
+  end)
+end)
+
+describe("inspection", function()
+  local t = cnn.zeros(2, 3, 4)
+
+  it("shape returns a table of sizes", function()
+    assert.are.same({ 2, 3, 4 }, t:shape())
+  end)
+
+  it("size(d) is 1-based and accepts negative dims", function()
+    assert.are.equal(2, t:size(1))
+    assert.are.equal(4, t:size(3))
+    assert.are.equal(4, t:size(-1))
+    assert.are.equal(2, t:size(-3))
+  end)
+
+  it("dim, numel and # give rank, element count and size of dim 1", function()
+    assert.are.equal(3, t:dim())
+    assert.are.equal(24, t:numel())
+    assert.are.equal(2, #t)
+  end)
+
+  it("dtype names float32 and int64", function()
+    assert.are.equal("float32", t:dtype())
+    assert.are.equal("int64", cnn.zeros(2):long():dtype())
+  end)
+end)

@@ -1,0 +1,249 @@
+-- Elementwise math (API.md "Tensors": Math): operators with tensors or numbers on either side,
+-- broadcasting, the unary functions, comparisons, in-place ops and int64/float32 promotion.
+-- Expected values are worked out by hand or with Lua's own math library.
+local cnn = require "cnn"
+local H = dofile("tests/lua/helpers.lua")
+
+local RT = 1e-6 -- float32 rounding of a single operation
+
+describe("binary operators", function()
+  local a = cnn.tensor({ { 1, 2 }, { 3, 4 } })
+  local b = cnn.tensor({ { 2, 4 }, { -1, 0.5 } })
+
+  it("+ - * / work elementwise on tensors of one shape", function()
+    H.assert_tensor(a + b, { { 3, 6 }, { 2, 4.5 } })
+    H.assert_tensor(a - b, { { -1, -2 }, { 4, 3.5 } })
+    H.assert_tensor(a * b, { { 2, 8 }, { -3, 2 } })
+    H.assert_tensor(a / b, { { 0.5, 0.5 }, { -3, 8 } })
+  end)
+
+  it("^ raises elementwise to a tensor exponent", function()
+    H.assert_tensor(a ^ cnn.tensor({ { 2, 0.5 }, { 0, -1 } }), { { 1, math.sqrt(2) }, { 1, 0.25 } }, { rtol = RT })
+  end)
+
+  it("unary minus negates", function()
+    H.assert_tensor(-a, { { -1, -2 }, { -3, -4 } })
+  end)
+
+  it("accepts a number on the right", function()
+    H.assert_tensor(a + 1, { { 2, 3 }, { 4, 5 } })
+    H.assert_tensor(a - 1, { { 0, 1 }, { 2, 3 } })
+    H.assert_tensor(a * 3, { { 3, 6 }, { 9, 12 } })
+    H.assert_tensor(a / 4, { { 0.25, 0.5 }, { 0.75, 1 } })
+    H.assert_tensor(a ^ 2, { { 1, 4 }, { 9, 16 } })
+  end)
+
+  it("accepts a number on the left", function()
+    H.assert_tensor(1 + a, { { 2, 3 }, { 4, 5 } })
+    H.assert_tensor(10 - a, { { 9, 8 }, { 7, 6 } })
+    H.assert_tensor(3 * a, { { 3, 6 }, { 9, 12 } })
+    H.assert_tensor(12 / a, { { 12, 6 }, { 4, 3 } })
+    H.assert_tensor(2 ^ a, { { 2, 4 }, { 8, 16 } })
+  end)
+
+  it("methods add sub mul div pow match the operators", function()
+    H.assert_tensor(a:add(b), { { 3, 6 }, { 2, 4.5 } })
+    H.assert_tensor(a:sub(b), { { -1, -2 }, { 4, 3.5 } })
+    H.assert_tensor(a:mul(b), { { 2, 8 }, { -3, 2 } })
+    H.assert_tensor(a:div(b), { { 0.5, 0.5 }, { -3, 8 } })
+    H.assert_tensor(a:pow(2), { { 1, 4 }, { 9, 16 } })
+    H.assert_tensor(a:add(1), { { 2, 3 }, { 4, 5 } })
+    H.assert_tensor(a:mul(-1), { { -1, -2 }, { -3, -4 } })
+  end)
+
+  it("leaves its operands unchanged", function()
+    local _ = a + b
+    H.assert_tensor(a, { { 1, 2 }, { 3, 4 } })
+    H.assert_tensor(b, { { 2, 4 }, { -1, 0.5 } })
+  end)
+end)
+
+describe("broadcasting", function()
+  it("a column plus a row gives the outer sum", function()
+    local col = cnn.tensor({ { 10 }, { 20 } }) -- {2, 1}
+    local row = cnn.tensor({ 1, 2, 3 })       -- {3}
+    H.assert_tensor(col + row, { { 11, 12, 13 }, { 21, 22, 23 } })
+    H.assert_tensor(row - col, { { -9, -8, -7 }, { -19, -18, -17 } })
+  end)
+
+  it("aligns trailing dims and stretches size-1 dims", function()
+    local x = cnn.ones(3, 1, 2)
+    local y = cnn.tensor({ { 1 }, { 2 }, { 3 }, { 4 } }) -- {4, 1}
+    local z = x * y
+    assert.are.same({ 3, 4, 2 }, z:shape())
+    -- z[i][j][k] = y[j][1]
+    H.assert_tensor(z[2], { { 1, 1 }, { 2, 2 }, { 3, 3 }, { 4, 4 } })
+    H.assert_tensor(z:sum(), 3 * 2 * (1 + 2 + 3 + 4))
+  end)
+
+  it("a 0-d tensor broadcasts against any shape", function()
+    H.assert_tensor(cnn.tensor({ 1, 2, 3 }) * cnn.tensor(2), { 2, 4, 6 })
+    H.assert_tensor(cnn.tensor(5) - cnn.tensor({ { 1, 2 } }), { { 4, 3 } })
+  end)
+
+  it("works with non-contiguous operands", function()
+    local m = cnn.tensor({ { 1, 2, 3 }, { 4, 5, 6 } })
+    -- m:t() is {{1, 4}, {2, 5}, {3, 6}}
+    H.assert_tensor(m:t() + cnn.tensor({ 10, 100 }), { { 11, 104 }, { 12, 105 }, { 13, 106 } })
+  end)
+end)
+
+describe("unary functions", function()
+  local xs = { -2, -0.5, 0.25, 1, 3 }
+  local x = cnn.tensor(xs)
+
+  local function map(f, list)
+    local out = {}
+    for i, v in ipairs(list) do out[i] = f(v) end
+    return out
+  end
+
+  it("exp, abs, neg, relu, sigmoid, tanh match Lua's math", function()
+    H.assert_tensor(x:exp(), map(math.exp, xs), { rtol = RT })
+    H.assert_tensor(x:abs(), { 2, 0.5, 0.25, 1, 3 })
+    H.assert_tensor(x:neg(), { 2, 0.5, -0.25, -1, -3 })
+    H.assert_tensor(x:relu(), { 0, 0, 0.25, 1, 3 })
+    H.assert_tensor(x:sigmoid(), map(function(v) return 1 / (1 + math.exp(-v)) end, xs), { rtol = RT })
+    H.assert_tensor(x:tanh(), map(function(v)
+      return (math.exp(v) - math.exp(-v)) / (math.exp(v) + math.exp(-v))
+    end, xs), { rtol = RT })
+  end)
+
+  it("log and sqrt match Lua's math on positive inputs", function()
+    local p = { 0.25, 1, 2, 9 }
+    H.assert_tensor(cnn.tensor(p):log(), map(math.log, p), { rtol = RT, atol = 1e-7 })
+    H.assert_tensor(cnn.tensor(p):sqrt(), { 0.5, 1, math.sqrt(2), 3 }, { rtol = RT })
+  end)
+
+  it("log of 0 is -inf and sqrt of a negative is nan, as in PyTorch", function()
+    local l = cnn.tensor({ 0 }):log()[1]
+    assert.are.equal(-math.huge, l)
+    local s = cnn.tensor({ -1 }):sqrt()[1]
+    assert.is_true(s ~= s)
+  end)
+
+  it("clamp(lo, hi) limits to the interval", function()
+    H.assert_tensor(x:clamp(-1, 1), { -1, -0.5, 0.25, 1, 1 })
+  end)
+
+  it("sigmoid and tanh stay finite for large inputs", function()
+    H.assert_tensor(cnn.tensor({ -100, 100 }):sigmoid(), { 0, 1 }, { atol = 1e-30 })
+    H.assert_tensor(cnn.tensor({ -100, 100 }):tanh(), { -1, 1 })
+  end)
+end)
+
+describe("comparisons", function()
+  local a = cnn.tensor({ 1, 2, 3 })
+  local b = cnn.tensor({ 3, 2, 1 })
+
+  it("eq ne lt le gt ge give float32 0/1 tensors", function()
+    H.assert_tensor(a:eq(b), { 0, 1, 0 }, { dtype = "float32" })
+    H.assert_tensor(a:ne(b), { 1, 0, 1 }, { dtype = "float32" })
+    H.assert_tensor(a:lt(b), { 1, 0, 0 }, { dtype = "float32" })
+    H.assert_tensor(a:le(b), { 1, 1, 0 }, { dtype = "float32" })
+    H.assert_tensor(a:gt(b), { 0, 0, 1 }, { dtype = "float32" })
+    H.assert_tensor(a:ge(b), { 0, 1, 1 }, { dtype = "float32" })
+  end)
+
+  it("compare against a number and broadcast", function()
+    H.assert_tensor(a:gt(1.5), { 0, 1, 1 })
+    H.assert_tensor(a:eq(cnn.tensor({ { 1 }, { 3 } })), { { 1, 0, 0 }, { 0, 0, 1 } })
+  end)
+
+  it("count matches when summed", function()
+    -- 3 of the 5 values exceed 0
+    assert.are.equal(3, cnn.tensor({ -1, 2, 0, 5, 7 }):gt(0):sum():item())
+  end)
+end)
+
+describe("in-place ops", function()
+  it("add_ and mul_ modify the tensor and return it for chaining", function()
+    local t = cnn.tensor({ 1, 2, 3 })
+    local r = t:add_(1):mul_(2)
+    H.assert_tensor(t, { 4, 6, 8 })
+    H.assert_tensor(r, { 4, 6, 8 })
+    r[1] = 0 -- the result is the same tensor
+    assert.are.equal(0, t[1])
+  end)
+
+  it("add_ broadcasts its argument into the tensor's shape", function()
+    local t = cnn.zeros(2, 3)
+    t:add_(cnn.tensor({ 1, 2, 3 }))
+    H.assert_tensor(t, { { 1, 2, 3 }, { 1, 2, 3 } })
+    t:mul_(cnn.tensor({ { 2 }, { -1 } }))
+    H.assert_tensor(t, { { 2, 4, 6 }, { -1, -2, -3 } })
+  end)
+
+  it("fill_ and zero_ overwrite every element", function()
+    local t = cnn.empty(2, 2)
+    t:fill_(3.5)
+    H.assert_tensor(t, { { 3.5, 3.5 }, { 3.5, 3.5 } })
+    t:zero_()
+    H.assert_tensor(t, { { 0, 0 }, { 0, 0 } })
+  end)
+
+  it("copy_ broadcasts the source and converts its dtype", function()
+    local t = cnn.zeros(2, 3)
+    t:copy_(cnn.tensor({ 7, 8, 9 }, { dtype = "int64" }))
+    H.assert_tensor(t, { { 7, 8, 9 }, { 7, 8, 9 } }, { dtype = "float32" })
+  end)
+
+  it("clamp_ limits in place", function()
+    local t = cnn.tensor({ -3, 0.5, 3 })
+    t:clamp_(-1, 1)
+    H.assert_tensor(t, { -1, 0.5, 1 })
+  end)
+
+  it("in-place ops through a view change the base", function()
+    local t = cnn.ones(2, 3)
+    t:select(2, 2):mul_(5)
+    t[2]:add_(1)
+    H.assert_tensor(t, { { 1, 5, 1 }, { 2, 6, 2 } })
+  end)
+
+  it("uniform_(a, b) fills with values in [a, b)", function()
+    cnn.manual_seed(3)
+    local t = cnn.empty(1000):uniform_(-2, 5)
+    assert.is_true(t:min():item() >= -2)
+    assert.is_true(t:max():item() < 5)
+    -- mean of U(-2, 5) is 1.5; standard error 2.02 / sqrt(1000) ~ 0.064
+    assert.is_true(math.abs(t:mean():item() - 1.5) < 0.3)
+  end)
+
+  it("normal_(m, s) fills with mean m and standard deviation s", function()
+    cnn.manual_seed(3)
+    local t = cnn.empty(10000):normal_(3, 0.5)
+    assert.is_true(math.abs(t:mean():item() - 3) < 0.03)
+    assert.is_true(math.abs(t:std():item() - 0.5) < 0.03)
+  end)
+end)
+
+describe("dtype promotion", function()
+  local i = cnn.tensor({ 1, 2, 3 }, { dtype = "int64" })
+
+  it("int64 stays int64 under + - * with integers and int64 tensors", function()
+    H.assert_tensor(i + 1, { 2, 3, 4 }, { dtype = "int64" })
+    H.assert_tensor(i - i, { 0, 0, 0 }, { dtype = "int64" })
+    H.assert_tensor(i * 2, { 2, 4, 6 }, { dtype = "int64" })
+    H.assert_tensor(2 * i, { 2, 4, 6 }, { dtype = "int64" })
+    H.assert_tensor(i * i, { 1, 4, 9 }, { dtype = "int64" })
+  end)
+
+  it("int64 with a fractional number becomes float32", function()
+    H.assert_tensor(i + 1.5, { 2.5, 3.5, 4.5 }, { dtype = "float32" })
+    H.assert_tensor(i * 0.5, { 0.5, 1, 1.5 }, { dtype = "float32" })
+  end)
+
+  it("int64 with a float32 tensor becomes float32", function()
+    H.assert_tensor(i + cnn.tensor({ 0.5, 0.5, 0.5 }), { 1.5, 2.5, 3.5 }, { dtype = "float32" })
+  end)
+
+  it("division of int64 is true division giving float32", function()
+    H.assert_tensor(i / 2, { 0.5, 1, 1.5 }, { dtype = "float32" })
+  end)
+
+  it("float() and long() convert, long() truncating toward zero", function()
+    H.assert_tensor(i:float(), { 1, 2, 3 }, { dtype = "float32" })
+    H.assert_tensor(cnn.tensor({ 1.7, -1.7, 2 }):long(), { 1, -1, 2 }, { dtype = "int64" })
+  end)
+end)
