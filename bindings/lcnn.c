@@ -215,6 +215,16 @@ int luaopen_cnn_core(lua_State *L) {
   lcnn_open_autograd(L, methods);
   lcnn_open_factory(L);
   lua_pop(L, 1);
+  lua_newtable(L);
+  lcnn_open_conv(L, lua_gettop(L));
+  lcnn_open_functional(L, lua_gettop(L));
+  lua_setfield(L, module, "F");
+  lua_newtable(L);
+  lcnn_open_optim(L, lua_gettop(L));
+  lua_setfield(L, module, "optim_kernels");
+  lua_newtable(L);
+  lcnn_open_io(L, lua_gettop(L));
+  lua_setfield(L, module, "io");
   lua_pushcfunction(L, memory_stats);
   lua_setfield(L, module, "memory_stats");
   lua_pushcfunction(L, empty_cache);

@@ -47,6 +47,13 @@ void lcnn_open_tensor(lua_State *L, int methods);
 void lcnn_open_math(lua_State *L, int methods);
 void lcnn_open_autograd(lua_State *L, int methods);
 void lcnn_open_factory(lua_State *L);
+/* Later parts register into sub-tables of the module: core.F (functional ops, lconv.c and
+ * lfunctional.c), core.optim_kernels (loptim.c), core.io (ldata.c: IDX, PNG, safetensors). The
+ * table is at index `tbl`. */
+void lcnn_open_conv(lua_State *L, int tbl);
+void lcnn_open_functional(lua_State *L, int tbl);
+void lcnn_open_optim(lua_State *L, int tbl);
+void lcnn_open_io(lua_State *L, int tbl);
 
 int luaopen_cnn_core(lua_State *L);
 

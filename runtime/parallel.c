@@ -19,3 +19,5 @@ int cnn_parallel_get_threads(void) {
   if (nthreads == 0) nthreads = omp_get_max_threads();
   return nthreads;
 }
+
+void cnn_parallel_blas_serial(bool on) { openblas_set_num_threads(on ? 1 : cnn_parallel_get_threads()); }

@@ -3,8 +3,9 @@
 local core = require "cnn.core"
 
 local cnn = {}
+local internal = {F = true, optim_kernels = true, io = true, Tensor = true}
 for k, v in pairs(core) do
-  if k:sub(1, 1) ~= "_" then cnn[k] = v end
+  if k:sub(1, 1) ~= "_" and not internal[k] then cnn[k] = v end
 end
 
 cnn.version = "0.1.0"
@@ -37,5 +38,6 @@ end
 
 cnn.Tensor = core.Tensor
 cnn.autograd = require "cnn.autograd"
+cnn.F = require "cnn.F"
 
 return cnn

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Installs cnnlua's dependencies from Debian, builds it (Release, tuned for this machine) into
+# ./build and installs it (cnnlua on the PATH, `require "cnn"` for lua5.4). Run from anywhere;
+# uses sudo when not root. Extra CMake flags: CNN_CMAKE_FLAGS="-DCNN_WERROR=ON" setup.sh
+set -euo pipefail
+root=$(cd "$(dirname "$0")/../.." && pwd)
+SUDO=""
+[ "$(id -u)" -eq 0 ] || SUDO=sudo
+
+packages=(build-essential cmake pkg-config liblua5.4-dev lua5.4 libopenblas-dev libedit-dev
+          libpng-dev zlib1g-dev lua-busted lua-argparse dataset-fashion-mnist)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  $SUDO apt-get update
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y --no-install-recommends "${missing[@]}"
+fi
+
+# shellcheck disable=SC2086
+cmake -S "$root" -B "$root/build" -DCMAKE_BUILD_TYPE=Release ${CNN_CMAKE_FLAGS:-}
+cmake --build "$root/build" -j"$(nproc)"
+$SUDO cmake --install "$root/build"
