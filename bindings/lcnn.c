@@ -8,6 +8,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cnn/alloc.h"
 #include "cnn/autograd.h"
@@ -194,6 +195,14 @@ static int memory_stats(lua_State *L) {
   return 1;
 }
 
+/* cnn.isatty(io.stdout): whether a Lua file handle is a terminal (progress lines vs plain logs). */
+static int is_a_tty(lua_State *L) {
+  luaL_Stream *f = luaL_testudata(L, 1, LUA_FILEHANDLE);
+  if (!f || !f->f) return lcnn_error(L, "isatty", "expected an open file handle such as io.stdout");
+  lua_pushboolean(L, isatty(fileno(f->f)));
+  return 1;
+}
+
 static int empty_cache(lua_State *L) {
   (void)L;
   cnn_alloc_trim();
@@ -227,6 +236,8 @@ int luaopen_cnn_core(lua_State *L) {
   lua_setfield(L, module, "io");
   lua_pushcfunction(L, memory_stats);
   lua_setfield(L, module, "memory_stats");
+  lua_pushcfunction(L, is_a_tty);
+  lua_setfield(L, module, "isatty");
   lua_pushcfunction(L, empty_cache);
   lua_setfield(L, module, "empty_cache");
   lua_settop(L, module);

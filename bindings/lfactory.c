@@ -278,6 +278,30 @@ static int f_manual_seed(lua_State *L) {
   return 0;
 }
 
+/* The generator state as a 4-element int64 tensor (bit patterns), for checkpoints. */
+static int f_get_rng_state(lua_State *L) {
+  uint64_t st[4];
+  cnn_random_get_state(st);
+  int64_t n = 4;
+  cnn_tensor *t = cnn_tensor_empty(CNN_INT64, 1, &n);
+  if (t) memcpy(cnn_tensor_i64(t), st, sizeof st);
+  lcnn_push(L, t, "get_rng_state");
+  return 1;
+}
+
+static int f_set_rng_state(lua_State *L) {
+  cnn_tensor *t = lcnn_check(L, 1, "set_rng_state");
+  if (t->dtype != CNN_INT64 || cnn_tensor_numel(t) != 4)
+    return lcnn_error(L, "set_rng_state", "expected the 4-element int64 tensor from get_rng_state");
+  uint64_t st[4];
+  for (int i = 0; i < 4; i++) {
+    int64_t v = cnn_tensor_get_flat_i64(t, i); /* exact: bit patterns exceed a double's 53 bits */
+    memcpy(&st[i], &v, sizeof v);
+  }
+  if (cnn_random_set_state(st)) return lcnn_fail(L, "set_rng_state");
+  return 0;
+}
+
 static int f_set_num_threads(lua_State *L) {
   lua_Integer n = luaL_checkinteger(L, 1);
   if (n < 1 || n > 1024) return lcnn_error(L, "set_num_threads", "expected 1..1024 threads, got %lld", (long long)n);
@@ -297,6 +321,7 @@ void lcnn_open_factory(lua_State *L) {
       {"arange", f_arange}, {"linspace", f_linspace}, {"eye", f_eye}, {"randint", f_randint},
       {"randperm", f_randperm}, {"cat", f_cat}, {"stack", f_stack}, {"allclose", f_allclose},
       {"manual_seed", f_manual_seed}, {"set_num_threads", f_set_num_threads},
-      {"get_num_threads", f_get_num_threads}, {NULL, NULL}};
+      {"get_num_threads", f_get_num_threads}, {"get_rng_state", f_get_rng_state},
+      {"set_rng_state", f_set_rng_state}, {NULL, NULL}};
   luaL_setfuncs(L, f, 0);
 }

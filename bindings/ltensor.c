@@ -30,9 +30,8 @@ static int push_index(lua_State *L, cnn_tensor *t, lua_Integer i) {
                       (long long)t->size[0]);
   int64_t c = i > 0 ? i - 1 : i + t->size[0];
   if (t->ndim == 1) {
-    double v = cnn_tensor_get(t, &c);
-    if (t->dtype == CNN_INT64) lua_pushinteger(L, (lua_Integer)v);
-    else lua_pushnumber(L, v);
+    if (t->dtype == CNN_INT64) lua_pushinteger(L, cnn_tensor_get_i64(t, &c));
+    else lua_pushnumber(L, cnn_tensor_get(t, &c));
     return 1;
   }
   lcnn_push(L, cnn_op_select(t, 0, c), "index");
@@ -187,9 +186,9 @@ static int t_version(lua_State *L) {
   return 1;
 }
 
-static void push_element(lua_State *L, const cnn_tensor *t, double v) {
-  if (t->dtype == CNN_INT64) lua_pushinteger(L, (lua_Integer)v);
-  else lua_pushnumber(L, v);
+static void push_element(lua_State *L, const cnn_tensor *t, const int64_t *idx) {
+  if (t->dtype == CNN_INT64) lua_pushinteger(L, cnn_tensor_get_i64(t, idx));
+  else lua_pushnumber(L, cnn_tensor_get(t, idx));
 }
 
 static int t_item(lua_State *L) {
@@ -197,14 +196,15 @@ static int t_item(lua_State *L) {
   if (cnn_tensor_numel(t) != 1)
     return lcnn_error(L, "item", "only a one-element tensor converts to a number (this one has %lld)",
                       (long long)cnn_tensor_numel(t));
-  push_element(L, t, cnn_tensor_get_flat(t, 0));
+  int64_t zero[CNN_MAX_DIMS] = {0};
+  push_element(L, t, zero);
   return 1;
 }
 
 /* Nested tables, built dim by dim without recursion limits mattering (ndim <= CNN_MAX_DIMS). */
 static void push_table(lua_State *L, const cnn_tensor *t, int d, int64_t *idx) {
   if (d == t->ndim) {
-    push_element(L, t, cnn_tensor_get(t, idx));
+    push_element(L, t, idx);
     return;
   }
   lua_createtable(L, (int)(t->size[d] < 1 << 30 ? t->size[d] : 0), 0);

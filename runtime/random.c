@@ -16,6 +16,18 @@ static uint64_t splitmix64(uint64_t *x) {
   return z ^ (z >> 31);
 }
 
+void cnn_random_get_state(uint64_t out[4]) {
+  if (!seeded) cnn_random_seed(0);
+  for (int i = 0; i < 4; i++) out[i] = state[i];
+}
+
+int cnn_random_set_state(const uint64_t in[4]) {
+  if ((in[0] | in[1] | in[2] | in[3]) == 0) return cnn_error_set("an all-zero generator state is invalid");
+  for (int i = 0; i < 4; i++) state[i] = in[i];
+  seeded = true;
+  return 0;
+}
+
 void cnn_random_seed(uint64_t seed) {
   /* splitmix64 never yields four zero words, the one state xoshiro cannot leave */
   for (int i = 0; i < 4; i++) state[i] = splitmix64(&seed);

@@ -215,13 +215,28 @@ void cnn_tensor_set(cnn_tensor *t, const int64_t *idx, double v) {
   else cnn_tensor_f32(t)[off] = (float)v;
 }
 
-double cnn_tensor_get_flat(const cnn_tensor *t, int64_t i) {
-  int64_t idx[CNN_MAX_DIMS];
+int64_t cnn_tensor_get_i64(const cnn_tensor *t, const int64_t *idx) {
+  int64_t off = element_offset(t, idx);
+  return t->dtype == CNN_INT64 ? cnn_tensor_i64(t)[off] : (int64_t)cnn_tensor_f32(t)[off];
+}
+
+static void unflatten(const cnn_tensor *t, int64_t i, int64_t *idx) {
   for (int d = t->ndim - 1; d >= 0; d--) {
     idx[d] = t->size[d] ? i % t->size[d] : 0;
     i = t->size[d] ? i / t->size[d] : 0;
   }
+}
+
+double cnn_tensor_get_flat(const cnn_tensor *t, int64_t i) {
+  int64_t idx[CNN_MAX_DIMS];
+  unflatten(t, i, idx);
   return cnn_tensor_get(t, idx);
+}
+
+int64_t cnn_tensor_get_flat_i64(const cnn_tensor *t, int64_t i) {
+  int64_t idx[CNN_MAX_DIMS];
+  unflatten(t, i, idx);
+  return cnn_tensor_get_i64(t, idx);
 }
 
 int cnn_dim_wrap(int dim, int ndim) {

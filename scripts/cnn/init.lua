@@ -15,26 +15,23 @@ function cnn.is_tensor(x)
   return type(x) == "userdata" and getmetatable(x) == getmetatable(core.zeros(0))
 end
 
---- Runs fn(...) with gradient recording off, restoring the previous mode even on error.
-function cnn.no_grad(fn, ...)
+-- Runs fn(...) with grad mode set to `on`, restoring the previous mode even when fn raises.
+local function with_grad_mode(name, on, fn, ...)
   if type(fn) ~= "function" then
-    error("no_grad: expected a function, got " .. type(fn), 2)
+    error(name .. ": expected a function, got " .. type(fn), 3)
   end
-  local prev = core.set_grad_enabled(false)
+  local prev = core.set_grad_enabled(on)
   local res = table.pack(pcall(fn, ...))
   core.set_grad_enabled(prev)
   if not res[1] then error(res[2], 0) end
   return table.unpack(res, 2, res.n)
 end
 
+--- Runs fn(...) with gradient recording off and returns its results.
+function cnn.no_grad(fn, ...) return with_grad_mode("no_grad", false, fn, ...) end
+
 --- Runs fn(...) with gradient recording on (inside a no_grad, for instance).
-function cnn.enable_grad(fn, ...)
-  local prev = core.set_grad_enabled(true)
-  local res = table.pack(pcall(fn, ...))
-  core.set_grad_enabled(prev)
-  if not res[1] then error(res[2], 0) end
-  return table.unpack(res, 2, res.n)
-end
+function cnn.enable_grad(fn, ...) return with_grad_mode("enable_grad", true, fn, ...) end
 
 cnn.Tensor = core.Tensor
 cnn.autograd = require "cnn.autograd"

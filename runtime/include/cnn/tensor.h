@@ -70,6 +70,9 @@ double cnn_tensor_get(const cnn_tensor *t, const int64_t *idx);
 void cnn_tensor_set(cnn_tensor *t, const int64_t *idx, double v);
 /* Element of the flattened (row-major) view, for any strides. */
 double cnn_tensor_get_flat(const cnn_tensor *t, int64_t i);
+/* The same, exact for int64 tensors (whose values may exceed a double's 53-bit mantissa). */
+int64_t cnn_tensor_get_flat_i64(const cnn_tensor *t, int64_t i);
+int64_t cnn_tensor_get_i64(const cnn_tensor *t, const int64_t *idx);
 /* Normalises a possibly negative dim (Python style, -1 = last) against ndim; for insertion
  * (unsqueeze) pass ndim + 1. Returns -1 with the error set when out of range. */
 int cnn_dim_wrap(int dim, int ndim);
