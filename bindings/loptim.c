@@ -1,7 +1,121 @@
-/* Optimiser update kernels for Lua (core.optim_kernels.*): one call per parameter tensor. */
+/* Optimiser update kernels for Lua (core.optim_kernels.*, internal to cnn.optim): one call per
+ * parameter tensor, hyperparameters read from the Lua parameter group table, state tensors
+ * created by the Lua side. Errors name the optimiser and the parameter's 1-based position. */
 #include "lcnn.h"
 
+#include "cnn/error.h"
+#include "cnn/optim.h"
+
+static double group_number(lua_State *L, int group, const char *key, const char *fn) {
+  lua_getfield(L, group, key);
+  if (lua_type(L, -1) != LUA_TNUMBER)
+    lcnn_error(L, fn, "parameter group option '%s' must be a number, got %s", key, luaL_typename(L, -1));
+  double v = lua_tonumber(L, -1);
+  lua_pop(L, 1);
+  return v;
+}
+
+static bool group_bool(lua_State *L, int group, const char *key, const char *fn) {
+  lua_getfield(L, group, key);
+  if (lua_type(L, -1) != LUA_TBOOLEAN)
+    lcnn_error(L, fn, "parameter group option '%s' must be a boolean, got %s", key, luaL_typename(L, -1));
+  bool v = lua_toboolean(L, -1);
+  lua_pop(L, 1);
+  return v;
+}
+
+static cnn_tensor *opt_tensor(lua_State *L, int idx, const char *fn) {
+  return lua_isnoneornil(L, idx) ? NULL : lcnn_check(L, idx, fn);
+}
+
+/* Runs the update with a contiguous gradient (a copy when the assigned .grad is strided). */
+typedef int (*update_fn)(cnn_tensor *param, const cnn_tensor *grad, void *ctx);
+
+static int run(lua_State *L, const char *fn, lua_Integer pos, cnn_tensor *param, cnn_tensor *grad, update_fn f,
+               void *ctx) {
+  cnn_tensor *g = cnn_tensor_contiguous(grad);
+  if (!g) return lcnn_error(L, fn, "parameter %d: %s", (int)pos, cnn_error_get());
+  int rc = f(param, g, ctx);
+  cnn_tensor_release(g);
+  if (rc) return lcnn_error(L, fn, "parameter %d: %s", (int)pos, cnn_error_get());
+  return 0;
+}
+
+typedef struct {
+  cnn_tensor *buf;
+  bool init;
+  cnn_sgd_config c;
+} sgd_ctx;
+
+static int sgd_update(cnn_tensor *param, const cnn_tensor *grad, void *p) {
+  sgd_ctx *s = p;
+  return cnn_optim_sgd(param, grad, s->buf, s->init, &s->c);
+}
+
+/* sgd(fn, pos, param, grad, group, momentum_buffer|nil, buffer_is_new) */
+static int k_sgd(lua_State *L) {
+  const char *fn = luaL_checkstring(L, 1);
+  lua_Integer pos = luaL_checkinteger(L, 2);
+  cnn_tensor *param = lcnn_check(L, 3, fn), *grad = lcnn_check(L, 4, fn);
+  luaL_checktype(L, 5, LUA_TTABLE);
+  sgd_ctx s;
+  s.c.lr = group_number(L, 5, "lr", fn);
+  s.c.momentum = group_number(L, 5, "momentum", fn);
+  s.c.dampening = group_number(L, 5, "dampening", fn);
+  s.c.weight_decay = group_number(L, 5, "weight_decay", fn);
+  s.c.nesterov = group_bool(L, 5, "nesterov", fn);
+  s.c.maximize = group_bool(L, 5, "maximize", fn);
+  s.buf = opt_tensor(L, 6, fn);
+  s.init = lua_toboolean(L, 7);
+  return run(L, fn, pos, param, grad, sgd_update, &s);
+}
+
+typedef struct {
+  cnn_tensor *exp_avg, *exp_avg_sq, *max_exp_avg_sq, *step;
+  cnn_adam_config c;
+} adam_ctx;
+
+static int adam_update(cnn_tensor *param, const cnn_tensor *grad, void *p) {
+  adam_ctx *a = p;
+  return cnn_optim_adam(param, grad, a->exp_avg, a->exp_avg_sq, a->max_exp_avg_sq, a->step, &a->c);
+}
+
+/* adam(fn, pos, param, grad, group, exp_avg, exp_avg_sq, max_exp_avg_sq|nil, step, decoupled) */
+static int k_adam(lua_State *L) {
+  const char *fn = luaL_checkstring(L, 1);
+  lua_Integer pos = luaL_checkinteger(L, 2);
+  cnn_tensor *param = lcnn_check(L, 3, fn), *grad = lcnn_check(L, 4, fn);
+  luaL_checktype(L, 5, LUA_TTABLE);
+  adam_ctx a;
+  a.c.lr = group_number(L, 5, "lr", fn);
+  a.c.eps = group_number(L, 5, "eps", fn);
+  a.c.weight_decay = group_number(L, 5, "weight_decay", fn);
+  a.c.amsgrad = group_bool(L, 5, "amsgrad", fn);
+  a.c.maximize = group_bool(L, 5, "maximize", fn);
+  lua_getfield(L, 5, "betas");
+  if (!lua_istable(L, -1)) return lcnn_error(L, fn, "parameter group option 'betas' must be a table of two numbers");
+  int betas = lua_gettop(L);
+  for (int i = 0; i < 2; i++) {
+    lua_geti(L, betas, i + 1);
+    if (lua_type(L, -1) != LUA_TNUMBER)
+      return lcnn_error(L, fn, "parameter group option 'betas' must be a table of two numbers");
+    if (i == 0) a.c.beta1 = lua_tonumber(L, -1);
+    else a.c.beta2 = lua_tonumber(L, -1);
+    lua_pop(L, 1);
+  }
+  lua_pop(L, 1);
+  a.exp_avg = lcnn_check(L, 6, fn);
+  a.exp_avg_sq = lcnn_check(L, 7, fn);
+  a.max_exp_avg_sq = opt_tensor(L, 8, fn);
+  a.step = lcnn_check(L, 9, fn);
+  a.c.decoupled = lua_toboolean(L, 10);
+  return run(L, fn, pos, param, grad, adam_update, &a);
+}
+
 void lcnn_open_optim(lua_State *L, int tbl) {
-  (void)L;
-  (void)tbl;
+  static const luaL_Reg fns[] = {{"sgd", k_sgd}, {"adam", k_adam}, {NULL, NULL}};
+  for (const luaL_Reg *r = fns; r->name; r++) {
+    lua_pushcfunction(L, r->func);
+    lua_setfield(L, tbl, r->name);
+  }
 }

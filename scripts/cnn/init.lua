@@ -36,5 +36,6 @@ function cnn.enable_grad(fn, ...) return with_grad_mode("enable_grad", true, fn,
 cnn.Tensor = core.Tensor
 cnn.autograd = require "cnn.autograd"
 cnn.F = require "cnn.F"
+cnn.optim = require "cnn.optim"
 
 return cnn

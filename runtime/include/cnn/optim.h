@@ -1,0 +1,36 @@
+/* Optimiser updates, one call per parameter tensor (PyTorch 1.13's single-tensor rules). Each
+ * kernel writes the parameter and its state buffers in place and bumps their storage versions;
+ * it records no autograd history and does not refuse leaves (updating leaves is its purpose).
+ * Every tensor must be contiguous float32 with the parameter's number of elements. */
+#ifndef CNN_OPTIM_H
+#define CNN_OPTIM_H
+
+#include <stdbool.h>
+
+#include "cnn/tensor.h"
+
+typedef struct cnn_sgd_config {
+  double lr, momentum, dampening, weight_decay;
+  bool nesterov, maximize;
+} cnn_sgd_config;
+
+typedef struct cnn_adam_config {
+  double lr, beta1, beta2, eps, weight_decay;
+  bool amsgrad;
+  bool decoupled; /* AdamW: p *= 1 - lr*wd instead of adding wd*p to the gradient */
+  bool maximize;
+} cnn_adam_config;
+
+/* SGD with momentum:  d = g (+ wd*p);  buf = momentum*buf + (1-dampening)*d  (buf = d when
+ * buf_init: the first step after the buffer was created);  d = nesterov ? d + momentum*buf : buf;
+ * p -= lr*d.  buf is NULL when momentum == 0. Returns 0 or -1 with the error set. */
+int cnn_optim_sgd(cnn_tensor *param, const cnn_tensor *grad, cnn_tensor *buf, bool buf_init,
+                  const cnn_sgd_config *c);
+
+/* Adam / AdamW over one tensor. step is the state's 1-element float32 counter: incremented here,
+ * then t = step gives the bias corrections 1 - beta^t. max_exp_avg_sq is used (and required)
+ * only when c->amsgrad. Returns 0 or -1 with the error set. */
+int cnn_optim_adam(cnn_tensor *param, const cnn_tensor *grad, cnn_tensor *exp_avg, cnn_tensor *exp_avg_sq,
+                   cnn_tensor *max_exp_avg_sq, cnn_tensor *step, const cnn_adam_config *c);
+
+#endif

@@ -1,0 +1,733 @@
+-- cnn.optim: optimisers (SGD, Adam, AdamW) and learning-rate schedules (StepLR, CosineAnnealingLR,
+-- ReduceLROnPlateau) with PyTorch 1.13's rules. Lua holds the parameter groups, the per-parameter
+-- state and every check; each parameter's update runs in C (core.optim_kernels), one call a tensor.
+local core = require "cnn.core"
+
+local K = core.optim_kernels
+local optim = {}
+
+local tensor_mt = getmetatable(core.zeros(0))
+local function is_tensor(x) return type(x) == "userdata" and getmetatable(x) == tensor_mt end
+
+local function is_number(x) return type(x) == "number" and x == x end
+
+-- Deep copy of plain tables (betas, lists of lrs); tensors and other values are shared.
+local function copy(v)
+  if type(v) ~= "table" then return v end
+  local c = {}
+  for k, x in pairs(v) do c[k] = copy(x) end
+  return c
+end
+
+-- Numbers as PyTorch prints them (0.001, 1e-08); tables of numbers as {0.9, 0.999}.
+local function show(v)
+  if math.type(v) == "integer" then return tostring(v) end
+  if type(v) == "number" then return string.format("%.10g", v) end
+  if type(v) == "table" then
+    local parts = {}
+    for i, x in ipairs(v) do parts[i] = show(x) end
+    return "{" .. table.concat(parts, ", ") .. "}"
+  end
+  return tostring(v)
+end
+
+local function shape_str(t) return "{" .. table.concat(t:shape(), ", ") .. "}" end
+
+-- The class pattern: a class is the metatable of its instances, `Base:extend(name)` makes a
+-- subclass (metamethods are copied, since Lua does not find them through __index) and calling a
+-- class, `optim.SGD(params, opts)`, runs its `new`.
+local function extend(base, name)
+  local cls = {name = name, __name = "cnn.optim." .. name}
+  for k, v in pairs(base) do
+    if type(k) == "string" and k:sub(1, 2) == "__" and k ~= "__name" then cls[k] = v end
+  end
+  if rawget(base, "__index") == base then cls.__index = cls end
+  return setmetatable(cls, {__index = base, __call = function(c, ...) return c:new(...) end})
+end
+
+local function is_instance(x, cls)
+  local mt = getmetatable(x)
+  while type(mt) == "table" do
+    if mt == cls then return true end
+    local up = getmetatable(mt)
+    mt = up and up.__index
+  end
+  return false
+end
+
+------------------------------------------------------------------------------------------------
+-- Optimizer: parameter groups, state, zero_grad, state_dict. Subclasses give `options` (name,
+-- default, checked by `check`), `state_keys` and `step`.
+------------------------------------------------------------------------------------------------
+
+local Optimizer = {name = "Optimizer", __name = "cnn.optim.Optimizer", extend = extend}
+optim.Optimizer = Optimizer
+
+-- opt.lr reads the first group's lr; assigning it sets every group's.
+function Optimizer.__index(self, k)
+  if k == "lr" then return rawget(self, "param_groups")[1].lr end
+  return getmetatable(self)[k]
+end
+
+function Optimizer.__newindex(self, k, v)
+  if k == "lr" then
+    if not is_number(v) or v < 0 then
+      error(string.format("%s: lr must be a number >= 0, got %s", self.name, tostring(v)), 2)
+    end
+    for _, g in ipairs(self.param_groups) do g.lr = v end
+    return
+  end
+  rawset(self, k, v)
+end
+
+function Optimizer.__tostring(self)
+  local lines = {self.name .. " ("}
+  for i, g in ipairs(self.param_groups) do
+    lines[#lines + 1] = "Parameter Group " .. i
+    local keys = {}
+    for k in pairs(g) do if k ~= "params" then keys[#keys + 1] = k end end
+    table.sort(keys)
+    for _, k in ipairs(keys) do lines[#lines + 1] = "    " .. k .. ": " .. show(g[k]) end
+  end
+  lines[#lines + 1] = ")"
+  return table.concat(lines, "\n")
+end
+
+-- Keys a group may carry besides the options: its params, and the schedulers' initial_lr.
+local GROUP_EXTRA = {params = true, initial_lr = true}
+
+-- Checks a group's option values with the class's rules; returns an error message or nil.
+local function check_group_values(cls, g, where)
+  for _, o in ipairs(cls.options) do
+    local name, default = o[1], o[2]
+    local v = g[name]
+    local kind = type(default == nil and 0 or default)
+    if v == nil then return where .. "option '" .. name .. "' is missing" end
+    if kind == "boolean" and type(v) ~= "boolean" then
+      return string.format("%soption '%s' must be a boolean, got %s", where, name, type(v))
+    elseif kind == "number" and not is_number(v) then
+      return string.format("%soption '%s' must be a number, got %s", where, name, tostring(v))
+    elseif kind == "table" and (type(v) ~= "table" or not is_number(v[1]) or not is_number(v[2]) or #v ~= 2) then
+      return string.format("%soption '%s' must be a table of two numbers", where, name)
+    end
+  end
+  if g.initial_lr ~= nil and not is_number(g.initial_lr) then
+    return where .. "initial_lr must be a number"
+  end
+  return cls.check(g, where)
+end
+
+-- A group table from user input: options copied over defaults, params a fresh list. Returns the
+-- group or nil and an error message. `first` is the position of its first parameter.
+local function make_group(self, spec, gi, first)
+  local cls = getmetatable(self)
+  local where = "parameter group " .. gi .. ": "
+  if type(spec) ~= "table" or is_tensor(spec) then
+    return nil, "a parameter group must be a table with params, got " .. (is_tensor(spec) and "a tensor" or type(spec))
+  end
+  local known = cls.known
+  for k in pairs(spec) do
+    if not known[k] and not GROUP_EXTRA[k] then
+      return nil, string.format("unknown option '%s' in parameter group %d", tostring(k), gi)
+    end
+  end
+  local params = spec.params
+  if is_tensor(params) then params = {params} end
+  if type(params) ~= "table" then
+    return nil, string.format("parameter group %d: params must be a tensor or a list of tensors, got %s", gi, type(params))
+  end
+  if #params == 0 then return nil, string.format("parameter group %d has an empty parameter list", gi) end
+  local g = {params = {}}
+  local seen = {}
+  for _, other in ipairs(self.param_groups) do
+    for _, p in ipairs(other.params) do seen[p] = true end
+  end
+  for i, p in ipairs(params) do
+    local pos = first + i - 1
+    if not is_tensor(p) then
+      return nil, string.format("parameter %d is a %s, not a tensor", pos, type(p))
+    end
+    if p:dtype() ~= "float32" then
+      return nil, string.format("parameter %d is %s; only float32 tensors can be optimised", pos, p:dtype())
+    end
+    if not p.is_leaf then
+      return nil, string.format("parameter %d is not a leaf tensor (it has a grad_fn); optimise leaves", pos)
+    end
+    if not p:is_contiguous() then return nil, string.format("parameter %d is not contiguous", pos) end
+    if seen[p] then return nil, string.format("parameter %d appears more than once in the parameter groups", pos) end
+    seen[p] = true
+    g.params[i] = p
+  end
+  for k, v in pairs(spec) do if k ~= "params" then g[k] = copy(v) end end
+  for k, v in pairs(self.defaults) do if g[k] == nil then g[k] = copy(v) end end
+  if g.lr == nil then
+    return nil, string.format("lr is required (in the options or in every parameter group; group %d has none)", gi)
+  end
+  local msg = check_group_values(cls, g, where)
+  if msg then return nil, msg end
+  return g
+end
+
+local function count_params(self)
+  local n = 0
+  for _, g in ipairs(self.param_groups) do n = n + #g.params end
+  return n
+end
+
+--- opt:add_param_group{params=..., lr=...}: adds a group (options not given take the defaults).
+function Optimizer:add_param_group(spec)
+  local g, msg = make_group(self, spec, #self.param_groups + 1, count_params(self) + 1)
+  if not g then error(self.name .. ": " .. msg, 2) end
+  self.param_groups[#self.param_groups + 1] = g
+end
+
+-- Makes an instance: params is a list of tensors or a list of group tables; opts the defaults.
+function Optimizer.new(cls, params, opts)
+  local name = cls.name
+  if opts ~= nil and type(opts) ~= "table" then
+    error(string.format("%s: expected an options table, got %s", name, type(opts)), 2)
+  end
+  opts = opts or {}
+  for k in pairs(opts) do
+    if not cls.known[k] then error(string.format("%s: unknown option '%s'", name, tostring(k)), 2) end
+  end
+  local defaults = {}
+  for _, o in ipairs(cls.options) do
+    local v = opts[o[1]]
+    if v == nil then v = o[2] end
+    defaults[o[1]] = copy(v)
+  end
+  if is_tensor(params) then
+    error(name .. ": params must be a list of tensors or of parameter groups, got a tensor (wrap it in a table)", 2)
+  end
+  if type(params) ~= "table" then
+    error(string.format("%s: params must be a list of tensors or of parameter groups, got %s", name, type(params)), 2)
+  end
+  if #params == 0 then
+    if next(params) ~= nil then
+      error(name .. ": params must be a list of tensors, got a table with named keys (pass model:parameters())", 2)
+    end
+    error(name .. ": got an empty parameter list", 2)
+  end
+  -- the defaults are checked once here (lr may be left to the groups)
+  local probe = copy(defaults)
+  if probe.lr == nil then probe.lr = 0 end
+  local msg = check_group_values(cls, probe, "")
+  if msg then error(name .. ": " .. msg, 2) end
+
+  local self = setmetatable({defaults = defaults, param_groups = {}, state = {}}, cls)
+  local specs = is_tensor(params[1]) and {{params = params}} or params
+  for gi, spec in ipairs(specs) do
+    if is_tensor(spec) then
+      error(string.format("%s: params mixes tensors and parameter groups (element %d)", name, gi), 2)
+    end
+    local g, err = make_group(self, spec, gi, count_params(self) + 1)
+    if not g then error(name .. ": " .. err, 2) end
+    self.param_groups[gi] = g
+  end
+  return self
+end
+
+--- opt:zero_grad({set_to_none=true}): drops every parameter's .grad (or zeroes it in place).
+function Optimizer:zero_grad(opts)
+  if opts ~= nil and type(opts) ~= "table" then
+    error(self.name .. ": zero_grad expects an options table, got " .. type(opts), 2)
+  end
+  for k in pairs(opts or {}) do
+    if k ~= "set_to_none" then error(self.name .. ": zero_grad: unknown option '" .. tostring(k) .. "'", 2) end
+  end
+  local to_none = not opts or opts.set_to_none ~= false
+  for _, g in ipairs(self.param_groups) do
+    for _, p in ipairs(g.params) do
+      if to_none then
+        p.grad = nil
+      else
+        local grad = p.grad
+        if grad then grad:zero_() end
+      end
+    end
+  end
+end
+
+-- Runs a step's closure with grad recording on, as PyTorch's step(closure) does.
+local function run_closure(name, closure)
+  if type(closure) ~= "function" then
+    error(name .. ": step expects a closure (function) or nothing, got " .. type(closure), 3)
+  end
+  local prev = core.set_grad_enabled(true)
+  local ok, loss = pcall(closure)
+  core.set_grad_enabled(prev)
+  if not ok then error(loss, 0) end
+  return loss
+end
+
+--- opt:state_dict(): {state = {[position] = {name = tensor clone, ...}}, param_groups = {{lr=...,
+--- params = {positions}}, ...}}; positions count parameters across groups from 1.
+function Optimizer:state_dict()
+  local index, groups, pos = {}, {}, 0
+  for gi, g in ipairs(self.param_groups) do
+    local packed = {params = {}}
+    for k, v in pairs(g) do if k ~= "params" then packed[k] = copy(v) end end
+    for i, p in ipairs(g.params) do
+      pos = pos + 1
+      index[p] = pos
+      packed.params[i] = pos
+    end
+    groups[gi] = packed
+  end
+  local state = {}
+  for p, st in pairs(self.state) do
+    local i = index[p]
+    if i then
+      local c = {}
+      for k, v in pairs(st) do c[k] = is_tensor(v) and v:detach():clone() or copy(v) end
+      state[i] = c
+    end
+  end
+  return {state = state, param_groups = groups}
+end
+
+-- Builds the state and groups a state_dict describes, or returns nil and a message; nothing is
+-- changed until everything has been checked.
+local function unpack_state_dict(self, sd)
+  local cls = getmetatable(self)
+  if type(sd) ~= "table" or type(sd.state) ~= "table" or type(sd.param_groups) ~= "table" then
+    return nil, nil, "expected a table with state and param_groups (from state_dict())"
+  end
+  local saved, groups = sd.param_groups, self.param_groups
+  if #saved ~= #groups then
+    return nil, nil, string.format("the state dict has %d parameter group(s) but the optimiser has %d", #saved, #groups)
+  end
+  local id_map, new_groups = {}, {}
+  for gi, sg in ipairs(saved) do
+    if type(sg) ~= "table" or type(sg.params) ~= "table" then
+      return nil, nil, string.format("parameter group %d of the state dict has no params list", gi)
+    end
+    local g = groups[gi]
+    if #sg.params ~= #g.params then
+      return nil, nil, string.format("parameter group %d has %d parameters in the state dict but %d in the optimiser",
+        gi, #sg.params, #g.params)
+    end
+    local ng = {params = g.params}
+    for k, v in pairs(sg) do
+      if k ~= "params" then
+        if not cls.known[k] and not GROUP_EXTRA[k] then
+          return nil, nil, string.format("unknown option '%s' in parameter group %d of the state dict", tostring(k), gi)
+        end
+        ng[k] = copy(v)
+      end
+    end
+    local msg = check_group_values(cls, ng, "parameter group " .. gi .. " of the state dict: ")
+    if msg then return nil, nil, msg end
+    for i, id in ipairs(sg.params) do id_map[id] = g.params[i] end
+    new_groups[gi] = ng
+  end
+  local state = {}
+  for id, st in pairs(sd.state) do
+    local p = id_map[id]
+    if not p then
+      return nil, nil, string.format("the state dict has state for parameter %s, which is in none of its groups", tostring(id))
+    end
+    if type(st) ~= "table" then
+      return nil, nil, string.format("state of parameter %s must be a table, got %s", tostring(id), type(st))
+    end
+    local c = {}
+    for k, v in pairs(st) do
+      if not cls.state_keys[k] then
+        return nil, nil, string.format("state of parameter %s has '%s', which %s does not keep " ..
+          "(a state dict from another optimiser?)", tostring(id), tostring(k), cls.name)
+      end
+      if k == "step" then
+        if not is_tensor(v) or v:numel() ~= 1 or v:dtype() ~= "float32" then
+          return nil, nil, string.format("state of parameter %s: step must be a one-element float32 tensor", tostring(id))
+        end
+      elseif not is_tensor(v) then
+        return nil, nil, string.format("state of parameter %s: %s must be a tensor, got %s", tostring(id), k, type(v))
+      elseif v:dtype() ~= "float32" or shape_str(v) ~= shape_str(p) then
+        return nil, nil, string.format("state of parameter %s: %s is a %s %s tensor but the parameter is %s %s",
+          tostring(id), k, shape_str(v), v:dtype(), shape_str(p), p:dtype())
+      end
+      c[k] = v:detach():clone()
+    end
+    state[p] = c
+  end
+  return state, new_groups
+end
+
+--- opt:load_state_dict(sd): restores what state_dict() returned (same group and parameter counts).
+function Optimizer:load_state_dict(sd)
+  local state, groups, msg = unpack_state_dict(self, sd)
+  if not state then error(self.name .. ": load_state_dict: " .. msg, 2) end
+  rawset(self, "state", state)
+  rawset(self, "param_groups", groups)
+end
+
+------------------------------------------------------------------------------------------------
+-- SGD
+------------------------------------------------------------------------------------------------
+
+local function nonneg(g, key, what, where)
+  if g[key] < 0 then return string.format("%sinvalid %s %s (must be >= 0)", where, what, show(g[key])) end
+end
+
+local SGD = Optimizer:extend("SGD")
+optim.SGD = SGD
+SGD.options = {
+  {"lr", nil}, {"momentum", 0}, {"dampening", 0}, {"weight_decay", 0}, {"nesterov", false}, {"maximize", false},
+}
+SGD.state_keys = {momentum_buffer = true}
+
+function SGD.check(g, where)
+  local msg = nonneg(g, "lr", "learning rate", where) or nonneg(g, "momentum", "momentum", where) or
+    nonneg(g, "weight_decay", "weight_decay", where)
+  if msg then return msg end
+  if g.nesterov and (g.momentum <= 0 or g.dampening ~= 0) then
+    return where .. "Nesterov momentum requires a momentum and zero dampening"
+  end
+end
+
+--- opt:step(closure): one SGD update of every parameter that has a .grad.
+function SGD:step(closure)
+  local loss = closure ~= nil and run_closure(self.name, closure) or nil
+  local state, pos = self.state, 0
+  for _, group in ipairs(self.param_groups) do
+    for _, p in ipairs(group.params) do
+      pos = pos + 1
+      local grad = p.grad
+      if grad then
+        local st = state[p]
+        if not st then st = {}; state[p] = st end
+        local buf, new = st.momentum_buffer, false
+        if buf == nil and group.momentum ~= 0 then
+          buf, new = core.zeros_like(p), true
+          st.momentum_buffer = buf
+        end
+        K.sgd("SGD", pos, p, grad, group, buf, new)
+      end
+    end
+  end
+  return loss
+end
+
+------------------------------------------------------------------------------------------------
+-- Adam and AdamW
+------------------------------------------------------------------------------------------------
+
+local Adam = Optimizer:extend("Adam")
+optim.Adam = Adam
+Adam.options = {
+  {"lr", 1e-3}, {"betas", {0.9, 0.999}}, {"eps", 1e-8}, {"weight_decay", 0}, {"amsgrad", false}, {"maximize", false},
+}
+Adam.state_keys = {step = true, exp_avg = true, exp_avg_sq = true, max_exp_avg_sq = true}
+Adam.decoupled = false
+
+function Adam.check(g, where)
+  local msg = nonneg(g, "lr", "learning rate", where) or nonneg(g, "eps", "epsilon", where) or
+    nonneg(g, "weight_decay", "weight_decay", where)
+  if msg then return msg end
+  for i = 1, 2 do
+    local b = g.betas[i]
+    if not (b >= 0 and b < 1) then
+      return string.format("%sinvalid beta %d: %s (must be in [0, 1))", where, i, show(b))
+    end
+  end
+end
+
+--- opt:step(closure): one Adam (AdamW) update of every parameter that has a .grad.
+function Adam:step(closure)
+  local loss = closure ~= nil and run_closure(self.name, closure) or nil
+  local state, pos, name, decoupled = self.state, 0, self.name, self.decoupled
+  for _, group in ipairs(self.param_groups) do
+    for _, p in ipairs(group.params) do
+      pos = pos + 1
+      local grad = p.grad
+      if grad then
+        local st = state[p]
+        if not st or st.step == nil then
+          st = {step = core.zeros({}), exp_avg = core.zeros_like(p), exp_avg_sq = core.zeros_like(p)}
+          state[p] = st
+        end
+        if group.amsgrad and st.max_exp_avg_sq == nil then st.max_exp_avg_sq = core.zeros_like(p) end
+        K.adam(name, pos, p, grad, group, st.exp_avg, st.exp_avg_sq, st.max_exp_avg_sq, st.step, decoupled)
+      end
+    end
+  end
+  return loss
+end
+
+local AdamW = Adam:extend("AdamW")
+optim.AdamW = AdamW
+AdamW.options = {
+  {"lr", 1e-3}, {"betas", {0.9, 0.999}}, {"eps", 1e-8}, {"weight_decay", 1e-2}, {"amsgrad", false}, {"maximize", false},
+}
+AdamW.decoupled = true
+
+for _, cls in ipairs({SGD, Adam, AdamW}) do
+  cls.known = {}
+  for _, o in ipairs(cls.options) do cls.known[o[1]] = true end
+end
+
+------------------------------------------------------------------------------------------------
+-- Learning-rate schedules. Construction takes the first step (last_epoch becomes 0), as in
+-- PyTorch; each sched:step() then sets every group's lr. Call it after opt:step().
+------------------------------------------------------------------------------------------------
+
+local LRScheduler = {name = "LRScheduler", __name = "cnn.optim.LRScheduler", extend = extend}
+LRScheduler.__index = LRScheduler
+optim.LRScheduler = LRScheduler
+
+-- Fields a state_dict leaves out (the optimiser it drives).
+local SCHED_SKIP = {optimizer = true}
+
+function LRScheduler.__tostring(self)
+  local parts = {}
+  for _, k in ipairs(self.shown) do parts[#parts + 1] = k .. "=" .. show(self[k]) end
+  parts[#parts + 1] = "last_epoch=" .. show(self.last_epoch)
+  return self.name .. "(" .. table.concat(parts, ", ") .. ")"
+end
+
+-- Checks the options table against the class's list; returns it (or {}) or raises at level 3.
+local function sched_options(cls, opt, opts)
+  if not is_instance(opt, Optimizer) then
+    error(string.format("%s: expected an optimiser (optim.SGD, optim.Adam, ...) for argument 1, got %s",
+      cls.name, type(opt)), 3)
+  end
+  if opts ~= nil and type(opts) ~= "table" then
+    error(string.format("%s: expected an options table, got %s", cls.name, type(opts)), 3)
+  end
+  opts = opts or {}
+  for k in pairs(opts) do
+    if not cls.known[k] then error(string.format("%s: unknown option '%s'", cls.name, tostring(k)), 3) end
+  end
+  return opts
+end
+
+local function current_lrs(opt)
+  local lrs = {}
+  for i, g in ipairs(opt.param_groups) do lrs[i] = g.lr end
+  return lrs
+end
+
+local function positive_int(cls, opts, key)
+  local v = opts[key]
+  if math.type(v) ~= "integer" or v < 1 then
+    error(string.format("%s: %s must be an integer >= 1, got %s", cls.name, key, tostring(v)), 3)
+  end
+  return v
+end
+
+local function number_opt(cls, opts, key, default)
+  local v = opts[key]
+  if v == nil then return default end
+  if not is_number(v) then error(string.format("%s: %s must be a number, got %s", cls.name, key, tostring(v)), 3) end
+  return v
+end
+
+-- Shared construction of the epoch-driven schedules: base lrs from each group's initial_lr.
+function LRScheduler.init(self, opt)
+  self.optimizer = opt
+  self.base_lrs = {}
+  for i, g in ipairs(opt.param_groups) do
+    if g.initial_lr == nil then g.initial_lr = g.lr end
+    self.base_lrs[i] = g.initial_lr
+  end
+  self.last_epoch = -1
+  self._step_count = 0
+  self:step()
+  return self
+end
+
+--- sched:step(): advances one epoch and sets each group's lr.
+function LRScheduler:step(...)
+  if select("#", ...) > 0 then
+    error(self.name .. ": step takes no argument (only ReduceLROnPlateau:step takes a metric)", 2)
+  end
+  self._step_count = self._step_count + 1
+  self.last_epoch = self.last_epoch + 1
+  local values = self:get_lr()
+  local groups = self.optimizer.param_groups
+  for i = 1, math.min(#values, #groups) do groups[i].lr = values[i] end
+  self._last_lr = current_lrs(self.optimizer)
+end
+
+--- sched:get_last_lr(): the lr of every group after the last step, as a list.
+function LRScheduler:get_last_lr() return copy(self._last_lr) end
+
+--- sched:state_dict(): every field but the optimiser, copied.
+function LRScheduler:state_dict()
+  local sd = {}
+  for k, v in pairs(self) do if not SCHED_SKIP[k] then sd[k] = copy(v) end end
+  return sd
+end
+
+--- sched:load_state_dict(sd): restores what state_dict() returned.
+function LRScheduler:load_state_dict(sd)
+  if type(sd) ~= "table" then error(self.name .. ": load_state_dict expects a table, got " .. type(sd), 2) end
+  for k, v in pairs(sd) do
+    if SCHED_SKIP[k] or rawget(self, k) == nil then
+      error(string.format("%s: load_state_dict: unknown key '%s'", self.name, tostring(k)), 2)
+    end
+    if type(v) ~= type(rawget(self, k)) then
+      error(string.format("%s: load_state_dict: '%s' must be a %s, got %s", self.name, tostring(k),
+        type(rawget(self, k)), type(v)), 2)
+    end
+  end
+  for k, v in pairs(sd) do self[k] = copy(v) end
+end
+
+--- optim.StepLR(opt, {step_size, gamma=0.1}): lr times gamma every step_size epochs.
+local StepLR = LRScheduler:extend("StepLR")
+optim.StepLR = StepLR
+StepLR.known = {step_size = true, gamma = true}
+StepLR.shown = {"step_size", "gamma"}
+
+function StepLR.new(cls, opt, opts)
+  opts = sched_options(cls, opt, opts)
+  local self = setmetatable({}, cls)
+  self.step_size = positive_int(cls, opts, "step_size")
+  self.gamma = number_opt(cls, opts, "gamma", 0.1)
+  return self:init(opt)
+end
+
+function StepLR:get_lr()
+  local lrs = current_lrs(self.optimizer)
+  if self.last_epoch == 0 or self.last_epoch % self.step_size ~= 0 then return lrs end
+  for i, lr in ipairs(lrs) do lrs[i] = lr * self.gamma end
+  return lrs
+end
+
+--- optim.CosineAnnealingLR(opt, {T_max, eta_min=0}): lr follows half a cosine from the base lr
+--- down to eta_min over T_max epochs (then back up, as PyTorch's recursive form does).
+local CosineAnnealingLR = LRScheduler:extend("CosineAnnealingLR")
+optim.CosineAnnealingLR = CosineAnnealingLR
+CosineAnnealingLR.known = {T_max = true, eta_min = true}
+CosineAnnealingLR.shown = {"T_max", "eta_min"}
+
+function CosineAnnealingLR.new(cls, opt, opts)
+  opts = sched_options(cls, opt, opts)
+  local self = setmetatable({}, cls)
+  self.T_max = positive_int(cls, opts, "T_max")
+  self.eta_min = number_opt(cls, opts, "eta_min", 0)
+  return self:init(opt)
+end
+
+-- PyTorch 1.13's recursive form, so values match it step by step (and respect lr changes made
+-- by others between steps).
+function CosineAnnealingLR:get_lr()
+  local e, T, eta_min, pi = self.last_epoch, self.T_max, self.eta_min, math.pi
+  local lrs = current_lrs(self.optimizer)
+  if e == 0 then return lrs end
+  if self._step_count == 1 and e > 0 then
+    for i, base in ipairs(self.base_lrs) do
+      lrs[i] = eta_min + (base - eta_min) * (1 + math.cos(e * pi / T)) / 2
+    end
+  elseif (e - 1 - T) % (2 * T) == 0 then
+    for i, base in ipairs(self.base_lrs) do
+      lrs[i] = lrs[i] + (base - eta_min) * (1 - math.cos(pi / T)) / 2
+    end
+  else
+    for i, lr in ipairs(lrs) do
+      lrs[i] = (1 + math.cos(pi * e / T)) / (1 + math.cos(pi * (e - 1) / T)) * (lr - eta_min) + eta_min
+    end
+  end
+  return lrs
+end
+
+--- optim.ReduceLROnPlateau(opt, {mode="min", factor=0.1, patience=10, threshold=1e-4,
+--- threshold_mode="rel", cooldown=0, min_lr=0, eps=1e-8}): lr times factor when the metric given
+--- to sched:step(metric) has not improved for more than patience epochs.
+local ReduceLROnPlateau = LRScheduler:extend("ReduceLROnPlateau")
+optim.ReduceLROnPlateau = ReduceLROnPlateau
+ReduceLROnPlateau.known = {mode = true, factor = true, patience = true, threshold = true, threshold_mode = true,
+  cooldown = true, min_lr = true, eps = true}
+ReduceLROnPlateau.shown = {"mode", "factor", "patience", "threshold", "threshold_mode", "cooldown", "min_lrs", "eps"}
+
+function ReduceLROnPlateau.new(cls, opt, opts)
+  opts = sched_options(cls, opt, opts)
+  local function fail(fmt, ...) error(cls.name .. ": " .. string.format(fmt, ...), 3) end
+  local self = setmetatable({optimizer = opt}, cls)
+  self.mode = opts.mode or "min"
+  if self.mode ~= "min" and self.mode ~= "max" then fail("mode must be \"min\" or \"max\", got %s", tostring(self.mode)) end
+  self.threshold_mode = opts.threshold_mode or "rel"
+  if self.threshold_mode ~= "rel" and self.threshold_mode ~= "abs" then
+    fail("threshold_mode must be \"rel\" or \"abs\", got %s", tostring(self.threshold_mode))
+  end
+  self.factor = number_opt(cls, opts, "factor", 0.1)
+  if not (self.factor >= 0 and self.factor < 1) then fail("factor must be in [0, 1), got %s", show(self.factor)) end
+  for _, k in ipairs({"patience", "cooldown"}) do
+    local v = opts[k] == nil and (k == "patience" and 10 or 0) or opts[k]
+    if math.type(v) ~= "integer" or v < 0 then fail("%s must be an integer >= 0, got %s", k, tostring(v)) end
+    self[k] = v
+  end
+  self.threshold = number_opt(cls, opts, "threshold", 1e-4)
+  self.eps = number_opt(cls, opts, "eps", 1e-8)
+  if self.threshold < 0 then fail("threshold must be >= 0, got %s", show(self.threshold)) end
+  if self.eps < 0 then fail("eps must be >= 0, got %s", show(self.eps)) end
+  local min_lr, n = opts.min_lr or 0, #opt.param_groups
+  self.min_lrs = {}
+  if type(min_lr) == "table" then
+    if #min_lr ~= n then fail("expected %d min_lr values (one per parameter group), got %d", n, #min_lr) end
+    for i = 1, n do
+      if not is_number(min_lr[i]) then fail("min_lr[%d] must be a number", i) end
+      self.min_lrs[i] = min_lr[i]
+    end
+  elseif is_number(min_lr) then
+    for i = 1, n do self.min_lrs[i] = min_lr end
+  else
+    fail("min_lr must be a number or a list of numbers, got %s", type(min_lr))
+  end
+  self.mode_worse = self.mode == "min" and math.huge or -math.huge
+  self.best = self.mode_worse
+  self.num_bad_epochs = 0
+  self.cooldown_counter = 0
+  self.last_epoch = 0
+  self._last_lr = current_lrs(opt)
+  return self
+end
+
+function ReduceLROnPlateau:is_better(a, best)
+  local t = self.threshold
+  if self.mode == "min" then
+    if self.threshold_mode == "rel" then return a < best * (1 - t) end
+    return a < best - t
+  end
+  if self.threshold_mode == "rel" then return a > best * (t + 1) end
+  return a > best + t
+end
+
+--- sched:step(metric): metric is a number or a one-element tensor (a loss, an accuracy).
+function ReduceLROnPlateau:step(metric)
+  if is_tensor(metric) then
+    if metric:numel() ~= 1 then
+      error(self.name .. ": step expects a number or a one-element tensor, got a tensor of shape " ..
+        shape_str(metric), 2)
+    end
+    metric = metric:reshape({}):item()
+  end
+  if type(metric) ~= "number" then
+    error(self.name .. ": step needs the metric (a number or a one-element tensor), got " .. type(metric), 2)
+  end
+  self.last_epoch = self.last_epoch + 1
+  if self:is_better(metric, self.best) then
+    self.best = metric
+    self.num_bad_epochs = 0
+  else
+    self.num_bad_epochs = self.num_bad_epochs + 1
+  end
+  if self.cooldown_counter > 0 then
+    self.cooldown_counter = self.cooldown_counter - 1
+    self.num_bad_epochs = 0 -- bad epochs in cooldown do not count
+  end
+  if self.num_bad_epochs > self.patience then
+    for i, g in ipairs(self.optimizer.param_groups) do
+      local old = g.lr
+      local new = math.max(old * self.factor, self.min_lrs[i] or 0)
+      if old - new > self.eps then g.lr = new end
+    end
+    self.cooldown_counter = self.cooldown
+    self.num_bad_epochs = 0
+  end
+  self._last_lr = current_lrs(self.optimizer)
+end
+
+return optim
