@@ -1,7 +1,209 @@
-/* Activations, normalisation, dropout and losses for Lua (core.F.*). */
+/* Activations, softmax, losses, dropout and normalisation for Lua (core.F.*, cnn.F.* to users).
+ * Arguments are checked here (types, option keys, Lua's 1-based dims and class labels); the
+ * runtime (ops_nn.h) checks shapes and values. No C reference is held across a raise. */
 #include "lcnn.h"
 
+#include <string.h>
+
+#include "cnn/ops_nn.h"
+
+/* ---- argument helpers ---- */
+
+/* A number at idx, or def when none/nil; anything else raises naming fn and what. */
+static double opt_num(lua_State *L, int idx, const char *fn, const char *what, double def) {
+  if (lua_isnoneornil(L, idx)) return def;
+  if (lua_type(L, idx) != LUA_TNUMBER)
+    lcnn_error(L, fn, "%s must be a number, got %s", what, luaL_typename(L, idx));
+  return lua_tonumber(L, idx);
+}
+
+static int opt_boolean(lua_State *L, int idx, const char *fn, const char *what, int def) {
+  if (lua_isnoneornil(L, idx)) return def;
+  if (lua_type(L, idx) != LUA_TBOOLEAN)
+    lcnn_error(L, fn, "%s must be a boolean, got %s", what, luaL_typename(L, idx));
+  return lua_toboolean(L, idx);
+}
+
+/* A tensor at idx, or NULL when none/nil. Borrowed. */
+static cnn_tensor *opt_tensor(lua_State *L, int idx, const char *fn, const char *what) {
+  if (lua_isnoneornil(L, idx)) return NULL;
+  cnn_tensor *t = lcnn_test(L, idx);
+  if (!t) {
+    if (luaL_testudata(L, idx, LCNN_TENSOR)) lcnn_error(L, fn, "%s (argument %d) is a closed tensor", what, idx);
+    lcnn_error(L, fn, "%s (argument %d) must be a tensor or nil, got %s", what, idx, luaL_typename(L, idx));
+  }
+  return t;
+}
+
+/* Pushes field key of the options table at idx (nil when there is no table). */
+static int get_field(lua_State *L, int idx, const char *key) {
+  if (!lua_istable(L, idx)) {
+    lua_pushnil(L);
+    return LUA_TNIL;
+  }
+  return lua_getfield(L, idx, key);
+}
+
+static double field_num(lua_State *L, int idx, const char *fn, const char *key, double def) {
+  get_field(L, idx, key);
+  double v = opt_num(L, -1, fn, key, def);
+  lua_pop(L, 1);
+  return v;
+}
+
+static cnn_reduction field_reduction(lua_State *L, int idx, const char *fn) {
+  get_field(L, idx, "reduction");
+  cnn_reduction r = CNN_REDUCTION_MEAN;
+  if (!lua_isnil(L, -1)) {
+    const char *s = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : NULL;
+    if (s && strcmp(s, "mean") == 0) r = CNN_REDUCTION_MEAN;
+    else if (s && strcmp(s, "sum") == 0) r = CNN_REDUCTION_SUM;
+    else if (s && strcmp(s, "none") == 0) r = CNN_REDUCTION_NONE;
+    else lcnn_error(L, fn, "unknown reduction '%s' (expected \"mean\", \"sum\" or \"none\")", s ? s : luaL_typename(L, -1));
+  }
+  lua_pop(L, 1);
+  return r;
+}
+
+/* The options of cross_entropy / nll_loss at idx: labels come from Lua as 1..C. */
+static void class_options(lua_State *L, int idx, const char *fn, cnn_class_loss_opts *o, bool smoothing) {
+  static const char *const ce_keys[] = {"reduction", "label_smoothing", "weight", "ignore_index", NULL};
+  static const char *const nll_keys[] = {"reduction", "weight", "ignore_index", NULL};
+  lcnn_options(L, idx, fn, smoothing ? ce_keys : nll_keys);
+  memset(o, 0, sizeof *o);
+  o->reduction = field_reduction(L, idx, fn);
+  o->label_base = 1;
+  if (smoothing) {
+    o->label_smoothing = field_num(L, idx, fn, "label_smoothing", 0);
+    if (!(o->label_smoothing >= 0 && o->label_smoothing <= 1))
+      lcnn_error(L, fn, "label_smoothing must be between 0 and 1, got %g", o->label_smoothing);
+  }
+  get_field(L, idx, "weight");
+  if (!lua_isnil(L, -1)) {
+    o->weight = lcnn_test(L, -1);
+    if (!o->weight) lcnn_error(L, fn, "weight must be a tensor, got %s", luaL_typename(L, -1));
+  }
+  lua_pop(L, 1); /* the options table keeps the weight alive */
+  /* PyTorch's default ignore_index, -100, can never be a class here either */
+  get_field(L, idx, "ignore_index");
+  o->has_ignore = true;
+  o->ignore_index = -100;
+  if (!lua_isnil(L, -1)) {
+    if (!lua_isinteger(L, -1)) lcnn_error(L, fn, "ignore_index must be an integer, got %s", luaL_typename(L, -1));
+    o->ignore_index = lua_tointeger(L, -1);
+  }
+  lua_pop(L, 1);
+}
+
+/* ---- activations ---- */
+
+/* F.leaky_relu(x, negative_slope = 0.01) */
+static int f_leaky_relu(lua_State *L) {
+  cnn_tensor *x = lcnn_check(L, 1, "leaky_relu");
+  double slope = opt_num(L, 2, "leaky_relu", "negative_slope", 0.01);
+  lcnn_push(L, cnn_op_leaky_relu(x, slope), "leaky_relu");
+  return 1;
+}
+
+static int softmax_like(lua_State *L, const char *fn, bool take_log) {
+  cnn_tensor *x = lcnn_check(L, 1, fn);
+  if (lua_isnoneornil(L, 2)) return lcnn_error(L, fn, "the dimension is required (%s(x, d))", fn);
+  int d = lcnn_dim(L, 2, fn, x->ndim, 0);
+  lcnn_push(L, take_log ? cnn_op_log_softmax(x, d) : cnn_op_softmax(x, d), fn);
+  return 1;
+}
+
+/* F.softmax(x, d), F.log_softmax(x, d) */
+static int f_softmax(lua_State *L) { return softmax_like(L, "softmax", false); }
+static int f_log_softmax(lua_State *L) { return softmax_like(L, "log_softmax", true); }
+
+/* ---- losses ---- */
+
+/* F.cross_entropy(logits, labels, {reduction="mean", label_smoothing=0, weight=nil, ignore_index=-100}) */
+static int f_cross_entropy(lua_State *L) {
+  cnn_tensor *x = lcnn_check(L, 1, "cross_entropy"), *labels = lcnn_check(L, 2, "cross_entropy");
+  cnn_class_loss_opts o;
+  class_options(L, 3, "cross_entropy", &o, true);
+  lcnn_push(L, cnn_op_cross_entropy(x, labels, &o), "cross_entropy");
+  return 1;
+}
+
+/* F.nll_loss(logp, labels, {reduction="mean", weight=nil, ignore_index=-100}) */
+static int f_nll_loss(lua_State *L) {
+  cnn_tensor *x = lcnn_check(L, 1, "nll_loss"), *labels = lcnn_check(L, 2, "nll_loss");
+  cnn_class_loss_opts o;
+  class_options(L, 3, "nll_loss", &o, false);
+  lcnn_push(L, cnn_op_nll_loss(x, labels, &o), "nll_loss");
+  return 1;
+}
+
+/* F.mse_loss(input, target, {reduction="mean"}) */
+static int f_mse_loss(lua_State *L) {
+  static const char *const known[] = {"reduction", NULL};
+  cnn_tensor *a = lcnn_check(L, 1, "mse_loss"), *b = lcnn_check(L, 2, "mse_loss");
+  lcnn_options(L, 3, "mse_loss", known);
+  cnn_reduction r = field_reduction(L, 3, "mse_loss");
+  lcnn_push(L, cnn_op_mse_loss(a, b, r), "mse_loss");
+  return 1;
+}
+
+/* ---- dropout and normalisation ---- */
+
+/* F.dropout(x, p = 0.5, training = true): x itself when not training or p == 0 */
+static int f_dropout(lua_State *L) {
+  cnn_tensor *x = lcnn_check(L, 1, "dropout");
+  double p = opt_num(L, 2, "dropout", "p", 0.5);
+  bool training = opt_boolean(L, 3, "dropout", "training", 1);
+  cnn_tensor *y = cnn_op_dropout(x, p, training);
+  if (y == x) {
+    cnn_tensor_release(y);
+    lua_pushvalue(L, 1);
+    return 1;
+  }
+  lcnn_push(L, y, "dropout");
+  return 1;
+}
+
+/* F.batch_norm(x, running_mean, running_var, weight, bias, training = false, momentum = 0.1, eps = 1e-5) */
+static int f_batch_norm(lua_State *L) {
+  const char *fn = "batch_norm";
+  cnn_tensor *x = lcnn_check(L, 1, fn);
+  cnn_tensor *rm = opt_tensor(L, 2, fn, "running_mean"), *rv = opt_tensor(L, 3, fn, "running_var");
+  cnn_tensor *w = opt_tensor(L, 4, fn, "weight"), *b = opt_tensor(L, 5, fn, "bias");
+  bool training = opt_boolean(L, 6, fn, "training", 0);
+  double momentum = opt_num(L, 7, fn, "momentum", 0.1), eps = opt_num(L, 8, fn, "eps", 1e-5);
+  lcnn_push(L, cnn_op_batch_norm(x, rm, rv, w, b, training, momentum, eps), fn);
+  return 1;
+}
+
+/* F.local_response_norm(x, size, {alpha = 1e-4, beta = 0.75, k = 1}) */
+static int f_local_response_norm(lua_State *L) {
+  static const char *const known[] = {"alpha", "beta", "k", NULL};
+  const char *fn = "local_response_norm";
+  cnn_tensor *x = lcnn_check(L, 1, fn);
+  int isint = 0;
+  lua_Integer size = lua_type(L, 2) == LUA_TNUMBER ? lua_tointegerx(L, 2, &isint) : 0;
+  if (!isint) return lcnn_error(L, fn, "size must be an integer, got %s", luaL_typename(L, 2));
+  lcnn_options(L, 3, fn, known);
+  double alpha = field_num(L, 3, fn, "alpha", 1e-4), beta = field_num(L, 3, fn, "beta", 0.75);
+  double k = field_num(L, 3, fn, "k", 1.0);
+  lcnn_push(L, cnn_op_local_response_norm(x, (int64_t)size, alpha, beta, k), fn);
+  return 1;
+}
+
 void lcnn_open_functional(lua_State *L, int tbl) {
-  (void)L;
-  (void)tbl;
+  static const luaL_Reg fns[] = {{"leaky_relu", f_leaky_relu},
+                                 {"softmax", f_softmax},
+                                 {"log_softmax", f_log_softmax},
+                                 {"cross_entropy", f_cross_entropy},
+                                 {"nll_loss", f_nll_loss},
+                                 {"mse_loss", f_mse_loss},
+                                 {"dropout", f_dropout},
+                                 {"batch_norm", f_batch_norm},
+                                 {"local_response_norm", f_local_response_norm},
+                                 {NULL, NULL}};
+  for (const luaL_Reg *r = fns; r->name; r++) {
+    lua_pushcfunction(L, r->func);
+    lua_setfield(L, tbl, r->name);
+  }
 }

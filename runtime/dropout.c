@@ -1,0 +1,25 @@
+/* Inverted dropout (see nnops.h). The mask is drawn serially from the runtime's seeded stream in
+ * element order, so the same seed gives the same mask whatever the thread count; applying it (and
+ * the backward, the same product) runs in parallel. */
+#include "cnn/nnops.h"
+#include "cnn/parallel.h"
+#include "cnn/random.h"
+
+#include <math.h>
+
+void cnn_dropout_mask(float *mask, int64_t n, double p) {
+  if (p >= 1) {
+    for (int64_t i = 0; i < n; i++) mask[i] = 0;
+    return;
+  }
+  /* keep when a uniform draw k * 2^-53 in [0, 1) is >= p, i.e. k >= ceil(p * 2^53): probability
+   * 1 - p to 2^-53, compared in integers (the draws of cnn_random_uniform01, without the division) */
+  const float scale = (float)(1.0 / (1.0 - p));
+  const uint64_t threshold = (uint64_t)ceil(p * 0x1.0p53);
+  for (int64_t i = 0; i < n; i++) mask[i] = (cnn_random_next() >> 11) >= threshold ? scale : 0.0f;
+}
+
+void cnn_dropout_apply(const float *x, const float *mask, float *y, int64_t n) {
+#pragma omp parallel for schedule(static) if (n >= CNN_PARALLEL_GRAIN && cnn_parallel_get_threads() > 1)
+  for (int64_t i = 0; i < n; i++) y[i] = x[i] * mask[i];
+}

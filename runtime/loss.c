@@ -1,0 +1,175 @@
+/* Loss kernels (see nnops.h): cross-entropy fused with log-softmax (one pass over each item's
+ * scores forward, one backward), negative log-likelihood and mean squared error. Scores are
+ * (outer, C, inner); item w = o * inner + i reads its C scores with stride inner. Labels are
+ * checked once, serially, before any kernel runs, so kernels index with them freely. */
+#include "cnn/error.h"
+#include "cnn/nnops.h"
+#include "cnn/parallel.h"
+
+#include <math.h>
+
+static bool go_parallel(int64_t work) { return work >= CNN_PARALLEL_GRAIN && cnn_parallel_get_threads() > 1; }
+
+/* The class of item w, or -1 when it is ignored. */
+static inline int64_t class_of(const cnn_class_target *t, int64_t w) {
+  int64_t l = t->labels[w];
+  return t->has_ignore && l == t->ignore_index ? -1 : l - t->base;
+}
+
+int cnn_loss_check_labels(const cnn_class_target *t, int64_t items, int64_t C, double *denom) {
+  double d = 0;
+  for (int64_t w = 0; w < items; w++) {
+    int64_t l = t->labels[w];
+    if (t->has_ignore && l == t->ignore_index) continue;
+    if (l < t->base || l - t->base >= C)
+      return cnn_error_set("label %lld is out of range for %lld classes (expected %lld..%lld)", (long long)l,
+                           (long long)C, (long long)t->base, (long long)(t->base + C - 1));
+    d += t->weight ? t->weight[l - t->base] : 1.0;
+  }
+  *denom = d;
+  return 0;
+}
+
+/* ---- cross-entropy ---- */
+
+/* One item: C scores st apart. Writes the loss and the (max, log-sum) pair. */
+static inline void ce_item(const float *x, int64_t C, int64_t st, int64_t cls, const float *wt, double s,
+                           float *loss, float *stats) {
+  float m = -INFINITY;
+  for (int64_t c = 0; c < C; c++) m = x[c * st] > m ? x[c * st] : m;
+  double sum = 0;
+  for (int64_t c = 0; c < C; c++) sum += expf(x[c * st] - m);
+  double ls = log(sum);
+  stats[0] = m;
+  stats[1] = (float)ls;
+  if (cls < 0) {
+    *loss = 0;
+    return;
+  }
+  /* lse - x_c = (m - x_c) + ls: the large parts cancel first */
+  double r = (1 - s) * (wt ? wt[cls] : 1.0) * (((double)m - x[cls * st]) + ls);
+  if (s > 0) {
+    double sm = 0;
+    for (int64_t c = 0; c < C; c++) sm += (wt ? wt[c] : 1.0) * (((double)m - x[c * st]) + ls);
+    r += s / (double)C * sm;
+  }
+  *loss = (float)r;
+}
+
+void cnn_loss_cross_entropy_forward(const float *x, const cnn_class_target *t, double label_smoothing,
+                                    int64_t outer, int64_t C, int64_t inner, float *loss, float *stats) {
+  const int64_t items = outer * inner;
+#pragma omp parallel for schedule(static) if (items > 1 && go_parallel(items * C))
+  for (int64_t w = 0; w < items; w++) {
+    int64_t off = (w / inner) * C * inner + w % inner;
+    ce_item(x + off, C, inner, class_of(t, w), t->weight, label_smoothing, loss + w, stats + 2 * w);
+  }
+}
+
+/* d loss / d x_c = p_c * ((1 - s) w_t + s / C * sum_c' w_c') - (1 - s) w_t [c = t] - s / C * w_c,
+ * p = softmax(x) = exp((x - m) - ls); with w = 1 this is p_c - (1 - s) [c = t] - s / C. */
+static inline void ce_item_backward(const float *x, const float *stats, int64_t C, int64_t st, int64_t cls,
+                                    const float *wt, float s, float wsum, float coef, float *gx) {
+  if (cls < 0) {
+    for (int64_t c = 0; c < C; c++) gx[c * st] = 0;
+    return;
+  }
+  const float m = stats[0], ls = stats[1];
+  const float w_t = wt ? wt[cls] : 1.0f, sc = s / (float)C;
+  const float pk = coef * ((1 - s) * w_t + sc * wsum);
+  if (wt) {
+    for (int64_t c = 0; c < C; c++) gx[c * st] = pk * expf((x[c * st] - m) - ls) - coef * sc * wt[c];
+  } else {
+    for (int64_t c = 0; c < C; c++) gx[c * st] = pk * expf((x[c * st] - m) - ls) - coef * sc;
+  }
+  gx[cls * st] -= coef * (1 - s) * w_t;
+}
+
+void cnn_loss_cross_entropy_backward(const float *x, const float *stats, const cnn_class_target *t,
+                                     double label_smoothing, int64_t outer, int64_t C, int64_t inner,
+                                     const float *gitem, int64_t gstride, float gscale, float *gx) {
+  const int64_t items = outer * inner;
+  float wsum = (float)C;
+  if (t->weight) {
+    double ws = 0;
+    for (int64_t c = 0; c < C; c++) ws += t->weight[c];
+    wsum = (float)ws;
+  }
+  const float s = (float)label_smoothing;
+#pragma omp parallel for schedule(static) if (items > 1 && go_parallel(items * C))
+  for (int64_t w = 0; w < items; w++) {
+    int64_t off = (w / inner) * C * inner + w % inner;
+    float coef = gitem[w * gstride] * gscale;
+    if (inner == 1) /* contiguous rows: the stride-1 instance vectorises */
+      ce_item_backward(x + off, stats + 2 * w, C, 1, class_of(t, w), t->weight, s, wsum, coef, gx + off);
+    else
+      ce_item_backward(x + off, stats + 2 * w, C, inner, class_of(t, w), t->weight, s, wsum, coef, gx + off);
+  }
+}
+
+/* ---- negative log-likelihood ---- */
+
+void cnn_loss_nll_forward(const float *x, const cnn_class_target *t, int64_t outer, int64_t C, int64_t inner,
+                          float *loss) {
+  const int64_t items = outer * inner;
+  for (int64_t w = 0; w < items; w++) {
+    int64_t cls = class_of(t, w);
+    int64_t off = (w / inner) * C * inner + w % inner;
+    loss[w] = cls < 0 ? 0.0f : -(t->weight ? t->weight[cls] : 1.0f) * x[off + cls * inner];
+  }
+}
+
+void cnn_loss_nll_backward(const cnn_class_target *t, int64_t outer, int64_t C, int64_t inner, const float *gitem,
+                           int64_t gstride, float gscale, float *gx) {
+  const int64_t items = outer * inner, n = items * C;
+#pragma omp parallel for schedule(static) if (go_parallel(n))
+  for (int64_t i = 0; i < n; i++) gx[i] = 0;
+  for (int64_t w = 0; w < items; w++) {
+    int64_t cls = class_of(t, w);
+    if (cls < 0) continue;
+    int64_t off = (w / inner) * C * inner + w % inner;
+    gx[off + cls * inner] = -(t->weight ? t->weight[cls] : 1.0f) * gitem[w * gstride] * gscale;
+  }
+}
+
+/* ---- mean squared error ---- */
+
+/* The sum is taken in a fixed number of chunks whose bounds depend only on n, combined in order:
+ * the same bits whatever the thread count. */
+#define MSE_PARTS 64
+
+void cnn_loss_mse_forward(const float *a, const float *b, int64_t n, float *loss, double *sum) {
+  if (loss) {
+#pragma omp parallel for schedule(static) if (go_parallel(n))
+    for (int64_t i = 0; i < n; i++) {
+      float d = a[i] - b[i];
+      loss[i] = d * d;
+    }
+  }
+  if (!sum) return;
+  double part[MSE_PARTS];
+  const int64_t chunk = (n + MSE_PARTS - 1) / MSE_PARTS;
+#pragma omp parallel for schedule(static) if (go_parallel(n))
+  for (int p = 0; p < MSE_PARTS; p++) {
+    int64_t lo = p * chunk, hi = lo + chunk < n ? lo + chunk : n;
+    double acc = 0;
+    for (int64_t i = lo; i < hi; i++) {
+      double d = (double)a[i] - b[i];
+      acc += d * d;
+    }
+    part[p] = acc;
+  }
+  double total = 0;
+  for (int p = 0; p < MSE_PARTS; p++) total += part[p];
+  *sum = total;
+}
+
+void cnn_loss_mse_backward(const float *a, const float *b, int64_t n, const float *gitem, int64_t gstride,
+                           float gscale, float *ga, float *gb) {
+#pragma omp parallel for schedule(static) if (go_parallel(n))
+  for (int64_t i = 0; i < n; i++) {
+    float g = 2 * (a[i] - b[i]) * gitem[i * gstride] * gscale;
+    if (ga) ga[i] = g;
+    if (gb) gb[i] = -g;
+  }
+}

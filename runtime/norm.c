@@ -1,0 +1,150 @@
+/* Normalisation kernels (see nnops.h): batch norm (statistics per channel over batch and space,
+ * running statistics moved in place when training) and local response norm across channels.
+ * Inputs are viewed as (N, C, S): S = 1 for (N, C), H * W for images. Batch norm works per channel
+ * (threads split channels); LRN per (image, channel) plane. Sums are taken in double. */
+#include "cnn/nnops.h"
+#include "cnn/parallel.h"
+
+#include <math.h>
+
+static bool go_parallel(int64_t work) { return work >= CNN_PARALLEL_GRAIN && cnn_parallel_get_threads() > 1; }
+
+/* ---- batch norm ---- */
+
+/* x: (N, C, S) -> y, save_mean (C), save_invstd (C) */
+void cnn_batchnorm_forward(const cnn_batchnorm_args *a, const float *x, float *y, float *save_mean,
+                           float *save_invstd) {
+  const int64_t N = a->N, C = a->C, S = a->S, M = N * S;
+#pragma omp parallel for schedule(static) if (C > 1 && go_parallel(N * C * S))
+  for (int64_t c = 0; c < C; c++) {
+    double mean, var;
+    if (a->training) { /* two passes: the centred sum of squares does not cancel */
+      double sum = 0, sq = 0;
+      for (int64_t n = 0; n < N; n++) {
+        const float *p = x + (n * C + c) * S;
+        for (int64_t s = 0; s < S; s++) sum += p[s];
+      }
+      mean = sum / (double)M;
+      for (int64_t n = 0; n < N; n++) {
+        const float *p = x + (n * C + c) * S;
+        for (int64_t s = 0; s < S; s++) sq += (p[s] - mean) * (p[s] - mean);
+      }
+      var = sq / (double)M;
+      if (a->running_mean && M > 0) {
+        float *rm = a->running_mean + c * a->rm_stride;
+        *rm = (float)((1 - a->momentum) * *rm + a->momentum * mean);
+      }
+      if (a->running_var && M > 0) {
+        float *rv = a->running_var + c * a->rv_stride;
+        double unbiased = M > 1 ? sq / (double)(M - 1) : var;
+        *rv = (float)((1 - a->momentum) * *rv + a->momentum * unbiased);
+      }
+    } else {
+      mean = a->running_mean[c * a->rm_stride];
+      var = a->running_var[c * a->rv_stride];
+    }
+    const float m = (float)mean, invstd = (float)(1.0 / sqrt(var + a->eps));
+    save_mean[c] = m;
+    save_invstd[c] = invstd;
+    const float sc = (a->weight ? a->weight[c] : 1.0f) * invstd, b = a->bias ? a->bias[c] : 0.0f;
+    for (int64_t n = 0; n < N; n++) {
+      const float *p = x + (n * C + c) * S;
+      float *q = y + (n * C + c) * S;
+      for (int64_t s = 0; s < S; s++) q[s] = (p[s] - m) * sc + b;
+    }
+  }
+}
+
+/* With xhat = (x - mean) invstd and M = N * S values per channel:
+ *   gbias = sum g, gweight = sum g xhat,
+ *   training gx = w invstd (g - sum g / M - xhat sum(g xhat) / M), eval gx = w invstd g. */
+void cnn_batchnorm_backward(const cnn_batchnorm_args *a, const float *x, const float *gy, const float *save_mean,
+                            const float *save_invstd, float *gx, float *gweight, float *gbias) {
+  const int64_t N = a->N, C = a->C, S = a->S, M = N * S;
+#pragma omp parallel for schedule(static) if (C > 1 && go_parallel(N * C * S))
+  for (int64_t c = 0; c < C; c++) {
+    const float m = save_mean[c], invstd = save_invstd[c];
+    double sg = 0, sgx = 0; /* sum g, sum g (x - mean) */
+    for (int64_t n = 0; n < N; n++) {
+      const float *p = x + (n * C + c) * S, *g = gy + (n * C + c) * S;
+      for (int64_t s = 0; s < S; s++) {
+        sg += g[s];
+        sgx += (double)g[s] * (p[s] - m);
+      }
+    }
+    if (gbias) gbias[c] = (float)sg;
+    if (gweight) gweight[c] = (float)(sgx * invstd);
+    if (!gx) continue;
+    const float k = (a->weight ? a->weight[c] : 1.0f) * invstd;
+    if (a->training) {
+      const float mg = (float)(sg / (double)M), proj = (float)(sgx / (double)M) * invstd * invstd;
+      for (int64_t n = 0; n < N; n++) {
+        const float *p = x + (n * C + c) * S, *g = gy + (n * C + c) * S;
+        float *q = gx + (n * C + c) * S;
+        for (int64_t s = 0; s < S; s++) q[s] = k * (g[s] - mg - (p[s] - m) * proj);
+      }
+    } else {
+      for (int64_t n = 0; n < N; n++) {
+        const float *g = gy + (n * C + c) * S;
+        float *q = gx + (n * C + c) * S;
+        for (int64_t s = 0; s < S; s++) q[s] = k * g[s];
+      }
+    }
+  }
+}
+
+/* ---- local response norm ---- */
+
+static int64_t max64(int64_t a, int64_t b) { return a > b ? a : b; }
+static int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
+
+/* x: (N, C, S) -> y, scale (N, C, S); one work item per (n, c) plane of S values */
+void cnn_lrn_forward(const cnn_lrn_args *a, const float *x, float *y, float *scale) {
+  const int64_t C = a->C, S = a->S, items = a->N * C;
+  const int64_t before = a->size / 2, after = (a->size - 1) / 2;
+  const float k = (float)a->k, coef = (float)(a->alpha / (double)a->size), nbeta = (float)-a->beta;
+#pragma omp parallel for schedule(static) if (items > 1 && go_parallel(items * S * a->size))
+  for (int64_t w = 0; w < items; w++) {
+    const int64_t n = w / C, c = w % C;
+    float *sc = scale + w * S;
+    for (int64_t s = 0; s < S; s++) sc[s] = 0;
+    for (int64_t j = max64(0, c - before); j <= min64(C - 1, c + after); j++) {
+      const float *p = x + (n * C + j) * S;
+      for (int64_t s = 0; s < S; s++) sc[s] += p[s] * p[s];
+    }
+    const float *p = x + w * S;
+    float *q = y + w * S;
+    for (int64_t s = 0; s < S; s++) {
+      sc[s] = k + coef * sc[s];
+      q[s] = p[s] * powf(sc[s], nbeta);
+    }
+  }
+}
+
+/* y_c = x_c scale_c^-beta with scale_c summing x_j^2 over j in [c - before, c + after], so
+ *   gx_j = g_j scale_j^-beta - 2 beta alpha / size * x_j * sum over c in [j - after, j + before]
+ *          of g_c x_c scale_c^(-beta - 1).
+ * Pass 1 writes the first term into gx and t_c = g_c x_c scale_c^(-beta-1) into work; pass 2
+ * subtracts the window sums of t (the transposed window: before and after swap). */
+void cnn_lrn_backward(const cnn_lrn_args *a, const float *x, const float *scale, const float *gy, float *gx,
+                      float *work) {
+  const int64_t C = a->C, S = a->S, items = a->N * C, total = items * S;
+  const int64_t before = a->size / 2, after = (a->size - 1) / 2;
+  const float nbeta = (float)-a->beta, coef = (float)(2.0 * a->beta * a->alpha / (double)a->size);
+#pragma omp parallel for schedule(static) if (go_parallel(total))
+  for (int64_t i = 0; i < total; i++) {
+    float p = powf(scale[i], nbeta);
+    gx[i] = gy[i] * p;
+    work[i] = gy[i] * x[i] * p / scale[i];
+  }
+#pragma omp parallel for schedule(static) if (items > 1 && go_parallel(total * a->size))
+  for (int64_t w = 0; w < items; w++) {
+    const int64_t n = w / C, c = w % C;
+    const float *p = x + w * S;
+    float *q = gx + w * S;
+    for (int64_t j = max64(0, c - after); j <= min64(C - 1, c + before); j++) {
+      const float *t = work + (n * C + j) * S;
+      for (int64_t s = 0; s < S; s++) q[s] -= coef * p[s] * t[s];
+    }
+  }
+}

@@ -1,0 +1,660 @@
+/* Differentiable wrappers over the nnops.h kernels (see ops_nn.h): argument checks, contiguous
+ * copies of strided inputs, output allocation and the autograd node. Each backward reads only the
+ * tensors its forward saved, and gradients leave in the forward's shapes. */
+#include "cnn/autograd.h"
+#include "cnn/error.h"
+#include "cnn/iter.h"
+#include "cnn/nnops.h"
+#include "cnn/ops.h"
+#include "cnn/ops_nn.h"
+
+#include <math.h>
+#include <string.h>
+
+static int need_float(const cnn_tensor *t, const char *what) {
+  if (t->dtype != CNN_FLOAT32) return cnn_error_set("expected a float32 %s, got %s", what, cnn_dtype_name(t->dtype));
+  return 0;
+}
+
+static int64_t prod(const int64_t *size, int from, int to) {
+  int64_t p = 1;
+  for (int d = from; d < to; d++) p *= size[d];
+  return p;
+}
+
+/* When grad mode is on and some input requires grad, records y as the output of a new node and
+ * returns it through *node (else *node = NULL). On failure y is released and -1 returned. */
+static int maybe_record(cnn_tensor *y, cnn_node **node, const char *name, cnn_backward_fn fn, int n_in,
+                        const cnn_tensor *const *in, int n_saves, const cnn_tensor *const *saves) {
+  *node = NULL;
+  if (!cnn_ag_any_requires(n_in, in)) return 0;
+  *node = cnn_ag_record(y, name, fn, n_in, in, n_saves, saves);
+  if (*node) return 0;
+  cnn_tensor_release(y);
+  return -1;
+}
+
+/* ---- leaky ReLU ---- */
+
+/* saved: x (contiguous); args[0] = slope */
+static int leaky_relu_backward(cnn_node *n, cnn_tensor *const *gout, cnn_tensor **gin) {
+  cnn_tensor *x;
+  if (!gout[0]) return 0;
+  if (cnn_ag_saved(n, 0, &x)) return -1;
+  cnn_tensor *g = cnn_tensor_contiguous(gout[0]), *gx = g ? cnn_tensor_empty_like(x) : NULL;
+  if (gx) cnn_leaky_relu_backward(cnn_tensor_f32(x), cnn_tensor_f32(g), cnn_tensor_f32(gx), cnn_tensor_numel(x),
+                                  (float)n->args[0]);
+  cnn_tensor_release(g);
+  gin[0] = gx;
+  return gx ? 0 : -1;
+}
+
+cnn_tensor *cnn_op_leaky_relu(const cnn_tensor *x, double slope) {
+  if (need_float(x, "input")) return NULL;
+  if (!isfinite(slope)) {
+    cnn_error_set("negative_slope must be a finite number, got %g", slope);
+    return NULL;
+  }
+  cnn_tensor *xc = cnn_tensor_contiguous(x), *y = xc ? cnn_tensor_empty_like(xc) : NULL;
+  if (!y) return cnn_tensor_release(xc), NULL;
+  cnn_leaky_relu_forward(cnn_tensor_f32(xc), cnn_tensor_f32(y), cnn_tensor_numel(xc), (float)slope);
+  const cnn_tensor *in[1] = {x}, *saves[1] = {xc};
+  cnn_node *node;
+  int rc = maybe_record(y, &node, "LeakyReluBackward", leaky_relu_backward, 1, in, 1, saves);
+  cnn_tensor_release(xc);
+  if (rc) return NULL;
+  if (node) node->args[0] = slope;
+  return y;
+}
+
+/* ---- softmax, log-softmax ---- */
+
+static void split_at(const cnn_tensor *t, int d, int64_t *outer, int64_t *n, int64_t *inner) {
+  if (t->ndim == 0) {
+    *outer = *n = *inner = 1;
+    return;
+  }
+  *outer = prod(t->size, 0, d);
+  *n = t->size[d];
+  *inner = prod(t->size, d + 1, t->ndim);
+}
+
+/* saved: y (the output); iargs[0] = dim, iargs[1] = log */
+static int softmax_backward(cnn_node *n, cnn_tensor *const *gout, cnn_tensor **gin) {
+  cnn_tensor *y;
+  if (!gout[0]) return 0;
+  if (cnn_ag_saved(n, 0, &y)) return -1;
+  int64_t outer, len, inner;
+  split_at(y, (int)n->iargs[0], &outer, &len, &inner);
+  cnn_tensor *g = cnn_tensor_contiguous(gout[0]), *gx = g ? cnn_tensor_empty_like(y) : NULL;
+  if (gx) cnn_softmax_backward(cnn_tensor_f32(y), cnn_tensor_f32(g), cnn_tensor_f32(gx), outer, len, inner,
+                               n->iargs[1] != 0);
+  cnn_tensor_release(g);
+  gin[0] = gx;
+  return gx ? 0 : -1;
+}
+
+static cnn_tensor *softmax_common(const cnn_tensor *x, int dim, bool take_log) {
+  if (need_float(x, "input")) return NULL;
+  int d = cnn_dim_wrap(dim, x->ndim);
+  if (d < 0) return NULL;
+  int64_t outer, len, inner;
+  split_at(x, d, &outer, &len, &inner);
+  cnn_tensor *xc = cnn_tensor_contiguous(x), *y = xc ? cnn_tensor_empty_like(xc) : NULL;
+  if (y) cnn_softmax_forward(cnn_tensor_f32(xc), cnn_tensor_f32(y), outer, len, inner, take_log);
+  cnn_tensor_release(xc);
+  if (!y) return NULL;
+  const cnn_tensor *in[1] = {x}, *saves[1] = {y};
+  cnn_node *node;
+  if (maybe_record(y, &node, take_log ? "LogSoftmaxBackward" : "SoftmaxBackward", softmax_backward, 1, in, 1,
+                   saves))
+    return NULL;
+  if (node) {
+    node->iargs[0] = d;
+    node->iargs[1] = take_log;
+  }
+  return y;
+}
+
+cnn_tensor *cnn_op_softmax(const cnn_tensor *x, int dim) { return softmax_common(x, dim, false); }
+cnn_tensor *cnn_op_log_softmax(const cnn_tensor *x, int dim) { return softmax_common(x, dim, true); }
+
+/* ---- classification losses: cross-entropy and nll ---- */
+
+/* Scores viewed as (outer, C, inner), one label per (outer, inner) item. */
+typedef struct class_plan {
+  int64_t outer, C, inner, items;
+} class_plan;
+
+static int class_plan_init(class_plan *p, const cnn_tensor *x, const cnn_tensor *labels, const cnn_class_loss_opts *o,
+                           const char *what) {
+  char b1[256], b2[256], b3[256];
+  if (need_float(x, what)) return -1;
+  if (labels->dtype != CNN_INT64)
+    return cnn_error_set("labels must be int64 class indices, got %s (probability targets are not supported)",
+                         cnn_dtype_name(labels->dtype));
+  if (x->ndim == 0) return cnn_error_set("%s must have a class dimension, got a 0-d tensor", what);
+  /* (C) with a 0-d label, else (N, C, d...) with labels (N, d...) */
+  int64_t want[CNN_MAX_DIMS];
+  int wnd = x->ndim - 1;
+  if (x->ndim == 1) {
+    p->outer = p->inner = 1;
+    p->C = x->size[0];
+  } else {
+    p->outer = x->size[0];
+    p->C = x->size[1];
+    p->inner = prod(x->size, 2, x->ndim);
+    want[0] = x->size[0];
+    for (int d = 2; d < x->ndim; d++) want[d - 1] = x->size[d];
+  }
+  p->items = p->outer * p->inner;
+  if (labels->ndim != wnd || memcmp(labels->size, want, sizeof(int64_t) * (size_t)wnd) != 0)
+    return cnn_error_set("labels of shape %s do not fit %s of shape %s (expected labels of shape %s)",
+                         cnn_shape_str(labels->ndim, labels->size, b1, sizeof b1), what,
+                         cnn_shape_str(x->ndim, x->size, b2, sizeof b2), cnn_shape_str(wnd, want, b3, sizeof b3));
+  if (o->weight) {
+    if (need_float(o->weight, "weight")) return -1;
+    if (o->weight->ndim != 1 || o->weight->size[0] != p->C)
+      return cnn_error_set("weight should have %lld entries (one per class), got shape %s", (long long)p->C,
+                           cnn_shape_str(o->weight->ndim, o->weight->size, b1, sizeof b1));
+  }
+  if (!(o->label_smoothing >= 0 && o->label_smoothing <= 1))
+    return cnn_error_set("label_smoothing must be between 0 and 1, got %g", o->label_smoothing);
+  if (o->reduction != CNN_REDUCTION_NONE && o->reduction != CNN_REDUCTION_MEAN && o->reduction != CNN_REDUCTION_SUM)
+    return cnn_error_set("unknown reduction %d", (int)o->reduction);
+  return 0;
+}
+
+/* Contiguous labels and weight, with the kernel's view of them. */
+typedef struct class_inputs {
+  cnn_tensor *labels, *weight;
+  cnn_class_target t;
+} class_inputs;
+
+static int class_inputs_init(class_inputs *ci, const cnn_tensor *labels, const cnn_class_loss_opts *o) {
+  memset(ci, 0, sizeof *ci);
+  ci->labels = cnn_tensor_contiguous(labels);
+  ci->weight = o->weight ? cnn_tensor_contiguous(o->weight) : NULL;
+  if (!ci->labels || (o->weight && !ci->weight)) {
+    cnn_tensor_release(ci->labels);
+    cnn_tensor_release(ci->weight);
+    return -1;
+  }
+  ci->t.labels = cnn_tensor_i64(ci->labels);
+  ci->t.base = o->label_base;
+  ci->t.has_ignore = o->has_ignore;
+  ci->t.ignore_index = o->ignore_index;
+  ci->t.weight = ci->weight ? cnn_tensor_f32(ci->weight) : NULL;
+  return 0;
+}
+
+static void class_inputs_free(class_inputs *ci) {
+  cnn_tensor_release(ci->labels);
+  cnn_tensor_release(ci->weight);
+}
+
+/* Per-item losses (labels' shape) reduced as asked: consumes loss, returns a new reference. */
+static cnn_tensor *reduce_items(cnn_tensor *loss, cnn_reduction r, double denom) {
+  if (r == CNN_REDUCTION_NONE) return loss;
+  const float *l = cnn_tensor_f32(loss);
+  double s = 0;
+  for (int64_t i = 0, n = cnn_tensor_numel(loss); i < n; i++) s += l[i];
+  cnn_tensor_release(loss);
+  return cnn_tensor_scalar(CNN_FLOAT32, r == CNN_REDUCTION_MEAN ? s / denom : s);
+}
+
+/* The gradient of each item's loss from the output gradient: one per item ("none") or one
+ * broadcast value scaled by 1 / denom ("mean"). */
+static void item_coef(const cnn_node *n, const cnn_tensor *g, const float **gitem, int64_t *gstride, float *gscale) {
+  cnn_reduction r = (cnn_reduction)n->iargs[0];
+  *gitem = cnn_tensor_f32(g);
+  *gstride = r == CNN_REDUCTION_NONE ? 1 : 0;
+  *gscale = r == CNN_REDUCTION_MEAN ? (float)(1.0 / n->args[1]) : 1.0f;
+}
+
+static void set_class_args(cnn_node *n, const class_plan *p, const cnn_class_loss_opts *o, double denom) {
+  n->iargs[0] = o->reduction;
+  n->iargs[1] = o->label_base;
+  n->iargs[2] = o->has_ignore;
+  n->iargs[3] = o->ignore_index;
+  n->iargs[4] = p->outer;
+  n->iargs[5] = p->C;
+  n->iargs[6] = p->inner;
+  n->args[0] = o->label_smoothing;
+  n->args[1] = denom;
+}
+
+static cnn_class_target saved_target(const cnn_node *n, const cnn_tensor *labels, const cnn_tensor *weight) {
+  cnn_class_target t = {cnn_tensor_i64(labels), n->iargs[1], n->iargs[2] != 0, n->iargs[3],
+                        weight ? cnn_tensor_f32(weight) : NULL};
+  return t;
+}
+
+/* saved: logits (contiguous), stats (items, 2), labels, weight or NULL */
+static int cross_entropy_backward(cnn_node *n, cnn_tensor *const *gout, cnn_tensor **gin) {
+  cnn_tensor *x, *stats, *labels, *weight;
+  if (!gout[0]) return 0;
+  if (cnn_ag_saved(n, 0, &x) || cnn_ag_saved(n, 1, &stats) || cnn_ag_saved(n, 2, &labels) ||
+      cnn_ag_saved(n, 3, &weight))
+    return -1;
+  cnn_tensor *g = cnn_tensor_contiguous(gout[0]), *gx = g ? cnn_tensor_empty_like(x) : NULL;
+  if (gx) {
+    cnn_class_target t = saved_target(n, labels, weight);
+    const float *gitem;
+    int64_t gstride;
+    float gscale;
+    item_coef(n, g, &gitem, &gstride, &gscale);
+    cnn_loss_cross_entropy_backward(cnn_tensor_f32(x), cnn_tensor_f32(stats), &t, n->args[0], n->iargs[4],
+                                    n->iargs[5], n->iargs[6], gitem, gstride, gscale, cnn_tensor_f32(gx));
+  }
+  cnn_tensor_release(g);
+  gin[0] = gx;
+  return gx ? 0 : -1;
+}
+
+cnn_tensor *cnn_op_cross_entropy(const cnn_tensor *logits, const cnn_tensor *labels, const cnn_class_loss_opts *o) {
+  class_plan p;
+  class_inputs ci;
+  double denom;
+  if (class_plan_init(&p, logits, labels, o, "logits") || class_inputs_init(&ci, labels, o)) return NULL;
+  cnn_tensor *x = NULL, *stats = NULL, *loss = NULL;
+  if (cnn_loss_check_labels(&ci.t, p.items, p.C, &denom)) goto fail;
+  int64_t ssize[2] = {p.items, 2};
+  x = cnn_tensor_contiguous(logits);
+  stats = cnn_tensor_empty(CNN_FLOAT32, 2, ssize);
+  loss = cnn_tensor_empty(CNN_FLOAT32, labels->ndim, labels->size);
+  if (!x || !stats || !loss) goto fail;
+  cnn_loss_cross_entropy_forward(cnn_tensor_f32(x), &ci.t, o->label_smoothing, p.outer, p.C, p.inner,
+                                 cnn_tensor_f32(loss), cnn_tensor_f32(stats));
+  cnn_tensor *out = reduce_items(loss, o->reduction, denom);
+  loss = NULL;
+  if (!out) goto fail;
+  const cnn_tensor *in[1] = {logits}, *saves[4] = {x, stats, ci.labels, ci.weight};
+  cnn_node *node;
+  if (maybe_record(out, &node, "CrossEntropyBackward", cross_entropy_backward, 1, in, 4, saves)) goto fail;
+  if (node) set_class_args(node, &p, o, denom);
+  cnn_tensor_release(x);
+  cnn_tensor_release(stats);
+  class_inputs_free(&ci);
+  return out;
+fail:
+  cnn_tensor_release(x);
+  cnn_tensor_release(stats);
+  cnn_tensor_release(loss);
+  class_inputs_free(&ci);
+  return NULL;
+}
+
+/* saved: labels, weight or NULL; the input's shape comes from the node's edge */
+static int nll_backward(cnn_node *n, cnn_tensor *const *gout, cnn_tensor **gin) {
+  cnn_tensor *labels, *weight;
+  if (!gout[0]) return 0;
+  if (cnn_ag_saved(n, 0, &labels) || cnn_ag_saved(n, 1, &weight)) return -1;
+  cnn_tensor *g = cnn_tensor_contiguous(gout[0]);
+  cnn_tensor *gx = g ? cnn_tensor_empty(CNN_FLOAT32, n->edges[0].ndim, n->edges[0].size) : NULL;
+  if (gx) {
+    cnn_class_target t = saved_target(n, labels, weight);
+    const float *gitem;
+    int64_t gstride;
+    float gscale;
+    item_coef(n, g, &gitem, &gstride, &gscale);
+    cnn_loss_nll_backward(&t, n->iargs[4], n->iargs[5], n->iargs[6], gitem, gstride, gscale, cnn_tensor_f32(gx));
+  }
+  cnn_tensor_release(g);
+  gin[0] = gx;
+  return gx ? 0 : -1;
+}
+
+cnn_tensor *cnn_op_nll_loss(const cnn_tensor *logp, const cnn_tensor *labels, const cnn_class_loss_opts *o) {
+  class_plan p;
+  class_inputs ci;
+  double denom;
+  if (o->label_smoothing != 0) {
+    cnn_error_set("label_smoothing must be 0 for a negative log-likelihood loss");
+    return NULL;
+  }
+  if (class_plan_init(&p, logp, labels, o, "input") || class_inputs_init(&ci, labels, o)) return NULL;
+  cnn_tensor *x = NULL, *loss = NULL;
+  if (cnn_loss_check_labels(&ci.t, p.items, p.C, &denom)) goto fail;
+  x = cnn_tensor_contiguous(logp);
+  loss = cnn_tensor_empty(CNN_FLOAT32, labels->ndim, labels->size);
+  if (!x || !loss) goto fail;
+  cnn_loss_nll_forward(cnn_tensor_f32(x), &ci.t, p.outer, p.C, p.inner, cnn_tensor_f32(loss));
+  cnn_tensor *out = reduce_items(loss, o->reduction, denom);
+  loss = NULL;
+  if (!out) goto fail;
+  const cnn_tensor *in[1] = {logp}, *saves[2] = {ci.labels, ci.weight};
+  cnn_node *node;
+  if (maybe_record(out, &node, "NllLossBackward", nll_backward, 1, in, 2, saves)) goto fail;
+  if (node) set_class_args(node, &p, o, denom);
+  cnn_tensor_release(x);
+  class_inputs_free(&ci);
+  return out;
+fail:
+  cnn_tensor_release(x);
+  cnn_tensor_release(loss);
+  class_inputs_free(&ci);
+  return NULL;
+}
+
+/* ---- mean squared error ---- */
+
+/* saved: a, b (contiguous, in the broadcast shape); iargs[0] = reduction; args[1] = count */
+static int mse_backward(cnn_node *n, cnn_tensor *const *gout, cnn_tensor **gin) {
+  cnn_tensor *a, *b;
+  if (!gout[0]) return 0;
+  if (cnn_ag_saved(n, 0, &a) || cnn_ag_saved(n, 1, &b)) return -1;
+  bool na = cnn_node_needs_grad(n, 0), nb = cnn_node_needs_grad(n, 1);
+  cnn_tensor *g = cnn_tensor_contiguous(gout[0]);
+  cnn_tensor *ga = g && na ? cnn_tensor_empty_like(a) : NULL, *gb = g && nb ? cnn_tensor_empty_like(a) : NULL;
+  if (!g || (na && !ga) || (nb && !gb)) {
+    cnn_tensor_release(g);
+    cnn_tensor_release(ga);
+    cnn_tensor_release(gb);
+    return -1;
+  }
+  const float *gitem;
+  int64_t gstride;
+  float gscale;
+  item_coef(n, g, &gitem, &gstride, &gscale);
+  cnn_loss_mse_backward(cnn_tensor_f32(a), cnn_tensor_f32(b), cnn_tensor_numel(a), gitem, gstride, gscale,
+                        ga ? cnn_tensor_f32(ga) : NULL, gb ? cnn_tensor_f32(gb) : NULL);
+  cnn_tensor_release(g);
+  gin[0] = ga;
+  gin[1] = gb;
+  return 0;
+}
+
+/* t expanded to (nd, size) and made contiguous (t itself, retained, when it already is). */
+static cnn_tensor *broadcast_contiguous(const cnn_tensor *t, int nd, const int64_t *size) {
+  if (t->ndim == nd && memcmp(t->size, size, sizeof(int64_t) * (size_t)nd) == 0) return cnn_tensor_contiguous(t);
+  cnn_tensor *e = cnn_tensor_expand(t, nd, size), *c = e ? cnn_tensor_contiguous(e) : NULL;
+  cnn_tensor_release(e);
+  return c;
+}
+
+cnn_tensor *cnn_op_mse_loss(const cnn_tensor *a, const cnn_tensor *b, cnn_reduction r) {
+  if (need_float(a, "input") || need_float(b, "target")) return NULL;
+  if (r != CNN_REDUCTION_NONE && r != CNN_REDUCTION_MEAN && r != CNN_REDUCTION_SUM) {
+    cnn_error_set("unknown reduction %d", (int)r);
+    return NULL;
+  }
+  int nd;
+  int64_t size[CNN_MAX_DIMS];
+  if (cnn_broadcast_shape(a->ndim, a->size, b->ndim, b->size, &nd, size)) return NULL;
+  cnn_tensor *ac = broadcast_contiguous(a, nd, size), *bc = ac ? broadcast_contiguous(b, nd, size) : NULL;
+  cnn_tensor *out = NULL;
+  if (!bc) goto done;
+  int64_t count = cnn_tensor_numel(ac);
+  if (r == CNN_REDUCTION_NONE) {
+    out = cnn_tensor_empty(CNN_FLOAT32, nd, size);
+    if (out) cnn_loss_mse_forward(cnn_tensor_f32(ac), cnn_tensor_f32(bc), count, cnn_tensor_f32(out), NULL);
+  } else {
+    double s;
+    cnn_loss_mse_forward(cnn_tensor_f32(ac), cnn_tensor_f32(bc), count, NULL, &s);
+    out = cnn_tensor_scalar(CNN_FLOAT32, r == CNN_REDUCTION_MEAN ? s / (double)count : s);
+  }
+  if (!out) goto done;
+  const cnn_tensor *in[2] = {a, b}, *saves[2] = {ac, bc};
+  cnn_node *node;
+  if (maybe_record(out, &node, "MseLossBackward", mse_backward, 2, in, 2, saves)) {
+    out = NULL;
+    goto done;
+  }
+  if (node) {
+    node->iargs[0] = r;
+    node->args[1] = (double)count;
+  }
+done:
+  cnn_tensor_release(ac);
+  cnn_tensor_release(bc);
+  return out;
+}
+
+/* ---- dropout ---- */
+
+/* saved: mask (0 or 1 / (1 - p), contiguous, x's shape) */
+static int dropout_backward(cnn_node *n, cnn_tensor *const *gout, cnn_tensor **gin) {
+  cnn_tensor *mask;
+  if (!gout[0]) return 0;
+  if (cnn_ag_saved(n, 0, &mask)) return -1;
+  cnn_tensor *g = cnn_tensor_contiguous(gout[0]), *gx = g ? cnn_tensor_empty_like(mask) : NULL;
+  if (gx) cnn_dropout_apply(cnn_tensor_f32(g), cnn_tensor_f32(mask), cnn_tensor_f32(gx), cnn_tensor_numel(mask));
+  cnn_tensor_release(g);
+  gin[0] = gx;
+  return gx ? 0 : -1;
+}
+
+cnn_tensor *cnn_op_dropout(const cnn_tensor *x, double p, bool training) {
+  if (!(p >= 0 && p <= 1)) {
+    cnn_error_set("dropout probability has to be between 0 and 1, got %g", p);
+    return NULL;
+  }
+  if (!training || p == 0) return cnn_tensor_retain((cnn_tensor *)x);
+  if (need_float(x, "input")) return NULL;
+  cnn_tensor *xc = cnn_tensor_contiguous(x);
+  cnn_tensor *mask = xc ? cnn_tensor_empty_like(xc) : NULL, *y = mask ? cnn_tensor_empty_like(xc) : NULL;
+  if (!y) {
+    cnn_tensor_release(xc);
+    cnn_tensor_release(mask);
+    return NULL;
+  }
+  int64_t numel = cnn_tensor_numel(xc);
+  cnn_dropout_mask(cnn_tensor_f32(mask), numel, p);
+  cnn_dropout_apply(cnn_tensor_f32(xc), cnn_tensor_f32(mask), cnn_tensor_f32(y), numel);
+  cnn_tensor_release(xc);
+  const cnn_tensor *in[1] = {x}, *saves[1] = {mask};
+  cnn_node *node;
+  int rc = maybe_record(y, &node, "DropoutBackward", dropout_backward, 1, in, 1, saves);
+  cnn_tensor_release(mask);
+  return rc ? NULL : y;
+}
+
+/* ---- batch norm ---- */
+
+/* A per-channel parameter: NULL, or float32 with shape (C). */
+static int check_channel_param(const cnn_tensor *t, const char *what, int64_t C) {
+  char b[256];
+  if (!t) return 0;
+  if (need_float(t, what)) return -1;
+  if (t->ndim != 1 || t->size[0] != C)
+    return cnn_error_set("%s should have shape (%lld), one value per channel, got %s", what, (long long)C,
+                         cnn_shape_str(t->ndim, t->size, b, sizeof b));
+  if (C > 1 && t->stride[0] == 0) return cnn_error_set("%s must not be an expanded view", what);
+  return 0;
+}
+
+static void batchnorm_args(cnn_batchnorm_args *a, const cnn_tensor *x, bool training) {
+  memset(a, 0, sizeof *a);
+  a->N = x->size[0];
+  a->C = x->size[1];
+  a->S = prod(x->size, 2, x->ndim);
+  a->training = training;
+}
+
+/* saved: x (contiguous), weight (contiguous) or NULL, save_mean, save_invstd; iargs[0] = training */
+static int batch_norm_backward(cnn_node *n, cnn_tensor *const *gout, cnn_tensor **gin) {
+  cnn_tensor *x, *w, *mean, *invstd;
+  if (!gout[0]) return 0;
+  if (cnn_ag_saved(n, 0, &x) || cnn_ag_saved(n, 1, &w) || cnn_ag_saved(n, 2, &mean) ||
+      cnn_ag_saved(n, 3, &invstd))
+    return -1;
+  cnn_batchnorm_args a;
+  batchnorm_args(&a, x, n->iargs[0] != 0);
+  a.weight = w ? cnn_tensor_f32(w) : NULL;
+  bool nx = cnn_node_needs_grad(n, 0), nw = cnn_node_needs_grad(n, 1), nb = cnn_node_needs_grad(n, 2);
+  int64_t C = a.C;
+  cnn_tensor *g = cnn_tensor_contiguous(gout[0]);
+  cnn_tensor *gx = g && nx ? cnn_tensor_empty_like(x) : NULL;
+  cnn_tensor *gw = g && nw ? cnn_tensor_empty(CNN_FLOAT32, 1, &C) : NULL;
+  cnn_tensor *gb = g && nb ? cnn_tensor_empty(CNN_FLOAT32, 1, &C) : NULL;
+  if (!g || (nx && !gx) || (nw && !gw) || (nb && !gb)) {
+    cnn_tensor_release(g);
+    cnn_tensor_release(gx);
+    cnn_tensor_release(gw);
+    cnn_tensor_release(gb);
+    return -1;
+  }
+  cnn_batchnorm_backward(&a, cnn_tensor_f32(x), cnn_tensor_f32(g), cnn_tensor_f32(mean), cnn_tensor_f32(invstd),
+                         gx ? cnn_tensor_f32(gx) : NULL, gw ? cnn_tensor_f32(gw) : NULL,
+                         gb ? cnn_tensor_f32(gb) : NULL);
+  cnn_tensor_release(g);
+  gin[0] = gx;
+  gin[1] = gw;
+  gin[2] = gb;
+  return 0;
+}
+
+cnn_tensor *cnn_op_batch_norm(const cnn_tensor *x, cnn_tensor *running_mean, cnn_tensor *running_var,
+                              const cnn_tensor *weight, const cnn_tensor *bias, bool training, double momentum,
+                              double eps) {
+  char b[256];
+  if (need_float(x, "input")) return NULL;
+  if (x->ndim < 2) {
+    cnn_error_set("expected an input of shape (N, C) or (N, C, ...), got %s",
+                  cnn_shape_str(x->ndim, x->size, b, sizeof b));
+    return NULL;
+  }
+  int64_t C = x->size[1];
+  if (check_channel_param(running_mean, "running_mean", C) || check_channel_param(running_var, "running_var", C) ||
+      check_channel_param(weight, "weight", C) || check_channel_param(bias, "bias", C))
+    return NULL;
+  if (!(eps >= 0) || !isfinite(eps)) {
+    cnn_error_set("eps must be a finite number >= 0, got %g", eps);
+    return NULL;
+  }
+  if (!(momentum >= 0 && momentum <= 1)) {
+    cnn_error_set("momentum must be between 0 and 1, got %g", momentum);
+    return NULL;
+  }
+  cnn_batchnorm_args a;
+  batchnorm_args(&a, x, training);
+  if (training && a.N * a.S == 1) {
+    cnn_error_set("Expected more than 1 value per channel when training, got input size %s",
+                  cnn_shape_str(x->ndim, x->size, b, sizeof b));
+    return NULL;
+  }
+  if (!training && (!running_mean || !running_var)) {
+    cnn_error_set("%s must be given in evaluation mode", running_mean ? "running_var" : "running_mean");
+    return NULL;
+  }
+  if (training && ((running_mean && cnn_op_check_inplace(running_mean)) ||
+                   (running_var && cnn_op_check_inplace(running_var))))
+    return NULL;
+  cnn_tensor *xc = cnn_tensor_contiguous(x);
+  cnn_tensor *wc = weight ? cnn_tensor_contiguous(weight) : NULL, *bc = bias ? cnn_tensor_contiguous(bias) : NULL;
+  cnn_tensor *mean = cnn_tensor_empty(CNN_FLOAT32, 1, &C), *invstd = cnn_tensor_empty(CNN_FLOAT32, 1, &C);
+  cnn_tensor *y = xc ? cnn_tensor_empty_like(xc) : NULL;
+  if (!xc || (weight && !wc) || (bias && !bc) || !mean || !invstd || !y) {
+    cnn_tensor_release(y);
+    y = NULL;
+    goto done;
+  }
+  a.momentum = momentum;
+  a.eps = eps;
+  if (running_mean) {
+    a.running_mean = cnn_tensor_f32(running_mean);
+    a.rm_stride = running_mean->stride[0];
+  }
+  if (running_var) {
+    a.running_var = cnn_tensor_f32(running_var);
+    a.rv_stride = running_var->stride[0];
+  }
+  a.weight = wc ? cnn_tensor_f32(wc) : NULL;
+  a.bias = bc ? cnn_tensor_f32(bc) : NULL;
+  cnn_batchnorm_forward(&a, cnn_tensor_f32(xc), cnn_tensor_f32(y), cnn_tensor_f32(mean), cnn_tensor_f32(invstd));
+  if (training) {
+    if (running_mean) running_mean->storage->version++;
+    if (running_var && running_var->storage != (running_mean ? running_mean->storage : NULL))
+      running_var->storage->version++;
+  }
+  const cnn_tensor *in[3] = {x, weight, bias}, *saves[4] = {xc, wc, mean, invstd};
+  cnn_node *node;
+  if (maybe_record(y, &node, "BatchNormBackward", batch_norm_backward, 3, in, 4, saves)) {
+    y = NULL;
+    goto done;
+  }
+  if (node) node->iargs[0] = training;
+done:
+  cnn_tensor_release(xc);
+  cnn_tensor_release(wc);
+  cnn_tensor_release(bc);
+  cnn_tensor_release(mean);
+  cnn_tensor_release(invstd);
+  return y;
+}
+
+/* ---- local response norm ---- */
+
+static void lrn_args(cnn_lrn_args *a, const cnn_tensor *x, int64_t size, double alpha, double beta, double k) {
+  a->N = x->size[0];
+  a->C = x->size[1];
+  a->S = prod(x->size, 2, x->ndim);
+  a->size = size;
+  a->alpha = alpha;
+  a->beta = beta;
+  a->k = k;
+}
+
+/* saved: x (contiguous), scale; iargs[0] = size; args = alpha, beta, k */
+static int lrn_backward(cnn_node *n, cnn_tensor *const *gout, cnn_tensor **gin) {
+  cnn_tensor *x, *scale;
+  if (!gout[0]) return 0;
+  if (cnn_ag_saved(n, 0, &x) || cnn_ag_saved(n, 1, &scale)) return -1;
+  cnn_lrn_args a;
+  lrn_args(&a, x, n->iargs[0], n->args[0], n->args[1], n->args[2]);
+  cnn_tensor *g = cnn_tensor_contiguous(gout[0]), *gx = g ? cnn_tensor_empty_like(x) : NULL;
+  cnn_tensor *work = gx ? cnn_tensor_empty_like(x) : NULL;
+  if (work)
+    cnn_lrn_backward(&a, cnn_tensor_f32(x), cnn_tensor_f32(scale), cnn_tensor_f32(g), cnn_tensor_f32(gx),
+                     cnn_tensor_f32(work));
+  cnn_tensor_release(g);
+  cnn_tensor_release(work);
+  if (!work) {
+    cnn_tensor_release(gx);
+    return -1;
+  }
+  gin[0] = gx;
+  return 0;
+}
+
+cnn_tensor *cnn_op_local_response_norm(const cnn_tensor *x, int64_t size, double alpha, double beta, double k) {
+  char b[256];
+  if (need_float(x, "input")) return NULL;
+  if (x->ndim < 3) {
+    cnn_error_set("expected an input of 3 or more dimensions (N, C, ...), got %s",
+                  cnn_shape_str(x->ndim, x->size, b, sizeof b));
+    return NULL;
+  }
+  if (size < 1) {
+    cnn_error_set("size must be a positive integer, got %lld", (long long)size);
+    return NULL;
+  }
+  if (!isfinite(alpha) || !isfinite(beta) || !isfinite(k)) {
+    cnn_error_set("alpha, beta and k must be finite numbers, got %g, %g, %g", alpha, beta, k);
+    return NULL;
+  }
+  cnn_lrn_args a;
+  lrn_args(&a, x, size, alpha, beta, k);
+  cnn_tensor *xc = cnn_tensor_contiguous(x), *y = xc ? cnn_tensor_empty_like(xc) : NULL;
+  cnn_tensor *scale = y ? cnn_tensor_empty_like(xc) : NULL;
+  if (!scale) {
+    cnn_tensor_release(xc);
+    cnn_tensor_release(y);
+    return NULL;
+  }
+  cnn_lrn_forward(&a, cnn_tensor_f32(xc), cnn_tensor_f32(y), cnn_tensor_f32(scale));
+  const cnn_tensor *in[1] = {x}, *saves[2] = {xc, scale};
+  cnn_node *node;
+  int rc = maybe_record(y, &node, "LocalResponseNormBackward", lrn_backward, 1, in, 2, saves);
+  cnn_tensor_release(xc);
+  cnn_tensor_release(scale);
+  if (rc) return NULL;
+  if (node) {
+    node->iargs[0] = size;
+    node->args[0] = alpha;
+    node->args[1] = beta;
+    node->args[2] = k;
+  }
+  return y;
+}

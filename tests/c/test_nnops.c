@@ -1,0 +1,411 @@
+/* nnops.h kernels (activation.c, loss.c, dropout.c, norm.c) on raw buffers: hand-computed values,
+ * backward against central finite differences of the forward (in float, tolerances to match),
+ * label checking messages, dropout's seeded mask, and bit-identical results on 1 and 2 threads. */
+#include "cnn/error.h"
+#include "cnn/nnops.h"
+#include "cnn/parallel.h"
+#include "cnn/random.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static int failures;
+
+#define CHECK(cond)                                                          \
+  do {                                                                       \
+    if (!(cond)) {                                                           \
+      fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond); \
+      failures++;                                                            \
+    }                                                                        \
+  } while (0)
+
+static int close_to(double a, double b, double tol) { return fabs(a - b) <= tol * (1 + fabs(b)); }
+
+#define CHECK_CLOSE(a, b, tol)                                                                     \
+  do {                                                                                             \
+    double a_ = (a), b_ = (b);                                                                     \
+    if (!close_to(a_, b_, tol)) {                                                                  \
+      fprintf(stderr, "%s:%d: %s = %.9g, expected %.9g\n", __FILE__, __LINE__, #a, a_, b_);        \
+      failures++;                                                                                  \
+    }                                                                                              \
+  } while (0)
+
+static void fill_uniform(float *x, int n, double lo, double hi) {
+  for (int i = 0; i < n; i++) x[i] = (float)(lo + (hi - lo) * cnn_random_uniform01());
+}
+
+/* ---- softmax ---- */
+
+static void test_softmax_values(void) {
+  /* softmax{0, log 2, log 3} = {1, 2, 3} / 6 */
+  float x[3] = {0, logf(2), logf(3)}, y[3];
+  cnn_softmax_forward(x, y, 1, 3, 1, false);
+  for (int i = 0; i < 3; i++) CHECK_CLOSE(y[i], (i + 1) / 6.0, 1e-6);
+  cnn_softmax_forward(x, y, 1, 3, 1, true);
+  for (int i = 0; i < 3; i++) CHECK_CLOSE(y[i], log((i + 1) / 6.0), 1e-6);
+  /* huge logits: max subtraction keeps exp finite */
+  float big[4] = {1e4f, 1e4f, -1e4f, 3e38f}, yb[4];
+  cnn_softmax_forward(big, yb, 2, 2, 1, false);
+  CHECK_CLOSE(yb[0], 0.5, 1e-7);
+  CHECK_CLOSE(yb[1], 0.5, 1e-7);
+  CHECK(yb[2] == 0 && yb[3] == 1);
+  cnn_softmax_forward(big, yb, 2, 2, 1, true);
+  CHECK_CLOSE(yb[0], -log(2.0), 1e-6);
+  CHECK(isfinite(yb[2]) && yb[3] == 0);
+}
+
+/* inner > 1 walks the dim with a stride: it must equal the transposed contiguous case */
+static void test_softmax_strided_dim(void) {
+  enum { O = 2, N = 5, I = 3 };
+  float x[O * N * I], xt[O * I * N], y[O * N * I], yt[O * I * N];
+  cnn_random_seed(1);
+  fill_uniform(x, O * N * I, -3, 3);
+  for (int o = 0; o < O; o++)
+    for (int n = 0; n < N; n++)
+      for (int i = 0; i < I; i++) xt[(o * I + i) * N + n] = x[(o * N + n) * I + i];
+  for (int lg = 0; lg < 2; lg++) {
+    cnn_softmax_forward(x, y, O, N, I, lg);
+    cnn_softmax_forward(xt, yt, O * I, N, 1, lg);
+    for (int o = 0; o < O; o++)
+      for (int n = 0; n < N; n++)
+        for (int i = 0; i < I; i++) CHECK(y[(o * N + n) * I + i] == yt[(o * I + i) * N + n]);
+  }
+}
+
+/* d/dx_j of sum_i g_i y_i(x), by central differences on the forward */
+static void test_softmax_backward(void) {
+  enum { O = 2, N = 4, I = 3, T = O * N * I };
+  float x[T], y[T], g[T], gx[T], yp[T], ym[T];
+  cnn_random_seed(2);
+  fill_uniform(x, T, -2, 2);
+  fill_uniform(g, T, -1, 1);
+  for (int lg = 0; lg < 2; lg++) {
+    cnn_softmax_forward(x, y, O, N, I, lg);
+    cnn_softmax_backward(y, g, gx, O, N, I, lg);
+    for (int j = 0; j < T; j++) {
+      float v = x[j], h = 1e-2f;
+      x[j] = v + h;
+      cnn_softmax_forward(x, yp, O, N, I, lg);
+      x[j] = v - h;
+      cnn_softmax_forward(x, ym, O, N, I, lg);
+      x[j] = v;
+      double num = 0;
+      for (int i = 0; i < T; i++) num += g[i] * ((double)yp[i] - ym[i]) / (2.0 * h);
+      CHECK_CLOSE(gx[j], num, 2e-3);
+    }
+  }
+}
+
+static void test_leaky_relu(void) {
+  float x[4] = {-2, -0.5f, 0.5f, 3}, y[4], g[4] = {1, 2, 3, 4}, gx[4];
+  cnn_leaky_relu_forward(x, y, 4, 0.1f);
+  CHECK_CLOSE(y[0], -0.2, 1e-7);
+  CHECK_CLOSE(y[1], -0.05, 1e-7);
+  CHECK(y[2] == 0.5f && y[3] == 3);
+  cnn_leaky_relu_backward(x, g, gx, 4, 0.1f);
+  CHECK_CLOSE(gx[0], 0.1, 1e-7);
+  CHECK_CLOSE(gx[1], 0.2, 1e-7);
+  CHECK(gx[2] == 3 && gx[3] == 4);
+}
+
+/* ---- losses ---- */
+
+static void test_label_check(void) {
+  int64_t labels[4] = {1, 3, -100, 11};
+  float w[10] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10};
+  cnn_class_target t = {labels, 1, true, -100, NULL};
+  double denom = -1;
+  CHECK(cnn_loss_check_labels(&t, 4, 10, &denom) == -1);
+  CHECK(strcmp(cnn_error_get(), "label 11 is out of range for 10 classes (expected 1..10)") == 0);
+  labels[3] = 10;
+  CHECK(cnn_loss_check_labels(&t, 4, 10, &denom) == 0 && denom == 3); /* the ignored one is not counted */
+  t.weight = w;
+  CHECK(cnn_loss_check_labels(&t, 4, 10, &denom) == 0 && denom == 1 + 3 + 10);
+  t.has_ignore = false;
+  CHECK(cnn_loss_check_labels(&t, 4, 10, &denom) == -1);
+  CHECK(strcmp(cnn_error_get(), "label -100 is out of range for 10 classes (expected 1..10)") == 0);
+  labels[2] = INT64_MIN; /* no overflow in the range test */
+  CHECK(cnn_loss_check_labels(&t, 4, 10, &denom) == -1);
+  labels[2] = 0;
+  t.base = 0;
+  labels[3] = 9;
+  CHECK(cnn_loss_check_labels(&t, 4, 10, &denom) == 0);
+}
+
+static void test_cross_entropy_values(void) {
+  /* equal logits: loss log C; softmax {1,2,3}/6 with target 3 (0-based 2): -log(1/2) */
+  float x[2 * 3] = {0, 0, 0, 0, logf(2), logf(3)}, loss[2], stats[4];
+  int64_t labels[2] = {0, 2};
+  cnn_class_target t = {labels, 0, false, 0, NULL};
+  cnn_loss_cross_entropy_forward(x, &t, 0, 2, 3, 1, loss, stats);
+  CHECK_CLOSE(loss[0], log(3.0), 1e-6);
+  CHECK_CLOSE(loss[1], log(2.0), 1e-6);
+  CHECK_CLOSE(stats[0] + stats[1], log(3.0), 1e-6); /* lse of zeros */
+  /* smoothing s: (1-s) nll + s/C sum_c -logp_c; row 0: every -logp_c = log 3 */
+  cnn_loss_cross_entropy_forward(x, &t, 0.3, 2, 3, 1, loss, stats);
+  CHECK_CLOSE(loss[0], log(3.0), 1e-6);
+  CHECK_CLOSE(loss[1], 0.7 * log(2.0) + 0.1 * (log(6.0) + log(3.0) + log(2.0)), 1e-6);
+  /* a logit of 1e4 next to 0s: loss 0 for it, 1e4 for the others, no inf/nan */
+  float big[3] = {1e4f, 0, 0};
+  int64_t l0[1] = {0}, l1[1] = {1};
+  cnn_class_target tb = {l0, 0, false, 0, NULL};
+  cnn_loss_cross_entropy_forward(big, &tb, 0, 1, 3, 1, loss, stats);
+  CHECK(loss[0] == 0);
+  tb.labels = l1;
+  cnn_loss_cross_entropy_forward(big, &tb, 0, 1, 3, 1, loss, stats);
+  CHECK_CLOSE(loss[0], 1e4, 1e-6);
+}
+
+/* The backward against finite differences of sum_i coef_i loss_i, spatial (inner 2), weighted,
+ * smoothed, with an ignored item. */
+static void test_cross_entropy_backward(void) {
+  enum { O = 2, C = 4, I = 2, T = O * C * I, K = O * I };
+  float x[T], gx[T], loss[K], stats[2 * K], gitem[K] = {0.5f, -1.0f, 2.0f, 0.25f};
+  float w[C] = {0.5f, 1.5f, 1.0f, 2.0f};
+  int64_t labels[K] = {3, 0, -1, 2};
+  cnn_random_seed(3);
+  fill_uniform(x, T, -2, 2);
+  for (int weighted = 0; weighted < 2; weighted++) {
+    cnn_class_target t = {labels, 0, true, -1, weighted ? w : NULL};
+    double s = 0.2;
+    cnn_loss_cross_entropy_forward(x, &t, s, O, C, I, loss, stats);
+    CHECK(loss[2] == 0);
+    cnn_loss_cross_entropy_backward(x, stats, &t, s, O, C, I, gitem, 1, 0.5f, gx);
+    for (int j = 0; j < T; j++) {
+      float v = x[j], h = 1e-2f;
+      double fp = 0, fm = 0;
+      x[j] = v + h;
+      cnn_loss_cross_entropy_forward(x, &t, s, O, C, I, loss, stats);
+      for (int k = 0; k < K; k++) fp += 0.5 * gitem[k] * loss[k];
+      x[j] = v - h;
+      cnn_loss_cross_entropy_forward(x, &t, s, O, C, I, loss, stats);
+      for (int k = 0; k < K; k++) fm += 0.5 * gitem[k] * loss[k];
+      x[j] = v;
+      CHECK_CLOSE(gx[j], (fp - fm) / (2.0 * h), 2e-3);
+    }
+    cnn_loss_cross_entropy_forward(x, &t, s, O, C, I, loss, stats);
+  }
+}
+
+static void test_nll_and_mse(void) {
+  float x[2 * 3] = {-1, -2, -3, -4, -5, -6}, loss[2], gx[6], w[3] = {1, 2, 3}, g = 2;
+  int64_t labels[2] = {2, 3}; /* base 1: classes 1 and 2 */
+  cnn_class_target t = {labels, 1, false, 0, w};
+  cnn_loss_nll_forward(x, &t, 2, 3, 1, loss);
+  CHECK(loss[0] == 2 * 2 && loss[1] == 3 * 6);
+  cnn_loss_nll_backward(&t, 2, 3, 1, &g, 0, 0.5f, gx);
+  float want[6] = {0, -2, 0, 0, 0, -3};
+  CHECK(memcmp(gx, want, sizeof want) == 0);
+
+  float a[3] = {1, 2, 4}, b[3] = {0, 0, 1}, l[3], ga[3], gb[3], gi[3] = {1, 1, 1};
+  double sum;
+  cnn_loss_mse_forward(a, b, 3, l, &sum);
+  CHECK(l[0] == 1 && l[1] == 4 && l[2] == 9 && sum == 14);
+  cnn_loss_mse_backward(a, b, 3, gi, 1, 1.0f / 3, ga, gb);
+  CHECK_CLOSE(ga[2], 2.0, 1e-7);
+  CHECK_CLOSE(gb[1], -4.0 / 3, 1e-7);
+}
+
+/* ---- dropout ---- */
+
+static void test_dropout(void) {
+  enum { N = 10000 };
+  float *m1 = malloc(N * sizeof(float)), *m2 = malloc(N * sizeof(float));
+  cnn_random_seed(5);
+  cnn_dropout_mask(m1, N, 0.25);
+  cnn_random_seed(5);
+  cnn_dropout_mask(m2, N, 0.25);
+  CHECK(memcmp(m1, m2, N * sizeof(float)) == 0);
+  int kept = 0, bad = 0;
+  for (int i = 0; i < N; i++) {
+    kept += m1[i] != 0;
+    bad += m1[i] != 0 && m1[i] != (float)(1 / 0.75);
+  }
+  CHECK(bad == 0);
+  /* Binomial(1e4, 0.75): sd ~ 43; 6 sd */
+  CHECK(abs(kept - 7500) < 260);
+  /* p = 1: zeros, and the stream is not consumed */
+  cnn_random_seed(6);
+  uint64_t first = cnn_random_next();
+  cnn_random_seed(6);
+  cnn_dropout_mask(m1, N, 1.0);
+  CHECK(cnn_random_next() == first);
+  for (int i = 0; i < N; i++) bad += m1[i] != 0;
+  CHECK(bad == 0);
+  float x[3] = {1, 2, 3}, mk[3] = {2, 0, 2}, y[3];
+  cnn_dropout_apply(x, mk, y, 3);
+  CHECK(y[0] == 2 && y[1] == 0 && y[2] == 6);
+  free(m1);
+  free(m2);
+}
+
+/* ---- batch norm ---- */
+
+static void test_batchnorm_values(void) {
+  /* x = {1, 2, 3, 4} as (4, 1): mean 2.5, biased var 1.25, unbiased 5/3 */
+  float x[4] = {1, 2, 3, 4}, y[4], mean, invstd, rm = 0, rv = 1, w = 2, b = 0.5f;
+  cnn_batchnorm_args a = {4, 1, 1, true, 0.1, 0, &rm, &rv, 1, 1, &w, &b};
+  cnn_batchnorm_forward(&a, x, y, &mean, &invstd);
+  CHECK_CLOSE(mean, 2.5, 1e-7);
+  CHECK_CLOSE(invstd, 1 / sqrt(1.25), 1e-6);
+  for (int i = 0; i < 4; i++) CHECK_CLOSE(y[i], 2 * (x[i] - 2.5) / sqrt(1.25) + 0.5, 1e-6);
+  CHECK_CLOSE(rm, 0.25, 1e-7);
+  CHECK_CLOSE(rv, 0.9 + 0.1 * 5 / 3.0, 1e-6);
+  /* eval: the running statistics, unchanged */
+  a.training = false;
+  cnn_batchnorm_forward(&a, x, y, &mean, &invstd);
+  CHECK_CLOSE(y[0], 2 * (1 - 0.25) / sqrt(0.9 + 0.5 / 3) + 0.5, 1e-6);
+  CHECK_CLOSE(rm, 0.25, 1e-7);
+}
+
+/* gradient of sum(g * y) w.r.t. x, weight and bias by central differences, (N, C, S) = (3, 2, 2) */
+static void test_batchnorm_backward(void) {
+  enum { N = 3, C = 2, S = 2, T = N * C * S };
+  float x[T], g[T], y[T], gx[T], mean[C], invstd[C], w[C] = {0.7f, 1.3f}, b[C] = {0.1f, -0.2f};
+  float gw[C], gb[C];
+  cnn_random_seed(7);
+  fill_uniform(x, T, -2, 2);
+  fill_uniform(g, T, -1, 1);
+  for (int training = 0; training < 2; training++) {
+    float rm[C] = {0.1f, -0.1f}, rv[C] = {0.8f, 1.2f};
+    cnn_batchnorm_args a = {N, C, S, training, 0.0, 1e-5, rm, rv, 1, 1, w, b};
+    cnn_batchnorm_forward(&a, x, y, mean, invstd);
+    cnn_batchnorm_backward(&a, x, g, mean, invstd, gx, gw, gb);
+    float *params[3] = {x, w, b}, *grads[3] = {gx, gw, gb};
+    int sizes[3] = {T, C, C};
+    for (int p = 0; p < 3; p++) {
+      for (int j = 0; j < sizes[p]; j++) {
+        float v = params[p][j], h = 1e-2f;
+        double fp = 0, fm = 0;
+        params[p][j] = v + h;
+        cnn_batchnorm_forward(&a, x, y, mean, invstd);
+        for (int i = 0; i < T; i++) fp += (double)g[i] * y[i];
+        params[p][j] = v - h;
+        cnn_batchnorm_forward(&a, x, y, mean, invstd);
+        for (int i = 0; i < T; i++) fm += (double)g[i] * y[i];
+        params[p][j] = v;
+        CHECK_CLOSE(grads[p][j], (fp - fm) / (2.0 * h), 3e-3);
+      }
+    }
+  }
+}
+
+/* ---- local response norm ---- */
+
+static void test_lrn_values(void) {
+  /* size 2 on 3 channels of ones: channel c sums channels c-1 and c (zero padded), so
+   * scale = k + alpha/2 * {1, 2, 2} */
+  float x[3] = {1, 1, 1}, y[3], sc[3];
+  cnn_lrn_args a = {1, 3, 1, 2, 0.5, 0.75, 1.0};
+  cnn_lrn_forward(&a, x, y, sc);
+  CHECK_CLOSE(sc[0], 1.25, 1e-7);
+  CHECK_CLOSE(sc[1], 1.5, 1e-7);
+  CHECK_CLOSE(sc[2], 1.5, 1e-7);
+  CHECK_CLOSE(y[0], pow(1.25, -0.75), 1e-6);
+  /* size 5 on 3 channels: every window covers them all */
+  a.size = 5;
+  cnn_lrn_forward(&a, x, y, sc);
+  for (int c = 0; c < 3; c++) CHECK_CLOSE(sc[c], 1 + 0.5 / 5 * 3, 1e-7);
+}
+
+static void test_lrn_backward(void) {
+  enum { N = 2, C = 5, S = 3, T = N * C * S };
+  float x[T], g[T], y[T], sc[T], gx[T], work[T];
+  cnn_random_seed(8);
+  fill_uniform(x, T, -2, 2);
+  fill_uniform(g, T, -1, 1);
+  for (int64_t size = 1; size <= 6; size++) {
+    cnn_lrn_args a = {N, C, S, size, 0.6, 0.75, 1.5};
+    cnn_lrn_forward(&a, x, y, sc);
+    cnn_lrn_backward(&a, x, sc, g, gx, work);
+    for (int j = 0; j < T; j++) {
+      float v = x[j], h = 1e-2f;
+      double fp = 0, fm = 0;
+      x[j] = v + h;
+      cnn_lrn_forward(&a, x, y, sc);
+      for (int i = 0; i < T; i++) fp += (double)g[i] * y[i];
+      x[j] = v - h;
+      cnn_lrn_forward(&a, x, y, sc);
+      for (int i = 0; i < T; i++) fm += (double)g[i] * y[i];
+      x[j] = v;
+      CHECK_CLOSE(gx[j], (fp - fm) / (2.0 * h), 2e-3);
+    }
+  }
+}
+
+/* ---- threads: the same bits on 1 and 2 threads, on sizes past the parallel grain ---- */
+
+static void test_threads_agree(void) {
+  enum { O = 64, N = 1000, T = O * N };
+  float *x = malloc(T * sizeof(float)), *y1 = malloc(T * sizeof(float)), *y2 = malloc(T * sizeof(float));
+  float *s1 = malloc(T * sizeof(float)), *s2 = malloc(T * sizeof(float));
+  float m1[2 * O], m2[2 * O], l1[O], l2[O];
+  int64_t labels[O];
+  for (int i = 0; i < O; i++) labels[i] = i % N;
+  cnn_random_seed(9);
+  fill_uniform(x, T, -4, 4);
+  cnn_class_target t = {labels, 0, false, 0, NULL};
+  cnn_lrn_args la = {4, 16, T / 64, 5, 1e-2, 0.75, 2};
+  cnn_batchnorm_args ba = {32, 20, T / 640, true, 0.1, 1e-5, NULL, NULL, 0, 0, NULL, NULL};
+  int threads = cnn_parallel_get_threads();
+  for (int pass = 0; pass < 4; pass++) {
+    cnn_parallel_set_threads(1);
+    float *ya = y1, *yb = y2, *sa = s1, *sb = s2;
+    switch (pass) {
+    case 0:
+      cnn_softmax_forward(x, ya, O, N, 1, false);
+      cnn_parallel_set_threads(2);
+      cnn_softmax_forward(x, yb, O, N, 1, false);
+      break;
+    case 1:
+      cnn_loss_cross_entropy_forward(x, &t, 0.1, O, N, 1, l1, m1);
+      cnn_parallel_set_threads(2);
+      cnn_loss_cross_entropy_forward(x, &t, 0.1, O, N, 1, l2, m2);
+      CHECK(memcmp(l1, l2, sizeof l1) == 0 && memcmp(m1, m2, sizeof m1) == 0);
+      break;
+    case 2:
+      cnn_lrn_forward(&la, x, ya, sa);
+      cnn_parallel_set_threads(2);
+      cnn_lrn_forward(&la, x, yb, sb);
+      CHECK(memcmp(sa, sb, T * sizeof(float)) == 0);
+      break;
+    case 3:
+      cnn_batchnorm_forward(&ba, x, ya, m1, l1);
+      cnn_parallel_set_threads(2);
+      cnn_batchnorm_forward(&ba, x, yb, m2, l2);
+      break;
+    }
+    if (pass != 1) CHECK(memcmp(y1, y2, T * sizeof(float)) == 0);
+  }
+  cnn_parallel_set_threads(threads);
+  free(x);
+  free(y1);
+  free(y2);
+  free(s1);
+  free(s2);
+}
+
+int main(void) {
+  test_softmax_values();
+  test_softmax_strided_dim();
+  test_softmax_backward();
+  test_leaky_relu();
+  test_label_check();
+  test_cross_entropy_values();
+  test_cross_entropy_backward();
+  test_nll_and_mse();
+  test_dropout();
+  test_batchnorm_values();
+  test_batchnorm_backward();
+  test_lrn_values();
+  test_lrn_backward();
+  test_threads_agree();
+  if (failures) {
+    fprintf(stderr, "%d check(s) failed\n", failures);
+    return 1;
+  }
+  printf("all nnops tests passed\n");
+  return 0;
+}

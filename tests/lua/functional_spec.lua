@@ -1,0 +1,428 @@
+-- cnn.F activations, softmax, losses, dropout, batch norm and LRN (the C kernels of
+-- runtime/activation.c, loss.c, dropout.c, norm.c through ops_nn.c and bindings/lfunctional.c).
+-- Values and gradients are compared with PyTorch (tests/fixtures/functional_reference.lua, written by
+-- scripts/tools/gen_functional_fixtures.py) and with finite differences (cnn.autograd.gradcheck);
+-- dropout, whose mask comes from cnn's own stream, is checked statistically and by construction.
+local cnn = require "cnn"
+local H = dofile("tests/lua/helpers.lua")
+local F = cnn.F
+
+local REF = dofile("tests/fixtures/functional_reference.lua")
+local TOL = { rtol = 1e-4, atol = 1e-5 }
+
+local function T(e) return cnn.tensor(e.data, { dtype = e.dtype }) end
+local function long(list) return cnn.tensor(list, { dtype = "int64" }) end
+
+-- Calls the case's op as the fixture describes it (inputs already tensors).
+local CALL = {
+  leaky_relu = function(o, x) return F.leaky_relu(x, o.slope) end,
+  softmax = function(o, x) return F.softmax(x, o.dim) end,
+  log_softmax = function(o, x) return F.log_softmax(x, o.dim) end,
+  cross_entropy = function(o, x, y, w)
+    return F.cross_entropy(x, y, { reduction = o.reduction, label_smoothing = o.label_smoothing,
+      ignore_index = o.ignore_index, weight = o.weight and w or nil })
+  end,
+  nll_loss = function(o, x, y, w)
+    return F.nll_loss(x, y, { reduction = o.reduction, ignore_index = o.ignore_index, weight = o.weight and w or nil })
+  end,
+  mse_loss = function(o, a, b) return F.mse_loss(a, b, { reduction = o.reduction }) end,
+  local_response_norm = function(o, x)
+    return F.local_response_norm(x, o.size, { alpha = o.alpha, beta = o.beta, k = o.k })
+  end,
+}
+
+-- batch_norm's inputs in fixture order: x, [running_mean, running_var], [weight, bias]
+local function bn_unpack(o, ins)
+  local i, x, rm, rv, w, b = 2, ins[1], nil, nil, nil, nil
+  if o.stats then rm, rv, i = ins[2], ins[3], 4 end
+  if o.affine then w, b = ins[i], ins[i + 1] end
+  return x, rm, rv, w, b
+end
+
+CALL.batch_norm = function(o, ...)
+  local x, rm, rv, w, b = bn_unpack(o, { ... })
+  return F.batch_norm(x, rm, rv, w, b, o.training, o.momentum, o.eps)
+end
+
+describe("cnn.F against PyTorch", function()
+  for _, case in ipairs(REF.cases) do
+    it(case.name .. ": output and gradients match PyTorch", function()
+      local ins = {}
+      for i, e in ipairs(case.inputs) do
+        ins[i] = T(e)
+        if case.requires_grad[i] then ins[i]:requires_grad_(true) end
+      end
+      local out = CALL[case.op](case.opts, table.unpack(ins))
+      H.assert_tensor(out, case.output, TOL)
+      if case.grad_output then out:backward(T(case.grad_output)) else out:backward() end
+      for i, g in ipairs(case.grads) do
+        if g then
+          assert(ins[i].grad, "input " .. i .. " got no gradient")
+          H.assert_tensor(ins[i].grad, g, TOL)
+        end
+      end
+      if case.op == "batch_norm" then
+        local o, ex = case.opts, case.extra
+        local _, rm, rv = bn_unpack(o, ins)
+        if o.stats then
+          H.assert_tensor(rm, ex.running_mean1, TOL)
+          H.assert_tensor(rv, ex.running_var1, TOL)
+        end
+        ins[1] = T(ex.x2)
+        local y2 = cnn.no_grad(function() return CALL.batch_norm(o, table.unpack(ins)) end)
+        H.assert_tensor(y2, ex.y2, TOL)
+        if o.stats then
+          H.assert_tensor(rm, ex.running_mean2, TOL)
+          H.assert_tensor(rv, ex.running_var2, TOL)
+        end
+      end
+    end)
+  end
+end)
+
+-- ---- finite differences ----
+
+local OPTS = { eps = 1e-2, atol = 1e-2, rtol = 1e-2 }
+
+local function input(shape, lo, hi, seed)
+  cnn.manual_seed(seed or 1)
+  return (cnn.rand(shape) * ((hi or 1) - (lo or -1)) + (lo or -1)):requires_grad_(true)
+end
+
+-- The op's output projected on fixed random weights: a scalar whose gradient weighs every output
+-- element differently (a plain sum would hide gradients right only on average; softmax sums to 1).
+local function check(fn, inputs)
+  local weights
+  local function projected(...)
+    local out = fn(...)
+    if not weights then
+      if out:dim() == 0 then
+        weights = cnn.tensor(1.5)
+      else
+        cnn.manual_seed(777)
+        weights = cnn.randn(out:shape())
+      end
+    end
+    return (out * weights):sum()
+  end
+  local ok, msg = cnn.autograd.gradcheck(projected, inputs, OPTS)
+  assert(ok == true, "gradcheck failed: " .. tostring(msg))
+end
+
+describe("cnn.F gradients against finite differences", function()
+  it("leaky_relu away from the kink", function()
+    local x = cnn.tensor({ { -1.5, -0.4, 0.3 }, { 0.9, -2.0, 1.7 } }):requires_grad_(true)
+    check(function(t) return F.leaky_relu(t, 0.1) end, { x })
+    check(function(t) return F.leaky_relu(t) end, { x })
+  end)
+
+  it("softmax and log_softmax over every dim", function()
+    for _, d in ipairs({ 1, 2, 3, -1 }) do
+      check(function(t) return F.softmax(t, d) end, { input({ 2, 3, 4 }, -2, 2, d + 10) })
+      check(function(t) return F.log_softmax(t, d) end, { input({ 2, 3, 4 }, -2, 2, d + 20) })
+    end
+  end)
+
+  it("cross_entropy with every reduction, smoothing, weights, ignore_index and spatial logits", function()
+    local y = long({ 2, 1, 3, 3 })
+    for _, red in ipairs({ "mean", "sum", "none" }) do
+      check(function(t) return F.cross_entropy(t, y, { reduction = red }) end, { input({ 4, 3 }, -2, 2) })
+      check(function(t) return F.cross_entropy(t, y, { reduction = red, label_smoothing = 0.2 }) end,
+        { input({ 4, 3 }, -2, 2, 2) })
+    end
+    local w = cnn.tensor({ 0.5, 2.0, 1.25 })
+    check(function(t) return F.cross_entropy(t, y, { weight = w, label_smoothing = 0.1 }) end,
+      { input({ 4, 3 }, -2, 2, 3) })
+    check(function(t) return F.cross_entropy(t, y, { ignore_index = 3 }) end, { input({ 4, 3 }, -2, 2, 4) })
+    local ys = long({ { { 1, 2 }, { 3, 1 } }, { { 2, 2 }, { 3, 3 } } })
+    check(function(t) return F.cross_entropy(t, ys, { reduction = "none", label_smoothing = 0.1 }) end,
+      { input({ 2, 3, 2, 2 }, -2, 2, 5) })
+    check(function(t) return F.cross_entropy(t, long(2)) end, { input({ 3 }, -2, 2, 6) })
+  end)
+
+  it("nll_loss and mse_loss", function()
+    local y = long({ 2, 1, 3 })
+    check(function(t) return F.nll_loss(t, y) end, { input({ 3, 3 }) })
+    check(function(t) return F.nll_loss(t, y, { reduction = "none", weight = cnn.tensor({ 1, 2, 3 }) }) end,
+      { input({ 3, 3 }, -1, 1, 2) })
+    for _, red in ipairs({ "mean", "sum", "none" }) do
+      check(function(a, b) return F.mse_loss(a, b, { reduction = red }) end,
+        { input({ 2, 3 }, -1, 1, 3), input({ 2, 3 }, -1, 1, 4) })
+    end
+    check(function(a, b) return F.mse_loss(a, b) end, { input({ 3, 1 }, -1, 1, 5), input({ 1, 2 }, -1, 1, 6) })
+  end)
+
+  it("batch_norm in training (x, weight, bias) for 2-d, 3-d and 4-d inputs", function()
+    for i, shape in ipairs({ { 4, 3 }, { 3, 2, 3 }, { 2, 2, 2, 3 } }) do
+      local C = shape[2]
+      local w, b = input({ C }, 0.5, 1.5, 30 + i), input({ C }, -1, 1, 40 + i)
+      check(function(t, ww, bb) return F.batch_norm(t, nil, nil, ww, bb, true) end,
+        { input(shape, -2, 2, 20 + i), w, b })
+      check(function(t) return F.batch_norm(t, nil, nil, nil, nil, true, 0.1, 1e-3) end,
+        { input(shape, -2, 2, 50 + i) })
+    end
+  end)
+
+  it("batch_norm in evaluation mode", function()
+    local rm, rv = cnn.tensor({ 0.2, -0.3 }), cnn.tensor({ 1.5, 0.7 })
+    check(function(t, w, b) return F.batch_norm(t, rm, rv, w, b, false) end,
+      { input({ 3, 2, 2 }), input({ 2 }, 0.5, 1.5, 2), input({ 2 }, -1, 1, 3) })
+  end)
+
+  it("local_response_norm with odd and even sizes", function()
+    for _, size in ipairs({ 1, 2, 3, 4, 5 }) do
+      check(function(t) return F.local_response_norm(t, size, { alpha = 0.5, beta = 0.75, k = 1.5 }) end,
+        { input({ 2, 5, 2, 2 }, -2, 2, size) })
+    end
+    check(function(t) return F.local_response_norm(t, 3, { alpha = 0.3, beta = 1.3, k = 1 }) end,
+      { input({ 2, 4, 3 }, -2, 2, 9) })
+  end)
+
+  it("dropout with a fixed seed (the same mask every call)", function()
+    check(function(t)
+      cnn.manual_seed(5)
+      return F.dropout(t, 0.4)
+    end, { input({ 4, 5 }) })
+  end)
+end)
+
+-- ---- behaviour beyond the fixtures ----
+
+describe("F.softmax and F.log_softmax", function()
+  it("give hand-computed values: softmax{0, log 2, log 3} = {1, 2, 3} / 6", function()
+    local x = cnn.tensor({ 0, math.log(2), math.log(3) })
+    H.assert_tensor(F.softmax(x, 1), { 1 / 6, 2 / 6, 3 / 6 }, TOL)
+    H.assert_tensor(F.log_softmax(x, -1), { math.log(1 / 6), math.log(2 / 6), math.log(3 / 6) }, TOL)
+  end)
+
+  it("stay finite for logits of 1e30 and -1e30", function()
+    local x = cnn.tensor({ { 1e30, 1e30, -1e30 } })
+    H.assert_tensor(F.softmax(x, 2), { { 0.5, 0.5, 0 } }, TOL)
+    H.assert_tensor(F.log_softmax(cnn.tensor({ 1000, 1000 }), 1), { -math.log(2), -math.log(2) }, TOL)
+  end)
+
+  it("work on strided views and 0-d tensors", function()
+    cnn.manual_seed(3)
+    local x = cnn.randn(4, 3, 5)
+    local v = x:transpose(1, 3) -- (5, 3, 4), not contiguous
+    H.assert_tensor(F.softmax(v, 2), { shape = { 5, 3, 4 }, data = H.values(F.softmax(v:contiguous(), 2)) }, TOL)
+    H.assert_tensor(F.log_softmax(v, 3), { shape = { 5, 3, 4 }, data = H.values(F.log_softmax(v:contiguous(), 3)) }, TOL)
+    H.assert_tensor(F.softmax(cnn.tensor(2.5), 1), 1)
+  end)
+
+  it("reject a missing dim, a bad dim and int64 input, naming the function", function()
+    local x = cnn.zeros(2, 3)
+    H.assert_error(function() F.softmax(x) end, "^.-softmax: ", "dimension is required")
+    H.assert_error(function() F.log_softmax(x, 3) end, "log_softmax: ", "out of range")
+    H.assert_error(function() F.softmax(long({ 1, 2 }), 1) end, "softmax: ", "float32", "int64")
+    H.assert_usable()
+  end)
+end)
+
+describe("F.leaky_relu", function()
+  it("defaults to slope 0.01 and rejects a non-number slope", function()
+    H.assert_tensor(F.leaky_relu(cnn.tensor({ -2, 3 })), { -0.02, 3 }, TOL)
+    H.assert_error(function() F.leaky_relu(cnn.zeros(2), "x") end, "leaky_relu: ", "number")
+    H.assert_usable()
+  end)
+end)
+
+describe("F.cross_entropy", function()
+  it("is log(C) for equal logits and -log(p_target) in general", function()
+    H.assert_tensor(F.cross_entropy(cnn.zeros(2, 10), long({ 3, 7 })), math.log(10), TOL)
+    -- softmax{0, log 2, log 3} = {1, 2, 3} / 6: label 3 gives -log(1/2)
+    H.assert_tensor(F.cross_entropy(cnn.tensor({ { 0, math.log(2), math.log(3) } }), long({ 3 })), math.log(2), TOL)
+  end)
+
+  it("errors on an out-of-range label, naming the label and the class count", function()
+    local x = cnn.zeros(3, 10)
+    H.assert_error(function() F.cross_entropy(x, long({ 1, 11, 2 })) end,
+      "cross_entropy: label 11 is out of range for 10 classes")
+    H.assert_error(function() F.cross_entropy(x, long({ 0, 1, 2 })) end,
+      "cross_entropy: label 0 is out of range for 10 classes")
+    H.assert_error(function() F.nll_loss(x, long({ 1, 2, 12 })) end, "nll_loss: label 12 is out of range for 10 classes")
+    H.assert_usable()
+  end)
+
+  it("rejects float labels, mismatched shapes and bad options", function()
+    local x = cnn.zeros(3, 4)
+    H.assert_error(function() F.cross_entropy(x, cnn.tensor({ 1, 2, 3 })) end, "cross_entropy: ", "int64")
+    H.assert_error(function() F.cross_entropy(x, long({ 1, 2 })) end, "cross_entropy: ", "shape")
+    H.assert_error(function() F.cross_entropy(x, long({ 1, 2, 3 }), { reductio = "sum" }) end,
+      "cross_entropy: unknown option 'reductio'")
+    H.assert_error(function() F.cross_entropy(x, long({ 1, 2, 3 }), { reduction = "avg" }) end,
+      "cross_entropy: ", "reduction 'avg'")
+    H.assert_error(function() F.cross_entropy(x, long({ 1, 2, 3 }), { label_smoothing = 1.5 }) end,
+      "cross_entropy: ", "label_smoothing")
+    H.assert_error(function() F.cross_entropy(x, long({ 1, 2, 3 }), { weight = cnn.ones(3) }) end,
+      "cross_entropy: ", "weight")
+    H.assert_error(function() F.cross_entropy(cnn.tensor(1), long(1)) end, "cross_entropy: ", "0%-d")
+    H.assert_error(function() F.nll_loss(x, long({ 1, 2, 3 }), { label_smoothing = 0.1 }) end,
+      "nll_loss: unknown option 'label_smoothing'")
+    H.assert_usable()
+  end)
+
+  it("works on strided logits", function()
+    cnn.manual_seed(4)
+    local x = cnn.randn(5, 3):t() -- (3, 5), not contiguous
+    local y = long({ 5, 1, 3 })
+    H.assert_tensor(F.cross_entropy(x, y, { reduction = "none" }),
+      H.values(F.cross_entropy(x:contiguous(), y, { reduction = "none" })), TOL)
+  end)
+end)
+
+describe("F.mse_loss", function()
+  it("gives hand values and rejects shapes that do not broadcast", function()
+    local a, b = cnn.tensor({ 1, 2, 4 }), cnn.tensor({ 0, 0, 1 })
+    H.assert_tensor(F.mse_loss(a, b), (1 + 4 + 9) / 3, TOL)
+    H.assert_tensor(F.mse_loss(a, b, { reduction = "sum" }), 14)
+    H.assert_tensor(F.mse_loss(a, b, { reduction = "none" }), { 1, 4, 9 })
+    H.assert_error(function() F.mse_loss(cnn.zeros(2, 3), cnn.zeros(4)) end, "mse_loss: ", "broadcast")
+    H.assert_error(function() F.mse_loss(a, b, { weight = 1 }) end, "mse_loss: unknown option 'weight'")
+    H.assert_usable()
+  end)
+end)
+
+describe("F.dropout", function()
+  it("scales kept values by 1/(1-p) and keeps about 1-p of them", function()
+    cnn.manual_seed(11)
+    local n, p = 20000, 0.3
+    local x = cnn.full({ n }, 2.0)
+    local y = F.dropout(x, p)
+    local kept = y:ne(0):sum():item()
+    -- every kept value is 2 / 0.7 exactly (in float32), every other is 0
+    H.assert_tensor(y:sum() / kept, 2 / 0.7, { rtol = 1e-6 })
+    H.assert_tensor(y:max(), 2 / 0.7, { rtol = 1e-6 })
+    -- kept ~ Binomial(n, 0.7): standard deviation sqrt(n * 0.21) ~ 65; allow 6 of them
+    assert(math.abs(kept - n * (1 - p)) < 400, "kept " .. kept .. " of " .. n)
+  end)
+
+  it("gives the same mask for the same seed, whatever the thread count", function()
+    local x = cnn.ones(5000)
+    local threads = cnn.get_num_threads()
+    cnn.manual_seed(42)
+    local a = F.dropout(x, 0.5)
+    cnn.set_num_threads(1)
+    cnn.manual_seed(42)
+    local b = F.dropout(x, 0.5)
+    cnn.set_num_threads(threads)
+    cnn.manual_seed(43)
+    local c = F.dropout(x, 0.5)
+    assert.are.equal(0, (a - b):abs():sum():item())
+    assert(a:ne(c):sum():item() > 1000, "a different seed should give a different mask")
+  end)
+
+  it("has gradient mask * 1/(1-p)", function()
+    cnn.manual_seed(9)
+    local x = (cnn.rand(6, 7) + 1):requires_grad_(true)
+    local y = F.dropout(x, 0.25)
+    local g = cnn.randn(6, 7)
+    y:backward(g)
+    local mask = y:detach():ne(0)
+    H.assert_tensor(x.grad, { shape = { 6, 7 }, data = H.values(g * mask / 0.75) }, { rtol = 1e-6, atol = 1e-7 })
+  end)
+
+  it("is the identity in evaluation mode or with p = 0, and zeros with p = 1", function()
+    local x = cnn.randn(3, 4)
+    assert.are.equal(x, F.dropout(x, 0.5, false))
+    assert.are.equal(x, F.dropout(x, 0))
+    H.assert_tensor(F.dropout(x, 1), { shape = { 3, 4 }, data = H.values(cnn.zeros(3, 4)) })
+    local v = x:t() -- strided
+    cnn.manual_seed(2)
+    local a = F.dropout(v, 0.5)
+    cnn.manual_seed(2)
+    local b = F.dropout(v:contiguous(), 0.5)
+    H.assert_tensor(a, { shape = { 4, 3 }, data = H.values(b) })
+  end)
+
+  it("rejects p outside [0, 1] and a non-boolean training flag", function()
+    H.assert_error(function() F.dropout(cnn.ones(3), 1.5) end, "dropout: ", "between 0 and 1")
+    H.assert_error(function() F.dropout(cnn.ones(3), -0.1, false) end, "dropout: ", "between 0 and 1")
+    H.assert_error(function() F.dropout(cnn.ones(3), 0.5, "yes") end, "dropout: ", "boolean")
+    H.assert_usable()
+  end)
+end)
+
+describe("F.batch_norm", function()
+  it("normalises by hand: x = {1,2,3,4} has mean 2.5 and biased variance 1.25", function()
+    local x = cnn.tensor({ { 1 }, { 2 }, { 3 }, { 4 } })
+    local rm, rv = cnn.zeros(1), cnn.ones(1)
+    local v0 = rm:_version()
+    local y = F.batch_norm(x, rm, rv, nil, nil, true, 0.1, 0)
+    local s = math.sqrt(1.25)
+    H.assert_tensor(y, { { -1.5 / s }, { -0.5 / s }, { 0.5 / s }, { 1.5 / s } }, TOL)
+    -- running stats: 0.9 * 0 + 0.1 * 2.5, and 0.9 * 1 + 0.1 * (5/3) with the unbiased variance
+    H.assert_tensor(rm, { 0.25 }, TOL)
+    H.assert_tensor(rv, { 0.9 + 0.1 * 5 / 3 }, TOL)
+    assert(rm:_version() > v0, "the running mean's version must be bumped")
+    local v1 = rm:_version()
+    F.batch_norm(x, rm, rv, nil, nil, false)
+    assert.are.equal(v1, rm:_version())
+  end)
+
+  it("updates running statistics held in strided views", function()
+    cnn.manual_seed(5)
+    local x = cnn.randn(6, 3, 2)
+    local store = cnn.zeros(3, 2)
+    local rm, rv = store:select(2, 1), store:select(2, 2)
+    rv:fill_(1)
+    local rm2, rv2 = cnn.zeros(3), cnn.ones(3)
+    F.batch_norm(x, rm, rv, nil, nil, true)
+    F.batch_norm(x, rm2, rv2, nil, nil, true)
+    H.assert_tensor(rm, H.values(rm2), TOL)
+    H.assert_tensor(rv, H.values(rv2), TOL)
+  end)
+
+  it("rejects one value per channel in training, wrong shapes and missing eval statistics", function()
+    H.assert_error(function() F.batch_norm(cnn.randn(1, 3), nil, nil, nil, nil, true) end,
+      "batch_norm: Expected more than 1 value per channel when training")
+    H.assert_error(function() F.batch_norm(cnn.randn(1, 3, 1, 1), nil, nil, nil, nil, true) end,
+      "batch_norm: Expected more than 1 value per channel when training")
+    H.assert_error(function() F.batch_norm(cnn.randn(4, 3), cnn.zeros(4), cnn.ones(3)) end,
+      "batch_norm: ", "running_mean", "3")
+    H.assert_error(function() F.batch_norm(cnn.randn(4, 3), nil, nil, cnn.ones(2), nil, true) end,
+      "batch_norm: ", "weight")
+    H.assert_error(function() F.batch_norm(cnn.randn(4, 3), nil, nil, nil, nil, false) end,
+      "batch_norm: ", "running_mean", "evaluation")
+    H.assert_error(function() F.batch_norm(cnn.randn(4), nil, nil, nil, nil, true) end, "batch_norm: ", "shape")
+    H.assert_error(function() F.batch_norm(cnn.randn(4, 3), nil, nil, nil, nil, true, 0.1, -1) end,
+      "batch_norm: ", "eps")
+    H.assert_error(function() F.batch_norm(cnn.randn(4, 3), "x") end, "batch_norm: ", "running_mean")
+    H.assert_usable()
+  end)
+
+  it("keeps its gradient when the running statistics change after the forward", function()
+    cnn.manual_seed(8)
+    local x = cnn.randn(4, 2):requires_grad_(true)
+    local rm, rv = cnn.zeros(2), cnn.ones(2)
+    local y = F.batch_norm(x, rm, rv, nil, nil, true)
+    F.batch_norm(x:detach(), rm, rv, nil, nil, true) -- moves rm, rv again
+    y:sum():backward()
+    -- d/dx sum(xhat) = 0 per channel in training
+    H.assert_tensor(x.grad, { shape = { 4, 2 }, data = H.values(cnn.zeros(4, 2)) }, { atol = 1e-5 })
+  end)
+end)
+
+describe("F.local_response_norm", function()
+  it("matches the formula by hand for one channel and size 1", function()
+    -- scale = k + alpha * x^2 = 1 + 0.5 * 4 = 3; y = 2 * 3^-0.75
+    local y = F.local_response_norm(cnn.full({ 1, 1, 1 }, 2), 1, { alpha = 0.5, beta = 0.75, k = 1 })
+    H.assert_tensor(y, { { { 2 * 3 ^ -0.75 } } }, TOL)
+  end)
+
+  it("rejects inputs under 3 dimensions, a bad size and unknown options", function()
+    H.assert_error(function() F.local_response_norm(cnn.zeros(2, 3), 2) end, "local_response_norm: ", "3 or more")
+    H.assert_error(function() F.local_response_norm(cnn.zeros(2, 3, 4), 0) end, "local_response_norm: ", "size")
+    H.assert_error(function() F.local_response_norm(cnn.zeros(2, 3, 4), 2.5) end, "local_response_norm: ", "integer")
+    H.assert_error(function() F.local_response_norm(cnn.zeros(2, 3, 4), 2, { alpha = 1, kk = 2 }) end,
+      "local_response_norm: unknown option 'kk'")
+    H.assert_usable()
+  end)
+
+  it("works on strided input", function()
+    cnn.manual_seed(6)
+    local x = cnn.randn(3, 2, 4, 5):transpose(1, 2) -- (2, 3, 4, 5), not contiguous
+    H.assert_tensor(F.local_response_norm(x, 3, { alpha = 0.5 }),
+      { shape = { 2, 3, 4, 5 }, data = H.values(F.local_response_norm(x:contiguous(), 3, { alpha = 0.5 })) }, TOL)
+  end)
+end)
