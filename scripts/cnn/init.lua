@@ -36,6 +36,9 @@ function cnn.enable_grad(fn, ...) return with_grad_mode("enable_grad", true, fn,
 cnn.Tensor = core.Tensor
 cnn.autograd = require "cnn.autograd"
 cnn.F = require "cnn.F"
+cnn.nn = require "cnn.nn"
 cnn.optim = require "cnn.optim"
+cnn.models = require "cnn.models"
+cnn.checkpoint = require "cnn.checkpoint"
 
 return cnn

@@ -1,0 +1,107 @@
+-- cnn.checkpoint: saves and restores a training state (a nested Lua table of tensors, numbers,
+-- strings and booleans: model and optimiser state_dicts, the epoch, the generator state, ...)
+-- as one safetensors file. Tensors are stored under their dotted path ("model.features.0.weight",
+-- "optimizer.state.1.momentum_buffer"), so other tools read the weights directly; everything else
+-- goes as JSON in the header's __metadata__ under "cnnlua.tree", where each table is a list of
+-- [key, value] pairs (keeping integer keys integers), a tensor is {"tensor": "its.path"} and a
+-- number is text ("%.17g", "inf", "nan") so a resumed run sees exactly the saved values.
+local core = require "cnn.core"
+local json = require "dkjson"
+
+local checkpoint = {}
+
+local tensor_mt = getmetatable(core.zeros(0))
+local function is_tensor(x) return getmetatable(x) == tensor_mt end
+
+local function encode(value, path, tensors, seen)
+  local tv = type(value)
+  if is_tensor(value) then
+    tensors[path] = value
+    return {tensor = path}
+  elseif tv == "table" then
+    if seen[value] then error("checkpoint.save: the state contains a cycle at '" .. path .. "'", 0) end
+    seen[value] = true
+    local keys = {}
+    for k in pairs(value) do
+      if type(k) ~= "string" and math.type(k) ~= "integer" then
+        error("checkpoint.save: key " .. tostring(k) .. " at '" .. path .. "' is neither a string nor an integer", 0)
+      end
+      keys[#keys + 1] = k
+    end
+    -- a fixed order makes the file reproducible
+    table.sort(keys, function(a, b)
+      if type(a) == type(b) then return a < b end
+      return type(a) == "number"
+    end)
+    local items = {}
+    for _, k in ipairs(keys) do
+      local sub = path == "" and tostring(k) or path .. "." .. tostring(k)
+      items[#items + 1] = {k, encode(value[k], sub, tensors, seen)}
+    end
+    seen[value] = nil
+    return {pairs = items}
+  elseif tv == "number" then
+    -- as text: JSON numbers would lose digits (dkjson writes 14) and cannot hold inf or nan
+    if math.type(value) == "integer" then return {int = tostring(value)} end
+    if value ~= value then return {float = "nan"} end
+    if value == math.huge or value == -math.huge then return {float = value > 0 and "inf" or "-inf"} end
+    return {float = string.format("%.17g", value)}
+  elseif tv == "string" or tv == "boolean" then
+    return {value = value}
+  end
+  error("checkpoint.save: cannot store a " .. tv .. " at '" .. path .. "'", 0)
+end
+
+local function decode(node, tensors, file)
+  local function bad(what) error("checkpoint.load: " .. file .. ": " .. what, 0) end
+  if type(node) ~= "table" then bad("malformed state tree") end
+  if node.tensor ~= nil then
+    local t = tensors[node.tensor]
+    if not t then bad("tensor '" .. tostring(node.tensor) .. "' is missing") end
+    return t
+  elseif node.pairs ~= nil then
+    if type(node.pairs) ~= "table" then bad("malformed table entry") end
+    local out = {}
+    for _, kv in ipairs(node.pairs) do
+      if type(kv) ~= "table" or (type(kv[1]) ~= "string" and type(kv[1]) ~= "number") then bad("malformed table entry") end
+      local k = kv[1]
+      if type(k) == "number" then k = math.tointeger(k) or bad("non-integer numeric key") end
+      out[k] = decode(kv[2], tensors, file)
+    end
+    return out
+  elseif node.int ~= nil then
+    return math.tointeger(tonumber(node.int)) or bad("malformed integer")
+  elseif node.float ~= nil then
+    local special = {nan = 0 / 0, inf = math.huge, ["-inf"] = -math.huge}
+    local v = special[node.float] or tonumber(node.float)
+    if type(v) ~= "number" then bad("malformed number") end
+    return v + 0.0
+  elseif node.value ~= nil then
+    return node.value
+  end
+  bad("malformed state tree")
+end
+
+--- checkpoint.save(path, state): state is a table; returns nothing, raises on failure.
+function checkpoint.save(path, state)
+  if type(path) ~= "string" then error("checkpoint.save: expected a path, got " .. type(path), 2) end
+  if type(state) ~= "table" then error("checkpoint.save: expected a state table, got " .. type(state), 2) end
+  local tensors = {}
+  local tree = encode(state, "", tensors, {})
+  local cnn = require "cnn"
+  cnn.save(path, tensors, {metadata = {["cnnlua.tree"] = json.encode(tree), ["cnnlua.version"] = cnn.version}})
+end
+
+--- checkpoint.load(path) returns the state table saved by checkpoint.save.
+function checkpoint.load(path)
+  if type(path) ~= "string" then error("checkpoint.load: expected a path, got " .. type(path), 2) end
+  local cnn = require "cnn"
+  local tensors, meta = cnn.load(path)
+  local text = meta and meta["cnnlua.tree"]
+  if not text then error("checkpoint.load: " .. path .. ": not a cnnlua checkpoint (no cnnlua.tree metadata)", 2) end
+  local tree, _, err = json.decode(text)
+  if not tree then error("checkpoint.load: " .. path .. ": bad state metadata: " .. tostring(err), 2) end
+  return decode(tree, tensors, path)
+end
+
+return checkpoint

@@ -1,0 +1,18 @@
+-- cnn.models: reusable network definitions. Each constructor takes an options table; parameter
+-- names follow the PyTorch/torchvision definitions so state_dicts move between the two.
+local models = {}
+
+local sources = {
+  lenet5 = "cnn.models.lenet",
+}
+
+return setmetatable(models, {
+  -- definitions load on first use, so `require "cnn"` stays fast
+  __index = function(t, name)
+    local src = sources[name]
+    if not src then return nil end
+    local ctor = require(src)[name]
+    rawset(t, name, ctor)
+    return ctor
+  end,
+})

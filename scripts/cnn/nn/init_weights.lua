@@ -1,0 +1,141 @@
+-- cnn.nn.init: PyTorch's torch.nn.init fills (same names, signatures, gains and fan rules), drawing
+-- from cnn's seeded random stream. Every fill runs without recording gradients, modifies the
+-- tensor in place and returns it.
+local U = require "cnn.nn.util"
+
+local fail, is_tensor = U.fail, U.is_tensor
+
+local init = {}
+
+local function check(fn, t)
+  if not is_tensor(t) then fail(fn, "expected a tensor, got %s", type(t)) end
+  if t:dtype() ~= "float32" then fail(fn, "expected a float32 tensor, got %s", t:dtype()) end
+end
+
+local function num(fn, name, v, default)
+  if v == nil then return default end
+  if type(v) ~= "number" then fail(fn, "%s must be a number, got %s", name, type(v)) end
+  return v
+end
+
+--- The gain PyTorch recommends for a nonlinearity: linear, conv*, sigmoid 1; tanh 5/3; relu sqrt(2);
+--- leaky_relu sqrt(2 / (1 + slope^2)) (slope = param, default 0.01); selu 3/4.
+function init.calculate_gain(nonlinearity, param)
+  local linear = {linear = true, conv1d = true, conv2d = true, conv3d = true, conv_transpose1d = true,
+    conv_transpose2d = true, conv_transpose3d = true, sigmoid = true}
+  if linear[nonlinearity] then return 1 end
+  if nonlinearity == "tanh" then return 5 / 3 end
+  if nonlinearity == "relu" then return math.sqrt(2) end
+  if nonlinearity == "leaky_relu" then
+    local slope = param
+    if slope == nil then slope = 0.01 end
+    if type(slope) ~= "number" then fail("calculate_gain", "negative_slope %s is not a valid number", tostring(param)) end
+    return math.sqrt(2 / (1 + slope * slope))
+  end
+  if nonlinearity == "selu" then return 3 / 4 end
+  fail("calculate_gain", "unsupported nonlinearity '%s'", tostring(nonlinearity))
+end
+
+--- fan_in, fan_out of a weight: (out, in, k...) gives in * prod(k), out * prod(k).
+function init._calculate_fan_in_and_fan_out(t)
+  if t:dim() < 2 then
+    fail("init", "fan in and fan out can not be computed for a tensor with fewer than 2 dimensions")
+  end
+  local receptive = 1
+  for d = 3, t:dim() do receptive = receptive * t:size(d) end
+  return t:size(2) * receptive, t:size(1) * receptive
+end
+
+local function fan(t, mode, fn)
+  local fan_in, fan_out = init._calculate_fan_in_and_fan_out(t)
+  if mode == "fan_in" then return fan_in end
+  if mode == "fan_out" then return fan_out end
+  fail(fn, "mode %s not supported, please use one of fan_in, fan_out", tostring(mode))
+end
+
+local function fill_uniform(t, a, b) return U.no_grad(function() return t:uniform_(a, b) end) end
+local function fill_normal(t, m, s) return U.no_grad(function() return t:normal_(m, s) end) end
+
+--- uniform_(t, a=0, b=1)
+function init.uniform_(t, a, b)
+  check("uniform_", t)
+  fill_uniform(t, num("uniform_", "a", a, 0), num("uniform_", "b", b, 1))
+  return t
+end
+
+--- normal_(t, mean=0, std=1)
+function init.normal_(t, mean, std)
+  check("normal_", t)
+  fill_normal(t, num("normal_", "mean", mean, 0), num("normal_", "std", std, 1))
+  return t
+end
+
+--- constant_(t, val)
+function init.constant_(t, val)
+  check("constant_", t)
+  if type(val) ~= "number" then fail("constant_", "val must be a number, got %s", type(val)) end
+  U.no_grad(function() t:fill_(val) end)
+  return t
+end
+
+function init.zeros_(t)
+  check("zeros_", t)
+  U.no_grad(function() t:zero_() end)
+  return t
+end
+
+function init.ones_(t)
+  check("ones_", t)
+  U.no_grad(function() t:fill_(1) end)
+  return t
+end
+
+--- xavier_uniform_(t, gain=1): U(-a, a), a = gain * sqrt(6 / (fan_in + fan_out))
+function init.xavier_uniform_(t, gain)
+  check("xavier_uniform_", t)
+  local fan_in, fan_out = init._calculate_fan_in_and_fan_out(t)
+  local std = num("xavier_uniform_", "gain", gain, 1) * math.sqrt(2 / (fan_in + fan_out))
+  local a = math.sqrt(3) * std
+  fill_uniform(t, -a, a)
+  return t
+end
+
+--- xavier_normal_(t, gain=1): N(0, gain * sqrt(2 / (fan_in + fan_out)))
+function init.xavier_normal_(t, gain)
+  check("xavier_normal_", t)
+  local fan_in, fan_out = init._calculate_fan_in_and_fan_out(t)
+  fill_normal(t, 0, num("xavier_normal_", "gain", gain, 1) * math.sqrt(2 / (fan_in + fan_out)))
+  return t
+end
+
+-- kaiming_*_(t, a=0, mode="fan_in", nonlinearity="leaky_relu"), the arguments positional as in
+-- PyTorch or one options table {a=, mode=, nonlinearity=}. Returns the std.
+local function kaiming_std(fn, t, a, mode, nonlinearity)
+  check(fn, t)
+  if type(a) == "table" then
+    if mode ~= nil or nonlinearity ~= nil then fail(fn, "give the arguments positionally or as one table, not both") end
+    local o = U.options(fn, a, {a = true, mode = true, nonlinearity = true})
+    a, mode, nonlinearity = o.a, o.mode, o.nonlinearity
+  end
+  a = num(fn, "a", a, 0)
+  local f = fan(t, mode or "fan_in", fn)
+  local gain = init.calculate_gain(nonlinearity or "leaky_relu", a)
+  return gain / math.sqrt(f)
+end
+
+--- kaiming_uniform_(t, a=0, mode="fan_in", nonlinearity="leaky_relu"): U(-b, b), b = gain * sqrt(3 / fan)
+function init.kaiming_uniform_(t, a, mode, nonlinearity)
+  if is_tensor(t) and t:numel() == 0 then return t end -- PyTorch: a no-op on zero-element tensors
+  local bound = math.sqrt(3) * kaiming_std("kaiming_uniform_", t, a, mode, nonlinearity)
+  fill_uniform(t, -bound, bound)
+  return t
+end
+
+--- kaiming_normal_(t, a=0, mode="fan_in", nonlinearity="leaky_relu"): N(0, gain / sqrt(fan))
+function init.kaiming_normal_(t, a, mode, nonlinearity)
+  if is_tensor(t) and t:numel() == 0 then return t end
+  fill_normal(t, 0, kaiming_std("kaiming_normal_", t, a, mode, nonlinearity))
+  return t
+end
+
+return init

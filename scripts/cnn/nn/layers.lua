@@ -1,0 +1,485 @@
+-- cnn.nn's layers and losses: each holds its configuration and parameters (initialised as
+-- PyTorch 1.13 initialises them) and its forward calls a cnn.F op, so autograd gives backward.
+-- Constructors check their arguments and reject unknown option keys, naming the layer.
+local F = require "cnn.F"
+local core = require "cnn.core"
+local U = require "cnn.nn.util"
+local M = require "cnn.nn.module"
+local init = require "cnn.nn.init_weights"
+
+local Module = M.Module
+local fail, pyfloat, pytuple, pybool = U.fail, U.pyfloat, U.pytuple, U.pybool
+
+local L = {}
+
+local function check_input(who, x, dims, layout)
+  if not U.is_tensor(x) then fail(who, "expected a tensor input, got %s", type(x)) end
+  if dims and not dims[x:dim()] then
+    fail(who, "expected %s input, got a %d-d tensor", layout, x:dim())
+  end
+end
+
+local function bool_opt(who, name, v, default)
+  if v == nil then return default end
+  if type(v) ~= "boolean" then fail(who, "%s must be a boolean, got %s", name, type(v)) end
+  return v
+end
+
+local function number_opt(who, name, v, default, lo)
+  if v == nil then return default end
+  if type(v) ~= "number" or v ~= v or (lo and v < lo) then
+    fail(who, "%s must be a number%s, got %s", name, lo and (" >= " .. lo) or "", tostring(v))
+  end
+  return v
+end
+
+local function pair_eq(p, v) return p[1] == v and p[2] == v end
+
+-- ---- convolution and linear ------------------------------------------------------------------
+
+L.Conv2d = Module:extend("Conv2d")
+
+--- nn.Conv2d(in_channels, out_channels, kernel_size, {stride=1, padding=0, dilation=1, groups=1,
+--- bias=true}): weight (out, in/groups, kh, kw), bias (out). padding may also be "valid" or
+--- "same" (stride 1, odd effective kernel).
+function L.Conv2d:init(in_channels, out_channels, kernel_size, opts)
+  local who = "Conv2d"
+  local o = U.options(who, opts, {stride = true, padding = true, dilation = true, groups = true, bias = true})
+  self.in_channels = U.int(who, "in_channels", in_channels, 1)
+  self.out_channels = U.int(who, "out_channels", out_channels, 1)
+  self.kernel_size = U.pair(who, "kernel_size", kernel_size, 1)
+  self.stride = U.pair(who, "stride", o.stride or 1, 1)
+  self.dilation = U.pair(who, "dilation", o.dilation or 1, 1)
+  self.groups = U.int(who, "groups", o.groups or 1, 1)
+  local padding = o.padding or 0
+  if padding == "valid" then
+    self.padding = {0, 0}
+  elseif padding == "same" then
+    if not pair_eq(self.stride, 1) then fail(who, "padding='same' is not supported for strided convolutions") end
+    local p = {}
+    for d = 1, 2 do
+      local total = self.dilation[d] * (self.kernel_size[d] - 1)
+      if total % 2 ~= 0 then
+        fail(who, "padding='same' needs an odd effective kernel size (dilation * (kernel_size - 1) even)")
+      end
+      p[d] = total // 2
+    end
+    self.padding = p
+    self.padding_str = "same"
+  else
+    self.padding = U.pair(who, "padding", padding, 0)
+  end
+  if self.in_channels % self.groups ~= 0 then fail(who, "in_channels must be divisible by groups") end
+  if self.out_channels % self.groups ~= 0 then fail(who, "out_channels must be divisible by groups") end
+  local kh, kw = self.kernel_size[1], self.kernel_size[2]
+  self.weight = core.empty(self.out_channels, self.in_channels // self.groups, kh, kw):requires_grad_()
+  if bool_opt(who, "bias", o.bias, true) then
+    self.bias = core.empty(self.out_channels):requires_grad_()
+  end
+  self:reset_parameters()
+end
+
+-- weight ~ kaiming_uniform_(a=sqrt(5)) = U(-1/sqrt(fan_in), 1/sqrt(fan_in)), bias the same bound.
+local function reset_weight_bias(self)
+  init.kaiming_uniform_(self.weight, math.sqrt(5))
+  if self.bias then
+    local fan_in = init._calculate_fan_in_and_fan_out(self.weight)
+    if fan_in ~= 0 then
+      local bound = 1 / math.sqrt(fan_in)
+      init.uniform_(self.bias, -bound, bound)
+    end
+  end
+end
+L.Conv2d.reset_parameters = reset_weight_bias
+
+function L.Conv2d:forward(x)
+  return F.conv2d(x, self.weight, self.bias,
+    {stride = self.stride, padding = self.padding, dilation = self.dilation, groups = self.groups})
+end
+
+function L.Conv2d:extra_repr()
+  local s = string.format("%d, %d, kernel_size=%s, stride=%s", self.in_channels, self.out_channels,
+    pytuple(self.kernel_size), pytuple(self.stride))
+  if self.padding_str then
+    s = s .. ", padding=" .. self.padding_str
+  elseif not pair_eq(self.padding, 0) then
+    s = s .. ", padding=" .. pytuple(self.padding)
+  end
+  if not pair_eq(self.dilation, 1) then s = s .. ", dilation=" .. pytuple(self.dilation) end
+  if self.groups ~= 1 then s = s .. ", groups=" .. self.groups end
+  if not self.bias then s = s .. ", bias=False" end
+  return s
+end
+
+L.Linear = Module:extend("Linear")
+
+--- nn.Linear(in_features, out_features, {bias=true}): weight (out, in), bias (out).
+function L.Linear:init(in_features, out_features, opts)
+  local who = "Linear"
+  local o = U.options(who, opts, {bias = true})
+  self.in_features = U.int(who, "in_features", in_features, 0)
+  self.out_features = U.int(who, "out_features", out_features, 0)
+  self.weight = core.empty(self.out_features, self.in_features):requires_grad_()
+  if bool_opt(who, "bias", o.bias, true) then
+    self.bias = core.empty(self.out_features):requires_grad_()
+  end
+  self:reset_parameters()
+end
+
+L.Linear.reset_parameters = reset_weight_bias
+
+function L.Linear:forward(x)
+  return F.linear(x, self.weight, self.bias)
+end
+
+function L.Linear:extra_repr()
+  return string.format("in_features=%d, out_features=%d, bias=%s", self.in_features, self.out_features,
+    pybool(self.bias ~= nil))
+end
+
+-- ---- pooling -----------------------------------------------------------------------------------
+
+-- kernel_size and stride as given (a number or a pair), as PyTorch keeps them for the repr.
+local function pool_arg(who, name, v, min)
+  U.pair(who, name, v, min) -- checks
+  if type(v) == "number" then return math.tointeger(v) end
+  return {math.tointeger(v[1]), math.tointeger(v[2])}
+end
+
+L.MaxPool2d = Module:extend("MaxPool2d")
+
+--- nn.MaxPool2d(kernel_size, {stride=kernel_size, padding=0, dilation=1, ceil_mode=false})
+function L.MaxPool2d:init(kernel_size, opts)
+  local who = "MaxPool2d"
+  local o = U.options(who, opts, {stride = true, padding = true, dilation = true, ceil_mode = true})
+  self.kernel_size = pool_arg(who, "kernel_size", kernel_size, 1)
+  self.stride = pool_arg(who, "stride", o.stride or kernel_size, 1)
+  self.padding = pool_arg(who, "padding", o.padding or 0, 0)
+  self.dilation = pool_arg(who, "dilation", o.dilation or 1, 1)
+  self.ceil_mode = bool_opt(who, "ceil_mode", o.ceil_mode, false)
+end
+
+function L.MaxPool2d:forward(x)
+  local o = {stride = self.stride, padding = self.padding, ceil_mode = self.ceil_mode}
+  if not pair_eq(U.pair("MaxPool2d", "dilation", self.dilation, 1), 1) then o.dilation = self.dilation end
+  return F.max_pool2d(x, self.kernel_size, o)
+end
+
+function L.MaxPool2d:extra_repr()
+  return string.format("kernel_size=%s, stride=%s, padding=%s, dilation=%s, ceil_mode=%s", pytuple(self.kernel_size),
+    pytuple(self.stride), pytuple(self.padding), pytuple(self.dilation), pybool(self.ceil_mode))
+end
+
+L.AvgPool2d = Module:extend("AvgPool2d")
+
+--- nn.AvgPool2d(kernel_size, {stride=kernel_size, padding=0, ceil_mode=false, count_include_pad=true,
+--- divisor_override=nil})
+function L.AvgPool2d:init(kernel_size, opts)
+  local who = "AvgPool2d"
+  local o = U.options(who, opts, {stride = true, padding = true, ceil_mode = true, count_include_pad = true,
+    divisor_override = true})
+  if o.divisor_override ~= nil then self.divisor_override = U.int(who, "divisor_override", o.divisor_override, 1) end
+  self.kernel_size = pool_arg(who, "kernel_size", kernel_size, 1)
+  self.stride = pool_arg(who, "stride", o.stride or kernel_size, 1)
+  self.padding = pool_arg(who, "padding", o.padding or 0, 0)
+  self.ceil_mode = bool_opt(who, "ceil_mode", o.ceil_mode, false)
+  self.count_include_pad = bool_opt(who, "count_include_pad", o.count_include_pad, true)
+end
+
+function L.AvgPool2d:forward(x)
+  local o = {stride = self.stride, padding = self.padding, ceil_mode = self.ceil_mode}
+  if not self.count_include_pad then o.count_include_pad = false end
+  o.divisor_override = self.divisor_override
+  return F.avg_pool2d(x, self.kernel_size, o)
+end
+
+function L.AvgPool2d:extra_repr()
+  return string.format("kernel_size=%s, stride=%s, padding=%s", pytuple(self.kernel_size), pytuple(self.stride),
+    pytuple(self.padding))
+end
+
+L.AdaptiveAvgPool2d = Module:extend("AdaptiveAvgPool2d")
+
+--- nn.AdaptiveAvgPool2d(output_size): a number (square) or {oh, ow}.
+function L.AdaptiveAvgPool2d:init(output_size)
+  self.output_size = pool_arg("AdaptiveAvgPool2d", "output_size", output_size, 1)
+end
+
+function L.AdaptiveAvgPool2d:forward(x)
+  return F.adaptive_avg_pool2d(x, U.pair("AdaptiveAvgPool2d", "output_size", self.output_size, 1))
+end
+
+function L.AdaptiveAvgPool2d:extra_repr()
+  return "output_size=" .. pytuple(self.output_size)
+end
+
+-- ---- activations -------------------------------------------------------------------------------
+
+-- inplace is accepted for PyTorch compatibility and shown in the repr; the result is the same
+-- either way, computed out of place.
+local function inplace_arg(who, v)
+  return bool_opt(who, "inplace", v, false)
+end
+
+L.ReLU = Module:extend("ReLU")
+function L.ReLU:init(inplace) self.inplace = inplace_arg("ReLU", inplace) end
+function L.ReLU:forward(x) return F.relu(x) end
+function L.ReLU:extra_repr() return self.inplace and "inplace=True" or "" end
+
+L.LeakyReLU = Module:extend("LeakyReLU")
+
+--- nn.LeakyReLU(negative_slope=0.01)
+function L.LeakyReLU:init(negative_slope, inplace)
+  self.negative_slope = number_opt("LeakyReLU", "negative_slope", negative_slope, 0.01)
+  self.inplace = inplace_arg("LeakyReLU", inplace)
+end
+function L.LeakyReLU:forward(x) return F.leaky_relu(x, self.negative_slope) end
+function L.LeakyReLU:extra_repr()
+  return "negative_slope=" .. pyfloat(self.negative_slope) .. (self.inplace and ", inplace=True" or "")
+end
+
+L.Sigmoid = Module:extend("Sigmoid")
+function L.Sigmoid:forward(x) return F.sigmoid(x) end
+
+L.Tanh = Module:extend("Tanh")
+function L.Tanh:forward(x) return F.tanh(x) end
+
+local function dim_arg(who, d)
+  if not U.is_int(d) or d == 0 then
+    fail(who, "dim must be a nonzero integer (1-based, negative from the end), got %s", tostring(d))
+  end
+  return math.tointeger(d)
+end
+
+L.Softmax = Module:extend("Softmax")
+
+--- nn.Softmax(dim): dim is 1-based (nn.Softmax(2) normalises the classes of (N, C) scores).
+function L.Softmax:init(dim) self.dim = dim_arg("Softmax", dim) end
+function L.Softmax:forward(x) return F.softmax(x, self.dim) end
+function L.Softmax:extra_repr() return "dim=" .. self.dim end
+
+L.LogSoftmax = Module:extend("LogSoftmax")
+function L.LogSoftmax:init(dim) self.dim = dim_arg("LogSoftmax", dim) end
+function L.LogSoftmax:forward(x) return F.log_softmax(x, self.dim) end
+L.LogSoftmax.extra_repr = L.Softmax.extra_repr
+
+-- ---- regularisation and normalisation ----------------------------------------------------------
+
+L.Dropout = Module:extend("Dropout")
+
+--- nn.Dropout(p=0.5): zeroes elements with probability p and scales the rest by 1/(1-p) in
+--- training mode; the identity in eval mode.
+function L.Dropout:init(p, inplace)
+  p = number_opt("Dropout", "p", p, 0.5)
+  if p < 0 or p > 1 then fail("Dropout", "p must be between 0 and 1, got %s", tostring(p)) end
+  self.p = p
+  self.inplace = inplace_arg("Dropout", inplace)
+end
+function L.Dropout:forward(x) return F.dropout(x, self.p, self.training) end
+function L.Dropout:extra_repr() return string.format("p=%s, inplace=%s", pyfloat(self.p), pybool(self.inplace)) end
+
+-- BatchNorm1d and BatchNorm2d differ only in the input layout they accept.
+local BatchNorm = Module:extend("_BatchNorm")
+
+local bn_opts = {eps = true, momentum = true, affine = true, track_running_stats = true}
+
+--- (num_features, {eps=1e-5, momentum=0.1, affine=true, track_running_stats=true}); momentum=false
+--- is PyTorch's momentum=None (a cumulative average over the batches seen).
+function BatchNorm:init(num_features, opts)
+  local who = self:class_name()
+  local o = U.options(who, opts, bn_opts)
+  self.num_features = U.int(who, "num_features", num_features, 1)
+  self.eps = number_opt(who, "eps", o.eps, 1e-5, 0)
+  if o.momentum == false then
+    self.momentum = false
+  else
+    self.momentum = number_opt(who, "momentum", o.momentum, 0.1, 0)
+  end
+  self.affine = bool_opt(who, "affine", o.affine, true)
+  self.track_running_stats = bool_opt(who, "track_running_stats", o.track_running_stats, true)
+  if self.affine then
+    self.weight = core.empty(self.num_features):requires_grad_()
+    self.bias = core.empty(self.num_features):requires_grad_()
+  end
+  if self.track_running_stats then
+    self:register_buffer("running_mean", core.zeros(self.num_features))
+    self:register_buffer("running_var", core.ones(self.num_features))
+    self:register_buffer("num_batches_tracked", core.zeros({}, {dtype = "int64"}))
+  end
+  self:reset_parameters()
+end
+
+function BatchNorm:reset_running_stats()
+  if self.track_running_stats then
+    U.no_grad(function()
+      self.running_mean:zero_()
+      self.running_var:fill_(1)
+      self.num_batches_tracked:zero_()
+    end)
+  end
+end
+
+function BatchNorm:reset_parameters()
+  self:reset_running_stats()
+  if self.affine then
+    init.ones_(self.weight)
+    init.zeros_(self.bias)
+  end
+end
+
+-- As torch.nn.modules.batchnorm._BatchNorm.forward: batch statistics in training mode (the
+-- running ones move by momentum, or by 1/num_batches_tracked when momentum is false), running
+-- statistics in eval mode unless the module tracks none.
+function BatchNorm:forward(x)
+  self:_check_input_dim(x)
+  local factor = self.momentum or 0
+  if self.training and self.track_running_stats and self.num_batches_tracked then
+    self.num_batches_tracked:add_(1)
+    if self.momentum == false then factor = 1 / self.num_batches_tracked:item() end
+  end
+  local use_batch = self.training or (self.running_mean == nil and self.running_var == nil)
+  local rm, rv
+  if not self.training or self.track_running_stats then rm, rv = self.running_mean, self.running_var end
+  return F.batch_norm(x, rm, rv, self.weight, self.bias, use_batch, factor, self.eps)
+end
+
+function BatchNorm:extra_repr()
+  return string.format("%d, eps=%s, momentum=%s, affine=%s, track_running_stats=%s", self.num_features,
+    pyfloat(self.eps), self.momentum and pyfloat(self.momentum) or "None", pybool(self.affine),
+    pybool(self.track_running_stats))
+end
+
+L.BatchNorm1d = BatchNorm:extend("BatchNorm1d")
+function L.BatchNorm1d:_check_input_dim(x)
+  check_input("BatchNorm1d", x, {[2] = true, [3] = true}, "2-d (N, C) or 3-d (N, C, L)")
+end
+
+L.BatchNorm2d = BatchNorm:extend("BatchNorm2d")
+function L.BatchNorm2d:_check_input_dim(x)
+  check_input("BatchNorm2d", x, {[4] = true}, "4-d (N, C, H, W)")
+end
+
+L.LocalResponseNorm = Module:extend("LocalResponseNorm")
+
+--- nn.LocalResponseNorm(size, {alpha=1e-4, beta=0.75, k=1}), across channels.
+function L.LocalResponseNorm:init(size, opts)
+  local who = "LocalResponseNorm"
+  local o = U.options(who, opts, {alpha = true, beta = true, k = true})
+  self.size = U.int(who, "size", size, 1)
+  self.alpha = number_opt(who, "alpha", o.alpha, 1e-4)
+  self.beta = number_opt(who, "beta", o.beta, 0.75)
+  self.k = number_opt(who, "k", o.k, 1.0)
+end
+
+function L.LocalResponseNorm:forward(x)
+  return F.local_response_norm(x, self.size, {alpha = self.alpha, beta = self.beta, k = self.k})
+end
+
+function L.LocalResponseNorm:extra_repr()
+  return string.format("%d, alpha=%s, beta=%s, k=%s", self.size, pyfloat(self.alpha), pyfloat(self.beta),
+    pyfloat(self.k))
+end
+
+-- ---- shape -------------------------------------------------------------------------------------
+
+L.Flatten = Module:extend("Flatten")
+
+--- nn.Flatten(start_dim=2, end_dim=-1) or nn.Flatten{start_dim=, end_dim=}: 1-based dims, so the
+--- default keeps the batch dimension (PyTorch's start_dim=1).
+function L.Flatten:init(start_dim, end_dim)
+  if type(start_dim) == "table" then
+    if end_dim ~= nil then fail("Flatten", "give the dims as numbers or as one options table, not both") end
+    local o = U.options("Flatten", start_dim, {start_dim = true, end_dim = true})
+    start_dim, end_dim = o.start_dim, o.end_dim
+  end
+  self.start_dim = dim_arg("Flatten", start_dim or 2)
+  self.end_dim = dim_arg("Flatten", end_dim or -1)
+end
+
+function L.Flatten:forward(x)
+  return F.flatten(x, self.start_dim, self.end_dim)
+end
+
+function L.Flatten:extra_repr()
+  return string.format("start_dim=%d, end_dim=%d", self.start_dim, self.end_dim)
+end
+
+L.Identity = Module:extend("Identity")
+function L.Identity:init() end -- any arguments are ignored, as in PyTorch
+function L.Identity:forward(x) return x end
+
+-- ---- losses ------------------------------------------------------------------------------------
+
+local reductions = {mean = true, sum = true, none = true}
+
+local function reduction_opt(who, r)
+  if r == nil then return "mean" end
+  if not reductions[r] then fail(who, "reduction must be 'mean', 'sum' or 'none', got '%s'", tostring(r)) end
+  return r
+end
+
+-- CrossEntropyLoss and NLLLoss: a class weight (C) is a buffer, as in PyTorch's _WeightedLoss;
+-- ignore_index is a 1-based label whose samples count for nothing.
+local function class_loss_init(self, who, opts, smoothing)
+  local known = {reduction = true, weight = true, ignore_index = true, label_smoothing = smoothing or nil}
+  local o = U.options(who, opts, known)
+  self.reduction = reduction_opt(who, o.reduction)
+  if o.weight ~= nil then
+    if not U.is_tensor(o.weight) or o.weight:dim() ~= 1 then fail(who, "weight must be a 1-d tensor (one value per class)") end
+    self:register_buffer("weight", o.weight)
+  end
+  if o.ignore_index ~= nil then
+    if not U.is_int(o.ignore_index) then fail(who, "ignore_index must be an integer, got %s", tostring(o.ignore_index)) end
+    self.ignore_index = math.tointeger(o.ignore_index)
+  end
+  if smoothing then
+    self.label_smoothing = number_opt(who, "label_smoothing", o.label_smoothing, 0.0, 0)
+    if self.label_smoothing > 1 then
+      fail(who, "label_smoothing must be between 0 and 1, got %s", tostring(self.label_smoothing))
+    end
+  end
+end
+
+local function class_loss_opts(self)
+  local o = {reduction = self.reduction, weight = self.weight, ignore_index = self.ignore_index}
+  if self.label_smoothing and self.label_smoothing ~= 0 then o.label_smoothing = self.label_smoothing end
+  return o
+end
+
+L.CrossEntropyLoss = Module:extend("CrossEntropyLoss")
+
+--- nn.CrossEntropyLoss{reduction="mean", label_smoothing=0, weight=nil, ignore_index=nil}:
+--- loss(logits (N, C), labels (N) int64 1..C)
+function L.CrossEntropyLoss:init(opts)
+  class_loss_init(self, "CrossEntropyLoss", opts, true)
+end
+
+function L.CrossEntropyLoss:forward(input, target)
+  return F.cross_entropy(input, target, class_loss_opts(self))
+end
+
+L.NLLLoss = Module:extend("NLLLoss")
+
+--- nn.NLLLoss{reduction="mean", weight=nil, ignore_index=nil}: loss(log-probabilities (N, C),
+--- labels (N) int64 1..C)
+function L.NLLLoss:init(opts)
+  class_loss_init(self, "NLLLoss", opts, false)
+end
+
+function L.NLLLoss:forward(input, target)
+  return F.nll_loss(input, target, class_loss_opts(self))
+end
+
+L.MSELoss = Module:extend("MSELoss")
+
+--- nn.MSELoss{reduction="mean"}
+function L.MSELoss:init(opts)
+  local o = U.options("MSELoss", opts, {reduction = true})
+  self.reduction = reduction_opt("MSELoss", o.reduction)
+end
+
+function L.MSELoss:forward(input, target)
+  return F.mse_loss(input, target, {reduction = self.reduction})
+end
+
+return L

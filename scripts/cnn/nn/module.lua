@@ -1,0 +1,650 @@
+-- cnn.nn's module system: the Module base class (parameters, buffers and child modules registered
+-- in assignment order, traversal with PyTorch's dotted names, train/eval, state_dict) and the
+-- containers Sequential and ModuleList. Invariant: an instance's own table holds one raw field,
+-- `__nn` (its registries); every other field lives in them, so each assignment, a reassignment
+-- included, goes through __newindex and is classified again.
+local U = require "cnn.nn.util"
+
+local fail, is_tensor = U.fail, U.is_tensor
+
+-- ---- ordered maps: {keys = {k1, k2, ...}, map = {k = v}} -------------------------------------
+
+local function od_new() return {keys = {}, map = {}} end
+
+local function od_set(od, k, v) -- a new key goes last, an existing one keeps its place
+  if od.map[k] == nil then od.keys[#od.keys + 1] = k end
+  od.map[k] = v
+end
+
+local function od_remove(od, k)
+  if od.map[k] == nil then return end
+  od.map[k] = nil
+  for i, key in ipairs(od.keys) do
+    if key == k then
+      table.remove(od.keys, i)
+      return
+    end
+  end
+end
+
+-- ---- classes and instances ---------------------------------------------------------------------
+
+local Module = {__name = "Module"}
+
+local function state(m) return rawget(m, "__nn") end
+
+local function is_module(v)
+  if type(v) ~= "table" then return false end
+  local mt = getmetatable(v)
+  return type(mt) == "table" and rawget(mt, "__cnn_module") == true
+end
+
+local function is_class(v)
+  return type(v) == "table" and rawget(v, "__mt") ~= nil
+end
+
+-- What a non-module value is, for error messages.
+local function describe(v)
+  if is_class(v) then return "the class " .. v.__name .. " (call it to make a module)" end
+  if is_tensor(v) then return "a tensor" end
+  return "a " .. type(v)
+end
+
+local function check_name(who, what, k)
+  if type(k) ~= "string" then fail(who, "%s name must be a string, got %s", what, type(k)) end
+  if k == "" then fail(who, "%s name can't be empty", what) end
+  if k:find(".", 1, true) then fail(who, "%s name '%s' can't contain '.'", what, k) end
+end
+
+-- Drops name k from every registry but `keep` (where it is about to be set: a name registered
+-- there again keeps its place, as in PyTorch's ordered dicts).
+local function unregister(s, k, keep)
+  s.fields[k] = nil
+  if keep ~= "params" then od_remove(s.params, k) end
+  if keep ~= "buffers" then
+    od_remove(s.buffers, k)
+    s.nonpersistent[k] = nil
+  end
+  if keep ~= "modules" then od_remove(s.modules, k) end
+end
+
+-- self.k = v: a module becomes a child, a leaf tensor that requires grad a parameter; a
+-- registered name only takes a value of its kind (or nil, which removes it); anything else is
+-- a plain field.
+local function assign(self, cls, k, v)
+  if type(k) == "number" and cls.__setitem then return cls.__setitem(self, k, v) end
+  local s, who = state(self), cls.__name
+  if is_module(v) then
+    check_name(who, "module", k)
+    unregister(s, k, "modules")
+    od_set(s.modules, k, v)
+  elseif is_tensor(v) and v.requires_grad and v.is_leaf then
+    check_name(who, "parameter", k)
+    unregister(s, k, "params")
+    od_set(s.params, k, v)
+  elseif s.params.map[k] ~= nil then
+    if v == nil then
+      od_remove(s.params, k)
+    elseif is_tensor(v) and v.requires_grad then
+      fail(who, "cannot assign a non-leaf tensor to parameter '%s' (parameters are leaf tensors: " ..
+        "use t:detach():requires_grad_())", k)
+    elseif is_tensor(v) then
+      fail(who, "cannot assign a tensor that does not require grad to parameter '%s' (call " ..
+        "requires_grad_() on it, or use register_buffer for state that is not trained)", k)
+    else
+      fail(who, "cannot assign %s to parameter '%s' (a tensor that requires grad, or nil, expected)",
+        describe(v), k)
+    end
+  elseif s.buffers.map[k] ~= nil then
+    if v == nil then
+      od_remove(s.buffers, k)
+      s.nonpersistent[k] = nil
+    elseif is_tensor(v) then
+      od_set(s.buffers, k, v)
+    else
+      fail(who, "cannot assign %s to buffer '%s' (a tensor or nil expected)", describe(v), k)
+    end
+  elseif s.modules.map[k] ~= nil then
+    if v == nil then
+      od_remove(s.modules, k)
+    else
+      fail(who, "cannot assign %s to child module '%s' (a module or nil expected)", describe(v), k)
+    end
+  else
+    s.fields[k] = v
+  end
+end
+
+local repr -- defined below
+
+local function instance_mt(cls)
+  local mt = {__name = cls.__name, __cnn_module = true}
+  mt.__index = function(self, k)
+    local s = state(self)
+    local v = s.fields[k]
+    if v ~= nil then return v end
+    v = s.params.map[k]
+    if v ~= nil then return v end
+    v = s.buffers.map[k]
+    if v ~= nil then return v end
+    v = s.modules.map[k]
+    if v ~= nil then return v end
+    if type(k) == "number" then
+      local get = cls.__getitem
+      if get then return get(self, k) end
+    end
+    return cls[k]
+  end
+  mt.__newindex = function(self, k, v) return assign(self, cls, k, v) end
+  mt.__call = function(self, ...) return self:forward(...) end
+  mt.__tostring = function(self) return repr(self, true) end
+  mt.__len = function(self)
+    local len = cls.__length
+    if len then return len(self) end
+    fail(cls.__name, "has no length (containers such as Sequential have one)")
+  end
+  return mt
+end
+
+local function new(cls, ...)
+  local self = setmetatable({__nn = {params = od_new(), buffers = od_new(), modules = od_new(),
+    fields = {}, nonpersistent = {}, class = cls}}, cls.__mt)
+  self.training = true
+  cls.init(self, ...)
+  return self
+end
+
+local function class_mt(parent)
+  return {__index = parent, __call = new, __tostring = function(c) return "class " .. c.__name end}
+end
+
+Module.__mt = instance_mt(Module)
+setmetatable(Module, class_mt(nil))
+
+--- nn.Module:extend("Name") returns a new class deriving from this one; calling the class makes an
+--- instance and runs its init(...). Define init and forward on the class.
+function Module.extend(parent, name)
+  if not is_class(parent) then fail("extend", "call it on a class (nn.Module:extend(\"Name\"))") end
+  if type(name) ~= "string" or not name:match("^[%a_][%w_]*$") then
+    fail("extend", "expected a class name (letters, digits, _), got %s", tostring(name))
+  end
+  local cls = {__name = name, super = parent}
+  cls.__mt = instance_mt(cls)
+  return setmetatable(cls, class_mt(parent))
+end
+
+function Module:init() end
+
+function Module:forward()
+  fail(state(self).class.__name, "forward is not implemented (define function %s:forward(x))",
+    state(self).class.__name)
+end
+
+--- The name of the instance's class ("Conv2d").
+function Module:class_name() return state(self).class.__name end
+
+--- True when the module is an instance of cls or of a class derived from it.
+function Module:is_a(cls)
+  local c = state(self).class
+  while c do
+    if c == cls then return true end
+    c = c.super
+  end
+  return false
+end
+
+--- The names reachable on a module instance, sorted: its fields, parameters, buffers, children
+--- and its class's methods (for REPL completion; Python's dir()).
+local function dir(m)
+  local s, names, seen = state(m), {}, {}
+  local function add(k)
+    if type(k) == "string" and not seen[k] and not k:match("^__") then
+      seen[k] = true
+      names[#names + 1] = k
+    end
+  end
+  for k in pairs(s.fields) do add(k) end
+  for _, reg in ipairs({s.params, s.buffers, s.modules}) do
+    for _, k in ipairs(reg.keys) do add(k) end
+  end
+  local c = s.class
+  while c do
+    for k, v in pairs(c) do
+      if type(v) == "function" then add(k) end
+    end
+    c = c.super
+  end
+  table.sort(names)
+  return names
+end
+
+-- ---- registration ------------------------------------------------------------------------------
+
+local function check_free(fn, self, s, name, kind)
+  if s.fields[name] ~= nil or (kind ~= "params" and s.params.map[name] ~= nil) or
+     (kind ~= "buffers" and s.buffers.map[name] ~= nil) or (kind ~= "modules" and s.modules.map[name] ~= nil) or
+     (s[kind].map[name] == nil and s.class[name] ~= nil) then
+    fail(fn, "attribute '%s' already exists in %s", name, s.class.__name)
+  end
+end
+
+--- Registers t (a leaf tensor, made to require grad as nn.Parameter does) as parameter `name`;
+--- nil removes it.
+function Module:register_parameter(name, t)
+  local s = state(self)
+  check_name("register_parameter", "parameter", name)
+  if t == nil then
+    od_remove(s.params, name)
+    return
+  end
+  if not is_tensor(t) then fail("register_parameter", "expected a tensor or nil for '%s', got %s", name, describe(t)) end
+  if not t.is_leaf then
+    fail("register_parameter", "'%s' is not a leaf tensor (use t:detach())", name)
+  end
+  check_free("register_parameter", self, s, name, "params")
+  if not t.requires_grad then t:requires_grad_(true) end
+  od_set(s.params, name, t)
+end
+
+--- Registers t as buffer `name` (saved in state_dict unless persistent is false); nil removes it.
+function Module:register_buffer(name, t, persistent)
+  local s = state(self)
+  check_name("register_buffer", "buffer", name)
+  if persistent ~= nil and type(persistent) ~= "boolean" then
+    fail("register_buffer", "persistent must be a boolean, got %s", type(persistent))
+  end
+  if t == nil then
+    od_remove(s.buffers, name)
+    s.nonpersistent[name] = nil
+    return
+  end
+  if not is_tensor(t) then fail("register_buffer", "expected a tensor or nil for '%s', got %s", name, describe(t)) end
+  check_free("register_buffer", self, s, name, "buffers")
+  od_set(s.buffers, name, t)
+  s.nonpersistent[name] = persistent == false or nil
+end
+
+--- Registers m as child module `name`; nil removes it.
+function Module:add_module(name, m)
+  local s = state(self)
+  check_name("add_module", "module", name)
+  if m == nil then
+    od_remove(s.modules, name)
+    return
+  end
+  if not is_module(m) then fail("add_module", "expected a module for '%s', got %s", name, describe(m)) end
+  check_free("add_module", self, s, name, "modules")
+  od_set(s.modules, name, m)
+end
+Module.register_module = Module.add_module
+
+-- ---- traversal ---------------------------------------------------------------------------------
+
+local function join(prefix, name)
+  if prefix == "" then return name end
+  return prefix .. "." .. name
+end
+
+-- Pre-order walk, each module once (a module reachable twice keeps its first name), as PyTorch.
+local function walk(m, prefix, out, seen)
+  if seen[m] then return end
+  seen[m] = true
+  out[#out + 1] = {prefix, m}
+  local mods = state(m).modules
+  for _, k in ipairs(mods.keys) do walk(mods.map[k], join(prefix, k), out, seen) end
+end
+
+local function named_modules(self, prefix)
+  local out = {}
+  walk(self, prefix or "", out, {})
+  return out
+end
+
+-- {name, tensor} pairs of every module's registry `which` (params or buffers), each tensor once.
+local function named_members(self, which, prefix, recurse)
+  if prefix ~= nil and type(prefix) ~= "string" then fail("named_" .. which, "prefix must be a string") end
+  local mods = recurse == false and {{prefix or "", self}} or named_modules(self, prefix)
+  local out, seen = {}, {}
+  for _, pm in ipairs(mods) do
+    local reg = state(pm[2])[which]
+    for _, k in ipairs(reg.keys) do
+      local t = reg.map[k]
+      if not seen[t] then
+        seen[t] = true
+        out[#out + 1] = {join(pm[1], k), t}
+      end
+    end
+  end
+  return out
+end
+
+local function values(pairs_list)
+  local out = {}
+  for i, p in ipairs(pairs_list) do out[i] = p[2] end
+  return out
+end
+
+--- Ordered {name, tensor} pairs of the parameters (own first, then each child's, recursively).
+function Module:named_parameters(prefix, recurse) return named_members(self, "params", prefix, recurse) end
+
+--- The parameters as a list, each tensor once; recurse=false gives only the module's own.
+function Module:parameters(recurse) return values(named_members(self, "params", nil, recurse)) end
+
+function Module:named_buffers(prefix, recurse) return named_members(self, "buffers", prefix, recurse) end
+
+function Module:buffers(recurse) return values(named_members(self, "buffers", nil, recurse)) end
+
+--- Ordered {name, module} pairs of the direct children, each module once.
+function Module:named_children()
+  local mods, out, seen = state(self).modules, {}, {}
+  for _, k in ipairs(mods.keys) do
+    local m = mods.map[k]
+    if not seen[m] then
+      seen[m] = true
+      out[#out + 1] = {k, m}
+    end
+  end
+  return out
+end
+
+function Module:children() return values(Module.named_children(self)) end
+
+--- {name, module} pairs of the module itself ("") and every descendant, pre-order.
+function Module:named_modules(prefix) return named_modules(self, prefix) end
+
+function Module:modules() return values(named_modules(self)) end
+
+--- The number of scalars in the parameters (each shared tensor counted once).
+function Module:num_parameters()
+  local n = 0
+  for _, p in ipairs(Module.parameters(self)) do n = n + p:numel() end
+  return n
+end
+
+--- Calls fn on every descendant, then on the module itself (children first, as PyTorch).
+function Module:apply(fn)
+  if type(fn) ~= "function" then fail("apply", "expected a function, got %s", type(fn)) end
+  for _, c in ipairs(Module.children(self)) do c:apply(fn) end
+  fn(self)
+  return self
+end
+
+--- Sets training mode (default true) on the module and all its descendants.
+function Module:train(mode)
+  if mode == nil then mode = true end
+  if type(mode) ~= "boolean" then fail("train", "expected a boolean, got %s", type(mode)) end
+  self.training = mode
+  for _, c in ipairs(Module.children(self)) do c:train(mode) end
+  return self
+end
+
+function Module:eval() return self:train(false) end
+
+--- Sets requires_grad on every parameter (false freezes the module).
+function Module:requires_grad_(on)
+  if on == nil then on = true end
+  if type(on) ~= "boolean" then fail("requires_grad_", "expected a boolean, got %s", type(on)) end
+  for _, p in ipairs(Module.parameters(self)) do p:requires_grad_(on) end
+  return self
+end
+
+--- Drops every parameter's gradient (p.grad becomes nil).
+function Module:zero_grad()
+  for _, p in ipairs(Module.parameters(self)) do p.grad = nil end
+end
+
+-- ---- state_dict --------------------------------------------------------------------------------
+
+-- Every module's parameters, then its persistent buffers, then its children, recursively (all
+-- paths: a shared tensor appears under each of its names, as in PyTorch).
+local function collect(m, prefix, keys, dest)
+  local s = state(m)
+  for _, k in ipairs(s.params.keys) do
+    keys[#keys + 1] = prefix .. k
+    dest[prefix .. k] = s.params.map[k]
+  end
+  for _, k in ipairs(s.buffers.keys) do
+    if not s.nonpersistent[k] then
+      keys[#keys + 1] = prefix .. k
+      dest[prefix .. k] = s.buffers.map[k]
+    end
+  end
+  for _, k in ipairs(s.modules.keys) do collect(s.modules.map[k], prefix .. k .. ".", keys, dest) end
+end
+
+-- pairs() over a state_dict walks its keys in module order, then any keys added later.
+local function ordered_mt(keys)
+  local listed = {}
+  for _, k in ipairs(keys) do listed[k] = true end
+  return {__pairs = function(t)
+    local i, extra = 0, nil
+    local function iter()
+      while i < #keys do
+        i = i + 1
+        local k = keys[i]
+        local v = rawget(t, k)
+        if v ~= nil then return k, v end
+      end
+      repeat
+        local v
+        extra, v = next(t, extra)
+        if extra == nil then return nil end
+        if not listed[extra] then return extra, v end
+      until false
+    end
+    return iter, t, nil
+  end}
+end
+
+--- Table name -> tensor of the parameters and persistent buffers, detached (sharing storage with
+--- the module, as PyTorch's). pairs() over it follows the module order (m:state_dict_keys() lists
+--- it). {keep_vars=true} keeps the tensors themselves. One result only, so
+--- b:load_state_dict(a:state_dict()) passes no stray argument.
+function Module:state_dict(opts)
+  opts = U.options("state_dict", opts, {keep_vars = true})
+  local keys, raw = {}, {}
+  collect(self, "", keys, raw)
+  local sd = {}
+  for _, k in ipairs(keys) do sd[k] = opts.keep_vars and raw[k] or raw[k]:detach() end
+  return setmetatable(sd, ordered_mt(keys))
+end
+
+--- The ordered keys of state_dict().
+function Module:state_dict_keys()
+  local keys = {}
+  collect(self, "", keys, {})
+  return keys
+end
+
+local function quoted(list)
+  local q = {}
+  for i, k in ipairs(list) do q[i] = '"' .. k .. '"' end
+  return table.concat(q, ", ")
+end
+
+--- Copies the tensors of sd into the module's parameters and buffers (in place, without recording
+--- gradients). Nothing is copied when there is an error: shape mismatches and non-tensor values
+--- always are, and with strict (the default) missing and unexpected keys too, all reported in one
+--- message. Returns the lists of missing and unexpected keys.
+function Module:load_state_dict(sd, opts)
+  opts = U.options("load_state_dict", opts, {strict = true})
+  local strict = opts.strict
+  if strict == nil then strict = true end
+  if type(strict) ~= "boolean" then fail("load_state_dict", "strict must be a boolean, got %s", type(strict)) end
+  if type(sd) ~= "table" or is_module(sd) then
+    fail("load_state_dict", "expected a table of named tensors, got %s", is_module(sd) and "a module" or type(sd))
+  end
+  local keys, own = {}, {}
+  collect(self, "", keys, own)
+  local missing, unexpected, errors, todo = {}, {}, {}, {}
+  for _, k in ipairs(keys) do
+    local src = rawget(sd, k)
+    if src == nil then
+      missing[#missing + 1] = k
+    elseif not is_tensor(src) then
+      errors[#errors + 1] = string.format("value for %s is %s, not a tensor", k, describe(src))
+    else
+      local a, b = src:shape(), own[k]:shape()
+      local same = #a == #b
+      for d = 1, #a do same = same and a[d] == b[d] end
+      if same then
+        todo[#todo + 1] = k
+      else
+        errors[#errors + 1] = string.format("size mismatch for %s: the state_dict has shape %s, the module %s",
+          k, U.shape_str(src), U.shape_str(own[k]))
+      end
+    end
+  end
+  for k in next, sd do
+    if own[k] == nil then unexpected[#unexpected + 1] = tostring(k) end
+  end
+  table.sort(unexpected)
+  if #errors > 0 or (strict and (#missing > 0 or #unexpected > 0)) then
+    local lines = {"error(s) in loading state_dict for " .. state(self).class.__name .. ":"}
+    if strict and #missing > 0 then lines[#lines + 1] = "missing key(s): " .. quoted(missing) end
+    if strict and #unexpected > 0 then lines[#lines + 1] = "unexpected key(s): " .. quoted(unexpected) end
+    for _, e in ipairs(errors) do lines[#lines + 1] = e end
+    error("load_state_dict: " .. table.concat(lines, "\n  "), 0)
+  end
+  U.no_grad(function()
+    for _, k in ipairs(todo) do
+      local src = rawget(sd, k)
+      if src ~= own[k] then own[k]:copy_(src) end
+    end
+  end)
+  return missing, unexpected
+end
+
+-- ---- printing ----------------------------------------------------------------------------------
+
+--- One line of extra information in the module's repr (the layer's configuration).
+function Module:extra_repr() return "" end
+
+local function addindent(s, n)
+  local pad = string.rep(" ", n)
+  return (s:gsub("\n", "\n" .. pad))
+end
+
+-- " -- weight {6, 1, 5, 5}, bias {6}" for a module with parameters of its own.
+local function shapes_comment(s)
+  if #s.params.keys == 0 then return "" end
+  local parts = {}
+  for i, k in ipairs(s.params.keys) do parts[i] = k .. " " .. U.shape_str(s.params.map[k]) end
+  return "  -- " .. table.concat(parts, ", ")
+end
+
+-- PyTorch's repr (Module.__repr__), each module with parameters of its own followed by their
+-- shapes as a Lua comment, and the root container by its parameter count.
+function repr(m, root)
+  local s = state(m)
+  local extra = m:extra_repr()
+  local lines, n_extra = {}, 0
+  if extra ~= "" then
+    for line in (extra .. "\n"):gmatch("(.-)\n") do lines[#lines + 1] = line end
+    n_extra = #lines
+  end
+  for _, k in ipairs(s.modules.keys) do
+    lines[#lines + 1] = "(" .. k .. "): " .. addindent(repr(s.modules.map[k], false), 2)
+  end
+  local out = s.class.__name .. "("
+  local comment = shapes_comment(s)
+  if #lines == 0 then
+    out = out .. ")" .. comment
+  elseif n_extra == 1 and #lines == 1 then
+    out = out .. lines[1] .. ")" .. comment
+  else
+    out = out .. comment .. "\n  " .. table.concat(lines, "\n  ") .. "\n)"
+    if root then out = out .. "  -- " .. Module.num_parameters(m) .. " parameters" end
+  end
+  return out
+end
+
+-- ---- containers --------------------------------------------------------------------------------
+
+-- Sequential and ModuleList: children named "0", "1", ... (PyTorch's names); c[i] is the i-th
+-- child in Lua (1-based, negative from the end), #c their number.
+local function list_get(self, i)
+  local keys = state(self).modules.keys
+  if i < 0 then i = #keys + 1 + i end
+  local k = keys[i]
+  return k and state(self).modules.map[k]
+end
+
+local function renumber(s)
+  local old = s.modules
+  s.modules = od_new()
+  for i, k in ipairs(old.keys) do od_set(s.modules, tostring(i - 1), old.map[k]) end
+end
+
+local function list_add(self, m)
+  local s = state(self)
+  local who = s.class.__name
+  if not is_module(m) then fail(who, "add expects a module, got %s", describe(m)) end
+  od_set(s.modules, tostring(#s.modules.keys), m)
+  return self
+end
+
+local function list_set(self, i, m)
+  local s = state(self)
+  local who, n = s.class.__name, #s.modules.keys
+  if not U.is_int(i) then fail(who, "index must be an integer, got %s", tostring(i)) end
+  if i < 0 then i = n + 1 + i end
+  if m ~= nil and not is_module(m) then fail(who, "cannot assign %s at index %d (a module or nil expected)", describe(m), i) end
+  if i == n + 1 and m ~= nil then return list_add(self, m) end
+  if i < 1 or i > n then fail(who, "index %d is out of range for %d modules", i, n) end
+  local k = s.modules.keys[i]
+  if m == nil then
+    od_remove(s.modules, k)
+    renumber(s) -- as PyTorch's __delitem__ does: names stay "0".."n-1"
+  else
+    s.modules.map[k] = m
+  end
+end
+
+local function list_init(cls_name)
+  return function(self, ...)
+    local list, n = {...}, select("#", ...)
+    if n == 1 and type(list[1]) == "table" and not is_module(list[1]) and not is_class(list[1]) then
+      list = list[1]
+      n = #list
+      for k in pairs(list) do
+        if not (math.type(k) == "integer" and k >= 1 and k <= n) then
+          fail(cls_name, "expected a list of modules, got a table with key '%s'", tostring(k))
+        end
+      end
+    end
+    for i = 1, n do
+      if not is_module(list[i]) then fail(cls_name, "argument %d is %s, not a module", i, describe(list[i])) end
+      list_add(self, list[i])
+    end
+  end
+end
+
+local Sequential = Module:extend("Sequential")
+Sequential.init = list_init("Sequential")
+Sequential.__getitem = list_get
+Sequential.__setitem = list_set
+Sequential.__length = function(self) return #state(self).modules.keys end
+Sequential.add = list_add
+Sequential.append = list_add
+
+--- Runs the children in order, each on the previous one's output.
+function Sequential:forward(x)
+  local mods = state(self).modules
+  for _, k in ipairs(mods.keys) do x = mods.map[k](x) end
+  return x
+end
+
+local ModuleList = Module:extend("ModuleList")
+ModuleList.init = list_init("ModuleList")
+ModuleList.__getitem = list_get
+ModuleList.__setitem = list_set
+ModuleList.__length = Sequential.__length
+ModuleList.add = list_add
+ModuleList.append = list_add
+
+function ModuleList:forward()
+  fail("ModuleList", "has no forward: iterate over its modules (for i, m in ipairs(list) do ... end)")
+end
+
+return {Module = Module, Sequential = Sequential, ModuleList = ModuleList, is_module = is_module, dir = dir}

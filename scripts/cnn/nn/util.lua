@@ -1,0 +1,95 @@
+-- Helpers shared by the cnn.nn files: type tests, option checking, grad-mode switching and the
+-- Python-style number formatting the module reprs need. Requires only cnn.core (cnn.nn is loaded
+-- while the `cnn` table itself is still being built).
+local core = require "cnn.core"
+
+local U = {}
+
+local tensor_mt = getmetatable(core.zeros(0))
+
+function U.is_tensor(x)
+  return type(x) == "userdata" and getmetatable(x) == tensor_mt
+end
+
+--- Raises "fn: message" (no position prefix: the errors of the C half carry none either).
+function U.fail(fn, fmt, ...)
+  error(fn .. ": " .. string.format(fmt, ...), 0)
+end
+
+--- Checks an options table against `known` (a set of names); nil gives {}.
+function U.options(fn, opts, known)
+  if opts == nil then return {} end
+  if type(opts) ~= "table" or U.is_tensor(opts) then
+    U.fail(fn, "expected an options table, got %s", U.is_tensor(opts) and "a tensor" or type(opts))
+  end
+  for k in pairs(opts) do
+    if not known[k] then U.fail(fn, "unknown option '%s'", tostring(k)) end
+  end
+  return opts
+end
+
+--- Runs fn(...) with gradient recording off (cnn.no_grad, which lives in the `cnn` table).
+function U.no_grad(fn, ...)
+  local prev = core.set_grad_enabled(false)
+  local res = table.pack(pcall(fn, ...))
+  core.set_grad_enabled(prev)
+  if not res[1] then error(res[2], 0) end
+  return table.unpack(res, 2, res.n)
+end
+
+local function is_int(v)
+  return type(v) == "number" and v == math.floor(v) and v > -math.huge and v < math.huge
+end
+U.is_int = is_int
+
+--- An integer >= min (checked), as a Lua integer.
+function U.int(fn, name, v, min)
+  if not is_int(v) or v < min then
+    U.fail(fn, "%s must be an integer >= %d, got %s", name, min, tostring(v))
+  end
+  return math.tointeger(v)
+end
+
+--- A number or a pair of integers >= min, as a pair {a, b}. A number means both.
+function U.pair(fn, name, v, min)
+  if type(v) == "number" then
+    local n = U.int(fn, name, v, min)
+    return {n, n}
+  end
+  if type(v) ~= "table" or #v ~= 2 then
+    U.fail(fn, "%s must be an integer or a pair of integers, got %s", name, type(v) == "table" and
+      ("a table of " .. #v .. " elements") or tostring(v))
+  end
+  return {U.int(fn, name, v[1], min), U.int(fn, name, v[2], min)}
+end
+
+--- A float as Python's str() writes it: integers keep ".0" when the Lua value is a float,
+--- Lua integers print as integers (LocalResponseNorm(k=2) shows k=2, k=2.0 shows k=2.0).
+function U.pyfloat(v)
+  if math.type(v) == "integer" then return string.format("%d", v) end
+  if v == math.floor(v) and math.abs(v) < 1e16 then return string.format("%.1f", v) end
+  local s = string.format("%.15g", v)
+  if tonumber(s) ~= v then s = string.format("%.17g", v) end
+  return s
+end
+
+--- Python's repr of an int or a tuple of ints: 2 -> "2", {2, 3} -> "(2, 3)".
+function U.pytuple(v)
+  if type(v) == "table" then
+    local parts = {}
+    for i = 1, #v do parts[i] = tostring(v[i]) end
+    return "(" .. table.concat(parts, ", ") .. ")"
+  end
+  return tostring(v)
+end
+
+function U.pybool(b)
+  return b and "True" or "False"
+end
+
+--- "{6, 1, 5, 5}": shapes as the runtime prints them.
+function U.shape_str(t)
+  return "{" .. table.concat(t:shape(), ", ") .. "}"
+end
+
+return U
