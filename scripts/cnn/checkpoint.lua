@@ -6,7 +6,6 @@
 -- [key, value] pairs (keeping integer keys integers), a tensor is {"tensor": "its.path"} and a
 -- number is text ("%.17g", "inf", "nan") so a resumed run sees exactly the saved values.
 local core = require "cnn.core"
-local json = require "dkjson"
 
 local checkpoint = {}
 
@@ -89,7 +88,7 @@ function checkpoint.save(path, state)
   local tensors = {}
   local tree = encode(state, "", tensors, {})
   local cnn = require "cnn"
-  cnn.save(path, tensors, {metadata = {["cnnlua.tree"] = json.encode(tree), ["cnnlua.version"] = cnn.version}})
+  cnn.save(path, tensors, {metadata = {["cnnlua.tree"] = require("dkjson").encode(tree), ["cnnlua.version"] = cnn.version}})
 end
 
 --- checkpoint.load(path) returns the state table saved by checkpoint.save.
@@ -99,7 +98,7 @@ function checkpoint.load(path)
   local tensors, meta = cnn.load(path)
   local text = meta and meta["cnnlua.tree"]
   if not text then error("checkpoint.load: " .. path .. ": not a cnnlua checkpoint (no cnnlua.tree metadata)", 2) end
-  local tree, _, err = json.decode(text)
+  local tree, _, err = require("dkjson").decode(text)
   if not tree then error("checkpoint.load: " .. path .. ": bad state metadata: " .. tostring(err), 2) end
   return decode(tree, tensors, path)
 end
