@@ -8,6 +8,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "cnn/alloc.h"
@@ -203,6 +204,15 @@ static int is_a_tty(lua_State *L) {
   return 1;
 }
 
+/* cnn.wall_time(): seconds on a monotonic clock, for throughput and ETAs (os.clock is CPU time,
+ * which counts every thread). */
+static int wall_time(lua_State *L) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  lua_pushnumber(L, (lua_Number)ts.tv_sec + (lua_Number)ts.tv_nsec * 1e-9);
+  return 1;
+}
+
 static int empty_cache(lua_State *L) {
   (void)L;
   cnn_alloc_trim();
@@ -234,8 +244,13 @@ int luaopen_cnn_core(lua_State *L) {
   lua_newtable(L);
   lcnn_open_io(L, lua_gettop(L));
   lua_setfield(L, module, "io");
+  lua_newtable(L);
+  lcnn_open_canvas(L, lua_gettop(L));
+  lua_setfield(L, module, "canvas");
   lua_pushcfunction(L, memory_stats);
   lua_setfield(L, module, "memory_stats");
+  lua_pushcfunction(L, wall_time);
+  lua_setfield(L, module, "wall_time");
   lua_pushcfunction(L, is_a_tty);
   lua_setfield(L, module, "isatty");
   lua_pushcfunction(L, empty_cache);

@@ -54,6 +54,7 @@ void lcnn_open_conv(lua_State *L, int tbl);
 void lcnn_open_functional(lua_State *L, int tbl);
 void lcnn_open_optim(lua_State *L, int tbl);
 void lcnn_open_io(lua_State *L, int tbl);
+void lcnn_open_canvas(lua_State *L, int tbl); /* core.canvas: drawing primitives (lcanvas.c) */
 
 int luaopen_cnn_core(lua_State *L);
 

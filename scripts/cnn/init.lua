@@ -3,7 +3,7 @@
 local core = require "cnn.core"
 
 local cnn = {}
-local internal = {F = true, optim_kernels = true, io = true, Tensor = true}
+local internal = {F = true, optim_kernels = true, io = true, canvas = true, Tensor = true}
 for k, v in pairs(core) do
   if k:sub(1, 1) ~= "_" and not internal[k] then cnn[k] = v end
 end
