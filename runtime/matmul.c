@@ -2,6 +2,8 @@
  * read the operands in place when their strides fit either sgemm layout (a transposed view is just
  * the other layout), else from a contiguous copy. The result is always a fresh contiguous tensor. */
 #include "cnn/matmul.h"
+#include "cnn/gemm.h"
+#include "cnn/parallel.h"
 #include "cnn/error.h"
 #include "cnn/iter.h"
 
@@ -153,14 +155,16 @@ cnn_tensor *cnn_mm_matmul(const cnn_tensor *a, const cnn_tensor *b) {
   float *c = cnn_tensor_f32(out);
   if (nbatch_b == 1 && rows_fold(&A) && nbatch * m <= INT_MAX) {
     /* b is one matrix and a's rows form one run: a single (batch*m, k) x (k, n) product */
-    cblas_sgemm(CblasRowMajor, A.trans, B.trans, (int)(nbatch * m), (int)n, (int)k, 1.0f, A.data,
-                (int)A.ld, B.data, (int)B.ld, 0.0f, c, (int)n);
+    cnn_gemm(A.trans == CblasTrans, B.trans == CblasTrans, nbatch * m, n, k, 1.0f, A.data, A.ld, B.data, B.ld, 0.0f,
+             c, n);
   } else {
+    /* many small products: one per thread at a time; few large ones: each split by cnn_gemm */
+    bool per_thread = nbatch >= cnn_parallel_get_threads() && (double)m * n * k < 4e6;
+#pragma omp parallel for schedule(static) if (per_thread && nbatch > 1)
     for (int64_t i = 0; i < nbatch; i++) {
       const float *pa = A.data + batch_offset(&A, nbo, bshape, i);
       const float *pb = B.data + batch_offset(&B, nbo, bshape, i);
-      cblas_sgemm(CblasRowMajor, A.trans, B.trans, (int)m, (int)n, (int)k, 1.0f, pa, (int)A.ld, pb,
-                  (int)B.ld, 0.0f, c + i * m * n, (int)n);
+      cnn_gemm(A.trans == CblasTrans, B.trans == CblasTrans, m, n, k, 1.0f, pa, A.ld, pb, B.ld, 0.0f, c + i * m * n, n);
     }
   }
   cnn_tensor_release(ca);

@@ -1,5 +1,5 @@
-/* One threading policy for the whole runtime: OpenMP runs our kernels on N threads; OpenBLAS is
- * given N threads for GEMMs called outside our parallel regions and 1 inside them, so the two
+/* One threading policy for the whole runtime: OpenMP runs our kernels on N threads; OpenBLAS runs
+ * on one (GEMMs go through cnn_gemm, which splits big products over our threads), so the two pools
  * never oversubscribe the cores. */
 #ifndef CNN_PARALLEL_H
 #define CNN_PARALLEL_H
@@ -8,9 +8,8 @@
 
 void cnn_parallel_set_threads(int n);  /* n >= 1 */
 int cnn_parallel_get_threads(void);
-/* Around an OpenMP region whose threads each call cblas_sgemm: OpenBLAS runs single-threaded
- * inside it (each of our threads does its own GEMM), and gets the runtime's count back after.
- *   cnn_parallel_blas_serial(true); #pragma omp parallel for ... ; cnn_parallel_blas_serial(false); */
+/* No-op (OpenBLAS is always single-threaded now); kept so callers bracketing their parallel
+ * GEMM regions with it still read as documented. */
 void cnn_parallel_blas_serial(bool on);
 /* Minimum elements before an elementwise loop goes parallel. */
 #define CNN_PARALLEL_GRAIN 32768

@@ -1,0 +1,15 @@
+/* The runtime's one entry to single-precision GEMM. OpenBLAS always runs single-threaded (its
+ * own pool would spin against our OpenMP threads on the same cores); cnn_gemm splits a large
+ * product into row or column panels over our threads instead, and runs serially when called from
+ * inside a parallel region (a conv's per-image GEMMs, for instance). Row-major, as cblas. */
+#ifndef CNN_GEMM_H
+#define CNN_GEMM_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+/* C (m, n) = alpha * op(A) (m, k) @ op(B) (k, n) + beta * C */
+void cnn_gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const float *a,
+              int64_t lda, const float *b, int64_t ldb, float beta, float *c, int64_t ldc);
+
+#endif
