@@ -40,5 +40,6 @@ cnn.nn = require "cnn.nn"
 cnn.optim = require "cnn.optim"
 cnn.models = require "cnn.models"
 cnn.checkpoint = require "cnn.checkpoint"
+cnn.plot = require "cnn.plot"
 
 return cnn

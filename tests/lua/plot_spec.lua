@@ -1,0 +1,313 @@
+-- cnn.plot: nice ticks and compact labels against values worked out by hand; line and scatter
+-- plots checked pixel by pixel (the frame where the layout says, a data point's pixel where the
+-- axis mapping puts it, the legend's swatches, NaN gaps); the errors; and core.canvas' checks.
+local cnn = require "cnn"
+local core = require "cnn.core"
+local plot = require "cnn.plot"
+local H = dofile("tests/lua/helpers.lua")
+
+local C = core.canvas
+
+-- Asserts fn fails with a message containing each of the plain strings.
+local function err(fn, ...)
+  local ok, msg = pcall(fn)
+  assert.is_false(ok, "expected an error")
+  msg = tostring(msg)
+  for _, s in ipairs{...} do
+    assert(msg:find(s, 1, true), string.format("error %q does not contain %q", msg, s))
+  end
+  return msg
+end
+
+local function rgb(hex)
+  return tonumber(hex:sub(2, 3), 16) / 255, tonumber(hex:sub(4, 5), 16) / 255, tonumber(hex:sub(6, 7), 16) / 255
+end
+
+-- Pixels of the w x h box at (x, y) whose colour is within tol of hex.
+local function count_color(t, hex, x, y, w, h, tol)
+  return w * h - C.count_ink(t, x, y, w, h, {bg = hex, tol = tol or 0.02})
+end
+
+-- Where the axes put data value v: the area inset by info.pad pixels (6 at font scale 1), lo..hi
+-- spread linearly (or over log10 for log axes), y growing upwards.
+local function px(info, x)
+  local a, ax = info.area, info.x
+  local f = ax.log and (math.log(x, 10) - math.log(ax.lo, 10)) / (math.log(ax.hi, 10) - math.log(ax.lo, 10))
+    or (x - ax.lo) / (ax.hi - ax.lo)
+  return a.x + info.pad + f * (a.w - 1 - 2 * info.pad)
+end
+local function py(info, y)
+  local a, ay = info.area, info.y
+  local f = ay.log and (math.log(y, 10) - math.log(ay.lo, 10)) / (math.log(ay.hi, 10) - math.log(ay.lo, 10))
+    or (y - ay.lo) / (ay.hi - ay.lo)
+  return a.y + info.pad + (1 - f) * (a.h - 1 - 2 * info.pad)
+end
+
+describe("plot.ticks", function()
+  it("picks 1-2-5 steps and widens the range to whole steps", function()
+    -- 0..1 in at most 6 ticks: 0.1 needs 11, 0.2 needs 6
+    assert.are.same({lo = 0, hi = 1, step = 0.2, values = {0, 0.2, 0.4, 0.6, 0.8, 1}}, plot.ticks(0, 1, 6))
+    -- a loss curve 0.05..2.3: steps 0.2 (13 ticks) too many, 0.5 gives 0..2.5
+    assert.are.same({0, 0.5, 1, 1.5, 2, 2.5}, plot.ticks(0.05, 2.3, 6).values)
+    -- epochs 1..20 in at most 8: 2 needs 11, 5 gives 0..20
+    assert.are.same({0, 5, 10, 15, 20}, plot.ticks(1, 20, 8).values)
+    -- -3.7..12.1 in at most 6: 2 needs -4..14 (10 ticks), 5 gives -5..15
+    assert.are.same({-5, 0, 5, 10, 15}, plot.ticks(-3.7, 12.1, 6).values)
+    -- 0..45000 in at most 6: 5000 needs 10, 10000 gives 0..50000
+    assert.are.same({0, 10000, 20000, 30000, 40000, 50000}, plot.ticks(0, 45000, 6).values)
+    -- 1.2e-4..4.7e-4 in at most 5: 5e-5 needs 9, 1e-4 gives 1e-4..5e-4
+    local t = plot.ticks(1.2e-4, 4.7e-4, 5)
+    assert.are.equal(5, #t.values)
+    for i, v in ipairs{1e-4, 2e-4, 3e-4, 4e-4, 5e-4} do assert.is_true(math.abs(t.values[i] - v) < 1e-18) end
+  end)
+
+  it("keeps steps of at least min_step (integer data gets no 1.5)", function()
+    -- 1..4 in at most 9: 0.5 would give 7 ticks, min_step 1 forces 1, 2, 3, 4
+    assert.are.same({1, 1.5, 2, 2.5, 3, 3.5, 4}, plot.ticks(1, 4, 9).values)
+    assert.are.same({1, 2, 3, 4}, plot.ticks(1, 4, 9, 1).values)
+  end)
+
+  it("gives decimal tick values exactly (3 * 0.1 is 0.3)", function()
+    local t = plot.ticks(0, 0.3, 4)
+    assert.are.equal(0.3, t.values[4])
+    assert.are.equal(0.1, t.step)
+    assert.are.same({0, 0.1, 0.2, 0.3}, t.values)
+  end)
+
+  it("pads an empty range", function()
+    -- all values 5: +-10% -> 4.5..5.5, step 0.5
+    assert.are.same({4.5, 5, 5.5}, plot.ticks(5, 5, 6).values)
+    -- all zero: -1..1
+    assert.are.same({-1, -0.5, 0, 0.5, 1}, plot.ticks(0, 0, 6).values)
+  end)
+
+  it("log ticks: decades, 1-2-5 within two decades, every few decades when many", function()
+    local t = plot.log_ticks(0.004, 3.2, 6)
+    assert.are.same({1e-3, 1e-2, 1e-1, 1, 10}, t.values)
+    assert.are.equal(32, #t.minor) -- 2..9 in each of 4 decades
+    assert.are.same({"1e-3", "0.01", "0.1", "1", "10"}, plot.format_ticks(t.values))
+    assert.are.same({0.1, 0.2, 0.5, 1}, plot.log_ticks(0.2, 0.8, 6).values)
+    -- 1e-8..1e4 is 12 decades: steps of ceil(12 / 5) = 3 decades, aligned to multiples of 3
+    assert.are.same({1e-9, 1e-6, 1e-3, 1, 1e3, 1e6}, plot.log_ticks(1e-8, 1e4, 6).values)
+  end)
+end)
+
+describe("plot.format_ticks", function()
+  it("labels compactly, one notation per axis", function()
+    assert.are.same({"0", "0.5", "1", "1.5"}, plot.format_ticks({0, 0.5, 1, 1.5}, 0.5))
+    assert.are.same({"-1", "-0.5", "0"}, plot.format_ticks({-1, -0.5, 0}, 0.5))
+    assert.are.same({"0", "1e-3", "2e-3"}, plot.format_ticks({0, 1e-3, 2e-3}, 1e-3))
+    assert.are.same({"1.2e-4", "1.4e-4"}, plot.format_ticks({1.2e-4, 1.4e-4}, 2e-5))
+    assert.are.same({"10k", "12k", "14k"}, plot.format_ticks({10000, 12000, 14000}, 2000))
+    assert.are.same({"0", "500k", "1M", "1.5M"}, plot.format_ticks({0, 5e5, 1e6, 1.5e6}, 5e5))
+    assert.are.same({"0", "2000", "4000"}, plot.format_ticks({0, 2000, 4000}, 2000))
+    assert.are.same({"0.02", "0.04"}, plot.format_ticks({0.02, 0.04}, 0.02))
+  end)
+end)
+
+describe("plot.lines", function()
+  local P1, P2 = plot.palette[1], plot.palette[2]
+
+  it("draws the frame where the layout says and each point where the axes map it", function()
+    local t, info = plot.lines{width = 400, height = 300, xlabel = "x", ylabel = "y",
+      series = {{name = "up", x = {0, 10}, y = {0, 10}}, {name = "down", x = {0, 10}, y = {10, 0}}}}
+    assert.are.same({3, 300, 400}, t:shape())
+    -- ranges: both 0..10 whatever the step (1, 2, 5 or 10 all divide 10)
+    assert.are.same({0, 10, 0, 10}, {info.x.lo, info.x.hi, info.y.lo, info.y.hi})
+    -- the frame: #404040 on the area's edges
+    local a = info.area
+    local fr = rgb("#404040")
+    assert.are.equal(a.h, count_color(t, "#404040", a.x, a.y, 1, a.h))
+    assert.are.equal(a.w, count_color(t, "#404040", a.x, a.y + a.h - 1, a.w, 1))
+    assert.is_true(math.abs(select(1, C.pixel(t, a.x + a.w - 1, a.y + 5)) - fr) < 1e-6)
+    -- data (2.5, 2.5) lies on "up": a 2-pixel line leaves a fully covered pixel next to it
+    local x, y = px(info, 2.5), py(info, 2.5)
+    assert.is_true(count_color(t, P1, math.floor(x) - 1, math.floor(y) - 1, 3, 3) > 0)
+    assert.are.equal(0, count_color(t, P2, math.floor(x) - 1, math.floor(y) - 1, 3, 3))
+    -- (2.5, 7.5) lies on "down"
+    x, y = px(info, 2.5), py(info, 7.5)
+    assert.is_true(count_color(t, P2, math.floor(x) - 1, math.floor(y) - 1, 3, 3) > 0)
+    -- (7.5, 5) is on neither line
+    x, y = px(info, 7.5), py(info, 5)
+    assert.are.equal(0, count_color(t, P1, math.floor(x) - 2, math.floor(y) - 2, 5, 5, 0.3))
+    assert.are.equal(0, count_color(t, P2, math.floor(x) - 2, math.floor(y) - 2, 5, 5, 0.3))
+    -- legend: a swatch of each colour inside its box
+    local l = info.legend
+    assert.is_true(count_color(t, P1, l.x, l.y, l.w, l.h) >= 15)
+    assert.is_true(count_color(t, P2, l.x, l.y, l.w, l.h) >= 15)
+  end)
+
+  it("puts the legend where the data is not", function()
+    local xs, up, down = {}, {}, {}
+    for i = 1, 20 do xs[i], up[i], down[i] = i, i, 21 - i end
+    -- a rising curve fills the top-right corner: the legend goes top-left
+    local _, info = plot.lines{width = 400, height = 300, series = {{name = "acc", x = xs, y = up}}}
+    local a, l = info.area, info.legend
+    assert.is_true(l.x < a.x + a.w / 2 and l.y < a.y + a.h / 2)
+    -- a falling one leaves top-right free (the first choice)
+    _, info = plot.lines{width = 400, height = 300, series = {{name = "loss", x = xs, y = down}}}
+    a, l = info.area, info.legend
+    assert.is_true(l.x > a.x + a.w / 2 and l.y < a.y + a.h / 2)
+    -- one unnamed series: no legend
+    _, info = plot.lines{width = 400, height = 300, series = {{y = down}}}
+    assert.is_nil(info.legend)
+  end)
+
+  it("skips NaN and infinite values, breaking the line, and marks a lone point", function()
+    local nan = 0 / 0
+    local t, info = plot.lines{width = 400, height = 300,
+      series = {{name = "s", x = {1, 2, 3, 4, 5, 6, 7}, y = {1, 2, nan, 4, 5, math.huge, 7}},
+                {name = "lone", x = {6}, y = {2}}}}
+    assert.are.same({0, 8}, {info.y.lo, info.y.hi}) -- 1..7 in at most 6 ticks: step 2
+    local function near(color, x, y)
+      return count_color(t, color, math.floor(px(info, x)) - 1, math.floor(py(info, y)) - 1, 3, 3, 0.05)
+    end
+    assert.is_true(near(P1, 1.5, 1.5) > 0)   -- segment 1-2 drawn
+    assert.are.equal(0, near(P1, 3, 3))       -- 2-4 broken by the NaN
+    assert.is_true(near(P1, 4.5, 4.5) > 0)    -- 4-5 drawn
+    assert.are.equal(0, near(P1, 6, 6))       -- 5-7 broken by the inf
+    -- the one-point series is a marker centred on its point, in its colour
+    local r, g, b = C.pixel(t, math.floor(px(info, 6) + 0.5), math.floor(py(info, 2) + 0.5))
+    local r2, g2, b2 = rgb(P2)
+    assert.is_true(math.abs(r - r2) < 0.02 and math.abs(g - g2) < 0.02 and math.abs(b - b2) < 0.02)
+  end)
+
+  it("copes with nothing drawable, equal values, tensors, log axes and different lengths", function()
+    local nan = 0 / 0
+    local _, info = plot.lines{series = {{name = "empty", y = {nan, nan}}}}
+    assert.are.same({0, 1}, {info.y.lo, info.y.hi})
+    _, info = plot.lines{series = {{y = {3, 3, 3}}}}
+    assert.is_true(info.y.lo < 3 and info.y.hi > 3)
+    _, info = plot.lines{series = {{name = "t", x = cnn.arange(5), y = cnn.tensor{1, 2, 4, 8, 16}}, {y = {1, 2}}}}
+    assert.is_true(info.y.lo <= 1 and info.y.hi >= 16 and info.x.lo <= 0 and info.x.hi >= 4)
+    -- log y: values <= 0 are skipped, decades cover 1..100
+    _, info = plot.lines{logy = true, series = {{y = {1, 0, 10, -5, 100}}}}
+    assert.are.same({1, 100}, {info.y.lo, info.y.hi})
+    assert.is_true(info.y.log)
+  end)
+
+  it("draws the title and the turned y label", function()
+    local t, info = plot.lines{width = 400, height = 300, title = "Loss", ylabel = "loss",
+      series = {{y = {1, 2}}}}
+    local a = info.area
+    assert.is_true(C.count_ink(t, 0, 0, 400, a.y - 2) > 20)       -- title above the area
+    assert.is_true(C.count_ink(t, 0, a.y, 20, a.h) > 20)          -- y label at the left edge
+    local t2, info2 = plot.lines{width = 400, height = 300, series = {{y = {1, 2}}}}
+    assert.are.equal(0, C.count_ink(t2, 0, 0, 400, info2.area.y - 2))
+  end)
+
+  it("names itself and the problem in errors, and keeps working", function()
+    local ok = {{y = {1, 2}}}
+    local msg = err(function() plot.lines{series = {{x = {1, 2}, y = {1, 2}}, {x = {1, 2, 3, 4, 5}, y = {1, 2, 3, 4}}}} end,
+      "plot.lines: series 2 has 5 x values but 4 y values")
+    assert.truthy(msg:find("plot_spec.lua", 1, true)) -- raised at the caller's line
+    err(function() plot.lines{series = ok, colour = "red"} end, "plot.lines: unknown option 'colour'")
+    err(function() plot.lines{title = "x"} end, "plot.lines: needs series")
+    err(function() plot.lines{series = {}} end, "plot.lines: series is empty")
+    err(function() plot.lines{series = {{y = {1, "a"}}}} end, "plot.lines: series 1 y[2] must be a number, got string")
+    err(function() plot.lines{series = {{y = {1}, size = 2}}} end, "plot.lines: unknown option 'size' in series 1")
+    err(function() plot.lines{series = {{y = cnn.zeros(2, 2)}}} end, "plot.lines: series 1 y must be a 1-d tensor")
+    err(function() plot.lines{series = {{y = {1}, color = "red"}}} end, "plot.lines: series 1 color must be \"#rrggbb\"")
+    err(function() plot.lines{series = {{y = {1}, marker = "hex"}}} end, "plot.lines: series 1 marker must be one of")
+    err(function() plot.lines{series = ok, width = 50} end, "plot.lines: image size 50x500 out of range")
+    err(function() plot.lines{series = ok, path = 3} end, "plot.lines: path must be a string")
+    err(function() plot.lines(5) end, "plot.lines: expected an options table, got number")
+    err(function() plot.lines{series = ok, logy = "yes"} end, "plot.lines: logy must be a boolean")
+    err(function() plot.scatter{points = {{x = 1, y = 2}, {x = 2}}} end, "plot.scatter: point 2 y must be a number, got nil")
+    err(function() plot.scatter{points = {{x = 1, y = 2}}, best = 7} end, "plot.scatter: best = 7 is not a point index (1..1)")
+    err(function() plot.panels{panels = {{points = {{x = 1, y = 1}}}, {xlabel = "lr"}}} end,
+      "plot.panels: panel 2: needs either series (lines) or points (scatter)")
+    err(function() plot.panels{panels = {{points = {{x = 1, y = 1}}, typo = 1}}} end,
+      "plot.panels: panel 1: unknown option 'typo'")
+    local t = plot.lines{series = ok}
+    assert.are.same({3, 500, 800}, t:shape())
+    H.assert_usable()
+  end)
+end)
+
+describe("plot.scatter and plot.panels", function()
+  it("maps points (log x) and stars the best one in the second colour", function()
+    local pts = {{x = 1e-4, y = 0.5}, {x = 1e-3, y = 0.9, label = "lr=1e-3"}, {x = 3e-2, y = 0.7}}
+    local t, info = plot.scatter{width = 400, height = 300, logx = true, points = pts, best = 2}
+    assert.are.same({1e-4, 0.1}, {info.x.lo, info.x.hi})
+    local function centre(p)
+      return C.pixel(t, math.floor(px(info, p.x) + 0.5), math.floor(py(info, p.y) + 0.5))
+    end
+    local function is(hex, r, g, b)
+      local r2, g2, b2 = rgb(hex)
+      return math.abs(r - r2) < 0.02 and math.abs(g - g2) < 0.02 and math.abs(b - b2) < 0.02
+    end
+    assert.is_true(is(plot.palette[1], centre(pts[1])))
+    assert.is_true(is(plot.palette[1], centre(pts[3])))
+    assert.is_true(is(plot.palette[2], centre(pts[2])))
+    -- its label is written to the right of the star
+    local x, y = px(info, 1e-3), py(info, 0.9)
+    assert.is_true(C.count_ink(t, x + 12, y - 5, 40, 10, {tol = 0.5}) > 20)
+  end)
+
+  it("puts string x values on a categorical axis, in order of first appearance", function()
+    local pts = {{x = "sgd", y = 0.7}, {x = "adam", y = 0.9}, {x = "sgd", y = 0.8}}
+    local t, info = plot.scatter{width = 400, height = 300, points = pts, best = 2}
+    assert.are.same({"sgd", "adam"}, info.x.labels)
+    assert.are.same({0.5, 2.5, 1, 2}, {info.x.lo, info.x.hi, info.x.values[1], info.x.values[2]})
+    local r, g, b = C.pixel(t, math.floor(px(info, 2) + 0.5), math.floor(py(info, 0.9) + 0.5))
+    local r2, g2, b2 = rgb(plot.palette[2])
+    assert.is_true(math.abs(r - r2) < 0.02 and math.abs(g - g2) < 0.02 and math.abs(b - b2) < 0.02)
+    err(function() plot.scatter{logx = true, points = pts} end, "plot.scatter: logx needs numeric x values")
+  end)
+
+  it("lays panels out in a grid, each with its own axes", function()
+    local pts = {{x = 1, y = 1}, {x = 2, y = 3}}
+    local t, info = plot.panels{title = "search", cols = 2, panels = {
+      {xlabel = "a", points = pts, best = 2}, {xlabel = "b", points = pts}, {series = {{y = {1, 2, 3}}}}}}
+    assert.are.same({3, 2 * 300 + 36, 2 * 400}, t:shape())
+    assert.are.equal(3, #info.panels)
+    local p1, p2, p3 = info.panels[1].area, info.panels[2].area, info.panels[3].area
+    assert.is_true(p1.x + p1.w < p2.x and p1.y == p2.y) -- side by side
+    assert.is_true(p3.y > p1.y + p1.h and p3.x < p2.x) -- next row, first column
+  end)
+end)
+
+describe("PNG output", function()
+  it("writes the image it returns", function()
+    local ok, image = pcall(require, "cnn.image")
+    if not ok or not image.save or not image.load then
+      pending("cnn.image is not available yet")
+      return
+    end
+    local path = os.tmpname() .. ".png"
+    local t = plot.lines{path = path, width = 200, height = 160, series = {{y = {1, 3, 2}}}}
+    local back = image.load(path)
+    os.remove(path)
+    assert.are.same({3, 160, 200}, back:shape())
+    assert.is_true((back - t):abs():max():item() <= 1 / 255 + 1e-6) -- 8-bit quantisation
+  end)
+end)
+
+describe("core.canvas", function()
+  it("draws into a (3, H, W) tensor in place and bumps its version", function()
+    local t = cnn.ones(3, 4, 6)
+    local v = t:_version()
+    C.line(t, 0, 1, 5, 1, "#ff0000", {aa = false})
+    assert.are.same({1, 0, 0}, {C.pixel(t, 3, 1)})
+    assert.are.same({1, 1, 1}, {C.pixel(t, 3, 2)})
+    assert.is_true(t:_version() > v)
+    C.rect(t, 0, 0, 6, 4, {0, 0, 1})
+    assert.are.same({0, 0, 1}, {C.pixel(t, 5, 3)})
+    assert.are.same({17, 9}, {C.text_size("abc", 1)}) -- 3 cells of 6 less the last gap; 9 rows
+  end)
+
+  it("rejects bad tensors, colours and options by name", function()
+    local t = cnn.ones(3, 4, 4)
+    err(function() C.line(cnn.ones(4, 4), 0, 0, 1, 1, "#000000") end, "canvas.line: expected a (3, H, W) RGB tensor")
+    err(function() C.fill(cnn.ones(3, 2, 2):long(), "#000000") end, "canvas.fill: expected a float32 tensor")
+    err(function() C.line(t, 0, 0, 1, 1, "red") end, "canvas.line: color must be \"#rrggbb\" or {r, g, b}")
+    err(function() C.line(t, 0, 0, 1, 1, {1, 0, 2}) end, "canvas.line: color components must be in [0, 1], got 2")
+    err(function() C.line(t, 0, 0, 1, 1, "#000000", {widht = 2}) end, "canvas.line: unknown option 'widht'")
+    err(function() C.line(t, 0, 0, "a", 1, "#000000") end, "canvas.line: x1 must be a number, got string")
+    err(function() C.marker(t, 1, 1, "hexagon", 5, "#000") end, "canvas.marker: unknown marker 'hexagon'")
+    err(function() C.text(t, 0, 0, "x", "#000", {scale = 1.5}) end, "canvas.text: option 'scale' must be an integer")
+    err(function() C.polyline(t, {1, 2}, {1}, "#000") end, "canvas.polyline: xs has 2 points but ys has 1")
+    H.assert_usable()
+  end)
+end)
