@@ -48,7 +48,7 @@ void lcnn_open_math(lua_State *L, int methods);
 void lcnn_open_autograd(lua_State *L, int methods);
 void lcnn_open_factory(lua_State *L);
 /* Later parts register into sub-tables of the module: core.F (functional ops, lconv.c and
- * lfunctional.c), core.optim_kernels (loptim.c), core.io (ldata.c: IDX, PNG, safetensors). The
+ * lfunctional.c), core.optim_kernels (loptim.c), core.io (lio.c: IDX, PNG, safetensors). The
  * table is at index `tbl`. */
 void lcnn_open_conv(lua_State *L, int tbl);
 void lcnn_open_functional(lua_State *L, int tbl);

@@ -1,7 +1,346 @@
-/* File formats for Lua (core.io.*): IDX, PNG, safetensors. */
+/* File formats and the data pipeline's C half for Lua (core.io.*, internal: scripts/cnn/data.lua,
+ * image.lua and serialize.lua wrap them): IDX, PNG, safetensors, directory listing, batch
+ * gathering, epoch orders and batch transforms. The file functions take the public function's
+ * name as a last argument and raise "name: path: problem" WITHOUT a position, so the Lua
+ * wrapper can re-raise it at its caller's line; every C reference is released before a raise. */
 #include "lcnn.h"
 
+#include <dirent.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "cnn/batch.h"
+#include "cnn/error.h"
+#include "cnn/idx.h"
+#include "cnn/png_io.h"
+#include "cnn/safetensors.h"
+
+/* Raises "who: message" with no position prefix. */
+static int io_error(lua_State *L, const char *who, const char *fmt, ...) {
+  char msg[1200];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(msg, sizeof msg, fmt, ap);
+  va_end(ap);
+  lua_pushfstring(L, "%s: %s", who, msg);
+  return lua_error(L);
+}
+
+static int io_fail(lua_State *L, const char *who) {
+  const char *m = cnn_error_get();
+  return io_error(L, who, "%s", m[0] ? m : "failed");
+}
+
+/* The public name to report: the optional string at idx, else def. */
+static const char *who_at(lua_State *L, int idx, const char *def) {
+  return lua_type(L, idx) == LUA_TSTRING ? lua_tostring(L, idx) : def;
+}
+
+/* A path argument: a string without NUL bytes. */
+static const char *check_path(lua_State *L, int idx, const char *who) {
+  size_t n;
+  if (lua_type(L, idx) != LUA_TSTRING) io_error(L, who, "expected a path (string), got %s", luaL_typename(L, idx));
+  const char *p = lua_tolstring(L, idx, &n);
+  if (strlen(p) != n) io_error(L, who, "path contains a NUL byte");
+  if (n == 0) io_error(L, who, "empty path");
+  return p;
+}
+
+static cnn_tensor *check_tensor(lua_State *L, int idx, const char *who) {
+  cnn_tensor *t = lcnn_test(L, idx);
+  if (!t) io_error(L, who, "expected a tensor for argument %d, got %s", idx, luaL_typename(L, idx));
+  return t;
+}
+
+static void push_new(lua_State *L, cnn_tensor *t, const char *who) {
+  if (!t) io_fail(L, who);
+  lcnn_push(L, t, who);
+}
+
+/* ---- IDX ---- */
+
+/* idx_load(path, divisor = 1, who) -> tensor, element type name */
+static int io_idx_load(lua_State *L) {
+  const char *who = who_at(L, 3, "idx_load");
+  const char *path = check_path(L, 1, who);
+  double divisor = luaL_optnumber(L, 2, 1.0);
+  int code = 0;
+  push_new(L, cnn_idx_load(path, divisor, &code), who);
+  lua_pushstring(L, cnn_idx_type_name(code));
+  return 2;
+}
+
+/* ---- PNG ---- */
+
+/* png_load(path, mode = "auto", who) -> (C, H, W) float32 */
+static int io_png_load(lua_State *L) {
+  const char *who = who_at(L, 3, "image.load");
+  const char *path = check_path(L, 1, who);
+  const char *m = luaL_optstring(L, 2, "auto");
+  cnn_png_mode mode;
+  if (strcmp(m, "auto") == 0) mode = CNN_PNG_AUTO;
+  else if (strcmp(m, "gray") == 0 || strcmp(m, "grey") == 0 || strcmp(m, "L") == 0) mode = CNN_PNG_GRAY;
+  else if (strcmp(m, "rgb") == 0 || strcmp(m, "RGB") == 0) mode = CNN_PNG_RGB;
+  else if (strcmp(m, "rgba") == 0 || strcmp(m, "RGBA") == 0) mode = CNN_PNG_RGBA;
+  else return io_error(L, who, "unknown mode '%s' (expected \"auto\", \"gray\", \"rgb\" or \"rgba\")", m);
+  push_new(L, cnn_png_load(path, mode), who);
+  return 1;
+}
+
+/* png_save(path, t, who) */
+static int io_png_save(lua_State *L) {
+  const char *who = who_at(L, 3, "image.save");
+  const char *path = check_path(L, 1, who);
+  cnn_tensor *t = check_tensor(L, 2, who);
+  if (cnn_png_save(path, t)) return io_fail(L, who);
+  return 0;
+}
+
+/* ---- safetensors ---- */
+
+/* safetensors_load(path, who) -> {name = tensor}, {key = value} */
+static int io_st_load(lua_State *L) {
+  const char *who = who_at(L, 2, "load");
+  const char *path = check_path(L, 1, who);
+  cnn_safetensors st;
+  if (cnn_safetensors_load(path, &st)) return io_fail(L, who);
+  lua_createtable(L, 0, (int)st.n);
+  for (size_t i = 0; i < st.n; i++) {
+    lcnn_push(L, st.tensors[i], who); /* takes the reference */
+    st.tensors[i] = NULL;
+    lua_setfield(L, -2, st.names[i]);
+  }
+  lua_createtable(L, 0, (int)st.nmeta);
+  for (size_t i = 0; i < st.nmeta; i++) {
+    lua_pushstring(L, st.meta_values[i]);
+    lua_setfield(L, -2, st.meta_keys[i]);
+  }
+  cnn_safetensors_clear(&st);
+  return 2;
+}
+
+/* A string key or value for the header: no NUL bytes (the format's names are C strings here). */
+static const char *header_string(lua_State *L, int idx, const char *who, const char *what) {
+  size_t n;
+  const char *s = lua_tolstring(L, idx, &n);
+  if (strlen(s) != n) io_error(L, who, "%s '%s' contains a NUL byte", what, s);
+  return s;
+}
+
+/* safetensors_save(path, tensors, metadata or nil, who) */
+static int io_st_save(lua_State *L) {
+  const char *who = who_at(L, 4, "save");
+  const char *path = check_path(L, 1, who);
+  if (!lua_istable(L, 2)) return io_error(L, who, "expected a table of named tensors, got %s", luaL_typename(L, 2));
+  if (!lua_isnoneornil(L, 3) && !lua_istable(L, 3))
+    return io_error(L, who, "metadata must be a table of strings, got %s", luaL_typename(L, 3));
+  lua_settop(L, 4);
+  /* pass 1: count and check */
+  size_t n = 0, nmeta = 0;
+  lua_pushnil(L);
+  while (lua_next(L, 2)) {
+    if (lua_type(L, -2) != LUA_TSTRING) {
+      return io_error(L, who, "tensor names must be strings, got a %s key (%s)", luaL_typename(L, -2),
+                      luaL_tolstring(L, -2, NULL));
+    }
+    if (!lcnn_test(L, -1))
+      return io_error(L, who, "value of '%s' is not a tensor (got %s)", lua_tostring(L, -2),
+                      luaL_testudata(L, -1, LCNN_TENSOR) ? "a closed tensor" : luaL_typename(L, -1));
+    n++;
+    lua_pop(L, 1);
+  }
+  if (lua_istable(L, 3)) {
+    lua_pushnil(L);
+    while (lua_next(L, 3)) {
+      int vt = lua_type(L, -1);
+      if (lua_type(L, -2) != LUA_TSTRING)
+        return io_error(L, who, "metadata keys must be strings, got %s", luaL_typename(L, -2));
+      if (vt != LUA_TSTRING && vt != LUA_TNUMBER)
+        return io_error(L, who, "metadata value of '%s' must be a string or a number, got %s", lua_tostring(L, -2),
+                        luaL_typename(L, -1));
+      nmeta++;
+      lua_pop(L, 1);
+    }
+  }
+  /* pass 2: collect; strings stay alive in the argument tables or in `hold` */
+  const char **names = lua_newuserdatauv(L, sizeof(char *) * (n + 1), 0);
+  const cnn_tensor **ts = lua_newuserdatauv(L, sizeof(cnn_tensor *) * (n + 1), 0);
+  const char **mk = lua_newuserdatauv(L, sizeof(char *) * (nmeta + 1), 0);
+  const char **mv = lua_newuserdatauv(L, sizeof(char *) * (nmeta + 1), 0);
+  lua_newtable(L);
+  int hold = lua_gettop(L);
+  size_t i = 0;
+  lua_pushnil(L);
+  while (lua_next(L, 2) && i < n) {
+    names[i] = header_string(L, -2, who, "tensor name");
+    ts[i] = lcnn_test(L, -1);
+    i++;
+    lua_pop(L, 1);
+  }
+  size_t j = 0;
+  if (lua_istable(L, 3)) {
+    lua_pushnil(L);
+    while (lua_next(L, 3) && j < nmeta) {
+      mk[j] = header_string(L, -2, who, "metadata key");
+      lua_pushvalue(L, -1);
+      lua_tostring(L, -1); /* numbers become strings on this copy only, kept alive in hold */
+      lua_rawseti(L, hold, (lua_Integer)j + 1);
+      lua_rawgeti(L, hold, (lua_Integer)j + 1);
+      mv[j] = header_string(L, -1, who, "metadata value");
+      lua_pop(L, 2);
+      j++;
+    }
+  }
+  if (cnn_safetensors_save(path, i, names, ts, j, mk, mv)) return io_fail(L, who);
+  return 0;
+}
+
+/* ---- directories ---- */
+
+static int cmp_str(const void *a, const void *b) { return strcmp(*(const char *const *)a, *(const char *const *)b); }
+
+/* listdir(path, who) -> sorted list of entry names (no "." or ".."), {name = "dir"|"file"|"other"} */
+static int io_listdir(lua_State *L) {
+  const char *who = who_at(L, 2, "listdir");
+  const char *path = check_path(L, 1, who);
+  DIR *d = opendir(path);
+  if (!d) return io_error(L, who, "%s: cannot open folder (%s)", path, strerror(errno));
+  lua_newtable(L);
+  lua_newtable(L);
+  int names = lua_gettop(L) - 1, kinds = names + 1;
+  lua_Integer k = 0;
+  struct dirent *e;
+  luaL_Buffer b;
+  while ((e = readdir(d)) != NULL) {
+    if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0) continue;
+    lua_pushstring(L, e->d_name);
+    lua_rawseti(L, names, ++k);
+    luaL_buffinit(L, &b);
+    luaL_addstring(&b, path);
+    luaL_addchar(&b, '/');
+    luaL_addstring(&b, e->d_name);
+    luaL_pushresult(&b);
+    struct stat st;
+    const char *kind = stat(lua_tostring(L, -1), &st) != 0 ? "other" : S_ISDIR(st.st_mode) ? "dir"
+                                                                   : S_ISREG(st.st_mode)   ? "file"
+                                                                                           : "other";
+    lua_pop(L, 1);
+    lua_pushstring(L, kind);
+    lua_setfield(L, kinds, e->d_name);
+  }
+  closedir(d);
+  /* byte order (strcmp), as Python's sorted() gives torchvision; Lua's < would use strcoll */
+  const char **v = lua_newuserdatauv(L, sizeof(char *) * (size_t)(k + 1), 0);
+  lua_newtable(L); /* keeps the strings alive while the list is rebuilt */
+  for (lua_Integer i = 1; i <= k; i++) {
+    lua_rawgeti(L, names, i);
+    v[i - 1] = lua_tostring(L, -1);
+    lua_rawseti(L, -2, i);
+  }
+  qsort(v, (size_t)k, sizeof *v, cmp_str);
+  for (lua_Integer i = 1; i <= k; i++) {
+    lua_pushstring(L, v[i - 1]);
+    lua_rawseti(L, names, i);
+  }
+  lua_settop(L, kinds);
+  return 2;
+}
+
+/* ---- batches ---- */
+
+/* gather(src, idx, who) -> rows of src by 0-based int64 indices */
+static int io_gather(lua_State *L) {
+  const char *who = who_at(L, 3, "gather");
+  cnn_tensor *src = check_tensor(L, 1, who), *idx = check_tensor(L, 2, who);
+  push_new(L, cnn_batch_gather(src, idx), who);
+  return 1;
+}
+
+/* order(n, shuffle, seed or nil, epoch, rank, world_size, who) -> int64 0-based sample order */
+static int io_order(lua_State *L) {
+  const char *who = who_at(L, 7, "DataLoader");
+  lua_Integer n = luaL_checkinteger(L, 1);
+  int shuffle = lua_toboolean(L, 2);
+  int seeded = !lua_isnoneornil(L, 3);
+  uint64_t seed = seeded ? (uint64_t)luaL_checkinteger(L, 3) : 0;
+  lua_Integer epoch = luaL_optinteger(L, 4, 0), rank = luaL_optinteger(L, 5, 0), world = luaL_optinteger(L, 6, 1);
+  push_new(L, cnn_batch_order(n, shuffle, seeded, seed, epoch, rank, world), who);
+  return 1;
+}
+
+/* Numbers from a number or a list at idx into a userdata buffer left on the stack. */
+static double *number_list(lua_State *L, int idx, const char *who, const char *what, int *count) {
+  if (lua_type(L, idx) == LUA_TNUMBER) {
+    double *v = lua_newuserdatauv(L, sizeof(double), 0);
+    v[0] = lua_tonumber(L, idx);
+    *count = 1;
+    return v;
+  }
+  if (!lua_istable(L, idx)) io_error(L, who, "%s must be a number or a list of numbers, got %s", what, luaL_typename(L, idx));
+  lua_Integer n = (lua_Integer)lua_rawlen(L, idx);
+  if (n < 1 || n > 65536) io_error(L, who, "%s must have between 1 and 65536 values, got %d", what, (int)n);
+  double *v = lua_newuserdatauv(L, sizeof(double) * (size_t)n, 0);
+  for (lua_Integer i = 1; i <= n; i++) {
+    lua_rawgeti(L, idx, i);
+    if (lua_type(L, -1) != LUA_TNUMBER) io_error(L, who, "%s[%d] is not a number", what, (int)i);
+    v[i - 1] = lua_tonumber(L, -1);
+    lua_pop(L, 1);
+  }
+  *count = (int)n;
+  return v;
+}
+
+/* normalize(x, mean, std, who) */
+static int io_normalize(lua_State *L) {
+  const char *who = who_at(L, 4, "normalize");
+  cnn_tensor *x = check_tensor(L, 1, who);
+  int nm, ns;
+  double *mean = number_list(L, 2, who, "mean", &nm);
+  double *std = number_list(L, 3, who, "std", &ns);
+  push_new(L, cnn_batch_normalize(x, nm, mean, ns, std), who);
+  return 1;
+}
+
+/* random_crop(x, oh, ow, pad_h, pad_w, fill, who) */
+static int io_random_crop(lua_State *L) {
+  const char *who = who_at(L, 7, "random_crop");
+  cnn_tensor *x = check_tensor(L, 1, who);
+  lua_Integer oh = luaL_checkinteger(L, 2), ow = luaL_checkinteger(L, 3);
+  lua_Integer ph = luaL_optinteger(L, 4, 0), pw = luaL_optinteger(L, 5, 0);
+  double fill = luaL_optnumber(L, 6, 0);
+  push_new(L, cnn_batch_random_crop(x, oh, ow, ph, pw, fill), who);
+  return 1;
+}
+
+/* random_hflip(x, p, who) */
+static int io_random_hflip(lua_State *L) {
+  const char *who = who_at(L, 3, "random_hflip");
+  cnn_tensor *x = check_tensor(L, 1, who);
+  push_new(L, cnn_batch_random_hflip(x, luaL_optnumber(L, 2, 0.5)), who);
+  return 1;
+}
+
 void lcnn_open_io(lua_State *L, int tbl) {
-  (void)L;
-  (void)tbl;
+  static const luaL_Reg fns[] = {
+      {"idx_load", io_idx_load},
+      {"png_load", io_png_load},
+      {"png_save", io_png_save},
+      {"safetensors_load", io_st_load},
+      {"safetensors_save", io_st_save},
+      {"listdir", io_listdir},
+      {"gather", io_gather},
+      {"order", io_order},
+      {"normalize", io_normalize},
+      {"random_crop", io_random_crop},
+      {"random_hflip", io_random_hflip},
+      {NULL, NULL},
+  };
+  for (const luaL_Reg *r = fns; r->name; r++) {
+    lua_pushcfunction(L, r->func);
+    lua_setfield(L, tbl, r->name);
+  }
 }

@@ -41,5 +41,9 @@ cnn.optim = require "cnn.optim"
 cnn.models = require "cnn.models"
 cnn.checkpoint = require "cnn.checkpoint"
 cnn.plot = require "cnn.plot"
+cnn.data = require "cnn.data"
+cnn.image = require "cnn.image"
+local serialize = require "cnn.serialize"
+cnn.save, cnn.load = serialize.save, serialize.load
 
 return cnn

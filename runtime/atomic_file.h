@@ -1,0 +1,23 @@
+/* Internal to the file writers (png_io.c, safetensors.c): a file is written under a temporary
+ * name in the destination's folder and renamed over the destination only once complete, so a
+ * reader never sees a partial file and a failed write leaves the old file in place. */
+#ifndef CNN_ATOMIC_FILE_H
+#define CNN_ATOMIC_FILE_H
+
+#include <stdio.h>
+
+typedef struct cnn_atomic_file {
+  FILE *f;
+  char *tmp;         /* the temporary path (malloc'd) */
+  const char *path;  /* the destination (borrowed) */
+} cnn_atomic_file;
+
+/* Creates the temporary file (mode 0666 less the umask). 0, or -1 with the error set. */
+int cnn_atomic_open(cnn_atomic_file *af, const char *path);
+/* Flushes, syncs, closes and renames over the destination. 0, or -1 with the error set (the
+ * temporary file is then removed). Either way af is finished. */
+int cnn_atomic_commit(cnn_atomic_file *af);
+/* Closes and removes the temporary file. Safe on a file that failed to open. */
+void cnn_atomic_abort(cnn_atomic_file *af);
+
+#endif

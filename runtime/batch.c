@@ -1,0 +1,295 @@
+/* Batch assembly and batch transforms (see batch.h). Images are handled as planes: a (N, C, H, W)
+ * batch is N*C planes of H*W floats; random choices are made per sample, serially, and the
+ * planes are then processed in parallel, so results never depend on the thread count. */
+#include "cnn/batch.h"
+#include "cnn/error.h"
+#include "cnn/parallel.h"
+#include "cnn/random.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- gather ---- */
+
+cnn_tensor *cnn_batch_gather(const cnn_tensor *src, const cnn_tensor *idx) {
+  if (src->ndim < 1) {
+    cnn_error_set("cannot gather rows of a 0-d tensor");
+    return NULL;
+  }
+  if (idx->dtype != CNN_INT64 || idx->ndim != 1) {
+    cnn_error_set("indices must be a 1-d int64 tensor");
+    return NULL;
+  }
+  int64_t n = idx->size[0], rows = src->size[0];
+  const int64_t *ip = cnn_tensor_i64(idx);
+  int64_t is = idx->stride[0];
+  for (int64_t i = 0; i < n; i++) {
+    int64_t r = ip[i * is];
+    if (r < 0 || r >= rows) {
+      cnn_error_set("index %lld is out of range for %lld rows", (long long)r, (long long)rows);
+      return NULL;
+    }
+  }
+  int64_t size[CNN_MAX_DIMS];
+  size[0] = n;
+  for (int d = 1; d < src->ndim; d++) size[d] = src->size[d];
+  cnn_tensor *out = cnn_tensor_empty(src->dtype, src->ndim, size);
+  if (!out) return NULL;
+  cnn_tensor *c = cnn_tensor_contiguous(src);
+  if (!c) {
+    cnn_tensor_release(out);
+    return NULL;
+  }
+  size_t rowbytes = cnn_dtype_size(src->dtype);
+  for (int d = 1; d < src->ndim; d++) rowbytes *= (size_t)src->size[d];
+  const char *from = cnn_tensor_data(c);
+  char *to = cnn_tensor_data(out);
+#pragma omp parallel for if ((int64_t)rowbytes * n > 4 * CNN_PARALLEL_GRAIN) schedule(static)
+  for (int64_t i = 0; i < n; i++) memcpy(to + (size_t)i * rowbytes, from + (size_t)ip[i * is] * rowbytes, rowbytes);
+  cnn_tensor_release(c);
+  return out;
+}
+
+/* ---- epoch orders ---- */
+
+static uint64_t mix64(uint64_t z) {
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+  return z ^ (z >> 31);
+}
+
+/* A splitmix64 stream of the loader's own. */
+typedef struct {
+  uint64_t s;
+} local_rng;
+
+static uint64_t local_next(local_rng *g) { return mix64(g->s += 0x9e3779b97f4a7c15ULL); }
+
+/* Uniform in [0, n), unbiased (draws below 2^64 mod n are redrawn). */
+static uint64_t local_below(local_rng *g, uint64_t n) {
+  uint64_t reject = (0 - n) % n;
+  for (;;) {
+    uint64_t x = local_next(g);
+    if (x >= reject) return x % n;
+  }
+}
+
+cnn_tensor *cnn_batch_order(int64_t n, bool shuffle, bool seeded, uint64_t seed, int64_t epoch, int64_t rank,
+                            int64_t world) {
+  if (n < 0) {
+    cnn_error_set("expected a dataset size >= 0, got %lld", (long long)n);
+    return NULL;
+  }
+  if (world < 1 || rank < 0 || rank >= world) {
+    cnn_error_set("shard rank %lld is outside 0..%lld (world_size %lld)", (long long)rank, (long long)(world - 1),
+                  (long long)world);
+    return NULL;
+  }
+  cnn_tensor *perm;
+  if (shuffle && !seeded) {
+    perm = cnn_random_randperm(n);
+    if (!perm) return NULL;
+  } else {
+    perm = cnn_tensor_empty(CNN_INT64, 1, &n);
+    if (!perm) return NULL;
+    int64_t *p = cnn_tensor_i64(perm);
+    for (int64_t i = 0; i < n; i++) p[i] = i;
+    if (shuffle) { /* Fisher-Yates on the (seed, epoch) stream */
+      local_rng g = {mix64(seed ^ 0x5851f42d4c957f2dULL) ^ mix64((uint64_t)epoch + 0x632be59bd9b4e019ULL)};
+      for (int64_t i = n - 1; i > 0; i--) {
+        int64_t j = (int64_t)local_below(&g, (uint64_t)i + 1);
+        int64_t x = p[i];
+        p[i] = p[j];
+        p[j] = x;
+      }
+    }
+  }
+  if (world == 1) return perm;
+  int64_t m = n / world;
+  cnn_tensor *shard = cnn_tensor_empty(CNN_INT64, 1, &m);
+  if (shard) {
+    const int64_t *p = cnn_tensor_i64(perm);
+    int64_t *q = cnn_tensor_i64(shard);
+    for (int64_t k = 0; k < m; k++) q[k] = p[rank + k * world];
+  }
+  cnn_tensor_release(perm);
+  return shard;
+}
+
+/* ---- transforms ---- */
+
+/* Checks x is a float32 (C, H, W) or (N, C, H, W) tensor; fills the batch view dims and returns a
+ * contiguous reference (a new one). */
+static cnn_tensor *image_batch(const cnn_tensor *x, int64_t *n, int64_t *c, int64_t *h, int64_t *w) {
+  if (x->dtype != CNN_FLOAT32) {
+    cnn_error_set("expected a float32 image tensor, got %s", cnn_dtype_name(x->dtype));
+    return NULL;
+  }
+  if (x->ndim != 3 && x->ndim != 4) {
+    cnn_error_set("expected an image (C, H, W) or a batch (N, C, H, W), got %d dimensions", x->ndim);
+    return NULL;
+  }
+  int o = x->ndim - 3;
+  *n = o ? x->size[0] : 1;
+  *c = x->size[o];
+  *h = x->size[o + 1];
+  *w = x->size[o + 2];
+  return cnn_tensor_contiguous(x);
+}
+
+static cnn_tensor *like_batch(const cnn_tensor *x, int64_t h, int64_t w) {
+  int64_t size[4];
+  for (int d = 0; d < x->ndim; d++) size[d] = x->size[d];
+  size[x->ndim - 2] = h;
+  size[x->ndim - 1] = w;
+  return cnn_tensor_empty(CNN_FLOAT32, x->ndim, size);
+}
+
+/* Uniform in [0, n) from the runtime's stream, unbiased. */
+static int64_t stream_below(int64_t n) {
+  uint64_t u = (uint64_t)n, reject = (0 - u) % u;
+  for (;;) {
+    uint64_t x = cnn_random_next();
+    if (x >= reject) return (int64_t)(x % u);
+  }
+}
+
+cnn_tensor *cnn_batch_normalize(const cnn_tensor *x, int nmean, const double *mean, int nstd, const double *std) {
+  int64_t n, c, h, w;
+  cnn_tensor *in = image_batch(x, &n, &c, &h, &w);
+  if (!in) return NULL;
+  if ((nmean != 1 && nmean != c) || (nstd != 1 && nstd != c)) {
+    cnn_tensor_release(in);
+    cnn_error_set("mean and std need 1 or %lld values (one per channel), got %d and %d", (long long)c, nmean, nstd);
+    return NULL;
+  }
+  for (int i = 0; i < nstd; i++)
+    if (std[i] == 0 || !isfinite(std[i]) || !isfinite(mean[i < nmean ? i : 0])) {
+      cnn_tensor_release(in);
+      cnn_error_set("std must be finite and nonzero and mean finite (std[%d] = %g)", i + 1, std[i]);
+      return NULL;
+    }
+  for (int i = 0; i < nmean; i++)
+    if (!isfinite(mean[i])) {
+      cnn_tensor_release(in);
+      cnn_error_set("mean must be finite (mean[%d] = %g)", i + 1, mean[i]);
+      return NULL;
+    }
+  cnn_tensor *out = cnn_tensor_empty(CNN_FLOAT32, in->ndim, in->size);
+  if (!out) {
+    cnn_tensor_release(in);
+    return NULL;
+  }
+  const float *src = cnn_tensor_f32(in);
+  float *dst = cnn_tensor_f32(out);
+  int64_t planes = n * c, area = h * w;
+#pragma omp parallel for if (planes * area > CNN_PARALLEL_GRAIN) schedule(static)
+  for (int64_t pl = 0; pl < planes; pl++) {
+    int64_t ch = pl % c;
+    /* torchvision: x.sub_(mean).div_(std) in float32 */
+    float m = (float)mean[nmean == 1 ? 0 : ch], s = (float)std[nstd == 1 ? 0 : ch];
+    const float *a = src + pl * area;
+    float *b = dst + pl * area;
+    for (int64_t i = 0; i < area; i++) b[i] = (a[i] - m) / s;
+  }
+  cnn_tensor_release(in);
+  return out;
+}
+
+cnn_tensor *cnn_batch_random_crop(const cnn_tensor *x, int64_t oh, int64_t ow, int64_t pad_h, int64_t pad_w,
+                                  double fill) {
+  if (oh < 1 || ow < 1 || pad_h < 0 || pad_w < 0) {
+    cnn_error_set("crop size must be positive and padding non-negative, got size %lldx%lld, padding %lldx%lld",
+                  (long long)oh, (long long)ow, (long long)pad_h, (long long)pad_w);
+    return NULL;
+  }
+  int64_t n, c, h, w;
+  cnn_tensor *in = image_batch(x, &n, &c, &h, &w);
+  if (!in) return NULL;
+  if (pad_h > INT32_MAX || pad_w > INT32_MAX || oh > h + 2 * pad_h || ow > w + 2 * pad_w) {
+    cnn_tensor_release(in);
+    cnn_error_set("crop size %lldx%lld is larger than the padded image %lldx%lld", (long long)oh, (long long)ow,
+                  (long long)(h + 2 * pad_h), (long long)(w + 2 * pad_w));
+    return NULL;
+  }
+  cnn_tensor *out = like_batch(in, oh, ow);
+  int64_t *pos = malloc(sizeof(int64_t) * 2 * (size_t)(n ? n : 1));
+  if (!out || !pos) {
+    if (out && !pos) cnn_error_set("out of memory");
+    cnn_tensor_release(in);
+    cnn_tensor_release(out);
+    free(pos);
+    return NULL;
+  }
+  for (int64_t i = 0; i < n; i++) { /* top of the window in padded coordinates, then left */
+    pos[2 * i] = stream_below(h + 2 * pad_h - oh + 1);
+    pos[2 * i + 1] = stream_below(w + 2 * pad_w - ow + 1);
+  }
+  const float *src = cnn_tensor_f32(in);
+  float *dst = cnn_tensor_f32(out);
+  float fv = (float)fill;
+  int64_t planes = n * c;
+#pragma omp parallel for if (planes * oh * ow > CNN_PARALLEL_GRAIN) schedule(static)
+  for (int64_t pl = 0; pl < planes; pl++) {
+    int64_t i = pl / c;
+    int64_t top = pos[2 * i] - pad_h, left = pos[2 * i + 1] - pad_w; /* in source coordinates */
+    const float *a = src + pl * h * w;
+    float *b = dst + pl * oh * ow;
+    /* columns [x0, x1) of the window fall inside the source */
+    int64_t x0 = left < 0 ? -left : 0, x1 = w - left < ow ? w - left : ow;
+    if (x0 > ow) x0 = ow; /* padding wider than the window: all fill */
+    if (x1 < x0) x1 = x0;
+    for (int64_t y = 0; y < oh; y++) {
+      float *row = b + y * ow;
+      int64_t sy = top + y;
+      if (sy < 0 || sy >= h) {
+        for (int64_t xx = 0; xx < ow; xx++) row[xx] = fv;
+        continue;
+      }
+      for (int64_t xx = 0; xx < x0; xx++) row[xx] = fv;
+      if (x1 > x0) memcpy(row + x0, a + sy * w + left + x0, sizeof(float) * (size_t)(x1 - x0));
+      for (int64_t xx = x1; xx < ow; xx++) row[xx] = fv;
+    }
+  }
+  free(pos);
+  cnn_tensor_release(in);
+  return out;
+}
+
+cnn_tensor *cnn_batch_random_hflip(const cnn_tensor *x, double p) {
+  if (!(p >= 0 && p <= 1)) {
+    cnn_error_set("flip probability must be in [0, 1], got %g", p);
+    return NULL;
+  }
+  int64_t n, c, h, w;
+  cnn_tensor *in = image_batch(x, &n, &c, &h, &w);
+  if (!in) return NULL;
+  cnn_tensor *out = cnn_tensor_empty(CNN_FLOAT32, in->ndim, in->size);
+  unsigned char *flip = malloc((size_t)(n ? n : 1));
+  if (!out || !flip) {
+    if (out && !flip) cnn_error_set("out of memory");
+    cnn_tensor_release(in);
+    cnn_tensor_release(out);
+    free(flip);
+    return NULL;
+  }
+  for (int64_t i = 0; i < n; i++) flip[i] = cnn_random_uniform01() < p; /* torchvision: torch.rand(1) < p */
+  const float *src = cnn_tensor_f32(in);
+  float *dst = cnn_tensor_f32(out);
+  int64_t planes = n * c, area = h * w;
+#pragma omp parallel for if (planes * area > CNN_PARALLEL_GRAIN) schedule(static)
+  for (int64_t pl = 0; pl < planes; pl++) {
+    const float *a = src + pl * area;
+    float *b = dst + pl * area;
+    if (!flip[pl / c]) {
+      memcpy(b, a, sizeof(float) * (size_t)area);
+      continue;
+    }
+    for (int64_t y = 0; y < h; y++)
+      for (int64_t xx = 0; xx < w; xx++) b[y * w + xx] = a[y * w + (w - 1 - xx)];
+  }
+  free(flip);
+  cnn_tensor_release(in);
+  return out;
+}

@@ -1,0 +1,527 @@
+-- cnn.data: datasets, the DataLoader and batch transforms. Files are parsed in C (core.io: IDX,
+-- PNG), batches are gathered or stacked in C, and transforms run in C on whole batches; this file
+-- only decides what goes where. Labels are 1-based (1..C); datasets stored 0-based are shifted.
+--
+-- Datasets: `#ds` is the number of samples; `ds:get(i)` returns `x, y`; `ds[i]` returns the pair
+-- as a table `{x, y}` (Lua's indexing yields exactly one value, so `local x, y = ds:get(i)` is
+-- the multiple-value form). Any table with a length and either `get` or `[i] -> {x, y}` works
+-- with the DataLoader.
+local core = require "cnn.core"
+local cio = core.io
+
+local data = {}
+
+local tensor_mt = getmetatable(core.zeros(0))
+local function is_tensor(x) return getmetatable(x) == tensor_mt end
+
+-- Re-raises a failed pcall's message at `level` as error() counts it from the caller of checked
+-- (2 = the line that called the function calling checked). Messages from core.io carry the
+-- public function's name and no position; one that already has a position keeps it alone.
+local function checked(level, ok, ...)
+  if not ok then
+    local msg = ...
+    if type(msg) == "string" and msg:match("^[^%s:]+:%d+: ") then error(msg, 0) end
+    error(msg, level + 1)
+  end
+  return ...
+end
+
+-- Transforms (defined below) are callables; run_transform calls one without adding a position
+-- to its errors, so the caller can re-raise them at the user's line.
+local Transform = {__name = "Transform"}
+local function run_transform(t, x)
+  if getmetatable(t) == Transform then return t.fn(x) end
+  return t(x)
+end
+
+local function check_options(fn, opts, known, level)
+  if opts == nil then return {} end
+  if type(opts) ~= "table" then
+    error(string.format("%s: expected an options table, got %s", fn, type(opts)), level + 1)
+  end
+  for k in pairs(opts) do
+    if not known[k] then error(string.format("%s: unknown option '%s'", fn, tostring(k)), level + 1) end
+  end
+  return opts
+end
+
+local function is_int(v)
+  return math.type(v) == "integer" or (type(v) == "number" and v == math.floor(v) and math.abs(v) < 2 ^ 53)
+end
+
+-- ---------------------------------------------------------------------------------------------
+-- Dataset classes
+
+-- A dataset class: ds[i] (integer i) gives {x, y} through get; other keys are methods.
+local function dataset_class(name)
+  local cls = {}
+  cls.__name = name
+  cls.__index = function(self, k)
+    if type(k) == "number" then
+      local r = table.pack(self:get(k, 2)) -- index errors point at the line that indexed
+      return r
+    end
+    return cls[k]
+  end
+  cls.__len = function(self) return self.n end
+  cls.__tostring = function(self) return string.format("%s(%d samples)", name, self.n) end
+  return cls
+end
+
+local function check_index(fn, ds, i, level)
+  if not is_int(i) then error(string.format("%s: index must be an integer, got %s", fn, tostring(i)), level + 1) end
+  if i < 0 then i = ds.n + 1 + i end
+  if i < 1 or i > ds.n then
+    error(string.format("%s: index %d is out of range for %d samples", fn, i, ds.n), level + 1)
+  end
+  return math.tointeger(i)
+end
+
+--- data.TensorDataset(x, y, ...): samples are the rows (along dim 1) of each tensor.
+local TensorDataset = dataset_class("TensorDataset")
+data.TensorDataset = setmetatable({}, {__call = function(_, ...)
+  local ts = table.pack(...)
+  if ts.n == 0 then error("TensorDataset: expected at least one tensor", 2) end
+  local n
+  for k = 1, ts.n do
+    local t = ts[k]
+    if not is_tensor(t) then
+      error(string.format("TensorDataset: argument %d is not a tensor (got %s)", k, type(t)), 2)
+    end
+    if t:dim() == 0 then error(string.format("TensorDataset: argument %d is a 0-d tensor", k), 2) end
+    if n and t:size(1) ~= n then
+      error(string.format("TensorDataset: tensors must have the same size in dim 1, got %d and %d", n, t:size(1)), 2)
+    end
+    n = t:size(1)
+  end
+  return setmetatable({tensors = {table.unpack(ts, 1, ts.n)}, n = n}, TensorDataset)
+end, __index = TensorDataset})
+
+--- ds:get(i): the i-th row of every tensor (a view, or a number for 1-d tensors).
+function TensorDataset:get(i, _level)
+  i = check_index("TensorDataset", self, i, (_level or 1) + 1)
+  local out = {}
+  for k, t in ipairs(self.tensors) do out[k] = t[i] end
+  return table.unpack(out, 1, #self.tensors)
+end
+
+-- Batch of the rows at the 0-based int64 indices idx: one C gather per tensor.
+function TensorDataset:_gather(idx)
+  local out = {}
+  for k, t in ipairs(self.tensors) do out[k] = cio.gather(t, idx, "DataLoader") end
+  return table.unpack(out, 1, #self.tensors)
+end
+
+-- ---------------------------------------------------------------------------------------------
+-- IDX and MNIST
+
+--- data.idx_load(path): an IDX file (raw or gzip) as a tensor. Integer element types (ubyte,
+--- sbyte, short, int) become int64 for files of at most one dimension (labels) and float32 with
+--- the stored values otherwise (ubyte images: 0..255); float and double become float32.
+function data.idx_load(path)
+  local t = checked(2, pcall(cio.idx_load, path, 1, "idx_load"))
+  return t
+end
+
+local MNIST_DIGITS = {"0", "1", "2", "3", "4", "5", "6", "7", "8", "9"}
+local FASHION_CLASSES = {"T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker",
+                         "Bag", "Ankle boot"}
+
+local function file_exists(path)
+  local f = io.open(path, "rb")
+  if f then f:close() return true end
+  return false
+end
+
+-- The first of stem, stem.gz and the dotted variants (train-images.idx3-ubyte) found in dir.
+local function find_idx(fn, dir, stem, level)
+  local dotted = stem:gsub("%-(idx%d)", ".%1")
+  local tried = {}
+  for _, name in ipairs({stem, stem .. ".gz", dotted, dotted .. ".gz"}) do
+    local p = dir .. "/" .. name
+    if file_exists(p) then return p end
+    tried[#tried + 1] = name
+  end
+  error(string.format("%s: %s: none of %s found", fn, dir, table.concat(tried, ", ")), level + 1)
+end
+
+local function load_mnist(fn, dir, split, classes, level)
+  if type(dir) ~= "string" then error(fn .. ": expected a folder (string), got " .. type(dir), level + 1) end
+  split = split or "train"
+  if split ~= "train" and split ~= "test" then
+    error(string.format("%s: split must be \"train\" or \"test\", got %s", fn, tostring(split)), level + 1)
+  end
+  local prefix = split == "train" and "train" or "t10k"
+  local ipath = find_idx(fn, dir, prefix .. "-images-idx3-ubyte", level + 1)
+  local lpath = find_idx(fn, dir, prefix .. "-labels-idx1-ubyte", level + 1)
+  -- images / 255 in C while reading: one float32 tensor, no 0..255 copy
+  local images, ity = checked(level + 1, pcall(cio.idx_load, ipath, 255, fn))
+  local labels, lty = checked(level + 1, pcall(cio.idx_load, lpath, 1, fn))
+  if ity ~= "ubyte" or images:dim() ~= 3 then
+    error(string.format("%s: %s: expected 3-d ubyte images (N, H, W), got %d-d %s", fn, ipath, images:dim(), ity),
+      level + 1)
+  end
+  if lty ~= "ubyte" or labels:dim() ~= 1 then
+    error(string.format("%s: %s: expected 1-d ubyte labels, got %d-d %s", fn, lpath, labels:dim(), lty), level + 1)
+  end
+  local n = images:size(1)
+  if labels:size(1) ~= n then
+    error(string.format("%s: %s has %d images but %s has %d labels", fn, ipath, n, lpath, labels:size(1)), level + 1)
+  end
+  if n > 0 and labels:max():item() >= #classes then
+    error(string.format("%s: %s: label %d is outside 0..%d", fn, lpath, labels:max():item(), #classes - 1), level + 1)
+  end
+  local ds = data.TensorDataset(images:view(n, 1, images:size(2), images:size(3)), labels + 1)
+  ds.classes = {table.unpack(classes)}
+  ds.split = split
+  return ds
+end
+
+--- data.mnist(dir, split = "train"): the four MNIST-layout files in dir (each raw or .gz) as a
+--- TensorDataset of (1, H, W) float images in [0, 1] (one N,1,H,W tensor) and int64 labels 1..10.
+function data.mnist(dir, split)
+  local ds = load_mnist("mnist", dir, split, MNIST_DIGITS, 2) -- no tail call: errors name our caller's line
+  return ds
+end
+
+data.FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist" -- Debian's dataset-fashion-mnist
+
+--- data.fashion_mnist(split = "train", {dir=}): the installed Fashion-MNIST, with class names.
+function data.fashion_mnist(split, opts)
+  opts = check_options("fashion_mnist", opts, {dir = true}, 2)
+  local ds = load_mnist("fashion_mnist", opts.dir or data.FASHION_MNIST_DIR, split, FASHION_CLASSES, 2)
+  return ds
+end
+
+-- ---------------------------------------------------------------------------------------------
+-- ImageFolder
+
+local ImageFolder = dataset_class("ImageFolder")
+
+local function has_ext(name, exts)
+  local lower = name:lower()
+  for _, e in ipairs(exts) do
+    if lower:sub(-#e) == e then return true end
+  end
+  return false
+end
+
+-- Files under dir (recursively, sorted, hidden entries skipped) with one of the extensions.
+local function walk(dir, exts, out, level)
+  local names, kinds = checked(level + 1, pcall(cio.listdir, dir, "ImageFolder"))
+  for _, name in ipairs(names) do
+    if name:sub(1, 1) ~= "." then
+      local p = dir .. "/" .. name
+      if kinds[name] == "dir" then walk(p, exts, out, level + 1)
+      elseif kinds[name] == "file" and has_ext(name, exts) then out[#out + 1] = p end
+    end
+  end
+  return out
+end
+
+--- data.ImageFolder(dir, {transform=, mode="rgb"}): one sub-folder per class; classes are the
+--- sorted folder names (labels 1..C, ds.classes, ds.class_to_idx) and samples the PNG files
+--- found under each (recursively, sorted). Images are read lazily, one file per ds:get(i), as
+--- (C, H, W) float tensors in [0, 1]; mode is image.load's ("rgb" by default, as torchvision's
+--- loader converts every image to RGB, so batches stack); transform applies to each image.
+data.ImageFolder = setmetatable({}, {__call = function(_, dir, opts)
+  opts = check_options("ImageFolder", opts, {transform = true, mode = true, extensions = true}, 2)
+  if type(dir) ~= "string" then error("ImageFolder: expected a folder (string), got " .. type(dir), 2) end
+  if opts.transform ~= nil and not (type(opts.transform) == "function" or getmetatable(opts.transform)) then
+    error("ImageFolder: transform must be callable", 2)
+  end
+  local mode = opts.mode or "rgb"
+  if mode ~= "auto" and mode ~= "gray" and mode ~= "rgb" and mode ~= "rgba" then
+    error("ImageFolder: mode must be \"auto\", \"gray\", \"rgb\" or \"rgba\", got " .. tostring(mode), 2)
+  end
+  local exts = opts.extensions or {".png"}
+  if type(exts) ~= "table" or #exts == 0 then error("ImageFolder: extensions must be a list like {\".png\"}", 2) end
+  for i, e in ipairs(exts) do
+    if type(e) ~= "string" then error(string.format("ImageFolder: extensions[%d] is not a string", i), 2) end
+    exts[i] = e:lower()
+  end
+  local names, kinds = checked(2, pcall(cio.listdir, dir, "ImageFolder"))
+  local classes, class_to_idx, samples = {}, {}, {}
+  for _, name in ipairs(names) do
+    if kinds[name] == "dir" and name:sub(1, 1) ~= "." then
+      classes[#classes + 1] = name
+      class_to_idx[name] = #classes
+    end
+  end
+  if #classes == 0 then error(string.format("ImageFolder: %s: no class folders found", dir), 2) end
+  for label, cname in ipairs(classes) do
+    local files = walk(dir .. "/" .. cname, exts, {}, 2)
+    if #files == 0 then
+      error(string.format("ImageFolder: %s/%s: no %s files found for class '%s'", dir, cname,
+        table.concat(exts, "/"), cname), 2)
+    end
+    for _, p in ipairs(files) do samples[#samples + 1] = {p, label} end
+  end
+  return setmetatable({root = dir, classes = classes, class_to_idx = class_to_idx, samples = samples,
+                       n = #samples, transform = opts.transform, mode = mode}, ImageFolder)
+end, __index = ImageFolder})
+
+--- ds:get(i): the i-th image (C, H, W), transformed, and its label.
+function ImageFolder:get(i, _level)
+  i = check_index("ImageFolder", self, i, (_level or 1) + 1)
+  local s = self.samples[i]
+  local level = (_level or 1) + 1
+  local x = checked(level, pcall(cio.png_load, s[1], self.mode, "ImageFolder"))
+  if self.transform then x = checked(level, pcall(run_transform, self.transform, x)) end
+  return x, s[2]
+end
+
+-- ---------------------------------------------------------------------------------------------
+-- DataLoader
+
+-- Stacks one field of a list of samples: tensors with cnn.stack, numbers into an int64 tensor
+-- when all are integers (labels) and a float32 one otherwise.
+local function collate(values, k)
+  local first = values[1]
+  if is_tensor(first) then return core.stack(values, 1) end
+  if type(first) == "number" then
+    local ints = true
+    for _, v in ipairs(values) do
+      if type(v) ~= "number" then error(string.format("DataLoader: field %d mixes numbers and %s", k, type(v)), 0) end
+      if math.type(v) ~= "integer" then ints = false end
+    end
+    return core.tensor(values, {dtype = ints and "int64" or "float32"})
+  end
+  error(string.format("DataLoader: cannot batch field %d of type %s", k, type(first)), 0)
+end
+
+local DataLoader = {}
+DataLoader.__index = DataLoader
+DataLoader.__name = "DataLoader"
+
+--- data.DataLoader(ds, {batch_size=1, shuffle=false, drop_last=false, seed=nil, transform=nil,
+--- shard=nil}): batches of ds. `for x, y in loader:iter() do` runs one epoch; #loader is the
+--- number of batches. Each iter() uses the loader's epoch counter (1 at first) and then
+--- increments it; loader:set_epoch(e) sets the epoch of the next iter(). With shuffle and a seed
+--- the order depends only on (seed, epoch); without a seed it is drawn from cnn's random stream
+--- (cnn.manual_seed). shard = {rank=, world_size=} (ranks from 0) gives this rank the disjoint
+--- strided slice perm[rank], perm[rank + world_size], ... of each epoch's permutation, the same
+--- length on every rank (seed defaults to 0 when sharding, so every rank shuffles alike).
+--- transform applies to each whole batch x.
+data.DataLoader = setmetatable({}, {__call = function(_, ds, opts)
+  opts = check_options("DataLoader", opts, {batch_size = true, shuffle = true, drop_last = true, seed = true,
+                                            transform = true, shard = true}, 2)
+  if type(ds) ~= "table" and type(ds) ~= "userdata" then
+    error("DataLoader: expected a dataset, got " .. type(ds), 2)
+  end
+  local ok, n = pcall(function() return #ds end)
+  if not ok or math.type(n) ~= "integer" or n < 0 then
+    error("DataLoader: the dataset has no valid length (#ds)", 2)
+  end
+  local bs = opts.batch_size or 1
+  if not is_int(bs) or bs < 1 then error("DataLoader: batch_size must be a positive integer, got " .. tostring(bs), 2) end
+  if opts.seed ~= nil and math.type(opts.seed) ~= "integer" then
+    error("DataLoader: seed must be an integer, got " .. tostring(opts.seed), 2)
+  end
+  if opts.transform ~= nil and not (type(opts.transform) == "function" or getmetatable(opts.transform)) then
+    error("DataLoader: transform must be callable", 2)
+  end
+  local rank, world = 0, 1
+  if opts.shard ~= nil then
+    local s = opts.shard
+    if type(s) ~= "table" then error("DataLoader: shard must be a table {rank=, world_size=}", 2) end
+    for k in pairs(s) do
+      if k ~= "rank" and k ~= "world_size" then error("DataLoader: unknown shard option '" .. tostring(k) .. "'", 2) end
+    end
+    rank, world = s.rank, s.world_size
+    if math.type(world) ~= "integer" or world < 1 then
+      error("DataLoader: shard.world_size must be a positive integer, got " .. tostring(world), 2)
+    end
+    if math.type(rank) ~= "integer" or rank < 0 or rank >= world then
+      error(string.format("DataLoader: shard.rank must be an integer in 0..%d, got %s", world - 1, tostring(rank)), 2)
+    end
+  end
+  return setmetatable({dataset = ds, batch_size = math.tointeger(bs), shuffle = opts.shuffle and true or false,
+                       drop_last = opts.drop_last and true or false, seed = opts.seed, transform = opts.transform,
+                       rank = rank, world_size = world, sharded = opts.shard ~= nil, epoch = 1}, DataLoader)
+end, __index = DataLoader})
+
+-- Samples this rank sees per epoch.
+function DataLoader:num_samples()
+  local n = #self.dataset
+  return self.world_size > 1 and n // self.world_size or n
+end
+
+function DataLoader.__len(self)
+  local m, bs = self:num_samples(), self.batch_size
+  if self.drop_last then return m // bs end
+  return (m + bs - 1) // bs
+end
+
+--- loader:set_epoch(e): the epoch (an integer) the next iter() uses for its order.
+function DataLoader:set_epoch(e)
+  if math.type(e) ~= "integer" then error("set_epoch: epoch must be an integer, got " .. tostring(e), 2) end
+  self.epoch = e
+end
+
+-- The 0-based order of this epoch for this rank (int64 tensor).
+function DataLoader:_order(epoch)
+  local seed = self.seed
+  if seed == nil and self.sharded then seed = 0 end
+  return cio.order(#self.dataset, self.shuffle, seed, epoch, self.rank, self.world_size, "DataLoader")
+end
+
+-- A method of a dataset found without indexing it with a string: a user's dataset may have an
+-- __index that only expects sample numbers.
+local function method(ds, name)
+  local f = type(ds) == "table" and rawget(ds, name) or nil
+  local mt = getmetatable(ds)
+  if f == nil and type(mt) == "table" then
+    f = rawget(mt, name)
+    if f == nil and type(rawget(mt, "__index")) == "table" then f = mt.__index[name] end
+  end
+  return type(f) == "function" and f or nil
+end
+
+-- One batch from the 0-based indices idx.
+function DataLoader:_batch(idx)
+  local ds = self.dataset
+  local gather, get = method(ds, "_gather"), method(ds, "get")
+  if gather then return gather(ds, idx) end
+  local fields, nf = {}, 0
+  for j = 1, idx:size(1) do
+    local i = idx[j] + 1
+    local item
+    if get then item = table.pack(get(ds, i))
+    else
+      item = ds[i]
+      if type(item) ~= "table" then item = {item, n = 1} end
+      item.n = item.n or #item
+    end
+    if j == 1 then
+      nf = item.n
+      for k = 1, nf do fields[k] = {} end
+    end
+    for k = 1, nf do fields[k][j] = item[k] end
+  end
+  local out = {}
+  for k = 1, nf do out[k] = collate(fields[k], k) end
+  return table.unpack(out, 1, nf)
+end
+
+--- loader:iter(): an iterator over this epoch's batches, `x, y` (N, ...) each.
+function DataLoader:iter()
+  local epoch = self.epoch
+  self.epoch = epoch + 1
+  local order = checked(2, pcall(self._order, self, epoch))
+  local m, bs = order:size(1), self.batch_size
+  local nb = self.drop_last and m // bs or (m + bs - 1) // bs
+  local b = 0
+  return function()
+    b = b + 1
+    if b > nb then return nil end
+    local start = (b - 1) * bs
+    local idx = order:narrow(1, start + 1, math.min(bs, m - start))
+    local batch = table.pack(checked(2, pcall(self._batch, self, idx)))
+    if self.transform then batch[1] = checked(2, pcall(run_transform, self.transform, batch[1])) end
+    return table.unpack(batch, 1, batch.n)
+  end
+end
+
+function DataLoader.__tostring(self)
+  return string.format("DataLoader(%d batches of %d%s)", #self, self.batch_size, self.shuffle and ", shuffled" or "")
+end
+
+-- ---------------------------------------------------------------------------------------------
+-- Transforms: callables on a (C, H, W) image or a (N, C, H, W) batch; the random ones draw per
+-- sample from cnn's random stream (cnn.manual_seed makes them repeat).
+
+local transforms = {}
+data.transforms = transforms
+
+Transform.__index = Transform
+Transform.__call = function(self, x)
+  local y = checked(2, pcall(self.fn, x)) -- not a tail call: level 2 must be our caller
+  return y
+end
+Transform.__tostring = function(self) return self.desc end
+
+local function make(desc, fn) return setmetatable({desc = desc, fn = fn}, Transform) end
+
+local function number_list(fn, what, v)
+  if type(v) == "number" then return v end
+  if type(v) ~= "table" or #v == 0 then
+    error(string.format("%s: %s must be a number or a list of numbers", fn, what), 3)
+  end
+  local out = {}
+  for i, x in ipairs(v) do
+    if type(x) ~= "number" then error(string.format("%s: %s[%d] is not a number", fn, what, i), 3) end
+    out[i] = x
+  end
+  return out
+end
+
+local function list_str(v)
+  if type(v) == "number" then return tostring(v) end
+  local parts = {}
+  for i, x in ipairs(v) do parts[i] = tostring(x) end
+  return "{" .. table.concat(parts, ", ") .. "}"
+end
+
+--- transforms.normalize(mean, std): (x - mean[c]) / std[c] per channel (numbers or lists).
+function transforms.normalize(mean, std)
+  mean = number_list("normalize", "mean", mean)
+  std = number_list("normalize", "std", std)
+  for _, s in ipairs(type(std) == "table" and std or {std}) do
+    if s == 0 then error("normalize: std must be nonzero", 2) end
+  end
+  return make(string.format("normalize(%s, %s)", list_str(mean), list_str(std)),
+    function(x) return cio.normalize(x, mean, std, "normalize") end)
+end
+
+local function pair(fn, what, v, allow_zero)
+  if type(v) == "number" then v = {v, v} end
+  if type(v) ~= "table" or #v ~= 2 or not is_int(v[1]) or not is_int(v[2])
+      or v[1] < (allow_zero and 0 or 1) or v[2] < (allow_zero and 0 or 1) then
+    error(string.format("%s: %s must be a %s integer or a pair {h, w}", fn, what,
+      allow_zero and "non-negative" or "positive"), 3)
+  end
+  return math.tointeger(v[1]), math.tointeger(v[2])
+end
+
+--- transforms.random_crop(size, {padding=0, fill=0}): pads each image (padding = p or {ph, pw}:
+--- rows above and below, columns left and right) with fill, then crops a random size = s or
+--- {h, w} window, per sample, as torchvision's RandomCrop (whose 2-sequence padding is (w, h);
+--- here pairs are (h, w) like every other size in cnn).
+function transforms.random_crop(size, opts)
+  opts = check_options("random_crop", opts, {padding = true, fill = true}, 2)
+  local oh, ow = pair("random_crop", "size", size, false)
+  local ph, pw = pair("random_crop", "padding", opts.padding or 0, true)
+  local fill = opts.fill or 0
+  if type(fill) ~= "number" then error("random_crop: fill must be a number", 2) end
+  return make(string.format("random_crop({%d, %d}, padding={%d, %d})", oh, ow, ph, pw),
+    function(x) return cio.random_crop(x, oh, ow, ph, pw, fill, "random_crop") end)
+end
+
+--- transforms.random_hflip(p = 0.5): mirrors each image left-right with probability p.
+function transforms.random_hflip(p)
+  p = p == nil and 0.5 or p
+  if type(p) ~= "number" or not (p >= 0 and p <= 1) then
+    error("random_hflip: p must be a probability in [0, 1], got " .. tostring(p), 2)
+  end
+  return make(string.format("random_hflip(%g)", p), function(x) return cio.random_hflip(x, p, "random_hflip") end)
+end
+
+--- transforms.compose{t1, t2, ...}: applies each in order (transforms or plain functions).
+function transforms.compose(list)
+  if type(list) ~= "table" then error("compose: expected a list of transforms", 2) end
+  local descs = {}
+  for i, t in ipairs(list) do
+    if not (type(t) == "function" or (type(t) == "table" and getmetatable(t) and getmetatable(t).__call)) then
+      error(string.format("compose: element %d is not callable", i), 2)
+    end
+    descs[i] = type(t) == "function" and "function" or tostring(t)
+  end
+  local fs = {table.unpack(list)}
+  return make("compose{" .. table.concat(descs, ", ") .. "}", function(x)
+    for _, t in ipairs(fs) do x = run_transform(t, x) end
+    return x
+  end)
+end
+
+return data

@@ -1,0 +1,101 @@
+-- cnn.image: PNG files as (C, H, W) float tensors in [0, 1] (read and written by libpng in C),
+-- and grid, which tiles a batch of images into one picture (torchvision.utils.make_grid).
+local core = require "cnn.core"
+local cio = core.io
+
+local image = {}
+
+local tensor_mt = getmetatable(core.zeros(0))
+
+-- Re-raises a failed pcall at `level` (2 = the caller of the function calling checked); core.io
+-- messages carry the function's name and no position.
+local function checked(level, ok, ...)
+  if not ok then
+    local msg = ...
+    if type(msg) == "string" and msg:match("^[^%s:]+:%d+: ") then error(msg, 0) end
+    error(msg, level + 1)
+  end
+  return ...
+end
+
+local function options(fn, opts, known)
+  if opts == nil then return {} end
+  if type(opts) ~= "table" then error(fn .. ": expected an options table, got " .. type(opts), 3) end
+  for k in pairs(opts) do
+    if not known[k] then error(string.format("%s: unknown option '%s'", fn, tostring(k)), 3) end
+  end
+  return opts
+end
+
+--- image.load(path, {mode="auto"}): a PNG as a (C, H, W) float32 tensor in [0, 1]. Every PNG
+--- colour type, bit depth (16-bit keeps its precision), palette, tRNS and interlacing is read.
+--- mode "auto": grey (+alpha) -> 1 channel, colour (+alpha) and palette -> 3, alpha dropped;
+--- "gray": 1 channel (colour converted as PIL's convert("L")); "rgb": 3; "rgba": 4 (tRNS -> alpha).
+function image.load(path, opts)
+  opts = options("image.load", opts, {mode = true})
+  local t = checked(2, pcall(cio.png_load, path, opts.mode or "auto", "image.load")) -- no tail call: see checked
+  return t
+end
+
+--- image.save(path, t): writes an 8-bit PNG from a float tensor (H, W), (1, H, W) grey,
+--- (2, H, W) grey + alpha, (3, H, W) RGB or (4, H, W) RGBA, values clamped to [0, 1].
+function image.save(path, t)
+  checked(2, pcall(cio.png_save, path, t, "image.save"))
+end
+
+--- image.grid(t, {nrow=8, padding=2, normalize=false, value_range=nil, scale_each=false,
+--- pad_value=0}): tiles (N, C, H, W) images into one (C, H', W') tensor, nrow images per row,
+--- as torchvision.utils.make_grid does, except that 1-channel images stay 1-channel (make_grid
+--- repeats them to 3; image.save writes the same picture either way). A single image (N = 1,
+--- or a 2-d or 3-d input) comes back without padding, as in make_grid. normalize shifts and
+--- scales to [0, 1] by value_range = {lo, hi} or else the min and max (of each image with
+--- scale_each).
+function image.grid(t, opts)
+  opts = options("image.grid", opts, {nrow = true, padding = true, normalize = true, value_range = true,
+                                      scale_each = true, pad_value = true})
+  if getmetatable(t) ~= tensor_mt then error("image.grid: expected a tensor, got " .. type(t), 2) end
+  if t:dtype() ~= "float32" then error("image.grid: expected a float32 tensor, got " .. t:dtype(), 2) end
+  local nrow, padding, pad_value = opts.nrow or 8, opts.padding or 2, opts.pad_value or 0
+  if math.type(nrow) ~= "integer" or nrow < 1 then error("image.grid: nrow must be a positive integer", 2) end
+  if math.type(padding) ~= "integer" or padding < 0 then error("image.grid: padding must be a non-negative integer", 2) end
+  if type(pad_value) ~= "number" then error("image.grid: pad_value must be a number", 2) end
+  local d = t:dim()
+  if d == 2 then t = t:unsqueeze(1) end
+  if d == 2 or d == 3 then t = t:unsqueeze(1) end
+  if d < 2 or d > 4 then error(string.format("image.grid: expected (N, C, H, W) images, got %d dimensions", d), 2) end
+  if opts.normalize then
+    local range = opts.value_range
+    if range ~= nil and (type(range) ~= "table" or type(range[1]) ~= "number" or type(range[2]) ~= "number") then
+      error("image.grid: value_range must be a pair {lo, hi}", 2)
+    end
+    local function norm(x)
+      local lo, hi
+      if range then lo, hi = range[1], range[2] else lo, hi = x:min():item(), x:max():item() end
+      return (x:clamp(lo, hi) - lo) / math.max(hi - lo, 1e-5)
+    end
+    if opts.scale_each then
+      local parts = {}
+      for k = 1, t:size(1) do parts[k] = norm(t[k]) end
+      t = core.stack(parts, 1)
+    else
+      t = norm(t)
+    end
+  end
+  local n, c, h, w = t:size(1), t:size(2), t:size(3), t:size(4)
+  if n == 1 then return t[1]:clone() end
+  local xmaps = math.min(nrow, n)
+  local ymaps = (n + xmaps - 1) // xmaps
+  local height, width = h + padding, w + padding
+  local grid = core.full({c, height * ymaps + padding, width * xmaps + padding}, pad_value)
+  local k = 0
+  for y = 0, ymaps - 1 do
+    for x = 0, xmaps - 1 do
+      if k >= n then break end
+      k = k + 1
+      grid:narrow(2, y * height + padding + 1, h):narrow(3, x * width + padding + 1, w):copy_(t[k])
+    end
+  end
+  return grid
+end
+
+return image

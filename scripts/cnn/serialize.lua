@@ -1,0 +1,42 @@
+-- cnn.save / cnn.load: tables of named tensors (a state_dict) as safetensors files, the format
+-- PyTorch users exchange weights in. Parsing, validation and writing are C (core.io); see
+-- runtime/include/cnn/safetensors.h for what is checked and how other dtypes convert.
+local core = require "cnn.core"
+local cio = core.io
+
+local M = {}
+
+-- Re-raises a failed pcall at `level` (2 = the caller of the function calling checked); core.io
+-- messages carry the function's name and no position.
+local function checked(level, ok, ...)
+  if not ok then
+    local msg = ...
+    if type(msg) == "string" and msg:match("^[^%s:]+:%d+: ") then error(msg, 0) end
+    error(msg, level + 1)
+  end
+  return ...
+end
+
+--- cnn.save(path, tbl, {metadata={key=value}}): writes every tensor of tbl (string keys) to path
+--- as safetensors: float32 as F32, int64 as I64, keys sorted, data in key order, header padded
+--- to 8 bytes; metadata values are strings (numbers are converted). The file is written beside
+--- path and renamed over it once complete.
+function M.save(path, tbl, opts)
+  if opts ~= nil then
+    if type(opts) ~= "table" then error("save: expected an options table, got " .. type(opts), 2) end
+    for k in pairs(opts) do
+      if k ~= "metadata" then error(string.format("save: unknown option '%s'", tostring(k)), 2) end
+    end
+  end
+  checked(2, pcall(cio.safetensors_save, path, tbl, opts and opts.metadata, "save"))
+end
+
+--- cnn.load(path): the tensors of a safetensors file as a table name -> tensor, and its
+--- "__metadata__" as a second table (empty when the file has none). F16, BF16, F64 and F8 load
+--- as float32; integer dtypes and BOOL as int64.
+function M.load(path)
+  local tensors, meta = checked(2, pcall(cio.safetensors_load, path, "load")) -- no tail call: see checked
+  return tensors, meta
+end
+
+return M

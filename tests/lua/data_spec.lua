@@ -1,0 +1,482 @@
+-- cnn.data: IDX files of every element type (raw and gzip fixtures), MNIST-layout folders (the
+-- committed gzip fixture and raw files written here with string.pack), Fashion-MNIST when it is
+-- installed, TensorDataset, ImageFolder, the DataLoader (counts, determinism, epochs, shards) and
+-- the batch transforms, each against values worked out independently.
+local cnn = require "cnn"
+local data = cnn.data or require "cnn.data"
+local image = cnn.image or require "cnn.image"
+local H = dofile("tests/lua/helpers.lua")
+local E = dofile("tests/fixtures/io/expected.lua")
+
+local T = data.transforms
+
+local function tmpdir()
+  local d = os.tmpname()
+  os.remove(d)
+  assert(os.execute("mkdir '" .. d .. "'"))
+  return d
+end
+
+local function rmdir(d) os.execute("rm -rf '" .. d .. "'") end
+
+local function write_bytes(path, s)
+  local f = assert(io.open(path, "wb"))
+  f:write(s)
+  f:close()
+end
+
+local function read_bytes(path)
+  local f = assert(io.open(path, "rb"))
+  local s = f:read("a")
+  f:close()
+  return s
+end
+
+-- An IDX file: magic 0 0 type ndim, big-endian sizes, then the ubyte elements.
+local function idx_ubyte(shape, values)
+  local parts = {string.pack("BBBB", 0, 0, 0x08, #shape)}
+  for _, s in ipairs(shape) do parts[#parts + 1] = string.pack(">I4", s) end
+  parts[#parts + 1] = string.char(table.unpack(values))
+  return table.concat(parts)
+end
+
+-- Flattened values of a tensor, as a Lua list.
+local function values(t) return H.values(t) end
+
+describe("data.idx_load", function()
+  local names = {}
+  for name in pairs(E.idx) do names[#names + 1] = name end
+  table.sort(names)
+  for _, name in ipairs(names) do
+    for _, ext in ipairs({".idx", ".idx.gz"}) do
+      it("reads " .. name .. ext, function()
+        local e = E.idx[name]
+        local t = data.idx_load("tests/fixtures/io/idx/" .. name .. ext)
+        H.assert_tensor(t, {shape = e.shape, data = e.data}, {dtype = e.dtype})
+      end)
+    end
+  end
+
+  it("reports a missing, short, long or foreign file with the function, the path and the problem", function()
+    local d = tmpdir()
+    H.assert_error(function() data.idx_load(d .. "/none") end, "idx_load:", d .. "/none", "cannot open")
+    local good = read_bytes("tests/fixtures/io/idx/images_ubyte.idx")
+    write_bytes(d .. "/short", good:sub(1, 40))
+    H.assert_error(function() data.idx_load(d .. "/short") end, "idx_load:", d .. "/short",
+      "file has 40 bytes but the header announces 3x4x5 ubyte")
+    write_bytes(d .. "/long", good .. "x")
+    H.assert_error(function() data.idx_load(d .. "/long") end, "idx_load:", "file has 77 bytes")
+    write_bytes(d .. "/png", read_bytes("tests/fixtures/io/png/gray8.png"))
+    H.assert_error(function() data.idx_load(d .. "/png") end, "idx_load:", "not an IDX file")
+    local gz = read_bytes("tests/fixtures/io/idx/images_ubyte.idx.gz")
+    write_bytes(d .. "/cut.gz", gz:sub(1, #gz - 4))
+    H.assert_error(function() data.idx_load(d .. "/cut.gz") end, "idx_load:", "cut.gz", "gzip")
+    rmdir(d)
+    H.assert_usable()
+  end)
+end)
+
+describe("data.mnist", function()
+  -- pixel (i, r, c) of image i (0-based) in the fixtures is (37 i + 5 r + 3 c) mod 256
+  local function pixel(i, r, c) return ((37 * i + 5 * r + 3 * c) % 256) / 255 end
+
+  local function check_images(ds, n)
+    for _, i in ipairs({1, n}) do
+      local x = ds:get(i)
+      assert.are.same({1, 28, 28}, x:shape())
+      for _, rc in ipairs({{0, 0}, {3, 17}, {27, 27}}) do
+        local v = x[1][rc[1] + 1][rc[2] + 1]
+        assert.is_true(math.abs(v - pixel(i - 1, rc[1], rc[2])) < 1e-7)
+      end
+    end
+  end
+
+  it("reads the gzip test and train splits, shifting labels to 1..10", function()
+    local ds = data.mnist("tests/fixtures/io/mnist", "test")
+    assert.are.equal(5, #ds)
+    assert.are.same({5, 1, 28, 28}, ds.tensors[1]:shape())
+    assert.are.equal("int64", ds.tensors[2]:dtype())
+    check_images(ds, 5)
+    local labels = {}
+    for i = 1, #ds do
+      local _, y = ds:get(i)
+      assert.are.equal("integer", math.type(y))
+      labels[i] = y - 1
+    end
+    assert.are.same(E.mnist.test_labels, labels)
+    assert.are.same({"0", "1", "2", "3", "4", "5", "6", "7", "8", "9"}, ds.classes)
+    local pair = ds[2]
+    assert.are.equal(E.mnist.test_labels[2] + 1, pair[2])
+    assert.are.same({1, 28, 28}, pair[1]:shape())
+    local train = data.mnist("tests/fixtures/io/mnist") -- split defaults to "train"
+    assert.are.equal(6, #train)
+    assert.are.equal(E.mnist.train_labels[6] + 1, select(2, train:get(6)))
+    assert.are.equal(E.mnist.train_labels[6] + 1, select(2, train:get(-1)))
+  end)
+
+  it("reads raw files, and the dotted file names", function()
+    local d = tmpdir()
+    local px = {}
+    for i = 0, 2 do
+      for r = 0, 27 do
+        for c = 0, 27 do px[#px + 1] = (37 * i + 5 * r + 3 * c) % 256 end
+      end
+    end
+    write_bytes(d .. "/train-images-idx3-ubyte", idx_ubyte({3, 28, 28}, px))
+    write_bytes(d .. "/train-labels.idx1-ubyte", idx_ubyte({3}, {9, 0, 4}))
+    local ds = data.mnist(d, "train")
+    assert.are.equal(3, #ds)
+    check_images(ds, 3)
+    H.assert_tensor(ds.tensors[2], {10, 1, 5}, {dtype = "int64"})
+    rmdir(d)
+  end)
+
+  it("rejects missing files, count mismatches, bad labels and bad splits", function()
+    local d = tmpdir()
+    H.assert_error(function() data.mnist(d, "test") end, "mnist:", "t10k%-images%-idx3%-ubyte", "found")
+    write_bytes(d .. "/t10k-images-idx3-ubyte", idx_ubyte({2, 2, 2}, {1, 2, 3, 4, 5, 6, 7, 8}))
+    write_bytes(d .. "/t10k-labels-idx1-ubyte", idx_ubyte({3}, {1, 2, 3}))
+    H.assert_error(function() data.mnist(d, "test") end, "mnist:", "has 2 images but", "has 3 labels")
+    write_bytes(d .. "/t10k-labels-idx1-ubyte", idx_ubyte({2}, {1, 10}))
+    H.assert_error(function() data.mnist(d, "test") end, "mnist:", "label 10 is outside 0..9")
+    write_bytes(d .. "/t10k-labels-idx1-ubyte", idx_ubyte({2}, {1}))
+    H.assert_error(function() data.mnist(d, "test") end, "mnist:", "t10k%-labels", "file has 9 bytes")
+    H.assert_error(function() data.mnist(d, "valid") end, "mnist:", "split")
+    rmdir(d)
+    H.assert_usable()
+  end)
+end)
+
+describe("data.fashion_mnist", function()
+  it("reads the installed test split: 10000 images in [0, 1], labels 1..10, class names", function()
+    local f = io.open(data.FASHION_MNIST_DIR .. "/t10k-labels-idx1-ubyte.gz", "rb")
+    if not f then
+      pending("Fashion-MNIST is not installed (apt-get install dataset-fashion-mnist)")
+      return
+    end
+    f:close()
+    local ds = data.fashion_mnist("test")
+    assert.are.equal(10000, #ds)
+    local y = ds.tensors[2]
+    assert.are.equal(1, y:min():item())
+    assert.are.equal(10, y:max():item())
+    -- the test split is balanced: 1000 of each class
+    assert.are.equal(1000, y:eq(3):sum():item())
+    local x = ds.tensors[1]
+    assert.are.same({10000, 1, 28, 28}, x:shape())
+    assert.is_true(x:min():item() >= 0 and x:max():item() <= 1)
+    assert.are.equal("T-shirt/top", ds.classes[1])
+    assert.are.equal("Ankle boot", ds.classes[10])
+    H.assert_error(function() data.fashion_mnist("test", {dri = "/x"}) end, "fashion_mnist:", "unknown option 'dri'")
+  end)
+end)
+
+describe("data.TensorDataset", function()
+  it("indexes rows of every tensor", function()
+    local x = cnn.arange(12):float():reshape(4, 3)
+    local y = cnn.tensor({4, 3, 2, 1}, {dtype = "int64"})
+    local ds = data.TensorDataset(x, y)
+    assert.are.equal(4, #ds)
+    local a, b = ds:get(2)
+    H.assert_tensor(a, {3, 4, 5})
+    assert.are.equal(3, b)
+    local p = ds[4]
+    H.assert_tensor(p[1], {9, 10, 11})
+    assert.are.equal(1, p[2])
+  end)
+
+  it("rejects mismatched sizes, non-tensors and bad indices", function()
+    H.assert_error(function() data.TensorDataset(cnn.zeros(3, 2), cnn.zeros(4)) end, "TensorDataset:", "3", "4")
+    H.assert_error(function() data.TensorDataset({}) end, "TensorDataset:", "not a tensor")
+    H.assert_error(function() data.TensorDataset() end, "TensorDataset:")
+    local ds = data.TensorDataset(cnn.zeros(3))
+    H.assert_error(function() return ds:get(4) end, "TensorDataset:", "index 4 is out of range for 3")
+    H.assert_error(function() return ds[0] end, "TensorDataset:", "out of range")
+    H.assert_usable()
+  end)
+end)
+
+describe("data.ImageFolder", function()
+  local root
+  -- classes b_cat (2 images, one in a sub-folder) and a_dog (1 image); a text file and a hidden
+  -- folder are ignored; image values are k/255
+  setup(function()
+    root = tmpdir()
+    os.execute(string.format("mkdir -p '%s/b_cat/sub' '%s/a_dog' '%s/.hidden'", root, root, root))
+    image.save(root .. "/b_cat/x1.png", cnn.full({3, 2, 2}, 10 / 255))
+    image.save(root .. "/b_cat/sub/x0.png", cnn.full({3, 2, 2}, 20 / 255))
+    image.save(root .. "/a_dog/y.PNG", cnn.full({1, 2, 2}, 30 / 255)) -- grey: loaded as RGB
+    image.save(root .. "/.hidden/z.png", cnn.zeros(2, 2))
+    write_bytes(root .. "/b_cat/notes.txt", "not an image")
+  end)
+  teardown(function() rmdir(root) end)
+
+  it("finds sorted classes and their PNG files, and loads items lazily as RGB", function()
+    local ds = data.ImageFolder(root)
+    assert.are.same({"a_dog", "b_cat"}, ds.classes)
+    assert.are.equal(2, ds.class_to_idx.b_cat)
+    assert.are.equal(3, #ds)
+    local x, y = ds:get(1)
+    assert.are.equal(1, y)
+    H.assert_tensor(x, {shape = {3, 2, 2}, data = {30 / 255, 30 / 255, 30 / 255, 30 / 255, 30 / 255, 30 / 255,
+                                                   30 / 255, 30 / 255, 30 / 255, 30 / 255, 30 / 255, 30 / 255}},
+      {atol = 1e-7})
+    -- sorted walk: "sub" < "x1.png", so sub/x0.png comes first
+    assert.is_true(ds.samples[2][1]:find("sub/x0.png", 1, true) ~= nil)
+    assert.is_true(math.abs(ds:get(2)[1][1][1] - 20 / 255) < 1e-7)
+  end)
+
+  it("applies its transform per item and batches through the DataLoader", function()
+    local ds = data.ImageFolder(root, {transform = T.normalize(0.5, 0.5), mode = "gray"})
+    local x = ds:get(3)
+    assert.are.same({1, 2, 2}, x:shape())
+    assert.is_true(math.abs(x[1][1][1] - (10 / 255 - 0.5) / 0.5) < 1e-6)
+    local loader = data.DataLoader(ds, {batch_size = 2})
+    local sizes, labels = {}, {}
+    for bx, by in loader:iter() do
+      sizes[#sizes + 1] = bx:size(1)
+      assert.are.equal("int64", by:dtype())
+      for _, v in ipairs(by:totable()) do labels[#labels + 1] = v end
+    end
+    assert.are.same({2, 1}, sizes)
+    assert.are.same({1, 2, 2}, labels)
+  end)
+
+  it("rejects an empty root, an empty class and unknown options", function()
+    local d = tmpdir()
+    H.assert_error(function() data.ImageFolder(d) end, "ImageFolder:", "no class folders")
+    os.execute("mkdir '" .. d .. "/empty'")
+    H.assert_error(function() data.ImageFolder(d) end, "ImageFolder:", "empty", "no .png files")
+    H.assert_error(function() data.ImageFolder(d .. "/missing") end, "ImageFolder:", "cannot open folder")
+    H.assert_error(function() data.ImageFolder(root, {tranform = 1}) end, "ImageFolder:", "unknown option 'tranform'")
+    rmdir(d)
+    H.assert_usable()
+  end)
+end)
+
+describe("data.DataLoader", function()
+  local function range_ds(n)
+    return data.TensorDataset(cnn.arange(n):float():reshape(n, 1), cnn.arange(n))
+  end
+
+  -- all sample ids of one epoch, in order
+  local function epoch_ids(loader)
+    local ids = {}
+    for x, y in loader:iter() do
+      for i = 1, y:size(1) do
+        assert.are.equal(y[i], x[i][1]) -- rows stay paired
+        ids[#ids + 1] = y[i]
+      end
+    end
+    return ids
+  end
+
+  it("counts batches with and without drop_last", function()
+    assert.are.equal(4, #data.DataLoader(range_ds(10), {batch_size = 3}))
+    assert.are.equal(3, #data.DataLoader(range_ds(10), {batch_size = 3, drop_last = true}))
+    assert.are.equal(10, #data.DataLoader(range_ds(10)))
+    assert.are.equal(0, #data.DataLoader(range_ds(2), {batch_size = 3, drop_last = true}))
+    local sizes = {}
+    for x in data.DataLoader(range_ds(10), {batch_size = 4}):iter() do sizes[#sizes + 1] = x:size(1) end
+    assert.are.same({4, 4, 2}, sizes)
+    sizes = {}
+    for x in data.DataLoader(range_ds(10), {batch_size = 4, drop_last = true}):iter() do sizes[#sizes + 1] = x:size(1) end
+    assert.are.same({4, 4}, sizes)
+  end)
+
+  it("keeps dataset order without shuffle, batching rows in C", function()
+    local ids = epoch_ids(data.DataLoader(range_ds(7), {batch_size = 3}))
+    assert.are.same({0, 1, 2, 3, 4, 5, 6}, ids)
+    local loader = data.DataLoader(data.mnist("tests/fixtures/io/mnist", "test"), {batch_size = 4})
+    local x, y = loader:iter()()
+    assert.are.same({4, 1, 28, 28}, x:shape())
+    assert.are.equal("float32", x:dtype())
+    H.assert_tensor(y, {8, 3, 2, 1}, {dtype = "int64"})
+  end)
+
+  it("shuffles the same way for the same seed and epoch, differently across epochs", function()
+    local a = data.DataLoader(range_ds(50), {batch_size = 8, shuffle = true, seed = 11})
+    local b = data.DataLoader(range_ds(50), {batch_size = 8, shuffle = true, seed = 11})
+    local a1, b1 = epoch_ids(a), epoch_ids(b)
+    assert.are.same(a1, b1)
+    local sorted = {table.unpack(a1)}
+    table.sort(sorted)
+    for i = 1, 50 do assert.are.equal(i - 1, sorted[i]) end -- a permutation
+    local a2 = epoch_ids(a)
+    assert.are_not.same(a1, a2)
+    a:set_epoch(1)
+    assert.are.same(a1, epoch_ids(a))
+    -- the seeded order does not depend on, or disturb, cnn's random stream
+    cnn.manual_seed(1)
+    local r = cnn.rand(3)
+    cnn.manual_seed(1)
+    b:set_epoch(1)
+    assert.are.same(a1, epoch_ids(b))
+    H.assert_tensor(cnn.rand(3), r:totable())
+    assert.are_not.same(a1, epoch_ids(data.DataLoader(range_ds(50), {batch_size = 8, shuffle = true, seed = 12})))
+  end)
+
+  it("without a seed, shuffles from cnn's stream (cnn.manual_seed repeats it)", function()
+    cnn.manual_seed(5)
+    local a = epoch_ids(data.DataLoader(range_ds(30), {batch_size = 7, shuffle = true}))
+    cnn.manual_seed(5)
+    local b = epoch_ids(data.DataLoader(range_ds(30), {batch_size = 7, shuffle = true}))
+    assert.are.same(a, b)
+    assert.are_not.same(epoch_ids(data.DataLoader(range_ds(30), {batch_size = 7})), a)
+  end)
+
+  it("gives each shard a disjoint, equal, strided slice of the epoch's permutation", function()
+    local n, world = 23, 4
+    local full = data.DataLoader(range_ds(n), {batch_size = n, shuffle = true, seed = 3})
+    full:set_epoch(2)
+    local perm = epoch_ids(full)
+    local owner, counts = {}, {}
+    for rank = 0, world - 1 do
+      local l = data.DataLoader(range_ds(n), {batch_size = 2, shuffle = true, seed = 3,
+                                              shard = {rank = rank, world_size = world}})
+      assert.are.equal(3, #l) -- 23 // 4 = 5 samples -> batches of 2, 2, 1
+      l:set_epoch(2)
+      local ids = epoch_ids(l)
+      counts[#counts + 1] = #ids
+      for k, id in ipairs(ids) do
+        assert.are.equal(perm[rank + (k - 1) * world + 1], id)
+        assert.is_nil(owner[id])
+        owner[id] = rank
+      end
+    end
+    assert.are.same({5, 5, 5, 5}, counts)
+    -- without a seed, sharded loaders still agree (seed 0, as DistributedSampler)
+    local l0 = data.DataLoader(range_ds(n), {shuffle = true, shard = {rank = 0, world_size = 2}})
+    local l1 = data.DataLoader(range_ds(n), {shuffle = true, shard = {rank = 1, world_size = 2}})
+    local seen = {}
+    for _, id in ipairs(epoch_ids(l0)) do seen[id] = true end
+    for _, id in ipairs(epoch_ids(l1)) do assert.is_nil(seen[id]) end
+  end)
+
+  it("applies its transform to each whole batch", function()
+    local ds = data.TensorDataset(cnn.ones(5, 1, 2, 2), cnn.arange(5))
+    local loader = data.DataLoader(ds, {batch_size = 5, transform = T.normalize(0.5, 0.25)})
+    local x = loader:iter()()
+    H.assert_tensor(x, {shape = {5, 1, 2, 2}, data = H.values(cnn.full({5, 1, 2, 2}, 2))})
+  end)
+
+  it("batches any dataset with a length and [i] -> {x, y}", function()
+    local ds = setmetatable({}, {
+      __len = function() return 5 end,
+      __index = function(_, i) return {cnn.full({2}, i), i * 10} end,
+    })
+    local xs, ys = {}, {}
+    for x, y in data.DataLoader(ds, {batch_size = 2}):iter() do
+      xs[#xs + 1] = x:shape()
+      for _, v in ipairs(y:totable()) do ys[#ys + 1] = v end
+      assert.are.equal("int64", y:dtype())
+    end
+    assert.are.same({{2, 2}, {2, 2}, {1, 2}}, xs)
+    assert.are.same({10, 20, 30, 40, 50}, ys)
+  end)
+
+  it("rejects bad options by name", function()
+    local ds = range_ds(4)
+    H.assert_error(function() data.DataLoader(ds, {batch_sz = 2}) end, "DataLoader:", "unknown option 'batch_sz'")
+    H.assert_error(function() data.DataLoader(ds, {batch_size = 0}) end, "DataLoader:", "batch_size")
+    H.assert_error(function() data.DataLoader(ds, {seed = 1.5}) end, "DataLoader:", "seed")
+    H.assert_error(function() data.DataLoader(ds, {shard = {rank = 2, world_size = 2}}) end, "DataLoader:", "rank")
+    H.assert_error(function() data.DataLoader(ds, {shard = {rank = 0, world = 2}}) end, "DataLoader:", "world")
+    H.assert_error(function() data.DataLoader(42) end, "DataLoader:", "dataset")
+    H.assert_error(function() data.DataLoader(ds):set_epoch("x") end, "set_epoch:", "integer")
+    H.assert_usable()
+  end)
+end)
+
+describe("data.transforms", function()
+  it("normalize subtracts and divides per channel, on batches and single images", function()
+    local x = cnn.tensor({{{{1, 2}}, {{3, 4}}}}) -- (1, 2, 1, 2)
+    local n = T.normalize({1, 2}, {2, 4})
+    -- (1-1)/2, (2-1)/2 | (3-2)/4, (4-2)/4
+    H.assert_tensor(n(x), {{{{0, 0.5}}, {{0.25, 0.5}}}})
+    H.assert_tensor(n(x[1]), {{{0, 0.5}}, {{0.25, 0.5}}})
+    H.assert_tensor(T.normalize(1, 2)(x), {{{{0, 0.5}}, {{1, 1.5}}}})
+    H.assert_error(function() T.normalize({1, 2, 3}, 1)(x) end, "normalize:", "1 or 2 values")
+    H.assert_error(function() T.normalize(0, 0) end, "normalize:", "nonzero")
+    H.assert_error(function() T.normalize(0, 1)(cnn.zeros(2, 2)) end, "normalize:", "dimensions")
+    H.assert_error(function() T.normalize("a", 1) end, "normalize:", "mean")
+    H.assert_usable()
+  end)
+
+  it("random_hflip mirrors with probability p, per sample, repeatably under a seed", function()
+    local x = cnn.tensor({{{{1, 2, 3}}}, {{{4, 5, 6}}}})
+    H.assert_tensor(T.random_hflip(1)(x), {{{{3, 2, 1}}}, {{{6, 5, 4}}}})
+    H.assert_tensor(T.random_hflip(0)(x), x:totable())
+    local b = cnn.arange(64 * 3):float():reshape(64, 1, 1, 3)
+    cnn.manual_seed(9)
+    local y = T.random_hflip()(b)
+    local flipped = 0
+    for i = 1, 64 do
+      local r, s = y[i][1][1], b[i][1][1]
+      if r[1] == s[3] and r[3] == s[1] then flipped = flipped + 1
+      else assert.is_true(r[1] == s[1] and r[3] == s[3]) end
+    end
+    assert.is_true(flipped > 10 and flipped < 54)
+    cnn.manual_seed(9)
+    H.assert_tensor(T.random_hflip()(b), y:totable())
+    H.assert_error(function() T.random_hflip(2) end, "random_hflip:", "probability")
+  end)
+
+  it("random_crop cuts windows of the zero-padded image, repeatably under a seed", function()
+    -- (C=1, 3, 3) image 1..9; size 3 with padding 1: the window's top-left is at (-1..1, -1..1)
+    local img = cnn.arange(1, 10):float():reshape(1, 3, 3)
+    local padded = {}
+    for r = 0, 4 do
+      padded[r] = {}
+      for c = 0, 4 do
+        padded[r][c] = (r >= 1 and r <= 3 and c >= 1 and c <= 3) and ((r - 1) * 3 + c) or 0
+      end
+    end
+    local crop = T.random_crop(3, {padding = 1})
+    local seen = {}
+    cnn.manual_seed(4)
+    for _ = 1, 40 do
+      local y = crop(img)
+      assert.are.same({1, 3, 3}, y:shape())
+      local v = y:totable()[1]
+      local found
+      for top = 0, 2 do
+        for left = 0, 2 do
+          local ok = true
+          for r = 1, 3 do
+            for c = 1, 3 do ok = ok and v[r][c] == padded[top + r - 1][left + c - 1] end
+          end
+          if ok then found = top * 3 + left end
+        end
+      end
+      assert.is_not_nil(found)
+      seen[found] = true
+    end
+    local distinct = 0
+    for _ in pairs(seen) do distinct = distinct + 1 end
+    assert.is_true(distinct >= 5)
+    -- no padding, full size: the identity
+    H.assert_tensor(T.random_crop({3, 3})(img), img:totable())
+    -- a batch gets one window per sample; the same seed repeats them
+    local b = cnn.rand(16, 2, 5, 5)
+    cnn.manual_seed(8)
+    local y1 = T.random_crop({4, 3}, {padding = {1, 2}, fill = -1})(b)
+    cnn.manual_seed(8)
+    local y2 = T.random_crop({4, 3}, {padding = {1, 2}, fill = -1})(b)
+    assert.are.same({16, 2, 4, 3}, y1:shape())
+    H.assert_tensor(y1, y2:totable())
+    H.assert_error(function() T.random_crop(6)(img) end, "random_crop:", "larger than the padded image")
+    H.assert_error(function() T.random_crop(2, {pad = 1}) end, "random_crop:", "unknown option 'pad'")
+    H.assert_error(function() T.random_crop(0) end, "random_crop:", "size")
+    H.assert_usable()
+  end)
+
+  it("compose applies transforms and functions in order", function()
+    local x = cnn.tensor({{{{1, 2}}}})
+    local t = T.compose{T.random_hflip(1), T.normalize(1, 2), function(v) return v * 10 end}
+    -- flip: {2, 1}; normalize: {0.5, 0}; times 10: {5, 0}
+    H.assert_tensor(t(x), {{{{5, 0}}}})
+    H.assert_error(function() T.compose{1} end, "compose:", "not callable")
+    H.assert_error(function() t(cnn.zeros(3)) end, "random_hflip:", "dimensions")
+  end)
+end)

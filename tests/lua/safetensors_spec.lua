@@ -1,0 +1,201 @@
+-- cnn.save / cnn.load (safetensors): a file laid out as huggingface's writer lays it out, with
+-- every dtype the format names (F16/BF16 bit patterns from PyTorch), round trips of every kind
+-- of tensor, the exact bytes cnn.save writes, and one clear error per corrupt-file case.
+local cnn = require "cnn"
+local S = require "cnn.serialize"
+local save, load = cnn.save or S.save, cnn.load or S.load
+local H = dofile("tests/lua/helpers.lua")
+local E = dofile("tests/fixtures/io/expected.lua").safetensors
+
+local function tmpdir()
+  local d = os.tmpname()
+  os.remove(d)
+  assert(os.execute("mkdir '" .. d .. "'"))
+  return d
+end
+
+local function write_bytes(path, s)
+  local f = assert(io.open(path, "wb"))
+  f:write(s)
+  f:close()
+end
+
+local function read_bytes(path)
+  local f = assert(io.open(path, "rb"))
+  local s = f:read("a")
+  f:close()
+  return s
+end
+
+-- A safetensors file from a header text and data bytes.
+local function st_bytes(header, body)
+  return string.pack("<I8", #header) .. header .. (body or "")
+end
+
+-- Exact comparison that also accepts equal infinities and signed zeros.
+local function same_values(t, want)
+  local got = H.values(t)
+  assert.are.equal(#want, #got)
+  for i = 1, #want do
+    if got[i] ~= want[i] then
+      assert(false, string.format("element %d is %.17g but expected %.17g", i, got[i], want[i]))
+    end
+  end
+end
+
+describe("cnn.load", function()
+  it("reads every dtype of a file written the way huggingface's safetensors writes it", function()
+    local t, meta = load("tests/fixtures/io/st/dtypes.safetensors")
+    local n = 0
+    for name, e in pairs(E.tensors) do
+      n = n + 1
+      local x = t[name]
+      assert(x, "missing tensor " .. name)
+      assert.are.same(e.shape, x:shape(), name)
+      assert.are.equal(e.dtype, x:dtype(), name)
+      same_values(x, e.data)
+    end
+    local m = 0
+    for _ in pairs(t) do m = m + 1 end
+    assert.are.equal(n, m)
+    assert.are.same(E.metadata, meta)
+  end)
+
+  it("returns an empty metadata table when the file has none, and reads a file of no tensors", function()
+    local t, meta = load("tests/fixtures/io/st/no_metadata.safetensors")
+    H.assert_tensor(t.w, {1.5, -1.5})
+    assert.are.same({}, meta)
+    t, meta = load("tests/fixtures/io/st/empty.safetensors")
+    assert.are.same({}, t)
+    assert.are.same({}, meta)
+  end)
+end)
+
+describe("cnn.save", function()
+  local d
+  before_each(function() d = tmpdir() end)
+  after_each(function() os.execute("rm -rf '" .. d .. "'") end)
+
+  it("round trips float32 and int64 tensors of any shape, strides and values", function()
+    local w = cnn.randn(3, 4)
+    local tbl = {
+      ["features.0.weight"] = w,
+      ["features.0.bias"] = cnn.randn(4):requires_grad_(),
+      transposed = w:t(), -- strided: written in logical order
+      narrowed = cnn.arange(10):narrow(1, 3, 4),
+      labels = cnn.tensor({-9007199254740993, 0, 9007199254740993}, {dtype = "int64"}),
+      scalar = cnn.tensor(3.25),
+      empty = cnn.zeros(0, 5),
+      big = cnn.rand(70000),
+    }
+    save(d .. "/m.safetensors", tbl)
+    local back, meta = load(d .. "/m.safetensors")
+    assert.are.same({}, meta)
+    for k, v in pairs(tbl) do
+      local b = back[k]
+      assert(b, "missing " .. k)
+      assert.are.same(v:shape(), b:shape(), k)
+      assert.are.equal(v:dtype(), b:dtype(), k)
+      same_values(b, H.values(v))
+      assert.is_false(b.requires_grad)
+    end
+    assert.are.equal(-9007199254740993, back.labels[1]) -- beyond 2^53: int64 kept exactly
+  end)
+
+  it("writes the format byte for byte: sorted keys after __metadata__, space padding, data in key order", function()
+    save(d .. "/s.safetensors", {b = cnn.tensor({1, 2}), a = cnn.tensor({7}, {dtype = "int64"})},
+      {metadata = {step = 12, name = "run \"x\"\n"}})
+    local bytes = read_bytes(d .. "/s.safetensors")
+    local header = '{"__metadata__":{"name":"run \\"x\\"\\n","step":"12"},' ..
+      '"a":{"dtype":"I64","shape":[1],"data_offsets":[0,8]},' ..
+      '"b":{"dtype":"F32","shape":[2],"data_offsets":[8,16]}}'
+    local padded = header .. string.rep(" ", (8 - #header % 8) % 8)
+    local want = string.pack("<I8", #padded) .. padded .. string.pack("<i8<f<f", 7, 1, 2)
+    assert.are.equal(want, bytes)
+    local _, meta = load(d .. "/s.safetensors")
+    assert.are.same({name = "run \"x\"\n", step = "12"}, meta)
+  end)
+
+  it("replaces a file atomically and leaves no temporary file behind", function()
+    local p = d .. "/r.safetensors"
+    save(p, {x = cnn.ones(2)})
+    save(p, {x = cnn.zeros(3)})
+    H.assert_tensor(load(p).x, {0, 0, 0})
+    H.assert_error(function() save(p, {x = "not a tensor"}) end, "save:", "'x'", "not a tensor")
+    H.assert_tensor(load(p).x, {0, 0, 0})
+    local ls = io.popen("ls -A '" .. d .. "'")
+    assert.are.equal("r.safetensors\n", ls:read("a"))
+    ls:close()
+  end)
+
+  it("rejects bad tables, metadata and paths by name", function()
+    local p = d .. "/e.safetensors"
+    H.assert_error(function() save(p, {cnn.ones(1)}) end, "save:", "names must be strings")
+    H.assert_error(function() save(p, {w = 1}) end, "save:", "'w'", "not a tensor")
+    H.assert_error(function() save(p, "x") end, "save:", "table")
+    H.assert_error(function() save(p, {w = cnn.ones(1)}, {metadata = {k = {}}}) end, "save:", "metadata", "'k'")
+    H.assert_error(function() save(p, {w = cnn.ones(1)}, {meta = {}}) end, "save:", "unknown option 'meta'")
+    H.assert_error(function() save(p, {["__metadata__"] = cnn.ones(1)}) end, "save:", "__metadata__")
+    H.assert_error(function() save(p, {["a\0b"] = cnn.ones(1)}) end, "save:", "NUL")
+    H.assert_error(function() save(p, {["\xff"] = cnn.ones(1)}) end, "save:", "UTF%-8")
+    H.assert_error(function() save(d .. "/missing/dir/x.safetensors", {w = cnn.ones(1)}) end, "save:", "cannot create")
+    H.assert_usable()
+  end)
+end)
+
+describe("cnn.load on corrupt files", function()
+  local d
+  setup(function() d = tmpdir() end)
+  teardown(function() os.execute("rm -rf '" .. d .. "'") end)
+
+  local F32x2 = '{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}}'
+
+  local cases = {
+    {"an empty file", "", "too short for the 8%-byte header length"},
+    {"a header length beyond 100 MB", string.pack("<I8", 100000001) .. "{}", "exceeds the 100000000%-byte limit"},
+    {"a header length past the end", string.pack("<I8", 50) .. "{}", "runs past the end of the file"},
+    {"a header that is not an object", st_bytes('["a"]'), "does not start with '{'"},
+    {"invalid JSON", st_bytes('{"a":{"dtype":"F32",}}'), "invalid JSON at byte 20: expected a string key"},
+    {"duplicate keys", st_bytes('{"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},' ..
+      '"a":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}}', string.rep("\0", 8)), 'duplicate key "a"'},
+    {"an unknown dtype", st_bytes('{"a":{"dtype":"Q8","shape":[2],"data_offsets":[0,2]}}', "\0\0"),
+      "unsupported dtype 'Q8'"},
+    {"a shape whose size does not match its offsets", st_bytes('{"a":{"dtype":"F32","shape":[3],"data_offsets":[0,8]}}',
+      string.rep("\0", 8)), "needs 12 bytes but data_offsets %[0, 8%] hold 8"},
+    {"offsets running past the end (a truncated file)", st_bytes(F32x2, "\0\0\0\0"), "run past the end of the data"},
+    {"overlapping offsets", st_bytes('{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},' ..
+      '"b":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}}', string.rep("\0", 8)), "overlap"},
+    {"a gap between tensors", st_bytes('{"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},' ..
+      '"b":{"dtype":"F32","shape":[1],"data_offsets":[8,12]}}', string.rep("\0", 12)), "belong to no tensor"},
+    {"trailing bytes after the last tensor", st_bytes(F32x2, string.rep("\0", 12)), "last 4 data bytes belong to no tensor"},
+    {"a negative size", st_bytes('{"a":{"dtype":"F32","shape":[-2],"data_offsets":[0,8]}}', string.rep("\0", 8)),
+      "shape entry 1"},
+    {"a fractional offset", st_bytes('{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8.5]}}', string.rep("\0", 8)),
+      "data_offsets must be two non%-negative integers"},
+    {"metadata that is not strings", st_bytes('{"__metadata__":{"epoch":3}}'), "not a string"},
+    {"a tensor entry that is not an object", st_bytes('{"a":3}'), "not an object"},
+    {"a missing dtype", st_bytes('{"a":{"shape":[0],"data_offsets":[0,0]}}'), "lacks a dtype"},
+  }
+  for i, c in ipairs(cases) do
+    it("names the file and the problem for " .. c[1], function()
+      local p = string.format("%s/bad%d.safetensors", d, i)
+      write_bytes(p, c[2])
+      H.assert_error(function() load(p) end, "load:", p:gsub("%p", "%%%0"), c[3])
+      H.assert_usable()
+    end)
+  end
+
+  it("fails cleanly on every truncation of a valid file", function()
+    local p = d .. "/whole.safetensors"
+    save(p, {w = cnn.randn(2, 3), b = cnn.arange(4)}, {metadata = {k = "v"}})
+    local bytes = read_bytes(p)
+    for cut = 0, #bytes - 1 do
+      local q = d .. "/cut.safetensors"
+      write_bytes(q, bytes:sub(1, cut))
+      H.assert_error(function() load(q) end, "load:", "cut.safetensors")
+    end
+    H.assert_error(function() load(d .. "/nothing.safetensors") end, "load:", "nothing.safetensors", "cannot open")
+    H.assert_error(function() load(d) end, "load:", "not a regular file")
+    H.assert_usable()
+  end)
+end)
