@@ -1,13 +1,17 @@
 /* The cnn.core Lua module: the tensor metatable, argument checking, the error road and the
  * garbage-collector policy. Lua's collector sees a tensor as a few bytes of userdata; the
  * storage behind it lives in the runtime allocator, so after each new tensor we compare the
- * allocator's live bytes with a threshold (twice what survived the last collection, at least
- * GC_FLOOR) and run a full collection past it: temporaries in a loop then stay bounded. */
+ * allocator's live bytes with a threshold and run a full collection past it. The threshold allows
+ * GC_GROWTH bytes (or a quarter of what survived, if more) of new tensor memory since the last
+ * collection: a loop of temporaries stays bounded, and a large resident dataset does not double
+ * the allowance the way a proportional rule would. A full collection costs time in proportion to
+ * the Lua heap, which is small next to tensor data, so collecting often is cheap. */
 #include "lcnn.h"
 
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -15,9 +19,9 @@
 #include "cnn/autograd.h"
 #include "cnn/error.h"
 
-#define GC_FLOOR ((size_t)128 << 20)
+#define GC_GROWTH ((size_t)48 << 20)
 
-static size_t gc_threshold = GC_FLOOR;
+static size_t gc_threshold = GC_GROWTH;
 
 int lcnn_error(lua_State *L, const char *fn, const char *fmt, ...) {
   char msg[1200];
@@ -70,7 +74,7 @@ static void maybe_collect(lua_State *L) {
   if (live < gc_threshold) return;
   lua_gc(L, LUA_GCCOLLECT);
   live = cnn_alloc_live_bytes();
-  gc_threshold = live * 2 > GC_FLOOR ? live * 2 : GC_FLOOR;
+  gc_threshold = live + (live / 4 > GC_GROWTH ? live / 4 : GC_GROWTH);
 }
 
 void lcnn_push(lua_State *L, cnn_tensor *t, const char *fn) {
@@ -186,13 +190,18 @@ cnn_dtype lcnn_opt_dtype(lua_State *L, int idx, const char *fn, cnn_dtype def) {
 }
 
 static int memory_stats(lua_State *L) {
-  lua_createtable(L, 0, 3);
+  lua_createtable(L, 0, 4);
   lua_pushinteger(L, (lua_Integer)cnn_alloc_live_bytes());
   lua_setfield(L, -2, "live_bytes");
   lua_pushinteger(L, (lua_Integer)cnn_alloc_cached_bytes());
   lua_setfield(L, -2, "cached_bytes");
   lua_pushinteger(L, (lua_Integer)gc_threshold);
   lua_setfield(L, -2, "gc_threshold");
+  struct rusage ru;
+  if (getrusage(RUSAGE_SELF, &ru) == 0) { /* the process's high-water mark, kilobytes on Linux */
+    lua_pushinteger(L, (lua_Integer)ru.ru_maxrss * 1024);
+    lua_setfield(L, -2, "peak_rss_bytes");
+  }
   return 1;
 }
 

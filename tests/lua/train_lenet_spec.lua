@@ -1,0 +1,127 @@
+-- examples/train_lenet.lua as a user runs it, on a tiny synthetic dataset in MNIST's layout:
+-- its outputs, its last line, and that --resume reaches exactly what an uninterrupted run does.
+local cnn = require "cnn"
+
+local CNNLUA = assert(os.getenv("CNNLUA"), "CNNLUA must point at the cnnlua binary (ctest sets it)")
+
+local function sh_quote(s) return "'" .. s:gsub("'", "'\\''") .. "'" end
+
+local function run(args)
+  local cmd = sh_quote(CNNLUA) .. " examples/train_lenet.lua " .. args .. " 2>&1"
+  local p = assert(io.popen(cmd))
+  local out = p:read("a")
+  local ok, _, code = p:close()
+  return out, ok and 0 or code
+end
+
+-- n images whose class decides a bright square's position, so a few epochs learn something
+local function write_split(dir, prefix, n, seed)
+  local rng = cnn.randint(0, 9, {n})
+  cnn.manual_seed(seed)
+  local img = {string.pack(">I4I4I4I4", 0x803, n, 28, 28)}
+  local lab = {string.pack(">I4I4", 0x801, n)}
+  local noise = (cnn.rand(n, 28 * 28) * 60):long()
+  for i = 1, n do
+    local c = rng[i]
+    local px = noise[i]:totable()
+    local r0, c0 = 2 + (c // 5) * 12, 2 + (c % 5) * 5
+    for r = r0, r0 + 9 do
+      for k = c0, c0 + 3 do px[r * 28 + k + 1] = 250 end
+    end
+    img[#img + 1] = string.char(table.unpack(px))
+    lab[#lab + 1] = string.char(c)
+  end
+  local f = assert(io.open(dir .. "/" .. prefix .. "-images-idx3-ubyte", "wb"))
+  f:write(table.concat(img))
+  f:close()
+  f = assert(io.open(dir .. "/" .. prefix .. "-labels-idx1-ubyte", "wb"))
+  f:write(table.concat(lab))
+  f:close()
+end
+
+local tmp
+setup(function()
+  tmp = os.tmpname()
+  os.remove(tmp)
+  assert(os.execute("mkdir -p " .. sh_quote(tmp .. "/data")))
+  write_split(tmp .. "/data", "train", 512, 11)
+  write_split(tmp .. "/data", "t10k", 200, 12)
+end)
+
+teardown(function()
+  os.execute("rm -rf " .. sh_quote(tmp))
+end)
+
+local common = "--epochs 3 --batch-size 32 --lr 0.05 --threads 1 --seed 5"
+
+describe("train_lenet.lua", function()
+  local full_out
+  it("trains, ends with 'test accuracy: NN.NN%' and writes checkpoint, CSV, curves and filters", function()
+    local out, code = run(common .. " --data " .. sh_quote(tmp .. "/data") .. " --out " .. sh_quote(tmp .. "/full"))
+    full_out = out
+    assert.are.equal(0, code, out)
+    local last = out:match("([^\n]+)\n?$")
+    local acc = tonumber(last:match("^test accuracy: (%d+%.%d%d)%%$"))
+    assert.is_not_nil(acc, "last line was: " .. tostring(last))
+    assert.is_true(acc > 50, "a learnable synthetic task should exceed chance (10%), got " .. acc)
+    -- not a terminal: one plain line per epoch, no carriage-return progress
+    local epochs = 0
+    for _ in out:gmatch("epoch %d+/3  train loss") do epochs = epochs + 1 end
+    assert.are.equal(3, epochs)
+    assert.is_nil(out:find("\r", 1, true))
+
+    local csv = assert(io.open(tmp .. "/full/metrics.csv")):read("a")
+    local rows = {}
+    for line in csv:gmatch("[^\n]+") do rows[#rows + 1] = line end
+    assert.are.equal(4, #rows) -- header + 3 epochs
+    assert.truthy(rows[1]:find("^epoch,train_loss,train_acc,test_loss,test_acc"))
+    local csv_acc = tonumber(rows[4]:match("^3,[^,]+,[^,]+,[^,]+,([^,]+)"))
+    assert.are.equal(string.format("%.2f", acc), string.format("%.2f", 100 * csv_acc))
+
+    local curves = cnn.image.load(tmp .. "/full/curves.png")
+    assert.are.same({3, 500, 800}, curves:shape())
+    local filters = cnn.image.load(tmp .. "/full/filters.png")
+    assert.are.equal(1, filters:size(1)) -- grey filters, one channel
+
+    local state = cnn.checkpoint.load(tmp .. "/full/checkpoint.safetensors")
+    assert.are.equal(3, state.epoch)
+    local model = cnn.models.lenet5()
+    model:load_state_dict(state.model) -- strict: every LeNet-5 key present with its shape
+    assert.is_not_nil(state.optimizer.state[1].momentum_buffer)
+  end)
+
+  it("--resume after 2 epochs reaches the same weights and accuracy as 3 epochs straight", function()
+    local data = " --data " .. sh_quote(tmp .. "/data")
+    local part = common:gsub("%-%-epochs 3", "--epochs 2")
+    local out, code = run(part .. data .. " --out " .. sh_quote(tmp .. "/part"))
+    assert.are.equal(0, code, out)
+    out, code = run(common .. data .. " --out " .. sh_quote(tmp .. "/resumed") .. " --resume " ..
+      sh_quote(tmp .. "/part/checkpoint.safetensors"))
+    assert.are.equal(0, code, out)
+    assert.truthy(out:find("resumed from", 1, true))
+    assert.are.equal(full_out:match("test accuracy: [%d.]+%%"), out:match("test accuracy: [%d.]+%%"))
+    local a = cnn.checkpoint.load(tmp .. "/full/checkpoint.safetensors")
+    local b = cnn.checkpoint.load(tmp .. "/resumed/checkpoint.safetensors")
+    for name, t in pairs(a.model) do
+      assert.is_true(cnn.allclose(t, b.model[name], 0, 0), name .. " differs after resuming")
+    end
+  end)
+
+  it("rejects bad flags with a usage message and a non-zero exit", function()
+    local out, code = run("--epochs 0 --data " .. sh_quote(tmp .. "/data"))
+    assert.are_not.equal(0, code)
+    assert.truthy(out:find("epochs", 1, true))
+    out, code = run("--data " .. sh_quote(tmp .. "/nowhere"))
+    assert.are_not.equal(0, code)
+    assert.truthy(out:find("nowhere", 1, true))
+  end)
+
+  it("--help lists every flag", function()
+    local out, code = run("--help")
+    assert.are.equal(0, code)
+    for _, flag in ipairs {"--data", "--epochs", "--batch-size", "--lr", "--momentum", "--seed", "--threads",
+                            "--save", "--resume", "--out"} do
+      assert.truthy(out:find(flag, 1, true), flag)
+    end
+  end)
+end)
