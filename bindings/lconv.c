@@ -1,7 +1,214 @@
-/* Convolution and pooling for Lua (core.F.conv2d, max_pool2d, ...). */
+/* Convolution and pooling for Lua: core.F.conv2d, max_pool2d, avg_pool2d, adaptive_avg_pool2d
+ * (cnn.F.*). Options are checked against their known keys; a number where a pair is expected means
+ * both; indices returned to Lua are 1-based. Every C reference is released before a raise. */
 #include "lcnn.h"
 
+#include <string.h>
+
+#include "cnn/error.h"
+#include "cnn/ops_conv.h"
+
+/* An integer at the top of the stack, or a raise naming fn and what. */
+static int64_t int_at_top(lua_State *L, const char *fn, const char *what) {
+  int isint;
+  lua_Integer v = lua_tointegerx(L, -1, &isint);
+  if (!isint)
+    lcnn_error(L, fn, "%s must be an integer or a pair of integers, got %s", what,
+               lua_type(L, -1) == LUA_TNUMBER ? lua_tostring(L, -1) : luaL_typename(L, -1));
+  return (int64_t)v;
+}
+
+/* The value at idx as a pair: a number means both, a table holds two. */
+static void pair_at(lua_State *L, int idx, const char *fn, const char *what, int64_t out[2]) {
+  idx = lua_absindex(L, idx);
+  if (lua_istable(L, idx)) {
+    if (luaL_len(L, idx) != 2)
+      lcnn_error(L, fn, "%s must be an integer or a pair of integers, got a table of %d", what, (int)luaL_len(L, idx));
+    for (int i = 0; i < 2; i++) {
+      lua_rawgeti(L, idx, i + 1);
+      out[i] = int_at_top(L, fn, what);
+      lua_pop(L, 1);
+    }
+    return;
+  }
+  lua_pushvalue(L, idx);
+  out[0] = out[1] = int_at_top(L, fn, what);
+  lua_pop(L, 1);
+}
+
+/* opts[key] as a pair, or def (both) when absent. */
+static void pair_opt(lua_State *L, int opts, const char *fn, const char *key, int64_t def, int64_t out[2]) {
+  out[0] = out[1] = def;
+  if (!lua_istable(L, opts)) return;
+  lua_getfield(L, opts, key);
+  if (!lua_isnil(L, -1)) pair_at(L, -1, fn, key, out);
+  lua_pop(L, 1);
+}
+
+/* opts[key] as a boolean, or def when absent; anything else is an error. */
+static bool bool_opt(lua_State *L, int opts, const char *fn, const char *key, bool def) {
+  if (!lua_istable(L, opts)) return def;
+  lua_getfield(L, opts, key);
+  int t = lua_type(L, -1);
+  bool v = t == LUA_TNIL ? def : lua_toboolean(L, -1);
+  if (t != LUA_TNIL && t != LUA_TBOOLEAN) lcnn_error(L, fn, "%s must be a boolean, got %s", key, luaL_typename(L, -1));
+  lua_pop(L, 1);
+  return v;
+}
+
+/* ---- conv2d(x, w, b, {stride=1, padding=0, dilation=1, groups=1}) ---- */
+
+static int f_conv2d(lua_State *L) {
+  static const char *const known[] = {"stride", "padding", "dilation", "groups", NULL};
+  const char *fn = "conv2d";
+  cnn_tensor *x = lcnn_check(L, 1, fn), *w = lcnn_check(L, 2, fn), *b = NULL;
+  int opts = 4;
+  if (lcnn_test(L, 3)) {
+    b = lcnn_check(L, 3, fn);
+  } else if (lua_istable(L, 3) && lua_isnoneornil(L, 4)) {
+    opts = 3; /* F.conv2d(x, w, {stride=2}): no bias */
+  } else if (!lua_isnil(L, 3) && !lua_isnone(L, 3)) {
+    return lcnn_error(L, fn, "expected a tensor or nil for the bias (argument 3), got %s", luaL_typename(L, 3));
+  }
+  lcnn_options(L, opts, fn, known);
+  cnn_conv2d_params p = cnn_conv2d_default_params();
+  pair_opt(L, opts, fn, "stride", 1, p.stride);
+  pair_opt(L, opts, fn, "dilation", 1, p.dilation);
+  if (lua_istable(L, opts)) {
+    lua_getfield(L, opts, "groups");
+    if (!lua_isnil(L, -1)) {
+      int isint;
+      lua_Integer g = lua_tointegerx(L, -1, &isint);
+      if (!isint) return lcnn_error(L, fn, "groups must be an integer, got %s", luaL_typename(L, -1));
+      p.groups = (int64_t)g;
+    }
+    lua_pop(L, 1);
+  }
+  bool same = false;
+  if (lua_istable(L, opts)) {
+    lua_getfield(L, opts, "padding");
+    if (lua_type(L, -1) == LUA_TSTRING) {
+      const char *s = lua_tostring(L, -1);
+      if (strcmp(s, "same") == 0) same = true;
+      else if (strcmp(s, "valid") != 0)
+        return lcnn_error(L, fn, "padding must be an integer, a pair, \"same\" or \"valid\", got \"%s\"", s);
+    } else if (!lua_isnil(L, -1)) {
+      pair_at(L, -1, fn, "padding", p.pad_lo);
+      p.pad_hi[0] = p.pad_lo[0], p.pad_hi[1] = p.pad_lo[1];
+    }
+    lua_pop(L, 1);
+  }
+  if (same) {
+    if (p.stride[0] != 1 || p.stride[1] != 1)
+      return lcnn_error(L, fn, "padding=\"same\" is not supported for strided convolutions");
+    if (w->ndim == 4 && p.dilation[0] >= 1 && p.dilation[1] >= 1) {
+      /* PyTorch's rule: total d*(k-1), the odd one out goes after */
+      for (int i = 0; i < 2; i++) {
+        int64_t total = p.dilation[i] * (w->size[2 + i] - 1);
+        p.pad_lo[i] = total / 2, p.pad_hi[i] = total - total / 2;
+      }
+    }
+  }
+  lcnn_push(L, cnn_op_conv2d(x, w, b, &p), fn);
+  return 1;
+}
+
+/* ---- pooling ---- */
+
+/* The kernel argument (number or pair) and the options shared by both pools. */
+static void pool_params(lua_State *L, const char *fn, bool is_max, cnn_pool2d_params *p) {
+  static const char *const known_max[] = {"stride", "padding", "dilation", "ceil_mode", "return_indices", NULL};
+  static const char *const known_avg[] = {"stride",           "padding", "ceil_mode", "count_include_pad",
+                                          "divisor_override", NULL};
+  if (lua_isnoneornil(L, 2)) lcnn_error(L, fn, "expected a kernel size (an integer or a pair) for argument 2");
+  *p = cnn_pool2d_default_params(1);
+  pair_at(L, 2, fn, "kernel size", p->kernel);
+  lcnn_options(L, 3, fn, is_max ? known_max : known_avg);
+  if (lua_istable(L, 3)) {
+    lua_getfield(L, 3, "stride");
+    bool has_stride = !lua_isnil(L, -1);
+    lua_pop(L, 1);
+    if (has_stride) pair_opt(L, 3, fn, "stride", 1, p->stride);
+    else p->stride[0] = p->kernel[0], p->stride[1] = p->kernel[1];
+  } else {
+    p->stride[0] = p->kernel[0], p->stride[1] = p->kernel[1];
+  }
+  pair_opt(L, 3, fn, "padding", 0, p->padding);
+  if (is_max) pair_opt(L, 3, fn, "dilation", 1, p->dilation);
+  p->ceil_mode = bool_opt(L, 3, fn, "ceil_mode", false);
+  if (!is_max) {
+    p->count_include_pad = bool_opt(L, 3, fn, "count_include_pad", true);
+    if (lua_istable(L, 3)) {
+      lua_getfield(L, 3, "divisor_override");
+      if (!lua_isnil(L, -1)) {
+        int isint;
+        lua_Integer d = lua_tointegerx(L, -1, &isint);
+        if (!isint || d < 1) lcnn_error(L, fn, "divisor_override must be a positive integer");
+        p->divisor = (int64_t)d;
+      }
+      lua_pop(L, 1);
+    }
+  }
+}
+
+/* max_pool2d(x, k, {stride=k, padding=0, dilation=1, ceil_mode=false, return_indices=false}) */
+static int f_max_pool2d(lua_State *L) {
+  const char *fn = "max_pool2d";
+  cnn_tensor *x = lcnn_check(L, 1, fn);
+  cnn_pool2d_params p;
+  pool_params(L, fn, true, &p);
+  bool want_idx = bool_opt(L, 3, fn, "return_indices", false);
+  cnn_tensor *idx = NULL;
+  cnn_tensor *y = cnn_op_max_pool2d(x, &p, want_idx ? &idx : NULL);
+  if (!want_idx || !y) {
+    lcnn_push(L, y, fn);
+    return 1;
+  }
+  /* a 1-based copy: the 0-based tensor is saved by the graph and must stay as it is */
+  cnn_tensor *one = cnn_tensor_clone(idx);
+  cnn_tensor_release(idx);
+  if (!one) {
+    cnn_tensor_release(y);
+    return lcnn_fail(L, fn);
+  }
+  int64_t n = cnn_tensor_numel(one), *ip = cnn_tensor_i64(one);
+  for (int64_t i = 0; i < n; i++) ip[i] += 1;
+  lcnn_push(L, y, fn);
+  lcnn_push(L, one, fn);
+  return 2;
+}
+
+/* avg_pool2d(x, k, {stride=k, padding=0, ceil_mode=false, count_include_pad=true, divisor_override}) */
+static int f_avg_pool2d(lua_State *L) {
+  const char *fn = "avg_pool2d";
+  cnn_tensor *x = lcnn_check(L, 1, fn);
+  cnn_pool2d_params p;
+  pool_params(L, fn, false, &p);
+  lcnn_push(L, cnn_op_avg_pool2d(x, &p), fn);
+  return 1;
+}
+
+/* adaptive_avg_pool2d(x, {oh, ow}) or (x, n) */
+static int f_adaptive_avg_pool2d(lua_State *L) {
+  const char *fn = "adaptive_avg_pool2d";
+  cnn_tensor *x = lcnn_check(L, 1, fn);
+  if (lua_isnoneornil(L, 2)) return lcnn_error(L, fn, "expected an output size (an integer or a pair) for argument 2");
+  int64_t size[2];
+  pair_at(L, 2, fn, "output size", size);
+  if (size[0] < 0 || size[1] < 0)
+    return lcnn_error(L, fn, "output size must be non-negative, got (%lld, %lld)", (long long)size[0],
+                      (long long)size[1]);
+  lcnn_push(L, cnn_op_adaptive_avg_pool2d(x, size[0], size[1]), fn);
+  return 1;
+}
+
 void lcnn_open_conv(lua_State *L, int tbl) {
-  (void)L;
-  (void)tbl;
+  static const luaL_Reg f[] = {{"conv2d", f_conv2d},
+                               {"max_pool2d", f_max_pool2d},
+                               {"avg_pool2d", f_avg_pool2d},
+                               {"adaptive_avg_pool2d", f_adaptive_avg_pool2d},
+                               {NULL, NULL}};
+  lua_pushvalue(L, tbl);
+  luaL_setfuncs(L, f, 0);
+  lua_pop(L, 1);
 }

@@ -1,0 +1,312 @@
+/* conv.c: forward, input/weight/bias gradients against a naive direct convolution written here
+ * (double accumulation), over strides, asymmetric padding, dilation, groups, rectangular and 1x1
+ * kernels, multi-band images, single images split over threads, non-contiguous inputs, 1 and 2
+ * threads; determinism of the threaded weight gradient; the workspace staying put once warm;
+ * error messages. */
+#include "cnn/conv.h"
+#include "cnn/error.h"
+#include "cnn/parallel.h"
+#include "cnn/tensor.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static int failures;
+
+#define CHECK(cond)                                                            \
+  do {                                                                         \
+    if (!(cond)) {                                                             \
+      fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond); \
+      failures++;                                                              \
+    }                                                                          \
+  } while (0)
+
+static uint64_t rng = 88172645463325252ull;
+static float urand(void) { /* xorshift64, uniform in [-1, 1) */
+  rng ^= rng << 13, rng ^= rng >> 7, rng ^= rng << 17;
+  return (float)((rng >> 11) * (1.0 / 9007199254740992.0)) * 2.0f - 1.0f;
+}
+
+static cnn_tensor *rand_tensor(int ndim, const int64_t *size) {
+  cnn_tensor *t = cnn_tensor_empty(CNN_FLOAT32, ndim, size);
+  float *p = cnn_tensor_f32(t);
+  for (int64_t i = 0; i < cnn_tensor_numel(t); i++) p[i] = urand();
+  return t;
+}
+
+typedef struct ccase {
+  const char *name;
+  int64_t N, C, H, W, O, kh, kw;
+  cnn_conv2d_params p;
+  int bias;
+} ccase;
+
+/* Naive reference: y, gx, gw, gb in double, plus sums of |terms| for tolerances. */
+typedef struct ref {
+  int64_t oh, ow;
+  double *y, *ya, *gx, *gxa, *gw, *gwa, *gb, *gba;
+} ref;
+
+static void naive(const ccase *c, const float *x, const float *w, const float *b, const float *gy, ref *r) {
+  const cnn_conv2d_params *p = &c->p;
+  int64_t oh = (c->H + p->pad_lo[0] + p->pad_hi[0] - p->dilation[0] * (c->kh - 1) - 1) / p->stride[0] + 1;
+  int64_t ow = (c->W + p->pad_lo[1] + p->pad_hi[1] - p->dilation[1] * (c->kw - 1) - 1) / p->stride[1] + 1;
+  int64_t Cg = c->C / p->groups, Og = c->O / p->groups;
+  r->oh = oh, r->ow = ow;
+  size_t ny = (size_t)(c->N * c->O * oh * ow), nx = (size_t)(c->N * c->C * c->H * c->W),
+         nw = (size_t)(c->O * Cg * c->kh * c->kw);
+  r->y = calloc(ny, 8), r->ya = calloc(ny, 8), r->gx = calloc(nx, 8), r->gxa = calloc(nx, 8);
+  r->gw = calloc(nw, 8), r->gwa = calloc(nw, 8), r->gb = calloc((size_t)c->O, 8), r->gba = calloc((size_t)c->O, 8);
+  for (int64_t n = 0; n < c->N; n++)
+    for (int64_t o = 0; o < c->O; o++) {
+      int64_t grp = o / Og;
+      for (int64_t i = 0; i < oh; i++)
+        for (int64_t j = 0; j < ow; j++) {
+          int64_t yi = ((n * c->O + o) * oh + i) * ow + j;
+          double g = gy[yi];
+          double acc = b ? b[o] : 0, aacc = b ? fabs(b[o]) : 0;
+          for (int64_t cc = 0; cc < Cg; cc++)
+            for (int64_t a = 0; a < c->kh; a++)
+              for (int64_t e = 0; e < c->kw; e++) {
+                int64_t iy = i * p->stride[0] - p->pad_lo[0] + a * p->dilation[0];
+                int64_t ix = j * p->stride[1] - p->pad_lo[1] + e * p->dilation[1];
+                if (iy < 0 || iy >= c->H || ix < 0 || ix >= c->W) continue;
+                int64_t xi = ((n * c->C + grp * Cg + cc) * c->H + iy) * c->W + ix;
+                int64_t wi = ((o * Cg + cc) * c->kh + a) * c->kw + e;
+                acc += (double)x[xi] * w[wi], aacc += fabs((double)x[xi] * w[wi]);
+                r->gx[xi] += g * w[wi], r->gxa[xi] += fabs(g * w[wi]);
+                r->gw[wi] += g * x[xi], r->gwa[wi] += fabs(g * x[xi]);
+              }
+          r->y[yi] = acc, r->ya[yi] = aacc;
+          r->gb[o] += g, r->gba[o] += fabs(g);
+        }
+    }
+}
+
+static void ref_free(ref *r) {
+  free(r->y), free(r->ya), free(r->gx), free(r->gxa), free(r->gw), free(r->gwa), free(r->gb), free(r->gba);
+}
+
+/* got (contiguous) against want within 2e-6 * sum|terms| + 1e-6 */
+static void compare(const char *name, const char *what, const cnn_tensor *got, const double *want, const double *mag,
+                    int64_t n) {
+  CHECK(got != NULL);
+  if (!got) return;
+  CHECK(cnn_tensor_numel(got) == n);
+  const float *g = cnn_tensor_f32(got);
+  for (int64_t i = 0; i < n; i++) {
+    if (!(fabs(g[i] - want[i]) <= 2e-6 * mag[i] + 1e-6)) {
+      fprintf(stderr, "%s: %s[%lld] = %.9g, naive %.9g\n", name, what, (long long)i, g[i], want[i]);
+      failures++;
+      return;
+    }
+  }
+}
+
+static cnn_conv2d_params P(int64_t sh, int64_t sw, int64_t ph0, int64_t pw0, int64_t ph1, int64_t pw1, int64_t dh,
+                           int64_t dw, int64_t g) {
+  cnn_conv2d_params p = {{sh, sw}, {ph0, pw0}, {ph1, pw1}, {dh, dw}, g};
+  return p;
+}
+
+/* Runs one case; with `strided` the input is a transposed view (non-contiguous). */
+static void run_case(const ccase *c, int strided) {
+  int64_t xs[4] = {c->N, c->C, c->H, c->W}, ws[4] = {c->O, c->C / c->p.groups, c->kh, c->kw};
+  cnn_tensor *x = rand_tensor(4, xs), *w = rand_tensor(4, ws), *b = c->bias ? rand_tensor(1, &c->O) : NULL;
+  cnn_tensor *xin = x;
+  if (strided) { /* same values, W and H swapped in memory */
+    int64_t ts[4] = {c->N, c->C, c->W, c->H};
+    cnn_tensor *t = cnn_tensor_empty(CNN_FLOAT32, 4, ts);
+    xin = cnn_tensor_transpose(t, 2, 3);
+    cnn_tensor_copy_(xin, x);
+    cnn_tensor_release(t);
+    CHECK(!cnn_tensor_is_contiguous(xin));
+  }
+  cnn_tensor *y = cnn_conv2d_forward(xin, w, b, &c->p);
+  CHECK(y != NULL);
+  if (!y) {
+    fprintf(stderr, "%s: %s\n", c->name, cnn_error_get());
+    goto out;
+  }
+  cnn_tensor *gy = rand_tensor(4, y->size);
+  ref r;
+  naive(c, cnn_tensor_f32(x), cnn_tensor_f32(w), b ? cnn_tensor_f32(b) : NULL, cnn_tensor_f32(gy), &r);
+  CHECK(y->size[2] == r.oh && y->size[3] == r.ow);
+  compare(c->name, "y", y, r.y, r.ya, cnn_tensor_numel(y));
+  cnn_tensor *gx = NULL, *gw = NULL, *gb = NULL;
+  int rc = cnn_conv2d_backward(gy, xin, w, xs, ws, &c->p, &gx, &gw, c->bias ? &gb : NULL);
+  CHECK(rc == 0);
+  if (rc) fprintf(stderr, "%s: %s\n", c->name, cnn_error_get());
+  compare(c->name, "gx", gx, r.gx, r.gxa, cnn_tensor_numel(x));
+  compare(c->name, "gw", gw, r.gw, r.gwa, cnn_tensor_numel(w));
+  if (c->bias) compare(c->name, "gb", gb, r.gb, r.gba, c->O);
+  /* only the weight gradient (the first layer of a network): no w needed, same numbers */
+  cnn_tensor *gw2 = NULL;
+  CHECK(cnn_conv2d_backward(gy, xin, NULL, xs, ws, &c->p, NULL, &gw2, NULL) == 0);
+  compare(c->name, "gw (alone)", gw2, r.gw, r.gwa, cnn_tensor_numel(w));
+  /* only the input gradient: no x needed */
+  cnn_tensor *gx2 = NULL;
+  CHECK(cnn_conv2d_backward(gy, NULL, w, xs, ws, &c->p, &gx2, NULL, NULL) == 0);
+  compare(c->name, "gx (alone)", gx2, r.gx, r.gxa, cnn_tensor_numel(x));
+  ref_free(&r);
+  cnn_tensor_release(gx), cnn_tensor_release(gw), cnn_tensor_release(gb);
+  cnn_tensor_release(gw2), cnn_tensor_release(gx2), cnn_tensor_release(gy), cnn_tensor_release(y);
+out:
+  if (xin != x) cnn_tensor_release(xin);
+  cnn_tensor_release(x), cnn_tensor_release(w), cnn_tensor_release(b);
+}
+
+static const ccase CASES[] = {
+    {"basic 3x3", 2, 3, 7, 6, 4, 3, 3, {{1, 1}, {0, 0}, {0, 0}, {1, 1}, 1}, 1},
+    {"pad 1", 3, 2, 5, 5, 3, 3, 3, {{1, 1}, {1, 1}, {1, 1}, {1, 1}, 1}, 1},
+    {"stride 2 pad 2 rect", 2, 3, 9, 8, 5, 3, 5, {{2, 3}, {2, 1}, {2, 1}, {1, 1}, 1}, 0},
+    {"asymmetric pad (same, even kernel)", 2, 2, 6, 7, 3, 2, 4, {{1, 1}, {0, 1}, {1, 2}, {1, 1}, 1}, 1},
+    {"dilation 2", 2, 3, 9, 10, 2, 3, 3, {{1, 1}, {1, 2}, {1, 2}, {2, 3}, 1}, 1},
+    {"groups 2", 3, 4, 6, 6, 6, 3, 3, {{1, 1}, {1, 1}, {1, 1}, {1, 1}, 2}, 1},
+    {"depthwise stride 2", 2, 4, 8, 7, 8, 3, 3, {{2, 2}, {1, 1}, {1, 1}, {1, 1}, 4}, 1},
+    {"1x1 direct", 3, 5, 4, 6, 7, 1, 1, {{1, 1}, {0, 0}, {0, 0}, {1, 1}, 1}, 1},
+    {"1x1 grouped direct", 2, 6, 3, 5, 4, 1, 1, {{1, 1}, {0, 0}, {0, 0}, {1, 1}, 2}, 0},
+    {"1x1 direct, one image (split over threads)", 1, 6, 5, 7, 4, 1, 1, {{1, 1}, {0, 0}, {0, 0}, {1, 1}, 1}, 1},
+    {"one image, two groups of 3", 1, 6, 6, 5, 4, 3, 3, {{1, 1}, {1, 1}, {1, 1}, {1, 1}, 2}, 1},
+    {"1x1 stride 2", 2, 3, 7, 7, 4, 1, 1, {{2, 2}, {0, 0}, {0, 0}, {1, 1}, 1}, 1},
+    {"1x1 padded", 1, 3, 3, 4, 2, 1, 1, {{1, 1}, {1, 1}, {1, 1}, {1, 1}, 1}, 1},
+    {"11x11 stride 4", 1, 3, 35, 35, 6, 11, 11, {{4, 4}, {0, 0}, {0, 0}, {1, 1}, 1}, 1},
+    {"many bands (16ch 5x5 on 40x40)", 2, 16, 40, 40, 3, 5, 5, {{1, 1}, {2, 2}, {2, 2}, {1, 1}, 1}, 1},
+    {"one row per band (64ch on 3x120)", 2, 64, 3, 120, 2, 3, 3, {{1, 1}, {1, 1}, {1, 1}, {1, 1}, 1}, 1},
+    {"strided dilated wide kernel (transposed gx)", 2, 2, 9, 14, 3, 2, 4, {{1, 2}, {1, 3}, {0, 2}, {2, 2}, 1}, 1},
+    {"strided wide kernel, many bands", 1, 32, 40, 48, 2, 5, 5, {{2, 2}, {2, 2}, {2, 2}, {1, 1}, 1}, 1},
+    {"window only in padding", 2, 2, 2, 1, 2, 1, 1, {{10, 10}, {3, 3}, {3, 3}, {1, 1}, 1}, 1},
+    {"padding wider than the kernel", 2, 2, 3, 4, 2, 2, 2, {{3, 2}, {3, 4}, {2, 4}, {1, 1}, 1}, 1},
+    {"kernel = input", 3, 2, 4, 5, 3, 4, 5, {{1, 1}, {0, 0}, {0, 0}, {1, 1}, 1}, 1},
+    {"stride larger than kernel", 2, 2, 9, 9, 2, 2, 2, {{3, 4}, {0, 1}, {0, 1}, {1, 1}, 1}, 1},
+    {"batch 5 with 2 threads (odd split)", 5, 2, 5, 5, 2, 3, 3, {{1, 1}, {1, 1}, {1, 1}, {1, 1}, 1}, 1},
+};
+
+static void test_cases(void) {
+  int nc = (int)(sizeof CASES / sizeof CASES[0]);
+  for (int t = 1; t <= 2; t++) {
+    cnn_parallel_set_threads(t);
+    for (int i = 0; i < nc; i++) run_case(&CASES[i], 0);
+  }
+  cnn_parallel_set_threads(2);
+  run_case(&CASES[1], 1);
+  run_case(&CASES[4], 1);
+}
+
+/* With 2 threads the weight gradient comes from per-thread partial sums reduced in a fixed order:
+ * two runs give the same bits. */
+static void test_deterministic(void) {
+  cnn_parallel_set_threads(2);
+  int64_t xs[4] = {6, 4, 9, 9}, ws[4] = {5, 4, 3, 3};
+  cnn_conv2d_params p = P(1, 1, 1, 1, 1, 1, 1, 1, 1);
+  cnn_tensor *x = rand_tensor(4, xs);
+  int64_t gs[4] = {6, 5, 9, 9};
+  cnn_tensor *g = rand_tensor(4, gs);
+  cnn_tensor *a = NULL, *b = NULL;
+  CHECK(cnn_conv2d_backward(g, x, NULL, xs, ws, &p, NULL, &a, NULL) == 0);
+  CHECK(cnn_conv2d_backward(g, x, NULL, xs, ws, &p, NULL, &b, NULL) == 0);
+  if (a && b) CHECK(memcmp(cnn_tensor_f32(a), cnn_tensor_f32(b), (size_t)cnn_tensor_numel(a) * 4) == 0);
+  cnn_tensor_release(a), cnn_tensor_release(b), cnn_tensor_release(g);
+  cnn_tensor_release(x);
+}
+
+/* Once the largest layer ran, the same calls allocate no new column buffer. */
+static void test_workspace(void) {
+  cnn_parallel_set_threads(2);
+  int64_t xs[4] = {4, 8, 12, 12}, ws[4] = {8, 8, 3, 3};
+  cnn_conv2d_params p = P(1, 1, 1, 1, 1, 1, 1, 1, 1);
+  cnn_tensor *x = rand_tensor(4, xs), *w = rand_tensor(4, ws);
+  cnn_tensor *y = cnn_conv2d_forward(x, w, NULL, &p), *gx, *gw;
+  CHECK(cnn_conv2d_backward(y, x, w, xs, ws, &p, &gx, &gw, NULL) == 0);
+  size_t warm = cnn_conv2d_workspace_bytes();
+  CHECK(warm > 0);
+  cnn_tensor_release(gx), cnn_tensor_release(gw), cnn_tensor_release(y);
+  y = cnn_conv2d_forward(x, w, NULL, &p);
+  CHECK(cnn_conv2d_backward(y, x, w, xs, ws, &p, &gx, &gw, NULL) == 0);
+  CHECK(cnn_conv2d_workspace_bytes() == warm);
+  cnn_tensor_release(gx), cnn_tensor_release(gw), cnn_tensor_release(y);
+  cnn_conv2d_release_workspace();
+  CHECK(cnn_conv2d_workspace_bytes() == 0);
+  y = cnn_conv2d_forward(x, w, NULL, &p); /* works again after the release */
+  CHECK(y != NULL);
+  cnn_tensor_release(y), cnn_tensor_release(x), cnn_tensor_release(w);
+}
+
+/* An empty batch gives an empty output and zero-size gradients. */
+static void test_empty_batch(void) {
+  int64_t xs[4] = {0, 2, 5, 5}, ws[4] = {3, 2, 3, 3}, three = 3;
+  cnn_conv2d_params p = cnn_conv2d_default_params();
+  cnn_tensor *x = cnn_tensor_zeros(CNN_FLOAT32, 4, xs), *w = rand_tensor(4, ws), *b = rand_tensor(1, &three);
+  cnn_tensor *y = cnn_conv2d_forward(x, w, b, &p), *gx = NULL, *gw = NULL, *gb = NULL;
+  CHECK(y && y->size[0] == 0 && y->size[1] == 3 && y->size[2] == 3 && y->size[3] == 3);
+  if (y) {
+    CHECK(cnn_conv2d_backward(y, x, w, xs, ws, &p, &gx, &gw, &gb) == 0);
+    CHECK(gw && cnn_tensor_get_flat(gw, 0) == 0 && gb && cnn_tensor_get_flat(gb, 2) == 0);
+    CHECK(gx && cnn_tensor_numel(gx) == 0);
+  }
+  cnn_tensor_release(gx), cnn_tensor_release(gw), cnn_tensor_release(gb), cnn_tensor_release(y);
+  cnn_tensor_release(x), cnn_tensor_release(w), cnn_tensor_release(b);
+}
+
+static void expect_error(const int64_t *xs, const int64_t *ws, int64_t nb, cnn_conv2d_params p, const char *msg) {
+  cnn_tensor *x = cnn_tensor_zeros(CNN_FLOAT32, 4, xs), *w = cnn_tensor_zeros(CNN_FLOAT32, 4, ws);
+  cnn_tensor *b = nb ? cnn_tensor_zeros(CNN_FLOAT32, 1, &nb) : NULL;
+  cnn_error_clear();
+  cnn_tensor *y = cnn_conv2d_forward(x, w, b, &p);
+  if (y || strcmp(cnn_error_get(), msg) != 0) {
+    fprintf(stderr, "expected error \"%s\", got %s\"%s\"\n", msg, y ? "a result and " : "", cnn_error_get());
+    failures++;
+  }
+  cnn_tensor_release(y), cnn_tensor_release(x), cnn_tensor_release(w), cnn_tensor_release(b);
+}
+
+static void test_errors(void) {
+  cnn_conv2d_params d = cnn_conv2d_default_params();
+  expect_error((int64_t[]){1, 3, 5, 5}, (int64_t[]){2, 1, 3, 3}, 0, d,
+               "input has 3 channels but weight expects 1 (groups=1)");
+  expect_error((int64_t[]){1, 4, 5, 5}, (int64_t[]){2, 1, 3, 3}, 0, P(1, 1, 0, 0, 0, 0, 1, 1, 2),
+               "input has 4 channels but weight expects 2 (groups=2)");
+  expect_error((int64_t[]){1, 3, 5, 5}, (int64_t[]){4, 1, 3, 3}, 0, P(1, 1, 0, 0, 0, 0, 1, 1, 3),
+               "weight has 4 output channels, not divisible by groups=3");
+  expect_error((int64_t[]){1, 1, 3, 3}, (int64_t[]){2, 1, 5, 5}, 0, d,
+               "kernel (5, 5) is larger than the padded input (3, 3)");
+  expect_error((int64_t[]){1, 1, 5, 5}, (int64_t[]){2, 1, 3, 3}, 0, P(1, 1, 0, 0, 0, 0, 3, 3, 1),
+               "kernel (3, 3) with dilation (3, 3) spans (7, 7), larger than the padded input (5, 5)");
+  expect_error((int64_t[]){1, 1, 5, 5}, (int64_t[]){2, 1, 3, 3}, 0, P(0, 1, 0, 0, 0, 0, 1, 1, 1),
+               "stride must be at least 1, got (0, 1)");
+  expect_error((int64_t[]){1, 1, 5, 5}, (int64_t[]){2, 1, 3, 3}, 0, P(1, 1, 0, 0, 0, 0, 1, 0, 1),
+               "dilation must be at least 1, got (1, 0)");
+  expect_error((int64_t[]){1, 1, 5, 5}, (int64_t[]){2, 1, 3, 3}, 0, P(1, 1, -1, 0, -1, 0, 1, 1, 1),
+               "padding must be non-negative, got (-1, 0)");
+  expect_error((int64_t[]){1, 1, 5, 5}, (int64_t[]){2, 1, 3, 3}, 0, P(1, 1, 0, 0, 0, 0, 1, 1, 0),
+               "groups must be at least 1, got 0");
+  expect_error((int64_t[]){1, 1, 5, 5}, (int64_t[]){2, 1, 3, 3}, 3, d,
+               "bias must be 1-d with 2 elements (one per output channel), got shape (3)");
+  /* dtype and rank */
+  int64_t xs[4] = {1, 1, 5, 5}, ws[4] = {2, 1, 3, 3};
+  cnn_tensor *xi = cnn_tensor_zeros(CNN_INT64, 4, xs), *w = cnn_tensor_zeros(CNN_FLOAT32, 4, ws);
+  cnn_tensor *w3 = cnn_tensor_zeros(CNN_FLOAT32, 3, ws);
+  cnn_tensor *x = cnn_tensor_zeros(CNN_FLOAT32, 4, xs);
+  cnn_error_clear();
+  CHECK(cnn_conv2d_forward(xi, w, NULL, &d) == NULL &&
+        strcmp(cnn_error_get(), "expected a float32 input, got int64") == 0);
+  CHECK(cnn_conv2d_forward(x, w3, NULL, &d) == NULL &&
+        strcmp(cnn_error_get(), "weight must be 4-d (out, in/groups, kH, kW), got 3-d") == 0);
+  cnn_tensor_release(xi), cnn_tensor_release(w), cnn_tensor_release(w3), cnn_tensor_release(x);
+}
+
+int main(void) {
+  test_cases();
+  test_deterministic();
+  test_workspace();
+  test_empty_batch();
+  test_errors();
+  if (failures) {
+    fprintf(stderr, "%d failure(s)\n", failures);
+    return 1;
+  }
+  printf("test_conv: ok\n");
+  return 0;
+}

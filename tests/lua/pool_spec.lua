@@ -1,0 +1,160 @@
+-- cnn.F.max_pool2d, avg_pool2d and adaptive_avg_pool2d against PyTorch
+-- (tests/fixtures/conv_reference.lua, written by scripts/tools/gen_conv_fixtures.py: overlapping
+-- windows, padding, dilation, ceil_mode, count_include_pad, divisor_override, non-dividing adaptive
+-- sizes, unbatched inputs, argmax indices), finite differences, and misuse errors.
+local cnn = require "cnn"
+local H = dofile("tests/lua/helpers.lua")
+local F = cnn.F
+
+local REF = dofile("tests/fixtures/conv_reference.lua")
+local TOL = { rtol = 1e-4, atol = 1e-6 }
+local GC = { eps = 1e-2, atol = 1e-2, rtol = 1e-2 }
+
+local function t(entry) return cnn.tensor(entry.data) end
+
+local function run(c, prep)
+  local x = t(c.x):requires_grad_()
+  local xi = prep and prep(x) or x
+  local y, idx = F[c.op](xi, c.arg, c.opts)
+  H.assert_tensor(y, c.output, TOL)
+  if c.indices then
+    assert.are.equal("int64", idx:dtype())
+    H.assert_tensor(idx, c.indices)
+  end
+  y:backward(t(c.grad_output))
+  H.assert_tensor(x.grad, c.grad_x, TOL)
+end
+
+local function find(name)
+  for _, c in ipairs(REF.pool) do if c.name == name then return c end end
+  error("no fixture case " .. name)
+end
+
+describe("pooling matches PyTorch", function()
+  after_each(function() cnn.set_num_threads(2) end)
+  for _, c in ipairs(REF.pool) do
+    it(c.op .. ": " .. c.name, function() run(c) end)
+  end
+  it("with 1 thread as with 2", function()
+    cnn.set_num_threads(1)
+    run(find("max_overlap_3_2"))
+    run(find("avg_ceil_pad"))
+    run(find("adaptive_7x5_to_3x2"))
+  end)
+  it("on non-contiguous input", function()
+    local function noncontig(x) return x:transpose(3, 4):contiguous():transpose(3, 4) end
+    run(find("max_pad1"), noncontig)
+    run(find("avg_pad_exclude"), noncontig)
+    run(find("adaptive_7x5_to_3x2"), noncontig)
+  end)
+  it("names the nodes as PyTorch does", function()
+    local x = cnn.ones(1, 1, 4, 4):requires_grad_()
+    assert.are.equal("MaxPool2DWithIndicesBackward", F.max_pool2d(x, 2).grad_fn)
+    assert.are.equal("AvgPool2DBackward", F.avg_pool2d(x, 2).grad_fn)
+    assert.are.equal("AdaptiveAvgPool2DBackward", F.adaptive_avg_pool2d(x, 2).grad_fn)
+  end)
+end)
+
+describe("pooling gradients", function()
+  -- distinct values 0.1 apart or more, so no max window holds a near-tie (eps is 1e-2)
+  local function spread(shape, seed)
+    local n = 1
+    for _, s in ipairs(shape) do n = n * s end
+    local vals = cnn.linspace(-3, 3, n):totable()
+    math.randomseed(seed)
+    for i = n, 2, -1 do
+      local j = math.random(i)
+      vals[i], vals[j] = vals[j], vals[i]
+    end
+    return cnn.tensor(vals):view(shape):requires_grad_()
+  end
+  local function check(fn, x)
+    local proj
+    local ok, msg = cnn.autograd.gradcheck(function(xx)
+      local y = fn(xx)
+      if not proj then
+        cnn.manual_seed(3)
+        proj = cnn.randn(y:shape())
+      end
+      return (y * proj):sum()
+    end, { x }, GC)
+    assert(ok, msg)
+  end
+
+  it("max_pool2d passes gradcheck (overlapping, padded, ceil_mode, dilation)", function()
+    check(function(x) return F.max_pool2d(x, 3, { stride = 2, padding = 1, ceil_mode = true }) end,
+      spread({ 1, 2, 6, 6 }, 1))
+    check(function(x) return F.max_pool2d(x, 2, { stride = 1, dilation = 2 }) end, spread({ 2, 1, 5, 5 }, 2))
+  end)
+  it("avg_pool2d passes gradcheck (count_include_pad both ways, ceil_mode)", function()
+    check(function(x) return F.avg_pool2d(x, 3, { stride = 2, padding = 1, ceil_mode = true }) end,
+      spread({ 1, 2, 6, 5 }, 3))
+    check(function(x) return F.avg_pool2d(x, { 2, 3 }, { stride = 2, padding = 1, count_include_pad = false }) end,
+      spread({ 2, 1, 5, 6 }, 4))
+  end)
+  it("adaptive_avg_pool2d passes gradcheck (non-dividing sizes)", function()
+    check(function(x) return F.adaptive_avg_pool2d(x, { 3, 2 }) end, spread({ 1, 2, 7, 5 }, 5))
+    check(function(x) return F.adaptive_avg_pool2d(x, 4) end, spread({ 2, 5, 6 }, 6))
+  end)
+end)
+
+describe("pooling by hand", function()
+  -- a 4x4 plane holding 1..16: 2x2 windows' maxima are their bottom-right cells
+  local x = cnn.arange(1, 17):float():view(1, 1, 4, 4)
+  it("max_pool2d takes the window maxima and returns 1-based flat indices", function()
+    local y, idx = F.max_pool2d(x, 2, { return_indices = true })
+    H.assert_tensor(y, { { { { 6, 8 }, { 14, 16 } } } })
+    H.assert_tensor(idx, { { { { 6, 8 }, { 14, 16 } } } })
+  end)
+  it("avg_pool2d averages, and excludes padding when asked", function()
+    H.assert_tensor(F.avg_pool2d(x, 2), { { { { 3.5, 5.5 }, { 11.5, 13.5 } } } })
+    -- 2x2 windows, stride 2, padding 1: the first row's windows hold 1 | 2, 3 | 4 (the rest is
+    -- padding), so 1/4, (2+3)/4, 4/4 when the divisor counts the padding
+    H.assert_tensor(F.avg_pool2d(x, 2, { padding = 1 })[1][1][1], { 0.25, 1.25, 1 })
+    -- and 1/1, (2+3)/2, 4/1 when it does not
+    H.assert_tensor(F.avg_pool2d(x, 2, { padding = 1, count_include_pad = false })[1][1][1], { 1, 2.5, 4 })
+  end)
+  it("adaptive_avg_pool2d to 1 is the mean", function()
+    H.assert_tensor(F.adaptive_avg_pool2d(x, 1), { { { { 8.5 } } } })
+  end)
+end)
+
+describe("pooling errors", function()
+  local x = cnn.ones(1, 2, 4, 4)
+  local function exact(fn, msg)
+    local m = H.assert_error(fn, msg:match("^(%w+)"))
+    assert(m:sub(-#msg) == msg, string.format("error %q does not end with %q", m, msg))
+    H.assert_usable()
+  end
+  it("names the function and the problem, and the runtime stays usable", function()
+    exact(function() F.max_pool2d(x, 5) end,
+      "max_pool2d: input (4, 4) is too small for the window: the output would be (0, 0)")
+    exact(function() F.max_pool2d(x, 3, { padding = 2 }) end,
+      "max_pool2d: padding (2, 2) must be at most half the kernel size (3, 3)")
+    exact(function() F.avg_pool2d(x, 2, { stride = 0 }) end, "avg_pool2d: stride must be at least 1, got (0, 0)")
+    exact(function() F.max_pool2d(x, 2, { dilation = 0 }) end, "max_pool2d: dilation must be at least 1, got (0, 0)")
+    exact(function() F.max_pool2d(x, 2, { padding = -1 }) end, "max_pool2d: padding must be non-negative, got (-1, -1)")
+    exact(function() F.max_pool2d(x, 0) end, "max_pool2d: kernel size must be at least 1, got (0, 0)")
+    exact(function() F.max_pool2d(x, 2, { ceil = true }) end, "max_pool2d: unknown option 'ceil'")
+    exact(function() F.avg_pool2d(x, 2, { dilation = 2 }) end, "avg_pool2d: unknown option 'dilation'")
+    exact(function() F.max_pool2d(x, 2, { ceil_mode = 1 }) end, "max_pool2d: ceil_mode must be a boolean, got number")
+    exact(function() F.max_pool2d(x) end, "max_pool2d: expected a kernel size (an integer or a pair) for argument 2")
+    exact(function() F.max_pool2d(cnn.ones(4, 4), 2) end,
+      "max_pool2d: expected a 3-d (C, H, W) or 4-d (N, C, H, W) input, got 2-d")
+    exact(function() F.avg_pool2d(x:long(), 2) end, "avg_pool2d: expected a float32 input, got int64")
+    exact(function() F.avg_pool2d(x, 2, { divisor_override = 0 }) end,
+      "avg_pool2d: divisor_override must be a positive integer")
+    exact(function() F.adaptive_avg_pool2d(x, { -1, 2 }) end,
+      "adaptive_avg_pool2d: output size must be non-negative, got (-1, 2)")
+    exact(function() F.adaptive_avg_pool2d(x, { 1, 2, 3 }) end,
+      "adaptive_avg_pool2d: output size must be an integer or a pair of integers, got a table of 3")
+    exact(function() F.adaptive_avg_pool2d(x) end,
+      "adaptive_avg_pool2d: expected an output size (an integer or a pair) for argument 2")
+    exact(function() F.adaptive_avg_pool2d(cnn.ones(1, 0, 4, 4), 2) end,
+      "adaptive_avg_pool2d: input has a zero-size dimension 2 (only the batch may be empty)")
+  end)
+  it("accepts an empty batch", function()
+    assert.are.same({ 0, 2, 2, 2 }, F.max_pool2d(cnn.ones(0, 2, 4, 4), 2):shape())
+    assert.are.same({ 0, 2, 3, 3 }, F.adaptive_avg_pool2d(cnn.ones(0, 2, 4, 4), 3):shape())
+  end)
+end)
