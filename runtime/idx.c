@@ -1,8 +1,11 @@
 /* IDX reader (see idx.h). One path for raw and gzip files: zlib's gzread reads raw files
  * transparently, so the file is opened once and gzdirect() tells which it is. Raw files are
  * checked against their size before anything is allocated; gzip files against deflate's
- * largest possible expansion (1032:1) before, and against the stream's real end while reading. */
+ * largest possible expansion (1032:1) before, and against the stream's real end while reading.
+ * Both loaders (float/int64 tensors, and byte arrays) share the reader: one header parser, one
+ * set of length checks. */
 #include "cnn/idx.h"
+#include "cnn/bytes.h"
 #include "cnn/error.h"
 
 #include <errno.h>
@@ -111,37 +114,40 @@ static int64_t load_i64(const unsigned char *p, int code) {
   }
 }
 
-cnn_tensor *cnn_idx_load(const char *path, double divisor, int *type_out) {
-  struct stat st;
-  if (stat(path, &st) != 0) {
-    cnn_error_set("%s: cannot open (%s)", path, strerror(errno));
-    return NULL;
-  }
-  if (!S_ISREG(st.st_mode)) {
-    cnn_error_set("%s: not a regular file", path);
-    return NULL;
-  }
-  if (!(divisor > 0) || divisor > 1e300) {
-    cnn_error_set("%s: divisor must be positive, got %g", path, divisor);
-    return NULL;
-  }
-  gzFile gz = gzopen(path, "rb");
-  if (!gz) {
-    cnn_error_set("%s: cannot open (%s)", path, errno ? strerror(errno) : "out of memory");
-    return NULL;
-  }
-  gzbuffer(gz, CHUNK);
-  cnn_tensor *t = NULL;
-  unsigned char *buf = NULL;
-  unsigned char head[4 + 4 * 255];
-  long long fsize = (long long)st.st_size;
+/* An open IDX file whose header has been read and checked against the file's length. */
+typedef struct {
+  const char *path;
+  gzFile gz;
+  bool raw;          /* not gzip: the size was checked exactly */
+  const char *kind;  /* "file" or "decompressed file", for messages */
+  int code, esize, ndim;
+  int64_t size[CNN_MAX_DIMS];
+  int64_t numel;
+  long long header, nbytes; /* header bytes, data bytes */
+  char shape[CNN_MAX_DIMS * 12 + 16];
+} reader;
 
-  long long got = read_full(gz, path, head, 4);
+/* Opens path and reads its header: magic, element type, sizes, and the file's length against
+ * them (exact for raw files; deflate's bound for gzip). 0, or -1 with the error set and nothing
+ * left open. */
+static int reader_open(reader *r, const char *path) {
+  memset(r, 0, sizeof *r);
+  r->path = path;
+  struct stat st;
+  if (stat(path, &st) != 0) return cnn_error_set("%s: cannot open (%s)", path, strerror(errno));
+  if (!S_ISREG(st.st_mode)) return cnn_error_set("%s: not a regular file", path);
+  long long fsize = (long long)st.st_size;
+  r->gz = gzopen(path, "rb");
+  if (!r->gz) return cnn_error_set("%s: cannot open (%s)", path, errno ? strerror(errno) : "out of memory");
+  gzbuffer(r->gz, CHUNK);
+  unsigned char head[4 + 4 * 255];
+
+  long long got = read_full(r->gz, path, head, 4);
   if (got < 0) goto fail;
-  bool raw = gzdirect(gz);
-  const char *kind = raw ? "file" : "decompressed file";
+  r->raw = gzdirect(r->gz);
+  r->kind = r->raw ? "file" : "decompressed file";
   if (got < 4) {
-    cnn_error_set("%s: %s has %lld bytes, too short for the 4-byte IDX magic", path, kind, got);
+    cnn_error_set("%s: %s has %lld bytes, too short for the 4-byte IDX magic", path, r->kind, got);
     goto fail;
   }
   if (head[0] != 0 || head[1] != 0) {
@@ -149,75 +155,116 @@ cnn_tensor *cnn_idx_load(const char *path, double divisor, int *type_out) {
                   head[1], head[2], head[3]);
     goto fail;
   }
-  int code = head[2], ndim = head[3];
-  int esize = elem_size(code);
-  if (!esize) {
-    cnn_error_set("%s: unknown IDX element type 0x%02x (expected 08, 09, 0B, 0C, 0D or 0E)", path, code);
+  r->code = head[2];
+  r->ndim = head[3];
+  r->esize = elem_size(r->code);
+  if (!r->esize) {
+    cnn_error_set("%s: unknown IDX element type 0x%02x (expected 08, 09, 0B, 0C, 0D or 0E)", path, r->code);
     goto fail;
   }
-  if (ndim > CNN_MAX_DIMS) {
-    cnn_error_set("%s: the header announces %d dimensions, more than the %d a tensor can have", path, ndim, CNN_MAX_DIMS);
+  if (r->ndim > CNN_MAX_DIMS) {
+    cnn_error_set("%s: the header announces %d dimensions, more than the %d a tensor can have", path, r->ndim,
+                  CNN_MAX_DIMS);
     goto fail;
   }
-  long long header = 4 + 4LL * ndim;
-  got = read_full(gz, path, head + 4, (size_t)(4 * ndim));
+  r->header = 4 + 4LL * r->ndim;
+  got = read_full(r->gz, path, head + 4, (size_t)(4 * r->ndim));
   if (got < 0) goto fail;
-  if (got < 4LL * ndim) {
-    cnn_error_set("%s: %s has %lld bytes but its header announces %d dimensions (%lld header bytes)", path, kind,
-                  4 + got, ndim, header);
+  if (got < 4LL * r->ndim) {
+    cnn_error_set("%s: %s has %lld bytes but its header announces %d dimensions (%lld header bytes)", path, r->kind,
+                  4 + got, r->ndim, r->header);
     goto fail;
   }
-  int64_t size[CNN_MAX_DIMS];
-  int64_t numel = 1;
-  bool overflow = false;
-  for (int d = 0; d < ndim; d++) {
+  /* span: the product of the nonzero sizes, which a tensor's strides (and a byte array's row
+   * length) reach even when another size is 0 and the file holds no elements */
+  int64_t span = 1;
+  bool overflow = false, empty = false;
+  for (int d = 0; d < r->ndim; d++) {
     const unsigned char *p = head + 4 + 4 * d;
-    size[d] = (int64_t)(((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) | ((uint32_t)p[2] << 8) | p[3]);
-    if (size[d] > 0 && numel > (INT64_MAX / 16) / size[d]) overflow = true;
-    else numel *= size[d];
+    r->size[d] = (int64_t)(((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) | ((uint32_t)p[2] << 8) | p[3]);
+    if (r->size[d] == 0) empty = true;
+    else if (span > (INT64_MAX / 16) / r->size[d]) overflow = true;
+    else span *= r->size[d];
   }
-  char shape[CNN_MAX_DIMS * 12 + 16];
-  shape_str(shape, sizeof shape, ndim, size);
+  int64_t numel = empty ? 0 : span;
+  shape_str(r->shape, sizeof r->shape, r->ndim, r->size);
   if (overflow) {
-    cnn_error_set("%s: the header announces %s elements, too many to address", path, shape);
+    cnn_error_set("%s: the header announces %s elements, too many to address", path, r->shape);
     goto fail;
   }
-  long long nbytes = (long long)numel * esize;
-  if (raw && fsize != header + nbytes) {
+  r->numel = numel;
+  r->nbytes = (long long)numel * r->esize;
+  if (r->raw && fsize != r->header + r->nbytes) {
     cnn_error_set("%s: file has %lld bytes but the header announces %s %s (%lld bytes with the %lld-byte header)", path,
-                  fsize, shape, cnn_idx_type_name(code), header + nbytes, header);
+                  fsize, r->shape, cnn_idx_type_name(r->code), r->header + r->nbytes, r->header);
     goto fail;
   }
-  if (!raw && (header + nbytes) / DEFLATE_MAX_RATIO > fsize) {
-    cnn_error_set("%s: a %lld-byte gzip file cannot hold the %s %s (%lld bytes) its header announces", path, fsize, shape,
-                  cnn_idx_type_name(code), header + nbytes);
+  if (!r->raw && (r->header + r->nbytes) / DEFLATE_MAX_RATIO > fsize) {
+    cnn_error_set("%s: a %lld-byte gzip file cannot hold the %s %s (%lld bytes) its header announces", path, fsize,
+                  r->shape, cnn_idx_type_name(r->code), r->header + r->nbytes);
     goto fail;
   }
+  return 0;
 
-  cnn_dtype dt = (code == CNN_IDX_FLOAT || code == CNN_IDX_DOUBLE || ndim >= 2) ? CNN_FLOAT32 : CNN_INT64;
-  t = cnn_tensor_empty(dt, ndim, size);
-  if (!t) goto fail;
-  buf = malloc(CHUNK);
+fail:
+  gzclose(r->gz);
+  r->gz = NULL;
+  return -1;
+}
+
+/* Reads the next n data bytes into buf, `done` bytes of data having been read before them;
+ * 0, or -1 with the error set when the stream is corrupt or ends early. */
+static int reader_data(reader *r, void *buf, long long done, size_t n) {
+  long long got = read_full(r->gz, r->path, buf, n);
+  if (got < 0) return -1;
+  if (got < (long long)n)
+    return cnn_error_set("%s: %s has %lld bytes but the header announces %s %s (%lld bytes with the %lld-byte header)",
+                         r->path, r->kind, r->header + done + got, r->shape, cnn_idx_type_name(r->code),
+                         r->header + r->nbytes, r->header);
+  return 0;
+}
+
+/* After the data: a gzip stream must end where the header says the data does (a raw file's
+ * length was checked up front). Closes the file either way; 0 or -1 with the error set. */
+static int reader_close(reader *r, bool check_end) {
+  int rc = 0;
+  if (check_end && !r->raw) {
+    unsigned char extra;
+    long long got = read_full(r->gz, r->path, &extra, 1);
+    if (got < 0) rc = -1;
+    else if (got > 0)
+      rc = cnn_error_set("%s: decompressed file is longer than the %lld bytes its header announces (%s %s)", r->path,
+                         r->header + r->nbytes, r->shape, cnn_idx_type_name(r->code));
+  }
+  gzclose(r->gz);
+  r->gz = NULL;
+  return rc;
+}
+
+cnn_tensor *cnn_idx_load(const char *path, double divisor, int *type_out) {
+  if (!(divisor > 0) || divisor > 1e300) {
+    cnn_error_set("%s: divisor must be positive, got %g", path, divisor);
+    return NULL;
+  }
+  reader r;
+  if (reader_open(&r, path)) return NULL;
+  int code = r.code, esize = r.esize;
+  cnn_dtype dt = (code == CNN_IDX_FLOAT || code == CNN_IDX_DOUBLE || r.ndim >= 2) ? CNN_FLOAT32 : CNN_INT64;
+  cnn_tensor *t = cnn_tensor_empty(dt, r.ndim, r.size);
+  unsigned char *buf = t ? malloc(CHUNK) : NULL;
   if (!buf) {
-    cnn_error_set("out of memory");
+    if (t) cnn_error_set("out of memory");
     goto fail;
   }
   float scale_div = (float)divisor;
   bool divide = divisor != 1.0;
-  int64_t per = CHUNK / esize, done = 0;
+  int64_t per = CHUNK / esize, done = 0, numel = r.numel;
   while (done < numel) {
     int64_t n = numel - done < per ? numel - done : per;
-    got = read_full(gz, path, buf, (size_t)(n * esize));
-    if (got < 0) goto fail;
-    if (got < n * esize) {
-      cnn_error_set("%s: %s has %lld bytes but the header announces %s %s (%lld bytes with the %lld-byte header)",
-                    path, kind, header + done * esize + got, shape, cnn_idx_type_name(code), header + nbytes, header);
-      goto fail;
-    }
-    if (dt == CNN_FLOAT32 && code == CNN_IDX_UBYTE) { /* images: the common case, kept simple to vectorise */
+    if (reader_data(&r, buf, done * esize, (size_t)(n * esize))) goto fail;
+    if (dt == CNN_FLOAT32 && code == CNN_IDX_UBYTE) { /* images: the byte arrays' conversion, same bits */
       float *out = cnn_tensor_f32(t) + done;
-      if (divide)
-        for (int64_t i = 0; i < n; i++) out[i] = (float)buf[i] / scale_div;
+      if (divide) cnn_bytes_convert(out, buf, n, scale_div);
       else
         for (int64_t i = 0; i < n; i++) out[i] = (float)buf[i];
     } else if (dt == CNN_FLOAT32) {
@@ -231,24 +278,40 @@ cnn_tensor *cnn_idx_load(const char *path, double divisor, int *type_out) {
     }
     done += n;
   }
-  if (!raw) { /* the stream must end where the header says the data does */
-    unsigned char extra;
-    got = read_full(gz, path, &extra, 1);
-    if (got < 0) goto fail;
-    if (got > 0) {
-      cnn_error_set("%s: decompressed file is longer than the %lld bytes its header announces (%s %s)", path,
-                    header + nbytes, shape, cnn_idx_type_name(code));
-      goto fail;
-    }
-  }
   free(buf);
-  gzclose(gz);
+  if (reader_close(&r, true)) {
+    cnn_tensor_release(t);
+    return NULL;
+  }
   if (type_out) *type_out = code;
   return t;
 
 fail:
   free(buf);
   cnn_tensor_release(t);
-  gzclose(gz);
+  reader_close(&r, false);
   return NULL;
+}
+
+cnn_bytes *cnn_idx_load_bytes(const char *path) {
+  reader r;
+  if (reader_open(&r, path)) return NULL;
+  if (r.code != CNN_IDX_UBYTE) {
+    cnn_error_set("%s: the file holds %s %s elements; only ubyte files load as bytes", path, r.shape,
+                  cnn_idx_type_name(r.code));
+    reader_close(&r, false);
+    return NULL;
+  }
+  /* straight into the array: zlib reads a raw file's large requests without copying */
+  cnn_bytes *b = cnn_bytes_new(r.ndim, r.size, false);
+  if (!b || reader_data(&r, b->data, 0, (size_t)r.nbytes)) {
+    cnn_bytes_free(b);
+    reader_close(&r, false);
+    return NULL;
+  }
+  if (reader_close(&r, true)) {
+    cnn_bytes_free(b);
+    return NULL;
+  }
+  return b;
 }

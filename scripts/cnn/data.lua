@@ -145,6 +145,55 @@ local function find_idx(fn, dir, stem, level)
   error(string.format("%s: %s: none of %s found", fn, dir, table.concat(tried, ", ")), level + 1)
 end
 
+-- MNIST-layout datasets keep their images as bytes, as the files store them (a core.io byte array,
+-- 1 byte a pixel: 47 MB for the 60000 training images, against 188 MB as float32), and convert to
+-- float32 in [0, 1] only for the item or the batch asked for: ds:get(i) converts one image and the
+-- DataLoader's _gather converts a whole batch in one C pass (bytes -> byte / 255 floats, the same
+-- bits as dividing a float32 tensor by 255).
+local PIXEL_DIVISOR = 255
+
+local MNIST = dataset_class("MNIST")
+
+--- ds:get(i): image i as a (1, H, W) float32 tensor in [0, 1] (a fresh tensor: writing to it
+--- leaves the dataset unchanged) and its label 1..10.
+function MNIST:get(i, _level)
+  i = check_index("MNIST", self, i, (_level or 1) + 1)
+  return self.pixels:row(i, PIXEL_DIVISOR, "MNIST"), self.labels[i]
+end
+
+-- Batch of the samples at the 0-based int64 indices idx: (N, 1, H, W) floats and int64 labels.
+function MNIST:_gather(idx)
+  return self.pixels:gather(idx, PIXEL_DIVISOR, "DataLoader"), cio.gather(self.labels, idx, "DataLoader")
+end
+
+--- ds:images(): every image as one (N, 1, H, W) float32 tensor in [0, 1], made on demand (4 bytes
+--- a pixel, a copy: the dataset itself keeps its bytes). For code that wants the whole split as
+--- a tensor; training through a DataLoader never needs it.
+function MNIST:images()
+  local t = checked(2, pcall(self.pixels.float, self.pixels, PIXEL_DIVISOR, "images"))
+  return t
+end
+
+-- ds.tensors, as a TensorDataset has it: [1] is ds:images() (made on first use and kept while
+-- something holds it: a weak cache), [2] is ds.labels. Read-only.
+local function tensors_view(ds)
+  local cache = setmetatable({}, {__mode = "v"})
+  return setmetatable({}, {
+    __index = function(_, k)
+      if k == 2 then return ds.labels end
+      if k ~= 1 then return nil end
+      local t = cache[1]
+      if not t then
+        t = ds:images()
+        cache[1] = t
+      end
+      return t
+    end,
+    __len = function() return 2 end,
+    __newindex = function() error("MNIST: ds.tensors is read-only (the images are kept as bytes)", 2) end,
+  })
+end
+
 local function load_mnist(fn, dir, split, classes, level)
   if type(dir) ~= "string" then error(fn .. ": expected a folder (string), got " .. type(dir), level + 1) end
   split = split or "train"
@@ -154,31 +203,39 @@ local function load_mnist(fn, dir, split, classes, level)
   local prefix = split == "train" and "train" or "t10k"
   local ipath = find_idx(fn, dir, prefix .. "-images-idx3-ubyte", level + 1)
   local lpath = find_idx(fn, dir, prefix .. "-labels-idx1-ubyte", level + 1)
-  -- images / 255 in C while reading: one float32 tensor, no 0..255 copy
-  local images, ity = checked(level + 1, pcall(cio.idx_load, ipath, 255, fn))
-  local labels, lty = checked(level + 1, pcall(cio.idx_load, lpath, 1, fn))
-  if ity ~= "ubyte" or images:dim() ~= 3 then
-    error(string.format("%s: %s: expected 3-d ubyte images (N, H, W), got %d-d %s", fn, ipath, images:dim(), ity),
-      level + 1)
+  local pixels = checked(level + 1, pcall(cio.idx_load_bytes, ipath, fn))
+  -- an error frees the pixels at once rather than at the next collection
+  local function fail(fmt, ...)
+    pixels:close()
+    error(string.format("%s: " .. fmt, fn, ...), level + 2)
+  end
+  local shape = pixels:shape()
+  if #shape ~= 3 then fail("%s: expected 3-d ubyte images (N, H, W), got %d-d ubyte", ipath, #shape) end
+  local ok, labels, lty = pcall(cio.idx_load, lpath, 1, fn)
+  if not ok then
+    pixels:close()
+    checked(level + 1, ok, labels)
   end
   if lty ~= "ubyte" or labels:dim() ~= 1 then
-    error(string.format("%s: %s: expected 1-d ubyte labels, got %d-d %s", fn, lpath, labels:dim(), lty), level + 1)
+    fail("%s: expected 1-d ubyte labels, got %d-d %s", lpath, labels:dim(), lty)
   end
-  local n = images:size(1)
-  if labels:size(1) ~= n then
-    error(string.format("%s: %s has %d images but %s has %d labels", fn, ipath, n, lpath, labels:size(1)), level + 1)
-  end
+  local n = shape[1]
+  if labels:size(1) ~= n then fail("%s has %d images but %s has %d labels", ipath, n, lpath, labels:size(1)) end
   if n > 0 and labels:max():item() >= #classes then
-    error(string.format("%s: %s: label %d is outside 0..%d", fn, lpath, labels:max():item(), #classes - 1), level + 1)
+    fail("%s: label %d is outside 0..%d", lpath, labels:max():item(), #classes - 1)
   end
-  local ds = data.TensorDataset(images:view(n, 1, images:size(2), images:size(3)), labels + 1)
-  ds.classes = {table.unpack(classes)}
-  ds.split = split
+  pixels:reshape_(n, 1, shape[2], shape[3])
+  local ds = setmetatable({pixels = pixels, labels = labels + 1, n = n, classes = {table.unpack(classes)},
+                           split = split}, MNIST)
+  ds.tensors = tensors_view(ds)
   return ds
 end
 
 --- data.mnist(dir, split = "train"): the four MNIST-layout files in dir (each raw or .gz) as a
---- TensorDataset of (1, H, W) float images in [0, 1] (one N,1,H,W tensor) and int64 labels 1..10.
+--- dataset of (1, H, W) float images in [0, 1] and labels 1..10: `#ds`, `ds:get(i)` -> x, y,
+--- `ds[i]` -> {x, y}, `ds.classes`, `ds.labels` (int64 N), `ds.pixels` (the images as a (N, 1, H, W)
+--- byte array: 1 byte a pixel, converted per item or per batch), `ds:images()` (all images as one
+--- float tensor, made on demand) and `ds.tensors` ({images, labels}, as a TensorDataset's).
 function data.mnist(dir, split)
   local ds = load_mnist("mnist", dir, split, MNIST_DIGITS, 2) -- no tail call: errors name our caller's line
   return ds

@@ -145,6 +145,115 @@ describe("data.mnist", function()
     rmdir(d)
     H.assert_usable()
   end)
+
+  -- A raw MNIST-layout train split of n images (pixels as in the fixtures) in a new folder.
+  local function synthetic_split(n)
+    local d = tmpdir()
+    local px, labels = {}, {}
+    for i = 0, n - 1 do
+      for r = 0, 27 do
+        for c = 0, 27 do px[#px + 1] = (37 * i + 5 * r + 3 * c) % 256 end
+      end
+      labels[i + 1] = (7 * i) % 10
+    end
+    -- string.char takes a bounded number of arguments: build the pixels in slices
+    local parts = {string.pack("BBBB>I4>I4>I4", 0, 0, 0x08, 3, n, 28, 28)}
+    for k = 1, #px, 4096 do parts[#parts + 1] = string.char(table.unpack(px, k, math.min(k + 4095, #px))) end
+    write_bytes(d .. "/train-images-idx3-ubyte", table.concat(parts))
+    write_bytes(d .. "/train-labels-idx1-ubyte", idx_ubyte({n}, labels))
+    return d, labels
+  end
+
+  -- The images as data.mnist made them before it kept bytes: the IDX reader dividing by 255 in C.
+  local function float_images(path) return require("cnn.core").io.idx_load(path, 255, "test"):unsqueeze(2) end
+
+  local function assert_bits_equal(a, b)
+    assert.are.same(b:shape(), a:shape())
+    assert.are.equal("float32", a:dtype())
+    assert.are.equal(b:numel(), a:eq(b):sum():item(), "values differ")
+  end
+
+  it("keeps the images as bytes: loading a split adds N*784 bytes of tensor memory, not 4x", function()
+    local n = 100
+    local d = synthetic_split(n)
+    collectgarbage()
+    collectgarbage("stop") -- nothing may be freed behind our back while measuring
+    local before = cnn.memory_stats().live_bytes
+    local ds = data.mnist(d, "train")
+    local grown = cnn.memory_stats().live_bytes - before
+    collectgarbage("restart")
+    -- 78400 pixel bytes, plus the int64 labels (800 bytes, twice: as read and shifted to 1..10)
+    -- and a few 0-d temporaries; float32 images alone would be 313600
+    assert.is_true(grown >= n * 784 and grown <= n * 784 + 2 * 8 * n + 1024, "live_bytes grew by " .. grown)
+    assert.are.equal(n * 784, ds.pixels:nbytes())
+    assert.are.same({n, 1, 28, 28}, ds.pixels:shape())
+    assert.are.equal("MNIST(100 samples)", tostring(ds))
+    rmdir(d)
+  end)
+
+  it("converts items, batches and the whole split to the same float32 bits as before", function()
+    local n = 100
+    local d, labels = synthetic_split(n)
+    local ds = data.mnist(d, "train")
+    local ref = float_images(d .. "/train-images-idx3-ubyte")
+    for _, i in ipairs({1, 2, 51, n}) do
+      local x, y = ds:get(i)
+      assert_bits_equal(x, ref[i])
+      assert.are.equal(labels[i] + 1, y)
+    end
+    -- DataLoader batches (shuffled): every row equals its image, every label its label
+    local seen = 0
+    for x, y in data.DataLoader(ds, {batch_size = 32, shuffle = true, seed = 3}):iter() do
+      assert.are.equal("int64", y:dtype())
+      for k = 1, y:size(1) do
+        -- pixel (0, 0) of image i is 37 i mod 256, and 173 = 37^-1 mod 256: it names the image
+        local i = (math.floor(x[k][1][1][1] * 255 + 0.5) * 173) % 256 + 1
+        assert_bits_equal(x[k], ref[i])
+        assert.are.equal(labels[i] + 1, y[k])
+      end
+      seen = seen + y:size(1)
+    end
+    assert.are.equal(n, seen)
+    -- a gather by explicit indices, including repeats, against index_select of the float images
+    local idx = cnn.tensor({99, 0, 7, 7, 42}, {dtype = "int64"})
+    local x, y = ds:_gather(idx)
+    assert_bits_equal(x, ref:index_select(1, idx + 1)) -- index_select is 1-based
+    H.assert_tensor(y, {labels[100] + 1, labels[1] + 1, labels[8] + 1, labels[8] + 1, labels[43] + 1}, {dtype = "int64"})
+    -- the whole split on demand, and through ds.tensors as a TensorDataset has it
+    assert_bits_equal(ds:images(), ref)
+    assert_bits_equal(ds.tensors[1], ref)
+    assert.are.equal(2, #ds.tensors)
+    assert.are.equal(ds.labels, ds.tensors[2])
+    -- the gzip fixture too, through its own reader
+    local fx = data.mnist("tests/fixtures/io/mnist", "test")
+    assert_bits_equal(fx:images(), float_images("tests/fixtures/io/mnist/t10k-images-idx3-ubyte.gz"))
+    rmdir(d)
+  end)
+
+  it("keeps its bytes read-only and reports closed, foreign and bad inputs by name", function()
+    local ds = data.mnist("tests/fixtures/io/mnist", "test")
+    local x = ds:get(1)
+    x:fill_(7) -- a fresh tensor: the dataset keeps its pixels
+    assert.is_true(ds:get(1):max():item() <= 1)
+    H.assert_error(function() ds.tensors[1] = cnn.zeros(1) end, "MNIST:", "read%-only")
+    H.assert_error(function() return ds:get(6) end, "MNIST:", "index 6 is out of range for 5")
+    H.assert_error(function() return ds[0] end, "MNIST:", "out of range")
+    H.assert_error(function() ds:_gather(cnn.tensor({5}, {dtype = "int64"})) end, "DataLoader:", "index 5 is out of range")
+    H.assert_error(function() ds:_gather(cnn.tensor({1.0})) end, "DataLoader:", "int64")
+    H.assert_error(function() ds.pixels:reshape_(7, 7) end, "reshape_:", "3920 bytes")
+    ds.pixels:close()
+    H.assert_error(function() return ds:get(1) end, "MNIST:", "closed")
+    assert.are.equal("bytes(<closed>)", tostring(ds.pixels))
+    local d = tmpdir()
+    -- images stored as shorts: the byte loader names the type
+    write_bytes(d .. "/t10k-images-idx3-ubyte", string.pack("BBBB>I4>I4>I4>I2", 0, 0, 0x0B, 3, 1, 1, 1, 5))
+    write_bytes(d .. "/t10k-labels-idx1-ubyte", idx_ubyte({1}, {1}))
+    H.assert_error(function() data.mnist(d, "test") end, "mnist:", "short elements", "only ubyte")
+    write_bytes(d .. "/t10k-images-idx3-ubyte", idx_ubyte({2, 2}, {1, 2, 3, 4}))
+    H.assert_error(function() data.mnist(d, "test") end, "mnist:", "expected 3%-d ubyte images", "got 2%-d")
+    rmdir(d)
+    H.assert_usable()
+  end)
 end)
 
 describe("data.fashion_mnist", function()

@@ -3,6 +3,7 @@
 #ifndef CNN_IDX_H
 #define CNN_IDX_H
 
+#include "bytes.h"
 #include "tensor.h"
 
 /* Element type codes of the IDX format. */
@@ -26,5 +27,11 @@ const char *cnn_idx_type_name(int code);
  * with an error that starts with the path and names the problem: the file is checked to hold
  * exactly the announced bytes, sizes may not overflow, and reading stops at the first error. */
 cnn_tensor *cnn_idx_load(const char *path, double divisor, int *type_out);
+
+/* Loads a ubyte IDX file as a byte array of the file's shape, bytes as stored (a quarter of the
+ * memory of cnn_idx_load's float32 images; convert rows with cnn_bytes_gather). Same checks and
+ * messages as cnn_idx_load, and files of any other element type are an error naming it. Returns
+ * a new array for the caller to free with cnn_bytes_free, or NULL with the error set. */
+cnn_bytes *cnn_idx_load_bytes(const char *path);
 
 #endif

@@ -1,0 +1,378 @@
+/* Byte arrays (bytes.h) and cnn_idx_load_bytes: shapes and their errors, loading raw and gzip
+ * IDX files as stored, the same error for every broken file as cnn_idx_load gives (one shared
+ * parser), and the gathers (rows, single rows, whole arrays) against hand values and bit for bit
+ * against cnn_idx_load's float32 images, with strided, empty and out-of-range indices and on
+ * 1 and 2 threads. */
+#include "cnn/alloc.h"
+#include "cnn/bytes.h"
+#include "cnn/error.h"
+#include "cnn/idx.h"
+#include "cnn/parallel.h"
+#include "cnn/tensor.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <zlib.h>
+
+static int failures;
+static char dir[64];
+
+#define CHECK(cond)                                                          \
+  do {                                                                       \
+    if (!(cond)) {                                                           \
+      fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond); \
+      failures++;                                                            \
+    }                                                                        \
+  } while (0)
+
+static void check_error_has(int line, const char *a, const char *b) {
+  const char *m = cnn_error_get();
+  if ((a && !strstr(m, a)) || (b && !strstr(m, b))) {
+    fprintf(stderr, "%s:%d: error \"%s\" lacks \"%s\" / \"%s\"\n", __FILE__, line, m, a ? a : "", b ? b : "");
+    failures++;
+  }
+}
+#define ERROR_HAS(a, b) check_error_has(__LINE__, a, b)
+
+static char *tmp_path(const char *name) {
+  static char buf[8][256];
+  static int k;
+  char *p = buf[k++ % 8];
+  snprintf(p, 256, "%s/%s", dir, name);
+  return p;
+}
+
+static void write_file(const char *path, const void *data, size_t n) {
+  unlink(path); /* a fresh inode: see test_io.c */
+  FILE *f = fopen(path, "wb");
+  if (!f || fwrite(data, 1, n, f) != n) {
+    fprintf(stderr, "cannot write %s\n", path);
+    exit(2);
+  }
+  fclose(f);
+}
+
+static void write_gz(const char *path, const unsigned char *data, size_t n) {
+  gzFile gz = gzopen(path, "wb9");
+  gzwrite(gz, data, (unsigned)n);
+  gzclose(gz);
+}
+
+static unsigned char *read_file(const char *path, size_t *n) {
+  FILE *f = fopen(path, "rb");
+  if (!f) exit(2);
+  fseek(f, 0, SEEK_END);
+  *n = (size_t)ftell(f);
+  fseek(f, 0, SEEK_SET);
+  unsigned char *b = malloc(*n ? *n : 1);
+  if (fread(b, 1, *n, f) != *n) exit(2);
+  fclose(f);
+  return b;
+}
+
+/* An MNIST-layout ubyte image file of n 28x28 images; pixel (i, r, c) = (37 i + 5 r + 3 c) mod 256,
+ * as the Lua fixtures, so every byte value 0..255 occurs. Returns its length. */
+static size_t mnist_file(unsigned char *b, int n) {
+  unsigned char head[] = {0, 0, 0x08, 3, 0, 0, (unsigned char)(n >> 8), (unsigned char)n, 0, 0, 0, 28, 0, 0, 0, 28};
+  memcpy(b, head, sizeof head);
+  for (int i = 0; i < n; i++)
+    for (int r = 0; r < 28; r++)
+      for (int c = 0; c < 28; c++) b[16 + (size_t)i * 784 + r * 28 + c] = (unsigned char)((37 * i + 5 * r + 3 * c) % 256);
+  return 16 + (size_t)n * 784;
+}
+
+static cnn_tensor *indices(int n, const int64_t *v) {
+  int64_t size = n;
+  cnn_tensor *t = cnn_tensor_empty(CNN_INT64, 1, &size);
+  for (int i = 0; i < n; i++) cnn_tensor_i64(t)[i] = v[i];
+  return t;
+}
+
+/* ---- the array itself ---- */
+
+static void test_array(void) {
+  size_t live = cnn_alloc_live_bytes();
+  int64_t size[3] = {5, 2, 3};
+  cnn_bytes *b = cnn_bytes_new(3, size, true);
+  CHECK(b && b->numel == 30 && b->ndim == 3 && b->size[2] == 3);
+  /* one byte an element, counted by the allocator like tensor storage */
+  CHECK(cnn_alloc_live_bytes() - live == 30);
+  for (int i = 0; i < 30; i++) CHECK(b->data[i] == 0);
+  int64_t flat[2] = {10, 3};
+  CHECK(cnn_bytes_reshape(b, 2, flat) == 0 && b->ndim == 2 && b->size[0] == 10 && b->size[1] == 3);
+  int64_t wrong[2] = {4, 8};
+  CHECK(cnn_bytes_reshape(b, 2, wrong) == -1);
+  ERROR_HAS("cannot reshape 30 bytes into a shape of 32 elements", NULL);
+  CHECK(b->size[0] == 10); /* unchanged after the error */
+  cnn_bytes_free(b);
+  CHECK(cnn_alloc_live_bytes() == live);
+  int64_t neg[2] = {3, -1};
+  CHECK(!cnn_bytes_new(2, neg, false));
+  ERROR_HAS("negative size", NULL);
+  int64_t empty[2] = {0, 784};
+  b = cnn_bytes_new(2, empty, false);
+  CHECK(b && b->numel == 0);
+  /* no elements, but rows of 2^80 bytes cannot be addressed: refused, as a new array or a shape */
+  int64_t wide[3] = {0, (int64_t)1 << 40, (int64_t)1 << 40};
+  CHECK(b && cnn_bytes_reshape(b, 3, wide) == -1);
+  ERROR_HAS("overflows", NULL);
+  CHECK(!cnn_bytes_new(3, wide, false));
+  ERROR_HAS("overflows", NULL);
+  cnn_bytes_free(b);
+  cnn_bytes_free(NULL);
+}
+
+/* ---- loading ---- */
+
+static void test_load(void) {
+  static unsigned char img[16 + 6 * 784];
+  size_t n = mnist_file(img, 6);
+  const char *raw = tmp_path("img.idx"), *gzp = tmp_path("img.idx.gz");
+  write_file(raw, img, n);
+  write_gz(gzp, img, n);
+  for (int g = 0; g < 2; g++) {
+    size_t live = cnn_alloc_live_bytes();
+    cnn_bytes *b = cnn_idx_load_bytes(g ? gzp : raw);
+    CHECK(b && b->ndim == 3 && b->size[0] == 6 && b->size[1] == 28 && b->size[2] == 28);
+    if (!b) continue;
+    CHECK(cnn_alloc_live_bytes() - live == 6 * 784); /* the bytes, and nothing else kept */
+    CHECK(memcmp(b->data, img + 16, 6 * 784) == 0);
+    cnn_bytes_free(b);
+  }
+  /* only ubyte files: a short file is named with its type */
+  unsigned char shorts[] = {0, 0, 0x0B, 2, 0, 0, 0, 1, 0, 0, 0, 2, 0, 1, 0, 2};
+  write_file(tmp_path("short.idx"), shorts, sizeof shorts);
+  CHECK(!cnn_idx_load_bytes(tmp_path("short.idx")));
+  ERROR_HAS("short.idx: the file holds 1x2 short elements", "only ubyte");
+
+  /* every truncation of the raw and the gzip file, and hostile headers: the same error as
+   * cnn_idx_load, word for word */
+  size_t gzn;
+  unsigned char *gzb = read_file(gzp, &gzn);
+  char expect[1024];
+  for (int g = 0; g < 2; g++) {
+    const unsigned char *src = g ? gzb : img;
+    size_t len = g ? gzn : n;
+    size_t step = g ? 1 : 37; /* raw: every 37th cut, and the whole header */
+    for (size_t cut = 0; cut < len; cut += cut < 20 ? 1 : step) {
+      const char *p = tmp_path(g ? "cut.idx.gz" : "cut.idx");
+      write_file(p, src, cut);
+      cnn_error_clear();
+      cnn_tensor *t = cnn_idx_load(p, 255, NULL);
+      snprintf(expect, sizeof expect, "%s", cnn_error_get());
+      cnn_error_clear();
+      cnn_bytes *b = cnn_idx_load_bytes(p);
+      if (t || b || strcmp(expect, cnn_error_get()) != 0 || !strstr(expect, p)) {
+        fprintf(stderr, "idx bytes: %s cut at %zu: \"%s\" vs \"%s\"\n", g ? "gzip" : "raw", cut, expect, cnn_error_get());
+        failures++;
+      }
+      cnn_tensor_release(t);
+      cnn_bytes_free(b);
+    }
+  }
+  free(gzb);
+  unsigned char longer[16 + 784 + 1];
+  mnist_file(longer, 1);
+  longer[16 + 784] = 9;
+  unsigned char huge[] = {0, 0, 0x08, 3, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF};
+  unsigned char empty_huge[] = {0, 0, 0x08, 3, 0, 0, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF};
+  unsigned char fake[] = {0, 0, 0x08, 3, 0, 0, 0xEA, 0x60, 0, 0, 0, 28, 0, 0, 0, 28};
+  unsigned char magic[] = {1, 0, 8, 1, 0, 0, 0, 0};
+  struct {
+    const char *name;
+    const unsigned char *data;
+    size_t n;
+    bool gz;
+    const char *what;
+  } bad[] = {
+      {"long.idx", longer, sizeof longer, false, "file has 801 bytes"},
+      {"long.idx.gz", longer, sizeof longer, true, "longer than the 800 bytes"},
+      {"huge.idx", huge, sizeof huge, false, "too many to address"},
+      {"empty_huge.idx", empty_huge, sizeof empty_huge, false, "too many to address"}, /* 0 elements, huge rows */
+      {"fake.idx.gz", fake, sizeof fake, true, "cannot hold the 60000x28x28 ubyte"},
+      {"magic.idx", magic, sizeof magic, false, "not an IDX file"},
+  };
+  for (size_t k = 0; k < sizeof bad / sizeof bad[0]; k++) {
+    const char *p = tmp_path(bad[k].name);
+    if (bad[k].gz) write_gz(p, bad[k].data, bad[k].n);
+    else write_file(p, bad[k].data, bad[k].n);
+    CHECK(!cnn_idx_load_bytes(p));
+    ERROR_HAS(p, bad[k].what);
+    CHECK(!cnn_idx_load(p, 255, NULL));
+    ERROR_HAS(p, bad[k].what);
+  }
+  CHECK(!cnn_idx_load_bytes(tmp_path("missing.idx")));
+  ERROR_HAS("missing.idx: cannot open", NULL);
+  CHECK(!cnn_idx_load_bytes(dir));
+  ERROR_HAS("not a regular file", NULL);
+}
+
+/* ---- gathers ---- */
+
+static void test_gather(void) {
+  static unsigned char img[16 + 200 * 784];
+  size_t n = mnist_file(img, 200);
+  const char *path = tmp_path("g.idx");
+  write_file(path, img, n);
+  cnn_bytes *b = cnn_idx_load_bytes(path);
+  cnn_tensor *ref = cnn_idx_load(path, 255, NULL); /* the float32 images as data.mnist made them */
+  CHECK(b && ref);
+  if (!b || !ref) return;
+  int64_t shape4[4] = {200, 1, 28, 28};
+  CHECK(cnn_bytes_reshape(b, 4, shape4) == 0);
+
+  /* hand values: byte 0 -> 0, 255 -> 1, 51 -> 0.2f (51 / 255 = 1/5, rounded once) */
+  int64_t v[3] = {0, 7, 2};
+  cnn_tensor *idx = indices(3, v);
+  cnn_tensor *x = cnn_bytes_gather(b, idx, 255);
+  CHECK(x && x->dtype == CNN_FLOAT32 && x->ndim == 4 && x->size[0] == 3 && x->size[1] == 1 && x->size[3] == 28);
+  if (x) {
+    const float *p = cnn_tensor_f32(x);
+    CHECK(p[0] == 0.0f);                          /* image 0, (0, 0): 0 */
+    CHECK(p[17] == 0.2f);                         /* image 0, (0, 17): 51 */
+    CHECK(p[784] == 3.0f / 255.0f);               /* image 7, (0, 0): 259 mod 256 = 3 */
+    CHECK(p[784 + 3 * 28 + 2] == 24.0f / 255.0f); /* image 7, (3, 2): 259 + 15 + 6 = 280 mod 256 */
+    CHECK(p[2 * 784 + 26 * 28 + 17] == 1.0f);     /* image 2, (26, 17): 74 + 130 + 51 = 255 */
+  }
+  cnn_tensor_release(x);
+  cnn_tensor_release(idx);
+
+  /* every row, in a scrambled order, equals the float path bit for bit, on 1 and 2 threads */
+  int64_t all[200];
+  for (int i = 0; i < 200; i++) all[i] = (i * 73 + 11) % 200;
+  idx = indices(200, all);
+  int threads = cnn_parallel_get_threads();
+  cnn_tensor *outs[2];
+  for (int th = 1; th <= 2; th++) {
+    cnn_parallel_set_threads(th);
+    outs[th - 1] = cnn_bytes_gather(b, idx, 255);
+  }
+  cnn_parallel_set_threads(threads);
+  CHECK(outs[0] && outs[1]);
+  if (outs[0] && outs[1]) {
+    CHECK(memcmp(cnn_tensor_f32(outs[0]), cnn_tensor_f32(outs[1]), 200 * 784 * sizeof(float)) == 0);
+    int same = 1;
+    for (int i = 0; i < 200; i++)
+      same &= memcmp(cnn_tensor_f32(outs[0]) + i * 784, cnn_tensor_f32(ref) + all[i] * 784, 784 * sizeof(float)) == 0;
+    CHECK(same);
+  }
+  cnn_tensor_release(outs[0]);
+  cnn_tensor_release(outs[1]);
+  cnn_tensor_release(idx);
+
+  /* strided indices: column 1 of a (3, 2) int64 tensor is rows 5, 9, 199 */
+  int64_t grid[6] = {0, 5, 0, 9, 0, 199}, gsize[2] = {3, 2};
+  cnn_tensor *g = cnn_tensor_empty(CNN_INT64, 2, gsize);
+  memcpy(cnn_tensor_i64(g), grid, sizeof grid);
+  cnn_tensor *col = cnn_tensor_select(g, 1, 1);
+  CHECK(col && col->stride[0] == 2);
+  x = cnn_bytes_gather(b, col, 255);
+  CHECK(x && x->size[0] == 3);
+  if (x) {
+    CHECK(memcmp(cnn_tensor_f32(x), cnn_tensor_f32(ref) + 5 * 784, 784 * sizeof(float)) == 0);
+    CHECK(memcmp(cnn_tensor_f32(x) + 2 * 784, cnn_tensor_f32(ref) + 199 * 784, 784 * sizeof(float)) == 0);
+  }
+  cnn_tensor_release(x);
+  cnn_tensor_release(col);
+  cnn_tensor_release(g);
+
+  /* divisor 1: the stored values */
+  int64_t one[1] = {7};
+  idx = indices(1, one);
+  x = cnn_bytes_gather(b, idx, 1);
+  CHECK(x && cnn_tensor_f32(x)[0] == 3.0f && cnn_tensor_f32(x)[3 * 28 + 2] == 24.0f);
+  cnn_tensor_release(x);
+  cnn_tensor_release(idx);
+
+  /* empty: a (0, 1, 28, 28) tensor */
+  idx = indices(0, NULL);
+  x = cnn_bytes_gather(b, idx, 255);
+  CHECK(x && x->ndim == 4 && x->size[0] == 0 && x->size[1] == 1 && x->size[2] == 28);
+  cnn_tensor_release(x);
+  cnn_tensor_release(idx);
+
+  /* bad indices, dtypes and divisors: errors, nothing allocated */
+  size_t live = cnn_alloc_live_bytes();
+  int64_t over[3] = {1, 200, 2}, under[1] = {-1};
+  idx = indices(3, over);
+  cnn_tensor *idx2 = indices(1, under);
+  size_t live_idx = cnn_alloc_live_bytes();
+  CHECK(!cnn_bytes_gather(b, idx, 255));
+  ERROR_HAS("index 200 is out of range for 200 rows", NULL);
+  CHECK(!cnn_bytes_gather(b, idx2, 255));
+  ERROR_HAS("index -1 is out of range", NULL);
+  CHECK(cnn_alloc_live_bytes() == live_idx);
+  cnn_tensor_release(idx);
+  cnn_tensor_release(idx2);
+  idx = indices(1, one);
+  cnn_tensor *fidx = cnn_tensor_zeros(CNN_FLOAT32, 1, (int64_t[]){2});
+  cnn_tensor *i2 = cnn_tensor_zeros(CNN_INT64, 2, (int64_t[]){1, 1});
+  live_idx = cnn_alloc_live_bytes();
+  double divisors[] = {0, -255, NAN, INFINITY, 1e-300, 1e300};
+  for (size_t k = 0; k < sizeof divisors / sizeof divisors[0]; k++) {
+    CHECK(!cnn_bytes_gather(b, idx, divisors[k]));
+    ERROR_HAS("divisor must be a positive finite number", NULL);
+  }
+  CHECK(!cnn_bytes_gather(b, fidx, 255));
+  ERROR_HAS("indices must be a 1-d int64 tensor", "float32");
+  CHECK(!cnn_bytes_gather(b, i2, 255));
+  ERROR_HAS("indices must be a 1-d int64 tensor", "2-d");
+  CHECK(cnn_alloc_live_bytes() == live_idx);
+  cnn_tensor_release(i2);
+  cnn_tensor_release(fidx);
+  cnn_tensor_release(idx);
+  CHECK(cnn_alloc_live_bytes() == live);
+
+  /* single rows and the whole array */
+  x = cnn_bytes_row(b, 199, 255);
+  CHECK(x && x->ndim == 3 && x->size[0] == 1 && x->size[1] == 28 && x->size[2] == 28);
+  if (x) CHECK(memcmp(cnn_tensor_f32(x), cnn_tensor_f32(ref) + 199 * 784, 784 * sizeof(float)) == 0);
+  cnn_tensor_release(x);
+  CHECK(!cnn_bytes_row(b, 200, 255));
+  ERROR_HAS("row 200 is out of range for 200 rows", NULL);
+  CHECK(!cnn_bytes_row(b, -1, 255));
+  ERROR_HAS("row -1 is out of range", NULL);
+  x = cnn_bytes_to_float(b, 255);
+  CHECK(x && x->ndim == 4 && x->size[0] == 200 && x->size[1] == 1);
+  if (x) CHECK(memcmp(cnn_tensor_f32(x), cnn_tensor_f32(ref), 200 * 784 * sizeof(float)) == 0);
+  cnn_tensor_release(x);
+  CHECK(cnn_alloc_live_bytes() == live);
+
+  /* a 0-d array has no rows */
+  cnn_bytes *s = cnn_bytes_new(0, NULL, true);
+  idx = indices(1, (int64_t[]){0});
+  CHECK(s && !cnn_bytes_gather(s, idx, 1));
+  ERROR_HAS("0-d byte array", NULL);
+  CHECK(!cnn_bytes_row(s, 0, 1));
+  ERROR_HAS("0-d byte array", NULL);
+  x = cnn_bytes_to_float(s, 1);
+  CHECK(x && x->ndim == 0 && cnn_tensor_f32(x)[0] == 0.0f);
+  cnn_tensor_release(x);
+  cnn_tensor_release(idx);
+  cnn_bytes_free(s);
+  cnn_tensor_release(ref);
+  cnn_bytes_free(b);
+}
+
+int main(void) {
+  snprintf(dir, sizeof dir, "/tmp/cnn_test_bytes_XXXXXX");
+  if (!mkdtemp(dir)) {
+    perror("mkdtemp");
+    return 2;
+  }
+  test_array();
+  test_load();
+  test_gather();
+  char cmd[128];
+  snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+  if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", dir);
+  if (failures) {
+    fprintf(stderr, "%d check(s) failed\n", failures);
+    return 1;
+  }
+  printf("test_bytes: all checks passed\n");
+  return 0;
+}
