@@ -51,6 +51,27 @@ static inline float sample(const png_byte *row, size_t s, int depth16) {
   return (float)row[s] / 255.0f;
 }
 
+/* libpng allocates an ancillary chunk (tEXt, iCCP, ...) at the length the file claims before it
+ * reads the data, so a 45-byte file claiming an 892 MB chunk costs 892 MB. Every chunk must fit in
+ * what is left of the file: walk the chunk headers first and refuse one that cannot. The stream is
+ * left just after the signature. */
+static int check_chunk_lengths(FILE *f, uint64_t file_size, const char *path) {
+  uint64_t pos = 8;
+  unsigned char head[8];
+  while (pos + 8 <= file_size) {
+    if (fseek(f, (long)pos, SEEK_SET) != 0 || fread(head, 1, 8, f) != 8) break;
+    uint64_t len = (uint64_t)head[0] << 24 | (uint64_t)head[1] << 16 | (uint64_t)head[2] << 8 | head[3];
+    if (len > file_size - pos - 8)
+      return cnn_error_set("%s: invalid PNG (chunk '%.4s' claims %llu bytes but only %llu remain)", path,
+                           (const char *)head + 4, (unsigned long long)len,
+                           (unsigned long long)(file_size - pos - 8));
+    if (memcmp(head + 4, "IEND", 4) == 0) break;
+    pos += 12 + len;
+  }
+  if (fseek(f, 8, SEEK_SET) != 0) return cnn_error_set("%s: cannot seek (%s)", path, strerror(errno));
+  return 0;
+}
+
 cnn_tensor *cnn_png_load(const char *path, cnn_png_mode mode) {
   io_ctx ctx = {0};
   ctx.f = fopen(path, "rb");
@@ -69,6 +90,10 @@ cnn_tensor *cnn_png_load(const char *path, cnn_png_mode mode) {
   if (nsig < 8 || png_sig_cmp(sig, 0, 8) != 0) {
     fclose(ctx.f);
     cnn_error_set("%s: not a PNG file (%s)", path, nsig < 8 ? "shorter than the 8-byte signature" : "bad signature");
+    return NULL;
+  }
+  if (check_chunk_lengths(ctx.f, (uint64_t)st.st_size, path)) {
+    fclose(ctx.f);
     return NULL;
   }
   png_structp png = png_create_read_struct(PNG_LIBPNG_VER_STRING, &ctx, on_error, on_warning);
@@ -94,6 +119,10 @@ cnn_tensor *cnn_png_load(const char *path, cnn_png_mode mode) {
   png_set_read_fn(png, &ctx, on_read);
   png_set_sig_bytes(png, 8);
   png_set_user_limits(png, MAX_SIDE, MAX_SIDE);
+  /* ancillary chunks (text, ICC profiles) are allocated at the size the file claims: cap them, and
+   * how many are kept, so a tiny file cannot make libpng allocate hundreds of megabytes */
+  png_set_chunk_malloc_max(png, (png_alloc_size_t)8 << 20);
+  png_set_chunk_cache_max(png, 128);
   png_read_info(png, info);
 
   png_uint_32 w = png_get_image_width(png, info), h = png_get_image_height(png, info);

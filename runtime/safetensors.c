@@ -173,15 +173,17 @@ static int parse_entry(const char *path, const char *name, const cnn_json *v, en
     return cnn_error_set("%s: tensor '%s' has %zu dimensions, more than the %d a tensor can have", path, sn, shape->len,
                          CNN_MAX_DIMS);
   e->ndim = (int)shape->len;
-  uint64_t numel = 1;
+  /* nonzero: the product of the non-zero sizes, which strides reach even when numel is 0 */
+  uint64_t numel = 1, nonzero = 1;
   bool overflow = false;
   for (int d = 0; d < e->ndim; d++) {
     const cnn_json *s = &shape->items[d];
     if (s->type != CNN_JSON_NUMBER || !s->is_uint || s->uint > (uint64_t)INT64_MAX)
       return cnn_error_set("%s: tensor '%s': shape entry %d is not a non-negative integer", path, sn, d + 1);
     e->size[d] = (int64_t)s->uint;
-    if (s->uint && numel > (UINT64_MAX / 16) / s->uint) overflow = true;
-    else numel *= s->uint;
+    if (s->uint && nonzero > ((uint64_t)INT64_MAX / 16) / s->uint) overflow = true;
+    else if (s->uint) nonzero *= s->uint;
+    numel *= s->uint;
   }
   char ss[CNN_MAX_DIMS * 22 + 4];
   shape_str(ss, sizeof ss, e->ndim, e->size);

@@ -76,10 +76,12 @@ static void set_contiguous_strides(cnn_tensor *t) {
 int cnn_shape_check(int ndim, const int64_t *size, int64_t *numel_out) {
   if (ndim < 0 || ndim > CNN_MAX_DIMS)
     return cnn_error_set("a tensor has at most %d dimensions, got %d", CNN_MAX_DIMS, ndim);
-  int64_t n = 1;
+  /* strides multiply the non-zero sizes, so those must not overflow even when a 0 makes numel 0 */
+  int64_t n = 1, strided = 1;
   for (int d = 0; d < ndim; d++) {
     if (size[d] < 0) return cnn_error_set("negative size %lld at dimension %d", (long long)size[d], d + 1);
-    if (size[d] > 0 && n > INT64_MAX / 8 / size[d]) return cnn_error_set("the number of elements overflows");
+    if (size[d] > 0 && strided > INT64_MAX / 8 / size[d]) return cnn_error_set("the number of elements overflows");
+    if (size[d] > 0) strided *= size[d];
     n *= size[d];
   }
   if (numel_out) *numel_out = n;
