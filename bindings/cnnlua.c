@@ -1,7 +1,8 @@
 /* cnnlua: the executable. One Lua state with the library preloaded as the global `cnn`, a command
  * line read as the standalone `lua` reads it, a script runner and a REPL (libedit on a terminal,
- * plain lines from a pipe). SIGINT is ours only while Lua code runs or libedit waits for a key;
- * elsewhere it has its default action, so a process stuck outside Lua can still be killed. */
+ * plain lines from a pipe) with TAB completion, help(x) and %time / %timeit (their Lua halves are
+ * cnn/help.lua and cnn/repl.lua). SIGINT is ours only while Lua code runs or libedit waits for a
+ * key; elsewhere it has its default action, so a process stuck outside Lua can still be killed. */
 
 #include <errno.h>
 #include <limits.h>
@@ -37,8 +38,10 @@ static const char usage_text[] =
     "  --        stop handling options\n"
     "  -         run stdin as a script and stop handling options\n"
     "With no script and no -e, " PROGNAME " starts the REPL; when stdin is not a terminal it reads\n"
-    "lines without prompts. The library is the global 'cnn'. REPL history goes to\n"
-    "$CNNLUA_HISTORY (empty: none) or ~/.cnnlua_history.\n";
+    "lines without prompts. The library is the global 'cnn'; help(x), time(f) and timeit(f, n)\n"
+    "are globals too. At the prompt TAB completes names, fields and methods, and\n"
+    "'%time CODE' / '%timeit [-n N] CODE' time an expression or statements. REPL history goes\n"
+    "to $CNNLUA_HISTORY (empty: none) or ~/.cnnlua_history.\n";
 
 /* ---- messages ------------------------------------------------------------------------------ */
 
@@ -237,6 +240,45 @@ static bool open_cnn(lua_State *L) {
     return true;
 }
 
+/* Registry keys of cnn.repl's functions: the REPL finds them there, so a script that reassigns
+ * the globals time and timeit breaks neither TAB nor %time. */
+#define REG_COMPLETE "cnnlua.complete"
+#define REG_TIME "cnnlua.time"
+#define REG_TIMEIT "cnnlua.timeit"
+
+/* help = require "cnn.help"; time and timeit from cnn.repl, also kept in the registry. */
+static int load_helpers(lua_State *L) {
+    lua_getglobal(L, "require");
+    lua_pushliteral(L, "cnn.help");
+    lua_call(L, 1, 1);
+    lua_setglobal(L, "help");
+    lua_getglobal(L, "require");
+    lua_pushliteral(L, "cnn.repl");
+    lua_call(L, 1, 1);
+    static const struct {
+        const char *field, *key, *global;
+    } fns[] = {{"complete", REG_COMPLETE, NULL}, {"time", REG_TIME, "time"}, {"timeit", REG_TIMEIT, "timeit"}};
+    for (size_t i = 0; i < sizeof fns / sizeof *fns; i++) {
+        lua_getfield(L, -1, fns[i].field);
+        if (fns[i].global != NULL) {
+            lua_pushvalue(L, -1);
+            lua_setglobal(L, fns[i].global);
+        }
+        lua_setfield(L, LUA_REGISTRYINDEX, fns[i].key);
+    }
+    return 0;
+}
+
+/* Helpers that fail to load are reported once; cnnlua goes on without them. */
+static void install_helpers(lua_State *L) {
+    lua_pushcfunction(L, load_helpers);
+    if (docall(L, 0, 0) != LUA_OK) {
+        lua_pushfstring(L, "help, completion and timing unavailable: %s", lua_tostring(L, -1));
+        lua_remove(L, -2);
+        report(L, false);
+    }
+}
+
 /* arg as lua sets it: arg[0] the script, arg[-1] and below the interpreter and its options,
  * arg[1..] the script's arguments. With no script, arg[0] is the interpreter. */
 static void create_arg_table(lua_State *L, char **argv, int argc, int script) {
@@ -297,6 +339,79 @@ static int read_key(FILE *in) {
     }
 }
 
+/* ---- completion ---------------------------------------------------------------------------- */
+
+static lua_State *completion_L;  /* the REPL's state, read by the completer */
+static char **candidates;        /* the last TAB's completions (strdup'ed), handed out by the generator */
+static size_t n_candidates, next_candidate;
+
+static void clear_candidates(void) {
+    for (size_t i = 0; i < n_candidates; i++)
+        free(candidates[i]);
+    free(candidates);
+    candidates = NULL;
+    n_candidates = next_candidate = 0;
+}
+
+/* Protected: candidates = cnn.repl.complete(word, _G). Stack: (word as a light userdata). */
+static int collect_candidates(lua_State *L) {
+    const char *word = lua_touserdata(L, 1);
+    if (lua_getfield(L, LUA_REGISTRYINDEX, REG_COMPLETE) != LUA_TFUNCTION)
+        return 0;
+    lua_pushstring(L, word);
+    lua_pushglobaltable(L);
+    lua_call(L, 2, 1);
+    size_t n = lua_istable(L, -1) ? lua_rawlen(L, -1) : 0;
+    if (n == 0 || (candidates = calloc(n, sizeof *candidates)) == NULL)
+        return 0;
+    for (size_t i = 0; i < n; i++) {
+        if (lua_rawgeti(L, -1, (lua_Integer)i + 1) == LUA_TSTRING) {
+            char *s = strdup(lua_tostring(L, -1));
+            if (s != NULL)
+                candidates[n_candidates++] = s;
+        }
+        lua_pop(L, 1);
+    }
+    return 0;
+}
+
+/* libedit's generator protocol: state 0 starts over; each call returns a malloc'ed match or NULL. */
+static char *candidate_generator(const char *text, int state) {
+    (void)text;
+    if (state == 0)
+        next_candidate = 0;
+    return next_candidate < n_candidates ? strdup(candidates[next_candidate++]) : NULL;
+}
+
+static char *no_completion(const char *text, int state) {
+    (void)text, (void)state;
+    return NULL;
+}
+
+/* rl_attempted_completion_function: text is the word before the cursor (dots and colons belong
+ * to it, see word_breaks), start its offset in the line. cnn.repl.complete finds the matches;
+ * any error there means no matches, never a message. A TAB at the start of an empty line
+ * indents, so code pasted with tabs keeps them as indentation instead of listing names. */
+static char **complete(const char *text, int start, int end) {
+    (void)end;
+    rl_attempted_completion_over = 1;  /* never fall back to file names */
+    clear_candidates();
+    if (start == 0 && text[0] == '\0') {
+        if ((candidates = malloc(sizeof *candidates)) != NULL && (candidates[0] = strdup("  ")) != NULL)
+            n_candidates = 1;
+    } else if (completion_L != NULL && lua_checkstack(completion_L, 4)) {
+        lua_State *L = completion_L;
+        int top = lua_gettop(L);
+        lua_pushcfunction(L, collect_candidates);
+        lua_pushlightuserdata(L, (void *)text);
+        lua_pcall(L, 1, 0, 0);
+        lua_settop(L, top);
+    }
+    if (n_candidates == 0)
+        return NULL;
+    return rl_completion_matches(text, candidate_generator);
+}
+
 static void save_history(void) {
     if (history_file != NULL && write_history(history_file) == 0)
         history_truncate_file(history_file, HISTORY_LINES);
@@ -308,7 +423,14 @@ static void init_line_editing(void) {
     rl_readline_name = PROGNAME;  /* ~/.editrc lines may start with "cnnlua:" */
     rl_catch_signals = 0;         /* signals at the prompt are handled here, see read_key */
     rl_getc_function = read_key;
-    /* Tab completion plugs in here: rl_attempted_completion_function = complete; */
+    /* A word to complete runs back from the cursor to one of these: a Lua operator, bracket,
+     * quote or blank. Not '.' or ':', so "cnn.F.con" and "x:res" are one word each. */
+    static char word_breaks[] = " \t\n\"\\'`@$><=;|&{(,)+-*/%^~#[]}";
+    rl_basic_word_break_characters = word_breaks;
+    rl_completer_word_break_characters = word_breaks;
+    rl_attempted_completion_function = complete;
+    rl_completion_entry_function = no_completion;
+    rl_completion_append_character = '\0';  /* "cnn" then "." or ":", never a space */
     using_history();
     stifle_history(HISTORY_LINES);
 
@@ -366,7 +488,7 @@ static int read_line(const char *prompt, char **out) {
     return LINE_OK;
 }
 
-/* ---- the REPL ------------------------------------------------------------------------------ */
+/* ---- reading chunks ------------------------------------------------------------------------ */
 
 enum { CHUNK_OK, CHUNK_ERROR, CHUNK_SKIP, CHUNK_EOF };
 
@@ -379,26 +501,118 @@ static bool is_incomplete(lua_State *L, int status) {
            strcmp(msg + len - (sizeof mark - 1), mark) == 0;
 }
 
+/* %time and %timeit: a line starting with '%' is a REPL command ('%' never starts Lua code). */
+enum { MAGIC_NONE, MAGIC_TIME, MAGIC_TIMEIT };
+
+/* Parses "%time CODE" or "%timeit [-n N] CODE": *code points into line. On a bad command,
+ * pushes the message and returns false. */
+static bool parse_magic(lua_State *L, const char *line, int *magic, const char **code, lua_Integer *runs) {
+    size_t name_len = strcspn(line + 1, " \t");
+    const char *rest = line + 1 + name_len;
+    rest += strspn(rest, " \t");
+    if (name_len == 4 && strncmp(line + 1, "time", 4) == 0) {
+        *magic = MAGIC_TIME;
+    } else if (name_len == 6 && strncmp(line + 1, "timeit", 6) == 0) {
+        *magic = MAGIC_TIMEIT;
+        if (strncmp(rest, "-n", 2) == 0 && (rest[2] == ' ' || rest[2] == '\t')) {
+            char *after;
+            errno = 0;
+            long long n = strtoll(rest + 3, &after, 10);
+            if (after == rest + 3 || n < 1 || errno != 0 || (*after != ' ' && *after != '\t' && *after != '\0')) {
+                lua_pushliteral(L, "%timeit: -n needs a positive number of runs, as in %timeit -n 100 f(x)");
+                return false;
+            }
+            *runs = (lua_Integer)n;
+            rest = after + strspn(after, " \t");
+        }
+    } else {
+        lua_pushfstring(L, "unknown command '%%%s' (the REPL knows %%time CODE and %%timeit [-n N] CODE)",
+                        lua_pushlstring(L, line + 1, name_len));
+        lua_remove(L, -2);
+        return false;
+    }
+    if (rest[0] == '\0') {
+        lua_pushfstring(L, "%%%s: expected code to time, as in %%%s f(x)", *magic == MAGIC_TIME ? "time" : "timeit",
+                        *magic == MAGIC_TIME ? "time" : "timeit");
+        return false;
+    }
+    *code = rest;
+    return true;
+}
+
+/* Calls the compiled code (upvalue 1) with no arguments. Being C, it stands between the timer and
+ * the code, so a C function the code tail-calls reports its error without a position, as at the
+ * prompt, instead of the timer's line. */
+static int call_chunk(lua_State *L) {
+    lua_settop(L, 0);
+    lua_pushvalue(L, lua_upvalueindex(1));
+    lua_call(L, 0, LUA_MULTRET);
+    return lua_gettop(L);
+}
+
+/* The chunk a %time line runs: upvalues (timer, compiled code, runs or nil, echo results?). */
+static int call_magic(lua_State *L) {
+    lua_settop(L, 0);
+    lua_pushvalue(L, lua_upvalueindex(1));
+    lua_pushvalue(L, lua_upvalueindex(2));
+    int nargs = 1;
+    if (!lua_isnil(L, lua_upvalueindex(3))) {
+        lua_pushvalue(L, lua_upvalueindex(3));
+        nargs = 2;
+    }
+    lua_call(L, nargs, LUA_MULTRET);
+    return lua_toboolean(L, lua_upvalueindex(4)) ? lua_gettop(L) : 0;
+}
+
+/* Replaces the compiled code on top of the stack by the closure timing it. */
+static int wrap_magic(lua_State *L, int magic, lua_Integer runs) {
+    if (lua_getfield(L, LUA_REGISTRYINDEX, magic == MAGIC_TIME ? REG_TIME : REG_TIMEIT) != LUA_TFUNCTION) {
+        lua_pop(L, 2);
+        lua_pushstring(L, magic == MAGIC_TIME ? "%time is unavailable (cnn.repl did not load)"
+                                              : "%timeit is unavailable (cnn.repl did not load)");
+        return CHUNK_ERROR;
+    }
+    lua_insert(L, -2);
+    lua_pushcclosure(L, call_chunk, 1);
+    if (runs > 0)
+        lua_pushinteger(L, runs);
+    else
+        lua_pushnil(L);
+    lua_pushboolean(L, magic == MAGIC_TIME);  /* %time echoes the results, %timeit only its report */
+    lua_pushcclosure(L, call_magic, 4);
+    return CHUNK_OK;
+}
+
+/* ---- the REPL ------------------------------------------------------------------------------ */
+
 /* Reads one chunk: "return LINE" when that compiles (an expression to echo), else the line as
- * statements, reading more lines while the text is incomplete. "=expr" is "return expr".
- * Leaves the compiled function (CHUNK_OK) or the syntax error (CHUNK_ERROR) on the stack. */
+ * statements, reading more lines while the text is incomplete. "=expr" is "return expr";
+ * "%time CODE" and "%timeit [-n N] CODE" compile CODE the same way and time it.
+ * Leaves the function to run (CHUNK_OK) or the error message (CHUNK_ERROR) on the stack. */
 static int read_chunk(lua_State *L) {
     char *line;
     int r = read_line("> ", &line);
     if (r != LINE_OK)
         return r == LINE_EOF ? CHUNK_EOF : CHUNK_SKIP;
 
-    if (line[0] == '=') {
-        lua_pushfstring(L, "return %s", line + 1);
+    int magic = MAGIC_NONE;
+    lua_Integer runs = 0;
+    const char *code = line;
+    if (line[0] == '%' && !parse_magic(L, line, &magic, &code, &runs)) {
+        free(line);
+        return CHUNK_ERROR;
+    }
+    if (code[0] == '=') {
+        lua_pushfstring(L, "return %s", code + 1);
     } else {
-        const char *expr = lua_pushfstring(L, "return %s", line);
+        const char *expr = lua_pushfstring(L, "return %s", code);
         if (luaL_loadbuffer(L, expr, strlen(expr), "=stdin") == LUA_OK) {
             lua_remove(L, -2);
             free(line);
-            return CHUNK_OK;
+            return magic != MAGIC_NONE ? wrap_magic(L, magic, runs) : CHUNK_OK;
         }
         lua_pop(L, 2);
-        lua_pushstring(L, line);
+        lua_pushstring(L, code);
     }
     free(line);
 
@@ -423,7 +637,9 @@ static int read_chunk(lua_State *L) {
         free(more);
     }
     lua_remove(L, -2);
-    return status == LUA_OK ? CHUNK_OK : CHUNK_ERROR;
+    if (status != LUA_OK)
+        return CHUNK_ERROR;
+    return magic != MAGIC_NONE ? wrap_magic(L, magic, runs) : CHUNK_OK;
 }
 
 /* Replaces the value at index i by the text the REPL shows for it: cnn._repl_show(v) when the
@@ -470,6 +686,7 @@ static int show_values(lua_State *L) {
 }
 
 static void repl(lua_State *L) {
+    completion_L = L;
     if (isatty(STDIN_FILENO)) {
         init_line_editing();
         printf("%s %s (%s) — cnn is loaded; help(x) for help, Ctrl-D to quit\n",
@@ -571,6 +788,7 @@ static int protected_main(lua_State *L) {
     create_arg_table(L, argv, argc, o->script);
     if (!open_cnn(L))
         return 0;
+    install_helpers(L);
     if (!run_code_options(L, argv, o->script ? o->script : argc))
         return 0;
     if (o->script) {

@@ -29,8 +29,8 @@ int lcnn_error(lua_State *L, const char *fn, const char *fmt, ...) {
   va_start(ap, fmt);
   vsnprintf(msg, sizeof msg, fmt, ap);
   va_end(ap);
-  /* level 1 is the C function (no position); report where its Lua caller is */
-  luaL_where(L, 2);
+  /* level 0 is this C function; level 1 is the Lua line that called it */
+  luaL_where(L, 1);
   lua_pushfstring(L, "%s: %s", fn, msg);
   lua_concat(L, 2);
   return lua_error(L);

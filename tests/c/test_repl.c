@@ -165,7 +165,7 @@ static void test_piped_repl_joins_lines_and_goes_on_after_errors(void) {
     Run r;
     run(&r,
         "function f(x)\nreturn x*2\nend\nf(21)\n"
-        "error('boom')\n"
+        "error('bo' .. 'om')\n"
         "=1, 'two'\n"
         "setmetatable({}, {__tostring = function() return 'shown by tostring' end})\n"
         "x = 7\n"
@@ -506,6 +506,101 @@ static void test_i_on_a_terminal_keeps_the_script_globals(void) {
     CHECK(pty_finish(p) == 0, "exit code not 0");
 }
 
+/* Whether needle occurs in what the terminal showed between offset `from` and what expect saw. */
+static bool pty_shown_between(Pty *p, size_t from, const char *needle) {
+    if (from > p->seen)
+        return false;
+    char saved = p->buf[p->seen];
+    p->buf[p->seen] = '\0';
+    bool found = strstr(p->buf + from, needle) != NULL;
+    p->buf[p->seen] = saved;
+    return found;
+}
+
+/* TAB: a unique completion is inserted (a result then proves the whole line was right); an
+ * ambiguous one lists the candidates on a second TAB. */
+static void test_tab_completes_names_paths_and_methods(void) {
+    Pty *p = pty_start(history, NO_ARGS);
+    pty_expect(p, "> ");
+    pty_send(p, "type(cn\t)\r");  /* cnn */
+    pty_expect(p, "\ntable\r\n");
+    pty_send(p, "type(cnn.F.con\t)\r");  /* cnn.F.conv2d */
+    pty_expect(p, "\nfunction\r\n");
+    pty_send(p, "tbl = {alpha = {beta_gamma = 21}}\r");
+    pty_send(p, "tbl.alpha.bet\t * 2\r");  /* a dotted path of the user's own */
+    pty_expect(p, "\n42\r\n");
+    pty_send(p, "retu\t 7\r");  /* a keyword */
+    pty_expect(p, "\n7\r\n");
+
+    pty_send(p, "x = cnn.ones(2)\r");
+    pty_send(p, "x:res\t(1, 2):size(1)\r");  /* x:reshape */
+    pty_expect(p, "\n1\r\n");
+    pty_send(p, "x:re\t\t");  /* ambiguous: relu, requires_grad_, reshape, ... listed */
+    pty_expect(p, "x:requires_grad_");
+    pty_send(p, "lu():sum():item()\r");
+    pty_expect(p, "\n2.0\r\n");
+    pty_send(p, "type(x.requires_\t)\r");  /* a tensor field after '.' */
+    pty_expect(p, "\nboolean\r\n");
+
+    pty_send(p, "m = cnn.nn.Seq\t(cnn.nn.Linear(2, 3))\r");  /* cnn.nn.Sequential */
+    pty_send(p, "m:na\t\t");  /* the first TAB inserts the common part: m:named_ */
+    pty_expect(p, "m:named_parameters");
+    pty_send(p, "parameters()[1][1]\r");
+    pty_expect(p, "\n0.weight\r\n");
+
+    /* completing through a table whose __index raises shows nothing and breaks nothing */
+    size_t mark = p->seen;
+    pty_send(p, "lazy = setmetatable({}, {__index = function() error('bo' .. 'om') end})\r");
+    pty_send(p, "lazy.x.\t\t");
+    pty_send(p, "\x15");  /* Ctrl-U: drop the line */
+    pty_send(p, "\t3+4\r");  /* TAB at the start of a line indents */
+    pty_expect(p, "\n7\r\n");
+    CHECK(!pty_shown_between(p, mark, "boom"), "completion showed an error");
+    pty_send_ctrl_d(p);
+    CHECK(pty_finish(p) == 0, "exit code not 0");
+}
+
+static void test_help_and_percent_time_at_the_prompt(void) {
+    Pty *p = pty_start(history, NO_ARGS);
+    pty_expect(p, "> ");
+    pty_send(p, "help(cnn.zeros)\r");
+    pty_expect(p, "cnn.zeros(size...|{size}, {dtype=, requires_grad=}) -> Tensor");
+    pty_expect(p, "a tensor of the given shape filled with 0");
+    pty_send(p, "help(\"conv2d\")\r");
+    pty_expect(p, "cnn.F.conv2d(x, w, b, {stride=1");
+    pty_send(p, "%time 6 * 7\r");
+    pty_expect(p, "wall time: ");
+    pty_expect(p, "\n42\r\n");
+    pty_send(p, "%timeit -n 3 cnn.ones(4):sum()\r");
+    pty_expect(p, "timeit: 3 runs, median ");
+    pty_send(p, "%nope 1\r");
+    pty_expect(p, "unknown command '%nope'");
+    pty_send(p, "%time error('inside')\r");
+    pty_expect(p, "inside");
+    pty_send(p, "1+1\r");
+    pty_expect(p, "\n2\r\n");
+    pty_send_ctrl_d(p);
+    CHECK(pty_finish(p) == 0, "exit code not 0");
+}
+
+static void test_help_and_time_in_pipes_and_scripts(void) {
+    Run r;
+    run(&r, "%time 1+1\n%timeit -n 2 nil\n%time local a = 1\nhelp(cnn.ones)\n", NO_ARGS);
+    CHECK(r.code == 0, "exit code %d, stderr '%s'", r.code, r.err);
+    CHECK(strncmp(r.out, "wall time: ", 11) == 0 && strstr(r.out, "s\n2\ntimeit: 2 runs, median "),
+          "stdout was '%s'", r.out);
+    CHECK(strstr(r.out, "cnn.ones(size...|{size}") != NULL, "stdout was '%s'", r.out);
+    CHECK(r.err_len == 0, "stderr was '%s'", r.err);
+
+    run(&r, "%timeit -n 0 1\n%timeit\n", NO_ARGS);
+    CHECK(strstr(r.err, "%timeit: -n needs a positive number") && strstr(r.err, "%timeit: expected code"),
+          "stderr was '%s'", r.err);
+
+    run(&r, NULL, ARGS("-e", "help(cnn.F.relu); print(select(2, timeit(function() end, 2)) >= 0, time('3'))"));
+    CHECK(r.code == 0, "exit code %d, stderr '%s'", r.code, r.err);
+    CHECK(strstr(r.out, "cnn.F.relu(x) -> Tensor\n") && strstr(r.out, "\ntrue\t3\n"), "stdout was '%s'", r.out);
+}
+
 #define RUN(test)                                                          \
     do {                                                                   \
         int before = failures;                                             \
@@ -542,6 +637,9 @@ int main(int argc, char **argv) {
     RUN(test_window_resize_at_the_prompt_keeps_the_line);
     RUN(test_history_is_recalled_and_capped);
     RUN(test_i_on_a_terminal_keeps_the_script_globals);
+    RUN(test_tab_completes_names_paths_and_methods);
+    RUN(test_help_and_percent_time_at_the_prompt);
+    RUN(test_help_and_time_in_pipes_and_scripts);
 
     char cmd[512];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
