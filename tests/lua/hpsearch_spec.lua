@@ -1,0 +1,551 @@
+-- cnn.hpsearch: spaces, grid enumeration, ranking and outputs in this process (workers = 0), and,
+-- through small standalone scripts run with $CNNLUA, the worker processes: failures, resume after
+-- Ctrl-C, per-trial seeds, ASHA's pruning, emitted commands and their merge. Objectives are cheap
+-- functions of the params (no training), so every search takes a second or two.
+local cnn = require "cnn"
+local hp = require "cnn.hpsearch"
+local space = require "cnn.hpsearch.space"
+local dkjson = require "dkjson"
+
+local CNNLUA = assert(os.getenv("CNNLUA"), "CNNLUA must point at the cnnlua binary (ctest sets it)")
+
+local function sh_quote(s) return "'" .. s:gsub("'", "'\\''") .. "'" end
+
+local function write(path, text)
+  local f = assert(io.open(path, "w"))
+  f:write(text)
+  f:close()
+end
+
+local function read(path)
+  local f = io.open(path, "r")
+  if not f then return nil end
+  local s = f:read("a")
+  f:close()
+  return s
+end
+
+local function lines_of(path, pattern)
+  local out = {}
+  for line in (read(path) or ""):gmatch("[^\n]+") do
+    if not pattern or line:find(pattern) then out[#out + 1] = line end
+  end
+  return out
+end
+
+local tmp
+setup(function()
+  tmp = os.tmpname()
+  os.remove(tmp)
+  assert(os.execute("mkdir -p " .. sh_quote(tmp)))
+end)
+
+teardown(function()
+  os.execute("rm -rf " .. sh_quote(tmp))
+end)
+
+-- Scripts share this prelude: RESULT prints the search's result as one JSON line.
+local prelude = [[
+local hp = require "cnn.hpsearch"
+local json = require "cnn.hpsearch.json"
+local function RESULT(res)
+  io.write("RESULT ", json.encode{trials = res.trials, best = res.best or false, total_steps = res.total_steps or false,
+    interrupted = res.interrupted, pid = require("cnn.hpsearch.trial").pid()}, "\n")
+end
+]]
+
+local function script(name, body)
+  local path = tmp .. "/" .. name .. ".lua"
+  write(path, prelude .. body)
+  return path
+end
+
+local function run(path, args)
+  local p = assert(io.popen(sh_quote(CNNLUA) .. " " .. sh_quote(path) .. " " .. (args or "") .. " 2>&1"))
+  local out = p:read("a")
+  local ok, _, code = p:close()
+  return out, ok and 0 or code
+end
+
+local function result_of(out)
+  local line = out:match("RESULT ([^\n]+)")
+  assert(line, "the script printed no RESULT line:\n" .. out)
+  local r = dkjson.decode(line)
+  for _, t in ipairs(r.trials) do
+    if t.metric == "nan" then t.metric = 0 / 0 end
+  end
+  return r
+end
+
+local function quad(p) return (p.x - 0.3) ^ 2 end
+
+describe("hpsearch spaces", function()
+  it("sample within their ranges, the same values for the same (seed, trial), other values otherwise", function()
+    local sp = space.normalize{u = hp.uniform(-1, 3), l = hp.loguniform(1e-4, 1), r = hp.randint(2, 5),
+                               c = hp.choice{"a", "b", true}, fixed = 7}
+    local seen_r, seen_c, below_mid, n = {}, {}, 0, 2000
+    for i = 1, n do
+      local p = space.sample(sp, 42, i)
+      assert.is_true(p.u >= -1 and p.u < 3)
+      assert.is_true(p.l >= 1e-4 and p.l <= 1)
+      if p.l < 1e-2 then below_mid = below_mid + 1 end -- 1e-2 is the geometric middle of [1e-4, 1]
+      assert.are.equal("integer", math.type(p.r))
+      assert.is_true(p.r >= 2 and p.r <= 5)
+      seen_r[p.r] = true
+      seen_c[tostring(p.c)] = true
+      assert.are.equal(7, p.fixed)
+    end
+    assert.are.same({[2] = true, [3] = true, [4] = true, [5] = true}, seen_r) -- both ends included
+    assert.are.same({a = true, b = true, ["true"] = true}, seen_c)
+    -- log-uniform: half the draws below the geometric middle (binomial sd 1.1% at n = 2000)
+    assert.is_true(math.abs(below_mid / n - 0.5) < 0.05, "fraction below 1e-2: " .. below_mid / n)
+    assert.are.same(space.sample(sp, 42, 7), space.sample(sp, 42, 7))
+    assert.are_not.same(space.sample(sp, 42, 7), space.sample(sp, 43, 7))
+    assert.are_not.same(space.sample(sp, 42, 7), space.sample(sp, 42, 8))
+    assert.are.equal(space.trial_seed(42, 3), space.trial_seed(42, 3))
+    assert.are_not.equal(space.trial_seed(42, 3), space.trial_seed(42, 4))
+  end)
+
+  it("reject bad ranges and values with the function's name", function()
+    assert.has_error(function() hp.uniform(1, 1) end, "hpsearch.uniform: expected low < high, got 1 and 1")
+    assert.has_error(function() hp.loguniform(0, 1) end, "hpsearch.loguniform: bounds must be positive, got 0")
+    assert.has_error(function() hp.randint(1.5, 3) end, "hpsearch.randint: bounds must be integers, got 1.5 and 3")
+    assert.has_error(function() hp.choice{} end, "hpsearch.choice: the list of values is empty")
+    assert.has_error(function() hp.choice{1, {}} end,
+      "hpsearch.choice: value 2 must be a number, a string or a boolean, got table")
+    assert.has_error(function() hp.uniform(0, 1, {m = 3}) end, "hpsearch.uniform: unknown option 'm'")
+  end)
+end)
+
+describe("hpsearch grid", function()
+  it("enumerates the product in name order, the last name fastest; a plain list is a choice", function()
+    local calls = {}
+    local res = hp.search{
+      space = {b = {10, 20}, a = hp.loguniform(1e-3, 1e-1, {n = 3}), c = "fixed"},
+      strategy = "grid", workers = 0, mode = "min", quiet = true,
+      objective = function(p)
+        calls[#calls + 1] = p
+        return p.a * p.b
+      end,
+    }
+    local want = {}
+    for _, a in ipairs{1e-3, 1e-2, 1e-1} do
+      for _, b in ipairs{10, 20} do want[#want + 1] = {a = a, b = b, c = "fixed"} end
+    end
+    assert.are.equal(6, #res.trials)
+    for i, w in ipairs(want) do
+      assert.are.equal(w.b, res.trials[i].params.b)
+      assert.is_true(math.abs(res.trials[i].params.a - w.a) <= 1e-15 * w.a, "a of point " .. i)
+      assert.are.equal("fixed", res.trials[i].params.c)
+      assert.are.same(res.trials[i].params, calls[i])
+    end
+    local lin = hp.search{space = {u = hp.uniform(-1, 1, {n = 5}), k = hp.randint(1, 3)}, strategy = "grid",
+                          workers = 0, mode = "max", quiet = true, objective = function(p) return p.u end}
+    local us = {}
+    for i = 1, 5 do us[i] = lin.trials[i].params.u end
+    assert.are.same({-1, -0.5, 0, 0.5, 1}, us)
+    assert.are.same({1, 2, 3}, {lin.trials[1].params.k, lin.trials[6].params.k, lin.trials[11].params.k})
+  end)
+
+  it("over a range without n is an error that says how to give it", function()
+    assert.has_error(function()
+      hp.search{space = {lr = hp.uniform(0, 1)}, strategy = "grid", mode = "max", objective = quad}
+    end, "hpsearch.search: grid search over uniform 'lr' needs n points: hp.uniform(0, 1, {n = 5})")
+  end)
+end)
+
+describe("hpsearch.search options", function()
+  local ok_spec = function(extra)
+    local s = {space = {x = hp.uniform(0, 1)}, mode = "min", objective = quad, workers = 0, quiet = true}
+    for k, v in pairs(extra) do s[k] = v end
+    return s
+  end
+  it("are checked, each error naming the problem", function()
+    assert.has_error(function() hp.search(ok_spec{trails = 3}) end, "hpsearch.search: unknown option 'trails'")
+    assert.has_error(function() hp.search(ok_spec{mode = "best"}) end,
+      "hpsearch.search: mode must be \"max\" or \"min\" (is a higher metric better?), got best")
+    assert.has_error(function() hp.search(ok_spec{strategy = "bayes"}) end,
+      "hpsearch.search: strategy must be \"grid\", \"random\" or \"asha\", got bayes")
+    assert.has_error(function() hp.search(ok_spec{strategy = "asha"}) end,
+      "hpsearch.search: strategy \"asha\" needs max_steps (a positive number: the steps a trial that is never " ..
+      "stopped runs), got nil")
+    assert.has_error(function() hp.search(ok_spec{eta = 2}) end, "hpsearch.search: eta applies to strategy \"asha\" only")
+    assert.has_error(function() hp.search(ok_spec{objective = 3}) end,
+      "hpsearch.search: objective must be a function(params, report) returning the metric, got number")
+    assert.has_error(function() hp.search(ok_spec{space = {x = {a = 1}}}) end,
+      "hpsearch.search: space.x must be hp.choice/uniform/loguniform/randint, a list (a choice) or a fixed value, got a table")
+  end)
+
+  it("refuse worker processes that would re-run busted", function()
+    assert.has_error(function() hp.search(ok_spec{workers = 1}) end,
+      "hpsearch.search: workers would re-run " .. arg[0] .. "; write the search in a script of its own, or use workers = 0")
+  end)
+
+  it("report() checks its arguments", function()
+    local res = hp.search(ok_spec{trials = 1, objective = function(_, report) report("one", 1) end})
+    assert.are.equal("failed", res.trials[1].status)
+    assert.truthy(res.trials[1].message:find("hpsearch report: step must be a non-negative number, got one", 1, true))
+  end)
+end)
+
+describe("hpsearch random search in this process", function()
+  local res, calls
+  setup(function()
+    calls = 0
+    cnn.manual_seed(99)
+    res = hp.search{space = {x = hp.uniform(-1, 1), k = {1, 2, 3}}, trials = 12, seed = 5, workers = 0, mode = "min",
+                    metric = "loss", quiet = true, log = tmp .. "/here/search.jsonl",
+                    objective = function(p)
+                      calls = calls + 1
+                      return {loss = quad(p) * p.k + cnn.rand(1):item() * 1e-3, other = p.k}
+                    end}
+  end)
+
+  it("returns every trial, the best, and leaves the caller's random stream where it was", function()
+    local after = cnn.rand(3)
+    cnn.manual_seed(99)
+    assert.is_true(cnn.allclose(cnn.rand(3), after, 0, 0))
+    assert.are.equal(12, #res.trials)
+    local best
+    for i, t in ipairs(res.trials) do
+      assert.are.equal(i, t.index)
+      assert.are.equal("ok", t.status)
+      assert.are.equal(t.params.k, t.values.other)
+      if not best or t.metric < best.metric then best = t end
+    end
+    assert.are.equal(best.index, res.best.index)
+    assert.are.equal(best.metric, res.best.metric)
+    assert.are.same(best.params, res.best.params)
+    assert.are.equal(best.seed, res.best.seed)
+  end)
+
+  it("gives a trial the same metric when its params run again with its seed", function()
+    for _, t in ipairs(res.trials) do
+      cnn.manual_seed(t.seed)
+      assert.are.equal(quad(t.params) * t.params.k + cnn.rand(1):item() * 1e-3, t.metric)
+    end
+  end)
+
+  it("resumes from its log: a finished trial never runs again, new trials do", function()
+    calls = 0
+    local again = hp.search{space = {x = hp.uniform(-1, 1), k = {1, 2, 3}}, trials = 14, seed = 5, workers = 0,
+                            mode = "min", metric = "loss", quiet = true, log = tmp .. "/here/search.jsonl",
+                            objective = function(p) calls = calls + 1 return quad(p) end}
+    assert.are.equal(2, calls)
+    for i = 1, 12 do assert.are.equal(res.trials[i].metric, again.trials[i].metric) end
+    assert.are.equal(quad(again.trials[13].params), again.trials[13].metric)
+    -- another seed is another search: nothing in the log matches
+    calls = 0
+    hp.search{space = {x = hp.uniform(-1, 1), k = {1, 2, 3}}, trials = 2, seed = 6, workers = 0, mode = "min",
+              quiet = true, log = tmp .. "/here/search.jsonl", objective = function(p) calls = calls + 1 return 0 end}
+    assert.are.equal(2, calls)
+  end)
+
+  it("ranks the table by metric and aligns its columns", function()
+    local text = res:table()
+    local lines = {}
+    for line in text:gmatch("[^\n]+") do lines[#lines + 1] = line end
+    assert.are.equal(12 + 3, #lines) -- header, rule, 12 rows, summary
+    assert.truthy(lines[1]:find("^rank%s+trial%s+k%s+x%s+loss%s+status%s+seconds"))
+    assert.truthy(lines[2]:find("^%-%-%-%-  %-%-%-%-%-"))
+    local sorted = {}
+    for i, t in ipairs(res.trials) do sorted[i] = t end
+    table.sort(sorted, function(a, b) return a.metric < b.metric end)
+    local loss_end = lines[1]:find("loss") + 3 -- numbers are right-aligned under the header
+    for r = 1, 12 do
+      local row = lines[2 + r]
+      local rank, index = row:match("^%s*(%d+)%s+(%d+)")
+      assert.are.equal(r, tonumber(rank))
+      assert.are.equal(sorted[r].index, tonumber(index))
+      assert.are.equal(string.format("%.4g", sorted[r].metric), row:sub(1, loss_end):match("(%S+)$"))
+    end
+    assert.truthy(lines[15]:find("^12 trials %(12 ok%); best: trial " .. res.best.index .. ", loss = "))
+  end)
+
+  it("writes a CSV with one row per trial and a PNG with one panel per parameter", function()
+    local csv = res:csv(tmp .. "/here/search.csv")
+    assert.are.equal(csv, read(tmp .. "/here/search.csv"))
+    local rows = lines_of(tmp .. "/here/search.csv")
+    assert.are.equal("trial,seed,status,k,x,loss,steps,seconds,pid,message", rows[1])
+    assert.are.equal(13, #rows)
+    for i = 1, 12 do
+      local t = res.trials[i]
+      local idx, seed, status, k, x, loss = rows[i + 1]:match("^(%d+),(%d+),(%a+),([^,]+),([^,]+),([^,]+),")
+      assert.are.equal(t.index, tonumber(idx))
+      assert.are.equal(t.seed, tonumber(seed))
+      assert.are.equal("ok", status)
+      assert.are.equal(t.params.k, tonumber(k))
+      assert.are.equal(t.params.x, tonumber(x)) -- every digit kept
+      assert.are.equal(t.metric, tonumber(loss))
+    end
+    res:plot(tmp .. "/here/search.png")
+    local img = cnn.image.load(tmp .. "/here/search.png")
+    assert.are.same({3, 36 + 300, 800}, img:shape()) -- a title over two 400x300 panels in a row
+    assert.has_error(function() res:plot(3) end, "result:plot: path must be a string, got number")
+  end)
+end)
+
+describe("hpsearch worker processes", function()
+  it("run the trials in several processes with threads divided among them, seeded per trial", function()
+    local path = script("workers", [[
+local res = hp.search{space = {x = hp.uniform(-1, 1)}, trials = 4, workers = 2, seed = 11, mode = "min", quiet = true,
+  objective = function(p)
+    os.execute("sleep 0.2")
+    return {metric = (p.x - 0.3) ^ 2 + cnn.rand(1):item(), threads = cnn.get_num_threads()}
+  end}
+RESULT(res)
+]])
+    local out, code = run(path)
+    assert.are.equal(0, code, out)
+    local r = result_of(out)
+    local pids, distinct = {}, 0
+    local threads = math.max(1, cnn.get_num_threads() // 2) -- this process sees the cores the search saw
+    for i, t in ipairs(r.trials) do
+      assert.are.equal("ok", t.status, t.message)
+      assert.are.equal(i, t.index)
+      assert.are_not.equal(r.pid, t.pid)
+      if not pids[t.pid] then distinct = distinct + 1 end
+      pids[t.pid] = true
+      assert.are.equal(threads, t.values.threads)
+      -- the same params with the trial's seed give the same metric here
+      cnn.manual_seed(t.seed)
+      assert.are.equal(quad(t.params) + cnn.rand(1):item(), t.metric)
+      -- and the params are trial i's of seed 11, computed in this process
+      assert.are.equal(space.sample(space.normalize{x = hp.uniform(-1, 1)}, 11, i).x, t.params.x)
+    end
+    assert.is_true(distinct > 1)
+  end)
+
+  it("record an error, a dead process, a NaN and a timeout as failed trials and go on", function()
+    local path = script("failures", [[
+local res = hp.search{space = {kind = {"ok", "error", "exit", "nan", "hang"}}, strategy = "grid", workers = 2,
+  mode = "min", timeout = 1, quiet = true, log = arg[1],
+  objective = function(p)
+    if p.kind == "error" then error("deliberate failure") end
+    if p.kind == "exit" then os.exit(7) end
+    if p.kind == "nan" then return 0 / 0 end
+    if p.kind == "hang" then os.execute("sleep 123.25") end
+    return 1.5
+  end}
+RESULT(res)
+]])
+    local log = tmp .. "/failures.jsonl"
+    local out, code = run(path, sh_quote(log))
+    assert.are.equal(0, code, out)
+    local t = result_of(out).trials
+    assert.are.same({"ok", "failed", "failed", "nan", "failed"},
+      {t[1].status, t[2].status, t[3].status, t[4].status, t[5].status})
+    assert.are.equal(1.5, t[1].metric)
+    assert.truthy(t[2].message:find("deliberate failure", 1, true))
+    assert.truthy(t[3].message:find("worker exited with status 7", 1, true))
+    assert.truthy(t[4].metric ~= t[4].metric)
+    assert.are.equal("the objective returned nan", t[4].message)
+    assert.are.equal("timed out after 1 s (killed)", t[5].message)
+    -- the hanging trial's whole process tree is gone, its sleep included
+    local left
+    for _ = 1, 40 do
+      local p = io.popen("ps -eo args")
+      left = p:read("a"):find("sleep 123.25", 1, true)
+      p:close()
+      if not left then break end
+      os.execute("sleep 0.05")
+    end
+    assert.is_nil(left)
+    assert.are.equal(5, #lines_of(log, '"type":"trial"'))
+    -- failures are finished trials: a second run has nothing left to do
+    out, code = run(path, sh_quote(log))
+    assert.are.equal(0, code, out)
+    assert.are.equal(5, #lines_of(log, '"type":"trial"'))
+    assert.are.same({"ok", "failed", "failed", "nan", "failed"}, (function()
+      local s = {}
+      for i, tr in ipairs(result_of(out).trials) do s[i] = tr.status end
+      return s
+    end)())
+  end)
+
+  it("stop on Ctrl-C keeping the finished trials, and the next run resumes from the log", function()
+    local path = script("interrupt", [[
+local res = hp.search{space = {x = hp.uniform(-1, 1)}, trials = 8, workers = 2, seed = 3, mode = "min",
+  log = arg[1], objective = function(p) os.execute("sleep 0.25") return (p.x - 0.3) ^ 2 end}
+RESULT(res)
+]])
+    local log = tmp .. "/interrupt.jsonl"
+    local p = assert(io.popen("sh -c 'echo $$; exec " .. sh_quote(CNNLUA) .. " " .. sh_quote(path) .. " " ..
+      sh_quote(log) .. " 2>&1'"))
+    local pid = assert(math.tointeger(tonumber(p:read("l"))))
+    local deadline = os.time() + 20
+    while #lines_of(log, '"type":"trial"') < 2 and os.time() < deadline do os.execute("sleep 0.05") end
+    os.execute("kill -INT " .. pid)
+    local out = p:read("a")
+    p:close()
+    local first = result_of(out)
+    assert.is_true(first.interrupted)
+    assert.truthy(out:find("hpsearch: interrupted: %d of 8 trials done; run the search again to resume from"))
+    local done = {}
+    for _, t in ipairs(first.trials) do
+      if t.status == "ok" then done[t.index] = t end
+    end
+    local k = #lines_of(log, '"type":"trial"')
+    local n = 0
+    for _ in pairs(done) do n = n + 1 end
+    assert.is_true(k >= 2 and k < 8, k .. " trials done")
+    assert.are.equal(k, n)
+
+    local out2, code = run(path, sh_quote(log))
+    assert.are.equal(0, code, out2)
+    assert.truthy(out2:find("(" .. k .. " from " .. log .. " already done)", 1, true))
+    local second = result_of(out2)
+    assert.is_false(second.interrupted)
+    for i, t in ipairs(second.trials) do
+      assert.are.equal("ok", t.status)
+      assert.are.equal(quad(t.params), t.metric)
+      if done[i] then assert.are.equal(done[i].pid, t.pid) end -- kept, not run again
+    end
+    assert.are.equal(8, #lines_of(log, '"type":"trial"'))
+  end)
+end)
+
+describe("hpsearch asha", function()
+  it("prunes: fewer steps than a random search of the same trials, and the same best", function()
+    local path = script("asha", [[
+local strategy = arg[1]
+local res = hp.search{space = {x = hp.uniform(-2, 2)}, trials = 6, workers = 2, seed = 3, mode = "min", quiet = true,
+  strategy = strategy, max_steps = strategy == "asha" and 9 or nil, log = arg[2],
+  objective = function(p, report)
+    local v
+    for step = 1, 9 do
+      v = p.x ^ 2 + 1 / step -- every rung ranks the trials as the end does
+      report(step, v)
+    end
+    return v
+  end}
+RESULT(res)
+]])
+    local out, code = run(path, "asha " .. sh_quote(tmp .. "/asha.jsonl"))
+    assert.are.equal(0, code, out)
+    local asha = result_of(out)
+    out, code = run(path, "random")
+    assert.are.equal(0, code, out)
+    local random = result_of(out)
+    assert.are.equal(6 * 9, random.total_steps)
+    assert.is_true(asha.total_steps < random.total_steps, "asha ran " .. asha.total_steps .. " steps")
+    local pruned = 0
+    for i, t in ipairs(asha.trials) do
+      assert.are.same(random.trials[i].params, t.params) -- one seed, the same configurations
+      if t.status == "pruned" then
+        pruned = pruned + 1
+        assert.is_true(t.steps < 9)
+        assert.are.equal(t.params.x ^ 2 + 1 / t.steps, t.metric) -- the value it was stopped at
+      else
+        assert.are.equal("ok", t.status)
+        assert.are.equal(9, t.steps)
+      end
+    end
+    assert.is_true(pruned > 0)
+    assert.are.equal(random.best.index, asha.best.index)
+    -- the rung reports went to the log: budgets 1 and 3 (eta = 3 below max_steps = 9)
+    local budgets = {}
+    for _, line in ipairs(lines_of(tmp .. "/asha.jsonl", '"type":"rung"')) do
+      budgets[dkjson.decode(line).budget] = true
+    end
+    assert.are.same({[1] = true, [3] = true}, budgets)
+  end)
+
+  it("keeps a trial while it is among the best 1/eta of its rung", function()
+    local asha = {eta = 3, grace = 1}
+    -- k values recorded: the best max(1, k // 3) go on (mode "min": lower is better)
+    assert.is_true(require("cnn.hpsearch.trial").keep({[1] = 5}, 1, asha, "min"))
+    assert.is_false(require("cnn.hpsearch.trial").keep({[1] = 5, [2] = 6}, 2, asha, "min"))
+    assert.is_true(require("cnn.hpsearch.trial").keep({[1] = 5, [2] = 4}, 2, asha, "min"))
+    local six = {[1] = 1, [2] = 2, [3] = 3, [4] = 4, [5] = 5, [6] = 6}
+    assert.is_true(require("cnn.hpsearch.trial").keep(six, 2, asha, "min"))
+    assert.is_false(require("cnn.hpsearch.trial").keep(six, 3, asha, "min"))
+    assert.is_true(require("cnn.hpsearch.trial").keep(six, 5, asha, "max"))
+    assert.is_true(require("cnn.hpsearch.trial").keep({[1] = 5, [2] = 6}, 2, {eta = 3, grace = 3}, "min"))
+    assert.is_false(require("cnn.hpsearch.trial").keep({[1] = 5, [2] = 0 / 0}, 2, asha, "min"))
+  end)
+end)
+
+describe("hpsearch emit_commands and merge", function()
+  it("writes one command per trial, and a later run merges their results and runs the rest", function()
+    local path = script("emit", [[
+local res = hp.search{space = {x = hp.uniform(-1, 1)}, trials = 4, workers = 2, seed = 8, mode = "min", quiet = true,
+  log = arg[2] .. "/search.jsonl", emit_commands = arg[1] == "emit" and arg[2] .. "/cmds.txt" or nil,
+  merge = arg[1] == "merge" and arg[2] or nil,
+  objective = function(p) print("some output of the objective") return (p.x - 0.3) ^ 2 end}
+if res.emitted then print("EMITTED " .. #res.commands) end
+RESULT(res)
+]])
+    local dir = tmp .. "/emit"
+    local out, code = run(path, "emit " .. sh_quote(dir))
+    assert.are.equal(0, code, out)
+    assert.truthy(out:find("EMITTED 4", 1, true))
+    for _, t in ipairs(result_of(out).trials) do assert.are.equal("pending", t.status) end
+    local cmds = lines_of(dir .. "/cmds.txt")
+    assert.are.equal(4, #cmds)
+    for i, c in ipairs(cmds) do
+      local idx, rest, target = c:match("^CNNLUA_HPSEARCH_TRIAL=(%d+) (.-) > (%S+)$")
+      assert.are.equal(i, tonumber(idx), c)
+      assert.are.equal(CNNLUA .. " " .. path .. " emit " .. dir, rest)
+      assert.are.equal(dir .. "/trial-" .. i .. ".jsonl", target)
+    end
+    -- run two of them "elsewhere"
+    for i = 1, 2 do assert.is_true(os.execute(cmds[i])) end
+    out, code = run(path, "merge " .. sh_quote(dir))
+    assert.are.equal(0, code, out)
+    local merged = result_of(out)
+    for i, t in ipairs(merged.trials) do
+      assert.are.equal("ok", t.status)
+      assert.are.equal(quad(t.params), t.metric)
+      if i <= 2 then -- from the files, not run again
+        local rec = dkjson.decode(read(dir .. "/trial-" .. i .. ".jsonl"):match("\n({[^\n]+})\n$"))
+        assert.are.equal(rec.pid, t.pid)
+      end
+    end
+    assert.are.equal(4, #lines_of(dir .. "/search.jsonl", '"type":"trial"'))
+  end)
+end)
+
+describe("examples/hparam_search.lua", function()
+  -- n images in MNIST's layout whose class decides where a bright bar is
+  local function write_split(dir, prefix, n)
+    local img = {string.pack(">I4I4I4I4", 0x803, n, 28, 28)}
+    local lab = {string.pack(">I4I4", 0x801, n)}
+    for i = 1, n do
+      local c = (i * 7) % 10
+      local px = {}
+      for k = 1, 28 * 28 do px[k] = (k * 31 + i) % 40 end
+      for r = 2 + (c // 5) * 12, 11 + (c // 5) * 12 do
+        for k = 2 + (c % 5) * 5, 5 + (c % 5) * 5 do px[r * 28 + k + 1] = 250 end
+      end
+      img[#img + 1] = string.char(table.unpack(px))
+      lab[#lab + 1] = string.char(c)
+    end
+    write(dir .. "/" .. prefix .. "-images-idx3-ubyte", table.concat(img))
+    write(dir .. "/" .. prefix .. "-labels-idx1-ubyte", table.concat(lab))
+  end
+
+  it("runs a small search in two workers and writes the table, log, CSV and PNG", function()
+    local data, out = tmp .. "/mnist", tmp .. "/example"
+    assert(os.execute("mkdir -p " .. sh_quote(data)))
+    write_split(data, "train", 256)
+    write_split(data, "t10k", 100)
+    local p = assert(io.popen(sh_quote(CNNLUA) .. " examples/hparam_search.lua --data " .. sh_quote(data) ..
+      " --train-size 200 --test-size 100 --epochs 1 --trials 2 --workers 2 --out " .. sh_quote(out) .. " 2>&1"))
+    local text = p:read("a")
+    local ok = p:close()
+    assert.is_true(ok, text)
+    assert.truthy(text:find("\nrank  trial  batch_size%s+lr%s+momentum%s+accuracy  status  steps  seconds"), text)
+    assert.truthy(text:find("\n2 trials %(2 ok%); best: trial %d, accuracy = "), text)
+    local acc = tonumber(text:match("test accuracy (%d+%.%d+)%%\n$"))
+    assert.is_not_nil(acc, text)
+    assert.are.equal(2, #lines_of(out .. "/search.jsonl", '"type":"trial"'))
+    assert.are.equal(3, #lines_of(out .. "/search.csv"))
+    assert.are.equal(3, cnn.image.load(out .. "/search.png"):size(1))
+    -- the data check happens before any worker starts
+    p = assert(io.popen(sh_quote(CNNLUA) .. " examples/hparam_search.lua --data " .. sh_quote(tmp .. "/nowhere") .. " 2>&1"))
+    text = p:read("a")
+    assert.is_nil(p:close())
+    assert.truthy(text:find("no MNIST-layout data in " .. tmp .. "/nowhere", 1, true), text)
+  end)
+end)
