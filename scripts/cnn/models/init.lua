@@ -4,6 +4,10 @@ local models = {}
 
 local sources = {
   lenet5 = "cnn.models.lenet",
+  alexnet = "cnn.models.alexnet",
+  alexnet_cifar = "cnn.models.alexnet",
+  resnet = "cnn.models.resnet",
+  resnet_cifar = "cnn.models.resnet",
 }
 
 return setmetatable(models, {

@@ -1,0 +1,285 @@
+-- Residual networks (He et al. 2016): torchvision's ImageNet ResNet-18/34/50 with its module tree,
+-- so parameter AND buffer names, order and shapes equal torchvision's state_dict (a torchvision
+-- checkpoint exported to safetensors loads with strict=true), and the paper's CIFAR networks.
+--
+-- models.resnet{depth=18|34|50, num_classes=1000, in_channels=3, zero_init_residual=false}, for
+-- 3x224x224 (any size >= 32 works: the head pools adaptively):
+--   conv1    7x7/2 64, no bias; bn1; relu         64x112x112
+--   maxpool  3x3/2 pad 1                          64x56x56
+--   layer1   blocks of 64 planes,  stride 1       64*e x56x56
+--   layer2   blocks of 128 planes, stride 2       128*e x28x28
+--   layer3   blocks of 256 planes, stride 2       256*e x14x14
+--   layer4   blocks of 512 planes, stride 2       512*e x7x7
+--   avgpool  adaptive average to 1x1; fc  512*e -> num_classes
+-- with e the block expansion. BasicBlock (18: 2,2,2,2 blocks; 34: 3,4,6,3; e=1): conv1 3x3
+-- (stride), bn1, relu, conv2 3x3, bn2, plus the shortcut. Bottleneck (50: 3,4,6,3; e=4): conv1
+-- 1x1, bn1, conv2 3x3 (stride here, torchvision's "v1.5"), bn2, conv3 1x1 to 4x planes, bn3. A
+-- block whose stride or width changes projects its shortcut: downsample.0 (1x1 conv, stride, no
+-- bias), downsample.1 (BatchNorm). Parameters: 11,689,512 (18), 21,797,672 (34), 25,557,032 (50).
+-- Initialisation as torchvision: convs kaiming_normal_(mode="fan_out", nonlinearity="relu"), BN
+-- weight 1 and bias 0, fc PyTorch's Linear default; zero_init_residual zeroes each block's last BN
+-- weight (bn2, or bn3 in a Bottleneck).
+--
+-- models.resnet_cifar{depth=20|32|44|56|110, num_classes=10, in_channels=3, shortcut="A"}, for
+-- 3x32x32 (He et al. 2016, section 4.2), n = (depth - 2) / 6 BasicBlocks per stage:
+--   conv1 3x3 16, no bias; bn1; relu              16x32x32
+--   layer1  n blocks, 16 planes, stride 1         16x32x32
+--   layer2  n blocks, 32 planes, stride 2         32x16x16
+--   layer3  n blocks, 64 planes, stride 2         64x8x8
+--   avgpool adaptive average to 1x1; fc 64 -> num_classes
+-- The two blocks that halve the size and double the width take option A shortcuts: parameter-free
+-- (downsample is a Shortcut module with no state), the input subsampled x[:, :, ::2, ::2] and
+-- zero channels padded half before and half after it, as the widely used PyTorch CIFAR ResNets do
+-- (so their checkpoints load here once "linear." is renamed "fc."). Option "B" projects them as
+-- torchvision does (downsample.0/.1). Parameters with option A: 269,722 (20), 464,154 (32),
+-- 658,586 (44), 853,018 (56), 1,727,962 (110); option B adds 2,752 (272,474 at depth 20).
+-- Initialised as the ImageNet ResNets.
+local cnn_core = require "cnn.core"
+local nn = require "cnn.nn"
+local F = require "cnn.F"
+local init = nn.init
+
+local M = {}
+
+-- A Conv2d (the same layer: is_a(nn.Conv2d), same name and repr) whose reset_parameters is
+-- torchvision's ResNet conv initialisation, kaiming_normal_(mode="fan_out", nonlinearity="relu"),
+-- so each weight is drawn once instead of filled by Conv2d's default and then redrawn.
+local Conv2d = nn.Conv2d:extend("Conv2d")
+
+function Conv2d:reset_parameters()
+  init.kaiming_normal_(self.weight, 0, "fan_out", "relu")
+  if self.bias then init.zeros_(self.bias) end
+end
+
+local function conv3x3(cin, cout, stride)
+  return Conv2d(cin, cout, 3, {stride = stride, padding = 1, bias = false})
+end
+
+local function conv1x1(cin, cout, stride)
+  return Conv2d(cin, cout, 1, {stride = stride, bias = false})
+end
+
+-- ---- blocks ------------------------------------------------------------------------------------
+
+local BasicBlock = nn.Module:extend("BasicBlock")
+BasicBlock.expansion = 1
+M.BasicBlock = BasicBlock
+
+-- x: (N, inplanes, H, W) -> (N, planes, H/stride, W/stride)
+function BasicBlock:init(inplanes, planes, stride, downsample)
+  self.conv1 = conv3x3(inplanes, planes, stride)
+  self.bn1 = nn.BatchNorm2d(planes)
+  self.relu = nn.ReLU(true)
+  self.conv2 = conv3x3(planes, planes, 1)
+  self.bn2 = nn.BatchNorm2d(planes)
+  self.downsample = downsample -- nil: the identity
+  self.stride = stride
+end
+
+function BasicBlock:forward(x)
+  local out = self.relu(self.bn1(self.conv1(x)))
+  out = self.bn2(self.conv2(out))
+  local identity = x
+  if self.downsample then identity = self.downsample(x) end
+  return self.relu(out + identity)
+end
+
+BasicBlock.last_bn = "bn2"
+
+local Bottleneck = nn.Module:extend("Bottleneck")
+Bottleneck.expansion = 4
+M.Bottleneck = Bottleneck
+
+-- x: (N, inplanes, H, W) -> (N, 4 * planes, H/stride, W/stride); the stride is on the 3x3 conv.
+function Bottleneck:init(inplanes, planes, stride, downsample)
+  self.conv1 = conv1x1(inplanes, planes, 1)
+  self.bn1 = nn.BatchNorm2d(planes)
+  self.conv2 = conv3x3(planes, planes, stride)
+  self.bn2 = nn.BatchNorm2d(planes)
+  self.conv3 = conv1x1(planes, planes * 4, 1)
+  self.bn3 = nn.BatchNorm2d(planes * 4)
+  self.relu = nn.ReLU(true)
+  self.downsample = downsample
+  self.stride = stride
+end
+
+function Bottleneck:forward(x)
+  local out = self.relu(self.bn1(self.conv1(x)))
+  out = self.relu(self.bn2(self.conv2(out)))
+  out = self.bn3(self.conv3(out))
+  local identity = x
+  if self.downsample then identity = self.downsample(x) end
+  return self.relu(out + identity)
+end
+
+Bottleneck.last_bn = "bn3"
+
+-- Option A shortcut: (N, cin, H, W) -> (N, cout, ceil(H/2), ceil(W/2)), the input at even rows
+-- and columns with (cout - cin) / 2 zero channels before it and the rest after. No state.
+local Shortcut = nn.Module:extend("Shortcut")
+M.Shortcut = Shortcut
+
+function Shortcut:init(cin, cout, stride)
+  self.in_channels, self.out_channels, self.stride = cin, cout, stride
+  self.before = (cout - cin) // 2
+  self.after = cout - cin - self.before
+end
+
+function Shortcut:forward(x)
+  local y = x
+  if self.stride ~= 1 then y = F.avg_pool2d(x, 1, {stride = self.stride}) end -- a 1x1 window: subsampling
+  if self.before == 0 and self.after == 0 then return y end
+  local n, _, h, w = table.unpack(y:shape())
+  local parts = {}
+  if self.before > 0 then parts[#parts + 1] = cnn_core.zeros(n, self.before, h, w) end
+  parts[#parts + 1] = y
+  if self.after > 0 then parts[#parts + 1] = cnn_core.zeros(n, self.after, h, w) end
+  return cnn_core.cat(parts, 2)
+end
+
+function Shortcut:extra_repr()
+  return string.format("%d, %d, stride=%d, zero-padded", self.in_channels, self.out_channels, self.stride)
+end
+
+-- ---- networks ----------------------------------------------------------------------------------
+
+-- torchvision's ResNet init loop: every conv kaiming_normal_ fan_out/relu (done as each Conv2d
+-- above is made), every BN weight 1 and bias 0 (BatchNorm2d's own defaults, set again here as
+-- torchvision does); with zero_init_residual, each block's last BN weight 0 (the block starts as
+-- its shortcut).
+local function init_weights(net, zero_init_residual)
+  for _, m in ipairs(net:modules()) do
+    if m:is_a(nn.BatchNorm2d) then
+      init.constant_(m.weight, 1)
+      init.constant_(m.bias, 0)
+    end
+  end
+  if zero_init_residual then
+    for _, m in ipairs(net:modules()) do
+      if m:is_a(BasicBlock) or m:is_a(Bottleneck) then init.constant_(m[m.last_bn].weight, 0) end
+    end
+  end
+end
+
+-- A stage of `blocks` blocks, the first with the stride and, when the stride or the width
+-- changes, a projected (or option A) shortcut. Returns the stage and the width it ends with.
+local function make_layer(block, inplanes, planes, blocks, stride, shortcut)
+  local out = planes * block.expansion
+  local downsample
+  if stride ~= 1 or inplanes ~= out then
+    if shortcut == "A" then
+      downsample = Shortcut(inplanes, out, stride)
+    else
+      downsample = nn.Sequential(conv1x1(inplanes, out, stride), nn.BatchNorm2d(out))
+    end
+  end
+  local layer = nn.Sequential(block(inplanes, planes, stride, downsample))
+  for _ = 2, blocks do layer:add(block(out, planes, 1)) end
+  return layer, out
+end
+
+local ResNet = nn.Module:extend("ResNet")
+M.ResNet = ResNet
+
+-- x: (N, in_channels, H, W) -> logits (N, num_classes)
+function ResNet:init(block, layers, num_classes, in_channels, zero_init_residual)
+  local w = 64
+  self.conv1 = Conv2d(in_channels, w, 7, {stride = 2, padding = 3, bias = false})
+  self.bn1 = nn.BatchNorm2d(w)
+  self.relu = nn.ReLU(true)
+  self.maxpool = nn.MaxPool2d(3, {stride = 2, padding = 1})
+  self.layer1, w = make_layer(block, w, 64, layers[1], 1)
+  self.layer2, w = make_layer(block, w, 128, layers[2], 2)
+  self.layer3, w = make_layer(block, w, 256, layers[3], 2)
+  self.layer4, w = make_layer(block, w, 512, layers[4], 2)
+  self.avgpool = nn.AdaptiveAvgPool2d({1, 1})
+  self.fc = nn.Linear(w, num_classes)
+  init_weights(self, zero_init_residual)
+end
+
+function ResNet:forward(x)
+  x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+  x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
+  return self.fc(self.avgpool(x):flatten(2))
+end
+
+local CifarResNet = nn.Module:extend("CifarResNet")
+M.CifarResNet = CifarResNet
+
+-- x: (N, in_channels, 32, 32) -> logits (N, num_classes)
+function CifarResNet:init(n, num_classes, in_channels, shortcut)
+  local w = 16
+  self.conv1 = conv3x3(in_channels, w, 1)
+  self.bn1 = nn.BatchNorm2d(w)
+  self.relu = nn.ReLU(true)
+  self.layer1, w = make_layer(BasicBlock, w, 16, n, 1, shortcut)
+  self.layer2, w = make_layer(BasicBlock, w, 32, n, 2, shortcut)
+  self.layer3, w = make_layer(BasicBlock, w, 64, n, 2, shortcut)
+  self.avgpool = nn.AdaptiveAvgPool2d({1, 1})
+  self.fc = nn.Linear(w, num_classes)
+  init_weights(self, false)
+end
+
+function CifarResNet:forward(x)
+  x = self.relu(self.bn1(self.conv1(x)))
+  x = self.layer3(self.layer2(self.layer1(x)))
+  return self.fc(self.avgpool(x):flatten(2))
+end
+
+-- ---- constructors ------------------------------------------------------------------------------
+
+local function check_options(fn, opts, known)
+  opts = opts or {}
+  if type(opts) ~= "table" then error(fn .. ": expected an options table, got " .. type(opts), 3) end
+  for k in pairs(opts) do
+    if not known[k] then error(fn .. ": unknown option '" .. tostring(k) .. "'", 3) end
+  end
+  local classes, channels = opts.num_classes, opts.in_channels or 3
+  if classes ~= nil and (math.type(classes) ~= "integer" or classes < 1) then
+    error(fn .. ": num_classes must be a positive integer, got " .. tostring(classes), 3)
+  end
+  if math.type(channels) ~= "integer" or channels < 1 then
+    error(fn .. ": in_channels must be a positive integer, got " .. tostring(channels), 3)
+  end
+  return opts, channels
+end
+
+local IMAGENET = {
+  [18] = {BasicBlock, {2, 2, 2, 2}},
+  [34] = {BasicBlock, {3, 4, 6, 3}},
+  [50] = {Bottleneck, {3, 4, 6, 3}},
+}
+
+--- models.resnet{depth=18|34|50, num_classes=1000, in_channels=3, zero_init_residual=false}:
+--- torchvision's resnet18/34/50.
+function M.resnet(opts)
+  local o, channels = check_options("resnet", opts,
+    {depth = true, num_classes = true, in_channels = true, zero_init_residual = true})
+  local depth = o.depth or 18
+  local cfg = IMAGENET[depth]
+  if not cfg then error("resnet: depth must be 18, 34 or 50, got " .. tostring(o.depth), 2) end
+  local zir = o.zero_init_residual or false
+  if type(zir) ~= "boolean" then
+    error("resnet: zero_init_residual must be a boolean, got " .. type(zir), 2)
+  end
+  return ResNet(cfg[1], cfg[2], o.num_classes or 1000, channels, zir)
+end
+
+--- models.resnet_cifar{depth=20|32|44|56|110, num_classes=10, in_channels=3, shortcut="A"}:
+--- He et al.'s CIFAR-10 networks (any depth 6n+2 is accepted).
+function M.resnet_cifar(opts)
+  local o, channels = check_options("resnet_cifar", opts,
+    {depth = true, num_classes = true, in_channels = true, shortcut = true})
+  local depth = o.depth or 20
+  depth = math.type(depth) == "float" and math.tointeger(depth) or depth -- 20.0 is 20
+  if math.type(depth) ~= "integer" or depth < 8 or (depth - 2) % 6 ~= 0 then
+    error("resnet_cifar: depth must be 6n+2 for n >= 1 (20, 32, 44, 56, 110), got " .. tostring(o.depth), 2)
+  end
+  local shortcut = o.shortcut or "A"
+  if shortcut ~= "A" and shortcut ~= "B" then
+    error("resnet_cifar: shortcut must be \"A\" (zero padding) or \"B\" (projection), got " .. tostring(shortcut), 2)
+  end
+  return CifarResNet((depth - 2) // 6, o.num_classes or 10, channels, shortcut)
+end
+
+return M
