@@ -35,7 +35,7 @@ local ckpt_path = args.save or (out .. "/checkpoint.safetensors")
 local train_set = data.mnist(args.data, "train")
 local test_set = data.mnist(args.data, "test")
 local loader = data.DataLoader(train_set, {batch_size = args.batch_size, shuffle = true, drop_last = true, seed = args.seed})
-local test_loader = data.DataLoader(test_set, {batch_size = 1000})
+local test_loader = data.DataLoader(test_set, {batch_size = 250})
 
 local model = cnn.models.lenet5 {num_classes = #train_set.classes}
 local opt = optim.SGD(model:parameters(), {lr = args.lr, momentum = args.momentum})
