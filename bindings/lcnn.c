@@ -17,6 +17,7 @@
 
 #include "cnn/alloc.h"
 #include "cnn/autograd.h"
+#include "cnn/conv.h"
 #include "cnn/error.h"
 
 #define GC_GROWTH ((size_t)48 << 20)
@@ -224,6 +225,7 @@ static int wall_time(lua_State *L) {
 
 static int empty_cache(lua_State *L) {
   (void)L;
+  cnn_conv2d_release_workspace();
   cnn_alloc_trim();
   return 0;
 }

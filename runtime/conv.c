@@ -81,6 +81,10 @@ int cnn_conv2d_check(const cnn_tensor *x, const cnn_tensor *w, const cnn_tensor 
       check_param("padding", p->pad_lo, 0) || check_param("padding", p->pad_hi, 0))
     return -1;
   if (p->groups < 1) return cnn_error_set("groups must be at least 1, got %lld", (long long)p->groups);
+  for (int i = 0; i < 2; i++) /* keeps every size computation below far from int64 overflow */
+    if (p->stride[i] > INT_MAX || p->dilation[i] > INT_MAX || p->pad_lo[i] > INT_MAX || p->pad_hi[i] > INT_MAX ||
+        p->groups > INT_MAX)
+      return cnn_error_set("stride, padding, dilation and groups must be below 2^31");
   int64_t O = w->size[0], Cg = w->size[1], kh = w->size[2], kw = w->size[3], g = p->groups;
   if (O % g)
     return cnn_error_set("weight has %lld output channels, not divisible by groups=%lld", (long long)O, (long long)g);

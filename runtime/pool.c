@@ -4,6 +4,7 @@
 #include "cnn/pool.h"
 
 #include <math.h>
+#include <stdint.h>
 #include <string.h>
 
 #include "cnn/error.h"
@@ -61,6 +62,9 @@ int cnn_pool2d_check(const cnn_tensor *x, const cnn_pool2d_params *p, int64_t ou
                            (long long)p->kernel[1]);
   }
   if (p->divisor < 0) return cnn_error_set("divisor_override must be positive, got %lld", (long long)p->divisor);
+  for (int i = 0; i < 2; i++) /* keeps the output size computation far from int64 overflow */
+    if (p->kernel[i] > INT32_MAX || p->stride[i] > INT32_MAX || p->dilation[i] > INT32_MAX)
+      return cnn_error_set("kernel size, stride and dilation must be below 2^31");
   int64_t H = x->size[x->ndim - 2], W = x->size[x->ndim - 1];
   int64_t oh = out_size(H, p->kernel[0], p->padding[0], p->stride[0], p->dilation[0], p->ceil_mode);
   int64_t ow = out_size(W, p->kernel[1], p->padding[1], p->stride[1], p->dilation[1], p->ceil_mode);

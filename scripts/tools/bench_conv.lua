@@ -4,16 +4,19 @@
 -- Median (or --stat min) wall time of --reps runs after --warmup. bench_conv.py measures PyTorch
 -- the same way and bench_conv.sh prints the two side by side.
 --   cnnlua scripts/tools/bench_conv.lua [--threads 2] [--reps 7] [--warmup 2] [--only NAME] [--stat median|min]
--- (min is the better estimate of the unloaded time when other processes share the cores)
+--                                      [--clock wall|cpu]
+-- (min is the better estimate of the unloaded time when other processes share the cores; --clock cpu
+-- times the process's CPU time, all threads summed: with --threads 1, the single-core time, which
+-- other jobs on the machine disturb far less than wall time)
 local cnn = require "cnn"
 local F = cnn.F
 
-local opts = { threads = 2, reps = 7, warmup = 2, stat = "median" }
+local opts = { threads = 2, reps = 7, warmup = 2, stat = "median", clock = "wall" }
 local i = 1
 while arg and arg[i] do
   local k = arg[i]:match("^%-%-(.+)$")
   if not k or opts[k] == nil and k ~= "only" then error("bench_conv: unknown argument " .. arg[i]) end
-  opts[k] = (k == "only" or k == "stat") and arg[i + 1] or tonumber(arg[i + 1])
+  opts[k] = (k == "only" or k == "stat" or k == "clock") and arg[i + 1] or tonumber(arg[i + 1])
   i = i + 2
 end
 
@@ -34,17 +37,19 @@ local function summary(ts)
   return n % 2 == 1 and ts[(n + 1) / 2] or (ts[n / 2] + ts[n / 2 + 1]) / 2
 end
 
+local clock = opts.clock == "cpu" and os.clock or cnn.wall_time
+
 local function timed(fn)
   for _ = 1, opts.warmup do fn(); collectgarbage() end
   -- and at least 0.2 s of warm-up: thread pools settle (OpenBLAS's workers spin for a while after start)
-  local t_end = cnn.wall_time() + 0.2
-  while cnn.wall_time() < t_end do fn(); collectgarbage() end
+  local t_end = clock() + 0.2
+  while clock() < t_end do fn(); collectgarbage() end
   local ts = {}
   for r = 1, opts.reps do
     collectgarbage() -- last rep's tensors back to the allocator's cache, as PyTorch's refcounts do at once
-    local t0 = cnn.wall_time()
+    local t0 = clock()
     fn()
-    ts[r] = cnn.wall_time() - t0
+    ts[r] = clock() - t0
   end
   return summary(ts)
 end
@@ -75,7 +80,7 @@ for _, l in ipairs(LAYERS) do
     collectgarbage()
   end
 end
-print(string.format("# cnnlua conv2d, %d threads, %s of %d", opts.threads, opts.stat, opts.reps))
+print(string.format("# cnnlua conv2d, %d threads, %s of %d, %s time", opts.threads, opts.stat, opts.reps, opts.clock))
 print("# layer fwd_ms fwdbwd_ms fwd_gflops fwdbwd_gflops gemm_gflops")
 for _, r in ipairs(results) do
   local C, O, k = r.C, r.O, r.k

@@ -2,7 +2,8 @@
 """PyTorch's side of scripts/tools/bench_conv.lua: the same layers, the same measurements
 (forward; forward + backward with input, weight and bias gradients; one per-image forward GEMM
 via torch.mm), median (or --stat min) wall time of --reps runs after --warmup, same output format.
-    /usr/bin/python3 scripts/tools/bench_conv.py [--threads 2] [--reps 7] [--warmup 2] [--only NAME] [--stat median|min]
+    /usr/bin/python3 scripts/tools/bench_conv.py [--threads 2] [--reps 7] [--warmup 2] [--only NAME]
+                                                  [--stat median|min] [--clock wall|cpu]
 """
 import argparse
 import statistics
@@ -28,21 +29,24 @@ def main():
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--only")
     ap.add_argument("--stat", choices=["median", "min"], default="median")
+    ap.add_argument("--clock", choices=["wall", "cpu"], default="wall")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)
 
+    clock = time.process_time if a.clock == "cpu" else time.perf_counter
+
     def timed(fn):
         for _ in range(a.warmup):
             fn()
-        t_end = time.perf_counter() + 0.2  # and at least 0.2 s of warm-up, as bench_conv.lua
-        while time.perf_counter() < t_end:
+        t_end = clock() + 0.2  # and at least 0.2 s of warm-up, as bench_conv.lua
+        while clock() < t_end:
             fn()
         ts = []
         for _ in range(a.reps):
-            t0 = time.perf_counter()
+            t0 = clock()
             fn()
-            ts.append(time.perf_counter() - t0)
+            ts.append(clock() - t0)
         return min(ts) if a.stat == "min" else statistics.median(ts)
 
     # convolutions first, GEMMs after (a threaded sgemm leaves OpenBLAS's workers spinning)
@@ -65,7 +69,7 @@ def main():
             F.conv2d(x, w, b, stride=s, padding=p).backward(gy)
 
         results.append((name, C, O, k, o, 2.0 * N * O * o * o * C * k * k, timed(fwd), timed(both)))
-    print("# torch %s conv2d, %d threads, %s of %d" % (torch.__version__, a.threads, a.stat, a.reps))
+    print("# torch %s conv2d, %d threads, %s of %d, %s time" % (torch.__version__, a.threads, a.stat, a.reps, a.clock))
     print("# layer fwd_ms fwdbwd_ms fwd_gflops fwdbwd_gflops gemm_gflops")
     for name, C, O, k, o, flop, tf, tb in results:
         A, B = torch.randn(O, C * k * k), torch.randn(C * k * k, o * o)
