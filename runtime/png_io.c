@@ -119,8 +119,8 @@ cnn_tensor *cnn_png_load(const char *path, cnn_png_mode mode) {
   png_set_read_fn(png, &ctx, on_read);
   png_set_sig_bytes(png, 8);
   png_set_user_limits(png, MAX_SIDE, MAX_SIDE);
-  /* ancillary chunks (text, ICC profiles) are allocated at the size the file claims: cap them, and
-   * how many are kept, so a tiny file cannot make libpng allocate hundreds of megabytes */
+  /* decompressed ancillary chunks (zTXt, iCCP) are capped here; raw chunk lengths were checked
+   * against the file by check_chunk_lengths, since libpng allocates those before this cap applies */
   png_set_chunk_malloc_max(png, (png_alloc_size_t)8 << 20);
   png_set_chunk_cache_max(png, 128);
   png_read_info(png, info);
