@@ -17,60 +17,14 @@ Each case has a twin in nn_spec.lua (same name, the same constructor written in 
 dims; labels shift to 1..C there). Inputs are written into the fixture (no RNG matching).
 Run from anywhere: /usr/bin/python3 scripts/tools/gen_nn_fixtures.py
 """
-import math
-import os
-
 import torch
 import torch.nn as nn
 
+from fixture_util import Sampler, fixture_path, lua_value
+
 torch.set_default_dtype(torch.float32)
-GEN = torch.Generator().manual_seed(20240612)
-
-
-def randn(*shape):
-    return torch.randn(*shape, generator=GEN)
-
-
-def rand(lo, hi, *shape):
-    return lo + (hi - lo) * torch.rand(*shape, generator=GEN)
-
-
-def randint(lo, hi, *shape):
-    return torch.randint(lo, hi, shape, generator=GEN)
-
-
-# ---- writing Lua literals ----------------------------------------------------------------------
-
-def lua_string(s):
-    out = s.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
-    return '"%s"' % out
-
-
-def lua_value(v, indent=0):
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if v is None:
-        return "false"
-    if isinstance(v, float):
-        if math.isnan(v) or math.isinf(v):
-            raise ValueError("non-finite value in fixture")
-        text = "%.9g" % v
-        return text if any(c in text for c in ".en") else text + ".0"
-    if isinstance(v, int):
-        return "%d" % v
-    if isinstance(v, str):
-        return lua_string(v)
-    if isinstance(v, list):
-        if all(not isinstance(x, (list, dict)) for x in v):
-            return "{" + ", ".join(lua_value(x, indent) for x in v) + "}"
-        pad = "  " * (indent + 1)
-        inner = (",\n" + pad).join(lua_value(x, indent + 1) for x in v)
-        return "{\n" + pad + inner + "}"
-    if isinstance(v, dict):
-        pad = "  " * (indent + 1)
-        items = ["%s = %s" % (k, lua_value(x, indent + 1)) for k, x in v.items()]
-        return "{\n" + pad + (",\n" + pad).join(items) + "\n" + "  " * indent + "}"
-    raise TypeError(type(v))
+_S = Sampler(20240612)
+randn, rand, randint = _S.randn, _S.rand, _S.randint
 
 
 def tensor_entry(t, one_based=False):
@@ -230,8 +184,7 @@ class Tree(nn.Module):
 
 
 def main():
-    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    path = os.path.join(root, "tests", "fixtures", "nn_reference.lua")
+    path = fixture_path("nn_reference.lua")
     fixture = {}
     fixture["layers"] = [run_layer(*c) for c in LAYERS]
 

@@ -3,6 +3,8 @@
  * parser), and the gathers (rows, single rows, whole arrays) against hand values and bit for bit
  * against cnn_idx_load's float32 images, with strided, empty and out-of-range indices and on
  * 1 and 2 threads. */
+#include "check.h"
+#include "tmpfiles.h"
 #include "cnn/alloc.h"
 #include "cnn/bytes.h"
 #include "cnn/error.h"
@@ -16,62 +18,6 @@
 #include <string.h>
 #include <unistd.h>
 #include <zlib.h>
-
-static int failures;
-static char dir[64];
-
-#define CHECK(cond)                                                          \
-  do {                                                                       \
-    if (!(cond)) {                                                           \
-      fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond); \
-      failures++;                                                            \
-    }                                                                        \
-  } while (0)
-
-static void check_error_has(int line, const char *a, const char *b) {
-  const char *m = cnn_error_get();
-  if ((a && !strstr(m, a)) || (b && !strstr(m, b))) {
-    fprintf(stderr, "%s:%d: error \"%s\" lacks \"%s\" / \"%s\"\n", __FILE__, line, m, a ? a : "", b ? b : "");
-    failures++;
-  }
-}
-#define ERROR_HAS(a, b) check_error_has(__LINE__, a, b)
-
-static char *tmp_path(const char *name) {
-  static char buf[8][256];
-  static int k;
-  char *p = buf[k++ % 8];
-  snprintf(p, 256, "%s/%s", dir, name);
-  return p;
-}
-
-static void write_file(const char *path, const void *data, size_t n) {
-  unlink(path); /* a fresh inode: see test_io.c */
-  FILE *f = fopen(path, "wb");
-  if (!f || fwrite(data, 1, n, f) != n) {
-    fprintf(stderr, "cannot write %s\n", path);
-    exit(2);
-  }
-  fclose(f);
-}
-
-static void write_gz(const char *path, const unsigned char *data, size_t n) {
-  gzFile gz = gzopen(path, "wb9");
-  gzwrite(gz, data, (unsigned)n);
-  gzclose(gz);
-}
-
-static unsigned char *read_file(const char *path, size_t *n) {
-  FILE *f = fopen(path, "rb");
-  if (!f) exit(2);
-  fseek(f, 0, SEEK_END);
-  *n = (size_t)ftell(f);
-  fseek(f, 0, SEEK_SET);
-  unsigned char *b = malloc(*n ? *n : 1);
-  if (fread(b, 1, *n, f) != *n) exit(2);
-  fclose(f);
-  return b;
-}
 
 /* An MNIST-layout ubyte image file of n 28x28 images; pixel (i, r, c) = (37 i + 5 r + 3 c) mod 256,
  * as the Lua fixtures, so every byte value 0..255 occurs. Returns its length. */
@@ -105,22 +51,22 @@ static void test_array(void) {
   CHECK(cnn_bytes_reshape(b, 2, flat) == 0 && b->ndim == 2 && b->size[0] == 10 && b->size[1] == 3);
   int64_t wrong[2] = {4, 8};
   CHECK(cnn_bytes_reshape(b, 2, wrong) == -1);
-  ERROR_HAS("cannot reshape 30 bytes into a shape of 32 elements", NULL);
+  CHECK_ERROR_HAS("cannot reshape 30 bytes into a shape of 32 elements", NULL);
   CHECK(b->size[0] == 10); /* unchanged after the error */
   cnn_bytes_free(b);
   CHECK(cnn_alloc_live_bytes() == live);
   int64_t neg[2] = {3, -1};
   CHECK(!cnn_bytes_new(2, neg, false));
-  ERROR_HAS("negative size", NULL);
+  CHECK_ERROR_HAS("negative size", NULL);
   int64_t empty[2] = {0, 784};
   b = cnn_bytes_new(2, empty, false);
   CHECK(b && b->numel == 0);
   /* no elements, but rows of 2^80 bytes cannot be addressed: refused, as a new array or a shape */
   int64_t wide[3] = {0, (int64_t)1 << 40, (int64_t)1 << 40};
   CHECK(b && cnn_bytes_reshape(b, 3, wide) == -1);
-  ERROR_HAS("overflows", NULL);
+  CHECK_ERROR_HAS("overflows", NULL);
   CHECK(!cnn_bytes_new(3, wide, false));
-  ERROR_HAS("overflows", NULL);
+  CHECK_ERROR_HAS("overflows", NULL);
   cnn_bytes_free(b);
   cnn_bytes_free(NULL);
 }
@@ -146,7 +92,7 @@ static void test_load(void) {
   unsigned char shorts[] = {0, 0, 0x0B, 2, 0, 0, 0, 1, 0, 0, 0, 2, 0, 1, 0, 2};
   write_file(tmp_path("short.idx"), shorts, sizeof shorts);
   CHECK(!cnn_idx_load_bytes(tmp_path("short.idx")));
-  ERROR_HAS("short.idx: the file holds 1x2 short elements", "only ubyte");
+  CHECK_ERROR_HAS("short.idx: the file holds 1x2 short elements", "only ubyte");
 
   /* every truncation of the raw and the gzip file, and hostile headers: the same error as
    * cnn_idx_load, word for word */
@@ -200,14 +146,14 @@ static void test_load(void) {
     if (bad[k].gz) write_gz(p, bad[k].data, bad[k].n);
     else write_file(p, bad[k].data, bad[k].n);
     CHECK(!cnn_idx_load_bytes(p));
-    ERROR_HAS(p, bad[k].what);
+    CHECK_ERROR_HAS(p, bad[k].what);
     CHECK(!cnn_idx_load(p, 255, NULL));
-    ERROR_HAS(p, bad[k].what);
+    CHECK_ERROR_HAS(p, bad[k].what);
   }
   CHECK(!cnn_idx_load_bytes(tmp_path("missing.idx")));
-  ERROR_HAS("missing.idx: cannot open", NULL);
+  CHECK_ERROR_HAS("missing.idx: cannot open", NULL);
   CHECK(!cnn_idx_load_bytes(dir));
-  ERROR_HAS("not a regular file", NULL);
+  CHECK_ERROR_HAS("not a regular file", NULL);
 }
 
 /* ---- gathers ---- */
@@ -301,9 +247,9 @@ static void test_gather(void) {
   cnn_tensor *idx2 = indices(1, under);
   size_t live_idx = cnn_alloc_live_bytes();
   CHECK(!cnn_bytes_gather(b, idx, 255));
-  ERROR_HAS("index 200 is out of range for 200 rows", NULL);
+  CHECK_ERROR_HAS("index 200 is out of range for 200 rows", NULL);
   CHECK(!cnn_bytes_gather(b, idx2, 255));
-  ERROR_HAS("index -1 is out of range", NULL);
+  CHECK_ERROR_HAS("index -1 is out of range", NULL);
   CHECK(cnn_alloc_live_bytes() == live_idx);
   cnn_tensor_release(idx);
   cnn_tensor_release(idx2);
@@ -314,12 +260,12 @@ static void test_gather(void) {
   double divisors[] = {0, -255, NAN, INFINITY, 1e-300, 1e300};
   for (size_t k = 0; k < sizeof divisors / sizeof divisors[0]; k++) {
     CHECK(!cnn_bytes_gather(b, idx, divisors[k]));
-    ERROR_HAS("divisor must be a positive finite number", NULL);
+    CHECK_ERROR_HAS("divisor must be a positive finite number", NULL);
   }
   CHECK(!cnn_bytes_gather(b, fidx, 255));
-  ERROR_HAS("indices must be a 1-d int64 tensor", "float32");
+  CHECK_ERROR_HAS("indices must be a 1-d int64 tensor", "float32");
   CHECK(!cnn_bytes_gather(b, i2, 255));
-  ERROR_HAS("indices must be a 1-d int64 tensor", "2-d");
+  CHECK_ERROR_HAS("indices must be a 1-d int64 tensor", "2-d");
   CHECK(cnn_alloc_live_bytes() == live_idx);
   cnn_tensor_release(i2);
   cnn_tensor_release(fidx);
@@ -332,9 +278,9 @@ static void test_gather(void) {
   if (x) CHECK(memcmp(cnn_tensor_f32(x), cnn_tensor_f32(ref) + 199 * 784, 784 * sizeof(float)) == 0);
   cnn_tensor_release(x);
   CHECK(!cnn_bytes_row(b, 200, 255));
-  ERROR_HAS("row 200 is out of range for 200 rows", NULL);
+  CHECK_ERROR_HAS("row 200 is out of range for 200 rows", NULL);
   CHECK(!cnn_bytes_row(b, -1, 255));
-  ERROR_HAS("row -1 is out of range", NULL);
+  CHECK_ERROR_HAS("row -1 is out of range", NULL);
   x = cnn_bytes_to_float(b, 255);
   CHECK(x && x->ndim == 4 && x->size[0] == 200 && x->size[1] == 1);
   if (x) CHECK(memcmp(cnn_tensor_f32(x), cnn_tensor_f32(ref), 200 * 784 * sizeof(float)) == 0);
@@ -345,9 +291,9 @@ static void test_gather(void) {
   cnn_bytes *s = cnn_bytes_new(0, NULL, true);
   idx = indices(1, (int64_t[]){0});
   CHECK(s && !cnn_bytes_gather(s, idx, 1));
-  ERROR_HAS("0-d byte array", NULL);
+  CHECK_ERROR_HAS("0-d byte array", NULL);
   CHECK(!cnn_bytes_row(s, 0, 1));
-  ERROR_HAS("0-d byte array", NULL);
+  CHECK_ERROR_HAS("0-d byte array", NULL);
   x = cnn_bytes_to_float(s, 1);
   CHECK(x && x->ndim == 0 && cnn_tensor_f32(x)[0] == 0.0f);
   cnn_tensor_release(x);
@@ -358,21 +304,10 @@ static void test_gather(void) {
 }
 
 int main(void) {
-  snprintf(dir, sizeof dir, "/tmp/cnn_test_bytes_XXXXXX");
-  if (!mkdtemp(dir)) {
-    perror("mkdtemp");
-    return 2;
-  }
+  if (tmpfiles_init("cnn_test_bytes") != 0) return 2;
   test_array();
   test_load();
   test_gather();
-  char cmd[128];
-  snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-  if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", dir);
-  if (failures) {
-    fprintf(stderr, "%d check(s) failed\n", failures);
-    return 1;
-  }
-  printf("test_bytes: all checks passed\n");
-  return 0;
+  tmpfiles_cleanup();
+  return check_summary("test_bytes");
 }

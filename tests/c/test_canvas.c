@@ -2,6 +2,7 @@
  * (Bresenham rows, coverage at known distances, glyph bitmaps copied from the font's design),
  * and clipping: drawing into a view framed by a sentinel border with huge, infinite and NaN
  * coordinates must leave the border untouched (and ASan sees no access outside the storage). */
+#include "check.h"
 #include "cnn/canvas.h"
 #include "cnn/error.h"
 #include "cnn/tensor.h"
@@ -10,16 +11,6 @@
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
-
-static int failures;
-
-#define CHECK(cond)                                                          \
-  do {                                                                       \
-    if (!(cond)) {                                                           \
-      fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond); \
-      failures++;                                                            \
-    }                                                                        \
-  } while (0)
 
 static const cnn_rgb WHITE = {1, 1, 1}, BLACK = {0, 0, 0}, RED = {1, 0, 0};
 
@@ -331,10 +322,5 @@ int main(void) {
   test_text();
   test_clipping();
   test_strided();
-  if (failures) {
-    fprintf(stderr, "%d check(s) failed\n", failures);
-    return 1;
-  }
-  printf("canvas: all checks passed\n");
-  return 0;
+  return check_summary("test_canvas");
 }

@@ -3,6 +3,7 @@
  * kernels, multi-band images, single images split over threads, non-contiguous inputs, 1 and 2
  * threads; determinism of the threaded weight gradient; the workspace staying put once warm;
  * error messages. */
+#include "check.h"
 #include "cnn/conv.h"
 #include "cnn/error.h"
 #include "cnn/parallel.h"
@@ -13,28 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-static int failures;
-
-#define CHECK(cond)                                                            \
-  do {                                                                         \
-    if (!(cond)) {                                                             \
-      fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond); \
-      failures++;                                                              \
-    }                                                                          \
-  } while (0)
-
-static uint64_t rng = 88172645463325252ull;
-static float urand(void) { /* xorshift64, uniform in [-1, 1) */
-  rng ^= rng << 13, rng ^= rng >> 7, rng ^= rng << 17;
-  return (float)((rng >> 11) * (1.0 / 9007199254740992.0)) * 2.0f - 1.0f;
-}
-
-static cnn_tensor *rand_tensor(int ndim, const int64_t *size) {
-  cnn_tensor *t = cnn_tensor_empty(CNN_FLOAT32, ndim, size);
-  float *p = cnn_tensor_f32(t);
-  for (int64_t i = 0; i < cnn_tensor_numel(t); i++) p[i] = urand();
-  return t;
-}
+static uint64_t rng = 88172645463325252ull; /* check_urand state */
 
 typedef struct ccase {
   const char *name;
@@ -114,7 +94,8 @@ static cnn_conv2d_params P(int64_t sh, int64_t sw, int64_t ph0, int64_t pw0, int
 /* Runs one case; with `strided` the input is a transposed view (non-contiguous). */
 static void run_case(const ccase *c, int strided) {
   int64_t xs[4] = {c->N, c->C, c->H, c->W}, ws[4] = {c->O, c->C / c->p.groups, c->kh, c->kw};
-  cnn_tensor *x = rand_tensor(4, xs), *w = rand_tensor(4, ws), *b = c->bias ? rand_tensor(1, &c->O) : NULL;
+  cnn_tensor *x = check_rand_tensor(&rng, 4, xs), *w = check_rand_tensor(&rng, 4, ws);
+  cnn_tensor *b = c->bias ? check_rand_tensor(&rng, 1, &c->O) : NULL;
   cnn_tensor *xin = x;
   if (strided) { /* same values, W and H swapped in memory */
     int64_t ts[4] = {c->N, c->C, c->W, c->H};
@@ -130,7 +111,7 @@ static void run_case(const ccase *c, int strided) {
     fprintf(stderr, "%s: %s\n", c->name, cnn_error_get());
     goto out;
   }
-  cnn_tensor *gy = rand_tensor(4, y->size);
+  cnn_tensor *gy = check_rand_tensor(&rng, 4, y->size);
   ref r;
   naive(c, cnn_tensor_f32(x), cnn_tensor_f32(w), b ? cnn_tensor_f32(b) : NULL, cnn_tensor_f32(gy), &r);
   CHECK(y->size[2] == r.oh && y->size[3] == r.ow);
@@ -201,9 +182,9 @@ static void test_deterministic(void) {
   cnn_parallel_set_threads(2);
   int64_t xs[4] = {6, 4, 9, 9}, ws[4] = {5, 4, 3, 3};
   cnn_conv2d_params p = P(1, 1, 1, 1, 1, 1, 1, 1, 1);
-  cnn_tensor *x = rand_tensor(4, xs);
+  cnn_tensor *x = check_rand_tensor(&rng, 4, xs);
   int64_t gs[4] = {6, 5, 9, 9};
-  cnn_tensor *g = rand_tensor(4, gs);
+  cnn_tensor *g = check_rand_tensor(&rng, 4, gs);
   cnn_tensor *a = NULL, *b = NULL;
   CHECK(cnn_conv2d_backward(g, x, NULL, xs, ws, &p, NULL, &a, NULL) == 0);
   CHECK(cnn_conv2d_backward(g, x, NULL, xs, ws, &p, NULL, &b, NULL) == 0);
@@ -217,7 +198,7 @@ static void test_workspace(void) {
   cnn_parallel_set_threads(2);
   int64_t xs[4] = {4, 8, 12, 12}, ws[4] = {8, 8, 3, 3};
   cnn_conv2d_params p = P(1, 1, 1, 1, 1, 1, 1, 1, 1);
-  cnn_tensor *x = rand_tensor(4, xs), *w = rand_tensor(4, ws);
+  cnn_tensor *x = check_rand_tensor(&rng, 4, xs), *w = check_rand_tensor(&rng, 4, ws);
   cnn_tensor *y = cnn_conv2d_forward(x, w, NULL, &p), *gx, *gw;
   CHECK(cnn_conv2d_backward(y, x, w, xs, ws, &p, &gx, &gw, NULL) == 0);
   size_t warm = cnn_conv2d_workspace_bytes();
@@ -238,7 +219,8 @@ static void test_workspace(void) {
 static void test_empty_batch(void) {
   int64_t xs[4] = {0, 2, 5, 5}, ws[4] = {3, 2, 3, 3}, three = 3;
   cnn_conv2d_params p = cnn_conv2d_default_params();
-  cnn_tensor *x = cnn_tensor_zeros(CNN_FLOAT32, 4, xs), *w = rand_tensor(4, ws), *b = rand_tensor(1, &three);
+  cnn_tensor *x = cnn_tensor_zeros(CNN_FLOAT32, 4, xs), *w = check_rand_tensor(&rng, 4, ws);
+  cnn_tensor *b = check_rand_tensor(&rng, 1, &three);
   cnn_tensor *y = cnn_conv2d_forward(x, w, b, &p), *gx = NULL, *gw = NULL, *gb = NULL;
   CHECK(y && y->size[0] == 0 && y->size[1] == 3 && y->size[2] == 3 && y->size[3] == 3);
   if (y) {
@@ -303,10 +285,5 @@ int main(void) {
   test_workspace();
   test_empty_batch();
   test_errors();
-  if (failures) {
-    fprintf(stderr, "%d failure(s)\n", failures);
-    return 1;
-  }
-  printf("test_conv: ok\n");
-  return 0;
+  return check_summary("test_conv");
 }

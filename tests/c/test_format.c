@@ -1,5 +1,6 @@
 /* format.c: exact text of cnn_format_values / cnn_format_tensor. Every expected string follows
  * PyTorch 1.13's repr (dtype suffixes dropped); the comments say why each width and mode holds. */
+#include "check.h"
 #include "cnn/autograd.h"
 #include "cnn/error.h"
 #include "cnn/format.h"
@@ -9,16 +10,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-static int failures;
-
-#define CHECK(cond)                                                          \
-  do {                                                                       \
-    if (!(cond)) {                                                           \
-      fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond); \
-      failures++;                                                            \
-    }                                                                        \
-  } while (0)
 
 /* Compares and frees got. */
 static void check_text(const char *name, char *got, const char *want) {
@@ -32,12 +23,6 @@ static void check_text(const char *name, char *got, const char *want) {
     failures++;
   }
   free(got);
-}
-
-static cnn_tensor *ftensor(int ndim, const int64_t *size, const float *v) {
-  cnn_tensor *t = cnn_tensor_empty(CNN_FLOAT32, ndim, size);
-  memcpy(cnn_tensor_f32(t), v, (size_t)cnn_tensor_numel(t) * sizeof(float));
-  return t;
 }
 
 /* float32 0, 1, 2, ... in the given shape */
@@ -241,7 +226,5 @@ int main(void) {
   test_elided();
   test_views();
   test_tensor_suffix();
-  if (failures) fprintf(stderr, "test_format: %d failure(s)\n", failures);
-  else printf("test_format: ok\n");
-  return failures != 0;
+  return check_summary("test_format");
 }

@@ -2,6 +2,8 @@
  * round trips; every prefix of a small valid file (truncation at every byte) and seeded random
  * byte flips must give an error naming the file or a valid tensor, never a crash (run under
  * ASan in CI); epoch orders, gathering and the batch transforms against hand-worked values. */
+#include "check.h"
+#include "tmpfiles.h"
 #include "cnn/batch.h"
 #include "cnn/error.h"
 #include "cnn/idx.h"
@@ -17,59 +19,6 @@
 #include <string.h>
 #include <unistd.h>
 #include <zlib.h>
-
-static int failures;
-static char dir[64];
-
-#define CHECK(cond)                                                          \
-  do {                                                                       \
-    if (!(cond)) {                                                           \
-      fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond); \
-      failures++;                                                            \
-    }                                                                        \
-  } while (0)
-
-/* The last error contains every given fragment. */
-static void check_error_has(int line, const char *a, const char *b) {
-  const char *m = cnn_error_get();
-  if ((a && !strstr(m, a)) || (b && !strstr(m, b))) {
-    fprintf(stderr, "%s:%d: error \"%s\" lacks \"%s\" / \"%s\"\n", __FILE__, line, m, a ? a : "", b ? b : "");
-    failures++;
-  }
-}
-#define ERROR_HAS(a, b) check_error_has(__LINE__, a, b)
-
-static char *tmp_path(const char *name) {
-  static char buf[8][256];
-  static int k;
-  char *p = buf[k++ % 8];
-  snprintf(p, 256, "%s/%s", dir, name);
-  return p;
-}
-
-static void write_file(const char *path, const void *data, size_t n) {
-  /* a fresh inode each time: truncating a just-written file makes ext4 flush it (auto_da_alloc),
-   * which turns thousands of small rewrites into seconds of disk waits */
-  unlink(path);
-  FILE *f = fopen(path, "wb");
-  if (!f || fwrite(data, 1, n, f) != n) {
-    fprintf(stderr, "cannot write %s\n", path);
-    exit(2);
-  }
-  fclose(f);
-}
-
-static unsigned char *read_file(const char *path, size_t *n) {
-  FILE *f = fopen(path, "rb");
-  if (!f) return NULL;
-  fseek(f, 0, SEEK_END);
-  long len = ftell(f);
-  fseek(f, 0, SEEK_SET);
-  unsigned char *b = malloc((size_t)len + 1);
-  *n = fread(b, 1, (size_t)len, f);
-  fclose(f);
-  return b;
-}
 
 static uint64_t lcg = 0x12345;
 static uint32_t rnd(void) {
@@ -152,7 +101,7 @@ static void test_json(void) {
     memset(deep + n, ']', (size_t)n);
     v = cnn_json_parse(deep, (size_t)(2 * n));
     CHECK((v != NULL) == (n == 64));
-    if (!v) ERROR_HAS("nesting too deep", NULL);
+    if (!v) CHECK_ERROR_HAS("nesting too deep", NULL);
     cnn_json_free(v);
   }
   /* the text is never read past its length: "[1]" with a stray byte after the given length */
@@ -178,12 +127,6 @@ static size_t idx_image_file(unsigned char *b) {
   memcpy(b, head, sizeof head);
   for (int i = 0; i < 24; i++) b[16 + i] = (unsigned char)(i * 10);
   return 16 + 24;
-}
-
-static void write_gz(const char *path, const unsigned char *data, size_t n) {
-  gzFile gz = gzopen(path, "wb9");
-  gzwrite(gz, data, (unsigned)n);
-  gzclose(gz);
 }
 
 static void test_idx(void) {
@@ -226,7 +169,7 @@ static void test_idx(void) {
         fprintf(stderr, "idx: %s truncated to %zu of %zu bytes loaded\n", g ? "gzip" : "raw", cut, len);
         failures++;
       } else {
-        ERROR_HAS(p, NULL);
+        CHECK_ERROR_HAS(p, NULL);
       }
       cnn_tensor_release(t);
     }
@@ -235,46 +178,46 @@ static void test_idx(void) {
   /* the message for a short file names both sizes and the shape */
   write_file(tmp_path("short.idx"), b, 30);
   CHECK(!cnn_idx_load(tmp_path("short.idx"), 1, NULL));
-  ERROR_HAS("file has 30 bytes but the header announces 2x3x4 ubyte", NULL);
+  CHECK_ERROR_HAS("file has 30 bytes but the header announces 2x3x4 ubyte", NULL);
   /* a longer file is wrong too */
   unsigned char longer[80];
   memcpy(longer, b, n);
   longer[n] = 7;
   write_file(tmp_path("long.idx"), longer, n + 1);
   CHECK(!cnn_idx_load(tmp_path("long.idx"), 1, NULL));
-  ERROR_HAS("file has 41 bytes", NULL);
+  CHECK_ERROR_HAS("file has 41 bytes", NULL);
   write_gz(tmp_path("long.idx.gz"), longer, n + 1);
   CHECK(!cnn_idx_load(tmp_path("long.idx.gz"), 1, NULL));
-  ERROR_HAS("longer than the 40 bytes", NULL);
+  CHECK_ERROR_HAS("longer than the 40 bytes", NULL);
   /* hostile sizes: 2^32-1 cubed overflows; 60000x28x28 in a tiny gzip cannot fit */
   unsigned char huge[] = {0, 0, 0x08, 3, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF};
   write_file(tmp_path("huge.idx"), huge, sizeof huge);
   CHECK(!cnn_idx_load(tmp_path("huge.idx"), 1, NULL));
-  ERROR_HAS("too many to address", NULL);
+  CHECK_ERROR_HAS("too many to address", NULL);
   unsigned char mnist_head[] = {0, 0, 0x08, 3, 0, 0, 0xEA, 0x60, 0, 0, 0, 28, 0, 0, 0, 28};
   write_gz(tmp_path("fake.idx.gz"), mnist_head, sizeof mnist_head);
   CHECK(!cnn_idx_load(tmp_path("fake.idx.gz"), 1, NULL));
-  ERROR_HAS("cannot hold the 60000x28x28 ubyte", NULL);
+  CHECK_ERROR_HAS("cannot hold the 60000x28x28 ubyte", NULL);
   write_file(tmp_path("fake.idx"), mnist_head, sizeof mnist_head);
   CHECK(!cnn_idx_load(tmp_path("fake.idx"), 1, NULL));
-  ERROR_HAS("file has 16 bytes but the header announces 60000x28x28 ubyte", NULL);
+  CHECK_ERROR_HAS("file has 16 bytes but the header announces 60000x28x28 ubyte", NULL);
   /* bad magic, bad type, too many dims, a missing file */
   unsigned char bad1[] = {1, 0, 8, 1, 0, 0, 0, 0};
   write_file(tmp_path("bad1.idx"), bad1, sizeof bad1);
   CHECK(!cnn_idx_load(tmp_path("bad1.idx"), 1, NULL));
-  ERROR_HAS("not an IDX file", NULL);
+  CHECK_ERROR_HAS("not an IDX file", NULL);
   unsigned char bad2[] = {0, 0, 0x0A, 1, 0, 0, 0, 0};
   write_file(tmp_path("bad2.idx"), bad2, sizeof bad2);
   CHECK(!cnn_idx_load(tmp_path("bad2.idx"), 1, NULL));
-  ERROR_HAS("unknown IDX element type 0x0a", NULL);
+  CHECK_ERROR_HAS("unknown IDX element type 0x0a", NULL);
   unsigned char bad3[] = {0, 0, 0x08, 17};
   write_file(tmp_path("bad3.idx"), bad3, sizeof bad3);
   CHECK(!cnn_idx_load(tmp_path("bad3.idx"), 1, NULL));
-  ERROR_HAS("17 dimensions", NULL);
+  CHECK_ERROR_HAS("17 dimensions", NULL);
   CHECK(!cnn_idx_load(tmp_path("missing.idx"), 1, NULL));
-  ERROR_HAS("missing.idx: cannot open", NULL);
+  CHECK_ERROR_HAS("missing.idx: cannot open", NULL);
   CHECK(!cnn_idx_load(dir, 1, NULL));
-  ERROR_HAS("not a regular file", NULL);
+  CHECK_ERROR_HAS("not a regular file", NULL);
   /* random flips in the header: a tensor or an error, never a crash */
   for (int it = 0; it < 300; it++) {
     unsigned char c[64];
@@ -335,14 +278,14 @@ static void test_png(void) {
   int64_t s5[3] = {5, 2, 2};
   g = cnn_tensor_zeros(CNN_FLOAT32, 3, s5);
   CHECK(cnn_png_save(tmp_path("bad.png"), g) == -1);
-  ERROR_HAS("1, 2, 3 or 4 channels, got 5", NULL);
+  CHECK_ERROR_HAS("1, 2, 3 or 4 channels, got 5", NULL);
   cnn_tensor_release(g);
   g = cnn_tensor_zeros(CNN_INT64, 2, s2);
   CHECK(cnn_png_save(tmp_path("bad.png"), g) == -1);
-  ERROR_HAS("float32", NULL);
+  CHECK_ERROR_HAS("float32", NULL);
   cnn_tensor_release(g);
   CHECK(cnn_png_save("/nonexistent-dir/x.png", x) == -1);
-  ERROR_HAS("/nonexistent-dir/x.png: cannot create", NULL);
+  CHECK_ERROR_HAS("/nonexistent-dir/x.png: cannot create", NULL);
   CHECK(access(tmp_path("bad.png"), F_OK) != 0); /* nothing left behind */
 
   /* a header announcing 1000000 x 1000000 pixels in an 80-byte file is refused before any
@@ -370,7 +313,7 @@ static void test_png(void) {
   k += 12;
   write_file(tmp_path("huge.png"), huge, k);
   CHECK(!cnn_png_load(tmp_path("huge.png"), CNN_PNG_AUTO));
-  ERROR_HAS("far too small for its image size", NULL);
+  CHECK_ERROR_HAS("far too small for its image size", NULL);
 
   /* truncation at every byte, then random flips anywhere */
   size_t n;
@@ -383,13 +326,13 @@ static void test_png(void) {
       fprintf(stderr, "png: truncated to %zu of %zu bytes loaded\n", cut, n);
       failures++;
     } else {
-      ERROR_HAS(tmp_path("cut.png"), NULL);
+      CHECK_ERROR_HAS(tmp_path("cut.png"), NULL);
     }
     cnn_tensor_release(y);
   }
   write_file(tmp_path("cut.png"), b, 10);
   CHECK(!cnn_png_load(tmp_path("cut.png"), CNN_PNG_AUTO));
-  ERROR_HAS("truncated", NULL);
+  CHECK_ERROR_HAS("truncated", NULL);
   for (int it = 0; it < 400; it++) {
     unsigned char *c = malloc(n);
     memcpy(c, b, n);
@@ -459,13 +402,13 @@ static void test_safetensors(void) {
   const char *dup[] = {"x", "x"};
   const cnn_tensor *two[] = {s, s};
   CHECK(cnn_safetensors_save(tmp_path("d.safetensors"), 2, dup, two, 0, NULL, NULL) == -1);
-  ERROR_HAS("two tensors are named 'x'", NULL);
+  CHECK_ERROR_HAS("two tensors are named 'x'", NULL);
   const char *res[] = {"__metadata__"};
   CHECK(cnn_safetensors_save(tmp_path("d.safetensors"), 1, res, two, 0, NULL, NULL) == -1);
-  ERROR_HAS("cannot name a tensor", NULL);
+  CHECK_ERROR_HAS("cannot name a tensor", NULL);
   const char *badutf[] = {"\xff"};
   CHECK(cnn_safetensors_save(tmp_path("d.safetensors"), 1, badutf, two, 0, NULL, NULL) == -1);
-  ERROR_HAS("not valid UTF-8", NULL);
+  CHECK_ERROR_HAS("not valid UTF-8", NULL);
   CHECK(access(tmp_path("d.safetensors"), F_OK) != 0);
 
   /* truncation at every byte */
@@ -477,12 +420,12 @@ static void test_safetensors(void) {
       failures++;
       cnn_safetensors_clear(&st);
     } else {
-      ERROR_HAS(tmp_path("cut.safetensors"), NULL);
+      CHECK_ERROR_HAS(tmp_path("cut.safetensors"), NULL);
     }
   }
   write_file(tmp_path("cut.safetensors"), b, n - 1);
   CHECK(cnn_safetensors_load(tmp_path("cut.safetensors"), &st) == -1);
-  ERROR_HAS("tensor 'w.t': data_offsets [44, 68] run past the end of the data (67 bytes", NULL);
+  CHECK_ERROR_HAS("tensor 'w.t': data_offsets [44, 68] run past the end of the data (67 bytes", NULL);
   /* random flips in the header and its length */
   for (int it = 0; it < 2000; it++) {
     unsigned char *c = malloc(n);
@@ -540,11 +483,11 @@ static void test_safetensors(void) {
   unsigned char big[16] = {0x00, 0xE2, 0xF5, 0x05, 0, 0, 0, 0, '{', '}'}; /* 100000256 */
   write_file(tmp_path("big.safetensors"), big, 16);
   CHECK(cnn_safetensors_load(tmp_path("big.safetensors"), &st) == -1);
-  ERROR_HAS("header length 100000256 exceeds the 100000000-byte limit", NULL);
+  CHECK_ERROR_HAS("header length 100000256 exceeds the 100000000-byte limit", NULL);
   unsigned char past[16] = {100, 0, 0, 0, 0, 0, 0, 0, '{', '}'};
   write_file(tmp_path("past.safetensors"), past, 16);
   CHECK(cnn_safetensors_load(tmp_path("past.safetensors"), &st) == -1);
-  ERROR_HAS("header length 100 runs past the end of the file (8 bytes", NULL);
+  CHECK_ERROR_HAS("header length 100 runs past the end of the file (8 bytes", NULL);
 
   cnn_tensor_release(a);
   cnn_tensor_release(a2);
@@ -594,7 +537,7 @@ static void test_batch(void) {
     cnn_tensor_release(sh);
   }
   CHECK(!cnn_batch_order(10, false, false, 0, 1, 3, 3));
-  ERROR_HAS("shard rank 3 is outside 0..2", NULL);
+  CHECK_ERROR_HAS("shard rank 3 is outside 0..2", NULL);
   cnn_tensor_release(full);
   cnn_tensor_release(p1);
   cnn_tensor_release(p2);
@@ -611,7 +554,7 @@ static void test_batch(void) {
   cnn_tensor_release(g);
   cnn_tensor_i64(idx)[1] = 3;
   CHECK(!cnn_batch_gather(src2, idx));
-  ERROR_HAS("index 3 is out of range for 3 rows", NULL);
+  CHECK_ERROR_HAS("index 3 is out of range for 3 rows", NULL);
   cnn_tensor_release(idx);
   cnn_tensor_release(src);
   cnn_tensor_release(src2);
@@ -625,10 +568,10 @@ static void test_batch(void) {
   CHECK(y && memcmp(cnn_tensor_f32(y), wn, sizeof wn) == 0);
   cnn_tensor_release(y);
   CHECK(!cnn_batch_normalize(x4, 3, (double[]){0, 0, 0}, 1, std));
-  ERROR_HAS("1 or 2 values", NULL);
+  CHECK_ERROR_HAS("1 or 2 values", NULL);
   std[1] = 0;
   CHECK(!cnn_batch_normalize(x4, 2, mean, 2, std));
-  ERROR_HAS("nonzero", NULL);
+  CHECK_ERROR_HAS("nonzero", NULL);
   cnn_tensor_release(x);
   cnn_tensor_release(x4);
 
@@ -670,7 +613,7 @@ static void test_batch(void) {
   CHECK(y != NULL);
   cnn_tensor_release(y);
   CHECK(!cnn_batch_random_crop(x4, 6, 4, 1, 0, 0));
-  ERROR_HAS("crop size 6x4 is larger than the padded image 5x4", NULL);
+  CHECK_ERROR_HAS("crop size 6x4 is larger than the padded image 5x4", NULL);
 
   /* hflip: p = 1 mirrors every row, p = 0 copies */
   y = cnn_batch_random_hflip(x4, 1.0);
@@ -685,28 +628,17 @@ static void test_batch(void) {
   /* int64 and wrong ranks are refused */
   cnn_tensor *li = cnn_tensor_zeros(CNN_INT64, 4, s8);
   CHECK(!cnn_batch_random_hflip(li, 0.5));
-  ERROR_HAS("float32", NULL);
+  CHECK_ERROR_HAS("float32", NULL);
   cnn_tensor_release(li);
 }
 
 int main(void) {
-  snprintf(dir, sizeof dir, "/tmp/cnn_test_io_XXXXXX");
-  if (!mkdtemp(dir)) {
-    perror("mkdtemp");
-    return 2;
-  }
+  if (tmpfiles_init("cnn_test_io") != 0) return 2;
   test_json();
   test_idx();
   test_png();
   test_safetensors();
   test_batch();
-  char cmd[128];
-  snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-  if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", dir);
-  if (failures) {
-    fprintf(stderr, "%d check(s) failed\n", failures);
-    return 1;
-  }
-  printf("test_io: all checks passed\n");
-  return 0;
+  tmpfiles_cleanup();
+  return check_summary("test_io");
 }

@@ -1,5 +1,6 @@
 /* join.c: cat, stack, index_select and index_add_ against values worked out by hand, over
  * contiguous and strided inputs, both dtypes; the errors name the offending tensor, dim, index. */
+#include "check.h"
 #include "cnn/error.h"
 #include "cnn/join.h"
 #include "cnn/tensor.h"
@@ -7,34 +8,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-static int failures;
-
-#define CHECK(cond)                                                          \
-  do {                                                                       \
-    if (!(cond)) {                                                           \
-      fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond); \
-      failures++;                                                            \
-    }                                                                        \
-  } while (0)
-
-#define CHECK_ERROR(expr, msg)                                                                   \
-  do {                                                                                           \
-    cnn_error_clear();                                                                           \
-    cnn_tensor *r_ = (expr);                                                                     \
-    if (r_ || strcmp(cnn_error_get(), msg) != 0) {                                               \
-      fprintf(stderr, "%s:%d: expected error \"%s\", got %s \"%s\"\n", __FILE__, __LINE__, msg, \
-              r_ ? "a result and" : "", cnn_error_get());                                        \
-      failures++;                                                                                \
-    }                                                                                            \
-    cnn_tensor_release(r_);                                                                      \
-  } while (0)
-
-static cnn_tensor *ftensor(int ndim, const int64_t *size, const float *v) {
-  cnn_tensor *t = cnn_tensor_empty(CNN_FLOAT32, ndim, size);
-  memcpy(cnn_tensor_f32(t), v, (size_t)cnn_tensor_numel(t) * sizeof(float));
-  return t;
-}
 
 static cnn_tensor *itensor(int ndim, const int64_t *size, const int64_t *v) {
   cnn_tensor *t = cnn_tensor_empty(CNN_INT64, ndim, size);
@@ -253,7 +226,5 @@ int main(void) {
   test_stack();
   test_index_select();
   test_index_add();
-  if (failures) fprintf(stderr, "test_join: %d failure(s)\n", failures);
-  else printf("test_join: ok\n");
-  return failures != 0;
+  return check_summary("test_join");
 }

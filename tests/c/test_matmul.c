@@ -1,5 +1,6 @@
 /* matmul.c: products against hand-worked values and a naive triple loop written here, over
  * contiguous, transposed, sliced and expanded operands; 1-d and batched broadcast shapes; errors. */
+#include "check.h"
 #include "cnn/error.h"
 #include "cnn/matmul.h"
 #include "cnn/tensor.h"
@@ -8,34 +9,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-static int failures;
-
-#define CHECK(cond)                                                          \
-  do {                                                                       \
-    if (!(cond)) {                                                           \
-      fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond); \
-      failures++;                                                            \
-    }                                                                        \
-  } while (0)
-
-#define CHECK_ERROR(expr, msg)                                                                   \
-  do {                                                                                           \
-    cnn_error_clear();                                                                           \
-    cnn_tensor *r_ = (expr);                                                                     \
-    if (r_ || strcmp(cnn_error_get(), msg) != 0) {                                               \
-      fprintf(stderr, "%s:%d: expected error \"%s\", got %s \"%s\"\n", __FILE__, __LINE__, msg, \
-              r_ ? "a result and" : "", cnn_error_get());                                        \
-      failures++;                                                                                \
-    }                                                                                            \
-    cnn_tensor_release(r_);                                                                      \
-  } while (0)
-
-static cnn_tensor *ftensor(int ndim, const int64_t *size, const float *v) {
-  cnn_tensor *t = cnn_tensor_empty(CNN_FLOAT32, ndim, size);
-  memcpy(cnn_tensor_f32(t), v, (size_t)cnn_tensor_numel(t) * sizeof(float));
-  return t;
-}
 
 /* Small integers, so every product and sum below is exact in float32. */
 static cnn_tensor *pattern(int ndim, const int64_t *size, int seed) {
@@ -343,7 +316,5 @@ int main(void) {
   test_empty_dims();
   test_errors();
   test_larger();
-  if (failures) fprintf(stderr, "test_matmul: %d failure(s)\n", failures);
-  else printf("test_matmul: ok\n");
-  return failures != 0;
+  return check_summary("test_matmul");
 }

@@ -1,6 +1,7 @@
 /* nnops.h kernels (activation.c, loss.c, dropout.c, norm.c) on raw buffers: hand-computed values,
  * backward against central finite differences of the forward (in float, tolerances to match),
  * label checking messages, dropout's seeded mask, and bit-identical results on 1 and 2 threads. */
+#include "check.h"
 #include "cnn/error.h"
 #include "cnn/nnops.h"
 #include "cnn/parallel.h"
@@ -10,27 +11,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-static int failures;
-
-#define CHECK(cond)                                                          \
-  do {                                                                       \
-    if (!(cond)) {                                                           \
-      fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond); \
-      failures++;                                                            \
-    }                                                                        \
-  } while (0)
-
-static int close_to(double a, double b, double tol) { return fabs(a - b) <= tol * (1 + fabs(b)); }
-
-#define CHECK_CLOSE(a, b, tol)                                                                     \
-  do {                                                                                             \
-    double a_ = (a), b_ = (b);                                                                     \
-    if (!close_to(a_, b_, tol)) {                                                                  \
-      fprintf(stderr, "%s:%d: %s = %.9g, expected %.9g\n", __FILE__, __LINE__, #a, a_, b_);        \
-      failures++;                                                                                  \
-    }                                                                                              \
-  } while (0)
 
 static void fill_uniform(float *x, int n, double lo, double hi) {
   for (int i = 0; i < n; i++) x[i] = (float)(lo + (hi - lo) * cnn_random_uniform01());
@@ -402,10 +382,5 @@ int main(void) {
   test_lrn_values();
   test_lrn_backward();
   test_threads_agree();
-  if (failures) {
-    fprintf(stderr, "%d check(s) failed\n", failures);
-    return 1;
-  }
-  printf("all nnops tests passed\n");
-  return 0;
+  return check_summary("test_nnops");
 }

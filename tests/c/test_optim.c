@@ -1,6 +1,7 @@
 /* optim.c: the SGD and Adam/AdamW kernels against values worked out by hand on small tensors,
  * against a plain double-precision reference loop on a tensor big enough to run on threads,
  * and the checks: a refused call names the problem and leaves every tensor untouched. */
+#include "check.h"
 #include "cnn/error.h"
 #include "cnn/optim.h"
 #include "cnn/tensor.h"
@@ -9,27 +10,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-static int failures;
-
-#define CHECK(cond)                                                          \
-  do {                                                                       \
-    if (!(cond)) {                                                           \
-      fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond); \
-      failures++;                                                            \
-    }                                                                        \
-  } while (0)
-
-#define CHECK_ERROR(call, msg)                                                                     \
-  do {                                                                                             \
-    cnn_error_clear();                                                                             \
-    int rc_ = (call);                                                                              \
-    if (rc_ == 0 || strcmp(cnn_error_get(), msg) != 0) {                                           \
-      fprintf(stderr, "%s:%d: expected error \"%s\", got rc %d \"%s\"\n", __FILE__, __LINE__, msg, \
-              rc_, cnn_error_get());                                                               \
-      failures++;                                                                                  \
-    }                                                                                              \
-  } while (0)
 
 static cnn_tensor *vec(int64_t n, const float *v) {
   cnn_tensor *t = cnn_tensor_empty(CNN_FLOAT32, 1, &n);
@@ -241,15 +221,15 @@ static void test_errors(void) {
   ams.amsgrad = true;
   uint64_t version = p->storage->version;
 
-  CHECK_ERROR(cnn_optim_sgd(pt, g, NULL, false, &c), "parameter is not contiguous");
-  CHECK_ERROR(cnn_optim_sgd(p, g6, NULL, false, &c), "gradient has shape (6) but the parameter has shape (2, 3)");
-  CHECK_ERROR(cnn_optim_sgd(pi, g, NULL, false, &c), "parameter is int64; optimisers update float32 tensors");
-  CHECK_ERROR(cnn_optim_sgd(p, g, NULL, false, &cm), "missing momentum_buffer");
-  CHECK_ERROR(cnn_optim_sgd(p, g, b2, false, &cm), "momentum_buffer has shape (2) but the parameter has shape (2, 3)");
-  CHECK_ERROR(cnn_optim_adam(p, g, m, b2, NULL, step, &a), "exp_avg_sq has shape (2) but the parameter has shape (2, 3)");
-  CHECK_ERROR(cnn_optim_adam(p, g, m, v, NULL, step, &ams), "missing max_exp_avg_sq");
-  CHECK_ERROR(cnn_optim_adam(p, g, m, v, NULL, istep, &a), "step must be a one-element float32 tensor");
-  CHECK_ERROR(cnn_optim_adam(p, g, m, v, NULL, NULL, &a), "missing step");
+  CHECK_ERROR_RC(cnn_optim_sgd(pt, g, NULL, false, &c), "parameter is not contiguous");
+  CHECK_ERROR_RC(cnn_optim_sgd(p, g6, NULL, false, &c), "gradient has shape (6) but the parameter has shape (2, 3)");
+  CHECK_ERROR_RC(cnn_optim_sgd(pi, g, NULL, false, &c), "parameter is int64; optimisers update float32 tensors");
+  CHECK_ERROR_RC(cnn_optim_sgd(p, g, NULL, false, &cm), "missing momentum_buffer");
+  CHECK_ERROR_RC(cnn_optim_sgd(p, g, b2, false, &cm), "momentum_buffer has shape (2) but the parameter has shape (2, 3)");
+  CHECK_ERROR_RC(cnn_optim_adam(p, g, m, b2, NULL, step, &a), "exp_avg_sq has shape (2) but the parameter has shape (2, 3)");
+  CHECK_ERROR_RC(cnn_optim_adam(p, g, m, v, NULL, step, &ams), "missing max_exp_avg_sq");
+  CHECK_ERROR_RC(cnn_optim_adam(p, g, m, v, NULL, istep, &a), "step must be a one-element float32 tensor");
+  CHECK_ERROR_RC(cnn_optim_adam(p, g, m, v, NULL, NULL, &a), "missing step");
   /* nothing was written by the refused calls */
   CHECK(p->storage->version == version);
   CHECK(cnn_tensor_f32(step)[0] == 0);
@@ -271,10 +251,5 @@ int main(void) {
   test_adam_hand();
   test_big_against_reference();
   test_errors();
-  if (failures) {
-    fprintf(stderr, "%d failure(s)\n", failures);
-    return 1;
-  }
-  printf("test_optim: ok\n");
-  return 0;
+  return check_summary("test_optim");
 }

@@ -2,6 +2,7 @@
  * written here (window enumerated element by element, divisors counted, adaptive bounds from
  * floating point floor/ceil), over overlapping windows, padding, dilation, ceil_mode, count_include_pad,
  * divisor_override, 3-d and non-contiguous inputs, 1 and 2 threads; NaN handling; errors. */
+#include "check.h"
 #include "cnn/error.h"
 #include "cnn/parallel.h"
 #include "cnn/pool.h"
@@ -12,28 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-static int failures;
-
-#define CHECK(cond)                                                            \
-  do {                                                                         \
-    if (!(cond)) {                                                             \
-      fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond); \
-      failures++;                                                              \
-    }                                                                          \
-  } while (0)
-
-static uint64_t rng = 0x9E3779B97F4A7C15ull;
-static float urand(void) {
-  rng ^= rng << 13, rng ^= rng >> 7, rng ^= rng << 17;
-  return (float)((rng >> 11) * (1.0 / 9007199254740992.0)) * 2.0f - 1.0f;
-}
-
-static cnn_tensor *rand_tensor(int ndim, const int64_t *size) {
-  cnn_tensor *t = cnn_tensor_empty(CNN_FLOAT32, ndim, size);
-  float *p = cnn_tensor_f32(t);
-  for (int64_t i = 0; i < cnn_tensor_numel(t); i++) p[i] = urand();
-  return t;
-}
+static uint64_t rng = 0x9E3779B97F4A7C15ull; /* check_urand state */
 
 static void close_to(const char *name, const char *what, const cnn_tensor *got, const double *want, int64_t n) {
   CHECK(got != NULL);
@@ -67,7 +47,7 @@ typedef struct pcase {
 static void run_max(const pcase *c) {
   const cnn_pool2d_params *p = &c->p;
   int64_t xs[4] = {c->N, c->C, c->H, c->W};
-  cnn_tensor *x = rand_tensor(4, xs), *y = NULL, *idx = NULL;
+  cnn_tensor *x = check_rand_tensor(&rng, 4, xs), *y = NULL, *idx = NULL;
   CHECK(cnn_pool_max2d_forward(x, p, &y, &idx) == 0);
   if (!y) {
     fprintf(stderr, "%s: %s\n", c->name, cnn_error_get());
@@ -78,7 +58,7 @@ static void run_max(const pcase *c) {
   int64_t ow = naive_out(c->W, p->kernel[1], p->padding[1], p->stride[1], p->dilation[1], p->ceil_mode);
   CHECK(y->size[2] == oh && y->size[3] == ow);
   int64_t P = c->N * c->C, ny = P * oh * ow, nx = P * c->H * c->W;
-  cnn_tensor *gy = rand_tensor(4, y->size);
+  cnn_tensor *gy = check_rand_tensor(&rng, 4, y->size);
   double *wy = calloc((size_t)ny, 8), *wi = calloc((size_t)ny, 8), *wgx = calloc((size_t)nx, 8);
   const float *xp = cnn_tensor_f32(x), *gp = cnn_tensor_f32(gy);
   for (int64_t pl = 0; pl < P; pl++)
@@ -109,7 +89,7 @@ static void run_max(const pcase *c) {
 static void run_avg(const pcase *c) {
   const cnn_pool2d_params *p = &c->p;
   int64_t xs[4] = {c->N, c->C, c->H, c->W};
-  cnn_tensor *x = rand_tensor(4, xs);
+  cnn_tensor *x = check_rand_tensor(&rng, 4, xs);
   cnn_tensor *y = cnn_pool_avg2d_forward(x, p);
   CHECK(y != NULL);
   if (!y) {
@@ -121,7 +101,7 @@ static void run_avg(const pcase *c) {
   int64_t ow = naive_out(c->W, p->kernel[1], p->padding[1], p->stride[1], 1, p->ceil_mode);
   CHECK(y->size[2] == oh && y->size[3] == ow);
   int64_t P = c->N * c->C, ny = P * oh * ow, nx = P * c->H * c->W;
-  cnn_tensor *gy = rand_tensor(4, y->size);
+  cnn_tensor *gy = check_rand_tensor(&rng, 4, y->size);
   double *wy = calloc((size_t)ny, 8), *wgx = calloc((size_t)nx, 8);
   const float *xp = cnn_tensor_f32(x), *gp = cnn_tensor_f32(gy);
   for (int64_t pl = 0; pl < P; pl++)
@@ -157,7 +137,7 @@ static void run_avg(const pcase *c) {
 
 static void run_adaptive(int64_t N, int64_t C, int64_t H, int64_t W, int64_t oh, int64_t ow) {
   int64_t xs[4] = {N, C, H, W};
-  cnn_tensor *x = rand_tensor(4, xs);
+  cnn_tensor *x = check_rand_tensor(&rng, 4, xs);
   cnn_tensor *y = cnn_pool_adaptive_avg2d_forward(x, oh, ow);
   CHECK(y && y->size[2] == oh && y->size[3] == ow);
   if (!y) {
@@ -165,7 +145,7 @@ static void run_adaptive(int64_t N, int64_t C, int64_t H, int64_t W, int64_t oh,
     return;
   }
   int64_t P = N * C, ny = P * oh * ow, nx = P * H * W;
-  cnn_tensor *gy = rand_tensor(4, y->size);
+  cnn_tensor *gy = check_rand_tensor(&rng, 4, y->size);
   double *wy = calloc((size_t)ny + 1, 8), *wgx = calloc((size_t)nx, 8);
   const float *xp = cnn_tensor_f32(x), *gp = cnn_tensor_f32(gy);
   for (int64_t pl = 0; pl < P; pl++)
@@ -314,10 +294,5 @@ int main(void) {
   test_hand_values();
   test_nan_and_strides();
   test_errors();
-  if (failures) {
-    fprintf(stderr, "%d failure(s)\n", failures);
-    return 1;
-  }
-  printf("test_pool: ok\n");
-  return 0;
+  return check_summary("test_pool");
 }

@@ -1,5 +1,6 @@
 /* random.c: reproducibility from a seed, fill order over views, sample statistics against the
  * distributions' known moments (tolerances ~5 standard errors), ranges, permutations, errors. */
+#include "check.h"
 #include "cnn/error.h"
 #include "cnn/random.h"
 #include "cnn/tensor.h"
@@ -8,16 +9,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-static int failures;
-
-#define CHECK(cond)                                                          \
-  do {                                                                       \
-    if (!(cond)) {                                                           \
-      fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond); \
-      failures++;                                                            \
-    }                                                                        \
-  } while (0)
 
 static void check_error(const char *what, const char *msg) {
   if (strcmp(cnn_error_get(), msg) != 0) {
@@ -275,7 +266,5 @@ int main(void) {
   test_randint();
   test_randperm();
   test_errors();
-  if (failures) fprintf(stderr, "test_random: %d failure(s)\n", failures);
-  else printf("test_random: ok\n");
-  return failures != 0;
+  return check_summary("test_random");
 }

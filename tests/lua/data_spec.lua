@@ -6,31 +6,10 @@ local cnn = require "cnn"
 local data = cnn.data or require "cnn.data"
 local image = cnn.image or require "cnn.image"
 local H = dofile("tests/lua/helpers.lua")
+local tmpdir, rmdir, write_bytes, read_bytes = H.tmpdir, H.rmdir, H.write_bytes, H.read_bytes
 local E = dofile("tests/fixtures/io/expected.lua")
 
 local T = data.transforms
-
-local function tmpdir()
-  local d = os.tmpname()
-  os.remove(d)
-  assert(os.execute("mkdir '" .. d .. "'"))
-  return d
-end
-
-local function rmdir(d) os.execute("rm -rf '" .. d .. "'") end
-
-local function write_bytes(path, s)
-  local f = assert(io.open(path, "wb"))
-  f:write(s)
-  f:close()
-end
-
-local function read_bytes(path)
-  local f = assert(io.open(path, "rb"))
-  local s = f:read("a")
-  f:close()
-  return s
-end
 
 -- An IDX file: magic 0 0 type ndim, big-endian sizes, then the ubyte elements.
 local function idx_ubyte(shape, values)

@@ -98,4 +98,28 @@ function H.assert_usable()
   assert.are.equal(15, t:sum():item())
 end
 
+-- Scratch files for the specs that read and write files: a fresh empty directory (remove it with
+-- H.rmdir), and whole-file binary writes and reads that raise on failure.
+function H.tmpdir()
+  local d = os.tmpname()
+  os.remove(d)
+  assert(os.execute("mkdir '" .. d .. "'"))
+  return d
+end
+
+function H.rmdir(d) os.execute("rm -rf '" .. d .. "'") end
+
+function H.write_bytes(path, s)
+  local f = assert(io.open(path, "wb"))
+  f:write(s)
+  f:close()
+end
+
+function H.read_bytes(path)
+  local f = assert(io.open(path, "rb"))
+  local s = f:read("a")
+  f:close()
+  return s
+end
+
 return H

@@ -4,29 +4,10 @@
 local cnn = require "cnn"
 local image = cnn.image or require "cnn.image"
 local H = dofile("tests/lua/helpers.lua")
+local tmpdir, write_bytes, read_bytes = H.tmpdir, H.write_bytes, H.read_bytes
 local E = dofile("tests/fixtures/io/expected.lua")
 
 local PNG = "tests/fixtures/io/png/"
-
-local function tmpdir()
-  local d = os.tmpname()
-  os.remove(d)
-  assert(os.execute("mkdir '" .. d .. "'"))
-  return d
-end
-
-local function read_bytes(path)
-  local f = assert(io.open(path, "rb"))
-  local s = f:read("a")
-  f:close()
-  return s
-end
-
-local function write_bytes(path, s)
-  local f = assert(io.open(path, "wb"))
-  f:write(s)
-  f:close()
-end
 
 describe("image.load", function()
   local names = {}
@@ -78,7 +59,7 @@ describe("image.load", function()
     H.assert_error(function() image.load(PNG .. "rgb8.png", {mode = "cmyk"}) end, "image.load:", "unknown mode 'cmyk'")
     H.assert_error(function() image.load(PNG .. "rgb8.png", {moed = "rgb"}) end, "image.load:", "unknown option 'moed'")
     H.assert_error(function() image.load(42) end, "image.load:", "expected a path")
-    os.execute("rm -rf '" .. d .. "'")
+    H.rmdir(d)
     H.assert_usable()
   end)
 end)
@@ -86,7 +67,7 @@ end)
 describe("image.save", function()
   local d
   before_each(function() d = tmpdir() end)
-  after_each(function() os.execute("rm -rf '" .. d .. "'") end)
+  after_each(function() H.rmdir(d) end)
 
   -- values k/255 survive 8 bits exactly
   local function ramp(...)

@@ -5,27 +5,8 @@ local cnn = require "cnn"
 local S = require "cnn.serialize"
 local save, load = cnn.save or S.save, cnn.load or S.load
 local H = dofile("tests/lua/helpers.lua")
+local tmpdir, write_bytes, read_bytes = H.tmpdir, H.write_bytes, H.read_bytes
 local E = dofile("tests/fixtures/io/expected.lua").safetensors
-
-local function tmpdir()
-  local d = os.tmpname()
-  os.remove(d)
-  assert(os.execute("mkdir '" .. d .. "'"))
-  return d
-end
-
-local function write_bytes(path, s)
-  local f = assert(io.open(path, "wb"))
-  f:write(s)
-  f:close()
-end
-
-local function read_bytes(path)
-  local f = assert(io.open(path, "rb"))
-  local s = f:read("a")
-  f:close()
-  return s
-end
 
 -- A safetensors file from a header text and data bytes.
 local function st_bytes(header, body)
@@ -74,7 +55,7 @@ end)
 describe("cnn.save", function()
   local d
   before_each(function() d = tmpdir() end)
-  after_each(function() os.execute("rm -rf '" .. d .. "'") end)
+  after_each(function() H.rmdir(d) end)
 
   it("round trips float32 and int64 tensors of any shape, strides and values", function()
     local w = cnn.randn(3, 4)
@@ -146,7 +127,7 @@ end)
 describe("cnn.load on corrupt files", function()
   local d
   setup(function() d = tmpdir() end)
-  teardown(function() os.execute("rm -rf '" .. d .. "'") end)
+  teardown(function() H.rmdir(d) end)
 
   local F32x2 = '{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}}'
 
