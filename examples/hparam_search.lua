@@ -24,6 +24,8 @@ parser:option("--epochs", "Epochs per trial (ASHA: the most a trial runs).", "2"
 parser:option("--trials", "Trials (random, asha; a grid runs all its points).", "8"):convert(math.tointeger)
 parser:option("--workers", "Worker processes (0: every trial in this process).", "2"):convert(math.tointeger)
 parser:option("--strategy", "random, grid or asha.", "random"):choices {"random", "grid", "asha"}
+parser:option("--lr-min", "Smallest learning rate searched (log-uniform).", "0.003"):convert(tonumber)
+parser:option("--lr-max", "Largest learning rate searched.", "0.3"):convert(tonumber)
 parser:option("--seed", "Search seed (params and every trial's seed derive from it).", "1"):convert(math.tointeger)
 parser:option("--out", "Output folder: search.jsonl (log), search.csv, search.png.", "runs/hparam_search")
 parser:option("--emit-commands", "Write one shell command per trial to this file instead of running them.")
@@ -93,6 +95,13 @@ local function objective(p, report)
       opt:step()
       loss_sum, seen = loss_sum + loss:item() * #y, seen + #y
     end
+    -- a diverged run (lr far too high) ends an epoch with a NaN, infinite or exploded loss (lr 50
+    -- gives ~100, where guessing gives ln 10 = 2.3): fail the trial, so the search records it as
+    -- failed rather than as a chance-level accuracy
+    local mean_loss = loss_sum / seen
+    if mean_loss ~= mean_loss or mean_loss > 4 * math.log(10) then
+      error(string.format("training diverged: mean loss %s in epoch %d", tostring(mean_loss), epoch), 0)
+    end
     acc = evaluate(model)
     report(epoch, acc)
   end
@@ -102,7 +111,7 @@ end
 local strategy = args.strategy
 local result = hp.search {
   space = {
-    lr = hp.loguniform(3e-3, 0.3, {n = 3}), -- n: the points a grid search takes
+    lr = hp.loguniform(args.lr_min, args.lr_max, {n = 3}), -- n: the points a grid search takes
     momentum = hp.choice {0, 0.5, 0.9},
     batch_size = hp.choice {32, 64, 128},
   },

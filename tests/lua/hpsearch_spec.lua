@@ -548,4 +548,16 @@ describe("examples/hparam_search.lua", function()
     assert.is_nil(p:close())
     assert.truthy(text:find("no MNIST-layout data in " .. tmp .. "/nowhere", 1, true), text)
   end)
+
+  it("records diverging trials (lr 50) as failed and finishes the search", function()
+    local data, out = tmp .. "/mnist", tmp .. "/diverge"
+    local p = assert(io.popen(sh_quote(CNNLUA) .. " examples/hparam_search.lua --data " .. sh_quote(data) ..
+      " --train-size 256 --test-size 100 --epochs 1 --trials 2 --workers 2 --lr-min 50 --lr-max 60 --out " ..
+      sh_quote(out) .. " 2>&1"))
+    local text = p:read("a")
+    assert.is_true(p:close(), text)
+    assert.truthy(text:find("\n2 trials %(2 failed%)"), text)
+    assert.truthy(text:find("training diverged", 1, true), text)
+    assert.are.equal(2, #lines_of(out .. "/search.jsonl", '"status":"failed"'))
+  end)
 end)
