@@ -581,4 +581,6 @@ function transforms.compose(list)
   end)
 end
 
+data.cifar10 = require "cnn.datasets.cifar10" -- data.cifar10(dir, split): CIFAR-10 binary files
+
 return data

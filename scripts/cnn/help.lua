@@ -336,6 +336,7 @@ fn("cnn.checkpoint.load", "cnn.checkpoint.load(path) -> state", "reads back the 
 mod("cnn.data", "datasets (MNIST, tensors, image folders), batching and transforms")
 field("cnn.data.FASHION_MNIST_DIR", "cnn.data.FASHION_MNIST_DIR", "where data.fashion_mnist looks by default")
 fn("cnn.data.idx_load", "cnn.data.idx_load(path) -> Tensor", "an IDX file (raw or .gz) as a tensor (bytes as float 0..255, labels int64)")
+fn("cnn.data.cifar10", "cnn.data.cifar10(dir, split=\"train\") -> dataset", "CIFAR-10's binary files in dir: 3x32x32 images in [0, 1], labels 1..10")
 fn("cnn.data.mnist", "cnn.data.mnist(dir, split=\"train\") -> dataset",
    "the four MNIST-layout files in dir: 1x28x28 images in [0, 1], labels 1..10")
 fn("cnn.data.fashion_mnist", "cnn.data.fashion_mnist(split=\"train\", {dir=}) -> dataset", "the installed Fashion-MNIST, with class names")

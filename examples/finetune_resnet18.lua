@@ -1,0 +1,264 @@
+-- Fine-tunes a torchvision ResNet-18 on an ImageFolder of PNGs (one folder per class; DIR/train and
+-- DIR/val when both exist, otherwise every 4th image is held out). --weights loads the checkpoint
+-- (a safetensors state_dict with torchvision's names, e.g. from
+-- `python3 scripts/tools/export_torch_models.py resnet18 --out DIR`); `fc` is then replaced by a new
+-- nn.Linear(512, number of classes). Everything trains unless --freeze (only fc). Without --data a
+-- tiny synthetic folder of coloured shapes is made, so it runs anywhere. Writes a checkpoint, a CSV of
+-- per-epoch metrics and a plot of the training curves; the last line is `test accuracy: NN.NN%`.
+--
+--   cnnlua examples/finetune_resnet18.lua --weights w/resnet18.safetensors --data ~/flowers --epochs 5
+--   cnnlua examples/finetune_resnet18.lua --weights w/resnet18.safetensors --data ~/flowers --freeze
+local argparse = require "argparse"
+local nn, F, optim, data = cnn.nn, cnn.F, cnn.optim, cnn.data
+local T = data.transforms
+
+local parser = argparse("finetune_resnet18.lua", "Fine-tune a torchvision ResNet-18 on PNG folders.")
+parser:option("--weights", "ResNet-18 state_dict (safetensors, torchvision names); random init without it.")
+parser:option("--data", "ImageFolder of PNGs (one folder per class); synthetic shapes when not given.")
+parser:flag("--freeze", "Train only the new fc layer (the backbone keeps its weights).")
+parser:option("--image-size", "Side images are cropped or padded to.", "224"):convert(math.tointeger)
+parser:option("--epochs", "Number of epochs (in all, when resuming).", "5"):convert(math.tointeger)
+parser:option("--batch-size", "Mini-batch size.", "32"):convert(math.tointeger)
+parser:option("--lr", "Initial learning rate.", "0.01"):convert(tonumber)
+parser:option("--momentum", "SGD momentum.", "0.9"):convert(tonumber)
+parser:option("--weight-decay", "L2 weight decay.", "1e-4"):convert(tonumber)
+parser:option("--schedule", "Learning-rate schedule: step (x0.1 at 50% and 75% of the epochs) or cosine.", "cosine")
+  :choices {"step", "cosine"}
+parser:option("--seed", "Random seed (new fc, shuffling, augmentation).", "1"):convert(math.tointeger)
+parser:option("--threads", "Threads for the kernels.", tostring(cnn.get_num_threads())):convert(math.tointeger)
+parser:option("--save", "Checkpoint path (default: OUT/checkpoint.safetensors).")
+parser:option("--resume", "Continue from this checkpoint (model, optimiser, epoch).")
+parser:option("--out", "Output folder (default: runs/finetune-resnet18-<time>).")
+local args = parser:parse(arg)
+
+for _, name in ipairs {"image_size", "epochs", "batch_size", "seed", "threads"} do
+  local v = args[name]
+  if v == nil or (v < 1 and name ~= "seed") then
+    parser:error(string.format("--%s must be a positive integer", name:gsub("_", "-")))
+  end
+end
+if args.image_size < 32 then parser:error("--image-size must be at least 32") end
+for _, name in ipairs {"lr", "momentum", "weight_decay"} do
+  if not args[name] or args[name] < 0 then parser:error(string.format("--%s must be a non-negative number", name:gsub("_", "-"))) end
+end
+
+cnn.set_num_threads(args.threads)
+cnn.manual_seed(args.seed)
+local out = args.out or os.date("runs/finetune-resnet18-%Y%m%d-%H%M%S")
+local function sh_quote(s) return "'" .. s:gsub("'", "'\\''") .. "'" end
+os.execute("mkdir -p " .. sh_quote(out))
+local ckpt_path = args.save or (out .. "/checkpoint.safetensors")
+
+local function exists(p)
+  local f = io.open(p, "rb")
+  if f then f:close() return true end
+  return false
+end
+
+-- The samples of ds at the positions in list (fetched one by one through ds:get).
+local function subset(ds, list)
+  return setmetatable({n = #list, classes = ds.classes, get = function(_, i) return ds:get(list[i]) end},
+    {__len = function(self) return self.n end})
+end
+
+-- An image (C, H, W) brought to size x size: zero-padded evenly when smaller, then cropped (at
+-- random for training, centred for testing).
+local function fit(size, random)
+  return function(x)
+    local _, h, w = table.unpack(x:shape())
+    local ph, pw = math.max(0, (size - h + 1) // 2), math.max(0, (size - w + 1) // 2)
+    if random then return T.random_crop(size, {padding = {ph, pw}})(x) end
+    if ph > 0 or pw > 0 then
+      x = T.random_crop({h + 2 * ph, w + 2 * pw}, {padding = {ph, pw}})(x) -- a pad: the window is the whole
+      h, w = h + 2 * ph, w + 2 * pw
+    end
+    return x:narrow(2, (h - size) // 2 + 1, size):narrow(3, (w - size) // 2 + 1, size):contiguous()
+  end
+end
+
+-- A synthetic ImageFolder: 3 classes x 8 PNGs of size x size (blue bars, green discs, red squares
+-- at random places on a dark noisy background).
+local function make_shapes(dir, size)
+  local names = {"bar", "disc", "square"}
+  local r = cnn.arange(size):float():view(size, 1)
+  local c = cnn.arange(size):float():view(1, size)
+  for k, name in ipairs(names) do
+    os.execute("mkdir -p " .. sh_quote(dir .. "/" .. name))
+    for i = 1, 8 do
+      local img = cnn.rand(3, size, size) * 0.2
+      local s = size // 4
+      local y0, x0 = math.random(0, size - s - 1), math.random(0, size - s - 1)
+      local ch = ({3, 2, 1})[k]
+      if name == "square" then
+        img[ch]:narrow(1, y0 + 1, s):narrow(2, x0 + 1, s):fill_(1)
+      elseif name == "bar" then
+        img[ch]:narrow(1, y0 + 1, math.max(1, s // 3)):narrow(2, 1, size):fill_(1)
+      else
+        local cy, cx = y0 + s / 2, x0 + s / 2
+        local mask = ((r - cy) ^ 2 + (c - cx) ^ 2):le((s / 2) ^ 2)
+        img[ch]:copy_((img[ch] + mask):clamp(0, 1))
+      end
+      cnn.image.save(string.format("%s/%s/%02d.png", dir, name, i), img)
+    end
+  end
+end
+
+-- data
+local dir, cleanup = args.data, nil
+if not dir then
+  dir = os.tmpname()
+  os.remove(dir)
+  math.randomseed(args.seed)
+  make_shapes(dir, args.image_size)
+  cleanup = dir
+end
+local train_set, test_set
+if exists(dir .. "/train") or exists(dir .. "/val") then
+  train_set = data.ImageFolder(dir .. "/train", {transform = fit(args.image_size, true)})
+  test_set = data.ImageFolder(dir .. "/val", {transform = fit(args.image_size, false)})
+else
+  local all = data.ImageFolder(dir, {transform = fit(args.image_size, true)})
+  local plain = data.ImageFolder(dir, {transform = fit(args.image_size, false)})
+  local tr, te = {}, {}
+  for i = 1, #all do
+    if i % 4 == 0 then te[#te + 1] = i else tr[#tr + 1] = i end
+  end
+  train_set, test_set = subset(all, tr), subset(plain, te)
+end
+local classes = train_set.classes
+local norm = T.normalize({0.485, 0.456, 0.406}, {0.229, 0.224, 0.225}) -- torchvision's ImageNet statistics
+local loader = data.DataLoader(train_set, {batch_size = args.batch_size, shuffle = true, drop_last = #train_set > args.batch_size,
+                                           seed = args.seed, transform = T.compose {T.random_hflip(), norm}})
+local test_loader = data.DataLoader(test_set, {batch_size = args.batch_size, transform = norm})
+
+-- model: the checkpoint's network as it was saved (its fc included: a strict load checks every
+-- key and shape), then a new head for our classes
+local model
+if args.weights then
+  local sd = cnn.load(args.weights)
+  local fc = sd["fc.weight"]
+  if not fc then error(string.format("%s: no fc.weight: not a torchvision ResNet-18 state_dict", args.weights), 0) end
+  model = cnn.models.resnet {depth = 18, num_classes = fc:size(1)}
+  local ok, err = pcall(model.load_state_dict, model, sd)
+  if not ok then error(string.format("%s: %s", args.weights, tostring(err)), 0) end
+  print(string.format("loaded %s", args.weights))
+else
+  io.stderr:write("warning: no --weights: fine-tuning from a random initialisation\n")
+  model = cnn.models.resnet {depth = 18}
+end
+model.fc = nn.Linear(512, #classes)
+local params = model:parameters()
+if args.freeze then
+  model:requires_grad_(false)
+  model.fc:requires_grad_(true)
+  params = model.fc:parameters()
+end
+local opt = optim.SGD(params, {lr = args.lr, momentum = args.momentum, weight_decay = args.weight_decay})
+local history, first_epoch = {}, 1
+
+-- The learning rate of an epoch, a function of the epoch alone (so resuming needs no scheduler state).
+local function lr_at(epoch)
+  if args.schedule == "cosine" then
+    return args.lr * 0.5 * (1 + math.cos(math.pi * (epoch - 1) / args.epochs))
+  end
+  local lr = args.lr
+  for _, m in ipairs {0.5, 0.75} do
+    if epoch > math.floor(m * args.epochs) and math.floor(m * args.epochs) > 0 then lr = lr * 0.1 end
+  end
+  return lr
+end
+
+if args.resume then
+  local state = cnn.checkpoint.load(args.resume)
+  model:load_state_dict(state.model)
+  opt:load_state_dict(state.optimizer)
+  history = state.history or {}
+  first_epoch = state.epoch + 1
+  cnn.set_rng_state(state.rng_state)
+  print(string.format("resumed from %s after epoch %d", args.resume, state.epoch))
+end
+
+local function evaluate()
+  model:eval()
+  local loss, correct, n = 0, 0, 0
+  cnn.no_grad(function()
+    for x, y in test_loader:iter() do
+      local logits = model(x)
+      loss = loss + F.cross_entropy(logits, y, {reduction = "sum"}):item()
+      correct = correct + logits:argmax(2):eq(y):sum():item()
+      n = n + #y
+    end
+  end)
+  model:train()
+  return loss / math.max(n, 1), correct / math.max(n, 1)
+end
+
+local tty = cnn.isatty(io.stdout)
+local now = cnn.wall_time
+local trainable = 0
+for _, p in ipairs(params) do trainable = trainable + p:numel() end
+
+print(string.format("ResNet-18, %d parameters (%d trained); %d training and %d test images (%dx%d) from %s; %d classes; %d threads",
+  model:num_parameters(), trainable, #train_set, #test_set, args.image_size, args.image_size,
+  args.data or "synthetic shapes", #classes, cnn.get_num_threads()))
+
+local test_acc = 0
+for epoch = first_epoch, args.epochs do
+  opt.lr = lr_at(epoch)
+  loader:set_epoch(epoch)
+  local start = now()
+  local seen, loss_sum, correct, nbatches = 0, 0, 0, #loader
+  local i = 0
+  for x, y in loader:iter() do
+    i = i + 1
+    local logits = model(x)
+    local loss = F.cross_entropy(logits, y)
+    opt:zero_grad()
+    loss:backward()
+    opt:step()
+    local b = #y
+    loss_sum = loss_sum + loss:item() * b
+    correct = correct + logits:argmax(2):eq(y):sum():item()
+    seen = seen + b
+    if tty then
+      local elapsed = now() - start
+      local rate = seen / math.max(elapsed, 1e-9)
+      local eta = (nbatches - i) * b / rate
+      io.write(string.format("\repoch %d/%d  batch %d/%d  loss %.4f  acc %.2f%%  %.1f img/s  ETA %ds   ",
+        epoch, args.epochs, i, nbatches, loss_sum / seen, 100 * correct / seen, rate, math.floor(eta + 0.5)))
+      io.flush()
+    end
+  end
+  local elapsed = now() - start
+  local test_loss
+  test_loss, test_acc = evaluate()
+  local row = {epoch = epoch, lr = opt.lr, train_loss = loss_sum / math.max(seen, 1), train_acc = correct / math.max(seen, 1),
+               test_loss = test_loss, test_acc = test_acc, images_per_s = seen / math.max(elapsed, 1e-9), seconds = elapsed}
+  history[#history + 1] = row
+  if tty then io.write("\r" .. string.rep(" ", 100) .. "\r") end
+  row.peak_rss_mb = (cnn.memory_stats().peak_rss_bytes or 0) / 2^20
+  print(string.format("epoch %d/%d  lr %.4g  train loss %.4f  train acc %.2f%%  test loss %.4f  test acc %.2f%%  %.1f img/s  peak RSS %.0f MB",
+    epoch, args.epochs, row.lr, row.train_loss, 100 * row.train_acc, test_loss, 100 * test_acc, row.images_per_s, row.peak_rss_mb))
+  cnn.checkpoint.save(ckpt_path, {model = model:state_dict(), optimizer = opt:state_dict(), epoch = epoch,
+    history = history, rng_state = cnn.get_rng_state(), classes = classes, freeze = args.freeze or false})
+end
+if cleanup then os.execute("rm -rf " .. sh_quote(cleanup)) end
+
+-- metrics CSV and training curves
+local csv = assert(io.open(out .. "/metrics.csv", "w"))
+csv:write("epoch,train_loss,train_acc,test_loss,test_acc,lr,images_per_s,seconds,peak_rss_mb\n")
+local xs, series = {}, {train_loss = {}, test_loss = {}, train_acc = {}, test_acc = {}}
+for _, r in ipairs(history) do
+  csv:write(string.format("%d,%.6f,%.6f,%.6f,%.6f,%.6g,%.1f,%.3f,%.1f\n", r.epoch, r.train_loss, r.train_acc, r.test_loss,
+    r.test_acc, r.lr or 0, r.images_per_s, r.seconds, r.peak_rss_mb or 0))
+  xs[#xs + 1] = r.epoch
+  for k, v in pairs(series) do v[#v + 1] = r[k] end
+end
+csv:close()
+if #history > 0 then
+  cnn.plot.lines {path = out .. "/curves.png", title = "ResNet-18 fine-tuning", xlabel = "epoch", ylabel = "loss / accuracy",
+    series = {{name = "train loss", x = xs, y = series.train_loss}, {name = "test loss", x = xs, y = series.test_loss},
+              {name = "train accuracy", x = xs, y = series.train_acc}, {name = "test accuracy", x = xs, y = series.test_acc}}}
+end
+print(string.format("wrote %s/{metrics.csv,curves.png} and %s", out, ckpt_path))
+print(string.format("test accuracy: %.2f%%", 100 * test_acc))

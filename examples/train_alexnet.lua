@@ -1,0 +1,280 @@
+-- Trains AlexNet. By default the CIFAR-sized network (models.alexnet_cifar, 3x32x32) on CIFAR-10 when
+-- --data holds its binary files, otherwise on an MNIST-layout folder (Fashion-MNIST by default) padded
+-- to 32x32. With --full, the 2012 network (models.alexnet, 3x227x227) on an ImageFolder of PNGs (one
+-- folder per class; DIR/train and DIR/val when both exist, otherwise every 4th image is held out);
+-- --full without --data makes a tiny synthetic folder of coloured shapes first, so it runs anywhere.
+-- Writes a checkpoint, a CSV of per-epoch metrics and a plot of the training curves; the last line
+-- is `test accuracy: NN.NN%`.
+--
+--   cnnlua examples/train_alexnet.lua --data ~/cifar-10-batches-bin --epochs 20
+--   cnnlua examples/train_alexnet.lua --limit 5000 --epochs 2             -- Fashion-MNIST, a quick try
+--   cnnlua examples/train_alexnet.lua --full --epochs 3                   -- synthetic shapes at 227x227
+local argparse = require "argparse"
+local F, optim, data = cnn.F, cnn.optim, cnn.data
+local T = data.transforms
+local cifar10 = data.cifar10 or require "cnn.datasets.cifar10" -- data.cifar10 once cnn.data wires it
+
+local parser = argparse("train_alexnet.lua", "Train AlexNet on CIFAR-10 / Fashion-MNIST, or the full network on PNG folders.")
+parser:option("--data", "CIFAR-10 binary files or MNIST-layout IDX files; with --full, an ImageFolder of PNGs.")
+parser:flag("--full", "The 2012 network for 227x227 images, on an ImageFolder (synthetic when --data is not given).")
+parser:option("--image-size", "With --full: the side images are cropped or padded to (at least 67).", "227")
+  :convert(math.tointeger)
+parser:option("--epochs", "Number of epochs (in all, when resuming).", "10"):convert(math.tointeger)
+parser:option("--batch-size", "Mini-batch size.", "128"):convert(math.tointeger)
+parser:option("--lr", "Initial learning rate.", "0.01"):convert(tonumber)
+parser:option("--momentum", "SGD momentum.", "0.9"):convert(tonumber)
+parser:option("--weight-decay", "L2 weight decay.", "5e-4"):convert(tonumber)
+parser:option("--schedule", "Learning-rate schedule: step (x0.1 at 50% and 75% of the epochs) or cosine.", "step")
+  :choices {"step", "cosine"}
+parser:option("--limit", "Use only the first N training images and N/5 test images."):convert(math.tointeger)
+parser:option("--seed", "Random seed (initialisation, shuffling, augmentation).", "1"):convert(math.tointeger)
+parser:option("--threads", "Threads for the kernels.", tostring(cnn.get_num_threads())):convert(math.tointeger)
+parser:option("--save", "Checkpoint path (default: OUT/checkpoint.safetensors).")
+parser:option("--resume", "Continue from this checkpoint (model, optimiser, epoch).")
+parser:option("--out", "Output folder (default: runs/alexnet-<time>).")
+local args = parser:parse(arg)
+
+for _, name in ipairs {"image_size", "epochs", "batch_size", "seed", "threads", "limit"} do
+  local v = args[name]
+  if (v == nil and name ~= "limit") or (v ~= nil and v < 1 and name ~= "seed") then
+    parser:error(string.format("--%s must be a positive integer", name:gsub("_", "-")))
+  end
+end
+if args.limit and args.limit < 5 then parser:error("--limit must be at least 5 (N/5 test images)") end
+if args.image_size < 67 then parser:error("--image-size must be at least 67 (AlexNet's three pools need it)") end
+for _, name in ipairs {"lr", "momentum", "weight_decay"} do
+  if not args[name] or args[name] < 0 then parser:error(string.format("--%s must be a non-negative number", name:gsub("_", "-"))) end
+end
+
+cnn.set_num_threads(args.threads)
+cnn.manual_seed(args.seed)
+local out = args.out or os.date("runs/alexnet" .. (args.full and "-full" or "") .. "-%Y%m%d-%H%M%S")
+local function sh_quote(s) return "'" .. s:gsub("'", "'\\''") .. "'" end
+os.execute("mkdir -p " .. sh_quote(out))
+local ckpt_path = args.save or (out .. "/checkpoint.safetensors")
+
+local function exists(p)
+  local f = io.open(p, "rb")
+  if f then f:close() return true end
+  return false
+end
+
+-- The first n samples of ds (batches gathered by ds itself when it can: the indices are the same).
+local function head(ds, n)
+  if not n or n >= #ds then return ds end
+  return setmetatable({n = n, classes = ds.classes,
+    get = function(_, i) return ds:get(i) end,
+    _gather = ds._gather and function(_, idx) return ds:_gather(idx) end or nil},
+    {__len = function(self) return self.n end})
+end
+
+-- The samples of ds at the positions in list (fetched one by one through ds:get).
+local function subset(ds, list)
+  return setmetatable({n = #list, classes = ds.classes, get = function(_, i) return ds:get(list[i]) end},
+    {__len = function(self) return self.n end})
+end
+
+-- An image (C, H, W) brought to size x size: zero-padded evenly when smaller, then cropped (at
+-- random for training, centred for testing).
+local function fit(size, random)
+  return function(x)
+    local _, h, w = table.unpack(x:shape())
+    local ph, pw = math.max(0, (size - h + 1) // 2), math.max(0, (size - w + 1) // 2)
+    if random then return T.random_crop(size, {padding = {ph, pw}})(x) end
+    if ph > 0 or pw > 0 then
+      x = T.random_crop({h + 2 * ph, w + 2 * pw}, {padding = {ph, pw}})(x) -- a pad: the window is the whole
+      h, w = h + 2 * ph, w + 2 * pw
+    end
+    return x:narrow(2, (h - size) // 2 + 1, size):narrow(3, (w - size) // 2 + 1, size):contiguous()
+  end
+end
+
+-- A synthetic ImageFolder: 3 classes x 8 PNGs of size x size (red squares, green discs, blue bars
+-- at random places on a dark noisy background).
+local function make_shapes(dir, size)
+  local names = {"bar", "disc", "square"}
+  local r = cnn.arange(size):float():view(size, 1)
+  local c = cnn.arange(size):float():view(1, size)
+  for k, name in ipairs(names) do
+    os.execute("mkdir -p " .. sh_quote(dir .. "/" .. name))
+    for i = 1, 8 do
+      local img = cnn.rand(3, size, size) * 0.2
+      local s = size // 4
+      local y0, x0 = math.random(0, size - s - 1), math.random(0, size - s - 1)
+      local ch = ({3, 2, 1})[k]
+      if name == "square" then
+        img[ch]:narrow(1, y0 + 1, s):narrow(2, x0 + 1, s):fill_(1)
+      elseif name == "bar" then
+        img[ch]:narrow(1, y0 + 1, math.max(1, s // 3)):narrow(2, 1, size):fill_(1)
+      else
+        local cy, cx = y0 + s / 2, x0 + s / 2
+        local mask = ((r - cy) ^ 2 + (c - cx) ^ 2):le((s / 2) ^ 2)
+        img[ch]:copy_((img[ch] + mask):clamp(0, 1))
+      end
+      cnn.image.save(string.format("%s/%s/%02d.png", dir, name, i), img)
+    end
+  end
+end
+
+local train_set, test_set, train_tf, test_tf, in_channels, what, classes, model
+local cleanup
+if args.full then
+  local dir = args.data
+  if not dir then
+    dir = os.tmpname()
+    os.remove(dir)
+    math.randomseed(args.seed)
+    make_shapes(dir, args.image_size)
+    cleanup = dir
+    what = "synthetic shapes"
+  else
+    what = "PNG folders"
+  end
+  local norm = T.normalize({0.485, 0.456, 0.406}, {0.229, 0.224, 0.225})
+  if exists(dir .. "/train") or exists(dir .. "/val") then -- exists() opens folders too on Linux
+    train_set = data.ImageFolder(dir .. "/train", {transform = fit(args.image_size, true)})
+    test_set = data.ImageFolder(dir .. "/val", {transform = fit(args.image_size, false)})
+  else
+    local all = data.ImageFolder(dir, {transform = fit(args.image_size, true)})
+    local plain = data.ImageFolder(dir, {transform = fit(args.image_size, false)})
+    local tr, te = {}, {}
+    for i = 1, #all do
+      if i % 4 == 0 then te[#te + 1] = i else tr[#tr + 1] = i end
+    end
+    train_set, test_set = subset(all, tr), subset(plain, te)
+  end
+  train_tf = T.compose {T.random_hflip(), norm}
+  test_tf, in_channels = norm, 3
+  classes = train_set.classes
+  model = cnn.models.alexnet {num_classes = #classes}
+else
+  local dir = args.data or "/usr/share/datasets/fashion-mnist"
+  args.data = dir
+  if exists(dir .. "/data_batch_1.bin") or exists(dir .. "/cifar-10-batches-bin/data_batch_1.bin") then
+    train_set, test_set = cifar10(dir, "train"), cifar10(dir, "test")
+    local norm = T.normalize({0.4914, 0.4822, 0.4465}, {0.2470, 0.2435, 0.2616})
+    train_tf = T.compose {T.random_crop(32, {padding = 4}), T.random_hflip(), norm}
+    test_tf, in_channels, what = norm, 3, "CIFAR-10"
+  else
+    train_set, test_set = data.mnist(dir, "train"), data.mnist(dir, "test")
+    local pad, norm = T.random_crop(32, {padding = 2}), T.normalize(0.2860, 0.3530)
+    train_tf = T.compose {pad, T.random_crop(32, {padding = 4}), norm}
+    test_tf, in_channels, what = T.compose {pad, norm}, 1, "MNIST-layout data padded to 32x32"
+  end
+  classes = train_set.classes
+  model = cnn.models.alexnet_cifar {num_classes = #classes, in_channels = in_channels}
+end
+train_set = head(train_set, args.limit)
+test_set = head(test_set, args.limit and args.limit // 5)
+local loader = data.DataLoader(train_set, {batch_size = args.batch_size, shuffle = true, drop_last = #train_set > args.batch_size,
+                                           seed = args.seed, transform = train_tf})
+local test_loader = data.DataLoader(test_set, {batch_size = args.full and 32 or 250, transform = test_tf})
+
+local opt = optim.SGD(model:parameters(), {lr = args.lr, momentum = args.momentum, weight_decay = args.weight_decay})
+local history, first_epoch = {}, 1
+
+-- The learning rate of an epoch, a function of the epoch alone (so resuming needs no scheduler state).
+local function lr_at(epoch)
+  if args.schedule == "cosine" then
+    return args.lr * 0.5 * (1 + math.cos(math.pi * (epoch - 1) / args.epochs))
+  end
+  local lr = args.lr
+  for _, m in ipairs {0.5, 0.75} do
+    if epoch > math.floor(m * args.epochs) and math.floor(m * args.epochs) > 0 then lr = lr * 0.1 end
+  end
+  return lr
+end
+
+if args.resume then
+  local state = cnn.checkpoint.load(args.resume)
+  model:load_state_dict(state.model)
+  opt:load_state_dict(state.optimizer)
+  history = state.history or {}
+  first_epoch = state.epoch + 1
+  cnn.set_rng_state(state.rng_state)
+  print(string.format("resumed from %s after epoch %d", args.resume, state.epoch))
+end
+
+local function evaluate()
+  model:eval()
+  local loss, correct, n = 0, 0, 0
+  cnn.no_grad(function()
+    for x, y in test_loader:iter() do
+      local logits = model(x)
+      loss = loss + F.cross_entropy(logits, y, {reduction = "sum"}):item()
+      correct = correct + logits:argmax(2):eq(y):sum():item()
+      n = n + #y
+    end
+  end)
+  model:train()
+  return loss / math.max(n, 1), correct / math.max(n, 1)
+end
+
+local tty = cnn.isatty(io.stdout)
+local now = cnn.wall_time
+local name = args.full and string.format("AlexNet (%dx%d)", args.image_size, args.image_size) or "AlexNet-CIFAR"
+
+print(string.format("%s, %d parameters; %d training and %d test images of %s from %s; %d classes; %d threads",
+  name, model:num_parameters(), #train_set, #test_set, what, args.data or "a temporary folder", #classes,
+  cnn.get_num_threads()))
+
+local test_acc = 0
+for epoch = first_epoch, args.epochs do
+  opt.lr = lr_at(epoch)
+  loader:set_epoch(epoch)
+  local start = now()
+  local seen, loss_sum, correct, nbatches = 0, 0, 0, #loader
+  local i = 0
+  for x, y in loader:iter() do
+    i = i + 1
+    local logits = model(x)
+    local loss = F.cross_entropy(logits, y)
+    opt:zero_grad()
+    loss:backward()
+    opt:step()
+    local b = #y
+    loss_sum = loss_sum + loss:item() * b
+    correct = correct + logits:argmax(2):eq(y):sum():item()
+    seen = seen + b
+    if tty and (i % 5 == 0 or i == nbatches) then
+      local elapsed = now() - start
+      local rate = seen / math.max(elapsed, 1e-9)
+      local eta = (nbatches - i) * b / rate
+      io.write(string.format("\repoch %d/%d  batch %d/%d  loss %.4f  acc %.2f%%  %.0f img/s  ETA %ds   ",
+        epoch, args.epochs, i, nbatches, loss_sum / seen, 100 * correct / seen, rate, math.floor(eta + 0.5)))
+      io.flush()
+    end
+  end
+  local elapsed = now() - start
+  local test_loss
+  test_loss, test_acc = evaluate()
+  local row = {epoch = epoch, lr = opt.lr, train_loss = loss_sum / math.max(seen, 1), train_acc = correct / math.max(seen, 1),
+               test_loss = test_loss, test_acc = test_acc, images_per_s = seen / math.max(elapsed, 1e-9), seconds = elapsed}
+  history[#history + 1] = row
+  if tty then io.write("\r" .. string.rep(" ", 100) .. "\r") end
+  row.peak_rss_mb = (cnn.memory_stats().peak_rss_bytes or 0) / 2^20
+  print(string.format("epoch %d/%d  lr %.4g  train loss %.4f  train acc %.2f%%  test loss %.4f  test acc %.2f%%  %.0f img/s  peak RSS %.0f MB",
+    epoch, args.epochs, row.lr, row.train_loss, 100 * row.train_acc, test_loss, 100 * test_acc, row.images_per_s, row.peak_rss_mb))
+  cnn.checkpoint.save(ckpt_path, {model = model:state_dict(), optimizer = opt:state_dict(), epoch = epoch,
+    history = history, rng_state = cnn.get_rng_state(), full = args.full or false, classes = classes})
+end
+if cleanup then os.execute("rm -rf " .. sh_quote(cleanup)) end
+
+-- metrics CSV and training curves
+local csv = assert(io.open(out .. "/metrics.csv", "w"))
+csv:write("epoch,train_loss,train_acc,test_loss,test_acc,lr,images_per_s,seconds,peak_rss_mb\n")
+local xs, series = {}, {train_loss = {}, test_loss = {}, train_acc = {}, test_acc = {}}
+for _, r in ipairs(history) do
+  csv:write(string.format("%d,%.6f,%.6f,%.6f,%.6f,%.6g,%.1f,%.3f,%.1f\n", r.epoch, r.train_loss, r.train_acc, r.test_loss,
+    r.test_acc, r.lr or 0, r.images_per_s, r.seconds, r.peak_rss_mb or 0))
+  xs[#xs + 1] = r.epoch
+  for k, v in pairs(series) do v[#v + 1] = r[k] end
+end
+csv:close()
+if #history > 0 then
+  cnn.plot.lines {path = out .. "/curves.png", title = name .. " training", xlabel = "epoch", ylabel = "loss / accuracy",
+    series = {{name = "train loss", x = xs, y = series.train_loss}, {name = "test loss", x = xs, y = series.test_loss},
+              {name = "train accuracy", x = xs, y = series.train_acc}, {name = "test accuracy", x = xs, y = series.test_acc}}}
+end
+print(string.format("wrote %s/{metrics.csv,curves.png} and %s", out, ckpt_path))
+print(string.format("test accuracy: %.2f%%", 100 * test_acc))

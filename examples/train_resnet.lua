@@ -1,0 +1,192 @@
+-- Trains a CIFAR ResNet (He et al. 2016: depth 20/32/44/56/110) on 32x32 images: CIFAR-10 when --data
+-- holds its binary files (data_batch_1..5.bin, test_batch.bin), otherwise an MNIST-layout folder
+-- (Fashion-MNIST by default) padded from 28x28 to 32x32. Writes a checkpoint, a CSV of per-epoch
+-- metrics and a plot of the training curves; the last line is `test accuracy: NN.NN%`.
+--
+--   cnnlua examples/train_resnet.lua --data ~/cifar-10-batches-bin --epochs 30
+--   cnnlua examples/train_resnet.lua --epochs 2 --limit 5000          -- Fashion-MNIST, a quick try
+--   cnnlua examples/train_resnet.lua --data ~/cifar --resume runs/resnet-.../checkpoint.safetensors --epochs 40
+local argparse = require "argparse"
+local F, optim, data = cnn.F, cnn.optim, cnn.data
+local T = data.transforms
+local cifar10 = data.cifar10 or require "cnn.datasets.cifar10" -- data.cifar10 once cnn.data wires it
+
+local parser = argparse("train_resnet.lua", "Train a CIFAR ResNet on CIFAR-10 (or Fashion-MNIST padded to 32x32).")
+parser:option("--data", "Folder with CIFAR-10's binary files, or with the four MNIST-layout IDX files.",
+  "/usr/share/datasets/fashion-mnist")
+parser:option("--depth", "ResNet depth: 20, 32, 44, 56 or 110.", "20"):convert(math.tointeger)
+parser:option("--epochs", "Number of epochs (in all, when resuming).", "10"):convert(math.tointeger)
+parser:option("--batch-size", "Mini-batch size.", "128"):convert(math.tointeger)
+parser:option("--lr", "Initial learning rate.", "0.1"):convert(tonumber)
+parser:option("--momentum", "SGD momentum.", "0.9"):convert(tonumber)
+parser:option("--weight-decay", "L2 weight decay (the paper's 1e-4).", "1e-4"):convert(tonumber)
+parser:option("--schedule", "Learning-rate schedule: step (x0.1 at 50% and 75% of the epochs) or cosine.", "step")
+  :choices {"step", "cosine"}
+parser:option("--limit", "Use only the first N training images and N/5 test images."):convert(math.tointeger)
+parser:option("--seed", "Random seed (initialisation, shuffling, augmentation).", "1"):convert(math.tointeger)
+parser:option("--threads", "Threads for the kernels.", tostring(cnn.get_num_threads())):convert(math.tointeger)
+parser:option("--save", "Checkpoint path (default: OUT/checkpoint.safetensors).")
+parser:option("--resume", "Continue from this checkpoint (model, optimiser, epoch).")
+parser:option("--out", "Output folder (default: runs/resnet<depth>-<time>).")
+local args = parser:parse(arg)
+
+for _, name in ipairs {"depth", "epochs", "batch_size", "seed", "threads", "limit"} do
+  local v = args[name]
+  if (v == nil and name ~= "limit") or (v ~= nil and v < 1 and name ~= "seed") then
+    parser:error(string.format("--%s must be a positive integer", name:gsub("_", "-")))
+  end
+end
+if args.limit and args.limit < 5 then parser:error("--limit must be at least 5 (N/5 test images)") end
+for _, name in ipairs {"lr", "momentum", "weight_decay"} do
+  if not args[name] or args[name] < 0 then parser:error(string.format("--%s must be a non-negative number", name:gsub("_", "-"))) end
+end
+
+cnn.set_num_threads(args.threads)
+cnn.manual_seed(args.seed)
+local out = args.out or os.date("runs/resnet" .. args.depth .. "-%Y%m%d-%H%M%S")
+os.execute("mkdir -p '" .. out:gsub("'", "'\\''") .. "'")
+local ckpt_path = args.save or (out .. "/checkpoint.safetensors")
+
+local function exists(p)
+  local f = io.open(p, "rb")
+  if f then f:close() return true end
+  return false
+end
+
+-- The first n samples of ds (batches gathered by ds itself: the indices are the same).
+local function head(ds, n)
+  if not n or n >= #ds then return ds end
+  return setmetatable({n = n, classes = ds.classes,
+    get = function(_, i) return ds:get(i) end,
+    _gather = function(_, idx) return ds:_gather(idx) end}, {__len = function(self) return self.n end})
+end
+
+-- CIFAR-10 if its files are there; otherwise MNIST layout, zero-padded by 2 to 32x32 (a fixed crop
+-- of the padded image: random_crop with a window as large as the padded image moves nothing).
+local cifar = exists(args.data .. "/data_batch_1.bin") or exists(args.data .. "/cifar-10-batches-bin/data_batch_1.bin")
+local train_set, test_set, train_tf, test_tf, in_channels, what
+if cifar then
+  train_set, test_set = cifar10(args.data, "train"), cifar10(args.data, "test")
+  local norm = T.normalize({0.4914, 0.4822, 0.4465}, {0.2470, 0.2435, 0.2616})
+  train_tf = T.compose {T.random_crop(32, {padding = 4}), T.random_hflip(), norm}
+  test_tf, in_channels, what = norm, 3, "CIFAR-10"
+else
+  train_set, test_set = data.mnist(args.data, "train"), data.mnist(args.data, "test")
+  local pad, norm = T.random_crop(32, {padding = 2}), T.normalize(0.2860, 0.3530)
+  train_tf = T.compose {pad, T.random_crop(32, {padding = 4}), norm} -- no flip: glyph-like classes
+  test_tf, in_channels, what = T.compose {pad, norm}, 1, "MNIST-layout data padded to 32x32"
+end
+local classes = train_set.classes
+train_set = head(train_set, args.limit)
+test_set = head(test_set, args.limit and args.limit // 5)
+local loader = data.DataLoader(train_set, {batch_size = args.batch_size, shuffle = true, drop_last = #train_set > args.batch_size,
+                                           seed = args.seed, transform = train_tf})
+local test_loader = data.DataLoader(test_set, {batch_size = 250, transform = test_tf})
+
+local model = cnn.models.resnet_cifar {depth = args.depth, num_classes = #classes, in_channels = in_channels}
+local opt = optim.SGD(model:parameters(), {lr = args.lr, momentum = args.momentum, weight_decay = args.weight_decay})
+local history, first_epoch = {}, 1
+
+-- The learning rate of an epoch, a function of the epoch alone (so resuming needs no scheduler state).
+local function lr_at(epoch)
+  if args.schedule == "cosine" then
+    return args.lr * 0.5 * (1 + math.cos(math.pi * (epoch - 1) / args.epochs))
+  end
+  local lr = args.lr
+  for _, m in ipairs {0.5, 0.75} do
+    if epoch > math.floor(m * args.epochs) and math.floor(m * args.epochs) > 0 then lr = lr * 0.1 end
+  end
+  return lr
+end
+
+if args.resume then
+  local state = cnn.checkpoint.load(args.resume)
+  model:load_state_dict(state.model)
+  opt:load_state_dict(state.optimizer)
+  history = state.history or {}
+  first_epoch = state.epoch + 1
+  cnn.set_rng_state(state.rng_state)
+  print(string.format("resumed from %s after epoch %d", args.resume, state.epoch))
+end
+
+local function evaluate()
+  model:eval()
+  local loss, correct, n = 0, 0, 0
+  cnn.no_grad(function()
+    for x, y in test_loader:iter() do
+      local logits = model(x)
+      loss = loss + F.cross_entropy(logits, y, {reduction = "sum"}):item()
+      correct = correct + logits:argmax(2):eq(y):sum():item()
+      n = n + #y
+    end
+  end)
+  model:train()
+  return loss / math.max(n, 1), correct / math.max(n, 1)
+end
+
+local tty = cnn.isatty(io.stdout)
+local now = cnn.wall_time
+
+print(string.format("ResNet-%d, %d parameters; %d training and %d test images of %s from %s; %s schedule; %d threads",
+  args.depth, model:num_parameters(), #train_set, #test_set, what, args.data, args.schedule, cnn.get_num_threads()))
+
+local test_acc = 0
+for epoch = first_epoch, args.epochs do
+  opt.lr = lr_at(epoch)
+  loader:set_epoch(epoch)
+  local start = now()
+  local seen, loss_sum, correct, nbatches = 0, 0, 0, #loader
+  local i = 0
+  for x, y in loader:iter() do
+    i = i + 1
+    local logits = model(x)
+    local loss = F.cross_entropy(logits, y)
+    opt:zero_grad()
+    loss:backward()
+    opt:step()
+    local b = #y
+    loss_sum = loss_sum + loss:item() * b
+    correct = correct + logits:argmax(2):eq(y):sum():item()
+    seen = seen + b
+    if tty and (i % 5 == 0 or i == nbatches) then
+      local elapsed = now() - start
+      local rate = seen / math.max(elapsed, 1e-9)
+      local eta = (nbatches - i) * b / rate
+      io.write(string.format("\repoch %d/%d  batch %d/%d  loss %.4f  acc %.2f%%  %.0f img/s  ETA %ds   ",
+        epoch, args.epochs, i, nbatches, loss_sum / seen, 100 * correct / seen, rate, math.floor(eta + 0.5)))
+      io.flush()
+    end
+  end
+  local elapsed = now() - start
+  local test_loss
+  test_loss, test_acc = evaluate()
+  local row = {epoch = epoch, lr = opt.lr, train_loss = loss_sum / math.max(seen, 1), train_acc = correct / math.max(seen, 1),
+               test_loss = test_loss, test_acc = test_acc, images_per_s = seen / math.max(elapsed, 1e-9), seconds = elapsed}
+  history[#history + 1] = row
+  if tty then io.write("\r" .. string.rep(" ", 100) .. "\r") end
+  row.peak_rss_mb = (cnn.memory_stats().peak_rss_bytes or 0) / 2^20
+  print(string.format("epoch %d/%d  lr %.4g  train loss %.4f  train acc %.2f%%  test loss %.4f  test acc %.2f%%  %.0f img/s  peak RSS %.0f MB",
+    epoch, args.epochs, row.lr, row.train_loss, 100 * row.train_acc, test_loss, 100 * test_acc, row.images_per_s, row.peak_rss_mb))
+  cnn.checkpoint.save(ckpt_path, {model = model:state_dict(), optimizer = opt:state_dict(), epoch = epoch,
+    history = history, rng_state = cnn.get_rng_state(), depth = args.depth, classes = classes})
+end
+
+-- metrics CSV and training curves
+local csv = assert(io.open(out .. "/metrics.csv", "w"))
+csv:write("epoch,train_loss,train_acc,test_loss,test_acc,lr,images_per_s,seconds,peak_rss_mb\n")
+local xs, series = {}, {train_loss = {}, test_loss = {}, train_acc = {}, test_acc = {}}
+for _, r in ipairs(history) do
+  csv:write(string.format("%d,%.6f,%.6f,%.6f,%.6f,%.6g,%.1f,%.3f,%.1f\n", r.epoch, r.train_loss, r.train_acc, r.test_loss,
+    r.test_acc, r.lr or 0, r.images_per_s, r.seconds, r.peak_rss_mb or 0))
+  xs[#xs + 1] = r.epoch
+  for k, v in pairs(series) do v[#v + 1] = r[k] end
+end
+csv:close()
+if #history > 0 then
+  cnn.plot.lines {path = out .. "/curves.png", title = string.format("ResNet-%d training", args.depth), xlabel = "epoch",
+    ylabel = "loss / accuracy",
+    series = {{name = "train loss", x = xs, y = series.train_loss}, {name = "test loss", x = xs, y = series.test_loss},
+              {name = "train accuracy", x = xs, y = series.train_acc}, {name = "test accuracy", x = xs, y = series.test_acc}}}
+end
+print(string.format("wrote %s/{metrics.csv,curves.png} and %s", out, ckpt_path))
+print(string.format("test accuracy: %.2f%%", 100 * test_acc))
