@@ -10,7 +10,7 @@
 --   cnnlua examples/train_alexnet.lua --limit 5000 --epochs 2             -- Fashion-MNIST, a quick try
 --   cnnlua examples/train_alexnet.lua --full --epochs 3                   -- synthetic shapes at 227x227
 local argparse = require "argparse"
-local F, optim, data = cnn.F, cnn.optim, cnn.data
+local optim, data = cnn.optim, cnn.data
 local T = data.transforms
 local cifar10 = data.cifar10 or require "cnn.datasets.cifar10" -- data.cifar10 once cnn.data wires it
 
@@ -171,7 +171,6 @@ local loader = data.DataLoader(train_set, {batch_size = args.batch_size, shuffle
 local test_loader = data.DataLoader(test_set, {batch_size = args.full and 32 or 250, transform = test_tf})
 
 local opt = optim.SGD(model:parameters(), {lr = args.lr, momentum = args.momentum, weight_decay = args.weight_decay})
-local history, first_epoch = {}, 1
 
 -- The learning rate of an epoch, a function of the epoch alone (so resuming needs no scheduler state).
 local function lr_at(epoch)
@@ -185,96 +184,15 @@ local function lr_at(epoch)
   return lr
 end
 
-if args.resume then
-  local state = cnn.checkpoint.load(args.resume)
-  model:load_state_dict(state.model)
-  opt:load_state_dict(state.optimizer)
-  history = state.history or {}
-  first_epoch = state.epoch + 1
-  cnn.set_rng_state(state.rng_state)
-  print(string.format("resumed from %s after epoch %d", args.resume, state.epoch))
-end
-
-local function evaluate()
-  model:eval()
-  local loss, correct, n = 0, 0, 0
-  cnn.no_grad(function()
-    for x, y in test_loader:iter() do
-      local logits = model(x)
-      loss = loss + F.cross_entropy(logits, y, {reduction = "sum"}):item()
-      correct = correct + logits:argmax(2):eq(y):sum():item()
-      n = n + #y
-    end
-  end)
-  model:train()
-  return loss / math.max(n, 1), correct / math.max(n, 1)
-end
-
-local tty = cnn.isatty(io.stdout)
-local now = cnn.wall_time
 local name = args.full and string.format("AlexNet (%dx%d)", args.image_size, args.image_size) or "AlexNet-CIFAR"
 
 print(string.format("%s, %d parameters; %d training and %d test images of %s from %s; %d classes; %d threads",
   name, model:num_parameters(), #train_set, #test_set, what, args.data or "a temporary folder", #classes,
   cnn.get_num_threads()))
 
-local test_acc = 0
-for epoch = first_epoch, args.epochs do
-  opt.lr = lr_at(epoch)
-  loader:set_epoch(epoch)
-  local start = now()
-  local seen, loss_sum, correct, nbatches = 0, 0, 0, #loader
-  local i = 0
-  for x, y in loader:iter() do
-    i = i + 1
-    local logits = model(x)
-    local loss = F.cross_entropy(logits, y)
-    opt:zero_grad()
-    loss:backward()
-    opt:step()
-    local b = #y
-    loss_sum = loss_sum + loss:item() * b
-    correct = correct + logits:argmax(2):eq(y):sum():item()
-    seen = seen + b
-    if tty and (i % 5 == 0 or i == nbatches) then
-      local elapsed = now() - start
-      local rate = seen / math.max(elapsed, 1e-9)
-      local eta = (nbatches - i) * b / rate
-      io.write(string.format("\repoch %d/%d  batch %d/%d  loss %.4f  acc %.2f%%  %.0f img/s  ETA %ds   ",
-        epoch, args.epochs, i, nbatches, loss_sum / seen, 100 * correct / seen, rate, math.floor(eta + 0.5)))
-      io.flush()
-    end
-  end
-  local elapsed = now() - start
-  local test_loss
-  test_loss, test_acc = evaluate()
-  local row = {epoch = epoch, lr = opt.lr, train_loss = loss_sum / math.max(seen, 1), train_acc = correct / math.max(seen, 1),
-               test_loss = test_loss, test_acc = test_acc, images_per_s = seen / math.max(elapsed, 1e-9), seconds = elapsed}
-  history[#history + 1] = row
-  if tty then io.write("\r" .. string.rep(" ", 100) .. "\r") end
-  row.peak_rss_mb = (cnn.memory_stats().peak_rss_bytes or 0) / 2^20
-  print(string.format("epoch %d/%d  lr %.4g  train loss %.4f  train acc %.2f%%  test loss %.4f  test acc %.2f%%  %.0f img/s  peak RSS %.0f MB",
-    epoch, args.epochs, row.lr, row.train_loss, 100 * row.train_acc, test_loss, 100 * test_acc, row.images_per_s, row.peak_rss_mb))
-  cnn.checkpoint.save(ckpt_path, {model = model:state_dict(), optimizer = opt:state_dict(), epoch = epoch,
-    history = history, rng_state = cnn.get_rng_state(), full = args.full or false, classes = classes})
-end
-if cleanup then os.execute("rm -rf " .. sh_quote(cleanup)) end
+local _, test_acc = cnn.trainer.fit {model = model, optimizer = opt, loader = loader, test_loader = test_loader,
+  epochs = args.epochs, out = out, checkpoint = ckpt_path, resume = args.resume, lr_at = lr_at, progress_every = 5,
+  title = name .. " training", extra_state = {full = args.full or false, classes = classes}}
 
--- metrics CSV and training curves
-local csv = assert(io.open(out .. "/metrics.csv", "w"))
-csv:write("epoch,train_loss,train_acc,test_loss,test_acc,lr,images_per_s,seconds,peak_rss_mb\n")
-local xs, series = {}, {train_loss = {}, test_loss = {}, train_acc = {}, test_acc = {}}
-for _, r in ipairs(history) do
-  csv:write(string.format("%d,%.6f,%.6f,%.6f,%.6f,%.6g,%.1f,%.3f,%.1f\n", r.epoch, r.train_loss, r.train_acc, r.test_loss,
-    r.test_acc, r.lr or 0, r.images_per_s, r.seconds, r.peak_rss_mb or 0))
-  xs[#xs + 1] = r.epoch
-  for k, v in pairs(series) do v[#v + 1] = r[k] end
-end
-csv:close()
-if #history > 0 then
-  cnn.plot.lines {path = out .. "/curves.png", title = name .. " training", xlabel = "epoch", ylabel = "loss / accuracy",
-    series = {{name = "train loss", x = xs, y = series.train_loss}, {name = "test loss", x = xs, y = series.test_loss},
-              {name = "train accuracy", x = xs, y = series.train_acc}, {name = "test accuracy", x = xs, y = series.test_acc}}}
-end
 print(string.format("wrote %s/{metrics.csv,curves.png} and %s", out, ckpt_path))
 print(string.format("test accuracy: %.2f%%", 100 * test_acc))
