@@ -11,6 +11,7 @@
 local argparse = require "argparse"
 local nn, optim, data = cnn.nn, cnn.optim, cnn.data
 local T = data.transforms
+local folders = require "cnn.datasets.folders"
 
 local parser = argparse("finetune_resnet18.lua", "Fine-tune a torchvision ResNet-18 on PNG folders.")
 parser:option("--weights", "ResNet-18 state_dict (safetensors, torchvision names); random init without it.")
@@ -49,82 +50,8 @@ local function sh_quote(s) return "'" .. s:gsub("'", "'\\''") .. "'" end
 os.execute("mkdir -p " .. sh_quote(out))
 local ckpt_path = args.save or (out .. "/checkpoint.safetensors")
 
-local function exists(p)
-  local f = io.open(p, "rb")
-  if f then f:close() return true end
-  return false
-end
-
--- The samples of ds at the positions in list (fetched one by one through ds:get).
-local function subset(ds, list)
-  return setmetatable({n = #list, classes = ds.classes, get = function(_, i) return ds:get(list[i]) end},
-    {__len = function(self) return self.n end})
-end
-
--- An image (C, H, W) brought to size x size: zero-padded evenly when smaller, then cropped (at
--- random for training, centred for testing).
-local function fit(size, random)
-  return function(x)
-    local _, h, w = table.unpack(x:shape())
-    local ph, pw = math.max(0, (size - h + 1) // 2), math.max(0, (size - w + 1) // 2)
-    if random then return T.random_crop(size, {padding = {ph, pw}})(x) end
-    if ph > 0 or pw > 0 then
-      x = T.random_crop({h + 2 * ph, w + 2 * pw}, {padding = {ph, pw}})(x) -- a pad: the window is the whole
-      h, w = h + 2 * ph, w + 2 * pw
-    end
-    return x:narrow(2, (h - size) // 2 + 1, size):narrow(3, (w - size) // 2 + 1, size):contiguous()
-  end
-end
-
--- A synthetic ImageFolder: 3 classes x 8 PNGs of size x size (blue bars, green discs, red squares
--- at random places on a dark noisy background).
-local function make_shapes(dir, size)
-  local names = {"bar", "disc", "square"}
-  local r = cnn.arange(size):float():view(size, 1)
-  local c = cnn.arange(size):float():view(1, size)
-  for k, name in ipairs(names) do
-    os.execute("mkdir -p " .. sh_quote(dir .. "/" .. name))
-    for i = 1, 8 do
-      local img = cnn.rand(3, size, size) * 0.2
-      local s = size // 4
-      local y0, x0 = math.random(0, size - s - 1), math.random(0, size - s - 1)
-      local ch = ({3, 2, 1})[k]
-      if name == "square" then
-        img[ch]:narrow(1, y0 + 1, s):narrow(2, x0 + 1, s):fill_(1)
-      elseif name == "bar" then
-        img[ch]:narrow(1, y0 + 1, math.max(1, s // 3)):narrow(2, 1, size):fill_(1)
-      else
-        local cy, cx = y0 + s / 2, x0 + s / 2
-        local mask = ((r - cy) ^ 2 + (c - cx) ^ 2):le((s / 2) ^ 2)
-        img[ch]:copy_((img[ch] + mask):clamp(0, 1))
-      end
-      cnn.image.save(string.format("%s/%s/%02d.png", dir, name, i), img)
-    end
-  end
-end
-
--- data
-local dir, cleanup = args.data, nil
-if not dir then
-  dir = os.tmpname()
-  os.remove(dir)
-  math.randomseed(args.seed)
-  make_shapes(dir, args.image_size)
-  cleanup = dir
-end
-local train_set, test_set
-if exists(dir .. "/train") or exists(dir .. "/val") then
-  train_set = data.ImageFolder(dir .. "/train", {transform = fit(args.image_size, true)})
-  test_set = data.ImageFolder(dir .. "/val", {transform = fit(args.image_size, false)})
-else
-  local all = data.ImageFolder(dir, {transform = fit(args.image_size, true)})
-  local plain = data.ImageFolder(dir, {transform = fit(args.image_size, false)})
-  local tr, te = {}, {}
-  for i = 1, #all do
-    if i % 4 == 0 then te[#te + 1] = i else tr[#tr + 1] = i end
-  end
-  train_set, test_set = subset(all, tr), subset(plain, te)
-end
+-- data: PNG class folders, or synthetic shapes drawn into a temporary folder
+local train_set, test_set, cleanup = folders.open(args.data, args.image_size, args.seed)
 local classes = train_set.classes
 local norm = T.normalize({0.485, 0.456, 0.406}, {0.229, 0.224, 0.225}) -- torchvision's ImageNet statistics
 local loader = data.DataLoader(train_set, {batch_size = args.batch_size, shuffle = true, drop_last = #train_set > args.batch_size,
@@ -155,17 +82,7 @@ if args.freeze then
 end
 local opt = optim.SGD(params, {lr = args.lr, momentum = args.momentum, weight_decay = args.weight_decay})
 
--- The learning rate of an epoch, a function of the epoch alone (so resuming needs no scheduler state).
-local function lr_at(epoch)
-  if args.schedule == "cosine" then
-    return args.lr * 0.5 * (1 + math.cos(math.pi * (epoch - 1) / args.epochs))
-  end
-  local lr = args.lr
-  for _, m in ipairs {0.5, 0.75} do
-    if epoch > math.floor(m * args.epochs) and math.floor(m * args.epochs) > 0 then lr = lr * 0.1 end
-  end
-  return lr
-end
+local lr_at = cnn.trainer.schedule(args.schedule, args.lr, args.epochs)
 
 local trainable = 0
 for _, p in ipairs(params) do trainable = trainable + p:numel() end
@@ -177,6 +94,8 @@ print(string.format("ResNet-18, %d parameters (%d trained); %d training and %d t
 local _, test_acc = cnn.trainer.fit {model = model, optimizer = opt, loader = loader, test_loader = test_loader,
   epochs = args.epochs, out = out, checkpoint = ckpt_path, resume = args.resume, lr_at = lr_at, progress_every = 5,
   title = "ResNet-18 fine-tuning", extra_state = {classes = classes, freeze = args.freeze or false}}
+
+if cleanup then os.execute("rm -rf " .. sh_quote(cleanup)) end -- the synthetic shapes' temporary folder
 
 print(string.format("wrote %s/{metrics.csv,curves.png} and %s", out, ckpt_path))
 print(string.format("test accuracy: %.2f%%", 100 * test_acc))

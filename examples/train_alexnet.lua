@@ -12,6 +12,7 @@
 local argparse = require "argparse"
 local optim, data = cnn.optim, cnn.data
 local T = data.transforms
+local folders = require "cnn.datasets.folders"
 local cifar10 = data.cifar10 or require "cnn.datasets.cifar10" -- data.cifar10 once cnn.data wires it
 
 local parser = argparse("train_alexnet.lua", "Train AlexNet on CIFAR-10 / Fashion-MNIST, or the full network on PNG folders.")
@@ -68,81 +69,13 @@ local function head(ds, n)
     {__len = function(self) return self.n end})
 end
 
--- The samples of ds at the positions in list (fetched one by one through ds:get).
-local function subset(ds, list)
-  return setmetatable({n = #list, classes = ds.classes, get = function(_, i) return ds:get(list[i]) end},
-    {__len = function(self) return self.n end})
-end
-
--- An image (C, H, W) brought to size x size: zero-padded evenly when smaller, then cropped (at
--- random for training, centred for testing).
-local function fit(size, random)
-  return function(x)
-    local _, h, w = table.unpack(x:shape())
-    local ph, pw = math.max(0, (size - h + 1) // 2), math.max(0, (size - w + 1) // 2)
-    if random then return T.random_crop(size, {padding = {ph, pw}})(x) end
-    if ph > 0 or pw > 0 then
-      x = T.random_crop({h + 2 * ph, w + 2 * pw}, {padding = {ph, pw}})(x) -- a pad: the window is the whole
-      h, w = h + 2 * ph, w + 2 * pw
-    end
-    return x:narrow(2, (h - size) // 2 + 1, size):narrow(3, (w - size) // 2 + 1, size):contiguous()
-  end
-end
-
--- A synthetic ImageFolder: 3 classes x 8 PNGs of size x size (red squares, green discs, blue bars
--- at random places on a dark noisy background).
-local function make_shapes(dir, size)
-  local names = {"bar", "disc", "square"}
-  local r = cnn.arange(size):float():view(size, 1)
-  local c = cnn.arange(size):float():view(1, size)
-  for k, name in ipairs(names) do
-    os.execute("mkdir -p " .. sh_quote(dir .. "/" .. name))
-    for i = 1, 8 do
-      local img = cnn.rand(3, size, size) * 0.2
-      local s = size // 4
-      local y0, x0 = math.random(0, size - s - 1), math.random(0, size - s - 1)
-      local ch = ({3, 2, 1})[k]
-      if name == "square" then
-        img[ch]:narrow(1, y0 + 1, s):narrow(2, x0 + 1, s):fill_(1)
-      elseif name == "bar" then
-        img[ch]:narrow(1, y0 + 1, math.max(1, s // 3)):narrow(2, 1, size):fill_(1)
-      else
-        local cy, cx = y0 + s / 2, x0 + s / 2
-        local mask = ((r - cy) ^ 2 + (c - cx) ^ 2):le((s / 2) ^ 2)
-        img[ch]:copy_((img[ch] + mask):clamp(0, 1))
-      end
-      cnn.image.save(string.format("%s/%s/%02d.png", dir, name, i), img)
-    end
-  end
-end
 
 local train_set, test_set, train_tf, test_tf, in_channels, what, classes, model
 local cleanup
 if args.full then
-  local dir = args.data
-  if not dir then
-    dir = os.tmpname()
-    os.remove(dir)
-    math.randomseed(args.seed)
-    make_shapes(dir, args.image_size)
-    cleanup = dir
-    what = "synthetic shapes"
-  else
-    what = "PNG folders"
-  end
+  what = args.data and "PNG folders" or "synthetic shapes"
+  train_set, test_set, cleanup = folders.open(args.data, args.image_size, args.seed)
   local norm = T.normalize({0.485, 0.456, 0.406}, {0.229, 0.224, 0.225})
-  if exists(dir .. "/train") or exists(dir .. "/val") then -- exists() opens folders too on Linux
-    train_set = data.ImageFolder(dir .. "/train", {transform = fit(args.image_size, true)})
-    test_set = data.ImageFolder(dir .. "/val", {transform = fit(args.image_size, false)})
-  else
-    local all = data.ImageFolder(dir, {transform = fit(args.image_size, true)})
-    local plain = data.ImageFolder(dir, {transform = fit(args.image_size, false)})
-    local tr, te = {}, {}
-    for i = 1, #all do
-      if i % 4 == 0 then te[#te + 1] = i else tr[#tr + 1] = i end
-    end
-    train_set, test_set = subset(all, tr), subset(plain, te)
-  end
   train_tf = T.compose {T.random_hflip(), norm}
   test_tf, in_channels = norm, 3
   classes = train_set.classes
@@ -172,17 +105,7 @@ local test_loader = data.DataLoader(test_set, {batch_size = args.full and 32 or 
 
 local opt = optim.SGD(model:parameters(), {lr = args.lr, momentum = args.momentum, weight_decay = args.weight_decay})
 
--- The learning rate of an epoch, a function of the epoch alone (so resuming needs no scheduler state).
-local function lr_at(epoch)
-  if args.schedule == "cosine" then
-    return args.lr * 0.5 * (1 + math.cos(math.pi * (epoch - 1) / args.epochs))
-  end
-  local lr = args.lr
-  for _, m in ipairs {0.5, 0.75} do
-    if epoch > math.floor(m * args.epochs) and math.floor(m * args.epochs) > 0 then lr = lr * 0.1 end
-  end
-  return lr
-end
+local lr_at = cnn.trainer.schedule(args.schedule, args.lr, args.epochs)
 
 local name = args.full and string.format("AlexNet (%dx%d)", args.image_size, args.image_size) or "AlexNet-CIFAR"
 
@@ -193,6 +116,8 @@ print(string.format("%s, %d parameters; %d training and %d test images of %s fro
 local _, test_acc = cnn.trainer.fit {model = model, optimizer = opt, loader = loader, test_loader = test_loader,
   epochs = args.epochs, out = out, checkpoint = ckpt_path, resume = args.resume, lr_at = lr_at, progress_every = 5,
   title = name .. " training", extra_state = {full = args.full or false, classes = classes}}
+
+if cleanup then os.execute("rm -rf " .. sh_quote(cleanup)) end -- the synthetic shapes' temporary folder
 
 print(string.format("wrote %s/{metrics.csv,curves.png} and %s", out, ckpt_path))
 print(string.format("test accuracy: %.2f%%", 100 * test_acc))

@@ -86,17 +86,7 @@ local test_loader = data.DataLoader(test_set, {batch_size = 250, transform = tes
 local model = cnn.models.resnet_cifar {depth = args.depth, num_classes = #classes, in_channels = in_channels}
 local opt = optim.SGD(model:parameters(), {lr = args.lr, momentum = args.momentum, weight_decay = args.weight_decay})
 
--- The learning rate of an epoch, a function of the epoch alone (so resuming needs no scheduler state).
-local function lr_at(epoch)
-  if args.schedule == "cosine" then
-    return args.lr * 0.5 * (1 + math.cos(math.pi * (epoch - 1) / args.epochs))
-  end
-  local lr = args.lr
-  for _, m in ipairs {0.5, 0.75} do
-    if epoch > math.floor(m * args.epochs) and math.floor(m * args.epochs) > 0 then lr = lr * 0.1 end
-  end
-  return lr
-end
+local lr_at = cnn.trainer.schedule(args.schedule, args.lr, args.epochs)
 
 print(string.format("ResNet-%d, %d parameters; %d training and %d test images of %s from %s; %s schedule; %d threads",
   args.depth, model:num_parameters(), #train_set, #test_set, what, args.data, args.schedule, cnn.get_num_threads()))

@@ -331,6 +331,7 @@ fn("cnn.autograd.gradcheck", "cnn.autograd.gradcheck(fn, inputs, {eps=1e-3, atol
 mod("cnn.trainer", "the classification training loop of the examples: progress, evaluation, checkpoints, CSV and curves")
 fn("cnn.trainer.fit", "cnn.trainer.fit{model=, optimizer=, loader=, test_loader=, epochs=, out=, checkpoint=, resume=, lr_at=, title=, extra_state=, progress_every=10} -> history, test_accuracy",
    "trains with cross-entropy, evaluates every epoch, saves a resumable checkpoint, writes OUT/metrics.csv and OUT/curves.png")
+fn("cnn.trainer.schedule", "cnn.trainer.schedule(\"step\"|\"cosine\", lr, epochs) -> function(epoch) -> lr", "the examples' learning-rate schedules as a function of the epoch alone")
 fn("cnn.trainer.evaluate", "cnn.trainer.evaluate(model, loader) -> loss, accuracy", "mean cross-entropy and accuracy over a loader, in eval mode")
 mod("cnn.checkpoint", "training state (models, optimisers, epoch, rng) saved as one safetensors file")
 fn("cnn.checkpoint.save", "cnn.checkpoint.save(path, state)", "writes a nested table of tensors, numbers, strings and booleans")

@@ -9,6 +9,23 @@ local trainer = {}
 -- `cnn` requires this file while it loads, so the module table is fetched on use
 local function C() return require "cnn" end
 
+--- trainer.schedule("step"|"cosine", lr, epochs) -> function(epoch) -> lr. cosine anneals from lr
+--- towards 0 over the epochs; step multiplies by 0.1 after 50% and again after 75% of them. A
+--- function of the epoch alone, so a resumed run needs no scheduler state.
+function trainer.schedule(kind, lr, epochs)
+  if kind ~= "step" and kind ~= "cosine" then
+    error("trainer.schedule: unknown schedule '" .. tostring(kind) .. "' (step or cosine)", 2)
+  end
+  return function(epoch)
+    if kind == "cosine" then return lr * 0.5 * (1 + math.cos(math.pi * (epoch - 1) / epochs)) end
+    local r = lr
+    for _, m in ipairs {0.5, 0.75} do
+      if epoch > math.floor(m * epochs) and math.floor(m * epochs) > 0 then r = r * 0.1 end
+    end
+    return r
+  end
+end
+
 --- trainer.evaluate(model, loader) -> mean cross-entropy, accuracy (model left in training mode)
 function trainer.evaluate(model, loader)
   local cnn = C()

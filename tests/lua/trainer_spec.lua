@@ -1,0 +1,39 @@
+-- cnn.trainer's schedule and evaluation; fit itself is exercised through every training example's
+-- spec (train_lenet_spec, train_examples_spec), which check its outputs and --resume.
+local cnn = require "cnn"
+local H = dofile("tests/lua/helpers.lua")
+
+describe("trainer.schedule", function()
+  it("step: x0.1 after half the epochs and again after three quarters", function()
+    local at = cnn.trainer.schedule("step", 0.1, 4) -- floor(0.5 * 4) = 2, floor(0.75 * 4) = 3
+    assert.are.equal(0.1, at(1))
+    assert.are.equal(0.1, at(2))
+    assert.is_true(math.abs(at(3) - 0.01) < 1e-15)
+    assert.is_true(math.abs(at(4) - 0.001) < 1e-15)
+  end)
+
+  it("cosine: lr at the first epoch, half of it at the midpoint", function()
+    local at = cnn.trainer.schedule("cosine", 0.2, 4) -- 0.1 * (1 + cos(pi * (e - 1) / 4))
+    assert.are.equal(0.2, at(1))
+    assert.is_true(math.abs(at(3) - 0.1) < 1e-12)
+    assert.is_true(at(4) < at(3))
+  end)
+
+  it("rejects an unknown schedule", function()
+    H.assert_error(function() cnn.trainer.schedule("linear", 0.1, 3) end, "schedule")
+  end)
+end)
+
+describe("trainer.evaluate", function()
+  it("gives the mean cross-entropy and accuracy of a fixed model", function()
+    -- a linear model whose logits are the inputs: rows (2, 0) and (0, 3) with labels 1 and 1
+    local Id = cnn.nn.Module:extend("Id")
+    function Id:forward(x) return x end
+    local ds = cnn.data.TensorDataset(cnn.tensor {{2, 0}, {0, 3}}, cnn.tensor({1, 1}, {dtype = "int64"}))
+    local loss, acc = cnn.trainer.evaluate(Id(), cnn.data.DataLoader(ds, {batch_size = 2}))
+    -- -log softmax: log(1 + e^-2) for row 1, log(1 + e^3) for row 2
+    local want = (math.log(1 + math.exp(-2)) + math.log(1 + math.exp(3))) / 2
+    assert.is_true(math.abs(loss - want) < 1e-5, tostring(loss))
+    assert.are.equal(0.5, acc)
+  end)
+end)
