@@ -82,32 +82,13 @@ end)
 
 -- ---- finite differences ----
 
-local OPTS = { eps = 1e-2, atol = 1e-2, rtol = 1e-2 }
 
 local function input(shape, lo, hi, seed)
   cnn.manual_seed(seed or 1)
   return (cnn.rand(shape) * ((hi or 1) - (lo or -1)) + (lo or -1)):requires_grad_(true)
 end
 
--- The op's output projected on fixed random weights: a scalar whose gradient weighs every output
--- element differently (a plain sum would hide gradients right only on average; softmax sums to 1).
-local function check(fn, inputs)
-  local weights
-  local function projected(...)
-    local out = fn(...)
-    if not weights then
-      if out:dim() == 0 then
-        weights = cnn.tensor(1.5)
-      else
-        cnn.manual_seed(777)
-        weights = cnn.randn(out:shape())
-      end
-    end
-    return (out * weights):sum()
-  end
-  local ok, msg = cnn.autograd.gradcheck(projected, inputs, OPTS)
-  assert(ok == true, "gradcheck failed: " .. tostring(msg))
-end
+local check = H.gradcheck
 
 describe("cnn.F gradients against finite differences", function()
   it("leaky_relu away from the kink", function()

@@ -7,8 +7,8 @@
 -- scalar function of the inputs whose gradient weighs each output element differently (a plain
 -- sum would hide gradients that are right only on average).
 local cnn = require "cnn"
+local H = dofile("tests/lua/helpers.lua")
 
-local OPTS = { eps = 1e-2, atol = 1e-2, rtol = 1e-2 }
 
 -- Deterministic inputs of a given shape with values in [lo, hi].
 local function input(shape, lo, hi, seed)
@@ -31,23 +31,7 @@ local function spread(shape, lo, hi, seed)
   return cnn.tensor(vals):view(shape):requires_grad_(true)
 end
 
-local function check(fn, inputs)
-  local weights
-  local function projected(...)
-    local out = fn(...)
-    if not weights then
-      if out:dim() == 0 then
-        weights = cnn.tensor(1.5)
-      else
-        cnn.manual_seed(777)
-        weights = cnn.randn(out:shape())
-      end
-    end
-    return (out * weights):sum()
-  end
-  local ok, msg = cnn.autograd.gradcheck(projected, inputs, OPTS)
-  assert(ok == true, "gradcheck failed: " .. tostring(msg))
-end
+local check = H.gradcheck
 
 describe("gradcheck of arithmetic", function()
   it("add of tensors with broadcasting", function()
