@@ -22,6 +22,8 @@
 #include <editline/readline.h>
 #include <cblas.h>  /* openblas_get_config */
 
+#include "cnn/dist.h"
+
 int luaopen_cnn_core(lua_State *L);  /* bindings/l*.c */
 
 #define PROGNAME "cnnlua"
@@ -833,5 +835,8 @@ int main(int argc, char **argv) {
     if (status != LUA_OK)
         report(L, false);
     lua_close(L);
+    /* A rank whose script failed takes the whole job down rather than leave the others waiting
+     * in a collective for it. */
+    cnn_dist_finalize(!ok);
     return ok ? EXIT_SUCCESS : EXIT_FAILURE;
 }

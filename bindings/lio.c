@@ -397,7 +397,8 @@ static int io_gather(lua_State *L) {
   return 1;
 }
 
-/* order(n, shuffle, seed or nil, epoch, rank, world_size, who) -> int64 0-based sample order */
+/* order(n, shuffle, seed or nil, epoch, rank, world_size, who, "drop"|"pad"|"exact")
+ *   -> int64 0-based sample order */
 static int io_order(lua_State *L) {
   const char *who = who_at(L, 7, "DataLoader");
   lua_Integer n = luaL_checkinteger(L, 1);
@@ -405,7 +406,9 @@ static int io_order(lua_State *L) {
   int seeded = !lua_isnoneornil(L, 3);
   uint64_t seed = seeded ? (uint64_t)luaL_checkinteger(L, 3) : 0;
   lua_Integer epoch = luaL_optinteger(L, 4, 0), rank = luaL_optinteger(L, 5, 0), world = luaL_optinteger(L, 6, 1);
-  push_new(L, cnn_batch_order(n, shuffle, seeded, seed, epoch, rank, world), who);
+  static const char *const modes[] = {"drop", "pad", "exact", NULL};
+  cnn_shard_mode mode = (cnn_shard_mode)luaL_checkoption(L, 8, "drop", modes);
+  push_new(L, cnn_batch_order(n, shuffle, seeded, seed, epoch, rank, world, mode), who);
   return 1;
 }
 

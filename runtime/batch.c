@@ -76,7 +76,7 @@ static uint64_t local_below(local_rng *g, uint64_t n) {
 }
 
 cnn_tensor *cnn_batch_order(int64_t n, bool shuffle, bool seeded, uint64_t seed, int64_t epoch, int64_t rank,
-                            int64_t world) {
+                            int64_t world, cnn_shard_mode mode) {
   if (n < 0) {
     cnn_error_set("expected a dataset size >= 0, got %lld", (long long)n);
     return NULL;
@@ -106,12 +106,15 @@ cnn_tensor *cnn_batch_order(int64_t n, bool shuffle, bool seeded, uint64_t seed,
     }
   }
   if (world == 1) return perm;
-  int64_t m = n / world;
+  int64_t m = mode == CNN_SHARD_DROP ? n / world
+            : mode == CNN_SHARD_PAD  ? (n + world - 1) / world
+                                     : (n - rank + world - 1) / world;
+  if (n == 0) m = 0;
   cnn_tensor *shard = cnn_tensor_empty(CNN_INT64, 1, &m);
   if (shard) {
     const int64_t *p = cnn_tensor_i64(perm);
     int64_t *q = cnn_tensor_i64(shard);
-    for (int64_t k = 0; k < m; k++) q[k] = p[rank + k * world];
+    for (int64_t k = 0; k < m; k++) q[k] = p[(rank + k * world) % n]; /* wraps only when padding */
   }
   cnn_tensor_release(perm);
   return shard;

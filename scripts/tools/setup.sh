@@ -8,7 +8,8 @@ SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO=sudo
 
 packages=(build-essential cmake pkg-config liblua5.4-dev lua5.4 libopenblas-dev libedit-dev
-          libpng-dev zlib1g-dev lua-busted lua-argparse lua-dkjson dataset-fashion-mnist)
+          libpng-dev zlib1g-dev lua-busted lua-argparse lua-dkjson dataset-fashion-mnist
+          libopenmpi-dev openmpi-bin openssh-client)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

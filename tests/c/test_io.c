@@ -502,14 +502,15 @@ static void test_safetensors(void) {
 static void test_batch(void) {
   /* orders: identity without shuffle; a seeded shuffle is a permutation, repeatable, and
    * differs between epochs; the global stream is untouched by a seeded shuffle */
-  cnn_tensor *o = cnn_batch_order(5, false, false, 0, 1, 0, 1);
+  cnn_tensor *o = cnn_batch_order(5, false, false, 0, 1, 0, 1, CNN_SHARD_DROP);
   for (int i = 0; i < 5; i++) CHECK(cnn_tensor_i64(o)[i] == i);
   cnn_tensor_release(o);
   cnn_random_seed(99);
   uint64_t r1 = cnn_random_next();
   cnn_random_seed(99);
-  cnn_tensor *p1 = cnn_batch_order(100, true, true, 42, 1, 0, 1), *p2 = cnn_batch_order(100, true, true, 42, 1, 0, 1);
-  cnn_tensor *p3 = cnn_batch_order(100, true, true, 42, 2, 0, 1);
+  cnn_tensor *p1 = cnn_batch_order(100, true, true, 42, 1, 0, 1, CNN_SHARD_DROP);
+  cnn_tensor *p2 = cnn_batch_order(100, true, true, 42, 1, 0, 1, CNN_SHARD_DROP);
+  cnn_tensor *p3 = cnn_batch_order(100, true, true, 42, 2, 0, 1, CNN_SHARD_DROP);
   CHECK(cnn_random_next() == r1);
   int seen[100] = {0}, same12 = 1, same13 = 1;
   for (int i = 0; i < 100; i++) {
@@ -522,11 +523,11 @@ static void test_batch(void) {
   for (int i = 0; i < 100; i++) CHECK(seen[i] == 1);
   CHECK(same12 && !same13);
   /* shards: 3 ranks of 10 samples take perm[r], perm[r+3], perm[r+6]: disjoint, 3 each */
-  cnn_tensor *full = cnn_batch_order(10, true, true, 5, 3, 0, 1);
+  cnn_tensor *full = cnn_batch_order(10, true, true, 5, 3, 0, 1, CNN_SHARD_DROP);
   int owner[10];
   for (int i = 0; i < 10; i++) owner[i] = -1;
   for (int r = 0; r < 3; r++) {
-    cnn_tensor *sh = cnn_batch_order(10, true, true, 5, 3, r, 3);
+    cnn_tensor *sh = cnn_batch_order(10, true, true, 5, 3, r, 3, CNN_SHARD_DROP);
     CHECK(sh->size[0] == 3);
     for (int k = 0; k < 3; k++) {
       int64_t v = cnn_tensor_i64(sh)[k];
@@ -536,7 +537,36 @@ static void test_batch(void) {
     }
     cnn_tensor_release(sh);
   }
-  CHECK(!cnn_batch_order(10, false, false, 0, 1, 3, 3));
+  /* 10 samples on 4 ranks: PAD gives 3 each, positions 10 and 11 wrapping to perm[0] and perm[1];
+   * EXACT gives 3, 3, 2, 2 covering each sample once */
+  int seen_pad[10] = {0}, seen_exact[10] = {0};
+  for (int r = 0; r < 4; r++) {
+    cnn_tensor *pad = cnn_batch_order(10, true, true, 5, 3, r, 4, CNN_SHARD_PAD);
+    cnn_tensor *ex = cnn_batch_order(10, true, true, 5, 3, r, 4, CNN_SHARD_EXACT);
+    CHECK(pad->size[0] == 3);
+    CHECK(ex->size[0] == (r < 2 ? 3 : 2));
+    for (int k = 0; k < 3; k++) {
+      int64_t v = cnn_tensor_i64(pad)[k];
+      CHECK(v == cnn_tensor_i64(full)[(r + 4 * k) % 10]);
+      seen_pad[v]++;
+    }
+    for (int k = 0; k < ex->size[0]; k++) seen_exact[cnn_tensor_i64(ex)[k]]++;
+    cnn_tensor_release(pad);
+    cnn_tensor_release(ex);
+  }
+  for (int i = 0; i < 10; i++) {
+    CHECK(seen_exact[i] == 1);
+    int64_t v = cnn_tensor_i64(full)[i];
+    CHECK(seen_pad[v] == (i < 2 ? 2 : 1));
+  }
+  /* fewer samples than ranks: padding repeats; an empty epoch stays empty */
+  cnn_tensor *tiny = cnn_batch_order(1, false, false, 0, 1, 2, 3, CNN_SHARD_PAD);
+  CHECK(tiny->size[0] == 1 && cnn_tensor_i64(tiny)[0] == 0);
+  cnn_tensor_release(tiny);
+  cnn_tensor *none = cnn_batch_order(0, true, true, 1, 1, 1, 2, CNN_SHARD_PAD);
+  CHECK(none->size[0] == 0);
+  cnn_tensor_release(none);
+  CHECK(!cnn_batch_order(10, false, false, 0, 1, 3, 3, CNN_SHARD_DROP));
   CHECK_ERROR_HAS("shard rank 3 is outside 0..2", NULL);
   cnn_tensor_release(full);
   cnn_tensor_release(p1);

@@ -413,29 +413,54 @@ describe("data.DataLoader", function()
     assert.are_not.same(epoch_ids(data.DataLoader(range_ds(30), {batch_size = 7})), a)
   end)
 
-  it("gives each shard a disjoint, equal, strided slice of the epoch's permutation", function()
+  it("gives each shard a strided slice of the epoch's permutation, by drop_last and exact", function()
     local n, world = 23, 4
     local full = data.DataLoader(range_ds(n), {batch_size = n, shuffle = true, seed = 3})
     full:set_epoch(2)
     local perm = epoch_ids(full)
-    local owner, counts = {}, {}
-    for rank = 0, world - 1 do
-      local l = data.DataLoader(range_ds(n), {batch_size = 2, shuffle = true, seed = 3,
-                                              shard = {rank = rank, world_size = world}})
-      assert.are.equal(3, #l) -- 23 // 4 = 5 samples -> batches of 2, 2, 1
-      l:set_epoch(2)
-      local ids = epoch_ids(l)
-      counts[#counts + 1] = #ids
-      for k, id in ipairs(ids) do
+    local function shards(opts, exact)
+      local out = {}
+      for rank = 0, world - 1 do
+        local l = data.DataLoader(range_ds(n), {batch_size = 2, shuffle = true, seed = 3, drop_last = opts.drop_last,
+                                                shard = {rank = rank, world_size = world, exact = exact}})
+        l:set_epoch(2)
+        out[rank] = {ids = epoch_ids(l), batches = #l, samples = l:num_samples()}
+      end
+      return out
+    end
+    -- drop_last=false: ceil(23/4) = 6 each, positions 23 wrapping to perm[1]: every sample seen
+    local seen = {}
+    for rank, sh in pairs(shards({drop_last = false})) do
+      assert.are.equal(6, sh.samples)
+      assert.are.equal(3, sh.batches)
+      for k, id in ipairs(sh.ids) do
+        assert.are.equal(perm[(rank + (k - 1) * world) % n + 1], id)
+        seen[id] = (seen[id] or 0) + 1
+      end
+    end
+    for i = 1, n do assert.are.equal(i == 1 and 2 or 1, seen[perm[i]]) end
+    -- drop_last=true: floor(23/4) = 5 each, full batches only; disjoint
+    local owner = {}
+    for rank, sh in pairs(shards({drop_last = true})) do
+      assert.are.equal(5, sh.samples)
+      assert.are.equal(2, sh.batches)
+      assert.are.equal(4, #sh.ids)
+      for k, id in ipairs(sh.ids) do
         assert.are.equal(perm[rank + (k - 1) * world + 1], id)
         assert.is_nil(owner[id])
         owner[id] = rank
       end
     end
-    assert.are.same({5, 5, 5, 5}, counts)
+    -- exact: 6, 6, 6, 5 samples, every sample exactly once
+    seen = {}
+    for rank, sh in pairs(shards({drop_last = false}, true)) do
+      assert.are.equal(rank < 3 and 6 or 5, sh.samples)
+      for _, id in ipairs(sh.ids) do seen[id] = (seen[id] or 0) + 1 end
+    end
+    for i = 0, n - 1 do assert.are.equal(1, seen[i]) end
     -- without a seed, sharded loaders still agree (seed 0, as DistributedSampler)
-    local l0 = data.DataLoader(range_ds(n), {shuffle = true, shard = {rank = 0, world_size = 2}})
-    local l1 = data.DataLoader(range_ds(n), {shuffle = true, shard = {rank = 1, world_size = 2}})
+    local l0 = data.DataLoader(range_ds(n), {shuffle = true, drop_last = true, shard = {rank = 0, world_size = 2}})
+    local l1 = data.DataLoader(range_ds(n), {shuffle = true, drop_last = true, shard = {rank = 1, world_size = 2}})
     local seen = {}
     for _, id in ipairs(epoch_ids(l0)) do seen[id] = true end
     for _, id in ipairs(epoch_ids(l1)) do assert.is_nil(seen[id]) end

@@ -15,15 +15,21 @@
  * a new contiguous tensor of shape (len(idx), src.size[1:]). */
 cnn_tensor *cnn_batch_gather(const cnn_tensor *src, const cnn_tensor *idx);
 
+/* How an epoch of n samples is cut into world strided shards perm[rank], perm[rank + world], ...:
+ * DROP gives each rank floor(n / world) samples (the last n mod world positions are skipped, a
+ * different few each shuffled epoch); PAD gives each ceil(n / world), positions past the end
+ * wrapping to the start of the permutation (PyTorch's DistributedSampler), so every sample is seen
+ * and a few twice; EXACT gives each rank its positions below n, every sample once, lengths
+ * differing by at most one (for evaluation, where ranks need not step together). */
+typedef enum cnn_shard_mode { CNN_SHARD_DROP, CNN_SHARD_PAD, CNN_SHARD_EXACT } cnn_shard_mode;
+
 /* The 0-based sample order of one epoch over n samples, as a new 1-d int64 tensor.
  * Without shuffle: 0..n-1. With shuffle and seeded: a permutation that depends only on (seed,
  * epoch), from a generator of its own (the runtime's stream is left untouched, so every rank
  * and every run computes the same one). With shuffle and not seeded: a permutation drawn from
- * the runtime's stream. With world > 1 the permutation is then cut into world strided shards,
- * perm[rank], perm[rank + world], ..., each of floor(n / world) samples: the shards are disjoint
- * and of equal length (the n mod world left over are skipped, different ones each epoch). */
+ * the runtime's stream. With world > 1, this rank's shard of it (see cnn_shard_mode). */
 cnn_tensor *cnn_batch_order(int64_t n, bool shuffle, bool seeded, uint64_t seed, int64_t epoch, int64_t rank,
-                            int64_t world);
+                            int64_t world, cnn_shard_mode mode);
 
 /* (x - mean[c]) / std[c] per channel; nmean and nstd are 1 (every channel) or C. */
 cnn_tensor *cnn_batch_normalize(const cnn_tensor *x, int nmean, const double *mean, int nstd, const double *std);
