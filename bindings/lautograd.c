@@ -30,6 +30,17 @@ static int a_detach(lua_State *L) {
   return 1;
 }
 
+/* The table of cnn.autograd.register_backward_callback's functions (set by autograd.lua), keyed
+ * in the registry by this variable's address. They run after every backward that succeeded. */
+static const char callbacks_key = 'c';
+
+static int a_set_backward_callbacks(lua_State *L) {
+  luaL_checktype(L, 1, LUA_TTABLE);
+  lua_settop(L, 1);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &callbacks_key);
+  return 0;
+}
+
 /* t:backward(grad, {retain_graph=false}) */
 static int a_backward(lua_State *L) {
   static const char *const known[] = {"retain_graph", NULL};
@@ -44,6 +55,13 @@ static int a_backward(lua_State *L) {
   int rc = cnn_ag_backward(1, &t, &g, retain);
   backward_L = prev;
   if (rc) return lcnn_fail(L, "backward");
+  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &callbacks_key) == LUA_TTABLE) {
+    int tbl = lua_gettop(L);
+    for (lua_Integer i = 1, n = (lua_Integer)lua_rawlen(L, tbl); i <= n; i++) {
+      if (lua_rawgeti(L, tbl, i) == LUA_TFUNCTION) lua_call(L, 0, 0);
+      else lua_pop(L, 1);
+    }
+  }
   return 0;
 }
 
@@ -178,6 +196,7 @@ void lcnn_open_autograd(lua_State *L, int methods) {
   luaL_setfuncs(L, m, 0);
   lua_pop(L, 1);
   static const luaL_Reg mod[] = {{"set_grad_enabled", a_set_grad_enabled}, {"is_grad_enabled", a_is_grad_enabled},
-                                 {"_function_record", a_function_record}, {NULL, NULL}};
+                                 {"_function_record", a_function_record},
+                                 {"_set_backward_callbacks", a_set_backward_callbacks}, {NULL, NULL}};
   luaL_setfuncs(L, mod, 0);
 }

@@ -4,6 +4,7 @@
 --   cnnlua examples/train_lenet.lua                      -- 10 epochs on the installed Fashion-MNIST
 --   cnnlua examples/train_lenet.lua --data ~/mnist --epochs 5 --out runs/mnist
 --   cnnlua examples/train_lenet.lua --resume runs/lenet-.../checkpoint.safetensors --epochs 12
+--   mpirun -np 2 cnnlua examples/train_lenet.lua --distributed --threads 1   -- 2 ranks, global batch 64
 local argparse = require "argparse"
 local optim, data = cnn.optim, cnn.data
 
@@ -17,6 +18,7 @@ parser:option("--seed", "Random seed (initialisation and shuffling).", "1"):conv
 parser:option("--threads", "Threads for the kernels.", tostring(cnn.get_num_threads())):convert(math.tointeger)
 parser:option("--save", "Checkpoint path (default: OUT/checkpoint.safetensors).")
 parser:option("--resume", "Continue from this checkpoint (model, optimiser, epoch).")
+parser:flag("--distributed", "Run as one rank of an MPI job (mpirun -np N cnnlua ...): --batch-size is the global batch.")
 parser:option("--out", "Output folder (default: runs/lenet-<time>).")
 local args = parser:parse(arg)
 
@@ -29,25 +31,28 @@ end
 cnn.set_num_threads(args.threads)
 cnn.manual_seed(args.seed)
 local out = args.out or os.date("runs/lenet-%Y%m%d-%H%M%S")
-os.execute("mkdir -p '" .. out:gsub("'", "'\\''") .. "'")
+local job = cnn.trainer.job {distributed = args.distributed, batch_size = args.batch_size, seed = args.seed}
+if job.main then os.execute("mkdir -p '" .. out:gsub("'", "'\\''") .. "'") end
 local ckpt_path = args.save or (out .. "/checkpoint.safetensors")
 
 local train_set = data.mnist(args.data, "train")
 local test_set = data.mnist(args.data, "test")
-local loader = data.DataLoader(train_set, {batch_size = args.batch_size, shuffle = true, drop_last = true, seed = args.seed})
-local test_loader = data.DataLoader(test_set, {batch_size = 250})
+local loader = data.DataLoader(train_set, {batch_size = job.batch_size, shuffle = true, drop_last = true, seed = args.seed,
+                                           shard = job.shard})
+local test_loader = data.DataLoader(test_set, {batch_size = 250, shard = job.test_shard})
 
-local model = cnn.models.lenet5 {num_classes = #train_set.classes}
+local model = job:wrap(cnn.models.lenet5 {num_classes = #train_set.classes})
 local opt = optim.SGD(model:parameters(), {lr = args.lr, momentum = args.momentum})
 
-print(string.format("LeNet-5, %d parameters; %d training and %d test images from %s; %d threads",
-  model:num_parameters(), #train_set, #test_set, args.data, cnn.get_num_threads()))
+job.print(string.format("LeNet-5, %d parameters; %d training and %d test images from %s; %d threads%s",
+  model:num_parameters(), #train_set, #test_set, args.data, cnn.get_num_threads(),
+  job.world_size > 1 and string.format("; %d ranks of batch %d", job.world_size, job.batch_size) or ""))
 
 local history, test_acc = cnn.trainer.fit {model = model, optimizer = opt, loader = loader, test_loader = test_loader,
   epochs = args.epochs, out = out, checkpoint = ckpt_path, resume = args.resume, title = "LeNet-5 training"}
 
 -- the first layer's filters
-if #history > 0 then
+if #history > 0 and job.main then
   local filters = model.features[1].weight:detach() -- (6, 1, 5, 5)
   local grid = cnn.image.grid(filters, {nrow = 6, padding = 1, normalize = true, pad_value = 1})
   -- 5x5 filters are too small to see: blow each pixel up to a 12x12 block (nearest neighbour)
@@ -55,5 +60,5 @@ if #history > 0 then
   grid = grid:view(c, h, 1, w, 1):expand(c, h, 12, w, 12):reshape(c, h * 12, w * 12)
   cnn.image.save(out .. "/filters.png", grid)
 end
-print(string.format("wrote %s/{metrics.csv,curves.png,filters.png} and %s", out, ckpt_path))
-print(string.format("test accuracy: %.2f%%", 100 * test_acc))
+job.print(string.format("wrote %s/{metrics.csv,curves.png,filters.png} and %s", out, ckpt_path))
+job.print(string.format("test accuracy: %.2f%%", 100 * test_acc))

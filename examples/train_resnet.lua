@@ -5,6 +5,7 @@
 --
 --   cnnlua examples/train_resnet.lua --data ~/cifar-10-batches-bin --epochs 30
 --   cnnlua examples/train_resnet.lua --epochs 2 --limit 5000          -- Fashion-MNIST, a quick try
+--   mpirun -np 2 cnnlua examples/train_resnet.lua --distributed --threads 1   -- 2 ranks, global batch 128
 --   cnnlua examples/train_resnet.lua --data ~/cifar --resume runs/resnet-.../checkpoint.safetensors --epochs 40
 local argparse = require "argparse"
 local optim, data = cnn.optim, cnn.data
@@ -27,6 +28,7 @@ parser:option("--seed", "Random seed (initialisation, shuffling, augmentation)."
 parser:option("--threads", "Threads for the kernels.", tostring(cnn.get_num_threads())):convert(math.tointeger)
 parser:option("--save", "Checkpoint path (default: OUT/checkpoint.safetensors).")
 parser:option("--resume", "Continue from this checkpoint (model, optimiser, epoch).")
+parser:flag("--distributed", "Run as one rank of an MPI job (mpirun -np N cnnlua ...): --batch-size is the global batch.")
 parser:option("--out", "Output folder (default: runs/resnet<depth>-<time>).")
 local args = parser:parse(arg)
 
@@ -44,7 +46,8 @@ end
 cnn.set_num_threads(args.threads)
 cnn.manual_seed(args.seed)
 local out = args.out or os.date("runs/resnet" .. args.depth .. "-%Y%m%d-%H%M%S")
-os.execute("mkdir -p '" .. out:gsub("'", "'\\''") .. "'")
+local job = cnn.trainer.job {distributed = args.distributed, batch_size = args.batch_size, seed = args.seed}
+if job.main then os.execute("mkdir -p '" .. out:gsub("'", "'\\''") .. "'") end
 local ckpt_path = args.save or (out .. "/checkpoint.safetensors")
 
 local function exists(p)
@@ -79,21 +82,22 @@ end
 local classes = train_set.classes
 train_set = head(train_set, args.limit)
 test_set = head(test_set, args.limit and args.limit // 5)
-local loader = data.DataLoader(train_set, {batch_size = args.batch_size, shuffle = true, drop_last = #train_set > args.batch_size,
-                                           seed = args.seed, transform = train_tf})
-local test_loader = data.DataLoader(test_set, {batch_size = 250, transform = test_tf})
+local loader = data.DataLoader(train_set, {batch_size = job.batch_size, shuffle = true, drop_last = #train_set > args.batch_size,
+                                           seed = args.seed, transform = train_tf, shard = job.shard})
+local test_loader = data.DataLoader(test_set, {batch_size = 250, transform = test_tf, shard = job.test_shard})
 
-local model = cnn.models.resnet_cifar {depth = args.depth, num_classes = #classes, in_channels = in_channels}
+local model = job:wrap(cnn.models.resnet_cifar {depth = args.depth, num_classes = #classes, in_channels = in_channels})
 local opt = optim.SGD(model:parameters(), {lr = args.lr, momentum = args.momentum, weight_decay = args.weight_decay})
 
 local lr_at = cnn.trainer.schedule(args.schedule, args.lr, args.epochs)
 
-print(string.format("ResNet-%d, %d parameters; %d training and %d test images of %s from %s; %s schedule; %d threads",
-  args.depth, model:num_parameters(), #train_set, #test_set, what, args.data, args.schedule, cnn.get_num_threads()))
+job.print(string.format("ResNet-%d, %d parameters; %d training and %d test images of %s from %s; %s schedule; %d threads%s",
+  args.depth, model:num_parameters(), #train_set, #test_set, what, args.data, args.schedule, cnn.get_num_threads(),
+  job.world_size > 1 and string.format("; %d ranks of batch %d", job.world_size, job.batch_size) or ""))
 
 local _, test_acc = cnn.trainer.fit {model = model, optimizer = opt, loader = loader, test_loader = test_loader,
   epochs = args.epochs, out = out, checkpoint = ckpt_path, resume = args.resume, lr_at = lr_at, progress_every = 5,
   title = string.format("ResNet-%d training", args.depth), extra_state = {depth = args.depth, classes = classes}}
 
-print(string.format("wrote %s/{metrics.csv,curves.png} and %s", out, ckpt_path))
-print(string.format("test accuracy: %.2f%%", 100 * test_acc))
+job.print(string.format("wrote %s/{metrics.csv,curves.png} and %s", out, ckpt_path))
+job.print(string.format("test accuracy: %.2f%%", 100 * test_acc))

@@ -92,6 +92,34 @@ function autograd.Function(def)
   })
 end
 
+-- The functions run after every successful backward, in registration order (the C side reads this
+-- very table after each backward).
+local callbacks = {}
+core._set_backward_callbacks(callbacks)
+
+local Handle = {__name = "cnn.autograd.CallbackHandle"}
+Handle.__index = Handle
+
+--- handle:remove(): stops the callback (idempotent).
+function Handle:remove()
+  for i, f in ipairs(callbacks) do
+    if rawequal(f, self.fn) then table.remove(callbacks, i); break end
+  end
+end
+
+--- cnn.autograd.register_backward_callback(fn) -> handle: fn() runs after every t:backward() that
+--- succeeded, once the gradients are in the leaves' .grad (dist.DataParallel averages them there).
+--- handle:remove() unregisters it. An error in fn propagates from backward().
+function autograd.register_backward_callback(fn)
+  if type(fn) ~= "function" then
+    error("register_backward_callback: expected a function, got " .. type(fn), 2)
+  end
+  -- a fresh closure per registration, so registering one function twice gives two handles
+  local entry = function() return fn() end
+  callbacks[#callbacks + 1] = entry
+  return setmetatable({fn = entry}, Handle)
+end
+
 -- Row-major flat view of a contiguous tensor, for reading and writing element k (1-based).
 local function flat(t)
   if not t:is_contiguous() then error("gradcheck: inputs must be contiguous", 3) end

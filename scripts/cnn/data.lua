@@ -356,9 +356,15 @@ DataLoader.__name = "DataLoader"
 --- number of batches. Each iter() uses the loader's epoch counter (1 at first) and then
 --- increments it; loader:set_epoch(e) sets the epoch of the next iter(). With shuffle and a seed
 --- the order depends only on (seed, epoch); without a seed it is drawn from cnn's random stream
---- (cnn.manual_seed). shard = {rank=, world_size=} (ranks from 0) gives this rank the disjoint
---- strided slice perm[rank], perm[rank + world_size], ... of each epoch's permutation, the same
---- length on every rank (seed defaults to 0 when sharding, so every rank shuffles alike).
+--- (cnn.manual_seed). shard = {rank=, world_size=, exact=false} (ranks from 0) gives this rank
+--- the strided slice perm[rank], perm[rank + world_size], ... of each epoch's permutation (seed
+--- defaults to 0 when sharding, so every rank shuffles alike), disjoint from the other ranks'.
+--- Every rank gets the same number of samples, so ranks step together: with drop_last=false,
+--- ceil(n / world_size), the slices wrapping round to the permutation's start (as PyTorch's
+--- DistributedSampler: every sample is seen, n mod world_size > 0 means a few twice); with
+--- drop_last=true, floor(n / world_size) (the permutation's last n mod world_size samples wait
+--- for another epoch) and only full batches. exact=true cuts the epoch exactly, each sample on one
+--- rank once, lengths differing by one: for evaluation, not for DataParallel training.
 --- transform applies to each whole batch x.
 data.DataLoader = setmetatable({}, {__call = function(_, ds, opts)
   opts = check_options("DataLoader", opts, {batch_size = true, shuffle = true, drop_last = true, seed = true,
@@ -383,7 +389,9 @@ data.DataLoader = setmetatable({}, {__call = function(_, ds, opts)
     local s = opts.shard
     if type(s) ~= "table" then error("DataLoader: shard must be a table {rank=, world_size=}", 2) end
     for k in pairs(s) do
-      if k ~= "rank" and k ~= "world_size" then error("DataLoader: unknown shard option '" .. tostring(k) .. "'", 2) end
+      if k ~= "rank" and k ~= "world_size" and k ~= "exact" then
+        error("DataLoader: unknown shard option '" .. tostring(k) .. "'", 2)
+      end
     end
     rank, world = s.rank, s.world_size
     if math.type(world) ~= "integer" or world < 1 then
@@ -395,13 +403,18 @@ data.DataLoader = setmetatable({}, {__call = function(_, ds, opts)
   end
   return setmetatable({dataset = ds, batch_size = math.tointeger(bs), shuffle = opts.shuffle and true or false,
                        drop_last = opts.drop_last and true or false, seed = opts.seed, transform = opts.transform,
-                       rank = rank, world_size = world, sharded = opts.shard ~= nil, epoch = 1}, DataLoader)
+                       rank = rank, world_size = world, sharded = opts.shard ~= nil, epoch = 1,
+                       shard_mode = opts.shard and opts.shard.exact and "exact" or opts.drop_last and "drop" or "pad"},
+                      DataLoader)
 end, __index = DataLoader})
 
 -- Samples this rank sees per epoch.
 function DataLoader:num_samples()
-  local n = #self.dataset
-  return self.world_size > 1 and n // self.world_size or n
+  local n, w = #self.dataset, self.world_size
+  if w == 1 then return n end
+  if self.shard_mode == "drop" then return n // w end
+  if self.shard_mode == "pad" then return (n + w - 1) // w end
+  return (n - self.rank + w - 1) // w
 end
 
 function DataLoader.__len(self)
@@ -420,7 +433,7 @@ end
 function DataLoader:_order(epoch)
   local seed = self.seed
   if seed == nil and self.sharded then seed = 0 end
-  return cio.order(#self.dataset, self.shuffle, seed, epoch, self.rank, self.world_size, "DataLoader")
+  return cio.order(#self.dataset, self.shuffle, seed, epoch, self.rank, self.world_size, "DataLoader", self.shard_mode)
 end
 
 -- A method of a dataset found without indexing it with a string: a user's dataset may have an

@@ -324,6 +324,8 @@ fn("cnn.optim.ReduceLROnPlateau.is_better", "sched:is_better(a, best) -> boolean
 mod("cnn.autograd", "user-defined differentiable functions and gradient checking")
 fn("cnn.autograd.Function", "cnn.autograd.Function{forward=function(ctx, ...) end, backward=function(ctx, grad_out) end, name=} -> op",
    "a callable differentiable op written in Lua; ctx:save_for_backward(...) keeps tensors in ctx.saved")
+fn("cnn.autograd.register_backward_callback", "cnn.autograd.register_backward_callback(fn) -> handle",
+   "fn() runs after every successful backward(); handle:remove() stops it")
 fn("cnn.autograd.gradcheck", "cnn.autograd.gradcheck(fn, inputs, {eps=1e-3, atol=1e-3, rtol=1e-2}) -> true | false, message",
    "compares backward's gradients with central finite differences")
 
@@ -354,7 +356,7 @@ fn("cnn.data.TensorDataset.get", "ds:get(i) -> x_i, y_i, ...", "the i-th row of 
 class("cnn.data.ImageFolder", "cnn.data.ImageFolder(dir, {transform=, mode=\"rgb\", extensions={\".png\"}})",
       "PNG images in one sub-folder per class (labels 1..C in sorted folder order)")
 fn("cnn.data.ImageFolder.get", "ds:get(i) -> image, label", "the i-th image (C, H, W), transformed, and its label")
-class("cnn.data.DataLoader", "cnn.data.DataLoader(ds, {batch_size=1, shuffle=false, drop_last=false, seed=, transform=, shard={rank=, world_size=}})",
+class("cnn.data.DataLoader", "cnn.data.DataLoader(ds, {batch_size=1, shuffle=false, drop_last=false, seed=, transform=, shard={rank=, world_size=, exact=false}})",
       "batches of a dataset: for x, y in loader:iter() do ... end; #loader batches")
 fn("cnn.data.DataLoader.iter", "loader:iter() -> iterator", "an iterator over this epoch's batches x, y")
 fn("cnn.data.DataLoader.set_epoch", "loader:set_epoch(e)", "the epoch the next iter() uses for its (seeded) order")
@@ -423,7 +425,12 @@ fn("cnn.distributed.barrier", "dist.barrier()", "waits until every rank gets her
 fn("cnn.distributed.all_reduce", "dist.all_reduce(t, {op=\"sum\"|\"mean\"|\"max\"|\"min\"})", "combines t across ranks, in place")
 fn("cnn.distributed.broadcast", "dist.broadcast(t, {root=0})", "copies root's t to every rank, in place")
 fn("cnn.distributed.all_gather", "dist.all_gather(t) -> {tensors}", "every rank's t, in rank order")
-fn("cnn.distributed.DataParallel", "dist.DataParallel(model) -> module", "syncs parameters from rank 0 and averages gradients after backward")
+fn("cnn.distributed.DataParallel", "dist.DataParallel(model, {bucket_cap_mb=25}) -> dp",
+   "broadcasts parameters and buffers from rank 0; averages gradients in buckets after each backward. "
+   .. "dp(x) runs model; dp:no_sync(fn) accumulates without averaging; dp:sync_gradients(); dp.module; dp.stats")
+fn("cnn.distributed.backend", "dist.backend() -> \"mpi\"|\"none\", has_mpi", "how this process talks to the others, and whether the build has MPI")
+fn("cnn.distributed.is_available", "dist.is_available() -> boolean", "whether this build can join an MPI job")
+fn("cnn.distributed.is_data_parallel", "dist.is_data_parallel(x) -> boolean", "whether x is a DataParallel wrapper")
 
 -- the REPL helpers ----------------------------------------------------------------------------
 mod("cnn.help", "help(x): signatures and one-line descriptions of cnn's functions, modules and classes")

@@ -3,7 +3,7 @@
 local core = require "cnn.core"
 
 local cnn = {}
-local internal = {F = true, optim_kernels = true, io = true, canvas = true, Tensor = true}
+local internal = {F = true, optim_kernels = true, io = true, canvas = true, dist = true, Tensor = true}
 for k, v in pairs(core) do
   if k:sub(1, 1) ~= "_" and not internal[k] then cnn[k] = v end
 end
@@ -46,6 +46,7 @@ cnn.hpsearch = require "cnn.hpsearch"
 cnn.help = require "cnn.help"
 cnn.repl = require "cnn.repl"
 cnn.data = require "cnn.data"
+cnn.distributed = require "cnn.distributed"
 cnn.image = require "cnn.image"
 local serialize = require "cnn.serialize"
 cnn.save, cnn.load = serialize.save, serialize.load

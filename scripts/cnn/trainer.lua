@@ -4,10 +4,31 @@
 -- plain line per epoch. After every epoch the whole state (model, optimiser, epoch, history,
 -- generator state, and the caller's extra fields) goes to one checkpoint, so `resume` continues
 -- exactly where an uninterrupted run would be. At the end: OUT/metrics.csv and OUT/curves.png.
+-- In a cnn.distributed job of several ranks, every rank trains (the model wrapped in
+-- dist.DataParallel, the loaders sharded), the metrics are summed across ranks, and only rank 0
+-- prints and writes files.
 local trainer = {}
 
 -- `cnn` requires this file while it loads, so the module table is fetched on use
 local function C() return require "cnn" end
+
+-- (rank, world size) of the distributed job, (0, 1) outside one
+local function world()
+  local dist = C().distributed
+  if dist.is_initialized() then return dist.rank(), dist.world_size() end
+  return 0, 1
+end
+
+-- Sums the numbers across ranks (exact for counts below 2^24: float32).
+local function sum_across(...)
+  local _, size = world()
+  if size == 1 then return ... end
+  local t = C().tensor({...})
+  C().distributed.all_reduce(t)
+  local out = {}
+  for i = 1, t:numel() do out[i] = t[i] end
+  return table.unpack(out)
+end
 
 --- trainer.schedule("step"|"cosine", lr, epochs) -> function(epoch) -> lr. cosine anneals from lr
 --- towards 0 over the epochs; step multiplies by 0.1 after 50% and again after 75% of them. A
@@ -26,7 +47,44 @@ function trainer.schedule(kind, lr, epochs)
   end
 end
 
---- trainer.evaluate(model, loader) -> mean cross-entropy, accuracy (model left in training mode)
+--- trainer.job{distributed=false, batch_size=B, seed=S} -> job: what a training script needs to
+--- run alone or as one rank of an MPI job. With distributed, joins the job (dist.init) and splits
+--- the global batch B over the ranks (it must divide). job.rank, job.world_size, job.main (rank
+--- 0), job.batch_size (per rank), job.shard / job.test_shard (DataLoader shard options: the
+--- training one steps the ranks together, the test one counts every image once), job.print(...)
+--- (rank 0 only), job:wrap(model) (dist.DataParallel, and a random stream of its own per rank for
+--- augmentation and dropout; the model as it is when alone).
+function trainer.job(o)
+  local cnn = C()
+  if type(o) ~= "table" then error("trainer.job: expected a table of options", 2) end
+  local B = o.batch_size
+  if math.type(B) ~= "integer" or B < 1 then error("trainer.job: batch_size must be a positive integer", 2) end
+  local job = {rank = 0, world_size = 1, main = true, batch_size = B, seed = o.seed}
+  if o.distributed then
+    cnn.distributed.init()
+    job.rank, job.world_size = cnn.distributed.rank(), cnn.distributed.world_size()
+    job.main = job.rank == 0
+    if B % job.world_size ~= 0 then
+      error(string.format("trainer.job: the batch size %d does not split over %d ranks", B, job.world_size), 2)
+    end
+    job.batch_size = B // job.world_size
+    if job.world_size > 1 then
+      job.shard = {rank = job.rank, world_size = job.world_size}
+      job.test_shard = {rank = job.rank, world_size = job.world_size, exact = true}
+    end
+  end
+  job.print = function(...) if job.main then print(...) end end
+  function job.wrap(_, model)
+    if job.world_size == 1 then return model end
+    if job.seed then cnn.manual_seed(job.seed + 7919 * job.rank) end
+    return cnn.distributed.DataParallel(model)
+  end
+  return job
+end
+
+--- trainer.evaluate(model, loader) -> mean cross-entropy, accuracy (model left in training mode).
+--- In a distributed job the sums are taken across ranks: give each rank an exact shard of the
+--- test set (DataLoader's shard={..., exact=true}) to count every image once.
 function trainer.evaluate(model, loader)
   local cnn = C()
   model:eval()
@@ -40,6 +98,7 @@ function trainer.evaluate(model, loader)
     end
   end)
   model:train()
+  loss, correct, n = sum_across(loss, correct, n)
   return loss / math.max(n, 1), correct / math.max(n, 1)
 end
 
@@ -68,6 +127,8 @@ function trainer.fit(o)
   local cnn = C()
   local model, opt, epochs = o.model, o.optimizer, o.epochs
   local history, first_epoch = {}, 1
+  local rank, size = world()
+  local main = rank == 0
   if o.resume then
     local state = cnn.checkpoint.load(o.resume)
     model:load_state_dict(state.model)
@@ -75,14 +136,15 @@ function trainer.fit(o)
     history = state.history or {}
     first_epoch = state.epoch + 1
     cnn.set_rng_state(state.rng_state)
-    print(string.format("resumed from %s after epoch %d", o.resume, state.epoch))
+    if main then print(string.format("resumed from %s after epoch %d", o.resume, state.epoch)) end
   end
-  local tty, now, every = cnn.isatty(io.stdout), cnn.wall_time, o.progress_every or 10
+  local tty, now, every = main and cnn.isatty(io.stdout), cnn.wall_time, o.progress_every or 10
+  local stats = cnn.distributed.is_data_parallel(model) and model.stats or nil
   local test_acc = history[#history] and history[#history].test_acc or 0
   for epoch = first_epoch, epochs do
     if o.lr_at then opt.lr = o.lr_at(epoch) end
     o.loader:set_epoch(epoch)
-    local start = now()
+    local start, sync_start = now(), stats and stats.seconds or 0
     local seen, loss_sum, correct, nbatches, i = 0, 0, 0, #o.loader, 0
     for x, y in o.loader:iter() do
       i = i + 1
@@ -96,30 +158,39 @@ function trainer.fit(o)
       correct = correct + logits:argmax(2):eq(y):sum():item()
       seen = seen + b
       if tty and (i % every == 0 or i == nbatches) then
-        local rate = seen / math.max(now() - start, 1e-9)
+        local rate = seen * size / math.max(now() - start, 1e-9) -- every rank steps alike
         io.write(string.format("\repoch %d/%d  batch %d/%d  loss %.4f  acc %.2f%%  %.0f img/s  ETA %ds   ", epoch, epochs,
           i, nbatches, loss_sum / seen, 100 * correct / seen, rate, math.floor((nbatches - i) * b / rate + 0.5)))
         io.flush()
       end
     end
     local elapsed = now() - start
+    local sync_seconds = stats and stats.seconds - sync_start or 0
+    local steps = i
+    loss_sum, correct, seen = sum_across(loss_sum, correct, seen)
     local test_loss
     test_loss, test_acc = trainer.evaluate(model, o.test_loader)
     local row = {epoch = epoch, lr = o.lr_at and opt.lr or nil, train_loss = loss_sum / math.max(seen, 1),
                  train_acc = correct / math.max(seen, 1), test_loss = test_loss, test_acc = test_acc,
                  images_per_s = seen / math.max(elapsed, 1e-9), seconds = elapsed,
-                 peak_rss_mb = (cnn.memory_stats().peak_rss_bytes or 0) / 2^20}
+                 peak_rss_mb = (cnn.memory_stats().peak_rss_bytes or 0) / 2^20,
+                 step_ms = 1000 * elapsed / math.max(steps, 1), ranks = size,
+                 allreduce_share = stats and sync_seconds / math.max(elapsed, 1e-9) or nil}
     history[#history + 1] = row
     if tty then io.write("\r" .. string.rep(" ", 100) .. "\r") end
-    print(string.format("epoch %d/%d  %strain loss %.4f  train acc %.2f%%  test loss %.4f  test acc %.2f%%  %.0f img/s  peak RSS %.0f MB",
-      epoch, epochs, row.lr and string.format("lr %.4g  ", row.lr) or "", row.train_loss, 100 * row.train_acc,
-      test_loss, 100 * test_acc, row.images_per_s, row.peak_rss_mb))
+    if main then
+      print(string.format("epoch %d/%d  %strain loss %.4f  train acc %.2f%%  test loss %.4f  test acc %.2f%%  %.0f img/s  peak RSS %.0f MB%s",
+        epoch, epochs, row.lr and string.format("lr %.4g  ", row.lr) or "", row.train_loss, 100 * row.train_acc,
+        test_loss, 100 * test_acc, row.images_per_s, row.peak_rss_mb,
+        size > 1 and string.format("  (%d ranks: %.1f ms/step, %.1f%% in gradient all-reduce)", size, row.step_ms,
+          100 * (row.allreduce_share or 0)) or ""))
+    end
     local state = {model = model:state_dict(), optimizer = opt:state_dict(), epoch = epoch, history = history,
                    rng_state = cnn.get_rng_state()}
     for k, v in pairs(o.extra_state or {}) do state[k] = v end
-    cnn.checkpoint.save(o.checkpoint, state)
+    if main then cnn.checkpoint.save(o.checkpoint, state) end
   end
-  write_outputs(o.out, o.title or "training", history)
+  if main then write_outputs(o.out, o.title or "training", history) end
   return history, test_acc
 end
 

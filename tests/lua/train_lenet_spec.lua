@@ -107,6 +107,35 @@ describe("train_lenet.lua", function()
     end
   end)
 
+  -- 2 ranks of batch 16 take the same steps as 1 process of batch 32 (up to float rounding); only
+  -- rank 0 prints and writes. Skipped where no MPI launcher is installed (ctest's dist_* tests
+  -- then cover the world of one).
+  local mpirun = io.popen("command -v mpirun"):read("l")
+  local has_mpi = mpirun and cnn.distributed.is_available()
+  ;(has_mpi and it or pending)("--distributed on 2 ranks matches the single-process run of the same global batch", function()
+    local cmd = "mpirun --allow-run-as-root --oversubscribe --mca btl_vader_single_copy_mechanism none -np 2 " ..
+      sh_quote(CNNLUA) .. " examples/train_lenet.lua --distributed " .. common .. " --data " .. sh_quote(tmp .. "/data") ..
+      " --out " .. sh_quote(tmp .. "/dist") .. " 2>&1"
+    local p = assert(io.popen(cmd))
+    local out = p:read("a")
+    local ok = p:close()
+    assert.is_true(ok, out)
+    local _, lines = out:gsub("test accuracy:", "")
+    assert.are.equal(1, lines, out) -- rank 0 alone reports
+    assert.truthy(out:find("2 ranks of batch 16", 1, true), out)
+    assert.truthy(out:find("in gradient all%-reduce"), out)
+    local a = cnn.checkpoint.load(tmp .. "/full/checkpoint.safetensors")
+    local b = cnn.checkpoint.load(tmp .. "/dist/checkpoint.safetensors")
+    for name, t in pairs(a.model) do
+      if t:dtype() == "float32" then
+        local scale = math.max(t:abs():max():item(), 1e-6)
+        local diff = (t - b.model[name]):abs():max():item()
+        assert.is_true(diff <= 1e-4 * scale, string.format("%s differs by %.3g (scale %.3g)", name, diff, scale))
+      end
+    end
+    assert.are.equal(full_out:match("test accuracy: [%d.]+%%"), out:match("test accuracy: [%d.]+%%"))
+  end)
+
   it("rejects bad flags with a usage message and a non-zero exit", function()
     local out, code = run("--epochs 0 --data " .. sh_quote(tmp .. "/data"))
     assert.are_not.equal(0, code)
@@ -120,7 +149,7 @@ describe("train_lenet.lua", function()
     local out, code = run("--help")
     assert.are.equal(0, code)
     for _, flag in ipairs {"--data", "--epochs", "--batch-size", "--lr", "--momentum", "--seed", "--threads",
-                            "--save", "--resume", "--out"} do
+                            "--save", "--resume", "--out", "--distributed"} do
       assert.truthy(out:find(flag, 1, true), flag)
     end
   end)
