@@ -113,7 +113,8 @@ describe("train_lenet.lua", function()
   local mpirun = io.popen("command -v mpirun"):read("l")
   local has_mpi = mpirun and cnn.distributed.is_available()
   ;(has_mpi and it or pending)("--distributed on 2 ranks matches the single-process run of the same global batch", function()
-    local cmd = "mpirun --allow-run-as-root --oversubscribe --mca btl_vader_single_copy_mechanism none -np 2 " ..
+    -- (under the sanitizers, leak checks off: Open MPI's unloaded plugins leave unattributable leaks)
+    local cmd = "ASAN_OPTIONS=\"${ASAN_OPTIONS:-}:detect_leaks=0\" mpirun --allow-run-as-root --oversubscribe --mca btl_vader_single_copy_mechanism none -np 2 " ..
       sh_quote(CNNLUA) .. " examples/train_lenet.lua --distributed " .. common .. " --data " .. sh_quote(tmp .. "/data") ..
       " --out " .. sh_quote(tmp .. "/dist") .. " 2>&1"
     local p = assert(io.popen(cmd))
