@@ -331,6 +331,8 @@ fn("cnn.autograd.gradcheck", "cnn.autograd.gradcheck(fn, inputs, {eps=1e-3, atol
 
 -- cnn.checkpoint ------------------------------------------------------------------------------
 mod("cnn.trainer", "the classification training loop of the examples: progress, evaluation, checkpoints, CSV and curves")
+fn("cnn.trainer.job", "cnn.trainer.job{distributed=false, batch_size=, seed=} -> job",
+   "alone or one MPI rank: job.rank, job.world_size, job.main, job.batch_size (per rank), job.shard, job.test_shard, job.print, job:wrap(model)")
 fn("cnn.trainer.fit", "cnn.trainer.fit{model=, optimizer=, loader=, test_loader=, epochs=, out=, checkpoint=, resume=, lr_at=, title=, extra_state=, progress_every=10} -> history, test_accuracy",
    "trains with cross-entropy, evaluates every epoch, saves a resumable checkpoint, writes OUT/metrics.csv and OUT/curves.png")
 fn("cnn.trainer.schedule", "cnn.trainer.schedule(\"step\"|\"cosine\", lr, epochs) -> function(epoch) -> lr", "the examples' learning-rate schedules as a function of the epoch alone")

@@ -1,0 +1,196 @@
+#!/usr/bin/python3
+"""PyTorch's side of scripts/tools/bench: runs ONE benchmark row in this process and prints one
+`RESULT key=value ...` line, exactly as bench_suite.lua does for cnnlua (same rows, networks, data,
+optimiser settings, loop, warm-up and time-boxed window). Run it with OPENBLAS_NUM_THREADS=1 and
+OMP_NUM_THREADS=THREADS (the driver does; set here if unset), PyTorch's fastest setting on 2 cores.
+    /usr/bin/python3 scripts/tools/bench_torch.py ROW [--threads 2] [--seconds 3] [--warmup 2]
+                                                      [--min-steps 3] [--data DIR]
+"""
+import os
+import sys
+
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # before torch loads OpenBLAS
+sys.dont_write_bytecode = True  # no __pycache__ in scripts/tools from the sibling imports
+
+import argparse, re, time  # noqa: E402
+
+import torch  # noqa: E402
+import torch.nn as nn  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+
+from lenet_torch import lenet5, forward as lenet_forward, load as load_mnist  # noqa: E402
+from resnet_torch import resnet_cifar  # noqa: E402
+
+
+class AlexNetCifar(nn.Module):
+    """cnn.models.alexnet_cifar layer for layer (same indices, hence the same parameter names).
+    (N, C, 32, 32) -> (N, num_classes)"""
+
+    def __init__(self, num_classes=10, in_channels=3):
+        super().__init__()
+
+        def lrn():
+            return nn.LocalResponseNorm(5, alpha=5e-4, beta=0.75, k=2)  # the paper's alpha 1e-4 per neighbour
+
+        self.features = nn.Sequential(
+            nn.Conv2d(in_channels, 48, 5, padding=2), nn.ReLU(inplace=True), lrn(), nn.MaxPool2d(3, stride=2),
+            nn.Conv2d(48, 128, 5, padding=2), nn.ReLU(inplace=True), lrn(), nn.MaxPool2d(3, stride=2),
+            nn.Conv2d(128, 192, 3, padding=1), nn.ReLU(inplace=True),
+            nn.Conv2d(192, 192, 3, padding=1), nn.ReLU(inplace=True),
+            nn.Conv2d(192, 128, 3, padding=1), nn.ReLU(inplace=True),
+            nn.MaxPool2d(3, stride=2))
+        self.avgpool = nn.AdaptiveAvgPool2d(3)
+        self.classifier = nn.Sequential(
+            nn.Dropout(0.5), nn.Linear(128 * 3 * 3, 2048), nn.ReLU(inplace=True),
+            nn.Dropout(0.5), nn.Linear(2048, 2048), nn.ReLU(inplace=True),
+            nn.Linear(2048, num_classes))
+
+    def forward(self, x):
+        return self.classifier(torch.flatten(self.avgpool(self.features(x)), 1))
+
+
+def train_step(model, fwd, opt, x, y):
+    """One SGD step as cnn.trainer's (the loss read back every step)."""
+    loss = F.cross_entropy(fwd(x), y)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+    return loss.item()
+
+
+def synthetic(n, shape, classes, count):
+    xs = [torch.randn(n, *shape) for _ in range(count)]
+    ys = [torch.randint(0, classes, (n,)) for _ in range(count)]
+    k = [0]
+
+    def next_batch():
+        k[0] = (k[0] + 1) % count
+        return xs[k[0]], ys[k[0]]
+    return next_batch
+
+
+def have_fmnist(d):
+    return any(os.path.exists(os.path.join(d, "train-images-idx3-ubyte" + s)) for s in ("", ".gz"))
+
+
+def row_lenet_train(a):
+    model = lenet5()
+    opt = torch.optim.SGD(model.parameters(), lr=0.02, momentum=0.9)
+    fwd = lambda x: lenet_forward(model, x)  # noqa: E731
+    if have_fmnist(a.data):
+        xtr, ytr = load_mnist(a.data, "train")  # the whole set as float, as lenet_torch.py
+        n, bs = xtr.shape[0], 64
+        state = {"perm": None, "b": n // bs, "epoch": 0}
+
+        def next_batch():  # shuffled batches, a new permutation per epoch (drop_last)
+            if state["b"] >= n // bs:
+                state["epoch"] += 1
+                state["perm"] = torch.randperm(n, generator=torch.Generator().manual_seed(1000 + state["epoch"]))
+                state["b"] = 0
+            idx = state["perm"][state["b"] * bs:(state["b"] + 1) * bs]
+            state["b"] += 1
+            return xtr[idx], ytr[idx]
+        what = "fashion-mnist"
+    else:
+        next_batch, what = synthetic(64, (1, 28, 28), 10, 8), "synthetic"
+    return (lambda: train_step(model, fwd, opt, *next_batch())), 64, what
+
+
+def row_lenet_infer(a):
+    model = lenet5()
+    model.eval()
+    if have_fmnist(a.data):
+        xte, _ = load_mnist(a.data, "test")
+        xs, what = [xte[k * 1000:(k + 1) * 1000] for k in range(10)], "fashion-mnist"
+    else:
+        xs, what = [torch.rand(1000, 1, 28, 28) for _ in range(10)], "synthetic"
+    k = [0]
+
+    def step():
+        k[0] = (k[0] + 1) % len(xs)
+        with torch.inference_mode():  # PyTorch's fastest no-autograd mode
+            lenet_forward(model, xs[k[0]]).argmax(1)
+    return step, 1000, what
+
+
+def row_resnet20_train(a):
+    model = resnet_cifar(20)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-4)
+    nb = synthetic(128, (3, 32, 32), 10, 4)
+    return (lambda: train_step(model, model, opt, *nb())), 128, "synthetic"
+
+
+def row_alexnet_train(a):
+    model = AlexNetCifar()
+    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
+    nb = synthetic(128, (3, 32, 32), 10, 4)
+    return (lambda: train_step(model, model, opt, *nb())), 128, "synthetic"
+
+
+CONVS = {  # N, C, H (= W), O, k, stride, padding, bias: as bench_suite.lua
+    "conv_lenet1": (64, 1, 28, 6, 5, 1, 2, True),
+    "conv_lenet2": (64, 6, 14, 16, 5, 1, 0, True),
+    "conv_resnet16": (128, 16, 32, 16, 3, 1, 1, False),
+    "conv_resnet32": (128, 32, 16, 32, 3, 1, 1, False),
+    "conv_resnet64": (128, 64, 8, 64, 3, 1, 1, False),
+}
+
+
+def row_conv(name):
+    def make(a):
+        N, C, H, O, k, s, p, bias = CONVS[name]
+        conv = nn.Conv2d(C, O, k, stride=s, padding=p, bias=bias)
+        x = torch.randn(N, C, H, H, requires_grad=True)
+        o = (H + 2 * p - k) // s + 1
+        gy = torch.randn(N, O, o, o)
+
+        def step():
+            x.grad = None
+            conv.zero_grad(set_to_none=True)
+            conv(x).backward(gy)
+        return step, N, "synthetic"
+    return make
+
+
+ROWS = {"lenet_train": row_lenet_train, "lenet_infer": row_lenet_infer, "resnet20_train": row_resnet20_train,
+        "alexnet_train": row_alexnet_train}
+ROWS.update({name: row_conv(name) for name in CONVS})
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("row", choices=sorted(ROWS))
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--seconds", type=float, default=3)
+    ap.add_argument("--warmup", type=int, default=2)
+    ap.add_argument("--min-steps", type=int, default=3)
+    ap.add_argument("--data", default="/usr/share/datasets/fashion-mnist")
+    a = ap.parse_args()
+    torch.set_num_threads(a.threads)
+    torch.manual_seed(1)
+    step, batch, what = ROWS[a.row](a)
+    now = time.perf_counter
+    t_end, w = now() + 0.3, 0  # warm-up: --warmup steps and at least 0.3 s
+    while w < a.warmup or now() < t_end:
+        step()
+        w += 1
+    steps, t0 = 0, now()
+    while True:  # at least --min-steps steps and --seconds of wall time
+        step()
+        steps += 1
+        elapsed = now() - t0
+        if steps >= a.min_steps and elapsed >= a.seconds:
+            break
+    hwm = -1  # this process image's peak RSS, as bench_suite.lua reads it
+    try:
+        with open("/proc/self/status") as f:
+            hwm = int(re.search(r"VmHWM:\s*(\d+)", f.read()).group(1))
+    except (OSError, AttributeError):
+        pass
+    print("RESULT images_per_s=%.3f steps=%d seconds=%.3f warmup_steps=%d data=%s threads=%d vmhwm_kb=%d"
+          % (steps * batch / elapsed, steps, elapsed, w, what, torch.get_num_threads(), hwm))
+    sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    main()
