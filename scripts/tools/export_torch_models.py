@@ -117,60 +117,9 @@ def randomise_bn(model, gen):
             m.num_batches_tracked.fill_(3 + i)
 
 
-# ---- the CIFAR ResNet, as cnn.models.resnet_cifar defines it --------------------------------------
-
-class Shortcut(nn.Module):
-    """Option A: x[:, :, ::2, ::2] with zero channels half before, half after (no state)."""
-
-    def __init__(self, cin, cout, stride):
-        super().__init__()
-        self.stride, self.before, self.after = stride, (cout - cin) // 2, cout - cin - (cout - cin) // 2
-
-    def forward(self, x):
-        y = x[:, :, ::self.stride, ::self.stride]
-        return F.pad(y, (0, 0, 0, 0, self.before, self.after))
-
-
-class BasicBlock(nn.Module):
-    def __init__(self, inplanes, planes, stride, downsample=None):
-        super().__init__()
-        self.conv1 = nn.Conv2d(inplanes, planes, 3, stride=stride, padding=1, bias=False)
-        self.bn1 = nn.BatchNorm2d(planes)
-        self.relu = nn.ReLU(inplace=True)
-        self.conv2 = nn.Conv2d(planes, planes, 3, padding=1, bias=False)
-        self.bn2 = nn.BatchNorm2d(planes)
-        self.downsample = downsample
-
-    def forward(self, x):
-        out = self.relu(self.bn1(self.conv1(x)))
-        out = self.bn2(self.conv2(out))
-        identity = x if self.downsample is None else self.downsample(x)
-        return self.relu(out + identity)
-
-
-class CifarResNet(nn.Module):
-    def __init__(self, depth=20, num_classes=10, in_channels=3):
-        super().__init__()
-        n = (depth - 2) // 6
-        self.conv1 = nn.Conv2d(in_channels, 16, 3, padding=1, bias=False)
-        self.bn1 = nn.BatchNorm2d(16)
-        self.relu = nn.ReLU(inplace=True)
-        w = 16
-        for i, (planes, stride) in enumerate([(16, 1), (32, 2), (64, 2)]):
-            down = Shortcut(w, planes, stride) if stride != 1 or w != planes else None
-            blocks = [BasicBlock(w, planes, stride, down)] + [BasicBlock(planes, planes, 1) for _ in range(n - 1)]
-            setattr(self, "layer%d" % (i + 1), nn.Sequential(*blocks))
-            w = planes
-        self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
-        self.fc = nn.Linear(w, num_classes)
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-
-    def forward(self, x):
-        x = self.relu(self.bn1(self.conv1(x)))
-        x = self.layer3(self.layer2(self.layer1(x)))
-        return self.fc(torch.flatten(self.avgpool(x), 1))
+# The CIFAR ResNet, as cnn.models.resnet_cifar defines it, is resnet_torch.py's (same folder).
+sys.dont_write_bytecode = True
+from resnet_torch import CifarResNet  # noqa: E402
 
 
 # ---- commands -----------------------------------------------------------------------------------
