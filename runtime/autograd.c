@@ -182,15 +182,23 @@ static int graph_add(graph *g, cnn_node *node) {
   return 0;
 }
 
-static void graph_free(graph *g) {
+/* Releases the gradients still held and unmarks the nodes; the arrays stay. */
+static void graph_clear(graph *g) {
   for (int i = 0; i < g->n; i++) {
     g->nodes[i]->topo = -1;
     for (int k = 0; k < MAX_OUT; k++) cnn_tensor_release(g->grads[(size_t)i * MAX_OUT + k]);
   }
-  free(g->nodes);
-  free(g->deps);
-  free(g->grads);
+  g->n = 0;
 }
+
+/* The arrays of the last backward on this thread, kept for the next one: a training step's
+ * backward otherwise mallocs and frees several KB of them each time (glibc's slow, consolidating
+ * path: a third of a tiny op's backward). A backward started from inside another (a Lua
+ * Function's backward calling backward) finds them busy and uses arrays of its own. */
+static _Thread_local graph spare;
+static _Thread_local cnn_node **spare_stack;
+static _Thread_local int spare_scap;
+static _Thread_local bool spare_busy;
 
 /* *acc += g (taking ownership of g); shapes equal. */
 static int accumulate(cnn_tensor **acc, cnn_tensor *g) {
@@ -201,6 +209,13 @@ static int accumulate(cnn_tensor **acc, cnn_tensor *g) {
   int rc = cnn_ew_axpy_(*acc, 1.0, g);
   cnn_tensor_release(g);
   return rc;
+}
+
+/* True when t is a contiguous float32 tensor nobody else can see or write: our reference is
+ * the only one to the view and the view is its storage's only one. */
+static bool owned_privately(const cnn_tensor *t) {
+  return t->refcount == 1 && t->storage->refcount == 1 && t->dtype == CNN_FLOAT32 && !t->grad && !t->grad_fn &&
+         cnn_tensor_is_contiguous(t);
 }
 
 /* Brings a gradient to its input's shape and dtype; consumes g, returns a new reference. */
@@ -215,7 +230,10 @@ static cnn_tensor *fit_to_input(cnn_tensor *g, const cnn_edge *e) {
     cnn_tensor_release(r);
     return NULL;
   }
-  /* accumulators are written in place later: never let one alias a saved or user tensor */
+  /* accumulators are written in place later: never let one alias a saved or user tensor. A fresh
+   * kernel output that only we hold (one reference to the view, one to the storage, no overlap)
+   * is already private; anything else (a pass-through gout, a view of a saved tensor) is copied. */
+  if (owned_privately(r)) return r;
   cnn_tensor *c = cnn_tensor_to_dtype(r, CNN_FLOAT32);
   if (c == r) {
     cnn_tensor_release(c);
@@ -239,6 +257,12 @@ int cnn_ag_backward(int n_roots, cnn_tensor *const *roots, cnn_tensor *const *se
   graph g = {0};
   cnn_node **stack = NULL;
   int sp = 0, scap = 0, rc = -1;
+  const bool reuse = !spare_busy;
+  if (reuse) {
+    spare_busy = true;
+    g = spare; /* empty: n is 0 */
+    stack = spare_stack, scap = spare_scap;
+  }
   bool was_enabled = cnn_ag_set_enabled(false); /* backward computations record nothing */
 
   /* seeds first: leaf roots take their seed directly */
@@ -370,8 +394,16 @@ int cnn_ag_backward(int n_roots, cnn_tensor *const *roots, cnn_tensor *const *se
   rc = 0;
 done:
   cnn_ag_set_enabled(was_enabled);
-  graph_free(&g);
-  free(stack);
+  graph_clear(&g);
+  if (reuse) {
+    spare = g, spare_stack = stack, spare_scap = scap;
+    spare_busy = false;
+  } else {
+    free(g.nodes);
+    free(g.deps);
+    free(g.grads);
+    free(stack);
+  }
   return rc;
 }
 

@@ -3,6 +3,7 @@
 #include "cnn/autograd.h"
 #include "cnn/error.h"
 #include "cnn/ops.h"
+#include "cnn/parallel.h"
 #include "cnn/random.h"
 #include "scratch.h"
 
@@ -114,6 +115,34 @@ static const char *unop_name(cnn_unop op) {
   return "UnaryBackward";
 }
 
+/* ReLU's gradient in one pass over float32: gx = out <= 0 ? 0 : g, PyTorch's threshold_backward
+ * (a NaN output passes the gradient). Strided operands are made contiguous first. Returns a new
+ * reference, or NULL: with the error set when *failed, else for the general path to take over. */
+static cnn_tensor *relu_backward(const cnn_tensor *g0, const cnn_tensor *out0, bool *failed) {
+  *failed = false;
+  if (g0->dtype != CNN_FLOAT32 || out0->dtype != CNN_FLOAT32 || !cnn_tensor_same_shape(g0, out0)) return NULL;
+  cnn_tensor *g = cnn_tensor_contiguous(g0), *out = g ? cnn_tensor_contiguous(out0) : NULL;
+  /* the engine's gradient sum, when nobody else holds it, takes the result in place: no fresh
+   * (cache-cold) buffer for a pass that is all memory traffic */
+  bool in_place = g == g0 && g->refcount == 2 && g->storage->refcount == 1 && !g->grad && !g->grad_fn;
+  cnn_tensor *r = !out ? NULL : in_place ? cnn_tensor_retain(g) : cnn_tensor_empty(CNN_FLOAT32, g->ndim, g->size);
+  if (r) {
+    const float *gp = cnn_tensor_f32(g), *op = cnn_tensor_f32(out);
+    float *rp = cnn_tensor_f32(r);
+    const int64_t n = cnn_tensor_numel(g);
+    if (n >= CNN_PARALLEL_GRAIN && cnn_parallel_get_threads() > 1) { /* no region at all when serial */
+#pragma omp parallel for schedule(static)
+      for (int64_t i = 0; i < n; i++) rp[i] = op[i] <= 0 ? 0.0f : gp[i];
+    } else {
+      for (int64_t i = 0; i < n; i++) rp[i] = op[i] <= 0 ? 0.0f : gp[i];
+    }
+  }
+  cnn_tensor_release(g);
+  cnn_tensor_release(out);
+  *failed = !r;
+  return r;
+}
+
 /* saved: x, out; iargs[0] = op, args = p0, p1 */
 static int unary_backward(cnn_node *n, cnn_tensor *const *gout, cnn_tensor **gin) {
   cnn_tensor *x, *out, *g = gout[0];
@@ -129,6 +158,8 @@ static int unary_backward(cnn_node *n, cnn_tensor *const *gout, cnn_tensor **gin
   case CNN_SQRT: r = sc_bin(&s, CNN_DIV, sc_un(&s, CNN_MUL_SCALAR, g, 0.5, 0), out); break;
   case CNN_ABS: r = sc_bin(&s, CNN_MUL, g, sc_un(&s, CNN_SIGN, x, 0, 0)); break;
   case CNN_RELU: {
+    bool failed;
+    if ((r = relu_backward(g, out, &failed)) || failed) return (gin[0] = r) ? 0 : -1;
     cnn_tensor *zero = sc_keep(&s, cnn_tensor_scalar(CNN_FLOAT32, 0));
     r = sc_bin(&s, CNN_MUL, g, sc_bin(&s, CNN_GT, out, zero));
     break;

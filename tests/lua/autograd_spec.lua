@@ -386,3 +386,41 @@ describe("gradcheck", function()
     assert.is_true(#msg > 0)
   end)
 end)
+
+describe("gradients the engine no longer copies", function()
+  it("relu passes the gradient where the output is not <= 0 (a NaN output passes it, as PyTorch)", function()
+    local x = cnn.tensor({-1, 0, 2, 0 / 0}, {requires_grad = true})
+    x:relu():backward(cnn.tensor{5, 6, 7, 8})
+    H.assert_tensor(x.grad, {0, 0, 7, 8})
+    -- strided: relu of a transposed view
+    local m = cnn.tensor({{-1, 2}, {3, -4}}, {requires_grad = true})
+    m:t():relu():backward(cnn.tensor{{1, 2}, {3, 4}})
+    H.assert_tensor(m.grad, {{0, 3}, {2, 0}})
+  end)
+
+  it("keep every input's gradient apart when one backward hands the same tensor to several", function()
+    -- y = a + b passes one gradient to both; relu's backward then writes into the one it is given
+    local a = cnn.tensor({1, -2, 3}, {requires_grad = true})
+    local b = cnn.tensor({-1, 4, 2}, {requires_grad = true})
+    local y = a + b                       -- {0, 2, 5}
+    local z = y:relu() * 2 + y * 3 + a    -- dz/dy = 2 [y > 0] + 3; dz/da also gets 1 directly
+    z:backward(cnn.tensor{1, 1, 1})
+    H.assert_tensor(a.grad, {4, 6, 6})
+    H.assert_tensor(b.grad, {3, 5, 5})
+    -- a leaf's .grad is its own tensor: changing it leaves the other leaf's alone
+    a.grad:fill_(0)
+    H.assert_tensor(b.grad, {3, 5, 5})
+  end)
+
+  it("accumulate into .grad over two backward calls without touching the first call's tensors", function()
+    local w = cnn.tensor({1, 2}, {requires_grad = true})
+    local seed = cnn.tensor{1, 1}
+    local y1, y2 = w * 1, w * 1
+    y1:backward(seed)
+    local first = w.grad
+    y2:backward(seed)
+    H.assert_tensor(w.grad, {2, 2})
+    H.assert_tensor(seed, {1, 1})
+    H.assert_tensor(first, {2, 2}) -- accumulated in place, as PyTorch
+  end)
+end)
