@@ -96,6 +96,38 @@ static bool go_parallel(int64_t planes, int64_t work) {
 
 /* ---- max ---- */
 
+/* One step of a window's max: as PyTorch, the first maximum wins and NaN beats everything (the
+ * last NaN of the window). Blended through bit masks, not branches: pooled ReLU outputs
+ * mispredict, and the short rows of small planes (LeNet's 14 and 5) never reach a vector loop. */
+static inline void take_max(float v, int64_t at, float *best, int64_t *arg) {
+  const int64_t t = -(int64_t)((v > *best) | (v != v)); /* all ones: take v */
+  uint32_t vb, bb;
+  memcpy(&vb, &v, sizeof vb);
+  memcpy(&bb, best, sizeof bb);
+  bb = (bb & ~(uint32_t)t) | (vb & (uint32_t)t);
+  memcpy(best, &bb, sizeof bb);
+  *arg = (*arg & ~t) | (at & t);
+}
+
+/* 2x2 windows with stride 2 lying wholly inside the plane (LeNet's pooling): x (H, W) -> y, idx
+ * (oh, ow) with idx the flat position in the plane, scanned in the general loop's order. */
+static void max2x2_plane(const float *x, float *y, int64_t *idx, int64_t W, int64_t oh, int64_t ow) {
+  for (int64_t i = 0; i < oh; i++) {
+    const float *r0 = x + 2 * i * W, *r1 = r0 + W;
+    const int64_t base = 2 * i * W;
+    for (int64_t j = 0; j < ow; j++) {
+      const int64_t c = 2 * j;
+      float best = r0[c];
+      int64_t arg = base + c;
+      take_max(r0[c + 1], base + c + 1, &best, &arg);
+      take_max(r1[c], base + W + c, &best, &arg);
+      take_max(r1[c + 1], base + W + c + 1, &best, &arg);
+      y[i * ow + j] = best;
+      idx[i * ow + j] = arg;
+    }
+  }
+}
+
 int cnn_pool_max2d_forward(const cnn_tensor *x, const cnn_pool2d_params *p, cnn_tensor **y, cnn_tensor **indices) {
   *y = NULL, *indices = NULL;
   int64_t ohw[2], P;
@@ -114,11 +146,17 @@ int cnn_pool_max2d_forward(const cnn_tensor *x, const cnn_pool2d_params *p, cnn_
   int64_t *ip = cnn_tensor_i64(ri);
   const int64_t kh = p->kernel[0], kw = p->kernel[1], sh = p->stride[0], sw = p->stride[1];
   const int64_t ph = p->padding[0], pw = p->padding[1], dh = p->dilation[0], dw = p->dilation[1];
+  const bool k2s2 = kh == 2 && kw == 2 && sh == 2 && sw == 2 && ph == 0 && pw == 0 && dh == 1 && dw == 1 &&
+                    2 * oh <= H && 2 * ow <= W;
 #pragma omp parallel for schedule(static) if (go_parallel(P, P * oh * ow * kh * kw))
   for (int64_t pl = 0; pl < P; pl++) {
     const float *xpl = xp + pl * H * W;
     float *ypl = yp + pl * oh * ow;
     int64_t *ipl = ip + pl * oh * ow;
+    if (k2s2) {
+      max2x2_plane(xpl, ypl, ipl, W, oh, ow);
+      continue;
+    }
     for (int64_t i = 0; i < oh; i++) {
       int64_t h0 = i * sh - ph, h1 = h0 + (kh - 1) * dh + 1;
       if (h1 > H) h1 = H;
@@ -130,13 +168,7 @@ int cnn_pool_max2d_forward(const cnn_tensor *x, const cnn_pool2d_params *p, cnn_
         float best = -INFINITY;
         int64_t arg = h0 < h1 && w0 < w1 ? h0 * W + w0 : -1; /* an empty window cannot occur for valid params */
         for (int64_t h = h0; h < h1; h += dh)
-          for (int64_t w = w0; w < w1; w += dw) {
-            float v = xpl[h * W + w];
-            if (v > best || isnan(v)) { /* as PyTorch: NaN wins, the last NaN of the window */
-              best = v;
-              arg = h * W + w;
-            }
-          }
+          for (int64_t w = w0; w < w1; w += dw) take_max(xpl[h * W + w], h * W + w, &best, &arg);
         ypl[i * ow + j] = best;
         ipl[i * ow + j] = arg;
       }
@@ -153,7 +185,9 @@ cnn_tensor *cnn_pool_max2d_backward(const cnn_tensor *gy, const cnn_tensor *indi
     return cnn_error_set("internal: max_pool2d backward given mismatched tensors"), NULL;
   cnn_tensor *gc = cnn_tensor_contiguous(gy);
   cnn_tensor *ic = gc ? cnn_tensor_contiguous(indices) : NULL;
-  cnn_tensor *gx = ic ? new_plane_tensor(gy, gy->ndim, CNN_FLOAT32, H, W, true) : NULL;
+  /* each plane is zeroed just before its scatter, while it is in cache: one pass over gx, not a
+   * whole-tensor memset followed by a second pass */
+  cnn_tensor *gx = ic ? new_plane_tensor(gy, gy->ndim, CNN_FLOAT32, H, W, false) : NULL;
   if (gx) {
     const int64_t n = gy->size[gy->ndim - 2] * gy->size[gy->ndim - 1], HW = H * W;
     const int64_t P = lead_planes(gy);
@@ -161,11 +195,14 @@ cnn_tensor *cnn_pool_max2d_backward(const cnn_tensor *gy, const cnn_tensor *indi
     const int64_t *ix = cnn_tensor_i64(ic);
     float *out = cnn_tensor_f32(gx);
 #pragma omp parallel for schedule(static) if (go_parallel(P, P * n))
-    for (int64_t pl = 0; pl < P; pl++)
+    for (int64_t pl = 0; pl < P; pl++) {
+      float *opl = out + pl * HW;
+      memset(opl, 0, (size_t)HW * sizeof(float));
       for (int64_t k = 0; k < n; k++) {
         int64_t at = ix[pl * n + k];
-        if (at >= 0 && at < HW) out[pl * HW + at] += g[pl * n + k];
+        if (at >= 0 && at < HW) opl[at] += g[pl * n + k];
       }
+    }
   }
   cnn_tensor_release(gc);
   cnn_tensor_release(ic);

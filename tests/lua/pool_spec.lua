@@ -106,6 +106,23 @@ describe("pooling by hand", function()
     H.assert_tensor(y, { { { { 6, 8 }, { 14, 16 } } } })
     H.assert_tensor(idx, { { { { 6, 8 }, { 14, 16 } } } })
   end)
+  it("max_pool2d keeps the first of tied maxima and the last NaN of a window, as PyTorch", function()
+    local nan, inf = 0 / 0, math.huge
+    -- windows (2x2, stride 2), cells in scan order with their 1-based flat positions:
+    -- {3 @1, 3 @2, 1 @5, 3 @6} -> the first 3 (1); {nan @3, 5 @4, nan @7, 9 @8} -> the last NaN (7);
+    -- all -inf @9, 10, 13, 14 -> the first cell (9); {0 @11, -1 @12, 2 @15, nan @16} -> NaN (16)
+    local p = cnn.tensor { { 3, 3, nan, 5 }, { 1, 3, nan, 9 }, { -inf, -inf, 0, -1 }, { -inf, -inf, 2, nan } }
+    local y, idx = F.max_pool2d(p:view(1, 1, 4, 4), 2, { return_indices = true })
+    assert.are.equal(3, y[1][1][1][1])
+    assert.is_true(y[1][1][1][2] ~= y[1][1][1][2])
+    assert.are.equal(-inf, y[1][1][2][1])
+    assert.is_true(y[1][1][2][2] ~= y[1][1][2][2])
+    H.assert_tensor(idx, { { { { 1, 7 }, { 9, 16 } } } })
+    -- odd sizes take the general loop (ceil_mode's partial windows) and agree where windows are whole
+    local q = cnn.randn(2, 3, 7, 7)
+    local a = F.max_pool2d(q, 2, { ceil_mode = true })
+    H.assert_tensor(a:narrow(3, 1, 3):narrow(4, 1, 3), { shape = { 2, 3, 3, 3 }, data = H.values(F.max_pool2d(q, 2)) })
+  end)
   it("avg_pool2d averages, and excludes padding when asked", function()
     H.assert_tensor(F.avg_pool2d(x, 2), { { { { 3.5, 5.5 }, { 11.5, 13.5 } } } })
     -- 2x2 windows, stride 2, padding 1: the first row's windows hold 1 | 2, 3 | 4 (the rest is
