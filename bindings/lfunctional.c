@@ -5,6 +5,7 @@
 
 #include <string.h>
 
+#include "cnn/ops.h"
 #include "cnn/ops_nn.h"
 
 /* ---- argument helpers ---- */
@@ -93,6 +94,16 @@ static void class_options(lua_State *L, int idx, const char *fn, cnn_class_loss_
     o->ignore_index = lua_tointeger(L, -1);
   }
   lua_pop(L, 1);
+}
+
+/* ---- linear ---- */
+
+/* F.linear(x, w, b = nil): x (..., in), w (out, in), b (out) -> (..., out) */
+static int f_linear(lua_State *L) {
+  cnn_tensor *x = lcnn_check(L, 1, "linear"), *w = lcnn_check(L, 2, "linear");
+  cnn_tensor *b = lua_isnoneornil(L, 3) ? NULL : lcnn_check(L, 3, "linear");
+  lcnn_push(L, cnn_op_linear(x, w, b), "linear");
+  return 1;
 }
 
 /* ---- activations ---- */
@@ -192,7 +203,8 @@ static int f_local_response_norm(lua_State *L) {
 }
 
 void lcnn_open_functional(lua_State *L, int tbl) {
-  static const luaL_Reg fns[] = {{"leaky_relu", f_leaky_relu},
+  static const luaL_Reg fns[] = {{"linear", f_linear},
+                                 {"leaky_relu", f_leaky_relu},
                                  {"softmax", f_softmax},
                                  {"log_softmax", f_log_softmax},
                                  {"cross_entropy", f_cross_entropy},

@@ -4,9 +4,12 @@
  * by the engine. */
 #include "cnn/autograd.h"
 #include "cnn/error.h"
+#include "cnn/gemm.h"
 #include "cnn/matmul.h"
 #include "cnn/ops.h"
 #include "scratch.h"
+
+#include <string.h>
 
 static cnn_tensor *t_last2(scratch *s, const cnn_tensor *t) {
   if (s->failed || !t) return s->failed = true, NULL;
@@ -62,3 +65,103 @@ static cnn_tensor *record(cnn_tensor *out, const cnn_tensor *a, const cnn_tensor
 cnn_tensor *cnn_op_matmul(const cnn_tensor *a, const cnn_tensor *b) { return record(cnn_mm_matmul(a, b), a, b, false); }
 
 cnn_tensor *cnn_op_mm(const cnn_tensor *a, const cnn_tensor *b) { return record(cnn_mm_mm(a, b), a, b, true); }
+
+/* ---- linear ---- */
+
+/* Rows of x seen as a matrix: the product of every dim but the last. */
+static int64_t lead_rows(const cnn_tensor *t) {
+  int64_t m = 1;
+  for (int d = 0; d < t->ndim - 1; d++) m *= t->size[d];
+  return m;
+}
+
+/* saved: x (when w needs grad), w (when x needs grad); inputs x, w, b */
+static int linear_backward(cnn_node *n, cnn_tensor *const *gout, cnn_tensor **gin) {
+  cnn_tensor *x, *w, *g = gout[0];
+  if (!g) return 0;
+  if (cnn_ag_saved(n, 0, &x) || cnn_ag_saved(n, 1, &w)) return -1;
+  bool nx = cnn_node_needs_grad(n, 0), nw = cnn_node_needs_grad(n, 1), nb = cnn_node_needs_grad(n, 2);
+  const int64_t out = n->iargs[0], in = n->iargs[1], m = lead_rows(g);
+  cnn_tensor *gc = cnn_tensor_contiguous(g);
+  if (!gc) return -1;
+  const float *gp = cnn_tensor_f32(gc);
+  cnn_tensor *gx = NULL, *gw = NULL, *gb = NULL;
+  if (nx) { /* dX (m, in) = dY (m, out) @ W (out, in); w was saved contiguous */
+    int64_t size[CNN_MAX_DIMS];
+    memcpy(size, g->size, sizeof(int64_t) * (size_t)g->ndim);
+    size[g->ndim - 1] = in;
+    gx = out > 0 ? cnn_tensor_empty(CNN_FLOAT32, g->ndim, size) : cnn_tensor_zeros(CNN_FLOAT32, g->ndim, size);
+    if (!gx) goto fail;
+    if (out > 0) cnn_gemm(false, false, m, in, out, 1, gp, out, cnn_tensor_f32(w), in, 0, cnn_tensor_f32(gx), in);
+  }
+  if (nw) { /* dW (out, in) = dY^T (out, m) @ X (m, in); x was saved contiguous */
+    int64_t size[2] = {out, in};
+    gw = m > 0 ? cnn_tensor_empty(CNN_FLOAT32, 2, size) : cnn_tensor_zeros(CNN_FLOAT32, 2, size);
+    if (!gw) goto fail;
+    if (m > 0) cnn_gemm(true, false, out, in, m, 1, gp, out, cnn_tensor_f32(x), in, 0, cnn_tensor_f32(gw), in);
+  }
+  if (nb) { /* db (out) = column sums of dY, rows added in order */
+    gb = cnn_tensor_zeros(CNN_FLOAT32, 1, &(int64_t){out});
+    if (!gb) goto fail;
+    float *bp = cnn_tensor_f32(gb);
+    for (int64_t i = 0; i < m; i++)
+      for (int64_t j = 0; j < out; j++) bp[j] += gp[i * out + j];
+  }
+  cnn_tensor_release(gc);
+  gin[0] = gx, gin[1] = gw, gin[2] = gb;
+  return 0;
+fail:
+  cnn_tensor_release(gc);
+  cnn_tensor_release(gx);
+  cnn_tensor_release(gw);
+  return -1;
+}
+
+cnn_tensor *cnn_op_linear(const cnn_tensor *x, const cnn_tensor *w, const cnn_tensor *b) {
+  if (w->ndim != 2) return cnn_error_set("weight must be 2-d (out, in), got %d-d", w->ndim), NULL;
+  if (x->ndim == 0 || x->size[x->ndim - 1] != w->size[1]) {
+    if (x->ndim == 0) return cnn_error_set("input has no features but weight expects %lld", (long long)w->size[1]), NULL;
+    return cnn_error_set("input has %lld features but weight expects %lld", (long long)x->size[x->ndim - 1],
+                         (long long)w->size[1]), NULL;
+  }
+  const int64_t out = w->size[0], in = w->size[1];
+  if (b && (b->ndim != 1 || b->size[0] != out))
+    return cnn_error_set("bias must be 1-d with %lld elements, got %d-d", (long long)out, b->ndim), NULL;
+  if (x->dtype != CNN_FLOAT32 || w->dtype != CNN_FLOAT32 || (b && b->dtype != CNN_FLOAT32))
+    return cnn_error_set("expected float32 input, weight and bias"), NULL;
+  int64_t size[CNN_MAX_DIMS];
+  memcpy(size, x->size, sizeof(int64_t) * (size_t)x->ndim);
+  size[x->ndim - 1] = out;
+  const int64_t m = lead_rows(x);
+  cnn_tensor *xc = cnn_tensor_contiguous(x);
+  cnn_tensor *wc = xc ? cnn_tensor_contiguous(w) : NULL;
+  cnn_tensor *y = wc ? cnn_tensor_empty(CNN_FLOAT32, x->ndim, size) : NULL;
+  cnn_tensor *bc = y && b ? cnn_tensor_contiguous(b) : NULL;
+  if (!y || (b && !bc)) goto fail;
+  float *yp = cnn_tensor_f32(y);
+  if (bc) { /* y starts as the bias, and the GEMM adds x w^T (beta 1): one pass over y */
+    const float *bp = cnn_tensor_f32(bc);
+    for (int64_t i = 0; i < m; i++) memcpy(yp + i * out, bp, (size_t)out * sizeof(float));
+  } else if (in == 0 && m * out > 0) {
+    memset(yp, 0, (size_t)(m * out) * sizeof(float));
+  }
+  if (in > 0) cnn_gemm(false, true, m, out, in, 1, cnn_tensor_f32(xc), in, cnn_tensor_f32(wc), in, bc ? 1 : 0, yp, out);
+  const cnn_tensor *inputs[3] = {x, w, b};
+  if (cnn_ag_any_requires(3, inputs)) {
+    /* save the contiguous copies: backward reads them as plain matrices */
+    const cnn_tensor *saves[2] = {cnn_ag_requires(w) ? xc : NULL, cnn_ag_requires(x) ? wc : NULL};
+    cnn_node *node = cnn_ag_record(y, "LinearBackward", linear_backward, 3, inputs, 2, saves);
+    if (!node) goto fail;
+    node->iargs[0] = out, node->iargs[1] = in;
+  }
+  cnn_tensor_release(xc);
+  cnn_tensor_release(wc);
+  cnn_tensor_release(bc);
+  return y;
+fail:
+  cnn_tensor_release(xc);
+  cnn_tensor_release(wc);
+  cnn_tensor_release(bc);
+  cnn_tensor_release(y);
+  return NULL;
+}

@@ -13,24 +13,8 @@ local function check_tensor(fn, x, i)
   end
 end
 
---- F.linear(x, w, b): x (..., in), w (out, in), b (out) or nil -> (..., out)
-if not F.linear then
-  function F.linear(x, w, b)
-    check_tensor("linear", x, 1)
-    check_tensor("linear", w, 2)
-    if w:dim() ~= 2 then error("linear: weight must be 2-d (out, in), got " .. w:dim() .. "-d", 2) end
-    if x:dim() == 0 or x:size(-1) ~= w:size(2) then
-      error(string.format("linear: input has %s features but weight expects %d",
-        x:dim() == 0 and "no" or tostring(x:size(-1)), w:size(2)), 2)
-    end
-    local y = x:matmul(w:t())
-    if b ~= nil then
-      check_tensor("linear", b, 3)
-      y = y + b
-    end
-    return y
-  end
-end
+-- F.linear(x, w, b): x (..., in), w (out, in), b (out) or nil -> (..., out) is core.F.linear (C: one
+-- GEMM with the bias preloaded; backward computes dW = dY^T X directly in (out, in) layout)
 
 --- F.flatten(x, start_d = 1): merges dims start_d..last (torch.flatten's default start is 0, i.e. our 1)
 function F.flatten(x, start_d, end_d)

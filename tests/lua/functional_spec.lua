@@ -407,3 +407,70 @@ describe("F.local_response_norm", function()
       { shape = { 2, 3, 4, 5 }, data = H.values(F.local_response_norm(x:contiguous(), 3, { alpha = 0.5 })) }, TOL)
   end)
 end)
+
+describe("F.linear (one GEMM with the bias preloaded; dW = dY^T X in (out, in) layout)", function()
+  -- t equals the reference tensor ref (shape and values within atol)
+  local function close(t, ref, atol) H.assert_tensor(t, {shape = ref:shape(), data = H.values(ref)}, {atol = atol}) end
+
+  it("gives hand values: x {1, 2} with w {{1, 0}, {2, -1}, {0.5, 0.5}} and b {0, 1, -1} is {1, 1, 0.5}", function()
+    local w, b = cnn.tensor{{1, 0}, {2, -1}, {0.5, 0.5}}, cnn.tensor{0, 1, -1}
+    close(F.linear(cnn.tensor{1, 2}, w, b), cnn.tensor{1, 1, 0.5}, 0)
+    close(F.linear(cnn.tensor{{1, 2}, {0, 0}}, w), cnn.tensor{{1, 0, 1.5}, {0, 0, 0}}, 0)
+  end)
+
+  it("has gradients by hand: dW = dY^T X, db = column sums of dY, dX = dY W", function()
+    local x = cnn.tensor({{1, 2}, {3, 4}}, {requires_grad = true})
+    local w = cnn.tensor({{1, 0}, {2, -1}, {0.5, 0.5}}, {requires_grad = true})
+    local b = cnn.tensor({0, 1, -1}, {requires_grad = true})
+    local gy = cnn.tensor{{1, 0, 2}, {0, 1, -1}}
+    F.linear(x, w, b):backward(gy)
+    -- dW[o][i] = sum_n gy[n][o] x[n][i]
+    close(w.grad, cnn.tensor{{1, 2}, {3, 4}, {-1, 0}}, 0)
+    close(b.grad, cnn.tensor{1, 1, 1}, 0)
+    -- dX[n] = gy[n] @ w: {1 + 1, 0 + 1}, {2 - 0.5, -1 - 0.5}
+    close(x.grad, cnn.tensor{{2, 1}, {1.5, -1.5}}, 0)
+  end)
+
+  it("matches finite differences for 1-d, 2-d and 3-d inputs, with and without bias", function()
+    cnn.manual_seed(5)
+    for _, shape in ipairs {{4}, {3, 4}, {2, 3, 4}} do
+      local x = cnn.randn(table.unpack(shape)):requires_grad_()
+      local w, b = cnn.randn(5, 4):requires_grad_(), cnn.randn(5):requires_grad_()
+      H.gradcheck(function(a, c, d) return F.linear(a, c, d) end, {x, w, b})
+      H.gradcheck(function(a, c) return F.linear(a, c) end, {x, w})
+    end
+  end)
+
+  it("computes only the gradients needed and reads strided inputs", function()
+    cnn.manual_seed(6)
+    local x = cnn.randn(4, 3):t()           -- (3, 4), transposed view
+    local w = cnn.randn(4, 5):t():requires_grad_()  -- (5, 4), transposed leaf view
+    local y = F.linear(x, w)
+    close(y, x:matmul(w:detach():t()), 1e-5)
+    y:sum():backward()
+    assert.is_nil(x.grad)
+    close(w.grad, cnn.ones(3, 5):t():matmul(x), 1e-5)
+  end)
+
+  it("handles zero rows and zero features", function()
+    local w, b = cnn.randn(3, 0):requires_grad_(), cnn.tensor({1, 2, 3}, {requires_grad = true})
+    local y = F.linear(cnn.zeros(2, 0), w, b)
+    close(y, cnn.tensor{{1, 2, 3}, {1, 2, 3}}, 0)
+    y:sum():backward()
+    close(b.grad, cnn.tensor{2, 2, 2}, 0)
+    local w2 = cnn.randn(3, 4):requires_grad_()
+    local y2 = F.linear(cnn.zeros(0, 4), w2)
+    assert.are.same({0, 3}, y2:shape())
+    y2:sum():backward()
+    close(w2.grad, cnn.zeros(3, 4), 0)
+  end)
+
+  it("rejects bad shapes and dtypes naming the function", function()
+    H.assert_error(function() F.linear(cnn.zeros(2, 5), cnn.zeros(3, 4)) end, "linear", "5 features", "expects 4")
+    H.assert_error(function() F.linear(cnn.zeros(2, 4), cnn.zeros(3, 4, 1)) end, "linear", "2-d")
+    H.assert_error(function() F.linear(cnn.zeros(2, 4), cnn.zeros(3, 4), cnn.zeros(4)) end, "linear", "bias")
+    H.assert_error(function() F.linear(cnn.zeros(2, 4, {dtype = "int64"}), cnn.zeros(3, 4)) end, "linear", "float32")
+    H.assert_error(function() F.linear(nil, cnn.zeros(3, 4)) end, "linear", "argument 1")
+    close(F.linear(cnn.ones(1, 4), cnn.ones(3, 4)), cnn.full({1, 3}, 4), 0)
+  end)
+end)

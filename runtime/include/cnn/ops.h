@@ -36,6 +36,10 @@ int cnn_op_min(const cnn_tensor *x, int dim, bool keepdim, cnn_tensor **values, 
 /* ops_linalg.c */
 cnn_tensor *cnn_op_matmul(const cnn_tensor *a, const cnn_tensor *b);
 cnn_tensor *cnn_op_mm(const cnn_tensor *a, const cnn_tensor *b);
+/* y = x @ w^T + b: x (..., in), w (out, in), b (out) or NULL -> (..., out), float32. One GEMM with
+ * the bias preloaded; backward gives dW = dY^T X in w's own (out, in) layout, db as dY's column
+ * sums and dX = dY W, each only when its input needs it. */
+cnn_tensor *cnn_op_linear(const cnn_tensor *x, const cnn_tensor *w, const cnn_tensor *b);
 
 /* ops_shape.c: views (sharing storage) and copies, with gradients. */
 cnn_tensor *cnn_op_select(const cnn_tensor *t, int dim, int64_t index);
