@@ -159,7 +159,49 @@ static double finish(fop op, double v, int64_t r, int correction) {
   }
 }
 
-/* x: (outer, r, inner) contiguous -> out: (outer, inner). */
+/* Output o of a reduction over contiguous rows (inner == 1). */
+static inline void f32_row_item(fop op, kind k, const float *x, int64_t r, int correction, float *out, int64_t o) {
+  const float *row = x + o * r;
+  double v = row_f32(k, row, r, 0);
+  if (op == F_VAR) v = r > 0 ? row_f32(K_SQDEV, row, r, v / (double)r) : 0;
+  out[o] = (float)finish(op, v, r, correction);
+}
+
+/* Work item w of a reduction over a dim that is not last: columns j0.. of outer slice o. */
+static void f32_col_item(fop op, kind k, const float *x, const plan *p, int correction, float *out, int64_t w) {
+  const int64_t r = p->r, inner = p->inner, nch = (inner + CH - 1) / CH;
+  const int64_t o = w / nch, j0 = (w % nch) * CH, m = min64(CH, inner - j0);
+  const float *base = x + o * r * inner + j0;
+  double acc[CH], mean[CH];
+  for (int64_t j = 0; j < m; j++) acc[j] = k == K_PROD ? 1 : 0;
+  for (int64_t i = 0; i < r; i++) {
+    const float *row = base + i * inner;
+    if (k == K_PROD) {
+      for (int64_t j = 0; j < m; j++) acc[j] *= row[j];
+    } else {
+      for (int64_t j = 0; j < m; j++) acc[j] += row[j];
+    }
+  }
+  if (op == F_VAR && r > 0) {
+    for (int64_t j = 0; j < m; j++) {
+      mean[j] = acc[j] / (double)r;
+      acc[j] = 0;
+    }
+    for (int64_t i = 0; i < r; i++) {
+      const float *row = base + i * inner;
+      for (int64_t j = 0; j < m; j++) {
+        double dv = row[j] - mean[j];
+        acc[j] += dv * dv;
+      }
+    }
+  }
+  float *dst = out + o * inner + j0;
+  for (int64_t j = 0; j < m; j++) dst[j] = (float)finish(op, acc[j], r, correction);
+}
+
+/* x: (outer, r, inner) contiguous -> out: (outer, inner). Regions are entered only when they go
+ * parallel: an OpenMP region with a false if clause still builds a one-thread team (1.4 us here,
+ * more than a small sum itself). */
 static int reduce_f32(fop op, const float *x, const plan *p, int correction, float *out) {
   const int64_t outer = p->outer, r = p->r, inner = p->inner;
   kind k = op == F_PROD ? K_PROD : K_SUM;
@@ -174,47 +216,22 @@ static int reduce_f32(fop op, const float *x, const plan *p, int correction, flo
     return 0;
   }
   if (inner == 1) {
-#pragma omp parallel for schedule(static) if (outer > 1 && go_parallel(outer * r))
-    for (int64_t o = 0; o < outer; o++) {
-      const float *row = x + o * r;
-      double v = row_f32(k, row, r, 0);
-      if (op == F_VAR) v = r > 0 ? row_f32(K_SQDEV, row, r, v / (double)r) : 0;
-      out[o] = (float)finish(op, v, r, correction);
+    if (outer > 1 && go_parallel(outer * r)) {
+#pragma omp parallel for schedule(static)
+      for (int64_t o = 0; o < outer; o++) f32_row_item(op, k, x, r, correction, out, o);
+    } else {
+      for (int64_t o = 0; o < outer; o++) f32_row_item(op, k, x, r, correction, out, o);
     }
     return 0;
   }
   /* reduced dim not last: each work item sweeps the r rows of up to CH adjacent columns, so the
    * inner loop reads contiguous memory and the accumulators stay in registers or L1 */
   const int64_t nch = (inner + CH - 1) / CH, items = outer * nch;
-#pragma omp parallel for schedule(static) if (items > 1 && go_parallel(outer * r * inner))
-  for (int64_t w = 0; w < items; w++) {
-    const int64_t o = w / nch, j0 = (w % nch) * CH, m = min64(CH, inner - j0);
-    const float *base = x + o * r * inner + j0;
-    double acc[CH], mean[CH];
-    for (int64_t j = 0; j < m; j++) acc[j] = k == K_PROD ? 1 : 0;
-    for (int64_t i = 0; i < r; i++) {
-      const float *row = base + i * inner;
-      if (k == K_PROD) {
-        for (int64_t j = 0; j < m; j++) acc[j] *= row[j];
-      } else {
-        for (int64_t j = 0; j < m; j++) acc[j] += row[j];
-      }
-    }
-    if (op == F_VAR && r > 0) {
-      for (int64_t j = 0; j < m; j++) {
-        mean[j] = acc[j] / (double)r;
-        acc[j] = 0;
-      }
-      for (int64_t i = 0; i < r; i++) {
-        const float *row = base + i * inner;
-        for (int64_t j = 0; j < m; j++) {
-          double dv = row[j] - mean[j];
-          acc[j] += dv * dv;
-        }
-      }
-    }
-    float *dst = out + o * inner + j0;
-    for (int64_t j = 0; j < m; j++) dst[j] = (float)finish(op, acc[j], r, correction);
+  if (items > 1 && go_parallel(outer * r * inner)) {
+#pragma omp parallel for schedule(static)
+    for (int64_t w = 0; w < items; w++) f32_col_item(op, k, x, p, correction, out, w);
+  } else {
+    for (int64_t w = 0; w < items; w++) f32_col_item(op, k, x, p, correction, out, w);
   }
   return 0;
 }
