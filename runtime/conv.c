@@ -398,10 +398,14 @@ cnn_tensor *cnn_conv2d_forward(const cnn_tensor *x, const cnn_tensor *w, const c
     if (!ws) goto fail;
     const float *xp = cnn_tensor_f32(xc), *wp = cnn_tensor_f32(wc), *bp = bc ? cnn_tensor_f32(bc) : NULL;
     float *yp = cnn_tensor_f32(y);
-    if (nt > 1) cnn_parallel_blas_serial(true);
-#pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1 && units > 1)
-    for (int64_t u = 0; u < units; u++) forward_unit(&g, xp, wp, bp, yp, u, ws[omp_get_thread_num()]);
-    if (nt > 1) cnn_parallel_blas_serial(false);
+    if (nt > 1 && units > 1) { /* serial runs open no OpenMP region: even a one-thread team costs ~1.4 us */
+      cnn_parallel_blas_serial(true);
+#pragma omp parallel for schedule(static) num_threads(nt)
+      for (int64_t u = 0; u < units; u++) forward_unit(&g, xp, wp, bp, yp, u, ws[omp_get_thread_num()]);
+      cnn_parallel_blas_serial(false);
+    } else {
+      for (int64_t u = 0; u < units; u++) forward_unit(&g, xp, wp, bp, yp, u, ws[0]);
+    }
     ws_release();
   }
   cnn_tensor_release(xc);
@@ -456,25 +460,39 @@ static void input_grad_unit(const geom *g, const float *gy, const float *w, floa
 }
 
 /* gb[o] = sum over n, oy, ox of gy[n, o]; one thread per channel, so the order is fixed */
-static void bias_grad(const geom *g, const float *gy, float *gb) {
+static inline void bias_grad_channel(const geom *g, const float *gy, float *gb, int64_t o) {
   const int64_t O = g->O, L = g->L, N = g->N;
-#pragma omp parallel for schedule(static) if (N * O * L >= CNN_PARALLEL_GRAIN && O > 1)
-  for (int64_t o = 0; o < O; o++) {
-    double acc = 0;
-    for (int64_t n = 0; n < N; n++) {
-      /* 16 float lanes per row: vectorises, where one running float is a chain of dependent adds */
-      const float *r = gy + (n * O + o) * L;
-      float lane[16] = {0};
-      int64_t i = 0;
-      for (; i + 16 <= L; i += 16)
-        for (int l = 0; l < 16; l++) lane[l] += r[i + l];
-      float s = 0;
-      for (int l = 0; l < 16; l++) s += lane[l];
-      for (; i < L; i++) s += r[i];
-      acc += s;
-    }
-    gb[o] = (float)acc;
+  double acc = 0;
+  for (int64_t n = 0; n < N; n++) {
+    /* 16 float lanes per row: vectorises, where one running float is a chain of dependent adds */
+    const float *r = gy + (n * O + o) * L;
+    float lane[16] = {0};
+    int64_t i = 0;
+    for (; i + 16 <= L; i += 16)
+      for (int l = 0; l < 16; l++) lane[l] += r[i + l];
+    float s = 0;
+    for (int l = 0; l < 16; l++) s += lane[l];
+    for (; i < L; i++) s += r[i];
+    acc += s;
   }
+  gb[o] = (float)acc;
+}
+
+static void bias_grad(const geom *g, const float *gy, float *gb) {
+  const int64_t O = g->O;
+  if (g->N * O * g->L >= CNN_PARALLEL_GRAIN && O > 1 && cnn_parallel_get_threads() > 1) {
+#pragma omp parallel for schedule(static)
+    for (int64_t o = 0; o < O; o++) bias_grad_channel(g, gy, gb, o);
+  } else {
+    for (int64_t o = 0; o < O; o++) bias_grad_channel(g, gy, gb, o);
+  }
+}
+
+/* the threads' partials at offset i, added in thread order from 0 (as 0 + x turns -0 into +0) */
+static inline float sum_parts(float *const *ws, int team, size_t i) {
+  float s = 0;
+  for (int t = 0; t < team; t++) s += ws[t][i];
+  return s;
 }
 
 /* gw = the sum over units of gy band @ columns^T: each thread sums its units into its own
@@ -487,25 +505,38 @@ static int weight_grad(const geom *g0, const float *gy, const float *x, float *g
   float **ws = ws_acquire(nt, colf + (size_t)wsz);
   if (!ws) return -1;
   int team = 1;
-  if (nt > 1) cnn_parallel_blas_serial(true);
-#pragma omp parallel num_threads(nt) if (nt > 1)
-  {
-    int t = omp_get_thread_num();
-    float *part = ws[t] + colf;
-    if (t == 0) team = omp_get_num_threads();
-    memset(part, 0, (size_t)wsz * sizeof(float));
+  if (nt > 1) { /* serial runs open no OpenMP region: even a one-thread team costs ~1.4 us */
+    cnn_parallel_blas_serial(true);
+#pragma omp parallel num_threads(nt)
+    {
+      int t = omp_get_thread_num();
+      float *part = ws[t] + colf;
+      if (t == 0) team = omp_get_num_threads();
+      memset(part, 0, (size_t)wsz * sizeof(float));
 #pragma omp for schedule(static)
-    for (int64_t u = 0; u < units; u++) weight_grad_unit(&g, gy, x, part, u, ws[t]);
+      for (int64_t u = 0; u < units; u++) weight_grad_unit(&g, gy, x, part, u, ws[t]);
+    }
+    cnn_parallel_blas_serial(false);
+  } else {
+    memset(ws[0] + colf, 0, (size_t)wsz * sizeof(float));
+    for (int64_t u = 0; u < units; u++) weight_grad_unit(&g, gy, x, ws[0] + colf, u, ws[0]);
   }
-  if (nt > 1) cnn_parallel_blas_serial(false);
-#pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1 && wsz >= CNN_PARALLEL_GRAIN)
-  for (int64_t i = 0; i < wsz; i++) {
-    float s = 0;
-    for (int t = 0; t < team; t++) s += ws[t][colf + (size_t)i];
-    gw[i] = s;
+  if (nt > 1 && wsz >= CNN_PARALLEL_GRAIN) {
+#pragma omp parallel for schedule(static) num_threads(nt)
+    for (int64_t i = 0; i < wsz; i++) gw[i] = sum_parts(ws, team, colf + (size_t)i);
+  } else {
+    for (int64_t i = 0; i < wsz; i++) gw[i] = sum_parts(ws, team, colf + (size_t)i);
   }
   ws_release();
   return 0;
+}
+
+/* unit u of input_grad: image and group it / G, channel block k of blocks */
+static inline void input_grad_at(const geom *g, const float *gy, const float *w, float *gx, int64_t blocks,
+                                 size_t gcolf, int64_t u, float *slot) {
+  int64_t it = u / blocks, k = u % blocks;
+  int64_t c0 = g->Cg * k / blocks, c1 = g->Cg * (k + 1) / blocks;
+  input_grad_unit(g, gy, w, gx, it / g->G, it % g->G, c0, c1, slot, slot + gcolf);
 }
 
 /* gx by (image, group, channel block) units: one block per item when there are enough items for
@@ -519,15 +550,14 @@ static int input_grad(const geom *g, const float *gy, const float *w, float *gx,
   const size_t gpf = g->direct ? 0 : (size_t)(cb * g->Hp * g->Wp);
   float **ws = ws_acquire(nt, gcolf + gpf);
   if (!ws) return -1;
-  if (nt > 1) cnn_parallel_blas_serial(true);
-#pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1 && units > 1)
-  for (int64_t u = 0; u < units; u++) {
-    int64_t it = u / blocks, k = u % blocks;
-    int64_t c0 = g->Cg * k / blocks, c1 = g->Cg * (k + 1) / blocks;
-    float *slot = ws[omp_get_thread_num()];
-    input_grad_unit(g, gy, w, gx, it / g->G, it % g->G, c0, c1, slot, slot + gcolf);
+  if (nt > 1 && units > 1) { /* serial runs open no OpenMP region */
+    cnn_parallel_blas_serial(true);
+#pragma omp parallel for schedule(static) num_threads(nt)
+    for (int64_t u = 0; u < units; u++) input_grad_at(g, gy, w, gx, blocks, gcolf, u, ws[omp_get_thread_num()]);
+    cnn_parallel_blas_serial(false);
+  } else {
+    for (int64_t u = 0; u < units; u++) input_grad_at(g, gy, w, gx, blocks, gcolf, u, ws[0]);
   }
-  if (nt > 1) cnn_parallel_blas_serial(false);
   ws_release();
   return 0;
 }

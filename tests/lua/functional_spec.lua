@@ -474,3 +474,85 @@ describe("F.linear (one GEMM with the bias preloaded; dW = dY^T X in (out, in) l
     close(F.linear(cnn.ones(1, 4), cnn.ones(3, 4)), cnn.full({1, 3}, 4), 0)
   end)
 end)
+
+-- Each kernel picks its serial loop or its OpenMP loop before it starts (runtime/activation.c, loss.c,
+-- norm.c, pool.c, conv.c, optim.c). Above the parallel grain, one thread runs the serial loop and two
+-- run the OpenMP one: the two paths must agree bit for bit (per-item work, fixed summation order).
+describe("serial and parallel kernels", function()
+  local threads = cnn.get_num_threads()
+  after_each(function() cnn.set_num_threads(threads) end)
+
+  -- every output of run() at 1 and at 2 threads; run gets fresh, equal inputs each time
+  local function both(run)
+    local out = {}
+    for i, n in ipairs({ 1, 2 }) do
+      cnn.set_num_threads(n)
+      cnn.manual_seed(11)
+      out[i] = run()
+    end
+    for k, a in pairs(out[1]) do
+      local b = out[2][k]
+      assert(a:numel() > 0 and a:ne(b):sum():item() == 0, k .. " differs between 1 and 2 threads")
+    end
+  end
+
+  local function fwd_bwd(f)
+    return function()
+      local x = cnn.randn(2, 16, 32, 32):requires_grad_() -- 32768 values: the parallel grain
+      local y = f(x)
+      y:backward(cnn.randn(table.unpack(y:size())))
+      return { y = y:detach(), gx = x.grad }
+    end
+  end
+
+  it("agree for activations, softmax and losses", function()
+    both(fwd_bwd(function(x) return F.leaky_relu(x, 0.1) end))
+    both(fwd_bwd(function(x) return F.softmax(x, 2) end))
+    both(fwd_bwd(function(x) return F.log_softmax(x, 4) end))
+    both(fwd_bwd(function(x) return F.cross_entropy(x, cnn.randint(1, 16, { 2, 32, 32 }), { reduction = "none" }) end))
+    both(fwd_bwd(function(x) return F.nll_loss(x, cnn.randint(1, 16, { 2, 32, 32 }), { reduction = "none" }) end))
+    both(fwd_bwd(function(x) return F.mse_loss(x, cnn.randn(2, 16, 32, 32), { reduction = "sum" }) end))
+    both(fwd_bwd(function(x) return F.mse_loss(x, cnn.randn(2, 16, 32, 32), { reduction = "none" }) end))
+  end)
+
+  it("agree for pooling, batch norm, LRN and convolution", function()
+    both(fwd_bwd(function(x) return F.max_pool2d(x, 2) end))
+    both(fwd_bwd(function(x) return F.max_pool2d(x, 3, { stride = 2, padding = 1 }) end))
+    both(fwd_bwd(function(x) return F.avg_pool2d(x, 3, { stride = 2, padding = 1 }) end))
+    both(fwd_bwd(function(x) return F.adaptive_avg_pool2d(x, { 5, 3 }) end))
+    both(fwd_bwd(function(x) return F.local_response_norm(x, 3) end))
+    both(fwd_bwd(function(x) return F.local_response_norm(x, 2, { beta = 0.6 }) end))
+    both(function()
+      local bn = cnn.nn.BatchNorm2d(16)
+      local r = fwd_bwd(function(x) return bn(x) end)()
+      r.gw, r.gb, r.rm, r.rv = bn.weight.grad, bn.bias.grad, bn.running_mean, bn.running_var
+      return r
+    end)
+    both(function() -- the weight gradient's partials depend on the thread count: only y, gx and gb here
+      local conv = cnn.nn.Conv2d(16, 8, 3, { padding = 1 })
+      local r = fwd_bwd(function(x) return conv(x) end)()
+      r.gb = conv.bias.grad
+      return r
+    end)
+  end)
+
+  it("agree for SGD and Adam updates", function()
+    local function steps(make)
+      return function()
+        local p = cnn.randn(40000)
+        local opt = make({ p })
+        for _ = 1, 3 do
+          p.grad = cnn.randn(40000)
+          opt:step()
+        end
+        return { p = p }
+      end
+    end
+    both(steps(function(ps) return cnn.optim.SGD(ps, { lr = 0.1 }) end))
+    both(steps(function(ps)
+      return cnn.optim.SGD(ps, { lr = 0.1, momentum = 0.9, nesterov = true, weight_decay = 0.01 })
+    end))
+    both(steps(function(ps) return cnn.optim.Adam(ps, { lr = 0.01, amsgrad = true, weight_decay = 0.1 }) end))
+    both(steps(function(ps) return cnn.optim.AdamW(ps, { lr = 0.01 }) end))
+  end)
+end)
