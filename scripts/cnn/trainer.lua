@@ -135,7 +135,9 @@ function trainer.fit(o)
     opt:load_state_dict(state.optimizer)
     history = state.history or {}
     first_epoch = state.epoch + 1
-    cnn.set_rng_state(state.rng_state)
+    -- each rank continues its own random stream when the job has as many ranks as the one saved
+    local per_rank = state.rng_states
+    cnn.set_rng_state(per_rank and #per_rank == size and per_rank[rank + 1] or state.rng_state)
     if main then print(string.format("resumed from %s after epoch %d", o.resume, state.epoch)) end
   end
   local tty, now, every = main and cnn.isatty(io.stdout), cnn.wall_time, o.progress_every or 10
@@ -187,6 +189,7 @@ function trainer.fit(o)
     end
     local state = {model = model:state_dict(), optimizer = opt:state_dict(), epoch = epoch, history = history,
                    rng_state = cnn.get_rng_state()}
+    if size > 1 then state.rng_states = cnn.distributed.all_gather(cnn.get_rng_state()) end -- every rank calls it
     for k, v in pairs(o.extra_state or {}) do state[k] = v end
     if main then cnn.checkpoint.save(o.checkpoint, state) end
   end

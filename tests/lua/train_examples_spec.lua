@@ -200,6 +200,36 @@ describe("train_resnet.lua", function()
     model:load_state_dict(state.model)
   end)
 
+  -- On 2 ranks the random crops come from each rank's own stream; the checkpoint keeps every
+  -- rank's, so a resumed job continues exactly. (Skipped without an MPI launcher.)
+  local mpirun = io.popen("command -v mpirun"):read("l")
+  ;(mpirun and cnn.distributed.is_available() and it or pending)("--distributed --resume continues every rank's random stream exactly", function()
+    local function mpi(args)
+      local cmd = "ASAN_OPTIONS=\"${ASAN_OPTIONS:-}:detect_leaks=0\" mpirun --allow-run-as-root --oversubscribe " ..
+        "--mca btl_vader_single_copy_mechanism none -np 2 " .. sh_quote(CNNLUA) ..
+        " examples/train_resnet.lua --distributed --threads 1 --seed 4 --batch-size 16 --limit 40 --data " ..
+        sh_quote(tmp .. "/fashion") .. " " .. args .. " 2>&1"
+      local p = assert(io.popen(cmd))
+      local out = p:read("a")
+      assert.is_true(p:close(), out)
+      return out
+    end
+    mpi("--epochs 2 --out " .. sh_quote(tmp .. "/rd_full"))
+    mpi("--epochs 1 --out " .. sh_quote(tmp .. "/rd_part"))
+    local out = mpi("--epochs 2 --out " .. sh_quote(tmp .. "/rd_resumed") .. " --resume " ..
+      sh_quote(tmp .. "/rd_part/checkpoint.safetensors"))
+    assert.truthy(out:find("resumed from", 1, true), out)
+    local part = cnn.checkpoint.load(tmp .. "/rd_part/checkpoint.safetensors")
+    assert.are.equal(2, #part.rng_states)
+    local r1, r2 = part.rng_states[1], part.rng_states[2]
+    assert.is_true(r1:eq(r2):sum():item() < r1:numel()) -- the ranks' streams differ
+    local a = cnn.checkpoint.load(tmp .. "/rd_full/checkpoint.safetensors")
+    local b = cnn.checkpoint.load(tmp .. "/rd_resumed/checkpoint.safetensors")
+    for name, t in pairs(a.model) do
+      assert.is_true(t:eq(b.model[name]):sum():item() == t:numel(), name .. " differs after resuming")
+    end
+  end)
+
   it("rejects bad flags and lists its flags", function()
     local out, code = run("train_resnet.lua", "--depth 0")
     assert.are_not.equal(0, code)
@@ -209,7 +239,7 @@ describe("train_resnet.lua", function()
     out, code = run("train_resnet.lua", "--help")
     assert.are.equal(0, code)
     for _, flag in ipairs {"--data", "--depth", "--epochs", "--batch-size", "--lr", "--schedule", "--limit", "--seed",
-                            "--threads", "--save", "--resume", "--out"} do
+                            "--threads", "--save", "--resume", "--out", "--distributed"} do
       assert.truthy(out:find(flag, 1, true), flag)
     end
   end)
