@@ -39,9 +39,9 @@ int cnn_dist_rank(void) { return D.rank; }
 int cnn_dist_world_size(void) { return D.world; }
 const char *cnn_dist_backend(void) { return D.mpi ? "mpi" : "none"; }
 
+#ifdef CNN_HAVE_MPI
 static void at_exit(void) { cnn_dist_finalize(false); }
 
-#ifdef CNN_HAVE_MPI
 /* Started by a launcher? Open MPI's mpirun, PMIx (srun, prterun), MPICH's hydra. A plain start
  * must not call MPI_Init: a singleton init would spawn a runtime daemon for a world of one. */
 static bool launched(void) {
@@ -108,10 +108,10 @@ static int usable(void) {
   return 0;
 }
 
+#ifdef CNN_HAVE_MPI
 enum { KIND_ALL_REDUCE = 1, KIND_BROADCAST, KIND_ALL_GATHER, KIND_BUCKET };
 static const char *const kind_names[] = {"", "all_reduce", "broadcast", "all_gather", "a gradient bucket"};
 
-#ifdef CNN_HAVE_MPI
 /* Header: kind, dtype, ndim, extra (op, root or element count), sizes. One MAX all-reduce over the
  * header and its negation gives every rank the maximum and the minimum of each field. */
 #define HDR (4 + CNN_MAX_DIMS)
@@ -143,8 +143,20 @@ static int check_header(int kind, const cnn_tensor *t, int64_t extra) {
 
 static MPI_Datatype mpi_type(cnn_dtype dt) { return dt == CNN_FLOAT32 ? MPI_FLOAT : MPI_INT64_T; }
 
-/* MPI counts are int: big buffers go in chunks. */
-#define CHUNK ((int64_t)1 << 30)
+/* MPI counts are int: big buffers go in chunks of 2^30 elements. root < 0: an in-place
+ * all-reduce with op; else a broadcast from root. */
+static int chunked(void *data, int64_t n, cnn_dtype dt, MPI_Op op, int root) {
+  const int64_t chunk = (int64_t)1 << 30;
+  size_t es = cnn_dtype_size(dt);
+  for (int64_t at = 0; at < n; at += chunk) {
+    int count = (int)(n - at < chunk ? n - at : chunk);
+    void *p = (char *)data + at * es;
+    int rc = root < 0 ? MPI_Allreduce(MPI_IN_PLACE, p, count, mpi_type(dt), op, D.comm)
+                      : MPI_Bcast(p, count, mpi_type(dt), root, D.comm);
+    if (rc != MPI_SUCCESS) return mpi_fail(rc, root < 0 ? "MPI_Allreduce" : "MPI_Bcast");
+  }
+  return 0;
+}
 #endif
 
 /* Writes through overlapping views (expanded dims) would race; refuse them. */
@@ -175,15 +187,8 @@ static int in_place(cnn_tensor *t, int (*fn)(void *data, int64_t n, cnn_dtype dt
 static int reduce_buffer(void *data, int64_t n, cnn_dtype dt, void *arg) {
   cnn_dist_op op = *(cnn_dist_op *)arg;
 #ifdef CNN_HAVE_MPI
-  if (D.mpi) {
-    MPI_Op mop = op == CNN_DIST_MAX ? MPI_MAX : op == CNN_DIST_MIN ? MPI_MIN : MPI_SUM;
-    size_t es = cnn_dtype_size(dt);
-    for (int64_t at = 0; at < n; at += CHUNK) {
-      int count = (int)(n - at < CHUNK ? n - at : CHUNK);
-      int rc = MPI_Allreduce(MPI_IN_PLACE, (char *)data + at * es, count, mpi_type(dt), mop, D.comm);
-      if (rc != MPI_SUCCESS) return mpi_fail(rc, "MPI_Allreduce");
-    }
-  }
+  MPI_Op mop = op == CNN_DIST_MAX ? MPI_MAX : op == CNN_DIST_MIN ? MPI_MIN : MPI_SUM;
+  if (D.mpi && chunked(data, n, dt, mop, -1)) return -1;
 #endif
   if (op == CNN_DIST_MEAN && D.world > 1) {
     float *p = data, inv = 1.0f / (float)D.world;
@@ -207,13 +212,7 @@ int cnn_dist_all_reduce(cnn_tensor *t, cnn_dist_op op) {
 
 static int bcast_buffer(void *data, int64_t n, cnn_dtype dt, void *arg) {
 #ifdef CNN_HAVE_MPI
-  int root = *(int *)arg;
-  size_t es = cnn_dtype_size(dt);
-  for (int64_t at = 0; D.mpi && at < n; at += CHUNK) {
-    int count = (int)(n - at < CHUNK ? n - at : CHUNK);
-    int rc = MPI_Bcast((char *)data + at * es, count, mpi_type(dt), root, D.comm);
-    if (rc != MPI_SUCCESS) return mpi_fail(rc, "MPI_Bcast");
-  }
+  if (D.mpi && chunked(data, n, dt, MPI_OP_NULL, *(int *)arg)) return -1;
 #else
   (void)data, (void)n, (void)dt, (void)arg;
 #endif
@@ -316,11 +315,7 @@ int cnn_dist_all_reduce_many(cnn_tensor *const *ts, int n, float scale, bool che
     at += k;
   }
 #ifdef CNN_HAVE_MPI
-  for (int64_t off = 0; D.mpi && off < total; off += CHUNK) {
-    int count = (int)(total - off < CHUNK ? total - off : CHUNK);
-    int rc = MPI_Allreduce(MPI_IN_PLACE, D.stage + off, count, MPI_FLOAT, MPI_SUM, D.comm);
-    if (rc != MPI_SUCCESS) return mpi_fail(rc, "MPI_Allreduce");
-  }
+  if (D.mpi && chunked(D.stage, total, CNN_FLOAT32, MPI_SUM, -1)) return -1;
 #endif
   at = 0;
   for (int i = 0; i < n; i++) {
