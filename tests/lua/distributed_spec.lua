@@ -1,7 +1,7 @@
 -- cnn.distributed in one process (the multi-rank checks are tests/dist/*_test.lua under mpirun):
 -- errors before init, a world of one after it, argument errors, backward callbacks and the
 -- DataParallel wrapper's forwarding. The "before init" block must run first: init is per process.
-local H = require "tests.lua.helpers"
+local H = dofile("tests/lua/helpers.lua")
 local dist = cnn.distributed
 
 describe("cnn.distributed before init", function()

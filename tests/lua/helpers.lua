@@ -143,4 +143,24 @@ function H.gradcheck(fn, inputs)
   assert(ok == true, "gradcheck failed: " .. tostring(msg))
 end
 
+-- True when this machine has an MPI launcher and the build has MPI (specs that launch ranks are
+-- pending otherwise; ctest's dist_* tests then cover the world of one).
+function H.has_mpirun()
+  local p = io.popen("command -v mpirun")
+  local path = p:read("l")
+  p:close()
+  return path ~= nil and cnn.distributed.is_available()
+end
+
+-- Runs the shell command `cmd` on np ranks of this machine; returns its output (stderr included)
+-- and whether every rank succeeded. Root allowed, ranks may outnumber cores, no ptrace-based
+-- single copy (containers forbid it), and under the sanitizers no leak checks: Open MPI's unloaded
+-- plugins leave leaks LeakSanitizer can neither attribute nor suppress.
+function H.mpirun(np, cmd)
+  local p = assert(io.popen("ASAN_OPTIONS=\"${ASAN_OPTIONS:-}:detect_leaks=0\" mpirun --allow-run-as-root " ..
+    "--oversubscribe --mca btl_vader_single_copy_mechanism none -np " .. np .. " " .. cmd .. " 2>&1"))
+  local out = p:read("a")
+  return out, p:close() == true
+end
+
 return H

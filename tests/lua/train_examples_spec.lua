@@ -2,6 +2,7 @@
 -- train_resnet.lua, train_alexnet.lua and finetune_resnet18.lua run as a user runs them, one epoch
 -- each on tiny synthetic data: their last line, CSV and checkpoint.
 local cnn = require "cnn"
+local H = dofile("tests/lua/helpers.lua")
 local cifar10 = cnn.data.cifar10 or require "cnn.datasets.cifar10" -- data.cifar10 once cnn.data wires it
 
 local CNNLUA = assert(os.getenv("CNNLUA"), "CNNLUA must point at the cnnlua binary (ctest sets it)")
@@ -201,17 +202,12 @@ describe("train_resnet.lua", function()
   end)
 
   -- On 2 ranks the random crops come from each rank's own stream; the checkpoint keeps every
-  -- rank's, so a resumed job continues exactly. (Skipped without an MPI launcher.)
-  local mpirun = io.popen("command -v mpirun"):read("l")
-  ;(mpirun and cnn.distributed.is_available() and it or pending)("--distributed --resume continues every rank's random stream exactly", function()
+  -- rank's, so a resumed job continues exactly.
+  ;(H.has_mpirun() and it or pending)("--distributed --resume continues every rank's random stream exactly", function()
     local function mpi(args)
-      local cmd = "ASAN_OPTIONS=\"${ASAN_OPTIONS:-}:detect_leaks=0\" mpirun --allow-run-as-root --oversubscribe " ..
-        "--mca btl_vader_single_copy_mechanism none -np 2 " .. sh_quote(CNNLUA) ..
-        " examples/train_resnet.lua --distributed --threads 1 --seed 4 --batch-size 16 --limit 40 --data " ..
-        sh_quote(tmp .. "/fashion") .. " " .. args .. " 2>&1"
-      local p = assert(io.popen(cmd))
-      local out = p:read("a")
-      assert.is_true(p:close(), out)
+      local out, ok = H.mpirun(2, sh_quote(CNNLUA) .. " examples/train_resnet.lua --distributed --threads 1 --seed 4 " ..
+        "--batch-size 16 --limit 40 --data " .. sh_quote(tmp .. "/fashion") .. " " .. args)
+      assert.is_true(ok, out)
       return out
     end
     mpi("--epochs 2 --out " .. sh_quote(tmp .. "/rd_full"))

@@ -1,6 +1,7 @@
 -- examples/train_lenet.lua as a user runs it, on a tiny synthetic dataset in MNIST's layout:
 -- its outputs, its last line, and that --resume reaches exactly what an uninterrupted run does.
 local cnn = require "cnn"
+local H = dofile("tests/lua/helpers.lua")
 
 local CNNLUA = assert(os.getenv("CNNLUA"), "CNNLUA must point at the cnnlua binary (ctest sets it)")
 
@@ -108,18 +109,10 @@ describe("train_lenet.lua", function()
   end)
 
   -- 2 ranks of batch 16 take the same steps as 1 process of batch 32 (up to float rounding); only
-  -- rank 0 prints and writes. Skipped where no MPI launcher is installed (ctest's dist_* tests
-  -- then cover the world of one).
-  local mpirun = io.popen("command -v mpirun"):read("l")
-  local has_mpi = mpirun and cnn.distributed.is_available()
-  ;(has_mpi and it or pending)("--distributed on 2 ranks matches the single-process run of the same global batch", function()
-    -- (under the sanitizers, leak checks off: Open MPI's unloaded plugins leave unattributable leaks)
-    local cmd = "ASAN_OPTIONS=\"${ASAN_OPTIONS:-}:detect_leaks=0\" mpirun --allow-run-as-root --oversubscribe --mca btl_vader_single_copy_mechanism none -np 2 " ..
-      sh_quote(CNNLUA) .. " examples/train_lenet.lua --distributed " .. common .. " --data " .. sh_quote(tmp .. "/data") ..
-      " --out " .. sh_quote(tmp .. "/dist") .. " 2>&1"
-    local p = assert(io.popen(cmd))
-    local out = p:read("a")
-    local ok = p:close()
+  -- rank 0 prints and writes.
+  ;(H.has_mpirun() and it or pending)("--distributed on 2 ranks matches the single-process run of the same global batch", function()
+    local out, ok = H.mpirun(2, sh_quote(CNNLUA) .. " examples/train_lenet.lua --distributed " .. common .. " --data " ..
+      sh_quote(tmp .. "/data") .. " --out " .. sh_quote(tmp .. "/dist"))
     assert.is_true(ok, out)
     local _, lines = out:gsub("test accuracy:", "")
     assert.are.equal(1, lines, out) -- rank 0 alone reports
