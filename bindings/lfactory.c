@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "cnn/autograd.h"
+#include "cnn/conv.h"
 #include "cnn/elementwise.h"
 #include "cnn/error.h"
 #include "cnn/ops.h"
@@ -314,6 +315,23 @@ static int f_get_num_threads(lua_State *L) {
   return 1;
 }
 
+/* "auto": stride-1 convolutions use the direct kernels where they apply; "im2col": always columns */
+static int f_set_conv_algorithm(lua_State *L) {
+  static const char *const names[] = {"auto", "im2col", NULL};
+  const char *s = luaL_checkstring(L, 1);
+  for (int i = 0; names[i]; i++)
+    if (strcmp(s, names[i]) == 0) {
+      cnn_conv2d_set_algorithm(i == 0 ? CNN_CONV2D_AUTO : CNN_CONV2D_IM2COL);
+      return 0;
+    }
+  return lcnn_error(L, "set_conv_algorithm", "expected \"auto\" or \"im2col\", got \"%s\"", s);
+}
+
+static int f_get_conv_algorithm(lua_State *L) {
+  lua_pushstring(L, cnn_conv2d_get_algorithm() == CNN_CONV2D_AUTO ? "auto" : "im2col");
+  return 1;
+}
+
 void lcnn_open_factory(lua_State *L) {
   static const luaL_Reg f[] = {
       {"tensor", f_tensor}, {"empty", f_empty}, {"zeros", f_zeros}, {"ones", f_ones}, {"rand", f_rand},
@@ -322,6 +340,7 @@ void lcnn_open_factory(lua_State *L) {
       {"randperm", f_randperm}, {"cat", f_cat}, {"stack", f_stack}, {"allclose", f_allclose},
       {"manual_seed", f_manual_seed}, {"set_num_threads", f_set_num_threads},
       {"get_num_threads", f_get_num_threads}, {"get_rng_state", f_get_rng_state},
-      {"set_rng_state", f_set_rng_state}, {NULL, NULL}};
+      {"set_rng_state", f_set_rng_state}, {"set_conv_algorithm", f_set_conv_algorithm},
+      {"get_conv_algorithm", f_get_conv_algorithm}, {NULL, NULL}};
   luaL_setfuncs(L, f, 0);
 }

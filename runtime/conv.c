@@ -11,14 +11,21 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cnn/alloc.h"
 #include "cnn/error.h"
 #include "cnn/parallel.h"
+#include "conv_direct.h"
 
 /* Target size of one column band (floats): 512 KiB, half a Zen 5 L2. Smaller bands keep the band
  * in cache but narrow the GEMM (16 x 448 x 144 runs at 53 GFLOP/s against 70 for 16 x 1024 x 144);
  * 128K floats measured best from 32K to whole images on ResNet and AlexNet layers. A band is at
  * least one output row. */
 #define BAND_FLOATS (128 * 1024)
+
+static cnn_conv2d_algorithm algorithm = CNN_CONV2D_AUTO;
+
+void cnn_conv2d_set_algorithm(cnn_conv2d_algorithm a) { algorithm = a; }
+cnn_conv2d_algorithm cnn_conv2d_get_algorithm(void) { return algorithm; }
 
 cnn_conv2d_params cnn_conv2d_default_params(void) {
   cnn_conv2d_params p = {{1, 1}, {0, 0}, {0, 0}, {1, 1}, 1};
@@ -358,6 +365,42 @@ static const float *band_columns(const geom *g, const float *xg, const unit *u, 
   return col;
 }
 
+/* ---- direct (column-free) kernels for stride-1 layers, see conv_direct.c ---- */
+
+static bool use_direct(const geom *g, const cnn_conv2d_params *p) {
+  if (algorithm == CNN_CONV2D_IM2COL) return false;
+  return cnn_dconv_applies(g->kh, g->kw, p->stride, p->pad_lo, p->pad_hi, p->dilation, p->groups);
+}
+
+typedef enum { DIRECT_FORWARD, DIRECT_INPUT_GRAD, DIRECT_WEIGHT_GRAD } direct_kind;
+
+/* Runs one direct kernel with its workspace and packed filters; 0 or -1 with the error set. */
+static int run_direct(direct_kind kind, const geom *g, const cnn_conv2d_params *p, const float *a, const float *b,
+                      const float *bias, float *out, int nt) {
+  cnn_dconv d;
+  void (*plan)(cnn_dconv *, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t,
+               int64_t, int64_t, int) = kind == DIRECT_FORWARD      ? cnn_dconv_plan_forward
+                                        : kind == DIRECT_INPUT_GRAD ? cnn_dconv_plan_input_grad
+                                                                    : cnn_dconv_plan_weight_grad;
+  plan(&d, g->N, g->C, g->H, g->W, g->O, g->kh, g->kw, p->pad_lo[0], p->pad_lo[1], p->pad_hi[0], p->pad_hi[1], nt);
+  size_t packf = kind == DIRECT_WEIGHT_GRAD ? 0 : cnn_dconv_packed_floats(&d);
+  float *pack = packf ? cnn_alloc(packf * sizeof(float)) : NULL;
+  if (packf && !pack) return -1;
+  float **ws = ws_acquire(nt, d.scratch_floats);
+  if (!ws) {
+    cnn_free(pack, packf * sizeof(float));
+    return -1;
+  }
+  cnn_parallel_blas_serial(true);
+  if (kind == DIRECT_FORWARD) cnn_dconv_forward(&d, a, b, bias, out, pack, ws, nt);
+  else if (kind == DIRECT_INPUT_GRAD) cnn_dconv_input_grad(&d, a, b, out, pack, ws, nt);
+  else cnn_dconv_weight_grad(&d, a, b, out, ws, nt);
+  cnn_parallel_blas_serial(false);
+  ws_release();
+  cnn_free(pack, packf * sizeof(float));
+  return 0;
+}
+
 /* ---- forward ---- */
 
 /* y[n, gi, band] = w[gi] @ columns + b. With a bias the band is filled with it first and the GEMM
@@ -390,7 +433,11 @@ cnn_tensor *cnn_conv2d_forward(const cnn_tensor *x, const cnn_tensor *w, const c
   cnn_tensor *wc = xc ? cnn_tensor_contiguous(w) : NULL;
   cnn_tensor *bc = wc && b ? cnn_tensor_contiguous(b) : NULL;
   if (!y || !xc || !wc || (b && !bc)) goto fail;
-  if (cnn_tensor_numel(y) > 0) {
+  if (cnn_tensor_numel(y) > 0 && use_direct(&g, p)) {
+    if (run_direct(DIRECT_FORWARD, &g, p, cnn_tensor_f32(xc), cnn_tensor_f32(wc), bc ? cnn_tensor_f32(bc) : NULL,
+                   cnn_tensor_f32(y), cnn_parallel_get_threads()))
+      goto fail;
+  } else if (cnn_tensor_numel(y) > 0) {
     int nt = cnn_parallel_get_threads();
     split_for_threads(&g, nt);
     const int64_t units = g.N * g.G * n_bands(&g);
@@ -594,8 +641,17 @@ int cnn_conv2d_backward(const cnn_tensor *gy, const cnn_tensor *x, const cnn_ten
   const float *gyp = cnn_tensor_f32(gyc);
   int nt = cnn_parallel_get_threads();
   if (rb) bias_grad(&g, gyp, cnn_tensor_f32(rb));
-  if (rw && weight_grad(&g, gyp, cnn_tensor_f32(xc), cnn_tensor_f32(rw), nt)) goto fail;
-  if (rx && cnn_tensor_numel(rx) > 0 && input_grad(&g, gyp, cnn_tensor_f32(wc), cnn_tensor_f32(rx), nt)) goto fail;
+  bool direct = use_direct(&g, p);
+  if (rw && direct && N > 0) {
+    if (run_direct(DIRECT_WEIGHT_GRAD, &g, p, gyp, cnn_tensor_f32(xc), NULL, cnn_tensor_f32(rw), nt)) goto fail;
+  } else if (rw && weight_grad(&g, gyp, cnn_tensor_f32(xc), cnn_tensor_f32(rw), nt)) {
+    goto fail;
+  }
+  if (rx && cnn_tensor_numel(rx) > 0) {
+    if (direct ? run_direct(DIRECT_INPUT_GRAD, &g, p, gyp, cnn_tensor_f32(wc), NULL, cnn_tensor_f32(rx), nt)
+               : input_grad(&g, gyp, cnn_tensor_f32(wc), cnn_tensor_f32(rx), nt))
+      goto fail;
+  }
   cnn_tensor_release(gyc);
   cnn_tensor_release(xc);
   cnn_tensor_release(wc);

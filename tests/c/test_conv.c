@@ -1,8 +1,9 @@
 /* conv.c: forward, input/weight/bias gradients against a naive direct convolution written here
  * (double accumulation), over strides, asymmetric padding, dilation, groups, rectangular and 1x1
  * kernels, multi-band images, single images split over threads, non-contiguous inputs, 1 and 2
- * threads; determinism of the threaded weight gradient; the workspace staying put once warm;
- * error messages. */
+ * threads, both algorithms (im2col, and the direct kernels of conv_direct.c for stride-1 layers,
+ * with shapes that hit their tile and slab tails); determinism of the threaded weight gradient;
+ * the workspace staying put once warm; error messages. */
 #include "check.h"
 #include "cnn/conv.h"
 #include "cnn/error.h"
@@ -163,21 +164,39 @@ static const ccase CASES[] = {
     {"kernel = input", 3, 2, 4, 5, 3, 4, 5, {{1, 1}, {0, 0}, {0, 0}, {1, 1}, 1}, 1},
     {"stride larger than kernel", 2, 2, 9, 9, 2, 2, 2, {{3, 4}, {0, 1}, {0, 1}, {1, 1}, 1}, 1},
     {"batch 5 with 2 threads (odd split)", 5, 2, 5, 5, 2, 3, 3, {{1, 1}, {1, 1}, {1, 1}, {1, 1}, 1}, 1},
+    /* direct kernels: filter counts on every tile height and its tails, input-gradient tiles for
+     * 1..9 channels, slabs of one image (big planes) and of many (tiny ones), padding up to k - 1 */
+    {"LeNet conv1 shape", 3, 1, 28, 28, 6, 5, 5, {{1, 1}, {2, 2}, {2, 2}, {1, 1}, 1}, 1},
+    {"LeNet conv2 shape", 3, 6, 14, 14, 16, 5, 5, {{1, 1}, {0, 0}, {0, 0}, {1, 1}, 1}, 1},
+    {"one filter, two channels", 2, 2, 6, 5, 1, 3, 3, {{1, 1}, {1, 1}, {1, 1}, {1, 1}, 1}, 1},
+    {"3 filters, 9 channels", 3, 9, 5, 7, 3, 3, 3, {{1, 1}, {1, 1}, {1, 1}, {1, 1}, 1}, 1},
+    {"5 filters, 7 channels, full padding", 2, 7, 4, 6, 5, 3, 3, {{1, 1}, {2, 2}, {2, 2}, {1, 1}, 1}, 1},
+    {"7 filters, rect kernel, asymmetric pad", 2, 3, 7, 9, 7, 2, 5, {{1, 1}, {1, 0}, {0, 4}, {1, 1}, 1}, 1},
+    {"17 filters, 10 channels", 3, 10, 6, 6, 17, 3, 3, {{1, 1}, {1, 1}, {1, 1}, {1, 1}, 1}, 1},
+    {"big plane: one image a slab", 2, 40, 41, 43, 9, 3, 3, {{1, 1}, {1, 1}, {1, 1}, {1, 1}, 1}, 1},
+    {"tiny planes: many images a slab", 37, 4, 3, 2, 12, 2, 2, {{1, 1}, {1, 0}, {0, 1}, {1, 1}, 1}, 1},
+    {"single image, 33 filters (gx 2 channels)", 1, 2, 9, 8, 33, 3, 3, {{1, 1}, {1, 1}, {1, 1}, {1, 1}, 1}, 0},
+    {"kernel = padded input", 2, 3, 2, 3, 4, 3, 4, {{1, 1}, {1, 1}, {0, 0}, {1, 1}, 1}, 1},
 };
 
 static void test_cases(void) {
   int nc = (int)(sizeof CASES / sizeof CASES[0]);
-  for (int t = 1; t <= 2; t++) {
-    cnn_parallel_set_threads(t);
-    for (int i = 0; i < nc; i++) run_case(&CASES[i], 0);
+  const cnn_conv2d_algorithm algs[] = {CNN_CONV2D_AUTO, CNN_CONV2D_IM2COL};
+  for (int a = 0; a < 2; a++) {
+    cnn_conv2d_set_algorithm(algs[a]);
+    for (int t = 1; t <= 2; t++) {
+      cnn_parallel_set_threads(t);
+      for (int i = 0; i < nc; i++) run_case(&CASES[i], 0);
+    }
+    cnn_parallel_set_threads(2);
+    run_case(&CASES[1], 1);
+    run_case(&CASES[4], 1);
   }
-  cnn_parallel_set_threads(2);
-  run_case(&CASES[1], 1);
-  run_case(&CASES[4], 1);
+  cnn_conv2d_set_algorithm(CNN_CONV2D_AUTO);
 }
 
 /* With 2 threads the weight gradient comes from per-thread partial sums reduced in a fixed order:
- * two runs give the same bits. */
+ * two runs give the same bits (this shape takes the direct kernels; case 1 above covers im2col's). */
 static void test_deterministic(void) {
   cnn_parallel_set_threads(2);
   int64_t xs[4] = {6, 4, 9, 9}, ws[4] = {5, 4, 3, 3};

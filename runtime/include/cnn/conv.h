@@ -36,6 +36,12 @@ int cnn_conv2d_backward(const cnn_tensor *gy, const cnn_tensor *x, const cnn_ten
                         const int64_t x_size[4], const int64_t w_size[4], const cnn_conv2d_params *p,
                         cnn_tensor **gx, cnn_tensor **gw, cnn_tensor **gb);
 
+/* How stride-1 layers are computed: AUTO picks the direct kernels (no column matrix) where they
+ * apply, IM2COL always builds columns. Process-wide; for tests and benchmarks. */
+typedef enum { CNN_CONV2D_AUTO, CNN_CONV2D_IM2COL } cnn_conv2d_algorithm;
+void cnn_conv2d_set_algorithm(cnn_conv2d_algorithm a);
+cnn_conv2d_algorithm cnn_conv2d_get_algorithm(void);
+
 /* Frees the per-thread column buffers kept between calls (they grow to the largest layer seen). */
 void cnn_conv2d_release_workspace(void);
 /* Bytes the column buffers hold now. */

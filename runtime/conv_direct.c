@@ -1,0 +1,361 @@
+/* Stride-1 convolutions without a column matrix (see conv_direct.h).
+ *
+ * A slab holds G images' zero-padded planes channel-major: xs (C, G, Hp, Wp). Give output position
+ * (g, oy, ox) the flat index q = g*plane + oy*Wp + ox. The window of kernel tap k = (c, ki, kj) at
+ * q is xs[c*G*plane + ki*Wp + kj + q]: every tap reads the same array at a fixed shift, so the
+ * column matrix of im2col is xs itself seen through K shifted pointers, and
+ *   forward      y (O, Q)  = W (O, K) x cols (K, Q)       read in place, no im2col, no packing
+ *   weight grad  gW (O, K) = gY (O, Q) x cols (K, Q)^T    gY zero at dropped positions
+ *   input grad   the forward of gY padded by (k - 1 - pad), with W flipped and transposed.
+ * Positions with ox >= ow or oy >= oh are computed and dropped (they read the next row's or the
+ * next image's pixels); that costs Hp*Wp/(oh*ow) - 1 more work: 13% at 32x32 3x3, 56% at 8x8, where
+ * im2col + sgemm pay a copy of K x L floats and sgemm's own packing of it.
+ *
+ * Micro-kernels hold an (mr x nv) tile of accumulators in vector registers (GCC vector types, so
+ * the file stays portable C; -march=native picks the width). Units of work are slabs, split over
+ * the OpenMP threads statically; the weight gradient sums each thread's slabs into its own partial
+ * and adds the partials in thread order, so a thread count always gives the same bits. */
+#include "conv_direct.h"
+
+#include <omp.h>
+#include <string.h>
+
+#include "cnn/parallel.h"
+
+#if defined(__AVX512F__)
+#define VL 16  /* floats per vector */
+#define NACC 24 /* accumulators a tile may hold: 32 registers, minus loads and a broadcast */
+#elif defined(__AVX__)
+#define VL 8
+#define NACC 12 /* 16 registers */
+#else
+#define VL 4
+#define NACC 12
+#endif
+
+typedef float vf __attribute__((vector_size(VL * sizeof(float))));
+typedef float vfu __attribute__((vector_size(VL * sizeof(float)), aligned(sizeof(float)), may_alias));
+
+static inline vf load(const float *p) { return *(const vfu *)p; }
+static inline void store(float *p, vf v) { *(vfu *)p = v; }
+
+/* Pins a loaded vector to a register: without it GCC folds the load into every FMA that reads it
+ * (a memory operand each), and the weight-gradient tile became load-bound at half the speed. */
+#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
+#define IN_REGISTER(v) __asm__("" : "+v"(v))
+#else
+#define IN_REGISTER(v) ((void)0)
+#endif
+
+static inline float hsum(vf v) {
+  float s = 0;
+  for (int l = 0; l < VL; l++) s += v[l];
+  return s;
+}
+
+/* A slab's floats budget: the padded input and the output grid of a slab together stay in L2. */
+#define SLAB_BUDGET (96 * 1024)
+
+#define INLINE static inline __attribute__((always_inline))
+
+bool cnn_dconv_applies(int64_t kh, int64_t kw, const int64_t stride[2], const int64_t pad_lo[2],
+                       const int64_t pad_hi[2], const int64_t dilation[2], int64_t groups) {
+  return groups == 1 && stride[0] == 1 && stride[1] == 1 && dilation[0] == 1 && dilation[1] == 1 && kh * kw > 1 &&
+         pad_lo[0] <= kh - 1 && pad_hi[0] <= kh - 1 && pad_lo[1] <= kw - 1 && pad_hi[1] <= kw - 1;
+}
+
+static int64_t round_up(int64_t n, int64_t m) { return (n + m - 1) / m * m; }
+
+/* Tile rows for O filters: the fewest padded filters, ties to the taller tile. Columns: as many
+ * vectors as the accumulators allow, at most 6. */
+static void pick_tile(cnn_dconv *d) {
+  static const int rows[] = {NACC >= 24 ? 8 : 4, 6, NACC >= 24 ? 4 : 2, 2, 1};
+  d->mr = rows[0];
+  for (int i = 1; i < 5; i++)
+    if (round_up(d->O, rows[i]) < round_up(d->O, d->mr)) d->mr = rows[i];
+  d->nv = NACC / d->mr < 6 ? NACC / d->mr : 6;
+  d->Op = round_up(d->O, d->mr);
+}
+
+/* Fills the shared fields once C, H, W, O, kh, kw and the padding are set; tw: the tile's width in
+ * positions. */
+static void plan_common(cnn_dconv *d, int nt, int64_t tw) {
+  d->Hp = d->H + d->pt + d->pb, d->Wp = d->W + d->pl + d->pr, d->plane = d->Hp * d->Wp;
+  d->oh = d->Hp - d->kh + 1, d->ow = d->Wp - d->kw + 1;
+  int64_t per = (d->C + d->Op) * d->plane;
+  d->G = per > 0 ? SLAB_BUDGET / per : 1;
+  if (d->G < 1) d->G = 1;
+  int64_t even = (d->N + nt - 1) / nt; /* every thread gets a slab */
+  if (d->G > even) d->G = even;
+  if (d->G < 1) d->G = 1;
+  d->Q = d->G * d->plane;
+  d->Qr = round_up(d->Q, tw);
+  /* tail: tile overrun past Q plus the farthest tap; zeros, so dropped positions read finite values */
+  d->slab_floats = (size_t)round_up(d->C * d->Q + (d->Qr - d->Q) + (d->kh - 1) * d->Wp + d->kw + VL, 16);
+}
+
+static void plan_set(cnn_dconv *d, int64_t N, int64_t C, int64_t H, int64_t W, int64_t O, int64_t kh, int64_t kw,
+                     int64_t pt, int64_t pl, int64_t pb, int64_t pr) {
+  memset(d, 0, sizeof *d);
+  d->N = N, d->C = C, d->H = H, d->W = W, d->O = O, d->kh = kh, d->kw = kw;
+  d->pt = pt, d->pl = pl, d->pb = pb, d->pr = pr;
+}
+
+void cnn_dconv_plan_forward(cnn_dconv *d, int64_t N, int64_t C, int64_t H, int64_t W, int64_t O, int64_t kh,
+                            int64_t kw, int64_t pt, int64_t pl, int64_t pb, int64_t pr, int nt) {
+  plan_set(d, N, C, H, W, O, kh, kw, pt, pl, pb, pr);
+  pick_tile(d);
+  plan_common(d, nt, (int64_t)d->nv * VL);
+  d->scratch_floats = d->slab_floats + (size_t)(d->Op * d->Qr);
+}
+
+/* gx is the forward of gy (N, O, oh, ow) padded by k - 1 - pad with O -> C filters. */
+void cnn_dconv_plan_input_grad(cnn_dconv *d, int64_t N, int64_t C, int64_t H, int64_t W, int64_t O, int64_t kh,
+                               int64_t kw, int64_t pt, int64_t pl, int64_t pb, int64_t pr, int nt) {
+  int64_t oh = H + pt + pb - kh + 1, ow = W + pl + pr - kw + 1;
+  cnn_dconv_plan_forward(d, N, O, oh, ow, C, kh, kw, kh - 1 - pt, kw - 1 - pl, kh - 1 - pb, kw - 1 - pr, nt);
+}
+
+/* Weight-gradient tiles: mr filters x nv taps, each accumulator a vector of positions. */
+void cnn_dconv_plan_weight_grad(cnn_dconv *d, int64_t N, int64_t C, int64_t H, int64_t W, int64_t O, int64_t kh,
+                                int64_t kw, int64_t pt, int64_t pl, int64_t pb, int64_t pr, int nt) {
+  plan_set(d, N, C, H, W, O, kh, kw, pt, pl, pb, pr);
+  d->mr = O % 4 == 0 || O > 6 ? 4 : 6;
+  d->nv = NACC / d->mr;
+  d->Op = round_up(O, d->mr);
+  plan_common(d, nt, VL);
+  /* slab, gY grid (Op, Qr), the thread's partial gW (O, K) */
+  d->scratch_floats = d->slab_floats + (size_t)(d->Op * d->Qr) + (size_t)round_up(O * C * kh * kw, 16);
+}
+
+size_t cnn_dconv_packed_floats(const cnn_dconv *d) { return (size_t)(d->Op * d->C * d->kh * d->kw); }
+
+/* ---- slabs ---- */
+
+/* src (N, C, H, W): images n0..n0+g -> xs (C, g, Hp, Wp) zero-padded, then zeros to slab_floats.
+ * With g < G (the last slab) the planes are packed for g images; the rest of the slab is zeros. */
+static void slab_fill(const cnn_dconv *d, const float *src, int64_t n0, int64_t g, float *xs) {
+  const int64_t H = d->H, W = d->W, Wp = d->Wp, plane = d->plane, C = d->C;
+  for (int64_t c = 0; c < C; c++)
+    for (int64_t i = 0; i < d->G; i++) {
+      float *dst = xs + (c * d->G + i) * plane;
+      if (i >= g) {
+        memset(dst, 0, (size_t)plane * sizeof(float));
+        continue;
+      }
+      const float *s = src + ((n0 + i) * C + c) * H * W;
+      memset(dst, 0, (size_t)(d->pt * Wp + d->pl) * sizeof(float));
+      float *row = dst + d->pt * Wp + d->pl;
+      for (int64_t r = 0; r < H; r++, row += Wp, s += W) {
+        memcpy(row, s, (size_t)W * sizeof(float));
+        if (r + 1 < H) memset(row + W, 0, (size_t)(d->pr + d->pl) * sizeof(float));
+      }
+      float *end = dst + (d->pt + H) * Wp; /* right padding of the last row, then the bottom rows */
+      memset(end - d->pr, 0, (size_t)(d->pr + d->pb * Wp) * sizeof(float));
+    }
+  size_t used = (size_t)(C * d->Q);
+  memset(xs + used, 0, (d->slab_floats - used) * sizeof(float));
+}
+
+/* ---- forward micro-kernel ---- */
+
+/* yq[0..mr) rows, positions [0, nv*VL) (ld ldq) = sum over taps of wt (K, mr) x shifted xs.
+ * xs points at the tile's first position; cs: floats between channels of the slab. */
+INLINE void fwd_tile(const float *xs, int64_t cs, int64_t Wp, int64_t C, int64_t kh, int64_t kw, const float *wt,
+                     float *yq, int64_t ldq, const int mr, const int nv) {
+  vf acc[8][6];
+#pragma GCC unroll 8
+  for (int i = 0; i < mr; i++)
+#pragma GCC unroll 6
+    for (int v = 0; v < nv; v++) acc[i][v] = (vf){0};
+  for (int64_t c = 0; c < C; c++, xs += cs)
+    for (int64_t ki = 0; ki < kh; ki++) {
+      const float *row = xs + ki * Wp;
+      for (int64_t kj = 0; kj < kw; kj++, wt += mr) {
+        vf b[6];
+#pragma GCC unroll 6
+        for (int v = 0; v < nv; v++) b[v] = load(row + kj + v * VL);
+#pragma GCC unroll 8
+        for (int i = 0; i < mr; i++) {
+          float s = wt[i];
+#pragma GCC unroll 6
+          for (int v = 0; v < nv; v++) acc[i][v] += b[v] * s;
+        }
+      }
+    }
+#pragma GCC unroll 8
+  for (int i = 0; i < mr; i++)
+#pragma GCC unroll 6
+    for (int v = 0; v < nv; v++) store(yq + i * ldq + v * VL, acc[i][v]);
+}
+
+/* yq (Op, Qr) = the slab's correlation, every filter tile over every position tile. */
+INLINE void fwd_slab(const cnn_dconv *d, const float *xs, const float *pack, float *yq, const int mr,
+                     const int nv) {
+  const int64_t K = d->C * d->kh * d->kw, tw = (int64_t)nv * VL, cs = d->G * d->plane;
+  for (int64_t q = 0; q < d->Qr; q += tw)
+    for (int64_t o = 0; o < d->Op; o += mr)
+      fwd_tile(xs + q, cs, d->Wp, d->C, d->kh, d->kw, pack + o * K, yq + o * d->Qr + q, d->Qr, mr, nv);
+}
+
+/* one instance per tile pick_tile can choose */
+static void fwd_slab_any(const cnn_dconv *d, const float *xs, const float *pack, float *yq) {
+  switch (d->mr) {
+#if NACC >= 24
+  case 8: fwd_slab(d, xs, pack, yq, 8, 3); break;
+  case 6: fwd_slab(d, xs, pack, yq, 6, 4); break;
+  case 4: fwd_slab(d, xs, pack, yq, 4, 6); break;
+#else
+  case 4: fwd_slab(d, xs, pack, yq, 4, 3); break;
+  case 6: fwd_slab(d, xs, pack, yq, 6, 2); break;
+#endif
+  case 2: fwd_slab(d, xs, pack, yq, 2, 6); break;
+  default: fwd_slab(d, xs, pack, yq, 1, 6); break;
+  }
+}
+
+/* y[n0..n0+g) (N, O, oh, ow) = the valid positions of yq, plus the bias */
+static void slab_store(const cnn_dconv *d, const float *yq, const float *b, int64_t n0, int64_t g, float *y) {
+  const int64_t O = d->O, oh = d->oh, ow = d->ow;
+  for (int64_t i = 0; i < g; i++)
+    for (int64_t o = 0; o < O; o++) {
+      const float *s = yq + o * d->Qr + i * d->plane;
+      float *dst = y + ((n0 + i) * O + o) * oh * ow;
+      float bv = b ? b[o] : 0.0f;
+      for (int64_t r = 0; r < oh; r++, s += d->Wp, dst += ow)
+        for (int64_t j = 0; j < ow; j++) dst[j] = s[j] + bv;
+    }
+}
+
+static void run_forward(const cnn_dconv *d, const float *x, const float *pack, const float *b, float *y,
+                        float *const *ws, int nt) {
+  const int64_t slabs = (d->N + d->G - 1) / d->G;
+#pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1 && slabs > 1)
+  for (int64_t s = 0; s < slabs; s++) {
+    float *xs = ws[omp_get_thread_num()], *yq = xs + d->slab_floats;
+    int64_t n0 = s * d->G, g = d->N - n0 < d->G ? d->N - n0 : d->G;
+    slab_fill(d, x, n0, g, xs);
+    fwd_slab_any(d, xs, pack, yq);
+    slab_store(d, yq, b, n0, g, y);
+  }
+}
+
+/* pack: for each tile of mr filters, (K, mr); filters past O are zero */
+void cnn_dconv_forward(const cnn_dconv *d, const float *x, const float *w, const float *b, float *y, float *pack,
+                       float *const *ws, int nt) {
+  const int64_t K = d->C * d->kh * d->kw, mr = d->mr;
+  for (int64_t o = 0; o < d->Op; o++)
+    for (int64_t k = 0; k < K; k++) pack[(o / mr * K + k) * mr + o % mr] = o < d->O ? w[o * K + k] : 0.0f;
+  run_forward(d, x, pack, b, y, ws, nt);
+}
+
+/* The plan's filters are gx's channels c, reading gy's channels o with taps flipped:
+ * w'[c][o][ki][kj] = w[o][c][kh-1-ki][kw-1-kj], where w is (O=d->C, C=d->O, kh, kw). */
+void cnn_dconv_input_grad(const cnn_dconv *d, const float *gy, const float *w, float *gx, float *pack,
+                          float *const *ws, int nt) {
+  const int64_t kh = d->kh, kw = d->kw, K = d->C * kh * kw, mr = d->mr, Cw = d->O;
+  for (int64_t c = 0; c < d->Op; c++)
+    for (int64_t o = 0; o < d->C; o++)
+      for (int64_t ki = 0; ki < kh; ki++)
+        for (int64_t kj = 0; kj < kw; kj++) {
+          int64_t k = (o * kh + ki) * kw + kj;
+          float v = c < d->O ? w[((o * Cw + c) * kh + kh - 1 - ki) * kw + kw - 1 - kj] : 0.0f;
+          pack[(c / mr * K + k) * mr + c % mr] = v;
+        }
+  run_forward(d, gy, pack, NULL, gx, ws, nt);
+}
+
+/* ---- weight gradient micro-kernel ---- */
+
+/* part[i][j] (ld K) += sum over positions [0, Qr) of gq[i] * x[j], i < mrv, j < nvv;
+ * gq rows at ld ldq, x: the nv taps' shifted slab pointers */
+INLINE void gw_tile(const float *gq, int64_t ldq, const float *const *xk, int64_t Qr, float *part, int64_t K,
+                    int mrv, int nvv, const int mr, const int nv) {
+  vf acc[8][6];
+  const float *x[6];
+#pragma GCC unroll 6
+  for (int j = 0; j < nv; j++) x[j] = xk[j];
+#pragma GCC unroll 8
+  for (int i = 0; i < mr; i++)
+#pragma GCC unroll 6
+    for (int j = 0; j < nv; j++) acc[i][j] = (vf){0};
+  for (int64_t q = 0; q < Qr; q += VL) {
+    vf a[8];
+#pragma GCC unroll 8
+    for (int i = 0; i < mr; i++) a[i] = load(gq + i * ldq + q);
+#pragma GCC unroll 6
+    for (int j = 0; j < nv; j++) {
+      vf b = load(x[j] + q);
+      IN_REGISTER(b);
+#pragma GCC unroll 8
+      for (int i = 0; i < mr; i++) acc[i][j] += a[i] * b;
+    }
+  }
+  for (int i = 0; i < mrv; i++)
+    for (int j = 0; j < nvv; j++) part[i * K + j] += hsum(acc[i][j]);
+}
+
+INLINE void gw_slab(const cnn_dconv *d, const float *xs, const float *gq, float *part, const int mr, const int nv) {
+  const int64_t K = d->C * d->kh * d->kw, cs = d->G * d->plane, khw = d->kh * d->kw;
+  for (int64_t k0 = 0; k0 < K; k0 += nv) {
+    const float *xk[6];
+    int nvv = K - k0 < nv ? (int)(K - k0) : nv;
+    for (int j = 0; j < nv; j++) { /* taps past K read the slab's start and are dropped */
+      int64_t k = k0 + j < K ? k0 + j : 0, c = k / khw, ki = k % khw / d->kw, kj = k % d->kw;
+      xk[j] = xs + c * cs + ki * d->Wp + kj;
+    }
+    for (int64_t o = 0; o < d->Op; o += mr) {
+      int mrv = d->O - o < mr ? (int)(d->O - o) : mr;
+      gw_tile(gq + o * d->Qr, d->Qr, xk, d->Qr, part + o * K + k0, K, mrv, nvv, mr, nv);
+    }
+  }
+}
+
+static void gw_slab_any(const cnn_dconv *d, const float *xs, const float *gq, float *part) {
+#if NACC >= 24
+  if (d->mr == 4) gw_slab(d, xs, gq, part, 4, 6);
+  else gw_slab(d, xs, gq, part, 6, 4);
+#else
+  if (d->mr == 4) gw_slab(d, xs, gq, part, 4, 3);
+  else gw_slab(d, xs, gq, part, 6, 2);
+#endif
+}
+
+/* gq (Op, Qr): gy's images n0..n0+g at their slab positions, zeros everywhere else */
+static void grid_fill(const cnn_dconv *d, const float *gy, int64_t n0, int64_t g, float *gq) {
+  const int64_t O = d->O, oh = d->oh, ow = d->ow;
+  memset(gq, 0, (size_t)(d->Op * d->Qr) * sizeof(float));
+  for (int64_t i = 0; i < g; i++)
+    for (int64_t o = 0; o < O; o++) {
+      const float *s = gy + ((n0 + i) * O + o) * oh * ow;
+      float *dst = gq + o * d->Qr + i * d->plane;
+      for (int64_t r = 0; r < oh; r++, s += ow, dst += d->Wp) memcpy(dst, s, (size_t)ow * sizeof(float));
+    }
+}
+
+void cnn_dconv_weight_grad(const cnn_dconv *d, const float *gy, const float *x, float *gw, float *const *ws,
+                           int nt) {
+  const int64_t slabs = (d->N + d->G - 1) / d->G, wsz = d->O * d->C * d->kh * d->kw;
+  const size_t gqf = (size_t)(d->Op * d->Qr), partf = d->slab_floats + gqf;
+  int team = 1;
+#pragma omp parallel num_threads(nt) if (nt > 1 && slabs > 1)
+  {
+    int t = omp_get_thread_num();
+    float *xs = ws[t], *gq = xs + d->slab_floats, *part = xs + partf;
+    if (t == 0) team = omp_get_num_threads();
+    memset(part, 0, (size_t)wsz * sizeof(float));
+#pragma omp for schedule(static)
+    for (int64_t s = 0; s < slabs; s++) {
+      int64_t n0 = s * d->G, g = d->N - n0 < d->G ? d->N - n0 : d->G;
+      slab_fill(d, x, n0, g, xs);
+      grid_fill(d, gy, n0, g, gq);
+      gw_slab_any(d, xs, gq, part);
+    }
+  }
+  /* partials in thread order from 0 (0 + x turns -0 into +0, as the im2col path does) */
+  for (int64_t i = 0; i < wsz; i++) {
+    float s = 0;
+    for (int t = 0; t < team; t++) s += ws[t][partf + (size_t)i];
+    gw[i] = s;
+  }
+}

@@ -1,0 +1,53 @@
+/* Internal to conv.c: stride-1 convolutions computed straight from zero-padded planes, without a
+ * column matrix (see conv_direct.c). conv.c owns the per-thread workspace and hands it in. */
+#ifndef CNN_CONV_DIRECT_H
+#define CNN_CONV_DIRECT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* One stride-1 correlation of C planes (H, W), zero-padded by (pt, pl, pb, pr), with O filters of
+ * (kh, kw): the forward pass, or the input gradient seen as a forward pass over the padded output
+ * gradient with flipped, transposed filters. Filled by cnn_dconv_plan_*; read-only afterwards. */
+typedef struct cnn_dconv {
+  int64_t N, C, H, W, O, kh, kw;
+  int64_t pt, pl, pb, pr;
+  int64_t Hp, Wp, plane; /* padded plane: Hp x Wp = plane floats */
+  int64_t oh, ow;
+  int64_t G;             /* images per slab (a unit of work) */
+  int64_t Q, Qr;         /* positions per slab: G * plane, rounded up to the tile width */
+  int64_t Op;            /* O rounded up to the tile's rows */
+  int mr, nv;            /* tile: mr filters x nv vectors of positions (forward), mr x nv taps (weight grad) */
+  size_t slab_floats;    /* the slab and its zero tail */
+  size_t scratch_floats; /* per-thread workspace a call needs */
+} cnn_dconv;
+
+/* True when (groups 1, stride 1, dilation 1, padding at most kernel - 1 on every side, kernel
+ * bigger than 1x1) the direct kernels compute this convolution and its gradients. */
+bool cnn_dconv_applies(int64_t kh, int64_t kw, const int64_t stride[2], const int64_t pad_lo[2],
+                       const int64_t pad_hi[2], const int64_t dilation[2], int64_t groups);
+
+/* Plans for x (N, C, H, W), w (O, C, kh, kw), padding (pt, pl, pb, pr) on nt threads. */
+void cnn_dconv_plan_forward(cnn_dconv *d, int64_t N, int64_t C, int64_t H, int64_t W, int64_t O, int64_t kh,
+                            int64_t kw, int64_t pt, int64_t pl, int64_t pb, int64_t pr, int nt);
+void cnn_dconv_plan_input_grad(cnn_dconv *d, int64_t N, int64_t C, int64_t H, int64_t W, int64_t O, int64_t kh,
+                               int64_t kw, int64_t pt, int64_t pl, int64_t pb, int64_t pr, int nt);
+void cnn_dconv_plan_weight_grad(cnn_dconv *d, int64_t N, int64_t C, int64_t H, int64_t W, int64_t O, int64_t kh,
+                                int64_t kw, int64_t pt, int64_t pl, int64_t pb, int64_t pr, int nt);
+
+/* Floats of the packed filters a plan's call needs (the caller allocates them, 64-byte aligned). */
+size_t cnn_dconv_packed_floats(const cnn_dconv *d);
+
+/* All arrays contiguous float32; ws: nt per-thread buffers of d->scratch_floats, 64-byte aligned;
+ * pack: cnn_dconv_packed_floats(d) floats.
+ * forward:     x (N, C, H, W), w (O, C, kh, kw), b (O) or NULL -> y (N, O, oh, ow)
+ * input_grad:  gy (N, O, oh, ow), w -> gx (N, C, H, W)            (plan: cnn_dconv_plan_input_grad)
+ * weight_grad: gy, x -> gw (O, C, kh, kw), summed over the batch    (plan: cnn_dconv_plan_weight_grad) */
+void cnn_dconv_forward(const cnn_dconv *d, const float *x, const float *w, const float *b, float *y, float *pack,
+                       float *const *ws, int nt);
+void cnn_dconv_input_grad(const cnn_dconv *d, const float *gy, const float *w, float *gx, float *pack,
+                          float *const *ws, int nt);
+void cnn_dconv_weight_grad(const cnn_dconv *d, const float *gy, const float *x, float *gw, float *const *ws, int nt);
+
+#endif
