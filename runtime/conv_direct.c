@@ -1,14 +1,17 @@
 /* Stride-1 convolutions without a column matrix (see conv_direct.h).
  *
- * A slab holds G images' zero-padded planes channel-major: xs (C, G, Hp, Wp). Give output position
- * (g, oy, ox) the flat index q = g*plane + oy*Wp + ox. The window of kernel tap k = (c, ki, kj) at
- * q is xs[c*G*plane + ki*Wp + kj + q]: every tap reads the same array at a fixed shift, so the
- * column matrix of im2col is xs itself seen through K shifted pointers, and
+ * A slab holds G images of one channel after another, each row followed by max(pl, pr) zeros and
+ * each image by max(pt, pb) zero rows, so that one run of zeros is the right padding of a row and
+ * the left padding of the next (and likewise for images): row stride S = W + max(pl, pr), image
+ * stride T = (H + max(pt, pb)) * S, channel stride cs = pt*S + pl + G*T (leading zeros first).
+ * Give output position (g, oy, ox) the flat index q = g*T + oy*S + ox. The window of kernel tap
+ * k = (c, ki, kj) at q starts at xs[c*cs + ki*S + kj + q]: every tap reads the same array at a
+ * fixed shift, so the column matrix of im2col is the slab seen through K shifted pointers, and
  *   forward      y (O, Q)  = W (O, K) x cols (K, Q)       read in place, no im2col, no packing
  *   weight grad  gW (O, K) = gY (O, Q) x cols (K, Q)^T    gY zero at dropped positions
  *   input grad   the forward of gY padded by (k - 1 - pad), with W flipped and transposed.
- * Positions with ox >= ow or oy >= oh are computed and dropped (they read the next row's or the
- * next image's pixels); that costs Hp*Wp/(oh*ow) - 1 more work: 13% at 32x32 3x3, 56% at 8x8, where
+ * Positions with ox >= ow or oy >= oh are computed and dropped (their windows wrap into the next
+ * row or image); that costs T/(oh*ow) - 1 more work: 6% at 32x32 3x3 pad 1, 27% at 8x8, where
  * im2col + sgemm pay a copy of K x L floats and sgemm's own packing of it.
  *
  * Micro-kernels hold an (mr x nv) tile of accumulators in vector registers (GCC vector types, so
@@ -80,18 +83,20 @@ static void pick_tile(cnn_dconv *d) {
 /* Fills the shared fields once C, H, W, O, kh, kw and the padding are set; tw: the tile's width in
  * positions. */
 static void plan_common(cnn_dconv *d, int nt, int64_t tw) {
-  d->Hp = d->H + d->pt + d->pb, d->Wp = d->W + d->pl + d->pr, d->plane = d->Hp * d->Wp;
-  d->oh = d->Hp - d->kh + 1, d->ow = d->Wp - d->kw + 1;
-  int64_t per = (d->C + d->Op) * d->plane;
+  d->S = d->W + (d->pl > d->pr ? d->pl : d->pr);
+  d->T = (d->H + (d->pt > d->pb ? d->pt : d->pb)) * d->S;
+  d->oh = d->H + d->pt + d->pb - d->kh + 1, d->ow = d->W + d->pl + d->pr - d->kw + 1;
+  int64_t per = (d->C + d->Op) * d->T;
   d->G = per > 0 ? SLAB_BUDGET / per : 1;
   if (d->G < 1) d->G = 1;
   int64_t even = (d->N + nt - 1) / nt; /* every thread gets a slab */
   if (d->G > even) d->G = even;
   if (d->G < 1) d->G = 1;
-  d->Q = d->G * d->plane;
+  d->Q = d->G * d->T;
   d->Qr = round_up(d->Q, tw);
+  d->cs = d->pt * d->S + d->pl + d->Q;
   /* tail: tile overrun past Q plus the farthest tap; zeros, so dropped positions read finite values */
-  d->slab_floats = (size_t)round_up(d->C * d->Q + (d->Qr - d->Q) + (d->kh - 1) * d->Wp + d->kw + VL, 16);
+  d->slab_floats = (size_t)round_up(d->C * d->cs + (d->Qr - d->Q) + (d->kh - 1) * d->S + d->kw + VL, 16);
 }
 
 static void plan_set(cnn_dconv *d, int64_t N, int64_t C, int64_t H, int64_t W, int64_t O, int64_t kh, int64_t kw,
@@ -132,36 +137,24 @@ size_t cnn_dconv_packed_floats(const cnn_dconv *d) { return (size_t)(d->Op * d->
 
 /* ---- slabs ---- */
 
-/* src (N, C, H, W): images n0..n0+g -> xs (C, g, Hp, Wp) zero-padded, then zeros to slab_floats.
- * With g < G (the last slab) the planes are packed for g images; the rest of the slab is zeros. */
+/* src (N, C, H, W): images n0..n0+g -> the slab xs (layout above), zeros everywhere else up to
+ * slab_floats (a last slab with g < G leaves the missing images' places zero). */
 static void slab_fill(const cnn_dconv *d, const float *src, int64_t n0, int64_t g, float *xs) {
-  const int64_t H = d->H, W = d->W, Wp = d->Wp, plane = d->plane, C = d->C;
+  const int64_t H = d->H, W = d->W, S = d->S, C = d->C;
+  memset(xs, 0, d->slab_floats * sizeof(float));
   for (int64_t c = 0; c < C; c++)
-    for (int64_t i = 0; i < d->G; i++) {
-      float *dst = xs + (c * d->G + i) * plane;
-      if (i >= g) {
-        memset(dst, 0, (size_t)plane * sizeof(float));
-        continue;
-      }
+    for (int64_t i = 0; i < g; i++) {
       const float *s = src + ((n0 + i) * C + c) * H * W;
-      memset(dst, 0, (size_t)(d->pt * Wp + d->pl) * sizeof(float));
-      float *row = dst + d->pt * Wp + d->pl;
-      for (int64_t r = 0; r < H; r++, row += Wp, s += W) {
-        memcpy(row, s, (size_t)W * sizeof(float));
-        if (r + 1 < H) memset(row + W, 0, (size_t)(d->pr + d->pl) * sizeof(float));
-      }
-      float *end = dst + (d->pt + H) * Wp; /* right padding of the last row, then the bottom rows */
-      memset(end - d->pr, 0, (size_t)(d->pr + d->pb * Wp) * sizeof(float));
+      float *row = xs + c * d->cs + d->pt * S + d->pl + i * d->T;
+      for (int64_t r = 0; r < H; r++, row += S, s += W) memcpy(row, s, (size_t)W * sizeof(float));
     }
-  size_t used = (size_t)(C * d->Q);
-  memset(xs + used, 0, (d->slab_floats - used) * sizeof(float));
 }
 
 /* ---- forward micro-kernel ---- */
 
 /* yq[0..mr) rows, positions [0, nv*VL) (ld ldq) = sum over taps of wt (K, mr) x shifted xs.
  * xs points at the tile's first position; cs: floats between channels of the slab. */
-INLINE void fwd_tile(const float *xs, int64_t cs, int64_t Wp, int64_t C, int64_t kh, int64_t kw, const float *wt,
+INLINE void fwd_tile(const float *xs, int64_t cs, int64_t S, int64_t C, int64_t kh, int64_t kw, const float *wt,
                      float *yq, int64_t ldq, const int mr, const int nv) {
   vf acc[8][6];
 #pragma GCC unroll 8
@@ -170,7 +163,7 @@ INLINE void fwd_tile(const float *xs, int64_t cs, int64_t Wp, int64_t C, int64_t
     for (int v = 0; v < nv; v++) acc[i][v] = (vf){0};
   for (int64_t c = 0; c < C; c++, xs += cs)
     for (int64_t ki = 0; ki < kh; ki++) {
-      const float *row = xs + ki * Wp;
+      const float *row = xs + ki * S;
       for (int64_t kj = 0; kj < kw; kj++, wt += mr) {
         vf b[6];
 #pragma GCC unroll 6
@@ -192,10 +185,10 @@ INLINE void fwd_tile(const float *xs, int64_t cs, int64_t Wp, int64_t C, int64_t
 /* yq (Op, Qr) = the slab's correlation, every filter tile over every position tile. */
 INLINE void fwd_slab(const cnn_dconv *d, const float *xs, const float *pack, float *yq, const int mr,
                      const int nv) {
-  const int64_t K = d->C * d->kh * d->kw, tw = (int64_t)nv * VL, cs = d->G * d->plane;
+  const int64_t K = d->C * d->kh * d->kw, tw = (int64_t)nv * VL;
   for (int64_t q = 0; q < d->Qr; q += tw)
     for (int64_t o = 0; o < d->Op; o += mr)
-      fwd_tile(xs + q, cs, d->Wp, d->C, d->kh, d->kw, pack + o * K, yq + o * d->Qr + q, d->Qr, mr, nv);
+      fwd_tile(xs + q, d->cs, d->S, d->C, d->kh, d->kw, pack + o * K, yq + o * d->Qr + q, d->Qr, mr, nv);
 }
 
 /* one instance per tile pick_tile can choose */
@@ -219,10 +212,10 @@ static void slab_store(const cnn_dconv *d, const float *yq, const float *b, int6
   const int64_t O = d->O, oh = d->oh, ow = d->ow;
   for (int64_t i = 0; i < g; i++)
     for (int64_t o = 0; o < O; o++) {
-      const float *s = yq + o * d->Qr + i * d->plane;
+      const float *s = yq + o * d->Qr + i * d->T;
       float *dst = y + ((n0 + i) * O + o) * oh * ow;
       float bv = b ? b[o] : 0.0f;
-      for (int64_t r = 0; r < oh; r++, s += d->Wp, dst += ow)
+      for (int64_t r = 0; r < oh; r++, s += d->S, dst += ow)
         for (int64_t j = 0; j < ow; j++) dst[j] = s[j] + bv;
     }
 }
@@ -296,13 +289,13 @@ INLINE void gw_tile(const float *gq, int64_t ldq, const float *const *xk, int64_
 }
 
 INLINE void gw_slab(const cnn_dconv *d, const float *xs, const float *gq, float *part, const int mr, const int nv) {
-  const int64_t K = d->C * d->kh * d->kw, cs = d->G * d->plane, khw = d->kh * d->kw;
+  const int64_t K = d->C * d->kh * d->kw, khw = d->kh * d->kw;
   for (int64_t k0 = 0; k0 < K; k0 += nv) {
     const float *xk[6];
     int nvv = K - k0 < nv ? (int)(K - k0) : nv;
     for (int j = 0; j < nv; j++) { /* taps past K read the slab's start and are dropped */
       int64_t k = k0 + j < K ? k0 + j : 0, c = k / khw, ki = k % khw / d->kw, kj = k % d->kw;
-      xk[j] = xs + c * cs + ki * d->Wp + kj;
+      xk[j] = xs + c * d->cs + ki * d->S + kj;
     }
     for (int64_t o = 0; o < d->Op; o += mr) {
       int mrv = d->O - o < mr ? (int)(d->O - o) : mr;
@@ -328,8 +321,8 @@ static void grid_fill(const cnn_dconv *d, const float *gy, int64_t n0, int64_t g
   for (int64_t i = 0; i < g; i++)
     for (int64_t o = 0; o < O; o++) {
       const float *s = gy + ((n0 + i) * O + o) * oh * ow;
-      float *dst = gq + o * d->Qr + i * d->plane;
-      for (int64_t r = 0; r < oh; r++, s += ow, dst += d->Wp) memcpy(dst, s, (size_t)ow * sizeof(float));
+      float *dst = gq + o * d->Qr + i * d->T;
+      for (int64_t r = 0; r < oh; r++, s += ow, dst += d->S) memcpy(dst, s, (size_t)ow * sizeof(float));
     }
 }
 

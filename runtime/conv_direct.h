@@ -13,10 +13,10 @@
 typedef struct cnn_dconv {
   int64_t N, C, H, W, O, kh, kw;
   int64_t pt, pl, pb, pr;
-  int64_t Hp, Wp, plane; /* padded plane: Hp x Wp = plane floats */
+  int64_t S, T, cs;      /* slab strides of a row, an image and a channel (see conv_direct.c) */
   int64_t oh, ow;
   int64_t G;             /* images per slab (a unit of work) */
-  int64_t Q, Qr;         /* positions per slab: G * plane, rounded up to the tile width */
+  int64_t Q, Qr;         /* positions per slab: G * T, rounded up to the tile width */
   int64_t Op;            /* O rounded up to the tile's rows */
   int mr, nv;            /* tile: mr filters x nv vectors of positions (forward), mr x nv taps (weight grad) */
   size_t slab_floats;    /* the slab and its zero tail */
