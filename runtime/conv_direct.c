@@ -89,8 +89,11 @@ static void plan_common(cnn_dconv *d, int nt, int64_t tw) {
   int64_t per = (d->C + d->Op) * d->T;
   d->G = per > 0 ? SLAB_BUDGET / per : 1;
   if (d->G < 1) d->G = 1;
-  int64_t even = (d->N + nt - 1) / nt; /* every thread gets a slab */
-  if (d->G > even) d->G = even;
+  /* slabs a multiple of the threads (LeNet's conv2 at batch 64 made 3 slabs: 2 against 1), then
+   * images spread evenly over them */
+  int64_t slabs = (d->N + d->G - 1) / d->G;
+  slabs = round_up(slabs > 0 ? slabs : 1, nt);
+  d->G = (d->N + slabs - 1) / slabs;
   if (d->G < 1) d->G = 1;
   d->Q = d->G * d->T;
   d->Qr = round_up(d->Q, tw);
@@ -137,17 +140,47 @@ size_t cnn_dconv_packed_floats(const cnn_dconv *d) { return (size_t)(d->Op * d->
 
 /* ---- slabs ---- */
 
-/* src (N, C, H, W): images n0..n0+g -> the slab xs (layout above), zeros everywhere else up to
- * slab_floats (a last slab with g < G leaves the missing images' places zero). */
-static void slab_fill(const cnn_dconv *d, const float *src, int64_t n0, int64_t g, float *xs) {
-  const int64_t H = d->H, W = d->W, S = d->S, C = d->C;
-  memset(xs, 0, d->slab_floats * sizeof(float));
-  for (int64_t c = 0; c < C; c++)
+/* Short rows (8 to 32 floats here) copied inline: a memcpy call per row cost more than the copy. */
+static inline void copy_floats(float *dst, const float *src, int64_t n) {
+  int64_t j = 0;
+  for (; j + VL <= n; j += VL) store(dst + j, load(src + j));
+  for (; j < n; j++) dst[j] = src[j];
+}
+
+static inline void zero_floats(float *dst, int64_t n) {
+  int64_t j = 0;
+  for (; j + VL <= n; j += VL) store(dst + j, (vf){0});
+  for (; j < n; j++) dst[j] = 0;
+}
+
+/* src: g images of n planes (h, w) at src + (i * n + c) * h * w, c < n -> rows of w floats at
+ * stride S, images at stride T, channels at stride cs from `first` (the first image's first row);
+ * every other float of [dst, dst + n * cs), and of the images g..G, becomes zero. */
+static void planes_fill(const cnn_dconv *d, const float *src, int64_t n, int64_t g, int64_t h, int64_t w,
+                        int64_t first, float *dst) {
+  const int64_t S = d->S, T = d->T;
+  for (int64_t c = 0; c < n; c++) {
+    float *p = dst + c * d->cs;
+    zero_floats(p, first);
+    p += first;
     for (int64_t i = 0; i < g; i++) {
-      const float *s = src + ((n0 + i) * C + c) * H * W;
-      float *row = xs + c * d->cs + d->pt * S + d->pl + i * d->T;
-      for (int64_t r = 0; r < H; r++, row += S, s += W) memcpy(row, s, (size_t)W * sizeof(float));
+      const float *s = src + (i * n + c) * h * w;
+      float *img = p + i * T;
+      for (int64_t r = 0; r < h; r++) {
+        copy_floats(img + r * S, s + r * w, w);
+        zero_floats(img + r * S + w, S - w);
+      }
+      zero_floats(img + h * S, T - h * S);
     }
+    zero_floats(p + g * T, d->cs - first - g * T);
+  }
+}
+
+/* src (N, C, H, W): images n0..n0+g -> the slab xs (layout above), zeros elsewhere up to
+ * slab_floats */
+static void slab_fill(const cnn_dconv *d, const float *src, int64_t n0, int64_t g, float *xs) {
+  planes_fill(d, src + n0 * d->C * d->H * d->W, d->C, g, d->H, d->W, d->pt * d->S + d->pl, xs);
+  zero_floats(xs + d->C * d->cs, (int64_t)d->slab_floats - d->C * d->cs);
 }
 
 /* ---- forward micro-kernel ---- */
@@ -316,14 +349,10 @@ static void gw_slab_any(const cnn_dconv *d, const float *xs, const float *gq, fl
 
 /* gq (Op, Qr): gy's images n0..n0+g at their slab positions, zeros everywhere else */
 static void grid_fill(const cnn_dconv *d, const float *gy, int64_t n0, int64_t g, float *gq) {
-  const int64_t O = d->O, oh = d->oh, ow = d->ow;
-  memset(gq, 0, (size_t)(d->Op * d->Qr) * sizeof(float));
-  for (int64_t i = 0; i < g; i++)
-    for (int64_t o = 0; o < O; o++) {
-      const float *s = gy + ((n0 + i) * O + o) * oh * ow;
-      float *dst = gq + o * d->Qr + i * d->T;
-      for (int64_t r = 0; r < oh; r++, s += ow, dst += d->S) memcpy(dst, s, (size_t)ow * sizeof(float));
-    }
+  cnn_dconv r = *d;
+  r.cs = d->Qr; /* rows of gq are its "channels", with no leading zeros */
+  planes_fill(&r, gy + n0 * d->O * d->oh * d->ow, d->O, g, d->oh, d->ow, 0, gq);
+  zero_floats(gq + d->O * d->Qr, (d->Op - d->O) * d->Qr);
 }
 
 void cnn_dconv_weight_grad(const cnn_dconv *d, const float *gy, const float *x, float *gw, float *const *ws,
