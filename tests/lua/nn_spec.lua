@@ -142,6 +142,33 @@ describe("module registration", function()
     assert.are.same({"0.weight", "0.bias", "1.weight", "1.bias"}, seq:state_dict_keys())
   end)
 
+  it("Sequential runs a stock ReLU after the MaxPool2d that follows it, with the same values and gradients",
+    function()
+    cnn.manual_seed(11)
+    local x0 = cnn.randn(3, 4, 9, 8)
+    x0[2][1][1][1], x0[2][1][1][2] = 1.5, 1.5 -- ties: max-pool takes the first maximum either way
+    x0[3][1][1][1], x0[3][1][1][2] = -2, -2
+    local pool_opts = {stride = 2, padding = 1, ceil_mode = true}
+    local gy = cnn.randn(3, 4, 5, 5)
+    local function run(f)
+      local x = x0:clone():requires_grad_()
+      local y = f(x)
+      y:backward(gy)
+      return y:totable(), x.grad:totable()
+    end
+    local seq = nn.Sequential(nn.ReLU(), nn.MaxPool2d(3, pool_opts))
+    local y1, g1 = run(function(x) return seq(x) end)
+    local y2, g2 = run(function(x) return cnn.F.max_pool2d(cnn.F.relu(x), 3, pool_opts) end)
+    assert.are.same(y2, y1)
+    assert.are.same(g2, g1)
+    -- only the stock classes: a subclass whose forward does not commute with max keeps its place
+    local Negate = nn.ReLU:extend("Negate")
+    function Negate:forward(x) return -x end
+    local xs = cnn.tensor({{{{-1, 3}, {2, -5}}}})
+    assert.are.same({{{{5}}}}, nn.Sequential(Negate(), nn.MaxPool2d(2))(xs):totable())
+    assert.are.same({{{{3}}}}, nn.Sequential(nn.ReLU(), nn.MaxPool2d(2))(xs):totable())
+  end)
+
   it("named_modules walks pre-order with dotted names; apply visits children first", function()
     local seq = nn.Sequential(nn.Linear(1, 1), nn.Sequential(nn.ReLU(), nn.Tanh()))
     assert.are.same({"", "0", "1", "1.0", "1.1"}, names_of(seq:named_modules()))

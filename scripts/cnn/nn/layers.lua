@@ -147,6 +147,7 @@ local function pool_arg(who, name, v, min)
 end
 
 L.MaxPool2d = Module:extend("MaxPool2d")
+L.MaxPool2d.is_max_pool = true -- see Sequential:forward
 
 --- nn.MaxPool2d(kernel_size, {stride=kernel_size, padding=0, dilation=1, ceil_mode=false})
 function L.MaxPool2d:init(kernel_size, opts)
@@ -222,6 +223,7 @@ local function inplace_arg(who, v)
 end
 
 L.ReLU = Module:extend("ReLU")
+L.ReLU.commutes_with_max_pool = true -- see Sequential:forward
 function L.ReLU:init(inplace) self.inplace = inplace_arg("ReLU", inplace) end
 function L.ReLU:forward(x) return F.relu(x) end
 function L.ReLU:extra_repr() return self.inplace and "inplace=True" or "" end
