@@ -58,6 +58,8 @@ fn("cnn.get_rng_state", "cnn.get_rng_state() -> Tensor", "the generator's state 
 fn("cnn.set_rng_state", "cnn.set_rng_state(state)", "restores a state returned by cnn.get_rng_state")
 fn("cnn.set_num_threads", "cnn.set_num_threads(n)", "the number of threads the kernels use")
 fn("cnn.get_num_threads", "cnn.get_num_threads() -> integer", "the number of threads the kernels use")
+fn("cnn.set_conv_algorithm", "cnn.set_conv_algorithm(\"auto\"|\"im2col\")", "direct kernels for stride-1 convolutions (auto) or always im2col + OpenBLAS")
+fn("cnn.get_conv_algorithm", "cnn.get_conv_algorithm() -> string", "\"auto\" or \"im2col\" (see cnn.set_conv_algorithm)")
 fn("cnn.no_grad", "cnn.no_grad(fn, ...) -> fn's results", "runs fn(...) without recording operations for autograd")
 fn("cnn.enable_grad", "cnn.enable_grad(fn, ...) -> fn's results", "runs fn(...) with gradient recording on (inside a no_grad)")
 fn("cnn.is_grad_enabled", "cnn.is_grad_enabled() -> boolean", "whether operations are being recorded for autograd")

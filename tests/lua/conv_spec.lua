@@ -47,6 +47,20 @@ describe("conv2d matches PyTorch", function()
     end
   end)
 
+  it("with either algorithm (direct kernels and im2col), and the switch checks its argument", function()
+    assert.are.equal("auto", cnn.get_conv_algorithm())
+    for _, alg in ipairs({ "im2col", "auto" }) do
+      cnn.set_conv_algorithm(alg)
+      assert.are.equal(alg, cnn.get_conv_algorithm())
+      for _, c in ipairs(REF.conv) do run(c) end
+    end
+    H.assert_error(function() cnn.set_conv_algorithm("winograd") end,
+      "set_conv_algorithm", "expected \"auto\" or \"im2col\", got \"winograd\"")
+    H.assert_error(function() cnn.set_conv_algorithm() end, "set_conv_algorithm")
+    assert.are.equal("auto", cnn.get_conv_algorithm())
+    H.assert_usable()
+  end)
+
   it("on non-contiguous input and weight", function()
     local function noncontig(v)
       local r = v:transpose(3, 4):contiguous():transpose(3, 4)
