@@ -3,6 +3,7 @@
  * Exits non-zero and prints each failed expectation. */
 #include "cnn/elementwise.h"
 #include "cnn/error.h"
+#include "cnn/iter.h"
 #include "cnn/reduce.h"
 #include "cnn/tensor.h"
 
@@ -101,6 +102,46 @@ static cnn_tensor *expect_null_or_release(cnn_tensor *t) {
   return t;
 }
 #define FAILS(t) (expect_null_or_release(t) == NULL)
+
+/* ---------------------------------------------------------------- iterator coalescing */
+
+/* Dims merge into as few runs as the layouts allow: the element loops then see one long run. */
+static void test_iter_merge(void) {
+  cnn_iter it;
+  /* a contiguous (2, 3, 4, 5) pair is one run of 120 (dims 2 and 3 merge after 0 and 1 did) */
+  cnn_tensor *a = cnn_tensor_zeros(CNN_FLOAT32, SHAPE(2, 3, 4, 5));
+  cnn_tensor *b = cnn_tensor_zeros(CNN_FLOAT32, SHAPE(2, 3, 4, 5));
+  const cnn_tensor *ops[3] = {a, b, NULL};
+  CHECK(cnn_iter_init(&it, 2, ops, SHAPE(2, 3, 4, 5)) == 0 && it.ndim == 1 && it.size[0] == 120 &&
+            it.stride[0][0] == 4 && it.stride[1][0] == 4,
+        "contiguous 4-d: ndim %d, size[0] %lld", it.ndim, (long long)it.size[0]);
+  /* size-1 dims drop out first: (2, 1, 3, 1, 4) contiguous is one run of 24 */
+  cnn_tensor *c = cnn_tensor_zeros(CNN_FLOAT32, SHAPE(2, 1, 3, 1, 4));
+  ops[0] = c;
+  CHECK(cnn_iter_init(&it, 1, ops, SHAPE(2, 1, 3, 1, 4)) == 0 && it.ndim == 1 && it.size[0] == 24,
+        "size-1 dims: ndim %d, size[0] %lld", it.ndim, (long long)it.size[0]);
+  /* (2, 3, 4, 5) with a (3, 1, 1) bias: (2, 3, 20), the bias stepping once per 20 elements */
+  cnn_tensor *bias = cnn_tensor_zeros(CNN_FLOAT32, SHAPE(3, 1, 1));
+  ops[0] = a, ops[1] = bias;
+  CHECK(cnn_iter_init(&it, 2, ops, SHAPE(2, 3, 4, 5)) == 0 && it.ndim == 3 && it.size[0] == 2 && it.size[1] == 3 &&
+            it.size[2] == 20 && it.stride[1][0] == 0 && it.stride[1][1] == 4 && it.stride[1][2] == 0,
+        "bias broadcast: ndim %d", it.ndim);
+  /* a transposed operand stops every merge: (3, 4) against its own transpose's layout stays 2-d */
+  cnn_tensor *m = cnn_tensor_zeros(CNN_FLOAT32, SHAPE(4, 3)), *mt = cnn_tensor_transpose(m, 0, 1);
+  cnn_tensor *o = cnn_tensor_zeros(CNN_FLOAT32, SHAPE(3, 4));
+  ops[0] = o, ops[1] = mt;
+  CHECK(cnn_iter_init(&it, 2, ops, SHAPE(3, 4)) == 0 && it.ndim == 2 && it.size[1] == 4 && it.stride[1][1] == 12,
+        "transposed: ndim %d", it.ndim);
+  /* a (2, 3, 4) slice keeping 3 of 5 columns: the inner (4, 3) rows merge no further than the gap */
+  cnn_tensor *wide = cnn_tensor_zeros(CNN_FLOAT32, SHAPE(2, 3, 5)), *part = cnn_tensor_narrow(wide, 2, 0, 3);
+  cnn_tensor *o2 = cnn_tensor_zeros(CNN_FLOAT32, SHAPE(2, 3, 3));
+  ops[0] = o2, ops[1] = part;
+  CHECK(part && cnn_iter_init(&it, 2, ops, SHAPE(2, 3, 3)) == 0 && it.ndim == 2 && it.size[0] == 6 &&
+            it.size[1] == 3 && it.stride[1][0] == 20,
+        "narrowed: ndim %d", it.ndim);
+  cnn_tensor *rels[] = {a, b, c, bias, m, mt, o, wide, part, o2};
+  for (size_t i = 0; i < sizeof rels / sizeof *rels; i++) cnn_tensor_release(rels[i]);
+}
 
 /* ---------------------------------------------------------------- binary ops */
 
@@ -907,6 +948,7 @@ static void test_sum_to(void) {
 }
 
 int main(void) {
+  test_iter_merge();
   test_binary_float();
   test_binary_int64();
   test_broadcast();
