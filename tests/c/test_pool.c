@@ -183,6 +183,9 @@ static const pcase MAX_CASES[] = {
     {"dilation + ceil", 1, 2, 10, 9, PP(3, 3, 2, 2, 1, 1, 2, 2, true, true, 0)},
     {"kernel 1 stride 2", 2, 2, 5, 4, PP(1, 1, 2, 2, 0, 0, 1, 1, true, true, 0)},
     {"many planes (threads)", 4, 16, 12, 12, PP(2, 2, 2, 2, 0, 0, 1, 1, false, true, 0)},
+    /* 2 oh = H and 2 ow = W, but the windows reach past the 2x2 blocks: backward falls back to the scatter */
+    {"overlapping 3/2 pad 1, even", 2, 3, 8, 8, PP(3, 3, 2, 2, 1, 1, 1, 1, false, true, 0)},
+    {"overlapping 3/2 pad 1, wide", 2, 3, 6, 32, PP(3, 3, 2, 2, 1, 1, 1, 1, false, true, 0)},
 };
 
 static const pcase AVG_CASES[] = {
@@ -195,6 +198,11 @@ static const pcase AVG_CASES[] = {
     {"ceil + padding, exclude pad", 1, 2, 6, 9, PP(4, 3, 3, 2, 2, 1, 1, 1, true, false, 0)},
     {"divisor_override", 2, 2, 6, 6, PP(3, 3, 2, 2, 1, 1, 1, 1, true, true, 5)},
     {"many planes (threads)", 4, 16, 12, 12, PP(3, 3, 2, 2, 1, 1, 1, 1, false, true, 0)},
+    /* 1x1 windows take a path of their own: subsampling as ResNet's option A shortcut does */
+    {"1x1 stride 2", 2, 3, 8, 7, PP(1, 1, 2, 2, 0, 0, 1, 1, false, true, 0)},
+    {"1x1 strides 3, 2, ceil", 2, 2, 7, 9, PP(1, 1, 3, 2, 0, 0, 1, 1, true, true, 0)},
+    {"1x1 divisor_override", 1, 2, 6, 6, PP(1, 1, 2, 1, 0, 0, 1, 1, false, true, 3)},
+    {"1x1 stride 2, many planes (threads)", 8, 16, 16, 16, PP(1, 1, 2, 2, 0, 0, 1, 1, false, false, 0)},
 };
 
 static void test_cases(void) {
@@ -250,6 +258,96 @@ static void test_nan_and_strides(void) {
       cnn_tensor_release(base);
 }
 
+/* 2x2/stride-2 max pooling against take_max's scan, bit for bit, and its backward against a scatter: of cells (2i, 2j), (2i, 2j+1),
+ * (2i+1, 2j), (2i+1, 2j+1) in that order a later cell wins when greater or NaN, so the result is the
+ * last NaN, else the first maximum. Values come from a small set so that windows are full of ties,
+ * +-0, infinities and NaNs with distinct payloads; widths cover the scalar rows (ow < 4), the vector
+ * passes with their overlapping last vector, rows wider than the scratch, odd H and W, and the row
+ * split between two threads in the middle of a plane. */
+static float tricky_value(uint64_t r) {
+  static const float pick[] = {0.0f, -0.0f, 1.0f, 1.0f, 2.0f, -1.0f, INFINITY, -INFINITY, 0.5f, 2.0f};
+  uint64_t k = r % 12;
+  if (k < 10) return pick[k];
+  uint32_t bits = 0x7FC00000u | (uint32_t)((r >> 8) & 0xFFFF) | (k == 11 ? 0x80000000u : 0); /* NaN, payload */
+  float f;
+  memcpy(&f, &bits, sizeof f);
+  return f;
+}
+
+static void run_max2x2_exact(int64_t N, int64_t C, int64_t H, int64_t W) {
+  int64_t xs[4] = {N, C, H, W};
+  cnn_tensor *x = cnn_tensor_empty(CNN_FLOAT32, 4, xs), *y = NULL, *idx = NULL;
+  float *xp = cnn_tensor_f32(x);
+  for (int64_t k = 0; k < N * C * H * W; k++) {
+    rng = rng * 6364136223846793005ull + 1442695040888963407ull;
+    xp[k] = tricky_value(rng >> 20);
+  }
+  cnn_pool2d_params p = cnn_pool2d_default_params(2);
+  CHECK(cnn_pool_max2d_forward(x, &p, &y, &idx) == 0);
+  if (!y) {
+    cnn_tensor_release(x);
+    return;
+  }
+  const int64_t oh = H / 2, ow = W / 2;
+  CHECK(y->size[2] == oh && y->size[3] == ow);
+  const float *yp = cnn_tensor_f32(y);
+  const int64_t *ip = cnn_tensor_i64(idx);
+  int bad = 0;
+  for (int64_t pl = 0; pl < N * C && !bad; pl++)
+    for (int64_t i = 0; i < oh && !bad; i++)
+      for (int64_t j = 0; j < ow && !bad; j++) {
+        const int64_t cells[4] = {2 * i * W + 2 * j, 2 * i * W + 2 * j + 1, (2 * i + 1) * W + 2 * j,
+                                  (2 * i + 1) * W + 2 * j + 1};
+        int64_t arg = cells[0];
+        for (int c = 1; c < 4; c++) {
+          float v = xp[pl * H * W + cells[c]], best = xp[pl * H * W + arg];
+          if (v > best || isnan(v)) arg = cells[c];
+        }
+        const int64_t o = (pl * oh + i) * ow + j;
+        if (ip[o] != arg || memcmp(&yp[o], &xp[pl * H * W + arg], sizeof(float)) != 0) {
+          fprintf(stderr, "max2x2 (%lld, %lld, %lld, %lld) plane %lld (%lld, %lld): index %lld, scan %lld\n",
+                  (long long)N, (long long)C, (long long)H, (long long)W, (long long)pl, (long long)i, (long long)j,
+                  (long long)ip[o], (long long)arg);
+          failures++, bad = 1;
+        }
+      }
+  /* backward: each cell holds 0 + the gradient of the output whose argmax it is (0 + -0 is +0) */
+  cnn_tensor *gy = cnn_tensor_empty(CNN_FLOAT32, 4, y->size);
+  float *gp = cnn_tensor_f32(gy);
+  const int64_t ny = N * C * oh * ow;
+  for (int64_t k = 0; k < ny; k++) {
+    rng = rng * 6364136223846793005ull + 1442695040888963407ull;
+    gp[k] = tricky_value(rng >> 20);
+  }
+  float *want = calloc((size_t)(N * C * H * W), sizeof(float));
+  for (int64_t k = 0; k < ny; k++) want[(k / (oh * ow)) * H * W + ip[k]] += gp[k];
+  cnn_tensor *gx = cnn_pool_max2d_backward(gy, idx, H, W);
+  CHECK(gx != NULL);
+  if (gx && memcmp(cnn_tensor_f32(gx), want, (size_t)(N * C * H * W) * sizeof(float)) != 0) {
+    fprintf(stderr, "max2x2 backward (%lld, %lld, %lld, %lld) differs from the scatter\n", (long long)N, (long long)C,
+            (long long)H, (long long)W);
+    failures++;
+  }
+  free(want);
+  cnn_tensor_release(gx), cnn_tensor_release(gy);
+  cnn_tensor_release(y), cnn_tensor_release(idx), cnn_tensor_release(x);
+}
+
+static void test_max2x2_exact(void) {
+  static const int64_t shapes[][4] = {
+      {2, 3, 4, 4},   {1, 2, 6, 6},   {2, 2, 7, 9},     {3, 5, 8, 16},    {2, 3, 10, 10},   {4, 6, 28, 28},
+      {3, 7, 11, 17}, {2, 2, 3, 40},  {1, 3, 9, 1030},  {1, 2, 4, 2050},  {64, 16, 10, 10}, {5, 1, 2, 30},
+      {3, 1, 22, 256}, /* 33 output rows: the second thread starts in the middle of plane 1 */
+      {1, 1, 4, 6},    {1, 2, 5, 4},    {1, 1, 3, 3}, /* fewer than 8 outputs: no vector at all */
+  };
+  for (int t = 1; t <= 2; t++) {
+    cnn_parallel_set_threads(t);
+    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
+      run_max2x2_exact(shapes[s][0], shapes[s][1], shapes[s][2], shapes[s][3]);
+  }
+  cnn_parallel_set_threads(1);
+}
+
 static void expect_error(int ndim, const int64_t *xs, cnn_pool2d_params p, const char *msg) {
   cnn_tensor *x = cnn_tensor_zeros(CNN_FLOAT32, ndim, xs), *y = NULL, *idx = NULL;
   cnn_error_clear();
@@ -293,6 +391,7 @@ int main(void) {
   test_cases();
   test_hand_values();
   test_nan_and_strides();
+  test_max2x2_exact();
   test_errors();
   return check_summary("test_pool");
 }
