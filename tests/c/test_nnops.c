@@ -272,6 +272,70 @@ static void test_batchnorm_backward(void) {
   }
 }
 
+/* Batch norm's blocked sums (norm.c: float lanes per block of rows or of a row's pieces, merged
+ * in double) against a two-pass reference in double, on shapes that reach every path: rows shorter
+ * than a vector (S = 3), tails (S = 49), blocks of many rows with a short last block (S = 64,
+ * N = 100), rows cut in pieces (S = 5000), and data far from zero (mean 1000, spread 0.01, where a
+ * one-pass sum of squares in float would lose all digits) or with a different mean per image. */
+static void test_batchnorm_blocks(void) {
+  static const struct {
+    int64_t N, C, S;
+    double offset, per_image, spread;
+  } cases[] = {
+      {7, 3, 3, 0, 0, 1},        {5, 3, 49, 0.5, 0, 2},      {100, 2, 64, 0, 0, 1},
+      {3, 2, 5000, -1, 0, 1},    {6, 2, 256, 1000, 0, 0.01}, {9, 2, 300, 0, 50, 1},
+      {40, 3, 64, 0, 20, 0.1},
+  };
+  cnn_random_seed(11);
+  for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+    const int64_t N = cases[k].N, C = cases[k].C, S = cases[k].S, M = N * S, T = N * C * S;
+    float *x = malloc(T * sizeof(float)), *y = malloc(T * sizeof(float)), *g = malloc(T * sizeof(float));
+    float *gx = malloc(T * sizeof(float)), mean[3], invstd[3], gw[3], gb[3];
+    float w[3] = {0.5f, 1.5f, -2}, b[3] = {0.25f, 0, -1}, rm[3] = {0.1f, 0.2f, 0.3f}, rv[3] = {1, 2, 3};
+    fill_uniform(g, (int)T, -1, 1);
+    for (int64_t n = 0; n < N; n++)
+      for (int64_t i = 0; i < C * S; i++)
+        x[n * C * S + i] = (float)(cases[k].offset + cases[k].per_image * n +
+                                   cases[k].spread * (2 * cnn_random_uniform01() - 1));
+    cnn_batchnorm_args a = {N, C, S, true, 0.1, 0, rm, rv, 1, 1, w, b};
+    cnn_batchnorm_forward(&a, x, y, mean, invstd);
+    cnn_batchnorm_backward(&a, x, g, mean, invstd, gx, gw, gb);
+    for (int64_t c = 0; c < C; c++) {
+      double sum = 0, sq = 0, sg = 0, sgx = 0;
+      for (int64_t n = 0; n < N; n++)
+        for (int64_t s = 0; s < S; s++) sum += x[(n * C + c) * S + s];
+      const double mu = sum / (double)M;
+      for (int64_t n = 0; n < N; n++)
+        for (int64_t s = 0; s < S; s++) sq += (x[(n * C + c) * S + s] - mu) * (x[(n * C + c) * S + s] - mu);
+      const double var = sq / (double)M, is = 1 / sqrt(var);
+      CHECK_CLOSE(mean[c], mu, 1e-6);
+      CHECK_CLOSE(invstd[c], is, 1e-5);
+      CHECK_CLOSE(rm[c], 0.9 * (0.1 * (c + 1)) + 0.1 * mu, 1e-6);
+      CHECK_CLOSE(rv[c], 0.9 * (c + 1) + 0.1 * sq / (double)(M - 1), 1e-5);
+      /* y and the gradients from the saved statistics (as backward uses them), in double */
+      for (int64_t n = 0; n < N; n++)
+        for (int64_t s = 0; s < S; s++) {
+          const int64_t i = (n * C + c) * S + s;
+          CHECK_CLOSE(y[i], (x[i] - (double)mean[c]) * invstd[c] * w[c] + b[c], 1e-5);
+          sg += g[i], sgx += g[i] * (x[i] - (double)mean[c]);
+        }
+      CHECK_CLOSE(gb[c], sg, 1e-5);
+      CHECK_CLOSE(gw[c], sgx * invstd[c], 1e-5);
+      const double is2 = (double)invstd[c] * invstd[c];
+      for (int64_t n = 0; n < N; n++)
+        for (int64_t s = 0; s < S; s++) {
+          const int64_t i = (n * C + c) * S + s;
+          CHECK_CLOSE(gx[i], w[c] * invstd[c] * (g[i] - sg / (double)M - (x[i] - mean[c]) * is2 * sgx / (double)M),
+                      1e-4);
+        }
+    }
+    free(x);
+    free(y);
+    free(g);
+    free(gx);
+  }
+}
+
 /* ---- local response norm ---- */
 
 static void test_lrn_values(void) {
@@ -379,6 +443,7 @@ int main(void) {
   test_dropout();
   test_batchnorm_values();
   test_batchnorm_backward();
+  test_batchnorm_blocks();
   test_lrn_values();
   test_lrn_backward();
   test_threads_agree();
