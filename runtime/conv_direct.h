@@ -17,6 +17,7 @@ typedef struct cnn_dconv {
   int64_t oh, ow;
   int64_t G;             /* images per slab (a unit of work) */
   int64_t Q, Qr;         /* positions per slab: G * T, rounded up to the tile width */
+  int64_t span;          /* 0: a slab's positions run as one stretch; else each image's first span */
   int64_t Op;            /* O rounded up to the tile's rows */
   int mr, nv;            /* tile: mr filters x nv vectors of positions (forward), mr x nv taps (weight grad) */
   size_t slab_floats;    /* the slab and its zero tail */
