@@ -23,9 +23,11 @@
 #define BAND_FLOATS (128 * 1024)
 
 static cnn_conv2d_algorithm algorithm = CNN_CONV2D_AUTO;
+static size_t direct_limit = CNN_DCONV_MAX_SCRATCH; /* floats of a direct kernel's per-thread workspace */
 
 void cnn_conv2d_set_algorithm(cnn_conv2d_algorithm a) { algorithm = a; }
 cnn_conv2d_algorithm cnn_conv2d_get_algorithm(void) { return algorithm; }
+void cnn_conv2d_set_direct_limit(size_t floats) { direct_limit = floats ? floats : CNN_DCONV_MAX_SCRATCH; }
 
 cnn_conv2d_params cnn_conv2d_default_params(void) {
   cnn_conv2d_params p = {{1, 1}, {0, 0}, {0, 0}, {1, 1}, 1};
@@ -374,7 +376,8 @@ static bool use_direct(const geom *g, const cnn_conv2d_params *p) {
 
 typedef enum { DIRECT_FORWARD, DIRECT_INPUT_GRAD, DIRECT_WEIGHT_GRAD } direct_kind;
 
-/* Runs one direct kernel with its workspace and packed filters; 0 or -1 with the error set. */
+/* Runs one direct kernel with its workspace and packed filters; 0, -1 with the error set, or 1
+ * when the kernel's workspace would pass direct_limit (the caller takes im2col). */
 static int run_direct(direct_kind kind, const geom *g, const cnn_conv2d_params *p, const float *a, const float *b,
                       const float *bias, float *out, int nt) {
   cnn_dconv d;
@@ -383,6 +386,7 @@ static int run_direct(direct_kind kind, const geom *g, const cnn_conv2d_params *
                                         : kind == DIRECT_INPUT_GRAD ? cnn_dconv_plan_input_grad
                                                                     : cnn_dconv_plan_weight_grad;
   plan(&d, g->N, g->C, g->H, g->W, g->O, g->kh, g->kw, p->pad_lo[0], p->pad_lo[1], p->pad_hi[0], p->pad_hi[1], nt);
+  if (d.scratch_floats > direct_limit) return 1;
   size_t packf = kind == DIRECT_WEIGHT_GRAD ? 0 : cnn_dconv_packed_floats(&d);
   float *pack = packf ? cnn_alloc(packf * sizeof(float)) : NULL;
   if (packf && !pack) return -1;
@@ -433,11 +437,13 @@ cnn_tensor *cnn_conv2d_forward(const cnn_tensor *x, const cnn_tensor *w, const c
   cnn_tensor *wc = xc ? cnn_tensor_contiguous(w) : NULL;
   cnn_tensor *bc = wc && b ? cnn_tensor_contiguous(b) : NULL;
   if (!y || !xc || !wc || (b && !bc)) goto fail;
+  int rc = 1; /* 1: not done by the direct kernels */
   if (cnn_tensor_numel(y) > 0 && use_direct(&g, p)) {
-    if (run_direct(DIRECT_FORWARD, &g, p, cnn_tensor_f32(xc), cnn_tensor_f32(wc), bc ? cnn_tensor_f32(bc) : NULL,
-                   cnn_tensor_f32(y), cnn_parallel_get_threads()))
-      goto fail;
-  } else if (cnn_tensor_numel(y) > 0) {
+    rc = run_direct(DIRECT_FORWARD, &g, p, cnn_tensor_f32(xc), cnn_tensor_f32(wc), bc ? cnn_tensor_f32(bc) : NULL,
+                    cnn_tensor_f32(y), cnn_parallel_get_threads());
+    if (rc < 0) goto fail;
+  }
+  if (rc == 1 && cnn_tensor_numel(y) > 0) {
     int nt = cnn_parallel_get_threads();
     split_for_threads(&g, nt);
     const int64_t units = g.N * g.G * n_bands(&g);
@@ -642,15 +648,15 @@ int cnn_conv2d_backward(const cnn_tensor *gy, const cnn_tensor *x, const cnn_ten
   int nt = cnn_parallel_get_threads();
   if (rb) bias_grad(&g, gyp, cnn_tensor_f32(rb));
   bool direct = use_direct(&g, p);
-  if (rw && direct && N > 0) {
-    if (run_direct(DIRECT_WEIGHT_GRAD, &g, p, gyp, cnn_tensor_f32(xc), NULL, cnn_tensor_f32(rw), nt)) goto fail;
-  } else if (rw && weight_grad(&g, gyp, cnn_tensor_f32(xc), cnn_tensor_f32(rw), nt)) {
-    goto fail;
+  if (rw) { /* rc 1: not done by the direct kernels (not applicable, or past their workspace cap) */
+    int rc = direct && N > 0 ? run_direct(DIRECT_WEIGHT_GRAD, &g, p, gyp, cnn_tensor_f32(xc), NULL,
+                                          cnn_tensor_f32(rw), nt)
+                             : 1;
+    if (rc < 0 || (rc == 1 && weight_grad(&g, gyp, cnn_tensor_f32(xc), cnn_tensor_f32(rw), nt))) goto fail;
   }
   if (rx && cnn_tensor_numel(rx) > 0) {
-    if (direct ? run_direct(DIRECT_INPUT_GRAD, &g, p, gyp, cnn_tensor_f32(wc), NULL, cnn_tensor_f32(rx), nt)
-               : input_grad(&g, gyp, cnn_tensor_f32(wc), cnn_tensor_f32(rx), nt))
-      goto fail;
+    int rc = direct ? run_direct(DIRECT_INPUT_GRAD, &g, p, gyp, cnn_tensor_f32(wc), NULL, cnn_tensor_f32(rx), nt) : 1;
+    if (rc < 0 || (rc == 1 && input_grad(&g, gyp, cnn_tensor_f32(wc), cnn_tensor_f32(rx), nt))) goto fail;
   }
   cnn_tensor_release(gyc);
   cnn_tensor_release(xc);

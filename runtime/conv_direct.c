@@ -145,8 +145,11 @@ void cnn_dconv_plan_weight_grad(cnn_dconv *d, int64_t N, int64_t C, int64_t H, i
   plan_common(d, nt, VL);
   /* slab, gY grid (Op, Qr), the thread's partial gW (O, K) as vectors of lane sums: a tile adds its
    * accumulators there, and lanes are summed once per call instead of once per tile and slab (at
-   * 8x8 a tile's slab is 41 vector steps, and 24 horizontal sums cost half of them) */
-  d->scratch_floats = d->slab_floats + (size_t)(d->Op * d->Qr) + (size_t)(O * C * kh * kw) * VL;
+   * 8x8 a tile's slab is 41 vector steps, and 24 horizontal sums cost half of them). Wide layers
+   * (VGG's 512x4608) would need 150 MB a thread for that: past 8 MB, partials are plain floats. */
+  int64_t wsz = O * C * kh * kw;
+  d->lanes = wsz * VL * (int64_t)sizeof(float) <= ((int64_t)8 << 20) ? VL : 1;
+  d->scratch_floats = d->slab_floats + (size_t)(d->Op * d->Qr) + (size_t)round_up(wsz * d->lanes, 16);
 }
 
 size_t cnn_dconv_packed_floats(const cnn_dconv *d) { return (size_t)(d->Op * d->C * d->kh * d->kw); }
@@ -311,7 +314,7 @@ void cnn_dconv_input_grad(const cnn_dconv *d, const float *gy, const float *w, f
 /* part[i][j] (vectors, ld K) += lane sums over positions [g*T, g*T + len) for g < stretches of
  * gq[i] * x[j], i < mrv, j < nvv; gq rows at ld ldq, x: the nv taps' shifted slab pointers */
 INLINE void gw_tile(const float *gq, int64_t ldq, const float *const *xk, int64_t stretches, int64_t T, int64_t len,
-                    vf *part, int64_t K, int mrv, int nvv, const int mr, const int nv) {
+                    float *part, int64_t at, int64_t K, int lanes, int mrv, int nvv, const int mr, const int nv) {
   vf acc[8][6];
   const float *x[6];
 #pragma GCC unroll 6
@@ -334,11 +337,17 @@ INLINE void gw_tile(const float *gq, int64_t ldq, const float *const *xk, int64_
       }
     }
   }
-  for (int i = 0; i < mrv; i++)
-    for (int j = 0; j < nvv; j++) part[i * K + j] += acc[i][j];
+  if (lanes == 1) {
+    for (int i = 0; i < mrv; i++)
+      for (int j = 0; j < nvv; j++) part[at + i * K + j] += hsum(acc[i][j]);
+  } else {
+    vf *pv = (vf *)part;
+    for (int i = 0; i < mrv; i++)
+      for (int j = 0; j < nvv; j++) pv[at + i * K + j] += acc[i][j];
+  }
 }
 
-INLINE void gw_slab(const cnn_dconv *d, const float *xs, const float *gq, vf *part, const int mr, const int nv) {
+INLINE void gw_slab(const cnn_dconv *d, const float *xs, const float *gq, float *part, const int mr, const int nv) {
   const int64_t K = d->C * d->kh * d->kw, khw = d->kh * d->kw;
   for (int64_t k0 = 0; k0 < K; k0 += nv) {
     const float *xk[6];
@@ -349,13 +358,13 @@ INLINE void gw_slab(const cnn_dconv *d, const float *xs, const float *gq, vf *pa
     }
     for (int64_t o = 0; o < d->Op; o += mr) {
       int mrv = d->O - o < mr ? (int)(d->O - o) : mr;
-      gw_tile(gq + o * d->Qr, d->Qr, xk, d->span ? d->G : 1, d->T, d->span ? d->span : d->Qr, part + o * K + k0, K,
-              mrv, nvv, mr, nv);
+      gw_tile(gq + o * d->Qr, d->Qr, xk, d->span ? d->G : 1, d->T, d->span ? d->span : d->Qr, part, o * K + k0, K,
+              d->lanes, mrv, nvv, mr, nv);
     }
   }
 }
 
-static void gw_slab_any(const cnn_dconv *d, const float *xs, const float *gq, vf *part) {
+static void gw_slab_any(const cnn_dconv *d, const float *xs, const float *gq, float *part) {
 #if NACC >= 24
   if (d->mr == 4) gw_slab(d, xs, gq, part, 4, 6);
   else gw_slab(d, xs, gq, part, 6, 4);
@@ -382,9 +391,9 @@ void cnn_dconv_weight_grad(const cnn_dconv *d, const float *gy, const float *x, 
   {
     int t = omp_get_thread_num();
     float *xs = ws[t], *gq = xs + d->slab_floats;
-    vf *part = (vf *)(xs + partf); /* 64-byte aligned: ws slots are, and every part above is 16 floats */
+    float *part = xs + partf; /* 64-byte aligned: ws slots are, and every part above is 16 floats */
     if (t == 0) team = omp_get_num_threads();
-    memset(part, 0, (size_t)wsz * sizeof(vf));
+    memset(part, 0, (size_t)(wsz * d->lanes) * sizeof(float));
 #pragma omp for schedule(static)
     for (int64_t s = 0; s < slabs; s++) {
       int64_t n0 = s * d->G, g = d->N - n0 < d->G ? d->N - n0 : d->G;
@@ -396,7 +405,8 @@ void cnn_dconv_weight_grad(const cnn_dconv *d, const float *gy, const float *x, 
   /* partials in thread order from 0 (0 + x turns -0 into +0, as the im2col path does) */
   for (int64_t i = 0; i < wsz; i++) {
     float s = 0;
-    for (int t = 0; t < team; t++) s += hsum(((const vf *)(ws[t] + partf))[i]);
+    for (int t = 0; t < team; t++)
+      s += d->lanes == 1 ? ws[t][partf + (size_t)i] : hsum(((const vf *)(ws[t] + partf))[i]);
     gw[i] = s;
   }
 }

@@ -20,6 +20,7 @@ typedef struct cnn_dconv {
   int64_t span;          /* 0: a slab's positions run as one stretch; else each image's first span */
   int64_t Op;            /* O rounded up to the tile's rows */
   int mr, nv;            /* tile: mr filters x nv vectors of positions (forward), mr x nv taps (weight grad) */
+  int lanes;             /* weight grad: partial sums kept as vectors of this many lanes (or 1) */
   size_t slab_floats;    /* the slab and its zero tail */
   size_t scratch_floats; /* per-thread workspace a call needs */
 } cnn_dconv;
@@ -36,6 +37,11 @@ void cnn_dconv_plan_input_grad(cnn_dconv *d, int64_t N, int64_t C, int64_t H, in
                                int64_t kw, int64_t pt, int64_t pl, int64_t pb, int64_t pr, int nt);
 void cnn_dconv_plan_weight_grad(cnn_dconv *d, int64_t N, int64_t C, int64_t H, int64_t W, int64_t O, int64_t kh,
                                 int64_t kw, int64_t pt, int64_t pl, int64_t pb, int64_t pr, int nt);
+
+/* A plan's workspace per thread is bounded by nothing but the image: whole-image slabs of a
+ * 64-channel 1000x1000 input would take 512 MB a thread. conv.c takes the im2col path (whose
+ * column bands are bounded) when scratch_floats passes this. */
+#define CNN_DCONV_MAX_SCRATCH ((size_t)16 << 20) /* floats: 64 MB */
 
 /* Floats of the packed filters a plan's call needs (the caller allocates them, 64-byte aligned). */
 size_t cnn_dconv_packed_floats(const cnn_dconv *d);

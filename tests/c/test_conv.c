@@ -177,6 +177,7 @@ static const ccase CASES[] = {
     {"tiny planes: many images a slab", 37, 4, 3, 2, 12, 2, 2, {{1, 1}, {1, 0}, {0, 1}, {1, 1}, 1}, 1},
     {"single image, 33 filters (gx 2 channels)", 1, 2, 9, 8, 33, 3, 3, {{1, 1}, {1, 1}, {1, 1}, {1, 1}, 1}, 0},
     {"kernel = padded input", 2, 3, 2, 3, 4, 3, 4, {{1, 1}, {1, 1}, {0, 0}, {1, 1}, 1}, 1},
+    {"wide layer: weight-grad partials as floats", 1, 256, 3, 3, 64, 3, 3, {{1, 1}, {1, 1}, {1, 1}, {1, 1}, 1}, 0},
 };
 
 static void test_cases(void) {
@@ -193,6 +194,10 @@ static void test_cases(void) {
     run_case(&CASES[4], 1);
   }
   cnn_conv2d_set_algorithm(CNN_CONV2D_AUTO);
+  /* past the direct kernels' workspace cap, the same layers go to im2col */
+  cnn_conv2d_set_direct_limit(64);
+  for (int i = 0; i < nc; i++) run_case(&CASES[i], 0);
+  cnn_conv2d_set_direct_limit(0);
 }
 
 /* With 2 threads the weight gradient comes from per-thread partial sums reduced in a fixed order:

@@ -41,6 +41,9 @@ int cnn_conv2d_backward(const cnn_tensor *gy, const cnn_tensor *x, const cnn_ten
 typedef enum { CNN_CONV2D_AUTO, CNN_CONV2D_IM2COL } cnn_conv2d_algorithm;
 void cnn_conv2d_set_algorithm(cnn_conv2d_algorithm a);
 cnn_conv2d_algorithm cnn_conv2d_get_algorithm(void);
+/* Largest per-thread workspace (floats) a direct kernel may take before the layer goes to im2col,
+ * whose column bands stay small; 0 restores the default (16M floats). For tests. */
+void cnn_conv2d_set_direct_limit(size_t floats);
 
 /* Frees the per-thread column buffers kept between calls (they grow to the largest layer seen). */
 void cnn_conv2d_release_workspace(void);
