@@ -175,15 +175,21 @@ static int f_dropout(lua_State *L) {
   return 1;
 }
 
-/* F.batch_norm(x, running_mean, running_var, weight, bias, training = false, momentum = 0.1, eps = 1e-5) */
+/* F.batch_norm(x, running_mean, running_var, weight, bias, training = false, momentum = 0.1, eps = 1e-5,
+ * {relu = false}): relu = true returns F.relu of the result, fused (one pass, one graph node) */
 static int f_batch_norm(lua_State *L) {
+  static const char *const known[] = {"relu", NULL};
   const char *fn = "batch_norm";
   cnn_tensor *x = lcnn_check(L, 1, fn);
   cnn_tensor *rm = opt_tensor(L, 2, fn, "running_mean"), *rv = opt_tensor(L, 3, fn, "running_var");
   cnn_tensor *w = opt_tensor(L, 4, fn, "weight"), *b = opt_tensor(L, 5, fn, "bias");
   bool training = opt_boolean(L, 6, fn, "training", 0);
   double momentum = opt_num(L, 7, fn, "momentum", 0.1), eps = opt_num(L, 8, fn, "eps", 1e-5);
-  lcnn_push(L, cnn_op_batch_norm(x, rm, rv, w, b, training, momentum, eps), fn);
+  lcnn_options(L, 9, fn, known);
+  get_field(L, 9, "relu");
+  bool relu = opt_boolean(L, -1, fn, "relu", 0);
+  lua_pop(L, 1);
+  lcnn_push(L, cnn_op_batch_norm(x, rm, rv, w, b, training, momentum, eps, relu), fn);
   return 1;
 }
 

@@ -34,6 +34,7 @@ static bool go_parallel(int64_t work) { return work >= CNN_PARALLEL_GRAIN && cnn
  * the 16 lanes are NV native vectors: lane l is v[l / VN][l % VN]. */
 typedef float vn __attribute__((vector_size(VN * sizeof(float))));
 typedef float vnu __attribute__((vector_size(VN * sizeof(float)), aligned(sizeof(float)), may_alias));
+typedef int32_t vni __attribute__((vector_size(VN * sizeof(float)))); /* a comparison's lanes */
 typedef struct lanes {
   vn v[NV];
 } lanes;
@@ -124,27 +125,42 @@ static inline void block_moments(const block *b, const float *next, float m, dou
   *s1 = lanes_sum(&d0, t), *s2 = lanes_sum(&q0, tt);
 }
 
-/* a += g[0..16), h += g[0..16) (p[0..16) - m) */
-static inline void lanes_dots(lanes *a, lanes *h, const float *p, const float *g, float m) {
+/* With relu, the gradient reaching batch norm's output y = d sc + b (d = x - m) is g where y > 0 or
+ * is NaN, else 0 (PyTorch's threshold_backward on ReLU's output, which is y itself there). The
+ * float operations are the forward's, in the same order, so the mask is the forward's. */
+static inline float relu_grad(float g, float d, float sc, float b) { return d * sc + b <= 0 ? 0.0f : g; }
+
+/* a += g[0..16), h += g[0..16) (p[0..16) - m); with relu, g masked as relu_grad */
+static inline __attribute__((always_inline)) void lanes_dots(lanes *a, lanes *h, const float *p, const float *g,
+                                                             float m, bool relu, float sc, float b) {
   for (int j = 0; j < NV; j++) {
-    const vn e = LOADV(g + j * VN);
-    a->v[j] += e, h->v[j] += e * (LOADV(p + j * VN) - m);
+    const vn d = LOADV(p + j * VN) - m;
+    vn e = LOADV(g + j * VN);
+    if (relu) e = (vn)((vni)e & ~(d * sc + b <= 0));
+    a->v[j] += e, h->v[j] += e * d;
   }
 }
 
-/* *sg += sum g, *sgx += sum g (p - m) over the block (g at the same offsets from gy as p from x) */
-static inline void block_dots(const block *b, const float *x, const float *gy, float m, double *sg, double *sgx) {
+/* *sg += sum g, *sgx += sum g (p - m) over the block (g at the same offsets from gy as p from x);
+ * with relu, g masked as relu_grad. Always inlined, so each caller's constant relu removes the
+ * masking where it is off. */
+static inline __attribute__((always_inline)) void block_dots(const block *b, const float *x, const float *gy, float m,
+                                                             bool relu, float sc, float bias, double *sg,
+                                                             double *sgx) {
   lanes a0 = {0}, a1 = {0}, h0 = {0}, h1 = {0};
   float t = 0, tt = 0;
   const float *p = b->p, *g = gy + (b->p - x);
   for (int64_t k = 0; k < b->r; k++, p += b->rs, g += b->rs) {
     int64_t i = 0;
     for (; i + 2 * VL <= b->w; i += 2 * VL) {
-      lanes_dots(&a0, &h0, p + i, g + i, m);
-      lanes_dots(&a1, &h1, p + i + VL, g + i + VL, m);
+      lanes_dots(&a0, &h0, p + i, g + i, m, relu, sc, bias);
+      lanes_dots(&a1, &h1, p + i + VL, g + i + VL, m, relu, sc, bias);
     }
-    if (i + VL <= b->w) lanes_dots(&a0, &h0, p + i, g + i, m), i += VL;
-    for (; i < b->w; i++) t += g[i], tt += g[i] * (p[i] - m);
+    if (i + VL <= b->w) lanes_dots(&a0, &h0, p + i, g + i, m, relu, sc, bias), i += VL;
+    for (; i < b->w; i++) {
+      const float d = p[i] - m, e = relu ? relu_grad(g[i], d, sc, bias) : g[i];
+      t += e, tt += e * d;
+    }
   }
   for (int j = 0; j < NV; j++) a0.v[j] += a1.v[j], h0.v[j] += h1.v[j];
   *sg += lanes_sum(&a0, t), *sgx += lanes_sum(&h0, tt);
@@ -220,7 +236,13 @@ static inline void bn_forward_channel(const cnn_batchnorm_args *a, const float *
   for (int64_t n = 0; n < N; n++) {
     const float *p = x + (n * C + c) * S;
     float *q = y + (n * C + c) * S;
-    for (int64_t s = 0; s < S; s++) q[s] = (p[s] - m) * sc + b;
+    if (a->relu) /* ReLU's max(0, v) with NaN kept (elementwise.c); relu_grad recomputes v */
+      for (int64_t s = 0; s < S; s++) {
+        const float v = (p[s] - m) * sc + b;
+        q[s] = v <= 0 ? 0.0f : v;
+      }
+    else
+      for (int64_t s = 0; s < S; s++) q[s] = (p[s] - m) * sc + b;
   }
 }
 
@@ -239,44 +261,51 @@ void cnn_batchnorm_forward(const cnn_batchnorm_args *a, const float *x, float *y
 
 /* With xhat = (x - mean) invstd and M = N * S values per channel:
  *   gbias = sum g, gweight = sum g xhat,
- *   training gx = w invstd (g - sum g / M - xhat sum(g xhat) / M), eval gx = w invstd g. */
+ *   training gx = w invstd (g - sum g / M - xhat sum(g xhat) / M), eval gx = w invstd g,
+ * where g is gy, or with relu gy masked as relu_grad (recomputed in both passes, never stored). */
 static inline void bn_backward_channel(const cnn_batchnorm_args *a, const float *x, const float *gy,
                                        const float *save_mean, const float *save_invstd, float *gx, float *gweight,
                                        float *gbias, int64_t c) {
   const int64_t N = a->N, C = a->C, S = a->S, M = N * S;
   const float m = save_mean[c], invstd = save_invstd[c];
+  /* the forward's scale and shift, and so (with relu) its mask */
+  const float k = (a->weight ? a->weight[c] : 1.0f) * invstd, bias = a->relu && a->bias ? a->bias[c] : 0.0f;
   double sg = 0, sgx = 0; /* sum g, sum g (x - mean) */
   if (S >= VL) {
     block b;
     const int64_t count = channel_block(a, x, c, 0, NULL);
     for (int64_t i = 0; i < count; i++) {
       channel_block(a, x, c, i, &b);
-      block_dots(&b, x, gy, m, &sg, &sgx);
+      if (a->relu) block_dots(&b, x, gy, m, true, k, bias, &sg, &sgx);
+      else block_dots(&b, x, gy, m, false, 0, 0, &sg, &sgx);
     }
   } else {
     for (int64_t n = 0; n < N; n++)
       for (int64_t s = 0; s < S; s++) {
         const int64_t i = (n * C + c) * S + s;
-        sg += gy[i], sgx += (double)gy[i] * (x[i] - m);
+        const float d = x[i] - m, e = a->relu ? relu_grad(gy[i], d, k, bias) : gy[i];
+        sg += e, sgx += (double)e * d;
       }
   }
   if (gbias) gbias[c] = (float)sg;
   if (gweight) gweight[c] = (float)(sgx * invstd);
   if (!gx) return;
-  const float k = (a->weight ? a->weight[c] : 1.0f) * invstd;
-  if (a->training) {
-    const float mg = (float)(sg / (double)M), proj = (float)(sgx / (double)M) * invstd * invstd;
-    for (int64_t n = 0; n < N; n++) {
-      const float *p = x + (n * C + c) * S, *g = gy + (n * C + c) * S;
-      float *q = gx + (n * C + c) * S;
+  const float mg = a->training ? (float)(sg / (double)M) : 0;
+  const float proj = a->training ? (float)(sgx / (double)M) * invstd * invstd : 0;
+  for (int64_t n = 0; n < N; n++) {
+    const float *p = x + (n * C + c) * S, *g = gy + (n * C + c) * S;
+    float *q = gx + (n * C + c) * S;
+    if (a->relu && a->training)
+      for (int64_t s = 0; s < S; s++) {
+        const float d = p[s] - m;
+        q[s] = k * (relu_grad(g[s], d, k, bias) - mg - d * proj);
+      }
+    else if (a->relu)
+      for (int64_t s = 0; s < S; s++) q[s] = k * relu_grad(g[s], p[s] - m, k, bias);
+    else if (a->training)
       for (int64_t s = 0; s < S; s++) q[s] = k * (g[s] - mg - (p[s] - m) * proj);
-    }
-  } else {
-    for (int64_t n = 0; n < N; n++) {
-      const float *g = gy + (n * C + c) * S;
-      float *q = gx + (n * C + c) * S;
+    else
       for (int64_t s = 0; s < S; s++) q[s] = k * g[s];
-    }
   }
 }
 

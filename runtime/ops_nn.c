@@ -472,16 +472,20 @@ static void batchnorm_args(cnn_batchnorm_args *a, const cnn_tensor *x, bool trai
   a->training = training;
 }
 
-/* saved: x (contiguous), weight (contiguous) or NULL, save_mean, save_invstd; iargs[0] = training */
+/* saved: x (contiguous), weight (contiguous) or NULL, save_mean, save_invstd, and with relu bias
+ * (contiguous) or NULL, for the mask; iargs[0] = training, iargs[1] = relu */
 static int batch_norm_backward(cnn_node *n, cnn_tensor *const *gout, cnn_tensor **gin) {
-  cnn_tensor *x, *w, *mean, *invstd;
+  cnn_tensor *x, *w, *mean, *invstd, *bias = NULL;
   if (!gout[0]) return 0;
+  const bool relu = n->iargs[1] != 0;
   if (cnn_ag_saved(n, 0, &x) || cnn_ag_saved(n, 1, &w) || cnn_ag_saved(n, 2, &mean) ||
-      cnn_ag_saved(n, 3, &invstd))
+      cnn_ag_saved(n, 3, &invstd) || (relu && cnn_ag_saved(n, 4, &bias)))
     return -1;
   cnn_batchnorm_args a;
   batchnorm_args(&a, x, n->iargs[0] != 0);
   a.weight = w ? cnn_tensor_f32(w) : NULL;
+  a.bias = bias ? cnn_tensor_f32(bias) : NULL;
+  a.relu = relu;
   bool nx = cnn_node_needs_grad(n, 0), nw = cnn_node_needs_grad(n, 1), nb = cnn_node_needs_grad(n, 2);
   int64_t C = a.C;
   cnn_tensor *g = cnn_tensor_contiguous(gout[0]);
@@ -507,7 +511,7 @@ static int batch_norm_backward(cnn_node *n, cnn_tensor *const *gout, cnn_tensor 
 
 cnn_tensor *cnn_op_batch_norm(const cnn_tensor *x, cnn_tensor *running_mean, cnn_tensor *running_var,
                               const cnn_tensor *weight, const cnn_tensor *bias, bool training, double momentum,
-                              double eps) {
+                              double eps, bool relu) {
   char b[256];
   if (need_float(x, "input")) return NULL;
   if (x->ndim < 2) {
@@ -562,19 +566,23 @@ cnn_tensor *cnn_op_batch_norm(const cnn_tensor *x, cnn_tensor *running_mean, cnn
   }
   a.weight = wc ? cnn_tensor_f32(wc) : NULL;
   a.bias = bc ? cnn_tensor_f32(bc) : NULL;
+  a.relu = relu;
   cnn_batchnorm_forward(&a, cnn_tensor_f32(xc), cnn_tensor_f32(y), cnn_tensor_f32(mean), cnn_tensor_f32(invstd));
   if (training) {
     if (running_mean) running_mean->storage->version++;
     if (running_var && running_var->storage != (running_mean ? running_mean->storage : NULL))
       running_var->storage->version++;
   }
-  const cnn_tensor *in[3] = {x, weight, bias}, *saves[4] = {xc, wc, mean, invstd};
+  /* with relu one node does both: ReLU's output is never a tensor of its own, and its mask comes
+   * back from x (norm.c), so only the bias is saved besides batch norm's own */
+  const cnn_tensor *in[3] = {x, weight, bias}, *saves[5] = {xc, wc, mean, invstd, bc};
   cnn_node *node;
-  if (maybe_record(y, &node, "BatchNormBackward", batch_norm_backward, 3, in, 4, saves)) {
+  if (maybe_record(y, &node, relu ? "BatchNormReluBackward" : "BatchNormBackward", batch_norm_backward, 3, in,
+                   relu ? 5 : 4, saves)) {
     y = NULL;
     goto done;
   }
-  if (node) node->iargs[0] = training;
+  if (node) node->iargs[0] = training, node->iargs[1] = relu;
 done:
   cnn_tensor_release(xc);
   cnn_tensor_release(wc);

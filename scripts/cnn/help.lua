@@ -179,7 +179,7 @@ fn("cnn.F.sigmoid", "cnn.F.sigmoid(x) -> Tensor", "1 / (1 + e^-x)")
 fn("cnn.F.tanh", "cnn.F.tanh(x) -> Tensor", "hyperbolic tangent")
 fn("cnn.F.softmax", "cnn.F.softmax(x, d) -> Tensor", "e^x normalised to sum to 1 along dimension d")
 fn("cnn.F.log_softmax", "cnn.F.log_softmax(x, d) -> Tensor", "log(softmax(x, d)), computed stably")
-fn("cnn.F.batch_norm", "cnn.F.batch_norm(x, running_mean, running_var, weight, bias, training=false, momentum=0.1, eps=1e-5) -> Tensor",
+fn("cnn.F.batch_norm", "cnn.F.batch_norm(x, running_mean, running_var, weight, bias, training=false, momentum=0.1, eps=1e-5, {relu=false}) -> Tensor",
    "normalises each channel of (N, C, ...) by batch (training) or running statistics")
 fn("cnn.F.local_response_norm", "cnn.F.local_response_norm(x, size, {alpha=1e-4, beta=0.75, k=1}) -> Tensor",
    "normalises each channel by the activity of its size neighbours (AlexNet's LRN)")

@@ -226,7 +226,7 @@ static void test_dropout(void) {
 static void test_batchnorm_values(void) {
   /* x = {1, 2, 3, 4} as (4, 1): mean 2.5, biased var 1.25, unbiased 5/3 */
   float x[4] = {1, 2, 3, 4}, y[4], mean, invstd, rm = 0, rv = 1, w = 2, b = 0.5f;
-  cnn_batchnorm_args a = {4, 1, 1, true, 0.1, 0, &rm, &rv, 1, 1, &w, &b};
+  cnn_batchnorm_args a = {4, 1, 1, true, 0.1, 0, &rm, &rv, 1, 1, &w, &b, false};
   cnn_batchnorm_forward(&a, x, y, &mean, &invstd);
   CHECK_CLOSE(mean, 2.5, 1e-7);
   CHECK_CLOSE(invstd, 1 / sqrt(1.25), 1e-6);
@@ -250,7 +250,7 @@ static void test_batchnorm_backward(void) {
   fill_uniform(g, T, -1, 1);
   for (int training = 0; training < 2; training++) {
     float rm[C] = {0.1f, -0.1f}, rv[C] = {0.8f, 1.2f};
-    cnn_batchnorm_args a = {N, C, S, training, 0.0, 1e-5, rm, rv, 1, 1, w, b};
+    cnn_batchnorm_args a = {N, C, S, training, 0.0, 1e-5, rm, rv, 1, 1, w, b, false};
     cnn_batchnorm_forward(&a, x, y, mean, invstd);
     cnn_batchnorm_backward(&a, x, g, mean, invstd, gx, gw, gb);
     float *params[3] = {x, w, b}, *grads[3] = {gx, gw, gb};
@@ -297,7 +297,7 @@ static void test_batchnorm_blocks(void) {
       for (int64_t i = 0; i < C * S; i++)
         x[n * C * S + i] = (float)(cases[k].offset + cases[k].per_image * n +
                                    cases[k].spread * (2 * cnn_random_uniform01() - 1));
-    cnn_batchnorm_args a = {N, C, S, true, 0.1, 0, rm, rv, 1, 1, w, b};
+    cnn_batchnorm_args a = {N, C, S, true, 0.1, 0, rm, rv, 1, 1, w, b, false};
     cnn_batchnorm_forward(&a, x, y, mean, invstd);
     cnn_batchnorm_backward(&a, x, g, mean, invstd, gx, gw, gb);
     for (int64_t c = 0; c < C; c++) {
@@ -333,6 +333,64 @@ static void test_batchnorm_blocks(void) {
     free(y);
     free(g);
     free(gx);
+  }
+}
+
+/* relu = true against ReLU applied by hand around the plain kernels: the forward's values and
+ * running statistics, and (ReLU's gradient, out <= 0 -> 0, taken before the plain backward) the
+ * gradients, all bit for bit: the fused kernel runs the same float operations in the same order.
+ * Shapes reach every path of norm.c (S < 16, row tails, many-row blocks, rows in pieces); channel
+ * 0 has weight 0 and bias 0 (every output exactly 0: no gradient at all, as ReLU's), channel 1
+ * holds -1, 0 and 1 with running mean 0 and bias 0 (in eval mode, outputs exactly 0 at x = 0),
+ * channel 2 a negative weight. */
+static void test_batchnorm_relu(void) {
+  static const int64_t cases[][3] = {{7, 3, 3}, {5, 3, 49}, {40, 3, 64}, {3, 3, 5000}};
+  cnn_random_seed(12);
+  for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+    const int64_t N = cases[k][0], C = cases[k][1], S = cases[k][2], T = N * C * S;
+    float *x = malloc(T * sizeof(float)), *g = malloc(T * sizeof(float)), *gm = malloc(T * sizeof(float));
+    float *y0 = malloc(T * sizeof(float)), *y1 = malloc(T * sizeof(float));
+    float *gx0 = malloc(T * sizeof(float)), *gx1 = malloc(T * sizeof(float));
+    fill_uniform(x, (int)T, -2, 2);
+    fill_uniform(g, (int)T, -1, 1);
+    for (int64_t n = 0; n < N; n++)
+      for (int64_t s = 0; s < S; s++) x[(n * C + 1) * S + s] = (float)((n + s) % 3) - 1;
+    float w[3] = {0, 1.5f, -2}, b[3] = {0, 0, 0.5f};
+    for (int training = 0; training < 2; training++) {
+      float rm0[3] = {0.1f, 0, 0.3f}, rv0[3] = {1, 2, 3}, rm1[3], rv1[3];
+      float m0[3], m1[3], is0[3], is1[3], gw0[3], gw1[3], gb0[3], gb1[3];
+      memcpy(rm1, rm0, sizeof rm0), memcpy(rv1, rv0, sizeof rv0);
+      cnn_batchnorm_args a0 = {N, C, S, training, 0.1, 1e-5, rm0, rv0, 1, 1, w, b, false};
+      cnn_batchnorm_args a1 = a0;
+      a1.running_mean = rm1, a1.running_var = rv1, a1.relu = true;
+      cnn_batchnorm_forward(&a0, x, y0, m0, is0);
+      cnn_batchnorm_forward(&a1, x, y1, m1, is1);
+      int zeros = 0;
+      for (int64_t i = 0; i < T; i++) {
+        zeros += y0[i] == 0;
+        gm[i] = y0[i] <= 0 ? 0.0f : g[i];
+        y0[i] = y0[i] > 0 ? y0[i] : 0.0f;
+      }
+      CHECK(zeros >= N * S && (training || zeros > N * S)); /* channel 0; eval: x = 0 in channel 1 */
+      CHECK(memcmp(y0, y1, T * sizeof(float)) == 0);
+      CHECK(memcmp(m0, m1, sizeof m0) == 0 && memcmp(is0, is1, sizeof is0) == 0);
+      CHECK(memcmp(rm0, rm1, sizeof rm0) == 0 && memcmp(rv0, rv1, sizeof rv0) == 0);
+      cnn_batchnorm_backward(&a0, x, gm, m0, is0, gx0, gw0, gb0);
+      cnn_batchnorm_backward(&a1, x, g, m1, is1, gx1, gw1, gb1);
+      CHECK(memcmp(gx0, gx1, T * sizeof(float)) == 0);
+      CHECK(memcmp(gw0, gw1, sizeof gw0) == 0 && memcmp(gb0, gb1, sizeof gb0) == 0);
+      CHECK(gw1[0] == 0 && gb1[0] == 0);
+      /* gx alone (weight and bias frozen) is the same */
+      cnn_batchnorm_backward(&a1, x, g, m1, is1, gx0, NULL, NULL);
+      CHECK(memcmp(gx0, gx1, T * sizeof(float)) == 0);
+    }
+    free(x);
+    free(g);
+    free(gm);
+    free(y0);
+    free(y1);
+    free(gx0);
+    free(gx1);
   }
 }
 
@@ -392,7 +450,7 @@ static void test_threads_agree(void) {
   fill_uniform(x, T, -4, 4);
   cnn_class_target t = {labels, 0, false, 0, NULL};
   cnn_lrn_args la = {4, 16, T / 64, 5, 1e-2, 0.75, 2};
-  cnn_batchnorm_args ba = {32, 20, T / 640, true, 0.1, 1e-5, NULL, NULL, 0, 0, NULL, NULL};
+  cnn_batchnorm_args ba = {32, 20, T / 640, true, 0.1, 1e-5, NULL, NULL, 0, 0, NULL, NULL, false};
   int threads = cnn_parallel_get_threads();
   for (int pass = 0; pass < 4; pass++) {
     cnn_parallel_set_threads(1);
@@ -444,6 +502,7 @@ int main(void) {
   test_batchnorm_values();
   test_batchnorm_backward();
   test_batchnorm_blocks();
+  test_batchnorm_relu();
   test_lrn_values();
   test_lrn_backward();
   test_threads_agree();

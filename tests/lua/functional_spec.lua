@@ -384,6 +384,71 @@ describe("F.batch_norm", function()
   end)
 end)
 
+describe("F.batch_norm{relu=true}", function()
+  -- One run of F.batch_norm on fixed data, fused or as F.relu of the plain result (itself checked
+  -- against PyTorch above). Channel 2 has weight 0 and bias 0: every output is exactly 0, where
+  -- ReLU passes no gradient. Returns y, the gradients of sum(y * g) and the running statistics.
+  local function run(shape, training, fused, affine)
+    cnn.manual_seed(21)
+    local C = shape[2]
+    local x = cnn.randn(shape):requires_grad_(true)
+    local g = cnn.randn(shape)
+    local w = affine and cnn.tensor({ 0.7, 0, -1.3 }):requires_grad_(true) or nil
+    local b = affine and cnn.tensor({ 0.2, 0, 0.1 }):requires_grad_(true) or nil
+    local rm, rv = cnn.tensor({ 0.1, 0, -0.2 }), cnn.tensor({ 1, 2, 0.5 })
+    assert(C == 3)
+    local y
+    if fused then
+      y = F.batch_norm(x, rm, rv, w, b, training, 0.1, 1e-5, { relu = true })
+      assert.are.equal("BatchNormReluBackward", y.grad_fn)
+    else
+      y = F.relu(F.batch_norm(x, rm, rv, w, b, training, 0.1, 1e-5))
+    end
+    (y * g):sum():backward()
+    return { y = y, gx = x.grad, gw = w and w.grad, gb = b and b.grad, rm = rm, rv = rv }
+  end
+
+  it("equals F.relu(F.batch_norm(...)) bit for bit: values, gradients, running statistics", function()
+    for _, shape in ipairs({ { 4, 3 }, { 3, 3, 20 }, { 2, 3, 6, 6 } }) do
+      for _, training in ipairs({ true, false }) do
+        for _, affine in ipairs({ true, false }) do
+          local a, b = run(shape, training, true, affine), run(shape, training, false, affine)
+          for k, t in pairs(b) do
+            H.assert_tensor(a[k], { shape = t:shape(), data = H.values(t) })
+          end
+          if affine then -- no gradient through the channel whose outputs are all 0
+            assert.are.equal(0, a.gw[2])
+            assert.are.equal(0, a.gb[2])
+          end
+        end
+      end
+    end
+  end)
+
+  it("gives ReLU's values by hand and passes no gradient where the output is 0", function()
+    -- x = {-1, 0, 1} in eval mode with mean 0, variance 1, eps 0: y = relu(x) = {0, 0, 1}
+    local x = cnn.tensor({ { -1 }, { 0 }, { 1 } }):requires_grad_(true)
+    local y = F.batch_norm(x, cnn.zeros(1), cnn.ones(1), nil, nil, false, 0.1, 0, { relu = true })
+    H.assert_tensor(y, { { 0 }, { 0 }, { 1 } })
+    y:sum():backward()
+    H.assert_tensor(x.grad, { { 0 }, { 0 }, { 1 } })
+  end)
+
+  it("rejects unknown options and a relu that is not a boolean", function()
+    local x = cnn.randn(4, 3)
+    H.assert_error(function() F.batch_norm(x, nil, nil, nil, nil, true, 0.1, 1e-5, { rel = true }) end,
+      "batch_norm: unknown option 'rel'")
+    H.assert_error(function() F.batch_norm(x, nil, nil, nil, nil, true, 0.1, 1e-5, { relu = 1 }) end,
+      "batch_norm: relu must be a boolean")
+    H.assert_error(function() F.batch_norm(x, nil, nil, nil, nil, true, 0.1, 1e-5, "relu") end,
+      "batch_norm: expected an options table")
+    H.assert_usable()
+    -- relu = false and an empty table are the plain batch norm
+    local y = F.batch_norm(x, nil, nil, nil, nil, true, 0.1, 1e-5, { relu = false })
+    H.assert_tensor(y, { shape = { 4, 3 }, data = H.values(F.batch_norm(x, nil, nil, nil, nil, true)) })
+  end)
+end)
+
 describe("F.local_response_norm", function()
   it("matches the formula by hand for one channel and size 1", function()
     -- scale = k + alpha * x^2 = 1 + 0.5 * 4 = 3; y = 2 * 3^-0.75

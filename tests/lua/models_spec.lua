@@ -367,6 +367,68 @@ describe("models.resnet_cifar", function()
     end
   end)
 
+  it("fuses each BN and ReLU pair, with the unfused network's loss, gradients and running statistics", function()
+    -- Two copies of PyTorch's ResNet-20; the second's ReLUs are a subclass (same name and repr),
+    -- which the blocks do not fuse. Counting _forward_relu calls shows which path ran.
+    local sd = cnn.load(R20_WEIGHTS)
+    local fused, plain = models.resnet_cifar{depth = 20}, models.resnet_cifar{depth = 20}
+    fused:load_state_dict(sd)
+    plain:load_state_dict(sd)
+    local NoFuse = nn.ReLU:extend("ReLU")
+    local calls = 0
+    for _, m in ipairs(fused:modules()) do
+      if m:is_a(nn.BatchNorm2d) then
+        m._forward_relu = function(self, x) calls = calls + 1; return nn.BatchNorm2d._forward_relu(self, x) end
+      end
+    end
+    for _, m in ipairs(plain:modules()) do
+      if m.relu then m.relu = NoFuse(true) end
+    end
+    assert.are.equal(tostring(models.resnet_cifar{depth = 20}), tostring(plain))
+    assert.are.same(state_rows(fused), state_rows(plain))
+    local x, labels = fixture_tensor(R20.input), cnn.tensor(R20.labels, {dtype = "int64"})
+    local losses = {}
+    for i, net in ipairs({fused, plain}) do
+      net:train()
+      local loss = F.cross_entropy(net(x), labels)
+      loss:backward()
+      losses[i] = loss:item()
+    end
+    assert.are.equal(10, calls) -- the stem and the 9 blocks' bn1
+    assert.is_true(H.close(losses[1], losses[2], 1e-6, 0))
+    local p1, p2 = fused:named_parameters(), plain:named_parameters()
+    for i, p in ipairs(p1) do
+      local a, b = p[2].grad, p2[i][2].grad
+      assert(max_diff(a, b) <= 1e-5 * b:abs():max():item() + 1e-12, p[1])
+    end
+    local s1, s2 = fused:state_dict(), plain:state_dict()
+    for _, k in ipairs(fused:state_dict_keys()) do
+      assert(max_diff(s1[k]:float(), s2[k]:float()) <= 1e-6, k)
+    end
+    fused:eval()
+    plain:eval()
+    local y1 = cnn.no_grad(function() return fused(x) end)
+    local y2 = cnn.no_grad(function() return plain(x) end)
+    assert.are.equal(20, calls)
+    assert(max_diff(y1, y2) <= 1e-6)
+  end)
+
+  it("BatchNorm2d:_forward_relu keeps forward's bookkeeping: cumulative averages, num_batches_tracked", function()
+    cnn.manual_seed(3)
+    local a, b = nn.BatchNorm2d(3, {momentum = false}), nn.BatchNorm2d(3, {momentum = false})
+    local x1, x2 = cnn.randn(2, 3, 4, 4), cnn.randn(2, 3, 4, 4) + 1
+    for _, x in ipairs({x1, x2}) do
+      H.assert_tensor(a:_forward_relu(x), {shape = {2, 3, 4, 4}, data = H.values(F.relu(b(x)))})
+    end
+    assert.are.equal(2, a.num_batches_tracked:item())
+    H.assert_tensor(a.running_mean, H.values(b.running_mean))
+    H.assert_tensor(a.running_var, H.values(b.running_var))
+    a:eval()
+    b:eval()
+    H.assert_tensor(a:_forward_relu(x1), {shape = {2, 3, 4, 4}, data = H.values(F.relu(b(x1)))})
+    assert.are.equal(2, a.num_batches_tracked:item())
+  end)
+
   it("honours in_channels and num_classes, and rejects PyTorch weights of another depth", function()
     local net = models.resnet_cifar{depth = 8, in_channels = 1, num_classes = 5}
     assert.are.same({16, 1, 3, 3}, net.conv1.weight:shape())

@@ -84,7 +84,10 @@ void cnn_dropout_apply(const float *x, const float *mask, float *y, int64_t n);
  * running_mean / running_var are not NULL, they move by momentum toward the batch mean and the
  * unbiased variance (strides rm_stride / rv_stride, in elements). Eval: normalises with the running
  * statistics, which must be given, and still writes save_mean / save_invstd. weight and bias (C)
- * may be NULL (1 and 0). */
+ * may be NULL (1 and 0). relu: y = max(0, bn(x)) (NaN stays NaN, as ReLU), and backward takes gy
+ * through ReLU's gradient first: the mask bn(x) > 0 is recomputed from x, the saved statistics,
+ * weight and bias with the forward's float operations, so it is the forward's mask bit for bit
+ * (backward then needs the same weight and bias as forward). */
 typedef struct cnn_batchnorm_args {
   int64_t N, C, S;
   bool training;
@@ -92,6 +95,7 @@ typedef struct cnn_batchnorm_args {
   float *running_mean, *running_var;
   int64_t rm_stride, rv_stride;
   const float *weight, *bias;
+  bool relu;
 } cnn_batchnorm_args;
 void cnn_batchnorm_forward(const cnn_batchnorm_args *a, const float *x, float *y, float *save_mean,
                            float *save_invstd);

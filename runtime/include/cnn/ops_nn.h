@@ -45,10 +45,11 @@ cnn_tensor *cnn_op_dropout(const cnn_tensor *x, double p, bool training);
 /* x (N, C, ...). running_mean / running_var (C) or NULL; when training and given, they are updated
  * in place (no autograd; their version is bumped): r = (1 - momentum) r + momentum * batch stat,
  * with the unbiased variance. Eval mode normalises with them and needs them. weight / bias (C) or
- * NULL. Differentiable in x, weight and bias. */
+ * NULL. Differentiable in x, weight and bias. relu: returns relu(batch_norm(x)) as one operation
+ * (one pass each way, one graph node, BatchNormReluBackward), the same values and gradients. */
 cnn_tensor *cnn_op_batch_norm(const cnn_tensor *x, cnn_tensor *running_mean, cnn_tensor *running_var,
                               const cnn_tensor *weight, const cnn_tensor *bias, bool training, double momentum,
-                              double eps);
+                              double eps, bool relu);
 
 /* x (N, C, ...): PyTorch's local_response_norm across channels (see nnops.h). size >= 1. */
 cnn_tensor *cnn_op_local_response_norm(const cnn_tensor *x, int64_t size, double alpha, double beta, double k);

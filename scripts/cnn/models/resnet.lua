@@ -59,6 +59,21 @@ local function conv1x1(cin, cout, stride)
   return Conv2d(cin, cout, 1, {stride = stride, bias = false})
 end
 
+-- relu(bn(x)), fused into one pass each way (BatchNorm:_forward_relu) when bn and relu are the
+-- stock nn.BatchNorm2d and nn.ReLU with their own forward: the same values and gradients, and the
+-- ReLU never reads or writes the activations. A subclass (even one of the same name) or a
+-- replaced forward keeps the two calls.
+local BN_MT, BN_FORWARD = nn.BatchNorm2d.__mt, nn.BatchNorm2d.forward
+local RELU_MT, RELU_FORWARD = nn.ReLU.__mt, nn.ReLU.forward
+
+local function bn_relu(bn, relu, x)
+  if getmetatable(bn) == BN_MT and getmetatable(relu) == RELU_MT and bn.forward == BN_FORWARD and
+      relu.forward == RELU_FORWARD then
+    return bn:_forward_relu(x)
+  end
+  return relu(bn(x))
+end
+
 -- ---- blocks ------------------------------------------------------------------------------------
 
 local BasicBlock = nn.Module:extend("BasicBlock")
@@ -77,7 +92,7 @@ function BasicBlock:init(inplanes, planes, stride, downsample)
 end
 
 function BasicBlock:forward(x)
-  local out = self.relu(self.bn1(self.conv1(x)))
+  local out = bn_relu(self.bn1, self.relu, self.conv1(x))
   out = self.bn2(self.conv2(out))
   local identity = x
   if self.downsample then identity = self.downsample(x) end
@@ -104,8 +119,8 @@ function Bottleneck:init(inplanes, planes, stride, downsample)
 end
 
 function Bottleneck:forward(x)
-  local out = self.relu(self.bn1(self.conv1(x)))
-  out = self.relu(self.bn2(self.conv2(out)))
+  local out = bn_relu(self.bn1, self.relu, self.conv1(x))
+  out = bn_relu(self.bn2, self.relu, self.conv2(out))
   out = self.bn3(self.conv3(out))
   local identity = x
   if self.downsample then identity = self.downsample(x) end
@@ -198,7 +213,7 @@ function ResNet:init(block, layers, num_classes, in_channels, zero_init_residual
 end
 
 function ResNet:forward(x)
-  x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+  x = self.maxpool(bn_relu(self.bn1, self.relu, self.conv1(x)))
   x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
   return self.fc(self.avgpool(x):flatten(2))
 end
@@ -221,7 +236,7 @@ function CifarResNet:init(n, num_classes, in_channels, shortcut)
 end
 
 function CifarResNet:forward(x)
-  x = self.relu(self.bn1(self.conv1(x)))
+  x = bn_relu(self.bn1, self.relu, self.conv1(x))
   x = self.layer3(self.layer2(self.layer1(x)))
   return self.fc(self.avgpool(x):flatten(2))
 end

@@ -332,7 +332,7 @@ end
 -- As torch.nn.modules.batchnorm._BatchNorm.forward: batch statistics in training mode (the
 -- running ones move by momentum, or by 1/num_batches_tracked when momentum is false), running
 -- statistics in eval mode unless the module tracks none.
-function BatchNorm:forward(x)
+local function batch_norm(self, x, opts)
   self:_check_input_dim(x)
   local factor = self.momentum or 0
   if self.training and self.track_running_stats and self.num_batches_tracked then
@@ -342,8 +342,17 @@ function BatchNorm:forward(x)
   local use_batch = self.training or (self.running_mean == nil and self.running_var == nil)
   local rm, rv
   if not self.training or self.track_running_stats then rm, rv = self.running_mean, self.running_var end
-  return F.batch_norm(x, rm, rv, self.weight, self.bias, use_batch, factor, self.eps)
+  return F.batch_norm(x, rm, rv, self.weight, self.bias, use_batch, factor, self.eps, opts)
 end
+
+function BatchNorm:forward(x) return batch_norm(self, x) end
+
+local RELU = {relu = true}
+
+-- bn:_forward_relu(x) is F.relu(bn(x)) in one pass each way (F.batch_norm's relu option), with the
+-- same running-statistics bookkeeping as forward. Callers that fuse a ReLU this way must check
+-- that bn's forward is this class's own (models/resnet.lua does).
+function BatchNorm:_forward_relu(x) return batch_norm(self, x, RELU) end
 
 function BatchNorm:extra_repr()
   return string.format("%d, eps=%s, momentum=%s, affine=%s, track_running_stats=%s", self.num_features,
