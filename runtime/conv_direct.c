@@ -35,6 +35,8 @@
 #define VL 4
 #define NACC 12
 #endif
+/* columns of a 2-row tile: 2 x 6 accumulators and 6 loaded vectors fit 32 registers, not 16 */
+#define COLS_2 (NACC >= 24 ? 6 : 4)
 
 typedef float vf __attribute__((vector_size(VL * sizeof(float))));
 typedef float vfu __attribute__((vector_size(VL * sizeof(float)), aligned(sizeof(float)), may_alias));
@@ -70,13 +72,13 @@ bool cnn_dconv_applies(int64_t kh, int64_t kw, const int64_t stride[2], const in
 static int64_t round_up(int64_t n, int64_t m) { return (n + m - 1) / m * m; }
 
 /* Tile rows for O filters: the fewest padded filters, ties to the taller tile. Columns: as many
- * vectors as the accumulators allow, at most 6. */
+ * vectors as the accumulators allow, at most 6 (COLS_2 for 2 rows). */
 static void pick_tile(cnn_dconv *d) {
   static const int rows[] = {NACC >= 24 ? 8 : 4, 6, NACC >= 24 ? 4 : 2, 2, 1};
   d->mr = rows[0];
   for (int i = 1; i < 5; i++)
     if (round_up(d->O, rows[i]) < round_up(d->O, d->mr)) d->mr = rows[i];
-  d->nv = NACC / d->mr < 6 ? NACC / d->mr : 6;
+  d->nv = d->mr == 2 ? COLS_2 : NACC / d->mr < 6 ? NACC / d->mr : 6;
   d->Op = round_up(d->O, d->mr);
 }
 
@@ -105,7 +107,8 @@ static void plan_common(cnn_dconv *d, int nt, int64_t tw) {
   d->span = 0;
   if (d->G * span * 10 <= d->Qr * 9) {
     d->span = span;
-    int64_t last = (d->G - 1) * d->T + span;
+    /* Qr stays whole tiles, so gq's rows and the partials behind them stay vector-aligned */
+    int64_t last = round_up((d->G - 1) * d->T + span, tw);
     if (last > d->Qr) d->Qr = last;
   }
   d->cs = d->pt * d->S + d->pl + d->Q;
@@ -253,7 +256,7 @@ static void fwd_slab_any(const cnn_dconv *d, const float *xs, const float *pack,
   case 4: fwd_slab(d, xs, pack, yq, 4, 3); break;
   case 6: fwd_slab(d, xs, pack, yq, 6, 2); break;
 #endif
-  case 2: fwd_slab(d, xs, pack, yq, 2, 6); break;
+  case 2: fwd_slab(d, xs, pack, yq, 2, COLS_2); break;
   default: fwd_slab(d, xs, pack, yq, 1, 6); break;
   }
 }
