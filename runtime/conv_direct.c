@@ -394,7 +394,8 @@ void cnn_dconv_weight_grad(const cnn_dconv *d, const float *gy, const float *x, 
   {
     int t = omp_get_thread_num();
     float *xs = ws[t], *gq = xs + d->slab_floats;
-    float *part = xs + partf; /* 64-byte aligned: ws slots are, and every part above is 16 floats */
+    float *part = xs + partf; /* vector-aligned: ws slots are 64-byte aligned, and the slab and gq
+                               * before it are whole vectors (slab_floats and Qr are) */
     if (t == 0) team = omp_get_num_threads();
     memset(part, 0, (size_t)(wsz * d->lanes) * sizeof(float));
 #pragma omp for schedule(static)
