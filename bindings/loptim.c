@@ -112,8 +112,67 @@ static int k_adam(lua_State *L) {
   return run(L, fn, pos, param, grad, adam_update, &a);
 }
 
+typedef struct {
+  cnn_tensor *square_avg, *grad_avg, *momentum_buffer, *step;
+  cnn_rmsprop_config c;
+} rmsprop_ctx;
+
+static int rmsprop_update(cnn_tensor *param, const cnn_tensor *grad, void *p) {
+  rmsprop_ctx *r = p;
+  return cnn_optim_rmsprop(param, grad, r->square_avg, r->grad_avg, r->momentum_buffer, r->step, &r->c);
+}
+
+/* rmsprop(fn, pos, param, grad, group, square_avg, grad_avg|nil, momentum_buffer|nil, step) */
+static int k_rmsprop(lua_State *L) {
+  const char *fn = luaL_checkstring(L, 1);
+  lua_Integer pos = luaL_checkinteger(L, 2);
+  cnn_tensor *param = lcnn_check(L, 3, fn), *grad = lcnn_check(L, 4, fn);
+  luaL_checktype(L, 5, LUA_TTABLE);
+  rmsprop_ctx r;
+  r.c.lr = group_number(L, 5, "lr", fn);
+  r.c.alpha = group_number(L, 5, "alpha", fn);
+  r.c.eps = group_number(L, 5, "eps", fn);
+  r.c.weight_decay = group_number(L, 5, "weight_decay", fn);
+  r.c.momentum = group_number(L, 5, "momentum", fn);
+  r.c.centered = group_bool(L, 5, "centered", fn);
+  r.c.maximize = group_bool(L, 5, "maximize", fn);
+  r.square_avg = lcnn_check(L, 6, fn);
+  r.grad_avg = opt_tensor(L, 7, fn);
+  r.momentum_buffer = opt_tensor(L, 8, fn);
+  r.step = lcnn_check(L, 9, fn);
+  return run(L, fn, pos, param, grad, rmsprop_update, &r);
+}
+
+typedef struct {
+  cnn_tensor *sum, *step;
+  cnn_adagrad_config c;
+} adagrad_ctx;
+
+static int adagrad_update(cnn_tensor *param, const cnn_tensor *grad, void *p) {
+  adagrad_ctx *a = p;
+  return cnn_optim_adagrad(param, grad, a->sum, a->step, &a->c);
+}
+
+/* adagrad(fn, pos, param, grad, group, sum, step) */
+static int k_adagrad(lua_State *L) {
+  const char *fn = luaL_checkstring(L, 1);
+  lua_Integer pos = luaL_checkinteger(L, 2);
+  cnn_tensor *param = lcnn_check(L, 3, fn), *grad = lcnn_check(L, 4, fn);
+  luaL_checktype(L, 5, LUA_TTABLE);
+  adagrad_ctx a;
+  a.c.lr = group_number(L, 5, "lr", fn);
+  a.c.lr_decay = group_number(L, 5, "lr_decay", fn);
+  a.c.weight_decay = group_number(L, 5, "weight_decay", fn);
+  a.c.eps = group_number(L, 5, "eps", fn);
+  a.c.maximize = group_bool(L, 5, "maximize", fn);
+  a.sum = lcnn_check(L, 6, fn);
+  a.step = lcnn_check(L, 7, fn);
+  return run(L, fn, pos, param, grad, adagrad_update, &a);
+}
+
 void lcnn_open_optim(lua_State *L, int tbl) {
-  static const luaL_Reg fns[] = {{"sgd", k_sgd}, {"adam", k_adam}, {NULL, NULL}};
+  static const luaL_Reg fns[] = {
+      {"sgd", k_sgd}, {"adam", k_adam}, {"rmsprop", k_rmsprop}, {"adagrad", k_adagrad}, {NULL, NULL}};
   for (const luaL_Reg *r = fns; r->name; r++) {
     lua_pushcfunction(L, r->func);
     lua_setfield(L, tbl, r->name);

@@ -282,7 +282,7 @@ fn("cnn.nn.init.kaiming_normal_", "cnn.nn.init.kaiming_normal_(t, a=0, mode=\"fa
    "He normal: std = gain / sqrt(fan)")
 
 -- cnn.optim -----------------------------------------------------------------------------------
-mod("cnn.optim", "optimisers (SGD, Adam, AdamW) and learning-rate schedules")
+mod("cnn.optim", "optimisers (SGD, Adam, AdamW, RMSprop, Adagrad) and learning-rate schedules")
 class("cnn.optim.Optimizer", "cnn.optim.Optimizer:extend(\"Name\") -> class",
       "the base of the optimisers: parameter groups, state, zero_grad, state_dict")
 fn("cnn.optim.Optimizer.extend", "Base:extend(\"Name\") -> class", "a subclass of an optimiser or scheduler class")
@@ -302,6 +302,14 @@ fn("cnn.optim.Adam.step", "opt:step(closure) -> loss", "one Adam (AdamW) update 
 fn("cnn.optim.Adam.check", "Adam.check(group, where) -> message|nil", "validates a parameter group's options")
 class("cnn.optim.AdamW", "cnn.optim.AdamW(params, {lr=1e-3, betas={0.9, 0.999}, eps=1e-8, weight_decay=1e-2, amsgrad=false, maximize=false})",
       "Adam with decoupled weight decay")
+class("cnn.optim.RMSprop", "cnn.optim.RMSprop(params, {lr=1e-2, alpha=0.99, eps=1e-8, weight_decay=0, momentum=0, centered=false, maximize=false})",
+      "RMSprop: each gradient divided by a running root mean square of past gradients")
+fn("cnn.optim.RMSprop.step", "opt:step(closure) -> loss", "one RMSprop update of every parameter that has a .grad")
+fn("cnn.optim.RMSprop.check", "RMSprop.check(group, where) -> message|nil", "validates a parameter group's options")
+class("cnn.optim.Adagrad", "cnn.optim.Adagrad(params, {lr=1e-2, lr_decay=0, weight_decay=0, initial_accumulator_value=0, eps=1e-10, maximize=false})",
+      "Adagrad: each gradient divided by the root of the sum of its squares so far")
+fn("cnn.optim.Adagrad.step", "opt:step(closure) -> loss", "one Adagrad update of every parameter that has a .grad")
+fn("cnn.optim.Adagrad.check", "Adagrad.check(group, where) -> message|nil", "validates a parameter group's options")
 class("cnn.optim.LRScheduler", "cnn.optim.LRScheduler:extend(\"Name\") -> class", "the base of the epoch-driven learning-rate schedules")
 fn("cnn.optim.LRScheduler.init", "LRScheduler.init(sched, opt) -> sched", "shared construction: base lrs from each group, first step")
 fn("cnn.optim.LRScheduler.step", "sched:step()", "advances one epoch and sets each group's lr")

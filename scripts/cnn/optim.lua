@@ -1,5 +1,5 @@
--- cnn.optim: optimisers (SGD, Adam, AdamW) and learning-rate schedules (StepLR, CosineAnnealingLR,
--- ReduceLROnPlateau) with PyTorch 1.13's rules. Lua holds the parameter groups, the per-parameter
+-- cnn.optim: optimisers (SGD, Adam, AdamW, RMSprop, Adagrad) and learning-rate schedules (StepLR,
+-- CosineAnnealingLR, ReduceLROnPlateau) with PyTorch 1.13's rules. Lua holds the parameter groups, the per-parameter
 -- state and every check; each parameter's update runs in C (core.optim_kernels), one call a tensor.
 local core = require "cnn.core"
 
@@ -462,7 +462,87 @@ AdamW.options = {
 }
 AdamW.decoupled = true
 
-for _, cls in ipairs({SGD, Adam, AdamW}) do
+------------------------------------------------------------------------------------------------
+-- RMSprop and Adagrad
+------------------------------------------------------------------------------------------------
+
+local RMSprop = Optimizer:extend("RMSprop")
+optim.RMSprop = RMSprop
+RMSprop.options = {
+  {"lr", 1e-2}, {"alpha", 0.99}, {"eps", 1e-8}, {"weight_decay", 0}, {"momentum", 0}, {"centered", false},
+  {"maximize", false},
+}
+RMSprop.state_keys = {step = true, square_avg = true, grad_avg = true, momentum_buffer = true}
+
+function RMSprop.check(g, where)
+  return nonneg(g, "lr", "learning rate", where) or nonneg(g, "eps", "epsilon", where) or
+    nonneg(g, "momentum", "momentum", where) or nonneg(g, "weight_decay", "weight_decay", where) or
+    nonneg(g, "alpha", "alpha", where)
+end
+
+--- opt:step(closure): one RMSprop update of every parameter that has a .grad: a running mean of
+--- squared gradients (alpha) divides each gradient; centered subtracts the squared mean gradient.
+function RMSprop:step(closure)
+  local loss = closure ~= nil and run_closure(self.name, closure) or nil
+  local state, pos = self.state, 0
+  for _, group in ipairs(self.param_groups) do
+    for _, p in ipairs(group.params) do
+      pos = pos + 1
+      local grad = p.grad
+      if grad then
+        local st = state[p]
+        if not st or st.step == nil then
+          st = {step = core.zeros({}), square_avg = core.zeros_like(p)}
+          state[p] = st
+        end
+        if group.momentum > 0 and st.momentum_buffer == nil then st.momentum_buffer = core.zeros_like(p) end
+        if group.centered and st.grad_avg == nil then st.grad_avg = core.zeros_like(p) end
+        K.rmsprop("RMSprop", pos, p, grad, group, st.square_avg, st.grad_avg, st.momentum_buffer, st.step)
+      end
+    end
+  end
+  return loss
+end
+
+local Adagrad = Optimizer:extend("Adagrad")
+optim.Adagrad = Adagrad
+Adagrad.options = {
+  {"lr", 1e-2}, {"lr_decay", 0}, {"weight_decay", 0}, {"initial_accumulator_value", 0}, {"eps", 1e-10},
+  {"maximize", false},
+}
+Adagrad.state_keys = {step = true, sum = true}
+
+function Adagrad.check(g, where)
+  return nonneg(g, "lr", "learning rate", where) or nonneg(g, "lr_decay", "lr_decay", where) or
+    nonneg(g, "weight_decay", "weight_decay", where) or
+    nonneg(g, "initial_accumulator_value", "initial_accumulator_value", where) or
+    nonneg(g, "eps", "epsilon", where)
+end
+
+--- opt:step(closure): one Adagrad update of every parameter that has a .grad: each gradient is
+--- divided by the root of the sum of its squares so far (which starts at
+--- initial_accumulator_value); the lr is lr / (1 + (step - 1) * lr_decay).
+function Adagrad:step(closure)
+  local loss = closure ~= nil and run_closure(self.name, closure) or nil
+  local state, pos = self.state, 0
+  for _, group in ipairs(self.param_groups) do
+    for _, p in ipairs(group.params) do
+      pos = pos + 1
+      local grad = p.grad
+      if grad then
+        local st = state[p]
+        if not st or st.step == nil then
+          st = {step = core.zeros({}), sum = core.full(p:shape(), group.initial_accumulator_value)}
+          state[p] = st
+        end
+        K.adagrad("Adagrad", pos, p, grad, group, st.sum, st.step)
+      end
+    end
+  end
+  return loss
+end
+
+for _, cls in ipairs({SGD, Adam, AdamW, RMSprop, Adagrad}) do
   cls.known = {}
   for _, o in ipairs(cls.options) do cls.known[o[1]] = true end
 end

@@ -1,7 +1,8 @@
 #!/usr/bin/python3
-"""Writes tests/fixtures/optim_reference.lua: PyTorch's optimisers and lr schedules run for a few
-steps on a fixed problem, so tests/lua/optim_spec.lua can replay each case with cnn.optim and
-compare the parameters after every step and the lr after every schedule step.
+"""Writes tests/fixtures/optim_reference.lua: PyTorch's optimisers (SGD, Adam, AdamW, RMSprop,
+Adagrad) and lr schedules run for a few steps on a fixed problem, so tests/lua/optim_spec.lua can
+replay each case with cnn.optim and compare the parameters after every step and the lr after every
+schedule step.
 
 The problem: a linear layer W (3x4), b (3), fixed inputs X (5x4) and targets Y (5x3), and the loss
 mean((X @ W^T + b - Y)^2); its gradients come from each library's own autograd. Every tensor is
@@ -50,6 +51,25 @@ CASES = [
     ("adamw_amsgrad", "AdamW", {"lr": 0.2, "betas": (0.9, 0.5), "weight_decay": 0.05, "amsgrad": True},
      None, None, None, 8),
     ("adam_groups", "Adam", {"lr": 0.05}, [("W", {}), ("b", {"lr": 0.01, "betas": (0.5, 0.9)})], None, None, 5),
+    ("rmsprop_default", "RMSprop", {}, None, None, None, 5),
+    ("rmsprop_alpha_eps", "RMSprop", {"lr": 0.02, "alpha": 0.9, "eps": 1e-3}, None, None, None, 5),
+    ("rmsprop_weight_decay", "RMSprop", {"lr": 0.02, "weight_decay": 0.1}, None, None, None, 5),
+    ("rmsprop_momentum", "RMSprop", {"lr": 0.01, "momentum": 0.9}, None, None, None, 5),
+    ("rmsprop_centered", "RMSprop", {"lr": 0.01, "centered": True}, None, None, None, 5),
+    ("rmsprop_maximize", "RMSprop", {"lr": 0.01, "momentum": 0.5, "maximize": True}, None, None, None, 5),
+    ("rmsprop_all", "RMSprop", {"lr": 0.005, "alpha": 0.95, "eps": 1e-5, "weight_decay": 0.05, "momentum": 0.5,
+                                "centered": True}, None, None, None, 5),
+    ("rmsprop_groups", "RMSprop", {"lr": 0.01}, [("W", {"momentum": 0.9}), ("b", {"lr": 0.05, "centered": True})],
+     None, None, 5),
+    ("adagrad_default", "Adagrad", {}, None, None, None, 5),
+    ("adagrad_lr_decay", "Adagrad", {"lr": 0.1, "lr_decay": 0.5}, None, None, None, 5),
+    ("adagrad_weight_decay", "Adagrad", {"lr": 0.1, "weight_decay": 0.1}, None, None, None, 5),
+    ("adagrad_initial_accumulator", "Adagrad", {"lr": 0.1, "initial_accumulator_value": 0.5}, None, None, None, 5),
+    ("adagrad_eps", "Adagrad", {"lr": 0.1, "eps": 0.1}, None, None, None, 5),
+    ("adagrad_maximize", "Adagrad", {"lr": 0.1, "maximize": True}, None, None, None, 5),
+    ("adagrad_all", "Adagrad", {"lr": 0.2, "lr_decay": 0.1, "weight_decay": 0.05, "initial_accumulator_value": 0.1,
+                                "eps": 1e-3}, None, None, None, 5),
+    ("adagrad_groups", "Adagrad", {"lr": 0.1}, [("W", {"lr_decay": 0.2}), ("b", {"lr": 0.3})], None, None, 5),
     ("steplr", "SGD", {"lr": 0.1, "momentum": 0.9}, None, ("StepLR", {"step_size": 2, "gamma": 0.5}), None, 6),
     ("cosine", "SGD", {"momentum": 0.9}, [("W", {"lr": 0.1}), ("b", {"lr": 0.05})],
      ("CosineAnnealingLR", {"T_max": 4, "eta_min": 0.001}), None, 10),

@@ -1,4 +1,5 @@
-/* optim.c: the SGD and Adam/AdamW kernels against values worked out by hand on small tensors,
+/* optim.c: the SGD, Adam/AdamW, RMSprop and Adagrad kernels against values worked out by hand on
+ * small tensors,
  * against a plain double-precision reference loop on a tensor big enough to run on threads,
  * and the checks: a refused call names the problem and leaves every tensor untouched. */
 #include "check.h"
@@ -142,6 +143,83 @@ static void test_adam_hand(void) {
   cnn_tensor_release(step);
 }
 
+static void test_rmsprop_hand(void) {
+  const float p0[] = {1, -2}, g0[] = {0.5f, -4};
+  const int64_t two = 2;
+  cnn_tensor *p = vec(2, p0), *g = vec(2, g0);
+  cnn_tensor *sq = cnn_tensor_zeros(CNN_FLOAT32, 1, &two), *ga = cnn_tensor_zeros(CNN_FLOAT32, 1, &two);
+  cnn_tensor *buf = cnn_tensor_zeros(CNN_FLOAT32, 1, &two), *step = cnn_tensor_scalar(CNN_FLOAT32, 0);
+  /* alpha 0.5, eps 0: sq = 0.5 g^2, avg = sqrt(0.5) |g|, p -= 0.1 sqrt(2) sign(g) */
+  cnn_rmsprop_config c = {.lr = 0.1, .alpha = 0.5};
+  CHECK(cnn_optim_rmsprop(p, g, sq, NULL, NULL, step, &c) == 0);
+  expect("rmsprop sq", sq, (double[]){0.125, 8}, 1e-6);
+  expect("rmsprop p", p, (double[]){1 - 0.1 * sqrt(2), -2 + 0.1 * sqrt(2)}, 1e-6);
+  CHECK(cnn_tensor_f32(step)[0] == 1);
+
+  /* centered: ga = 0.5 g, sq - ga^2 = 0.25 g^2, avg = 0.5 |g|: p -= 0.2 sign(g) */
+  memcpy(cnn_tensor_f32(p), p0, sizeof p0);
+  cnn_tensor_fill_(sq, 0);
+  c.centered = true;
+  CHECK(cnn_optim_rmsprop(p, g, sq, ga, NULL, step, &c) == 0);
+  expect("centered ga", ga, (double[]){0.25, -2}, 1e-6);
+  expect("centered p", p, (double[]){0.8, -1.8}, 1e-6);
+
+  /* momentum 0.9 (not centered), two steps with the same g: buf1 = sqrt(2) sign(g); then
+   * sq = 0.75 g^2 and buf2 = 0.9 buf1 + sign(g)/sqrt(0.75); p = p0 - 0.1 (buf1 + buf2) */
+  memcpy(cnn_tensor_f32(p), p0, sizeof p0);
+  cnn_tensor_fill_(sq, 0);
+  c = (cnn_rmsprop_config){.lr = 0.1, .alpha = 0.5, .momentum = 0.9};
+  CHECK(cnn_optim_rmsprop(p, g, sq, NULL, buf, step, &c) == 0);
+  CHECK(cnn_optim_rmsprop(p, g, sq, NULL, buf, step, &c) == 0);
+  double b1 = sqrt(2), b2 = 0.9 * sqrt(2) + 1 / sqrt(0.75);
+  expect("momentum buf", buf, (double[]){b2, -b2}, 1e-6);
+  expect("momentum p", p, (double[]){1 - 0.1 * (b1 + b2), -2 + 0.1 * (b1 + b2)}, 1e-6);
+
+  /* weight decay 0.5 and eps 1: g' = g + 0.5 p = (1, -5), sq = 0.5 g'^2,
+   * p -= 0.1 g' / (sqrt(0.5) |g'| + 1); maximize flips g before the decay is added */
+  memcpy(cnn_tensor_f32(p), p0, sizeof p0);
+  cnn_tensor_fill_(sq, 0);
+  c = (cnn_rmsprop_config){.lr = 0.1, .alpha = 0.5, .eps = 1, .weight_decay = 0.5};
+  CHECK(cnn_optim_rmsprop(p, g, sq, NULL, NULL, step, &c) == 0);
+  expect("wd p", p, (double[]){1 - 0.1 / (sqrt(0.5) + 1), -2 + 0.5 / (5 * sqrt(0.5) + 1)}, 1e-6);
+  memcpy(cnn_tensor_f32(p), p0, sizeof p0);
+  cnn_tensor_fill_(sq, 0);
+  c.maximize = true; /* g' = -g + 0.5 p = (0, 3) */
+  CHECK(cnn_optim_rmsprop(p, g, sq, NULL, NULL, step, &c) == 0);
+  expect("maximize p", p, (double[]){1, -2 - 0.3 / (3 * sqrt(0.5) + 1)}, 1e-6);
+
+  cnn_tensor *list[] = {p, g, sq, ga, buf, step};
+  for (size_t i = 0; i < sizeof list / sizeof list[0]; i++) cnn_tensor_release(list[i]);
+}
+
+static void test_adagrad_hand(void) {
+  const float p0[] = {1, -2}, g0[] = {0.5f, -4};
+  const int64_t two = 2;
+  cnn_tensor *p = vec(2, p0), *g = vec(2, g0);
+  cnn_tensor *sum = cnn_tensor_zeros(CNN_FLOAT32, 1, &two), *step = cnn_tensor_scalar(CNN_FLOAT32, 0);
+  /* eps 0, lr_decay 1: step 1 sum = g^2, p -= 0.1 sign(g); step 2 sum = 2 g^2, lr = 0.1 / 2,
+   * p -= 0.05 sign(g) / sqrt(2) */
+  cnn_adagrad_config c = {.lr = 0.1, .lr_decay = 1};
+  CHECK(cnn_optim_adagrad(p, g, sum, step, &c) == 0);
+  expect("adagrad p 1", p, (double[]){0.9, -1.9}, 1e-6);
+  CHECK(cnn_optim_adagrad(p, g, sum, step, &c) == 0);
+  expect("adagrad sum", sum, (double[]){0.5, 32}, 1e-6);
+  expect("adagrad p 2", p, (double[]){0.9 - 0.05 / sqrt(2), -1.9 + 0.05 / sqrt(2)}, 1e-6);
+  CHECK(cnn_tensor_f32(step)[0] == 2);
+
+  /* initial sum 3 (the caller fills it), weight decay 0.5, eps 1: g' = (1, -5),
+   * sum = (4, 28), p -= 0.1 g' / (sqrt(sum) + 1) */
+  memcpy(cnn_tensor_f32(p), p0, sizeof p0);
+  cnn_tensor_fill_(sum, 3);
+  cnn_tensor_fill_(step, 0);
+  c = (cnn_adagrad_config){.lr = 0.1, .weight_decay = 0.5, .eps = 1};
+  CHECK(cnn_optim_adagrad(p, g, sum, step, &c) == 0);
+  expect("adagrad wd p", p, (double[]){1 - 0.1 / 3, -2 + 0.5 / (sqrt(28) + 1)}, 1e-6);
+
+  cnn_tensor *list[] = {p, g, sum, step};
+  for (size_t i = 0; i < sizeof list / sizeof list[0]; i++) cnn_tensor_release(list[i]);
+}
+
 /* A tensor over the parallel grain, three steps of each kernel, against a double reference. */
 static void test_big_against_reference(void) {
   const int64_t n = 100003;
@@ -193,6 +271,56 @@ static void test_big_against_reference(void) {
   }
   CHECK(!bad);
 
+  /* RMSprop, centered, momentum 0.7, weight decay 0.02, then Adagrad with lr_decay 0.3 */
+  for (int64_t i = 0; i < n; i++) {
+    rp[i] = pp[i];
+    rm[i] = rv[i] = rb[i] = 0;
+    gg[i] = (float)cos(0.0037 * (double)i) * (float)(1 + i % 7);
+  }
+  cnn_tensor *sq = cnn_tensor_zeros(CNN_FLOAT32, 1, &n), *ga = cnn_tensor_zeros(CNN_FLOAT32, 1, &n);
+  cnn_tensor *buf = cnn_tensor_zeros(CNN_FLOAT32, 1, &n);
+  cnn_rmsprop_config r = {.lr = 0.01, .alpha = 0.9, .eps = 1e-6, .weight_decay = 0.02, .momentum = 0.7, .centered = true};
+  for (int s = 1; s <= 3; s++) {
+    CHECK(cnn_optim_rmsprop(p, g, sq, ga, buf, step, &r) == 0);
+    for (int64_t i = 0; i < n; i++) {
+      double gi = gg[i] + 0.02 * rp[i];
+      rv[i] = 0.9 * rv[i] + 0.1 * gi * gi;
+      rm[i] = 0.9 * rm[i] + 0.1 * gi;
+      rb[i] = 0.7 * rb[i] + gi / (sqrt(rv[i] - rm[i] * rm[i]) + 1e-6);
+      rp[i] -= 0.01 * rb[i];
+    }
+    for (int64_t i = 0; i < n; i++) gg[i] *= 0.5f;
+  }
+  bad = 0;
+  for (int64_t i = 0; i < n && !bad; i++) {
+    bad = fabs(pp[i] - rp[i]) > 1e-5 * (1 + fabs(rp[i]));
+    if (bad) fprintf(stderr, "rmsprop big: element %lld is %.9g, reference %.9g\n", (long long)i, pp[i], rp[i]);
+  }
+  CHECK(!bad);
+  cnn_tensor *sum = cnn_tensor_zeros(CNN_FLOAT32, 1, &n), *astep = cnn_tensor_scalar(CNN_FLOAT32, 0);
+  cnn_adagrad_config ag = {.lr = 0.05, .lr_decay = 0.3, .weight_decay = 0.01, .eps = 1e-10};
+  for (int64_t i = 0; i < n; i++) rv[i] = 0;
+  for (int s = 1; s <= 3; s++) {
+    CHECK(cnn_optim_adagrad(p, g, sum, astep, &ag) == 0);
+    for (int64_t i = 0; i < n; i++) {
+      double gi = gg[i] + 0.01 * rp[i];
+      rv[i] += gi * gi;
+      rp[i] -= 0.05 / (1 + (s - 1) * 0.3) * gi / (sqrt(rv[i]) + 1e-10);
+    }
+    for (int64_t i = 0; i < n; i++) gg[i] *= 2.0f;
+  }
+  bad = 0;
+  for (int64_t i = 0; i < n && !bad; i++) {
+    bad = fabs(pp[i] - rp[i]) > 1e-5 * (1 + fabs(rp[i]));
+    if (bad) fprintf(stderr, "adagrad big: element %lld is %.9g, reference %.9g\n", (long long)i, pp[i], rp[i]);
+  }
+  CHECK(!bad);
+  cnn_tensor_release(sq);
+  cnn_tensor_release(ga);
+  cnn_tensor_release(buf);
+  cnn_tensor_release(sum);
+  cnn_tensor_release(astep);
+
   free(rp);
   free(rb);
   free(rm);
@@ -230,6 +358,14 @@ static void test_errors(void) {
   CHECK_ERROR_RC(cnn_optim_adam(p, g, m, v, NULL, step, &ams), "missing max_exp_avg_sq");
   CHECK_ERROR_RC(cnn_optim_adam(p, g, m, v, NULL, istep, &a), "step must be a one-element float32 tensor");
   CHECK_ERROR_RC(cnn_optim_adam(p, g, m, v, NULL, NULL, &a), "missing step");
+  cnn_rmsprop_config rc = {.lr = 0.1, .alpha = 0.9, .centered = true};
+  CHECK_ERROR_RC(cnn_optim_rmsprop(p, g, m, NULL, NULL, step, &rc), "missing grad_avg");
+  rc = (cnn_rmsprop_config){.lr = 0.1, .alpha = 0.9, .momentum = 0.5};
+  CHECK_ERROR_RC(cnn_optim_rmsprop(p, g, m, NULL, b2, step, &rc), "momentum_buffer has shape (2) but the parameter has shape (2, 3)");
+  CHECK_ERROR_RC(cnn_optim_rmsprop(p, g, b2, NULL, NULL, step, &rc), "square_avg has shape (2) but the parameter has shape (2, 3)");
+  cnn_adagrad_config ac = {.lr = 0.1};
+  CHECK_ERROR_RC(cnn_optim_adagrad(p, g, pi, step, &ac), "sum is int64; optimisers update float32 tensors");
+  CHECK_ERROR_RC(cnn_optim_adagrad(p, g, m, istep, &ac), "step must be a one-element float32 tensor");
   /* nothing was written by the refused calls */
   CHECK(p->storage->version == version);
   CHECK(cnn_tensor_f32(step)[0] == 0);
@@ -249,6 +385,8 @@ static void test_errors(void) {
 int main(void) {
   test_sgd_hand();
   test_adam_hand();
+  test_rmsprop_hand();
+  test_adagrad_hand();
   test_big_against_reference();
   test_errors();
   return check_summary("test_optim");

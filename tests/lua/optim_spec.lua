@@ -1,4 +1,4 @@
--- cnn.optim (API.md "Optimisers"): SGD, Adam, AdamW and the StepLR, CosineAnnealingLR and
+-- cnn.optim (API.md "Optimisers"): SGD, Adam, AdamW, RMSprop, Adagrad and the StepLR, CosineAnnealingLR and
 -- ReduceLROnPlateau schedules replayed against PyTorch 1.13 (tests/fixtures/optim_reference.lua,
 -- written by scripts/tools/gen_optim_fixtures.py), state_dict round trips that must continue the
 -- same trajectory bit for bit, the object's behaviour (groups, lr, zero_grad, state) and misuse.
@@ -108,7 +108,8 @@ describe("state_dict", function()
 
   for _, c in ipairs({ { "sgd_momentum", 2 }, { "sgd_nesterov", 3 }, { "sgd_groups", 2 }, { "adam_amsgrad", 4 },
     { "adamw", 2 }, { "adam_groups", 3 }, { "steplr", 3 }, { "cosine", 5 }, { "plateau_min", 5 },
-    { "plateau_max_abs", 4 } }) do
+    { "plateau_max_abs", 4 }, { "rmsprop_all", 2 }, { "rmsprop_groups", 3 }, { "adagrad_all", 2 },
+    { "adagrad_groups", 3 } }) do
     it(c[1] .. ": a round trip after step " .. c[2] .. " continues the exact same trajectory", function()
       round_trip(c[1], c[2])
     end)
@@ -128,6 +129,27 @@ describe("state_dict", function()
     assert.are.equal(1, sd.state[1].step:item())
     assert.are.same({}, sd.state[1].step:shape()) -- a 0-d float32 counter, as torch.tensor(0.)
     assert.is_nil(sd.state[1].max_exp_avg_sq)
+  end)
+
+  it("keeps RMSprop's and Adagrad's state under PyTorch's names, only what the options use", function()
+    local w, b, opt = setup(CASES.rmsprop_groups)
+    train_step(CASES.rmsprop_groups, 1, w, b, opt)
+    local sd = opt:state_dict()
+    -- group 1 (W) has momentum, group 2 (b) is centered
+    assert.are.same({ 3, 4 }, sd.state[1].momentum_buffer:shape())
+    assert.is_nil(sd.state[1].grad_avg)
+    assert.are.same({ 3 }, sd.state[2].grad_avg:shape())
+    assert.is_nil(sd.state[2].momentum_buffer)
+    assert.are.same({ 3 }, sd.state[2].square_avg:shape())
+    assert.are.equal(1, sd.state[2].step:item())
+    w, b, opt = setup(CASES.adagrad_initial_accumulator)
+    opt:zero_grad()
+    w.grad = cnn.zeros(3, 4) -- a zero gradient leaves the sum at initial_accumulator_value
+    opt:step()
+    sd = opt:state_dict()
+    H.assert_tensor(sd.state[1].sum, cnn.full({ 3, 4 }, 0.5):totable())
+    assert.are.equal(1, sd.state[1].step:item())
+    assert.is_nil(sd.state[2])
   end)
 
   it("copies the state: later steps do not change a saved state_dict", function()
@@ -376,6 +398,15 @@ describe("optimiser misuse", function()
     H.assert_error(function() optim.Adam({ w }, { betas = 0.9 }) end, "Adam", "'betas' must be a table of two numbers")
     H.assert_error(function() optim.Adam({ w }, { eps = -1e-8 }) end, "Adam", "invalid epsilon")
     H.assert_error(function() optim.AdamW({ w }, { lr = -0.1 }) end, "AdamW", "invalid learning rate")
+    H.assert_error(function() optim.RMSprop({ w }, { beta = 0.9 }) end, "RMSprop: unknown option 'beta'")
+    H.assert_error(function() optim.RMSprop({ w }, { alpha = -0.9 }) end, "RMSprop", "invalid alpha")
+    H.assert_error(function() optim.RMSprop({ w }, { momentum = -1 }) end, "RMSprop", "invalid momentum")
+    H.assert_error(function() optim.RMSprop({ w }, { centered = 1 }) end, "RMSprop", "'centered' must be a boolean")
+    H.assert_error(function() optim.Adagrad({ w }, { lr_decay = -1 }) end, "Adagrad", "invalid lr_decay")
+    H.assert_error(function() optim.Adagrad({ w }, { initial_accumulator_value = -1 }) end,
+      "Adagrad", "invalid initial_accumulator_value")
+    H.assert_error(function() optim.Adagrad({ w }, { eps = -1 }) end, "Adagrad", "invalid epsilon")
+    H.assert_error(function() optim.Adagrad({ w }, { momentum = 0.9 }) end, "Adagrad: unknown option 'momentum'")
     H.assert_error(function() optim.SGD({ w }, 0.1) end, "SGD", "expected an options table")
     H.assert_error(function() optim.SGD({ { params = { w }, lrr = 1 } }, { lr = 0.1 }) end,
       "SGD", "unknown option 'lrr' in parameter group 1")
@@ -427,6 +458,16 @@ describe("optimiser misuse", function()
     opt:step()
     opt.state[b].momentum_buffer = cnn.zeros(4)
     H.assert_error(function() opt:step() end, "SGD: parameter 2", "momentum_buffer has shape %(4%) but the parameter has shape %(3%)")
+    local r = optim.RMSprop({ a, b }, { centered = true })
+    r:step()
+    r.state[a].grad_avg = cnn.zeros(3)
+    local before = a:clone()
+    H.assert_error(function() r:step() end, "RMSprop: parameter 1", "grad_avg has shape %(3%) but the parameter has shape %(2%)")
+    H.assert_tensor(a, before:totable()) -- a refused update writes nothing
+    local ag = optim.Adagrad({ a, b })
+    ag:step()
+    ag.state[b].sum = cnn.zeros(3, { dtype = "int64" })
+    H.assert_error(function() ag:step() end, "Adagrad: parameter 2", "sum is int64")
     H.assert_usable()
   end)
 end)

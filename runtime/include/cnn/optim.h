@@ -1,6 +1,7 @@
-/* Optimiser updates, one call per parameter tensor (PyTorch 1.13's single-tensor rules). Each
- * kernel writes the parameter and its state buffers in place and bumps their storage versions;
- * it records no autograd history and does not refuse leaves (updating leaves is its purpose).
+/* Optimiser updates (SGD, Adam/AdamW, RMSprop, Adagrad), one call per parameter tensor (PyTorch
+ * 1.13's single-tensor rules). Each kernel writes the parameter and its state buffers in place and
+ * bumps their storage versions; it records no autograd history and does not refuse leaves
+ * (updating leaves is its purpose).
  * Every tensor must be contiguous float32 with the parameter's number of elements. */
 #ifndef CNN_OPTIM_H
 #define CNN_OPTIM_H
@@ -32,5 +33,29 @@ int cnn_optim_sgd(cnn_tensor *param, const cnn_tensor *grad, cnn_tensor *buf, bo
  * only when c->amsgrad. Returns 0 or -1 with the error set. */
 int cnn_optim_adam(cnn_tensor *param, const cnn_tensor *grad, cnn_tensor *exp_avg, cnn_tensor *exp_avg_sq,
                    cnn_tensor *max_exp_avg_sq, cnn_tensor *step, const cnn_adam_config *c);
+
+typedef struct cnn_rmsprop_config {
+  double lr, alpha, eps, weight_decay, momentum;
+  bool centered, maximize;
+} cnn_rmsprop_config;
+
+typedef struct cnn_adagrad_config {
+  double lr, lr_decay, weight_decay, eps;
+  bool maximize;
+} cnn_adagrad_config;
+
+/* RMSprop:  g (+ wd*p);  sq = alpha*sq + (1-alpha) g^2;  centered: ga = alpha*ga + (1-alpha) g,
+ * avg = sqrt(sq - ga^2) + eps, else avg = sqrt(sq) + eps;  momentum > 0: buf = momentum*buf + g/avg,
+ * p -= lr*buf, else p -= lr*g/avg.  grad_avg is used (and required) only when c->centered,
+ * momentum_buffer only when c->momentum > 0. step (1-element float32) is incremented, as PyTorch
+ * counts it, though the update does not read it. Returns 0 or -1 with the error set. */
+int cnn_optim_rmsprop(cnn_tensor *param, const cnn_tensor *grad, cnn_tensor *square_avg, cnn_tensor *grad_avg,
+                      cnn_tensor *momentum_buffer, cnn_tensor *step, const cnn_rmsprop_config *c);
+
+/* Adagrad:  step += 1;  g (+ wd*p);  sum += g^2;  p -= clr * g / (sqrt(sum) + eps) with
+ * clr = lr / (1 + (step-1)*lr_decay) from the incremented float32 step. Returns 0 or -1 with the
+ * error set. */
+int cnn_optim_adagrad(cnn_tensor *param, const cnn_tensor *grad, cnn_tensor *sum, cnn_tensor *step,
+                      const cnn_adagrad_config *c);
 
 #endif
