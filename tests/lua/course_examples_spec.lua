@@ -1,0 +1,97 @@
+-- The course's examples run as a user runs them, small and fast, on synthetic MNIST-layout files:
+-- compare_optimizers.lua (its picture, its CSV and what the numbers in it must satisfy).
+local cnn = require "cnn"
+
+local CNNLUA = assert(os.getenv("CNNLUA"), "CNNLUA must point at the cnnlua binary (ctest sets it)")
+
+local function sh_quote(s) return "'" .. s:gsub("'", "'\\''") .. "'" end
+
+local function run(script, args)
+  local cmd = sh_quote(CNNLUA) .. " examples/" .. script .. " " .. args .. " 2>&1"
+  local p = assert(io.popen(cmd))
+  local out = p:read("a")
+  local ok, _, code = p:close()
+  return out, ok and 0 or code
+end
+
+local function write_bytes(path, s)
+  local fh = assert(io.open(path, "wb"))
+  fh:write(s)
+  fh:close()
+end
+
+-- MNIST-layout IDX files: n 28x28 images whose class decides a bright bar's place
+local function write_idx(dir, prefix, n)
+  local img = {string.pack(">I4I4I4I4", 0x803, n, 28, 28)}
+  local lab = {string.pack(">I4I4", 0x801, n)}
+  for i = 1, n do
+    local c = (i * 7) % 10
+    local px = {}
+    for k = 1, 784 do px[k] = (k * 11 + i) % 50 end
+    local r0, c0 = 2 + (c // 5) * 12, 2 + (c % 5) * 5
+    for r = r0, r0 + 9 do
+      for k = c0, c0 + 3 do px[r * 28 + k + 1] = 250 end
+    end
+    img[#img + 1] = string.char(table.unpack(px))
+    lab[#lab + 1] = string.char(c)
+  end
+  write_bytes(dir .. "/" .. prefix .. "-images-idx3-ubyte", table.concat(img))
+  write_bytes(dir .. "/" .. prefix .. "-labels-idx1-ubyte", table.concat(lab))
+end
+
+local tmp
+setup(function()
+  tmp = os.tmpname()
+  os.remove(tmp)
+  assert(os.execute("mkdir -p " .. sh_quote(tmp .. "/mnist")))
+  write_idx(tmp .. "/mnist", "train", 96)
+  write_idx(tmp .. "/mnist", "t10k", 40)
+end)
+
+teardown(function()
+  os.execute("rm -rf " .. sh_quote(tmp))
+end)
+
+local function read_csv(path)
+  local rows = {}
+  for line in assert(io.open(path)):read("a"):gmatch("[^\n]+") do
+    local cells = {}
+    for cell in line:gmatch("[^,]+") do cells[#cells + 1] = cell end
+    rows[#rows + 1] = cells
+  end
+  return rows
+end
+
+describe("compare_optimizers.lua", function()
+  it("trains every optimiser and initialisation and draws their losses in one picture", function()
+    local dir = tmp .. "/compare"
+    local out, code = run("compare_optimizers.lua", "--steps 12 --batch-size 16 --threads 1 --smooth 3 --data " ..
+      sh_quote(tmp .. "/mnist") .. " --out " .. sh_quote(dir))
+    assert.are.equal(0, code, out)
+    for _, name in ipairs {"SGD", "Momentum", "Adagrad", "RMSprop", "Adam", "std 0.01", "Xavier", "He"} do
+      assert.truthy(out:find(name .. "%s+loss over the last 1 steps %d"), name .. " missing in:\n" .. out)
+    end
+    assert.are.same({3, 450, 1200}, cnn.image.load(dir .. "/compare.png"):shape())
+    local rows = read_csv(dir .. "/losses.csv")
+    assert.are.equal(13, #rows) -- header and 12 steps
+    assert.are.same({"step", "optimiser SGD", "optimiser Momentum", "optimiser Adagrad", "optimiser RMSprop",
+      "optimiser Adam", "initialisation std 0.01", "initialisation Xavier", "initialisation He"}, rows[1])
+    for s = 2, 13 do
+      -- He initialisation with plain SGD is the optimisers' SGD run: same weights, same batches
+      assert.are.equal(rows[s][2], rows[s][9])
+      -- std 0.01 through four ReLU layers leaves the logits near 0: the loss stays at ln 10
+      assert.is_true(math.abs(tonumber(rows[s][7]) - math.log(10)) < 1e-3, rows[s][7])
+    end
+    -- every optimiser starts from the same loss and moves away from it
+    for c = 3, 6 do
+      assert.are.equal(rows[2][2], rows[2][c])
+      assert.are_not.equal(rows[13][2], rows[13][c])
+    end
+  end)
+
+  it("rejects a bad option with a usage message", function()
+    local out, code = run("compare_optimizers.lua", "--steps 0")
+    assert.are_not.equal(0, code)
+    assert.truthy(out:find("--steps must be a positive integer", 1, true), out)
+  end)
+end)
