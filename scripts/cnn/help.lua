@@ -225,6 +225,12 @@ mm("state_dict", "m:state_dict({keep_vars=false}) -> {name=tensor}", "parameters
 mm("state_dict_keys", "m:state_dict_keys() -> {names}", "the ordered keys of m:state_dict()")
 mm("load_state_dict", "m:load_state_dict(sd, {strict=true}) -> missing, unexpected",
    "copies the tensors of sd into the parameters and buffers (all checked before any copy)")
+mm("register_forward_pre_hook", "m:register_forward_pre_hook(fn(module, input)) -> handle",
+   "fn runs before every forward with the list of arguments; a non-nil return replaces them")
+mm("register_forward_hook", "m:register_forward_hook(fn(module, input, output)) -> handle",
+   "fn runs after every forward; a non-nil return replaces the output (handle:remove() stops it)")
+mm("register_full_backward_hook", "m:register_full_backward_hook(fn(module, grad_input, grad_output)) -> handle",
+   "fn runs with the gradients of m's arguments and results; a returned list replaces grad_input")
 field("cnn.nn.Module.training", "m.training", "true in training mode, false after m:eval()")
 
 local function layer(name, sig, doc) class("cnn.nn." .. name, "cnn.nn." .. sig, doc) end

@@ -149,7 +149,7 @@ describe("help(x)", function()
     local Block = nn.Module:extend("Block")
     function Block:init() self.fc = nn.Linear(1, 1) end
     function Block:forward(x) return self.fc(x) end
-    has(help.text(Block()), "a Block module (a user class) with 2 parameters", "forward             the module's computation")
+    has(help.text(Block()), "a Block module (a user class) with 2 parameters", "forward                   the module's computation")
   end)
 
   it("describes instances of optimisers and data classes by their class", function()

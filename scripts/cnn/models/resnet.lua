@@ -61,14 +61,14 @@ end
 
 -- relu(bn(x)), fused into one pass each way (BatchNorm:_forward_relu) when bn and relu are the
 -- stock nn.BatchNorm2d and nn.ReLU with their own forward: the same values and gradients, and the
--- ReLU never reads or writes the activations. A subclass (even one of the same name) or a
--- replaced forward keeps the two calls.
+-- ReLU never reads or writes the activations. A subclass (even one of the same name), a
+-- replaced forward or a module with hooks keeps the two calls.
 local BN_MT, BN_FORWARD = nn.BatchNorm2d.__mt, nn.BatchNorm2d.forward
 local RELU_MT, RELU_FORWARD = nn.ReLU.__mt, nn.ReLU.forward
 
 local function bn_relu(bn, relu, x)
   if getmetatable(bn) == BN_MT and getmetatable(relu) == RELU_MT and bn.forward == BN_FORWARD and
-      relu.forward == RELU_FORWARD then
+      relu.forward == RELU_FORWARD and not bn:_has_hooks() and not relu:_has_hooks() then
     return bn:_forward_relu(x)
   end
   return relu(bn(x))

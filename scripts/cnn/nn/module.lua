@@ -115,7 +115,7 @@ local function assign(self, cls, k, v)
   end
 end
 
-local repr -- defined below
+local repr, call_with_hooks -- defined below
 
 local function instance_mt(cls)
   local mt = {__name = cls.__name, __cnn_module = true}
@@ -136,7 +136,10 @@ local function instance_mt(cls)
     return cls[k]
   end
   mt.__newindex = function(self, k, v) return assign(self, cls, k, v) end
-  mt.__call = function(self, ...) return self:forward(...) end
+  mt.__call = function(self, ...)
+    if rawget(self, "__nn").hooks == nil then return self:forward(...) end
+    return call_with_hooks(self, ...)
+  end
   mt.__tostring = function(self) return repr(self, true) end
   mt.__len = function(self)
     local len = cls.__length
@@ -393,6 +396,184 @@ function Module:zero_grad()
   for _, p in ipairs(Module.parameters(self)) do p.grad = nil end
 end
 
+-- ---- hooks -------------------------------------------------------------------------------------
+-- As PyTorch 1.13's Module.__call__: forward pre-hooks, then (with full backward hooks) the tensor
+-- inputs pass through an identity node, forward, forward hooks, and the tensor outputs pass through
+-- another identity node. Each kind of hook is an ordered list; a call runs a snapshot of the lists
+-- taken when it starts, so a hook removed (or added) during a call changes the next call only.
+
+local Handle = {__name = "cnn.nn.RemovableHandle"}
+Handle.__index = Handle
+
+--- handle:remove(): unregisters the hook (idempotent).
+function Handle:remove()
+  local s = state(self.module)
+  local hooks = s.hooks
+  if hooks == nil then return end
+  local list = hooks[self.kind]
+  for i, h in ipairs(list) do
+    if h.id == self.id then
+      table.remove(list, i)
+      break
+    end
+  end
+  if #hooks.forward_pre == 0 and #hooks.forward == 0 and #hooks.backward == 0 then s.hooks = nil end
+end
+
+local next_hook_id = 0
+
+local function add_hook(self, kind, who, fn)
+  if type(fn) ~= "function" and not (type(fn) == "table" and (getmetatable(fn) or {}).__call) then
+    fail(who, "expected a function, got %s", type(fn))
+  end
+  local s = state(self)
+  s.hooks = s.hooks or {forward_pre = {}, forward = {}, backward = {}}
+  next_hook_id = next_hook_id + 1
+  local list = s.hooks[kind]
+  list[#list + 1] = {id = next_hook_id, fn = fn}
+  return setmetatable({module = self, kind = kind, id = next_hook_id}, Handle)
+end
+
+--- m:register_forward_pre_hook(fn) -> handle: fn(module, input) runs before every forward, input
+--- being the list of forward's arguments; a return value other than nil replaces them (a list, or
+--- a single value for a one-argument forward). handle:remove() unregisters it.
+function Module:register_forward_pre_hook(fn) return add_hook(self, "forward_pre", "register_forward_pre_hook", fn) end
+
+--- m:register_forward_hook(fn) -> handle: fn(module, input, output) runs after every forward
+--- with the list of its arguments and its result (the first, when forward returns several); a
+--- return value other than nil replaces that result. handle:remove() unregisters it.
+function Module:register_forward_hook(fn) return add_hook(self, "forward", "register_forward_hook", fn) end
+
+--- m:register_full_backward_hook(fn) -> handle: fn(module, grad_input, grad_output) runs when the
+--- gradients with respect to the module's tensor arguments have been computed: grad_input and
+--- grad_output are lists with one entry per argument and per result (nil where there is no
+--- gradient: a non-tensor, or a tensor that does not require grad). A returned list replaces
+--- grad_input. When no argument requires grad, it runs once grad_output is known, with grad_input
+--- all nil. Only forwards run with grad mode on are hooked. handle:remove() unregisters it.
+function Module:register_full_backward_hook(fn)
+  return add_hook(self, "backward", "register_full_backward_hook", fn)
+end
+
+--- True when the module has hooks of any kind (fused fast paths that skip a module's call check
+--- it, so hooks always see the calls of the model as written).
+function Module:_has_hooks() return state(self).hooks ~= nil end
+
+local function snapshot(list)
+  local out = {}
+  for i, h in ipairs(list) do out[i] = h.fn end
+  return out
+end
+
+local function is_plain_list(v) return type(v) == "table" and not is_module(v) and getmetatable(v) == nil end
+
+local autograd -- cnn.autograd, loaded on first use (it needs cnn.core, which loads after nn)
+
+-- The identity node of the full backward hooks over the values at positions `idx` of `list`:
+-- returns the list with those values replaced by the node's outputs. `on_backward(grads)` gets the
+-- output gradients (one per position in idx) and returns the input gradients.
+local function identity_node(name, list, idx, on_backward)
+  autograd = autograd or require "cnn.autograd"
+  local f = autograd.Function {
+    name = name,
+    forward = function(_, ...)
+      local outs = {}
+      for i = 1, select("#", ...) do outs[i] = (select(i, ...)):detach() end
+      return table.unpack(outs)
+    end,
+    backward = function(_, ...) return table.unpack(on_backward({...}), 1, #idx) end,
+  }
+  local ins = {}
+  for i, k in ipairs(idx) do ins[i] = list[k] end
+  local outs = table.pack(f(table.unpack(ins)))
+  local res = {n = list.n}
+  for k = 1, list.n do res[k] = list[k] end
+  for i, k in ipairs(idx) do res[k] = outs[i] end
+  return res
+end
+
+-- Positions of the tensors that require grad in a packed list.
+local function grad_positions(list)
+  local idx = {}
+  for k = 1, list.n do
+    local v = list[k]
+    if is_tensor(v) and v.requires_grad then idx[#idx + 1] = k end
+  end
+  return idx
+end
+
+local function spread(idx, values, n)
+  local out = {n = n}
+  for i, k in ipairs(idx) do out[k] = values[i] end
+  return out
+end
+
+function call_with_hooks(self, ...)
+  local hooks = state(self).hooks
+  local pre, post, back = snapshot(hooks.forward_pre), snapshot(hooks.forward), snapshot(hooks.backward)
+  local input = table.pack(...)
+  for _, h in ipairs(pre) do
+    local r = h(self, input)
+    if r ~= nil then input = is_plain_list(r) and table.pack(table.unpack(r, 1, #r)) or table.pack(r) end
+  end
+
+  local call -- the backward hooks' state for this call: the output gradients once known
+  if #back > 0 and require("cnn.core").is_grad_enabled() then
+    call = {in_idx = grad_positions(input), n_in = input.n}
+    if #call.in_idx > 0 then
+      input = identity_node("BackwardHookFunctionBackward", input, call.in_idx, function(grads)
+        if call.grad_output == nil then return grads end -- reached without passing through the output
+        local res = spread(call.in_idx, grads, call.n_in)
+        for _, h in ipairs(back) do
+          local r = h(self, res, call.grad_output)
+          if r ~= nil then
+            if not is_plain_list(r) then fail(state(self).class.__name, "a backward hook must return a list of gradients or nil") end
+            if #r > call.n_in then
+              fail(state(self).class.__name, "backward hook returned %d gradients for %d inputs", #r, call.n_in)
+            end
+            res = {n = call.n_in}
+            for k = 1, call.n_in do res[k] = r[k] end
+          end
+        end
+        call.grad_output = nil
+        local out = {}
+        for i, k in ipairs(call.in_idx) do out[i] = res[k] end
+        return out
+      end)
+    end
+  end
+
+  local result = table.pack(self:forward(table.unpack(input, 1, input.n)))
+  for _, h in ipairs(post) do
+    local r = h(self, input, result[1])
+    if r ~= nil then
+      result[1] = r
+      if result.n == 0 then result.n = 1 end
+    end
+  end
+
+  if call then
+    local out_idx = grad_positions(result)
+    if #out_idx > 0 then
+      result = identity_node("BackwardHookFunctionBackward", result, out_idx, function(grads)
+        call.grad_output = spread(out_idx, grads, result.n)
+        if #call.in_idx == 0 then -- no input needs a gradient: the hooks run now
+          local none = {n = call.n_in}
+          for _, h in ipairs(back) do
+            local r = h(self, none, call.grad_output)
+            if r ~= nil and not (is_plain_list(r) and next(r) == nil) then
+              fail(state(self).class.__name, "a backward hook of a module whose inputs need no gradient " ..
+                "must return nil")
+            end
+          end
+          call.grad_output = nil
+        end
+        return grads
+      end)
+    end
+  end
+  return table.unpack(result, 1, result.n)
+end
+
 -- ---- state_dict --------------------------------------------------------------------------------
 
 -- Every module's parameters, then its persistent buffers, then its children, recursively (all
@@ -634,7 +815,8 @@ Sequential.append = list_add
 -- ties and NaN alike), and the ReLU then touches a quarter of the values (LeNet, AlexNet, VGG).
 -- The classes opt in with raw fields, so subclasses that change forward are not swapped.
 local function pool_first(a, b)
-  return b ~= nil and rawget(state(a).class, "commutes_with_max_pool") and rawget(state(b).class, "is_max_pool")
+  return b ~= nil and rawget(state(a).class, "commutes_with_max_pool") and rawget(state(b).class, "is_max_pool") and
+    state(a).hooks == nil and state(b).hooks == nil -- hooks see the modules' calls as written
 end
 
 function Sequential:forward(x)
