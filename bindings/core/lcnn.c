@@ -174,14 +174,6 @@ void lcnn_options(lua_State *L, int idx, const char *fn, const char *const *know
   }
 }
 
-lua_Number lcnn_opt_number(lua_State *L, int idx, const char *key, lua_Number def) {
-  if (!lua_istable(L, idx)) return def;
-  lua_getfield(L, idx, key);
-  lua_Number v = lua_type(L, -1) == LUA_TNUMBER ? lua_tonumber(L, -1) : def;
-  lua_pop(L, 1);
-  return v;
-}
-
 int lcnn_opt_bool(lua_State *L, int idx, const char *key, int def) {
   if (!lua_istable(L, idx)) return def;
   lua_getfield(L, idx, key);

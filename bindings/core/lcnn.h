@@ -37,7 +37,6 @@ int lcnn_shape(lua_State *L, int idx, const char *fn, int64_t *size, int *next, 
  * Does nothing when idx is none or nil; raises when it is not a table. */
 void lcnn_options(lua_State *L, int idx, const char *fn, const char *const *known);
 /* Option helpers: the field of the options table at idx, or the default. */
-lua_Number lcnn_opt_number(lua_State *L, int idx, const char *key, lua_Number def);
 int lcnn_opt_bool(lua_State *L, int idx, const char *key, int def);
 cnn_dtype lcnn_opt_dtype(lua_State *L, int idx, const char *fn, cnn_dtype def);
 

@@ -18,7 +18,8 @@ typedef struct block { struct block *next; } block;
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static block *freelist[NCLASSES];
 static size_t live_bytes, cached_bytes;
-static size_t cache_limit = (size_t)1 << 30;
+/* Upper bound on cached bytes; beyond it, released blocks go back to the OS. */
+static const size_t cache_limit = (size_t)1 << 30;
 
 /* Class of n bytes: sizes up to 256 share class 0; above, 4 classes per power of two. */
 static int size_class(size_t n, size_t *class_size) {
@@ -118,11 +119,4 @@ void cnn_alloc_trim(void) {
   }
   cached_bytes = 0;
   pthread_mutex_unlock(&lock);
-}
-
-void cnn_alloc_set_cache_limit(size_t nbytes) {
-  pthread_mutex_lock(&lock);
-  cache_limit = nbytes;
-  pthread_mutex_unlock(&lock);
-  if (cnn_alloc_cached_bytes() > nbytes) cnn_alloc_trim();
 }

@@ -27,6 +27,3 @@ int cnn_parallel_get_threads(void) {
   init();
   return nthreads;
 }
-
-/* Kept for callers written against the earlier policy: OpenBLAS is always serial now. */
-void cnn_parallel_blas_serial(bool on) { (void)on; }

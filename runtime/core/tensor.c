@@ -211,12 +211,6 @@ double cnn_tensor_get(const cnn_tensor *t, const int64_t *idx) {
   return t->dtype == CNN_INT64 ? (double)cnn_tensor_i64(t)[off] : (double)cnn_tensor_f32(t)[off];
 }
 
-void cnn_tensor_set(cnn_tensor *t, const int64_t *idx, double v) {
-  int64_t off = element_offset(t, idx);
-  if (t->dtype == CNN_INT64) cnn_tensor_i64(t)[off] = (int64_t)v;
-  else cnn_tensor_f32(t)[off] = (float)v;
-}
-
 int64_t cnn_tensor_get_i64(const cnn_tensor *t, const int64_t *idx) {
   int64_t off = element_offset(t, idx);
   return t->dtype == CNN_INT64 ? cnn_tensor_i64(t)[off] : (int64_t)cnn_tensor_f32(t)[off];

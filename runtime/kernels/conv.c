@@ -395,11 +395,9 @@ static int run_direct(direct_kind kind, const geom *g, const cnn_conv2d_params *
     cnn_free(pack, packf * sizeof(float));
     return -1;
   }
-  cnn_parallel_blas_serial(true);
   if (kind == DIRECT_FORWARD) cnn_dconv_forward(&d, a, b, bias, out, pack, ws, nt);
   else if (kind == DIRECT_INPUT_GRAD) cnn_dconv_input_grad(&d, a, b, out, pack, ws, nt);
   else cnn_dconv_weight_grad(&d, a, b, out, ws, nt);
-  cnn_parallel_blas_serial(false);
   ws_release();
   cnn_free(pack, packf * sizeof(float));
   return 0;
@@ -452,10 +450,8 @@ cnn_tensor *cnn_conv2d_forward(const cnn_tensor *x, const cnn_tensor *w, const c
     const float *xp = cnn_tensor_f32(xc), *wp = cnn_tensor_f32(wc), *bp = bc ? cnn_tensor_f32(bc) : NULL;
     float *yp = cnn_tensor_f32(y);
     if (nt > 1 && units > 1) { /* serial runs open no OpenMP region: even a one-thread team costs ~1.4 us */
-      cnn_parallel_blas_serial(true);
 #pragma omp parallel for schedule(static) num_threads(nt)
       for (int64_t u = 0; u < units; u++) forward_unit(&g, xp, wp, bp, yp, u, ws[omp_get_thread_num()]);
-      cnn_parallel_blas_serial(false);
     } else {
       for (int64_t u = 0; u < units; u++) forward_unit(&g, xp, wp, bp, yp, u, ws[0]);
     }
@@ -559,7 +555,6 @@ static int weight_grad(const geom *g0, const float *gy, const float *x, float *g
   if (!ws) return -1;
   int team = 1;
   if (nt > 1) { /* serial runs open no OpenMP region: even a one-thread team costs ~1.4 us */
-    cnn_parallel_blas_serial(true);
 #pragma omp parallel num_threads(nt)
     {
       int t = omp_get_thread_num();
@@ -569,7 +564,6 @@ static int weight_grad(const geom *g0, const float *gy, const float *x, float *g
 #pragma omp for schedule(static)
       for (int64_t u = 0; u < units; u++) weight_grad_unit(&g, gy, x, part, u, ws[t]);
     }
-    cnn_parallel_blas_serial(false);
   } else {
     memset(ws[0] + colf, 0, (size_t)wsz * sizeof(float));
     for (int64_t u = 0; u < units; u++) weight_grad_unit(&g, gy, x, ws[0] + colf, u, ws[0]);
@@ -604,10 +598,8 @@ static int input_grad(const geom *g, const float *gy, const float *w, float *gx,
   float **ws = ws_acquire(nt, gcolf + gpf);
   if (!ws) return -1;
   if (nt > 1 && units > 1) { /* serial runs open no OpenMP region */
-    cnn_parallel_blas_serial(true);
 #pragma omp parallel for schedule(static) num_threads(nt)
     for (int64_t u = 0; u < units; u++) input_grad_at(g, gy, w, gx, blocks, gcolf, u, ws[omp_get_thread_num()]);
-    cnn_parallel_blas_serial(false);
   } else {
     for (int64_t u = 0; u < units; u++) input_grad_at(g, gy, w, gx, blocks, gcolf, u, ws[0]);
   }

@@ -17,7 +17,5 @@ size_t cnn_alloc_live_bytes(void);
 size_t cnn_alloc_cached_bytes(void);
 /* Releases every cached block to the OS. */
 void cnn_alloc_trim(void);
-/* Upper bound on cached bytes (default: 1 GiB); beyond it, released blocks go back to the OS. */
-void cnn_alloc_set_cache_limit(size_t nbytes);
 
 #endif

@@ -4,13 +4,8 @@
 #ifndef CNN_PARALLEL_H
 #define CNN_PARALLEL_H
 
-#include <stdbool.h>
-
 void cnn_parallel_set_threads(int n);  /* n >= 1 */
 int cnn_parallel_get_threads(void);
-/* No-op (OpenBLAS is always single-threaded now); kept so callers bracketing their parallel
- * GEMM regions with it still read as documented. */
-void cnn_parallel_blas_serial(bool on);
 /* Minimum elements before an elementwise loop goes parallel. */
 #define CNN_PARALLEL_GRAIN 32768
 

@@ -65,9 +65,8 @@ bool cnn_tensor_same_shape(const cnn_tensor *a, const cnn_tensor *b);
 void *cnn_tensor_data(const cnn_tensor *t);
 static inline float *cnn_tensor_f32(const cnn_tensor *t) { return (float *)cnn_tensor_data(t); }
 static inline int64_t *cnn_tensor_i64(const cnn_tensor *t) { return (int64_t *)cnn_tensor_data(t); }
-/* Reads / writes one element by 0-based multi-index (no bounds check: callers check). */
+/* Reads one element by 0-based multi-index (no bounds check: callers check). */
 double cnn_tensor_get(const cnn_tensor *t, const int64_t *idx);
-void cnn_tensor_set(cnn_tensor *t, const int64_t *idx, double v);
 /* Element of the flattened (row-major) view, for any strides. */
 double cnn_tensor_get_flat(const cnn_tensor *t, int64_t i);
 /* The same, exact for int64 tensors (whose values may exceed a double's 53-bit mantissa). */
