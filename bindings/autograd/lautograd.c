@@ -48,8 +48,7 @@ static int a_backward(lua_State *L) {
   cnn_tensor *g = lua_isnoneornil(L, 2) ? NULL : lcnn_check(L, 2, "backward");
   lcnn_options(L, 3, "backward", known);
   bool retain = lcnn_opt_bool(L, 3, "retain_graph", 0);
-  if (!t->requires_grad)
-    return lcnn_error(L, "backward", "the tensor does not require grad and has no grad_fn");
+  if (!t->requires_grad) return lcnn_error(L, "backward", "the tensor does not require grad and has no grad_fn");
   lua_State *prev = backward_L;
   backward_L = L;
   int rc = cnn_ag_backward(1, &t, &g, retain);
@@ -90,8 +89,10 @@ static void lua_fn_free(void *p) {
 
 static int lua_fn_backward(cnn_node *n, cnn_tensor *const *gout, cnn_tensor **gin) {
   lua_fn_ctx *c = n->ctx;
-  if (!c) return cnn_error_set("trying to backward through the graph a second time (%s); its saved state was "
-                               "freed: pass {retain_graph=true} to the first backward", n->name);
+  if (!c)
+    return cnn_error_set("trying to backward through the graph a second time (%s); its saved state was "
+                         "freed: pass {retain_graph=true} to the first backward",
+                         n->name);
   lua_State *L = backward_L ? backward_L : c->main;
   int top = lua_gettop(L);
   if (!lua_checkstack(L, n->n_outputs + 4)) return cnn_error_set("Lua stack overflow");
@@ -130,7 +131,8 @@ static int lua_fn_backward(cnn_node *n, cnn_tensor *const *gout, cnn_tensor **gi
     if (!same) {
       char b1[256], b2[256];
       rc = cnn_error_set("backward of a cnn.autograd.Function returned a %s gradient of shape %s for input %d of "
-                         "shape %s", cnn_dtype_name(g->dtype), cnn_shape_str(g->ndim, g->size, b1, sizeof b1), i + 1,
+                         "shape %s",
+                         cnn_dtype_name(g->dtype), cnn_shape_str(g->ndim, g->size, b1, sizeof b1), i + 1,
                          cnn_shape_str(e->ndim, e->size, b2, sizeof b2));
       break;
     }
@@ -190,13 +192,15 @@ static int a_function_record(lua_State *L) {
 }
 
 void lcnn_open_autograd(lua_State *L, int methods) {
-  static const luaL_Reg m[] = {{"requires_grad_", a_requires_grad_}, {"detach", a_detach},
-                               {"backward", a_backward}, {NULL, NULL}};
+  static const luaL_Reg m[] = {
+      {"requires_grad_", a_requires_grad_}, {"detach", a_detach}, {"backward", a_backward}, {NULL, NULL}};
   lua_pushvalue(L, methods);
   luaL_setfuncs(L, m, 0);
   lua_pop(L, 1);
-  static const luaL_Reg mod[] = {{"set_grad_enabled", a_set_grad_enabled}, {"is_grad_enabled", a_is_grad_enabled},
+  static const luaL_Reg mod[] = {{"set_grad_enabled", a_set_grad_enabled},
+                                 {"is_grad_enabled", a_is_grad_enabled},
                                  {"_function_record", a_function_record},
-                                 {"_set_backward_callbacks", a_set_backward_callbacks}, {NULL, NULL}};
+                                 {"_set_backward_callbacks", a_set_backward_callbacks},
+                                 {NULL, NULL}};
   luaL_setfuncs(L, mod, 0);
 }

@@ -13,15 +13,13 @@
 /* A number at idx, or def when none/nil; anything else raises naming fn and what. */
 static double opt_num(lua_State *L, int idx, const char *fn, const char *what, double def) {
   if (lua_isnoneornil(L, idx)) return def;
-  if (lua_type(L, idx) != LUA_TNUMBER)
-    lcnn_error(L, fn, "%s must be a number, got %s", what, luaL_typename(L, idx));
+  if (lua_type(L, idx) != LUA_TNUMBER) lcnn_error(L, fn, "%s must be a number, got %s", what, luaL_typename(L, idx));
   return lua_tonumber(L, idx);
 }
 
 static int opt_boolean(lua_State *L, int idx, const char *fn, const char *what, int def) {
   if (lua_isnoneornil(L, idx)) return def;
-  if (lua_type(L, idx) != LUA_TBOOLEAN)
-    lcnn_error(L, fn, "%s must be a boolean, got %s", what, luaL_typename(L, idx));
+  if (lua_type(L, idx) != LUA_TBOOLEAN) lcnn_error(L, fn, "%s must be a boolean, got %s", what, luaL_typename(L, idx));
   return lua_toboolean(L, idx);
 }
 
@@ -60,7 +58,9 @@ static cnn_reduction field_reduction(lua_State *L, int idx, const char *fn) {
     if (s && strcmp(s, "mean") == 0) r = CNN_REDUCTION_MEAN;
     else if (s && strcmp(s, "sum") == 0) r = CNN_REDUCTION_SUM;
     else if (s && strcmp(s, "none") == 0) r = CNN_REDUCTION_NONE;
-    else lcnn_error(L, fn, "unknown reduction '%s' (expected \"mean\", \"sum\" or \"none\")", s ? s : luaL_typename(L, -1));
+    else
+      lcnn_error(L, fn, "unknown reduction '%s' (expected \"mean\", \"sum\" or \"none\")",
+                 s ? s : luaL_typename(L, -1));
   }
   lua_pop(L, 1);
   return r;

@@ -61,8 +61,7 @@ cnn_tensor *lcnn_operand(lua_State *L, int idx, const char *fn, const cnn_tensor
     cnn_tensor *t;
     if (lua_isinteger(L, idx) && like && like->dtype == CNN_INT64)
       t = cnn_tensor_scalar(CNN_INT64, (double)lua_tointeger(L, idx));
-    else
-      t = cnn_tensor_scalar(CNN_FLOAT32, lua_tonumber(L, idx));
+    else t = cnn_tensor_scalar(CNN_FLOAT32, lua_tonumber(L, idx));
     if (!t) lcnn_fail(L, fn);
     return t;
   }
@@ -112,7 +111,8 @@ void lcnn_push_or_nil(lua_State *L, cnn_tensor *t) {
 
 int lcnn_dim(lua_State *L, int idx, const char *fn, int ndim, int insertion) {
   if (!lua_isinteger(L, idx)) {
-    if (lua_type(L, idx) == LUA_TNUMBER) lcnn_error(L, fn, "dimension must be an integer, got %s", lua_tostring(L, idx));
+    if (lua_type(L, idx) == LUA_TNUMBER)
+      lcnn_error(L, fn, "dimension must be an integer, got %s", lua_tostring(L, idx));
     lcnn_error(L, fn, "expected a dimension (integer) for argument %d, got %s", idx, luaL_typename(L, idx));
   }
   lua_Integer d = lua_tointeger(L, idx);
@@ -162,7 +162,8 @@ int lcnn_shape(lua_State *L, int idx, const char *fn, int64_t *size, int *next, 
 
 void lcnn_options(lua_State *L, int idx, const char *fn, const char *const *known) {
   if (lua_isnoneornil(L, idx)) return;
-  if (!lua_istable(L, idx)) lcnn_error(L, fn, "expected an options table for argument %d, got %s", idx, luaL_typename(L, idx));
+  if (!lua_istable(L, idx))
+    lcnn_error(L, fn, "expected an options table for argument %d, got %s", idx, luaL_typename(L, idx));
   lua_pushnil(L);
   while (lua_next(L, idx)) {
     lua_pop(L, 1);

@@ -69,7 +69,8 @@ static void fill_nested(lua_State *L, int idx, const char *fn, cnn_tensor *t, in
   if (!lua_istable(L, idx) || (int64_t)lua_rawlen(L, idx) != want) {
     int64_t got = lua_istable(L, idx) ? (int64_t)lua_rawlen(L, idx) : -1;
     cnn_tensor_release(t);
-    if (got < 0) lcnn_error(L, fn, "ragged nested table: expected a table at depth %d, got %s", d + 1, luaL_typename(L, idx));
+    if (got < 0)
+      lcnn_error(L, fn, "ragged nested table: expected a table at depth %d, got %s", d + 1, luaL_typename(L, idx));
     lcnn_error(L, fn, "ragged nested table: expected %lld elements at depth %d, got %lld", (long long)want, d + 1,
                (long long)got);
   }
@@ -99,7 +100,8 @@ static int f_tensor(lua_State *L) {
     finish(L, cnn_tensor_scalar(dt, lua_tonumber(L, 1)), 2, fn);
     return 1;
   }
-  if (!lua_istable(L, 1)) return lcnn_error(L, fn, "expected a nested table of numbers or a number, got %s", luaL_typename(L, 1));
+  if (!lua_istable(L, 1))
+    return lcnn_error(L, fn, "expected a nested table of numbers or a number, got %s", luaL_typename(L, 1));
   int64_t size[CNN_MAX_DIMS];
   int ndim = nested_shape(L, 1, fn, size);
   cnn_dtype dt = lcnn_opt_dtype(L, 2, fn, CNN_FLOAT32);
@@ -124,7 +126,7 @@ static int construct(lua_State *L, ctor_kind kind, const char *fn) {
   cnn_dtype dt = lcnn_opt_dtype(L, next, fn, CNN_FLOAT32);
   if ((kind == C_RAND || kind == C_RANDN) && dt != CNN_FLOAT32)
     return lcnn_error(L, fn, "random floats need dtype float32 (use randint for integers)");
-  cnn_tensor *t = kind == C_EMPTY ? cnn_tensor_empty(dt, n, size)
+  cnn_tensor *t = kind == C_EMPTY  ? cnn_tensor_empty(dt, n, size)
                   : kind == C_ONES ? cnn_tensor_full(dt, n, size, 1)
                                    : cnn_tensor_zeros(dt, n, size);
   int rc = 0;
@@ -149,10 +151,13 @@ static int f_full(lua_State *L) {
   const char *fn = "full";
   int64_t size[CNN_MAX_DIMS];
   int next;
-  if (!lua_istable(L, 1) && lua_type(L, 1) != LUA_TNUMBER) return lcnn_error(L, fn, "expected a shape table, got %s", luaL_typename(L, 1));
-  int n = lua_istable(L, 1) ? lcnn_shape(L, 1, fn, size, &next, 0) : (size[0] = (int64_t)luaL_checkinteger(L, 1), next = 2, 1);
+  if (!lua_istable(L, 1) && lua_type(L, 1) != LUA_TNUMBER)
+    return lcnn_error(L, fn, "expected a shape table, got %s", luaL_typename(L, 1));
+  int n = lua_istable(L, 1) ? lcnn_shape(L, 1, fn, size, &next, 0)
+                            : (size[0] = (int64_t)luaL_checkinteger(L, 1), next = 2, 1);
   if (n == 1 && !lua_istable(L, 1) && size[0] < 0) return lcnn_error(L, fn, "negative size %lld", (long long)size[0]);
-  if (lua_type(L, next) != LUA_TNUMBER) return lcnn_error(L, fn, "expected a fill value (number), got %s", luaL_typename(L, next));
+  if (lua_type(L, next) != LUA_TNUMBER)
+    return lcnn_error(L, fn, "expected a fill value (number), got %s", luaL_typename(L, next));
   double v = lua_tonumber(L, next);
   lcnn_options(L, next + 1, fn, create_opts);
   cnn_dtype dt = lcnn_opt_dtype(L, next + 1, fn, CNN_FLOAT32);
@@ -206,7 +211,8 @@ static int f_eye(lua_State *L) {
   int opts = 2;
   lua_Integer m = n;
   if (lua_type(L, 2) == LUA_TNUMBER) m = luaL_checkinteger(L, 2), opts = 3;
-  if (n < 0 || m < 0) return lcnn_error(L, fn, "sizes must be non-negative, got %lld x %lld", (long long)n, (long long)m);
+  if (n < 0 || m < 0)
+    return lcnn_error(L, fn, "sizes must be non-negative, got %lld x %lld", (long long)n, (long long)m);
   lcnn_options(L, opts, fn, create_opts);
   finish(L, cnn_tensor_eye(n, m), opts, fn);
   return 1;
@@ -274,7 +280,8 @@ static int f_allclose(lua_State *L) {
 }
 
 static int f_manual_seed(lua_State *L) {
-  if (!lua_isinteger(L, 1)) return lcnn_error(L, "manual_seed", "expected an integer seed, got %s", luaL_typename(L, 1));
+  if (!lua_isinteger(L, 1))
+    return lcnn_error(L, "manual_seed", "expected an integer seed, got %s", luaL_typename(L, 1));
   cnn_random_seed((uint64_t)lua_tointeger(L, 1));
   return 0;
 }
@@ -333,14 +340,30 @@ static int f_get_conv_algorithm(lua_State *L) {
 }
 
 void lcnn_open_factory(lua_State *L) {
-  static const luaL_Reg f[] = {
-      {"tensor", f_tensor}, {"empty", f_empty}, {"zeros", f_zeros}, {"ones", f_ones}, {"rand", f_rand},
-      {"randn", f_randn}, {"full", f_full}, {"zeros_like", f_zeros_like}, {"ones_like", f_ones_like},
-      {"arange", f_arange}, {"linspace", f_linspace}, {"eye", f_eye}, {"randint", f_randint},
-      {"randperm", f_randperm}, {"cat", f_cat}, {"stack", f_stack}, {"allclose", f_allclose},
-      {"manual_seed", f_manual_seed}, {"set_num_threads", f_set_num_threads},
-      {"get_num_threads", f_get_num_threads}, {"get_rng_state", f_get_rng_state},
-      {"set_rng_state", f_set_rng_state}, {"set_conv_algorithm", f_set_conv_algorithm},
-      {"get_conv_algorithm", f_get_conv_algorithm}, {NULL, NULL}};
+  static const luaL_Reg f[] = {{"tensor", f_tensor},
+                               {"empty", f_empty},
+                               {"zeros", f_zeros},
+                               {"ones", f_ones},
+                               {"rand", f_rand},
+                               {"randn", f_randn},
+                               {"full", f_full},
+                               {"zeros_like", f_zeros_like},
+                               {"ones_like", f_ones_like},
+                               {"arange", f_arange},
+                               {"linspace", f_linspace},
+                               {"eye", f_eye},
+                               {"randint", f_randint},
+                               {"randperm", f_randperm},
+                               {"cat", f_cat},
+                               {"stack", f_stack},
+                               {"allclose", f_allclose},
+                               {"manual_seed", f_manual_seed},
+                               {"set_num_threads", f_set_num_threads},
+                               {"get_num_threads", f_get_num_threads},
+                               {"get_rng_state", f_get_rng_state},
+                               {"set_rng_state", f_set_rng_state},
+                               {"set_conv_algorithm", f_set_conv_algorithm},
+                               {"get_conv_algorithm", f_get_conv_algorithm},
+                               {NULL, NULL}};
   luaL_setfuncs(L, f, 0);
 }

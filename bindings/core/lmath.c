@@ -265,15 +265,17 @@ static int m_unm(lua_State *L) { return unary(L, CNN_NEG, "neg", 0, 0); }
 
 void lcnn_open_math(lua_State *L, int methods) {
   static const luaL_Reg m[] = {
-      {"add", m_add}, {"sub", m_sub}, {"mul", m_mul}, {"div", m_div}, {"pow", m_pow}, {"neg", m_neg},
-      {"exp", m_exp}, {"log", m_log}, {"sqrt", m_sqrt}, {"abs", m_abs}, {"relu", m_relu},
-      {"sigmoid", m_sigmoid}, {"tanh", m_tanh}, {"sign", m_sign}, {"clamp", m_clamp}, {"eq", m_eq},
-      {"ne", m_ne}, {"lt", m_lt}, {"le", m_le}, {"gt", m_gt}, {"ge", m_ge}, {"maximum", m_maximum},
-      {"minimum", m_minimum}, {"add_", m_add_}, {"sub_", m_sub_}, {"mul_", m_mul_}, {"div_", m_div_},
-      {"clamp_", m_clamp_}, {"fill_", m_fill_}, {"zero_", m_zero_}, {"copy_", m_copy_},
-      {"uniform_", m_uniform_}, {"normal_", m_normal_}, {"sum", m_sum}, {"mean", m_mean}, {"var", m_var},
-      {"std", m_std}, {"max", m_max}, {"min", m_min}, {"argmax", m_argmax}, {"argmin", m_argmin},
-      {"matmul", m_matmul}, {"mm", m_mm}, {NULL, NULL}};
+      {"add", m_add},         {"sub", m_sub},         {"mul", m_mul},         {"div", m_div},
+      {"pow", m_pow},         {"neg", m_neg},         {"exp", m_exp},         {"log", m_log},
+      {"sqrt", m_sqrt},       {"abs", m_abs},         {"relu", m_relu},       {"sigmoid", m_sigmoid},
+      {"tanh", m_tanh},       {"sign", m_sign},       {"clamp", m_clamp},     {"eq", m_eq},
+      {"ne", m_ne},           {"lt", m_lt},           {"le", m_le},           {"gt", m_gt},
+      {"ge", m_ge},           {"maximum", m_maximum}, {"minimum", m_minimum}, {"add_", m_add_},
+      {"sub_", m_sub_},       {"mul_", m_mul_},       {"div_", m_div_},       {"clamp_", m_clamp_},
+      {"fill_", m_fill_},     {"zero_", m_zero_},     {"copy_", m_copy_},     {"uniform_", m_uniform_},
+      {"normal_", m_normal_}, {"sum", m_sum},         {"mean", m_mean},       {"var", m_var},
+      {"std", m_std},         {"max", m_max},         {"min", m_min},         {"argmax", m_argmax},
+      {"argmin", m_argmin},   {"matmul", m_matmul},   {"mm", m_mm},           {NULL, NULL}};
   lua_pushvalue(L, methods);
   luaL_setfuncs(L, m, 0);
   lua_pop(L, 1);
@@ -283,7 +285,7 @@ void lcnn_open_math(lua_State *L, int methods) {
   luaL_setfuncs(L, ops, 0);
   lua_pop(L, 1);
   /* module-level forms: cnn.matmul(a, b) etc. */
-  static const luaL_Reg mod[] = {{"matmul", m_matmul}, {"mm", m_mm}, {"maximum", m_maximum}, {"minimum", m_minimum},
-                                 {NULL, NULL}};
+  static const luaL_Reg mod[] = {
+      {"matmul", m_matmul}, {"mm", m_mm}, {"maximum", m_maximum}, {"minimum", m_minimum}, {NULL, NULL}};
   luaL_setfuncs(L, mod, 0);
 }

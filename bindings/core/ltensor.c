@@ -245,8 +245,8 @@ static int t_narrow(lua_State *L) {
   int dd = d < 0 ? d + t->ndim : d;
   lua_Integer start = luaL_checkinteger(L, 3), len = luaL_checkinteger(L, 4);
   if (start == 0 || start > t->size[dd] + 1 || start < -t->size[dd])
-    return lcnn_error(L, "narrow", "start %lld is out of range for dimension %d of size %lld", (long long)start,
-                      dd + 1, (long long)t->size[dd]);
+    return lcnn_error(L, "narrow", "start %lld is out of range for dimension %d of size %lld", (long long)start, dd + 1,
+                      (long long)t->size[dd]);
   int64_t s0 = start > 0 ? start - 1 : start + t->size[dd];
   lcnn_push(L, cnn_op_narrow(t, dd, s0, len), "narrow");
   return 1;
@@ -314,7 +314,8 @@ static int reshape_like(lua_State *L, const char *fn, cnn_tensor *(*op)(const cn
   int64_t size[CNN_MAX_DIMS];
   int next;
   int n = lcnn_shape(L, 2, fn, size, &next, 1);
-  if (!lua_isnoneornil(L, next)) return lcnn_error(L, fn, "expected sizes (integers or one table), got %s", luaL_typename(L, next));
+  if (!lua_isnoneornil(L, next))
+    return lcnn_error(L, fn, "expected sizes (integers or one table), got %s", luaL_typename(L, next));
   lcnn_push(L, op(t, n, size), fn);
   return 1;
 }
@@ -379,14 +380,34 @@ static int t_index_select(lua_State *L) {
 static int t_close(lua_State *L) { return t_gc(L); }
 
 void lcnn_open_tensor(lua_State *L, int methods) {
-  static const luaL_Reg m[] = {
-      {"shape", t_shape}, {"size", t_size}, {"stride", t_stride}, {"dim", t_dim}, {"numel", t_numel},
-      {"dtype", t_dtype}, {"is_contiguous", t_is_contiguous}, {"item", t_item}, {"totable", t_totable},
-      {"select", t_select}, {"narrow", t_narrow}, {"transpose", t_transpose}, {"t", t_t}, {"permute", t_permute},
-      {"unsqueeze", t_unsqueeze}, {"squeeze", t_squeeze}, {"flatten", t_flatten}, {"view", t_view},
-      {"reshape", t_reshape}, {"expand", t_expand}, {"contiguous", t_contiguous}, {"clone", t_clone},
-      {"float", t_float}, {"long", t_long}, {"to", t_to}, {"index_select", t_index_select},
-      {"_version", t_version}, {NULL, NULL}};
+  static const luaL_Reg m[] = {{"shape", t_shape},
+                               {"size", t_size},
+                               {"stride", t_stride},
+                               {"dim", t_dim},
+                               {"numel", t_numel},
+                               {"dtype", t_dtype},
+                               {"is_contiguous", t_is_contiguous},
+                               {"item", t_item},
+                               {"totable", t_totable},
+                               {"select", t_select},
+                               {"narrow", t_narrow},
+                               {"transpose", t_transpose},
+                               {"t", t_t},
+                               {"permute", t_permute},
+                               {"unsqueeze", t_unsqueeze},
+                               {"squeeze", t_squeeze},
+                               {"flatten", t_flatten},
+                               {"view", t_view},
+                               {"reshape", t_reshape},
+                               {"expand", t_expand},
+                               {"contiguous", t_contiguous},
+                               {"clone", t_clone},
+                               {"float", t_float},
+                               {"long", t_long},
+                               {"to", t_to},
+                               {"index_select", t_index_select},
+                               {"_version", t_version},
+                               {NULL, NULL}};
   lua_pushvalue(L, methods);
   luaL_setfuncs(L, m, 0);
   lua_pop(L, 1);
@@ -394,8 +415,9 @@ void lcnn_open_tensor(lua_State *L, int methods) {
   lua_pushvalue(L, methods);
   lua_pushcclosure(L, t_index, 1);
   lua_setfield(L, -2, "__index");
-  static const luaL_Reg meta[] = {{"__newindex", t_newindex}, {"__len", t_len}, {"__tostring", t_tostring},
-                                  {"__gc", t_gc}, {"__close", t_close}, {NULL, NULL}};
+  static const luaL_Reg meta[] = {{"__newindex", t_newindex}, {"__len", t_len},
+                                  {"__tostring", t_tostring}, {"__gc", t_gc},
+                                  {"__close", t_close},       {NULL, NULL}};
   luaL_setfuncs(L, meta, 0);
   lua_pushstring(L, "cnn.Tensor");
   lua_setfield(L, -2, "__name");

@@ -79,7 +79,8 @@ static int d_broadcast(lua_State *L) {
     int ok = 0;
     root = lua_tointegerx(L, -1, &ok);
     if (!ok || root < 0 || root > 1 << 30)
-      return lcnn_error(L, "dist.broadcast", "root must be a rank (an integer from 0), got %s", luaL_tolstring(L, -1, NULL));
+      return lcnn_error(L, "dist.broadcast", "root must be a rank (an integer from 0), got %s",
+                        luaL_tolstring(L, -1, NULL));
   }
   need_init(L, "dist.broadcast");
   if (cnn_dist_broadcast(t, (int)root)) return lcnn_fail(L, "dist.broadcast");

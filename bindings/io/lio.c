@@ -199,11 +199,11 @@ static int b_float(lua_State *L) {
 }
 
 static void open_bytes(lua_State *L) {
-  static const luaL_Reg meta[] = {{"__gc", b_close}, {"__close", b_close}, {"__tostring", b_tostring},
-                                  {"__len", b_len}, {NULL, NULL}};
-  static const luaL_Reg methods[] = {{"shape", b_shape}, {"nbytes", b_nbytes}, {"reshape_", b_reshape_},
-                                     {"gather", b_gather}, {"row", b_row}, {"float", b_float},
-                                     {"close", b_close}, {NULL, NULL}};
+  static const luaL_Reg meta[] = {
+      {"__gc", b_close}, {"__close", b_close}, {"__tostring", b_tostring}, {"__len", b_len}, {NULL, NULL}};
+  static const luaL_Reg methods[] = {{"shape", b_shape},   {"nbytes", b_nbytes}, {"reshape_", b_reshape_},
+                                     {"gather", b_gather}, {"row", b_row},       {"float", b_float},
+                                     {"close", b_close},   {NULL, NULL}};
   luaL_newmetatable(L, LIO_BYTES);
   luaL_setfuncs(L, meta, 0);
   luaL_newlib(L, methods);
@@ -362,9 +362,10 @@ static int io_listdir(lua_State *L) {
     luaL_addstring(&b, e->d_name);
     luaL_pushresult(&b);
     struct stat st;
-    const char *kind = stat(lua_tostring(L, -1), &st) != 0 ? "other" : S_ISDIR(st.st_mode) ? "dir"
-                                                                   : S_ISREG(st.st_mode)   ? "file"
-                                                                                           : "other";
+    const char *kind = stat(lua_tostring(L, -1), &st) != 0 ? "other"
+                       : S_ISDIR(st.st_mode)               ? "dir"
+                       : S_ISREG(st.st_mode)               ? "file"
+                                                           : "other";
     lua_pop(L, 1);
     lua_pushstring(L, kind);
     lua_setfield(L, kinds, e->d_name);
@@ -420,7 +421,8 @@ static double *number_list(lua_State *L, int idx, const char *who, const char *w
     *count = 1;
     return v;
   }
-  if (!lua_istable(L, idx)) io_error(L, who, "%s must be a number or a list of numbers, got %s", what, luaL_typename(L, idx));
+  if (!lua_istable(L, idx))
+    io_error(L, who, "%s must be a number or a list of numbers, got %s", what, luaL_typename(L, idx));
   lua_Integer n = (lua_Integer)lua_rawlen(L, idx);
   if (n < 1 || n > 65536) io_error(L, who, "%s must have between 1 and 65536 values, got %d", what, (int)n);
   double *v = lua_newuserdatauv(L, sizeof(double) * (size_t)n, 0);

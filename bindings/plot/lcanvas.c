@@ -18,8 +18,7 @@ static cnn_tensor *check_canvas(lua_State *L, int idx, const char *fn, cnn_canva
 static void touched(cnn_tensor *t) { t->storage->version++; }
 
 static double check_num(lua_State *L, int idx, const char *fn, const char *what) {
-  if (lua_type(L, idx) != LUA_TNUMBER)
-    lcnn_error(L, fn, "%s must be a number, got %s", what, luaL_typename(L, idx));
+  if (lua_type(L, idx) != LUA_TNUMBER) lcnn_error(L, fn, "%s must be a number, got %s", what, luaL_typename(L, idx));
   return lua_tonumber(L, idx);
 }
 
@@ -414,12 +413,10 @@ static int l_pixel(lua_State *L) {
 }
 
 void lcnn_open_canvas(lua_State *L, int tbl) {
-  static const luaL_Reg fns[] = {{"fill", l_fill},           {"rect", l_rect},
-                                 {"line", l_line},           {"polyline", l_polyline},
-                                 {"circle", l_circle},       {"polygon", l_polygon},
-                                 {"marker", l_marker},       {"text", l_text},
-                                 {"text_size", l_text_size}, {"count_ink", l_count_ink},
-                                 {"pixel", l_pixel},         {NULL, NULL}};
+  static const luaL_Reg fns[] = {{"fill", l_fill},           {"rect", l_rect},     {"line", l_line},
+                                 {"polyline", l_polyline},   {"circle", l_circle}, {"polygon", l_polygon},
+                                 {"marker", l_marker},       {"text", l_text},     {"text_size", l_text_size},
+                                 {"count_ink", l_count_ink}, {"pixel", l_pixel},   {NULL, NULL}};
   for (const luaL_Reg *r = fns; r->name; r++) {
     lua_pushcfunction(L, r->func);
     lua_setfield(L, tbl, r->name);

@@ -23,8 +23,8 @@ bool cnn_ag_is_enabled(void) { return !grad_disabled; }
 
 bool cnn_ag_requires(const cnn_tensor *t) { return !grad_disabled && t && t->requires_grad; }
 
-cnn_node *cnn_ag_node_new(const char *name, cnn_backward_fn fn, int n_inputs,
-                          const cnn_tensor *const *inputs, int n_outputs) {
+cnn_node *cnn_ag_node_new(const char *name, cnn_backward_fn fn, int n_inputs, const cnn_tensor *const *inputs,
+                          int n_outputs) {
   cnn_node *n = calloc(1, sizeof *n);
   cnn_edge *edges = calloc(n_inputs > 0 ? (size_t)n_inputs : 1, sizeof *edges);
   if (!n || !edges) {
@@ -130,12 +130,13 @@ int cnn_ag_save(cnn_node *n, int count, const cnn_tensor *const *ts) {
 int cnn_ag_saved(cnn_node *n, int k, cnn_tensor **out) {
   if (n->released)
     return cnn_error_set("trying to backward through the graph a second time (%s); its saved tensors "
-                         "were freed: pass {retain_graph=true} to the first backward", n->name);
+                         "were freed: pass {retain_graph=true} to the first backward",
+                         n->name);
   cnn_tensor *t = k < n->n_saved ? n->saved[k] : NULL;
   if (t && t->storage->version != n->saved_version[k])
     return cnn_error_set("a tensor needed for gradient computation (by %s) was modified by an in-place "
-                         "operation: it is at version %llu, saved at version %llu", n->name,
-                         (unsigned long long)t->storage->version, (unsigned long long)n->saved_version[k]);
+                         "operation: it is at version %llu, saved at version %llu",
+                         n->name, (unsigned long long)t->storage->version, (unsigned long long)n->saved_version[k]);
   *out = t;
   return 0;
 }
@@ -319,7 +320,10 @@ int cnn_ag_backward(int n_roots, cnn_tensor *const *roots, cnn_tensor *const *se
     if (sp == scap) {
       scap = scap ? scap * 2 : 256;
       cnn_node **s = realloc(stack, (size_t)scap * sizeof *s);
-      if (!s) { cnn_error_set("out of memory"); goto done; }
+      if (!s) {
+        cnn_error_set("out of memory");
+        goto done;
+      }
       stack = s;
     }
     stack[sp++] = g.nodes[i];
@@ -335,7 +339,10 @@ int cnn_ag_backward(int n_roots, cnn_tensor *const *roots, cnn_tensor *const *se
         if (sp == scap) {
           scap = scap ? scap * 2 : 256;
           cnn_node **s = realloc(stack, (size_t)scap * sizeof *s);
-          if (!s) { cnn_error_set("out of memory"); goto done; }
+          if (!s) {
+            cnn_error_set("out of memory");
+            goto done;
+          }
           stack = s;
         }
         stack[sp++] = next;
@@ -347,7 +354,10 @@ int cnn_ag_backward(int n_roots, cnn_tensor *const *roots, cnn_tensor *const *se
   /* run in dependency order: a node is ready once every reachable producer of its grads ran */
   if (scap < g.n) {
     cnn_node **s = realloc(stack, (size_t)g.n * sizeof *s);
-    if (!s) { cnn_error_set("out of memory"); goto done; }
+    if (!s) {
+      cnn_error_set("out of memory");
+      goto done;
+    }
     stack = s;
     scap = g.n;
   }
@@ -363,7 +373,10 @@ int cnn_ag_backward(int n_roots, cnn_tensor *const *roots, cnn_tensor *const *se
     }
     cnn_tensor *gin_stack[16];
     cnn_tensor **gin = node->n_inputs <= 16 ? gin_stack : calloc((size_t)node->n_inputs, sizeof *gin);
-    if (!gin) { cnn_error_set("out of memory"); goto done; }
+    if (!gin) {
+      cnn_error_set("out of memory");
+      goto done;
+    }
     memset(gin, 0, sizeof(cnn_tensor *) * (size_t)node->n_inputs);
     int brc = node->backward(node, gout, gin);
     for (int k = 0; k < node->n_outputs && k < MAX_OUT; k++) {

@@ -32,12 +32,8 @@ static int binary_backward(cnn_node *n, cnn_tensor *const *gout, cnn_tensor **gi
   bool na = cnn_node_needs_grad(n, 0), nb = cnn_node_needs_grad(n, 1);
   cnn_tensor *ga = NULL, *gb = NULL;
   switch ((cnn_binop)n->iargs[0]) {
-  case CNN_ADD:
-    ga = g, gb = g;
-    break;
-  case CNN_SUB:
-    ga = g, gb = nb ? sc_un(&s, CNN_NEG, g, 0, 0) : NULL;
-    break;
+  case CNN_ADD: ga = g, gb = g; break;
+  case CNN_SUB: ga = g, gb = nb ? sc_un(&s, CNN_NEG, g, 0, 0) : NULL; break;
   case CNN_MUL:
     ga = na ? sc_bin(&s, CNN_MUL, g, b) : NULL;
     gb = nb ? sc_bin(&s, CNN_MUL, g, a) : NULL;
@@ -47,7 +43,8 @@ static int binary_backward(cnn_node *n, cnn_tensor *const *gout, cnn_tensor **gi
     gb = nb ? sc_un(&s, CNN_NEG, sc_bin(&s, CNN_DIV, sc_bin(&s, CNN_MUL, g, out), b), 0, 0) : NULL;
     break;
   case CNN_POW: /* d(a^b) = g*b*a^(b-1), g*out*log(a) */
-    ga = na ? sc_bin(&s, CNN_MUL, g, sc_bin(&s, CNN_MUL, b, sc_bin(&s, CNN_POW, a, sc_un(&s, CNN_ADD_SCALAR, b, -1, 0))))
+    ga = na ? sc_bin(&s, CNN_MUL, g,
+                     sc_bin(&s, CNN_MUL, b, sc_bin(&s, CNN_POW, a, sc_un(&s, CNN_ADD_SCALAR, b, -1, 0))))
             : NULL;
     if (nb) {
       /* where a == 0 and b >= 0 the limit of out*log(a) is 0, not nan */
@@ -65,8 +62,7 @@ static int binary_backward(cnn_node *n, cnn_tensor *const *gout, cnn_tensor **gi
     gb = nb ? sc_bin(&s, CNN_MUL, g, sc_bin(&s, CNN_ADD, sc_bin(&s, win, b, a), half)) : NULL;
     break;
   }
-  default:
-    break;
+  default: break;
   }
   if (s.failed) return sc_result(&s, NULL), -1;
   gin[0] = na ? cnn_tensor_retain(ga) : NULL;

@@ -13,8 +13,8 @@
 
 /* Records y's node with a ctx copied from ctx (size bytes); releases y and returns NULL on failure. */
 static cnn_tensor *record(cnn_tensor *y, const char *name, cnn_backward_fn fn, int n_in, const cnn_tensor *const *in,
-                          int n_saves, const cnn_tensor *const *saves, const void *ctx, size_t size,
-                          int64_t H, int64_t W) {
+                          int n_saves, const cnn_tensor *const *saves, const void *ctx, size_t size, int64_t H,
+                          int64_t W) {
   void *c = NULL;
   if (size) {
     c = malloc(size);
@@ -91,8 +91,8 @@ cnn_tensor *cnn_op_max_pool2d(const cnn_tensor *x, const cnn_pool2d_params *p, c
   if (cnn_pool_max2d_forward(x, p, &y, &idx)) return NULL;
   const cnn_tensor *in[1] = {x}, *saves[1] = {idx};
   if (cnn_ag_any_requires(1, in))
-    y = record(y, "MaxPool2DWithIndicesBackward", max_pool_backward, 1, in, 1, saves, NULL, 0,
-               x->size[x->ndim - 2], x->size[x->ndim - 1]);
+    y = record(y, "MaxPool2DWithIndicesBackward", max_pool_backward, 1, in, 1, saves, NULL, 0, x->size[x->ndim - 2],
+               x->size[x->ndim - 1]);
   if (y && indices) *indices = cnn_tensor_retain(idx);
   cnn_tensor_release(idx);
   return y;

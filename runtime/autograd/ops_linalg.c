@@ -120,9 +120,11 @@ fail:
 cnn_tensor *cnn_op_linear(const cnn_tensor *x, const cnn_tensor *w, const cnn_tensor *b) {
   if (w->ndim != 2) return cnn_error_set("weight must be 2-d (out, in), got %d-d", w->ndim), NULL;
   if (x->ndim == 0 || x->size[x->ndim - 1] != w->size[1]) {
-    if (x->ndim == 0) return cnn_error_set("input has no features but weight expects %lld", (long long)w->size[1]), NULL;
+    if (x->ndim == 0)
+      return cnn_error_set("input has no features but weight expects %lld", (long long)w->size[1]), NULL;
     return cnn_error_set("input has %lld features but weight expects %lld", (long long)x->size[x->ndim - 1],
-                         (long long)w->size[1]), NULL;
+                         (long long)w->size[1]),
+           NULL;
   }
   const int64_t out = w->size[0], in = w->size[1];
   if (b && (b->ndim != 1 || b->size[0] != out))

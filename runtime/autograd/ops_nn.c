@@ -42,8 +42,9 @@ static int leaky_relu_backward(cnn_node *n, cnn_tensor *const *gout, cnn_tensor 
   if (!gout[0]) return 0;
   if (cnn_ag_saved(n, 0, &x)) return -1;
   cnn_tensor *g = cnn_tensor_contiguous(gout[0]), *gx = g ? cnn_tensor_empty_like(x) : NULL;
-  if (gx) cnn_leaky_relu_backward(cnn_tensor_f32(x), cnn_tensor_f32(g), cnn_tensor_f32(gx), cnn_tensor_numel(x),
-                                  (float)n->args[0]);
+  if (gx)
+    cnn_leaky_relu_backward(cnn_tensor_f32(x), cnn_tensor_f32(g), cnn_tensor_f32(gx), cnn_tensor_numel(x),
+                            (float)n->args[0]);
   cnn_tensor_release(g);
   gin[0] = gx;
   return gx ? 0 : -1;
@@ -87,8 +88,8 @@ static int softmax_backward(cnn_node *n, cnn_tensor *const *gout, cnn_tensor **g
   int64_t outer, len, inner;
   split_at(y, (int)n->iargs[0], &outer, &len, &inner);
   cnn_tensor *g = cnn_tensor_contiguous(gout[0]), *gx = g ? cnn_tensor_empty_like(y) : NULL;
-  if (gx) cnn_softmax_backward(cnn_tensor_f32(y), cnn_tensor_f32(g), cnn_tensor_f32(gx), outer, len, inner,
-                               n->iargs[1] != 0);
+  if (gx)
+    cnn_softmax_backward(cnn_tensor_f32(y), cnn_tensor_f32(g), cnn_tensor_f32(gx), outer, len, inner, n->iargs[1] != 0);
   cnn_tensor_release(g);
   gin[0] = gx;
   return gx ? 0 : -1;
@@ -106,8 +107,7 @@ static cnn_tensor *softmax_common(const cnn_tensor *x, int dim, bool take_log) {
   if (!y) return NULL;
   const cnn_tensor *in[1] = {x}, *saves[1] = {y};
   cnn_node *node;
-  if (maybe_record(y, &node, take_log ? "LogSoftmaxBackward" : "SoftmaxBackward", softmax_backward, 1, in, 1,
-                   saves))
+  if (maybe_record(y, &node, take_log ? "LogSoftmaxBackward" : "SoftmaxBackward", softmax_backward, 1, in, 1, saves))
     return NULL;
   if (node) {
     node->iargs[0] = d;
@@ -244,8 +244,8 @@ static int cross_entropy_backward(cnn_node *n, cnn_tensor *const *gout, cnn_tens
     int64_t gstride;
     float gscale;
     item_coef(n, g, &gitem, &gstride, &gscale);
-    cnn_loss_cross_entropy_backward(cnn_tensor_f32(x), cnn_tensor_f32(stats), &t, n->args[0], n->iargs[4],
-                                    n->iargs[5], n->iargs[6], gitem, gstride, gscale, cnn_tensor_f32(gx));
+    cnn_loss_cross_entropy_backward(cnn_tensor_f32(x), cnn_tensor_f32(stats), &t, n->args[0], n->iargs[4], n->iargs[5],
+                                    n->iargs[6], gitem, gstride, gscale, cnn_tensor_f32(gx));
   }
   cnn_tensor_release(g);
   gin[0] = gx;
@@ -478,8 +478,8 @@ static int batch_norm_backward(cnn_node *n, cnn_tensor *const *gout, cnn_tensor 
   cnn_tensor *x, *w, *mean, *invstd, *bias = NULL;
   if (!gout[0]) return 0;
   const bool relu = n->iargs[1] != 0;
-  if (cnn_ag_saved(n, 0, &x) || cnn_ag_saved(n, 1, &w) || cnn_ag_saved(n, 2, &mean) ||
-      cnn_ag_saved(n, 3, &invstd) || (relu && cnn_ag_saved(n, 4, &bias)))
+  if (cnn_ag_saved(n, 0, &x) || cnn_ag_saved(n, 1, &w) || cnn_ag_saved(n, 2, &mean) || cnn_ag_saved(n, 3, &invstd) ||
+      (relu && cnn_ag_saved(n, 4, &bias)))
     return -1;
   cnn_batchnorm_args a;
   batchnorm_args(&a, x, n->iargs[0] != 0);
@@ -542,8 +542,8 @@ cnn_tensor *cnn_op_batch_norm(const cnn_tensor *x, cnn_tensor *running_mean, cnn
     cnn_error_set("%s must be given in evaluation mode", running_mean ? "running_var" : "running_mean");
     return NULL;
   }
-  if (training && ((running_mean && cnn_op_check_inplace(running_mean)) ||
-                   (running_var && cnn_op_check_inplace(running_var))))
+  if (training &&
+      ((running_mean && cnn_op_check_inplace(running_mean)) || (running_var && cnn_op_check_inplace(running_var))))
     return NULL;
   cnn_tensor *xc = cnn_tensor_contiguous(x);
   cnn_tensor *wc = weight ? cnn_tensor_contiguous(weight) : NULL, *bc = bias ? cnn_tensor_contiguous(bias) : NULL;

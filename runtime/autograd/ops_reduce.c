@@ -36,9 +36,7 @@ static int reduce_backward(cnn_node *n, cnn_tensor *const *gout, cnn_tensor **gi
   cnn_tensor *gk = keepdim_view(&s, g, x, dim, keepdim), *r = NULL;
   double count = reduced_count(x, dim);
   switch (kind) {
-  case K_SUM: /* broadcast g over the reduced dims */
-    r = sc_keep(&s, cnn_tensor_expand(gk, x->ndim, x->size));
-    break;
+  case K_SUM: /* broadcast g over the reduced dims */ r = sc_keep(&s, cnn_tensor_expand(gk, x->ndim, x->size)); break;
   case K_MEAN:
     r = sc_keep(&s, cnn_tensor_expand(sc_un(&s, CNN_MUL_SCALAR, gk, 1.0 / count, 0), x->ndim, x->size));
     break;
@@ -79,8 +77,8 @@ static int reduce_backward(cnn_node *n, cnn_tensor *const *gout, cnn_tensor **gi
   return gin[0] ? 0 : -1;
 }
 
-static const char *kind_name[] = {"SumBackward", "MeanBackward", "VarBackward", "StdBackward",
-                                  "MaxBackward", "MinBackward"};
+static const char *kind_name[] = {"SumBackward", "MeanBackward", "VarBackward",
+                                  "StdBackward", "MaxBackward",  "MinBackward"};
 
 static cnn_tensor *record(cnn_tensor *out, const cnn_tensor *x, int kind, int dim, bool keepdim, bool unbiased,
                           const cnn_tensor *indices) {

@@ -11,9 +11,9 @@
 
 enum { V_SELECT, V_NARROW, V_TRANSPOSE, V_PERMUTE, V_RESHAPE, V_EXPAND, V_IDENTITY, V_INDEX, V_TO_FLOAT };
 
-static const char *view_name[] = {"SelectBackward", "NarrowBackward", "TransposeBackward", "PermuteBackward",
-                                  "ViewBackward", "ExpandBackward", "CloneBackward", "IndexSelectBackward",
-                                  "ToCopyBackward"};
+static const char *view_name[] = {"SelectBackward",  "NarrowBackward",      "TransposeBackward",
+                                  "PermuteBackward", "ViewBackward",        "ExpandBackward",
+                                  "CloneBackward",   "IndexSelectBackward", "ToCopyBackward"};
 
 /* iargs: 0 kind, 1.. op parameters */
 static int view_backward(cnn_node *n, cnn_tensor *const *gout, cnn_tensor **gin) {
@@ -33,28 +33,23 @@ static int view_backward(cnn_node *n, cnn_tensor *const *gout, cnn_tensor **gin)
       if (cnn_ag_saved(n, 0, &idx) || cnn_join_index_add_(r, (int)n->iargs[1], idx, g)) s.failed = true;
       break;
     }
-    cnn_tensor *part = sc_keep(&s, n->iargs[0] == V_SELECT ? cnn_tensor_select(r, (int)n->iargs[1], n->iargs[2])
-                                                           : cnn_tensor_narrow(r, (int)n->iargs[1], n->iargs[2], n->iargs[3]));
+    cnn_tensor *part = sc_keep(&s, n->iargs[0] == V_SELECT
+                                       ? cnn_tensor_select(r, (int)n->iargs[1], n->iargs[2])
+                                       : cnn_tensor_narrow(r, (int)n->iargs[1], n->iargs[2], n->iargs[3]));
     if (part && cnn_tensor_copy_(part, g)) s.failed = true;
     break;
   }
-  case V_TRANSPOSE:
-    r = sc_keep(&s, cnn_tensor_transpose(g, (int)n->iargs[1], (int)n->iargs[2]));
-    break;
+  case V_TRANSPOSE: r = sc_keep(&s, cnn_tensor_transpose(g, (int)n->iargs[1], (int)n->iargs[2])); break;
   case V_PERMUTE: {
     int inv[CNN_MAX_DIMS];
     for (int k = 0; k < e->ndim; k++) inv[n->iargs[1 + k / 4] >> (16 * (k % 4)) & 0xffff] = k;
     r = sc_keep(&s, cnn_tensor_permute(g, inv));
     break;
   }
-  case V_RESHAPE:
-    r = sc_keep(&s, cnn_tensor_reshape(g, e->ndim, e->size));
-    break;
+  case V_RESHAPE: r = sc_keep(&s, cnn_tensor_reshape(g, e->ndim, e->size)); break;
   case V_EXPAND: /* the engine sums the broadcast gradient back to the input's shape */
   case V_IDENTITY:
-  case V_TO_FLOAT:
-    r = sc_keep(&s, cnn_tensor_retain(g));
-    break;
+  case V_TO_FLOAT: r = sc_keep(&s, cnn_tensor_retain(g)); break;
   }
   gin[0] = sc_result(&s, r);
   return gin[0] ? 0 : -1;
@@ -106,9 +101,13 @@ cnn_tensor *cnn_op_permute(const cnn_tensor *t, const int *dims) {
   return out;
 }
 
-cnn_tensor *cnn_op_unsqueeze(const cnn_tensor *t, int dim) { return record(cnn_tensor_unsqueeze(t, dim), t, V_RESHAPE, 0, 0, 0); }
+cnn_tensor *cnn_op_unsqueeze(const cnn_tensor *t, int dim) {
+  return record(cnn_tensor_unsqueeze(t, dim), t, V_RESHAPE, 0, 0, 0);
+}
 
-cnn_tensor *cnn_op_squeeze(const cnn_tensor *t, int dim) { return record(cnn_tensor_squeeze(t, dim), t, V_RESHAPE, 0, 0, 0); }
+cnn_tensor *cnn_op_squeeze(const cnn_tensor *t, int dim) {
+  return record(cnn_tensor_squeeze(t, dim), t, V_RESHAPE, 0, 0, 0);
+}
 
 cnn_tensor *cnn_op_expand(const cnn_tensor *t, int ndim, const int64_t *size) {
   return record(cnn_tensor_expand(t, ndim, size), t, V_EXPAND, 0, 0, 0);

@@ -13,7 +13,9 @@
 #define ALIGN 64
 #define NCLASSES 256
 
-typedef struct block { struct block *next; } block;
+typedef struct block {
+  struct block *next;
+} block;
 
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static block *freelist[NCLASSES];
@@ -23,7 +25,10 @@ static const size_t cache_limit = (size_t)1 << 30;
 
 /* Class of n bytes: sizes up to 256 share class 0; above, 4 classes per power of two. */
 static int size_class(size_t n, size_t *class_size) {
-  if (n <= 256) { *class_size = 256; return 0; }
+  if (n <= 256) {
+    *class_size = 256;
+    return 0;
+  }
   int lg = 63 - __builtin_clzll((unsigned long long)(n - 1)); /* 2^lg < n <= 2^(lg+1) */
   size_t base = (size_t)1 << lg, quarter = base / 4;
   size_t steps = (n - base + quarter - 1) / quarter; /* 1..4 */

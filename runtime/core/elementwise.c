@@ -13,8 +13,7 @@ static const char float_into_int[] = "cannot write float results into an int64 t
 /* ---- helpers shared by the entry points ---- */
 
 static bool same_view(const cnn_tensor *a, const cnn_tensor *b) {
-  if (a->storage != b->storage || a->dtype != b->dtype || a->offset != b->offset || a->ndim != b->ndim)
-    return false;
+  if (a->storage != b->storage || a->dtype != b->dtype || a->offset != b->offset || a->ndim != b->ndim) return false;
   for (int d = 0; d < a->ndim; d++)
     if (a->size[d] != b->size[d] || (a->size[d] != 1 && a->stride[d] != b->stride[d])) return false;
   return true;
@@ -52,39 +51,39 @@ static int64_t wrap_mul(int64_t x, int64_t y) { return (int64_t)((uint64_t)x * (
 
 /* Each loop comes in four shapes: all contiguous, b a broadcast scalar, a a broadcast scalar (the
  * common (N, C) op (C) or tensor op 0-d cases, which vectorise), and any strides. */
-#define LOOP4(T_OUT, T_IN, E)                                                                   \
-  do {                                                                                          \
-    const int64_t so = step[0], sa = step[1], sb = step[2];                                     \
-    const int64_t eo = (int64_t)sizeof(T_OUT), ei = (int64_t)sizeof(T_IN);                      \
-    if (so == eo && sa == ei && sb == ei) {                                                     \
-      T_OUT *o = (T_OUT *)p[0];                                                                 \
-      const T_IN *pa = (const T_IN *)p[1], *pb = (const T_IN *)p[2];                            \
-      for (int64_t i = 0; i < n; i++) {                                                         \
-        const T_IN x = pa[i], y = pb[i];                                                        \
-        o[i] = (E);                                                                             \
-      }                                                                                         \
-    } else if (so == eo && sa == ei && sb == 0) {                                               \
-      T_OUT *o = (T_OUT *)p[0];                                                                 \
-      const T_IN *pa = (const T_IN *)p[1];                                                      \
-      const T_IN y = *(const T_IN *)p[2];                                                       \
-      for (int64_t i = 0; i < n; i++) {                                                         \
-        const T_IN x = pa[i];                                                                   \
-        o[i] = (E);                                                                             \
-      }                                                                                         \
-    } else if (so == eo && sa == 0 && sb == ei) {                                               \
-      T_OUT *o = (T_OUT *)p[0];                                                                 \
-      const T_IN *pb = (const T_IN *)p[2];                                                      \
-      const T_IN x = *(const T_IN *)p[1];                                                       \
-      for (int64_t i = 0; i < n; i++) {                                                         \
-        const T_IN y = pb[i];                                                                   \
-        o[i] = (E);                                                                             \
-      }                                                                                         \
-    } else {                                                                                    \
-      for (int64_t i = 0; i < n; i++) {                                                         \
-        const T_IN x = *(const T_IN *)(p[1] + i * sa), y = *(const T_IN *)(p[2] + i * sb);      \
-        *(T_OUT *)(p[0] + i * so) = (E);                                                        \
-      }                                                                                         \
-    }                                                                                           \
+#define LOOP4(T_OUT, T_IN, E)                                                              \
+  do {                                                                                     \
+    const int64_t so = step[0], sa = step[1], sb = step[2];                                \
+    const int64_t eo = (int64_t)sizeof(T_OUT), ei = (int64_t)sizeof(T_IN);                 \
+    if (so == eo && sa == ei && sb == ei) {                                                \
+      T_OUT *o = (T_OUT *)p[0];                                                            \
+      const T_IN *pa = (const T_IN *)p[1], *pb = (const T_IN *)p[2];                       \
+      for (int64_t i = 0; i < n; i++) {                                                    \
+        const T_IN x = pa[i], y = pb[i];                                                   \
+        o[i] = (E);                                                                        \
+      }                                                                                    \
+    } else if (so == eo && sa == ei && sb == 0) {                                          \
+      T_OUT *o = (T_OUT *)p[0];                                                            \
+      const T_IN *pa = (const T_IN *)p[1];                                                 \
+      const T_IN y = *(const T_IN *)p[2];                                                  \
+      for (int64_t i = 0; i < n; i++) {                                                    \
+        const T_IN x = pa[i];                                                              \
+        o[i] = (E);                                                                        \
+      }                                                                                    \
+    } else if (so == eo && sa == 0 && sb == ei) {                                          \
+      T_OUT *o = (T_OUT *)p[0];                                                            \
+      const T_IN *pb = (const T_IN *)p[2];                                                 \
+      const T_IN x = *(const T_IN *)p[1];                                                  \
+      for (int64_t i = 0; i < n; i++) {                                                    \
+        const T_IN y = pb[i];                                                              \
+        o[i] = (E);                                                                        \
+      }                                                                                    \
+    } else {                                                                               \
+      for (int64_t i = 0; i < n; i++) {                                                    \
+        const T_IN x = *(const T_IN *)(p[1] + i * sa), y = *(const T_IN *)(p[2] + i * sb); \
+        *(T_OUT *)(p[0] + i * so) = (E);                                                   \
+      }                                                                                    \
+    }                                                                                      \
   } while (0)
 
 /* float32 inputs, float32 output: every binop. MAXIMUM/MINIMUM return a NaN operand, as PyTorch. */
@@ -92,7 +91,7 @@ static void bin_f32(void *ctx, int64_t n, char **p, const int64_t *step) {
   switch (*(const cnn_binop *)ctx) {
   case CNN_ADD: LOOP4(float, float, x + y); break;
   case CNN_SUB: LOOP4(float, float, x - y); break;
-  case CNN_MUL: LOOP4(float, float, x * y); break;
+  case CNN_MUL: LOOP4(float, float, x *y); break;
   case CNN_DIV: LOOP4(float, float, x / y); break;
   case CNN_POW: LOOP4(float, float, powf(x, y)); break;
   case CNN_MAXIMUM: LOOP4(float, float, (x > y || x != x) ? x : y); break;
@@ -206,26 +205,26 @@ int cnn_ew_binary_into(cnn_binop op, cnn_tensor *out, const cnn_tensor *a, const
 
 typedef struct unary_ctx {
   cnn_unop op;
-  float f0, f1;       /* parameters for float32 loops */
-  int64_t i0, i1;     /* parameters for int64 loops (integral by construction) */
+  float f0, f1;   /* parameters for float32 loops */
+  int64_t i0, i1; /* parameters for int64 loops (integral by construction) */
 } unary_ctx;
 
-#define LOOP2(T, E)                                                                \
-  do {                                                                             \
-    const int64_t so = step[0], sx = step[1], es = (int64_t)sizeof(T);             \
-    if (so == es && sx == es) {                                                    \
-      T *o = (T *)p[0];                                                            \
-      const T *px = (const T *)p[1];                                               \
-      for (int64_t i = 0; i < n; i++) {                                            \
-        const T x = px[i];                                                         \
-        o[i] = (E);                                                                \
-      }                                                                            \
-    } else {                                                                       \
-      for (int64_t i = 0; i < n; i++) {                                            \
-        const T x = *(const T *)(p[1] + i * sx);                                   \
-        *(T *)(p[0] + i * so) = (E);                                               \
-      }                                                                            \
-    }                                                                              \
+#define LOOP2(T, E)                                                    \
+  do {                                                                 \
+    const int64_t so = step[0], sx = step[1], es = (int64_t)sizeof(T); \
+    if (so == es && sx == es) {                                        \
+      T *o = (T *)p[0];                                                \
+      const T *px = (const T *)p[1];                                   \
+      for (int64_t i = 0; i < n; i++) {                                \
+        const T x = px[i];                                             \
+        o[i] = (E);                                                    \
+      }                                                                \
+    } else {                                                           \
+      for (int64_t i = 0; i < n; i++) {                                \
+        const T x = *(const T *)(p[1] + i * sx);                       \
+        *(T *)(p[0] + i * so) = (E);                                   \
+      }                                                                \
+    }                                                                  \
   } while (0)
 
 /* e^x within 1.4 ulp of the exact value over the whole float range (denormal results included),
@@ -234,7 +233,7 @@ typedef struct unary_ctx {
  * 2^n applied in two halves so that neither scale factor leaves the normal range. */
 static inline float exp_f32(float x) {
   float xc = x == x ? x : 0.0f; /* NaN restored at the end */
-  xc = xc > 89.0f ? 89.0f : xc;   /* beyond these the result is inf or 0 anyway */
+  xc = xc > 89.0f ? 89.0f : xc; /* beyond these the result is inf or 0 anyway */
   xc = xc < -104.0f ? -104.0f : xc;
   const float round_magic = 12582912.0f; /* 1.5 * 2^23: adding it rounds to an integer held in the low bits */
   float t = xc * 1.44269504088896341f + round_magic;
@@ -244,7 +243,9 @@ static inline float exp_f32(float x) {
   float nf = t - round_magic;
   float r = xc - nf * 0.693359375f - nf * -2.12194440e-4f; /* ln2 split in two for an exact product */
   float p = ((((1.9875691500e-4f * r + 1.3981999507e-3f) * r + 8.3334519073e-3f) * r + 4.1665795894e-2f) * r +
-             1.6666665459e-1f) * r + 5.0000001201e-1f;
+             1.6666665459e-1f) *
+                r +
+            5.0000001201e-1f;
   p = p * (r * r) + r + 1.0f;
   int32_t n1 = n / 2, n2 = n - n1;
   int32_t b1 = (n1 + 127) * (1 << 23), b2 = (n2 + 127) * (1 << 23);
@@ -281,7 +282,7 @@ static void un_f32(void *vctx, int64_t n, char **p, const int64_t *step) {
     break;
   case CNN_POW_SCALAR:
     /* the exponents PyTorch special-cases, so results match it bit for bit */
-    if (a == 2.0f) LOOP2(float, x * x);
+    if (a == 2.0f) LOOP2(float, x *x);
     else if (a == 1.0f) LOOP2(float, x);
     else if (a == 0.5f) LOOP2(float, sqrtf(x));
     else if (a == -1.0f) LOOP2(float, 1.0f / x);
@@ -289,7 +290,7 @@ static void un_f32(void *vctx, int64_t n, char **p, const int64_t *step) {
     break;
   case CNN_RPOW_SCALAR: LOOP2(float, powf(a, x)); break;
   case CNN_ADD_SCALAR: LOOP2(float, x + a); break;
-  case CNN_MUL_SCALAR: LOOP2(float, x * a); break;
+  case CNN_MUL_SCALAR: LOOP2(float, x *a); break;
   }
 }
 
@@ -316,8 +317,10 @@ static cnn_dtype unary_dtype(cnn_unop op, cnn_dtype xdt, double p0, double p1, u
   c->i0 = c->i1 = 0;
   if (xdt == CNN_FLOAT32) return CNN_FLOAT32;
   switch (op) {
-  case CNN_NEG: case CNN_ABS: case CNN_RELU: case CNN_SIGN:
-    return CNN_INT64;
+  case CNN_NEG:
+  case CNN_ABS:
+  case CNN_RELU:
+  case CNN_SIGN: return CNN_INT64;
   case CNN_CLAMP: {
     bool lo_ok = p0 == -INFINITY || int_param(p0, &c->i0);
     bool hi_ok = p1 == INFINITY || int_param(p1, &c->i1);
@@ -325,10 +328,9 @@ static cnn_dtype unary_dtype(cnn_unop op, cnn_dtype xdt, double p0, double p1, u
     if (p1 == INFINITY) c->i1 = INT64_MAX;
     return lo_ok && hi_ok ? CNN_INT64 : CNN_FLOAT32;
   }
-  case CNN_ADD_SCALAR: case CNN_MUL_SCALAR:
-    return int_param(p0, &c->i0) ? CNN_INT64 : CNN_FLOAT32;
-  default:
-    return CNN_FLOAT32; /* exp, log, sqrt, sigmoid, tanh, pow */
+  case CNN_ADD_SCALAR:
+  case CNN_MUL_SCALAR: return int_param(p0, &c->i0) ? CNN_INT64 : CNN_FLOAT32;
+  default: return CNN_FLOAT32; /* exp, log, sqrt, sigmoid, tanh, pow */
   }
 }
 
@@ -363,7 +365,10 @@ int cnn_ew_unary_(cnn_unop op, cnn_tensor *x, double p0, double p1) {
 
 /* ---- a += alpha * b ---- */
 
-typedef struct axpy_ctx { float f; int64_t i; } axpy_ctx;
+typedef struct axpy_ctx {
+  float f;
+  int64_t i;
+} axpy_ctx;
 
 static void axpy_f32(void *vctx, int64_t n, char **p, const int64_t *step) {
   const float al = ((const axpy_ctx *)vctx)->f;
@@ -405,7 +410,9 @@ int cnn_ew_axpy_(cnn_tensor *a, double alpha, const cnn_tensor *b) {
 
 /* ---- where ---- */
 
-typedef struct where_ctx { cnn_dtype cond, val; } where_ctx;
+typedef struct where_ctx {
+  cnn_dtype cond, val;
+} where_ctx;
 
 static void where_loop(void *vctx, int64_t n, char **p, const int64_t *step) {
   const where_ctx *c = vctx;
@@ -445,7 +452,11 @@ cnn_tensor *cnn_ew_where(const cnn_tensor *cond, const cnn_tensor *a, const cnn_
 
 /* ---- allclose ---- */
 
-typedef struct close_ctx { cnn_dtype a, b; double rtol, atol; bool ok; } close_ctx;
+typedef struct close_ctx {
+  cnn_dtype a, b;
+  double rtol, atol;
+  bool ok;
+} close_ctx;
 
 static void close_loop(void *vctx, int64_t n, char **p, const int64_t *step) {
   close_ctx *c = vctx;

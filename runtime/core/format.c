@@ -83,11 +83,11 @@ static char *sb_finish(strbuf *b) {
 
 typedef struct {
   cnn_dtype dt;
-  bool int_mode;  /* every finite value is integral: "3." */
-  bool sci_mode;  /* "1.2346e+05" */
-  int width;      /* every value is right-aligned to this */
+  bool int_mode; /* every finite value is integral: "3." */
+  bool sci_mode; /* "1.2346e+05" */
+  int width;     /* every value is right-aligned to this */
   /* scan state */
-  bool any;       /* some nonzero finite value seen */
+  bool any; /* some nonzero finite value seen */
   double amin, amax;
 } formatter;
 
@@ -171,8 +171,7 @@ static void put_value(strbuf *b, const formatter *f, const char *p) {
 /* ---- layout: PyTorch's _vector_str and _tensor_str_with_formatter ---- */
 
 /* Dim d (the last) of the element at p: "[a, b, ...]" wrapped to LINEWIDTH. */
-static void put_vector(strbuf *b, const formatter *f, const cnn_tensor *t, const char *p, int indent,
-                       bool summarize) {
+static void put_vector(strbuf *b, const formatter *f, const cnn_tensor *t, const char *p, int indent, bool summarize) {
   int d = t->ndim - 1;
   int64_t n = t->size[d];
   int64_t step = t->stride[d] * (int64_t)cnn_dtype_size(t->dtype);

@@ -61,11 +61,11 @@ int cnn_iter_init(cnn_iter *it, int nops, const cnn_tensor *const *ops, int ndim
     }
     it->base[k] = (char *)cnn_tensor_data(t);
     continue;
-  bad: {
-      char b1[256], b2[256];
-      return cnn_error_set("shapes %s and %s cannot be broadcast", cnn_shape_str(t->ndim, t->size, b1, sizeof b1),
-                           cnn_shape_str(ndim, shape, b2, sizeof b2));
-    }
+  bad : {
+    char b1[256], b2[256];
+    return cnn_error_set("shapes %s and %s cannot be broadcast", cnn_shape_str(t->ndim, t->size, b1, sizeof b1),
+                         cnn_shape_str(ndim, shape, b2, sizeof b2));
+  }
   }
   /* drop size-1 dims, then merge an outer dim into the inner one when every operand allows; the
    * test is against the merged dim kept so far (it->stride), not the original dim n - 1, so a whole
@@ -74,8 +74,7 @@ int cnn_iter_init(cnn_iter *it, int nops, const cnn_tensor *const *ops, int ndim
   for (int d = 0; d < ndim; d++) {
     if (size[d] == 1) continue;
     bool merge = n > 0;
-    for (int k = 0; k < nops && merge; k++)
-      merge = it->stride[k][n - 1] == stride[k][d] * size[d];
+    for (int k = 0; k < nops && merge; k++) merge = it->stride[k][n - 1] == stride[k][d] * size[d];
     if (merge) {
       it->size[n - 1] *= size[d];
       for (int k = 0; k < nops; k++) it->stride[k][n - 1] = stride[k][d];

@@ -50,8 +50,8 @@ cnn_tensor *cnn_join_cat(int n, const cnn_tensor *const *ts, int dim) {
     }
     for (int k = 0; k < t->ndim; k++) {
       if (k != d && t->size[k] != ref->size[k]) {
-        cnn_error_set("tensor %d has size %lld at dim %d but tensor %d has %lld", i + 1, (long long)t->size[k],
-                      k + 1, r + 1, (long long)ref->size[k]);
+        cnn_error_set("tensor %d has size %lld at dim %d but tensor %d has %lld", i + 1, (long long)t->size[k], k + 1,
+                      r + 1, (long long)ref->size[k]);
         return NULL;
       }
     }
@@ -129,7 +129,8 @@ done:
 
 /* Checks idx (int64, 0-d or 1-d, every entry in [0, size)) for dimension d. */
 static int check_index(const cnn_tensor *idx, int d, int64_t size) {
-  if (idx->dtype != CNN_INT64) return cnn_error_set("expected an int64 index tensor but got %s", cnn_dtype_name(idx->dtype));
+  if (idx->dtype != CNN_INT64)
+    return cnn_error_set("expected an int64 index tensor but got %s", cnn_dtype_name(idx->dtype));
   if (idx->ndim > 1) return cnn_error_set("expected a 1-d index tensor but got %d-d", idx->ndim);
   int64_t n = cnn_tensor_numel(idx), step = idx->ndim ? idx->stride[0] : 0;
   const int64_t *p = cnn_tensor_i64(idx);

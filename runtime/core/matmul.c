@@ -92,8 +92,7 @@ static void shapes_str(const cnn_tensor *a, const cnn_tensor *b, char *sa, char 
 cnn_tensor *cnn_mm_matmul(const cnn_tensor *a, const cnn_tensor *b) {
   char sa[256], sb[256];
   if (a->dtype != CNN_FLOAT32 || b->dtype != CNN_FLOAT32) {
-    cnn_error_set("expected float32 tensors but got %s",
-                  cnn_dtype_name(a->dtype != CNN_FLOAT32 ? a->dtype : b->dtype));
+    cnn_error_set("expected float32 tensors but got %s", cnn_dtype_name(a->dtype != CNN_FLOAT32 ? a->dtype : b->dtype));
     return NULL;
   }
   if (a->ndim == 0 || b->ndim == 0) {
@@ -107,8 +106,7 @@ cnn_tensor *cnn_mm_matmul(const cnn_tensor *a, const cnn_tensor *b) {
   int64_t m = A.rows, k = A.cols, n = B.cols;
   if (B.rows != k) {
     shapes_str(a, b, sa, sb, sizeof sa);
-    cnn_error_set("shapes %s and %s cannot be multiplied (%lld != %lld)", sa, sb, (long long)k,
-                  (long long)B.rows);
+    cnn_error_set("shapes %s and %s cannot be multiplied (%lld != %lld)", sa, sb, (long long)k, (long long)B.rows);
     return NULL;
   }
   int nbo = A.nb > B.nb ? A.nb : B.nb;
@@ -155,8 +153,8 @@ cnn_tensor *cnn_mm_matmul(const cnn_tensor *a, const cnn_tensor *b) {
   float *c = cnn_tensor_f32(out);
   if (nbatch_b == 1 && rows_fold(&A) && nbatch * m <= INT_MAX) {
     /* b is one matrix and a's rows form one run: a single (batch*m, k) x (k, n) product */
-    cnn_gemm(A.trans == CblasTrans, B.trans == CblasTrans, nbatch * m, n, k, 1.0f, A.data, A.ld, B.data, B.ld, 0.0f,
-             c, n);
+    cnn_gemm(A.trans == CblasTrans, B.trans == CblasTrans, nbatch * m, n, k, 1.0f, A.data, A.ld, B.data, B.ld, 0.0f, c,
+             n);
   } else {
     /* many small products: one per thread at a time; few large ones: each split by cnn_gemm */
     bool per_thread = nbatch >= cnn_parallel_get_threads() && (double)m * n * k < 4e6;

@@ -15,10 +15,10 @@
 
 typedef struct plan {
   int64_t outer, r, inner;
-  int ndim;                    /* result shape, in the order of the tensor read */
+  int ndim; /* result shape, in the order of the tensor read */
   int64_t size[CNN_MAX_DIMS];
-  bool permuted;               /* the tensor read is a permuted view of x: the result needs ... */
-  int back[CNN_MAX_DIMS];      /* ... this permutation to reach x's dim order */
+  bool permuted;          /* the tensor read is a permuted view of x: the result needs ... */
+  int back[CNN_MAX_DIMS]; /* ... this permutation to reach x's dim order */
 } plan;
 
 static int make_plan(const cnn_tensor *x, int dim, bool keepdim, plan *p) {
@@ -440,8 +440,7 @@ static int argext(bool is_max, const cnn_tensor *xc, const plan *p, cnn_tensor *
   return 0;
 }
 
-static int max_min(bool is_max, const cnn_tensor *x, int dim, bool keepdim, cnn_tensor **values,
-                   cnn_tensor **indices) {
+static int max_min(bool is_max, const cnn_tensor *x, int dim, bool keepdim, cnn_tensor **values, cnn_tensor **indices) {
   plan p;
   cnn_tensor *xc = prepare(x, dim, keepdim, true, &p);
   if (!xc) return -1;

@@ -239,8 +239,8 @@ int cnn_dim_wrap(int dim, int ndim) {
   int lo = ndim > 0 ? -ndim : -1, hi = ndim > 0 ? ndim - 1 : 0;
   if (dim < lo || dim > hi) {
     /* report in Lua's 1-based terms: the bindings pass dims through unchanged otherwise */
-    return cnn_error_set("dimension %d out of range (the tensor has %d dimension%s)",
-                         dim >= 0 ? dim + 1 : dim, ndim, ndim == 1 ? "" : "s");
+    return cnn_error_set("dimension %d out of range (the tensor has %d dimension%s)", dim >= 0 ? dim + 1 : dim, ndim,
+                         ndim == 1 ? "" : "s");
   }
   return dim < 0 ? dim + (ndim > 0 ? ndim : 1) : dim;
 }
@@ -294,8 +294,8 @@ cnn_tensor *cnn_tensor_narrow(const cnn_tensor *t, int dim, int64_t start, int64
   int64_t n = t->size[d];
   if (start < 0) start += n;
   if (start < 0 || start > n || length < 0 || length > n - start) {
-    cnn_error_set("range start %lld, length %lld is out of bounds for dimension %d of size %lld",
-                  (long long)start + 1, (long long)length, d + 1, (long long)n);
+    cnn_error_set("range start %lld, length %lld is out of bounds for dimension %d of size %lld", (long long)start + 1,
+                  (long long)length, d + 1, (long long)n);
     return NULL;
   }
   cnn_tensor *v = cnn_tensor_alias(t);
@@ -531,7 +531,9 @@ cnn_tensor *cnn_tensor_to_dtype(const cnn_tensor *t, cnn_dtype dt) {
 
 /* ---- writes ---- */
 
-typedef struct { cnn_dtype dst, src; } copy_ctx;
+typedef struct {
+  cnn_dtype dst, src;
+} copy_ctx;
 
 static void copy_loop(void *vctx, int64_t n, char **p, const int64_t *step) {
   const copy_ctx *c = vctx;
@@ -588,7 +590,10 @@ fail:
   return -1;
 }
 
-typedef struct { double v; cnn_dtype dt; } fill_ctx;
+typedef struct {
+  double v;
+  cnn_dtype dt;
+} fill_ctx;
 
 static void fill_loop(void *vctx, int64_t n, char **p, const int64_t *step) {
   const fill_ctx *c = vctx;

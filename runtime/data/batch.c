@@ -106,9 +106,9 @@ cnn_tensor *cnn_batch_order(int64_t n, bool shuffle, bool seeded, uint64_t seed,
     }
   }
   if (world == 1) return perm;
-  int64_t m = mode == CNN_SHARD_DROP ? n / world
-            : mode == CNN_SHARD_PAD  ? (n + world - 1) / world
-                                     : (n - rank + world - 1) / world;
+  int64_t m = mode == CNN_SHARD_DROP  ? n / world
+              : mode == CNN_SHARD_PAD ? (n + world - 1) / world
+                                      : (n - rank + world - 1) / world;
   if (n == 0) m = 0;
   cnn_tensor *shard = cnn_tensor_empty(CNN_INT64, 1, &m);
   if (shard) {

@@ -126,12 +126,13 @@ static int check_header(int kind, const cnn_tensor *t, int64_t extra) {
     if (h[i] != -h[HDR + i]) bad = i;
   if (bad < 0) return 0;
   if (bad == 0) return cnn_error_set("ranks called different collectives (this rank: %s)", kind_names[kind]);
-  if (bad == 1) return cnn_error_set("ranks passed tensors of different dtypes (this rank: %s)",
-                                     cnn_dtype_name(t->dtype));
+  if (bad == 1)
+    return cnn_error_set("ranks passed tensors of different dtypes (this rank: %s)", cnn_dtype_name(t->dtype));
   if (bad == 3 && kind == KIND_ALL_REDUCE) return cnn_error_set("ranks passed different ops");
   if (bad == 3 && kind == KIND_BROADCAST) return cnn_error_set("ranks passed different roots");
-  if (bad == 3) return cnn_error_set("ranks hold buckets of different sizes (%lld to %lld elements)",
-                                     (long long)-h[HDR + 3], (long long)h[3]);
+  if (bad == 3)
+    return cnn_error_set("ranks hold buckets of different sizes (%lld to %lld elements)", (long long)-h[HDR + 3],
+                         (long long)h[3]);
   char shape[32 * CNN_MAX_DIMS] = "(";
   for (int d = 0; d < t->ndim; d++) {
     size_t len = strlen(shape);
@@ -224,8 +225,7 @@ int cnn_dist_broadcast(cnn_tensor *t, int root) {
 #ifdef CNN_HAVE_MPI
   if (D.mpi && check_header(KIND_BROADCAST, t, root)) return -1;
 #endif
-  if (root < 0 || root >= D.world)
-    return cnn_error_set("root %d is outside the ranks 0..%d", root, D.world - 1);
+  if (root < 0 || root >= D.world) return cnn_error_set("root %d is outside the ranks 0..%d", root, D.world - 1);
   if (writable(t)) return -1;
   return in_place(t, bcast_buffer, &root);
 }

@@ -8,8 +8,8 @@
 
 typedef struct cnn_atomic_file {
   FILE *f;
-  char *tmp;         /* the temporary path (malloc'd) */
-  const char *path;  /* the destination (borrowed) */
+  char *tmp;        /* the temporary path (malloc'd) */
+  const char *path; /* the destination (borrowed) */
 } cnn_atomic_file;
 
 /* Creates the temporary file (mode 0666 less the umask). 0, or -1 with the error set. */

@@ -88,7 +88,8 @@ static float load_f32(const unsigned char *p, int code) {
   case CNN_IDX_UBYTE: return (float)p[0];
   case CNN_IDX_SBYTE: return (float)(int8_t)p[0];
   case CNN_IDX_SHORT: return (float)(int16_t)(uint16_t)((p[0] << 8) | p[1]);
-  case CNN_IDX_INT: return (float)(int32_t)(((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) | ((uint32_t)p[2] << 8) | p[3]);
+  case CNN_IDX_INT:
+    return (float)(int32_t)(((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) | ((uint32_t)p[2] << 8) | p[3]);
   case CNN_IDX_FLOAT: {
     uint32_t u = ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) | ((uint32_t)p[2] << 8) | p[3];
     float f;
@@ -118,8 +119,8 @@ static int64_t load_i64(const unsigned char *p, int code) {
 typedef struct {
   const char *path;
   gzFile gz;
-  bool raw;          /* not gzip: the size was checked exactly */
-  const char *kind;  /* "file" or "decompressed file", for messages */
+  bool raw;         /* not gzip: the size was checked exactly */
+  const char *kind; /* "file" or "decompressed file", for messages */
   int code, esize, ndim;
   int64_t size[CNN_MAX_DIMS];
   int64_t numel;

@@ -60,7 +60,7 @@ static size_t utf8_seq(const unsigned char *s, size_t n) {
     cp = (cp << 6) | (s[i] & 0x3F);
   }
   if ((len == 3 && cp < 0x800) || (len == 4 && (cp < 0x10000 || cp > 0x10FFFF))) return 0; /* overlong, range */
-  if (cp >= 0xD800 && cp <= 0xDFFF) return 0;                                             /* surrogates */
+  if (cp >= 0xD800 && cp <= 0xDFFF) return 0;                                              /* surrogates */
   return len;
 }
 
@@ -75,7 +75,10 @@ bool cnn_json_utf8_valid(const char *s, size_t n) {
 }
 
 static size_t put_utf8(char *out, uint32_t cp) {
-  if (cp < 0x80) { out[0] = (char)cp; return 1; }
+  if (cp < 0x80) {
+    out[0] = (char)cp;
+    return 1;
+  }
   if (cp < 0x800) {
     out[0] = (char)(0xC0 | (cp >> 6));
     out[1] = (char)(0x80 | (cp & 0x3F));
@@ -99,7 +102,10 @@ static int hex4(parser *p, uint32_t *out) {
   uint32_t v = 0;
   for (int i = 0; i < 4; i++) {
     unsigned char c = p->s[p->pos + i];
-    int d = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
+    int d = c >= '0' && c <= '9'   ? c - '0'
+            : c >= 'a' && c <= 'f' ? c - 'a' + 10
+            : c >= 'A' && c <= 'F' ? c - 'A' + 10
+                                   : -1;
     if (d < 0) return fail(p, "bad hex digit in \\u escape");
     v = v * 16 + (uint32_t)d;
   }
@@ -149,16 +155,28 @@ static int parse_string(parser *p, char **out, size_t *outlen) {
     case 't': buf[k++] = '\t'; break;
     case 'u': {
       uint32_t cp, lo;
-      if (hex4(p, &cp)) { free(buf); return -1; }
-      if (cp >= 0xDC00 && cp <= 0xDFFF) { free(buf); return fail(p, "unpaired low surrogate in \\u escape"); }
+      if (hex4(p, &cp)) {
+        free(buf);
+        return -1;
+      }
+      if (cp >= 0xDC00 && cp <= 0xDFFF) {
+        free(buf);
+        return fail(p, "unpaired low surrogate in \\u escape");
+      }
       if (cp >= 0xD800 && cp <= 0xDBFF) {
         if (p->n - p->pos < 2 || p->s[p->pos] != '\\' || p->s[p->pos + 1] != 'u') {
           free(buf);
           return fail(p, "unpaired high surrogate in \\u escape");
         }
         p->pos += 2;
-        if (hex4(p, &lo)) { free(buf); return -1; }
-        if (lo < 0xDC00 || lo > 0xDFFF) { free(buf); return fail(p, "unpaired high surrogate in \\u escape"); }
+        if (hex4(p, &lo)) {
+          free(buf);
+          return -1;
+        }
+        if (lo < 0xDC00 || lo > 0xDFFF) {
+          free(buf);
+          return fail(p, "unpaired high surrogate in \\u escape");
+        }
         cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
       }
       k += put_utf8(buf + k, cp);
@@ -184,7 +202,10 @@ static int parse_string(parser *p, char **out, size_t *outlen) {
 static int parse_number(parser *p, cnn_json *v) {
   size_t start = p->pos;
   bool neg = false, integral = true;
-  if (p->pos < p->n && p->s[p->pos] == '-') { neg = true; p->pos++; }
+  if (p->pos < p->n && p->s[p->pos] == '-') {
+    neg = true;
+    p->pos++;
+  }
   if (p->pos >= p->n || p->s[p->pos] < '0' || p->s[p->pos] > '9') return fail(p, "expected a digit");
   if (p->s[p->pos] == '0') {
     p->pos++;
@@ -352,7 +373,8 @@ static int parse_object(parser *p, cnn_json *v, int depth) {
     size_t n = v->key_lens[dup] < 60 ? v->key_lens[dup] : 60;
     memcpy(shown, v->keys[dup], n);
     shown[n] = '\0';
-    return cnn_error_set("invalid JSON at byte %zu: duplicate key \"%s%s\"", at, shown, n < v->key_lens[dup] ? "..." : "");
+    return cnn_error_set("invalid JSON at byte %zu: duplicate key \"%s%s\"", at, shown,
+                         n < v->key_lens[dup] ? "..." : "");
   }
   return 0;
 }
@@ -365,19 +387,13 @@ static int parse_value(parser *p, cnn_json *v, int depth) {
   switch (p->s[p->pos]) {
   case '{': return parse_object(p, v, depth);
   case '[': return parse_array(p, v, depth);
-  case '"':
-    v->type = CNN_JSON_STRING;
-    return parse_string(p, &v->str, &v->len);
+  case '"': v->type = CNN_JSON_STRING; return parse_string(p, &v->str, &v->len);
   case 't':
     v->type = CNN_JSON_BOOL;
     v->boolean = true;
     return literal(p, "true");
-  case 'f':
-    v->type = CNN_JSON_BOOL;
-    return literal(p, "false");
-  case 'n':
-    v->type = CNN_JSON_NULL;
-    return literal(p, "null");
+  case 'f': v->type = CNN_JSON_BOOL; return literal(p, "false");
+  case 'n': v->type = CNN_JSON_NULL; return literal(p, "null");
   default:
     if (p->s[p->pos] == '-' || (p->s[p->pos] >= '0' && p->s[p->pos] <= '9')) return parse_number(p, v);
     return fail(p, "unexpected character");
@@ -414,10 +430,10 @@ const cnn_json *cnn_json_get(const cnn_json *obj, const char *key) {
 
 size_t cnn_json_escape(char *out, size_t cap, const char *s, size_t n) {
   size_t k = 0;
-#define PUT(c)                      \
-  do {                              \
+#define PUT(c)                       \
+  do {                               \
     if (k < cap) out[k] = (char)(c); \
-    k++;                            \
+    k++;                             \
   } while (0)
   PUT('"');
   for (size_t i = 0; i < n; i++) {

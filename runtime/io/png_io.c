@@ -63,8 +63,7 @@ static int check_chunk_lengths(FILE *f, uint64_t file_size, const char *path) {
     uint64_t len = (uint64_t)head[0] << 24 | (uint64_t)head[1] << 16 | (uint64_t)head[2] << 8 | head[3];
     if (len > file_size - pos - 8)
       return cnn_error_set("%s: invalid PNG (chunk '%.4s' claims %llu bytes but only %llu remain)", path,
-                           (const char *)head + 4, (unsigned long long)len,
-                           (unsigned long long)(file_size - pos - 8));
+                           (const char *)head + 4, (unsigned long long)len, (unsigned long long)(file_size - pos - 8));
     if (memcmp(head + 4, "IEND", 4) == 0) break;
     pos += 12 + len;
   }
@@ -131,7 +130,8 @@ cnn_tensor *cnn_png_load(const char *path, cnn_png_mode mode) {
   /* deflate expands at most 1032:1, so a file cannot hold more raw bytes than that: checked
    * before any image-sized allocation, so a tiny hostile header cannot claim gigabytes */
   double raw_bytes = (double)h * (1.0 + ceil((double)w * channels * depth / 8.0));
-  if (raw_bytes / DEFLATE_MAX_RATIO > (double)st.st_size + 64) png_error(png, "the file is far too small for its image size");
+  if (raw_bytes / DEFLATE_MAX_RATIO > (double)st.st_size + 64)
+    png_error(png, "the file is far too small for its image size");
 
   if (color == PNG_COLOR_TYPE_PALETTE) png_set_palette_to_rgb(png);
   if (color == PNG_COLOR_TYPE_GRAY && depth < 8) png_set_expand_gray_1_2_4_to_8(png);
@@ -150,7 +150,8 @@ cnn_tensor *cnn_png_load(const char *path, cnn_png_mode mode) {
   size_t rowbytes = png_get_rowbytes(png, info);
   if (rowbytes != (size_t)w * (size_t)cin * (depth16 ? 2 : 1)) png_error(png, "unexpected row layout after transforms");
   int cout = mode == CNN_PNG_RGBA ? 4 : mode == CNN_PNG_RGB ? 3 : mode == CNN_PNG_GRAY ? 1 : (cin >= 3 ? 3 : 1);
-  if ((mode == CNN_PNG_RGBA && cin != 4) || (mode == CNN_PNG_RGB && cin < 3)) png_error(png, "unexpected channel count");
+  if ((mode == CNN_PNG_RGBA && cin != 4) || (mode == CNN_PNG_RGB && cin < 3))
+    png_error(png, "unexpected channel count");
 
   if (h > 0 && rowbytes > SIZE_MAX / h) png_error(png, "image too large");
   int64_t size[3] = {cout, h, w};
@@ -200,7 +201,8 @@ static inline png_byte to_u8(float v) {
 }
 
 int cnn_png_save(const char *path, const cnn_tensor *t) {
-  if (t->dtype != CNN_FLOAT32) return cnn_error_set("%s: expected a float32 image tensor, got %s", path, cnn_dtype_name(t->dtype));
+  if (t->dtype != CNN_FLOAT32)
+    return cnn_error_set("%s: expected a float32 image tensor, got %s", path, cnn_dtype_name(t->dtype));
   if (t->ndim != 2 && t->ndim != 3)
     return cnn_error_set("%s: expected an image of shape (H, W) or (C, H, W), got %d dimensions", path, t->ndim);
   int64_t c = t->ndim == 3 ? t->size[0] : 1, h = t->size[t->ndim - 2], w = t->size[t->ndim - 1];
@@ -236,8 +238,8 @@ int cnn_png_save(const char *path, const cnn_tensor *t) {
   png_set_write_fn(png, &ctx, on_write, on_flush);
   static const int types[5] = {0, PNG_COLOR_TYPE_GRAY, PNG_COLOR_TYPE_GRAY_ALPHA, PNG_COLOR_TYPE_RGB,
                                PNG_COLOR_TYPE_RGB_ALPHA};
-  png_set_IHDR(png, info, (png_uint_32)w, (png_uint_32)h, 8, types[c], PNG_INTERLACE_NONE,
-               PNG_COMPRESSION_TYPE_DEFAULT, PNG_FILTER_TYPE_DEFAULT);
+  png_set_IHDR(png, info, (png_uint_32)w, (png_uint_32)h, 8, types[c], PNG_INTERLACE_NONE, PNG_COMPRESSION_TYPE_DEFAULT,
+               PNG_FILTER_TYPE_DEFAULT);
   png_write_info(png, info);
   row = malloc((size_t)w * (size_t)c);
   if (!row) png_error(png, "out of memory");

@@ -20,16 +20,32 @@
 
 #define CHUNK 65536
 
-typedef enum { D_F32, D_I64, D_F16, D_BF16, D_F64, D_F8E4M3, D_F8E5M2, D_I8, D_U8, D_I16, D_U16, D_I32, D_U32, D_U64, D_BOOL } st_dtype;
+typedef enum {
+  D_F32,
+  D_I64,
+  D_F16,
+  D_BF16,
+  D_F64,
+  D_F8E4M3,
+  D_F8E5M2,
+  D_I8,
+  D_U8,
+  D_I16,
+  D_U16,
+  D_I32,
+  D_U32,
+  D_U64,
+  D_BOOL
+} st_dtype;
 
 static const struct {
   const char *name;
   int size;
 } dtypes[] = {
-    [D_F32] = {"F32", 4},  [D_I64] = {"I64", 8},    [D_F16] = {"F16", 2},     [D_BF16] = {"BF16", 2},
-    [D_F64] = {"F64", 8},  [D_F8E4M3] = {"F8_E4M3", 1}, [D_F8E5M2] = {"F8_E5M2", 1}, [D_I8] = {"I8", 1},
-    [D_U8] = {"U8", 1},    [D_I16] = {"I16", 2},    [D_U16] = {"U16", 2},     [D_I32] = {"I32", 4},
-    [D_U32] = {"U32", 4},  [D_U64] = {"U64", 8},    [D_BOOL] = {"BOOL", 1},
+    [D_F32] = {"F32", 4}, [D_I64] = {"I64", 8},        [D_F16] = {"F16", 2},        [D_BF16] = {"BF16", 2},
+    [D_F64] = {"F64", 8}, [D_F8E4M3] = {"F8_E4M3", 1}, [D_F8E5M2] = {"F8_E5M2", 1}, [D_I8] = {"I8", 1},
+    [D_U8] = {"U8", 1},   [D_I16] = {"I16", 2},        [D_U16] = {"U16", 2},        [D_I32] = {"I32", 4},
+    [D_U32] = {"U32", 4}, [D_U64] = {"U64", 8},        [D_BOOL] = {"BOOL", 1},
 };
 #define NDTYPES ((int)(sizeof dtypes / sizeof dtypes[0]))
 
@@ -51,7 +67,8 @@ static const char *shown(const char *name, char *buf, size_t cap) {
 
 static void shape_str(char *out, size_t cap, int ndim, const int64_t *size) {
   size_t k = (size_t)snprintf(out, cap, "[");
-  for (int d = 0; d < ndim && k < cap; d++) k += (size_t)snprintf(out + k, cap - k, d ? ", %lld" : "%lld", (long long)size[d]);
+  for (int d = 0; d < ndim && k < cap; d++)
+    k += (size_t)snprintf(out + k, cap - k, d ? ", %lld" : "%lld", (long long)size[d]);
   if (k < cap) snprintf(out + k, cap - k, "]");
 }
 
@@ -77,8 +94,7 @@ static float half_to_float(uint16_t h) {
   uint32_t sign = (uint32_t)(h >> 15) << 31, exp = (h >> 10) & 0x1F, mant = h & 0x3FF, bits;
   if (exp == 0x1F) bits = sign | 0x7F800000u | (mant << 13); /* inf, nan */
   else if (exp) bits = sign | ((exp + 112) << 23) | (mant << 13);
-  else { /* zero or subnormal: mant * 2^-24 */
-    float f = (float)mant * 0x1p-24f;
+  else { /* zero or subnormal: mant * 2^-24 */ float f = (float)mant * 0x1p-24f;
     return sign ? -f : f;
   }
   float f;
@@ -157,7 +173,8 @@ static int parse_entry(const char *path, const char *name, const cnn_json *v, en
   const char *sn = shown(name, nb, sizeof nb);
   if (v->type != CNN_JSON_OBJECT)
     return cnn_error_set("%s: header entry '%s' is not an object with dtype, shape and data_offsets", path, sn);
-  const cnn_json *dt = cnn_json_get(v, "dtype"), *shape = cnn_json_get(v, "shape"), *off = cnn_json_get(v, "data_offsets");
+  const cnn_json *dt = cnn_json_get(v, "dtype"), *shape = cnn_json_get(v, "shape"),
+                 *off = cnn_json_get(v, "data_offsets");
   if (!dt || !shape || !off)
     return cnn_error_set("%s: tensor '%s' lacks %s", path, sn, !dt ? "a dtype" : !shape ? "a shape" : "data_offsets");
   if (dt->type != CNN_JSON_STRING) return cnn_error_set("%s: tensor '%s': dtype must be a string", path, sn);
@@ -199,8 +216,8 @@ static int parse_entry(const char *path, const char *name, const cnn_json *v, en
                          (unsigned long long)e->begin, (unsigned long long)e->end);
   uint64_t nbytes = numel * (uint64_t)dtypes[k].size;
   if (e->end - e->begin != nbytes)
-    return cnn_error_set("%s: tensor '%s': shape %s of %s needs %llu bytes but data_offsets [%llu, %llu] hold %llu", path,
-                         sn, ss, dtypes[k].name, (unsigned long long)nbytes, (unsigned long long)e->begin,
+    return cnn_error_set("%s: tensor '%s': shape %s of %s needs %llu bytes but data_offsets [%llu, %llu] hold %llu",
+                         path, sn, ss, dtypes[k].name, (unsigned long long)nbytes, (unsigned long long)e->begin,
                          (unsigned long long)e->end, (unsigned long long)(e->end - e->begin));
   e->name = name;
   return 0;
@@ -314,9 +331,10 @@ int cnn_safetensors_load(const char *path, cnn_safetensors *out) {
   for (size_t i = 0; i < ntensors; i++) {
     const entry *e = &entries[i];
     if (e->end > data_size) {
-      cnn_error_set("%s: tensor '%s': data_offsets [%llu, %llu] run past the end of the data (%llu bytes; truncated file?)",
-                    path, shown(e->name, nb, sizeof nb), (unsigned long long)e->begin, (unsigned long long)e->end,
-                    (unsigned long long)data_size);
+      cnn_error_set(
+          "%s: tensor '%s': data_offsets [%llu, %llu] run past the end of the data (%llu bytes; truncated file?)", path,
+          shown(e->name, nb, sizeof nb), (unsigned long long)e->begin, (unsigned long long)e->end,
+          (unsigned long long)data_size);
       goto fail;
     }
     if (e->begin < at) {
@@ -537,7 +555,8 @@ int cnn_safetensors_save(const char *path, size_t n, const char *const *names, c
       puts_(&h, num);
     }
     uint64_t nbytes = (uint64_t)cnn_tensor_numel(t) * cnn_dtype_size(t->dtype);
-    snprintf(num, sizeof num, "],\"data_offsets\":[%llu,%llu]}", (unsigned long long)at, (unsigned long long)(at + nbytes));
+    snprintf(num, sizeof num, "],\"data_offsets\":[%llu,%llu]}", (unsigned long long)at,
+             (unsigned long long)(at + nbytes));
     puts_(&h, num);
     at += nbytes;
   }

@@ -39,13 +39,13 @@ cnn_conv2d_params cnn_conv2d_default_params(void) {
 typedef struct geom {
   int64_t N, C, H, W, O, kh, kw, oh, ow;
   int64_t G, Cg, Og;
-  int64_t K;          /* Cg * kh * kw: rows of a column matrix */
-  int64_t L;          /* oh * ow: columns */
+  int64_t K;                      /* Cg * kh * kw: rows of a column matrix */
+  int64_t L;                      /* oh * ow: columns */
   int64_t sh, sw, ph, pw, dh, dw; /* ph, pw: leading padding */
-  int64_t Hp, Wp;     /* extent of the zero-padded input the windows read: (oh-1)*s + (k-1)*d + 1 */
-  int64_t band;       /* output rows per column band */
-  int direct;         /* 1x1, stride 1, unpadded: an image is its own column matrix */
-  int rows;           /* input gradient through the transposed column matrix (see col2im_rows) */
+  int64_t Hp, Wp;                 /* extent of the zero-padded input the windows read: (oh-1)*s + (k-1)*d + 1 */
+  int64_t band;                   /* output rows per column band */
+  int direct;                     /* 1x1, stride 1, unpadded: an image is its own column matrix */
+  int rows;                       /* input gradient through the transposed column matrix (see col2im_rows) */
 } geom;
 
 static void geom_fill(geom *g, int64_t N, int64_t C, int64_t H, int64_t W, int64_t O, int64_t kh, int64_t kw,
@@ -113,8 +113,9 @@ int cnn_conv2d_check(const cnn_tensor *x, const cnn_tensor *w, const cnn_tensor 
       return cnn_error_set("kernel (%lld, %lld) is larger than the padded input (%lld, %lld)", (long long)kh,
                            (long long)kw, (long long)H, (long long)W);
     return cnn_error_set("kernel (%lld, %lld) with dilation (%lld, %lld) spans (%lld, %lld), larger than the padded "
-                         "input (%lld, %lld)", (long long)kh, (long long)kw, (long long)p->dilation[0],
-                         (long long)p->dilation[1], (long long)eh, (long long)ew, (long long)H, (long long)W);
+                         "input (%lld, %lld)",
+                         (long long)kh, (long long)kw, (long long)p->dilation[0], (long long)p->dilation[1],
+                         (long long)eh, (long long)ew, (long long)H, (long long)W);
   }
   int64_t oh = (H - eh) / p->stride[0] + 1, ow = (W - ew) / p->stride[1] + 1;
   /* BLAS takes int dimensions */
@@ -209,8 +210,8 @@ static size_t pad_floats(const geom *g, int64_t band, int64_t nc) {
 /* x: (Cg, H, W), padded rows [r0, r1) -> xp: (Cg, r1-r0, Wp) */
 static void pad_copy(const geom *g, const float *x, int64_t r0, int64_t r1, float *xp) {
   const int64_t H = g->H, W = g->W, Wp = g->Wp, R = r1 - r0;
-  const int64_t zl = g->pw < Wp ? g->pw : Wp;                    /* leading zeros */
-  int64_t n = W < Wp - g->pw ? W : Wp - g->pw;                     /* input columns read */
+  const int64_t zl = g->pw < Wp ? g->pw : Wp;  /* leading zeros */
+  int64_t n = W < Wp - g->pw ? W : Wp - g->pw; /* input columns read */
   if (n < 0) n = 0;
   for (int64_t c = 0; c < g->Cg; c++)
     for (int64_t r = r0; r < r1; r++) {
@@ -270,8 +271,7 @@ static void col2im(const geom *g, const float *col, int64_t oy0, int64_t oy1, in
 /* The transposed form for wide strided kernels: colT ((oy1-oy0)*ow, (c1-c0)*kh*kw) holds one row
  * per output position; its kw entries for a (channel, kernel row) land on kw neighbouring columns
  * of gp (dilation 1), a short contiguous add instead of kw scattered ones at stride sw. */
-static void col2im_rows(const geom *g, const float *colT, int64_t oy0, int64_t oy1, int64_t c0, int64_t c1,
-                        float *gp) {
+static void col2im_rows(const geom *g, const float *colT, int64_t oy0, int64_t oy1, int64_t c0, int64_t c1, float *gp) {
   const int64_t kh = g->kh, kw = g->kw, dw = g->dw, Wp = g->Wp, K = (c1 - c0) * kh * kw;
   for (int64_t oy = oy0; oy < oy1; oy++)
     for (int64_t ox = 0; ox < g->ow; ox++) {
@@ -381,10 +381,10 @@ typedef enum { DIRECT_FORWARD, DIRECT_INPUT_GRAD, DIRECT_WEIGHT_GRAD } direct_ki
 static int run_direct(direct_kind kind, const geom *g, const cnn_conv2d_params *p, const float *a, const float *b,
                       const float *bias, float *out, int nt) {
   cnn_dconv d;
-  void (*plan)(cnn_dconv *, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t,
-               int64_t, int64_t, int) = kind == DIRECT_FORWARD      ? cnn_dconv_plan_forward
-                                        : kind == DIRECT_INPUT_GRAD ? cnn_dconv_plan_input_grad
-                                                                    : cnn_dconv_plan_weight_grad;
+  void (*plan)(cnn_dconv *, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t,
+               int64_t, int) = kind == DIRECT_FORWARD      ? cnn_dconv_plan_forward
+                               : kind == DIRECT_INPUT_GRAD ? cnn_dconv_plan_input_grad
+                                                           : cnn_dconv_plan_weight_grad;
   plan(&d, g->N, g->C, g->H, g->W, g->O, g->kh, g->kw, p->pad_lo[0], p->pad_lo[1], p->pad_hi[0], p->pad_hi[1], nt);
   if (d.scratch_floats > direct_limit) return 1;
   size_t packf = kind == DIRECT_WEIGHT_GRAD ? 0 : cnn_dconv_packed_floats(&d);
@@ -497,7 +497,7 @@ static void input_grad_unit(const geom *g, const float *gy, const float *w, floa
   for (int64_t oy0 = 0; oy0 < g->oh; oy0 += g->band) {
     int64_t oy1 = oy0 + g->band < g->oh ? oy0 + g->band : g->oh, Lt = (oy1 - oy0) * g->ow;
     const float *gyt = gyg + oy0 * g->ow; /* (Og, Lt) with ld L */
-    if (g->rows) { /* gcolT (Lt, Kb) = gy^T (Lt, Og) @ w (Og, Kb) */
+    if (g->rows) {                        /* gcolT (Lt, Kb) = gy^T (Lt, Og) @ w (Og, Kb) */
       gemm(1, 0, Lt, Kb, g->Og, gyt, g->L, wb, g->K, 0, gcol, Kb);
       col2im_rows(g, gcol, oy0, oy1, c0, c1, gp);
     } else { /* gcol (Kb, Lt) = w^T (Kb, Og) @ gy (Og, Lt) */
@@ -641,9 +641,9 @@ int cnn_conv2d_backward(const cnn_tensor *gy, const cnn_tensor *x, const cnn_ten
   if (rb) bias_grad(&g, gyp, cnn_tensor_f32(rb));
   bool direct = use_direct(&g, p);
   if (rw) { /* rc 1: not done by the direct kernels (not applicable, or past their workspace cap) */
-    int rc = direct && N > 0 ? run_direct(DIRECT_WEIGHT_GRAD, &g, p, gyp, cnn_tensor_f32(xc), NULL,
-                                          cnn_tensor_f32(rw), nt)
-                             : 1;
+    int rc = direct && N > 0
+                 ? run_direct(DIRECT_WEIGHT_GRAD, &g, p, gyp, cnn_tensor_f32(xc), NULL, cnn_tensor_f32(rw), nt)
+                 : 1;
     if (rc < 0 || (rc == 1 && weight_grad(&g, gyp, cnn_tensor_f32(xc), cnn_tensor_f32(rw), nt))) goto fail;
   }
   if (rx && cnn_tensor_numel(rx) > 0) {

@@ -26,7 +26,7 @@
 #include "cnn/parallel.h"
 
 #if defined(__AVX512F__)
-#define VL 16  /* floats per vector */
+#define VL 16   /* floats per vector */
 #define NACC 24 /* accumulators a tile may hold: 32 registers, minus loads and a broadcast */
 #elif defined(__AVX__)
 #define VL 8
@@ -123,8 +123,8 @@ static void plan_set(cnn_dconv *d, int64_t N, int64_t C, int64_t H, int64_t W, i
   d->pt = pt, d->pl = pl, d->pb = pb, d->pr = pr;
 }
 
-void cnn_dconv_plan_forward(cnn_dconv *d, int64_t N, int64_t C, int64_t H, int64_t W, int64_t O, int64_t kh,
-                            int64_t kw, int64_t pt, int64_t pl, int64_t pb, int64_t pr, int nt) {
+void cnn_dconv_plan_forward(cnn_dconv *d, int64_t N, int64_t C, int64_t H, int64_t W, int64_t O, int64_t kh, int64_t kw,
+                            int64_t pt, int64_t pl, int64_t pb, int64_t pr, int nt) {
   plan_set(d, N, C, H, W, O, kh, kw, pt, pl, pb, pr);
   pick_tile(d);
   plan_common(d, nt, (int64_t)d->nv * VL);
@@ -175,8 +175,8 @@ static inline void zero_floats(float *dst, int64_t n) {
 /* src: g images of n planes (h, w) at src + (i * n + c) * h * w, c < n -> rows of w floats at
  * stride S, images at stride T, channels at stride cs from `first` (the first image's first row);
  * every other float of [dst, dst + n * cs), and of the images g..G, becomes zero. */
-static void planes_fill(const cnn_dconv *d, const float *src, int64_t n, int64_t g, int64_t h, int64_t w,
-                        int64_t first, float *dst) {
+static void planes_fill(const cnn_dconv *d, const float *src, int64_t n, int64_t g, int64_t h, int64_t w, int64_t first,
+                        float *dst) {
   const int64_t S = d->S, T = d->T;
   for (int64_t c = 0; c < n; c++) {
     float *p = dst + c * d->cs;
@@ -235,8 +235,7 @@ INLINE void fwd_tile(const float *xs, int64_t cs, int64_t S, int64_t C, int64_t 
 }
 
 /* yq (Op, Qr) = the slab's correlation, every filter tile over every position tile. */
-INLINE void fwd_slab(const cnn_dconv *d, const float *xs, const float *pack, float *yq, const int mr,
-                     const int nv) {
+INLINE void fwd_slab(const cnn_dconv *d, const float *xs, const float *pack, float *yq, const int mr, const int nv) {
   const int64_t K = d->C * d->kh * d->kw, tw = (int64_t)nv * VL;
   const int64_t stretches = d->span ? d->G : 1, len = d->span ? d->span : d->Qr;
   for (int64_t g = 0; g < stretches; g++)
@@ -298,8 +297,8 @@ void cnn_dconv_forward(const cnn_dconv *d, const float *x, const float *w, const
 
 /* The plan's filters are gx's channels c, reading gy's channels o with taps flipped:
  * w'[c][o][ki][kj] = w[o][c][kh-1-ki][kw-1-kj], where w is (O=d->C, C=d->O, kh, kw). */
-void cnn_dconv_input_grad(const cnn_dconv *d, const float *gy, const float *w, float *gx, float *pack,
-                          float *const *ws, int nt) {
+void cnn_dconv_input_grad(const cnn_dconv *d, const float *gy, const float *w, float *gx, float *pack, float *const *ws,
+                          int nt) {
   const int64_t kh = d->kh, kw = d->kw, K = d->C * kh * kw, mr = d->mr, Cw = d->O;
   for (int64_t c = 0; c < d->Op; c++)
     for (int64_t o = 0; o < d->C; o++)
@@ -385,8 +384,7 @@ static void grid_fill(const cnn_dconv *d, const float *gy, int64_t n0, int64_t g
   zero_floats(gq + d->O * d->Qr, (d->Op - d->O) * d->Qr);
 }
 
-void cnn_dconv_weight_grad(const cnn_dconv *d, const float *gy, const float *x, float *gw, float *const *ws,
-                           int nt) {
+void cnn_dconv_weight_grad(const cnn_dconv *d, const float *gy, const float *x, float *gw, float *const *ws, int nt) {
   const int64_t slabs = (d->N + d->G - 1) / d->G, wsz = d->O * d->C * d->kh * d->kw;
   const size_t gqf = (size_t)(d->Op * d->Qr), partf = d->slab_floats + gqf;
   int team = 1;

@@ -13,7 +13,7 @@
 typedef struct cnn_dconv {
   int64_t N, C, H, W, O, kh, kw;
   int64_t pt, pl, pb, pr;
-  int64_t S, T, cs;      /* slab strides of a row, an image and a channel (see conv_direct.c) */
+  int64_t S, T, cs; /* slab strides of a row, an image and a channel (see conv_direct.c) */
   int64_t oh, ow;
   int64_t G;             /* images per slab (a unit of work) */
   int64_t Q, Qr;         /* positions per slab: G * T, rounded up to the tile width */
@@ -31,8 +31,8 @@ bool cnn_dconv_applies(int64_t kh, int64_t kw, const int64_t stride[2], const in
                        const int64_t pad_hi[2], const int64_t dilation[2], int64_t groups);
 
 /* Plans for x (N, C, H, W), w (O, C, kh, kw), padding (pt, pl, pb, pr) on nt threads. */
-void cnn_dconv_plan_forward(cnn_dconv *d, int64_t N, int64_t C, int64_t H, int64_t W, int64_t O, int64_t kh,
-                            int64_t kw, int64_t pt, int64_t pl, int64_t pb, int64_t pr, int nt);
+void cnn_dconv_plan_forward(cnn_dconv *d, int64_t N, int64_t C, int64_t H, int64_t W, int64_t O, int64_t kh, int64_t kw,
+                            int64_t pt, int64_t pl, int64_t pb, int64_t pr, int nt);
 void cnn_dconv_plan_input_grad(cnn_dconv *d, int64_t N, int64_t C, int64_t H, int64_t W, int64_t O, int64_t kh,
                                int64_t kw, int64_t pt, int64_t pl, int64_t pb, int64_t pr, int nt);
 void cnn_dconv_plan_weight_grad(cnn_dconv *d, int64_t N, int64_t C, int64_t H, int64_t W, int64_t O, int64_t kh,
@@ -53,8 +53,8 @@ size_t cnn_dconv_packed_floats(const cnn_dconv *d);
  * weight_grad: gy, x -> gw (O, C, kh, kw), summed over the batch    (plan: cnn_dconv_plan_weight_grad) */
 void cnn_dconv_forward(const cnn_dconv *d, const float *x, const float *w, const float *b, float *y, float *pack,
                        float *const *ws, int nt);
-void cnn_dconv_input_grad(const cnn_dconv *d, const float *gy, const float *w, float *gx, float *pack,
-                          float *const *ws, int nt);
+void cnn_dconv_input_grad(const cnn_dconv *d, const float *gy, const float *w, float *gx, float *pack, float *const *ws,
+                          int nt);
 void cnn_dconv_weight_grad(const cnn_dconv *d, const float *gy, const float *x, float *gw, float *const *ws, int nt);
 
 #endif

@@ -34,8 +34,8 @@ int cnn_loss_check_labels(const cnn_class_target *t, int64_t items, int64_t C, d
 /* ---- cross-entropy ---- */
 
 /* One item: C scores st apart. Writes the loss and the (max, log-sum) pair. */
-static inline void ce_item(const float *x, int64_t C, int64_t st, int64_t cls, const float *wt, double s,
-                           float *loss, float *stats) {
+static inline void ce_item(const float *x, int64_t C, int64_t st, int64_t cls, const float *wt, double s, float *loss,
+                           float *stats) {
   float m = -INFINITY;
   for (int64_t c = 0; c < C; c++) m = x[c * st] > m ? x[c * st] : m;
   double sum = 0;
@@ -57,8 +57,8 @@ static inline void ce_item(const float *x, int64_t C, int64_t st, int64_t cls, c
   *loss = (float)r;
 }
 
-void cnn_loss_cross_entropy_forward(const float *x, const cnn_class_target *t, double label_smoothing,
-                                    int64_t outer, int64_t C, int64_t inner, float *loss, float *stats) {
+void cnn_loss_cross_entropy_forward(const float *x, const cnn_class_target *t, double label_smoothing, int64_t outer,
+                                    int64_t C, int64_t inner, float *loss, float *stats) {
   const int64_t items = outer * inner;
   if (items > 1 && go_parallel(items * C)) {
 #pragma omp parallel for schedule(static)
@@ -94,14 +94,13 @@ static inline void ce_item_backward(const float *x, const float *stats, int64_t 
 }
 
 static inline void ce_backward_at(const float *x, const float *stats, const cnn_class_target *t, int64_t C,
-                                  int64_t inner, const float *gitem, int64_t gstride, float gscale, float s,
-                                  float wsum, int64_t w, float *gx) {
+                                  int64_t inner, const float *gitem, int64_t gstride, float gscale, float s, float wsum,
+                                  int64_t w, float *gx) {
   int64_t off = (w / inner) * C * inner + w % inner;
   float coef = gitem[w * gstride] * gscale;
   if (inner == 1) /* contiguous rows: the stride-1 instance vectorises */
     ce_item_backward(x + off, stats + 2 * w, C, 1, class_of(t, w), t->weight, s, wsum, coef, gx + off);
-  else
-    ce_item_backward(x + off, stats + 2 * w, C, inner, class_of(t, w), t->weight, s, wsum, coef, gx + off);
+  else ce_item_backward(x + off, stats + 2 * w, C, inner, class_of(t, w), t->weight, s, wsum, coef, gx + off);
 }
 
 void cnn_loss_cross_entropy_backward(const float *x, const float *stats, const cnn_class_target *t,
@@ -198,8 +197,8 @@ void cnn_loss_mse_forward(const float *a, const float *b, int64_t n, float *loss
   *sum = total;
 }
 
-void cnn_loss_mse_backward(const float *a, const float *b, int64_t n, const float *gitem, int64_t gstride,
-                           float gscale, float *ga, float *gb) {
+void cnn_loss_mse_backward(const float *a, const float *b, int64_t n, const float *gitem, int64_t gstride, float gscale,
+                           float *ga, float *gb) {
   if (go_parallel(n)) {
 #pragma omp parallel for schedule(static)
     for (int64_t i = 0; i < n; i++) {

@@ -145,8 +145,7 @@ static inline __attribute__((always_inline)) void lanes_dots(lanes *a, lanes *h,
  * with relu, g masked as relu_grad. Always inlined, so each caller's constant relu removes the
  * masking where it is off. */
 static inline __attribute__((always_inline)) void block_dots(const block *b, const float *x, const float *gy, float m,
-                                                             bool relu, float sc, float bias, double *sg,
-                                                             double *sgx) {
+                                                             bool relu, float sc, float bias, double *sg, double *sgx) {
   lanes a0 = {0}, a1 = {0}, h0 = {0}, h1 = {0};
   float t = 0, tt = 0;
   const float *p = b->p, *g = gy + (b->p - x);

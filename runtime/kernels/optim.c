@@ -14,11 +14,13 @@
 /* t must be a contiguous float32 tensor of the parameter's shape ("what" names it in errors). */
 static int check_like(const cnn_tensor *t, const char *what, const cnn_tensor *param) {
   if (!t) return cnn_error_set("missing %s", what);
-  if (t->dtype != CNN_FLOAT32) return cnn_error_set("%s is %s; optimisers update float32 tensors", what, cnn_dtype_name(t->dtype));
+  if (t->dtype != CNN_FLOAT32)
+    return cnn_error_set("%s is %s; optimisers update float32 tensors", what, cnn_dtype_name(t->dtype));
   if (!cnn_tensor_is_contiguous(t)) return cnn_error_set("%s is not contiguous", what);
   if (t != param && !cnn_tensor_same_shape(t, param)) {
     char b1[128], b2[128];
-    return cnn_error_set("%s has shape %s but the parameter has shape %s", what, cnn_shape_str(t->ndim, t->size, b1, sizeof b1),
+    return cnn_error_set("%s has shape %s but the parameter has shape %s", what,
+                         cnn_shape_str(t->ndim, t->size, b1, sizeof b1),
                          cnn_shape_str(param->ndim, param->size, b2, sizeof b2));
   }
   return 0;
@@ -46,11 +48,11 @@ int cnn_optim_sgd(cnn_tensor *param, const cnn_tensor *grad, cnn_tensor *buf, bo
   /* serial or parallel decided here: an OpenMP region with a false if clause still costs ~1.4 us,
    * paid once per parameter per step */
   if (!use_buf) {
-#define SGD_PLAIN(i)                    \
-  do {                                  \
-    float d = sg * g[i];                \
-    if (decay) d = d + wd * p[i];       \
-    p[i] = p[i] + nlr * d;              \
+#define SGD_PLAIN(i)              \
+  do {                            \
+    float d = sg * g[i];          \
+    if (decay) d = d + wd * p[i]; \
+    p[i] = p[i] + nlr * d;        \
   } while (0)
     if (nt > 1) {
 #pragma omp parallel for simd schedule(static) num_threads(nt)
@@ -62,13 +64,13 @@ int cnn_optim_sgd(cnn_tensor *param, const cnn_tensor *grad, cnn_tensor *buf, bo
 #undef SGD_PLAIN
   } else {
     /* d = g (+ wd p); buf = d on the first step, else mom*buf + (1-dampening)*d */
-#define SGD_MOMENTUM(i)                                    \
-  do {                                                     \
-    float d = sg * g[i];                                   \
-    if (decay) d = d + wd * p[i];                          \
-    float m = buf_init ? d : b[i] * mom + keep * d;        \
-    b[i] = m;                                              \
-    p[i] = p[i] + nlr * (nesterov ? d + mom * m : m);      \
+#define SGD_MOMENTUM(i)                               \
+  do {                                                \
+    float d = sg * g[i];                              \
+    if (decay) d = d + wd * p[i];                     \
+    float m = buf_init ? d : b[i] * mom + keep * d;   \
+    b[i] = m;                                         \
+    p[i] = p[i] + nlr * (nesterov ? d + mom * m : m); \
   } while (0)
     if (nt > 1) {
 #pragma omp parallel for simd schedule(static) num_threads(nt)

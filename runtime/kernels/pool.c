@@ -357,7 +357,7 @@ static bool max2x2_backward_plane(const float *g, const int64_t *ix, float *gx, 
       for (int64_t j = 0; j < ow; j++) ok &= block_backward1(gr[j], xr[j], base + 2 * j, W, r0 + 2 * j, r1 + 2 * j);
     } else {
       const v8l lane2 = {0, 2, 4, 6, 8, 10, 12, 14};
-      v8l valid = ~(v8l){0}; /* lanes stay all ones while every index lies in its block */
+      v8l valid = ~(v8l){0};          /* lanes stay all ones while every index lies in its block */
       for (int64_t j = 0;; j += V8) { /* the last vector overlaps: its writes repeat the same values */
         if (j > ow - V8) j = ow - V8;
         v8f gv;
@@ -421,7 +421,10 @@ cnn_tensor *cnn_pool_max2d_backward(const cnn_tensor *gy, const cnn_tensor *indi
 
 /* PyTorch's avg_pool2d window for output (i, j): the clipped bounds and the divisor. Returns
  * false for a window that lies wholly in padding (its output is 0). */
-typedef struct avg_win { int64_t h0, h1, w0, w1; float div; } avg_win;
+typedef struct avg_win {
+  int64_t h0, h1, w0, w1;
+  float div;
+} avg_win;
 
 static bool avg_window(const cnn_pool2d_params *p, int64_t H, int64_t W, int64_t i, int64_t j, avg_win *a) {
   int64_t h0 = i * p->stride[0] - p->padding[0], w0 = j * p->stride[1] - p->padding[1];

@@ -256,9 +256,7 @@ static void stroke_aa(sink *s, double x0, double y0, double x1, double y1, doubl
   double hw = width > 1 ? width * 0.5 : 0.5, gain = width > 1 ? 1 : (width > 0 ? width : 0);
   double reach = hw + 1;
   if (!(gain > 0)) return;
-  if (!clip_segment(&x0, &y0, &x1, &y1, c->cx0 - reach - 1, c->cy0 - reach - 1, c->cx1 + reach,
-                    c->cy1 + reach))
-    return;
+  if (!clip_segment(&x0, &y0, &x1, &y1, c->cx0 - reach - 1, c->cy0 - reach - 1, c->cx1 + reach, c->cy1 + reach)) return;
   double dx = x1 - x0, dy = y1 - y0, len2 = dx * dx + dy * dy, len = sqrt(len2);
   int ya = clamp_int(floor(fmin(y0, y1) - reach), c->cy0, c->cy1);
   int yb = clamp_int(ceil(fmax(y0, y1) + reach) + 1, c->cy0, c->cy1);
@@ -342,8 +340,8 @@ static void sink_direct(sink *s, cnn_canvas *c, cnn_rgb col, float alpha) {
   s->alpha = alpha;
 }
 
-void cnn_canvas_line(cnn_canvas *c, double x0, double y0, double x1, double y1, cnn_rgb col, double width,
-                     int aa, float alpha) {
+void cnn_canvas_line(cnn_canvas *c, double x0, double y0, double x1, double y1, cnn_rgb col, double width, int aa,
+                     float alpha) {
   if (!aa && width > 1) { /* thresholded coverage needs the buffer to avoid double blending */
     double xs[2] = {x0, x1}, ys[2] = {y0, y1};
     cnn_canvas_polyline(c, xs, ys, 2, col, width, aa, alpha);
@@ -397,8 +395,8 @@ void cnn_canvas_dashed_line(cnn_canvas *c, double x0, double y0, double x1, doub
   }
 }
 
-int cnn_canvas_polyline(cnn_canvas *c, const double *xs, const double *ys, int64_t n, cnn_rgb col, double width,
-                        int aa, float alpha) {
+int cnn_canvas_polyline(cnn_canvas *c, const double *xs, const double *ys, int64_t n, cnn_rgb col, double width, int aa,
+                        float alpha) {
   sink s;
   if (sink_buffered(&s, c, col, alpha) != 0) return -1;
   if (!s.buf) return 0;
@@ -449,8 +447,7 @@ void cnn_canvas_polygon(cnn_canvas *c, const double *xs, const double *ys, int n
     for (int x = ia; x < ib; x++) {
       int hits = 0;
       for (int sy = 0; sy < 4; sy++)
-        for (int sx = 0; sx < 4; sx++)
-          hits += inside(xs, ys, n, x - 0.375 + 0.25 * sx, y - 0.375 + 0.25 * sy);
+        for (int sx = 0; sx < 4; sx++) hits += inside(xs, ys, n, x - 0.375 + 0.25 * sx, y - 0.375 + 0.25 * sy);
       if (hits) cnn_canvas_blend(c, x, y, col, alpha * (float)hits / 16.0f);
     }
 }
@@ -466,9 +463,7 @@ int cnn_marker_from_name(const char *name) {
   return -1;
 }
 
-const char *cnn_marker_name(int kind) {
-  return kind >= 0 && kind < CNN_MARKER_COUNT ? marker_names[kind] : "?";
-}
+const char *cnn_marker_name(int kind) { return kind >= 0 && kind < CNN_MARKER_COUNT ? marker_names[kind] : "?"; }
 
 static void outline(cnn_canvas *c, const double *xs, const double *ys, int n, cnn_rgb col, float alpha) {
   double px[16], py[16];
@@ -492,9 +487,7 @@ void cnn_canvas_marker(cnn_canvas *c, double x, double y, int kind, double size,
     cnn_canvas_circle(c, x, y, h, col, 1, 0, 1);
     if (edge_alpha > 0) cnn_canvas_circle(c, x, y, h - 0.5, edge, 0, 1, edge_alpha);
     return;
-  case CNN_MARKER_CIRCLE:
-    cnn_canvas_circle(c, x, y, h - 0.75, col, 0, 1.5, 1);
-    return;
+  case CNN_MARKER_CIRCLE: cnn_canvas_circle(c, x, y, h - 0.75, col, 0, 1.5, 1); return;
   case CNN_MARKER_CROSS: {
     double k = h * 0.8, w = fmax(1.5, size / 6);
     cnn_canvas_line(c, x - k, y - k, x + k, y + k, col, w, 1, 1);
@@ -541,8 +534,7 @@ void cnn_canvas_marker(cnn_canvas *c, double x, double y, int kind, double size,
     n = 10;
     break;
   }
-  default:
-    return;
+  default: return;
   }
   cnn_canvas_polygon(c, xs, ys, n, col, 1);
   if (edge_alpha > 0) outline(c, xs, ys, n, edge, edge_alpha);

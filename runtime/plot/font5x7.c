@@ -3,6 +3,8 @@
  * descenders), one string per row, '#' set. Rows left out of a glyph are blank. */
 #include "cnn/canvas.h"
 
+/* one glyph row per line */
+/* clang-format off */
 static const char glyphs[95][CNN_FONT_H][CNN_FONT_W + 1] = {
   [' ' - 32] = {""},
   ['!' - 32] = {"..#..",

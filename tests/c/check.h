@@ -23,28 +23,28 @@ static int failures;
   } while (0)
 
 /* expr returns a tensor: it must return NULL with exactly the error msg (any result is released) */
-#define CHECK_ERROR(expr, msg)                                                              \
-  do {                                                                                           \
-    cnn_error_clear();                                                                           \
-    cnn_tensor *r_ = (expr);                                                                     \
-    if (r_ || strcmp(cnn_error_get(), msg) != 0) {                                               \
+#define CHECK_ERROR(expr, msg)                                                                  \
+  do {                                                                                          \
+    cnn_error_clear();                                                                          \
+    cnn_tensor *r_ = (expr);                                                                    \
+    if (r_ || strcmp(cnn_error_get(), msg) != 0) {                                              \
       fprintf(stderr, "%s:%d: expected error \"%s\", got %s \"%s\"\n", __FILE__, __LINE__, msg, \
-              r_ ? "a result and" : "", cnn_error_get());                                        \
-      failures++;                                                                                \
-    }                                                                                            \
-    cnn_tensor_release(r_);                                                                      \
+              r_ ? "a result and" : "", cnn_error_get());                                       \
+      failures++;                                                                               \
+    }                                                                                           \
+    cnn_tensor_release(r_);                                                                     \
   } while (0)
 
 /* call returns an int status: it must fail (non-zero) with exactly the error msg */
-#define CHECK_ERROR_RC(call, msg)                                                                  \
-  do {                                                                                             \
-    cnn_error_clear();                                                                             \
-    int rc_ = (call);                                                                              \
-    if (rc_ == 0 || strcmp(cnn_error_get(), msg) != 0) {                                           \
-      fprintf(stderr, "%s:%d: expected error \"%s\", got rc %d \"%s\"\n", __FILE__, __LINE__, msg, \
-              rc_, cnn_error_get());                                                               \
-      failures++;                                                                                  \
-    }                                                                                              \
+#define CHECK_ERROR_RC(call, msg)                                                                       \
+  do {                                                                                                  \
+    cnn_error_clear();                                                                                  \
+    int rc_ = (call);                                                                                   \
+    if (rc_ == 0 || strcmp(cnn_error_get(), msg) != 0) {                                                \
+      fprintf(stderr, "%s:%d: expected error \"%s\", got rc %d \"%s\"\n", __FILE__, __LINE__, msg, rc_, \
+              cnn_error_get());                                                                         \
+      failures++;                                                                                       \
+    }                                                                                                   \
   } while (0)
 
 /* The last error contains every given (non-NULL) fragment. */
@@ -60,13 +60,13 @@ static inline void check_error_has(int line, const char *a, const char *b) {
 /* |a - b| <= tol * (1 + |b|): relative to the expected value b, absolute near 0 */
 static inline int check_close_rel(double a, double b, double tol) { return fabs(a - b) <= tol * (1 + fabs(b)); }
 
-#define CHECK_CLOSE(a, b, tol)                                                                     \
-  do {                                                                                             \
-    double a_ = (a), b_ = (b);                                                                     \
-    if (!check_close_rel(a_, b_, tol)) {                                                           \
-      fprintf(stderr, "%s:%d: %s = %.9g, expected %.9g\n", __FILE__, __LINE__, #a, a_, b_);        \
-      failures++;                                                                                  \
-    }                                                                                              \
+#define CHECK_CLOSE(a, b, tol)                                                              \
+  do {                                                                                      \
+    double a_ = (a), b_ = (b);                                                              \
+    if (!check_close_rel(a_, b_, tol)) {                                                    \
+      fprintf(stderr, "%s:%d: %s = %.9g, expected %.9g\n", __FILE__, __LINE__, #a, a_, b_); \
+      failures++;                                                                           \
+    }                                                                                       \
   } while (0)
 
 /* A contiguous float32 tensor of the given shape holding a copy of v (numel floats). */

@@ -26,7 +26,8 @@ static size_t mnist_file(unsigned char *b, int n) {
   memcpy(b, head, sizeof head);
   for (int i = 0; i < n; i++)
     for (int r = 0; r < 28; r++)
-      for (int c = 0; c < 28; c++) b[16 + (size_t)i * 784 + r * 28 + c] = (unsigned char)((37 * i + 5 * r + 3 * c) % 256);
+      for (int c = 0; c < 28; c++)
+        b[16 + (size_t)i * 784 + r * 28 + c] = (unsigned char)((37 * i + 5 * r + 3 * c) % 256);
   return 16 + (size_t)n * 784;
 }
 
@@ -112,7 +113,8 @@ static void test_load(void) {
       cnn_error_clear();
       cnn_bytes *b = cnn_idx_load_bytes(p);
       if (t || b || strcmp(expect, cnn_error_get()) != 0 || !strstr(expect, p)) {
-        fprintf(stderr, "idx bytes: %s cut at %zu: \"%s\" vs \"%s\"\n", g ? "gzip" : "raw", cut, expect, cnn_error_get());
+        fprintf(stderr, "idx bytes: %s cut at %zu: \"%s\" vs \"%s\"\n", g ? "gzip" : "raw", cut, expect,
+                cnn_error_get());
         failures++;
       }
       cnn_tensor_release(t);

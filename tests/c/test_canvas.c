@@ -133,9 +133,8 @@ static void test_polyline(void) {
   cnn_canvas c = blank(12, 10, &t);
   double xs[6] = {2, 10, NAN, 2, 10, 6}, ys[6] = {2, 2, 0, 8, 8, INFINITY};
   CHECK(cnn_canvas_polyline(&c, xs, ys, 6, BLACK, 1, 0, 1) == 0);
-  static const char *const want[10] = {"............", "............", "..#########.", "............",
-                                       "............", "............", "............", "............",
-                                       "..#########.", "............"};
+  static const char *const want[10] = {"............", "............", "..#########.", "............", "............",
+                                       "............", "............", "............", "..#########.", "............"};
   CHECK(matches(&c, want));
   /* coverage is max-combined: a path doubling back over itself at alpha 0.5 is 0.5, not 0.25 */
   cnn_canvas_fill(&c, WHITE);
@@ -209,16 +208,16 @@ static void test_text(void) {
   cnn_canvas c = blank(13, 9, &t);
   cnn_canvas_text(&c, 1, 0, "A1", 1, BLACK, 0, 0);
   /* 'A' = .###. #...# #...# ##### #...# #...# #...#, '1' = ..#.. .##.. ..#.. (x4) .###. */
-  static const char *const want[9] = {"..###....#...", ".#...#..##...", ".#...#...#...", ".#####...#...",
-                                      ".#...#...#...", ".#...#...#...", ".#...#..###..", ".............",
-                                      "............."};
+  static const char *const want[9] = {"..###....#...", ".#...#..##...", ".#...#...#...",
+                                      ".#####...#...", ".#...#...#...", ".#...#...#...",
+                                      ".#...#..###..", ".............", "............."};
   CHECK(matches(&c, want));
   cnn_tensor_release(t);
 
   /* scale 2: every glyph pixel is a 2x2 block; 'g' descends into rows 7-8 (14-17 at scale 2) */
   c = blank(12, 18, &t);
   cnn_canvas_text(&c, 0, 0, "g", 2, BLACK, 0, 0);
-  CHECK(red(&c, 2, 4) == 0 && red(&c, 3, 5) == 0 && red(&c, 0, 4) == 1); /* ".####" row 2 */
+  CHECK(red(&c, 2, 4) == 0 && red(&c, 3, 5) == 0 && red(&c, 0, 4) == 1);    /* ".####" row 2 */
   CHECK(red(&c, 8, 14) == 0 && red(&c, 9, 15) == 0 && red(&c, 0, 14) == 1); /* "....#" row 7 */
   cnn_tensor_release(t);
 

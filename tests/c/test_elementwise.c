@@ -14,19 +14,21 @@
 
 static int failures, checks;
 
-#define CHECK(cond, ...)                                          \
-  do {                                                            \
-    checks++;                                                     \
-    if (!(cond)) {                                                \
-      failures++;                                                 \
-      fprintf(stderr, "%s:%d: FAIL: ", __FILE__, __LINE__);       \
-      fprintf(stderr, __VA_ARGS__);                               \
-      fputc('\n', stderr);                                        \
-    }                                                             \
+#define CHECK(cond, ...)                                    \
+  do {                                                      \
+    checks++;                                               \
+    if (!(cond)) {                                          \
+      failures++;                                           \
+      fprintf(stderr, "%s:%d: FAIL: ", __FILE__, __LINE__); \
+      fprintf(stderr, __VA_ARGS__);                         \
+      fputc('\n', stderr);                                  \
+    }                                                       \
   } while (0)
 
-#define SHAPE(...) (int)(sizeof((int64_t[]){__VA_ARGS__}) / sizeof(int64_t)), (const int64_t[]){__VA_ARGS__}
-#define VALS(...) (const double[]){__VA_ARGS__}
+#define SHAPE(...) \
+  (int)(sizeof((int64_t[]){__VA_ARGS__}) / sizeof(int64_t)), (const int64_t[]) { __VA_ARGS__ }
+#define VALS(...) \
+  (const double[]) { __VA_ARGS__ }
 #define S0 0, NULL /* the shape of a 0-d tensor */
 
 /* A contiguous tensor of shape (nd, size) holding vals in row-major order. */
@@ -76,8 +78,7 @@ static void expect_at(int line, const char *what, cnn_tensor *t, cnn_dtype dt, i
     bool good = dt == CNN_INT64 ? got == vals[i] : close_to(got, vals[i]);
     if (!good) {
       failures++;
-      fprintf(stderr, "line %d: FAIL: %s: element %lld is %.9g, wanted %.9g\n", line, what, (long long)i, got,
-              vals[i]);
+      fprintf(stderr, "line %d: FAIL: %s: element %lld is %.9g, wanted %.9g\n", line, what, (long long)i, got, vals[i]);
       break;
     }
   }
@@ -136,8 +137,8 @@ static void test_iter_merge(void) {
   cnn_tensor *wide = cnn_tensor_zeros(CNN_FLOAT32, SHAPE(2, 3, 5)), *part = cnn_tensor_narrow(wide, 2, 0, 3);
   cnn_tensor *o2 = cnn_tensor_zeros(CNN_FLOAT32, SHAPE(2, 3, 3));
   ops[0] = o2, ops[1] = part;
-  CHECK(part && cnn_iter_init(&it, 2, ops, SHAPE(2, 3, 3)) == 0 && it.ndim == 2 && it.size[0] == 6 &&
-            it.size[1] == 3 && it.stride[1][0] == 20,
+  CHECK(part && cnn_iter_init(&it, 2, ops, SHAPE(2, 3, 3)) == 0 && it.ndim == 2 && it.size[0] == 6 && it.size[1] == 3 &&
+            it.stride[1][0] == 20,
         "narrowed: ndim %d", it.ndim);
   cnn_tensor *rels[] = {a, b, c, bias, m, mt, o, wide, part, o2};
   for (size_t i = 0; i < sizeof rels / sizeof *rels; i++) cnn_tensor_release(rels[i]);
@@ -377,12 +378,14 @@ static void test_unary_float(void) {
   EXPECT("abs", cnn_ew_unary(CNN_ABS, x, 0, 0), CNN_FLOAT32, SHAPE(4), VALS(2, 0.5, 0, 1.5));
   EXPECT("relu", cnn_ew_unary(CNN_RELU, x, 0, 0), CNN_FLOAT32, SHAPE(4), VALS(0, 0, 0, 1.5));
   /* 1/(1+e^2) = 0.1192029, 1/(1+e^0.5) = 0.3775407, 0.5, 1/(1+e^-1.5) = 0.8175745 */
-  EXPECT("sigmoid", cnn_ew_unary(CNN_SIGMOID, x, 0, 0), CNN_FLOAT32, SHAPE(4), VALS(0.1192029, 0.3775407, 0.5, 0.8175745));
+  EXPECT("sigmoid", cnn_ew_unary(CNN_SIGMOID, x, 0, 0), CNN_FLOAT32, SHAPE(4),
+         VALS(0.1192029, 0.3775407, 0.5, 0.8175745));
   /* tanh(-2) = -0.9640276, tanh(-0.5) = -0.4621172, 0, tanh(1.5) = 0.9051483 */
   EXPECT("tanh", cnn_ew_unary(CNN_TANH, x, 0, 0), CNN_FLOAT32, SHAPE(4), VALS(-0.9640276, -0.4621172, 0, 0.9051483));
   EXPECT("sign", cnn_ew_unary(CNN_SIGN, x, 0, 0), CNN_FLOAT32, SHAPE(4), VALS(-1, -1, 0, 1));
   EXPECT("clamp(-1, 1)", cnn_ew_unary(CNN_CLAMP, x, -1, 1), CNN_FLOAT32, SHAPE(4), VALS(-1, -0.5, 0, 1));
-  EXPECT("clamp(-inf, 0.25)", cnn_ew_unary(CNN_CLAMP, x, -INFINITY, 0.25), CNN_FLOAT32, SHAPE(4), VALS(-2, -0.5, 0, 0.25));
+  EXPECT("clamp(-inf, 0.25)", cnn_ew_unary(CNN_CLAMP, x, -INFINITY, 0.25), CNN_FLOAT32, SHAPE(4),
+         VALS(-2, -0.5, 0, 0.25));
   EXPECT("clamp(-1, +inf)", cnn_ew_unary(CNN_CLAMP, x, -1, INFINITY), CNN_FLOAT32, SHAPE(4), VALS(-1, -0.5, 0, 1.5));
   /* lo > hi: min(max(x, 1), 0) = 0 for every x, as torch.clamp */
   EXPECT("clamp(1, 0)", cnn_ew_unary(CNN_CLAMP, x, 1, 0), CNN_FLOAT32, SHAPE(4), VALS(0, 0, 0, 0));
@@ -403,7 +406,8 @@ static void test_unary_float(void) {
   EXPECT("sqrt", cnn_ew_unary(CNN_SQRT, q, 0, 0), CNN_FLOAT32, SHAPE(4), VALS(2, 1.5, 0, NAN));
   EXPECT("pow 0.5", cnn_ew_unary(CNN_POW_SCALAR, q, 0.5, 0), CNN_FLOAT32, SHAPE(4), VALS(2, 1.5, 0, NAN));
   /* 4^-1.5 = 1/8, 2.25^-1.5 = 1/3.375 = 0.2962963, 0^-1.5 = inf, (-1)^-1.5 = nan */
-  EXPECT("pow -1.5", cnn_ew_unary(CNN_POW_SCALAR, q, -1.5, 0), CNN_FLOAT32, SHAPE(4), VALS(0.125, 0.2962963, INFINITY, NAN));
+  EXPECT("pow -1.5", cnn_ew_unary(CNN_POW_SCALAR, q, -1.5, 0), CNN_FLOAT32, SHAPE(4),
+         VALS(0.125, 0.2962963, INFINITY, NAN));
   cnn_tensor_release(q);
 
   /* NaN: relu and clamp keep it (PyTorch), sign gives 0 (PyTorch), sigmoid/tanh keep it */
@@ -431,7 +435,8 @@ static void test_unary_float(void) {
    * (relative 2.4e-7) for normal results, within one denormal step below, exact inf/0/NaN */
   const int64_t nsweep = 200001;
   cnn_tensor *sw = cnn_tensor_empty(CNN_FLOAT32, SHAPE(nsweep));
-  for (int64_t k = 0; k < nsweep; k++) cnn_tensor_f32(sw)[k] = (float)(-110.0 + 200.0 * (double)k / (double)(nsweep - 1));
+  for (int64_t k = 0; k < nsweep; k++)
+    cnn_tensor_f32(sw)[k] = (float)(-110.0 + 200.0 * (double)k / (double)(nsweep - 1));
   cnn_tensor *ex = cnn_ew_unary(CNN_EXP, sw, 0, 0), *sgm = cnn_ew_unary(CNN_SIGMOID, sw, 0, 0);
   bool eok = ex && sgm;
   for (int64_t k = 0; eok && k < nsweep; k++) {
@@ -483,7 +488,8 @@ static void test_unary_int64(void) {
   EXPECT("int sigmoid", cnn_ew_unary(CNN_SIGMOID, x, 0, 0), CNN_FLOAT32, SHAPE(3), VALS(0.0474259, 0.5, 0.9820138));
 
   /* in place: integral results stay, float ones are refused and leave x alone */
-  EXPECT_ERROR("exp_ on int64", cnn_ew_unary_(CNN_EXP, x, 0, 0) != 0, "cannot write float results into an int64 tensor");
+  EXPECT_ERROR("exp_ on int64", cnn_ew_unary_(CNN_EXP, x, 0, 0) != 0,
+               "cannot write float results into an int64 tensor");
   EXPECT_ERROR("add_ 0.5 on int64", cnn_ew_unary_(CNN_ADD_SCALAR, x, 0.5, 0) != 0, "int64");
   CHECK(cnn_ew_unary_(CNN_NEG, x, 0, 0) == 0, "neg_ on int64 after an error");
   CHECK(cnn_ew_unary_(CNN_MUL_SCALAR, x, -2, 0) == 0, "mul_ on int64");
@@ -572,7 +578,8 @@ static void test_reduce_basic(void) {
          VALS(12, 15, 18, 21, 48, 51, 54, 57));
   EXPECT("3-d sum dim 0", cnn_red_reduce(CNN_RED_SUM, y3, 0, false), CNN_FLOAT32, SHAPE(3, 4),
          VALS(12, 14, 16, 18, 20, 22, 24, 26, 28, 30, 32, 34));
-  EXPECT("3-d sum dim 2", cnn_red_reduce(CNN_RED_SUM, y3, 2, false), CNN_FLOAT32, SHAPE(2, 3), VALS(6, 22, 38, 54, 70, 86));
+  EXPECT("3-d sum dim 2", cnn_red_reduce(CNN_RED_SUM, y3, 2, false), CNN_FLOAT32, SHAPE(2, 3),
+         VALS(6, 22, 38, 54, 70, 86));
   /* mean dim 1 = sum / 3 */
   EXPECT("3-d mean dim 1", cnn_red_reduce(CNN_RED_MEAN, y3, 1, false), CNN_FLOAT32, SHAPE(2, 4),
          VALS(4, 5, 6, 7, 16, 17, 18, 19));
@@ -734,8 +741,8 @@ static void test_reduce_accuracy(void) {
                cnn_tensor_f32(mx)[k] == (float)best && cnn_tensor_i64(mi)[k] == bi;
           if (!ok)
             fprintf(stderr, "dim %d, out %lld: sum %g/%g var %g/%g max %g/%g at %lld/%lld\n", dim, (long long)k,
-                    cnn_tensor_f32(sum)[k], acc, cnn_tensor_f32(var)[k], acc2 / (double)(n - 1),
-                    cnn_tensor_f32(mx)[k], best, (long long)cnn_tensor_i64(mi)[k], (long long)bi);
+                    cnn_tensor_f32(sum)[k], acc, cnn_tensor_f32(var)[k], acc2 / (double)(n - 1), cnn_tensor_f32(mx)[k],
+                    best, (long long)cnn_tensor_i64(mi)[k], (long long)bi);
           k++;
         }
     CHECK(ok, "(3,50,300) sum/var/max over dim %d match double loops", dim);
@@ -761,8 +768,7 @@ static void test_var(void) {
    * columns (1,4): mean 2.5, deviations 2.25+2.25 = 4.5 -> 4.5 unbiased, 2.25 biased */
   cnn_tensor *m = F32(SHAPE(2, 3), VALS(1, 2, 3, 4, 5, 6));
   EXPECT("var dim 1", cnn_red_var(m, 1, true, false), CNN_FLOAT32, SHAPE(2), VALS(1, 1));
-  EXPECT("var dim 1 biased keepdim", cnn_red_var(m, 1, false, true), CNN_FLOAT32, SHAPE(2, 1),
-         VALS(2.0 / 3, 2.0 / 3));
+  EXPECT("var dim 1 biased keepdim", cnn_red_var(m, 1, false, true), CNN_FLOAT32, SHAPE(2, 1), VALS(2.0 / 3, 2.0 / 3));
   EXPECT("var dim 0", cnn_red_var(m, 0, true, false), CNN_FLOAT32, SHAPE(3), VALS(4.5, 4.5, 4.5));
   EXPECT("var dim 0 biased", cnn_red_var(m, 0, false, true), CNN_FLOAT32, SHAPE(1, 3), VALS(2.25, 2.25, 2.25));
   /* all six: mean 3.5, deviations 6.25+2.25+0.25+0.25+2.25+6.25 = 17.5 -> 3.5 unbiased */
@@ -921,8 +927,7 @@ static void test_sum_to(void) {
   /* -> (1,3): sum over l and a of 6l + 3a + c = 2*6*6 + 4*3 + 8c = 84 + 8c -> (84, 92, 100) */
   EXPECT("(4,2,3) -> (1,3)", cnn_red_sum_to(y3, SHAPE(1, 3)), CNN_FLOAT32, SHAPE(1, 3), VALS(84, 92, 100));
   /* -> (4,1,1): per l, sum of 6l + 3a + c over a, c = 36l + 9 + 6 -> (15, 51, 87, 123) */
-  EXPECT("(4,2,3) -> (4,1,1)", cnn_red_sum_to(y3, SHAPE(4, 1, 1)), CNN_FLOAT32, SHAPE(4, 1, 1),
-         VALS(15, 51, 87, 123));
+  EXPECT("(4,2,3) -> (4,1,1)", cnn_red_sum_to(y3, SHAPE(4, 1, 1)), CNN_FLOAT32, SHAPE(4, 1, 1), VALS(15, 51, 87, 123));
   /* on a transposed view (4,3,2) -> (3,1): per c, sum of 6l + 3a + c over l, a = 72 + 12 + 8c */
   cnn_tensor *yt = cnn_tensor_transpose(y3, 1, 2);
   EXPECT("transposed -> (3,1)", cnn_red_sum_to(yt, SHAPE(3, 1)), CNN_FLOAT32, SHAPE(3, 1), VALS(84, 92, 100));

@@ -66,8 +66,7 @@ static void test_decimal_floats(void) {
 
 static void test_scientific(void) {
   /* ratio 123456.7 / 0.5 > 1000 -> "%.4e" for all */
-  values_case("sci ratio", ftensor(1, (int64_t[]){2}, (float[]){123456.7f, 0.5f}),
-              "tensor([1.2346e+05, 5.0000e-01])");
+  values_case("sci ratio", ftensor(1, (int64_t[]){2}, (float[]){123456.7f, 0.5f}), "tensor([1.2346e+05, 5.0000e-01])");
   /* smallest nonzero 1e-5 < 1e-4 (not integral) */
   values_case("sci small", ftensor(1, (int64_t[]){2}, (float[]){1e-5f, 1.0f}), "tensor([1.0000e-05, 1.0000e+00])");
   /* integral but ratio 1e5 > 1000 */

@@ -29,7 +29,8 @@ static uint32_t rnd(void) {
 /* ---- JSON ---- */
 
 static void test_json(void) {
-  const char *ok = " {\"a\": [1, 2.5, -3e2, true, false, null], \"b\\u00e9\\n\": {\"c\": \"\\ud83d\\ude00x\"}, \"\": 0} ";
+  const char *ok =
+      " {\"a\": [1, 2.5, -3e2, true, false, null], \"b\\u00e9\\n\": {\"c\": \"\\ud83d\\ude00x\"}, \"\": 0} ";
   cnn_json *v = cnn_json_parse(ok, strlen(ok));
   CHECK(v && v->type == CNN_JSON_OBJECT && v->len == 3);
   if (v) {
@@ -70,8 +71,8 @@ static void test_json(void) {
       {"\"\\ud800\"", "unpaired high surrogate"},
       {"\"\\udc00\"", "unpaired low surrogate"},
       {"\"\xc3\x28\"", "invalid UTF-8"},
-      {"\"\xed\xa0\x80\"", "invalid UTF-8"},   /* an encoded surrogate */
-      {"\"\xc0\xaf\"", "invalid UTF-8"},       /* overlong '/' */
+      {"\"\xed\xa0\x80\"", "invalid UTF-8"}, /* an encoded surrogate */
+      {"\"\xc0\xaf\"", "invalid UTF-8"},     /* overlong '/' */
       {"{\"a\": 1, \"a\": 2}", "duplicate key \"a\""},
       {"{\"a\" 1}", "expected ':'"},
       {"{} x", "unexpected data after"},
@@ -364,12 +365,11 @@ static void test_safetensors(void) {
   size_t n;
   unsigned char *b = read_file(path, &n);
   /* the exact layout: header sorted by name after __metadata__, space-padded to 8 bytes */
-  const char *want =
-      "{\"__metadata__\":{\"epoch\":\"3\",\"note\":\"line\\n\\\"quoted\\\" \xc3\xa9\"},"
-      "\"empty\":{\"dtype\":\"F32\",\"shape\":[0,4],\"data_offsets\":[0,0]},"
-      "\"labels\":{\"dtype\":\"I64\",\"shape\":[5],\"data_offsets\":[0,40]},"
-      "\"scalar\":{\"dtype\":\"F32\",\"shape\":[],\"data_offsets\":[40,44]},"
-      "\"w.t\":{\"dtype\":\"F32\",\"shape\":[3,2],\"data_offsets\":[44,68]}}";
+  const char *want = "{\"__metadata__\":{\"epoch\":\"3\",\"note\":\"line\\n\\\"quoted\\\" \xc3\xa9\"},"
+                     "\"empty\":{\"dtype\":\"F32\",\"shape\":[0,4],\"data_offsets\":[0,0]},"
+                     "\"labels\":{\"dtype\":\"I64\",\"shape\":[5],\"data_offsets\":[0,40]},"
+                     "\"scalar\":{\"dtype\":\"F32\",\"shape\":[],\"data_offsets\":[40,44]},"
+                     "\"w.t\":{\"dtype\":\"F32\",\"shape\":[3,2],\"data_offsets\":[44,68]}}";
   uint64_t hlen = 0;
   for (int i = 7; i >= 0; i--) hlen = (hlen << 8) | b[i];
   size_t wl = strlen(want), padded = (wl + 7) / 8 * 8;
@@ -446,15 +446,19 @@ static void test_safetensors(void) {
       {"{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]},\"b\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[4,8]}}",
        "overlap", 8},
       {"{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[4,8]}}", "data bytes [0, 4) belong to no tensor", 8},
-      {"{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]}}", "the last 4 data bytes belong to no tensor", 8},
-      {"{\"a\":{\"dtype\":\"F32\",\"shape\":[3],\"data_offsets\":[0,8]}}", "needs 12 bytes but data_offsets [0, 8] hold 8", 8},
+      {"{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]}}", "the last 4 data bytes belong to no tensor",
+       8},
+      {"{\"a\":{\"dtype\":\"F32\",\"shape\":[3],\"data_offsets\":[0,8]}}",
+       "needs 12 bytes but data_offsets [0, 8] hold 8", 8},
       {"{\"a\":{\"dtype\":\"C64\",\"shape\":[1],\"data_offsets\":[0,8]}}", "unsupported dtype 'C64'", 8},
       {"{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]},\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[4,8]}}",
        "duplicate key \"a\"", 8},
-      {"{\"a\":{\"dtype\":\"F32\",\"shape\":[-1],\"data_offsets\":[0,4]}}", "shape entry 1 is not a non-negative integer", 4},
+      {"{\"a\":{\"dtype\":\"F32\",\"shape\":[-1],\"data_offsets\":[0,4]}}",
+       "shape entry 1 is not a non-negative integer", 4},
       {"{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[4,0]}}", "end before they begin", 4},
       {"{\"a\":{\"dtype\":\"F32\",\"shape\":[1]}}", "lacks data_offsets", 4},
-      {"{\"a\":{\"dtype\":\"F32\",\"shape\":[4294967296,4294967296,4294967296],\"data_offsets\":[0,4]}}", "too many elements", 4},
+      {"{\"a\":{\"dtype\":\"F32\",\"shape\":[4294967296,4294967296,4294967296],\"data_offsets\":[0,4]}}",
+       "too many elements", 4},
       {"{\"a\":{\"dtype\":\"U64\",\"shape\":[1],\"data_offsets\":[0,8]}}", "does not fit in int64", 8},
       {"{\"__metadata__\":{\"k\":1}}", "__metadata__ value of 'k' is not a string", 0},
       {"{\"a\":[1]}", "not an object", 0},

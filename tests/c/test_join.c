@@ -68,8 +68,7 @@ static void test_cat(void) {
   expect("cat all empty", cnn_join_cat(2, (const cnn_tensor *[]){e, e}, 0), 1, (int64_t[]){0}, NULL);
   /* a zero-size part of matching rank contributes nothing */
   cnn_tensor *z = cnn_tensor_empty(CNN_FLOAT32, 2, (int64_t[]){0, 3});
-  expect("cat zero rows", cnn_join_cat(2, (const cnn_tensor *[]){z, b}, 0), 2, (int64_t[]){1, 3},
-         (double[]){7, 8, 9});
+  expect("cat zero rows", cnn_join_cat(2, (const cnn_tensor *[]){z, b}, 0), 2, (int64_t[]){1, 3}, (double[]){7, 8, 9});
   expect("cat one", cnn_join_cat(1, (const cnn_tensor *[]){b}, 0), 2, (int64_t[]){1, 3}, (double[]){7, 8, 9});
   /* int64 */
   cnn_tensor *i1 = itensor(1, (int64_t[]){2}, (int64_t[]){1, 2}), *i2 = itensor(1, (int64_t[]){1}, (int64_t[]){-3});
@@ -85,7 +84,8 @@ static void test_cat(void) {
   CHECK_ERROR(cnn_join_cat(2, (const cnn_tensor *[]){i1, a}, 0), "tensor 2 has dtype float32 but tensor 1 has int64");
   cnn_tensor *s = cnn_tensor_scalar(CNN_FLOAT32, 1);
   CHECK_ERROR(cnn_join_cat(2, (const cnn_tensor *[]){s, s}, 0), "tensor 1 is 0-d and cannot be concatenated");
-  CHECK_ERROR(cnn_join_cat(2, (const cnn_tensor *[]){a, a}, 2), "dimension 3 out of range (the tensor has 2 dimensions)");
+  CHECK_ERROR(cnn_join_cat(2, (const cnn_tensor *[]){a, a}, 2),
+              "dimension 3 out of range (the tensor has 2 dimensions)");
   CHECK_ERROR(cnn_join_cat(0, NULL, 0), "expected a non-empty list of tensors");
 
   cnn_tensor *all[] = {a, b, c, ct, p, q, e, z, i1, i2, w, s};
@@ -113,7 +113,8 @@ static void test_stack(void) {
          (double[]){1, 2, 3, 4, 1, 3, 2, 4});
   cnn_tensor *c = ftensor(2, (int64_t[]){3, 2}, (float[]){0, 0, 0, 0, 0, 0});
   CHECK_ERROR(cnn_join_stack(2, (const cnn_tensor *[]){a, c}, 0), "tensor 2 has shape (3, 2) but tensor 1 has (2, 3)");
-  CHECK_ERROR(cnn_join_stack(2, (const cnn_tensor *[]){a, b}, 3), "dimension 4 out of range (the tensor has 3 dimensions)");
+  CHECK_ERROR(cnn_join_stack(2, (const cnn_tensor *[]){a, b}, 3),
+              "dimension 4 out of range (the tensor has 3 dimensions)");
   cnn_tensor *all[] = {a, b, x, y, sq, sqt, c};
   for (size_t i = 0; i < sizeof all / sizeof *all; i++) cnn_tensor_release(all[i]);
 }

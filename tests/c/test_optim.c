@@ -81,7 +81,8 @@ static void test_sgd_hand(void) {
 static void test_adam_hand(void) {
   const float p0[] = {1, -2}, g0[] = {0.5f, -4};
   cnn_tensor *p = vec(2, p0), *g = vec(2, g0);
-  cnn_tensor *m = cnn_tensor_zeros(CNN_FLOAT32, 1, (int64_t[]){2}), *v = cnn_tensor_zeros(CNN_FLOAT32, 1, (int64_t[]){2});
+  cnn_tensor *m = cnn_tensor_zeros(CNN_FLOAT32, 1, (int64_t[]){2}),
+             *v = cnn_tensor_zeros(CNN_FLOAT32, 1, (int64_t[]){2});
   cnn_tensor *vmax = cnn_tensor_zeros(CNN_FLOAT32, 1, (int64_t[]){2}), *step = cnn_tensor_scalar(CNN_FLOAT32, 0);
   /* step 1: m = 0.1 g, v = 0.001 g^2; bias-corrected m/(1-0.9) = g, v/(1-0.999) = g^2, so
    * p -= lr g / (|g| + eps) = lr sign(g): (0.9, -1.9) */
@@ -131,7 +132,8 @@ static void test_adam_hand(void) {
    * p -= 0.1 g / (sqrt(v / 0.875) + eps) */
   CHECK(cnn_optim_adam(p, g, m, v, vmax, step, &c) == 0);
   expect("amsgrad vmax 3", vmax, (double[]){0.15625, 10}, 1e-6);
-  expect("amsgrad p 3", p, (double[]){0.9 - 0.1 * 0.5 / sqrt(0.15625 / 0.875), -1.9 + 0.1 * 4 / sqrt(10 / 0.875)}, 1e-6);
+  expect("amsgrad p 3", p, (double[]){0.9 - 0.1 * 0.5 / sqrt(0.15625 / 0.875), -1.9 + 0.1 * 4 / sqrt(10 / 0.875)},
+         1e-6);
   CHECK(cnn_tensor_f32(step)[0] == 3);
 
   cnn_tensor_release(zero);
@@ -279,7 +281,8 @@ static void test_big_against_reference(void) {
   }
   cnn_tensor *sq = cnn_tensor_zeros(CNN_FLOAT32, 1, &n), *ga = cnn_tensor_zeros(CNN_FLOAT32, 1, &n);
   cnn_tensor *buf = cnn_tensor_zeros(CNN_FLOAT32, 1, &n);
-  cnn_rmsprop_config r = {.lr = 0.01, .alpha = 0.9, .eps = 1e-6, .weight_decay = 0.02, .momentum = 0.7, .centered = true};
+  cnn_rmsprop_config r = {
+      .lr = 0.01, .alpha = 0.9, .eps = 1e-6, .weight_decay = 0.02, .momentum = 0.7, .centered = true};
   for (int s = 1; s <= 3; s++) {
     CHECK(cnn_optim_rmsprop(p, g, sq, ga, buf, step, &r) == 0);
     for (int64_t i = 0; i < n; i++) {
@@ -353,16 +356,20 @@ static void test_errors(void) {
   CHECK_ERROR_RC(cnn_optim_sgd(p, g6, NULL, false, &c), "gradient has shape (6) but the parameter has shape (2, 3)");
   CHECK_ERROR_RC(cnn_optim_sgd(pi, g, NULL, false, &c), "parameter is int64; optimisers update float32 tensors");
   CHECK_ERROR_RC(cnn_optim_sgd(p, g, NULL, false, &cm), "missing momentum_buffer");
-  CHECK_ERROR_RC(cnn_optim_sgd(p, g, b2, false, &cm), "momentum_buffer has shape (2) but the parameter has shape (2, 3)");
-  CHECK_ERROR_RC(cnn_optim_adam(p, g, m, b2, NULL, step, &a), "exp_avg_sq has shape (2) but the parameter has shape (2, 3)");
+  CHECK_ERROR_RC(cnn_optim_sgd(p, g, b2, false, &cm),
+                 "momentum_buffer has shape (2) but the parameter has shape (2, 3)");
+  CHECK_ERROR_RC(cnn_optim_adam(p, g, m, b2, NULL, step, &a),
+                 "exp_avg_sq has shape (2) but the parameter has shape (2, 3)");
   CHECK_ERROR_RC(cnn_optim_adam(p, g, m, v, NULL, step, &ams), "missing max_exp_avg_sq");
   CHECK_ERROR_RC(cnn_optim_adam(p, g, m, v, NULL, istep, &a), "step must be a one-element float32 tensor");
   CHECK_ERROR_RC(cnn_optim_adam(p, g, m, v, NULL, NULL, &a), "missing step");
   cnn_rmsprop_config rc = {.lr = 0.1, .alpha = 0.9, .centered = true};
   CHECK_ERROR_RC(cnn_optim_rmsprop(p, g, m, NULL, NULL, step, &rc), "missing grad_avg");
   rc = (cnn_rmsprop_config){.lr = 0.1, .alpha = 0.9, .momentum = 0.5};
-  CHECK_ERROR_RC(cnn_optim_rmsprop(p, g, m, NULL, b2, step, &rc), "momentum_buffer has shape (2) but the parameter has shape (2, 3)");
-  CHECK_ERROR_RC(cnn_optim_rmsprop(p, g, b2, NULL, NULL, step, &rc), "square_avg has shape (2) but the parameter has shape (2, 3)");
+  CHECK_ERROR_RC(cnn_optim_rmsprop(p, g, m, NULL, b2, step, &rc),
+                 "momentum_buffer has shape (2) but the parameter has shape (2, 3)");
+  CHECK_ERROR_RC(cnn_optim_rmsprop(p, g, b2, NULL, NULL, step, &rc),
+                 "square_avg has shape (2) but the parameter has shape (2, 3)");
   cnn_adagrad_config ac = {.lr = 0.1};
   CHECK_ERROR_RC(cnn_optim_adagrad(p, g, pi, step, &ac), "sum is int64; optimisers update float32 tensors");
   CHECK_ERROR_RC(cnn_optim_adagrad(p, g, m, istep, &ac), "step must be a one-element float32 tensor");

@@ -170,7 +170,8 @@ static void run_adaptive(int64_t N, int64_t C, int64_t H, int64_t W, int64_t oh,
 }
 
 /* kernel, stride, padding, dilation, ceil_mode, count_include_pad, divisor */
-#define PP(kh, kw, sh, sw, ph, pw, dh, dw, ceil, cip, div) {{kh, kw}, {sh, sw}, {ph, pw}, {dh, dw}, ceil, cip, div}
+#define PP(kh, kw, sh, sw, ph, pw, dh, dw, ceil, cip, div) \
+  { {kh, kw}, {sh, sw}, {ph, pw}, {dh, dw}, ceil, cip, div }
 
 static const pcase MAX_CASES[] = {
     {"2x2 stride 2", 2, 3, 8, 6, PP(2, 2, 2, 2, 0, 0, 1, 1, false, true, 0)},
@@ -335,10 +336,10 @@ static void run_max2x2_exact(int64_t N, int64_t C, int64_t H, int64_t W) {
 
 static void test_max2x2_exact(void) {
   static const int64_t shapes[][4] = {
-      {2, 3, 4, 4},   {1, 2, 6, 6},   {2, 2, 7, 9},     {3, 5, 8, 16},    {2, 3, 10, 10},   {4, 6, 28, 28},
-      {3, 7, 11, 17}, {2, 2, 3, 40},  {1, 3, 9, 1030},  {1, 2, 4, 2050},  {64, 16, 10, 10}, {5, 1, 2, 30},
-      {3, 1, 22, 256}, /* 33 output rows: the second thread starts in the middle of plane 1 */
-      {1, 1, 4, 6},    {1, 2, 5, 4},    {1, 1, 3, 3}, /* fewer than 8 outputs: no vector at all */
+      {2, 3, 4, 4},     {1, 2, 6, 6},   {2, 2, 7, 9},    {3, 5, 8, 16},   {2, 3, 10, 10},
+      {4, 6, 28, 28},   {3, 7, 11, 17}, {2, 2, 3, 40},   {1, 3, 9, 1030}, {1, 2, 4, 2050},
+      {64, 16, 10, 10}, {5, 1, 2, 30},  {3, 1, 22, 256}, /* 33 output rows: the second thread starts in the middle of plane 1 */
+      {1, 1, 4, 6},     {1, 2, 5, 4},   {1, 1, 3, 3}, /* fewer than 8 outputs: no vector at all */
   };
   for (int t = 1; t <= 2; t++) {
     cnn_parallel_set_threads(t);

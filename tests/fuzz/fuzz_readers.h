@@ -164,8 +164,7 @@ static inline int fuzz_check_safetensors(const uint8_t *data, size_t size) {
   }
   int rc = 0;
   for (size_t i = 0; i < st.n && !rc; i++)
-    if (!st.names[i] || !st.tensors[i] ||
-        (st.tensors[i]->dtype != CNN_FLOAT32 && st.tensors[i]->dtype != CNN_INT64)) {
+    if (!st.names[i] || !st.tensors[i] || (st.tensors[i]->dtype != CNN_FLOAT32 && st.tensors[i]->dtype != CNN_INT64)) {
       fprintf(stderr, "cnn_safetensors_load: entry %zu is incomplete\n", i);
       rc = -1;
     } else rc = fuzz_tensor_ok(st.tensors[i], "cnn_safetensors_load");

@@ -14,9 +14,9 @@ typedef struct cnn_node cnn_node;
  * leaf that accumulates it, or neither (the input needs no gradient). The input's shape is kept
  * so the engine can sum a broadcast gradient back to it. */
 typedef struct cnn_edge {
-  cnn_node *node;      /* owned */
+  cnn_node *node; /* owned */
   int output_nr;
-  cnn_tensor *leaf;    /* owned */
+  cnn_tensor *leaf; /* owned */
   cnn_dtype dtype;
   int ndim;
   int64_t size[CNN_MAX_DIMS];
@@ -31,21 +31,21 @@ typedef int (*cnn_backward_fn)(cnn_node *node, cnn_tensor *const *grad_out, cnn_
 
 struct cnn_node {
   int refcount;
-  const char *name;            /* e.g. "MulBackward"; static storage */
+  const char *name; /* e.g. "MulBackward"; static storage */
   cnn_backward_fn backward;
   int n_inputs, n_outputs;
-  cnn_edge *edges;             /* n_inputs */
+  cnn_edge *edges; /* n_inputs */
   int n_saved;
-  cnn_tensor **saved;          /* aliases; NULL after release */
+  cnn_tensor **saved; /* aliases; NULL after release */
   uint64_t *saved_version;
-  double args[CNN_NODE_MAX_ARGS];   /* op parameters (dims, scalars) */
+  double args[CNN_NODE_MAX_ARGS]; /* op parameters (dims, scalars) */
   int64_t iargs[CNN_NODE_MAX_ARGS];
-  int out_ndim[4];                  /* shapes of the first outputs, for ops that need them */
+  int out_ndim[4]; /* shapes of the first outputs, for ops that need them */
   int64_t out_size[4][CNN_MAX_DIMS];
-  void *ctx;                   /* op-specific state; freed with ctx_free */
+  void *ctx; /* op-specific state; freed with ctx_free */
   void (*ctx_free)(void *ctx);
-  bool released;               /* saved state freed by a backward without retain_graph */
-  int topo;                    /* scratch for the engine */
+  bool released; /* saved state freed by a backward without retain_graph */
+  int topo;      /* scratch for the engine */
 };
 
 /* Grad mode (thread-local), as torch.set_grad_enabled. Returns the previous value. */
@@ -56,8 +56,8 @@ bool cnn_ag_requires(const cnn_tensor *t);
 
 /* Creates a node with n_inputs edges taken from inputs (NULL entries allowed) and n_outputs. New
  * reference. Returns NULL with the error set only on allocation failure. */
-cnn_node *cnn_ag_node_new(const char *name, cnn_backward_fn fn, int n_inputs,
-                          const cnn_tensor *const *inputs, int n_outputs);
+cnn_node *cnn_ag_node_new(const char *name, cnn_backward_fn fn, int n_inputs, const cnn_tensor *const *inputs,
+                          int n_outputs);
 cnn_node *cnn_ag_node_retain(cnn_node *n);
 void cnn_ag_node_release(cnn_node *n);
 bool cnn_node_needs_grad(const cnn_node *n, int input);

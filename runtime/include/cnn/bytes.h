@@ -13,7 +13,7 @@
 /* A contiguous row-major array of numel bytes. data comes from cnn_alloc (so the allocator's live
  * bytes count it, as they count tensor storage); one owner frees it with cnn_bytes_free. */
 typedef struct cnn_bytes {
-  int ndim;                     /* 0..CNN_MAX_DIMS */
+  int ndim; /* 0..CNN_MAX_DIMS */
   int64_t size[CNN_MAX_DIMS];
   int64_t numel;
   uint8_t *data;

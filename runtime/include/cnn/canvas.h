@@ -16,10 +16,10 @@ typedef struct cnn_rgb {
 
 /* A borrowed view of a (3, H, W) float32 tensor of any strides: the tensor must outlive it. */
 typedef struct cnn_canvas {
-  float *data;                /* element (c, y, x) at data[c*cs + y*ys + x*xs] */
+  float *data; /* element (c, y, x) at data[c*cs + y*ys + x*xs] */
   int64_t cs, ys, xs;
   int w, h;
-  int cx0, cy0, cx1, cy1;     /* clip rectangle, pixels cx0 <= x < cx1, cy0 <= y < cy1 */
+  int cx0, cy0, cx1, cy1; /* clip rectangle, pixels cx0 <= x < cx1, cy0 <= y < cy1 */
 } cnn_canvas;
 
 /* Checks t is a float32 (3, H, W) tensor and fills c (clip = the whole canvas); 0 or -1. */
@@ -42,8 +42,8 @@ void cnn_canvas_rect(cnn_canvas *c, double x, double y, double w, double h, doub
 
 /* A segment: width <= 1 and !aa is a plain Bresenham line; otherwise an anti-aliased stroke of
  * the given width with round caps. */
-void cnn_canvas_line(cnn_canvas *c, double x0, double y0, double x1, double y1, cnn_rgb col, double width,
-                     int aa, float alpha);
+void cnn_canvas_line(cnn_canvas *c, double x0, double y0, double x1, double y1, cnn_rgb col, double width, int aa,
+                     float alpha);
 /* The same segment drawn in dashes: `on` pixels drawn, `off` skipped, starting at (x0, y0). */
 void cnn_canvas_dashed_line(cnn_canvas *c, double x0, double y0, double x1, double y1, cnn_rgb col, double width,
                             int aa, float alpha, double on, double off);
@@ -51,8 +51,8 @@ void cnn_canvas_dashed_line(cnn_canvas *c, double x0, double y0, double x1, doub
  * combined by maximum coverage, so joints are not blended twice. Points with no finite
  * neighbour are drawn as dots of the stroke's width. Returns 0, or -1 (error set) when the
  * coverage buffer cannot be allocated. */
-int cnn_canvas_polyline(cnn_canvas *c, const double *xs, const double *ys, int64_t n, cnn_rgb col, double width,
-                        int aa, float alpha);
+int cnn_canvas_polyline(cnn_canvas *c, const double *xs, const double *ys, int64_t n, cnn_rgb col, double width, int aa,
+                        float alpha);
 /* A disc (fill) or a ring of width lw, anti-aliased. */
 void cnn_canvas_circle(cnn_canvas *c, double x, double y, double r, cnn_rgb col, int fill, double lw, float alpha);
 /* A polygon (even-odd rule), anti-aliased by 4x4 supersampling over its bounding box. */

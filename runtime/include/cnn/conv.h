@@ -21,8 +21,8 @@ cnn_conv2d_params cnn_conv2d_default_params(void);
 /* Validates x: (N, C, H, W), w: (O, C/g, kh, kw), b: (O) or NULL against p and gives the output
  * size (oh, ow). Returns 0, or -1 with a message such as "input has 3 channels but weight expects
  * 1 (groups=1)". */
-int cnn_conv2d_check(const cnn_tensor *x, const cnn_tensor *w, const cnn_tensor *b,
-                     const cnn_conv2d_params *p, int64_t out_hw[2]);
+int cnn_conv2d_check(const cnn_tensor *x, const cnn_tensor *w, const cnn_tensor *b, const cnn_conv2d_params *p,
+                     int64_t out_hw[2]);
 
 /* x: (N, C, H, W), w: (O, C/g, kh, kw), b: (O) or NULL -> y: (N, O, oh, ow). Any strides in. */
 cnn_tensor *cnn_conv2d_forward(const cnn_tensor *x, const cnn_tensor *w, const cnn_tensor *b,
@@ -32,9 +32,9 @@ cnn_tensor *cnn_conv2d_forward(const cnn_tensor *x, const cnn_tensor *w, const c
  * (O, C/g, kh, kw). Computes each gradient whose out pointer is non-NULL, as a new contiguous
  * tensor: gx (x_size) reads w; gw (w_size) reads x; gb (O) reads only gy. x or w may be NULL when
  * no requested gradient reads it. Returns 0 or -1. */
-int cnn_conv2d_backward(const cnn_tensor *gy, const cnn_tensor *x, const cnn_tensor *w,
-                        const int64_t x_size[4], const int64_t w_size[4], const cnn_conv2d_params *p,
-                        cnn_tensor **gx, cnn_tensor **gw, cnn_tensor **gb);
+int cnn_conv2d_backward(const cnn_tensor *gy, const cnn_tensor *x, const cnn_tensor *w, const int64_t x_size[4],
+                        const int64_t w_size[4], const cnn_conv2d_params *p, cnn_tensor **gx, cnn_tensor **gw,
+                        cnn_tensor **gb);
 
 /* How stride-1 layers are computed: AUTO picks the direct kernels (no column matrix) where they
  * apply, IM2COL always builds columns. Process-wide; for tests and benchmarks. */

@@ -17,9 +17,9 @@ typedef enum cnn_dist_op { CNN_DIST_SUM, CNN_DIST_MEAN, CNN_DIST_MAX, CNN_DIST_M
 /* Idempotent. Joins the launcher's job (mpirun, srun) when the environment shows one. */
 int cnn_dist_init(void);
 bool cnn_dist_is_initialized(void);
-bool cnn_dist_has_mpi(void); /* built with MPI */
-int cnn_dist_rank(void);       /* 0 before init */
-int cnn_dist_world_size(void); /* 1 before init */
+bool cnn_dist_has_mpi(void);        /* built with MPI */
+int cnn_dist_rank(void);            /* 0 before init */
+int cnn_dist_world_size(void);      /* 1 before init */
 const char *cnn_dist_backend(void); /* "mpi" or "none" */
 
 int cnn_dist_barrier(void);

@@ -7,17 +7,36 @@
 #include "tensor.h"
 
 typedef enum cnn_binop {
-  CNN_ADD, CNN_SUB, CNN_MUL, CNN_DIV, CNN_POW, CNN_MAXIMUM, CNN_MINIMUM,
-  CNN_EQ, CNN_NE, CNN_LT, CNN_LE, CNN_GT, CNN_GE,
+  CNN_ADD,
+  CNN_SUB,
+  CNN_MUL,
+  CNN_DIV,
+  CNN_POW,
+  CNN_MAXIMUM,
+  CNN_MINIMUM,
+  CNN_EQ,
+  CNN_NE,
+  CNN_LT,
+  CNN_LE,
+  CNN_GT,
+  CNN_GE,
 } cnn_binop;
 
 typedef enum cnn_unop {
-  CNN_NEG, CNN_EXP, CNN_LOG, CNN_SQRT, CNN_ABS, CNN_RELU, CNN_SIGMOID, CNN_TANH,
+  CNN_NEG,
+  CNN_EXP,
+  CNN_LOG,
+  CNN_SQRT,
+  CNN_ABS,
+  CNN_RELU,
+  CNN_SIGMOID,
+  CNN_TANH,
   CNN_SIGN,
-  CNN_CLAMP,     /* p0 = lo, p1 = hi (either may be -inf / +inf) */
-  CNN_POW_SCALAR,/* x ^ p0 */
+  CNN_CLAMP,       /* p0 = lo, p1 = hi (either may be -inf / +inf) */
+  CNN_POW_SCALAR,  /* x ^ p0 */
   CNN_RPOW_SCALAR, /* p0 ^ x */
-  CNN_ADD_SCALAR, CNN_MUL_SCALAR, /* x + p0, x * p0 (keep int64 when x is int64 and p0 integral) */
+  CNN_ADD_SCALAR,
+  CNN_MUL_SCALAR, /* x + p0, x * p0 (keep int64 when x is int64 and p0 integral) */
 } cnn_unop;
 
 /* out = a op b, broadcast; new reference. */

@@ -10,8 +10,8 @@
 
 typedef struct cnn_iter {
   int nops;
-  int ndim;                                   /* after coalescing; >= 1 */
-  int64_t size[CNN_MAX_DIMS];                 /* size[ndim-1] is the inner run length */
+  int ndim;                                       /* after coalescing; >= 1 */
+  int64_t size[CNN_MAX_DIMS];                     /* size[ndim-1] is the inner run length */
   int64_t stride[CNN_ITER_MAX_OPS][CNN_MAX_DIMS]; /* in bytes; 0 on broadcast dims */
   char *base[CNN_ITER_MAX_OPS];
   int64_t numel;

@@ -26,14 +26,14 @@ struct cnn_json {
   cnn_json_type type;
   bool boolean;
   double number;
-  bool is_uint;      /* a number written as a plain non-negative integer that fits in uint64 */
+  bool is_uint; /* a number written as a plain non-negative integer that fits in uint64 */
   uint64_t uint;
-  char *str;         /* strings: decoded bytes, NUL-terminated (len excludes it; may hold NULs) */
-  size_t len;        /* string bytes, or number of array items / object members */
-  cnn_json *items;   /* array items, or object member values (in file order) */
-  char **keys;       /* object member names (decoded, NUL-terminated), parallel to items */
+  char *str;       /* strings: decoded bytes, NUL-terminated (len excludes it; may hold NULs) */
+  size_t len;      /* string bytes, or number of array items / object members */
+  cnn_json *items; /* array items, or object member values (in file order) */
+  char **keys;     /* object member names (decoded, NUL-terminated), parallel to items */
   size_t *key_lens;
-  size_t offset;     /* byte offset of the value in the text, for messages */
+  size_t offset; /* byte offset of the value in the text, for messages */
 };
 
 /* Parses text[0..len) as exactly one JSON value surrounded by optional whitespace. Returns a new

@@ -46,8 +46,8 @@ int cnn_loss_check_labels(const cnn_class_target *t, int64_t items, int64_t C, d
  * stats (2 per item) receives what backward needs: the max m and log sum_c exp(x_c - m), whose
  * sum is lse (kept apart so exp(x - lse) stays accurate for huge logits). loss: outer * inner.
  * Labels must have been checked. */
-void cnn_loss_cross_entropy_forward(const float *x, const cnn_class_target *t, double label_smoothing,
-                                    int64_t outer, int64_t C, int64_t inner, float *loss, float *stats);
+void cnn_loss_cross_entropy_forward(const float *x, const cnn_class_target *t, double label_smoothing, int64_t outer,
+                                    int64_t C, int64_t inner, float *loss, float *stats);
 /* gx = coef_i * d loss_i / d x for each item i, where coef_i = gitem[i * gstride] * gscale
  * (gstride 0 broadcasts one value: the reduced losses). Unweighted, d loss_i / d x_c is
  * softmax_c - ((1 - s) [c = t] + s / C). */
@@ -66,8 +66,8 @@ void cnn_loss_nll_backward(const cnn_class_target *t, int64_t outer, int64_t C, 
  * and per-element losses written when loss is not NULL. */
 void cnn_loss_mse_forward(const float *a, const float *b, int64_t n, float *loss, double *sum);
 /* ga = 2 (a - b) coef_i, gb = -ga; either output may be NULL. */
-void cnn_loss_mse_backward(const float *a, const float *b, int64_t n, const float *gitem, int64_t gstride,
-                           float gscale, float *ga, float *gb);
+void cnn_loss_mse_backward(const float *a, const float *b, int64_t n, const float *gitem, int64_t gstride, float gscale,
+                           float *ga, float *gb);
 
 /* ---- dropout.c ---- */
 
@@ -97,8 +97,7 @@ typedef struct cnn_batchnorm_args {
   const float *weight, *bias;
   bool relu;
 } cnn_batchnorm_args;
-void cnn_batchnorm_forward(const cnn_batchnorm_args *a, const float *x, float *y, float *save_mean,
-                           float *save_invstd);
+void cnn_batchnorm_forward(const cnn_batchnorm_args *a, const float *x, float *y, float *save_mean, float *save_invstd);
 /* From gy (N, C, S), x and the saved statistics: gx (when not NULL), gweight and gbias (C, when
  * not NULL). Training gx accounts for the batch statistics' dependence on x; eval gx does not. */
 void cnn_batchnorm_backward(const cnn_batchnorm_args *a, const float *x, const float *gy, const float *save_mean,

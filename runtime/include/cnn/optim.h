@@ -25,8 +25,7 @@ typedef struct cnn_adam_config {
 /* SGD with momentum:  d = g (+ wd*p);  buf = momentum*buf + (1-dampening)*d  (buf = d when
  * buf_init: the first step after the buffer was created);  d = nesterov ? d + momentum*buf : buf;
  * p -= lr*d.  buf is NULL when momentum == 0. Returns 0 or -1 with the error set. */
-int cnn_optim_sgd(cnn_tensor *param, const cnn_tensor *grad, cnn_tensor *buf, bool buf_init,
-                  const cnn_sgd_config *c);
+int cnn_optim_sgd(cnn_tensor *param, const cnn_tensor *grad, cnn_tensor *buf, bool buf_init, const cnn_sgd_config *c);
 
 /* Adam / AdamW over one tensor. step is the state's 1-element float32 counter: incremented here,
  * then t = step gives the bias corrections 1 - beta^t. max_exp_avg_sq is used (and required)

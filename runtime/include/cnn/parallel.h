@@ -4,7 +4,7 @@
 #ifndef CNN_PARALLEL_H
 #define CNN_PARALLEL_H
 
-void cnn_parallel_set_threads(int n);  /* n >= 1 */
+void cnn_parallel_set_threads(int n); /* n >= 1 */
 int cnn_parallel_get_threads(void);
 /* Minimum elements before an elementwise loop goes parallel. */
 #define CNN_PARALLEL_GRAIN 32768

@@ -11,11 +11,11 @@
 
 /* What a file holds. Names and metadata are NUL-terminated UTF-8 without embedded NULs. */
 typedef struct cnn_safetensors {
-  size_t n;              /* tensors, in the order of their data in the file */
+  size_t n; /* tensors, in the order of their data in the file */
   char **names;
-  cnn_tensor **tensors;  /* owned references */
+  cnn_tensor **tensors; /* owned references */
   size_t nmeta;
-  char **meta_keys;      /* "__metadata__" entries, in header order */
+  char **meta_keys; /* "__metadata__" entries, in header order */
   char **meta_values;
 } cnn_safetensors;
 

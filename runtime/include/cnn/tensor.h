@@ -18,7 +18,7 @@ typedef struct cnn_storage {
   int refcount;
   uint64_t version; /* bumped by every in-place write through any view */
   size_t nbytes;
-  void *data;       /* from cnn_alloc */
+  void *data; /* from cnn_alloc */
 } cnn_storage;
 
 struct cnn_node;
@@ -26,16 +26,16 @@ struct cnn_node;
 typedef struct cnn_tensor {
   int refcount;
   cnn_dtype dtype;
-  int ndim;                      /* 0 for a 0-d (scalar) tensor */
+  int ndim; /* 0 for a 0-d (scalar) tensor */
   int64_t size[CNN_MAX_DIMS];
-  int64_t stride[CNN_MAX_DIMS];  /* in elements; 0 on expanded dims */
-  int64_t offset;                /* in elements, into storage */
+  int64_t stride[CNN_MAX_DIMS]; /* in elements; 0 on expanded dims */
+  int64_t offset;               /* in elements, into storage */
   cnn_storage *storage;
   /* autograd: requires_grad is the user's flag on leaves and true on every recorded output */
   bool requires_grad;
-  struct cnn_tensor *grad;       /* owned; NULL until a backward reaches this leaf */
-  struct cnn_node *grad_fn;      /* owned; NULL for leaves */
-  int output_nr;                 /* which output of grad_fn this is */
+  struct cnn_tensor *grad;  /* owned; NULL until a backward reaches this leaf */
+  struct cnn_node *grad_fn; /* owned; NULL for leaves */
+  int output_nr;            /* which output of grad_fn this is */
 } cnn_tensor;
 
 size_t cnn_dtype_size(cnn_dtype dt);
@@ -50,7 +50,7 @@ cnn_tensor *cnn_tensor_empty(cnn_dtype dt, int ndim, const int64_t *size);
 cnn_tensor *cnn_tensor_zeros(cnn_dtype dt, int ndim, const int64_t *size);
 cnn_tensor *cnn_tensor_full(cnn_dtype dt, int ndim, const int64_t *size, double value);
 cnn_tensor *cnn_tensor_scalar(cnn_dtype dt, double value); /* 0-d */
-cnn_tensor *cnn_tensor_empty_like(const cnn_tensor *t);   /* same dtype and shape, contiguous */
+cnn_tensor *cnn_tensor_empty_like(const cnn_tensor *t);    /* same dtype and shape, contiguous */
 cnn_tensor *cnn_tensor_arange(double start, double end, double step, cnn_dtype dt);
 cnn_tensor *cnn_tensor_linspace(double start, double end, int64_t n);
 cnn_tensor *cnn_tensor_eye(int64_t n, int64_t m);
@@ -91,7 +91,7 @@ cnn_tensor *cnn_tensor_view(const cnn_tensor *t, int ndim, const int64_t *size);
 cnn_tensor *cnn_tensor_reshape(const cnn_tensor *t, int ndim, const int64_t *size);
 /* t itself (retained) when already contiguous, else a contiguous copy. */
 cnn_tensor *cnn_tensor_contiguous(const cnn_tensor *t);
-cnn_tensor *cnn_tensor_clone(const cnn_tensor *t); /* always a fresh contiguous copy */
+cnn_tensor *cnn_tensor_clone(const cnn_tensor *t);                  /* always a fresh contiguous copy */
 cnn_tensor *cnn_tensor_to_dtype(const cnn_tensor *t, cnn_dtype dt); /* copy (retain if same) */
 
 /* Writes: dst keeps its view; src broadcasts to dst's shape, dtype converts. Return 0 or -1. */
