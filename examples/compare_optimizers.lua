@@ -119,13 +119,13 @@ end
 -- The mean of the losses in a window of k steps centred on each step (the book's smooth_curve
 -- does the same with a Kaiser window), so the curves can be told apart.
 local function smooth(ys, k)
-  local xs, out, half = {}, {}, k // 2
+  local xs, smoothed, half = {}, {}, k // 2
   for i = 1, #ys do
     local lo, hi, s = math.max(1, i - half), math.min(#ys, i + half), 0
     for j = lo, hi do s = s + ys[j] end
-    xs[i], out[i] = i, s / (hi - lo + 1)
+    xs[i], smoothed[i] = i, s / (hi - lo + 1)
   end
-  return xs, out
+  return xs, smoothed
 end
 
 print(string.format("784-100-100-100-100-10 ReLU network; %d training and %d test images from %s; " ..

@@ -40,7 +40,9 @@ for _, name in ipairs {"image_size", "epochs", "batch_size", "seed", "threads"} 
 end
 if args.image_size < 32 then parser:error("--image-size must be at least 32") end
 for _, name in ipairs {"lr", "momentum", "weight_decay"} do
-  if not args[name] or args[name] < 0 then parser:error(string.format("--%s must be a non-negative number", name:gsub("_", "-"))) end
+  if not args[name] or args[name] < 0 then
+    parser:error(string.format("--%s must be a non-negative number", name:gsub("_", "-")))
+  end
 end
 
 cnn.set_num_threads(args.threads)
@@ -54,7 +56,8 @@ local ckpt_path = args.save or (out .. "/checkpoint.safetensors")
 local train_set, test_set, cleanup = folders.open(args.data, args.image_size, args.seed)
 local classes = train_set.classes
 local norm = T.normalize({0.485, 0.456, 0.406}, {0.229, 0.224, 0.225}) -- torchvision's ImageNet statistics
-local loader = data.DataLoader(train_set, {batch_size = args.batch_size, shuffle = true, drop_last = #train_set > args.batch_size,
+local loader = data.DataLoader(train_set, {batch_size = args.batch_size, shuffle = true,
+                                           drop_last = #train_set > args.batch_size,
                                            seed = args.seed, transform = T.compose {T.random_hflip(), norm}})
 local test_loader = data.DataLoader(test_set, {batch_size = args.batch_size, transform = norm})
 
@@ -87,7 +90,8 @@ local lr_at = cnn.trainer.schedule(args.schedule, args.lr, args.epochs)
 local trainable = 0
 for _, p in ipairs(params) do trainable = trainable + p:numel() end
 
-print(string.format("ResNet-18, %d parameters (%d trained); %d training and %d test images (%dx%d) from %s; %d classes; %d threads",
+print(string.format("ResNet-18, %d parameters (%d trained); %d training and %d test images (%dx%d) from %s; "
+  .. "%d classes; %d threads",
   model:num_parameters(), trainable, #train_set, #test_set, args.image_size, args.image_size,
   args.data or "synthetic shapes", #classes, cnn.get_num_threads()))
 

@@ -15,7 +15,8 @@ local T = data.transforms
 local folders = require "cnn.datasets.folders"
 local cifar10 = data.cifar10 or require "cnn.datasets.cifar10" -- data.cifar10 once cnn.data wires it
 
-local parser = argparse("train_alexnet.lua", "Train AlexNet on CIFAR-10 / Fashion-MNIST, or the full network on PNG folders.")
+local parser = argparse("train_alexnet.lua",
+  "Train AlexNet on CIFAR-10 / Fashion-MNIST, or the full network on PNG folders.")
 parser:option("--data", "CIFAR-10 binary files or MNIST-layout IDX files; with --full, an ImageFolder of PNGs.")
 parser:flag("--full", "The 2012 network for 227x227 images, on an ImageFolder (synthetic when --data is not given).")
 parser:option("--image-size", "With --full: the side images are cropped or padded to (at least 67).", "227")
@@ -44,7 +45,9 @@ end
 if args.limit and args.limit < 5 then parser:error("--limit must be at least 5 (N/5 test images)") end
 if args.image_size < 67 then parser:error("--image-size must be at least 67 (AlexNet's three pools need it)") end
 for _, name in ipairs {"lr", "momentum", "weight_decay"} do
-  if not args[name] or args[name] < 0 then parser:error(string.format("--%s must be a non-negative number", name:gsub("_", "-"))) end
+  if not args[name] or args[name] < 0 then
+    parser:error(string.format("--%s must be a non-negative number", name:gsub("_", "-")))
+  end
 end
 
 cnn.set_num_threads(args.threads)
@@ -77,7 +80,7 @@ if args.full then
   train_set, test_set, cleanup = folders.open(args.data, args.image_size, args.seed)
   local norm = T.normalize({0.485, 0.456, 0.406}, {0.229, 0.224, 0.225})
   train_tf = T.compose {T.random_hflip(), norm}
-  test_tf, in_channels = norm, 3
+  test_tf = norm
   classes = train_set.classes
   model = cnn.models.alexnet {num_classes = #classes}
 else
@@ -99,7 +102,8 @@ else
 end
 train_set = head(train_set, args.limit)
 test_set = head(test_set, args.limit and args.limit // 5)
-local loader = data.DataLoader(train_set, {batch_size = args.batch_size, shuffle = true, drop_last = #train_set > args.batch_size,
+local loader = data.DataLoader(train_set, {batch_size = args.batch_size, shuffle = true,
+                                           drop_last = #train_set > args.batch_size,
                                            seed = args.seed, transform = train_tf})
 local test_loader = data.DataLoader(test_set, {batch_size = args.full and 32 or 250, transform = test_tf})
 

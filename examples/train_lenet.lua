@@ -9,7 +9,8 @@ local argparse = require "argparse"
 local optim, data = cnn.optim, cnn.data
 
 local parser = argparse("train_lenet.lua", "Train LeNet-5 on MNIST-layout data.")
-parser:option("--data", "Folder with the four MNIST-layout IDX files (raw or .gz).", "/usr/share/datasets/fashion-mnist")
+parser:option("--data", "Folder with the four MNIST-layout IDX files (raw or .gz).",
+  "/usr/share/datasets/fashion-mnist")
 parser:option("--epochs", "Number of epochs (in all, when resuming).", "10"):convert(math.tointeger)
 parser:option("--batch-size", "Mini-batch size.", "64"):convert(math.tointeger)
 parser:option("--lr", "Learning rate.", "0.02"):convert(tonumber)
@@ -18,7 +19,8 @@ parser:option("--seed", "Random seed (initialisation and shuffling).", "1"):conv
 parser:option("--threads", "Threads for the kernels.", tostring(cnn.get_num_threads())):convert(math.tointeger)
 parser:option("--save", "Checkpoint path (default: OUT/checkpoint.safetensors).")
 parser:option("--resume", "Continue from this checkpoint (model, optimiser, epoch).")
-parser:flag("--distributed", "Run as one rank of an MPI job (mpirun -np N cnnlua ...): --batch-size is the global batch.")
+parser:flag("--distributed",
+  "Run as one rank of an MPI job (mpirun -np N cnnlua ...): --batch-size is the global batch.")
 parser:option("--out", "Output folder (default: runs/lenet-<time>).")
 local args = parser:parse(arg)
 
@@ -37,8 +39,8 @@ local ckpt_path = args.save or (out .. "/checkpoint.safetensors")
 
 local train_set = data.mnist(args.data, "train")
 local test_set = data.mnist(args.data, "test")
-local loader = data.DataLoader(train_set, {batch_size = job.batch_size, shuffle = true, drop_last = true, seed = args.seed,
-                                           shard = job.shard})
+local loader = data.DataLoader(train_set, {batch_size = job.batch_size, shuffle = true, drop_last = true,
+                                           seed = args.seed, shard = job.shard})
 local test_loader = data.DataLoader(test_set, {batch_size = 250, shard = job.test_shard})
 
 local model = job:wrap(cnn.models.lenet5 {num_classes = #train_set.classes})

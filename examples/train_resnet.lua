@@ -28,7 +28,8 @@ parser:option("--seed", "Random seed (initialisation, shuffling, augmentation)."
 parser:option("--threads", "Threads for the kernels.", tostring(cnn.get_num_threads())):convert(math.tointeger)
 parser:option("--save", "Checkpoint path (default: OUT/checkpoint.safetensors).")
 parser:option("--resume", "Continue from this checkpoint (model, optimiser, epoch).")
-parser:flag("--distributed", "Run as one rank of an MPI job (mpirun -np N cnnlua ...): --batch-size is the global batch.")
+parser:flag("--distributed",
+  "Run as one rank of an MPI job (mpirun -np N cnnlua ...): --batch-size is the global batch.")
 parser:option("--out", "Output folder (default: runs/resnet<depth>-<time>).")
 local args = parser:parse(arg)
 
@@ -40,7 +41,9 @@ for _, name in ipairs {"depth", "epochs", "batch_size", "seed", "threads", "limi
 end
 if args.limit and args.limit < 5 then parser:error("--limit must be at least 5 (N/5 test images)") end
 for _, name in ipairs {"lr", "momentum", "weight_decay"} do
-  if not args[name] or args[name] < 0 then parser:error(string.format("--%s must be a non-negative number", name:gsub("_", "-"))) end
+  if not args[name] or args[name] < 0 then
+    parser:error(string.format("--%s must be a non-negative number", name:gsub("_", "-")))
+  end
 end
 
 cnn.set_num_threads(args.threads)
@@ -82,7 +85,8 @@ end
 local classes = train_set.classes
 train_set = head(train_set, args.limit)
 test_set = head(test_set, args.limit and args.limit // 5)
-local loader = data.DataLoader(train_set, {batch_size = job.batch_size, shuffle = true, drop_last = #train_set > args.batch_size,
+local loader = data.DataLoader(train_set, {batch_size = job.batch_size, shuffle = true,
+                                           drop_last = #train_set > args.batch_size,
                                            seed = args.seed, transform = train_tf, shard = job.shard})
 local test_loader = data.DataLoader(test_set, {batch_size = 250, transform = test_tf, shard = job.test_shard})
 
@@ -91,7 +95,8 @@ local opt = optim.SGD(model:parameters(), {lr = args.lr, momentum = args.momentu
 
 local lr_at = cnn.trainer.schedule(args.schedule, args.lr, args.epochs)
 
-job.print(string.format("ResNet-%d, %d parameters; %d training and %d test images of %s from %s; %s schedule; %d threads%s",
+job.print(string.format("ResNet-%d, %d parameters; %d training and %d test images of %s from %s; %s schedule; "
+  .. "%d threads%s",
   args.depth, model:num_parameters(), #train_set, #test_set, what, args.data, args.schedule, cnn.get_num_threads(),
   job.world_size > 1 and string.format("; %d ranks of batch %d", job.world_size, job.batch_size) or ""))
 

@@ -62,7 +62,9 @@ local function decode(node, tensors, file)
     if type(node.pairs) ~= "table" then bad("malformed table entry") end
     local out = {}
     for _, kv in ipairs(node.pairs) do
-      if type(kv) ~= "table" or (type(kv[1]) ~= "string" and type(kv[1]) ~= "number") then bad("malformed table entry") end
+      if type(kv) ~= "table" or (type(kv[1]) ~= "string" and type(kv[1]) ~= "number") then
+        bad("malformed table entry")
+      end
       local k = kv[1]
       if type(k) == "number" then k = math.tointeger(k) or bad("non-integer numeric key") end
       out[k] = decode(kv[2], tensors, file)
@@ -88,7 +90,8 @@ function checkpoint.save(path, state)
   local tensors = {}
   local tree = encode(state, "", tensors, {})
   local cnn = require "cnn"
-  cnn.save(path, tensors, {metadata = {["cnnlua.tree"] = require("dkjson").encode(tree), ["cnnlua.version"] = cnn.version}})
+  local metadata = {["cnnlua.tree"] = require("dkjson").encode(tree), ["cnnlua.version"] = cnn.version}
+  cnn.save(path, tensors, {metadata = metadata})
 end
 
 --- checkpoint.load(path) returns the state table saved by checkpoint.save.

@@ -98,8 +98,8 @@ data.TensorDataset = setmetatable({}, {__call = function(_, ...)
 end, __index = TensorDataset})
 
 --- ds:get(i): the i-th row of every tensor (a view, or a number for 1-d tensors).
-function TensorDataset:get(i, _level)
-  i = check_index("TensorDataset", self, i, (_level or 1) + 1)
+function TensorDataset:get(i, level)
+  i = check_index("TensorDataset", self, i, (level or 1) + 1)
   local out = {}
   for k, t in ipairs(self.tensors) do out[k] = t[i] end
   return table.unpack(out, 1, #self.tensors)
@@ -156,8 +156,8 @@ local MNIST = dataset_class("MNIST")
 
 --- ds:get(i): image i as a (1, H, W) float32 tensor in [0, 1] (a fresh tensor: writing to it
 --- leaves the dataset unchanged) and its label 1..10.
-function MNIST:get(i, _level)
-  i = check_index("MNIST", self, i, (_level or 1) + 1)
+function MNIST:get(i, level)
+  i = check_index("MNIST", self, i, (level or 1) + 1)
   return self.pixels:row(i, PIXEL_DIVISOR, "MNIST"), self.labels[i]
 end
 
@@ -319,10 +319,10 @@ data.ImageFolder = setmetatable({}, {__call = function(_, dir, opts)
 end, __index = ImageFolder})
 
 --- ds:get(i): the i-th image (C, H, W), transformed, and its label.
-function ImageFolder:get(i, _level)
-  i = check_index("ImageFolder", self, i, (_level or 1) + 1)
+function ImageFolder:get(i, level)
+  level = (level or 1) + 1
+  i = check_index("ImageFolder", self, i, level)
   local s = self.samples[i]
-  local level = (_level or 1) + 1
   local x = checked(level, pcall(cio.png_load, s[1], self.mode, "ImageFolder"))
   if self.transform then x = checked(level, pcall(run_transform, self.transform, x)) end
   return x, s[2]
@@ -377,7 +377,9 @@ data.DataLoader = setmetatable({}, {__call = function(_, ds, opts)
     error("DataLoader: the dataset has no valid length (#ds)", 2)
   end
   local bs = opts.batch_size or 1
-  if not is_int(bs) or bs < 1 then error("DataLoader: batch_size must be a positive integer, got " .. tostring(bs), 2) end
+  if not is_int(bs) or bs < 1 then
+    error("DataLoader: batch_size must be a positive integer, got " .. tostring(bs), 2)
+  end
   if opts.seed ~= nil and math.type(opts.seed) ~= "integer" then
     error("DataLoader: seed must be an integer, got " .. tostring(opts.seed), 2)
   end

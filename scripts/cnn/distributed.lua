@@ -148,14 +148,17 @@ function dist.DataParallel(model, opts)
   if type(cap) ~= "number" or not (cap > 0) or cap == math.huge then
     error("DataParallel: bucket_cap_mb must be a positive number, got " .. tostring(cap), 2)
   end
-  if not D.is_initialized() then error("DataParallel: the process group is not initialized: call dist.init() first", 2) end
+  if not D.is_initialized() then
+    error("DataParallel: the process group is not initialized: call dist.init() first", 2)
+  end
   -- one broadcast per tensor; the header check inside each makes models that differ across
   -- ranks fail here, on every rank, naming the tensor
   local function bcast(kind, list)
     for _, nt in ipairs(list) do
       local ok, err = pcall(D.broadcast, nt[2], {root = 0})
       if not ok then
-        error(string.format("DataParallel: %s '%s': %s", kind, nt[1], (tostring(err):gsub("^.-dist%.broadcast: ", ""))), 3)
+        local why = tostring(err):gsub("^.-dist%.broadcast: ", "")
+        error(string.format("DataParallel: %s '%s': %s", kind, nt[1], why), 3)
       end
     end
   end

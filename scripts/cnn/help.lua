@@ -626,7 +626,7 @@ end
 
 -- ---- formatting ----------------------------------------------------------------------------
 
-local function entry_text(name, e)
+local function entry_text(_, e)
   return e.sig .. "\n  " .. e.doc
 end
 

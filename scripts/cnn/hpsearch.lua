@@ -96,7 +96,9 @@ local fail, Fail = space.fail, space.Fail
 
 local FINAL = {ok = true, pruned = true, nan = true, failed = true}
 
-local function is_int(v) return math.type(v) == "integer" or (type(v) == "number" and v == math.floor(v) and v == v and math.abs(v) < 2 ^ 53) end
+local function is_int(v)
+  return math.type(v) == "integer" or (type(v) == "number" and v == math.floor(v) and v == v and math.abs(v) < 2 ^ 53)
+end
 
 -- Shell words: quoted only when they need it, so emitted commands stay readable.
 local function q(s)
@@ -148,7 +150,9 @@ end
 
 local function opt_string(spec, key)
   local v = spec[key]
-  if v ~= nil and (type(v) ~= "string" or v == "") then fail("%s must be a non-empty string, got %s", key, tostring(v)) end
+  if v ~= nil and (type(v) ~= "string" or v == "") then
+    fail("%s must be a non-empty string, got %s", key, tostring(v))
+  end
   return v
 end
 
@@ -196,7 +200,8 @@ local function check_spec(spec)
   end
   s.timeout = spec.timeout
   s.log = opt_string(spec, "log")
-  s.emit_commands, s.emit_dir, s.merge = opt_string(spec, "emit_commands"), opt_string(spec, "emit_dir"), opt_string(spec, "merge")
+  s.emit_commands, s.emit_dir = opt_string(spec, "emit_commands"), opt_string(spec, "emit_dir")
+  s.merge = opt_string(spec, "merge")
   if s.merge and s.merge:find("\n") then fail("merge must be a folder or a glob on one line") end
   s.quiet, s.retry_failed = opt_bool(spec, "quiet"), opt_bool(spec, "retry_failed")
 
@@ -205,7 +210,8 @@ local function check_spec(spec)
     local a = {}
     a.max_steps = spec.max_steps
     if type(a.max_steps) ~= "number" or not (a.max_steps > 0) then
-      fail("strategy \"asha\" needs max_steps (a positive number: the steps a trial that is never stopped runs), got %s",
+      fail("strategy \"asha\" needs max_steps (a positive number: the steps a trial that is never stopped runs), "
+        .. "got %s",
         tostring(a.max_steps))
     end
     a.eta = spec.eta or 3
@@ -565,10 +571,10 @@ end
 function Search:run_here(pending)
   for _, t in ipairs(pending) do
     local saved = core.get_rng_state()
-    local ok, rec, err = pcall(run_one, self.s, t, self.rungs)
+    local ok, rec = pcall(run_one, self.s, t, self.rungs)
     core.set_rng_state(saved)
     if not ok then
-      if trial.is_interrupt(rec) then rec, err = nil, rec else error(rec, 0) end
+      if trial.is_interrupt(rec) then rec = nil else error(rec, 0) end
     end
     if not rec then
       self.interrupted = true
@@ -584,7 +590,8 @@ local function merge_files(pattern)
   if os.execute("test -d " .. q(pattern)) then
     cmd = "for f in " .. q(pattern) .. "/*.jsonl; do [ -f \"$f\" ] && printf '%s\\n' \"$f\"; done"
   else
-    cmd = "for f in " .. pattern:gsub("[^%w%._/*?%[%]%-]", "\\%0") .. "; do [ -f \"$f\" ] && printf '%s\\n' \"$f\"; done"
+    cmd = "for f in " .. pattern:gsub("[^%w%._/*?%[%]%-]", "\\%0")
+      .. "; do [ -f \"$f\" ] && printf '%s\\n' \"$f\"; done"
   end
   local p = io.popen(cmd)
   local files = {}

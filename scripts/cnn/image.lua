@@ -57,7 +57,9 @@ function image.grid(t, opts)
   if t:dtype() ~= "float32" then error("image.grid: expected a float32 tensor, got " .. t:dtype(), 2) end
   local nrow, padding, pad_value = opts.nrow or 8, opts.padding or 2, opts.pad_value or 0
   if math.type(nrow) ~= "integer" or nrow < 1 then error("image.grid: nrow must be a positive integer", 2) end
-  if math.type(padding) ~= "integer" or padding < 0 then error("image.grid: padding must be a non-negative integer", 2) end
+  if math.type(padding) ~= "integer" or padding < 0 then
+    error("image.grid: padding must be a non-negative integer", 2)
+  end
   if type(pad_value) ~= "number" then error("image.grid: pad_value must be a number", 2) end
   local d = t:dim()
   if d == 2 then t = t:unsqueeze(1) end

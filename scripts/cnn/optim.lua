@@ -134,7 +134,8 @@ local function make_group(self, spec, gi, first)
   local params = spec.params
   if is_tensor(params) then params = {params} end
   if type(params) ~= "table" then
-    return nil, string.format("parameter group %d: params must be a tensor or a list of tensors, got %s", gi, type(params))
+    return nil, string.format("parameter group %d: params must be a tensor or a list of tensors, got %s", gi,
+      type(params))
   end
   if #params == 0 then return nil, string.format("parameter group %d has an empty parameter list", gi) end
   local g = {params = {}}
@@ -326,7 +327,8 @@ local function unpack_state_dict(self, sd)
   for id, st in pairs(sd.state) do
     local p = id_map[id]
     if not p then
-      return nil, nil, string.format("the state dict has state for parameter %s, which is in none of its groups", tostring(id))
+      return nil, nil,
+        string.format("the state dict has state for parameter %s, which is in none of its groups", tostring(id))
     end
     if type(st) ~= "table" then
       return nil, nil, string.format("state of parameter %s must be a table, got %s", tostring(id), type(st))
@@ -339,7 +341,8 @@ local function unpack_state_dict(self, sd)
       end
       if k == "step" then
         if not is_tensor(v) or v:numel() ~= 1 or v:dtype() ~= "float32" then
-          return nil, nil, string.format("state of parameter %s: step must be a one-element float32 tensor", tostring(id))
+          return nil, nil,
+            string.format("state of parameter %s: step must be a one-element float32 tensor", tostring(id))
         end
       elseif not is_tensor(v) then
         return nil, nil, string.format("state of parameter %s: %s must be a tensor, got %s", tostring(id), k, type(v))
@@ -727,7 +730,9 @@ function ReduceLROnPlateau.new(cls, opt, opts)
   local function fail(fmt, ...) error(cls.name .. ": " .. string.format(fmt, ...), 3) end
   local self = setmetatable({optimizer = opt}, cls)
   self.mode = opts.mode or "min"
-  if self.mode ~= "min" and self.mode ~= "max" then fail("mode must be \"min\" or \"max\", got %s", tostring(self.mode)) end
+  if self.mode ~= "min" and self.mode ~= "max" then
+    fail("mode must be \"min\" or \"max\", got %s", tostring(self.mode))
+  end
   self.threshold_mode = opts.threshold_mode or "rel"
   if self.threshold_mode ~= "rel" and self.threshold_mode ~= "abs" then
     fail("threshold_mode must be \"rel\" or \"abs\", got %s", tostring(self.threshold_mode))

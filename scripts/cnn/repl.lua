@@ -144,7 +144,7 @@ function repl.complete(word, env)
   end
   if head == nil then
     if word ~= "" and not is_ident(word) then return {} end
-    head, sep, partial, prefix = "", "", word, ""
+    sep, partial, prefix = "", word, ""
     each_in_chain(env, add, {})
     for _, k in ipairs(KEYWORDS) do add(k, true) end
   else

@@ -116,8 +116,10 @@ local function write_outputs(out, title, history)
   csv:close()
   if #history == 0 then return end
   cnn.plot.lines {path = out .. "/curves.png", title = title, xlabel = "epoch", ylabel = "loss / accuracy",
-    series = {{name = "train loss", x = xs, y = series.train_loss}, {name = "test loss", x = xs, y = series.test_loss},
-              {name = "train accuracy", x = xs, y = series.train_acc}, {name = "test accuracy", x = xs, y = series.test_acc}}}
+    series = {{name = "train loss", x = xs, y = series.train_loss},
+              {name = "test loss", x = xs, y = series.test_loss},
+              {name = "train accuracy", x = xs, y = series.train_acc},
+              {name = "test accuracy", x = xs, y = series.test_acc}}}
 end
 
 --- trainer.fit{model=, optimizer=, loader=, test_loader=, epochs=, out=, checkpoint=PATH, resume=PATH|nil,
@@ -161,8 +163,9 @@ function trainer.fit(o)
       seen = seen + b
       if tty and (i % every == 0 or i == nbatches) then
         local rate = seen * size / math.max(now() - start, 1e-9) -- every rank steps alike
-        io.write(string.format("\repoch %d/%d  batch %d/%d  loss %.4f  acc %.2f%%  %.0f img/s  ETA %ds   ", epoch, epochs,
-          i, nbatches, loss_sum / seen, 100 * correct / seen, rate, math.floor((nbatches - i) * b / rate + 0.5)))
+        local eta = math.floor((nbatches - i) * b / rate + 0.5)
+        io.write(string.format("\repoch %d/%d  batch %d/%d  loss %.4f  acc %.2f%%  %.0f img/s  ETA %ds   ",
+          epoch, epochs, i, nbatches, loss_sum / seen, 100 * correct / seen, rate, eta))
         io.flush()
       end
     end
@@ -181,7 +184,8 @@ function trainer.fit(o)
     history[#history + 1] = row
     if tty then io.write("\r" .. string.rep(" ", 100) .. "\r") end
     if main then
-      print(string.format("epoch %d/%d  %strain loss %.4f  train acc %.2f%%  test loss %.4f  test acc %.2f%%  %.0f img/s  peak RSS %.0f MB%s",
+      print(string.format("epoch %d/%d  %strain loss %.4f  train acc %.2f%%  test loss %.4f  test acc %.2f%%  "
+        .. "%.0f img/s  peak RSS %.0f MB%s",
         epoch, epochs, row.lr and string.format("lr %.4g  ", row.lr) or "", row.train_loss, 100 * row.train_acc,
         test_loss, 100 * test_acc, row.images_per_s, row.peak_rss_mb,
         size > 1 and string.format("  (%d ranks: %.1f ms/step, %.1f%% in gradient all-reduce)", size, row.step_ms,

@@ -27,7 +27,8 @@ local function exists(p)
   if f then f:close() return true end
   return false
 end
-local have_fmnist = exists(opts.data .. "/train-images-idx3-ubyte.gz") or exists(opts.data .. "/train-images-idx3-ubyte")
+local have_fmnist = exists(opts.data .. "/train-images-idx3-ubyte.gz")
+  or exists(opts.data .. "/train-images-idx3-ubyte")
 
 -- One SGD training step on (x, y), as cnn.trainer does it (the loss read back every step).
 local function train_step(model, opt, x, y)
@@ -62,7 +63,8 @@ function ROWS.lenet_train()
   local opt = optim.SGD(model:parameters(), {lr = 0.02, momentum = 0.9})
   local source, what
   if have_fmnist then
-    local loader = data.DataLoader(data.mnist(opts.data, "train"), {batch_size = 64, shuffle = true, drop_last = true, seed = 1})
+    local loader = data.DataLoader(data.mnist(opts.data, "train"),
+                                   {batch_size = 64, shuffle = true, drop_last = true, seed = 1})
     local it = loader:iter()
     source = function()
       local x, y = it()
@@ -153,7 +155,7 @@ local w = 0
 while w < opts.warmup or now() < t_end do step(); w = w + 1 end
 -- measurement: at least --min-steps steps and --seconds of wall time
 local steps, t0 = 0, now()
-local elapsed = 0
+local elapsed
 repeat
   step()
   steps = steps + 1

@@ -2,6 +2,7 @@
 # Installs cnnlua's dependencies from Debian, builds it (Release, tuned for this machine) into
 # ./build and installs it (cnnlua on the PATH, `require "cnn"` for lua5.4). Run from anywhere;
 # uses sudo when not root. Extra CMake flags: CNN_CMAKE_FLAGS="-DCNN_WERROR=ON" setup.sh
+# `setup.sh --deps` installs the packages only (.ci/run checks the style before it builds).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 SUDO=""
@@ -9,7 +10,7 @@ SUDO=""
 
 packages=(build-essential cmake pkg-config liblua5.4-dev lua5.4 libopenblas-dev libedit-dev
           libpng-dev zlib1g-dev lua-busted lua-argparse lua-dkjson dataset-fashion-mnist
-          libopenmpi-dev openmpi-bin openssh-client)
+          libopenmpi-dev openmpi-bin openssh-client clang-format lua-check)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -18,6 +19,7 @@ if [ ${#missing[@]} -gt 0 ]; then
   $SUDO apt-get update
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y --no-install-recommends "${missing[@]}"
 fi
+[ "${1:-}" = "--deps" ] && exit 0
 
 # shellcheck disable=SC2086
 cmake -S "$root" -B "$root/build" -DCMAKE_BUILD_TYPE=Release ${CNN_CMAKE_FLAGS:-}

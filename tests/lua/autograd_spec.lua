@@ -323,7 +323,7 @@ describe("cnn.autograd.Function", function()
   it("a nil gradient leaves that input without .grad", function()
     local Scale = cnn.autograd.Function {
       forward = function(_, x, w) return x * w end,
-      backward = function(ctx, g)
+      backward = function(_, g)
         return g * 4, nil -- pretends w = 4; says nothing about w
       end,
     }

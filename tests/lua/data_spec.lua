@@ -19,9 +19,6 @@ local function idx_ubyte(shape, values)
   return table.concat(parts)
 end
 
--- Flattened values of a tensor, as a Lua list.
-local function values(t) return H.values(t) end
-
 describe("data.idx_load", function()
   local names = {}
   for name in pairs(E.idx) do names[#names + 1] = name end
@@ -197,7 +194,8 @@ describe("data.mnist", function()
     local idx = cnn.tensor({99, 0, 7, 7, 42}, {dtype = "int64"})
     local x, y = ds:_gather(idx)
     assert_bits_equal(x, ref:index_select(1, idx + 1)) -- index_select is 1-based
-    H.assert_tensor(y, {labels[100] + 1, labels[1] + 1, labels[8] + 1, labels[8] + 1, labels[43] + 1}, {dtype = "int64"})
+    H.assert_tensor(y, {labels[100] + 1, labels[1] + 1, labels[8] + 1, labels[8] + 1, labels[43] + 1},
+      {dtype = "int64"})
     -- the whole split on demand, and through ds.tensors as a TensorDataset has it
     assert_bits_equal(ds:images(), ref)
     assert_bits_equal(ds.tensors[1], ref)
@@ -217,7 +215,8 @@ describe("data.mnist", function()
     H.assert_error(function() ds.tensors[1] = cnn.zeros(1) end, "MNIST:", "read%-only")
     H.assert_error(function() return ds:get(6) end, "MNIST:", "index 6 is out of range for 5")
     H.assert_error(function() return ds[0] end, "MNIST:", "out of range")
-    H.assert_error(function() ds:_gather(cnn.tensor({5}, {dtype = "int64"})) end, "DataLoader:", "index 5 is out of range")
+    H.assert_error(function() ds:_gather(cnn.tensor({5}, {dtype = "int64"})) end, "DataLoader:",
+      "index 5 is out of range")
     H.assert_error(function() ds:_gather(cnn.tensor({1.0})) end, "DataLoader:", "int64")
     H.assert_error(function() ds.pixels:reshape_(7, 7) end, "reshape_:", "3920 bytes")
     ds.pixels:close()
@@ -368,7 +367,9 @@ describe("data.DataLoader", function()
     for x in data.DataLoader(range_ds(10), {batch_size = 4}):iter() do sizes[#sizes + 1] = x:size(1) end
     assert.are.same({4, 4, 2}, sizes)
     sizes = {}
-    for x in data.DataLoader(range_ds(10), {batch_size = 4, drop_last = true}):iter() do sizes[#sizes + 1] = x:size(1) end
+    for x in data.DataLoader(range_ds(10), {batch_size = 4, drop_last = true}):iter() do
+      sizes[#sizes + 1] = x:size(1)
+    end
     assert.are.same({4, 4}, sizes)
   end)
 
@@ -461,9 +462,9 @@ describe("data.DataLoader", function()
     -- without a seed, sharded loaders still agree (seed 0, as DistributedSampler)
     local l0 = data.DataLoader(range_ds(n), {shuffle = true, drop_last = true, shard = {rank = 0, world_size = 2}})
     local l1 = data.DataLoader(range_ds(n), {shuffle = true, drop_last = true, shard = {rank = 1, world_size = 2}})
-    local seen = {}
-    for _, id in ipairs(epoch_ids(l0)) do seen[id] = true end
-    for _, id in ipairs(epoch_ids(l1)) do assert.is_nil(seen[id]) end
+    local in_l0 = {}
+    for _, id in ipairs(epoch_ids(l0)) do in_l0[id] = true end
+    for _, id in ipairs(epoch_ids(l1)) do assert.is_nil(in_l0[id]) end
   end)
 
   it("applies its transform to each whole batch", function()

@@ -187,7 +187,8 @@ describe("F.softmax and F.log_softmax", function()
     local x = cnn.randn(4, 3, 5)
     local v = x:transpose(1, 3) -- (5, 3, 4), not contiguous
     H.assert_tensor(F.softmax(v, 2), { shape = { 5, 3, 4 }, data = H.values(F.softmax(v:contiguous(), 2)) }, TOL)
-    H.assert_tensor(F.log_softmax(v, 3), { shape = { 5, 3, 4 }, data = H.values(F.log_softmax(v:contiguous(), 3)) }, TOL)
+    H.assert_tensor(F.log_softmax(v, 3), { shape = { 5, 3, 4 }, data = H.values(F.log_softmax(v:contiguous(), 3)) },
+      TOL)
     H.assert_tensor(F.softmax(cnn.tensor(2.5), 1), 1)
   end)
 
@@ -221,7 +222,8 @@ describe("F.cross_entropy", function()
       "cross_entropy: label 11 is out of range for 10 classes")
     H.assert_error(function() F.cross_entropy(x, long({ 0, 1, 2 })) end,
       "cross_entropy: label 0 is out of range for 10 classes")
-    H.assert_error(function() F.nll_loss(x, long({ 1, 2, 12 })) end, "nll_loss: label 12 is out of range for 10 classes")
+    H.assert_error(function() F.nll_loss(x, long({ 1, 2, 12 })) end,
+      "nll_loss: label 12 is out of range for 10 classes")
     H.assert_usable()
   end)
 

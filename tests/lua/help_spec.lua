@@ -89,7 +89,8 @@ describe("help entries", function()
 
   it("name only functions that exist, where their module is built", function()
     -- API.md declares these; the names may come before the code
-    local planned = set{"cnn.models.alexnet", "cnn.models.alexnet_cifar", "cnn.models.resnet", "cnn.models.resnet_cifar"}
+    local planned = set{"cnn.models.alexnet", "cnn.models.alexnet_cifar", "cnn.models.resnet",
+                        "cnn.models.resnet_cifar"}
     local function resolve(path)
       local v = _G
       for part in path:gmatch("[^.]+") do
@@ -126,7 +127,8 @@ describe("help(x)", function()
   it("prints a function's signature and description, and returns nothing", function()
     local out, n = captured(function() return select("#", help(cnn.zeros)) end)
     assert.are.equal(0, n)
-    has(out, "cnn.zeros(size...|{size}, {dtype=, requires_grad=}) -> Tensor\n  a tensor of the given shape filled with 0\n")
+    has(out, "cnn.zeros(size...|{size}, {dtype=, requires_grad=}) -> Tensor\n"
+      .. "  a tensor of the given shape filled with 0\n")
   end)
 
   it("lists a module's functions with one-liners", function()
@@ -149,7 +151,8 @@ describe("help(x)", function()
     local Block = nn.Module:extend("Block")
     function Block:init() self.fc = nn.Linear(1, 1) end
     function Block:forward(x) return self.fc(x) end
-    has(help.text(Block()), "a Block module (a user class) with 2 parameters", "forward                   the module's computation")
+    has(help.text(Block()), "a Block module (a user class) with 2 parameters",
+      "forward                   the module's computation")
   end)
 
   it("describes instances of optimisers and data classes by their class", function()
@@ -285,8 +288,8 @@ describe("time and timeit", function()
     assert.are.equal(42, v)
     has(out, "wall time: ")
     captured(repl.time, "help_spec_global = 5")
-    assert.are.equal(5, help_spec_global)
-    help_spec_global = nil
+    assert.are.equal(5, _G.help_spec_global)
+    _G.help_spec_global = nil
   end)
 
   it("timeit runs n times and returns the median and the minimum", function()

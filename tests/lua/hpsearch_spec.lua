@@ -169,16 +169,19 @@ describe("hpsearch.search options", function()
     assert.has_error(function() hp.search(ok_spec{strategy = "asha"}) end,
       "hpsearch.search: strategy \"asha\" needs max_steps (a positive number: the steps a trial that is never " ..
       "stopped runs), got nil")
-    assert.has_error(function() hp.search(ok_spec{eta = 2}) end, "hpsearch.search: eta applies to strategy \"asha\" only")
+    assert.has_error(function() hp.search(ok_spec{eta = 2}) end,
+      "hpsearch.search: eta applies to strategy \"asha\" only")
     assert.has_error(function() hp.search(ok_spec{objective = 3}) end,
       "hpsearch.search: objective must be a function(params, report) returning the metric, got number")
     assert.has_error(function() hp.search(ok_spec{space = {x = {a = 1}}}) end,
-      "hpsearch.search: space.x must be hp.choice/uniform/loguniform/randint, a list (a choice) or a fixed value, got a table")
+      "hpsearch.search: space.x must be hp.choice/uniform/loguniform/randint, a list (a choice) or a fixed value, "
+      .. "got a table")
   end)
 
   it("refuse worker processes that would re-run busted", function()
     assert.has_error(function() hp.search(ok_spec{workers = 1}) end,
-      "hpsearch.search: workers would re-run " .. arg[0] .. "; write the search in a script of its own, or use workers = 0")
+      "hpsearch.search: workers would re-run " .. arg[0]
+      .. "; write the search in a script of its own, or use workers = 0")
   end)
 
   it("report() checks its arguments", function()
@@ -237,7 +240,7 @@ describe("hpsearch random search in this process", function()
     -- another seed is another search: nothing in the log matches
     calls = 0
     hp.search{space = {x = hp.uniform(-1, 1), k = {1, 2, 3}}, trials = 2, seed = 6, workers = 0, mode = "min",
-              quiet = true, log = tmp .. "/here/search.jsonl", objective = function(p) calls = calls + 1 return 0 end}
+              quiet = true, log = tmp .. "/here/search.jsonl", objective = function() calls = calls + 1 return 0 end}
     assert.are.equal(2, calls)
   end)
 
@@ -543,7 +546,8 @@ describe("examples/hparam_search.lua", function()
     assert.are.equal(3, #lines_of(out .. "/search.csv"))
     assert.are.equal(3, cnn.image.load(out .. "/search.png"):size(1))
     -- the data check happens before any worker starts
-    p = assert(io.popen(sh_quote(CNNLUA) .. " examples/hparam_search.lua --data " .. sh_quote(tmp .. "/nowhere") .. " 2>&1"))
+    p = assert(io.popen(sh_quote(CNNLUA) .. " examples/hparam_search.lua --data " .. sh_quote(tmp .. "/nowhere")
+      .. " 2>&1"))
     text = p:read("a")
     assert.is_nil(p:close())
     assert.truthy(text:find("no MNIST-layout data in " .. tmp .. "/nowhere", 1, true), text)

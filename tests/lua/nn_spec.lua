@@ -302,7 +302,8 @@ describe("Sequential", function()
     local list = nn.ModuleList{nn.Linear(1, 2), nn.Linear(2, 3)}
     list:append(nn.Linear(3, 4))
     assert.are.equal(3, #list)
-    assert.are.same({"0.weight", "0.bias", "1.weight", "1.bias", "2.weight", "2.bias"}, names_of(list:named_parameters()))
+    assert.are.same({"0.weight", "0.bias", "1.weight", "1.bias", "2.weight", "2.bias"},
+      names_of(list:named_parameters()))
     local x = cnn.ones(1, 1)
     for _, m in ipairs(list) do x = m(x) end
     assert.are.same({1, 4}, x:shape())
@@ -723,11 +724,13 @@ describe("tostring", function()
       "  (0): Linear(in_features=3, out_features=2, bias=True)  -- weight {2, 3}, bias {2}",
       "  (1): ReLU()",
       "  (2): Sequential(",
-      "    (0): BatchNorm1d(2, eps=1e-05, momentum=0.1, affine=True, track_running_stats=True)  -- weight {2}, bias {2}",
+      "    (0): BatchNorm1d(2, eps=1e-05, momentum=0.1, affine=True, track_running_stats=True)  "
+        .. "-- weight {2}, bias {2}",
       "    (1): Dropout(p=0.25, inplace=False)",
       "  )",
       ")  -- 12 parameters"}, "\n"), tostring(seq))
-    assert.are.equal("Conv2d(1, 2, kernel_size=(3, 3), stride=(1, 1), padding=same, bias=False)  -- weight {2, 1, 3, 3}",
+    assert.are.equal("Conv2d(1, 2, kernel_size=(3, 3), stride=(1, 1), padding=same, bias=False)  "
+      .. "-- weight {2, 1, 3, 3}",
       tostring(nn.Conv2d(1, 2, 3, {padding = "same", bias = false})))
     assert.are.equal("LocalResponseNorm(5, alpha=0.0001, beta=0.75, k=2)", tostring(nn.LocalResponseNorm(5, {k = 2})))
     assert.are.equal("BatchNorm2d(4, eps=1e-05, momentum=None, affine=True, track_running_stats=True)" ..
@@ -767,7 +770,8 @@ describe("constructor and forward errors", function()
     H.assert_error(function() nn.Conv2d(1, 6, 2.5) end, "Conv2d", "kernel_size")
     H.assert_error(function() nn.Conv2d(1, 6, 3, {padding = -1}) end, "Conv2d", "padding must be an integer >= 0")
     H.assert_error(function() nn.Conv2d(3, 6, 3, {groups = 2}) end, "Conv2d", "in_channels must be divisible by groups")
-    H.assert_error(function() nn.Conv2d(4, 6, 3, {groups = 4}) end, "Conv2d", "out_channels must be divisible by groups")
+    H.assert_error(function() nn.Conv2d(4, 6, 3, {groups = 4}) end, "Conv2d",
+      "out_channels must be divisible by groups")
     H.assert_error(function() nn.Conv2d(1, 1, 2, {padding = "same"}) end, "Conv2d", "odd effective kernel")
     H.assert_error(function() nn.Conv2d(1, 1, 3, {padding = "same", stride = 2}) end, "Conv2d", "strided")
     H.assert_error(function() nn.Conv2d(1, 1, 3, {bias = 1}) end, "Conv2d", "bias must be a boolean")

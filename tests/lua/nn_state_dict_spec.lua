@@ -157,7 +157,8 @@ describe("load_state_dict", function()
       "load_state_dict", "size mismatch for 0%.weight")
     H.assert_error(function() m:load_state_dict({["0.weight"] = 1}, {strict = false}) end,
       "load_state_dict", "value for 0%.weight is a number, not a tensor")
-    H.assert_error(function() m:load_state_dict({}, {strict = "yes"}) end, "load_state_dict", "strict must be a boolean")
+    H.assert_error(function() m:load_state_dict({}, {strict = "yes"}) end, "load_state_dict",
+      "strict must be a boolean")
     H.assert_error(function() m:load_state_dict({}, {strick = false}) end, "load_state_dict: unknown option 'strick'")
     H.assert_error(function() m:load_state_dict(nil) end, "load_state_dict", "expected a table of named tensors")
     H.assert_usable()

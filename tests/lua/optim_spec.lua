@@ -142,7 +142,7 @@ describe("state_dict", function()
     assert.is_nil(sd.state[2].momentum_buffer)
     assert.are.same({ 3 }, sd.state[2].square_avg:shape())
     assert.are.equal(1, sd.state[2].step:item())
-    w, b, opt = setup(CASES.adagrad_initial_accumulator)
+    w, b, opt = setup(CASES.adagrad_initial_accumulator) -- luacheck: ignore 311
     opt:zero_grad()
     w.grad = cnn.zeros(3, 4) -- a zero gradient leaves the sum at initial_accumulator_value
     opt:step()
@@ -185,11 +185,13 @@ describe("state_dict", function()
     local before = opt.state[w].exp_avg:clone()
 
     local two = optim.Adam({ { params = { w } }, { params = { b } } })
-    H.assert_error(function() two:load_state_dict(good) end, "Adam: load_state_dict", "has 1 parameter group%(s%) but the optimiser has 2")
+    H.assert_error(function() two:load_state_dict(good) end, "Adam: load_state_dict",
+      "has 1 parameter group%(s%) but the optimiser has 2")
     local one = optim.Adam({ w })
     H.assert_error(function() one:load_state_dict(good) end, "load_state_dict", "parameter group 1 has 2 parameters")
     local sgd = optim.SGD({ w, b }, { lr = 0.1 })
-    H.assert_error(function() sgd:load_state_dict(good) end, "SGD: load_state_dict", "unknown option '%a+' in parameter group 1")
+    H.assert_error(function() sgd:load_state_dict(good) end, "SGD: load_state_dict",
+      "unknown option '%a+' in parameter group 1")
     local mixed = sgd:state_dict()
     mixed.state[1] = { exp_avg = cnn.zeros(3, 4) }
     H.assert_error(function() sgd:load_state_dict(mixed) end, "SGD: load_state_dict", "exp_avg", "another optimiser")
@@ -216,7 +218,8 @@ end)
 
 describe("optimiser objects", function()
   local function pair()
-    return cnn.tensor({ { 1, -2 }, { 3, 4 } }, { requires_grad = true }), cnn.tensor({ 0.5, -0.5 }, { requires_grad = true })
+    return cnn.tensor({ { 1, -2 }, { 3, 4 } }, { requires_grad = true }),
+      cnn.tensor({ 0.5, -0.5 }, { requires_grad = true })
   end
 
   it("are instances of their class, built with the class pattern", function()
@@ -457,12 +460,14 @@ describe("optimiser misuse", function()
     a.grad, b.grad = cnn.ones(2), cnn.ones(3)
     opt:step()
     opt.state[b].momentum_buffer = cnn.zeros(4)
-    H.assert_error(function() opt:step() end, "SGD: parameter 2", "momentum_buffer has shape %(4%) but the parameter has shape %(3%)")
+    H.assert_error(function() opt:step() end, "SGD: parameter 2",
+      "momentum_buffer has shape %(4%) but the parameter has shape %(3%)")
     local r = optim.RMSprop({ a, b }, { centered = true })
     r:step()
     r.state[a].grad_avg = cnn.zeros(3)
     local before = a:clone()
-    H.assert_error(function() r:step() end, "RMSprop: parameter 1", "grad_avg has shape %(3%) but the parameter has shape %(2%)")
+    H.assert_error(function() r:step() end, "RMSprop: parameter 1",
+      "grad_avg has shape %(3%) but the parameter has shape %(2%)")
     H.assert_tensor(a, before:totable()) -- a refused update writes nothing
     local ag = optim.Adagrad({ a, b })
     ag:step()

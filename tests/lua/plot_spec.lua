@@ -198,7 +198,9 @@ describe("plot.lines", function()
 
   it("names itself and the problem in errors, and keeps working", function()
     local ok = {{y = {1, 2}}}
-    local msg = err(function() plot.lines{series = {{x = {1, 2}, y = {1, 2}}, {x = {1, 2, 3, 4, 5}, y = {1, 2, 3, 4}}}} end,
+    local msg = err(function()
+      plot.lines{series = {{x = {1, 2}, y = {1, 2}}, {x = {1, 2, 3, 4, 5}, y = {1, 2, 3, 4}}}}
+    end,
       "plot.lines: series 2 has 5 x values but 4 y values")
     assert.truthy(msg:find("plot_spec.lua", 1, true)) -- raised at the caller's line
     err(function() plot.lines{series = ok, colour = "red"} end, "plot.lines: unknown option 'colour'")
@@ -207,14 +209,17 @@ describe("plot.lines", function()
     err(function() plot.lines{series = {{y = {1, "a"}}}} end, "plot.lines: series 1 y[2] must be a number, got string")
     err(function() plot.lines{series = {{y = {1}, size = 2}}} end, "plot.lines: unknown option 'size' in series 1")
     err(function() plot.lines{series = {{y = cnn.zeros(2, 2)}}} end, "plot.lines: series 1 y must be a 1-d tensor")
-    err(function() plot.lines{series = {{y = {1}, color = "red"}}} end, "plot.lines: series 1 color must be \"#rrggbb\"")
+    err(function() plot.lines{series = {{y = {1}, color = "red"}}} end,
+      "plot.lines: series 1 color must be \"#rrggbb\"")
     err(function() plot.lines{series = {{y = {1}, marker = "hex"}}} end, "plot.lines: series 1 marker must be one of")
     err(function() plot.lines{series = ok, width = 50} end, "plot.lines: image size 50x500 out of range")
     err(function() plot.lines{series = ok, path = 3} end, "plot.lines: path must be a string")
     err(function() plot.lines(5) end, "plot.lines: expected an options table, got number")
     err(function() plot.lines{series = ok, logy = "yes"} end, "plot.lines: logy must be a boolean")
-    err(function() plot.scatter{points = {{x = 1, y = 2}, {x = 2}}} end, "plot.scatter: point 2 y must be a number, got nil")
-    err(function() plot.scatter{points = {{x = 1, y = 2}}, best = 7} end, "plot.scatter: best = 7 is not a point index (1..1)")
+    err(function() plot.scatter{points = {{x = 1, y = 2}, {x = 2}}} end,
+      "plot.scatter: point 2 y must be a number, got nil")
+    err(function() plot.scatter{points = {{x = 1, y = 2}}, best = 7} end,
+      "plot.scatter: best = 7 is not a point index (1..1)")
     err(function() plot.panels{panels = {{points = {{x = 1, y = 1}}}, {xlabel = "lr"}}} end,
       "plot.panels: panel 2: needs either series (lines) or points (scatter)")
     err(function() plot.panels{panels = {{points = {{x = 1, y = 1}}, typo = 1}}} end,

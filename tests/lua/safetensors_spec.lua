@@ -148,7 +148,8 @@ describe("cnn.load on corrupt files", function()
       '"b":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}}', string.rep("\0", 8)), "overlap"},
     {"a gap between tensors", st_bytes('{"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},' ..
       '"b":{"dtype":"F32","shape":[1],"data_offsets":[8,12]}}', string.rep("\0", 12)), "belong to no tensor"},
-    {"trailing bytes after the last tensor", st_bytes(F32x2, string.rep("\0", 12)), "last 4 data bytes belong to no tensor"},
+    {"trailing bytes after the last tensor", st_bytes(F32x2, string.rep("\0", 12)),
+     "last 4 data bytes belong to no tensor"},
     {"a negative size", st_bytes('{"a":{"dtype":"F32","shape":[-2],"data_offsets":[0,8]}}', string.rep("\0", 8)),
       "shape entry 1"},
     {"a fractional offset", st_bytes('{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8.5]}}', string.rep("\0", 8)),

@@ -110,9 +110,10 @@ describe("train_lenet.lua", function()
 
   -- 2 ranks of batch 16 take the same steps as 1 process of batch 32 (up to float rounding); only
   -- rank 0 prints and writes.
-  ;(H.has_mpirun() and it or pending)("--distributed on 2 ranks matches the single-process run of the same global batch", function()
-    local out, ok = H.mpirun(2, sh_quote(CNNLUA) .. " examples/train_lenet.lua --distributed " .. common .. " --data " ..
-      sh_quote(tmp .. "/data") .. " --out " .. sh_quote(tmp .. "/dist"))
+  ;(H.has_mpirun() and it or pending)(
+    "--distributed on 2 ranks matches the single-process run of the same global batch", function()
+    local out, ok = H.mpirun(2, sh_quote(CNNLUA) .. " examples/train_lenet.lua --distributed " .. common
+      .. " --data " .. sh_quote(tmp .. "/data") .. " --out " .. sh_quote(tmp .. "/dist"))
     assert.is_true(ok, out)
     local _, lines = out:gsub("test accuracy:", "")
     assert.are.equal(1, lines, out) -- rank 0 alone reports

@@ -34,8 +34,8 @@ CIFAR10.__len = function(self) return self.n end
 CIFAR10.__tostring = function(self) return string.format("CIFAR10(%s, %d samples)", self.split, self.n) end
 
 --- ds:get(i): image i as a fresh (3, 32, 32) float32 tensor in [0, 1] and its label 1..10.
-function CIFAR10.get(self, i, _level)
-  local level = (_level or 1) + 1
+function CIFAR10.get(self, i, level)
+  level = (level or 1) + 1
   if math.type(i) ~= "integer" and not (type(i) == "number" and i == math.floor(i)) then
     error("CIFAR10: index must be an integer, got " .. tostring(i), level)
   end
@@ -125,7 +125,8 @@ return function(dir, split)
   local chunks, labels = {}, {}
   for _, name in ipairs(files) do read_batch(dir .. "/" .. name, chunks, labels, 2) end
   local pixels = to_bytes(chunks, 2)
-  chunks = nil -- the records (the size of the files) can go before the dataset is used
+  -- the records (the size of the files) can go before the dataset is used
+  chunks = nil -- luacheck: ignore 311
   local ds = setmetatable({pixels = pixels, labels = core.tensor(labels, {dtype = "int64"}), n = #labels,
                            classes = {table.unpack(CLASSES)}, split = split}, CIFAR10)
   return ds

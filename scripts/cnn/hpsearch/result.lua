@@ -184,7 +184,9 @@ function Result:plot(path, opts)
   opts = opts or {}
   if type(opts) ~= "table" then error("result:plot: expected an options table, got " .. type(opts), 2) end
   for k in pairs(opts) do
-    if k ~= "width" and k ~= "height" and k ~= "cols" then error("result:plot: unknown option '" .. tostring(k) .. "'", 2) end
+    if k ~= "width" and k ~= "height" and k ~= "cols" then
+      error("result:plot: unknown option '" .. tostring(k) .. "'", 2)
+    end
   end
   local ok_trials = {}
   for _, t in ipairs(self.trials) do

@@ -35,7 +35,9 @@ function M.lenet5(opts)
   end
   local classes, channels = opts.num_classes or 10, opts.in_channels or 1
   if math.type(classes) ~= "integer" or classes < 1 then error("lenet5: num_classes must be a positive integer", 2) end
-  if math.type(channels) ~= "integer" or channels < 1 then error("lenet5: in_channels must be a positive integer", 2) end
+  if math.type(channels) ~= "integer" or channels < 1 then
+    error("lenet5: in_channels must be a positive integer", 2)
+  end
   return LeNet5(channels, classes)
 end
 

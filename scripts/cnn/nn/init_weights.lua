@@ -29,7 +29,9 @@ function init.calculate_gain(nonlinearity, param)
   if nonlinearity == "leaky_relu" then
     local slope = param
     if slope == nil then slope = 0.01 end
-    if type(slope) ~= "number" then fail("calculate_gain", "negative_slope %s is not a valid number", tostring(param)) end
+    if type(slope) ~= "number" then
+      fail("calculate_gain", "negative_slope %s is not a valid number", tostring(param))
+    end
     return math.sqrt(2 / (1 + slope * slope))
   end
   if nonlinearity == "selu" then return 3 / 4 end

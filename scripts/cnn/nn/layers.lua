@@ -436,11 +436,15 @@ local function class_loss_init(self, who, opts, smoothing)
   local o = U.options(who, opts, known)
   self.reduction = reduction_opt(who, o.reduction)
   if o.weight ~= nil then
-    if not U.is_tensor(o.weight) or o.weight:dim() ~= 1 then fail(who, "weight must be a 1-d tensor (one value per class)") end
+    if not U.is_tensor(o.weight) or o.weight:dim() ~= 1 then
+      fail(who, "weight must be a 1-d tensor (one value per class)")
+    end
     self:register_buffer("weight", o.weight)
   end
   if o.ignore_index ~= nil then
-    if not U.is_int(o.ignore_index) then fail(who, "ignore_index must be an integer, got %s", tostring(o.ignore_index)) end
+    if not U.is_int(o.ignore_index) then
+      fail(who, "ignore_index must be an integer, got %s", tostring(o.ignore_index))
+    end
     self.ignore_index = math.tointeger(o.ignore_index)
   end
   if smoothing then

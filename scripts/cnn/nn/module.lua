@@ -223,7 +223,7 @@ end
 
 -- ---- registration ------------------------------------------------------------------------------
 
-local function check_free(fn, self, s, name, kind)
+local function check_free(fn, _self, s, name, kind)
   if s.fields[name] ~= nil or (kind ~= "params" and s.params.map[name] ~= nil) or
      (kind ~= "buffers" and s.buffers.map[name] ~= nil) or (kind ~= "modules" and s.modules.map[name] ~= nil) or
      (s[kind].map[name] == nil and s.class[name] ~= nil) then
@@ -240,7 +240,9 @@ function Module:register_parameter(name, t)
     od_remove(s.params, name)
     return
   end
-  if not is_tensor(t) then fail("register_parameter", "expected a tensor or nil for '%s', got %s", name, describe(t)) end
+  if not is_tensor(t) then
+    fail("register_parameter", "expected a tensor or nil for '%s', got %s", name, describe(t))
+  end
   if not t.is_leaf then
     fail("register_parameter", "'%s' is not a leaf tensor (use t:detach())", name)
   end
@@ -501,9 +503,9 @@ local function grad_positions(list)
   return idx
 end
 
-local function spread(idx, values, n)
+local function spread(idx, vals, n)
   local out = {n = n}
-  for i, k in ipairs(idx) do out[k] = values[i] end
+  for i, k in ipairs(idx) do out[k] = vals[i] end
   return out
 end
 
@@ -526,7 +528,9 @@ function call_with_hooks(self, ...)
         for _, h in ipairs(back) do
           local r = h(self, res, call.grad_output)
           if r ~= nil then
-            if not is_plain_list(r) then fail(state(self).class.__name, "a backward hook must return a list of gradients or nil") end
+            if not is_plain_list(r) then
+              fail(state(self).class.__name, "a backward hook must return a list of gradients or nil")
+            end
             if #r > call.n_in then
               fail(state(self).class.__name, "backward hook returned %d gradients for %d inputs", #r, call.n_in)
             end
@@ -770,7 +774,9 @@ local function list_set(self, i, m)
   local who, n = s.class.__name, #s.modules.keys
   if not U.is_int(i) then fail(who, "index must be an integer, got %s", tostring(i)) end
   if i < 0 then i = n + 1 + i end
-  if m ~= nil and not is_module(m) then fail(who, "cannot assign %s at index %d (a module or nil expected)", describe(m), i) end
+  if m ~= nil and not is_module(m) then
+    fail(who, "cannot assign %s at index %d (a module or nil expected)", describe(m), i)
+  end
   if i == n + 1 and m ~= nil then return list_add(self, m) end
   if i < 1 or i > n then fail(who, "index %d is out of range for %d modules", i, n) end
   local k = s.modules.keys[i]
