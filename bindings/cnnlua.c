@@ -24,7 +24,7 @@
 
 #include "cnn/dist.h"
 
-int luaopen_cnn_core(lua_State *L); /* bindings/l*.c */
+int luaopen_cnn_core(lua_State *L); /* bindings/core/lcnn.c */
 
 #define PROGNAME "cnnlua"
 #define HISTORY_LINES 1000

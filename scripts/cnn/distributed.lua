@@ -1,6 +1,6 @@
 -- cnn.distributed: data-parallel training across the processes of an MPI job (one rank per
--- process, launched by mpirun or srun). The collectives are C (bindings/ldist.c over
--- runtime/dist.c); DataParallel is here. Without MPI, or when not launched by MPI, init() gives
+-- process, launched by mpirun or srun). The collectives are C (bindings/dist/ldist.c over
+-- runtime/dist/dist.c); DataParallel is here. Without MPI, or when not launched by MPI, init() gives
 -- a world of one and everything still runs, so one script serves both.
 local core = require "cnn.core"
 local D = core.dist

@@ -1,4 +1,4 @@
-/* Unit tests for runtime/elementwise.c and runtime/reduce.c. Every expected value is worked out by
+/* Unit tests for runtime/core/elementwise.c and runtime/core/reduce.c. Every expected value is worked out by
  * hand (in the comment beside it) or by a plain scalar loop written here, never by the kernels.
  * Exits non-zero and prints each failed expectation. */
 #include "cnn/elementwise.h"

@@ -1,5 +1,5 @@
 -- cnn.F activations, softmax, losses, dropout, batch norm and LRN (the C kernels of
--- runtime/activation.c, loss.c, dropout.c, norm.c through ops_nn.c and bindings/lfunctional.c).
+-- runtime/kernels/activation.c, loss.c, dropout.c, norm.c through ops_nn.c and bindings/autograd/lfunctional.c).
 -- Values and gradients are compared with PyTorch (tests/fixtures/functional_reference.lua, written by
 -- scripts/tools/gen_functional_fixtures.py) and with finite differences (cnn.autograd.gradcheck);
 -- dropout, whose mask comes from cnn's own stream, is checked statistically and by construction.
@@ -542,7 +542,7 @@ describe("F.linear (one GEMM with the bias preloaded; dW = dY^T X in (out, in) l
   end)
 end)
 
--- Each kernel picks its serial loop or its OpenMP loop before it starts (runtime/activation.c, loss.c,
+-- Each kernel picks its serial loop or its OpenMP loop before it starts (runtime/kernels/activation.c, loss.c,
 -- norm.c, pool.c, conv.c, optim.c). Above the parallel grain, one thread runs the serial loop and two
 -- run the OpenMP one: the two paths must agree bit for bit (per-item work, fixed summation order).
 describe("serial and parallel kernels", function()
