@@ -15,5 +15,3 @@ files["tests/lua"] = {std = "+busted", read_globals = {"cnn"}}
 files["tests/fixtures"] = {max_line_length = false}
 -- help_spec captures output by swapping io.stdout
 files["tests/lua/help_spec.lua"] = {globals = {io = {fields = {stdout = {read_only = false}}}}}
--- the hand-kept help catalogue (to be generated from the doc comments): one entry a line
-files["scripts/cnn/help.lua"] = {max_line_length = false}

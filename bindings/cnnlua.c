@@ -214,7 +214,9 @@ static bool open_cnn(lua_State *L) {
   push_lua_dir(L);
   lua_getfield(L, -2, "path");
   const char *dir = lua_tostring(L, -2), *old = lua_tostring(L, -1);
-  lua_pushfstring(L, "%s/?.lua;%s/?/init.lua;%s", dir, dir, old != NULL ? old : "");
+  /* a build-tree run also finds what the build generates (cnn/help_data.lua) */
+  const char *built = strcmp(dir, CNN_LUA_SRC_DIR) == 0 ? CNN_LUA_BUILD_DIR "/?.lua;" : "";
+  lua_pushfstring(L, "%s/?.lua;%s/?/init.lua;%s%s", dir, dir, built, old != NULL ? old : "");
   lua_setfield(L, -4, "path");
   lua_pop(L, 3);
 

@@ -12,6 +12,9 @@
 
 static _Thread_local lua_State *backward_L; /* the thread running backward, for Lua nodes */
 
+/** t:requires_grad_(on=true) -> t
+ * Makes autograd record the operations on leaf t, so backward() fills t.grad (float32 only).
+ * requires_grad_(false) stops it; a tensor made by a recorded operation cannot turn it off (detach it). */
 static int a_requires_grad_(lua_State *L) {
   cnn_tensor *t = lcnn_check(L, 1, "requires_grad_");
   bool on = lua_isnoneornil(L, 2) ? true : lua_toboolean(L, 2);
@@ -25,6 +28,8 @@ static int a_requires_grad_(lua_State *L) {
   return 1;
 }
 
+/** t:detach() -> Tensor
+ * A tensor sharing t's storage but outside the graph: no gradient flows back through it. */
 static int a_detach(lua_State *L) {
   lcnn_push(L, cnn_ag_detach(lcnn_check(L, 1, "detach")), "detach");
   return 1;
@@ -41,7 +46,11 @@ static int a_set_backward_callbacks(lua_State *L) {
   return 0;
 }
 
-/* t:backward(grad, {retain_graph=false}) */
+/** t:backward(grad, {retain_graph=false})
+ * Adds the gradient of t with respect to each leaf that requires grad into the leaf's .grad.
+ * grad is the gradient of some final value with respect to t (t's shape); it may be omitted when t
+ * has one element (a loss). The graph is freed unless retain_graph is true; gradients accumulate
+ * until cleared (opt:zero_grad(), m:zero_grad(), `p.grad = nil`). */
 static int a_backward(lua_State *L) {
   static const char *const known[] = {"retain_graph", NULL};
   cnn_tensor *t = lcnn_check(L, 1, "backward");
@@ -64,11 +73,16 @@ static int a_backward(lua_State *L) {
   return 0;
 }
 
+/** cnn.set_grad_enabled(on) -> boolean
+ * Turns the recording of operations for autograd on or off; returns the previous setting.
+ * cnn.no_grad(fn) and cnn.enable_grad(fn) do this around a function and restore it even on errors. */
 static int a_set_grad_enabled(lua_State *L) {
   lua_pushboolean(L, cnn_ag_set_enabled(lua_toboolean(L, 1)));
   return 1;
 }
 
+/** cnn.is_grad_enabled() -> boolean
+ * Whether operations are being recorded for autograd (grad mode). */
 static int a_is_grad_enabled(lua_State *L) {
   lua_pushboolean(L, cnn_ag_is_enabled());
   return 1;

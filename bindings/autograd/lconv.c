@@ -58,6 +58,12 @@ static bool bool_opt(lua_State *L, int opts, const char *fn, const char *key, bo
 
 /* ---- conv2d(x, w, b, {stride=1, padding=0, dilation=1, groups=1}) ---- */
 
+/** cnn.F.conv2d(x, weight, bias, {stride=1, padding=0, dilation=1, groups=1}) -> Tensor
+ * 2-d convolution (cross-correlation, as PyTorch's): x (N, C, H, W) -> (N, O, oh, ow).
+ * weight is (O, C/groups, kh, kw), bias (O) or nil (or leave it out: `F.conv2d(x, w, {stride=2})`).
+ * stride, padding and dilation are a number or a pair {h, w}; padding may also be "valid" (0) or
+ * "same" (stride 1 only; an odd total padding puts the extra row and column after).
+ * oh = floor((H + 2 * padding - dilation * (kh - 1) - 1) / stride) + 1, and likewise ow. */
 static int f_conv2d(lua_State *L) {
   static const char *const known[] = {"stride", "padding", "dilation", "groups", NULL};
   const char *fn = "conv2d";
@@ -151,7 +157,12 @@ static void pool_params(lua_State *L, const char *fn, bool is_max, cnn_pool2d_pa
   }
 }
 
-/* max_pool2d(x, k, {stride=k, padding=0, dilation=1, ceil_mode=false, return_indices=false}) */
+/** cnn.F.max_pool2d(x, kernel_size, {stride=kernel_size, padding=0, dilation=1, ceil_mode=false,
+ *   return_indices=false}) -> Tensor
+ * The maximum of each kernel_size window of x (N, C, H, W) or (C, H, W).
+ * Sizes are a number or a pair {h, w}; padding counts as -infinity. ceil_mode rounds the output size
+ * up. With return_indices=true also returns, for each output, the 1-based position of its maximum in
+ * its input plane (row-major over H x W), as an int64 tensor. */
 static int f_max_pool2d(lua_State *L) {
   const char *fn = "max_pool2d";
   cnn_tensor *x = lcnn_check(L, 1, fn);
@@ -178,7 +189,11 @@ static int f_max_pool2d(lua_State *L) {
   return 2;
 }
 
-/* avg_pool2d(x, k, {stride=k, padding=0, ceil_mode=false, count_include_pad=true, divisor_override}) */
+/** cnn.F.avg_pool2d(x, kernel_size, {stride=kernel_size, padding=0, ceil_mode=false, count_include_pad=true,
+ *   divisor_override=}) -> Tensor
+ * The mean of each kernel_size window of x (N, C, H, W) or (C, H, W).
+ * count_include_pad=false leaves the zero padding out of each window's count; divisor_override (an
+ * integer) replaces the count altogether. */
 static int f_avg_pool2d(lua_State *L) {
   const char *fn = "avg_pool2d";
   cnn_tensor *x = lcnn_check(L, 1, fn);
@@ -188,7 +203,10 @@ static int f_avg_pool2d(lua_State *L) {
   return 1;
 }
 
-/* adaptive_avg_pool2d(x, {oh, ow}) or (x, n) */
+/** cnn.F.adaptive_avg_pool2d(x, output_size) -> Tensor
+ * Average pooling of x (N, C, H, W) to an output of output_size, a number or {oh, ow}.
+ * Window i along a dimension of size n spans floor(i * n / out) .. ceil((i + 1) * n / out), as in
+ * PyTorch: `F.adaptive_avg_pool2d(x, 1)` is a global average pool. */
 static int f_adaptive_avg_pool2d(lua_State *L) {
   const char *fn = "adaptive_avg_pool2d";
   cnn_tensor *x = lcnn_check(L, 1, fn);

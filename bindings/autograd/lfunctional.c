@@ -98,7 +98,8 @@ static void class_options(lua_State *L, int idx, const char *fn, cnn_class_loss_
 
 /* ---- linear ---- */
 
-/* F.linear(x, w, b = nil): x (..., in), w (out, in), b (out) -> (..., out) */
+/** cnn.F.linear(x, weight, bias) -> Tensor
+ * x W^T + b: x (..., in), weight (out, in), bias (out) or nil -> (..., out). */
 static int f_linear(lua_State *L) {
   cnn_tensor *x = lcnn_check(L, 1, "linear"), *w = lcnn_check(L, 2, "linear");
   cnn_tensor *b = lua_isnoneornil(L, 3) ? NULL : lcnn_check(L, 3, "linear");
@@ -108,7 +109,8 @@ static int f_linear(lua_State *L) {
 
 /* ---- activations ---- */
 
-/* F.leaky_relu(x, negative_slope = 0.01) */
+/** cnn.F.leaky_relu(x, negative_slope=0.01) -> Tensor
+ * x where x > 0, else negative_slope * x, elementwise. */
 static int f_leaky_relu(lua_State *L) {
   cnn_tensor *x = lcnn_check(L, 1, "leaky_relu");
   double slope = opt_num(L, 2, "leaky_relu", "negative_slope", 0.01);
@@ -124,13 +126,21 @@ static int softmax_like(lua_State *L, const char *fn, bool take_log) {
   return 1;
 }
 
-/* F.softmax(x, d), F.log_softmax(x, d) */
+/** cnn.F.softmax(x, dim) -> Tensor
+ * exp(x) normalised to sum to 1 along dimension dim (1-based: 2 for the classes of (N, C) scores). */
 static int f_softmax(lua_State *L) { return softmax_like(L, "softmax", false); }
+/** cnn.F.log_softmax(x, dim) -> Tensor
+ * log(softmax(x, dim)), computed stably (the input of F.nll_loss). */
 static int f_log_softmax(lua_State *L) { return softmax_like(L, "log_softmax", true); }
 
 /* ---- losses ---- */
 
-/* F.cross_entropy(logits, labels, {reduction="mean", label_smoothing=0, weight=nil, ignore_index=-100}) */
+/** cnn.F.cross_entropy(logits, labels, {reduction="mean", label_smoothing=0, weight=, ignore_index=}) -> Tensor
+ * The softmax cross-entropy of scores (N, C) against int64 labels (N) in 1..C.
+ * reduction is "mean" (over the samples, weighted by weight[label] when a weight is given), "sum" or
+ * "none" (one loss per sample). weight is a (C) tensor of class weights; samples whose label is
+ * ignore_index count for nothing. label_smoothing in [0, 1] mixes the one-hot target with the
+ * uniform distribution, as in PyTorch. Fused: one pass forward, one backward. */
 static int f_cross_entropy(lua_State *L) {
   cnn_tensor *x = lcnn_check(L, 1, "cross_entropy"), *labels = lcnn_check(L, 2, "cross_entropy");
   cnn_class_loss_opts o;
@@ -139,7 +149,9 @@ static int f_cross_entropy(lua_State *L) {
   return 1;
 }
 
-/* F.nll_loss(logp, labels, {reduction="mean", weight=nil, ignore_index=-100}) */
+/** cnn.F.nll_loss(log_probs, labels, {reduction="mean", weight=, ignore_index=}) -> Tensor
+ * The negative log-likelihood of log-probabilities (N, C) against int64 labels (N) in 1..C.
+ * The options are F.cross_entropy's; `F.nll_loss(F.log_softmax(x, 2), y)` is `F.cross_entropy(x, y)`. */
 static int f_nll_loss(lua_State *L) {
   cnn_tensor *x = lcnn_check(L, 1, "nll_loss"), *labels = lcnn_check(L, 2, "nll_loss");
   cnn_class_loss_opts o;
@@ -148,7 +160,9 @@ static int f_nll_loss(lua_State *L) {
   return 1;
 }
 
-/* F.mse_loss(input, target, {reduction="mean"}) */
+/** cnn.F.mse_loss(input, target, {reduction="mean"}) -> Tensor
+ * The squared differences (input - target)^2: their mean, their sum, or each ("none").
+ * The shapes broadcast. */
 static int f_mse_loss(lua_State *L) {
   static const char *const known[] = {"reduction", NULL};
   cnn_tensor *a = lcnn_check(L, 1, "mse_loss"), *b = lcnn_check(L, 2, "mse_loss");
@@ -160,7 +174,9 @@ static int f_mse_loss(lua_State *L) {
 
 /* ---- dropout and normalisation ---- */
 
-/* F.dropout(x, p = 0.5, training = true): x itself when not training or p == 0 */
+/** cnn.F.dropout(x, p=0.5, training=true) -> Tensor
+ * When training, each element zeroed with probability p and the rest scaled by 1 / (1 - p).
+ * Not training, or p = 0, returns x itself. The mask comes from cnn's generator. */
 static int f_dropout(lua_State *L) {
   cnn_tensor *x = lcnn_check(L, 1, "dropout");
   double p = opt_num(L, 2, "dropout", "p", 0.5);
@@ -175,8 +191,13 @@ static int f_dropout(lua_State *L) {
   return 1;
 }
 
-/* F.batch_norm(x, running_mean, running_var, weight, bias, training = false, momentum = 0.1, eps = 1e-5,
- * {relu = false}): relu = true returns F.relu of the result, fused (one pass, one graph node) */
+/** cnn.F.batch_norm(x, running_mean, running_var, weight, bias, training=false, momentum=0.1, eps=1e-5,
+ *   {relu=false}) -> Tensor
+ * Normalises each channel of x (N, C) or (N, C, ...), then scales by weight and shifts by bias.
+ * training uses the batch's statistics and moves running_mean and running_var (updated in place, when
+ * given) towards them by momentum; otherwise the running statistics are used. weight, bias and the
+ * running statistics are (C) tensors or nil. {relu=true} returns F.relu of the result in one pass each
+ * way (one BatchNormReluBackward node, same values and gradients). */
 static int f_batch_norm(lua_State *L) {
   static const char *const known[] = {"relu", NULL};
   const char *fn = "batch_norm";
@@ -193,7 +214,10 @@ static int f_batch_norm(lua_State *L) {
   return 1;
 }
 
-/* F.local_response_norm(x, size, {alpha = 1e-4, beta = 0.75, k = 1}) */
+/** cnn.F.local_response_norm(x, size, {alpha=1e-4, beta=0.75, k=1}) -> Tensor
+ * Local response normalisation across channels (AlexNet's LRN), as PyTorch computes it.
+ * Each value of x (N, C, ...) is divided by (k + alpha / size * sum of the squares of the size
+ * channels around it) ^ beta. */
 static int f_local_response_norm(lua_State *L) {
   static const char *const known[] = {"alpha", "beta", "k", NULL};
   const char *fn = "local_response_norm";

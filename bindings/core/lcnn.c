@@ -197,6 +197,10 @@ cnn_dtype lcnn_opt_dtype(lua_State *L, int idx, const char *fn, cnn_dtype def) {
   return dt;
 }
 
+/** cnn.memory_stats() -> {live_bytes=, cached_bytes=, gc_threshold=, peak_rss_bytes=}
+ * Tensor memory in use and held in the allocator's cache, the collector's threshold, and peak RSS.
+ * gc_threshold is the live tensor memory past which the bindings run a full garbage collection;
+ * peak_rss_bytes is the whole process's high-water mark. */
 static int memory_stats(lua_State *L) {
   lua_createtable(L, 0, 4);
   lua_pushinteger(L, (lua_Integer)cnn_alloc_live_bytes());
@@ -213,7 +217,8 @@ static int memory_stats(lua_State *L) {
   return 1;
 }
 
-/* cnn.isatty(io.stdout): whether a Lua file handle is a terminal (progress lines vs plain logs). */
+/** cnn.isatty(file) -> boolean
+ * Whether a Lua file handle such as io.stdout is a terminal (progress lines or plain logs). */
 static int is_a_tty(lua_State *L) {
   luaL_Stream *f = luaL_testudata(L, 1, LUA_FILEHANDLE);
   if (!f || !f->f) return lcnn_error(L, "isatty", "expected an open file handle such as io.stdout");
@@ -221,8 +226,9 @@ static int is_a_tty(lua_State *L) {
   return 1;
 }
 
-/* cnn.wall_time(): seconds on a monotonic clock, for throughput and ETAs (os.clock is CPU time,
- * which counts every thread). */
+/** cnn.wall_time() -> number
+ * Seconds on a monotonic clock, for timings, throughput and ETAs.
+ * os.clock() is CPU time, which counts every thread. */
 static int wall_time(lua_State *L) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -230,6 +236,8 @@ static int wall_time(lua_State *L) {
   return 1;
 }
 
+/** cnn.empty_cache()
+ * Returns the allocator's cached tensor memory (and convolution workspaces) to the system. */
 static int empty_cache(lua_State *L) {
   (void)L;
   cnn_conv2d_release_workspace();

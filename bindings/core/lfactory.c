@@ -81,6 +81,11 @@ static void fill_nested(lua_State *L, int idx, const char *fn, cnn_tensor *t, in
   }
 }
 
+/** cnn.tensor(values, {dtype="float32", requires_grad=false}) -> Tensor
+ * A new tensor holding the given values.
+ * values is a nested table of numbers (the nesting gives the shape and must be regular:
+ * `cnn.tensor{{1, 2}, {3, 4}}` is 2 x 2), a number (a 0-d tensor) or a tensor (copied, keeping its
+ * dtype unless one is given). dtype is "float32" or "int64". */
 static int f_tensor(lua_State *L) {
   const char *fn = "tensor";
   lcnn_options(L, 2, fn, create_opts);
@@ -140,13 +145,27 @@ static int construct(lua_State *L, ctor_kind kind, const char *fn) {
   return 1;
 }
 
+/** cnn.empty(size...|{size}, {dtype="float32", requires_grad=false}) -> Tensor
+ * A tensor of the given shape whose values are unspecified: fill it before reading. */
 static int f_empty(lua_State *L) { return construct(L, C_EMPTY, "empty"); }
+/** cnn.zeros(size...|{size}, {dtype="float32", requires_grad=false}) -> Tensor
+ * A tensor of the given shape filled with 0.
+ * The shape is given as sizes or as one table: `cnn.zeros(2, 3)` is `cnn.zeros{2, 3}`; `cnn.zeros{}`
+ * is 0-d. */
 static int f_zeros(lua_State *L) { return construct(L, C_ZEROS, "zeros"); }
+/** cnn.ones(size...|{size}, {dtype="float32", requires_grad=false}) -> Tensor
+ * A tensor of the given shape filled with 1. */
 static int f_ones(lua_State *L) { return construct(L, C_ONES, "ones"); }
+/** cnn.rand(size...|{size}, {requires_grad=false}) -> Tensor
+ * Uniform random float32 values in [0, 1) from cnn's generator (see cnn.manual_seed). */
 static int f_rand(lua_State *L) { return construct(L, C_RAND, "rand"); }
+/** cnn.randn(size...|{size}, {requires_grad=false}) -> Tensor
+ * Standard normal random float32 values (mean 0, std 1) from cnn's generator. */
 static int f_randn(lua_State *L) { return construct(L, C_RANDN, "randn"); }
 
-/* cnn.full(shape, value, opts): shape is a table or a single size */
+/** cnn.full(size|{size}, value, {dtype="float32", requires_grad=false}) -> Tensor
+ * A tensor of the given shape filled with value.
+ * The shape is one size or a table of sizes: `cnn.full({2, 3}, 7)`. */
 static int f_full(lua_State *L) {
   const char *fn = "full";
   int64_t size[CNN_MAX_DIMS];
@@ -173,10 +192,17 @@ static int like(lua_State *L, double v, const char *fn) {
   return 1;
 }
 
+/** cnn.zeros_like(t, {dtype=, requires_grad=false}) -> Tensor
+ * Zeros in t's shape, of t's dtype unless another is given. */
 static int f_zeros_like(lua_State *L) { return like(L, 0, "zeros_like"); }
+/** cnn.ones_like(t, {dtype=, requires_grad=false}) -> Tensor
+ * Ones in t's shape, of t's dtype unless another is given. */
 static int f_ones_like(lua_State *L) { return like(L, 1, "ones_like"); }
 
-/* arange(n) / arange(a, b) / arange(a, b, step): int64 when every argument is an integer. */
+/** cnn.arange(n, {dtype=}) -> Tensor
+ * cnn.arange(a, b, step=1, {dtype=}) -> Tensor
+ * The values a, a + step, ... up to b excluded (0 .. n-1 for one argument), as a 1-d tensor.
+ * int64 when every argument is an integer (as in PyTorch), float32 otherwise. */
 static int f_arange(lua_State *L) {
   const char *fn = "arange";
   int nargs = 0;
@@ -196,6 +222,8 @@ static int f_arange(lua_State *L) {
   return 1;
 }
 
+/** cnn.linspace(a, b, n, {requires_grad=false}) -> Tensor
+ * n evenly spaced float32 values from a to b, both included. */
 static int f_linspace(lua_State *L) {
   const char *fn = "linspace";
   double a = luaL_checknumber(L, 1), b = luaL_checknumber(L, 2);
@@ -205,6 +233,8 @@ static int f_linspace(lua_State *L) {
   return 1;
 }
 
+/** cnn.eye(n, m=n, {requires_grad=false}) -> Tensor
+ * An n x m float32 matrix with ones on the diagonal and zeros elsewhere. */
 static int f_eye(lua_State *L) {
   const char *fn = "eye";
   lua_Integer n = luaL_checkinteger(L, 1);
@@ -218,7 +248,8 @@ static int f_eye(lua_State *L) {
   return 1;
 }
 
-/* randint(lo, hi, shape): int64 in [lo, hi], like math.random */
+/** cnn.randint(lo, hi, size...|{size}) -> Tensor
+ * Random int64 values in lo..hi, both included (as math.random, unlike PyTorch's exclusive high). */
 static int f_randint(lua_State *L) {
   const char *fn = "randint";
   if (!lua_isinteger(L, 1) || !lua_isinteger(L, 2)) return lcnn_error(L, fn, "expected integer bounds lo and hi");
@@ -232,6 +263,8 @@ static int f_randint(lua_State *L) {
   return 1;
 }
 
+/** cnn.randperm(n) -> Tensor
+ * A random permutation of 1..n, as an int64 tensor (1-based, like every index in cnn). */
 static int f_randperm(lua_State *L) {
   lua_Integer n = luaL_checkinteger(L, 1);
   if (n < 0) return lcnn_error(L, "randperm", "n must be non-negative, got %lld", (long long)n);
@@ -267,9 +300,15 @@ static int join(lua_State *L, bool stack) {
   return 1;
 }
 
+/** cnn.cat({t1, t2, ...}, dim=1) -> Tensor
+ * The tensors joined along existing dimension dim; the other sizes must agree. */
 static int f_cat(lua_State *L) { return join(L, false); }
+/** cnn.stack({t1, t2, ...}, dim=1) -> Tensor
+ * Same-shaped tensors joined along a new dimension inserted at dim. */
 static int f_stack(lua_State *L) { return join(L, true); }
 
+/** cnn.allclose(a, b, rtol=1e-5, atol=1e-8) -> boolean
+ * Whether |a - b| <= atol + rtol * |b| for every element (the shapes broadcast). */
 static int f_allclose(lua_State *L) {
   cnn_tensor *a = lcnn_check(L, 1, "allclose"), *b = lcnn_check(L, 2, "allclose");
   double rtol = luaL_optnumber(L, 3, 1e-5), atol = luaL_optnumber(L, 4, 1e-8);
@@ -279,6 +318,9 @@ static int f_allclose(lua_State *L) {
   return 1;
 }
 
+/** cnn.manual_seed(n)
+ * Seeds cnn's random generator with integer n.
+ * The same seed and the same thread count give the same numbers (rand, randn, dropout, shuffles). */
 static int f_manual_seed(lua_State *L) {
   if (!lua_isinteger(L, 1))
     return lcnn_error(L, "manual_seed", "expected an integer seed, got %s", luaL_typename(L, 1));
@@ -286,7 +328,8 @@ static int f_manual_seed(lua_State *L) {
   return 0;
 }
 
-/* The generator state as a 4-element int64 tensor (bit patterns), for checkpoints. */
+/** cnn.get_rng_state() -> Tensor
+ * The random generator's state as a 4-element int64 tensor (bit patterns), for checkpoints. */
 static int f_get_rng_state(lua_State *L) {
   uint64_t st[4];
   cnn_random_get_state(st);
@@ -297,6 +340,8 @@ static int f_get_rng_state(lua_State *L) {
   return 1;
 }
 
+/** cnn.set_rng_state(state)
+ * Restores the generator state that cnn.get_rng_state returned. */
 static int f_set_rng_state(lua_State *L) {
   cnn_tensor *t = lcnn_check(L, 1, "set_rng_state");
   if (t->dtype != CNN_INT64 || cnn_tensor_numel(t) != 4)
@@ -310,6 +355,9 @@ static int f_set_rng_state(lua_State *L) {
   return 0;
 }
 
+/** cnn.set_num_threads(n)
+ * Sets the number of threads the kernels use (1..1024).
+ * The default is the number of cores, or OMP_NUM_THREADS when set. */
 static int f_set_num_threads(lua_State *L) {
   lua_Integer n = luaL_checkinteger(L, 1);
   if (n < 1 || n > 1024) return lcnn_error(L, "set_num_threads", "expected 1..1024 threads, got %lld", (long long)n);
@@ -317,12 +365,18 @@ static int f_set_num_threads(lua_State *L) {
   return 0;
 }
 
+/** cnn.get_num_threads() -> integer
+ * The number of threads the kernels use. */
 static int f_get_num_threads(lua_State *L) {
   lua_pushinteger(L, cnn_parallel_get_threads());
   return 1;
 }
 
-/* "auto": stride-1 convolutions use the direct kernels where they apply; "im2col": always columns */
+/** cnn.set_conv_algorithm("auto"|"im2col")
+ * Chooses how convolutions run: "auto" (the default) or "im2col".
+ * With "auto", stride-1 convolutions (groups 1, dilation 1, padding at most kernel - 1) run the direct
+ * kernels, which read the zero-padded input in place; other layers and "im2col" build a column
+ * matrix for OpenBLAS. The two agree to float rounding; the switch is for comparisons and benchmarks. */
 static int f_set_conv_algorithm(lua_State *L) {
   static const char *const names[] = {"auto", "im2col", NULL};
   const char *s = luaL_checkstring(L, 1);
@@ -334,6 +388,8 @@ static int f_set_conv_algorithm(lua_State *L) {
   return lcnn_error(L, "set_conv_algorithm", "expected \"auto\" or \"im2col\", got \"%s\"", s);
 }
 
+/** cnn.get_conv_algorithm() -> "auto"|"im2col"
+ * The convolution algorithm set by cnn.set_conv_algorithm. */
 static int f_get_conv_algorithm(lua_State *L) {
   lua_pushstring(L, cnn_conv2d_get_algorithm() == CNN_CONV2D_AUTO ? "auto" : "im2col");
   return 1;

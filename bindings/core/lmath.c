@@ -23,20 +23,50 @@ static int binary(lua_State *L, cnn_binop op, const char *fn) {
   return 1;
 }
 
+/** t:add(other) -> Tensor
+ * t + other, elementwise: other is a tensor or a number, and the shapes broadcast.
+ * Also the operator: `t + other`, `2 + t`. A float32 side makes the result float32; int64 with a Lua
+ * integer stays int64. */
 static int m_add(lua_State *L) { return binary(L, CNN_ADD, "add"); }
+/** t:sub(other) -> Tensor
+ * t - other, elementwise (broadcasting; also `t - other`). */
 static int m_sub(lua_State *L) { return binary(L, CNN_SUB, "sub"); }
+/** t:mul(other) -> Tensor
+ * t * other, elementwise (broadcasting; also `t * other`); see t:matmul for matrix products. */
 static int m_mul(lua_State *L) { return binary(L, CNN_MUL, "mul"); }
+/** t:div(other) -> Tensor
+ * t / other, elementwise (broadcasting; also `t / other`); always float32. */
 static int m_div(lua_State *L) { return binary(L, CNN_DIV, "div"); }
+/** t:eq(other) -> Tensor
+ * 1 where t == other, else 0, as float32 (broadcasting). */
 static int m_eq(lua_State *L) { return binary(L, CNN_EQ, "eq"); }
+/** t:ne(other) -> Tensor
+ * 1 where t ~= other, else 0, as float32 (broadcasting). */
 static int m_ne(lua_State *L) { return binary(L, CNN_NE, "ne"); }
+/** t:lt(other) -> Tensor
+ * 1 where t < other, else 0, as float32 (broadcasting). */
 static int m_lt(lua_State *L) { return binary(L, CNN_LT, "lt"); }
+/** t:le(other) -> Tensor
+ * 1 where t <= other, else 0, as float32 (broadcasting). */
 static int m_le(lua_State *L) { return binary(L, CNN_LE, "le"); }
+/** t:gt(other) -> Tensor
+ * 1 where t > other, else 0, as float32 (broadcasting). */
 static int m_gt(lua_State *L) { return binary(L, CNN_GT, "gt"); }
+/** t:ge(other) -> Tensor
+ * 1 where t >= other, else 0, as float32 (broadcasting). */
 static int m_ge(lua_State *L) { return binary(L, CNN_GE, "ge"); }
+/** t:maximum(other) -> Tensor
+ * cnn.maximum(a, b) -> Tensor
+ * The elementwise maximum of two tensors (broadcasting); a NaN on either side gives NaN. */
 static int m_maximum(lua_State *L) { return binary(L, CNN_MAXIMUM, "maximum"); }
+/** t:minimum(other) -> Tensor
+ * cnn.minimum(a, b) -> Tensor
+ * The elementwise minimum of two tensors (broadcasting); a NaN on either side gives NaN. */
 static int m_minimum(lua_State *L) { return binary(L, CNN_MINIMUM, "minimum"); }
 
-/* x ^ number and number ^ x take the scalar forms (exact for integer powers of negatives). */
+/** t:pow(p) -> Tensor
+ * t ^ p, elementwise; p is a number or a tensor (also the operator `t ^ p`, and `2 ^ t`).
+ * A number exponent is exact for integer powers of negative values. */
 static int m_pow(lua_State *L) {
   cnn_tensor *x = lcnn_test(L, 1);
   if (x && lua_type(L, 2) == LUA_TNUMBER) {
@@ -59,14 +89,32 @@ static int unary(lua_State *L, cnn_unop op, const char *fn, double p0, double p1
   return 1;
 }
 
+/** t:neg() -> Tensor
+ * -t, elementwise (also the operator `-t`). */
 static int m_neg(lua_State *L) { return unary(L, CNN_NEG, "neg", 0, 0); }
+/** t:exp() -> Tensor
+ * e ^ t, elementwise. */
 static int m_exp(lua_State *L) { return unary(L, CNN_EXP, "exp", 0, 0); }
+/** t:log() -> Tensor
+ * The natural logarithm, elementwise. */
 static int m_log(lua_State *L) { return unary(L, CNN_LOG, "log", 0, 0); }
+/** t:sqrt() -> Tensor
+ * The square root, elementwise. */
 static int m_sqrt(lua_State *L) { return unary(L, CNN_SQRT, "sqrt", 0, 0); }
+/** t:abs() -> Tensor
+ * The absolute value, elementwise. */
 static int m_abs(lua_State *L) { return unary(L, CNN_ABS, "abs", 0, 0); }
+/** t:relu() -> Tensor
+ * max(t, 0), elementwise. */
 static int m_relu(lua_State *L) { return unary(L, CNN_RELU, "relu", 0, 0); }
+/** t:sigmoid() -> Tensor
+ * 1 / (1 + e^-t), elementwise. */
 static int m_sigmoid(lua_State *L) { return unary(L, CNN_SIGMOID, "sigmoid", 0, 0); }
+/** t:tanh() -> Tensor
+ * The hyperbolic tangent, elementwise. */
 static int m_tanh(lua_State *L) { return unary(L, CNN_TANH, "tanh", 0, 0); }
+/** t:sign() -> Tensor
+ * -1, 0 or 1 by the sign of each element. */
 static int m_sign(lua_State *L) { return unary(L, CNN_SIGN, "sign", 0, 0); }
 
 static void clamp_bounds(lua_State *L, const char *fn, double *lo, double *hi) {
@@ -76,6 +124,8 @@ static void clamp_bounds(lua_State *L, const char *fn, double *lo, double *hi) {
   if (lua_isnoneornil(L, 2) && lua_isnoneornil(L, 3)) lcnn_error(L, fn, "at least one of lo and hi must be given");
 }
 
+/** t:clamp(lo, hi) -> Tensor
+ * Each element limited to [lo, hi]; either bound may be nil (but not both). */
 static int m_clamp(lua_State *L) {
   double lo, hi;
   lcnn_check(L, 1, "clamp");
@@ -95,6 +145,11 @@ static int inplace_binary(lua_State *L, cnn_binop op, const char *fn) {
   return 1;
 }
 
+/** t:add_(other, alpha=1) -> t
+ * In place: t = t + alpha * other (other a tensor or a number, broadcast to t's shape).
+ * Like every in-place op, refused on a tensor that requires grad while grad mode is on (wrap updates
+ * in cnn.no_grad), and it makes a graph that saved t fail at backward instead of giving a wrong
+ * gradient. */
 static int m_add_(lua_State *L) {
   if (lua_gettop(L) >= 3) { /* t:add_(other, alpha) : t += alpha * other */
     cnn_tensor *t = lcnn_check(L, 1, "add_");
@@ -110,10 +165,18 @@ static int m_add_(lua_State *L) {
   }
   return inplace_binary(L, CNN_ADD, "add_");
 }
+/** t:sub_(other) -> t
+ * In place: t = t - other. */
 static int m_sub_(lua_State *L) { return inplace_binary(L, CNN_SUB, "sub_"); }
+/** t:mul_(other) -> t
+ * In place: t = t * other. */
 static int m_mul_(lua_State *L) { return inplace_binary(L, CNN_MUL, "mul_"); }
+/** t:div_(other) -> t
+ * In place: t = t / other. */
 static int m_div_(lua_State *L) { return inplace_binary(L, CNN_DIV, "div_"); }
 
+/** t:clamp_(lo, hi) -> t
+ * In place: each element limited to [lo, hi] (either bound may be nil). */
 static int m_clamp_(lua_State *L) {
   double lo, hi;
   cnn_tensor *t = lcnn_check(L, 1, "clamp_");
@@ -123,6 +186,8 @@ static int m_clamp_(lua_State *L) {
   return 1;
 }
 
+/** t:fill_(v) -> t
+ * In place: every element set to number v. */
 static int m_fill_(lua_State *L) {
   cnn_tensor *t = lcnn_check(L, 1, "fill_");
   if (cnn_op_fill_(t, luaL_checknumber(L, 2))) return lcnn_fail(L, "fill_");
@@ -130,6 +195,8 @@ static int m_fill_(lua_State *L) {
   return 1;
 }
 
+/** t:zero_() -> t
+ * In place: every element set to 0. */
 static int m_zero_(lua_State *L) {
   cnn_tensor *t = lcnn_check(L, 1, "zero_");
   if (cnn_op_fill_(t, 0)) return lcnn_fail(L, "zero_");
@@ -137,6 +204,8 @@ static int m_zero_(lua_State *L) {
   return 1;
 }
 
+/** t:copy_(src) -> t
+ * In place: the values of tensor src, broadcast to t's shape and converted to t's dtype. */
 static int m_copy_(lua_State *L) {
   cnn_tensor *t = lcnn_check(L, 1, "copy_");
   cnn_tensor *s = lcnn_check(L, 2, "copy_");
@@ -145,6 +214,8 @@ static int m_copy_(lua_State *L) {
   return 1;
 }
 
+/** t:uniform_(a=0, b=1) -> t
+ * In place: uniform random values in [a, b) from cnn's generator. */
 static int m_uniform_(lua_State *L) {
   cnn_tensor *t = lcnn_check(L, 1, "uniform_");
   double a = luaL_optnumber(L, 2, 0), b = luaL_optnumber(L, 3, 1);
@@ -154,6 +225,8 @@ static int m_uniform_(lua_State *L) {
   return 1;
 }
 
+/** t:normal_(mean=0, std=1) -> t
+ * In place: normal random values from cnn's generator. */
 static int m_normal_(lua_State *L) {
   cnn_tensor *t = lcnn_check(L, 1, "normal_");
   double m = luaL_optnumber(L, 2, 0), s = luaL_optnumber(L, 3, 1);
@@ -169,6 +242,9 @@ static int reduce_dim(lua_State *L, int idx, const char *fn, const cnn_tensor *t
   return lua_isnoneornil(L, idx) ? CNN_ALL_DIMS : lcnn_dim(L, idx, fn, t->ndim, 0);
 }
 
+/** t:sum(dim, keepdim=false) -> Tensor
+ * The sum over dimension dim, or over all elements (a 0-d tensor) when dim is nil.
+ * keepdim=true keeps dim with size 1. int64 sums stay int64. */
 static int m_sum(lua_State *L) {
   cnn_tensor *t = lcnn_check(L, 1, "sum");
   int d = reduce_dim(L, 2, "sum", t);
@@ -176,6 +252,8 @@ static int m_sum(lua_State *L) {
   return 1;
 }
 
+/** t:mean(dim, keepdim=false) -> Tensor
+ * The mean over dimension dim, or over all elements when dim is nil (float32 tensors). */
 static int m_mean(lua_State *L) {
   cnn_tensor *t = lcnn_check(L, 1, "mean");
   int d = reduce_dim(L, 2, "mean", t);
@@ -196,7 +274,12 @@ static int var_like(lua_State *L, const char *fn, bool sd) {
   return 1;
 }
 
+/** t:var(dim, keepdim=false, {unbiased=true}) -> Tensor
+ * The variance over dimension dim, or over all elements when dim is nil (`t:var{unbiased=false}`).
+ * unbiased divides by n - 1 (Bessel's correction), as PyTorch does by default. float32 tensors. */
 static int m_var(lua_State *L) { return var_like(L, "var", false); }
+/** t:std(dim, keepdim=false, {unbiased=true}) -> Tensor
+ * The standard deviation over dimension dim, or over all elements when dim is nil. */
 static int m_std(lua_State *L) { return var_like(L, "std", true); }
 
 /* values and 1-based indices (over a dim) or the value alone (over all). */
@@ -236,25 +319,47 @@ static int extreme(lua_State *L, bool is_max, bool arg) {
   return 2;
 }
 
+/** t:max(dim, keepdim=false) -> values, indices
+ * t:max() -> Tensor
+ * t:max(other) -> Tensor
+ * The maximum over dimension dim and its 1-based int64 indices; over all elements, the value alone.
+ * With a tensor argument, the elementwise maximum (as t:maximum). */
 static int m_max(lua_State *L) {
   if (lcnn_test(L, 2)) return binary(L, CNN_MAXIMUM, "max");
   return extreme(L, true, false);
 }
+/** t:min(dim, keepdim=false) -> values, indices
+ * t:min() -> Tensor
+ * t:min(other) -> Tensor
+ * The minimum over dimension dim and its 1-based int64 indices; over all elements, the value alone.
+ * With a tensor argument, the elementwise minimum (as t:minimum). */
 static int m_min(lua_State *L) {
   if (lcnn_test(L, 2)) return binary(L, CNN_MINIMUM, "min");
   return extreme(L, false, false);
 }
+/** t:argmax(dim, keepdim=false) -> Tensor
+ * The 1-based int64 index of the maximum over dim; with no dim, of the flattened tensor. */
 static int m_argmax(lua_State *L) { return extreme(L, true, true); }
+/** t:argmin(dim, keepdim=false) -> Tensor
+ * The 1-based int64 index of the minimum over dim; with no dim, of the flattened tensor. */
 static int m_argmin(lua_State *L) { return extreme(L, false, true); }
 
 /* ---- matrix products ---- */
 
+/** t:matmul(other) -> Tensor
+ * cnn.matmul(a, b) -> Tensor
+ * The matrix product of 1-d, 2-d and batched 3-d tensors, as torch.matmul.
+ * 1-d by 1-d is a dot product (0-d); a 1-d side acts as a row or column vector; (B, n, k) by (B, k, m)
+ * or by (k, m) multiplies each batch entry. */
 static int m_matmul(lua_State *L) {
   cnn_tensor *a = lcnn_check(L, 1, "matmul"), *b = lcnn_check(L, 2, "matmul");
   lcnn_push(L, cnn_op_matmul(a, b), "matmul");
   return 1;
 }
 
+/** t:mm(other) -> Tensor
+ * cnn.mm(a, b) -> Tensor
+ * The product of two 2-d matrices: (n, k) by (k, m) -> (n, m). */
 static int m_mm(lua_State *L) {
   cnn_tensor *a = lcnn_check(L, 1, "mm"), *b = lcnn_check(L, 2, "mm");
   lcnn_push(L, cnn_op_mm(a, b), "mm");

@@ -38,6 +38,15 @@ static int push_index(lua_State *L, cnn_tensor *t, lua_Integer i) {
   return 1;
 }
 
+/** field t.requires_grad
+ * Whether autograd records the operations on t; set it with t:requires_grad_() or by assignment. */
+/** field t.grad_fn
+ * The name of the operation that made t ("AddBackward", ...), nil for a leaf. */
+/** field t.grad
+ * The gradient a backward() accumulated into leaf t: nil until one reaches it.
+ * Assignable: `t.grad = nil` clears it, a tensor of t's shape and dtype replaces it. */
+/** field t.is_leaf
+ * True when no recorded operation made t (tensors you create; parameters). */
 static int t_index(lua_State *L) {
   cnn_tensor *t = SELF("index");
   if (lua_isinteger(L, 2)) return push_index(L, t, lua_tointeger(L, 2));
@@ -132,6 +141,8 @@ static int t_tostring(lua_State *L) {
 
 /* ---- inspection ---- */
 
+/** t:shape() -> {sizes}
+ * The sizes as a table of integers ({} for a 0-d tensor). */
 static int t_shape(lua_State *L) {
   cnn_tensor *t = SELF("shape");
   lua_createtable(L, t->ndim, 0);
@@ -142,6 +153,9 @@ static int t_shape(lua_State *L) {
   return 1;
 }
 
+/** t:size(dim) -> integer
+ * t:size() -> {sizes}
+ * The size of dimension dim (negative counts from the end); with no dim, every size as t:shape(). */
 static int t_size(lua_State *L) {
   cnn_tensor *t = SELF("size");
   if (lua_isnoneornil(L, 2)) return t_shape(L);
@@ -151,6 +165,8 @@ static int t_size(lua_State *L) {
   return 1;
 }
 
+/** t:stride() -> {strides}
+ * The stride of each dimension, in elements. */
 static int t_stride(lua_State *L) {
   cnn_tensor *t = SELF("stride");
   lua_createtable(L, t->ndim, 0);
@@ -161,21 +177,30 @@ static int t_stride(lua_State *L) {
   return 1;
 }
 
+/** t:dim() -> integer
+ * The number of dimensions (0 for a scalar tensor). */
 static int t_dim(lua_State *L) {
   lua_pushinteger(L, SELF("dim")->ndim);
   return 1;
 }
 
+/** t:numel() -> integer
+ * The number of elements. */
 static int t_numel(lua_State *L) {
   lua_pushinteger(L, cnn_tensor_numel(SELF("numel")));
   return 1;
 }
 
+/** t:dtype() -> "float32"|"int64"
+ * The element type. */
 static int t_dtype(lua_State *L) {
   lua_pushstring(L, cnn_dtype_name(SELF("dtype")->dtype));
   return 1;
 }
 
+/** t:is_contiguous() -> boolean
+ * Whether the elements lie densely in row-major order.
+ * Views made by narrow, transpose, permute or expand may not. */
 static int t_is_contiguous(lua_State *L) {
   lua_pushboolean(L, cnn_tensor_is_contiguous(SELF("is_contiguous")));
   return 1;
@@ -191,6 +216,8 @@ static void push_element(lua_State *L, const cnn_tensor *t, const int64_t *idx) 
   else lua_pushnumber(L, cnn_tensor_get(t, idx));
 }
 
+/** t:item() -> number
+ * The value of a one-element tensor, as a Lua number (an integer for int64). */
 static int t_item(lua_State *L) {
   cnn_tensor *t = SELF("item");
   if (cnn_tensor_numel(t) != 1)
@@ -215,6 +242,8 @@ static void push_table(lua_State *L, const cnn_tensor *t, int d, int64_t *idx) {
   }
 }
 
+/** t:totable() -> table
+ * The values as nested Lua tables, one level per dimension (a number for a 0-d tensor). */
 static int t_totable(lua_State *L) {
   cnn_tensor *t = SELF("totable");
   int64_t idx[CNN_MAX_DIMS] = {0};
@@ -225,6 +254,8 @@ static int t_totable(lua_State *L) {
 
 /* ---- views ---- */
 
+/** t:select(dim, i) -> Tensor
+ * The view at index i of dimension dim, that dimension removed (t[i] is t:select(1, i)). */
 static int t_select(lua_State *L) {
   cnn_tensor *t = SELF("select");
   if (t->ndim == 0) return lcnn_error(L, "select", "cannot select from a 0-d tensor");
@@ -238,6 +269,8 @@ static int t_select(lua_State *L) {
   return 1;
 }
 
+/** t:narrow(dim, start, length) -> Tensor
+ * The view of indices start .. start + length - 1 of dimension dim. */
 static int t_narrow(lua_State *L) {
   cnn_tensor *t = SELF("narrow");
   if (t->ndim == 0) return lcnn_error(L, "narrow", "cannot narrow a 0-d tensor");
@@ -252,6 +285,8 @@ static int t_narrow(lua_State *L) {
   return 1;
 }
 
+/** t:transpose(dim1, dim2) -> Tensor
+ * The view with dimensions dim1 and dim2 swapped. */
 static int t_transpose(lua_State *L) {
   cnn_tensor *t = SELF("transpose");
   int a = lcnn_dim(L, 2, "transpose", t->ndim, 0), b = lcnn_dim(L, 3, "transpose", t->ndim, 0);
@@ -259,6 +294,8 @@ static int t_transpose(lua_State *L) {
   return 1;
 }
 
+/** t:t() -> Tensor
+ * The transpose of a 2-d tensor (a view); 0-d and 1-d tensors come back as they are. */
 static int t_t(lua_State *L) {
   cnn_tensor *t = SELF("t");
   if (t->ndim > 2) return lcnn_error(L, "t", "expects a tensor with at most 2 dimensions, got %d", t->ndim);
@@ -267,6 +304,8 @@ static int t_t(lua_State *L) {
   return 1;
 }
 
+/** t:permute(dim...) -> Tensor
+ * The view with the dimensions in the given order: `t:permute(1, 3, 4, 2)` takes NCHW to NHWC. */
 static int t_permute(lua_State *L) {
   cnn_tensor *t = SELF("permute");
   int dims[CNN_MAX_DIMS], n = 0;
@@ -288,12 +327,16 @@ static int t_permute(lua_State *L) {
   return 1;
 }
 
+/** t:unsqueeze(dim) -> Tensor
+ * The view with a dimension of size 1 inserted at dim (negative counts from the end). */
 static int t_unsqueeze(lua_State *L) {
   cnn_tensor *t = SELF("unsqueeze");
   lcnn_push(L, cnn_op_unsqueeze(t, lcnn_dim(L, 2, "unsqueeze", t->ndim, 1)), "unsqueeze");
   return 1;
 }
 
+/** t:squeeze(dim) -> Tensor
+ * The view without dimension dim if its size is 1; with no dim, without every size-1 dimension. */
 static int t_squeeze(lua_State *L) {
   cnn_tensor *t = SELF("squeeze");
   int d = lua_isnoneornil(L, 2) ? CNN_ALL_DIMS : lcnn_dim(L, 2, "squeeze", t->ndim, 0);
@@ -301,6 +344,8 @@ static int t_squeeze(lua_State *L) {
   return 1;
 }
 
+/** t:flatten(start_dim=1, end_dim=-1) -> Tensor
+ * Dimensions start_dim .. end_dim merged into one (a view when the strides allow, else a copy). */
 static int t_flatten(lua_State *L) {
   cnn_tensor *t = SELF("flatten");
   int s = lua_isnoneornil(L, 2) ? 0 : lcnn_dim(L, 2, "flatten", t->ndim, 0);
@@ -320,30 +365,48 @@ static int reshape_like(lua_State *L, const char *fn, cnn_tensor *(*op)(const cn
   return 1;
 }
 
+/** t:view(size...|{size}) -> Tensor
+ * A view of the same storage in another shape; one size may be -1 (inferred).
+ * The strides must allow it (a contiguous tensor always does); t:reshape copies when they do not. */
 static int t_view(lua_State *L) { return reshape_like(L, "view", cnn_op_view); }
+/** t:reshape(size...|{size}) -> Tensor
+ * The same elements in another shape: a view when the strides allow, else a copy; one size may be -1. */
 static int t_reshape(lua_State *L) { return reshape_like(L, "reshape", cnn_op_reshape); }
+/** t:expand(size...|{size}) -> Tensor
+ * A view that repeats size-1 dimensions to a larger size without copying; -1 keeps a size.
+ * New leading dimensions may be added, as in broadcasting. */
 static int t_expand(lua_State *L) { return reshape_like(L, "expand", cnn_op_expand); }
 
+/** t:contiguous() -> Tensor
+ * t's elements in row-major order: a tensor sharing t's storage when t is contiguous, else a copy. */
 static int t_contiguous(lua_State *L) {
   lcnn_push(L, cnn_op_contiguous(SELF("contiguous")), "contiguous");
   return 1;
 }
 
+/** t:clone() -> Tensor
+ * A copy with storage of its own; autograd records it (gradients flow back to t). */
 static int t_clone(lua_State *L) {
   lcnn_push(L, cnn_op_clone(SELF("clone")), "clone");
   return 1;
 }
 
+/** t:float() -> Tensor
+ * t converted to float32 (sharing t's storage when it already is float32). */
 static int t_float(lua_State *L) {
   lcnn_push(L, cnn_op_to_dtype(SELF("float"), CNN_FLOAT32), "float");
   return 1;
 }
 
+/** t:long() -> Tensor
+ * t converted to int64, truncating towards zero (sharing t's storage when it already is int64). */
 static int t_long(lua_State *L) {
   lcnn_push(L, cnn_op_to_dtype(SELF("long"), CNN_INT64), "long");
   return 1;
 }
 
+/** t:to(dtype) -> Tensor
+ * t converted to dtype, "float32" or "int64" (as t:float() and t:long()). */
 static int t_to(lua_State *L) {
   cnn_tensor *t = SELF("to");
   luaL_checktype(L, 2, LUA_TSTRING);
@@ -367,6 +430,9 @@ static cnn_tensor *zero_based(lua_State *L, int idx, const char *fn) {
   return r;
 }
 
+/** t:index_select(dim, indices) -> Tensor
+ * The entries at the given 1-based positions along dimension dim, as a new tensor.
+ * indices is a 0-d or 1-d int64 tensor; positions may repeat. */
 static int t_index_select(lua_State *L) {
   cnn_tensor *t = SELF("index_select");
   int d = lcnn_dim(L, 2, "index_select", t->ndim, 0);
@@ -379,6 +445,13 @@ static int t_index_select(lua_State *L) {
 
 static int t_close(lua_State *L) { return t_gc(L); }
 
+/** class cnn.Tensor
+ * An n-dimensional array of float32 or int64 values, with views, broadcasting math and autograd.
+ * Made by cnn.tensor, cnn.zeros and the other constructors; dims and indices are 1-based.
+ * Operators: `+ - * / ^` (a number on either side), unary `-`, `#t` (the size of dimension 1),
+ * `t[i]` (row i, a view; a number for a 1-d tensor; negative counts from the end), `t[i] = v`
+ * (v a number or a tensor), `tostring(t)` (values, shape and dtype, elided when large).
+ * A tensor supports Lua 5.4's `<close>`, which frees its storage at the end of the scope. */
 void lcnn_open_tensor(lua_State *L, int methods) {
   static const luaL_Reg m[] = {{"shape", t_shape},
                                {"size", t_size},

@@ -8,11 +8,15 @@
 #include "cnn/dist.h"
 #include "cnn/error.h"
 
+/** cnn.distributed.init()
+ * Joins the job the launcher (mpirun, srun) started; a world of one when none did. Idempotent. */
 static int d_init(lua_State *L) {
   if (cnn_dist_init()) return lcnn_fail(L, "dist.init");
   return 0;
 }
 
+/** cnn.distributed.is_initialized() -> boolean
+ * Whether cnn.distributed.init() has run. */
 static int d_is_initialized(lua_State *L) {
   lua_pushboolean(L, cnn_dist_is_initialized());
   return 1;
@@ -22,20 +26,25 @@ static void need_init(lua_State *L, const char *fn) {
   if (!cnn_dist_is_initialized()) lcnn_error(L, fn, "the process group is not initialized: call dist.init() first");
 }
 
+/** cnn.distributed.rank() -> integer
+ * This process's rank, from 0 (after init). */
 static int d_rank(lua_State *L) {
   need_init(L, "dist.rank");
   lua_pushinteger(L, cnn_dist_rank());
   return 1;
 }
 
+/** cnn.distributed.world_size() -> integer
+ * The number of ranks (after init). */
 static int d_world_size(lua_State *L) {
   need_init(L, "dist.world_size");
   lua_pushinteger(L, cnn_dist_world_size());
   return 1;
 }
 
-/* "mpi" when this process is one rank of an MPI job, "none" for a world of one; has_mpi tells
- * whether the build could join one. */
+/** cnn.distributed.backend() -> "mpi"|"none", boolean
+ * How this process talks to the others, and whether the build has MPI at all.
+ * "mpi" when this process is one rank of an MPI job, "none" for a world of one. */
 static int d_backend(lua_State *L) {
   need_init(L, "dist.backend");
   lua_pushstring(L, cnn_dist_backend());
@@ -43,12 +52,18 @@ static int d_backend(lua_State *L) {
   return 2;
 }
 
+/** cnn.distributed.barrier()
+ * Waits until every rank has reached it. */
 static int d_barrier(lua_State *L) {
   if (cnn_dist_barrier()) return lcnn_fail(L, "dist.barrier");
   return 0;
 }
 
-/* all_reduce(t, {op="sum"|"mean"|"max"|"min"}) -> t */
+/** cnn.distributed.all_reduce(t, {op="sum"}) -> t
+ * Combines t across ranks in place, so that every rank holds the result.
+ * op is "sum", "mean", "max" or "min". float32 and int64 tensors of any shape and strides. Ranks that
+ * pass different shapes, dtypes or ops, or call different collectives, all get the same error
+ * instead of a hang. */
 static int d_all_reduce(lua_State *L) {
   static const char *const known[] = {"op", NULL};
   static const char *const ops[] = {"sum", "mean", "max", "min", NULL};
@@ -69,7 +84,8 @@ static int d_all_reduce(lua_State *L) {
   return 1;
 }
 
-/* broadcast(t, {root=0}) -> t */
+/** cnn.distributed.broadcast(t, {root=0}) -> t
+ * Overwrites t in place on every rank with rank root's values. */
 static int d_broadcast(lua_State *L) {
   static const char *const known[] = {"root", NULL};
   cnn_tensor *t = lcnn_check(L, 1, "dist.broadcast");
@@ -88,7 +104,8 @@ static int d_broadcast(lua_State *L) {
   return 1;
 }
 
-/* all_gather(t) -> {t_rank0, t_rank1, ...}: views into one (world, ...) tensor */
+/** cnn.distributed.all_gather(t) -> {tensors}
+ * Every rank's t, in rank order (views into one (world_size, ...) tensor). */
 static int d_all_gather(lua_State *L) {
   cnn_tensor *t = lcnn_check(L, 1, "dist.all_gather");
   need_init(L, "dist.all_gather");

@@ -1,3 +1,8 @@
+--- module cnn.F
+--- Functional ops: convolution, pooling, activations, normalisation, dropout and losses.
+--- Stateless and differentiable: autograd records each, and nn's layers call them in forward.
+--- Conventionally `local F = cnn.F`.
+
 -- cnn.F: the functional ops. The kernels are C (core.F: conv2d, pooling, softmax, losses,
 -- normalisation, dropout); the few ops that are compositions of tensor ops are defined here.
 -- Every op is differentiable through autograd.
@@ -16,14 +21,21 @@ end
 -- F.linear(x, w, b): x (..., in), w (out, in), b (out) or nil -> (..., out) is core.F.linear (C: one
 -- GEMM with the bias preloaded; backward computes dW = dY^T X directly in (out, in) layout)
 
---- F.flatten(x, start_d = 1): merges dims start_d..last (torch.flatten's default start is 0, i.e. our 1)
+--- cnn.F.flatten(x, start_dim=1, end_dim=-1) -> Tensor
+--- Dimensions start_dim .. end_dim of x merged into one (as t:flatten; torch.flatten's start 0 is 1).
 function F.flatten(x, start_d, end_d)
   check_tensor("flatten", x, 1)
   return x:flatten(start_d or 1, end_d or -1)
 end
 
+--- cnn.F.relu(x) -> Tensor
+--- max(x, 0), elementwise.
 F.relu = F.relu or function(x) check_tensor("relu", x, 1); return x:relu() end
+--- cnn.F.sigmoid(x) -> Tensor
+--- 1 / (1 + e^-x), elementwise.
 F.sigmoid = F.sigmoid or function(x) check_tensor("sigmoid", x, 1); return x:sigmoid() end
+--- cnn.F.tanh(x) -> Tensor
+--- The hyperbolic tangent, elementwise.
 F.tanh = F.tanh or function(x) check_tensor("tanh", x, 1); return x:tanh() end
 
 return F

@@ -1,3 +1,8 @@
+--- module cnn.autograd
+--- Differentiable functions written in Lua, backward callbacks and gradient checking.
+--- The engine itself is in C: t:requires_grad_(), t:backward(), cnn.no_grad and the tensor fields
+--- grad, grad_fn and is_leaf.
+
 -- The Lua half of autograd: user-defined differentiable functions (cnn.autograd.Function) and
 -- finite-difference gradient checking (cnn.autograd.gradcheck).
 local core = require "cnn.core"
@@ -43,8 +48,14 @@ local function check_saved(ctx, name)
   end
 end
 
---- cnn.autograd.Function{forward=function(ctx, ...) end, backward=function(ctx, grad_out...) end, name=}
---- returns a callable op. backward returns one gradient (or nil) per tensor argument of forward.
+--- cnn.autograd.Function{forward=function(ctx, ...) end, backward=function(ctx, grad_out...) end, name=} -> op
+--- A differentiable op written in Lua: `local op = cnn.autograd.Function{...}; local y = op(x, w)`.
+--- forward runs without recording and returns 1 to 8 float32 tensors; backward gets one gradient per
+--- output (zeros for an output nobody used) and returns one gradient, or nil, per tensor argument of
+--- forward, in order. In forward, `ctx:save_for_backward(...)` keeps tensors for backward in
+--- `ctx.saved` (an in-place change to one of them afterwards makes backward fail), other fields of
+--- ctx hold anything else, and `ctx.needs_input_grad` lists which tensor arguments require grad.
+--- name names the node (grad_fn), "LuaFunctionBackward" by default.
 function autograd.Function(def)
   check_options("Function", def, {forward = true, backward = true, name = true})
   if type(def.forward) ~= "function" or type(def.backward) ~= "function" then
@@ -107,9 +118,10 @@ function Handle:remove()
   end
 end
 
---- cnn.autograd.register_backward_callback(fn) -> handle: fn() runs after every t:backward() that
---- succeeded, once the gradients are in the leaves' .grad (dist.DataParallel averages them there).
---- handle:remove() unregisters it. An error in fn propagates from backward().
+--- cnn.autograd.register_backward_callback(fn) -> handle
+--- fn() runs after every t:backward() that succeeds, once the gradients are in the leaves' .grad.
+--- `handle:remove()` unregisters it. An error in fn propagates from backward() (cnn.distributed's
+--- DataParallel averages gradients this way).
 function autograd.register_backward_callback(fn)
   if type(fn) ~= "function" then
     error("register_backward_callback: expected a function, got " .. type(fn), 2)
@@ -126,9 +138,11 @@ local function flat(t)
   return t:view(-1)
 end
 
---- gradcheck(fn, inputs, {eps=1e-3, atol=1e-3, rtol=1e-2}) compares the Jacobian that backward
---- gives with central finite differences, for every input that requires grad. fn returns a tensor.
---- Returns true, or false and a message naming the input, element and both values.
+--- cnn.autograd.gradcheck(fn, inputs, {eps=1e-3, atol=1e-3, rtol=1e-2}) -> true | false, message
+--- Compares the gradients backward gives with central finite differences.
+--- fn(inputs...) returns a tensor; inputs is a tensor or a list of them, and each one that requires
+--- grad (float32, contiguous) is checked element by element: |analytic - numeric| <= atol + rtol *
+--- |numeric|. Returns true, or false and a message naming the input, element, output and both values.
 function autograd.gradcheck(fn, inputs, opts)
   opts = check_options("gradcheck", opts, {eps = true, atol = true, rtol = true})
   if is_tensor(inputs) then inputs = {inputs} end

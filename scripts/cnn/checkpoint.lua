@@ -1,3 +1,8 @@
+--- module cnn.checkpoint
+--- A whole training state (model and optimiser state_dicts, epoch, generator) in one file.
+--- `cnn.checkpoint.save("run.ckpt", {model = m:state_dict(), optimizer = opt:state_dict(), epoch = e,
+--- rng = cnn.get_rng_state()})`; cnn.trainer.fit writes and resumes these.
+
 -- cnn.checkpoint: saves and restores a training state (a nested Lua table of tensors, numbers,
 -- strings and booleans: model and optimiser state_dicts, the epoch, the generator state, ...)
 -- as one safetensors file. Tensors are stored under their dotted path ("model.features.0.weight",
@@ -83,7 +88,11 @@ local function decode(node, tensors, file)
   bad("malformed state tree")
 end
 
---- checkpoint.save(path, state): state is a table; returns nothing, raises on failure.
+--- cnn.checkpoint.save(path, state)
+--- Writes a training state, a nested table of tensors, numbers, strings and booleans, to one file.
+--- The file is safetensors: tensors under their dotted path in state ("model.features.0.weight"), so
+--- other tools read the weights directly; the rest as JSON metadata, numbers exact. Keys are strings
+--- or integers; a cycle is an error.
 function checkpoint.save(path, state)
   if type(path) ~= "string" then error("checkpoint.save: expected a path, got " .. type(path), 2) end
   if type(state) ~= "table" then error("checkpoint.save: expected a state table, got " .. type(state), 2) end
@@ -94,7 +103,8 @@ function checkpoint.save(path, state)
   cnn.save(path, tensors, {metadata = metadata})
 end
 
---- checkpoint.load(path) returns the state table saved by checkpoint.save.
+--- cnn.checkpoint.load(path) -> state
+--- Reads back the table cnn.checkpoint.save wrote: same keys, same values, tensors as float32 or int64.
 function checkpoint.load(path)
   if type(path) ~= "string" then error("checkpoint.load: expected a path, got " .. type(path), 2) end
   local cnn = require "cnn"

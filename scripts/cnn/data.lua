@@ -1,3 +1,9 @@
+--- module cnn.data
+--- Datasets (MNIST, CIFAR-10, tensors, image folders), the DataLoader and batch transforms.
+--- A dataset has `#ds` samples; `ds:get(i)` returns `x, y` and `ds[i]` the pair as a table `{x, y}`
+--- (Lua's indexing yields one value). Labels are 1-based (1..C); files that store 0..C-1 are shifted.
+--- Any table with a length and either `get` or `[i] -> {x, y}` works with the DataLoader.
+
 -- cnn.data: datasets, the DataLoader and batch transforms. Files are parsed in C (core.io: IDX,
 -- PNG), batches are gathered or stacked in C, and transforms run in C on whole batches; this file
 -- only decides what goes where. Labels are 1-based (1..C); datasets stored 0-based are shifted.
@@ -77,7 +83,10 @@ local function check_index(fn, ds, i, level)
   return math.tointeger(i)
 end
 
---- data.TensorDataset(x, y, ...): samples are the rows (along dim 1) of each tensor.
+--- class cnn.data.TensorDataset(x, y, ...)
+--- A dataset whose samples are the rows (along dimension 1) of each tensor.
+--- `ds:get(i)` is x[i], y[i], ...; the tensors must have the same size in dimension 1; `ds.tensors`
+--- lists them.
 local TensorDataset = dataset_class("TensorDataset")
 data.TensorDataset = setmetatable({}, {__call = function(_, ...)
   local ts = table.pack(...)
@@ -97,7 +106,8 @@ data.TensorDataset = setmetatable({}, {__call = function(_, ...)
   return setmetatable({tensors = {table.unpack(ts, 1, ts.n)}, n = n}, TensorDataset)
 end, __index = TensorDataset})
 
---- ds:get(i): the i-th row of every tensor (a view, or a number for 1-d tensors).
+--- cnn.data.TensorDataset:get(i) -> x_i, y_i, ...
+--- Row i of every tensor (a view, or a number for a 1-d tensor); negative i counts from the end.
 function TensorDataset:get(i, level)
   i = check_index("TensorDataset", self, i, (level or 1) + 1)
   local out = {}
@@ -115,9 +125,11 @@ end
 -- ---------------------------------------------------------------------------------------------
 -- IDX and MNIST
 
---- data.idx_load(path): an IDX file (raw or gzip) as a tensor. Integer element types (ubyte,
---- sbyte, short, int) become int64 for files of at most one dimension (labels) and float32 with
---- the stored values otherwise (ubyte images: 0..255); float and double become float32.
+--- cnn.data.idx_load(path) -> Tensor
+--- An IDX file (MNIST's format, raw or .gz) as a tensor.
+--- Integer element types (ubyte, sbyte, short, int) become int64 for files of at most one dimension
+--- (labels) and float32 with the stored values otherwise (ubyte images: 0..255); float and double
+--- become float32.
 function data.idx_load(path)
   local t = checked(2, pcall(cio.idx_load, path, 1, "idx_load"))
   return t
@@ -152,10 +164,15 @@ end
 -- bits as dividing a float32 tensor by 255).
 local PIXEL_DIVISOR = 255
 
+--- class cnn.data.MNIST
+--- An MNIST-layout dataset, made by cnn.data.mnist and cnn.data.fashion_mnist.
+--- `#ds`, `ds:get(i)` -> image, label, `ds[i]` -> {image, label}, `ds.classes` (names of labels 1..10),
+--- `ds.labels` (int64), `ds.pixels` (the images as bytes, converted per item or per batch).
 local MNIST = dataset_class("MNIST")
 
---- ds:get(i): image i as a (1, H, W) float32 tensor in [0, 1] (a fresh tensor: writing to it
---- leaves the dataset unchanged) and its label 1..10.
+--- cnn.data.MNIST:get(i) -> image, label
+--- Image i as a (1, H, W) float32 tensor in [0, 1] and its label 1..10.
+--- The image is a fresh tensor: writing to it leaves the dataset unchanged.
 function MNIST:get(i, level)
   i = check_index("MNIST", self, i, (level or 1) + 1)
   return self.pixels:row(i, PIXEL_DIVISOR, "MNIST"), self.labels[i]
@@ -166,9 +183,9 @@ function MNIST:_gather(idx)
   return self.pixels:gather(idx, PIXEL_DIVISOR, "DataLoader"), cio.gather(self.labels, idx, "DataLoader")
 end
 
---- ds:images(): every image as one (N, 1, H, W) float32 tensor in [0, 1], made on demand (4 bytes
---- a pixel, a copy: the dataset itself keeps its bytes). For code that wants the whole split as
---- a tensor; training through a DataLoader never needs it.
+--- cnn.data.MNIST:images() -> Tensor
+--- Every image as one (N, 1, H, W) float32 tensor in [0, 1], made on demand (a copy, 4 bytes a pixel).
+--- The dataset itself keeps 1 byte a pixel; training through a DataLoader never needs this.
 function MNIST:images()
   local t = checked(2, pcall(self.pixels.float, self.pixels, PIXEL_DIVISOR, "images"))
   return t
@@ -231,19 +248,22 @@ local function load_mnist(fn, dir, split, classes, level)
   return ds
 end
 
---- data.mnist(dir, split = "train"): the four MNIST-layout files in dir (each raw or .gz) as a
---- dataset of (1, H, W) float images in [0, 1] and labels 1..10: `#ds`, `ds:get(i)` -> x, y,
---- `ds[i]` -> {x, y}, `ds.classes`, `ds.labels` (int64 N), `ds.pixels` (the images as a (N, 1, H, W)
---- byte array: 1 byte a pixel, converted per item or per batch), `ds:images()` (all images as one
---- float tensor, made on demand) and `ds.tensors` ({images, labels}, as a TensorDataset's).
+--- cnn.data.mnist(dir, split="train") -> dataset
+--- The four MNIST-layout files in dir (each raw or .gz) as a dataset (a cnn.data.MNIST).
+--- split is "train" or "test". Images are (1, 28, 28) float32 in [0, 1], labels 1..10; `ds.classes`,
+--- `ds.labels` (int64), `ds.pixels` (the bytes), `ds:images()` and `ds.tensors` ({images, labels}, as
+--- a TensorDataset's). MNIST and Fashion-MNIST share the layout.
 function data.mnist(dir, split)
   local ds = load_mnist("mnist", dir, split, MNIST_DIGITS, 2) -- no tail call: errors name our caller's line
   return ds
 end
 
+--- field cnn.data.FASHION_MNIST_DIR
+--- The folder cnn.data.fashion_mnist reads by default: "/usr/share/datasets/fashion-mnist".
 data.FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist" -- Debian's dataset-fashion-mnist
 
---- data.fashion_mnist(split = "train", {dir=}): the installed Fashion-MNIST, with class names.
+--- cnn.data.fashion_mnist(split="train", {dir=cnn.data.FASHION_MNIST_DIR}) -> dataset
+--- The installed Fashion-MNIST (Debian's dataset-fashion-mnist) with its class names in ds.classes.
 function data.fashion_mnist(split, opts)
   opts = check_options("fashion_mnist", opts, {dir = true}, 2)
   local ds = load_mnist("fashion_mnist", opts.dir or data.FASHION_MNIST_DIR, split, FASHION_CLASSES, 2)
@@ -276,11 +296,13 @@ local function walk(dir, exts, out, level)
   return out
 end
 
---- data.ImageFolder(dir, {transform=, mode="rgb"}): one sub-folder per class; classes are the
---- sorted folder names (labels 1..C, ds.classes, ds.class_to_idx) and samples the PNG files
---- found under each (recursively, sorted). Images are read lazily, one file per ds:get(i), as
---- (C, H, W) float tensors in [0, 1]; mode is image.load's ("rgb" by default, as torchvision's
---- loader converts every image to RGB, so batches stack); transform applies to each image.
+--- class cnn.data.ImageFolder(dir, {transform=, mode="rgb"})
+--- Images in one sub-folder of dir per class: labels 1..C in sorted folder order.
+--- `ds.classes` are the folder names, `ds.class_to_idx` maps them to labels and `ds.samples` lists
+--- {path, label} for the PNG files found under each folder (recursively, sorted). Images are read
+--- lazily, one file per ds:get(i), as (C, H, W) float tensors in [0, 1]; mode is cnn.image.load's ("rgb"
+--- by default, as torchvision's loader converts every image to RGB, so batches stack). transform
+--- applies to each image.
 data.ImageFolder = setmetatable({}, {__call = function(_, dir, opts)
   opts = check_options("ImageFolder", opts, {transform = true, mode = true, extensions = true}, 2)
   if type(dir) ~= "string" then error("ImageFolder: expected a folder (string), got " .. type(dir), 2) end
@@ -318,7 +340,8 @@ data.ImageFolder = setmetatable({}, {__call = function(_, dir, opts)
                        n = #samples, transform = opts.transform, mode = mode}, ImageFolder)
 end, __index = ImageFolder})
 
---- ds:get(i): the i-th image (C, H, W), transformed, and its label.
+--- cnn.data.ImageFolder:get(i) -> image, label
+--- Image i read from its file as (C, H, W) in [0, 1], transformed, and its label.
 function ImageFolder:get(i, level)
   level = (level or 1) + 1
   i = check_index("ImageFolder", self, i, level)
@@ -351,21 +374,18 @@ local DataLoader = {}
 DataLoader.__index = DataLoader
 DataLoader.__name = "DataLoader"
 
---- data.DataLoader(ds, {batch_size=1, shuffle=false, drop_last=false, seed=nil, transform=nil,
---- shard=nil}): batches of ds. `for x, y in loader:iter() do` runs one epoch; #loader is the
---- number of batches. Each iter() uses the loader's epoch counter (1 at first) and then
---- increments it; loader:set_epoch(e) sets the epoch of the next iter(). With shuffle and a seed
---- the order depends only on (seed, epoch); without a seed it is drawn from cnn's random stream
---- (cnn.manual_seed). shard = {rank=, world_size=, exact=false} (ranks from 0) gives this rank
---- the strided slice perm[rank], perm[rank + world_size], ... of each epoch's permutation (seed
---- defaults to 0 when sharding, so every rank shuffles alike), disjoint from the other ranks'.
---- Every rank gets the same number of samples, so ranks step together: with drop_last=false,
---- ceil(n / world_size), the slices wrapping round to the permutation's start (as PyTorch's
---- DistributedSampler: every sample is seen, n mod world_size > 0 means a few twice); with
---- drop_last=true, floor(n / world_size) (the permutation's last n mod world_size samples wait
---- for another epoch) and only full batches. exact=true cuts the epoch exactly, each sample on one
---- rank once, lengths differing by one: for evaluation, not for DataParallel training.
---- transform applies to each whole batch x.
+--- class cnn.data.DataLoader(ds, {batch_size=1, shuffle=false, drop_last=false, seed=, transform=, shard=})
+--- Batches of a dataset: `for x, y in loader:iter() do ... end` runs one epoch; `#loader` batches.
+--- Batches are assembled in C (rows gathered, images stacked). With shuffle, each epoch's order is a
+--- permutation that depends only on (seed, epoch) when seed is given, else on cnn's generator
+--- (cnn.manual_seed). drop_last drops a last, short batch. transform applies to each whole batch x.
+--- shard = {rank=, world_size=, exact=false} (ranks from 0) gives this rank the strided slice
+--- perm[rank], perm[rank + world_size], ... of each epoch's permutation, disjoint from the other
+--- ranks' (seed defaults to 0 when sharding, so every rank shuffles alike). Every rank gets the same
+--- number of samples, so ranks step together: with drop_last=false, ceil(n / world_size), the slices
+--- wrapping round to the permutation's start (as PyTorch's DistributedSampler); with drop_last=true,
+--- floor(n / world_size). exact=true cuts the epoch exactly, each sample on one rank once, lengths
+--- differing by one: for evaluation, not for DataParallel training.
 data.DataLoader = setmetatable({}, {__call = function(_, ds, opts)
   opts = check_options("DataLoader", opts, {batch_size = true, shuffle = true, drop_last = true, seed = true,
                                             transform = true, shard = true}, 2)
@@ -410,7 +430,8 @@ data.DataLoader = setmetatable({}, {__call = function(_, ds, opts)
                       DataLoader)
 end, __index = DataLoader})
 
--- Samples this rank sees per epoch.
+--- cnn.data.DataLoader:num_samples() -> integer
+--- The number of samples this rank sees per epoch (the dataset's size when not sharded).
 function DataLoader:num_samples()
   local n, w = #self.dataset, self.world_size
   if w == 1 then return n end
@@ -425,7 +446,9 @@ function DataLoader.__len(self)
   return (m + bs - 1) // bs
 end
 
---- loader:set_epoch(e): the epoch (an integer) the next iter() uses for its order.
+--- cnn.data.DataLoader:set_epoch(epoch)
+--- Sets the epoch (an integer) whose order the next iter() uses; each iter() then counts on from it.
+--- The epoch counter starts at 1. A resumed run sets it to continue the same sequence of orders.
 function DataLoader:set_epoch(e)
   if math.type(e) ~= "integer" then error("set_epoch: epoch must be an integer, got " .. tostring(e), 2) end
   self.epoch = e
@@ -476,7 +499,8 @@ function DataLoader:_batch(idx)
   return table.unpack(out, 1, nf)
 end
 
---- loader:iter(): an iterator over this epoch's batches, `x, y` (N, ...) each.
+--- cnn.data.DataLoader:iter() -> iterator
+--- An iterator over this epoch's batches: `for x, y in loader:iter() do`, each (N, ...).
 function DataLoader:iter()
   local epoch = self.epoch
   self.epoch = epoch + 1
@@ -503,6 +527,9 @@ end
 -- Transforms: callables on a (C, H, W) image or a (N, C, H, W) batch; the random ones draw per
 -- sample from cnn's random stream (cnn.manual_seed makes them repeat).
 
+--- module cnn.data.transforms
+--- Image transforms for DataLoader (whole batches) and ImageFolder (one image), run in C.
+--- Each is a callable `t(x) -> x'`; random ones draw from cnn's generator, per sample.
 local transforms = {}
 data.transforms = transforms
 
@@ -535,7 +562,9 @@ local function list_str(v)
   return "{" .. table.concat(parts, ", ") .. "}"
 end
 
---- transforms.normalize(mean, std): (x - mean[c]) / std[c] per channel (numbers or lists).
+--- cnn.data.transforms.normalize(mean, std) -> transform
+--- (x - mean[c]) / std[c] for each channel c of a batch (N, C, H, W) or an image (C, H, W).
+--- mean and std are numbers (every channel) or lists with one value per channel.
 function transforms.normalize(mean, std)
   mean = number_list("normalize", "mean", mean)
   std = number_list("normalize", "std", std)
@@ -556,10 +585,11 @@ local function pair(fn, what, v, allow_zero)
   return math.tointeger(v[1]), math.tointeger(v[2])
 end
 
---- transforms.random_crop(size, {padding=0, fill=0}): pads each image (padding = p or {ph, pw}:
---- rows above and below, columns left and right) with fill, then crops a random size = s or
---- {h, w} window, per sample, as torchvision's RandomCrop (whose 2-sequence padding is (w, h);
---- here pairs are (h, w) like every other size in cnn).
+--- cnn.data.transforms.random_crop(size, {padding=0, fill=0}) -> transform
+--- Pads each image with fill, then crops a random window of size, per sample.
+--- As torchvision's RandomCrop. size is s or {h, w}; padding is p or {ph, pw}: rows above and below,
+--- columns left and right (torchvision's 2-sequence padding is (w, h); here pairs are (h, w) like
+--- every size in cnn).
 function transforms.random_crop(size, opts)
   opts = check_options("random_crop", opts, {padding = true, fill = true}, 2)
   local oh, ow = pair("random_crop", "size", size, false)
@@ -570,7 +600,8 @@ function transforms.random_crop(size, opts)
     function(x) return cio.random_crop(x, oh, ow, ph, pw, fill, "random_crop") end)
 end
 
---- transforms.random_hflip(p = 0.5): mirrors each image left-right with probability p.
+--- cnn.data.transforms.random_hflip(p=0.5) -> transform
+--- Mirrors each image left-right with probability p, per sample.
 function transforms.random_hflip(p)
   p = p == nil and 0.5 or p
   if type(p) ~= "number" or not (p >= 0 and p <= 1) then
@@ -579,7 +610,8 @@ function transforms.random_hflip(p)
   return make(string.format("random_hflip(%g)", p), function(x) return cio.random_hflip(x, p, "random_hflip") end)
 end
 
---- transforms.compose{t1, t2, ...}: applies each in order (transforms or plain functions).
+--- cnn.data.transforms.compose{t1, t2, ...} -> transform
+--- A transform that applies each one in order (transforms or plain functions of x).
 function transforms.compose(list)
   if type(list) ~= "table" then error("compose: expected a list of transforms", 2) end
   local descs = {}

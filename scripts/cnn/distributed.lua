@@ -1,3 +1,9 @@
+--- module cnn.distributed
+--- Data-parallel training across the processes (ranks) of an MPI job, numbered from 0.
+--- One process per rank, started by mpirun or srun (`mpirun -np 4 cnnlua train.lua`). Without MPI,
+--- or when no launcher started the script, init() gives a world of one and the same script runs.
+--- A rank whose script fails takes the job down (MPI_Abort) rather than leave the others waiting.
+
 -- cnn.distributed: data-parallel training across the processes of an MPI job (one rank per
 -- process, launched by mpirun or srun). The collectives are C (bindings/dist/ldist.c over
 -- runtime/dist/dist.c); DataParallel is here. Without MPI, or when not launched by MPI, init() gives
@@ -7,26 +13,19 @@ local D = core.dist
 
 local dist = {}
 
---- dist.init(): joins the job the launcher started (a world of one otherwise). Idempotent.
+-- the collectives, described at their bindings (bindings/ldist.c)
 dist.init = D.init
---- dist.is_initialized() -> boolean
 dist.is_initialized = D.is_initialized
---- dist.rank() -> this process's rank, from 0
 dist.rank = D.rank
---- dist.world_size() -> the number of ranks
 dist.world_size = D.world_size
---- dist.backend() -> "mpi" or "none", and whether this build has MPI at all
 dist.backend = D.backend
---- dist.barrier(): waits until every rank has reached it
 dist.barrier = D.barrier
---- dist.all_reduce(t, {op="sum"|"mean"|"max"|"min"}) -> t, reduced in place on every rank
 dist.all_reduce = D.all_reduce
---- dist.broadcast(t, {root=0}) -> t, overwritten in place with root's values
 dist.broadcast = D.broadcast
---- dist.all_gather(t) -> {t of rank 0, t of rank 1, ...}
 dist.all_gather = D.all_gather
 
---- dist.is_available() -> true when this build can join an MPI job
+--- cnn.distributed.is_available() -> boolean
+--- Whether this build has MPI, so that it can join an MPI job.
 function dist.is_available() return D.has_mpi end
 
 local function is_module(m)
@@ -63,15 +62,16 @@ DataParallel.__gc = function(self)
   if self._handle then self._handle:remove() end
 end
 
---- dp:forward(...): the module's forward; in grad mode it arms the gradient averaging that runs
---- when the next backward() ends.
+--- cnn.distributed.DataParallel:forward(...) -> ...
+--- The model's forward (also `dp(...)`); in grad mode it arms the averaging of the next backward().
 function DataParallel:forward(...)
   if self.require_sync and core.is_grad_enabled() then self._pending = true end
   return self.module(...)
 end
 
---- dp:no_sync(fn, ...): runs fn with gradient averaging off (gradient accumulation over several
---- backward passes); the first synchronised backward after it averages the accumulated sums.
+--- cnn.distributed.DataParallel:no_sync(fn, ...) -> ...
+--- Runs fn(...) with gradient averaging off, to accumulate gradients over several backward passes.
+--- The first synchronised backward after it averages the accumulated sums.
 function DataParallel:no_sync(fn, ...)
   if type(fn) ~= "function" then error("no_sync: expected a function, got " .. type(fn), 2) end
   local prev = self.require_sync
@@ -82,11 +82,11 @@ function DataParallel:no_sync(fn, ...)
   return table.unpack(res, 2, res.n)
 end
 
---- dp:sync_gradients(): averages the .grad of every parameter across ranks now, in buckets of at
---- most bucket_cap_mb, last parameters first (the order backward produces them). A parameter
---- without a gradient on this rank but with one elsewhere counts as zeros here; one without a
---- gradient on every rank keeps none. Runs by itself after backward; call it only after
---- computing gradients some other way.
+--- cnn.distributed.DataParallel:sync_gradients()
+--- Averages every parameter's .grad across ranks now, in buckets of at most bucket_cap_mb.
+--- Runs by itself after each backward that follows a forward through dp: call it only after computing
+--- gradients some other way. A parameter without a gradient on this rank but with one elsewhere counts
+--- as zeros here; one without a gradient on every rank keeps none.
 function DataParallel:sync_gradients()
   self._pending = false
   local world = D.world_size()
@@ -132,11 +132,12 @@ function DataParallel:sync_gradients()
   s.seconds = s.seconds + (core.wall_time() - start)
 end
 
---- dist.DataParallel(model, {bucket_cap_mb=25}) -> a wrapper that trains model in step on every
---- rank: it broadcasts the parameters and buffers from rank 0 now, and after each backward that
---- follows a forward through it, averages the gradients across ranks before opt:step(). BatchNorm
---- statistics stay per rank (PyTorch DDP's default). dp.module is the model; dp.stats counts the
---- averaging (syncs, buckets, bytes, seconds).
+--- cnn.distributed.DataParallel(model, {bucket_cap_mb=25}) -> dp
+--- Wraps model so that every rank trains it in step: gradients are averaged across ranks.
+--- It broadcasts rank 0's parameters and buffers now; after each backward that follows a forward
+--- through it, it averages the gradients (in buckets, last layers first) before opt:step(). BatchNorm
+--- statistics stay per rank (PyTorch DDP's default). `dp.module` is the model; `dp:state_dict()` is
+--- the model's (no "module." prefix); `dp.stats` counts the averaging (syncs, buckets, bytes, seconds).
 function dist.DataParallel(model, opts)
   if not is_module(model) then error("DataParallel: expected a cnn.nn module, got " .. type(model), 2) end
   if opts ~= nil and type(opts) ~= "table" then error("DataParallel: options must be a table", 2) end
@@ -176,7 +177,8 @@ function dist.DataParallel(model, opts)
   return self
 end
 
---- dist.is_data_parallel(x) -> true for a DataParallel wrapper
+--- cnn.distributed.is_data_parallel(x) -> boolean
+--- Whether x is a DataParallel wrapper.
 function dist.is_data_parallel(x) return getmetatable(x) == DataParallel end
 
 return dist

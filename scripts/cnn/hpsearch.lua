@@ -1,82 +1,23 @@
--- cnn.hpsearch: scripted hyperparameter searches (grid, random, ASHA) whose trials run in separate
--- worker processes, with an append-only JSON-lines log that a re-run resumes from.
---
---   local hp = cnn.hpsearch
---   local result = hp.search{
---     space = {lr = hp.loguniform(1e-3, 0.3), momentum = hp.choice{0, 0.5, 0.9}, batch_size = {32, 64, 128}},
---     strategy = "random", trials = 24, workers = 2, seed = 1, metric = "accuracy", mode = "max",
---     log = "runs/search.jsonl",
---     objective = function(params, report)   -- runs in a worker process
---       ... train; report(epoch, accuracy) after each epoch (ASHA's rungs use it) ...
---       return accuracy                       -- or a table {accuracy = ..., loss = ...}
---     end,
---   }
---   print(result:table()); result:plot("runs/search.png"); result:csv("runs/search.csv")
---
--- Spaces. hp.choice{v1, v2, ...} (numbers, strings, booleans), hp.uniform(a, b),
--- hp.loguniform(a, b) (0 < a < b), hp.randint(a, b) (a..b inclusive, as math.random). In a space a
--- plain list {32, 64} is a choice and a plain number, string or boolean a fixed value. A grid
--- search takes every choice and needs a number of points for ranges: hp.uniform(a, b, {n = 5})
--- (evenly spaced, ends included), hp.loguniform(a, b, {n = 4}) (evenly in log), hp.randint(a, b)
--- (every integer, or {n =} of them).
---
--- Strategies. "grid": every point of the product, the last parameter by name varying fastest
--- (`trials`, when given, runs the first that many). "random" and "asha": `trials` (default 10)
--- draws. Trial i's params and seed depend only on (seed, i), so growing `trials` keeps trials
--- 1..n and random and ASHA searches with one seed try the same configurations. "asha" is
--- asynchronous successive halving with early stopping (Li et al. 2020): rungs at budgets
--- min_steps * eta^k below max_steps; when a trial's report(step, value) reaches a rung's budget
--- its value is recorded there, and the trial goes on only while it is among the best
--- max(1, floor(k / eta)) of the k values recorded at that rung so far (a rung with fewer than
--- `grace` values stops nobody); otherwise report() raises hp.PRUNED and the trial ends with
--- status "pruned" (let that error through; hp.is_pruned(err) tells it apart). Options:
--- max_steps (required), eta = 3, min_steps = 1, grace = 1. Every trial records the highest step
--- it reported (`steps`), so result.total_steps compares the budget spent with a random search.
---
--- Options. space, objective (required); strategy = "random"; trials; workers = 1; seed = 0;
--- mode ("max" or "min": required); metric = "metric" (its name; the key read when the objective
--- returns a table); log (JSON-lines path); threads (per worker; default max(1, floor(cores /
--- workers))); timeout (seconds a trial may run before it is killed and failed); quiet = false (no
--- progress lines); retry_failed = false (run logged failures again); emit_commands, emit_dir and
--- merge (below).
---
--- Workers. Each trial runs in a fresh process that re-runs the script (`arg[0]` with its
--- arguments, under the same interpreter and options) with CNNLUA_HPSEARCH_WORKER naming a job
--- file; when that process reaches hp.search with the same spec, hp.search runs the one trial,
--- writes its record and exits, instead of searching. Python's multiprocessing calls this "spawn":
--- forking a process whose OpenMP/OpenBLAS threads have started is unsafe. So the script must
--- build the same search in every run (a spec from its arguments, not from the clock), run one
--- search, and keep expensive set-up (data loading) inside the objective, where only workers pay
--- for it. A worker runs with `threads` threads (cnn.set_num_threads, OMP_NUM_THREADS) and calls
--- cnn.manual_seed(trial.seed) before the objective, so a trial re-run with its params and seed
--- gives the same metric. workers = 0 runs the trials one by one in this process instead (for
--- debugging; the caller's random state is restored after each; a crash ends the search).
--- A trial whose objective raises, whose process dies (os.exit, a signal), that runs past
--- `timeout` (worker processes only) or that returns NaN/inf is recorded ("failed" or "nan", with
--- the message) and the search goes on. A worker that dies before its script reaches hp.search
--- (an error in the script itself) stops the search with that error: every trial would hit it.
--- Ctrl-C stops the search: running trials are stopped, finished ones stay in the log, the result
--- so far is returned with result.interrupted = true, and running the search again resumes.
---
--- Log. One JSON line per finished trial ({"type":"trial", index, seed, params, status, metric,
--- seconds, steps, pid, message, ...}), one per ASHA rung report ({"type":"rung", ...}) and one
--- per search start ({"type":"search", ...}); numbers keep all their digits. A search run again
--- with the same log skips every trial the log holds (matched on index, seed and params).
---
--- Elsewhere. emit_commands = "cmds.txt" writes one shell command per unfinished trial instead of
--- running them, `CNNLUA_HPSEARCH_TRIAL=i cnnlua script.lua ARGS > DIR/trial-i.jsonl` (DIR =
--- emit_dir, default the commands file's folder), for GNU parallel or a Slurm array; each prints
--- its trial's record. (ASHA trials share DIR/rungs.jsonl, so they prune each other when they see
--- one filesystem.) A later run with merge = "DIR" (a folder of *.jsonl, or a shell glob) takes
--- their records into the log and the result, and runs whatever is still missing.
---
--- Result. result.trials (index order: index, params, seed, status "ok"|"pruned"|"nan"|"failed"|
--- "pending", metric, seconds, steps, pid, message, values = other fields of a returned table),
--- result.best ({params, metric, seed, index} of the best "ok" trial, or nil), result.total_steps,
--- result.interrupted, result.seconds (wall time), result.emitted and result.commands (the
--- commands file and its lines, when emit_commands was given), result:ranked(), result:table()
--- (ranked, aligned text), result:csv(path), result:plot(path) (PNG: one scatter panel per
--- parameter, metric against it, best starred; log x for loguniform, categories for choices).
+--- module cnn.hpsearch
+--- Hyperparameter searches (grid, random, ASHA) whose trials run in separate worker processes.
+--- Results go to an append-only JSON-lines log that a re-run resumes from. Conventionally
+--- `local hp = cnn.hpsearch`:
+---
+---     local result = hp.search{
+---       space = {lr = hp.loguniform(1e-3, 0.3), momentum = hp.choice{0, 0.5, 0.9}, batch_size = {32, 64}},
+---       strategy = "random", trials = 24, workers = 2, seed = 1, metric = "accuracy", mode = "max",
+---       log = "runs/search.jsonl",
+---       objective = function(params, report)   -- runs in a worker process
+---         -- train; report(epoch, accuracy) after each epoch (ASHA's rungs use it)
+---         return accuracy                       -- or a table {accuracy = ..., loss = ...}
+---       end,
+---     }
+---     print(result:table()); result:plot("runs/search.png"); result:csv("runs/search.csv")
+
+-- cnn.hpsearch: hp.search runs the trials of a search in worker processes (cnnlua re-running the
+-- script with CNNLUA_HPSEARCH_WORKER set), appends their records to the log, and builds the result.
+-- Spaces are hpsearch/space.lua, the worker's side of a trial hpsearch/trial.lua, the result
+-- hpsearch/result.lua, the JSON lines hpsearch/json.lua.
 local core = require "cnn.core"
 local space = require "cnn.hpsearch.space"
 local json = require "cnn.hpsearch.json"
@@ -86,10 +27,13 @@ local Result = require "cnn.hpsearch.result"
 local hp = {}
 
 hp.choice, hp.uniform, hp.loguniform, hp.randint = space.choice, space.uniform, space.loguniform, space.randint
+--- field cnn.hpsearch.PRUNED
+--- The error value report() raises to stop a trial ASHA pruned; let it through (see is_pruned).
 hp.PRUNED = trial.PRUNED
 hp.Result = Result
 
---- hp.is_pruned(err): true when err is the signal report() raises to stop a pruned trial.
+--- cnn.hpsearch.is_pruned(err) -> boolean
+--- Whether err, caught inside an objective, is report() stopping a pruned trial (rethrow it).
 function hp.is_pruned(err) return err == trial.PRUNED end
 
 local fail, Fail = space.fail, space.Fail
@@ -712,8 +656,66 @@ local function search(s)
                     seconds = core.wall_time() - t0, search = s.id, emitted = emitted, commands = commands}
 end
 
---- hp.search{space=, objective=, mode=, ...}: runs (or resumes) a search and returns its result;
---- in a worker process, runs the worker's trial and exits. See the top of this file.
+--- cnn.hpsearch.search{space=, objective=, mode=, strategy="random", trials=, workers=1, seed=0,
+---   metric="metric", log=, ...} -> result
+--- Runs (or resumes) a search and returns its result; in a worker process, runs one trial and exits.
+---
+--- **Options.** space and objective are required, and mode ("max" or "min"). metric names the metric
+--- (the key read when the objective returns a table). log is the JSON-lines path. threads per worker
+--- (default max(1, floor(cores / workers))); timeout (seconds a trial may run before it is killed and
+--- failed); quiet = false (no progress lines); retry_failed = false (run logged failures again);
+--- emit_commands, emit_dir and merge (below).
+---
+--- **Spaces.** A table name -> hp.choice{...}, hp.uniform(a, b), hp.loguniform(a, b) or
+--- hp.randint(a, b); a plain list {32, 64} is a choice and a plain number, string or boolean a fixed
+--- value. A grid search takes every choice and needs a number of points for ranges:
+--- hp.uniform(a, b, {n = 5}) (evenly spaced, ends included), hp.loguniform(a, b, {n = 4}) (evenly in
+--- log), hp.randint(a, b) (every integer, or {n =} of them).
+---
+--- **Strategies.** "grid": every point of the product, the last parameter by name varying fastest
+--- (`trials`, when given, runs the first that many). "random" and "asha": `trials` (default 10)
+--- draws. Trial i's params and seed depend only on (seed, i), so growing `trials` keeps trials 1..n,
+--- and random and ASHA searches with one seed try the same configurations. "asha" is asynchronous
+--- successive halving with early stopping (Li et al. 2020): rungs at budgets min_steps * eta^k below
+--- max_steps; when a trial's report(step, value) reaches a rung's budget its value is recorded there,
+--- and the trial goes on only while it is among the best max(1, floor(k / eta)) of the k values
+--- recorded at that rung so far (a rung with fewer than `grace` values stops nobody); otherwise
+--- report() raises hp.PRUNED and the trial ends with status "pruned". ASHA options: max_steps
+--- (required), eta = 3, min_steps = 1, grace = 1. Every trial records the highest step it reported
+--- (`steps`), so result.total_steps compares the budget spent with a random search's.
+---
+--- **Workers.** Each trial runs in a fresh process that re-runs the script (`arg[0]` with its
+--- arguments, under the same interpreter) with CNNLUA_HPSEARCH_WORKER naming a job file; when that
+--- process reaches hp.search with the same spec, hp.search runs the one trial, writes its record and
+--- exits. Forking a process whose OpenMP or OpenBLAS threads have started is unsafe; this is Python
+--- multiprocessing's "spawn". So the script must build the same search in every run (a spec from its
+--- arguments, not from the clock), run one search, and keep expensive set-up (data loading) inside the
+--- objective, where only workers pay for it. A worker runs with `threads` threads and calls
+--- cnn.manual_seed(trial.seed) before the objective, so a trial re-run with its params and seed gives
+--- the same metric. workers = 0 runs the trials one by one in this process (for debugging; the
+--- caller's random state is restored after each; a crash ends the search). A trial whose objective
+--- raises, whose process dies, that runs past `timeout` or that returns NaN or inf is recorded
+--- ("failed" or "nan", with the message) and the search goes on. A worker that dies before its script
+--- reaches hp.search (an error in the script itself) stops the search with that error. Ctrl-C stops
+--- the search: running trials are stopped, finished ones stay in the log, the result so far comes back
+--- with result.interrupted = true, and running the search again resumes.
+---
+--- **Log.** One JSON line per finished trial ({"type":"trial", index, seed, params, status, metric,
+--- seconds, steps, pid, message, ...}), one per ASHA rung report and one per search start; numbers
+--- keep all their digits. A search run again with the same log skips every trial the log holds
+--- (matched on index, seed and params).
+---
+--- **Elsewhere.** emit_commands = "cmds.txt" writes one shell command per unfinished trial instead of
+--- running them, `CNNLUA_HPSEARCH_TRIAL=i cnnlua script.lua ARGS > DIR/trial-i.jsonl` (DIR = emit_dir,
+--- default the commands file's folder), for GNU parallel or a Slurm array. A later run with
+--- merge = "DIR" (a folder of *.jsonl, or a shell glob) takes their records into the log and the
+--- result, and runs whatever is still missing.
+---
+--- **Result.** result.trials (index order: index, params, seed, status "ok"|"pruned"|"nan"|"failed"|
+--- "pending", metric, seconds, steps, pid, message, values = other fields of a returned table),
+--- result.best ({params, metric, seed, index} of the best "ok" trial, or nil), result.total_steps,
+--- result.interrupted, result.seconds, result.emitted and result.commands (with emit_commands), and
+--- the methods of cnn.hpsearch.Result.
 function hp.search(spec)
   local ok, s = pcall(check_spec, spec)
   if not ok then

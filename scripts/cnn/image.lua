@@ -1,3 +1,6 @@
+--- module cnn.image
+--- PNG images as (C, H, W) float tensors in [0, 1], and grids of images.
+
 -- cnn.image: PNG files as (C, H, W) float tensors in [0, 1] (read and written by libpng in C),
 -- and grid, which tiles a batch of images into one picture (torchvision.utils.make_grid).
 local core = require "cnn.core"
@@ -27,9 +30,10 @@ local function options(fn, opts, known)
   return opts
 end
 
---- image.load(path, {mode="auto"}): a PNG as a (C, H, W) float32 tensor in [0, 1]. Every PNG
---- colour type, bit depth (16-bit keeps its precision), palette, tRNS and interlacing is read.
---- mode "auto": grey (+alpha) -> 1 channel, colour (+alpha) and palette -> 3, alpha dropped;
+--- cnn.image.load(path, {mode="auto"}) -> Tensor
+--- A PNG file as a (C, H, W) float32 tensor in [0, 1].
+--- Every PNG colour type, bit depth (16-bit keeps its precision), palette, tRNS and interlacing is
+--- read. mode "auto": grey (+alpha) -> 1 channel, colour (+alpha) and palette -> 3, alpha dropped;
 --- "gray": 1 channel (colour converted as PIL's convert("L")); "rgb": 3; "rgba": 4 (tRNS -> alpha).
 function image.load(path, opts)
   opts = options("image.load", opts, {mode = true})
@@ -37,19 +41,19 @@ function image.load(path, opts)
   return t
 end
 
---- image.save(path, t): writes an 8-bit PNG from a float tensor (H, W), (1, H, W) grey,
---- (2, H, W) grey + alpha, (3, H, W) RGB or (4, H, W) RGBA, values clamped to [0, 1].
+--- cnn.image.save(path, t)
+--- Writes an 8-bit PNG from a float tensor with values in [0, 1] (clamped).
+--- t is (H, W) or (1, H, W) grey, (2, H, W) grey + alpha, (3, H, W) RGB or (4, H, W) RGBA.
 function image.save(path, t)
   checked(2, pcall(cio.png_save, path, t, "image.save"))
 end
 
---- image.grid(t, {nrow=8, padding=2, normalize=false, value_range=nil, scale_each=false,
---- pad_value=0}): tiles (N, C, H, W) images into one (C, H', W') tensor, nrow images per row,
---- as torchvision.utils.make_grid does, except that 1-channel images stay 1-channel (make_grid
---- repeats them to 3; image.save writes the same picture either way). A single image (N = 1,
---- or a 2-d or 3-d input) comes back without padding, as in make_grid. normalize shifts and
---- scales to [0, 1] by value_range = {lo, hi} or else the min and max (of each image with
---- scale_each).
+--- cnn.image.grid(t, {nrow=8, padding=2, normalize=false, value_range=, scale_each=false, pad_value=0}) -> Tensor
+--- Tiles images (N, C, H, W) into one (C, H', W') picture, nrow to a row (filters, feature maps).
+--- As torchvision.utils.make_grid, except that 1-channel images stay 1-channel (make_grid repeats them
+--- to 3; cnn.image.save writes the same picture either way). A single image (N = 1, or a 2-d or 3-d
+--- input) comes back without padding. normalize shifts and scales to [0, 1] by value_range = {lo, hi},
+--- or else by the min and max (of each image with scale_each).
 function image.grid(t, opts)
   opts = options("image.grid", opts, {nrow = true, padding = true, normalize = true, value_range = true,
                                       scale_each = true, pad_value = true})

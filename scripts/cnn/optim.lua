@@ -1,3 +1,8 @@
+--- module cnn.optim
+--- Optimisers (SGD, Adam, AdamW, RMSprop, Adagrad) and learning-rate schedules, as PyTorch 1.13's.
+--- `local opt = optim.SGD(model:parameters(), {lr = 0.1, momentum = 0.9})`, then after each
+--- backward `opt:step()` and `opt:zero_grad()`. Each parameter's update runs in C.
+
 -- cnn.optim: optimisers (SGD, Adam, AdamW, RMSprop, Adagrad) and learning-rate schedules (StepLR,
 -- CosineAnnealingLR, ReduceLROnPlateau) with PyTorch 1.13's rules. Lua holds the parameter groups, the per-parameter
 -- state and every check; each parameter's update runs in C (core.optim_kernels), one call a tensor.
@@ -36,6 +41,11 @@ local function shape_str(t) return "{" .. table.concat(t:shape(), ", ") .. "}" e
 -- The class pattern: a class is the metatable of its instances, `Base:extend(name)` makes a
 -- subclass (metamethods are copied, since Lua does not find them through __index) and calling a
 -- class, `optim.SGD(params, opts)`, runs its `new`.
+--- cnn.optim.Optimizer:extend("Name") -> class
+--- cnn.optim.LRScheduler:extend("Name") -> class
+--- A subclass of an optimiser or scheduler class (`local MyOpt = optim.Optimizer:extend("MyOpt")`).
+--- Calling the class runs its new(...). An optimiser class gives `options` ({name, default} pairs),
+--- `check(group, where)`, `state_keys` and `step`.
 local function extend(base, name)
   local cls = {name = name, __name = "cnn.optim." .. name}
   for k, v in pairs(base) do
@@ -60,6 +70,13 @@ end
 -- default, checked by `check`), `state_keys` and `step`.
 ------------------------------------------------------------------------------------------------
 
+--- class cnn.optim.Optimizer
+--- The base of the optimisers: parameter groups, per-parameter state, zero_grad and state_dict.
+--- `opt.param_groups` lists the groups (tables of options with their params); `opt.state` holds each
+--- parameter's state; `tostring(opt)` shows the groups' options.
+
+--- field cnn.optim.Optimizer.lr
+--- The first group's learning rate; assigning it sets every group's (`opt.lr = 0.01`).
 local Optimizer = {name = "Optimizer", __name = "cnn.optim.Optimizer", extend = extend}
 optim.Optimizer = Optimizer
 
@@ -175,14 +192,18 @@ local function count_params(self)
   return n
 end
 
---- opt:add_param_group{params=..., lr=...}: adds a group (options not given take the defaults).
+--- cnn.optim.Optimizer:add_param_group{params=, lr=, ...}
+--- Adds a parameter group; the options it does not give take the optimiser's defaults.
 function Optimizer:add_param_group(spec)
   local g, msg = make_group(self, spec, #self.param_groups + 1, count_params(self) + 1)
   if not g then error(self.name .. ": " .. msg, 2) end
   self.param_groups[#self.param_groups + 1] = g
 end
 
--- Makes an instance: params is a list of tensors or a list of group tables; opts the defaults.
+--- cnn.optim.Optimizer:new(params, opts) -> optimizer
+--- Makes an instance (calling the class, `optim.SGD(params, opts)`, does this).
+--- params is a list of tensors (model:parameters()) or a list of parameter groups {params=, lr=, ...};
+--- opts gives the defaults of every group.
 function Optimizer.new(cls, params, opts)
   local name = cls.name
   if opts ~= nil and type(opts) ~= "table" then
@@ -229,7 +250,8 @@ function Optimizer.new(cls, params, opts)
   return self
 end
 
---- opt:zero_grad({set_to_none=true}): drops every parameter's .grad (or zeroes it in place).
+--- cnn.optim.Optimizer:zero_grad({set_to_none=true})
+--- Drops every parameter's .grad (set_to_none=false zeroes it in place instead).
 function Optimizer:zero_grad(opts)
   if opts ~= nil and type(opts) ~= "table" then
     error(self.name .. ": zero_grad expects an options table, got " .. type(opts), 2)
@@ -262,8 +284,10 @@ local function run_closure(name, closure)
   return loss
 end
 
---- opt:state_dict(): {state = {[position] = {name = tensor clone, ...}}, param_groups = {{lr=...,
---- params = {positions}}, ...}}; positions count parameters across groups from 1.
+--- cnn.optim.Optimizer:state_dict() -> {state=, param_groups=}
+--- The optimiser's state (momentum buffers, step counts) and its groups' options, for checkpoints.
+--- state maps each parameter's position (counted across groups from 1) to its tensors, copied;
+--- param_groups lists each group's options and the positions of its parameters.
 function Optimizer:state_dict()
   local index, groups, pos = {}, {}, 0
   for gi, g in ipairs(self.param_groups) do
@@ -357,7 +381,8 @@ local function unpack_state_dict(self, sd)
   return state, new_groups
 end
 
---- opt:load_state_dict(sd): restores what state_dict() returned (same group and parameter counts).
+--- cnn.optim.Optimizer:load_state_dict(state_dict)
+--- Restores what opt:state_dict() returned (the same numbers of groups and parameters).
 function Optimizer:load_state_dict(sd)
   local state, groups, msg = unpack_state_dict(self, sd)
   if not state then error(self.name .. ": load_state_dict: " .. msg, 2) end
@@ -373,6 +398,10 @@ local function nonneg(g, key, what, where)
   if g[key] < 0 then return string.format("%sinvalid %s %s (must be >= 0)", where, what, show(g[key])) end
 end
 
+--- class cnn.optim.SGD(params, {lr=, momentum=0, dampening=0, weight_decay=0, nesterov=false, maximize=false})
+--- Stochastic gradient descent, with momentum and Nesterov momentum, as torch.optim.SGD.
+--- lr is required (in the options or in every parameter group); weight_decay adds an L2 penalty to
+--- the gradient; maximize ascends instead.
 local SGD = Optimizer:extend("SGD")
 optim.SGD = SGD
 SGD.options = {
@@ -380,6 +409,8 @@ SGD.options = {
 }
 SGD.state_keys = {momentum_buffer = true}
 
+--- cnn.optim.SGD.check(group, where) -> message|nil
+--- Checks a parameter group's option values; returns an error message (prefixed by where) or nil.
 function SGD.check(g, where)
   local msg = nonneg(g, "lr", "learning rate", where) or nonneg(g, "momentum", "momentum", where) or
     nonneg(g, "weight_decay", "weight_decay", where)
@@ -389,7 +420,9 @@ function SGD.check(g, where)
   end
 end
 
---- opt:step(closure): one SGD update of every parameter that has a .grad.
+--- cnn.optim.SGD:step(closure) -> loss
+--- One SGD update of every parameter that has a .grad (as PyTorch's, in C, one call per tensor).
+--- closure, when given, is called first (with gradient recording on) and its loss returned.
 function SGD:step(closure)
   local loss = closure ~= nil and run_closure(self.name, closure) or nil
   local state, pos = self.state, 0
@@ -416,6 +449,8 @@ end
 -- Adam and AdamW
 ------------------------------------------------------------------------------------------------
 
+--- class cnn.optim.Adam(params, {lr=1e-3, betas={0.9, 0.999}, eps=1e-8, weight_decay=0, amsgrad=false, maximize=false})
+--- Adam (Kingma and Ba 2015), as torch.optim.Adam: weight_decay adds an L2 penalty to the gradient.
 local Adam = Optimizer:extend("Adam")
 optim.Adam = Adam
 Adam.options = {
@@ -424,6 +459,8 @@ Adam.options = {
 Adam.state_keys = {step = true, exp_avg = true, exp_avg_sq = true, max_exp_avg_sq = true}
 Adam.decoupled = false
 
+--- cnn.optim.Adam.check(group, where) -> message|nil
+--- Checks a parameter group's option values; returns an error message (prefixed by where) or nil.
 function Adam.check(g, where)
   local msg = nonneg(g, "lr", "learning rate", where) or nonneg(g, "eps", "epsilon", where) or
     nonneg(g, "weight_decay", "weight_decay", where)
@@ -436,7 +473,9 @@ function Adam.check(g, where)
   end
 end
 
---- opt:step(closure): one Adam (AdamW) update of every parameter that has a .grad.
+--- cnn.optim.Adam:step(closure) -> loss
+--- One Adam (or AdamW) update of every parameter that has a .grad.
+--- closure, when given, is called first and its loss returned.
 function Adam:step(closure)
   local loss = closure ~= nil and run_closure(self.name, closure) or nil
   local state, pos, name, decoupled = self.state, 0, self.name, self.decoupled
@@ -458,6 +497,9 @@ function Adam:step(closure)
   return loss
 end
 
+--- class cnn.optim.AdamW(params, {lr=1e-3, betas={0.9, 0.999}, eps=1e-8, weight_decay=1e-2, amsgrad=false,
+---   maximize=false})
+--- Adam with decoupled weight decay (Loshchilov and Hutter 2019), as torch.optim.AdamW.
 local AdamW = Adam:extend("AdamW")
 optim.AdamW = AdamW
 AdamW.options = {
@@ -469,6 +511,9 @@ AdamW.decoupled = true
 -- RMSprop and Adagrad
 ------------------------------------------------------------------------------------------------
 
+--- class cnn.optim.RMSprop(params, {lr=1e-2, alpha=0.99, eps=1e-8, weight_decay=0, momentum=0, centered=false,
+---   maximize=false})
+--- RMSprop (Hinton 2012), as torch.optim.RMSprop: gradients divided by a running RMS of past ones.
 local RMSprop = Optimizer:extend("RMSprop")
 optim.RMSprop = RMSprop
 RMSprop.options = {
@@ -477,14 +522,18 @@ RMSprop.options = {
 }
 RMSprop.state_keys = {step = true, square_avg = true, grad_avg = true, momentum_buffer = true}
 
+--- cnn.optim.RMSprop.check(group, where) -> message|nil
+--- Checks a parameter group's option values; returns an error message (prefixed by where) or nil.
 function RMSprop.check(g, where)
   return nonneg(g, "lr", "learning rate", where) or nonneg(g, "eps", "epsilon", where) or
     nonneg(g, "momentum", "momentum", where) or nonneg(g, "weight_decay", "weight_decay", where) or
     nonneg(g, "alpha", "alpha", where)
 end
 
---- opt:step(closure): one RMSprop update of every parameter that has a .grad: a running mean of
---- squared gradients (alpha) divides each gradient; centered subtracts the squared mean gradient.
+--- cnn.optim.RMSprop:step(closure) -> loss
+--- One RMSprop update of every parameter that has a .grad.
+--- A running mean of squared gradients (alpha) divides each gradient; centered subtracts the squared
+--- mean gradient. closure, when given, is called first and its loss returned.
 function RMSprop:step(closure)
   local loss = closure ~= nil and run_closure(self.name, closure) or nil
   local state, pos = self.state, 0
@@ -507,6 +556,9 @@ function RMSprop:step(closure)
   return loss
 end
 
+--- class cnn.optim.Adagrad(params, {lr=1e-2, lr_decay=0, weight_decay=0, initial_accumulator_value=0, eps=1e-10,
+---   maximize=false})
+--- Adagrad (Duchi et al. 2011), as torch.optim.Adagrad: gradients divided by their root sum of squares.
 local Adagrad = Optimizer:extend("Adagrad")
 optim.Adagrad = Adagrad
 Adagrad.options = {
@@ -515,6 +567,8 @@ Adagrad.options = {
 }
 Adagrad.state_keys = {step = true, sum = true}
 
+--- cnn.optim.Adagrad.check(group, where) -> message|nil
+--- Checks a parameter group's option values; returns an error message (prefixed by where) or nil.
 function Adagrad.check(g, where)
   return nonneg(g, "lr", "learning rate", where) or nonneg(g, "lr_decay", "lr_decay", where) or
     nonneg(g, "weight_decay", "weight_decay", where) or
@@ -522,9 +576,11 @@ function Adagrad.check(g, where)
     nonneg(g, "eps", "epsilon", where)
 end
 
---- opt:step(closure): one Adagrad update of every parameter that has a .grad: each gradient is
---- divided by the root of the sum of its squares so far (which starts at
---- initial_accumulator_value); the lr is lr / (1 + (step - 1) * lr_decay).
+--- cnn.optim.Adagrad:step(closure) -> loss
+--- One Adagrad update of every parameter that has a .grad.
+--- Each gradient is divided by the root of the sum of its squares so far (which starts at
+--- initial_accumulator_value); the lr is lr / (1 + (step - 1) * lr_decay). closure, when given, is
+--- called first and its loss returned.
 function Adagrad:step(closure)
   local loss = closure ~= nil and run_closure(self.name, closure) or nil
   local state, pos = self.state, 0
@@ -555,6 +611,10 @@ end
 -- PyTorch; each sched:step() then sets every group's lr. Call it after opt:step().
 ------------------------------------------------------------------------------------------------
 
+--- class cnn.optim.LRScheduler
+--- The base of the learning-rate schedules, which set each group's lr once an epoch.
+--- Construction takes the first step (last_epoch becomes 0), as in PyTorch; each sched:step() then
+--- sets every group's lr. Call it after opt:step().
 local LRScheduler = {name = "LRScheduler", __name = "cnn.optim.LRScheduler", extend = extend}
 LRScheduler.__index = LRScheduler
 optim.LRScheduler = LRScheduler
@@ -607,6 +667,8 @@ local function number_opt(cls, opts, key, default)
 end
 
 -- Shared construction of the epoch-driven schedules: base lrs from each group's initial_lr.
+--- cnn.optim.LRScheduler.init(sched, opt) -> sched
+--- The construction schedulers share: each group's initial_lr, then the first step (last_epoch 0).
 function LRScheduler.init(self, opt)
   self.optimizer = opt
   self.base_lrs = {}
@@ -620,7 +682,8 @@ function LRScheduler.init(self, opt)
   return self
 end
 
---- sched:step(): advances one epoch and sets each group's lr.
+--- cnn.optim.LRScheduler:step()
+--- Advances the schedule one epoch and sets each group's lr; call it after opt:step(), once an epoch.
 function LRScheduler:step(...)
   if select("#", ...) > 0 then
     error(self.name .. ": step takes no argument (only ReduceLROnPlateau:step takes a metric)", 2)
@@ -633,17 +696,20 @@ function LRScheduler:step(...)
   self._last_lr = current_lrs(self.optimizer)
 end
 
---- sched:get_last_lr(): the lr of every group after the last step, as a list.
+--- cnn.optim.LRScheduler:get_last_lr() -> {lrs}
+--- The lr of every group after the last step, as a list.
 function LRScheduler:get_last_lr() return copy(self._last_lr) end
 
---- sched:state_dict(): every field but the optimiser, copied.
+--- cnn.optim.LRScheduler:state_dict() -> table
+--- The schedule's state: every field but the optimiser, copied.
 function LRScheduler:state_dict()
   local sd = {}
   for k, v in pairs(self) do if not SCHED_SKIP[k] then sd[k] = copy(v) end end
   return sd
 end
 
---- sched:load_state_dict(sd): restores what state_dict() returned.
+--- cnn.optim.LRScheduler:load_state_dict(state_dict)
+--- Restores what sched:state_dict() returned.
 function LRScheduler:load_state_dict(sd)
   if type(sd) ~= "table" then error(self.name .. ": load_state_dict expects a table, got " .. type(sd), 2) end
   for k, v in pairs(sd) do
@@ -658,12 +724,15 @@ function LRScheduler:load_state_dict(sd)
   for k, v in pairs(sd) do self[k] = copy(v) end
 end
 
---- optim.StepLR(opt, {step_size, gamma=0.1}): lr times gamma every step_size epochs.
+--- class cnn.optim.StepLR(opt, {step_size, gamma=0.1})
+--- Multiplies each group's lr by gamma every step_size epochs.
 local StepLR = LRScheduler:extend("StepLR")
 optim.StepLR = StepLR
 StepLR.known = {step_size = true, gamma = true}
 StepLR.shown = {"step_size", "gamma"}
 
+--- cnn.optim.StepLR:new(opt, opts) -> sched
+--- Makes an instance (calling the class does this).
 function StepLR.new(cls, opt, opts)
   opts = sched_options(cls, opt, opts)
   local self = setmetatable({}, cls)
@@ -672,6 +741,8 @@ function StepLR.new(cls, opt, opts)
   return self:init(opt)
 end
 
+--- cnn.optim.StepLR:get_lr() -> {lrs}
+--- Each group's lr for the current epoch.
 function StepLR:get_lr()
   local lrs = current_lrs(self.optimizer)
   if self.last_epoch == 0 or self.last_epoch % self.step_size ~= 0 then return lrs end
@@ -679,13 +750,16 @@ function StepLR:get_lr()
   return lrs
 end
 
---- optim.CosineAnnealingLR(opt, {T_max, eta_min=0}): lr follows half a cosine from the base lr
---- down to eta_min over T_max epochs (then back up, as PyTorch's recursive form does).
+--- class cnn.optim.CosineAnnealingLR(opt, {T_max, eta_min=0})
+--- The lr follows half a cosine from the initial lr down to eta_min over T_max epochs.
+--- After T_max epochs it rises again, as PyTorch's recursive form does.
 local CosineAnnealingLR = LRScheduler:extend("CosineAnnealingLR")
 optim.CosineAnnealingLR = CosineAnnealingLR
 CosineAnnealingLR.known = {T_max = true, eta_min = true}
 CosineAnnealingLR.shown = {"T_max", "eta_min"}
 
+--- cnn.optim.CosineAnnealingLR:new(opt, opts) -> sched
+--- Makes an instance (calling the class does this).
 function CosineAnnealingLR.new(cls, opt, opts)
   opts = sched_options(cls, opt, opts)
   local self = setmetatable({}, cls)
@@ -696,6 +770,8 @@ end
 
 -- PyTorch 1.13's recursive form, so values match it step by step (and respect lr changes made
 -- by others between steps).
+--- cnn.optim.CosineAnnealingLR:get_lr() -> {lrs}
+--- Each group's lr for the current epoch.
 function CosineAnnealingLR:get_lr()
   local e, T, eta_min, pi = self.last_epoch, self.T_max, self.eta_min, math.pi
   local lrs = current_lrs(self.optimizer)
@@ -716,15 +792,21 @@ function CosineAnnealingLR:get_lr()
   return lrs
 end
 
---- optim.ReduceLROnPlateau(opt, {mode="min", factor=0.1, patience=10, threshold=1e-4,
---- threshold_mode="rel", cooldown=0, min_lr=0, eps=1e-8}): lr times factor when the metric given
---- to sched:step(metric) has not improved for more than patience epochs.
+--- class cnn.optim.ReduceLROnPlateau(opt, {mode="min", factor=0.1, patience=10, threshold=1e-4,
+---   threshold_mode="rel", cooldown=0, min_lr=0, eps=1e-8})
+--- Multiplies the lr by factor when a metric has not improved for more than patience epochs.
+--- Give the metric to sched:step(metric) each epoch. mode "min" (a loss) or "max" (an accuracy);
+--- threshold and threshold_mode ("rel" or "abs") set what counts as an improvement; cooldown epochs
+--- pass after a reduction before counting again; min_lr (a number or one per group) bounds the lr;
+--- changes smaller than eps are skipped.
 local ReduceLROnPlateau = LRScheduler:extend("ReduceLROnPlateau")
 optim.ReduceLROnPlateau = ReduceLROnPlateau
 ReduceLROnPlateau.known = {mode = true, factor = true, patience = true, threshold = true, threshold_mode = true,
   cooldown = true, min_lr = true, eps = true}
 ReduceLROnPlateau.shown = {"mode", "factor", "patience", "threshold", "threshold_mode", "cooldown", "min_lrs", "eps"}
 
+--- cnn.optim.ReduceLROnPlateau:new(opt, opts) -> sched
+--- Makes an instance (calling the class does this).
 function ReduceLROnPlateau.new(cls, opt, opts)
   opts = sched_options(cls, opt, opts)
   local function fail(fmt, ...) error(cls.name .. ": " .. string.format(fmt, ...), 3) end
@@ -770,6 +852,8 @@ function ReduceLROnPlateau.new(cls, opt, opts)
   return self
 end
 
+--- cnn.optim.ReduceLROnPlateau:is_better(a, best) -> boolean
+--- Whether metric a improves on best, by the mode, threshold and threshold_mode.
 function ReduceLROnPlateau:is_better(a, best)
   local t = self.threshold
   if self.mode == "min" then
@@ -780,7 +864,8 @@ function ReduceLROnPlateau:is_better(a, best)
   return a > best + t
 end
 
---- sched:step(metric): metric is a number or a one-element tensor (a loss, an accuracy).
+--- cnn.optim.ReduceLROnPlateau:step(metric)
+--- Records an epoch's metric, a number or a one-element tensor (a loss, an accuracy).
 function ReduceLROnPlateau:step(metric)
   if is_tensor(metric) then
     if metric:numel() ~= 1 then

@@ -1,37 +1,18 @@
--- cnn.plot: line plots, scatter plots and rows of panels drawn by the runtime into a (3, H, W) float
--- tensor (core.canvas, every pixel in C) and written as PNG through cnn.image.save. No plotting
--- library: this module only lays out axes, ticks, legend and labels and maps data to pixels.
---
---   plot.lines{path=, title=, xlabel=, ylabel=, width=800, height=500, logx=false, logy=false,
---              marker=false, font_scale=, series={ {name="train loss", x={...}, y={...}}, ... }}
---     One line per series (x defaults to 1..#y; y and x may be tables or 1-d tensors; series may
---     have different lengths). NaN, +-inf (and values <= 0 on a log axis) are skipped and break the
---     line; a point with no drawable neighbour is drawn as a marker. marker=true marks every point
---     (each series with its own shape). Colours come from a fixed colour-blind-friendly palette
---     (Okabe and Ito); the legend goes where it covers the fewest drawn pixels (top-right first).
---     A series may set color="#rrggbb", marker= (dot, square, diamond, triangle, circle, star,
---     cross, plus) and width= (pixels, default 2). A legend is drawn when there are several
---     series or one has a name.
---   plot.scatter{path=, title=, xlabel=, ylabel=, logx=false, logy=false, width=, height=,
---                points={ {x=, y=, label=?}, ... }, best=index?}
---     Points as dots; points[best] as a star with its label (or "best: <y>") next to it. When
---     some x is a string or a boolean the x axis is categorical: one tick per distinct value, in
---     order of first appearance (for hp.choice parameters such as the optimiser's name).
---   plot.panels{path=, title=, cols=3, width=, height=, font_scale=, panels={ p1, p2, ... }}
---     A grid of small plots in one image: a panel with `points` is a scatter (keys as
---     plot.scatter), one with `series` a line plot (keys as plot.lines); a panel may have a title.
---     Meant for hyperparameter searches: one panel per parameter, metric against its values.
---
--- Each writes the PNG when path is given and returns the image tensor and a layout table:
--- area = {x, y, w, h}, the framed plot area in 0-based pixels; pad, the inset of the axis ranges
--- in it; x and y, each axis' lo, hi, values, labels (and log); legend, its box. plot.panels returns
--- {panels = {...}}. Data x lands on pixel column area.x + pad + (x - lo) / (hi - lo) * (area.w - 1
--- - 2 pad) (log10 of each on log axes), y likewise from the bottom. Axes use "nice" ticks (1-2-5
--- steps, the range widened to whole steps; decades on log axes), labelled compactly (0.5, 1e-3, 12k);
--- font_scale (default 1 up to about 1200x750, then 2, ...) scales text, lines and margins.
--- Every option is checked; errors name the function and the problem ("plot.lines: ...").
--- Helpers: plot.ticks(lo, hi, max_ticks, min_step), plot.log_ticks(lo, hi, max_ticks),
--- plot.format_ticks(values, step), plot.format_number(v), plot.palette.
+--- module cnn.plot
+--- Line charts, scatter charts and grids of small charts, drawn into image tensors and saved as PNG.
+--- Each drawing function takes one options table, writes the PNG when `path` is given and returns
+--- the image, a (3, H, W) float tensor, and a layout table: `area = {x, y, w, h}`, the framed plot
+--- area in 0-based pixels; `pad`, the inset of the axis ranges in it; `x` and `y`, each axis' lo, hi,
+--- values, labels (and log); `legend`, its box. Data x lands on pixel column
+--- area.x + pad + (x - lo) / (hi - lo) * (area.w - 1 - 2 pad) (log10 of each on log axes), y
+--- likewise from the bottom. Axes use "nice" ticks (1-2-5 steps, the range widened to whole steps;
+--- decades on log axes), labelled compactly (0.5, 1e-3, 12k); font_scale (default 1 up to about
+--- 1200x750, then 2, ...) scales text, lines and margins. Every option is checked; errors name the
+--- function and the problem ("plot.lines: ...").
+
+-- cnn.plot: charts drawn by the runtime into a (3, H, W) float tensor (core.canvas, every pixel in
+-- C) and written as PNG through cnn.image.save. No plotting library: this module only lays out
+-- axes, ticks, legend and labels and maps data to pixels.
 local core = require "cnn.core"
 
 local C = core.canvas
@@ -43,7 +24,9 @@ local huge = math.huge
 
 local function finite(v) return type(v) == "number" and v == v and v ~= huge and v ~= -huge end
 
--- Okabe-Ito colours, ordered for contrast on white (yellow left out: unreadable on white)
+--- field cnn.plot.palette
+--- The series colours in order ("#0072B2", ...): Okabe and Ito's, readable by colour-blind eyes.
+-- ordered for contrast on white (yellow left out: unreadable on white)
 plot.palette = {"#0072B2", "#D55E00", "#009E73", "#E69F00", "#CC79A7", "#56B4E9", "#000000", "#999933"}
 local series_markers = {"dot", "square", "diamond", "triangle", "circle", "star", "cross", "plus"}
 local marker_names = {}
@@ -93,10 +76,10 @@ local function step_value(i, m, k)
   return i * m / 10 ^ -k
 end
 
---- plot.ticks(lo, hi, max_ticks=6, min_step): nice linear ticks covering [lo, hi]: the step is 1,
---- 2 or 5 times a power of ten (and at least min_step: 1 for integer data such as epochs), the
---- range widened to whole steps, at most max_ticks values. Returns {lo=, hi=, step=, values={...}}.
---- An empty range (lo == hi) is padded first.
+--- cnn.plot.ticks(lo, hi, max_ticks=6, min_step) -> {lo=, hi=, step=, values=}
+--- Nice linear ticks covering [lo, hi]: steps of 1, 2 or 5 times a power of ten.
+--- The step is at least min_step (1 for integer data such as epochs), the range is widened to whole
+--- steps, with at most max_ticks values; an empty range (lo == hi) is padded first.
 function plot.ticks(lo, hi, n, min_step)
   n = max(2, floor(n or 6))
   assert(finite(lo) and finite(hi), "plot.ticks: lo and hi must be finite numbers")
@@ -126,9 +109,10 @@ end
 
 local function pow10(e) return tonumber("1e" .. e) end
 
---- plot.log_ticks(lo, hi, max_ticks=6) for lo, hi > 0: decades widened to cover [lo, hi] (every
---- few decades when there are many); with at most two decades the 2x and 5x values are labelled
---- too. Returns {lo=, hi=, values={...}, minor={...}, log=true}; minor are grid-only values.
+--- cnn.plot.log_ticks(lo, hi, max_ticks=6) -> {lo=, hi=, values=, minor=, log=true}
+--- Ticks for a log axis (lo, hi > 0): decades widened to cover [lo, hi].
+--- Every few decades when there are many; with at most two decades the 2x and 5x values are labelled
+--- too. minor are values for grid lines only.
 function plot.log_ticks(lo, hi, n)
   n = max(2, floor(n or 6))
   assert(finite(lo) and finite(hi) and lo > 0 and hi > 0, "plot.log_ticks: lo and hi must be positive")
@@ -198,9 +182,10 @@ local function mode_for(maxabs)
   return "fixed"
 end
 
---- plot.format_ticks(values, step): compact labels for tick values spaced by step (1e-3, 0.25,
---- 40, 12k, 1.5M, 2e-5). One notation per axis, chosen by the largest |value|. With no step
---- (log axes) each value is labelled on its own.
+--- cnn.plot.format_ticks(values, step) -> {labels}
+--- Compact labels for tick values spaced by step (1e-3, 0.25, 40, 12k, 1.5M, 2e-5).
+--- One notation per axis, chosen by the largest |value|. With no step (log axes) each value is
+--- labelled on its own.
 function plot.format_ticks(values, step)
   local labels = {}
   if not step then
@@ -214,7 +199,8 @@ function plot.format_ticks(values, step)
   return labels
 end
 
--- A single value in a label (legend, best point): four significant digits, compact.
+--- cnn.plot.format_number(v) -> string
+--- A compact label for one number, four significant digits (legends, the best point).
 local function format_number(v)
   if not finite(v) then return tostring(v) end
   if v == 0 then return "0" end
@@ -668,12 +654,32 @@ local function single(kind, keys)
   end
 end
 
+--- cnn.plot.lines{path=, series={{name=, x=, y=}, ...}, title=, xlabel=, ylabel=, width=800, height=500,
+---   logx=false, logy=false, marker=false, font_scale=} -> image, layout
+--- A line chart: one line per series.
+--- x defaults to 1..#y; x and y are tables of numbers or 1-d tensors; series may have different
+--- lengths. NaN, infinities (and values <= 0 on a log axis) are skipped and break the line; a point
+--- with no drawable neighbour is drawn as a marker. marker=true marks every point (each series with
+--- its own shape). Colours come from cnn.plot.palette; the legend goes where it covers the fewest
+--- drawn pixels (top-right first) and is drawn when there are several series or one has a name. A
+--- series may set color="#rrggbb", marker= (dot, square, diamond, triangle, circle, star, cross,
+--- plus) and width= (pixels, default 2).
 plot.lines = public("lines", single("lines", lines_keys))
+--- cnn.plot.scatter{path=, points={{x=, y=, label=}, ...}, best=, title=, xlabel=, ylabel=, logx=false,
+---   logy=false, width=, height=} -> image, layout
+--- A scatter chart: points as dots, points[best] as a star with its label (or "best: <y>").
+--- When some x is a string or a boolean the x axis is categorical: one tick per distinct value, in
+--- order of first appearance (hp.choice parameters such as an optimiser's name).
 plot.scatter = public("scatter", single("scatter", scatter_keys))
 
 local panels_keys = set{"path", "title", "panels", "cols", "width", "height", "font_scale"}
 local panel_keys = set{"title", "xlabel", "ylabel", "logx", "logy", "marker", "series", "points", "best"}
 
+--- cnn.plot.panels{path=, panels={p1, p2, ...}, title=, cols=3, width=, height=, font_scale=} -> image, {panels=}
+--- A grid of small charts in one image, cols to a row.
+--- A panel with `points` is a scatter (keys as cnn.plot.scatter), one with `series` a line chart
+--- (keys as cnn.plot.lines); a panel may have a title. Made for hyperparameter searches: one panel
+--- per parameter, the metric against its values. Returns the image and each panel's layout.
 plot.panels = public("panels", function(opts)
   check_keys(opts, panels_keys, "an options")
   if type(opts.panels) ~= "table" or #opts.panels == 0 then fail("needs panels = { {...}, ... } (at least one)") end

@@ -1,3 +1,6 @@
+--- module cnn.repl
+--- What cnnlua's REPL adds to Lua: tab completion and timing (time and timeit are globals there).
+
 -- cnn.repl: what cnnlua's REPL adds to Lua: tab-completion candidates (complete) and timing
 -- (time, timeit: globals in cnnlua, and the %time / %timeit prompt commands).
 -- Completion only reads: raw table fields, metatable __index chains made of tables, an nn
@@ -125,9 +128,11 @@ local function each_member(v, add)
   end
 end
 
---- repl.complete(word, env): the completions of word (a name, a dotted path such as cnn.F.con, or
---- a method call such as x:res) looked up in env (the globals by default), each a whole
---- replacement for word, sorted. Names starting with "_" show only when the typed part does.
+--- cnn.repl.complete(word, env=_G) -> {candidates}
+--- The tab completions of word: a name, a dotted path (`cnn.F.con`) or a method call (`x:res`).
+--- Looked up in env (the globals by default), each candidate a whole replacement for word, sorted.
+--- Names starting with "_" show only when the typed part does. It never calls an __index function or
+--- a method, so completion runs no user code.
 function repl.complete(word, env)
   env = env or _G
   if type(word) ~= "string" then return {} end
@@ -213,7 +218,9 @@ local function duration(s)
   return string.format("%.3g ns", s * 1e9)
 end
 
---- time(f_or_code, ...): runs f(...) (or the code) once, prints its wall time and returns its results.
+--- cnn.repl.time(f, ...) -> ...
+--- Runs f(...) once, prints its wall time and returns its results; f may be a string of code.
+--- In cnnlua it is the global `time`, and `%time CODE` at the prompt.
 function repl.time(f, ...)
   f = callable("time", f)
   local t0 = wall_time()
@@ -223,8 +230,10 @@ function repl.time(f, ...)
   return table.unpack(res, 1, res.n)
 end
 
---- timeit(f_or_code, n, ...): runs f(...) n times (by default about a second's worth, at least 3,
---- after one uncounted warm-up run), prints the median and the minimum and returns them (seconds).
+--- cnn.repl.timeit(f, n, ...) -> median, min
+--- Runs f(...) n times and prints the median and the minimum wall time; returns them in seconds.
+--- Without n, about a second's worth (at least 3 runs) after one uncounted warm-up run. f may be a
+--- string of code. In cnnlua it is the global `timeit`, and `%timeit [-n N] CODE` at the prompt.
 function repl.timeit(f, n, ...)
   f = callable("timeit", f)
   if n ~= nil and (math.type(n) ~= "integer" or n < 1) then

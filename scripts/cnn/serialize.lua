@@ -17,10 +17,11 @@ local function checked(level, ok, ...)
   return ...
 end
 
---- cnn.save(path, tbl, {metadata={key=value}}): writes every tensor of tbl (string keys) to path
---- as safetensors: float32 as F32, int64 as I64, keys sorted, data in key order, header padded
---- to 8 bytes; metadata values are strings (numbers are converted). The file is written beside
---- path and renamed over it once complete.
+--- cnn.save(path, tensors, {metadata={}})
+--- Writes a table of named tensors (a state_dict) as a safetensors file, which PyTorch reads too.
+--- float32 tensors are stored as F32, int64 as I64, under their (string) keys; metadata values are
+--- strings (numbers are converted). The file is written beside path and renamed over it when complete,
+--- so a crash never leaves half a file.
 function M.save(path, tbl, opts)
   if opts ~= nil then
     if type(opts) ~= "table" then error("save: expected an options table, got " .. type(opts), 2) end
@@ -31,9 +32,10 @@ function M.save(path, tbl, opts)
   checked(2, pcall(cio.safetensors_save, path, tbl, opts and opts.metadata, "save"))
 end
 
---- cnn.load(path): the tensors of a safetensors file as a table name -> tensor, and its
---- "__metadata__" as a second table (empty when the file has none). F16, BF16, F64 and F8 load
---- as float32; integer dtypes and BOOL as int64.
+--- cnn.load(path) -> tensors, metadata
+--- Reads a safetensors file: a table name -> tensor, and the file's metadata (an empty table if none).
+--- F16, BF16, F64 and F8 tensors load as float32, integer and BOOL ones as int64. A truncated, corrupt
+--- or hostile file raises an error naming the file and the problem.
 function M.load(path)
   local tensors, meta = checked(2, pcall(cio.safetensors_load, path, "load")) -- no tail call: see checked
   return tensors, meta

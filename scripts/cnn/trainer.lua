@@ -1,3 +1,6 @@
+--- module cnn.trainer
+--- The classification training loop the examples share: progress, evaluation, checkpoints, curves.
+
 -- cnn.trainer: the supervised classification loop the training examples share. One epoch is a
 -- pass over `loader` with cross-entropy and the optimiser, then an evaluation on `test_loader`;
 -- on a terminal a progress line updates per batch (loss, accuracy, images/s, ETA), otherwise one
@@ -30,9 +33,10 @@ local function sum_across(...)
   return table.unpack(out)
 end
 
---- trainer.schedule("step"|"cosine", lr, epochs) -> function(epoch) -> lr. cosine anneals from lr
---- towards 0 over the epochs; step multiplies by 0.1 after 50% and again after 75% of them. A
---- function of the epoch alone, so a resumed run needs no scheduler state.
+--- cnn.trainer.schedule("step"|"cosine", lr, epochs) -> function(epoch) -> lr
+--- The examples' learning-rate schedules, as a function of the epoch (1-based) alone.
+--- "cosine" anneals from lr towards 0 over the epochs; "step" multiplies lr by 0.1 after 50% and again
+--- after 75% of them. A function of the epoch alone, so a resumed run needs no scheduler state.
 function trainer.schedule(kind, lr, epochs)
   if kind ~= "step" and kind ~= "cosine" then
     error("trainer.schedule: unknown schedule '" .. tostring(kind) .. "' (step or cosine)", 2)
@@ -47,13 +51,14 @@ function trainer.schedule(kind, lr, epochs)
   end
 end
 
---- trainer.job{distributed=false, batch_size=B, seed=S} -> job: what a training script needs to
---- run alone or as one rank of an MPI job. With distributed, joins the job (dist.init) and splits
---- the global batch B over the ranks (it must divide). job.rank, job.world_size, job.main (rank
---- 0), job.batch_size (per rank), job.shard / job.test_shard (DataLoader shard options: the
---- training one steps the ranks together, the test one counts every image once), job.print(...)
---- (rank 0 only), job:wrap(model) (dist.DataParallel, and a random stream of its own per rank for
---- augmentation and dropout; the model as it is when alone).
+--- cnn.trainer.job{distributed=false, batch_size=, seed=} -> job
+--- What a training script needs to run alone or as one rank of an MPI job.
+--- With distributed, joins the job (cnn.distributed.init) and splits the global batch_size over the
+--- ranks (it must divide). The job has rank, world_size, main (rank 0), batch_size (per rank), shard
+--- and test_shard (DataLoader shard options: the training one steps the ranks together, the test one
+--- counts every image once), print(...) (prints on rank 0 only) and wrap(model) (a
+--- cnn.distributed.DataParallel with a random stream of its own per rank for augmentation and dropout;
+--- the model itself when alone).
 function trainer.job(o)
   local cnn = C()
   if type(o) ~= "table" then error("trainer.job: expected a table of options", 2) end
@@ -82,9 +87,10 @@ function trainer.job(o)
   return job
 end
 
---- trainer.evaluate(model, loader) -> mean cross-entropy, accuracy (model left in training mode).
---- In a distributed job the sums are taken across ranks: give each rank an exact shard of the
---- test set (DataLoader's shard={..., exact=true}) to count every image once.
+--- cnn.trainer.evaluate(model, loader) -> loss, accuracy
+--- The mean cross-entropy and the accuracy of model over a loader, in eval mode, without gradients.
+--- The model is left in training mode. In a distributed job the sums are taken across ranks: give each
+--- rank an exact shard of the test set (DataLoader's shard={..., exact=true}) to count every image once.
 function trainer.evaluate(model, loader)
   local cnn = C()
   model:eval()
@@ -122,9 +128,17 @@ local function write_outputs(out, title, history)
               {name = "test accuracy", x = xs, y = series.test_acc}}}
 end
 
---- trainer.fit{model=, optimizer=, loader=, test_loader=, epochs=, out=, checkpoint=PATH, resume=PATH|nil,
----   lr_at=function(epoch) -> lr | nil, title=, extra_state={...}, progress_every=10}
---- Returns the history (one row per epoch) and the last test accuracy.
+--- cnn.trainer.fit{model=, optimizer=, loader=, test_loader=, epochs=, out=, checkpoint=, resume=, lr_at=,
+---   title=, extra_state=, progress_every=10} -> history, test_accuracy
+--- Trains a classifier with cross-entropy, evaluating on test_loader after every epoch.
+--- On a terminal a progress line updates every progress_every batches (loss, accuracy, images/s,
+--- ETA), otherwise one line per epoch. After every epoch the whole state (model, optimiser, epoch,
+--- history, generator state, extra_state) goes to the checkpoint path, so resume (a checkpoint path)
+--- continues exactly where an uninterrupted run would be. lr_at(epoch) sets the learning rate of each
+--- epoch. At the end it writes OUT/metrics.csv and OUT/curves.png (title on top). In a
+--- cnn.distributed job every rank trains, the metrics are summed across ranks and only rank 0 prints
+--- and writes files. Returns the history (one table per epoch: epoch, train_loss, train_acc,
+--- test_loss, test_acc, lr, images_per_s, seconds) and the last test accuracy.
 function trainer.fit(o)
   local cnn = C()
   local model, opt, epochs = o.model, o.optimizer, o.epochs

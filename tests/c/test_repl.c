@@ -544,10 +544,10 @@ static void test_help_and_percent_time_at_the_prompt(void) {
   Pty *p = pty_start(history, NO_ARGS);
   pty_expect(p, "> ");
   pty_send(p, "help(cnn.zeros)\r");
-  pty_expect(p, "cnn.zeros(size...|{size}, {dtype=, requires_grad=}) -> Tensor");
-  pty_expect(p, "a tensor of the given shape filled with 0");
+  pty_expect(p, "cnn.zeros(size...|{size}, {dtype=\"float32\", requires_grad=false}) -> Tensor");
+  pty_expect(p, "A tensor of the given shape filled with 0.");
   pty_send(p, "help(\"conv2d\")\r");
-  pty_expect(p, "cnn.F.conv2d(x, w, b, {stride=1");
+  pty_expect(p, "cnn.F.conv2d(x, weight, bias, {stride=1");
   pty_send(p, "%time 6 * 7\r");
   pty_expect(p, "wall time: ");
   pty_expect(p, "\n42\r\n");

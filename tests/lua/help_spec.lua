@@ -114,11 +114,13 @@ describe("help entries", function()
     assert(#stale == 0, "entries naming no function:\n  " .. table.concat(stale, "\n  "))
   end)
 
-  it("are one line each, with a signature", function()
+  it("have a signature (a call form a line), a one-line summary and their place", function()
     for _, name in ipairs(help.names()) do
       local e = help.entry(name)
-      assert(e.sig ~= "" and not e.sig:find("\n"), name .. ": bad signature")
-      assert(e.doc ~= "" and not e.doc:find("\n"), name .. ": bad description")
+      for line in (e.sig .. "\n"):gmatch("(.-)\n") do assert(line ~= "", name .. ": bad signature") end
+      assert(e.doc ~= "" and not e.doc:find("\n"), name .. ": bad summary")
+      assert(e.text == nil or e.text ~= "", name .. ": empty details")
+      assert(type(e.file) == "string" and math.type(e.line) == "integer", name .. ": no place")
     end
   end)
 end)
@@ -127,13 +129,13 @@ describe("help(x)", function()
   it("prints a function's signature and description, and returns nothing", function()
     local out, n = captured(function() return select("#", help(cnn.zeros)) end)
     assert.are.equal(0, n)
-    has(out, "cnn.zeros(size...|{size}, {dtype=, requires_grad=}) -> Tensor\n"
-      .. "  a tensor of the given shape filled with 0\n")
+    has(out, "cnn.zeros(size...|{size}, {dtype=\"float32\", requires_grad=false}) -> Tensor\n"
+      .. "  A tensor of the given shape filled with 0.\n  The shape is given")
   end)
 
   it("lists a module's functions with one-liners", function()
     local text = help.text(cnn.F)
-    has(text, "cnn.F - functional ops", "Functions:", "conv2d ", "2-d convolution", "max_pool2d ", "cross_entropy ")
+    has(text, "cnn.F - Functional ops", "Functions:", "conv2d ", "2-d convolution", "max_pool2d ", "cross_entropy ")
     has(help.text(cnn), "zeros ", "Modules and classes:", "nn ", "optim ")
     has(help.text(nn), "Conv2d ", "Sequential ", "init ")
   end)
@@ -152,7 +154,7 @@ describe("help(x)", function()
     function Block:init() self.fc = nn.Linear(1, 1) end
     function Block:forward(x) return self.fc(x) end
     has(help.text(Block()), "a Block module (a user class) with 2 parameters",
-      "forward                   the module's computation")
+      "forward                   The module's computation")
   end)
 
   it("describes instances of optimisers and data classes by their class", function()
@@ -165,10 +167,10 @@ describe("help(x)", function()
 
   it("searches by name: exact names in full, else the names containing the text", function()
     local text = help.text("conv2d")
-    has(text, "cnn.F.conv2d(x, w, b, {stride=1", "cnn.nn.Conv2d(in_channels")
+    has(text, "cnn.F.conv2d(x, weight, bias, {stride=1", "cnn.nn.Conv2d(in_channels")
     has(help.text("F.relu"), "cnn.F.relu(x) -> Tensor")
     has(help.text("t:reshape"), "t:reshape(size...|{size}) -> Tensor")
-    has(help.text("nn"), "cnn.nn - modules")
+    has(help.text("nn"), "cnn.nn - Layers, containers")
     has(help.text("pool"), "names match \"pool\"", "cnn.F.max_pool2d", "cnn.nn.AvgPool2d")
   end)
 

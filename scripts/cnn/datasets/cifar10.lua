@@ -25,6 +25,9 @@ end
 
 -- Methods live in the metatable itself (the DataLoader finds _gather there with rawget); __index
 -- maps sample numbers to {x, y} and names to methods.
+--- class cnn.data.CIFAR10
+--- A CIFAR-10 dataset, made by cnn.data.cifar10.
+--- `#ds`, `ds:get(i)` -> image, label, `ds[i]` -> {image, label}, `ds.classes`, `ds.labels`.
 local CIFAR10 = {__name = "CIFAR10"}
 CIFAR10.__index = function(self, k)
   if type(k) == "number" then return table.pack(self:get(k, 2)) end
@@ -33,7 +36,8 @@ end
 CIFAR10.__len = function(self) return self.n end
 CIFAR10.__tostring = function(self) return string.format("CIFAR10(%s, %d samples)", self.split, self.n) end
 
---- ds:get(i): image i as a fresh (3, 32, 32) float32 tensor in [0, 1] and its label 1..10.
+--- cnn.data.CIFAR10:get(i) -> image, label
+--- Image i as a fresh (3, 32, 32) float32 tensor in [0, 1] and its label 1..10.
 function CIFAR10.get(self, i, level)
   level = (level or 1) + 1
   if math.type(i) ~= "integer" and not (type(i) == "number" and i == math.floor(i)) then
@@ -52,7 +56,8 @@ function CIFAR10._gather(self, idx)
   return self.pixels:gather(idx, DIVISOR, "DataLoader"), cio.gather(self.labels, idx, "DataLoader")
 end
 
---- ds:images(): every image as one (N, 3, 32, 32) float32 tensor in [0, 1] (a copy).
+--- cnn.data.CIFAR10:images() -> Tensor
+--- Every image as one (N, 3, 32, 32) float32 tensor in [0, 1] (a copy made on demand).
 function CIFAR10.images(self)
   return checked(2, pcall(self.pixels.float, self.pixels, DIVISOR, "images"))
 end
@@ -105,10 +110,10 @@ local function to_bytes(chunks, level)
   return bytes
 end
 
---- data.cifar10(dir, split = "train"): CIFAR-10's binary files in dir (or in dir/cifar-10-batches-bin)
---- as a dataset of (3, 32, 32) float images in [0, 1] and labels 1..10: `#ds`, `ds:get(i)` -> x, y,
---- `ds[i]` -> {x, y}, `ds.classes`, `ds.labels` (int64 N), `ds.pixels` (an (N, 3, 32, 32) byte
---- array), `ds:images()`. "train" reads data_batch_1..5.bin, "test" test_batch.bin.
+--- cnn.data.cifar10(dir, split="train") -> dataset
+--- CIFAR-10's binary files in dir (or in dir/cifar-10-batches-bin) as a dataset (a cnn.data.CIFAR10).
+--- split "train" reads data_batch_1..5.bin, "test" test_batch.bin. Images are (3, 32, 32) float32
+--- in [0, 1], labels 1..10 with names in `ds.classes`; `ds.labels` (int64), `ds.pixels` (the bytes).
 return function(dir, split)
   if type(dir) ~= "string" then error("cifar10: expected a folder (string), got " .. type(dir), 2) end
   split = split or "train"

@@ -4,6 +4,9 @@
 -- and "pending" (not run: an emitted or interrupted search) by trial index.
 local space = require "cnn.hpsearch.space"
 
+--- class cnn.hpsearch.Result
+--- What cnn.hpsearch.search returns: every trial, the best one, and views of them.
+--- Fields: trials, best, total_steps, interrupted, seconds (see cnn.hpsearch.search).
 local Result = {}
 Result.__index = Result
 Result.__name = "hpsearch.Result"
@@ -15,7 +18,8 @@ local function better(a, b, mode)
   return a < b
 end
 
---- Result.new(fields): fields = {trials, names, dists, metric, mode, strategy, log, ...}; sets best.
+--- cnn.hpsearch.Result.new{trials=, names=, metric=, mode=, ...} -> result
+--- Makes a result from trial records and finds the best "ok" trial (hp.search does this).
 function Result.new(r)
   setmetatable(r, Result)
   local best
@@ -31,7 +35,8 @@ function Result.new(r)
   return r
 end
 
---- result:ranked(): the trials, best first (see the file header for the order).
+--- cnn.hpsearch.Result:ranked() -> {trials}
+--- The trials, best first: "ok" ones by metric, then pruned, NaN, failed and pending ones.
 function Result:ranked()
   local list = {}
   for i, t in ipairs(self.trials) do list[i] = t end
@@ -51,6 +56,8 @@ function Result:ranked()
   return list
 end
 
+--- cnn.hpsearch.Result.format(v) -> string
+--- A value as result:table() shows it ("%.4g" for floats, "-" for nil).
 local function fmt(v)
   if v == nil then return "-" end
   if type(v) == "number" then
@@ -70,8 +77,8 @@ local function first_line(s, width)
   return s
 end
 
---- result:table(): the ranked trials as an aligned text table (one row per trial, a header and a
---- rule), followed by a line naming the best trial.
+--- cnn.hpsearch.Result:table() -> string
+--- The ranked trials as an aligned text table (a header, a rule, one row per trial), then the best.
 function Result:table()
   local cols = {"rank", "trial"}
   for _, n in ipairs(self.names) do cols[#cols + 1] = n end
@@ -144,8 +151,9 @@ local function csv_cell(v)
   return s
 end
 
---- result:csv(path): one row per trial in index order (index, seed, status, each parameter, the
---- metric, steps, seconds, pid, message); writes path when given and returns the text.
+--- cnn.hpsearch.Result:csv(path) -> string
+--- Every trial as a CSV row, in index order; writes path when given and returns the text.
+--- Columns: trial, seed, status, each parameter, the metric, steps, seconds, pid, message.
 function Result:csv(path)
   local header = {"trial", "seed", "status"}
   for _, n in ipairs(self.names) do header[#header + 1] = n end
@@ -176,9 +184,10 @@ function Result:csv(path)
   return text
 end
 
---- result:plot(path, {width=, height=, cols=}): one scatter panel per searched parameter (fixed
---- values have none): the metric of every "ok" trial against that parameter, the best as a star;
---- log x axis for loguniform parameters. Writes the PNG (cnn.plot.panels) and returns the image.
+--- cnn.hpsearch.Result:plot(path, {width=, height=, cols=}) -> image
+--- A PNG of one scatter panel per searched parameter: each "ok" trial's metric against its value.
+--- The best trial is starred; log x axis for loguniform parameters, categories for choices. Writes the
+--- PNG (cnn.plot.panels) and returns the image.
 function Result:plot(path, opts)
   if type(path) ~= "string" then error("result:plot: path must be a string, got " .. type(path), 2) end
   opts = opts or {}

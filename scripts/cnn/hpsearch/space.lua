@@ -66,7 +66,8 @@ local function check_value(fn, v, where)
   end
 end
 
---- hp.choice{v1, v2, ...}: one of the values (numbers, strings or booleans), uniformly.
+--- cnn.hpsearch.choice{v1, v2, ...} -> space
+--- One of the listed values (numbers, strings or booleans), uniformly; a grid search takes each.
 function space.choice(values)
   if type(values) ~= "table" or getmetatable(values) ~= nil then
     error("hpsearch.choice: expected a list of values {v1, v2, ...}, got " .. type(values), 2)
@@ -94,19 +95,22 @@ local function range(fn, a, b, positive)
   if positive and a <= 0 then error(string.format("%s: bounds must be positive, got %s", fn, num(a)), 3) end
 end
 
---- hp.uniform(a, b, {n=}): a float in [a, b); n is the number of points a grid search uses.
+--- cnn.hpsearch.uniform(a, b, {n=}) -> space
+--- A float uniform in [a, b); a grid search takes n evenly spaced values, ends included.
 function space.uniform(a, b, opts)
   range("hpsearch.uniform", a, b)
   return setmetatable({kind = "uniform", lo = a + 0.0, hi = b + 0.0, n = opts_n("hpsearch.uniform", opts)}, Dist)
 end
 
---- hp.loguniform(a, b, {n=}): a float in [a, b] whose log is uniform (0 < a < b).
+--- cnn.hpsearch.loguniform(a, b, {n=}) -> space
+--- A float in [a, b] whose logarithm is uniform (0 < a < b); a grid takes n values evenly in log.
 function space.loguniform(a, b, opts)
   range("hpsearch.loguniform", a, b, true)
   return setmetatable({kind = "loguniform", lo = a + 0.0, hi = b + 0.0, n = opts_n("hpsearch.loguniform", opts)}, Dist)
 end
 
---- hp.randint(a, b, {n=}): an integer in a..b, both included (as math.random and cnn.randint).
+--- cnn.hpsearch.randint(a, b, {n=}) -> space
+--- An integer in a..b, both included (as math.random); a grid takes every one, or n of them.
 function space.randint(a, b, opts)
   if not is_int(a) or not is_int(b) then
     error(string.format("hpsearch.randint: bounds must be integers, got %s and %s", tostring(a), tostring(b)), 2)

@@ -88,14 +88,18 @@ local function options(fn, opts, default_classes)
   return classes, channels
 end
 
---- models.alexnet{num_classes=1000, in_channels=3}: the 2012 network for 3x227x227 inputs.
+--- cnn.models.alexnet{num_classes=1000, in_channels=3} -> module
+--- AlexNet (Krizhevsky et al. 2012) as one tower, for 3x227x227 images, with LRN and dropout.
+--- Named as torchvision's AlexNet (features.N, avgpool, classifier.N); 62,378,344 parameters for 1000
+--- classes. The adaptive average pool lets 224x224 inputs work too.
 function M.alexnet(opts)
   local classes, channels = options("alexnet", opts, 1000)
   return AlexNet{in_channels = channels, num_classes = classes, widths = {96, 256, 384, 384, 256},
     k1 = 11, s1 = 4, p1 = 0, pooled = 6, fc = 4096}
 end
 
---- models.alexnet_cifar{num_classes=10, in_channels=3}: the same design for 3x32x32 inputs.
+--- cnn.models.alexnet_cifar{num_classes=10, in_channels=3} -> module
+--- The same eight-layer design for 3x32x32 images, with one GPU tower's widths and a 5x5 first conv.
 function M.alexnet_cifar(opts)
   local classes, channels = options("alexnet_cifar", opts, 10)
   return AlexNet{in_channels = channels, num_classes = classes, widths = {48, 128, 192, 192, 128},

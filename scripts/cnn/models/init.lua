@@ -1,3 +1,8 @@
+--- module cnn.models
+--- Network definitions with PyTorch and torchvision's parameter names, so weights move between them.
+--- Each constructor takes an options table and returns an nn module. The definitions load on first
+--- use.
+
 -- cnn.models: reusable network definitions. Each constructor takes an options table; parameter
 -- names follow the PyTorch/torchvision definitions so state_dicts move between the two.
 local models = {}
@@ -18,5 +23,10 @@ return setmetatable(models, {
     local ctor = require(src)[name]
     rawset(t, name, ctor)
     return ctor
+  end,
+  -- pairs(cnn.models) lists every model, loading the definitions
+  __pairs = function(t)
+    for name in pairs(sources) do local _ = t[name] end
+    return next, t, nil
   end,
 })

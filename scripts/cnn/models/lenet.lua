@@ -26,7 +26,10 @@ end
 
 local known = {num_classes = true, in_channels = true}
 
---- models.lenet5{num_classes=10, in_channels=1}
+--- cnn.models.lenet5{num_classes=10, in_channels=1} -> module
+--- LeNet-5 for 1x28x28 images (with ReLU and max-pooling); 61,706 parameters for 10 classes.
+--- The first convolution pads by 2 so 28x28 inputs see the paper's 32x32 geometry. Modules
+--- `features` (two conv, ReLU, pool stages) and `classifier` (400 -> 120 -> 84 -> num_classes).
 function M.lenet5(opts)
   opts = opts or {}
   if type(opts) ~= "table" then error("lenet5: expected an options table", 2) end

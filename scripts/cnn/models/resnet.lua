@@ -265,8 +265,11 @@ local IMAGENET = {
   [50] = {Bottleneck, {3, 4, 6, 3}},
 }
 
---- models.resnet{depth=18|34|50, num_classes=1000, in_channels=3, zero_init_residual=false}:
---- torchvision's resnet18/34/50.
+--- cnn.models.resnet{depth=18|34|50, num_classes=1000, in_channels=3, zero_init_residual=false} -> module
+--- torchvision's ResNet-18, 34 or 50 for 3x224x224 images (any size >= 32 works).
+--- The module tree, parameter and buffer names equal torchvision's, so its state_dict exported to
+--- safetensors loads with {strict=true}; initialised as torchvision does. zero_init_residual zeroes
+--- each block's last BatchNorm weight.
 function M.resnet(opts)
   local o, channels = check_options("resnet", opts,
     {depth = true, num_classes = true, in_channels = true, zero_init_residual = true})
@@ -280,8 +283,10 @@ function M.resnet(opts)
   return ResNet(cfg[1], cfg[2], o.num_classes or 1000, channels, zir)
 end
 
---- models.resnet_cifar{depth=20|32|44|56|110, num_classes=10, in_channels=3, shortcut="A"}:
---- He et al.'s CIFAR-10 networks (any depth 6n+2 is accepted).
+--- cnn.models.resnet_cifar{depth=20|32|44|56|110, num_classes=10, in_channels=3, shortcut="A"} -> module
+--- He et al.'s (2016) ResNets for 3x32x32 images: (depth - 2) / 6 blocks per stage (any 6n+2 depth).
+--- shortcut "A" (the paper's CIFAR choice) subsamples and zero-pads where the width doubles, with no
+--- parameters (269,722 at depth 20); "B" projects with 1x1 convolutions, as torchvision does.
 function M.resnet_cifar(opts)
   local o, channels = check_options("resnet_cifar", opts,
     {depth = true, num_classes = true, in_channels = true, shortcut = true})

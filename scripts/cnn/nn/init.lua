@@ -1,3 +1,10 @@
+--- module cnn.nn
+--- Layers, containers and losses as modules holding their parameters, with PyTorch's names.
+--- Every module is callable (`m(x)`) and has the methods of cnn.nn.Module (parameters,
+--- state_dict, train and eval, ...). Default initialisation matches PyTorch's for each layer.
+--- User modules: `local Block = nn.Module:extend("Block")`, `function Block:init(...)`,
+--- `function Block:forward(x)`. Conventionally `local nn = cnn.nn`.
+
 -- cnn.nn: modules (layers, containers, losses) built on cnn.F, PyTorch's nn.Module semantics with
 -- Lua idioms. The module system is nn/module.lua, the layers nn/layers.lua, the weight fills
 -- (nn.init) nn/init_weights.lua. Loaded by cnn/init.lua; requires only cnn.core and cnn.F.
@@ -12,11 +19,7 @@ nn.ModuleList = M.ModuleList
 for name, cls in pairs(layers) do nn[name] = cls end
 nn.init = require "cnn.nn.init_weights"
 
---- True when x is a module instance (not a class).
 nn.is_module = M.is_module
-
---- nn.dir(m): the sorted names reachable on module m (fields, parameters, buffers, children,
---- methods), for REPL completion.
 nn.dir = M.dir
 
 return nn

@@ -1,3 +1,8 @@
+--- module cnn.nn.init
+--- Weight initialisation as torch.nn.init: same names, signatures, gains and fan rules.
+--- Every fill draws from cnn's generator, runs without recording gradients, modifies the tensor in
+--- place and returns it.
+
 -- cnn.nn.init: PyTorch's torch.nn.init fills (same names, signatures, gains and fan rules), drawing
 -- from cnn's seeded random stream. Every fill runs without recording gradients, modifies the
 -- tensor in place and returns it.
@@ -18,8 +23,10 @@ local function num(fn, name, v, default)
   return v
 end
 
---- The gain PyTorch recommends for a nonlinearity: linear, conv*, sigmoid 1; tanh 5/3; relu sqrt(2);
---- leaky_relu sqrt(2 / (1 + slope^2)) (slope = param, default 0.01); selu 3/4.
+--- cnn.nn.init.calculate_gain(nonlinearity, param) -> number
+--- The gain PyTorch recommends for a nonlinearity, to scale initial weights by.
+--- linear, conv*, sigmoid: 1; tanh: 5/3; relu: sqrt(2); leaky_relu: sqrt(2 / (1 + slope^2)) with
+--- slope = param (default 0.01); selu: 3/4.
 function init.calculate_gain(nonlinearity, param)
   local linear = {linear = true, conv1d = true, conv2d = true, conv3d = true, conv_transpose1d = true,
     conv_transpose2d = true, conv_transpose3d = true, sigmoid = true}
@@ -58,21 +65,24 @@ end
 local function fill_uniform(t, a, b) return U.no_grad(function() return t:uniform_(a, b) end) end
 local function fill_normal(t, m, s) return U.no_grad(function() return t:normal_(m, s) end) end
 
---- uniform_(t, a=0, b=1)
+--- cnn.nn.init.uniform_(t, a=0, b=1) -> t
+--- Fills t with uniform random values in [a, b).
 function init.uniform_(t, a, b)
   check("uniform_", t)
   fill_uniform(t, num("uniform_", "a", a, 0), num("uniform_", "b", b, 1))
   return t
 end
 
---- normal_(t, mean=0, std=1)
+--- cnn.nn.init.normal_(t, mean=0, std=1) -> t
+--- Fills t with normal random values.
 function init.normal_(t, mean, std)
   check("normal_", t)
   fill_normal(t, num("normal_", "mean", mean, 0), num("normal_", "std", std, 1))
   return t
 end
 
---- constant_(t, val)
+--- cnn.nn.init.constant_(t, value) -> t
+--- Fills t with value.
 function init.constant_(t, val)
   check("constant_", t)
   if type(val) ~= "number" then fail("constant_", "val must be a number, got %s", type(val)) end
@@ -80,19 +90,25 @@ function init.constant_(t, val)
   return t
 end
 
+--- cnn.nn.init.zeros_(t) -> t
+--- Fills t with 0.
 function init.zeros_(t)
   check("zeros_", t)
   U.no_grad(function() t:zero_() end)
   return t
 end
 
+--- cnn.nn.init.ones_(t) -> t
+--- Fills t with 1.
 function init.ones_(t)
   check("ones_", t)
   U.no_grad(function() t:fill_(1) end)
   return t
 end
 
---- xavier_uniform_(t, gain=1): U(-a, a), a = gain * sqrt(6 / (fan_in + fan_out))
+--- cnn.nn.init.xavier_uniform_(t, gain=1) -> t
+--- Glorot uniform: U(-a, a) with a = gain * sqrt(6 / (fan_in + fan_out)).
+--- For a weight (out, in, k...), fan_in = in * prod(k) and fan_out = out * prod(k).
 function init.xavier_uniform_(t, gain)
   check("xavier_uniform_", t)
   local fan_in, fan_out = init._calculate_fan_in_and_fan_out(t)
@@ -102,7 +118,8 @@ function init.xavier_uniform_(t, gain)
   return t
 end
 
---- xavier_normal_(t, gain=1): N(0, gain * sqrt(2 / (fan_in + fan_out)))
+--- cnn.nn.init.xavier_normal_(t, gain=1) -> t
+--- Glorot normal: N(0, std^2) with std = gain * sqrt(2 / (fan_in + fan_out)).
 function init.xavier_normal_(t, gain)
   check("xavier_normal_", t)
   local fan_in, fan_out = init._calculate_fan_in_and_fan_out(t)
@@ -125,7 +142,9 @@ local function kaiming_std(fn, t, a, mode, nonlinearity)
   return gain / math.sqrt(f)
 end
 
---- kaiming_uniform_(t, a=0, mode="fan_in", nonlinearity="leaky_relu"): U(-b, b), b = gain * sqrt(3 / fan)
+--- cnn.nn.init.kaiming_uniform_(t, a=0, mode="fan_in", nonlinearity="leaky_relu") -> t
+--- He uniform: U(-b, b) with b = gain * sqrt(3 / fan), gain = calculate_gain(nonlinearity, a).
+--- fan is fan_in or fan_out by mode. The arguments may also come as one table {a=, mode=, nonlinearity=}.
 function init.kaiming_uniform_(t, a, mode, nonlinearity)
   if is_tensor(t) and t:numel() == 0 then return t end -- PyTorch: a no-op on zero-element tensors
   local bound = math.sqrt(3) * kaiming_std("kaiming_uniform_", t, a, mode, nonlinearity)
@@ -133,7 +152,8 @@ function init.kaiming_uniform_(t, a, mode, nonlinearity)
   return t
 end
 
---- kaiming_normal_(t, a=0, mode="fan_in", nonlinearity="leaky_relu"): N(0, gain / sqrt(fan))
+--- cnn.nn.init.kaiming_normal_(t, a=0, mode="fan_in", nonlinearity="leaky_relu") -> t
+--- He normal: N(0, std^2) with std = gain / sqrt(fan), gain = calculate_gain(nonlinearity, a).
 function init.kaiming_normal_(t, a, mode, nonlinearity)
   if is_tensor(t) and t:numel() == 0 then return t end
   fill_normal(t, 0, kaiming_std("kaiming_normal_", t, a, mode, nonlinearity))

@@ -39,9 +39,10 @@ local function pair_eq(p, v) return p[1] == v and p[2] == v end
 
 L.Conv2d = Module:extend("Conv2d")
 
---- nn.Conv2d(in_channels, out_channels, kernel_size, {stride=1, padding=0, dilation=1, groups=1,
---- bias=true}): weight (out, in/groups, kh, kw), bias (out). padding may also be "valid" or
---- "same" (stride 1, odd effective kernel).
+--- class cnn.nn.Conv2d(in_channels, out_channels, kernel_size, {stride=1, padding=0, dilation=1, groups=1, bias=true})
+--- A 2-d convolution layer (F.conv2d): weight (out, in/groups, kh, kw), bias (out).
+--- Sizes are a number or a pair {h, w}; padding may also be "valid" or "same" (stride 1, odd
+--- effective kernel). Initialised as PyTorch does (kaiming uniform with a = sqrt(5)).
 function L.Conv2d:init(in_channels, out_channels, kernel_size, opts)
   local who = "Conv2d"
   local o = U.options(who, opts, {stride = true, padding = true, dilation = true, groups = true, bias = true})
@@ -80,6 +81,10 @@ function L.Conv2d:init(in_channels, out_channels, kernel_size, opts)
 end
 
 -- weight ~ kaiming_uniform_(a=sqrt(5)) = U(-1/sqrt(fan_in), 1/sqrt(fan_in)), bias the same bound.
+--- cnn.nn.Conv2d:reset_parameters()
+--- cnn.nn.Linear:reset_parameters()
+--- Draws weight and bias again as PyTorch initialises them: U(-b, b) with b = 1 / sqrt(fan_in).
+--- (The weight's is kaiming_uniform_ with a = sqrt(5).)
 local function reset_weight_bias(self)
   init.kaiming_uniform_(self.weight, math.sqrt(5))
   if self.bias then
@@ -113,7 +118,8 @@ end
 
 L.Linear = Module:extend("Linear")
 
---- nn.Linear(in_features, out_features, {bias=true}): weight (out, in), bias (out).
+--- class cnn.nn.Linear(in_features, out_features, {bias=true})
+--- A fully connected layer, y = x W^T + b (F.linear): weight (out, in), bias (out).
 function L.Linear:init(in_features, out_features, opts)
   local who = "Linear"
   local o = U.options(who, opts, {bias = true})
@@ -149,7 +155,8 @@ end
 L.MaxPool2d = Module:extend("MaxPool2d")
 L.MaxPool2d.is_max_pool = true -- see Sequential:forward
 
---- nn.MaxPool2d(kernel_size, {stride=kernel_size, padding=0, dilation=1, ceil_mode=false})
+--- class cnn.nn.MaxPool2d(kernel_size, {stride=kernel_size, padding=0, dilation=1, ceil_mode=false})
+--- A 2-d max-pooling layer (F.max_pool2d).
 function L.MaxPool2d:init(kernel_size, opts)
   local who = "MaxPool2d"
   local o = U.options(who, opts, {stride = true, padding = true, dilation = true, ceil_mode = true})
@@ -173,8 +180,9 @@ end
 
 L.AvgPool2d = Module:extend("AvgPool2d")
 
---- nn.AvgPool2d(kernel_size, {stride=kernel_size, padding=0, ceil_mode=false, count_include_pad=true,
---- divisor_override=nil})
+--- class cnn.nn.AvgPool2d(kernel_size, {stride=kernel_size, padding=0, ceil_mode=false, count_include_pad=true,
+---   divisor_override=})
+--- A 2-d average-pooling layer (F.avg_pool2d).
 function L.AvgPool2d:init(kernel_size, opts)
   local who = "AvgPool2d"
   local o = U.options(who, opts, {stride = true, padding = true, ceil_mode = true, count_include_pad = true,
@@ -201,7 +209,8 @@ end
 
 L.AdaptiveAvgPool2d = Module:extend("AdaptiveAvgPool2d")
 
---- nn.AdaptiveAvgPool2d(output_size): a number (square) or {oh, ow}.
+--- class cnn.nn.AdaptiveAvgPool2d(output_size)
+--- Average pooling to a fixed output size, a number (square) or {oh, ow} (F.adaptive_avg_pool2d).
 function L.AdaptiveAvgPool2d:init(output_size)
   self.output_size = pool_arg("AdaptiveAvgPool2d", "output_size", output_size, 1)
 end
@@ -222,6 +231,8 @@ local function inplace_arg(who, v)
   return bool_opt(who, "inplace", v, false)
 end
 
+--- class cnn.nn.ReLU()
+--- max(x, 0), elementwise (F.relu). An `inplace` argument is accepted for PyTorch compatibility.
 L.ReLU = Module:extend("ReLU")
 L.ReLU.commutes_with_max_pool = true -- see Sequential:forward
 function L.ReLU:init(inplace) self.inplace = inplace_arg("ReLU", inplace) end
@@ -230,7 +241,8 @@ function L.ReLU:extra_repr() return self.inplace and "inplace=True" or "" end
 
 L.LeakyReLU = Module:extend("LeakyReLU")
 
---- nn.LeakyReLU(negative_slope=0.01)
+--- class cnn.nn.LeakyReLU(negative_slope=0.01)
+--- x where x > 0, else negative_slope * x (F.leaky_relu).
 function L.LeakyReLU:init(negative_slope, inplace)
   self.negative_slope = number_opt("LeakyReLU", "negative_slope", negative_slope, 0.01)
   self.inplace = inplace_arg("LeakyReLU", inplace)
@@ -240,9 +252,13 @@ function L.LeakyReLU:extra_repr()
   return "negative_slope=" .. pyfloat(self.negative_slope) .. (self.inplace and ", inplace=True" or "")
 end
 
+--- class cnn.nn.Sigmoid()
+--- 1 / (1 + e^-x), elementwise (F.sigmoid).
 L.Sigmoid = Module:extend("Sigmoid")
 function L.Sigmoid:forward(x) return F.sigmoid(x) end
 
+--- class cnn.nn.Tanh()
+--- The hyperbolic tangent, elementwise (F.tanh).
 L.Tanh = Module:extend("Tanh")
 function L.Tanh:forward(x) return F.tanh(x) end
 
@@ -255,11 +271,14 @@ end
 
 L.Softmax = Module:extend("Softmax")
 
---- nn.Softmax(dim): dim is 1-based (nn.Softmax(2) normalises the classes of (N, C) scores).
+--- class cnn.nn.Softmax(dim)
+--- Softmax along dimension dim, 1-based: nn.Softmax(2) normalises the classes of (N, C) scores.
 function L.Softmax:init(dim) self.dim = dim_arg("Softmax", dim) end
 function L.Softmax:forward(x) return F.softmax(x, self.dim) end
 function L.Softmax:extra_repr() return "dim=" .. self.dim end
 
+--- class cnn.nn.LogSoftmax(dim)
+--- log(softmax(x)) along dimension dim, 1-based (F.log_softmax).
 L.LogSoftmax = Module:extend("LogSoftmax")
 function L.LogSoftmax:init(dim) self.dim = dim_arg("LogSoftmax", dim) end
 function L.LogSoftmax:forward(x) return F.log_softmax(x, self.dim) end
@@ -269,8 +288,8 @@ L.LogSoftmax.extra_repr = L.Softmax.extra_repr
 
 L.Dropout = Module:extend("Dropout")
 
---- nn.Dropout(p=0.5): zeroes elements with probability p and scales the rest by 1/(1-p) in
---- training mode; the identity in eval mode.
+--- class cnn.nn.Dropout(p=0.5)
+--- In training mode, zeroes elements with probability p and scales the rest by 1/(1-p); eval: identity.
 function L.Dropout:init(p, inplace)
   p = number_opt("Dropout", "p", p, 0.5)
   if p < 0 or p > 1 then fail("Dropout", "p must be between 0 and 1, got %s", tostring(p)) end
@@ -285,8 +304,12 @@ local BatchNorm = Module:extend("_BatchNorm")
 
 local bn_opts = {eps = true, momentum = true, affine = true, track_running_stats = true}
 
---- (num_features, {eps=1e-5, momentum=0.1, affine=true, track_running_stats=true}); momentum=false
---- is PyTorch's momentum=None (a cumulative average over the batches seen).
+--- class cnn.nn._BatchNorm(num_features, {eps=1e-5, momentum=0.1, affine=true, track_running_stats=true})
+--- The base class of BatchNorm1d and BatchNorm2d, which differ only in the input layout they accept.
+--- Each channel is normalised by the batch's mean and variance in training mode, which also moves the
+--- running statistics (buffers running_mean, running_var, num_batches_tracked) towards them by
+--- momentum; in eval mode by the running statistics. momentum=false is PyTorch's momentum=None (a
+--- cumulative average over the batches seen). affine adds a learnt weight and bias per channel.
 function BatchNorm:init(num_features, opts)
   local who = self:class_name()
   local o = U.options(who, opts, bn_opts)
@@ -311,6 +334,8 @@ function BatchNorm:init(num_features, opts)
   self:reset_parameters()
 end
 
+--- cnn.nn._BatchNorm:reset_running_stats()
+--- Resets the running statistics: mean 0, variance 1, no batches tracked.
 function BatchNorm:reset_running_stats()
   if self.track_running_stats then
     U.no_grad(function()
@@ -321,6 +346,8 @@ function BatchNorm:reset_running_stats()
   end
 end
 
+--- cnn.nn._BatchNorm:reset_parameters()
+--- Resets the running statistics, and the weight to 1 and the bias to 0.
 function BatchNorm:reset_parameters()
   self:reset_running_stats()
   if self.affine then
@@ -360,11 +387,15 @@ function BatchNorm:extra_repr()
     pybool(self.track_running_stats))
 end
 
+--- class cnn.nn.BatchNorm1d(num_features, {eps=1e-5, momentum=0.1, affine=true, track_running_stats=true})
+--- Batch normalisation of (N, C) or (N, C, L) inputs, per channel (see cnn.nn._BatchNorm).
 L.BatchNorm1d = BatchNorm:extend("BatchNorm1d")
 function L.BatchNorm1d:_check_input_dim(x)
   check_input("BatchNorm1d", x, {[2] = true, [3] = true}, "2-d (N, C) or 3-d (N, C, L)")
 end
 
+--- class cnn.nn.BatchNorm2d(num_features, {eps=1e-5, momentum=0.1, affine=true, track_running_stats=true})
+--- Batch normalisation of (N, C, H, W) inputs, per channel (see cnn.nn._BatchNorm).
 L.BatchNorm2d = BatchNorm:extend("BatchNorm2d")
 function L.BatchNorm2d:_check_input_dim(x)
   check_input("BatchNorm2d", x, {[4] = true}, "4-d (N, C, H, W)")
@@ -372,7 +403,8 @@ end
 
 L.LocalResponseNorm = Module:extend("LocalResponseNorm")
 
---- nn.LocalResponseNorm(size, {alpha=1e-4, beta=0.75, k=1}), across channels.
+--- class cnn.nn.LocalResponseNorm(size, {alpha=1e-4, beta=0.75, k=1})
+--- Local response normalisation across channels (F.local_response_norm), as in AlexNet.
 function L.LocalResponseNorm:init(size, opts)
   local who = "LocalResponseNorm"
   local o = U.options(who, opts, {alpha = true, beta = true, k = true})
@@ -395,8 +427,10 @@ end
 
 L.Flatten = Module:extend("Flatten")
 
---- nn.Flatten(start_dim=2, end_dim=-1) or nn.Flatten{start_dim=, end_dim=}: 1-based dims, so the
---- default keeps the batch dimension (PyTorch's start_dim=1).
+--- class cnn.nn.Flatten(start_dim=2, end_dim=-1)
+--- class cnn.nn.Flatten{start_dim=2, end_dim=-1}
+--- Merges dimensions start_dim .. end_dim; 1-based, so the default keeps the batch dimension.
+--- (PyTorch's default start_dim=1 is this 2.)
 function L.Flatten:init(start_dim, end_dim)
   if type(start_dim) == "table" then
     if end_dim ~= nil then fail("Flatten", "give the dims as numbers or as one options table, not both") end
@@ -415,6 +449,8 @@ function L.Flatten:extra_repr()
   return string.format("start_dim=%d, end_dim=%d", self.start_dim, self.end_dim)
 end
 
+--- class cnn.nn.Identity()
+--- Returns its input unchanged (any constructor arguments are ignored, as in PyTorch).
 L.Identity = Module:extend("Identity")
 function L.Identity:init() end -- any arguments are ignored, as in PyTorch
 function L.Identity:forward(x) return x end
@@ -463,8 +499,9 @@ end
 
 L.CrossEntropyLoss = Module:extend("CrossEntropyLoss")
 
---- nn.CrossEntropyLoss{reduction="mean", label_smoothing=0, weight=nil, ignore_index=nil}:
---- loss(logits (N, C), labels (N) int64 1..C)
+--- class cnn.nn.CrossEntropyLoss{reduction="mean", label_smoothing=0, weight=, ignore_index=}
+--- The loss `loss(logits, labels)` of F.cross_entropy: logits (N, C), int64 labels (N) in 1..C.
+--- A class weight tensor is kept as a buffer.
 function L.CrossEntropyLoss:init(opts)
   class_loss_init(self, "CrossEntropyLoss", opts, true)
 end
@@ -475,8 +512,8 @@ end
 
 L.NLLLoss = Module:extend("NLLLoss")
 
---- nn.NLLLoss{reduction="mean", weight=nil, ignore_index=nil}: loss(log-probabilities (N, C),
---- labels (N) int64 1..C)
+--- class cnn.nn.NLLLoss{reduction="mean", weight=, ignore_index=}
+--- The loss `loss(log_probs, labels)` of F.nll_loss: log-probabilities (N, C), int64 labels in 1..C.
 function L.NLLLoss:init(opts)
   class_loss_init(self, "NLLLoss", opts, false)
 end
@@ -487,7 +524,8 @@ end
 
 L.MSELoss = Module:extend("MSELoss")
 
---- nn.MSELoss{reduction="mean"}
+--- class cnn.nn.MSELoss{reduction="mean"}
+--- The loss `loss(input, target)` of F.mse_loss: the mean (or sum, or each) of squared differences.
 function L.MSELoss:init(opts)
   local o = U.options("MSELoss", opts, {reduction = true})
   self.reduction = reduction_opt("MSELoss", o.reduction)

@@ -29,10 +29,20 @@ end
 
 -- ---- classes and instances ---------------------------------------------------------------------
 
+--- class cnn.nn.Module
+--- The base class of every layer and model: parameters, buffers and sub-modules, with PyTorch's names.
+--- Derive your own with nn.Module:extend("Name"). A module is callable (`m(x)` runs m:forward(x));
+--- `tostring(m)` prints the tree of modules with their configuration and parameter shapes.
+--- Parameters, buffers and children are also fields: `m.weight`, `m.features`.
+
+--- field cnn.nn.Module.training
+--- True in training mode (the default), false after m:eval(); layers such as Dropout read it.
 local Module = {__name = "Module"}
 
 local function state(m) return rawget(m, "__nn") end
 
+--- cnn.nn.is_module(x) -> boolean
+--- Whether x is a module instance (not a class).
 local function is_module(v)
   if type(v) ~= "table" then return false end
   local mt = getmetatable(v)
@@ -164,8 +174,11 @@ end
 Module.__mt = instance_mt(Module)
 setmetatable(Module, class_mt(nil))
 
---- nn.Module:extend("Name") returns a new class deriving from this one; calling the class makes an
---- instance and runs its init(...). Define init and forward on the class.
+--- cnn.nn.Module:extend("Name") -> class
+--- A new class deriving from this one; calling the class makes an instance and runs its init(...).
+--- `local Block = nn.Module:extend("Block")`, then define `function Block:init(...)` and
+--- `function Block:forward(x)`. Sub-modules and parameters assigned as fields in init are registered
+--- in assignment order: a module becomes a child, a leaf tensor that requires grad a parameter.
 function Module.extend(parent, name)
   if not is_class(parent) then fail("extend", "call it on a class (nn.Module:extend(\"Name\"))") end
   if type(name) ~= "string" or not name:match("^[%a_][%w_]*$") then
@@ -176,17 +189,23 @@ function Module.extend(parent, name)
   return setmetatable(cls, class_mt(parent))
 end
 
+--- cnn.nn.Module:init(...)
+--- The constructor body: calling the class, `Block(...)`, makes an instance and calls its init(...).
 function Module:init() end
 
+--- cnn.nn.Module:forward(x, ...) -> output
+--- The module's computation; `m(x)` calls it. Every layer defines its own.
 function Module:forward()
   fail(state(self).class.__name, "forward is not implemented (define function %s:forward(x))",
     state(self).class.__name)
 end
 
---- The name of the instance's class ("Conv2d").
+--- cnn.nn.Module:class_name() -> string
+--- The name of the module's class ("Conv2d").
 function Module:class_name() return state(self).class.__name end
 
---- True when the module is an instance of cls or of a class derived from it.
+--- cnn.nn.Module:is_a(class) -> boolean
+--- Whether the module is an instance of class or of a class derived from it.
 function Module:is_a(cls)
   local c = state(self).class
   while c do
@@ -196,8 +215,9 @@ function Module:is_a(cls)
   return false
 end
 
---- The names reachable on a module instance, sorted: its fields, parameters, buffers, children
---- and its class's methods (for REPL completion; Python's dir()).
+--- cnn.nn.dir(m) -> {names}
+--- The names reachable on module m, sorted: fields, parameters, buffers, children and methods.
+--- As Python's dir(); the REPL's completion uses it.
 local function dir(m)
   local s, names, seen = state(m), {}, {}
   local function add(k)
@@ -231,8 +251,9 @@ local function check_free(fn, _self, s, name, kind)
   end
 end
 
---- Registers t (a leaf tensor, made to require grad as nn.Parameter does) as parameter `name`;
---- nil removes it.
+--- cnn.nn.Module:register_parameter(name, t)
+--- Registers leaf tensor t as parameter name (made to require grad, as nn.Parameter); nil removes it.
+--- Assigning `self.name = t` in init does the same for a tensor that requires grad.
 function Module:register_parameter(name, t)
   local s = state(self)
   check_name("register_parameter", "parameter", name)
@@ -251,7 +272,9 @@ function Module:register_parameter(name, t)
   od_set(s.params, name, t)
 end
 
---- Registers t as buffer `name` (saved in state_dict unless persistent is false); nil removes it.
+--- cnn.nn.Module:register_buffer(name, t, persistent=true)
+--- Registers tensor t as buffer name (state that is not trained, such as running statistics).
+--- Persistent buffers go into state_dict; nil removes the buffer.
 function Module:register_buffer(name, t, persistent)
   local s = state(self)
   check_name("register_buffer", "buffer", name)
@@ -269,7 +292,9 @@ function Module:register_buffer(name, t, persistent)
   s.nonpersistent[name] = persistent == false or nil
 end
 
---- Registers m as child module `name`; nil removes it.
+--- cnn.nn.Module:add_module(name, child)
+--- cnn.nn.Module:register_module(name, child)
+--- Registers module child as sub-module name (as assigning `self.name = child` does); nil removes it.
 function Module:add_module(name, m)
   local s = state(self)
   check_name("add_module", "module", name)
@@ -329,17 +354,26 @@ local function values(pairs_list)
   return out
 end
 
---- Ordered {name, tensor} pairs of the parameters (own first, then each child's, recursively).
+--- cnn.nn.Module:named_parameters(prefix, recurse=true) -> {{name, tensor}, ...}
+--- The parameters with PyTorch's dotted names (features.0.weight), in order.
+--- The module's own come first, then each child's; a parameter reachable twice is listed once;
+--- recurse=false lists only the module's own.
 function Module:named_parameters(prefix, recurse) return named_members(self, "params", prefix, recurse) end
 
+--- cnn.nn.Module:parameters(recurse=true) -> {tensors}
 --- The parameters as a list, each tensor once; recurse=false gives only the module's own.
 function Module:parameters(recurse) return values(named_members(self, "params", nil, recurse)) end
 
+--- cnn.nn.Module:named_buffers(prefix, recurse=true) -> {{name, tensor}, ...}
+--- The buffers with their dotted names, in order (as named_parameters).
 function Module:named_buffers(prefix, recurse) return named_members(self, "buffers", prefix, recurse) end
 
+--- cnn.nn.Module:buffers(recurse=true) -> {tensors}
+--- The buffers (running statistics and such) as a list, each tensor once.
 function Module:buffers(recurse) return values(named_members(self, "buffers", nil, recurse)) end
 
---- Ordered {name, module} pairs of the direct children, each module once.
+--- cnn.nn.Module:named_children() -> {{name, module}, ...}
+--- The direct sub-modules with their names, in registration order, each module once.
 function Module:named_children()
   local mods, out, seen = state(self).modules, {}, {}
   for _, k in ipairs(mods.keys) do
@@ -352,21 +386,28 @@ function Module:named_children()
   return out
 end
 
+--- cnn.nn.Module:children() -> {modules}
+--- The direct sub-modules, each once.
 function Module:children() return values(Module.named_children(self)) end
 
---- {name, module} pairs of the module itself ("") and every descendant, pre-order.
+--- cnn.nn.Module:named_modules(prefix) -> {{name, module}, ...}
+--- The module itself (named "" or prefix) and every descendant with its dotted name, pre-order.
 function Module:named_modules(prefix) return named_modules(self, prefix) end
 
+--- cnn.nn.Module:modules() -> {modules}
+--- The module itself and every descendant, pre-order, each once.
 function Module:modules() return values(named_modules(self)) end
 
---- The number of scalars in the parameters (each shared tensor counted once).
+--- cnn.nn.Module:num_parameters() -> integer
+--- The number of scalars in the parameters (a shared tensor counted once).
 function Module:num_parameters()
   local n = 0
   for _, p in ipairs(Module.parameters(self)) do n = n + p:numel() end
   return n
 end
 
---- Calls fn on every descendant, then on the module itself (children first, as PyTorch).
+--- cnn.nn.Module:apply(fn) -> self
+--- Calls fn(m) on every descendant, children first, then on the module itself (custom initialisation).
 function Module:apply(fn)
   if type(fn) ~= "function" then fail("apply", "expected a function, got %s", type(fn)) end
   for _, c in ipairs(Module.children(self)) do c:apply(fn) end
@@ -374,7 +415,8 @@ function Module:apply(fn)
   return self
 end
 
---- Sets training mode (default true) on the module and all its descendants.
+--- cnn.nn.Module:train(on=true) -> self
+--- Sets training mode on the module and all its descendants (Dropout drops, BatchNorm uses the batch).
 function Module:train(mode)
   if mode == nil then mode = true end
   if type(mode) ~= "boolean" then fail("train", "expected a boolean, got %s", type(mode)) end
@@ -383,9 +425,12 @@ function Module:train(mode)
   return self
 end
 
+--- cnn.nn.Module:eval() -> self
+--- Sets evaluation mode on the module and all its descendants (m:train(false)).
 function Module:eval() return self:train(false) end
 
---- Sets requires_grad on every parameter (false freezes the module).
+--- cnn.nn.Module:requires_grad_(on=true) -> self
+--- Sets requires_grad on every parameter: false freezes the module (fine-tuning).
 function Module:requires_grad_(on)
   if on == nil then on = true end
   if type(on) ~= "boolean" then fail("requires_grad_", "expected a boolean, got %s", type(on)) end
@@ -393,6 +438,7 @@ function Module:requires_grad_(on)
   return self
 end
 
+--- cnn.nn.Module:zero_grad()
 --- Drops every parameter's gradient (p.grad becomes nil).
 function Module:zero_grad()
   for _, p in ipairs(Module.parameters(self)) do p.grad = nil end
@@ -436,22 +482,24 @@ local function add_hook(self, kind, who, fn)
   return setmetatable({module = self, kind = kind, id = next_hook_id}, Handle)
 end
 
---- m:register_forward_pre_hook(fn) -> handle: fn(module, input) runs before every forward, input
---- being the list of forward's arguments; a return value other than nil replaces them (a list, or
---- a single value for a one-argument forward). handle:remove() unregisters it.
+--- cnn.nn.Module:register_forward_pre_hook(fn) -> handle
+--- fn(module, input) runs before every forward, input being the list of forward's arguments.
+--- A return value other than nil replaces them (a list, or a single value for a one-argument
+--- forward). `handle:remove()` unregisters it.
 function Module:register_forward_pre_hook(fn) return add_hook(self, "forward_pre", "register_forward_pre_hook", fn) end
 
---- m:register_forward_hook(fn) -> handle: fn(module, input, output) runs after every forward
---- with the list of its arguments and its result (the first, when forward returns several); a
---- return value other than nil replaces that result. handle:remove() unregisters it.
+--- cnn.nn.Module:register_forward_hook(fn) -> handle
+--- fn(module, input, output) runs after every forward with its arguments and its result.
+--- input is the list of forward's arguments, output its result (the first, when forward returns
+--- several); a return value other than nil replaces that result. `handle:remove()` unregisters it.
 function Module:register_forward_hook(fn) return add_hook(self, "forward", "register_forward_hook", fn) end
 
---- m:register_full_backward_hook(fn) -> handle: fn(module, grad_input, grad_output) runs when the
---- gradients with respect to the module's tensor arguments have been computed: grad_input and
---- grad_output are lists with one entry per argument and per result (nil where there is no
---- gradient: a non-tensor, or a tensor that does not require grad). A returned list replaces
---- grad_input. When no argument requires grad, it runs once grad_output is known, with grad_input
---- all nil. Only forwards run with grad mode on are hooked. handle:remove() unregisters it.
+--- cnn.nn.Module:register_full_backward_hook(fn) -> handle
+--- fn(module, grad_input, grad_output) runs once the gradients of the module's arguments are known.
+--- grad_input and grad_output are lists with one entry per argument and per result (nil where there
+--- is no gradient: a non-tensor, or a tensor that does not require grad); a returned list replaces
+--- grad_input. When no argument requires grad, it runs once grad_output is known, with grad_input all
+--- nil. Only forwards run with grad mode on are hooked. `handle:remove()` unregisters it.
 function Module:register_full_backward_hook(fn)
   return add_hook(self, "backward", "register_full_backward_hook", fn)
 end
@@ -621,10 +669,10 @@ local function ordered_mt(keys)
   end}
 end
 
---- Table name -> tensor of the parameters and persistent buffers, detached (sharing storage with
---- the module, as PyTorch's). pairs() over it follows the module order (m:state_dict_keys() lists
---- it). {keep_vars=true} keeps the tensors themselves. One result only, so
---- b:load_state_dict(a:state_dict()) passes no stray argument.
+--- cnn.nn.Module:state_dict({keep_vars=false}) -> {name=tensor}
+--- The parameters and persistent buffers by dotted name, detached but sharing storage with the module.
+--- pairs() over it follows the module order (m:state_dict_keys() lists it); {keep_vars=true} keeps
+--- the tensors themselves. Saved with cnn.save, it loads in PyTorch and back.
 function Module:state_dict(opts)
   opts = U.options("state_dict", opts, {keep_vars = true})
   local keys, raw = {}, {}
@@ -634,7 +682,8 @@ function Module:state_dict(opts)
   return setmetatable(sd, ordered_mt(keys))
 end
 
---- The ordered keys of state_dict().
+--- cnn.nn.Module:state_dict_keys() -> {names}
+--- The keys of m:state_dict(), in order.
 function Module:state_dict_keys()
   local keys = {}
   collect(self, "", keys, {})
@@ -647,10 +696,11 @@ local function quoted(list)
   return table.concat(q, ", ")
 end
 
---- Copies the tensors of sd into the module's parameters and buffers (in place, without recording
---- gradients). Nothing is copied when there is an error: shape mismatches and non-tensor values
---- always are, and with strict (the default) missing and unexpected keys too, all reported in one
---- message. Returns the lists of missing and unexpected keys.
+--- cnn.nn.Module:load_state_dict(state_dict, {strict=true}) -> missing, unexpected
+--- Copies the tensors of state_dict into the module's parameters and buffers, in place.
+--- Everything is checked before anything is copied: shape mismatches and non-tensor values are errors,
+--- and with strict (the default) missing and unexpected keys too, all reported in one message. Returns
+--- the lists of missing and unexpected keys.
 function Module:load_state_dict(sd, opts)
   opts = U.options("load_state_dict", opts, {strict = true})
   local strict = opts.strict
@@ -702,7 +752,8 @@ end
 
 -- ---- printing ----------------------------------------------------------------------------------
 
---- One line of extra information in the module's repr (the layer's configuration).
+--- cnn.nn.Module:extra_repr() -> string
+--- The configuration tostring(m) shows after the class name ("1, 6, kernel_size=(5, 5)"); define it.
 function Module:extra_repr() return "" end
 
 local function addindent(s, n)
@@ -761,6 +812,11 @@ local function renumber(s)
   for i, k in ipairs(old.keys) do od_set(s.modules, tostring(i - 1), old.map[k]) end
 end
 
+--- cnn.nn.ModuleList:add(m) -> self
+--- cnn.nn.ModuleList:append(m) -> self
+--- cnn.nn.Sequential:add(m) -> self
+--- cnn.nn.Sequential:append(m) -> self
+--- Appends module m, named by its 0-based position as in PyTorch.
 local function list_add(self, m)
   local s = state(self)
   local who = s.class.__name
@@ -807,6 +863,13 @@ local function list_init(cls_name)
   end
 end
 
+--- class cnn.nn.Sequential(m1, m2, ...)
+--- class cnn.nn.Sequential{m1, m2, ...}
+--- A container that runs its children in order: `nn.Sequential(nn.Linear(4, 8), nn.ReLU())`.
+--- `seq[i]` is the i-th child (1-based, negative from the end; `seq[i] = m` replaces it, nil removes
+--- it) and `#seq` their number; in names and state_dict keys the children count from 0, as in
+--- PyTorch (`features.0.weight`). A stock ReLU right before a MaxPool2d runs after the pool: the two
+--- commute (same values and gradients) and the ReLU then touches a quarter of the values.
 local Sequential = Module:extend("Sequential")
 Sequential.init = list_init("Sequential")
 Sequential.__getitem = list_get
@@ -815,7 +878,6 @@ Sequential.__length = function(self) return #state(self).modules.keys end
 Sequential.add = list_add
 Sequential.append = list_add
 
---- Runs the children in order, each on the previous one's output.
 -- A stock ReLU right before a stock MaxPool2d runs after it instead: the two commute (ReLU is
 -- monotone, so max(relu(a), relu(b)) = relu(max(a, b)), and the gradient reaches the same input,
 -- ties and NaN alike), and the ReLU then touches a quarter of the values (LeNet, AlexNet, VGG).
@@ -825,6 +887,8 @@ local function pool_first(a, b)
     state(a).hooks == nil and state(b).hooks == nil -- hooks see the modules' calls as written
 end
 
+--- cnn.nn.Sequential:forward(x) -> output
+--- Runs the children in order, each on the previous one's output.
 function Sequential:forward(x)
   local mods = state(self).modules
   local keys, map = mods.keys, mods.map
@@ -840,6 +904,10 @@ function Sequential:forward(x)
   return x
 end
 
+--- class cnn.nn.ModuleList(m1, m2, ...)
+--- class cnn.nn.ModuleList{m1, m2, ...}
+--- A list of modules, registered as children (named "0", "1", ...), with no forward of its own.
+--- `list[i]`, `#list` and `ipairs(list)` as for Sequential; iterate over it in your own forward.
 local ModuleList = Module:extend("ModuleList")
 ModuleList.init = list_init("ModuleList")
 ModuleList.__getitem = list_get
