@@ -34,6 +34,10 @@ end
 --- Derive your own with nn.Module:extend("Name"). A module is callable (`m(x)` runs m:forward(x));
 --- `tostring(m)` prints the tree of modules with their configuration and parameter shapes.
 --- Parameters, buffers and children are also fields: `m.weight`, `m.features`.
+--- Hooks, as PyTorch's (register_forward_pre_hook, register_forward_hook,
+--- register_full_backward_hook), run in registration order from a snapshot taken when the call
+--- starts (a hook removed during a call still runs in it). A hooked module is always called as
+--- written: Sequential's ReLU-after-pool swap and the ResNets' fused BatchNorm + ReLU step aside.
 
 --- field cnn.nn.Module.training
 --- True in training mode (the default), false after m:eval(); layers such as Dropout read it.
