@@ -389,8 +389,11 @@ static char **complete(const char *text, int start, int end) {
   return rl_completion_matches(text, candidate_generator);
 }
 
+static pid_t history_owner; /* a forked child (an hpsearch trial) that calls exit() saves nothing */
+
 static void save_history(void) {
-  if (history_file != NULL && write_history(history_file) == 0) history_truncate_file(history_file, HISTORY_LINES);
+  if (history_file != NULL && getpid() == history_owner && write_history(history_file) == 0)
+    history_truncate_file(history_file, HISTORY_LINES);
 }
 
 static void init_line_editing(void) {
@@ -418,7 +421,8 @@ static void init_line_editing(void) {
   }
   if (history_file != NULL) {
     read_history(history_file); /* a missing file is a first session */
-    atexit(save_history);       /* also runs on os.exit */
+    history_owner = getpid();
+    atexit(save_history); /* also runs on os.exit */
   }
 }
 

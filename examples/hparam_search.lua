@@ -9,9 +9,9 @@
 --   cnnlua examples/hparam_search.lua --emit-commands runs/hp/cmds.txt   -- then run them anywhere:
 --   parallel < runs/hp/cmds.txt; cnnlua examples/hparam_search.lua --merge runs/hp
 --
--- Every worker re-runs this script up to hp.search, so everything before it must come out the same
--- in every run (it does: it only reads the flags), and the data is loaded inside the objective,
--- where only the workers pay for it.
+-- The data is loaded once, here; every trial runs in a process forked from this one and reads
+-- the same pages. Emitted commands re-run this script for one trial each, so everything before
+-- hp.search must come out the same in every run (it does: it only reads the flags and the data).
 local argparse = require "argparse"
 local hp = require "cnn.hpsearch"
 local F, optim, data = cnn.F, cnn.optim, cnn.data
@@ -62,7 +62,7 @@ local function subset(ds, n)
   return data.TensorDataset(x, y)
 end
 
-local train_set, test_set -- loaded by the first trial a worker runs (once per process)
+local train_set, test_set = subset(load("train"), args.train_size), subset(load("test"), args.test_size)
 
 local function evaluate(model)
   model:eval()
@@ -79,10 +79,6 @@ end
 -- One trial: train LeNet-5 with these params (cnn.manual_seed(trial seed) already called) and
 -- return the test accuracy; report it after every epoch so ASHA can stop a hopeless trial.
 local function objective(p, report)
-  if not train_set then
-    train_set = subset(load("train"), args.train_size)
-    test_set = subset(load("test"), args.test_size)
-  end
   local model = cnn.models.lenet5 {num_classes = 10}
   local opt = optim.SGD(model:parameters(), {lr = p.lr, momentum = p.momentum})
   local loader = data.DataLoader(train_set, {batch_size = p.batch_size, shuffle = true, drop_last = true})

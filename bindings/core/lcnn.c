@@ -276,6 +276,9 @@ int luaopen_cnn_core(lua_State *L) {
   lua_newtable(L);
   lcnn_open_dist(L, lua_gettop(L));
   lua_setfield(L, module, "dist");
+  lua_newtable(L);
+  lcnn_open_process(L, lua_gettop(L));
+  lua_setfield(L, module, "process");
   lua_pushcfunction(L, memory_stats);
   lua_setfield(L, module, "memory_stats");
   lua_pushcfunction(L, wall_time);

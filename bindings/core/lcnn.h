@@ -53,8 +53,9 @@ void lcnn_open_conv(lua_State *L, int tbl);
 void lcnn_open_functional(lua_State *L, int tbl);
 void lcnn_open_optim(lua_State *L, int tbl);
 void lcnn_open_io(lua_State *L, int tbl);
-void lcnn_open_canvas(lua_State *L, int tbl); /* core.canvas: drawing primitives (lcanvas.c) */
-void lcnn_open_dist(lua_State *L, int tbl);   /* core.dist: collectives (ldist.c) */
+void lcnn_open_canvas(lua_State *L, int tbl);  /* core.canvas: drawing primitives (lcanvas.c) */
+void lcnn_open_dist(lua_State *L, int tbl);    /* core.dist: collectives (ldist.c) */
+void lcnn_open_process(lua_State *L, int tbl); /* core.process: fork, spawn, wait (lprocess.c) */
 
 int luaopen_cnn_core(lua_State *L);
 

@@ -1,5 +1,5 @@
 --- module cnn.hpsearch
---- Hyperparameter searches (grid, random, ASHA) whose trials run in separate worker processes.
+--- Hyperparameter searches (grid, random, ASHA) whose trials run in forked worker processes.
 --- Results go to an append-only JSON-lines log that a re-run resumes from. Conventionally
 --- `local hp = cnn.hpsearch`:
 ---
@@ -7,23 +7,26 @@
 ---       space = {lr = hp.loguniform(1e-3, 0.3), momentum = hp.choice{0, 0.5, 0.9}, batch_size = {32, 64}},
 ---       strategy = "random", trials = 24, workers = 2, seed = 1, metric = "accuracy", mode = "max",
 ---       log = "runs/search.jsonl",
----       objective = function(params, report)   -- runs in a worker process
+---       objective = function(params, report)   -- runs in a forked worker process
 ---         -- train; report(epoch, accuracy) after each epoch (ASHA's rungs use it)
 ---         return accuracy                       -- or a table {accuracy = ..., loss = ...}
 ---       end,
 ---     }
 ---     print(result:table()); result:plot("runs/search.png"); result:csv("runs/search.csv")
 
--- cnn.hpsearch: hp.search runs the trials of a search in worker processes (cnnlua re-running the
--- script with CNNLUA_HPSEARCH_WORKER set), appends their records to the log, and builds the result.
--- Spaces are hpsearch/space.lua, the worker's side of a trial hpsearch/trial.lua, the result
+-- cnn.hpsearch: hp.search forks a process per trial (core.process), reads its record back through
+-- a pipe, appends the records to the log, and builds the result; hpsearch/view.lua shows the
+-- progress. Spaces are hpsearch/space.lua, a trial's run hpsearch/trial.lua, the result
 -- hpsearch/result.lua, the JSON lines hpsearch/json.lua.
 local core = require "cnn.core"
+local lfs = require "lfs"
 local space = require "cnn.hpsearch.space"
 local json = require "cnn.hpsearch.json"
 local trial = require "cnn.hpsearch.trial"
 local Result = require "cnn.hpsearch.result"
+local View = require "cnn.hpsearch.view"
 
+local process = core.process
 local hp = {}
 
 hp.choice, hp.uniform, hp.loguniform, hp.randint = space.choice, space.uniform, space.loguniform, space.randint
@@ -44,7 +47,8 @@ local function is_int(v)
   return math.type(v) == "integer" or (type(v) == "number" and v == math.floor(v) and v == v and math.abs(v) < 2 ^ 53)
 end
 
--- Shell words: quoted only when they need it, so emitted commands stay readable.
+-- Shell words for emitted commands (the one place a shell reads what we write): quoted only when
+-- they need it, so the commands stay readable.
 local function q(s)
   s = tostring(s)
   if s ~= "" and s:match("^[%w%._/:=+,@%-]+$") then return s end
@@ -57,29 +61,27 @@ local function dirname(path)
   return d == "" and "/" or d
 end
 
+-- mkdir -p, with lfs
 local function mkdir_p(dir)
-  if dir ~= "." and dir ~= "/" then os.execute("mkdir -p " .. q(dir)) end
-end
-
--- Naps between polls: lua-system's sleep when it is there (busted's own dependency; no process
--- per nap), else the sleep command; a Ctrl-C raises in Lua right after either. False: interrupted.
-local nap
-local function sleep(seconds)
-  if nap == nil then
-    local ok, sys = pcall(require, "system")
-    if ok and type(sys) == "table" and type(sys.sleep) == "function" then
-      nap = function(s) sys.sleep(s) return true end
-    else
-      nap = function(s) -- io.popen, not os.execute: system() would ignore our Ctrl-C meanwhile
-        local p = io.popen("sleep " .. s, "r")
-        if not p then return true end
-        p:read("a")
-        local _, how = p:close()
-        return how ~= "signal"
+  local path = dir:sub(1, 1) == "/" and "/" or ""
+  for part in dir:gmatch("[^/]+") do
+    path = path .. part
+    if lfs.attributes(path, "mode") == nil then
+      local ok, err = lfs.mkdir(path)
+      if not ok and lfs.attributes(path, "mode") ~= "directory" then
+        fail("cannot create the folder %s: %s", path, err)
       end
     end
+    path = path .. "/"
   end
-  return nap(seconds)
+end
+
+-- How many threads a forked trial may use. libgomp's pool does not survive fork(): once this
+-- process has run a parallel region, a child that starts one with several threads hangs. One
+-- thread never enters the pool.
+local function fork_threads(wanted)
+  local _ = wanted
+  return 1
 end
 
 -- ---------------------------------------------------------------------------------------------
@@ -228,10 +230,10 @@ local function match(s, rec)
 end
 
 -- ---------------------------------------------------------------------------------------------
--- Worker side
+-- Trials
 
 local function die(code, fmt, ...)
-  io.stderr:write("hpsearch worker: ", string.format(fmt, ...), "\n")
+  io.stderr:write("hpsearch: ", string.format(fmt, ...), "\n")
   io.stderr:flush()
   os.exit(code)
 end
@@ -242,31 +244,8 @@ local function run_one(s, t, rungs)
                    metric = s.metric, mode = s.mode, asha = asha}
 end
 
--- Started by a search (CNNLUA_HPSEARCH_WORKER = job file): one trial, its record to job.result.
-local function worker_job(s, path)
-  local job = json.read_file(path)
-  if type(job) ~= "table" or math.type(job.index) ~= "integer" or type(job.result) ~= "string" then
-    die(3, "cannot read the job file %s", path)
-  end
-  if job.search ~= s.id then
-    die(3, "this worker was started for search %s, but the script's hp.search{...} describes search %s: " ..
-      "a script must build the same search (space, seed, strategy, mode) in every run and run only one search",
-      tostring(job.search), s.id)
-  end
-  local t = s.trials[job.index] or die(3, "trial %d is not part of this search (%d trials)", job.index, #s.trials)
-  if type(job.started) == "string" then -- tells the search the script got this far
-    local f = io.open(job.started, "w")
-    if f then f:close() end
-  end
-  if math.type(job.threads) == "integer" then core.set_num_threads(job.threads) end
-  local rec, err = run_one(s, t, job.rungs)
-  if not rec then die(130, "%s", tostring(err)) end
-  json.write_atomic(job.result, rec)
-  os.exit(0)
-end
-
 -- Started from an emitted command (CNNLUA_HPSEARCH_TRIAL = index): the record to stdout.
-local function worker_emitted(s, value)
+local function run_emitted(s, value)
   local index = math.tointeger(tonumber(value))
   local t = index and s.trials[index] or
     die(2, "CNNLUA_HPSEARCH_TRIAL=%s is not a trial of this search (1..%d)", value, #s.trials)
@@ -286,11 +265,12 @@ end
 -- The command that re-runs this script: interpreter, its options, the script and its arguments.
 local function script_words()
   local a = rawget(_G, "arg")
-  if type(a) ~= "table" or type(a[0]) ~= "string" or a[0] == "-" then
-    fail("workers re-run the script, but there is none (arg[0]); run the search from a script file, or use workers = 0")
+  if type(a) ~= "table" or type(a[0]) ~= "string" or a[0] == "-" or a[0]:match("cnnlua$") then
+    fail("emit_commands writes commands that re-run the script, but there is none (arg[0]); " ..
+      "run the search from a script file")
   end
   if a[0]:match("busted$") then
-    fail("workers would re-run %s; write the search in a script of its own, or use workers = 0", a[0])
+    fail("emitted commands would re-run %s; write the search in a script of its own", a[0])
   end
   local lo = 0
   while a[lo - 1] ~= nil do lo = lo - 1 end
@@ -298,14 +278,6 @@ local function script_words()
   if lo == 0 then words[1] = "cnnlua" end
   for i = lo, #a do words[#words + 1] = q(a[i]) end
   return table.concat(words, " ")
-end
-
-local function read_text(path)
-  local f = io.open(path, "r")
-  if not f then return nil end
-  local s = f:read("a")
-  f:close()
-  return s
 end
 
 local function tail_lines(text, n)
@@ -317,16 +289,6 @@ local function tail_lines(text, n)
   return lines
 end
 
-local function make_temp_dir()
-  local name = os.tmpname() -- a fresh empty file, ours: our folder is beside it under its name
-  local dir = name .. ".hpsearch"
-  if not os.execute("mkdir " .. q(dir)) then
-    os.remove(name)
-    fail("cannot create a folder for the workers' files at %s", dir)
-  end
-  return dir, name
-end
-
 local Search = {}
 Search.__index = Search
 
@@ -336,30 +298,27 @@ function Search:record(rec)
   if self.s.log then json.append(self.s.log, rec) end
   self.finished[rec.index] = entry(t, rec)
   self.ran = self.ran + 1
-  if not self.s.quiet then
-    local e = self.finished[rec.index]
-    local ps = {}
-    for _, n in ipairs(self.s.names) do ps[#ps + 1] = n .. "=" .. Result.format(t.params[n]) end
-    print(string.format("[%d/%d] trial %d: %s, %s %s, %.1f s%s, %s%s", self.ran, self.todo, t.index, e.status,
-      self.s.metric, Result.format(e.metric), e.seconds or 0, e.steps and ", " .. space.num(e.steps) .. " steps" or "",
-      table.concat(ps, " "), e.message and " (" .. e.message:match("^[^\n]*") .. ")" or ""))
-    io.stdout:flush()
-  end
+  local e = self.finished[rec.index]
+  local ps = {}
+  for _, n in ipairs(self.s.names) do ps[#ps + 1] = n .. "=" .. Result.format(t.params[n]) end
+  self.view:finished(e, string.format("[%d/%d] trial %d: %s, %s %s, %.1f s%s, %s%s", self.ran, self.todo, t.index,
+    e.status, self.s.metric, Result.format(e.metric), e.seconds or 0,
+    e.steps and ", " .. space.num(e.steps) .. " steps" or "", table.concat(ps, " "),
+    e.message and " (" .. e.message:match("^[^\n]*") .. ")" or ""))
 end
 
--- The record of a worker that stopped without writing one.
-function Search:crash_record(job, code)
-  local out = read_text(job.base .. ".out")
-  local lines = tail_lines(out, 20)
+-- The record of a trial process that ended without handing one back.
+function Search:crash_record(job, how, code)
+  local lines = tail_lines(job.output and process.tail(job.output, 16384) or "", 20)
   local why
   if job.timed_out then
     why = string.format("timed out after %s s (killed)", space.num(self.s.timeout))
-  elseif code == nil then
-    why = "could not start a worker process"
-  elseif code > 128 then
-    why = string.format("worker killed by signal %d (exit status %d)", code - 128, code)
+  elseif how == "signal" then
+    why = string.format("worker killed by signal %d", code)
+  elseif how == "exit" then
+    why = string.format("worker exited with status %d", code)
   else
-    why = string.format("worker exited with status %s", tostring(code))
+    why = "worker process lost"
   end
   if #lines > 0 and not job.timed_out then
     -- the error's own line rather than the end of its traceback
@@ -374,147 +333,151 @@ function Search:crash_record(job, code)
   end
   local t = job.t
   return {type = "trial", search = self.s.id, index = t.index, seed = t.seed, params = t.params, status = "failed",
-          message = why, output = #lines > 0 and table.concat(lines, "\n") or nil, pid = self:pid(job),
-          seconds = core.wall_time() - job.started}
+          message = why, output = #lines > 0 and table.concat(lines, "\n") or nil, pid = job.pid,
+          seconds = process.clock() - job.started}
 end
 
--- Runs a shell command through io.popen rather than os.execute: system() ignores SIGINT while it
--- waits, so a Ctrl-C sent to this process alone during a launch would be lost.
-local function sh(cmd)
-  local p = io.popen(cmd, "r")
-  if not p then return false end
-  p:read("a")
-  return p:close()
-end
-
-local has_setsid
--- Starts trial t's worker in the background: its own session (setsid, when there is one), so a
--- timeout or a Ctrl-C stops the worker's whole process tree, and the terminal's Ctrl-C reaches
--- this process only, which stops the workers itself. The subshell writes the worker's pid, then
--- its exit status once it ends (the crash detector: a worker that ends without a result died).
+-- Forks trial t's process. The job is in self.running before the fork, and fork fills in its
+-- pid and pipe, so a Ctrl-C at any point finds every child to stop.
 function Search:launch(t)
-  if has_setsid == nil then has_setsid = sh("command -v setsid >/dev/null 2>&1") == true end
-  local base = self.dir .. "/trial-" .. t.index
-  json.write_atomic(base .. ".job", {search = self.s.id, index = t.index, threads = self.threads,
-                                     result = base .. ".result", started = base .. ".started", rungs = self.rungs})
-  local cmd = string.format(
-    "( OMP_NUM_THREADS=%d CNNLUA_HPSEARCH_WORKER=%s %s%s >%s 2>&1 </dev/null & echo $! >%s; wait $!; echo $? >%s )" ..
-    " >/dev/null 2>&1 </dev/null &",
-    self.threads, q(base .. ".job"), has_setsid and "setsid -w " or "", self.words, q(base .. ".out"),
-    q(base .. ".pid"), q(base .. ".exit"))
-  local job = {t = t, base = base, started = core.wall_time()}
-  if not sh(cmd) then return job, "failed" end
-  return job
-end
-
-function Search:pid(job)
-  if not job.pid then job.pid = math.tointeger(tonumber(read_text(job.base .. ".pid") or "")) end
-  return job.pid
-end
-
--- Signals each worker's process group (its session, under setsid) and the worker itself.
-local function kill(pids, sig)
-  local targets = {}
-  for _, pid in ipairs(pids) do
-    targets[#targets + 1] = "-" .. pid
-    targets[#targets + 1] = tostring(pid)
+  local s, rungs, threads = self.s, self.rungs, self.child_threads
+  local job = {t = t, started = process.clock(), chunks = {}, output = process.tmpfile()}
+  self.running[t.index] = job
+  self.nrunning = self.nrunning + 1
+  local ok, err = pcall(process.fork, function()
+    core.set_num_threads(threads)
+    local rec, err = run_one(s, t, rungs)
+    if not rec then error(err, 0) end
+    return json.encode(rec)
+  end, job)
+  if not ok then
+    if trial.is_interrupt(err) and job.pid then error(err, 0) end -- forked, then Ctrl-C: stop() has it
+    self:release(job)
+    local rec = self:crash_record(job)
+    rec.message = "could not start a worker process: " .. tostring(err)
+    self:record(rec)
+    return
   end
-  if #targets > 0 then sh("kill -" .. sig .. " " .. table.concat(targets, " ") .. " >/dev/null 2>&1") end
+  self.view:started(t)
 end
 
--- The record of a running job when it has ended, else nil.
-function Search:poll(job)
-  local rec = json.read_file(job.base .. ".result")
-  if rec then return rec end
-  local code = math.tointeger(tonumber(read_text(job.base .. ".exit") or ""))
-  if code then
-    rec = json.read_file(job.base .. ".result") -- written before the exit status, but read again
-    if rec then return rec end
-    rec = self:crash_record(job, code)
-    if not job.timed_out and not read_text(job.base .. ".started") then
-      -- the script itself fails when it runs as a worker: every trial would fail the same way
-      fail("a worker process failed before reaching hp.search (the script must run up to hp.search again " ..
-        "in each worker): %s", rec.message)
+-- Reads what the trial's pipe holds; true once it is at its end.
+local function drain(job)
+  while not job.eof do
+    local chunk = process.read(job.fd)
+    if chunk == nil then
+      job.eof = true
+    elseif chunk == "" then
+      break
+    else
+      job.chunks[#job.chunks + 1] = chunk
     end
-    return rec
   end
-  if self.s.timeout and core.wall_time() - job.started > self.s.timeout then
-    local pid = self:pid(job)
-    if pid and not job.timed_out then
-      job.timed_out, job.killed_at = true, core.wall_time()
-      kill({pid}, "TERM")
-    elseif pid and core.wall_time() - job.killed_at > 5 then
-      kill({pid}, "KILL")
+  return job.eof
+end
+
+-- Forgets a job whose process has ended: closes its descriptors.
+function Search:release(job)
+  if self.running[job.t.index] == job then
+    self.running[job.t.index] = nil
+    self.nrunning = self.nrunning - 1
+  end
+  if job.fd then process.close(job.fd) end
+  if job.output then process.close(job.output) end
+  job.fd, job.output = nil, nil
+end
+
+-- The record of a job whose process has ended (how, code: process.wait's answer), and whether
+-- the trial handed it back itself (false: made up here from how it ended).
+function Search:finish(job, how, code)
+  if job.fd then drain(job) end
+  local rec, own = json.decode(table.concat(job.chunks)), true
+  if type(rec) ~= "table" or rec.index ~= job.t.index then rec, own = self:crash_record(job, how, code), false end
+  self:release(job)
+  return rec, own
+end
+
+-- Checks one running job: its record when its process has ended, else nil (killing it past the
+-- timeout).
+function Search:poll(job)
+  if job.fd then drain(job) end
+  local how, code = process.wait(job.pid)
+  if how then return self:finish(job, how, code) end
+  local timeout = self.s.timeout
+  if timeout and process.clock() - job.started > timeout then
+    if not job.timed_out then
+      job.timed_out, job.killed_at = true, process.clock()
+      process.kill(job.pid, "TERM")
+    elseif process.clock() - job.killed_at > 2 then
+      process.kill(job.pid, "KILL")
     end
   end
   return nil
 end
 
--- Stops the running jobs (Ctrl-C): SIGTERM, then waits a little for them to go; a trial that
--- finished meanwhile is still recorded.
-function Search:stop(running)
-  local pids = {}
-  for _, job in pairs(running) do pids[#pids + 1] = self:pid(job) end
-  kill(pids, "TERM")
-  local deadline = core.wall_time() + 3
-  while next(running) and core.wall_time() < deadline do
-    for index, job in pairs(running) do
-      local rec = json.read_file(job.base .. ".result")
-      if rec then self:record(rec) end
-      if rec or read_text(job.base .. ".exit") then running[index] = nil end
+-- Stops the running trials (Ctrl-C, or an error in the search): SIGTERM, a short wait in which a
+-- trial that finishes is still recorded, then SIGKILL for the rest.
+function Search:stop()
+  for _, job in pairs(self.running) do
+    if job.pid then process.kill(job.pid, "TERM") end
+  end
+  local deadline = process.clock() + 2
+  while next(self.running) and process.clock() < deadline do
+    for _, job in pairs(self.running) do
+      if not job.pid then
+        self:release(job)
+      else
+        local how, code = process.wait(job.pid)
+        if how then
+          local rec, own = self:finish(job, how, code)
+          if own then self:record(rec) end -- one we stopped runs again next time
+        elseif job.fd then
+          drain(job)
+        end
+      end
     end
-    if next(running) then sleep(0.05) end
+    if next(self.running) then process.sleep(0.02) end
+  end
+  for _, job in pairs(self.running) do
+    if job.pid then
+      process.kill(job.pid, "KILL")
+      process.wait(job.pid, true)
+    end
+    self:release(job)
   end
 end
 
 function Search:run_workers(pending)
-  self.words = script_words()
-  local running, nrunning = {}, 0
-  local delay = 0.01
+  self.running, self.nrunning = {}, 0
+  self.child_threads = fork_threads(self.threads)
   local ok, err = pcall(function()
-    while #pending > 0 or nrunning > 0 do
-      while nrunning < self.s.workers and #pending > 0 do
-        local t = table.remove(pending, 1)
-        local job, problem = self:launch(t)
-        if problem then
-          self:record(self:crash_record(job, nil))
-        else
-          running[t.index], nrunning = job, nrunning + 1
-        end
+    while #pending > 0 or self.nrunning > 0 do
+      while self.nrunning < self.s.workers and #pending > 0 do self:launch(table.remove(pending, 1)) end
+      -- wait for a trial to hand back its record or end, a timeout to pass, or the view to redraw
+      local fds, wait = {}, 0.5
+      for _, job in pairs(self.running) do
+        if job.eof then wait = 0.01 else fds[#fds + 1] = job.fd end
+        if self.s.timeout then wait = math.min(wait, math.max(0.01, job.started + self.s.timeout - process.clock())) end
       end
-      local progress = false
-      for index, job in pairs(running) do
+      process.poll(fds, wait)
+      for _, job in pairs(self.running) do
         local rec = self:poll(job)
-        if rec then
-          running[index], nrunning = nil, nrunning - 1
-          self:record(rec)
-          progress = true
-        end
+        if rec then self:record(rec) end
       end
-      if progress then
-        delay = 0.01
-      elseif nrunning > 0 then
-        if not sleep(delay) then
-          self.interrupted = true
-          return
-        end
-        delay = math.min(0.2, delay * 1.5)
-      end
+      self.view:tick()
     end
   end)
   if not ok then
-    if not trial.is_interrupt(err) then
-      self:stop(running)
-      error(err, 0)
-    end
+    self:stop()
+    if not trial.is_interrupt(err) then error(err, 0) end
     self.interrupted = true
   end
-  if next(running) then self:stop(running) end
 end
 
 function Search:run_here(pending)
   for _, t in ipairs(pending) do
     local saved = core.get_rng_state()
+    self.view:started(t)
     local ok, rec = pcall(run_one, self.s, t, self.rungs)
     core.set_rng_state(saved)
     if not ok then
@@ -528,21 +491,46 @@ function Search:run_here(pending)
   end
 end
 
--- Files named by s.merge: a folder's *.jsonl, or what a shell glob matches.
-local function merge_files(pattern)
-  local cmd
-  if os.execute("test -d " .. q(pattern)) then
-    cmd = "for f in " .. q(pattern) .. "/*.jsonl; do [ -f \"$f\" ] && printf '%s\\n' \"$f\"; done"
+-- A glob's file-name part as a Lua pattern (* ? and [...] classes).
+local function glob_pattern(glob)
+  local out, i = {"^"}, 1
+  while i <= #glob do
+    local c = glob:sub(i, i)
+    if c == "*" then
+      out[#out + 1] = "[^/]*"
+    elseif c == "?" then
+      out[#out + 1] = "[^/]"
+    elseif c == "[" and glob:find("]", i + 2, true) then
+      local close = glob:find("]", i + 2, true)
+      local body = glob:sub(i + 1, close - 1):gsub("^!", "^"):gsub("%%", "%%%%")
+      out[#out + 1] = "[" .. body .. "]"
+      i = close
+    else
+      out[#out + 1] = c:gsub("%W", "%%%0")
+    end
+    i = i + 1
+  end
+  return table.concat(out) .. "$"
+end
+
+-- Files named by s.merge: a folder's *.jsonl, or the files a wildcard file name matches.
+local function merge_files(where)
+  local dir, pattern
+  if lfs.attributes(where, "mode") == "directory" then
+    dir, pattern = where, "%.jsonl$"
   else
-    cmd = "for f in " .. pattern:gsub("[^%w%._/*?%[%]%-]", "\\%0")
-      .. "; do [ -f \"$f\" ] && printf '%s\\n' \"$f\"; done"
+    dir, pattern = dirname(where), glob_pattern(where:match("[^/]*$"))
+    if dir:find("[*?%[]") then fail("merge: only the file name may hold wildcards, got %s", where) end
   end
-  local p = io.popen(cmd)
   local files = {}
-  if p then
-    for line in p:lines() do files[#files + 1] = line end
-    p:close()
+  if lfs.attributes(dir, "mode") ~= "directory" then return files end
+  for name in lfs.dir(dir) do
+    local path = (dir == "." and not where:match("^%./") and where:find("/") == nil) and name or dir .. "/" .. name
+    if name ~= "." and name ~= ".." and name:match(pattern) and lfs.attributes(path, "mode") == "file" then
+      files[#files + 1] = path
+    end
   end
+  table.sort(files)
   return files
 end
 
@@ -553,7 +541,7 @@ function Search:emit(pending)
   mkdir_p(dirname(self.s.emit_commands))
   local lines = {}
   for _, t in ipairs(pending) do
-    local env = "CNNLUA_HPSEARCH_TRIAL=" .. t.index
+    local env = "CNNLUA_HPSEARCH_TRIAL=" .. t.index .. " CNNLUA_HPSEARCH_SEARCH=" .. self.s.id
     if self.s.threads then env = env .. " CNNLUA_HPSEARCH_THREADS=" .. self.s.threads end
     if self.s.asha then env = env .. " CNNLUA_HPSEARCH_RUNGS=" .. q(dir .. "/rungs.jsonl") end
     lines[#lines + 1] = string.format("%s %s > %s", env, words, q(dir .. "/trial-" .. t.index .. ".jsonl"))
@@ -582,9 +570,19 @@ function Search:load_log()
   return n
 end
 
+local function result_of(s, finished, fields)
+  local trials = {}
+  for i, t in ipairs(s.trials) do
+    trials[i] = finished[t.index] or {index = t.index, seed = t.seed, params = t.params, status = "pending"}
+  end
+  fields.trials, fields.names, fields.dists, fields.metric, fields.mode = trials, s.names, s.dists, s.metric, s.mode
+  fields.strategy, fields.log, fields.search = s.strategy, s.log, s.id
+  return Result.new(fields)
+end
+
 local function search(s)
   local self = setmetatable({s = s, finished = {}, ran = 0, todo = 0}, Search)
-  local t0 = core.wall_time()
+  local t0 = process.clock()
   if s.log then mkdir_p(dirname(s.log)) end
   local resumed, merged = 0, 0
   if s.log then resumed = self:load_log() end
@@ -612,18 +610,22 @@ local function search(s)
     emitted = s.emit_commands
   elseif #pending > 0 then
     self.threads = s.threads or math.max(1, core.get_num_threads() // math.max(1, s.workers))
-    if s.workers > 0 or (s.asha and not s.log) then self.dir, self.tmpname = make_temp_dir() end
-    if s.asha then self.rungs = s.log or (self.dir .. "/rungs.jsonl") end
-    if not s.quiet then
-      local from = {}
-      if resumed > 0 then from[#from + 1] = string.format("%d from %s", resumed, s.log) end
-      if merged > 0 then from[#from + 1] = string.format("%d merged", merged) end
-      print(string.format("hpsearch: %s search, %d trials%s; %s", s.strategy, #s.trials,
-        #from > 0 and " (" .. table.concat(from, ", ") .. " already done)" or "",
-        s.workers > 0 and string.format("%d worker%s x %d thread%s", s.workers, s.workers > 1 and "s" or "",
-          self.threads, self.threads > 1 and "s" or "") or "in this process"))
-      io.stdout:flush()
+    if s.asha then
+      self.rungs = s.log
+      if not self.rungs then -- a file of our own that every trial process appends to
+        self.rungs_tmp = os.tmpname()
+        self.rungs = self.rungs_tmp
+      end
     end
+    self.view = View.new{quiet = s.quiet, todo = #pending, workers = s.workers, metric = s.metric, mode = s.mode}
+    local from = {}
+    if resumed > 0 then from[#from + 1] = string.format("%d from %s", resumed, s.log) end
+    if merged > 0 then from[#from + 1] = string.format("%d merged", merged) end
+    local threads = s.workers > 0 and fork_threads(self.threads) or core.get_num_threads()
+    self.view:line(string.format("hpsearch: %s search, %d trials%s; %s", s.strategy, #s.trials,
+      #from > 0 and " (" .. table.concat(from, ", ") .. " already done)" or "",
+      s.workers > 0 and string.format("%d worker%s x %d thread%s", s.workers, s.workers > 1 and "s" or "",
+        threads, threads > 1 and "s" or "") or "in this process"))
     if s.log then
       json.append(s.log, {type = "search", search = s.id, strategy = s.strategy, space = space.text(s),
                           seed = s.seed, trials = #s.trials, started = os.date("!%Y-%m-%dT%H:%M:%SZ")})
@@ -631,34 +633,28 @@ local function search(s)
     local ok, err = pcall(function()
       if s.workers > 0 then self:run_workers(pending) else self:run_here(pending) end
     end)
-    if self.dir then
-      os.execute("rm -rf " .. q(self.dir))
-      os.remove(self.tmpname)
-    end
+    self.view:close()
+    if self.rungs_tmp then os.remove(self.rungs_tmp) end
     if not ok then error(err, 0) end
     -- a Ctrl-C may have come between a record's log line and its entry here: the log decides
     if self.interrupted and s.log then self:load_log() end
   end
 
-  local trials = {}
-  for i, t in ipairs(s.trials) do
-    trials[i] = self.finished[t.index] or {index = t.index, seed = t.seed, params = t.params, status = "pending"}
-  end
   if self.interrupted then
     local done = 0
     for _ in pairs(self.finished) do done = done + 1 end
+    io.stdout:flush()
     io.stderr:write(string.format("hpsearch: interrupted: %d of %d trials done%s\n", done, #s.trials,
       s.log and "; run the search again to resume from " .. s.log or " (no log: give log = to resume)"))
     io.stderr:flush()
   end
-  return Result.new{trials = trials, names = s.names, dists = s.dists, metric = s.metric, mode = s.mode,
-                    strategy = s.strategy, log = s.log, interrupted = self.interrupted or false,
-                    seconds = core.wall_time() - t0, search = s.id, emitted = emitted, commands = commands}
+  return result_of(s, self.finished, {interrupted = self.interrupted or false, seconds = process.clock() - t0,
+                                      emitted = emitted, commands = commands})
 end
 
 --- cnn.hpsearch.search{space=, objective=, mode=, strategy="random", trials=, workers=1, seed=0,
 ---   metric="metric", log=, ...} -> result
---- Runs (or resumes) a search and returns its result; in a worker process, runs one trial and exits.
+--- Runs (or resumes) a search, each trial in a forked process, and returns its result.
 ---
 --- **Options.** space and objective are required, and mode ("max" or "min"). metric names the metric
 --- (the key read when the objective returns a table). log is the JSON-lines path. threads per worker
@@ -684,21 +680,26 @@ end
 --- (required), eta = 3, min_steps = 1, grace = 1. Every trial records the highest step it reported
 --- (`steps`), so result.total_steps compares the budget spent with a random search's.
 ---
---- **Workers.** Each trial runs in a fresh process that re-runs the script (`arg[0]` with its
---- arguments, under the same interpreter) with CNNLUA_HPSEARCH_WORKER naming a job file; when that
---- process reaches hp.search with the same spec, hp.search runs the one trial, writes its record and
---- exits. Forking a process whose OpenMP or OpenBLAS threads have started is unsafe; this is Python
---- multiprocessing's "spawn". So the script must build the same search in every run (a spec from its
---- arguments, not from the clock), run one search, and keep expensive set-up (data loading) inside the
---- objective, where only workers pay for it. A worker runs with `threads` threads and calls
+--- **Workers.** Each trial runs in a child process forked from this one when the trial starts: the
+--- objective closure, its upvalues and whatever the session has loaded (a dataset, a model) are there
+--- as they are now, shared copy-on-write, so nothing is re-run or re-read. So a search works the same
+--- from a script, `cnnlua -e`, `cnnlua -i` and the REPL prompt, and one session can run any number of
+--- searches one after another. A trial's process calls cnn.set_num_threads(threads) and
 --- cnn.manual_seed(trial.seed) before the objective, so a trial re-run with its params and seed gives
---- the same metric. workers = 0 runs the trials one by one in this process (for debugging; the
---- caller's random state is restored after each; a crash ends the search). A trial whose objective
---- raises, whose process dies, that runs past `timeout` or that returns NaN or inf is recorded
---- ("failed" or "nan", with the message) and the search goes on. A worker that dies before its script
---- reaches hp.search (an error in the script itself) stops the search with that error. Ctrl-C stops
---- the search: running trials are stopped, finished ones stay in the log, the result so far comes back
---- with result.interrupted = true, and running the search again resumes.
+--- the same metric. (Until the thread layer survives fork(), a forked trial runs its kernels on one
+--- thread: a child of a process whose OpenMP pool has started would hang in its first parallel
+--- region.) A trial's output goes to a temporary file; its end is kept in a failed trial's record.
+--- workers = 0 runs the trials one by one in this process (for debugging; the caller's random state
+--- is restored after each; a crash ends the search). A trial whose objective raises, whose process
+--- dies (os.exit, a signal), that runs past `timeout` or that returns NaN or inf is recorded
+--- ("failed" or "nan", with the message) and the search goes on. Ctrl-C stops the search: running
+--- trials are stopped, finished ones stay in the log, the result so far comes back with
+--- result.interrupted = true (the script or the REPL goes on), and running the search again with
+--- the same log resumes.
+---
+--- **Progress.** On a terminal a status line under the trials' lines shows the trials finished (ok,
+--- pruned, failed), running, the best so far, the time spent and an estimate of the time left;
+--- piped or logged, one plain line per finished trial (no carriage returns). quiet = true: nothing.
 ---
 --- **Log.** One JSON line per finished trial ({"type":"trial", index, seed, params, status, metric,
 --- seconds, steps, pid, message, ...}), one per ASHA rung report and one per search start; numbers
@@ -706,10 +707,13 @@ end
 --- (matched on index, seed and params).
 ---
 --- **Elsewhere.** emit_commands = "cmds.txt" writes one shell command per unfinished trial instead of
---- running them, `CNNLUA_HPSEARCH_TRIAL=i cnnlua script.lua ARGS > DIR/trial-i.jsonl` (DIR = emit_dir,
---- default the commands file's folder), for GNU parallel or a Slurm array. A later run with
---- merge = "DIR" (a folder of *.jsonl, or a shell glob) takes their records into the log and the
---- result, and runs whatever is still missing.
+--- running them, `CNNLUA_HPSEARCH_TRIAL=i CNNLUA_HPSEARCH_SEARCH=id cnnlua script.lua ARGS >
+--- DIR/trial-i.jsonl` (DIR = emit_dir, default the commands file's folder), for GNU parallel or a
+--- Slurm array. Each re-runs the script, whose search `id` runs trial i alone and prints its record
+--- (the script's other searches return at once, every trial "pending"), so the script must build the
+--- same search on every run (a spec from its arguments, not from the clock). A later run with
+--- merge = "DIR" (a folder of *.jsonl, or a path whose file name holds * ? wildcards) takes their
+--- records into the log and the result, and runs whatever is still missing.
 ---
 --- **Result.** result.trials (index order: index, params, seed, status "ok"|"pruned"|"nan"|"failed"|
 --- "pending", metric, seconds, steps, pid, message, values = other fields of a returned table),
@@ -722,9 +726,12 @@ function hp.search(spec)
     if getmetatable(s) == Fail then error("hpsearch.search: " .. s.msg, 2) end
     error(s, 0)
   end
-  local job, emitted = os.getenv("CNNLUA_HPSEARCH_WORKER"), os.getenv("CNNLUA_HPSEARCH_TRIAL")
-  if job and job ~= "" then worker_job(s, job) end
-  if emitted and emitted ~= "" then worker_emitted(s, emitted) end
+  local emitted = os.getenv("CNNLUA_HPSEARCH_TRIAL")
+  if emitted and emitted ~= "" then
+    local which = os.getenv("CNNLUA_HPSEARCH_SEARCH")
+    if which == nil or which == "" or which == s.id then run_emitted(s, emitted) end
+    return result_of(s, {}, {interrupted = false, seconds = 0}) -- another search's trial command
+  end
   local res
   ok, res = pcall(search, s)
   if not ok then

@@ -29,7 +29,8 @@
 local core = require "cnn.core"
 
 local cnn = {}
-local internal = {F = true, optim_kernels = true, io = true, canvas = true, dist = true, Tensor = true}
+local internal = {F = true, optim_kernels = true, io = true, canvas = true, dist = true, process = true,
+                  Tensor = true}
 for k, v in pairs(core) do
   if k:sub(1, 1) ~= "_" and not internal[k] then cnn[k] = v end
 end

@@ -581,6 +581,63 @@ static void test_help_and_time_in_pipes_and_scripts(void) {
   CHECK(strstr(r.out, "cnn.F.relu(x) -> Tensor\n") && strstr(r.out, "\ntrue\t3\n"), "stdout was '%s'", r.out);
 }
 
+/* hp.search with worker processes from the prompt: an objective defined there, a random search
+ * on 2 workers, then a grid search with another space in the same session, each result printed;
+ * a Ctrl-C in a third search stops it, keeps what finished, and the session goes on. */
+static void test_hpsearch_at_the_prompt(void) {
+  Pty *p = pty_start(history, NO_ARGS);
+  pty_expect(p, "> ");
+  pty_send(p, "hp = cnn.hpsearch; data = cnn.linspace(0, 1, 11)\r");
+  pty_send(p, "function f(p) return (data[p.i] - p.t) ^ 2 end\r");
+  pty_send(p, "r = hp.search{space = {i = hp.randint(1, 11), t = 0.3}, trials = 6, workers = 2, seed = 4, "
+              "mode = \"min\", objective = f}\r");
+  pty_expect(p, "random search, 6 trials; 2 workers");
+  pty_expect(p, "[6/6] trial ");
+  pty_send(p, "print(#r.trials, r.best.params.i, r.interrupted)\r");
+  pty_expect(p, "\n6\t4\tfalse\r\n");
+  pty_send(p, "g = hp.search{space = {i = {2, 6, 10}, t = {0.5, 0.9}}, strategy = \"grid\", workers = 2, "
+              "mode = \"min\", quiet = true, objective = f}\r");
+  pty_send(p, "g\r");
+  pty_expect(p, "6 trials (6 ok); best: trial 3, metric = 0 (i=6, t=0.5)");
+  pty_send(p, "print(#g.trials, g.best.params.i, g.best.params.t)\r");
+  pty_expect(p, "\n6\t6\t0.5\r\n");
+
+  /* Ctrl-C: a search of slow trials stops; the REPL lives on */
+  pty_send(p, "s = hp.search{space = {x = hp.uniform(0, 1)}, trials = 50, workers = 2, mode = \"min\", "
+              "objective = function(p) local t = os.clock() while os.clock() - t < 0.3 do end return p.x end}\r");
+  pty_expect(p, "[2/50] trial");
+  pty_send(p, "\x03");
+  pty_expect(p, "hpsearch: interrupted: ");
+  pty_expect(p, "> ");
+  pty_send(p, "print(s.interrupted, s.trials[1].status, s.trials[50].status)\r");
+  pty_expect(p, "\ntrue\tok\tpending\r\n");
+  pty_send(p, "1+1\r");
+  pty_expect(p, "\n2\r\n");
+  pty_send_ctrl_d(p);
+  CHECK(pty_finish(p) == 0, "exit code not 0");
+}
+
+/* The same from `cnnlua -e` and after `cnnlua -i script` (the objective from the script). */
+static void test_hpsearch_from_e_and_i(void) {
+  Run r;
+  run(&r, NULL,
+      ARGS("-e", "local hp = cnn.hpsearch; for k = 1, 2 do "
+                 "local r = hp.search{space = {x = {1, 2, 3 + k}}, strategy = 'grid', workers = 2, mode = 'max', "
+                 "quiet = true, objective = function(p) return p.x * 10 end}; print(r.best.metric) end"));
+  CHECK(r.code == 0, "exit code %d, stderr '%s'", r.code, r.err);
+  CHECK(strcmp(r.out, "40\n50\n") == 0, "stdout was '%s'", r.out);
+
+  char script[256];
+  snprintf(script, sizeof script, "%s/objective.lua", tmpdir);
+  write_file(script, "function objective(p) return -(p.x - 2) ^ 2 end\n");
+  run(&r,
+      "r = cnn.hpsearch.search{space = {x = {0, 1, 2, 3}}, strategy = 'grid', workers = 2, mode = 'max', "
+      "quiet = true, objective = objective}\nr.best.params.x, #r.trials\n",
+      ARGS("-i", script));
+  CHECK(r.code == 0, "exit code %d, stderr '%s'", r.code, r.err);
+  CHECK(strcmp(r.out, "2\t4\n") == 0, "stdout was '%s'", r.out);
+}
+
 #define RUN(test)                                                       \
   do {                                                                  \
     int before = failures;                                              \
@@ -620,6 +677,8 @@ int main(int argc, char **argv) {
   RUN(test_tab_completes_names_paths_and_methods);
   RUN(test_help_and_percent_time_at_the_prompt);
   RUN(test_help_and_time_in_pipes_and_scripts);
+  RUN(test_hpsearch_at_the_prompt);
+  RUN(test_hpsearch_from_e_and_i);
 
   char cmd[512];
   snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);

@@ -178,10 +178,9 @@ describe("hpsearch.search options", function()
       .. "got a table")
   end)
 
-  it("refuse worker processes that would re-run busted", function()
-    assert.has_error(function() hp.search(ok_spec{workers = 1}) end,
-      "hpsearch.search: workers would re-run " .. arg[0]
-      .. "; write the search in a script of its own, or use workers = 0")
+  it("refuse emitted commands that would re-run busted", function()
+    assert.has_error(function() hp.search(ok_spec{emit_commands = tmp .. "/never.txt"}) end,
+      "hpsearch.search: emitted commands would re-run " .. arg[0] .. "; write the search in a script of its own")
   end)
 
   it("report() checks its arguments", function()
@@ -302,7 +301,8 @@ RESULT(res)
     assert.are.equal(0, code, out)
     local r = result_of(out)
     local pids, distinct = {}, 0
-    local threads = math.max(1, cnn.get_num_threads() // 2) -- this process sees the cores the search saw
+    -- floor(cores / workers), held to 1 while a forked child cannot start a thread pool of its own
+    local threads = 1
     for i, t in ipairs(r.trials) do
       assert.are.equal("ok", t.status, t.message)
       assert.are.equal(i, t.index)
@@ -317,6 +317,55 @@ RESULT(res)
       assert.are.equal(space.sample(space.normalize{x = hp.uniform(-1, 1)}, 11, i).x, t.params.x)
     end
     assert.is_true(distinct > 1)
+  end)
+
+  it("fork from any process: the objective's upvalues reach the trials, nothing re-runs", function()
+    -- this spec runs under busted: no script a worker could re-run, and none is needed
+    local data = cnn.arange(10):float() -- made here, read by every trial from the shared pages
+    local loaded = 0
+    local res = hp.search{space = {k = {1, 5, 10}}, strategy = "grid", workers = 2, mode = "max", quiet = true,
+      objective = function(p)
+        loaded = loaded + 1 -- changes the trial's copy only
+        local pid = require("cnn.hpsearch.trial").pid()
+        return {metric = data:narrow(1, 1, p.k):sum():item(), pid = pid, loaded = loaded}
+      end}
+    local me = require("cnn.hpsearch.trial").pid()
+    assert.are.same({0, 10, 45}, {res.trials[1].metric, res.trials[2].metric, res.trials[3].metric})
+    for _, t in ipairs(res.trials) do
+      assert.are.equal("ok", t.status)
+      assert.are_not.equal(me, t.pid)
+      assert.are.equal(t.pid, t.values.pid)
+      assert.are.equal(1, t.values.loaded)
+    end
+    assert.are.equal(0, loaded)
+    assert.are.equal(3, res.best.index)
+  end)
+
+  it("run several different searches one after another in one script", function()
+    local path = script("three", [[
+local data = cnn.linspace(0, 1, 11)
+local function objective(p) return (data[p.i] - p.target) ^ 2 end
+local a = hp.search{space = {i = hp.randint(1, 11), target = 0.3}, trials = 5, workers = 2, seed = 1, mode = "min",
+  quiet = true, objective = objective}
+local b = hp.search{space = {i = {2, 4, 6, 8}, target = {0.5, 0.7}}, strategy = "grid", workers = 2, mode = "min",
+  quiet = true, objective = objective}
+local c = hp.search{space = {i = hp.randint(1, 11), target = 0.9}, strategy = "asha", max_steps = 3, trials = 4,
+  workers = 2, seed = 2, mode = "min", quiet = true, objective = function(p, report)
+    for step = 1, 3 do report(step, objective(p) + 1 / step) end
+    return objective(p)
+  end}
+print("COUNTS", #a.trials, #b.trials, #c.trials)
+print("BEST", a.best.params.target, b.best.params.i, b.best.params.target, c.best.params.target)
+RESULT(b)
+]])
+    local out, code = run(path)
+    assert.are.equal(0, code, out)
+    assert.truthy(out:find("COUNTS\t5\t8\t4\n"), out)
+    assert.truthy(out:find("BEST\t0.3\t6\t0.5\t0.9\n"), out)
+    for _, t in ipairs(result_of(out).trials) do
+      assert.are.equal("ok", t.status)
+      assert.is_true(math.abs(t.metric - ((t.params.i - 1) / 10 - t.params.target) ^ 2) < 1e-6)
+    end
   end)
 
   it("record an error, a dead process, a NaN and a timeout as failed trials and go on", function()
@@ -487,8 +536,9 @@ RESULT(res)
     local cmds = lines_of(dir .. "/cmds.txt")
     assert.are.equal(4, #cmds)
     for i, c in ipairs(cmds) do
-      local idx, rest, target = c:match("^CNNLUA_HPSEARCH_TRIAL=(%d+) (.-) > (%S+)$")
+      local idx, id, rest, target = c:match("^CNNLUA_HPSEARCH_TRIAL=(%d+) CNNLUA_HPSEARCH_SEARCH=(%x+) (.-) > (%S+)$")
       assert.are.equal(i, tonumber(idx), c)
+      assert.are.equal(16, #id)
       assert.are.equal(CNNLUA .. " " .. path .. " emit " .. dir, rest)
       assert.are.equal(dir .. "/trial-" .. i .. ".jsonl", target)
     end
@@ -506,6 +556,30 @@ RESULT(res)
       end
     end
     assert.are.equal(4, #lines_of(dir .. "/search.jsonl", '"type":"trial"'))
+  end)
+end)
+
+describe("hpsearch trial commands in a script of several searches", function()
+  it("run the named search's trial; the other searches return at once", function()
+    local path = script("two", [[
+local first = hp.search{space = {x = {1, 2}}, strategy = "grid", mode = "min", quiet = true,
+  objective = function(p) print("FIRST RAN") return p.x end}
+local second = hp.search{space = {x = {10, 20}}, strategy = "grid", mode = "min", quiet = true,
+  emit_commands = arg[1] and arg[1] .. "/cmds.txt" or nil, objective = function(p) return p.x * 3 end}
+print("STATUS", first.trials[1].status, second.trials[1].status)
+]])
+    local dir = tmp .. "/two"
+    local out, code = run(path, sh_quote(dir))
+    assert.are.equal(0, code, out)
+    assert.truthy(out:find("STATUS\tok\tpending", 1, true) or out:find("STATUS\tok\tpending"), out)
+    local cmds = lines_of(dir .. "/cmds.txt")
+    assert.are.equal(2, #cmds)
+    assert.is_true(os.execute(cmds[2]))
+    local text = read(dir .. "/trial-2.jsonl")
+    assert.falsy(text:find("FIRST RAN", 1, true), text)
+    local rec = dkjson.decode(text:match("\n({[^\n]+})\n$"))
+    assert.are.equal(2, rec.index)
+    assert.are.equal(60, rec.metric)
   end)
 end)
 

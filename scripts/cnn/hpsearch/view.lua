@@ -1,0 +1,113 @@
+-- cnn.hpsearch.view: what a running search shows. Every finished trial prints one line. On a
+-- terminal a status line sits under them and is redrawn in place (at most once a second, and at
+-- every event): trials finished (ok, pruned, failed), running, the best metric so far, the time
+-- spent and an estimate of the time left. Anywhere else (a pipe, a file, an mpirun log) only the
+-- lines are written: no carriage returns, no escape sequences. quiet = true shows nothing.
+local core = require "cnn.core"
+local Result = require "cnn.hpsearch.result"
+
+local process = core.process
+
+local View = {}
+View.__index = View
+
+-- 75 s -> "1:15", 4000 s -> "1:06:40"
+local function clock_text(s)
+  s = math.floor(s + 0.5)
+  if s >= 3600 then return string.format("%d:%02d:%02d", s // 3600, s % 3600 // 60, s % 60) end
+  return string.format("%d:%02d", s // 60, s % 60)
+end
+View.clock_text = clock_text
+
+--- View.new{quiet=, todo=, workers=, metric=, mode=, tty=}: tty defaults to whether stdout is a
+--- terminal; the status line shows only with worker processes (an objective running in this
+--- process writes to the same terminal).
+function View.new(o)
+  local v = setmetatable({quiet = o.quiet, todo = o.todo, metric = o.metric, mode = o.mode, running = 0, done = 0,
+                          counts = {ok = 0, pruned = 0, failed = 0}, t0 = process.clock(), shown = false, drawn = 0},
+                         View)
+  local tty = o.tty
+  if tty == nil then tty = core.isatty(io.stdout) and os.getenv("TERM") ~= "dumb" end
+  v.live = not o.quiet and tty and (o.workers or 0) > 0
+  return v
+end
+
+function View:clear()
+  if self.shown then
+    io.stdout:write("\r\27[K")
+    self.shown = false
+  end
+end
+
+--- view:status(): the status line's text.
+function View:status()
+  local c = self.counts
+  local parts = {}
+  for _, k in ipairs{"ok", "pruned", "failed"} do
+    if c[k] > 0 then parts[#parts + 1] = c[k] .. " " .. k end
+  end
+  local s = string.format("hpsearch: %d/%d done%s, %d running", self.done, self.todo,
+    #parts > 0 and " (" .. table.concat(parts, ", ") .. ")" or "", self.running)
+  if self.best then
+    s = s .. string.format(", best %s %s (trial %d)", self.metric, Result.format(self.best.metric), self.best.index)
+  end
+  local elapsed = process.clock() - self.t0
+  s = s .. ", " .. clock_text(elapsed)
+  if self.done > 0 and self.done < self.todo then
+    s = s .. string.format(", ~%s left", clock_text(elapsed / self.done * (self.todo - self.done)))
+  end
+  return s
+end
+
+function View:draw()
+  if not self.live then return end
+  local text = self:status()
+  local width = process.columns()
+  if width and width > 1 and #text > width - 1 then text = text:sub(1, width - 4) .. "..." end
+  io.stdout:write("\r\27[K", text)
+  io.stdout:flush()
+  self.shown, self.drawn = true, process.clock()
+end
+
+--- view:line(text): a line above the status line.
+function View:line(text)
+  if self.quiet then return end
+  self:clear()
+  io.stdout:write(text, "\n")
+  self:draw()
+  io.stdout:flush()
+end
+
+--- view:started(trial)
+function View:started()
+  self.running = self.running + 1
+  self:draw()
+end
+
+local function better(a, b, mode)
+  if mode == "max" then return a > b end
+  return a < b
+end
+
+--- view:finished(entry, text): a trial ended (entry: its result entry); text is its line.
+function View:finished(e, text)
+  self.running = math.max(0, self.running - 1)
+  self.done = self.done + 1
+  local k = (e.status == "ok" or e.status == "pruned") and e.status or "failed"
+  self.counts[k] = self.counts[k] + 1
+  if e.status == "ok" and (not self.best or better(e.metric, self.best.metric, self.mode)) then self.best = e end
+  self:line(text)
+end
+
+--- view:tick(): redraws the status line when a second has passed (the clocks move).
+function View:tick()
+  if self.live and process.clock() - self.drawn >= 1 then self:draw() end
+end
+
+--- view:close(): takes the status line away.
+function View:close()
+  self:clear()
+  io.stdout:flush()
+end
+
+return View
