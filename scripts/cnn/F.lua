@@ -1,5 +1,5 @@
 --- module cnn.F
---- Functional ops: convolution, pooling, activations, normalisation, dropout and losses.
+--- Functional ops: convolution, pooling, activations, normalisation, losses.
 --- Stateless and differentiable: autograd records each, and nn's layers call them in forward.
 --- Conventionally `local F = cnn.F`.
 

@@ -1,5 +1,5 @@
 --- module cnn.autograd
---- Differentiable functions written in Lua, backward callbacks and gradient checking.
+--- Differentiable functions in Lua, backward callbacks, gradient checking.
 --- The engine itself is in C: t:requires_grad_(), t:backward(), cnn.no_grad and the tensor fields
 --- grad, grad_fn and is_leaf.
 

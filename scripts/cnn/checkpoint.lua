@@ -1,5 +1,5 @@
 --- module cnn.checkpoint
---- A whole training state (model and optimiser state_dicts, epoch, generator) in one file.
+--- A whole training state (models, optimisers, epoch, generator) in one file.
 --- `cnn.checkpoint.save("run.ckpt", {model = m:state_dict(), optimizer = opt:state_dict(), epoch = e,
 --- rng = cnn.get_rng_state()})`; cnn.trainer.fit writes and resumes these.
 

@@ -1,5 +1,5 @@
 --- module cnn.data
---- Datasets (MNIST, CIFAR-10, tensors, image folders), the DataLoader and batch transforms.
+--- Datasets (MNIST, CIFAR-10, tensors, folders), the DataLoader, transforms.
 --- A dataset has `#ds` samples; `ds:get(i)` returns `x, y` and `ds[i]` the pair as a table `{x, y}`
 --- (Lua's indexing yields one value). Labels are 1-based (1..C); files that store 0..C-1 are shifted.
 --- Any table with a length and either `get` or `[i] -> {x, y}` works with the DataLoader.
@@ -528,7 +528,7 @@ end
 -- sample from cnn's random stream (cnn.manual_seed makes them repeat).
 
 --- module cnn.data.transforms
---- Image transforms for DataLoader (whole batches) and ImageFolder (one image), run in C.
+--- Image transforms for batches (DataLoader) or images (ImageFolder).
 --- Each is a callable `t(x) -> x'`; random ones draw from cnn's generator, per sample.
 local transforms = {}
 data.transforms = transforms

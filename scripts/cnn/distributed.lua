@@ -1,5 +1,5 @@
 --- module cnn.distributed
---- Data-parallel training across the processes (ranks) of an MPI job, numbered from 0.
+--- Data-parallel training across the processes (ranks, from 0) of an MPI job.
 --- One process per rank, started by mpirun or srun (`mpirun -np 4 cnnlua train.lua`). Without MPI,
 --- or when no launcher started the script, init() gives a world of one and the same script runs.
 --- A rank whose script fails takes the job down (MPI_Abort) rather than leave the others waiting.

@@ -1,5 +1,5 @@
 --- module cnn.help
---- help(x): the signature and description of cnn's functions, modules and classes.
+--- help(x): the signature and description of cnn's functions and classes.
 --- In cnnlua `help` is a global: `help(cnn.F.conv2d)`, `help(x)` for a tensor or a layer,
 --- `help("pool")` to search by name, `help()` for an overview.
 
@@ -236,7 +236,7 @@ local function entry_text(e)
   return s
 end
 
-local LISTING_WIDTH = 100 -- columns of a listing row; a longer summary is cut at a word
+local LISTING_WIDTH = 100 -- columns of a listing; a longer summary wraps under itself
 
 -- "  name   summary" lines for the given short names.
 local function listing(rows)
@@ -246,11 +246,18 @@ local function listing(rows)
   local lines = {}
   for _, r in ipairs(rows) do
     local head = "  " .. r[1] .. string.rep(" ", math.max(1, width - #r[1] + 2))
-    local text = r[2]
-    if #head + #text > LISTING_WIDTH then
-      text = text:sub(1, math.max(10, LISTING_WIDTH - #head - 4)):gsub("%s+%S*$", "") .. " ..."
+    local indent, line = string.rep(" ", width + 4), head
+    for word in r[2]:gmatch("%S+") do
+      if line == head then
+        line = line .. word
+      elseif #line + 1 + #word > LISTING_WIDTH then
+        lines[#lines + 1] = line
+        line = indent .. word
+      else
+        line = line .. " " .. word
+      end
     end
-    lines[#lines + 1] = head .. text
+    lines[#lines + 1] = line
   end
   return table.concat(lines, "\n")
 end

@@ -1,5 +1,5 @@
 --- module cnn.hpsearch
---- Hyperparameter searches (grid, random, ASHA) whose trials run in forked worker processes.
+--- Hyperparameter searches (grid, random, ASHA), each trial in a forked process.
 --- Results go to an append-only JSON-lines log that a re-run resumes from. Conventionally
 --- `local hp = cnn.hpsearch`:
 ---

@@ -1,5 +1,5 @@
 --- module cnn
---- Deep learning with tensors, autograd, layers, optimisers, data loaders, images and plots.
+--- Deep learning on tensors: autograd, layers, optimisers, data loaders, images, plots.
 --- Inside `cnnlua` the library is the global `cnn`; from plain Lua 5.4, `local cnn = require "cnn"`
 --- once the build or install folders are on `package.path` and `package.cpath` (see the README).
 --- Names and semantics follow PyTorch, translated into Lua idioms:

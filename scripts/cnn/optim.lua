@@ -1,5 +1,5 @@
 --- module cnn.optim
---- Optimisers (SGD, Adam, AdamW, RMSprop, Adagrad) and learning-rate schedules, as PyTorch 1.13's.
+--- Optimisers (SGD, Adam, AdamW, RMSprop, Adagrad) and learning-rate schedules.
 --- `local opt = optim.SGD(model:parameters(), {lr = 0.1, momentum = 0.9})`, then after each
 --- backward `opt:step()` and `opt:zero_grad()`. Each parameter's update runs in C.
 

@@ -1,5 +1,5 @@
 --- module cnn.plot
---- Line charts, scatter charts and grids of small charts, drawn into image tensors and saved as PNG.
+--- Line, scatter and grid charts, drawn into images and saved as PNG.
 --- Each drawing function takes one options table, writes the PNG when `path` is given and returns
 --- the image, a (3, H, W) float tensor, and a layout table: `area = {x, y, w, h}`, the framed plot
 --- area in 0-based pixels; `pad`, the inset of the axis ranges in it; `x` and `y`, each axis' lo, hi,

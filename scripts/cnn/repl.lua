@@ -1,5 +1,5 @@
 --- module cnn.repl
---- What cnnlua's REPL adds to Lua: tab completion and timing (time and timeit are globals there).
+--- What cnnlua's REPL adds to Lua: tab completion, time and timeit.
 
 -- cnn.repl: what cnnlua's REPL adds to Lua: tab-completion candidates (complete) and timing
 -- (time, timeit: globals in cnnlua, and the %time / %timeit prompt commands).

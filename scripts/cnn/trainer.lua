@@ -1,5 +1,5 @@
 --- module cnn.trainer
---- The classification training loop the examples share: progress, evaluation, checkpoints, curves.
+--- The examples' training loop: progress, evaluation, checkpoints, curves.
 
 -- cnn.trainer: the supervised classification loop the training examples share. One epoch is a
 -- pass over `loader` with cross-entropy and the optimiser, then an evaluation on `test_loader`;

@@ -1,5 +1,5 @@
 --- module cnn.models
---- Network definitions with PyTorch and torchvision's parameter names, so weights move between them.
+--- Networks with torchvision's parameter names: LeNet-5, AlexNet, ResNets.
 --- Each constructor takes an options table and returns an nn module. The definitions load on first
 --- use.
 

@@ -1,5 +1,5 @@
 --- module cnn.nn
---- Layers, containers and losses as modules holding their parameters, with PyTorch's names.
+--- Layers, containers and losses: modules that hold their parameters.
 --- Every module is callable (`m(x)`) and has the methods of cnn.nn.Module (parameters,
 --- state_dict, train and eval, ...). Default initialisation matches PyTorch's for each layer.
 --- User modules: `local Block = nn.Module:extend("Block")`, `function Block:init(...)`,

@@ -1,5 +1,5 @@
 --- module cnn.nn.init
---- Weight initialisation as torch.nn.init: same names, signatures, gains and fan rules.
+--- Weight initialisation, as torch.nn.init.
 --- Every fill draws from cnn's generator, runs without recording gradients, modifies the tensor in
 --- place and returns it.
 
