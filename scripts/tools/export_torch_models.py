@@ -1,6 +1,6 @@
 #!/usr/bin/python3
-"""Moves ResNets from PyTorch/torchvision to cnnlua: the fixtures behind tests/lua/models_spec.lua,
-and the weights for scripts/tools/check_resnet18_interop.sh.
+"""Moves ResNets, VGG and GoogLeNet from PyTorch/torchvision to cnnlua: the fixtures behind
+tests/lua/models_spec.lua, and the weights for scripts/tools/check_torchvision_interop.sh.
 
   export_torch_models.py fixtures     (the default) writes, under tests/fixtures/:
     resnet18_names.lua            torchvision resnet18's and resnet50's state_dict as ordered
@@ -12,6 +12,15 @@ and the weights for scripts/tools/check_resnet18_interop.sh.
     resnet20_cifar_logits.lua     a fixed 2x3x32x32 input, the eval-mode logits PyTorch gives for
                                   it, and a training-mode step: logits, cross-entropy loss for two
                                   labels, a few gradients, the running statistics after it
+    torchvision_models.lua        torchvision's parameter counts of vgg11/13/16/19, vgg16_bn and
+                                  googlenet (with and without aux heads); vgg16's state_dict rows;
+                                  vgg11_bn's (10 classes) and googlenet's (10 classes, aux heads)
+                                  rows with the recipe that fills them from a pool (see
+                                  fill_from_pool), and the logits PyTorch gives with those weights
+    torchvision_pool.safetensors  the pool (4096 normals) and the two input batches
+  export_torch_models.py vgg11_bn|vgg16|googlenet|googlenet_aux --out DIR [--size 224]
+      [--batch 2] [--num-classes 1000]
+    DIR/NAME.safetensors, DIR/NAME_io.safetensors: as for resnet18 below (vgg11_bn: 531 MB)
   export_torch_models.py resnet18 --out DIR [--size 224] [--batch 2]
     DIR/resnet18.safetensors      torchvision resnet18's state_dict (seeded, BN statistics
                                   randomised), 47 MB: too big to commit
@@ -122,6 +131,189 @@ sys.dont_write_bytecode = True
 from resnet_torch import CifarResNet  # noqa: E402
 
 
+# ---- torchvision's VGG and GoogLeNet at full size, with weights both sides can rebuild ---------
+#
+# VGG-11-BN holds 129M parameters even for 10 classes (its classifier is 25088->4096->4096) and
+# GoogLeNet 13M: too big to commit. Instead every state_dict entry is filled from a small committed
+# pool of normal numbers, periodically: entry q (0-based, in state_dict order) with n elements is
+# a * w + b (or a * |w| + b) where w[k] = pool[(q * 977 + k) mod K], k = 0..n-1 in row-major
+# order. tests/lua/models_spec.lua rebuilds the same tensors from the same pool and the recipe
+# written into the fixture, loads them and compares the logits PyTorch computed here.
+
+POOL_K = 4096
+
+
+def recipe(model):
+    """{name: (a, b, abs)} for float entries: He-scaled weights, small biases, BN weights near 1,
+    running variances in [1, ...): activations stay O(1) through every layer in eval mode."""
+    bn_params = set()
+    for mname, m in model.named_modules():
+        if isinstance(m, nn.BatchNorm2d):
+            bn_params.add(mname + ".weight")
+    out = {}
+    for name, t in model.state_dict().items():
+        if t.dtype != torch.float32:
+            continue
+        if name.endswith("running_var"):
+            out[name] = (0.25, 1.0, True)
+        elif name.endswith("running_mean"):
+            out[name] = (0.1, 0.0, False)
+        elif name in bn_params:
+            out[name] = (0.25, 1.0, False)
+        elif t.dim() == 1:
+            out[name] = (0.1, 0.0, False)
+        else:
+            fan_in = t[0].numel()
+            out[name] = (math.sqrt(2.0 / fan_in), 0.0, False)
+    return out
+
+
+def periodic(pool, off, n):
+    """w[k] = pool[(off + k) mod K] for k < n, without an index tensor of n elements."""
+    k = pool.numel()
+    window = torch.cat([pool, pool])[off % k: off % k + k]
+    full, rest = divmod(n, k)
+    parts = [window.expand(full, k).reshape(-1)] if full else []
+    if rest:
+        parts.append(window[:rest])
+    return torch.cat(parts)
+
+
+def fill_from_pool(model, pool):
+    rec = recipe(model)
+    with torch.no_grad():
+        for q, (name, t) in enumerate(model.state_dict().items()):
+            if t.dtype == torch.int64:
+                t.fill_(q + 1)
+                continue
+            a, b, absval = rec[name]
+            w = periodic(pool, q * 977, t.numel())
+            if absval:
+                w = w.abs()
+            t.copy_((w * a + b).view(t.shape))
+    return rec
+
+
+def lua_recipe_rows(model, rec):
+    rows = []
+    for name, t in model.state_dict().items():
+        shape = ", ".join(str(s) for s in t.shape)
+        if t.dtype == torch.int64:
+            rows.append('    {"%s", {%s}, "int64"}' % (name, shape))
+        else:
+            a, b, absval = rec[name]
+            rows.append('    {"%s", {%s}, "float32", %s, %s, %s}' % (
+                name, shape, repr(a), repr(b), "true" if absval else "false"))
+    return "{\n" + ",\n".join(rows) + "}"
+
+
+def torchvision_fixture():
+    """tests/fixtures/torchvision_models.lua (names, shapes, counts, recipes, logits) and
+    tests/fixtures/torchvision_pool.safetensors (the pool and the inputs)."""
+    tv = torchvision.models
+    counts = {}
+    for d in (11, 13, 16, 19):
+        counts["vgg%d" % d] = sum(p.numel() for p in getattr(tv, "vgg%d" % d)().parameters())
+    counts["vgg16_bn"] = sum(p.numel() for p in tv.vgg16_bn().parameters())
+    counts["googlenet"] = sum(p.numel() for p in tv.googlenet(aux_logits=False, init_weights=False).parameters())
+    counts["googlenet_aux"] = sum(p.numel() for p in tv.googlenet(aux_logits=True, init_weights=False).parameters())
+    vgg16 = tv.vgg16()
+    vgg16_rows = lua_names(vgg16.state_dict())
+    del vgg16
+
+    gen = torch.Generator().manual_seed(20241205)
+    pool = torch.randn(POOL_K, generator=gen)
+    vgg_x = torch.randn(2, 3, 64, 64, generator=gen)
+    goog_x = torch.randn(2, 3, 47, 47, generator=gen)  # 24, 12, 6, 3 reach the pools: all four round up
+
+    # dropout 0 so training-mode outputs are deterministic (batch statistics still differ from eval)
+    vgg = tv.vgg11_bn(num_classes=10, dropout=0.0)
+    vgg_rec = fill_from_pool(vgg, pool)
+    vgg_rows = lua_recipe_rows(vgg, vgg_rec)
+    vgg.eval()
+    with torch.no_grad():
+        vgg_eval = vgg(vgg_x)
+        vgg.train()
+        vgg_train = vgg(vgg_x)
+    del vgg
+
+    goog = tv.googlenet(num_classes=10, aux_logits=True, init_weights=False, dropout=0.0, dropout_aux=0.0)
+    goog_rec = fill_from_pool(goog, pool)
+    goog_rows = lua_recipe_rows(goog, goog_rec)
+    goog.eval()
+    with torch.no_grad():
+        goog_eval = goog(goog_x)
+        goog.transform_input = True
+        goog_eval_tf = goog(goog_x)
+        goog.transform_input = False
+        goog.train()
+        # GoogLeNetOutputs(logits, aux_logits2, aux_logits1), whose fields hold aux1's output then
+        # aux2's: its forward swaps the names twice (x, aux1, aux2 = self._forward(x), which returns
+        # x, aux2, aux1). Positionally: logits, aux1 head, aux2 head.
+        goog_train = goog(goog_x)
+        with torch.no_grad():
+            y64 = goog.double()(goog_x.double())
+        print("  googlenet training mode: float32 against float64 in PyTorch itself: %.3g (max |logit| %.3g)" % (
+            (goog_train[0].double() - y64[0]).abs().max(), y64[0].abs().max()))
+    print("  vgg11_bn eval logits in [%.3f, %.3f]; googlenet [%.3f, %.3f]" % (
+        vgg_eval.min(), vgg_eval.max(), goog_eval.min(), goog_eval.max()))
+
+    save_safetensors(os.path.join(FIXTURES, "torchvision_pool.safetensors"),
+                     {"pool": pool, "vgg_input": vgg_x, "googlenet_input": goog_x},
+                     {"source": "scripts/tools/export_torch_models.py"})
+    text = HEADER + (
+        "-- torchvision's parameter counts; vgg16's state_dict as {name, shape, dtype} rows in order;\n"
+        "-- vgg11_bn(num_classes=10, dropout=0) and googlenet(num_classes=10, aux_logits=True,\n"
+        "-- dropout=0, dropout_aux=0) state_dicts as {name, shape, dtype, a, b, abs} rows, each float\n"
+        "-- entry q (0-based) filled with a * w + b (a * |w| + b when abs) where w[k] =\n"
+        "-- pool[(q * 977 + k) mod %d] in row-major order, int64 entries with q + 1; and the logits\n"
+        "-- PyTorch gives for the inputs of torchvision_pool.safetensors: eval mode, googlenet also with\n"
+        "-- transform_input, then training mode (batch statistics; googlenet: logits, aux1's, aux2's).\n"
+        "return {\n"
+        "  num_parameters = {%s},\n"
+        "  vgg16 = %s,\n"
+        "  vgg11_bn = %s,\n"
+        "  googlenet = %s,\n"
+        "  vgg11_bn_eval = %s,\n"
+        "  vgg11_bn_train = %s,\n"
+        "  googlenet_eval = %s,\n"
+        "  googlenet_eval_transform_input = %s,\n"
+        "  googlenet_train = {%s, %s, %s},\n"
+        "}\n") % (
+        POOL_K, ", ".join("%s = %d" % (k, v) for k, v in sorted(counts.items())), vgg16_rows, vgg_rows, goog_rows,
+        lua_tensor(vgg_eval), lua_tensor(vgg_train), lua_tensor(goog_eval), lua_tensor(goog_eval_tf),
+        lua_tensor(goog_train[0]), lua_tensor(goog_train[1]), lua_tensor(goog_train[2]))
+    write(os.path.join(FIXTURES, "torchvision_models.lua"), text)
+
+
+def torchvision_export(name, out, size, batch, num_classes):
+    """A torchvision model with its own seeded initialisation (BatchNorm statistics randomised)
+    as DIR/NAME.safetensors, and an input batch with PyTorch's eval logits as DIR/NAME_io.safetensors."""
+    os.makedirs(out, exist_ok=True)
+    torch.manual_seed(1)
+    gen = torch.Generator().manual_seed(1)
+    if name == "googlenet":
+        model = torchvision.models.googlenet(num_classes=num_classes, aux_logits=False)
+    elif name == "googlenet_aux":
+        model = torchvision.models.googlenet(num_classes=num_classes, aux_logits=True)
+    else:
+        model = getattr(torchvision.models, name)(num_classes=num_classes)
+    randomise_bn(model, gen)
+    with torch.no_grad():  # non-zero biases, so a bias left at its initial value shows
+        for m in model.modules():
+            if isinstance(m, (nn.Linear, nn.Conv2d)) and m.bias is not None:
+                m.bias.copy_(0.1 * torch.randn(m.bias.shape, generator=gen))
+    model.eval()
+    x = torch.randn(batch, 3, size, size, generator=gen)
+    with torch.no_grad():
+        logits = model(x)
+    save_safetensors(os.path.join(out, name + ".safetensors"), model.state_dict(), {"model": "torchvision " + name})
+    save_safetensors(os.path.join(out, name + "_io.safetensors"), {"input": x, "logits": logits})
+    print("torchvision %s: %d tensors, %d parameters, logits %s in [%.3f, %.3f] -> %s" % (
+        name, len(model.state_dict()), sum(p.numel() for p in model.parameters()), tuple(logits.shape),
+        logits.min(), logits.max(), out))
+
+
 # ---- commands -----------------------------------------------------------------------------------
 
 def write(path, text):
@@ -220,17 +412,22 @@ def resnet18_export(out, size, batch):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("command", nargs="?", default="fixtures", choices=["fixtures", "resnet18"])
-    ap.add_argument("--out", default="/tmp/cnn_resnet18_interop", help="resnet18: output directory")
-    ap.add_argument("--size", type=int, default=224, help="resnet18: input height and width")
-    ap.add_argument("--batch", type=int, default=2, help="resnet18: input batch size")
+    ap.add_argument("command", nargs="?", default="fixtures",
+                    choices=["fixtures", "resnet18", "vgg11_bn", "vgg16", "googlenet", "googlenet_aux"])
+    ap.add_argument("--out", default="/tmp/cnn_torchvision_interop", help="a model: output directory")
+    ap.add_argument("--size", type=int, default=224, help="a model: input height and width")
+    ap.add_argument("--batch", type=int, default=2, help="a model: input batch size")
+    ap.add_argument("--num-classes", type=int, default=1000, help="vgg, googlenet: classes")
     args = ap.parse_args()
     torch.set_num_threads(2)
     if args.command == "fixtures":
         names_fixture()
         resnet20_fixture()
-    else:
+        torchvision_fixture()
+    elif args.command == "resnet18":
         resnet18_export(args.out, args.size, args.batch)
+    else:
+        torchvision_export(args.command, args.out, args.size, args.batch, args.num_classes)
     return 0
 
 

@@ -1,5 +1,6 @@
 -- The course's examples run as a user runs them, small and fast, on synthetic MNIST-layout files:
--- compare_optimizers.lua (its picture, its CSV and what the numbers in it must satisfy).
+-- compare_optimizers.lua (its picture, its CSV and what the numbers in it must satisfy) and
+-- train_vgg.lua (one epoch of a VGG-11 on 40 images: its outputs agree with one another).
 local cnn = require "cnn"
 
 local CNNLUA = assert(os.getenv("CNNLUA"), "CNNLUA must point at the cnnlua binary (ctest sets it)")
@@ -93,5 +94,30 @@ describe("compare_optimizers.lua", function()
     local out, code = run("compare_optimizers.lua", "--steps 0")
     assert.are_not.equal(0, code)
     assert.truthy(out:find("--steps must be a positive integer", 1, true), out)
+  end)
+end)
+
+describe("train_vgg.lua", function()
+  it("trains vgg_cifar on MNIST-layout data padded to 32x32 and writes the outputs", function()
+    local dir = tmp .. "/vgg"
+    local out, code = run("train_vgg.lua", "--epochs 1 --threads 1 --seed 2 --batch-size 16 --limit 40 --data " ..
+      sh_quote(tmp .. "/mnist") .. " --out " .. sh_quote(dir))
+    assert.are.equal(0, code, out)
+    assert.truthy(out:find("VGG-11-BN (CIFAR), 9755274 parameters; 40 training and 8 test images", 1, true), out)
+    local acc = tonumber(out:match("test accuracy: (%d+%.%d%d)%%\n?$"))
+    assert.is_not_nil(acc, out)
+    local rows = read_csv(dir .. "/metrics.csv")
+    assert.are.equal(2, #rows)
+    assert.are.equal(string.format("%.2f", acc), string.format("%.2f", 100 * tonumber(rows[2][5])))
+    local state = cnn.checkpoint.load(dir .. "/checkpoint.safetensors")
+    assert.are.equal(1, state.epoch)
+    assert.is_true(state.batch_norm)
+    cnn.nn.skip_init(cnn.models.vgg_cifar, {depth = 11, in_channels = 1}):load_state_dict(state.model)
+  end)
+
+  it("rejects a depth VGG does not have", function()
+    local out, code = run("train_vgg.lua", "--depth 12")
+    assert.are_not.equal(0, code)
+    assert.truthy(out:find("--depth must be 11, 13, 16 or 19", 1, true), out)
   end)
 end)

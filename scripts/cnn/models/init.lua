@@ -13,6 +13,9 @@ local sources = {
   alexnet_cifar = "cnn.models.alexnet",
   resnet = "cnn.models.resnet",
   resnet_cifar = "cnn.models.resnet",
+  vgg = "cnn.models.vgg",
+  vgg_cifar = "cnn.models.vgg",
+  googlenet = "cnn.models.googlenet",
 }
 
 return setmetatable(models, {

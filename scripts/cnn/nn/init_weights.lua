@@ -62,8 +62,29 @@ local function fan(t, mode, fn)
   fail(fn, "mode %s not supported, please use one of fan_in, fan_out", tostring(mode))
 end
 
-local function fill_uniform(t, a, b) return U.no_grad(function() return t:uniform_(a, b) end) end
-local function fill_normal(t, m, s) return U.no_grad(function() return t:normal_(m, s) end) end
+-- > 0 while init.skip_init runs its constructor: every fill below is then a no-op
+local skipping = 0
+
+-- f(t) without recording, unless skip_init is running
+local function fill(t, f)
+  if skipping == 0 then U.no_grad(f) end
+  return t
+end
+
+local function fill_uniform(t, a, b) return fill(t, function() t:uniform_(a, b) end) end
+local function fill_normal(t, m, s) return fill(t, function() t:normal_(m, s) end) end
+
+-- ctor(...) with every fill above skipped: cnn.nn.skip_init (nn/init.lua) documents it.
+function init._skip_init(ctor, ...)
+  if type(ctor) ~= "function" and not (type(ctor) == "table" and (getmetatable(ctor) or {}).__call) then
+    fail("skip_init", "expected a module class or constructor, got %s", type(ctor))
+  end
+  skipping = skipping + 1
+  local res = table.pack(pcall(ctor, ...))
+  skipping = skipping - 1
+  if not res[1] then error(res[2], 0) end
+  return table.unpack(res, 2, res.n)
+end
 
 --- cnn.nn.init.uniform_(t, a=0, b=1) -> t
 --- Fills t with uniform random values in [a, b).
@@ -86,24 +107,21 @@ end
 function init.constant_(t, val)
   check("constant_", t)
   if type(val) ~= "number" then fail("constant_", "val must be a number, got %s", type(val)) end
-  U.no_grad(function() t:fill_(val) end)
-  return t
+  return fill(t, function() t:fill_(val) end)
 end
 
 --- cnn.nn.init.zeros_(t) -> t
 --- Fills t with 0.
 function init.zeros_(t)
   check("zeros_", t)
-  U.no_grad(function() t:zero_() end)
-  return t
+  return fill(t, function() t:zero_() end)
 end
 
 --- cnn.nn.init.ones_(t) -> t
 --- Fills t with 1.
 function init.ones_(t)
   check("ones_", t)
-  U.no_grad(function() t:fill_(1) end)
-  return t
+  return fill(t, function() t:fill_(1) end)
 end
 
 --- cnn.nn.init.xavier_uniform_(t, gain=1) -> t
@@ -125,6 +143,29 @@ function init.xavier_normal_(t, gain)
   local fan_in, fan_out = init._calculate_fan_in_and_fan_out(t)
   fill_normal(t, 0, num("xavier_normal_", "gain", gain, 1) * math.sqrt(2 / (fan_in + fan_out)))
   return t
+end
+
+--- cnn.nn.init.trunc_normal_(t, mean=0, std=1, a=-2, b=2) -> t
+--- Fills t with N(mean, std^2) values truncated to [a, b].
+--- Values outside are drawn again (whole-tensor passes, at most 100) and any left are clamped, so
+--- the distribution is the truncated normal unless [a, b] holds almost none of the mass. (PyTorch
+--- inverts the CDF instead; the two random streams differ anyway.)
+function init.trunc_normal_(t, mean, std, a, b)
+  check("trunc_normal_", t)
+  mean, std = num("trunc_normal_", "mean", mean, 0), num("trunc_normal_", "std", std, 1)
+  a, b = num("trunc_normal_", "a", a, -2), num("trunc_normal_", "b", b, 2)
+  if not (a < b) then fail("trunc_normal_", "a (%s) must be below b (%s)", tostring(a), tostring(b)) end
+  if std < 0 then fail("trunc_normal_", "std must be >= 0, got %s", tostring(std)) end
+  return fill(t, function()
+    t:normal_(mean, std)
+    for _ = 1, 100 do
+      local outside = t:lt(a) + t:gt(b) -- 0/1
+      if outside:sum():item() == 0 then break end
+      local redraw = t:clone():normal_(mean, std)
+      t:copy_(t * (1 - outside) + redraw * outside)
+    end
+    t:clamp_(a, b)
+  end)
 end
 
 -- kaiming_*_(t, a=0, mode="fan_in", nonlinearity="leaky_relu"), the arguments positional as in

@@ -1,0 +1,137 @@
+-- VGG (Simonyan & Zisserman 2014): five groups of 3x3 convolutions (stride 1, padding 1), each
+-- group closed by a 2x2 max-pool, then three fully connected layers. Names, order and
+-- initialisation are torchvision's (features.N, avgpool, classifier.N), so its state_dicts load
+-- with strict=true.
+--
+-- models.vgg{depth=11|13|16|19, batch_norm=false, num_classes=1000, in_channels=3, dropout=0.5},
+-- for 3x224x224 (any size from 32 up: the adaptive pool makes the 512x7x7 the classifier expects):
+--   depth 11 (A)  64 M 128 M 256 256 M 512 512 M 512 512 M
+--   depth 13 (B)  64 64 M 128 128 M 256 256 M 512 512 M 512 512 M
+--   depth 16 (D)  64 64 M 128 128 M 256 256 256 M 512 512 512 M 512 512 512 M
+--   depth 19 (E)  64 64 M 128 128 M 256 256 256 256 M 512 512 512 512 M 512 512 512 512 M
+--   (a number: conv 3x3 pad 1 to that width [+ BatchNorm2d] + ReLU; M: max-pool 2x2/2)
+--   avgpool      adaptive average pool to 7x7
+--   classifier   .0 FC 25088->4096, .1 ReLU, .2 dropout, .3 FC 4096->4096, .4 ReLU, .5 dropout,
+--                .6 FC 4096->num_classes
+--   132,863,336 / 133,047,848 / 138,357,544 / 143,667,240 parameters for 1000 classes
+--   (vgg16 with batch norm: 138,365,992); 102.8M of them in classifier.0.
+--
+-- models.vgg_cifar{depth=11|13|16|19, batch_norm=true, num_classes=10, in_channels=3, dropout=0.5},
+-- for 3x32x32, as VGG is customarily trained on CIFAR-10: the same features (five pools take 32x32
+-- to 512x1x1) and three fully connected layers 512->512->512->num_classes, with batch norm by
+-- default. 9,756,426 (depth 11) to 20,565,834 (depth 19) parameters for 10 classes.
+--
+-- Initialisation as torchvision: convs kaiming_normal_(mode="fan_out", nonlinearity="relu") with
+-- bias 0, BN weight 1 and bias 0, linear layers N(0, 0.01) with bias 0.
+local nn = require "cnn.nn"
+local init = nn.init
+
+local M = {}
+
+local CFG = {
+  [11] = {64, "M", 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M"},
+  [13] = {64, 64, "M", 128, 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M"},
+  [16] = {64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M"},
+  [19] = {64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M", 512, 512, 512, 512, "M", 512, 512, 512, 512, "M"},
+}
+
+-- torchvision's make_layers: the feature extractor as one Sequential.
+local function make_layers(cfg, batch_norm, in_channels)
+  local features, c = nn.Sequential(), in_channels
+  for _, v in ipairs(cfg) do
+    if v == "M" then
+      features:add(nn.MaxPool2d(2, {stride = 2}))
+    else
+      features:add(nn.Conv2d(c, v, 3, {padding = 1}))
+      if batch_norm then features:add(nn.BatchNorm2d(v)) end
+      features:add(nn.ReLU(true))
+      c = v
+    end
+  end
+  return features
+end
+
+local VGG = nn.Module:extend("VGG")
+M.VGG = VGG
+
+-- c: {cfg, batch_norm, in_channels, num_classes, dropout, pooled (7 or nil), hidden width}
+function VGG:init(c)
+  self.features = make_layers(c.cfg, c.batch_norm, c.in_channels)
+  if c.pooled then self.avgpool = nn.AdaptiveAvgPool2d({c.pooled, c.pooled}) end
+  local flat = 512 * (c.pooled or 1) ^ 2
+  self.classifier = nn.Sequential(
+    nn.Linear(flat, c.hidden), nn.ReLU(true), nn.Dropout(c.dropout),
+    nn.Linear(c.hidden, c.hidden), nn.ReLU(true), nn.Dropout(c.dropout),
+    nn.Linear(c.hidden, c.num_classes))
+  for _, m in ipairs(self:modules()) do
+    if m:is_a(nn.Conv2d) then
+      init.kaiming_normal_(m.weight, 0, "fan_out", "relu")
+      init.zeros_(m.bias)
+    elseif m:is_a(nn.BatchNorm2d) then
+      init.ones_(m.weight)
+      init.zeros_(m.bias)
+    elseif m:is_a(nn.Linear) then
+      init.normal_(m.weight, 0, 0.01)
+      init.zeros_(m.bias)
+    end
+  end
+end
+
+-- x: (N, C, H, W) -> logits (N, num_classes)
+function VGG:forward(x)
+  x = self.features(x)
+  if self.avgpool then x = self.avgpool(x) end
+  return self.classifier(x:flatten(2))
+end
+
+local function options(fn, opts, defaults)
+  opts = opts or {}
+  if type(opts) ~= "table" then error(fn .. ": expected an options table, got " .. type(opts), 3) end
+  for k in pairs(opts) do
+    if defaults[k] == nil then error(fn .. ": unknown option '" .. tostring(k) .. "'", 3) end
+  end
+  local o = {}
+  for k, v in pairs(defaults) do
+    if opts[k] == nil then o[k] = v else o[k] = opts[k] end
+  end
+  if math.type(o.depth) == "float" then o.depth = math.tointeger(o.depth) or o.depth end
+  if not CFG[o.depth] then error(fn .. ": depth must be 11, 13, 16 or 19, got " .. tostring(o.depth), 3) end
+  for _, k in ipairs {"num_classes", "in_channels"} do
+    if math.type(o[k]) ~= "integer" or o[k] < 1 then
+      error(string.format("%s: %s must be a positive integer, got %s", fn, k, tostring(o[k])), 3)
+    end
+  end
+  if type(o.batch_norm) ~= "boolean" then
+    error(fn .. ": batch_norm must be a boolean, got " .. type(o.batch_norm), 3)
+  end
+  if type(o.dropout) ~= "number" or o.dropout < 0 or o.dropout > 1 then
+    error(fn .. ": dropout must be a probability in [0, 1], got " .. tostring(o.dropout), 3)
+  end
+  return o
+end
+
+--- cnn.models.vgg{depth=16, batch_norm=false, num_classes=1000, in_channels=3, dropout=0.5} -> module
+--- torchvision's VGG-11, 13, 16 or 19 (with batch_norm, vgg11_bn...) for 3x224x224 images.
+--- Five groups of 3x3 convolutions (padding 1) each closed by a 2x2 max-pool, an adaptive pool to
+--- 7x7 and three FC layers (25088->4096->4096->num_classes). Names (features.N, classifier.N) and
+--- initialisation are torchvision's, so its state_dicts load with {strict=true}; 132,863,336 to
+--- 143,667,240 parameters for 1000 classes. Any input size from 32 up works.
+function M.vgg(opts)
+  local o = options("vgg", opts,
+    {depth = 16, batch_norm = false, num_classes = 1000, in_channels = 3, dropout = 0.5})
+  return VGG {cfg = CFG[o.depth], batch_norm = o.batch_norm, in_channels = o.in_channels,
+    num_classes = o.num_classes, dropout = o.dropout, pooled = 7, hidden = 4096}
+end
+
+--- cnn.models.vgg_cifar{depth=16, batch_norm=true, num_classes=10, in_channels=3, dropout=0.5} -> module
+--- VGG for 3x32x32 images: torchvision's features, then FC 512->512->512->num_classes.
+--- Five pools take 32x32 to 512x1x1, so no adaptive pool; batch norm is on by default, as VGG is
+--- customarily trained on CIFAR-10. 9,756,426 (depth 11) to 20,565,834 (depth 19) parameters.
+function M.vgg_cifar(opts)
+  local o = options("vgg_cifar", opts,
+    {depth = 16, batch_norm = true, num_classes = 10, in_channels = 3, dropout = 0.5})
+  return VGG {cfg = CFG[o.depth], batch_norm = o.batch_norm, in_channels = o.in_channels,
+    num_classes = o.num_classes, dropout = o.dropout, hidden = 512}
+end
+
+return M
