@@ -1,13 +1,15 @@
-/* safetensors reader and writer (see safetensors.h). The reader trusts nothing: the header is
- * parsed by the strict JSON reader, every number is checked for overflow, and the tensors'
- * byte ranges must tile [0, data size) exactly before a single tensor is allocated, so memory
- * use is bounded by the file's size. Data is then read in one sequential pass. */
+/* safetensors reader and writer (see safetensors.h). The reader trusts nothing: the header's
+ * nesting depth and bytes are checked before libjansson parses it (strict RFC 8259, duplicate
+ * keys rejected, the text bounded by its length), every number is checked for overflow, and the
+ * tensors' byte ranges must tile [0, data size) exactly before a single tensor is allocated, so
+ * memory use is bounded by the file's size. Data is then read in one sequential pass. The writer
+ * builds the header with libjansson too, so names and metadata are escaped as the reader expects. */
 #include "cnn/safetensors.h"
 #include "atomic_file.h"
 #include "cnn/error.h"
-#include "cnn/json.h"
 
 #include <errno.h>
+#include <jansson.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -48,6 +50,10 @@ static const struct {
     [D_U32] = {"U32", 4}, [D_U64] = {"U64", 8},        [D_BOOL] = {"BOOL", 1},
 };
 #define NDTYPES ((int)(sizeof dtypes / sizeof dtypes[0]))
+
+/* Deeper nesting than a header needs (3 levels) is refused before parsing: libjansson's own
+ * limit (2048) keeps the C stack safe but not the allocation count small. */
+#define MAX_DEPTH 64
 
 typedef struct {
   const char *name; /* borrowed from the JSON tree */
@@ -167,50 +173,55 @@ static int cmp_entry(const void *a, const void *b) {
   return 0;
 }
 
+/* A JSON integer >= 0 (written without fraction or exponent: libjansson makes those reals). */
+static bool is_count(const json_t *v) { return json_is_integer(v) && json_integer_value(v) >= 0; }
+
 /* Checks one tensor's description; fills e. */
-static int parse_entry(const char *path, const char *name, const cnn_json *v, entry *e) {
+static int parse_entry(const char *path, const char *name, const json_t *v, entry *e) {
   char nb[80];
   const char *sn = shown(name, nb, sizeof nb);
-  if (v->type != CNN_JSON_OBJECT)
+  if (!json_is_object(v))
     return cnn_error_set("%s: header entry '%s' is not an object with dtype, shape and data_offsets", path, sn);
-  const cnn_json *dt = cnn_json_get(v, "dtype"), *shape = cnn_json_get(v, "shape"),
-                 *off = cnn_json_get(v, "data_offsets");
+  const json_t *dt = json_object_get(v, "dtype"), *shape = json_object_get(v, "shape"),
+               *off = json_object_get(v, "data_offsets");
   if (!dt || !shape || !off)
     return cnn_error_set("%s: tensor '%s' lacks %s", path, sn, !dt ? "a dtype" : !shape ? "a shape" : "data_offsets");
-  if (dt->type != CNN_JSON_STRING) return cnn_error_set("%s: tensor '%s': dtype must be a string", path, sn);
+  if (!json_is_string(dt)) return cnn_error_set("%s: tensor '%s': dtype must be a string", path, sn);
+  const char *dts = json_string_value(dt);
   int k = 0;
-  while (k < NDTYPES && strcmp(dt->str, dtypes[k].name) != 0) k++;
-  if (k == NDTYPES || strlen(dt->str) != dt->len) {
+  while (k < NDTYPES && strcmp(dts, dtypes[k].name) != 0) k++;
+  if (k == NDTYPES) {
     char db[40];
-    return cnn_error_set("%s: tensor '%s': unsupported dtype '%s'", path, sn, shown(dt->str, db, sizeof db));
+    return cnn_error_set("%s: tensor '%s': unsupported dtype '%s'", path, sn, shown(dts, db, sizeof db));
   }
   e->dt = (st_dtype)k;
-  if (shape->type != CNN_JSON_ARRAY) return cnn_error_set("%s: tensor '%s': shape must be an array of sizes", path, sn);
-  if (shape->len > CNN_MAX_DIMS)
-    return cnn_error_set("%s: tensor '%s' has %zu dimensions, more than the %d a tensor can have", path, sn, shape->len,
-                         CNN_MAX_DIMS);
-  e->ndim = (int)shape->len;
+  if (!json_is_array(shape)) return cnn_error_set("%s: tensor '%s': shape must be an array of sizes", path, sn);
+  if (json_array_size(shape) > CNN_MAX_DIMS)
+    return cnn_error_set("%s: tensor '%s' has %zu dimensions, more than the %d a tensor can have", path, sn,
+                         json_array_size(shape), CNN_MAX_DIMS);
+  e->ndim = (int)json_array_size(shape);
   /* nonzero: the product of the non-zero sizes, which strides reach even when numel is 0 */
   uint64_t numel = 1, nonzero = 1;
   bool overflow = false;
   for (int d = 0; d < e->ndim; d++) {
-    const cnn_json *s = &shape->items[d];
-    if (s->type != CNN_JSON_NUMBER || !s->is_uint || s->uint > (uint64_t)INT64_MAX)
+    const json_t *s = json_array_get(shape, (size_t)d);
+    if (!is_count(s))
       return cnn_error_set("%s: tensor '%s': shape entry %d is not a non-negative integer", path, sn, d + 1);
-    e->size[d] = (int64_t)s->uint;
-    if (s->uint && nonzero > ((uint64_t)INT64_MAX / 16) / s->uint) overflow = true;
-    else if (s->uint) nonzero *= s->uint;
-    numel *= s->uint;
+    uint64_t n = (uint64_t)json_integer_value(s);
+    e->size[d] = (int64_t)n;
+    if (n && nonzero > ((uint64_t)INT64_MAX / 16) / n) overflow = true;
+    else if (n) nonzero *= n;
+    numel *= n;
   }
   char ss[CNN_MAX_DIMS * 22 + 4];
   shape_str(ss, sizeof ss, e->ndim, e->size);
   if (overflow || numel > (uint64_t)INT64_MAX / 16)
     return cnn_error_set("%s: tensor '%s': shape %s has too many elements", path, sn, ss);
-  if (off->type != CNN_JSON_ARRAY || off->len != 2 || off->items[0].type != CNN_JSON_NUMBER || !off->items[0].is_uint ||
-      off->items[1].type != CNN_JSON_NUMBER || !off->items[1].is_uint)
+  if (!json_is_array(off) || json_array_size(off) != 2 || !is_count(json_array_get(off, 0)) ||
+      !is_count(json_array_get(off, 1)))
     return cnn_error_set("%s: tensor '%s': data_offsets must be two non-negative integers [begin, end]", path, sn);
-  e->begin = off->items[0].uint;
-  e->end = off->items[1].uint;
+  e->begin = (uint64_t)json_integer_value(json_array_get(off, 0));
+  e->end = (uint64_t)json_integer_value(json_array_get(off, 1));
   if (e->end < e->begin)
     return cnn_error_set("%s: tensor '%s': data_offsets [%llu, %llu] end before they begin", path, sn,
                          (unsigned long long)e->begin, (unsigned long long)e->end);
@@ -221,6 +232,51 @@ static int parse_entry(const char *path, const char *name, const cnn_json *v, en
                          (unsigned long long)e->end, (unsigned long long)(e->end - e->begin));
   e->name = name;
   return 0;
+}
+
+/* What libjansson is not asked to judge: a NUL byte anywhere (it would read one as the end of
+ * the text) and nesting deeper than MAX_DEPTH. Brackets inside strings do not count; a string
+ * left open ends the scan (the parser then reports it). Returns 0, or -1 with the error set. */
+static int prescan(const char *path, const char *h, size_t n) {
+  int depth = 0;
+  bool in_string = false;
+  for (size_t i = 0; i < n; i++) {
+    char c = h[i];
+    if (c == '\0') return cnn_error_set("%s: header: invalid JSON at byte %zu: NUL byte", path, i);
+    if (in_string) {
+      if (c == '\\') i++;
+      else if (c == '"') in_string = false;
+    } else if (c == '"') {
+      in_string = true;
+    } else if (c == '[' || c == '{') {
+      if (++depth > MAX_DEPTH)
+        return cnn_error_set("%s: header: invalid JSON at byte %zu: nesting too deep (more than %d levels)", path, i,
+                             MAX_DEPTH);
+    } else if (c == ']' || c == '}') {
+      depth--;
+    }
+  }
+  return 0;
+}
+
+/* The header's parse error as "invalid JSON at byte N: problem", N the 0-based offset of the
+ * last byte libjansson read. A duplicate key is named as it is written in the file. */
+static int json_failed(const char *path, const char *h, size_t n, const json_error_t *err) {
+  size_t at = err->position > 0 ? (size_t)err->position - 1 : 0;
+  if (json_error_code(err) == json_error_duplicate_key && at < n && h[at] == '"') {
+    size_t open = at; /* the opening quote: the first one back that no backslash escapes */
+    while (open > 0) {
+      open--;
+      size_t bs = 0;
+      while (open > bs && h[open - 1 - bs] == '\\') bs++;
+      if (h[open] == '"' && bs % 2 == 0) break;
+    }
+    size_t len = at + 1 - open;
+    return cnn_error_set("%s: header: invalid JSON at byte %zu: duplicate key %.*s%s", path, open,
+                         (int)(len > 64 ? 64 : len), h + open, len > 64 ? "...\"" : "");
+  }
+  /* err->text ends in " near 'token'", which shows the offending bytes */
+  return cnn_error_set("%s: header: invalid JSON at byte %zu: %s", path, at, err->text);
 }
 
 static char *dupstr(const char *s) {
@@ -241,7 +297,7 @@ int cnn_safetensors_load(const char *path, cnn_safetensors *out) {
   }
   uint64_t fsize = (uint64_t)st.st_size;
   char *header = NULL;
-  cnn_json *root = NULL;
+  json_t *root = NULL;
   entry *entries = NULL;
   unsigned char *buf = NULL;
   unsigned char lenbuf[8];
@@ -278,49 +334,37 @@ int cnn_safetensors_load(const char *path, cnn_safetensors *out) {
     cnn_error_set("%s: header does not start with '{' (not a safetensors file?)", path);
     goto fail;
   }
-  root = cnn_json_parse(header, hlen);
+  if (prescan(path, header, hlen)) goto fail;
+  json_error_t jerr;
+  root = json_loadb(header, hlen, JSON_REJECT_DUPLICATES, &jerr);
   if (!root) {
-    char why[512]; /* the message is rewritten from a copy: source and target are one buffer */
-    snprintf(why, sizeof why, "%s", cnn_error_get());
-    cnn_error_set("%s: header: %s", path, why);
+    json_failed(path, header, hlen, &jerr);
     goto fail;
   }
   uint64_t data_size = fsize - 8 - hlen;
-  size_t ntensors = 0;
-  for (size_t i = 0; i < root->len; i++) {
-    if (strlen(root->keys[i]) != root->key_lens[i]) {
-      cnn_error_set("%s: a tensor name contains a NUL character", path);
-      goto fail;
-    }
-    if (strcmp(root->keys[i], "__metadata__") != 0) ntensors++;
-  }
+  size_t ntensors = json_object_size(root) - (json_object_get(root, "__metadata__") ? 1 : 0);
   entries = calloc(ntensors ? ntensors : 1, sizeof *entries);
   if (!entries) {
     cnn_error_set("out of memory");
     goto fail;
   }
-  const cnn_json *meta = NULL;
+  const json_t *meta = json_object_get(root, "__metadata__");
   size_t k = 0;
-  for (size_t i = 0; i < root->len; i++) {
-    if (strcmp(root->keys[i], "__metadata__") == 0) {
-      meta = &root->items[i];
-      continue;
-    }
-    if (parse_entry(path, root->keys[i], &root->items[i], &entries[k])) goto fail;
+  const char *key;
+  json_t *value;
+  json_object_foreach(root, key, value) { /* in file order */
+    if (value == meta) continue;
+    if (parse_entry(path, key, value, &entries[k])) goto fail;
     k++;
   }
   if (meta) {
-    if (meta->type != CNN_JSON_OBJECT) {
+    if (!json_is_object(meta)) {
       cnn_error_set("%s: __metadata__ must be an object mapping strings to strings", path);
       goto fail;
     }
-    for (size_t i = 0; i < meta->len; i++) {
-      if (meta->items[i].type != CNN_JSON_STRING) {
-        cnn_error_set("%s: __metadata__ value of '%s' is not a string", path, shown(meta->keys[i], nb, sizeof nb));
-        goto fail;
-      }
-      if (strlen(meta->keys[i]) != meta->key_lens[i] || strlen(meta->items[i].str) != meta->items[i].len) {
-        cnn_error_set("%s: __metadata__ contains a NUL character", path);
+    json_object_foreach((json_t *)meta, key, value) {
+      if (!json_is_string(value)) { /* strings hold no NUL: libjansson refuses \u0000 without JSON_ALLOW_NUL */
+        cnn_error_set("%s: __metadata__ value of '%s' is not a string", path, shown(key, nb, sizeof nb));
         goto fail;
       }
     }
@@ -405,18 +449,20 @@ int cnn_safetensors_load(const char *path, cnn_safetensors *out) {
       done += n;
     }
   }
-  if (meta && meta->len) {
-    out->meta_keys = calloc(meta->len, sizeof *out->meta_keys);
-    out->meta_values = calloc(meta->len, sizeof *out->meta_values);
+  size_t nmeta = meta ? json_object_size(meta) : 0;
+  if (nmeta) {
+    out->meta_keys = calloc(nmeta, sizeof *out->meta_keys);
+    out->meta_values = calloc(nmeta, sizeof *out->meta_values);
     if (!out->meta_keys || !out->meta_values) {
       cnn_error_set("out of memory");
       goto fail;
     }
-    for (size_t i = 0; i < meta->len; i++) {
-      out->meta_keys[i] = dupstr(meta->keys[i]);
-      out->meta_values[i] = dupstr(meta->items[i].str);
-      out->nmeta = i + 1;
-      if (!out->meta_keys[i] || !out->meta_values[i]) {
+    size_t i = 0;
+    json_object_foreach((json_t *)meta, key, value) {
+      out->meta_keys[i] = dupstr(key);
+      out->meta_values[i] = dupstr(json_string_value(value));
+      out->nmeta = ++i;
+      if (!out->meta_keys[i - 1] || !out->meta_values[i - 1]) {
         cnn_error_set("out of memory");
         goto fail;
       }
@@ -424,7 +470,7 @@ int cnn_safetensors_load(const char *path, cnn_safetensors *out) {
   }
   free(buf);
   free(entries);
-  cnn_json_free(root);
+  json_decref(root);
   free(header);
   fclose(f);
   return 0;
@@ -433,49 +479,13 @@ fail:
   cnn_safetensors_clear(out);
   free(buf);
   free(entries);
-  cnn_json_free(root);
+  json_decref(root);
   free(header);
   fclose(f);
   return -1;
 }
 
 /* ---- writing ---- */
-
-typedef struct {
-  char *s;
-  size_t len, cap;
-  bool oom;
-} sbuf;
-
-static bool reserve(sbuf *b, size_t extra) {
-  if (b->oom) return false;
-  if (b->len + extra + 1 <= b->cap) return true;
-  size_t nc = b->cap ? b->cap : 256;
-  while (nc < b->len + extra + 1) nc *= 2;
-  char *p = realloc(b->s, nc);
-  if (!p) {
-    b->oom = true;
-    return false;
-  }
-  b->s = p;
-  b->cap = nc;
-  return true;
-}
-
-static void puts_(sbuf *b, const char *s) {
-  size_t n = strlen(s);
-  if (!reserve(b, n)) return;
-  memcpy(b->s + b->len, s, n + 1);
-  b->len += n;
-}
-
-static void put_json_string(sbuf *b, const char *s) {
-  size_t n = strlen(s), need = cnn_json_escape(NULL, 0, s, n);
-  if (!reserve(b, need)) return;
-  cnn_json_escape(b->s + b->len, need, s, n);
-  b->len += need;
-  b->s[b->len] = '\0';
-}
 
 typedef struct {
   const char *name;
@@ -499,19 +509,57 @@ static named *sorted(const char *const *names, size_t n, const char **dup) {
   return v;
 }
 
+/* Sets obj[key] = value (a new reference, stolen; NULL when out of memory). */
+static bool put(json_t *obj, const char *key, json_t *value) {
+  return value && json_object_set_new(obj, key, value) == 0;
+}
+
+/* The header object: "__metadata__" first, then one entry per tensor in name order (libjansson
+ * keeps insertion order). NULL when out of memory. */
+static json_t *header_json(size_t n, const named *order, const cnn_tensor *const *tensors, size_t nmeta,
+                           const named *morder, const char *const *meta_values) {
+  json_t *h = json_object();
+  bool ok = h != NULL;
+  if (ok && nmeta) {
+    json_t *m = json_object();
+    ok = put(h, "__metadata__", m);
+    for (size_t j = 0; ok && j < nmeta; j++) ok = put(m, morder[j].name, json_string(meta_values[morder[j].index]));
+  }
+  uint64_t at = 0;
+  for (size_t j = 0; ok && j < n; j++) {
+    const cnn_tensor *t = tensors[order[j].index];
+    json_t *e = json_object(), *shape = json_array();
+    ok = put(h, order[j].name, e) && put(e, "dtype", json_string(t->dtype == CNN_FLOAT32 ? "F32" : "I64")) &&
+         put(e, "shape", shape);
+    if (!ok) json_decref(shape);
+    for (int d = 0; ok && d < t->ndim; d++) ok = json_array_append_new(shape, json_integer(t->size[d])) == 0;
+    uint64_t nbytes = (uint64_t)cnn_tensor_numel(t) * cnn_dtype_size(t->dtype);
+    ok = ok && put(e, "data_offsets", json_pack("[II]", (json_int_t)at, (json_int_t)(at + nbytes)));
+    at += nbytes; /* tensors exist in memory: the sum fits in int64 */
+  }
+  if (!ok) json_decref(h);
+  return ok ? h : NULL;
+}
+
+/* True when s is valid UTF-8 (libjansson checks it when making a string). */
+static bool utf8_valid(const char *s) {
+  json_t *v = json_string(s);
+  json_decref(v);
+  return v != NULL;
+}
+
 int cnn_safetensors_save(const char *path, size_t n, const char *const *names, const cnn_tensor *const *tensors,
                          size_t nmeta, const char *const *meta_keys, const char *const *meta_values) {
   char nb[80];
   for (size_t i = 0; i < n; i++) {
-    if (!cnn_json_utf8_valid(names[i], strlen(names[i])))
+    if (!utf8_valid(names[i]))
       return cnn_error_set("%s: tensor name '%s' is not valid UTF-8", path, shown(names[i], nb, sizeof nb));
     if (strcmp(names[i], "__metadata__") == 0) return cnn_error_set("%s: '__metadata__' cannot name a tensor", path);
     if (tensors[i]->dtype != CNN_FLOAT32 && tensors[i]->dtype != CNN_INT64)
       return cnn_error_set("%s: tensor '%s' has an unsupported dtype", path, shown(names[i], nb, sizeof nb));
   }
   for (size_t i = 0; i < nmeta; i++)
-    if (!cnn_json_utf8_valid(meta_keys[i], strlen(meta_keys[i])) ||
-        !cnn_json_utf8_valid(meta_values[i], strlen(meta_values[i])))
+    if (!utf8_valid(meta_keys[i]) || !utf8_valid(meta_values[i]))
       return cnn_error_set("%s: metadata entry '%s' is not valid UTF-8", path, shown(meta_keys[i], nb, sizeof nb));
   const char *dup, *mdup;
   named *order = sorted(names, n, &dup), *morder = sorted(meta_keys, nmeta, &mdup);
@@ -528,65 +576,38 @@ int cnn_safetensors_save(const char *path, size_t n, const char *const *names, c
     return -1;
   }
 
-  sbuf h = {0};
-  puts_(&h, "{");
-  bool first = true;
-  if (nmeta) {
-    puts_(&h, "\"__metadata__\":{");
-    for (size_t j = 0; j < nmeta; j++) {
-      if (j) puts_(&h, ",");
-      put_json_string(&h, morder[j].name);
-      puts_(&h, ":");
-      put_json_string(&h, meta_values[morder[j].index]);
-    }
-    puts_(&h, "}");
-    first = false;
-  }
-  uint64_t at = 0;
-  for (size_t j = 0; j < n; j++) {
-    const cnn_tensor *t = tensors[order[j].index];
-    char num[64];
-    if (!first) puts_(&h, ",");
-    first = false;
-    put_json_string(&h, order[j].name);
-    puts_(&h, t->dtype == CNN_FLOAT32 ? ":{\"dtype\":\"F32\",\"shape\":[" : ":{\"dtype\":\"I64\",\"shape\":[");
-    for (int d = 0; d < t->ndim; d++) {
-      snprintf(num, sizeof num, d ? ",%lld" : "%lld", (long long)t->size[d]);
-      puts_(&h, num);
-    }
-    uint64_t nbytes = (uint64_t)cnn_tensor_numel(t) * cnn_dtype_size(t->dtype);
-    snprintf(num, sizeof num, "],\"data_offsets\":[%llu,%llu]}", (unsigned long long)at,
-             (unsigned long long)(at + nbytes));
-    puts_(&h, num);
-    at += nbytes;
-  }
-  puts_(&h, "}");
-  while (!h.oom && h.len % 8) puts_(&h, " ");
-  if (h.oom) {
-    free(h.s);
+  /* compact: {"k":v,...}, strings as UTF-8 with only '"', '\\' and control characters escaped */
+  json_t *hj = header_json(n, order, tensors, nmeta, morder, meta_values);
+  char *text = hj ? json_dumps(hj, JSON_COMPACT) : NULL;
+  json_decref(hj);
+  size_t tlen = text ? strlen(text) : 0, hlen = (tlen + 7) / 8 * 8;
+  char *hs = text ? realloc(text, hlen) : NULL;
+  if (!hs) {
+    free(text);
     free(order);
     free(morder);
     return cnn_error_set("out of memory");
   }
-  if (h.len > CNN_SAFETENSORS_MAX_HEADER) {
-    free(h.s);
+  memset(hs + tlen, ' ', hlen - tlen);
+  if (hlen > CNN_SAFETENSORS_MAX_HEADER) {
+    free(hs);
     free(order);
     free(morder);
-    return cnn_error_set("%s: the header would be %zu bytes, over the format's %u-byte limit", path, h.len,
+    return cnn_error_set("%s: the header would be %zu bytes, over the format's %u-byte limit", path, hlen,
                          CNN_SAFETENSORS_MAX_HEADER);
   }
 
   cnn_atomic_file af;
   if (cnn_atomic_open(&af, path)) {
-    free(h.s);
+    free(hs);
     free(order);
     free(morder);
     return -1;
   }
   unsigned char lenbuf[8];
-  for (int i = 0; i < 8; i++) lenbuf[i] = (unsigned char)((uint64_t)h.len >> (8 * i));
-  bool ok = fwrite(lenbuf, 1, 8, af.f) == 8 && fwrite(h.s, 1, h.len, af.f) == h.len;
-  free(h.s);
+  for (int i = 0; i < 8; i++) lenbuf[i] = (unsigned char)((uint64_t)hlen >> (8 * i));
+  bool ok = fwrite(lenbuf, 1, 8, af.f) == 8 && fwrite(hs, 1, hlen, af.f) == hlen;
+  free(hs);
   for (size_t j = 0; ok && j < n; j++) {
     cnn_tensor *c = cnn_tensor_contiguous(tensors[order[j].index]);
     if (!c) {

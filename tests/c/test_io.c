@@ -1,4 +1,4 @@
-/* File formats and batches: the JSON reader on valid and invalid text; IDX, PNG and safetensors
+/* File formats and batches: the safetensors header's JSON, valid and invalid; IDX, PNG and safetensors
  * round trips; every prefix of a small valid file (truncation at every byte) and seeded random
  * byte flips must give an error naming the file or a valid tensor, never a crash (run under
  * ASan in CI); epoch orders, gathering and the batch transforms against hand-worked values. */
@@ -7,7 +7,6 @@
 #include "cnn/batch.h"
 #include "cnn/error.h"
 #include "cnn/idx.h"
-#include "cnn/json.h"
 #include "cnn/png_io.h"
 #include "cnn/random.h"
 #include "cnn/safetensors.h"
@@ -26,98 +25,116 @@ static uint32_t rnd(void) {
   return (uint32_t)(lcg >> 33);
 }
 
-/* ---- JSON ---- */
+/* ---- the safetensors header's JSON (parsed by libjansson, checked before and after) ---- */
 
-static void test_json(void) {
-  const char *ok =
-      " {\"a\": [1, 2.5, -3e2, true, false, null], \"b\\u00e9\\n\": {\"c\": \"\\ud83d\\ude00x\"}, \"\": 0} ";
-  cnn_json *v = cnn_json_parse(ok, strlen(ok));
-  CHECK(v && v->type == CNN_JSON_OBJECT && v->len == 3);
-  if (v) {
-    const cnn_json *a = cnn_json_get(v, "a");
-    CHECK(a && a->type == CNN_JSON_ARRAY && a->len == 6);
-    CHECK(a && a->items[0].is_uint && a->items[0].uint == 1);
-    CHECK(a && !a->items[1].is_uint && a->items[1].number == 2.5);
-    CHECK(a && !a->items[2].is_uint && a->items[2].number == -300);
-    CHECK(a && a->items[3].type == CNN_JSON_BOOL && a->items[3].boolean);
-    CHECK(a && a->items[5].type == CNN_JSON_NULL);
-    /* "b\u00e9\n" decodes to b, C3 A9 (UTF-8 of U+00E9), newline */
-    CHECK(v->key_lens[1] == 4 && memcmp(v->keys[1], "b\xc3\xa9\n", 4) == 0);
-    const cnn_json *c = cnn_json_get(&v->items[1], "c");
-    /* U+1F600 from its surrogate pair: F0 9F 98 80 */
-    CHECK(c && c->len == 5 && memcmp(c->str, "\xf0\x9f\x98\x80x", 5) == 0);
-    CHECK(cnn_json_get(v, "")->is_uint);
+/* Writes a safetensors file: the length hl, then hl + data bytes of which the first n come from
+ * h and the rest are zeros; then loads it. Returns the load's status; *st is filled on success. */
+static int load_bytes(const char *h, size_t n, size_t hl, size_t data, cnn_safetensors *st) {
+  unsigned char *f = calloc(8 + hl + data, 1);
+  for (int k = 0; k < 8; k++) f[k] = (unsigned char)((uint64_t)hl >> (8 * k));
+  memcpy(f + 8, h, n < hl + data ? n : hl + data);
+  write_file(tmp_path("json.safetensors"), f, 8 + hl + data);
+  free(f);
+  cnn_error_clear();
+  return cnn_safetensors_load(tmp_path("json.safetensors"), st);
+}
+
+/* The same with h a C string, the header length strlen(h) when hl is 0. */
+static int load_header(const char *h, size_t hl, size_t data, cnn_safetensors *st) {
+  return load_bytes(h, strlen(h), hl ? hl : strlen(h), data, st);
+}
+
+static void test_header_json(void) {
+  cnn_safetensors st;
+  /* escapes decode to UTF-8: \u00e9 is C3 A9, the pair \ud83d\ude00 is U+1F600 (F0 9F 98 80),
+   * \/ is '/'; metadata keeps the header's order (not sorted); space padding after the object */
+  const char *ok = "{\"__metadata__\":{\"z\\u00e9\\n\":\"\\ud83d\\ude00x\",\"a\":\"p\\/q\\t\\\"\"},"
+                   "\"t\\u00e9\":{\"dtype\":\"F32\",\"shape\":[],\"data_offsets\":[0,4]}}   ";
+  CHECK(load_header(ok, 0, 4, &st) == 0);
+  if (st.n == 1 && st.nmeta == 2) {
+    CHECK(strcmp(st.names[0], "t\xc3\xa9") == 0);
+    CHECK(strcmp(st.meta_keys[0], "z\xc3\xa9\n") == 0 && strcmp(st.meta_values[0], "\xf0\x9f\x98\x80x") == 0);
+    CHECK(strcmp(st.meta_keys[1], "a") == 0 && strcmp(st.meta_values[1], "p/q\t\"") == 0);
+  } else {
+    CHECK(!"the header with escapes loads one tensor and two metadata entries");
   }
-  cnn_json_free(v);
+  if (st.n) cnn_safetensors_clear(&st);
+  /* the largest int64 is an integer (here a size too large to hold); one more is refused */
+  CHECK(load_header("{\"a\":{\"dtype\":\"U8\",\"shape\":[9223372036854775807],\"data_offsets\":[0,1]}}", 0, 1, &st));
+  CHECK_ERROR_HAS("has too many elements", NULL);
+  CHECK(load_header("{\"a\":{\"dtype\":\"U8\",\"shape\":[9223372036854775808],\"data_offsets\":[0,1]}}", 0, 1, &st));
+  CHECK_ERROR_HAS("invalid JSON at byte 46: too big integer", NULL);
 
-  /* 18446744073709551615 is the largest uint64; one more is a plain number */
-  v = cnn_json_parse("[18446744073709551615, 18446744073709551616, 0]", 47);
-  CHECK(v && v->items[0].is_uint && v->items[0].uint == UINT64_MAX && !v->items[1].is_uint && v->items[2].is_uint);
-  cnn_json_free(v);
-
+  /* strict RFC 8259: each problem refused with the byte (0-based, the last one read) and why */
   static const struct {
-    const char *text, *why;
+    const char *header, *why;
   } bad[] = {
-      {"", "unexpected end"},
-      {"{\"a\": 1,}", "expected a string key"},
-      {"[1, 2,]", "unexpected character"},
-      {"[01]", "leading zero"},
-      {"[1.]", "digit after '.'"},
-      {"[1e]", "digit in exponent"},
-      {"[-]", "expected a digit"},
-      {"\"a\x01\"", "control character"},
-      {"\"\\x\"", "unknown escape"},
-      {"\"\\u12\"", "escape"},
-      {"\"\\ud800\"", "unpaired high surrogate"},
-      {"\"\\udc00\"", "unpaired low surrogate"},
-      {"\"\xc3\x28\"", "invalid UTF-8"},
-      {"\"\xed\xa0\x80\"", "invalid UTF-8"}, /* an encoded surrogate */
-      {"\"\xc0\xaf\"", "invalid UTF-8"},     /* overlong '/' */
-      {"{\"a\": 1, \"a\": 2}", "duplicate key \"a\""},
-      {"{\"a\" 1}", "expected ':'"},
-      {"{} x", "unexpected data after"},
-      {"[1 2]", "expected ',' or ']'"},
-      {"tru", "unexpected character"},
-      {"\"abc", "unterminated string"},
-      {"\"abc\\", "unterminated string"},
-      {"[", "unexpected end"},
-      {"{\"a\":", "unexpected end"},
+      {"{\"a\":{\"dtype\":\"F32\",}}", "at byte 20: string or '}' expected near '}'"},
+      {"{\"a\":[1, 2,]}", "unexpected token near ']'"},
+      {"{\"a\":[01]}", "invalid token near '0'"},
+      {"{\"a\":[1.]}", "invalid token near '1.'"},
+      {"{\"a\":[1e]}", "invalid token near '1e'"},
+      {"{\"a\":[-]}", "invalid token near '-'"},
+      {"{\"a\":[tru]}", "invalid token near 'tru'"},
+      {"{\"a\":[NaN]}", "invalid token"},
+      {"{\"a\":\"x\x01\"}", "control character 0x1"},
+      {"{\"a\":\"\\x\"}", "invalid escape"},
+      {"{\"a\":\"\\u12\"}", "invalid escape"},
+      {"{\"a\":\"\\ud800\"}", "invalid Unicode '\\uD800'"}, /* a high surrogate alone */
+      {"{\"a\":\"\\udc00\"}", "invalid Unicode '\\uDC00'"}, /* a low surrogate alone */
+      {"{\"a\":\"\\u0000\"}", "\\u0000 is not allowed"},    /* names and metadata are C strings */
+      {"{\"a\\u0000\":1}", "NUL byte in object key"},
+      {"{\"a\":\"\xc3\x28\"}", "unable to decode byte 0xc3"},         /* a lead byte without its continuation */
+      {"{\"a\":\"\xed\xa0\x80\"}", "unable to decode byte 0xed"},     /* an encoded surrogate */
+      {"{\"a\":\"\xc0\xaf\"}", "unable to decode byte 0xc0"},         /* overlong '/' */
+      {"{\"a\":\"\xf4\x90\x80\x80\"}", "unable to decode byte 0xf4"}, /* beyond U+10FFFF */
+      {"{\"a\":1, \"a\":2}", "at byte 8: duplicate key \"a\""},
+      {"{\"a\\\"b\":1,\"a\\\"b\":2}", "duplicate key \"a\\\"b\""},
+      {"{\"a\" 1}", "':' expected near '1'"},
+      {"{} x", "at byte 3: end of file expected near 'x'"},
+      {"{}}", "end of file expected"},
+      {"{\"a\":[1 2]}", "']' expected near '2'"},
+      {"{\"abc", "premature end of input"},
+      {"{\"a\":", "unexpected token near end of file"},
+      {"{\"a\":1e400}", "real number overflow"},
   };
   for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
-    cnn_error_clear();
-    cnn_json *r = cnn_json_parse(bad[i].text, strlen(bad[i].text));
-    if (r) {
-      fprintf(stderr, "json: \"%s\" parsed but should fail (%s)\n", bad[i].text, bad[i].why);
+    if (load_header(bad[i].header, 0, 0, &st) == 0) {
+      fprintf(stderr, "header %s loaded but should fail (%s)\n", bad[i].header, bad[i].why);
       failures++;
-      cnn_json_free(r);
-    } else if (!strstr(cnn_error_get(), bad[i].why)) {
-      fprintf(stderr, "json: \"%s\": error \"%s\" lacks \"%s\"\n", bad[i].text, cnn_error_get(), bad[i].why);
+      cnn_safetensors_clear(&st);
+    } else if (!strstr(cnn_error_get(), "header: invalid JSON at byte ") || !strstr(cnn_error_get(), bad[i].why)) {
+      fprintf(stderr, "header %s: error \"%s\" lacks \"%s\"\n", bad[i].header, cnn_error_get(), bad[i].why);
       failures++;
     }
   }
-  /* nesting: 64 levels parse, 65 do not */
-  char deep[200];
-  for (int n = 64; n <= 65; n++) {
-    memset(deep, '[', (size_t)n);
-    memset(deep + n, ']', (size_t)n);
-    v = cnn_json_parse(deep, (size_t)(2 * n));
-    CHECK((v != NULL) == (n == 64));
-    if (!v) CHECK_ERROR_HAS("nesting too deep", NULL);
-    cnn_json_free(v);
+  /* a NUL byte ends nothing: it is refused where it stands, in a string or after the object */
+  CHECK(load_bytes("{\"a\":\"x\0y\"}", 11, 11, 0, &st) == -1);
+  CHECK_ERROR_HAS("invalid JSON at byte 7: NUL byte", NULL);
+  CHECK(load_bytes("{}\0\0\0\0\0\0", 8, 8, 0, &st) == -1);
+  CHECK_ERROR_HAS("invalid JSON at byte 2: NUL byte", NULL);
+  /* nesting: the header object and 63 arrays in it parse (then fail as a tensor entry), 64 do
+   * not; brackets inside strings do not count */
+  char deep[256];
+  for (int n = 63; n <= 64; n++) {
+    int k = snprintf(deep, sizeof deep, "{\"a\":");
+    memset(deep + k, '[', (size_t)n);
+    memset(deep + k + n, ']', (size_t)n);
+    snprintf(deep + k + 2 * n, sizeof deep - (size_t)(k + 2 * n), "}");
+    CHECK(load_header(deep, 0, 0, &st) == -1);
+    CHECK_ERROR_HAS(n == 63 ? "header entry 'a' is not an object" : "at byte 68: nesting too deep", NULL);
   }
-  /* the text is never read past its length: "[1]" with a stray byte after the given length */
-  v = cnn_json_parse("[1]]", 3);
-  CHECK(v && v->len == 1);
-  cnn_json_free(v);
-  /* escape then parse gives the bytes back */
-  const char raw[] = "q\"b\\s\x01\x1f\xc3\xa9";
-  char esc[64];
-  size_t n = cnn_json_escape(esc, sizeof esc, raw, sizeof raw - 1);
-  CHECK(n < sizeof esc);
-  v = cnn_json_parse(esc, n);
-  CHECK(v && v->type == CNN_JSON_STRING && v->len == sizeof raw - 1 && memcmp(v->str, raw, v->len) == 0);
-  cnn_json_free(v);
-  CHECK(cnn_json_utf8_valid("\xf4\x8f\xbf\xbf", 4) && !cnn_json_utf8_valid("\xf4\x90\x80\x80", 4));
+  memset(deep, 0, sizeof deep);
+  snprintf(deep, sizeof deep, "{\"__metadata__\":{\"k\":\"%s\"}}",
+           "[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[\\\"[[[[");
+  CHECK(load_header(deep, 0, 0, &st) == 0 && st.nmeta == 1 && strlen(st.meta_values[0]) == 70);
+  cnn_safetensors_clear(&st);
+  /* the text is read only up to the header length: the data bytes after it are not JSON */
+  CHECK(load_header("{\"a\":{\"dtype\":\"U8\",\"shape\":[1],\"data_offsets\":[0,1]}}]", 0, 0, &st) == -1);
+  CHECK_ERROR_HAS("end of file expected near ']'", NULL);
+  CHECK(load_header("{\"a\":{\"dtype\":\"U8\",\"shape\":[1],\"data_offsets\":[0,1]}}]", 53, 1, &st) == 0);
+  CHECK(st.n == 1 && cnn_tensor_i64(st.tensors[0])[0] == ']');
+  cnn_safetensors_clear(&st);
 }
 
 /* ---- IDX ---- */
@@ -452,7 +469,7 @@ static void test_safetensors(void) {
        "needs 12 bytes but data_offsets [0, 8] hold 8", 8},
       {"{\"a\":{\"dtype\":\"C64\",\"shape\":[1],\"data_offsets\":[0,8]}}", "unsupported dtype 'C64'", 8},
       {"{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]},\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[4,8]}}",
-       "duplicate key \"a\"", 8},
+       "invalid JSON at byte 54: duplicate key \"a\"", 8},
       {"{\"a\":{\"dtype\":\"F32\",\"shape\":[-1],\"data_offsets\":[0,4]}}",
        "shape entry 1 is not a non-negative integer", 4},
       {"{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[4,0]}}", "end before they begin", 4},
@@ -463,7 +480,7 @@ static void test_safetensors(void) {
       {"{\"__metadata__\":{\"k\":1}}", "__metadata__ value of 'k' is not a string", 0},
       {"{\"a\":[1]}", "not an object", 0},
       {"[1]", "does not start with '{'", 0},
-      {"{\"a\":1,}", "invalid JSON at byte 7", 0},
+      {"{\"a\":1,}", "invalid JSON at byte 7: string or '}' expected", 0},
   };
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
     size_t hl = strlen(cases[i].header);
@@ -668,7 +685,7 @@ static void test_batch(void) {
 
 int main(void) {
   if (tmpfiles_init("cnn_test_io") != 0) return 2;
-  test_json();
+  test_header_json();
   test_idx();
   test_png();
   test_safetensors();

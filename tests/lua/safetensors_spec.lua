@@ -136,7 +136,7 @@ describe("cnn.load on corrupt files", function()
     {"a header length beyond 100 MB", string.pack("<I8", 100000001) .. "{}", "exceeds the 100000000%-byte limit"},
     {"a header length past the end", string.pack("<I8", 50) .. "{}", "runs past the end of the file"},
     {"a header that is not an object", st_bytes('["a"]'), "does not start with '{'"},
-    {"invalid JSON", st_bytes('{"a":{"dtype":"F32",}}'), "invalid JSON at byte 20: expected a string key"},
+    {"invalid JSON", st_bytes('{"a":{"dtype":"F32",}}'), "invalid JSON at byte 20: string or '}' expected"},
     {"duplicate keys", st_bytes('{"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},' ..
       '"a":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}}', string.rep("\0", 8)), 'duplicate key "a"'},
     {"an unknown dtype", st_bytes('{"a":{"dtype":"Q8","shape":[2],"data_offsets":[0,2]}}', "\0\0"),

@@ -23,9 +23,10 @@ typedef struct cnn_safetensors {
  * cnn_safetensors_clear). F32 stays float32 and I64 int64; F16, BF16, F64, F8_E4M3 and F8_E5M2
  * become float32; I8, U8, I16, U16, I32, U32, U64 (when it fits) and BOOL (0/1) become int64.
  * The whole file is validated before data is read: header length against the 100 MB limit and
- * the file, strict JSON (no duplicate keys), known dtypes, shapes whose byte size matches their
- * offsets, and offsets that tile the data exactly. Returns 0, or -1 with an error that starts
- * with the path; nothing is kept on failure. */
+ * the file, strict JSON (libjansson: RFC 8259, valid UTF-8, no duplicate keys, no NUL bytes,
+ * nesting at most 64 deep), known dtypes, integer shapes whose byte size matches their offsets,
+ * and offsets that tile the data exactly. Returns 0, or -1 with an error that starts with the
+ * path; nothing is kept on failure. */
 int cnn_safetensors_load(const char *path, cnn_safetensors *out);
 void cnn_safetensors_clear(cnn_safetensors *st);
 
