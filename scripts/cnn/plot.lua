@@ -1,18 +1,20 @@
 --- module cnn.plot
---- Line, scatter and grid charts, drawn into images and saved as PNG.
---- Each drawing function takes one options table, writes the PNG when `path` is given and returns
---- the image, a (3, H, W) float tensor, and a layout table: `area = {x, y, w, h}`, the framed plot
---- area in 0-based pixels; `pad`, the inset of the axis ranges in it; `x` and `y`, each axis' lo, hi,
---- values, labels (and log); `legend`, its box. Data x lands on pixel column
+--- Line, scatter and grid charts drawn with cairo, saved as PNG, SVG or PDF.
+--- Each drawing function takes one options table, writes the picture when `path` is given (its
+--- extension, .png, .svg or .pdf, chooses the format) and returns the image, a (3, H, W) float
+--- tensor, and a layout table: `area = {x, y, w, h}`, the framed plot area in 0-based pixels; `pad`,
+--- the inset of the axis ranges in it; `x` and `y`, each axis' lo, hi, values, labels (and log);
+--- `legend`, its box. Data x lands on pixel column
 --- area.x + pad + (x - lo) / (hi - lo) * (area.w - 1 - 2 pad) (log10 of each on log axes), y
 --- likewise from the bottom. Axes use "nice" ticks (1-2-5 steps, the range widened to whole steps;
---- decades on log axes), labelled compactly (0.5, 1e-3, 12k); font_scale (default 1 up to about
---- 1200x750, then 2, ...) scales text, lines and margins. Every option is checked; errors name the
---- function and the problem ("plot.lines: ...").
+--- decades on log axes), labelled compactly (0.5, 1e-3, 12k). Text is DejaVu Sans (Debian's
+--- fonts-dejavu-core), 12 pixels at font_scale 1; font_scale (default 1 up to about 1200x750, then
+--- 2, ...) scales text, lines and margins. Every option is checked; errors name the function and
+--- the problem ("plot.lines: ...").
 
--- cnn.plot: charts drawn by the runtime into a (3, H, W) float tensor (core.canvas, every pixel in
--- C) and written as PNG through cnn.image.save. No plotting library: this module only lays out
--- axes, ticks, legend and labels and maps data to pixels.
+-- cnn.plot: charts drawn with cairo through core.canvas (anti-aliased lines and text, recorded as
+-- vectors, so one drawing gives PNG, SVG and PDF). No plotting library: this module lays out axes,
+-- ticks, legend and labels, measuring text with the font's metrics, and maps data to pixels.
 local core = require "cnn.core"
 
 local C = core.canvas
@@ -320,7 +322,21 @@ local function axis_ticks(lo, hi, log, len, label_room, integral)
   end
 end
 
-local function text_w(s, fs) return (C.text_size(s, fs)) end
+-- Text extents from the font's metrics, in whole pixels (the layout keeps frames on pixels).
+local function text_w(s, fs, bold) return ceil((C.text_size(s, fs, bold))) end
+local function text_h(s, fs, bold) return ceil(select(2, C.text_size(s, fs, bold))) end
+
+-- name, or its start and "~", whichever fits in room pixels (at least one character).
+local function fit(name, room, fs)
+  if text_w(name, fs) <= room then return name end
+  local n = utf8.len(name) or #name
+  while n > 1 do
+    n = n - 1
+    local short = (utf8.len(name) and name:sub(1, utf8.offset(name, n + 1) - 1) or name:sub(1, n)) .. "~"
+    if text_w(short, fs) <= room then return short end
+  end
+  return (utf8.len(name) and name:sub(1, utf8.offset(name, 2) - 1) or name:sub(1, 1)) .. "~"
+end
 
 -- True when every finite value is an integer (and there are some): epochs, steps, sizes.
 local function integral(lists)
@@ -341,10 +357,10 @@ end
 -- ticks, labels, title. Returns the axes: area, map(x, y) -> pixel x, y (NaN when not drawable).
 local function draw_axes(t, region, spec)
   local fs = spec.fs
-  local gh = 9 * fs -- height of a line of text
+  local gh = text_h("0", fs) -- height of a line of text
   local tick, m, pad = 4 * fs, 8 * fs, PAD * fs
   local top = region.y + m
-  if spec.title then top = top + 9 * spec.title_scale + m end
+  if spec.title then top = top + text_h(spec.title, spec.title_scale, true) + m end
   local bottom = region.y + region.h - m - gh - tick - 4 * fs - (spec.xlabel and (gh + 6 * fs) or 0)
   local ph = bottom - top
   -- y ticks first (their labels set the left margin), then x ticks in the width left
@@ -360,11 +376,11 @@ local function draw_axes(t, region, spec)
   local xt
   if spec.xcats then -- categories at 1..K, names shortened to the room each one has
     local k = #spec.xcats
-    local room = max(1, floor(((right - left) / max(1, k) - 6) / (6 * fs)))
+    local room = (right - left) / max(1, k) - 6 * fs
     xt = {lo = 0.5, hi = k + 0.5, step = 1, values = {}, labels = {}}
     for i, name in ipairs(spec.xcats) do
       xt.values[i] = i
-      xt.labels[i] = #name <= room and name or (name:sub(1, max(1, room - 1)) .. "~")
+      xt.labels[i] = fit(name, room, fs)
     end
     if k == 0 then xt.values, xt.labels = {1}, {""} end
   else
@@ -430,8 +446,7 @@ local function draw_axes(t, region, spec)
       local _, py = ax.map(xt.lo, v)
       py = floor(py + 0.5)
       C.line(t, left - tick, py, left - 1, py, FRAME, {aa = false})
-      -- digits are 7 rows tall: centre them on the tick
-      C.text(t, left - tick - 4 * fs, py - floor(7 * fs / 2), yt.labels[i], TEXT, {scale = fs, align = "right"})
+      C.text(t, left - tick - 4 * fs, py, yt.labels[i], TEXT, {scale = fs, align = "right", valign = "middle"})
     end
     if spec.xlabel then
       C.text(t, left + pw / 2, region.y + region.h - m, spec.xlabel, INK, {scale = fs, align = "center",
@@ -452,7 +467,7 @@ end
 -- drawn pixels of the plot area (ties go to the earlier spot, top-right first).
 local function draw_legend(t, ax, series, with_markers)
   local fs = ax.fs
-  local row_h = 15 * fs
+  local row_h = text_h("0", fs) + 3 * fs
   local sw, m = 22 * fs, 8 * fs
   local name_w = 0
   for _, s in ipairs(series) do name_w = max(name_w, text_w(s.name, fs)) end
@@ -478,7 +493,7 @@ local function draw_legend(t, ax, series, with_markers)
     local oy = lw % 2 == 0 and 0.5 or 0 -- an even width is crisp between pixel rows
     C.line(t, x + m, cy + oy, x + m + sw, cy + oy, s.color, {width = lw})
     if with_markers then C.marker(t, x + m + sw / 2, cy + oy, s.marker, 7 * fs, s.color) end
-    C.text(t, x + m + sw + 6 * fs, cy + oy - 7 * fs / 2, s.name, TEXT, {scale = fs})
+    C.text(t, x + m + sw + 6 * fs, cy + oy, s.name, TEXT, {scale = fs, valign = "middle"})
   end
   return {x = x, y = y, w = w, h = h}
 end
@@ -524,12 +539,12 @@ local function draw_best(t, ax, spec)
       local fs = ax.fs
       C.marker(t, x, y, "star", 15 * fs, plot.palette[2], {edge = "#000000", clip = ax.region})
       local label = b.label and tostring(b.label) or ("best: " .. format_number(b.y))
-      local lw = text_w(label, fs) + 1
+      local lw = text_w(label, fs, true) + 1
       local a = ax.area
       local right_side = x + 12 * fs + lw <= a.x + a.w - 4 * fs
       local ty = min(max(y, a.y + 10 * fs), a.y + a.h - 10 * fs)
       local tx = right_side and x + 12 * fs or x - 12 * fs
-      local _, th = C.text_size(label, fs)
+      local th = text_h(label, fs, true)
       -- a light backing so the label stays readable over points and grid
       C.rect(t, (right_side and tx or tx - lw) - 3 * fs, floor(ty - th / 2 + 0.5) - 2 * fs, lw + 6 * fs,
         th + 4 * fs, "#ffffff", {alpha = 0.8, clip = clip})
@@ -631,11 +646,24 @@ local function font_scale(opts, w, h)
   return fs
 end
 
+-- A white canvas; its failures (no DejaVu Sans font) are the plot function's.
+local function new_canvas(w, h)
+  local ok, t = pcall(C.new, w, h)
+  if not ok then fail("%s", (tostring(t):gsub("^canvas%.new: ", ""))) end
+  return t
+end
+
+-- Writes the canvas as PNG, SVG or PDF, by the extension of path.
 local function save(path, t)
   if path == nil then return end
   if type(path) ~= "string" then fail("path must be a string, got %s", type(path)) end
-  local image = require "cnn.image"
-  image.save(path, t)
+  local ext = path:match("%.(%w+)$")
+  ext = ext and ext:lower()
+  if ext ~= "png" and ext ~= "svg" and ext ~= "pdf" then
+    fail("path must end in .png, .svg or .pdf, got %s", path)
+  end
+  local ok, err = pcall(C.save, t, path)
+  if not ok then fail("%s", (tostring(err):gsub("^canvas%.save: ", ""))) end
 end
 
 local function single(kind, keys)
@@ -647,10 +675,10 @@ local function single(kind, keys)
     local fs = font_scale(opts, w, h)
     local spec = panel_spec(opts, kind)
     if opts.path ~= nil and type(opts.path) ~= "string" then fail("path must be a string, got %s", type(opts.path)) end
-    local t = core.ones(3, h, w)
-    local info = draw_panel(t, {x = 0, y = 0, w = w, h = h}, spec, fs, 2 * fs)
+    local t = new_canvas(w, h)
+    local info = draw_panel(t, {x = 0, y = 0, w = w, h = h}, spec, fs, 1.5 * fs)
     save(opts.path, t)
-    return t, info
+    return t:tensor(), info
   end
 end
 
@@ -663,7 +691,7 @@ end
 --- its own shape). Colours come from cnn.plot.palette; the legend goes where it covers the fewest
 --- drawn pixels (top-right first) and is drawn when there are several series or one has a name. A
 --- series may set color="#rrggbb", marker= (dot, square, diamond, triangle, circle, star, cross,
---- plus) and width= (pixels, default 2).
+--- plus) and width= (pixels, default 2). `path` ends in .png, .svg or .pdf, which sets the format.
 plot.lines = public("lines", single("lines", lines_keys))
 --- cnn.plot.scatter{path=, points={{x=, y=, label=}, ...}, best=, title=, xlabel=, ylabel=, logx=false,
 ---   logy=false, width=, height=} -> image, layout
@@ -706,11 +734,11 @@ plot.panels = public("panels", function(opts)
   local pw0, ph0 = 400, 300
   local w, h = image_size(opts, cols * pw0, rows * ph0 + (title and 36 or 0))
   local fs = font_scale(opts, w / cols * 2, (h / rows) * 5 / 3)
-  local t = core.ones(3, h, w)
+  local t = new_canvas(w, h)
   local top = 0
   if title then
-    top = (9 * 2 + 16) * fs
-    C.text(t, w / 2, 8, title, INK, {scale = 2 * fs, align = "center", bold = true})
+    top = text_h(title, 1.5 * fs, true) + 16 * fs
+    C.text(t, w / 2, 8 * fs, title, INK, {scale = 1.5 * fs, align = "center", bold = true})
   end
   local cw, chh = floor(w / cols), floor((h - top) / rows)
   local infos = {}
@@ -719,7 +747,7 @@ plot.panels = public("panels", function(opts)
     infos[i] = draw_panel(t, {x = c * cw, y = top + r * chh, w = cw, h = chh}, spec, fs, fs)
   end
   save(opts.path, t)
-  return t, {panels = infos}
+  return t:tensor(), {panels = infos}
 end)
 
 return plot

@@ -16,7 +16,7 @@ SUDO=""
 
 # clang with its libFuzzer/sanitizer runtimes and OpenMP, plus what configuring the project needs
 packages=(clang libclang-rt-dev libomp-dev cmake pkg-config liblua5.4-dev lua5.4 libopenblas-dev libedit-dev
-          libpng-dev zlib1g-dev libjansson-dev lua-busted)
+          libpng-dev zlib1g-dev libjansson-dev libcairo2-dev lua-busted)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

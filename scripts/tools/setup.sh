@@ -11,7 +11,7 @@ SUDO=""
 packages=(build-essential cmake pkg-config liblua5.4-dev lua5.4 libopenblas-dev libedit-dev
           libpng-dev zlib1g-dev lua-busted lua-argparse lua-dkjson dataset-fashion-mnist
           libopenmpi-dev openmpi-bin openssh-client clang-format lua-check lua-filesystem
-          libjansson-dev)
+          libjansson-dev libcairo2-dev fonts-dejavu-core)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

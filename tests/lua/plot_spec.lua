@@ -1,6 +1,8 @@
 -- cnn.plot: nice ticks and compact labels against values worked out by hand; line and scatter
 -- plots checked pixel by pixel (the frame where the layout says, a data point's pixel where the
--- axis mapping puts it, the legend's swatches, NaN gaps); the errors; and core.canvas' checks.
+-- axis mapping puts it, the legend's swatches, NaN gaps); PNG, SVG and PDF files; the errors; and
+-- core.canvas (cairo): crisp and anti-aliased pixels, text measured against DejaVu Sans' advance
+-- widths, and its checks.
 local cnn = require "cnn"
 local core = require "cnn.core"
 local plot = require "cnn.plot"
@@ -23,9 +25,37 @@ local function rgb(hex)
   return tonumber(hex:sub(2, 3), 16) / 255, tonumber(hex:sub(4, 5), 16) / 255, tonumber(hex:sub(6, 7), 16) / 255
 end
 
+-- The pixels of image tensor t (3, H, W) in the box of pixels round(x)..round(x)+round(w)-1 by
+-- round(y)..round(y)+round(h)-1 (0-based), cut to the image; nil when nothing is left.
+local function region(t, x, y, w, h)
+  local r = function(v) return math.floor(v + 0.5) end
+  local x0, y0 = math.max(0, r(x)), math.max(0, r(y))
+  local x1, y1 = math.min(t:size(3), r(x) + r(w)), math.min(t:size(2), r(y) + r(h))
+  if x1 <= x0 or y1 <= y0 then return nil end
+  return t:narrow(2, y0 + 1, y1 - y0):narrow(3, x0 + 1, x1 - x0), (x1 - x0) * (y1 - y0)
+end
+
+-- Pixels of that box of image t whose largest channel difference from opts.bg (default white)
+-- exceeds opts.tol (default 0.1): the ink in it.
+local function count_ink(t, x, y, w, h, opts)
+  opts = opts or {}
+  local r = region(t, x, y, w, h)
+  if not r then return 0 end
+  local bg = cnn.tensor({rgb(opts.bg or "#ffffff")}):view(3, 1, 1)
+  local diff = (r - bg):abs():max(1)
+  return math.floor(diff:gt(opts.tol or 0.1):sum():item() + 0.5)
+end
+
+-- Pixel (x, y) (0-based, rounded) of image t: r, g, b.
+local function pixel(t, x, y)
+  x, y = math.floor(x + 0.5) + 1, math.floor(y + 0.5) + 1
+  return t[1][y][x], t[2][y][x], t[3][y][x]
+end
+
 -- Pixels of the w x h box at (x, y) whose colour is within tol of hex.
 local function count_color(t, hex, x, y, w, h, tol)
-  return w * h - C.count_ink(t, x, y, w, h, {bg = hex, tol = tol or 0.02})
+  local _, n = region(t, x, y, w, h)
+  return (n or 0) - count_ink(t, x, y, w, h, {bg = hex, tol = tol or 0.02})
 end
 
 -- Where the axes put data value v: the area inset by info.pad pixels (6 at font scale 1), lo..hi
@@ -119,7 +149,7 @@ describe("plot.lines", function()
     local fr = rgb("#404040")
     assert.are.equal(a.h, count_color(t, "#404040", a.x, a.y, 1, a.h))
     assert.are.equal(a.w, count_color(t, "#404040", a.x, a.y + a.h - 1, a.w, 1))
-    assert.is_true(math.abs(select(1, C.pixel(t, a.x + a.w - 1, a.y + 5)) - fr) < 1e-6)
+    assert.is_true(math.abs(select(1, pixel(t, a.x + a.w - 1, a.y + 5)) - fr) < 1e-6)
     -- data (2.5, 2.5) lies on "up": a 2-pixel line leaves a fully covered pixel next to it
     local x, y = px(info, 2.5), py(info, 2.5)
     assert.is_true(count_color(t, P1, math.floor(x) - 1, math.floor(y) - 1, 3, 3) > 0)
@@ -167,7 +197,7 @@ describe("plot.lines", function()
     assert.is_true(near(P1, 4.5, 4.5) > 0)    -- 4-5 drawn
     assert.are.equal(0, near(P1, 6, 6))       -- 5-7 broken by the inf
     -- the one-point series is a marker centred on its point, in its colour
-    local r, g, b = C.pixel(t, math.floor(px(info, 6) + 0.5), math.floor(py(info, 2) + 0.5))
+    local r, g, b = pixel(t, math.floor(px(info, 6) + 0.5), math.floor(py(info, 2) + 0.5))
     local r2, g2, b2 = rgb(P2)
     assert.is_true(math.abs(r - r2) < 0.02 and math.abs(g - g2) < 0.02 and math.abs(b - b2) < 0.02)
   end)
@@ -190,10 +220,12 @@ describe("plot.lines", function()
     local t, info = plot.lines{width = 400, height = 300, title = "Loss", ylabel = "loss",
       series = {{y = {1, 2}}}}
     local a = info.area
-    assert.is_true(C.count_ink(t, 0, 0, 400, a.y - 2) > 20)       -- title above the area
-    assert.is_true(C.count_ink(t, 0, a.y, 20, a.h) > 20)          -- y label at the left edge
+    assert.is_true(count_ink(t, 0, 0, 400, a.y - 2) > 20)       -- title above the area
+    -- anti-aliased: the title's edges are grey, neither paper nor ink
+    assert.is_true(count_ink(t, 0, 0, 400, a.y - 2, {tol = 0.1}) - count_ink(t, 0, 0, 400, a.y - 2, {tol = 0.9}) > 20)
+    assert.is_true(count_ink(t, 0, a.y, 20, a.h) > 20)          -- y label at the left edge
     local t2, info2 = plot.lines{width = 400, height = 300, series = {{y = {1, 2}}}}
-    assert.are.equal(0, C.count_ink(t2, 0, 0, 400, info2.area.y - 2))
+    assert.are.equal(0, count_ink(t2, 0, 0, 400, info2.area.y - 2))
   end)
 
   it("names itself and the problem in errors, and keeps working", function()
@@ -236,7 +268,7 @@ describe("plot.scatter and plot.panels", function()
     local t, info = plot.scatter{width = 400, height = 300, logx = true, points = pts, best = 2}
     assert.are.same({1e-4, 0.1}, {info.x.lo, info.x.hi})
     local function centre(p)
-      return C.pixel(t, math.floor(px(info, p.x) + 0.5), math.floor(py(info, p.y) + 0.5))
+      return pixel(t, math.floor(px(info, p.x) + 0.5), math.floor(py(info, p.y) + 0.5))
     end
     local function is(hex, r, g, b)
       local r2, g2, b2 = rgb(hex)
@@ -247,7 +279,7 @@ describe("plot.scatter and plot.panels", function()
     assert.is_true(is(plot.palette[2], centre(pts[2])))
     -- its label is written to the right of the star
     local x, y = px(info, 1e-3), py(info, 0.9)
-    assert.is_true(C.count_ink(t, x + 12, y - 5, 40, 10, {tol = 0.5}) > 20)
+    assert.is_true(count_ink(t, x + 12, y - 5, 40, 10, {tol = 0.5}) > 20)
   end)
 
   it("puts string x values on a categorical axis, in order of first appearance", function()
@@ -255,7 +287,7 @@ describe("plot.scatter and plot.panels", function()
     local t, info = plot.scatter{width = 400, height = 300, points = pts, best = 2}
     assert.are.same({"sgd", "adam"}, info.x.labels)
     assert.are.same({0.5, 2.5, 1, 2}, {info.x.lo, info.x.hi, info.x.values[1], info.x.values[2]})
-    local r, g, b = C.pixel(t, math.floor(px(info, 2) + 0.5), math.floor(py(info, 0.9) + 0.5))
+    local r, g, b = pixel(t, math.floor(px(info, 2) + 0.5), math.floor(py(info, 0.9) + 0.5))
     local r2, g2, b2 = rgb(plot.palette[2])
     assert.is_true(math.abs(r - r2) < 0.02 and math.abs(g - g2) < 0.02 and math.abs(b - b2) < 0.02)
     err(function() plot.scatter{logx = true, points = pts} end, "plot.scatter: logx needs numeric x values")
@@ -273,46 +305,199 @@ describe("plot.scatter and plot.panels", function()
   end)
 end)
 
-describe("PNG output", function()
-  it("writes the image it returns", function()
-    local ok, image = pcall(require, "cnn.image")
-    if not ok or not image.save or not image.load then
-      pending("cnn.image is not available yet")
-      return
-    end
+-- The bytes of the file at path.
+local function slurp(path)
+  local f = assert(io.open(path, "rb"))
+  local b = f:read("a")
+  f:close()
+  return b
+end
+
+describe("image files", function()
+  local spec = {width = 200, height = 160, title = "Loss", series = {{name = "loss", y = {1, 3, 2}}}}
+
+  it("writes the PNG it returns", function()
+    local image = require "cnn.image"
     local path = os.tmpname() .. ".png"
-    local t = plot.lines{path = path, width = 200, height = 160, series = {{y = {1, 3, 2}}}}
+    spec.path = path
+    local t = plot.lines(spec)
     local back = image.load(path)
     os.remove(path)
     assert.are.same({3, 160, 200}, back:shape())
-    assert.is_true((back - t):abs():max():item() <= 1 / 255 + 1e-6) -- 8-bit quantisation
+    assert.are.equal(0, (back - t):abs():max():item()) -- both 8 bits a channel
+  end)
+
+  it("writes SVG and PDF by the extension, any case, with the image's size and its text", function()
+    local base = os.tmpname()
+    spec.path = base .. ".svg"
+    plot.lines(spec)
+    local svg = slurp(spec.path)
+    os.remove(spec.path)
+    assert.truthy(svg:find('^<%?xml version="1.0" encoding="UTF%-8"%?>%s*<svg '))
+    assert.truthy(svg:find('width="200px" height="160px" viewBox="0 0 200 160"', 1, true))
+    assert.truthy(svg:find("</svg>%s*$"))
+    -- every element that opens closes: the document is well-formed as far as tags go
+    local depth = 0
+    for close, body, selfclose in svg:gmatch("<(/?)([^?!][^>]-)(/?)>") do
+      if close == "/" then depth = depth - 1 elseif selfclose == "" then depth = depth + 1 end
+      assert.is_true(depth >= 0, body)
+    end
+    assert.are.equal(0, depth)
+    spec.path = base .. ".PDF"
+    plot.lines(spec)
+    local pdf = slurp(spec.path)
+    os.remove(spec.path)
+    os.remove(base)
+    assert.are.equal("%PDF-", pdf:sub(1, 5))
+    assert.truthy(pdf:find("%%EOF%s*$"))
+    assert.truthy(pdf:find("/MediaBox %[ 0 0 200 160 %]"))
+    assert.truthy(pdf:find("DejaVuSans", 1, true)) -- the font is embedded (as a subset)
+  end)
+
+  it("refuses other extensions and unwritable places, naming plot.lines", function()
+    spec.path = os.tmpname() .. ".jpg"
+    err(function() plot.lines(spec) end, "plot.lines: path must end in .png, .svg or .pdf, got ", ".jpg")
+    spec.path = "/nonexistent-dir/x.svg"
+    err(function() plot.lines(spec) end, "plot.lines: /nonexistent-dir/x.svg: cannot create")
+    H.assert_usable()
+  end)
+
+  it("fails with a clear error when DejaVu Sans is not installed", function()
+    local conf = os.tmpname()
+    local f = assert(io.open(conf, "w"))
+    f:write('<?xml version="1.0"?>\n<fontconfig></fontconfig>\n') -- a fontconfig that knows no fonts
+    f:close()
+    local cnnlua = os.getenv("CNNLUA") or "build/cnnlua"
+    local p = io.popen("FONTCONFIG_FILE='" .. conf .. "' '" .. cnnlua ..
+      "' -e 'print(pcall(cnn.plot.lines, {series = {{y = {1, 2}}}}))' 2>/dev/null")
+    local out = p:read("a")
+    p:close()
+    os.remove(conf)
+    assert.truthy(out:find("false\tplot.lines: the font DejaVu Sans Book was not found", 1, true), out)
+    assert.truthy(out:find("apt-get install fonts-dejavu-core", 1, true), out)
   end)
 end)
 
+-- DejaVu Sans' advance widths and line height, in font units (2048 an em), from its hmtx and
+-- hhea tables (fontTools: TTFont("DejaVuSans.ttf")["hmtx"], the same for DejaVuSans-Bold.ttf).
+local ADV = {a = 1255, b = 1300, c = 1126, W = 2025, i = 569, ["?"] = 1087}
+local ADV_BOLD = {a = 1382, b = 1466, c = 1214}
+local LINE = 1901 + 483 -- ascent + descent
+
 describe("core.canvas", function()
-  it("draws into a (3, H, W) tensor in place and bumps its version", function()
-    local t = cnn.ones(3, 4, 6)
-    local v = t:_version()
-    C.line(t, 0, 1, 5, 1, "#ff0000", {aa = false})
-    assert.are.same({1, 0, 0}, {C.pixel(t, 3, 1)})
-    assert.are.same({1, 1, 1}, {C.pixel(t, 3, 2)})
-    assert.is_true(t:_version() > v)
-    C.rect(t, 0, 0, 6, 4, {0, 0, 1})
-    assert.are.same({0, 0, 1}, {C.pixel(t, 5, 3)})
-    assert.are.same({17, 9}, {C.text_size("abc", 1)}) -- 3 cells of 6 less the last gap; 9 rows
+  local function near(a, b) return math.abs(a - b) < 1e-6 end
+
+  it("measures text with the font's own advances and line height (12 pixels an em at scale 1)", function()
+    local w, h = C.text_size("abc", 1)
+    assert.is_true(near(w, 12 * (ADV.a + ADV.b + ADV.c) / 2048), w) -- 21.568359375
+    assert.is_true(near(h, 12 * LINE / 2048), h)                     -- 13.96875
+    w, h = C.text_size("abc", 2.5, true)
+    assert.is_true(near(w, 30 * (ADV_BOLD.a + ADV_BOLD.b + ADV_BOLD.c) / 2048), w)
+    assert.is_true(near(h, 30 * LINE / 2048), h)
+    -- proportional: three W are wider than three i by 3 * (2025 - 569) units
+    local ww, wi = C.text_size("WWW", 1), C.text_size("iii", 1)
+    assert.is_true(near(ww - wi, 12 * 3 * (ADV.W - ADV.i) / 2048))
+    -- lines: the widest one, and one line height each; a byte that is not UTF-8 counts as '?'
+    w, h = C.text_size("ab\nW", 1)
+    assert.is_true(near(w, 12 * math.max(ADV.a + ADV.b, ADV.W) / 2048) and near(h, 2 * 12 * LINE / 2048))
+    assert.is_true(near((C.text_size("a\xffb", 1)), 12 * (ADV.a + ADV["?"] + ADV.b) / 2048))
   end)
 
-  it("rejects bad tensors, colours and options by name", function()
-    local t = cnn.ones(3, 4, 4)
-    err(function() C.line(cnn.ones(4, 4), 0, 0, 1, 1, "#000000") end, "canvas.line: expected a (3, H, W) RGB tensor")
-    err(function() C.fill(cnn.ones(3, 2, 2):long(), "#000000") end, "canvas.fill: expected a float32 tensor")
-    err(function() C.line(t, 0, 0, 1, 1, "red") end, "canvas.line: color must be \"#rrggbb\" or {r, g, b}")
-    err(function() C.line(t, 0, 0, 1, 1, {1, 0, 2}) end, "canvas.line: color components must be in [0, 1], got 2")
-    err(function() C.line(t, 0, 0, 1, 1, "#000000", {widht = 2}) end, "canvas.line: unknown option 'widht'")
-    err(function() C.line(t, 0, 0, "a", 1, "#000000") end, "canvas.line: x1 must be a number, got string")
-    err(function() C.marker(t, 1, 1, "hexagon", 5, "#000") end, "canvas.marker: unknown marker 'hexagon'")
-    err(function() C.text(t, 0, 0, "x", "#000", {scale = 1.5}) end, "canvas.text: option 'scale' must be an integer")
-    err(function() C.polyline(t, {1, 2}, {1}, "#000") end, "canvas.polyline: xs has 2 points but ys has 1")
+  it("draws text anti-aliased inside the box it reports, placed by align and valign", function()
+    local c = C.new(120, 60)
+    local x, y, w, h = C.text(c, 60, 30, "Wave", "#000000", {align = "center", valign = "middle"})
+    local ww, hh = C.text_size("Wave", 1)
+    assert.are.same({60 - ww / 2, 30 - hh / 2, ww, hh}, {x, y, w, h})
+    local t = c:tensor()
+    local ink = count_ink(t, 0, 0, 120, 60)
+    assert.is_true(ink > 30)
+    assert.are.equal(ink, count_ink(t, math.floor(x), math.floor(y), math.ceil(w) + 2, math.ceil(h) + 2))
+    -- grey edges: pixels neither white nor black
+    local grey = count_ink(t, 0, 0, 120, 60, {tol = 0.1}) - count_ink(t, 0, 0, 120, 60, {tol = 0.9})
+    assert.is_true(grey > 10, grey)
+    -- turned a quarter: the box is h wide and w tall, anchored by its top-left corner
+    x, y, w, h = C.text(c, 5, 2, "Wave", "#000000", {rotate = 90})
+    assert.are.same({5, 2, hh, ww}, {x, y, w, h})
+    -- the first baseline at y: the ascent (1901 units) above it
+    x, y = C.text(c, 0, 50, "Wave", "#000000", {valign = "baseline", align = "right"})
+    assert.is_true(near(x, -ww) and near(y, 50 - 12 * 1901 / 2048))
+  end)
+
+  it("draws crisp whole pixels without anti-aliasing and gives the drawing as a tensor", function()
+    local c = C.new(6, 4)
+    assert.are.equal("canvas 6x4", tostring(c))
+    assert.are.same({6, 4}, {c:size()})
+    assert.are.same({1, 1, 1}, {C.pixel(c, 3, 1)}) -- white to start
+    C.line(c, 0, 1, 4, 1, "#ff0000", {aa = false})
+    assert.are.same({1, 0, 0}, {C.pixel(c, 0, 1)}) -- both end pixels, nothing around them
+    assert.are.same({1, 0, 0}, {C.pixel(c, 4, 1)})
+    assert.are.same({1, 1, 1}, {C.pixel(c, 5, 1)})
+    assert.are.same({1, 1, 1}, {C.pixel(c, 3, 0)})
+    assert.are.same({1, 1, 1}, {C.pixel(c, 3, 2)})
+    assert.are.same({0, 0, 0}, {C.pixel(c, 6, 1)}) -- outside: black
+    C.rect(c, 1, 2, 2, 2, {0, 0, 1})
+    assert.are.same({0, 0, 1}, {C.pixel(c, 2, 3)})
+    assert.are.equal(4 + 5, c:count_ink(0, 0, 6, 4))
+    local t = c:tensor()
+    assert.are.same({3, 4, 6}, t:shape())
+    -- blue: 0 under the red line (row 1, pixels 0..4), 1 on white and in the blue square
+    assert.are.same({{1, 1, 1, 1, 1, 1}, {0, 0, 0, 0, 0, 1}, {1, 1, 1, 1, 1, 1}, {1, 1, 1, 1, 1, 1}}, t[3]:totable())
+    assert.are.same({1, 0, 0, 1, 1, 1}, t[2][3]:totable()) -- green of row 2: the square at pixels 1, 2
+    -- a 2-pixel anti-aliased line between pixel rows covers two rows fully
+    c = C.new(10, 6)
+    c:line(2, 2.5, 7, 2.5, "#000000", {width = 2})
+    assert.are.same({0, 0, 0}, {C.pixel(c, 4, 2)})
+    assert.are.same({0, 0, 0}, {C.pixel(c, 4, 3)})
+    assert.are.same({1, 1, 1}, {C.pixel(c, 4, 1)})
+    -- clip: only the pixels inside get paint
+    c:fill("#00ff00", {clip = {8, 0, 2, 6}})
+    assert.are.equal(12, c:count_ink(8, 0, 2, 6, {bg = "#00ff00", tol = 0.01}) == 0 and 12 or -1)
+    assert.are.same({1, 1, 1}, {C.pixel(c, 7, 0)})
+  end)
+
+  it("breaks polylines at NaN, dots lone points, and survives any coordinates", function()
+    local c = C.new(40, 20)
+    local nan = 0 / 0
+    c:polyline({2, 10, nan, 20, 30, nan, 36}, {10, 10, 10, 10, 10, nan, 10}, "#000000", {width = 2})
+    assert.are.same({0, 0, 0}, {C.pixel(c, 6, 10)})  -- 2-10 drawn
+    assert.are.same({1, 1, 1}, {C.pixel(c, 15, 10)}) -- 10-20 broken
+    assert.are.same({0, 0, 0}, {C.pixel(c, 25, 10)}) -- 20-30 drawn
+    assert.is_true(c:count_ink(35, 9, 3, 3) > 0)     -- 36 alone: a dot
+    -- far-away and non-finite geometry draws what is visible, nothing else, and returns
+    local big, inf = 1e300, math.huge
+    c = C.new(40, 20)
+    c:line(-big, 5, big, 5, "#000000", {aa = false})
+    assert.are.equal(40, c:count_ink(0, 5, 40, 1))
+    c:line(0, 0, inf, 0, "#000000")
+    c:polyline({-big, 20, big}, {15, 15, 15}, "#000000", {aa = false})
+    assert.are.equal(40, c:count_ink(0, 15, 40, 1))
+    c:rect(-big, -big, inf, 3e300, "#000000", {alpha = 0.5})
+    c:circle(20, 10, 1e5, "#000000", {fill = false})
+    c:marker(nan, 5, "star", 10, "#000000")
+    c:text(1e300, 5, "far", "#000000")
+    assert.is_true(c:count_ink(0, 0, 40, 20) > 0)
+  end)
+
+  it("rejects bad canvases, colours and options by name", function()
+    local c = C.new(4, 4)
+    err(function() C.line(cnn.ones(3, 4, 4), 0, 0, 1, 1, "#000000") end,
+      "canvas.line: expected a canvas (from canvas.new), got a tensor")
+    err(function() C.fill(nil, "#000000") end, "canvas.fill: expected a canvas (from canvas.new), got nil")
+    err(function() C.new(0, 5) end, "canvas.new: size 0x5 must be whole pixels in 1..16384")
+    err(function() C.line(c, 0, 0, 1, 1, "red") end, "canvas.line: color must be \"#rrggbb\" or {r, g, b}")
+    err(function() C.line(c, 0, 0, 1, 1, {1, 0, 2}) end, "canvas.line: color components must be in [0, 1], got 2")
+    err(function() C.line(c, 0, 0, 1, 1, "#000000", {widht = 2}) end, "canvas.line: unknown option 'widht'")
+    err(function() C.line(c, 0, 0, "a", 1, "#000000") end, "canvas.line: x1 must be a number, got string")
+    err(function() C.marker(c, 1, 1, "hexagon", 5, "#000") end, "canvas.marker: unknown marker 'hexagon'")
+    err(function() C.text(c, 0, 0, "x", "#000", {scale = 0}) end,
+      "canvas.text: option 'scale' must be in (0, 16], got 0")
+    err(function() C.text(c, 0, 0, "x", "#000", {valign = "up"}) end, "canvas.text: option 'valign' must be")
+    err(function() C.text_size("x", 1, "yes") end, "canvas.text_size: bold must be a boolean, got string")
+    err(function() C.polyline(c, {1, 2}, {1}, "#000") end, "canvas.polyline: xs has 2 points but ys has 1")
+    err(function() C.circle(c, 1, 1, 1e6, "#000") end, "canvas.circle: r must be in [0, 100000] pixels")
+    err(function() c:save("x.gif") end,
+      "canvas.save: x.gif: unknown image type (the name must end in .png, .svg or .pdf)")
+    err(function() c:save("/nonexistent-dir/x.png") end, "canvas.save: /nonexistent-dir/x.png: cannot create")
     H.assert_usable()
   end)
 end)

@@ -185,9 +185,9 @@ function Result:csv(path)
 end
 
 --- cnn.hpsearch.Result:plot(path, {width=, height=, cols=}) -> image
---- A PNG of one scatter panel per searched parameter: each "ok" trial's metric against its value.
+--- A chart of one scatter panel per searched parameter: each "ok" trial's metric against its value.
 --- The best trial is starred; log x axis for loguniform parameters, categories for choices. Writes the
---- PNG (cnn.plot.panels) and returns the image.
+--- picture (cnn.plot.panels: PNG, SVG or PDF by the extension of path) and returns the image.
 function Result:plot(path, opts)
   if type(path) ~= "string" then error("result:plot: path must be a string, got " .. type(path), 2) end
   opts = opts or {}
