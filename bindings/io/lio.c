@@ -18,6 +18,7 @@
 #include "cnn/bytes.h"
 #include "cnn/error.h"
 #include "cnn/idx.h"
+#include "cnn/image_io.h"
 #include "cnn/png_io.h"
 #include "cnn/safetensors.h"
 
@@ -211,21 +212,45 @@ static void open_bytes(lua_State *L) {
   lua_pop(L, 1);
 }
 
-/* ---- PNG ---- */
+/* ---- images (PNG, JPEG) ---- */
 
-/* png_load(path, mode = "auto", who) -> (C, H, W) float32 */
+static cnn_image_mode check_mode(lua_State *L, int idx, const char *who) {
+  const char *m = luaL_optstring(L, idx, "auto");
+  if (strcmp(m, "auto") == 0) return CNN_IMAGE_AUTO;
+  if (strcmp(m, "gray") == 0 || strcmp(m, "grey") == 0 || strcmp(m, "L") == 0) return CNN_IMAGE_GRAY;
+  if (strcmp(m, "rgb") == 0 || strcmp(m, "RGB") == 0) return CNN_IMAGE_RGB;
+  if (strcmp(m, "rgba") == 0 || strcmp(m, "RGBA") == 0) return CNN_IMAGE_RGBA;
+  io_error(L, who, "unknown mode '%s' (expected \"auto\", \"gray\", \"rgb\" or \"rgba\")", m);
+  return CNN_IMAGE_AUTO;
+}
+
+/* image_load(path, mode = "auto", who, exif = true) -> (C, H, W) float32; PNG or JPEG by content */
+static int io_image_load(lua_State *L) {
+  const char *who = who_at(L, 3, "image.load");
+  const char *path = check_path(L, 1, who);
+  cnn_image_mode mode = check_mode(L, 2, who);
+  bool exif = lua_isnoneornil(L, 4) ? true : lua_toboolean(L, 4);
+  push_new(L, cnn_image_load(path, mode, exif), who);
+  return 1;
+}
+
+/* png_load(path, mode = "auto", who) -> (C, H, W) float32, PNG files only */
 static int io_png_load(lua_State *L) {
   const char *who = who_at(L, 3, "image.load");
   const char *path = check_path(L, 1, who);
-  const char *m = luaL_optstring(L, 2, "auto");
-  cnn_png_mode mode;
-  if (strcmp(m, "auto") == 0) mode = CNN_PNG_AUTO;
-  else if (strcmp(m, "gray") == 0 || strcmp(m, "grey") == 0 || strcmp(m, "L") == 0) mode = CNN_PNG_GRAY;
-  else if (strcmp(m, "rgb") == 0 || strcmp(m, "RGB") == 0) mode = CNN_PNG_RGB;
-  else if (strcmp(m, "rgba") == 0 || strcmp(m, "RGBA") == 0) mode = CNN_PNG_RGBA;
-  else return io_error(L, who, "unknown mode '%s' (expected \"auto\", \"gray\", \"rgb\" or \"rgba\")", m);
-  push_new(L, cnn_png_load(path, mode), who);
+  push_new(L, cnn_png_load(path, (cnn_png_mode)check_mode(L, 2, who)), who);
   return 1;
+}
+
+/* image_save(path, t, who, quality = 75): JPEG for .jpg/.jpeg paths, PNG otherwise */
+static int io_image_save(lua_State *L) {
+  const char *who = who_at(L, 3, "image.save");
+  const char *path = check_path(L, 1, who);
+  cnn_tensor *t = check_tensor(L, 2, who);
+  lua_Integer q = luaL_optinteger(L, 4, 75);
+  if (q < 1 || q > 100) return io_error(L, who, "quality must be an integer between 1 and 100, got %lld", (long long)q);
+  if (cnn_image_save(path, t, (int)q)) return io_fail(L, who);
+  return 0;
 }
 
 /* png_save(path, t, who) */
@@ -235,6 +260,18 @@ static int io_png_save(lua_State *L) {
   cnn_tensor *t = check_tensor(L, 2, who);
   if (cnn_png_save(path, t)) return io_fail(L, who);
   return 0;
+}
+
+/* image_max_pixels([n]) -> the limit before the change */
+static int io_image_max_pixels(lua_State *L) {
+  lua_Integer old = cnn_image_max_pixels();
+  if (!lua_isnoneornil(L, 1)) {
+    lua_Integer n = luaL_checkinteger(L, 1);
+    if (n < 1) return io_error(L, "image.max_pixels", "the limit must be a positive integer, got %lld", (long long)n);
+    cnn_image_set_max_pixels(n);
+  }
+  lua_pushinteger(L, old);
+  return 1;
 }
 
 /* ---- safetensors ---- */
@@ -470,6 +507,9 @@ void lcnn_open_io(lua_State *L, int tbl) {
   static const luaL_Reg fns[] = {
       {"idx_load", io_idx_load},
       {"idx_load_bytes", io_idx_load_bytes},
+      {"image_load", io_image_load},
+      {"image_save", io_image_save},
+      {"image_max_pixels", io_image_max_pixels},
       {"png_load", io_png_load},
       {"png_save", io_png_save},
       {"safetensors_load", io_st_load},

@@ -5,6 +5,7 @@
 #include "cnn/png_io.h"
 #include "atomic_file.h"
 #include "cnn/error.h"
+#include "cnn/image_io.h"
 
 #include <errno.h>
 #include <math.h>
@@ -71,7 +72,17 @@ static int check_chunk_lengths(FILE *f, uint64_t file_size, const char *path) {
   return 0;
 }
 
-cnn_tensor *cnn_png_load(const char *path, cnn_png_mode mode) {
+cnn_tensor *cnn_png_load(const char *path, cnn_png_mode mode) { return cnn_png_load_oriented(path, mode, NULL); }
+
+/* The eXIf chunk's orientation tag, when libpng has read one (before or after the image data). */
+static void read_orientation(png_structp png, png_infop info, int *orientation) {
+  png_uint_32 n = 0;
+  png_bytep exif = NULL;
+  if (orientation && png_get_eXIf_1(png, info, &n, &exif) && exif) *orientation = cnn_exif_orientation(exif, n);
+}
+
+cnn_tensor *cnn_png_load_oriented(const char *path, cnn_png_mode mode, int *orientation) {
+  if (orientation) *orientation = 1;
   io_ctx ctx = {0};
   ctx.f = fopen(path, "rb");
   if (!ctx.f) {
@@ -132,6 +143,8 @@ cnn_tensor *cnn_png_load(const char *path, cnn_png_mode mode) {
   double raw_bytes = (double)h * (1.0 + ceil((double)w * channels * depth / 8.0));
   if (raw_bytes / DEFLATE_MAX_RATIO > (double)st.st_size + 64)
     png_error(png, "the file is far too small for its image size");
+  if ((double)w * h > (double)cnn_image_max_pixels())
+    png_error(png, "more pixels than the image size limit (a decompression bomb?)");
 
   if (color == PNG_COLOR_TYPE_PALETTE) png_set_palette_to_rgb(png);
   if (color == PNG_COLOR_TYPE_GRAY && depth < 8) png_set_expand_gray_1_2_4_to_8(png);
@@ -166,7 +179,10 @@ cnn_tensor *cnn_png_load(const char *path, cnn_png_mode mode) {
   if (!image || !rows) png_error(png, "out of memory for the image");
   for (png_uint_32 y = 0; y < h; y++) rows[y] = image + (size_t)y * rowbytes;
   png_read_image(png, rows);
-  png_read_end(png, NULL); /* checks the chunks after the image, up to IEND: truncation shows here */
+  /* checks the chunks after the image, up to IEND: truncation shows here; an eXIf chunk may come
+   * after the image data too (PIL reads it there) */
+  png_read_end(png, orientation ? info : NULL);
+  read_orientation(png, info, orientation);
 
   float *out = cnn_tensor_f32(t);
   size_t plane = (size_t)w * h;

@@ -1,7 +1,7 @@
 --- module cnn.image
---- PNG images as (C, H, W) float tensors in [0, 1], and grids of images.
+--- PNG and JPEG images as (C, H, W) float tensors in [0, 1], and grids of images.
 
--- cnn.image: PNG files as (C, H, W) float tensors in [0, 1] (read and written by libpng in C),
+-- cnn.image: PNG and JPEG files as (C, H, W) float tensors in [0, 1] (libpng and libjpeg-turbo in C),
 -- and grid, which tiles a batch of images into one picture (torchvision.utils.make_grid).
 local core = require "cnn.core"
 local cio = core.io
@@ -30,22 +30,51 @@ local function options(fn, opts, known)
   return opts
 end
 
---- cnn.image.load(path, {mode="auto"}) -> Tensor
---- A PNG file as a (C, H, W) float32 tensor in [0, 1].
---- Every PNG colour type, bit depth (16-bit keeps its precision), palette, tRNS and interlacing is
---- read. mode "auto": grey (+alpha) -> 1 channel, colour (+alpha) and palette -> 3, alpha dropped;
+--- cnn.image.load(path, {mode="auto", exif=true}) -> Tensor
+--- A PNG or JPEG file as a (C, H, W) float32 tensor in [0, 1]; the format is read from the bytes.
+--- PNG: every colour type, bit depth (16-bit keeps its precision), palette, tRNS and interlacing.
+--- JPEG (libjpeg-turbo, decoded to exactly PIL's pixels): grey, YCbCr, RGB, CMYK/YCCK (converted as
+--- PIL's convert("RGB")), baseline, progressive, arithmetic, any chroma subsampling.
+---
+--- mode "auto": grey (+alpha) -> 1 channel, colour (+alpha), palette and CMYK -> 3, alpha dropped;
 --- "gray": 1 channel (colour converted as PIL's convert("L")); "rgb": 3; "rgba": 4 (tRNS -> alpha).
+--- With exif (the default) the EXIF orientation tag (JPEG APP1, PNG eXIf) is applied as PIL's
+--- ImageOps.exif_transpose does. Images over cnn.image.max_pixels() pixels are refused before their
+--- pixels are allocated; truncated and corrupt files raise an error naming the path.
 function image.load(path, opts)
-  opts = options("image.load", opts, {mode = true})
-  local t = checked(2, pcall(cio.png_load, path, opts.mode or "auto", "image.load")) -- no tail call: see checked
+  opts = options("image.load", opts, {mode = true, exif = true})
+  local exif = opts.exif
+  if exif ~= nil and type(exif) ~= "boolean" then error("image.load: exif must be a boolean", 2) end
+  -- no tail call: see checked
+  local t = checked(2, pcall(cio.image_load, path, opts.mode or "auto", "image.load", exif ~= false))
   return t
 end
 
---- cnn.image.save(path, t)
---- Writes an 8-bit PNG from a float tensor with values in [0, 1] (clamped).
---- t is (H, W) or (1, H, W) grey, (2, H, W) grey + alpha, (3, H, W) RGB or (4, H, W) RGBA.
-function image.save(path, t)
-  checked(2, pcall(cio.png_save, path, t, "image.save"))
+--- cnn.image.save(path, t, {quality=75})
+--- Writes a float tensor with values in [0, 1] (clamped) as 8-bit samples: JPEG or PNG by extension.
+--- A JPEG when path ends in .jpg or .jpeg (any case): (H, W), (1, H, W) grey or (3, H, W) RGB,
+--- quality 1..100, 4:2:0 chroma as PIL saves. A PNG otherwise: (H, W) or (1, H, W) grey,
+--- (2, H, W) grey + alpha, (3, H, W) RGB or (4, H, W) RGBA. The file is written beside path and
+--- renamed over it when complete.
+function image.save(path, t, opts)
+  opts = options("image.save", opts, {quality = true})
+  local q = opts.quality
+  if q ~= nil and math.type(q) ~= "integer" then
+    error("image.save: quality must be an integer between 1 and 100, got " .. tostring(q), 2)
+  end
+  checked(2, pcall(cio.image_save, path, t, "image.save", q))
+end
+
+--- cnn.image.max_pixels(n) -> previous limit
+--- The largest width * height that image.load and the data loaders accept; sets it when n is given.
+--- The default, 178956970, is PIL's decompression-bomb limit: a JPEG header can claim 65535 x 65535
+--- pixels in a few bytes, so the limit is checked after the header, before any pixel is allocated.
+function image.max_pixels(n)
+  if n ~= nil and math.type(n) ~= "integer" then
+    error("image.max_pixels: expected an integer, got " .. tostring(n), 2)
+  end
+  local old = checked(2, pcall(cio.image_max_pixels, n))
+  return old
 end
 
 --- cnn.image.grid(t, {nrow=8, padding=2, normalize=false, value_range=, scale_each=false, pad_value=0}) -> Tensor

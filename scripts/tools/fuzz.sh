@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Fuzzes the IDX, PNG and safetensors readers with libFuzzer (clang, ASan + UBSan): builds the
+# Fuzzes the IDX, PNG, JPEG and safetensors readers with libFuzzer (clang, ASan + UBSan): builds the
 # targets of tests/fuzz into ./build-fuzz and runs each for SECONDS (default 60), one process at a
-# time. Usage: fuzz.sh [SECONDS] [FORMAT...]   (FORMAT: idx, png, safetensors; default all three)
+# time. Usage: fuzz.sh [SECONDS] [FORMAT...]   (FORMAT: idx, png, jpeg, safetensors; default all four)
 # New inputs grow build-fuzz/corpus/<format> (tests/fuzz/corpus/<format> holds the committed
 # seeds); crashes are minimised and land in tests/fuzz/crashers/<format>/, where
 # tests/c/test_fuzz_regressions.c replays them once fixed. Exits 1 when a run found a crash.
@@ -10,13 +10,13 @@ root=$(cd "$(dirname "$0")/../.." && pwd)
 secs=${1:-60}
 shift || true
 formats=("$@")
-[ ${#formats[@]} -gt 0 ] || formats=(idx png safetensors)
+[ ${#formats[@]} -gt 0 ] || formats=(idx png jpeg safetensors)
 SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO=sudo
 
 # clang with its libFuzzer/sanitizer runtimes and OpenMP, plus what configuring the project needs
 packages=(clang libclang-rt-dev libomp-dev cmake pkg-config liblua5.4-dev lua5.4 libopenblas-dev libedit-dev
-          libpng-dev zlib1g-dev libjansson-dev libcairo2-dev lua-busted)
+          libpng-dev libjpeg62-turbo-dev zlib1g-dev libjansson-dev libcairo2-dev lua-busted)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -38,8 +38,9 @@ max_len() {
   case $1 in
     idx) echo 4096 ;;          # a header is at most 36 bytes; gzip lets 4 KB announce ~4 MB
     png) echo 2048 ;;          # seeds are < 400 bytes; 2 KB of 1-bit deflate is already a 270 MB RGBA tensor
+    jpeg) echo 4096 ;;         # seeds are 0.3-1.3 KB; the pixel cap of fuzz_readers.h bounds the rest
     safetensors) echo 8192 ;;  # a header with a few dozen entries, and their data
-    *) echo "fuzz.sh: unknown format '$1' (idx, png or safetensors)" >&2; exit 2 ;;
+    *) echo "fuzz.sh: unknown format '$1' (idx, png, jpeg or safetensors)" >&2; exit 2 ;;
   esac
 }
 

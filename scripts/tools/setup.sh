@@ -9,7 +9,7 @@ SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO=sudo
 
 packages=(build-essential cmake pkg-config liblua5.4-dev lua5.4 libopenblas-dev libedit-dev
-          libpng-dev zlib1g-dev lua-busted lua-argparse lua-dkjson dataset-fashion-mnist
+          libpng-dev libjpeg62-turbo-dev zlib1g-dev lua-busted lua-argparse lua-dkjson dataset-fashion-mnist
           libopenmpi-dev openmpi-bin openssh-client clang-format lua-check lua-filesystem
           libjansson-dev libcairo2-dev fonts-dejavu-core)
 missing=()

@@ -81,7 +81,10 @@ int main(int argc, char **argv) {
   static const struct {
     const char *format;
     int (*check)(const uint8_t *, size_t);
-  } readers[] = {{"idx", fuzz_check_idx}, {"png", fuzz_check_png}, {"safetensors", fuzz_check_safetensors}};
+  } readers[] = {{"idx", fuzz_check_idx},
+                 {"png", fuzz_check_png},
+                 {"jpeg", fuzz_check_jpeg},
+                 {"safetensors", fuzz_check_safetensors}};
   for (size_t i = 0; i < sizeof readers / sizeof readers[0]; i++) {
     int before = files;
     replay(root, "corpus", readers[i].format, readers[i].check);

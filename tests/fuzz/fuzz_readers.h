@@ -9,6 +9,7 @@
 #include "cnn/bytes.h"
 #include "cnn/error.h"
 #include "cnn/idx.h"
+#include "cnn/image_io.h"
 #include "cnn/png_io.h"
 #include "cnn/safetensors.h"
 #include "cnn/tensor.h"
@@ -141,6 +142,49 @@ static inline int fuzz_check_png(const uint8_t *data, size_t size) {
     for (int64_t i = 0, n = cnn_tensor_numel(t); i < n && !rc; i++)
       if (!(f[i] >= 0.0f && f[i] <= 1.0f)) {
         fprintf(stderr, "cnn_png_load mode %d: element %lld is %g, outside [0, 1]\n", mode, (long long)i, f[i]);
+        rc = -1;
+      }
+    cnn_tensor_release(t);
+  }
+  return rc;
+}
+
+/* JPEG (and whatever else cnn_image_load sniffs): three modes, with and without EXIF; a result is
+ * (C, H, W) float32 with C fixed by the mode and values in [0, 1]. Images are capped at 256K
+ * pixels here: a JPEG header can claim 65535x65535 in a few bytes, and the default limit of 179M
+ * pixels would be a 2 GB tensor per input (past the fuzzer's memory limit) while 2M pixels of
+ * grey already take seconds under the sanitizers. The cap is the reader's own pixel limit, so
+ * what is checked is that it holds before anything big is allocated. */
+#define FUZZ_MAX_PIXELS (1 << 18)
+static inline int fuzz_check_jpeg(const uint8_t *data, size_t size) {
+  const char *path = fuzz_file(data, size);
+  if (!path) return 0;
+  cnn_image_set_max_pixels(FUZZ_MAX_PIXELS);
+  int rc = 0;
+  static const struct {
+    cnn_image_mode mode;
+    bool exif;
+  } runs[] = {{CNN_IMAGE_AUTO, true}, {CNN_IMAGE_GRAY, false}, {CNN_IMAGE_RGBA, true}};
+  for (size_t k = 0; k < sizeof runs / sizeof runs[0] && !rc; k++) {
+    int mode = (int)runs[k].mode;
+    bool exif = runs[k].exif;
+    cnn_error_clear();
+    cnn_tensor *t = cnn_image_load(path, (cnn_image_mode)mode, exif);
+    if (!t) {
+      rc = fuzz_error_ok(path, "cnn_image_load");
+      continue;
+    }
+    static const int64_t channels[] = {[CNN_IMAGE_GRAY] = 1, [CNN_IMAGE_RGB] = 3, [CNN_IMAGE_RGBA] = 4};
+    int64_t c = t->ndim == 3 ? t->size[0] : -1;
+    bool c_ok = mode == CNN_IMAGE_AUTO ? c == 1 || c == 3 : c == channels[mode];
+    if (t->dtype != CNN_FLOAT32 || !c_ok || (t->ndim == 3 && t->size[1] * t->size[2] > FUZZ_MAX_PIXELS)) {
+      fprintf(stderr, "cnn_image_load mode %d: got %d dims, %lld channels\n", mode, t->ndim, (long long)c);
+      rc = -1;
+    } else rc = fuzz_tensor_ok(t, "cnn_image_load");
+    const float *f = cnn_tensor_f32(t);
+    for (int64_t i = 0, n = cnn_tensor_numel(t); i < n && !rc; i++)
+      if (!(f[i] >= 0.0f && f[i] <= 1.0f)) {
+        fprintf(stderr, "cnn_image_load mode %d: element %lld is %g, outside [0, 1]\n", mode, (long long)i, f[i]);
         rc = -1;
       }
     cnn_tensor_release(t);

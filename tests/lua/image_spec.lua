@@ -46,7 +46,7 @@ describe("image.load", function()
     local d = tmpdir()
     H.assert_error(function() image.load(d .. "/nope.png") end, "image.load:", "nope.png", "cannot open")
     write_bytes(d .. "/text.png", "hello, not a png")
-    H.assert_error(function() image.load(d .. "/text.png") end, "image.load:", "text.png", "not a PNG file")
+    H.assert_error(function() image.load(d .. "/text.png") end, "image.load:", "text.png", "not a PNG or JPEG file")
     local bytes = read_bytes(PNG .. "rgb8.png")
     for _, cut in ipairs({8, 20, 33, 60, #bytes - 13, #bytes - 1}) do
       write_bytes(d .. "/cut.png", bytes:sub(1, cut))

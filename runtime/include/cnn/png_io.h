@@ -17,6 +17,9 @@ typedef enum cnn_png_mode { CNN_PNG_AUTO, CNN_PNG_GRAY, CNN_PNG_RGB, CNN_PNG_RGB
 
 /* Returns a new (C, H, W) float32 reference, or NULL with an error that starts with the path. */
 cnn_tensor *cnn_png_load(const char *path, cnn_png_mode mode);
+/* The same, and *orientation (when not NULL) set to the eXIf chunk's EXIF orientation, 1..8 (1
+ * without one); the pixels are returned as stored (image_io.h's cnn_image_load applies it). */
+cnn_tensor *cnn_png_load_oriented(const char *path, cnn_png_mode mode, int *orientation);
 
 /* Writes an 8-bit PNG from a float32 tensor of shape (H, W) or (C, H, W) with C = 1 (grey),
  * 2 (grey + alpha), 3 (RGB) or 4 (RGBA); values are clamped to [0, 1] and stored as

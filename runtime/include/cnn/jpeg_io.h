@@ -1,0 +1,34 @@
+/* JPEG images through libjpeg-turbo (the libjpeg API), as float32 (C, H, W) tensors with values
+ * in [0, 1]. Decoding uses the parameters PIL uses (libjpeg's defaults: the accurate integer IDCT,
+ * fancy upsampling), so the pixels equal PIL's for the same file and library. */
+#ifndef CNN_JPEG_IO_H
+#define CNN_JPEG_IO_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "image_io.h"
+#include "tensor.h"
+
+/* True when the bytes start like a JPEG file (the SOI marker FF D8 then another marker). */
+bool cnn_jpeg_sniff(const uint8_t *head, size_t n);
+
+/* Decodes the JPEG file at path. Grey files have 1 channel, YCbCr/RGB files 3, CMYK/YCCK files
+ * 4 as libjpeg stores them and are turned into RGB as PIL's convert("RGB") does after its
+ * Adobe-polarity inversion. Channels by mode as for PNG (image_io.h): AUTO gives 1 for grey and
+ * 3 otherwise; GRAY converts colour with PIL's convert("L") formula; RGB repeats grey; RGBA adds
+ * an opaque alpha. With exif, the EXIF orientation tag (APP1 "Exif") is applied as PIL's
+ * ImageOps.exif_transpose does. Refused before any image-sized allocation: more than
+ * cnn_image_max_pixels() pixels, 2-component or 12-bit files. A truncated file (its data ends
+ * before the last row) or a corrupt one (libjpeg gives up) is an error; libjpeg's warnings about
+ * recoverable corruption are not (PIL ignores them too). Returns a new reference, or NULL with
+ * an error that starts with the path. */
+cnn_tensor *cnn_jpeg_load(const char *path, cnn_image_mode mode, bool exif);
+
+/* Writes a baseline JPEG (libjpeg's defaults: 4:2:0 chroma for colour, as PIL saves) from a
+ * float32 tensor of shape (H, W), (1, H, W) or (3, H, W), values clamped to [0, 1] and stored as
+ * floor(v * 255 + 0.5). quality is 1..100 (75 is PIL's default). Written to a temporary file
+ * beside path and renamed over it. Returns 0, or -1 with an error that starts with the path. */
+int cnn_jpeg_save(const char *path, const cnn_tensor *t, int quality);
+
+#endif
