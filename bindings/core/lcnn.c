@@ -271,6 +271,9 @@ int luaopen_cnn_core(lua_State *L) {
   lcnn_open_io(L, lua_gettop(L));
   lua_setfield(L, module, "io");
   lua_newtable(L);
+  lcnn_open_data(L, lua_gettop(L));
+  lua_setfield(L, module, "data");
+  lua_newtable(L);
   lcnn_open_canvas(L, lua_gettop(L));
   lua_setfield(L, module, "canvas");
   lua_newtable(L);

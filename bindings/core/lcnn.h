@@ -56,6 +56,7 @@ void lcnn_open_io(lua_State *L, int tbl);
 void lcnn_open_canvas(lua_State *L, int tbl);  /* core.canvas: drawing primitives (lcanvas.c) */
 void lcnn_open_dist(lua_State *L, int tbl);    /* core.dist: collectives (ldist.c) */
 void lcnn_open_process(lua_State *L, int tbl); /* core.process: fork, spawn, wait (lprocess.c) */
+void lcnn_open_data(lua_State *L, int tbl);    /* core.data: transform pipelines, resizing, loaders (ldata.c) */
 
 int luaopen_cnn_core(lua_State *L);
 

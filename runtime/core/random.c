@@ -194,3 +194,30 @@ cnn_tensor *cnn_random_randperm(int64_t n) {
   }
   return t;
 }
+
+/* ---- generators of one's own ---- */
+
+void cnn_rng_seed(cnn_rng *g, uint64_t seed) {
+  for (int i = 0; i < 4; i++) g->s[i] = splitmix64(&seed);
+}
+
+uint64_t cnn_rng_next(cnn_rng *g) { return step_state(g->s); }
+
+double cnn_rng_uniform01(cnn_rng *g) { return uniform01_from(g->s); }
+
+uint64_t cnn_rng_below(cnn_rng *g, uint64_t n) {
+  uint64_t reject = (0 - n) % n;
+  for (;;) {
+    uint64_t x = step_state(g->s);
+    if (x >= reject) return x % n;
+  }
+}
+
+uint64_t cnn_rng_derive(uint64_t a, uint64_t b, uint64_t c) {
+  uint64_t x = a;
+  uint64_t h = splitmix64(&x);
+  x = h ^ b;
+  h = splitmix64(&x);
+  x = h ^ c;
+  return splitmix64(&x);
+}

@@ -14,6 +14,7 @@
 -- with the DataLoader.
 local core = require "cnn.core"
 local cio = core.io
+local cdata = core.data
 
 local data = {}
 
@@ -524,14 +525,27 @@ function DataLoader.__tostring(self)
 end
 
 -- ---------------------------------------------------------------------------------------------
--- Transforms: callables on a (C, H, W) image or a (N, C, H, W) batch; the random ones draw per
--- sample from cnn's random stream (cnn.manual_seed makes them repeat).
+-- Transforms: callables on a (C, H, W) image or a (N, C, H, W) batch, with torchvision's names and
+-- semantics. Each carries `specs`, the plain-data description of what it does, which the C side
+-- runs image by image (core.data.pipeline): from Lua on a tensor, and on the DataLoader's worker
+-- threads without Lua. Random transforms draw per image: from Lua, each image's generator is
+-- seeded by one draw of cnn's stream (cnn.manual_seed repeats them); in a DataLoader, from
+-- (seed, epoch, sample index), so the draws never depend on the worker count.
 
 --- module cnn.data.transforms
---- Image transforms for batches (DataLoader) or images (ImageFolder).
---- Each is a callable `t(x) -> x'`; random ones draw from cnn's generator, per sample.
+--- Image transforms with torchvision's names, run in C.
+--- Each is a callable `t(x) -> x'` on an image (C, H, W) or a batch (N, C, H, W), image by image;
+--- random ones draw per image from cnn's generator (from Lua) or from the sample's own generator
+--- (in a DataLoader's workers).
 local transforms = {}
 data.transforms = transforms
+
+--- field cnn.data.IMAGENET_MEAN
+--- The per-channel means torchvision's ImageNet models were trained with: {0.485, 0.456, 0.406}.
+data.IMAGENET_MEAN = {0.485, 0.456, 0.406}
+--- field cnn.data.IMAGENET_STD
+--- The per-channel standard deviations of torchvision's ImageNet models: {0.229, 0.224, 0.225}.
+data.IMAGENET_STD = {0.229, 0.224, 0.225}
 
 Transform.__index = Transform
 Transform.__call = function(self, x)
@@ -540,7 +554,14 @@ Transform.__call = function(self, x)
 end
 Transform.__tostring = function(self) return self.desc end
 
-local function make(desc, fn) return setmetatable({desc = desc, fn = fn}, Transform) end
+local function make(desc, fn, specs) return setmetatable({desc = desc, fn = fn, specs = specs}, Transform) end
+
+-- A transform the C pipeline runs: specs checked once, here, and applied image by image.
+local function native(name, desc, spec, level)
+  local pipe = checked(level + 1, pcall(cdata.pipeline, {spec}, name))
+  return make(desc, function(x) return cdata.pipeline_apply(pipe, x, name) end, {spec})
+end
+transforms._native = native
 
 local function number_list(fn, what, v)
   if type(v) == "number" then return v end
@@ -556,15 +577,16 @@ local function number_list(fn, what, v)
 end
 
 local function list_str(v)
-  if type(v) == "number" then return tostring(v) end
+  if type(v) == "number" then return string.format("%g", v) end
   local parts = {}
-  for i, x in ipairs(v) do parts[i] = tostring(x) end
+  for i, x in ipairs(v) do parts[i] = string.format("%g", x) end
   return "{" .. table.concat(parts, ", ") .. "}"
 end
 
 --- cnn.data.transforms.normalize(mean, std) -> transform
 --- (x - mean[c]) / std[c] for each channel c of a batch (N, C, H, W) or an image (C, H, W).
---- mean and std are numbers (every channel) or lists with one value per channel.
+--- mean and std are numbers (every channel) or lists with one value per channel, e.g.
+--- cnn.data.IMAGENET_MEAN and cnn.data.IMAGENET_STD.
 function transforms.normalize(mean, std)
   mean = number_list("normalize", "mean", mean)
   std = number_list("normalize", "std", std)
@@ -572,15 +594,15 @@ function transforms.normalize(mean, std)
     if s == 0 then error("normalize: std must be nonzero", 2) end
   end
   return make(string.format("normalize(%s, %s)", list_str(mean), list_str(std)),
-    function(x) return cio.normalize(x, mean, std, "normalize") end)
+    function(x) return cio.normalize(x, mean, std, "normalize") end, {{kind = "normalize", mean = mean, std = std}})
 end
 
-local function pair(fn, what, v, allow_zero)
+local function pair(fn, what, v, allow_zero, level)
   if type(v) == "number" then v = {v, v} end
   if type(v) ~= "table" or #v ~= 2 or not is_int(v[1]) or not is_int(v[2])
       or v[1] < (allow_zero and 0 or 1) or v[2] < (allow_zero and 0 or 1) then
     error(string.format("%s: %s must be a %s integer or a pair {h, w}", fn, what,
-      allow_zero and "non-negative" or "positive"), 3)
+      allow_zero and "non-negative" or "positive"), (level or 2) + 1)
   end
   return math.tointeger(v[1]), math.tointeger(v[2])
 end
@@ -597,35 +619,244 @@ function transforms.random_crop(size, opts)
   local fill = opts.fill or 0
   if type(fill) ~= "number" then error("random_crop: fill must be a number", 2) end
   return make(string.format("random_crop({%d, %d}, padding={%d, %d})", oh, ow, ph, pw),
-    function(x) return cio.random_crop(x, oh, ow, ph, pw, fill, "random_crop") end)
+    function(x) return cio.random_crop(x, oh, ow, ph, pw, fill, "random_crop") end,
+    {{kind = "random_crop", size = {oh, ow}, pad = {ph, pw}, fill_value = fill}})
+end
+
+local function probability(fn, p, default)
+  if p == nil then p = default end
+  if type(p) ~= "number" or not (p >= 0 and p <= 1) then
+    error(string.format("%s: p must be a probability in [0, 1], got %s", fn, tostring(p)), 3)
+  end
+  return p
 end
 
 --- cnn.data.transforms.random_hflip(p=0.5) -> transform
---- Mirrors each image left-right with probability p, per sample.
+--- Mirrors each image left-right with probability p, per sample (torchvision's RandomHorizontalFlip).
 function transforms.random_hflip(p)
-  p = p == nil and 0.5 or p
-  if type(p) ~= "number" or not (p >= 0 and p <= 1) then
-    error("random_hflip: p must be a probability in [0, 1], got " .. tostring(p), 2)
+  p = probability("random_hflip", p, 0.5)
+  return make(string.format("random_hflip(%g)", p), function(x) return cio.random_hflip(x, p, "random_hflip") end,
+    {{kind = "random_hflip", p = p}})
+end
+
+--- cnn.data.transforms.random_vflip(p=0.5) -> transform
+--- Flips each image upside down with probability p, per sample (torchvision's RandomVerticalFlip).
+function transforms.random_vflip(p)
+  p = probability("random_vflip", p, 0.5)
+  return native("random_vflip", string.format("random_vflip(%g)", p), {kind = "random_vflip", p = p}, 2)
+end
+
+-- A size for resize: a positive integer (the shorter side) or {h, w}.
+local function resize_size(fn, size, level)
+  if is_int(size) and size >= 1 then return {math.tointeger(size)} end
+  if type(size) == "table" and #size == 1 and is_int(size[1]) and size[1] >= 1 then return {math.tointeger(size[1])} end
+  local h, w = pair(fn, "size", type(size) == "table" and size or {0, 0}, false, level + 1)
+  return {h, w}
+end
+
+local INTERPOLATIONS = {bilinear = true, bicubic = true, nearest = true}
+
+local function interpolation(fn, v, default, allowed)
+  v = v == nil and default or v
+  if not (allowed or INTERPOLATIONS)[v] then
+    local names = {}
+    for k in pairs(allowed or INTERPOLATIONS) do names[#names + 1] = string.format("%q", k) end
+    table.sort(names)
+    error(string.format("%s: interpolation must be %s, got %s", fn, table.concat(names, " or "), tostring(v)), 3)
   end
-  return make(string.format("random_hflip(%g)", p), function(x) return cio.random_hflip(x, p, "random_hflip") end)
+  return v
+end
+
+local function flag(fn, what, v, default)
+  if v == nil then return default end
+  if type(v) ~= "boolean" then error(string.format("%s: %s must be a boolean", fn, what), 3) end
+  return v
+end
+
+--- cnn.data.transforms.resize(size, {interpolation="bilinear", antialias=true, max_size=}) -> transform
+--- Resizes each image as torchvision's Resize on tensors (see cnn.image.resize).
+--- size an integer scales the shorter side to it (the longer side in proportion, rounded down, then
+--- capped at max_size), or {h, w}; "bilinear", "bicubic" or "nearest"; antialias as Pillow's
+--- filters (torchvision's antialias=True; nearest never antialiases). An image already at the size
+--- is returned as it is.
+function transforms.resize(size, opts)
+  opts = check_options("resize", opts, {interpolation = true, antialias = true, max_size = true}, 2)
+  local sz = resize_size("resize", size, 2)
+  local mode = interpolation("resize", opts.interpolation, "bilinear")
+  local aa = flag("resize", "antialias", opts.antialias, true)
+  local max_size = opts.max_size
+  if max_size ~= nil and not (is_int(max_size) and max_size > 0) then
+    error("resize: max_size must be a positive integer", 2)
+  end
+  local spec = {kind = "resize", size = sz, max_size = max_size, interpolation = mode, antialias = aa}
+  return native("resize", string.format("resize(%s, %s%s)", list_str(#sz == 1 and sz[1] or sz), mode,
+    aa and "" or ", antialias=false"), spec, 2)
+end
+
+--- cnn.data.transforms.center_crop(size) -> transform
+--- The centre window of size s or {h, w}, zero-padded when the image is smaller (torchvision's).
+--- Padding is even, the extra pixel right and below; the window starts at round((H - h) / 2) with
+--- Python's round half to even, as torchvision's CenterCrop.
+function transforms.center_crop(size)
+  local h, w = pair("center_crop", "size", size, false)
+  return native("center_crop", string.format("center_crop({%d, %d})", h, w), {kind = "center_crop", size = {h, w}}, 2)
+end
+
+local function range(fn, what, v, default)
+  v = v == nil and default or v
+  if type(v) ~= "table" or #v ~= 2 or type(v[1]) ~= "number" or type(v[2]) ~= "number" or not (v[1] <= v[2]) then
+    error(string.format("%s: %s must be a range {lo, hi} with lo <= hi", fn, what), 3)
+  end
+  return {v[1], v[2]}
+end
+
+--- cnn.data.transforms.random_resized_crop(size, {scale={0.08, 1}, ratio={3/4, 4/3}, interpolation=}) -> transform
+--- A random window of each image resized to size s or {h, w}, as torchvision's RandomResizedCrop.
+--- The window has a random area (a fraction of the image uniform in scale) and aspect ratio
+--- (log-uniform in ratio), at a uniform position; after 10 tries that do not fit, the centre crop of
+--- the whole image clamped to the ratio range. antialias=true (the default) as cnn.image.resize.
+--- t:get_params(h, w, seed) returns the window (top, left, height, width; 1-based) it picks for an
+--- h x w image with a generator seeded by seed.
+function transforms.random_resized_crop(size, opts)
+  opts = check_options("random_resized_crop", opts,
+    {scale = true, ratio = true, interpolation = true, antialias = true}, 2)
+  local h, w = pair("random_resized_crop", "size", size, false)
+  local scale = range("random_resized_crop", "scale", opts.scale, {0.08, 1.0})
+  local ratio = range("random_resized_crop", "ratio", opts.ratio, {3 / 4, 4 / 3})
+  local mode = interpolation("random_resized_crop", opts.interpolation, "bilinear")
+  local aa = flag("random_resized_crop", "antialias", opts.antialias, true)
+  local t = native("random_resized_crop", string.format("random_resized_crop({%d, %d}, scale=%s, ratio=%s)", h, w,
+    list_str(scale), list_str(ratio)), {kind = "random_resized_crop", size = {h, w}, scale = scale, ratio = ratio,
+    interpolation = mode, antialias = aa}, 2)
+  -- t:get_params(h, w, seed): the window (top, left, height, width; top and left 1-based) this
+  -- transform picks for an h x w image with a generator seeded by the integer seed.
+  t.get_params = function(_, ih, iw, seed)
+    if math.type(seed) ~= "integer" then error("get_params: seed must be an integer", 2) end
+    local top, left, ch, cw = checked(2, pcall(cdata.random_resized_crop_box, ih, iw, scale, ratio, seed))
+    return top + 1, left + 1, ch, cw
+  end
+  return t
+end
+
+-- A color_jitter factor range: a number v gives {max(0, c - v), c + v} (hue: {-v, v}); {lo, hi} as
+-- it is; nil (or v = 0) turns the adjustment off.
+local function jitter_range(name, v, hue)
+  if v == nil then return nil end
+  local lo, hi
+  if type(v) == "number" then
+    if v < 0 then error(string.format("color_jitter: %s must be non-negative", name), 3) end
+    if hue then lo, hi = -v, v else lo, hi = math.max(0, 1 - v), 1 + v end
+  elseif type(v) == "table" and #v == 2 and type(v[1]) == "number" and type(v[2]) == "number" then
+    lo, hi = v[1], v[2]
+  else
+    error(string.format("color_jitter: %s must be a number or a range {lo, hi}", name), 3)
+  end
+  local bound_lo, bound_hi = hue and -0.5 or 0, hue and 0.5 or math.huge
+  if not (bound_lo <= lo and lo <= hi and hi <= bound_hi) then
+    error(string.format("color_jitter: %s range {%g, %g} must lie in [%g, %g] with lo <= hi", name, lo, hi, bound_lo,
+      bound_hi), 3)
+  end
+  if lo == hi and lo == (hue and 0 or 1) then return nil end
+  return {lo, hi}
+end
+
+--- cnn.data.transforms.color_jitter{brightness=0, contrast=0, saturation=0, hue=0} -> transform
+--- Random brightness, contrast, saturation and hue in a random order, per image (torchvision's).
+--- Each enabled adjustment gets a factor uniform in its range (a number v: {max(0, 1 - v), 1 + v};
+--- hue: {-v, v} with v <= 0.5; or {lo, hi}), and the four run in a random order, as torchvision's
+--- ColorJitter on tensors (see cnn.image.adjust_brightness and the others).
+function transforms.color_jitter(opts)
+  opts = check_options("color_jitter", opts, {brightness = true, contrast = true, saturation = true, hue = true}, 2)
+  local spec = {kind = "color_jitter", brightness = jitter_range("brightness", opts.brightness),
+                contrast = jitter_range("contrast", opts.contrast),
+                saturation = jitter_range("saturation", opts.saturation), hue = jitter_range("hue", opts.hue, true)}
+  local parts = {}
+  for _, k in ipairs({"brightness", "contrast", "saturation", "hue"}) do
+    if spec[k] then parts[#parts + 1] = k .. "=" .. list_str(spec[k]) end
+  end
+  return native("color_jitter", "color_jitter{" .. table.concat(parts, ", ") .. "}", spec, 2)
+end
+
+-- Rotation options shared by transforms.random_rotation and image.rotate.
+local function rotation_spec(fn, opts, spec)
+  spec.interpolation = interpolation(fn, opts.interpolation, "nearest", {nearest = true, bilinear = true})
+  spec.expand = flag(fn, "expand", opts.expand, false)
+  if opts.center ~= nil then
+    local c = opts.center
+    if type(c) ~= "table" or #c ~= 2 or type(c[1]) ~= "number" or type(c[2]) ~= "number" then
+      error(fn .. ": center must be a pair {x, y} of pixel coordinates", 3)
+    end
+    spec.center = {c[1], c[2]}
+  end
+  if opts.fill ~= nil then spec.fill = number_list(fn, "fill", opts.fill) end
+  return spec
+end
+transforms._rotation_spec = rotation_spec
+
+--- cnn.data.transforms.random_rotation(degrees, {interpolation="nearest", expand=false, center=, fill=0}) -> transform
+--- Rotates each image by an angle uniform in {-d, d} (degrees = d) or {lo, hi}, counter-clockwise.
+--- As torchvision's RandomRotation: about the centre (or center = {x, y}, 0-based pixel
+--- coordinates), "nearest" or "bilinear"; expand grows the image to hold the whole rotated one;
+--- fill (a number or one per channel) where nothing was sampled.
+function transforms.random_rotation(degrees, opts)
+  opts = check_options("random_rotation", opts, {interpolation = true, expand = true, center = true, fill = true}, 2)
+  local d
+  if type(degrees) == "number" then
+    if degrees < 0 then error("random_rotation: degrees must be non-negative when a single number", 2) end
+    d = {-degrees, degrees}
+  else
+    d = range("random_rotation", "degrees", degrees)
+  end
+  local spec = rotation_spec("random_rotation", opts, {kind = "random_rotation", degrees = d})
+  spec.fill = spec.fill or 0
+  return native("random_rotation", string.format("random_rotation(%s)", list_str(d)), spec, 2)
+end
+
+--- cnn.data.transforms.grayscale(num_output_channels=1) -> transform
+--- L = 0.2989 R + 0.587 G + 0.114 B, as torchvision's Grayscale on tensors.
+--- Repeated to 3 channels when asked (a 1-channel image is repeated too).
+function transforms.grayscale(n)
+  n = n == nil and 1 or n
+  if n ~= 1 and n ~= 3 then error("grayscale: num_output_channels must be 1 or 3, got " .. tostring(n), 2) end
+  return native("grayscale", string.format("grayscale(%d)", n), {kind = "grayscale", channels = n}, 2)
+end
+
+--- cnn.data.transforms.random_grayscale(p=0.1) -> transform
+--- Greyscale with probability p, per image, keeping the channel count (torchvision's).
+function transforms.random_grayscale(p)
+  p = probability("random_grayscale", p, 0.1)
+  return native("random_grayscale", string.format("random_grayscale(%g)", p), {kind = "random_grayscale", p = p}, 2)
 end
 
 --- cnn.data.transforms.compose{t1, t2, ...} -> transform
 --- A transform that applies each one in order (transforms or plain functions of x).
+--- When every one is a transform of this module the whole list runs as one C pipeline, which the
+--- DataLoader's worker threads run without Lua.
 function transforms.compose(list)
   if type(list) ~= "table" then error("compose: expected a list of transforms", 2) end
-  local descs = {}
+  local descs, specs = {}, {}
   for i, t in ipairs(list) do
     if not (type(t) == "function" or (type(t) == "table" and getmetatable(t) and getmetatable(t).__call)) then
       error(string.format("compose: element %d is not callable", i), 2)
     end
     descs[i] = type(t) == "function" and "function" or tostring(t)
+    if specs and type(t) == "table" and getmetatable(t) == Transform and t.specs then
+      for _, sp in ipairs(t.specs) do specs[#specs + 1] = sp end
+    else
+      specs = nil
+    end
   end
   local fs = {table.unpack(list)}
-  return make("compose{" .. table.concat(descs, ", ") .. "}", function(x)
+  local desc = "compose{" .. table.concat(descs, ", ") .. "}"
+  if specs and #specs > 0 then
+    local pipe = checked(2, pcall(cdata.pipeline, specs, "compose"))
+    -- an error names the step that failed: "compose: random_hflip: ..."
+    return make(desc, function(x) return cdata.pipeline_apply(pipe, x, "compose") end, specs)
+  end
+  return make(desc, function(x)
     for _, t in ipairs(fs) do x = run_transform(t, x) end
     return x
-  end)
+  end, nil)
 end
 
 data.cifar10 = require "cnn.datasets.cifar10" -- data.cifar10(dir, split): CIFAR-10 binary files

@@ -1,10 +1,11 @@
 --- module cnn.image
---- PNG and JPEG images as (C, H, W) float tensors in [0, 1], and grids of images.
+--- PNG and JPEG files as tensors, resizing and transforms, image grids.
 
 -- cnn.image: PNG and JPEG files as (C, H, W) float tensors in [0, 1] (libpng and libjpeg-turbo in C),
 -- and grid, which tiles a batch of images into one picture (torchvision.utils.make_grid).
 local core = require "cnn.core"
 local cio = core.io
+local cdata = core.data
 
 local image = {}
 
@@ -75,6 +76,145 @@ function image.max_pixels(n)
   end
   local old = checked(2, pcall(cio.image_max_pixels, n))
   return old
+end
+
+-- ---------------------------------------------------------------------------------------------
+-- Functional transforms (torchvision.transforms.functional on tensors): the deterministic
+-- operations behind cnn.data.transforms, on a (C, H, W) image or a (N, C, H, W) batch (each image
+-- alike). They run in C (core.data), the same code as the transforms and the DataLoader's workers.
+
+local function is_int(v) return math.type(v) == "integer" or (type(v) == "number" and v == math.floor(v)) end
+
+local function run(fn, t, spec)
+  if getmetatable(t) ~= tensor_mt then error(fn .. ": expected a tensor, got " .. type(t), 3) end
+  local pipe = checked(3, pcall(cdata.pipeline, {spec}, fn))
+  local y = checked(3, pcall(cdata.pipeline_apply, pipe, t, fn))
+  return y
+end
+
+local function size_pair(fn, size)
+  if is_int(size) and size >= 1 then return {size, size} end
+  if type(size) == "table" and #size == 2 and is_int(size[1]) and is_int(size[2]) and size[1] >= 1 and size[2] >= 1 then
+    return {size[1], size[2]}
+  end
+  error(fn .. ": size must be a positive integer or a pair {h, w}", 3)
+end
+
+local function interp_opts(fn, opts, default)
+  opts = options(fn, opts, {interpolation = true, antialias = true, max_size = true})
+  local mode = opts.interpolation == nil and default or opts.interpolation
+  if mode ~= "bilinear" and mode ~= "bicubic" and mode ~= "nearest" then
+    error(string.format("%s: interpolation must be \"bilinear\", \"bicubic\" or \"nearest\", got %s", fn,
+      tostring(mode)), 3)
+  end
+  if opts.antialias ~= nil and type(opts.antialias) ~= "boolean" then
+    error(fn .. ": antialias must be a boolean", 3)
+  end
+  return opts, mode
+end
+
+--- cnn.image.resize(t, size, {interpolation="bilinear", antialias=true, max_size=}) -> Tensor
+--- t (..., H, W) resized as torchvision's transforms.functional.resize on tensors.
+--- size an integer scales the shorter side to it (the longer in proportion, rounded down; max_size
+--- caps it), or {h, w}. "bilinear" and "bicubic" antialias as Pillow's filters unless
+--- antialias=false (torchvision's antialias=True, also when upsampling; the bicubic filter is then
+--- Pillow's a = -0.5); "nearest" is PyTorch's legacy nearest and never antialiases. Returns t
+--- itself when the size does not change, as torchvision does. Values match torchvision's to float
+--- rounding.
+function image.resize(t, size, opts)
+  local o, mode = interp_opts("image.resize", opts, "bilinear")
+  local sz
+  if is_int(size) and size >= 1 then sz = {size}
+  else sz = size_pair("image.resize", size) end
+  if o.max_size ~= nil and not (is_int(o.max_size) and o.max_size >= 1) then
+    error("image.resize: max_size must be a positive integer", 2)
+  end
+  local y = checked(2, pcall(cdata.resize, t, {kind = "resize", size = sz, max_size = o.max_size, interpolation = mode,
+                                              antialias = o.antialias ~= false}, "image.resize"))
+  return y
+end
+
+--- cnn.image.crop(t, top, left, height, width) -> Tensor
+--- The window whose top-left pixel is (top, left), 1-based; zeros where it leaves the image.
+--- As torchvision's crop (which counts from 0), on an image (C, H, W) or a batch (N, C, H, W).
+function image.crop(t, top, left, height, width)
+  for i, v in ipairs({top, left, height, width}) do
+    if not is_int(v) then error(string.format("image.crop: argument %d must be an integer", i + 1), 2) end
+  end
+  return run("image.crop", t, {kind = "crop", box = {top - 1, left - 1, height, width}})
+end
+
+--- cnn.image.center_crop(t, size) -> Tensor
+--- The centre window of size s or {h, w}, zero-padded when t is smaller (torchvision's center_crop).
+function image.center_crop(t, size)
+  return run("image.center_crop", t, {kind = "center_crop", size = size_pair("image.center_crop", size)})
+end
+
+--- cnn.image.resized_crop(t, top, left, height, width, size, {interpolation="bilinear", antialias=true}) -> Tensor
+--- cnn.image.crop, then a resize to size s or {h, w}, in one pass (torchvision's resized_crop).
+function image.resized_crop(t, top, left, height, width, size, opts)
+  for i, v in ipairs({top, left, height, width}) do
+    if not is_int(v) then error(string.format("image.resized_crop: argument %d must be an integer", i + 1), 2) end
+  end
+  local o, mode = interp_opts("image.resized_crop", opts, "bilinear")
+  return run("image.resized_crop", t, {kind = "resized_crop", box = {top - 1, left - 1, height, width},
+    size = size_pair("image.resized_crop", size), interpolation = mode, antialias = o.antialias ~= false})
+end
+
+--- cnn.image.hflip(t) -> Tensor
+--- t (C, H, W) or (N, C, H, W) mirrored left-right.
+function image.hflip(t) return run("image.hflip", t, {kind = "hflip"}) end
+
+--- cnn.image.vflip(t) -> Tensor
+--- t (C, H, W) or (N, C, H, W) flipped upside down.
+function image.vflip(t) return run("image.vflip", t, {kind = "vflip"}) end
+
+local function factor_op(name, kind, t, factor)
+  if type(factor) ~= "number" then error(name .. ": factor must be a number", 3) end
+  return run(name, t, {kind = kind, factor = factor})
+end
+
+--- cnn.image.adjust_brightness(t, factor) -> Tensor
+--- clamp(factor * t, 0, 1), as torchvision's adjust_brightness on tensors (1 or 3 channels).
+function image.adjust_brightness(t, factor)
+  return factor_op("image.adjust_brightness", "adjust_brightness", t, factor)
+end
+
+--- cnn.image.adjust_contrast(t, factor) -> Tensor
+--- t blended with the mean of its greyscale image by factor, clamped (torchvision's adjust_contrast).
+function image.adjust_contrast(t, factor) return factor_op("image.adjust_contrast", "adjust_contrast", t, factor) end
+
+--- cnn.image.adjust_saturation(t, factor) -> Tensor
+--- t blended with its greyscale image by factor, clamped (torchvision's); grey images are unchanged.
+function image.adjust_saturation(t, factor)
+  return factor_op("image.adjust_saturation", "adjust_saturation", t, factor)
+end
+
+--- cnn.image.adjust_hue(t, factor) -> Tensor
+--- The hue shifted by factor in [-0.5, 0.5] through HSV (torchvision's); grey images are unchanged.
+function image.adjust_hue(t, factor) return factor_op("image.adjust_hue", "adjust_hue", t, factor) end
+
+--- cnn.image.rgb_to_grayscale(t, num_output_channels=1) -> Tensor
+--- L = 0.2989 R + 0.587 G + 0.114 B, as torchvision's rgb_to_grayscale on tensors.
+--- Repeated to 3 channels when asked. (PIL's convert("L"), which cnn.image.load's mode "gray"
+--- follows, weighs and rounds differently.)
+function image.rgb_to_grayscale(t, n)
+  n = n == nil and 1 or n
+  if n ~= 1 and n ~= 3 then error("image.rgb_to_grayscale: num_output_channels must be 1 or 3", 2) end
+  return run("image.rgb_to_grayscale", t, {kind = "grayscale", channels = n})
+end
+
+--- cnn.image.rotate(t, angle, {interpolation="nearest", expand=false, center=, fill=}) -> Tensor
+--- t rotated counter-clockwise by angle degrees, as torchvision's rotate on tensors.
+--- About the centre, or center = {x, y} (0-based pixel coordinates); "nearest" or "bilinear"
+--- sampling; expand grows the output to hold the whole rotated image; fill (a number or one per
+--- channel) where nothing was sampled, blended as torchvision does (zeros without fill).
+function image.rotate(t, angle, opts)
+  if type(angle) ~= "number" then error("image.rotate: angle must be a number", 2) end
+  opts = options("image.rotate", opts, {interpolation = true, expand = true, center = true, fill = true})
+  local spec = require("cnn.data").transforms._rotation_spec("image.rotate", opts,
+    {kind = "rotate", degrees = {angle, angle}})
+  return run("image.rotate", t, spec)
 end
 
 --- cnn.image.grid(t, {nrow=8, padding=2, normalize=false, value_range=, scale_each=false, pad_value=0}) -> Tensor
