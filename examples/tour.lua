@@ -1,5 +1,6 @@
 -- A tour of tensors and autograd: run `cnnlua examples/tour.lua`, or paste lines into `cnnlua`.
--- Fits y = 3x - 2 by gradient descent on a hand-written model, then checks a gradient.
+-- Fits y = 3x - 2 by gradient descent on a hand-written model, checks a gradient, then works the
+-- course's shopping example backwards and prints its computational graph.
 cnn.manual_seed(0)
 
 local x = cnn.linspace(-1, 1, 64):view(64, 1)          -- (64, 1)
@@ -25,3 +26,19 @@ print(string.format("fitted w = %.3f, b = %.3f (true 3, -2)", w:item(), b:item()
 local a = cnn.randn(3, 4):requires_grad_()
 local ok = cnn.autograd.gradcheck(function(t) return (t:tanh() * t):sum(2):exp() end, {a}, {eps = 1e-2, atol = 1e-2})
 print("gradcheck:", ok)
+
+-- The course's shopping example, backpropagation on a drawn computational graph: 2 apples at 10
+-- each and 3 oranges at 15 each, with 10% tax. backward() gives how much the total moves for a
+-- unit change of each input: the apple price 2 * 1.1 = 2.2, the number of apples 10 * 1.1 = 11,
+-- the orange price 3.3, the number of oranges 16.5, the tax rate 2 * 10 + 3 * 15 = 65.
+local apple, apples = cnn.tensor(10.0):requires_grad_(), cnn.tensor(2.0):requires_grad_()
+local orange, oranges = cnn.tensor(15.0):requires_grad_(), cnn.tensor(3.0):requires_grad_()
+local tax = cnn.tensor(1.1):requires_grad_()
+local total = (apple * apples + orange * oranges) * tax
+total:backward()
+print(string.format("total %.1f; gradients: apple %.1f, apples %.0f, orange %.1f, oranges %.1f, tax %.0f",
+  total:item(), apple.grad:item(), apples.grad:item(), orange.grad:item(), oranges.grad:item(), tax.grad:item()))
+
+-- the graph itself (Graphviz DOT); `cnnlua examples/tour.lua shop.svg` also draws it
+local names = {apple = apple, apples = apples, orange = orange, oranges = oranges, tax = tax}
+print(cnn.autograd.graph(total, {params = names, name = "total", values = true, path = arg and arg[1]}))

@@ -205,6 +205,109 @@ static int a_function_record(lua_State *L) {
   return 0;
 }
 
+/* ---- the graph as data (cnn.autograd.graph draws it) ---- */
+
+static void push_shape(lua_State *L, int ndim, const int64_t *size) {
+  lua_createtable(L, ndim, 0);
+  for (int d = 0; d < ndim; d++) {
+    lua_pushinteger(L, (lua_Integer)size[d]);
+    lua_rawseti(L, -2, d + 1);
+  }
+}
+
+/* The id of node n in the table at ids (lightuserdata -> integer), given the next free id when
+ * new; *fresh tells which. */
+static lua_Integer node_id(lua_State *L, int ids, const cnn_node *n, lua_Integer *next, bool *fresh) {
+  lua_rawgetp(L, ids, n);
+  lua_Integer id = lua_tointeger(L, -1);
+  lua_pop(L, 1);
+  *fresh = id == 0;
+  if (*fresh) {
+    id = (*next)++;
+    lua_pushinteger(L, id);
+    lua_rawsetp(L, ids, n);
+  }
+  return id;
+}
+
+/* core._graph(t) -> {output = k, nodes = {{name=, outputs=, inputs = {...}}, ...}}, or nil for a
+ * tensor without a grad_fn. Node 1 is t's grad_fn (t is its output k); the others are numbered as
+ * a depth-first walk first reaches them. Each input that carries a gradient is
+ * {index = i, shape = {...}} plus node = id, output = k for an op's output, or leaf = a light
+ * userdata naming the leaf tensor (core._tensor_key gives the same for a tensor) and tensor = it.
+ * Inputs that need no gradient are left out, as the engine never visits them. */
+static int a_graph(lua_State *L) {
+  cnn_tensor *t = lcnn_check(L, 1, "graph");
+  if (!t->grad_fn) return 0;
+  lua_settop(L, 1);
+  lua_newtable(L); /* 2: result */
+  lua_newtable(L); /* 3: nodes by id */
+  lua_newtable(L); /* 4: ids by node */
+  lua_newtable(L); /* 5: the walk's stack of nodes */
+  lua_Integer next = 1, top = 0;
+  bool fresh;
+  node_id(L, 4, t->grad_fn, &next, &fresh);
+  lua_pushlightuserdata(L, t->grad_fn);
+  lua_rawseti(L, 5, ++top);
+  while (top > 0) {
+    lua_rawgeti(L, 5, top);
+    const cnn_node *n = lua_touserdata(L, -1);
+    lua_pop(L, 1);
+    lua_pushnil(L);
+    lua_rawseti(L, 5, top--);
+    lua_Integer id = node_id(L, 4, n, &next, &fresh);
+    lua_createtable(L, 0, 3); /* the node's entry */
+    lua_pushstring(L, n->name);
+    lua_setfield(L, -2, "name");
+    lua_pushinteger(L, n->n_outputs);
+    lua_setfield(L, -2, "outputs");
+    lua_createtable(L, n->n_inputs, 0);
+    lua_Integer k = 0;
+    for (int i = 0; i < n->n_inputs; i++) {
+      const cnn_edge *e = &n->edges[i];
+      if (!e->node && !e->leaf) continue;
+      luaL_checkstack(L, 6, "graph");
+      lua_createtable(L, 0, 4);
+      lua_pushinteger(L, i + 1);
+      lua_setfield(L, -2, "index");
+      push_shape(L, e->ndim, e->size);
+      lua_setfield(L, -2, "shape");
+      if (e->node) {
+        lua_Integer child = node_id(L, 4, e->node, &next, &fresh);
+        if (fresh) {
+          lua_pushlightuserdata(L, e->node);
+          lua_rawseti(L, 5, ++top);
+        }
+        lua_pushinteger(L, child);
+        lua_setfield(L, -2, "node");
+        lua_pushinteger(L, e->output_nr + 1);
+        lua_setfield(L, -2, "output");
+      } else {
+        lua_pushlightuserdata(L, e->leaf);
+        lua_setfield(L, -2, "leaf");
+        lcnn_push_or_nil(L, e->leaf); /* a new reference in a box of its own */
+        lua_setfield(L, -2, "tensor");
+      }
+      lua_rawseti(L, -2, ++k);
+    }
+    lua_setfield(L, -2, "inputs");
+    lua_rawseti(L, 3, id);
+  }
+  lua_pushvalue(L, 3);
+  lua_setfield(L, 2, "nodes");
+  lua_pushinteger(L, t->output_nr + 1);
+  lua_setfield(L, 2, "output");
+  lua_settop(L, 2);
+  return 1;
+}
+
+/* core._tensor_key(t) -> light userdata: the same value for every Lua handle of one tensor (the
+ * key core._graph gives its leaves). */
+static int a_tensor_key(lua_State *L) {
+  lua_pushlightuserdata(L, lcnn_check(L, 1, "graph"));
+  return 1;
+}
+
 void lcnn_open_autograd(lua_State *L, int methods) {
   static const luaL_Reg m[] = {
       {"requires_grad_", a_requires_grad_}, {"detach", a_detach}, {"backward", a_backward}, {NULL, NULL}};
@@ -215,6 +318,8 @@ void lcnn_open_autograd(lua_State *L, int methods) {
                                  {"is_grad_enabled", a_is_grad_enabled},
                                  {"_function_record", a_function_record},
                                  {"_set_backward_callbacks", a_set_backward_callbacks},
+                                 {"_graph", a_graph},
+                                 {"_tensor_key", a_tensor_key},
                                  {NULL, NULL}};
   luaL_setfuncs(L, mod, 0);
 }

@@ -207,4 +207,154 @@ function autograd.gradcheck(fn, inputs, opts)
   return false, msg
 end
 
+-- ---- drawing the graph ------------------------------------------------------------------------
+
+local function shape_text(shape) return "{" .. table.concat(shape, ", ") .. "}" end
+
+local function quote(s) return '"' .. tostring(s):gsub('[\\"]', "\\%0"):gsub("\n", "\\n") .. '"' end
+
+-- key (core._tensor_key) -> name, from a module (its parameters and buffers) or a table of
+-- {name = tensor} (or a list of {name, tensor} pairs, as named_parameters gives).
+local function leaf_names(params)
+  local names = {}
+  if params == nil then return names end
+  local function add(name, t)
+    if not is_tensor(t) then
+      error("graph: params must map names to tensors, got " .. type(t) .. " for '" .. tostring(name) .. "'", 4)
+    end
+    local key = core._tensor_key(t)
+    if names[key] == nil then names[key] = tostring(name) end
+  end
+  local mt = getmetatable(params)
+  if type(params) == "table" and type(mt) == "table" and rawget(mt, "__cnn_module") then
+    for _, p in ipairs(params:named_parameters()) do add(p[1], p[2]) end
+    for _, b in ipairs(params:named_buffers()) do add(b[1], b[2]) end
+  elseif type(params) == "table" then
+    for k, v in pairs(params) do
+      if math.type(k) == "integer" and type(v) == "table" and v[2] ~= nil then add(v[1], v[2]) else add(k, v) end
+    end
+  else
+    error("graph: params must be a module or a table of named tensors, got " .. type(params), 3)
+  end
+  return names
+end
+
+-- Runs Graphviz's dot on the DOT text, writing path in format fmt.
+local function render(text, path, fmt)
+  local process = core.process
+  local src, err = os.tmpname(), os.tmpname()
+  local f = assert(io.open(src, "w"))
+  f:write(text)
+  f:close()
+  local ok, pid = pcall(process.spawn, {"dot", "-T" .. fmt, "-o", path, src}, {stdin = "/dev/null", stderr = err})
+  if not ok then
+    os.remove(src)
+    os.remove(err)
+    if tostring(pid):find("cannot start", 1, true) then
+      error(string.format("graph: writing %s needs Graphviz's dot program, which is not on PATH (Debian: " ..
+        "apt-get install graphviz); a .dot path writes the text itself", path), 3)
+    end
+    error(pid, 0)
+  end
+  local how, code = process.wait(pid, true)
+  local ef = io.open(err, "r")
+  local message = ef and ef:read("a") or ""
+  if ef then ef:close() end
+  os.remove(src)
+  os.remove(err)
+  if how ~= "exit" or code ~= 0 then
+    error(string.format("graph: dot could not write %s (%s %s): %s", path, tostring(how), tostring(code),
+      message:gsub("%s+$", "")), 3)
+  end
+end
+
+--- cnn.autograd.graph(t, {params=, name="output", values=false, path=}) -> dot, graph
+--- The autograd graph behind tensor t as Graphviz DOT text, drawn as SVG, PNG or PDF when asked.
+--- Each node is a backward function, named as t.grad_fn names it (MulBackward), with an arrow from
+--- each of its inputs labelled with that input's shape; leaves that need a gradient are boxes named
+--- from params (a module, whose parameters and buffers give the names, or a table {name = tensor})
+--- or showing their shape alone; t itself is the box labelled name. values=true adds the value
+--- of one-element leaves and of t, and their .grad when they have one. path ending in .dot writes the
+--- text; .svg, .png or .pdf runs Graphviz's `dot` (Debian's graphviz package), an error naming it
+--- when it is missing. graph is the same as data: {nodes = {{id=, name=}, ...}, leaves = {{id=,
+--- name=, shape=}, ...}, edges = {{from=, to=, shape=}, ...}} with ids "n1" (t's grad_fn), "n2"...,
+--- "l1"... for leaves and "out" for t; edges run from an input to the node that consumes it.
+function autograd.graph(t, opts)
+  if not is_tensor(t) then error("graph: expected a tensor, got " .. type(t), 2) end
+  opts = check_options("graph", opts, {params = true, name = true, values = true, path = true})
+  if opts.path ~= nil and type(opts.path) ~= "string" then error("graph: path must be a string", 2) end
+  local fmt = opts.path and (opts.path:match("%.(%w+)$") or ""):lower()
+  if fmt and fmt ~= "dot" and fmt ~= "gv" and fmt ~= "svg" and fmt ~= "png" and fmt ~= "pdf" then
+    error("graph: path must end in .dot, .gv, .svg, .png or .pdf, got " .. opts.path, 2)
+  end
+  local names = leaf_names(opts.params)
+  local root_name = opts.name and tostring(opts.name) or "output"
+  local g = {nodes = {}, leaves = {}, edges = {}}
+  local data = core._graph(t)
+  local leaf_ids, n_leaves = {}, 0
+  local function leaf_id(key, tensor)
+    local id = leaf_ids[key]
+    if id then return id end
+    n_leaves = n_leaves + 1
+    id = "l" .. n_leaves
+    leaf_ids[key] = id
+    g.leaves[#g.leaves + 1] = {id = id, name = names[key], shape = tensor:shape(), tensor = tensor}
+    return id
+  end
+  if data == nil then -- a leaf (or a tensor outside any graph): the box alone
+    if t.requires_grad then
+      local id = leaf_id(core._tensor_key(t), t)
+      g.edges[1] = {from = id, to = "out", shape = t:shape()}
+    end
+  else
+    for id, n in ipairs(data.nodes) do
+      g.nodes[id] = {id = "n" .. id, name = n.name}
+      for _, e in ipairs(n.inputs) do
+        local from = e.node and ("n" .. e.node) or leaf_id(e.leaf, e.tensor)
+        g.edges[#g.edges + 1] = {from = from, to = "n" .. id, shape = e.shape,
+          output = e.node and data.nodes[e.node].outputs > 1 and e.output or nil}
+      end
+    end
+    g.edges[#g.edges + 1] = {from = "n1", to = "out", shape = t:shape(),
+      output = data.nodes[1].outputs > 1 and data.output or nil}
+  end
+
+  -- "= 10, grad 2.2" for a one-element tensor when values are asked for
+  local function value_text(x)
+    if not opts.values or x:numel() ~= 1 then return "" end
+    local text = string.format("\n= %.6g", x:reshape({}):item())
+    local grad = x.grad
+    if grad ~= nil then text = text .. string.format(", grad %.6g", grad:reshape({}):item()) end
+    return text
+  end
+  local lines = {"digraph autograd {",
+    '  node [shape=box, style="rounded,filled", fontname="Helvetica", fontsize=11, fillcolor="#e8e8e8"];',
+    '  edge [fontname="Helvetica", fontsize=9];',
+    string.format('  out [label=%s, fillcolor="#b8e186"];',
+      quote(root_name .. "\n" .. shape_text(t:shape()) .. value_text(t)))}
+  for _, l in ipairs(g.leaves) do
+    local label = (l.name and (l.name .. "\n") or "") .. shape_text(l.shape) .. value_text(l.tensor)
+    lines[#lines + 1] = string.format('  %s [label=%s, fillcolor="#9ecae1"];', l.id, quote(label))
+    l.tensor = nil
+  end
+  for _, n in ipairs(g.nodes) do lines[#lines + 1] = string.format("  %s [label=%s];", n.id, quote(n.name)) end
+  for _, e in ipairs(g.edges) do
+    local label = shape_text(e.shape) .. (e.output and (" #" .. e.output) or "")
+    lines[#lines + 1] = string.format("  %s -> %s [label=%s];", e.from, e.to, quote(label))
+  end
+  lines[#lines + 1] = "}"
+  local text = table.concat(lines, "\n") .. "\n"
+  if opts.path then
+    if fmt == "dot" or fmt == "gv" then
+      local f, err = io.open(opts.path, "w")
+      if not f then error("graph: cannot write " .. tostring(err), 2) end
+      f:write(text)
+      f:close()
+    else
+      render(text, opts.path, fmt)
+    end
+  end
+  return text, g
+end
+
 return autograd

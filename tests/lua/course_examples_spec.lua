@@ -1,6 +1,7 @@
 -- The course's examples run as a user runs them, small and fast, on synthetic MNIST-layout files:
 -- compare_optimizers.lua (its picture, its CSV and what the numbers in it must satisfy) and
--- train_vgg.lua (one epoch of a VGG-11 on 40 images: its outputs agree with one another).
+-- train_vgg.lua (one epoch of a VGG-11 on 40 images: its outputs agree with one another) and
+-- tour.lua's shopping example (its gradients and the graph it prints).
 local cnn = require "cnn"
 
 local CNNLUA = assert(os.getenv("CNNLUA"), "CNNLUA must point at the cnnlua binary (ctest sets it)")
@@ -119,5 +120,21 @@ describe("train_vgg.lua", function()
     local out, code = run("train_vgg.lua", "--depth 12")
     assert.are_not.equal(0, code)
     assert.truthy(out:find("--depth must be 11, 13, 16 or 19", 1, true), out)
+  end)
+end)
+
+describe("tour.lua", function()
+  it("works the shopping example backwards and prints its graph", function()
+    local out, code = run("tour.lua", "")
+    assert.are.equal(0, code, out)
+    -- (2 * 10 + 3 * 15) * 1.1 = 71.5; d/d apple price 2 * 1.1, d/d apples 10 * 1.1, d/d tax 65
+    local want = "total 71.5; gradients: apple 2.2, apples 11, orange 3.3, oranges 16.5, tax 65"
+    assert.truthy(out:find(want, 1, true), out)
+    assert.truthy(out:find("digraph autograd {", 1, true), out)
+    assert.truthy(out:find('[label="tax\\n{}\\n= 1.1, grad 65"', 1, true), out)
+    local muls = 0
+    for _ in out:gmatch('label="MulBackward"') do muls = muls + 1 end
+    assert.are.equal(3, muls)
+    assert.truthy(out:find("gradcheck:%s+true"), out)
   end)
 end)
