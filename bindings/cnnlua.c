@@ -235,6 +235,7 @@ static bool open_cnn(lua_State *L) {
 #define REG_COMPLETE "cnnlua.complete"
 #define REG_TIME "cnnlua.time"
 #define REG_TIMEIT "cnnlua.timeit"
+#define REG_SHOW "cnnlua.show"
 
 /* help = require "cnn.help"; time and timeit from cnn.repl, also kept in the registry. */
 static int load_helpers(lua_State *L) {
@@ -247,7 +248,10 @@ static int load_helpers(lua_State *L) {
   lua_call(L, 1, 1);
   static const struct {
     const char *field, *key, *global;
-  } fns[] = {{"complete", REG_COMPLETE, NULL}, {"time", REG_TIME, "time"}, {"timeit", REG_TIMEIT, "timeit"}};
+  } fns[] = {{"complete", REG_COMPLETE, NULL},
+             {"time", REG_TIME, "time"},
+             {"timeit", REG_TIMEIT, "timeit"},
+             {"show", REG_SHOW, NULL}};
   for (size_t i = 0; i < sizeof fns / sizeof *fns; i++) {
     lua_getfield(L, -1, fns[i].field);
     if (fns[i].global != NULL) {
@@ -284,9 +288,8 @@ static void create_arg_table(lua_State *L, char **argv, int argc, int script) {
 
 enum { LINE_OK, LINE_EOF, LINE_INTERRUPTED };
 
-static bool use_editline;       /* stdin is a terminal: libedit, prompts, history */
-static char *history_file;      /* NULL: history is not saved */
-static char *last_history_line; /* to skip immediate repeats */
+static bool use_editline;  /* stdin is a terminal: libedit, prompts, history */
+static char *history_file; /* NULL: history is not saved */
 static volatile sig_atomic_t prompt_interrupted, window_resized;
 
 static void on_prompt_signal(int sig) {
@@ -426,11 +429,26 @@ static void init_line_editing(void) {
   }
 }
 
-static void remember_line(const char *line) {
-  if (line[0] == '\0' || (last_history_line != NULL && strcmp(line, last_history_line) == 0)) return;
+/* An entry into history, unless empty or the same as the last one; true when added. A multi-line
+ * chunk is one entry, its lines joined by newlines (Up recalls it whole). */
+static bool remember_line(const char *line) {
+  if (!use_editline || line[0] == '\0') return false;
+  HIST_ENTRY *last = history_length > 0 ? history_get(history_base + history_length - 1) : NULL;
+  if (last != NULL && last->line != NULL && strcmp(last->line, line) == 0) return false;
   add_history(line);
-  free(last_history_line);
-  last_history_line = strdup(line);
+  return true;
+}
+
+/* Replaces the entry remember_line added last (*added) by line. */
+static void replace_last_line(const char *line, bool *added) {
+  if (*added && history_length > 0) {
+    HIST_ENTRY *last = remove_history(history_length - 1);
+    if (last != NULL) { /* libedit's free_history_entry frees nothing: the entry and its copy are ours */
+      free((void *)last->line);
+      free(last);
+    }
+  }
+  *added = remember_line(line);
 }
 
 /* One line without its newline into *out (free it), or LINE_EOF / LINE_INTERRUPTED. */
@@ -458,7 +476,6 @@ static int read_line(const char *prompt, char **out) {
     return LINE_INTERRUPTED;
   }
   if (line == NULL) return LINE_EOF;
-  remember_line(line);
   *out = line;
   return LINE_OK;
 }
@@ -524,7 +541,8 @@ static int call_chunk(lua_State *L) {
   return lua_gettop(L);
 }
 
-/* The chunk a %time line runs: upvalues (timer, compiled code, runs or nil, echo results?). */
+/* The chunk a %time line runs: upvalues (timer, compiled code, runs or nil). Its results are
+ * echoed: the code's for %time, the timing for %timeit. */
 static int call_magic(lua_State *L) {
   lua_settop(L, 0);
   lua_pushvalue(L, lua_upvalueindex(1));
@@ -535,7 +553,7 @@ static int call_magic(lua_State *L) {
     nargs = 2;
   }
   lua_call(L, nargs, LUA_MULTRET);
-  return lua_toboolean(L, lua_upvalueindex(4)) ? lua_gettop(L) : 0;
+  return lua_gettop(L);
 }
 
 /* Replaces the compiled code on top of the stack by the closure timing it. */
@@ -550,8 +568,7 @@ static int wrap_magic(lua_State *L, int magic, lua_Integer runs) {
   lua_pushcclosure(L, call_chunk, 1);
   if (runs > 0) lua_pushinteger(L, runs);
   else lua_pushnil(L);
-  lua_pushboolean(L, magic == MAGIC_TIME); /* %time echoes the results, %timeit only its report */
-  lua_pushcclosure(L, call_magic, 4);
+  lua_pushcclosure(L, call_magic, 3);
   return CHUNK_OK;
 }
 
@@ -565,6 +582,7 @@ static int read_chunk(lua_State *L) {
   char *line;
   int r = read_line("> ", &line);
   if (r != LINE_OK) return r == LINE_EOF ? CHUNK_EOF : CHUNK_SKIP;
+  bool added = remember_line(line); /* replaced by the whole chunk when more lines follow */
 
   int magic = MAGIC_NONE;
   lua_Integer runs = 0;
@@ -585,10 +603,12 @@ static int read_chunk(lua_State *L) {
     lua_pop(L, 2);
     lua_pushstring(L, code);
   }
+  lua_pushstring(L, line); /* the entry as typed, for history */
+  lua_insert(L, -2);
   free(line);
 
   int status;
-  for (;;) { /* stack: text */
+  for (;;) { /* stack: entry, text */
     size_t len;
     const char *text = lua_tolstring(L, -1, &len);
     status = luaL_loadbuffer(L, text, len, "=stdin");
@@ -598,23 +618,38 @@ static int read_chunk(lua_State *L) {
     if (r == LINE_EOF) break; /* report the incomplete chunk's error */
     lua_pop(L, 1);
     if (r == LINE_INTERRUPTED) {
-      lua_pop(L, 1);
+      lua_pop(L, 2);
       return CHUNK_SKIP;
     }
     lua_pushfstring(L, "%s\n%s", text, more);
     lua_remove(L, -2);
+    lua_pushfstring(L, "%s\n%s", lua_tostring(L, -2), more);
+    lua_replace(L, -3);
     free(more);
+    replace_last_line(lua_tostring(L, -2), &added); /* the chunk so far, one entry */
   }
   lua_remove(L, -2);
+  lua_remove(L, -2); /* the entry */
   if (status != LUA_OK) return CHUNK_ERROR;
   return magic != MAGIC_NONE ? wrap_magic(L, magic, runs) : CHUNK_OK;
 }
 
-/* Replaces the value at index i by the text the REPL shows for it: cnn._repl_show(v) when the
- * library defines it and it returns a string (modules as trees), else tostring(v). */
+/* Replaces the value at index i by the text the REPL shows for it: cnn._repl_show(v) when the user
+ * set one and it returns a string, else cnn.repl.show(v) (tables with their contents), else
+ * tostring(v). */
 static void to_display(lua_State *L, int i) {
   int top = lua_gettop(L);
   if (lua_getglobal(L, "cnn") == LUA_TTABLE && lua_getfield(L, -1, "_repl_show") == LUA_TFUNCTION) {
+    lua_pushvalue(L, i);
+    lua_call(L, 1, 1);
+    if (lua_type(L, -1) == LUA_TSTRING) {
+      lua_replace(L, i);
+      lua_settop(L, top);
+      return;
+    }
+  }
+  lua_settop(L, top);
+  if (lua_getfield(L, LUA_REGISTRYINDEX, REG_SHOW) == LUA_TFUNCTION) {
     lua_pushvalue(L, i);
     lua_call(L, 1, 1);
     if (lua_type(L, -1) == LUA_TSTRING) {

@@ -482,6 +482,11 @@ local function overview_text()
     "  help(\"conv2d\")     search by name",
     "At the prompt: TAB completes names, fields and methods (x:<TAB>); %time CODE and",
     "%timeit CODE time an expression; time(f) and timeit(f, n) do the same in scripts.",
+    "An expression typed at the prompt prints its value: a table with its contents, keys sorted",
+    "({64, 1, 28, 28} on one line, nested tables indented, 4 levels and 40 entries at most, a",
+    "table inside itself marked <cycle>); tensors, modules and results as tostring gives them.",
+    "cnn.repl.show(v) returns that text; print(v) and tostring(v) stay Lua's own.",
+    "A multi-line entry is one history entry: Up recalls it whole.",
   }, "\n")
 end
 

@@ -179,6 +179,158 @@ function repl.complete(word, env)
   return out
 end
 
+-- ---- showing values ----------------------------------------------------------------------------
+
+local SHOW_DEPTH = 4     -- nested tables below this show as {...}
+local SHOW_ITEMS = 40    -- entries shown per table; the rest are counted
+local SHOW_SCALARS = 100 -- values shown of a sequence of numbers, strings or booleans
+local SHOW_WIDTH = 100   -- a table fits on one line up to this width
+local NESTED_LINES = 8   -- a multi-line value inside a table (a tensor, a module) keeps its first
+                         -- lines and its last one (a tensor's shape and dtype)
+
+-- Keys in show order: 1..n of the sequence first, then numbers, then strings, then the rest (each
+-- group sorted), so the same table always prints the same way.
+local function sorted_keys(t, n)
+  local nums, strs, others = {}, {}, {}
+  for k in next, t do
+    local in_seq = math.type(k) == "integer" and k >= 1 and k <= n -- shown first, in order
+    local group = in_seq and {} or type(k) == "number" and nums or type(k) == "string" and strs or others
+    group[#group + 1] = k
+  end
+  table.sort(nums)
+  table.sort(strs)
+  table.sort(others, function(a, b) return tostring(a) < tostring(b) end)
+  local keys = {}
+  for i = 1, n do keys[i] = i end
+  for _, group in ipairs{nums, strs, others} do
+    for _, k in ipairs(group) do keys[#keys + 1] = k end
+  end
+  return keys
+end
+
+-- The length of t's sequence 1..n (no holes, no metamethods).
+local function seq_len(t)
+  local n = 0
+  while rawget(t, n + 1) ~= nil do n = n + 1 end
+  return n
+end
+
+local function key_text(k)
+  if is_ident(k) then
+    for _, kw in ipairs(KEYWORDS) do
+      if k == kw then return string.format("[%q]", k) end
+    end
+    return k
+  end
+  if type(k) == "string" then return string.format("[%q]", k) end
+  if math.type(k) == "float" then return "[" .. string.format("%.17g", k) .. "]" end
+  return "[" .. tostring(k) .. "]"
+end
+
+-- A multi-line text shown inside a table: its first lines and its last, continuation lines
+-- indented to `indent`.
+local function nested_text(text, indent)
+  local lines = {}
+  for line in (text .. "\n"):gmatch("([^\n]*)\n") do lines[#lines + 1] = line end
+  if #lines > NESTED_LINES then
+    local kept = {}
+    for i = 1, NESTED_LINES - 2 do kept[i] = lines[i] end
+    kept[#kept + 1] = string.format("... (%d lines)", #lines - NESTED_LINES + 1)
+    kept[#kept + 1] = lines[#lines]
+    lines = kept
+  end
+  return table.concat(lines, "\n" .. indent)
+end
+
+-- The text of a value that is not a plain table, as it shows inside a table.
+local function scalar_text(v)
+  if type(v) == "string" then return string.format("%q", v):gsub("\\\n", "\\n") end
+  if math.type(v) == "float" then
+    if v ~= v or v == math.huge or v == -math.huge then return tostring(v) end
+    local s = string.format("%.14g", v)
+    if not s:find("[.eEn]") then s = s .. ".0" end
+    return s
+  end
+  return tostring(v)
+end
+
+-- Whether the REPL shows v by its own tostring (tensors, modules, results: anything with a
+-- __tostring or a __name, and every non-table).
+local function shows_itself(v)
+  if type(v) ~= "table" then return true end
+  local mt = getmetatable(v)
+  return type(mt) == "table" and (rawget(mt, "__tostring") ~= nil or rawget(mt, "__name") ~= nil)
+end
+
+local function show_value(v, indent, depth, open)
+  if type(v) ~= "table" then
+    if type(v) == "userdata" then return nested_text(tostring(v), indent) end
+    return scalar_text(v)
+  end
+  if shows_itself(v) then
+    local ok, text = pcall(tostring, v)
+    return nested_text(ok and text or tostring(rawget(v, "__name") or "table"), indent)
+  end
+  if open[v] then return "<cycle: " .. string.format("%p", v) .. ">" end
+  local n = seq_len(v)
+  local keys = sorted_keys(v, n)
+  if #keys == 0 then return "{}" end
+  if depth >= SHOW_DEPTH then return string.format("{... %d item%s}", #keys, #keys == 1 and "" or "s") end
+  open[v] = true
+  if #keys == n then -- a sequence of numbers, strings or booleans: inline, wrapped
+    local scalars = true
+    for i = 1, n do
+      local tv = type(rawget(v, i))
+      if tv ~= "number" and tv ~= "string" and tv ~= "boolean" then scalars = false break end
+    end
+    if scalars then
+      open[v] = nil
+      local lines, line = {}, "{"
+      for i = 1, math.min(n, SHOW_SCALARS) do
+        local text = scalar_text(rawget(v, i)) .. (i < n and "," or "}")
+        if #line > 1 and #indent + #line + 1 + #text > SHOW_WIDTH then
+          lines[#lines + 1] = line
+          line = " " .. text
+        else
+          line = line .. (#line > 1 and " " or "") .. text
+        end
+      end
+      if n > SHOW_SCALARS then line = line .. string.format(" ... (%d more)}", n - SHOW_SCALARS) end
+      lines[#lines + 1] = line
+      return table.concat(lines, "\n" .. indent)
+    end
+  end
+  local inner = indent .. "  "
+  local items, multiline, width = {}, false, #indent + 2
+  for i, k in ipairs(keys) do
+    if i > SHOW_ITEMS then
+      items[#items + 1] = string.format("... (%d more)", #keys - SHOW_ITEMS)
+      break
+    end
+    local text = show_value(rawget(v, k), inner, depth + 1, open)
+    if not (math.type(k) == "integer" and k >= 1 and k <= n) then text = key_text(k) .. " = " .. text end
+    items[#items + 1] = text
+    multiline = multiline or text:find("\n", 1, true) ~= nil
+    width = width + #text + 2
+  end
+  open[v] = nil
+  if not multiline and width <= SHOW_WIDTH then return "{" .. table.concat(items, ", ") .. "}" end
+  return "{\n" .. inner .. table.concat(items, ",\n" .. inner) .. "\n" .. indent .. "}"
+end
+
+--- cnn.repl.show(v) -> string
+--- The text the REPL prints for a value: tables with their contents, sorted and indented.
+--- A sequence of numbers or strings stays on one line (`{64, 1, 28, 28}`); a longer table gets
+--- one entry a line, nested tables indented, at most 4 levels deep and 40 entries a table (the
+--- rest counted), a table inside itself marked `<cycle: 0x...>`. Tensors, modules, results and
+--- anything with a `__tostring` show as tostring gives them (inside a table, a long text keeps
+--- its first lines and its last). A string at the top shows as it is; inside a table, quoted.
+function repl.show(v)
+  if type(v) == "string" then return v end
+  if shows_itself(v) then return tostring(v) end
+  return show_value(v, "", 0, {})
+end
+
 -- ---- timing ----------------------------------------------------------------------------------
 
 local wall_time = core.wall_time
@@ -230,10 +382,20 @@ function repl.time(f, ...)
   return table.unpack(res, 1, res.n)
 end
 
---- cnn.repl.timeit(f, n, ...) -> median, min
---- Runs f(...) n times and prints the median and the minimum wall time; returns them in seconds.
---- Without n, about a second's worth (at least 3 runs) after one uncounted warm-up run. f may be a
---- string of code. In cnnlua it is the global `timeit`, and `%timeit [-n N] CODE` at the prompt.
+local Timing = {__name = "cnn.repl.Timing"}
+Timing.__index = Timing
+function Timing:__tostring()
+  return string.format("%d run%s: median %s, min %s, max %s", self.runs, self.runs == 1 and "" or "s",
+    duration(self.median), duration(self.min), duration(self.max))
+end
+
+--- cnn.repl.timeit(f, n, ...) -> timing
+--- Runs f(...) n times and returns the wall times (median, min, max) as a timing.
+--- timing.median, .min and .max are seconds, .runs the count and .times every run's (sorted). At
+--- the prompt it shows as `20 runs: median 1.23 ms, min 1.19 ms, max 1.41 ms` (print(timeit(f))
+--- in a script). Without n, about a second's worth (at least 3 runs) after one
+--- uncounted warm-up run. f may be a string of code. In cnnlua it is the global `timeit`, and
+--- `%timeit [-n N] CODE` at the prompt.
 function repl.timeit(f, n, ...)
   f = callable("timeit", f)
   if n ~= nil and (math.type(n) ~= "integer" or n < 1) then
@@ -253,9 +415,7 @@ function repl.timeit(f, n, ...)
   end
   table.sort(times)
   local median = n % 2 == 1 and times[(n + 1) // 2] or (times[n // 2] + times[n // 2 + 1]) / 2
-  io.stdout:write(string.format("timeit: %d run%s, median %s, min %s\n", n, n == 1 and "" or "s",
-    duration(median), duration(times[1])))
-  return median, times[1]
+  return setmetatable({runs = n, median = median, min = times[1], max = times[n], times = times}, Timing)
 end
 
 return repl

@@ -277,6 +277,77 @@ describe("cnn.repl.complete", function()
   end)
 end)
 
+describe("repl.show", function()
+  local show = repl.show
+  it("prints sequences inline and nested tables with their contents", function()
+    assert.are.equal("{1, 2, {3, {4}}}", show{1, 2, {3, {4}}})
+    assert.are.equal("{64, 1, 28, 28}", show(cnn.zeros(64, 1, 28, 28):size()))
+    assert.are.equal("{}", show{})
+    assert.are.equal('{1.5, 2.0, "a\\nb", true}', show{1.5, 2.0, "a\nb", true})
+    assert.are.equal("plain", show("plain")) -- a string at the top as it is
+    assert.are.equal("42", show(42))
+    assert.are.equal("nil", show(nil))
+  end)
+
+  it("sorts keys: the sequence first, then numbers, then names; odd keys bracketed", function()
+    assert.are.equal('{"x", "y", [1.5] = 1, [5] = 0, a = 2, b = 3, ["end"] = 4, ["two words"] = 5}',
+      show{"x", "y", b = 3, a = 2, [5] = 0, [1.5] = 1, ["end"] = 4, ["two words"] = 5})
+  end)
+
+  it("goes to one entry a line when a table does not fit, indented by depth", function()
+    local t = {name = string.rep("n", 60), sizes = {1, 2}, inner = {deep = string.rep("d", 60)}}
+    assert.are.equal(table.concat({
+      "{",
+      '  inner = {deep = "' .. string.rep("d", 60) .. '"},',
+      '  name = "' .. string.rep("n", 60) .. '",',
+      "  sizes = {1, 2}",
+      "}"}, "\n"), show(t))
+  end)
+
+  it("limits depth and length, and marks cycles", function()
+    assert.are.equal("{{{{{... 1 item}}}}}", show{{{{{{1}}}}}})
+    local long = {}
+    for i = 1, 50 do long["k" .. string.format("%02d", i)] = i end
+    local text = show(long)
+    local tail = "  k40 = 40,\n  ... (10 more)\n}"
+    assert.are.equal(tail, text:sub(-#tail), text)
+    assert.falsy(text:find("k41", 1, true))
+    local numbers = {}
+    for i = 1, 150 do numbers[i] = i end
+    text = show(numbers)
+    assert.truthy(text:find("^{1, 2, 3, "), text)
+    tail = " 100, ... (50 more)}"
+    assert.are.equal(tail, text:sub(-#tail), text)
+    local t = {name = "loop"}
+    t.self = t
+    t.list = {t}
+    text = show(t)
+    assert.truthy(text:match('^{list = {<cycle: 0x%x+>}, name = "loop", self = <cycle: 0x%x+>}$'), text)
+    local shared = {1}
+    assert.are.equal("{a = {1}, b = {1}}", show{a = shared, b = shared}) -- the same table twice is no cycle
+  end)
+
+  it("shows tensors, modules and objects with __tostring as tostring gives them", function()
+    local x = cnn.ones(2, 2)
+    assert.are.equal(tostring(x), show(x))
+    local m = cnn.nn.Linear(2, 3)
+    assert.are.equal(tostring(m), show(m))
+    local obj = setmetatable({}, {__tostring = function() return "an object" end})
+    assert.are.equal("{an object, n = 1}", show{obj, n = 1})
+    local text = show{x = cnn.tensor(3)}
+    assert.are.equal("{\n  x = " .. tostring(cnn.tensor(3)):gsub("\n", "\n  ") .. "\n}", text)
+    -- a long text inside a table keeps its first lines and its last (the tensor's shape)
+    text = show{cnn.zeros(30, 30)}
+    assert.truthy(text:find("... (", 1, true), text)
+    assert.truthy(text:find("[float32 tensor of shape {30, 30}]\n}", 1, true), text)
+  end)
+
+  it("never calls __index or __pairs", function()
+    local t = setmetatable({a = 1}, {__index = function() error("no") end, __pairs = function() error("no") end})
+    assert.are.equal("{a = 1}", show(t))
+  end)
+end)
+
 describe("time and timeit", function()
   it("time runs a function once, prints the wall time and returns its results", function()
     local calls = 0
@@ -294,12 +365,17 @@ describe("time and timeit", function()
     _G.help_spec_global = nil
   end)
 
-  it("timeit runs n times and returns the median and the minimum", function()
+  it("timeit runs n times and returns a timing that prints as one readable line", function()
     local calls = 0
-    local out, median, min = captured(repl.timeit, function() calls = calls + 1 end, 5)
+    local out, t = captured(repl.timeit, function() calls = calls + 1 end, 5)
     assert.are.equal(5, calls)
-    assert.is_true(median >= min and min >= 0)
-    assert.is_truthy(out:match("^timeit: 5 runs, median [%d.]+ %S*s, min [%d.]+ %S*s\n$"), out)
+    assert.are.equal("", out) -- the REPL echo (or print) shows it
+    assert.are.equal(5, t.runs)
+    assert.are.equal(5, #t.times)
+    assert.is_true(t.max >= t.median and t.median >= t.min and t.min >= 0)
+    assert.are.equal(t.times[3], t.median) -- the middle of 5 sorted times
+    assert.is_truthy(tostring(t):match("^5 runs: median [%d.]+ %S*s, min [%d.]+ %S*s, max [%d.]+ %S*s$"), tostring(t))
+    assert.are.equal(tostring(t), repl.show(t))
   end)
 
   it("timeit without n runs a warm-up and then at least 3 times", function()
