@@ -265,7 +265,7 @@ local function check_series(list)
   return out
 end
 
-local point_keys = set{"x", "y", "label"}
+local point_keys = set{"x", "y", "label", "marker", "color", "failed"}
 
 local function check_points(list, best)
   if type(list) ~= "table" then fail("points must be a list of {x=, y=} tables, got %s", type(list)) end
@@ -276,7 +276,17 @@ local function check_points(list, best)
     if tx ~= "number" and tx ~= "string" and tx ~= "boolean" then
       fail("point %d x must be a number (or a category name), got %s", i, tx)
     end
-    if type(p.y) ~= "number" then fail("point %d y must be a number, got %s", i, type(p.y)) end
+    if p.failed ~= nil and type(p.failed) ~= "boolean" then
+      fail("point %d failed must be a boolean, got %s", i, type(p.failed))
+    end
+    if not p.failed and type(p.y) ~= "number" then fail("point %d y must be a number, got %s", i, type(p.y)) end
+    if p.marker ~= nil and not marker_names[p.marker] then
+      fail("point %d marker must be one of dot, square, diamond, triangle, circle, star, cross, plus, got %s", i,
+        tostring(p.marker))
+    end
+    if p.color ~= nil and (type(p.color) ~= "string" or not p.color:match("^#%x%x%x%x%x%x$")) then
+      fail("point %d color must be \"#rrggbb\", got %s", i, tostring(p.color))
+    end
     if p.label ~= nil and type(p.label) ~= "string" and type(p.label) ~= "number" then
       fail("point %d label must be a string, got %s", i, type(p.label))
     end
@@ -514,14 +524,47 @@ local function draw_lines(t, ax, spec)
   end
 end
 
+-- Pixel positions of the points; a failed point sits on the bottom edge of the frame, below every
+-- value (data never touches the frame). With spread,
+-- a point that would cover one placed before it moves sideways (+d, -d, +2d, ...) to the first
+-- free spot, so identical results all show.
+local function point_pixels(ax, spec)
+  local xs, ys = {}, {}
+  local d = 7 * ax.fs
+  local a = ax.area
+  for i, p in ipairs(spec.points) do
+    local x, y = ax.map(p.x, p.failed and ax.y.lo or p.y)
+    if p.failed then y = a.y + a.h - 1 end
+    if spec.spread and x == x and y == y then
+      local bx = x
+      for k = 0, 16 do
+        local off = k == 0 and 0 or ((k + 1) // 2) * d * (k % 2 == 1 and 1 or -1)
+        local cx = bx + off
+        local free = cx > a.x + 1 and cx < a.x + a.w - 2
+        for j = 1, i - 1 do
+          if free and xs[j] == xs[j] and math.abs(xs[j] - cx) < d and math.abs(ys[j] - y) < d then free = false end
+        end
+        if free then
+          x = cx
+          break
+        end
+      end
+    end
+    xs[i], ys[i] = x, y
+  end
+  return xs, ys
+end
+
 local function draw_points(t, ax, spec)
   local clip = {ax.area.x + 1, ax.area.y + 1, ax.area.w - 2, ax.area.h - 2}
   local pts, col = spec.points, plot.palette[1]
   local labelled = #pts <= 20
+  local pxs, pys = point_pixels(ax, spec)
+  spec.pixels = {pxs, pys}
   for i, p in ipairs(pts) do
     if i ~= spec.best then
-      local x, y = ax.map(p.x, p.y)
-      C.marker(t, x, y, "dot", 7 * ax.fs, col, {edge = "#ffffff"})
+      local x, y = pxs[i], pys[i]
+      C.marker(t, x, y, p.marker or "dot", 7 * ax.fs, p.color or col, {edge = "#ffffff"})
       if labelled and p.label then
         C.text(t, x + 6 * ax.fs, y, tostring(p.label), MUTED, {valign = "middle", scale = ax.fs, clip = clip})
       end
@@ -555,7 +598,7 @@ local function draw_best(t, ax, spec)
 end
 
 local lines_keys = {"title", "xlabel", "ylabel", "logx", "logy", "marker", "series"}
-local scatter_keys = {"title", "xlabel", "ylabel", "logx", "logy", "points", "best"}
+local scatter_keys = {"title", "xlabel", "ylabel", "logx", "logy", "points", "best", "categories", "spread"}
 
 local function opt_string(opts, key)
   local v = opts[key]
@@ -583,23 +626,39 @@ local function panel_spec(opts, kind)
     if opts.points == nil then fail("needs points = { {x=, y=}, ... }") end
     spec.points = check_points(opts.points, opts.best)
     spec.best = opts.best and floor(opts.best)
-    local categorical = false
+    spec.spread = opt_bool(opts, "spread")
+    local categorical = opts.categories ~= nil
     for _, p in ipairs(spec.points) do categorical = categorical or type(p.x) ~= "number" end
-    if categorical then -- x names categories: number them in order of first appearance
+    if categorical then -- x names categories: number them as listed, or in order of first appearance
       if spec.logx then fail("logx needs numeric x values") end
       local index, cats, pts = {}, {}, {}
+      if opts.categories ~= nil then
+        if type(opts.categories) ~= "table" then fail("categories must be a list, got %s", type(opts.categories)) end
+        for i, c in ipairs(opts.categories) do
+          local tc = type(c)
+          if tc ~= "string" and tc ~= "number" and tc ~= "boolean" then
+            fail("categories[%d] must be a string, a number or a boolean, got %s", i, tc)
+          end
+          local name = tostring(c)
+          if not index[name] then
+            cats[#cats + 1] = name
+            index[name] = #cats
+          end
+        end
+      end
       for i, p in ipairs(spec.points) do
         local name = tostring(p.x)
         if not index[name] then
+          if opts.categories ~= nil then fail("point %d x (%s) is not one of the categories", i, name) end
           cats[#cats + 1] = name
           index[name] = #cats
         end
-        pts[i] = {x = index[name], y = p.y, label = p.label}
+        pts[i] = {x = index[name], y = p.y, label = p.label, marker = p.marker, color = p.color, failed = p.failed}
       end
       spec.points, spec.xcats = pts, cats
     end
     local xs, ys = {}, {}
-    for i, p in ipairs(spec.points) do xs[i], ys[i] = p.x, p.y end
+    for i, p in ipairs(spec.points) do xs[i], ys[i] = p.x, not p.failed and p.y or 0 / 0 end
     spec.xs, spec.ys = {xs}, {ys}
   end
   return spec
@@ -694,14 +753,18 @@ end
 --- plus) and width= (pixels, default 2). `path` ends in .png, .svg or .pdf, which sets the format.
 plot.lines = public("lines", single("lines", lines_keys))
 --- cnn.plot.scatter{path=, points={{x=, y=, label=}, ...}, best=, title=, xlabel=, ylabel=, logx=false,
----   logy=false, width=, height=} -> image, layout
+---   logy=false, categories=, spread=false, width=, height=} -> image, layout
 --- A scatter chart: points as dots, points[best] as a star with its label (or "best: <y>").
 --- When some x is a string or a boolean the x axis is categorical: one tick per distinct value, in
---- order of first appearance (hp.choice parameters such as an optimiser's name).
+--- order of first appearance (hp.choice parameters such as an optimiser's name); categories={...}
+--- gives every tick in its order, values that no point has included. A point may set marker= and
+--- color="#rrggbb", and failed=true: it has no y and sits on the bottom edge of the frame. spread=true
+--- moves a point that would cover an earlier one sideways, so identical points all show.
 plot.scatter = public("scatter", single("scatter", scatter_keys))
 
 local panels_keys = set{"path", "title", "panels", "cols", "width", "height", "font_scale"}
-local panel_keys = set{"title", "xlabel", "ylabel", "logx", "logy", "marker", "series", "points", "best"}
+local panel_keys = set{"title", "xlabel", "ylabel", "logx", "logy", "marker", "series", "points", "best",
+                       "categories", "spread"}
 
 --- cnn.plot.panels{path=, panels={p1, p2, ...}, title=, cols=3, width=, height=, font_scale=} -> image, {panels=}
 --- A grid of small charts in one image, cols to a row.
@@ -737,8 +800,10 @@ plot.panels = public("panels", function(opts)
   local t = new_canvas(w, h)
   local top = 0
   if title then
+    local ts = text_w(title, 1.5 * fs, true) <= w - 16 * fs and 1.5 * fs or fs -- a long title, smaller
     top = text_h(title, 1.5 * fs, true) + 16 * fs
-    C.text(t, w / 2, 8 * fs, title, INK, {scale = 1.5 * fs, align = "center", bold = true})
+    local ty = 8 * fs + (text_h(title, 1.5 * fs, true) - text_h(title, ts, true)) / 2
+    C.text(t, w / 2, ty, title, INK, {scale = ts, align = "center", bold = true})
   end
   local cw, chh = floor(w / cols), floor((h - top) / rows)
   local infos = {}

@@ -285,6 +285,56 @@ describe("hpsearch random search in this process", function()
     assert.are.same({3, 36 + 300, 800}, img:shape()) -- a title over two 400x300 panels in a row
     assert.has_error(function() res:plot(3) end, "result:plot: path must be a string, got number")
   end)
+
+  it("keeps the CSV's columns aligned when the objective never reports (no steps)", function()
+    assert.is_nil(res.total_steps)
+    local rows = lines_of(tmp .. "/here/search.csv")
+    local header = {}
+    for cell in (rows[1] .. ","):gmatch("([^,]*),") do header[#header + 1] = cell end
+    local col = {}
+    for i, name in ipairs(header) do col[name] = i end
+    local me = require("cnn.hpsearch.trial").pid()
+    for i = 2, #rows do
+      local cells = {}
+      for cell in (rows[i] .. ","):gmatch("([^,]*),") do cells[#cells + 1] = cell end
+      assert.are.equal(#header, #cells, rows[i])
+      local t = res.trials[i - 1]
+      assert.are.equal("", cells[col.steps])
+      assert.are.equal(t.seconds, tonumber(cells[col.seconds]))
+      assert.are.equal(me, tonumber(cells[col.pid])) -- workers = 0: this process
+      assert.are.equal("", cells[col.message])
+      assert.are.equal(t.metric, tonumber(cells[col.loss]))
+    end
+  end)
+
+  it("plots every finished trial and counts them in the title as the table does", function()
+    local mixed = hp.search{space = {opt = {"sgd", "adam", "rmsprop"}, x = hp.uniform(0, 1)}, trials = 6, seed = 20,
+      strategy = "asha", max_steps = 3, workers = 0, mode = "max", quiet = true,
+      objective = function(p, report)
+        if p.opt == "rmsprop" then error("not today") end
+        for step = 1, 3 do report(step, p.opt == "sgd" and 0.5 or 0.5 + p.x) end -- every sgd trial ties
+        return p.opt == "sgd" and 0.5 or 0.5 + p.x
+      end}
+    local counts = {}
+    for _, t in ipairs(mixed.trials) do counts[t.status] = (counts[t.status] or 0) + 1 end
+    assert.are.same({ok = 3, pruned = 2, failed = 1}, counts) -- seed 20 gives one of each kind
+    local parts = {}
+    for _, st in ipairs{"ok", "pruned", "failed"} do
+      if counts[st] then parts[#parts + 1] = counts[st] .. " " .. st end
+    end
+    assert.truthy(mixed:table():find("6 trials (" .. table.concat(parts, ", ") .. ")", 1, true), mixed:table())
+    local _, layout = mixed:plot(tmp .. "/mixed.png")
+    local want = "asha search, metric (higher is better): 6 trials ("
+    local described = {}
+    for _, st in ipairs{"ok", "pruned", "failed"} do
+      if counts[st] then
+        described[#described + 1] = counts[st] .. " " .. st .. ({ok = "", pruned = ": rings", failed = ": crosses"})[st]
+      end
+    end
+    assert.are.equal(want .. table.concat(described, ", ") .. ")", layout.title)
+    assert.are.equal(2, #layout.panels) -- opt and x
+    assert.are.same({3, 36 + 300, 800}, cnn.image.load(tmp .. "/mixed.png"):shape())
+  end)
 end)
 
 describe("hpsearch worker processes", function()

@@ -293,6 +293,34 @@ describe("plot.scatter and plot.panels", function()
     err(function() plot.scatter{logx = true, points = pts} end, "plot.scatter: logx needs numeric x values")
   end)
 
+  it("lists every given category, draws each point's own marker and colour, spreads identical points", function()
+    -- pixels of the w x h box at (x, y) (0-based) within 0.1 of hex in every channel, from the image
+    local function near(t, hex, x, y, w, h)
+      local r, g, b = rgb(hex)
+      local box = t:narrow(2, y + 1, h):narrow(3, x + 1, w)
+      local d = (box[1] - r):abs():max(((box[2] - g):abs()):max((box[3] - b):abs()))
+      return d:lt(0.1):sum():item()
+    end
+    local orange, red = "#E69F00", "#D55E00"
+    local pts = {{x = "b", y = 0.5}, {x = "b", y = 0.5, marker = "circle", color = orange},
+                 {x = "a", failed = true, marker = "cross", color = red}, {x = "b", y = 1}}
+    local t, info = plot.scatter{width = 400, height = 300, points = pts, categories = {"a", "b", "c"}, spread = true}
+    assert.are.same({"a", "b", "c"}, info.x.labels) -- "c" has no point and still gets its tick
+    assert.are.same({0.5, 1}, {info.y.lo, info.y.hi}) -- the failed point has no y
+    local x, y = math.floor(px(info, 2) + 0.5), math.floor(py(info, 0.5) + 0.5)
+    assert.is_true(near(t, plot.palette[1], x - 2, y - 2, 5, 5) >= 9) -- the first where it belongs
+    assert.are.equal(0, near(t, orange, x - 2, y - 2, 5, 5)) -- the second moved off it ...
+    assert.is_true(near(t, orange, x + 3, y - 5, 9, 11) >= 8) -- ... one marker (7 px) to the right
+    -- the failed point: a red cross over the bottom edge of the frame under "a"
+    local a = info.area
+    local fx = math.floor(px(info, 1) + 0.5)
+    assert.is_true(near(t, red, fx - 4, a.y + a.h - 5, 9, 9) >= 8)
+    err(function() plot.scatter{points = {{x = "z", y = 1}}, categories = {"a"}} end,
+      "plot.scatter: point 1 x (z) is not one of the categories")
+    err(function() plot.scatter{points = {{x = 1, y = 1, marker = "blob"}}} end, "point 1 marker must be one of")
+    err(function() plot.scatter{points = {{x = 1, y = 1, color = "red"}}} end, 'point 1 color must be "#rrggbb"')
+  end)
+
   it("lays panels out in a grid, each with its own axes", function()
     local pts = {{x = 1, y = 1}, {x = 2, y = 3}}
     local t, info = plot.panels{title = "search", cols = 2, panels = {

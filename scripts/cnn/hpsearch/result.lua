@@ -162,13 +162,13 @@ function Result:csv(path)
   for i, h in ipairs(header) do header[i] = csv_cell(h) end
   lines[1] = table.concat(header, ",")
   for _, t in ipairs(self.trials) do
+    -- every cell by its column, so a missing value (no steps: the objective never reported) leaves
+    -- its column empty instead of shifting the rest left
     local row = {t.index, t.seed, t.status}
-    for _, n in ipairs(self.names) do row[#row + 1] = t.params[n] end
-    row[#row + 1] = t.metric
-    row[#row + 1] = t.steps
-    row[#row + 1] = t.seconds
-    row[#row + 1] = t.pid
-    row[#row + 1] = t.message and t.message:match("^[^\n]*") or nil
+    local n = #self.names
+    for i, name in ipairs(self.names) do row[3 + i] = t.params[name] end
+    row[n + 4], row[n + 5], row[n + 6], row[n + 7] = t.metric, t.steps, t.seconds, t.pid
+    row[n + 8] = t.message and t.message:match("^[^\n]*") or nil
     local cells = {}
     for c = 1, #header do cells[c] = csv_cell(row[c]) end
     lines[#lines + 1] = table.concat(cells, ",")
@@ -184,10 +184,21 @@ function Result:csv(path)
   return text
 end
 
---- cnn.hpsearch.Result:plot(path, {width=, height=, cols=}) -> image
---- A chart of one scatter panel per searched parameter: each "ok" trial's metric against its value.
---- The best trial is starred; log x axis for loguniform parameters, categories for choices. Writes the
---- picture (cnn.plot.panels: PNG, SVG or PDF by the extension of path) and returns the image.
+local STATUS_LOOK = { -- marker and colour of each status in the plot (cnn.plot.palette's)
+  ok = {marker = "dot", color = "#0072B2"},
+  pruned = {marker = "circle", color = "#E69F00"},
+  nan = {marker = "cross", color = "#D55E00"},
+  failed = {marker = "cross", color = "#D55E00"},
+}
+
+--- cnn.hpsearch.Result:plot(path, {width=, height=, cols=}) -> image, layout
+--- A chart of one scatter panel per searched parameter: every trial's metric against its value.
+--- "ok" trials are blue dots, the best a star; pruned trials are orange rings at the last value they
+--- reported; failed ones (and NaN) red crosses on the bottom edge of the panel (they have no metric).
+--- Trials that land on one spot are spread sideways so each shows. Log x axis for loguniform
+--- parameters; a choice gets every one of its values on its axis, sampled or not. The title counts
+--- the trials as result:table() does. Writes the picture (cnn.plot.panels: PNG, SVG or PDF by the
+--- extension of path) and returns the image and the layout (cnn.plot.panels', with the title).
 function Result:plot(path, opts)
   if type(path) ~= "string" then error("result:plot: path must be a string, got " .. type(path), 2) end
   opts = opts or {}
@@ -197,55 +208,67 @@ function Result:plot(path, opts)
       error("result:plot: unknown option '" .. tostring(k) .. "'", 2)
     end
   end
-  local ok_trials = {}
-  for _, t in ipairs(self.trials) do
-    if t.status == "ok" then ok_trials[#ok_trials + 1] = t end
+  -- every finished trial: ok first (drawn under the others), then pruned, then failed
+  local shown, counts = {}, {}
+  for _, st in ipairs{"ok", "pruned", "nan", "failed"} do
+    for _, t in ipairs(self.trials) do
+      if t.status == st then
+        local metric = t.metric
+        local failed = st == "nan" or st == "failed" or type(metric) ~= "number" or metric ~= metric or
+          metric == math.huge or metric == -math.huge
+        shown[#shown + 1] = {t = t, failed = failed}
+      end
+    end
   end
-  if #ok_trials == 0 then error("result:plot: no successful trial to plot", 2) end
+  for _, t in ipairs(self.trials) do counts[t.status] = (counts[t.status] or 0) + 1 end
+  local drawable = false
+  for _, e in ipairs(shown) do drawable = drawable or not e.failed end
+  if not drawable then error("result:plot: no trial with a metric to plot", 2) end
   local best
-  for i, t in ipairs(ok_trials) do
-    if self.best and t.index == self.best.index then best = i end
+  for i, e in ipairs(shown) do
+    if self.best and e.t.index == self.best.index then best = i end
+  end
+  local function point(e, x)
+    local look = STATUS_LOOK[e.t.status] or STATUS_LOOK.failed
+    return {x = x, y = not e.failed and e.t.metric or nil, failed = e.failed or nil, marker = look.marker,
+            color = look.color}
   end
   local panels = {}
   for _, n in ipairs(self.names) do
     local d = self.dists[n]
     if d.kind == "choice" then
-      -- categories, one tick per value in the choice's order (a plot's categories come in order of
-      -- first appearance, so the points go in that order)
-      local pos = {}
-      for i, v in ipairs(d.values) do pos[space.value_text(v)] = pos[space.value_text(v)] or i end
-      local order = {}
-      for i = 1, #ok_trials do order[i] = i end
-      table.sort(order, function(a, b)
-        local pa, pb = pos[space.value_text(ok_trials[a].params[n])], pos[space.value_text(ok_trials[b].params[n])]
-        if pa ~= pb then return pa < pb end
-        return a < b
-      end)
-      local pts, pbest = {}, nil
-      for i, k in ipairs(order) do
-        local t = ok_trials[k]
-        pts[i] = {x = fmt(t.params[n]), y = t.metric}
-        if k == best then pbest = i end
-      end
-      panels[#panels + 1] = {title = n, xlabel = n, ylabel = self.metric, points = pts, best = pbest}
+      local cats = {}
+      for i, v in ipairs(d.values) do cats[i] = fmt(v) end
+      local pts = {}
+      for i, e in ipairs(shown) do pts[i] = point(e, fmt(e.t.params[n])) end
+      panels[#panels + 1] = {title = n, xlabel = n, ylabel = self.metric, points = pts, best = best,
+                             categories = cats, spread = true}
     elseif d.kind ~= "const" then
       local pts = {}
-      for i, t in ipairs(ok_trials) do pts[i] = {x = t.params[n], y = t.metric} end
+      for i, e in ipairs(shown) do pts[i] = point(e, e.t.params[n]) end
       panels[#panels + 1] = {title = n, xlabel = n, ylabel = self.metric, points = pts, best = best,
-                             logx = d.kind == "loguniform"}
+                             logx = d.kind == "loguniform", spread = true}
     end
   end
   if #panels == 0 then -- nothing varies: the metric against the trial index
     local pts = {}
-    for i, t in ipairs(ok_trials) do pts[i] = {x = t.index, y = t.metric} end
+    for i, e in ipairs(shown) do pts[i] = point(e, e.t.index) end
     panels[1] = {title = "trials", xlabel = "trial", ylabel = self.metric, points = pts, best = best}
   end
+  local parts = {}
+  for _, st in ipairs{"ok", "pruned", "nan", "failed", "pending"} do
+    if counts[st] then
+      local what = ({pruned = ": rings", nan = ": crosses", failed = ": crosses", pending = ": not run"})[st] or ""
+      parts[#parts + 1] = counts[st] .. " " .. st .. what
+    end
+  end
   local plot = require "cnn.plot"
-  local title = string.format("%s search: %s (%s) of %d trials", self.strategy, self.metric,
-    self.mode == "max" and "higher is better" or "lower is better", #ok_trials)
-  local img = plot.panels{path = path, title = title, panels = panels, cols = opts.cols, width = opts.width,
-                          height = opts.height}
-  return img
+  local title = string.format("%s search, %s (%s): %d trials (%s)", self.strategy, self.metric,
+    self.mode == "max" and "higher is better" or "lower is better", #self.trials, table.concat(parts, ", "))
+  local img, layout = plot.panels{path = path, title = title, panels = panels, cols = opts.cols,
+                                  width = opts.width, height = opts.height}
+  layout.title = title
+  return img, layout
 end
 
 function Result:__tostring() return self:table() end
