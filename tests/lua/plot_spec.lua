@@ -346,11 +346,13 @@ describe("image files", function()
 
   it("writes the PNG it returns", function()
     local image = require "cnn.image"
-    local path = os.tmpname() .. ".png"
+    local base = os.tmpname()
+    local path = base .. ".png"
     spec.path = path
     local t = plot.lines(spec)
     local back = image.load(path)
     os.remove(path)
+    os.remove(base)
     assert.are.same({3, 160, 200}, back:shape())
     assert.are.equal(0, (back - t):abs():max():item()) -- both 8 bits a channel
   end)
@@ -383,8 +385,10 @@ describe("image files", function()
   end)
 
   it("refuses other extensions and unwritable places, naming plot.lines", function()
-    spec.path = os.tmpname() .. ".jpg"
+    local base = os.tmpname()
+    spec.path = base .. ".jpg"
     err(function() plot.lines(spec) end, "plot.lines: path must end in .png, .svg or .pdf, got ", ".jpg")
+    os.remove(base)
     spec.path = "/nonexistent-dir/x.svg"
     err(function() plot.lines(spec) end, "plot.lines: /nonexistent-dir/x.svg: cannot create")
     H.assert_usable()
