@@ -8,10 +8,21 @@
 #include "cnn/iter.h"
 #include "cnn/reduce.h"
 
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
 static _Thread_local bool grad_disabled;
+
+/* The tensor core drops and names a tensor's grad_fn through these (tensor.h); installed before
+ * the first node exists. */
+static void release_hook(struct cnn_node *n) { cnn_ag_node_release(n); }
+static const char *name_hook(const struct cnn_node *n) { return n->name; }
+static pthread_once_t hooks_once = PTHREAD_ONCE_INIT;
+static void install_hooks(void) {
+  static const cnn_grad_fn_hooks hooks = {release_hook, name_hook};
+  cnn_tensor_set_grad_fn_hooks(&hooks);
+}
 
 bool cnn_ag_set_enabled(bool on) {
   bool was = !grad_disabled;
@@ -25,6 +36,7 @@ bool cnn_ag_requires(const cnn_tensor *t) { return !grad_disabled && t && t->req
 
 cnn_node *cnn_ag_node_new(const char *name, cnn_backward_fn fn, int n_inputs, const cnn_tensor *const *inputs,
                           int n_outputs) {
+  pthread_once(&hooks_once, install_hooks);
   cnn_node *n = calloc(1, sizeof *n);
   cnn_edge *edges = calloc(n_inputs > 0 ? (size_t)n_inputs : 1, sizeof *edges);
   if (!n || !edges) {

@@ -2,7 +2,6 @@
  * linewidth 80): one formatter (mode and width) per tensor, chosen over exactly the values that get
  * printed; values are read through the view's strides, so any view prints as its logical contents. */
 #include "cnn/format.h"
-#include "cnn/autograd.h"
 #include "cnn/error.h"
 
 #include <inttypes.h>
@@ -258,8 +257,9 @@ char *cnn_format_tensor(const cnn_tensor *t) {
   for (int d = 0; d < t->ndim; d++) sb_printf(&b, d ? ", %" PRId64 : "%" PRId64, t->size[d]);
   sb_str(&b, "}");
   if (t->grad_fn) {
+    const char *name = cnn_tensor_grad_fn_name(t);
     sb_str(&b, ", grad_fn=");
-    sb_str(&b, t->grad_fn->name ? t->grad_fn->name : "?");
+    sb_str(&b, name ? name : "?");
   } else if (t->requires_grad) {
     sb_str(&b, ", requires_grad=true");
   }

@@ -3,7 +3,6 @@
  * checks its arguments before building the new view, so no kernel needs to re-check bounds. */
 #include "cnn/tensor.h"
 #include "cnn/alloc.h"
-#include "cnn/autograd.h"
 #include "cnn/error.h"
 #include "cnn/iter.h"
 
@@ -45,10 +44,17 @@ cnn_tensor *cnn_tensor_retain(cnn_tensor *t) {
   return t;
 }
 
+/* Set once by the autograd layer, before any tensor has a grad_fn (see tensor.h). */
+static cnn_grad_fn_hooks grad_fn_hooks;
+
+void cnn_tensor_set_grad_fn_hooks(const cnn_grad_fn_hooks *hooks) { grad_fn_hooks = *hooks; }
+
+const char *cnn_tensor_grad_fn_name(const cnn_tensor *t) { return t->grad_fn ? grad_fn_hooks.name(t->grad_fn) : NULL; }
+
 void cnn_tensor_release(cnn_tensor *t) {
   if (!t || --t->refcount > 0) return;
   cnn_tensor_release(t->grad);
-  cnn_ag_node_release(t->grad_fn);
+  if (t->grad_fn) grad_fn_hooks.release(t->grad_fn);
   storage_release(t->storage);
   free(t);
 }

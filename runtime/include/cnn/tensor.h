@@ -21,6 +21,8 @@ typedef struct cnn_storage {
   void *data; /* from cnn_alloc */
 } cnn_storage;
 
+/* The autograd layer's graph node (autograd.h). The core holds a tensor's grad_fn without knowing
+ * its layout: it drops and names it through the hooks the autograd layer installs. */
 struct cnn_node;
 
 typedef struct cnn_tensor {
@@ -34,7 +36,7 @@ typedef struct cnn_tensor {
   /* autograd: requires_grad is the user's flag on leaves and true on every recorded output */
   bool requires_grad;
   struct cnn_tensor *grad;  /* owned; NULL until a backward reaches this leaf */
-  struct cnn_node *grad_fn; /* owned; NULL for leaves */
+  struct cnn_node *grad_fn; /* owned (released through the hooks below); NULL for leaves */
   int output_nr;            /* which output of grad_fn this is */
 } cnn_tensor;
 
@@ -44,6 +46,16 @@ const char *cnn_dtype_name(cnn_dtype dt); /* "float32", "int64" */
 /* Lifetime. release(NULL) is a no-op. Releasing the last reference frees grad, grad_fn, storage. */
 cnn_tensor *cnn_tensor_retain(cnn_tensor *t);
 void cnn_tensor_release(cnn_tensor *t);
+
+/* What the core may do with a grad_fn: drop a reference, read its name (for printing). The autograd
+ * layer installs these before it makes its first node, so the core never links against it. */
+typedef struct cnn_grad_fn_hooks {
+  void (*release)(struct cnn_node *node);
+  const char *(*name)(const struct cnn_node *node);
+} cnn_grad_fn_hooks;
+void cnn_tensor_set_grad_fn_hooks(const cnn_grad_fn_hooks *hooks);
+/* The name of t's grad_fn ("MulBackward"), or NULL for a leaf. */
+const char *cnn_tensor_grad_fn_name(const cnn_tensor *t);
 
 /* Creation: contiguous, fresh storage. Sizes are checked (negative, product overflow, memory). */
 cnn_tensor *cnn_tensor_empty(cnn_dtype dt, int ndim, const int64_t *size);
