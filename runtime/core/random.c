@@ -1,72 +1,12 @@
-/* The runtime's random stream: one xoshiro256** generator, seeded through splitmix64 (seed 0 at
- * start, so unseeded runs repeat too). Tensors are filled in row-major order of the view on the
- * calling thread, so the numbers never depend on the thread count. */
+/* Random tensors from the runtime's stream (rng.h). Tensors are filled in row-major order of the
+ * view on the calling thread, so the numbers never depend on the thread count. */
 #include "cnn/random.h"
 #include "cnn/error.h"
+#include "cnn/rng.h"
 
 #include <math.h>
 
-static uint64_t state[4];
-static bool seeded;
-
-static uint64_t splitmix64(uint64_t *x) {
-  uint64_t z = (*x += 0x9e3779b97f4a7c15ULL);
-  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-  z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-  return z ^ (z >> 31);
-}
-
-void cnn_random_get_state(uint64_t out[4]) {
-  if (!seeded) cnn_random_seed(0);
-  for (int i = 0; i < 4; i++) out[i] = state[i];
-}
-
-int cnn_random_set_state(const uint64_t in[4]) {
-  if ((in[0] | in[1] | in[2] | in[3]) == 0) return cnn_error_set("an all-zero generator state is invalid");
-  for (int i = 0; i < 4; i++) state[i] = in[i];
-  seeded = true;
-  return 0;
-}
-
-void cnn_random_seed(uint64_t seed) {
-  /* splitmix64 never yields four zero words, the one state xoshiro cannot leave */
-  for (int i = 0; i < 4; i++) state[i] = splitmix64(&seed);
-  seeded = true;
-}
-
-static uint64_t rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
-
-/* One xoshiro256** step on a state s (the global one, or a local copy a fill loop keeps in
- * registers and writes back: the same sequence either way). */
-static inline uint64_t step_state(uint64_t *s) {
-  uint64_t result = rotl(s[1] * 5, 7) * 9;
-  uint64_t t = s[1] << 17;
-  s[2] ^= s[0];
-  s[3] ^= s[1];
-  s[1] ^= s[2];
-  s[0] ^= s[3];
-  s[2] ^= t;
-  s[3] = rotl(s[3], 45);
-  return result;
-}
-
-uint64_t cnn_random_next(void) {
-  if (!seeded) cnn_random_seed(0);
-  return step_state(state);
-}
-
-static inline double uniform01_from(uint64_t *s) { return (double)(step_state(s) >> 11) * 0x1.0p-53; }
-
-double cnn_random_uniform01(void) { return (double)(cnn_random_next() >> 11) * 0x1.0p-53; }
-
-/* Uniform in [0, n) for n >= 1 without modulo bias: draws below 2^64 mod n are redrawn. */
-static uint64_t below(uint64_t n) {
-  uint64_t reject = (0 - n) % n; /* = 2^64 mod n */
-  for (;;) {
-    uint64_t x = cnn_random_next();
-    if (x >= reject) return x % n;
-  }
-}
+static inline double uniform01_from(uint64_t *s) { return (double)(cnn_rng_step(s) >> 11) * 0x1.0p-53; }
 
 /* ---- filling a float32 view in row-major order ---- */
 
@@ -77,8 +17,8 @@ typedef void (*row_fn)(void *ctx, uint64_t *s, float *row, int64_t n, int64_t st
 static void fill_view(cnn_tensor *t, row_fn fill, void *ctx) {
   int64_t numel = cnn_tensor_numel(t);
   if (numel == 0) return;
-  if (!seeded) cnn_random_seed(0);
-  uint64_t s[4] = {state[0], state[1], state[2], state[3]};
+  uint64_t s[4];
+  cnn_rng_get_state(s);
   float *base = cnn_tensor_f32(t);
   int nd = t->ndim;
   if (nd == 0) {
@@ -98,7 +38,7 @@ static void fill_view(cnn_tensor *t, row_fn fill, void *ctx) {
       }
     }
   }
-  for (int i = 0; i < 4; i++) state[i] = s[i];
+  cnn_rng_set_state(s); /* never all-zero: xoshiro cannot reach that state */
 }
 
 typedef struct {
@@ -170,7 +110,7 @@ cnn_tensor *cnn_random_randint(int64_t lo, int64_t hi, int ndim, const int64_t *
   int64_t n = cnn_tensor_numel(t), *p = cnn_tensor_i64(t);
   uint64_t span = (uint64_t)hi - (uint64_t)lo + 1; /* 0: the full 64-bit range */
   for (int64_t i = 0; i < n; i++) {
-    uint64_t r = span ? below(span) : cnn_random_next();
+    uint64_t r = span ? cnn_rng_below(span) : cnn_rng_next();
     p[i] = (int64_t)((uint64_t)lo + r); /* two's complement wrap is the intended sum */
   }
   return t;
@@ -187,7 +127,7 @@ cnn_tensor *cnn_random_randperm(int64_t n) {
   for (int64_t i = 0; i < n; i++) p[i] = i;
   /* Fisher-Yates: p[i] swaps with a uniform position in [0, i] */
   for (int64_t i = n - 1; i > 0; i--) {
-    int64_t j = (int64_t)below((uint64_t)i + 1);
+    int64_t j = (int64_t)cnn_rng_below((uint64_t)i + 1);
     int64_t x = p[i];
     p[i] = p[j];
     p[j] = x;

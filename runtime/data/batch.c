@@ -5,6 +5,7 @@
 #include "cnn/error.h"
 #include "cnn/parallel.h"
 #include "cnn/random.h"
+#include "cnn/rng.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -53,18 +54,12 @@ cnn_tensor *cnn_batch_gather(const cnn_tensor *src, const cnn_tensor *idx) {
 
 /* ---- epoch orders ---- */
 
-static uint64_t mix64(uint64_t z) {
-  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-  z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-  return z ^ (z >> 31);
-}
-
 /* A splitmix64 stream of the loader's own. */
 typedef struct {
   uint64_t s;
 } local_rng;
 
-static uint64_t local_next(local_rng *g) { return mix64(g->s += 0x9e3779b97f4a7c15ULL); }
+static uint64_t local_next(local_rng *g) { return cnn_rng_splitmix64(&g->s); }
 
 /* Uniform in [0, n), unbiased (draws below 2^64 mod n are redrawn). */
 static uint64_t local_below(local_rng *g, uint64_t n) {
@@ -96,7 +91,8 @@ cnn_tensor *cnn_batch_order(int64_t n, bool shuffle, bool seeded, uint64_t seed,
     int64_t *p = cnn_tensor_i64(perm);
     for (int64_t i = 0; i < n; i++) p[i] = i;
     if (shuffle) { /* Fisher-Yates on the (seed, epoch) stream */
-      local_rng g = {mix64(seed ^ 0x5851f42d4c957f2dULL) ^ mix64((uint64_t)epoch + 0x632be59bd9b4e019ULL)};
+      local_rng g = {cnn_rng_mix64(seed ^ 0x5851f42d4c957f2dULL) ^
+                     cnn_rng_mix64((uint64_t)epoch + 0x632be59bd9b4e019ULL)};
       for (int64_t i = n - 1; i > 0; i--) {
         int64_t j = (int64_t)local_below(&g, (uint64_t)i + 1);
         int64_t x = p[i];
@@ -147,15 +143,6 @@ static cnn_tensor *like_batch(const cnn_tensor *x, int64_t h, int64_t w) {
   size[x->ndim - 2] = h;
   size[x->ndim - 1] = w;
   return cnn_tensor_empty(CNN_FLOAT32, x->ndim, size);
-}
-
-/* Uniform in [0, n) from the runtime's stream, unbiased. */
-static int64_t stream_below(int64_t n) {
-  uint64_t u = (uint64_t)n, reject = (0 - u) % u;
-  for (;;) {
-    uint64_t x = cnn_random_next();
-    if (x >= reject) return (int64_t)(x % u);
-  }
 }
 
 cnn_tensor *cnn_batch_normalize(const cnn_tensor *x, int nmean, const double *mean, int nstd, const double *std) {
@@ -226,8 +213,8 @@ cnn_tensor *cnn_batch_random_crop(const cnn_tensor *x, int64_t oh, int64_t ow, i
     return NULL;
   }
   for (int64_t i = 0; i < n; i++) { /* top of the window in padded coordinates, then left */
-    pos[2 * i] = stream_below(h + 2 * pad_h - oh + 1);
-    pos[2 * i + 1] = stream_below(w + 2 * pad_w - ow + 1);
+    pos[2 * i] = (int64_t)cnn_rng_below((uint64_t)(h + 2 * pad_h - oh + 1));
+    pos[2 * i + 1] = (int64_t)cnn_rng_below((uint64_t)(w + 2 * pad_w - ow + 1));
   }
   const float *src = cnn_tensor_f32(in);
   float *dst = cnn_tensor_f32(out);
@@ -277,7 +264,7 @@ cnn_tensor *cnn_batch_random_hflip(const cnn_tensor *x, double p) {
     free(flip);
     return NULL;
   }
-  for (int64_t i = 0; i < n; i++) flip[i] = cnn_random_uniform01() < p; /* torchvision: torch.rand(1) < p */
+  for (int64_t i = 0; i < n; i++) flip[i] = cnn_rng_uniform01() < p; /* torchvision: torch.rand(1) < p */
   const float *src = cnn_tensor_f32(in);
   float *dst = cnn_tensor_f32(out);
   int64_t planes = n * c, area = h * w;

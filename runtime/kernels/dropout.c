@@ -3,7 +3,7 @@
  * the backward, the same product) runs in parallel. */
 #include "cnn/nnops.h"
 #include "cnn/parallel.h"
-#include "cnn/random.h"
+#include "cnn/rng.h"
 
 #include <math.h>
 
@@ -13,10 +13,10 @@ void cnn_dropout_mask(float *mask, int64_t n, double p) {
     return;
   }
   /* keep when a uniform draw k * 2^-53 in [0, 1) is >= p, i.e. k >= ceil(p * 2^53): probability
-   * 1 - p to 2^-53, compared in integers (the draws of cnn_random_uniform01, without the division) */
+   * 1 - p to 2^-53, compared in integers (the draws of cnn_rng_uniform01, without the division) */
   const float scale = (float)(1.0 / (1.0 - p));
   const uint64_t threshold = (uint64_t)ceil(p * 0x1.0p53);
-  for (int64_t i = 0; i < n; i++) mask[i] = (cnn_random_next() >> 11) >= threshold ? scale : 0.0f;
+  for (int64_t i = 0; i < n; i++) mask[i] = (cnn_rng_next() >> 11) >= threshold ? scale : 0.0f;
 }
 
 void cnn_dropout_apply(const float *x, const float *mask, float *y, int64_t n) {

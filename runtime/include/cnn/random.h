@@ -1,15 +1,10 @@
-/* The runtime's seeded random stream. Same seed and same thread count give the same numbers. */
+/* Random tensors, drawn from the runtime's seeded stream (rng.h: seed, state). Same seed and same
+ * thread count give the same numbers. */
 #ifndef CNN_RANDOM_H
 #define CNN_RANDOM_H
 
 #include "tensor.h"
 
-void cnn_random_seed(uint64_t seed);
-uint64_t cnn_random_next(void);
-/* The generator's 256-bit state, to save with a checkpoint and restore on resume. */
-void cnn_random_get_state(uint64_t out[4]);
-int cnn_random_set_state(const uint64_t in[4]); /* -1 for the invalid all-zero state */ /* 64 random bits */
-double cnn_random_uniform01(void);                                                      /* [0, 1) */
 /* Fill in place (any strides). Return 0 or -1. */
 int cnn_random_uniform_(cnn_tensor *t, double lo, double hi);
 int cnn_random_normal_(cnn_tensor *t, double mean, double std);
