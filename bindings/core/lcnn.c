@@ -240,7 +240,6 @@ static int wall_time(lua_State *L) {
  * Returns the allocator's cached tensor memory (and convolution workspaces) to the system. */
 static int empty_cache(lua_State *L) {
   (void)L;
-  cnn_conv2d_release_workspace();
   cnn_alloc_trim();
   return 0;
 }

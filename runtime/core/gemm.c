@@ -18,6 +18,11 @@ static void serial(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alph
 void cnn_gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha, const float *a, int64_t lda,
               const float *b, int64_t ldb, float beta, float *c, int64_t ldc) {
   if (m <= 0 || n <= 0) return;
+  if (k <= 0) { /* BLAS would reject lda < 1 */
+    for (int64_t i = 0; i < m; i++)
+      for (int64_t j = 0; j < n; j++) c[i * ldc + j] = beta == 0 ? 0 : beta * c[i * ldc + j];
+    return;
+  }
   int threads = omp_in_parallel() ? 1 : cnn_parallel_get_threads();
   double flops = (double)m * (double)n * (double)k;
   if (threads <= 1 || flops < SPLIT_FLOPS * threads || (m < 16 && n < 64)) {

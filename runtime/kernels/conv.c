@@ -1,18 +1,18 @@
-/* 2-d convolution kernels (see conv.h). im2col runs on a band of output rows at a time into the
- * thread's column buffer, sized to stay in L2, so the GEMM that follows reads it from cache. Work
- * units (see "work units" below) run on the OpenMP threads, each calling a single-threaded sgemm.
- * Column buffers persist between calls (growing to the largest layer), guarded by one mutex. */
-#include "cnn/conv.h"
+/* 2-d convolution kernels (see kernels/conv.h). im2col runs on a band of output rows at a time
+ * into the thread's column buffer, sized to stay in L2, so the GEMM that follows reads it from
+ * cache. Work units (see "work units" below) run on the OpenMP threads, each calling cnn_gemm,
+ * which is serial inside a parallel region. Each call takes its per-thread scratch from the
+ * runtime allocator, whose size-class cache hands the same blocks back to the next step. */
+#include "cnn/kernels/conv.h"
 
-#include <cblas.h>
-#include <limits.h>
 #include <omp.h>
-#include <pthread.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "cnn/alloc.h"
 #include "cnn/error.h"
+#include "cnn/gemm.h"
 #include "cnn/parallel.h"
 #include "conv_direct.h"
 
@@ -72,124 +72,33 @@ static void geom_fill(geom *g, int64_t N, int64_t C, int64_t H, int64_t W, int64
   if (g->band > g->oh) g->band = g->oh;
 }
 
-static int check_param(const char *what, const int64_t v[2], int64_t min) {
-  if (v[0] < min || v[1] < min)
-    return cnn_error_set("%s must be %s, got (%lld, %lld)", what, min == 1 ? "at least 1" : "non-negative",
-                         (long long)v[0], (long long)v[1]);
-  return 0;
-}
+/* ---- workspace: nslots per-thread buffers of nfloats each, one allocator block per call ---- */
 
-int cnn_conv2d_check(const cnn_tensor *x, const cnn_tensor *w, const cnn_tensor *b, const cnn_conv2d_params *p,
-                     int64_t out_hw[2]) {
-  if (x->dtype != CNN_FLOAT32) return cnn_error_set("expected a float32 input, got %s", cnn_dtype_name(x->dtype));
-  if (w->dtype != CNN_FLOAT32) return cnn_error_set("expected a float32 weight, got %s", cnn_dtype_name(w->dtype));
-  if (b && b->dtype != CNN_FLOAT32) return cnn_error_set("expected a float32 bias, got %s", cnn_dtype_name(b->dtype));
-  if (x->ndim != 4) return cnn_error_set("expected a 4-d input (N, C, H, W), got %d-d", x->ndim);
-  if (w->ndim != 4) return cnn_error_set("weight must be 4-d (out, in/groups, kH, kW), got %d-d", w->ndim);
-  if (check_param("stride", p->stride, 1) || check_param("dilation", p->dilation, 1) ||
-      check_param("padding", p->pad_lo, 0) || check_param("padding", p->pad_hi, 0))
+typedef struct workspace {
+  float **slot;
+  float *block;
+  size_t bytes;
+} workspace;
+
+/* Fills ws->slot[0..nslots-1] (64-byte aligned). Returns 0, or -1 with the error set. */
+static int ws_alloc(workspace *ws, int nslots, size_t nfloats) {
+  size_t stride = (nfloats + 15) / 16 * 16; /* floats: keeps each slot on its own cache lines */
+  ws->bytes = (size_t)nslots * stride * sizeof(float);
+  ws->slot = malloc((size_t)nslots * sizeof *ws->slot);
+  ws->block = ws->slot ? cnn_alloc(ws->bytes) : NULL;
+  if (!ws->block) {
+    if (!ws->slot) cnn_error_set("out of memory (convolution workspace)");
+    free(ws->slot);
     return -1;
-  if (p->groups < 1) return cnn_error_set("groups must be at least 1, got %lld", (long long)p->groups);
-  for (int i = 0; i < 2; i++) /* keeps every size computation below far from int64 overflow */
-    if (p->stride[i] > INT_MAX || p->dilation[i] > INT_MAX || p->pad_lo[i] > INT_MAX || p->pad_hi[i] > INT_MAX ||
-        p->groups > INT_MAX)
-      return cnn_error_set("stride, padding, dilation and groups must be below 2^31");
-  int64_t O = w->size[0], Cg = w->size[1], kh = w->size[2], kw = w->size[3], g = p->groups;
-  if (O % g)
-    return cnn_error_set("weight has %lld output channels, not divisible by groups=%lld", (long long)O, (long long)g);
-  if (x->size[1] != Cg * g)
-    return cnn_error_set("input has %lld channels but weight expects %lld (groups=%lld)", (long long)x->size[1],
-                         (long long)(Cg * g), (long long)g);
-  if (kh < 1 || kw < 1)
-    return cnn_error_set("kernel size must be at least 1, got (%lld, %lld)", (long long)kh, (long long)kw);
-  if (b && (b->ndim != 1 || b->size[0] != O))
-    return cnn_error_set("bias must be 1-d with %lld elements (one per output channel), got shape %s%lld%s",
-                         (long long)O, b->ndim == 1 ? "(" : "",
-                         b->ndim == 1 ? (long long)b->size[0] : (long long)b->ndim, b->ndim == 1 ? ")" : "-d");
-  int64_t H = x->size[2] + p->pad_lo[0] + p->pad_hi[0], W = x->size[3] + p->pad_lo[1] + p->pad_hi[1];
-  int64_t eh = p->dilation[0] * (kh - 1) + 1, ew = p->dilation[1] * (kw - 1) + 1;
-  if (eh > H || ew > W) {
-    if (p->dilation[0] == 1 && p->dilation[1] == 1)
-      return cnn_error_set("kernel (%lld, %lld) is larger than the padded input (%lld, %lld)", (long long)kh,
-                           (long long)kw, (long long)H, (long long)W);
-    return cnn_error_set("kernel (%lld, %lld) with dilation (%lld, %lld) spans (%lld, %lld), larger than the padded "
-                         "input (%lld, %lld)",
-                         (long long)kh, (long long)kw, (long long)p->dilation[0], (long long)p->dilation[1],
-                         (long long)eh, (long long)ew, (long long)H, (long long)W);
   }
-  int64_t oh = (H - eh) / p->stride[0] + 1, ow = (W - ew) / p->stride[1] + 1;
-  /* BLAS takes int dimensions */
-  if (Cg * kh * kw > INT_MAX || oh * ow > INT_MAX || O > INT_MAX || x->size[2] * x->size[3] > INT_MAX)
-    return cnn_error_set("convolution too large (a GEMM dimension exceeds %d)", INT_MAX);
-  out_hw[0] = oh, out_hw[1] = ow;
+  for (int i = 0; i < nslots; i++) ws->slot[i] = ws->block + (size_t)i * stride;
   return 0;
 }
 
-/* ---- workspace: one buffer per thread slot, kept between calls ---- */
-
-static pthread_mutex_t ws_lock = PTHREAD_MUTEX_INITIALIZER;
-static pthread_once_t ws_once = PTHREAD_ONCE_INIT;
-static float **ws_buf;
-static size_t *ws_cap; /* floats */
-static int ws_n;
-
-static void ws_free_all(void) {
-  for (int i = 0; i < ws_n; i++) free(ws_buf[i]);
-  free(ws_buf);
-  free(ws_cap);
-  ws_buf = NULL, ws_cap = NULL, ws_n = 0;
+static void ws_free(workspace *ws) {
+  cnn_free(ws->block, ws->bytes);
+  free(ws->slot);
 }
-
-static void ws_register_exit(void) { atexit(cnn_conv2d_release_workspace); }
-
-void cnn_conv2d_release_workspace(void) {
-  pthread_mutex_lock(&ws_lock);
-  ws_free_all();
-  pthread_mutex_unlock(&ws_lock);
-}
-
-size_t cnn_conv2d_workspace_bytes(void) {
-  pthread_mutex_lock(&ws_lock);
-  size_t total = 0;
-  for (int i = 0; i < ws_n; i++) total += ws_cap[i] * sizeof(float);
-  pthread_mutex_unlock(&ws_lock);
-  return total;
-}
-
-/* Locks the workspace and makes slots 0..nslots-1 hold at least nfloats each. Returns the slot
- * array (valid until ws_release) or NULL with the error set and the lock released. */
-static float **ws_acquire(int nslots, size_t nfloats) {
-  pthread_once(&ws_once, ws_register_exit);
-  pthread_mutex_lock(&ws_lock);
-  if (nslots > ws_n) {
-    float **nb = realloc(ws_buf, (size_t)nslots * sizeof *nb);
-    if (nb) ws_buf = nb;
-    size_t *nc = nb ? realloc(ws_cap, (size_t)nslots * sizeof *nc) : NULL;
-    if (!nb || !nc) {
-      pthread_mutex_unlock(&ws_lock);
-      cnn_error_set("out of memory (convolution workspace)");
-      return NULL;
-    }
-    ws_cap = nc;
-    for (int i = ws_n; i < nslots; i++) ws_buf[i] = NULL, ws_cap[i] = 0;
-    ws_n = nslots;
-  }
-  for (int i = 0; i < nslots; i++) {
-    if (ws_cap[i] >= nfloats) continue;
-    free(ws_buf[i]);
-    size_t bytes = (nfloats * sizeof(float) + 63) / 64 * 64;
-    ws_buf[i] = aligned_alloc(64, bytes);
-    ws_cap[i] = ws_buf[i] ? nfloats : 0;
-    if (!ws_buf[i]) {
-      pthread_mutex_unlock(&ws_lock);
-      cnn_error_set("cannot allocate %zu bytes for the convolution workspace", bytes);
-      return NULL;
-    }
-  }
-  return ws_buf;
-}
-
-static void ws_release(void) { pthread_mutex_unlock(&ws_lock); }
 
 /* ---- im2col / col2im over a band of output rows [oy0, oy1) ----
  * Both go through a zero-padded copy of the rows involved (xp: (Cg, R, Wp), padded row r is input
@@ -307,19 +216,6 @@ static void unpad(const geom *g, const float *gp, int64_t nc, float *gx) {
     }
 }
 
-/* Row-major C (m, n) = op(A) op(B) + beta C; empty products leave beta C. */
-static void gemm(int ta, int tb, int64_t m, int64_t n, int64_t k, const float *a, int64_t lda, const float *b,
-                 int64_t ldb, float beta, float *c, int64_t ldc) {
-  if (m == 0 || n == 0) return;
-  if (k == 0) {
-    if (beta == 0)
-      for (int64_t i = 0; i < m; i++) memset(c + i * ldc, 0, (size_t)n * sizeof(float));
-    return;
-  }
-  cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, (int)m, (int)n, (int)k,
-              1.0f, a, (int)lda, b, (int)ldb, beta, c, (int)ldc);
-}
-
 /* ---- work units ----
  * Forward and weight gradient split into (image, group, band) units, all independent (the weight
  * gradient through per-thread partial sums reduced in thread order); the input gradient into
@@ -390,15 +286,15 @@ static int run_direct(direct_kind kind, const geom *g, const cnn_conv2d_params *
   size_t packf = kind == DIRECT_WEIGHT_GRAD ? 0 : cnn_dconv_packed_floats(&d);
   float *pack = packf ? cnn_alloc(packf * sizeof(float)) : NULL;
   if (packf && !pack) return -1;
-  float **ws = ws_acquire(nt, d.scratch_floats);
-  if (!ws) {
+  workspace ws;
+  if (ws_alloc(&ws, nt, d.scratch_floats)) {
     cnn_free(pack, packf * sizeof(float));
     return -1;
   }
-  if (kind == DIRECT_FORWARD) cnn_dconv_forward(&d, a, b, bias, out, pack, ws, nt);
-  else if (kind == DIRECT_INPUT_GRAD) cnn_dconv_input_grad(&d, a, b, out, pack, ws, nt);
-  else cnn_dconv_weight_grad(&d, a, b, out, ws, nt);
-  ws_release();
+  if (kind == DIRECT_FORWARD) cnn_dconv_forward(&d, a, b, bias, out, pack, ws.slot, nt);
+  else if (kind == DIRECT_INPUT_GRAD) cnn_dconv_input_grad(&d, a, b, out, pack, ws.slot, nt);
+  else cnn_dconv_weight_grad(&d, a, b, out, ws.slot, nt);
+  ws_free(&ws);
   cnn_free(pack, packf * sizeof(float));
   return 0;
 }
@@ -420,53 +316,35 @@ static void forward_unit(const geom *g, const float *x, const float *w, const fl
     }
   int64_t ld;
   const float *cols = band_columns(g, xg, &u, col, &ld);
-  gemm(0, 0, g->Og, u.Lt, g->K, wg, g->K, cols, ld, b ? 1 : 0, yt, g->L);
+  cnn_gemm(false, false, g->Og, u.Lt, g->K, 1, wg, g->K, cols, ld, b ? 1 : 0, yt, g->L);
 }
 
-cnn_tensor *cnn_conv2d_forward(const cnn_tensor *x, const cnn_tensor *w, const cnn_tensor *b,
-                               const cnn_conv2d_params *p) {
-  int64_t ohw[2];
-  if (cnn_conv2d_check(x, w, b, p, ohw)) return NULL;
+static void geom_of(geom *g, const cnn_conv2d_shape *s, const cnn_conv2d_params *p) {
+  geom_fill(g, s->N, s->C, s->H, s->W, s->O, s->kh, s->kw, p);
+}
+
+int cnn_conv2d_forward_f32(const cnn_conv2d_shape *s, const cnn_conv2d_params *p, const float *x, const float *w,
+                           const float *b, float *y) {
   geom g;
-  geom_fill(&g, x->size[0], x->size[1], x->size[2], x->size[3], w->size[0], w->size[2], w->size[3], p);
-  int64_t ysize[4] = {g.N, g.O, g.oh, g.ow};
-  cnn_tensor *y = cnn_tensor_empty(CNN_FLOAT32, 4, ysize);
-  cnn_tensor *xc = y ? cnn_tensor_contiguous(x) : NULL;
-  cnn_tensor *wc = xc ? cnn_tensor_contiguous(w) : NULL;
-  cnn_tensor *bc = wc && b ? cnn_tensor_contiguous(b) : NULL;
-  if (!y || !xc || !wc || (b && !bc)) goto fail;
-  int rc = 1; /* 1: not done by the direct kernels */
-  if (cnn_tensor_numel(y) > 0 && use_direct(&g, p)) {
-    rc = run_direct(DIRECT_FORWARD, &g, p, cnn_tensor_f32(xc), cnn_tensor_f32(wc), bc ? cnn_tensor_f32(bc) : NULL,
-                    cnn_tensor_f32(y), cnn_parallel_get_threads());
-    if (rc < 0) goto fail;
+  geom_of(&g, s, p);
+  if (g.N * g.O * g.L == 0) return 0;
+  int nt = cnn_parallel_get_threads();
+  if (use_direct(&g, p)) {
+    int rc = run_direct(DIRECT_FORWARD, &g, p, x, w, b, y, nt);
+    if (rc <= 0) return rc; /* 1: past the direct kernels' workspace cap, im2col below */
   }
-  if (rc == 1 && cnn_tensor_numel(y) > 0) {
-    int nt = cnn_parallel_get_threads();
-    split_for_threads(&g, nt);
-    const int64_t units = g.N * g.G * n_bands(&g);
-    float **ws = ws_acquire(nt, col_floats(&g));
-    if (!ws) goto fail;
-    const float *xp = cnn_tensor_f32(xc), *wp = cnn_tensor_f32(wc), *bp = bc ? cnn_tensor_f32(bc) : NULL;
-    float *yp = cnn_tensor_f32(y);
-    if (nt > 1 && units > 1) { /* serial runs open no OpenMP region: even a one-thread team costs ~1.4 us */
+  split_for_threads(&g, nt);
+  const int64_t units = g.N * g.G * n_bands(&g);
+  workspace ws;
+  if (ws_alloc(&ws, nt, col_floats(&g))) return -1;
+  if (nt > 1 && units > 1) { /* serial runs open no OpenMP region: even a one-thread team costs ~1.4 us */
 #pragma omp parallel for schedule(static) num_threads(nt)
-      for (int64_t u = 0; u < units; u++) forward_unit(&g, xp, wp, bp, yp, u, ws[omp_get_thread_num()]);
-    } else {
-      for (int64_t u = 0; u < units; u++) forward_unit(&g, xp, wp, bp, yp, u, ws[0]);
-    }
-    ws_release();
+    for (int64_t u = 0; u < units; u++) forward_unit(&g, x, w, b, y, u, ws.slot[omp_get_thread_num()]);
+  } else {
+    for (int64_t u = 0; u < units; u++) forward_unit(&g, x, w, b, y, u, ws.slot[0]);
   }
-  cnn_tensor_release(xc);
-  cnn_tensor_release(wc);
-  cnn_tensor_release(bc);
-  return y;
-fail:
-  cnn_tensor_release(y);
-  cnn_tensor_release(xc);
-  cnn_tensor_release(wc);
-  cnn_tensor_release(bc);
-  return NULL;
+  ws_free(&ws);
+  return 0;
 }
 
 /* ---- backward ---- */
@@ -478,7 +356,7 @@ static void weight_grad_unit(const geom *g, const float *gy, const float *x, flo
   const float *gyt = gy + (u.n * g->O + u.gi * g->Og) * g->L + u.oy0 * g->ow; /* (Og, Lt) with ld L */
   int64_t ld;
   const float *cols = band_columns(g, xg, &u, col, &ld);
-  gemm(0, 1, g->Og, g->K, u.Lt, gyt, g->L, cols, ld, 1, part + u.gi * g->Og * g->K, g->K);
+  cnn_gemm(false, true, g->Og, g->K, u.Lt, 1, gyt, g->L, cols, ld, 1, part + u.gi * g->Og * g->K, g->K);
 }
 
 /* gx[n, gi, channels c0..c1) = col2im(w[gi][:, those channels]^T @ gy[n, gi]), band by band, into
@@ -490,7 +368,7 @@ static void input_grad_unit(const geom *g, const float *gy, const float *w, floa
   const float *wb = w + gi * g->Og * g->K + c0 * kk; /* columns c0*kk.. of the group's (Og, K) block */
   float *gxb = gx + (n * g->C + gi * g->Cg + c0) * HW;
   if (g->direct) { /* gx (cb, L) = w^T (cb, Og) @ gy (Og, L) */
-    gemm(1, 0, Kb, g->L, g->Og, wb, g->K, gyg, g->L, 0, gxb, g->L);
+    cnn_gemm(true, false, Kb, g->L, g->Og, 1, wb, g->K, gyg, g->L, 0, gxb, g->L);
     return;
   }
   memset(gp, 0, (size_t)((c1 - c0) * g->Hp * g->Wp) * sizeof(float));
@@ -498,10 +376,10 @@ static void input_grad_unit(const geom *g, const float *gy, const float *w, floa
     int64_t oy1 = oy0 + g->band < g->oh ? oy0 + g->band : g->oh, Lt = (oy1 - oy0) * g->ow;
     const float *gyt = gyg + oy0 * g->ow; /* (Og, Lt) with ld L */
     if (g->rows) {                        /* gcolT (Lt, Kb) = gy^T (Lt, Og) @ w (Og, Kb) */
-      gemm(1, 0, Lt, Kb, g->Og, gyt, g->L, wb, g->K, 0, gcol, Kb);
+      cnn_gemm(true, false, Lt, Kb, g->Og, 1, gyt, g->L, wb, g->K, 0, gcol, Kb);
       col2im_rows(g, gcol, oy0, oy1, c0, c1, gp);
     } else { /* gcol (Kb, Lt) = w^T (Kb, Og) @ gy (Og, Lt) */
-      gemm(1, 0, Kb, Lt, g->Og, wb, g->K, gyt, g->L, 0, gcol, Lt);
+      cnn_gemm(true, false, Kb, Lt, g->Og, 1, wb, g->K, gyt, g->L, 0, gcol, Lt);
       col2im(g, gcol, oy0, oy1, c0, c1, gp);
     }
   }
@@ -527,7 +405,10 @@ static inline void bias_grad_channel(const geom *g, const float *gy, float *gb, 
   gb[o] = (float)acc;
 }
 
-static void bias_grad(const geom *g, const float *gy, float *gb) {
+void cnn_conv2d_bias_grad_f32(const cnn_conv2d_shape *s, const cnn_conv2d_params *p, const float *gy, float *gb) {
+  geom g0;
+  geom_of(&g0, s, p);
+  const geom *g = &g0;
   const int64_t O = g->O;
   if (g->N * O * g->L >= CNN_PARALLEL_GRAIN && O > 1 && cnn_parallel_get_threads() > 1) {
 #pragma omp parallel for schedule(static)
@@ -551,8 +432,9 @@ static int weight_grad(const geom *g0, const float *gy, const float *x, float *g
   split_for_threads(&g, nt);
   const int64_t units = g.N * g.G * n_bands(&g), wsz = g.O * g.K;
   const size_t colf = col_floats(&g);
-  float **ws = ws_acquire(nt, colf + (size_t)wsz);
-  if (!ws) return -1;
+  workspace wsp;
+  if (ws_alloc(&wsp, nt, colf + (size_t)wsz)) return -1;
+  float *const *ws = wsp.slot;
   int team = 1;
   if (nt > 1) { /* serial runs open no OpenMP region: even a one-thread team costs ~1.4 us */
 #pragma omp parallel num_threads(nt)
@@ -574,7 +456,7 @@ static int weight_grad(const geom *g0, const float *gy, const float *x, float *g
   } else {
     for (int64_t i = 0; i < wsz; i++) gw[i] = sum_parts(ws, team, colf + (size_t)i);
   }
-  ws_release();
+  ws_free(&wsp);
   return 0;
 }
 
@@ -595,74 +477,34 @@ static int input_grad(const geom *g, const float *gy, const float *w, float *gx,
   const int64_t units = items * blocks, cb = (g->Cg + blocks - 1) / blocks; /* widest block */
   const size_t gcolf = g->direct ? 1 : (size_t)(cb * g->kh * g->kw * g->band * g->ow);
   const size_t gpf = g->direct ? 0 : (size_t)(cb * g->Hp * g->Wp);
-  float **ws = ws_acquire(nt, gcolf + gpf);
-  if (!ws) return -1;
+  workspace ws;
+  if (ws_alloc(&ws, nt, gcolf + gpf)) return -1;
   if (nt > 1 && units > 1) { /* serial runs open no OpenMP region */
 #pragma omp parallel for schedule(static) num_threads(nt)
-    for (int64_t u = 0; u < units; u++) input_grad_at(g, gy, w, gx, blocks, gcolf, u, ws[omp_get_thread_num()]);
+    for (int64_t u = 0; u < units; u++) input_grad_at(g, gy, w, gx, blocks, gcolf, u, ws.slot[omp_get_thread_num()]);
   } else {
-    for (int64_t u = 0; u < units; u++) input_grad_at(g, gy, w, gx, blocks, gcolf, u, ws[0]);
+    for (int64_t u = 0; u < units; u++) input_grad_at(g, gy, w, gx, blocks, gcolf, u, ws.slot[0]);
   }
-  ws_release();
+  ws_free(&ws);
   return 0;
 }
 
-int cnn_conv2d_backward(const cnn_tensor *gy, const cnn_tensor *x, const cnn_tensor *w, const int64_t x_size[4],
-                        const int64_t w_size[4], const cnn_conv2d_params *p, cnn_tensor **gx, cnn_tensor **gw,
-                        cnn_tensor **gb) {
-  if (gx) *gx = NULL;
-  if (gw) *gw = NULL;
-  if (gb) *gb = NULL;
-  if ((gx && !w) || (gw && !x)) return cnn_error_set("internal: conv2d backward is missing a saved tensor");
-  if (check_param("stride", p->stride, 1) || check_param("dilation", p->dilation, 1) ||
-      check_param("padding", p->pad_lo, 0) || check_param("padding", p->pad_hi, 0))
-    return -1;
-  if (p->groups < 1 || w_size[1] * p->groups != x_size[1] || w_size[0] % p->groups)
-    return cnn_error_set("internal: conv2d backward given inconsistent shapes");
-  int64_t N = x_size[0], C = x_size[1], O = w_size[0], kh = w_size[2], kw = w_size[3];
+int cnn_conv2d_weight_grad_f32(const cnn_conv2d_shape *s, const cnn_conv2d_params *p, const float *gy, const float *x,
+                               float *gw) {
   geom g;
-  geom_fill(&g, N, C, x_size[2], x_size[3], O, kh, kw, p);
-  if (gy->dtype != CNN_FLOAT32 || gy->ndim != 4 || gy->size[0] != N || gy->size[1] != O || gy->size[2] != g.oh ||
-      gy->size[3] != g.ow)
-    return cnn_error_set("output gradient has the wrong shape or dtype");
-  if ((x && (x->ndim != 4 || x->size[1] != C || x->size[0] != N)) || (w && (w->ndim != 4 || w->size[0] != O)))
-    return cnn_error_set("internal: conv2d backward given tensors of the wrong shape");
-
-  cnn_tensor *gyc = cnn_tensor_contiguous(gy);
-  cnn_tensor *xc = gyc && gw ? cnn_tensor_contiguous(x) : NULL;
-  cnn_tensor *wc = gyc && gx ? cnn_tensor_contiguous(w) : NULL;
-  cnn_tensor *rx = gx ? cnn_tensor_empty(CNN_FLOAT32, 4, x_size) : NULL;
-  cnn_tensor *rw = gw ? cnn_tensor_empty(CNN_FLOAT32, 4, w_size) : NULL;
-  cnn_tensor *rb = gb ? cnn_tensor_empty(CNN_FLOAT32, 1, &O) : NULL;
-  if (!gyc || (gw && (!xc || !rw)) || (gx && (!wc || !rx)) || (gb && !rb)) goto fail;
-
-  const float *gyp = cnn_tensor_f32(gyc);
+  geom_of(&g, s, p);
   int nt = cnn_parallel_get_threads();
-  if (rb) bias_grad(&g, gyp, cnn_tensor_f32(rb));
-  bool direct = use_direct(&g, p);
-  if (rw) { /* rc 1: not done by the direct kernels (not applicable, or past their workspace cap) */
-    int rc = direct && N > 0
-                 ? run_direct(DIRECT_WEIGHT_GRAD, &g, p, gyp, cnn_tensor_f32(xc), NULL, cnn_tensor_f32(rw), nt)
-                 : 1;
-    if (rc < 0 || (rc == 1 && weight_grad(&g, gyp, cnn_tensor_f32(xc), cnn_tensor_f32(rw), nt))) goto fail;
-  }
-  if (rx && cnn_tensor_numel(rx) > 0) {
-    int rc = direct ? run_direct(DIRECT_INPUT_GRAD, &g, p, gyp, cnn_tensor_f32(wc), NULL, cnn_tensor_f32(rx), nt) : 1;
-    if (rc < 0 || (rc == 1 && input_grad(&g, gyp, cnn_tensor_f32(wc), cnn_tensor_f32(rx), nt))) goto fail;
-  }
-  cnn_tensor_release(gyc);
-  cnn_tensor_release(xc);
-  cnn_tensor_release(wc);
-  if (gx) *gx = rx;
-  if (gw) *gw = rw;
-  if (gb) *gb = rb;
-  return 0;
-fail:
-  cnn_tensor_release(gyc);
-  cnn_tensor_release(xc);
-  cnn_tensor_release(wc);
-  cnn_tensor_release(rx);
-  cnn_tensor_release(rw);
-  cnn_tensor_release(rb);
-  return -1;
+  /* rc 1: not done by the direct kernels (not applicable, or past their workspace cap) */
+  int rc = use_direct(&g, p) && g.N > 0 ? run_direct(DIRECT_WEIGHT_GRAD, &g, p, gy, x, NULL, gw, nt) : 1;
+  return rc == 1 ? weight_grad(&g, gy, x, gw, nt) : rc;
+}
+
+int cnn_conv2d_input_grad_f32(const cnn_conv2d_shape *s, const cnn_conv2d_params *p, const float *gy, const float *w,
+                              float *gx) {
+  geom g;
+  geom_of(&g, s, p);
+  if (g.N * g.C * g.H * g.W == 0) return 0;
+  int nt = cnn_parallel_get_threads();
+  int rc = use_direct(&g, p) ? run_direct(DIRECT_INPUT_GRAD, &g, p, gy, w, NULL, gx, nt) : 1;
+  return rc == 1 ? input_grad(&g, gy, w, gx, nt) : rc;
 }

@@ -5,6 +5,7 @@
  * with shapes that hit their tile and slab tails); determinism of the threaded weight gradient;
  * the workspace staying put once warm; error messages. */
 #include "check.h"
+#include "cnn/alloc.h"
 #include "cnn/conv.h"
 #include "cnn/error.h"
 #include "cnn/parallel.h"
@@ -217,26 +218,28 @@ static void test_deterministic(void) {
   cnn_tensor_release(x);
 }
 
-/* Once the largest layer ran, the same calls allocate no new column buffer. */
+/* The kernels' scratch comes from the runtime allocator: a step leaves none of it live, and once
+ * a layer ran, running it again takes no new memory (the allocator's cache hands it back). */
 static void test_workspace(void) {
   cnn_parallel_set_threads(2);
   int64_t xs[4] = {4, 8, 12, 12}, ws[4] = {8, 8, 3, 3};
   cnn_conv2d_params p = P(1, 1, 1, 1, 1, 1, 1, 1, 1);
   cnn_tensor *x = check_rand_tensor(&rng, 4, xs), *w = check_rand_tensor(&rng, 4, ws);
-  cnn_tensor *y = cnn_conv2d_forward(x, w, NULL, &p), *gx, *gw;
-  CHECK(cnn_conv2d_backward(y, x, w, xs, ws, &p, &gx, &gw, NULL) == 0);
-  size_t warm = cnn_conv2d_workspace_bytes();
-  CHECK(warm > 0);
-  cnn_tensor_release(gx), cnn_tensor_release(gw), cnn_tensor_release(y);
-  y = cnn_conv2d_forward(x, w, NULL, &p);
-  CHECK(cnn_conv2d_backward(y, x, w, xs, ws, &p, &gx, &gw, NULL) == 0);
-  CHECK(cnn_conv2d_workspace_bytes() == warm);
-  cnn_tensor_release(gx), cnn_tensor_release(gw), cnn_tensor_release(y);
-  cnn_conv2d_release_workspace();
-  CHECK(cnn_conv2d_workspace_bytes() == 0);
-  y = cnn_conv2d_forward(x, w, NULL, &p); /* works again after the release */
-  CHECK(y != NULL);
-  cnn_tensor_release(y), cnn_tensor_release(x), cnn_tensor_release(w);
+  size_t live = cnn_alloc_live_bytes();
+  size_t held = 0;
+  for (int step = 0; step < 3; step++) {
+    for (int a = 0; a < 2; a++) { /* both paths: direct kernels and im2col */
+      cnn_conv2d_set_algorithm(a ? CNN_CONV2D_IM2COL : CNN_CONV2D_AUTO);
+      cnn_tensor *y = cnn_conv2d_forward(x, w, NULL, &p), *gx, *gw;
+      CHECK(cnn_conv2d_backward(y, x, w, xs, ws, &p, &gx, &gw, NULL) == 0);
+      cnn_tensor_release(gx), cnn_tensor_release(gw), cnn_tensor_release(y);
+    }
+    CHECK(cnn_alloc_live_bytes() == live);
+    if (step == 1) held = cnn_alloc_cached_bytes();
+    if (step == 2) CHECK(cnn_alloc_cached_bytes() == held);
+  }
+  cnn_conv2d_set_algorithm(CNN_CONV2D_AUTO);
+  cnn_tensor_release(x), cnn_tensor_release(w);
 }
 
 /* An empty batch gives an empty output and zero-size gradients. */

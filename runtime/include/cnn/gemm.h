@@ -8,7 +8,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-/* C (m, n) = alpha * op(A) (m, k) @ op(B) (k, n) + beta * C */
+/* C (m, n) = alpha * op(A) (m, k) @ op(B) (k, n) + beta * C. An empty product (k == 0) leaves
+ * beta * C (zeros when beta is 0, whatever C held). */
 void cnn_gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const float *a, int64_t lda,
               const float *b, int64_t ldb, float beta, float *c, int64_t ldc);
 

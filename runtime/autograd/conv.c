@@ -1,0 +1,138 @@
+/* The tensor front end of 2-d convolution (see conv.h): checks dtypes and shapes, makes the
+ * operands contiguous, allocates the results and runs the float kernels of kernels/conv.c. */
+#include "cnn/conv.h"
+
+#include <limits.h>
+
+#include "cnn/error.h"
+
+static int check_param(const char *what, const int64_t v[2], int64_t min) {
+  if (v[0] < min || v[1] < min)
+    return cnn_error_set("%s must be %s, got (%lld, %lld)", what, min == 1 ? "at least 1" : "non-negative",
+                         (long long)v[0], (long long)v[1]);
+  return 0;
+}
+
+int cnn_conv2d_check(const cnn_tensor *x, const cnn_tensor *w, const cnn_tensor *b, const cnn_conv2d_params *p,
+                     int64_t out_hw[2]) {
+  if (x->dtype != CNN_FLOAT32) return cnn_error_set("expected a float32 input, got %s", cnn_dtype_name(x->dtype));
+  if (w->dtype != CNN_FLOAT32) return cnn_error_set("expected a float32 weight, got %s", cnn_dtype_name(w->dtype));
+  if (b && b->dtype != CNN_FLOAT32) return cnn_error_set("expected a float32 bias, got %s", cnn_dtype_name(b->dtype));
+  if (x->ndim != 4) return cnn_error_set("expected a 4-d input (N, C, H, W), got %d-d", x->ndim);
+  if (w->ndim != 4) return cnn_error_set("weight must be 4-d (out, in/groups, kH, kW), got %d-d", w->ndim);
+  if (check_param("stride", p->stride, 1) || check_param("dilation", p->dilation, 1) ||
+      check_param("padding", p->pad_lo, 0) || check_param("padding", p->pad_hi, 0))
+    return -1;
+  if (p->groups < 1) return cnn_error_set("groups must be at least 1, got %lld", (long long)p->groups);
+  for (int i = 0; i < 2; i++) /* keeps every size computation below far from int64 overflow */
+    if (p->stride[i] > INT_MAX || p->dilation[i] > INT_MAX || p->pad_lo[i] > INT_MAX || p->pad_hi[i] > INT_MAX ||
+        p->groups > INT_MAX)
+      return cnn_error_set("stride, padding, dilation and groups must be below 2^31");
+  int64_t O = w->size[0], Cg = w->size[1], kh = w->size[2], kw = w->size[3], g = p->groups;
+  if (O % g)
+    return cnn_error_set("weight has %lld output channels, not divisible by groups=%lld", (long long)O, (long long)g);
+  if (x->size[1] != Cg * g)
+    return cnn_error_set("input has %lld channels but weight expects %lld (groups=%lld)", (long long)x->size[1],
+                         (long long)(Cg * g), (long long)g);
+  if (kh < 1 || kw < 1)
+    return cnn_error_set("kernel size must be at least 1, got (%lld, %lld)", (long long)kh, (long long)kw);
+  if (b && (b->ndim != 1 || b->size[0] != O))
+    return cnn_error_set("bias must be 1-d with %lld elements (one per output channel), got shape %s%lld%s",
+                         (long long)O, b->ndim == 1 ? "(" : "",
+                         b->ndim == 1 ? (long long)b->size[0] : (long long)b->ndim, b->ndim == 1 ? ")" : "-d");
+  int64_t H = x->size[2] + p->pad_lo[0] + p->pad_hi[0], W = x->size[3] + p->pad_lo[1] + p->pad_hi[1];
+  int64_t eh = p->dilation[0] * (kh - 1) + 1, ew = p->dilation[1] * (kw - 1) + 1;
+  if (eh > H || ew > W) {
+    if (p->dilation[0] == 1 && p->dilation[1] == 1)
+      return cnn_error_set("kernel (%lld, %lld) is larger than the padded input (%lld, %lld)", (long long)kh,
+                           (long long)kw, (long long)H, (long long)W);
+    return cnn_error_set("kernel (%lld, %lld) with dilation (%lld, %lld) spans (%lld, %lld), larger than the padded "
+                         "input (%lld, %lld)",
+                         (long long)kh, (long long)kw, (long long)p->dilation[0], (long long)p->dilation[1],
+                         (long long)eh, (long long)ew, (long long)H, (long long)W);
+  }
+  int64_t oh = (H - eh) / p->stride[0] + 1, ow = (W - ew) / p->stride[1] + 1;
+  /* BLAS takes int dimensions */
+  if (Cg * kh * kw > INT_MAX || oh * ow > INT_MAX || O > INT_MAX || x->size[2] * x->size[3] > INT_MAX)
+    return cnn_error_set("convolution too large (a GEMM dimension exceeds %d)", INT_MAX);
+  out_hw[0] = oh, out_hw[1] = ow;
+  return 0;
+}
+
+static cnn_conv2d_shape shape_of(const int64_t x_size[4], const int64_t w_size[4]) {
+  cnn_conv2d_shape s = {x_size[0], x_size[1], x_size[2], x_size[3], w_size[0], w_size[2], w_size[3]};
+  return s;
+}
+
+cnn_tensor *cnn_conv2d_forward(const cnn_tensor *x, const cnn_tensor *w, const cnn_tensor *b,
+                               const cnn_conv2d_params *p) {
+  int64_t ohw[2];
+  if (cnn_conv2d_check(x, w, b, p, ohw)) return NULL;
+  cnn_conv2d_shape s = shape_of(x->size, w->size);
+  int64_t ysize[4] = {s.N, s.O, ohw[0], ohw[1]};
+  cnn_tensor *y = cnn_tensor_empty(CNN_FLOAT32, 4, ysize);
+  cnn_tensor *xc = y ? cnn_tensor_contiguous(x) : NULL;
+  cnn_tensor *wc = xc ? cnn_tensor_contiguous(w) : NULL;
+  cnn_tensor *bc = wc && b ? cnn_tensor_contiguous(b) : NULL;
+  if (!y || !xc || !wc || (b && !bc) ||
+      cnn_conv2d_forward_f32(&s, p, cnn_tensor_f32(xc), cnn_tensor_f32(wc), bc ? cnn_tensor_f32(bc) : NULL,
+                             cnn_tensor_f32(y))) {
+    cnn_tensor_release(y);
+    y = NULL;
+  }
+  cnn_tensor_release(xc);
+  cnn_tensor_release(wc);
+  cnn_tensor_release(bc);
+  return y;
+}
+
+int cnn_conv2d_backward(const cnn_tensor *gy, const cnn_tensor *x, const cnn_tensor *w, const int64_t x_size[4],
+                        const int64_t w_size[4], const cnn_conv2d_params *p, cnn_tensor **gx, cnn_tensor **gw,
+                        cnn_tensor **gb) {
+  if (gx) *gx = NULL;
+  if (gw) *gw = NULL;
+  if (gb) *gb = NULL;
+  if ((gx && !w) || (gw && !x)) return cnn_error_set("internal: conv2d backward is missing a saved tensor");
+  if (check_param("stride", p->stride, 1) || check_param("dilation", p->dilation, 1) ||
+      check_param("padding", p->pad_lo, 0) || check_param("padding", p->pad_hi, 0))
+    return -1;
+  if (p->groups < 1 || w_size[1] * p->groups != x_size[1] || w_size[0] % p->groups)
+    return cnn_error_set("internal: conv2d backward given inconsistent shapes");
+  int64_t N = x_size[0], C = x_size[1], O = w_size[0], kh = w_size[2], kw = w_size[3];
+  int64_t oh = (x_size[2] + p->pad_lo[0] + p->pad_hi[0] - p->dilation[0] * (kh - 1) - 1) / p->stride[0] + 1;
+  int64_t ow = (x_size[3] + p->pad_lo[1] + p->pad_hi[1] - p->dilation[1] * (kw - 1) - 1) / p->stride[1] + 1;
+  if (gy->dtype != CNN_FLOAT32 || gy->ndim != 4 || gy->size[0] != N || gy->size[1] != O || gy->size[2] != oh ||
+      gy->size[3] != ow)
+    return cnn_error_set("output gradient has the wrong shape or dtype");
+  if ((x && (x->ndim != 4 || x->size[1] != C || x->size[0] != N)) || (w && (w->ndim != 4 || w->size[0] != O)))
+    return cnn_error_set("internal: conv2d backward given tensors of the wrong shape");
+
+  cnn_tensor *gyc = cnn_tensor_contiguous(gy);
+  cnn_tensor *xc = gyc && gw ? cnn_tensor_contiguous(x) : NULL;
+  cnn_tensor *wc = gyc && gx ? cnn_tensor_contiguous(w) : NULL;
+  cnn_tensor *rx = gx ? cnn_tensor_empty(CNN_FLOAT32, 4, x_size) : NULL;
+  cnn_tensor *rw = gw ? cnn_tensor_empty(CNN_FLOAT32, 4, w_size) : NULL;
+  cnn_tensor *rb = gb ? cnn_tensor_empty(CNN_FLOAT32, 1, &O) : NULL;
+  if (!gyc || (gw && (!xc || !rw)) || (gx && (!wc || !rx)) || (gb && !rb)) goto fail;
+
+  const float *gyp = cnn_tensor_f32(gyc);
+  cnn_conv2d_shape s = shape_of(x_size, w_size);
+  if (rb) cnn_conv2d_bias_grad_f32(&s, p, gyp, cnn_tensor_f32(rb));
+  if (rw && cnn_conv2d_weight_grad_f32(&s, p, gyp, cnn_tensor_f32(xc), cnn_tensor_f32(rw))) goto fail;
+  if (rx && cnn_conv2d_input_grad_f32(&s, p, gyp, cnn_tensor_f32(wc), cnn_tensor_f32(rx))) goto fail;
+  cnn_tensor_release(gyc);
+  cnn_tensor_release(xc);
+  cnn_tensor_release(wc);
+  if (gx) *gx = rx;
+  if (gw) *gw = rw;
+  if (gb) *gb = rb;
+  return 0;
+fail:
+  cnn_tensor_release(gyc);
+  cnn_tensor_release(xc);
+  cnn_tensor_release(wc);
+  cnn_tensor_release(rx);
+  cnn_tensor_release(rw);
+  cnn_tensor_release(rb);
+  return -1;
+}

@@ -1,0 +1,49 @@
+/* 2-d convolution kernels on float32 arrays, no tensors (the tensor front end is conv.h): the
+ * cross-correlation of PyTorch's conv2d, by im2col bands + GEMM, or by the direct kernels of
+ * conv_direct.c for stride-1 layers. Arrays are contiguous and row-major; shapes and parameters
+ * were checked by the caller (cnn_conv2d_check). Scratch comes from the runtime allocator. */
+#ifndef CNN_KERNELS_CONV_H
+#define CNN_KERNELS_CONV_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct cnn_conv2d_params {
+  int64_t stride[2];   /* (h, w), >= 1 */
+  int64_t pad_lo[2];   /* zeros before row 0 / column 0, >= 0 */
+  int64_t pad_hi[2];   /* zeros after the last row / column, >= 0 */
+  int64_t dilation[2]; /* >= 1 */
+  int64_t groups;      /* >= 1, divides C and O */
+} cnn_conv2d_params;
+
+/* Every parameter 1 / 0 and groups 1. */
+cnn_conv2d_params cnn_conv2d_default_params(void);
+
+/* x: (N, C, H, W), w: (O, C/groups, kh, kw) -> y: (N, O, oh, ow), oh and ow as PyTorch computes them */
+typedef struct cnn_conv2d_shape {
+  int64_t N, C, H, W, O, kh, kw;
+} cnn_conv2d_shape;
+
+/* Each returns 0, or -1 with the error set when its scratch cannot be allocated.
+ * forward:     x, w, b (O) or NULL -> y
+ * input_grad:  gy (N, O, oh, ow), w -> gx (N, C, H, W)
+ * weight_grad: gy, x -> gw (O, C/groups, kh, kw), summed over the batch
+ * bias_grad:   gy -> gb (O), summed over the batch and positions */
+int cnn_conv2d_forward_f32(const cnn_conv2d_shape *s, const cnn_conv2d_params *p, const float *x, const float *w,
+                           const float *b, float *y);
+int cnn_conv2d_input_grad_f32(const cnn_conv2d_shape *s, const cnn_conv2d_params *p, const float *gy, const float *w,
+                              float *gx);
+int cnn_conv2d_weight_grad_f32(const cnn_conv2d_shape *s, const cnn_conv2d_params *p, const float *gy, const float *x,
+                               float *gw);
+void cnn_conv2d_bias_grad_f32(const cnn_conv2d_shape *s, const cnn_conv2d_params *p, const float *gy, float *gb);
+
+/* How stride-1 layers are computed: AUTO picks the direct kernels (no column matrix) where they
+ * apply, IM2COL always builds columns. Process-wide; for tests and benchmarks. */
+typedef enum { CNN_CONV2D_AUTO, CNN_CONV2D_IM2COL } cnn_conv2d_algorithm;
+void cnn_conv2d_set_algorithm(cnn_conv2d_algorithm a);
+cnn_conv2d_algorithm cnn_conv2d_get_algorithm(void);
+/* Largest per-thread workspace (floats) a direct kernel may take before the layer goes to im2col,
+ * whose column bands stay small; 0 restores the default (16M floats). For tests. */
+void cnn_conv2d_set_direct_limit(size_t floats);
+
+#endif
