@@ -1,33 +1,10 @@
-/* Pooling kernels (see pool.h). Every (image, channel) plane is independent: loops run over planes
- * on the OpenMP threads, forward and backward alike, so each gradient plane is written by one
- * thread in a fixed order. Window bounds follow PyTorch's CPU kernels exactly. */
+/* The tensor front end of pooling (see pool.h): checks, contiguous operands, result tensors,
+ * then the float kernels of kernels/pool.c. */
 #include "cnn/pool.h"
 
-#include <math.h>
-#include <omp.h>
 #include <stdint.h>
-#include <string.h>
 
 #include "cnn/error.h"
-#include "cnn/parallel.h"
-
-cnn_pool2d_params cnn_pool2d_default_params(int64_t k) {
-  cnn_pool2d_params p = {{k, k}, {k, k}, {0, 0}, {1, 1}, false, true, 0};
-  return p;
-}
-
-/* floor division for a possibly negative numerator (den > 0) */
-static int64_t div_floor(int64_t num, int64_t den) {
-  int64_t q = num / den;
-  return (num % den != 0 && num < 0) ? q - 1 : q;
-}
-
-/* PyTorch's pooling_output_shape */
-static int64_t out_size(int64_t in, int64_t k, int64_t pad, int64_t s, int64_t d, bool ceil_mode) {
-  int64_t o = div_floor(in + 2 * pad - d * (k - 1) - 1 + (ceil_mode ? s - 1 : 0), s) + 1;
-  if (ceil_mode && (o - 1) * s >= in + pad) o--; /* the last window must start inside input or left padding */
-  return o;
-}
 
 /* Checks a 3-d or 4-d float32 input with non-empty planes; gives planes and H, W. */
 static int check_input(const cnn_tensor *x, int64_t *planes) {
@@ -67,8 +44,8 @@ int cnn_pool2d_check(const cnn_tensor *x, const cnn_pool2d_params *p, int64_t ou
     if (p->kernel[i] > INT32_MAX || p->stride[i] > INT32_MAX || p->dilation[i] > INT32_MAX)
       return cnn_error_set("kernel size, stride and dilation must be below 2^31");
   int64_t H = x->size[x->ndim - 2], W = x->size[x->ndim - 1];
-  int64_t oh = out_size(H, p->kernel[0], p->padding[0], p->stride[0], p->dilation[0], p->ceil_mode);
-  int64_t ow = out_size(W, p->kernel[1], p->padding[1], p->stride[1], p->dilation[1], p->ceil_mode);
+  int64_t oh = cnn_pool2d_out_size(H, p->kernel[0], p->padding[0], p->stride[0], p->dilation[0], p->ceil_mode);
+  int64_t ow = cnn_pool2d_out_size(W, p->kernel[1], p->padding[1], p->stride[1], p->dilation[1], p->ceil_mode);
   if (oh < 1 || ow < 1)
     return cnn_error_set("input (%lld, %lld) is too small for the window: the output would be (%lld, %lld)",
                          (long long)H, (long long)W, (long long)oh, (long long)ow);
@@ -91,297 +68,29 @@ static cnn_tensor *new_plane_tensor(const cnn_tensor *like, int ndim, cnn_dtype 
   return zero ? cnn_tensor_zeros(dt, ndim, size) : cnn_tensor_empty(dt, ndim, size);
 }
 
-static bool go_parallel(int64_t planes, int64_t work) {
-  return planes > 1 && work >= CNN_PARALLEL_GRAIN / 4 && cnn_parallel_get_threads() > 1;
-}
-
-/* ---- max ---- */
-
-/* One step of a window's max: as PyTorch, the first maximum wins and NaN beats everything (the
- * last NaN of the window). Blended through bit masks, not branches: pooled ReLU outputs
- * mispredict, and the short rows of small planes (LeNet's 14 and 5) never reach a vector loop. */
-static inline void take_max(float v, int64_t at, float *best, int64_t *arg) {
-  const int64_t t = -(int64_t)((v > *best) | (v != v)); /* all ones: take v */
-  uint32_t vb, bb;
-  memcpy(&vb, &v, sizeof vb);
-  memcpy(&bb, best, sizeof bb);
-  bb = (bb & ~(uint32_t)t) | (vb & (uint32_t)t);
-  memcpy(best, &bb, sizeof bb);
-  *arg = (*arg & ~t) | (at & t);
-}
-
-/* 2x2 windows with stride 2 lying wholly inside the plane (LeNet's pooling): x (H, W) -> y, idx
- * (oh, ow) with idx the flat position in the plane, scanned in the general loop's order. The scalar
- * form, for planes the vector one below does not take (rows of over POOL_SCRATCH / 2 outputs, 2^31
- * cells or more). */
-static void max2x2_plane(const float *x, float *y, int64_t *idx, int64_t W, int64_t oh, int64_t ow) {
-  for (int64_t i = 0; i < oh; i++) {
-    const float *r0 = x + 2 * i * W, *r1 = r0 + W;
-    const int64_t base = 2 * i * W;
-    for (int64_t j = 0; j < ow; j++) {
-      const int64_t c = 2 * j;
-      float best = r0[c];
-      int64_t arg = base + c;
-      take_max(r0[c + 1], base + c + 1, &best, &arg);
-      take_max(r1[c], base + W + c, &best, &arg);
-      take_max(r1[c + 1], base + W + c + 1, &best, &arg);
-      y[i * ow + j] = best;
-      idx[i * ow + j] = arg;
-    }
-  }
-}
-
-/* The same 2x2/stride-2 max in two vector passes through a small scratch (GCC vector extensions,
- * lowered to whatever the target has). take_max's scan keeps, of the window's four cells, the last
- * NaN, else the first maximum: that is the greatest under the key (NaN above all numbers; among NaNs
- * the larger flat index; among equal numbers the smaller index), and a greatest element can be
- * found in any order. So pass 1 reduces each column pair (rows 2i, 2i+1) and pass 2 each pair of
- * those, both comparing by that key, and the result (value bits and index) is exactly the scan's.
- * Pass 1 is one short loop per output row (2 ow columns); pass 2 runs flat over many output rows,
- * so short rows (LeNet's 14 and 5) still fill whole vectors. Indices are int32 inside: the caller
- * keeps planes below 2^31 cells. */
-#define V8 8
-typedef float v8f __attribute__((vector_size(V8 * sizeof(float))));
-typedef int32_t v8i __attribute__((vector_size(V8 * sizeof(int32_t))));
-typedef int64_t v8l __attribute__((vector_size(V8 * sizeof(int64_t))));
-#ifdef __clang__
-#define EVENS(a, b) __builtin_shufflevector(a, b, 0, 2, 4, 6, 8, 10, 12, 14)
-#define ODDS(a, b) __builtin_shufflevector(a, b, 1, 3, 5, 7, 9, 11, 13, 15)
-#define INTERLEAVE_LO(a, b) __builtin_shufflevector(a, b, 0, 8, 1, 9, 2, 10, 3, 11)
-#define INTERLEAVE_HI(a, b) __builtin_shufflevector(a, b, 4, 12, 5, 13, 6, 14, 7, 15)
-#else
-#define EVENS(a, b) __builtin_shuffle(a, b, (v8i){0, 2, 4, 6, 8, 10, 12, 14})
-#define ODDS(a, b) __builtin_shuffle(a, b, (v8i){1, 3, 5, 7, 9, 11, 13, 15})
-#define INTERLEAVE_LO(a, b) __builtin_shuffle(a, b, (v8i){0, 8, 1, 9, 2, 10, 3, 11})
-#define INTERLEAVE_HI(a, b) __builtin_shuffle(a, b, (v8i){4, 12, 5, 13, 6, 14, 7, 15})
-#endif
-#define POOL_SCRATCH 1024 /* pass-1 results held at once: 8 KB of stack */
-
-/* Macros, not functions: a function taking or returning a 32-byte vector has a different ABI with
- * and without AVX, which GCC warns about (-Wpsabi) on plain x86-64 builds. */
-#define LOAD(v, p) memcpy(&(v), (p), sizeof(v))
-#define STORE(p, v) memcpy((p), &(v), sizeof(v))
-/* lanes of b where m is all ones, of a where it is 0 (bitwise, so NaN payloads survive) */
-#define BLEND(m, a, b) (((a) & ~(m)) | ((b) & (m)))
-
-/* pass 1, one cell: of a at ia and the cell below it (c at ia + W, later in the scan), the greater
- * by the key */
-static inline void vert1(float a, float c, int32_t ia, int32_t W, float *sv, int32_t *si) {
-  const bool tc = c > a || c != c;
-  *sv = tc ? c : a;
-  *si = tc ? ia + W : ia;
-}
-
-/* pass 1 over columns [0, n) of rows r0 and r0 + W: sv, si (n) = the greater cell of each column;
- * ia0 is r0's flat index in its plane. n >= V8 runs as vectors, the last one overlapping. */
-static void max2x2_vert(const float *r0, int64_t W, int32_t ia0, int64_t n, float *sv, int32_t *si) {
-  const float *r1 = r0 + W;
-  if (n < V8) {
-    for (int64_t c = 0; c < n; c++) vert1(r0[c], r1[c], ia0 + (int32_t)c, (int32_t)W, sv + c, si + c);
-    return;
-  }
-  const v8i lane = {0, 1, 2, 3, 4, 5, 6, 7};
-  for (int64_t c = 0;; c += V8) {
-    if (c > n - V8) c = n - V8;
-    v8f a, b;
-    LOAD(a, r0 + c), LOAD(b, r1 + c);
-    const v8i tc = (b > a) | (b != b);
-    const v8f v = (v8f)BLEND(tc, (v8i)a, (v8i)b);
-    const v8i at = (ia0 + (int32_t)c) + lane + (tc & (int32_t)W);
-    STORE(sv + c, v), STORE(si + c, at);
-    if (c == n - V8) break;
-  }
-}
-
-/* pass 2, one output: column pair (v0 at i0, v1 at i1) -> the greater by the key */
-static inline void horiz1(float v0, float v1, int32_t i0, int32_t i1, float *y, int64_t *idx) {
-  const bool n0 = v0 != v0, n1 = v1 != v1;
-  const bool t1 = (n1 && (!n0 || i1 > i0)) || v1 > v0 || (v1 == v0 && i1 < i0);
-  *y = t1 ? v1 : v0;
-  *idx = t1 ? i1 : i0;
-}
-
-/* pass 2: n outputs from the 2n pass-1 cells sv, si. n >= V8 runs as vectors, the last overlapping. */
-static void max2x2_horiz(const float *sv, const int32_t *si, int64_t n, float *y, int64_t *idx) {
-  if (n < V8) {
-    for (int64_t t = 0; t < n; t++) horiz1(sv[2 * t], sv[2 * t + 1], si[2 * t], si[2 * t + 1], y + t, idx + t);
-    return;
-  }
-  for (int64_t t = 0;; t += V8) {
-    if (t > n - V8) t = n - V8;
-    v8f lo, hi;
-    v8i ilo, ihi;
-    LOAD(lo, sv + 2 * t), LOAD(hi, sv + 2 * t + V8);
-    LOAD(ilo, si + 2 * t), LOAD(ihi, si + 2 * t + V8);
-    const v8f v0 = EVENS(lo, hi), v1 = ODDS(lo, hi);
-    const v8i i0 = EVENS(ilo, ihi), i1 = ODDS(ilo, ihi);
-    const v8i n0 = v0 != v0, n1 = v1 != v1;
-    const v8i t1 = (n1 & (~n0 | (i1 > i0))) | (v1 > v0) | ((v1 == v0) & (i1 < i0));
-    const v8f best = (v8f)BLEND(t1, (v8i)v0, (v8i)v1);
-    const v8l at = __builtin_convertvector(BLEND(t1, i0, i1), v8l);
-    STORE(y + t, best), STORE(idx + t, at);
-    if (t == n - V8) break;
-  }
-}
-
-/* Output rows [r0, r1) of all planes, counted across planes (row r is row r % oh of plane r / oh),
- * for x (P, H, W) -> y, idx (P, oh, ow); 2 ow <= POOL_SCRATCH. */
-static void max2x2_rows(const float *x, float *y, int64_t *idx, int64_t H, int64_t W, int64_t oh, int64_t ow,
-                        int64_t r0, int64_t r1) {
-  float sv[POOL_SCRATCH];
-  int32_t si[POOL_SCRATCH];
-  const int64_t g = POOL_SCRATCH / (2 * ow); /* output rows per round */
-  int64_t pl = r0 / oh, i = r0 % oh;
-  for (int64_t r = r0; r < r1; r += g) {
-    const int64_t rows = r1 - r < g ? r1 - r : g;
-    for (int64_t k = 0; k < rows; k++) {
-      max2x2_vert(x + pl * H * W + 2 * i * W, W, (int32_t)(2 * i * W), 2 * ow, sv + k * 2 * ow, si + k * 2 * ow);
-      if (++i == oh) i = 0, pl++;
-    }
-    max2x2_horiz(sv, si, rows * ow, y + r * ow, idx + r * ow);
-  }
-}
-
-/* one (H, W) plane -> (oh, ow) maxima and their flat indices */
-static inline void max_plane(const cnn_pool2d_params *p, const float *xpl, float *ypl, int64_t *ipl, int64_t H,
-                             int64_t W, int64_t oh, int64_t ow, bool k2s2) {
-  if (k2s2) {
-    max2x2_plane(xpl, ypl, ipl, W, oh, ow);
-    return;
-  }
-  const int64_t kh = p->kernel[0], kw = p->kernel[1], sh = p->stride[0], sw = p->stride[1];
-  const int64_t ph = p->padding[0], pw = p->padding[1], dh = p->dilation[0], dw = p->dilation[1];
-  for (int64_t i = 0; i < oh; i++) {
-    int64_t h0 = i * sh - ph, h1 = h0 + (kh - 1) * dh + 1;
-    if (h1 > H) h1 = H;
-    while (h0 < 0) h0 += dh;
-    for (int64_t j = 0; j < ow; j++) {
-      int64_t w0 = j * sw - pw, w1 = w0 + (kw - 1) * dw + 1;
-      if (w1 > W) w1 = W;
-      while (w0 < 0) w0 += dw;
-      float best = -INFINITY;
-      int64_t arg = h0 < h1 && w0 < w1 ? h0 * W + w0 : -1; /* an empty window cannot occur for valid params */
-      for (int64_t h = h0; h < h1; h += dh)
-        for (int64_t w = w0; w < w1; w += dw) take_max(xpl[h * W + w], h * W + w, &best, &arg);
-      ypl[i * ow + j] = best;
-      ipl[i * ow + j] = arg;
-    }
-  }
+/* The kernels' view of x with output (oh, ow): every leading dim folded into planes. */
+static cnn_pool2d_shape shape_of(const cnn_tensor *x, int64_t oh, int64_t ow) {
+  cnn_pool2d_shape s = {lead_planes(x), x->size[x->ndim - 2], x->size[x->ndim - 1], oh, ow};
+  return s;
 }
 
 int cnn_pool_max2d_forward(const cnn_tensor *x, const cnn_pool2d_params *p, cnn_tensor **y, cnn_tensor **indices) {
   *y = NULL, *indices = NULL;
   int64_t ohw[2], P;
   if (cnn_pool2d_check(x, p, ohw) || check_input(x, &P)) return -1;
-  const int64_t H = x->size[x->ndim - 2], W = x->size[x->ndim - 1], oh = ohw[0], ow = ohw[1];
   cnn_tensor *xc = cnn_tensor_contiguous(x);
-  cnn_tensor *ry = xc ? new_plane_tensor(x, x->ndim, CNN_FLOAT32, oh, ow, false) : NULL;
-  cnn_tensor *ri = ry ? new_plane_tensor(x, x->ndim, CNN_INT64, oh, ow, false) : NULL;
+  cnn_tensor *ry = xc ? new_plane_tensor(x, x->ndim, CNN_FLOAT32, ohw[0], ohw[1], false) : NULL;
+  cnn_tensor *ri = ry ? new_plane_tensor(x, x->ndim, CNN_INT64, ohw[0], ohw[1], false) : NULL;
   if (!ri) {
     cnn_tensor_release(xc);
     cnn_tensor_release(ry);
     return -1;
   }
-  const float *xp = cnn_tensor_f32(xc);
-  float *yp = cnn_tensor_f32(ry);
-  int64_t *ip = cnn_tensor_i64(ri);
-  const int64_t kh = p->kernel[0], kw = p->kernel[1], sh = p->stride[0], sw = p->stride[1];
-  const int64_t ph = p->padding[0], pw = p->padding[1], dh = p->dilation[0], dw = p->dilation[1];
-  const bool k2s2 = kh == 2 && kw == 2 && sh == 2 && sw == 2 && ph == 0 && pw == 0 && dh == 1 && dw == 1 &&
-                    2 * oh <= H && 2 * ow <= W;
-  if (k2s2 && 2 * ow <= POOL_SCRATCH && H * W <= INT32_MAX) {
-    /* output rows over all planes split evenly between threads: LeNet's 5x5 planes are too small
-     * to share out one by one */
-    const int64_t R = P * oh;
-    if (go_parallel(R, R * ow * 4)) {
-#pragma omp parallel
-      {
-        const int64_t nt = omp_get_num_threads(), t = omp_get_thread_num();
-        max2x2_rows(xp, yp, ip, H, W, oh, ow, R * t / nt, R * (t + 1) / nt);
-      }
-    } else {
-      max2x2_rows(xp, yp, ip, H, W, oh, ow, 0, R);
-    }
-  } else if (go_parallel(P, P * oh * ow * kh * kw)) {
-#pragma omp parallel for schedule(static)
-    for (int64_t pl = 0; pl < P; pl++)
-      max_plane(p, xp + pl * H * W, yp + pl * oh * ow, ip + pl * oh * ow, H, W, oh, ow, k2s2);
-  } else { /* no OpenMP region: even a one-thread team costs ~1.4 us */
-    for (int64_t pl = 0; pl < P; pl++)
-      max_plane(p, xp + pl * H * W, yp + pl * oh * ow, ip + pl * oh * ow, H, W, oh, ow, k2s2);
-  }
+  cnn_pool2d_shape s = shape_of(x, ohw[0], ohw[1]);
+  cnn_pool_max2d_forward_f32(p, &s, cnn_tensor_f32(xc), cnn_tensor_f32(ry), cnn_tensor_i64(ri));
   cnn_tensor_release(xc);
   *y = ry, *indices = ri;
   return 0;
-}
-
-/* plane pl of max_pool2d backward: zeroed, then the gradients scattered to their argmax */
-static inline void max_backward_plane(const float *g, const int64_t *ix, float *out, int64_t n, int64_t HW,
-                                      int64_t pl) {
-  float *opl = out + pl * HW;
-  memset(opl, 0, (size_t)HW * sizeof(float));
-  for (int64_t k = 0; k < n; k++) {
-    int64_t at = ix[pl * n + k];
-    if (at >= 0 && at < HW) opl[at] += g[pl * n + k];
-  }
-}
-
-/* One output of max2x2_backward_plane: its gradient (plus 0, as the scatter's 0 + g, which makes -0
- * a +0) to the block cell its index names, 0 to the other three, through bit masks (the argmax cell
- * is random: branches would mispredict). False when the index lies outside the block. */
-static inline bool block_backward1(float g, int64_t at, int64_t base, int64_t W, float *r0, float *r1) {
-  const int64_t off = at - base;
-  const float v = g + 0.0f;
-  uint32_t b, c[4];
-  memcpy(&b, &v, sizeof b);
-  c[0] = b & -(uint32_t)(off == 0), c[1] = b & -(uint32_t)(off == 1);
-  c[2] = b & -(uint32_t)(off == W), c[3] = b & -(uint32_t)(off == W + 1);
-  memcpy(r0, c, 2 * sizeof(float));
-  memcpy(r1, c + 2, 2 * sizeof(float));
-  return (off == 0) | (off == 1) | (off == W) | (off == W + 1);
-}
-
-/* Backward of one plane, g, ix (oh, ow) -> gx (H, W), when every index lies in its output's own 2x2
- * block at (2i, 2j), as the 2x2/stride-2 forward guarantees: the blocks are disjoint, so each cell
- * takes at most one gradient and gx is written once, with no zeroing pass and no read-modify-write
- * (the scatter's loads wait on the memset's stores). Cells outside every block get 0. Returns false,
- * the plane part written, at the first row with an index outside its block: the caller scatters. */
-static bool max2x2_backward_plane(const float *g, const int64_t *ix, float *gx, int64_t H, int64_t W, int64_t oh,
-                                  int64_t ow) {
-  for (int64_t i = 0; i < oh; i++) {
-    float *r0 = gx + 2 * i * W, *r1 = r0 + W;
-    const float *gr = g + i * ow;
-    const int64_t *xr = ix + i * ow, base = 2 * i * W;
-    bool ok = true;
-    if (ow < V8) {
-      for (int64_t j = 0; j < ow; j++) ok &= block_backward1(gr[j], xr[j], base + 2 * j, W, r0 + 2 * j, r1 + 2 * j);
-    } else {
-      const v8l lane2 = {0, 2, 4, 6, 8, 10, 12, 14};
-      v8l valid = ~(v8l){0};          /* lanes stay all ones while every index lies in its block */
-      for (int64_t j = 0;; j += V8) { /* the last vector overlaps: its writes repeat the same values */
-        if (j > ow - V8) j = ow - V8;
-        v8f gv;
-        v8l at;
-        LOAD(gv, gr + j), LOAD(at, xr + j);
-        gv += 0.0f;
-        const v8l off = at - (base + 2 * j) - lane2;
-        const v8l m0 = off == 0, m1 = off == 1, m2 = off == W, m3 = off == W + 1;
-        valid &= m0 | m1 | m2 | m3;
-        const v8i gi = (v8i)gv;
-        const v8i c0 = __builtin_convertvector(m0, v8i) & gi, c1 = __builtin_convertvector(m1, v8i) & gi;
-        const v8i c2 = __builtin_convertvector(m2, v8i) & gi, c3 = __builtin_convertvector(m3, v8i) & gi;
-        const v8i q0 = INTERLEAVE_LO(c0, c1), q1 = INTERLEAVE_HI(c0, c1);
-        const v8i q2 = INTERLEAVE_LO(c2, c3), q3 = INTERLEAVE_HI(c2, c3);
-        STORE(r0 + 2 * j, q0), STORE(r0 + 2 * j + V8, q1), STORE(r1 + 2 * j, q2), STORE(r1 + 2 * j + V8, q3);
-        if (j == ow - V8) break;
-      }
-      for (int k = 0; k < V8; k++) ok &= valid[k] != 0;
-    }
-    if (!ok) return false;
-    for (int64_t c = 2 * ow; c < W; c++) r0[c] = r1[c] = 0.0f;
-  }
-  memset(gx + 2 * oh * W, 0, (size_t)((H - 2 * oh) * W) * sizeof(float));
-  return true;
 }
 
 cnn_tensor *cnn_pool_max2d_backward(const cnn_tensor *gy, const cnn_tensor *indices, int64_t H, int64_t W) {
@@ -390,174 +99,41 @@ cnn_tensor *cnn_pool_max2d_backward(const cnn_tensor *gy, const cnn_tensor *indi
     return cnn_error_set("internal: max_pool2d backward given mismatched tensors"), NULL;
   cnn_tensor *gc = cnn_tensor_contiguous(gy);
   cnn_tensor *ic = gc ? cnn_tensor_contiguous(indices) : NULL;
-  /* each plane is written in one pass while it is in cache: the disjoint 2x2 blocks of a 2x2/stride-2
-   * forward directly, any other plane zeroed just before its scatter (not a whole-tensor memset
-   * followed by a second pass); either gives the same bits */
-  cnn_tensor *gx = ic ? new_plane_tensor(gy, gy->ndim, CNN_FLOAT32, H, W, false) : NULL;
+  cnn_tensor *gx = ic ? new_plane_tensor(gy, gy->ndim, CNN_FLOAT32, H, W, false) : NULL; /* every cell written */
   if (gx) {
-    const int64_t oh = gy->size[gy->ndim - 2], ow = gy->size[gy->ndim - 1], n = oh * ow, HW = H * W;
-    const int64_t P = lead_planes(gy);
-    const float *g = cnn_tensor_f32(gc);
-    const int64_t *ix = cnn_tensor_i64(ic);
-    float *out = cnn_tensor_f32(gx);
-    const bool blocks = 2 * oh <= H && 2 * ow <= W; /* each output may own the 2x2 block at (2i, 2j) */
-    if (go_parallel(P, P * n)) {
-#pragma omp parallel for schedule(static)
-      for (int64_t pl = 0; pl < P; pl++)
-        if (!blocks || !max2x2_backward_plane(g + pl * n, ix + pl * n, out + pl * HW, H, W, oh, ow))
-          max_backward_plane(g, ix, out, n, HW, pl);
-    } else {
-      for (int64_t pl = 0; pl < P; pl++)
-        if (!blocks || !max2x2_backward_plane(g + pl * n, ix + pl * n, out + pl * HW, H, W, oh, ow))
-          max_backward_plane(g, ix, out, n, HW, pl);
-    }
+    cnn_pool2d_shape s = {lead_planes(gy), H, W, gy->size[gy->ndim - 2], gy->size[gy->ndim - 1]};
+    cnn_pool_max2d_backward_f32(&s, cnn_tensor_f32(gc), cnn_tensor_i64(ic), cnn_tensor_f32(gx));
   }
   cnn_tensor_release(gc);
   cnn_tensor_release(ic);
   return gx;
 }
 
-/* ---- average ---- */
-
-/* PyTorch's avg_pool2d window for output (i, j): the clipped bounds and the divisor. Returns
- * false for a window that lies wholly in padding (its output is 0). */
-typedef struct avg_win {
-  int64_t h0, h1, w0, w1;
-  float div;
-} avg_win;
-
-static bool avg_window(const cnn_pool2d_params *p, int64_t H, int64_t W, int64_t i, int64_t j, avg_win *a) {
-  int64_t h0 = i * p->stride[0] - p->padding[0], w0 = j * p->stride[1] - p->padding[1];
-  int64_t h1 = h0 + p->kernel[0], w1 = w0 + p->kernel[1];
-  if (h1 > H + p->padding[0]) h1 = H + p->padding[0];
-  if (w1 > W + p->padding[1]) w1 = W + p->padding[1];
-  int64_t pool = (h1 - h0) * (w1 - w0);
-  if (h0 < 0) h0 = 0;
-  if (w0 < 0) w0 = 0;
-  if (h1 > H) h1 = H;
-  if (w1 > W) w1 = W;
-  if (h0 >= h1 || w0 >= w1) return false;
-  int64_t div = p->divisor > 0 ? p->divisor : p->count_include_pad ? pool : (h1 - h0) * (w1 - w0);
-  a->h0 = h0, a->h1 = h1, a->w0 = w0, a->w1 = w1, a->div = (float)div;
-  return true;
-}
-
-/* A 1x1 window (no padding then) lies inside the input and holds one cell; its divisor is the
- * override or 1. ResNet's option A shortcut subsamples with one, stride 2: the window loops below
- * cost ~40 cycles an output for what is a strided copy. */
-static float avg1x1_divisor(const cnn_pool2d_params *p) { return p->divisor > 0 ? (float)p->divisor : 1.0f; }
-
-static inline void avg_forward_plane(const cnn_pool2d_params *p, const float *xp, float *yp, int64_t H, int64_t W,
-                                     int64_t oh, int64_t ow, int64_t pl) {
-  const float *xpl = xp + pl * H * W;
-  if (p->kernel[0] == 1 && p->kernel[1] == 1) { /* the general loop's (0 + x) / div, without the window */
-    const int64_t sh = p->stride[0], sw = p->stride[1];
-    const float div = avg1x1_divisor(p);
-    for (int64_t i = 0; i < oh; i++) {
-      const float *r = xpl + i * sh * W;
-      float *yr = yp + (pl * oh + i) * ow;
-      for (int64_t j = 0; j < ow; j++) yr[j] = (0.0f + r[j * sw]) / div;
-    }
-    return;
-  }
-  for (int64_t i = 0; i < oh; i++)
-    for (int64_t j = 0; j < ow; j++) {
-      avg_win a;
-      float s = 0;
-      if (avg_window(p, H, W, i, j, &a)) {
-        for (int64_t h = a.h0; h < a.h1; h++)
-          for (int64_t w = a.w0; w < a.w1; w++) s += xpl[h * W + w];
-        s /= a.div;
-      }
-      yp[(pl * oh + i) * ow + j] = s;
-    }
-}
-
 cnn_tensor *cnn_pool_avg2d_forward(const cnn_tensor *x, const cnn_pool2d_params *p) {
   int64_t ohw[2], P;
   if (cnn_pool2d_check(x, p, ohw) || check_input(x, &P)) return NULL;
   if (p->dilation[0] != 1 || p->dilation[1] != 1) return cnn_error_set("average pooling has no dilation"), NULL;
-  const int64_t H = x->size[x->ndim - 2], W = x->size[x->ndim - 1], oh = ohw[0], ow = ohw[1];
   cnn_tensor *xc = cnn_tensor_contiguous(x);
-  cnn_tensor *y = xc ? new_plane_tensor(x, x->ndim, CNN_FLOAT32, oh, ow, false) : NULL;
+  cnn_tensor *y = xc ? new_plane_tensor(x, x->ndim, CNN_FLOAT32, ohw[0], ohw[1], false) : NULL;
   if (y) {
-    const float *xp = cnn_tensor_f32(xc);
-    float *yp = cnn_tensor_f32(y);
-    /* above the grain the loop stays in a region even with one thread: GCC compiles the outlined loop
-     * ~5% tighter (callgrind) and the region's ~1.4 us is nothing beside that much work */
-    if (P > 1 && P * oh * ow * p->kernel[0] * p->kernel[1] >= CNN_PARALLEL_GRAIN / 4) {
-#pragma omp parallel for schedule(static) if (cnn_parallel_get_threads() > 1)
-      for (int64_t pl = 0; pl < P; pl++) avg_forward_plane(p, xp, yp, H, W, oh, ow, pl);
-    } else {
-      for (int64_t pl = 0; pl < P; pl++) avg_forward_plane(p, xp, yp, H, W, oh, ow, pl);
-    }
+    cnn_pool2d_shape s = shape_of(x, ohw[0], ohw[1]);
+    cnn_pool_avg2d_forward_f32(p, &s, cnn_tensor_f32(xc), cnn_tensor_f32(y));
   }
   cnn_tensor_release(xc);
   return y;
 }
 
-static inline void avg_backward_plane(const cnn_pool2d_params *p, const float *g, float *out, int64_t H, int64_t W,
-                                      int64_t oh, int64_t ow, int64_t pl) {
-  float *opl = out + pl * H * W;
-  if (p->kernel[0] == 1 && p->kernel[1] == 1) { /* disjoint one-cell windows: 0 + g / div each */
-    const int64_t sh = p->stride[0], sw = p->stride[1];
-    const float div = avg1x1_divisor(p);
-    for (int64_t i = 0; i < oh; i++) {
-      float *r = opl + i * sh * W;
-      const float *gr = g + (pl * oh + i) * ow;
-      for (int64_t j = 0; j < ow; j++) r[j * sw] += gr[j] / div;
-    }
-    return;
-  }
-  for (int64_t i = 0; i < oh; i++)
-    for (int64_t j = 0; j < ow; j++) {
-      avg_win a;
-      if (!avg_window(p, H, W, i, j, &a)) continue;
-      float v = g[(pl * oh + i) * ow + j] / a.div;
-      for (int64_t h = a.h0; h < a.h1; h++)
-        for (int64_t w = a.w0; w < a.w1; w++) opl[h * W + w] += v;
-    }
-}
-
 cnn_tensor *cnn_pool_avg2d_backward(const cnn_tensor *gy, const cnn_pool2d_params *p, int64_t H, int64_t W) {
   if (gy->dtype != CNN_FLOAT32 || (gy->ndim != 3 && gy->ndim != 4))
     return cnn_error_set("internal: avg_pool2d backward given a bad gradient"), NULL;
-  const int64_t oh = gy->size[gy->ndim - 2], ow = gy->size[gy->ndim - 1];
-  const int64_t P = lead_planes(gy);
   cnn_tensor *gc = cnn_tensor_contiguous(gy);
-  cnn_tensor *gx = gc ? new_plane_tensor(gy, gy->ndim, CNN_FLOAT32, H, W, true) : NULL;
+  cnn_tensor *gx = gc ? new_plane_tensor(gy, gy->ndim, CNN_FLOAT32, H, W, true) : NULL; /* the kernel adds */
   if (gx) {
-    const float *g = cnn_tensor_f32(gc);
-    float *out = cnn_tensor_f32(gx);
-    if (go_parallel(P, P * oh * ow * p->kernel[0] * p->kernel[1])) {
-#pragma omp parallel for schedule(static)
-      for (int64_t pl = 0; pl < P; pl++) avg_backward_plane(p, g, out, H, W, oh, ow, pl);
-    } else {
-      for (int64_t pl = 0; pl < P; pl++) avg_backward_plane(p, g, out, H, W, oh, ow, pl);
-    }
+    cnn_pool2d_shape s = {lead_planes(gy), H, W, gy->size[gy->ndim - 2], gy->size[gy->ndim - 1]};
+    cnn_pool_avg2d_backward_f32(p, &s, cnn_tensor_f32(gc), cnn_tensor_f32(gx));
   }
   cnn_tensor_release(gc);
   return gx;
-}
-
-/* ---- adaptive average ---- */
-
-static int64_t start_index(int64_t i, int64_t out, int64_t in) { return (i * in) / out; }
-static int64_t end_index(int64_t i, int64_t out, int64_t in) { return ((i + 1) * in + out - 1) / out; }
-
-static inline void adaptive_forward_plane(const float *xp, float *yp, int64_t H, int64_t W, int64_t oh, int64_t ow,
-                                          int64_t pl) {
-  const float *xpl = xp + pl * H * W;
-  for (int64_t i = 0; i < oh; i++) {
-    int64_t h0 = start_index(i, oh, H), h1 = end_index(i, oh, H);
-    for (int64_t j = 0; j < ow; j++) {
-      int64_t w0 = start_index(j, ow, W), w1 = end_index(j, ow, W);
-      float s = 0;
-      for (int64_t h = h0; h < h1; h++)
-        for (int64_t w = w0; w < w1; w++) s += xpl[h * W + w];
-      yp[(pl * oh + i) * ow + j] = s / (float)((h1 - h0) * (w1 - w0));
-    }
-  }
 }
 
 cnn_tensor *cnn_pool_adaptive_avg2d_forward(const cnn_tensor *x, int64_t oh, int64_t ow) {
@@ -565,54 +141,24 @@ cnn_tensor *cnn_pool_adaptive_avg2d_forward(const cnn_tensor *x, int64_t oh, int
   if (check_input(x, &P)) return NULL;
   if (oh < 0 || ow < 0)
     return cnn_error_set("output size must be non-negative, got (%lld, %lld)", (long long)oh, (long long)ow), NULL;
-  const int64_t H = x->size[x->ndim - 2], W = x->size[x->ndim - 1];
   cnn_tensor *xc = cnn_tensor_contiguous(x);
   cnn_tensor *y = xc ? new_plane_tensor(x, x->ndim, CNN_FLOAT32, oh, ow, false) : NULL;
   if (y) {
-    const float *xp = cnn_tensor_f32(xc);
-    float *yp = cnn_tensor_f32(y);
-    /* in a region above the grain even with one thread, as avg_pool2d forward (~10% tighter here) */
-    if (P > 1 && P * H * W >= CNN_PARALLEL_GRAIN / 4) {
-#pragma omp parallel for schedule(static) if (cnn_parallel_get_threads() > 1)
-      for (int64_t pl = 0; pl < P; pl++) adaptive_forward_plane(xp, yp, H, W, oh, ow, pl);
-    } else {
-      for (int64_t pl = 0; pl < P; pl++) adaptive_forward_plane(xp, yp, H, W, oh, ow, pl);
-    }
+    cnn_pool2d_shape s = shape_of(x, oh, ow);
+    cnn_pool_adaptive_avg2d_forward_f32(&s, cnn_tensor_f32(xc), cnn_tensor_f32(y));
   }
   cnn_tensor_release(xc);
   return y;
 }
 
-static inline void adaptive_backward_plane(const float *g, float *out, int64_t H, int64_t W, int64_t oh, int64_t ow,
-                                           int64_t pl) {
-  float *opl = out + pl * H * W;
-  for (int64_t i = 0; i < oh; i++) {
-    int64_t h0 = start_index(i, oh, H), h1 = end_index(i, oh, H);
-    for (int64_t j = 0; j < ow; j++) {
-      int64_t w0 = start_index(j, ow, W), w1 = end_index(j, ow, W);
-      float v = g[(pl * oh + i) * ow + j] / (float)((h1 - h0) * (w1 - w0));
-      for (int64_t h = h0; h < h1; h++)
-        for (int64_t w = w0; w < w1; w++) opl[h * W + w] += v;
-    }
-  }
-}
-
 cnn_tensor *cnn_pool_adaptive_avg2d_backward(const cnn_tensor *gy, int64_t H, int64_t W) {
   if (gy->dtype != CNN_FLOAT32 || (gy->ndim != 3 && gy->ndim != 4))
     return cnn_error_set("internal: adaptive_avg_pool2d backward given a bad gradient"), NULL;
-  const int64_t oh = gy->size[gy->ndim - 2], ow = gy->size[gy->ndim - 1];
-  const int64_t P = lead_planes(gy);
   cnn_tensor *gc = cnn_tensor_contiguous(gy);
-  cnn_tensor *gx = gc ? new_plane_tensor(gy, gy->ndim, CNN_FLOAT32, H, W, true) : NULL;
+  cnn_tensor *gx = gc ? new_plane_tensor(gy, gy->ndim, CNN_FLOAT32, H, W, true) : NULL; /* the kernel adds */
   if (gx) {
-    const float *g = cnn_tensor_f32(gc);
-    float *out = cnn_tensor_f32(gx);
-    if (go_parallel(P, P * H * W)) {
-#pragma omp parallel for schedule(static)
-      for (int64_t pl = 0; pl < P; pl++) adaptive_backward_plane(g, out, H, W, oh, ow, pl);
-    } else {
-      for (int64_t pl = 0; pl < P; pl++) adaptive_backward_plane(g, out, H, W, oh, ow, pl);
-    }
+    cnn_pool2d_shape s = {lead_planes(gy), H, W, gy->size[gy->ndim - 2], gy->size[gy->ndim - 1]};
+    cnn_pool_adaptive_avg2d_backward_f32(&s, cnn_tensor_f32(gc), cnn_tensor_f32(gx));
   }
   cnn_tensor_release(gc);
   return gx;

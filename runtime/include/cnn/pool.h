@@ -1,26 +1,12 @@
-/* 2-d pooling, float32, with PyTorch's window and divisor rules: max (argmax indices kept for the
- * backward), average and adaptive average. Inputs are (N, C, H, W) or (C, H, W); every leading
- * plane pools on its own. No autograd here (see ops_conv.h). Functions returning cnn_tensor *
- * return a new reference or NULL with the error set; messages never carry the user's function name. */
+/* 2-d pooling on float32 tensors: the checks and allocation around the kernels of kernels/pool.h
+ * (parameters, window rules). Inputs are (N, C, H, W) or (C, H, W); every leading plane pools on
+ * its own. No autograd here (see ops_conv.h). Functions returning cnn_tensor * return a new
+ * reference or NULL with the error set; messages never carry the user's function name. */
 #ifndef CNN_POOL_H
 #define CNN_POOL_H
 
-#include <stdbool.h>
-
+#include "kernels/pool.h"
 #include "tensor.h"
-
-typedef struct cnn_pool2d_params {
-  int64_t kernel[2];      /* (h, w), >= 1 */
-  int64_t stride[2];      /* >= 1 */
-  int64_t padding[2];     /* >= 0 and at most half the kernel: -inf (max) or 0 (avg) on both sides */
-  int64_t dilation[2];    /* max only, >= 1 */
-  bool ceil_mode;         /* round the output size up; the last window must start in the input or left padding */
-  bool count_include_pad; /* avg only: divide by the window clipped to the padded input, else to the input */
-  int64_t divisor;        /* avg only: > 0 overrides the divisor */
-} cnn_pool2d_params;
-
-/* kernel k (square), stride k, padding 0, dilation 1, count_include_pad, no ceil_mode. */
-cnn_pool2d_params cnn_pool2d_default_params(int64_t k);
 
 /* Validates x and p and gives the output size (PyTorch's pooling_output_shape). */
 int cnn_pool2d_check(const cnn_tensor *x, const cnn_pool2d_params *p, int64_t out_hw[2]);

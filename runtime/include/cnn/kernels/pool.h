@@ -1,0 +1,46 @@
+/* 2-d pooling kernels on float32 arrays, no tensors (the tensor front end is pool.h), with
+ * PyTorch's window and divisor rules: max (argmax indices kept for the backward), average and
+ * adaptive average. Arrays are contiguous: P planes of (H, W) in, P planes of (oh, ow) out. */
+#ifndef CNN_KERNELS_POOL_H
+#define CNN_KERNELS_POOL_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+typedef struct cnn_pool2d_params {
+  int64_t kernel[2];      /* (h, w), >= 1 */
+  int64_t stride[2];      /* >= 1 */
+  int64_t padding[2];     /* >= 0 and at most half the kernel: -inf (max) or 0 (avg) on both sides */
+  int64_t dilation[2];    /* max only, >= 1 */
+  bool ceil_mode;         /* round the output size up; the last window must start in the input or left padding */
+  bool count_include_pad; /* avg only: divide by the window clipped to the padded input, else to the input */
+  int64_t divisor;        /* avg only: > 0 overrides the divisor */
+} cnn_pool2d_params;
+
+/* kernel k (square), stride k, padding 0, dilation 1, count_include_pad, no ceil_mode. */
+cnn_pool2d_params cnn_pool2d_default_params(int64_t k);
+
+/* PyTorch's pooling_output_shape: the output size of one dim. */
+int64_t cnn_pool2d_out_size(int64_t in, int64_t k, int64_t pad, int64_t s, int64_t d, bool ceil_mode);
+
+/* P planes of (H, W) in, P planes of (oh, ow) out. */
+typedef struct cnn_pool2d_shape {
+  int64_t P, H, W, oh, ow;
+} cnn_pool2d_shape;
+
+/* x -> y and idx: the 0-based flat position (h * W + w) in its plane of each maximum (NaN counts as
+ * the maximum; first of ties) */
+void cnn_pool_max2d_forward_f32(const cnn_pool2d_params *p, const cnn_pool2d_shape *s, const float *x, float *y,
+                                int64_t *idx);
+/* gy, idx -> gx, each gy added at its argmax (every cell of gx written) */
+void cnn_pool_max2d_backward_f32(const cnn_pool2d_shape *s, const float *gy, const int64_t *idx, float *gx);
+/* x -> y */
+void cnn_pool_avg2d_forward_f32(const cnn_pool2d_params *p, const cnn_pool2d_shape *s, const float *x, float *y);
+/* gy -> gx, added: gx must hold zeros on entry */
+void cnn_pool_avg2d_backward_f32(const cnn_pool2d_params *p, const cnn_pool2d_shape *s, const float *gy, float *gx);
+/* output cell i averages rows floor(i*H/oh) .. ceil((i+1)*H/oh)-1 (same for columns) */
+void cnn_pool_adaptive_avg2d_forward_f32(const cnn_pool2d_shape *s, const float *x, float *y);
+/* gy -> gx, added: gx must hold zeros on entry */
+void cnn_pool_adaptive_avg2d_backward_f32(const cnn_pool2d_shape *s, const float *gy, float *gx);
+
+#endif
