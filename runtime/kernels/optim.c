@@ -1,45 +1,22 @@
-/* Optimiser update kernels (see optim.h): SGD, Adam/AdamW, RMSprop and Adagrad over one contiguous
- * float32 tensor, one pass over the elements, in float32 with the scalars rounded once like
- * PyTorch's CPU kernels.
- * Invariant: every tensor is checked before the first write, so an error leaves all untouched. */
-#include "cnn/optim.h"
+/* Optimiser update kernels (see kernels/optim.h): SGD, Adam/AdamW, RMSprop and Adagrad over one
+ * parameter's float array, one pass over the elements, in float32 with the scalars rounded once
+ * like PyTorch's CPU kernels. */
+#include "cnn/kernels/optim.h"
 
 #include <math.h>
 #include <omp.h>
+#include <stddef.h>
 
-#include "cnn/error.h"
-#include "cnn/iter.h"
 #include "cnn/parallel.h"
-
-/* t must be a contiguous float32 tensor of the parameter's shape ("what" names it in errors). */
-static int check_like(const cnn_tensor *t, const char *what, const cnn_tensor *param) {
-  if (!t) return cnn_error_set("missing %s", what);
-  if (t->dtype != CNN_FLOAT32)
-    return cnn_error_set("%s is %s; optimisers update float32 tensors", what, cnn_dtype_name(t->dtype));
-  if (!cnn_tensor_is_contiguous(t)) return cnn_error_set("%s is not contiguous", what);
-  if (t != param && !cnn_tensor_same_shape(t, param)) {
-    char b1[128], b2[128];
-    return cnn_error_set("%s has shape %s but the parameter has shape %s", what,
-                         cnn_shape_str(t->ndim, t->size, b1, sizeof b1),
-                         cnn_shape_str(param->ndim, param->size, b2, sizeof b2));
-  }
-  return 0;
-}
 
 /* Threads for a loop of n elements: one below the grain or inside someone else's region. */
 static int loop_threads(int64_t n) {
   return n >= CNN_PARALLEL_GRAIN && !omp_in_parallel() ? cnn_parallel_get_threads() : 1;
 }
 
-int cnn_optim_sgd(cnn_tensor *param, const cnn_tensor *grad, cnn_tensor *buf, bool buf_init, const cnn_sgd_config *c) {
-  if (check_like(param, "parameter", param) || check_like(grad, "gradient", param)) return -1;
-  bool use_buf = c->momentum != 0;
-  if (use_buf && check_like(buf, "momentum_buffer", param)) return -1;
-
-  const int64_t n = cnn_tensor_numel(param);
-  float *restrict p = cnn_tensor_f32(param);
-  const float *restrict g = cnn_tensor_f32(grad);
-  float *restrict b = use_buf ? cnn_tensor_f32(buf) : NULL;
+void cnn_optim_sgd_f32(float *restrict p, const float *restrict g, float *restrict b, int64_t n, bool buf_init,
+                       const cnn_sgd_config *c) {
+  const bool use_buf = c->momentum != 0;
   const float sg = c->maximize ? -1.0f : 1.0f, wd = (float)c->weight_decay, nlr = (float)-c->lr;
   const float mom = (float)c->momentum, keep = (float)(1.0 - c->dampening);
   const bool decay = c->weight_decay != 0, nesterov = c->nesterov;
@@ -80,15 +57,12 @@ int cnn_optim_sgd(cnn_tensor *param, const cnn_tensor *grad, cnn_tensor *buf, bo
       for (int64_t i = 0; i < n; i++) SGD_MOMENTUM(i);
     }
 #undef SGD_MOMENTUM
-    buf->storage->version++;
   }
-  param->storage->version++;
-  return 0;
 }
 
 /* Splits [0, n) over the threads in contiguous ranges, 16-aligned, and runs f on each (an update
  * is per element: the same bits for any split); no OpenMP region at all when serial (see
- * cnn_optim_sgd). */
+ * cnn_optim_sgd_f32). */
 typedef void (*range_fn)(const void *args, int64_t lo, int64_t hi);
 
 static void run_ranges(range_fn f, const void *args, int64_t n) {
@@ -104,17 +78,6 @@ static void run_ranges(range_fn f, const void *args, int64_t n) {
   } else {
     f(args, 0, n);
   }
-}
-
-/* A 1-element float32 step counter, incremented; returns its new value or -1 with the error set. */
-static double count_step(cnn_tensor *step) {
-  if (!step) return cnn_error_set("missing step");
-  if (step->dtype != CNN_FLOAT32 || cnn_tensor_numel(step) != 1)
-    return cnn_error_set("step must be a one-element float32 tensor");
-  float *sp = cnn_tensor_f32(step);
-  *sp = *sp + 1.0f;
-  step->storage->version++;
-  return *sp;
 }
 
 /* Adam's per-step scalars and arrays. adam_range copies them into its own locals, which stay in
@@ -152,16 +115,9 @@ static void adam_range(const void *args, int64_t lo, int64_t hi) {
   }
 }
 
-int cnn_optim_adam(cnn_tensor *param, const cnn_tensor *grad, cnn_tensor *exp_avg, cnn_tensor *exp_avg_sq,
-                   cnn_tensor *max_exp_avg_sq, cnn_tensor *step, const cnn_adam_config *c) {
-  if (check_like(param, "parameter", param) || check_like(grad, "gradient", param) ||
-      check_like(exp_avg, "exp_avg", param) || check_like(exp_avg_sq, "exp_avg_sq", param))
-    return -1;
-  if (c->amsgrad && check_like(max_exp_avg_sq, "max_exp_avg_sq", param)) return -1;
-
-  /* the counter is float32 as in PyTorch; bias corrections are computed in double from it */
-  const double t = count_step(step);
-  if (t < 0) return -1;
+void cnn_optim_adam_f32(float *p, const float *g, float *m, float *v, float *vmax, int64_t n, double t,
+                        const cnn_adam_config *c) {
+  /* the bias corrections are computed in double from the float32 counter t, as in PyTorch */
   const double bc1 = 1.0 - pow(c->beta1, t), bc2 = 1.0 - pow(c->beta2, t);
 
   const adam_args k = {
@@ -178,18 +134,13 @@ int cnn_optim_adam(cnn_tensor *param, const cnn_tensor *grad, cnn_tensor *exp_av
       .coupled = !c->decoupled && c->weight_decay != 0,
       .decoupled = c->decoupled,
       .amsgrad = c->amsgrad,
-      .p = cnn_tensor_f32(param),
-      .m = cnn_tensor_f32(exp_avg),
-      .v = cnn_tensor_f32(exp_avg_sq),
-      .vmax = c->amsgrad ? cnn_tensor_f32(max_exp_avg_sq) : NULL,
-      .g = cnn_tensor_f32(grad),
+      .p = p,
+      .m = m,
+      .v = v,
+      .vmax = c->amsgrad ? vmax : NULL,
+      .g = g,
   };
-  run_ranges(adam_range, &k, cnn_tensor_numel(param));
-  param->storage->version++;
-  exp_avg->storage->version++;
-  exp_avg_sq->storage->version++;
-  if (c->amsgrad) max_exp_avg_sq->storage->version++;
-  return 0;
+  run_ranges(adam_range, &k, n);
 }
 
 /* RMSprop's scalars and arrays (see adam_args for why a struct). */
@@ -230,15 +181,9 @@ static void rmsprop_range(const void *args, int64_t lo, int64_t hi) {
   }
 }
 
-int cnn_optim_rmsprop(cnn_tensor *param, const cnn_tensor *grad, cnn_tensor *square_avg, cnn_tensor *grad_avg,
-                      cnn_tensor *momentum_buffer, cnn_tensor *step, const cnn_rmsprop_config *c) {
+void cnn_optim_rmsprop_f32(float *p, const float *g, float *sq, float *ga, float *buf, int64_t n,
+                           const cnn_rmsprop_config *c) {
   const bool use_buf = c->momentum > 0;
-  if (check_like(param, "parameter", param) || check_like(grad, "gradient", param) ||
-      check_like(square_avg, "square_avg", param))
-    return -1;
-  if (c->centered && check_like(grad_avg, "grad_avg", param)) return -1;
-  if (use_buf && check_like(momentum_buffer, "momentum_buffer", param)) return -1;
-  if (count_step(step) < 0) return -1;
 
   const rmsprop_args k = {
       .sg = c->maximize ? -1.0f : 1.0f,
@@ -251,18 +196,13 @@ int cnn_optim_rmsprop(cnn_tensor *param, const cnn_tensor *grad, cnn_tensor *squ
       .decay = c->weight_decay != 0,
       .centered = c->centered,
       .use_buf = use_buf,
-      .p = cnn_tensor_f32(param),
-      .sq = cnn_tensor_f32(square_avg),
-      .ga = c->centered ? cnn_tensor_f32(grad_avg) : NULL,
-      .buf = use_buf ? cnn_tensor_f32(momentum_buffer) : NULL,
-      .g = cnn_tensor_f32(grad),
+      .p = p,
+      .sq = sq,
+      .ga = c->centered ? ga : NULL,
+      .buf = use_buf ? buf : NULL,
+      .g = g,
   };
-  run_ranges(rmsprop_range, &k, cnn_tensor_numel(param));
-  param->storage->version++;
-  square_avg->storage->version++;
-  if (c->centered) grad_avg->storage->version++;
-  if (use_buf) momentum_buffer->storage->version++;
-  return 0;
+  run_ranges(rmsprop_range, &k, n);
 }
 
 /* Adagrad's scalars and arrays (see adam_args for why a struct). */
@@ -288,12 +228,7 @@ static void adagrad_range(const void *args, int64_t lo, int64_t hi) {
   }
 }
 
-int cnn_optim_adagrad(cnn_tensor *param, const cnn_tensor *grad, cnn_tensor *sum, cnn_tensor *step,
-                      const cnn_adagrad_config *c) {
-  if (check_like(param, "parameter", param) || check_like(grad, "gradient", param) || check_like(sum, "sum", param))
-    return -1;
-  const double t = count_step(step);
-  if (t < 0) return -1;
+void cnn_optim_adagrad_f32(float *p, const float *g, float *sum, int64_t n, double t, const cnn_adagrad_config *c) {
   const double clr = c->lr / (1.0 + (t - 1.0) * c->lr_decay); /* in double, as PyTorch's Python floats */
 
   const adagrad_args k = {
@@ -302,12 +237,9 @@ int cnn_optim_adagrad(cnn_tensor *param, const cnn_tensor *grad, cnn_tensor *sum
       .eps = (float)c->eps,
       .nclr = (float)-clr,
       .decay = c->weight_decay != 0,
-      .p = cnn_tensor_f32(param),
-      .sum = cnn_tensor_f32(sum),
-      .g = cnn_tensor_f32(grad),
+      .p = p,
+      .sum = sum,
+      .g = g,
   };
-  run_ranges(adagrad_range, &k, cnn_tensor_numel(param));
-  param->storage->version++;
-  sum->storage->version++;
-  return 0;
+  run_ranges(adagrad_range, &k, n);
 }

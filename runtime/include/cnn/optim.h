@@ -1,26 +1,13 @@
-/* Optimiser updates (SGD, Adam/AdamW, RMSprop, Adagrad), one call per parameter tensor (PyTorch
- * 1.13's single-tensor rules). Each kernel writes the parameter and its state buffers in place and
- * bumps their storage versions; it records no autograd history and does not refuse leaves
+/* Optimiser updates (SGD, Adam/AdamW, RMSprop, Adagrad) on tensors, one call per parameter
+ * (PyTorch 1.13's single-tensor rules), around the kernels of kernels/optim.h. Each call checks
+ * every tensor, writes the parameter and its state buffers in place and bumps their versions; it records no autograd history and does not refuse leaves
  * (updating leaves is its purpose).
  * Every tensor must be contiguous float32 with the parameter's number of elements. */
 #ifndef CNN_OPTIM_H
 #define CNN_OPTIM_H
 
-#include <stdbool.h>
-
-#include "cnn/tensor.h"
-
-typedef struct cnn_sgd_config {
-  double lr, momentum, dampening, weight_decay;
-  bool nesterov, maximize;
-} cnn_sgd_config;
-
-typedef struct cnn_adam_config {
-  double lr, beta1, beta2, eps, weight_decay;
-  bool amsgrad;
-  bool decoupled; /* AdamW: p *= 1 - lr*wd instead of adding wd*p to the gradient */
-  bool maximize;
-} cnn_adam_config;
+#include "kernels/optim.h"
+#include "tensor.h"
 
 /* SGD with momentum:  d = g (+ wd*p);  buf = momentum*buf + (1-dampening)*d  (buf = d when
  * buf_init: the first step after the buffer was created);  d = nesterov ? d + momentum*buf : buf;
@@ -32,16 +19,6 @@ int cnn_optim_sgd(cnn_tensor *param, const cnn_tensor *grad, cnn_tensor *buf, bo
  * only when c->amsgrad. Returns 0 or -1 with the error set. */
 int cnn_optim_adam(cnn_tensor *param, const cnn_tensor *grad, cnn_tensor *exp_avg, cnn_tensor *exp_avg_sq,
                    cnn_tensor *max_exp_avg_sq, cnn_tensor *step, const cnn_adam_config *c);
-
-typedef struct cnn_rmsprop_config {
-  double lr, alpha, eps, weight_decay, momentum;
-  bool centered, maximize;
-} cnn_rmsprop_config;
-
-typedef struct cnn_adagrad_config {
-  double lr, lr_decay, weight_decay, eps;
-  bool maximize;
-} cnn_adagrad_config;
 
 /* RMSprop:  g (+ wd*p);  sq = alpha*sq + (1-alpha) g^2;  centered: ga = alpha*ga + (1-alpha) g,
  * avg = sqrt(sq - ga^2) + eps, else avg = sqrt(sq) + eps;  momentum > 0: buf = momentum*buf + g/avg,
