@@ -73,7 +73,6 @@ static void class_options(lua_State *L, int idx, const char *fn, cnn_class_loss_
   lcnn_options(L, idx, fn, smoothing ? ce_keys : nll_keys);
   memset(o, 0, sizeof *o);
   o->reduction = field_reduction(L, idx, fn);
-  o->label_base = 1;
   if (smoothing) {
     o->label_smoothing = field_num(L, idx, fn, "label_smoothing", 0);
     if (!(o->label_smoothing >= 0 && o->label_smoothing <= 1))
@@ -135,30 +134,66 @@ static int f_log_softmax(lua_State *L) { return softmax_like(L, "log_softmax", t
 
 /* ---- losses ---- */
 
+/* Lua's class labels (1..C, or ignore_index) as the runtime's 0-based ones: a new int64 tensor
+ * holding l - 1, made in the pass that checks the range, so an error names the label as the user
+ * wrote it; o->ignore_index moves with them. Labels that are not int64, or logits without a class
+ * dim, pass through for the op's own message. Returns a new reference (NULL: raised). */
+static cnn_tensor *labels_from_lua(lua_State *L, const char *fn, const cnn_tensor *x, cnn_tensor *labels,
+                                   cnn_class_loss_opts *o) {
+  if (labels->dtype != CNN_INT64 || x->ndim < 1) return cnn_tensor_retain(labels);
+  const int64_t C = x->ndim == 1 ? x->size[0] : x->size[1], ignore = o->ignore_index;
+  const int64_t moved = ignore == INT64_MIN ? INT64_MIN : ignore - 1; /* ignore_index, 0-based */
+  cnn_tensor *in = cnn_tensor_contiguous(labels);
+  cnn_tensor *out = in ? cnn_tensor_empty(CNN_INT64, labels->ndim, labels->size) : NULL;
+  if (!out) {
+    cnn_tensor_release(in);
+    lcnn_fail(L, fn);
+  }
+  const int64_t *l = cnn_tensor_i64(in), n = cnn_tensor_numel(in);
+  int64_t *d = cnn_tensor_i64(out);
+  int64_t bad = 0;
+  bool ok = true;
+  for (int64_t i = 0; i < n; i++) {
+    int64_t v = l[i];
+    bool ignored = o->has_ignore && v == ignore, fits = v >= 1 && v <= C;
+    d[i] = ignored ? moved : v - (fits ? 1 : 0);
+    if (!ignored && !fits && ok) ok = false, bad = v;
+  }
+  cnn_tensor_release(in);
+  if (!ok) {
+    cnn_tensor_release(out);
+    lcnn_error(L, fn, "label %lld is out of range for %lld classes (expected 1..%lld)", (long long)bad, (long long)C,
+               (long long)C);
+  }
+  o->ignore_index = moved;
+  return out;
+}
+
+/* cross_entropy / nll_loss: labels translated, then the op (the translated labels are released
+ * before any raise) */
+static int class_loss(lua_State *L, const char *fn, bool smoothing) {
+  cnn_tensor *x = lcnn_check(L, 1, fn), *labels = lcnn_check(L, 2, fn);
+  cnn_class_loss_opts o;
+  class_options(L, 3, fn, &o, smoothing);
+  cnn_tensor *l0 = labels_from_lua(L, fn, x, labels, &o);
+  cnn_tensor *y = smoothing ? cnn_op_cross_entropy(x, l0, &o) : cnn_op_nll_loss(x, l0, &o);
+  cnn_tensor_release(l0);
+  lcnn_push(L, y, fn);
+  return 1;
+}
+
 /** cnn.F.cross_entropy(logits, labels, {reduction="mean", label_smoothing=0, weight=, ignore_index=}) -> Tensor
  * The softmax cross-entropy of scores (N, C) against int64 labels (N) in 1..C.
  * reduction is "mean" (over the samples, weighted by weight[label] when a weight is given), "sum" or
  * "none" (one loss per sample). weight is a (C) tensor of class weights; samples whose label is
  * ignore_index count for nothing. label_smoothing in [0, 1] mixes the one-hot target with the
  * uniform distribution, as in PyTorch. Fused: one pass forward, one backward. */
-static int f_cross_entropy(lua_State *L) {
-  cnn_tensor *x = lcnn_check(L, 1, "cross_entropy"), *labels = lcnn_check(L, 2, "cross_entropy");
-  cnn_class_loss_opts o;
-  class_options(L, 3, "cross_entropy", &o, true);
-  lcnn_push(L, cnn_op_cross_entropy(x, labels, &o), "cross_entropy");
-  return 1;
-}
+static int f_cross_entropy(lua_State *L) { return class_loss(L, "cross_entropy", true); }
 
 /** cnn.F.nll_loss(log_probs, labels, {reduction="mean", weight=, ignore_index=}) -> Tensor
  * The negative log-likelihood of log-probabilities (N, C) against int64 labels (N) in 1..C.
  * The options are F.cross_entropy's; `F.nll_loss(F.log_softmax(x, 2), y)` is `F.cross_entropy(x, y)`. */
-static int f_nll_loss(lua_State *L) {
-  cnn_tensor *x = lcnn_check(L, 1, "nll_loss"), *labels = lcnn_check(L, 2, "nll_loss");
-  cnn_class_loss_opts o;
-  class_options(L, 3, "nll_loss", &o, false);
-  lcnn_push(L, cnn_op_nll_loss(x, labels, &o), "nll_loss");
-  return 1;
-}
+static int f_nll_loss(lua_State *L) { return class_loss(L, "nll_loss", false); }
 
 /** cnn.F.mse_loss(input, target, {reduction="mean"}) -> Tensor
  * The squared differences (input - target)^2: their mean, their sum, or each ("none").

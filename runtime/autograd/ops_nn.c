@@ -1,10 +1,10 @@
-/* Differentiable wrappers over the nnops.h kernels (see ops_nn.h): argument checks, contiguous
+/* Differentiable wrappers over the kernels/nn.h kernels (see ops_nn.h): argument checks, contiguous
  * copies of strided inputs, output allocation and the autograd node. Each backward reads only the
  * tensors its forward saved, and gradients leave in the forward's shapes. */
 #include "cnn/autograd.h"
 #include "cnn/error.h"
 #include "cnn/iter.h"
-#include "cnn/nnops.h"
+#include "cnn/kernels/nn.h"
 #include "cnn/ops.h"
 #include "cnn/ops_nn.h"
 
@@ -181,7 +181,6 @@ static int class_inputs_init(class_inputs *ci, const cnn_tensor *labels, const c
     return -1;
   }
   ci->t.labels = cnn_tensor_i64(ci->labels);
-  ci->t.base = o->label_base;
   ci->t.has_ignore = o->has_ignore;
   ci->t.ignore_index = o->ignore_index;
   ci->t.weight = ci->weight ? cnn_tensor_f32(ci->weight) : NULL;
@@ -214,7 +213,6 @@ static void item_coef(const cnn_node *n, const cnn_tensor *g, const float **gite
 
 static void set_class_args(cnn_node *n, const class_plan *p, const cnn_class_loss_opts *o, double denom) {
   n->iargs[0] = o->reduction;
-  n->iargs[1] = o->label_base;
   n->iargs[2] = o->has_ignore;
   n->iargs[3] = o->ignore_index;
   n->iargs[4] = p->outer;
@@ -225,8 +223,7 @@ static void set_class_args(cnn_node *n, const class_plan *p, const cnn_class_los
 }
 
 static cnn_class_target saved_target(const cnn_node *n, const cnn_tensor *labels, const cnn_tensor *weight) {
-  cnn_class_target t = {cnn_tensor_i64(labels), n->iargs[1], n->iargs[2] != 0, n->iargs[3],
-                        weight ? cnn_tensor_f32(weight) : NULL};
+  cnn_class_target t = {cnn_tensor_i64(labels), n->iargs[2] != 0, n->iargs[3], weight ? cnn_tensor_f32(weight) : NULL};
   return t;
 }
 

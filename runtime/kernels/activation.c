@@ -1,7 +1,7 @@
-/* Activation kernels (see nnops.h): leaky ReLU and the fused, max-subtracted softmax and
+/* Activation kernels (see kernels/nn.h): leaky ReLU and the fused, max-subtracted softmax and
  * log-softmax with their backward from the saved output. Buffers are contiguous; a reduced dim
  * with inner > 1 is walked with stride inner, one item per (outer, inner) position. */
-#include "cnn/nnops.h"
+#include "cnn/kernels/nn.h"
 #include "cnn/parallel.h"
 
 #include <math.h>

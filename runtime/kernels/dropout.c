@@ -1,7 +1,7 @@
-/* Inverted dropout (see nnops.h). The mask is drawn serially from the runtime's seeded stream in
+/* Inverted dropout (see kernels/nn.h). The mask is drawn serially from the runtime's seeded stream in
  * element order, so the same seed gives the same mask whatever the thread count; applying it (and
  * the backward, the same product) runs in parallel. */
-#include "cnn/nnops.h"
+#include "cnn/kernels/nn.h"
 #include "cnn/parallel.h"
 #include "cnn/rng.h"
 

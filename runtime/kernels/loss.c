@@ -1,9 +1,9 @@
-/* Loss kernels (see nnops.h): cross-entropy fused with log-softmax (one pass over each item's
+/* Loss kernels (see kernels/nn.h): cross-entropy fused with log-softmax (one pass over each item's
  * scores forward, one backward), negative log-likelihood and mean squared error. Scores are
  * (outer, C, inner); item w = o * inner + i reads its C scores with stride inner. Labels are
  * checked once, serially, before any kernel runs, so kernels index with them freely. */
 #include "cnn/error.h"
-#include "cnn/nnops.h"
+#include "cnn/kernels/nn.h"
 #include "cnn/parallel.h"
 
 #include <math.h>
@@ -14,7 +14,7 @@ static bool go_parallel(int64_t work) { return work >= CNN_PARALLEL_GRAIN && cnn
 /* The class of item w, or -1 when it is ignored. */
 static inline int64_t class_of(const cnn_class_target *t, int64_t w) {
   int64_t l = t->labels[w];
-  return t->has_ignore && l == t->ignore_index ? -1 : l - t->base;
+  return t->has_ignore && l == t->ignore_index ? -1 : l;
 }
 
 int cnn_loss_check_labels(const cnn_class_target *t, int64_t items, int64_t C, double *denom) {
@@ -22,10 +22,10 @@ int cnn_loss_check_labels(const cnn_class_target *t, int64_t items, int64_t C, d
   for (int64_t w = 0; w < items; w++) {
     int64_t l = t->labels[w];
     if (t->has_ignore && l == t->ignore_index) continue;
-    if (l < t->base || l - t->base >= C)
-      return cnn_error_set("label %lld is out of range for %lld classes (expected %lld..%lld)", (long long)l,
-                           (long long)C, (long long)t->base, (long long)(t->base + C - 1));
-    d += t->weight ? t->weight[l - t->base] : 1.0;
+    if (l < 0 || l >= C)
+      return cnn_error_set("label %lld is out of range for %lld classes (expected 0..%lld)", (long long)l, (long long)C,
+                           (long long)(C - 1));
+    d += t->weight ? t->weight[l] : 1.0;
   }
   *denom = d;
   return 0;

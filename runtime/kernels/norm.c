@@ -1,9 +1,9 @@
-/* Normalisation kernels (see nnops.h): batch norm (statistics per channel over batch and space,
+/* Normalisation kernels (see kernels/nn.h): batch norm (statistics per channel over batch and space,
  * running statistics moved in place when training) and local response norm across channels.
  * Inputs are viewed as (N, C, S): S = 1 for (N, C), H * W for images. Batch norm works per channel
  * (threads split channels, so any thread count gives the same bits); LRN per (image, channel)
  * plane. Sums end in double: batch norm's run in float lanes over blocks of ~4K values first. */
-#include "cnn/nnops.h"
+#include "cnn/kernels/nn.h"
 #include "cnn/parallel.h"
 
 #include <math.h>

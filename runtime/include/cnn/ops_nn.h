@@ -1,5 +1,5 @@
 /* The differentiable neural-network ops: activations, softmax, losses, dropout and normalisation.
- * Each checks its arguments, runs its kernel (nnops.h) on contiguous data (copying strided inputs)
+ * Each checks its arguments, runs its kernel (kernels/nn.h) on contiguous data (copying strided inputs)
  * and, when grad mode is on and an input requires grad, records a node whose backward sits beside
  * it in ops_nn.c. Dims are 0-based (negative wrap). Functions returning cnn_tensor * return a new
  * reference, or NULL with the error set (messages never name the Lua function; the bindings do). */
@@ -10,8 +10,8 @@
 
 typedef enum cnn_reduction { CNN_REDUCTION_NONE, CNN_REDUCTION_MEAN, CNN_REDUCTION_SUM } cnn_reduction;
 
-/* Options of the classification losses. Labels are int64 class indices counted from label_base
- * (0 in C, 1 from Lua); a label equal to ignore_index (when has_ignore) contributes nothing and
+/* Options of the classification losses. Labels are int64 class indices 0..C-1 (the bindings
+ * translate Lua's 1..C); a label equal to ignore_index (when has_ignore) contributes nothing and
  * is left out of the mean. weight: NULL or (C) float32 class weights, not differentiated (as
  * PyTorch). label_smoothing in [0, 1], cross-entropy only. */
 typedef struct cnn_class_loss_opts {
@@ -20,7 +20,6 @@ typedef struct cnn_class_loss_opts {
   const cnn_tensor *weight;
   bool has_ignore;
   int64_t ignore_index;
-  int64_t label_base;
 } cnn_class_loss_opts;
 
 /* x > 0 ? x : slope * x */
@@ -51,7 +50,7 @@ cnn_tensor *cnn_op_batch_norm(const cnn_tensor *x, cnn_tensor *running_mean, cnn
                               const cnn_tensor *weight, const cnn_tensor *bias, bool training, double momentum,
                               double eps, bool relu);
 
-/* x (N, C, ...): PyTorch's local_response_norm across channels (see nnops.h). size >= 1. */
+/* x (N, C, ...): PyTorch's local_response_norm across channels (see kernels/nn.h). size >= 1. */
 cnn_tensor *cnn_op_local_response_norm(const cnn_tensor *x, int64_t size, double alpha, double beta, double k);
 
 #endif

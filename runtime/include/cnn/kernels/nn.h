@@ -3,8 +3,8 @@
  * No tensors and no autograd here (ops_nn.h wraps these); what a backward needs that is not an
  * input (log-sum-exp, batch mean and inverse std, LRN scale, dropout mask) is an output of forward.
  * A dim reduced by a kernel is the middle of an (outer, n, inner) view of a row-major buffer. */
-#ifndef CNN_NNOPS_H
-#define CNN_NNOPS_H
+#ifndef CNN_KERNELS_NN_H
+#define CNN_KERNELS_NN_H
 
 #include <stdbool.h>
 #include <stdint.h>
@@ -25,18 +25,17 @@ void cnn_softmax_backward(const float *y, const float *gy, float *gx, int64_t ou
 /* ---- loss.c ---- */
 
 /* Targets of a classification loss over scores (outer, C, inner): one label per item
- * (outer * inner of them, row-major (outer, inner)). A label l names class l - base (the Lua
- * bindings pass base 1); an item whose label equals ignore_index (when has_ignore) contributes
- * nothing. weight, when not NULL, holds C class weights. */
+ * (outer * inner of them, row-major (outer, inner)), a class index 0..C-1; an item whose label
+ * equals ignore_index (when has_ignore) contributes nothing. weight, when not NULL, holds C class
+ * weights. */
 typedef struct cnn_class_target {
   const int64_t *labels;
-  int64_t base;
   bool has_ignore;
   int64_t ignore_index;
   const float *weight;
 } cnn_class_target;
 
-/* Checks every label is ignore_index or in base..base+C-1; the error names the first bad label
+/* Checks every label is ignore_index or in 0..C-1; the error names the first bad label
  * as given ("label 11 is out of range for 10 classes"). Also returns through *denom the sum of
  * the weights of the items not ignored (their count without weights): the divisor of "mean". */
 int cnn_loss_check_labels(const cnn_class_target *t, int64_t items, int64_t C, double *denom);
