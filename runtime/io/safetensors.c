@@ -5,7 +5,7 @@
  * memory use is bounded by the file's size. Data is then read in one sequential pass. The writer
  * builds the header with libjansson too, so names and metadata are escaped as the reader expects. */
 #include "cnn/safetensors.h"
-#include "atomic_file.h"
+#include "cnn/atomic_file.h"
 #include "cnn/error.h"
 
 #include <errno.h>

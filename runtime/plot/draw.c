@@ -5,7 +5,7 @@
  * is cut to SAFE before cairo sees it: cairo's 24.8 fixed point wraps beyond about 8e6, and an
  * arc of huge radius never finishes. */
 #include "cnn/draw.h"
-#include "atomic_file.h"
+#include "cnn/atomic_file.h"
 #include "cnn/error.h"
 
 #include <cairo-ft.h>

@@ -14,13 +14,14 @@ set(MAY_USE_autograd autograd kernels core)
 set(MAY_USE_io io core)
 set(MAY_USE_data data io kernels core)
 set(MAY_USE_dist dist core)
-set(MAY_USE_plot plot core)
+set(MAY_USE_plot plot io core) # io: atomic writes of the saved charts
 # core headers a kernel may include: no tensors in them
 set(KERNEL_MAY_USE_FROM_CORE error alloc parallel gemm rng)
 # headers with no X.c of their own
 set(OWNERS ops=autograd)
 # third-party headers and the one folder that may include each
-set(THIRD_PARTY png.h=io zlib.h=io mpi.h=dist cblas.h=core lua.h=none lauxlib.h=none lualib.h=none)
+set(THIRD_PARTY png.h=io zlib.h=io jansson.h=io mpi.h=dist cblas.h=core cairo.h=plot lua.h=none lauxlib.h=none
+    lualib.h=none)
 
 set(inc "${ROOT}/runtime/include/cnn")
 set(problems "")

@@ -1,4 +1,4 @@
-/* Internal to the file writers (png_io.c, safetensors.c): a file is written under a temporary
+/* For the file writers (io: png_io.c, safetensors.c; plot: draw.c): a file is written under a temporary
  * name in the destination's folder and renamed over the destination only once complete, so a
  * reader never sees a partial file and a failed write leaves the old file in place. */
 #ifndef CNN_ATOMIC_FILE_H
