@@ -325,7 +325,7 @@ static int f_allclose(lua_State *L) {
 static int f_manual_seed(lua_State *L) {
   if (!lua_isinteger(L, 1))
     return lcnn_error(L, "manual_seed", "expected an integer seed, got %s", luaL_typename(L, 1));
-  cnn_rng_seed((uint64_t)lua_tointeger(L, 1));
+  cnn_rng_seed(cnn_rng_global(), (uint64_t)lua_tointeger(L, 1));
   return 0;
 }
 
@@ -333,7 +333,7 @@ static int f_manual_seed(lua_State *L) {
  * The random generator's state as a 4-element int64 tensor (bit patterns), for checkpoints. */
 static int f_get_rng_state(lua_State *L) {
   uint64_t st[4];
-  cnn_rng_get_state(st);
+  cnn_rng_get_state(cnn_rng_global(), st);
   int64_t n = 4;
   cnn_tensor *t = cnn_tensor_empty(CNN_INT64, 1, &n);
   if (t) memcpy(cnn_tensor_i64(t), st, sizeof st);
@@ -352,7 +352,7 @@ static int f_set_rng_state(lua_State *L) {
     int64_t v = cnn_tensor_get_flat_i64(t, i); /* exact: bit patterns exceed a double's 53 bits */
     memcpy(&st[i], &v, sizeof v);
   }
-  if (cnn_rng_set_state(st)) return lcnn_fail(L, "set_rng_state");
+  if (cnn_rng_set_state(cnn_rng_global(), st)) return lcnn_fail(L, "set_rng_state");
   return 0;
 }
 

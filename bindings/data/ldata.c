@@ -12,8 +12,8 @@
 #include <string.h>
 
 #include "cnn/error.h"
-#include "cnn/random.h"
-#include "cnn/resize.h"
+#include "cnn/rng.h"
+#include "cnn/kernels/resize.h"
 #include "cnn/transforms.h"
 
 #define LDATA_PIPELINE "cnn.Pipeline"

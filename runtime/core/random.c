@@ -6,30 +6,28 @@
 
 #include <math.h>
 
-static inline double uniform01_from(uint64_t *s) { return (double)(cnn_rng_step(s) >> 11) * 0x1.0p-53; }
-
 /* ---- filling a float32 view in row-major order ---- */
 
-/* Fills n values of one row, step floats apart, drawing from the local state s. A row at a time
- * (not a call per value through a pointer with the state in memory): 30-45 ns a value before. */
-typedef void (*row_fn)(void *ctx, uint64_t *s, float *row, int64_t n, int64_t step);
+/* Fills n values of one row, step floats apart, drawing from g, a local copy of the runtime's
+ * stream. A row at a time (not a call per value through a pointer with the state in memory):
+ * 30-45 ns a value before. */
+typedef void (*row_fn)(void *ctx, cnn_rng *g, float *row, int64_t n, int64_t step);
 
 static void fill_view(cnn_tensor *t, row_fn fill, void *ctx) {
   int64_t numel = cnn_tensor_numel(t);
   if (numel == 0) return;
-  uint64_t s[4];
-  cnn_rng_get_state(s);
+  cnn_rng g = *cnn_rng_global();
   float *base = cnn_tensor_f32(t);
   int nd = t->ndim;
   if (nd == 0) {
-    fill(ctx, s, base, 1, 1);
+    fill(ctx, &g, base, 1, 1);
   } else {
     /* the last dim is the inner loop; idx walks the outer dims as an odometer */
     int64_t idx[CNN_MAX_DIMS] = {0};
     int64_t inner = t->size[nd - 1], step = t->stride[nd - 1];
     float *row = base;
     for (int64_t done = 0; done < numel; done += inner) {
-      fill(ctx, s, row, inner, step);
+      fill(ctx, &g, row, inner, step);
       for (int d = nd - 2; d >= 0; d--) {
         row += t->stride[d];
         if (++idx[d] < t->size[d]) break;
@@ -38,7 +36,7 @@ static void fill_view(cnn_tensor *t, row_fn fill, void *ctx) {
       }
     }
   }
-  cnn_rng_set_state(s); /* never all-zero: xoshiro cannot reach that state */
+  *cnn_rng_global() = g;
 }
 
 typedef struct {
@@ -46,13 +44,13 @@ typedef struct {
   float flo, fhi;
 } uniform_ctx;
 
-static void fill_uniform(void *vctx, uint64_t *s, float *row, int64_t n, int64_t step) {
+static void fill_uniform(void *vctx, cnn_rng *g, float *row, int64_t n, int64_t step) {
   const uniform_ctx *c = vctx;
   const double lo = c->lo, span = c->hi - c->lo;
   /* rounding to float32 can land on hi itself: step back to the largest float below it */
   const float top = c->flo < c->fhi ? nextafterf(c->fhi, -INFINITY) : c->flo;
   for (int64_t i = 0; i < n; i++) {
-    float f = (float)(lo + span * uniform01_from(s));
+    float f = (float)(lo + span * cnn_rng_uniform01(g));
     row[i * step] = f >= c->fhi ? top : f;
   }
 }
@@ -72,7 +70,7 @@ typedef struct {
   bool has_spare;
 } normal_ctx;
 
-static void fill_normal(void *vctx, uint64_t *s, float *row, int64_t n, int64_t step) {
+static void fill_normal(void *vctx, cnn_rng *g, float *row, int64_t n, int64_t step) {
   normal_ctx *c = vctx;
   for (int64_t i = 0; i < n; i++) {
     double z;
@@ -80,8 +78,8 @@ static void fill_normal(void *vctx, uint64_t *s, float *row, int64_t n, int64_t 
       z = c->spare;
       c->has_spare = false;
     } else {
-      double u1 = 1.0 - uniform01_from(s); /* (0, 1]: log stays finite */
-      double u2 = uniform01_from(s);
+      double u1 = 1.0 - cnn_rng_uniform01(g); /* (0, 1]: log stays finite */
+      double u2 = cnn_rng_uniform01(g);
       double r = sqrt(-2.0 * log(u1)), th = 6.283185307179586 * u2;
       z = r * cos(th);
       c->spare = r * sin(th);
@@ -110,7 +108,7 @@ cnn_tensor *cnn_random_randint(int64_t lo, int64_t hi, int ndim, const int64_t *
   int64_t n = cnn_tensor_numel(t), *p = cnn_tensor_i64(t);
   uint64_t span = (uint64_t)hi - (uint64_t)lo + 1; /* 0: the full 64-bit range */
   for (int64_t i = 0; i < n; i++) {
-    uint64_t r = span ? cnn_rng_below(span) : cnn_rng_next();
+    uint64_t r = span ? cnn_rng_below(cnn_rng_global(), span) : cnn_rng_next(cnn_rng_global());
     p[i] = (int64_t)((uint64_t)lo + r); /* two's complement wrap is the intended sum */
   }
   return t;
@@ -127,37 +125,10 @@ cnn_tensor *cnn_random_randperm(int64_t n) {
   for (int64_t i = 0; i < n; i++) p[i] = i;
   /* Fisher-Yates: p[i] swaps with a uniform position in [0, i] */
   for (int64_t i = n - 1; i > 0; i--) {
-    int64_t j = (int64_t)cnn_rng_below((uint64_t)i + 1);
+    int64_t j = (int64_t)cnn_rng_below(cnn_rng_global(), (uint64_t)i + 1);
     int64_t x = p[i];
     p[i] = p[j];
     p[j] = x;
   }
   return t;
-}
-
-/* ---- generators of one's own ---- */
-
-void cnn_rng_seed(cnn_rng *g, uint64_t seed) {
-  for (int i = 0; i < 4; i++) g->s[i] = splitmix64(&seed);
-}
-
-uint64_t cnn_rng_next(cnn_rng *g) { return step_state(g->s); }
-
-double cnn_rng_uniform01(cnn_rng *g) { return uniform01_from(g->s); }
-
-uint64_t cnn_rng_below(cnn_rng *g, uint64_t n) {
-  uint64_t reject = (0 - n) % n;
-  for (;;) {
-    uint64_t x = step_state(g->s);
-    if (x >= reject) return x % n;
-  }
-}
-
-uint64_t cnn_rng_derive(uint64_t a, uint64_t b, uint64_t c) {
-  uint64_t x = a;
-  uint64_t h = splitmix64(&x);
-  x = h ^ b;
-  h = splitmix64(&x);
-  x = h ^ c;
-  return splitmix64(&x);
 }

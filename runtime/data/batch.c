@@ -213,8 +213,8 @@ cnn_tensor *cnn_batch_random_crop(const cnn_tensor *x, int64_t oh, int64_t ow, i
     return NULL;
   }
   for (int64_t i = 0; i < n; i++) { /* top of the window in padded coordinates, then left */
-    pos[2 * i] = (int64_t)cnn_rng_below((uint64_t)(h + 2 * pad_h - oh + 1));
-    pos[2 * i + 1] = (int64_t)cnn_rng_below((uint64_t)(w + 2 * pad_w - ow + 1));
+    pos[2 * i] = (int64_t)cnn_rng_below(cnn_rng_global(), (uint64_t)(h + 2 * pad_h - oh + 1));
+    pos[2 * i + 1] = (int64_t)cnn_rng_below(cnn_rng_global(), (uint64_t)(w + 2 * pad_w - ow + 1));
   }
   const float *src = cnn_tensor_f32(in);
   float *dst = cnn_tensor_f32(out);
@@ -264,7 +264,8 @@ cnn_tensor *cnn_batch_random_hflip(const cnn_tensor *x, double p) {
     free(flip);
     return NULL;
   }
-  for (int64_t i = 0; i < n; i++) flip[i] = cnn_rng_uniform01() < p; /* torchvision: torch.rand(1) < p */
+  for (int64_t i = 0; i < n; i++)
+    flip[i] = cnn_rng_uniform01(cnn_rng_global()) < p; /* torchvision: torch.rand(1) < p */
   const float *src = cnn_tensor_f32(in);
   float *dst = cnn_tensor_f32(out);
   int64_t planes = n * c, area = h * w;

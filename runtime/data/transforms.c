@@ -5,7 +5,7 @@
  * cnn_tf_apply, which runs on the caller's (Lua's) thread. */
 #include "cnn/transforms.h"
 #include "cnn/error.h"
-#include "cnn/resize.h"
+#include "cnn/kernels/resize.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -557,7 +557,7 @@ cnn_tensor *cnn_tf_apply(const cnn_tf *ops, int n, const cnn_tensor *x) {
            NULL;
   if (x->ndim == 3) {
     cnn_rng g;
-    cnn_rng_seed(&g, cnn_random_next());
+    cnn_rng_seed(&g, cnn_rng_next(cnn_rng_global()));
     return cnn_tf_run(ops, n, (cnn_tensor *)x, &g);
   }
   int64_t count = x->size[0];
@@ -568,7 +568,7 @@ cnn_tensor *cnn_tf_apply(const cnn_tf *ops, int n, const cnn_tensor *x) {
     free(outs);
     return cnn_error_set("out of memory"), NULL;
   }
-  for (int64_t i = 0; i < count; i++) seeds[i] = cnn_random_next();
+  for (int64_t i = 0; i < count; i++) seeds[i] = cnn_rng_next(cnn_rng_global());
   cnn_tensor *result = NULL;
   int64_t i = 0;
   for (; i < count; i++) {

@@ -16,7 +16,9 @@ void cnn_dropout_mask(float *mask, int64_t n, double p) {
    * 1 - p to 2^-53, compared in integers (the draws of cnn_rng_uniform01, without the division) */
   const float scale = (float)(1.0 / (1.0 - p));
   const uint64_t threshold = (uint64_t)ceil(p * 0x1.0p53);
-  for (int64_t i = 0; i < n; i++) mask[i] = (cnn_rng_next() >> 11) >= threshold ? scale : 0.0f;
+  cnn_rng g = *cnn_rng_global(); /* a local copy keeps the state in registers */
+  for (int64_t i = 0; i < n; i++) mask[i] = (cnn_rng_next(&g) >> 11) >= threshold ? scale : 0.0f;
+  *cnn_rng_global() = g;
 }
 
 void cnn_dropout_apply(const float *x, const float *mask, float *y, int64_t n) {

@@ -526,13 +526,13 @@ static void test_batch(void) {
   cnn_tensor *o = cnn_batch_order(5, false, false, 0, 1, 0, 1, CNN_SHARD_DROP);
   for (int i = 0; i < 5; i++) CHECK(cnn_tensor_i64(o)[i] == i);
   cnn_tensor_release(o);
-  cnn_rng_seed(99);
-  uint64_t r1 = cnn_rng_next();
-  cnn_rng_seed(99);
+  cnn_rng_seed(cnn_rng_global(), 99);
+  uint64_t r1 = cnn_rng_next(cnn_rng_global());
+  cnn_rng_seed(cnn_rng_global(), 99);
   cnn_tensor *p1 = cnn_batch_order(100, true, true, 42, 1, 0, 1, CNN_SHARD_DROP);
   cnn_tensor *p2 = cnn_batch_order(100, true, true, 42, 1, 0, 1, CNN_SHARD_DROP);
   cnn_tensor *p3 = cnn_batch_order(100, true, true, 42, 2, 0, 1, CNN_SHARD_DROP);
-  CHECK(cnn_rng_next() == r1);
+  CHECK(cnn_rng_next(cnn_rng_global()) == r1);
   int seen[100] = {0}, same12 = 1, same13 = 1;
   for (int i = 0; i < 100; i++) {
     int64_t v = cnn_tensor_i64(p1)[i];
@@ -630,7 +630,7 @@ static void test_batch(void) {
   int64_t s8[4] = {8, 1, 3, 4};
   x = cnn_tensor_arange(1, 97, 1, CNN_FLOAT32);
   x4 = cnn_tensor_view(x, 4, s8);
-  cnn_rng_seed(3);
+  cnn_rng_seed(cnn_rng_global(), 3);
   y = cnn_batch_random_crop(x4, 3, 4, 1, 2, 0);
   int offsets_seen = 0;
   for (int i = 0; i < 8 && y; i++) {
@@ -652,9 +652,9 @@ static void test_batch(void) {
   CHECK(__builtin_popcount((unsigned)offsets_seen) >= 3); /* the windows do move */
   cnn_tensor_release(y);
   /* the same seed gives the same crops */
-  cnn_rng_seed(3);
+  cnn_rng_seed(cnn_rng_global(), 3);
   cnn_tensor *y2 = cnn_batch_random_crop(x4, 3, 4, 1, 2, 0);
-  cnn_rng_seed(3);
+  cnn_rng_seed(cnn_rng_global(), 3);
   cnn_tensor *y3 = cnn_batch_random_crop(x4, 3, 4, 1, 2, 0);
   CHECK(memcmp(cnn_tensor_f32(y2), cnn_tensor_f32(y3), 96 * sizeof(float)) == 0);
   cnn_tensor_release(y2);

@@ -13,7 +13,7 @@
 #include <string.h>
 
 static void fill_uniform(float *x, int n, double lo, double hi) {
-  for (int i = 0; i < n; i++) x[i] = (float)(lo + (hi - lo) * cnn_rng_uniform01());
+  for (int i = 0; i < n; i++) x[i] = (float)(lo + (hi - lo) * cnn_rng_uniform01(cnn_rng_global()));
 }
 
 /* ---- softmax ---- */
@@ -40,7 +40,7 @@ static void test_softmax_values(void) {
 static void test_softmax_strided_dim(void) {
   enum { O = 2, N = 5, I = 3 };
   float x[O * N * I], xt[O * I * N], y[O * N * I], yt[O * I * N];
-  cnn_rng_seed(1);
+  cnn_rng_seed(cnn_rng_global(), 1);
   fill_uniform(x, O * N * I, -3, 3);
   for (int o = 0; o < O; o++)
     for (int n = 0; n < N; n++)
@@ -58,7 +58,7 @@ static void test_softmax_strided_dim(void) {
 static void test_softmax_backward(void) {
   enum { O = 2, N = 4, I = 3, T = O * N * I };
   float x[T], y[T], g[T], gx[T], yp[T], ym[T];
-  cnn_rng_seed(2);
+  cnn_rng_seed(cnn_rng_global(), 2);
   fill_uniform(x, T, -2, 2);
   fill_uniform(g, T, -1, 1);
   for (int lg = 0; lg < 2; lg++) {
@@ -143,7 +143,7 @@ static void test_cross_entropy_backward(void) {
   float x[T], gx[T], loss[K], stats[2 * K], gitem[K] = {0.5f, -1.0f, 2.0f, 0.25f};
   float w[C] = {0.5f, 1.5f, 1.0f, 2.0f};
   int64_t labels[K] = {3, 0, -1, 2};
-  cnn_rng_seed(3);
+  cnn_rng_seed(cnn_rng_global(), 3);
   fill_uniform(x, T, -2, 2);
   for (int weighted = 0; weighted < 2; weighted++) {
     cnn_class_target t = {labels, true, -1, weighted ? w : NULL};
@@ -191,9 +191,9 @@ static void test_nll_and_mse(void) {
 static void test_dropout(void) {
   enum { N = 10000 };
   float *m1 = malloc(N * sizeof(float)), *m2 = malloc(N * sizeof(float));
-  cnn_rng_seed(5);
+  cnn_rng_seed(cnn_rng_global(), 5);
   cnn_dropout_mask(m1, N, 0.25);
-  cnn_rng_seed(5);
+  cnn_rng_seed(cnn_rng_global(), 5);
   cnn_dropout_mask(m2, N, 0.25);
   CHECK(memcmp(m1, m2, N * sizeof(float)) == 0);
   int kept = 0, bad = 0;
@@ -205,11 +205,11 @@ static void test_dropout(void) {
   /* Binomial(1e4, 0.75): sd ~ 43; 6 sd */
   CHECK(abs(kept - 7500) < 260);
   /* p = 1: zeros, and the stream is not consumed */
-  cnn_rng_seed(6);
-  uint64_t first = cnn_rng_next();
-  cnn_rng_seed(6);
+  cnn_rng_seed(cnn_rng_global(), 6);
+  uint64_t first = cnn_rng_next(cnn_rng_global());
+  cnn_rng_seed(cnn_rng_global(), 6);
   cnn_dropout_mask(m1, N, 1.0);
-  CHECK(cnn_rng_next() == first);
+  CHECK(cnn_rng_next(cnn_rng_global()) == first);
   for (int i = 0; i < N; i++) bad += m1[i] != 0;
   CHECK(bad == 0);
   float x[3] = {1, 2, 3}, mk[3] = {2, 0, 2}, y[3];
@@ -243,7 +243,7 @@ static void test_batchnorm_backward(void) {
   enum { N = 3, C = 2, S = 2, T = N * C * S };
   float x[T], g[T], y[T], gx[T], mean[C], invstd[C], w[C] = {0.7f, 1.3f}, b[C] = {0.1f, -0.2f};
   float gw[C], gb[C];
-  cnn_rng_seed(7);
+  cnn_rng_seed(cnn_rng_global(), 7);
   fill_uniform(x, T, -2, 2);
   fill_uniform(g, T, -1, 1);
   for (int training = 0; training < 2; training++) {
@@ -283,7 +283,7 @@ static void test_batchnorm_blocks(void) {
       {7, 3, 3, 0, 0, 1},         {5, 3, 49, 0.5, 0, 2}, {100, 2, 64, 0, 0, 1},   {3, 2, 5000, -1, 0, 1},
       {6, 2, 256, 1000, 0, 0.01}, {9, 2, 300, 0, 50, 1}, {40, 3, 64, 0, 20, 0.1},
   };
-  cnn_rng_seed(11);
+  cnn_rng_seed(cnn_rng_global(), 11);
   for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
     const int64_t N = cases[k].N, C = cases[k].C, S = cases[k].S, M = N * S, T = N * C * S;
     float *x = malloc(T * sizeof(float)), *y = malloc(T * sizeof(float)), *g = malloc(T * sizeof(float));
@@ -293,7 +293,7 @@ static void test_batchnorm_blocks(void) {
     for (int64_t n = 0; n < N; n++)
       for (int64_t i = 0; i < C * S; i++)
         x[n * C * S + i] = (float)(cases[k].offset + cases[k].per_image * n +
-                                   cases[k].spread * (2 * cnn_rng_uniform01() - 1));
+                                   cases[k].spread * (2 * cnn_rng_uniform01(cnn_rng_global()) - 1));
     cnn_batchnorm_args a = {N, C, S, true, 0.1, 0, rm, rv, 1, 1, w, b, false};
     cnn_batchnorm_forward(&a, x, y, mean, invstd);
     cnn_batchnorm_backward(&a, x, g, mean, invstd, gx, gw, gb);
@@ -342,7 +342,7 @@ static void test_batchnorm_blocks(void) {
  * channel 2 a negative weight. */
 static void test_batchnorm_relu(void) {
   static const int64_t cases[][3] = {{7, 3, 3}, {5, 3, 49}, {40, 3, 64}, {3, 3, 5000}};
-  cnn_rng_seed(12);
+  cnn_rng_seed(cnn_rng_global(), 12);
   for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
     const int64_t N = cases[k][0], C = cases[k][1], S = cases[k][2], T = N * C * S;
     float *x = malloc(T * sizeof(float)), *g = malloc(T * sizeof(float)), *gm = malloc(T * sizeof(float));
@@ -412,7 +412,7 @@ static void test_lrn_values(void) {
 static void test_lrn_backward(void) {
   enum { N = 2, C = 5, S = 3, T = N * C * S };
   float x[T], g[T], y[T], sc[T], gx[T], work[T];
-  cnn_rng_seed(8);
+  cnn_rng_seed(cnn_rng_global(), 8);
   fill_uniform(x, T, -2, 2);
   fill_uniform(g, T, -1, 1);
   for (int64_t size = 1; size <= 6; size++) {
@@ -443,7 +443,7 @@ static void test_threads_agree(void) {
   float m1[2 * O], m2[2 * O], l1[O], l2[O];
   int64_t labels[O];
   for (int i = 0; i < O; i++) labels[i] = i % N;
-  cnn_rng_seed(9);
+  cnn_rng_seed(cnn_rng_global(), 9);
   fill_uniform(x, T, -4, 4);
   cnn_class_target t = {labels, false, 0, NULL};
   cnn_lrn_args la = {4, 16, T / 64, 5, 1e-2, 0.75, 2};

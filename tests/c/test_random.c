@@ -21,32 +21,32 @@ static void check_error(const char *what, const char *msg) {
 static void test_default_seed(void) {
   /* before any seed the stream is seed 0's (run first, nothing has drawn yet) */
   uint64_t x[4];
-  for (int i = 0; i < 4; i++) x[i] = cnn_rng_next();
-  cnn_rng_seed(0);
-  for (int i = 0; i < 4; i++) CHECK(cnn_rng_next() == x[i]);
+  for (int i = 0; i < 4; i++) x[i] = cnn_rng_next(cnn_rng_global());
+  cnn_rng_seed(cnn_rng_global(), 0);
+  for (int i = 0; i < 4; i++) CHECK(cnn_rng_next(cnn_rng_global()) == x[i]);
 }
 
 static void test_seeding(void) {
   uint64_t a[16], b[16];
-  cnn_rng_seed(42);
-  for (int i = 0; i < 16; i++) a[i] = cnn_rng_next();
-  cnn_rng_seed(42);
-  for (int i = 0; i < 16; i++) b[i] = cnn_rng_next();
+  cnn_rng_seed(cnn_rng_global(), 42);
+  for (int i = 0; i < 16; i++) a[i] = cnn_rng_next(cnn_rng_global());
+  cnn_rng_seed(cnn_rng_global(), 42);
+  for (int i = 0; i < 16; i++) b[i] = cnn_rng_next(cnn_rng_global());
   CHECK(memcmp(a, b, sizeof a) == 0);
-  cnn_rng_seed(43);
+  cnn_rng_seed(cnn_rng_global(), 43);
   int same = 0;
-  for (int i = 0; i < 16; i++) same += cnn_rng_next() == a[i];
+  for (int i = 0; i < 16; i++) same += cnn_rng_next(cnn_rng_global()) == a[i];
   CHECK(same == 0);
 
   /* whole tensors repeat too */
   int64_t n = 1000;
   cnn_tensor *t1 = cnn_tensor_empty(CNN_FLOAT32, 1, &n), *t2 = cnn_tensor_empty(CNN_FLOAT32, 1, &n);
-  cnn_rng_seed(7);
+  cnn_rng_seed(cnn_rng_global(), 7);
   CHECK(cnn_random_normal_(t1, 0, 1) == 0);
-  cnn_rng_seed(7);
+  cnn_rng_seed(cnn_rng_global(), 7);
   CHECK(cnn_random_normal_(t2, 0, 1) == 0);
   CHECK(memcmp(cnn_tensor_f32(t1), cnn_tensor_f32(t2), (size_t)n * sizeof(float)) == 0);
-  cnn_rng_seed(8);
+  cnn_rng_seed(cnn_rng_global(), 8);
   CHECK(cnn_random_normal_(t2, 0, 1) == 0);
   CHECK(memcmp(cnn_tensor_f32(t1), cnn_tensor_f32(t2), (size_t)n * sizeof(float)) != 0);
   cnn_tensor_release(t1);
@@ -54,10 +54,10 @@ static void test_seeding(void) {
 }
 
 static void test_uniform01(void) {
-  cnn_rng_seed(1);
+  cnn_rng_seed(cnn_rng_global(), 1);
   double lo = 1, hi = 0, sum = 0;
   for (int i = 0; i < 100000; i++) {
-    double u = cnn_rng_uniform01();
+    double u = cnn_rng_uniform01(cnn_rng_global());
     if (u < lo) lo = u;
     if (u > hi) hi = u;
     sum += u;
@@ -70,7 +70,7 @@ static void test_uniform01(void) {
 static void test_uniform(void) {
   int64_t n = 100000;
   cnn_tensor *t = cnn_tensor_empty(CNN_FLOAT32, 1, &n);
-  cnn_rng_seed(3);
+  cnn_rng_seed(cnn_rng_global(), 3);
   CHECK(cnn_random_uniform_(t, -2, 3) == 0);
   const float *p = cnn_tensor_f32(t);
   double sum = 0, sq = 0;
@@ -107,7 +107,7 @@ static void test_uniform(void) {
 static void test_normal(void) {
   int64_t n = 100000;
   cnn_tensor *t = cnn_tensor_empty(CNN_FLOAT32, 1, &n);
-  cnn_rng_seed(5);
+  cnn_rng_seed(cnn_rng_global(), 5);
   CHECK(cnn_random_normal_(t, 2, 3) == 0);
   const float *p = cnn_tensor_f32(t);
   double sum = 0, sq = 0;
@@ -136,9 +136,9 @@ static void test_view_order(void) {
   cnn_tensor *s = cnn_tensor_zeros(CNN_FLOAT32, 2, (int64_t[]){4, 3});
   cnn_tensor *v = cnn_tensor_transpose(s, 0, 1);
   for (int kind = 0; kind < 2; kind++) {
-    cnn_rng_seed(11);
+    cnn_rng_seed(cnn_rng_global(), 11);
     CHECK((kind ? cnn_random_normal_(c, 0, 1) : cnn_random_uniform_(c, 0, 1)) == 0);
-    cnn_rng_seed(11);
+    cnn_rng_seed(cnn_rng_global(), 11);
     CHECK((kind ? cnn_random_normal_(v, 0, 1) : cnn_random_uniform_(v, 0, 1)) == 0);
     for (int i = 0; i < 3; i++)
       for (int j = 0; j < 4; j++) CHECK(cnn_tensor_get(c, (int64_t[]){i, j}) == cnn_tensor_get(v, (int64_t[]){i, j}));
@@ -161,7 +161,7 @@ static void test_view_order(void) {
 }
 
 static void test_randint(void) {
-  cnn_rng_seed(9);
+  cnn_rng_seed(cnn_rng_global(), 9);
   int64_t n = 10000;
   cnn_tensor *t = cnn_random_randint(-2, 3, 1, &n);
   CHECK(t && t->dtype == CNN_INT64 && t->ndim == 1 && t->size[0] == n);
@@ -198,7 +198,7 @@ static void test_randint(void) {
 }
 
 static void test_randperm(void) {
-  cnn_rng_seed(13);
+  cnn_rng_seed(cnn_rng_global(), 13);
   int64_t n = 1000;
   cnn_tensor *t = cnn_random_randperm(n);
   CHECK(t && t->dtype == CNN_INT64 && t->ndim == 1 && t->size[0] == n);
@@ -217,9 +217,9 @@ static void test_randperm(void) {
   }
   cnn_tensor_release(t);
   /* same seed, same permutation */
-  cnn_rng_seed(13);
+  cnn_rng_seed(cnn_rng_global(), 13);
   cnn_tensor *u = cnn_random_randperm(n);
-  cnn_rng_seed(13);
+  cnn_rng_seed(cnn_rng_global(), 13);
   t = cnn_random_randperm(n);
   CHECK(memcmp(cnn_tensor_i64(t), cnn_tensor_i64(u), (size_t)n * 8) == 0);
   cnn_tensor_release(t);

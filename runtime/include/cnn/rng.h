@@ -1,23 +1,34 @@
-/* The runtime's seeded random stream: one xoshiro256** generator, seeded through splitmix64 (seed
- * 0 at start, so unseeded runs repeat too). No tensors here: kernels draw from it directly (dropout's
- * mask), tensor fills live in random.h. Same seed and same thread count give the same numbers. */
+/* Random number generators: xoshiro256**, seeded through splitmix64. No tensors here: kernels draw
+ * from a generator directly (dropout's mask), tensor fills live in random.h. The runtime's own
+ * stream (cnn.manual_seed's) is the generator cnn_rng_global(); work that must not depend on the
+ * order threads run in keeps generators of its own (the data loader seeds one per sample from
+ * (seed, epoch, index) with cnn_rng_derive). A generator is not shared between threads. */
 #ifndef CNN_RNG_H
 #define CNN_RNG_H
 
 #include <stdint.h>
 
-void cnn_rng_seed(uint64_t seed);
-uint64_t cnn_rng_next(void);        /* 64 random bits */
-double cnn_rng_uniform01(void);     /* [0, 1): the top 53 bits of a draw */
-uint64_t cnn_rng_below(uint64_t n); /* uniform in [0, n) for n >= 1, without modulo bias */
-/* The generator's 256-bit state, to save with a checkpoint and restore on resume. set returns -1
- * with the error set for the invalid all-zero state. */
-void cnn_rng_get_state(uint64_t out[4]);
-int cnn_rng_set_state(const uint64_t in[4]);
+typedef struct cnn_rng {
+  uint64_t s[4]; /* never all zero: the one state xoshiro cannot leave */
+} cnn_rng;
 
-/* One xoshiro256** step on a state s: a loop that draws many values keeps a copy of the stream's
- * state in registers (get_state, steps, set_state) and produces the same sequence. */
-static inline uint64_t cnn_rng_step(uint64_t s[4]) {
+/* The runtime's stream: seeded with 0 until someone seeds it, so unseeded runs repeat too. Same
+ * seed and same thread count give the same numbers. Draw from it on one thread at a time. */
+cnn_rng *cnn_rng_global(void);
+
+void cnn_rng_seed(cnn_rng *g, uint64_t seed);   /* splitmix64-expanded */
+uint64_t cnn_rng_below(cnn_rng *g, uint64_t n); /* uniform in [0, n), n >= 1, without modulo bias */
+/* The 256-bit state, to save with a checkpoint and restore on resume; set returns -1 with the
+ * error set for the invalid all-zero state. */
+void cnn_rng_get_state(const cnn_rng *g, uint64_t out[4]);
+int cnn_rng_set_state(cnn_rng *g, const uint64_t in[4]);
+/* A well-mixed 64-bit seed from a few words (the loader's (seed, epoch, index)). */
+uint64_t cnn_rng_derive(uint64_t a, uint64_t b, uint64_t c);
+
+/* 64 random bits: one xoshiro256** step. A loop that draws many values may copy a generator into a
+ * local, draw from the copy and store it back: the same sequence, with the state in registers. */
+static inline uint64_t cnn_rng_next(cnn_rng *g) {
+  uint64_t *s = g->s;
   uint64_t result = ((s[1] * 5) << 7 | (s[1] * 5) >> 57) * 9;
   uint64_t t = s[1] << 17;
   s[2] ^= s[0];
@@ -28,6 +39,9 @@ static inline uint64_t cnn_rng_step(uint64_t s[4]) {
   s[3] = s[3] << 45 | s[3] >> 19;
   return result;
 }
+
+/* [0, 1): the top 53 bits of a draw */
+static inline double cnn_rng_uniform01(cnn_rng *g) { return (double)(cnn_rng_next(g) >> 11) * 0x1.0p-53; }
 
 /* splitmix64's finaliser: a bijective 64-bit mix, for hashing seeds into streams of one's own. */
 static inline uint64_t cnn_rng_mix64(uint64_t z) {

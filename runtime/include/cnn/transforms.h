@@ -1,7 +1,7 @@
 /* Image transforms with torchvision's names and semantics, one image (C, H, W) at a time, as a
  * list of plain-data operations (a pipeline) that any thread can run: the data loader's worker
  * threads run them without Lua, drawing their random parameters from a generator of the sample's
- * own (random.h's cnn_rng), so the result depends on the seed and never on which thread ran it.
+ * own (rng.h's cnn_rng), so the result depends on the seed and never on which thread ran it.
  * The front ends for tensors from Lua (one image, or a batch image by image) are here too. */
 #ifndef CNN_TRANSFORMS_H
 #define CNN_TRANSFORMS_H
@@ -9,8 +9,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "random.h"
-#include "resize.h"
+#include "kernels/resize.h"
+#include "rng.h"
 #include "tensor.h"
 
 #define CNN_TF_MAX_CHANNELS 64

@@ -3,8 +3,8 @@
  * behind torchvision's rotate (grid_sample, align_corners=False, zero padding). Planes are
  * row-major; an input plane may be a window of a larger one (row_stride >= width), which is how a
  * crop and a resize become one pass. Serial: callers split planes or images over threads. */
-#ifndef CNN_RESIZE_H
-#define CNN_RESIZE_H
+#ifndef CNN_KERNELS_RESIZE_H
+#define CNN_KERNELS_RESIZE_H
 
 #include <stdbool.h>
 #include <stdint.h>
