@@ -51,7 +51,8 @@ job.print(string.format("LeNet-5, %d parameters; %d training and %d test images 
   job.world_size > 1 and string.format("; %d ranks of batch %d", job.world_size, job.batch_size) or ""))
 
 local history, test_acc = cnn.trainer.fit {model = model, optimizer = opt, loader = loader, test_loader = test_loader,
-  epochs = args.epochs, out = out, checkpoint = ckpt_path, resume = args.resume, title = "LeNet-5 training"}
+  epochs = args.epochs, out = out, checkpoint = ckpt_path, resume = args.resume, title = "LeNet-5 training",
+  extra_state = {classes = train_set.classes}}
 
 -- the first layer's filters
 if #history > 0 and job.main then

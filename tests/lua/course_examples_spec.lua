@@ -1,7 +1,8 @@
 -- The course's examples run as a user runs them, small and fast, on synthetic MNIST-layout files:
 -- compare_optimizers.lua (its picture, its CSV and what the numbers in it must satisfy) and
 -- train_vgg.lua (one epoch of a VGG-11 on 40 images: its outputs agree with one another) and
--- tour.lua's shopping example (its gradients and the graph it prints).
+-- tour.lua's shopping example (its gradients and the graph it prints) and visualize.lua (its
+-- saliency map and Grad-CAM against the same quantities computed here without hooks).
 local cnn = require "cnn"
 
 local CNNLUA = assert(os.getenv("CNNLUA"), "CNNLUA must point at the cnnlua binary (ctest sets it)")
@@ -136,5 +137,90 @@ describe("tour.lua", function()
     for _ in out:gmatch('label="MulBackward"') do muls = muls + 1 end
     assert.are.equal(3, muls)
     assert.truthy(out:find("gradcheck:%s+true"), out)
+  end)
+end)
+
+describe("visualize.lua", function()
+  local function load_png(path) return cnn.image.load(path) end
+
+  it("explains a LeNet's top class: saliency and Grad-CAM equal autograd's, computed without hooks", function()
+    cnn.manual_seed(8)
+    local net = cnn.models.lenet5 {}
+    local classes = {"zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"}
+    cnn.checkpoint.save(tmp .. "/lenet.safetensors", {model = net:state_dict(), classes = classes, epoch = 1})
+    local img = cnn.zeros(1, 28, 28)
+    img:narrow(2, 6, 12):narrow(3, 9, 8):fill_(0.9) -- a bright block
+    cnn.image.save(tmp .. "/block.png", img)
+    local dir = tmp .. "/vis"
+    local out, code = run("visualize.lua", "--weights " .. sh_quote(tmp .. "/lenet.safetensors") .. " --image " ..
+      sh_quote(tmp .. "/block.png") .. " --size 56 --out " .. sh_quote(dir))
+    assert.are.equal(0, code, out)
+    local maps = cnn.load(dir .. "/maps.safetensors")
+    local x = cnn.image.load(tmp .. "/block.png"):view(1, 1, 28, 28) -- LeNet: no normalisation
+    assert.is_true(cnn.allclose(maps.input, x[1], 0, 0))
+    net:eval()
+    local probs = cnn.F.softmax(cnn.no_grad(function() return net(x) end), 2)[1]
+    assert.is_true(cnn.allclose(maps.probs, probs, 1e-5, 1e-6))
+    local target = probs:argmax():item()
+    assert.truthy(out:find(string.format("%%d+%%.%%d%%%%  %d %s  <%%- explained", target, classes[target])), out)
+
+    -- saliency: |d logit_target / d x|, the largest over channels
+    local xr = x:clone():requires_grad_()
+    net(xr):narrow(2, target, 1):sum():backward()
+    assert.is_true(cnn.allclose(maps.saliency, xr.grad[1]:abs():max(1), 1e-5, 1e-7))
+    -- Grad-CAM on the second convolution's ReLU (features.4): its output made a leaf
+    local a = cnn.no_grad(function()
+      local h = x
+      for i = 1, 5 do h = net.features[i](h) end
+      return h
+    end):requires_grad_()
+    local logit = net.classifier(net.features[6](a):flatten(2)):narrow(2, target, 1):sum()
+    logit:backward()
+    local alpha = a.grad[1]:mean(3):mean(2):view(-1, 1, 1)
+    local cam = (a[1] * alpha):sum(1):relu()
+    assert.are.same({10, 10}, maps.gradcam:shape())
+    assert.is_true(cnn.allclose(maps.gradcam, cam, 1e-4, 1e-7))
+
+    -- the pictures: grey filters and maps, colour heat maps at --size
+    assert.are.equal(1, load_png(dir .. "/filters.png"):size(1))
+    assert.are.equal(1, load_png(dir .. "/features_1.png"):size(1))
+    assert.are.same({3, 56, 56}, load_png(dir .. "/saliency.png"):shape())
+    assert.are.same({3, 56, 56}, load_png(dir .. "/gradcam.png"):shape())
+    assert.are.same({3, 56 + 8, 3 * 60 + 4}, load_png(dir .. "/summary.png"):shape())
+    assert.truthy(out:find("stage 2: features.4 (conv features.3 + ReLU), 16 maps of 10x10", 1, true), out)
+  end)
+
+  it("draws an RGB network's filters in colour, pads a 28x28 image for a 32x32 network, and takes --class", function()
+    cnn.manual_seed(9)
+    cnn.save(tmp .. "/r8.safetensors", cnn.models.resnet_cifar {depth = 8}:state_dict())
+    local img = cnn.rand(3, 28, 28)
+    cnn.image.save(tmp .. "/noise.png", img)
+    local dir = tmp .. "/vis_rgb"
+    local out, code = run("visualize.lua", "--weights " .. sh_quote(tmp .. "/r8.safetensors") .. " --image " ..
+      sh_quote(tmp .. "/noise.png") .. " --class 4 --size 32 --max-maps 4 --out " .. sh_quote(dir))
+    assert.are.equal(0, code, out)
+    assert.truthy(out:find("resnet_cifar", 1, true), out)
+    assert.truthy(out:find("  4 4  <- explained", 1, true), out) -- no class names in a plain state_dict
+    assert.truthy(out:find("stage 4: layer3, 64 maps of 8x8 (4 shown)", 1, true), out)
+    assert.are.equal(3, load_png(dir .. "/filters.png"):size(1))
+    local maps = cnn.load(dir .. "/maps.safetensors")
+    -- padded by 2 with zeros before the CIFAR normalisation: the corner is (0 - mean) / std
+    assert.are.same({3, 32, 32}, maps.input:shape())
+    assert.is_true(math.abs(maps.input[1][1][1] - (0 - 0.4914) / 0.2470) < 1e-5)
+  end)
+
+  it("names what it cannot use", function()
+    cnn.save(tmp .. "/odd.safetensors", {w = cnn.ones(2)})
+    local out, code = run("visualize.lua", "--weights " .. sh_quote(tmp .. "/odd.safetensors") .. " --image " ..
+      sh_quote(tmp .. "/block.png"))
+    assert.are_not.equal(0, code)
+    assert.truthy(out:find("cannot tell which network", 1, true), out)
+    out, code = run("visualize.lua", "--image " .. sh_quote(tmp .. "/block.png"))
+    assert.are_not.equal(0, code)
+    assert.truthy(out:find("--weights and --image are required", 1, true), out)
+    out, code = run("visualize.lua", "--weights " .. sh_quote(tmp .. "/lenet.safetensors") .. " --image " ..
+      sh_quote(tmp .. "/block.png") .. " --class eleven --out " .. sh_quote(tmp .. "/vis_bad"))
+    assert.are_not.equal(0, code)
+    assert.truthy(out:find("--class eleven is not a class of this network", 1, true), out)
   end)
 end)
