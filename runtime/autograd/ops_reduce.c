@@ -32,6 +32,9 @@ static int reduce_backward(cnn_node *n, cnn_tensor *const *gout, cnn_tensor **gi
   if (cnn_ag_saved(n, 0, &x) || cnn_ag_saved(n, 1, &out)) return -1;
   int kind = (int)n->iargs[0], dim = (int)n->iargs[1];
   bool keepdim = n->iargs[2], unbiased = n->iargs[3];
+  /* the one dim a 0-d tensor accepts (1 or -1) is the whole tensor */
+  bool zero_d_dim = x->ndim == 0 && dim != CNN_ALL_DIMS;
+  if (x->ndim == 0) dim = CNN_ALL_DIMS;
   scratch s = {0};
   cnn_tensor *gk = keepdim_view(&s, g, x, dim, keepdim), *r = NULL;
   double count = reduced_count(x, dim);
@@ -41,25 +44,31 @@ static int reduce_backward(cnn_node *n, cnn_tensor *const *gout, cnn_tensor **gi
     r = sc_keep(&s, cnn_tensor_expand(sc_un(&s, CNN_MUL_SCALAR, gk, 1.0 / count, 0), x->ndim, x->size));
     break;
   case K_VAR:
-  case K_STD: { /* dvar/dx = 2 (x - mean) / (N - c); dstd = dvar / (2 std) */
+  case K_STD: { /* PyTorch's: dvar/dx = (2 / (N - c)) g (x - mean); dstd: g / (2 std), 0 where std is 0 */
     cnn_tensor *mean = sc_keep(&s, dim == CNN_ALL_DIMS ? cnn_red_reduce(CNN_RED_MEAN, x, dim, false)
                                                        : cnn_red_reduce(CNN_RED_MEAN, x, dim, true));
     cnn_tensor *centred = sc_bin(&s, CNN_SUB, x, mean);
-    double denom = count - (unbiased ? 1 : 0);
-    if (kind == K_VAR) {
-      r = sc_bin(&s, CNN_MUL, gk, sc_un(&s, CNN_MUL_SCALAR, centred, 2.0 / denom, 0));
-    } else {
-      cnn_tensor *outk = keepdim_view(&s, out, x, dim, keepdim);
-      r = sc_bin(&s, CNN_DIV, sc_bin(&s, CNN_MUL, gk, sc_un(&s, CNN_MUL_SCALAR, centred, 1.0 / denom, 0)), outk);
+    double dof = count - (unbiased ? 1 : 0);
+    cnn_tensor *gv = gk;
+    if (kind == K_STD) {
+      cnn_tensor *outk = keepdim_view(&s, out, x, dim, keepdim), *zero = sc_scalar(&s, 0);
+      cnn_tensor *q = sc_bin(&s, CNN_DIV, gk, sc_un(&s, CNN_MUL_SCALAR, outk, 2, 0));
+      gv = sc_where(&s, sc_bin(&s, CNN_EQ, outk, zero), zero, q);
     }
+    r = sc_bin(&s, CNN_MUL, sc_un(&s, CNN_MUL_SCALAR, gv, 2.0 / dof, 0), centred);
     break;
   }
   case K_MAX:
   case K_MIN: {
-    if (dim == CNN_ALL_DIMS) { /* ties share the gradient evenly, as PyTorch's max() */
-      cnn_tensor *mask = sc_bin(&s, CNN_EQ, x, out);
+    if (zero_d_dim) { /* the index is always the element itself */
+      r = sc_keep(&s, cnn_tensor_retain(gk));
+    } else if (dim == CNN_ALL_DIMS) {
+      /* ties share the gradient evenly, as PyTorch's max(); a NaN result shares it among the NaNs */
+      cnn_tensor *hit = sc_bin(&s, CNN_EQ, x, out);
+      cnn_tensor *nans = sc_bin(&s, CNN_MUL, sc_bin(&s, CNN_NE, x, x), sc_bin(&s, CNN_NE, out, out));
+      cnn_tensor *mask = sc_bin(&s, CNN_ADD, hit, nans);
       cnn_tensor *cnt = sc_keep(&s, s.failed ? NULL : cnn_red_reduce(CNN_RED_SUM, mask, CNN_ALL_DIMS, false));
-      r = sc_bin(&s, CNN_MUL, mask, sc_bin(&s, CNN_DIV, g, cnt));
+      r = sc_where(&s, mask, sc_bin(&s, CNN_DIV, g, cnt), sc_scalar(&s, 0));
     } else { /* one-hot of the saved index along dim: arange(size) shaped to broadcast at dim */
       cnn_tensor *idx;
       if (cnn_ag_saved(n, 2, &idx)) return sc_result(&s, NULL), -1;
@@ -125,11 +134,7 @@ cnn_tensor *cnn_op_var(const cnn_tensor *x, int dim, bool unbiased, bool keepdim
 cnn_tensor *cnn_op_std(const cnn_tensor *x, int dim, bool unbiased, bool keepdim) {
   int d = wrap(dim, x);
   if (d == -1 || need_float(x)) return NULL;
-  cnn_tensor *v = cnn_red_var(x, d, unbiased, keepdim);
-  if (!v) return NULL;
-  cnn_tensor *sd = cnn_ew_unary(CNN_SQRT, v, 0, 0);
-  cnn_tensor_release(v);
-  return record(sd, x, K_STD, d, keepdim, unbiased, NULL);
+  return record(cnn_red_std(x, d, unbiased, keepdim), x, K_STD, d, keepdim, unbiased, NULL);
 }
 
 static int extreme(bool is_max, const cnn_tensor *x, int dim, bool keepdim, cnn_tensor **values, cnn_tensor **indices) {

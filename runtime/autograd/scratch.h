@@ -36,6 +36,17 @@ static inline cnn_tensor *sc_un(scratch *s, cnn_unop op, const cnn_tensor *x, do
   return sc_keep(s, cnn_ew_unary(op, x, p0, p1));
 }
 
+static inline cnn_tensor *sc_where(scratch *s, const cnn_tensor *cond, const cnn_tensor *a, const cnn_tensor *b) {
+  if (s->failed || !cond || !a || !b) return s->failed = true, NULL;
+  return sc_keep(s, cnn_ew_where(cond, a, b));
+}
+
+/* A 0-d float32 tensor holding v. */
+static inline cnn_tensor *sc_scalar(scratch *s, double v) {
+  if (s->failed) return NULL;
+  return sc_keep(s, cnn_tensor_scalar(CNN_FLOAT32, v));
+}
+
 /* Returns a new reference to r (NULL if anything failed) and releases the temporaries. */
 static inline cnn_tensor *sc_result(scratch *s, cnn_tensor *r) {
   if (s->failed) r = NULL;

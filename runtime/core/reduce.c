@@ -149,12 +149,17 @@ static double row_f32_par(kind k, const float *x, int64_t n, double mean, double
   return t;
 }
 
-typedef enum fop { F_SUM, F_MEAN, F_PROD, F_VAR } fop;
+typedef enum fop { F_SUM, F_MEAN, F_PROD, F_VAR, F_STD } fop;
+
+/* var and std share the two passes; std takes the root in double, so a std whose variance
+ * overflows float32 is still finite, as PyTorch's */
+static bool two_pass(fop op) { return op == F_VAR || op == F_STD; }
 
 static double finish(fop op, double v, int64_t r, int correction) {
   switch (op) {
   case F_MEAN: return r > 0 ? v / (double)r : NAN;
   case F_VAR: return r - correction > 0 ? v / (double)(r - correction) : NAN;
+  case F_STD: return r - correction > 0 ? sqrt(v / (double)(r - correction)) : NAN;
   default: return v;
   }
 }
@@ -163,7 +168,7 @@ static double finish(fop op, double v, int64_t r, int correction) {
 static inline void f32_row_item(fop op, kind k, const float *x, int64_t r, int correction, float *out, int64_t o) {
   const float *row = x + o * r;
   double v = row_f32(k, row, r, 0);
-  if (op == F_VAR) v = r > 0 ? row_f32(K_SQDEV, row, r, v / (double)r) : 0;
+  if (two_pass(op)) v = r > 0 ? row_f32(K_SQDEV, row, r, v / (double)r) : 0;
   out[o] = (float)finish(op, v, r, correction);
 }
 
@@ -182,7 +187,7 @@ static void f32_col_item(fop op, kind k, const float *x, const plan *p, int corr
       for (int64_t j = 0; j < m; j++) acc[j] += row[j];
     }
   }
-  if (op == F_VAR && r > 0) {
+  if (two_pass(op) && r > 0) {
     for (int64_t j = 0; j < m; j++) {
       mean[j] = acc[j] / (double)r;
       acc[j] = 0;
@@ -210,7 +215,7 @@ static int reduce_f32(fop op, const float *x, const plan *p, int correction, flo
     double *part = malloc(sizeof(double) * (size_t)((r + BLK - 1) / BLK));
     if (!part) return cnn_error_set("out of memory");
     double v = row_f32_par(k, x, r, 0, part);
-    if (op == F_VAR) v = row_f32_par(K_SQDEV, x, r, v / (double)r, part);
+    if (two_pass(op)) v = row_f32_par(K_SQDEV, x, r, v / (double)r, part);
     out[0] = (float)finish(op, v, r, correction);
     free(part);
     return 0;
@@ -320,19 +325,27 @@ fail:
   return NULL;
 }
 
-cnn_tensor *cnn_red_var(const cnn_tensor *x, int dim, bool unbiased, bool keepdim) {
+static cnn_tensor *var_like(fop op, const cnn_tensor *x, int dim, bool unbiased, bool keepdim) {
   plan p;
   /* int64 input: variance is a float quantity */
   cnn_tensor *xf = cnn_tensor_to_dtype(x, CNN_FLOAT32);
   cnn_tensor *xc = xf ? prepare(xf, dim, keepdim, false, &p) : NULL;
   cnn_tensor *out = xc ? cnn_tensor_empty(CNN_FLOAT32, p.ndim, p.size) : NULL;
-  if (out && reduce_f32(F_VAR, cnn_tensor_f32(xc), &p, unbiased ? 1 : 0, cnn_tensor_f32(out))) {
+  if (out && reduce_f32(op, cnn_tensor_f32(xc), &p, unbiased ? 1 : 0, cnn_tensor_f32(out))) {
     cnn_tensor_release(out);
     out = NULL;
   }
   cnn_tensor_release(xc);
   cnn_tensor_release(xf);
   return xc ? finish_out(&p, out) : NULL;
+}
+
+cnn_tensor *cnn_red_var(const cnn_tensor *x, int dim, bool unbiased, bool keepdim) {
+  return var_like(F_VAR, x, dim, unbiased, keepdim);
+}
+
+cnn_tensor *cnn_red_std(const cnn_tensor *x, int dim, bool unbiased, bool keepdim) {
+  return var_like(F_STD, x, dim, unbiased, keepdim);
 }
 
 /* ---- max / min with first-occurrence indices ---- */

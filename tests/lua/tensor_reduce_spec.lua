@@ -141,3 +141,66 @@ describe("argmax and argmin", function()
     assert.are.equal(-3, x[x:argmin():item()])
   end)
 end)
+
+-- Edges found by the PyTorch oracle (oracle_spec); each expected value is worked out by hand.
+describe("reductions at PyTorch's edges", function()
+  local function leaf(v) return cnn.tensor(v):requires_grad_() end
+
+  it("reduce the only dim of a 0-d tensor (dim 1 or -1) with gradient 1", function()
+    for _, f in ipairs({
+      function(x) return x:sum(1) end, function(x) return x:sum(-1, true) end,
+      function(x) return x:mean(1) end, function(x) return x:mean(1, true) end,
+      function(x) return (x:max(1)) end, function(x) return (x:min(-1, true)) end,
+    }) do
+      local x = leaf(2.5)
+      local y = f(x)
+      assert.are.same({}, y:shape())
+      assert.are.equal(2.5, y:item())
+      y:backward()
+      assert.are.equal(1, x.grad:item())
+    end
+    local _, i = leaf(2.5):max(1)
+    assert.are.equal(1, i:item()) -- the 1-based index of the one element
+  end)
+
+  it("give std a zero gradient where the std is 0, and var{unbiased=false} of a 0-d tensor too", function()
+    -- d std / dx = (x - mean) / ((n - 1) std): 0 / 0 where every value is equal; PyTorch defines it 0
+    local x = leaf({ 1.5, 1.5, 1.5 })
+    x:std():backward()
+    H.assert_tensor(x.grad, { 0, 0, 0 })
+    local rows = leaf({ { 1, 1 }, { 1, 3 } }) -- row 1 constant (std 0), row 2 std sqrt(2)
+    rows:std(2):sum():backward()
+    -- row 2: (x - 2) / (1 * sqrt(2)) = -1/sqrt(2), 1/sqrt(2)
+    H.assert_tensor(rows.grad, { { 0, 0 }, { -1 / math.sqrt(2), 1 / math.sqrt(2) } }, { rtol = 1e-6 })
+    -- var of one value without Bessel's correction: 2 (x - mean) / 1 = 0
+    local s = leaf(4)
+    s:var({ unbiased = false }):backward()
+    assert.are.equal(0, s.grad:item())
+    local t = leaf(4)
+    t:std(1, false, { unbiased = false }):backward()
+    assert.are.equal(0, t.grad:item())
+  end)
+
+  it("give max() and min() of a tensor holding NaN the gradient split among the NaNs", function()
+    local nan = 0 / 0
+    local x = leaf({ 1, nan, 3, nan })
+    local top = x:max()
+    assert.is_true(top:item() ~= top:item())
+    top:backward()
+    H.assert_tensor(x.grad, { 0, 0.5, 0, 0.5 })
+    local y = leaf({ nan, -1, 2 })
+    y:min():backward()
+    H.assert_tensor(y.grad, { 1, 0, 0 })
+    local z = leaf({ 3, 1, 3 }) -- no NaN: ties share, as before
+    z:max():backward()
+    H.assert_tensor(z.grad, { 0.5, 0, 0.5 })
+  end)
+
+  it("take std's root before rounding to float32, so a std past the variance's range is finite", function()
+    -- {-3e20, 3e20}: variance 1.8e41 overflows float32, std sqrt(1.8e41) = 4.2426e20 does not
+    local x = cnn.tensor({ -3e20, 3e20 })
+    assert.are.equal(math.huge, x:var():item())
+    H.assert_tensor(x:std(), math.sqrt(2) * 3e20, { rtol = 1e-6 })
+    H.assert_tensor(x:view(1, 2):std(2), { math.sqrt(2) * 3e20 }, { rtol = 1e-6 })
+  end)
+end)

@@ -11,6 +11,8 @@ typedef enum cnn_redop { CNN_RED_SUM, CNN_RED_MEAN, CNN_RED_PROD } cnn_redop;
 cnn_tensor *cnn_red_reduce(cnn_redop op, const cnn_tensor *x, int dim, bool keepdim);
 /* Variance with Bessel's correction when unbiased (PyTorch's default). */
 cnn_tensor *cnn_red_var(const cnn_tensor *x, int dim, bool unbiased, bool keepdim);
+/* The square root of cnn_red_var's, taken in double before rounding to float32. */
+cnn_tensor *cnn_red_std(const cnn_tensor *x, int dim, bool unbiased, bool keepdim);
 /* values (x's dtype) and 0-based int64 indices of the first max/min; either out may be NULL. */
 int cnn_red_max(const cnn_tensor *x, int dim, bool keepdim, cnn_tensor **values, cnn_tensor **indices);
 int cnn_red_min(const cnn_tensor *x, int dim, bool keepdim, cnn_tensor **values, cnn_tensor **indices);
