@@ -64,20 +64,40 @@ static int m_maximum(lua_State *L) { return binary(L, CNN_MAXIMUM, "maximum"); }
  * The elementwise minimum of two tensors (broadcasting); a NaN on either side gives NaN. */
 static int m_minimum(lua_State *L) { return binary(L, CNN_MINIMUM, "minimum"); }
 
+/* A Lua float (not an integer) at idx: like a Python float, it makes an int64 operand float32. */
+static bool is_float_number(lua_State *L, int idx) { return lua_type(L, idx) == LUA_TNUMBER && !lua_isinteger(L, idx); }
+
+/* x converted to float32 when it is int64 and the Lua number at idx is a float (new reference). */
+static cnn_tensor *promote_for(lua_State *L, cnn_tensor *x, int idx, const char *fn) {
+  cnn_tensor *r = x->dtype == CNN_INT64 && is_float_number(L, idx) ? cnn_tensor_to_dtype(x, CNN_FLOAT32)
+                                                                   : cnn_tensor_retain(x);
+  if (!r) lcnn_fail(L, fn);
+  return r;
+}
+
 /** t:pow(p) -> Tensor
  * t ^ p, elementwise; p is a number or a tensor (also the operator `t ^ p`, and `2 ^ t`).
- * A number exponent is exact for integer powers of negative values. */
+ * A number exponent is exact for integer powers of negative values. An int64 tensor with an
+ * integer exponent (or base) stays int64, as PyTorch's integer power; a float one gives float32. */
 static int m_pow(lua_State *L) {
   cnn_tensor *x = lcnn_test(L, 1);
   if (x && lua_type(L, 2) == LUA_TNUMBER) {
-    lcnn_push(L, cnn_op_unary(CNN_POW_SCALAR, x, lua_tonumber(L, 2), 0), "pow");
+    if (x->dtype == CNN_INT64 && lua_isinteger(L, 2) && lua_tointeger(L, 2) < 0)
+      return lcnn_error(L, "pow", "integers to negative integer powers are not allowed");
+    cnn_tensor *xp = promote_for(L, x, 2, "pow");
+    cnn_tensor *r = cnn_op_unary(CNN_POW_SCALAR, xp, lua_tonumber(L, 2), 0);
+    cnn_tensor_release(xp);
+    lcnn_push(L, r, "pow");
     return 1;
   }
   cnn_tensor *y = lcnn_test(L, 2);
   if (y && lua_type(L, 1) == LUA_TNUMBER) {
     double base = lua_tonumber(L, 1);
     if (base <= 0) return binary(L, CNN_POW, "pow");
-    lcnn_push(L, cnn_op_unary(CNN_RPOW_SCALAR, y, base, 0), "pow");
+    cnn_tensor *yp = promote_for(L, y, 1, "pow");
+    cnn_tensor *r = cnn_op_unary(CNN_RPOW_SCALAR, yp, base, 0);
+    cnn_tensor_release(yp);
+    lcnn_push(L, r, "pow");
     return 1;
   }
   return binary(L, CNN_POW, "pow");
@@ -125,12 +145,17 @@ static void clamp_bounds(lua_State *L, const char *fn, double *lo, double *hi) {
 }
 
 /** t:clamp(lo, hi) -> Tensor
- * Each element limited to [lo, hi]; either bound may be nil (but not both). */
+ * Each element limited to [lo, hi]; either bound may be nil (but not both).
+ * An int64 tensor stays int64 with integer bounds; a float bound (2.5, or 2.0) makes it float32. */
 static int m_clamp(lua_State *L) {
   double lo, hi;
-  lcnn_check(L, 1, "clamp");
+  cnn_tensor *x = lcnn_check(L, 1, "clamp");
   clamp_bounds(L, "clamp", &lo, &hi);
-  return unary(L, CNN_CLAMP, "clamp", lo, hi);
+  cnn_tensor *xp = promote_for(L, x, is_float_number(L, 2) ? 2 : 3, "clamp");
+  cnn_tensor *r = cnn_op_unary(CNN_CLAMP, xp, lo, hi);
+  cnn_tensor_release(xp);
+  lcnn_push(L, r, "clamp");
+  return 1;
 }
 
 /* ---- in place: return self ---- */
@@ -181,6 +206,8 @@ static int m_clamp_(lua_State *L) {
   double lo, hi;
   cnn_tensor *t = lcnn_check(L, 1, "clamp_");
   clamp_bounds(L, "clamp_", &lo, &hi);
+  if (t->dtype == CNN_INT64 && (is_float_number(L, 2) || is_float_number(L, 3)))
+    return lcnn_error(L, "clamp_", "a float bound gives float32 values, which cannot be written into an int64 tensor");
   if (cnn_op_unary_(CNN_CLAMP, t, lo, hi)) return lcnn_fail(L, "clamp_");
   lua_settop(L, 1);
   return 1;

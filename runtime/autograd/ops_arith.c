@@ -42,18 +42,19 @@ static int binary_backward(cnn_node *n, cnn_tensor *const *gout, cnn_tensor **gi
     ga = na ? sc_bin(&s, CNN_DIV, g, b) : NULL;
     gb = nb ? sc_un(&s, CNN_NEG, sc_bin(&s, CNN_DIV, sc_bin(&s, CNN_MUL, g, out), b), 0, 0) : NULL;
     break;
-  case CNN_POW: /* d(a^b) = g*b*a^(b-1), g*out*log(a) */
-    ga = na ? sc_bin(&s, CNN_MUL, g,
-                     sc_bin(&s, CNN_MUL, b, sc_bin(&s, CNN_POW, a, sc_un(&s, CNN_ADD_SCALAR, b, -1, 0))))
-            : NULL;
+  case CNN_POW: { /* PyTorch's: d/da = g*b*a^(b-1) but 0 where b == 0; d/db = g*out*log(a) but 0
+                   * where a == 0 and b >= 0 (the limits at 0^0 and 0^b) */
+    cnn_tensor *zero = sc_scalar(&s, 0);
+    if (na) {
+      cnn_tensor *d = sc_bin(&s, CNN_MUL, b, sc_bin(&s, CNN_POW, a, sc_un(&s, CNN_ADD_SCALAR, b, -1, 0)));
+      ga = sc_where(&s, sc_bin(&s, CNN_EQ, b, zero), zero, sc_bin(&s, CNN_MUL, g, d));
+    }
     if (nb) {
-      /* where a == 0 and b >= 0 the limit of out*log(a) is 0, not nan */
-      cnn_tensor *la = sc_un(&s, CNN_LOG, a, 0, 0), *t = sc_bin(&s, CNN_MUL, out, la);
-      cnn_tensor *zero = sc_keep(&s, cnn_tensor_scalar(CNN_FLOAT32, 0));
-      cnn_tensor *safe = sc_keep(&s, cnn_ew_where(sc_bin(&s, CNN_EQ, out, zero), zero, t));
-      gb = sc_bin(&s, CNN_MUL, g, safe);
+      cnn_tensor *at_zero = sc_bin(&s, CNN_MUL, sc_bin(&s, CNN_EQ, a, zero), sc_bin(&s, CNN_GE, b, zero));
+      gb = sc_bin(&s, CNN_MUL, g, sc_where(&s, at_zero, zero, sc_bin(&s, CNN_MUL, out, sc_un(&s, CNN_LOG, a, 0, 0))));
     }
     break;
+  }
   case CNN_MAXIMUM:
   case CNN_MINIMUM: { /* the gradient goes to the chosen side; ties split evenly */
     cnn_binop win = n->iargs[0] == CNN_MAXIMUM ? CNN_GT : CNN_LT;
@@ -179,8 +180,8 @@ static int unary_backward(cnn_node *n, cnn_tensor *const *gout, cnn_tensor **gin
     r = p0 == 0 ? sc_keep(&s, cnn_tensor_zeros(CNN_FLOAT32, g->ndim, g->size))
                 : sc_bin(&s, CNN_MUL, g, sc_un(&s, CNN_MUL_SCALAR, sc_un(&s, CNN_POW_SCALAR, x, p0 - 1, 0), p0, 0));
     break;
-  case CNN_RPOW_SCALAR: /* d(c^x) = g * out * log(c) */
-    r = sc_un(&s, CNN_MUL_SCALAR, sc_bin(&s, CNN_MUL, g, out), log(p0), 0);
+  case CNN_RPOW_SCALAR: /* d(c^x) = g * (out * log(c)) */
+    r = sc_bin(&s, CNN_MUL, g, sc_un(&s, CNN_MUL_SCALAR, out, log(p0), 0));
     break;
   case CNN_ADD_SCALAR: r = sc_keep(&s, cnn_tensor_retain(g)); break;
   case CNN_MUL_SCALAR: r = sc_un(&s, CNN_MUL_SCALAR, g, p0, 0); break;
@@ -227,7 +228,7 @@ static int bump(cnn_tensor *t, int rc) {
 
 int cnn_op_binary_(cnn_binop op, cnn_tensor *t, const cnn_tensor *other) {
   if (cnn_op_check_inplace(t)) return -1;
-  if (t->dtype == CNN_INT64 && (other->dtype == CNN_FLOAT32 || op == CNN_DIV || op == CNN_POW))
+  if (t->dtype == CNN_INT64 && (other->dtype == CNN_FLOAT32 || op == CNN_DIV))
     return cnn_error_set("the result is float32 and cannot be written into an int64 tensor");
   return bump(t, cnn_ew_binary_into(op, t, t, other));
 }

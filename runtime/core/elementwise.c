@@ -47,6 +47,18 @@ static int64_t wrap_add(int64_t x, int64_t y) { return (int64_t)((uint64_t)x + (
 static int64_t wrap_sub(int64_t x, int64_t y) { return (int64_t)((uint64_t)x - (uint64_t)y); }
 static int64_t wrap_mul(int64_t x, int64_t y) { return (int64_t)((uint64_t)x * (uint64_t)y); }
 
+/* x^y in int64 by squaring, wrapping as PyTorch's does; a negative y gives 1 / x^-y truncated
+ * (1 for x = 1, +-1 for x = -1, else 0), as PyTorch's integer pow. */
+static int64_t ipow(int64_t x, int64_t y) {
+  if (y < 0) return x == 1 ? 1 : x == -1 ? ((y & 1) ? -1 : 1) : 0;
+  uint64_t r = 1, b = (uint64_t)x;
+  for (uint64_t e = (uint64_t)y; e; e >>= 1) {
+    if (e & 1) r *= b;
+    b *= b;
+  }
+  return (int64_t)r;
+}
+
 /* ---- binary loops: operand 0 out, 1 a, 2 b ---- */
 
 /* Each loop comes in four shapes: all contiguous, b a broadcast scalar, a a broadcast scalar (the
@@ -112,9 +124,10 @@ static void bin_i64(void *ctx, int64_t n, char **p, const int64_t *step) {
   case CNN_ADD: LOOP4(int64_t, int64_t, wrap_add(x, y)); break;
   case CNN_SUB: LOOP4(int64_t, int64_t, wrap_sub(x, y)); break;
   case CNN_MUL: LOOP4(int64_t, int64_t, wrap_mul(x, y)); break;
+  case CNN_POW: LOOP4(int64_t, int64_t, ipow(x, y)); break;
   case CNN_MAXIMUM: LOOP4(int64_t, int64_t, x > y ? x : y); break;
   case CNN_MINIMUM: LOOP4(int64_t, int64_t, x < y ? x : y); break;
-  default: break; /* DIV and POW compute in float32; comparisons in cmp_i64 */
+  default: break; /* DIV computes in float32; comparisons in cmp_i64 */
   }
 }
 
@@ -135,7 +148,7 @@ static bool is_compare(cnn_binop op) { return op >= CNN_EQ && op <= CNN_GE; }
 
 /* The dtype the loop computes in and the dtype of the result (they differ for comparisons). */
 static cnn_dtype bin_compute_dtype(cnn_binop op, const cnn_tensor *a, const cnn_tensor *b) {
-  if (op == CNN_DIV || op == CNN_POW) return CNN_FLOAT32;
+  if (op == CNN_DIV) return CNN_FLOAT32;
   return a->dtype == CNN_FLOAT32 || b->dtype == CNN_FLOAT32 ? CNN_FLOAT32 : CNN_INT64;
 }
 
@@ -305,6 +318,8 @@ static void un_i64(void *vctx, int64_t n, char **p, const int64_t *step) {
   case CNN_CLAMP: LOOP2(int64_t, x < a ? (a > b ? b : a) : (x > b ? b : x)); break;
   case CNN_ADD_SCALAR: LOOP2(int64_t, wrap_add(x, a)); break;
   case CNN_MUL_SCALAR: LOOP2(int64_t, wrap_mul(x, a)); break;
+  case CNN_POW_SCALAR: LOOP2(int64_t, ipow(x, a)); break;
+  case CNN_RPOW_SCALAR: LOOP2(int64_t, ipow(a, x)); break;
   default: break; /* float-only ops never reach the int64 loop */
   }
 }
@@ -329,8 +344,11 @@ static cnn_dtype unary_dtype(cnn_unop op, cnn_dtype xdt, double p0, double p1, u
     return lo_ok && hi_ok ? CNN_INT64 : CNN_FLOAT32;
   }
   case CNN_ADD_SCALAR:
-  case CNN_MUL_SCALAR: return int_param(p0, &c->i0) ? CNN_INT64 : CNN_FLOAT32;
-  default: return CNN_FLOAT32; /* exp, log, sqrt, sigmoid, tanh, pow */
+  case CNN_MUL_SCALAR:
+  case CNN_RPOW_SCALAR: return int_param(p0, &c->i0) ? CNN_INT64 : CNN_FLOAT32;
+  case CNN_POW_SCALAR: /* integral exponents >= 0 stay integral (negative ones: see the bindings) */
+    return int_param(p0, &c->i0) && c->i0 >= 0 ? CNN_INT64 : CNN_FLOAT32;
+  default: return CNN_FLOAT32; /* exp, log, sqrt, sigmoid, tanh */
   }
 }
 

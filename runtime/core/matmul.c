@@ -89,10 +89,27 @@ static void shapes_str(const cnn_tensor *a, const cnn_tensor *b, char *sa, char 
   cnn_shape_str(b->ndim, b->size, sb, n);
 }
 
+/* int64 products (no BLAS for integers): a plain triple loop over any strides, wrapping on
+ * overflow as PyTorch's integer matmul. c is (nbatch, m, n) contiguous. */
+static void matmul_i64(const operand *A, const operand *B, const int64_t *pa0, const int64_t *pb0, int nbo,
+                       const int64_t *bshape, int64_t nbatch, int64_t m, int64_t n, int64_t k, int64_t *c) {
+  for (int64_t bi = 0; bi < nbatch; bi++) {
+    const int64_t *pa = pa0 + batch_offset(A, nbo, bshape, bi), *pb = pb0 + batch_offset(B, nbo, bshape, bi);
+    for (int64_t i = 0; i < m; i++)
+      for (int64_t j = 0; j < n; j++) {
+        uint64_t acc = 0;
+        for (int64_t l = 0; l < k; l++)
+          acc += (uint64_t)pa[i * A->rs + l * A->cs] * (uint64_t)pb[l * B->rs + j * B->cs];
+        c[(bi * m + i) * n + j] = (int64_t)acc;
+      }
+  }
+}
+
 cnn_tensor *cnn_mm_matmul(const cnn_tensor *a, const cnn_tensor *b) {
   char sa[256], sb[256];
-  if (a->dtype != CNN_FLOAT32 || b->dtype != CNN_FLOAT32) {
-    cnn_error_set("expected float32 tensors but got %s", cnn_dtype_name(a->dtype != CNN_FLOAT32 ? a->dtype : b->dtype));
+  if (a->dtype != b->dtype) {
+    cnn_error_set("expected tensors of one dtype but got %s and %s", cnn_dtype_name(a->dtype),
+                  cnn_dtype_name(b->dtype));
     return NULL;
   }
   if (a->ndim == 0 || b->ndim == 0) {
@@ -134,8 +151,12 @@ cnn_tensor *cnn_mm_matmul(const cnn_tensor *a, const cnn_tensor *b) {
   for (int d = 0; d < nbo; d++) osize[ond++] = bshape[d];
   if (a->ndim > 1) osize[ond++] = m;
   if (b->ndim > 1) osize[ond++] = n;
-  cnn_tensor *out = k == 0 ? cnn_tensor_zeros(CNN_FLOAT32, ond, osize) : cnn_tensor_empty(CNN_FLOAT32, ond, osize);
+  cnn_tensor *out = k == 0 ? cnn_tensor_zeros(a->dtype, ond, osize) : cnn_tensor_empty(a->dtype, ond, osize);
   if (!out || k == 0 || nbatch * m * n == 0) return out;
+  if (a->dtype == CNN_INT64) {
+    matmul_i64(&A, &B, cnn_tensor_i64(a), cnn_tensor_i64(b), nbo, bshape, nbatch, m, n, k, cnn_tensor_i64(out));
+    return out;
+  }
 
   /* operands whose matrices fit no sgemm layout (expanded, sliced columns) are copied */
   cnn_tensor *ca = NULL, *cb = NULL;

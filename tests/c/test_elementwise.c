@@ -189,8 +189,8 @@ static void test_binary_int64(void) {
   EXPECT("int minimum", cnn_ew_binary(CNN_MINIMUM, a, b), CNN_INT64, SHAPE(3), VALS(2, -3, -6));
   /* true division: 7/2 = 3.5, -3/4 = -0.75, 5/-6 = -0.8333333 */
   EXPECT("int div is float", cnn_ew_binary(CNN_DIV, a, b), CNN_FLOAT32, SHAPE(3), VALS(3.5, -0.75, -0.8333333));
-  /* 7^2 = 49, (-3)^4 = 81, 5^-6 = 1/15625 = 6.4e-5 */
-  EXPECT("int pow is float", cnn_ew_binary(CNN_POW, a, b), CNN_FLOAT32, SHAPE(3), VALS(49, 81, 6.4e-5));
+  /* PyTorch's integer power: 7^2 = 49, (-3)^4 = 81, 5^-6 truncates to 0 */
+  EXPECT("int pow", cnn_ew_binary(CNN_POW, a, b), CNN_INT64, SHAPE(3), VALS(49, 81, 0));
   EXPECT("int lt is float", cnn_ew_binary(CNN_LT, a, b), CNN_FLOAT32, SHAPE(3), VALS(0, 1, 0));
 
   /* int64 mixed with float32 promotes to float32: 7+0.5, -3+0.5, 5+0.5 */
@@ -484,7 +484,12 @@ static void test_unary_int64(void) {
   /* float-only ops convert: e^-3 = 0.0497871, 1, e^4 = 54.59815 */
   EXPECT("int exp", cnn_ew_unary(CNN_EXP, x, 0, 0), CNN_FLOAT32, SHAPE(3), VALS(0.0497871, 1, 54.59815));
   EXPECT("int sqrt", cnn_ew_unary(CNN_SQRT, x, 0, 0), CNN_FLOAT32, SHAPE(3), VALS(NAN, 0, 2));
-  EXPECT("int pow 2", cnn_ew_unary(CNN_POW_SCALAR, x, 2, 0), CNN_FLOAT32, SHAPE(3), VALS(9, 0, 16));
+  EXPECT("int pow 2", cnn_ew_unary(CNN_POW_SCALAR, x, 2, 0), CNN_INT64, SHAPE(3), VALS(9, 0, 16));
+  EXPECT("int pow 0.5 is float", cnn_ew_unary(CNN_POW_SCALAR, x, 0.5, 0), CNN_FLOAT32, SHAPE(3), VALS(NAN, 0, 2));
+  /* 2^-3 = 0.125 is not integral: float32; 2^x with integral 2 stays int64 (2^-3 truncates to 0) */
+  EXPECT("int pow -1 is float", cnn_ew_unary(CNN_POW_SCALAR, x, -1, 0), CNN_FLOAT32, SHAPE(3),
+         VALS(-1.0 / 3, INFINITY, 0.25));
+  EXPECT("2 ^ int", cnn_ew_unary(CNN_RPOW_SCALAR, x, 2, 0), CNN_INT64, SHAPE(3), VALS(0, 1, 16));
   EXPECT("int sigmoid", cnn_ew_unary(CNN_SIGMOID, x, 0, 0), CNN_FLOAT32, SHAPE(3), VALS(0.0474259, 0.5, 0.9820138));
 
   /* in place: integral results stay, float ones are refused and leave x alone */

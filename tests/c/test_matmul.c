@@ -268,8 +268,8 @@ static void test_errors(void) {
   cnn_tensor *v = cnn_tensor_zeros(CNN_FLOAT32, 1, (int64_t[]){4});
   cnn_tensor *p = cnn_tensor_zeros(CNN_FLOAT32, 3, (int64_t[]){2, 2, 3});
   cnn_tensor *q = cnn_tensor_zeros(CNN_FLOAT32, 3, (int64_t[]){3, 3, 4});
-  CHECK_ERROR(cnn_mm_matmul(a, l), "expected float32 tensors but got int64");
-  CHECK_ERROR(cnn_mm_matmul(l, a), "expected float32 tensors but got int64");
+  CHECK_ERROR(cnn_mm_matmul(a, l), "expected tensors of one dtype but got float32 and int64");
+  CHECK_ERROR(cnn_mm_matmul(l, a), "expected tensors of one dtype but got int64 and float32");
   CHECK_ERROR(cnn_mm_matmul(a, b), "shapes (2, 3) and (4, 5) cannot be multiplied (3 != 4)");
   CHECK_ERROR(cnn_mm_matmul(u, v), "shapes (3) and (4) cannot be multiplied (3 != 4)");
   CHECK_ERROR(cnn_mm_matmul(s, a), "both arguments need at least 1 dimension but got 0-d and 2-d");
@@ -282,6 +282,33 @@ static void test_errors(void) {
   cnn_tensor_release(ok);
   cnn_tensor *all[] = {a, b, l, s, u, v, p, q};
   for (size_t i = 0; i < sizeof all / sizeof *all; i++) cnn_tensor_release(all[i]);
+}
+
+/* int64 products are exact, in any layout: (2, 3) x (3, 2) transposed view, and a batch. */
+static void test_int64(void) {
+  cnn_tensor *a = cnn_tensor_empty(CNN_INT64, 2, (int64_t[]){2, 3});
+  cnn_tensor *b = cnn_tensor_empty(CNN_INT64, 2, (int64_t[]){2, 3});
+  for (int i = 0; i < 6; i++) {
+    cnn_tensor_i64(a)[i] = i + 1;                /* 1 2 3 / 4 5 6 */
+    cnn_tensor_i64(b)[i] = i % 2 ? -(i + 1) : i; /* 0 -2 2 / -4 4 -6 */
+  }
+  cnn_tensor *bt = cnn_tensor_transpose(b, 0, 1); /* (3, 2): 0 -4 / -2 4 / 2 -6 */
+  cnn_tensor *c = cnn_mm_matmul(a, bt);
+  check_shape(c, 2, (int64_t[]){2, 2});
+  CHECK(c && c->dtype == CNN_INT64);
+  /* row 1: 0 - 4 + 6 = 2, -4 + 8 - 18 = -14; row 2: 0 - 10 + 12 = 2, -16 + 20 - 36 = -32 */
+  int64_t want[4] = {2, -14, 2, -32};
+  for (int i = 0; c && i < 4; i++) CHECK(cnn_tensor_i64(c)[i] == want[i]);
+  cnn_tensor *a3 = cnn_tensor_expand(a, 3, (int64_t[]){2, 2, 3});
+  cnn_tensor *c3 = cnn_mm_matmul(a3, bt);
+  check_shape(c3, 3, (int64_t[]){2, 2, 2});
+  for (int i = 0; c3 && i < 8; i++) CHECK(cnn_tensor_i64(c3)[i] == want[i % 4]);
+  cnn_tensor_release(c3);
+  cnn_tensor_release(a3);
+  cnn_tensor_release(c);
+  cnn_tensor_release(bt);
+  cnn_tensor_release(b);
+  cnn_tensor_release(a);
 }
 
 static void test_larger(void) {
@@ -315,6 +342,7 @@ int main(void) {
   test_batched();
   test_empty_dims();
   test_errors();
+  test_int64();
   test_larger();
   return check_summary("test_matmul");
 }

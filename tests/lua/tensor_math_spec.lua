@@ -247,3 +247,63 @@ describe("dtype promotion", function()
     H.assert_tensor(cnn.tensor({ 1.7, -1.7, 2 }):long(), { 1, -1, 2 }, { dtype = "int64" })
   end)
 end)
+
+-- Edges found by the PyTorch oracle (oracle_spec); each expected value is worked out by hand.
+describe("pow, clamp and matmul at PyTorch's edges", function()
+  it("pow's gradients at 0^0 are 0 for both sides, as PyTorch's limits", function()
+    local a = cnn.tensor({ 0, 0, 2 }):requires_grad_()
+    local b = cnn.tensor({ 0, 2, 0 }):requires_grad_()
+    local y = a ^ b -- 1, 0, 1
+    H.assert_tensor(y, { 1, 0, 1 })
+    y:sum():backward()
+    -- d/da = b a^(b-1): 0 where b == 0 (PyTorch's rule, not 0 * inf); 2 * 0^1 = 0
+    H.assert_tensor(a.grad, { 0, 0, 0 })
+    -- d/db = a^b log a: 0 where a == 0 and b >= 0; 2^0 * log 2 at the last
+    H.assert_tensor(b.grad, { 0, 0, math.log(2) }, { rtol = 1e-6 })
+  end)
+
+  it("pow's exponent gradient is NaN for a negative base even when the power underflows to 0", function()
+    -- (-0.5)^200 is 6e-61, 0 in float32; d/db = out * log(-0.5) = 0 * NaN: NaN, as PyTorch
+    local a = cnn.tensor({ -0.5 })
+    local b = cnn.tensor({ 200 }):requires_grad_()
+    local y = a ^ b
+    assert.are.equal(0, y[1])
+    y:sum():backward()
+    assert.is_true(b.grad[1] ~= b.grad[1])
+  end)
+
+  it("int64 to an integer power stays int64, as PyTorch's integer pow", function()
+    local i = cnn.tensor({ -3, 2, 5 }, { dtype = "int64" })
+    H.assert_tensor(i ^ 2, { 9, 4, 25 }, { dtype = "int64" })
+    H.assert_tensor(i:pow(cnn.tensor({ 3, 0, 1 }, { dtype = "int64" })), { -27, 1, 5 }, { dtype = "int64" })
+    H.assert_tensor(2 ^ cnn.tensor({ 0, 3 }, { dtype = "int64" }), { 1, 8 }, { dtype = "int64" })
+    -- a negative int64 exponent truncates: 2^-1 = 0.5 -> 0, 1^-1 = 1, (-1)^-3 = -1
+    H.assert_tensor(cnn.tensor({ 2, 1, -1 }, { dtype = "int64" }):pow(cnn.tensor({ -1, -1, -3 }, { dtype = "int64" })),
+      { 0, 1, -1 }, { dtype = "int64" })
+    -- a float exponent or base (2.0 too) gives float32; a negative integer exponent is refused
+    H.assert_tensor(i ^ 2.0, { 9, 4, 25 }, { dtype = "float32" })
+    H.assert_tensor(2.0 ^ cnn.tensor({ 1 }, { dtype = "int64" }), { 2 }, { dtype = "float32" })
+    H.assert_error(function() return i ^ -1 end, "pow:", "negative integer powers")
+    H.assert_usable()
+  end)
+
+  it("clamp of int64 with a float bound gives float32, as PyTorch", function()
+    local i = cnn.tensor({ -3, 2, 5 }, { dtype = "int64" })
+    H.assert_tensor(i:clamp(0, 4), { 0, 2, 4 }, { dtype = "int64" })
+    H.assert_tensor(i:clamp(0.5), { 0.5, 2, 5 }, { dtype = "float32" })
+    H.assert_tensor(i:clamp(nil, 2.0), { -3, 2, 2 }, { dtype = "float32" })
+    H.assert_error(function() return i:clone():clamp_(0, 2.0) end, "clamp_:", "int64")
+    H.assert_usable()
+  end)
+
+  it("matmul and mm of int64 tensors are exact int64 products", function()
+    -- {{1, 2}, {3, 4}} @ {{5}, {6}} = {{17}, {39}}; 2^40 * 3 stays exact
+    local a = cnn.tensor({ { 1, 2 }, { 3, 4 } }, { dtype = "int64" })
+    local col = cnn.tensor({ { 5 }, { 6 } }, { dtype = "int64" })
+    H.assert_tensor(a:matmul(col), { { 17 }, { 39 } }, { dtype = "int64" })
+    H.assert_tensor(a:t():mm(a), { { 10, 14 }, { 14, 20 } }, { dtype = "int64" })
+    local big = cnn.tensor({ 2 ^ 40, 1 }, { dtype = "int64" })
+    assert.are.equal(3 * 2 ^ 40 + 5, big:matmul(cnn.tensor({ 3, 5 }, { dtype = "int64" })):item())
+    H.assert_error(function() return a:matmul(cnn.ones(2, 2)) end, "matmul:", "one dtype")
+  end)
+end)

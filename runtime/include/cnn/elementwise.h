@@ -1,6 +1,7 @@
 /* Elementwise kernels with NumPy/PyTorch broadcasting, float32 and int64. No autograd here.
- * Type promotion: float32 if any operand is float32, else int64; DIV, POW and the float-only
- * unary ops always give float32 (int64 inputs are converted). Comparisons give float32 0/1. */
+ * Type promotion: float32 if any operand is float32, else int64; DIV and the float-only unary ops
+ * always give float32 (int64 inputs are converted). POW of int64 by int64 stays int64 (PyTorch's
+ * integer power: wrapping, a negative exponent truncates). Comparisons give float32 0/1. */
 #ifndef CNN_ELEMENTWISE_H
 #define CNN_ELEMENTWISE_H
 
@@ -33,8 +34,8 @@ typedef enum cnn_unop {
   CNN_TANH,
   CNN_SIGN,
   CNN_CLAMP,       /* p0 = lo, p1 = hi (either may be -inf / +inf) */
-  CNN_POW_SCALAR,  /* x ^ p0 */
-  CNN_RPOW_SCALAR, /* p0 ^ x */
+  CNN_POW_SCALAR,  /* x ^ p0 (int64 x: int64 for an integral p0 >= 0) */
+  CNN_RPOW_SCALAR, /* p0 ^ x (int64 x: int64 for an integral p0) */
   CNN_ADD_SCALAR,
   CNN_MUL_SCALAR, /* x + p0, x * p0 (keep int64 when x is int64 and p0 integral) */
 } cnn_unop;

@@ -1,4 +1,4 @@
-/* Matrix products through OpenBLAS cblas_sgemm, float32 only. No autograd here. */
+/* Matrix products: float32 through OpenBLAS cblas_sgemm, int64 by a plain loop (wrapping, as PyTorch). No autograd here. */
 #ifndef CNN_MATMUL_H
 #define CNN_MATMUL_H
 
