@@ -180,7 +180,10 @@ static int join_backward(cnn_node *n, cnn_tensor *const *gout, cnn_tensor **gin)
   int64_t start = 0;
   for (int i = 0; i < n->n_inputs; i++) {
     const cnn_edge *e = &n->edges[i];
-    if (!stack && e->ndim == 1 && e->size[0] == 0) continue; /* skipped by cat */
+    if (!stack && e->ndim == 1 && e->size[0] == 0) { /* skipped by cat: an empty gradient */
+      if (cnn_node_needs_grad(n, i) && !(gin[i] = cnn_tensor_empty(CNN_FLOAT32, 1, e->size))) return -1;
+      continue;
+    }
     int64_t len = stack ? 1 : e->size[dim];
     if (cnn_node_needs_grad(n, i)) {
       gin[i] = stack ? cnn_tensor_select(g, dim, start) : cnn_tensor_narrow(g, dim, start, len);

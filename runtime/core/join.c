@@ -23,16 +23,13 @@ cnn_tensor *cnn_join_cat(int n, const cnn_tensor *const *ts, int dim) {
     cnn_error_set("expected a non-empty list of tensors");
     return NULL;
   }
-  for (int i = 1; i < n; i++) {
-    if (ts[i]->dtype != ts[0]->dtype) {
-      cnn_error_set("tensor %d has dtype %s but tensor 1 has %s", i + 1, cnn_dtype_name(ts[i]->dtype),
-                    cnn_dtype_name(ts[0]->dtype));
-      return NULL;
-    }
-  }
+  /* dtypes promote as in arithmetic: float32 when any input is float32 */
+  cnn_dtype dt = CNN_INT64;
+  for (int i = 0; i < n; i++)
+    if (ts[i]->dtype == CNN_FLOAT32) dt = CNN_FLOAT32;
   int r = 0; /* the reference: first tensor that is not skipped */
   while (r < n && skipped(ts[r])) r++;
-  if (r == n) return cnn_tensor_clone(ts[0]);
+  if (r == n) return cnn_tensor_empty(dt, 1, (int64_t[]){0});
   const cnn_tensor *ref = ts[r];
   if (ref->ndim == 0) {
     cnn_error_set("tensor %d is 0-d and cannot be concatenated", r + 1);
@@ -60,11 +57,11 @@ cnn_tensor *cnn_join_cat(int n, const cnn_tensor *const *ts, int dim) {
   int64_t size[CNN_MAX_DIMS];
   memcpy(size, ref->size, sizeof size);
   size[d] = total;
-  cnn_tensor *out = cnn_tensor_empty(ref->dtype, ref->ndim, size);
+  cnn_tensor *out = cnn_tensor_empty(dt, ref->ndim, size);
   if (!out) return NULL;
 
   /* out as (outer, total * inner); tensor i fills columns [at, at + size_i * inner) of each row */
-  size_t es = cnn_dtype_size(ref->dtype);
+  size_t es = cnn_dtype_size(dt);
   int64_t outer, inner;
   split_at(out, d, &outer, &inner);
   char *po = cnn_tensor_data(out);
@@ -73,11 +70,11 @@ cnn_tensor *cnn_join_cat(int n, const cnn_tensor *const *ts, int dim) {
     const cnn_tensor *t = ts[i];
     if (skipped(t) || t->size[d] == 0) continue;
     int64_t block = t->size[d] * inner;
-    if (cnn_tensor_is_contiguous(t)) {
+    if (t->dtype == dt && cnn_tensor_is_contiguous(t)) {
       const char *pt = cnn_tensor_data(t);
       for (int64_t o = 0; o < outer; o++)
         memcpy(po + (size_t)(o * total * inner + at) * es, pt + (size_t)(o * block) * es, (size_t)block * es);
-    } else {
+    } else { /* strided, or converted to the result's dtype */
       cnn_tensor *slot = cnn_tensor_narrow(out, d, at / inner, t->size[d]);
       int rc = slot ? cnn_tensor_copy_(slot, t) : -1;
       cnn_tensor_release(slot);

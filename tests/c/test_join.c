@@ -81,7 +81,12 @@ static void test_cat(void) {
   CHECK_ERROR(cnn_join_cat(2, (const cnn_tensor *[]){w, a}, 0), "tensor 2 has size 3 at dim 2 but tensor 1 has 4");
   CHECK_ERROR(cnn_join_cat(3, (const cnn_tensor *[]){e, w, a}, 0), "tensor 3 has size 3 at dim 2 but tensor 2 has 4");
   CHECK_ERROR(cnn_join_cat(2, (const cnn_tensor *[]){a, p}, 0), "tensor 2 has 3 dimensions but tensor 1 has 2");
-  CHECK_ERROR(cnn_join_cat(2, (const cnn_tensor *[]){i1, a}, 0), "tensor 2 has dtype float32 but tensor 1 has int64");
+  /* dtypes promote as arithmetic does: int64 with float32 gives float32 (1, 2, then 0.5) */
+  cnn_tensor *half = ftensor(1, (int64_t[]){1}, (float[]){0.5f});
+  cnn_tensor *mixed = cnn_join_cat(2, (const cnn_tensor *[]){i1, half}, 0);
+  CHECK(mixed && mixed->dtype == CNN_FLOAT32);
+  expect("cat int64 + float32", mixed, 1, (int64_t[]){3}, (double[]){1, 2, 0.5});
+  cnn_tensor_release(half);
   cnn_tensor *s = cnn_tensor_scalar(CNN_FLOAT32, 1);
   CHECK_ERROR(cnn_join_cat(2, (const cnn_tensor *[]){s, s}, 0), "tensor 1 is 0-d and cannot be concatenated");
   CHECK_ERROR(cnn_join_cat(2, (const cnn_tensor *[]){a, a}, 2),

@@ -4,7 +4,8 @@
 
 #include "tensor.h"
 
-/* Tensors must share dtype and all sizes but dim's. */
+/* Tensors must share all sizes but dim's (a 1-d empty tensor joins anything, as PyTorch's legacy rule);
+ * the result is float32 when any input is, else int64. */
 cnn_tensor *cnn_join_cat(int n, const cnn_tensor *const *ts, int dim);
 /* Tensors must share shape; new dim inserted at dim (0..ndim). */
 cnn_tensor *cnn_join_stack(int n, const cnn_tensor *const *ts, int dim);
