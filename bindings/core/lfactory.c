@@ -86,7 +86,8 @@ static void fill_nested(lua_State *L, int idx, const char *fn, cnn_tensor *t, in
  * A new tensor holding the given values.
  * values is a nested table of numbers (the nesting gives the shape and must be regular:
  * `cnn.tensor{{1, 2}, {3, 4}}` is 2 x 2), a number (a 0-d tensor) or a tensor (copied, keeping its
- * dtype unless one is given). dtype is "float32" or "int64". */
+ * dtype unless one is given). dtype is "float32" or "int64". Integers give float32 too (Torch7's
+ * habit; torch.tensor would infer int64): `{dtype = "int64"}` makes labels and indices. */
 static int f_tensor(lua_State *L) {
   const char *fn = "tensor";
   lcnn_options(L, 2, fn, create_opts);
@@ -164,9 +165,11 @@ static int f_rand(lua_State *L) { return construct(L, C_RAND, "rand"); }
  * Standard normal random float32 values (mean 0, std 1) from cnn's generator. */
 static int f_randn(lua_State *L) { return construct(L, C_RANDN, "randn"); }
 
-/** cnn.full(size|{size}, value, {dtype="float32", requires_grad=false}) -> Tensor
+/** cnn.full(size|{size}, value, {dtype=, requires_grad=false}) -> Tensor
  * A tensor of the given shape filled with value.
- * The shape is one size or a table of sizes: `cnn.full({2, 3}, 7)`. */
+ * The shape is one size or a table of sizes: `cnn.full({2, 3}, 7.5)`. Without a dtype, an integer
+ * value gives int64 and a float value float32, as PyTorch's torch.full: `cnn.full({2}, 1)` is int64,
+ * `cnn.full({2}, 1.0)` float32. */
 static int f_full(lua_State *L) {
   const char *fn = "full";
   int64_t size[CNN_MAX_DIMS];
@@ -180,7 +183,7 @@ static int f_full(lua_State *L) {
     return lcnn_error(L, fn, "expected a fill value (number), got %s", luaL_typename(L, next));
   double v = lua_tonumber(L, next);
   lcnn_options(L, next + 1, fn, create_opts);
-  cnn_dtype dt = lcnn_opt_dtype(L, next + 1, fn, CNN_FLOAT32);
+  cnn_dtype dt = lcnn_opt_dtype(L, next + 1, fn, lua_isinteger(L, next) ? CNN_INT64 : CNN_FLOAT32);
   finish(L, cnn_tensor_full(dt, n, size, v), next + 1, fn);
   return 1;
 }

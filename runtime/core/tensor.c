@@ -163,8 +163,10 @@ cnn_tensor *cnn_tensor_linspace(double start, double end, int64_t n) {
   if (!t) return NULL;
   float *p = cnn_tensor_f32(t);
   double step = n > 1 ? (end - start) / (double)(n - 1) : 0;
-  /* fill from both ends, as PyTorch does, so the last value is exactly `end` */
-  for (int64_t i = 0; i < n; i++)
+  /* fill from both ends, as PyTorch does, so the last value is exactly `end` (a single value is
+   * `start`) */
+  if (n == 1) p[0] = (float)start;
+  for (int64_t i = 0; i < n && n > 1; i++)
     p[i] = (float)(i < n / 2 ? start + step * (double)i : end - step * (double)(n - 1 - i));
   return t;
 }

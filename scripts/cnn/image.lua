@@ -261,7 +261,7 @@ function image.grid(t, opts)
   local xmaps = math.min(nrow, n)
   local ymaps = (n + xmaps - 1) // xmaps
   local height, width = h + padding, w + padding
-  local grid = core.full({c, height * ymaps + padding, width * xmaps + padding}, pad_value)
+  local grid = core.full({c, height * ymaps + padding, width * xmaps + padding}, pad_value, {dtype = "float32"})
   local k = 0
   for y = 0, ymaps - 1 do
     for x = 0, xmaps - 1 do

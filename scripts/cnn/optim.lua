@@ -591,7 +591,7 @@ function Adagrad:step(closure)
       if grad then
         local st = state[p]
         if not st or st.step == nil then
-          st = {step = core.zeros({}), sum = core.full(p:shape(), group.initial_accumulator_value)}
+          st = {step = core.zeros({}), sum = core.full(p:shape(), group.initial_accumulator_value, {dtype = "float32"})}
           state[p] = st
         end
         K.adagrad("Adagrad", pos, p, grad, group, st.sum, st.step)

@@ -11,10 +11,10 @@ C.ok(dist.is_initialized(), "initialized")
 C.say("collectives on %d ranks (backend %s)", W, (dist.backend()))
 
 -- all_reduce: sum, mean, max, min on float32; exact int64 sums beyond float precision
-local t = cnn.full({2, 3}, r + 1)
+local t = cnn.full({2, 3}, r + 1.0)
 C.ok(rawequal(dist.all_reduce(t), t), "all_reduce returns its tensor")
 C.ok(t:eq(W * (W + 1) / 2):sum():item() == 6, "sum: %s", tostring(t))
-t = cnn.full({5}, r)
+t = cnn.full({5}, r + 0.0)
 dist.all_reduce(t, {op = "mean"})
 C.close(t, cnn.full({5}, (W - 1) / 2), 1e-6, "mean")
 local signed = cnn.tensor({r, -r, r * r})
@@ -29,7 +29,7 @@ C.ok(big[1] == W * 2 ^ 40 + W * (W - 1) // 2 and big[2] == -(W * (W - 1) // 2), 
 C.ok(math.type(big[1]) == "integer", "int64 stays integer")
 
 -- views: only the viewed elements change; 0-d and empty tensors
-local base = cnn.full({4, 6}, -1)
+local base = cnn.full({4, 6}, -1.0)
 local cols = base:narrow(2, 2, 3)           -- (4, 3), strided
 cols:fill_(r + 1)
 dist.all_reduce(cols)
@@ -44,7 +44,7 @@ C.ok(s:dim() == 0 and math.abs(s:item() - (W * W) / 2) < 1e-6, "0-d tensor %s", 
 C.ok(dist.all_reduce(cnn.zeros(0)):numel() == 0, "empty tensor")
 
 -- broadcast from the last rank, into a view
-local b = cnn.full({3, 2}, r):t()
+local b = cnn.full({3, 2}, r + 0.0):t()
 dist.broadcast(b, {root = W - 1})
 C.ok(b:eq(W - 1):sum():item() == 6, "broadcast from root %d: %s", W - 1, tostring(b))
 local bi = cnn.tensor({r * 7, 3}, {dtype = "int64"})

@@ -104,7 +104,7 @@ dp2(x3, r == 0):sum():backward()
 C.ok(two.unused.weight.grad == nil, "a parameter unused on every rank keeps no gradient")
 C.ok(two.b.weight.grad ~= nil, "a parameter used on some rank gets a gradient on every rank")
 C.close(two.b.weight.grad, cnn.full({2, 3}, 4 / W), 1e-6, "its gradient is rank 0's divided by " .. W)
-C.close(two.a.weight.grad, cnn.full({2, 3}, 4), 1e-6, "a parameter used everywhere averages to its value")
+C.close(two.a.weight.grad, cnn.full({2, 3}, 4.0), 1e-6, "a parameter used everywhere averages to its value")
 
 -- wrapper misuse
 C.fails(function() dist.DataParallel({}) end, "DataParallel: expected a cnn.nn module")

@@ -454,7 +454,7 @@ end)
 describe("F.local_response_norm", function()
   it("matches the formula by hand for one channel and size 1", function()
     -- scale = k + alpha * x^2 = 1 + 0.5 * 4 = 3; y = 2 * 3^-0.75
-    local y = F.local_response_norm(cnn.full({ 1, 1, 1 }, 2), 1, { alpha = 0.5, beta = 0.75, k = 1 })
+    local y = F.local_response_norm(cnn.full({ 1, 1, 1 }, 2.0), 1, { alpha = 0.5, beta = 0.75, k = 1 })
     H.assert_tensor(y, { { { 2 * 3 ^ -0.75 } } }, TOL)
   end)
 

@@ -207,7 +207,7 @@ describe("user modules", function()
     function MLP:init(n_in, n_hidden, n_out)
       self.fc1 = nn.Linear(n_in, n_hidden)
       self.fc2 = nn.Linear(n_hidden, n_out)
-      self.gain = cnn.full({n_out}, 2):requires_grad_()
+      self.gain = cnn.full({n_out}, 2.0):requires_grad_()
     end
     function MLP:forward(x)
       return self.fc2(self.fc1(x):relu()) * self.gain
