@@ -272,6 +272,16 @@ static bool use_direct(const geom *g, const cnn_conv2d_params *p) {
 
 typedef enum { DIRECT_FORWARD, DIRECT_INPUT_GRAD, DIRECT_WEIGHT_GRAD } direct_kind;
 
+/* The direct gradients multiply zeros by input values that im2col never pairs (the weight
+ * gradient's dropped positions, the input gradient's padded output gradient): harmless unless a
+ * value is inf or NaN, where 0 * inf would make NaNs PyTorch does not have. Those inputs take
+ * im2col; the scan is cheap next to the convolution. */
+static bool all_finite(const float *p, int64_t n) {
+  float acc = 0; /* x - x is 0 for finite x, NaN for inf and NaN */
+  for (int64_t i = 0; i < n; i++) acc += p[i] - p[i];
+  return acc == 0;
+}
+
 /* Runs one direct kernel with its workspace and packed filters; 0, -1 with the error set, or 1
  * when the kernel's workspace would pass direct_limit (the caller takes im2col). */
 static int run_direct(direct_kind kind, const geom *g, const cnn_conv2d_params *p, const float *a, const float *b,
@@ -495,7 +505,9 @@ int cnn_conv2d_weight_grad_f32(const cnn_conv2d_shape *s, const cnn_conv2d_param
   geom_of(&g, s, p);
   int nt = cnn_parallel_get_threads();
   /* rc 1: not done by the direct kernels (not applicable, or past their workspace cap) */
-  int rc = use_direct(&g, p) && g.N > 0 ? run_direct(DIRECT_WEIGHT_GRAD, &g, p, gy, x, NULL, gw, nt) : 1;
+  int rc = use_direct(&g, p) && g.N > 0 && all_finite(x, g.N * g.C * g.H * g.W)
+               ? run_direct(DIRECT_WEIGHT_GRAD, &g, p, gy, x, NULL, gw, nt)
+               : 1;
   return rc == 1 ? weight_grad(&g, gy, x, gw, nt) : rc;
 }
 
@@ -505,6 +517,8 @@ int cnn_conv2d_input_grad_f32(const cnn_conv2d_shape *s, const cnn_conv2d_params
   geom_of(&g, s, p);
   if (g.N * g.C * g.H * g.W == 0) return 0;
   int nt = cnn_parallel_get_threads();
-  int rc = use_direct(&g, p) ? run_direct(DIRECT_INPUT_GRAD, &g, p, gy, w, NULL, gx, nt) : 1;
+  int rc = use_direct(&g, p) && all_finite(w, g.O * g.Cg * g.kh * g.kw)
+               ? run_direct(DIRECT_INPUT_GRAD, &g, p, gy, w, NULL, gx, nt)
+               : 1;
   return rc == 1 ? input_grad(&g, gy, w, gx, nt) : rc;
 }

@@ -71,6 +71,28 @@ describe("conv2d matches PyTorch", function()
     run(find("dilation_rect_stride"), function(x, w) return noncontig(x), noncontig(w) end)
   end)
 
+  it("keeps NaN and inf where PyTorch has them, under either algorithm", function()
+    -- x = {{1, 2, nan}, {3, 4, 5}}, w = {w1, w2} (1x2), y[r][c] = w1 x[r][c] + w2 x[r][c+1], g = 1:
+    -- dw1 = 1 + 2 + 3 + 4 = 10 (the NaN never meets w1), dw2 = 2 + nan + 4 + 5 = nan
+    local nan = 0 / 0
+    for _, alg in ipairs({ "auto", "im2col" }) do
+      cnn.set_conv_algorithm(alg)
+      local x = cnn.tensor({ { { { 1, 2, nan }, { 3, 4, 5 } } } })
+      local w = cnn.tensor({ { { { 0.5, -1 } } } }):requires_grad_()
+      F.conv2d(x, w):sum():backward()
+      assert.are.equal(10, w.grad[1][1][1][1], alg)
+      assert.is_true(w.grad[1][1][1][2] ~= w.grad[1][1][1][2], alg)
+      -- a NaN weight: dx[c] = sum of w[k] over the outputs c - k + 1 that exist:
+      -- dx1 = w1 = nan, dx2 = w1 + w2 = nan, dx3 = w2 = 1 (w1 never reaches x3)
+      local x2 = cnn.tensor({ { { { 1, 2, 3 } } } }):requires_grad_()
+      F.conv2d(x2, cnn.tensor({ { { { nan, 1 } } } })):sum():backward()
+      local g = x2.grad:reshape(3)
+      assert.is_true(g[1] ~= g[1] and g[2] ~= g[2], alg)
+      assert.are.equal(1, g[3], alg)
+    end
+    cnn.set_conv_algorithm("auto")
+  end)
+
   it("takes the options table as the third argument when there is no bias", function()
     local c = find("batch3_no_bias")
     H.assert_tensor(F.conv2d(t(c.x), t(c.w), c.opts), c.output, TOL)
