@@ -449,15 +449,16 @@ cnn_tensor *cnn_op_dropout(const cnn_tensor *x, double p, bool training) {
 
 /* ---- batch norm ---- */
 
-/* A per-channel parameter: NULL, or float32 with shape (C). */
-static int check_channel_param(const cnn_tensor *t, const char *what, int64_t C) {
+/* A per-channel parameter: NULL, or float32 with shape (C). The running statistics are written
+ * in place, so they may not be expanded views; weight and bias may (they are read once). */
+static int check_channel_param(const cnn_tensor *t, const char *what, int64_t C, bool written) {
   char b[256];
   if (!t) return 0;
   if (need_float(t, what)) return -1;
   if (t->ndim != 1 || t->size[0] != C)
     return cnn_error_set("%s should have shape (%lld), one value per channel, got %s", what, (long long)C,
                          cnn_shape_str(t->ndim, t->size, b, sizeof b));
-  if (C > 1 && t->stride[0] == 0) return cnn_error_set("%s must not be an expanded view", what);
+  if (written && C > 1 && t->stride[0] == 0) return cnn_error_set("%s must not be an expanded view", what);
   return 0;
 }
 
@@ -517,8 +518,9 @@ cnn_tensor *cnn_op_batch_norm(const cnn_tensor *x, cnn_tensor *running_mean, cnn
     return NULL;
   }
   int64_t C = x->size[1];
-  if (check_channel_param(running_mean, "running_mean", C) || check_channel_param(running_var, "running_var", C) ||
-      check_channel_param(weight, "weight", C) || check_channel_param(bias, "bias", C))
+  if (check_channel_param(running_mean, "running_mean", C, true) ||
+      check_channel_param(running_var, "running_var", C, true) || check_channel_param(weight, "weight", C, false) ||
+      check_channel_param(bias, "bias", C, false))
     return NULL;
   if (!(eps >= 0) || !isfinite(eps)) {
     cnn_error_set("eps must be a finite number >= 0, got %g", eps);

@@ -287,7 +287,7 @@ static inline void bn_backward_channel(const cnn_batchnorm_args *a, const float 
       }
   }
   if (gbias) gbias[c] = (float)sg;
-  if (gweight) gweight[c] = (float)(sgx * invstd);
+  if (gweight) gweight[c] = M > 0 ? (float)(sgx * invstd) : 0.0f; /* an empty batch: no term, not 0 * NaN */
   if (!gx) return;
   const float mg = a->training ? (float)(sg / (double)M) : 0;
   const float proj = a->training ? (float)(sgx / (double)M) * invstd * invstd : 0;

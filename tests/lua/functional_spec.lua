@@ -374,6 +374,30 @@ describe("F.batch_norm", function()
     H.assert_usable()
   end)
 
+  it("accepts an expanded (stride 0) weight and bias, as PyTorch", function()
+    -- x = {{1, 3}, {3, 7}}: channel means 2 and 5, biased variances 1 and 4, so xhat = -1, 1 in
+    -- each; weight 2 and bias 0.5 everywhere: y = 2 xhat + 0.5
+    local x = cnn.tensor({ { 1, 3 }, { 3, 7 } })
+    local w = cnn.tensor({ 2 }):requires_grad_()
+    local b = cnn.tensor({ 0.5 }):requires_grad_()
+    local y = F.batch_norm(x, nil, nil, w:expand(2), b:expand(2), true, 0.1, 0)
+    H.assert_tensor(y, { { -1.5, -1.5 }, { 2.5, 2.5 } }, TOL)
+    y:sum():backward()
+    -- d/dw = sum of xhat over both channels = 0; d/db = 4 elements
+    H.assert_tensor(w.grad, { 0 }, { atol = 1e-6 })
+    H.assert_tensor(b.grad, { 4 })
+  end)
+
+  it("gives an empty batch in training zero weight and bias gradients, as PyTorch", function()
+    local w = cnn.tensor({ 1.5, -1 }):requires_grad_()
+    local b = cnn.zeros(2):requires_grad_()
+    local y = F.batch_norm(cnn.zeros(0, 2, 3), nil, nil, w, b, true)
+    assert.are.same({ 0, 2, 3 }, y:shape())
+    y:sum():backward()
+    H.assert_tensor(w.grad, { 0, 0 })
+    H.assert_tensor(b.grad, { 0, 0 })
+  end)
+
   it("keeps its gradient when the running statistics change after the forward", function()
     cnn.manual_seed(8)
     local x = cnn.randn(4, 2):requires_grad_(true)
