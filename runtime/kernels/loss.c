@@ -197,18 +197,21 @@ void cnn_loss_mse_forward(const float *a, const float *b, int64_t n, float *loss
   *sum = total;
 }
 
+/* PyTorch's order, (2 * gscale) * (a - b) * g: the scale first, so a mean's gradient of values
+ * near the float32 limit stays finite as PyTorch's does */
 void cnn_loss_mse_backward(const float *a, const float *b, int64_t n, const float *gitem, int64_t gstride, float gscale,
                            float *ga, float *gb) {
+  const float norm = 2 * gscale;
   if (go_parallel(n)) {
 #pragma omp parallel for schedule(static)
     for (int64_t i = 0; i < n; i++) {
-      float g = 2 * (a[i] - b[i]) * gitem[i * gstride] * gscale;
+      float g = norm * (a[i] - b[i]) * gitem[i * gstride];
       if (ga) ga[i] = g;
       if (gb) gb[i] = -g;
     }
   } else {
     for (int64_t i = 0; i < n; i++) {
-      float g = 2 * (a[i] - b[i]) * gitem[i * gstride] * gscale;
+      float g = norm * (a[i] - b[i]) * gitem[i * gstride];
       if (ga) ga[i] = g;
       if (gb) gb[i] = -g;
     }

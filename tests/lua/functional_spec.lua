@@ -264,6 +264,13 @@ describe("F.mse_loss", function()
     H.assert_error(function() F.mse_loss(a, b, { weight = 1 }) end, "mse_loss: unknown option 'weight'")
     H.assert_usable()
   end)
+
+  it("scales before multiplying in backward, so a mean's gradient near the float32 limit is finite", function()
+    -- d mean((a - b)^2) / da = (2 / n) (a - b): with a - b = 3e38 and n = 4, 1.5e38 (2 (a - b) overflows)
+    local a = cnn.tensor({ 3e38, 0, 0, 0 }):requires_grad_()
+    F.mse_loss(a, cnn.zeros(4)):backward()
+    H.assert_tensor(a.grad, { 1.5e38, 0, 0, 0 }, { rtol = 1e-6 })
+  end)
 end)
 
 describe("F.dropout", function()
