@@ -744,6 +744,24 @@ describe("tostring", function()
   end)
 end)
 
+describe("Conv2d padding='same'", function()
+  it("pads an even kernel one more row and column after than before, as PyTorch", function()
+    local m = nn.Conv2d(1, 1, 2, {padding = "same", bias = false})
+    assert.are.equal("same", m.padding)
+    cnn.no_grad(function() m.weight:fill_(1) end)
+    local x = cnn.tensor({{{{1, 2, 3}, {4, 5, 6}, {7, 8, 9}}}})
+    -- each output sums the 2x2 window starting at its own position; past the edge counts as 0:
+    -- 1+2+4+5 = 12, 2+3+5+6 = 16, 3+6 = 9; 4+5+7+8 = 24, 28, 6+9 = 15; 7+8 = 15, 8+9 = 17, 9
+    H.assert_tensor(m(x), {{{{12, 16, 9}, {24, 28, 15}, {15, 17, 9}}}})
+    -- dilation 3 with kernel 2 (effective 4): 3 of padding, 1 before and 2 after
+    local d = nn.Conv2d(1, 1, {1, 2}, {padding = "same", dilation = 3, bias = false})
+    cnn.no_grad(function() d.weight:fill_(1) end)
+    local row = cnn.tensor({{{{1, 2, 3, 4, 5}}}})
+    -- out[j] = x[j - 1] + x[j + 2]: 0+3, 1+4, 2+5, 3+0, 4+0
+    H.assert_tensor(d(row), {{{{3, 5, 7, 3, 4}}}})
+  end)
+end)
+
 -- ---- misuse ------------------------------------------------------------------------------------
 
 describe("constructor and forward errors", function()
@@ -772,7 +790,6 @@ describe("constructor and forward errors", function()
     H.assert_error(function() nn.Conv2d(3, 6, 3, {groups = 2}) end, "Conv2d", "in_channels must be divisible by groups")
     H.assert_error(function() nn.Conv2d(4, 6, 3, {groups = 4}) end, "Conv2d",
       "out_channels must be divisible by groups")
-    H.assert_error(function() nn.Conv2d(1, 1, 2, {padding = "same"}) end, "Conv2d", "odd effective kernel")
     H.assert_error(function() nn.Conv2d(1, 1, 3, {padding = "same", stride = 2}) end, "Conv2d", "strided")
     H.assert_error(function() nn.Conv2d(1, 1, 3, {bias = 1}) end, "Conv2d", "bias must be a boolean")
     H.assert_error(function() nn.Linear(-1, 3) end, "Linear", "in_features must be an integer >= 0, got %-1")

@@ -41,8 +41,9 @@ L.Conv2d = Module:extend("Conv2d")
 
 --- class cnn.nn.Conv2d(in_channels, out_channels, kernel_size, {stride=1, padding=0, dilation=1, groups=1, bias=true})
 --- A 2-d convolution layer (F.conv2d): weight (out, in/groups, kh, kw), bias (out).
---- Sizes are a number or a pair {h, w}; padding may also be "valid" or "same" (stride 1, odd
---- effective kernel). Initialised as PyTorch does (kaiming uniform with a = sqrt(5)).
+--- Sizes are a number or a pair {h, w}; padding may also be "valid" or "same" (stride 1; an even
+--- effective kernel pads one more row and column after than before, as PyTorch). Initialised as
+--- PyTorch does (kaiming uniform with a = sqrt(5)).
 function L.Conv2d:init(in_channels, out_channels, kernel_size, opts)
   local who = "Conv2d"
   local o = U.options(who, opts, {stride = true, padding = true, dilation = true, groups = true, bias = true})
@@ -53,20 +54,12 @@ function L.Conv2d:init(in_channels, out_channels, kernel_size, opts)
   self.dilation = U.pair(who, "dilation", o.dilation or 1, 1)
   self.groups = U.int(who, "groups", o.groups or 1, 1)
   local padding = o.padding or 0
-  if padding == "valid" then
-    self.padding = {0, 0}
-  elseif padding == "same" then
-    if not pair_eq(self.stride, 1) then fail(who, "padding='same' is not supported for strided convolutions") end
-    local p = {}
-    for d = 1, 2 do
-      local total = self.dilation[d] * (self.kernel_size[d] - 1)
-      if total % 2 ~= 0 then
-        fail(who, "padding='same' needs an odd effective kernel size (dilation * (kernel_size - 1) even)")
-      end
-      p[d] = total // 2
+  if padding == "valid" or padding == "same" then
+    -- kept as the string, as PyTorch does; F.conv2d works out the (maybe uneven) padding
+    if padding == "same" and not pair_eq(self.stride, 1) then
+      fail(who, "padding='same' is not supported for strided convolutions")
     end
-    self.padding = p
-    self.padding_str = "same"
+    self.padding = padding
   else
     self.padding = U.pair(who, "padding", padding, 0)
   end
@@ -105,8 +98,8 @@ end
 function L.Conv2d:extra_repr()
   local s = string.format("%d, %d, kernel_size=%s, stride=%s", self.in_channels, self.out_channels,
     pytuple(self.kernel_size), pytuple(self.stride))
-  if self.padding_str then
-    s = s .. ", padding=" .. self.padding_str
+  if type(self.padding) == "string" then
+    s = s .. ", padding=" .. self.padding
   elseif not pair_eq(self.padding, 0) then
     s = s .. ", padding=" .. pytuple(self.padding)
   end
