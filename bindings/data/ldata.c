@@ -12,11 +12,14 @@
 #include <string.h>
 
 #include "cnn/error.h"
+#include "cnn/loader.h"
 #include "cnn/rng.h"
 #include "cnn/kernels/resize.h"
 #include "cnn/transforms.h"
 
 #define LDATA_PIPELINE "cnn.Pipeline"
+#define LDATA_SOURCE "cnn.ImageSource"
+#define LDATA_EPOCH "cnn.LoaderEpoch"
 
 static int data_error(lua_State *L, const char *who, const char *fmt, ...) {
   char msg[1200];
@@ -272,12 +275,185 @@ static int d_rrc_box(lua_State *L) {
   return 4;
 }
 
+/* ---- image sources and loaders ---- */
+
+/* A source userdata boxes one cnn_image_source (NULL once freed); an epoch userdata boxes one
+ * running cnn_loader and keeps its source alive through its user value. */
+typedef struct {
+  cnn_image_source *src;
+} source_box;
+
+typedef struct {
+  cnn_loader *loader;
+} epoch_box;
+
+static cnn_image_source *check_source(lua_State *L, int idx, const char *who) {
+  source_box *b = luaL_testudata(L, idx, LDATA_SOURCE);
+  if (!b || !b->src) data_error(L, who, "expected an image source");
+  return b->src;
+}
+
+/* source({paths}, {labels}, mode, exif, {specs} or nil, cache, who) -> source */
+static int d_source(lua_State *L) {
+  const char *who = who_at(L, 7, "ImageFolder");
+  luaL_checktype(L, 1, LUA_TTABLE);
+  luaL_checktype(L, 2, LUA_TTABLE);
+  lua_Integer n = (lua_Integer)lua_rawlen(L, 1);
+  if ((lua_Integer)lua_rawlen(L, 2) != n) return data_error(L, who, "paths and labels differ in length");
+  static const char *const modes[] = {"auto", "gray", "rgb", "rgba", NULL};
+  cnn_image_mode mode = (cnn_image_mode)luaL_checkoption(L, 3, "rgb", modes);
+  bool exif = lua_toboolean(L, 4);
+  bool cache = lua_toboolean(L, 6);
+  int nops = lua_istable(L, 5) ? (int)lua_rawlen(L, 5) : 0;
+  /* scratch arrays in userdata, collected with the call */
+  const char **paths = lua_newuserdatauv(L, sizeof(char *) * (size_t)(n ? n : 1), 0);
+  int64_t *labels = lua_newuserdatauv(L, sizeof(int64_t) * (size_t)(n ? n : 1), 0);
+  cnn_tf *ops = lua_newuserdatauv(L, sizeof(cnn_tf) * (size_t)(nops ? nops : 1), 0);
+  for (lua_Integer i = 1; i <= n; i++) {
+    lua_rawgeti(L, 1, i);
+    if (lua_type(L, -1) != LUA_TSTRING) return data_error(L, who, "path %d is not a string", (int)i);
+    paths[i - 1] = lua_tostring(L, -1); /* kept alive by the paths table */
+    lua_pop(L, 1);
+    lua_rawgeti(L, 2, i);
+    if (!lua_isinteger(L, -1)) return data_error(L, who, "label %d is not an integer", (int)i);
+    labels[i - 1] = lua_tointeger(L, -1);
+    lua_pop(L, 1);
+  }
+  for (int k = 1; k <= nops; k++) {
+    lua_rawgeti(L, 5, k);
+    if (!lua_istable(L, -1)) return data_error(L, who, "spec %d is not a table", k);
+    parse_spec(L, lua_gettop(L), &ops[k - 1], who);
+    lua_pop(L, 1);
+  }
+  source_box *box = lua_newuserdatauv(L, sizeof *box, 0);
+  box->src = NULL;
+  luaL_setmetatable(L, LDATA_SOURCE);
+  box->src = cnn_image_source_new(n, paths, labels, mode, exif, ops, nops, cache);
+  if (!box->src) return data_fail(L, who);
+  return 1;
+}
+
+static int source_gc(lua_State *L) {
+  source_box *b = luaL_checkudata(L, 1, LDATA_SOURCE);
+  cnn_image_source_free(b->src);
+  b->src = NULL;
+  return 0;
+}
+
+/* source_get(src, i (1-based), seed or nil, who) -> image i decoded and transformed; without a seed
+ * the generator is seeded by one draw of cnn's stream */
+static int d_source_get(lua_State *L) {
+  const char *who = who_at(L, 4, "ImageFolder");
+  cnn_image_source *src = check_source(L, 1, who);
+  lua_Integer i = luaL_checkinteger(L, 2);
+  if (i < 1 || i > cnn_image_source_size(src))
+    return data_error(L, who, "index %lld is out of range for %lld samples", (long long)i,
+                      (long long)cnn_image_source_size(src));
+  uint64_t seed = lua_isnoneornil(L, 3) ? cnn_rng_next(cnn_rng_global()) : (uint64_t)luaL_checkinteger(L, 3);
+  cnn_tensor *t = cnn_image_source_get(src, i - 1, seed);
+  if (!t) return data_fail(L, who);
+  lcnn_push(L, t, who);
+  return 1;
+}
+
+/* source_stats(src) -> cached images, cached bytes */
+static int d_source_stats(lua_State *L) {
+  cnn_image_source *src = check_source(L, 1, "ImageFolder");
+  lua_pushinteger(L, cnn_image_source_cached(src));
+  lua_pushinteger(L, (lua_Integer)cnn_image_source_cache_bytes(src));
+  return 2;
+}
+
+/* stream_seed() -> 64 bits of cnn's stream, as an integer */
+static int d_stream_seed(lua_State *L) {
+  lua_pushinteger(L, (lua_Integer)cnn_rng_next(cnn_rng_global()));
+  return 1;
+}
+
+/* loader_start(src, order (int64, 0-based), batch_size, seed, epoch, workers, prefetch, stack, who) -> epoch */
+static int d_loader_start(lua_State *L) {
+  const char *who = who_at(L, 9, "DataLoader");
+  cnn_image_source *src = check_source(L, 1, who);
+  cnn_tensor *order = lcnn_test(L, 2);
+  if (!order || order->dtype != CNN_INT64 || order->ndim != 1)
+    return data_error(L, who, "order must be a 1-d int64 tensor");
+  lua_Integer bs = luaL_checkinteger(L, 3), epoch = luaL_checkinteger(L, 5);
+  uint64_t seed = (uint64_t)luaL_checkinteger(L, 4);
+  lua_Integer workers = luaL_checkinteger(L, 6), prefetch = luaL_checkinteger(L, 7);
+  bool stack_batches = lua_toboolean(L, 8);
+  if (workers < 0 || workers > 256)
+    return data_error(L, who, "workers must be between 0 and 256, got %lld", (long long)workers);
+  if (prefetch < 1 || prefetch > 1024)
+    return data_error(L, who, "prefetch must be between 1 and 1024, got %lld", (long long)prefetch);
+  cnn_tensor *c = cnn_tensor_contiguous(order);
+  if (!c) return data_fail(L, who);
+  epoch_box *box = lua_newuserdatauv(L, sizeof *box, 1);
+  box->loader = NULL;
+  luaL_setmetatable(L, LDATA_EPOCH);
+  lua_pushvalue(L, 1);
+  lua_setiuservalue(L, -2, 1); /* the source lives as long as the epoch */
+  box->loader = cnn_loader_start(src, cnn_tensor_i64(c), c->size[0], bs, seed, epoch, (int)workers, (int)prefetch,
+                                 stack_batches);
+  cnn_tensor_release(c);
+  if (!box->loader) return data_fail(L, who);
+  return 1;
+}
+
+/* epoch:next(who) -> x, labels (stacked), or {images}, labels; nothing after the last batch */
+static int epoch_next(lua_State *L) {
+  epoch_box *b = luaL_checkudata(L, 1, LDATA_EPOCH);
+  const char *who = who_at(L, 2, "DataLoader");
+  if (!b->loader) return 0;
+  cnn_loader_batch batch;
+  int rc = cnn_loader_next(b->loader, &batch);
+  if (rc < 0) return data_fail(L, who);
+  if (rc == 0) return 0;
+  /* the batch's references move into userdata one by one, so a raise (out of memory) leaks none */
+  if (batch.x) {
+    lcnn_push(L, batch.x, who);
+    batch.x = NULL;
+  } else {
+    lua_createtable(L, (int)batch.n, 0);
+    for (int64_t k = 0; k < batch.n; k++) {
+      lcnn_push(L, batch.images[k], who);
+      batch.images[k] = NULL;
+      lua_rawseti(L, -2, k + 1);
+    }
+  }
+  lcnn_push(L, batch.labels, who);
+  batch.labels = NULL;
+  cnn_loader_batch_clear(&batch);
+  return 2;
+}
+
+/* epoch:close(): stops the workers and frees the epoch (also __close and __gc) */
+static int epoch_close(lua_State *L) {
+  epoch_box *b = luaL_checkudata(L, 1, LDATA_EPOCH);
+  cnn_loader_free(b->loader);
+  b->loader = NULL;
+  return 0;
+}
+
+/* epoch:position() -> batches handed out, batches in all */
+static int epoch_position(lua_State *L) {
+  epoch_box *b = luaL_checkudata(L, 1, LDATA_EPOCH);
+  if (!b->loader) return 0;
+  lua_pushinteger(L, cnn_loader_position(b->loader));
+  lua_pushinteger(L, cnn_loader_batches(b->loader));
+  return 2;
+}
+
 void lcnn_open_data(lua_State *L, int tbl) {
   static const luaL_Reg fns[] = {
       {"pipeline", d_pipeline},
       {"pipeline_apply", d_pipeline_apply},
       {"resize", d_resize},
       {"random_resized_crop_box", d_rrc_box},
+      {"source", d_source},
+      {"source_get", d_source_get},
+      {"source_stats", d_source_stats},
+      {"stream_seed", d_stream_seed},
+      {"loader_start", d_loader_start},
       {NULL, NULL},
   };
   for (const luaL_Reg *r = fns; r->name; r++) {
@@ -285,5 +461,19 @@ void lcnn_open_data(lua_State *L, int tbl) {
     lua_setfield(L, tbl, r->name);
   }
   luaL_newmetatable(L, LDATA_PIPELINE);
+  lua_pop(L, 1);
+  luaL_newmetatable(L, LDATA_SOURCE);
+  lua_pushcfunction(L, source_gc);
+  lua_setfield(L, -2, "__gc");
+  lua_pop(L, 1);
+  static const luaL_Reg epoch_methods[] = {
+      {"next", epoch_next}, {"close", epoch_close}, {"position", epoch_position}, {NULL, NULL}};
+  luaL_newmetatable(L, LDATA_EPOCH);
+  lua_pushcfunction(L, epoch_close);
+  lua_setfield(L, -2, "__gc");
+  lua_pushcfunction(L, epoch_close);
+  lua_setfield(L, -2, "__close");
+  luaL_newlib(L, epoch_methods);
+  lua_setfield(L, -2, "__index");
   lua_pop(L, 1);
 }

@@ -550,6 +550,103 @@ cnn_tensor *cnn_tf_run(const cnn_tf *ops, int n, cnn_tensor *x, cnn_rng *g) {
   return cur;
 }
 
+bool cnn_tf_window(const cnn_tf *op, int64_t h, int64_t w, cnn_rng *g, int64_t box[4], int64_t *oh, int64_t *ow,
+                   bool *resize) {
+  switch (op->kind) {
+  case CNN_TF_RESIZE:
+    box[0] = box[1] = 0, box[2] = h, box[3] = w;
+    cnn_tf_resize_size(h, w, op, oh, ow);
+    *resize = *oh != h || *ow != w;
+    return true;
+  case CNN_TF_CENTER_CROP: { /* as center_crop: the padded window, in the image's coordinates */
+    int64_t ch = op->size[0], cw = op->size[1];
+    int64_t pad_top = ch > h ? (ch - h) / 2 : 0, pad_left = cw > w ? (cw - w) / 2 : 0;
+    int64_t ph = ch > h ? ch : h, pw = cw > w ? cw : w;
+    box[0] = round_even((double)(ph - ch) / 2.0) - pad_top, box[1] = round_even((double)(pw - cw) / 2.0) - pad_left;
+    box[2] = ch, box[3] = cw, *oh = ch, *ow = cw, *resize = false;
+    return true;
+  }
+  case CNN_TF_CROP:
+  case CNN_TF_RESIZED_CROP:
+    memcpy(box, op->box, sizeof(int64_t) * 4);
+    *resize = op->kind == CNN_TF_RESIZED_CROP;
+    *oh = *resize ? op->size[0] : box[2], *ow = *resize ? op->size[1] : box[3];
+    return true;
+  case CNN_TF_RANDOM_RESIZED_CROP:
+    cnn_tf_random_resized_crop_box(h, w, op->scale, op->ratio, g, box);
+    *oh = op->size[0], *ow = op->size[1], *resize = true;
+    return true;
+  default: return false;
+  }
+}
+
+cnn_tensor *cnn_tf_window8(const cnn_image8 *im, int64_t h, int64_t w, const int64_t box[4], int64_t oh, int64_t ow,
+                           bool resize, cnn_interp interp, bool antialias) {
+  int c = im->c;
+  int64_t by = box[0] - im->top, bx = box[1] - im->left; /* the window's corner in im */
+  bool inside = box[0] >= 0 && box[1] >= 0 && box[0] + box[2] <= h && box[1] + box[3] <= w;
+  if (inside && (by < 0 || bx < 0 || by + box[2] > im->h || bx + box[3] > im->w))
+    return cnn_error_set("the decoded rectangle does not hold the window"), NULL;
+  cnn_tensor *o = new_image(c, oh, ow);
+  if (!o) return NULL;
+  float *dst = cnn_tensor_f32(o);
+  if (resize && inside) {
+    if (cnn_resize_u8(im->data + (by * im->w + bx) * c, c, im->w * c, box[2], box[3], dst, oh, ow, interp, antialias)) {
+      cnn_tensor_release(o);
+      return NULL;
+    }
+    return o;
+  }
+  /* a crop (zeros outside the image), resized afterwards when asked */
+  float *crop_buf = resize ? malloc(sizeof(float) * (size_t)(c * box[2] * box[3])) : dst;
+  if (!crop_buf) {
+    cnn_tensor_release(o);
+    return cnn_error_set("out of memory"), NULL;
+  }
+  float lut[256];
+  for (int i = 0; i < 256; i++) lut[i] = (float)i / 255.0f;
+  int64_t area = box[2] * box[3];
+  for (int64_t y = 0; y < box[2]; y++)
+    for (int64_t x = 0; x < box[3]; x++) {
+      int64_t iy = by + y, ix = bx + x, gy = box[0] + y, gx = box[1] + x;
+      bool in = gy >= 0 && gy < h && gx >= 0 && gx < w && iy >= 0 && iy < im->h && ix >= 0 && ix < im->w;
+      for (int k = 0; k < c; k++)
+        crop_buf[k * area + y * box[3] + x] = in ? lut[im->data[(iy * im->w + ix) * c + k]] : 0.0f;
+    }
+  if (resize) {
+    int rc = cnn_resize(crop_buf, c, area, box[3], box[2], box[3], dst, oh, ow, interp, antialias);
+    free(crop_buf);
+    if (rc) {
+      cnn_tensor_release(o);
+      return NULL;
+    }
+  }
+  return o;
+}
+
+cnn_tensor *cnn_tf_run8(const cnn_tf *ops, int n, const cnn_image8 *im, cnn_rng *g) {
+  int64_t box[4], oh, ow;
+  bool resize;
+  cnn_tensor *first;
+  cnn_rng fixed;
+  if (!g) { /* as cnn_tf_run: deterministic operations only */
+    for (int i = 0; i < n; i++)
+      if (is_random(ops[i].kind)) return cnn_error_set("a random transform needs a generator"), NULL;
+    cnn_rng_seed(&fixed, 0);
+    g = &fixed;
+  }
+  if (n > 0 && cnn_tf_window(&ops[0], im->h, im->w, g, box, &oh, &ow, &resize)) {
+    first = cnn_tf_window8(im, im->h, im->w, box, oh, ow, resize, ops[0].interp, ops[0].antialias);
+    ops++, n--;
+  } else {
+    first = cnn_image8_to_tensor(im);
+  }
+  if (!first) return NULL;
+  cnn_tensor *out = cnn_tf_run(ops, n, first, g);
+  cnn_tensor_release(first);
+  return out;
+}
+
 cnn_tensor *cnn_tf_apply(const cnn_tf *ops, int n, const cnn_tensor *x) {
   if (x->dtype != CNN_FLOAT32 || (x->ndim != 3 && x->ndim != 4))
     return cnn_error_set("expected a float32 image (C, H, W) or batch (N, C, H, W), got a %d-d %s tensor", x->ndim,

@@ -29,6 +29,15 @@ cnn_image_format cnn_image_sniff(const uint8_t *head, size_t n) {
   return CNN_IMAGE_UNKNOWN;
 }
 
+cnn_image_format cnn_image_sniff_file(const char *path) {
+  FILE *f = fopen(path, "rb");
+  if (!f) return CNN_IMAGE_UNKNOWN;
+  uint8_t head[8];
+  size_t n = fread(head, 1, sizeof head, f);
+  fclose(f);
+  return cnn_image_sniff(head, n);
+}
+
 /* ---- EXIF ---- */
 
 static uint32_t rd16(const uint8_t *p, bool le) { return le ? p[0] | (uint32_t)p[1] << 8 : (uint32_t)p[0] << 8 | p[1]; }

@@ -33,14 +33,20 @@ typedef struct {
   JOCTET buf[SOURCE_CHUNK];
 } src_mgr;
 
-/* Everything one decode holds, on the heap so the error path reaches it after a longjmp. */
-typedef struct {
+/* An open file with its header read; the error path of every entry point reaches all of it after
+ * a longjmp (the decompressor's pools hold the row buffers; `out` is the one malloc'd result). */
+struct cnn_jpeg_reader {
   struct jpeg_decompress_struct d;
   err_mgr err;
   struct jpeg_progress_mgr progress;
   src_mgr src;
-  cnn_tensor *t;
-} decode_ctx;
+  FILE *f;
+  char *path;
+  int orientation; /* EXIF, 1 without */
+  int comps;       /* 1, 3 or 4 */
+  bool used;       /* cnn_jpeg_read8 ran: the decompressor cannot start again */
+  uint8_t *out;
+};
 
 static void on_error_exit(j_common_ptr c) {
   err_mgr *e = (err_mgr *)c->err;
@@ -109,36 +115,32 @@ static inline int muldiv255(int a, int b) {
   return ((t >> 8) + t) >> 8;
 }
 
-/* One decoded row (w pixels of comps bytes) into the planes of out, at row y. */
-static void store_row(float *out, const JSAMPLE *row, int comps, int cout, size_t plane, size_t y, size_t w,
-                      const float *lut) {
-  float *o = out + y * w;
-  if (comps == 1) {
-    for (size_t x = 0; x < w; x++) o[x] = lut[row[x]];
-    for (int c = 1; c < cout && c < 3; c++) memcpy(o + (size_t)c * plane, o, w * sizeof(float));
-  } else {
-    for (size_t x = 0; x < w; x++) {
-      int r, g, b;
-      const JSAMPLE *p = row + x * (size_t)comps;
-      if (comps == 4) { /* PIL reads CMYK as Adobe stores it (inverted), then convert("RGB") */
-        int k = p[3];   /* = 255 - inverted K */
-        r = k - muldiv255(255 - p[0], k);
-        g = k - muldiv255(255 - p[1], k);
-        b = k - muldiv255(255 - p[2], k);
-      } else {
-        r = p[0], g = p[1], b = p[2];
-      }
-      if (cout == 1) { /* PIL's convert("L"): L = R * 299/1000 + G * 587/1000 + B * 114/1000 */
-        o[x] = lut[(19595u * (unsigned)r + 38470u * (unsigned)g + 7471u * (unsigned)b + 0x8000u) >> 16];
-      } else {
-        o[x] = lut[r];
-        o[x + plane] = lut[g];
-        o[x + 2 * plane] = lut[b];
-      }
+/* A decoded row of w pixels of comps bytes as cout interleaved bytes: grey repeated for RGB;
+ * CMYK read as Adobe stores it (inverted, as PIL reads it), then PIL's convert("RGB") fixed point;
+ * colour to grey with PIL's convert("L"); an opaque alpha for RGBA. */
+static void convert_row(uint8_t *o, const JSAMPLE *row, int comps, int cout, size_t w) {
+  for (size_t x = 0; x < w; x++, o += cout) {
+    int r, g, b;
+    const JSAMPLE *p = row + x * (size_t)comps;
+    if (comps == 1) {
+      r = g = b = p[0];
+    } else if (comps == 4) {
+      int k = p[3]; /* = 255 - inverted K */
+      r = k - muldiv255(255 - p[0], k);
+      g = k - muldiv255(255 - p[1], k);
+      b = k - muldiv255(255 - p[2], k);
+    } else {
+      r = p[0], g = p[1], b = p[2];
     }
+    if (cout == 1) { /* L = R * 299/1000 + G * 587/1000 + B * 114/1000, PIL's fixed point */
+      o[0] = comps == 1
+                 ? (uint8_t)r
+                 : (uint8_t)((19595u * (unsigned)r + 38470u * (unsigned)g + 7471u * (unsigned)b + 0x8000u) >> 16);
+      continue;
+    }
+    o[0] = (uint8_t)r, o[1] = (uint8_t)g, o[2] = (uint8_t)b;
+    if (cout == 4) o[3] = 255;
   }
-  if (cout == 4)
-    for (size_t x = 0; x < w; x++) o[x + 3 * plane] = 1.0f;
 }
 
 /* The EXIF orientation from the markers libjpeg saved: the first APP1 that starts "Exif\0"
@@ -150,54 +152,58 @@ static int saved_orientation(j_decompress_ptr d) {
   return 1;
 }
 
-cnn_tensor *cnn_jpeg_load(const char *path, cnn_image_mode mode, bool exif) {
+static void reader_free(cnn_jpeg_reader *r) {
+  jpeg_destroy_decompress(&r->d);
+  if (r->f) fclose(r->f);
+  free(r->out);
+  free(r->path);
+  free(r);
+}
+
+cnn_jpeg_reader *cnn_jpeg_open(const char *path, bool exif) {
   FILE *f = fopen(path, "rb");
-  if (!f) {
-    cnn_error_set("%s: cannot open (%s)", path, strerror(errno));
-    return NULL;
-  }
+  if (!f) return cnn_error_set("%s: cannot open (%s)", path, strerror(errno)), NULL;
   struct stat st;
   if (fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode)) {
     fclose(f);
-    cnn_error_set("%s: not a regular file", path);
-    return NULL;
+    return cnn_error_set("%s: not a regular file", path), NULL;
   }
-  decode_ctx *ctx = calloc(1, sizeof *ctx);
-  if (!ctx) {
+  cnn_jpeg_reader *r = calloc(1, sizeof *r);
+  char *name = strdup(path);
+  if (!r || !name) {
     fclose(f);
-    cnn_error_set("out of memory");
-    return NULL;
+    free(r);
+    free(name);
+    return cnn_error_set("out of memory"), NULL;
   }
-  ctx->src.f = f;
-  j_decompress_ptr d = &ctx->d;
-  d->err = jpeg_std_error(&ctx->err.pub);
-  ctx->err.pub.error_exit = on_error_exit;
-  ctx->err.pub.emit_message = on_emit_message;
-  ctx->err.pub.output_message = on_output_message;
-  if (setjmp(ctx->err.jump)) {
-    jpeg_destroy_decompress(d);
-    cnn_tensor_release(ctx->t);
-    fclose(f);
-    cnn_error_set("%s: invalid JPEG (%s)", path, ctx->err.msg);
-    free(ctx);
+  r->f = f;
+  r->path = name;
+  r->src.f = f;
+  j_decompress_ptr d = &r->d;
+  d->err = jpeg_std_error(&r->err.pub);
+  r->err.pub.error_exit = on_error_exit;
+  r->err.pub.emit_message = on_emit_message;
+  r->err.pub.output_message = on_output_message;
+  if (setjmp(r->err.jump)) {
+    cnn_error_set("%s: invalid JPEG (%s)", path, r->err.msg);
+    reader_free(r);
     return NULL;
   }
   jpeg_create_decompress(d);
-  ctx->src.pub.init_source = src_init;
-  ctx->src.pub.fill_input_buffer = src_fill;
-  ctx->src.pub.skip_input_data = src_skip;
-  ctx->src.pub.resync_to_restart = jpeg_resync_to_restart;
-  ctx->src.pub.term_source = src_term;
-  d->src = &ctx->src.pub;
-  ctx->progress.progress_monitor = on_progress;
-  d->progress = &ctx->progress;
+  r->src.pub.init_source = src_init;
+  r->src.pub.fill_input_buffer = src_fill;
+  r->src.pub.skip_input_data = src_skip;
+  r->src.pub.resync_to_restart = jpeg_resync_to_restart;
+  r->src.pub.term_source = src_term;
+  d->src = &r->src.pub;
+  r->progress.progress_monitor = on_progress;
+  d->progress = &r->progress;
   if (exif) jpeg_save_markers(d, JPEG_APP0 + 1, 0xFFFF);
   jpeg_read_header(d, TRUE); /* TRUE: a tables-only file is an error */
-
-  int comps = d->num_components;
-  if (comps != 1 && comps != 3 && comps != 4) {
+  r->comps = d->num_components;
+  if (r->comps != 1 && r->comps != 3 && r->comps != 4) {
     char m[64];
-    snprintf(m, sizeof m, "cannot handle %d-component images", comps);
+    snprintf(m, sizeof m, "cannot handle %d-component images", r->comps);
     fail((j_common_ptr)d, m);
   }
   if ((int64_t)d->image_width * d->image_height > cnn_image_max_pixels()) {
@@ -206,45 +212,175 @@ cnn_tensor *cnn_jpeg_load(const char *path, cnn_image_mode mode, bool exif) {
              d->image_height, (long long)d->image_width * d->image_height, (long long)cnn_image_max_pixels());
     fail((j_common_ptr)d, m);
   }
+  r->orientation = exif ? saved_orientation(d) : 1;
+  return r;
+}
+
+void cnn_jpeg_close(cnn_jpeg_reader *r) {
+  if (r) reader_free(r);
+}
+
+void cnn_jpeg_size(const cnn_jpeg_reader *r, int64_t *h, int64_t *w) {
+  bool swap = r->orientation >= 5;
+  *h = swap ? r->d.image_width : r->d.image_height;
+  *w = swap ? r->d.image_height : r->d.image_width;
+}
+
+/* Stored pixel (sy, sx) of oriented pixel (y, x), for an image stored as H x W (image_io.c's
+ * cnn_image_orient maps the same way). */
+static void stored_of(int o, int64_t H, int64_t W, int64_t y, int64_t x, int64_t *sy, int64_t *sx) {
+  switch (o) {
+  case 2: *sy = y, *sx = W - 1 - x; break;
+  case 3: *sy = H - 1 - y, *sx = W - 1 - x; break;
+  case 4: *sy = H - 1 - y, *sx = x; break;
+  case 5: *sy = x, *sx = y; break;
+  case 6: *sy = H - 1 - x, *sx = y; break;
+  case 7: *sy = H - 1 - x, *sx = W - 1 - y; break;
+  case 8: *sy = x, *sx = W - 1 - y; break;
+  default: *sy = y, *sx = x; break;
+  }
+}
+
+/* The rows [y0, y1) x columns [x0, x1) of an interleaved image (w columns, c channels) oriented:
+ * out (oriented size) reads in at stored_of, relative to the rectangle. */
+static void orient_region(const uint8_t *in, int64_t h, int64_t w, int c, int o, uint8_t *out, int64_t oh, int64_t ow) {
+  for (int64_t y = 0; y < oh; y++)
+    for (int64_t x = 0; x < ow; x++) {
+      int64_t sy, sx;
+      stored_of(o, h, w, y, x, &sy, &sx);
+      memcpy(out + (y * ow + x) * c, in + (sy * w + sx) * c, (size_t)c);
+    }
+}
+
+#define MARGIN 16 /* pixels decoded beyond a window on each side: fancy upsampling is exact inside */
+
+int cnn_jpeg_read8(cnn_jpeg_reader *r, cnn_image_mode mode, const int64_t *window, cnn_image8 *out) {
+  memset(out, 0, sizeof *out);
+  if (r->used) return cnn_error_set("%s: the JPEG reader was used already", r->path);
+  r->used = true;
+  j_decompress_ptr d = &r->d;
+  if (setjmp(r->err.jump)) {
+    cnn_error_set("%s: invalid JPEG (%s)", r->path, r->err.msg);
+    free(r->out);
+    r->out = NULL;
+    return -1;
+  }
+  int comps = r->comps, o = r->orientation;
+  int cout = mode == CNN_IMAGE_RGBA ? 4 : mode == CNN_IMAGE_RGB ? 3 : mode == CNN_IMAGE_GRAY ? 1 : comps == 1 ? 1 : 3;
+  int64_t H = d->image_height, W = d->image_width, OH, OW;
+  cnn_jpeg_size(r, &OH, &OW);
+  /* the stored rectangle [y0, y1) x [x0, x1) that holds the window, with a margin */
+  int64_t y0 = 0, y1 = H, x0 = 0, x1 = W;
+  if (window) {
+    int64_t wy0 = window[0] < 0 ? 0 : window[0], wx0 = window[1] < 0 ? 0 : window[1];
+    int64_t wy1 = window[0] + window[2] > OH ? OH : window[0] + window[2];
+    int64_t wx1 = window[1] + window[3] > OW ? OW : window[1] + window[3];
+    if (wy1 > wy0 && wx1 > wx0) {
+      int64_t ay, ax, by, bx;
+      stored_of(o, H, W, wy0, wx0, &ay, &ax);
+      stored_of(o, H, W, wy1 - 1, wx1 - 1, &by, &bx);
+      y0 = (ay < by ? ay : by) - MARGIN, y1 = (ay > by ? ay : by) + 1 + MARGIN;
+      x0 = (ax < bx ? ax : bx) - MARGIN, x1 = (ax > bx ? ax : bx) + 1 + MARGIN;
+      y0 = y0 < 0 ? 0 : y0, x0 = x0 < 0 ? 0 : x0, y1 = y1 > H ? H : y1, x1 = x1 > W ? W : x1;
+    }
+  }
   d->out_color_space = comps == 1 ? JCS_GRAYSCALE : comps == 3 ? JCS_RGB : JCS_CMYK;
-  int orientation = exif ? saved_orientation(d) : 1;
   jpeg_start_decompress(d); /* progressive files are read to the end here */
   if (d->output_components != comps) fail((j_common_ptr)d, "unexpected output components");
-
-  int cout = mode == CNN_IMAGE_RGBA ? 4 : mode == CNN_IMAGE_RGB ? 3 : mode == CNN_IMAGE_GRAY ? 1 : comps == 1 ? 1 : 3;
-  size_t w = d->output_width, h = d->output_height, plane = w * h;
-  int64_t size[3] = {cout, (int64_t)h, (int64_t)w};
-  ctx->t = cnn_tensor_empty(CNN_FLOAT32, 3, size);
-  if (!ctx->t) { /* keep the allocator's message: this is not the file's fault */
-    jpeg_destroy_decompress(d);
-    fclose(f);
-    free(ctx);
-    return NULL;
+  if (x0 > 0 || x1 < W) { /* libjpeg moves the start left to an iMCU boundary */
+    JDIMENSION xoff = (JDIMENSION)x0, cw = (JDIMENSION)(x1 - x0);
+    jpeg_crop_scanline(d, &xoff, &cw);
+    x0 = xoff;
+    x1 = x0 + cw;
   }
-  float lut[256];
-  for (int i = 0; i < 256; i++) lut[i] = (float)i / 255.0f; /* torchvision's x / 255 in float32 */
+  if (y0 > 0) jpeg_skip_scanlines(d, (JDIMENSION)y0);
+  int64_t rh = y1 - y0, rw = x1 - x0;
+  size_t rowbytes = (size_t)rw * (size_t)cout;
+  r->out = malloc(rowbytes * (size_t)rh + 1);
+  if (!r->out) fail((j_common_ptr)d, "out of memory for the image");
   int nrows = d->rec_outbuf_height;
-  JSAMPARRAY rows = d->mem->alloc_sarray((j_common_ptr)d, JPOOL_IMAGE, (JDIMENSION)(w * (size_t)comps),
+  JSAMPARRAY rows = d->mem->alloc_sarray((j_common_ptr)d, JPOOL_IMAGE, (JDIMENSION)(d->output_width * (size_t)comps),
                                          (JDIMENSION)nrows);
-  float *out = cnn_tensor_f32(ctx->t);
-  while (d->output_scanline < d->output_height) {
-    size_t y0 = d->output_scanline;
+  while ((int64_t)d->output_scanline < y1) {
+    int64_t at = d->output_scanline;
     JDIMENSION got = jpeg_read_scanlines(d, rows, (JDIMENSION)nrows);
-    for (JDIMENSION r = 0; r < got; r++) store_row(out, rows[r], comps, cout, plane, y0 + r, w, lut);
     if (got == 0) fail((j_common_ptr)d, "decoder made no progress");
+    for (JDIMENSION k = 0; k < got && at + k < y1; k++)
+      convert_row(r->out + (size_t)(at + k - y0) * rowbytes, rows[k], comps, cout, (size_t)rw);
   }
   /* the rows are complete; the data ran out before them only if libjpeg was fed a fake EOI */
-  if (ctx->src.eof) fail((j_common_ptr)d, "file is truncated");
-  jpeg_finish_decompress(d);
-  jpeg_destroy_decompress(d);
-  fclose(f);
-  cnn_tensor *t = ctx->t;
-  free(ctx);
-  if (orientation != 1) {
-    cnn_tensor *o = cnn_image_orient(t, orientation);
-    cnn_tensor_release(t);
-    t = o;
+  if (r->src.eof) fail((j_common_ptr)d, "file is truncated");
+  if (d->output_scanline == d->output_height) jpeg_finish_decompress(d);
+  else jpeg_abort_decompress(d); /* the rest of the file is not needed */
+  out->c = cout;
+  if (o == 1) {
+    out->data = r->out, out->h = rh, out->w = rw, out->top = y0, out->left = x0;
+    r->out = NULL;
+    return 0;
   }
+  bool swap = o >= 5;
+  out->h = swap ? rw : rh, out->w = swap ? rh : rw;
+  out->data = malloc(rowbytes * (size_t)rh + 1);
+  if (!out->data) {
+    free(r->out);
+    r->out = NULL;
+    return cnn_error_set("out of memory for the image");
+  }
+  orient_region(r->out, rh, rw, cout, o, out->data, out->h, out->w);
+  free(r->out);
+  r->out = NULL;
+  /* the rectangle's top-left in oriented coordinates: the smaller of its corners' */
+  int64_t corners[2][2] = {{y0, x0}, {y1 - 1, x1 - 1}}, top = OH, left = OW;
+  for (int k = 0; k < 2; k++) { /* oriented (y, x) of a stored corner: stored_of inverted */
+    int64_t sy = corners[k][0], sx = corners[k][1], y, x;
+    switch (o) {
+    case 2: y = sy, x = W - 1 - sx; break;
+    case 3: y = H - 1 - sy, x = W - 1 - sx; break;
+    case 4: y = H - 1 - sy, x = sx; break;
+    case 5: y = sx, x = sy; break;
+    case 6: y = sx, x = H - 1 - sy; break;
+    case 7: y = W - 1 - sx, x = H - 1 - sy; break;
+    default: y = W - 1 - sx, x = sy; break; /* 8 */
+    }
+    top = y < top ? y : top;
+    left = x < left ? x : left;
+  }
+  out->top = top, out->left = left;
+  return 0;
+}
+
+void cnn_image8_free(cnn_image8 *im) {
+  free(im->data);
+  im->data = NULL;
+}
+
+cnn_tensor *cnn_jpeg_load(const char *path, cnn_image_mode mode, bool exif) {
+  cnn_jpeg_reader *r = cnn_jpeg_open(path, exif);
+  if (!r) return NULL;
+  cnn_image8 im;
+  int rc = cnn_jpeg_read8(r, mode, NULL, &im);
+  cnn_jpeg_close(r);
+  if (rc) return NULL;
+  cnn_tensor *t = cnn_image8_to_tensor(&im);
+  cnn_image8_free(&im);
+  return t;
+}
+
+cnn_tensor *cnn_image8_to_tensor(const cnn_image8 *im) {
+  int64_t size[3] = {im->c, im->h, im->w};
+  cnn_tensor *t = cnn_tensor_empty(CNN_FLOAT32, 3, size);
+  if (!t) return NULL;
+  float lut[256];
+  for (int i = 0; i < 256; i++) lut[i] = (float)i / 255.0f; /* torchvision's x / 255 in float32 */
+  float *o = cnn_tensor_f32(t);
+  size_t plane = (size_t)(im->h * im->w);
+  const uint8_t *p = im->data;
+  if (im->c == 1) {
+    for (size_t i = 0; i < plane; i++) o[i] = lut[p[i]];
+    return t;
+  }
+  for (size_t i = 0; i < plane; i++)
+    for (int k = 0; k < im->c; k++) o[(size_t)k * plane + i] = lut[p[i * (size_t)im->c + (size_t)k]];
   return t;
 }
 

@@ -177,8 +177,10 @@ static void pass_columns(const float *rows, int64_t stride, int64_t ow, float *o
   }
 }
 
-int cnn_resize(const float *in, int64_t planes, int64_t plane_stride, int64_t row_stride, int64_t ih, int64_t iw,
-               float *out, int64_t oh, int64_t ow, cnn_interp interp, bool antialias) {
+/* The resize of cnn_resize and cnn_resize_u8: float planes (fin), or bytes (bin: `planes`
+ * channels interleaved, each row converted to floats by the table before the passes). */
+static int resize(const float *fin, const uint8_t *bin, int64_t planes, int64_t plane_stride, int64_t row_stride,
+                  int64_t ih, int64_t iw, float *out, int64_t oh, int64_t ow, cnn_interp interp, bool antialias) {
   if (ih < 1 || iw < 1 || oh < 1 || ow < 1)
     return cnn_error_set("resize needs sizes >= 1, got %lldx%lld -> %lldx%lld", (long long)ih, (long long)iw,
                          (long long)oh, (long long)ow);
@@ -190,32 +192,50 @@ int cnn_resize(const float *in, int64_t planes, int64_t plane_stride, int64_t ro
     taps_free(&ax);
     return -1;
   }
-  float *tmp = NULL;
-  if (do_w && do_h) {
-    tmp = malloc(sizeof(float) * (size_t)(ih * ow));
-    if (!tmp) {
-      taps_free(&ax);
-      taps_free(&ay);
-      return cnn_error_set("out of memory for a %lldx%lld resize buffer", (long long)ih, (long long)ow);
-    }
+  /* tmp: the width pass's rows (ih x ow), when the height changes too; row: one byte row as floats */
+  float *tmp = do_h ? malloc(sizeof(float) * (size_t)(ih * ow)) : NULL;
+  float *row = bin ? malloc(sizeof(float) * (size_t)iw) : NULL;
+  if ((do_h && !tmp) || (bin && !row)) {
+    free(tmp);
+    free(row);
+    taps_free(&ax);
+    taps_free(&ay);
+    return cnn_error_set("out of memory for a %lldx%lld resize buffer", (long long)ih, (long long)ow);
   }
+  float lut[256];
+  for (int i = 0; i < 256; i++) lut[i] = (float)i / 255.0f; /* the decoders' byte / 255 */
   for (int64_t p = 0; p < planes; p++) {
-    const float *src = in + p * plane_stride;
     float *dst = out + p * oh * ow;
-    if (do_w) { /* width first, as ATen does: into tmp, or straight out when the height stays */
-      float *hw = do_h ? tmp : dst;
-      for (int64_t y = 0; y < ih; y++) pass_row(src + y * row_stride, hw + y * ow, &ax);
-      if (do_h) pass_columns(tmp, ow, ow, dst, &ay);
-    } else if (do_h) {
-      pass_columns(src, row_stride, ow, dst, &ay);
-    } else {
-      for (int64_t y = 0; y < ih; y++) memcpy(dst + y * ow, src + y * row_stride, sizeof(float) * (size_t)ow);
+    float *hw = do_h ? tmp : dst; /* width first, as ATen does: into tmp, or straight out */
+    for (int64_t y = 0; y < ih; y++) {
+      const float *src;
+      if (bin) {
+        const uint8_t *b = bin + y * row_stride + p;
+        for (int64_t x = 0; x < iw; x++) row[x] = lut[b[x * planes]];
+        src = row;
+      } else {
+        src = fin + p * plane_stride + y * row_stride;
+      }
+      if (do_w) pass_row(src, hw + y * ow, &ax);
+      else memcpy(hw + y * ow, src, sizeof(float) * (size_t)ow);
     }
+    if (do_h) pass_columns(tmp, ow, ow, dst, &ay);
   }
   free(tmp);
+  free(row);
   taps_free(&ax);
   taps_free(&ay);
   return 0;
+}
+
+int cnn_resize(const float *in, int64_t planes, int64_t plane_stride, int64_t row_stride, int64_t ih, int64_t iw,
+               float *out, int64_t oh, int64_t ow, cnn_interp interp, bool antialias) {
+  return resize(in, NULL, planes, plane_stride, row_stride, ih, iw, out, oh, ow, interp, antialias);
+}
+
+int cnn_resize_u8(const uint8_t *in, int channels, int64_t row_stride, int64_t ih, int64_t iw, float *out, int64_t oh,
+                  int64_t ow, cnn_interp interp, bool antialias) {
+  return resize(NULL, in, channels, 0, row_stride, ih, iw, out, oh, ow, interp, antialias);
 }
 
 /* ---- affine sampling (torchvision's rotate) ---- */

@@ -297,28 +297,78 @@ local function walk(dir, exts, out, level)
   return out
 end
 
---- class cnn.data.ImageFolder(dir, {transform=, mode="rgb"})
---- Images in one sub-folder of dir per class: labels 1..C in sorted folder order.
---- `ds.classes` are the folder names, `ds.class_to_idx` maps them to labels and `ds.samples` lists
---- {path, label} for the PNG files found under each folder (recursively, sorted). Images are read
---- lazily, one file per ds:get(i), as (C, H, W) float tensors in [0, 1]; mode is cnn.image.load's ("rgb"
---- by default, as torchvision's loader converts every image to RGB, so batches stack). transform
---- applies to each image.
-data.ImageFolder = setmetatable({}, {__call = function(_, dir, opts)
-  opts = check_options("ImageFolder", opts, {transform = true, mode = true, extensions = true}, 2)
-  if type(dir) ~= "string" then error("ImageFolder: expected a folder (string), got " .. type(dir), 2) end
+-- The transform split into what the C pipeline runs (the specs of the leading transforms of this
+-- module, or of the whole transform) and what is left to run in Lua afterwards (a function, or
+-- nil): a plain function or a compose with one in it keeps working, on the caller's thread.
+local function split_transform(t)
+  if t == nil then return nil, nil end
+  if getmetatable(t) == Transform and t.specs then return t.specs, nil end
+  if getmetatable(t) == Transform and t.parts then
+    local specs, k = {}, 1
+    while k <= #t.parts do
+      local p = t.parts[k]
+      if not (getmetatable(p) == Transform and p.specs) then break end
+      for _, sp in ipairs(p.specs) do specs[#specs + 1] = sp end
+      k = k + 1
+    end
+    local rest = {table.unpack(t.parts, k)}
+    return #specs > 0 and specs or nil, function(x)
+      for _, p in ipairs(rest) do x = run_transform(p, x) end
+      return x
+    end
+  end
+  return nil, function(x) return run_transform(t, x) end
+end
+
+local MODES = {auto = true, gray = true, rgb = true, rgba = true}
+
+-- An ImageFolder over fields.samples ({path, label} pairs) with its C image source.
+local function new_folder(fields, transform, mode, exif, cache, level)
+  local specs, suffix = split_transform(transform)
+  local paths, labels = {}, {}
+  for i, s in ipairs(fields.samples) do paths[i], labels[i] = s[1], s[2] end
+  fields.source = checked(level + 1, pcall(cdata.source, paths, labels, mode, exif, specs, cache, "ImageFolder"))
+  fields.n, fields.transform, fields.mode, fields.exif, fields.cache = #fields.samples, transform, mode, exif, cache
+  fields._suffix = suffix
+  return setmetatable(fields, ImageFolder)
+end
+
+local function folder_options(fn, opts, level)
   if opts.transform ~= nil and not (type(opts.transform) == "function" or getmetatable(opts.transform)) then
-    error("ImageFolder: transform must be callable", 2)
+    error(fn .. ": transform must be callable", level + 1)
   end
-  local mode = opts.mode or "rgb"
-  if mode ~= "auto" and mode ~= "gray" and mode ~= "rgb" and mode ~= "rgba" then
-    error("ImageFolder: mode must be \"auto\", \"gray\", \"rgb\" or \"rgba\", got " .. tostring(mode), 2)
+  if opts.mode ~= nil and not MODES[opts.mode] then
+    error(fn .. ": mode must be \"auto\", \"gray\", \"rgb\" or \"rgba\", got " .. tostring(opts.mode), level + 1)
   end
-  local exts = opts.extensions or {".png"}
+  for _, k in ipairs({"exif", "cache"}) do
+    if opts[k] ~= nil and type(opts[k]) ~= "boolean" then
+      error(string.format("%s: %s must be a boolean", fn, k), level + 1)
+    end
+  end
+end
+
+--- class cnn.data.ImageFolder(dir, {transform=, mode="rgb", extensions=, exif=true, cache=false})
+--- Photos in one sub-folder of dir per class: labels 1..C in sorted folder order, any sizes.
+--- `ds.classes` are the folder names, `ds.class_to_idx` maps them to labels and `ds.samples` lists
+--- {path, label} for the files found under each folder (recursively, sorted) with one of the
+--- extensions (any case; {".png", ".jpg", ".jpeg"} by default); PNG and JPEG mixed, told apart by
+--- content. Images are decoded lazily, one
+--- file per ds:get(i) or per sample of a DataLoader's batch (on its worker threads with
+--- `workers=`), as (C, H, W) floats in [0, 1]: mode and exif are cnn.image.load's ("rgb" by default,
+--- as torchvision's loader converts every image to RGB). transform applies to each image; when it
+--- is made of cnn.data.transforms it runs in C with the decoding. cache=true keeps every decoded
+--- image as bytes (1 per value, before the transform) once read: for small sets, decoded once.
+data.ImageFolder = setmetatable({}, {__call = function(_, dir, opts)
+  opts = check_options("ImageFolder", opts, {transform = true, mode = true, extensions = true, exif = true,
+                                             cache = true}, 2)
+  if type(dir) ~= "string" then error("ImageFolder: expected a folder (string), got " .. type(dir), 2) end
+  folder_options("ImageFolder", opts, 2)
+  local exts = opts.extensions or {".png", ".jpg", ".jpeg"}
   if type(exts) ~= "table" or #exts == 0 then error("ImageFolder: extensions must be a list like {\".png\"}", 2) end
+  local lower = {}
   for i, e in ipairs(exts) do
     if type(e) ~= "string" then error(string.format("ImageFolder: extensions[%d] is not a string", i), 2) end
-    exts[i] = e:lower()
+    lower[i] = e:lower()
   end
   local names, kinds = checked(2, pcall(cio.listdir, dir, "ImageFolder"))
   local classes, class_to_idx, samples = {}, {}, {}
@@ -330,26 +380,61 @@ data.ImageFolder = setmetatable({}, {__call = function(_, dir, opts)
   end
   if #classes == 0 then error(string.format("ImageFolder: %s: no class folders found", dir), 2) end
   for label, cname in ipairs(classes) do
-    local files = walk(dir .. "/" .. cname, exts, {}, 2)
+    local files = walk(dir .. "/" .. cname, lower, {}, 2)
     if #files == 0 then
       error(string.format("ImageFolder: %s/%s: no %s files found for class '%s'", dir, cname,
-        table.concat(exts, "/"), cname), 2)
+        table.concat(lower, "/"), cname), 2)
     end
     for _, p in ipairs(files) do samples[#samples + 1] = {p, label} end
   end
-  return setmetatable({root = dir, classes = classes, class_to_idx = class_to_idx, samples = samples,
-                       n = #samples, transform = opts.transform, mode = mode}, ImageFolder)
+  local ds = new_folder({root = dir, classes = classes, class_to_idx = class_to_idx, samples = samples},
+    opts.transform, opts.mode or "rgb", opts.exif ~= false, opts.cache or false, 2)
+  return ds
 end, __index = ImageFolder})
 
 --- cnn.data.ImageFolder:get(i) -> image, label
---- Image i read from its file as (C, H, W) in [0, 1], transformed, and its label.
+--- Image i decoded from its file as (C, H, W) in [0, 1], transformed, and its label.
+--- Random transforms draw from cnn's generator (one draw per call seeds the image's own).
 function ImageFolder:get(i, level)
   level = (level or 1) + 1
   i = check_index("ImageFolder", self, i, level)
-  local s = self.samples[i]
-  local x = checked(level, pcall(cio.png_load, s[1], self.mode, "ImageFolder"))
-  if self.transform then x = checked(level, pcall(run_transform, self.transform, x)) end
-  return x, s[2]
+  local x = checked(level, pcall(cdata.source_get, self.source, i, nil, "ImageFolder"))
+  if self._suffix then x = checked(level, pcall(self._suffix, x)) end
+  return x, self.samples[i][2]
+end
+
+--- cnn.data.ImageFolder:subset(indices, {transform=, cache=}) -> ImageFolder
+--- The samples at the (1-based) indices, with the same classes, as a dataset of its own.
+--- transform, mode, exif and cache are the parent's unless given: a training and a validation
+--- split of one folder can transform differently.
+function ImageFolder:subset(list, opts)
+  opts = check_options("subset", opts, {transform = true, cache = true}, 2)
+  folder_options("subset", opts, 2)
+  if type(list) ~= "table" then error("subset: expected a list of sample indices", 2) end
+  local samples = {}
+  for k, i in ipairs(list) do
+    if math.type(i) ~= "integer" or i < 1 or i > self.n then
+      error(string.format("subset: index %d (%s) is out of range for %d samples", k, tostring(i), self.n), 2)
+    end
+    samples[k] = self.samples[i]
+  end
+  local transform = self.transform
+  if opts.transform ~= nil then transform = opts.transform end
+  local cache = self.cache
+  if opts.cache ~= nil then cache = opts.cache end
+  local ds = new_folder({root = self.root, classes = self.classes, class_to_idx = self.class_to_idx, samples = samples},
+    transform, self.mode, self.exif, cache, 2)
+  return ds
+end
+
+--- cnn.data.ImageFolder:cache_info() -> images, bytes
+--- How many decoded images the cache holds (cache=true), and their bytes.
+function ImageFolder:cache_info() return cdata.source_stats(self.source) end
+
+-- One epoch over the 0-based order on the loader's threads (DataLoader:iter uses it).
+function ImageFolder:_epoch(order, batch_size, seed, epoch, workers, prefetch)
+  return cdata.loader_start(self.source, order, batch_size, seed, epoch, workers, prefetch, self._suffix == nil,
+    "DataLoader")
 end
 
 -- ---------------------------------------------------------------------------------------------
@@ -375,7 +460,7 @@ local DataLoader = {}
 DataLoader.__index = DataLoader
 DataLoader.__name = "DataLoader"
 
---- class cnn.data.DataLoader(ds, {batch_size=1, shuffle=false, drop_last=false, seed=, transform=, shard=})
+--- class cnn.data.DataLoader(ds, {batch_size=1, shuffle=, drop_last=, seed=, workers=0, prefetch=, shard=, transform=})
 --- Batches of a dataset: `for x, y in loader:iter() do ... end` runs one epoch; `#loader` batches.
 --- Batches are assembled in C (rows gathered, images stacked). With shuffle, each epoch's order is a
 --- permutation that depends only on (seed, epoch) when seed is given, else on cnn's generator
@@ -387,9 +472,21 @@ DataLoader.__name = "DataLoader"
 --- wrapping round to the permutation's start (as PyTorch's DistributedSampler); with drop_last=true,
 --- floor(n / world_size). exact=true cuts the epoch exactly, each sample on one rank once, lengths
 --- differing by one: for evaluation, not for DataParallel training.
+---
+--- For an ImageFolder, workers = n decodes and transforms its images on n threads of the loader's
+--- own (C, no Lua) up to prefetch (2) batches ahead of the training loop; 0 decodes each batch when it
+--- is asked for. Either way sample i of epoch e is transformed with a generator seeded from (seed,
+--- e, i) (without a seed, from one draw of cnn's generator per epoch), so the batches are the same
+--- whatever workers is. The threads run only while an epoch is being iterated: they stop when the
+--- loop ends (the iterator closes them, `break` included), at loader:close(), when the loader is
+--- collected, at the next iter() and at exit; a fork() waits for them to park. An unreadable file
+--- raises an error naming its path at the batch that holds it. Workers share the cores with the
+--- compute threads (cnn.set_num_threads): on a machine with few cores, fewer compute threads can
+--- train faster with workers than more without. Other datasets gather their batches in C already
+--- and ignore workers.
 data.DataLoader = setmetatable({}, {__call = function(_, ds, opts)
   opts = check_options("DataLoader", opts, {batch_size = true, shuffle = true, drop_last = true, seed = true,
-                                            transform = true, shard = true}, 2)
+                                            transform = true, shard = true, workers = true, prefetch = true}, 2)
   if type(ds) ~= "table" and type(ds) ~= "userdata" then
     error("DataLoader: expected a dataset, got " .. type(ds), 2)
   end
@@ -403,6 +500,13 @@ data.DataLoader = setmetatable({}, {__call = function(_, ds, opts)
   end
   if opts.seed ~= nil and math.type(opts.seed) ~= "integer" then
     error("DataLoader: seed must be an integer, got " .. tostring(opts.seed), 2)
+  end
+  local workers, prefetch = opts.workers or 0, opts.prefetch or 2
+  if math.type(workers) ~= "integer" or workers < 0 or workers > 256 then
+    error("DataLoader: workers must be an integer between 0 and 256, got " .. tostring(workers), 2)
+  end
+  if math.type(prefetch) ~= "integer" or prefetch < 1 or prefetch > 1024 then
+    error("DataLoader: prefetch must be an integer between 1 and 1024, got " .. tostring(prefetch), 2)
   end
   if opts.transform ~= nil and not (type(opts.transform) == "function" or getmetatable(opts.transform)) then
     error("DataLoader: transform must be callable", 2)
@@ -427,6 +531,7 @@ data.DataLoader = setmetatable({}, {__call = function(_, ds, opts)
   return setmetatable({dataset = ds, batch_size = math.tointeger(bs), shuffle = opts.shuffle and true or false,
                        drop_last = opts.drop_last and true or false, seed = opts.seed, transform = opts.transform,
                        rank = rank, world_size = world, sharded = opts.shard ~= nil, epoch = 1,
+                       workers = workers, prefetch = prefetch,
                        shard_mode = opts.shard and opts.shard.exact and "exact" or opts.drop_last and "drop" or "pad"},
                       DataLoader)
 end, __index = DataLoader})
@@ -502,23 +607,67 @@ end
 
 --- cnn.data.DataLoader:iter() -> iterator
 --- An iterator over this epoch's batches: `for x, y in loader:iter() do`, each (N, ...).
+--- For an ImageFolder it also returns the epoch's workers as a to-be-closed value, so a generic
+--- for stops them when the loop ends, `break` included.
 function DataLoader:iter()
   local epoch = self.epoch
   self.epoch = epoch + 1
   local order = checked(2, pcall(self._order, self, epoch))
   local m, bs = order:size(1), self.batch_size
   local nb = self.drop_last and m // bs or (m + bs - 1) // bs
+  local start = method(self.dataset, "_epoch")
+  if start then return self:_iter_images(start, order:narrow(1, 1, math.min(m, nb * bs)), epoch) end
   local b = 0
   return function()
     b = b + 1
     if b > nb then return nil end
-    local start = (b - 1) * bs
-    local idx = order:narrow(1, start + 1, math.min(bs, m - start))
+    local first = (b - 1) * bs
+    local idx = order:narrow(1, first + 1, math.min(bs, m - first))
     local batch = table.pack(checked(2, pcall(self._batch, self, idx)))
     if self.transform then batch[1] = checked(2, pcall(run_transform, self.transform, batch[1])) end
     return table.unpack(batch, 1, batch.n)
   end
 end
+
+-- An epoch of an image dataset on the C loader (workers threads, or this one with workers = 0).
+function DataLoader:_iter_images(start, order, epoch)
+  self:close() -- one epoch at a time: the previous one's workers stop
+  local ds = self.dataset
+  local seed = self.seed
+  if seed == nil then seed = cdata.stream_seed() end -- one draw per epoch: cnn.manual_seed repeats it
+  local ep = checked(3, pcall(start, ds, order, self.batch_size, seed, epoch, self.workers, self.prefetch))
+  self._running = ep
+  local suffix = ds._suffix
+  local function finish()
+    ep:close()
+    if self._running == ep then self._running = nil end
+  end
+  return function()
+    local ok, x, y = pcall(ep.next, ep, "DataLoader")
+    if not ok then checked(2, false, x) end
+    if x == nil then
+      finish()
+      return nil
+    end
+    if type(x) == "table" then -- a transform with Lua in it: that part runs here, image by image
+      for k = 1, #x do x[k] = checked(2, pcall(suffix, x[k])) end
+      x = checked(2, pcall(core.stack, x, 1))
+    end
+    if self.transform then x = checked(2, pcall(run_transform, self.transform, x)) end
+    return x, y
+  end, nil, nil, ep
+end
+
+--- cnn.data.DataLoader:close()
+--- Stops the current epoch's worker threads (an ImageFolder's); the next iter() starts new ones.
+function DataLoader:close()
+  local ep = rawget(self, "_running")
+  if ep then
+    ep:close()
+    self._running = nil
+  end
+end
+DataLoader.__close = DataLoader.close
 
 function DataLoader.__tostring(self)
   return string.format("DataLoader(%d batches of %d%s)", #self, self.batch_size, self.shuffle and ", shuffled" or "")
@@ -848,15 +997,19 @@ function transforms.compose(list)
   end
   local fs = {table.unpack(list)}
   local desc = "compose{" .. table.concat(descs, ", ") .. "}"
+  local t
   if specs and #specs > 0 then
     local pipe = checked(2, pcall(cdata.pipeline, specs, "compose"))
     -- an error names the step that failed: "compose: random_hflip: ..."
-    return make(desc, function(x) return cdata.pipeline_apply(pipe, x, "compose") end, specs)
+    t = make(desc, function(x) return cdata.pipeline_apply(pipe, x, "compose") end, specs)
+  else
+    t = make(desc, function(x)
+      for _, f in ipairs(fs) do x = run_transform(f, x) end
+      return x
+    end, nil)
   end
-  return make(desc, function(x)
-    for _, t in ipairs(fs) do x = run_transform(t, x) end
-    return x
-  end, nil)
+  t.parts = fs -- an ImageFolder runs the leading transforms of the list in C
+  return t
 end
 
 data.cifar10 = require "cnn.datasets.cifar10" -- data.cifar10(dir, split): CIFAR-10 binary files

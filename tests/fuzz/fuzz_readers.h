@@ -10,6 +10,7 @@
 #include "cnn/error.h"
 #include "cnn/idx.h"
 #include "cnn/image_io.h"
+#include "cnn/jpeg_io.h"
 #include "cnn/png_io.h"
 #include "cnn/safetensors.h"
 #include "cnn/tensor.h"
@@ -188,6 +189,29 @@ static inline int fuzz_check_jpeg(const uint8_t *data, size_t size) {
         rc = -1;
       }
     cnn_tensor_release(t);
+  }
+  /* the loader's windowed decoding: rows skipped, columns cropped, the end of the file unread */
+  cnn_error_clear();
+  cnn_jpeg_reader *r = rc ? NULL : cnn_jpeg_open(path, true);
+  if (r) {
+    int64_t h, w;
+    cnn_jpeg_size(r, &h, &w);
+    int64_t window[4] = {h / 3, w / 4, h / 2 + 1, w / 2 + 1};
+    cnn_image8 im;
+    if (cnn_jpeg_read8(r, CNN_IMAGE_RGB, window, &im) == 0) {
+      if (im.c != 3 || im.top > window[0] || im.left > window[1] ||
+          im.top + im.h < (window[0] + window[2] < h ? window[0] + window[2] : h) ||
+          im.left + im.w < (window[1] + window[3] < w ? window[1] + window[3] : w)) {
+        fprintf(stderr, "cnn_jpeg_read8: the rectangle does not hold the window\n");
+        rc = -1;
+      }
+      cnn_image8_free(&im);
+    } else if (fuzz_error_ok(path, "cnn_jpeg_read8")) {
+      rc = -1;
+    }
+    cnn_jpeg_close(r);
+  } else if (!rc && cnn_error_get()[0]) {
+    rc = fuzz_error_ok(path, "cnn_jpeg_open");
   }
   return rc;
 }

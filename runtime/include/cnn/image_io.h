@@ -21,9 +21,24 @@ typedef enum cnn_image_mode { CNN_IMAGE_AUTO, CNN_IMAGE_GRAY, CNN_IMAGE_RGB, CNN
 int64_t cnn_image_max_pixels(void);
 void cnn_image_set_max_pixels(int64_t n);
 
+/* A decoded image as bytes: h rows of w pixels of c interleaved channels (malloc'd data), the
+ * rectangle of a larger image whose top-left pixel is (top, left) (0, 0 for a whole image). */
+typedef struct cnn_image8 {
+  int64_t h, w;
+  int c;
+  int64_t top, left;
+  uint8_t *data;
+} cnn_image8;
+
+void cnn_image8_free(cnn_image8 *im); /* frees data; the struct itself is the caller's */
+/* im as a new (c, h, w) float32 tensor of byte / 255 (the readers' one conversion), or NULL. */
+cnn_tensor *cnn_image8_to_tensor(const cnn_image8 *im);
+
 /* The file formats cnn_image_load reads. */
 typedef enum cnn_image_format { CNN_IMAGE_UNKNOWN, CNN_IMAGE_PNG, CNN_IMAGE_JPEG } cnn_image_format;
 cnn_image_format cnn_image_sniff(const uint8_t *head, size_t n);
+/* The format of the file at path (its first bytes), CNN_IMAGE_UNKNOWN when it cannot be read. */
+cnn_image_format cnn_image_sniff_file(const char *path);
 
 /* The EXIF orientation (1..8) in an EXIF block (a TIFF header and IFD0, optionally after the
  * "Exif\0\0" prefix of a JPEG APP1 segment); 1 when the tag is absent or the block is invalid.

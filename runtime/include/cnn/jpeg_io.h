@@ -25,6 +25,21 @@ bool cnn_jpeg_sniff(const uint8_t *head, size_t n);
  * an error that starts with the path. */
 cnn_tensor *cnn_jpeg_load(const char *path, cnn_image_mode mode, bool exif);
 
+/* The same decoding in two steps, for a loader that picks what to decode from the image's size
+ * (a random crop): cnn_jpeg_open reads the header and checks the limits; cnn_jpeg_size gives the
+ * size after EXIF orientation; cnn_jpeg_read8 decodes, once, the bytes of the rectangle
+ * window = {top, left, height, width} (oriented coordinates; NULL for everything) as interleaved
+ * bytes in mode's channels. It decodes a slightly larger rectangle (a margin, and libjpeg's block
+ * alignment: out says where it lies), skipping the rows above it, stopping after the rows below it
+ * and leaving out the columns beside it; the pixels are the full decode's (fancy upsampling is
+ * exact inside the margin). A file truncated below the rectangle is not noticed. Errors start with
+ * the path; cnn_jpeg_open returns NULL, cnn_jpeg_read8 -1. */
+typedef struct cnn_jpeg_reader cnn_jpeg_reader;
+cnn_jpeg_reader *cnn_jpeg_open(const char *path, bool exif);
+void cnn_jpeg_size(const cnn_jpeg_reader *r, int64_t *h, int64_t *w);
+int cnn_jpeg_read8(cnn_jpeg_reader *r, cnn_image_mode mode, const int64_t *window, cnn_image8 *out);
+void cnn_jpeg_close(cnn_jpeg_reader *r); /* NULL is a no-op */
+
 /* Writes a baseline JPEG (libjpeg's defaults: 4:2:0 chroma for colour, as PIL saves) from a
  * float32 tensor of shape (H, W), (1, H, W) or (3, H, W), values clamped to [0, 1] and stored as
  * floor(v * 255 + 0.5). quality is 1..100 (75 is PIL's default). Written to a temporary file

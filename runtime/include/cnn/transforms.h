@@ -9,6 +9,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "image_io.h"
 #include "kernels/resize.h"
 #include "rng.h"
 #include "tensor.h"
@@ -89,6 +90,20 @@ void cnn_tf_random_resized_crop_box(int64_t h, int64_t w, const double scale[2],
  * reference (x itself, retained, for an empty pipeline), or NULL with the error set. No OpenMP,
  * no globals: safe on any thread. */
 cnn_tensor *cnn_tf_run(const cnn_tf *ops, int n, cnn_tensor *x, cnn_rng *g);
+
+/* Decoded bytes straight into the first operation, for the data loader: when op crops or resizes
+ * (resize, center_crop, crop, resized_crop, random_resized_crop), cnn_tf_window gives the window
+ * box = {top, left, height, width} of an h x w image it reads (drawing its random parameters from
+ * g exactly as cnn_tf_run would), its output size and whether it resizes, and returns true; a
+ * reader can then decode just that window. cnn_tf_window8 computes op's output from im, the bytes
+ * of a rectangle of the image that holds the window (im->top, im->left: where it lies), reading
+ * them as byte / 255: the same floats as running op on the decoded float image. */
+bool cnn_tf_window(const cnn_tf *op, int64_t h, int64_t w, cnn_rng *g, int64_t box[4], int64_t *oh, int64_t *ow,
+                   bool *resize);
+cnn_tensor *cnn_tf_window8(const cnn_image8 *im, int64_t h, int64_t w, const int64_t box[4], int64_t oh, int64_t ow,
+                           bool resize, cnn_interp interp, bool antialias);
+/* cnn_tf_run on a whole decoded image im, its first operation reading the bytes (cnn_tf_window8). */
+cnn_tensor *cnn_tf_run8(const cnn_tf *ops, int n, const cnn_image8 *im, cnn_rng *g);
 
 /* The pipeline on a tensor from Lua: one image (C, H, W), or a batch (N, C, H, W) image by image
  * (the outputs must have one shape; they are stacked). Image i's generator is seeded with one

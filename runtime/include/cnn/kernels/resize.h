@@ -25,6 +25,12 @@ typedef enum cnn_interp { CNN_INTERP_NEAREST, CNN_INTERP_BILINEAR, CNN_INTERP_BI
 int cnn_resize(const float *in, int64_t planes, int64_t plane_stride, int64_t row_stride, int64_t ih, int64_t iw,
                float *out, int64_t oh, int64_t ow, cnn_interp interp, bool antialias);
 
+/* The same from bytes: in holds `channels` interleaved channels (row y at in + y * row_stride
+ * bytes), each read as byte / 255 (the decoders' conversion, so the result equals cnn_resize of
+ * the decoded float image); out gets one (oh, ow) plane per channel. */
+int cnn_resize_u8(const uint8_t *in, int channels, int64_t row_stride, int64_t ih, int64_t iw, float *out, int64_t oh,
+                  int64_t ow, cnn_interp interp, bool antialias);
+
 /* out (planes, oh, ow) sampled from in (planes, ih, iw, contiguous) at the affine map theta: output
  * pixel (i, j), at (x, y) = (j + 0.5 - ow / 2, i + 0.5 - oh / 2) from the output's centre, reads
  * the input at (theta[0] x + theta[1] y + theta[2], theta[3] x + theta[4] y + theta[5]) from the
