@@ -1,5 +1,8 @@
--- Fine-tunes a torchvision ResNet-18 on an ImageFolder of PNGs (one folder per class; DIR/train and
--- DIR/val when both exist, otherwise every 4th image is held out). --weights loads the checkpoint
+-- Fine-tunes a torchvision ResNet-18 on an ImageFolder of photos (JPEG or PNG, any sizes; one
+-- folder per class; DIR/train and DIR/val when both exist, otherwise every 4th image is held out).
+-- Training images get a random resized crop to --image-size and a flip, test images a resize to
+-- --image-size * 256 / 224 and a centre crop, both the ImageNet normalization; --workers threads
+-- decode and transform the next batches while a step trains. --weights loads the checkpoint
 -- (a safetensors state_dict with torchvision's names, e.g. from
 -- `python3 scripts/tools/export_torch_models.py resnet18 --out DIR`); `fc` is then replaced by a new
 -- nn.Linear(512, number of classes). Everything trains unless --freeze (only fc). Without --data a
@@ -10,14 +13,16 @@
 --   cnnlua examples/finetune_resnet18.lua --weights w/resnet18.safetensors --data ~/flowers --freeze
 local argparse = require "argparse"
 local nn, optim, data = cnn.nn, cnn.optim, cnn.data
-local T = data.transforms
 local folders = require "cnn.datasets.folders"
 
-local parser = argparse("finetune_resnet18.lua", "Fine-tune a torchvision ResNet-18 on PNG folders.")
+local parser = argparse("finetune_resnet18.lua", "Fine-tune a torchvision ResNet-18 on folders of photos.")
 parser:option("--weights", "ResNet-18 state_dict (safetensors, torchvision names); random init without it.")
-parser:option("--data", "ImageFolder of PNGs (one folder per class); synthetic shapes when not given.")
+parser:option("--data", "ImageFolder of JPEGs/PNGs of any size (a folder per class); synthetic shapes without.")
 parser:flag("--freeze", "Train only the new fc layer (the backbone keeps its weights).")
-parser:option("--image-size", "Side images are cropped or padded to.", "224"):convert(math.tointeger)
+parser:option("--image-size", "Side of the crops the network sees.", "224"):convert(math.tointeger)
+parser:option("--workers", "Threads that decode and transform the next batches (0: in the training loop).", "1")
+  :convert(math.tointeger)
+parser:flag("--cache", "Keep the decoded images in memory as bytes (for small sets).")
 parser:option("--epochs", "Number of epochs (in all, when resuming).", "5"):convert(math.tointeger)
 parser:option("--batch-size", "Mini-batch size.", "32"):convert(math.tointeger)
 parser:option("--lr", "Initial learning rate.", "0.01"):convert(tonumber)
@@ -39,6 +44,7 @@ for _, name in ipairs {"image_size", "epochs", "batch_size", "seed", "threads"} 
   end
 end
 if args.image_size < 32 then parser:error("--image-size must be at least 32") end
+if not args.workers or args.workers < 0 then parser:error("--workers must be a non-negative integer") end
 for _, name in ipairs {"lr", "momentum", "weight_decay"} do
   if not args[name] or args[name] < 0 then
     parser:error(string.format("--%s must be a non-negative number", name:gsub("_", "-")))
@@ -52,14 +58,13 @@ local function sh_quote(s) return "'" .. s:gsub("'", "'\\''") .. "'" end
 os.execute("mkdir -p " .. sh_quote(out))
 local ckpt_path = args.save or (out .. "/checkpoint.safetensors")
 
--- data: PNG class folders, or synthetic shapes drawn into a temporary folder
-local train_set, test_set, cleanup = folders.open(args.data, args.image_size, args.seed)
+-- data: photo class folders, or synthetic shapes drawn into a temporary folder; the transforms
+-- (random resized crop + flip, resize + centre crop, ImageNet normalization) run in C
+local train_set, test_set, cleanup = folders.open(args.data, args.image_size, args.seed, {cache = args.cache})
 local classes = train_set.classes
-local norm = T.normalize({0.485, 0.456, 0.406}, {0.229, 0.224, 0.225}) -- torchvision's ImageNet statistics
-local loader = data.DataLoader(train_set, {batch_size = args.batch_size, shuffle = true,
-                                           drop_last = #train_set > args.batch_size,
-                                           seed = args.seed, transform = T.compose {T.random_hflip(), norm}})
-local test_loader = data.DataLoader(test_set, {batch_size = args.batch_size, transform = norm})
+local loader = data.DataLoader(train_set, {batch_size = args.batch_size, shuffle = true, seed = args.seed,
+                                           drop_last = #train_set > args.batch_size, workers = args.workers})
+local test_loader = data.DataLoader(test_set, {batch_size = args.batch_size, workers = args.workers})
 
 -- model: the checkpoint's network as it was saved (its fc included: a strict load checks every
 -- key and shape), then a new head for our classes
@@ -90,10 +95,10 @@ local lr_at = cnn.trainer.schedule(args.schedule, args.lr, args.epochs)
 local trainable = 0
 for _, p in ipairs(params) do trainable = trainable + p:numel() end
 
-print(string.format("ResNet-18, %d parameters (%d trained); %d training and %d test images (%dx%d) from %s; "
-  .. "%d classes; %d threads",
+print(string.format("ResNet-18, %d parameters (%d trained); %d training and %d test images (%dx%d crops) from %s; "
+  .. "%d classes; %d threads, %d loader workers",
   model:num_parameters(), trainable, #train_set, #test_set, args.image_size, args.image_size,
-  args.data or "synthetic shapes", #classes, cnn.get_num_threads()))
+  args.data or "synthetic shapes", #classes, cnn.get_num_threads(), args.workers))
 
 local _, test_acc = cnn.trainer.fit {model = model, optimizer = opt, loader = loader, test_loader = test_loader,
   epochs = args.epochs, out = out, checkpoint = ckpt_path, resume = args.resume, lr_at = lr_at, progress_every = 5,

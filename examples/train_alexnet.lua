@@ -1,6 +1,6 @@
 -- Trains AlexNet. By default the CIFAR-sized network (models.alexnet_cifar, 3x32x32) on CIFAR-10 when
 -- --data holds its binary files, otherwise on an MNIST-layout folder (Fashion-MNIST by default) padded
--- to 32x32. With --full, the 2012 network (models.alexnet, 3x227x227) on an ImageFolder of PNGs (one
+-- to 32x32. With --full, the 2012 network (models.alexnet, 3x227x227) on an ImageFolder of photos (one
 -- folder per class; DIR/train and DIR/val when both exist, otherwise every 4th image is held out);
 -- --full without --data makes a tiny synthetic folder of coloured shapes first, so it runs anywhere.
 -- Writes a checkpoint, a CSV of per-epoch metrics and a plot of the training curves; the last line
@@ -16,8 +16,8 @@ local folders = require "cnn.datasets.folders"
 local cifar10 = data.cifar10 or require "cnn.datasets.cifar10" -- data.cifar10 once cnn.data wires it
 
 local parser = argparse("train_alexnet.lua",
-  "Train AlexNet on CIFAR-10 / Fashion-MNIST, or the full network on PNG folders.")
-parser:option("--data", "CIFAR-10 binary files or MNIST-layout IDX files; with --full, an ImageFolder of PNGs.")
+  "Train AlexNet on CIFAR-10 / Fashion-MNIST, or the full network on photo folders.")
+parser:option("--data", "CIFAR-10 binary files or MNIST-layout IDX files; with --full, a folder of JPEGs or PNGs.")
 parser:flag("--full", "The 2012 network for 227x227 images, on an ImageFolder (synthetic when --data is not given).")
 parser:option("--image-size", "With --full: the side images are cropped or padded to (at least 67).", "227")
   :convert(math.tointeger)
@@ -76,11 +76,10 @@ end
 local train_set, test_set, train_tf, test_tf, in_channels, what, classes, model
 local cleanup
 if args.full then
-  what = args.data and "PNG folders" or "synthetic shapes"
+  what = args.data and "photo folders" or "synthetic shapes"
+  -- random resized crops and flips to train, resize + centre crop to test, ImageNet normalization:
+  -- the datasets' own transforms, run in C with the decoding
   train_set, test_set, cleanup = folders.open(args.data, args.image_size, args.seed)
-  local norm = T.normalize({0.485, 0.456, 0.406}, {0.229, 0.224, 0.225})
-  train_tf = T.compose {T.random_hflip(), norm}
-  test_tf = norm
   classes = train_set.classes
   model = cnn.models.alexnet {num_classes = #classes}
 else

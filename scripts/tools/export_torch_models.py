@@ -26,6 +26,22 @@ tests/lua/models_spec.lua, and the weights for scripts/tools/check_torchvision_i
                                   randomised), 47 MB: too big to commit
     DIR/resnet18_io.safetensors   "input" (batch x 3 x size x size) and PyTorch's eval "logits"
 
+  export_torch_models.py pretrained resnet18|resnet34|resnet50 --out DIR [--random]
+    DIR/NAME.safetensors          torchvision's ImageNet weights (weights="IMAGENET1K_V1"): torch
+                                  downloads them from download.pytorch.org into ~/.cache/torch/hub
+                                  on first use, so this needs a network once; then, on any machine,
+                                  cnnlua examples/classify.lua --weights DIR/resnet18.safetensors
+                                      --labels DIR/imagenet_classes.txt photo.jpg
+                                  or examples/finetune_resnet18.lua --weights ... --data DIR.
+                                  --random exports a randomly initialised network instead (no
+                                  network needed): the same path, for testing it.
+    DIR/imagenet_classes.txt      the 1000 class names, one a line (in torchvision's metadata)
+  export_torch_models.py check_classify [--cnnlua build/cnnlua] [IMAGE...]
+    exports a random resnet18 (pretrained --random), runs examples/classify.lua --logits on the
+    images (tests/fixtures/photos by default) and PyTorch on the same files with the same
+    preprocessing (PIL decode, exif_transpose, resize 256 with antialias on tensors, centre crop
+    224, normalize), and prints the largest logit difference and whether the top-5 agree
+
 safetensors are written by hand (struct + json: 8-byte little-endian header length, the JSON
 header with dtype/shape/data_offsets, raw little-endian data), since Debian has no safetensors
 package. Run with /usr/bin/python3 (python3-torch 1.13, python3-torchvision).
@@ -410,10 +426,91 @@ def resnet18_export(out, size, batch):
         len(model.state_dict()), tuple(logits.shape), logits.min(), logits.max(), out))
 
 
+# ---- ImageNet weights and examples/classify.lua ---------------------------------------------
+
+def load_safetensors(path):
+    """name -> tensor of a safetensors file with F32/I64 data (the ones this script writes)."""
+    with open(path, "rb") as f:
+        n = struct.unpack("<Q", f.read(8))[0]
+        header = json.loads(f.read(n))
+        blob = f.read()
+    out = {}
+    for name, e in header.items():
+        if name == "__metadata__":
+            continue
+        a, b = e["data_offsets"]
+        dtype = {"F32": torch.float32, "I64": torch.int64}[e["dtype"]]
+        out[name] = torch.frombuffer(bytearray(blob[a:b]), dtype=dtype).reshape(e["shape"])
+    return out
+
+
+def pretrained_export(arch, out, random_init):
+    os.makedirs(out, exist_ok=True)
+    weights = getattr(torchvision.models, {"resnet18": "ResNet18_Weights", "resnet34": "ResNet34_Weights",
+                                           "resnet50": "ResNet50_Weights"}[arch]).IMAGENET1K_V1
+    if random_init:
+        torch.manual_seed(1)
+        model = getattr(torchvision.models, arch)()
+        randomise_bn(model, torch.Generator().manual_seed(1))
+    else:
+        try:
+            model = getattr(torchvision.models, arch)(weights=weights)
+        except Exception as e:  # no network: say what to do instead of a traceback
+            sys.exit("%s: cannot fetch %s (%s). It needs a network once: run this command on a machine "
+                     "that has one (the file lands in ~/.cache/torch/hub/checkpoints) and copy %s over, "
+                     "or pass --random to test the path with random weights." % (arch, weights.url, e, out))
+    model.eval()
+    save_safetensors(os.path.join(out, arch + ".safetensors"), model.state_dict(),
+                     {"model": "torchvision " + arch, "weights": "random" if random_init else str(weights)})
+    with open(os.path.join(out, "imagenet_classes.txt"), "w") as f:
+        f.write("\n".join(weights.meta["categories"]) + "\n")
+    print("wrote %s/%s.safetensors (%s weights) and %s/imagenet_classes.txt" % (
+        out, arch, "random" if random_init else "ImageNet", out))
+    return model
+
+
+def classify_reference(model, path):
+    """PyTorch's logits for an image, preprocessed as examples/classify.lua does."""
+    from PIL import Image, ImageOps
+    import torchvision.transforms.functional as TF
+    with Image.open(path) as im:
+        im = ImageOps.exif_transpose(im).convert("RGB")
+        x = TF.pil_to_tensor(im).float().div(255)
+    x = TF.resize(x, [256], antialias=True)
+    x = TF.center_crop(x, [224, 224])
+    x = TF.normalize(x, [0.485, 0.456, 0.406], [0.229, 0.224, 0.225])
+    with torch.no_grad():
+        return model(x.unsqueeze(0))[0]
+
+
+def check_classify(cnnlua, images):
+    import subprocess
+    import tempfile
+    with tempfile.TemporaryDirectory() as tmp:
+        model = pretrained_export("resnet18", tmp, True)
+        cmd = [cnnlua, os.path.join(ROOT, "examples", "classify.lua"), "--weights", os.path.join(tmp, "resnet18.safetensors"),
+               "--labels", os.path.join(tmp, "imagenet_classes.txt"), "--logits"] + images
+        text = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+    logits = [[float(v) for v in line.split()[1:]] for line in text.splitlines() if line.strip().startswith("logits")]
+    worst, agree = 0.0, 0
+    for path, ours in zip(images, logits):
+        ref = classify_reference(model, path)
+        ours = torch.tensor(ours)
+        worst = max(worst, (ours - ref).abs().max().item())
+        agree += int(torch.equal(ours.topk(5).indices, ref.topk(5).indices))
+    print("classify.lua against PyTorch on %d images: largest logit difference %.3g (logits in [%.2f, %.2f]); "
+          "top-5 identical for %d of %d" % (len(images), worst, ref.min(), ref.max(), agree, len(images)))
+    return 0 if worst < 1e-3 and agree == len(images) else 1
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("command", nargs="?", default="fixtures",
-                    choices=["fixtures", "resnet18", "vgg11_bn", "vgg16", "googlenet", "googlenet_aux"])
+                    choices=["fixtures", "resnet18", "vgg11_bn", "vgg16", "googlenet", "googlenet_aux", "pretrained",
+                             "check_classify"])
+    ap.add_argument("arch", nargs="*", help="pretrained: resnet18, resnet34 or resnet50; check_classify: images")
+    ap.add_argument("--random", action="store_true", help="pretrained: random weights (no download)")
+    ap.add_argument("--cnnlua", default=os.path.join(ROOT, "build", "cnnlua"), help="check_classify: the binary")
     ap.add_argument("--out", default="/tmp/cnn_torchvision_interop", help="a model: output directory")
     ap.add_argument("--size", type=int, default=224, help="a model: input height and width")
     ap.add_argument("--batch", type=int, default=2, help="a model: input batch size")
@@ -426,6 +523,14 @@ def main():
         torchvision_fixture()
     elif args.command == "resnet18":
         resnet18_export(args.out, args.size, args.batch)
+    elif args.command == "pretrained":
+        if len(args.arch) != 1 or args.arch[0] not in ("resnet18", "resnet34", "resnet50"):
+            ap.error("pretrained takes one of resnet18, resnet34, resnet50")
+        pretrained_export(args.arch[0], args.out, args.random)
+    elif args.command == "check_classify":
+        photos = os.path.join(ROOT, "tests", "fixtures", "photos")
+        images = args.arch or [os.path.join(photos, n) for n in sorted(os.listdir(photos)) if n.endswith((".jpg", ".png"))]
+        return check_classify(args.cnnlua, images)
     else:
         torchvision_export(args.command, args.out, args.size, args.batch, args.num_classes)
     return 0

@@ -281,3 +281,59 @@ describe("finetune_resnet18.lua", function()
     assert.truthy(out:find("small.safetensors", 1, true), out)
   end)
 end)
+
+describe("finetune_resnet18.lua on photos", function()
+  it("trains on a folder of JPEGs and PNGs of mixed sizes with loader workers", function()
+    local photos = "tests/fixtures/photos/"
+    local dir = tmp .. "/photos"
+    local files = {a = {"rgb_420.jpg", "progressive.jpg", "cmyk.jpg", "exif_6.jpg", "rgb_411.jpg"},
+                   b = {"rgb_444.jpg", "gray.jpg", "arithmetic.jpg", "exif_6.png", "rgb_440.jpg"}}
+    for class, list in pairs(files) do
+      assert(os.execute("mkdir -p " .. sh_quote(dir .. "/" .. class)))
+      for i, f in ipairs(list) do
+        H.write_bytes(string.format("%s/%s/%d_%s", dir, class, i, f), H.read_bytes(photos .. f))
+      end
+    end
+    local out, code = run("finetune_resnet18.lua", common .. " --image-size 32 --workers 2 --cache --data " ..
+      sh_quote(dir) .. " --out " .. sh_quote(tmp .. "/ftp"))
+    local state = check_outputs(out, code, tmp .. "/ftp")
+    assert.truthy(out:find("8 training and 2 test images (32x32 crops)", 1, true), out)
+    assert.truthy(out:find("2 loader workers", 1, true), out)
+    assert.are.same({"a", "b"}, state.classes)
+  end)
+end)
+
+describe("classify.lua", function()
+  it("prints the top-5 classes of each image with probabilities", function()
+    cnn.manual_seed(5)
+    cnn.save(tmp .. "/r18c.safetensors", cnn.models.resnet {depth = 18}:state_dict())
+    local names = {}
+    for i = 1, 1000 do names[i] = "class number " .. i end
+    H.write_bytes(tmp .. "/labels.txt", table.concat(names, "\n") .. "\n")
+    local images = {"tests/fixtures/photos/rgb_420.jpg", "tests/fixtures/photos/exif_6.png"}
+    local out, code = run("classify.lua", "--threads 1 --weights " .. sh_quote(tmp .. "/r18c.safetensors") ..
+      " --labels " .. sh_quote(tmp .. "/labels.txt") .. " " .. table.concat(images, " "))
+    assert.are.equal(0, code, out)
+    local lines = {}
+    for line in out:gmatch("[^\n]+") do lines[#lines + 1] = line end
+    assert.are.equal(12, #lines, out)
+    for k, path in ipairs(images) do
+      assert.are.equal(path, lines[(k - 1) * 6 + 1])
+      local last = math.huge
+      for j = 2, 6 do
+        local pct = lines[(k - 1) * 6 + j]:match("^%s+(%d+%.%d%d)%%%s+(class number %d+)$")
+        assert.is_not_nil(pct, lines[(k - 1) * 6 + j])
+        assert.is_true(tonumber(pct) <= last)
+        last = tonumber(pct)
+      end
+    end
+    H.write_bytes(tmp .. "/short.txt", "a\nb\n")
+    out, code = run("classify.lua", "--weights " .. sh_quote(tmp .. "/r18c.safetensors") .. " --labels " ..
+      sh_quote(tmp .. "/short.txt") .. " " .. images[1])
+    assert.are_not.equal(0, code)
+    assert.truthy(out:find("has 2 names but the network has 1000 classes", 1, true), out)
+    out, code = run("classify.lua", "--weights " .. sh_quote(tmp .. "/r18c.safetensors") .. " " .. tmp .. "/none.jpg")
+    assert.are_not.equal(0, code)
+    assert.truthy(out:find("none.jpg", 1, true), out)
+  end)
+end)

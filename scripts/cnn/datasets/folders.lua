@@ -1,5 +1,6 @@
--- cnn.datasets.folders: ImageFolder data at one fixed image size, split into training and test
--- sets, and a synthetic folder of shapes so image examples run anywhere. Used by
+-- cnn.datasets.folders: ImageFolders of photos brought to one size (ImageNet-style transforms),
+-- split into training and test sets, and a synthetic folder of shapes so image examples run
+-- anywhere. Used by
 -- examples/train_alexnet.lua --full and examples/finetune_resnet18.lua.
 local cnn = require "cnn"
 local data = cnn.data
@@ -15,25 +16,17 @@ end
 
 local function sh_quote(s) return "'" .. s:gsub("'", "'\\''") .. "'" end
 
--- The samples of ds at the positions in list (fetched one by one through ds:get).
-local function subset(ds, list)
-  return setmetatable({n = #list, classes = ds.classes, get = function(_, i) return ds:get(list[i]) end},
-    {__len = function(self) return self.n end})
-end
-
--- An image (C, H, W) brought to size x size: zero-padded evenly when smaller, then cropped (at
--- random for training, centred for testing).
-local function fit(size, random)
-  return function(x)
-    local _, h, w = table.unpack(x:shape())
-    local ph, pw = math.max(0, (size - h + 1) // 2), math.max(0, (size - w + 1) // 2)
-    if random then return T.random_crop(size, {padding = {ph, pw}})(x) end
-    if ph > 0 or pw > 0 then
-      x = T.random_crop({h + 2 * ph, w + 2 * pw}, {padding = {ph, pw}})(x) -- a pad: the window is the whole
-      h, w = h + 2 * ph, w + 2 * pw
-    end
-    return x:narrow(2, (h - size) // 2 + 1, size):narrow(3, (w - size) // 2 + 1, size):contiguous()
-  end
+--- folders.photo_transforms(size, {normalize=true}) -> train_transform, test_transform: ImageNet-style
+--- transforms to size x size. Training: random_resized_crop(size) and random_hflip(); testing:
+--- resize to size * 256 / 224 (the shorter side) and center_crop(size). Both end with normalize by
+--- data.IMAGENET_MEAN and IMAGENET_STD unless normalize = false. All in C: a DataLoader's workers
+--- run them.
+function M.photo_transforms(size, opts)
+  opts = opts or {}
+  local tail = opts.normalize == false and {} or {T.normalize(data.IMAGENET_MEAN, data.IMAGENET_STD)}
+  local train = T.compose{T.random_resized_crop(size), T.random_hflip(), table.unpack(tail)}
+  local test = T.compose{T.resize(math.floor(size * 256 / 224 + 0.5)), T.center_crop(size), table.unpack(tail)}
+  return train, test
 end
 
 -- A synthetic ImageFolder: 3 classes x 8 PNGs of size x size (blue bars, green discs, red squares
@@ -63,26 +56,30 @@ function M.shapes(dir, size)
   end
 end
 
---- folders.splits(dir, size) -> train_set, test_set: DIR/train and DIR/val when present, otherwise
---- every 4th image of DIR held out for testing; images padded or cropped to size x size (a random
---- crop for training, the centre for testing).
-function M.splits(dir, size)
+--- folders.splits(dir, size, {normalize=true, cache=false}) -> train_set, test_set: ImageFolders of
+--- dir (photos of any size and kind) with folders.photo_transforms(size): DIR/train and DIR/val
+--- when present, otherwise every 4th image of DIR held out for testing (ImageFolder:subset, each
+--- split with its own transform). cache keeps the decoded images as bytes.
+function M.splits(dir, size, opts)
+  opts = opts or {}
+  local train_tf, test_tf = M.photo_transforms(size, opts)
+  local cache = opts.cache or false
   if exists(dir .. "/train") or exists(dir .. "/val") then -- exists() opens folders too on Linux
-    return data.ImageFolder(dir .. "/train", {transform = fit(size, true)}),
-           data.ImageFolder(dir .. "/val", {transform = fit(size, false)})
+    return data.ImageFolder(dir .. "/train", {transform = train_tf, cache = cache}),
+           data.ImageFolder(dir .. "/val", {transform = test_tf, cache = cache})
   end
-  local all = data.ImageFolder(dir, {transform = fit(size, true)})
-  local plain = data.ImageFolder(dir, {transform = fit(size, false)})
+  local all = data.ImageFolder(dir, {transform = train_tf, cache = cache})
   local tr, te = {}, {}
   for i = 1, #all do
     if i % 4 == 0 then te[#te + 1] = i else tr[#tr + 1] = i end
   end
-  return subset(all, tr), subset(plain, te)
+  return all:subset(tr), all:subset(te, {transform = test_tf})
 end
 
---- folders.open(dir, size, seed) -> train_set, test_set, temp_dir: splits of dir, or, when dir is
---- nil, of synthetic shapes drawn (seeded) into a temporary folder the caller removes afterwards.
-function M.open(dir, size, seed)
+--- folders.open(dir, size, seed, {normalize=true, cache=false}) -> train_set, test_set, temp_dir:
+--- folders.splits of dir, or, when dir is nil, of synthetic shapes drawn (seeded) into a temporary
+--- folder the caller removes afterwards.
+function M.open(dir, size, seed, opts)
   local temp
   if not dir then
     dir = os.tmpname()
@@ -91,7 +88,7 @@ function M.open(dir, size, seed)
     M.shapes(dir, size)
     temp = dir
   end
-  local train, test = M.splits(dir, size)
+  local train, test = M.splits(dir, size, opts)
   return train, test, temp
 end
 
