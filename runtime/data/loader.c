@@ -195,36 +195,15 @@ uint64_t cnn_loader_sample_seed(uint64_t seed, int64_t epoch, int64_t i) {
 
 /* ---- batches ---- */
 
-/* Stacks n images of one shape into a new (n, C, H, W) tensor; on a shape mismatch the error names
- * both files. */
-static cnn_tensor *stack(cnn_tensor **imgs, int64_t n, const cnn_image_source *src, const int64_t *idx) {
-  const cnn_tensor *first = imgs[0];
-  for (int64_t k = 1; k < n; k++)
-    if (!cnn_tensor_same_shape(imgs[k], first)) {
-      const cnn_tensor *o = imgs[k];
-      return cnn_error_set("%s: transformed to %lldx%lldx%lld, but %s to %lldx%lldx%lld: a batch needs one size "
-                           "(end the transform with a resize or a crop to one size)",
-                           src->paths[idx[k]], (long long)o->size[0], (long long)o->size[1], (long long)o->size[2],
-                           src->paths[idx[0]], (long long)first->size[0], (long long)first->size[1],
-                           (long long)first->size[2]),
-             NULL;
-    }
-  int64_t size[4] = {n, first->size[0], first->size[1], first->size[2]};
-  cnn_tensor *x = cnn_tensor_empty(CNN_FLOAT32, 4, size);
-  if (!x) return NULL;
-  int64_t per = size[1] * size[2] * size[3];
-  for (int64_t k = 0; k < n; k++)
-    memcpy(cnn_tensor_f32(x) + k * per, cnn_tensor_f32(imgs[k]), sizeof(float) * (size_t)per);
-  return x;
-}
-
 typedef struct {
   int64_t batch; /* the batch held, -1 when free */
   int64_t n;     /* its samples */
   int64_t remaining;
   bool ready;
-  cnn_tensor **images; /* n results (NULL where a sample failed) */
-  cnn_tensor *x;       /* the stack, when stacking and every sample succeeded */
+  cnn_tensor **images; /* not stacking: the n results (NULL where a sample failed) */
+  cnn_tensor *x;       /* stacking: (n, C, H, W), shaped by the first sample to finish */
+  int64_t (*shape)[3]; /* stacking: each sample's (C, H, W), to report a mismatch the same way always */
+  bool mismatch;       /* stacking: a sample did not fit x */
   int64_t err_pos;     /* the first failing sample of the batch, -1 for none */
   char err[1024];
 } slot;
@@ -311,6 +290,7 @@ static void init_slot(cnn_loader *l, slot *s, int64_t b) {
   s->remaining = s->n;
   s->ready = false;
   s->x = NULL;
+  s->mismatch = false;
   s->err_pos = -1;
   s->err[0] = '\0';
   for (int64_t k = 0; k < s->n; k++) s->images[k] = NULL;
@@ -324,19 +304,53 @@ static void record_error(slot *s, int64_t pos, const char *msg) {
   snprintf(s->err, sizeof s->err, "%s", msg);
 }
 
-/* Stacks a finished batch (unlocked: the slot is the caller's alone until ready is set). */
-static void finish_batch(cnn_loader *l, slot *s) {
-  if (!l->stack || s->err_pos >= 0) return;
-  cnn_tensor *x = stack(s->images, s->n, l->src, l->order + s->batch * l->bs);
-  if (!x) {
-    record_error(s, 0, cnn_error_get());
+/* Puts sample pos's result y (a new reference; NULL when it failed, the error set) into slot s.
+ * Stacking, it is copied straight into the batch tensor, made with the first result's shape by
+ * whoever finishes first; a result of another shape is a mismatch, reported at the end. With mu
+ * (workers), called and returning with it held; the copy itself runs unlocked (the tensor stays
+ * until the batch is taken or the loader stops, and the rows are this sample's alone). */
+static void deliver(cnn_loader *l, slot *s, int64_t pos, cnn_tensor *y, pthread_mutex_t *mu) {
+  if (!y) {
+    record_error(s, pos, cnn_error_get());
     return;
   }
-  for (int64_t k = 0; k < s->n; k++) {
-    cnn_tensor_release(s->images[k]);
-    s->images[k] = NULL;
+  if (!l->stack) {
+    s->images[pos] = y;
+    return;
   }
-  s->x = x;
+  memcpy(s->shape[pos], y->size, sizeof s->shape[pos]);
+  if (!s->x && !s->mismatch) {
+    int64_t size[4] = {s->n, y->size[0], y->size[1], y->size[2]};
+    s->x = cnn_tensor_empty(CNN_FLOAT32, 4, size);
+    if (!s->x) record_error(s, pos, cnn_error_get());
+  }
+  bool fits = s->x && s->x->size[1] == y->size[0] && s->x->size[2] == y->size[1] && s->x->size[3] == y->size[2];
+  if (!fits) s->mismatch = true;
+  if (fits) {
+    int64_t per = y->size[0] * y->size[1] * y->size[2];
+    if (mu) pthread_mutex_unlock(mu);
+    memcpy(cnn_tensor_f32(s->x) + pos * per, cnn_tensor_f32(y), sizeof(float) * (size_t)per);
+    if (mu) pthread_mutex_lock(mu);
+  }
+  cnn_tensor_release(y);
+}
+
+/* A finished batch: a shape mismatch becomes the error naming the first sample (in batch order)
+ * whose shape differs from the first's, so the report is the same whoever finished first. */
+static void finish_batch(cnn_loader *l, slot *s) {
+  if (!l->stack || !s->mismatch || s->err_pos >= 0) return;
+  const int64_t *idx = l->order + s->batch * l->bs;
+  int64_t k = 1;
+  while (k < s->n && memcmp(s->shape[k], s->shape[0], sizeof s->shape[0]) == 0) k++;
+  if (k == s->n) k = 0; /* cannot happen: a mismatch means two shapes differ */
+  const int64_t *a = s->shape[k], *f = s->shape[0];
+  char msg[1024];
+  snprintf(msg, sizeof msg,
+           "%s: transformed to %lldx%lldx%lld, but %s to %lldx%lldx%lld: a batch needs one size (end the transform "
+           "with a resize or a crop to one size)",
+           l->src->paths[idx[k]], (long long)a[0], (long long)a[1], (long long)a[2], l->src->paths[idx[0]],
+           (long long)f[0], (long long)f[1], (long long)f[2]);
+  record_error(s, k, msg);
 }
 
 static void *worker(void *arg) {
@@ -356,8 +370,7 @@ static void *worker(void *arg) {
     cnn_tensor *y = cnn_image_source_get(l->src, i, cnn_loader_sample_seed(l->seed, l->epoch, i));
 
     pthread_mutex_lock(&l->mu);
-    s->images[pos] = y;
-    if (!y) record_error(s, pos, cnn_error_get());
+    deliver(l, s, pos, y, &l->mu);
     if (--s->remaining == 0) {
       pthread_mutex_unlock(&l->mu);
       finish_batch(l, s);
@@ -401,7 +414,8 @@ cnn_loader *cnn_loader_start(cnn_image_source *src, const int64_t *order, int64_
   for (int k = 0; ok && k < l->prefetch; k++) {
     l->slots[k].batch = -1;
     l->slots[k].images = calloc((size_t)batch_size, sizeof(cnn_tensor *));
-    ok = l->slots[k].images != NULL;
+    l->slots[k].shape = calloc((size_t)batch_size, sizeof *l->slots[k].shape);
+    ok = l->slots[k].images != NULL && l->slots[k].shape != NULL;
   }
   if (ok && workers) {
     l->threads = calloc((size_t)workers, sizeof *l->threads);
@@ -409,7 +423,10 @@ cnn_loader *cnn_loader_start(cnn_image_source *src, const int64_t *order, int64_
   }
   if (!ok || pthread_mutex_init(&l->mu, NULL) || pthread_cond_init(&l->work_cv, NULL) ||
       pthread_cond_init(&l->done_cv, NULL)) {
-    for (int k = 0; l->slots && k < l->prefetch; k++) free(l->slots[k].images);
+    for (int k = 0; l->slots && k < l->prefetch; k++) {
+      free(l->slots[k].images);
+      free(l->slots[k].shape);
+    }
     free(l->slots);
     free(l->order);
     free(l->threads);
@@ -501,8 +518,7 @@ int cnn_loader_next(cnn_loader *l, cnn_loader_batch *out) {
     init_slot(l, s, b);
     for (int64_t pos = 0; pos < s->n; pos++) {
       int64_t i = l->order[b * l->bs + pos];
-      s->images[pos] = cnn_image_source_get(l->src, i, cnn_loader_sample_seed(l->seed, l->epoch, i));
-      if (!s->images[pos]) record_error(s, pos, cnn_error_get());
+      deliver(l, s, pos, cnn_image_source_get(l->src, i, cnn_loader_sample_seed(l->seed, l->epoch, i)), NULL);
     }
     finish_batch(l, s);
     l->consumed++;
@@ -541,6 +557,7 @@ void cnn_loader_free(cnn_loader *l) {
     for (int64_t i = 0; s->images && i < l->bs; i++) cnn_tensor_release(s->images[i]);
     cnn_tensor_release(s->x);
     free(s->images);
+    free(s->shape);
   }
   if (l->pid == getpid()) {
     pthread_cond_destroy(&l->work_cv);
