@@ -360,12 +360,16 @@ static int f_set_rng_state(lua_State *L) {
 }
 
 /** cnn.set_num_threads(n)
- * Sets the number of threads the kernels use (1..1024).
- * The default is the number of cores, or OMP_NUM_THREADS when set. */
+ * Sets the number of threads the kernels use (1..1024), starting them now.
+ * The default is the number of cores, or OMP_NUM_THREADS when set. Raises when the threads
+ * cannot be started (resource limits), and the count stays as it was. Beside other busy programs
+ * the kernels run on fewer threads for a while, by themselves; a forked child (hp.search trials)
+ * starts threads of its own. */
 static int f_set_num_threads(lua_State *L) {
   lua_Integer n = luaL_checkinteger(L, 1);
-  if (n < 1 || n > 1024) return lcnn_error(L, "set_num_threads", "expected 1..1024 threads, got %lld", (long long)n);
-  cnn_parallel_set_threads((int)n);
+  if (n < 1 || n > CNN_PARALLEL_MAX_THREADS)
+    return lcnn_error(L, "set_num_threads", "expected 1..%d threads, got %lld", CNN_PARALLEL_MAX_THREADS, (long long)n);
+  if (cnn_parallel_set_threads((int)n)) return lcnn_fail(L, "set_num_threads");
   return 0;
 }
 

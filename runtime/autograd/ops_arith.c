@@ -112,6 +112,18 @@ static const char *unop_name(cnn_unop op) {
   return "UnaryBackward";
 }
 
+typedef struct {
+  const float *g, *out;
+  float *r;
+} relu_job;
+
+static void relu_backward_range(void *arg, int64_t b, int64_t e) {
+  const relu_job *j = arg;
+  const float *restrict g = j->g, *restrict out = j->out;
+  float *restrict r = j->r;
+  for (int64_t i = b; i < e; i++) r[i] = out[i] <= 0 ? 0.0f : g[i];
+}
+
 /* ReLU's gradient in one pass over float32: gx = out <= 0 ? 0 : g, PyTorch's threshold_backward
  * (a NaN output passes the gradient). Strided operands are made contiguous first. Returns a new
  * reference, or NULL: with the error set when *failed, else for the general path to take over. */
@@ -124,15 +136,9 @@ static cnn_tensor *relu_backward(const cnn_tensor *g0, const cnn_tensor *out0, b
   bool in_place = g == g0 && g->refcount == 2 && g->storage->refcount == 1 && !g->grad && !g->grad_fn;
   cnn_tensor *r = !out ? NULL : in_place ? cnn_tensor_retain(g) : cnn_tensor_empty(CNN_FLOAT32, g->ndim, g->size);
   if (r) {
-    const float *gp = cnn_tensor_f32(g), *op = cnn_tensor_f32(out);
-    float *rp = cnn_tensor_f32(r);
+    relu_job j = {cnn_tensor_f32(g), cnn_tensor_f32(out), cnn_tensor_f32(r)};
     const int64_t n = cnn_tensor_numel(g);
-    if (n >= CNN_PARALLEL_GRAIN && cnn_parallel_get_threads() > 1) { /* no region at all when serial */
-#pragma omp parallel for schedule(static)
-      for (int64_t i = 0; i < n; i++) rp[i] = op[i] <= 0 ? 0.0f : gp[i];
-    } else {
-      for (int64_t i = 0; i < n; i++) rp[i] = op[i] <= 0 ? 0.0f : gp[i];
-    }
+    cnn_parallel_items(n, n, relu_backward_range, &j);
   }
   cnn_tensor_release(g);
   cnn_tensor_release(out);

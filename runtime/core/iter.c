@@ -1,12 +1,11 @@
 /* Strided iteration (see iter.h). After init, dims are ordered outer to inner, size-1 dims are
  * gone and adjacent dims that every operand lays out contiguously are merged, so the innermost
  * run is as long as the layouts allow. The element space [0, numel) is split into contiguous
- * ranges, one per thread, each walked run by run. */
+ * ranges of whole 16-element blocks, claimed by the pool's threads, each walked run by run. */
 #include "cnn/iter.h"
 #include "cnn/error.h"
 #include "cnn/parallel.h"
 
-#include <omp.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -123,20 +122,25 @@ static void run_range(const cnn_iter *it, cnn_iter_fn fn, void *ctx, int64_t beg
   }
 }
 
+typedef struct {
+  const cnn_iter *it;
+  cnn_iter_fn fn;
+  void *ctx;
+} run_job;
+
+/* blocks [b, e) of 16 elements: threads never share a cache line of a contiguous output */
+static void run_blocks(void *arg, int64_t b, int64_t e) {
+  const run_job *j = arg;
+  int64_t end = e * 16 < j->it->numel ? e * 16 : j->it->numel;
+  run_range(j->it, j->fn, j->ctx, b * 16, end);
+}
+
 void cnn_iter_run(const cnn_iter *it, cnn_iter_fn fn, void *ctx, bool parallel) {
   if (it->numel == 0) return;
-  int threads = parallel && it->numel >= CNN_PARALLEL_GRAIN && !omp_in_parallel() ? cnn_parallel_get_threads() : 1;
-  if (threads <= 1) {
+  if (!parallel || it->numel < CNN_PARALLEL_GRAIN) {
     run_range(it, fn, ctx, 0, it->numel);
     return;
   }
-  int64_t numel = it->numel;
-#pragma omp parallel num_threads(threads)
-  {
-    int nt = omp_get_num_threads(), tid = omp_get_thread_num();
-    /* ranges aligned to 16 elements so threads never share a cache line of a contiguous output */
-    int64_t chunk = ((numel + nt - 1) / nt + 15) / 16 * 16;
-    int64_t b = (int64_t)tid * chunk, e = b + chunk < numel ? b + chunk : numel;
-    if (b < e) run_range(it, fn, ctx, b, e);
-  }
+  run_job j = {it, fn, ctx};
+  cnn_parallel_for((it->numel + 15) / 16, CNN_PARALLEL_GRAIN / 2 / 16, run_blocks, &j);
 }

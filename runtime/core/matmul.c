@@ -84,6 +84,27 @@ static bool rows_fold(const operand *o) {
   return true;
 }
 
+typedef struct {
+  const operand *A, *B;
+  int nbo;
+  const int64_t *bshape;
+  int64_t m, n, k;
+  float *c;
+} batch_job;
+
+/* products [i0, i1) of a batched matmul */
+static void batch_products(void *arg, int64_t i0, int64_t i1) {
+  const batch_job *j = arg;
+  const operand *A = j->A, *B = j->B;
+  const int64_t m = j->m, n = j->n;
+  for (int64_t i = i0; i < i1; i++) {
+    const float *pa = A->data + batch_offset(A, j->nbo, j->bshape, i);
+    const float *pb = B->data + batch_offset(B, j->nbo, j->bshape, i);
+    cnn_gemm(A->trans == CblasTrans, B->trans == CblasTrans, m, n, j->k, 1.0f, pa, A->ld, pb, B->ld, 0.0f,
+             j->c + i * m * n, n);
+  }
+}
+
 static void shapes_str(const cnn_tensor *a, const cnn_tensor *b, char *sa, char *sb, size_t n) {
   cnn_shape_str(a->ndim, a->size, sa, n);
   cnn_shape_str(b->ndim, b->size, sb, n);
@@ -179,12 +200,9 @@ cnn_tensor *cnn_mm_matmul(const cnn_tensor *a, const cnn_tensor *b) {
   } else {
     /* many small products: one per thread at a time; few large ones: each split by cnn_gemm */
     bool per_thread = nbatch >= cnn_parallel_get_threads() && (double)m * n * k < 4e6;
-#pragma omp parallel for schedule(static) if (per_thread && nbatch > 1)
-    for (int64_t i = 0; i < nbatch; i++) {
-      const float *pa = A.data + batch_offset(&A, nbo, bshape, i);
-      const float *pb = B.data + batch_offset(&B, nbo, bshape, i);
-      cnn_gemm(A.trans == CblasTrans, B.trans == CblasTrans, m, n, k, 1.0f, pa, A.ld, pb, B.ld, 0.0f, c + i * m * n, n);
-    }
+    batch_job j = {&A, &B, nbo, bshape, m, n, k, c};
+    if (per_thread) cnn_parallel_for(nbatch, 1, batch_products, &j);
+    else batch_products(&j, 0, nbatch);
   }
   cnn_tensor_release(ca);
   cnn_tensor_release(cb);

@@ -1,29 +1,385 @@
-/* The runtime's thread policy (see parallel.h): OpenMP runs our loops on N threads and OpenBLAS
- * is pinned to one thread, its pool never started: large GEMMs are split over our own threads by
- * cnn_gemm (gemm.c). Two pools on two cores spin against each other (measured: PyTorch's LeNet
- * step is 3x faster with OpenBLAS on 1 thread). */
+/* The runtime's thread pool (see parallel.h). One job at a time: fn over [0, n) cut into `count`
+ * ranges of `chunk`, dealt out in one block of consecutive tasks per thread. Every thread, the
+ * submitter first, claims tasks by compare-and-swap on a 64-bit word per block (job id : 32, low
+ * end : 16, high end : 16): its own block from the low end, then the others' from the high end.
+ * A task runs once, on whoever is awake; a worker that wakes late finds the blocks spent, or
+ * stamped with a later job id, and claims nothing. The submitter waits only for claimed tasks.
+ * The pool's state is guarded by `lock` (held by the submitter for a whole job) but for the
+ * atomics, which the workers read. */
+#define _GNU_SOURCE /* sched_getaffinity, CPU_COUNT */
 #include "cnn/parallel.h"
 
-#include <omp.h>
+#include <errno.h>
+#include <limits.h>
+#include <linux/futex.h>
+#include <pthread.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdalign.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cnn/error.h"
 
 void openblas_set_num_threads(int n);
+/* OpenBLAS's pthread build starts its own workers when it loads (they spin ~0.1 s in sched_yield,
+ * then sleep); with one thread they never get work. Its shutdown joins them. Weak: other builds
+ * of OpenBLAS have no such thing. */
+int blas_thread_shutdown_(void) __attribute__((weak));
 
-static int nthreads = 0; /* 0 until first asked: then OpenMP's default (cores or OMP_NUM_THREADS) */
+#define MAX_TASKS 0xffff   /* the blocks' 16-bit task indices */
+#define TASKS_PER_THREAD 4 /* tasks a thread's block is cut into: a late thread leaves less behind */
+#define WORKER_STACK (2u << 20)
 
-static void init(void) {
-  if (nthreads) return;
-  nthreads = omp_get_max_threads();
-  openblas_set_num_threads(1);
+/* Spinning and contention. A worker waiting for the next job and the submitter waiting for the
+ * last claimed task spin up to spin_budget ns before they sleep: on an idle machine a long spin
+ * bridges the serial gaps of a training step (a sleeping worker wakes 10-50 us late). When another
+ * program wants the cores, our threads get descheduled: a spinning thread sees the clock jump past
+ * PREEMPTED_NS between two looks, or the submitter waits past STALL_NS (and twice its own longest
+ * task) for a worker's task. Either is contention: the budget drops to nothing, and for a quiet
+ * spell a job that finds every worker asleep runs on the submitting thread alone (a worker holding
+ * a task while the other program has its core would stall the whole step; one thread at full
+ * speed is faster). After the spell the workers are woken again and the budget doubles back at
+ * each job that found them asleep, until contention shows again. The spell doubles when contention
+ * is back right after one (a busy machine is probed less and less often), up to QUIET_MAX_NS, and
+ * is QUIET_MIN_NS again after a calm stretch. */
+#define SPIN_MAX_NS 500000L
+#define PREEMPTED_NS 100000L
+#define STALL_NS 500000L
+#define QUIET_MIN_NS 50000000L
+#define QUIET_MAX_NS 1600000000L
+static _Atomic long spin_budget = SPIN_MAX_NS, last_contended = LONG_MIN / 2, quiet = QUIET_MIN_NS;
+
+static void note_contention(long t) {
+  long q = atomic_load_explicit(&quiet, memory_order_relaxed);
+  long since = t - atomic_load_explicit(&last_contended, memory_order_relaxed);
+  if (since > q) /* a new spell (within one, the spell stands) */
+    atomic_store_explicit(&quiet, since < 2 * q ? (2 * q < QUIET_MAX_NS ? 2 * q : QUIET_MAX_NS) : QUIET_MIN_NS,
+                          memory_order_relaxed);
+  atomic_store_explicit(&last_contended, t, memory_order_relaxed);
+  atomic_store_explicit(&spin_budget, 0, memory_order_relaxed);
 }
 
-void cnn_parallel_set_threads(int n) {
-  init();
-  if (n < 1) n = 1;
-  nthreads = n;
-  omp_set_num_threads(n);
+static _Atomic bool force_alone;
+
+void cnn_parallel_force_alone(bool on) { atomic_store(&force_alone, on); }
+
+static bool contended(long t) {
+  if (atomic_load_explicit(&force_alone, memory_order_relaxed)) return true;
+  return t - atomic_load_explicit(&last_contended, memory_order_relaxed) <
+         atomic_load_explicit(&quiet, memory_order_relaxed);
+}
+
+/* A thread's block of the current job's tasks: id << 32 | lo << 16 | hi. The owner takes lo,
+ * others take hi - 1 once their own block is empty; a claim is a compare-and-swap that also
+ * checks the job id. */
+typedef struct {
+  alignas(64) _Atomic uint64_t w;
+} block;
+
+static block blocks[CNN_PARALLEL_MAX_THREADS];
+
+static struct {
+  alignas(64) _Atomic uint32_t gen;  /* id of the latest job: idle workers wait for it to change */
+  _Atomic uint32_t sleepers;         /* workers asleep (or about to be) on gen */
+  _Atomic int stop;                  /* set with a new gen: workers exit */
+  alignas(64) _Atomic uint32_t done; /* tasks of the current job finished */
+  _Atomic uint32_t waiting;          /* the submitter sleeps on done */
+  alignas(64) cnn_parallel_fn fn;    /* the current job, written before its blocks */
+  void *ctx;
+  int64_t n, chunk;
+  uint32_t count;      /* tasks in the job */
+  _Atomic int nblocks; /* blocks of the job: the thread count */
+  uint32_t id;         /* the last job id handed out */
+  int threads;         /* the configured count: 0 before init */
+  int workers;         /* running: at most threads - 1 */
+  bool start_failed;   /* a lazy start fell short: not retried until set_threads or a fork */
+  pthread_t *tid;
+  pthread_mutex_t lock;
+} P = {.lock = PTHREAD_MUTEX_INITIALIZER};
+
+static _Thread_local int tl_slot;    /* 0: a submitting thread; workers 1.. */
+static _Thread_local bool tl_inside; /* running a job's fn (workers: always) */
+
+static long futex(_Atomic uint32_t *addr, int op, uint32_t val) {
+  return syscall(SYS_futex, (uint32_t *)addr, op, val, NULL, NULL, 0);
+}
+
+static inline void cpu_relax(void) {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#elif defined(__aarch64__)
+  __asm__ __volatile__("yield");
+#endif
+}
+
+static long now_ns(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (long)ts.tv_sec * 1000000000L + ts.tv_nsec;
+}
+
+/* Spins until (*w == v) == equal or the budget is spent: true when it happened. */
+static bool spin_until(_Atomic uint32_t *w, uint32_t v, bool equal) {
+  const long budget = atomic_load_explicit(&spin_budget, memory_order_relaxed);
+  long start = 0, last = 0;
+  for (unsigned i = 1;; i++) {
+    if ((atomic_load_explicit(w, memory_order_acquire) == v) == equal) return true;
+    cpu_relax();
+    if ((i & 63) == 0) { /* ~2 us of pauses */
+      long t = now_ns();
+      if (!start) start = last = t;
+      if (t - last > PREEMPTED_NS) { /* descheduled while spinning */
+        note_contention(t);
+        return false;
+      }
+      if (t - start >= budget) return false;
+      last = t;
+    }
+  }
+}
+
+/* A job found a worker asleep: after a quiet spell, spin longer. */
+static void spin_more(void) {
+  long b = atomic_load_explicit(&spin_budget, memory_order_relaxed);
+  if (b >= SPIN_MAX_NS || contended(now_ns())) return;
+  atomic_store_explicit(&spin_budget, b * 2 + 2000 < SPIN_MAX_NS ? b * 2 + 2000 : SPIN_MAX_NS, memory_order_relaxed);
+}
+
+/* Claims a task of job `id` from block b, from its low end (the owner) or its high end. */
+static bool claim(int b, uint32_t id, bool low, uint32_t *task) {
+  uint64_t w = atomic_load_explicit(&blocks[b].w, memory_order_acquire);
+  for (;;) {
+    uint32_t lo = (uint32_t)(w >> 16) & 0xffff, hi = (uint32_t)w & 0xffff;
+    if ((uint32_t)(w >> 32) != id || lo >= hi) return false;
+    uint64_t nw = low ? w + (1u << 16) : w - 1;
+    if (atomic_compare_exchange_weak_explicit(&blocks[b].w, &w, nw, memory_order_acq_rel, memory_order_acquire)) {
+      *task = low ? lo : hi - 1;
+      return true;
+    }
+  }
+}
+
+/* Runs task t of the current job (claimed: the job cannot end, and its fields change, before the
+ * task is counted done). */
+static void run_task(uint32_t t) {
+  int64_t b = (int64_t)t * P.chunk, e = b + P.chunk < P.n ? b + P.chunk : P.n;
+  P.fn(P.ctx, b, e);
+  if (atomic_fetch_add(&P.done, 1) + 1 == P.count && atomic_load(&P.waiting)) futex(&P.done, FUTEX_WAKE_PRIVATE, 1);
+}
+
+/* Runs tasks of job `id` until none is left: this slot's block first (consecutive loops give a
+ * thread the same share of the data, still in its cache), then the other blocks from their
+ * far end. With `longest`, sets it to the longest task's time (ns). */
+static void run_tasks(uint32_t id, int slot, long *longest) {
+  const int nb = atomic_load_explicit(&P.nblocks, memory_order_relaxed); /* a later job's: its claims fail */
+  uint32_t t;
+  for (int k = slot < nb ? 0 : 1; k <= nb; k++) {
+    const int b = (slot + k) % nb;
+    while (claim(b, id, k == 0, &t)) {
+      long t0 = longest ? now_ns() : 0;
+      run_task(t);
+      if (longest) {
+        long dt = now_ns() - t0;
+        if (dt > *longest) *longest = dt;
+      }
+    }
+  }
+}
+
+/* arg: the worker's slot, and the job id current when it was created (<< 16): a worker that
+ * starts late must still see a stop or a job published after its creation */
+static void *worker_main(void *arg) {
+  tl_slot = (int)((uintptr_t)arg & 0xffff);
+  tl_inside = true;
+  uint32_t seen = (uint32_t)((uintptr_t)arg >> 16);
+  for (;;) {
+    if (!spin_until(&P.gen, seen, false)) {
+      atomic_fetch_add(&P.sleepers, 1);
+      while (atomic_load(&P.gen) == seen) futex(&P.gen, FUTEX_WAIT_PRIVATE, seen);
+      atomic_fetch_sub(&P.sleepers, 1);
+    }
+    seen = atomic_load_explicit(&P.gen, memory_order_acquire);
+    if (atomic_load(&P.stop)) return NULL;
+    run_tasks(seen, tl_slot, NULL);
+  }
+}
+
+/* Publishes a job id with no tasks (workers wake, look, go back to waiting). */
+static void bump_gen(void) {
+  atomic_store(&P.gen, ++P.id);
+  if (atomic_load(&P.sleepers)) futex(&P.gen, FUTEX_WAKE_PRIVATE, INT_MAX);
+}
+
+/* Joins every worker. Under lock. */
+static void stop_workers(void) {
+  if (!P.workers) return;
+  atomic_store(&P.stop, 1);
+  bump_gen();
+  for (int i = 0; i < P.workers; i++) pthread_join(P.tid[i], NULL);
+  atomic_store(&P.stop, 0);
+  P.workers = 0;
+}
+
+/* Starts workers until `want` run. Under lock. Returns 0, or the pthread_create error. */
+static int start_workers(int want) {
+  if (want <= P.workers) return 0;
+  pthread_t *tid = realloc(P.tid, sizeof *tid * (size_t)want);
+  if (!tid) return ENOMEM;
+  P.tid = tid;
+  pthread_attr_t attr;
+  if (pthread_attr_init(&attr)) return ENOMEM;
+  pthread_attr_setstacksize(&attr, WORKER_STACK);
+  /* workers take no signals: Ctrl-C and the like go to the threads that run Lua */
+  sigset_t all, old;
+  sigfillset(&all);
+  pthread_sigmask(SIG_SETMASK, &all, &old);
+  int rc = 0;
+  while (P.workers < want) {
+    uintptr_t arg = (uintptr_t)P.id << 16 | (uintptr_t)(P.workers + 1);
+    rc = pthread_create(&P.tid[P.workers], &attr, worker_main, (void *)arg);
+    if (rc) break;
+    P.workers++;
+  }
+  pthread_sigmask(SIG_SETMASK, &old, NULL);
+  pthread_attr_destroy(&attr);
+  return rc;
+}
+
+/* fork: the prepare handler takes the lock, so no job is half published; the child has none of
+ * the parent's workers and starts its own at its first job. */
+static void before_fork(void) { pthread_mutex_lock(&P.lock); }
+static void after_fork_parent(void) { pthread_mutex_unlock(&P.lock); }
+static void after_fork_child(void) {
+  P.workers = 0;
+  P.start_failed = false;
+  atomic_store(&P.sleepers, 0);
+  atomic_store(&P.stop, 0);
+  atomic_store(&P.waiting, 0);
+  pthread_mutex_init(&P.lock, NULL);
+}
+
+static int default_threads(void) {
+  const char *env = getenv("OMP_NUM_THREADS"); /* as with OpenMP before: "4" or a list "4,2" */
+  if (env && *env) {
+    char *end;
+    long v = strtol(env, &end, 10);
+    if (end != env && v >= 1) return v > CNN_PARALLEL_MAX_THREADS ? CNN_PARALLEL_MAX_THREADS : (int)v;
+  }
+  cpu_set_t set;
+  int n = sched_getaffinity(0, sizeof set, &set) == 0 ? CPU_COUNT(&set) : (int)sysconf(_SC_NPROCESSORS_ONLN);
+  return n < 1 ? 1 : n > CNN_PARALLEL_MAX_THREADS ? CNN_PARALLEL_MAX_THREADS : n;
+}
+
+static pthread_once_t init_once = PTHREAD_ONCE_INIT;
+
+static void init(void) {
+  P.threads = default_threads();
+  openblas_set_num_threads(1);
+  if (blas_thread_shutdown_) blas_thread_shutdown_();
+  pthread_atfork(before_fork, after_fork_parent, after_fork_child);
 }
 
 int cnn_parallel_get_threads(void) {
-  init();
-  return nthreads;
+  pthread_once(&init_once, init);
+  return P.threads;
+}
+
+int cnn_parallel_set_threads(int n) {
+  pthread_once(&init_once, init);
+  if (n < 1 || n > CNN_PARALLEL_MAX_THREADS)
+    return cnn_error_set("expected 1..%d threads, got %d", CNN_PARALLEL_MAX_THREADS, n);
+  pthread_mutex_lock(&P.lock);
+  int rc = 0;
+  if (n - 1 < P.workers) stop_workers();
+  int err = start_workers(n - 1);
+  if (err) {
+    int started = P.workers;
+    stop_workers(); /* the old count's workers start again at the next job */
+    rc = cnn_error_set("cannot start %d threads: thread %d failed (%s); still using %d", n, started + 2, strerror(err),
+                       P.threads);
+  } else {
+    P.threads = n;
+  }
+  P.start_failed = false;
+  pthread_mutex_unlock(&P.lock);
+  return rc;
+}
+
+int cnn_parallel_slot(void) { return tl_slot; }
+
+bool cnn_parallel_nested(void) { return tl_inside; }
+
+/* A job the pool would take, run on this thread alone: as nested as on the pool (loops inside
+ * it run serially either way, so the bits do not depend on who ran it). */
+static void run_alone(int64_t n, cnn_parallel_fn fn, void *ctx) {
+  tl_inside = true;
+  fn(ctx, 0, n);
+  tl_inside = false;
+}
+
+void cnn_parallel_for(int64_t n, int64_t grain, cnn_parallel_fn fn, void *ctx) {
+  if (n <= 0) return;
+  if (grain < 1) grain = 1;
+  int threads = cnn_parallel_get_threads();
+  if (threads < 2 || tl_inside || n / grain < 2) {
+    fn(ctx, 0, n);
+    return;
+  }
+  if (pthread_mutex_trylock(&P.lock)) { /* another thread of the process has the pool */
+    run_alone(n, fn, ctx);
+    return;
+  }
+  if (P.workers < threads - 1 && !P.start_failed && start_workers(threads - 1)) P.start_failed = true;
+  if (!P.workers || (atomic_load(&P.sleepers) == (uint32_t)P.workers && contended(now_ns()))) {
+    pthread_mutex_unlock(&P.lock); /* no workers, or another program has the cores: this thread alone */
+    run_alone(n, fn, ctx);
+    return;
+  }
+  int64_t tasks = n / grain, cap = (int64_t)threads * TASKS_PER_THREAD;
+  if (cap > MAX_TASKS) cap = MAX_TASKS;
+  if (tasks > cap) tasks = cap;
+  const int64_t chunk = (n + tasks - 1) / tasks;
+  const uint32_t count = (uint32_t)((n + chunk - 1) / chunk);
+  P.fn = fn, P.ctx = ctx, P.n = n, P.chunk = chunk, P.count = count;
+  atomic_store_explicit(&P.done, 0, memory_order_relaxed);
+  atomic_store_explicit(&P.nblocks, threads, memory_order_relaxed);
+  const uint32_t id = ++P.id;
+  for (int b = 0; b < threads; b++) { /* block b: tasks [b count / threads, (b + 1) count / threads) */
+    uint64_t lo = (uint64_t)count * (uint64_t)b / (uint64_t)threads,
+             hi = (uint64_t)count * (uint64_t)(b + 1) / (uint64_t)threads;
+    atomic_store_explicit(&blocks[b].w, (uint64_t)id << 32 | lo << 16 | hi, memory_order_release);
+  }
+  atomic_store(&P.gen, id);
+  uint32_t asleep = atomic_load(&P.sleepers);
+  if (asleep) {
+    futex(&P.gen, FUTEX_WAKE_PRIVATE, (int)(asleep < count - 1 ? asleep : count - 1));
+    spin_more();
+  }
+  tl_inside = true;
+  long longest = 0;
+  run_tasks(id, 0, &longest);
+  const long t0 = now_ns();
+  if (!spin_until(&P.done, count, true)) { /* a claimed task still runs: sleep until it ends */
+    atomic_store(&P.waiting, 1);
+    for (uint32_t d; (d = atomic_load(&P.done)) != count;) futex(&P.done, FUTEX_WAIT_PRIVATE, d);
+    atomic_store(&P.waiting, 0);
+    const long t1 = now_ns(); /* a stall: a worker descheduled with a task in hand */
+    if (t1 - t0 > STALL_NS && t1 - t0 > 2 * longest) note_contention(t1);
+  }
+  tl_inside = false;
+  pthread_mutex_unlock(&P.lock);
+}
+
+void cnn_parallel_items(int64_t items, int64_t work, cnn_parallel_fn fn, void *ctx) {
+  if (items < 2 || work < CNN_PARALLEL_GRAIN) {
+    if (items > 0) fn(ctx, 0, items);
+    return;
+  }
+  int64_t grain = (int64_t)((double)items * (CNN_PARALLEL_GRAIN / 2) / (double)work);
+  cnn_parallel_for(items, grain < 1 ? 1 : grain, fn, ctx);
 }

@@ -96,6 +96,21 @@ static cnn_tensor *finish_out(const plan *p, cnn_tensor *out) {
 
 static bool go_parallel(int64_t work) { return work >= CNN_PARALLEL_GRAIN && cnn_parallel_get_threads() > 1; }
 
+/* Everything one reduction's work items read, for the loops run on the pool. */
+typedef struct red_job {
+  int op, k; /* fop, kind (f32); prod (i64); is_max (argext) */
+  const float *xf;
+  const int64_t *xi;
+  const struct plan *p;
+  int64_t n; /* a long row's length */
+  double mean;
+  int correction;
+  float *outf;
+  int64_t *outi;
+  double *part;
+  int64_t *ipart;
+} red_job;
+
 static int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
 
 /* ---- float32 sum, mean, prod, var ---- */
@@ -138,12 +153,18 @@ static double row_f32(kind k, const float *x, int64_t n, double mean) {
   return t;
 }
 
+static void row_blocks(void *arg, int64_t b0, int64_t b1) {
+  const red_job *j = arg;
+  for (int64_t b = b0; b < b1; b++)
+    j->part[b] = block_f32((kind)j->k, j->xf + b * BLK, min64(BLK, j->n - b * BLK), j->mean);
+}
+
 /* row_f32 with the blocks spread over threads: the same blocks combined in the same order, so
  * the same bits. part has room for one double per block. */
 static double row_f32_par(kind k, const float *x, int64_t n, double mean, double *part) {
   int64_t nb = (n + BLK - 1) / BLK;
-#pragma omp parallel for schedule(static)
-  for (int64_t b = 0; b < nb; b++) part[b] = block_f32(k, x + b * BLK, min64(BLK, n - b * BLK), mean);
+  red_job j = {.k = k, .xf = x, .n = n, .mean = mean, .part = part};
+  cnn_parallel_for(nb, 1, row_blocks, &j);
   double t = k == K_PROD ? 1 : 0;
   for (int64_t b = 0; b < nb; b++) t = combine(k, t, part[b]);
   return t;
@@ -204,9 +225,17 @@ static void f32_col_item(fop op, kind k, const float *x, const plan *p, int corr
   for (int64_t j = 0; j < m; j++) dst[j] = (float)finish(op, acc[j], r, correction);
 }
 
-/* x: (outer, r, inner) contiguous -> out: (outer, inner). Regions are entered only when they go
- * parallel: an OpenMP region with a false if clause still builds a one-thread team (1.4 us here,
- * more than a small sum itself). */
+static void f32_rows(void *arg, int64_t o0, int64_t o1) {
+  const red_job *j = arg;
+  for (int64_t o = o0; o < o1; o++) f32_row_item((fop)j->op, (kind)j->k, j->xf, j->p->r, j->correction, j->outf, o);
+}
+
+static void f32_cols(void *arg, int64_t w0, int64_t w1) {
+  const red_job *j = arg;
+  for (int64_t w = w0; w < w1; w++) f32_col_item((fop)j->op, (kind)j->k, j->xf, j->p, j->correction, j->outf, w);
+}
+
+/* x: (outer, r, inner) contiguous -> out: (outer, inner). */
 static int reduce_f32(fop op, const float *x, const plan *p, int correction, float *out) {
   const int64_t outer = p->outer, r = p->r, inner = p->inner;
   kind k = op == F_PROD ? K_PROD : K_SUM;
@@ -220,77 +249,88 @@ static int reduce_f32(fop op, const float *x, const plan *p, int correction, flo
     free(part);
     return 0;
   }
+  red_job j = {.op = op, .k = k, .xf = x, .p = p, .correction = correction, .outf = out};
   if (inner == 1) {
-    if (outer > 1 && go_parallel(outer * r)) {
-#pragma omp parallel for schedule(static)
-      for (int64_t o = 0; o < outer; o++) f32_row_item(op, k, x, r, correction, out, o);
-    } else {
-      for (int64_t o = 0; o < outer; o++) f32_row_item(op, k, x, r, correction, out, o);
-    }
+    cnn_parallel_items(outer, outer * r, f32_rows, &j);
     return 0;
   }
   /* reduced dim not last: each work item sweeps the r rows of up to CH adjacent columns, so the
    * inner loop reads contiguous memory and the accumulators stay in registers or L1 */
   const int64_t nch = (inner + CH - 1) / CH, items = outer * nch;
-  if (items > 1 && go_parallel(outer * r * inner)) {
-#pragma omp parallel for schedule(static)
-    for (int64_t w = 0; w < items; w++) f32_col_item(op, k, x, p, correction, out, w);
-  } else {
-    for (int64_t w = 0; w < items; w++) f32_col_item(op, k, x, p, correction, out, w);
-  }
+  cnn_parallel_items(items, outer * r * inner, f32_cols, &j);
   return 0;
 }
 
 /* ---- int64 sum and prod: wrapping arithmetic is exact in any order ---- */
 
-static void reduce_i64(bool prod, const int64_t *x, const plan *p, int64_t *out) {
-  const int64_t outer = p->outer, r = p->r, inner = p->inner;
-  if (outer * inner == 0) return;
-  if (inner == 1) {
-    const bool par = go_parallel(outer * r);
-    uint64_t total = prod ? 1 : 0;
-    if (outer == 1 && par) {
-#pragma omp parallel
-      {
-        uint64_t t = prod ? 1 : 0;
-#pragma omp for schedule(static)
-        for (int64_t i = 0; i < r; i++) t = prod ? t * (uint64_t)x[i] : t + (uint64_t)x[i];
-#pragma omp critical
-        total = prod ? total * t : total + t;
-      }
-      out[0] = (int64_t)total;
-      return;
-    }
-#pragma omp parallel for schedule(static) if (outer > 1 && par)
-    for (int64_t o = 0; o < outer; o++) {
-      const int64_t *row = x + o * r;
-      uint64_t t = prod ? 1 : 0;
-      if (prod) {
-        for (int64_t i = 0; i < r; i++) t *= (uint64_t)row[i];
-      } else {
-        for (int64_t i = 0; i < r; i++) t += (uint64_t)row[i];
-      }
-      out[o] = (int64_t)t;
-    }
-    return;
+static void i64_blocks(void *arg, int64_t b0, int64_t b1) {
+  const red_job *j = arg;
+  for (int64_t b = b0; b < b1; b++) {
+    const int64_t *x = j->xi + b * BLK, n = min64(BLK, j->n - b * BLK);
+    uint64_t t = j->op ? 1 : 0;
+    for (int64_t i = 0; i < n; i++) t = j->op ? t * (uint64_t)x[i] : t + (uint64_t)x[i];
+    j->ipart[b] = (int64_t)t;
   }
-  const int64_t nch = (inner + CH - 1) / CH, items = outer * nch;
-#pragma omp parallel for schedule(static) if (items > 1 && go_parallel(outer * r * inner))
-  for (int64_t w = 0; w < items; w++) {
+}
+
+static void i64_rows(void *arg, int64_t o0, int64_t o1) {
+  const red_job *j = arg;
+  const int64_t r = j->p->r;
+  for (int64_t o = o0; o < o1; o++) {
+    const int64_t *row = j->xi + o * r;
+    uint64_t t = j->op ? 1 : 0;
+    if (j->op) {
+      for (int64_t i = 0; i < r; i++) t *= (uint64_t)row[i];
+    } else {
+      for (int64_t i = 0; i < r; i++) t += (uint64_t)row[i];
+    }
+    j->outi[o] = (int64_t)t;
+  }
+}
+
+static void i64_cols(void *arg, int64_t w0, int64_t w1) {
+  const red_job *j = arg;
+  const bool prod = j->op;
+  const int64_t r = j->p->r, inner = j->p->inner, nch = (inner + CH - 1) / CH;
+  for (int64_t w = w0; w < w1; w++) {
     const int64_t o = w / nch, j0 = (w % nch) * CH, m = min64(CH, inner - j0);
-    const int64_t *base = x + o * r * inner + j0;
+    const int64_t *base = j->xi + o * r * inner + j0;
     uint64_t acc[CH];
-    for (int64_t j = 0; j < m; j++) acc[j] = prod ? 1 : 0;
+    for (int64_t c = 0; c < m; c++) acc[c] = prod ? 1 : 0;
     for (int64_t i = 0; i < r; i++) {
       const int64_t *row = base + i * inner;
       if (prod) {
-        for (int64_t j = 0; j < m; j++) acc[j] *= (uint64_t)row[j];
+        for (int64_t c = 0; c < m; c++) acc[c] *= (uint64_t)row[c];
       } else {
-        for (int64_t j = 0; j < m; j++) acc[j] += (uint64_t)row[j];
+        for (int64_t c = 0; c < m; c++) acc[c] += (uint64_t)row[c];
       }
     }
-    for (int64_t j = 0; j < m; j++) out[o * inner + j0 + j] = (int64_t)acc[j];
+    for (int64_t c = 0; c < m; c++) j->outi[o * inner + j0 + c] = (int64_t)acc[c];
   }
+}
+
+static int reduce_i64(bool prod, const int64_t *x, const plan *p, int64_t *out) {
+  const int64_t outer = p->outer, r = p->r, inner = p->inner;
+  if (outer * inner == 0) return 0;
+  red_job j = {.op = prod, .xi = x, .p = p, .n = r, .outi = out};
+  if (inner == 1 && outer == 1 && r >= 2 * BLK && go_parallel(r)) {
+    /* one long row: per-block partials (wrapping arithmetic, so any grouping gives the same) */
+    const int64_t nb = (r + BLK - 1) / BLK;
+    if (!(j.ipart = malloc(sizeof(int64_t) * (size_t)nb))) return cnn_error_set("out of memory");
+    cnn_parallel_for(nb, 1, i64_blocks, &j);
+    uint64_t total = prod ? 1 : 0;
+    for (int64_t b = 0; b < nb; b++) total = prod ? total * (uint64_t)j.ipart[b] : total + (uint64_t)j.ipart[b];
+    free(j.ipart);
+    out[0] = (int64_t)total;
+    return 0;
+  }
+  if (inner == 1) {
+    cnn_parallel_items(outer, outer * r, i64_rows, &j);
+    return 0;
+  }
+  const int64_t nch = (inner + CH - 1) / CH;
+  cnn_parallel_items(outer * nch, outer * r * inner, i64_cols, &j);
+  return 0;
 }
 
 /* ---- entry points for sum, mean, prod, var ---- */
@@ -306,12 +346,15 @@ cnn_tensor *cnn_red_reduce(cnn_redop op, const cnn_tensor *x, int dim, bool keep
     fop f = op == CNN_RED_SUM ? F_SUM : op == CNN_RED_MEAN ? F_MEAN : F_PROD;
     if (reduce_f32(f, cnn_tensor_f32(xc), &p, 0, cnn_tensor_f32(out))) goto fail;
   } else if (op != CNN_RED_MEAN) {
-    reduce_i64(op == CNN_RED_PROD, cnn_tensor_i64(xc), &p, cnn_tensor_i64(out));
+    if (reduce_i64(op == CNN_RED_PROD, cnn_tensor_i64(xc), &p, cnn_tensor_i64(out))) goto fail;
   } else {
     /* mean of int64: the exact integer sum, then one division in double */
     cnn_tensor *sum = cnn_tensor_empty(CNN_INT64, p.ndim, p.size);
     if (!sum) goto fail;
-    reduce_i64(false, cnn_tensor_i64(xc), &p, cnn_tensor_i64(sum));
+    if (reduce_i64(false, cnn_tensor_i64(xc), &p, cnn_tensor_i64(sum))) {
+      cnn_tensor_release(sum);
+      goto fail;
+    }
     const int64_t *s = cnn_tensor_i64(sum);
     float *o = cnn_tensor_f32(out);
     for (int64_t i = 0; i < p.outer * p.inner; i++) o[i] = (float)finish(F_MEAN, (double)s[i], p.r, 0);
@@ -374,56 +417,46 @@ static int64_t argext_row_i64(bool is_max, const int64_t *x, int64_t n) {
   return bi;
 }
 
-/* x: (outer, r, inner) contiguous with r >= 1 -> vals (x's dtype), idx: (outer, inner). */
-static int argext(bool is_max, const cnn_tensor *xc, const plan *p, cnn_tensor *vals, cnn_tensor *idx) {
-  const int64_t outer = p->outer, r = p->r, inner = p->inner;
-  const bool f32 = xc->dtype == CNN_FLOAT32;
-  const float *xf = f32 ? cnn_tensor_f32(xc) : NULL;
-  const int64_t *xi = f32 ? NULL : cnn_tensor_i64(xc);
-  float *vf = f32 ? cnn_tensor_f32(vals) : NULL;
-  int64_t *vi = f32 ? NULL : cnn_tensor_i64(vals);
-  int64_t *oi = cnn_tensor_i64(idx);
-  if (outer * inner == 0) return 0;
-  if (inner == 1 && outer == 1 && r >= 2 * BLK && go_parallel(r)) {
-    /* one long row: the first extremum of each block, then the first among those in block order */
-    const int64_t nb = (r + BLK - 1) / BLK;
-    int64_t *part = malloc(sizeof(int64_t) * (size_t)nb);
-    if (!part) return cnn_error_set("out of memory");
-#pragma omp parallel for schedule(static)
-    for (int64_t b = 0; b < nb; b++) {
-      int64_t n = min64(BLK, r - b * BLK);
-      part[b] = b * BLK + (f32 ? argext_row_f32(is_max, xf + b * BLK, n) : argext_row_i64(is_max, xi + b * BLK, n));
-    }
-    int64_t bi = part[0];
-    for (int64_t b = 1; b < nb; b++) {
-      int64_t c = part[b];
-      if (f32 ? (xf[bi] == xf[bi] && (BETTER(is_max, xf[c], xf[bi]))) : (is_max ? xi[c] > xi[bi] : xi[c] < xi[bi]))
-        bi = c;
-    }
-    free(part);
-    oi[0] = bi;
-    if (f32) vf[0] = xf[bi];
-    else vi[0] = xi[bi];
-    return 0;
+/* The argext loops' operands (the red_job of the sums has no room for both outputs). */
+typedef struct {
+  bool is_max, f32;
+  const float *xf;
+  const int64_t *xi;
+  float *vf;
+  int64_t *vi, *oi, *part;
+  int64_t outer, r, inner;
+} ext_job;
+
+static void ext_blocks(void *arg, int64_t b0, int64_t b1) {
+  const ext_job *j = arg;
+  for (int64_t b = b0; b < b1; b++) {
+    int64_t n = min64(BLK, j->r - b * BLK);
+    j->part[b] = b * BLK + (j->f32 ? argext_row_f32(j->is_max, j->xf + b * BLK, n)
+                                   : argext_row_i64(j->is_max, j->xi + b * BLK, n));
   }
-  if (inner == 1) {
-#pragma omp parallel for schedule(static) if (outer > 1 && go_parallel(outer * r))
-    for (int64_t o = 0; o < outer; o++) {
-      int64_t bi = f32 ? argext_row_f32(is_max, xf + o * r, r) : argext_row_i64(is_max, xi + o * r, r);
-      oi[o] = bi;
-      if (f32) vf[o] = xf[o * r + bi];
-      else vi[o] = xi[o * r + bi];
-    }
-    return 0;
+}
+
+static void ext_rows(void *arg, int64_t o0, int64_t o1) {
+  const ext_job *j = arg;
+  const int64_t r = j->r;
+  for (int64_t o = o0; o < o1; o++) {
+    int64_t bi = j->f32 ? argext_row_f32(j->is_max, j->xf + o * r, r) : argext_row_i64(j->is_max, j->xi + o * r, r);
+    j->oi[o] = bi;
+    if (j->f32) j->vf[o] = j->xf[o * r + bi];
+    else j->vi[o] = j->xi[o * r + bi];
   }
-  const int64_t nch = (inner + CH - 1) / CH, items = outer * nch;
-#pragma omp parallel for schedule(static) if (items > 1 && go_parallel(outer * r * inner))
-  for (int64_t w = 0; w < items; w++) {
+}
+
+static void ext_cols(void *arg, int64_t w0, int64_t w1) {
+  const ext_job *e = arg;
+  const bool is_max = e->is_max;
+  const int64_t r = e->r, inner = e->inner, nch = (inner + CH - 1) / CH;
+  for (int64_t w = w0; w < w1; w++) {
     const int64_t o = w / nch, j0 = (w % nch) * CH, m = min64(CH, inner - j0);
     int64_t bi[CH];
     for (int64_t j = 0; j < m; j++) bi[j] = 0;
-    if (f32) {
-      const float *base = xf + o * r * inner + j0;
+    if (e->f32) {
+      const float *base = e->xf + o * r * inner + j0;
       float best[CH];
       for (int64_t j = 0; j < m; j++) best[j] = base[j];
       for (int64_t i = 1; i < r; i++) {
@@ -431,9 +464,9 @@ static int argext(bool is_max, const cnn_tensor *xc, const plan *p, cnn_tensor *
         for (int64_t j = 0; j < m; j++)
           if (BETTER(is_max, row[j], best[j])) best[j] = row[j], bi[j] = i;
       }
-      for (int64_t j = 0; j < m; j++) vf[o * inner + j0 + j] = best[j];
+      for (int64_t j = 0; j < m; j++) e->vf[o * inner + j0 + j] = best[j];
     } else {
-      const int64_t *base = xi + o * r * inner + j0;
+      const int64_t *base = e->xi + o * r * inner + j0;
       int64_t best[CH];
       for (int64_t j = 0; j < m; j++) best[j] = base[j];
       for (int64_t i = 1; i < r; i++) {
@@ -446,10 +479,41 @@ static int argext(bool is_max, const cnn_tensor *xc, const plan *p, cnn_tensor *
             if (row[j] < best[j]) best[j] = row[j], bi[j] = i;
         }
       }
-      for (int64_t j = 0; j < m; j++) vi[o * inner + j0 + j] = best[j];
+      for (int64_t j = 0; j < m; j++) e->vi[o * inner + j0 + j] = best[j];
     }
-    for (int64_t j = 0; j < m; j++) oi[o * inner + j0 + j] = bi[j];
+    for (int64_t j = 0; j < m; j++) e->oi[o * inner + j0 + j] = bi[j];
   }
+}
+
+/* x: (outer, r, inner) contiguous with r >= 1 -> vals (x's dtype), idx: (outer, inner). */
+static int argext(bool is_max, const cnn_tensor *xc, const plan *p, cnn_tensor *vals, cnn_tensor *idx) {
+  const int64_t outer = p->outer, r = p->r, inner = p->inner;
+  const bool f32 = xc->dtype == CNN_FLOAT32;
+  ext_job j = {.is_max = is_max, .f32 = f32, .oi = cnn_tensor_i64(idx), .outer = outer, .r = r, .inner = inner};
+  if (f32) j.xf = cnn_tensor_f32(xc), j.vf = cnn_tensor_f32(vals);
+  else j.xi = cnn_tensor_i64(xc), j.vi = cnn_tensor_i64(vals);
+  if (outer * inner == 0) return 0;
+  if (inner == 1 && outer == 1 && r >= 2 * BLK && go_parallel(r)) {
+    /* one long row: the first extremum of each block, then the first among those in block order */
+    const int64_t nb = (r + BLK - 1) / BLK;
+    if (!(j.part = malloc(sizeof(int64_t) * (size_t)nb))) return cnn_error_set("out of memory");
+    cnn_parallel_for(nb, 1, ext_blocks, &j);
+    const float *xf = j.xf;
+    const int64_t *xi = j.xi;
+    int64_t bi = j.part[0];
+    for (int64_t b = 1; b < nb; b++) {
+      int64_t c = j.part[b];
+      if (f32 ? (xf[bi] == xf[bi] && (BETTER(is_max, xf[c], xf[bi]))) : (is_max ? xi[c] > xi[bi] : xi[c] < xi[bi]))
+        bi = c;
+    }
+    free(j.part);
+    j.oi[0] = bi;
+    if (f32) j.vf[0] = xf[bi];
+    else j.vi[0] = xi[bi];
+    return 0;
+  }
+  if (inner == 1) cnn_parallel_items(outer, outer * r, ext_rows, &j);
+  else cnn_parallel_items(outer * ((inner + CH - 1) / CH), outer * r * inner, ext_cols, &j);
   return 0;
 }
 

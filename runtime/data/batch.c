@@ -13,6 +13,20 @@
 
 /* ---- gather ---- */
 
+typedef struct {
+  char *to;
+  const char *from;
+  const int64_t *ip;
+  int64_t is;
+  size_t rowbytes;
+} gather_job;
+
+static void gather_range(void *arg, int64_t i0, int64_t i1) {
+  const gather_job *j = arg;
+  for (int64_t i = i0; i < i1; i++)
+    memcpy(j->to + (size_t)i * j->rowbytes, j->from + (size_t)j->ip[i * j->is] * j->rowbytes, j->rowbytes);
+}
+
 cnn_tensor *cnn_batch_gather(const cnn_tensor *src, const cnn_tensor *idx) {
   if (src->ndim < 1) {
     cnn_error_set("cannot gather rows of a 0-d tensor");
@@ -44,10 +58,8 @@ cnn_tensor *cnn_batch_gather(const cnn_tensor *src, const cnn_tensor *idx) {
   }
   size_t rowbytes = cnn_dtype_size(src->dtype);
   for (int d = 1; d < src->ndim; d++) rowbytes *= (size_t)src->size[d];
-  const char *from = cnn_tensor_data(c);
-  char *to = cnn_tensor_data(out);
-#pragma omp parallel for if ((int64_t)rowbytes * n > 4 * CNN_PARALLEL_GRAIN) schedule(static)
-  for (int64_t i = 0; i < n; i++) memcpy(to + (size_t)i * rowbytes, from + (size_t)ip[i * is] * rowbytes, rowbytes);
+  gather_job j = {cnn_tensor_data(out), cnn_tensor_data(c), ip, is, rowbytes};
+  cnn_parallel_items(n, (int64_t)rowbytes * n / 4, gather_range, &j); /* work in floats' worth of bytes */
   cnn_tensor_release(c);
   return out;
 }
@@ -120,6 +132,18 @@ cnn_tensor *cnn_batch_order(int64_t n, bool shuffle, bool seeded, uint64_t seed,
 
 /* Checks x is a float32 (C, H, W) or (N, C, H, W) tensor; fills the batch view dims and returns a
  * contiguous reference (a new one). */
+/* One transform's planes (n * c of them), for the ranges run on the pool. */
+typedef struct {
+  const float *src;
+  float *dst;
+  int64_t c, h, w, oh, ow, pad_h, pad_w;
+  int nmean, nstd;
+  const double *mean, *std;
+  const int64_t *pos;
+  const unsigned char *flip;
+  float fill;
+} planes_job;
+
 static cnn_tensor *image_batch(const cnn_tensor *x, int64_t *n, int64_t *c, int64_t *h, int64_t *w) {
   if (x->dtype != CNN_FLOAT32) {
     cnn_error_set("expected a float32 image tensor, got %s", cnn_dtype_name(x->dtype));
@@ -143,6 +167,19 @@ static cnn_tensor *like_batch(const cnn_tensor *x, int64_t h, int64_t w) {
   size[x->ndim - 2] = h;
   size[x->ndim - 1] = w;
   return cnn_tensor_empty(CNN_FLOAT32, x->ndim, size);
+}
+
+static void normalize_planes(void *arg, int64_t p0, int64_t p1) {
+  const planes_job *j = arg;
+  const int64_t area = j->h * j->w;
+  for (int64_t pl = p0; pl < p1; pl++) {
+    int64_t ch = pl % j->c;
+    /* torchvision: x.sub_(mean).div_(std) in float32 */
+    float m = (float)j->mean[j->nmean == 1 ? 0 : ch], s = (float)j->std[j->nstd == 1 ? 0 : ch];
+    const float *a = j->src + pl * area;
+    float *b = j->dst + pl * area;
+    for (int64_t i = 0; i < area; i++) b[i] = (a[i] - m) / s;
+  }
 }
 
 cnn_tensor *cnn_batch_normalize(const cnn_tensor *x, int nmean, const double *mean, int nstd, const double *std) {
@@ -171,20 +208,45 @@ cnn_tensor *cnn_batch_normalize(const cnn_tensor *x, int nmean, const double *me
     cnn_tensor_release(in);
     return NULL;
   }
-  const float *src = cnn_tensor_f32(in);
-  float *dst = cnn_tensor_f32(out);
-  int64_t planes = n * c, area = h * w;
-#pragma omp parallel for if (planes * area > CNN_PARALLEL_GRAIN) schedule(static)
-  for (int64_t pl = 0; pl < planes; pl++) {
-    int64_t ch = pl % c;
-    /* torchvision: x.sub_(mean).div_(std) in float32 */
-    float m = (float)mean[nmean == 1 ? 0 : ch], s = (float)std[nstd == 1 ? 0 : ch];
-    const float *a = src + pl * area;
-    float *b = dst + pl * area;
-    for (int64_t i = 0; i < area; i++) b[i] = (a[i] - m) / s;
-  }
+  planes_job j = {.src = cnn_tensor_f32(in),
+                  .dst = cnn_tensor_f32(out),
+                  .c = c,
+                  .h = h,
+                  .w = w,
+                  .nmean = nmean,
+                  .nstd = nstd,
+                  .mean = mean,
+                  .std = std};
+  cnn_parallel_items(n * c, n * c * h * w, normalize_planes, &j);
   cnn_tensor_release(in);
   return out;
+}
+
+static void crop_planes(void *arg, int64_t p0, int64_t p1) {
+  const planes_job *j = arg;
+  const int64_t h = j->h, w = j->w, oh = j->oh, ow = j->ow;
+  const float fv = j->fill;
+  for (int64_t pl = p0; pl < p1; pl++) {
+    int64_t i = pl / j->c;
+    int64_t top = j->pos[2 * i] - j->pad_h, left = j->pos[2 * i + 1] - j->pad_w; /* in source coordinates */
+    const float *a = j->src + pl * j->h * j->w;
+    float *b = j->dst + pl * j->oh * j->ow;
+    /* columns [x0, x1) of the window fall inside the source */
+    int64_t x0 = left < 0 ? -left : 0, x1 = w - left < ow ? w - left : ow;
+    if (x0 > ow) x0 = ow; /* padding wider than the window: all fill */
+    if (x1 < x0) x1 = x0;
+    for (int64_t y = 0; y < oh; y++) {
+      float *row = b + y * ow;
+      int64_t sy = top + y;
+      if (sy < 0 || sy >= h) {
+        for (int64_t xx = 0; xx < ow; xx++) row[xx] = fv;
+        continue;
+      }
+      for (int64_t xx = 0; xx < x0; xx++) row[xx] = fv;
+      if (x1 > x0) memcpy(row + x0, a + sy * w + left + x0, sizeof(float) * (size_t)(x1 - x0));
+      for (int64_t xx = x1; xx < ow; xx++) row[xx] = fv;
+    }
+  }
 }
 
 cnn_tensor *cnn_batch_random_crop(const cnn_tensor *x, int64_t oh, int64_t ow, int64_t pad_h, int64_t pad_w,
@@ -216,35 +278,36 @@ cnn_tensor *cnn_batch_random_crop(const cnn_tensor *x, int64_t oh, int64_t ow, i
     pos[2 * i] = (int64_t)cnn_rng_below(cnn_rng_global(), (uint64_t)(h + 2 * pad_h - oh + 1));
     pos[2 * i + 1] = (int64_t)cnn_rng_below(cnn_rng_global(), (uint64_t)(w + 2 * pad_w - ow + 1));
   }
-  const float *src = cnn_tensor_f32(in);
-  float *dst = cnn_tensor_f32(out);
-  float fv = (float)fill;
-  int64_t planes = n * c;
-#pragma omp parallel for if (planes * oh * ow > CNN_PARALLEL_GRAIN) schedule(static)
-  for (int64_t pl = 0; pl < planes; pl++) {
-    int64_t i = pl / c;
-    int64_t top = pos[2 * i] - pad_h, left = pos[2 * i + 1] - pad_w; /* in source coordinates */
-    const float *a = src + pl * h * w;
-    float *b = dst + pl * oh * ow;
-    /* columns [x0, x1) of the window fall inside the source */
-    int64_t x0 = left < 0 ? -left : 0, x1 = w - left < ow ? w - left : ow;
-    if (x0 > ow) x0 = ow; /* padding wider than the window: all fill */
-    if (x1 < x0) x1 = x0;
-    for (int64_t y = 0; y < oh; y++) {
-      float *row = b + y * ow;
-      int64_t sy = top + y;
-      if (sy < 0 || sy >= h) {
-        for (int64_t xx = 0; xx < ow; xx++) row[xx] = fv;
-        continue;
-      }
-      for (int64_t xx = 0; xx < x0; xx++) row[xx] = fv;
-      if (x1 > x0) memcpy(row + x0, a + sy * w + left + x0, sizeof(float) * (size_t)(x1 - x0));
-      for (int64_t xx = x1; xx < ow; xx++) row[xx] = fv;
-    }
-  }
+  planes_job j = {.src = cnn_tensor_f32(in),
+                  .dst = cnn_tensor_f32(out),
+                  .c = c,
+                  .h = h,
+                  .w = w,
+                  .oh = oh,
+                  .ow = ow,
+                  .pad_h = pad_h,
+                  .pad_w = pad_w,
+                  .pos = pos,
+                  .fill = (float)fill};
+  cnn_parallel_items(n * c, n * c * oh * ow, crop_planes, &j);
   free(pos);
   cnn_tensor_release(in);
   return out;
+}
+
+static void flip_planes(void *arg, int64_t p0, int64_t p1) {
+  const planes_job *j = arg;
+  const int64_t h = j->h, w = j->w, area = h * w;
+  for (int64_t pl = p0; pl < p1; pl++) {
+    const float *a = j->src + pl * area;
+    float *b = j->dst + pl * area;
+    if (!j->flip[pl / j->c]) {
+      memcpy(b, a, sizeof(float) * (size_t)area);
+      continue;
+    }
+    for (int64_t y = 0; y < h; y++)
+      for (int64_t xx = 0; xx < w; xx++) b[y * w + xx] = a[y * w + (w - 1 - xx)];
+  }
 }
 
 cnn_tensor *cnn_batch_random_hflip(const cnn_tensor *x, double p) {
@@ -266,20 +329,8 @@ cnn_tensor *cnn_batch_random_hflip(const cnn_tensor *x, double p) {
   }
   for (int64_t i = 0; i < n; i++)
     flip[i] = cnn_rng_uniform01(cnn_rng_global()) < p; /* torchvision: torch.rand(1) < p */
-  const float *src = cnn_tensor_f32(in);
-  float *dst = cnn_tensor_f32(out);
-  int64_t planes = n * c, area = h * w;
-#pragma omp parallel for if (planes * area > CNN_PARALLEL_GRAIN) schedule(static)
-  for (int64_t pl = 0; pl < planes; pl++) {
-    const float *a = src + pl * area;
-    float *b = dst + pl * area;
-    if (!flip[pl / c]) {
-      memcpy(b, a, sizeof(float) * (size_t)area);
-      continue;
-    }
-    for (int64_t y = 0; y < h; y++)
-      for (int64_t xx = 0; xx < w; xx++) b[y * w + xx] = a[y * w + (w - 1 - xx)];
-  }
+  planes_job j = {.src = cnn_tensor_f32(in), .dst = cnn_tensor_f32(out), .c = c, .h = h, .w = w, .flip = flip};
+  cnn_parallel_items(n * c, n * c * h * w, flip_planes, &j);
   free(flip);
   cnn_tensor_release(in);
   return out;

@@ -1,7 +1,7 @@
 /* Image transforms (see transforms.h). Each operation takes a contiguous float32 (C, H, W) image
  * and returns a new one; the arithmetic follows torchvision 0.14's tensor functions (float32, in
  * their order of operations) and the random draws follow its get_params, from the generator the
- * caller passes. Invariant: nothing here touches the runtime's global stream or OpenMP except
+ * caller passes. Invariant: nothing here touches the runtime's global stream or thread pool except
  * cnn_tf_apply, which runs on the caller's (Lua's) thread. */
 #include "cnn/transforms.h"
 #include "cnn/error.h"

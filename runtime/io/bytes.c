@@ -82,13 +82,25 @@ static int64_t row_bytes(const cnn_bytes *b) {
 }
 
 /* out (n rows of `row` floats) = rows ip[0], ip[is], ... of b (ip NULL: rows 0..n-1). */
-static void convert_rows(float *out, const cnn_bytes *b, const int64_t *ip, int64_t is, int64_t n, float fdiv) {
-  int64_t row = row_bytes(b);
-#pragma omp parallel for if (n * row > CNN_PARALLEL_GRAIN) schedule(static)
-  for (int64_t i = 0; i < n; i++) {
-    int64_t r = ip ? ip[i * is] : i;
-    cnn_bytes_convert(out + i * row, b->data + r * row, row, fdiv);
+typedef struct {
+  float *out;
+  const cnn_bytes *b;
+  const int64_t *ip;
+  int64_t is, row;
+  float fdiv;
+} rows_job;
+
+static void convert_range(void *arg, int64_t i0, int64_t i1) {
+  const rows_job *j = arg;
+  for (int64_t i = i0; i < i1; i++) {
+    int64_t r = j->ip ? j->ip[i * j->is] : i;
+    cnn_bytes_convert(j->out + i * j->row, j->b->data + r * j->row, j->row, j->fdiv);
   }
+}
+
+static void convert_rows(float *out, const cnn_bytes *b, const int64_t *ip, int64_t is, int64_t n, float fdiv) {
+  rows_job j = {out, b, ip, is, row_bytes(b), fdiv};
+  cnn_parallel_items(n, n * j.row, convert_range, &j);
 }
 
 /* The float32 result of shape (n, b.size[1:]), or NULL with the error set. */

@@ -1,11 +1,10 @@
 /* 2-d convolution kernels (see kernels/conv.h). im2col runs on a band of output rows at a time
  * into the thread's column buffer, sized to stay in L2, so the GEMM that follows reads it from
- * cache. Work units (see "work units" below) run on the OpenMP threads, each calling cnn_gemm,
- * which is serial inside a parallel region. Each call takes its per-thread scratch from the
+ * cache. Work units (see "work units" below) run on the runtime's threads (parallel.h), each
+ * calling cnn_gemm, which is serial inside a parallel loop. Each call takes its per-thread scratch from the
  * runtime allocator, whose size-class cache hands the same blocks back to the next step. */
 #include "cnn/kernels/conv.h"
 
-#include <omp.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
@@ -218,10 +217,9 @@ static void unpad(const geom *g, const float *gp, int64_t nc, float *gx) {
 
 /* ---- work units ----
  * Forward and weight gradient split into (image, group, band) units, all independent (the weight
- * gradient through per-thread partial sums reduced in thread order); the input gradient into
- * (image, group, channel block) units, since neighbouring bands add into the same input rows.
- * Units run on the OpenMP threads with OpenBLAS serial. OpenBLAS's own threads are never woken
- * here: they and OpenMP's spinning workers would fight over the cores. */
+ * gradient through one partial sum per thread's part, reduced in part order); the input gradient
+ * into (image, group, channel block) units, since neighbouring bands add into the same input rows.
+ * Units run on the runtime's threads, each calling OpenBLAS on one thread. */
 
 typedef struct unit {
   int64_t n, gi, oy0, oy1, Lt;
@@ -333,6 +331,23 @@ static void geom_of(geom *g, const cnn_conv2d_shape *s, const cnn_conv2d_params 
   geom_fill(g, s->N, s->C, s->H, s->W, s->O, s->kh, s->kw, p);
 }
 
+/* One convolution pass's operands, for the units run on the pool. Scratch: ws[slot] for a
+ * thread's units, or ws[part] (column scratch, then the partial) for weight-gradient parts. */
+typedef struct {
+  const geom *g;
+  const float *x, *w, *b, *gy;
+  float *y, *gw;
+  float *const *ws;
+  int64_t units, blocks, parts;
+  size_t colf;
+} conv_job;
+
+static void forward_units(void *arg, int64_t u0, int64_t u1) {
+  const conv_job *j = arg;
+  float *col = j->ws[cnn_parallel_slot()];
+  for (int64_t u = u0; u < u1; u++) forward_unit(j->g, j->x, j->w, j->b, j->y, u, col);
+}
+
 int cnn_conv2d_forward_f32(const cnn_conv2d_shape *s, const cnn_conv2d_params *p, const float *x, const float *w,
                            const float *b, float *y) {
   geom g;
@@ -347,12 +362,8 @@ int cnn_conv2d_forward_f32(const cnn_conv2d_shape *s, const cnn_conv2d_params *p
   const int64_t units = g.N * g.G * n_bands(&g);
   workspace ws;
   if (ws_alloc(&ws, nt, col_floats(&g))) return -1;
-  if (nt > 1 && units > 1) { /* serial runs open no OpenMP region: even a one-thread team costs ~1.4 us */
-#pragma omp parallel for schedule(static) num_threads(nt)
-    for (int64_t u = 0; u < units; u++) forward_unit(&g, x, w, b, y, u, ws.slot[omp_get_thread_num()]);
-  } else {
-    for (int64_t u = 0; u < units; u++) forward_unit(&g, x, w, b, y, u, ws.slot[0]);
-  }
+  conv_job j = {.g = &g, .x = x, .w = w, .b = b, .y = y, .ws = ws.slot};
+  cnn_parallel_for(units, 1, forward_units, &j);
   ws_free(&ws);
   return 0;
 }
@@ -415,28 +426,49 @@ static inline void bias_grad_channel(const geom *g, const float *gy, float *gb, 
   gb[o] = (float)acc;
 }
 
+static void bias_grad_channels(void *arg, int64_t o0, int64_t o1) {
+  const conv_job *j = arg;
+  for (int64_t o = o0; o < o1; o++) bias_grad_channel(j->g, j->gy, j->y, o);
+}
+
 void cnn_conv2d_bias_grad_f32(const cnn_conv2d_shape *s, const cnn_conv2d_params *p, const float *gy, float *gb) {
   geom g0;
   geom_of(&g0, s, p);
-  const geom *g = &g0;
-  const int64_t O = g->O;
-  if (g->N * O * g->L >= CNN_PARALLEL_GRAIN && O > 1 && cnn_parallel_get_threads() > 1) {
-#pragma omp parallel for schedule(static)
-    for (int64_t o = 0; o < O; o++) bias_grad_channel(g, gy, gb, o);
-  } else {
-    for (int64_t o = 0; o < O; o++) bias_grad_channel(g, gy, gb, o);
-  }
+  conv_job j = {.g = &g0, .gy = gy, .y = gb};
+  cnn_parallel_items(g0.O, g0.N * g0.O * g0.L, bias_grad_channels, &j);
 }
 
-/* the threads' partials at offset i, added in thread order from 0 (as 0 + x turns -0 into +0) */
-static inline float sum_parts(float *const *ws, int team, size_t i) {
+/* the parts' partials at offset i, added in part order from 0 (as 0 + x turns -0 into +0) */
+static inline float sum_parts(float *const *ws, int64_t parts, size_t i) {
   float s = 0;
-  for (int t = 0; t < team; t++) s += ws[t][i];
+  for (int64_t t = 0; t < parts; t++) s += ws[t][i];
   return s;
 }
 
-/* gw = the sum over units of gy band @ columns^T: each thread sums its units into its own
- * partial (O, K), then the partials are added in thread order (same numbers for the same count). */
+/* parts [p0, p1) of the weight gradient: part t sums its share of the units into ws[t] + colf */
+static void weight_grad_parts(void *arg, int64_t p0, int64_t p1) {
+  const conv_job *j = arg;
+  const int64_t wsz = j->g->O * j->g->K;
+  for (int64_t t = p0; t < p1; t++) {
+    float *part = j->ws[t] + j->colf;
+    int64_t u0, u1;
+    cnn_parallel_part(j->units, j->parts, t, &u0, &u1);
+    memset(part, 0, (size_t)wsz * sizeof(float));
+    for (int64_t u = u0; u < u1; u++) weight_grad_unit(j->g, j->gy, j->x, part, u, j->ws[t]);
+  }
+}
+
+static void sum_weight_parts(void *arg, int64_t i0, int64_t i1) {
+  const conv_job *j = arg;
+  float *const *ws = j->ws, *restrict gw = j->gw;
+  const int64_t parts = j->parts;
+  const size_t colf = j->colf;
+  for (int64_t i = i0; i < i1; i++) gw[i] = sum_parts(ws, parts, colf + (size_t)i);
+}
+
+/* gw = the sum over units of gy band @ columns^T: the units are cut into one part per thread,
+ * each summed into its own partial (O, K), then the partials are added in part order (the same
+ * numbers for the same thread count, whichever threads ran the parts). */
 static int weight_grad(const geom *g0, const float *gy, const float *x, float *gw, int nt) {
   geom g = *g0;
   split_for_threads(&g, nt);
@@ -444,28 +476,9 @@ static int weight_grad(const geom *g0, const float *gy, const float *x, float *g
   const size_t colf = col_floats(&g);
   workspace wsp;
   if (ws_alloc(&wsp, nt, colf + (size_t)wsz)) return -1;
-  float *const *ws = wsp.slot;
-  int team = 1;
-  if (nt > 1) { /* serial runs open no OpenMP region: even a one-thread team costs ~1.4 us */
-#pragma omp parallel num_threads(nt)
-    {
-      int t = omp_get_thread_num();
-      float *part = ws[t] + colf;
-      if (t == 0) team = omp_get_num_threads();
-      memset(part, 0, (size_t)wsz * sizeof(float));
-#pragma omp for schedule(static)
-      for (int64_t u = 0; u < units; u++) weight_grad_unit(&g, gy, x, part, u, ws[t]);
-    }
-  } else {
-    memset(ws[0] + colf, 0, (size_t)wsz * sizeof(float));
-    for (int64_t u = 0; u < units; u++) weight_grad_unit(&g, gy, x, ws[0] + colf, u, ws[0]);
-  }
-  if (nt > 1 && wsz >= CNN_PARALLEL_GRAIN) {
-#pragma omp parallel for schedule(static) num_threads(nt)
-    for (int64_t i = 0; i < wsz; i++) gw[i] = sum_parts(ws, team, colf + (size_t)i);
-  } else {
-    for (int64_t i = 0; i < wsz; i++) gw[i] = sum_parts(ws, team, colf + (size_t)i);
-  }
+  conv_job j = {.g = &g, .gy = gy, .x = x, .gw = gw, .ws = wsp.slot, .units = units, .parts = nt, .colf = colf};
+  cnn_parallel_for(nt, 1, weight_grad_parts, &j);
+  cnn_parallel_items(wsz, wsz * nt, sum_weight_parts, &j);
   ws_free(&wsp);
   return 0;
 }
@@ -476,6 +489,12 @@ static inline void input_grad_at(const geom *g, const float *gy, const float *w,
   int64_t it = u / blocks, k = u % blocks;
   int64_t c0 = g->Cg * k / blocks, c1 = g->Cg * (k + 1) / blocks;
   input_grad_unit(g, gy, w, gx, it / g->G, it % g->G, c0, c1, slot, slot + gcolf);
+}
+
+static void input_grad_units(void *arg, int64_t u0, int64_t u1) {
+  const conv_job *j = arg;
+  float *slot = j->ws[cnn_parallel_slot()];
+  for (int64_t u = u0; u < u1; u++) input_grad_at(j->g, j->gy, j->w, j->y, j->blocks, j->colf, u, slot);
 }
 
 /* gx by (image, group, channel block) units: one block per item when there are enough items for
@@ -489,12 +508,8 @@ static int input_grad(const geom *g, const float *gy, const float *w, float *gx,
   const size_t gpf = g->direct ? 0 : (size_t)(cb * g->Hp * g->Wp);
   workspace ws;
   if (ws_alloc(&ws, nt, gcolf + gpf)) return -1;
-  if (nt > 1 && units > 1) { /* serial runs open no OpenMP region */
-#pragma omp parallel for schedule(static) num_threads(nt)
-    for (int64_t u = 0; u < units; u++) input_grad_at(g, gy, w, gx, blocks, gcolf, u, ws.slot[omp_get_thread_num()]);
-  } else {
-    for (int64_t u = 0; u < units; u++) input_grad_at(g, gy, w, gx, blocks, gcolf, u, ws.slot[0]);
-  }
+  conv_job j = {.g = g, .gy = gy, .w = w, .y = gx, .ws = ws.slot, .blocks = blocks, .colf = gcolf};
+  cnn_parallel_for(units, 1, input_grad_units, &j);
   ws_free(&ws);
   return 0;
 }

@@ -15,12 +15,12 @@
  * im2col + sgemm pay a copy of K x L floats and sgemm's own packing of it.
  *
  * Micro-kernels hold an (mr x nv) tile of accumulators in vector registers (GCC vector types, so
- * the file stays portable C; -march=native picks the width). Units of work are slabs, split over
- * the OpenMP threads statically; the weight gradient sums each thread's slabs into its own partial
- * and adds the partials in thread order, so a thread count always gives the same bits. */
+ * the file stays portable C; -march=native picks the width). Units of work are slabs, run on the
+ * runtime's threads (parallel.h); the weight gradient cuts the slabs into one part per thread, sums
+ * each part into its own partial and adds the partials in part order, so a thread count always
+ * gives the same bits, whichever threads ran the parts. */
 #include "conv_direct.h"
 
-#include <omp.h>
 #include <string.h>
 
 #include "cnn/parallel.h"
@@ -273,17 +273,33 @@ static void slab_store(const cnn_dconv *d, const float *yq, const float *b, int6
     }
 }
 
+/* One direct pass's operands, for the slabs run on the pool. */
+typedef struct {
+  const cnn_dconv *d;
+  const float *x, *pack, *b, *gy;
+  float *y;
+  float *const *ws;
+  int64_t slabs, parts;
+} dconv_job;
+
+/* slabs [s0, s1) of a forward pass, in this thread's workspace */
+static void forward_slabs(void *arg, int64_t s0, int64_t s1) {
+  const dconv_job *j = arg;
+  const cnn_dconv *d = j->d;
+  float *xs = j->ws[cnn_parallel_slot()], *yq = xs + d->slab_floats;
+  for (int64_t s = s0; s < s1; s++) {
+    int64_t n0 = s * d->G, g = d->N - n0 < d->G ? d->N - n0 : d->G;
+    slab_fill(d, j->x, n0, g, xs);
+    fwd_slab_any(d, xs, j->pack, yq);
+    slab_store(d, yq, j->b, n0, g, j->y);
+  }
+}
+
 static void run_forward(const cnn_dconv *d, const float *x, const float *pack, const float *b, float *y,
                         float *const *ws, int nt) {
-  const int64_t slabs = (d->N + d->G - 1) / d->G;
-#pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1 && slabs > 1)
-  for (int64_t s = 0; s < slabs; s++) {
-    float *xs = ws[omp_get_thread_num()], *yq = xs + d->slab_floats;
-    int64_t n0 = s * d->G, g = d->N - n0 < d->G ? d->N - n0 : d->G;
-    slab_fill(d, x, n0, g, xs);
-    fwd_slab_any(d, xs, pack, yq);
-    slab_store(d, yq, b, n0, g, y);
-  }
+  dconv_job j = {.d = d, .x = x, .pack = pack, .b = b, .y = y, .ws = ws};
+  (void)nt; /* the slabs were sized for nt threads by the plan */
+  cnn_parallel_for((d->N + d->G - 1) / d->G, 1, forward_slabs, &j);
 }
 
 /* pack: for each tile of mr filters, (K, mr); filters past O are zero */
@@ -384,30 +400,38 @@ static void grid_fill(const cnn_dconv *d, const float *gy, int64_t n0, int64_t g
   zero_floats(gq + d->O * d->Qr, (d->Op - d->O) * d->Qr);
 }
 
-void cnn_dconv_weight_grad(const cnn_dconv *d, const float *gy, const float *x, float *gw, float *const *ws, int nt) {
-  const int64_t slabs = (d->N + d->G - 1) / d->G, wsz = d->O * d->C * d->kh * d->kw;
-  const size_t gqf = (size_t)(d->Op * d->Qr), partf = d->slab_floats + gqf;
-  int team = 1;
-#pragma omp parallel num_threads(nt) if (nt > 1 && slabs > 1)
-  {
-    int t = omp_get_thread_num();
-    float *xs = ws[t], *gq = xs + d->slab_floats;
-    float *part = xs + partf; /* vector-aligned: ws slots are 64-byte aligned, and the slab and gq
-                               * before it are whole vectors (slab_floats and Qr are) */
-    if (t == 0) team = omp_get_num_threads();
+/* parts [p0, p1) of the weight gradient: part t sums its share of the slabs into its partial,
+ * in ws[t] after the slab and gq (vector-aligned: ws slots are 64-byte aligned, and the slab and
+ * gq before it are whole vectors, as slab_floats and Qr are) */
+static void weight_grad_parts(void *arg, int64_t p0, int64_t p1) {
+  const dconv_job *j = arg;
+  const cnn_dconv *d = j->d;
+  const int64_t wsz = d->O * d->C * d->kh * d->kw;
+  for (int64_t t = p0; t < p1; t++) {
+    float *xs = j->ws[t], *gq = xs + d->slab_floats, *part = gq + d->Op * d->Qr;
+    int64_t s0, s1;
+    cnn_parallel_part(j->slabs, j->parts, t, &s0, &s1);
     memset(part, 0, (size_t)(wsz * d->lanes) * sizeof(float));
-#pragma omp for schedule(static)
-    for (int64_t s = 0; s < slabs; s++) {
+    for (int64_t s = s0; s < s1; s++) {
       int64_t n0 = s * d->G, g = d->N - n0 < d->G ? d->N - n0 : d->G;
-      slab_fill(d, x, n0, g, xs);
-      grid_fill(d, gy, n0, g, gq);
+      slab_fill(d, j->x, n0, g, xs);
+      grid_fill(d, j->gy, n0, g, gq);
       gw_slab_any(d, xs, gq, part);
     }
   }
-  /* partials in thread order from 0 (0 + x turns -0 into +0, as the im2col path does) */
+}
+
+void cnn_dconv_weight_grad(const cnn_dconv *d, const float *gy, const float *x, float *gw, float *const *ws, int nt) {
+  const int64_t slabs = (d->N + d->G - 1) / d->G, wsz = d->O * d->C * d->kh * d->kw;
+  const size_t partf = d->slab_floats + (size_t)(d->Op * d->Qr);
+  /* one part per thread (one in all when there is a single slab), whichever thread runs it */
+  const int64_t team = nt > 1 && slabs > 1 ? nt : 1;
+  dconv_job j = {.d = d, .x = x, .gy = gy, .ws = ws, .slabs = slabs, .parts = team};
+  cnn_parallel_for(team, 1, weight_grad_parts, &j);
+  /* partials in part order from 0 (0 + x turns -0 into +0, as the im2col path does) */
   for (int64_t i = 0; i < wsz; i++) {
     float s = 0;
-    for (int t = 0; t < team; t++)
+    for (int64_t t = 0; t < team; t++)
       s += d->lanes == 1 ? ws[t][partf + (size_t)i] : hsum(((const vf *)(ws[t] + partf))[i]);
     gw[i] = s;
   }

@@ -21,7 +21,19 @@ void cnn_dropout_mask(float *mask, int64_t n, double p) {
   *cnn_rng_global() = g;
 }
 
+typedef struct {
+  const float *x, *mask;
+  float *y;
+} apply_job;
+
+static void apply_range(void *arg, int64_t b, int64_t e) {
+  const apply_job *j = arg;
+  const float *restrict x = j->x, *restrict mask = j->mask;
+  float *restrict y = j->y;
+  for (int64_t i = b; i < e; i++) y[i] = x[i] * mask[i];
+}
+
 void cnn_dropout_apply(const float *x, const float *mask, float *y, int64_t n) {
-#pragma omp parallel for schedule(static) if (n >= CNN_PARALLEL_GRAIN && cnn_parallel_get_threads() > 1)
-  for (int64_t i = 0; i < n; i++) y[i] = x[i] * mask[i];
+  apply_job j = {x, mask, y};
+  cnn_parallel_items(n, n, apply_range, &j);
 }

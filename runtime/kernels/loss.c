@@ -9,7 +9,16 @@
 #include <math.h>
 #include <string.h>
 
-static bool go_parallel(int64_t work) { return work >= CNN_PARALLEL_GRAIN && cnn_parallel_get_threads() > 1; }
+/* One loss call's operands, for the ranges run on the pool. */
+typedef struct {
+  const float *x, *stats, *gitem, *a, *b;
+  const cnn_class_target *t;
+  float *loss, *out, *gb;
+  double *part;
+  int64_t C, inner, gstride, n, chunk;
+  double smoothing;
+  float gscale, s, wsum;
+} loss_job;
 
 /* The class of item w, or -1 when it is ignored. */
 static inline int64_t class_of(const cnn_class_target *t, int64_t w) {
@@ -57,21 +66,19 @@ static inline void ce_item(const float *x, int64_t C, int64_t st, int64_t cls, c
   *loss = (float)r;
 }
 
+static void ce_items(void *arg, int64_t w0, int64_t w1) {
+  const loss_job *j = arg;
+  const int64_t C = j->C, inner = j->inner;
+  for (int64_t w = w0; w < w1; w++) {
+    int64_t off = (w / inner) * C * inner + w % inner;
+    ce_item(j->x + off, C, inner, class_of(j->t, w), j->t->weight, j->smoothing, j->loss + w, j->out + 2 * w);
+  }
+}
+
 void cnn_loss_cross_entropy_forward(const float *x, const cnn_class_target *t, double label_smoothing, int64_t outer,
                                     int64_t C, int64_t inner, float *loss, float *stats) {
-  const int64_t items = outer * inner;
-  if (items > 1 && go_parallel(items * C)) {
-#pragma omp parallel for schedule(static)
-    for (int64_t w = 0; w < items; w++) {
-      int64_t off = (w / inner) * C * inner + w % inner;
-      ce_item(x + off, C, inner, class_of(t, w), t->weight, label_smoothing, loss + w, stats + 2 * w);
-    }
-  } else { /* no OpenMP region at all: one with a false if clause still costs ~1.4 us */
-    for (int64_t w = 0; w < items; w++) {
-      int64_t off = (w / inner) * C * inner + w % inner;
-      ce_item(x + off, C, inner, class_of(t, w), t->weight, label_smoothing, loss + w, stats + 2 * w);
-    }
-  }
+  loss_job j = {.x = x, .t = t, .smoothing = label_smoothing, .C = C, .inner = inner, .loss = loss, .out = stats};
+  cnn_parallel_items(outer * inner, outer * inner * C, ce_items, &j);
 }
 
 /* d loss / d x_c = p_c * ((1 - s) w_t + s / C * sum_c' w_c') - (1 - s) w_t [c = t] - s / C * w_c,
@@ -103,6 +110,12 @@ static inline void ce_backward_at(const float *x, const float *stats, const cnn_
   else ce_item_backward(x + off, stats + 2 * w, C, inner, class_of(t, w), t->weight, s, wsum, coef, gx + off);
 }
 
+static void ce_items_backward(void *arg, int64_t w0, int64_t w1) {
+  const loss_job *j = arg;
+  for (int64_t w = w0; w < w1; w++)
+    ce_backward_at(j->x, j->stats, j->t, j->C, j->inner, j->gitem, j->gstride, j->gscale, j->s, j->wsum, w, j->out);
+}
+
 void cnn_loss_cross_entropy_backward(const float *x, const float *stats, const cnn_class_target *t,
                                      double label_smoothing, int64_t outer, int64_t C, int64_t inner,
                                      const float *gitem, int64_t gstride, float gscale, float *gx) {
@@ -113,13 +126,18 @@ void cnn_loss_cross_entropy_backward(const float *x, const float *stats, const c
     for (int64_t c = 0; c < C; c++) ws += t->weight[c];
     wsum = (float)ws;
   }
-  const float s = (float)label_smoothing;
-  if (items > 1 && go_parallel(items * C)) {
-#pragma omp parallel for schedule(static)
-    for (int64_t w = 0; w < items; w++) ce_backward_at(x, stats, t, C, inner, gitem, gstride, gscale, s, wsum, w, gx);
-  } else {
-    for (int64_t w = 0; w < items; w++) ce_backward_at(x, stats, t, C, inner, gitem, gstride, gscale, s, wsum, w, gx);
-  }
+  loss_job j = {.x = x,
+                .stats = stats,
+                .t = t,
+                .C = C,
+                .inner = inner,
+                .gitem = gitem,
+                .gstride = gstride,
+                .gscale = gscale,
+                .s = (float)label_smoothing,
+                .wsum = wsum,
+                .out = gx};
+  cnn_parallel_items(items, items * C, ce_items_backward, &j);
 }
 
 /* ---- negative log-likelihood ---- */
@@ -134,15 +152,16 @@ void cnn_loss_nll_forward(const float *x, const cnn_class_target *t, int64_t out
   }
 }
 
+static void zero_range(void *arg, int64_t b, int64_t e) {
+  const loss_job *j = arg;
+  memset(j->out + b, 0, (size_t)(e - b) * sizeof(float));
+}
+
 void cnn_loss_nll_backward(const cnn_class_target *t, int64_t outer, int64_t C, int64_t inner, const float *gitem,
                            int64_t gstride, float gscale, float *gx) {
   const int64_t items = outer * inner, n = items * C;
-  if (go_parallel(n)) {
-#pragma omp parallel for schedule(static)
-    for (int64_t i = 0; i < n; i++) gx[i] = 0;
-  } else {
-    memset(gx, 0, (size_t)n * sizeof *gx);
-  }
+  loss_job j = {.out = gx};
+  cnn_parallel_items(n, n, zero_range, &j);
   for (int64_t w = 0; w < items; w++) {
     int64_t cls = class_of(t, w);
     if (cls < 0) continue;
@@ -157,63 +176,57 @@ void cnn_loss_nll_backward(const cnn_class_target *t, int64_t outer, int64_t C, 
  * the same bits whatever the thread count. */
 #define MSE_PARTS 64
 
-/* sum of (a - b)^2 over chunk p of [0, n) */
-static inline double mse_part(const float *a, const float *b, int64_t n, int64_t chunk, int p) {
-  int64_t lo = p * chunk, hi = lo + chunk < n ? lo + chunk : n;
-  double acc = 0;
-  for (int64_t i = lo; i < hi; i++) {
-    double d = (double)a[i] - b[i];
-    acc += d * d;
+/* parts [p0, p1): loss[i] = (a - b)^2 (when asked) and each part's sum of it in double */
+static void mse_parts(void *arg, int64_t p0, int64_t p1) {
+  const loss_job *j = arg;
+  const float *restrict a = j->a, *restrict b = j->b;
+  float *restrict loss = j->loss;
+  for (int64_t p = p0; p < p1; p++) {
+    int64_t lo = p * j->chunk, hi = lo + j->chunk < j->n ? lo + j->chunk : j->n;
+    if (loss)
+      for (int64_t i = lo; i < hi; i++) {
+        float d = a[i] - b[i];
+        loss[i] = d * d;
+      }
+    if (!j->part) continue;
+    double acc = 0;
+    for (int64_t i = lo; i < hi; i++) {
+      double d = (double)a[i] - b[i];
+      acc += d * d;
+    }
+    j->part[p] = acc;
   }
-  return acc;
 }
 
 void cnn_loss_mse_forward(const float *a, const float *b, int64_t n, float *loss, double *sum) {
-  if (loss) {
-    if (go_parallel(n)) {
-#pragma omp parallel for schedule(static)
-      for (int64_t i = 0; i < n; i++) {
-        float d = a[i] - b[i];
-        loss[i] = d * d;
-      }
-    } else {
-      for (int64_t i = 0; i < n; i++) {
-        float d = a[i] - b[i];
-        loss[i] = d * d;
-      }
-    }
-  }
-  if (!sum) return;
   double part[MSE_PARTS];
-  const int64_t chunk = (n + MSE_PARTS - 1) / MSE_PARTS;
-  if (go_parallel(n)) {
-#pragma omp parallel for schedule(static)
-    for (int p = 0; p < MSE_PARTS; p++) part[p] = mse_part(a, b, n, chunk, p);
-  } else {
-    for (int p = 0; p < MSE_PARTS; p++) part[p] = mse_part(a, b, n, chunk, p);
-  }
+  loss_job j = {
+      .a = a, .b = b, .n = n, .chunk = (n + MSE_PARTS - 1) / MSE_PARTS, .loss = loss, .part = sum ? part : NULL};
+  if (!loss && !sum) return;
+  cnn_parallel_items(MSE_PARTS, n, mse_parts, &j); /* one pass for both */
+  if (!sum) return;
   double total = 0;
   for (int p = 0; p < MSE_PARTS; p++) total += part[p];
   *sum = total;
+}
+
+static void mse_backward(void *arg, int64_t b, int64_t e) {
+  const loss_job *j = arg;
+  const float *restrict pa = j->a, *restrict pb = j->b, *restrict gitem = j->gitem;
+  float *restrict ga = j->out, *restrict gb = j->gb;
+  const int64_t gstride = j->gstride;
+  const float norm = 2 * j->gscale;
+  for (int64_t i = b; i < e; i++) {
+    float g = norm * (pa[i] - pb[i]) * gitem[i * gstride];
+    if (ga) ga[i] = g;
+    if (gb) gb[i] = -g;
+  }
 }
 
 /* PyTorch's order, (2 * gscale) * (a - b) * g: the scale first, so a mean's gradient of values
  * near the float32 limit stays finite as PyTorch's does */
 void cnn_loss_mse_backward(const float *a, const float *b, int64_t n, const float *gitem, int64_t gstride, float gscale,
                            float *ga, float *gb) {
-  const float norm = 2 * gscale;
-  if (go_parallel(n)) {
-#pragma omp parallel for schedule(static)
-    for (int64_t i = 0; i < n; i++) {
-      float g = norm * (a[i] - b[i]) * gitem[i * gstride];
-      if (ga) ga[i] = g;
-      if (gb) gb[i] = -g;
-    }
-  } else {
-    for (int64_t i = 0; i < n; i++) {
-      float g = norm * (a[i] - b[i]) * gitem[i * gstride];
-      if (ga) ga[i] = g;
-      if (gb) gb[i] = -g;
-    }
-  }
+  loss_job j = {.a = a, .b = b, .gitem = gitem, .gstride = gstride, .gscale = gscale, .out = ga, .gb = gb};
+  cnn_parallel_items(n, n, mse_backward, &j);
 }

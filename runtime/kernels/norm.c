@@ -9,7 +9,13 @@
 #include <math.h>
 #include <stddef.h>
 
-static bool go_parallel(int64_t work) { return work >= CNN_PARALLEL_GRAIN && cnn_parallel_get_threads() > 1; }
+/* One normalisation call's operands, for the ranges run on the pool. */
+typedef struct {
+  const cnn_batchnorm_args *bn;
+  const cnn_lrn_args *lrn;
+  const float *x, *gy, *mean, *invstd, *scale;
+  float *y, *gx, *gweight, *gbias, *save_mean, *save_invstd, *work;
+} norm_job;
 
 /* ---- batch norm ---- */
 
@@ -245,17 +251,15 @@ static inline void bn_forward_channel(const cnn_batchnorm_args *a, const float *
   }
 }
 
-/* Each kernel below decides serial or parallel before it starts: an OpenMP region whose if
- * clause is false still builds a one-thread team (~1.4 us in libgomp). */
+static void bn_forward_channels(void *arg, int64_t c0, int64_t c1) {
+  const norm_job *j = arg;
+  for (int64_t c = c0; c < c1; c++) bn_forward_channel(j->bn, j->x, j->y, j->save_mean, j->save_invstd, c);
+}
+
 void cnn_batchnorm_forward(const cnn_batchnorm_args *a, const float *x, float *y, float *save_mean,
                            float *save_invstd) {
-  const int64_t C = a->C;
-  if (C > 1 && go_parallel(a->N * C * a->S)) {
-#pragma omp parallel for schedule(static)
-    for (int64_t c = 0; c < C; c++) bn_forward_channel(a, x, y, save_mean, save_invstd, c);
-  } else {
-    for (int64_t c = 0; c < C; c++) bn_forward_channel(a, x, y, save_mean, save_invstd, c);
-  }
+  norm_job j = {.bn = a, .x = x, .y = y, .save_mean = save_mean, .save_invstd = save_invstd};
+  cnn_parallel_items(a->C, a->N * a->C * a->S, bn_forward_channels, &j);
 }
 
 /* With xhat = (x - mean) invstd and M = N * S values per channel:
@@ -308,15 +312,23 @@ static inline void bn_backward_channel(const cnn_batchnorm_args *a, const float 
   }
 }
 
+static void bn_backward_channels(void *arg, int64_t c0, int64_t c1) {
+  const norm_job *j = arg;
+  for (int64_t c = c0; c < c1; c++)
+    bn_backward_channel(j->bn, j->x, j->gy, j->mean, j->invstd, j->gx, j->gweight, j->gbias, c);
+}
+
 void cnn_batchnorm_backward(const cnn_batchnorm_args *a, const float *x, const float *gy, const float *save_mean,
                             const float *save_invstd, float *gx, float *gweight, float *gbias) {
-  const int64_t C = a->C;
-  if (C > 1 && go_parallel(a->N * C * a->S)) {
-#pragma omp parallel for schedule(static)
-    for (int64_t c = 0; c < C; c++) bn_backward_channel(a, x, gy, save_mean, save_invstd, gx, gweight, gbias, c);
-  } else {
-    for (int64_t c = 0; c < C; c++) bn_backward_channel(a, x, gy, save_mean, save_invstd, gx, gweight, gbias, c);
-  }
+  norm_job j = {.bn = a,
+                .x = x,
+                .gy = gy,
+                .mean = save_mean,
+                .invstd = save_invstd,
+                .gx = gx,
+                .gweight = gweight,
+                .gbias = gbias};
+  cnn_parallel_items(a->C, a->N * a->C * a->S, bn_backward_channels, &j);
 }
 
 /* ---- local response norm ---- */
@@ -324,16 +336,17 @@ void cnn_batchnorm_backward(const cnn_batchnorm_args *a, const float *x, const f
 static int64_t max64(int64_t a, int64_t b) { return a > b ? a : b; }
 static int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
 
-/* x: (N, C, S) -> y, scale (N, C, S); one work item per (n, c) plane of S values. The loop stays
- * an OpenMP region with an if clause: LRN inputs are never tiny, and the outlined loop compiles ~4%
- * tighter (callgrind) than a plain copy of it. */
-void cnn_lrn_forward(const cnn_lrn_args *a, const float *x, float *y, float *scale) {
-  const int64_t C = a->C, S = a->S, items = a->N * C;
+/* planes [w0, w1) of LRN forward */
+static void lrn_forward_planes(void *arg, int64_t w0, int64_t w1) {
+  const norm_job *job = arg;
+  const cnn_lrn_args *a = job->lrn;
+  const float *x = job->x;
+  float *y = job->y, *scale = job->work;
+  const int64_t C = a->C, S = a->S;
   const int64_t before = a->size / 2, after = (a->size - 1) / 2;
   const float k = (float)a->k, coef = (float)(a->alpha / (double)a->size), nbeta = (float)-a->beta;
   const bool quarter_powers = a->beta == 0.75; /* AlexNet's and PyTorch's default */
-#pragma omp parallel for schedule(static) if (items > 1 && go_parallel(items * S * a->size))
-  for (int64_t w = 0; w < items; w++) {
+  for (int64_t w = w0; w < w1; w++) {
     const int64_t n = w / C, c = w % C;
     float *sc = scale + w * S;
     for (int64_t s = 0; s < S; s++) sc[s] = 0;
@@ -355,6 +368,12 @@ void cnn_lrn_forward(const cnn_lrn_args *a, const float *x, float *y, float *sca
         q[s] = p[s] * powf(sc[s], nbeta);
       }
   }
+}
+
+/* x: (N, C, S) -> y, scale (N, C, S); one work item per (n, c) plane of S values. */
+void cnn_lrn_forward(const cnn_lrn_args *a, const float *x, float *y, float *scale) {
+  norm_job j = {.lrn = a, .x = x, .y = y, .work = scale};
+  cnn_parallel_items(a->N * a->C, a->N * a->C * a->S * a->size, lrn_forward_planes, &j);
 }
 
 /* element i of LRN backward's pass 1 (see cnn_lrn_backward) */
@@ -383,6 +402,21 @@ static inline void lrn_backward_window(const float *x, const float *work, float 
   }
 }
 
+static void lrn_backward_firsts(void *arg, int64_t i0, int64_t i1) {
+  const norm_job *j = arg;
+  const float nbeta = (float)-j->lrn->beta;
+  const bool quarter_powers = j->lrn->beta == 0.75;
+  for (int64_t i = i0; i < i1; i++) lrn_backward_first(j->x, j->scale, j->gy, j->gx, j->work, nbeta, quarter_powers, i);
+}
+
+static void lrn_backward_windows(void *arg, int64_t w0, int64_t w1) {
+  const norm_job *j = arg;
+  const cnn_lrn_args *a = j->lrn;
+  const int64_t before = a->size / 2, after = (a->size - 1) / 2;
+  const float coef = (float)(2.0 * a->beta * a->alpha / (double)a->size);
+  for (int64_t w = w0; w < w1; w++) lrn_backward_window(j->x, j->work, j->gx, a->C, a->S, before, after, coef, w);
+}
+
 /* y_c = x_c scale_c^-beta with scale_c summing x_j^2 over j in [c - before, c + after], so
  *   gx_j = g_j scale_j^-beta - 2 beta alpha / size * x_j * sum over c in [j - after, j + before]
  *          of g_c x_c scale_c^(-beta - 1).
@@ -390,20 +424,9 @@ static inline void lrn_backward_window(const float *x, const float *work, float 
  * subtracts the window sums of t (the transposed window: before and after swap). */
 void cnn_lrn_backward(const cnn_lrn_args *a, const float *x, const float *scale, const float *gy, float *gx,
                       float *work) {
-  const int64_t C = a->C, S = a->S, items = a->N * C, total = items * S;
-  const int64_t before = a->size / 2, after = (a->size - 1) / 2;
-  const float nbeta = (float)-a->beta, coef = (float)(2.0 * a->beta * a->alpha / (double)a->size);
-  const bool quarter_powers = a->beta == 0.75;
-  if (go_parallel(total)) {
-#pragma omp parallel for schedule(static)
-    for (int64_t i = 0; i < total; i++) lrn_backward_first(x, scale, gy, gx, work, nbeta, quarter_powers, i);
-  } else {
-    for (int64_t i = 0; i < total; i++) lrn_backward_first(x, scale, gy, gx, work, nbeta, quarter_powers, i);
-  }
-  if (items > 1 && go_parallel(total * a->size)) {
-#pragma omp parallel for schedule(static)
-    for (int64_t w = 0; w < items; w++) lrn_backward_window(x, work, gx, C, S, before, after, coef, w);
-  } else {
-    for (int64_t w = 0; w < items; w++) lrn_backward_window(x, work, gx, C, S, before, after, coef, w);
-  }
+  const int64_t items = a->N * a->C, total = items * a->S;
+  /* pass 2 reads pass 1's work of neighbouring planes: two loops */
+  norm_job j = {.lrn = a, .x = x, .scale = scale, .gy = gy, .gx = gx, .work = work};
+  cnn_parallel_items(total, total, lrn_backward_firsts, &j);
+  cnn_parallel_items(items, total * a->size, lrn_backward_windows, &j);
 }

@@ -4,86 +4,86 @@
 #include "cnn/kernels/optim.h"
 
 #include <math.h>
-#include <omp.h>
 #include <stddef.h>
 
 #include "cnn/parallel.h"
 
-/* Threads for a loop of n elements: one below the grain or inside someone else's region. */
-static int loop_threads(int64_t n) {
-  return n >= CNN_PARALLEL_GRAIN && !omp_in_parallel() ? cnn_parallel_get_threads() : 1;
+/* Runs f over [0, n) in 16-element blocks on the pool (an update is per element: the same bits
+ * for any split, and threads never share a cache line); serial below the grain. */
+typedef void (*range_fn)(const void *args, int64_t lo, int64_t hi);
+
+typedef struct {
+  range_fn f;
+  const void *args;
+  int64_t n;
+} blocks_job;
+
+static void run_blocks(void *arg, int64_t b0, int64_t b1) {
+  const blocks_job *j = arg;
+  j->f(j->args, b0 * 16, b1 * 16 < j->n ? b1 * 16 : j->n);
+}
+
+static void run_ranges(range_fn f, const void *args, int64_t n) {
+  blocks_job j = {f, args, n};
+  if (n < CNN_PARALLEL_GRAIN) f(args, 0, n);
+  else cnn_parallel_for((n + 15) / 16, CNN_PARALLEL_GRAIN / 2 / 16, run_blocks, &j);
+}
+
+/* SGD's per-step scalars and arrays, copied into locals by sgd_range (they stay in registers). */
+typedef struct sgd_args {
+  float *p, *b;
+  const float *g;
+  float sg, wd, nlr, mom, keep;
+  bool decay, nesterov, buf_init;
+} sgd_args;
+
+/* elements [lo, hi): d = g (+ wd p); with a buffer, buf = d on the first step, else
+ * mom*buf + (1-dampening)*d, and d = nesterov ? d + mom*buf : buf; p += -lr d */
+static void sgd_range(const void *args, int64_t lo, int64_t hi) {
+  const sgd_args *k = args;
+  float *restrict p = k->p, *restrict b = k->b;
+  const float *restrict g = k->g;
+  const float sg = k->sg, wd = k->wd, nlr = k->nlr, mom = k->mom, keep = k->keep;
+  const bool decay = k->decay, nesterov = k->nesterov, buf_init = k->buf_init;
+  if (!b) {
+#pragma omp simd
+    for (int64_t i = lo; i < hi; i++) {
+      float d = sg * g[i];
+      if (decay) d = d + wd * p[i];
+      p[i] = p[i] + nlr * d;
+    }
+  } else {
+#pragma omp simd
+    for (int64_t i = lo; i < hi; i++) {
+      float d = sg * g[i];
+      if (decay) d = d + wd * p[i];
+      float m = buf_init ? d : b[i] * mom + keep * d;
+      b[i] = m;
+      p[i] = p[i] + nlr * (nesterov ? d + mom * m : m);
+    }
+  }
 }
 
 void cnn_optim_sgd_f32(float *restrict p, const float *restrict g, float *restrict b, int64_t n, bool buf_init,
                        const cnn_sgd_config *c) {
-  const bool use_buf = c->momentum != 0;
-  const float sg = c->maximize ? -1.0f : 1.0f, wd = (float)c->weight_decay, nlr = (float)-c->lr;
-  const float mom = (float)c->momentum, keep = (float)(1.0 - c->dampening);
-  const bool decay = c->weight_decay != 0, nesterov = c->nesterov;
-  const int nt = loop_threads(n);
-
-  /* serial or parallel decided here: an OpenMP region with a false if clause still costs ~1.4 us,
-   * paid once per parameter per step */
-  if (!use_buf) {
-#define SGD_PLAIN(i)              \
-  do {                            \
-    float d = sg * g[i];          \
-    if (decay) d = d + wd * p[i]; \
-    p[i] = p[i] + nlr * d;        \
-  } while (0)
-    if (nt > 1) {
-#pragma omp parallel for simd schedule(static) num_threads(nt)
-      for (int64_t i = 0; i < n; i++) SGD_PLAIN(i);
-    } else {
-#pragma omp simd
-      for (int64_t i = 0; i < n; i++) SGD_PLAIN(i);
-    }
-#undef SGD_PLAIN
-  } else {
-    /* d = g (+ wd p); buf = d on the first step, else mom*buf + (1-dampening)*d */
-#define SGD_MOMENTUM(i)                               \
-  do {                                                \
-    float d = sg * g[i];                              \
-    if (decay) d = d + wd * p[i];                     \
-    float m = buf_init ? d : b[i] * mom + keep * d;   \
-    b[i] = m;                                         \
-    p[i] = p[i] + nlr * (nesterov ? d + mom * m : m); \
-  } while (0)
-    if (nt > 1) {
-#pragma omp parallel for simd schedule(static) num_threads(nt)
-      for (int64_t i = 0; i < n; i++) SGD_MOMENTUM(i);
-    } else {
-#pragma omp simd
-      for (int64_t i = 0; i < n; i++) SGD_MOMENTUM(i);
-    }
-#undef SGD_MOMENTUM
-  }
-}
-
-/* Splits [0, n) over the threads in contiguous ranges, 16-aligned, and runs f on each (an update
- * is per element: the same bits for any split); no OpenMP region at all when serial (see
- * cnn_optim_sgd_f32). */
-typedef void (*range_fn)(const void *args, int64_t lo, int64_t hi);
-
-static void run_ranges(range_fn f, const void *args, int64_t n) {
-  const int nt = loop_threads(n);
-  if (nt > 1) {
-#pragma omp parallel num_threads(nt)
-    {
-      const int t = omp_get_thread_num(), team = omp_get_num_threads();
-      const int64_t chunk = ((n + team - 1) / team + 15) / 16 * 16;
-      const int64_t lo = (int64_t)t * chunk < n ? (int64_t)t * chunk : n, hi = lo + chunk < n ? lo + chunk : n;
-      f(args, lo, hi);
-    }
-  } else {
-    f(args, 0, n);
-  }
+  const sgd_args k = {
+      .p = p,
+      .b = c->momentum != 0 ? b : NULL,
+      .g = g,
+      .sg = c->maximize ? -1.0f : 1.0f,
+      .wd = (float)c->weight_decay,
+      .nlr = (float)-c->lr,
+      .mom = (float)c->momentum,
+      .keep = (float)(1.0 - c->dampening),
+      .decay = c->weight_decay != 0,
+      .nesterov = c->nesterov,
+      .buf_init = buf_init,
+  };
+  run_ranges(sgd_range, &k, n);
 }
 
 /* Adam's per-step scalars and arrays. adam_range copies them into its own locals, which stay in
- * registers: locals of a function that also opens an OpenMP region are shared with it, so they
- * live in memory and the vectoriser gave up on a serial loop beside the region ("no vectype for
- * stmt"). */
+ * registers. */
 typedef struct adam_args {
   float sg, b1, b2, a1, a2, eps, nstep, bc2s, wd, shrink;
   bool coupled, decoupled, amsgrad;

@@ -1,10 +1,9 @@
 /* Pooling kernels (see kernels/pool.h). Every (image, channel) plane is independent: loops run
- * over planes on the OpenMP threads, forward and backward alike, so each gradient plane is written
- * by one thread in a fixed order. Window bounds follow PyTorch's CPU kernels exactly. */
+ * over planes on the runtime's threads (parallel.h), forward and backward alike, so each gradient
+ * plane is written by one thread in a fixed order. Window bounds follow PyTorch's CPU kernels exactly. */
 #include "cnn/kernels/pool.h"
 
 #include <math.h>
-#include <omp.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -27,8 +26,20 @@ int64_t cnn_pool2d_out_size(int64_t in, int64_t k, int64_t pad, int64_t s, int64
   return o;
 }
 
-static bool go_parallel(int64_t planes, int64_t work) {
-  return planes > 1 && work >= CNN_PARALLEL_GRAIN / 4 && cnn_parallel_get_threads() > 1;
+/* One pooling call's operands, for the ranges (of planes, or of output rows) run on the pool. */
+typedef struct {
+  const cnn_pool2d_params *p;
+  const float *x, *g;
+  float *y;
+  int64_t *idx;
+  const int64_t *ix;
+  int64_t H, W, oh, ow;
+  bool k2s2, blocks;
+} pool_job;
+
+/* Pooling loops go parallel from a quarter of the elementwise grain: each element is a window. */
+static void pool_items(int64_t items, int64_t work, cnn_parallel_fn fn, pool_job *j) {
+  cnn_parallel_items(items, work * 4, fn, j);
 }
 
 /* ---- max ---- */
@@ -205,6 +216,18 @@ static inline void max_plane(const cnn_pool2d_params *p, const float *xpl, float
   }
 }
 
+static void max2x2_row_range(void *arg, int64_t r0, int64_t r1) {
+  const pool_job *j = arg;
+  max2x2_rows(j->x, j->y, j->idx, j->H, j->W, j->oh, j->ow, r0, r1);
+}
+
+static void max_planes(void *arg, int64_t p0, int64_t p1) {
+  const pool_job *j = arg;
+  const int64_t H = j->H, W = j->W, oh = j->oh, ow = j->ow;
+  for (int64_t pl = p0; pl < p1; pl++)
+    max_plane(j->p, j->x + pl * H * W, j->y + pl * oh * ow, j->idx + pl * oh * ow, H, W, oh, ow, j->k2s2);
+}
+
 void cnn_pool_max2d_forward_f32(const cnn_pool2d_params *p, const cnn_pool2d_shape *s, const float *xp, float *yp,
                                 int64_t *ip) {
   const int64_t P = s->P, H = s->H, W = s->W, oh = s->oh, ow = s->ow;
@@ -212,26 +235,13 @@ void cnn_pool_max2d_forward_f32(const cnn_pool2d_params *p, const cnn_pool2d_sha
   const int64_t ph = p->padding[0], pw = p->padding[1], dh = p->dilation[0], dw = p->dilation[1];
   const bool k2s2 = kh == 2 && kw == 2 && sh == 2 && sw == 2 && ph == 0 && pw == 0 && dh == 1 && dw == 1 &&
                     2 * oh <= H && 2 * ow <= W;
+  pool_job j = {.p = p, .x = xp, .y = yp, .idx = ip, .H = H, .W = W, .oh = oh, .ow = ow, .k2s2 = k2s2};
   if (k2s2 && 2 * ow <= POOL_SCRATCH && H * W <= INT32_MAX) {
-    /* output rows over all planes split evenly between threads: LeNet's 5x5 planes are too small
-     * to share out one by one */
-    const int64_t R = P * oh;
-    if (go_parallel(R, R * ow * 4)) {
-#pragma omp parallel
-      {
-        const int64_t nt = omp_get_num_threads(), t = omp_get_thread_num();
-        max2x2_rows(xp, yp, ip, H, W, oh, ow, R * t / nt, R * (t + 1) / nt);
-      }
-    } else {
-      max2x2_rows(xp, yp, ip, H, W, oh, ow, 0, R);
-    }
-  } else if (go_parallel(P, P * oh * ow * kh * kw)) {
-#pragma omp parallel for schedule(static)
-    for (int64_t pl = 0; pl < P; pl++)
-      max_plane(p, xp + pl * H * W, yp + pl * oh * ow, ip + pl * oh * ow, H, W, oh, ow, k2s2);
-  } else { /* no OpenMP region: even a one-thread team costs ~1.4 us */
-    for (int64_t pl = 0; pl < P; pl++)
-      max_plane(p, xp + pl * H * W, yp + pl * oh * ow, ip + pl * oh * ow, H, W, oh, ow, k2s2);
+    /* ranges of output rows counted over all planes: LeNet's 5x5 planes are too small to share
+     * out one by one */
+    pool_items(P * oh, P * oh * ow * 4, max2x2_row_range, &j);
+  } else {
+    pool_items(P, P * oh * ow * kh * kw, max_planes, &j);
   }
 }
 
@@ -304,22 +314,22 @@ static bool max2x2_backward_plane(const float *g, const int64_t *ix, float *gx, 
   return true;
 }
 
+static void max_backward_planes(void *arg, int64_t p0, int64_t p1) {
+  const pool_job *j = arg;
+  const int64_t H = j->H, W = j->W, oh = j->oh, ow = j->ow, n = oh * ow, HW = H * W;
+  for (int64_t pl = p0; pl < p1; pl++)
+    if (!j->blocks || !max2x2_backward_plane(j->g + pl * n, j->ix + pl * n, j->y + pl * HW, H, W, oh, ow))
+      max_backward_plane(j->g, j->ix, j->y, n, HW, pl);
+}
+
 void cnn_pool_max2d_backward_f32(const cnn_pool2d_shape *s, const float *g, const int64_t *ix, float *out) {
-  const int64_t H = s->H, W = s->W, oh = s->oh, ow = s->ow, n = oh * ow, HW = H * W, P = s->P;
+  const int64_t H = s->H, W = s->W, oh = s->oh, ow = s->ow;
   /* each plane is written in one pass while it is in cache: the disjoint 2x2 blocks of a 2x2/stride-2
    * forward directly, any other plane zeroed just before its scatter (not a whole-tensor memset
-   * followed by a second pass); either gives the same bits */
-  const bool blocks = 2 * oh <= H && 2 * ow <= W; /* each output may own the 2x2 block at (2i, 2j) */
-  if (go_parallel(P, P * n)) {
-#pragma omp parallel for schedule(static)
-    for (int64_t pl = 0; pl < P; pl++)
-      if (!blocks || !max2x2_backward_plane(g + pl * n, ix + pl * n, out + pl * HW, H, W, oh, ow))
-        max_backward_plane(g, ix, out, n, HW, pl);
-  } else {
-    for (int64_t pl = 0; pl < P; pl++)
-      if (!blocks || !max2x2_backward_plane(g + pl * n, ix + pl * n, out + pl * HW, H, W, oh, ow))
-        max_backward_plane(g, ix, out, n, HW, pl);
-  }
+   * followed by a second pass); either gives the same bits. Each output may own the 2x2 block at
+   * (2i, 2j) when blocks. */
+  pool_job j = {.g = g, .ix = ix, .y = out, .H = H, .W = W, .oh = oh, .ow = ow, .blocks = 2 * oh <= H && 2 * ow <= W};
+  pool_items(s->P, s->P * oh * ow, max_backward_planes, &j);
 }
 
 /* ---- average ---- */
@@ -378,16 +388,14 @@ static inline void avg_forward_plane(const cnn_pool2d_params *p, const float *xp
     }
 }
 
+static void avg_forward_planes(void *arg, int64_t p0, int64_t p1) {
+  const pool_job *j = arg;
+  for (int64_t pl = p0; pl < p1; pl++) avg_forward_plane(j->p, j->x, j->y, j->H, j->W, j->oh, j->ow, pl);
+}
+
 void cnn_pool_avg2d_forward_f32(const cnn_pool2d_params *p, const cnn_pool2d_shape *s, const float *xp, float *yp) {
-  const int64_t P = s->P, H = s->H, W = s->W, oh = s->oh, ow = s->ow;
-  /* above the grain the loop stays in a region even with one thread: GCC compiles the outlined loop
-   * ~5% tighter (callgrind) and the region's ~1.4 us is nothing beside that much work */
-  if (P > 1 && P * oh * ow * p->kernel[0] * p->kernel[1] >= CNN_PARALLEL_GRAIN / 4) {
-#pragma omp parallel for schedule(static) if (cnn_parallel_get_threads() > 1)
-    for (int64_t pl = 0; pl < P; pl++) avg_forward_plane(p, xp, yp, H, W, oh, ow, pl);
-  } else {
-    for (int64_t pl = 0; pl < P; pl++) avg_forward_plane(p, xp, yp, H, W, oh, ow, pl);
-  }
+  pool_job j = {.p = p, .x = xp, .y = yp, .H = s->H, .W = s->W, .oh = s->oh, .ow = s->ow};
+  pool_items(s->P, s->P * s->oh * s->ow * p->kernel[0] * p->kernel[1], avg_forward_planes, &j);
 }
 
 static inline void avg_backward_plane(const cnn_pool2d_params *p, const float *g, float *out, int64_t H, int64_t W,
@@ -413,14 +421,14 @@ static inline void avg_backward_plane(const cnn_pool2d_params *p, const float *g
     }
 }
 
+static void avg_backward_planes(void *arg, int64_t p0, int64_t p1) {
+  const pool_job *j = arg;
+  for (int64_t pl = p0; pl < p1; pl++) avg_backward_plane(j->p, j->g, j->y, j->H, j->W, j->oh, j->ow, pl);
+}
+
 void cnn_pool_avg2d_backward_f32(const cnn_pool2d_params *p, const cnn_pool2d_shape *s, const float *g, float *out) {
-  const int64_t P = s->P, H = s->H, W = s->W, oh = s->oh, ow = s->ow;
-  if (go_parallel(P, P * oh * ow * p->kernel[0] * p->kernel[1])) {
-#pragma omp parallel for schedule(static)
-    for (int64_t pl = 0; pl < P; pl++) avg_backward_plane(p, g, out, H, W, oh, ow, pl);
-  } else {
-    for (int64_t pl = 0; pl < P; pl++) avg_backward_plane(p, g, out, H, W, oh, ow, pl);
-  }
+  pool_job j = {.p = p, .g = g, .y = out, .H = s->H, .W = s->W, .oh = s->oh, .ow = s->ow};
+  pool_items(s->P, s->P * s->oh * s->ow * p->kernel[0] * p->kernel[1], avg_backward_planes, &j);
 }
 
 /* ---- adaptive average ---- */
@@ -443,15 +451,14 @@ static inline void adaptive_forward_plane(const float *xp, float *yp, int64_t H,
   }
 }
 
+static void adaptive_forward_planes(void *arg, int64_t p0, int64_t p1) {
+  const pool_job *j = arg;
+  for (int64_t pl = p0; pl < p1; pl++) adaptive_forward_plane(j->x, j->y, j->H, j->W, j->oh, j->ow, pl);
+}
+
 void cnn_pool_adaptive_avg2d_forward_f32(const cnn_pool2d_shape *s, const float *xp, float *yp) {
-  const int64_t P = s->P, H = s->H, W = s->W, oh = s->oh, ow = s->ow;
-  /* in a region above the grain even with one thread, as avg_pool2d forward (~10% tighter here) */
-  if (P > 1 && P * H * W >= CNN_PARALLEL_GRAIN / 4) {
-#pragma omp parallel for schedule(static) if (cnn_parallel_get_threads() > 1)
-    for (int64_t pl = 0; pl < P; pl++) adaptive_forward_plane(xp, yp, H, W, oh, ow, pl);
-  } else {
-    for (int64_t pl = 0; pl < P; pl++) adaptive_forward_plane(xp, yp, H, W, oh, ow, pl);
-  }
+  pool_job j = {.x = xp, .y = yp, .H = s->H, .W = s->W, .oh = s->oh, .ow = s->ow};
+  pool_items(s->P, s->P * s->H * s->W, adaptive_forward_planes, &j);
 }
 
 static inline void adaptive_backward_plane(const float *g, float *out, int64_t H, int64_t W, int64_t oh, int64_t ow,
@@ -468,12 +475,12 @@ static inline void adaptive_backward_plane(const float *g, float *out, int64_t H
   }
 }
 
+static void adaptive_backward_planes(void *arg, int64_t p0, int64_t p1) {
+  const pool_job *j = arg;
+  for (int64_t pl = p0; pl < p1; pl++) adaptive_backward_plane(j->g, j->y, j->H, j->W, j->oh, j->ow, pl);
+}
+
 void cnn_pool_adaptive_avg2d_backward_f32(const cnn_pool2d_shape *s, const float *g, float *out) {
-  const int64_t P = s->P, H = s->H, W = s->W, oh = s->oh, ow = s->ow;
-  if (go_parallel(P, P * H * W)) {
-#pragma omp parallel for schedule(static)
-    for (int64_t pl = 0; pl < P; pl++) adaptive_backward_plane(g, out, H, W, oh, ow, pl);
-  } else {
-    for (int64_t pl = 0; pl < P; pl++) adaptive_backward_plane(g, out, H, W, oh, ow, pl);
-  }
+  pool_job j = {.g = g, .y = out, .H = s->H, .W = s->W, .oh = s->oh, .ow = s->ow};
+  pool_items(s->P, s->P * s->H * s->W, adaptive_backward_planes, &j);
 }

@@ -58,7 +58,7 @@ cnn.set_num_threads(opts.threads)
 cnn.manual_seed(0)
 local results = {}
 -- Convolutions first, GEMMs after: a threaded sgemm leaves OpenBLAS's workers spinning for tens of
--- milliseconds, which would slow the OpenMP threads of the convolution measured next.
+-- milliseconds, which would slow the runtime's threads in the convolution measured next.
 for _, l in ipairs(LAYERS) do
   local name, N, C, H, O, k, s, p = table.unpack(l)
   if not opts.only or name:find(opts.only, 1, true) then

@@ -14,8 +14,8 @@ formats=("$@")
 SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO=sudo
 
-# clang with its libFuzzer/sanitizer runtimes and OpenMP, plus what configuring the project needs
-packages=(clang libclang-rt-dev libomp-dev cmake pkg-config liblua5.4-dev lua5.4 libopenblas-dev libedit-dev
+# clang with its libFuzzer/sanitizer runtimes, plus what configuring the project needs
+packages=(clang libclang-rt-dev cmake pkg-config liblua5.4-dev lua5.4 libopenblas-dev libedit-dev
           libpng-dev libjpeg62-turbo-dev zlib1g-dev libjansson-dev libcairo2-dev lua-busted)
 missing=()
 for p in "${packages[@]}"; do

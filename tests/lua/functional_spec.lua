@@ -573,9 +573,9 @@ describe("F.linear (one GEMM with the bias preloaded; dW = dY^T X in (out, in) l
   end)
 end)
 
--- Each kernel picks its serial loop or its OpenMP loop before it starts (runtime/kernels/activation.c, loss.c,
--- norm.c, pool.c, conv.c, optim.c). Above the parallel grain, one thread runs the serial loop and two
--- run the OpenMP one: the two paths must agree bit for bit (per-item work, fixed summation order).
+-- Each kernel runs its loop on the calling thread or on the thread pool (runtime/kernels/activation.c,
+-- loss.c, norm.c, pool.c, conv.c, optim.c). Above the parallel grain, one thread runs it whole and two
+-- split it: the two must agree bit for bit (per-item work, fixed summation order).
 describe("serial and parallel kernels", function()
   local threads = cnn.get_num_threads()
   after_each(function() cnn.set_num_threads(threads) end)

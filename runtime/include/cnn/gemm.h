@@ -1,7 +1,7 @@
 /* The runtime's one entry to single-precision GEMM. OpenBLAS always runs single-threaded (its
- * own pool would spin against our OpenMP threads on the same cores); cnn_gemm splits a large
+ * own pool would compete with ours, parallel.h, for the same cores); cnn_gemm splits a large
  * product into row or column panels over our threads instead, and runs serially when called from
- * inside a parallel region (a conv's per-image GEMMs, for instance). Row-major, as cblas. */
+ * inside a parallel loop (a conv's per-image GEMMs, for instance). Row-major, as cblas. */
 #ifndef CNN_GEMM_H
 #define CNN_GEMM_H
 

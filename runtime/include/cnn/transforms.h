@@ -87,8 +87,8 @@ void cnn_tf_random_resized_crop_box(int64_t h, int64_t w, const double scale[2],
 
 /* Runs ops[0..n) on x, a float32 (C, H, W) tensor (any strides; borrowed), drawing the random
  * parameters from g (g may be NULL when no operation is random). Returns a new contiguous
- * reference (x itself, retained, for an empty pipeline), or NULL with the error set. No OpenMP,
- * no globals: safe on any thread. */
+ * reference (x itself, retained, for an empty pipeline), or NULL with the error set. No thread
+ * pool, no globals: safe on any thread. */
 cnn_tensor *cnn_tf_run(const cnn_tf *ops, int n, cnn_tensor *x, cnn_rng *g);
 
 /* Decoded bytes straight into the first operation, for the data loader: when op crops or resizes
