@@ -138,6 +138,36 @@ describe("threads", function()
     cnn.set_num_threads(before)
   end)
 
+  it("set_num_threads rejects counts outside 1..1024 and keeps the count", function()
+    local before = cnn.get_num_threads()
+    for _, n in ipairs({ 0, -1, 1025 }) do
+      local ok, err = pcall(cnn.set_num_threads, n)
+      assert.is_false(ok)
+      assert.are.equal("set_num_threads: expected 1..1024 threads, got " .. n, err)
+      assert.are.equal(before, cnn.get_num_threads())
+    end
+    cnn.set_num_threads(before)
+  end)
+
+  -- 1024 thread stacks do not fit in 600 MB of address space: an error, not the end of the process
+  it("set_num_threads raises when threads cannot be started, and the runtime goes on", function()
+    local cnnlua = os.getenv("CNNLUA")
+    local function run(code)
+      local p = io.popen("ulimit -v 600000 && '" .. cnnlua .. "' -e '" .. code .. "' 2>&1")
+      local out = p:read("a")
+      p:close()
+      return out
+    end
+    if not cnnlua or not run("print(\"up\")"):find("^up") then
+      pending("a sanitized cnnlua cannot start under ulimit -v")
+      return
+    end
+    local out = run("cnn.set_num_threads(2); print(pcall(cnn.set_num_threads, 1024)); print(cnn.get_num_threads()); " ..
+      "print((cnn.ones(1000, 1000) * 2):sum():item())")
+    assert.matches("false\tset_num_threads: cannot start 1024 threads: thread %d+ failed %(.-%); " ..
+      "still using 2\n2\n2000000", out)
+  end)
+
   it("large elementwise results do not depend on the thread count", function()
     local before = cnn.get_num_threads()
     local x = cnn.arange(0, 200000, 1) / 1000

@@ -1,0 +1,337 @@
+/* parallel.c, the thread pool: every index of a loop runs once whatever the thread count, grain
+ * and contention; slots stay below the thread count; nested loops run inline; two threads of the
+ * process submitting at once both finish; bad counts and threads that cannot start are errors
+ * that leave the count as it was; and a process forked after multi-threaded kernels ran computes
+ * the same bits in the child, with two threads really running there, and exits cleanly. */
+#include "check.h"
+#include "cnn/conv.h"
+#include "cnn/elementwise.h"
+#include "cnn/matmul.h"
+#include "cnn/parallel.h"
+#include "cnn/reduce.h"
+
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+#define SANITIZED 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
+#define SANITIZED 1
+#endif
+#endif
+
+static uint64_t rng = 0x9e3779b97f4a7c15ull;
+
+/* ---- coverage ---- */
+
+typedef struct {
+  _Atomic int *hits;
+  _Atomic int bad_slot, ranges;
+  int64_t grain, n;
+  int threads;
+} cover_job;
+
+static void cover(void *arg, int64_t b, int64_t e) {
+  cover_job *j = arg;
+  int slot = cnn_parallel_slot();
+  if (slot < 0 || slot >= j->threads) atomic_store(&j->bad_slot, 1);
+  if (e - b < j->grain && e != j->n) atomic_store(&j->bad_slot, 2); /* a short range that is not the last */
+  atomic_fetch_add(&j->ranges, 1);
+  for (int64_t i = b; i < e; i++) atomic_fetch_add(&j->hits[i], 1);
+}
+
+/* every index exactly once, ranges of at least a grain, slots in range; for 1-4 threads */
+static void test_every_index_once(void) {
+  const int64_t ns[] = {1, 2, 3, 7, 64, 1000, 4097, 100003};
+  const int64_t grains[] = {1, 2, 5, 64, 100000};
+  for (int t = 1; t <= 4; t++) {
+    CHECK(cnn_parallel_set_threads(t) == 0);
+    CHECK(cnn_parallel_get_threads() == t);
+    for (size_t a = 0; a < sizeof ns / sizeof *ns; a++)
+      for (size_t g = 0; g < sizeof grains / sizeof *grains; g++)
+        for (int rep = 0; rep < 3; rep++) {
+          cover_job j = {calloc((size_t)ns[a], sizeof(int)), 0, 0, grains[g], ns[a], t};
+          cnn_parallel_for(ns[a], grains[g], cover, &j);
+          int wrong = 0;
+          for (int64_t i = 0; i < ns[a]; i++) wrong += atomic_load(&j.hits[i]) != 1;
+          if (wrong || atomic_load(&j.bad_slot)) {
+            fprintf(stderr, "threads %d, n %lld, grain %lld: %d indices not run once, slot check %d\n", t,
+                    (long long)ns[a], (long long)grains[g], wrong, atomic_load(&j.bad_slot));
+            failures++;
+          }
+          free((void *)j.hits);
+        }
+  }
+  /* nothing to do: fn is not called */
+  cover_job none = {NULL, 0, 0, 1, 0, 2};
+  cnn_parallel_for(0, 1, cover, &none);
+  CHECK(atomic_load(&none.ranges) == 0);
+  CHECK(!cnn_parallel_nested() && cnn_parallel_slot() == 0);
+}
+
+/* ---- nesting ---- */
+
+typedef struct {
+  _Atomic long sum;
+  _Atomic int inner_calls, outer_slot_mismatch;
+} nest_job;
+
+static void inner(void *arg, int64_t b, int64_t e) {
+  nest_job *j = arg;
+  atomic_fetch_add(&j->inner_calls, 1);
+  for (int64_t i = b; i < e; i++) atomic_fetch_add(&j->sum, (long)i);
+}
+
+static void outer(void *arg, int64_t b, int64_t e) {
+  nest_job *j = arg;
+  for (int64_t i = b; i < e; i++) {
+    int slot = cnn_parallel_slot(), before = atomic_load(&j->inner_calls);
+    cnn_parallel_for(1000, 1, inner, j); /* runs here, in one call */
+    (void)before;
+    if (cnn_parallel_slot() != slot) atomic_store(&j->outer_slot_mismatch, 1);
+  }
+}
+
+static void test_nested_loops_run_inline(void) {
+  CHECK(cnn_parallel_set_threads(2) == 0);
+  nest_job j = {0, 0, 0};
+  cnn_parallel_for(8, 1, outer, &j);
+  CHECK(atomic_load(&j.sum) == 8L * (999L * 1000 / 2)); /* 8 times 0 + ... + 999 */
+  CHECK(atomic_load(&j.inner_calls) == 8);
+  CHECK(atomic_load(&j.outer_slot_mismatch) == 0);
+}
+
+/* ---- two submitting threads ---- */
+
+typedef struct {
+  int rounds, failures;
+} submit_arg;
+
+static void *submitter(void *arg) {
+  submit_arg *s = arg;
+  for (int r = 0; r < s->rounds; r++) {
+    const int64_t n = 5000 + r % 7;
+    cover_job j = {calloc((size_t)n, sizeof(int)), 0, 0, 1, n, 2};
+    cnn_parallel_for(n, 100, cover, &j);
+    for (int64_t i = 0; i < n; i++) s->failures += atomic_load(&j.hits[i]) != 1;
+    free((void *)j.hits);
+  }
+  return NULL;
+}
+
+/* the thread that finds the pool busy runs its loop itself; both finish, every index once */
+static void test_two_submitting_threads(void) {
+  CHECK(cnn_parallel_set_threads(2) == 0);
+  submit_arg a = {300, 0}, b = {300, 0};
+  pthread_t t;
+  CHECK(pthread_create(&t, NULL, submitter, &a) == 0);
+  submitter(&b);
+  pthread_join(t, NULL);
+  CHECK(a.failures == 0 && b.failures == 0);
+}
+
+/* ---- thread counts ---- */
+
+static void test_bad_counts_are_errors(void) {
+  CHECK(cnn_parallel_set_threads(3) == 0);
+  CHECK_ERROR_RC(cnn_parallel_set_threads(0), "expected 1..1024 threads, got 0");
+  CHECK_ERROR_RC(cnn_parallel_set_threads(1025), "expected 1..1024 threads, got 1025");
+  CHECK(cnn_parallel_get_threads() == 3);
+  CHECK(cnn_parallel_set_threads(1) == 0 && cnn_parallel_get_threads() == 1);
+  CHECK(cnn_parallel_set_threads(2) == 0 && cnn_parallel_get_threads() == 2);
+}
+
+/* Under an address-space limit too tight for 1024 thread stacks, asking for them is an error
+ * naming the thread that failed; the count and the pool stay as they were (in a child, so the
+ * limit stays there). Sanitizers reserve address space of their own: skipped under them. */
+static void test_thread_creation_failure_is_an_error(void) {
+#ifndef SANITIZED
+  fflush(NULL);
+  pid_t pid = fork();
+  if (pid == 0) {
+    alarm(60);
+    int bad = 0;
+    if (cnn_parallel_set_threads(2) != 0) bad |= 1;
+    struct rlimit rl = {512u << 20, 512u << 20};  /* 512 MB: room for ~250 of the workers' stacks */
+    if (setrlimit(RLIMIT_AS, &rl) != 0) _exit(0); /* cannot test here */
+    cnn_error_clear();
+    if (cnn_parallel_set_threads(1024) != -1) bad |= 2;
+    if (!strstr(cnn_error_get(), "cannot start 1024 threads") || !strstr(cnn_error_get(), "still using 2")) bad |= 4;
+    if (cnn_parallel_get_threads() != 2) bad |= 8;
+    cover_job j = {calloc(10000, sizeof(int)), 0, 0, 10, 10000, 2};
+    cnn_parallel_for(10000, 10, cover, &j);
+    for (int i = 0; i < 10000; i++) bad |= (atomic_load(&j.hits[i]) != 1) << 4;
+    if (bad) fprintf(stderr, "thread creation failure: checks 0x%x failed (error \"%s\")\n", bad, cnn_error_get());
+    exit(bad ? 1 : 0);
+  }
+  int status = 0;
+  CHECK(pid > 0 && waitpid(pid, &status, 0) == pid);
+  CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+#endif
+}
+
+/* ---- fork ---- */
+
+typedef struct {
+  _Atomic unsigned slots; /* bit s: slot s ran a range */
+} slots_job;
+
+static void note_slot(void *arg, int64_t b, int64_t e) {
+  slots_job *j = arg;
+  atomic_fetch_or(&j->slots, 1u << cnn_parallel_slot());
+  struct timespec ts = {0, 10000000 * (long)(e - b)}; /* 10 ms an index: every thread gets some */
+  nanosleep(&ts, NULL);
+}
+
+/* True when a loop of sleeping ranges ran on slots 0 and 1 both. Beside other busy programs the
+ * pool may run loops on the calling thread alone for a while (parallel.c, contention): retried
+ * for up to 6 s. */
+static bool two_threads_run(void) {
+  for (int attempt = 0; attempt < 30; attempt++) {
+    slots_job sj = {0};
+    cnn_parallel_for(16, 1, note_slot, &sj);
+    if (atomic_load(&sj.slots) == 3u) return true;
+    struct timespec ts = {0, 200000000};
+    nanosleep(&ts, NULL);
+  }
+  return false;
+}
+
+/* The kernels' results that the fork test compares: conv forward and gradients (the direct
+ * kernels and im2col), a split GEMM, an elementwise op and a blocked sum, all big enough to run
+ * on 2 threads. */
+typedef struct {
+  cnn_tensor *y, *gx, *gw, *yc, *gwc, *mm, *ew, *sum;
+} results;
+
+static results compute(const cnn_tensor *x, const cnn_tensor *w, const cnn_tensor *a, const cnn_tensor *b) {
+  results r = {0};
+  cnn_conv2d_params p = {{1, 1}, {1, 1}, {1, 1}, {1, 1}, 1};
+  cnn_conv2d_set_algorithm(CNN_CONV2D_AUTO);
+  r.y = cnn_conv2d_forward(x, w, NULL, &p);
+  if (r.y) cnn_conv2d_backward(r.y, x, w, x->size, w->size, &p, &r.gx, &r.gw, NULL);
+  cnn_conv2d_set_algorithm(CNN_CONV2D_IM2COL);
+  r.yc = cnn_conv2d_forward(x, w, NULL, &p);
+  if (r.yc) cnn_conv2d_backward(r.yc, x, NULL, x->size, w->size, &p, NULL, &r.gwc, NULL);
+  cnn_conv2d_set_algorithm(CNN_CONV2D_AUTO);
+  r.mm = cnn_mm_matmul(a, b);
+  r.ew = cnn_ew_binary(CNN_MUL, a, b);
+  r.sum = cnn_red_reduce(CNN_RED_SUM, a, CNN_ALL_DIMS, false);
+  return r;
+}
+
+static bool same_bits(const cnn_tensor *p, const cnn_tensor *q) {
+  return p && q && cnn_tensor_numel(p) == cnn_tensor_numel(q) &&
+         memcmp(cnn_tensor_f32(p), cnn_tensor_f32(q), (size_t)cnn_tensor_numel(p) * sizeof(float)) == 0;
+}
+
+static int compare(const results *r, const results *s) {
+  const cnn_tensor *const rr[] = {r->y, r->gx, r->gw, r->yc, r->gwc, r->mm, r->ew, r->sum};
+  const cnn_tensor *const ss[] = {s->y, s->gx, s->gw, s->yc, s->gwc, s->mm, s->ew, s->sum};
+  int bad = 0;
+  for (int i = 0; i < 8; i++) bad |= !same_bits(rr[i], ss[i]) << i;
+  return bad;
+}
+
+static void release(results *r) {
+  cnn_tensor *t[] = {r->y, r->gx, r->gw, r->yc, r->gwc, r->mm, r->ew, r->sum};
+  for (int i = 0; i < 8; i++) cnn_tensor_release(t[i]);
+}
+
+/* ---- the same bits whoever runs a loop ---- */
+
+/* Beside a busy program the pool runs loops on the calling thread alone; the loops nested in them
+ * must still run serially, as on the pool, or the bits would depend on the machine's load: an
+ * im2col convolution's per-band GEMMs split over threads differ in the last bits from whole ones. */
+static void test_alone_gives_the_same_bits(void) {
+  CHECK(cnn_parallel_set_threads(2) == 0);
+  int64_t xs[4] = {2, 16, 32, 32}, wsz[4] = {64, 16, 3, 3}, as[2] = {96, 512}, bs[2] = {512, 96};
+  cnn_tensor *x = check_rand_tensor(&rng, 4, xs), *w = check_rand_tensor(&rng, 4, wsz);
+  cnn_tensor *a = check_rand_tensor(&rng, 2, as), *b = check_rand_tensor(&rng, 2, bs);
+  cnn_conv2d_params p = {{2, 2}, {1, 1}, {1, 1}, {1, 1}, 1}; /* stride 2: im2col */
+  cnn_tensor *y[2], *gw[2], *mm[2];
+  for (int k = 0; k < 2; k++) {
+    cnn_parallel_force_alone(k == 1);
+    y[k] = cnn_conv2d_forward(x, w, NULL, &p);
+    gw[k] = NULL;
+    if (y[k]) cnn_conv2d_backward(y[k], x, NULL, x->size, w->size, &p, NULL, &gw[k], NULL);
+    mm[k] = cnn_mm_matmul(a, b);
+  }
+  cnn_parallel_force_alone(false);
+  CHECK(same_bits(y[0], y[1]));
+  CHECK(same_bits(gw[0], gw[1]));
+  CHECK(same_bits(mm[0], mm[1]));
+  for (int k = 0; k < 2; k++) cnn_tensor_release(y[k]), cnn_tensor_release(gw[k]), cnn_tensor_release(mm[k]);
+  cnn_tensor_release(x), cnn_tensor_release(w), cnn_tensor_release(a), cnn_tensor_release(b);
+}
+
+/* the child's checks: 2 threads, both running, the parent's bits; a grandchild likewise */
+static int child_checks(const results *want, const cnn_tensor *x, const cnn_tensor *w, const cnn_tensor *a,
+                        const cnn_tensor *b, int depth) {
+  int bad = 0;
+  if (cnn_parallel_get_threads() != 2) bad |= 1 << 8;
+  if (!two_threads_run()) bad |= 1 << 9;
+  results got = compute(x, w, a, b);
+  bad |= compare(want, &got);
+  release(&got);
+  if (depth == 0) { /* a child of the child, forked after the child's own pool ran */
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid == 0) {
+      alarm(60);
+      exit(child_checks(want, x, w, a, b, 1) ? 1 : 0);
+    }
+    int status = 0;
+    if (pid < 0 || waitpid(pid, &status, 0) != pid || !WIFEXITED(status) || WEXITSTATUS(status) != 0) bad |= 1 << 10;
+  }
+  return bad;
+}
+
+/* After the 2-thread pool ran kernels, fork: the child runs the same kernels on 2 threads and gets
+ * the parent's bits, forks a grandchild that does the same, and exits 0 through exit() (atexit
+ * handlers and all); alarm() turns a hang into a failure. The parent's pool still works after. */
+static void test_fork_after_threads_ran(void) {
+  CHECK(cnn_parallel_set_threads(2) == 0);
+  int64_t xs[4] = {8, 6, 20, 20}, wsz[4] = {16, 6, 5, 5}, as[2] = {256, 256};
+  cnn_tensor *x = check_rand_tensor(&rng, 4, xs), *w = check_rand_tensor(&rng, 4, wsz);
+  cnn_tensor *a = check_rand_tensor(&rng, 2, as), *b = check_rand_tensor(&rng, 2, as);
+  results want = compute(x, w, a, b);
+  CHECK(two_threads_run()); /* the parent's worker is running, as the child's must */
+  fflush(NULL);
+  pid_t pid = fork();
+  if (pid == 0) {
+    alarm(60);
+    int bad = child_checks(&want, x, w, a, b, 0);
+    if (bad) fprintf(stderr, "forked child: checks 0x%x failed\n", bad);
+    release(&want);
+    cnn_tensor_release(x), cnn_tensor_release(w), cnn_tensor_release(a), cnn_tensor_release(b);
+    exit(bad ? 1 : 0);
+  }
+  int status = 0;
+  CHECK(pid > 0 && waitpid(pid, &status, 0) == pid);
+  CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+  if (WIFSIGNALED(status)) fprintf(stderr, "forked child died of signal %d\n", WTERMSIG(status));
+  results again = compute(x, w, a, b);
+  CHECK(compare(&want, &again) == 0);
+  release(&again);
+  release(&want);
+  cnn_tensor_release(x), cnn_tensor_release(w), cnn_tensor_release(a), cnn_tensor_release(b);
+}
+
+int main(void) {
+  test_every_index_once();
+  test_nested_loops_run_inline();
+  test_alone_gives_the_same_bits();
+  test_two_submitting_threads();
+  test_bad_counts_are_errors();
+  test_thread_creation_failure_is_an_error();
+  test_fork_after_threads_ran();
+  return check_summary("test_parallel");
+}
