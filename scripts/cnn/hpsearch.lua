@@ -76,14 +76,6 @@ local function mkdir_p(dir)
   end
 end
 
--- How many threads a forked trial may use. libgomp's pool does not survive fork(): once this
--- process has run a parallel region, a child that starts one with several threads hangs. One
--- thread never enters the pool.
-local function fork_threads(wanted)
-  local _ = wanted
-  return 1
-end
-
 -- ---------------------------------------------------------------------------------------------
 -- The spec
 
@@ -449,7 +441,7 @@ end
 
 function Search:run_workers(pending)
   self.running, self.nrunning = {}, 0
-  self.child_threads = fork_threads(self.threads)
+  self.child_threads = self.threads -- the thread pool survives fork(): a child starts its own
   local ok, err = pcall(function()
     while #pending > 0 or self.nrunning > 0 do
       while self.nrunning < self.s.workers and #pending > 0 do self:launch(table.remove(pending, 1)) end
@@ -621,7 +613,7 @@ local function search(s)
     local from = {}
     if resumed > 0 then from[#from + 1] = string.format("%d from %s", resumed, s.log) end
     if merged > 0 then from[#from + 1] = string.format("%d merged", merged) end
-    local threads = s.workers > 0 and fork_threads(self.threads) or core.get_num_threads()
+    local threads = s.workers > 0 and self.threads or core.get_num_threads()
     self.view:line(string.format("hpsearch: %s search, %d trials%s; %s", s.strategy, #s.trials,
       #from > 0 and " (" .. table.concat(from, ", ") .. " already done)" or "",
       s.workers > 0 and string.format("%d worker%s x %d thread%s", s.workers, s.workers > 1 and "s" or "",
@@ -686,9 +678,8 @@ end
 --- from a script, `cnnlua -e`, `cnnlua -i` and the REPL prompt, and one session can run any number of
 --- searches one after another. A trial's process calls cnn.set_num_threads(threads) and
 --- cnn.manual_seed(trial.seed) before the objective, so a trial re-run with its params and seed gives
---- the same metric. (Until the thread layer survives fork(), a forked trial runs its kernels on one
---- thread: a child of a process whose OpenMP pool has started would hang in its first parallel
---- region.) A trial's output goes to a temporary file; its end is kept in a failed trial's record.
+--- the same metric, on as many threads (the thread pool survives fork(): a child starts its own
+--- workers). A trial's output goes to a temporary file; its end is kept in a failed trial's record.
 --- workers = 0 runs the trials one by one in this process (for debugging; the caller's random state
 --- is restored after each; a crash ends the search). A trial whose objective raises, whose process
 --- dies (os.exit, a signal), that runs past `timeout` or that returns NaN or inf is recorded
