@@ -22,7 +22,7 @@
 #include <editline/readline.h>
 #include <cblas.h> /* openblas_get_config */
 
-#include "cnn/dist.h"
+#include "dist/dist.h"
 
 int luaopen_cnn_core(lua_State *L); /* bindings/core/lcnn.c */
 

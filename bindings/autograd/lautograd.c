@@ -7,8 +7,8 @@
 
 #include "cnn/autograd.h"
 #include "cnn/error.h"
-#include "cnn/iter.h"
 #include "cnn/ops.h"
+#include "core/iter.h"
 
 static _Thread_local lua_State *backward_L; /* the thread running backward, for Lua nodes */
 

@@ -3,8 +3,8 @@
  * created by the Lua side. Errors name the optimiser and the parameter's 1-based position. */
 #include "lcnn.h"
 
+#include "autograd/optim.h"
 #include "cnn/error.h"
-#include "cnn/optim.h"
 
 static double group_number(lua_State *L, int group, const char *key, const char *fn) {
   lua_getfield(L, group, key);

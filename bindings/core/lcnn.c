@@ -15,10 +15,10 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "cnn/alloc.h"
+#include "autograd/conv.h"
 #include "cnn/autograd.h"
-#include "cnn/conv.h"
 #include "cnn/error.h"
+#include "core/alloc.h"
 
 /* 16 MB: LeNet training peaks at 79 MB instead of 112 MB with 48 MB, at the same speed
  * (scripts/tools/bench_suite.lua lenet_train, interleaved) */

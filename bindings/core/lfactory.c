@@ -5,14 +5,14 @@
 #include <math.h>
 #include <string.h>
 
+#include "autograd/conv.h"
 #include "cnn/autograd.h"
-#include "cnn/conv.h"
 #include "cnn/elementwise.h"
 #include "cnn/error.h"
 #include "cnn/ops.h"
-#include "cnn/parallel.h"
 #include "cnn/random.h"
 #include "cnn/rng.h"
+#include "core/parallel.h"
 
 static const char *const create_opts[] = {"dtype", "requires_grad", NULL};
 

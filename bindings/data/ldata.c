@@ -12,10 +12,10 @@
 #include <string.h>
 
 #include "cnn/error.h"
-#include "cnn/loader.h"
 #include "cnn/rng.h"
-#include "cnn/kernels/resize.h"
-#include "cnn/transforms.h"
+#include "data/loader.h"
+#include "data/transforms.h"
+#include "kernels/resize.h"
 
 #define LDATA_PIPELINE "cnn.Pipeline"
 #define LDATA_SOURCE "cnn.ImageSource"

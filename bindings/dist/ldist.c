@@ -5,8 +5,8 @@
 
 #include <string.h>
 
-#include "cnn/dist.h"
 #include "cnn/error.h"
+#include "dist/dist.h"
 
 /** cnn.distributed.init()
  * Joins the job the launcher (mpirun, srun) started; a world of one when none did. Idempotent. */

@@ -14,13 +14,13 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "cnn/batch.h"
 #include "cnn/bytes.h"
 #include "cnn/error.h"
 #include "cnn/idx.h"
 #include "cnn/image_io.h"
 #include "cnn/png_io.h"
 #include "cnn/safetensors.h"
+#include "data/batch.h"
 
 /* Raises "who: message" with no position prefix. */
 static int io_error(lua_State *L, const char *who, const char *fmt, ...) {

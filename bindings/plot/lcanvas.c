@@ -7,8 +7,8 @@
 #include <math.h>
 #include <string.h>
 
-#include "cnn/draw.h"
 #include "lcnn.h"
+#include "plot/draw.h"
 
 #define LCNN_CANVAS "cnn.Canvas"
 

@@ -5,8 +5,9 @@
 #include "cnn/autograd.h"
 #include "cnn/elementwise.h"
 #include "cnn/error.h"
-#include "cnn/iter.h"
 #include "cnn/reduce.h"
+#include "core/iter.h"
+#include "core/tensor_hooks.h"
 
 #include <pthread.h>
 #include <stdlib.h>

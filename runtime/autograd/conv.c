@@ -1,6 +1,6 @@
 /* The tensor front end of 2-d convolution (see conv.h): checks dtypes and shapes, makes the
  * operands contiguous, allocates the results and runs the float kernels of kernels/conv.c. */
-#include "cnn/conv.h"
+#include "autograd/conv.h"
 
 #include <limits.h>
 

@@ -3,8 +3,8 @@
 #include "cnn/autograd.h"
 #include "cnn/error.h"
 #include "cnn/ops.h"
-#include "cnn/parallel.h"
 #include "cnn/random.h"
+#include "core/parallel.h"
 #include "scratch.h"
 
 #include <math.h>

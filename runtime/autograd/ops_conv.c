@@ -7,6 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "autograd/conv.h"
+#include "autograd/pool.h"
 #include "cnn/autograd.h"
 #include "cnn/error.h"
 #include "cnn/ops.h"

@@ -4,9 +4,9 @@
  * by the engine. */
 #include "cnn/autograd.h"
 #include "cnn/error.h"
-#include "cnn/gemm.h"
 #include "cnn/matmul.h"
 #include "cnn/ops.h"
+#include "core/gemm.h"
 #include "scratch.h"
 
 #include <string.h>

@@ -1,12 +1,12 @@
 /* Differentiable wrappers over the kernels/nn.h kernels (see ops_nn.h): argument checks, contiguous
  * copies of strided inputs, output allocation and the autograd node. Each backward reads only the
  * tensors its forward saved, and gradients leave in the forward's shapes. */
+#include "cnn/ops_nn.h"
 #include "cnn/autograd.h"
 #include "cnn/error.h"
-#include "cnn/iter.h"
-#include "cnn/kernels/nn.h"
 #include "cnn/ops.h"
-#include "cnn/ops_nn.h"
+#include "core/iter.h"
+#include "kernels/nn.h"
 
 #include <math.h>
 #include <string.h>

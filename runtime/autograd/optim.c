@@ -1,10 +1,10 @@
 /* The tensor front end of the optimiser updates (see optim.h): every tensor is checked before the
  * first write, so an error leaves all untouched; then the kernel of kernels/optim.c runs and the
  * storages it wrote get their versions bumped. */
-#include "cnn/optim.h"
+#include "autograd/optim.h"
 
 #include "cnn/error.h"
-#include "cnn/iter.h"
+#include "core/iter.h"
 
 /* t must be a contiguous float32 tensor of the parameter's shape ("what" names it in errors). */
 static int check_like(const cnn_tensor *t, const char *what, const cnn_tensor *param) {

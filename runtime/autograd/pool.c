@@ -1,6 +1,6 @@
 /* The tensor front end of pooling (see pool.h): checks, contiguous operands, result tensors,
  * then the float kernels of kernels/pool.c. */
-#include "cnn/pool.h"
+#include "autograd/pool.h"
 
 #include <stdint.h>
 

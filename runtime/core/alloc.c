@@ -2,7 +2,7 @@
  * at most 25% slack) and released blocks wait on their class's free list until reused or until
  * the cache exceeds its limit. Invariant: live + cached bytes are exact counts of class sizes and
  * requested sizes; one mutex guards the lists because kernels may allocate from worker threads. */
-#include "cnn/alloc.h"
+#include "core/alloc.h"
 #include "cnn/error.h"
 
 #include <pthread.h>

@@ -3,7 +3,7 @@
  * fresh or exactly the view of an input, so element i is read before it is written. */
 #include "cnn/elementwise.h"
 #include "cnn/error.h"
-#include "cnn/iter.h"
+#include "core/iter.h"
 
 #include <math.h>
 #include <string.h>

@@ -2,8 +2,8 @@
  * split to pay: half a million multiply-adds a thread, ~6 us of sgemm here against ~1 us to hand a
  * panel to a worker (LeNet's first linear layer, 3M, splits; its second, 0.6M, does not); panels are whole rows of C (or whole
  * columns when C is wide and short) so threads never write the same cache line of C's interior. */
-#include "cnn/gemm.h"
-#include "cnn/parallel.h"
+#include "core/gemm.h"
+#include "core/parallel.h"
 
 #include <cblas.h>
 

@@ -2,9 +2,9 @@
  * gone and adjacent dims that every operand lays out contiguously are merged, so the innermost
  * run is as long as the layouts allow. The element space [0, numel) is split into contiguous
  * ranges of whole 16-element blocks, claimed by the pool's threads, each walked run by run. */
-#include "cnn/iter.h"
+#include "core/iter.h"
 #include "cnn/error.h"
-#include "cnn/parallel.h"
+#include "core/parallel.h"
 
 #include <stdio.h>
 #include <string.h>

@@ -3,7 +3,7 @@
  * contiguous, through strided copies otherwise. Dims and indices in messages are 1-based (Lua's). */
 #include "cnn/join.h"
 #include "cnn/error.h"
-#include "cnn/iter.h"
+#include "core/iter.h"
 
 #include <stdlib.h>
 #include <string.h>

@@ -2,10 +2,10 @@
  * read the operands in place when their strides fit either sgemm layout (a transposed view is just
  * the other layout), else from a contiguous copy. The result is always a fresh contiguous tensor. */
 #include "cnn/matmul.h"
-#include "cnn/gemm.h"
-#include "cnn/parallel.h"
 #include "cnn/error.h"
-#include "cnn/iter.h"
+#include "core/gemm.h"
+#include "core/iter.h"
+#include "core/parallel.h"
 
 #include <cblas.h>
 #include <limits.h>

@@ -7,7 +7,7 @@
  * The pool's state is guarded by `lock` (held by the submitter for a whole job) but for the
  * atomics, which the workers read. */
 #define _GNU_SOURCE /* sched_getaffinity, CPU_COUNT */
-#include "cnn/parallel.h"
+#include "core/parallel.h"
 
 #include <errno.h>
 #include <limits.h>

@@ -3,8 +3,8 @@
  * fixed blocks combined in a fixed order, so a result never depends on the thread count. */
 #include "cnn/reduce.h"
 #include "cnn/error.h"
-#include "cnn/iter.h"
-#include "cnn/parallel.h"
+#include "core/iter.h"
+#include "core/parallel.h"
 
 #include <math.h>
 #include <stdlib.h>

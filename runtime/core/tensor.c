@@ -2,9 +2,10 @@
  * (size, stride, offset) always addresses elements inside its storage: every view function
  * checks its arguments before building the new view, so no kernel needs to re-check bounds. */
 #include "cnn/tensor.h"
-#include "cnn/alloc.h"
 #include "cnn/error.h"
-#include "cnn/iter.h"
+#include "core/alloc.h"
+#include "core/iter.h"
+#include "core/tensor_hooks.h"
 
 #include <math.h>
 #include <stdlib.h>

@@ -1,11 +1,11 @@
 /* Batch assembly and batch transforms (see batch.h). Images are handled as planes: a (N, C, H, W)
  * batch is N*C planes of H*W floats; random choices are made per sample, serially, and the
  * planes are then processed in parallel, so results never depend on the thread count. */
-#include "cnn/batch.h"
+#include "data/batch.h"
 #include "cnn/error.h"
-#include "cnn/parallel.h"
 #include "cnn/random.h"
 #include "cnn/rng.h"
+#include "core/parallel.h"
 
 #include <math.h>
 #include <stdlib.h>

@@ -5,7 +5,7 @@
  * claimed only when its batch t / batch_size is fewer than prefetch batches past the caller's.
  * Invariants: a slot holds one batch from the claim of its first sample until the caller takes it;
  * `busy` counts workers between a claim and the end of its work, so a fork can wait for zero. */
-#include "cnn/loader.h"
+#include "data/loader.h"
 #include "cnn/bytes.h"
 #include "cnn/error.h"
 #include "cnn/jpeg_io.h"

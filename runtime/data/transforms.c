@@ -3,9 +3,9 @@
  * their order of operations) and the random draws follow its get_params, from the generator the
  * caller passes. Invariant: nothing here touches the runtime's global stream or thread pool except
  * cnn_tf_apply, which runs on the caller's (Lua's) thread. */
-#include "cnn/transforms.h"
+#include "data/transforms.h"
 #include "cnn/error.h"
-#include "cnn/kernels/resize.h"
+#include "kernels/resize.h"
 
 #include <math.h>
 #include <stdio.h>

@@ -2,7 +2,7 @@
  * failure becomes an error message instead of killing the job from inside a call. Invariant: every
  * rank makes the same sequence of collective calls; the header check turns a mismatch in what they
  * pass into the same error on every rank, and validation that follows it is therefore unanimous. */
-#include "cnn/dist.h"
+#include "dist/dist.h"
 
 #include <limits.h>
 #include <stdint.h>

@@ -1,7 +1,7 @@
 /* Temporary-file-then-rename writes (see atomic_file.h). The temporary name carries the pid and
  * a counter and is created with O_EXCL, so concurrent writers (search workers, ranks) never
  * share one; rename within a folder is atomic on POSIX file systems. */
-#include "cnn/atomic_file.h"
+#include "io/atomic_file.h"
 #include "cnn/error.h"
 
 #include <errno.h>

@@ -2,9 +2,9 @@
  * bytes into float32 tensors. Invariant: numel is the product of size[] and data holds numel
  * bytes; gathers check every index and the divisor before they allocate or write anything. */
 #include "cnn/bytes.h"
-#include "cnn/alloc.h"
 #include "cnn/error.h"
-#include "cnn/parallel.h"
+#include "core/alloc.h"
+#include "core/parallel.h"
 
 #include <math.h>
 #include <stdlib.h>

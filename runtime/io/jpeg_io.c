@@ -4,8 +4,8 @@
  * hold is freed on that path: the decompressor (its pools hold the row buffers), the FILE, the
  * source buffer and the tensor, all reachable from the context struct. Warnings never print. */
 #include "cnn/jpeg_io.h"
-#include "cnn/atomic_file.h"
 #include "cnn/error.h"
+#include "io/atomic_file.h"
 
 #include <errno.h>
 #include <math.h>

@@ -3,9 +3,9 @@
  * and every resource those functions hold is reachable from volatile locals or the context
  * struct, so the error path releases the FILE, libpng's structs, buffers and the tensor. */
 #include "cnn/png_io.h"
-#include "cnn/atomic_file.h"
 #include "cnn/error.h"
 #include "cnn/image_io.h"
+#include "io/atomic_file.h"
 
 #include <errno.h>
 #include <math.h>

@@ -5,8 +5,8 @@
  * memory use is bounded by the file's size. Data is then read in one sequential pass. The writer
  * builds the header with libjansson too, so names and metadata are escaped as the reader expects. */
 #include "cnn/safetensors.h"
-#include "cnn/atomic_file.h"
 #include "cnn/error.h"
+#include "io/atomic_file.h"
 
 #include <errno.h>
 #include <jansson.h>

@@ -1,8 +1,8 @@
 /* Activation kernels (see kernels/nn.h): leaky ReLU and the fused, max-subtracted softmax and
  * log-softmax with their backward from the saved output. Buffers are contiguous; a reduced dim
  * with inner > 1 is walked with stride inner, one item per (outer, inner) position. */
-#include "cnn/kernels/nn.h"
-#include "cnn/parallel.h"
+#include "core/parallel.h"
+#include "kernels/nn.h"
 
 #include <math.h>
 

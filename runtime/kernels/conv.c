@@ -3,17 +3,17 @@
  * cache. Work units (see "work units" below) run on the runtime's threads (parallel.h), each
  * calling cnn_gemm, which is serial inside a parallel loop. Each call takes its per-thread scratch from the
  * runtime allocator, whose size-class cache hands the same blocks back to the next step. */
-#include "cnn/kernels/conv.h"
+#include "kernels/conv.h"
 
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "cnn/alloc.h"
 #include "cnn/error.h"
-#include "cnn/gemm.h"
-#include "cnn/parallel.h"
 #include "conv_direct.h"
+#include "core/alloc.h"
+#include "core/gemm.h"
+#include "core/parallel.h"
 
 /* Target size of one column band (floats): 512 KiB, half a Zen 5 L2. Smaller bands keep the band
  * in cache but narrow the GEMM (16 x 448 x 144 runs at 53 GFLOP/s against 70 for 16 x 1024 x 144);

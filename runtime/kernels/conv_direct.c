@@ -23,7 +23,7 @@
 
 #include <string.h>
 
-#include "cnn/parallel.h"
+#include "core/parallel.h"
 
 #if defined(__AVX512F__)
 #define VL 16   /* floats per vector */

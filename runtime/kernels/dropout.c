@@ -1,9 +1,9 @@
 /* Inverted dropout (see kernels/nn.h). The mask is drawn serially from the runtime's seeded stream in
  * element order, so the same seed gives the same mask whatever the thread count; applying it (and
  * the backward, the same product) runs in parallel. */
-#include "cnn/kernels/nn.h"
-#include "cnn/parallel.h"
 #include "cnn/rng.h"
+#include "core/parallel.h"
+#include "kernels/nn.h"
 
 #include <math.h>
 

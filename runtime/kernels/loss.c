@@ -3,8 +3,8 @@
  * (outer, C, inner); item w = o * inner + i reads its C scores with stride inner. Labels are
  * checked once, serially, before any kernel runs, so kernels index with them freely. */
 #include "cnn/error.h"
-#include "cnn/kernels/nn.h"
-#include "cnn/parallel.h"
+#include "core/parallel.h"
+#include "kernels/nn.h"
 
 #include <math.h>
 #include <string.h>

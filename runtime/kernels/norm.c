@@ -3,8 +3,8 @@
  * Inputs are viewed as (N, C, S): S = 1 for (N, C), H * W for images. Batch norm works per channel
  * (threads split channels, so any thread count gives the same bits); LRN per (image, channel)
  * plane. Sums end in double: batch norm's run in float lanes over blocks of ~4K values first. */
-#include "cnn/kernels/nn.h"
-#include "cnn/parallel.h"
+#include "core/parallel.h"
+#include "kernels/nn.h"
 
 #include <math.h>
 #include <stddef.h>

@@ -1,12 +1,12 @@
 /* Optimiser update kernels (see kernels/optim.h): SGD, Adam/AdamW, RMSprop and Adagrad over one
  * parameter's float array, one pass over the elements, in float32 with the scalars rounded once
  * like PyTorch's CPU kernels. */
-#include "cnn/kernels/optim.h"
+#include "kernels/optim.h"
 
 #include <math.h>
 #include <stddef.h>
 
-#include "cnn/parallel.h"
+#include "core/parallel.h"
 
 /* Runs f over [0, n) in 16-element blocks on the pool (an update is per element: the same bits
  * for any split, and threads never share a cache line); serial below the grain. */

@@ -1,13 +1,13 @@
 /* Pooling kernels (see kernels/pool.h). Every (image, channel) plane is independent: loops run
  * over planes on the runtime's threads (parallel.h), forward and backward alike, so each gradient
  * plane is written by one thread in a fixed order. Window bounds follow PyTorch's CPU kernels exactly. */
-#include "cnn/kernels/pool.h"
+#include "kernels/pool.h"
 
 #include <math.h>
 #include <stdint.h>
 #include <string.h>
 
-#include "cnn/parallel.h"
+#include "core/parallel.h"
 
 cnn_pool2d_params cnn_pool2d_default_params(int64_t k) {
   cnn_pool2d_params p = {{k, k}, {k, k}, {0, 0}, {1, 1}, false, true, 0};

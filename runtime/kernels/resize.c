@@ -2,7 +2,7 @@
  * indices and weights per output index), computed once per call in float32 with ATen's formulas,
  * then a horizontal pass over every input row into one intermediate plane and a vertical pass
  * from it. Invariant: every tap index lies inside its axis, so the passes never check bounds. */
-#include "cnn/kernels/resize.h"
+#include "kernels/resize.h"
 #include "cnn/error.h"
 
 #include <math.h>

@@ -4,9 +4,9 @@
  * The user space is shifted half a pixel, so integer coordinates are pixel centres. Geometry
  * is cut to SAFE before cairo sees it: cairo's 24.8 fixed point wraps beyond about 8e6, and an
  * arc of huge radius never finishes. */
-#include "cnn/draw.h"
-#include "cnn/atomic_file.h"
+#include "plot/draw.h"
 #include "cnn/error.h"
+#include "io/atomic_file.h"
 
 #include <cairo-ft.h>
 #include <cairo-pdf.h>

@@ -4,13 +4,13 @@
  * against cnn_idx_load's float32 images, with strided, empty and out-of-range indices and on
  * 1 and 2 threads. */
 #include "check.h"
-#include "tmpfiles.h"
-#include "cnn/alloc.h"
 #include "cnn/bytes.h"
 #include "cnn/error.h"
 #include "cnn/idx.h"
-#include "cnn/parallel.h"
 #include "cnn/tensor.h"
+#include "core/alloc.h"
+#include "core/parallel.h"
+#include "tmpfiles.h"
 
 #include <math.h>
 #include <stdio.h>

@@ -4,12 +4,12 @@
  * threads, both algorithms (im2col, and the direct kernels of conv_direct.c for stride-1 layers,
  * with shapes that hit their tile and slab tails); determinism of the threaded weight gradient;
  * the workspace staying put once warm; error messages. */
+#include "autograd/conv.h"
 #include "check.h"
-#include "cnn/alloc.h"
-#include "cnn/conv.h"
 #include "cnn/error.h"
-#include "cnn/parallel.h"
 #include "cnn/tensor.h"
+#include "core/alloc.h"
+#include "core/parallel.h"
 
 #include <math.h>
 #include <stdio.h>

@@ -3,9 +3,9 @@
  * DejaVu Sans' advance widths (font units from its hmtx table, 2048 an em), geometry far outside
  * or non-finite drawing only what is visible, and the three file formats by their bytes. */
 #include "check.h"
-#include "tmpfiles.h"
-#include "cnn/draw.h"
 #include "cnn/error.h"
+#include "plot/draw.h"
+#include "tmpfiles.h"
 
 #include <math.h>
 #include <stdio.h>

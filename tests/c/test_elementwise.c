@@ -3,9 +3,9 @@
  * Exits non-zero and prints each failed expectation. */
 #include "cnn/elementwise.h"
 #include "cnn/error.h"
-#include "cnn/iter.h"
 #include "cnn/reduce.h"
 #include "cnn/tensor.h"
+#include "core/iter.h"
 
 #include <math.h>
 #include <stdio.h>

@@ -3,14 +3,14 @@
  * byte flips must give an error naming the file or a valid tensor, never a crash (run under
  * ASan in CI); epoch orders, gathering and the batch transforms against hand-worked values. */
 #include "check.h"
-#include "tmpfiles.h"
-#include "cnn/batch.h"
 #include "cnn/error.h"
 #include "cnn/idx.h"
 #include "cnn/png_io.h"
 #include "cnn/rng.h"
 #include "cnn/safetensors.h"
 #include "cnn/tensor.h"
+#include "data/batch.h"
+#include "tmpfiles.h"
 
 #include <math.h>
 #include <stdio.h>

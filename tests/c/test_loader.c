@@ -7,8 +7,8 @@
 #include "check.h"
 #include "cnn/image_io.h"
 #include "cnn/jpeg_io.h"
-#include "cnn/loader.h"
-#include "cnn/transforms.h"
+#include "data/loader.h"
+#include "data/transforms.h"
 
 #include <math.h>
 #include <stdlib.h>

@@ -3,9 +3,9 @@
  * label checking messages, dropout's seeded mask, and bit-identical results on 1 and 2 threads. */
 #include "check.h"
 #include "cnn/error.h"
-#include "cnn/kernels/nn.h"
-#include "cnn/parallel.h"
 #include "cnn/rng.h"
+#include "core/parallel.h"
+#include "kernels/nn.h"
 
 #include <math.h>
 #include <stdio.h>

@@ -2,9 +2,9 @@
  * small tensors,
  * against a plain double-precision reference loop on a tensor big enough to run on threads,
  * and the checks: a refused call names the problem and leaves every tensor untouched. */
+#include "autograd/optim.h"
 #include "check.h"
 #include "cnn/error.h"
-#include "cnn/optim.h"
 #include "cnn/tensor.h"
 
 #include <math.h>

@@ -4,11 +4,11 @@
  * that leave the count as it was; and a process forked after multi-threaded kernels ran computes
  * the same bits in the child, with two threads really running there, and exits cleanly. */
 #include "check.h"
-#include "cnn/conv.h"
+#include "autograd/conv.h"
 #include "cnn/elementwise.h"
 #include "cnn/matmul.h"
-#include "cnn/parallel.h"
 #include "cnn/reduce.h"
+#include "core/parallel.h"
 
 #include <pthread.h>
 #include <signal.h>

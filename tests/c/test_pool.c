@@ -2,11 +2,11 @@
  * written here (window enumerated element by element, divisors counted, adaptive bounds from
  * floating point floor/ceil), over overlapping windows, padding, dilation, ceil_mode, count_include_pad,
  * divisor_override, 3-d and non-contiguous inputs, 1 and 2 threads; NaN handling; errors. */
+#include "autograd/pool.h"
 #include "check.h"
 #include "cnn/error.h"
-#include "cnn/parallel.h"
-#include "cnn/pool.h"
 #include "cnn/tensor.h"
+#include "core/parallel.h"
 
 #include <math.h>
 #include <stdio.h>

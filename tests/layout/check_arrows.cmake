@@ -2,10 +2,11 @@
 # run by ctest as `cmake -DROOT=<source dir> -P check_arrows.cmake`; fails listing every include
 # that runs against an arrow and every .c that sits directly in runtime/ or bindings/.
 #
-# A public header runtime/include/cnn/kernels/X.h belongs to kernels; cnn/X.h to the other folder
-# holding X.c (conv.h is autograd/conv.c's, the tensor front end of kernels/conv.c), or to the
-# one OWNERS names when there is no X.c. Each folder may include the headers of the folders
-# it may use, and its own private headers (beside its .c files).
+# A public header runtime/include/cnn/X.h (the installed C API; X.h.in when the build generates it)
+# belongs to the folder holding X.c, or to the one OWNERS names when there is no X.c; cnn/cnn.h,
+# the umbrella, includes the others and belongs to none. A private header runtime/F/X.h belongs to
+# folder F and is included as "F/X.h" (or as "X.h" from beside it). Each folder may include the
+# headers of the folders it may use, and its own.
 cmake_minimum_required(VERSION 3.18)
 set(ROLES core kernels autograd io data dist plot)
 set(MAY_USE_core core)
@@ -17,8 +18,10 @@ set(MAY_USE_dist dist core)
 set(MAY_USE_plot plot io core) # io: atomic writes of the saved charts
 # core headers a kernel may include: no tensors in them
 set(KERNEL_MAY_USE_FROM_CORE error alloc parallel gemm rng)
-# headers with no X.c of their own
-set(OWNERS ops=autograd)
+# public headers with no X.c of their own
+set(OWNERS ops=autograd layer_params=kernels)
+# the umbrella header: includes every public header, owned by no folder
+set(UMBRELLA cnn)
 # third-party headers and the one folder that may include each
 set(THIRD_PARTY png.h=io zlib.h=io jansson.h=io mpi.h=dist cblas.h=core cairo.h=plot lua.h=none lauxlib.h=none
     lualib.h=none)
@@ -33,12 +36,8 @@ endforeach()
 
 # owner of public header `name` (relative to include/cnn, without .h)
 function(owner_of name out)
-  if(name MATCHES "^kernels/")
-    set(${out} kernels PARENT_SCOPE)
-    return()
-  endif()
   foreach(role IN LISTS ROLES)
-    if(NOT role STREQUAL "kernels" AND EXISTS "${ROOT}/runtime/${role}/${name}.c")
+    if(EXISTS "${ROOT}/runtime/${role}/${name}.c")
       set(${out} ${role} PARENT_SCOPE)
       return()
     endif()
@@ -73,11 +72,19 @@ function(check_file f role)
       get_filename_component(path "${dir}/${target}" REALPATH)
     elseif(EXISTS "${ROOT}/runtime/include/${target}")
       get_filename_component(path "${ROOT}/runtime/include/${target}" REALPATH)
+    elseif(EXISTS "${ROOT}/runtime/include/${target}.in")
+      get_filename_component(path "${ROOT}/runtime/include/${target}" ABSOLUTE)
+    elseif(EXISTS "${ROOT}/runtime/${target}")
+      get_filename_component(path "${ROOT}/runtime/${target}" REALPATH)
     else()
       string(APPEND problems "  ${rel}: \"${target}\" not found\n")
       continue()
     endif()
     file(RELATIVE_PATH hrel "${ROOT}/runtime" "${path}")
+    if(rel MATCHES "^runtime/include/" AND NOT hrel MATCHES "^include/")
+      string(APPEND problems "  ${rel}: a public header includes the private ${hrel} (it would not compile installed)\n")
+      continue()
+    endif()
     if(hrel MATCHES "^include/cnn/(.*)\\.h$")
       owner_of("${CMAKE_MATCH_1}" owner)
       set(name "${CMAKE_MATCH_1}")
@@ -85,9 +92,9 @@ function(check_file f role)
         string(APPEND problems "  ${rel}: cnn/${name}.h has no owning folder (no ${name}.c; add it to OWNERS)\n")
         continue()
       endif()
-    elseif(hrel MATCHES "^([a-z_]+)/")
+    elseif(hrel MATCHES "^([a-z_]+)/([a-z_]+)\\.h$")
       set(owner "${CMAKE_MATCH_1}")
-      set(name "${hrel}")
+      set(name "${CMAKE_MATCH_2}")
     else()
       string(APPEND problems "  ${rel}: \"${target}\" is outside the runtime's folders\n")
       continue()
@@ -111,14 +118,30 @@ foreach(role IN LISTS ROLES)
     check_file("${f}" ${role})
   endforeach()
 endforeach()
-file(GLOB_RECURSE headers RELATIVE "${inc}" "${inc}/*.h")
+file(GLOB_RECURSE headers RELATIVE "${inc}" "${inc}/*.h" "${inc}/*.h.in")
 foreach(h IN LISTS headers)
-  string(REGEX REPLACE "\\.h$" "" name "${h}")
+  string(REGEX REPLACE "\\.h(\\.in)?$" "" name "${h}")
+  if(name IN_LIST UMBRELLA)
+    continue()
+  endif()
+  if(h MATCHES "/")
+    string(APPEND problems "  runtime/include/cnn/${h}: public headers sit directly in include/cnn/\n")
+    continue()
+  endif()
   owner_of("${name}" owner)
   if(owner STREQUAL "")
     string(APPEND problems "  runtime/include/cnn/${h}: no owning folder (no ${name}.c; add it to OWNERS)\n")
   else()
     check_file("${inc}/${h}" ${owner})
+  endif()
+endforeach()
+
+# the umbrella includes every other public header (as "cnn/x.h": version.h is generated elsewhere)
+file(STRINGS "${inc}/cnn.h" umbrella_lines REGEX "^#include \"")
+foreach(h IN LISTS headers)
+  string(REGEX REPLACE "\\.in$" "" h "${h}")
+  if(NOT h STREQUAL "cnn.h" AND NOT "#include \"cnn/${h}\"" IN_LIST umbrella_lines)
+    string(APPEND problems "  runtime/include/cnn/cnn.h: does not include the public header ${h}\n")
   endif()
 endforeach()
 

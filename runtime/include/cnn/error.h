@@ -1,6 +1,7 @@
-/* The one error road of the runtime. A failing function sets a thread-local message and returns
+/** The one error road of the runtime. A failing function sets a thread-local message and returns
  * an error status (-1) or NULL; the caller (ultimately the Lua bindings) reads the message and
- * raises it, prefixed with the name of the user-facing function. Messages never carry that name. */
+ * raises it, prefixed with the name of the user-facing function. Messages never carry that name.
+ * Nothing in the library prints, exits or aborts on bad input. */
 #ifndef CNN_ERROR_H
 #define CNN_ERROR_H
 
@@ -10,10 +11,15 @@
 #define CNN_PRINTF(a, b)
 #endif
 
-/* Sets the message and returns -1, so `return cnn_error_set(...)` reads naturally. */
+/** Sets this thread's message (printf-style) and returns -1, so `return cnn_error_set(...)` reads
+ * naturally. For code that extends the library and reports errors the same way. */
 int cnn_error_set(const char *fmt, ...) CNN_PRINTF(1, 2);
-/* The last message set on this thread ("" if none). */
+/** The last message set on this thread ("" if none). Successful calls leave it as it was: read it
+ * right after a call that returned -1 or NULL.
+ * Ownership: returns a thread-local buffer the caller must not free; it stays valid until the next
+ * error on this thread. */
 const char *cnn_error_get(void);
+/** Empties this thread's message. */
 void cnn_error_clear(void);
 
 #endif

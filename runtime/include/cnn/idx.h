@@ -1,4 +1,4 @@
-/* IDX files (the MNIST family's format), raw or gzip-compressed: a 4-byte magic (0, 0, element
+/** IDX files (the MNIST family's format), raw or gzip-compressed: a 4-byte magic (0, 0, element
  * type, ndim), ndim big-endian uint32 sizes, then the elements, big-endian, row-major. */
 #ifndef CNN_IDX_H
 #define CNN_IDX_H
@@ -6,7 +6,7 @@
 #include "bytes.h"
 #include "tensor.h"
 
-/* Element type codes of the IDX format. */
+/** Element type codes of the IDX format. */
 enum {
   CNN_IDX_UBYTE = 0x08,
   CNN_IDX_SBYTE = 0x09,
@@ -16,10 +16,11 @@ enum {
   CNN_IDX_DOUBLE = 0x0E
 };
 
-/* "ubyte", "sbyte", "short", "int", "float", "double", or NULL for an unknown code. */
+/** "ubyte", "sbyte", "short", "int", "float", "double", or NULL for an unknown code.
+ * Ownership: returns a static string. */
 const char *cnn_idx_type_name(int code);
 
-/* Loads the IDX file at path (gzip detected by its magic bytes 1f 8b). Integer element types
+/** Loads the IDX file at path (gzip detected by its magic bytes 1f 8b). Integer element types
  * become int64 when the file has at most one dimension (labels) and float32 otherwise (images);
  * float and double become float32. Every element of a float32 result is divided by `divisor`
  * (1 leaves values as stored; 255 maps ubyte images to [0, 1] exactly as x / 255.f does).
@@ -28,7 +29,7 @@ const char *cnn_idx_type_name(int code);
  * exactly the announced bytes, sizes may not overflow, and reading stops at the first error. */
 cnn_tensor *cnn_idx_load(const char *path, double divisor, int *type_out);
 
-/* Loads a ubyte IDX file as a byte array of the file's shape, bytes as stored (a quarter of the
+/** Loads a ubyte IDX file as a byte array of the file's shape, bytes as stored (a quarter of the
  * memory of cnn_idx_load's float32 images; convert rows with cnn_bytes_gather). Same checks and
  * messages as cnn_idx_load, and files of any other element type are an error naming it. Returns
  * a new array for the caller to free with cnn_bytes_free, or NULL with the error set. */

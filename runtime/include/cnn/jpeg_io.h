@@ -1,4 +1,4 @@
-/* JPEG images through libjpeg-turbo (the libjpeg API), as float32 (C, H, W) tensors with values
+/** JPEG images through libjpeg-turbo (the libjpeg API), as float32 (C, H, W) tensors with values
  * in [0, 1]. Decoding uses the parameters PIL uses (libjpeg's defaults: the accurate integer IDCT,
  * fancy upsampling), so the pixels equal PIL's for the same file and library. */
 #ifndef CNN_JPEG_IO_H
@@ -10,10 +10,10 @@
 #include "image_io.h"
 #include "tensor.h"
 
-/* True when the bytes start like a JPEG file (the SOI marker FF D8 then another marker). */
+/** True when the bytes start like a JPEG file (the SOI marker FF D8 then another marker). */
 bool cnn_jpeg_sniff(const uint8_t *head, size_t n);
 
-/* Decodes the JPEG file at path. Grey files have 1 channel, YCbCr/RGB files 3, CMYK/YCCK files
+/** Decodes the JPEG file at path. Grey files have 1 channel, YCbCr/RGB files 3, CMYK/YCCK files
  * 4 as libjpeg stores them and are turned into RGB as PIL's convert("RGB") does after its
  * Adobe-polarity inversion. Channels by mode as for PNG (image_io.h): AUTO gives 1 for grey and
  * 3 otherwise; GRAY converts colour with PIL's convert("L") formula; RGB repeats grey; RGBA adds
@@ -25,7 +25,7 @@ bool cnn_jpeg_sniff(const uint8_t *head, size_t n);
  * an error that starts with the path. */
 cnn_tensor *cnn_jpeg_load(const char *path, cnn_image_mode mode, bool exif);
 
-/* The same decoding in two steps, for a loader that picks what to decode from the image's size
+/** The same decoding in two steps, for a loader that picks what to decode from the image's size
  * (a random crop): cnn_jpeg_open reads the header and checks the limits; cnn_jpeg_size gives the
  * size after EXIF orientation; cnn_jpeg_read8 decodes, once, the bytes of the rectangle
  * window = {top, left, height, width} (oriented coordinates; NULL for everything) as interleaved
@@ -40,7 +40,7 @@ void cnn_jpeg_size(const cnn_jpeg_reader *r, int64_t *h, int64_t *w);
 int cnn_jpeg_read8(cnn_jpeg_reader *r, cnn_image_mode mode, const int64_t *window, cnn_image8 *out);
 void cnn_jpeg_close(cnn_jpeg_reader *r); /* NULL is a no-op */
 
-/* Writes a baseline JPEG (libjpeg's defaults: 4:2:0 chroma for colour, as PIL saves) from a
+/** Writes a baseline JPEG (libjpeg's defaults: 4:2:0 chroma for colour, as PIL saves) from a
  * float32 tensor of shape (H, W), (1, H, W) or (3, H, W), values clamped to [0, 1] and stored as
  * floor(v * 255 + 0.5). quality is 1..100 (75 is PIL's default). Written to a temporary file
  * beside path and renamed over it. Returns 0, or -1 with an error that starts with the path. */

@@ -1,17 +1,19 @@
-/* Differentiable convolution and pooling (the layer the bindings call for cnn.F.conv2d and the
- * pools): each runs its kernel from conv.h / pool.h and, when grad mode is on and an input requires
+/** Differentiable convolution and pooling (the layer the bindings call for cnn.F.conv2d and the
+ * pools): each runs its kernel and, when grad mode is on and an input requires
  * grad, records a node whose backward computes only the gradients some input needs. Inputs are
  * (N, C, H, W) or unbatched (C, H, W). Functions return a new reference, or NULL with the error set. */
 #ifndef CNN_OPS_CONV_H
 #define CNN_OPS_CONV_H
 
-#include "conv.h"
-#include "pool.h"
+#include "layer_params.h"
+#include "tensor.h"
 
-/* x: (N, C, H, W) or (C, H, W), w: (O, C/g, kh, kw), b: (O) or NULL -> (N, O, oh, ow) or (O, oh, ow) */
+/** 2-d convolution (cross-correlation, as PyTorch's conv2d) of float32 tensors, laid out by p:
+ * x: (N, C, H, W) or (C, H, W), w: (O, C/g, kh, kw), b: (O) or NULL -> (N, O, oh, ow) or (O, oh, ow). */
 cnn_tensor *cnn_op_conv2d(const cnn_tensor *x, const cnn_tensor *w, const cnn_tensor *b, const cnn_conv2d_params *p);
-/* x: (..., H, W) -> (..., oh, ow). When indices is non-NULL it receives a new reference to the
- * 0-based argmax positions (int64, flat in each H x W plane). */
+/** Pooling over the last two dims of float32 tensors, x: (..., H, W) -> (..., oh, ow): max and
+ * average over the windows of p, adaptive average to an (oh, ow) output. When indices is non-NULL
+ * it receives the 0-based argmax positions of the max pool (int64, flat in each H x W plane). */
 cnn_tensor *cnn_op_max_pool2d(const cnn_tensor *x, const cnn_pool2d_params *p, cnn_tensor **indices);
 cnn_tensor *cnn_op_avg_pool2d(const cnn_tensor *x, const cnn_pool2d_params *p);
 cnn_tensor *cnn_op_adaptive_avg_pool2d(const cnn_tensor *x, int64_t oh, int64_t ow);

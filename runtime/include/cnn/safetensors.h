@@ -1,4 +1,4 @@
-/* safetensors files (Hugging Face's format): an 8-byte little-endian header length N, N bytes of
+/** safetensors files (Hugging Face's format): an 8-byte little-endian header length N, N bytes of
  * JSON mapping each tensor name to {"dtype", "shape", "data_offsets": [begin, end]} (offsets into
  * the data that follows the header) plus an optional "__metadata__" string-to-string map, then
  * the tensors' bytes, little-endian, row-major, packed with no gaps or overlaps. */
@@ -9,7 +9,7 @@
 
 #define CNN_SAFETENSORS_MAX_HEADER 100000000u /* the reference implementation's limit */
 
-/* What a file holds. Names and metadata are NUL-terminated UTF-8 without embedded NULs. */
+/** What a file holds. Names and metadata are NUL-terminated UTF-8 without embedded NULs. */
 typedef struct cnn_safetensors {
   size_t n; /* tensors, in the order of their data in the file */
   char **names;
@@ -19,18 +19,20 @@ typedef struct cnn_safetensors {
   char **meta_values;
 } cnn_safetensors;
 
-/* Reads every tensor of the file at path into *out (zeroed first; free with
- * cnn_safetensors_clear). F32 stays float32 and I64 int64; F16, BF16, F64, F8_E4M3 and F8_E5M2
+/** Reads every tensor of the file at path into *out (zeroed first; cleared with
+ * cnn_safetensors_clear, which releases every tensor and string and leaves it empty). F32 stays float32 and I64 int64; F16, BF16, F64, F8_E4M3 and F8_E5M2
  * become float32; I8, U8, I16, U16, I32, U32, U64 (when it fits) and BOOL (0/1) become int64.
  * The whole file is validated before data is read: header length against the 100 MB limit and
  * the file, strict JSON (libjansson: RFC 8259, valid UTF-8, no duplicate keys, no NUL bytes,
  * nesting at most 64 deep), known dtypes, integer shapes whose byte size matches their offsets,
  * and offsets that tile the data exactly. Returns 0, or -1 with an error that starts with the
- * path; nothing is kept on failure. */
+ * path; nothing is kept on failure.
+ * Ownership: *out receives new references to the tensors and strings from malloc, which
+ * cnn_safetensors_clear gives up (a tensor the caller retained lives on); path borrowed. */
 int cnn_safetensors_load(const char *path, cnn_safetensors *out);
 void cnn_safetensors_clear(cnn_safetensors *st);
 
-/* Writes n named float32/int64 tensors (any strides) and nmeta metadata pairs: header members
+/** Writes n named float32/int64 tensors (any strides) and nmeta metadata pairs: header members
  * "__metadata__" first, then tensors in byte order of their names, which is also the order of
  * their data; the header is padded with spaces to a multiple of 8 bytes. The file is written
  * beside path and renamed over it when complete. Returns 0, or -1 with the error set. */

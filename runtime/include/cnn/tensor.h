@@ -1,4 +1,4 @@
-/* Tensors, the TH model: a reference-counted storage (bytes + a version counter shared by every
+/** Tensors, the TH model: a reference-counted storage (bytes + a version counter shared by every
  * view) and a view of it (dtype, sizes, strides and offset in elements). View functions only edit
  * the view; nothing here records autograd history (see ops.h for the differentiable layer).
  * Dimensions and indices are 0-based in C; the bindings translate Lua's 1-based ones.
@@ -10,21 +10,27 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/** The most dimensions a tensor has. */
 #define CNN_MAX_DIMS 16
 
+/** The element types: 32-bit floats and 64-bit integers (indices, labels). */
 typedef enum cnn_dtype { CNN_FLOAT32 = 0, CNN_INT64 = 1 } cnn_dtype;
 
+/** The bytes behind one or more views, counted by reference. Read-only for users. */
 typedef struct cnn_storage {
   int refcount;
   uint64_t version; /* bumped by every in-place write through any view */
   size_t nbytes;
-  void *data; /* from cnn_alloc */
+  void *data; /* from the runtime's allocator */
 } cnn_storage;
 
 /* The autograd layer's graph node (autograd.h). The core holds a tensor's grad_fn without knowing
- * its layout: it drops and names it through the hooks the autograd layer installs. */
+ * its layout: it drops and names it through hooks the autograd layer installs. */
 struct cnn_node;
 
+/** A tensor: a view (dtype, sizes, strides, offset) of a storage, plus its autograd state. Read the
+ * fields freely; change them only through the functions here (requires_grad on a leaf may be set
+ * directly, as `t.requires_grad = true` does in PyTorch). */
 typedef struct cnn_tensor {
   int refcount;
   cnn_dtype dtype;
@@ -35,81 +41,105 @@ typedef struct cnn_tensor {
   cnn_storage *storage;
   /* autograd: requires_grad is the user's flag on leaves and true on every recorded output */
   bool requires_grad;
-  struct cnn_tensor *grad;  /* owned; NULL until a backward reaches this leaf */
-  struct cnn_node *grad_fn; /* owned (released through the hooks below); NULL for leaves */
+  struct cnn_tensor *grad;  /* owned by the tensor; NULL until a backward reaches this leaf */
+  struct cnn_node *grad_fn; /* owned by the tensor; NULL for leaves */
   int output_nr;            /* which output of grad_fn this is */
 } cnn_tensor;
 
+/** The size of one element of dt in bytes (4 or 8). */
 size_t cnn_dtype_size(cnn_dtype dt);
-const char *cnn_dtype_name(cnn_dtype dt); /* "float32", "int64" */
+/** The name of dt: "float32" or "int64".
+ * Ownership: returns a static string. */
+const char *cnn_dtype_name(cnn_dtype dt);
 
-/* Lifetime. release(NULL) is a no-op. Releasing the last reference frees grad, grad_fn, storage. */
+/** A new reference to t (its count goes up by one).
+ * Ownership: returns t itself with one more reference, which the caller releases. */
 cnn_tensor *cnn_tensor_retain(cnn_tensor *t);
+/** Gives up one reference to t; NULL is a no-op. Releasing the last reference frees the tensor, its
+ * grad and grad_fn, and the storage once no other view holds it.
+ * Ownership: takes the caller's reference (t must not be used afterwards unless another is held). */
 void cnn_tensor_release(cnn_tensor *t);
 
-/* What the core may do with a grad_fn: drop a reference, read its name (for printing). The autograd
- * layer installs these before it makes its first node, so the core never links against it. */
-typedef struct cnn_grad_fn_hooks {
-  void (*release)(struct cnn_node *node);
-  const char *(*name)(const struct cnn_node *node);
-} cnn_grad_fn_hooks;
-void cnn_tensor_set_grad_fn_hooks(const cnn_grad_fn_hooks *hooks);
-/* The name of t's grad_fn ("MulBackward"), or NULL for a leaf. */
+/** The name of t's grad_fn ("MulBackward"), or NULL for a leaf.
+ * Ownership: returns a static string. */
 const char *cnn_tensor_grad_fn_name(const cnn_tensor *t);
 
-/* Creation: contiguous, fresh storage. Sizes are checked (negative, product overflow, memory). */
+/** New contiguous tensors of the given shape (ndim sizes; ndim 0 for a scalar) and dtype: empty
+ * leaves the values unset, zeros fills them with 0, full with value. Sizes are checked (negative,
+ * product overflow, memory). */
 cnn_tensor *cnn_tensor_empty(cnn_dtype dt, int ndim, const int64_t *size);
 cnn_tensor *cnn_tensor_zeros(cnn_dtype dt, int ndim, const int64_t *size);
 cnn_tensor *cnn_tensor_full(cnn_dtype dt, int ndim, const int64_t *size, double value);
-cnn_tensor *cnn_tensor_scalar(cnn_dtype dt, double value); /* 0-d */
-cnn_tensor *cnn_tensor_empty_like(const cnn_tensor *t);    /* same dtype and shape, contiguous */
+/** A 0-d tensor holding value. */
+cnn_tensor *cnn_tensor_scalar(cnn_dtype dt, double value);
+/** An uninitialised contiguous tensor of t's dtype and shape. */
+cnn_tensor *cnn_tensor_empty_like(const cnn_tensor *t);
+/** The 1-d tensor start, start + step, ... up to end (excluded), as torch.arange. */
 cnn_tensor *cnn_tensor_arange(double start, double end, double step, cnn_dtype dt);
+/** n float32 values evenly spaced from start to end (both included), as torch.linspace. */
 cnn_tensor *cnn_tensor_linspace(double start, double end, int64_t n);
+/** The (n, m) float32 identity: ones on the diagonal, zeros elsewhere. */
 cnn_tensor *cnn_tensor_eye(int64_t n, int64_t m);
-/* Validates a shape: ndim in range, sizes >= 0, numel fits; returns 0 or -1 with error set. */
+/** Validates a shape: ndim in 0..CNN_MAX_DIMS, sizes >= 0, the element count fits; stores it in
+ * *numel_out (when not NULL). Returns 0 or -1 with the error set. */
 int cnn_shape_check(int ndim, const int64_t *size, int64_t *numel_out);
 
-/* Inspection. */
+/** The number of elements (the product of the sizes; 1 for a 0-d tensor). */
 int64_t cnn_tensor_numel(const cnn_tensor *t);
+/** True when the elements are laid out row-major without gaps. */
 bool cnn_tensor_is_contiguous(const cnn_tensor *t);
+/** True when a and b have the same sizes. */
 bool cnn_tensor_same_shape(const cnn_tensor *a, const cnn_tensor *b);
-/* Pointer to element 0 of the view (storage data + offset). */
+/** The address of element 0 of the view (storage data + offset), typed for each dtype by f32 and
+ * i64. Walk it with t->stride, or make the tensor contiguous first.
+ * Ownership: returns a pointer into t's storage: valid while some view of the storage is alive. */
 void *cnn_tensor_data(const cnn_tensor *t);
 static inline float *cnn_tensor_f32(const cnn_tensor *t) { return (float *)cnn_tensor_data(t); }
 static inline int64_t *cnn_tensor_i64(const cnn_tensor *t) { return (int64_t *)cnn_tensor_data(t); }
-/* Reads one element by 0-based multi-index (no bounds check: callers check). */
+/** Reads one element by 0-based multi-index (t->ndim entries; no bounds check: callers check), as a
+ * double; get_i64 exactly, for int64 tensors (whose values may exceed a double's 53-bit mantissa). */
 double cnn_tensor_get(const cnn_tensor *t, const int64_t *idx);
-/* Element of the flattened (row-major) view, for any strides. */
-double cnn_tensor_get_flat(const cnn_tensor *t, int64_t i);
-/* The same, exact for int64 tensors (whose values may exceed a double's 53-bit mantissa). */
-int64_t cnn_tensor_get_flat_i64(const cnn_tensor *t, int64_t i);
 int64_t cnn_tensor_get_i64(const cnn_tensor *t, const int64_t *idx);
-/* Normalises a possibly negative dim (Python style, -1 = last) against ndim; for insertion
- * (unsqueeze) pass ndim + 1. Returns -1 with the error set when out of range. */
+/** Element i of the flattened (row-major) view, for any strides (no bounds check); get_flat_i64
+ * exactly, for int64 tensors. */
+double cnn_tensor_get_flat(const cnn_tensor *t, int64_t i);
+int64_t cnn_tensor_get_flat_i64(const cnn_tensor *t, int64_t i);
+/** Normalises a possibly negative dim (Python style, -1 = last) against ndim; for insertion
+ * (unsqueeze) pass ndim + 1. Returns the dim, or -1 with the error set when out of range. */
 int cnn_dim_wrap(int dim, int ndim);
 
-/* Views: share storage and version counter; result has no autograd history. */
+/** Views: new tensors sharing t's storage and version counter, without autograd history (the
+ * differentiable versions are ops.h's cnn_op_*). alias is the whole of t; select removes dim,
+ * keeping one index; narrow keeps length indices from start; transpose swaps two dims; permute
+ * reorders all of them (dims has t->ndim entries); unsqueeze inserts a dim of size 1; squeeze
+ * removes dim if its size is 1 (every size-1 dim when dim is CNN_ALL_DIMS); expand broadcasts
+ * size-1 dims to size (ndim entries, -1 keeps a size) with stride 0. */
 cnn_tensor *cnn_tensor_alias(const cnn_tensor *t);
 cnn_tensor *cnn_tensor_select(const cnn_tensor *t, int dim, int64_t index);
 cnn_tensor *cnn_tensor_narrow(const cnn_tensor *t, int dim, int64_t start, int64_t length);
 cnn_tensor *cnn_tensor_transpose(const cnn_tensor *t, int d0, int d1);
-cnn_tensor *cnn_tensor_permute(const cnn_tensor *t, const int *dims); /* t->ndim entries */
+cnn_tensor *cnn_tensor_permute(const cnn_tensor *t, const int *dims);
 cnn_tensor *cnn_tensor_unsqueeze(const cnn_tensor *t, int dim);
-cnn_tensor *cnn_tensor_squeeze(const cnn_tensor *t, int dim); /* dim < 0 (CNN_ALL_DIMS): all size-1 */
-cnn_tensor *cnn_tensor_expand(const cnn_tensor *t, int ndim, const int64_t *size); /* -1 keeps */
-/* size may contain one -1, inferred. view fails when strides make it impossible. */
+cnn_tensor *cnn_tensor_squeeze(const cnn_tensor *t, int dim);
+cnn_tensor *cnn_tensor_expand(const cnn_tensor *t, int ndim, const int64_t *size);
+/** t with a new shape (ndim sizes, one of which may be -1: inferred) as a view; fails when t's
+ * strides make that impossible (reshape then copies). */
 cnn_tensor *cnn_tensor_view(const cnn_tensor *t, int ndim, const int64_t *size);
-/* view when possible, else a contiguous copy. */
+/** t with a new shape: a view when possible, else a contiguous copy. */
 cnn_tensor *cnn_tensor_reshape(const cnn_tensor *t, int ndim, const int64_t *size);
-/* t itself (retained) when already contiguous, else a contiguous copy. */
+/** t itself (one more reference) when already contiguous, else a contiguous copy. */
 cnn_tensor *cnn_tensor_contiguous(const cnn_tensor *t);
-cnn_tensor *cnn_tensor_clone(const cnn_tensor *t);                  /* always a fresh contiguous copy */
-cnn_tensor *cnn_tensor_to_dtype(const cnn_tensor *t, cnn_dtype dt); /* copy (retain if same) */
+/** Always a fresh contiguous copy of t. */
+cnn_tensor *cnn_tensor_clone(const cnn_tensor *t);
+/** t converted to dtype dt: a copy, or t itself (one more reference) when it has that dtype. */
+cnn_tensor *cnn_tensor_to_dtype(const cnn_tensor *t, cnn_dtype dt);
 
-/* Writes: dst keeps its view; src broadcasts to dst's shape, dtype converts. Return 0 or -1. */
+/** Writes in place: dst keeps its view; src broadcasts to dst's shape, its dtype converts. Both
+ * bump the storage's version. Return 0 or -1 with the error set. */
 int cnn_tensor_copy_(cnn_tensor *dst, const cnn_tensor *src);
 int cnn_tensor_fill_(cnn_tensor *t, double value);
 
+/** As a dim argument: every dimension (a reduction over all of them, squeeze of every size-1 dim). */
 #define CNN_ALL_DIMS (-1000)
 
 #endif

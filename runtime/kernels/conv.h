@@ -8,16 +8,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-typedef struct cnn_conv2d_params {
-  int64_t stride[2];   /* (h, w), >= 1 */
-  int64_t pad_lo[2];   /* zeros before row 0 / column 0, >= 0 */
-  int64_t pad_hi[2];   /* zeros after the last row / column, >= 0 */
-  int64_t dilation[2]; /* >= 1 */
-  int64_t groups;      /* >= 1, divides C and O */
-} cnn_conv2d_params;
-
-/* Every parameter 1 / 0 and groups 1. */
-cnn_conv2d_params cnn_conv2d_default_params(void);
+#include "cnn/layer_params.h"
 
 /* x: (N, C, H, W), w: (O, C/groups, kh, kw) -> y: (N, O, oh, ow), oh and ow as PyTorch computes them */
 typedef struct cnn_conv2d_shape {

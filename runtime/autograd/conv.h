@@ -6,8 +6,8 @@
 #ifndef CNN_CONV_H
 #define CNN_CONV_H
 
+#include "cnn/tensor.h"
 #include "kernels/conv.h"
-#include "tensor.h"
 
 /* Validates x: (N, C, H, W), w: (O, C/g, kh, kw), b: (O) or NULL against p and gives the output
  * size (oh, ow). Returns 0, or -1 with a message such as "input has 3 channels but weight expects

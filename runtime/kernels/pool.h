@@ -7,18 +7,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-typedef struct cnn_pool2d_params {
-  int64_t kernel[2];      /* (h, w), >= 1 */
-  int64_t stride[2];      /* >= 1 */
-  int64_t padding[2];     /* >= 0 and at most half the kernel: -inf (max) or 0 (avg) on both sides */
-  int64_t dilation[2];    /* max only, >= 1 */
-  bool ceil_mode;         /* round the output size up; the last window must start in the input or left padding */
-  bool count_include_pad; /* avg only: divide by the window clipped to the padded input, else to the input */
-  int64_t divisor;        /* avg only: > 0 overrides the divisor */
-} cnn_pool2d_params;
-
-/* kernel k (square), stride k, padding 0, dilation 1, count_include_pad, no ceil_mode. */
-cnn_pool2d_params cnn_pool2d_default_params(int64_t k);
+#include "cnn/layer_params.h"
 
 /* PyTorch's pooling_output_shape: the output size of one dim. */
 int64_t cnn_pool2d_out_size(int64_t in, int64_t k, int64_t pad, int64_t s, int64_t d, bool ceil_mode);

@@ -20,9 +20,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "image_io.h"
-#include "tensor.h"
-#include "transforms.h"
+#include "cnn/image_io.h"
+#include "cnn/tensor.h"
+#include "data/transforms.h"
 
 typedef struct cnn_image_source cnn_image_source;
 

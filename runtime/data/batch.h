@@ -9,7 +9,7 @@
 
 #include <stdbool.h>
 
-#include "tensor.h"
+#include "cnn/tensor.h"
 
 /* Rows of src along dim 0, picked by idx (a 1-d int64 tensor of 0-based indices, any strides):
  * a new contiguous tensor of shape (len(idx), src.size[1:]). */

@@ -5,8 +5,8 @@
 #ifndef CNN_POOL_H
 #define CNN_POOL_H
 
+#include "cnn/tensor.h"
 #include "kernels/pool.h"
-#include "tensor.h"
 
 /* Validates x and p and gives the output size (PyTorch's pooling_output_shape). */
 int cnn_pool2d_check(const cnn_tensor *x, const cnn_pool2d_params *p, int64_t out_hw[2]);

@@ -6,8 +6,8 @@
 #ifndef CNN_OPTIM_H
 #define CNN_OPTIM_H
 
+#include "cnn/tensor.h"
 #include "kernels/optim.h"
-#include "tensor.h"
 
 /* SGD with momentum:  d = g (+ wd*p);  buf = momentum*buf + (1-dampening)*d  (buf = d when
  * buf_init: the first step after the buffer was created);  d = nesterov ? d + momentum*buf : buf;

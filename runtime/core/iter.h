@@ -4,7 +4,7 @@
 #ifndef CNN_ITER_H
 #define CNN_ITER_H
 
-#include "tensor.h"
+#include "cnn/tensor.h"
 
 #define CNN_ITER_MAX_OPS 4
 

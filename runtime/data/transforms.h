@@ -9,10 +9,10 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "image_io.h"
+#include "cnn/image_io.h"
+#include "cnn/rng.h"
+#include "cnn/tensor.h"
 #include "kernels/resize.h"
-#include "rng.h"
-#include "tensor.h"
 
 #define CNN_TF_MAX_CHANNELS 64
 

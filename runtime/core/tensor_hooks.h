@@ -1,0 +1,15 @@
+/* What the core may do with a tensor's grad_fn, whose layout it does not know: drop a reference,
+ * read its name (for printing). The autograd layer installs these before it makes its first node,
+ * so the core never links against it. Internal: not part of the installed C API. */
+#ifndef CNN_TENSOR_HOOKS_H
+#define CNN_TENSOR_HOOKS_H
+
+#include "cnn/tensor.h"
+
+typedef struct cnn_grad_fn_hooks {
+  void (*release)(struct cnn_node *node);
+  const char *(*name)(const struct cnn_node *node);
+} cnn_grad_fn_hooks;
+void cnn_tensor_set_grad_fn_hooks(const cnn_grad_fn_hooks *hooks);
+
+#endif

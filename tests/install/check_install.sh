@@ -1,0 +1,41 @@
+#!/bin/sh
+# The installed libcnn as a C user meets it (ctest install_c_library): in PREFIX (installed by the
+# fixture test install_into_prefix), the headers are exactly the public ones, and a program using
+# only them builds and runs with pkg-config (PKG_CONFIG_PATH into the prefix; libcnn.so and, with
+# --static, libcnn.a) and with CMake's find_package(cnn) (cnn::cnn and cnn::cnn_static).
+#   check_install.sh PREFIX WORK_DIR SOURCE_DIR [EXTRA_CFLAGS]
+set -eu
+prefix=$1 work=$2 src=$3 extra=${4:-}
+here=$src/tests/install
+rm -rf "$work"
+mkdir -p "$work"
+fail() { echo "check_install: $*" >&2; exit 1; }
+
+# the installed headers: runtime/include/cnn/*.h and the generated version.h, nothing else
+libdir=$(dirname "$(find "$prefix" -name cnn.pc -path '*/pkgconfig/*' | head -n 1)")/..
+[ -f "$libdir/pkgconfig/cnn.pc" ] || fail "no cnn.pc under $prefix"
+expected=$( (cd "$src/runtime/include/cnn" && ls *.h; echo version.h) | sort)
+installed=$( (cd "$prefix/include/cnn" && ls) | sort)
+[ "$expected" = "$installed" ] || fail "installed headers differ from the public ones:
+$(printf '%s\n' "$expected" >"$work/e"; printf '%s\n' "$installed" >"$work/i"; diff "$work/e" "$work/i")"
+
+export PKG_CONFIG_PATH="$libdir/pkgconfig"
+# shellcheck disable=SC2086
+cc -std=c11 -Wall -Wextra -Werror -pedantic $extra "$here/consumer.c" $(pkg-config --cflags --libs cnn) \
+  -Wl,-rpath,"$libdir" -o "$work/pc_shared"
+"$work/pc_shared"
+ldd "$work/pc_shared" | grep -q "libcnn.so.* => $libdir" || fail "pc_shared does not load $libdir's libcnn.so"
+# -l:libcnn.a: the static library although libcnn.so sits beside it
+# shellcheck disable=SC2086
+cc -std=c11 -Wall -Wextra -Werror -pedantic $extra "$here/consumer.c" \
+  $(pkg-config --cflags --static --libs cnn | sed 's/-lcnn\b/-l:libcnn.a/') -o "$work/pc_static"
+"$work/pc_static"
+if ldd "$work/pc_static" | grep -q libcnn; then fail "pc_static loads libcnn.so"; fi
+
+cmake -S "$here/cmake_project" -B "$work/cmake" -DCMAKE_PREFIX_PATH="$prefix" -DCMAKE_BUILD_TYPE=Release \
+  -DCMAKE_C_FLAGS="$extra" >"$work/cmake.log" 2>&1 || { cat "$work/cmake.log"; fail "find_package(cnn) failed"; }
+cmake --build "$work/cmake" >>"$work/cmake.log" 2>&1 || { cat "$work/cmake.log"; fail "the CMake project did not build"; }
+"$work/cmake/consumer_shared"
+"$work/cmake/consumer_static"
+if ldd "$work/cmake/consumer_static" | grep -q libcnn; then fail "consumer_static loads libcnn.so"; fi
+echo "installed libcnn: pkg-config and find_package(cnn), shared and static"
