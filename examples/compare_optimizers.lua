@@ -35,8 +35,7 @@ end
 if args.limit and args.limit < 5 then parser:error("--limit must be at least 5 (N/5 test images)") end
 
 cnn.set_num_threads(args.threads)
-local out = args.out or os.date("runs/compare-%Y%m%d-%H%M%S")
-os.execute("mkdir -p '" .. out:gsub("'", "'\\''") .. "'")
+local out = cnn.trainer.out_dir {out = args.out, prefix = "compare"}
 
 -- The first n samples of ds (batches gathered by ds itself).
 local function head(ds, n)

@@ -1,6 +1,10 @@
 -- A tour of tensors and autograd: run `cnnlua examples/tour.lua`, or paste lines into `cnnlua`.
 -- Fits y = 3x - 2 by gradient descent on a hand-written model, checks a gradient, then works the
 -- course's shopping example backwards and prints its computational graph.
+if arg and arg[0] and arg[0]:match("tour%.lua$") then -- run as a script: it takes no options but --help
+  require("argparse")("tour.lua", "A tour of tensors and autograd: fit a line, check a gradient, draw a graph.")
+    :epilog("Run it, or paste its lines into cnnlua one by one."):parse(arg)
+end
 cnn.manual_seed(0)
 
 local x = cnn.linspace(-1, 1, 64):view(64, 1)          -- (64, 1)

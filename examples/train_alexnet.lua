@@ -33,7 +33,7 @@ parser:option("--seed", "Random seed (initialisation, shuffling, augmentation)."
 parser:option("--threads", "Threads for the kernels.", tostring(cnn.get_num_threads())):convert(math.tointeger)
 parser:option("--save", "Checkpoint path (default: OUT/checkpoint.safetensors).")
 parser:option("--resume", "Continue from this checkpoint (model, optimiser, epoch).")
-parser:option("--out", "Output folder (default: runs/alexnet-<time>).")
+parser:option("--out", "Output folder (default: the resumed checkpoint's folder, else runs/alexnet-<time>).")
 local args = parser:parse(arg)
 
 for _, name in ipairs {"image_size", "epochs", "batch_size", "seed", "threads", "limit"} do
@@ -52,9 +52,9 @@ end
 
 cnn.set_num_threads(args.threads)
 cnn.manual_seed(args.seed)
-local out = args.out or os.date("runs/alexnet" .. (args.full and "-full" or "") .. "-%Y%m%d-%H%M%S")
-local function sh_quote(s) return "'" .. s:gsub("'", "'\\''") .. "'" end
-os.execute("mkdir -p " .. sh_quote(out))
+-- the output folder: --out, else the folder of the checkpoint being resumed, else a new one
+local out = cnn.trainer.out_dir {out = args.out, resume = args.resume,
+                                 prefix = "alexnet" .. (args.full and "-full" or "")}
 local ckpt_path = args.save or (out .. "/checkpoint.safetensors")
 
 local function exists(p)
@@ -120,7 +120,7 @@ local _, test_acc = cnn.trainer.fit {model = model, optimizer = opt, loader = lo
   epochs = args.epochs, out = out, checkpoint = ckpt_path, resume = args.resume, lr_at = lr_at, progress_every = 5,
   title = name .. " training", extra_state = {full = args.full or false, classes = classes}}
 
-if cleanup then os.execute("rm -rf " .. sh_quote(cleanup)) end -- the synthetic shapes' temporary folder
+if cleanup then folders.remove(cleanup) end -- the synthetic shapes' temporary folder
 
 print(string.format("wrote %s/{metrics.csv,curves.png} and %s", out, ckpt_path))
 print(string.format("test accuracy: %.2f%%", 100 * test_acc))

@@ -30,7 +30,7 @@ parser:option("--save", "Checkpoint path (default: OUT/checkpoint.safetensors)."
 parser:option("--resume", "Continue from this checkpoint (model, optimiser, epoch).")
 parser:flag("--distributed",
   "Run as one rank of an MPI job (mpirun -np N cnnlua ...): --batch-size is the global batch.")
-parser:option("--out", "Output folder (default: runs/resnet<depth>-<time>).")
+parser:option("--out", "Output folder (default: the resumed checkpoint's folder, else runs/resnet<depth>-<time>).")
 local args = parser:parse(arg)
 
 for _, name in ipairs {"depth", "epochs", "batch_size", "seed", "threads", "limit"} do
@@ -48,9 +48,10 @@ end
 
 cnn.set_num_threads(args.threads)
 cnn.manual_seed(args.seed)
-local out = args.out or os.date("runs/resnet" .. args.depth .. "-%Y%m%d-%H%M%S")
 local job = cnn.trainer.job {distributed = args.distributed, batch_size = args.batch_size, seed = args.seed}
-if job.main then os.execute("mkdir -p '" .. out:gsub("'", "'\\''") .. "'") end
+-- the output folder: --out, else the folder of the checkpoint being resumed, else a new one
+local out = cnn.trainer.out_dir {out = args.out, resume = args.resume, prefix = "resnet" .. args.depth,
+                                 create = job.main}
 local ckpt_path = args.save or (out .. "/checkpoint.safetensors")
 
 local function exists(p)

@@ -6,14 +6,66 @@
 -- on a terminal a progress line updates per batch (loss, accuracy, images/s, ETA), otherwise one
 -- plain line per epoch. After every epoch the whole state (model, optimiser, epoch, history,
 -- generator state, and the caller's extra fields) goes to one checkpoint, so `resume` continues
--- exactly where an uninterrupted run would be. At the end: OUT/metrics.csv and OUT/curves.png.
+-- exactly where an uninterrupted run would be, and its row goes to OUT/metrics.csv and the curves
+-- in OUT/curves.png are redrawn: a run stopped at any point leaves its traces so far.
 -- In a cnn.distributed job of several ranks, every rank trains (the model wrapped in
 -- dist.DataParallel, the loaders sharded), the metrics are summed across ranks, and only rank 0
 -- prints and writes files.
+local lfs = require "lfs"
+
 local trainer = {}
 
 -- `cnn` requires this file while it loads, so the module table is fetched on use
 local function C() return require "cnn" end
+
+-- mkdir -p, with lfs
+local function mkdir_p(dir)
+  local path = dir:sub(1, 1) == "/" and "/" or ""
+  for part in dir:gmatch("[^/]+") do
+    path = path .. part
+    if lfs.attributes(path, "mode") == nil then
+      local ok, err = lfs.mkdir(path)
+      if not ok and lfs.attributes(path, "mode") ~= "directory" then
+        error(string.format("cannot create the folder %s: %s", path, err), 0)
+      end
+    end
+    path = path .. "/"
+  end
+end
+
+local function dirname(path)
+  local d = path:match("^(.*)/[^/]*$")
+  if d == nil then return "." end
+  return d == "" and "/" or d
+end
+
+-- Whether this process was started by an MPI or Slurm launcher: its stdout may be a pty that the
+-- launcher forwards into a pipe or a log, so a terminal there says nothing about the reader.
+local function under_launcher()
+  for _, k in ipairs{"OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_RANK", "SLURM_STEP_ID"} do
+    if os.getenv(k) then return true end
+  end
+  return false
+end
+
+--- cnn.trainer.out_dir{out=, resume=, prefix="run", create=true} -> path
+--- The folder a training run writes to, created (unless create = false) if needed.
+--- `out` when given; else, when resuming, the folder of the checkpoint being resumed (the run goes on
+--- where it left its traces); else runs/PREFIX-YYYYmmdd-HHMMSS.
+function trainer.out_dir(o)
+  if type(o) ~= "table" then error("trainer.out_dir: expected a table {out=, resume=, prefix=, create=}", 2) end
+  for k in pairs(o) do
+    if k ~= "out" and k ~= "resume" and k ~= "prefix" and k ~= "create" then
+      error("trainer.out_dir: unknown option '" .. tostring(k) .. "'", 2)
+    end
+  end
+  local out = o.out or (o.resume and dirname(o.resume)) or os.date("runs/" .. (o.prefix or "run") .. "-%Y%m%d-%H%M%S")
+  if o.create ~= false then
+    local ok, err = pcall(mkdir_p, out)
+    if not ok then error("trainer.out_dir: " .. tostring(err), 2) end
+  end
+  return out
+end
 
 -- (rank, world size) of the distributed job, (0, 1) outside one
 local function world()
@@ -108,24 +160,49 @@ function trainer.evaluate(model, loader)
   return loss / math.max(n, 1), correct / math.max(n, 1)
 end
 
-local function write_outputs(out, title, history)
-  local cnn = C()
-  local csv = assert(io.open(out .. "/metrics.csv", "w"))
-  csv:write("epoch,train_loss,train_acc,test_loss,test_acc,lr,images_per_s,seconds,peak_rss_mb\n")
-  local xs, series = {}, {train_loss = {}, test_loss = {}, train_acc = {}, test_acc = {}}
-  for _, r in ipairs(history) do
-    csv:write(string.format("%d,%.6f,%.6f,%.6f,%.6f,%.6g,%.1f,%.3f,%.1f\n", r.epoch, r.train_loss, r.train_acc,
-      r.test_loss, r.test_acc, r.lr or 0, r.images_per_s, r.seconds, r.peak_rss_mb or 0))
-    xs[#xs + 1] = r.epoch
-    for k, v in pairs(series) do v[#v + 1] = r[k] end
-  end
-  csv:close()
+local CSV_HEADER = "epoch,train_loss,train_acc,test_loss,test_acc,lr,images_per_s,seconds,peak_rss_mb\n"
+
+local function csv_row(r)
+  return string.format("%d,%.6f,%.6f,%.6f,%.6f,%s,%.1f,%.3f,%.1f\n", r.epoch, r.train_loss, r.train_acc,
+    r.test_loss, r.test_acc, type(r.lr) == "number" and string.format("%.6g", r.lr) or "", r.images_per_s,
+    r.seconds, r.peak_rss_mb or 0)
+end
+
+-- OUT/metrics.csv as the history has it (a resumed run starts from the checkpoint's rows, whatever
+-- the file held after them); written aside and renamed, so a reader never sees half of it.
+local function write_csv(out, history)
+  local path = out .. "/metrics.csv"
+  local f = assert(io.open(path .. ".tmp", "w"))
+  f:write(CSV_HEADER)
+  for _, r in ipairs(history) do f:write(csv_row(r)) end
+  f:close()
+  assert(os.rename(path .. ".tmp", path))
+end
+
+-- One epoch's row at the end of OUT/metrics.csv, in one write.
+local function append_csv(out, row)
+  local f = assert(io.open(out .. "/metrics.csv", "a"))
+  f:setvbuf("no")
+  f:write(csv_row(row))
+  f:close()
+end
+
+-- OUT/curves.png: loss and accuracy in two panels side by side (their scales differ: a test loss of
+-- 8 would flatten accuracies drawn on the same axis), drawn aside and renamed over the old one.
+local function draw_curves(out, title, history)
   if #history == 0 then return end
-  cnn.plot.lines {path = out .. "/curves.png", title = title, xlabel = "epoch", ylabel = "loss / accuracy",
-    series = {{name = "train loss", x = xs, y = series.train_loss},
-              {name = "test loss", x = xs, y = series.test_loss},
-              {name = "train accuracy", x = xs, y = series.train_acc},
-              {name = "test accuracy", x = xs, y = series.test_acc}}}
+  local xs, v = {}, {train_loss = {}, test_loss = {}, train_acc = {}, test_acc = {}}
+  for i, r in ipairs(history) do
+    xs[i] = r.epoch
+    for k, list in pairs(v) do list[i] = k:match("acc") and 100 * r[k] or r[k] end
+  end
+  local tmp = out .. "/curves.tmp.png"
+  C().plot.panels{path = tmp, title = title, cols = 2, width = 1000, height = 420, panels = {
+    {title = "loss", xlabel = "epoch", ylabel = "cross-entropy", marker = true,
+     series = {{name = "train", x = xs, y = v.train_loss}, {name = "test", x = xs, y = v.test_loss}}},
+    {title = "accuracy", xlabel = "epoch", ylabel = "accuracy (%)", marker = true,
+     series = {{name = "train", x = xs, y = v.train_acc}, {name = "test", x = xs, y = v.test_acc}}}}}
+  assert(os.rename(tmp, out .. "/curves.png"))
 end
 
 --- cnn.trainer.fit{model=, optimizer=, loader=, test_loader=, epochs=, out=, checkpoint=, resume=, lr_at=,
@@ -134,11 +211,15 @@ end
 --- On a terminal a progress line updates every progress_every batches (loss, accuracy, images/s,
 --- ETA), otherwise one line per epoch. After every epoch the whole state (model, optimiser, epoch,
 --- history, generator state, extra_state) goes to the checkpoint path, so resume (a checkpoint path)
---- continues exactly where an uninterrupted run would be. lr_at(epoch) sets the learning rate of each
---- epoch. At the end it writes OUT/metrics.csv and OUT/curves.png (title on top). In a
---- cnn.distributed job every rank trains, the metrics are summed across ranks and only rank 0 prints
---- and writes files. Returns the history (one table per epoch: epoch, train_loss, train_acc,
---- test_loss, test_acc, lr, images_per_s, seconds) and the last test accuracy.
+--- continues exactly where an uninterrupted run would be; then the epoch's row is appended to
+--- OUT/metrics.csv (its lr is the optimiser's) and OUT/curves.png is redrawn (loss and accuracy in
+--- two panels, title on top), so a run stopped at any point leaves its traces so far. A resumed run
+--- rewrites metrics.csv from the checkpoint's history first, then appends. lr_at(epoch) sets the
+--- learning rate of each epoch. The progress line needs a terminal, and is left out under an MPI or
+--- Slurm launcher (whose terminal is not the reader's). In a cnn.distributed job every rank trains,
+--- the metrics are summed across ranks and only rank 0 prints and writes files. Returns the history
+--- (one table per epoch: epoch, train_loss, train_acc, test_loss, test_acc, lr, images_per_s,
+--- seconds) and the last test accuracy.
 function trainer.fit(o)
   local cnn = C()
   local model, opt, epochs = o.model, o.optimizer, o.epochs
@@ -156,7 +237,12 @@ function trainer.fit(o)
     cnn.set_rng_state(per_rank and #per_rank == size and per_rank[rank + 1] or state.rng_state)
     if main then print(string.format("resumed from %s after epoch %d", o.resume, state.epoch)) end
   end
-  local tty, now, every = main and cnn.isatty(io.stdout), cnn.wall_time, o.progress_every or 10
+  local tty, now, every = main and cnn.isatty(io.stdout) and not under_launcher(), cnn.wall_time, o.progress_every or 10
+  if main then
+    mkdir_p(o.out)
+    mkdir_p(dirname(o.checkpoint))
+    write_csv(o.out, history)
+  end
   local stats = cnn.distributed.is_data_parallel(model) and model.stats or nil
   local test_acc = history[#history] and history[#history].test_acc or 0
   for epoch = first_epoch, epochs do
@@ -189,7 +275,7 @@ function trainer.fit(o)
     loss_sum, correct, seen = sum_across(loss_sum, correct, seen)
     local test_loss
     test_loss, test_acc = trainer.evaluate(model, o.test_loader)
-    local row = {epoch = epoch, lr = o.lr_at and opt.lr or nil, train_loss = loss_sum / math.max(seen, 1),
+    local row = {epoch = epoch, lr = opt.lr, train_loss = loss_sum / math.max(seen, 1),
                  train_acc = correct / math.max(seen, 1), test_loss = test_loss, test_acc = test_acc,
                  images_per_s = seen / math.max(elapsed, 1e-9), seconds = elapsed,
                  peak_rss_mb = (cnn.memory_stats().peak_rss_bytes or 0) / 2^20,
@@ -200,7 +286,8 @@ function trainer.fit(o)
     if main then
       print(string.format("epoch %d/%d  %strain loss %.4f  train acc %.2f%%  test loss %.4f  test acc %.2f%%  "
         .. "%.0f img/s  peak RSS %.0f MB%s",
-        epoch, epochs, row.lr and string.format("lr %.4g  ", row.lr) or "", row.train_loss, 100 * row.train_acc,
+        epoch, epochs, type(row.lr) == "number" and string.format("lr %.4g  ", row.lr) or "", row.train_loss,
+        100 * row.train_acc,
         test_loss, 100 * test_acc, row.images_per_s, row.peak_rss_mb,
         size > 1 and string.format("  (%d ranks: %.1f ms/step, %.1f%% in gradient all-reduce)", size, row.step_ms,
           100 * (row.allreduce_share or 0)) or ""))
@@ -209,9 +296,12 @@ function trainer.fit(o)
                    rng_state = cnn.get_rng_state()}
     if size > 1 then state.rng_states = cnn.distributed.all_gather(cnn.get_rng_state()) end -- every rank calls it
     for k, v in pairs(o.extra_state or {}) do state[k] = v end
-    if main then cnn.checkpoint.save(o.checkpoint, state) end
+    if main then
+      cnn.checkpoint.save(o.checkpoint, state)
+      append_csv(o.out, row)
+      draw_curves(o.out, o.title or "training", history)
+    end
   end
-  if main then write_outputs(o.out, o.title or "training", history) end
   return history, test_acc
 end
 

@@ -108,12 +108,30 @@ local function check_outputs(out, code, dir)
   assert.are.equal(2, #rows)
   assert.truthy(rows[1]:find("^epoch,train_loss,train_acc,test_loss,test_acc"))
   assert.are.equal(string.format("%.2f", acc), string.format("%.2f", 100 * csv_acc))
-  assert.are.same({3, 500, 800}, cnn.image.load(dir .. "/curves.png"):shape())
+  assert.are.same({3, 420, 1000}, cnn.image.load(dir .. "/curves.png"):shape()) -- loss and accuracy panels
   local state = cnn.checkpoint.load(dir .. "/checkpoint.safetensors")
   assert.are.equal(1, state.epoch)
   assert.is_not_nil(state.optimizer.state[1].momentum_buffer)
   return state
 end
+
+describe("every example", function()
+  it("answers --help with its usage and exit status 0, doing nothing else", function()
+    local lfs = require "lfs"
+    local names = {}
+    for name in lfs.dir("examples") do
+      if name:match("%.lua$") then names[#names + 1] = name end
+    end
+    table.sort(names)
+    assert.is_true(#names >= 7, "found " .. #names .. " examples")
+    for _, name in ipairs(names) do
+      local out, code = run(name, "--help")
+      assert.are.equal(0, code, name .. ": " .. out)
+      assert.truthy(out:find("^Usage: " .. name:gsub("%p", "%%%0")), name .. " printed: " .. out)
+      assert.truthy(out:find("-h, --help", 1, true), name .. " printed: " .. out)
+    end
+  end)
+end)
 
 describe("data.cifar10", function()
   it("parses records: labels 1..10, pixels channel-major in [0, 1], the train files in order", function()

@@ -67,7 +67,7 @@ describe("train_lenet.lua", function()
     assert.is_true(acc > 50, "a learnable synthetic task should exceed chance (10%), got " .. acc)
     -- not a terminal: one plain line per epoch, no carriage-return progress
     local epochs = 0
-    for _ in out:gmatch("epoch %d+/3  train loss") do epochs = epochs + 1 end
+    for _ in out:gmatch("epoch %d+/3  lr 0.05  train loss") do epochs = epochs + 1 end
     assert.are.equal(3, epochs)
     assert.is_nil(out:find("\r", 1, true))
 
@@ -79,8 +79,10 @@ describe("train_lenet.lua", function()
     local csv_acc = tonumber(rows[4]:match("^3,[^,]+,[^,]+,[^,]+,([^,]+)"))
     assert.are.equal(string.format("%.2f", acc), string.format("%.2f", 100 * csv_acc))
 
+    -- lr is the optimiser's (a constant 0.05 here: no schedule), not 0
+    for i = 2, 4 do assert.are.equal("0.05", rows[i]:match("^%d+,[^,]+,[^,]+,[^,]+,[^,]+,([^,]+),"), rows[i]) end
     local curves = cnn.image.load(tmp .. "/full/curves.png")
-    assert.are.same({3, 500, 800}, curves:shape())
+    assert.are.same({3, 420, 1000}, curves:shape()) -- two panels: loss, accuracy
     local filters = cnn.image.load(tmp .. "/full/filters.png")
     assert.are.equal(1, filters:size(1)) -- grey filters, one channel
 
@@ -106,6 +108,47 @@ describe("train_lenet.lua", function()
     for name, t in pairs(a.model) do
       assert.is_true(cnn.allclose(t, b.model[name], 0, 0), name .. " differs after resuming")
     end
+  end)
+
+  it("leaves metrics.csv and curves.png after every epoch; --resume goes on in the same folder", function()
+    local process = require("cnn.core").process
+    local dir = tmp .. "/killed"
+    local argv = {CNNLUA, "examples/train_lenet.lua", "--epochs", "6", "--batch-size", "32", "--lr", "0.05",
+                  "--threads", "1", "--seed", "5", "--data", tmp .. "/data", "--out", dir}
+    local pid = process.spawn(argv, {stdout = tmp .. "/killed.log", stderr = "stdout"})
+    local function rows_of(path)
+      local f = io.open(path)
+      if not f then return {} end
+      local rows = {}
+      for line in f:lines() do rows[#rows + 1] = line end
+      f:close()
+      return rows
+    end
+    local deadline = process.clock() + 120
+    while #rows_of(dir .. "/metrics.csv") < 3 and process.clock() < deadline and not process.wait(pid) do
+      process.sleep(0.01)
+    end
+    process.kill(pid, "KILL") -- as a crash or a kill -9 would stop it: nothing runs at exit
+    process.wait(pid, true)
+    local rows = rows_of(dir .. "/metrics.csv")
+    local state = cnn.checkpoint.load(dir .. "/checkpoint.safetensors")
+    -- the kill came right after epoch 2's row (rarely a step later): the CSV holds what the checkpoint holds
+    assert.is_true(state.epoch >= 2 and state.epoch < 6, "stopped after epoch " .. state.epoch)
+    assert.are.equal(1 + state.epoch, #rows, table.concat(rows, "\n"))
+    assert.are.same({3, 420, 1000}, cnn.image.load(dir .. "/curves.png"):shape())
+    local before = {table.unpack(rows)}
+
+    -- no --out: the run goes on in the checkpoint's folder, its CSV growing
+    local out, code = run("--epochs " .. state.epoch + 2 .. " --batch-size 32 --lr 0.05 --threads 1 --seed 5 --data " ..
+      sh_quote(tmp .. "/data") .. " --resume " .. sh_quote(dir .. "/checkpoint.safetensors"))
+    assert.are.equal(0, code, out)
+    assert.truthy(out:find("resumed from", 1, true))
+    assert.truthy(out:find("wrote " .. dir .. "/{metrics.csv", 1, true), out)
+    rows = rows_of(dir .. "/metrics.csv")
+    assert.are.equal(1 + state.epoch + 2, #rows)
+    for i, r in ipairs(before) do assert.are.equal(r, rows[i]) end -- kept as they were
+    for e = 1, state.epoch + 2 do assert.are.equal(e, tonumber(rows[e + 1]:match("^(%d+),"))) end
+    assert.are.equal(state.epoch + 2, cnn.checkpoint.load(dir .. "/checkpoint.safetensors").epoch)
   end)
 
   -- 2 ranks of batch 16 take the same steps as 1 process of batch 32 (up to float rounding); only

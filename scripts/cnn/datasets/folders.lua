@@ -14,7 +14,17 @@ local function exists(p)
   return false
 end
 
-local function sh_quote(s) return "'" .. s:gsub("'", "'\\''") .. "'" end
+local lfs = require "lfs"
+
+-- mkdir -p, with lfs
+local function mkdir_p(dir)
+  local path = dir:sub(1, 1) == "/" and "/" or ""
+  for part in dir:gmatch("[^/]+") do
+    path = path .. part
+    if lfs.attributes(path, "mode") == nil then assert(lfs.mkdir(path)) end
+    path = path .. "/"
+  end
+end
 
 --- folders.photo_transforms(size, {normalize=true}) -> train_transform, test_transform: ImageNet-style
 --- transforms to size x size. Training: random_resized_crop(size) and random_hflip(); testing:
@@ -36,7 +46,7 @@ function M.shapes(dir, size)
   local r = cnn.arange(size):float():view(size, 1)
   local c = cnn.arange(size):float():view(1, size)
   for k, name in ipairs(names) do
-    os.execute("mkdir -p " .. sh_quote(dir .. "/" .. name))
+    mkdir_p(dir .. "/" .. name)
     for i = 1, 8 do
       local img = cnn.rand(3, size, size) * 0.2
       local s = size // 4
@@ -78,7 +88,7 @@ end
 
 --- folders.open(dir, size, seed, {normalize=true, cache=false}) -> train_set, test_set, temp_dir:
 --- folders.splits of dir, or, when dir is nil, of synthetic shapes drawn (seeded) into a temporary
---- folder the caller removes afterwards.
+--- folder the caller removes afterwards (folders.remove).
 function M.open(dir, size, seed, opts)
   local temp
   if not dir then
@@ -90,6 +100,19 @@ function M.open(dir, size, seed, opts)
   end
   local train, test = M.splits(dir, size, opts)
   return train, test, temp
+end
+
+--- folders.remove(dir): deletes dir and everything in it (rm -r; symbolic links are removed, never
+--- followed).
+function M.remove(dir)
+  if lfs.symlinkattributes(dir, "mode") == "directory" then
+    for name in lfs.dir(dir) do
+      if name ~= "." and name ~= ".." then M.remove(dir .. "/" .. name) end
+    end
+    assert(lfs.rmdir(dir))
+  elseif lfs.symlinkattributes(dir, "mode") ~= nil then
+    assert(os.remove(dir))
+  end
 end
 
 return M
