@@ -87,18 +87,19 @@ end
 
 --- cnn.trainer.schedule("step"|"cosine", lr, epochs) -> function(epoch) -> lr
 --- The examples' learning-rate schedules, as a function of the epoch (1-based) alone.
---- "cosine" anneals from lr towards 0 over the epochs; "step" multiplies lr by 0.1 after 50% and again
---- after 75% of them. A function of the epoch alone, so a resumed run needs no scheduler state.
+--- "cosine" anneals from lr towards 0 over the epochs; "step" multiplies lr by 0.1 after epoch
+--- floor(epochs / 2) and again after floor(3 epochs / 4) when that is a later epoch (2 epochs: one
+--- step, not two at once). A function of the epoch alone, so a resumed run needs no scheduler state.
 function trainer.schedule(kind, lr, epochs)
   if kind ~= "step" and kind ~= "cosine" then
     error("trainer.schedule: unknown schedule '" .. tostring(kind) .. "' (step or cosine)", 2)
   end
   return function(epoch)
     if kind == "cosine" then return lr * 0.5 * (1 + math.cos(math.pi * (epoch - 1) / epochs)) end
+    local m1, m2 = math.floor(0.5 * epochs), math.floor(0.75 * epochs)
     local r = lr
-    for _, m in ipairs {0.5, 0.75} do
-      if epoch > math.floor(m * epochs) and math.floor(m * epochs) > 0 then r = r * 0.1 end
-    end
+    if m1 >= 1 and epoch > m1 then r = r * 0.1 end
+    if m2 > m1 and epoch > m2 then r = r * 0.1 end
     return r
   end
 end

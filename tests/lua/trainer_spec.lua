@@ -12,6 +12,13 @@ describe("trainer.schedule", function()
     assert.is_true(math.abs(at(4) - 0.001) < 1e-15)
   end)
 
+  it("step: two epochs take one step down, not both at once", function()
+    local at = cnn.trainer.schedule("step", 0.01, 2) -- floor(0.5 * 2) = floor(0.75 * 2) = 1
+    assert.are.equal(0.01, at(1))
+    assert.is_true(math.abs(at(2) - 0.001) < 1e-15) -- was 1e-4: the quick AlexNet try never learned
+    assert.are.equal(0.01, cnn.trainer.schedule("step", 0.01, 1)(1))
+  end)
+
   it("cosine: lr at the first epoch, half of it at the midpoint", function()
     local at = cnn.trainer.schedule("cosine", 0.2, 4) -- 0.1 * (1 + cos(pi * (e - 1) / 4))
     assert.are.equal(0.2, at(1))
