@@ -241,7 +241,7 @@ end
 
 -- ---- pictures ---------------------------------------------------------------------------------
 
-os.execute("mkdir -p '" .. args.out:gsub("'", "'\\''") .. "'")
+cnn.trainer.out_dir {out = args.out} -- creates the folder
 local written = {}
 local function save(name, t)
   image.save(args.out .. "/" .. name, t)

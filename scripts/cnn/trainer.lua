@@ -189,7 +189,7 @@ local function append_csv(out, row)
 end
 
 -- OUT/curves.png: loss and accuracy in two panels side by side (their scales differ: a test loss of
--- 8 would flatten accuracies drawn on the same axis), drawn aside and renamed over the old one.
+-- 8 would flatten accuracies drawn on the same axis); cnn.plot writes it atomically.
 local function draw_curves(out, title, history)
   if #history == 0 then return end
   local xs, v = {}, {train_loss = {}, test_loss = {}, train_acc = {}, test_acc = {}}
@@ -197,13 +197,11 @@ local function draw_curves(out, title, history)
     xs[i] = r.epoch
     for k, list in pairs(v) do list[i] = k:match("acc") and 100 * r[k] or r[k] end
   end
-  local tmp = out .. "/curves.tmp.png"
-  C().plot.panels{path = tmp, title = title, cols = 2, width = 1000, height = 420, panels = {
+  C().plot.panels{path = out .. "/curves.png", title = title, cols = 2, width = 1000, height = 420, panels = {
     {title = "loss", xlabel = "epoch", ylabel = "cross-entropy", marker = true,
      series = {{name = "train", x = xs, y = v.train_loss}, {name = "test", x = xs, y = v.test_loss}}},
     {title = "accuracy", xlabel = "epoch", ylabel = "accuracy (%)", marker = true,
      series = {{name = "train", x = xs, y = v.train_acc}, {name = "test", x = xs, y = v.test_acc}}}}}
-  assert(os.rename(tmp, out .. "/curves.png"))
 end
 
 --- cnn.trainer.fit{model=, optimizer=, loader=, test_loader=, epochs=, out=, checkpoint=, resume=, lr_at=,
