@@ -3,19 +3,19 @@
 -- one process per (framework, row, round), so the peak RSS it reads for the process is the row's.
 -- bench_torch.py is the PyTorch side: same rows, same networks, data, optimiser and loop.
 --   cnnlua scripts/tools/bench_suite.lua ROW [--threads 2] [--seconds 3] [--warmup 2] [--min-steps 3]
---                                            [--data /usr/share/datasets/fashion-mnist]
+--                                            [--data /usr/share/datasets/fashion-mnist] [--photos DIR]
 -- Rows: lenet_train lenet_infer resnet20_train alexnet_train conv_lenet1 conv_lenet2 conv_resnet16
--- conv_resnet32 conv_resnet64. Only the public API (as a user's script would use it).
+-- conv_resnet32 conv_resnet64 photo_loader. Only the public API (as a user's script would use it).
 local F, nn, optim, data = cnn.F, cnn.nn, cnn.optim, cnn.data
 
 local row = arg[1]
 local opts = {threads = 2, seconds = 3, warmup = 2, ["min-steps"] = 3,
-              data = "/usr/share/datasets/fashion-mnist"}
+              data = "/usr/share/datasets/fashion-mnist", photos = "/tmp/cnnlua_bench_photos"}
 local i = 2
 while arg[i] do
   local k = arg[i]:match("^%-%-(.+)$")
   if not k or opts[k] == nil or arg[i + 1] == nil then error("bench_suite: bad argument " .. tostring(arg[i]), 0) end
-  opts[k] = k == "data" and arg[i + 1] or tonumber(arg[i + 1])
+  opts[k] = (k == "data" or k == "photos") and arg[i + 1] or tonumber(arg[i + 1])
   i = i + 2
 end
 
@@ -139,6 +139,26 @@ for name, c in pairs(CONVS) do
   end
 end
 
+-- The photo loader: an ImageFolder of JPEGs (scripts/tools/make_photo_folder.py, ~500x375)
+-- decoded, random_resized_crop(224) + flip + ImageNet normalization, batches of 64 shuffled, by
+-- the DataLoader's 2 worker threads; a step takes the next batch (a new epoch when one ends).
+function ROWS.photo_loader()
+  local T = data.transforms
+  local norm = T.normalize(data.IMAGENET_MEAN, data.IMAGENET_STD)
+  local tf = T.compose {T.random_resized_crop(224), T.random_hflip(), norm}
+  local ds = data.ImageFolder(opts.photos, {transform = tf})
+  local loader = data.DataLoader(ds, {batch_size = 64, shuffle = true, drop_last = true, seed = 1, workers = 2})
+  local it = loader:iter()
+  return function()
+    local x = it()
+    if not x then
+      it = loader:iter()
+      x = it()
+    end
+    assert(x:size(1) == 64)
+  end, 64, "photos"
+end
+
 local make = ROWS[row]
 if not make then
   local names = {}
@@ -154,13 +174,14 @@ local t_end = now() + 0.3
 local w = 0
 while w < opts.warmup or now() < t_end do step(); w = w + 1 end
 -- measurement: at least --min-steps steps and --seconds of wall time
-local steps, t0 = 0, now()
+local steps, t0, c0 = 0, now(), os.clock() -- os.clock: CPU time of the process, every thread
 local elapsed
 repeat
   step()
   steps = steps + 1
   elapsed = now() - t0
 until steps >= opts["min-steps"] and elapsed >= opts.seconds
+local cpu = os.clock() - c0
 -- this process image's peak RSS (getrusage's ru_maxrss would also count the parent's memory when
 -- the driver spawns with vfork: the kernel folds the pre-exec address space into it)
 local hwm = -1
@@ -169,5 +190,6 @@ if f then
   hwm = tonumber(f:read("a"):match("VmHWM:%s*(%d+)")) or -1
   f:close()
 end
-print(string.format("RESULT images_per_s=%.3f steps=%d seconds=%.3f warmup_steps=%d data=%s threads=%d vmhwm_kb=%d",
-  steps * batch / elapsed, steps, elapsed, w, what, cnn.get_num_threads(), hwm))
+print(string.format("RESULT images_per_s=%.3f steps=%d seconds=%.3f warmup_steps=%d data=%s threads=%d vmhwm_kb=%d "
+  .. "cpu_ms_per_image=%.4f", steps * batch / elapsed, steps, elapsed, w, what, cnn.get_num_threads(), hwm,
+  1000 * cpu / (steps * batch)))

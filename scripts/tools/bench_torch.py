@@ -152,8 +152,63 @@ def row_conv(name):
     return make
 
 
+def row_photo_loader(a):
+    """torchvision's ImageFolder + DataLoader(num_workers=2) on the same folder and transforms (PIL
+    decoding, RandomResizedCrop(224), RandomHorizontalFlip, ToTensor, Normalize), batches of 64;
+    workers persistent across epochs (not restarted: their start-up would count against torch)."""
+    import torchvision
+    import torchvision.transforms as T
+    ds = torchvision.datasets.ImageFolder(a.photos, transform=T.Compose([
+        T.RandomResizedCrop(224), T.RandomHorizontalFlip(), T.ToTensor(),
+        T.Normalize([0.485, 0.456, 0.406], [0.229, 0.224, 0.225])]))
+    loader = torch.utils.data.DataLoader(ds, batch_size=64, shuffle=True, drop_last=True, num_workers=2,
+                                         persistent_workers=True)
+    state = {"it": iter(loader)}
+    ROW_STATE["loader"] = state
+
+    def step():
+        try:
+            x, _ = next(state["it"])
+        except StopIteration:
+            state["it"] = iter(loader)
+            x, _ = next(state["it"])
+        assert x.shape[0] == 64
+    return step, 64, "photos"
+
+
+def worker_hwm_kb():
+    """The worker processes' peak RSS (their VmHWM, summed): the DataLoader's own processes."""
+    state = ROW_STATE.get("loader")
+    it = state and state["it"]
+    total = 0
+    for w in getattr(it, "_workers", []) or []:
+        try:
+            with open("/proc/%d/status" % w.pid) as f:
+                total += int(re.search(r"VmHWM:\s*(\d+)", f.read()).group(1))
+        except (OSError, AttributeError):
+            pass
+    return total
+
+
+def worker_cpu_s():
+    """CPU seconds the loader's worker processes have used so far (utime + stime of /proc/PID/stat)."""
+    state = ROW_STATE.get("loader")
+    it = state and state["it"]
+    total = 0.0
+    for w in getattr(it, "_workers", []) or []:
+        try:
+            with open("/proc/%d/stat" % w.pid) as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        except (OSError, IndexError, ValueError):
+            pass
+    return total
+
+
+ROW_STATE = {}
+
 ROWS = {"lenet_train": row_lenet_train, "lenet_infer": row_lenet_infer, "resnet20_train": row_resnet20_train,
-        "alexnet_train": row_alexnet_train}
+        "alexnet_train": row_alexnet_train, "photo_loader": row_photo_loader}
 ROWS.update({name: row_conv(name) for name in CONVS})
 
 
@@ -165,6 +220,7 @@ def main():
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--min-steps", type=int, default=3)
     ap.add_argument("--data", default="/usr/share/datasets/fashion-mnist")
+    ap.add_argument("--photos", default="/tmp/cnnlua_bench_photos")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     torch.manual_seed(1)
@@ -174,21 +230,25 @@ def main():
     while w < a.warmup or now() < t_end:
         step()
         w += 1
-    steps, t0 = 0, now()
+    steps, t0, c0 = 0, now(), time.process_time() + worker_cpu_s()
     while True:  # at least --min-steps steps and --seconds of wall time
         step()
         steps += 1
         elapsed = now() - t0
         if steps >= a.min_steps and elapsed >= a.seconds:
             break
+    cpu = time.process_time() + worker_cpu_s() - c0
     hwm = -1  # this process image's peak RSS, as bench_suite.lua reads it
     try:
         with open("/proc/self/status") as f:
             hwm = int(re.search(r"VmHWM:\s*(\d+)", f.read()).group(1))
     except (OSError, AttributeError):
         pass
-    print("RESULT images_per_s=%.3f steps=%d seconds=%.3f warmup_steps=%d data=%s threads=%d vmhwm_kb=%d"
-          % (steps * batch / elapsed, steps, elapsed, w, what, torch.get_num_threads(), hwm))
+    if hwm > 0:
+        hwm += worker_hwm_kb()  # the loader's worker processes count too
+    print("RESULT images_per_s=%.3f steps=%d seconds=%.3f warmup_steps=%d data=%s threads=%d vmhwm_kb=%d "
+          "cpu_ms_per_image=%.4f" % (steps * batch / elapsed, steps, elapsed, w, what, torch.get_num_threads(), hwm,
+                                     1000 * cpu / (steps * batch)))
     sys.stdout.flush()
 
 
