@@ -480,9 +480,10 @@ DataLoader.__name = "DataLoader"
 --- whatever workers is. The threads run only while an epoch is being iterated: they stop when the
 --- loop ends (the iterator closes them, `break` included), at loader:close(), when the loader is
 --- collected, at the next iter() and at exit; a fork() waits for them to park. An unreadable file
---- raises an error naming its path at the batch that holds it. Workers share the cores with the
---- compute threads (cnn.set_num_threads): on a machine with few cores, fewer compute threads can
---- train faster with workers than more without. Other datasets gather their batches in C already
+--- raises an error naming its path at the batch that holds it. The workers are threads next to the
+--- compute threads (cnn.set_num_threads), not taken from them: they use the time a training step
+--- leaves idle and otherwise share the cores with it. Decoding is a small part of a ResNet step's
+--- work, so one or two workers keep a step fed. Other datasets gather their batches in C already
 --- and ignore workers.
 data.DataLoader = setmetatable({}, {__call = function(_, ds, opts)
   opts = check_options("DataLoader", opts, {batch_size = true, shuffle = true, drop_last = true, seed = true,
