@@ -38,9 +38,9 @@ static int binary_backward(cnn_node *n, cnn_tensor *const *gout, cnn_tensor **gi
     ga = na ? sc_bin(&s, CNN_MUL, g, b) : NULL;
     gb = nb ? sc_bin(&s, CNN_MUL, g, a) : NULL;
     break;
-  case CNN_DIV: /* d(a/b) = g/b, -g*out/b */
+  case CNN_DIV: /* d(a/b) = g/b, -g * (out/b) (PyTorch's order: out/b first, for overflow) */
     ga = na ? sc_bin(&s, CNN_DIV, g, b) : NULL;
-    gb = nb ? sc_un(&s, CNN_NEG, sc_bin(&s, CNN_DIV, sc_bin(&s, CNN_MUL, g, out), b), 0, 0) : NULL;
+    gb = nb ? sc_bin(&s, CNN_MUL, sc_un(&s, CNN_NEG, g, 0, 0), sc_bin(&s, CNN_DIV, out, b)) : NULL;
     break;
   case CNN_POW: { /* PyTorch's: d/da = g*b*a^(b-1) but 0 where b == 0; d/db = g*out*log(a) but 0
                    * where a == 0 and b >= 0 (the limits at 0^0 and 0^b) */
@@ -56,11 +56,14 @@ static int binary_backward(cnn_node *n, cnn_tensor *const *gout, cnn_tensor **gi
     break;
   }
   case CNN_MAXIMUM:
-  case CNN_MINIMUM: { /* the gradient goes to the chosen side; ties split evenly */
-    cnn_binop win = n->iargs[0] == CNN_MAXIMUM ? CNN_GT : CNN_LT;
-    cnn_tensor *half = sc_un(&s, CNN_MUL_SCALAR, sc_bin(&s, CNN_EQ, a, b), 0.5, 0);
-    ga = na ? sc_bin(&s, CNN_MUL, g, sc_bin(&s, CNN_ADD, sc_bin(&s, win, a, b), half)) : NULL;
-    gb = nb ? sc_bin(&s, CNN_MUL, g, sc_bin(&s, CNN_ADD, sc_bin(&s, win, b, a), half)) : NULL;
+  case CNN_MINIMUM: {
+    /* PyTorch's: g (g / 2 on ties) to each side, except the side that lost: so where a NaN is
+     * involved (no side lost) both sides get all of g */
+    cnn_binop lose = n->iargs[0] == CNN_MAXIMUM ? CNN_LT : CNN_GT;
+    cnn_tensor *zero = sc_scalar(&s, 0);
+    cnn_tensor *gh = sc_where(&s, sc_bin(&s, CNN_EQ, a, b), sc_un(&s, CNN_MUL_SCALAR, g, 0.5, 0), g);
+    ga = na ? sc_where(&s, sc_bin(&s, lose, a, b), zero, gh) : NULL;
+    gb = nb ? sc_where(&s, sc_bin(&s, lose, b, a), zero, gh) : NULL;
     break;
   }
   default: break;

@@ -296,6 +296,30 @@ describe("pow, clamp and matmul at PyTorch's edges", function()
     H.assert_usable()
   end)
 
+  it("maximum and minimum give the gradient to both sides where a NaN is involved, as PyTorch", function()
+    -- PyTorch's rule: g (g / 2 on ties) to each side that did not lose; next to a NaN no side lost
+    local nan = 0 / 0
+    local a = cnn.tensor({ nan, 1, 2, 3 }):requires_grad_()
+    local b = cnn.tensor({ 0, nan, 2, 1 }):requires_grad_()
+    a:maximum(b):sum():backward()
+    H.assert_tensor(a.grad, { 1, 1, 0.5, 1 })
+    H.assert_tensor(b.grad, { 1, 1, 0.5, 0 })
+    local c = cnn.tensor({ nan, 3 }):requires_grad_()
+    local d = cnn.tensor({ 1, 1 }):requires_grad_()
+    c:min(d):sum():backward() -- t:min(other) is minimum
+    H.assert_tensor(c.grad, { 1, 0 })
+    H.assert_tensor(d.grad, { 1, 1 })
+  end)
+
+  it("div's divisor gradient is -g * (out / b), PyTorch's order, finite where g * out overflows", function()
+    -- a / b = 3e38 / 2 = 1.5e38; with g = 4: g * out = 6e38 overflows, out / b = 7.5e37 does not
+    local a = cnn.tensor({ 3e38 })
+    local b = cnn.tensor({ 2 }):requires_grad_()
+    local q = a / b
+    q:backward(cnn.tensor({ 4 }))
+    H.assert_tensor(b.grad, { -3e38 }, { rtol = 1e-6 })
+  end)
+
   it("matmul and mm of int64 tensors are exact int64 products", function()
     -- {{1, 2}, {3, 4}} @ {{5}, {6}} = {{17}, {39}}; 2^40 * 3 stays exact
     local a = cnn.tensor({ { 1, 2 }, { 3, 4 } }, { dtype = "int64" })
