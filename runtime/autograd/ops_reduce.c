@@ -55,7 +55,12 @@ static int reduce_backward(cnn_node *n, cnn_tensor *const *gout, cnn_tensor **gi
       cnn_tensor *q = sc_bin(&s, CNN_DIV, gk, sc_un(&s, CNN_MUL_SCALAR, outk, 2, 0));
       gv = sc_where(&s, sc_bin(&s, CNN_EQ, outk, zero), zero, q);
     }
-    r = sc_bin(&s, CNN_MUL, sc_un(&s, CNN_MUL_SCALAR, gv, 2.0 / dof, 0), centred);
+    if (dim == CNN_ALL_DIMS && dof <= 0) { /* PyTorch gives g * inf over all elements (NaN input too) */
+      cnn_tensor *ginf = sc_un(&s, CNN_MUL_SCALAR, gv, INFINITY, 0);
+      r = sc_keep(&s, ginf ? cnn_tensor_expand(ginf, x->ndim, x->size) : NULL);
+    } else {
+      r = sc_bin(&s, CNN_MUL, sc_un(&s, CNN_MUL_SCALAR, gv, 2.0 / dof, 0), centred);
+    }
     break;
   }
   case K_MAX:

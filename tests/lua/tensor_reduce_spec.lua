@@ -181,6 +181,18 @@ describe("reductions at PyTorch's edges", function()
     assert.are.equal(0, t.grad:item())
   end)
 
+  it("give var of one value (unbiased) the gradient g * inf, as PyTorch", function()
+    -- 2 / (n - 1) = 2 / 0 = inf; PyTorch returns g * inf for the whole tensor, not inf * 0
+    local x = cnn.tensor(4):requires_grad_()
+    local v = x:var()
+    assert.is_true(v:item() ~= v:item())
+    v:backward(cnn.tensor(-0.5))
+    assert.are.equal(-math.huge, x.grad:item())
+    local y = cnn.tensor({ 7 }):requires_grad_()
+    y:var():backward()
+    assert.are.equal(math.huge, y.grad[1])
+  end)
+
   it("give max() and min() of a tensor holding NaN the gradient split among the NaNs", function()
     local nan = 0 / 0
     local x = leaf({ 1, nan, 3, nan })
