@@ -136,11 +136,11 @@ cnn_tensor *cnn_tensor_arange(double start, double end, double step, cnn_dtype d
     cnn_error_set("start and end must be finite");
     return NULL;
   }
-  double count = ceil((end - start) / step);
-  if (count < 0) {
+  if (!((step > 0 && end >= start) || (step < 0 && end <= start))) { /* PyTorch's check */
     cnn_error_set("step %g goes away from end (start %g, end %g)", step, start, end);
     return NULL;
   }
+  double count = ceil((end - start) / step);
   if (count > 1e15) {
     cnn_error_set("too many elements (%g)", count);
     return NULL;
@@ -163,12 +163,10 @@ cnn_tensor *cnn_tensor_linspace(double start, double end, int64_t n) {
   cnn_tensor *t = cnn_tensor_empty(CNN_FLOAT32, 1, &n);
   if (!t) return NULL;
   float *p = cnn_tensor_f32(t);
-  double step = n > 1 ? (end - start) / (double)(n - 1) : 0;
-  /* fill from both ends, as PyTorch does, so the last value is exactly `end` (a single value is
-   * `start`) */
-  if (n == 1) p[0] = (float)start;
-  for (int64_t i = 0; i < n && n > 1; i++)
-    p[i] = (float)(i < n / 2 ? start + step * (double)i : end - step * (double)(n - 1 - i));
+  /* PyTorch's arithmetic, in float32: the step from the rounded ends, then filled from both ends
+   * so that the last value is exactly `end` (a single value is `start`) */
+  const float a = (float)start, b = (float)end, step = n > 1 ? (b - a) / (float)(n - 1) : 0;
+  for (int64_t i = 0; i < n; i++) p[i] = i < n / 2 || n == 1 ? a + step * (float)i : b - step * (float)(n - 1 - i);
   return t;
 }
 

@@ -114,6 +114,24 @@ describe("ranges", function()
     H.assert_tensor(cnn.linspace(-1, 1, 3), { -1, 0, 1 })
   end)
 
+  it("linspace computes in float32 as PyTorch: step from the rounded ends, then start + i * step", function()
+    local function f32(v) return (string.unpack("f", string.pack("f", v))) end
+    local a, b = f32(-0.979147553), f32(2.94442987)
+    local step = f32((b - a) / 4)
+    local t = cnn.linspace(-0.979147553, 2.94442987, 5)
+    -- the second value, a + step in float32: 0.00174677372, where double arithmetic gives 0.0017468035
+    assert.are.equal(f32(a + step), t[2])
+    assert.are.equal(f32(b - step), t[4]) -- the upper half counts back from the end
+    assert.are.equal(b, t[5])
+  end)
+
+  it("arange refuses a step that goes away from the end, as PyTorch", function()
+    H.assert_error(function() return cnn.arange(0, 0.5, -1) end, "arange:", "goes away from end")
+    H.assert_error(function() return cnn.arange(1, 0, 1) end, "arange:", "goes away from end")
+    assert.are.same({ 0 }, cnn.arange(2, 2, -1):shape())
+    H.assert_usable()
+  end)
+
   it("linspace(a, b, 1) is {a}, as PyTorch", function()
     H.assert_tensor(cnn.linspace(0.5, 3, 1), { 0.5 })
     assert.are.same({ 0 }, cnn.linspace(0, 1, 0):shape())
