@@ -85,11 +85,11 @@ void cnn_loss_cross_entropy_forward(const float *x, const cnn_class_target *t, d
  * p = softmax(x) = exp((x - m) - ls); with w = 1 this is p_c - (1 - s) [c = t] - s / C. */
 static inline void ce_item_backward(const float *x, const float *stats, int64_t C, int64_t st, int64_t cls,
                                     const float *wt, float s, float wsum, float coef, float *gx) {
-  if (cls < 0) {
-    for (int64_t c = 0; c < C; c++) gx[c * st] = 0;
+  const float m = stats[0], ls = stats[1];
+  if (cls < 0) { /* an ignored item: 0 * p, so NaN where its softmax is NaN, as PyTorch's log_softmax backward */
+    for (int64_t c = 0; c < C; c++) gx[c * st] = 0.0f * expf((x[c * st] - m) - ls);
     return;
   }
-  const float m = stats[0], ls = stats[1];
   const float w_t = wt ? wt[cls] : 1.0f, sc = s / (float)C;
   const float pk = coef * ((1 - s) * w_t + sc * wsum);
   if (wt) {

@@ -216,6 +216,16 @@ describe("F.cross_entropy", function()
     H.assert_tensor(F.cross_entropy(cnn.tensor({ { 0, math.log(2), math.log(3) } }), long({ 3 })), math.log(2), TOL)
   end)
 
+  it("gives an ignored sample 0 * softmax: NaN where its scores hold NaN or +inf, as PyTorch", function()
+    local nan = 0 / 0
+    local x = cnn.tensor({ { nan, 1 }, { 0, 1 }, { 2, -1 / 0 } }):requires_grad_()
+    F.cross_entropy(x, long({ 1, 1, 2 }), { ignore_index = 1, reduction = "sum" }):backward()
+    assert.is_true(x.grad[1][1] ~= x.grad[1][1] and x.grad[1][2] ~= x.grad[1][2]) -- ignored, NaN scores
+    H.assert_tensor(x.grad[2], { 0, 0 })                                          -- ignored, finite
+    -- the third counts: softmax{2, -inf} = {1, 0}, label 2: p - onehot = {1, -1}
+    H.assert_tensor(x.grad[3], { 1, -1 })
+  end)
+
   it("errors on an out-of-range label, naming the label and the class count", function()
     local x = cnn.zeros(3, 10)
     H.assert_error(function() F.cross_entropy(x, long({ 1, 11, 2 })) end,
