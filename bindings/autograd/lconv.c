@@ -63,7 +63,8 @@ static bool bool_opt(lua_State *L, int opts, const char *fn, const char *key, bo
  * weight is (O, C/groups, kh, kw), bias (O) or nil (or leave it out: `F.conv2d(x, w, {stride=2})`).
  * stride, padding and dilation are a number or a pair {h, w}; padding may also be "valid" (0) or
  * "same" (stride 1 only; an odd total padding puts the extra row and column after).
- * oh = floor((H + 2 * padding - dilation * (kh - 1) - 1) / stride) + 1, and likewise ow. */
+ * oh = floor((H + 2 * padding - dilation * (kh - 1) - 1) / stride) + 1, and likewise ow.
+ * float32, or int64 throughout (an exact integer convolution, as PyTorch's; no gradients). */
 static int f_conv2d(lua_State *L) {
   static const char *const known[] = {"stride", "padding", "dilation", "groups", NULL};
   const char *fn = "conv2d";
@@ -193,7 +194,8 @@ static int f_max_pool2d(lua_State *L) {
  *   divisor_override=}) -> Tensor
  * The mean of each kernel_size window of x (N, C, H, W) or (C, H, W).
  * count_include_pad=false leaves the zero padding out of each window's count; divisor_override (an
- * integer) replaces the count altogether. */
+ * integer) replaces the count altogether. An int64 x gives int64: the sum divided, truncating toward
+ * zero, as PyTorch. */
 static int f_avg_pool2d(lua_State *L) {
   const char *fn = "avg_pool2d";
   cnn_tensor *x = lcnn_check(L, 1, fn);

@@ -98,7 +98,8 @@ static void class_options(lua_State *L, int idx, const char *fn, cnn_class_loss_
 /* ---- linear ---- */
 
 /** cnn.F.linear(x, weight, bias) -> Tensor
- * x W^T + b: x (..., in), weight (out, in), bias (out) or nil -> (..., out). */
+ * x W^T + b: x (..., in), weight (out, in), bias (out) or nil -> (..., out).
+ * float32, or int64 throughout (exact, as PyTorch's). */
 static int f_linear(lua_State *L) {
   cnn_tensor *x = lcnn_check(L, 1, "linear"), *w = lcnn_check(L, 2, "linear");
   cnn_tensor *b = lua_isnoneornil(L, 3) ? NULL : lcnn_check(L, 3, "linear");
@@ -197,7 +198,7 @@ static int f_nll_loss(lua_State *L) { return class_loss(L, "nll_loss", false); }
 
 /** cnn.F.mse_loss(input, target, {reduction="mean"}) -> Tensor
  * The squared differences (input - target)^2: their mean, their sum, or each ("none").
- * The shapes broadcast. */
+ * The shapes broadcast; an int64 side is converted when the other is float32. */
 static int f_mse_loss(lua_State *L) {
   static const char *const known[] = {"reduction", NULL};
   cnn_tensor *a = lcnn_check(L, 1, "mse_loss"), *b = lcnn_check(L, 2, "mse_loss");
@@ -211,7 +212,8 @@ static int f_mse_loss(lua_State *L) {
 
 /** cnn.F.dropout(x, p=0.5, training=true) -> Tensor
  * When training, each element zeroed with probability p and the rest scaled by 1 / (1 - p).
- * Not training, or p = 0, returns x itself. The mask comes from cnn's generator. */
+ * Not training, or p = 0, returns x itself. The mask comes from cnn's generator. An int64 x is
+ * only zeroed by p = 1 (other p would give floats), as PyTorch. */
 static int f_dropout(lua_State *L) {
   cnn_tensor *x = lcnn_check(L, 1, "dropout");
   double p = opt_num(L, 2, "dropout", "p", 0.5);
@@ -252,7 +254,8 @@ static int f_batch_norm(lua_State *L) {
 /** cnn.F.local_response_norm(x, size, {alpha=1e-4, beta=0.75, k=1}) -> Tensor
  * Local response normalisation across channels (AlexNet's LRN), as PyTorch computes it.
  * Each value of x (N, C, ...) is divided by (k + alpha / size * sum of the squares of the size
- * channels around it) ^ beta. */
+ * channels around it) ^ beta. An int64 x gives float32, its mean of squares truncated to an integer
+ * first, as PyTorch computes it. */
 static int f_local_response_norm(lua_State *L) {
   static const char *const known[] = {"alpha", "beta", "k", NULL};
   const char *fn = "local_response_norm";

@@ -15,9 +15,14 @@ static int check_param(const char *what, const int64_t v[2], int64_t min) {
 
 int cnn_conv2d_check(const cnn_tensor *x, const cnn_tensor *w, const cnn_tensor *b, const cnn_conv2d_params *p,
                      int64_t out_hw[2]) {
-  if (x->dtype != CNN_FLOAT32) return cnn_error_set("expected a float32 input, got %s", cnn_dtype_name(x->dtype));
-  if (w->dtype != CNN_FLOAT32) return cnn_error_set("expected a float32 weight, got %s", cnn_dtype_name(w->dtype));
-  if (b && b->dtype != CNN_FLOAT32) return cnn_error_set("expected a float32 bias, got %s", cnn_dtype_name(b->dtype));
+  /* float32, or int64 throughout (PyTorch's exact integer convolution, forward only) */
+  if (x->dtype != CNN_FLOAT32 && x->dtype != CNN_INT64)
+    return cnn_error_set("expected a float32 or int64 input, got %s", cnn_dtype_name(x->dtype));
+  if (w->dtype != x->dtype)
+    return cnn_error_set("weight has dtype %s but the input has %s", cnn_dtype_name(w->dtype),
+                         cnn_dtype_name(x->dtype));
+  if (b && b->dtype != x->dtype)
+    return cnn_error_set("bias has dtype %s but the input has %s", cnn_dtype_name(b->dtype), cnn_dtype_name(x->dtype));
   if (x->ndim != 4) return cnn_error_set("expected a 4-d input (N, C, H, W), got %d-d", x->ndim);
   if (w->ndim != 4) return cnn_error_set("weight must be 4-d (out, in/groups, kH, kW), got %d-d", w->ndim);
   if (check_param("stride", p->stride, 1) || check_param("dilation", p->dilation, 1) ||
@@ -70,13 +75,16 @@ cnn_tensor *cnn_conv2d_forward(const cnn_tensor *x, const cnn_tensor *w, const c
   if (cnn_conv2d_check(x, w, b, p, ohw)) return NULL;
   cnn_conv2d_shape s = shape_of(x->size, w->size);
   int64_t ysize[4] = {s.N, s.O, ohw[0], ohw[1]};
-  cnn_tensor *y = cnn_tensor_empty(CNN_FLOAT32, 4, ysize);
+  cnn_tensor *y = cnn_tensor_empty(x->dtype, 4, ysize);
   cnn_tensor *xc = y ? cnn_tensor_contiguous(x) : NULL;
   cnn_tensor *wc = xc ? cnn_tensor_contiguous(w) : NULL;
   cnn_tensor *bc = wc && b ? cnn_tensor_contiguous(b) : NULL;
-  if (!y || !xc || !wc || (b && !bc) ||
-      cnn_conv2d_forward_f32(&s, p, cnn_tensor_f32(xc), cnn_tensor_f32(wc), bc ? cnn_tensor_f32(bc) : NULL,
-                             cnn_tensor_f32(y))) {
+  if (y && xc && wc && (!b || bc) && x->dtype == CNN_INT64) {
+    cnn_conv2d_forward_i64(&s, p, cnn_tensor_i64(xc), cnn_tensor_i64(wc), bc ? cnn_tensor_i64(bc) : NULL,
+                           cnn_tensor_i64(y));
+  } else if (!y || !xc || !wc || (b && !bc) ||
+             cnn_conv2d_forward_f32(&s, p, cnn_tensor_f32(xc), cnn_tensor_f32(wc), bc ? cnn_tensor_f32(bc) : NULL,
+                                    cnn_tensor_f32(y))) {
     cnn_tensor_release(y);
     y = NULL;
   }

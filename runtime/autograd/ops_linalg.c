@@ -129,8 +129,18 @@ cnn_tensor *cnn_op_linear(const cnn_tensor *x, const cnn_tensor *w, const cnn_te
   const int64_t out = w->size[0], in = w->size[1];
   if (b && (b->ndim != 1 || b->size[0] != out))
     return cnn_error_set("bias must be 1-d with %lld elements, got %d-d", (long long)out, b->ndim), NULL;
-  if (x->dtype != CNN_FLOAT32 || w->dtype != CNN_FLOAT32 || (b && b->dtype != CNN_FLOAT32))
-    return cnn_error_set("expected float32 input, weight and bias"), NULL;
+  if (x->dtype != w->dtype || (b && b->dtype != x->dtype))
+    return cnn_error_set("expected input, weight and bias of one dtype, got %s, %s and %s", cnn_dtype_name(x->dtype),
+                         cnn_dtype_name(w->dtype), b ? cnn_dtype_name(b->dtype) : "none"),
+           NULL;
+  if (x->dtype == CNN_INT64) { /* integers, as PyTorch: x w^T + b exactly (integers never require grad) */
+    cnn_tensor *wt = cnn_tensor_transpose(w, 0, 1);
+    cnn_tensor *xw = wt ? cnn_mm_matmul(x, wt) : NULL;
+    cnn_tensor *y = xw && b ? cnn_ew_binary(CNN_ADD, xw, b) : cnn_tensor_retain(xw);
+    cnn_tensor_release(xw);
+    cnn_tensor_release(wt);
+    return y;
+  }
   int64_t size[CNN_MAX_DIMS];
   memcpy(size, x->size, sizeof(int64_t) * (size_t)x->ndim);
   size[x->ndim - 1] = out;

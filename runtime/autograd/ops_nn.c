@@ -371,6 +371,13 @@ static cnn_tensor *broadcast_contiguous(const cnn_tensor *t, int nd, const int64
 }
 
 cnn_tensor *cnn_op_mse_loss(const cnn_tensor *a, const cnn_tensor *b, cnn_reduction r) {
+  if ((a->dtype == CNN_FLOAT32) != (b->dtype == CNN_FLOAT32)) { /* int64 with float32 promotes, as PyTorch */
+    const cnn_tensor *i = a->dtype == CNN_FLOAT32 ? b : a;
+    cnn_tensor *f = cnn_tensor_to_dtype(i, CNN_FLOAT32);
+    cnn_tensor *out = !f ? NULL : i == a ? cnn_op_mse_loss(f, b, r) : cnn_op_mse_loss(a, f, r);
+    cnn_tensor_release(f);
+    return out;
+  }
   if (need_float(a, "input") || need_float(b, "target")) return NULL;
   if (r != CNN_REDUCTION_NONE && r != CNN_REDUCTION_MEAN && r != CNN_REDUCTION_SUM) {
     cnn_error_set("unknown reduction %d", (int)r);
@@ -428,6 +435,11 @@ cnn_tensor *cnn_op_dropout(const cnn_tensor *x, double p, bool training) {
     return NULL;
   }
   if (!training || p == 0) return cnn_tensor_retain((cnn_tensor *)x);
+  if (x->dtype == CNN_INT64) { /* as PyTorch: p = 1 zeroes integers; anything between gives floats */
+    if (p == 1) return cnn_tensor_zeros(CNN_INT64, x->ndim, x->size);
+    cnn_error_set("dropout with 0 < p < 1 gives float32 values, which an int64 input cannot take");
+    return NULL;
+  }
   if (need_float(x, "input")) return NULL;
   cnn_tensor *xc = cnn_tensor_contiguous(x);
   cnn_tensor *mask = xc ? cnn_tensor_empty_like(xc) : NULL, *y = mask ? cnn_tensor_empty_like(xc) : NULL;
@@ -627,7 +639,7 @@ static int lrn_backward(cnn_node *n, cnn_tensor *const *gout, cnn_tensor **gin) 
 
 cnn_tensor *cnn_op_local_response_norm(const cnn_tensor *x, int64_t size, double alpha, double beta, double k) {
   char b[256];
-  if (need_float(x, "input")) return NULL;
+  if (x->dtype != CNN_INT64 && need_float(x, "input")) return NULL;
   if (x->ndim < 3) {
     cnn_error_set("expected an input of 3 or more dimensions (N, C, ...), got %s",
                   cnn_shape_str(x->ndim, x->size, b, sizeof b));
@@ -643,6 +655,13 @@ cnn_tensor *cnn_op_local_response_norm(const cnn_tensor *x, int64_t size, double
   }
   cnn_lrn_args a;
   lrn_args(&a, x, size, alpha, beta, k);
+  if (x->dtype == CNN_INT64) { /* float32 results from integers, as PyTorch's (an empty x comes back as it is) */
+    if (cnn_tensor_numel(x) == 0) return cnn_tensor_retain((cnn_tensor *)x);
+    cnn_tensor *xc = cnn_tensor_contiguous(x), *y = xc ? cnn_tensor_empty(CNN_FLOAT32, x->ndim, x->size) : NULL;
+    if (y) cnn_lrn_forward_i64(&a, cnn_tensor_i64(xc), cnn_tensor_f32(y));
+    cnn_tensor_release(xc);
+    return y;
+  }
   cnn_tensor *xc = cnn_tensor_contiguous(x), *y = xc ? cnn_tensor_empty_like(xc) : NULL;
   cnn_tensor *scale = y ? cnn_tensor_empty_like(xc) : NULL;
   if (!scale) {

@@ -6,15 +6,23 @@
 
 #include "cnn/error.h"
 
-/* Checks a 3-d or 4-d float32 input with non-empty planes; gives planes and H, W. */
+/* Checks a 3-d or 4-d float32 input (or int64, for average pooling) with non-empty planes; gives
+ * planes and H, W. */
 static int check_input(const cnn_tensor *x, int64_t *planes) {
-  if (x->dtype != CNN_FLOAT32) return cnn_error_set("expected a float32 input, got %s", cnn_dtype_name(x->dtype));
+  if (x->dtype != CNN_FLOAT32 && x->dtype != CNN_INT64)
+    return cnn_error_set("expected a float32 input, got %s", cnn_dtype_name(x->dtype));
   if (x->ndim != 3 && x->ndim != 4)
     return cnn_error_set("expected a 3-d (C, H, W) or 4-d (N, C, H, W) input, got %d-d", x->ndim);
   for (int d = x->ndim - 3; d < x->ndim; d++)
     if (x->size[d] == 0)
       return cnn_error_set("input has a zero-size dimension %d (only the batch may be empty)", d + 1);
   *planes = x->ndim == 4 ? x->size[0] * x->size[1] : x->size[0];
+  return 0;
+}
+
+/* Max and adaptive pooling take float32 only, as PyTorch's (integers: "not implemented"). */
+static int need_float(const cnn_tensor *x) {
+  if (x->dtype != CNN_FLOAT32) return cnn_error_set("expected a float32 input, got %s", cnn_dtype_name(x->dtype));
   return 0;
 }
 
@@ -77,7 +85,7 @@ static cnn_pool2d_shape shape_of(const cnn_tensor *x, int64_t oh, int64_t ow) {
 int cnn_pool_max2d_forward(const cnn_tensor *x, const cnn_pool2d_params *p, cnn_tensor **y, cnn_tensor **indices) {
   *y = NULL, *indices = NULL;
   int64_t ohw[2], P;
-  if (cnn_pool2d_check(x, p, ohw) || check_input(x, &P)) return -1;
+  if (cnn_pool2d_check(x, p, ohw) || check_input(x, &P) || need_float(x)) return -1;
   cnn_tensor *xc = cnn_tensor_contiguous(x);
   cnn_tensor *ry = xc ? new_plane_tensor(x, x->ndim, CNN_FLOAT32, ohw[0], ohw[1], false) : NULL;
   cnn_tensor *ri = ry ? new_plane_tensor(x, x->ndim, CNN_INT64, ohw[0], ohw[1], false) : NULL;
@@ -114,10 +122,11 @@ cnn_tensor *cnn_pool_avg2d_forward(const cnn_tensor *x, const cnn_pool2d_params 
   if (cnn_pool2d_check(x, p, ohw) || check_input(x, &P)) return NULL;
   if (p->dilation[0] != 1 || p->dilation[1] != 1) return cnn_error_set("average pooling has no dilation"), NULL;
   cnn_tensor *xc = cnn_tensor_contiguous(x);
-  cnn_tensor *y = xc ? new_plane_tensor(x, x->ndim, CNN_FLOAT32, ohw[0], ohw[1], false) : NULL;
+  cnn_tensor *y = xc ? new_plane_tensor(x, x->ndim, x->dtype, ohw[0], ohw[1], false) : NULL;
   if (y) {
     cnn_pool2d_shape s = shape_of(x, ohw[0], ohw[1]);
-    cnn_pool_avg2d_forward_f32(p, &s, cnn_tensor_f32(xc), cnn_tensor_f32(y));
+    if (x->dtype == CNN_INT64) cnn_pool_avg2d_forward_i64(p, &s, cnn_tensor_i64(xc), cnn_tensor_i64(y));
+    else cnn_pool_avg2d_forward_f32(p, &s, cnn_tensor_f32(xc), cnn_tensor_f32(y));
   }
   cnn_tensor_release(xc);
   return y;
@@ -138,7 +147,7 @@ cnn_tensor *cnn_pool_avg2d_backward(const cnn_tensor *gy, const cnn_pool2d_param
 
 cnn_tensor *cnn_pool_adaptive_avg2d_forward(const cnn_tensor *x, int64_t oh, int64_t ow) {
   int64_t P;
-  if (check_input(x, &P)) return NULL;
+  if (check_input(x, &P) || need_float(x)) return NULL;
   if (oh < 0 || ow < 0)
     return cnn_error_set("output size must be non-negative, got (%lld, %lld)", (long long)oh, (long long)ow), NULL;
   cnn_tensor *xc = cnn_tensor_contiguous(x);

@@ -537,3 +537,33 @@ int cnn_conv2d_input_grad_f32(const cnn_conv2d_shape *s, const cnn_conv2d_params
                : 1;
   return rc == 1 ? input_grad(&g, gy, w, gx, nt) : rc;
 }
+
+/* ---- int64 ---- */
+
+/* PyTorch convolves integers exactly (wrapping on overflow); nothing trains on them, so a plain
+ * loop over every output and tap does. */
+void cnn_conv2d_forward_i64(const cnn_conv2d_shape *s, const cnn_conv2d_params *p, const int64_t *x, const int64_t *w,
+                            const int64_t *b, int64_t *y) {
+  geom g;
+  geom_of(&g, s, p);
+  for (int64_t n = 0; n < g.N; n++)
+    for (int64_t o = 0; o < g.O; o++) {
+      const int64_t gi = o / g.Og;
+      for (int64_t i = 0; i < g.oh; i++)
+        for (int64_t j = 0; j < g.ow; j++) {
+          uint64_t acc = b ? (uint64_t)b[o] : 0;
+          for (int64_t c = 0; c < g.Cg; c++)
+            for (int64_t ki = 0; ki < g.kh; ki++) {
+              const int64_t h = i * p->stride[0] - p->pad_lo[0] + ki * p->dilation[0];
+              if (h < 0 || h >= g.H) continue;
+              for (int64_t kj = 0; kj < g.kw; kj++) {
+                const int64_t v = j * p->stride[1] - p->pad_lo[1] + kj * p->dilation[1];
+                if (v < 0 || v >= g.W) continue;
+                acc += (uint64_t)x[((n * g.C + gi * g.Cg + c) * g.H + h) * g.W + v] *
+                       (uint64_t)w[((o * g.Cg + c) * g.kh + ki) * g.kw + kj];
+              }
+            }
+          y[((n * g.O + o) * g.oh + i) * g.ow + j] = (int64_t)acc;
+        }
+    }
+}

@@ -1,4 +1,4 @@
-/* 2-d convolution kernels on float32 arrays, no tensors (the tensor front end is conv.h): the
+/* 2-d convolution kernels on float32 arrays (and a plain int64 forward), no tensors (the tensor front end is conv.h): the
  * cross-correlation of PyTorch's conv2d, by im2col bands + GEMM, or by the direct kernels of
  * conv_direct.c for stride-1 layers. Arrays are contiguous and row-major; shapes and parameters
  * were checked by the caller (cnn_conv2d_check). Scratch comes from the runtime allocator. */
@@ -27,6 +27,9 @@ int cnn_conv2d_input_grad_f32(const cnn_conv2d_shape *s, const cnn_conv2d_params
 int cnn_conv2d_weight_grad_f32(const cnn_conv2d_shape *s, const cnn_conv2d_params *p, const float *gy, const float *x,
                                float *gw);
 void cnn_conv2d_bias_grad_f32(const cnn_conv2d_shape *s, const cnn_conv2d_params *p, const float *gy, float *gb);
+/* forward on int64 arrays (b may be NULL), exact with wrapping as PyTorch's; no gradients */
+void cnn_conv2d_forward_i64(const cnn_conv2d_shape *s, const cnn_conv2d_params *p, const int64_t *x, const int64_t *w,
+                            const int64_t *b, int64_t *y);
 
 /* How stride-1 layers are computed: AUTO picks the direct kernels (no column matrix) where they
  * apply, IM2COL always builds columns. Process-wide; for tests and benchmarks. */

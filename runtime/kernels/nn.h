@@ -109,6 +109,9 @@ typedef struct cnn_lrn_args {
   double alpha, beta, k;
 } cnn_lrn_args;
 void cnn_lrn_forward(const cnn_lrn_args *a, const float *x, float *y, float *scale);
+/* int64 x -> float32 y as PyTorch computes it from integers: the window's mean square truncated to
+ * an integer, then x / (k + alpha * mean)^beta in float32. No backward (integers take no grad). */
+void cnn_lrn_forward_i64(const cnn_lrn_args *a, const int64_t *x, float *y);
 /* gx from gy, x and the saved scale; work: N * C * S floats of scratch from the caller. */
 void cnn_lrn_backward(const cnn_lrn_args *a, const float *x, const float *scale, const float *gy, float *gx,
                       float *work);

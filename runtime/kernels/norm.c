@@ -376,6 +376,32 @@ void cnn_lrn_forward(const cnn_lrn_args *a, const float *x, float *y, float *sca
   cnn_parallel_items(a->N * a->C, a->N * a->C * a->S * a->size, lrn_forward_planes, &j);
 }
 
+/* PyTorch's pow of a float32 tensor by a scalar, with its exact special cases */
+static float pow_scalar(float d, double e) {
+  if (e == 0.5) return sqrtf(d);
+  if (e == 1) return d;
+  if (e == 2) return d * d;
+  if (e == 3) return d * d * d;
+  return powf(d, (float)e);
+}
+
+void cnn_lrn_forward_i64(const cnn_lrn_args *a, const int64_t *x, float *y) {
+  const int64_t C = a->C, S = a->S, before = a->size / 2, after = (a->size - 1) / 2;
+  const float alpha = (float)a->alpha, k = (float)a->k;
+  for (int64_t w = 0; w < a->N * C; w++) {
+    const int64_t n = w / C, c = w % C;
+    for (int64_t s = 0; s < S; s++) {
+      uint64_t sum = 0; /* wrapping, as PyTorch's integer square and average pool */
+      for (int64_t j = max64(0, c - before); j <= min64(C - 1, c + after); j++) {
+        const uint64_t v = (uint64_t)x[(n * C + j) * S + s];
+        sum += v * v;
+      }
+      const float d = (float)((int64_t)sum / a->size) * alpha + k;
+      y[w * S + s] = (float)x[w * S + s] / pow_scalar(d, a->beta);
+    }
+  }
+}
+
 /* element i of LRN backward's pass 1 (see cnn_lrn_backward) */
 static inline void lrn_backward_first(const float *x, const float *scale, const float *gy, float *gx, float *work,
                                       float nbeta, bool quarter_powers, int64_t i) {

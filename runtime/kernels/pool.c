@@ -338,6 +338,7 @@ void cnn_pool_max2d_backward_f32(const cnn_pool2d_shape *s, const float *g, cons
  * false for a window that lies wholly in padding (its output is 0). */
 typedef struct avg_win {
   int64_t h0, h1, w0, w1;
+  int64_t idiv;
   float div;
 } avg_win;
 
@@ -353,7 +354,7 @@ static bool avg_window(const cnn_pool2d_params *p, int64_t H, int64_t W, int64_t
   if (w1 > W) w1 = W;
   if (h0 >= h1 || w0 >= w1) return false;
   int64_t div = p->divisor > 0 ? p->divisor : p->count_include_pad ? pool : (h1 - h0) * (w1 - w0);
-  a->h0 = h0, a->h1 = h1, a->w0 = w0, a->w1 = w1, a->div = (float)div;
+  a->h0 = h0, a->h1 = h1, a->w0 = w0, a->w1 = w1, a->idiv = div, a->div = (float)div;
   return true;
 }
 
@@ -396,6 +397,24 @@ static void avg_forward_planes(void *arg, int64_t p0, int64_t p1) {
 void cnn_pool_avg2d_forward_f32(const cnn_pool2d_params *p, const cnn_pool2d_shape *s, const float *xp, float *yp) {
   pool_job j = {.p = p, .x = xp, .y = yp, .H = s->H, .W = s->W, .oh = s->oh, .ow = s->ow};
   pool_items(s->P, s->P * s->oh * s->ow * p->kernel[0] * p->kernel[1], avg_forward_planes, &j);
+}
+
+/* int64, as PyTorch's: the exact window sum divided by the divisor, truncating toward zero */
+void cnn_pool_avg2d_forward_i64(const cnn_pool2d_params *p, const cnn_pool2d_shape *s, const int64_t *xp, int64_t *yp) {
+  const int64_t H = s->H, W = s->W, oh = s->oh, ow = s->ow;
+  for (int64_t pl = 0; pl < s->P; pl++)
+    for (int64_t i = 0; i < oh; i++)
+      for (int64_t j = 0; j < ow; j++) {
+        avg_win a;
+        int64_t v = 0;
+        if (avg_window(p, H, W, i, j, &a)) {
+          uint64_t sum = 0;
+          for (int64_t h = a.h0; h < a.h1; h++)
+            for (int64_t w = a.w0; w < a.w1; w++) sum += (uint64_t)xp[(pl * H + h) * W + w];
+          v = (int64_t)sum / a.idiv;
+        }
+        yp[(pl * oh + i) * ow + j] = v;
+      }
 }
 
 static inline void avg_backward_plane(const cnn_pool2d_params *p, const float *g, float *out, int64_t H, int64_t W,

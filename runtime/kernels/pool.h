@@ -25,6 +25,8 @@ void cnn_pool_max2d_forward_f32(const cnn_pool2d_params *p, const cnn_pool2d_sha
 void cnn_pool_max2d_backward_f32(const cnn_pool2d_shape *s, const float *gy, const int64_t *idx, float *gx);
 /* x -> y */
 void cnn_pool_avg2d_forward_f32(const cnn_pool2d_params *p, const cnn_pool2d_shape *s, const float *x, float *y);
+/* int64 (PyTorch's integer average: the window sum divided by the divisor, truncated); no backward */
+void cnn_pool_avg2d_forward_i64(const cnn_pool2d_params *p, const cnn_pool2d_shape *s, const int64_t *x, int64_t *y);
 /* gy -> gx, added: gx must hold zeros on entry */
 void cnn_pool_avg2d_backward_f32(const cnn_pool2d_params *p, const cnn_pool2d_shape *s, const float *gy, float *gx);
 /* output cell i averages rows floor(i*H/oh) .. ceil((i+1)*H/oh)-1 (same for columns) */

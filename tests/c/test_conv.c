@@ -300,7 +300,7 @@ static void test_errors(void) {
   cnn_tensor *x = cnn_tensor_zeros(CNN_FLOAT32, 4, xs);
   cnn_error_clear();
   CHECK(cnn_conv2d_forward(xi, w, NULL, &d) == NULL &&
-        strcmp(cnn_error_get(), "expected a float32 input, got int64") == 0);
+        strcmp(cnn_error_get(), "weight has dtype float32 but the input has int64") == 0);
   CHECK(cnn_conv2d_forward(x, w3, NULL, &d) == NULL &&
         strcmp(cnn_error_get(), "weight must be 4-d (out, in/groups, kH, kW), got 3-d") == 0);
   cnn_tensor_release(xi), cnn_tensor_release(w), cnn_tensor_release(w3), cnn_tensor_release(x);

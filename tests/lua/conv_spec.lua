@@ -93,6 +93,18 @@ describe("conv2d matches PyTorch", function()
     cnn.set_conv_algorithm("auto")
   end)
 
+  it("convolves int64 exactly, as PyTorch", function()
+    -- {{1, 2}, {3, 4}} with the 1x2 kernel {1, -1} and bias 5: 1 - 2 + 5 = 4, 3 - 4 + 5 = 4
+    local long = function(v) return cnn.tensor(v, { dtype = "int64" }) end
+    local y = F.conv2d(long({ { { { 1, 2 }, { 3, 4 } } } }), long({ { { { 1, -1 } } } }), long({ 5 }))
+    H.assert_tensor(y, { { { { 4 }, { 4 } } } }, { dtype = "int64" })
+    -- past float32's integers: 2^40 * 3 + 1 * 1, exactly
+    local big = F.conv2d(long({ { { { 2 ^ 40, 1 } } } }), long({ { { { 3, 1 } } } }), { padding = { 0, 0 } })
+    assert.are.equal(3 * 2 ^ 40 + 1, big[1][1][1][1])
+    H.assert_error(function() return F.conv2d(long({ { { { 1 } } } }), cnn.ones(1, 1, 1, 1)) end, "conv2d:", "int64")
+    H.assert_usable()
+  end)
+
   it("takes the options table as the third argument when there is no bias", function()
     local c = find("batch3_no_bias")
     H.assert_tensor(F.conv2d(t(c.x), t(c.w), c.opts), c.output, TOL)
@@ -221,8 +233,10 @@ describe("conv2d errors", function()
       "conv2d: padding must be non-negative, got (-1, -1)")
     exact(function() F.conv2d(x, cnn.ones(2, 3, 3, 3), cnn.ones(3)) end,
       "conv2d: bias must be 1-d with 2 elements (one per output channel), got shape (3)")
-    exact(function() F.conv2d(x:long(), cnn.ones(2, 3, 3, 3)) end, "conv2d: expected a float32 input, got int64")
-    exact(function() F.conv2d(x, cnn.ones(2, 3, 3, 3):long()) end, "conv2d: expected a float32 weight, got int64")
+    exact(function() F.conv2d(x:long(), cnn.ones(2, 3, 3, 3)) end,
+      "conv2d: weight has dtype float32 but the input has int64")
+    exact(function() F.conv2d(x, cnn.ones(2, 3, 3, 3):long()) end,
+      "conv2d: weight has dtype int64 but the input has float32")
     exact(function() F.conv2d(x, cnn.ones(2, 3, 3, 3), nil, { strid = 1 }) end, "conv2d: unknown option 'strid'")
     exact(function() F.conv2d(cnn.ones(3, 5), cnn.ones(2, 3, 3, 3)) end,
       "conv2d: expected a 3-d (C, H, W) or 4-d (N, C, H, W) input, got 2-d")

@@ -283,6 +283,41 @@ describe("F.mse_loss", function()
   end)
 end)
 
+describe("F on int64 where PyTorch takes integers", function()
+  it("linear multiplies exactly", function()
+    -- {1, 2} W^T with W = {{3, 4}, {5, 6}}, + {1, -1}: 1*3 + 2*4 + 1 = 12, 1*5 + 2*6 - 1 = 16
+    H.assert_tensor(F.linear(long({ 1, 2 }), long({ { 3, 4 }, { 5, 6 } }), long({ 1, -1 })), { 12, 16 },
+      { dtype = "int64" })
+    H.assert_error(function() return F.linear(long({ 1 }), cnn.ones(1, 1)) end, "linear:", "one dtype")
+  end)
+
+  it("local_response_norm takes the window's mean square as an integer, then float32", function()
+    -- size 2: channel c sums the squares of channels c - 1 and c. Channel 1, first position: 1^2 = 1,
+    -- 1 // 2 = 0, so y = 1 / (1 + 0)^0.75 = 1 exactly (floats would give 1 / 1.00005^0.75)
+    local y = F.local_response_norm(long({ { { 1, 2 }, { 3, 4 }, { 5, 6 } } }), 2)
+    assert.are.equal("float32", y:dtype())
+    assert.are.equal(1, y[1][1][1])
+    -- channel 2, second position: (4 + 16) // 2 = 10: 4 / (1 + 1e-4 * 10)^0.75
+    H.assert_tensor(y[1][2], { 3 / (1 + 1e-4 * 5) ^ 0.75, 4 / (1 + 1e-4 * 10) ^ 0.75 }, TOL)
+  end)
+
+  it("dropout returns int64 as it is (not training, p = 0), zeros it (p = 1), else refuses", function()
+    local i = long({ 2, -1 })
+    assert.are.equal(i, F.dropout(i, 0.5, false))
+    H.assert_tensor(F.dropout(i, 1, true), { 0, 0 }, { dtype = "int64" })
+    H.assert_error(function() return F.dropout(i, 0.5) end, "dropout:", "int64")
+  end)
+
+  it("mse_loss of int64 against float32 promotes", function()
+    local t = cnn.tensor({ 0.5, 0 }):requires_grad_()
+    local l = F.mse_loss(long({ 1, 2 }), t) -- (0.25 + 4) / 2
+    H.assert_tensor(l, 2.125, TOL)
+    l:backward()
+    H.assert_tensor(t.grad, { -0.5, -2 }, TOL) -- (2 / 2) (t - x)
+    H.assert_error(function() return F.mse_loss(long({ 1 }), long({ 1 })) end, "mse_loss:", "int64")
+  end)
+end)
+
 describe("F.dropout", function()
   it("scales kept values by 1/(1-p) and keeps about 1-p of them", function()
     cnn.manual_seed(11)

@@ -131,6 +131,15 @@ describe("pooling by hand", function()
     -- and 1/1, (2+3)/2, 4/1 when it does not
     H.assert_tensor(F.avg_pool2d(x, 2, { padding = 1, count_include_pad = false })[1][1][1], { 1, 2.5, 4 })
   end)
+  it("avg_pool2d of int64 is int64, the sum divided truncating toward zero, as PyTorch", function()
+    local i = cnn.tensor({ { { { -3, 4 }, { 5, 7 } } } }, { dtype = "int64" })
+    H.assert_tensor(F.avg_pool2d(i, 2), { { { { 3 } } } }, { dtype = "int64" })   -- 13 / 4
+    H.assert_tensor(F.avg_pool2d(-i, 2), { { { { -3 } } } }, { dtype = "int64" }) -- -13 / 4
+    -- padding 1, count_include_pad false: each window holds one value, divided by 1
+    H.assert_tensor(F.avg_pool2d(i, 2, { padding = 1, count_include_pad = false }), { { { { -3, 4 }, { 5, 7 } } } },
+      { dtype = "int64" })
+  end)
+
   it("adaptive_avg_pool2d to 1 is the mean", function()
     H.assert_tensor(F.adaptive_avg_pool2d(x, 1), { { { { 8.5 } } } })
   end)
@@ -158,7 +167,9 @@ describe("pooling errors", function()
     exact(function() F.max_pool2d(x) end, "max_pool2d: expected a kernel size (an integer or a pair) for argument 2")
     exact(function() F.max_pool2d(cnn.ones(4, 4), 2) end,
       "max_pool2d: expected a 3-d (C, H, W) or 4-d (N, C, H, W) input, got 2-d")
-    exact(function() F.avg_pool2d(x:long(), 2) end, "avg_pool2d: expected a float32 input, got int64")
+    exact(function() F.max_pool2d(x:long(), 2) end, "max_pool2d: expected a float32 input, got int64")
+    exact(function() F.adaptive_avg_pool2d(x:long(), 2) end,
+      "adaptive_avg_pool2d: expected a float32 input, got int64")
     exact(function() F.avg_pool2d(x, 2, { divisor_override = 0 }) end,
       "avg_pool2d: divisor_override must be a positive integer")
     exact(function() F.adaptive_avg_pool2d(x, { -1, 2 }) end,
