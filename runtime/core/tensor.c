@@ -163,10 +163,12 @@ cnn_tensor *cnn_tensor_linspace(double start, double end, int64_t n) {
   cnn_tensor *t = cnn_tensor_empty(CNN_FLOAT32, 1, &n);
   if (!t) return NULL;
   float *p = cnn_tensor_f32(t);
-  /* PyTorch's arithmetic, in float32: the step from the rounded ends, then filled from both ends
-   * so that the last value is exactly `end` (a single value is `start`) */
+  /* PyTorch's arithmetic, in float32: the step from the rounded ends, then start + step * i (end -
+   * step * (n - 1 - i) in the upper half, so that the last value is exactly `end`), each one fused
+   * multiply-add as PyTorch's build compiles them; a single value is `start` */
   const float a = (float)start, b = (float)end, step = n > 1 ? (b - a) / (float)(n - 1) : 0;
-  for (int64_t i = 0; i < n; i++) p[i] = i < n / 2 || n == 1 ? a + step * (float)i : b - step * (float)(n - 1 - i);
+  for (int64_t i = 0; i < n; i++)
+    p[i] = i < n / 2 || n == 1 ? fmaf(step, (float)i, a) : fmaf(-step, (float)(n - 1 - i), b);
   return t;
 }
 

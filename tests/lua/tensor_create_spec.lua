@@ -123,6 +123,11 @@ describe("ranges", function()
     assert.are.equal(f32(a + step), t[2])
     assert.are.equal(f32(b - step), t[4]) -- the upper half counts back from the end
     assert.are.equal(b, t[5])
+    -- each value is one fused multiply-add: 2 - 3 * step with step = f32(4 / 6) is -2^-24 exactly,
+    -- where a rounded 3 * step (2.0) would give 0
+    local mid = cnn.linspace(-2, 2, 7)[4]
+    assert.are.equal(2 - 3 * f32(4 / 6), mid)
+    assert.is_true(mid < 0)
   end)
 
   it("arange refuses a step that goes away from the end, as PyTorch", function()
