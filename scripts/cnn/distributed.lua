@@ -28,6 +28,17 @@ dist.all_gather = D.all_gather
 --- Whether this build has MPI, so that it can join an MPI job.
 function dist.is_available() return D.has_mpi end
 
+--- cnn.distributed.launched() -> boolean
+--- Whether a launcher (mpirun, srun) started this process, whether or not init() was called.
+--- A rank's standard output is then forwarded by the launcher, often into a pipe or a log, even
+--- when it looks like a terminal: progress lines redrawn with `\r` have no place there.
+function dist.launched()
+  for _, k in ipairs{"OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_RANK", "SLURM_STEP_ID"} do
+    if os.getenv(k) then return true end
+  end
+  return false
+end
+
 local function is_module(m)
   return type(m) == "table" and type(m.parameters) == "function" and type(m.named_parameters) == "function"
 end

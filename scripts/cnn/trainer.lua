@@ -39,15 +39,6 @@ local function dirname(path)
   return d == "" and "/" or d
 end
 
--- Whether this process was started by an MPI or Slurm launcher: its stdout may be a pty that the
--- launcher forwards into a pipe or a log, so a terminal there says nothing about the reader.
-local function under_launcher()
-  for _, k in ipairs{"OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_RANK", "SLURM_STEP_ID"} do
-    if os.getenv(k) then return true end
-  end
-  return false
-end
-
 --- cnn.trainer.out_dir{out=, resume=, prefix="run", create=true} -> path
 --- The folder a training run writes to, created (unless create = false) if needed.
 --- `out` when given; else, when resuming, the folder of the checkpoint being resumed (the run goes on
@@ -236,7 +227,9 @@ function trainer.fit(o)
     cnn.set_rng_state(per_rank and #per_rank == size and per_rank[rank + 1] or state.rng_state)
     if main then print(string.format("resumed from %s after epoch %d", o.resume, state.epoch)) end
   end
-  local tty, now, every = main and cnn.isatty(io.stdout) and not under_launcher(), cnn.wall_time, o.progress_every or 10
+  -- under mpirun or srun stdout may be a pty the launcher forwards into a log: no \r lines there
+  local tty = main and cnn.isatty(io.stdout) and not C().distributed.launched()
+  local now, every = cnn.wall_time, o.progress_every or 10
   if main then
     mkdir_p(o.out)
     mkdir_p(dirname(o.checkpoint))

@@ -22,6 +22,7 @@ static const char *cnnlua;
 static char tmpdir[] = "/tmp/test_repl.XXXXXX";
 static char history[256]; /* CNNLUA_HISTORY for the terminal sessions */
 static int failures;
+static const char *extra_env; /* "NAME=value" added to the next runs' environment, or NULL */
 
 #define CHECK(cond, ...)                                     \
   do {                                                       \
@@ -117,6 +118,7 @@ static void run(Run *r, const char *input, const char *const *args) {
   }
   pid_t pid = fork();
   if (pid == 0) {
+    if (extra_env != NULL) putenv((char *)extra_env);
     dup2(in[0], 0), dup2(out[1], 1), dup2(err[1], 2);
     close(in[0]), close(in[1]), close(out[0]), close(out[1]), close(err[0]), close(err[1]);
     const char *argv[32] = {cnnlua};
@@ -272,6 +274,7 @@ static Pty *pty_start(const char *history, const char *const *args) {
   if (p->pid == 0) {
     setenv("CNNLUA_HISTORY", history, 1);
     setenv("TERM", "xterm", 1);
+    if (extra_env != NULL) putenv((char *)extra_env);
     const char *argv[32] = {cnnlua};
     for (int i = 0; args[i] != NULL && i < 30; i++) argv[i + 1] = args[i];
     execv(cnnlua, (char **)argv);
@@ -689,6 +692,36 @@ static void test_hpsearch_from_e_and_i(void) {
   CHECK(strcmp(r.out, "2\t4\n") == 0, "stdout was '%s'", r.out);
 }
 
+/* A search's status line is redrawn in place on a terminal of its own, and never under a launcher
+ * (mpirun, srun), whose terminal is forwarded into a log: there only the trials' lines go out. */
+static void test_search_status_line_only_on_a_terminal_of_its_own(void) {
+  static const char code[] =
+      "local sleep = require('cnn.core').process.sleep; "
+      "print(cnn.hpsearch.search{space = {x = {1, 2, 3, 4}}, strategy = 'grid', workers = 2, mode = 'max', "
+      "objective = function(p) sleep(0.3) return p.x end})";
+  Pty *p = pty_start(history, ARGS("-e", code));
+  pty_expect(p, "\r\x1b[Khpsearch: 0/4 done");
+  pty_expect(p, "[4/4] trial ");
+  CHECK(pty_finish(p) == 0, "exit code not 0");
+
+  extra_env = "SLURM_STEP_ID=0";
+  p = pty_start(history, ARGS("-e", code));
+  pty_expect(p, "[4/4] trial ");
+  pty_expect(p, "4 trials (4 ok); best: trial 4");
+  while (pty_read(p, 50)) /* everything it wrote, then the check */
+    ;
+  CHECK(strstr(p->buf, "\x1b[K") == NULL && strstr(p->buf, "done, ") == NULL, "a status line under a launcher in '%s'",
+        p->buf);
+  CHECK(pty_finish(p) == 0, "exit code not 0");
+
+  Run r;
+  run(&r, NULL, ARGS("-e", "print(cnn.distributed.launched())"));
+  CHECK(strcmp(r.out, "true\n") == 0, "launched() under SLURM_STEP_ID printed '%s'", r.out);
+  extra_env = NULL;
+  run(&r, NULL, ARGS("-e", "print(cnn.distributed.launched())"));
+  CHECK(strcmp(r.out, "false\n") == 0, "launched() printed '%s'", r.out);
+}
+
 #define RUN(test)                                                       \
   do {                                                                  \
     int before = failures;                                              \
@@ -732,6 +765,7 @@ int main(int argc, char **argv) {
   RUN(test_multiline_entry_is_one_history_entry);
   RUN(test_hpsearch_at_the_prompt);
   RUN(test_hpsearch_from_e_and_i);
+  RUN(test_search_status_line_only_on_a_terminal_of_its_own);
 
   char cmd[512];
   snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);

@@ -1,8 +1,9 @@
 -- cnn.hpsearch.view: what a running search shows. Every finished trial prints one line. On a
 -- terminal a status line sits under them and is redrawn in place (at most once a second, and at
 -- every event): trials finished (ok, pruned, failed), running, the best metric so far, the time
--- spent and an estimate of the time left. Anywhere else (a pipe, a file, an mpirun log) only the
--- lines are written: no carriage returns, no escape sequences. quiet = true shows nothing.
+-- spent and an estimate of the time left. Anywhere else (a pipe, a file, a process started by
+-- mpirun or srun, whose terminal the launcher forwards into a log) only the lines are written:
+-- no carriage returns, no escape sequences. quiet = true shows nothing.
 local core = require "cnn.core"
 local Result = require "cnn.hpsearch.result"
 
@@ -20,14 +21,16 @@ end
 View.clock_text = clock_text
 
 --- View.new{quiet=, todo=, workers=, metric=, mode=, tty=}: tty defaults to whether stdout is a
---- terminal; the status line shows only with worker processes (an objective running in this
---- process writes to the same terminal).
+--- terminal not forwarded by a launcher (cnn.distributed.launched); the status line shows only with
+--- worker processes (an objective running in this process writes to the same terminal).
 function View.new(o)
   local v = setmetatable({quiet = o.quiet, todo = o.todo, metric = o.metric, mode = o.mode, running = 0, done = 0,
                           counts = {ok = 0, pruned = 0, failed = 0}, t0 = process.clock(), shown = false, drawn = 0},
                          View)
   local tty = o.tty
-  if tty == nil then tty = core.isatty(io.stdout) and os.getenv("TERM") ~= "dumb" end
+  if tty == nil then
+    tty = core.isatty(io.stdout) and os.getenv("TERM") ~= "dumb" and not require("cnn.distributed").launched()
+  end
   v.live = not o.quiet and tty and (o.workers or 0) > 0
   return v
 end
