@@ -337,6 +337,33 @@ describe("hpsearch random search in this process", function()
   end)
 end)
 
+describe("hpsearch's status line", function()
+  it("counts the trials, shows the best and estimates the time left from their mean and the workers", function()
+    local View = require "cnn.hpsearch.view"
+    local now = 100
+    local v = View.new{todo = 6, workers = 2, metric = "loss", mode = "min", quiet = true, tty = false,
+                       clock = function() return now end}
+    assert.are.equal("hpsearch: 0/6 done, 0 running, 0:00", v:status())
+    v:started{index = 1}
+    v:started{index = 2}
+    now = 105
+    v:finished({index = 1, status = "ok", metric = 0.7}, "")
+    v:started{index = 3}
+    -- trials last 5 s: 2 ends now, 3 at 10 s with 4, then 5 and 6 at 15 s; 10 s left, not 25
+    assert.are.equal("hpsearch: 1/6 done (1 ok), 2 running, best loss 0.7 (trial 1), 0:05, ~0:10 left",
+                     v:status())
+    now = 106
+    v:finished({index = 2, status = "pruned", metric = 0.5}, "")
+    v:finished({index = 3, status = "failed"}, "")
+    -- trials now last (5 + 6 + 1) / 3 = 4 s on average: 12 s of work left for two workers
+    assert.are.equal("hpsearch: 3/6 done (1 ok, 1 pruned, 1 failed), 0 running, best loss 0.7 (trial 1), 0:06, " ..
+                     "~0:06 left", v:status())
+    for i = 4, 6 do v:finished({index = i, status = "ok", metric = 0.1 * i}, "") end
+    assert.are.equal("hpsearch: 6/6 done (4 ok, 1 pruned, 1 failed), 0 running, best loss 0.4 (trial 4), 0:06",
+                     v:status())
+  end)
+end)
+
 describe("hpsearch worker processes", function()
   it("run the trials in several processes with threads divided among them, seeded per trial", function()
     local path = script("workers", [[

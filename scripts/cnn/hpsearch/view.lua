@@ -20,12 +20,15 @@ local function clock_text(s)
 end
 View.clock_text = clock_text
 
---- View.new{quiet=, todo=, workers=, metric=, mode=, tty=}: tty defaults to whether stdout is a
---- terminal not forwarded by a launcher (cnn.distributed.launched); the status line shows only with
---- worker processes (an objective running in this process writes to the same terminal).
+--- View.new{quiet=, todo=, workers=, metric=, mode=, tty=, clock=}: tty defaults to whether stdout
+--- is a terminal not forwarded by a launcher (cnn.distributed.launched); the status line shows only
+--- with worker processes (an objective running in this process writes to the same terminal). clock
+--- (seconds, default process.clock) is for tests.
 function View.new(o)
+  local clock = o.clock or process.clock
   local v = setmetatable({quiet = o.quiet, todo = o.todo, metric = o.metric, mode = o.mode, running = 0, done = 0,
-                          counts = {ok = 0, pruned = 0, failed = 0}, t0 = process.clock(), shown = false, drawn = 0},
+                          workers = o.workers or 0, clock = clock, since = {}, spent = 0, timed = 0,
+                          counts = {ok = 0, pruned = 0, failed = 0}, t0 = clock(), shown = false, drawn = 0},
                          View)
   local tty = o.tty
   if tty == nil then
@@ -54,12 +57,26 @@ function View:status()
   if self.best then
     s = s .. string.format(", best %s %s (trial %d)", self.metric, Result.format(self.best.metric), self.best.index)
   end
-  local elapsed = process.clock() - self.t0
-  s = s .. ", " .. clock_text(elapsed)
-  if self.done > 0 and self.done < self.todo then
-    s = s .. string.format(", ~%s left", clock_text(elapsed / self.done * (self.todo - self.done)))
-  end
+  local now = self.clock()
+  s = s .. ", " .. clock_text(now - self.t0)
+  local left = self:left(now)
+  if left then s = s .. string.format(", ~%s left", clock_text(left)) end
   return s
+end
+
+--- view:left(now): seconds until the last trial ends, estimated, or nil before the first one ends.
+--- A trial is taken to last the mean of the finished ones: what the running trials still need and
+--- the trials not started yet, shared among the workers (the time of the longest one at least).
+function View:left(now)
+  if self.timed == 0 or self.done >= self.todo then return nil end
+  local mean = self.spent / self.timed
+  local queued = math.max(0, self.todo - self.done - self.running)
+  local work, longest = queued * mean, queued > 0 and mean or 0
+  for _, t0 in pairs(self.since) do
+    local rest = math.max(0, mean - (now - t0))
+    work, longest = work + rest, math.max(longest, rest)
+  end
+  return math.max(work / math.max(1, self.workers), longest)
 end
 
 function View:draw()
@@ -69,7 +86,7 @@ function View:draw()
   if width and width > 1 and #text > width - 1 then text = text:sub(1, width - 4) .. "..." end
   io.stdout:write("\r\27[K", text)
   io.stdout:flush()
-  self.shown, self.drawn = true, process.clock()
+  self.shown, self.drawn = true, self.clock()
 end
 
 --- view:line(text): a line above the status line.
@@ -82,8 +99,9 @@ function View:line(text)
 end
 
 --- view:started(trial)
-function View:started()
+function View:started(t)
   self.running = self.running + 1
+  if t and t.index then self.since[t.index] = self.clock() end
   self:draw()
 end
 
@@ -96,6 +114,10 @@ end
 function View:finished(e, text)
   self.running = math.max(0, self.running - 1)
   self.done = self.done + 1
+  local t0 = self.since[e.index]
+  if t0 then
+    self.spent, self.timed, self.since[e.index] = self.spent + (self.clock() - t0), self.timed + 1, nil
+  end
   local k = (e.status == "ok" or e.status == "pruned") and e.status or "failed"
   self.counts[k] = self.counts[k] + 1
   if e.status == "ok" and (not self.best or better(e.metric, self.best.metric, self.mode)) then self.best = e end
@@ -104,7 +126,7 @@ end
 
 --- view:tick(): redraws the status line when a second has passed (the clocks move).
 function View:tick()
-  if self.live and process.clock() - self.drawn >= 1 then self:draw() end
+  if self.live and self.clock() - self.drawn >= 1 then self:draw() end
 end
 
 --- view:close(): takes the status line away.
