@@ -275,9 +275,11 @@ typedef enum { DIRECT_FORWARD, DIRECT_INPUT_GRAD, DIRECT_WEIGHT_GRAD } direct_ki
  * value is inf or NaN, where 0 * inf would make NaNs PyTorch does not have. Those inputs take
  * im2col; the scan is cheap next to the convolution. */
 static bool all_finite(const float *p, int64_t n) {
-  float acc = 0; /* x - x is 0 for finite x, NaN for inf and NaN */
-  for (int64_t i = 0; i < n; i++) acc += p[i] - p[i];
-  return acc == 0;
+  /* x - x is 0 for finite x, NaN for inf and NaN; an AND of comparisons vectorises, where a sum of
+   * the differences was one chain of float adds (37 us of a LeNet step's serial part) */
+  int ok = 1;
+  for (int64_t i = 0; i < n; i++) ok &= p[i] - p[i] == 0;
+  return ok;
 }
 
 /* Runs one direct kernel with its workspace and packed filters; 0, -1 with the error set, or 1

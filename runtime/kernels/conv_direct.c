@@ -421,18 +421,42 @@ static void weight_grad_parts(void *arg, int64_t p0, int64_t p1) {
   }
 }
 
+/* gw[i0..i1) = the partials in part order from 0 (0 + x turns -0 into +0, as the im2col path does),
+ * each vector partial's lanes summed in lane order as hsum does: the same bits, but SUMB outputs
+ * side by side, so the 16-add chains run in parallel instead of one after the other */
+#define SUMB 16
+static void sum_parts(void *arg, int64_t i0, int64_t i1) {
+  const dconv_job *j = arg;
+  const cnn_dconv *d = j->d;
+  const size_t partf = d->slab_floats + (size_t)(d->Op * d->Qr);
+  if (d->lanes == 1) {
+    for (int64_t i = i0; i < i1; i++) {
+      float s = 0;
+      for (int64_t t = 0; t < j->parts; t++) s += j->ws[t][partf + (size_t)i];
+      j->y[i] = s;
+    }
+    return;
+  }
+  for (int64_t b0 = i0; b0 < i1; b0 += SUMB) {
+    const int64_t nb = i1 - b0 < SUMB ? i1 - b0 : SUMB;
+    float s[SUMB] = {0};
+    for (int64_t t = 0; t < j->parts; t++) {
+      const float *q = j->ws[t] + partf + (size_t)b0 * VL;
+      float h[SUMB] = {0};
+      for (int l = 0; l < VL; l++)
+        for (int64_t b = 0; b < SUMB; b++) h[b] += b < nb ? q[b * VL + l] : 0.0f;
+      for (int64_t b = 0; b < SUMB; b++) s[b] += h[b];
+    }
+    for (int64_t b = 0; b < nb; b++) j->y[b0 + b] = s[b];
+  }
+}
+
 void cnn_dconv_weight_grad(const cnn_dconv *d, const float *gy, const float *x, float *gw, float *const *ws, int nt) {
   const int64_t slabs = (d->N + d->G - 1) / d->G, wsz = d->O * d->C * d->kh * d->kw;
-  const size_t partf = d->slab_floats + (size_t)(d->Op * d->Qr);
   /* one part per thread (one in all when there is a single slab), whichever thread runs it */
   const int64_t team = nt > 1 && slabs > 1 ? nt : 1;
   dconv_job j = {.d = d, .x = x, .gy = gy, .ws = ws, .slabs = slabs, .parts = team};
   cnn_parallel_for(team, 1, weight_grad_parts, &j);
-  /* partials in part order from 0 (0 + x turns -0 into +0, as the im2col path does) */
-  for (int64_t i = 0; i < wsz; i++) {
-    float s = 0;
-    for (int64_t t = 0; t < team; t++)
-      s += d->lanes == 1 ? ws[t][partf + (size_t)i] : hsum(((const vf *)(ws[t] + partf))[i]);
-    gw[i] = s;
-  }
+  j.y = gw;
+  cnn_parallel_items(wsz, wsz * team * d->lanes, sum_parts, &j);
 }
