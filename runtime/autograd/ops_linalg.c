@@ -86,20 +86,27 @@ static int linear_backward(cnn_node *n, cnn_tensor *const *gout, cnn_tensor **gi
   if (!gc) return -1;
   const float *gp = cnn_tensor_f32(gc);
   cnn_tensor *gx = NULL, *gw = NULL, *gb = NULL;
+  cnn_gemm_args prod[2]; /* the two products run as one parallel job */
+  int np = 0;
   if (nx) { /* dX (m, in) = dY (m, out) @ W (out, in); w was saved contiguous */
     int64_t size[CNN_MAX_DIMS];
     memcpy(size, g->size, sizeof(int64_t) * (size_t)g->ndim);
     size[g->ndim - 1] = in;
     gx = out > 0 ? cnn_tensor_empty(CNN_FLOAT32, g->ndim, size) : cnn_tensor_zeros(CNN_FLOAT32, g->ndim, size);
     if (!gx) goto fail;
-    if (out > 0) cnn_gemm(false, false, m, in, out, 1, gp, out, cnn_tensor_f32(w), in, 0, cnn_tensor_f32(gx), in);
+    if (out > 0)
+      prod[np++] = (cnn_gemm_args){false, false, m, in, out, 1, gp, out, cnn_tensor_f32(w), in, 0, cnn_tensor_f32(gx),
+                                   in};
   }
   if (nw) { /* dW (out, in) = dY^T (out, m) @ X (m, in); x was saved contiguous */
     int64_t size[2] = {out, in};
     gw = m > 0 ? cnn_tensor_empty(CNN_FLOAT32, 2, size) : cnn_tensor_zeros(CNN_FLOAT32, 2, size);
     if (!gw) goto fail;
-    if (m > 0) cnn_gemm(true, false, out, in, m, 1, gp, out, cnn_tensor_f32(x), in, 0, cnn_tensor_f32(gw), in);
+    if (m > 0)
+      prod[np++] = (cnn_gemm_args){true, false, out, in, m, 1, gp, out, cnn_tensor_f32(x), in, 0, cnn_tensor_f32(gw),
+                                   in};
   }
+  cnn_gemm_many(np, prod);
   if (nb) { /* db (out) = column sums of dY, rows added in order */
     gb = cnn_tensor_zeros(CNN_FLOAT32, 1, &(int64_t){out});
     if (!gb) goto fail;

@@ -1,7 +1,8 @@
 /* GEMM over our threads (see gemm.h). A product is split only when it is big enough for the
  * split to pay: half a million multiply-adds a thread, ~6 us of sgemm here against ~1 us to hand a
- * panel to a worker (LeNet's first linear layer, 3M, splits; its second, 0.6M, does not); panels are whole rows of C (or whole
- * columns when C is wide and short) so threads never write the same cache line of C's interior. */
+ * panel to a worker (LeNet's first linear layer, 3M, splits; its second, 0.6M, does not). Panels
+ * are whole rows of C (or whole columns when C is wide and short) so threads never write the same
+ * cache line of C's interior; one per thread, so a thread count always cuts a product the same. */
 #include "core/gemm.h"
 #include "core/parallel.h"
 
@@ -38,24 +39,41 @@ static void gemm_panels(void *arg, int64_t p0, int64_t p1) {
   }
 }
 
+/* Fills j for one product and returns its panels: 1 when it runs whole. */
+static int64_t plan(gemm_job *j, const cnn_gemm_args *g, int threads) {
+  *j = (gemm_job){g->trans_a, g->trans_b, true,     g->m,    g->n, g->k, g->lda, g->ldb,
+                  g->ldc,     g->m,       g->alpha, g->beta, g->a, g->b, g->c};
+  double flops = (double)g->m * (double)g->n * (double)g->k;
+  if (threads <= 1 || flops < SPLIT_FLOPS * threads || (g->m < 16 && g->n < 64)) return 1;
+  j->by_rows = g->m >= g->n || g->n < 64;
+  int64_t total = j->by_rows ? g->m : g->n, align = j->by_rows ? 1 : 16;
+  j->chunk = ((total + threads - 1) / threads + align - 1) / align * align;
+  return (total + j->chunk - 1) / j->chunk;
+}
+
+void cnn_gemm_many(int count, const cnn_gemm_args *g) {
+  const int threads = cnn_parallel_nested() ? 1 : cnn_parallel_get_threads();
+  for (; count > 0; count -= CNN_PARALLEL_MAX_LOOPS, g += CNN_PARALLEL_MAX_LOOPS) {
+    gemm_job jobs[CNN_PARALLEL_MAX_LOOPS];
+    cnn_parallel_loop loops[CNN_PARALLEL_MAX_LOOPS];
+    int nl = 0;
+    for (int i = 0; i < count && i < CNN_PARALLEL_MAX_LOOPS; i++) {
+      const cnn_gemm_args *p = &g[i];
+      if (p->m <= 0 || p->n <= 0) continue;
+      if (p->k <= 0) { /* BLAS would reject lda < 1 */
+        for (int64_t r = 0; r < p->m; r++)
+          for (int64_t c = 0; c < p->n; c++) p->c[r * p->ldc + c] = p->beta == 0 ? 0 : p->beta * p->c[r * p->ldc + c];
+        continue;
+      }
+      loops[nl] = (cnn_parallel_loop){plan(&jobs[nl], p, threads), 1, gemm_panels, &jobs[nl]};
+      nl++;
+    }
+    if (nl) cnn_parallel_loops(nl, loops);
+  }
+}
+
 void cnn_gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha, const float *a, int64_t lda,
               const float *b, int64_t ldb, float beta, float *c, int64_t ldc) {
-  if (m <= 0 || n <= 0) return;
-  if (k <= 0) { /* BLAS would reject lda < 1 */
-    for (int64_t i = 0; i < m; i++)
-      for (int64_t j = 0; j < n; j++) c[i * ldc + j] = beta == 0 ? 0 : beta * c[i * ldc + j];
-    return;
-  }
-  int threads = cnn_parallel_nested() ? 1 : cnn_parallel_get_threads();
-  double flops = (double)m * (double)n * (double)k;
-  if (threads <= 1 || flops < SPLIT_FLOPS * threads || (m < 16 && n < 64)) {
-    serial(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
-    return;
-  }
-  /* one panel per thread, as many as there are threads: the same cut for the same count */
-  bool by_rows = m >= n || n < 64;
-  int64_t total = by_rows ? m : n, align = by_rows ? 1 : 16;
-  int64_t chunk = ((total + threads - 1) / threads + align - 1) / align * align;
-  gemm_job j = {ta, tb, by_rows, m, n, k, lda, ldb, ldc, chunk, alpha, beta, a, b, c};
-  cnn_parallel_for((total + chunk - 1) / chunk, 1, gemm_panels, &j);
+  const cnn_gemm_args g = {ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc};
+  cnn_gemm_many(1, &g);
 }

@@ -13,4 +13,20 @@
 void cnn_gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const float *a, int64_t lda,
               const float *b, int64_t ldb, float beta, float *c, int64_t ldc);
 
+/* Independent products in one parallel job (a linear layer's input and weight gradients): each
+ * cut into the panels cnn_gemm would give it, so each gets cnn_gemm's bits. */
+typedef struct cnn_gemm_args {
+  bool trans_a, trans_b;
+  int64_t m, n, k;
+  float alpha;
+  const float *a;
+  int64_t lda;
+  const float *b;
+  int64_t ldb;
+  float beta;
+  float *c;
+  int64_t ldc;
+} cnn_gemm_args;
+void cnn_gemm_many(int count, const cnn_gemm_args *products);
+
 #endif

@@ -31,8 +31,9 @@ void openblas_set_num_threads(int n);
  * of OpenBLAS have no such thing. */
 int blas_thread_shutdown_(void) __attribute__((weak));
 
-#define MAX_TASKS 0xffff   /* the blocks' 16-bit task indices */
-#define TASKS_PER_THREAD 4 /* tasks a thread's block is cut into: a late thread leaves less behind */
+#define TASKS_PER_THREAD 4 /* tasks a loop is cut into per thread: a late thread leaves less behind */
+_Static_assert(CNN_PARALLEL_MAX_LOOPS *CNN_PARALLEL_MAX_THREADS *TASKS_PER_THREAD <= 0xffff,
+               "a job's tasks are counted in 16 bits");
 #define WORKER_STACK (2u << 20)
 
 /* Spinning and contention. A worker waiting for the next job and the submitter waiting for the
@@ -89,9 +90,13 @@ static struct {
   _Atomic int stop;                  /* set with a new gen: workers exit */
   alignas(64) _Atomic uint32_t done; /* tasks of the current job finished */
   _Atomic uint32_t waiting;          /* the submitter sleeps on done */
-  alignas(64) cnn_parallel_fn fn;    /* the current job, written before its blocks */
-  void *ctx;
-  int64_t n, chunk;
+  alignas(64) struct {               /* the current job's loops, written before its blocks */
+    cnn_parallel_fn fn;
+    void *ctx;
+    int64_t n, chunk;
+    uint32_t first; /* its first task */
+  } loop[CNN_PARALLEL_MAX_LOOPS];
+  int nloops;
   uint32_t count;      /* tasks in the job */
   _Atomic int nblocks; /* blocks of the job: the thread count */
   uint32_t id;         /* the last job id handed out */
@@ -167,8 +172,10 @@ static bool claim(int b, uint32_t id, bool low, uint32_t *task) {
 /* Runs task t of the current job (claimed: the job cannot end, and its fields change, before the
  * task is counted done). */
 static void run_task(uint32_t t) {
-  int64_t b = (int64_t)t * P.chunk, e = b + P.chunk < P.n ? b + P.chunk : P.n;
-  P.fn(P.ctx, b, e);
+  int k = P.nloops - 1;
+  while (P.loop[k].first > t) k--;
+  const int64_t chunk = P.loop[k].chunk, b = (int64_t)(t - P.loop[k].first) * chunk;
+  P.loop[k].fn(P.loop[k].ctx, b, b + chunk < P.loop[k].n ? b + chunk : P.loop[k].n);
   if (atomic_fetch_add(&P.done, 1) + 1 == P.count && atomic_load(&P.waiting)) futex(&P.done, FUTEX_WAKE_PRIVATE, 1);
 }
 
@@ -314,59 +321,77 @@ int cnn_parallel_slot(void) { return tl_slot; }
 
 bool cnn_parallel_nested(void) { return tl_inside; }
 
-/* A job the pool would take, run on this thread alone: as nested as on the pool (loops inside
- * it run serially either way, so the bits do not depend on who ran it). */
-static void run_alone(int64_t n, cnn_parallel_fn fn, void *ctx) {
-  tl_inside = true;
-  fn(ctx, 0, n);
-  tl_inside = false;
+/* Tasks of a loop of n indices: at least a grain each, at most TASKS_PER_THREAD a thread. */
+static int64_t tasks_of(int64_t n, int64_t grain, int threads) {
+  int64_t tasks = n / (grain < 1 ? 1 : grain), cap = (int64_t)threads * TASKS_PER_THREAD;
+  return tasks < 1 ? 1 : tasks > cap ? cap : tasks;
 }
 
-void cnn_parallel_for(int64_t n, int64_t grain, cnn_parallel_fn fn, void *ctx) {
-  if (n <= 0) return;
-  if (grain < 1) grain = 1;
-  int threads = cnn_parallel_get_threads();
-  if (threads < 2 || tl_inside || n / grain < 2) {
-    fn(ctx, 0, n);
+/* The loops run on this thread alone, one after the other; `nested` as they would be on the
+ * pool, so loops inside them run the same way (serially) whoever runs them and the bits do not
+ * depend on the machine's load. */
+static void run_alone(int count, const cnn_parallel_loop *loops, bool nested) {
+  bool was = tl_inside;
+  tl_inside = nested || was;
+  for (int k = 0; k < count; k++)
+    if (loops[k].n > 0) loops[k].fn(loops[k].ctx, 0, loops[k].n);
+  tl_inside = was;
+}
+
+void cnn_parallel_loops(int count, const cnn_parallel_loop *loops) {
+  for (; count > CNN_PARALLEL_MAX_LOOPS; count -= CNN_PARALLEL_MAX_LOOPS, loops += CNN_PARALLEL_MAX_LOOPS)
+    cnn_parallel_loops(CNN_PARALLEL_MAX_LOOPS, loops);
+  const int threads = cnn_parallel_get_threads();
+  int64_t total = 0;
+  for (int k = 0; k < count; k++)
+    if (loops[k].n > 0) total += loops[k].n / (loops[k].grain < 1 ? 1 : loops[k].grain) >= 2 ? 2 : 1;
+  if (threads < 2 || tl_inside || total < 2) { /* less than two tasks: no loop at all */
+    run_alone(count, loops, false);
     return;
   }
   if (pthread_mutex_trylock(&P.lock)) { /* another thread of the process has the pool */
-    run_alone(n, fn, ctx);
+    run_alone(count, loops, true);
     return;
   }
   if (P.workers < threads - 1 && !P.start_failed && start_workers(threads - 1)) P.start_failed = true;
   if (!P.workers || (atomic_load(&P.sleepers) == (uint32_t)P.workers && contended(now_ns()))) {
     pthread_mutex_unlock(&P.lock); /* no workers, or another program has the cores: this thread alone */
-    run_alone(n, fn, ctx);
+    run_alone(count, loops, true);
     return;
   }
-  int64_t tasks = n / grain, cap = (int64_t)threads * TASKS_PER_THREAD;
-  if (cap > MAX_TASKS) cap = MAX_TASKS;
-  if (tasks > cap) tasks = cap;
-  const int64_t chunk = (n + tasks - 1) / tasks;
-  const uint32_t count = (uint32_t)((n + chunk - 1) / chunk);
-  P.fn = fn, P.ctx = ctx, P.n = n, P.chunk = chunk, P.count = count;
+  uint32_t tasks = 0;
+  P.nloops = 0;
+  for (int k = 0; k < count; k++) {
+    if (loops[k].n <= 0) continue;
+    const int64_t n = loops[k].n, t = tasks_of(n, loops[k].grain, threads), chunk = (n + t - 1) / t;
+    P.loop[P.nloops].fn = loops[k].fn, P.loop[P.nloops].ctx = loops[k].ctx;
+    P.loop[P.nloops].n = n, P.loop[P.nloops].chunk = chunk, P.loop[P.nloops].first = tasks;
+    tasks += (uint32_t)((n + chunk - 1) / chunk);
+    P.nloops++;
+  }
+  const uint32_t all = tasks;
+  P.count = all;
   atomic_store_explicit(&P.done, 0, memory_order_relaxed);
   atomic_store_explicit(&P.nblocks, threads, memory_order_relaxed);
   const uint32_t id = ++P.id;
-  for (int b = 0; b < threads; b++) { /* block b: tasks [b count / threads, (b + 1) count / threads) */
-    uint64_t lo = (uint64_t)count * (uint64_t)b / (uint64_t)threads,
-             hi = (uint64_t)count * (uint64_t)(b + 1) / (uint64_t)threads;
+  for (int b = 0; b < threads; b++) { /* block b: tasks [b all / threads, (b + 1) all / threads) */
+    uint64_t lo = (uint64_t)all * (uint64_t)b / (uint64_t)threads,
+             hi = (uint64_t)all * (uint64_t)(b + 1) / (uint64_t)threads;
     atomic_store_explicit(&blocks[b].w, (uint64_t)id << 32 | lo << 16 | hi, memory_order_release);
   }
   atomic_store(&P.gen, id);
   uint32_t asleep = atomic_load(&P.sleepers);
   if (asleep) {
-    futex(&P.gen, FUTEX_WAKE_PRIVATE, (int)(asleep < count - 1 ? asleep : count - 1));
+    futex(&P.gen, FUTEX_WAKE_PRIVATE, (int)(asleep < all - 1 ? asleep : all - 1));
     spin_more();
   }
   tl_inside = true;
   long longest = 0;
   run_tasks(id, 0, &longest);
   const long t0 = now_ns();
-  if (!spin_until(&P.done, count, true)) { /* a claimed task still runs: sleep until it ends */
+  if (!spin_until(&P.done, all, true)) { /* a claimed task still runs: sleep until it ends */
     atomic_store(&P.waiting, 1);
-    for (uint32_t d; (d = atomic_load(&P.done)) != count;) futex(&P.done, FUTEX_WAIT_PRIVATE, d);
+    for (uint32_t d; (d = atomic_load(&P.done)) != all;) futex(&P.done, FUTEX_WAIT_PRIVATE, d);
     atomic_store(&P.waiting, 0);
     const long t1 = now_ns(); /* a stall: a worker descheduled with a task in hand */
     if (t1 - t0 > STALL_NS && t1 - t0 > 2 * longest) note_contention(t1);
@@ -375,11 +400,17 @@ void cnn_parallel_for(int64_t n, int64_t grain, cnn_parallel_fn fn, void *ctx) {
   pthread_mutex_unlock(&P.lock);
 }
 
-void cnn_parallel_items(int64_t items, int64_t work, cnn_parallel_fn fn, void *ctx) {
-  if (items < 2 || work < CNN_PARALLEL_GRAIN) {
-    if (items > 0) fn(ctx, 0, items);
-    return;
-  }
+void cnn_parallel_for(int64_t n, int64_t grain, cnn_parallel_fn fn, void *ctx) {
+  const cnn_parallel_loop loop = {n, grain, fn, ctx};
+  cnn_parallel_loops(1, &loop);
+}
+
+int64_t cnn_parallel_grain(int64_t items, int64_t work) {
+  if (items < 2 || work < CNN_PARALLEL_GRAIN) return items < 1 ? 1 : items; /* one range */
   int64_t grain = (int64_t)((double)items * (CNN_PARALLEL_GRAIN / 2) / (double)work);
-  cnn_parallel_for(items, grain < 1 ? 1 : grain, fn, ctx);
+  return grain < 1 ? 1 : grain;
+}
+
+void cnn_parallel_items(int64_t items, int64_t work, cnn_parallel_fn fn, void *ctx) {
+  cnn_parallel_for(items, cnn_parallel_grain(items, work), fn, ctx);
 }

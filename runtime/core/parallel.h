@@ -40,6 +40,20 @@ void cnn_parallel_force_alone(bool on);
 /* cnn_parallel_for over `items` independent work items that read or write `work` elements in
  * all: parallel from CNN_PARALLEL_GRAIN elements of work, in ranges of at least half that. */
 void cnn_parallel_items(int64_t items, int64_t work, cnn_parallel_fn fn, void *ctx);
+/* The grain cnn_parallel_items uses (items itself below CNN_PARALLEL_GRAIN elements of work). */
+int64_t cnn_parallel_grain(int64_t items, int64_t work);
+
+/* Independent loops run as one: their tasks are dealt out together and the call returns when all
+ * are done, one wait instead of one per loop (a convolution's weight-gradient parts beside its
+ * bias channels). Each loop is cut as cnn_parallel_for would cut it; loops nested in any of them
+ * run serially. More than CNN_PARALLEL_MAX_LOOPS run in several goes. */
+typedef struct cnn_parallel_loop {
+  int64_t n, grain;
+  cnn_parallel_fn fn;
+  void *ctx;
+} cnn_parallel_loop;
+#define CNN_PARALLEL_MAX_LOOPS 4
+void cnn_parallel_loops(int count, const cnn_parallel_loop *loops);
 
 /* Inside fn: this thread's slot, 0..threads-1, distinct among the threads running one
  * cnn_parallel_for (index per-thread scratch with it). 0 outside. */

@@ -285,7 +285,7 @@ static bool all_finite(const float *p, int64_t n) {
 /* Runs one direct kernel with its workspace and packed filters; 0, -1 with the error set, or 1
  * when the kernel's workspace would pass direct_limit (the caller takes im2col). */
 static int run_direct(direct_kind kind, const geom *g, const cnn_conv2d_params *p, const float *a, const float *b,
-                      const float *bias, float *out, int nt) {
+                      const float *bias, float *out, int nt, const cnn_parallel_loop *beside) {
   cnn_dconv d;
   void (*plan)(cnn_dconv *, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t,
                int64_t, int) = kind == DIRECT_FORWARD      ? cnn_dconv_plan_forward
@@ -303,7 +303,7 @@ static int run_direct(direct_kind kind, const geom *g, const cnn_conv2d_params *
   }
   if (kind == DIRECT_FORWARD) cnn_dconv_forward(&d, a, b, bias, out, pack, ws.slot, nt);
   else if (kind == DIRECT_INPUT_GRAD) cnn_dconv_input_grad(&d, a, b, out, pack, ws.slot, nt);
-  else cnn_dconv_weight_grad(&d, a, b, out, ws.slot, nt);
+  else cnn_dconv_weight_grad(&d, a, b, out, ws.slot, nt, beside);
   ws_free(&ws);
   cnn_free(pack, packf * sizeof(float));
   return 0;
@@ -357,7 +357,7 @@ int cnn_conv2d_forward_f32(const cnn_conv2d_shape *s, const cnn_conv2d_params *p
   if (g.N * g.O * g.L == 0) return 0;
   int nt = cnn_parallel_get_threads();
   if (use_direct(&g, p)) {
-    int rc = run_direct(DIRECT_FORWARD, &g, p, x, w, b, y, nt);
+    int rc = run_direct(DIRECT_FORWARD, &g, p, x, w, b, y, nt, NULL);
     if (rc <= 0) return rc; /* 1: past the direct kernels' workspace cap, im2col below */
   }
   split_for_threads(&g, nt);
@@ -433,11 +433,18 @@ static void bias_grad_channels(void *arg, int64_t o0, int64_t o1) {
   for (int64_t o = o0; o < o1; o++) bias_grad_channel(j->g, j->gy, j->y, o);
 }
 
+/* The bias gradient as a loop over channels (j: g, gy, y = gb). */
+static cnn_parallel_loop bias_loop(conv_job *j) {
+  const geom *g = j->g;
+  return (cnn_parallel_loop){g->O, cnn_parallel_grain(g->O, g->N * g->O * g->L), bias_grad_channels, j};
+}
+
 void cnn_conv2d_bias_grad_f32(const cnn_conv2d_shape *s, const cnn_conv2d_params *p, const float *gy, float *gb) {
   geom g0;
   geom_of(&g0, s, p);
   conv_job j = {.g = &g0, .gy = gy, .y = gb};
-  cnn_parallel_items(g0.O, g0.N * g0.O * g0.L, bias_grad_channels, &j);
+  const cnn_parallel_loop loop = bias_loop(&j);
+  cnn_parallel_loops(1, &loop);
 }
 
 /* the parts' partials at offset i, added in part order from 0 (as 0 + x turns -0 into +0) */
@@ -470,8 +477,10 @@ static void sum_weight_parts(void *arg, int64_t i0, int64_t i1) {
 
 /* gw = the sum over units of gy band @ columns^T: the units are cut into one part per thread,
  * each summed into its own partial (O, K), then the partials are added in part order (the same
- * numbers for the same thread count, whichever threads ran the parts). */
-static int weight_grad(const geom *g0, const float *gy, const float *x, float *gw, int nt) {
+ * numbers for the same thread count, whichever threads ran the parts). `beside` runs in the same
+ * job as the parts. */
+static int weight_grad(const geom *g0, const float *gy, const float *x, float *gw, int nt,
+                       const cnn_parallel_loop *beside) {
   geom g = *g0;
   split_for_threads(&g, nt);
   const int64_t units = g.N * g.G * n_bands(&g), wsz = g.O * g.K;
@@ -479,7 +488,8 @@ static int weight_grad(const geom *g0, const float *gy, const float *x, float *g
   workspace wsp;
   if (ws_alloc(&wsp, nt, colf + (size_t)wsz)) return -1;
   conv_job j = {.g = &g, .gy = gy, .x = x, .gw = gw, .ws = wsp.slot, .units = units, .parts = nt, .colf = colf};
-  cnn_parallel_for(nt, 1, weight_grad_parts, &j);
+  const cnn_parallel_loop loops[2] = {{nt, 1, weight_grad_parts, &j}, beside ? *beside : (cnn_parallel_loop){0}};
+  cnn_parallel_loops(beside ? 2 : 1, loops);
   cnn_parallel_items(wsz, wsz * nt, sum_weight_parts, &j);
   ws_free(&wsp);
   return 0;
@@ -517,15 +527,18 @@ static int input_grad(const geom *g, const float *gy, const float *w, float *gx,
 }
 
 int cnn_conv2d_weight_grad_f32(const cnn_conv2d_shape *s, const cnn_conv2d_params *p, const float *gy, const float *x,
-                               float *gw) {
+                               float *gw, float *gb) {
   geom g;
   geom_of(&g, s, p);
   int nt = cnn_parallel_get_threads();
+  /* the bias gradient's channels run beside the weight gradient's parts: one wait, not two */
+  conv_job bj = {.g = &g, .gy = gy, .y = gb};
+  const cnn_parallel_loop bias = bias_loop(&bj);
   /* rc 1: not done by the direct kernels (not applicable, or past their workspace cap) */
   int rc = use_direct(&g, p) && g.N > 0 && all_finite(x, g.N * g.C * g.H * g.W)
-               ? run_direct(DIRECT_WEIGHT_GRAD, &g, p, gy, x, NULL, gw, nt)
+               ? run_direct(DIRECT_WEIGHT_GRAD, &g, p, gy, x, NULL, gw, nt, gb ? &bias : NULL)
                : 1;
-  return rc == 1 ? weight_grad(&g, gy, x, gw, nt) : rc;
+  return rc == 1 ? weight_grad(&g, gy, x, gw, nt, gb ? &bias : NULL) : rc;
 }
 
 int cnn_conv2d_input_grad_f32(const cnn_conv2d_shape *s, const cnn_conv2d_params *p, const float *gy, const float *w,
@@ -535,7 +548,7 @@ int cnn_conv2d_input_grad_f32(const cnn_conv2d_shape *s, const cnn_conv2d_params
   if (g.N * g.C * g.H * g.W == 0) return 0;
   int nt = cnn_parallel_get_threads();
   int rc = use_direct(&g, p) && all_finite(w, g.O * g.Cg * g.kh * g.kw)
-               ? run_direct(DIRECT_INPUT_GRAD, &g, p, gy, w, NULL, gx, nt)
+               ? run_direct(DIRECT_INPUT_GRAD, &g, p, gy, w, NULL, gx, nt, NULL)
                : 1;
   return rc == 1 ? input_grad(&g, gy, w, gx, nt) : rc;
 }

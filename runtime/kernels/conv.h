@@ -18,14 +18,15 @@ typedef struct cnn_conv2d_shape {
 /* Each returns 0, or -1 with the error set when its scratch cannot be allocated.
  * forward:     x, w, b (O) or NULL -> y
  * input_grad:  gy (N, O, oh, ow), w -> gx (N, C, H, W)
- * weight_grad: gy, x -> gw (O, C/groups, kh, kw), summed over the batch
+ * weight_grad: gy, x -> gw (O, C/groups, kh, kw), summed over the batch, and gb as bias_grad
+ *              when it is not NULL (in the same parallel loop)
  * bias_grad:   gy -> gb (O), summed over the batch and positions */
 int cnn_conv2d_forward_f32(const cnn_conv2d_shape *s, const cnn_conv2d_params *p, const float *x, const float *w,
                            const float *b, float *y);
 int cnn_conv2d_input_grad_f32(const cnn_conv2d_shape *s, const cnn_conv2d_params *p, const float *gy, const float *w,
                               float *gx);
 int cnn_conv2d_weight_grad_f32(const cnn_conv2d_shape *s, const cnn_conv2d_params *p, const float *gy, const float *x,
-                               float *gw);
+                               float *gw, float *gb);
 void cnn_conv2d_bias_grad_f32(const cnn_conv2d_shape *s, const cnn_conv2d_params *p, const float *gy, float *gb);
 /* forward on int64 arrays (b may be NULL), exact with wrapping as PyTorch's; no gradients */
 void cnn_conv2d_forward_i64(const cnn_conv2d_shape *s, const cnn_conv2d_params *p, const int64_t *x, const int64_t *w,

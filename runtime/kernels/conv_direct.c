@@ -451,12 +451,14 @@ static void sum_parts(void *arg, int64_t i0, int64_t i1) {
   }
 }
 
-void cnn_dconv_weight_grad(const cnn_dconv *d, const float *gy, const float *x, float *gw, float *const *ws, int nt) {
+void cnn_dconv_weight_grad(const cnn_dconv *d, const float *gy, const float *x, float *gw, float *const *ws, int nt,
+                           const cnn_parallel_loop *beside) {
   const int64_t slabs = (d->N + d->G - 1) / d->G, wsz = d->O * d->C * d->kh * d->kw;
   /* one part per thread (one in all when there is a single slab), whichever thread runs it */
   const int64_t team = nt > 1 && slabs > 1 ? nt : 1;
   dconv_job j = {.d = d, .x = x, .gy = gy, .ws = ws, .slabs = slabs, .parts = team};
-  cnn_parallel_for(team, 1, weight_grad_parts, &j);
+  const cnn_parallel_loop loops[2] = {{team, 1, weight_grad_parts, &j}, beside ? *beside : (cnn_parallel_loop){0}};
+  cnn_parallel_loops(beside ? 2 : 1, loops);
   j.y = gw;
   cnn_parallel_items(wsz, wsz * team * d->lanes, sum_parts, &j);
 }

@@ -3,6 +3,7 @@
 #ifndef CNN_CONV_DIRECT_H
 #define CNN_CONV_DIRECT_H
 
+#include "core/parallel.h"
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -55,6 +56,8 @@ void cnn_dconv_forward(const cnn_dconv *d, const float *x, const float *w, const
                        float *const *ws, int nt);
 void cnn_dconv_input_grad(const cnn_dconv *d, const float *gy, const float *w, float *gx, float *pack, float *const *ws,
                           int nt);
-void cnn_dconv_weight_grad(const cnn_dconv *d, const float *gy, const float *x, float *gw, float *const *ws, int nt);
+/* beside: a loop (or NULL) run in the same parallel job as the weight gradient's parts */
+void cnn_dconv_weight_grad(const cnn_dconv *d, const float *gy, const float *x, float *gw, float *const *ws, int nt,
+                           const cnn_parallel_loop *beside);
 
 #endif

@@ -8,6 +8,7 @@
 #include "cnn/elementwise.h"
 #include "cnn/matmul.h"
 #include "cnn/reduce.h"
+#include "core/gemm.h"
 #include "core/parallel.h"
 
 #include <pthread.h>
@@ -76,6 +77,28 @@ static void test_every_index_once(void) {
   CHECK(!cnn_parallel_nested() && cnn_parallel_slot() == 0);
 }
 
+/* several loops as one job: each loop's indices once, each range within its loop */
+static void test_loops_run_together(void) {
+  for (int t = 1; t <= 3; t++) {
+    CHECK(cnn_parallel_set_threads(t) == 0);
+    const int64_t ns[5] = {1000, 3, 0, 70000, 1};
+    const int64_t grains[5] = {10, 1, 1, 4096, 1};
+    cover_job jobs[5];
+    cnn_parallel_loop loops[5];
+    for (int k = 0; k < 5; k++) {
+      jobs[k] = (cover_job){calloc((size_t)(ns[k] ? ns[k] : 1), sizeof(int)), 0, 0, grains[k], ns[k], t};
+      loops[k] = (cnn_parallel_loop){ns[k], grains[k], cover, &jobs[k]};
+    }
+    cnn_parallel_loops(5, loops); /* more than CNN_PARALLEL_MAX_LOOPS: two goes */
+    for (int k = 0; k < 5; k++) {
+      int wrong = 0;
+      for (int64_t i = 0; i < ns[k]; i++) wrong += atomic_load(&jobs[k].hits[i]) != 1;
+      CHECK(wrong == 0 && atomic_load(&jobs[k].bad_slot) == 0);
+      free((void *)jobs[k].hits);
+    }
+  }
+}
+
 /* ---- nesting ---- */
 
 typedef struct {
@@ -106,6 +129,28 @@ static void test_nested_loops_run_inline(void) {
   CHECK(atomic_load(&j.sum) == 8L * (999L * 1000 / 2)); /* 8 times 0 + ... + 999 */
   CHECK(atomic_load(&j.inner_calls) == 8);
   CHECK(atomic_load(&j.outer_slot_mismatch) == 0);
+}
+
+/* cnn_gemm_many gives each product cnn_gemm's bits (split ones and whole ones alike): a linear
+ * layer's y = x W^T, its weight gradient gy^T x, and a product too small to split */
+static void test_gemm_many_matches_gemm(void) {
+  CHECK(cnn_parallel_set_threads(2) == 0);
+  int64_t xs[2] = {64, 400}, ws[2] = {120, 400}, cs[2] = {120, 84};
+  cnn_tensor *x = check_rand_tensor(&rng, 2, xs), *w = check_rand_tensor(&rng, 2, ws),
+             *c = check_rand_tensor(&rng, 2, cs);
+  const float *px = cnn_tensor_f32(x), *pw = cnn_tensor_f32(w), *pc = cnn_tensor_f32(c), *gy = pw; /* (64, 120) */
+  float *r[3], *q[3];
+  for (int i = 0; i < 3; i++) r[i] = calloc(120 * 400, sizeof(float)), q[i] = calloc(120 * 400, sizeof(float));
+  cnn_gemm_args g[3] = {{false, true, 64, 120, 400, 1, px, 400, pw, 400, 0, r[0], 120},
+                        {true, false, 120, 400, 64, 1, gy, 120, px, 400, 0, r[1], 400},
+                        {false, false, 64, 84, 120, 1, gy, 120, pc, 84, 0, r[2], 84}};
+  cnn_gemm_many(3, g);
+  cnn_gemm(false, true, 64, 120, 400, 1, px, 400, pw, 400, 0, q[0], 120);
+  cnn_gemm(true, false, 120, 400, 64, 1, gy, 120, px, 400, 0, q[1], 400);
+  cnn_gemm(false, false, 64, 84, 120, 1, gy, 120, pc, 84, 0, q[2], 84);
+  for (int i = 0; i < 3; i++) CHECK(memcmp(r[i], q[i], 120 * 400 * sizeof(float)) == 0);
+  for (int i = 0; i < 3; i++) free(r[i]), free(q[i]);
+  cnn_tensor_release(x), cnn_tensor_release(w), cnn_tensor_release(c);
 }
 
 /* ---- two submitting threads ---- */
@@ -327,7 +372,9 @@ static void test_fork_after_threads_ran(void) {
 
 int main(void) {
   test_every_index_once();
+  test_loops_run_together();
   test_nested_loops_run_inline();
+  test_gemm_many_matches_gemm();
   test_alone_gives_the_same_bits();
   test_two_submitting_threads();
   test_bad_counts_are_errors();
