@@ -165,9 +165,15 @@ cnn_tensor *cnn_ag_detach(const cnn_tensor *t) { return cnn_tensor_alias(t); }
 
 /* ---- backward ---- */
 
+/* The graph of one backward. It holds a reference to every node it lists, so a Lua Function's
+ * backward that closes the root (or drops the last tensor holding a node) cannot free a node
+ * while it is walked. node->topo is the node's index here; a backward started from inside another
+ * (a Function's backward calling backward on a graph sharing nodes) overwrites it, so each graph
+ * keeps the value it found and puts it back when it is done. */
 typedef struct {
-  cnn_node **nodes;   /* reachable nodes; node->topo is its index here */
+  cnn_node **nodes;   /* reachable nodes (owned references) */
   int *deps;          /* how many reachable nodes still owe gradients to nodes[i] */
+  int *prev_topo;     /* nodes[i]->topo before this graph took it */
   cnn_tensor **grads; /* nodes[i]'s output gradient sums, MAX_OUT per node */
   int n, cap;
 } graph;
@@ -183,24 +189,30 @@ static int graph_add(graph *g, cnn_node *node) {
     int *deps = realloc(g->deps, (size_t)cap * sizeof *deps);
     if (!deps) return cnn_error_set("out of memory");
     g->deps = deps;
+    int *prev = realloc(g->prev_topo, (size_t)cap * sizeof *prev);
+    if (!prev) return cnn_error_set("out of memory");
+    g->prev_topo = prev;
     cnn_tensor **grads = realloc(g->grads, (size_t)cap * MAX_OUT * sizeof *grads);
     if (!grads) return cnn_error_set("out of memory");
     g->grads = grads;
     g->cap = cap;
   }
+  g->prev_topo[g->n] = node->topo;
   node->topo = g->n;
-  g->nodes[g->n] = node;
+  g->nodes[g->n] = cnn_ag_node_retain(node);
   g->deps[g->n] = 0;
   memset(&g->grads[(size_t)g->n * MAX_OUT], 0, MAX_OUT * sizeof *g->grads);
   g->n++;
   return 0;
 }
 
-/* Releases the gradients still held and unmarks the nodes; the arrays stay. */
+/* Releases the gradients and nodes still held and gives each node back the topo it had (in
+ * reverse order, so a node listed twice by nested graphs ends as it began); the arrays stay. */
 static void graph_clear(graph *g) {
-  for (int i = 0; i < g->n; i++) {
-    g->nodes[i]->topo = -1;
+  for (int i = g->n - 1; i >= 0; i--) {
+    g->nodes[i]->topo = g->prev_topo[i];
     for (int k = 0; k < MAX_OUT; k++) cnn_tensor_release(g->grads[(size_t)i * MAX_OUT + k]);
+    cnn_ag_node_release(g->nodes[i]);
   }
   g->n = 0;
 }
@@ -427,6 +439,7 @@ done:
   } else {
     free(g.nodes);
     free(g.deps);
+    free(g.prev_topo);
     free(g.grads);
     free(stack);
   }

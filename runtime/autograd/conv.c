@@ -4,6 +4,7 @@
 
 #include <limits.h>
 
+#include "core/checked.h"
 #include "cnn/error.h"
 
 static int check_param(const char *what, const int64_t v[2], int64_t min) {
@@ -33,20 +34,28 @@ int cnn_conv2d_check(const cnn_tensor *x, const cnn_tensor *w, const cnn_tensor 
     if (p->stride[i] > INT_MAX || p->dilation[i] > INT_MAX || p->pad_lo[i] > INT_MAX || p->pad_hi[i] > INT_MAX ||
         p->groups > INT_MAX)
       return cnn_error_set("stride, padding, dilation and groups must be below 2^31");
-  int64_t O = w->size[0], Cg = w->size[1], kh = w->size[2], kw = w->size[3], g = p->groups;
+  int64_t O = w->size[0], Cg = w->size[1], kh = w->size[2], kw = w->size[3], g = p->groups, C;
   if (O % g)
     return cnn_error_set("weight has %lld output channels, not divisible by groups=%lld", (long long)O, (long long)g);
-  if (x->size[1] != Cg * g)
+  if (!cnn_mul_ok(Cg, g, &C))
+    return cnn_error_set("weight's %lld input channels times groups=%lld overflows", (long long)Cg, (long long)g);
+  if (x->size[1] != C)
     return cnn_error_set("input has %lld channels but weight expects %lld (groups=%lld)", (long long)x->size[1],
-                         (long long)(Cg * g), (long long)g);
+                         (long long)C, (long long)g);
   if (kh < 1 || kw < 1)
     return cnn_error_set("kernel size must be at least 1, got (%lld, %lld)", (long long)kh, (long long)kw);
   if (b && (b->ndim != 1 || b->size[0] != O))
     return cnn_error_set("bias must be 1-d with %lld elements (one per output channel), got shape %s%lld%s",
                          (long long)O, b->ndim == 1 ? "(" : "",
                          b->ndim == 1 ? (long long)b->size[0] : (long long)b->ndim, b->ndim == 1 ? ")" : "-d");
+  /* sizes are below 2^60 (tensor.c) and the parameters below 2^31, so only the dilated extent
+   * d * (k - 1) + 1 and the products below can overflow (an expanded weight may be huge) */
   int64_t H = x->size[2] + p->pad_lo[0] + p->pad_hi[0], W = x->size[3] + p->pad_lo[1] + p->pad_hi[1];
-  int64_t eh = p->dilation[0] * (kh - 1) + 1, ew = p->dilation[1] * (kw - 1) + 1;
+  int64_t eh, ew;
+  if (!cnn_mul_ok(p->dilation[0], kh - 1, &eh) || !cnn_mul_ok(p->dilation[1], kw - 1, &ew))
+    return cnn_error_set("kernel (%lld, %lld) with dilation (%lld, %lld) spans more than 2^63 elements", (long long)kh,
+                         (long long)kw, (long long)p->dilation[0], (long long)p->dilation[1]);
+  eh++, ew++;
   if (eh > H || ew > W) {
     if (p->dilation[0] == 1 && p->dilation[1] == 1)
       return cnn_error_set("kernel (%lld, %lld) is larger than the padded input (%lld, %lld)", (long long)kh,
@@ -56,9 +65,10 @@ int cnn_conv2d_check(const cnn_tensor *x, const cnn_tensor *w, const cnn_tensor 
                          (long long)kh, (long long)kw, (long long)p->dilation[0], (long long)p->dilation[1],
                          (long long)eh, (long long)ew, (long long)H, (long long)W);
   }
-  int64_t oh = (H - eh) / p->stride[0] + 1, ow = (W - ew) / p->stride[1] + 1;
+  int64_t oh = (H - eh) / p->stride[0] + 1, ow = (W - ew) / p->stride[1] + 1, K, Lc, HW;
   /* BLAS takes int dimensions */
-  if (Cg * kh * kw > INT_MAX || oh * ow > INT_MAX || O > INT_MAX || x->size[2] * x->size[3] > INT_MAX)
+  if (!cnn_mul_ok(Cg, kh, &K) || !cnn_mul_ok(K, kw, &K) || K > INT_MAX || !cnn_mul_ok(oh, ow, &Lc) || Lc > INT_MAX ||
+      O > INT_MAX || !cnn_mul_ok(x->size[2], x->size[3], &HW) || HW > INT_MAX)
     return cnn_error_set("convolution too large (a GEMM dimension exceeds %d)", INT_MAX);
   out_hw[0] = oh, out_hw[1] = ow;
   return 0;

@@ -222,6 +222,7 @@ cnn_tensor *cnn_op_unary(cnn_unop op, const cnn_tensor *x, double p0, double p1)
 /* ---- in place ---- */
 
 int cnn_op_check_inplace(const cnn_tensor *t) {
+  if (cnn_tensor_check_writable(t)) return -1;
   if (!cnn_ag_is_enabled() || !t->requires_grad) return 0;
   if (!t->grad_fn)
     return cnn_error_set("a leaf tensor that requires grad cannot be modified in place "
@@ -250,6 +251,11 @@ int cnn_op_unary_(cnn_unop op, cnn_tensor *t, double p0, double p1) {
 int cnn_op_fill_(cnn_tensor *t, double v) {
   if (cnn_op_check_inplace(t)) return -1;
   return bump(t, cnn_tensor_fill_(t, v));
+}
+
+int cnn_op_fill_i64_(cnn_tensor *t, int64_t v) {
+  if (cnn_op_check_inplace(t)) return -1;
+  return bump(t, cnn_tensor_fill_i64_(t, v));
 }
 
 int cnn_op_copy_(cnn_tensor *t, const cnn_tensor *src) {

@@ -27,15 +27,6 @@ static cnn_tensor *prepare_input(const cnn_tensor *in, cnn_dtype dt, const cnn_t
   return cnn_tensor_retain((cnn_tensor *)in);
 }
 
-/* Writing through a view whose elements share memory (an expanded dim) would race and depend on
- * the order of writes, as PyTorch refuses too. */
-static int check_writable(const cnn_tensor *t) {
-  for (int d = 0; d < t->ndim; d++)
-    if (t->size[d] > 1 && t->stride[d] == 0)
-      return cnn_error_set("cannot write into an expanded tensor (several of its elements share one memory location)");
-  return 0;
-}
-
 /* p as an int64 when it is an integer that fits; NaN, fractions and huge values do not. */
 static bool int_param(double p, int64_t *out) {
   if (!(p >= -9223372036854775808.0 && p < 9223372036854775808.0) || p != floor(p)) return false;
@@ -202,7 +193,7 @@ int cnn_ew_binary_into(cnn_binop op, cnn_tensor *out, const cnn_tensor *a, const
     return cnn_error_set("output with shape %s doesn't match the broadcast shape %s",
                          cnn_shape_str(out->ndim, out->size, b1, sizeof b1), cnn_shape_str(nd, shape, b2, sizeof b2));
   }
-  if (check_writable(out)) return -1;
+  if (cnn_tensor_check_writable(out)) return -1;
   if (cnn_tensor_numel(out) == 0) return 0;
   if (out->dtype == bin_result_dtype(op, a, b)) return binary_run(op, out, a, b);
   /* a different output dtype: compute in the result dtype, then convert */
@@ -377,7 +368,7 @@ cnn_tensor *cnn_ew_unary(cnn_unop op, const cnn_tensor *x, double p0, double p1)
 int cnn_ew_unary_(cnn_unop op, cnn_tensor *x, double p0, double p1) {
   unary_ctx c;
   if (unary_dtype(op, x->dtype, p0, p1, &c) != x->dtype) return cnn_error_set("%s", float_into_int);
-  if (check_writable(x)) return -1;
+  if (cnn_tensor_check_writable(x)) return -1;
   return unary_run(&c, x, x);
 }
 
@@ -415,7 +406,7 @@ int cnn_ew_axpy_(cnn_tensor *a, double alpha, const cnn_tensor *b) {
   axpy_ctx c = {(float)alpha, 0};
   if (a->dtype == CNN_INT64 && (b->dtype != CNN_INT64 || !int_param(alpha, &c.i)))
     return cnn_error_set("%s", float_into_int);
-  if (check_writable(a)) return -1;
+  if (cnn_tensor_check_writable(a)) return -1;
   cnn_tensor *cb = prepare_input(b, a->dtype, a);
   if (!cb) return -1;
   cnn_iter it;

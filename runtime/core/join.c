@@ -2,6 +2,7 @@
  * it writes anything; data moves as whole contiguous blocks (memcpy) when the inputs are
  * contiguous, through strided copies otherwise. Dims and indices in messages are 1-based (Lua's). */
 #include "cnn/join.h"
+#include "core/checked.h"
 #include "cnn/error.h"
 #include "core/iter.h"
 
@@ -52,13 +53,16 @@ cnn_tensor *cnn_join_cat(int n, const cnn_tensor *const *ts, int dim) {
         return NULL;
       }
     }
-    total += t->size[d];
+    if (!cnn_add_ok(total, t->size[d], &total)) {
+      cnn_error_set("the joined size of dimension %d overflows", d + 1);
+      return NULL;
+    }
   }
   int64_t size[CNN_MAX_DIMS];
   memcpy(size, ref->size, sizeof size);
   size[d] = total;
   cnn_tensor *out = cnn_tensor_empty(dt, ref->ndim, size);
-  if (!out) return NULL;
+  if (!out || cnn_tensor_numel(out) == 0) return out; /* nothing to copy (and inner may be 0) */
 
   /* out as (outer, total * inner); tensor i fills columns [at, at + size_i * inner) of each row */
   size_t es = cnn_dtype_size(dt);
@@ -134,7 +138,8 @@ static int check_index(const cnn_tensor *idx, int d, int64_t size) {
   for (int64_t j = 0; j < n; j++) {
     int64_t v = p[j * step];
     if (v < 0 || v >= size)
-      return cnn_error_set("index %lld is out of range for dimension %d of size %lld", (long long)v + 1, d + 1,
+      return cnn_error_set("index %lld is out of range for dimension %d of size %lld", (long long)((uint64_t)v + 1),
+                           d + 1, /* the user's 1-based value, also when 0-basing wrapped it */
                            (long long)size);
   }
   return 0;

@@ -119,11 +119,25 @@ cnn_tensor *cnn_tensor_zeros(cnn_dtype dt, int ndim, const int64_t *size) {
 
 cnn_tensor *cnn_tensor_full(cnn_dtype dt, int ndim, const int64_t *size, double value) {
   cnn_tensor *t = cnn_tensor_empty(dt, ndim, size);
-  if (t) cnn_tensor_fill_(t, value);
+  if (t && cnn_tensor_fill_(t, value)) { /* NaN or out of range for int64: never uninitialised data */
+    cnn_tensor_release(t);
+    return NULL;
+  }
+  return t;
+}
+
+cnn_tensor *cnn_tensor_full_i64(cnn_dtype dt, int ndim, const int64_t *size, int64_t value) {
+  cnn_tensor *t = cnn_tensor_empty(dt, ndim, size);
+  if (t && cnn_tensor_fill_i64_(t, value)) {
+    cnn_tensor_release(t);
+    return NULL;
+  }
   return t;
 }
 
 cnn_tensor *cnn_tensor_scalar(cnn_dtype dt, double value) { return cnn_tensor_full(dt, 0, NULL, value); }
+
+cnn_tensor *cnn_tensor_scalar_i64(int64_t value) { return cnn_tensor_full_i64(CNN_INT64, 0, NULL, value); }
 
 cnn_tensor *cnn_tensor_empty_like(const cnn_tensor *t) { return cnn_tensor_empty(t->dtype, t->ndim, t->size); }
 
@@ -152,6 +166,32 @@ cnn_tensor *cnn_tensor_arange(double start, double end, double step, cnn_dtype d
     if (dt == CNN_INT64) cnn_tensor_i64(t)[i] = (int64_t)(start + (double)i * step);
     else cnn_tensor_f32(t)[i] = (float)(start + (double)i * step);
   }
+  return t;
+}
+
+cnn_tensor *cnn_tensor_arange_i64(int64_t start, int64_t end, int64_t step) {
+  if (step == 0) {
+    cnn_error_set("step must be nonzero");
+    return NULL;
+  }
+  if ((step > 0 && end < start) || (step < 0 && end > start)) {
+    cnn_error_set("step %lld goes away from end (start %lld, end %lld)", (long long)step, (long long)start,
+                  (long long)end);
+    return NULL;
+  }
+  /* |end - start| and the elements in unsigned arithmetic: exact over the whole int64 range */
+  uint64_t span = step > 0 ? (uint64_t)end - (uint64_t)start : (uint64_t)start - (uint64_t)end;
+  uint64_t ustep = step > 0 ? (uint64_t)step : 0 - (uint64_t)step;
+  uint64_t count = span / ustep + (span % ustep != 0);
+  if (count > ((uint64_t)1 << 60)) {
+    cnn_error_set("too many elements (%llu)", (unsigned long long)count);
+    return NULL;
+  }
+  int64_t n = (int64_t)count;
+  cnn_tensor *t = cnn_tensor_empty(CNN_INT64, 1, &n);
+  if (!t) return NULL;
+  int64_t *p = cnn_tensor_i64(t);
+  for (int64_t i = 0; i < n; i++) p[i] = (int64_t)((uint64_t)start + (uint64_t)i * (uint64_t)step);
   return t;
 }
 
@@ -415,6 +455,11 @@ cnn_tensor *cnn_tensor_expand(const cnn_tensor *t, int ndim, const int64_t *size
     }
   }
   v->ndim = ndim;
+  if (cnn_shape_check(ndim, v->size, NULL)) {
+    cnn_tensor_release(v);
+    cnn_error_set("cannot expand to %s: the number of elements overflows", cnn_shape_str(ndim, size, b2, sizeof b2));
+    return NULL;
+  }
   return v;
 bad:
   cnn_tensor_release(v);
@@ -574,6 +619,7 @@ static void copy_loop(void *vctx, int64_t n, char **p, const int64_t *step) {
 static bool overlaps(const cnn_tensor *a, const cnn_tensor *b) { return a->storage == b->storage; }
 
 int cnn_tensor_copy_(cnn_tensor *dst, const cnn_tensor *src) {
+  if (cnn_tensor_check_writable(dst)) return -1;
   cnn_tensor *tmp = NULL;
   /* a source sharing dst's storage through a different view must be read before it is overwritten */
   if (overlaps(dst, src) && (src->offset != dst->offset || !cnn_tensor_same_shape(src, dst) ||
@@ -599,8 +645,17 @@ fail:
   return -1;
 }
 
+int cnn_tensor_check_writable(const cnn_tensor *t) {
+  for (int d = 0; d < t->ndim; d++)
+    if (t->size[d] > 1 && t->stride[d] == 0)
+      return cnn_error_set("unsupported operation: more than one element of the written-to tensor refers to a "
+                           "single memory location (it is expanded); clone() it before writing");
+  return 0;
+}
+
 typedef struct {
   double v;
+  int64_t i;
   cnn_dtype dt;
 } fill_ctx;
 
@@ -611,18 +666,34 @@ static void fill_loop(void *vctx, int64_t n, char **p, const int64_t *step) {
     float f = (float)c->v;
     for (int64_t i = 0; i < n; i++) *(float *)(d + i * step[0]) = f;
   } else {
-    int64_t x = (int64_t)c->v;
+    int64_t x = c->i;
     for (int64_t i = 0; i < n; i++) *(int64_t *)(d + i * step[0]) = x;
   }
 }
 
-int cnn_tensor_fill_(cnn_tensor *t, double value) {
-  if (t->dtype == CNN_INT64 && (value != value || fabs(value) >= 9.2233720368547758e18))
-    return cnn_error_set("value %g does not fit an int64 tensor", value);
+static int fill_run(cnn_tensor *t, const fill_ctx *c) {
+  if (cnn_tensor_check_writable(t)) return -1;
   cnn_iter it;
   const cnn_tensor *ops[1] = {t};
   if (cnn_iter_init(&it, 1, ops, t->ndim, t->size)) return -1;
-  fill_ctx c = {value, t->dtype};
-  cnn_iter_run(&it, fill_loop, &c, true);
+  cnn_iter_run(&it, fill_loop, (void *)c, true);
   return 0;
+}
+
+int cnn_tensor_fill_(cnn_tensor *t, double value) {
+  fill_ctx c = {value, 0, t->dtype};
+  if (t->dtype == CNN_INT64) {
+    /* as PyTorch: NaN and values outside int64 are errors; fractions truncate toward zero */
+    if (!(value >= -9223372036854775808.0 && value < 9223372036854775808.0))
+      return cnn_error_set("value %s cannot be converted to int64 without overflow", value != value ? "nan"
+                                                                                     : value > 0    ? "above 2^63"
+                                                                                                    : "below -2^63");
+    c.i = (int64_t)value;
+  }
+  return fill_run(t, &c);
+}
+
+int cnn_tensor_fill_i64_(cnn_tensor *t, int64_t value) {
+  fill_ctx c = {(double)value, value, t->dtype};
+  return fill_run(t, &c);
 }

@@ -114,15 +114,22 @@ cnn_tensor *cnn_batch_order(int64_t n, bool shuffle, bool seeded, uint64_t seed,
     }
   }
   if (world == 1) return perm;
+  /* ceilings written so that no sum passes int64 (world may be anything up to INT64_MAX) */
   int64_t m = mode == CNN_SHARD_DROP  ? n / world
-              : mode == CNN_SHARD_PAD ? (n + world - 1) / world
-                                      : (n - rank + world - 1) / world;
+              : mode == CNN_SHARD_PAD ? n / world + (n % world != 0)
+              : n > rank              ? (n - rank - 1) / world + 1
+                                      : 0;
   if (n == 0) m = 0;
   cnn_tensor *shard = cnn_tensor_empty(CNN_INT64, 1, &m);
-  if (shard) {
+  if (shard && m > 0) { /* m > 0: n > 0 too */
     const int64_t *p = cnn_tensor_i64(perm);
     int64_t *q = cnn_tensor_i64(shard);
-    for (int64_t k = 0; k < m; k++) q[k] = p[(rank + k * world) % n]; /* wraps only when padding */
+    /* position rank + k * world mod n, stepped without a product (which could overflow) */
+    int64_t pos = rank % n, step = world % n;
+    for (int64_t k = 0; k < m; k++) { /* wraps only when padding */
+      q[k] = p[pos];
+      pos = pos >= n - step ? pos - (n - step) : pos + step;
+    }
   }
   cnn_tensor_release(perm);
   return shard;
@@ -259,7 +266,12 @@ cnn_tensor *cnn_batch_random_crop(const cnn_tensor *x, int64_t oh, int64_t ow, i
   int64_t n, c, h, w;
   cnn_tensor *in = image_batch(x, &n, &c, &h, &w);
   if (!in) return NULL;
-  if (pad_h > INT32_MAX || pad_w > INT32_MAX || oh > h + 2 * pad_h || ow > w + 2 * pad_w) {
+  if (pad_h > INT32_MAX || pad_w > INT32_MAX) {
+    cnn_tensor_release(in);
+    cnn_error_set("padding %lldx%lld is too large (at most 2^31 - 1)", (long long)pad_h, (long long)pad_w);
+    return NULL;
+  }
+  if (oh > h + 2 * pad_h || ow > w + 2 * pad_w) {
     cnn_tensor_release(in);
     cnn_error_set("crop size %lldx%lld is larger than the padded image %lldx%lld", (long long)oh, (long long)ow,
                   (long long)(h + 2 * pad_h), (long long)(w + 2 * pad_w));

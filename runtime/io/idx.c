@@ -5,6 +5,7 @@
  * Both loaders (float/int64 tensors, and byte arrays) share the reader: one header parser, one
  * set of length checks. */
 #include "cnn/idx.h"
+#include "io/file.h"
 #include "cnn/bytes.h"
 #include "cnn/error.h"
 
@@ -13,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 #include <zlib.h>
 
 #define CHUNK 65536
@@ -134,12 +136,20 @@ typedef struct {
 static int reader_open(reader *r, const char *path) {
   memset(r, 0, sizeof *r);
   r->path = path;
+  int fd = cnn_file_open_fd(path);
+  if (fd < 0) return -1;
   struct stat st;
-  if (stat(path, &st) != 0) return cnn_error_set("%s: cannot open (%s)", path, strerror(errno));
-  if (!S_ISREG(st.st_mode)) return cnn_error_set("%s: not a regular file", path);
+  if (fstat(fd, &st) != 0) {
+    int e = errno;
+    close(fd);
+    return cnn_error_set("%s: cannot read its status (%s)", path, strerror(e));
+  }
   long long fsize = (long long)st.st_size;
-  r->gz = gzopen(path, "rb");
-  if (!r->gz) return cnn_error_set("%s: cannot open (%s)", path, errno ? strerror(errno) : "out of memory");
+  r->gz = gzdopen(fd, "rb");
+  if (!r->gz) {
+    close(fd);
+    return cnn_error_set("%s: cannot open (out of memory)", path);
+  }
   gzbuffer(r->gz, CHUNK);
   unsigned char head[4 + 4 * 255];
 

@@ -3,6 +3,7 @@
  * and every resource those functions hold is reachable from volatile locals or the context
  * struct, so the error path releases the FILE, libpng's structs, buffers and the tensor. */
 #include "cnn/png_io.h"
+#include "io/file.h"
 #include "cnn/error.h"
 #include "cnn/image_io.h"
 #include "io/atomic_file.h"
@@ -84,15 +85,12 @@ static void read_orientation(png_structp png, png_infop info, int *orientation) 
 cnn_tensor *cnn_png_load_oriented(const char *path, cnn_png_mode mode, int *orientation) {
   if (orientation) *orientation = 1;
   io_ctx ctx = {0};
-  ctx.f = fopen(path, "rb");
-  if (!ctx.f) {
-    cnn_error_set("%s: cannot open (%s)", path, strerror(errno));
-    return NULL;
-  }
+  ctx.f = cnn_file_open(path);
+  if (!ctx.f) return NULL;
   struct stat st;
-  if (fstat(fileno(ctx.f), &st) != 0 || !S_ISREG(st.st_mode)) {
+  if (fstat(fileno(ctx.f), &st) != 0) {
     fclose(ctx.f);
-    cnn_error_set("%s: not a regular file", path);
+    cnn_error_set("%s: cannot read its status (%s)", path, strerror(errno));
     return NULL;
   }
   png_byte sig[8];

@@ -5,6 +5,7 @@
  * memory use is bounded by the file's size. Data is then read in one sequential pass. The writer
  * builds the header with libjansson too, so names and metadata are escaped as the reader expects. */
 #include "cnn/safetensors.h"
+#include "io/file.h"
 #include "cnn/error.h"
 #include "io/atomic_file.h"
 
@@ -288,12 +289,12 @@ static char *dupstr(const char *s) {
 
 int cnn_safetensors_load(const char *path, cnn_safetensors *out) {
   memset(out, 0, sizeof *out);
-  FILE *f = fopen(path, "rb");
-  if (!f) return cnn_error_set("%s: cannot open (%s)", path, strerror(errno));
+  FILE *f = cnn_file_open(path);
+  if (!f) return -1;
   struct stat st;
-  if (fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode)) {
+  if (fstat(fileno(f), &st) != 0) {
     fclose(f);
-    return cnn_error_set("%s: not a regular file", path);
+    return cnn_error_set("%s: cannot read its status (%s)", path, strerror(errno));
   }
   uint64_t fsize = (uint64_t)st.st_size;
   char *header = NULL;

@@ -16,12 +16,14 @@ cnn_tensor *cnn_op_binary(cnn_binop op, const cnn_tensor *a, const cnn_tensor *b
 cnn_tensor *cnn_op_unary(cnn_unop op, const cnn_tensor *x, double p0, double p1);
 /** In place on t: t = t op other (other broadcast to t's shape), t = f(t), t filled with v, src
  * copied into t (broadcast, dtype converted), t drawn uniform in [lo, hi) or normal(mean, std)
- * from the runtime's stream. Refused (error) on a tensor that requires grad while grad mode is on,
- * as PyTorch refuses in-place ops on leaves; each bumps the storage version, so a graph that saved
+ * from the runtime's stream (fill_i64_ fills an int64 tensor exactly). Refused (error) on an expanded
+ * tensor (elements sharing memory) and on a tensor that requires grad while grad mode is on, as
+ * PyTorch refuses both; each bumps the storage version, so a graph that saved
  * t fails at backward instead of giving a wrong gradient. Return 0 or -1 with the error set. */
 int cnn_op_binary_(cnn_binop op, cnn_tensor *t, const cnn_tensor *other);
 int cnn_op_unary_(cnn_unop op, cnn_tensor *t, double p0, double p1);
 int cnn_op_fill_(cnn_tensor *t, double v);
+int cnn_op_fill_i64_(cnn_tensor *t, int64_t v);
 int cnn_op_copy_(cnn_tensor *t, const cnn_tensor *src);
 int cnn_op_uniform_(cnn_tensor *t, double lo, double hi);
 int cnn_op_normal_(cnn_tensor *t, double mean, double std);

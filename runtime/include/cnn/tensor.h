@@ -70,12 +70,18 @@ const char *cnn_tensor_grad_fn_name(const cnn_tensor *t);
 cnn_tensor *cnn_tensor_empty(cnn_dtype dt, int ndim, const int64_t *size);
 cnn_tensor *cnn_tensor_zeros(cnn_dtype dt, int ndim, const int64_t *size);
 cnn_tensor *cnn_tensor_full(cnn_dtype dt, int ndim, const int64_t *size, double value);
-/** A 0-d tensor holding value. */
+/** A 0-d tensor holding value. full and scalar fail (NULL, error set) when value does not convert
+ * to dt: NaN or out of range for int64, as PyTorch refuses it. */
 cnn_tensor *cnn_tensor_scalar(cnn_dtype dt, double value);
+/** full and scalar with an integer value, exact for int64 (a double holds only 53 bits). */
+cnn_tensor *cnn_tensor_full_i64(cnn_dtype dt, int ndim, const int64_t *size, int64_t value);
+cnn_tensor *cnn_tensor_scalar_i64(int64_t value);
 /** An uninitialised contiguous tensor of t's dtype and shape. */
 cnn_tensor *cnn_tensor_empty_like(const cnn_tensor *t);
-/** The 1-d tensor start, start + step, ... up to end (excluded), as torch.arange. */
+/** The 1-d tensor start, start + step, ... up to end (excluded), as torch.arange; the int64 form
+ * is exact over the whole int64 range. */
 cnn_tensor *cnn_tensor_arange(double start, double end, double step, cnn_dtype dt);
+cnn_tensor *cnn_tensor_arange_i64(int64_t start, int64_t end, int64_t step);
 /** n float32 values evenly spaced from start to end (both included), as torch.linspace. */
 cnn_tensor *cnn_tensor_linspace(double start, double end, int64_t n);
 /** The (n, m) float32 identity: ones on the diagonal, zeros elsewhere. */
@@ -134,10 +140,16 @@ cnn_tensor *cnn_tensor_clone(const cnn_tensor *t);
 /** t converted to dtype dt: a copy, or t itself (one more reference) when it has that dtype. */
 cnn_tensor *cnn_tensor_to_dtype(const cnn_tensor *t, cnn_dtype dt);
 
+/** 0 when t may be written: -1 with the error set when its elements share memory (an expanded,
+ * stride-0 dim), which every write below refuses, as PyTorch does (the result would depend on the
+ * order of the writes). */
+int cnn_tensor_check_writable(const cnn_tensor *t);
 /** Writes in place: dst keeps its view; src broadcasts to dst's shape, its dtype converts. Both
- * bump the storage's version. Return 0 or -1 with the error set. */
+ * bump the storage's version. fill_ into int64 refuses NaN and values outside int64; fill_i64_ is
+ * exact for int64. Return 0 or -1 with the error set. */
 int cnn_tensor_copy_(cnn_tensor *dst, const cnn_tensor *src);
 int cnn_tensor_fill_(cnn_tensor *t, double value);
+int cnn_tensor_fill_i64_(cnn_tensor *t, int64_t value);
 
 /** As a dim argument: every dimension (a reduction over all of them, squeeze of every size-1 dim). */
 #define CNN_ALL_DIMS (-1000)
