@@ -53,10 +53,11 @@ static int a_set_backward_callbacks(lua_State *L) {
  * until cleared (opt:zero_grad(), m:zero_grad(), `p.grad = nil`). */
 static int a_backward(lua_State *L) {
   static const char *const known[] = {"retain_graph", NULL};
-  cnn_tensor *t = lcnn_check(L, 1, "backward");
-  cnn_tensor *g = lua_isnoneornil(L, 2) ? NULL : lcnn_check(L, 2, "backward");
   lcnn_options(L, 3, "backward", known);
   bool retain = lcnn_opt_bool(L, 3, "retain_graph", 0);
+  /* the engine holds its own references to t, g and the graph while Lua Functions run */
+  cnn_tensor *t = lcnn_check(L, 1, "backward");
+  cnn_tensor *g = lua_isnoneornil(L, 2) ? NULL : lcnn_check(L, 2, "backward");
   if (!t->requires_grad) return lcnn_error(L, "backward", "the tensor does not require grad and has no grad_fn");
   lua_State *prev = backward_L;
   backward_L = L;
@@ -93,6 +94,7 @@ static int a_is_grad_enabled(lua_State *L) {
 typedef struct {
   lua_State *main; /* for unref when freed */
   int fn_ref;      /* the Lua backward closure: grads... -> grads per input */
+  bool running;    /* inside the closure: a backward it starts must not come back here */
 } lua_fn_ctx;
 
 static void lua_fn_free(void *p) {
@@ -107,6 +109,8 @@ static int lua_fn_backward(cnn_node *n, cnn_tensor *const *gout, cnn_tensor **gi
     return cnn_error_set("trying to backward through the graph a second time (%s); its saved state was "
                          "freed: pass {retain_graph=true} to the first backward",
                          n->name);
+  if (c->running)
+    return cnn_error_set("the backward of %s started a backward through itself (a cycle that never ends)", n->name);
   lua_State *L = backward_L ? backward_L : c->main;
   int top = lua_gettop(L);
   if (!lua_checkstack(L, n->n_outputs + 4)) return cnn_error_set("Lua stack overflow");
@@ -123,7 +127,11 @@ static int lua_fn_backward(cnn_node *n, cnn_tensor *const *gout, cnn_tensor **gi
     *box = g;
     luaL_setmetatable(L, LCNN_TENSOR);
   }
-  if (lua_pcall(L, n->n_outputs, n->n_inputs, 0) != LUA_OK) {
+  c->running = true;
+  int status = lua_pcall(L, n->n_outputs, n->n_inputs, 0);
+  /* a backward started inside may have released the node's state (and c): look again */
+  if (n->ctx) ((lua_fn_ctx *)n->ctx)->running = false;
+  if (status != LUA_OK) {
     const char *m = lua_tostring(L, -1);
     cnn_error_set("in the backward of a cnn.autograd.Function: %s", m ? m : "(error object is not a string)");
     lua_settop(L, top);
@@ -166,34 +174,39 @@ static int a_function_record(lua_State *L) {
   int n_out = (int)luaL_len(L, 2), n_in = (int)luaL_len(L, 3);
   if (n_out < 1 || n_out > 8) return lcnn_error(L, "Function", "forward must return 1 to 8 tensors, got %d", n_out);
   if (n_in > 64) return lcnn_error(L, "Function", "at most 64 tensor inputs");
+  lua_settop(L, 4);
+  luaL_checkstack(L, n_in + n_out + 2, "Function");
+  for (int i = 0; i < n_in; i++) lua_geti(L, 3, i + 1);
+  for (int k = 0; k < n_out; k++) lua_geti(L, 2, k + 1);
   const cnn_tensor *ins[64];
-  for (int i = 0; i < n_in; i++) {
-    lua_geti(L, 3, i + 1);
-    ins[i] = lua_isnil(L, -1) ? NULL : lcnn_check(L, lua_gettop(L), "Function");
-    lua_pop(L, 1);
-  }
   cnn_tensor *outs[8];
+  for (int i = 0; i < n_in; i++) ins[i] = lua_isnil(L, 5 + i) ? NULL : lcnn_check(L, 5 + i, "Function");
   for (int k = 0; k < n_out; k++) {
-    lua_geti(L, 2, k + 1);
-    outs[k] = lcnn_check(L, lua_gettop(L), "Function");
-    lua_pop(L, 1);
+    outs[k] = lcnn_check(L, 5 + n_in + k, "Function");
     if (outs[k]->dtype != CNN_FLOAT32)
       return lcnn_error(L, "Function", "forward output %d is %s; differentiable outputs must be float32", k + 1,
                         cnn_dtype_name(outs[k]->dtype));
   }
   if (!cnn_ag_any_requires(n_in, ins)) return 0;
-  lua_fn_ctx *c = malloc(sizeof *c);
-  if (!c) return lcnn_error(L, "Function", "out of memory");
-  cnn_node *node = cnn_ag_node_new(name, lua_fn_backward, n_in, ins, n_out);
-  if (!node) {
-    free(c);
-    return lcnn_fail(L, "Function");
-  }
+  /* the registry reference allocates (a finalizer may run): take the pointers again after it */
   lua_rawgeti(L, LUA_REGISTRYINDEX, LUA_RIDX_MAINTHREAD);
-  c->main = lua_tothread(L, -1);
+  lua_State *main = lua_tothread(L, -1);
   lua_pop(L, 1);
   lua_pushvalue(L, 4);
-  c->fn_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  int ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  bool live = true;
+  for (int i = 0; i < n_in; i++) live = live && (lua_isnil(L, 5 + i) || (ins[i] = lcnn_test(L, 5 + i)));
+  for (int k = 0; k < n_out; k++) live = live && (outs[k] = lcnn_test(L, 5 + n_in + k));
+  lua_fn_ctx *c = live ? malloc(sizeof *c) : NULL;
+  cnn_node *node = c ? cnn_ag_node_new(name, lua_fn_backward, n_in, ins, n_out) : NULL;
+  if (!node) {
+    free(c);
+    luaL_unref(L, LUA_REGISTRYINDEX, ref);
+    return lcnn_error(L, "Function", "%s", live ? "out of memory" : "a tensor was closed while recording");
+  }
+  c->main = main;
+  c->fn_ref = ref;
+  c->running = false;
   node->ctx = c;
   node->ctx_free = lua_fn_free;
   for (int k = 0; k < n_out && k < 4; k++) {

@@ -5,6 +5,7 @@
 
 #include <string.h>
 
+#include "cnn/checked.h"
 #include "cnn/error.h"
 #include "cnn/ops_conv.h"
 
@@ -68,15 +69,14 @@ static bool bool_opt(lua_State *L, int opts, const char *fn, const char *key, bo
 static int f_conv2d(lua_State *L) {
   static const char *const known[] = {"stride", "padding", "dilation", "groups", NULL};
   const char *fn = "conv2d";
-  cnn_tensor *x = lcnn_check(L, 1, fn), *w = lcnn_check(L, 2, fn), *b = NULL;
+  bool has_bias = luaL_testudata(L, 3, LCNN_TENSOR) != NULL;
   int opts = 4;
-  if (lcnn_test(L, 3)) {
-    b = lcnn_check(L, 3, fn);
-  } else if (lua_istable(L, 3) && lua_isnoneornil(L, 4)) {
-    opts = 3; /* F.conv2d(x, w, {stride=2}): no bias */
-  } else if (!lua_isnil(L, 3) && !lua_isnone(L, 3)) {
-    return lcnn_error(L, fn, "expected a tensor or nil for the bias (argument 3), got %s", luaL_typename(L, 3));
+  if (!has_bias) {
+    if (lua_istable(L, 3) && lua_isnoneornil(L, 4)) opts = 3; /* F.conv2d(x, w, {stride=2}): no bias */
+    else if (!lua_isnoneornil(L, 3))
+      return lcnn_error(L, fn, "expected a tensor or nil for the bias (argument 3), got %s", luaL_typename(L, 3));
   }
+  /* options first: their lookups may run Lua code, which must not run once we hold pointers */
   lcnn_options(L, opts, fn, known);
   cnn_conv2d_params p = cnn_conv2d_default_params();
   pair_opt(L, opts, fn, "stride", 1, p.stride);
@@ -105,13 +105,17 @@ static int f_conv2d(lua_State *L) {
     }
     lua_pop(L, 1);
   }
+  cnn_tensor *x = lcnn_check(L, 1, fn), *w = lcnn_check(L, 2, fn), *b = has_bias ? lcnn_check(L, 3, fn) : NULL;
   if (same) {
     if (p.stride[0] != 1 || p.stride[1] != 1)
       return lcnn_error(L, fn, "padding=\"same\" is not supported for strided convolutions");
     if (w->ndim == 4 && p.dilation[0] >= 1 && p.dilation[1] >= 1) {
       /* PyTorch's rule: total d*(k-1), the odd one out goes after */
       for (int i = 0; i < 2; i++) {
-        int64_t total = p.dilation[i] * (w->size[2 + i] - 1);
+        int64_t total;
+        if (!cnn_mul_ok(p.dilation[i], w->size[2 + i] - 1, &total))
+          return lcnn_error(L, fn, "padding=\"same\" with dilation %lld and kernel size %lld overflows",
+                            (long long)p.dilation[i], (long long)w->size[2 + i]);
         p.pad_lo[i] = total / 2, p.pad_hi[i] = total - total / 2;
       }
     }
@@ -166,10 +170,10 @@ static void pool_params(lua_State *L, const char *fn, bool is_max, cnn_pool2d_pa
  * its input plane (row-major over H x W), as an int64 tensor. */
 static int f_max_pool2d(lua_State *L) {
   const char *fn = "max_pool2d";
-  cnn_tensor *x = lcnn_check(L, 1, fn);
   cnn_pool2d_params p;
   pool_params(L, fn, true, &p);
   bool want_idx = bool_opt(L, 3, fn, "return_indices", false);
+  cnn_tensor *x = lcnn_check(L, 1, fn); /* after the options, whose lookups may run Lua code */
   cnn_tensor *idx = NULL;
   cnn_tensor *y = cnn_op_max_pool2d(x, &p, want_idx ? &idx : NULL);
   if (!want_idx || !y) {
@@ -198,9 +202,9 @@ static int f_max_pool2d(lua_State *L) {
  * zero, as PyTorch. */
 static int f_avg_pool2d(lua_State *L) {
   const char *fn = "avg_pool2d";
-  cnn_tensor *x = lcnn_check(L, 1, fn);
   cnn_pool2d_params p;
   pool_params(L, fn, false, &p);
+  cnn_tensor *x = lcnn_check(L, 1, fn);
   lcnn_push(L, cnn_op_avg_pool2d(x, &p), fn);
   return 1;
 }
@@ -211,13 +215,13 @@ static int f_avg_pool2d(lua_State *L) {
  * PyTorch: `F.adaptive_avg_pool2d(x, 1)` is a global average pool. */
 static int f_adaptive_avg_pool2d(lua_State *L) {
   const char *fn = "adaptive_avg_pool2d";
-  cnn_tensor *x = lcnn_check(L, 1, fn);
   if (lua_isnoneornil(L, 2)) return lcnn_error(L, fn, "expected an output size (an integer or a pair) for argument 2");
   int64_t size[2];
   pair_at(L, 2, fn, "output size", size);
   if (size[0] < 0 || size[1] < 0)
     return lcnn_error(L, fn, "output size must be non-negative, got (%lld, %lld)", (long long)size[0],
                       (long long)size[1]);
+  cnn_tensor *x = lcnn_check(L, 1, fn);
   lcnn_push(L, cnn_op_adaptive_avg_pool2d(x, size[0], size[1]), fn);
   return 1;
 }

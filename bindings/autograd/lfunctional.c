@@ -1,6 +1,7 @@
 /* Activations, softmax, losses, dropout and normalisation for Lua (core.F.*, cnn.F.* to users).
  * Arguments are checked here (types, option keys, Lua's 1-based dims and class labels); the
- * runtime (ops_nn.h) checks shapes and values. No C reference is held across a raise. */
+ * runtime (ops_nn.h) checks shapes and values. No C reference is held across a raise, and tensor
+ * pointers are taken after the options are read (see lcnn.h). */
 #include "lcnn.h"
 
 #include <string.h>
@@ -66,8 +67,10 @@ static cnn_reduction field_reduction(lua_State *L, int idx, const char *fn) {
   return r;
 }
 
-/* The options of cross_entropy / nll_loss at idx: labels come from Lua as 1..C. */
-static void class_options(lua_State *L, int idx, const char *fn, cnn_class_loss_opts *o, bool smoothing) {
+/* The options of cross_entropy / nll_loss at idx: labels come from Lua as 1..C. The weight
+ * option's value stays on the stack (a __index may have made it, and only the stack keeps it
+ * alive); its index is returned (0 when absent) for the caller to take the pointer last. */
+static int class_options(lua_State *L, int idx, const char *fn, cnn_class_loss_opts *o, bool smoothing) {
   static const char *const ce_keys[] = {"reduction", "label_smoothing", "weight", "ignore_index", NULL};
   static const char *const nll_keys[] = {"reduction", "weight", "ignore_index", NULL};
   lcnn_options(L, idx, fn, smoothing ? ce_keys : nll_keys);
@@ -78,12 +81,6 @@ static void class_options(lua_State *L, int idx, const char *fn, cnn_class_loss_
     if (!(o->label_smoothing >= 0 && o->label_smoothing <= 1))
       lcnn_error(L, fn, "label_smoothing must be between 0 and 1, got %g", o->label_smoothing);
   }
-  get_field(L, idx, "weight");
-  if (!lua_isnil(L, -1)) {
-    o->weight = lcnn_test(L, -1);
-    if (!o->weight) lcnn_error(L, fn, "weight must be a tensor, got %s", luaL_typename(L, -1));
-  }
-  lua_pop(L, 1); /* the options table keeps the weight alive */
   /* PyTorch's default ignore_index, -100, can never be a class here either */
   get_field(L, idx, "ignore_index");
   o->has_ignore = true;
@@ -93,6 +90,20 @@ static void class_options(lua_State *L, int idx, const char *fn, cnn_class_loss_
     o->ignore_index = lua_tointeger(L, -1);
   }
   lua_pop(L, 1);
+  get_field(L, idx, "weight");
+  if (lua_isnil(L, -1)) {
+    lua_pop(L, 1);
+    return 0;
+  }
+  if (!luaL_testudata(L, -1, LCNN_TENSOR)) lcnn_error(L, fn, "weight must be a tensor, got %s", luaL_typename(L, -1));
+  return lua_gettop(L);
+}
+
+/* The weight that class_options left at widx, once every lookup is done. */
+static void class_weight(lua_State *L, int widx, const char *fn, cnn_class_loss_opts *o) {
+  if (!widx) return;
+  o->weight = lcnn_test(L, widx);
+  if (!o->weight) lcnn_error(L, fn, "weight is a closed tensor");
 }
 
 /* ---- linear ---- */
@@ -173,9 +184,10 @@ static cnn_tensor *labels_from_lua(lua_State *L, const char *fn, const cnn_tenso
 /* cross_entropy / nll_loss: labels translated, then the op (the translated labels are released
  * before any raise) */
 static int class_loss(lua_State *L, const char *fn, bool smoothing) {
-  cnn_tensor *x = lcnn_check(L, 1, fn), *labels = lcnn_check(L, 2, fn);
   cnn_class_loss_opts o;
-  class_options(L, 3, fn, &o, smoothing);
+  int widx = class_options(L, 3, fn, &o, smoothing); /* first: the lookups may run Lua code */
+  cnn_tensor *x = lcnn_check(L, 1, fn), *labels = lcnn_check(L, 2, fn);
+  class_weight(L, widx, fn, &o);
   cnn_tensor *l0 = labels_from_lua(L, fn, x, labels, &o);
   cnn_tensor *y = smoothing ? cnn_op_cross_entropy(x, l0, &o) : cnn_op_nll_loss(x, l0, &o);
   cnn_tensor_release(l0);
@@ -201,9 +213,9 @@ static int f_nll_loss(lua_State *L) { return class_loss(L, "nll_loss", false); }
  * The shapes broadcast; an int64 side is converted when the other is float32. */
 static int f_mse_loss(lua_State *L) {
   static const char *const known[] = {"reduction", NULL};
-  cnn_tensor *a = lcnn_check(L, 1, "mse_loss"), *b = lcnn_check(L, 2, "mse_loss");
   lcnn_options(L, 3, "mse_loss", known);
   cnn_reduction r = field_reduction(L, 3, "mse_loss");
+  cnn_tensor *a = lcnn_check(L, 1, "mse_loss"), *b = lcnn_check(L, 2, "mse_loss");
   lcnn_push(L, cnn_op_mse_loss(a, b, r), "mse_loss");
   return 1;
 }
@@ -238,15 +250,15 @@ static int f_dropout(lua_State *L) {
 static int f_batch_norm(lua_State *L) {
   static const char *const known[] = {"relu", NULL};
   const char *fn = "batch_norm";
-  cnn_tensor *x = lcnn_check(L, 1, fn);
-  cnn_tensor *rm = opt_tensor(L, 2, fn, "running_mean"), *rv = opt_tensor(L, 3, fn, "running_var");
-  cnn_tensor *w = opt_tensor(L, 4, fn, "weight"), *b = opt_tensor(L, 5, fn, "bias");
   bool training = opt_boolean(L, 6, fn, "training", 0);
   double momentum = opt_num(L, 7, fn, "momentum", 0.1), eps = opt_num(L, 8, fn, "eps", 1e-5);
   lcnn_options(L, 9, fn, known);
   get_field(L, 9, "relu");
   bool relu = opt_boolean(L, -1, fn, "relu", 0);
   lua_pop(L, 1);
+  cnn_tensor *x = lcnn_check(L, 1, fn);
+  cnn_tensor *rm = opt_tensor(L, 2, fn, "running_mean"), *rv = opt_tensor(L, 3, fn, "running_var");
+  cnn_tensor *w = opt_tensor(L, 4, fn, "weight"), *b = opt_tensor(L, 5, fn, "bias");
   lcnn_push(L, cnn_op_batch_norm(x, rm, rv, w, b, training, momentum, eps, relu), fn);
   return 1;
 }
@@ -259,13 +271,13 @@ static int f_batch_norm(lua_State *L) {
 static int f_local_response_norm(lua_State *L) {
   static const char *const known[] = {"alpha", "beta", "k", NULL};
   const char *fn = "local_response_norm";
-  cnn_tensor *x = lcnn_check(L, 1, fn);
   int isint = 0;
   lua_Integer size = lua_type(L, 2) == LUA_TNUMBER ? lua_tointegerx(L, 2, &isint) : 0;
   if (!isint) return lcnn_error(L, fn, "size must be an integer, got %s", luaL_typename(L, 2));
   lcnn_options(L, 3, fn, known);
   double alpha = field_num(L, 3, fn, "alpha", 1e-4), beta = field_num(L, 3, fn, "beta", 0.75);
   double k = field_num(L, 3, fn, "k", 1.0);
+  cnn_tensor *x = lcnn_check(L, 1, fn);
   lcnn_push(L, cnn_op_local_response_norm(x, (int64_t)size, alpha, beta, k), fn);
   return 1;
 }

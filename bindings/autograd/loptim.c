@@ -1,6 +1,7 @@
 /* Optimiser update kernels for Lua (core.optim_kernels.*, internal to cnn.optim): one call per
  * parameter tensor, hyperparameters read from the Lua parameter group table, state tensors
- * created by the Lua side. Errors name the optimiser and the parameter's 1-based position. */
+ * created by the Lua side. Errors name the optimiser and the parameter's 1-based position. Tensor
+ * pointers are taken after the group table's lookups, which may run Lua code (see lcnn.h). */
 #include "lcnn.h"
 
 #include "autograd/optim.h"
@@ -56,7 +57,6 @@ static int sgd_update(cnn_tensor *param, const cnn_tensor *grad, void *p) {
 static int k_sgd(lua_State *L) {
   const char *fn = luaL_checkstring(L, 1);
   lua_Integer pos = luaL_checkinteger(L, 2);
-  cnn_tensor *param = lcnn_check(L, 3, fn), *grad = lcnn_check(L, 4, fn);
   luaL_checktype(L, 5, LUA_TTABLE);
   sgd_ctx s;
   s.c.lr = group_number(L, 5, "lr", fn);
@@ -67,6 +67,7 @@ static int k_sgd(lua_State *L) {
   s.c.maximize = group_bool(L, 5, "maximize", fn);
   s.buf = opt_tensor(L, 6, fn);
   s.init = lua_toboolean(L, 7);
+  cnn_tensor *param = lcnn_check(L, 3, fn), *grad = lcnn_check(L, 4, fn); /* after the group's lookups */
   return run(L, fn, pos, param, grad, sgd_update, &s);
 }
 
@@ -84,7 +85,6 @@ static int adam_update(cnn_tensor *param, const cnn_tensor *grad, void *p) {
 static int k_adam(lua_State *L) {
   const char *fn = luaL_checkstring(L, 1);
   lua_Integer pos = luaL_checkinteger(L, 2);
-  cnn_tensor *param = lcnn_check(L, 3, fn), *grad = lcnn_check(L, 4, fn);
   luaL_checktype(L, 5, LUA_TTABLE);
   adam_ctx a;
   a.c.lr = group_number(L, 5, "lr", fn);
@@ -109,6 +109,7 @@ static int k_adam(lua_State *L) {
   a.max_exp_avg_sq = opt_tensor(L, 8, fn);
   a.step = lcnn_check(L, 9, fn);
   a.c.decoupled = lua_toboolean(L, 10);
+  cnn_tensor *param = lcnn_check(L, 3, fn), *grad = lcnn_check(L, 4, fn); /* after the group's lookups */
   return run(L, fn, pos, param, grad, adam_update, &a);
 }
 
@@ -126,7 +127,6 @@ static int rmsprop_update(cnn_tensor *param, const cnn_tensor *grad, void *p) {
 static int k_rmsprop(lua_State *L) {
   const char *fn = luaL_checkstring(L, 1);
   lua_Integer pos = luaL_checkinteger(L, 2);
-  cnn_tensor *param = lcnn_check(L, 3, fn), *grad = lcnn_check(L, 4, fn);
   luaL_checktype(L, 5, LUA_TTABLE);
   rmsprop_ctx r;
   r.c.lr = group_number(L, 5, "lr", fn);
@@ -140,6 +140,7 @@ static int k_rmsprop(lua_State *L) {
   r.grad_avg = opt_tensor(L, 7, fn);
   r.momentum_buffer = opt_tensor(L, 8, fn);
   r.step = lcnn_check(L, 9, fn);
+  cnn_tensor *param = lcnn_check(L, 3, fn), *grad = lcnn_check(L, 4, fn); /* after the group's lookups */
   return run(L, fn, pos, param, grad, rmsprop_update, &r);
 }
 
@@ -157,7 +158,6 @@ static int adagrad_update(cnn_tensor *param, const cnn_tensor *grad, void *p) {
 static int k_adagrad(lua_State *L) {
   const char *fn = luaL_checkstring(L, 1);
   lua_Integer pos = luaL_checkinteger(L, 2);
-  cnn_tensor *param = lcnn_check(L, 3, fn), *grad = lcnn_check(L, 4, fn);
   luaL_checktype(L, 5, LUA_TTABLE);
   adagrad_ctx a;
   a.c.lr = group_number(L, 5, "lr", fn);
@@ -167,6 +167,7 @@ static int k_adagrad(lua_State *L) {
   a.c.maximize = group_bool(L, 5, "maximize", fn);
   a.sum = lcnn_check(L, 6, fn);
   a.step = lcnn_check(L, 7, fn);
+  cnn_tensor *param = lcnn_check(L, 3, fn), *grad = lcnn_check(L, 4, fn); /* after the group's lookups */
   return run(L, fn, pos, param, grad, adagrad_update, &a);
 }
 

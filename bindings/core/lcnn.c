@@ -49,6 +49,12 @@ cnn_tensor *lcnn_test(lua_State *L, int idx) {
   return box ? *box : NULL;
 }
 
+const char *lcnn_typename(lua_State *L, int idx) {
+  cnn_tensor **box = luaL_testudata(L, idx, LCNN_TENSOR);
+  if (box && !*box) return "a closed tensor";
+  return luaL_typename(L, idx);
+}
+
 cnn_tensor *lcnn_check(lua_State *L, int idx, const char *fn) {
   cnn_tensor **box = luaL_testudata(L, idx, LCNN_TENSOR);
   if (!box) lcnn_error(L, fn, "expected a tensor for argument %d, got %s", idx, luaL_typename(L, idx));
@@ -56,19 +62,25 @@ cnn_tensor *lcnn_check(lua_State *L, int idx, const char *fn) {
   return *box;
 }
 
-cnn_tensor *lcnn_operand(lua_State *L, int idx, const char *fn, const cnn_tensor *like) {
-  if (lua_type(L, idx) == LUA_TNUMBER) {
-    cnn_tensor *t;
-    if (lua_isinteger(L, idx) && like && like->dtype == CNN_INT64)
-      t = cnn_tensor_scalar(CNN_INT64, (double)lua_tointeger(L, idx));
-    else t = cnn_tensor_scalar(CNN_FLOAT32, lua_tonumber(L, idx));
-    if (!t) lcnn_fail(L, fn);
-    return t;
-  }
+void lcnn_anchor_number(lua_State *L, int idx, const char *fn, cnn_dtype int_dtype) {
+  if (lua_type(L, idx) != LUA_TNUMBER) return;
+  idx = lua_absindex(L, idx);
+  /* the box exists before the tensor, so no reference is ever held outside it */
+  cnn_tensor **box = lua_newuserdatauv(L, sizeof *box, 0);
+  *box = NULL;
+  luaL_setmetatable(L, LCNN_TENSOR);
+  *box = lua_isinteger(L, idx) && int_dtype == CNN_INT64 ? cnn_tensor_scalar_i64(lua_tointeger(L, idx))
+                                                         : cnn_tensor_scalar(CNN_FLOAT32, lua_tonumber(L, idx));
+  if (!*box) lcnn_fail(L, fn);
+  lua_replace(L, idx);
+}
+
+cnn_tensor *lcnn_operand(lua_State *L, int idx, const char *fn, cnn_dtype int_dtype) {
+  lcnn_anchor_number(L, idx, fn, int_dtype);
   cnn_tensor **box = luaL_testudata(L, idx, LCNN_TENSOR);
   if (!box) lcnn_error(L, fn, "expected a tensor or a number for argument %d, got %s", idx, luaL_typename(L, idx));
   if (!*box) lcnn_error(L, fn, "argument %d is a closed tensor", idx);
-  return cnn_tensor_retain(*box);
+  return *box;
 }
 
 /* Every tensor also holds about a kilobyte of C structs (view, storage, graph node) that neither
@@ -183,17 +195,23 @@ int lcnn_opt_bool(lua_State *L, int idx, const char *key, int def) {
   return v;
 }
 
-cnn_dtype lcnn_opt_dtype(lua_State *L, int idx, const char *fn, cnn_dtype def) {
-  if (!lua_istable(L, idx)) return def;
+bool lcnn_opt_dtype_at(lua_State *L, int idx, const char *fn, cnn_dtype *out) {
+  if (!lua_istable(L, idx)) return false;
   lua_getfield(L, idx, "dtype");
-  cnn_dtype dt = def;
-  if (!lua_isnil(L, -1)) {
-    const char *s = lua_tostring(L, -1);
-    if (s && (strcmp(s, "float32") == 0 || strcmp(s, "float") == 0)) dt = CNN_FLOAT32;
-    else if (s && (strcmp(s, "int64") == 0 || strcmp(s, "long") == 0)) dt = CNN_INT64;
+  bool given = !lua_isnil(L, -1);
+  if (given) {
+    const char *s = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : NULL;
+    if (s && (strcmp(s, "float32") == 0 || strcmp(s, "float") == 0)) *out = CNN_FLOAT32;
+    else if (s && (strcmp(s, "int64") == 0 || strcmp(s, "long") == 0)) *out = CNN_INT64;
     else lcnn_error(L, fn, "unknown dtype '%s' (expected \"float32\" or \"int64\")", s ? s : luaL_typename(L, -1));
   }
   lua_pop(L, 1);
+  return given;
+}
+
+cnn_dtype lcnn_opt_dtype(lua_State *L, int idx, const char *fn, cnn_dtype def) {
+  cnn_dtype dt = def;
+  lcnn_opt_dtype_at(L, idx, fn, &dt);
   return dt;
 }
 

@@ -1,7 +1,16 @@
 /* Internal to the bindings: tensor userdata, argument checking and the error road into Lua.
  * A tensor userdata is a box holding one reference to a cnn_tensor (NULL once closed). Every
- * raise goes through lcnn_error / lcnn_fail, which prefix the user-facing function's name; C
- * references held by a binding must be released before it raises (a raise does not return). */
+ * raise goes through lcnn_error / lcnn_fail, which prefix the user-facing function's name.
+ *
+ * Two rules keep every binding safe against what Lua code can do in the middle of a call:
+ * - No C reference is held across a raise (a raise does not return): numbers become 0-d tensors
+ *   anchored on the Lua stack (lcnn_operand), never C-owned temporaries.
+ * - Tensor pointers are taken LAST, after everything that can run Lua code: option and list
+ *   lookups (lua_getfield / lua_geti / luaL_len call metamethods) and allocations of Lua objects
+ *   (which can run finalizers). Such code may close a tensor or drop the last reference to one a
+ *   metamethod returned. Every tensor a binding uses is anchored on the stack (an argument, or a
+ *   value left on the stack by the lookup that produced it), and between taking its pointer and
+ *   the runtime call that uses it a binding runs no Lua code. */
 #ifndef LCNN_H
 #define LCNN_H
 
@@ -17,12 +26,18 @@ int lcnn_error(lua_State *L, const char *fn, const char *fmt, ...);
 /* Raise "fn: <the runtime's last error message>". */
 int lcnn_fail(lua_State *L, const char *fn);
 
-/* The tensor at idx, or a raise naming fn and the argument. Borrowed. */
+/* The tensor at idx, or a raise naming fn and the argument ("argument 2 is a closed tensor" for
+ * a closed one). Borrowed, valid while the value stays at idx and no Lua code runs. */
 cnn_tensor *lcnn_check(lua_State *L, int idx, const char *fn);
 cnn_tensor *lcnn_test(lua_State *L, int idx); /* NULL when not a (live) tensor */
-/* A tensor or a number at idx, as a new reference; numbers become 0-d tensors (int64 when the
- * number is a Lua integer and `like` is int64, else float32). */
-cnn_tensor *lcnn_operand(lua_State *L, int idx, const char *fn, const cnn_tensor *like);
+/* What the value at idx is, for messages: its type name, or "a closed tensor". */
+const char *lcnn_typename(lua_State *L, int idx);
+/* Replaces a number at idx by a 0-d tensor: int64 (exact) when the number is a Lua integer and
+ * int_dtype is CNN_INT64, float32 otherwise. Anything else is left alone. Allocates: call it
+ * before taking tensor pointers. */
+void lcnn_anchor_number(lua_State *L, int idx, const char *fn, cnn_dtype int_dtype);
+/* lcnn_anchor_number, then the tensor at idx (borrowed). Raises "expected a tensor or a number". */
+cnn_tensor *lcnn_operand(lua_State *L, int idx, const char *fn, cnn_dtype int_dtype);
 /* Pushes t (taking its reference) or, when t is NULL, raises the runtime's error. Nudges the
  * garbage collector when tensor memory has grown a lot since the last collection. */
 void lcnn_push(lua_State *L, cnn_tensor *t, const char *fn);
@@ -39,6 +54,7 @@ void lcnn_options(lua_State *L, int idx, const char *fn, const char *const *know
 /* Option helpers: the field of the options table at idx, or the default. */
 int lcnn_opt_bool(lua_State *L, int idx, const char *key, int def);
 cnn_dtype lcnn_opt_dtype(lua_State *L, int idx, const char *fn, cnn_dtype def);
+bool lcnn_opt_dtype_at(lua_State *L, int idx, const char *fn, cnn_dtype *out); /* true when given */
 
 /* Registration of the parts (ltensor.c, lautograd.c, lfactory.c). Each adds to the module
  * table at the top of the stack; tensor methods go into the methods table at `methods`. */

@@ -14,11 +14,29 @@
 #include "cnn/rng.h"
 #include "core/parallel.h"
 
-static const char *const create_opts[] = {"dtype", "requires_grad", NULL};
+static const char *const create_keys[] = {"dtype", "requires_grad", NULL};
 
-/* Applies requires_grad from the options at opts, then pushes. */
-static void finish(lua_State *L, cnn_tensor *t, int opts, const char *fn) {
-  if (t && lcnn_opt_bool(L, opts, "requires_grad", 0)) {
+/* The options every constructor takes, read before anything is created: the lookups may run Lua
+ * code, which must not happen while C holds the new tensor. */
+typedef struct {
+  bool has_dtype;
+  cnn_dtype dtype;
+  bool requires_grad;
+} create_opts;
+
+static create_opts read_opts(lua_State *L, int idx, const char *fn, cnn_dtype def) {
+  create_opts o = {false, def, false};
+  lcnn_options(L, idx, fn, create_keys);
+  o.has_dtype = lcnn_opt_dtype_at(L, idx, fn, &o.dtype);
+  o.requires_grad = lcnn_opt_bool(L, idx, "requires_grad", 0);
+  if (o.requires_grad && o.has_dtype && o.dtype != CNN_FLOAT32)
+    lcnn_error(L, fn, "only float32 tensors can require gradients");
+  return o;
+}
+
+/* Applies requires_grad, then pushes (raising the runtime's error when t is NULL). */
+static void finish(lua_State *L, cnn_tensor *t, const create_opts *o, const char *fn) {
+  if (t && o->requires_grad) {
     if (t->dtype != CNN_FLOAT32) {
       cnn_tensor_release(t);
       lcnn_error(L, fn, "only float32 tensors can require gradients");
@@ -90,33 +108,32 @@ static void fill_nested(lua_State *L, int idx, const char *fn, cnn_tensor *t, in
  * habit; torch.tensor would infer int64): `{dtype = "int64"}` makes labels and indices. */
 static int f_tensor(lua_State *L) {
   const char *fn = "tensor";
-  lcnn_options(L, 2, fn, create_opts);
+  create_opts o = read_opts(L, 2, fn, CNN_FLOAT32);
   cnn_tensor *src = lcnn_test(L, 1);
   if (src) {
-    cnn_dtype dt = lcnn_opt_dtype(L, 2, fn, src->dtype);
-    cnn_tensor *c = cnn_tensor_empty(dt, src->ndim, src->size);
+    cnn_tensor *c = cnn_tensor_empty(o.has_dtype ? o.dtype : src->dtype, src->ndim, src->size);
     if (c && cnn_tensor_copy_(c, src)) {
       cnn_tensor_release(c);
       c = NULL;
     }
-    finish(L, c, 2, fn);
+    finish(L, c, &o, fn);
     return 1;
   }
   if (lua_type(L, 1) == LUA_TNUMBER) {
-    cnn_dtype dt = lcnn_opt_dtype(L, 2, fn, CNN_FLOAT32);
-    finish(L, cnn_tensor_scalar(dt, lua_tonumber(L, 1)), 2, fn);
+    bool exact = o.dtype == CNN_INT64 && lua_isinteger(L, 1);
+    finish(L, exact ? cnn_tensor_scalar_i64(lua_tointeger(L, 1)) : cnn_tensor_scalar(o.dtype, lua_tonumber(L, 1)), &o,
+           fn);
     return 1;
   }
   if (!lua_istable(L, 1))
-    return lcnn_error(L, fn, "expected a nested table of numbers or a number, got %s", luaL_typename(L, 1));
+    return lcnn_error(L, fn, "expected a nested table of numbers or a number, got %s", lcnn_typename(L, 1));
   int64_t size[CNN_MAX_DIMS];
   int ndim = nested_shape(L, 1, fn, size);
-  cnn_dtype dt = lcnn_opt_dtype(L, 2, fn, CNN_FLOAT32);
-  cnn_tensor *t = cnn_tensor_empty(dt, ndim, size);
+  cnn_tensor *t = cnn_tensor_empty(o.dtype, ndim, size);
   if (!t) return lcnn_fail(L, fn);
   int64_t pos = 0;
-  if (cnn_tensor_numel(t) > 0) fill_nested(L, 1, fn, t, 0, &pos);
-  finish(L, t, 2, fn);
+  fill_nested(L, 1, fn, t, 0, &pos); /* also when empty: {{}, {1}} is ragged */
+  finish(L, t, &o, fn);
   return 1;
 }
 
@@ -128,14 +145,13 @@ static int construct(lua_State *L, ctor_kind kind, const char *fn) {
   int64_t size[CNN_MAX_DIMS];
   int next;
   int n = lcnn_shape(L, 1, fn, size, &next, 0);
-  lcnn_options(L, next, fn, create_opts);
   if (!lua_isnoneornil(L, next + 1)) return lcnn_error(L, fn, "unexpected argument %d", next + 1);
-  cnn_dtype dt = lcnn_opt_dtype(L, next, fn, CNN_FLOAT32);
-  if ((kind == C_RAND || kind == C_RANDN) && dt != CNN_FLOAT32)
+  create_opts o = read_opts(L, next, fn, CNN_FLOAT32);
+  if ((kind == C_RAND || kind == C_RANDN) && o.dtype != CNN_FLOAT32)
     return lcnn_error(L, fn, "random floats need dtype float32 (use randint for integers)");
-  cnn_tensor *t = kind == C_EMPTY  ? cnn_tensor_empty(dt, n, size)
-                  : kind == C_ONES ? cnn_tensor_full(dt, n, size, 1)
-                                   : cnn_tensor_zeros(dt, n, size);
+  cnn_tensor *t = kind == C_EMPTY  ? cnn_tensor_empty(o.dtype, n, size)
+                  : kind == C_ONES ? cnn_tensor_full(o.dtype, n, size, 1)
+                                   : cnn_tensor_zeros(o.dtype, n, size);
   int rc = 0;
   if (t && kind == C_RAND) rc = cnn_random_uniform_(t, 0, 1);
   if (t && kind == C_RANDN) rc = cnn_random_normal_(t, 0, 1);
@@ -143,7 +159,7 @@ static int construct(lua_State *L, ctor_kind kind, const char *fn) {
     cnn_tensor_release(t);
     return lcnn_fail(L, fn);
   }
-  finish(L, t, next, fn);
+  finish(L, t, &o, fn);
   return 1;
 }
 
@@ -169,30 +185,32 @@ static int f_randn(lua_State *L) { return construct(L, C_RANDN, "randn"); }
  * A tensor of the given shape filled with value.
  * The shape is one size or a table of sizes: `cnn.full({2, 3}, 7.5)`. Without a dtype, an integer
  * value gives int64 and a float value float32, as PyTorch's torch.full: `cnn.full({2}, 1)` is int64,
- * `cnn.full({2}, 1.0)` float32. */
+ * `cnn.full({2}, 1.0)` float32. An integer fills an int64 tensor exactly; NaN or a value outside
+ * int64 into an int64 tensor is an error, as in PyTorch. */
 static int f_full(lua_State *L) {
   const char *fn = "full";
   int64_t size[CNN_MAX_DIMS];
   int next;
   if (!lua_istable(L, 1) && lua_type(L, 1) != LUA_TNUMBER)
-    return lcnn_error(L, fn, "expected a shape table, got %s", luaL_typename(L, 1));
+    return lcnn_error(L, fn, "expected a shape table, got %s", lcnn_typename(L, 1));
   int n = lua_istable(L, 1) ? lcnn_shape(L, 1, fn, size, &next, 0)
                             : (size[0] = (int64_t)luaL_checkinteger(L, 1), next = 2, 1);
   if (n == 1 && !lua_istable(L, 1) && size[0] < 0) return lcnn_error(L, fn, "negative size %lld", (long long)size[0]);
   if (lua_type(L, next) != LUA_TNUMBER)
-    return lcnn_error(L, fn, "expected a fill value (number), got %s", luaL_typename(L, next));
-  double v = lua_tonumber(L, next);
-  lcnn_options(L, next + 1, fn, create_opts);
-  cnn_dtype dt = lcnn_opt_dtype(L, next + 1, fn, lua_isinteger(L, next) ? CNN_INT64 : CNN_FLOAT32);
-  finish(L, cnn_tensor_full(dt, n, size, v), next + 1, fn);
+    return lcnn_error(L, fn, "expected a fill value (number), got %s", lcnn_typename(L, next));
+  create_opts o = read_opts(L, next + 1, fn, lua_isinteger(L, next) ? CNN_INT64 : CNN_FLOAT32);
+  cnn_tensor *t = o.dtype == CNN_INT64 && lua_isinteger(L, next)
+                      ? cnn_tensor_full_i64(o.dtype, n, size, lua_tointeger(L, next))
+                      : cnn_tensor_full(o.dtype, n, size, lua_tonumber(L, next));
+  finish(L, t, &o, fn);
   return 1;
 }
 
 static int like(lua_State *L, double v, const char *fn) {
+  lcnn_check(L, 1, fn);
+  create_opts o = read_opts(L, 2, fn, CNN_FLOAT32);
   cnn_tensor *t = lcnn_check(L, 1, fn);
-  lcnn_options(L, 2, fn, create_opts);
-  cnn_dtype dt = lcnn_opt_dtype(L, 2, fn, t->dtype);
-  finish(L, cnn_tensor_full(dt, t->ndim, t->size, v), 2, fn);
+  finish(L, cnn_tensor_full(o.has_dtype ? o.dtype : t->dtype, t->ndim, t->size, v), &o, fn);
   return 1;
 }
 
@@ -206,23 +224,29 @@ static int f_ones_like(lua_State *L) { return like(L, 1, "ones_like"); }
 /** cnn.arange(n, {dtype=}) -> Tensor
  * cnn.arange(a, b, step=1, {dtype=}) -> Tensor
  * The values a, a + step, ... up to b excluded (0 .. n-1 for one argument), as a 1-d tensor.
- * int64 when every argument is an integer (as in PyTorch), float32 otherwise. */
+ * int64 when every argument is an integer (as in PyTorch; exact over the whole int64 range),
+ * float32 otherwise. */
 static int f_arange(lua_State *L) {
   const char *fn = "arange";
   int nargs = 0;
-  double v[3];
   bool all_int = true;
   while (nargs < 3 && lua_type(L, nargs + 1) == LUA_TNUMBER) {
-    v[nargs] = lua_tonumber(L, nargs + 1);
     all_int = all_int && lua_isinteger(L, nargs + 1);
     nargs++;
   }
   if (nargs == 0) return lcnn_error(L, fn, "expected arange(n), arange(a, b) or arange(a, b, step)");
-  int opts = nargs + 1;
-  lcnn_options(L, opts, fn, create_opts);
-  double a = nargs == 1 ? 0 : v[0], b = nargs == 1 ? v[0] : v[1], step = nargs == 3 ? v[2] : 1;
-  cnn_dtype dt = lcnn_opt_dtype(L, opts, fn, all_int ? CNN_INT64 : CNN_FLOAT32);
-  finish(L, cnn_tensor_arange(a, b, step, dt), opts, fn);
+  create_opts o = read_opts(L, nargs + 1, fn, all_int ? CNN_INT64 : CNN_FLOAT32);
+  cnn_tensor *t;
+  if (all_int && o.dtype == CNN_INT64) {
+    lua_Integer v[3];
+    for (int i = 0; i < nargs; i++) v[i] = lua_tointeger(L, i + 1);
+    t = cnn_tensor_arange_i64(nargs == 1 ? 0 : v[0], nargs == 1 ? v[0] : v[1], nargs == 3 ? v[2] : 1);
+  } else {
+    double v[3];
+    for (int i = 0; i < nargs; i++) v[i] = lua_tonumber(L, i + 1);
+    t = cnn_tensor_arange(nargs == 1 ? 0 : v[0], nargs == 1 ? v[0] : v[1], nargs == 3 ? v[2] : 1, o.dtype);
+  }
+  finish(L, t, &o, fn);
   return 1;
 }
 
@@ -232,8 +256,8 @@ static int f_linspace(lua_State *L) {
   const char *fn = "linspace";
   double a = luaL_checknumber(L, 1), b = luaL_checknumber(L, 2);
   lua_Integer n = luaL_checkinteger(L, 3);
-  lcnn_options(L, 4, fn, create_opts);
-  finish(L, cnn_tensor_linspace(a, b, n), 4, fn);
+  create_opts o = read_opts(L, 4, fn, CNN_FLOAT32);
+  finish(L, cnn_tensor_linspace(a, b, n), &o, fn);
   return 1;
 }
 
@@ -247,8 +271,8 @@ static int f_eye(lua_State *L) {
   if (lua_type(L, 2) == LUA_TNUMBER) m = luaL_checkinteger(L, 2), opts = 3;
   if (n < 0 || m < 0)
     return lcnn_error(L, fn, "sizes must be non-negative, got %lld x %lld", (long long)n, (long long)m);
-  lcnn_options(L, opts, fn, create_opts);
-  finish(L, cnn_tensor_eye(n, m), opts, fn);
+  create_opts o = read_opts(L, opts, fn, CNN_FLOAT32);
+  finish(L, cnn_tensor_eye(n, m), &o, fn);
   return 1;
 }
 
@@ -262,8 +286,8 @@ static int f_randint(lua_State *L) {
   int64_t size[CNN_MAX_DIMS];
   int next;
   int n = lcnn_shape(L, 3, fn, size, &next, 0);
-  lcnn_options(L, next, fn, create_opts);
-  finish(L, cnn_random_randint(lo, hi, n, size), next, fn);
+  create_opts o = read_opts(L, next, fn, CNN_INT64);
+  finish(L, cnn_random_randint(lo, hi, n, size), &o, fn);
   return 1;
 }
 
@@ -285,22 +309,24 @@ static int f_randperm(lua_State *L) {
 
 static int join(lua_State *L, bool stack) {
   const char *fn = stack ? "stack" : "cat";
-  if (!lua_istable(L, 1)) return lcnn_error(L, fn, "expected a list of tensors, got %s", luaL_typename(L, 1));
-  int n = (int)luaL_len(L, 1);
-  if (n == 0) return lcnn_error(L, fn, "expected a non-empty list of tensors");
+  if (!lua_istable(L, 1)) return lcnn_error(L, fn, "expected a list of tensors, got %s", lcnn_typename(L, 1));
+  lua_Integer n = luaL_len(L, 1);
+  if (n <= 0) return lcnn_error(L, fn, "expected a non-empty list of tensors");
   if (n > 4096) return lcnn_error(L, fn, "at most 4096 tensors at once");
+  /* every element onto the stack first (a proxy's __index may return fresh tensors, which only
+   * the stack keeps alive, and may run any Lua code); pointers are taken after the last lookup */
+  lua_settop(L, 2);
+  luaL_checkstack(L, (int)n, fn);
+  for (int i = 0; i < n; i++) lua_geti(L, 1, i + 1);
   const cnn_tensor *ts[4096];
   for (int i = 0; i < n; i++) {
-    lua_geti(L, 1, i + 1);
-    cnn_tensor *t = lcnn_test(L, -1);
-    if (!t) return lcnn_error(L, fn, "element %d of the list is %s, not a tensor", i + 1, luaL_typename(L, -1));
-    ts[i] = t;
-    lua_pop(L, 1); /* the list keeps it alive */
+    ts[i] = lcnn_test(L, 3 + i);
+    if (!ts[i]) return lcnn_error(L, fn, "element %d of the list is %s, not a tensor", i + 1, lcnn_typename(L, 3 + i));
   }
   int nd = stack ? ts[0]->ndim + 1 : ts[0]->ndim;
   int d = lua_isnoneornil(L, 2) ? 0 : lcnn_dim(L, 2, fn, stack ? ts[0]->ndim : nd, stack);
   if (!stack && ts[0]->ndim == 0) return lcnn_error(L, fn, "zero-dimensional tensor 1 cannot be concatenated");
-  lcnn_push(L, stack ? cnn_op_stack(n, ts, d) : cnn_op_cat(n, ts, d), fn);
+  lcnn_push(L, stack ? cnn_op_stack((int)n, ts, d) : cnn_op_cat((int)n, ts, d), fn);
   return 1;
 }
 

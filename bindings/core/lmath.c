@@ -7,19 +7,21 @@
 #include "cnn/error.h"
 #include "cnn/ops.h"
 
+/* The dtype a Lua integer operand takes: int64 (exact) beside an int64 tensor, else float32. */
+static cnn_dtype int_dtype(lua_State *L, int a, int b) {
+  const cnn_tensor *t = lcnn_test(L, a) ? lcnn_test(L, a) : lcnn_test(L, b);
+  return t ? t->dtype : CNN_FLOAT32;
+}
+
 /* a op b where either side may be a number; the result is pushed. */
 static int binary(lua_State *L, cnn_binop op, const char *fn) {
-  const cnn_tensor *like = lcnn_test(L, 1) ? lcnn_test(L, 1) : lcnn_test(L, 2);
-  cnn_tensor *a = lcnn_operand(L, 1, fn, like);
-  cnn_tensor *b = lua_type(L, 2) == LUA_TNUMBER || lcnn_test(L, 2) ? lcnn_operand(L, 2, fn, like) : NULL;
-  if (!b) {
-    cnn_tensor_release(a);
+  if (lua_type(L, 2) != LUA_TNUMBER && !luaL_testudata(L, 2, LCNN_TENSOR))
     return lcnn_error(L, fn, "expected a tensor or a number for argument 2, got %s", luaL_typename(L, 2));
-  }
-  cnn_tensor *r = cnn_op_binary(op, a, b);
-  cnn_tensor_release(a);
-  cnn_tensor_release(b);
-  lcnn_push(L, r, fn);
+  cnn_dtype dt = int_dtype(L, 1, 2);
+  lcnn_anchor_number(L, 1, fn, dt);
+  lcnn_anchor_number(L, 2, fn, dt);
+  cnn_tensor *a = lcnn_operand(L, 1, fn, dt), *b = lcnn_operand(L, 2, fn, dt);
+  lcnn_push(L, cnn_op_binary(op, a, b), fn);
   return 1;
 }
 
@@ -161,11 +163,9 @@ static int m_clamp(lua_State *L) {
 /* ---- in place: return self ---- */
 
 static int inplace_binary(lua_State *L, cnn_binop op, const char *fn) {
-  cnn_tensor *t = lcnn_check(L, 1, fn);
-  cnn_tensor *o = lcnn_operand(L, 2, fn, t);
-  int rc = cnn_op_binary_(op, t, o);
-  cnn_tensor_release(o);
-  if (rc) return lcnn_fail(L, fn);
+  lcnn_anchor_number(L, 2, fn, lcnn_check(L, 1, fn)->dtype);
+  cnn_tensor *o = lcnn_operand(L, 2, fn, CNN_FLOAT32), *t = lcnn_check(L, 1, fn);
+  if (cnn_op_binary_(op, t, o)) return lcnn_fail(L, fn);
   lua_settop(L, 1);
   return 1;
 }
@@ -177,13 +177,12 @@ static int inplace_binary(lua_State *L, cnn_binop op, const char *fn) {
  * gradient. */
 static int m_add_(lua_State *L) {
   if (lua_gettop(L) >= 3) { /* t:add_(other, alpha) : t += alpha * other */
-    cnn_tensor *t = lcnn_check(L, 1, "add_");
-    cnn_tensor *o = lcnn_operand(L, 2, "add_", t);
     lua_Number alpha = luaL_checknumber(L, 3);
+    lcnn_anchor_number(L, 2, "add_", lcnn_check(L, 1, "add_")->dtype);
+    cnn_tensor *o = lcnn_operand(L, 2, "add_", CNN_FLOAT32), *t = lcnn_check(L, 1, "add_");
     int rc = cnn_op_check_inplace(t);
     if (!rc) rc = cnn_ew_axpy_(t, alpha, o);
     if (!rc) t->storage->version++;
-    cnn_tensor_release(o);
     if (rc) return lcnn_fail(L, "add_");
     lua_settop(L, 1);
     return 1;
@@ -216,8 +215,11 @@ static int m_clamp_(lua_State *L) {
 /** t:fill_(v) -> t
  * In place: every element set to number v. */
 static int m_fill_(lua_State *L) {
+  luaL_checknumber(L, 2);
   cnn_tensor *t = lcnn_check(L, 1, "fill_");
-  if (cnn_op_fill_(t, luaL_checknumber(L, 2))) return lcnn_fail(L, "fill_");
+  int rc = t->dtype == CNN_INT64 && lua_isinteger(L, 2) ? cnn_op_fill_i64_(t, lua_tointeger(L, 2))
+                                                        : cnn_op_fill_(t, lua_tonumber(L, 2));
+  if (rc) return lcnn_fail(L, "fill_");
   lua_settop(L, 1);
   return 1;
 }
@@ -291,11 +293,11 @@ static int m_mean(lua_State *L) {
 /* t:var(d, keepdim, {unbiased=true}) */
 static int var_like(lua_State *L, const char *fn, bool sd) {
   static const char *const known[] = {"unbiased", NULL};
-  cnn_tensor *t = lcnn_check(L, 1, fn);
   int opts = lua_istable(L, 2) ? 2 : 4;
-  int d = opts == 2 ? CNN_ALL_DIMS : reduce_dim(L, 2, fn, t);
   lcnn_options(L, opts, fn, known);
-  bool unbiased = lcnn_opt_bool(L, opts, "unbiased", 1);
+  bool unbiased = lcnn_opt_bool(L, opts, "unbiased", 1); /* options first: a lookup may run Lua code */
+  cnn_tensor *t = lcnn_check(L, 1, fn);
+  int d = opts == 2 ? CNN_ALL_DIMS : reduce_dim(L, 2, fn, t);
   bool keep = opts == 4 && lua_toboolean(L, 3);
   lcnn_push(L, sd ? cnn_op_std(t, d, unbiased, keep) : cnn_op_var(t, d, unbiased, keep), fn);
   return 1;

@@ -23,19 +23,128 @@ static int t_gc(lua_State *L) {
 
 /* ---- fields and indexing ---- */
 
-static int push_index(lua_State *L, cnn_tensor *t, lua_Integer i) {
-  if (t->ndim == 0) return lcnn_error(L, "index", "cannot index a 0-d tensor (use item())");
-  if (i == 0 || i > t->size[0] || i < -t->size[0])
-    return lcnn_error(L, "index", "index %lld is out of range for dimension 1 of size %lld", (long long)i,
-                      (long long)t->size[0]);
-  int64_t c = i > 0 ? i - 1 : i + t->size[0];
-  if (t->ndim == 1) {
-    if (t->dtype == CNN_INT64) lua_pushinteger(L, cnn_tensor_get_i64(t, &c));
-    else lua_pushnumber(L, cnn_tensor_get(t, &c));
-    return 1;
+/* t[key] and t[key] = v. A key is parsed into an index_spec before any view is made, so one
+ * parser serves reading and writing:
+ *   t[i]                 row i of dim 1 (a number when t is 1-d); negative counts from the end
+ *   t[{i, j}]            Torch7's table index, one entry per leading dim: a number selects (and
+ *   t[{{1, 3}, 2}]       drops the dim), {a, b} is the inclusive range a..b, {a} the range a..a
+ *   t[{{}, 2}]           and {} the whole dim; dims past the table's entries are taken whole.
+ *                        Every entry a number, one per dim: the element, as a number.
+ * Anything else (a fraction, a boolean, a tensor, a range of three) raises. Tensor keys have a
+ * place of their own below (index_with_tensor), for boolean masks when they come. */
+typedef struct {
+  int n;        /* entries, one per leading dim */
+  bool element; /* every dim selected by a number: the result is one element */
+  struct {
+    bool select;   /* a number: drop the dim */
+    int64_t start; /* 0-based */
+    int64_t len;   /* for a range */
+  } e[CNN_MAX_DIMS];
+} index_spec;
+
+/* A 1-based position within a dim of size n, negative from the end, as 0-based. */
+static int64_t index_position(lua_State *L, const char *fn, lua_Integer i, int d, int64_t n) {
+  if (i == 0 || i > n || i < -n)
+    lcnn_error(L, fn, "index %lld is out of range for dimension %d of size %lld", (long long)i, d + 1, (long long)n);
+  return i > 0 ? i - 1 : i + n;
+}
+
+/* The integer at idx (a float with an integral value counts), or a raise naming what it is. */
+static lua_Integer index_integer(lua_State *L, int idx, const char *fn, const char *what) {
+  int isint;
+  lua_Integer i = lua_tointegerx(L, idx, &isint);
+  if (!isint || lua_type(L, idx) != LUA_TNUMBER) {
+    if (lua_type(L, idx) == LUA_TNUMBER) lcnn_error(L, fn, "%s must be an integer, got %s", what, lua_tostring(L, idx));
+    lcnn_error(L, fn, "%s must be an integer, got %s", what, lcnn_typename(L, idx));
   }
-  lcnn_push(L, cnn_op_select(t, 0, c), "index");
-  return 1;
+  return i;
+}
+
+/* One range entry {a, b} / {a} / {} of a table index (at the top of the stack) for dim d. Raw
+ * reads only: no Lua code runs while the caller holds the tensor's pointer. */
+static void parse_range(lua_State *L, const char *fn, int d, int64_t n, index_spec *spec) {
+  int r = lua_gettop(L);
+  size_t len = lua_rawlen(L, r);
+  if (len > 2)
+    lcnn_error(L, fn, "range for dimension %d must be {}, {a} or {a, b}, got a table of %d", d + 1, (int)len);
+  spec->e[d].select = false;
+  if (len == 0) {
+    spec->e[d].start = 0, spec->e[d].len = n;
+    return;
+  }
+  lua_rawgeti(L, r, 1);
+  lua_Integer a = index_integer(L, -1, fn, "range start");
+  lua_rawgeti(L, r, 2);
+  lua_Integer b = lua_isnil(L, -1) ? a : index_integer(L, -1, fn, "range end");
+  lua_pop(L, 2);
+  /* Torch7: negative counts from the end (-1 is the last); the range is inclusive */
+  int64_t a0 = a < 0 ? a + n : a - 1, b0 = b < 0 ? b + n : b - 1;
+  if (a0 < 0 || a0 >= n || b0 < a0 - 1 || b0 >= n)
+    lcnn_error(L, fn, "range {%lld, %lld} is out of bounds for dimension %d of size %lld", (long long)a, (long long)b,
+               d + 1, (long long)n);
+  spec->e[d].start = a0, spec->e[d].len = b0 - a0 + 1;
+}
+
+/* Parses the key at idx against t into spec, or raises. */
+static void parse_index(lua_State *L, int idx, const char *fn, const cnn_tensor *t, index_spec *spec) {
+  spec->n = 0;
+  spec->element = false;
+  if (lua_type(L, idx) == LUA_TNUMBER) {
+    if (t->ndim == 0) lcnn_error(L, fn, "cannot index a 0-d tensor (use item())");
+    spec->n = 1;
+    spec->e[0].select = true;
+    spec->e[0].start = index_position(L, fn, index_integer(L, idx, fn, "index"), 0, t->size[0]);
+    spec->element = t->ndim == 1;
+    return;
+  }
+  if (lua_type(L, idx) != LUA_TTABLE)
+    lcnn_error(L, fn, "cannot index a tensor with %s (expected an integer or a table such as {i, j} or {{1, 3}, 2})",
+               lcnn_typename(L, idx));
+  size_t n = lua_rawlen(L, idx);
+  if (n > (size_t)t->ndim)
+    lcnn_error(L, fn, "too many indices: %d for a tensor of %d dimension%s", (int)n, t->ndim, t->ndim == 1 ? "" : "s");
+  bool all_numbers = true;
+  for (int d = 0; d < (int)n; d++) {
+    lua_rawgeti(L, idx, d + 1);
+    if (lua_type(L, -1) == LUA_TNUMBER) {
+      spec->e[d].select = true;
+      spec->e[d].start = index_position(L, fn, index_integer(L, -1, fn, "index"), d, t->size[d]);
+    } else if (lua_type(L, -1) == LUA_TTABLE) {
+      parse_range(L, fn, d, t->size[d], spec);
+      all_numbers = false;
+    } else {
+      lcnn_error(L, fn, "index entry %d must be a number or a range {a, b}, got %s", d + 1, lcnn_typename(L, -1));
+    }
+    lua_pop(L, 1);
+  }
+  spec->n = (int)n;
+  spec->element = all_numbers && (int)n == t->ndim && n > 0;
+}
+
+/* The view spec describes: through the autograd ops when reading (t[i] of a tensor that
+ * requires grad has a gradient), plain views when writing. New reference or NULL. */
+static cnn_tensor *index_view(const cnn_tensor *t, const index_spec *spec, bool record) {
+  cnn_tensor *v = cnn_tensor_retain((cnn_tensor *)t);
+  int dim = 0; /* the dim of v that entry d addresses: selections drop theirs */
+  for (int d = 0; d < spec->n && v; d++) {
+    cnn_tensor *nv;
+    if (spec->e[d].select)
+      nv = record ? cnn_op_select(v, dim, spec->e[d].start) : cnn_tensor_select(v, dim, spec->e[d].start);
+    else
+      nv = record ? cnn_op_narrow(v, dim++, spec->e[d].start, spec->e[d].len)
+                  : cnn_tensor_narrow(v, dim++, spec->e[d].start, spec->e[d].len);
+    cnn_tensor_release(v);
+    v = nv;
+  }
+  return v;
+}
+
+/* t[tensor]: boolean masks are to come; until then every tensor key is refused. */
+static int index_with_tensor(lua_State *L, const char *fn, const cnn_tensor *key) {
+  return lcnn_error(L, fn,
+                    "cannot index a tensor with a %s tensor (use index_select(dim, indices) to gather by "
+                    "int64 indices)",
+                    cnn_dtype_name(key->dtype));
 }
 
 /** field t.requires_grad
@@ -48,56 +157,81 @@ static int push_index(lua_State *L, cnn_tensor *t, lua_Integer i) {
 /** field t.is_leaf
  * True when no recorded operation made t (tensors you create; parameters). */
 static int t_index(lua_State *L) {
-  cnn_tensor *t = SELF("index");
-  if (lua_isinteger(L, 2)) return push_index(L, t, lua_tointeger(L, 2));
-  const char *k = lua_tostring(L, 2);
-  if (lua_type(L, 2) == LUA_TSTRING) {
+  int kt = lua_type(L, 2);
+  if (kt == LUA_TSTRING) {
+    const char *k = lua_tostring(L, 2);
     if (strcmp(k, "requires_grad") == 0) {
-      lua_pushboolean(L, t->requires_grad);
+      lua_pushboolean(L, SELF("requires_grad")->requires_grad);
       return 1;
     }
     if (strcmp(k, "grad") == 0) {
-      lcnn_push_or_nil(L, t->grad);
+      lcnn_push_or_nil(L, SELF("grad")->grad);
       return 1;
     }
     if (strcmp(k, "grad_fn") == 0) {
+      cnn_tensor *t = SELF("grad_fn");
       if (t->grad_fn) lua_pushstring(L, t->grad_fn->name);
       else lua_pushnil(L);
       return 1;
     }
     if (strcmp(k, "is_leaf") == 0) {
-      lua_pushboolean(L, t->grad_fn == NULL);
+      lua_pushboolean(L, SELF("is_leaf")->grad_fn == NULL);
       return 1;
     }
+    /* methods, also of a closed tensor: the method itself then says it is closed */
+    lua_pushvalue(L, 2);
+    lua_rawget(L, lua_upvalueindex(1));
+    return 1;
   }
-  lua_pushvalue(L, 2);
-  lua_rawget(L, lua_upvalueindex(1));
+  if (luaL_testudata(L, 2, LCNN_TENSOR)) {
+    cnn_tensor *key = lcnn_check(L, 2, "index");
+    return index_with_tensor(L, "index", key);
+  }
+  cnn_tensor *t = SELF("index");
+  index_spec spec;
+  parse_index(L, 2, "index", t, &spec);
+  if (spec.element) {
+    int64_t at[CNN_MAX_DIMS];
+    for (int d = 0; d < spec.n; d++) at[d] = spec.e[d].start;
+    if (t->dtype == CNN_INT64) lua_pushinteger(L, cnn_tensor_get_i64(t, at));
+    else lua_pushnumber(L, cnn_tensor_get(t, at));
+    return 1;
+  }
+  lcnn_push(L, index_view(t, &spec, true), "index");
   return 1;
 }
 
-static int t_newindex(lua_State *L) {
-  cnn_tensor *t = SELF("newindex");
-  if (lua_isinteger(L, 2)) {
-    lua_Integer i = lua_tointeger(L, 2);
-    if (t->ndim == 0) return lcnn_error(L, "newindex", "cannot index a 0-d tensor");
-    if (i == 0 || i > t->size[0] || i < -t->size[0])
-      return lcnn_error(L, "newindex", "index %lld is out of range for dimension 1 of size %lld", (long long)i,
-                        (long long)t->size[0]);
-    if (cnn_op_check_inplace(t)) return lcnn_fail(L, "newindex");
-    cnn_tensor *row = cnn_tensor_select(t, 0, i > 0 ? i - 1 : i + t->size[0]);
-    if (!row) return lcnn_fail(L, "newindex");
-    cnn_tensor *v = lua_type(L, 3) == LUA_TNUMBER ? NULL : lcnn_test(L, 3);
-    if (lua_type(L, 3) != LUA_TNUMBER && !v) {
-      cnn_tensor_release(row);
-      return lcnn_error(L, "newindex", "expected a number or a tensor to assign, got %s", luaL_typename(L, 3));
-    }
-    int rc = v ? cnn_op_copy_(row, v) : cnn_op_fill_(row, lua_tonumber(L, 3));
-    cnn_tensor_release(row);
-    if (rc) return lcnn_fail(L, "newindex");
-    return 0;
+/* t[key] = v: v a number (filled, exact for int64) or a tensor (copied, broadcast). */
+static int assign_index(lua_State *L) {
+  const char *fn = "newindex";
+  int vt = lua_type(L, 3);
+  if (vt != LUA_TNUMBER && !luaL_testudata(L, 3, LCNN_TENSOR))
+    return lcnn_error(L, fn, "expected a number or a tensor to assign, got %s", luaL_typename(L, 3));
+  if (luaL_testudata(L, 2, LCNN_TENSOR)) {
+    cnn_tensor *key = lcnn_check(L, 2, fn);
+    return index_with_tensor(L, fn, key);
   }
+  cnn_tensor *v = vt == LUA_TNUMBER ? NULL : lcnn_check(L, 3, fn);
+  cnn_tensor *t = SELF(fn);
+  index_spec spec;
+  parse_index(L, 2, fn, t, &spec);
+  /* the whole of t is the written-to tensor: an expanded t refuses even a single element */
+  if (cnn_op_check_inplace(t)) return lcnn_fail(L, fn);
+  cnn_tensor *view = index_view(t, &spec, false);
+  if (!view) return lcnn_fail(L, fn);
+  int rc = v                                              ? cnn_op_copy_(view, v)
+           : t->dtype == CNN_INT64 && lua_isinteger(L, 3) ? cnn_op_fill_i64_(view, lua_tointeger(L, 3))
+                                                          : cnn_op_fill_(view, lua_tonumber(L, 3));
+  cnn_tensor_release(view);
+  if (rc) return lcnn_fail(L, fn);
+  return 0;
+}
+
+static int t_newindex(lua_State *L) {
+  if (lua_type(L, 2) != LUA_TSTRING) return assign_index(L);
   const char *k = lua_tostring(L, 2);
-  if (k && strcmp(k, "requires_grad") == 0) {
+  if (strcmp(k, "requires_grad") == 0) {
+    SELF("requires_grad");
     lua_settop(L, 3);
     lua_getfield(L, 1, "requires_grad_");
     lua_pushvalue(L, 1);
@@ -105,18 +239,19 @@ static int t_newindex(lua_State *L) {
     lua_call(L, 2, 0);
     return 0;
   }
-  if (k && strcmp(k, "grad") == 0) {
-    cnn_tensor *g = NULL;
-    if (!lua_isnil(L, 3)) {
-      g = lcnn_check(L, 3, "grad");
-      if (!cnn_tensor_same_shape(g, t) || g->dtype != t->dtype)
-        return lcnn_error(L, "grad", "assigned gradient must have the tensor's shape and dtype");
-    }
+  if (strcmp(k, "grad") == 0) {
+    cnn_tensor *g = lua_isnil(L, 3) ? NULL : lcnn_check(L, 3, "grad");
+    cnn_tensor *t = SELF("grad");
+    if (g && (!cnn_tensor_same_shape(g, t) || g->dtype != t->dtype))
+      return lcnn_error(L, "grad", "assigned gradient must have the tensor's shape and dtype");
+    /* an alias without history: x.grad = x (or any cycle of grads) makes no reference cycle */
+    cnn_tensor *a = g ? cnn_tensor_alias(g) : NULL;
+    if (g && !a) return lcnn_fail(L, "grad");
     cnn_tensor_release(t->grad);
-    t->grad = cnn_tensor_retain(g);
+    t->grad = a;
     return 0;
   }
-  return lcnn_error(L, "newindex", "cannot set field '%s' of a tensor", k ? k : luaL_typename(L, 2));
+  return lcnn_error(L, "newindex", "cannot set field '%s' of a tensor", k);
 }
 
 static int t_len(lua_State *L) {
@@ -248,6 +383,8 @@ static int t_totable(lua_State *L) {
   cnn_tensor *t = SELF("totable");
   int64_t idx[CNN_MAX_DIMS] = {0};
   luaL_checkstack(L, CNN_MAX_DIMS + 4, "totable");
+  /* the tables allocated below can run finalizers that close t: hold a reference of our own */
+  lcnn_push_or_nil(L, t);
   push_table(L, t, 0, idx);
   return 1;
 }
@@ -307,22 +444,20 @@ static int t_t(lua_State *L) {
 /** t:permute(dim...) -> Tensor
  * The view with the dimensions in the given order: `t:permute(1, 3, 4, 2)` takes NCHW to NHWC. */
 static int t_permute(lua_State *L) {
-  cnn_tensor *t = SELF("permute");
   int dims[CNN_MAX_DIMS], n = 0;
-  int base = 2;
-  if (lua_istable(L, 2)) {
+  if (lua_istable(L, 2)) { /* the entries onto the stack first: lua_geti may run metamethods */
     lua_Integer len = luaL_len(L, 2);
-    if (len != t->ndim) return lcnn_error(L, "permute", "expected %d dimensions, got %d", t->ndim, (int)len);
-    for (int i = 1; i <= len; i++) {
-      lua_geti(L, 2, i);
-      dims[n++] = lcnn_dim(L, lua_gettop(L), "permute", t->ndim, 0);
-      lua_pop(L, 1);
-    }
-  } else {
-    int top = lua_gettop(L);
-    if (top - 1 != t->ndim) return lcnn_error(L, "permute", "expected %d dimensions, got %d", t->ndim, top - 1);
-    for (int i = base; i <= top; i++) dims[n++] = lcnn_dim(L, i, "permute", t->ndim, 0);
+    if (len < 0 || len > CNN_MAX_DIMS)
+      return lcnn_error(L, "permute", "expected at most %d dimensions, got %lld", CNN_MAX_DIMS, (long long)len);
+    lua_settop(L, 2);
+    luaL_checkstack(L, (int)len, "permute");
+    for (int i = 1; i <= len; i++) lua_geti(L, 2, i);
+    lua_remove(L, 2);
   }
+  cnn_tensor *t = SELF("permute");
+  int top = lua_gettop(L);
+  if (top - 1 != t->ndim) return lcnn_error(L, "permute", "expected %d dimensions, got %d", t->ndim, top - 1);
+  for (int i = 2; i <= top; i++) dims[n++] = lcnn_dim(L, i, "permute", t->ndim, 0);
   lcnn_push(L, cnn_op_permute(t, dims), "permute");
   return 1;
 }
@@ -355,12 +490,12 @@ static int t_flatten(lua_State *L) {
 }
 
 static int reshape_like(lua_State *L, const char *fn, cnn_tensor *(*op)(const cnn_tensor *, int, const int64_t *)) {
-  cnn_tensor *t = SELF(fn);
   int64_t size[CNN_MAX_DIMS];
   int next;
-  int n = lcnn_shape(L, 2, fn, size, &next, 1);
+  int n = lcnn_shape(L, 2, fn, size, &next, 1); /* before SELF: a shape table's lookups may run Lua code */
   if (!lua_isnoneornil(L, next))
     return lcnn_error(L, fn, "expected sizes (integers or one table), got %s", luaL_typename(L, next));
+  cnn_tensor *t = SELF(fn);
   lcnn_push(L, op(t, n, size), fn);
   return 1;
 }
@@ -408,13 +543,12 @@ static int t_long(lua_State *L) {
 /** t:to(dtype) -> Tensor
  * t converted to dtype, "float32" or "int64" (as t:float() and t:long()). */
 static int t_to(lua_State *L) {
-  cnn_tensor *t = SELF("to");
   luaL_checktype(L, 2, LUA_TSTRING);
   lua_createtable(L, 0, 1);
   lua_pushvalue(L, 2);
   lua_setfield(L, -2, "dtype");
-  cnn_dtype dt = lcnn_opt_dtype(L, lua_gettop(L), "to", t->dtype);
-  lcnn_push(L, cnn_op_to_dtype(t, dt), "to");
+  cnn_dtype dt = lcnn_opt_dtype(L, lua_gettop(L), "to", CNN_FLOAT32);
+  lcnn_push(L, cnn_op_to_dtype(SELF("to"), dt), "to");
   return 1;
 }
 

@@ -68,7 +68,7 @@ static int d_all_reduce(lua_State *L) {
   static const char *const known[] = {"op", NULL};
   static const char *const ops[] = {"sum", "mean", "max", "min", NULL};
   static const cnn_dist_op codes[] = {CNN_DIST_SUM, CNN_DIST_MEAN, CNN_DIST_MAX, CNN_DIST_MIN};
-  cnn_tensor *t = lcnn_check(L, 1, "dist.all_reduce");
+  lcnn_check(L, 1, "dist.all_reduce");
   lcnn_options(L, 2, "dist.all_reduce", known);
   int op = 0;
   if (lua_istable(L, 2) && lua_getfield(L, 2, "op") != LUA_TNIL) {
@@ -79,6 +79,7 @@ static int d_all_reduce(lua_State *L) {
                         s ? s : luaL_typename(L, -1));
   }
   need_init(L, "dist.all_reduce");
+  cnn_tensor *t = lcnn_check(L, 1, "dist.all_reduce"); /* after the option lookups (see lcnn.h) */
   if (cnn_dist_all_reduce(t, codes[op])) return lcnn_fail(L, "dist.all_reduce");
   lua_settop(L, 1);
   return 1;
@@ -88,7 +89,7 @@ static int d_all_reduce(lua_State *L) {
  * Overwrites t in place on every rank with rank root's values. */
 static int d_broadcast(lua_State *L) {
   static const char *const known[] = {"root", NULL};
-  cnn_tensor *t = lcnn_check(L, 1, "dist.broadcast");
+  lcnn_check(L, 1, "dist.broadcast");
   lcnn_options(L, 2, "dist.broadcast", known);
   lua_Integer root = 0;
   if (lua_istable(L, 2) && lua_getfield(L, 2, "root") != LUA_TNIL) {
@@ -99,6 +100,7 @@ static int d_broadcast(lua_State *L) {
                         luaL_tolstring(L, -1, NULL));
   }
   need_init(L, "dist.broadcast");
+  cnn_tensor *t = lcnn_check(L, 1, "dist.broadcast");
   if (cnn_dist_broadcast(t, (int)root)) return lcnn_fail(L, "dist.broadcast");
   lua_settop(L, 1);
   return 1;

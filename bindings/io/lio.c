@@ -16,6 +16,7 @@
 
 #include "cnn/bytes.h"
 #include "cnn/error.h"
+#include "cnn/file.h"
 #include "cnn/idx.h"
 #include "cnn/image_io.h"
 #include "cnn/png_io.h"
@@ -55,7 +56,7 @@ static const char *check_path(lua_State *L, int idx, const char *who) {
 
 static cnn_tensor *check_tensor(lua_State *L, int idx, const char *who) {
   cnn_tensor *t = lcnn_test(L, idx);
-  if (!t) io_error(L, who, "expected a tensor for argument %d, got %s", idx, luaL_typename(L, idx));
+  if (!t) io_error(L, who, "expected a tensor for argument %d, got %s", idx, lcnn_typename(L, idx));
   return t;
 }
 
@@ -347,15 +348,7 @@ static int io_st_save(lua_State *L) {
   const char **mv = lua_newuserdatauv(L, sizeof(char *) * (nmeta + 1), 0);
   lua_newtable(L);
   int hold = lua_gettop(L);
-  size_t i = 0;
-  lua_pushnil(L);
-  while (lua_next(L, 2) && i < n) {
-    names[i] = header_string(L, -2, who, "tensor name");
-    ts[i] = lcnn_test(L, -1);
-    i++;
-    lua_pop(L, 1);
-  }
-  size_t j = 0;
+  size_t j = 0; /* metadata first: it allocates, and no allocation may follow the tensor pointers */
   if (lua_istable(L, 3)) {
     lua_pushnil(L);
     while (lua_next(L, 3) && j < nmeta) {
@@ -368,6 +361,15 @@ static int io_st_save(lua_State *L) {
       lua_pop(L, 2);
       j++;
     }
+  }
+  size_t i = 0;
+  lua_pushnil(L);
+  while (lua_next(L, 2) && i < n) {
+    names[i] = header_string(L, -2, who, "tensor name");
+    ts[i] = lcnn_test(L, -1);
+    if (!ts[i]) return io_error(L, who, "value of '%s' is a closed tensor", names[i]);
+    i++;
+    lua_pop(L, 1);
   }
   if (cnn_safetensors_save(path, i, names, ts, j, mk, mv)) return io_fail(L, who);
   return 0;
@@ -425,6 +427,25 @@ static int io_listdir(lua_State *L) {
   return 2;
 }
 
+/* check_file(path, who) -> true, or raises "who: path: not a regular file (a named pipe)": for
+ * the readers written in Lua, which io.open would leave blocked on a named pipe */
+static int io_check_file(lua_State *L) {
+  const char *who = who_at(L, 2, "open");
+  const char *path = check_path(L, 1, who);
+  if (cnn_file_check(path)) return io_fail(L, who);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+/* file_kind(path) -> "file", "dir", "other" (a pipe, a device, ...) or nil when nothing is there */
+static int io_file_kind(lua_State *L) {
+  const char *path = check_path(L, 1, "file_kind");
+  struct stat st;
+  if (stat(path, &st) != 0) return 0;
+  lua_pushstring(L, S_ISREG(st.st_mode) ? "file" : S_ISDIR(st.st_mode) ? "dir" : "other");
+  return 1;
+}
+
 /* ---- batches ---- */
 
 /* gather(src, idx, who) -> rows of src by 0-based int64 indices */
@@ -476,10 +497,11 @@ static double *number_list(lua_State *L, int idx, const char *who, const char *w
 /* normalize(x, mean, std, who) */
 static int io_normalize(lua_State *L) {
   const char *who = who_at(L, 4, "normalize");
-  cnn_tensor *x = check_tensor(L, 1, who);
+  check_tensor(L, 1, who);
   int nm, ns;
   double *mean = number_list(L, 2, who, "mean", &nm);
   double *std = number_list(L, 3, who, "std", &ns);
+  cnn_tensor *x = check_tensor(L, 1, who); /* after the lists' allocations (see lcnn.h) */
   push_new(L, cnn_batch_normalize(x, nm, mean, ns, std), who);
   return 1;
 }
@@ -515,6 +537,8 @@ void lcnn_open_io(lua_State *L, int tbl) {
       {"safetensors_load", io_st_load},
       {"safetensors_save", io_st_save},
       {"listdir", io_listdir},
+      {"check_file", io_check_file},
+      {"file_kind", io_file_kind},
       {"gather", io_gather},
       {"order", io_order},
       {"normalize", io_normalize},
