@@ -21,6 +21,35 @@ local function check_options(fn, opts, known)
   return opts
 end
 
+--- autograd._with_grad_mode(on, fn, ...): fn(...) with grad mode `on`, restored afterwards even when
+--- fn raises. Inside a coroutine fn may yield: it then runs in a coroutine of its own, so that a
+--- yield gives the caller back its own mode, a resume re-enters fn's, and a coroutine abandoned
+--- while suspended inside fn leaves the mode as it was (outside any coroutine nothing can yield
+--- past fn, and a plain pcall keeps the interpreter's Ctrl-C hook in reach).
+function autograd._with_grad_mode(on, fn, ...)
+  if not coroutine.isyieldable() then
+    local prev = core.set_grad_enabled(on)
+    local res = table.pack(pcall(fn, ...))
+    core.set_grad_enabled(prev)
+    if not res[1] then error(res[2], 0) end
+    return table.unpack(res, 2, res.n)
+  end
+  local co = coroutine.create(fn)
+  local res = table.pack(...)
+  while true do
+    local prev = core.set_grad_enabled(on)
+    res = table.pack(coroutine.resume(co, table.unpack(res, 1, res.n)))
+    core.set_grad_enabled(prev)
+    if not res[1] then
+      coroutine.close(co) -- an error does not unwind a coroutine: close its <close> variables now
+      error(res[2], 0)
+    end
+    if coroutine.status(co) == "dead" then return table.unpack(res, 2, res.n) end
+    res = table.pack(coroutine.yield(table.unpack(res, 2, res.n)))
+  end
+end
+local with_grad_mode = autograd._with_grad_mode
+
 -- ctx of a Function call. Saved tensors are kept as detached aliases (so saving an output makes
 -- no reference cycle through the graph) with their versions, checked when backward reads them.
 local Ctx = {}
@@ -77,10 +106,7 @@ function autograd.Function(def)
         end
       end
       ctx.needs_input_grad = needs
-      local prev = core.set_grad_enabled(false)
-      local res = table.pack(pcall(forward, ctx, ...))
-      core.set_grad_enabled(prev)
-      if not res[1] then error(res[2], 0) end
+      local res = table.pack(true, with_grad_mode(false, forward, ctx, ...))
       local outs = {}
       for i = 2, res.n do
         local o = res[i]

@@ -140,11 +140,8 @@ local MNIST_DIGITS = {"0", "1", "2", "3", "4", "5", "6", "7", "8", "9"}
 local FASHION_CLASSES = {"T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker",
                          "Bag", "Ankle boot"}
 
-local function file_exists(path)
-  local f = io.open(path, "rb")
-  if f then f:close() return true end
-  return false
-end
+-- Present at all (io.open would block on a named pipe; the IDX reader refuses what is not a file).
+local function file_exists(path) return cio.file_kind(path) ~= nil end
 
 -- The first of stem, stem.gz and the dotted variants (train-images.idx3-ubyte) found in dir.
 local function find_idx(fn, dir, stem, level)
@@ -460,6 +457,12 @@ local DataLoader = {}
 DataLoader.__index = DataLoader
 DataLoader.__name = "DataLoader"
 
+-- ceil(a / b) for b > 0 without forming a + b - 1, which wraps for b near math.maxinteger.
+local function ceil_div(a, b)
+  if a <= 0 then return 0 end
+  return (a - 1) // b + 1
+end
+
 --- class cnn.data.DataLoader(ds, {batch_size=1, shuffle=, drop_last=, seed=, workers=0, prefetch=, shard=, transform=})
 --- Batches of a dataset: `for x, y in loader:iter() do ... end` runs one epoch; `#loader` batches.
 --- Batches are assembled in C (rows gathered, images stacked). With shuffle, each epoch's order is a
@@ -543,14 +546,14 @@ function DataLoader:num_samples()
   local n, w = #self.dataset, self.world_size
   if w == 1 then return n end
   if self.shard_mode == "drop" then return n // w end
-  if self.shard_mode == "pad" then return (n + w - 1) // w end
-  return (n - self.rank + w - 1) // w
+  if self.shard_mode == "pad" then return ceil_div(n, w) end
+  return ceil_div(n - self.rank, w)
 end
 
 function DataLoader.__len(self)
   local m, bs = self:num_samples(), self.batch_size
   if self.drop_last then return m // bs end
-  return (m + bs - 1) // bs
+  return ceil_div(m, bs)
 end
 
 --- cnn.data.DataLoader:set_epoch(epoch)
@@ -615,7 +618,7 @@ function DataLoader:iter()
   self.epoch = epoch + 1
   local order = checked(2, pcall(self._order, self, epoch))
   local m, bs = order:size(1), self.batch_size
-  local nb = self.drop_last and m // bs or (m + bs - 1) // bs
+  local nb = self.drop_last and m // bs or ceil_div(m, bs)
   local start = method(self.dataset, "_epoch")
   if start then return self:_iter_images(start, order:narrow(1, 1, math.min(m, nb * bs)), epoch) end
   local b = 0

@@ -138,6 +138,11 @@ local function check_spec(spec)
   end
   s.timeout = spec.timeout
   s.log = opt_string(spec, "log")
+  local log_kind = s.log and lfs.attributes(s.log, "mode")
+  if log_kind and log_kind ~= "file" then
+    fail("log %s is a %s, not a file; give the path of a file, such as %s/search.jsonl", s.log,
+      log_kind == "directory" and "folder" or log_kind, s.log)
+  end
   s.emit_commands, s.emit_dir = opt_string(spec, "emit_commands"), opt_string(spec, "emit_dir")
   s.merge = opt_string(spec, "merge")
   if s.merge and s.merge:find("\n") then fail("merge must be a folder or a glob on one line") end
@@ -468,10 +473,12 @@ end
 
 function Search:run_here(pending)
   for _, t in ipairs(pending) do
-    local saved = core.get_rng_state()
+    -- each trial starts from the search's generator and grad mode, whatever the last one left
+    local saved, grad = core.get_rng_state(), core.is_grad_enabled()
     self.view:started(t)
     local ok, rec = pcall(run_one, self.s, t, self.rungs)
     core.set_rng_state(saved)
+    core.set_grad_enabled(grad)
     if not ok then
       if trial.is_interrupt(rec) then rec = nil else error(rec, 0) end
     end
@@ -515,7 +522,8 @@ local function merge_files(where)
     if dir:find("[*?%[]") then fail("merge: only the file name may hold wildcards, got %s", where) end
   end
   local files = {}
-  if lfs.attributes(dir, "mode") ~= "directory" then return files end
+  -- a folder with no records yet is fine; a folder or glob that names nothing is a mistake
+  if lfs.attributes(dir, "mode") ~= "directory" then fail("merge: %s: no such folder", dir) end
   for name in lfs.dir(dir) do
     local path = (dir == "." and not where:match("^%./") and where:find("/") == nil) and name or dir .. "/" .. name
     if name ~= "." and name ~= ".." and name:match(pattern) and lfs.attributes(path, "mode") == "file" then
@@ -523,6 +531,7 @@ local function merge_files(where)
     end
   end
   table.sort(files)
+  if #files == 0 and dir ~= where then fail("merge: %s matches no files", where) end
   return files
 end
 

@@ -260,6 +260,11 @@ function image.grid(t, opts)
   if n == 1 then return t[1]:clone() end
   local xmaps = math.min(nrow, n)
   local ymaps = (n + xmaps - 1) // xmaps
+  -- in floats: integer sizes this large would wrap around
+  if (h + 0.0 + padding) * ymaps + padding > 2 ^ 40 or (w + 0.0 + padding) * xmaps + padding > 2 ^ 40 then
+    error(string.format("image.grid: a grid of %d x %d images of %dx%d with padding %d is too large", ymaps, xmaps, h,
+      w, padding), 2)
+  end
   local height, width = h + padding, w + padding
   local grid = core.full({c, height * ymaps + padding, width * xmaps + padding}, pad_value, {dtype = "float32"})
   local k = 0

@@ -50,11 +50,7 @@ local function with_grad_mode(name, on, fn, ...)
   if type(fn) ~= "function" then
     error(name .. ": expected a function, got " .. type(fn), 3)
   end
-  local prev = core.set_grad_enabled(on)
-  local res = table.pack(pcall(fn, ...))
-  core.set_grad_enabled(prev)
-  if not res[1] then error(res[2], 0) end
-  return table.unpack(res, 2, res.n)
+  return require("cnn.autograd")._with_grad_mode(on, fn, ...)
 end
 
 --- cnn.no_grad(fn, ...) -> ...

@@ -277,11 +277,7 @@ local function run_closure(name, closure)
   if type(closure) ~= "function" then
     error(name .. ": step expects a closure (function) or nothing, got " .. type(closure), 3)
   end
-  local prev = core.set_grad_enabled(true)
-  local ok, loss = pcall(closure)
-  core.set_grad_enabled(prev)
-  if not ok then error(loss, 0) end
-  return loss
+  return (require("cnn.autograd")._with_grad_mode(true, closure))
 end
 
 --- cnn.optim.Optimizer:state_dict() -> {state=, param_groups=}

@@ -8,11 +8,7 @@ local T = data.transforms
 
 local M = {}
 
-local function exists(p)
-  local f = io.open(p, "rb")
-  if f then f:close() return true end
-  return false
-end
+local function exists(p) return require("cnn.core").io.file_kind(p) ~= nil end
 
 local lfs = require "lfs"
 

@@ -44,6 +44,8 @@ space.value_text = value_text
 -- ---------------------------------------------------------------------------------------------
 -- Constructors (errors name the public function directly: they run outside hpsearch.search)
 
+space.MAX_GRID_POINTS = 1000000 -- per parameter
+
 local function opts_n(fn, opts)
   if opts == nil then return nil end
   if type(opts) ~= "table" then error(fn .. ": expected an options table {n=}, got " .. type(opts), 3) end
@@ -53,6 +55,10 @@ local function opts_n(fn, opts)
   local n = opts.n
   if n ~= nil and (not is_int(n) or n < 1) then
     error(fn .. ": n (grid points) must be a positive integer, got " .. tostring(n), 3)
+  end
+  -- a grid lists every parameter's points: 2^40 of them would exhaust memory before the first trial
+  if n ~= nil and n > space.MAX_GRID_POINTS then
+    error(string.format("%s: n (grid points) must be at most %d, got %s", fn, space.MAX_GRID_POINTS, num(n)), 3)
   end
   return n and math.tointeger(n)
 end
@@ -237,7 +243,7 @@ local function grid_values(name, d)
   local n = d.n
   if d.kind == "randint" then
     if not n then
-      if d.hi - d.lo >= 100 then
+      if d.hi - d.lo >= 100 or d.hi - d.lo < 0 then -- < 0: the difference wrapped (bounds near math.maxinteger)
         fail("grid search over randint '%s' (%d values) needs n points: hp.randint(%d, %d, {n = 5})",
           name, d.hi - d.lo + 1, d.lo, d.hi)
       end
@@ -247,7 +253,9 @@ local function grid_values(name, d)
     end
     local out, seen = {}, {}
     for k = 1, n do
-      local v = n == 1 and (d.lo + d.hi) // 2 or d.lo + math.tointeger(floor((d.hi - d.lo) * (k - 1) / (n - 1) + 0.5))
+      -- in floats: hi - lo and lo + hi may pass math.maxinteger
+      local v = n == 1 and d.lo / 2 + d.hi / 2 or d.lo + (d.hi + 0.0 - d.lo) * (k - 1) / (n - 1)
+      v = math.tointeger(math.max(d.lo, math.min(d.hi, floor(v + (n == 1 and 0 or 0.5))))) or d.lo
       if not seen[v] then
         seen[v] = true
         out[#out + 1] = v
@@ -276,6 +284,7 @@ function space.grid(sp, limit)
   local lists, total = {}, 1
   for i, name in ipairs(sp.names) do
     lists[i] = grid_values(name, sp.dists[name])
+    if total > math.maxinteger // #lists[i] then fail("the grid has more than %d points", math.maxinteger) end
     total = total * #lists[i]
   end
   if not limit and total > 100000 then

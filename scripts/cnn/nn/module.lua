@@ -410,12 +410,26 @@ function Module:num_parameters()
   return n
 end
 
+-- The modules whose recursive apply/train is under way: a module that contains itself (b.me = b,
+-- a natural back-reference) is visited once instead of recursing until the stack overflows.
+local visiting = setmetatable({}, {__mode = "k"})
+
+local function once(self, fn, ...)
+  if visiting[self] then return end
+  visiting[self] = true
+  local ok, err = pcall(fn, ...)
+  visiting[self] = nil
+  if not ok then error(err, 0) end
+end
+
 --- cnn.nn.Module:apply(fn) -> self
 --- Calls fn(m) on every descendant, children first, then on the module itself (custom initialisation).
 function Module:apply(fn)
   if type(fn) ~= "function" then fail("apply", "expected a function, got %s", type(fn)) end
-  for _, c in ipairs(Module.children(self)) do c:apply(fn) end
-  fn(self)
+  once(self, function()
+    for _, c in ipairs(Module.children(self)) do c:apply(fn) end
+    fn(self)
+  end)
   return self
 end
 
@@ -424,8 +438,10 @@ end
 function Module:train(mode)
   if mode == nil then mode = true end
   if type(mode) ~= "boolean" then fail("train", "expected a boolean, got %s", type(mode)) end
-  self.training = mode
-  for _, c in ipairs(Module.children(self)) do c:train(mode) end
+  once(self, function()
+    self.training = mode
+    for _, c in ipairs(Module.children(self)) do c:train(mode) end
+  end)
   return self
 end
 
@@ -633,8 +649,12 @@ end
 -- ---- state_dict --------------------------------------------------------------------------------
 
 -- Every module's parameters, then its persistent buffers, then its children, recursively (all
--- paths: a shared tensor appears under each of its names, as in PyTorch).
-local function collect(m, prefix, keys, dest)
+-- paths: a shared tensor appears under each of its names, as in PyTorch). A child that is one of
+-- its own ancestors (b.me = b) is a cycle and is skipped: its tensors are already listed.
+local function collect(m, prefix, keys, dest, path)
+  path = path or {}
+  if path[m] then return end
+  path[m] = true
   local s = state(m)
   for _, k in ipairs(s.params.keys) do
     keys[#keys + 1] = prefix .. k
@@ -646,7 +666,8 @@ local function collect(m, prefix, keys, dest)
       dest[prefix .. k] = s.buffers.map[k]
     end
   end
-  for _, k in ipairs(s.modules.keys) do collect(s.modules.map[k], prefix .. k .. ".", keys, dest) end
+  for _, k in ipairs(s.modules.keys) do collect(s.modules.map[k], prefix .. k .. ".", keys, dest, path) end
+  path[m] = nil
 end
 
 -- pairs() over a state_dict walks its keys in module order, then any keys added later.
@@ -775,8 +796,11 @@ end
 
 -- PyTorch's repr (Module.__repr__), each module with parameters of its own followed by their
 -- shapes as a Lua comment, and the root container by its parameter count.
-function repr(m, root)
+function repr(m, root, path)
   local s = state(m)
+  path = path or {}
+  if path[m] then return s.class.__name .. "(<cycle: contains itself>)" end
+  path[m] = true
   local extra = m:extra_repr()
   local lines, n_extra = {}, 0
   if extra ~= "" then
@@ -784,8 +808,9 @@ function repr(m, root)
     n_extra = #lines
   end
   for _, k in ipairs(s.modules.keys) do
-    lines[#lines + 1] = "(" .. k .. "): " .. addindent(repr(s.modules.map[k], false), 2)
+    lines[#lines + 1] = "(" .. k .. "): " .. addindent(repr(s.modules.map[k], false, path), 2)
   end
+  path[m] = nil
   local out = s.class.__name .. "("
   local comment = shapes_comment(s)
   if #lines == 0 then

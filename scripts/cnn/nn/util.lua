@@ -29,13 +29,7 @@ function U.options(fn, opts, known)
 end
 
 --- Runs fn(...) with gradient recording off (cnn.no_grad, which lives in the `cnn` table).
-function U.no_grad(fn, ...)
-  local prev = core.set_grad_enabled(false)
-  local res = table.pack(pcall(fn, ...))
-  core.set_grad_enabled(prev)
-  if not res[1] then error(res[2], 0) end
-  return table.unpack(res, 2, res.n)
-end
+function U.no_grad(fn, ...) return require("cnn.autograd")._with_grad_mode(false, fn, ...) end
 
 local function is_int(v)
   return type(v) == "number" and v == math.floor(v) and v > -math.huge and v < math.huge
