@@ -97,6 +97,10 @@ static void maybe_collect(lua_State *L) {
     lua_gc(L, LUA_GCSTEP, GC_BATCH);
   }
   size_t live = cnn_alloc_live_bytes();
+  /* the allowance follows live memory down: after a large tensor is freed, temporaries may grow
+   * by GC_GROWTH (or a quarter) from what is left, not from what was there before */
+  size_t cap = live + (live / 4 > GC_GROWTH ? live / 4 : GC_GROWTH);
+  if (cap < gc_threshold) gc_threshold = cap;
   if (live < gc_threshold) return;
   lua_gc(L, LUA_GCCOLLECT);
   live = cnn_alloc_live_bytes();

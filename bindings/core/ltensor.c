@@ -153,7 +153,8 @@ static int index_with_tensor(lua_State *L, const char *fn, const cnn_tensor *key
  * The name of the operation that made t ("AddBackward", ...), nil for a leaf. */
 /** field t.grad
  * The gradient a backward() accumulated into leaf t: nil until one reaches it.
- * Assignable: `t.grad = nil` clears it, a tensor of t's shape and dtype replaces it. */
+ * Assignable: `t.grad = nil` clears it, a tensor g of t's shape and dtype replaces it (t.grad
+ * then shares g's storage). */
 /** field t.is_leaf
  * True when no recorded operation made t (tensors you create; parameters). */
 static int t_index(lua_State *L) {
@@ -583,8 +584,11 @@ static int t_close(lua_State *L) { return t_gc(L); }
  * An n-d array of float32 or int64 values, with views, broadcasting math and autograd.
  * Made by cnn.tensor, cnn.zeros and the other constructors; dims and indices are 1-based.
  * Operators: `+ - * / ^` (a number on either side), unary `-`, `#t` (the size of dimension 1),
- * `t[i]` (row i, a view; a number for a 1-d tensor; negative counts from the end), `t[i] = v`
- * (v a number or a tensor), `tostring(t)` (values, shape and dtype, elided when large).
+ * `t[i]` (row i, a view; a number for a 1-d tensor; negative counts from the end), Torch7's
+ * table indices `t[{i, j}]` (an element, as a number), `t[{{1, 3}, 2}]` and `t[{{}, 2}]` (views:
+ * `{a, b}` is the inclusive range a..b, `{a}` the range a..a, `{}` the whole dim, dims past the
+ * table whole), the same forms on the left of `t[...] = v` (v a number or a tensor, broadcast),
+ * and `tostring(t)` (values, shape and dtype, elided when large). Any other index raises.
  * A tensor supports Lua 5.4's `<close>`, which frees its storage at the end of the scope. */
 void lcnn_open_tensor(lua_State *L, int methods) {
   static const luaL_Reg m[] = {{"shape", t_shape},

@@ -133,12 +133,15 @@ static bool opt_clip(lua_State *L, int o, const char *fn, double r[4]) {
   return has;
 }
 
-/* Clips d to the option clip (when given) for the primitive that follows; unclip afterwards. */
-static bool clip_begin(lua_State *L, cnn_draw *d, int o, const char *fn) {
+/* The canvas at argument 1, clipped to the option clip (when given) for the primitive that
+ * follows (unclip afterwards). Called after every other option is read: the option lookups may
+ * run Lua code, which must not run between taking the canvas pointer and drawing (lcnn.h). */
+static cnn_draw *clip_begin(lua_State *L, int o, const char *fn, bool *clipped) {
   double r[4];
-  if (!opt_clip(L, o, fn, r)) return false;
-  cnn_draw_clip(d, r[0], r[1], r[2], r[3]);
-  return true;
+  *clipped = opt_clip(L, o, fn, r);
+  cnn_draw *d = check_canvas(L, 1, fn);
+  if (*clipped) cnn_draw_clip(d, r[0], r[1], r[2], r[3]);
+  return d;
 }
 
 static void clip_end(cnn_draw *d, bool clipped) {
@@ -216,10 +219,11 @@ static int l_size(lua_State *L) {
 static int l_fill(lua_State *L) {
   static const char *const known[] = {"clip", NULL};
   const char *fn = "canvas.fill";
-  cnn_draw *d = check_canvas(L, 1, fn);
+  check_canvas(L, 1, fn); /* early, for the error order; taken again last */
   lcnn_options(L, 3, fn, known);
   cnn_pen p = check_pen(L, 2, 3, fn);
-  bool clipped = clip_begin(L, d, 3, fn);
+  bool clipped;
+  cnn_draw *d = clip_begin(L, 3, fn, &clipped);
   cnn_draw_fill(d, &p);
   clip_end(d, clipped);
   return 0;
@@ -229,13 +233,14 @@ static int l_fill(lua_State *L) {
 static int l_rect(lua_State *L) {
   static const char *const known[] = {"fill", "width", "alpha", "clip", NULL};
   const char *fn = "canvas.rect";
-  cnn_draw *d = check_canvas(L, 1, fn);
+  check_canvas(L, 1, fn); /* early, for the error order; taken again last */
   double x = check_num(L, 2, fn, "x"), y = check_num(L, 3, fn, "y");
   double w = check_num(L, 4, fn, "w"), h = check_num(L, 5, fn, "h");
   lcnn_options(L, 7, fn, known);
   cnn_pen p = check_pen(L, 6, 7, fn);
   int fill = opt_bool(L, 7, fn, "fill", 1);
-  bool clipped = clip_begin(L, d, 7, fn);
+  bool clipped;
+  cnn_draw *d = clip_begin(L, 7, fn, &clipped);
   cnn_draw_rect(d, x, y, w, h, fill, &p);
   clip_end(d, clipped);
   return 0;
@@ -245,12 +250,13 @@ static int l_rect(lua_State *L) {
 static int l_line(lua_State *L) {
   static const char *const known[] = {"width", "aa", "alpha", "dash", "clip", NULL};
   const char *fn = "canvas.line";
-  cnn_draw *d = check_canvas(L, 1, fn);
+  check_canvas(L, 1, fn); /* early, for the error order; taken again last */
   double x0 = check_num(L, 2, fn, "x0"), y0 = check_num(L, 3, fn, "y0");
   double x1 = check_num(L, 4, fn, "x1"), y1 = check_num(L, 5, fn, "y1");
   lcnn_options(L, 7, fn, known);
   cnn_pen p = check_pen(L, 6, 7, fn);
-  bool clipped = clip_begin(L, d, 7, fn);
+  bool clipped;
+  cnn_draw *d = clip_begin(L, 7, fn, &clipped);
   cnn_draw_line(d, x0, y0, x1, y1, &p);
   clip_end(d, clipped);
   return 0;
@@ -260,14 +266,15 @@ static int l_line(lua_State *L) {
 static int l_polyline(lua_State *L) {
   static const char *const known[] = {"width", "aa", "alpha", "clip", NULL};
   const char *fn = "canvas.polyline";
-  cnn_draw *d = check_canvas(L, 1, fn);
+  check_canvas(L, 1, fn); /* early, for the error order; taken again last */
   lcnn_options(L, 5, fn, known);
   cnn_pen p = check_pen(L, 4, 5, fn);
   lua_Integer nx, ny;
   double *xs = check_coords(L, 2, fn, "xs", &nx);
   double *ys = check_coords(L, 3, fn, "ys", &ny);
   if (nx != ny) lcnn_error(L, fn, "xs has %lld points but ys has %lld", (long long)nx, (long long)ny);
-  bool clipped = clip_begin(L, d, 5, fn);
+  bool clipped;
+  cnn_draw *d = clip_begin(L, 5, fn, &clipped);
   cnn_draw_polyline(d, xs, ys, nx, &p);
   clip_end(d, clipped);
   return 0;
@@ -277,13 +284,14 @@ static int l_polyline(lua_State *L) {
 static int l_circle(lua_State *L) {
   static const char *const known[] = {"fill", "width", "alpha", "clip", NULL};
   const char *fn = "canvas.circle";
-  cnn_draw *d = check_canvas(L, 1, fn);
+  check_canvas(L, 1, fn); /* early, for the error order; taken again last */
   double x = check_num(L, 2, fn, "x"), y = check_num(L, 3, fn, "y"), r = check_num(L, 4, fn, "r");
   if (!(r >= 0 && r <= 1e5)) lcnn_error(L, fn, "r must be in [0, 100000] pixels, got %g", r);
   lcnn_options(L, 6, fn, known);
   cnn_pen p = check_pen(L, 5, 6, fn);
   int fill = opt_bool(L, 6, fn, "fill", 1);
-  bool clipped = clip_begin(L, d, 6, fn);
+  bool clipped;
+  cnn_draw *d = clip_begin(L, 6, fn, &clipped);
   cnn_draw_circle(d, x, y, r, fill, &p);
   clip_end(d, clipped);
   return 0;
@@ -294,7 +302,7 @@ static int l_circle(lua_State *L) {
 static int l_marker(lua_State *L) {
   static const char *const known[] = {"edge", "clip", NULL};
   const char *fn = "canvas.marker";
-  cnn_draw *d = check_canvas(L, 1, fn);
+  check_canvas(L, 1, fn); /* early, for the error order; taken again last */
   double x = check_num(L, 2, fn, "x"), y = check_num(L, 3, fn, "y");
   const char *name = lua_tostring(L, 4);
   int kind = lua_type(L, 4) == LUA_TSTRING ? cnn_marker_from_name(name) : -1;
@@ -316,7 +324,8 @@ static int l_marker(lua_State *L) {
     }
     lua_pop(L, 1);
   }
-  bool clipped = clip_begin(L, d, 7, fn);
+  bool clipped;
+  cnn_draw *d = clip_begin(L, 7, fn, &clipped);
   cnn_draw_marker(d, x, y, kind, size, &p, has_edge ? &edge : NULL);
   clip_end(d, clipped);
   return 0;
@@ -331,7 +340,7 @@ static int l_text(lua_State *L) {
   static const char *const aligns[] = {"left", "center", "right", NULL};
   static const char *const valigns[] = {"top", "middle", "bottom", "baseline", NULL};
   const char *fn = "canvas.text";
-  cnn_draw *d = check_canvas(L, 1, fn);
+  check_canvas(L, 1, fn); /* early, for the error order; taken again last */
   double x = check_num(L, 2, fn, "x"), y = check_num(L, 3, fn, "y");
   const char *s = check_text(L, 4, fn);
   lcnn_options(L, 6, fn, known);
@@ -353,7 +362,8 @@ static int l_text(lua_State *L) {
       lcnn_error(L, fn, "option 'valign' must be \"top\", \"middle\", \"bottom\" or \"baseline\"");
     lua_pop(L, 2);
   }
-  bool clipped = clip_begin(L, d, 6, fn);
+  bool clipped;
+  cnn_draw *d = clip_begin(L, 6, fn, &clipped);
   double box[4];
   int rc = cnn_draw_text(d, x, y, s, px, bold, rot == 90, align * 0.5, (cnn_valign)valign, &p, box);
   clip_end(d, clipped);
@@ -381,7 +391,7 @@ static int l_text_size(lua_State *L) {
 static int l_count_ink(lua_State *L) {
   static const char *const known[] = {"bg", "tol", NULL};
   const char *fn = "canvas.count_ink";
-  cnn_draw *d = check_canvas(L, 1, fn);
+  check_canvas(L, 1, fn);
   double x = check_num(L, 2, fn, "x"), y = check_num(L, 3, fn, "y");
   double w = check_num(L, 4, fn, "w"), h = check_num(L, 5, fn, "h");
   lcnn_options(L, 6, fn, known);
@@ -392,6 +402,7 @@ static int l_count_ink(lua_State *L) {
     lua_pop(L, 1);
   }
   double tol = opt_num(L, 6, fn, "tol", 0.1);
+  cnn_draw *d = check_canvas(L, 1, fn); /* after the option lookups (see clip_begin) */
   int64_t n = cnn_draw_count_ink(d, x, y, w, h, bg, (float)tol);
   if (n < 0) return lcnn_fail(L, fn);
   lua_pushinteger(L, (lua_Integer)n);

@@ -55,6 +55,14 @@ local with_grad_mode = autograd._with_grad_mode
 local Ctx = {}
 Ctx.__index = Ctx
 
+-- A tensor assigned to a field of ctx (ctx.out = y) is kept as a detached alias too: the node's
+-- backward closure holds ctx from the C side, where the collector cannot see it, so the output
+-- itself on ctx (whose grad_fn is that node) would be a cycle never collected.
+function Ctx.__newindex(self, k, v)
+  if is_tensor(v) then v = v:detach() end
+  rawset(self, k, v)
+end
+
 function Ctx:save_for_backward(...)
   local saved, versions = {}, {}
   for i = 1, select("#", ...) do
@@ -83,7 +91,9 @@ end
 --- output (zeros for an output nobody used) and returns one gradient, or nil, per tensor argument of
 --- forward, in order. In forward, `ctx:save_for_backward(...)` keeps tensors for backward in
 --- `ctx.saved` (an in-place change to one of them afterwards makes backward fail), other fields of
---- ctx hold anything else, and `ctx.needs_input_grad` lists which tensor arguments require grad.
+--- ctx hold anything else (a tensor there is kept detached, like the saved ones, so storing an
+--- output on ctx makes no reference cycle), and `ctx.needs_input_grad` lists which tensor
+--- arguments require grad. forward may yield when called inside a coroutine.
 --- name names the node (grad_fn), "LuaFunctionBackward" by default.
 function autograd.Function(def)
   check_options("Function", def, {forward = true, backward = true, name = true})

@@ -23,6 +23,10 @@ local function encode(value, path, tensors, seen)
     tensors[path] = value
     return {tensor = path}
   elseif tv == "table" then
+    local mt = getmetatable(value)
+    if type(mt) == "table" and rawget(mt, "__cnn_module") then
+      error("checkpoint.save: '" .. path .. "' is a module: store its state_dict() instead", 0)
+    end
     if seen[value] then error("checkpoint.save: the state contains a cycle at '" .. path .. "'", 0) end
     seen[value] = true
     local keys = {}

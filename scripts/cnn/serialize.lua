@@ -29,6 +29,10 @@ function M.save(path, tbl, opts)
       if k ~= "metadata" then error(string.format("save: unknown option '%s'", tostring(k)), 2) end
     end
   end
+  local mt = getmetatable(tbl)
+  if type(tbl) == "table" and type(mt) == "table" and rawget(mt, "__cnn_module") then
+    error("save: expected a table of named tensors, got a module: pass model:state_dict() to save its weights", 2)
+  end
   checked(2, pcall(cio.safetensors_save, path, tbl, opts and opts.metadata, "save"))
 end
 

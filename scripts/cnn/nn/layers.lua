@@ -66,10 +66,8 @@ function L.Conv2d:init(in_channels, out_channels, kernel_size, opts)
   if self.in_channels % self.groups ~= 0 then fail(who, "in_channels must be divisible by groups") end
   if self.out_channels % self.groups ~= 0 then fail(who, "out_channels must be divisible by groups") end
   local kh, kw = self.kernel_size[1], self.kernel_size[2]
-  self.weight = core.empty(self.out_channels, self.in_channels // self.groups, kh, kw):requires_grad_()
-  if bool_opt(who, "bias", o.bias, true) then
-    self.bias = core.empty(self.out_channels):requires_grad_()
-  end
+  self.weight = U.new_param(who, "weight", self.out_channels, self.in_channels // self.groups, kh, kw)
+  if bool_opt(who, "bias", o.bias, true) then self.bias = U.new_param(who, "bias", self.out_channels) end
   self:reset_parameters()
 end
 
@@ -118,10 +116,8 @@ function L.Linear:init(in_features, out_features, opts)
   local o = U.options(who, opts, {bias = true})
   self.in_features = U.int(who, "in_features", in_features, 0)
   self.out_features = U.int(who, "out_features", out_features, 0)
-  self.weight = core.empty(self.out_features, self.in_features):requires_grad_()
-  if bool_opt(who, "bias", o.bias, true) then
-    self.bias = core.empty(self.out_features):requires_grad_()
-  end
+  self.weight = U.new_param(who, "weight", self.out_features, self.in_features)
+  if bool_opt(who, "bias", o.bias, true) then self.bias = U.new_param(who, "bias", self.out_features) end
   self:reset_parameters()
 end
 
@@ -316,8 +312,8 @@ function BatchNorm:init(num_features, opts)
   self.affine = bool_opt(who, "affine", o.affine, true)
   self.track_running_stats = bool_opt(who, "track_running_stats", o.track_running_stats, true)
   if self.affine then
-    self.weight = core.empty(self.num_features):requires_grad_()
-    self.bias = core.empty(self.num_features):requires_grad_()
+    self.weight = U.new_param(self:class_name(), "weight", self.num_features)
+    self.bias = U.new_param(self:class_name(), "bias", self.num_features)
   end
   if self.track_running_stats then
     self:register_buffer("running_mean", core.zeros(self.num_features))

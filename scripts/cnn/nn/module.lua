@@ -131,6 +131,66 @@ end
 
 local repr, call_with_hooks -- defined below
 
+-- ---- errors raised inside forward --------------------------------------------------------------
+-- A module call that fails re-raises the error naming the module that raised it, by its path in
+-- the model and its class, at the line that called the outermost module:
+--   train.lua:12: features.0 (Conv2d): conv2d: input has 3 channels but weight expects 1
+-- Each module call on the way out adds itself to `pending` (the error just raised and the modules
+-- it went through, innermost last); a position inside the library is replaced by the caller's, a
+-- position in user code (a custom forward) is kept. Errors that are not strings (signals such as
+-- hpsearch's pruning) pass through untouched.
+
+local library_dir = (debug.getinfo(1, "S").source:match("^@(.*/)nn/[^/]*$"))
+local pending = {msg = nil, chain = nil, rest = nil, pos = nil}
+
+-- The name of child among parent's registered children, or nil.
+local function child_name(parent, child)
+  local mods = state(parent).modules
+  for _, k in ipairs(mods.keys) do
+    if rawequal(mods.map[k], child) then return k end
+  end
+end
+
+local function module_label(chain)
+  local names = {}
+  for i = 2, #chain do
+    local k = child_name(chain[i - 1], chain[i])
+    if k then names[#names + 1] = k else names = {} end -- not a registered child: start again there
+  end
+  local cls = state(chain[#chain]).class.__name
+  if #names == 0 then return cls end
+  return table.concat(names, ".") .. " (" .. cls .. ")"
+end
+
+local function rethrow(self, err)
+  if type(err) ~= "string" then error(err, 0) end
+  if err == pending.msg then
+    table.insert(pending.chain, 1, self)
+  else
+    local pos, rest = err:match("^([^\n]-:%d+: )(.*)$")
+    if pos and library_dir and pos:sub(1, #library_dir) == library_dir then pos = nil end
+    pending.chain, pending.rest, pending.pos = {self}, rest or err, pos
+  end
+  local where = pending.pos
+  if not where then
+    -- 1 rethrow, 2 finish (the __call tail-called it), 3 the caller; past a C frame (pcall) or a
+    -- caller's own tail call, the first line of Lua up the stack
+    local level, info = 3, debug.getinfo(3, "Sl")
+    while info and info.currentline <= 0 and level < 6 do
+      level = level + 1
+      info = debug.getinfo(level, "Sl")
+    end
+    where = info and info.currentline > 0 and (info.short_src .. ":" .. info.currentline .. ": ") or ""
+  end
+  pending.msg = where .. module_label(pending.chain) .. ": " .. pending.rest
+  error(pending.msg, 0)
+end
+
+local function finish(self, ok, ...)
+  if not ok then rethrow(self, (...)) end
+  return ...
+end
+
 local function instance_mt(cls)
   local mt = {__name = cls.__name, __cnn_module = true}
   mt.__index = function(self, k)
@@ -151,8 +211,8 @@ local function instance_mt(cls)
   end
   mt.__newindex = function(self, k, v) return assign(self, cls, k, v) end
   mt.__call = function(self, ...)
-    if rawget(self, "__nn").hooks == nil then return self:forward(...) end
-    return call_with_hooks(self, ...)
+    if rawget(self, "__nn").hooks == nil then return finish(self, pcall(self.forward, self, ...)) end
+    return finish(self, pcall(call_with_hooks, self, ...))
   end
   mt.__tostring = function(self) return repr(self, true) end
   mt.__len = function(self)

@@ -16,6 +16,29 @@ function U.fail(fn, fmt, ...)
   error(fn .. ": " .. string.format(fmt, ...), 0)
 end
 
+-- 17179869184 -> "16 GiB"
+local function human_bytes(n)
+  local units = {"bytes", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB", "ZiB", "YiB"}
+  local u = 1
+  while n >= 1024 and u < #units do n, u = n / 1024, u + 1 end
+  return string.format(u == 1 and "%d %s" or "%.3g %s", n, units[u])
+end
+
+--- U.new_param(who, what, sizes...): an uninitialised float32 tensor that requires grad, for
+--- layer `who`'s parameter `what`. A size the machine cannot hold raises in the layer's terms
+--- ("Linear: a weight of shape {2147483648, 2147483648} has 4.61e+18 elements (16 EiB of float32):
+--- too large to allocate") instead of the allocator's.
+function U.new_param(who, what, ...)
+  local sizes, n = {...}, 1.0
+  for _, v in ipairs(sizes) do n = n * v end
+  local ok, t = pcall(core.empty, sizes)
+  if not ok then
+    U.fail(who, "a %s of shape {%s} has %.3g elements (%s of float32): too large to allocate", what,
+      table.concat(sizes, ", "), n, human_bytes(n * 4))
+  end
+  return t:requires_grad_()
+end
+
 --- Checks an options table against `known` (a set of names); nil gives {}.
 function U.options(fn, opts, known)
   if opts == nil then return {} end

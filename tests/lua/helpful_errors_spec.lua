@@ -1,0 +1,66 @@
+-- Issue 14, "Errors that do not help": a failing module names itself by its path in the model
+-- and its class, at the line that called the model; sizes and misuses are explained in the user's
+-- terms. (The messages of the ops themselves are checked in errors_spec.lua.)
+local cnn = require "cnn"
+local H = dofile("tests/lua/helpers.lua")
+
+local nn = cnn.nn
+local err = H.assert_error
+local THIS = "helpful_errors_spec.lua:%d+: "
+
+describe("a module's forward error", function()
+  it("names the layer by its path and class, at the caller's line", function()
+    local lenet = cnn.models.lenet5{}
+    local msg = err(function()
+      local y = lenet(cnn.randn(2, 3, 28, 28)) -- this line, not nn/layers.lua
+      return y
+    end, "features.0 %(conv2d%): conv2d: input has 3 channels but weight expects 1")
+    assert.truthy(msg:match("^[^\n]*" .. THIS .. "features%.0 %(Conv2d%)"), msg)
+    assert.falsy(msg:find("layers.lua", 1, true), msg)
+    H.assert_usable()
+  end)
+
+  it("nests through containers and user modules; a custom forward keeps its own line", function()
+    local Block = nn.Module:extend("Block")
+    function Block:init() self.inner = nn.Sequential(nn.ReLU(), nn.Linear(2, 2)) end
+    function Block:forward(x)
+      if x:dim() == 1 then error("Block wants a batch") end -- the position kept: user code
+      return self.inner(x)
+    end
+    local model = nn.Sequential(Block(), Block())
+    local msg = err(function() local y = model(cnn.randn(4, 3)); return y end,
+      "0%.inner%.1 %(linear%): linear: input has 3 features but weight expects 2")
+    assert.truthy(msg:match(THIS .. "0%.inner%.1 %(Linear%)"), msg)
+    msg = err(function() local y = model(cnn.randn(3)); return y end, "0 %(block%): ", "Block wants a batch")
+    assert.truthy(msg:match(THIS .. "0 %(Block%): "), msg)
+    -- a module called on its own is named by its class
+    err(function() return nn.Linear(3, 2)(cnn.randn(2, 4)) end, "^[^\n]*Linear: linear: input has 4 features")
+    H.assert_usable()
+  end)
+
+  it("a non-string error passes through a module untouched", function()
+    local signal = setmetatable({}, {__name = "signal"})
+    local M = nn.Module:extend("Signals")
+    function M:forward() error(signal) end
+    local ok, e = pcall(function() return nn.Sequential(M())(cnn.ones(1)) end)
+    assert.is_false(ok)
+    assert.are.equal(signal, e)
+  end)
+end)
+
+describe("errors in the user's terms", function()
+  it("nn.Linear(2^31, 2^31) says the weight is too large", function()
+    err(function() return nn.Linear(1 << 31, 1 << 31) end, "Linear: a weight of shape {2147483648, 2147483648}",
+      "16 EiB", "too large to allocate")
+    err(function() return nn.Conv2d(1 << 20, 1 << 20, 1 << 10) end, "Conv2d: a weight", "too large to allocate")
+    H.assert_usable()
+  end)
+
+  it("cnn.save of a model says to pass its state_dict", function()
+    local path = os.tmpname()
+    err(function() cnn.save(path, nn.Linear(2, 2)) end, "save:", "state_dict")
+    err(function() cnn.checkpoint.save(path, {model = nn.Linear(2, 2)}) end, "checkpoint.save:", "'model'", "state_dict")
+    os.remove(path)
+    H.assert_usable()
+  end)
+end)
