@@ -144,7 +144,7 @@ static int lua_fn_backward(cnn_node *n, cnn_tensor *const *gout, cnn_tensor **gi
     cnn_tensor *g = lcnn_test(L, idx);
     if (!g) {
       rc = cnn_error_set("backward of a cnn.autograd.Function returned %s for input %d (expected a tensor or nil)",
-                         luaL_typename(L, idx), i + 1);
+                         lcnn_typename(L, idx), i + 1);
       break;
     }
     const cnn_edge *e = &n->edges[i];

@@ -85,6 +85,29 @@ describe("tensors a binding takes stay alive while it uses them", function()
     H.assert_tensor(x.grad, {6, 6, 6}) -- d/dx sum(3 * 2x) with the Function's gradient 2
     H.assert_usable()
   end)
+  it("tensors closed inside a Function's backward: its gradient, its input, a saved tensor", function()
+    local Op = cnn.autograd.Function{
+      forward = function(ctx, x) ctx:save_for_backward(x); return x * 2 end,
+      backward = function(ctx, g)
+        local r = g * 2
+        close(g)
+        close(ctx.saved[1])
+        collectgarbage()
+        return r
+      end,
+    }
+    local x = cnn.tensor{1, 2}:requires_grad_()
+    local y = Op(x)
+    close(x) -- the graph keeps its own reference to the leaf
+    y:sum():backward()
+    local Bad = cnn.autograd.Function{
+      forward = function(_, a) return a * 1 end,
+      backward = function(_, g) close(g); return g end,
+    }
+    local z = cnn.ones(2):requires_grad_()
+    err(function() Bad(z):sum():backward() end, "backward:", "returned a closed tensor")
+    H.assert_usable()
+  end)
 end)
 
 describe("size arithmetic never overflows", function()
