@@ -207,7 +207,7 @@ static int d_pipeline_apply(lua_State *L) {
   const char *who = who_at(L, 3, "transform");
   pipeline *p = luaL_checkudata(L, 1, LDATA_PIPELINE);
   cnn_tensor *x = lcnn_test(L, 2);
-  if (!x) return data_error(L, who, "expected a tensor, got %s", luaL_typename(L, 2));
+  if (!x) return data_error(L, who, "expected a tensor, got %s", lcnn_typename(L, 2));
   cnn_tensor *y = cnn_tf_apply(p->ops, p->n, x);
   if (!y) return data_fail(L, who);
   lcnn_push(L, y, who);
@@ -217,11 +217,12 @@ static int d_pipeline_apply(lua_State *L) {
 /* resize(x, spec, who) -> x resized over its last two dimensions (x itself when the size stays) */
 static int d_resize(lua_State *L) {
   const char *who = who_at(L, 3, "resize");
-  cnn_tensor *x = lcnn_test(L, 1);
-  if (!x) return data_error(L, who, "expected a tensor, got %s", luaL_typename(L, 1));
+  if (!lcnn_test(L, 1)) return data_error(L, who, "expected a tensor, got %s", lcnn_typename(L, 1));
   luaL_checktype(L, 2, LUA_TTABLE);
   cnn_tf op;
   parse_spec(L, 2, &op, who);
+  cnn_tensor *x = lcnn_test(L, 1); /* after the spec's lookups, which may run Lua code (lcnn.h) */
+  if (!x) return data_error(L, who, "expected a tensor, got %s", lcnn_typename(L, 1));
   if (x->dtype != CNN_FLOAT32 || x->ndim < 2)
     return data_error(L, who, "expected a float32 tensor (..., H, W), got a %d-d %s one", x->ndim,
                       cnn_dtype_name(x->dtype));
