@@ -5,7 +5,7 @@
 
 #include <string.h>
 
-#include "cnn/checked.h"
+#include "core/checked.h"
 #include "cnn/error.h"
 #include "cnn/ops_conv.h"
 

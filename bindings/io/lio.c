@@ -16,7 +16,7 @@
 
 #include "cnn/bytes.h"
 #include "cnn/error.h"
-#include "cnn/file.h"
+#include "io/file.h"
 #include "cnn/idx.h"
 #include "cnn/image_io.h"
 #include "cnn/png_io.h"

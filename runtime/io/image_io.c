@@ -3,6 +3,7 @@
  * jpeg_io.c; this file only dispatches between them. */
 #include "cnn/image_io.h"
 #include "cnn/error.h"
+#include "io/file.h"
 #include "cnn/jpeg_io.h"
 #include "cnn/png_io.h"
 
@@ -30,7 +31,7 @@ cnn_image_format cnn_image_sniff(const uint8_t *head, size_t n) {
 }
 
 cnn_image_format cnn_image_sniff_file(const char *path) {
-  FILE *f = fopen(path, "rb");
+  FILE *f = cnn_file_open(path); /* a named pipe would block fopen */
   if (!f) return CNN_IMAGE_UNKNOWN;
   uint8_t head[8];
   size_t n = fread(head, 1, sizeof head, f);
@@ -109,11 +110,8 @@ cnn_tensor *cnn_image_orient(cnn_tensor *t, int orientation) {
 /* ---- files ---- */
 
 cnn_tensor *cnn_image_load(const char *path, cnn_image_mode mode, bool exif) {
-  FILE *f = fopen(path, "rb");
-  if (!f) {
-    cnn_error_set("%s: cannot open (%s)", path, strerror(errno));
-    return NULL;
-  }
+  FILE *f = cnn_file_open(path); /* refuses a named pipe, which fopen would wait on forever */
+  if (!f) return NULL;
   uint8_t head[8];
   size_t n = fread(head, 1, sizeof head, f);
   fclose(f);

@@ -6,6 +6,7 @@
 #include "cnn/jpeg_io.h"
 #include "cnn/error.h"
 #include "io/atomic_file.h"
+#include "io/file.h"
 
 #include <errno.h>
 #include <math.h>
@@ -161,13 +162,8 @@ static void reader_free(cnn_jpeg_reader *r) {
 }
 
 cnn_jpeg_reader *cnn_jpeg_open(const char *path, bool exif) {
-  FILE *f = fopen(path, "rb");
-  if (!f) return cnn_error_set("%s: cannot open (%s)", path, strerror(errno)), NULL;
-  struct stat st;
-  if (fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode)) {
-    fclose(f);
-    return cnn_error_set("%s: not a regular file", path), NULL;
-  }
+  FILE *f = cnn_file_open(path); /* refuses a named pipe, which fopen would wait on forever */
+  if (!f) return NULL;
   cnn_jpeg_reader *r = calloc(1, sizeof *r);
   char *name = strdup(path);
   if (!r || !name) {

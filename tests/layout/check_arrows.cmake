@@ -17,7 +17,7 @@ set(MAY_USE_data data io kernels core)
 set(MAY_USE_dist dist core)
 set(MAY_USE_plot plot io core) # io: atomic writes of the saved charts
 # core headers a kernel may include: no tensors in them
-set(KERNEL_MAY_USE_FROM_CORE error alloc parallel gemm rng)
+set(KERNEL_MAY_USE_FROM_CORE error alloc parallel gemm rng checked)
 # public headers with no X.c of their own
 set(OWNERS ops=autograd layer_params=kernels)
 # the umbrella header: includes every public header, owned by no folder
