@@ -2,8 +2,8 @@
  * stores the result when it fits in int64, false (and leaves *r unspecified) when it does not.
  * Signed overflow is undefined in C, so any product or sum of user-given sizes goes through these
  * before it is used. Tensor-free: kernels may include it. */
-#ifndef CNN_CHECKED_H
-#define CNN_CHECKED_H
+#ifndef CNN_CORE_CHECKED_H
+#define CNN_CORE_CHECKED_H
 
 #include <stdbool.h>
 #include <stdint.h>

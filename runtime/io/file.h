@@ -1,8 +1,9 @@
-/* Opening files for reading (internal to io, and the bindings' Lua readers). Every reader goes through here, so none can be pointed at a named
- * pipe (which blocks forever), a device (which never ends) or a folder: anything that is not a
- * regular file is refused with the path and what it is in the message. */
-#ifndef CNN_FILE_H
-#define CNN_FILE_H
+/* Opening files for reading (internal to io; the bindings use cnn_file_check for the readers
+ * written in Lua). Every reader goes through here, so none can be pointed at a named pipe (which
+ * blocks forever), a device (which never ends) or a folder: anything that is not a regular file is
+ * refused with the path and what it is in the message. */
+#ifndef CNN_IO_FILE_H
+#define CNN_IO_FILE_H
 
 #include <stdio.h>
 
