@@ -93,6 +93,7 @@ def row_lenet_train(a):
         what = "fashion-mnist"
     else:
         next_batch, what = synthetic(64, (1, 28, 28), 10, 8), "synthetic"
+    ROW_STATE["flops"] = (model, fwd, (1, 28, 28), "train")
     return (lambda: train_step(model, fwd, opt, *next_batch())), 64, what
 
 
@@ -105,6 +106,7 @@ def row_lenet_infer(a):
     else:
         xs, what = [torch.rand(1000, 1, 28, 28) for _ in range(10)], "synthetic"
     k = [0]
+    ROW_STATE["flops"] = (model, lambda x: lenet_forward(model, x), (1, 28, 28), "infer")
 
     def step():
         k[0] = (k[0] + 1) % len(xs)
@@ -117,6 +119,7 @@ def row_resnet20_train(a):
     model = resnet_cifar(20)
     opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-4)
     nb = synthetic(128, (3, 32, 32), 10, 4)
+    ROW_STATE["flops"] = (model, model, (3, 32, 32), "train")
     return (lambda: train_step(model, model, opt, *nb())), 128, "synthetic"
 
 
@@ -124,6 +127,7 @@ def row_alexnet_train(a):
     model = AlexNetCifar()
     opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
     nb = synthetic(128, (3, 32, 32), 10, 4)
+    ROW_STATE["flops"] = (model, model, (3, 32, 32), "train")
     return (lambda: train_step(model, model, opt, *nb())), 128, "synthetic"
 
 
@@ -143,6 +147,7 @@ def row_conv(name):
         x = torch.randn(N, C, H, H, requires_grad=True)
         o = (H + 2 * p - k) // s + 1
         gy = torch.randn(N, O, o, o)
+        ROW_STATE["flops"] = (conv, conv, (C, H, H), "conv")
 
         def step():
             x.grad = None
@@ -207,12 +212,53 @@ def worker_cpu_s():
 
 ROW_STATE = {}
 
+
+def count_flops(model, fwd, shape, kind):
+    """FLOPs per image of a row's network: its convolutions' and linear layers' multiply-adds (MACs),
+    counted by forward hooks on one image, 2 FLOPs a MAC; BatchNorm, ReLU, pooling, the loss and the
+    optimiser are not counted (a few % of a step's arithmetic). Inference ('infer'): the forward, 2 MACs.
+    Training ('train'): forward, input gradient and weight gradient, each as many MACs as the forward,
+    less the first layer's input gradient, which no framework computes (the images need none):
+    2 * (3 * MACs - MACs of the first layer). 'conv' rows time the input gradient too: 2 * 3 * MACs."""
+    macs = []
+
+    def hook(m, inp, out):
+        if isinstance(m, nn.Conv2d):
+            k = m.kernel_size[0] * m.kernel_size[1] * (m.in_channels // m.groups)
+            macs.append(out.numel() // out.shape[0] * k)
+        else:
+            macs.append(out.numel() // out.shape[0] * m.in_features)
+    handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    was_training = model.training
+    model.eval()  # one image through BatchNorm; dropout off
+    with torch.no_grad():
+        fwd(torch.zeros(1, *shape))
+    model.train(was_training)
+    for h in handles:
+        h.remove()
+    total = sum(macs)
+    if kind == "infer":
+        return 2 * total
+    if kind == "train":
+        return 2 * (3 * total - macs[0])
+    return 2 * 3 * total
+
 ROWS = {"lenet_train": row_lenet_train, "lenet_infer": row_lenet_infer, "resnet20_train": row_resnet20_train,
         "alexnet_train": row_alexnet_train, "photo_loader": row_photo_loader}
 ROWS.update({name: row_conv(name) for name in CONVS})
 
 
 def main():
+    if len(sys.argv) > 2 and sys.argv[1] == "--count-flops":
+        # `bench_torch.py --count-flops ROW,ROW,...`: one `FLOPS row=N` line a row (none for rows
+        # without a network: the photo loader)
+        a = argparse.Namespace(data="/nonexistent", photos="", threads=1)  # synthetic data is enough
+        for row in sys.argv[2].split(","):
+            ROW_STATE.clear()
+            if row in ROWS and row != "photo_loader":
+                ROWS[row](a)
+                print("FLOPS %s=%d" % (row, count_flops(*ROW_STATE["flops"])))
+        return
     ap = argparse.ArgumentParser()
     ap.add_argument("row", choices=sorted(ROWS))
     ap.add_argument("--threads", type=int, default=2)
