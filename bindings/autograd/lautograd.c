@@ -5,7 +5,7 @@
 
 #include <stdlib.h>
 
-#include "cnn/autograd.h"
+#include "autograd/autograd.h"
 #include "cnn/error.h"
 #include "cnn/ops.h"
 #include "core/iter.h"

@@ -171,7 +171,8 @@ static int t_index(lua_State *L) {
     }
     if (strcmp(k, "grad_fn") == 0) {
       cnn_tensor *t = SELF("grad_fn");
-      if (t->grad_fn) lua_pushstring(L, t->grad_fn->name);
+      const char *name = cnn_tensor_grad_fn_name(t);
+      if (name) lua_pushstring(L, name);
       else lua_pushnil(L);
       return 1;
     }

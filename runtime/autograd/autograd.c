@@ -2,7 +2,7 @@
  * with an explicit stack (a 10,000-op chain must not recurse 10,000 C frames), counts for each
  * node how many reachable nodes feed it gradients, then runs nodes in that dependency order so
  * each runs once with the sum of its output gradients. */
-#include "cnn/autograd.h"
+#include "autograd/autograd.h"
 #include "cnn/elementwise.h"
 #include "cnn/error.h"
 #include "cnn/reduce.h"

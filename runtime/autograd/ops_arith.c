@@ -1,6 +1,6 @@
 /* Differentiable elementwise ops (see ops.h) and the in-place writers. A binary op's backward
  * returns gradients in the broadcast shape; the engine sums them back to each input's shape. */
-#include "cnn/autograd.h"
+#include "autograd/autograd.h"
 #include "cnn/error.h"
 #include "cnn/ops.h"
 #include "cnn/random.h"

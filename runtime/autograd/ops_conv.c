@@ -7,9 +7,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "autograd/autograd.h"
 #include "autograd/conv.h"
 #include "autograd/pool.h"
-#include "cnn/autograd.h"
 #include "cnn/error.h"
 #include "cnn/ops.h"
 

@@ -2,7 +2,7 @@
  * a 1-d operand is seen as a row (a) or column (b) matrix and the gradient's matching dim is put
  * back, so dA = dC @ B^T and dB = A^T @ dC cover every case; batch broadcasting is summed away
  * by the engine. */
-#include "cnn/autograd.h"
+#include "autograd/autograd.h"
 #include "cnn/error.h"
 #include "cnn/matmul.h"
 #include "cnn/ops.h"

@@ -2,7 +2,7 @@
  * copies of strided inputs, output allocation and the autograd node. Each backward reads only the
  * tensors its forward saved, and gradients leave in the forward's shapes. */
 #include "cnn/ops_nn.h"
-#include "cnn/autograd.h"
+#include "autograd/autograd.h"
 #include "cnn/error.h"
 #include "cnn/ops.h"
 #include "core/iter.h"

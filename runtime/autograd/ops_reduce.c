@@ -1,7 +1,7 @@
 /* Differentiable reductions (see ops.h). Backward broadcasts the output gradient back over the
  * reduced dim: with keepdim off the dim is first re-inserted, so every formula works on the
  * keepdim shape and broadcasts against the saved input. */
-#include "cnn/autograd.h"
+#include "autograd/autograd.h"
 #include "cnn/error.h"
 #include "cnn/ops.h"
 #include "scratch.h"

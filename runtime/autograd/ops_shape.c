@@ -1,7 +1,7 @@
 /* Differentiable views and copies (see ops.h). A view's backward writes the output gradient into
  * the matching view of a zero gradient of the input's shape, or reshapes it; the engine knows each
  * input's shape from its edge, so nodes here save only their indices. */
-#include "cnn/autograd.h"
+#include "autograd/autograd.h"
 #include "cnn/error.h"
 #include "cnn/join.h"
 #include "cnn/ops.h"

@@ -1,7 +1,7 @@
 /* format.c: exact text of cnn_format_values / cnn_format_tensor. Every expected string follows
  * PyTorch 1.13's repr (dtype suffixes dropped); the comments say why each width and mode holds. */
 #include "check.h"
-#include "cnn/autograd.h"
+#include "autograd/autograd.h"
 #include "cnn/error.h"
 #include "cnn/format.h"
 #include "cnn/tensor.h"

@@ -2,10 +2,12 @@
 # The installed libcnn as a C user meets it (ctest install_c_library): in PREFIX (installed by the
 # fixture test install_into_prefix), the headers are exactly the public ones, and a program using
 # only them builds and runs with pkg-config (PKG_CONFIG_PATH into the prefix; libcnn.so and, with
-# --static, libcnn.a) and with CMake's find_package(cnn) (cnn::cnn and cnn::cnn_static).
-#   check_install.sh PREFIX WORK_DIR SOURCE_DIR [EXTRA_CFLAGS]
+# --static, libcnn.a) and with CMake's find_package(cnn) (cnn::cnn and cnn::cnn_static); the
+# installed examples/c/classify.c, built with pkg-config alone, classifies as cnnlua does
+# (check_classify.sh on CHECKPOINT_DIR, made by make_checkpoint.lua, and DATA_DIR's Fashion-MNIST).
+#   check_install.sh PREFIX WORK_DIR SOURCE_DIR CHECKPOINT_DIR DATA_DIR [EXTRA_CFLAGS]
 set -eu
-prefix=$1 work=$2 src=$3 extra=${4:-}
+prefix=$1 work=$2 src=$3 ckpt=$4 data=$5 extra=${6:-}
 here=$src/tests/install
 rm -rf "$work"
 mkdir -p "$work"
@@ -38,4 +40,15 @@ cmake --build "$work/cmake" >>"$work/cmake.log" 2>&1 || { cat "$work/cmake.log";
 "$work/cmake/consumer_shared"
 "$work/cmake/consumer_static"
 if ldd "$work/cmake/consumer_static" | grep -q libcnn; then fail "consumer_static loads libcnn.so"; fi
-echo "installed libcnn: pkg-config and find_package(cnn), shared and static"
+
+# the example as installed, built as its comment says: cc classify.c $(pkg-config --cflags --libs cnn)
+example=$prefix/share/cnnlua/examples/c/classify.c
+[ -f "$example" ] || fail "classify.c is not installed as $example"
+# shellcheck disable=SC2086
+cc $extra "$example" $(pkg-config --cflags --libs cnn) -Wl,-rpath,"$libdir" -o "$work/classify"
+mkdir -p "$work/classify-run"
+cp -r "$ckpt"/*.safetensors "$ckpt"/expected_*.txt "$ckpt/png" "$work/classify-run/"
+# expected_png.txt names the PNG files where make_checkpoint.lua wrote them
+sed "s|^$ckpt/|$work/classify-run/|" "$ckpt/expected_png.txt" >"$work/classify-run/expected_png.txt"
+sh "$here/check_classify.sh" "$work/classify" "$work/classify-run" "$data"
+echo "installed libcnn: pkg-config and find_package(cnn), shared and static; classify.c built with pkg-config"

@@ -1,90 +1,31 @@
-/* The autograd engine: a dynamic tape, as in PyTorch. Differentiable ops (ops.h) record a node
- * per call while grad mode is on and some input requires grad. A node owns its saved tensors
- * (stored as aliases without history, so an op saving its own output makes no cycle) and edges to
- * the nodes or leaves its inputs came from. backward() sorts the reachable nodes iteratively,
- * runs each once with its summed output gradients and accumulates into leaves' .grad. */
+/** Autograd, as in PyTorch: a dynamic tape. While grad mode is on, every differentiable op (ops.h,
+ * ops_nn.h, ops_conv.h) whose input requires grad records a graph node in its result's grad_fn;
+ * cnn_ag_backward then runs the graph backwards from a result and accumulates gradients into the
+ * grad field of the leaves (tensors whose requires_grad the caller set). A node computes only the
+ * gradients some input needs. In-place ops bump a version counter: a tensor a graph saved and that
+ * changed since is an error at backward, never a wrong gradient. */
 #ifndef CNN_AUTOGRAD_H
 #define CNN_AUTOGRAD_H
 
+#include <stdbool.h>
+
 #include "tensor.h"
 
-typedef struct cnn_node cnn_node;
-
-/* Where one input's gradient goes: the node that produced it (and which of its outputs), or the
- * leaf that accumulates it, or neither (the input needs no gradient). The input's shape is kept
- * so the engine can sum a broadcast gradient back to it. */
-typedef struct cnn_edge {
-  cnn_node *node; /* owned */
-  int output_nr;
-  cnn_tensor *leaf; /* owned */
-  cnn_dtype dtype;
-  int ndim;
-  int64_t size[CNN_MAX_DIMS];
-} cnn_edge;
-
-/* grad_out[n_outputs] (NULL for an output nobody used: treat as zeros); fills grad_in[n_inputs]
- * with new references (NULL = no gradient). Only inputs with cnn_node_needs_grad need one.
- * A grad_in may have the broadcast shape of the forward; the engine sums it to the input's. */
-typedef int (*cnn_backward_fn)(cnn_node *node, cnn_tensor *const *grad_out, cnn_tensor **grad_in);
-
-#define CNN_NODE_MAX_ARGS 8
-
-struct cnn_node {
-  int refcount;
-  const char *name; /* e.g. "MulBackward"; static storage */
-  cnn_backward_fn backward;
-  int n_inputs, n_outputs;
-  cnn_edge *edges; /* n_inputs */
-  int n_saved;
-  cnn_tensor **saved; /* aliases; NULL after release */
-  uint64_t *saved_version;
-  double args[CNN_NODE_MAX_ARGS]; /* op parameters (dims, scalars) */
-  int64_t iargs[CNN_NODE_MAX_ARGS];
-  int out_ndim[4]; /* shapes of the first outputs, for ops that need them */
-  int64_t out_size[4][CNN_MAX_DIMS];
-  void *ctx; /* op-specific state; freed with ctx_free */
-  void (*ctx_free)(void *ctx);
-  bool released; /* saved state freed by a backward without retain_graph */
-  int topo;      /* scratch for the engine */
-};
-
-/* Grad mode (thread-local), as torch.set_grad_enabled. Returns the previous value. */
+/** Grad mode, as torch.set_grad_enabled: while off, the ops record nothing (inference, optimiser
+ * updates). Per thread; on by default. set_enabled returns the previous value, to restore it. */
 bool cnn_ag_set_enabled(bool on);
 bool cnn_ag_is_enabled(void);
-/* True when an op on t must be recorded: grad mode on and t requires grad. */
+/** True when an op on t would be recorded: grad mode is on and t requires grad. */
 bool cnn_ag_requires(const cnn_tensor *t);
 
-/* Creates a node with n_inputs edges taken from inputs (NULL entries allowed) and n_outputs. New
- * reference. Returns NULL with the error set only on allocation failure. */
-cnn_node *cnn_ag_node_new(const char *name, cnn_backward_fn fn, int n_inputs, const cnn_tensor *const *inputs,
-                          int n_outputs);
-cnn_node *cnn_ag_node_retain(cnn_node *n);
-void cnn_ag_node_release(cnn_node *n);
-bool cnn_node_needs_grad(const cnn_node *n, int input);
-/* Saves tensors (aliases + versions). Returns 0 or -1. */
-int cnn_ag_save(cnn_node *n, int count, const cnn_tensor *const *ts);
-/* The k-th saved tensor, checked: -1 with "a tensor needed for gradient computation was modified
- * by an in-place operation (version V, saved at version S)" or "backward through a graph that was
- * already freed" errors. */
-int cnn_ag_saved(cnn_node *n, int k, cnn_tensor **out);
-/* Makes out the output_nr-th output of n: sets grad_fn (retained) and requires_grad. */
-void cnn_ag_set_output(cnn_tensor *out, cnn_node *n, int output_nr);
-
-/* Runs backward from roots[i] with seeds grads[i] (NULL seed: ones, only for one-element roots).
- * Accumulates into the .grad of reachable leaves. Frees saved state unless retain_graph. */
+/** Runs backward from roots[i] with seeds grads[i] (a NULL seed means ones, for a one-element
+ * root such as a loss) and adds each reachable leaf's gradient into its grad field (a tensor the
+ * leaf owns, created by the first backward; release it and set the field to NULL to start again,
+ * as zero_grad does). Frees the graph's saved tensors unless retain_graph. Returns 0 or -1 with the
+ * error set. */
 int cnn_ag_backward(int n_roots, cnn_tensor *const *roots, cnn_tensor *const *grads, bool retain_graph);
 
-/* A tensor sharing t's data with no history and requires_grad false. */
+/** A tensor sharing t's data with no history and requires_grad false. */
 cnn_tensor *cnn_ag_detach(const cnn_tensor *t);
 
-#endif
-
-#ifndef CNN_AUTOGRAD_RECORD
-#define CNN_AUTOGRAD_RECORD
-/* True when grad mode is on and any of the n inputs (NULLs allowed) requires grad. */
-bool cnn_ag_any_requires(int n, const cnn_tensor *const *inputs);
-/* Records out as output 0 of a new node over inputs, saving `saves`. Returns the node (owned by
- * out, for the caller to fill args) or NULL with the error set; out is untouched on failure. */
-cnn_node *cnn_ag_record(cnn_tensor *out, const char *name, cnn_backward_fn fn, int n_inputs,
-                        const cnn_tensor *const *inputs, int n_saves, const cnn_tensor *const *saves);
 #endif

@@ -1,4 +1,4 @@
-/** Elementwise kernels with NumPy/PyTorch broadcasting, float32 and int64. No autograd here.
+/** Elementwise math with NumPy/PyTorch broadcasting, float32 and int64, without autograd.
  * Type promotion: float32 if any operand is float32, else int64; DIV and the float-only unary ops
  * always give float32 (int64 inputs are converted). POW of int64 by int64 stays int64 (PyTorch's
  * integer power: wrapping, a negative exponent truncates). Comparisons give float32 0/1. */

@@ -1,6 +1,6 @@
-/** Text form of a tensor, as PyTorch prints it: values with a shared width and precision, nested
- * brackets, rows and columns elided with "..." past a threshold, then the shape and dtype,
- * e.g. "tensor([[1., 2.],\n        [3., 4.]])\n[float32 tensor of shape {2, 2}]" (see format.c for the exact rules). */
+/** The text form of a tensor, as PyTorch prints it. Values with a shared width and precision,
+ * nested brackets, rows and columns elided with "..." past a threshold, then the shape and dtype:
+ * "tensor([[1., 2.],\n        [3., 4.]])\n[float32 tensor of shape {2, 2}]". */
 #ifndef CNN_FORMAT_H
 #define CNN_FORMAT_H
 

@@ -1,5 +1,5 @@
-/** IDX files (the MNIST family's format), raw or gzip-compressed: a 4-byte magic (0, 0, element
- * type, ndim), ndim big-endian uint32 sizes, then the elements, big-endian, row-major. */
+/** IDX files (the MNIST family's format), raw or gzip-compressed. The layout: a 4-byte magic (0,
+ * 0, element type, ndim), ndim big-endian uint32 sizes, then the elements, big-endian, row-major. */
 #ifndef CNN_IDX_H
 #define CNN_IDX_H
 

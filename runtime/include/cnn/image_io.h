@@ -1,4 +1,4 @@
-/** Image files whatever their format: the format is read from the file's first bytes (PNG or
+/** Image files whatever their format. The format is read from the file's first bytes (PNG or
  * JPEG, never the extension), the EXIF orientation tag is applied, and every reader shares one
  * pixel limit checked before any image-sized allocation. */
 #ifndef CNN_IMAGE_IO_H
@@ -30,7 +30,9 @@ typedef struct cnn_image8 {
   uint8_t *data;
 } cnn_image8;
 
-void cnn_image8_free(cnn_image8 *im); /* frees data; the struct itself is the caller's */
+/** Frees im's data (the struct itself is the caller's).
+ * Ownership: gives up im->data, which a reader filled from malloc. */
+void cnn_image8_free(cnn_image8 *im);
 /** im as a new (c, h, w) float32 tensor of byte / 255 (the readers' one conversion), or NULL. */
 cnn_tensor *cnn_image8_to_tensor(const cnn_image8 *im);
 
@@ -38,7 +40,7 @@ cnn_tensor *cnn_image8_to_tensor(const cnn_image8 *im);
 typedef enum cnn_image_format { CNN_IMAGE_UNKNOWN, CNN_IMAGE_PNG, CNN_IMAGE_JPEG } cnn_image_format;
 /** The format a file's first n bytes announce (UNKNOWN for anything else). */
 cnn_image_format cnn_image_sniff(const uint8_t *head, size_t n);
-/* The format of the file at path (its first bytes), CNN_IMAGE_UNKNOWN when it cannot be read. */
+/** The format of the file at path (its first bytes), CNN_IMAGE_UNKNOWN when it cannot be read. */
 cnn_image_format cnn_image_sniff_file(const char *path);
 
 /** The EXIF orientation (1..8) in an EXIF block (a TIFF header and IFD0, optionally after the

@@ -1,4 +1,4 @@
-/** Joining and gathering: cat, stack, index_select. No autograd here. */
+/** Joining and gathering without autograd: cat, stack, index_select. */
 #ifndef CNN_JOIN_H
 #define CNN_JOIN_H
 

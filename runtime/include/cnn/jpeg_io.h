@@ -33,12 +33,15 @@ cnn_tensor *cnn_jpeg_load(const char *path, cnn_image_mode mode, bool exif);
  * alignment: out says where it lies), skipping the rows above it, stopping after the rows below it
  * and leaving out the columns beside it; the pixels are the full decode's (fancy upsampling is
  * exact inside the margin). A file truncated below the rectangle is not noticed. Errors start with
- * the path; cnn_jpeg_open returns NULL, cnn_jpeg_read8 -1. */
+ * the path; cnn_jpeg_open returns NULL, cnn_jpeg_read8 -1. cnn_jpeg_close(NULL) is a no-op.
+ * Ownership: cnn_jpeg_open returns a new reader, which the caller closes with cnn_jpeg_close;
+ * cnn_jpeg_read8 fills *out with bytes from malloc, which the caller frees with cnn_image8_free;
+ * path borrowed. */
 typedef struct cnn_jpeg_reader cnn_jpeg_reader;
 cnn_jpeg_reader *cnn_jpeg_open(const char *path, bool exif);
 void cnn_jpeg_size(const cnn_jpeg_reader *r, int64_t *h, int64_t *w);
 int cnn_jpeg_read8(cnn_jpeg_reader *r, cnn_image_mode mode, const int64_t *window, cnn_image8 *out);
-void cnn_jpeg_close(cnn_jpeg_reader *r); /* NULL is a no-op */
+void cnn_jpeg_close(cnn_jpeg_reader *r);
 
 /** Writes a baseline JPEG (libjpeg's defaults: 4:2:0 chroma for colour, as PIL saves) from a
  * float32 tensor of shape (H, W), (1, H, W) or (3, H, W), values clamped to [0, 1] and stored as

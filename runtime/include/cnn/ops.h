@@ -1,4 +1,4 @@
-/** The differentiable tensor ops: each runs its kernel and, when grad mode is on and an input
+/** The differentiable tensor ops. Each runs its kernel and, when grad mode is on and an input
  * requires grad, records an autograd node whose backward sits beside the forward in ops_*.c.
  * This is the layer the bindings call, and the one to call from C for anything that may need a
  * gradient. Dims and indices are 0-based (negative wrap, -1 = last). Functions returning

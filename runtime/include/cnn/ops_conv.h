@@ -1,6 +1,6 @@
-/** Differentiable convolution and pooling (the layer the bindings call for cnn.F.conv2d and the
- * pools): each runs its kernel and, when grad mode is on and an input requires
- * grad, records a node whose backward computes only the gradients some input needs. Inputs are
+/** Differentiable convolution and pooling. Each runs its kernel and, when grad mode is on and an
+ * input requires grad, records a node whose backward computes only the gradients some input
+ * needs (the ones cnn.F.conv2d and the pools call). Inputs are
  * (N, C, H, W) or unbatched (C, H, W). Functions return a new reference, or NULL with the error set. */
 #ifndef CNN_OPS_CONV_H
 #define CNN_OPS_CONV_H

@@ -1,4 +1,4 @@
-/** Reductions over one dimension or all (dim == CNN_ALL_DIMS), with keepdim. No autograd here.
+/** Reductions without autograd, over one dimension or all (dim == CNN_ALL_DIMS), with keepdim.
  * float32 in, float32 out; SUM over int64 stays int64; MAX/MIN/ARGMAX/ARGMIN work on both.
  * Full reductions give 0-d tensors. Reducing an empty dim: SUM 0, MEAN nan, MAX is an error. */
 #ifndef CNN_REDUCE_H

@@ -1,4 +1,5 @@
-/** safetensors files (Hugging Face's format): an 8-byte little-endian header length N, N bytes of
+/** safetensors files (Hugging Face's format), read and written whole, as PyTorch checkpoints and
+ * cnnlua's use them. The layout: an 8-byte little-endian header length N, N bytes of
  * JSON mapping each tensor name to {"dtype", "shape", "data_offsets": [begin, end]} (offsets into
  * the data that follows the header) plus an optional "__metadata__" string-to-string map, then
  * the tensors' bytes, little-endian, row-major, packed with no gaps or overlaps. */

@@ -1,5 +1,5 @@
-/** Tensors, the TH model: a reference-counted storage (bytes + a version counter shared by every
- * view) and a view of it (dtype, sizes, strides and offset in elements). View functions only edit
+/** Tensors, after Torch's TH. A reference-counted storage (bytes + a version counter shared by
+ * every view) and a view of it (dtype, sizes, strides and offset in elements). View functions only edit
  * the view; nothing here records autograd history (see ops.h for the differentiable layer).
  * Dimensions and indices are 0-based in C; the bindings translate Lua's 1-based ones.
  * Functions returning cnn_tensor * return a new reference, or NULL with the error set. */

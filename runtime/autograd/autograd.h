@@ -1,0 +1,75 @@
+/* The autograd engine's inside (its public face is cnn/autograd.h): a dynamic tape, as in PyTorch.
+ * Differentiable ops (ops.h) record a node per call while grad mode is on and some input requires
+ * grad, through cnn_ag_record. A node owns its saved tensors
+ * (stored as aliases without history, so an op saving its own output makes no cycle) and edges to
+ * the nodes or leaves its inputs came from. backward() sorts the reachable nodes iteratively,
+ * runs each once with its summed output gradients and accumulates into leaves' .grad. */
+#ifndef CNN_AUTOGRAD_ENGINE_H
+#define CNN_AUTOGRAD_ENGINE_H
+
+#include "cnn/autograd.h"
+#include "cnn/tensor.h"
+
+typedef struct cnn_node cnn_node;
+
+/* Where one input's gradient goes: the node that produced it (and which of its outputs), or the
+ * leaf that accumulates it, or neither (the input needs no gradient). The input's shape is kept
+ * so the engine can sum a broadcast gradient back to it. */
+typedef struct cnn_edge {
+  cnn_node *node; /* owned */
+  int output_nr;
+  cnn_tensor *leaf; /* owned */
+  cnn_dtype dtype;
+  int ndim;
+  int64_t size[CNN_MAX_DIMS];
+} cnn_edge;
+
+/* grad_out[n_outputs] (NULL for an output nobody used: treat as zeros); fills grad_in[n_inputs]
+ * with new references (NULL = no gradient). Only inputs with cnn_node_needs_grad need one.
+ * A grad_in may have the broadcast shape of the forward; the engine sums it to the input's. */
+typedef int (*cnn_backward_fn)(cnn_node *node, cnn_tensor *const *grad_out, cnn_tensor **grad_in);
+
+#define CNN_NODE_MAX_ARGS 8
+
+struct cnn_node {
+  int refcount;
+  const char *name; /* e.g. "MulBackward"; static storage */
+  cnn_backward_fn backward;
+  int n_inputs, n_outputs;
+  cnn_edge *edges; /* n_inputs */
+  int n_saved;
+  cnn_tensor **saved; /* aliases; NULL after release */
+  uint64_t *saved_version;
+  double args[CNN_NODE_MAX_ARGS]; /* op parameters (dims, scalars) */
+  int64_t iargs[CNN_NODE_MAX_ARGS];
+  int out_ndim[4]; /* shapes of the first outputs, for ops that need them */
+  int64_t out_size[4][CNN_MAX_DIMS];
+  void *ctx; /* op-specific state; freed with ctx_free */
+  void (*ctx_free)(void *ctx);
+  bool released; /* saved state freed by a backward without retain_graph */
+  int topo;      /* scratch for the engine */
+};
+
+/* Creates a node with n_inputs edges taken from inputs (NULL entries allowed) and n_outputs. New
+ * reference. Returns NULL with the error set only on allocation failure. */
+cnn_node *cnn_ag_node_new(const char *name, cnn_backward_fn fn, int n_inputs, const cnn_tensor *const *inputs,
+                          int n_outputs);
+cnn_node *cnn_ag_node_retain(cnn_node *n);
+void cnn_ag_node_release(cnn_node *n);
+bool cnn_node_needs_grad(const cnn_node *n, int input);
+/* Saves tensors (aliases + versions). Returns 0 or -1. */
+int cnn_ag_save(cnn_node *n, int count, const cnn_tensor *const *ts);
+/* The k-th saved tensor, checked: -1 with "a tensor needed for gradient computation was modified
+ * by an in-place operation (version V, saved at version S)" or "backward through a graph that was
+ * already freed" errors. */
+int cnn_ag_saved(cnn_node *n, int k, cnn_tensor **out);
+/* Makes out the output_nr-th output of n: sets grad_fn (retained) and requires_grad. */
+void cnn_ag_set_output(cnn_tensor *out, cnn_node *n, int output_nr);
+
+/* True when grad mode is on and any of the n inputs (NULLs allowed) requires grad. */
+bool cnn_ag_any_requires(int n, const cnn_tensor *const *inputs);
+/* Records out as output 0 of a new node over inputs, saving `saves`. Returns the node (owned by
+ * out, for the caller to fill args) or NULL with the error set; out is untouched on failure. */
+cnn_node *cnn_ag_record(cnn_tensor *out, const char *name, cnn_backward_fn fn, int n_inputs,
+                        const cnn_tensor *const *inputs, int n_saves, const cnn_tensor *const *saves);
+#endif
