@@ -372,7 +372,10 @@ int cnn_ew_unary_(cnn_unop op, cnn_tensor *x, double p0, double p1) {
   return unary_run(&c, x, x);
 }
 
-/* ---- a += alpha * b ---- */
+/* ---- a += alpha * b ----
+ * One fused multiply-add per value (alpha * b is not rounded on its own), as PyTorch's add_ with
+ * alpha computes it: where a and alpha * b nearly cancel, the separately rounded product would
+ * keep its rounding error in the result. */
 
 typedef struct axpy_ctx {
   float f;
@@ -387,11 +390,14 @@ static void axpy_f32(void *vctx, int64_t n, char **p, const int64_t *step) {
     if (al == 1.0f) {
       for (int64_t i = 0; i < n; i++) o[i] += b[i];
     } else {
-      for (int64_t i = 0; i < n; i++) o[i] += al * b[i];
+      for (int64_t i = 0; i < n; i++) o[i] = fmaf(al, b[i], o[i]);
     }
     return;
   }
-  for (int64_t i = 0; i < n; i++) *(float *)(p[0] + i * step[0]) += al * *(const float *)(p[1] + i * step[1]);
+  for (int64_t i = 0; i < n; i++) {
+    float *o = (float *)(p[0] + i * step[0]);
+    *o = fmaf(al, *(const float *)(p[1] + i * step[1]), *o);
+  }
 }
 
 static void axpy_i64(void *vctx, int64_t n, char **p, const int64_t *step) {

@@ -174,6 +174,23 @@ describe("in-place ops", function()
     H.assert_tensor(t, { { 2, 4, 6 }, { -1, -2, -3 } })
   end)
 
+  it("add_ with alpha rounds once: alpha * other is fused into the sum, as PyTorch's", function()
+    -- a and 1.5 * b nearly cancel: the product rounded on its own would leave its error behind
+    local a = cnn.tensor({ 0.1, 1 / 3, 0.7 })
+    local b = cnn.tensor({ 0.1 / 1.5, (1 / 3) / 1.5, 0.7 / 1.5 })
+    local strided = cnn.zeros(3, 2):select(2, 1) -- the same values through a strided view
+    strided:copy_(a)
+    local contiguous = a:clone():add_(b, -1.5)
+    strided:add_(b, -1.5)
+    for i = 1, 3 do
+      -- a + -1.5 * b is exact in double (24 + 2 significant bits), then rounded once to float32
+      local want = string.unpack("<f", string.pack("<f", a[i] - 1.5 * b[i]))
+      assert.are.equal(want, contiguous[i])
+      assert.are.equal(want, strided[i])
+    end
+    assert.are_not.equal(0, contiguous[2]) -- the unfused float32 product gives exactly 0 here
+  end)
+
   it("fill_ and zero_ overwrite every element", function()
     local t = cnn.empty(2, 2)
     t:fill_(3.5)
