@@ -192,6 +192,10 @@ static void class_inputs_free(class_inputs *ci) {
   cnn_tensor_release(ci->weight);
 }
 
+/* A loss's mean as PyTorch takes it: the float32 sum divided in float32 by the count (or the total
+ * weight), so a sum past float32's range gives inf even when the mean would fit. */
+static double float32_mean(double sum, double denom) { return (double)((float)sum / (float)denom); }
+
 /* Per-item losses (labels' shape) reduced as asked: consumes loss, returns a new reference. */
 static cnn_tensor *reduce_items(cnn_tensor *loss, cnn_reduction r, double denom) {
   if (r == CNN_REDUCTION_NONE) return loss;
@@ -199,7 +203,7 @@ static cnn_tensor *reduce_items(cnn_tensor *loss, cnn_reduction r, double denom)
   double s = 0;
   for (int64_t i = 0, n = cnn_tensor_numel(loss); i < n; i++) s += l[i];
   cnn_tensor_release(loss);
-  return cnn_tensor_scalar(CNN_FLOAT32, r == CNN_REDUCTION_MEAN ? s / denom : s);
+  return cnn_tensor_scalar(CNN_FLOAT32, r == CNN_REDUCTION_MEAN ? float32_mean(s, denom) : s);
 }
 
 /* The gradient of each item's loss from the output gradient: one per item ("none") or one
@@ -396,7 +400,7 @@ cnn_tensor *cnn_op_mse_loss(const cnn_tensor *a, const cnn_tensor *b, cnn_reduct
   } else {
     double s;
     cnn_loss_mse_forward(cnn_tensor_f32(ac), cnn_tensor_f32(bc), count, NULL, &s);
-    out = cnn_tensor_scalar(CNN_FLOAT32, r == CNN_REDUCTION_MEAN ? s / (double)count : s);
+    out = cnn_tensor_scalar(CNN_FLOAT32, r == CNN_REDUCTION_MEAN ? float32_mean(s, (double)count) : s);
   }
   if (!out) goto done;
   const cnn_tensor *in[2] = {a, b}, *saves[2] = {ac, bc};

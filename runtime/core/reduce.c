@@ -178,7 +178,8 @@ static bool two_pass(fop op) { return op == F_VAR || op == F_STD; }
 
 static double finish(fop op, double v, int64_t r, int correction) {
   switch (op) {
-  case F_MEAN: return r > 0 ? v / (double)r : NAN;
+  /* PyTorch's mean: the float32 sum divided in float32 (inf when the sum passes float32's range) */
+  case F_MEAN: return r > 0 ? (double)((float)v / (float)r) : NAN;
   case F_VAR: return r - correction > 0 ? v / (double)(r - correction) : NAN;
   case F_STD: return r - correction > 0 ? sqrt(v / (double)(r - correction)) : NAN;
   default: return v;

@@ -208,6 +208,18 @@ describe("reductions at PyTorch's edges", function()
     H.assert_tensor(z.grad, { 0.5, 0, 0.5 })
   end)
 
+  it("take mean as the float32 sum divided by the count, so a sum past float32's range gives inf", function()
+    -- PyTorch's mean: 3e38 + 3e38 overflows float32 before the division by 2
+    local x = cnn.tensor({ 3e38, 3e38 })
+    assert.are.equal(math.huge, x:mean():item())
+    assert.are.equal(math.huge, x:view(1, 2):mean(2)[1])
+    assert.are.equal(math.huge, x:view(2, 1):mean(1)[1])
+    H.assert_tensor(cnn.tensor({ 3e38, -3e38, 1 }):mean(), 1 / 3, { rtol = 1e-6 }) -- the sum fits
+    assert.are.equal(math.huge, cnn.F.mse_loss(cnn.full({ 58 }, 8.13e18), cnn.zeros(58)):item())
+    local labels = cnn.tensor({ 1, 1 }, { dtype = "int64" })
+    assert.are.equal(math.huge, cnn.F.nll_loss(cnn.tensor({ { -3e38 }, { -3e38 } }), labels):item())
+  end)
+
   it("take std's root before rounding to float32, so a std past the variance's range is finite", function()
     -- {-3e20, 3e20}: variance 1.8e41 overflows float32, std sqrt(1.8e41) = 4.2426e20 does not
     local x = cnn.tensor({ -3e20, 3e20 })
