@@ -36,9 +36,30 @@ static int m_sub(lua_State *L) { return binary(L, CNN_SUB, "sub"); }
 /** t:mul(other) -> Tensor
  * t * other, elementwise (broadcasting; also `t * other`); see t:matmul for matrix products. */
 static int m_mul(lua_State *L) { return binary(L, CNN_MUL, "mul"); }
+/* number / t as PyTorch's Python operator computes it: t.reciprocal() * number. The two roundings,
+ * and the gradient through 1 / t (NaN where number is 0 and 1 / t^2 overflows), are PyTorch's. */
+static int rdiv(lua_State *L) {
+  lua_settop(L, 2);
+  cnn_dtype dt = int_dtype(L, 1, 2);
+  lcnn_anchor_number(L, 1, "div", dt);
+  lua_pushinteger(L, 1);
+  lcnn_anchor_number(L, 3, "div", dt);
+  cnn_tensor *s = lcnn_operand(L, 1, "div", dt), *one = lcnn_operand(L, 3, "div", dt);
+  cnn_tensor *b = lcnn_check(L, 2, "div");
+  cnn_tensor *rec = cnn_op_binary(CNN_DIV, one, b);
+  cnn_tensor *r = rec ? cnn_op_binary(CNN_MUL, rec, s) : NULL;
+  cnn_tensor_release(rec);
+  lcnn_push(L, r, "div");
+  return 1;
+}
+
 /** t:div(other) -> Tensor
- * t / other, elementwise (broadcasting; also `t / other`); always float32. */
-static int m_div(lua_State *L) { return binary(L, CNN_DIV, "div"); }
+ * t / other, elementwise (broadcasting; also `t / other`); always float32.
+ * `number / t` is (1 / t) * number, as PyTorch computes it (its roundings and gradient). */
+static int m_div(lua_State *L) {
+  if (lua_type(L, 1) == LUA_TNUMBER && lcnn_test(L, 2)) return rdiv(L);
+  return binary(L, CNN_DIV, "div");
+}
 /** t:eq(other) -> Tensor
  * 1 where t == other, else 0, as float32 (broadcasting). */
 static int m_eq(lua_State *L) { return binary(L, CNN_EQ, "eq"); }

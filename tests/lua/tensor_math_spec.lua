@@ -156,6 +156,28 @@ describe("comparisons", function()
   end)
 end)
 
+describe("a number divided by a tensor", function()
+  it("is (1 / t) * number, as PyTorch's operator: its roundings and its gradient", function()
+    local f32 = function(v) return string.unpack("<f", string.pack("<f", v)) end
+    local x = cnn.tensor({ 3, 6 })
+    local y = 0.3 / x
+    -- 1/3 rounded to float32, times 0.3 rounded to float32, rounded again (0.3 / 3 gives 0.1 rounded once)
+    assert.are.equal(f32(f32(1 / 3) * f32(0.3)), y[1])
+    assert.are.equal(f32(f32(1 / 6) * f32(0.3)), y[2])
+    assert.are_not.equal(f32(f32(0.3) / 3), y[1])
+    assert.are.equal("float32", (2 / cnn.tensor({ 4 }, { dtype = "int64" })):dtype())
+    H.assert_tensor(2 / cnn.tensor({ 4 }, { dtype = "int64" }), { 0.5 })
+    -- 0 / x: the gradient runs through 1 / x, whose own gradient -1 / x^2 overflows for a tiny x:
+    -- 0 * inf is NaN, as in PyTorch (x = 2 gives -0)
+    local t = cnn.tensor({ -6.8e-36, 2 }):requires_grad_()
+    local z = 0 / t
+    z:sum():backward()
+    assert.is_true(t.grad[1] ~= t.grad[1])
+    assert.are.equal(0, t.grad[2])
+    H.assert_tensor(cnn.F.relu(z), { 0, 0 })
+  end)
+end)
+
 describe("in-place ops", function()
   it("add_ and mul_ modify the tensor and return it for chaining", function()
     local t = cnn.tensor({ 1, 2, 3 })
