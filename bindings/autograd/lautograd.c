@@ -3,7 +3,9 @@
  * reference to that function; it runs on the Lua thread that called backward. */
 #include "lcnn.h"
 
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "autograd/autograd.h"
 #include "cnn/error.h"
@@ -91,21 +93,28 @@ static int a_is_grad_enabled(lua_State *L) {
 
 /* ---- Lua-defined functions ---- */
 
-typedef struct {
+/* A Function node's state: its Lua backward and the shape of every output, for the zeros an unused
+ * output's gradient becomes. */
+typedef struct lua_fn_state {
   lua_State *main; /* for unref when freed */
   int fn_ref;      /* the Lua backward closure: grads... -> grads per input */
   bool running;    /* inside the closure: a backward it starts must not come back here */
-} lua_fn_ctx;
+  int out_ndim[CNN_AG_MAX_OUTPUTS];
+  int64_t out_size[CNN_AG_MAX_OUTPUTS][CNN_MAX_DIMS];
+  char name[96]; /* the node's name, kept here: it outlives the Lua string (truncated if longer) */
+} lua_fn_state;
 
 static void lua_fn_free(void *p) {
-  lua_fn_ctx *c = p;
+  lua_fn_state *c = p;
   luaL_unref(c->main, LUA_REGISTRYINDEX, c->fn_ref);
-  free(c);
 }
 
+static int lua_fn_backward(cnn_node *n, cnn_tensor *const *gout, cnn_tensor **gin);
+static const cnn_ag_op lua_fn_op = {"FunctionBackward", lua_fn_backward, sizeof(lua_fn_state), lua_fn_free};
+
 static int lua_fn_backward(cnn_node *n, cnn_tensor *const *gout, cnn_tensor **gin) {
-  lua_fn_ctx *c = n->ctx;
-  if (!c)
+  lua_fn_state *c = cnn_ag_state(n);
+  if (n->released)
     return cnn_error_set("trying to backward through the graph a second time (%s); its saved state was "
                          "freed: pass {retain_graph=true} to the first backward",
                          n->name);
@@ -118,7 +127,7 @@ static int lua_fn_backward(cnn_node *n, cnn_tensor *const *gout, cnn_tensor **gi
   for (int k = 0; k < n->n_outputs; k++) {
     /* an output nobody used gets zeros of its shape, as PyTorch materialises them */
     cnn_tensor *g = gout[k] ? cnn_tensor_retain(gout[k])
-                            : cnn_tensor_zeros(CNN_FLOAT32, n->out_ndim[k < 4 ? k : 0], n->out_size[k < 4 ? k : 0]);
+                            : cnn_tensor_zeros(CNN_FLOAT32, c->out_ndim[k], c->out_size[k]);
     if (!g) {
       lua_settop(L, top);
       return -1;
@@ -129,8 +138,7 @@ static int lua_fn_backward(cnn_node *n, cnn_tensor *const *gout, cnn_tensor **gi
   }
   c->running = true;
   int status = lua_pcall(L, n->n_outputs, n->n_inputs, 0);
-  /* a backward started inside may have released the node's state (and c): look again */
-  if (n->ctx) ((lua_fn_ctx *)n->ctx)->running = false;
+  c->running = false; /* the node (and c in it) lives on: the engine holds it through its backward */
   if (status != LUA_OK) {
     const char *m = lua_tostring(L, -1);
     cnn_error_set("in the backward of a cnn.autograd.Function: %s", m ? m : "(error object is not a string)");
@@ -172,14 +180,15 @@ static int a_function_record(lua_State *L) {
   luaL_checktype(L, 3, LUA_TTABLE);
   luaL_checktype(L, 4, LUA_TFUNCTION);
   int n_out = (int)luaL_len(L, 2), n_in = (int)luaL_len(L, 3);
-  if (n_out < 1 || n_out > 8) return lcnn_error(L, "Function", "forward must return 1 to 8 tensors, got %d", n_out);
+  if (n_out < 1 || n_out > CNN_AG_MAX_OUTPUTS)
+    return lcnn_error(L, "Function", "forward must return 1 to %d tensors, got %d", CNN_AG_MAX_OUTPUTS, n_out);
   if (n_in > 64) return lcnn_error(L, "Function", "at most 64 tensor inputs");
   lua_settop(L, 4);
   luaL_checkstack(L, n_in + n_out + 2, "Function");
   for (int i = 0; i < n_in; i++) lua_geti(L, 3, i + 1);
   for (int k = 0; k < n_out; k++) lua_geti(L, 2, k + 1);
   const cnn_tensor *ins[64];
-  cnn_tensor *outs[8];
+  cnn_tensor *outs[CNN_AG_MAX_OUTPUTS];
   for (int i = 0; i < n_in; i++) ins[i] = lua_isnil(L, 5 + i) ? NULL : lcnn_check(L, 5 + i, "Function");
   for (int k = 0; k < n_out; k++) {
     outs[k] = lcnn_check(L, 5 + n_in + k, "Function");
@@ -197,21 +206,19 @@ static int a_function_record(lua_State *L) {
   bool live = true;
   for (int i = 0; i < n_in; i++) live = live && (lua_isnil(L, 5 + i) || (ins[i] = lcnn_test(L, 5 + i)));
   for (int k = 0; k < n_out; k++) live = live && (outs[k] = lcnn_test(L, 5 + n_in + k));
-  lua_fn_ctx *c = live ? malloc(sizeof *c) : NULL;
-  cnn_node *node = c ? cnn_ag_node_new(name, lua_fn_backward, n_in, ins, n_out) : NULL;
+  cnn_node *node = live ? cnn_ag_node_new(&lua_fn_op, n_in, ins, n_out) : NULL;
   if (!node) {
-    free(c);
     luaL_unref(L, LUA_REGISTRYINDEX, ref);
     return lcnn_error(L, "Function", "%s", live ? "out of memory" : "a tensor was closed while recording");
   }
+  lua_fn_state *c = cnn_ag_state(node); /* zeroed: running is false */
+  snprintf(c->name, sizeof c->name, "%s", name);
+  node->name = c->name;
   c->main = main;
   c->fn_ref = ref;
-  c->running = false;
-  node->ctx = c;
-  node->ctx_free = lua_fn_free;
-  for (int k = 0; k < n_out && k < 4; k++) {
-    node->out_ndim[k] = outs[k]->ndim;
-    for (int d = 0; d < outs[k]->ndim; d++) node->out_size[k][d] = outs[k]->size[d];
+  for (int k = 0; k < n_out; k++) {
+    c->out_ndim[k] = outs[k]->ndim;
+    memcpy(c->out_size[k], outs[k]->size, sizeof c->out_size[k]);
   }
   for (int k = 0; k < n_out; k++) cnn_ag_set_output(outs[k], node, k);
   cnn_ag_node_release(node);

@@ -35,10 +35,9 @@ bool cnn_ag_is_enabled(void) { return !grad_disabled; }
 
 bool cnn_ag_requires(const cnn_tensor *t) { return !grad_disabled && t && t->requires_grad; }
 
-cnn_node *cnn_ag_node_new(const char *name, cnn_backward_fn fn, int n_inputs, const cnn_tensor *const *inputs,
-                          int n_outputs) {
+cnn_node *cnn_ag_node_new(const cnn_ag_op *op, int n_inputs, const cnn_tensor *const *inputs, int n_outputs) {
   pthread_once(&hooks_once, install_hooks);
-  cnn_node *n = calloc(1, sizeof *n);
+  cnn_node *n = calloc(1, sizeof *n + op->state_size);
   cnn_edge *edges = calloc(n_inputs > 0 ? (size_t)n_inputs : 1, sizeof *edges);
   if (!n || !edges) {
     free(n);
@@ -47,8 +46,8 @@ cnn_node *cnn_ag_node_new(const char *name, cnn_backward_fn fn, int n_inputs, co
     return NULL;
   }
   n->refcount = 1;
-  n->name = name;
-  n->backward = fn;
+  n->name = op->name;
+  n->op = op;
   n->n_inputs = n_inputs;
   n->n_outputs = n_outputs;
   n->edges = edges;
@@ -80,8 +79,8 @@ static void release_saved(cnn_node *n) {
     cnn_tensor_release(n->saved[k]);
     n->saved[k] = NULL;
   }
-  if (n->ctx_free && n->ctx) n->ctx_free(n->ctx);
-  n->ctx = NULL;
+  if (!n->released && n->op->free_state) n->op->free_state(n->state);
+  n->released = true;
 }
 
 /* Releasing a long chain's head must not recurse once per node: nodes whose count drops to zero
@@ -178,7 +177,7 @@ typedef struct {
   int n, cap;
 } graph;
 
-#define MAX_OUT 8
+#define MAX_OUT CNN_AG_MAX_OUTPUTS
 
 static int graph_add(graph *g, cnn_node *node) {
   if (g->n == g->cap) {
@@ -403,15 +402,12 @@ int cnn_ag_backward(int n_roots, cnn_tensor *const *roots, cnn_tensor *const *se
       goto done;
     }
     memset(gin, 0, sizeof(cnn_tensor *) * (size_t)node->n_inputs);
-    int brc = node->backward(node, gout, gin);
+    int brc = node->op->backward(node, gout, gin);
     for (int k = 0; k < node->n_outputs && k < MAX_OUT; k++) {
       cnn_tensor_release(gout[k]);
       gout[k] = NULL;
     }
-    if (!retain_graph) {
-      release_saved(node);
-      node->released = true;
-    }
+    if (!retain_graph) release_saved(node);
     for (int i = 0; i < node->n_inputs; i++) {
       cnn_edge *e = &node->edges[i];
       cnn_tensor *gi = gin[i];
@@ -452,15 +448,18 @@ bool cnn_ag_any_requires(int n, const cnn_tensor *const *inputs) {
   return false;
 }
 
-cnn_node *cnn_ag_record(cnn_tensor *out, const char *name, cnn_backward_fn fn, int n_inputs,
-                        const cnn_tensor *const *inputs, int n_saves, const cnn_tensor *const *saves) {
-  cnn_node *node = cnn_ag_node_new(name, fn, n_inputs, inputs, 1);
-  if (!node) return NULL;
-  if (n_saves && cnn_ag_save(node, n_saves, saves)) {
-    cnn_ag_node_release(node);
-    return NULL;
+int cnn_ag_record(cnn_tensor *out, const cnn_ag_op *op, const void *state, int n_inputs,
+                  const cnn_tensor *const *inputs, int n_saves, const cnn_tensor *const *saves) {
+  if (!out) return -1;
+  if (!cnn_ag_any_requires(n_inputs, inputs)) return 0;
+  cnn_node *n = cnn_ag_node_new(op, n_inputs, inputs, 1);
+  if (!n || (n_saves && cnn_ag_save(n, n_saves, saves))) {
+    cnn_ag_node_release(n);
+    cnn_tensor_release(out);
+    return -1;
   }
-  cnn_ag_set_output(out, node, 0);
-  cnn_ag_node_release(node);
-  return node;
+  if (op->state_size) memcpy(n->state, state, op->state_size);
+  cnn_ag_set_output(out, n, 0);
+  cnn_ag_node_release(n); /* out holds it */
+  return 0;
 }

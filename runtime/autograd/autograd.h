@@ -7,6 +7,8 @@
 #ifndef CNN_AUTOGRAD_ENGINE_H
 #define CNN_AUTOGRAD_ENGINE_H
 
+#include <stddef.h>
+
 #include "cnn/autograd.h"
 #include "cnn/tensor.h"
 
@@ -29,31 +31,40 @@ typedef struct cnn_edge {
  * A grad_in may have the broadcast shape of the forward; the engine sums it to the input's. */
 typedef int (*cnn_backward_fn)(cnn_node *node, cnn_tensor *const *grad_out, cnn_tensor **grad_in);
 
-#define CNN_NODE_MAX_ARGS 8
+/* Outputs of one node at most (cnn.autograd.Function's limit too). */
+#define CNN_AG_MAX_OUTPUTS 8
+
+/* An op as the engine knows it: its nodes' name and backward, and the size of the typed state the
+ * op keeps in each node for its backward (a struct of the op's own, defined beside the backward;
+ * 0 for none). free_state releases what that state holds (NULL when it is plain data); it runs
+ * once, when the node's saved tensors are freed. */
+typedef struct cnn_ag_op {
+  const char *name; /* e.g. "MulBackward"; static storage */
+  cnn_backward_fn backward;
+  size_t state_size;
+  void (*free_state)(void *state);
+} cnn_ag_op;
 
 struct cnn_node {
   int refcount;
-  const char *name; /* e.g. "MulBackward"; static storage */
-  cnn_backward_fn backward;
+  const char *name; /* op->name, or the name of a cnn.autograd.Function */
+  const cnn_ag_op *op;
   int n_inputs, n_outputs;
   cnn_edge *edges; /* n_inputs */
   int n_saved;
   cnn_tensor **saved; /* aliases; NULL after release */
   uint64_t *saved_version;
-  double args[CNN_NODE_MAX_ARGS]; /* op parameters (dims, scalars) */
-  int64_t iargs[CNN_NODE_MAX_ARGS];
-  int out_ndim[4]; /* shapes of the first outputs, for ops that need them */
-  int64_t out_size[4][CNN_MAX_DIMS];
-  void *ctx; /* op-specific state; freed with ctx_free */
-  void (*ctx_free)(void *ctx);
-  bool released; /* saved state freed by a backward without retain_graph */
-  int topo;      /* scratch for the engine */
+  bool released;                               /* saved state freed by a backward without retain_graph */
+  int topo;                                    /* scratch for the engine */
+  _Alignas(max_align_t) unsigned char state[]; /* op->state_size bytes, zeroed at creation */
 };
 
-/* Creates a node with n_inputs edges taken from inputs (NULL entries allowed) and n_outputs. New
- * reference. Returns NULL with the error set only on allocation failure. */
-cnn_node *cnn_ag_node_new(const char *name, cnn_backward_fn fn, int n_inputs, const cnn_tensor *const *inputs,
-                          int n_outputs);
+/* Creates a node of op with n_inputs edges taken from inputs (NULL entries allowed), n_outputs
+ * (1..CNN_AG_MAX_OUTPUTS) and op's state zeroed. New reference. Returns NULL with the error set only
+ * on allocation failure. */
+cnn_node *cnn_ag_node_new(const cnn_ag_op *op, int n_inputs, const cnn_tensor *const *inputs, int n_outputs);
+/* The node's typed state (op->state_size bytes), or NULL for a NULL node. */
+static inline void *cnn_ag_state(cnn_node *n) { return n ? (void *)n->state : NULL; }
 cnn_node *cnn_ag_node_retain(cnn_node *n);
 void cnn_ag_node_release(cnn_node *n);
 bool cnn_node_needs_grad(const cnn_node *n, int input);
@@ -68,8 +79,11 @@ void cnn_ag_set_output(cnn_tensor *out, cnn_node *n, int output_nr);
 
 /* True when grad mode is on and any of the n inputs (NULLs allowed) requires grad. */
 bool cnn_ag_any_requires(int n, const cnn_tensor *const *inputs);
-/* Records out as output 0 of a new node over inputs, saving `saves`. Returns the node (owned by
- * out, for the caller to fill args) or NULL with the error set; out is untouched on failure. */
-cnn_node *cnn_ag_record(cnn_tensor *out, const char *name, cnn_backward_fn fn, int n_inputs,
-                        const cnn_tensor *const *inputs, int n_saves, const cnn_tensor *const *saves);
+/* The one way a differentiable op records itself. out is the op's result, or NULL when computing it
+ * failed (the error is set). When grad mode is on and some input requires grad, out becomes output
+ * 0 of a new node of op over inputs, which saves `saves` (NULL entries allowed) and keeps a copy of
+ * *state (op->state_size bytes; state may be NULL when that is 0); otherwise out is left as it is.
+ * Returns 0, or -1 with the error set and out released: `return cnn_ag_record(...) ? NULL : out;` */
+int cnn_ag_record(cnn_tensor *out, const cnn_ag_op *op, const void *state, int n_inputs,
+                  const cnn_tensor *const *inputs, int n_saves, const cnn_tensor *const *saves);
 #endif

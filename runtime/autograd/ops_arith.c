@@ -11,27 +11,30 @@
 
 static bool is_comparison(cnn_binop op) { return op >= CNN_EQ; }
 
-static const char *binop_name(cnn_binop op) {
-  switch (op) {
-  case CNN_ADD: return "AddBackward";
-  case CNN_SUB: return "SubBackward";
-  case CNN_MUL: return "MulBackward";
-  case CNN_DIV: return "DivBackward";
-  case CNN_POW: return "PowBackward";
-  case CNN_MAXIMUM: return "MaximumBackward";
-  case CNN_MINIMUM: return "MinimumBackward";
-  default: return "CompareBackward";
-  }
-}
+typedef struct binary_state {
+  cnn_binop op;
+} binary_state;
 
-/* saved: a, b, out; iargs[0] = op */
+static int binary_backward(cnn_node *n, cnn_tensor *const *gout, cnn_tensor **gin);
+
+#define BINARY_OP(name) \
+  { name, binary_backward, sizeof(binary_state), NULL }
+static const cnn_ag_op binary_ops[] = {
+    [CNN_ADD] = BINARY_OP("AddBackward"),         [CNN_SUB] = BINARY_OP("SubBackward"),
+    [CNN_MUL] = BINARY_OP("MulBackward"),         [CNN_DIV] = BINARY_OP("DivBackward"),
+    [CNN_POW] = BINARY_OP("PowBackward"),         [CNN_MAXIMUM] = BINARY_OP("MaximumBackward"),
+    [CNN_MINIMUM] = BINARY_OP("MinimumBackward"),
+};
+
+/* saved: a, b, out (each only when the formula for a needed gradient reads it) */
 static int binary_backward(cnn_node *n, cnn_tensor *const *gout, cnn_tensor **gin) {
   cnn_tensor *a, *b, *out, *g = gout[0];
   if (!g || cnn_ag_saved(n, 0, &a) || cnn_ag_saved(n, 1, &b) || cnn_ag_saved(n, 2, &out)) return g ? -1 : 0;
   scratch s = {0};
   bool na = cnn_node_needs_grad(n, 0), nb = cnn_node_needs_grad(n, 1);
   cnn_tensor *ga = NULL, *gb = NULL;
-  switch ((cnn_binop)n->iargs[0]) {
+  const binary_state *st = cnn_ag_state(n);
+  switch (st->op) {
   case CNN_ADD: ga = g, gb = g; break;
   case CNN_SUB: ga = g, gb = nb ? sc_un(&s, CNN_NEG, g, 0, 0) : NULL; break;
   case CNN_MUL:
@@ -59,7 +62,7 @@ static int binary_backward(cnn_node *n, cnn_tensor *const *gout, cnn_tensor **gi
   case CNN_MINIMUM: {
     /* PyTorch's: g (g / 2 on ties) to each side, except the side that lost: so where a NaN is
      * involved (no side lost) both sides get all of g */
-    cnn_binop lose = n->iargs[0] == CNN_MAXIMUM ? CNN_LT : CNN_GT;
+    cnn_binop lose = st->op == CNN_MAXIMUM ? CNN_LT : CNN_GT;
     cnn_tensor *zero = sc_scalar(&s, 0);
     cnn_tensor *gh = sc_where(&s, sc_bin(&s, CNN_EQ, a, b), sc_un(&s, CNN_MUL_SCALAR, g, 0.5, 0), g);
     ga = na ? sc_where(&s, sc_bin(&s, lose, a, b), zero, gh) : NULL;
@@ -77,43 +80,36 @@ static int binary_backward(cnn_node *n, cnn_tensor *const *gout, cnn_tensor **gi
 
 cnn_tensor *cnn_op_binary(cnn_binop op, const cnn_tensor *a, const cnn_tensor *b) {
   const cnn_tensor *in[2] = {a, b};
-  bool record = !is_comparison(op) && cnn_ag_any_requires(2, in);
   cnn_tensor *out = cnn_ew_binary(op, a, b);
-  if (!out || !record) return out;
+  if (!out || is_comparison(op) || !cnn_ag_any_requires(2, in)) return out;
   /* save only what the formulas below read, so unrelated in-place writes stay legal */
   bool na = cnn_ag_requires(a), nb = cnn_ag_requires(b);
   bool keep_a = (op == CNN_MUL && nb) || op == CNN_POW || op == CNN_MAXIMUM || op == CNN_MINIMUM;
   bool keep_b = (op == CNN_MUL && na) || op == CNN_DIV || op == CNN_POW || op == CNN_MAXIMUM || op == CNN_MINIMUM;
   bool keep_out = (op == CNN_DIV && nb) || (op == CNN_POW && nb);
   const cnn_tensor *saves[3] = {keep_a ? a : NULL, keep_b ? b : NULL, keep_out ? out : NULL};
-  cnn_node *n = cnn_ag_record(out, binop_name(op), binary_backward, 2, in, 3, saves);
-  if (!n) {
-    cnn_tensor_release(out);
-    return NULL;
-  }
-  n->iargs[0] = op;
-  return out;
+  binary_state st = {op};
+  return cnn_ag_record(out, &binary_ops[op], &st, 2, in, 3, saves) ? NULL : out;
 }
 
-static const char *unop_name(cnn_unop op) {
-  switch (op) {
-  case CNN_NEG: return "NegBackward";
-  case CNN_EXP: return "ExpBackward";
-  case CNN_LOG: return "LogBackward";
-  case CNN_SQRT: return "SqrtBackward";
-  case CNN_ABS: return "AbsBackward";
-  case CNN_RELU: return "ReluBackward";
-  case CNN_SIGMOID: return "SigmoidBackward";
-  case CNN_TANH: return "TanhBackward";
-  case CNN_SIGN: return "SignBackward";
-  case CNN_CLAMP: return "ClampBackward";
-  case CNN_POW_SCALAR: return "PowBackward";
-  case CNN_RPOW_SCALAR: return "PowBackward";
-  case CNN_ADD_SCALAR: return "AddBackward";
-  case CNN_MUL_SCALAR: return "MulBackward";
-  }
-  return "UnaryBackward";
-}
+typedef struct unary_state {
+  cnn_unop op;
+  double p0, p1; /* the op's scalars (clamp's bounds, the exponent, the factor) */
+} unary_state;
+
+static int unary_backward(cnn_node *n, cnn_tensor *const *gout, cnn_tensor **gin);
+
+#define UNARY_OP(name) \
+  { name, unary_backward, sizeof(unary_state), NULL }
+static const cnn_ag_op unary_ops[] = {
+    [CNN_NEG] = UNARY_OP("NegBackward"),         [CNN_EXP] = UNARY_OP("ExpBackward"),
+    [CNN_LOG] = UNARY_OP("LogBackward"),         [CNN_SQRT] = UNARY_OP("SqrtBackward"),
+    [CNN_ABS] = UNARY_OP("AbsBackward"),         [CNN_RELU] = UNARY_OP("ReluBackward"),
+    [CNN_SIGMOID] = UNARY_OP("SigmoidBackward"), [CNN_TANH] = UNARY_OP("TanhBackward"),
+    [CNN_SIGN] = UNARY_OP("SignBackward"),       [CNN_CLAMP] = UNARY_OP("ClampBackward"),
+    [CNN_POW_SCALAR] = UNARY_OP("PowBackward"),  [CNN_RPOW_SCALAR] = UNARY_OP("PowBackward"),
+    [CNN_ADD_SCALAR] = UNARY_OP("AddBackward"),  [CNN_MUL_SCALAR] = UNARY_OP("MulBackward"),
+};
 
 typedef struct {
   const float *g, *out;
@@ -149,15 +145,16 @@ static cnn_tensor *relu_backward(const cnn_tensor *g0, const cnn_tensor *out0, b
   return r;
 }
 
-/* saved: x, out; iargs[0] = op, args = p0, p1 */
+/* saved: x, out (each only when the op's formula reads it) */
 static int unary_backward(cnn_node *n, cnn_tensor *const *gout, cnn_tensor **gin) {
   cnn_tensor *x, *out, *g = gout[0];
   if (!g) return 0;
   if (cnn_ag_saved(n, 0, &x) || cnn_ag_saved(n, 1, &out)) return -1;
-  double p0 = n->args[0], p1 = n->args[1];
+  const unary_state *st = cnn_ag_state(n);
+  const double p0 = st->p0, p1 = st->p1;
   scratch s = {0};
   cnn_tensor *r = NULL;
-  switch ((cnn_unop)n->iargs[0]) {
+  switch (st->op) {
   case CNN_NEG: r = sc_un(&s, CNN_NEG, g, 0, 0); break;
   case CNN_EXP: r = sc_bin(&s, CNN_MUL, g, out); break;
   case CNN_LOG: r = sc_bin(&s, CNN_DIV, g, x); break;
@@ -208,15 +205,8 @@ cnn_tensor *cnn_op_unary(cnn_unop op, const cnn_tensor *x, double p0, double p1)
   bool keep_out = op == CNN_EXP || op == CNN_SQRT || op == CNN_RELU || op == CNN_SIGMOID || op == CNN_TANH ||
                   op == CNN_RPOW_SCALAR;
   const cnn_tensor *saves[2] = {keep_x ? x : NULL, keep_out ? out : NULL};
-  cnn_node *n = cnn_ag_record(out, unop_name(op), unary_backward, 1, in, 2, saves);
-  if (!n) {
-    cnn_tensor_release(out);
-    return NULL;
-  }
-  n->iargs[0] = op;
-  n->args[0] = p0;
-  n->args[1] = p1;
-  return out;
+  unary_state st = {op, p0, p1};
+  return cnn_ag_record(out, &unary_ops[op], &st, 1, in, 2, saves) ? NULL : out;
 }
 
 /* ---- in place ---- */

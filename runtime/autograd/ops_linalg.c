@@ -21,12 +21,16 @@ static cnn_tensor *mm_or_matmul(scratch *s, bool mm, const cnn_tensor *a, const 
   return sc_keep(s, mm ? cnn_mm_mm(a, b) : cnn_mm_matmul(a, b));
 }
 
-/* saved: a, b; iargs[0] = 1 for mm */
+/* saved: a, b */
+typedef struct matmul_state {
+  bool mm; /* cnn.mm (2-d only) rather than matmul */
+} matmul_state;
+
 static int matmul_backward(cnn_node *n, cnn_tensor *const *gout, cnn_tensor **gin) {
   cnn_tensor *a, *b, *g = gout[0];
   if (!g) return 0;
   if (cnn_ag_saved(n, 0, &a) || cnn_ag_saved(n, 1, &b)) return -1;
-  bool mm = n->iargs[0];
+  const bool mm = ((const matmul_state *)cnn_ag_state(n))->mm;
   scratch s = {0};
   bool a1 = a->ndim == 1, b1 = b->ndim == 1;
   cnn_tensor *a2 = a1 ? sc_keep(&s, cnn_tensor_unsqueeze(a, 0)) : a;
@@ -50,21 +54,20 @@ static int matmul_backward(cnn_node *n, cnn_tensor *const *gout, cnn_tensor **gi
   return 0;
 }
 
-static cnn_tensor *record(cnn_tensor *out, const cnn_tensor *a, const cnn_tensor *b, bool mm) {
+static const cnn_ag_op matmul_op = {"MatmulBackward", matmul_backward, sizeof(matmul_state), NULL};
+static const cnn_ag_op mm_op = {"MmBackward", matmul_backward, sizeof(matmul_state), NULL};
+
+static cnn_tensor *product(cnn_tensor *out, const cnn_tensor *a, const cnn_tensor *b, bool mm) {
   const cnn_tensor *in[2] = {a, b};
-  if (!out || !cnn_ag_any_requires(2, in)) return out;
-  cnn_node *n = cnn_ag_record(out, mm ? "MmBackward" : "MatmulBackward", matmul_backward, 2, in, 2, in);
-  if (!n) {
-    cnn_tensor_release(out);
-    return NULL;
-  }
-  n->iargs[0] = mm;
-  return out;
+  matmul_state st = {mm};
+  return cnn_ag_record(out, mm ? &mm_op : &matmul_op, &st, 2, in, 2, in) ? NULL : out;
 }
 
-cnn_tensor *cnn_op_matmul(const cnn_tensor *a, const cnn_tensor *b) { return record(cnn_mm_matmul(a, b), a, b, false); }
+cnn_tensor *cnn_op_matmul(const cnn_tensor *a, const cnn_tensor *b) {
+  return product(cnn_mm_matmul(a, b), a, b, false);
+}
 
-cnn_tensor *cnn_op_mm(const cnn_tensor *a, const cnn_tensor *b) { return record(cnn_mm_mm(a, b), a, b, true); }
+cnn_tensor *cnn_op_mm(const cnn_tensor *a, const cnn_tensor *b) { return product(cnn_mm_mm(a, b), a, b, true); }
 
 /* ---- linear ---- */
 
@@ -75,13 +78,18 @@ static int64_t lead_rows(const cnn_tensor *t) {
   return m;
 }
 
-/* saved: x (when w needs grad), w (when x needs grad); inputs x, w, b */
+/* saved: x (when w needs grad), w (when x needs grad), contiguous; inputs x, w, b */
+typedef struct linear_state {
+  int64_t out, in; /* w: (out, in) */
+} linear_state;
+
 static int linear_backward(cnn_node *n, cnn_tensor *const *gout, cnn_tensor **gin) {
   cnn_tensor *x, *w, *g = gout[0];
   if (!g) return 0;
   if (cnn_ag_saved(n, 0, &x) || cnn_ag_saved(n, 1, &w)) return -1;
   bool nx = cnn_node_needs_grad(n, 0), nw = cnn_node_needs_grad(n, 1), nb = cnn_node_needs_grad(n, 2);
-  const int64_t out = n->iargs[0], in = n->iargs[1], m = lead_rows(g);
+  const linear_state *st = cnn_ag_state(n);
+  const int64_t out = st->out, in = st->in, m = lead_rows(g);
   cnn_tensor *gc = cnn_tensor_contiguous(g);
   if (!gc) return -1;
   const float *gp = cnn_tensor_f32(gc);
@@ -165,14 +173,11 @@ cnn_tensor *cnn_op_linear(const cnn_tensor *x, const cnn_tensor *w, const cnn_te
     memset(yp, 0, (size_t)(m * out) * sizeof(float));
   }
   if (in > 0) cnn_gemm(false, true, m, out, in, 1, cnn_tensor_f32(xc), in, cnn_tensor_f32(wc), in, bc ? 1 : 0, yp, out);
-  const cnn_tensor *inputs[3] = {x, w, b};
-  if (cnn_ag_any_requires(3, inputs)) {
-    /* save the contiguous copies: backward reads them as plain matrices */
-    const cnn_tensor *saves[2] = {cnn_ag_requires(w) ? xc : NULL, cnn_ag_requires(x) ? wc : NULL};
-    cnn_node *node = cnn_ag_record(y, "LinearBackward", linear_backward, 3, inputs, 2, saves);
-    if (!node) goto fail;
-    node->iargs[0] = out, node->iargs[1] = in;
-  }
+  /* save the contiguous copies: backward reads them as plain matrices */
+  const cnn_tensor *inputs[3] = {x, w, b}, *saves[2] = {cnn_ag_requires(w) ? xc : NULL, cnn_ag_requires(x) ? wc : NULL};
+  static const cnn_ag_op linear_op = {"LinearBackward", linear_backward, sizeof(linear_state), NULL};
+  linear_state st = {out, in};
+  if (cnn_ag_record(y, &linear_op, &st, 3, inputs, 2, saves)) y = NULL; /* released */
   cnn_tensor_release(xc);
   cnn_tensor_release(wc);
   cnn_tensor_release(bc);

@@ -22,21 +22,13 @@ static int64_t prod(const int64_t *size, int from, int to) {
   return p;
 }
 
-/* When grad mode is on and some input requires grad, records y as the output of a new node and
- * returns it through *node (else *node = NULL). On failure y is released and -1 returned. */
-static int maybe_record(cnn_tensor *y, cnn_node **node, const char *name, cnn_backward_fn fn, int n_in,
-                        const cnn_tensor *const *in, int n_saves, const cnn_tensor *const *saves) {
-  *node = NULL;
-  if (!cnn_ag_any_requires(n_in, in)) return 0;
-  *node = cnn_ag_record(y, name, fn, n_in, in, n_saves, saves);
-  if (*node) return 0;
-  cnn_tensor_release(y);
-  return -1;
-}
-
 /* ---- leaky ReLU ---- */
 
-/* saved: x (contiguous); args[0] = slope */
+/* saved: x (contiguous) */
+typedef struct leaky_relu_state {
+  float slope;
+} leaky_relu_state;
+
 static int leaky_relu_backward(cnn_node *n, cnn_tensor *const *gout, cnn_tensor **gin) {
   cnn_tensor *x;
   if (!gout[0]) return 0;
@@ -44,7 +36,7 @@ static int leaky_relu_backward(cnn_node *n, cnn_tensor *const *gout, cnn_tensor 
   cnn_tensor *g = cnn_tensor_contiguous(gout[0]), *gx = g ? cnn_tensor_empty_like(x) : NULL;
   if (gx)
     cnn_leaky_relu_backward(cnn_tensor_f32(x), cnn_tensor_f32(g), cnn_tensor_f32(gx), cnn_tensor_numel(x),
-                            (float)n->args[0]);
+                            ((const leaky_relu_state *)cnn_ag_state(n))->slope);
   cnn_tensor_release(g);
   gin[0] = gx;
   return gx ? 0 : -1;
@@ -59,13 +51,12 @@ cnn_tensor *cnn_op_leaky_relu(const cnn_tensor *x, double slope) {
   cnn_tensor *xc = cnn_tensor_contiguous(x), *y = xc ? cnn_tensor_empty_like(xc) : NULL;
   if (!y) return cnn_tensor_release(xc), NULL;
   cnn_leaky_relu_forward(cnn_tensor_f32(xc), cnn_tensor_f32(y), cnn_tensor_numel(xc), (float)slope);
+  static const cnn_ag_op leaky_relu_op = {"LeakyReluBackward", leaky_relu_backward, sizeof(leaky_relu_state), NULL};
   const cnn_tensor *in[1] = {x}, *saves[1] = {xc};
-  cnn_node *node;
-  int rc = maybe_record(y, &node, "LeakyReluBackward", leaky_relu_backward, 1, in, 1, saves);
+  leaky_relu_state st = {(float)slope};
+  int rc = cnn_ag_record(y, &leaky_relu_op, &st, 1, in, 1, saves);
   cnn_tensor_release(xc);
-  if (rc) return NULL;
-  if (node) node->args[0] = slope;
-  return y;
+  return rc ? NULL : y;
 }
 
 /* ---- softmax, log-softmax ---- */
@@ -80,16 +71,22 @@ static void split_at(const cnn_tensor *t, int d, int64_t *outer, int64_t *n, int
   *inner = prod(t->size, d + 1, t->ndim);
 }
 
-/* saved: y (the output); iargs[0] = dim, iargs[1] = log */
+/* saved: y (the output) */
+typedef struct softmax_state {
+  int dim; /* wrapped */
+  bool take_log;
+} softmax_state;
+
 static int softmax_backward(cnn_node *n, cnn_tensor *const *gout, cnn_tensor **gin) {
   cnn_tensor *y;
   if (!gout[0]) return 0;
   if (cnn_ag_saved(n, 0, &y)) return -1;
+  const softmax_state *st = cnn_ag_state(n);
   int64_t outer, len, inner;
-  split_at(y, (int)n->iargs[0], &outer, &len, &inner);
+  split_at(y, st->dim, &outer, &len, &inner);
   cnn_tensor *g = cnn_tensor_contiguous(gout[0]), *gx = g ? cnn_tensor_empty_like(y) : NULL;
   if (gx)
-    cnn_softmax_backward(cnn_tensor_f32(y), cnn_tensor_f32(g), cnn_tensor_f32(gx), outer, len, inner, n->iargs[1] != 0);
+    cnn_softmax_backward(cnn_tensor_f32(y), cnn_tensor_f32(g), cnn_tensor_f32(gx), outer, len, inner, st->take_log);
   cnn_tensor_release(g);
   gin[0] = gx;
   return gx ? 0 : -1;
@@ -105,15 +102,11 @@ static cnn_tensor *softmax_common(const cnn_tensor *x, int dim, bool take_log) {
   if (y) cnn_softmax_forward(cnn_tensor_f32(xc), cnn_tensor_f32(y), outer, len, inner, take_log);
   cnn_tensor_release(xc);
   if (!y) return NULL;
+  static const cnn_ag_op softmax_op = {"SoftmaxBackward", softmax_backward, sizeof(softmax_state), NULL};
+  static const cnn_ag_op log_softmax_op = {"LogSoftmaxBackward", softmax_backward, sizeof(softmax_state), NULL};
   const cnn_tensor *in[1] = {x}, *saves[1] = {y};
-  cnn_node *node;
-  if (maybe_record(y, &node, take_log ? "LogSoftmaxBackward" : "SoftmaxBackward", softmax_backward, 1, in, 1, saves))
-    return NULL;
-  if (node) {
-    node->iargs[0] = d;
-    node->iargs[1] = take_log;
-  }
-  return y;
+  softmax_state st = {d, take_log};
+  return cnn_ag_record(y, take_log ? &log_softmax_op : &softmax_op, &st, 1, in, 1, saves) ? NULL : y;
 }
 
 cnn_tensor *cnn_op_softmax(const cnn_tensor *x, int dim) { return softmax_common(x, dim, false); }
@@ -208,26 +201,32 @@ static cnn_tensor *reduce_items(cnn_tensor *loss, cnn_reduction r, double denom)
 
 /* The gradient of each item's loss from the output gradient: one per item ("none") or one
  * broadcast value scaled by 1 / denom ("mean"). */
-static void item_coef(const cnn_node *n, const cnn_tensor *g, const float **gitem, int64_t *gstride, float *gscale) {
-  cnn_reduction r = (cnn_reduction)n->iargs[0];
+static void item_coef(cnn_reduction r, double denom, const cnn_tensor *g, const float **gitem, int64_t *gstride,
+                      float *gscale) {
   *gitem = cnn_tensor_f32(g);
   *gstride = r == CNN_REDUCTION_NONE ? 1 : 0;
-  *gscale = r == CNN_REDUCTION_MEAN ? (float)(1.0 / n->args[1]) : 1.0f;
+  *gscale = r == CNN_REDUCTION_MEAN ? (float)(1.0 / denom) : 1.0f;
 }
 
-static void set_class_args(cnn_node *n, const class_plan *p, const cnn_class_loss_opts *o, double denom) {
-  n->iargs[0] = o->reduction;
-  n->iargs[2] = o->has_ignore;
-  n->iargs[3] = o->ignore_index;
-  n->iargs[4] = p->outer;
-  n->iargs[5] = p->C;
-  n->iargs[6] = p->inner;
-  n->args[0] = o->label_smoothing;
-  n->args[1] = denom;
+/* what the backward of cross_entropy and nll_loss needs besides the saved tensors */
+typedef struct class_loss_state {
+  cnn_reduction reduction;
+  double denom; /* the divisor of "mean" (the weights of the items not ignored) */
+  double label_smoothing;
+  bool has_ignore;
+  int64_t ignore_index;
+  int64_t outer, C, inner; /* the scores viewed as (outer, C, inner) */
+} class_loss_state;
+
+static class_loss_state class_loss_state_of(const class_plan *p, const cnn_class_loss_opts *o, double denom) {
+  class_loss_state st = {o->reduction, denom,   o->label_smoothing, o->has_ignore, o->ignore_index, p->outer,
+                         p->C,         p->inner};
+  return st;
 }
 
-static cnn_class_target saved_target(const cnn_node *n, const cnn_tensor *labels, const cnn_tensor *weight) {
-  cnn_class_target t = {cnn_tensor_i64(labels), n->iargs[2] != 0, n->iargs[3], weight ? cnn_tensor_f32(weight) : NULL};
+static cnn_class_target saved_target(const class_loss_state *st, const cnn_tensor *labels, const cnn_tensor *weight) {
+  cnn_class_target t = {cnn_tensor_i64(labels), st->has_ignore, st->ignore_index,
+                        weight ? cnn_tensor_f32(weight) : NULL};
   return t;
 }
 
@@ -240,13 +239,14 @@ static int cross_entropy_backward(cnn_node *n, cnn_tensor *const *gout, cnn_tens
     return -1;
   cnn_tensor *g = cnn_tensor_contiguous(gout[0]), *gx = g ? cnn_tensor_empty_like(x) : NULL;
   if (gx) {
-    cnn_class_target t = saved_target(n, labels, weight);
+    const class_loss_state *st = cnn_ag_state(n);
+    cnn_class_target t = saved_target(st, labels, weight);
     const float *gitem;
     int64_t gstride;
     float gscale;
-    item_coef(n, g, &gitem, &gstride, &gscale);
-    cnn_loss_cross_entropy_backward(cnn_tensor_f32(x), cnn_tensor_f32(stats), &t, n->args[0], n->iargs[4], n->iargs[5],
-                                    n->iargs[6], gitem, gstride, gscale, cnn_tensor_f32(gx));
+    item_coef(st->reduction, st->denom, g, &gitem, &gstride, &gscale);
+    cnn_loss_cross_entropy_backward(cnn_tensor_f32(x), cnn_tensor_f32(stats), &t, st->label_smoothing, st->outer, st->C,
+                                    st->inner, gitem, gstride, gscale, cnn_tensor_f32(gx));
   }
   cnn_tensor_release(g);
   gin[0] = gx;
@@ -270,10 +270,11 @@ cnn_tensor *cnn_op_cross_entropy(const cnn_tensor *logits, const cnn_tensor *lab
   cnn_tensor *out = reduce_items(loss, o->reduction, denom);
   loss = NULL;
   if (!out) goto fail;
+  static const cnn_ag_op cross_entropy_op = {"CrossEntropyBackward", cross_entropy_backward, sizeof(class_loss_state),
+                                             NULL};
   const cnn_tensor *in[1] = {logits}, *saves[4] = {x, stats, ci.labels, ci.weight};
-  cnn_node *node;
-  if (maybe_record(out, &node, "CrossEntropyBackward", cross_entropy_backward, 1, in, 4, saves)) goto fail;
-  if (node) set_class_args(node, &p, o, denom);
+  class_loss_state st = class_loss_state_of(&p, o, denom);
+  if (cnn_ag_record(out, &cross_entropy_op, &st, 1, in, 4, saves)) goto fail;
   cnn_tensor_release(x);
   cnn_tensor_release(stats);
   class_inputs_free(&ci);
@@ -294,12 +295,13 @@ static int nll_backward(cnn_node *n, cnn_tensor *const *gout, cnn_tensor **gin) 
   cnn_tensor *g = cnn_tensor_contiguous(gout[0]);
   cnn_tensor *gx = g ? cnn_tensor_empty(CNN_FLOAT32, n->edges[0].ndim, n->edges[0].size) : NULL;
   if (gx) {
-    cnn_class_target t = saved_target(n, labels, weight);
+    const class_loss_state *st = cnn_ag_state(n);
+    cnn_class_target t = saved_target(st, labels, weight);
     const float *gitem;
     int64_t gstride;
     float gscale;
-    item_coef(n, g, &gitem, &gstride, &gscale);
-    cnn_loss_nll_backward(&t, n->iargs[4], n->iargs[5], n->iargs[6], gitem, gstride, gscale, cnn_tensor_f32(gx));
+    item_coef(st->reduction, st->denom, g, &gitem, &gstride, &gscale);
+    cnn_loss_nll_backward(&t, st->outer, st->C, st->inner, gitem, gstride, gscale, cnn_tensor_f32(gx));
   }
   cnn_tensor_release(g);
   gin[0] = gx;
@@ -324,10 +326,10 @@ cnn_tensor *cnn_op_nll_loss(const cnn_tensor *logp, const cnn_tensor *labels, co
   cnn_tensor *out = reduce_items(loss, o->reduction, denom);
   loss = NULL;
   if (!out) goto fail;
+  static const cnn_ag_op nll_op = {"NllLossBackward", nll_backward, sizeof(class_loss_state), NULL};
   const cnn_tensor *in[1] = {logp}, *saves[2] = {ci.labels, ci.weight};
-  cnn_node *node;
-  if (maybe_record(out, &node, "NllLossBackward", nll_backward, 1, in, 2, saves)) goto fail;
-  if (node) set_class_args(node, &p, o, denom);
+  class_loss_state st = class_loss_state_of(&p, o, denom);
+  if (cnn_ag_record(out, &nll_op, &st, 1, in, 2, saves)) goto fail;
   cnn_tensor_release(x);
   class_inputs_free(&ci);
   return out;
@@ -340,7 +342,12 @@ fail:
 
 /* ---- mean squared error ---- */
 
-/* saved: a, b (contiguous, in the broadcast shape); iargs[0] = reduction; args[1] = count */
+/* saved: a, b (contiguous, in the broadcast shape) */
+typedef struct mse_state {
+  cnn_reduction reduction;
+  double count; /* elements in the broadcast shape: the divisor of "mean" */
+} mse_state;
+
 static int mse_backward(cnn_node *n, cnn_tensor *const *gout, cnn_tensor **gin) {
   cnn_tensor *a, *b;
   if (!gout[0]) return 0;
@@ -357,7 +364,8 @@ static int mse_backward(cnn_node *n, cnn_tensor *const *gout, cnn_tensor **gin) 
   const float *gitem;
   int64_t gstride;
   float gscale;
-  item_coef(n, g, &gitem, &gstride, &gscale);
+  const mse_state *st = cnn_ag_state(n);
+  item_coef(st->reduction, st->count, g, &gitem, &gstride, &gscale);
   cnn_loss_mse_backward(cnn_tensor_f32(a), cnn_tensor_f32(b), cnn_tensor_numel(a), gitem, gstride, gscale,
                         ga ? cnn_tensor_f32(ga) : NULL, gb ? cnn_tensor_f32(gb) : NULL);
   cnn_tensor_release(g);
@@ -403,16 +411,10 @@ cnn_tensor *cnn_op_mse_loss(const cnn_tensor *a, const cnn_tensor *b, cnn_reduct
     out = cnn_tensor_scalar(CNN_FLOAT32, r == CNN_REDUCTION_MEAN ? float32_mean(s, (double)count) : s);
   }
   if (!out) goto done;
+  static const cnn_ag_op mse_op = {"MseLossBackward", mse_backward, sizeof(mse_state), NULL};
   const cnn_tensor *in[2] = {a, b}, *saves[2] = {ac, bc};
-  cnn_node *node;
-  if (maybe_record(out, &node, "MseLossBackward", mse_backward, 2, in, 2, saves)) {
-    out = NULL;
-    goto done;
-  }
-  if (node) {
-    node->iargs[0] = r;
-    node->args[1] = (double)count;
-  }
+  mse_state st = {r, (double)count};
+  if (cnn_ag_record(out, &mse_op, &st, 2, in, 2, saves)) out = NULL; /* released */
 done:
   cnn_tensor_release(ac);
   cnn_tensor_release(bc);
@@ -456,9 +458,9 @@ cnn_tensor *cnn_op_dropout(const cnn_tensor *x, double p, bool training) {
   cnn_dropout_mask(cnn_tensor_f32(mask), numel, p);
   cnn_dropout_apply(cnn_tensor_f32(xc), cnn_tensor_f32(mask), cnn_tensor_f32(y), numel);
   cnn_tensor_release(xc);
+  static const cnn_ag_op dropout_op = {"DropoutBackward", dropout_backward, 0, NULL};
   const cnn_tensor *in[1] = {x}, *saves[1] = {mask};
-  cnn_node *node;
-  int rc = maybe_record(y, &node, "DropoutBackward", dropout_backward, 1, in, 1, saves);
+  int rc = cnn_ag_record(y, &dropout_op, NULL, 1, in, 1, saves);
   cnn_tensor_release(mask);
   return rc ? NULL : y;
 }
@@ -487,16 +489,22 @@ static void batchnorm_args(cnn_batchnorm_args *a, const cnn_tensor *x, bool trai
 }
 
 /* saved: x (contiguous), weight (contiguous) or NULL, save_mean, save_invstd, and with relu bias
- * (contiguous) or NULL, for the mask; iargs[0] = training, iargs[1] = relu */
+ * (contiguous) or NULL, for the mask */
+typedef struct batch_norm_state {
+  bool training; /* batch statistics (else the running ones, constants) */
+  bool relu;     /* a ReLU fused after the norm */
+} batch_norm_state;
+
 static int batch_norm_backward(cnn_node *n, cnn_tensor *const *gout, cnn_tensor **gin) {
   cnn_tensor *x, *w, *mean, *invstd, *bias = NULL;
   if (!gout[0]) return 0;
-  const bool relu = n->iargs[1] != 0;
+  const batch_norm_state *st = cnn_ag_state(n);
+  const bool relu = st->relu;
   if (cnn_ag_saved(n, 0, &x) || cnn_ag_saved(n, 1, &w) || cnn_ag_saved(n, 2, &mean) || cnn_ag_saved(n, 3, &invstd) ||
       (relu && cnn_ag_saved(n, 4, &bias)))
     return -1;
   cnn_batchnorm_args a;
-  batchnorm_args(&a, x, n->iargs[0] != 0);
+  batchnorm_args(&a, x, st->training);
   a.weight = w ? cnn_tensor_f32(w) : NULL;
   a.bias = bias ? cnn_tensor_f32(bias) : NULL;
   a.relu = relu;
@@ -590,14 +598,13 @@ cnn_tensor *cnn_op_batch_norm(const cnn_tensor *x, cnn_tensor *running_mean, cnn
   }
   /* with relu one node does both: ReLU's output is never a tensor of its own, and its mask comes
    * back from x (norm.c), so only the bias is saved besides batch norm's own */
+  static const cnn_ag_op batch_norm_op = {"BatchNormBackward", batch_norm_backward, sizeof(batch_norm_state), NULL};
+  static const cnn_ag_op batch_norm_relu_op = {"BatchNormReluBackward", batch_norm_backward, sizeof(batch_norm_state),
+                                               NULL};
   const cnn_tensor *in[3] = {x, weight, bias}, *saves[5] = {xc, wc, mean, invstd, bc};
-  cnn_node *node;
-  if (maybe_record(y, &node, relu ? "BatchNormReluBackward" : "BatchNormBackward", batch_norm_backward, 3, in,
-                   relu ? 5 : 4, saves)) {
-    y = NULL;
-    goto done;
-  }
-  if (node) node->iargs[0] = training, node->iargs[1] = relu;
+  batch_norm_state st = {training, relu};
+  if (cnn_ag_record(y, relu ? &batch_norm_relu_op : &batch_norm_op, &st, 3, in, relu ? 5 : 4, saves))
+    y = NULL; /* released */
 done:
   cnn_tensor_release(xc);
   cnn_tensor_release(wc);
@@ -619,13 +626,19 @@ static void lrn_args(cnn_lrn_args *a, const cnn_tensor *x, int64_t size, double 
   a->k = k;
 }
 
-/* saved: x (contiguous), scale; iargs[0] = size; args = alpha, beta, k */
+/* saved: x (contiguous), scale */
+typedef struct lrn_state {
+  int64_t size;
+  double alpha, beta, k;
+} lrn_state;
+
 static int lrn_backward(cnn_node *n, cnn_tensor *const *gout, cnn_tensor **gin) {
   cnn_tensor *x, *scale;
   if (!gout[0]) return 0;
   if (cnn_ag_saved(n, 0, &x) || cnn_ag_saved(n, 1, &scale)) return -1;
+  const lrn_state *st = cnn_ag_state(n);
   cnn_lrn_args a;
-  lrn_args(&a, x, n->iargs[0], n->args[0], n->args[1], n->args[2]);
+  lrn_args(&a, x, st->size, st->alpha, st->beta, st->k);
   cnn_tensor *g = cnn_tensor_contiguous(gout[0]), *gx = g ? cnn_tensor_empty_like(x) : NULL;
   cnn_tensor *work = gx ? cnn_tensor_empty_like(x) : NULL;
   if (work)
@@ -674,17 +687,11 @@ cnn_tensor *cnn_op_local_response_norm(const cnn_tensor *x, int64_t size, double
     return NULL;
   }
   cnn_lrn_forward(&a, cnn_tensor_f32(xc), cnn_tensor_f32(y), cnn_tensor_f32(scale));
+  static const cnn_ag_op lrn_op = {"LocalResponseNormBackward", lrn_backward, sizeof(lrn_state), NULL};
   const cnn_tensor *in[1] = {x}, *saves[2] = {xc, scale};
-  cnn_node *node;
-  int rc = maybe_record(y, &node, "LocalResponseNormBackward", lrn_backward, 1, in, 2, saves);
+  lrn_state st = {size, alpha, beta, k};
+  int rc = cnn_ag_record(y, &lrn_op, &st, 1, in, 2, saves);
   cnn_tensor_release(xc);
   cnn_tensor_release(scale);
-  if (rc) return NULL;
-  if (node) {
-    node->iargs[0] = size;
-    node->args[0] = alpha;
-    node->args[1] = beta;
-    node->args[2] = k;
-  }
-  return y;
+  return rc ? NULL : y;
 }

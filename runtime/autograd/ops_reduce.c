@@ -23,15 +23,23 @@ static double reduced_count(const cnn_tensor *x, int dim) {
   return dim == CNN_ALL_DIMS ? (double)cnn_tensor_numel(x) : (double)x->size[dim];
 }
 
-/* saved: x, out. iargs: 0 kind, 1 dim (wrapped, or CNN_ALL_DIMS), 2 keepdim, 3 unbiased */
 enum { K_SUM, K_MEAN, K_VAR, K_STD, K_MAX, K_MIN };
+
+/* saved: x, out (and max/min's indices along dim) */
+typedef struct reduce_state {
+  int kind; /* K_SUM ... K_MIN */
+  int dim;  /* wrapped, or CNN_ALL_DIMS */
+  bool keepdim, unbiased;
+} reduce_state;
 
 static int reduce_backward(cnn_node *n, cnn_tensor *const *gout, cnn_tensor **gin) {
   cnn_tensor *x, *out, *g = gout[0];
   if (!g) return 0;
   if (cnn_ag_saved(n, 0, &x) || cnn_ag_saved(n, 1, &out)) return -1;
-  int kind = (int)n->iargs[0], dim = (int)n->iargs[1];
-  bool keepdim = n->iargs[2], unbiased = n->iargs[3];
+  const reduce_state *st = cnn_ag_state(n);
+  const int kind = st->kind;
+  int dim = st->dim;
+  const bool keepdim = st->keepdim, unbiased = st->unbiased;
   /* the one dim a 0-d tensor accepts (1 or -1) is the whole tensor */
   bool zero_d_dim = x->ndim == 0 && dim != CNN_ALL_DIMS;
   if (x->ndim == 0) dim = CNN_ALL_DIMS;
@@ -91,24 +99,16 @@ static int reduce_backward(cnn_node *n, cnn_tensor *const *gout, cnn_tensor **gi
   return gin[0] ? 0 : -1;
 }
 
-static const char *kind_name[] = {"SumBackward", "MeanBackward", "VarBackward",
-                                  "StdBackward", "MaxBackward",  "MinBackward"};
+#define REDUCE_OP(name) \
+  { name, reduce_backward, sizeof(reduce_state), NULL }
+static const cnn_ag_op reduce_ops[] = {
+    [K_SUM] = REDUCE_OP("SumBackward"), [K_MEAN] = REDUCE_OP("MeanBackward"), [K_VAR] = REDUCE_OP("VarBackward"),
+    [K_STD] = REDUCE_OP("StdBackward"), [K_MAX] = REDUCE_OP("MaxBackward"),   [K_MIN] = REDUCE_OP("MinBackward")};
 
-static cnn_tensor *record(cnn_tensor *out, const cnn_tensor *x, int kind, int dim, bool keepdim, bool unbiased,
-                          const cnn_tensor *indices) {
-  const cnn_tensor *in[1] = {x};
-  if (!out || !cnn_ag_any_requires(1, in)) return out;
-  const cnn_tensor *saves[3] = {x, out, indices};
-  cnn_node *n = cnn_ag_record(out, kind_name[kind], reduce_backward, 1, in, indices ? 3 : 2, saves);
-  if (!n) {
-    cnn_tensor_release(out);
-    return NULL;
-  }
-  n->iargs[0] = kind;
-  n->iargs[1] = dim;
-  n->iargs[2] = keepdim;
-  n->iargs[3] = unbiased;
-  return out;
+/* out = the reduction st of x, recorded; indices are max/min's */
+static cnn_tensor *reduced(cnn_tensor *out, const cnn_tensor *x, reduce_state st, const cnn_tensor *indices) {
+  const cnn_tensor *in[1] = {x}, *saves[3] = {x, out, indices};
+  return cnn_ag_record(out, &reduce_ops[st.kind], &st, 1, in, indices ? 3 : 2, saves) ? NULL : out;
 }
 
 static int wrap(int dim, const cnn_tensor *x) { return dim == CNN_ALL_DIMS ? dim : cnn_dim_wrap(dim, x->ndim); }
@@ -121,25 +121,25 @@ static int need_float(const cnn_tensor *x) {
 cnn_tensor *cnn_op_sum(const cnn_tensor *x, int dim, bool keepdim) {
   int d = wrap(dim, x);
   if (d == -1) return NULL;
-  return record(cnn_red_reduce(CNN_RED_SUM, x, d, keepdim), x, K_SUM, d, keepdim, false, NULL);
+  return reduced(cnn_red_reduce(CNN_RED_SUM, x, d, keepdim), x, (reduce_state){K_SUM, d, keepdim, false}, NULL);
 }
 
 cnn_tensor *cnn_op_mean(const cnn_tensor *x, int dim, bool keepdim) {
   int d = wrap(dim, x);
   if (d == -1 || need_float(x)) return NULL;
-  return record(cnn_red_reduce(CNN_RED_MEAN, x, d, keepdim), x, K_MEAN, d, keepdim, false, NULL);
+  return reduced(cnn_red_reduce(CNN_RED_MEAN, x, d, keepdim), x, (reduce_state){K_MEAN, d, keepdim, false}, NULL);
 }
 
 cnn_tensor *cnn_op_var(const cnn_tensor *x, int dim, bool unbiased, bool keepdim) {
   int d = wrap(dim, x);
   if (d == -1 || need_float(x)) return NULL;
-  return record(cnn_red_var(x, d, unbiased, keepdim), x, K_VAR, d, keepdim, unbiased, NULL);
+  return reduced(cnn_red_var(x, d, unbiased, keepdim), x, (reduce_state){K_VAR, d, keepdim, unbiased}, NULL);
 }
 
 cnn_tensor *cnn_op_std(const cnn_tensor *x, int dim, bool unbiased, bool keepdim) {
   int d = wrap(dim, x);
   if (d == -1 || need_float(x)) return NULL;
-  return record(cnn_red_std(x, d, unbiased, keepdim), x, K_STD, d, keepdim, unbiased, NULL);
+  return reduced(cnn_red_std(x, d, unbiased, keepdim), x, (reduce_state){K_STD, d, keepdim, unbiased}, NULL);
 }
 
 static int extreme(bool is_max, const cnn_tensor *x, int dim, bool keepdim, cnn_tensor **values, cnn_tensor **indices) {
@@ -149,7 +149,7 @@ static int extreme(bool is_max, const cnn_tensor *x, int dim, bool keepdim, cnn_
   int rc = is_max ? cnn_red_max(x, d, keepdim, &v, d == CNN_ALL_DIMS ? NULL : &i)
                   : cnn_red_min(x, d, keepdim, &v, d == CNN_ALL_DIMS ? NULL : &i);
   if (rc) return -1;
-  v = record(v, x, is_max ? K_MAX : K_MIN, d, keepdim, false, i);
+  v = reduced(v, x, (reduce_state){is_max ? K_MAX : K_MIN, d, keepdim, false}, i);
   if (!v) {
     cnn_tensor_release(i);
     return -1;

@@ -9,116 +9,156 @@
 
 #include <string.h>
 
-enum { V_SELECT, V_NARROW, V_TRANSPOSE, V_PERMUTE, V_RESHAPE, V_EXPAND, V_IDENTITY, V_INDEX, V_TO_FLOAT };
+/* One backward per kind of view, each with the state it needs; the input's shape is its edge's. */
 
-static const char *view_name[] = {"SelectBackward",  "NarrowBackward",      "TransposeBackward",
-                                  "PermuteBackward", "ViewBackward",        "ExpandBackward",
-                                  "CloneBackward",   "IndexSelectBackward", "ToCopyBackward"};
+/* the gradient of a view of part of the input: zeros of the input's shape, g written into the part */
+typedef struct part_state {
+  int dim;
+  int64_t start, length; /* select: start is the index (0-based) and length 0 */
+} part_state;
 
-/* iargs: 0 kind, 1.. op parameters */
-static int view_backward(cnn_node *n, cnn_tensor *const *gout, cnn_tensor **gin) {
+static int part_backward(cnn_node *n, cnn_tensor *const *gout, cnn_tensor **gin, bool select) {
   cnn_tensor *g = gout[0];
   if (!g) return 0;
   const cnn_edge *e = &n->edges[0];
+  const part_state *st = cnn_ag_state(n);
   scratch s = {0};
-  cnn_tensor *r = NULL;
-  switch ((int)n->iargs[0]) {
-  case V_SELECT:
-  case V_NARROW:
-  case V_INDEX: {
-    r = sc_keep(&s, cnn_tensor_zeros(CNN_FLOAT32, e->ndim, e->size));
-    if (!r) break;
-    if (n->iargs[0] == V_INDEX) {
-      cnn_tensor *idx;
-      if (cnn_ag_saved(n, 0, &idx) || cnn_join_index_add_(r, (int)n->iargs[1], idx, g)) s.failed = true;
-      break;
-    }
-    cnn_tensor *part = sc_keep(&s, n->iargs[0] == V_SELECT
-                                       ? cnn_tensor_select(r, (int)n->iargs[1], n->iargs[2])
-                                       : cnn_tensor_narrow(r, (int)n->iargs[1], n->iargs[2], n->iargs[3]));
-    if (part && cnn_tensor_copy_(part, g)) s.failed = true;
-    break;
-  }
-  case V_TRANSPOSE: r = sc_keep(&s, cnn_tensor_transpose(g, (int)n->iargs[1], (int)n->iargs[2])); break;
-  case V_PERMUTE: {
-    int inv[CNN_MAX_DIMS];
-    for (int k = 0; k < e->ndim; k++) inv[n->iargs[1 + k / 4] >> (16 * (k % 4)) & 0xffff] = k;
-    r = sc_keep(&s, cnn_tensor_permute(g, inv));
-    break;
-  }
-  case V_RESHAPE: r = sc_keep(&s, cnn_tensor_reshape(g, e->ndim, e->size)); break;
-  case V_EXPAND: /* the engine sums the broadcast gradient back to the input's shape */
-  case V_IDENTITY:
-  case V_TO_FLOAT: r = sc_keep(&s, cnn_tensor_retain(g)); break;
-  }
+  cnn_tensor *r = sc_keep(&s, cnn_tensor_zeros(CNN_FLOAT32, e->ndim, e->size));
+  cnn_tensor *part = !r       ? NULL
+                     : select ? sc_keep(&s, cnn_tensor_select(r, st->dim, st->start))
+                              : sc_keep(&s, cnn_tensor_narrow(r, st->dim, st->start, st->length));
+  if (part && cnn_tensor_copy_(part, g)) s.failed = true;
   gin[0] = sc_result(&s, r);
   return gin[0] ? 0 : -1;
 }
 
-static cnn_tensor *record(cnn_tensor *out, const cnn_tensor *x, int kind, int64_t p1, int64_t p2, int64_t p3) {
-  const cnn_tensor *in[1] = {x};
-  if (!out || !cnn_ag_any_requires(1, in)) return out;
-  cnn_node *n = cnn_ag_record(out, view_name[kind], view_backward, 1, in, 0, NULL);
-  if (!n) {
-    cnn_tensor_release(out);
-    return NULL;
+static int select_backward(cnn_node *n, cnn_tensor *const *gout, cnn_tensor **gin) {
+  return part_backward(n, gout, gin, true);
+}
+
+static int narrow_backward(cnn_node *n, cnn_tensor *const *gout, cnn_tensor **gin) {
+  return part_backward(n, gout, gin, false);
+}
+
+typedef struct transpose_state {
+  int d0, d1; /* wrapped */
+} transpose_state;
+
+static int transpose_backward(cnn_node *n, cnn_tensor *const *gout, cnn_tensor **gin) {
+  const transpose_state *st = cnn_ag_state(n);
+  if (gout[0] && !(gin[0] = cnn_tensor_transpose(gout[0], st->d0, st->d1))) return -1;
+  return 0;
+}
+
+typedef struct permute_state {
+  int inverse[CNN_MAX_DIMS]; /* the permutation that undoes the forward's */
+} permute_state;
+
+static int permute_backward(cnn_node *n, cnn_tensor *const *gout, cnn_tensor **gin) {
+  const permute_state *st = cnn_ag_state(n);
+  if (gout[0] && !(gin[0] = cnn_tensor_permute(gout[0], st->inverse))) return -1;
+  return 0;
+}
+
+/* view, reshape, squeeze, unsqueeze: g reshaped to the input's shape */
+static int reshape_backward(cnn_node *n, cnn_tensor *const *gout, cnn_tensor **gin) {
+  const cnn_edge *e = &n->edges[0];
+  if (gout[0] && !(gin[0] = cnn_tensor_reshape(gout[0], e->ndim, e->size))) return -1;
+  return 0;
+}
+
+/* expand (the engine sums the broadcast gradient back to the input's shape), clone, contiguous,
+ * the conversion to float32: g itself */
+static int pass_backward(cnn_node *n, cnn_tensor *const *gout, cnn_tensor **gin) {
+  (void)n;
+  gin[0] = cnn_tensor_retain(gout[0]);
+  return 0;
+}
+
+typedef struct index_state {
+  int dim; /* wrapped */
+} index_state;
+
+/* saved: the indices */
+static int index_backward(cnn_node *n, cnn_tensor *const *gout, cnn_tensor **gin) {
+  cnn_tensor *g = gout[0], *idx;
+  if (!g) return 0;
+  if (cnn_ag_saved(n, 0, &idx)) return -1;
+  const cnn_edge *e = &n->edges[0];
+  cnn_tensor *r = cnn_tensor_zeros(CNN_FLOAT32, e->ndim, e->size);
+  if (r && cnn_join_index_add_(r, ((const index_state *)cnn_ag_state(n))->dim, idx, g)) {
+    cnn_tensor_release(r);
+    r = NULL;
   }
-  n->iargs[0] = kind;
-  n->iargs[1] = p1;
-  n->iargs[2] = p2;
-  n->iargs[3] = p3;
-  return out;
+  gin[0] = r;
+  return r ? 0 : -1;
+}
+
+static const cnn_ag_op select_op = {"SelectBackward", select_backward, sizeof(part_state), NULL};
+static const cnn_ag_op narrow_op = {"NarrowBackward", narrow_backward, sizeof(part_state), NULL};
+static const cnn_ag_op transpose_op = {"TransposeBackward", transpose_backward, sizeof(transpose_state), NULL};
+static const cnn_ag_op permute_op = {"PermuteBackward", permute_backward, sizeof(permute_state), NULL};
+static const cnn_ag_op view_op = {"ViewBackward", reshape_backward, 0, NULL};
+static const cnn_ag_op expand_op = {"ExpandBackward", pass_backward, 0, NULL};
+static const cnn_ag_op clone_op = {"CloneBackward", pass_backward, 0, NULL};
+static const cnn_ag_op to_float_op = {"ToCopyBackward", pass_backward, 0, NULL};
+static const cnn_ag_op index_op = {"IndexSelectBackward", index_backward, sizeof(index_state), NULL};
+
+/* out, a view or copy of t, recorded as op with state */
+static cnn_tensor *viewed(cnn_tensor *out, const cnn_tensor *t, const cnn_ag_op *op, const void *state) {
+  const cnn_tensor *in[1] = {t};
+  return cnn_ag_record(out, op, state, 1, in, 0, NULL) ? NULL : out;
 }
 
 cnn_tensor *cnn_op_select(const cnn_tensor *t, int dim, int64_t index) {
   cnn_tensor *out = cnn_tensor_select(t, dim, index);
   if (!out) return NULL;
   int d = cnn_dim_wrap(dim, t->ndim);
-  return record(out, t, V_SELECT, d, index < 0 ? index + t->size[d] : index, 0);
+  part_state st = {d, index < 0 ? index + t->size[d] : index, 0};
+  return viewed(out, t, &select_op, &st);
 }
 
 cnn_tensor *cnn_op_narrow(const cnn_tensor *t, int dim, int64_t start, int64_t length) {
   cnn_tensor *out = cnn_tensor_narrow(t, dim, start, length);
   if (!out) return NULL;
   int d = cnn_dim_wrap(dim, t->ndim);
-  return record(out, t, V_NARROW, d, start < 0 ? start + t->size[d] : start, length);
+  part_state st = {d, start < 0 ? start + t->size[d] : start, length};
+  return viewed(out, t, &narrow_op, &st);
 }
 
 cnn_tensor *cnn_op_transpose(const cnn_tensor *t, int d0, int d1) {
   cnn_tensor *out = cnn_tensor_transpose(t, d0, d1);
   if (!out) return NULL;
-  return record(out, t, V_TRANSPOSE, cnn_dim_wrap(d0, t->ndim), cnn_dim_wrap(d1, t->ndim), 0);
+  transpose_state st = {cnn_dim_wrap(d0, t->ndim), cnn_dim_wrap(d1, t->ndim)};
+  return viewed(out, t, &transpose_op, &st);
 }
 
 cnn_tensor *cnn_op_permute(const cnn_tensor *t, const int *dims) {
   cnn_tensor *out = cnn_tensor_permute(t, dims);
   if (!out) return NULL;
-  /* the wrapped permutation, 16 bits a dim, four dims per iarg (CNN_MAX_DIMS = 16 fits in 4) */
-  int64_t packed[4] = {0};
-  for (int k = 0; k < t->ndim; k++) packed[k / 4] |= (int64_t)cnn_dim_wrap(dims[k], t->ndim) << (16 * (k % 4));
-  out = record(out, t, V_PERMUTE, packed[0], packed[1], packed[2]);
-  if (out && out->grad_fn && out->grad_fn->backward == view_backward) out->grad_fn->iargs[4] = packed[3];
-  return out;
+  permute_state st;
+  for (int k = 0; k < t->ndim; k++) st.inverse[cnn_dim_wrap(dims[k], t->ndim)] = k;
+  return viewed(out, t, &permute_op, &st);
 }
 
 cnn_tensor *cnn_op_unsqueeze(const cnn_tensor *t, int dim) {
-  return record(cnn_tensor_unsqueeze(t, dim), t, V_RESHAPE, 0, 0, 0);
+  return viewed(cnn_tensor_unsqueeze(t, dim), t, &view_op, NULL);
 }
 
 cnn_tensor *cnn_op_squeeze(const cnn_tensor *t, int dim) {
-  return record(cnn_tensor_squeeze(t, dim), t, V_RESHAPE, 0, 0, 0);
+  return viewed(cnn_tensor_squeeze(t, dim), t, &view_op, NULL);
 }
 
 cnn_tensor *cnn_op_expand(const cnn_tensor *t, int ndim, const int64_t *size) {
-  return record(cnn_tensor_expand(t, ndim, size), t, V_EXPAND, 0, 0, 0);
+  return viewed(cnn_tensor_expand(t, ndim, size), t, &expand_op, NULL);
 }
 
 cnn_tensor *cnn_op_view(const cnn_tensor *t, int ndim, const int64_t *size) {
-  return record(cnn_tensor_view(t, ndim, size), t, V_RESHAPE, 0, 0, 0);
+  return viewed(cnn_tensor_view(t, ndim, size), t, &view_op, NULL);
 }
 
 cnn_tensor *cnn_op_reshape(const cnn_tensor *t, int ndim, const int64_t *size) {
-  return record(cnn_tensor_reshape(t, ndim, size), t, V_RESHAPE, 0, 0, 0);
+  return viewed(cnn_tensor_reshape(t, ndim, size), t, &view_op, NULL);
 }
 
 cnn_tensor *cnn_op_flatten(const cnn_tensor *t, int start_dim, int end_dim) {
@@ -144,39 +184,37 @@ cnn_tensor *cnn_op_flatten(const cnn_tensor *t, int start_dim, int end_dim) {
 cnn_tensor *cnn_op_contiguous(const cnn_tensor *t) {
   cnn_tensor *out = cnn_tensor_contiguous(t);
   if (out == t) return out; /* same tensor, same history */
-  return record(out, t, V_IDENTITY, 0, 0, 0);
+  return viewed(out, t, &clone_op, NULL);
 }
 
-cnn_tensor *cnn_op_clone(const cnn_tensor *t) { return record(cnn_tensor_clone(t), t, V_IDENTITY, 0, 0, 0); }
+cnn_tensor *cnn_op_clone(const cnn_tensor *t) { return viewed(cnn_tensor_clone(t), t, &clone_op, NULL); }
 
 cnn_tensor *cnn_op_to_dtype(const cnn_tensor *t, cnn_dtype dt) {
   cnn_tensor *out = cnn_tensor_to_dtype(t, dt);
   if (!out || out == t || dt != CNN_FLOAT32) return out; /* int64 results carry no gradient */
-  return record(out, t, V_TO_FLOAT, 0, 0, 0);
+  return viewed(out, t, &to_float_op, NULL);
 }
 
 cnn_tensor *cnn_op_index_select(const cnn_tensor *t, int dim, const cnn_tensor *idx) {
   cnn_tensor *out = cnn_join_index_select(t, dim, idx);
   const cnn_tensor *in[1] = {t};
-  if (!out || !cnn_ag_any_requires(1, in)) return out;
-  cnn_node *n = cnn_ag_record(out, view_name[V_INDEX], view_backward, 1, in, 1, &idx);
-  if (!n) {
-    cnn_tensor_release(out);
-    return NULL;
-  }
-  n->iargs[0] = V_INDEX;
-  n->iargs[1] = cnn_dim_wrap(dim, t->ndim);
-  return out;
+  index_state st = {out ? cnn_dim_wrap(dim, t->ndim) : 0};
+  return cnn_ag_record(out, &index_op, &st, 1, in, 1, &idx) ? NULL : out;
 }
 
 /* ---- cat / stack: one node over n inputs; each input's extent comes from its edge ---- */
 
-/* iargs: 0 dim, 1 stack? */
+typedef struct join_state {
+  int dim; /* wrapped against the output */
+  bool stack;
+} join_state;
+
 static int join_backward(cnn_node *n, cnn_tensor *const *gout, cnn_tensor **gin) {
   cnn_tensor *g = gout[0];
   if (!g) return 0;
-  int dim = (int)n->iargs[0];
-  bool stack = n->iargs[1];
+  const join_state *st = cnn_ag_state(n);
+  const int dim = st->dim;
+  const bool stack = st->stack;
   int64_t start = 0;
   for (int i = 0; i < n->n_inputs; i++) {
     const cnn_edge *e = &n->edges[i];
@@ -199,18 +237,11 @@ static cnn_tensor *join(bool stack, int n, const cnn_tensor *const *ts, int dim)
     cnn_error_set("expected a non-empty list of tensors");
     return NULL;
   }
+  static const cnn_ag_op cat_op = {"CatBackward", join_backward, sizeof(join_state), NULL};
+  static const cnn_ag_op stack_op = {"StackBackward", join_backward, sizeof(join_state), NULL};
   cnn_tensor *out = stack ? cnn_join_stack(n, ts, dim) : cnn_join_cat(n, ts, dim);
-  if (!out || !cnn_ag_any_requires(n, ts)) return out;
-  cnn_node *node = cnn_ag_node_new(stack ? "StackBackward" : "CatBackward", join_backward, n, ts, 1);
-  if (!node) {
-    cnn_tensor_release(out);
-    return NULL;
-  }
-  node->iargs[0] = cnn_dim_wrap(dim, stack ? ts[0]->ndim + 1 : out->ndim);
-  node->iargs[1] = stack;
-  cnn_ag_set_output(out, node, 0);
-  cnn_ag_node_release(node);
-  return out;
+  join_state st = {out ? cnn_dim_wrap(dim, stack ? ts[0]->ndim + 1 : out->ndim) : 0, stack};
+  return cnn_ag_record(out, stack ? &stack_op : &cat_op, &st, n, ts, 0, NULL) ? NULL : out;
 }
 
 cnn_tensor *cnn_op_cat(int n, const cnn_tensor *const *ts, int dim) { return join(false, n, ts, dim); }

@@ -195,7 +195,8 @@ static void test_tensor_suffix(void) {
   check_text("leaf", cnn_format_tensor(t),
              "tensor([[2., 2.],\n        [2., 2.]])\n[float32 tensor of shape {2, 2}, requires_grad=true]");
   /* a non-leaf shows its node's name (printed through the autograd layer's hooks) */
-  cnn_node *node = cnn_ag_node_new("MulBackward", NULL, 0, NULL, 1);
+  static const cnn_ag_op mul = {"MulBackward", NULL, 0, NULL};
+  cnn_node *node = cnn_ag_node_new(&mul, 0, NULL, 1);
   cnn_ag_set_output(t, node, 0);
   cnn_ag_node_release(node);
   check_text("non-leaf", cnn_format_tensor(t),

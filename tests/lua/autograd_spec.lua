@@ -340,6 +340,61 @@ describe("cnn.autograd.Function", function()
     H.assert_tensor(x.grad, { 2 * math.exp(1), 2 * math.exp(4) }, { rtol = 1e-6 })
   end)
 
+  it("handles eight outputs of different shapes, unused ones as zeros of their own shape", function()
+    -- output k (1..8) is k * sum(x) repeated k times: shape (k); its gradient g_k arrives with that
+    -- shape, and the backward returns sum over k of k * sum(g_k) for every element of x
+    local seen = {}
+    local Eight = cnn.autograd.Function {
+      forward = function(_, x)
+        local outs = {}
+        for k = 1, 8 do outs[k] = cnn.ones(k) * (x:sum() * k) end
+        return table.unpack(outs)
+      end,
+      backward = function(_, ...)
+        local gs, total = { ... }, 0
+        for k = 1, 8 do
+          seen[k] = { shape = gs[k]:shape(), sum = gs[k]:sum():item(), max = gs[k]:abs():max():item() }
+          total = total + k * seen[k].sum
+        end
+        return cnn.full({ 3 }, total)
+      end,
+    }
+    local x = leaf({ 0.5, -1, 2 })
+    local outs = { Eight(x) }
+    assert.are.equal(8, #outs)
+    for k = 1, 8 do assert.are.same({ k }, outs[k]:shape()) end
+    -- only outputs 1, 5 and 8 reach the loss: d/dx_i of sum(o_k) = k * k, so 1 + 25 + 64 = 90
+    ;(outs[1]:sum() + outs[5]:sum() + outs[8]:sum()):backward()
+    H.assert_tensor(x.grad, { 90, 90, 90 })
+    for k = 1, 8 do
+      assert.are.same({ k }, seen[k].shape) -- the fifth to eighth used to get the first's shape
+      if k == 1 or k == 5 or k == 8 then
+        assert.are.equal(k, seen[k].sum) -- the ones of sum(o_k)
+      else
+        assert.are.equal(0, seen[k].max) -- unused: zeros
+      end
+    end
+    -- against finite differences through the same outputs
+    local f = function(a)
+      local o = { Eight(a) }
+      return o[2]:sum() * 0.5 + o[6]:sum() + o[7]:sum() * 2
+    end
+    assert.is_true(cnn.autograd.gradcheck(f, { leaf({ 0.3, 0.2, -0.4 }) }, { eps = 1e-2, atol = 1e-2, rtol = 1e-2 }))
+  end)
+
+  it("refuses a ninth output", function()
+    local Nine = cnn.autograd.Function {
+      forward = function(_, x)
+        local outs = {}
+        for k = 1, 9 do outs[k] = x * k end
+        return table.unpack(outs)
+      end,
+      backward = function() return nil end,
+    }
+    H.assert_error(function() Nine(leaf({ 1 })) end, "Function", "forward must return 1 to 8 tensors, got 9")
+    H.assert_usable()
+  end)
+
   it("does not record when no input requires grad", function()
     local y = Square(cnn.tensor({ 3 }))
     H.assert_tensor(y, { 9 })
