@@ -63,22 +63,26 @@ cnn_tensor *lcnn_check(lua_State *L, int idx, const char *fn) {
 }
 
 void lcnn_anchor_number(lua_State *L, int idx, const char *fn, cnn_dtype int_dtype) {
-  if (lua_type(L, idx) != LUA_TNUMBER) return;
+  int type = lua_type(L, idx);
+  if (type != LUA_TNUMBER && type != LUA_TBOOLEAN) return;
   idx = lua_absindex(L, idx);
   /* the box exists before the tensor, so no reference is ever held outside it */
   cnn_tensor **box = lua_newuserdatauv(L, sizeof *box, 0);
   *box = NULL;
   luaL_setmetatable(L, LCNN_TENSOR);
-  *box = lua_isinteger(L, idx) && int_dtype == CNN_INT64 ? cnn_tensor_scalar_i64(lua_tointeger(L, idx))
-                                                         : cnn_tensor_scalar(CNN_FLOAT32, lua_tonumber(L, idx));
+  if (type == LUA_TBOOLEAN) *box = cnn_tensor_scalar(CNN_BOOL, lua_toboolean(L, idx));
+  else if (lua_isinteger(L, idx) && int_dtype != CNN_FLOAT32) *box = cnn_tensor_scalar_i64(lua_tointeger(L, idx));
+  else *box = cnn_tensor_scalar(CNN_FLOAT32, lua_tonumber(L, idx));
   if (!*box) lcnn_fail(L, fn);
+  (*box)->wrapped_number = true;
   lua_replace(L, idx);
 }
 
 cnn_tensor *lcnn_operand(lua_State *L, int idx, const char *fn, cnn_dtype int_dtype) {
   lcnn_anchor_number(L, idx, fn, int_dtype);
   cnn_tensor **box = luaL_testudata(L, idx, LCNN_TENSOR);
-  if (!box) lcnn_error(L, fn, "expected a tensor or a number for argument %d, got %s", idx, luaL_typename(L, idx));
+  if (!box)
+    lcnn_error(L, fn, "expected a tensor, a number or a boolean for argument %d, got %s", idx, luaL_typename(L, idx));
   if (!*box) lcnn_error(L, fn, "argument %d is a closed tensor", idx);
   return *box;
 }
@@ -199,15 +203,38 @@ int lcnn_opt_bool(lua_State *L, int idx, const char *key, int def) {
   return v;
 }
 
+int lcnn_dtype_named(const char *s, cnn_dtype *out) {
+  static const struct {
+    const char *name;
+    cnn_dtype dt;
+  } names[] = {{"float32", CNN_FLOAT32}, {"float", CNN_FLOAT32}, {"int64", CNN_INT64}, {"long", CNN_INT64},
+               {"uint8", CNN_UINT8},     {"byte", CNN_UINT8},    {"bool", CNN_BOOL}};
+  for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+    if (strcmp(s, names[i].name) == 0) {
+      *out = names[i].dt;
+      return 0;
+    }
+  return -1;
+}
+
+void lcnn_push_element(lua_State *L, const cnn_tensor *t, const int64_t *at) {
+  switch (t->dtype) {
+  case CNN_FLOAT32: lua_pushnumber(L, cnn_tensor_get(t, at)); break;
+  case CNN_BOOL: lua_pushboolean(L, cnn_tensor_get_i64(t, at) != 0); break;
+  case CNN_INT64:
+  case CNN_UINT8: lua_pushinteger(L, cnn_tensor_get_i64(t, at)); break;
+  }
+}
+
 bool lcnn_opt_dtype_at(lua_State *L, int idx, const char *fn, cnn_dtype *out) {
   if (!lua_istable(L, idx)) return false;
   lua_getfield(L, idx, "dtype");
   bool given = !lua_isnil(L, -1);
   if (given) {
     const char *s = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : NULL;
-    if (s && (strcmp(s, "float32") == 0 || strcmp(s, "float") == 0)) *out = CNN_FLOAT32;
-    else if (s && (strcmp(s, "int64") == 0 || strcmp(s, "long") == 0)) *out = CNN_INT64;
-    else lcnn_error(L, fn, "unknown dtype '%s' (expected \"float32\" or \"int64\")", s ? s : luaL_typename(L, -1));
+    if (!s || lcnn_dtype_named(s, out))
+      lcnn_error(L, fn, "unknown dtype '%s' (expected \"float32\", \"int64\", \"uint8\" or \"bool\")",
+                 s ? s : luaL_typename(L, -1));
   }
   lua_pop(L, 1);
   return given;

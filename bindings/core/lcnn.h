@@ -32,11 +32,13 @@ cnn_tensor *lcnn_check(lua_State *L, int idx, const char *fn);
 cnn_tensor *lcnn_test(lua_State *L, int idx); /* NULL when not a (live) tensor */
 /* What the value at idx is, for messages: its type name, or "a closed tensor". */
 const char *lcnn_typename(lua_State *L, int idx);
-/* Replaces a number at idx by a 0-d tensor: int64 (exact) when the number is a Lua integer and
- * int_dtype is CNN_INT64, float32 otherwise. Anything else is left alone. Allocates: call it
+/* Replaces a number or a boolean at idx by a wrapped 0-d tensor (one that promotes as PyTorch's
+ * Python scalars, see cnn_dtype_result): a boolean bool, an integer int64 (exact) unless int_dtype
+ * is CNN_FLOAT32 (then float32), a float float32. Anything else is left alone. Allocates: call it
  * before taking tensor pointers. */
 void lcnn_anchor_number(lua_State *L, int idx, const char *fn, cnn_dtype int_dtype);
-/* lcnn_anchor_number, then the tensor at idx (borrowed). Raises "expected a tensor or a number". */
+/* lcnn_anchor_number, then the tensor at idx (borrowed). Raises "expected a tensor, a number or a
+ * boolean". */
 cnn_tensor *lcnn_operand(lua_State *L, int idx, const char *fn, cnn_dtype int_dtype);
 /* Pushes t (taking its reference) or, when t is NULL, raises the runtime's error. Nudges the
  * garbage collector when tensor memory has grown a lot since the last collection. */
@@ -55,6 +57,10 @@ void lcnn_options(lua_State *L, int idx, const char *fn, const char *const *know
 int lcnn_opt_bool(lua_State *L, int idx, const char *key, int def);
 cnn_dtype lcnn_opt_dtype(lua_State *L, int idx, const char *fn, cnn_dtype def);
 bool lcnn_opt_dtype_at(lua_State *L, int idx, const char *fn, cnn_dtype *out); /* true when given */
+/* The dtype a name gives ("float32"/"float", "int64"/"long", "uint8"/"byte", "bool"): 0, or -1. */
+int lcnn_dtype_named(const char *s, cnn_dtype *out);
+/* Pushes element `at` (0-based multi-index) of t: a number, an integer (int64, uint8) or a boolean. */
+void lcnn_push_element(lua_State *L, const cnn_tensor *t, const int64_t *at);
 
 /* Registration of the parts (ltensor.c, lautograd.c, lfactory.c). Each adds to the module
  * table at the top of the stack; tensor methods go into the methods table at `methods`. */

@@ -66,20 +66,30 @@ static int nested_shape(lua_State *L, int idx, const char *fn, int64_t *size) {
 static void fill_nested(lua_State *L, int idx, const char *fn, cnn_tensor *t, int d, int64_t *pos) {
   if (d == t->ndim) {
     int isnum;
-    lua_Number v = lua_tonumberx(L, idx, &isnum);
-    if (!isnum) {
+    bool boolean = lua_type(L, idx) == LUA_TBOOLEAN;
+    lua_Number v = boolean ? (lua_Number)lua_toboolean(L, idx) : lua_tonumberx(L, idx, &isnum);
+    if (!boolean && !isnum) {
       cnn_tensor_release(t);
-      lcnn_error(L, fn, "expected numbers in the nested table, got %s", luaL_typename(L, idx));
+      lcnn_error(L, fn, "expected numbers or booleans in the nested table, got %s", luaL_typename(L, idx));
     }
-    if (t->dtype == CNN_INT64) {
+    switch (t->dtype) {
+    case CNN_INT64:
       if (lua_isinteger(L, idx)) cnn_tensor_i64(t)[*pos] = (int64_t)lua_tointeger(L, idx);
       else if (v == floor(v) && fabs(v) < 9.2e18) cnn_tensor_i64(t)[*pos] = (int64_t)v;
       else {
         cnn_tensor_release(t);
         lcnn_error(L, fn, "value %g is not an integer (dtype int64)", v);
       }
-    } else {
-      cnn_tensor_f32(t)[*pos] = (float)v;
+      break;
+    case CNN_UINT8: /* as PyTorch: -255..255 (negative ones wrap), fractions truncated */
+      if (!(v > -256 && v < 256)) {
+        cnn_tensor_release(t);
+        lcnn_error(L, fn, "value %g cannot be converted to type uint8 without overflow", v);
+      }
+      cnn_tensor_u8(t)[*pos] = (uint8_t)(int64_t)v;
+      break;
+    case CNN_BOOL: cnn_tensor_u8(t)[*pos] = (uint8_t)(v != 0); break;
+    case CNN_FLOAT32: cnn_tensor_f32(t)[*pos] = (float)v; break;
     }
     (*pos)++;
     return;
@@ -100,12 +110,29 @@ static void fill_nested(lua_State *L, int idx, const char *fn, cnn_tensor *t, in
   }
 }
 
+/* Whether every leaf of the nested table at idx (its shape already checked by nested_shape's walk
+ * or about to be by fill_nested) is a boolean: such a table makes a bool tensor, as in PyTorch;
+ * numbers among booleans make float32 (booleans as 0 and 1). Raw reads, depth <= CNN_MAX_DIMS. */
+static bool all_booleans(lua_State *L, int idx, int depth) {
+  if (lua_type(L, idx) == LUA_TBOOLEAN) return true;
+  if (!lua_istable(L, idx) || depth > CNN_MAX_DIMS) return false;
+  lua_Integer n = (lua_Integer)lua_rawlen(L, idx);
+  bool all = n > 0;
+  for (lua_Integer i = 1; i <= n && all; i++) {
+    lua_rawgeti(L, idx, i);
+    all = all_booleans(L, lua_gettop(L), depth + 1);
+    lua_pop(L, 1);
+  }
+  return all;
+}
+
 /** cnn.tensor(values, {dtype="float32", requires_grad=false}) -> Tensor
  * A new tensor holding the given values.
- * values is a nested table of numbers (the nesting gives the shape and must be regular:
- * `cnn.tensor{{1, 2}, {3, 4}}` is 2 x 2), a number (a 0-d tensor) or a tensor (copied, keeping its
- * dtype unless one is given). dtype is "float32" or "int64". Integers give float32 too (Torch7's
- * habit; torch.tensor would infer int64): `{dtype = "int64"}` makes labels and indices. */
+ * values is a nested table of numbers or booleans (the nesting gives the shape and must be regular:
+ * `cnn.tensor{{1, 2}, {3, 4}}` is 2 x 2), a number or a boolean (a 0-d tensor) or a tensor (copied,
+ * keeping its dtype unless one is given). dtype is "float32", "int64", "uint8" or "bool". Integers
+ * give float32 too (Torch7's habit; torch.tensor would infer int64): `{dtype = "int64"}` makes
+ * labels and indices. Booleans alone give a bool tensor (`cnn.tensor{true, false}`). */
 static int f_tensor(lua_State *L) {
   const char *fn = "tensor";
   create_opts o = read_opts(L, 2, fn, CNN_FLOAT32);
@@ -119,17 +146,22 @@ static int f_tensor(lua_State *L) {
     finish(L, c, &o, fn);
     return 1;
   }
-  if (lua_type(L, 1) == LUA_TNUMBER) {
-    bool exact = o.dtype == CNN_INT64 && lua_isinteger(L, 1);
-    finish(L, exact ? cnn_tensor_scalar_i64(lua_tointeger(L, 1)) : cnn_tensor_scalar(o.dtype, lua_tonumber(L, 1)), &o,
-           fn);
+  if (lua_type(L, 1) == LUA_TNUMBER || lua_type(L, 1) == LUA_TBOOLEAN) {
+    bool boolean = lua_type(L, 1) == LUA_TBOOLEAN;
+    cnn_dtype dt = o.has_dtype ? o.dtype : boolean ? CNN_BOOL : CNN_FLOAT32;
+    bool exact = !boolean && dt != CNN_FLOAT32 && lua_isinteger(L, 1);
+    finish(L,
+           exact ? cnn_tensor_full_i64(dt, 0, NULL, lua_tointeger(L, 1))
+                 : cnn_tensor_scalar(dt, boolean ? lua_toboolean(L, 1) : lua_tonumber(L, 1)),
+           &o, fn);
     return 1;
   }
   if (!lua_istable(L, 1))
     return lcnn_error(L, fn, "expected a nested table of numbers or a number, got %s", lcnn_typename(L, 1));
   int64_t size[CNN_MAX_DIMS];
   int ndim = nested_shape(L, 1, fn, size);
-  cnn_tensor *t = cnn_tensor_empty(o.dtype, ndim, size);
+  cnn_dtype dt = o.has_dtype ? o.dtype : all_booleans(L, 1, 0) ? CNN_BOOL : CNN_FLOAT32;
+  cnn_tensor *t = cnn_tensor_empty(dt, ndim, size);
   if (!t) return lcnn_fail(L, fn);
   int64_t pos = 0;
   fill_nested(L, 1, fn, t, 0, &pos); /* also when empty: {{}, {1}} is ragged */
@@ -185,8 +217,8 @@ static int f_randn(lua_State *L) { return construct(L, C_RANDN, "randn"); }
  * A tensor of the given shape filled with value.
  * The shape is one size or a table of sizes: `cnn.full({2, 3}, 7.5)`. Without a dtype, an integer
  * value gives int64 and a float value float32, as PyTorch's torch.full: `cnn.full({2}, 1)` is int64,
- * `cnn.full({2}, 1.0)` float32. An integer fills an int64 tensor exactly; NaN or a value outside
- * int64 into an int64 tensor is an error, as in PyTorch. */
+ * `cnn.full({2}, 1.0)` float32, `cnn.full({2}, true)` bool. An integer fills an int64 tensor
+ * exactly; NaN or a value outside int64 into an int64 tensor is an error, as in PyTorch. */
 static int f_full(lua_State *L) {
   const char *fn = "full";
   int64_t size[CNN_MAX_DIMS];
@@ -196,12 +228,13 @@ static int f_full(lua_State *L) {
   int n = lua_istable(L, 1) ? lcnn_shape(L, 1, fn, size, &next, 0)
                             : (size[0] = (int64_t)luaL_checkinteger(L, 1), next = 2, 1);
   if (n == 1 && !lua_istable(L, 1) && size[0] < 0) return lcnn_error(L, fn, "negative size %lld", (long long)size[0]);
-  if (lua_type(L, next) != LUA_TNUMBER)
-    return lcnn_error(L, fn, "expected a fill value (number), got %s", lcnn_typename(L, next));
-  create_opts o = read_opts(L, next + 1, fn, lua_isinteger(L, next) ? CNN_INT64 : CNN_FLOAT32);
-  cnn_tensor *t = o.dtype == CNN_INT64 && lua_isinteger(L, next)
+  bool boolean = lua_type(L, next) == LUA_TBOOLEAN;
+  if (lua_type(L, next) != LUA_TNUMBER && !boolean)
+    return lcnn_error(L, fn, "expected a fill value (number or boolean), got %s", lcnn_typename(L, next));
+  create_opts o = read_opts(L, next + 1, fn, boolean ? CNN_BOOL : lua_isinteger(L, next) ? CNN_INT64 : CNN_FLOAT32);
+  cnn_tensor *t = !boolean && o.dtype != CNN_FLOAT32 && lua_isinteger(L, next)
                       ? cnn_tensor_full_i64(o.dtype, n, size, lua_tointeger(L, next))
-                      : cnn_tensor_full(o.dtype, n, size, lua_tonumber(L, next));
+                      : cnn_tensor_full(o.dtype, n, size, boolean ? lua_toboolean(L, next) : lua_tonumber(L, next));
   finish(L, t, &o, fn);
   return 1;
 }
@@ -276,8 +309,9 @@ static int f_eye(lua_State *L) {
   return 1;
 }
 
-/** cnn.randint(lo, hi, size...|{size}) -> Tensor
- * Random int64 values in lo..hi, both included (as math.random, unlike PyTorch's exclusive high). */
+/** cnn.randint(lo, hi, size...|{size}, {dtype="int64"}) -> Tensor
+ * Random integers in lo..hi, both included (as math.random, unlike PyTorch's exclusive high).
+ * dtype may also be "uint8" (bounds within 0..255), "bool" or "float32". */
 static int f_randint(lua_State *L) {
   const char *fn = "randint";
   if (!lua_isinteger(L, 1) || !lua_isinteger(L, 2)) return lcnn_error(L, fn, "expected integer bounds lo and hi");
@@ -287,7 +321,13 @@ static int f_randint(lua_State *L) {
   int next;
   int n = lcnn_shape(L, 3, fn, size, &next, 0);
   create_opts o = read_opts(L, next, fn, CNN_INT64);
-  finish(L, cnn_random_randint(lo, hi, n, size), &o, fn);
+  if (o.dtype == CNN_UINT8 && (lo < 0 || hi > 255))
+    return lcnn_error(L, fn, "bounds %lld..%lld do not fit dtype uint8", (long long)lo, (long long)hi);
+  if (o.dtype == CNN_BOOL && (lo < 0 || hi > 1))
+    return lcnn_error(L, fn, "bounds %lld..%lld do not fit dtype bool", (long long)lo, (long long)hi);
+  cnn_tensor *r = cnn_random_randint(lo, hi, n, size), *c = r ? cnn_tensor_to_dtype(r, o.dtype) : NULL;
+  cnn_tensor_release(r);
+  finish(L, c, &o, fn);
   return 1;
 }
 

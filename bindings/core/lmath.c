@@ -4,7 +4,9 @@
 
 #include <math.h>
 
+#include "cnn/autograd.h"
 #include "cnn/error.h"
+#include "cnn/join.h"
 #include "cnn/ops.h"
 
 /* The dtype a Lua integer operand takes: int64 (exact) beside an int64 tensor, else float32. */
@@ -15,8 +17,8 @@ static cnn_dtype int_dtype(lua_State *L, int a, int b) {
 
 /* a op b where either side may be a number; the result is pushed. */
 static int binary(lua_State *L, cnn_binop op, const char *fn) {
-  if (lua_type(L, 2) != LUA_TNUMBER && !luaL_testudata(L, 2, LCNN_TENSOR))
-    return lcnn_error(L, fn, "expected a tensor or a number for argument 2, got %s", luaL_typename(L, 2));
+  if (lua_type(L, 2) != LUA_TNUMBER && lua_type(L, 2) != LUA_TBOOLEAN && !luaL_testudata(L, 2, LCNN_TENSOR))
+    return lcnn_error(L, fn, "expected a tensor, a number or a boolean for argument 2, got %s", luaL_typename(L, 2));
   cnn_dtype dt = int_dtype(L, 1, 2);
   lcnn_anchor_number(L, 1, fn, dt);
   lcnn_anchor_number(L, 2, fn, dt);
@@ -61,22 +63,22 @@ static int m_div(lua_State *L) {
   return binary(L, CNN_DIV, "div");
 }
 /** t:eq(other) -> Tensor
- * 1 where t == other, else 0, as float32 (broadcasting). */
+ * A bool tensor, true where t == other (broadcasting; other a tensor, a number or a boolean). */
 static int m_eq(lua_State *L) { return binary(L, CNN_EQ, "eq"); }
 /** t:ne(other) -> Tensor
- * 1 where t ~= other, else 0, as float32 (broadcasting). */
+ * A bool tensor, true where t ~= other (broadcasting; other a tensor, a number or a boolean). */
 static int m_ne(lua_State *L) { return binary(L, CNN_NE, "ne"); }
 /** t:lt(other) -> Tensor
- * 1 where t < other, else 0, as float32 (broadcasting). */
+ * A bool tensor, true where t < other (broadcasting; other a tensor, a number or a boolean). */
 static int m_lt(lua_State *L) { return binary(L, CNN_LT, "lt"); }
 /** t:le(other) -> Tensor
- * 1 where t <= other, else 0, as float32 (broadcasting). */
+ * A bool tensor, true where t <= other (broadcasting; other a tensor, a number or a boolean). */
 static int m_le(lua_State *L) { return binary(L, CNN_LE, "le"); }
 /** t:gt(other) -> Tensor
- * 1 where t > other, else 0, as float32 (broadcasting). */
+ * A bool tensor, true where t > other (broadcasting; other a tensor, a number or a boolean). */
 static int m_gt(lua_State *L) { return binary(L, CNN_GT, "gt"); }
 /** t:ge(other) -> Tensor
- * 1 where t >= other, else 0, as float32 (broadcasting). */
+ * A bool tensor, true where t >= other (broadcasting; other a tensor, a number or a boolean). */
 static int m_ge(lua_State *L) { return binary(L, CNN_GE, "ge"); }
 /** t:maximum(other) -> Tensor
  * cnn.maximum(a, b) -> Tensor
@@ -90,10 +92,11 @@ static int m_minimum(lua_State *L) { return binary(L, CNN_MINIMUM, "minimum"); }
 /* A Lua float (not an integer) at idx: like a Python float, it makes an int64 operand float32. */
 static bool is_float_number(lua_State *L, int idx) { return lua_type(L, idx) == LUA_TNUMBER && !lua_isinteger(L, idx); }
 
-/* x converted to float32 when it is int64 and the Lua number at idx is a float (new reference). */
+/* x converted to float32 when it is an integer or bool tensor and the Lua number at idx is a float
+ * (new reference). */
 static cnn_tensor *promote_for(lua_State *L, cnn_tensor *x, int idx, const char *fn) {
-  cnn_tensor *r = x->dtype == CNN_INT64 && is_float_number(L, idx) ? cnn_tensor_to_dtype(x, CNN_FLOAT32)
-                                                                   : cnn_tensor_retain(x);
+  cnn_tensor *r = x->dtype != CNN_FLOAT32 && is_float_number(L, idx) ? cnn_tensor_to_dtype(x, CNN_FLOAT32)
+                                                                     : cnn_tensor_retain(x);
   if (!r) lcnn_fail(L, fn);
   return r;
 }
@@ -105,7 +108,7 @@ static cnn_tensor *promote_for(lua_State *L, cnn_tensor *x, int idx, const char 
 static int m_pow(lua_State *L) {
   cnn_tensor *x = lcnn_test(L, 1);
   if (x && lua_type(L, 2) == LUA_TNUMBER) {
-    if (x->dtype == CNN_INT64 && lua_isinteger(L, 2) && lua_tointeger(L, 2) < 0)
+    if (x->dtype != CNN_FLOAT32 && lua_isinteger(L, 2) && lua_tointeger(L, 2) < 0)
       return lcnn_error(L, "pow", "integers to negative integer powers are not allowed");
     cnn_tensor *xp = promote_for(L, x, 2, "pow");
     cnn_tensor *r = cnn_op_unary(CNN_POW_SCALAR, xp, lua_tonumber(L, 2), 0);
@@ -226,20 +229,23 @@ static int m_clamp_(lua_State *L) {
   double lo, hi;
   cnn_tensor *t = lcnn_check(L, 1, "clamp_");
   clamp_bounds(L, "clamp_", &lo, &hi);
-  if (t->dtype == CNN_INT64 && (is_float_number(L, 2) || is_float_number(L, 3)))
-    return lcnn_error(L, "clamp_", "a float bound gives float32 values, which cannot be written into an int64 tensor");
+  if (t->dtype != CNN_FLOAT32 && (is_float_number(L, 2) || is_float_number(L, 3)))
+    return lcnn_error(L, "clamp_", "a float bound gives float32 values, which cannot be written into %s %s tensor",
+                      t->dtype == CNN_INT64 ? "an" : "a", cnn_dtype_name(t->dtype));
   if (cnn_op_unary_(CNN_CLAMP, t, lo, hi)) return lcnn_fail(L, "clamp_");
   lua_settop(L, 1);
   return 1;
 }
 
 /** t:fill_(v) -> t
- * In place: every element set to number v. */
+ * In place: every element set to v, a number or a boolean converted to t's dtype.
+ * A number that a uint8 tensor cannot hold (past -255..255) is an error, as in PyTorch. */
 static int m_fill_(lua_State *L) {
-  luaL_checknumber(L, 2);
+  if (lua_type(L, 2) != LUA_TBOOLEAN) luaL_checknumber(L, 2); /* before t is taken: it may raise */
   cnn_tensor *t = lcnn_check(L, 1, "fill_");
-  int rc = t->dtype == CNN_INT64 && lua_isinteger(L, 2) ? cnn_op_fill_i64_(t, lua_tointeger(L, 2))
-                                                        : cnn_op_fill_(t, lua_tonumber(L, 2));
+  int rc = lua_type(L, 2) == LUA_TBOOLEAN                   ? cnn_op_fill_(t, lua_toboolean(L, 2))
+           : t->dtype != CNN_FLOAT32 && lua_isinteger(L, 2) ? cnn_op_fill_i64_(t, lua_tointeger(L, 2))
+                                                            : cnn_op_fill_(t, luaL_checknumber(L, 2));
   if (rc) return lcnn_fail(L, "fill_");
   lua_settop(L, 1);
   return 1;
@@ -336,6 +342,7 @@ static int m_std(lua_State *L) { return var_like(L, "std", true); }
 static int extreme(lua_State *L, bool is_max, bool arg) {
   const char *fn = arg ? (is_max ? "argmax" : "argmin") : (is_max ? "max" : "min");
   cnn_tensor *t = lcnn_check(L, 1, fn);
+  if (arg && t->dtype == CNN_BOOL) return lcnn_error(L, fn, "not implemented for bool tensors (as in PyTorch)");
   int d = reduce_dim(L, 2, fn, t);
   bool keep = lua_toboolean(L, 3);
   cnn_tensor *v = NULL, *i = NULL;
@@ -394,6 +401,175 @@ static int m_argmax(lua_State *L) { return extreme(L, true, true); }
  * The 1-based int64 index of the minimum over dim; with no dim, of the flattened tensor. */
 static int m_argmin(lua_State *L) { return extreme(L, false, true); }
 
+/* ---- bool results: logical ops, tests, any / all ---- */
+
+/** t:logical_and(other) -> Tensor
+ * A bool tensor, true where both t and other are nonzero (broadcasting; any dtypes). */
+static int m_logical_and(lua_State *L) { return binary(L, CNN_LOGICAL_AND, "logical_and"); }
+/** t:logical_or(other) -> Tensor
+ * A bool tensor, true where t or other is nonzero (broadcasting; any dtypes). */
+static int m_logical_or(lua_State *L) { return binary(L, CNN_LOGICAL_OR, "logical_or"); }
+/** t:logical_xor(other) -> Tensor
+ * A bool tensor, true where exactly one of t and other is nonzero (broadcasting; any dtypes). */
+static int m_logical_xor(lua_State *L) { return binary(L, CNN_LOGICAL_XOR, "logical_xor"); }
+/** t:bitwise_and(other) -> Tensor
+ * t & other, bit by bit, for bool, uint8 and int64 tensors (also the operator `t & other`).
+ * On bool tensors it is the logical and. */
+static int m_bitwise_and(lua_State *L) { return binary(L, CNN_BIT_AND, "bitwise_and"); }
+/** t:bitwise_or(other) -> Tensor
+ * t | other, bit by bit, for bool, uint8 and int64 tensors (also the operator `t | other`). */
+static int m_bitwise_or(lua_State *L) { return binary(L, CNN_BIT_OR, "bitwise_or"); }
+/** t:bitwise_xor(other) -> Tensor
+ * t ~ other (Lua's exclusive or), bit by bit, for bool, uint8 and int64 tensors (also `t ~ other`). */
+static int m_bitwise_xor(lua_State *L) { return binary(L, CNN_BIT_XOR, "bitwise_xor"); }
+
+static int predicate(lua_State *L, cnn_predicate p, const char *fn) {
+  cnn_tensor *t = lcnn_check(L, 1, fn);
+  lcnn_push(L, cnn_ew_predicate(p, t), fn);
+  return 1;
+}
+
+/** t:logical_not() -> Tensor
+ * A bool tensor, true where t is zero (any dtype): inverts a mask. */
+static int m_logical_not(lua_State *L) { return predicate(L, CNN_LOGICAL_NOT, "logical_not"); }
+/** t:isnan() -> Tensor
+ * A bool tensor, true where t is NaN (never for integer dtypes). */
+static int m_isnan(lua_State *L) { return predicate(L, CNN_ISNAN, "isnan"); }
+/** t:isinf() -> Tensor
+ * A bool tensor, true where t is +inf or -inf. */
+static int m_isinf(lua_State *L) { return predicate(L, CNN_ISINF, "isinf"); }
+/** t:isposinf() -> Tensor
+ * A bool tensor, true where t is +inf. */
+static int m_isposinf(lua_State *L) { return predicate(L, CNN_ISPOSINF, "isposinf"); }
+/** t:isneginf() -> Tensor
+ * A bool tensor, true where t is -inf. */
+static int m_isneginf(lua_State *L) { return predicate(L, CNN_ISNEGINF, "isneginf"); }
+/** t:isfinite() -> Tensor
+ * A bool tensor, true where t is neither NaN nor infinite (always for integer dtypes). */
+static int m_isfinite(lua_State *L) { return predicate(L, CNN_ISFINITE, "isfinite"); }
+
+/** t:bitwise_not() -> Tensor
+ * ~t, bit by bit, for bool (logical not), uint8 and int64 tensors (also the operator `~t`). */
+static int m_bitwise_not(lua_State *L) { return unary(L, CNN_BIT_NOT, "bitwise_not", 0, 0); }
+
+/* t:any(dim, keepdim) / t:all(dim, keepdim): whether some / every element over dim (or all) is
+ * nonzero, as the count of nonzero (or zero) elements compared with 0. bool, except uint8 in
+ * gives uint8 out (PyTorch's legacy rule). */
+static int any_all(lua_State *L, bool all, const char *fn) {
+  cnn_tensor *t = lcnn_check(L, 1, fn);
+  int d = lua_isnoneornil(L, 2) ? CNN_ALL_DIMS : lcnn_dim(L, 2, fn, t->ndim, 0);
+  bool keep = lua_toboolean(L, 3);
+  cnn_tensor *b = all ? cnn_ew_predicate(CNN_LOGICAL_NOT, t) : cnn_tensor_to_dtype(t, CNN_BOOL);
+  cnn_tensor *n = b ? cnn_red_reduce(CNN_RED_SUM, b, d, keep) : NULL;
+  cnn_tensor *zero = n ? cnn_tensor_scalar(CNN_INT64, 0) : NULL;
+  cnn_tensor *r = zero ? cnn_ew_binary(all ? CNN_EQ : CNN_NE, n, zero) : NULL;
+  cnn_tensor_release(b);
+  cnn_tensor_release(n);
+  cnn_tensor_release(zero);
+  if (r && t->dtype == CNN_UINT8) {
+    cnn_tensor *u = cnn_tensor_to_dtype(r, CNN_UINT8);
+    cnn_tensor_release(r);
+    r = u;
+  }
+  lcnn_push(L, r, fn);
+  return 1;
+}
+
+/** t:any(dim, keepdim=false) -> Tensor
+ * Whether any element over dimension dim (or over all elements) is nonzero, as a bool tensor.
+ * A uint8 t gives uint8, as in PyTorch. */
+static int m_any(lua_State *L) { return any_all(L, false, "any"); }
+/** t:all(dim, keepdim=false) -> Tensor
+ * Whether every element over dimension dim (or over all elements) is nonzero, as a bool tensor.
+ * True for an empty tensor; a uint8 t gives uint8, as in PyTorch. */
+static int m_all(lua_State *L) { return any_all(L, true, "all"); }
+
+/** t:nonzero() -> Tensor
+ * The 1-based positions of t's nonzero elements, one row each, as an (n, t:dim()) int64 tensor.
+ * Rows are in row-major order (PyTorch's nonzero, 1-based like every index in cnn). */
+static int m_nonzero(lua_State *L) {
+  cnn_tensor *t = lcnn_check(L, 1, "nonzero");
+  cnn_tensor *z = cnn_join_nonzero(t);
+  cnn_tensor *r = z ? cnn_ew_unary(CNN_ADD_SCALAR, z, 1, 0) : NULL;
+  cnn_tensor_release(z);
+  lcnn_push(L, r, "nonzero");
+  return 1;
+}
+
+/* ---- where and masked_fill ---- */
+
+/* The number or boolean at idx replaced on the stack by its wrapped 0-d tensor (integers int64,
+ * promoting as Python scalars), so nothing C holds can leak when a later argument raises; a tensor
+ * stays. Borrowed. */
+static cnn_tensor *anchored_operand(lua_State *L, int idx, const char *fn) {
+  return lcnn_operand(L, idx, fn, CNN_INT64);
+}
+
+/** cnn.where(cond, a, b) -> Tensor
+ * a where cond is true, else b, elementwise (broadcasting); differentiable in a and b.
+ * cond is a bool tensor; a and b are tensors, numbers or booleans, promoted as PyTorch's
+ * torch.where (`cnn.where(mask, x, 0)` keeps x's dtype). */
+static int f_where(lua_State *L) {
+  const char *fn = "where";
+  lua_settop(L, 3);
+  anchored_operand(L, 2, fn);
+  anchored_operand(L, 3, fn);
+  cnn_tensor *cond = lcnn_check(L, 1, fn), *a = lcnn_test(L, 2), *b = lcnn_test(L, 3);
+  lcnn_push(L, cnn_op_where(cond, a, b), fn);
+  return 1;
+}
+
+/* The fill value of masked_fill at 3: a number or boolean (converted to t's dtype and checked as
+ * fill_ checks it) anchored on the stack as a 0-d tensor, or a 0-d tensor. Borrowed. */
+static cnn_tensor *fill_value(lua_State *L, const char *fn, cnn_dtype dt) {
+  int vt = lua_type(L, 3);
+  if (vt == LUA_TNUMBER || vt == LUA_TBOOLEAN) {
+    lcnn_push(L,
+              vt == LUA_TNUMBER && lua_isinteger(L, 3) && dt != CNN_FLOAT32
+                  ? cnn_tensor_full_i64(dt, 0, NULL, lua_tointeger(L, 3)) /* exact */
+                  : cnn_tensor_scalar(dt, vt == LUA_TBOOLEAN ? lua_toboolean(L, 3) : lua_tonumber(L, 3)),
+              fn);
+    lua_replace(L, 3);
+  }
+  cnn_tensor *v = lcnn_test(L, 3);
+  if (!v) lcnn_error(L, fn, "expected a number, a boolean or a 0-d tensor for the value, got %s", luaL_typename(L, 3));
+  return v;
+}
+
+/** t:masked_fill(mask, value) -> Tensor
+ * t with value where mask is true (mask a bool tensor; t and mask broadcast together).
+ * value is a number, a boolean or a 0-d tensor, converted to t's dtype. Differentiable in t (and in
+ * a value tensor). */
+static int m_masked_fill(lua_State *L) {
+  const char *fn = "masked_fill";
+  lua_settop(L, 3);
+  fill_value(L, fn, lcnn_check(L, 1, fn)->dtype);
+  cnn_tensor *t = lcnn_check(L, 1, fn), *mask = lcnn_check(L, 2, fn), *v = lcnn_test(L, 3);
+  lcnn_push(L, cnn_op_masked_fill(t, mask, v), fn);
+  return 1;
+}
+
+/** t:masked_fill_(mask, value) -> t
+ * In place: value written where mask (a bool tensor broadcasting to t's shape) is true. */
+static int m_masked_fill_(lua_State *L) {
+  const char *fn = "masked_fill_";
+  lua_settop(L, 3);
+  fill_value(L, fn, lcnn_check(L, 1, fn)->dtype);
+  cnn_tensor *t = lcnn_check(L, 1, fn), *mask = lcnn_check(L, 2, fn), *v = lcnn_test(L, 3);
+  if (cnn_op_check_inplace(t)) return lcnn_fail(L, fn);
+  if (cnn_ag_requires(v)) return lcnn_error(L, fn, "the value requires grad: use the out-of-place masked_fill");
+  cnn_tensor *r = cnn_op_masked_fill(t, mask, v);
+  if (r && !cnn_tensor_same_shape(r, t)) {
+    cnn_tensor_release(r);
+    return lcnn_error(L, fn, "the mask does not broadcast to the tensor's shape");
+  }
+  int rc = r ? cnn_op_copy_(t, r) : -1;
+  cnn_tensor_release(r);
+  if (rc) return lcnn_fail(L, fn);
+  lua_settop(L, 1);
+  return 1;
+}
+
 /* ---- matrix products ---- */
 
 /** t:matmul(other) -> Tensor
@@ -419,28 +595,87 @@ static int m_mm(lua_State *L) {
 static int m_unm(lua_State *L) { return unary(L, CNN_NEG, "neg", 0, 0); }
 
 void lcnn_open_math(lua_State *L, int methods) {
-  static const luaL_Reg m[] = {
-      {"add", m_add},         {"sub", m_sub},         {"mul", m_mul},         {"div", m_div},
-      {"pow", m_pow},         {"neg", m_neg},         {"exp", m_exp},         {"log", m_log},
-      {"sqrt", m_sqrt},       {"abs", m_abs},         {"relu", m_relu},       {"sigmoid", m_sigmoid},
-      {"tanh", m_tanh},       {"sign", m_sign},       {"clamp", m_clamp},     {"eq", m_eq},
-      {"ne", m_ne},           {"lt", m_lt},           {"le", m_le},           {"gt", m_gt},
-      {"ge", m_ge},           {"maximum", m_maximum}, {"minimum", m_minimum}, {"add_", m_add_},
-      {"sub_", m_sub_},       {"mul_", m_mul_},       {"div_", m_div_},       {"clamp_", m_clamp_},
-      {"fill_", m_fill_},     {"zero_", m_zero_},     {"copy_", m_copy_},     {"uniform_", m_uniform_},
-      {"normal_", m_normal_}, {"sum", m_sum},         {"mean", m_mean},       {"var", m_var},
-      {"std", m_std},         {"max", m_max},         {"min", m_min},         {"argmax", m_argmax},
-      {"argmin", m_argmin},   {"matmul", m_matmul},   {"mm", m_mm},           {NULL, NULL}};
+  static const luaL_Reg m[] = {{"add", m_add},
+                               {"sub", m_sub},
+                               {"mul", m_mul},
+                               {"div", m_div},
+                               {"pow", m_pow},
+                               {"neg", m_neg},
+                               {"exp", m_exp},
+                               {"log", m_log},
+                               {"sqrt", m_sqrt},
+                               {"abs", m_abs},
+                               {"relu", m_relu},
+                               {"sigmoid", m_sigmoid},
+                               {"tanh", m_tanh},
+                               {"sign", m_sign},
+                               {"clamp", m_clamp},
+                               {"eq", m_eq},
+                               {"ne", m_ne},
+                               {"lt", m_lt},
+                               {"le", m_le},
+                               {"gt", m_gt},
+                               {"ge", m_ge},
+                               {"maximum", m_maximum},
+                               {"minimum", m_minimum},
+                               {"add_", m_add_},
+                               {"sub_", m_sub_},
+                               {"mul_", m_mul_},
+                               {"div_", m_div_},
+                               {"clamp_", m_clamp_},
+                               {"fill_", m_fill_},
+                               {"zero_", m_zero_},
+                               {"copy_", m_copy_},
+                               {"uniform_", m_uniform_},
+                               {"normal_", m_normal_},
+                               {"sum", m_sum},
+                               {"mean", m_mean},
+                               {"var", m_var},
+                               {"std", m_std},
+                               {"max", m_max},
+                               {"min", m_min},
+                               {"argmax", m_argmax},
+                               {"argmin", m_argmin},
+                               {"matmul", m_matmul},
+                               {"mm", m_mm},
+                               {"logical_and", m_logical_and},
+                               {"logical_or", m_logical_or},
+                               {"logical_xor", m_logical_xor},
+                               {"logical_not", m_logical_not},
+                               {"bitwise_and", m_bitwise_and},
+                               {"bitwise_or", m_bitwise_or},
+                               {"bitwise_xor", m_bitwise_xor},
+                               {"bitwise_not", m_bitwise_not},
+                               {"isnan", m_isnan},
+                               {"isinf", m_isinf},
+                               {"isposinf", m_isposinf},
+                               {"isneginf", m_isneginf},
+                               {"isfinite", m_isfinite},
+                               {"any", m_any},
+                               {"all", m_all},
+                               {"nonzero", m_nonzero},
+                               {"masked_fill", m_masked_fill},
+                               {"masked_fill_", m_masked_fill_},
+                               {NULL, NULL}};
   lua_pushvalue(L, methods);
   luaL_setfuncs(L, m, 0);
   lua_pop(L, 1);
   luaL_getmetatable(L, LCNN_TENSOR);
-  static const luaL_Reg ops[] = {{"__add", m_add}, {"__sub", m_sub}, {"__mul", m_mul}, {"__div", m_div},
-                                 {"__pow", m_pow}, {"__unm", m_unm}, {NULL, NULL}};
+  static const luaL_Reg ops[] = {{"__add", m_add},
+                                 {"__sub", m_sub},
+                                 {"__mul", m_mul},
+                                 {"__div", m_div},
+                                 {"__pow", m_pow},
+                                 {"__unm", m_unm},
+                                 {"__band", m_bitwise_and},
+                                 {"__bor", m_bitwise_or},
+                                 {"__bxor", m_bitwise_xor},
+                                 {"__bnot", m_bitwise_not},
+                                 {NULL, NULL}};
   luaL_setfuncs(L, ops, 0);
   lua_pop(L, 1);
   /* module-level forms: cnn.matmul(a, b) etc. */
-  static const luaL_Reg mod[] = {
-      {"matmul", m_matmul}, {"mm", m_mm}, {"maximum", m_maximum}, {"minimum", m_minimum}, {NULL, NULL}};
+  static const luaL_Reg mod[] = {{"matmul", m_matmul},   {"mm", m_mm},       {"maximum", m_maximum},
+                                 {"minimum", m_minimum}, {"where", f_where}, {NULL, NULL}};
   luaL_setfuncs(L, mod, 0);
 }

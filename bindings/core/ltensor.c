@@ -30,8 +30,9 @@ static int t_gc(lua_State *L) {
  *   t[{{1, 3}, 2}]       drops the dim), {a, b} is the inclusive range a..b, {a} the range a..a
  *   t[{{}, 2}]           and {} the whole dim; dims past the table's entries are taken whole.
  *                        Every entry a number, one per dim: the element, as a number.
- * Anything else (a fraction, a boolean, a tensor, a range of three) raises. Tensor keys have a
- * place of their own below (index_with_tensor), for boolean masks when they come. */
+ *   t[mask]              mask a bool tensor of the shape of t's leading dims: the selected
+ *                        elements or rows, as a new tensor (index_with_tensor)
+ * Anything else (a fraction, a boolean, a non-bool tensor, a range of three) raises. */
 typedef struct {
   int n;        /* entries, one per leading dim */
   bool element; /* every dim selected by a number: the result is one element */
@@ -139,12 +140,37 @@ static cnn_tensor *index_view(const cnn_tensor *t, const index_spec *spec, bool 
   return v;
 }
 
-/* t[tensor]: boolean masks are to come; until then every tensor key is refused. */
-static int index_with_tensor(lua_State *L, const char *fn, const cnn_tensor *key) {
-  return lcnn_error(L, fn,
-                    "cannot index a tensor with a %s tensor (use index_select(dim, indices) to gather by "
-                    "int64 indices)",
-                    cnn_dtype_name(key->dtype));
+/* t[mask] and t[mask] = v (the value at 3): a bool (or uint8, as PyTorch) tensor key selects the
+ * rows of t at its true elements (see cnn_op_mask_select); any other tensor key is refused.
+ * Pointers are taken after every allocation that can raise. */
+static int index_with_tensor(lua_State *L, const char *fn, bool write) {
+  cnn_tensor *key = lcnn_check(L, 2, fn);
+  if (key->dtype != CNN_BOOL && key->dtype != CNN_UINT8)
+    return lcnn_error(L, fn,
+                      "cannot index a tensor with a %s tensor (a bool mask selects elements; use "
+                      "index_select(dim, indices) to gather by int64 indices)",
+                      cnn_dtype_name(key->dtype));
+  if (!write) {
+    cnn_tensor *t = SELF(fn);
+    lcnn_push(L, cnn_op_mask_select(t, lcnn_check(L, 2, fn)), fn);
+    return 1;
+  }
+  int vt = lua_type(L, 3);
+  if (vt != LUA_TNUMBER && vt != LUA_TBOOLEAN && !lcnn_test(L, 3))
+    return lcnn_error(L, fn, "expected a number, a boolean or a tensor to assign, got %s", lcnn_typename(L, 3));
+  if (vt == LUA_TNUMBER || vt == LUA_TBOOLEAN) { /* converted (and checked) as fill_ does, anchored */
+    lua_settop(L, 3);
+    cnn_dtype dt = SELF(fn)->dtype;
+    lcnn_push(L,
+              vt == LUA_TNUMBER && lua_isinteger(L, 3) && dt != CNN_FLOAT32
+                  ? cnn_tensor_full_i64(dt, 0, NULL, lua_tointeger(L, 3))
+                  : cnn_tensor_scalar(dt, vt == LUA_TBOOLEAN ? lua_toboolean(L, 3) : lua_tonumber(L, 3)),
+              fn);
+    lua_replace(L, 3);
+  }
+  cnn_tensor *t = SELF(fn), *mask = lcnn_check(L, 2, fn), *v = lcnn_check(L, 3, fn);
+  if (cnn_op_mask_put_(t, mask, v)) return lcnn_fail(L, fn);
+  return 0;
 }
 
 /** field t.requires_grad
@@ -185,35 +211,28 @@ static int t_index(lua_State *L) {
     lua_rawget(L, lua_upvalueindex(1));
     return 1;
   }
-  if (luaL_testudata(L, 2, LCNN_TENSOR)) {
-    cnn_tensor *key = lcnn_check(L, 2, "index");
-    return index_with_tensor(L, "index", key);
-  }
+  if (luaL_testudata(L, 2, LCNN_TENSOR)) return index_with_tensor(L, "index", false);
   cnn_tensor *t = SELF("index");
   index_spec spec;
   parse_index(L, 2, "index", t, &spec);
   if (spec.element) {
     int64_t at[CNN_MAX_DIMS];
     for (int d = 0; d < spec.n; d++) at[d] = spec.e[d].start;
-    if (t->dtype == CNN_INT64) lua_pushinteger(L, cnn_tensor_get_i64(t, at));
-    else lua_pushnumber(L, cnn_tensor_get(t, at));
+    lcnn_push_element(L, t, at);
     return 1;
   }
   lcnn_push(L, index_view(t, &spec, true), "index");
   return 1;
 }
 
-/* t[key] = v: v a number (filled, exact for int64) or a tensor (copied, broadcast). */
+/* t[key] = v: v a number or a boolean (filled, exact for integers) or a tensor (copied, broadcast). */
 static int assign_index(lua_State *L) {
   const char *fn = "newindex";
   int vt = lua_type(L, 3);
-  if (vt != LUA_TNUMBER && !luaL_testudata(L, 3, LCNN_TENSOR))
-    return lcnn_error(L, fn, "expected a number or a tensor to assign, got %s", luaL_typename(L, 3));
-  if (luaL_testudata(L, 2, LCNN_TENSOR)) {
-    cnn_tensor *key = lcnn_check(L, 2, fn);
-    return index_with_tensor(L, fn, key);
-  }
-  cnn_tensor *v = vt == LUA_TNUMBER ? NULL : lcnn_check(L, 3, fn);
+  if (vt != LUA_TNUMBER && vt != LUA_TBOOLEAN && !luaL_testudata(L, 3, LCNN_TENSOR))
+    return lcnn_error(L, fn, "expected a number, a boolean or a tensor to assign, got %s", luaL_typename(L, 3));
+  if (luaL_testudata(L, 2, LCNN_TENSOR)) return index_with_tensor(L, fn, true);
+  cnn_tensor *v = vt == LUA_TNUMBER || vt == LUA_TBOOLEAN ? NULL : lcnn_check(L, 3, fn);
   cnn_tensor *t = SELF(fn);
   index_spec spec;
   parse_index(L, 2, fn, t, &spec);
@@ -221,9 +240,10 @@ static int assign_index(lua_State *L) {
   if (cnn_op_check_inplace(t)) return lcnn_fail(L, fn);
   cnn_tensor *view = index_view(t, &spec, false);
   if (!view) return lcnn_fail(L, fn);
-  int rc = v                                              ? cnn_op_copy_(view, v)
-           : t->dtype == CNN_INT64 && lua_isinteger(L, 3) ? cnn_op_fill_i64_(view, lua_tointeger(L, 3))
-                                                          : cnn_op_fill_(view, lua_tonumber(L, 3));
+  int rc = v                                                ? cnn_op_copy_(view, v)
+           : vt == LUA_TBOOLEAN                             ? cnn_op_fill_(view, lua_toboolean(L, 3))
+           : t->dtype != CNN_FLOAT32 && lua_isinteger(L, 3) ? cnn_op_fill_i64_(view, lua_tointeger(L, 3))
+                                                            : cnn_op_fill_(view, lua_tonumber(L, 3));
   cnn_tensor_release(view);
   if (rc) return lcnn_fail(L, fn);
   return 0;
@@ -328,7 +348,7 @@ static int t_numel(lua_State *L) {
   return 1;
 }
 
-/** t:dtype() -> "float32"|"int64"
+/** t:dtype() -> "float32"|"int64"|"uint8"|"bool"
  * The element type. */
 static int t_dtype(lua_State *L) {
   lua_pushstring(L, cnn_dtype_name(SELF("dtype")->dtype));
@@ -348,27 +368,23 @@ static int t_version(lua_State *L) {
   return 1;
 }
 
-static void push_element(lua_State *L, const cnn_tensor *t, const int64_t *idx) {
-  if (t->dtype == CNN_INT64) lua_pushinteger(L, cnn_tensor_get_i64(t, idx));
-  else lua_pushnumber(L, cnn_tensor_get(t, idx));
-}
-
-/** t:item() -> number
- * The value of a one-element tensor, as a Lua number (an integer for int64). */
+/** t:item() -> number|boolean
+ * The value of a one-element tensor as a Lua value.
+ * A float for float32, an integer for int64 and uint8, a boolean for bool. */
 static int t_item(lua_State *L) {
   cnn_tensor *t = SELF("item");
   if (cnn_tensor_numel(t) != 1)
     return lcnn_error(L, "item", "only a one-element tensor converts to a number (this one has %lld)",
                       (long long)cnn_tensor_numel(t));
   int64_t zero[CNN_MAX_DIMS] = {0};
-  push_element(L, t, zero);
+  lcnn_push_element(L, t, zero);
   return 1;
 }
 
 /* Nested tables, built dim by dim without recursion limits mattering (ndim <= CNN_MAX_DIMS). */
 static void push_table(lua_State *L, const cnn_tensor *t, int d, int64_t *idx) {
   if (d == t->ndim) {
-    push_element(L, t, idx);
+    lcnn_push_element(L, t, idx);
     return;
   }
   lua_createtable(L, (int)(t->size[d] < 1 << 30 ? t->size[d] : 0), 0);
@@ -542,8 +558,24 @@ static int t_long(lua_State *L) {
   return 1;
 }
 
+/** t:bool() -> Tensor
+ * t converted to bool: true where an element is nonzero (NaN included), as PyTorch's t.bool(). */
+static int t_bool(lua_State *L) {
+  lcnn_push(L, cnn_op_to_dtype(SELF("bool"), CNN_BOOL), "bool");
+  return 1;
+}
+
+/** t:byte() -> Tensor
+ * t converted to uint8 (as PyTorch: modulo 256 after truncation toward zero).
+ * Integers keep their low byte (300 -> 44, -1 -> 255); bool gives 0 and 1. */
+static int t_byte(lua_State *L) {
+  lcnn_push(L, cnn_op_to_dtype(SELF("byte"), CNN_UINT8), "byte");
+  return 1;
+}
+
 /** t:to(dtype) -> Tensor
- * t converted to dtype, "float32" or "int64" (as t:float() and t:long()). */
+ * t converted to dtype: "float32", "int64", "uint8" or "bool".
+ * As t:float(), t:long(), t:byte(), t:bool(); the same tensor when it already has that dtype. */
 static int t_to(lua_State *L) {
   luaL_checktype(L, 2, LUA_TSTRING);
   lua_createtable(L, 0, 1);
@@ -588,8 +620,10 @@ static int t_close(lua_State *L) { return t_gc(L); }
  * `t[i]` (row i, a view; a number for a 1-d tensor; negative counts from the end), Torch7's
  * table indices `t[{i, j}]` (an element, as a number), `t[{{1, 3}, 2}]` and `t[{{}, 2}]` (views:
  * `{a, b}` is the inclusive range a..b, `{a}` the range a..a, `{}` the whole dim, dims past the
- * table whole), the same forms on the left of `t[...] = v` (v a number or a tensor, broadcast),
- * and `tostring(t)` (values, shape and dtype, elided when large). Any other index raises.
+ * table whole), the same forms on the left of `t[...] = v` (v a number, a boolean or a tensor,
+ * broadcast), `t[mask]` (mask a bool tensor of the shape of t's leading dims: the selected elements
+ * or rows, as a new tensor) and `t[mask] = v`, `&`, `|`, `~` (bitwise, on bool and integer
+ * tensors) and `tostring(t)` (values, shape and dtype, elided when large). Any other index raises.
  * A tensor supports Lua 5.4's `<close>`, which frees its storage at the end of the scope. */
 void lcnn_open_tensor(lua_State *L, int methods) {
   static const luaL_Reg m[] = {{"shape", t_shape},
@@ -616,6 +650,8 @@ void lcnn_open_tensor(lua_State *L, int methods) {
                                {"clone", t_clone},
                                {"float", t_float},
                                {"long", t_long},
+                               {"bool", t_bool},
+                               {"byte", t_byte},
                                {"to", t_to},
                                {"index_select", t_index_select},
                                {"_version", t_version},

@@ -1,6 +1,6 @@
 /* File formats and the data pipeline's C half for Lua (core.io.*, internal: scripts/cnn/data.lua,
- * image.lua and serialize.lua wrap them): IDX, PNG, safetensors, directory listing, byte arrays
- * (datasets kept as uint8), batch gathering, epoch orders and batch transforms. The file
+ * image.lua and serialize.lua wrap them): IDX, PNG, safetensors, directory listing, datasets kept
+ * as uint8 tensors, batch gathering, epoch orders and batch transforms. The file
  * functions take the public function's name as a last argument and raise "name: path: problem"
  * WITHOUT a position, so the Lua wrapper can re-raise it at its caller's line; every C reference
  * is released before a raise. */
@@ -14,7 +14,6 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "cnn/bytes.h"
 #include "cnn/error.h"
 #include "io/file.h"
 #include "cnn/idx.h"
@@ -78,139 +77,33 @@ static int io_idx_load(lua_State *L) {
   return 2;
 }
 
-/* ---- byte arrays ---- */
-
-/* A byte array userdata is a box owning one cnn_bytes (NULL once closed). Its data comes from
- * cnn_alloc, so cnn.memory_stats().live_bytes counts it and the collector policy in lcnn.c (which
- * compares those live bytes with its threshold at every new tensor) sees it like tensor storage:
- * nothing more to report. */
-#define LIO_BYTES "cnn.Bytes"
-
-static cnn_bytes *check_bytes(lua_State *L, int idx, const char *who) {
-  cnn_bytes **box = luaL_testudata(L, idx, LIO_BYTES);
-  if (!box) io_error(L, who, "expected a byte array for argument %d, got %s", idx, luaL_typename(L, idx));
-  if (!*box) io_error(L, who, "the byte array is closed");
-  return *box;
-}
-
-/* A new byte array userdata holding NULL, so that what is stored in it next is owned by Lua
- * before anything else can raise. */
-static cnn_bytes **new_box(lua_State *L) {
-  cnn_bytes **box = lua_newuserdatauv(L, sizeof *box, 0);
-  *box = NULL;
-  luaL_setmetatable(L, LIO_BYTES);
-  return box;
-}
-
-/* idx_load_bytes(path, who) -> byte array of the file's shape (ubyte files only) */
-static int io_idx_load_bytes(lua_State *L) {
-  const char *who = who_at(L, 2, "idx_load_bytes");
+/* idx_load_u8(path, who) -> the file's uint8 tensor, bytes as stored (ubyte files only) */
+static int io_idx_load_u8(lua_State *L) {
+  const char *who = who_at(L, 2, "idx_load_u8");
   const char *path = check_path(L, 1, who);
-  cnn_bytes **box = new_box(L);
-  *box = cnn_idx_load_bytes(path);
-  if (!*box) return io_fail(L, who);
+  push_new(L, cnn_idx_load_u8(path), who);
   return 1;
 }
 
-static int b_close(lua_State *L) {
-  cnn_bytes **box = luaL_checkudata(L, 1, LIO_BYTES);
-  cnn_bytes_free(*box);
-  *box = NULL;
-  return 0;
-}
-
-static int b_tostring(lua_State *L) {
-  cnn_bytes **box = luaL_checkudata(L, 1, LIO_BYTES);
-  const cnn_bytes *b = *box;
-  if (!b) {
-    lua_pushstring(L, "bytes(<closed>)");
-    return 1;
-  }
-  char shape[CNN_MAX_DIMS * 21 + 1] = "";
-  size_t k = 0;
-  for (int d = 0; d < b->ndim; d++)
-    k += (size_t)snprintf(shape + k, sizeof shape - k, d ? "x%lld" : "%lld", (long long)b->size[d]);
-  lua_pushfstring(L, "bytes(%s, %I bytes)", b->ndim ? shape : "scalar", (lua_Integer)b->numel);
+/* records(s, record, skip, len, who) -> uint8 (n, len): bytes skip .. skip + len - 1 of each of the
+ * n = #s / record records of string s (a file read whole: CIFAR-10's label byte and pixels) */
+static int io_records(lua_State *L) {
+  const char *who = who_at(L, 5, "records");
+  size_t n;
+  const char *s = luaL_checklstring(L, 1, &n);
+  lua_Integer rec = luaL_checkinteger(L, 2), skip = luaL_checkinteger(L, 3), len = luaL_checkinteger(L, 4);
+  if (rec < 1 || skip < 0 || len < 0 || skip > rec || len > rec - skip)
+    return io_error(L, who, "bad record layout (record %lld, skip %lld, len %lld)", (long long)rec, (long long)skip,
+                    (long long)len);
+  if (n % (size_t)rec != 0)
+    return io_error(L, who, "%zu bytes are not a whole number of %lld-byte records", n, (long long)rec);
+  int64_t size[2] = {(int64_t)(n / (size_t)rec), len};
+  cnn_tensor *t = cnn_tensor_empty(CNN_UINT8, 2, size);
+  if (!t) return io_fail(L, who);
+  uint8_t *o = cnn_tensor_u8(t);
+  for (int64_t r = 0; r < size[0]; r++) memcpy(o + r * len, s + r * rec + skip, (size_t)len);
+  push_new(L, t, who);
   return 1;
-}
-
-static int b_len(lua_State *L) {
-  const cnn_bytes *b = check_bytes(L, 1, "len");
-  if (b->ndim == 0) return io_error(L, "len", "a 0-d byte array has no length");
-  lua_pushinteger(L, b->size[0]);
-  return 1;
-}
-
-/* b:shape() -> {sizes} */
-static int b_shape(lua_State *L) {
-  const cnn_bytes *b = check_bytes(L, 1, "shape");
-  lua_createtable(L, b->ndim, 0);
-  for (int d = 0; d < b->ndim; d++) {
-    lua_pushinteger(L, b->size[d]);
-    lua_rawseti(L, -2, d + 1);
-  }
-  return 1;
-}
-
-/* b:nbytes() -> bytes held (one per element) */
-static int b_nbytes(lua_State *L) {
-  lua_pushinteger(L, check_bytes(L, 1, "nbytes")->numel);
-  return 1;
-}
-
-/* b:reshape_(sizes... or {sizes}) -> b, with a new shape of as many elements */
-static int b_reshape_(lua_State *L) {
-  cnn_bytes *b = check_bytes(L, 1, "reshape_");
-  int64_t size[CNN_MAX_DIMS];
-  int next;
-  int ndim = lcnn_shape(L, 2, "reshape_", size, &next, 0);
-  if (cnn_bytes_reshape(b, ndim, size)) return io_fail(L, "reshape_");
-  lua_settop(L, 1);
-  return 1;
-}
-
-/* b:gather(idx, divisor = 1, who) -> float32 (len(idx), ...) = rows idx (0-based int64) / divisor */
-static int b_gather(lua_State *L) {
-  const char *who = who_at(L, 4, "gather");
-  const cnn_bytes *b = check_bytes(L, 1, who);
-  const cnn_tensor *idx = check_tensor(L, 2, who);
-  double divisor = luaL_optnumber(L, 3, 1.0);
-  push_new(L, cnn_bytes_gather(b, idx, divisor), who);
-  return 1;
-}
-
-/* b:row(i, divisor = 1, who) -> float32 row i (1-based) / divisor, of shape b.shape[2:] */
-static int b_row(lua_State *L) {
-  const char *who = who_at(L, 4, "row");
-  const cnn_bytes *b = check_bytes(L, 1, who);
-  if (!lua_isinteger(L, 2)) return io_error(L, who, "row index must be an integer, got %s", luaL_typename(L, 2));
-  lua_Integer i = lua_tointeger(L, 2);
-  double divisor = luaL_optnumber(L, 3, 1.0);
-  if (b->ndim >= 1 && (i < 1 || i > b->size[0]))
-    return io_error(L, who, "row %lld is out of range for %lld rows", (long long)i, (long long)b->size[0]);
-  push_new(L, cnn_bytes_row(b, b->ndim ? i - 1 : 0, divisor), who); /* a 0-d array: the runtime says so */
-  return 1;
-}
-
-/* b:float(divisor = 1, who) -> all of b as a float32 tensor of its shape */
-static int b_float(lua_State *L) {
-  const char *who = who_at(L, 3, "float");
-  const cnn_bytes *b = check_bytes(L, 1, who);
-  push_new(L, cnn_bytes_to_float(b, luaL_optnumber(L, 2, 1.0)), who);
-  return 1;
-}
-
-static void open_bytes(lua_State *L) {
-  static const luaL_Reg meta[] = {
-      {"__gc", b_close}, {"__close", b_close}, {"__tostring", b_tostring}, {"__len", b_len}, {NULL, NULL}};
-  static const luaL_Reg methods[] = {{"shape", b_shape},   {"nbytes", b_nbytes}, {"reshape_", b_reshape_},
-                                     {"gather", b_gather}, {"row", b_row},       {"float", b_float},
-                                     {"close", b_close},   {NULL, NULL}};
-  luaL_newmetatable(L, LIO_BYTES);
-  luaL_setfuncs(L, meta, 0);
-  luaL_newlib(L, methods);
-  lua_setfield(L, -2, "__index");
-  lua_pop(L, 1);
 }
 
 /* ---- images (PNG, JPEG) ---- */
@@ -456,6 +349,15 @@ static int io_gather(lua_State *L) {
   return 1;
 }
 
+/* gather_float(src, idx, divisor, who) -> the rows as float32 / divisor (uint8 images in one pass) */
+static int io_gather_float(lua_State *L) {
+  const char *who = who_at(L, 4, "gather");
+  double divisor = luaL_checknumber(L, 3);
+  cnn_tensor *src = check_tensor(L, 1, who), *idx = check_tensor(L, 2, who);
+  push_new(L, cnn_batch_gather_float(src, idx, divisor), who);
+  return 1;
+}
+
 /* order(n, shuffle, seed or nil, epoch, rank, world_size, who, "drop"|"pad"|"exact")
  *   -> int64 0-based sample order */
 static int io_order(lua_State *L) {
@@ -527,28 +429,19 @@ static int io_random_hflip(lua_State *L) {
 
 void lcnn_open_io(lua_State *L, int tbl) {
   static const luaL_Reg fns[] = {
-      {"idx_load", io_idx_load},
-      {"idx_load_bytes", io_idx_load_bytes},
-      {"image_load", io_image_load},
-      {"image_save", io_image_save},
-      {"image_max_pixels", io_image_max_pixels},
-      {"png_load", io_png_load},
-      {"png_save", io_png_save},
-      {"safetensors_load", io_st_load},
-      {"safetensors_save", io_st_save},
-      {"listdir", io_listdir},
-      {"check_file", io_check_file},
-      {"file_kind", io_file_kind},
-      {"gather", io_gather},
-      {"order", io_order},
-      {"normalize", io_normalize},
-      {"random_crop", io_random_crop},
-      {"random_hflip", io_random_hflip},
-      {NULL, NULL},
+      {"idx_load", io_idx_load},         {"idx_load_u8", io_idx_load_u8},
+      {"records", io_records},           {"image_load", io_image_load},
+      {"image_save", io_image_save},     {"image_max_pixels", io_image_max_pixels},
+      {"png_load", io_png_load},         {"png_save", io_png_save},
+      {"safetensors_load", io_st_load},  {"safetensors_save", io_st_save},
+      {"listdir", io_listdir},           {"check_file", io_check_file},
+      {"file_kind", io_file_kind},       {"gather", io_gather},
+      {"gather_float", io_gather_float}, {"order", io_order},
+      {"normalize", io_normalize},       {"random_crop", io_random_crop},
+      {"random_hflip", io_random_hflip}, {NULL, NULL},
   };
   for (const luaL_Reg *r = fns; r->name; r++) {
     lua_pushcfunction(L, r->func);
     lua_setfield(L, tbl, r->name);
   }
-  open_bytes(L);
 }

@@ -2,14 +2,14 @@
  * returns gradients in the broadcast shape; the engine sums them back to each input's shape. */
 #include "autograd/autograd.h"
 #include "cnn/error.h"
+#include "core/iter.h"
 #include "cnn/ops.h"
 #include "cnn/random.h"
 #include "core/parallel.h"
 #include "scratch.h"
 
 #include <math.h>
-
-static bool is_comparison(cnn_binop op) { return op >= CNN_EQ; }
+#include <string.h>
 
 typedef struct binary_state {
   cnn_binop op;
@@ -81,7 +81,8 @@ static int binary_backward(cnn_node *n, cnn_tensor *const *gout, cnn_tensor **gi
 cnn_tensor *cnn_op_binary(cnn_binop op, const cnn_tensor *a, const cnn_tensor *b) {
   const cnn_tensor *in[2] = {a, b};
   cnn_tensor *out = cnn_ew_binary(op, a, b);
-  if (!out || is_comparison(op) || !cnn_ag_any_requires(2, in)) return out;
+  /* comparisons, logical and bitwise ops give bool or integers: never recorded */
+  if (!out || cnn_binop_is_boolean(op) || op >= CNN_BIT_AND || !cnn_ag_any_requires(2, in)) return out;
   /* save only what the formulas below read, so unrelated in-place writes stay legal */
   bool na = cnn_ag_requires(a), nb = cnn_ag_requires(b);
   bool keep_a = (op == CNN_MUL && nb) || op == CNN_POW || op == CNN_MAXIMUM || op == CNN_MINIMUM;
@@ -191,6 +192,7 @@ static int unary_backward(cnn_node *n, cnn_tensor *const *gout, cnn_tensor **gin
     break;
   case CNN_ADD_SCALAR: r = sc_keep(&s, cnn_tensor_retain(g)); break;
   case CNN_MUL_SCALAR: r = sc_un(&s, CNN_MUL_SCALAR, g, p0, 0); break;
+  case CNN_BIT_NOT: break; /* integer results: never recorded */
   }
   (void)p1;
   gin[0] = sc_result(&s, r);
@@ -207,6 +209,54 @@ cnn_tensor *cnn_op_unary(cnn_unop op, const cnn_tensor *x, double p0, double p1)
   const cnn_tensor *saves[2] = {keep_x ? x : NULL, keep_out ? out : NULL};
   unary_state st = {op, p0, p1};
   return cnn_ag_record(out, &unary_ops[op], &st, 1, in, 2, saves) ? NULL : out;
+}
+
+/* ---- where and masked_fill ---- */
+
+/* saved: cond; the gradient goes to the side each element was taken from */
+static int where_backward(cnn_node *n, cnn_tensor *const *gout, cnn_tensor **gin) {
+  cnn_tensor *cond, *g = gout[0];
+  if (!g) return 0;
+  if (cnn_ag_saved(n, 0, &cond)) return -1;
+  scratch s = {0};
+  cnn_tensor *zero = sc_scalar(&s, 0);
+  cnn_tensor *ga = cnn_node_needs_grad(n, 0) ? sc_where(&s, cond, g, zero) : NULL;
+  cnn_tensor *gb = cnn_node_needs_grad(n, 1) ? sc_where(&s, cond, zero, g) : NULL;
+  if (s.failed) return sc_result(&s, NULL), -1;
+  gin[0] = cnn_tensor_retain(ga);
+  gin[1] = cnn_tensor_retain(gb);
+  sc_result(&s, NULL);
+  return 0;
+}
+
+static const cnn_ag_op where_op = {"WhereBackward", where_backward, 0, NULL};
+
+static int check_condition(const cnn_tensor *cond, const char *what) {
+  if (cond->dtype != CNN_BOOL && cond->dtype != CNN_UINT8)
+    return cnn_error_set("%s must be a bool tensor, got %s", what, cnn_dtype_name(cond->dtype));
+  return 0;
+}
+
+cnn_tensor *cnn_op_where(const cnn_tensor *cond, const cnn_tensor *a, const cnn_tensor *b) {
+  if (check_condition(cond, "the condition")) return NULL;
+  const cnn_tensor *in[2] = {a, b};
+  cnn_tensor *out = cnn_ew_where(cond, a, b);
+  if (!out || !cnn_ag_any_requires(2, in)) return out;
+  const cnn_tensor *saves[1] = {cond};
+  return cnn_ag_record(out, &where_op, NULL, 2, in, 1, saves) ? NULL : out;
+}
+
+cnn_tensor *cnn_op_masked_fill(const cnn_tensor *x, const cnn_tensor *mask, const cnn_tensor *value) {
+  if (check_condition(mask, "the mask")) return NULL;
+  if (value->ndim != 0) {
+    cnn_error_set("the value must be a number or a 0-d tensor, got a %d-d tensor", value->ndim);
+    return NULL;
+  }
+  cnn_tensor *out = cnn_op_where(mask, value, x);
+  if (!out || out->dtype == x->dtype) return out;
+  cnn_tensor *c = cnn_op_to_dtype(out, x->dtype); /* the tensor's dtype, as PyTorch's masked_fill */
+  cnn_tensor_release(out);
+  return c;
 }
 
 /* ---- in place ---- */
@@ -228,8 +278,6 @@ static int bump(cnn_tensor *t, int rc) {
 
 int cnn_op_binary_(cnn_binop op, cnn_tensor *t, const cnn_tensor *other) {
   if (cnn_op_check_inplace(t)) return -1;
-  if (t->dtype == CNN_INT64 && (other->dtype == CNN_FLOAT32 || op == CNN_DIV))
-    return cnn_error_set("the result is float32 and cannot be written into an int64 tensor");
   return bump(t, cnn_ew_binary_into(op, t, t, other));
 }
 

@@ -3,6 +3,7 @@
  * input's shape from its edge, so nodes here save only their indices. */
 #include "autograd/autograd.h"
 #include "cnn/error.h"
+#include "core/iter.h"
 #include "cnn/join.h"
 #include "cnn/ops.h"
 #include "scratch.h"
@@ -247,3 +248,90 @@ static cnn_tensor *join(bool stack, int n, const cnn_tensor *const *ts, int dim)
 cnn_tensor *cnn_op_cat(int n, const cnn_tensor *const *ts, int dim) { return join(false, n, ts, dim); }
 
 cnn_tensor *cnn_op_stack(int n, const cnn_tensor *const *ts, int dim) { return join(true, n, ts, dim); }
+
+/* ---- boolean masks ---- */
+
+/* Checks a mask for t: bool (or uint8), its shape t's leading dims. */
+static int check_mask(const cnn_tensor *t, const cnn_tensor *mask) {
+  char b1[256], b2[256];
+  if (mask->dtype != CNN_BOOL && mask->dtype != CNN_UINT8)
+    return cnn_error_set("a mask must be a bool tensor, got %s", cnn_dtype_name(mask->dtype));
+  bool ok = mask->ndim <= t->ndim;
+  for (int d = 0; ok && d < mask->ndim; d++) ok = mask->size[d] == t->size[d];
+  if (!ok)
+    return cnn_error_set("a mask of shape %s does not match the leading dimensions of the tensor's shape %s",
+                         cnn_shape_str(mask->ndim, mask->size, b1, sizeof b1),
+                         cnn_shape_str(t->ndim, t->size, b2, sizeof b2));
+  return 0;
+}
+
+/* t as (mask's numel, t's trailing sizes...) through the op (a view when the strides allow), and
+ * the 1-d 0-based indices of the mask's true elements. New references, or -1 with the error set. */
+static int mask_rows(const cnn_tensor *t, const cnn_tensor *mask, bool record, cnn_tensor **rows, cnn_tensor **idx) {
+  int64_t size[CNN_MAX_DIMS], n = cnn_tensor_numel(mask);
+  int nd = 1 + t->ndim - mask->ndim;
+  size[0] = n;
+  for (int d = mask->ndim; d < t->ndim; d++) size[1 + d - mask->ndim] = t->size[d];
+  cnn_tensor *flat = cnn_tensor_reshape(mask, 1, &n);
+  cnn_tensor *nz = flat ? cnn_join_nonzero(flat) : NULL; /* (count, 1) */
+  int64_t count = nz ? nz->size[0] : 0;
+  *idx = nz ? cnn_tensor_view(nz, 1, &count) : NULL;
+  *rows = *idx ? (record ? cnn_op_reshape(t, nd, size) : cnn_tensor_view(t, nd, size)) : NULL;
+  cnn_tensor_release(flat);
+  cnn_tensor_release(nz);
+  if (*rows) return 0;
+  cnn_tensor_release(*idx);
+  *idx = NULL;
+  return -1;
+}
+
+cnn_tensor *cnn_op_mask_select(const cnn_tensor *t, const cnn_tensor *mask) {
+  if (check_mask(t, mask)) return NULL;
+  cnn_tensor *rows, *idx;
+  if (mask_rows(t, mask, true, &rows, &idx)) return NULL;
+  cnn_tensor *out = cnn_op_index_select(rows, 0, idx);
+  cnn_tensor_release(rows);
+  cnn_tensor_release(idx);
+  return out;
+}
+
+int cnn_op_mask_put_(cnn_tensor *t, const cnn_tensor *mask, const cnn_tensor *src) {
+  if (cnn_op_check_inplace(t) || check_mask(t, mask)) return -1;
+  /* t's rows: a view of t itself, or (strides that allow none) a copy written back at the end */
+  int64_t n = cnn_tensor_numel(mask), size[CNN_MAX_DIMS];
+  int nd = 1 + t->ndim - mask->ndim;
+  size[0] = n;
+  for (int d = mask->ndim; d < t->ndim; d++) size[1 + d - mask->ndim] = t->size[d];
+  cnn_tensor *work = cnn_tensor_view(t, nd, size), *copy = NULL;
+  if (!work) {
+    cnn_error_clear();
+    copy = cnn_tensor_clone(t);
+    work = copy ? cnn_tensor_view(copy, nd, size) : NULL;
+    if (!work) {
+      cnn_tensor_release(copy);
+      return -1;
+    }
+  }
+  cnn_tensor *rows = NULL, *idx = NULL, *flat = cnn_tensor_reshape(mask, 1, &n); /* work is (n, ...) */
+  int rc = flat ? mask_rows(work, flat, false, &rows, &idx) : -1;
+  cnn_tensor_release(rows);
+  cnn_tensor_release(flat);
+  cnn_tensor *vals = NULL;
+  if (rc == 0) { /* src broadcast to (count, trailing sizes...), as PyTorch's index_put */
+    size[0] = idx->size[0];
+    vals = cnn_tensor_expand(src, nd, size);
+    if (!vals) {
+      char b1[256], b2[256];
+      cnn_error_set("a value of shape %s does not broadcast to the selected elements' shape %s",
+                    cnn_shape_str(src->ndim, src->size, b1, sizeof b1), cnn_shape_str(nd, size, b2, sizeof b2));
+    }
+    rc = vals ? cnn_join_index_copy_(work, 0, idx, vals) : -1;
+  }
+  if (rc == 0 && copy) rc = cnn_tensor_copy_(t, copy);
+  if (rc == 0) t->storage->version++;
+  cnn_tensor_release(vals);
+  cnn_tensor_release(idx);
+  cnn_tensor_release(work);
+  cnn_tensor_release(copy);
+  return rc;
+}

@@ -1,14 +1,13 @@
 /* Elementwise kernels (see elementwise.h). Entry points settle dtype promotion and aliasing before
  * any loop runs: every inner loop sees operands of one compute dtype and an output that is either
- * fresh or exactly the view of an input, so element i is read before it is written. */
+ * fresh or exactly the view of an input, so element i is read before it is written. bool data is
+ * uint8 0/1, and every loop writing bool writes 0 or 1. */
 #include "cnn/elementwise.h"
 #include "cnn/error.h"
 #include "core/iter.h"
 
 #include <math.h>
 #include <string.h>
-
-static const char float_into_int[] = "cannot write float results into an int64 tensor";
 
 /* ---- helpers shared by the entry points ---- */
 
@@ -50,6 +49,18 @@ static int64_t ipow(int64_t x, int64_t y) {
   return (int64_t)r;
 }
 
+/* "cannot write float32 results into an int64 tensor" (the article for the dtype's name) */
+static int cast_error(cnn_dtype from, cnn_dtype to) {
+  return cnn_error_set("cannot write %s results into %s %s tensor", cnn_dtype_name(from), to == CNN_INT64 ? "an" : "a",
+                       cnn_dtype_name(to));
+}
+
+bool cnn_dtype_can_cast(cnn_dtype from, cnn_dtype to) {
+  if (from == CNN_FLOAT32 && to != CNN_FLOAT32) return false;
+  if (from != CNN_BOOL && to == CNN_BOOL) return false;
+  return true;
+}
+
 /* ---- binary loops: operand 0 out, 1 a, 2 b ---- */
 
 /* Each loop comes in four shapes: all contiguous, b a broadcast scalar, a a broadcast scalar (the
@@ -89,7 +100,39 @@ static int64_t ipow(int64_t x, int64_t y) {
     }                                                                                      \
   } while (0)
 
-/* float32 inputs, float32 output: every binop. MAXIMUM/MINIMUM return a NaN operand, as PyTorch. */
+/* Comparisons of one input type, bool (0/1 bytes) out; the logical ops compare with zero. */
+#define CMP(T)                                                                     \
+  switch (op) {                                                                    \
+  case CNN_EQ: LOOP4(uint8_t, T, (uint8_t)(x == y)); break;                        \
+  case CNN_NE: LOOP4(uint8_t, T, (uint8_t)(x != y)); break;                        \
+  case CNN_LT: LOOP4(uint8_t, T, (uint8_t)(x < y)); break;                         \
+  case CNN_LE: LOOP4(uint8_t, T, (uint8_t)(x <= y)); break;                        \
+  case CNN_GT: LOOP4(uint8_t, T, (uint8_t)(x > y)); break;                         \
+  case CNN_GE: LOOP4(uint8_t, T, (uint8_t)(x >= y)); break;                        \
+  case CNN_LOGICAL_AND: LOOP4(uint8_t, T, (uint8_t)(x != 0 && y != 0)); break;     \
+  case CNN_LOGICAL_OR: LOOP4(uint8_t, T, (uint8_t)(x != 0 || y != 0)); break;      \
+  case CNN_LOGICAL_XOR: LOOP4(uint8_t, T, (uint8_t)((x != 0) != (y != 0))); break; \
+  default: break;                                                                  \
+  }
+
+static void cmp_f32(void *ctx, int64_t n, char **p, const int64_t *step) {
+  const cnn_binop op = *(const cnn_binop *)ctx;
+  CMP(float)
+}
+
+static void cmp_i64(void *ctx, int64_t n, char **p, const int64_t *step) {
+  const cnn_binop op = *(const cnn_binop *)ctx;
+  CMP(int64_t)
+}
+
+static void cmp_u8(void *ctx, int64_t n, char **p, const int64_t *step) { /* uint8 and bool */
+  const cnn_binop op = *(const cnn_binop *)ctx;
+  CMP(uint8_t)
+}
+
+#undef CMP
+
+/* float32 inputs, float32 output. MAXIMUM/MINIMUM return a NaN operand, as PyTorch. */
 static void bin_f32(void *ctx, int64_t n, char **p, const int64_t *step) {
   switch (*(const cnn_binop *)ctx) {
   case CNN_ADD: LOOP4(float, float, x + y); break;
@@ -99,12 +142,7 @@ static void bin_f32(void *ctx, int64_t n, char **p, const int64_t *step) {
   case CNN_POW: LOOP4(float, float, powf(x, y)); break;
   case CNN_MAXIMUM: LOOP4(float, float, (x > y || x != x) ? x : y); break;
   case CNN_MINIMUM: LOOP4(float, float, (x < y || x != x) ? x : y); break;
-  case CNN_EQ: LOOP4(float, float, (float)(x == y)); break;
-  case CNN_NE: LOOP4(float, float, (float)(x != y)); break;
-  case CNN_LT: LOOP4(float, float, (float)(x < y)); break;
-  case CNN_LE: LOOP4(float, float, (float)(x <= y)); break;
-  case CNN_GT: LOOP4(float, float, (float)(x > y)); break;
-  case CNN_GE: LOOP4(float, float, (float)(x >= y)); break;
+  default: break; /* comparisons in cmp_f32; bitwise ops are refused for floats */
   }
 }
 
@@ -118,38 +156,78 @@ static void bin_i64(void *ctx, int64_t n, char **p, const int64_t *step) {
   case CNN_POW: LOOP4(int64_t, int64_t, ipow(x, y)); break;
   case CNN_MAXIMUM: LOOP4(int64_t, int64_t, x > y ? x : y); break;
   case CNN_MINIMUM: LOOP4(int64_t, int64_t, x < y ? x : y); break;
+  case CNN_BIT_AND: LOOP4(int64_t, int64_t, x & y); break;
+  case CNN_BIT_OR: LOOP4(int64_t, int64_t, x | y); break;
+  case CNN_BIT_XOR: LOOP4(int64_t, int64_t, x ^ y); break;
   default: break; /* DIV computes in float32; comparisons in cmp_i64 */
   }
 }
 
-/* int64 inputs compared exactly, float32 0/1 output. */
-static void cmp_i64(void *ctx, int64_t n, char **p, const int64_t *step) {
+/* uint8 inputs, uint8 output, modulo 256. */
+static void bin_u8(void *ctx, int64_t n, char **p, const int64_t *step) {
   switch (*(const cnn_binop *)ctx) {
-  case CNN_EQ: LOOP4(float, int64_t, (float)(x == y)); break;
-  case CNN_NE: LOOP4(float, int64_t, (float)(x != y)); break;
-  case CNN_LT: LOOP4(float, int64_t, (float)(x < y)); break;
-  case CNN_LE: LOOP4(float, int64_t, (float)(x <= y)); break;
-  case CNN_GT: LOOP4(float, int64_t, (float)(x > y)); break;
-  case CNN_GE: LOOP4(float, int64_t, (float)(x >= y)); break;
+  case CNN_ADD: LOOP4(uint8_t, uint8_t, (uint8_t)(x + y)); break;
+  case CNN_SUB: LOOP4(uint8_t, uint8_t, (uint8_t)(x - y)); break;
+  case CNN_MUL: LOOP4(uint8_t, uint8_t, (uint8_t)(x * y)); break;
+  case CNN_POW: LOOP4(uint8_t, uint8_t, (uint8_t)ipow(x, y)); break;
+  case CNN_MAXIMUM: LOOP4(uint8_t, uint8_t, x > y ? x : y); break;
+  case CNN_MINIMUM: LOOP4(uint8_t, uint8_t, x < y ? x : y); break;
+  case CNN_BIT_AND: LOOP4(uint8_t, uint8_t, x & y); break;
+  case CNN_BIT_OR: LOOP4(uint8_t, uint8_t, x | y); break;
+  case CNN_BIT_XOR: LOOP4(uint8_t, uint8_t, x ^ y); break;
   default: break;
   }
 }
 
-static bool is_compare(cnn_binop op) { return op >= CNN_EQ && op <= CNN_GE; }
-
-/* The dtype the loop computes in and the dtype of the result (they differ for comparisons). */
-static cnn_dtype bin_compute_dtype(cnn_binop op, const cnn_tensor *a, const cnn_tensor *b) {
-  if (op == CNN_DIV) return CNN_FLOAT32;
-  return a->dtype == CNN_FLOAT32 || b->dtype == CNN_FLOAT32 ? CNN_FLOAT32 : CNN_INT64;
+/* bool inputs, bool output: + is or, * is and (PyTorch's bool arithmetic); max/min likewise. */
+static void bin_bool(void *ctx, int64_t n, char **p, const int64_t *step) {
+  switch (*(const cnn_binop *)ctx) {
+  case CNN_ADD:
+  case CNN_MAXIMUM:
+  case CNN_BIT_OR: LOOP4(uint8_t, uint8_t, x | y); break;
+  case CNN_MUL:
+  case CNN_MINIMUM:
+  case CNN_BIT_AND: LOOP4(uint8_t, uint8_t, x & y); break;
+  case CNN_BIT_XOR: LOOP4(uint8_t, uint8_t, x ^ y); break;
+  default: break; /* SUB and POW are refused for bool */
+  }
 }
 
-static cnn_dtype bin_result_dtype(cnn_binop op, const cnn_tensor *a, const cnn_tensor *b) {
-  return is_compare(op) ? CNN_FLOAT32 : bin_compute_dtype(op, a, b);
+static bool is_bitwise(cnn_binop op) { return op >= CNN_BIT_AND && op <= CNN_BIT_XOR; }
+
+/* The dtype the loop computes in and the dtype of the result (they differ for comparisons and the
+ * logical ops, which give bool, and DIV, which computes in float32). */
+static int bin_dtypes(cnn_binop op, const cnn_tensor *a, const cnn_tensor *b, cnn_dtype *compute, cnn_dtype *result) {
+  const cnn_tensor *ts[2] = {a, b};
+  cnn_dtype rt = cnn_dtype_result(2, ts);
+  if (op == CNN_SUB && (a->dtype == CNN_BOOL || b->dtype == CNN_BOOL))
+    return cnn_error_set("subtraction with a bool tensor is not supported (use logical_xor, or convert it first)");
+  if (op == CNN_POW && rt == CNN_BOOL) return cnn_error_set("pow is not implemented for bool tensors");
+  if (is_bitwise(op) && rt == CNN_FLOAT32)
+    return cnn_error_set("bitwise operations need bool or integer tensors, not float32");
+  if (op == CNN_DIV) rt = CNN_FLOAT32;
+  *compute = rt;
+  *result = cnn_binop_is_boolean(op) ? CNN_BOOL : rt;
+  return 0;
 }
 
-/* out (result dtype, any strides, exactly the iteration shape) = a op b. */
-static int binary_run(cnn_binop op, cnn_tensor *out, const cnn_tensor *a, const cnn_tensor *b) {
-  cnn_dtype cdt = bin_compute_dtype(op, a, b);
+int cnn_ew_binary_dtype(cnn_binop op, const cnn_tensor *a, const cnn_tensor *b, cnn_dtype *out) {
+  cnn_dtype c = CNN_FLOAT32;
+  return bin_dtypes(op, a, b, &c, out);
+}
+
+static cnn_iter_fn bin_loop(cnn_binop op, cnn_dtype cdt) {
+  switch (cdt) {
+  case CNN_FLOAT32: return cnn_binop_is_boolean(op) ? cmp_f32 : bin_f32;
+  case CNN_INT64: return cnn_binop_is_boolean(op) ? cmp_i64 : bin_i64;
+  case CNN_UINT8: return cnn_binop_is_boolean(op) ? cmp_u8 : bin_u8;
+  case CNN_BOOL: return cnn_binop_is_boolean(op) ? cmp_u8 : bin_bool;
+  }
+  return bin_f32;
+}
+
+/* out (result dtype, any strides, exactly the iteration shape) = a op b in compute dtype cdt. */
+static int binary_run(cnn_binop op, cnn_dtype cdt, cnn_tensor *out, const cnn_tensor *a, const cnn_tensor *b) {
   cnn_tensor *ca = prepare_input(a, cdt, out);
   if (!ca) return -1;
   cnn_tensor *cb = prepare_input(b, cdt, out);
@@ -160,10 +238,7 @@ static int binary_run(cnn_binop op, cnn_tensor *out, const cnn_tensor *a, const 
   cnn_iter it;
   const cnn_tensor *ops[3] = {out, ca, cb};
   int rc = cnn_iter_init(&it, 3, ops, out->ndim, out->size);
-  if (rc == 0) {
-    cnn_iter_fn fn = cdt == CNN_FLOAT32 ? bin_f32 : is_compare(op) ? cmp_i64 : bin_i64;
-    cnn_iter_run(&it, fn, &op, true);
-  }
+  if (rc == 0) cnn_iter_run(&it, bin_loop(op, cdt), &op, true);
   cnn_tensor_release(ca);
   cnn_tensor_release(cb);
   return rc;
@@ -172,10 +247,12 @@ static int binary_run(cnn_binop op, cnn_tensor *out, const cnn_tensor *a, const 
 cnn_tensor *cnn_ew_binary(cnn_binop op, const cnn_tensor *a, const cnn_tensor *b) {
   int nd;
   int64_t shape[CNN_MAX_DIMS];
+  cnn_dtype cdt = CNN_FLOAT32, rdt = CNN_FLOAT32;
+  if (bin_dtypes(op, a, b, &cdt, &rdt)) return NULL;
   if (cnn_broadcast_shape(a->ndim, a->size, b->ndim, b->size, &nd, shape)) return NULL;
-  cnn_tensor *out = cnn_tensor_empty(bin_result_dtype(op, a, b), nd, shape);
+  cnn_tensor *out = cnn_tensor_empty(rdt, nd, shape);
   if (!out) return NULL;
-  if (binary_run(op, out, a, b)) {
+  if (binary_run(op, cdt, out, a, b)) {
     cnn_tensor_release(out);
     return NULL;
   }
@@ -185,6 +262,9 @@ cnn_tensor *cnn_ew_binary(cnn_binop op, const cnn_tensor *a, const cnn_tensor *b
 int cnn_ew_binary_into(cnn_binop op, cnn_tensor *out, const cnn_tensor *a, const cnn_tensor *b) {
   int nd, nd2;
   int64_t shape[CNN_MAX_DIMS], shape2[CNN_MAX_DIMS];
+  cnn_dtype cdt = CNN_FLOAT32, rdt = CNN_FLOAT32;
+  if (bin_dtypes(op, a, b, &cdt, &rdt)) return -1;
+  if (!cnn_dtype_can_cast(rdt, out->dtype)) return cast_error(rdt, out->dtype);
   if (cnn_broadcast_shape(a->ndim, a->size, b->ndim, b->size, &nd, shape)) return -1;
   /* the broadcast shape must fit into out without growing it */
   if (cnn_broadcast_shape(nd, shape, out->ndim, out->size, &nd2, shape2) || nd2 != out->ndim ||
@@ -195,11 +275,11 @@ int cnn_ew_binary_into(cnn_binop op, cnn_tensor *out, const cnn_tensor *a, const
   }
   if (cnn_tensor_check_writable(out)) return -1;
   if (cnn_tensor_numel(out) == 0) return 0;
-  if (out->dtype == bin_result_dtype(op, a, b)) return binary_run(op, out, a, b);
+  if (out->dtype == rdt) return binary_run(op, cdt, out, a, b);
   /* a different output dtype: compute in the result dtype, then convert */
-  cnn_tensor *tmp = cnn_tensor_empty(bin_result_dtype(op, a, b), out->ndim, out->size);
+  cnn_tensor *tmp = cnn_tensor_empty(rdt, out->ndim, out->size);
   if (!tmp) return -1;
-  int rc = binary_run(op, tmp, a, b);
+  int rc = binary_run(op, cdt, tmp, a, b);
   if (rc == 0) rc = cnn_tensor_copy_(out, tmp);
   cnn_tensor_release(tmp);
   return rc;
@@ -210,7 +290,7 @@ int cnn_ew_binary_into(cnn_binop op, cnn_tensor *out, const cnn_tensor *a, const
 typedef struct unary_ctx {
   cnn_unop op;
   float f0, f1;   /* parameters for float32 loops */
-  int64_t i0, i1; /* parameters for int64 loops (integral by construction) */
+  int64_t i0, i1; /* parameters for integer loops (integral by construction) */
 } unary_ctx;
 
 #define LOOP2(T, E)                                                    \
@@ -231,10 +311,6 @@ typedef struct unary_ctx {
     }                                                                  \
   } while (0)
 
-/* e^x within 1.4 ulp of the exact value over the whole float range (denormal results included),
- * written without calls or branches so loops over it vectorise; libm's expf does not, and was 4x
- * slower here. Cephes' reduction: x = n ln2 + r, |r| <= ln2/2, e^r by a degree-7 polynomial, then
- * 2^n applied in two halves so that neither scale factor leaves the normal range. */
 static inline float exp_f32(float x) {
   float xc = x == x ? x : 0.0f; /* NaN restored at the end */
   xc = xc > 89.0f ? 89.0f : xc; /* beyond these the result is inf or 0 anyway */
@@ -295,6 +371,7 @@ static void un_f32(void *vctx, int64_t n, char **p, const int64_t *step) {
   case CNN_RPOW_SCALAR: LOOP2(float, powf(a, x)); break;
   case CNN_ADD_SCALAR: LOOP2(float, x + a); break;
   case CNN_MUL_SCALAR: LOOP2(float, x *a); break;
+  case CNN_BIT_NOT: break; /* refused for floats */
   }
 }
 
@@ -311,35 +388,107 @@ static void un_i64(void *vctx, int64_t n, char **p, const int64_t *step) {
   case CNN_MUL_SCALAR: LOOP2(int64_t, wrap_mul(x, a)); break;
   case CNN_POW_SCALAR: LOOP2(int64_t, ipow(x, a)); break;
   case CNN_RPOW_SCALAR: LOOP2(int64_t, ipow(a, x)); break;
+  case CNN_BIT_NOT: LOOP2(int64_t, ~x); break;
   default: break; /* float-only ops never reach the int64 loop */
   }
 }
 
-/* Decides the dtype a unary op computes in for x, and fills the loop parameters. */
-static cnn_dtype unary_dtype(cnn_unop op, cnn_dtype xdt, double p0, double p1, unary_ctx *c) {
+/* uint8, modulo 256: the int64 parameters wrap to their low byte. */
+static void un_u8(void *vctx, int64_t n, char **p, const int64_t *step) {
+  const unary_ctx *c = vctx;
+  const int64_t a = c->i0, b = c->i1;
+  const uint8_t a8 = (uint8_t)a, b8 = (uint8_t)b;
+  switch (c->op) {
+  case CNN_NEG: LOOP2(uint8_t, (uint8_t)(0u - x)); break;
+  case CNN_ABS:
+  case CNN_RELU: LOOP2(uint8_t, x); break;
+  case CNN_SIGN: LOOP2(uint8_t, (uint8_t)(x > 0)); break;
+  case CNN_CLAMP: LOOP2(uint8_t, x < a8 ? (a8 > b8 ? b8 : a8) : (x > b8 ? b8 : x)); break;
+  case CNN_ADD_SCALAR: LOOP2(uint8_t, (uint8_t)wrap_add(x, a)); break;
+  case CNN_MUL_SCALAR: LOOP2(uint8_t, (uint8_t)wrap_mul(x, a)); break;
+  case CNN_POW_SCALAR: LOOP2(uint8_t, (uint8_t)ipow(x, a)); break;
+  case CNN_RPOW_SCALAR: LOOP2(uint8_t, (uint8_t)ipow(a, x)); break;
+  case CNN_BIT_NOT: LOOP2(uint8_t, (uint8_t)~x); break;
+  default: break;
+  }
+}
+
+/* bool: sign is the identity, bitwise not the logical one. */
+static void un_bool(void *vctx, int64_t n, char **p, const int64_t *step) {
+  const unary_ctx *c = vctx;
+  switch (c->op) {
+  case CNN_SIGN: LOOP2(uint8_t, x); break;
+  case CNN_BIT_NOT: LOOP2(uint8_t, (uint8_t)!x); break;
+  default: break;
+  }
+}
+
+/* A scalar parameter written into uint8, as PyTorch checks it: -255..255 (negative ones wrap). */
+static int u8_param(double p, int64_t *out) {
+  if (!(p > -256 && p < 256)) return cnn_error_set("value %g cannot be converted to type uint8 without overflow", p);
+  *out = (int64_t)p;
+  return 0;
+}
+
+/* Decides the dtype a unary op computes in (and gives) for x, and fills the loop parameters.
+ * Returns 0, or -1 with the error set for ops that bool (or float) does not have. */
+static int unary_dtype(cnn_unop op, cnn_dtype xdt, double p0, double p1, unary_ctx *c, cnn_dtype *dt) {
   c->op = op;
   c->f0 = (float)p0;
   c->f1 = (float)p1;
   c->i0 = c->i1 = 0;
-  if (xdt == CNN_FLOAT32) return CNN_FLOAT32;
+  *dt = CNN_FLOAT32;
+  switch (op) {
+  case CNN_EXP:
+  case CNN_LOG:
+  case CNN_SQRT:
+  case CNN_SIGMOID:
+  case CNN_TANH: return 0; /* float32 for every input */
+  case CNN_BIT_NOT:
+    if (xdt == CNN_FLOAT32) return cnn_error_set("bitwise operations need bool or integer tensors, not float32");
+    *dt = xdt;
+    return 0;
+  default: break;
+  }
+  if (xdt == CNN_FLOAT32) return 0;
+  if (xdt == CNN_BOOL) {
+    switch (op) {
+    case CNN_NEG: return cnn_error_set("negation of a bool tensor is not supported (use logical_not to invert a mask)");
+    case CNN_ABS:
+    case CNN_RELU: return cnn_error_set("not implemented for bool tensors");
+    case CNN_SIGN: *dt = CNN_BOOL; return 0;
+    default: xdt = CNN_INT64; break; /* a number parameter promotes bool: as int64, below */
+    }
+  }
+  cnn_dtype idt = xdt; /* the integer dtype: int64 or uint8 */
   switch (op) {
   case CNN_NEG:
   case CNN_ABS:
   case CNN_RELU:
-  case CNN_SIGN: return CNN_INT64;
+  case CNN_SIGN: *dt = idt; return 0;
   case CNN_CLAMP: {
     bool lo_ok = p0 == -INFINITY || int_param(p0, &c->i0);
     bool hi_ok = p1 == INFINITY || int_param(p1, &c->i1);
-    if (p0 == -INFINITY) c->i0 = INT64_MIN;
-    if (p1 == INFINITY) c->i1 = INT64_MAX;
-    return lo_ok && hi_ok ? CNN_INT64 : CNN_FLOAT32;
+    if (!lo_ok || !hi_ok) return 0; /* float bounds: float32 */
+    if (idt == CNN_UINT8) {
+      c->i0 = 0, c->i1 = 255;
+      if ((p0 != -INFINITY && u8_param(p0, &c->i0)) || (p1 != INFINITY && u8_param(p1, &c->i1))) return -1;
+    } else {
+      if (p0 == -INFINITY) c->i0 = INT64_MIN;
+      if (p1 == INFINITY) c->i1 = INT64_MAX;
+    }
+    *dt = idt;
+    return 0;
   }
   case CNN_ADD_SCALAR:
   case CNN_MUL_SCALAR:
-  case CNN_RPOW_SCALAR: return int_param(p0, &c->i0) ? CNN_INT64 : CNN_FLOAT32;
+  case CNN_RPOW_SCALAR:
+    if (int_param(p0, &c->i0)) *dt = idt;
+    return 0;
   case CNN_POW_SCALAR: /* integral exponents >= 0 stay integral (negative ones: see the bindings) */
-    return int_param(p0, &c->i0) && c->i0 >= 0 ? CNN_INT64 : CNN_FLOAT32;
-  default: return CNN_FLOAT32; /* exp, log, sqrt, sigmoid, tanh */
+    if (int_param(p0, &c->i0) && c->i0 >= 0) *dt = idt;
+    return 0;
+  default: return 0;
   }
 }
 
@@ -347,13 +496,18 @@ static int unary_run(const unary_ctx *c, cnn_tensor *out, const cnn_tensor *x) {
   cnn_iter it;
   const cnn_tensor *ops[2] = {out, x};
   if (cnn_iter_init(&it, 2, ops, out->ndim, out->size)) return -1;
-  cnn_iter_run(&it, out->dtype == CNN_FLOAT32 ? un_f32 : un_i64, (void *)c, true);
+  cnn_iter_fn fn = out->dtype == CNN_FLOAT32 ? un_f32
+                   : out->dtype == CNN_INT64 ? un_i64
+                   : out->dtype == CNN_UINT8 ? un_u8
+                                             : un_bool;
+  cnn_iter_run(&it, fn, (void *)c, true);
   return 0;
 }
 
 cnn_tensor *cnn_ew_unary(cnn_unop op, const cnn_tensor *x, double p0, double p1) {
   unary_ctx c;
-  cnn_dtype dt = unary_dtype(op, x->dtype, p0, p1, &c);
+  cnn_dtype dt = CNN_FLOAT32;
+  if (unary_dtype(op, x->dtype, p0, p1, &c, &dt)) return NULL;
   cnn_tensor *cx = prepare_input(x, dt, NULL);
   if (!cx) return NULL;
   cnn_tensor *out = cnn_tensor_empty(dt, x->ndim, x->size);
@@ -367,9 +521,70 @@ cnn_tensor *cnn_ew_unary(cnn_unop op, const cnn_tensor *x, double p0, double p1)
 
 int cnn_ew_unary_(cnn_unop op, cnn_tensor *x, double p0, double p1) {
   unary_ctx c;
-  if (unary_dtype(op, x->dtype, p0, p1, &c) != x->dtype) return cnn_error_set("%s", float_into_int);
+  cnn_dtype dt = CNN_FLOAT32;
+  if (unary_dtype(op, x->dtype, p0, p1, &c, &dt)) return -1;
+  if (dt != x->dtype) return cast_error(dt, x->dtype);
   if (cnn_tensor_check_writable(x)) return -1;
   return unary_run(&c, x, x);
+}
+
+/* ---- predicates: bool out ---- */
+
+static void pred_f32(void *vctx, int64_t n, char **p, const int64_t *step) {
+  const cnn_predicate pr = *(const cnn_predicate *)vctx;
+  for (int64_t i = 0; i < n; i++) {
+    const float x = *(const float *)(p[1] + i * step[1]);
+    bool r = false;
+    switch (pr) {
+    case CNN_ISNAN: r = x != x; break;
+    case CNN_ISINF: r = isinf(x); break;
+    case CNN_ISFINITE: r = isfinite(x); break;
+    case CNN_ISPOSINF: r = x == INFINITY; break;
+    case CNN_ISNEGINF: r = x == -INFINITY; break;
+    case CNN_LOGICAL_NOT: r = x == 0; break;
+    }
+    *(uint8_t *)(p[0] + i * step[0]) = (uint8_t)r;
+  }
+}
+
+/* integers are never NaN or infinite: only logical_not reads them (as uint8 or int64) */
+static void pred_int(void *vctx, int64_t n, char **p, const int64_t *step) {
+  const cnn_predicate pr = *(const cnn_predicate *)vctx;
+  const bool wide = step[2] == 8; /* the element size, passed in the third step slot */
+  for (int64_t i = 0; i < n; i++) {
+    const char *px = p[1] + i * step[1];
+    bool zero = wide ? *(const int64_t *)px == 0 : *(const uint8_t *)px == 0;
+    *(uint8_t *)(p[0] + i * step[0]) = (uint8_t)(pr == CNN_LOGICAL_NOT ? zero : pr == CNN_ISFINITE);
+  }
+}
+
+typedef struct pred_ctx {
+  cnn_predicate pred;
+  int64_t esize;
+} pred_ctx;
+
+static void pred_loop(void *vctx, int64_t n, char **p, const int64_t *step) {
+  const pred_ctx *c = vctx;
+  if (c->esize == 4) {
+    pred_f32((void *)&c->pred, n, p, step);
+    return;
+  }
+  const int64_t st[3] = {step[0], step[1], c->esize};
+  pred_int((void *)&c->pred, n, p, st);
+}
+
+cnn_tensor *cnn_ew_predicate(cnn_predicate pred, const cnn_tensor *x) {
+  cnn_tensor *out = cnn_tensor_empty(CNN_BOOL, x->ndim, x->size);
+  if (!out) return NULL;
+  cnn_iter it;
+  const cnn_tensor *ops[2] = {out, x};
+  if (cnn_iter_init(&it, 2, ops, out->ndim, out->size)) {
+    cnn_tensor_release(out);
+    return NULL;
+  }
+  pred_ctx c = {pred, (int64_t)cnn_dtype_size(x->dtype)};
+  cnn_iter_run(&it, pred_loop, &c, true);
+  return out;
 }
 
 /* ---- a += alpha * b ----
@@ -408,17 +623,28 @@ static void axpy_i64(void *vctx, int64_t n, char **p, const int64_t *step) {
   }
 }
 
+static void axpy_u8(void *vctx, int64_t n, char **p, const int64_t *step) {
+  const int64_t al = ((const axpy_ctx *)vctx)->i;
+  for (int64_t i = 0; i < n; i++) {
+    uint8_t *o = (uint8_t *)(p[0] + i * step[0]);
+    *o = (uint8_t)wrap_add(*o, wrap_mul(al, *(const uint8_t *)(p[1] + i * step[1])));
+  }
+}
+
 int cnn_ew_axpy_(cnn_tensor *a, double alpha, const cnn_tensor *b) {
   axpy_ctx c = {(float)alpha, 0};
-  if (a->dtype == CNN_INT64 && (b->dtype != CNN_INT64 || !int_param(alpha, &c.i)))
-    return cnn_error_set("%s", float_into_int);
+  if (a->dtype == CNN_BOOL) return cnn_error_set("cannot add a multiple into a bool tensor");
+  if (a->dtype != CNN_FLOAT32 && (b->dtype == CNN_FLOAT32 || !int_param(alpha, &c.i)))
+    return cast_error(CNN_FLOAT32, a->dtype);
   if (cnn_tensor_check_writable(a)) return -1;
+  /* into uint8, b's low byte gives the same sum modulo 256 */
   cnn_tensor *cb = prepare_input(b, a->dtype, a);
   if (!cb) return -1;
   cnn_iter it;
   const cnn_tensor *ops[2] = {a, cb};
   int rc = cnn_iter_init(&it, 2, ops, a->ndim, a->size);
-  if (rc == 0) cnn_iter_run(&it, a->dtype == CNN_FLOAT32 ? axpy_f32 : axpy_i64, &c, true);
+  if (rc == 0)
+    cnn_iter_run(&it, a->dtype == CNN_FLOAT32 ? axpy_f32 : a->dtype == CNN_INT64 ? axpy_i64 : axpy_u8, &c, true);
   cnn_tensor_release(cb);
   return rc;
 }
@@ -426,7 +652,8 @@ int cnn_ew_axpy_(cnn_tensor *a, double alpha, const cnn_tensor *b) {
 /* ---- where ---- */
 
 typedef struct where_ctx {
-  cnn_dtype cond, val;
+  cnn_dtype cond;
+  size_t esize; /* of the values */
 } where_ctx;
 
 static void where_loop(void *vctx, int64_t n, char **p, const int64_t *step) {
@@ -434,10 +661,16 @@ static void where_loop(void *vctx, int64_t n, char **p, const int64_t *step) {
   const int64_t so = step[0], sc = step[1], sa = step[2], sb = step[3];
   for (int64_t i = 0; i < n; i++) {
     const char *pc = p[1] + i * sc;
-    bool take_a = c->cond == CNN_FLOAT32 ? *(const float *)pc != 0 : *(const int64_t *)pc != 0;
+    bool take_a = c->cond == CNN_FLOAT32 ? *(const float *)pc != 0
+                  : c->cond == CNN_INT64 ? *(const int64_t *)pc != 0
+                                         : *(const uint8_t *)pc != 0;
     const char *src = take_a ? p[2] + i * sa : p[3] + i * sb;
-    if (c->val == CNN_FLOAT32) *(float *)(p[0] + i * so) = *(const float *)src;
-    else *(int64_t *)(p[0] + i * so) = *(const int64_t *)src;
+    char *dst = p[0] + i * so;
+    switch (c->esize) {
+    case 8: *(int64_t *)dst = *(const int64_t *)src; break;
+    case 4: *(float *)dst = *(const float *)src; break;
+    default: *(uint8_t *)dst = *(const uint8_t *)src; break;
+    }
   }
 }
 
@@ -446,14 +679,15 @@ cnn_tensor *cnn_ew_where(const cnn_tensor *cond, const cnn_tensor *a, const cnn_
   int64_t s1[CNN_MAX_DIMS], s2[CNN_MAX_DIMS];
   if (cnn_broadcast_shape(a->ndim, a->size, b->ndim, b->size, &n1, s1)) return NULL;
   if (cnn_broadcast_shape(cond->ndim, cond->size, n1, s1, &n2, s2)) return NULL;
-  cnn_dtype dt = a->dtype == CNN_FLOAT32 || b->dtype == CNN_FLOAT32 ? CNN_FLOAT32 : CNN_INT64;
+  const cnn_tensor *vals[2] = {a, b};
+  cnn_dtype dt = cnn_dtype_result(2, vals);
   cnn_tensor *ca = prepare_input(a, dt, NULL), *cb = ca ? prepare_input(b, dt, NULL) : NULL;
   cnn_tensor *out = cb ? cnn_tensor_empty(dt, n2, s2) : NULL;
   if (out) {
     cnn_iter it;
     const cnn_tensor *ops[4] = {out, cond, ca, cb};
     if (cnn_iter_init(&it, 4, ops, n2, s2) == 0) {
-      where_ctx c = {cond->dtype, dt};
+      where_ctx c = {cond->dtype, cnn_dtype_size(dt)};
       cnn_iter_run(&it, where_loop, &c, true);
     } else {
       cnn_tensor_release(out);
@@ -473,12 +707,20 @@ typedef struct close_ctx {
   bool ok;
 } close_ctx;
 
+static double read_value(cnn_dtype dt, const char *p) {
+  switch (dt) {
+  case CNN_FLOAT32: return (double)*(const float *)p;
+  case CNN_INT64: return (double)*(const int64_t *)p;
+  case CNN_BOOL:
+  case CNN_UINT8: return (double)*(const uint8_t *)p;
+  }
+  return 0;
+}
+
 static void close_loop(void *vctx, int64_t n, char **p, const int64_t *step) {
   close_ctx *c = vctx;
   for (int64_t i = 0; i < n && c->ok; i++) {
-    const char *pa = p[0] + i * step[0], *pb = p[1] + i * step[1];
-    double x = c->a == CNN_FLOAT32 ? (double)*(const float *)pa : (double)*(const int64_t *)pa;
-    double y = c->b == CNN_FLOAT32 ? (double)*(const float *)pb : (double)*(const int64_t *)pb;
+    double x = read_value(c->a, p[0] + i * step[0]), y = read_value(c->b, p[1] + i * step[1]);
     /* equal values (infinities included) are close; otherwise a NaN or infinity never is */
     if (x == y) continue;
     if (!isfinite(x) || !isfinite(y) || !(fabs(x - y) <= c->atol + c->rtol * fabs(y))) c->ok = false;

@@ -93,6 +93,8 @@ typedef struct {
 /* Writes one value without padding; returns its length. */
 static int value_text(const formatter *f, const char *p, char *buf, size_t n) {
   if (f->dt == CNN_INT64) return snprintf(buf, n, "%" PRId64, *(const int64_t *)p);
+  if (f->dt == CNN_UINT8) return snprintf(buf, n, "%u", (unsigned)*(const uint8_t *)p);
+  if (f->dt == CNN_BOOL) return snprintf(buf, n, "%s", *(const uint8_t *)p ? "True" : "False");
   double v = *(const float *)p;
   if (isnan(v)) return snprintf(buf, n, "nan");
   if (isinf(v)) return snprintf(buf, n, v > 0 ? "inf" : "-inf");
@@ -132,7 +134,7 @@ static void scan_range(formatter *f, const char *p) {
   if (v != ceil(v)) f->int_mode = false;
 }
 
-/* Width over the nonzero finite values (int64: over all values), as PyTorch measures it. */
+/* Width over the nonzero finite values (integers and bools: over all values), as PyTorch measures it. */
 static void scan_width(formatter *f, const char *p) {
   if (f->dt == CNN_FLOAT32) {
     double v = *(const float *)p;

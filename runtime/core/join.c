@@ -24,10 +24,9 @@ cnn_tensor *cnn_join_cat(int n, const cnn_tensor *const *ts, int dim) {
     cnn_error_set("expected a non-empty list of tensors");
     return NULL;
   }
-  /* dtypes promote as in arithmetic: float32 when any input is float32 */
-  cnn_dtype dt = CNN_INT64;
-  for (int i = 0; i < n; i++)
-    if (ts[i]->dtype == CNN_FLOAT32) dt = CNN_FLOAT32;
+  /* dtypes promote as in arithmetic (bool < uint8 < int64 < float32) */
+  cnn_dtype dt = ts[0]->dtype;
+  for (int i = 1; i < n; i++) dt = cnn_dtype_promote(dt, ts[i]->dtype);
   int r = 0; /* the reference: first tensor that is not skipped */
   while (r < n && skipped(ts[r])) r++;
   if (r == n) return cnn_tensor_empty(dt, 1, (int64_t[]){0});
@@ -220,6 +219,14 @@ int cnn_join_index_add_(cnn_tensor *out, int dim, const cnn_tensor *idx, const c
         float *a = cnn_tensor_f32(dst) + to;
         const float *b = cnn_tensor_f32(cs) + from;
         for (int64_t i = 0; i < inner; i++) a[i] += b[i];
+      } else if (out->dtype == CNN_UINT8) {
+        uint8_t *a = cnn_tensor_u8(dst) + to;
+        const uint8_t *b = cnn_tensor_u8(cs) + from;
+        for (int64_t i = 0; i < inner; i++) a[i] = (uint8_t)(a[i] + b[i]);
+      } else if (out->dtype == CNN_BOOL) {
+        uint8_t *a = cnn_tensor_u8(dst) + to;
+        const uint8_t *b = cnn_tensor_u8(cs) + from;
+        for (int64_t i = 0; i < inner; i++) a[i] |= b[i];
       } else {
         int64_t *a = cnn_tensor_i64(dst) + to;
         const int64_t *b = cnn_tensor_i64(cs) + from;
@@ -231,4 +238,73 @@ int cnn_join_index_add_(cnn_tensor *out, int dim, const cnn_tensor *idx, const c
   cnn_tensor_release(dst);
   cnn_tensor_release(cs);
   return rc;
+}
+
+int cnn_join_index_copy_(cnn_tensor *out, int dim, const cnn_tensor *idx, const cnn_tensor *src) {
+  char so[256], ss[256];
+  int d = cnn_dim_wrap(dim, out->ndim);
+  if (d < 0) return -1;
+  if (out->ndim == 0) return cnn_error_set("cannot copy rows into a 0-d tensor");
+  if (check_index(idx, d, out->size[d])) return -1;
+  int64_t nidx = cnn_tensor_numel(idx), istep = idx->ndim ? idx->stride[0] : 0;
+  int64_t want[CNN_MAX_DIMS];
+  memcpy(want, out->size, sizeof want);
+  want[d] = nidx;
+  bool ok = src->ndim == out->ndim;
+  for (int k = 0; ok && k < out->ndim; k++) ok = src->size[k] == want[k];
+  if (!ok)
+    return cnn_error_set("expected a source of shape %s but got %s", cnn_shape_str(out->ndim, want, so, sizeof so),
+                         cnn_shape_str(src->ndim, src->size, ss, sizeof ss));
+  for (int k = 0; k < out->ndim; k++)
+    if (out->size[k] > 1 && out->stride[k] == 0)
+      return cnn_error_set("cannot write into an expanded tensor (several of its elements share one memory location)");
+  /* dst (outer, S, inner) rows idx <- src (outer, nidx, inner), both contiguous and of out's dtype */
+  cnn_tensor *dst = cnn_tensor_is_contiguous(out) ? cnn_tensor_retain(out) : cnn_tensor_clone(out);
+  cnn_tensor *cs = NULL;
+  if (dst) cs = src->dtype == out->dtype ? cnn_tensor_contiguous(src) : cnn_tensor_to_dtype(src, out->dtype);
+  if (!cs) {
+    cnn_tensor_release(dst);
+    return -1;
+  }
+  int64_t outer, inner, S = out->size[d];
+  split_at(out, d, &outer, &inner);
+  size_t bytes = (size_t)inner * cnn_dtype_size(out->dtype);
+  const int64_t *pi = cnn_tensor_i64(idx);
+  char *pd = cnn_tensor_data(dst);
+  const char *ps = cnn_tensor_data(cs);
+  if (bytes > 0)
+    for (int64_t o = 0; o < outer; o++)
+      for (int64_t j = 0; j < nidx; j++)
+        memcpy(pd + (size_t)(o * S + pi[j * istep]) * bytes, ps + (size_t)(o * nidx + j) * bytes, bytes);
+  int rc = dst == out ? 0 : cnn_tensor_copy_(out, dst);
+  cnn_tensor_release(dst);
+  cnn_tensor_release(cs);
+  return rc;
+}
+
+cnn_tensor *cnn_join_nonzero(const cnn_tensor *t) {
+  int64_t numel = cnn_tensor_numel(t), count = 0;
+  cnn_tensor *b = cnn_tensor_to_dtype(t, CNN_BOOL); /* nonzero (NaN included) -> 1 */
+  cnn_tensor *c = b ? cnn_tensor_contiguous(b) : NULL;
+  cnn_tensor_release(b);
+  if (!c) return NULL;
+  const uint8_t *p = cnn_tensor_u8(c);
+  for (int64_t i = 0; i < numel; i++) count += p[i];
+  int64_t size[2] = {count, t->ndim};
+  cnn_tensor *out = cnn_tensor_empty(CNN_INT64, 2, size);
+  if (out) {
+    int64_t *o = cnn_tensor_i64(out), at[CNN_MAX_DIMS] = {0};
+    for (int64_t i = 0; i < numel; i++) {
+      if (p[i]) {
+        memcpy(o, at, sizeof(int64_t) * (size_t)t->ndim);
+        o += t->ndim;
+      }
+      for (int k = t->ndim - 1; k >= 0; k--) { /* the next row-major multi-index */
+        if (++at[k] < t->size[k]) break;
+        at[k] = 0;
+      }
+    }
+  }
+  cnn_tensor_release(c);
+  return out;
 }

@@ -137,6 +137,18 @@ cnn_tensor *cnn_mm_matmul(const cnn_tensor *a, const cnn_tensor *b) {
     cnn_error_set("both arguments need at least 1 dimension but got %d-d and %d-d", a->ndim, b->ndim);
     return NULL;
   }
+  if (a->dtype == CNN_BOOL) {
+    cnn_error_set("matmul is not implemented for bool tensors");
+    return NULL;
+  }
+  if (a->dtype == CNN_UINT8) { /* modulo 256, as PyTorch's: the int64 product's low bytes */
+    cnn_tensor *wa = cnn_tensor_to_dtype(a, CNN_INT64), *wb = wa ? cnn_tensor_to_dtype(b, CNN_INT64) : NULL;
+    cnn_tensor *w = wb ? cnn_mm_matmul(wa, wb) : NULL, *r = w ? cnn_tensor_to_dtype(w, CNN_UINT8) : NULL;
+    cnn_tensor_release(wa);
+    cnn_tensor_release(wb);
+    cnn_tensor_release(w);
+    return r;
+  }
   /* (batch.., m, k) x (batch.., k, n) -> (batch.., m, n) */
   operand A, B;
   describe(&A, a, true);

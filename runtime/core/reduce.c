@@ -262,7 +262,8 @@ static int reduce_f32(fop op, const float *x, const plan *p, int correction, flo
   return 0;
 }
 
-/* ---- int64 sum and prod: wrapping arithmetic is exact in any order ---- */
+/* ---- int64 sum and prod: wrapping arithmetic is exact in any order (uint8 and bool arrive as
+ * int64 copies) ---- */
 
 static void i64_blocks(void *arg, int64_t b0, int64_t b1) {
   const red_job *j = arg;
@@ -337,6 +338,17 @@ static int reduce_i64(bool prod, const int64_t *x, const plan *p, int64_t *out) 
 /* ---- entry points for sum, mean, prod, var ---- */
 
 cnn_tensor *cnn_red_reduce(cnn_redop op, const cnn_tensor *x, int dim, bool keepdim) {
+  if (op == CNN_RED_MEAN && x->dtype != CNN_FLOAT32 && x->dtype != CNN_INT64) {
+    cnn_error_set("mean needs a float32 tensor, got %s", cnn_dtype_name(x->dtype));
+    return NULL;
+  }
+  if (x->dtype == CNN_UINT8 || x->dtype == CNN_BOOL) {
+    /* uint8 and bool sum and multiply into int64, as PyTorch's: reduced as an int64 copy */
+    cnn_tensor *wide = cnn_tensor_to_dtype(x, CNN_INT64);
+    cnn_tensor *r = wide ? cnn_red_reduce(op, wide, dim, keepdim) : NULL;
+    cnn_tensor_release(wide);
+    return r;
+  }
   plan p;
   cnn_tensor *xc = prepare(x, dim, keepdim, false, &p);
   if (!xc) return NULL;
@@ -519,6 +531,22 @@ static int argext(bool is_max, const cnn_tensor *xc, const plan *p, cnn_tensor *
 }
 
 static int max_min(bool is_max, const cnn_tensor *x, int dim, bool keepdim, cnn_tensor **values, cnn_tensor **indices) {
+  if (x->dtype == CNN_UINT8 || x->dtype == CNN_BOOL) {
+    /* one-byte values: found among their int64 copies (exact), then given back in x's dtype */
+    cnn_tensor *wide = cnn_tensor_to_dtype(x, CNN_INT64), *v = NULL, *i = NULL;
+    int rc = wide ? max_min(is_max, wide, dim, keepdim, &v, indices ? &i : NULL) : -1;
+    cnn_tensor_release(wide);
+    cnn_tensor *nv = rc == 0 ? cnn_tensor_to_dtype(v, x->dtype) : NULL;
+    cnn_tensor_release(v);
+    if (!nv) {
+      cnn_tensor_release(i);
+      return -1;
+    }
+    if (values) *values = nv;
+    else cnn_tensor_release(nv);
+    if (indices) *indices = i;
+    return 0;
+  }
   plan p;
   cnn_tensor *xc = prepare(x, dim, keepdim, true, &p);
   if (!xc) return -1;

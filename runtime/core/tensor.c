@@ -11,9 +11,59 @@
 #include <stdlib.h>
 #include <string.h>
 
-size_t cnn_dtype_size(cnn_dtype dt) { return dt == CNN_INT64 ? 8 : 4; }
+size_t cnn_dtype_size(cnn_dtype dt) {
+  switch (dt) {
+  case CNN_FLOAT32: return 4;
+  case CNN_INT64: return 8;
+  case CNN_BOOL:
+  case CNN_UINT8: return 1;
+  }
+  return 4;
+}
 
-const char *cnn_dtype_name(cnn_dtype dt) { return dt == CNN_INT64 ? "int64" : "float32"; }
+const char *cnn_dtype_name(cnn_dtype dt) {
+  switch (dt) {
+  case CNN_FLOAT32: return "float32";
+  case CNN_INT64: return "int64";
+  case CNN_BOOL: return "bool";
+  case CNN_UINT8: return "uint8";
+  }
+  return "?";
+}
+
+/* ---- promotion ---- */
+
+static int dtype_rank(cnn_dtype dt) {
+  switch (dt) {
+  case CNN_BOOL: return 0;
+  case CNN_UINT8: return 1;
+  case CNN_INT64: return 2;
+  case CNN_FLOAT32: return 3;
+  }
+  return 3;
+}
+
+static int dtype_category(cnn_dtype dt) { return dt == CNN_BOOL ? 0 : dt == CNN_FLOAT32 ? 2 : 1; }
+
+cnn_dtype cnn_dtype_promote(cnn_dtype a, cnn_dtype b) { return dtype_rank(a) >= dtype_rank(b) ? a : b; }
+
+/* PyTorch's combine_categories: the higher-priority group's dtype, promoted by the lower one's
+ * only when that is of a higher category. -1 stands for an empty group. */
+static int combine(int higher, int lower) {
+  if (higher < 0) return lower;
+  if (lower < 0 || dtype_category((cnn_dtype)lower) <= dtype_category((cnn_dtype)higher)) return higher;
+  return (int)cnn_dtype_promote((cnn_dtype)higher, (cnn_dtype)lower);
+}
+
+cnn_dtype cnn_dtype_result(int n, const cnn_tensor *const *ts) {
+  int group[3] = {-1, -1, -1}; /* promotions so far of: dimensioned, 0-d, wrapped numbers */
+  for (int i = 0; i < n; i++) {
+    int *r = &group[ts[i]->ndim > 0 ? 0 : ts[i]->wrapped_number ? 2 : 1];
+    *r = *r < 0 ? (int)ts[i]->dtype : (int)cnn_dtype_promote((cnn_dtype)*r, ts[i]->dtype);
+  }
+  int r = combine(combine(group[0], group[1]), group[2]);
+  return r < 0 ? CNN_FLOAT32 : (cnn_dtype)r;
+}
 
 /* ---- lifetime ---- */
 
@@ -119,7 +169,7 @@ cnn_tensor *cnn_tensor_zeros(cnn_dtype dt, int ndim, const int64_t *size) {
 
 cnn_tensor *cnn_tensor_full(cnn_dtype dt, int ndim, const int64_t *size, double value) {
   cnn_tensor *t = cnn_tensor_empty(dt, ndim, size);
-  if (t && cnn_tensor_fill_(t, value)) { /* NaN or out of range for int64: never uninitialised data */
+  if (t && cnn_tensor_fill_(t, value)) { /* a value the dtype cannot hold: never uninitialised data */
     cnn_tensor_release(t);
     return NULL;
   }
@@ -142,6 +192,10 @@ cnn_tensor *cnn_tensor_scalar_i64(int64_t value) { return cnn_tensor_full_i64(CN
 cnn_tensor *cnn_tensor_empty_like(const cnn_tensor *t) { return cnn_tensor_empty(t->dtype, t->ndim, t->size); }
 
 cnn_tensor *cnn_tensor_arange(double start, double end, double step, cnn_dtype dt) {
+  if (dt == CNN_BOOL) {
+    cnn_error_set("dtype bool is not supported (a range of booleans)");
+    return NULL;
+  }
   if (step == 0 || !isfinite(step)) {
     cnn_error_set("step must be finite and nonzero");
     return NULL;
@@ -163,8 +217,10 @@ cnn_tensor *cnn_tensor_arange(double start, double end, double step, cnn_dtype d
   cnn_tensor *t = cnn_tensor_empty(dt, 1, &n);
   if (!t) return NULL;
   for (int64_t i = 0; i < n; i++) {
-    if (dt == CNN_INT64) cnn_tensor_i64(t)[i] = (int64_t)(start + (double)i * step);
-    else cnn_tensor_f32(t)[i] = (float)(start + (double)i * step);
+    double v = start + (double)i * step;
+    if (dt == CNN_INT64) cnn_tensor_i64(t)[i] = (int64_t)v;
+    else if (dt == CNN_UINT8) cnn_tensor_u8(t)[i] = (uint8_t)(int64_t)v;
+    else cnn_tensor_f32(t)[i] = (float)v;
   }
   return t;
 }
@@ -257,12 +313,25 @@ static int64_t element_offset(const cnn_tensor *t, const int64_t *idx) {
 
 double cnn_tensor_get(const cnn_tensor *t, const int64_t *idx) {
   int64_t off = element_offset(t, idx);
-  return t->dtype == CNN_INT64 ? (double)cnn_tensor_i64(t)[off] : (double)cnn_tensor_f32(t)[off];
+  switch (t->dtype) {
+  case CNN_INT64: return (double)cnn_tensor_i64(t)[off];
+  case CNN_BOOL:
+  case CNN_UINT8: return (double)cnn_tensor_u8(t)[off];
+  case CNN_FLOAT32: break;
+  }
+  return (double)cnn_tensor_f32(t)[off];
 }
 
 int64_t cnn_tensor_get_i64(const cnn_tensor *t, const int64_t *idx) {
   int64_t off = element_offset(t, idx);
-  return t->dtype == CNN_INT64 ? cnn_tensor_i64(t)[off] : (int64_t)cnn_tensor_f32(t)[off];
+  switch (t->dtype) {
+  case CNN_INT64: return cnn_tensor_i64(t)[off];
+  case CNN_BOOL:
+  case CNN_UINT8: return (int64_t)cnn_tensor_u8(t)[off];
+  case CNN_FLOAT32: break;
+  }
+  float v = cnn_tensor_f32(t)[off];
+  return v != v ? 0 : v >= 9.2233720e18f ? INT64_MAX : v <= -9.2233720e18f ? INT64_MIN : (int64_t)v;
 }
 
 static void unflatten(const cnn_tensor *t, int64_t i, int64_t *idx) {
@@ -589,32 +658,64 @@ typedef struct {
   cnn_dtype dst, src;
 } copy_ctx;
 
+/* float -> int64 as PyTorch on x86 does for values in range; out-of-range and NaN conversions are
+ * undefined in C, so they saturate here and NaN gives 0 */
+static inline int64_t f32_to_i64(float v) {
+  return v != v ? 0 : v >= 9.2233720e18f ? INT64_MAX : v <= -9.2233720e18f ? INT64_MIN : (int64_t)v;
+}
+
+/* float -> uint8: the low byte of the truncated value (300.5 -> 44, -1 -> 255); NaN and values
+ * beyond int64 give 0, as the x86 conversion PyTorch relies on does */
+static inline uint8_t f32_to_u8(float v) {
+  return v != v || v >= 9.2233720e18f || v <= -9.2233720e18f ? 0 : (uint8_t)(int64_t)v;
+}
+
+#define CONVERT(TD, TS, E)                         \
+  do {                                             \
+    for (int64_t i = 0; i < n; i++) {              \
+      const TS x = *(const TS *)(s + i * step[1]); \
+      *(TD *)(d + i * step[0]) = (E);              \
+    }                                              \
+  } while (0)
+
 static void copy_loop(void *vctx, int64_t n, char **p, const int64_t *step) {
   const copy_ctx *c = vctx;
   char *d = p[0], *s = p[1];
-  if (c->dst == CNN_FLOAT32 && c->src == CNN_FLOAT32) {
-    if (step[0] == 4 && step[1] == 4) {
-      memmove(d, s, (size_t)n * 4);
+  const int64_t es = (int64_t)cnn_dtype_size(c->dst);
+  /* same element layout: bool to bool, uint8 to uint8 and equal types copy bytes */
+  if (c->dst == c->src || (c->dst == CNN_UINT8 && c->src == CNN_BOOL)) {
+    if (step[0] == es && step[1] == es) {
+      memmove(d, s, (size_t)(n * es));
       return;
     }
-    for (int64_t i = 0; i < n; i++) *(float *)(d + i * step[0]) = *(const float *)(s + i * step[1]);
-  } else if (c->dst == CNN_INT64 && c->src == CNN_INT64) {
-    if (step[0] == 8 && step[1] == 8) {
-      memmove(d, s, (size_t)n * 8);
-      return;
-    }
-    for (int64_t i = 0; i < n; i++) *(int64_t *)(d + i * step[0]) = *(const int64_t *)(s + i * step[1]);
-  } else if (c->dst == CNN_FLOAT32) {
-    for (int64_t i = 0; i < n; i++) *(float *)(d + i * step[0]) = (float)*(const int64_t *)(s + i * step[1]);
-  } else {
-    for (int64_t i = 0; i < n; i++) {
-      float v = *(const float *)(s + i * step[1]);
-      /* out-of-range and NaN conversions are undefined in C: saturate, NaN -> 0 */
-      int64_t r = v != v ? 0 : v >= 9.2233720e18f ? INT64_MAX : v <= -9.2233720e18f ? INT64_MIN : (int64_t)v;
-      *(int64_t *)(d + i * step[0]) = r;
+    switch (es) {
+    case 8: CONVERT(int64_t, int64_t, x); return;
+    case 4: CONVERT(float, float, x); return;
+    default: CONVERT(uint8_t, uint8_t, x); return;
     }
   }
+  switch (c->dst) {
+  case CNN_FLOAT32:
+    if (c->src == CNN_INT64) CONVERT(float, int64_t, (float)x);
+    else CONVERT(float, uint8_t, (float)x); /* uint8, bool */
+    break;
+  case CNN_INT64:
+    if (c->src == CNN_FLOAT32) CONVERT(int64_t, float, f32_to_i64(x));
+    else CONVERT(int64_t, uint8_t, (int64_t)x);
+    break;
+  case CNN_UINT8:
+    if (c->src == CNN_FLOAT32) CONVERT(uint8_t, float, f32_to_u8(x));
+    else CONVERT(uint8_t, int64_t, (uint8_t)x); /* int64: the low byte */
+    break;
+  case CNN_BOOL:
+    if (c->src == CNN_FLOAT32) CONVERT(uint8_t, float, (uint8_t)(x != 0)); /* NaN is true */
+    else if (c->src == CNN_INT64) CONVERT(uint8_t, int64_t, (uint8_t)(x != 0));
+    else CONVERT(uint8_t, uint8_t, (uint8_t)(x != 0));
+    break;
+  }
 }
+
+#undef CONVERT
 
 static bool overlaps(const cnn_tensor *a, const cnn_tensor *b) { return a->storage == b->storage; }
 
@@ -662,12 +763,25 @@ typedef struct {
 static void fill_loop(void *vctx, int64_t n, char **p, const int64_t *step) {
   const fill_ctx *c = vctx;
   char *d = p[0];
-  if (c->dt == CNN_FLOAT32) {
+  switch (c->dt) {
+  case CNN_FLOAT32: {
     float f = (float)c->v;
     for (int64_t i = 0; i < n; i++) *(float *)(d + i * step[0]) = f;
-  } else {
+    break;
+  }
+  case CNN_INT64: {
     int64_t x = c->i;
     for (int64_t i = 0; i < n; i++) *(int64_t *)(d + i * step[0]) = x;
+    break;
+  }
+  case CNN_BOOL:
+  case CNN_UINT8: {
+    uint8_t x = (uint8_t)c->i; /* bool: c->i is 0 or 1; uint8: the low byte (modulo 256) */
+    if (step[0] == 1) memset(d, x, (size_t)n);
+    else
+      for (int64_t i = 0; i < n; i++) *(uint8_t *)(d + i * step[0]) = x;
+    break;
+  }
   }
 }
 
@@ -689,11 +803,19 @@ int cnn_tensor_fill_(cnn_tensor *t, double value) {
                                                                                      : value > 0    ? "above 2^63"
                                                                                                     : "below -2^63");
     c.i = (int64_t)value;
+  } else if (t->dtype == CNN_UINT8) {
+    if (!(value > -256 && value < 256))
+      return cnn_error_set("value %g cannot be converted to type uint8 without overflow", value != value ? NAN : value);
+    c.i = (int64_t)value;
+  } else if (t->dtype == CNN_BOOL) {
+    c.i = value != 0; /* NaN is true */
   }
   return fill_run(t, &c);
 }
 
 int cnn_tensor_fill_i64_(cnn_tensor *t, int64_t value) {
-  fill_ctx c = {(double)value, value, t->dtype};
+  if (t->dtype == CNN_UINT8 && !(value > -256 && value < 256))
+    return cnn_error_set("value %lld cannot be converted to type uint8 without overflow", (long long)value);
+  fill_ctx c = {(double)value, t->dtype == CNN_BOOL ? value != 0 : value, t->dtype};
   return fill_run(t, &c);
 }

@@ -33,7 +33,7 @@ cnn_tensor *cnn_batch_gather(const cnn_tensor *src, const cnn_tensor *idx) {
     return NULL;
   }
   if (idx->dtype != CNN_INT64 || idx->ndim != 1) {
-    cnn_error_set("indices must be a 1-d int64 tensor");
+    cnn_error_set("indices must be a 1-d int64 tensor, got a %d-d %s one", idx->ndim, cnn_dtype_name(idx->dtype));
     return NULL;
   }
   int64_t n = idx->size[0], rows = src->size[0];
@@ -60,6 +60,70 @@ cnn_tensor *cnn_batch_gather(const cnn_tensor *src, const cnn_tensor *idx) {
   for (int d = 1; d < src->ndim; d++) rowbytes *= (size_t)src->size[d];
   gather_job j = {cnn_tensor_data(out), cnn_tensor_data(c), ip, is, rowbytes};
   cnn_parallel_items(n, (int64_t)rowbytes * n / 4, gather_range, &j); /* work in floats' worth of bytes */
+  cnn_tensor_release(c);
+  return out;
+}
+
+/* Rows of a uint8 tensor as float32 / fdiv: the one conversion of stored bytes to floats, so a
+ * batch, t:float() / 255 and the IDX reader give the same bits (a division, not * (1 / 255)). */
+typedef struct u8_job {
+  float *out;
+  const uint8_t *src;
+  const int64_t *ip; /* NULL: rows in order */
+  int64_t is, row;
+  float fdiv;
+} u8_job;
+
+static void u8_rows_range(void *arg, int64_t i0, int64_t i1) {
+  const u8_job *j = arg;
+  for (int64_t i = i0; i < i1; i++) {
+    const uint8_t *from = j->src + (j->ip ? j->ip[i * j->is] : i) * j->row;
+    float *to = j->out + i * j->row;
+    for (int64_t k = 0; k < j->row; k++) to[k] = (float)from[k] / j->fdiv;
+  }
+}
+
+static void u8_rows_to_float(float *out, const uint8_t *src, const int64_t *ip, int64_t is, int64_t n, int64_t row,
+                             float fdiv) {
+  u8_job j = {out, src, ip, is, row, fdiv};
+  cnn_parallel_items(n, n * row, u8_rows_range, &j);
+}
+
+cnn_tensor *cnn_batch_gather_float(const cnn_tensor *src, const cnn_tensor *idx, double divisor) {
+  float fdiv = (float)divisor;
+  if (!(divisor > 0) || !isfinite(fdiv) || fdiv == 0) {
+    cnn_error_set("divisor must be a positive finite number, got %g", divisor);
+    return NULL;
+  }
+  if (src->dtype != CNN_UINT8) { /* rows, then float32 and the division */
+    cnn_tensor *g = cnn_batch_gather(src, idx), *f = g ? cnn_tensor_to_dtype(g, CNN_FLOAT32) : NULL;
+    cnn_tensor_release(g);
+    if (f && fdiv != 1.0f) { /* f is fresh (the gather's own result, or its conversion) */
+      float *p = cnn_tensor_f32(f);
+      for (int64_t i = 0, n = cnn_tensor_numel(f); i < n; i++) p[i] /= fdiv;
+    }
+    return f;
+  }
+  if (src->ndim < 1 || idx->dtype != CNN_INT64 || idx->ndim != 1) return cnn_batch_gather(src, idx); /* its errors */
+  int64_t n = idx->size[0], rows = src->size[0], is = idx->stride[0];
+  const int64_t *ip = cnn_tensor_i64(idx);
+  for (int64_t i = 0; i < n; i++) {
+    int64_t r = ip[i * is];
+    if (r < 0 || r >= rows) {
+      cnn_error_set("index %lld is out of range for %lld rows", (long long)r, (long long)rows);
+      return NULL;
+    }
+  }
+  int64_t size[CNN_MAX_DIMS], row = 1;
+  size[0] = n;
+  for (int d = 1; d < src->ndim; d++) size[d] = src->size[d], row *= src->size[d];
+  cnn_tensor *out = cnn_tensor_empty(CNN_FLOAT32, src->ndim, size);
+  cnn_tensor *c = out ? cnn_tensor_contiguous(src) : NULL;
+  if (!c) {
+    cnn_tensor_release(out);
+    return NULL;
+  }
+  u8_rows_to_float(cnn_tensor_f32(out), cnn_tensor_u8(c), ip, is, n, row, fdiv);
   cnn_tensor_release(c);
   return out;
 }

@@ -14,6 +14,10 @@
 /* Rows of src along dim 0, picked by idx (a 1-d int64 tensor of 0-based indices, any strides):
  * a new contiguous tensor of shape (len(idx), src.size[1:]). */
 cnn_tensor *cnn_batch_gather(const cnn_tensor *src, const cnn_tensor *idx);
+/* The same rows as float32 divided by divisor (255 maps uint8 images to [0, 1]): for a uint8 src,
+ * one parallel pass from the stored bytes, giving the bits of t:float() / divisor. A dataset keeps
+ * its images as uint8 (a quarter of float32's memory) and converts only the batch asked for. */
+cnn_tensor *cnn_batch_gather_float(const cnn_tensor *src, const cnn_tensor *idx, double divisor);
 
 /* How an epoch of n samples is cut into world strided shards perm[rank], perm[rank + world], ...:
  * DROP gives each rank floor(n / world) samples (the last n mod world positions are skipped, a

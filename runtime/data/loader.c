@@ -6,7 +6,6 @@
  * Invariants: a slot holds one batch from the claim of its first sample until the caller takes it;
  * `busy` counts workers between a claim and the end of its work, so a fork can wait for zero. */
 #include "data/loader.h"
-#include "cnn/bytes.h"
 #include "cnn/error.h"
 #include "cnn/jpeg_io.h"
 #include "cnn/rng.h"
@@ -32,7 +31,8 @@ struct cnn_image_source {
   cnn_tf *ops;
   int nops;
   bool cache;
-  _Atomic(cnn_bytes *) *cached; /* n entries, NULL until image i is decoded (with cache) */
+  _Atomic(cnn_tensor *) *cached; /* n uint8 (h, w, c) entries, NULL until image i is decoded (with cache);
+                                  * workers only read them (never retain), so their counts stay put */
   atomic_size_t cache_bytes;
   atomic_int_fast64_t cached_count;
 };
@@ -69,7 +69,7 @@ cnn_image_source *cnn_image_source_new(int64_t n, const char *const *paths, cons
 void cnn_image_source_free(cnn_image_source *s) {
   if (!s) return;
   for (int64_t i = 0; s->paths && i < s->n; i++) free(s->paths[i]);
-  for (int64_t i = 0; s->cached && i < s->n; i++) cnn_bytes_free(atomic_load(&s->cached[i]));
+  for (int64_t i = 0; s->cached && i < s->n; i++) cnn_tensor_release(atomic_load(&s->cached[i]));
   free(s->paths);
   free(s->labels);
   free(s->ops);
@@ -83,19 +83,24 @@ int64_t cnn_image_source_label(const cnn_image_source *s, int64_t i) { return s-
 size_t cnn_image_source_cache_bytes(const cnn_image_source *s) { return atomic_load(&s->cache_bytes); }
 int64_t cnn_image_source_cached(const cnn_image_source *s) { return atomic_load(&s->cached_count); }
 
-/* Keeps a decoded image's bytes (copied: interleaved h x w x c); another thread may have cached it
- * first, and then ours is dropped. Out of memory only means the image is decoded again next time. */
+/* Keeps a decoded image as a uint8 (h, w, c) tensor (copied: interleaved channels); another thread
+ * may have cached it first, and then ours is dropped. Out of memory only means the image is decoded
+ * again next time. */
 static void cache_put(cnn_image_source *s, int64_t i, const cnn_image8 *im) {
   int64_t size[3] = {im->h, im->w, im->c};
-  cnn_bytes *b = cnn_bytes_new(3, size, false);
-  if (!b) return;
-  memcpy(b->data, im->data, (size_t)b->numel);
-  cnn_bytes *expected = NULL;
+  cnn_tensor *b = cnn_tensor_empty(CNN_UINT8, 3, size);
+  if (!b) {
+    cnn_error_clear();
+    return;
+  }
+  size_t nbytes = (size_t)cnn_tensor_numel(b);
+  memcpy(cnn_tensor_u8(b), im->data, nbytes);
+  cnn_tensor *expected = NULL;
   if (atomic_compare_exchange_strong(&s->cached[i], &expected, b)) {
-    atomic_fetch_add(&s->cache_bytes, (size_t)b->numel);
+    atomic_fetch_add(&s->cache_bytes, nbytes);
     atomic_fetch_add(&s->cached_count, 1);
   } else {
-    cnn_bytes_free(b);
+    cnn_tensor_release(b);
   }
 }
 
@@ -150,9 +155,9 @@ cnn_tensor *cnn_image_source_get(cnn_image_source *s, int64_t i, uint64_t seed) 
   cnn_rng g;
   cnn_rng_seed(&g, seed);
   cnn_tensor *out = NULL;
-  const cnn_bytes *b = s->cache ? atomic_load(&s->cached[i]) : NULL;
+  const cnn_tensor *b = s->cache ? atomic_load(&s->cached[i]) : NULL;
   if (b) { /* decoded before: the bytes straight into the first operation */
-    cnn_image8 im = {b->size[0], b->size[1], (int)b->size[2], 0, 0, b->data};
+    cnn_image8 im = {b->size[0], b->size[1], (int)b->size[2], 0, 0, cnn_tensor_u8(b)};
     out = cnn_tf_run8(s->ops, s->nops, &im, &g);
   } else if (cnn_image_sniff_file(s->paths[i]) == CNN_IMAGE_JPEG) {
     if (!s->cache) {

@@ -142,7 +142,9 @@ static int check_header(int kind, const cnn_tensor *t, int64_t extra) {
   return cnn_error_set("the tensors' shapes differ across ranks (this rank has %s)", shape);
 }
 
-static MPI_Datatype mpi_type(cnn_dtype dt) { return dt == CNN_FLOAT32 ? MPI_FLOAT : MPI_INT64_T; }
+static MPI_Datatype mpi_type(cnn_dtype dt) {
+  return dt == CNN_FLOAT32 ? MPI_FLOAT : dt == CNN_INT64 ? MPI_INT64_T : MPI_UINT8_T; /* uint8 and bool */
+}
 
 /* MPI counts are int: big buffers go in chunks of 2^30 elements. root < 0: an in-place
  * all-reduce with op; else a broadcast from root. */
@@ -189,6 +191,7 @@ static int reduce_buffer(void *data, int64_t n, cnn_dtype dt, void *arg) {
   cnn_dist_op op = *(cnn_dist_op *)arg;
 #ifdef CNN_HAVE_MPI
   MPI_Op mop = op == CNN_DIST_MAX ? MPI_MAX : op == CNN_DIST_MIN ? MPI_MIN : MPI_SUM;
+  if (dt == CNN_BOOL) mop = op == CNN_DIST_MIN ? MPI_BAND : MPI_BOR; /* a bool sum is "or", as bool + bool */
   if (D.mpi && chunked(data, n, dt, mop, -1)) return -1;
 #endif
   if (op == CNN_DIST_MEAN && D.world > 1) {

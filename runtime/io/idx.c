@@ -6,7 +6,6 @@
  * set of length checks. */
 #include "cnn/idx.h"
 #include "io/file.h"
-#include "cnn/bytes.h"
 #include "cnn/error.h"
 
 #include <errno.h>
@@ -273,9 +272,10 @@ cnn_tensor *cnn_idx_load(const char *path, double divisor, int *type_out) {
   while (done < numel) {
     int64_t n = numel - done < per ? numel - done : per;
     if (reader_data(&r, buf, done * esize, (size_t)(n * esize))) goto fail;
-    if (dt == CNN_FLOAT32 && code == CNN_IDX_UBYTE) { /* images: the byte arrays' conversion, same bits */
+    if (dt == CNN_FLOAT32 && code == CNN_IDX_UBYTE) { /* images: as t:float() / divisor of the uint8 */
       float *out = cnn_tensor_f32(t) + done;
-      if (divide) cnn_bytes_convert(out, buf, n, scale_div);
+      if (divide)
+        for (int64_t i = 0; i < n; i++) out[i] = (float)buf[i] / scale_div; /* a division: exact */
       else
         for (int64_t i = 0; i < n; i++) out[i] = (float)buf[i];
     } else if (dt == CNN_FLOAT32) {
@@ -304,25 +304,25 @@ fail:
   return NULL;
 }
 
-cnn_bytes *cnn_idx_load_bytes(const char *path) {
+cnn_tensor *cnn_idx_load_u8(const char *path) {
   reader r;
   if (reader_open(&r, path)) return NULL;
   if (r.code != CNN_IDX_UBYTE) {
-    cnn_error_set("%s: the file holds %s %s elements; only ubyte files load as bytes", path, r.shape,
+    cnn_error_set("%s: the file holds %s %s elements; only ubyte files load as uint8", path, r.shape,
                   cnn_idx_type_name(r.code));
     reader_close(&r, false);
     return NULL;
   }
-  /* straight into the array: zlib reads a raw file's large requests without copying */
-  cnn_bytes *b = cnn_bytes_new(r.ndim, r.size, false);
-  if (!b || reader_data(&r, b->data, 0, (size_t)r.nbytes)) {
-    cnn_bytes_free(b);
+  /* straight into the tensor: zlib reads a raw file's large requests without copying */
+  cnn_tensor *t = cnn_tensor_empty(CNN_UINT8, r.ndim, r.size);
+  if (!t || reader_data(&r, cnn_tensor_u8(t), 0, (size_t)r.nbytes)) {
+    cnn_tensor_release(t);
     reader_close(&r, false);
     return NULL;
   }
   if (reader_close(&r, true)) {
-    cnn_bytes_free(b);
+    cnn_tensor_release(t);
     return NULL;
   }
-  return b;
+  return t;
 }

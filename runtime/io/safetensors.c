@@ -129,6 +129,7 @@ static uint64_t le(const unsigned char *p, int n) {
 static int convert(st_dtype dt, const unsigned char *src, int64_t count, cnn_tensor *dst, int64_t at) {
   float *f = dst->dtype == CNN_FLOAT32 ? cnn_tensor_f32(dst) + at : NULL;
   int64_t *l = dst->dtype == CNN_INT64 ? cnn_tensor_i64(dst) + at : NULL;
+  uint8_t *b = dst->dtype == CNN_BOOL ? cnn_tensor_u8(dst) + at : NULL;
   int sz = dtypes[dt].size;
   for (int64_t i = 0; i < count; i++) {
     const unsigned char *p = src + i * sz;
@@ -149,8 +150,7 @@ static int convert(st_dtype dt, const unsigned char *src, int64_t count, cnn_ten
     case D_F8E4M3: f[i] = e4m3_to_float(p[0]); break;
     case D_F8E5M2: f[i] = half_to_float((uint16_t)(p[0] << 8)); break;
     case D_I8: l[i] = (int8_t)p[0]; break;
-    case D_U8: l[i] = p[0]; break;
-    case D_BOOL: l[i] = p[0] != 0; break;
+    case D_BOOL: b[i] = p[0] != 0; break; /* a bool tensor holds only 0 and 1 */
     case D_I16: l[i] = (int16_t)(uint16_t)le(p, 2); break;
     case D_U16: l[i] = (int64_t)le(p, 2); break;
     case D_I32: l[i] = (int32_t)(uint32_t)le(p, 4); break;
@@ -161,10 +161,21 @@ static int convert(st_dtype dt, const unsigned char *src, int64_t count, cnn_ten
       l[i] = (int64_t)v;
       break;
     }
-    default: break; /* F32 and I64 are read in place */
+    default: break; /* F32, I64 and U8 are read in place */
     }
   }
   return 0;
+}
+
+/* The safetensors dtype a tensor of dt is saved as. */
+static const char *st_name(cnn_dtype dt) {
+  switch (dt) {
+  case CNN_INT64: return "I64";
+  case CNN_UINT8: return "U8";
+  case CNN_BOOL: return "BOOL";
+  case CNN_FLOAT32: break;
+  }
+  return "F32";
 }
 
 static int cmp_entry(const void *a, const void *b) {
@@ -415,7 +426,9 @@ int cnn_safetensors_load(const char *path, cnn_safetensors *out) {
     cnn_dtype want = (e->dt == D_F32 || e->dt == D_F16 || e->dt == D_BF16 || e->dt == D_F64 || e->dt == D_F8E4M3 ||
                       e->dt == D_F8E5M2)
                          ? CNN_FLOAT32
-                         : CNN_INT64;
+                     : e->dt == D_U8   ? CNN_UINT8
+                     : e->dt == D_BOOL ? CNN_BOOL
+                                       : CNN_INT64;
     cnn_tensor *t = cnn_tensor_empty(want, e->ndim, e->size);
     if (!t) goto fail;
     out->tensors[i] = t;
@@ -426,7 +439,7 @@ int cnn_safetensors_load(const char *path, cnn_safetensors *out) {
       goto fail;
     }
     uint64_t nbytes = e->end - e->begin;
-    if (e->dt == D_F32 || e->dt == D_I64) {
+    if (e->dt == D_F32 || e->dt == D_I64 || e->dt == D_U8) {
       if (nbytes && fread(cnn_tensor_data(t), 1, nbytes, f) != nbytes) {
         cnn_error_set("%s: read error in tensor '%s' (%s)", path, shown(e->name, nb, sizeof nb),
                       ferror(f) ? strerror(errno) : "file shrank");
@@ -530,8 +543,7 @@ static json_t *header_json(size_t n, const named *order, const cnn_tensor *const
   for (size_t j = 0; ok && j < n; j++) {
     const cnn_tensor *t = tensors[order[j].index];
     json_t *e = json_object(), *shape = json_array();
-    ok = put(h, order[j].name, e) && put(e, "dtype", json_string(t->dtype == CNN_FLOAT32 ? "F32" : "I64")) &&
-         put(e, "shape", shape);
+    ok = put(h, order[j].name, e) && put(e, "dtype", json_string(st_name(t->dtype))) && put(e, "shape", shape);
     if (!ok) json_decref(shape);
     for (int d = 0; ok && d < t->ndim; d++) ok = json_array_append_new(shape, json_integer(t->size[d])) == 0;
     uint64_t nbytes = (uint64_t)cnn_tensor_numel(t) * cnn_dtype_size(t->dtype);
@@ -556,8 +568,6 @@ int cnn_safetensors_save(const char *path, size_t n, const char *const *names, c
     if (!utf8_valid(names[i]))
       return cnn_error_set("%s: tensor name '%s' is not valid UTF-8", path, shown(names[i], nb, sizeof nb));
     if (strcmp(names[i], "__metadata__") == 0) return cnn_error_set("%s: '__metadata__' cannot name a tensor", path);
-    if (tensors[i]->dtype != CNN_FLOAT32 && tensors[i]->dtype != CNN_INT64)
-      return cnn_error_set("%s: tensor '%s' has an unsupported dtype", path, shown(names[i], nb, sizeof nb));
   }
   for (size_t i = 0; i < nmeta; i++)
     if (!utf8_valid(meta_keys[i]) || !utf8_valid(meta_values[i]))

@@ -155,17 +155,17 @@ local function find_idx(fn, dir, stem, level)
   error(string.format("%s: %s: none of %s found", fn, dir, table.concat(tried, ", ")), level + 1)
 end
 
--- MNIST-layout datasets keep their images as bytes, as the files store them (a core.io byte array,
--- 1 byte a pixel: 47 MB for the 60000 training images, against 188 MB as float32), and convert to
--- float32 in [0, 1] only for the item or the batch asked for: ds:get(i) converts one image and the
--- DataLoader's _gather converts a whole batch in one C pass (bytes -> byte / 255 floats, the same
--- bits as dividing a float32 tensor by 255).
+-- MNIST-layout datasets keep their images as the files store them, a uint8 tensor (1 byte a pixel:
+-- 47 MB for the 60000 training images, against 188 MB as float32), and convert to float32 in [0, 1]
+-- only for the item or the batch asked for: ds:get(i) converts one image and the DataLoader's
+-- _gather converts a whole batch in one C pass (byte / 255, the same bits as t:float() / 255).
 local PIXEL_DIVISOR = 255
 
 --- class cnn.data.MNIST
 --- An MNIST-layout dataset, made by cnn.data.mnist and cnn.data.fashion_mnist.
 --- `#ds`, `ds:get(i)` -> image, label, `ds[i]` -> {image, label}, `ds.classes` (names of labels 1..10),
---- `ds.labels` (int64), `ds.pixels` (the images as bytes, converted per item or per batch).
+--- `ds.labels` (int64), `ds.pixels` (the images as one uint8 (N, 1, H, W) tensor, converted per item or
+--- per batch).
 local MNIST = dataset_class("MNIST")
 
 --- cnn.data.MNIST:get(i) -> image, label
@@ -173,20 +173,20 @@ local MNIST = dataset_class("MNIST")
 --- The image is a fresh tensor: writing to it leaves the dataset unchanged.
 function MNIST:get(i, level)
   i = check_index("MNIST", self, i, (level or 1) + 1)
-  return self.pixels:row(i, PIXEL_DIVISOR, "MNIST"), self.labels[i]
+  return self.pixels[i]:float():div_(PIXEL_DIVISOR), self.labels[i]
 end
 
 -- Batch of the samples at the 0-based int64 indices idx: (N, 1, H, W) floats and int64 labels.
 function MNIST:_gather(idx)
-  return self.pixels:gather(idx, PIXEL_DIVISOR, "DataLoader"), cio.gather(self.labels, idx, "DataLoader")
+  return cio.gather_float(self.pixels, idx, PIXEL_DIVISOR, "DataLoader"), cio.gather(self.labels, idx, "DataLoader")
 end
 
 --- cnn.data.MNIST:images() -> Tensor
 --- Every image as one (N, 1, H, W) float32 tensor in [0, 1], made on demand (a copy, 4 bytes a pixel).
---- The dataset itself keeps 1 byte a pixel; training through a DataLoader never needs this.
+--- The dataset itself keeps 1 byte a pixel (ds.pixels, uint8); training through a DataLoader never needs
+--- this.
 function MNIST:images()
-  local t = checked(2, pcall(self.pixels.float, self.pixels, PIXEL_DIVISOR, "images"))
-  return t
+  return self.pixels:float():div_(PIXEL_DIVISOR)
 end
 
 -- ds.tensors, as a TensorDataset has it: [1] is ds:images() (made on first use and kept while
@@ -205,7 +205,7 @@ local function tensors_view(ds)
       return t
     end,
     __len = function() return 2 end,
-    __newindex = function() error("MNIST: ds.tensors is read-only (the images are kept as bytes)", 2) end,
+    __newindex = function() error("MNIST: ds.tensors is read-only (the images are kept as uint8)", 2) end,
   })
 end
 
@@ -218,17 +218,18 @@ local function load_mnist(fn, dir, split, classes, level)
   local prefix = split == "train" and "train" or "t10k"
   local ipath = find_idx(fn, dir, prefix .. "-images-idx3-ubyte", level + 1)
   local lpath = find_idx(fn, dir, prefix .. "-labels-idx1-ubyte", level + 1)
-  local pixels = checked(level + 1, pcall(cio.idx_load_bytes, ipath, fn))
+  local pixels = checked(level + 1, pcall(cio.idx_load_u8, ipath, fn))
   -- an error frees the pixels at once rather than at the next collection
+  local function close_pixels() getmetatable(pixels).__close(pixels) end
   local function fail(fmt, ...)
-    pixels:close()
+    close_pixels()
     error(string.format("%s: " .. fmt, fn, ...), level + 2)
   end
   local shape = pixels:shape()
   if #shape ~= 3 then fail("%s: expected 3-d ubyte images (N, H, W), got %d-d ubyte", ipath, #shape) end
   local ok, labels, lty = pcall(cio.idx_load, lpath, 1, fn)
   if not ok then
-    pixels:close()
+    close_pixels()
     checked(level + 1, ok, labels)
   end
   if lty ~= "ubyte" or labels:dim() ~= 1 then
@@ -239,9 +240,8 @@ local function load_mnist(fn, dir, split, classes, level)
   if n > 0 and labels:max():item() >= #classes then
     fail("%s: label %d is outside 0..%d", lpath, labels:max():item(), #classes - 1)
   end
-  pixels:reshape_(n, 1, shape[2], shape[3])
-  local ds = setmetatable({pixels = pixels, labels = labels + 1, n = n, classes = {table.unpack(classes)},
-                           split = split}, MNIST)
+  local ds = setmetatable({pixels = pixels:view(n, 1, shape[2], shape[3]), labels = labels + 1, n = n,
+                           classes = {table.unpack(classes)}, split = split}, MNIST)
   ds.tensors = tensors_view(ds)
   return ds
 end
@@ -249,8 +249,8 @@ end
 --- cnn.data.mnist(dir, split="train") -> dataset
 --- The four MNIST-layout files in dir (each raw or .gz) as a dataset (a cnn.data.MNIST).
 --- split is "train" or "test". Images are (1, 28, 28) float32 in [0, 1], labels 1..10; `ds.classes`,
---- `ds.labels` (int64), `ds.pixels` (the bytes), `ds:images()` and `ds.tensors` ({images, labels}, as
---- a TensorDataset's). MNIST and Fashion-MNIST share the layout.
+--- `ds.labels` (int64), `ds.pixels` (uint8), `ds:images()` and `ds.tensors` ({images, labels}, as a
+--- TensorDataset's). MNIST and Fashion-MNIST share the layout.
 function data.mnist(dir, split)
   local ds = load_mnist("mnist", dir, split, MNIST_DIGITS, 2) -- no tail call: errors name our caller's line
   return ds

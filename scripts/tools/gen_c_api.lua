@@ -21,12 +21,11 @@ local USAGE = "usage: gen_c_api.lua --root DIR [--markdown FILE] [--check FILE] 
 -- The reference's order of headers (others follow, sorted).
 local ORDER = {"cnn.h", "version.h", "error.h", "tensor.h", "elementwise.h", "reduce.h", "join.h", "matmul.h",
                "random.h", "rng.h", "format.h", "parallel.h", "autograd.h", "ops.h", "ops_nn.h", "layer_params.h",
-               "ops_conv.h", "bytes.h", "idx.h", "image_io.h", "png_io.h", "jpeg_io.h", "safetensors.h"}
+               "ops_conv.h", "idx.h", "image_io.h", "png_io.h", "jpeg_io.h", "safetensors.h"}
 
 -- Returned pointers whose ownership the types tell: what the caller does with one.
 local OWNED_RETURNS = {
   cnn_tensor = "returns a new reference, or NULL with the error set",
-  cnn_bytes = "returns a new array (the caller frees it with `cnn_bytes_free`), or NULL with the error set",
 }
 
 local errors = {}

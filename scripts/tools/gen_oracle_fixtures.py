@@ -29,10 +29,10 @@ A drawer (a function decorated with @oracle("Tensor.sum", n=...)) is called n ti
   kind="number"/"table"/"boolean") what Lua's item()/totable()/allclose give.
 - index=(k, ...) marks results holding 0-based positions (max's indices, argmax): stored + 1.
 - after=(x, ...) also compares those inputs after the call (in-place writes, running statistics).
-- g.tensor(shape, dtype="float32"|"int64", profile=..., view=True, rg=None, values=None):
+- g.tensor(shape, dtype="float32"|"int64"|"uint8"|"bool", profile=..., view=True, rg=None, values=None):
   values come from a random profile ("normal", "ties" (few distinct values), "special" (NaN,
   +-inf, +-0 sprinkled in), "wide" (magnitudes 1e-40 .. 1e36), "large" (1e-15 .. 1e15: products
-  stay finite), "positive", "int"); with view=True
+  stay finite), "positive", "int"; uint8: 0..9 or 0..255 ("wide"), bool: false and true); with view=True
   the input is often a transposed, permuted, narrowed, selected or expanded (stride 0) view of a
   base tensor, and the recipe (base values + steps) is what the fixture stores. Float inputs
   require grad unless rg=False; the gradient compared is that of the base.
@@ -144,6 +144,10 @@ class T:
     def make(self, fdtype):
         if self.dtype == "int64":
             base = torch.tensor([v - self.offset for v in self.data], dtype=torch.int64)
+        elif self.dtype == "uint8":
+            base = torch.tensor(self.data, dtype=torch.uint8)
+        elif self.dtype == "bool":
+            base = torch.tensor([bool(v) for v in self.data], dtype=torch.bool)
         else:
             base = torch.tensor(self.data, dtype=torch.float64).to(fdtype)
         base = base.reshape(self.shape)
@@ -223,6 +227,11 @@ class Draw:
 
     def values(self, n, dtype, profile, lo=None, hi=None):
         r = self.r
+        if dtype == "uint8":
+            top = 255 if profile == "wide" else 9
+            return [r.randint(lo if lo is not None else 0, hi if hi is not None else top) for _ in range(n)]
+        if dtype == "bool":
+            return [r.randint(0, 1) for _ in range(n)]
         if dtype == "int64":
             if profile == "range":
                 return [r.randint(lo, hi) for _ in range(n)]
@@ -327,9 +336,23 @@ class Draw:
         """int64 class labels / indices lo..hi as Lua writes them (PyTorch gets them - 1)."""
         return self.tensor(shape, "int64", "range", view=view, rg=False, lo=lo, hi=hi, offset=1)
 
+    def dtype(self, p_int=0.2, p_small=0.1):
+        """float32, or int64 with probability p_int, or uint8 / bool with p_small each."""
+        u = self.r.random()
+        if u < p_int:
+            return "int64"
+        if u < p_int + p_small:
+            return "uint8"
+        if u < p_int + 2 * p_small:
+            return "bool"
+        return "float32"
+
     def number(self, dtype="float32", special=True):
-        """A Lua number operand: an integer, or a float (sometimes NaN or +-inf)."""
-        if dtype == "int64" or self.coin(0.25):
+        """A Lua number operand: an integer, or a float (sometimes NaN or +-inf); beside a bool
+        tensor sometimes a Lua boolean."""
+        if dtype == "bool" and self.coin(0.3):
+            return self.coin()
+        if dtype in ("int64", "uint8") or self.coin(0.25):
             return self.int(-3, 3)
         if special and self.coin(0.1):
             return self.pick((NAN, INF, -INF))
@@ -396,9 +419,9 @@ def oracle(name, n=16, accumulates=False):
 UNARY = ("exp", "log", "sqrt", "abs", "neg", "relu", "sigmoid", "tanh", "sign")
 
 
-def _unary(name, via):
+def _unary(name, via, pick=None):
     def draw(g):
-        dtype = "int64" if g.coin(0.2) else "float32"
+        dtype = pick(g) if pick else "int64" if g.coin(0.2) else "float32"
         x = g.tensor(g.shape(), dtype)
         if via == "m":
             return Case(M(name), [x], lambda x: getattr(x, name)())
@@ -451,8 +474,8 @@ def _dtypes(g):
 def _pow_tensors(g, sa, sb, da, db):
     """pow's operands: small integer exponents for int64, negative integer powers avoided."""
     a = g.tensor(sa, da, profile=None if da == "float32" else "small")
-    if db == "int64":
-        b = g.tensor(sb, db, profile="range", lo=0 if da == "int64" else -2, hi=3)
+    if db in ("int64", "uint8"):
+        b = g.tensor(sb, db, profile="range", lo=0 if da != "float32" or db == "uint8" else -2, hi=3)
     else:
         b = g.tensor(sb, db, profiles=FLOAT_PROFILES + ("int", "int"))
     return a, b
@@ -470,19 +493,19 @@ RBINARY_TORCH = {
 }
 
 
-def _binary(name, call, number_ok=True, lua_name=None):
+def _binary(name, call, number_ok=True, lua_name=None, pick=None):
     fn = BINARY_TORCH[name]
 
     def draw(g):
         sa, sb = g.broadcast_shapes()
-        da, db = _dtypes(g)
+        da, db = (pick or _dtypes)(g)
         if name == "pow":
             a, b = _pow_tensors(g, sa, sb, da, db)
         else:
             a, b = g.tensor(sa, da), g.tensor(sb, db)
         if number_ok and g.coin(0.3):
             s = g.number(da)
-            if name == "pow" and da == "int64":
+            if name == "pow" and da in ("int64", "uint8", "bool"):
                 s = g.int(0, 3)
             if call[0] == "op" and name in RBINARY_TORCH and g.coin(0.5):  # number on the left
                 if name == "pow" and isinstance(s, int) and s <= 0:
@@ -504,13 +527,13 @@ for _name in ("maximum", "minimum"):
     oracle("cnn." + _name, n=8)(_binary(_name, C(_name), number_ok=False))
 
 
-def _inplace_binary(name):
+def _inplace_binary(name, pick=None):
     def draw(g):
         s = g.shape()
         sb = [v if not g.coin(0.3) else 1 for v in s]
         if sb and g.coin(0.3):
             sb = sb[g.int(1, len(sb)):]
-        da, db = _dtypes(g)
+        da, db = (pick or _dtypes)(g)
         x = g.tensor(s, da, view="write", rg=False)
         alpha = None
         if g.coin(0.3):
@@ -518,7 +541,7 @@ def _inplace_binary(name):
         else:
             o = g.tensor(sb, db, rg=False)
         if name == "add_" and g.coin(0.3):
-            alpha = g.number(da, special=False)
+            alpha = g.number(da if da != "bool" else "int64", special=False)
         torch_name = name
         if alpha is None:
             return Case(M(name), [x, o], lambda x, *o2: getattr(x, torch_name)(o2[0] if o2 else o))
@@ -559,11 +582,13 @@ def _(g):
 
 # ---- reductions ----
 
-def _reduction(name, int_ok):
+def _reduction(name, int_ok, pick=None):
     def draw(g):
         dtype = "int64" if int_ok and g.coin(0.2) else "float32"
         if name in ("mean", "var", "std") and g.coin(0.05):
             dtype = "int64"  # refused by both
+        if pick:
+            dtype = pick(g)
         x = g.tensor(g.shape(), dtype)
         if g.coin(0.3):
             return Case(M(name), [x], lambda x: getattr(x, name)())
@@ -597,11 +622,13 @@ oracle("Tensor.var", n=30, accumulates=True)(_var_like("var"))
 oracle("Tensor.std", n=30, accumulates=True)(_var_like("std"))
 
 
-def _extreme(name):
+def _extreme(name, pick=None):
     elementwise = {"max": torch.maximum, "min": torch.minimum}[name]
 
     def draw(g):
         dtype = "int64" if g.coin(0.2) else "float32"
+        if pick:
+            dtype = pick(g)
         x = g.tensor(g.shape(), dtype, profiles=FLOAT_PROFILES + ("ties", "special"))
         u = g.r.random()
         if u < 0.3:
@@ -622,9 +649,11 @@ oracle("Tensor.max", n=36)(_extreme("max"))
 oracle("Tensor.min", n=36)(_extreme("min"))
 
 
-def _arg_extreme(name):
+def _arg_extreme(name, pick=None):
     def draw(g):
         dtype = "int64" if g.coin(0.2) else "float32"
+        if pick:
+            dtype = pick(g)
         x = g.tensor(g.shape(), dtype, profiles=FLOAT_PROFILES + ("ties", "special"))
         if g.coin(0.3):
             return Case(M(name), [x], lambda x: getattr(x, name)(), index=(0,))
@@ -649,10 +678,10 @@ def _matmul_shapes(g, mm=False):
                    ([1, n, k], [b, k, m]), ([b, n, k], [1, k, m])))
 
 
-def _matmul(call, mm=False):
+def _matmul(call, mm=False, pick=None):
     def draw(g):
         sa, sb = _matmul_shapes(g, mm)
-        dtype = "int64" if g.coin(0.1) else "float32"
+        dtype = pick(g) if pick else "int64" if g.coin(0.1) else "float32"
         a = g.tensor(sa, dtype, profiles=("normal", "normal", "ties", "special", "large"))
         b = g.tensor(sb, dtype, profiles=("normal", "normal", "ties", "special", "large"))
         return Case(call, [a, b], torch.mm if mm else torch.matmul)
@@ -911,8 +940,11 @@ def _dtype_opts(g, allow_none=True):
     return g.pick(("float32", "int64"))
 
 
+TORCH_DTYPES = {"float32": torch.float32, "int64": torch.int64, "uint8": torch.uint8, "bool": torch.bool}
+
+
 def _tdt(dt):
-    return {"float32": torch.float32, "int64": torch.int64, None: None}[dt]
+    return TORCH_DTYPES[dt] if dt else None
 
 
 def _shape_args(g, s, opts):
@@ -1018,11 +1050,13 @@ def _(g):
     return Case(C("tensor"), args, lambda: torch.tensor(data, dtype=_tdt(dt) or torch.float32))
 
 
-def _join(name):
+def _join(name, pick=None):
     def draw(g):
         k = g.int(1, 3)
         s = g.shape(1 if name == "cat" else 0, 3)
         dtype = "int64" if g.coin(0.15) else "float32"
+        if pick:
+            dtype = pick(g)
         if name == "cat":
             d = g.dim(len(s))
             shapes = []
@@ -1036,8 +1070,11 @@ def _join(name):
         ts = [g.tensor(sh, dtype) for sh in shapes]
         if k >= 2 and g.coin(0.1):
             ts[1] = ts[0]  # the same tensor twice
-        if g.coin(0.1):
-            ts[-1] = g.tensor(shapes[-1], "int64" if dtype == "float32" else "float32")  # mixed dtypes
+        if g.coin(0.1):  # mixed dtypes
+            other = "int64" if dtype == "float32" else "float32"
+            if pick:
+                other = g.pick([d2 for d2 in TORCH_DTYPES if d2 != dtype])
+            ts[-1] = g.tensor(shapes[-1], other)
         fn = torch.cat if name == "cat" else torch.stack
         uniq = []
         for t in ts:
@@ -1360,6 +1397,304 @@ def _(g):
                 lambda x: TF.local_response_norm(x, size, alpha, beta, k), accumulates=True)
 
 
+# ---- uint8 and bool (issue 14): PyTorch's promotion and the ops that give bool ----
+# Registered after every other drawer, so the cases above keep their seeds.
+
+def _small(g):
+    """uint8 or bool."""
+    return g.pick(("uint8", "bool"))
+
+
+def _dtypes_small(g):
+    """Two operands' dtypes, one of them uint8 or bool, the other any."""
+    a = _small(g)
+    b = g.pick(("uint8", "bool", "int64", "float32", a))
+    return (a, b) if g.coin() else (b, a)
+
+
+for _name in ("add", "sub", "mul", "div", "pow", "eq", "ne", "lt", "le", "gt", "ge"):
+    oracle("Tensor." + _name, n=10)(_binary(_name, M(_name), pick=_dtypes_small))
+for _name, _meta in (("add", "__add"), ("sub", "__sub"), ("mul", "__mul"), ("div", "__div"), ("pow", "__pow")):
+    oracle("Tensor." + _meta, n=6)(_binary(_name, OP(_meta), pick=_dtypes_small))
+for _name in ("maximum", "minimum"):
+    oracle("Tensor." + _name, n=8)(_binary(_name, M(_name), number_ok=False, pick=_dtypes_small))
+for _name in UNARY:
+    oracle("Tensor." + _name, n=6)(_unary(_name, "m", pick=_small))
+for _name in ("add_", "sub_", "mul_", "div_"):
+    oracle("Tensor." + _name, n=8)(_inplace_binary(_name, pick=_dtypes_small))
+oracle("Tensor.sum", n=12, accumulates=True)(_reduction("sum", True, pick=_small))
+oracle("Tensor.mean", n=4, accumulates=True)(_reduction("mean", False, pick=_small))
+oracle("Tensor.max", n=10)(_extreme("max", pick=_small))
+oracle("Tensor.min", n=10)(_extreme("min", pick=_small))
+oracle("Tensor.argmax", n=8)(_arg_extreme("argmax", pick=_small))
+oracle("Tensor.argmin", n=8)(_arg_extreme("argmin", pick=_small))
+oracle("cnn.cat", n=10)(_join("cat", pick=_small))
+oracle("cnn.stack", n=8)(_join("stack", pick=_small))
+oracle("Tensor.matmul", n=6, accumulates=True)(_matmul(M("matmul"), pick=_small))
+
+
+@oracle("Tensor.clamp", n=8)
+def _(g):
+    x = g.tensor(g.shape(), _small(g))
+    lo, hi = _clamp_bounds(g, "int64")
+    if x.dtype == "uint8" and g.coin(0.2):
+        hi = 300  # past 255: both refuse
+    return Case(M("clamp"), [x, NIL if lo is None else lo, NIL if hi is None else hi], lambda x: x.clamp(lo, hi))
+
+
+@oracle("Tensor.fill_", n=10)
+def _(g):
+    x = g.tensor(g.shape(), _small(g), view="write", rg=False)
+    v = g.pick((g.int(-300, 300), g.int(0, 9), g.number(x.dtype), g.coin()))
+    return Case(M("fill_"), [x, v], lambda x: x.fill_(v))
+
+
+for _name in ("zeros", "ones", "zeros_like", "ones_like"):
+    def _draw_small(g, name=_name):
+        dt = _small(g)
+        if name.endswith("_like"):
+            x = g.tensor(g.shape(), g.dtype(0.3, 0.2), rg=False)
+            return Case(C(name), [x, {"dtype": dt}], lambda x: getattr(torch, name)(x, dtype=_tdt(dt)))
+        s = g.shape(0, 3)
+        return Case(C(name), _shape_args(g, s, {"dtype": dt}), lambda: getattr(torch, name)(s, dtype=_tdt(dt)))
+    oracle("cnn." + _name, n=4)(_draw_small)
+
+
+@oracle("cnn.full", n=8)
+def _(g):
+    s = g.shape(0, 3)
+    v = g.pick((g.coin(), g.int(-3, 3), g.number(special=False)))
+    dt = g.pick((None, "uint8", "bool"))
+    args = [s, v] + ([{"dtype": dt}] if dt else [])
+    return Case(C("full"), args, lambda: torch.full(s, v, dtype=_tdt(dt)))
+
+
+@oracle("cnn.tensor", n=8)
+def _(g):
+    s = g.shape(1, 3, 3)
+    if g.coin(0.5):  # booleans: a bool tensor
+        flat, dt = [g.coin() for _ in range(numel(s))], g.pick((None, "bool", "float32"))
+    else:
+        flat, dt = [g.int(-255, 300) if g.coin(0.3) else g.int(0, 9) for _ in range(numel(s))], "uint8"
+
+    def nest(vals, shape):
+        if not shape:
+            return vals[0]
+        step = numel(shape[1:])
+        return [nest(vals[i * step:(i + 1) * step], shape[1:]) for i in range(shape[0])]
+    if 0 in s:
+        s = [1]
+        flat = flat[:1] or [True]
+    data = nest(flat, s)
+    default = torch.bool if isinstance(flat[0], bool) else torch.float32
+    args = [data] + ([{"dtype": dt}] if dt else [])
+    return Case(C("tensor"), args, lambda: torch.tensor(data, dtype=_tdt(dt) or default))
+
+
+@oracle("Tensor.to", n=10)
+def _(g):
+    x = _to_int_source(g) if g.coin(0.6) else g.tensor(g.shape(), _small(g))
+    dt = g.pick(("float32", "int64", "uint8", "bool"))
+    return Case(M("to"), [x, dt], lambda x: x.to(TORCH_DTYPES[dt]))
+
+
+@oracle("Tensor.float", n=4)
+def _(g):
+    x = g.tensor(g.shape(), _small(g))
+    return Case(M("float"), [x], lambda x: x.float())
+
+
+@oracle("Tensor.long", n=4)
+def _(g):
+    x = g.tensor(g.shape(), _small(g))
+    return Case(M("long"), [x], lambda x: x.long())
+
+
+@oracle("Tensor.byte", n=10)
+def _(g):
+    x = _to_int_source(g) if g.coin(0.8) else g.tensor(g.shape(), "bool")
+    return Case(M("byte"), [x], lambda x: x.byte())
+
+
+@oracle("Tensor.bool", n=10)
+def _(g):
+    x = g.tensor(g.shape(), g.dtype(0.3, 0.15), profiles=FLOAT_PROFILES + ("ties",))
+    return Case(M("bool"), [x], lambda x: x.bool())
+
+
+@oracle("Tensor.item", n=6)
+def _(g):
+    x = g.tensor(g.pick(([], [1], [1, 1])), _small(g))
+    return Case(M("item"), [x], lambda x: x.reshape(-1)[0], kind="number")
+
+
+@oracle("Tensor.totable", n=4)
+def _(g):
+    return Case(M("totable"), [g.tensor(g.shape(), _small(g))], lambda x: x, kind="table")
+
+
+@oracle("Tensor.index_select", n=6)
+def _(g):
+    x = g.tensor(g.shape(1, 3), _small(g))
+    d = g.dim(x)
+    n = x.vshape[d]
+    idx = g.labels([g.int(0, 4)], 1, max(n, 1)) if n else g.labels([0], 1, 1)
+    return Case(M("index_select"), [x, ld(d), idx], lambda x, i: x.index_select(d, i))
+
+
+for _name in ("t", "contiguous", "clone"):
+    oracle("Tensor." + _name, n=3)(lambda g, name=_name: Case(M(name), [g.tensor(g.shape(0, 2), _small(g))],
+                                                               lambda x: getattr(x, name)()))
+
+
+# ---- bool results: logical and bitwise ops, predicates, any / all, masks ----
+
+def _logical(name, call, bitwise=False):
+    fn = {"logical_and": torch.logical_and, "logical_or": torch.logical_or, "logical_xor": torch.logical_xor,
+          "bitwise_and": torch.bitwise_and, "bitwise_or": torch.bitwise_or, "bitwise_xor": torch.bitwise_xor}[name]
+
+    def draw(g):
+        sa, sb = g.broadcast_shapes()
+        if bitwise:  # bool and integers (a float raises in both, now and then)
+            da = g.pick(("bool", "bool", "uint8", "int64", "float32" if g.coin(0.1) else "bool"))
+            db = g.pick((da, da, "bool", "uint8", "int64"))
+        else:
+            da, db = g.dtype(0.2, 0.3), g.dtype(0.2, 0.3)
+        a = g.tensor(sa, da, profiles=("ties", "special", "int"))
+        if g.coin(0.3):
+            v = g.number(da) if not bitwise or da == "bool" else g.int(0, 9)
+            # a Python scalar, as Lua's number (the logical ops take only tensors: their result is bool anyway)
+            return Case(call, [a, v], lambda a: fn(a, v) if bitwise else fn(a, torch.tensor(v)))
+        b = g.tensor(sb, db, profiles=("ties", "special", "int"))
+        return Case(call, [a, b], fn)
+    return draw
+
+
+for _name in ("logical_and", "logical_or", "logical_xor"):
+    oracle("Tensor." + _name, n=16)(_logical(_name, M(_name)))
+for _name, _meta in (("bitwise_and", "__band"), ("bitwise_or", "__bor"), ("bitwise_xor", "__bxor")):
+    oracle("Tensor." + _name, n=12)(_logical(_name, M(_name), bitwise=True))
+    oracle("Tensor." + _meta, n=10)(_logical(_name, OP(_meta), bitwise=True))
+
+
+def _bitwise_not(call):
+    def draw(g):
+        x = g.tensor(g.shape(), g.pick(("bool", "bool", "uint8", "int64", "float32")))
+        return Case(call, [x], torch.bitwise_not)
+    return draw
+
+
+oracle("Tensor.bitwise_not", n=10)(_bitwise_not(M("bitwise_not")))
+oracle("Tensor.__bnot", n=8)(_bitwise_not(OP("__bnot")))
+
+
+def _predicate(name):
+    def draw(g):
+        x = g.tensor(g.shape(), g.dtype(0.15, 0.1), profiles=("special", "special", "wide", "ties"))
+        return Case(M(name), [x], lambda x: getattr(x, name)())
+    return draw
+
+
+for _name in ("isnan", "isinf", "isfinite", "isposinf", "isneginf", "logical_not"):
+    oracle("Tensor." + _name, n=10)(_predicate(_name))
+
+
+def _any_all(name):
+    def draw(g):
+        x = g.tensor(g.shape(), g.pick(("bool", "bool", "uint8", "float32", "int64")), profiles=("ties", "special"))
+        if g.coin(0.4):
+            return Case(M(name), [x], lambda x: getattr(x, name)())
+        d, keep = g.dim(x), g.coin()
+        return Case(M(name), [x, ld(d), keep], lambda x: getattr(x, name)(d, keepdim=keep))
+    return draw
+
+
+oracle("Tensor.any", n=14)(_any_all("any"))
+oracle("Tensor.all", n=14)(_any_all("all"))
+
+
+@oracle("Tensor.nonzero", n=10)
+def _(g):
+    x = g.tensor(g.shape(), g.dtype(0.2, 0.2), profiles=("ties", "special"))
+    return Case(M("nonzero"), [x], lambda x: torch.nonzero(x), index=(0,))
+
+
+def _mask_for(g, shape, full=None):
+    """A bool mask of the shape of shape's first k dims (k random, or all when full)."""
+    k = len(shape) if full else g.int(0, len(shape))
+    return g.tensor(shape[:k], "bool", view=g.coin(0.3))
+
+
+@oracle("cnn.where", n=20)
+def _(g):
+    sc, sa, sb = g.broadcast_shapes(3)
+    da, db = _dtypes(g)
+    cond = g.tensor(sc, "bool" if g.coin(0.9) else g.pick(("float32", "uint8")))
+    a, b = g.tensor(sa, da), g.tensor(sb, db)
+    u = g.r.random()
+    if u < 0.2:
+        v = g.number(db)
+        return Case(C("where"), [cond, v, b], lambda c, b: torch.where(c, v, b))
+    if u < 0.35:
+        v = g.number(da)
+        return Case(C("where"), [cond, a, v], lambda c, a: torch.where(c, a, v))
+    return Case(C("where"), [cond, a, b], torch.where)
+
+
+def _masked_fill(name):
+    def draw(g):
+        s = g.shape()
+        dtype = g.dtype(0.2, 0.1)
+        x = g.tensor(s, dtype, view="write" if name.endswith("_") else True, rg=None if name == "masked_fill" else False)
+        ms = [v if not g.coin(0.3) else 1 for v in s]
+        if ms and g.coin(0.3):
+            ms = ms[g.int(1, len(ms)):]
+        if name == "masked_fill" and g.coin(0.1):
+            ms = [2] + ms  # larger than x: the out-of-place form broadcasts, the in-place one refuses
+        mask = g.tensor(ms, "bool")
+        if g.coin(0.3) and dtype == "float32":
+            v = g.tensor([], "float32", rg=name == "masked_fill")  # (in place: cnnlua refuses a value needing grad)
+            return Case(M(name), [x, mask, v], lambda x, m, v: getattr(x, name)(m, v))
+        v = g.number(dtype, special=dtype == "float32")
+        if dtype == "uint8" and isinstance(v, int):
+            v = g.int(-3, 260) if g.coin(0.2) else g.int(0, 9)  # past 255: both refuse
+        return Case(M(name), [x, mask, v], lambda x, m: getattr(x, name)(m, v))
+    return draw
+
+
+oracle("Tensor.masked_fill", n=20)(_masked_fill("masked_fill"))
+oracle("Tensor.masked_fill_", n=12)(_masked_fill("masked_fill_"))
+
+
+@oracle("Tensor.__index", n=12)
+def _(g):  # boolean masks: t[mask]
+    x = g.tensor(g.shape(), g.dtype(0.15, 0.05))
+    mask = _mask_for(g, x.vshape)
+    if g.coin(0.05):
+        mask = g.tensor([v + 1 for v in x.vshape[:1]] or [2], "bool")  # the wrong shape: both refuse
+    return Case(OP("__index"), [x, mask], lambda x, m: x[m])
+
+
+@oracle("Tensor.__newindex", n=10)
+def _(g):  # t[mask] = v
+    x = g.tensor(g.shape(1, 4), g.dtype(0.2, 0.05), view="write", rg=False)
+    mask = _mask_for(g, x.vshape)
+    if g.coin(0.5):
+        v = g.int(-3, 3) if x.dtype == "int64" else g.int(0, 9) if x.dtype == "uint8" else g.number(x.dtype)
+
+        def fn(x, m):
+            x[m] = v
+            return x
+        return Case(OP("__newindex"), [x, mask, v], fn)
+    rest = x.vshape[len(mask.vshape):]
+    src = g.tensor([1 if g.coin(0.3) else d for d in rest], x.dtype, rg=False)
+
+    def fn2(x, m, s):
+        x[m] = s
+        return x
+    return Case(OP("__newindex"), [x, mask, src], fn2)
+
+
 # ---- running the cases in PyTorch ----
 
 def pattern(shape, dtype):
@@ -1484,6 +1819,8 @@ def enc_tensor(t, index=False):
         dt, raw = "int64", struct.pack("<%dq" % n, *vals)
     elif t.dtype == torch.float32:
         dt, raw = "float32", struct.pack("<%df" % n, *flat.tolist())
+    elif t.dtype == torch.uint8:
+        dt, raw = "uint8", bytes(flat.tolist())
     else:
         raise TypeError(t.dtype)
     return {"dt": dt, "shape": list(t.shape), "data": b64(raw)}
@@ -1571,6 +1908,8 @@ def lua(v, ins):
 def enc_input(t):
     if t.dtype == "int64":
         raw = struct.pack("<%dq" % len(t.data), *t.data)
+    elif t.dtype in ("uint8", "bool"):
+        raw = struct.pack("<%dB" % len(t.data), *t.data)
     else:
         raw = struct.pack("<%df" % len(t.data), *t.data)
     out = {"dt": t.dtype, "shape": t.shape, "data": b64(raw)}

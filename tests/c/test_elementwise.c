@@ -41,7 +41,8 @@ static cnn_tensor *mk(cnn_dtype dt, int nd, const int64_t *size, const double *v
   int64_t n = cnn_tensor_numel(t);
   for (int64_t i = 0; i < n; i++) {
     if (dt == CNN_FLOAT32) cnn_tensor_f32(t)[i] = (float)vals[i];
-    else cnn_tensor_i64(t)[i] = (int64_t)vals[i];
+    else if (dt == CNN_INT64) cnn_tensor_i64(t)[i] = (int64_t)vals[i];
+    else cnn_tensor_u8(t)[i] = (uint8_t)vals[i];
   }
   return t;
 }
@@ -160,14 +161,14 @@ static void test_binary_float(void) {
   cnn_tensor_release(a);
   cnn_tensor_release(b);
 
-  /* comparisons give float 0/1: x = (1, 2, 3) against y = (2, 2, 1) */
+  /* comparisons give bool: x = (1, 2, 3) against y = (2, 2, 1) */
   cnn_tensor *x = F32(SHAPE(3), VALS(1, 2, 3)), *y = F32(SHAPE(3), VALS(2, 2, 1));
-  EXPECT("eq", cnn_ew_binary(CNN_EQ, x, y), CNN_FLOAT32, SHAPE(3), VALS(0, 1, 0));
-  EXPECT("ne", cnn_ew_binary(CNN_NE, x, y), CNN_FLOAT32, SHAPE(3), VALS(1, 0, 1));
-  EXPECT("lt", cnn_ew_binary(CNN_LT, x, y), CNN_FLOAT32, SHAPE(3), VALS(1, 0, 0));
-  EXPECT("le", cnn_ew_binary(CNN_LE, x, y), CNN_FLOAT32, SHAPE(3), VALS(1, 1, 0));
-  EXPECT("gt", cnn_ew_binary(CNN_GT, x, y), CNN_FLOAT32, SHAPE(3), VALS(0, 0, 1));
-  EXPECT("ge", cnn_ew_binary(CNN_GE, x, y), CNN_FLOAT32, SHAPE(3), VALS(0, 1, 1));
+  EXPECT("eq", cnn_ew_binary(CNN_EQ, x, y), CNN_BOOL, SHAPE(3), VALS(0, 1, 0));
+  EXPECT("ne", cnn_ew_binary(CNN_NE, x, y), CNN_BOOL, SHAPE(3), VALS(1, 0, 1));
+  EXPECT("lt", cnn_ew_binary(CNN_LT, x, y), CNN_BOOL, SHAPE(3), VALS(1, 0, 0));
+  EXPECT("le", cnn_ew_binary(CNN_LE, x, y), CNN_BOOL, SHAPE(3), VALS(1, 1, 0));
+  EXPECT("gt", cnn_ew_binary(CNN_GT, x, y), CNN_BOOL, SHAPE(3), VALS(0, 0, 1));
+  EXPECT("ge", cnn_ew_binary(CNN_GE, x, y), CNN_BOOL, SHAPE(3), VALS(0, 1, 1));
   cnn_tensor_release(x);
   cnn_tensor_release(y);
 
@@ -175,7 +176,7 @@ static void test_binary_float(void) {
   cnn_tensor *p = F32(SHAPE(3), VALS(NAN, 1, 2)), *q = F32(SHAPE(3), VALS(1, NAN, 3));
   EXPECT("maximum NaN", cnn_ew_binary(CNN_MAXIMUM, p, q), CNN_FLOAT32, SHAPE(3), VALS(NAN, NAN, 3));
   EXPECT("minimum NaN", cnn_ew_binary(CNN_MINIMUM, p, q), CNN_FLOAT32, SHAPE(3), VALS(NAN, NAN, 2));
-  EXPECT("eq NaN is 0", cnn_ew_binary(CNN_EQ, p, p), CNN_FLOAT32, SHAPE(3), VALS(0, 1, 1));
+  EXPECT("eq NaN is 0", cnn_ew_binary(CNN_EQ, p, p), CNN_BOOL, SHAPE(3), VALS(0, 1, 1));
   cnn_tensor_release(p);
   cnn_tensor_release(q);
 }
@@ -191,7 +192,7 @@ static void test_binary_int64(void) {
   EXPECT("int div is float", cnn_ew_binary(CNN_DIV, a, b), CNN_FLOAT32, SHAPE(3), VALS(3.5, -0.75, -0.8333333));
   /* PyTorch's integer power: 7^2 = 49, (-3)^4 = 81, 5^-6 truncates to 0 */
   EXPECT("int pow", cnn_ew_binary(CNN_POW, a, b), CNN_INT64, SHAPE(3), VALS(49, 81, 0));
-  EXPECT("int lt is float", cnn_ew_binary(CNN_LT, a, b), CNN_FLOAT32, SHAPE(3), VALS(0, 1, 0));
+  EXPECT("int lt is bool", cnn_ew_binary(CNN_LT, a, b), CNN_BOOL, SHAPE(3), VALS(0, 1, 0));
 
   /* int64 mixed with float32 promotes to float32: 7+0.5, -3+0.5, 5+0.5 */
   cnn_tensor *h = cnn_tensor_scalar(CNN_FLOAT32, 0.5);
@@ -210,7 +211,7 @@ static void test_binary_int64(void) {
   cnn_tensor *big = cnn_tensor_empty(CNN_INT64, SHAPE(1)), *big1 = cnn_tensor_empty(CNN_INT64, SHAPE(1));
   cnn_tensor_i64(big)[0] = 9007199254740993LL;
   cnn_tensor_i64(big1)[0] = 9007199254740992LL;
-  EXPECT("int gt exact", cnn_ew_binary(CNN_GT, big, big1), CNN_FLOAT32, SHAPE(1), VALS(1));
+  EXPECT("int gt exact", cnn_ew_binary(CNN_GT, big, big1), CNN_BOOL, SHAPE(1), VALS(1));
   /* and int64 addition is exact there too: 9007199254740993 + 9007199254740992 = 18014398509481985 */
   cnn_tensor *s = cnn_ew_binary(CNN_ADD, big, big1);
   CHECK(s && cnn_tensor_i64(s)[0] == 18014398509481985LL, "int64 add beyond 2^53 is exact");
@@ -361,7 +362,8 @@ static void test_inplace(void) {
   /* int64 axpy with an integral alpha stays exact; a float source is refused */
   CHECK(cnn_ew_axpy_(i1, -2, i2) == 0, "int64 axpy_");
   EXPECT("int64 axpy_", cnn_tensor_retain(i1), CNN_INT64, SHAPE(3), VALS(-3, 0, 1));
-  EXPECT_ERROR("int64 axpy_ of float", cnn_ew_axpy_(i1, 1, o3) != 0, "cannot write float results into an int64 tensor");
+  EXPECT_ERROR("int64 axpy_ of float", cnn_ew_axpy_(i1, 1, o3) != 0,
+               "cannot write float32 results into an int64 tensor");
   EXPECT_ERROR("axpy_ broadcast", cnn_ew_axpy_(o3, 1, a23) != 0, "cannot be broadcast");
 
   cnn_tensor *rels[] = {x, v, r, y, dst, src, zero, a23, o3, ex, i1, i2};
@@ -494,7 +496,7 @@ static void test_unary_int64(void) {
 
   /* in place: integral results stay, float ones are refused and leave x alone */
   EXPECT_ERROR("exp_ on int64", cnn_ew_unary_(CNN_EXP, x, 0, 0) != 0,
-               "cannot write float results into an int64 tensor");
+               "cannot write float32 results into an int64 tensor");
   EXPECT_ERROR("add_ 0.5 on int64", cnn_ew_unary_(CNN_ADD_SCALAR, x, 0.5, 0) != 0, "int64");
   CHECK(cnn_ew_unary_(CNN_NEG, x, 0, 0) == 0, "neg_ on int64 after an error");
   CHECK(cnn_ew_unary_(CNN_MUL_SCALAR, x, -2, 0) == 0, "mul_ on int64");

@@ -1,4 +1,4 @@
-/* A scratch directory for the C tests that write files (test_io.c, test_bytes.c): made by
+/* A scratch directory for the C tests that write files (test_io.c, test_idx_u8.c): made by
  * tmpfiles_init, removed with everything in it by tmpfiles_cleanup; paths into it from tmp_path stay
  * valid for the next 7 calls. Include after check.h. */
 #ifndef CNN_TESTS_TMPFILES_H

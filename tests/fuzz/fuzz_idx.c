@@ -1,4 +1,4 @@
-/* libFuzzer harness for the IDX readers (cnn_idx_load and cnn_idx_load_bytes, raw and gzip).
+/* libFuzzer harness for the IDX readers (cnn_idx_load and cnn_idx_load_u8, raw and gzip).
  * Each input is written to an in-memory file and checked by fuzz_readers.h, which
  * test_fuzz_regressions.c shares; a broken contract aborts, memory errors are ASan's. */
 #define _GNU_SOURCE

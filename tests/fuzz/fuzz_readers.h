@@ -6,7 +6,6 @@
 #ifndef CNN_FUZZ_READERS_H
 #define CNN_FUZZ_READERS_H
 
-#include "cnn/bytes.h"
 #include "cnn/error.h"
 #include "cnn/idx.h"
 #include "cnn/image_io.h"
@@ -79,25 +78,26 @@ static inline int fuzz_check_idx(const uint8_t *data, size_t size) {
   cnn_tensor *t = cnn_idx_load(path, 255.0, &code);
   if (t ? fuzz_tensor_ok(t, "cnn_idx_load") : fuzz_error_ok(path, "cnn_idx_load")) rc = -1;
   cnn_error_clear();
-  cnn_bytes *b = cnn_idx_load_bytes(path);
-  if (!b && fuzz_error_ok(path, "cnn_idx_load_bytes")) rc = -1;
+  cnn_tensor *b = cnn_idx_load_u8(path);
+  if (b ? fuzz_tensor_ok(b, "cnn_idx_load_u8") : fuzz_error_ok(path, "cnn_idx_load_u8")) rc = -1;
   if (t && code == CNN_IDX_UBYTE && !b && !strstr(cnn_error_get(), "out of memory")) {
-    fprintf(stderr, "cnn_idx_load read a ubyte file that cnn_idx_load_bytes rejected: %s\n", cnn_error_get());
+    fprintf(stderr, "cnn_idx_load read a ubyte file that cnn_idx_load_u8 rejected: %s\n", cnn_error_get());
     rc = -1;
-  } else if (b && (!t || code != CNN_IDX_UBYTE || b->numel != cnn_tensor_numel(t))) {
-    fprintf(stderr, "cnn_idx_load_bytes accepted a file that cnn_idx_load read differently\n");
+  } else if (b && (!t || code != CNN_IDX_UBYTE || cnn_tensor_numel(b) != cnn_tensor_numel(t))) {
+    fprintf(stderr, "cnn_idx_load_u8 accepted a file that cnn_idx_load read differently\n");
     rc = -1;
   } else if (b) { /* the same bytes: as float32 x / 255 (images) or int64 x (labels) */
-    for (int64_t i = 0; i < b->numel && !rc; i++) {
+    const uint8_t *bp = cnn_tensor_u8(b);
+    for (int64_t i = 0; i < cnn_tensor_numel(b) && !rc; i++) {
       double v = t->dtype == CNN_FLOAT32 ? cnn_tensor_f32(t)[i] : (double)cnn_tensor_i64(t)[i];
-      double want = t->dtype == CNN_FLOAT32 ? (float)b->data[i] / 255.0f : b->data[i];
+      double want = t->dtype == CNN_FLOAT32 ? (float)bp[i] / 255.0f : bp[i];
       if (v != want) {
-        fprintf(stderr, "ubyte element %lld: %g from cnn_idx_load, byte %u\n", (long long)i, v, b->data[i]);
+        fprintf(stderr, "ubyte element %lld: %g from cnn_idx_load, byte %u\n", (long long)i, v, bp[i]);
         rc = -1;
       }
     }
   }
-  cnn_bytes_free(b);
+  cnn_tensor_release(b);
   cnn_tensor_release(t);
   return rc;
 }
@@ -216,7 +216,7 @@ static inline int fuzz_check_jpeg(const uint8_t *data, size_t size) {
   return rc;
 }
 
-/* safetensors: a result holds named float32/int64 tensors and complete metadata pairs. */
+/* safetensors: a result holds named tensors (bool ones of 0 and 1 only) and complete metadata pairs. */
 static inline int fuzz_check_safetensors(const uint8_t *data, size_t size) {
   const char *path = fuzz_file(data, size);
   if (!path) return 0;
@@ -232,10 +232,18 @@ static inline int fuzz_check_safetensors(const uint8_t *data, size_t size) {
   }
   int rc = 0;
   for (size_t i = 0; i < st.n && !rc; i++)
-    if (!st.names[i] || !st.tensors[i] || (st.tensors[i]->dtype != CNN_FLOAT32 && st.tensors[i]->dtype != CNN_INT64)) {
+    if (!st.names[i] || !st.tensors[i]) {
       fprintf(stderr, "cnn_safetensors_load: entry %zu is incomplete\n", i);
       rc = -1;
-    } else rc = fuzz_tensor_ok(st.tensors[i], "cnn_safetensors_load");
+    } else {
+      rc = fuzz_tensor_ok(st.tensors[i], "cnn_safetensors_load");
+      const cnn_tensor *t = st.tensors[i];
+      for (int64_t k = 0; t->dtype == CNN_BOOL && k < cnn_tensor_numel(t) && !rc; k++)
+        if (cnn_tensor_u8(t)[k] > 1) {
+          fprintf(stderr, "cnn_safetensors_load: bool entry %zu holds byte %u\n", i, cnn_tensor_u8(t)[k]);
+          rc = -1;
+        }
+    }
   for (size_t i = 0; i < st.nmeta && !rc; i++)
     if (!st.meta_keys[i] || !st.meta_values[i]) {
       fprintf(stderr, "cnn_safetensors_load: metadata entry %zu is incomplete\n", i);

@@ -16,7 +16,7 @@ cnn.manual_seed(1)
 local train = data.fashion_mnist("train")
 local test = data.fashion_mnist("test")
 local n = 12800
-local images = train.pixels:gather(cnn.arange(n), 255) -- (n, 1, 28, 28) in [0, 1], as the loader makes them
+local images = train.pixels:narrow(1, 1, n):float():div_(255) -- (n, 1, 28, 28) in [0, 1], as the loader makes them
 local subset = data.TensorDataset(images, train.labels:narrow(1, 1, n))
 
 local model = cnn.models.lenet5 {num_classes = 10}

@@ -41,8 +41,9 @@ local function shape_str(s)
 end
 H.shape_str = shape_str
 
--- |a - b| <= atol + rtol * |b|, NaN never close.
+-- |a - b| <= atol + rtol * |b|, NaN never close; booleans (a bool tensor's elements) must be equal.
 function H.close(a, b, rtol, atol)
+  if type(a) == "boolean" or type(b) == "boolean" then return a == b end
   return math.abs(a - b) <= (atol or 0) + (rtol or 0) * math.abs(b)
 end
 
@@ -66,8 +67,9 @@ function H.assert_tensor(t, expected, opts)
   local rtol, atol = opts.rtol or 0, opts.atol or 0
   for i = 1, #want do
     if not H.close(got[i], want[i], rtol, atol) then
-      assert(false, string.format("element %d (flat, 1-based) is %.9g but expected %.9g (rtol %g, atol %g)",
-        i, got[i], want[i], rtol, atol))
+      assert(false, string.format("element %d (flat, 1-based) is %s but expected %s (rtol %g, atol %g)",
+        i, string.format(type(got[i]) == "number" and "%.9g" or "%s", got[i]),
+        string.format(type(want[i]) == "number" and "%.9g" or "%s", want[i]), rtol, atol))
     end
   end
 end

@@ -9,7 +9,7 @@
 -- cases, or an exemption with its reason in the generator.
 --
 -- The only conventions translated are the documented 1-based ones (dims, indices, labels: the
--- generator writes the Lua call with them, and stores index results + 1), plus DTYPE_MAP below.
+-- generator writes the Lua call with them, and stores index results + 1).
 --
 -- Tolerance of a float value: |got - want| <= atol + rtol * |want|, where
 --   rtol = RTOL = 4e-6 (about 34 float32 ulps: cnnlua and PyTorch compute in float32 with
@@ -30,10 +30,6 @@ local F = cnn.F
 -- ORACLE_FIXTURE replays another file the generator wrote (a longer hunt: see the generator's main)
 local FIX = dofile(os.getenv("ORACLE_FIXTURE") or "tests/fixtures/oracle_cases.lua")
 local RTOL = 4e-6 -- must match scripts/tools/gen_oracle_fixtures.py
-
--- PyTorch's dtype -> the cnnlua dtype that stands for it. Comparisons give float32 0/1 until the
--- bool dtype lands (issue 14); the "ops" helper deletes this mapping with that change.
-local DTYPE_MAP = { bool = "float32" }
 
 -- ---- decoding the fixture ----
 
@@ -62,7 +58,7 @@ local function unbase64(s)
   return table.concat(out)
 end
 
-local FORMAT = { float32 = "<f", int64 = "<i8", bool = "B" }
+local FORMAT = { float32 = "<f", int64 = "<i8", uint8 = "B", bool = "B" }
 
 -- The values of an encoded tensor {dt=, shape=, data=} as a flat Lua list (cached on it).
 local function decode(e)
@@ -71,6 +67,7 @@ local function decode(e)
   while pos <= #raw do
     local v
     v, pos = string.unpack(fmt, raw, pos)
+    if e.dt == "bool" then v = v ~= 0 end -- as cnnlua gives a bool element: a Lua boolean
     vals[#vals + 1] = v
   end
   e.values = vals
@@ -80,6 +77,7 @@ end
 -- ---- rendering a reproduction ----
 
 local function num(v)
+  if type(v) == "boolean" then return tostring(v) end
   if math.type(v) == "integer" then return string.format("%d", v) end
   if v ~= v then return "0/0" end
   if v == math.huge then return "1/0" end
@@ -119,6 +117,7 @@ end
 local OP_SRC = {
   __add = "%s + %s", __sub = "%s - %s", __mul = "%s * %s", __div = "%s / %s", __pow = "%s ^ %s",
   __unm = "-%s", __index = "%s[%s]", __newindex = "%s[%s] = %s",
+  __band = "%s & %s", __bor = "%s | %s", __bxor = "%s ~ %s", __bnot = "~%s",
 }
 
 local function call_src(case, names)
@@ -195,6 +194,10 @@ local OPS = {
   __div = function(a, b) return a / b end,
   __pow = function(a, b) return a ^ b end,
   __unm = function(a) return -a end,
+  __band = function(a, b) return a & b end,
+  __bor = function(a, b) return a | b end,
+  __bxor = function(a, b) return a ~ b end,
+  __bnot = function(a) return ~a end,
   __index = function(a, i) return a[i] end,
   __newindex = function(a, i, v)
     a[i] = v
@@ -273,8 +276,7 @@ end
 -- Compares tensor got with encoded e; returns nil or a message.
 local function compare_tensor(got, e)
   if not cnn.is_tensor(got) then return "a " .. type(got) .. " instead of a tensor" end
-  local want_dt = DTYPE_MAP[e.dt] or e.dt
-  if got:dtype() ~= want_dt then return "dtype " .. got:dtype() .. ", PyTorch " .. e.dt end
+  if got:dtype() ~= e.dt then return "dtype " .. got:dtype() .. ", PyTorch " .. e.dt end
   if not same_shape(got:shape(), e.shape) then
     return "shape " .. shape_str(got:shape()) .. ", PyTorch " .. shape_str(e.shape)
   end
@@ -299,8 +301,12 @@ local function compare_result(got, e)
     return nil
   end
   if e.kind == "number" then
+    if e.dt == "bool" then
+      if type(got) ~= "boolean" then return "a " .. type(got) .. " instead of a boolean" end
+      return compare_values({ got }, decode(e), e.dt, 0)
+    end
     if type(got) ~= "number" then return "a " .. type(got) .. " instead of a number" end
-    local want_type = e.dt == "int64" and "integer" or "float"
+    local want_type = (e.dt == "int64" or e.dt == "uint8") and "integer" or "float"
     if math.type(got) ~= want_type then return "a Lua " .. math.type(got) .. ", PyTorch's is " .. e.dt end
     return compare_values({ got }, decode(e), e.dt, e.atol or 0, e.rtol)
   end

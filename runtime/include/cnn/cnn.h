@@ -5,7 +5,6 @@
 #define CNN_CNN_H
 
 #include "cnn/autograd.h"
-#include "cnn/bytes.h"
 #include "cnn/elementwise.h"
 #include "cnn/error.h"
 #include "cnn/format.h"

@@ -3,7 +3,6 @@
 #ifndef CNN_IDX_H
 #define CNN_IDX_H
 
-#include "bytes.h"
 #include "tensor.h"
 
 /** Element type codes of the IDX format. */
@@ -29,10 +28,10 @@ const char *cnn_idx_type_name(int code);
  * exactly the announced bytes, sizes may not overflow, and reading stops at the first error. */
 cnn_tensor *cnn_idx_load(const char *path, double divisor, int *type_out);
 
-/** Loads a ubyte IDX file as a byte array of the file's shape, bytes as stored (a quarter of the
- * memory of cnn_idx_load's float32 images; convert rows with cnn_bytes_gather). Same checks and
- * messages as cnn_idx_load, and files of any other element type are an error naming it. Returns
- * a new array for the caller to free with cnn_bytes_free, or NULL with the error set. */
-cnn_bytes *cnn_idx_load_bytes(const char *path);
+/** Loads a ubyte IDX file as a uint8 tensor of the file's shape, bytes as stored (a quarter of the
+ * memory of cnn_idx_load's float32 images; convert batches with cnn_batch_gather_float). Same
+ * checks and messages as cnn_idx_load, and files of any other element type are an error naming
+ * it. Returns a new reference, or NULL with the error set. */
+cnn_tensor *cnn_idx_load_u8(const char *path);
 
 #endif

@@ -27,6 +27,11 @@ int cnn_op_fill_i64_(cnn_tensor *t, int64_t v);
 int cnn_op_copy_(cnn_tensor *t, const cnn_tensor *src);
 int cnn_op_uniform_(cnn_tensor *t, double lo, double hi);
 int cnn_op_normal_(cnn_tensor *t, double mean, double std);
+/** cond ? a : b, broadcast, differentiable in a and b; cond is bool (uint8 accepted, as PyTorch). */
+cnn_tensor *cnn_op_where(const cnn_tensor *cond, const cnn_tensor *a, const cnn_tensor *b);
+/** x with value (a 0-d tensor) where mask (bool) is true, in x's dtype, x and mask broadcast
+ * together (as PyTorch's out-of-place masked_fill); differentiable in x and value. */
+cnn_tensor *cnn_op_masked_fill(const cnn_tensor *x, const cnn_tensor *mask, const cnn_tensor *value);
 /** Checks that t may be written in place (the rule above); returns 0 or -1 with the error set. */
 int cnn_op_check_inplace(const cnn_tensor *t);
 
@@ -75,6 +80,11 @@ cnn_tensor *cnn_op_index_select(const cnn_tensor *t, int dim, const cnn_tensor *
 /** n tensors joined along dim: cat along an existing dim (the others' sizes must agree), stack
  * along a new one (the shapes must agree). */
 cnn_tensor *cnn_op_cat(int n, const cnn_tensor *const *ts, int dim);
+/** t[mask]: mask (bool) has the shape of t's first k dims; the result is (count of true, t's other
+ * sizes...), the selected rows in row-major order (differentiable). mask_put_ writes src, broadcast
+ * to that shape, into those rows of t in place (t[mask] = v). */
+cnn_tensor *cnn_op_mask_select(const cnn_tensor *t, const cnn_tensor *mask);
+int cnn_op_mask_put_(cnn_tensor *t, const cnn_tensor *mask, const cnn_tensor *src);
 cnn_tensor *cnn_op_stack(int n, const cnn_tensor *const *ts, int dim);
 
 #endif

@@ -21,8 +21,9 @@ typedef struct cnn_safetensors {
 } cnn_safetensors;
 
 /** Reads every tensor of the file at path into *out (zeroed first; cleared with
- * cnn_safetensors_clear, which releases every tensor and string and leaves it empty). F32 stays float32 and I64 int64; F16, BF16, F64, F8_E4M3 and F8_E5M2
- * become float32; I8, U8, I16, U16, I32, U32, U64 (when it fits) and BOOL (0/1) become int64.
+ * cnn_safetensors_clear, which releases every tensor and string and leaves it empty). F32 stays
+ * float32, I64 int64, U8 uint8 and BOOL bool (any nonzero byte true); F16, BF16, F64, F8_E4M3 and
+ * F8_E5M2 become float32; I8, I16, U16, I32, U32 and U64 (when it fits) become int64.
  * The whole file is validated before data is read: header length against the 100 MB limit and
  * the file, strict JSON (libjansson: RFC 8259, valid UTF-8, no duplicate keys, no NUL bytes,
  * nesting at most 64 deep), known dtypes, integer shapes whose byte size matches their offsets,
@@ -33,7 +34,7 @@ typedef struct cnn_safetensors {
 int cnn_safetensors_load(const char *path, cnn_safetensors *out);
 void cnn_safetensors_clear(cnn_safetensors *st);
 
-/** Writes n named float32/int64 tensors (any strides) and nmeta metadata pairs: header members
+/** Writes n named tensors (any strides; float32, int64, uint8, bool as F32, I64, U8, BOOL) and nmeta metadata pairs: header members
  * "__metadata__" first, then tensors in byte order of their names, which is also the order of
  * their data; the header is padded with spaces to a multiple of 8 bytes. The file is written
  * beside path and renamed over it when complete. Returns 0, or -1 with the error set. */

@@ -13,8 +13,10 @@
 /** The most dimensions a tensor has. */
 #define CNN_MAX_DIMS 16
 
-/** The element types: 32-bit floats and 64-bit integers (indices, labels). */
-typedef enum cnn_dtype { CNN_FLOAT32 = 0, CNN_INT64 = 1 } cnn_dtype;
+/** The element types: 32-bit floats, 64-bit integers (indices, labels), bool (stored one byte an
+ * element, always 0 or 1: every write converts, nonzero -> 1) and uint8 (images, datasets). */
+typedef enum cnn_dtype { CNN_FLOAT32 = 0, CNN_INT64 = 1, CNN_BOOL = 2, CNN_UINT8 = 3 } cnn_dtype;
+#define CNN_NDTYPES 4
 
 /** The bytes behind one or more views, counted by reference. Read-only for users. */
 typedef struct cnn_storage {
@@ -44,13 +46,25 @@ typedef struct cnn_tensor {
   struct cnn_tensor *grad;  /* owned by the tensor; NULL until a backward reaches this leaf */
   struct cnn_node *grad_fn; /* owned by the tensor; NULL for leaves */
   int output_nr;            /* which output of grad_fn this is */
+  /* a 0-d tensor standing for a number of the caller's language (a Lua number or boolean): it
+   * promotes as PyTorch's Python scalars do, below 0-d tensors (see cnn_dtype_result) */
+  bool wrapped_number;
 } cnn_tensor;
 
-/** The size of one element of dt in bytes (4 or 8). */
+/** The size of one element of dt in bytes (4, 8, or 1 for bool and uint8). */
 size_t cnn_dtype_size(cnn_dtype dt);
-/** The name of dt: "float32" or "int64".
+/** The name of dt: "float32", "int64", "bool" or "uint8".
  * Ownership: returns a static string. */
 const char *cnn_dtype_name(cnn_dtype dt);
+/** True for the floating dtype (float32). */
+static inline bool cnn_dtype_is_float(cnn_dtype dt) { return dt == CNN_FLOAT32; }
+/** PyTorch 1.13's promotion of two dtypes (bool < uint8 < int64 < float32): the higher one. */
+cnn_dtype cnn_dtype_promote(cnn_dtype a, cnn_dtype b);
+/** The dtype of an elementwise op on n tensors, as torch.result_type: the promotion of the tensors
+ * that have dimensions, raised by the 0-d ones only when these are of a higher category
+ * (bool < integer < float), then likewise by the wrapped numbers: uint8 (3) + int64 0-d gives
+ * uint8, + float32 0-d gives float32; a 0-d uint8 + a wrapped int64 number gives uint8. */
+cnn_dtype cnn_dtype_result(int n, const cnn_tensor *const *ts);
 
 /** A new reference to t (its count goes up by one).
  * Ownership: returns t itself with one more reference, which the caller releases. */
@@ -96,12 +110,14 @@ int64_t cnn_tensor_numel(const cnn_tensor *t);
 bool cnn_tensor_is_contiguous(const cnn_tensor *t);
 /** True when a and b have the same sizes. */
 bool cnn_tensor_same_shape(const cnn_tensor *a, const cnn_tensor *b);
-/** The address of element 0 of the view (storage data + offset), typed for each dtype by f32 and
- * i64. Walk it with t->stride, or make the tensor contiguous first.
+/** The address of element 0 of the view (storage data + offset), typed for each dtype by f32,
+ * i64 and u8 (uint8 and bool; a bool byte is 0 or 1). Walk it with t->stride, or make the tensor
+ * contiguous first.
  * Ownership: returns a pointer into t's storage: valid while some view of the storage is alive. */
 void *cnn_tensor_data(const cnn_tensor *t);
 static inline float *cnn_tensor_f32(const cnn_tensor *t) { return (float *)cnn_tensor_data(t); }
 static inline int64_t *cnn_tensor_i64(const cnn_tensor *t) { return (int64_t *)cnn_tensor_data(t); }
+static inline uint8_t *cnn_tensor_u8(const cnn_tensor *t) { return (uint8_t *)cnn_tensor_data(t); }
 /** Reads one element by 0-based multi-index (t->ndim entries; no bounds check: callers check), as a
  * double; get_i64 exactly, for int64 tensors (whose values may exceed a double's 53-bit mantissa). */
 double cnn_tensor_get(const cnn_tensor *t, const int64_t *idx);
@@ -146,8 +162,14 @@ cnn_tensor *cnn_tensor_to_dtype(const cnn_tensor *t, cnn_dtype dt);
 int cnn_tensor_check_writable(const cnn_tensor *t);
 /** Writes in place: dst keeps its view; src broadcasts to dst's shape, its dtype converts. Both
  * bump the storage's version. fill_ into int64 refuses NaN and values outside int64; fill_i64_ is
- * exact for int64. Return 0 or -1 with the error set. */
+ * exact for int64. Return 0 or -1 with the error set.
+ * Conversions are PyTorch's: to bool, nonzero (NaN included) -> 1; float to an integer type
+ * truncates toward zero (NaN -> 0, float to int64 saturates); to uint8, modulo 256 (300 -> 44,
+ * -1 -> 255, as the int64 value's low byte). */
 int cnn_tensor_copy_(cnn_tensor *dst, const cnn_tensor *src);
+/** fill_ checks that value fits t's dtype as PyTorch does ("cannot be converted to type uint8
+ * without overflow": uint8 takes -255..255, negative ones wrapping; int64 refuses NaN); bool
+ * takes any value (nonzero -> true). */
 int cnn_tensor_fill_(cnn_tensor *t, double value);
 int cnn_tensor_fill_i64_(cnn_tensor *t, int64_t value);
 

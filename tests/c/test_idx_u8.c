@@ -1,15 +1,15 @@
-/* Byte arrays (bytes.h) and cnn_idx_load_bytes: shapes and their errors, loading raw and gzip
- * IDX files as stored, the same error for every broken file as cnn_idx_load gives (one shared
- * parser), and the gathers (rows, single rows, whole arrays) against hand values and bit for bit
- * against cnn_idx_load's float32 images, with strided, empty and out-of-range indices and on
- * 1 and 2 threads. */
+/* Datasets as uint8 tensors: cnn_idx_load_u8 (raw and gzip IDX files as stored, the same error for
+ * every broken file as cnn_idx_load gives: one shared parser) and cnn_batch_gather_float (batches
+ * of rows as float32 / divisor) against hand values and bit for bit against cnn_idx_load's float32
+ * images and t:float() / 255, with strided, empty and out-of-range indices and on 1 and 2 threads. */
 #include "check.h"
-#include "cnn/bytes.h"
+#include "cnn/elementwise.h"
 #include "cnn/error.h"
 #include "cnn/idx.h"
 #include "cnn/tensor.h"
 #include "core/alloc.h"
 #include "core/parallel.h"
+#include "data/batch.h"
 #include "tmpfiles.h"
 
 #include <math.h>
@@ -38,38 +38,17 @@ static cnn_tensor *indices(int n, const int64_t *v) {
   return t;
 }
 
-/* ---- the array itself ---- */
+/* ---- one byte an element ---- */
 
-static void test_array(void) {
+static void test_memory(void) {
   size_t live = cnn_alloc_live_bytes();
   int64_t size[3] = {5, 2, 3};
-  cnn_bytes *b = cnn_bytes_new(3, size, true);
-  CHECK(b && b->numel == 30 && b->ndim == 3 && b->size[2] == 3);
-  /* one byte an element, counted by the allocator like tensor storage */
-  CHECK(cnn_alloc_live_bytes() - live == 30);
-  for (int i = 0; i < 30; i++) CHECK(b->data[i] == 0);
-  int64_t flat[2] = {10, 3};
-  CHECK(cnn_bytes_reshape(b, 2, flat) == 0 && b->ndim == 2 && b->size[0] == 10 && b->size[1] == 3);
-  int64_t wrong[2] = {4, 8};
-  CHECK(cnn_bytes_reshape(b, 2, wrong) == -1);
-  CHECK_ERROR_HAS("cannot reshape 30 bytes into a shape of 32 elements", NULL);
-  CHECK(b->size[0] == 10); /* unchanged after the error */
-  cnn_bytes_free(b);
+  cnn_tensor *t = cnn_tensor_zeros(CNN_UINT8, 3, size);
+  CHECK(t && cnn_dtype_size(t->dtype) == 1 && cnn_tensor_numel(t) == 30);
+  CHECK(cnn_alloc_live_bytes() - live == 30); /* counted by the allocator like any storage */
+  for (int i = 0; i < 30; i++) CHECK(cnn_tensor_u8(t)[i] == 0);
+  cnn_tensor_release(t);
   CHECK(cnn_alloc_live_bytes() == live);
-  int64_t neg[2] = {3, -1};
-  CHECK(!cnn_bytes_new(2, neg, false));
-  CHECK_ERROR_HAS("negative size", NULL);
-  int64_t empty[2] = {0, 784};
-  b = cnn_bytes_new(2, empty, false);
-  CHECK(b && b->numel == 0);
-  /* no elements, but rows of 2^80 bytes cannot be addressed: refused, as a new array or a shape */
-  int64_t wide[3] = {0, (int64_t)1 << 40, (int64_t)1 << 40};
-  CHECK(b && cnn_bytes_reshape(b, 3, wide) == -1);
-  CHECK_ERROR_HAS("overflows", NULL);
-  CHECK(!cnn_bytes_new(3, wide, false));
-  CHECK_ERROR_HAS("overflows", NULL);
-  cnn_bytes_free(b);
-  cnn_bytes_free(NULL);
 }
 
 /* ---- loading ---- */
@@ -82,17 +61,17 @@ static void test_load(void) {
   write_gz(gzp, img, n);
   for (int g = 0; g < 2; g++) {
     size_t live = cnn_alloc_live_bytes();
-    cnn_bytes *b = cnn_idx_load_bytes(g ? gzp : raw);
-    CHECK(b && b->ndim == 3 && b->size[0] == 6 && b->size[1] == 28 && b->size[2] == 28);
+    cnn_tensor *b = cnn_idx_load_u8(g ? gzp : raw);
+    CHECK(b && b->dtype == CNN_UINT8 && b->ndim == 3 && b->size[0] == 6 && b->size[1] == 28 && b->size[2] == 28);
     if (!b) continue;
     CHECK(cnn_alloc_live_bytes() - live == 6 * 784); /* the bytes, and nothing else kept */
-    CHECK(memcmp(b->data, img + 16, 6 * 784) == 0);
-    cnn_bytes_free(b);
+    CHECK(memcmp(cnn_tensor_u8(b), img + 16, 6 * 784) == 0);
+    cnn_tensor_release(b);
   }
   /* only ubyte files: a short file is named with its type */
   unsigned char shorts[] = {0, 0, 0x0B, 2, 0, 0, 0, 1, 0, 0, 0, 2, 0, 1, 0, 2};
   write_file(tmp_path("short.idx"), shorts, sizeof shorts);
-  CHECK(!cnn_idx_load_bytes(tmp_path("short.idx")));
+  CHECK(!cnn_idx_load_u8(tmp_path("short.idx")));
   CHECK_ERROR_HAS("short.idx: the file holds 1x2 short elements", "only ubyte");
 
   /* every truncation of the raw and the gzip file, and hostile headers: the same error as
@@ -111,14 +90,14 @@ static void test_load(void) {
       cnn_tensor *t = cnn_idx_load(p, 255, NULL);
       snprintf(expect, sizeof expect, "%s", cnn_error_get());
       cnn_error_clear();
-      cnn_bytes *b = cnn_idx_load_bytes(p);
+      cnn_tensor *b = cnn_idx_load_u8(p);
       if (t || b || strcmp(expect, cnn_error_get()) != 0 || !strstr(expect, p)) {
-        fprintf(stderr, "idx bytes: %s cut at %zu: \"%s\" vs \"%s\"\n", g ? "gzip" : "raw", cut, expect,
+        fprintf(stderr, "idx uint8: %s cut at %zu: \"%s\" vs \"%s\"\n", g ? "gzip" : "raw", cut, expect,
                 cnn_error_get());
         failures++;
       }
       cnn_tensor_release(t);
-      cnn_bytes_free(b);
+      cnn_tensor_release(b);
     }
   }
   free(gzb);
@@ -147,14 +126,14 @@ static void test_load(void) {
     const char *p = tmp_path(bad[k].name);
     if (bad[k].gz) write_gz(p, bad[k].data, bad[k].n);
     else write_file(p, bad[k].data, bad[k].n);
-    CHECK(!cnn_idx_load_bytes(p));
+    CHECK(!cnn_idx_load_u8(p));
     CHECK_ERROR_HAS(p, bad[k].what);
     CHECK(!cnn_idx_load(p, 255, NULL));
     CHECK_ERROR_HAS(p, bad[k].what);
   }
-  CHECK(!cnn_idx_load_bytes(tmp_path("missing.idx")));
+  CHECK(!cnn_idx_load_u8(tmp_path("missing.idx")));
   CHECK_ERROR_HAS("missing.idx: cannot open", NULL);
-  CHECK(!cnn_idx_load_bytes(dir));
+  CHECK(!cnn_idx_load_u8(dir));
   CHECK_ERROR_HAS("not a regular file", NULL);
 }
 
@@ -165,17 +144,19 @@ static void test_gather(void) {
   size_t n = mnist_file(img, 200);
   const char *path = tmp_path("g.idx");
   write_file(path, img, n);
-  cnn_bytes *b = cnn_idx_load_bytes(path);
+  cnn_tensor *b3 = cnn_idx_load_u8(path);
   cnn_tensor *ref = cnn_idx_load(path, 255, NULL); /* the float32 images as data.mnist made them */
-  CHECK(b && ref);
-  if (!b || !ref) return;
+  CHECK(b3 && ref);
+  if (!b3 || !ref) return;
   int64_t shape4[4] = {200, 1, 28, 28};
-  CHECK(cnn_bytes_reshape(b, 4, shape4) == 0);
+  cnn_tensor *b = cnn_tensor_view(b3, 4, shape4);
+  cnn_tensor_release(b3);
+  CHECK(b != NULL);
 
   /* hand values: byte 0 -> 0, 255 -> 1, 51 -> 0.2f (51 / 255 = 1/5, rounded once) */
   int64_t v[3] = {0, 7, 2};
   cnn_tensor *idx = indices(3, v);
-  cnn_tensor *x = cnn_bytes_gather(b, idx, 255);
+  cnn_tensor *x = cnn_batch_gather_float(b, idx, 255);
   CHECK(x && x->dtype == CNN_FLOAT32 && x->ndim == 4 && x->size[0] == 3 && x->size[1] == 1 && x->size[3] == 28);
   if (x) {
     const float *p = cnn_tensor_f32(x);
@@ -196,7 +177,7 @@ static void test_gather(void) {
   cnn_tensor *outs[2];
   for (int th = 1; th <= 2; th++) {
     cnn_parallel_set_threads(th);
-    outs[th - 1] = cnn_bytes_gather(b, idx, 255);
+    outs[th - 1] = cnn_batch_gather_float(b, idx, 255);
   }
   cnn_parallel_set_threads(threads);
   CHECK(outs[0] && outs[1]);
@@ -217,7 +198,7 @@ static void test_gather(void) {
   memcpy(cnn_tensor_i64(g), grid, sizeof grid);
   cnn_tensor *col = cnn_tensor_select(g, 1, 1);
   CHECK(col && col->stride[0] == 2);
-  x = cnn_bytes_gather(b, col, 255);
+  x = cnn_batch_gather_float(b, col, 255);
   CHECK(x && x->size[0] == 3);
   if (x) {
     CHECK(memcmp(cnn_tensor_f32(x), cnn_tensor_f32(ref) + 5 * 784, 784 * sizeof(float)) == 0);
@@ -230,14 +211,14 @@ static void test_gather(void) {
   /* divisor 1: the stored values */
   int64_t one[1] = {7};
   idx = indices(1, one);
-  x = cnn_bytes_gather(b, idx, 1);
+  x = cnn_batch_gather_float(b, idx, 1);
   CHECK(x && cnn_tensor_f32(x)[0] == 3.0f && cnn_tensor_f32(x)[3 * 28 + 2] == 24.0f);
   cnn_tensor_release(x);
   cnn_tensor_release(idx);
 
   /* empty: a (0, 1, 28, 28) tensor */
   idx = indices(0, NULL);
-  x = cnn_bytes_gather(b, idx, 255);
+  x = cnn_batch_gather_float(b, idx, 255);
   CHECK(x && x->ndim == 4 && x->size[0] == 0 && x->size[1] == 1 && x->size[2] == 28);
   cnn_tensor_release(x);
   cnn_tensor_release(idx);
@@ -248,9 +229,9 @@ static void test_gather(void) {
   idx = indices(3, over);
   cnn_tensor *idx2 = indices(1, under);
   size_t live_idx = cnn_alloc_live_bytes();
-  CHECK(!cnn_bytes_gather(b, idx, 255));
+  CHECK(!cnn_batch_gather_float(b, idx, 255));
   CHECK_ERROR_HAS("index 200 is out of range for 200 rows", NULL);
-  CHECK(!cnn_bytes_gather(b, idx2, 255));
+  CHECK(!cnn_batch_gather_float(b, idx2, 255));
   CHECK_ERROR_HAS("index -1 is out of range", NULL);
   CHECK(cnn_alloc_live_bytes() == live_idx);
   cnn_tensor_release(idx);
@@ -261,12 +242,12 @@ static void test_gather(void) {
   live_idx = cnn_alloc_live_bytes();
   double divisors[] = {0, -255, NAN, INFINITY, 1e-300, 1e300};
   for (size_t k = 0; k < sizeof divisors / sizeof divisors[0]; k++) {
-    CHECK(!cnn_bytes_gather(b, idx, divisors[k]));
+    CHECK(!cnn_batch_gather_float(b, idx, divisors[k]));
     CHECK_ERROR_HAS("divisor must be a positive finite number", NULL);
   }
-  CHECK(!cnn_bytes_gather(b, fidx, 255));
+  CHECK(!cnn_batch_gather_float(b, fidx, 255));
   CHECK_ERROR_HAS("indices must be a 1-d int64 tensor", "float32");
-  CHECK(!cnn_bytes_gather(b, i2, 255));
+  CHECK(!cnn_batch_gather_float(b, i2, 255));
   CHECK_ERROR_HAS("indices must be a 1-d int64 tensor", "2-d");
   CHECK(cnn_alloc_live_bytes() == live_idx);
   cnn_tensor_release(i2);
@@ -274,42 +255,32 @@ static void test_gather(void) {
   cnn_tensor_release(idx);
   CHECK(cnn_alloc_live_bytes() == live);
 
-  /* single rows and the whole array */
-  x = cnn_bytes_row(b, 199, 255);
-  CHECK(x && x->ndim == 3 && x->size[0] == 1 && x->size[1] == 28 && x->size[2] == 28);
-  if (x) CHECK(memcmp(cnn_tensor_f32(x), cnn_tensor_f32(ref) + 199 * 784, 784 * sizeof(float)) == 0);
-  cnn_tensor_release(x);
-  CHECK(!cnn_bytes_row(b, 200, 255));
-  CHECK_ERROR_HAS("row 200 is out of range for 200 rows", NULL);
-  CHECK(!cnn_bytes_row(b, -1, 255));
-  CHECK_ERROR_HAS("row -1 is out of range", NULL);
-  x = cnn_bytes_to_float(b, 255);
+  /* the whole dataset converted by the tensor ops: t:float() / 255, the same bits */
+  cnn_tensor *f = cnn_tensor_to_dtype(b, CNN_FLOAT32), *d255 = cnn_tensor_scalar(CNN_FLOAT32, 255);
+  x = f && d255 ? cnn_ew_binary(CNN_DIV, f, d255) : NULL;
   CHECK(x && x->ndim == 4 && x->size[0] == 200 && x->size[1] == 1);
   if (x) CHECK(memcmp(cnn_tensor_f32(x), cnn_tensor_f32(ref), 200 * 784 * sizeof(float)) == 0);
   cnn_tensor_release(x);
+  cnn_tensor_release(f);
+  cnn_tensor_release(d255);
   CHECK(cnn_alloc_live_bytes() == live);
 
-  /* a 0-d array has no rows */
-  cnn_bytes *s = cnn_bytes_new(0, NULL, true);
+  /* a 0-d tensor has no rows */
+  cnn_tensor *s0 = cnn_tensor_zeros(CNN_UINT8, 0, NULL);
   idx = indices(1, (int64_t[]){0});
-  CHECK(s && !cnn_bytes_gather(s, idx, 1));
-  CHECK_ERROR_HAS("0-d byte array", NULL);
-  CHECK(!cnn_bytes_row(s, 0, 1));
-  CHECK_ERROR_HAS("0-d byte array", NULL);
-  x = cnn_bytes_to_float(s, 1);
-  CHECK(x && x->ndim == 0 && cnn_tensor_f32(x)[0] == 0.0f);
-  cnn_tensor_release(x);
+  CHECK(s0 && !cnn_batch_gather_float(s0, idx, 1));
+  CHECK_ERROR_HAS("cannot gather rows of a 0-d tensor", NULL);
   cnn_tensor_release(idx);
-  cnn_bytes_free(s);
+  cnn_tensor_release(s0);
   cnn_tensor_release(ref);
-  cnn_bytes_free(b);
+  cnn_tensor_release(b);
 }
 
 int main(void) {
-  if (tmpfiles_init("cnn_test_bytes") != 0) return 2;
-  test_array();
+  if (tmpfiles_init("cnn_test_idx_u8") != 0) return 2;
+  test_memory();
   test_load();
   test_gather();
   tmpfiles_cleanup();
-  return check_summary("test_bytes");
+  return check_summary("test_idx_u8");
 }
