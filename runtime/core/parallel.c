@@ -17,6 +17,7 @@
 #include <signal.h>
 #include <stdalign.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/syscall.h>
@@ -106,6 +107,24 @@ static struct {
   pthread_t *tid;
   pthread_mutex_t lock;
 } P = {.lock = PTHREAD_MUTEX_INITIALIZER};
+
+/* CNN_PARALLEL_STATS=1 in the environment: counts of what the loops did, printed to stderr at
+ * exit (how many parallel regions a training step opens: run a number of steps twice and divide
+ * the differences). */
+static bool stats_on;
+static _Atomic uint64_t n_jobs, n_job_loops, n_alone, n_serial;
+
+static inline void tally(_Atomic uint64_t *c, uint64_t v) {
+  if (stats_on) atomic_fetch_add_explicit(c, v, memory_order_relaxed);
+}
+
+static void print_stats(void) {
+  fprintf(stderr,
+          "cnn parallel stats: %llu jobs on the pool (%llu loops in them), %llu run alone (busy machine or pool "
+          "taken), %llu serial (one task, one thread or nested)\n",
+          (unsigned long long)atomic_load(&n_jobs), (unsigned long long)atomic_load(&n_job_loops),
+          (unsigned long long)atomic_load(&n_alone), (unsigned long long)atomic_load(&n_serial));
+}
 
 static _Thread_local int tl_slot;    /* 0: a submitting thread; workers 1.. */
 static _Thread_local bool tl_inside; /* running a job's fn (workers: always) */
@@ -289,6 +308,11 @@ static void init(void) {
   openblas_set_num_threads(1);
   if (blas_thread_shutdown_) blas_thread_shutdown_();
   pthread_atfork(before_fork, after_fork_parent, after_fork_child);
+  const char *st = getenv("CNN_PARALLEL_STATS");
+  if (st && *st && strcmp(st, "0") != 0) {
+    stats_on = true;
+    atexit(print_stats);
+  }
 }
 
 int cnn_parallel_get_threads(void) {
@@ -346,16 +370,19 @@ void cnn_parallel_loops(int count, const cnn_parallel_loop *loops) {
   for (int k = 0; k < count; k++)
     if (loops[k].n > 0) total += loops[k].n / (loops[k].grain < 1 ? 1 : loops[k].grain) >= 2 ? 2 : 1;
   if (threads < 2 || tl_inside || total < 2) { /* less than two tasks: no loop at all */
+    tally(&n_serial, 1);
     run_alone(count, loops, false);
     return;
   }
   if (pthread_mutex_trylock(&P.lock)) { /* another thread of the process has the pool */
+    tally(&n_alone, 1);
     run_alone(count, loops, true);
     return;
   }
   if (P.workers < threads - 1 && !P.start_failed && start_workers(threads - 1)) P.start_failed = true;
   if (!P.workers || (atomic_load(&P.sleepers) == (uint32_t)P.workers && contended(now_ns()))) {
     pthread_mutex_unlock(&P.lock); /* no workers, or another program has the cores: this thread alone */
+    tally(&n_alone, 1);
     run_alone(count, loops, true);
     return;
   }
@@ -370,6 +397,8 @@ void cnn_parallel_loops(int count, const cnn_parallel_loop *loops) {
     P.nloops++;
   }
   const uint32_t all = tasks;
+  tally(&n_jobs, 1);
+  tally(&n_job_loops, (uint64_t)P.nloops);
   P.count = all;
   atomic_store_explicit(&P.done, 0, memory_order_relaxed);
   atomic_store_explicit(&P.nblocks, threads, memory_order_relaxed);

@@ -14,7 +14,11 @@
  * Determinism: a loop's result must not depend on how [0, n) is cut nor on which thread runs a
  * range. Work that keeps per-thread partial sums splits into cnn_parallel_get_threads() fixed
  * parts (a range per part index, grain 1) and adds the partials in part order: the same bits for
- * the same thread count, whoever ran the parts. */
+ * the same thread count, whoever ran the parts.
+ *
+ * CNN_PARALLEL_STATS=1 in the environment prints, at exit, how many jobs went to the pool (and how
+ * many loops they held), how many ran alone and how many were too small to split: run a script
+ * for two numbers of steps and divide the differences to get the parallel regions a step opens. */
 #ifndef CNN_CORE_PARALLEL_H
 #define CNN_CORE_PARALLEL_H
 
