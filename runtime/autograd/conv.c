@@ -136,10 +136,16 @@ int cnn_conv2d_backward(const cnn_tensor *gy, const cnn_tensor *x, const cnn_ten
   const float *gyp = cnn_tensor_f32(gyc);
   cnn_conv2d_shape s = shape_of(x_size, w_size);
   if (rb && !rw) cnn_conv2d_bias_grad_f32(&s, p, gyp, cnn_tensor_f32(rb));
-  if (rw &&
-      cnn_conv2d_weight_grad_f32(&s, p, gyp, cnn_tensor_f32(xc), cnn_tensor_f32(rw), rb ? cnn_tensor_f32(rb) : NULL))
-    goto fail;
-  if (rx && cnn_conv2d_input_grad_f32(&s, p, gyp, cnn_tensor_f32(wc), cnn_tensor_f32(rx))) goto fail;
+  if (rw && rx) {
+    if (cnn_conv2d_backward_f32(&s, p, gyp, cnn_tensor_f32(xc), cnn_tensor_f32(wc), cnn_tensor_f32(rx),
+                                cnn_tensor_f32(rw), rb ? cnn_tensor_f32(rb) : NULL))
+      goto fail;
+  } else {
+    if (rw &&
+        cnn_conv2d_weight_grad_f32(&s, p, gyp, cnn_tensor_f32(xc), cnn_tensor_f32(rw), rb ? cnn_tensor_f32(rb) : NULL))
+      goto fail;
+    if (rx && cnn_conv2d_input_grad_f32(&s, p, gyp, cnn_tensor_f32(wc), cnn_tensor_f32(rx))) goto fail;
+  }
   cnn_tensor_release(gyc);
   cnn_tensor_release(xc);
   cnn_tensor_release(wc);

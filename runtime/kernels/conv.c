@@ -302,8 +302,8 @@ static int run_direct(direct_kind kind, const geom *g, const cnn_conv2d_params *
     return -1;
   }
   if (kind == DIRECT_FORWARD) cnn_dconv_forward(&d, a, b, bias, out, pack, ws.slot, nt);
-  else if (kind == DIRECT_INPUT_GRAD) cnn_dconv_input_grad(&d, a, b, out, pack, ws.slot, nt);
-  else cnn_dconv_weight_grad(&d, a, b, out, ws.slot, nt, beside);
+  else if (kind == DIRECT_INPUT_GRAD) cnn_dconv_input_grad(&d, a, b, out, pack, ws.slot, nt, beside);
+  else cnn_dconv_weight_grad(&d, a, b, out, ws.slot, nt, beside, NULL);
   ws_free(&ws);
   cnn_free(pack, packf * sizeof(float));
   return 0;
@@ -551,6 +551,55 @@ int cnn_conv2d_input_grad_f32(const cnn_conv2d_shape *s, const cnn_conv2d_params
                ? run_direct(DIRECT_INPUT_GRAD, &g, p, gy, w, NULL, gx, nt, NULL)
                : 1;
   return rc == 1 ? input_grad(&g, gy, w, gx, nt) : rc;
+}
+
+/* Both on the direct kernels: the weight gradient's parts (with the bias channels), then the input
+ * gradient's slabs with the weight gradient's sum beside them: two waits where the three passes
+ * took three. 0, -1 with the error set, or 1 when this does not apply (nothing was written). */
+static int backward_direct(const geom *g, const cnn_conv2d_params *p, const float *gy, const float *x, const float *w,
+                           float *gx, float *gw, const cnn_parallel_loop *bias, int nt) {
+  if (!use_direct(g, p) || g->N * g->C * g->H * g->W == 0 || !all_finite(x, g->N * g->C * g->H * g->W) ||
+      !all_finite(w, g->O * g->Cg * g->kh * g->kw))
+    return 1;
+  cnn_dconv dw, di;
+  cnn_dconv_plan_weight_grad(&dw, g->N, g->C, g->H, g->W, g->O, g->kh, g->kw, p->pad_lo[0], p->pad_lo[1], p->pad_hi[0],
+                             p->pad_hi[1], nt);
+  cnn_dconv_plan_input_grad(&di, g->N, g->C, g->H, g->W, g->O, g->kh, g->kw, p->pad_lo[0], p->pad_lo[1], p->pad_hi[0],
+                            p->pad_hi[1], nt);
+  if (dw.scratch_floats > direct_limit || di.scratch_floats > direct_limit) return 1;
+  size_t packf = cnn_dconv_packed_floats(&di);
+  float *pack = cnn_alloc(packf * sizeof(float));
+  if (!pack) return -1;
+  workspace wsw, wsi;
+  if (ws_alloc(&wsw, nt, dw.scratch_floats)) {
+    cnn_free(pack, packf * sizeof(float));
+    return -1;
+  }
+  if (ws_alloc(&wsi, nt, di.scratch_floats)) {
+    ws_free(&wsw);
+    cnn_free(pack, packf * sizeof(float));
+    return -1;
+  }
+  cnn_dconv_sum sum;
+  cnn_dconv_weight_grad(&dw, gy, x, gw, wsw.slot, nt, bias, &sum);
+  cnn_dconv_input_grad(&di, gy, w, gx, pack, wsi.slot, nt, &sum.loop);
+  ws_free(&wsi);
+  ws_free(&wsw);
+  cnn_free(pack, packf * sizeof(float));
+  return 0;
+}
+
+int cnn_conv2d_backward_f32(const cnn_conv2d_shape *s, const cnn_conv2d_params *p, const float *gy, const float *x,
+                            const float *w, float *gx, float *gw, float *gb) {
+  geom g;
+  geom_of(&g, s, p);
+  int nt = cnn_parallel_get_threads();
+  conv_job bj = {.g = &g, .gy = gy, .y = gb};
+  const cnn_parallel_loop bias = bias_loop(&bj);
+  int rc = backward_direct(&g, p, gy, x, w, gx, gw, gb ? &bias : NULL, nt);
+  if (rc != 1) return rc;
+  if (cnn_conv2d_weight_grad_f32(s, p, gy, x, gw, gb)) return -1;
+  return cnn_conv2d_input_grad_f32(s, p, gy, w, gx);
 }
 
 /* ---- int64 ---- */

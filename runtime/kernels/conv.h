@@ -28,6 +28,11 @@ int cnn_conv2d_input_grad_f32(const cnn_conv2d_shape *s, const cnn_conv2d_params
 int cnn_conv2d_weight_grad_f32(const cnn_conv2d_shape *s, const cnn_conv2d_params *p, const float *gy, const float *x,
                                float *gw, float *gb);
 void cnn_conv2d_bias_grad_f32(const cnn_conv2d_shape *s, const cnn_conv2d_params *p, const float *gy, float *gb);
+/* input_grad, weight_grad (and bias_grad when gb is not NULL) in one call, the same bits as the
+ * three: on the direct kernels two parallel jobs instead of three (the weight gradient's partials
+ * are summed beside the input gradient) */
+int cnn_conv2d_backward_f32(const cnn_conv2d_shape *s, const cnn_conv2d_params *p, const float *gy, const float *x,
+                            const float *w, float *gx, float *gw, float *gb);
 /* forward on int64 arrays (b may be NULL), exact with wrapping as PyTorch's; no gradients */
 void cnn_conv2d_forward_i64(const cnn_conv2d_shape *s, const cnn_conv2d_params *p, const int64_t *x, const int64_t *w,
                             const int64_t *b, int64_t *y);

@@ -296,10 +296,12 @@ static void forward_slabs(void *arg, int64_t s0, int64_t s1) {
 }
 
 static void run_forward(const cnn_dconv *d, const float *x, const float *pack, const float *b, float *y,
-                        float *const *ws, int nt) {
+                        float *const *ws, int nt, const cnn_parallel_loop *beside) {
   dconv_job j = {.d = d, .x = x, .pack = pack, .b = b, .y = y, .ws = ws};
   (void)nt; /* the slabs were sized for nt threads by the plan */
-  cnn_parallel_for((d->N + d->G - 1) / d->G, 1, forward_slabs, &j);
+  const cnn_parallel_loop loops[2] = {{(d->N + d->G - 1) / d->G, 1, forward_slabs, &j},
+                                      beside ? *beside : (cnn_parallel_loop){0}};
+  cnn_parallel_loops(beside ? 2 : 1, loops);
 }
 
 /* pack: for each tile of mr filters, (K, mr); filters past O are zero */
@@ -308,13 +310,13 @@ void cnn_dconv_forward(const cnn_dconv *d, const float *x, const float *w, const
   const int64_t K = d->C * d->kh * d->kw, mr = d->mr;
   for (int64_t o = 0; o < d->Op; o++)
     for (int64_t k = 0; k < K; k++) pack[(o / mr * K + k) * mr + o % mr] = o < d->O ? w[o * K + k] : 0.0f;
-  run_forward(d, x, pack, b, y, ws, nt);
+  run_forward(d, x, pack, b, y, ws, nt, NULL);
 }
 
 /* The plan's filters are gx's channels c, reading gy's channels o with taps flipped:
  * w'[c][o][ki][kj] = w[o][c][kh-1-ki][kw-1-kj], where w is (O=d->C, C=d->O, kh, kw). */
 void cnn_dconv_input_grad(const cnn_dconv *d, const float *gy, const float *w, float *gx, float *pack, float *const *ws,
-                          int nt) {
+                          int nt, const cnn_parallel_loop *beside) {
   const int64_t kh = d->kh, kw = d->kw, K = d->C * kh * kw, mr = d->mr, Cw = d->O;
   for (int64_t c = 0; c < d->Op; c++)
     for (int64_t o = 0; o < d->C; o++)
@@ -324,7 +326,7 @@ void cnn_dconv_input_grad(const cnn_dconv *d, const float *gy, const float *w, f
           float v = c < d->O ? w[((o * Cw + c) * kh + kh - 1 - ki) * kw + kw - 1 - kj] : 0.0f;
           pack[(c / mr * K + k) * mr + c % mr] = v;
         }
-  run_forward(d, gy, pack, NULL, gx, ws, nt);
+  run_forward(d, gy, pack, NULL, gx, ws, nt, beside);
 }
 
 /* ---- weight gradient micro-kernel ---- */
@@ -426,14 +428,14 @@ static void weight_grad_parts(void *arg, int64_t p0, int64_t p1) {
  * side by side, so the 16-add chains run in parallel instead of one after the other */
 #define SUMB 16
 static void sum_parts(void *arg, int64_t i0, int64_t i1) {
-  const dconv_job *j = arg;
+  const cnn_dconv_sum *j = arg;
   const cnn_dconv *d = j->d;
   const size_t partf = d->slab_floats + (size_t)(d->Op * d->Qr);
   if (d->lanes == 1) {
     for (int64_t i = i0; i < i1; i++) {
       float s = 0;
       for (int64_t t = 0; t < j->parts; t++) s += j->ws[t][partf + (size_t)i];
-      j->y[i] = s;
+      j->gw[i] = s;
     }
     return;
   }
@@ -447,18 +449,20 @@ static void sum_parts(void *arg, int64_t i0, int64_t i1) {
         for (int64_t b = 0; b < SUMB; b++) h[b] += b < nb ? q[b * VL + l] : 0.0f;
       for (int64_t b = 0; b < SUMB; b++) s[b] += h[b];
     }
-    for (int64_t b = 0; b < nb; b++) j->y[b0 + b] = s[b];
+    for (int64_t b = 0; b < nb; b++) j->gw[b0 + b] = s[b];
   }
 }
 
 void cnn_dconv_weight_grad(const cnn_dconv *d, const float *gy, const float *x, float *gw, float *const *ws, int nt,
-                           const cnn_parallel_loop *beside) {
+                           const cnn_parallel_loop *beside, cnn_dconv_sum *later) {
   const int64_t slabs = (d->N + d->G - 1) / d->G, wsz = d->O * d->C * d->kh * d->kw;
   /* one part per thread (one in all when there is a single slab), whichever thread runs it */
   const int64_t team = nt > 1 && slabs > 1 ? nt : 1;
   dconv_job j = {.d = d, .x = x, .gy = gy, .ws = ws, .slabs = slabs, .parts = team};
   const cnn_parallel_loop loops[2] = {{team, 1, weight_grad_parts, &j}, beside ? *beside : (cnn_parallel_loop){0}};
   cnn_parallel_loops(beside ? 2 : 1, loops);
-  j.y = gw;
-  cnn_parallel_items(wsz, wsz * team * d->lanes, sum_parts, &j);
+  cnn_dconv_sum here, *sum = later ? later : &here;
+  *sum = (cnn_dconv_sum){.d = d, .ws = ws, .parts = team, .gw = gw};
+  sum->loop = (cnn_parallel_loop){wsz, cnn_parallel_grain(wsz, wsz * team * d->lanes), sum_parts, sum};
+  if (!later) cnn_parallel_loops(1, &sum->loop);
 }

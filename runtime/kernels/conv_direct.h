@@ -54,10 +54,24 @@ size_t cnn_dconv_packed_floats(const cnn_dconv *d);
  * weight_grad: gy, x -> gw (O, C, kh, kw), summed over the batch    (plan: cnn_dconv_plan_weight_grad) */
 void cnn_dconv_forward(const cnn_dconv *d, const float *x, const float *w, const float *b, float *y, float *pack,
                        float *const *ws, int nt);
+/* beside: a loop (or NULL) run in the same parallel job as the input gradient's slabs */
 void cnn_dconv_input_grad(const cnn_dconv *d, const float *gy, const float *w, float *gx, float *pack, float *const *ws,
-                          int nt);
-/* beside: a loop (or NULL) run in the same parallel job as the weight gradient's parts */
+                          int nt, const cnn_parallel_loop *beside);
+
+/* The weight gradient's second pass, its per-thread partials (in ws) summed into gw, as a loop
+ * over gw's elements (ctx: the struct itself), for running beside other work. */
+typedef struct cnn_dconv_sum {
+  const cnn_dconv *d;
+  float *const *ws;
+  int64_t parts;
+  float *gw;
+  cnn_parallel_loop loop;
+} cnn_dconv_sum;
+
+/* beside: a loop (or NULL) run in the same parallel job as the weight gradient's parts. later:
+ * NULL, or where to leave the sum instead of running it: gw is then complete once later->loop
+ * has run (d and ws must live until then). */
 void cnn_dconv_weight_grad(const cnn_dconv *d, const float *gy, const float *x, float *gw, float *const *ws, int nt,
-                           const cnn_parallel_loop *beside);
+                           const cnn_parallel_loop *beside, cnn_dconv_sum *later);
 
 #endif

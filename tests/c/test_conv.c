@@ -3,6 +3,7 @@
  * kernels, multi-band images, single images split over threads, non-contiguous inputs, 1 and 2
  * threads, both algorithms (im2col, and the direct kernels of conv_direct.c for stride-1 layers,
  * with shapes that hit their tile and slab tails); determinism of the threaded weight gradient;
+ * all three gradients in one call giving the bits of separate calls;
  * the workspace staying put once warm; error messages. */
 #include "autograd/conv.h"
 #include "check.h"
@@ -218,6 +219,36 @@ static void test_deterministic(void) {
   cnn_tensor_release(x);
 }
 
+static bool same_bits(const cnn_tensor *a, const cnn_tensor *b) {
+  return a && b && cnn_tensor_numel(a) == cnn_tensor_numel(b) &&
+         memcmp(cnn_tensor_f32(a), cnn_tensor_f32(b), (size_t)cnn_tensor_numel(a) * 4) == 0;
+}
+
+/* All three gradients at once (the weight gradient's sum beside the input gradient, one job fewer)
+ * give the bits of the input gradient alone and the weight and bias gradients alone, on the pool
+ * and on one thread as beside a busy program. */
+static void test_backward_together(void) {
+  cnn_parallel_set_threads(2);
+  int64_t xs[4] = {8, 6, 14, 14}, ws[4] = {16, 6, 5, 5}, gs[4] = {8, 16, 10, 10};
+  cnn_conv2d_params p = P(1, 1, 0, 0, 0, 0, 1, 1, 1);
+  cnn_tensor *x = check_rand_tensor(&rng, 4, xs), *w = check_rand_tensor(&rng, 4, ws);
+  cnn_tensor *g = check_rand_tensor(&rng, 4, gs);
+  for (int alone = 0; alone < 2; alone++) {
+    cnn_parallel_force_alone(alone);
+    cnn_tensor *gx = NULL, *gw = NULL, *gb = NULL, *gx1 = NULL, *gw1 = NULL, *gb1 = NULL;
+    CHECK(cnn_conv2d_backward(g, x, w, xs, ws, &p, &gx, &gw, &gb) == 0);
+    CHECK(cnn_conv2d_backward(g, x, w, xs, ws, &p, &gx1, NULL, NULL) == 0);
+    CHECK(cnn_conv2d_backward(g, x, w, xs, ws, &p, NULL, &gw1, &gb1) == 0);
+    CHECK(same_bits(gx, gx1));
+    CHECK(same_bits(gw, gw1));
+    CHECK(same_bits(gb, gb1));
+    cnn_tensor_release(gx), cnn_tensor_release(gw), cnn_tensor_release(gb);
+    cnn_tensor_release(gx1), cnn_tensor_release(gw1), cnn_tensor_release(gb1);
+  }
+  cnn_parallel_force_alone(false);
+  cnn_tensor_release(x), cnn_tensor_release(w), cnn_tensor_release(g);
+}
+
 /* The kernels' scratch comes from the runtime allocator: a step leaves none of it live, and once
  * a layer ran, running it again takes no new memory (the allocator's cache hands it back). */
 static void test_workspace(void) {
@@ -309,6 +340,7 @@ static void test_errors(void) {
 int main(void) {
   test_cases();
   test_deterministic();
+  test_backward_together();
   test_workspace();
   test_empty_batch();
   test_errors();
