@@ -70,6 +70,13 @@ int cnn_conv2d_check(const cnn_tensor *x, const cnn_tensor *w, const cnn_tensor 
   if (!cnn_mul_ok(Cg, kh, &K) || !cnn_mul_ok(K, kw, &K) || K > INT_MAX || !cnn_mul_ok(oh, ow, &Lc) || Lc > INT_MAX ||
       O > INT_MAX || !cnn_mul_ok(x->size[2], x->size[3], &HW) || HW > INT_MAX)
     return cnn_error_set("convolution too large (a GEMM dimension exceeds %d)", INT_MAX);
+  /* im2col copies the zero-padded rows the windows read ((oh - 1) s + eh of them, each (ow - 1) s + ew
+   * wide); huge padding with a huge stride gives a small output over an unaddressable padded input */
+  int64_t hp = (oh - 1) * p->stride[0] + eh, wp = (ow - 1) * p->stride[1] + ew, padded;
+  if (!cnn_mul_ok(Cg, hp, &padded) || !cnn_mul_ok(padded, wp, &padded) || padded > ((int64_t)1 << 48))
+    return cnn_error_set("padding (%lld, %lld) makes the zero-padded input (%lld, %lld, %lld) too large (more than "
+                         "2^48 elements)",
+                         (long long)p->pad_lo[0], (long long)p->pad_lo[1], (long long)Cg, (long long)hp, (long long)wp);
   out_hw[0] = oh, out_hw[1] = ow;
   return 0;
 }

@@ -6,6 +6,7 @@
 #include "kernels/conv.h"
 
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -82,6 +83,10 @@ typedef struct workspace {
 /* Fills ws->slot[0..nslots-1] (64-byte aligned). Returns 0, or -1 with the error set. */
 static int ws_alloc(workspace *ws, int nslots, size_t nfloats) {
   size_t stride = (nfloats + 15) / 16 * 16; /* floats: keeps each slot on its own cache lines */
+  if (nfloats > SIZE_MAX / sizeof(float) / 16 / (size_t)(nslots > 0 ? nslots : 1)) {
+    ws->slot = NULL, ws->block = NULL;
+    return cnn_error_set("out of memory (convolution workspace of %d x %zu floats)", nslots, nfloats);
+  }
   ws->bytes = (size_t)nslots * stride * sizeof(float);
   ws->slot = malloc((size_t)nslots * sizeof *ws->slot);
   ws->block = ws->slot ? cnn_alloc(ws->bytes) : NULL;

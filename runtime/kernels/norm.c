@@ -373,7 +373,9 @@ static void lrn_forward_planes(void *arg, int64_t w0, int64_t w1) {
 /* x: (N, C, S) -> y, scale (N, C, S); one work item per (n, c) plane of S values. */
 void cnn_lrn_forward(const cnn_lrn_args *a, const float *x, float *y, float *scale) {
   norm_job j = {.lrn = a, .x = x, .y = y, .work = scale};
-  cnn_parallel_items(a->N * a->C, a->N * a->C * a->S * a->size, lrn_forward_planes, &j);
+  /* a window never holds more than C channels, however large size is (it may be near 2^63) */
+  const int64_t window = a->size < a->C ? a->size : a->C;
+  cnn_parallel_items(a->N * a->C, a->N * a->C * a->S * window, lrn_forward_planes, &j);
 }
 
 /* PyTorch's pow of a float32 tensor by a scalar, with its exact special cases */
@@ -454,5 +456,5 @@ void cnn_lrn_backward(const cnn_lrn_args *a, const float *x, const float *scale,
   /* pass 2 reads pass 1's work of neighbouring planes: two loops */
   norm_job j = {.lrn = a, .x = x, .scale = scale, .gy = gy, .gx = gx, .work = work};
   cnn_parallel_items(total, total, lrn_backward_firsts, &j);
-  cnn_parallel_items(items, total * a->size, lrn_backward_windows, &j);
+  cnn_parallel_items(items, total * (a->size < a->C ? a->size : a->C), lrn_backward_windows, &j);
 }

@@ -124,9 +124,24 @@ describe("size arithmetic never overflows", function()
     err(function() return F.conv2d(x, w, nil, {padding = 1 << 62, dilation = 2}) end, "conv2d:", "2^31")
     err(function() return F.conv2d(x, w, nil, {padding = "same", dilation = 1 << 62}) end, "conv2d:", "dilation")
     err(function() return F.conv2d(x, w, nil, {padding = (1 << 31) - 1, dilation = 1 << 30}) end, "conv2d:")
+    -- a 3x3 output over a (2^32 + 3)^2 zero-padded input: im2col's padded copy overflowed int64
+    local huge = (1 << 31) - 1
+    err(function() return F.conv2d(x, w, nil, {padding = huge, stride = huge}) end, "conv2d:", "padding",
+      "too large")
+    err(function() return F.conv2d(x, w, nil, {padding = huge, stride = {huge, 1}}) end, "conv2d:", "too large")
     -- an expanded weight with a huge kernel: the dilated extent itself would overflow
     local wide = cnn.randn(1, 1, 1, 1):expand(1, 1, 1 << 40, 1)
     err(function() return F.conv2d(x, wide, nil, {dilation = 1 << 30}) end, "conv2d:", "kernel")
+    H.assert_usable()
+  end)
+
+  it("local_response_norm with a window near 2^62 covers every channel", function()
+    -- alpha / size * (sum of squares) is ~0, so y = x / k^beta = x, and the gradient is 1
+    local x = cnn.tensor{{{1, -2}, {3, 4}}}:requires_grad_()
+    local y = F.local_response_norm(x, 1 << 62)
+    H.assert_tensor(y, {{{1, -2}, {3, 4}}}, {rtol = 1e-6})
+    y:sum():backward()
+    H.assert_tensor(x.grad, {{{1, 1}, {1, 1}}}, {rtol = 1e-6})
     H.assert_usable()
   end)
 
