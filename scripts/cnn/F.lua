@@ -117,7 +117,8 @@ function F.smooth_l1_loss(input, target, opts)
   local d = input - target
   local a = d:abs()
   if beta == 0 then return reduce("smooth_l1_loss", a, opts) end
-  return reduce("smooth_l1_loss", core.where(a:lt(beta), d * d * (0.5 / beta), a - 0.5 * beta), opts)
+  local q = d:clamp(-beta, beta) -- the quadratic branch on its own range: finite where not taken
+  return reduce("smooth_l1_loss", core.where(a:lt(beta), q * q * (0.5 / beta), a - 0.5 * beta), opts)
 end
 
 --- cnn.F.huber_loss(input, target, {reduction="mean", delta=1}) -> Tensor
@@ -129,12 +130,14 @@ function F.huber_loss(input, target, opts)
   if not (delta > 0) then error("huber_loss: delta must be positive, got " .. tostring(delta), 2) end
   local d = input - target
   local a = d:abs()
-  return reduce("huber_loss", core.where(a:le(delta), d * d * 0.5, (a - 0.5 * delta) * delta), opts)
+  local q = d:clamp(-delta, delta) -- the quadratic branch on its own range: finite where not taken
+  return reduce("huber_loss", core.where(a:le(delta), q * q * 0.5, (a - 0.5 * delta) * delta), opts)
 end
 
 --- cnn.F.binary_cross_entropy_with_logits(input, target, {reduction="mean", weight=, pos_weight=}) -> Tensor
 --- Binary cross-entropy from logits x, computed stably as PyTorch's.
---- Each term is -w [p y log(sigmoid(x)) + (1 - y) log(1 - sigmoid(x))]; target holds probabilities in [0, 1]; weight (broadcast to the loss) scales each term and
+--- Each term is -w [p y log(sigmoid(x)) + (1 - y) log(1 - sigmoid(x))]; target holds
+--- probabilities in [0, 1]; weight (broadcast to the loss) scales each term and
 --- pos_weight (broadcast along the last dim, one per class) the positive ones.
 function F.binary_cross_entropy_with_logits(input, target, opts)
   local fn = "binary_cross_entropy_with_logits"
@@ -143,14 +146,17 @@ function F.binary_cross_entropy_with_logits(input, target, opts)
   local weight, pos_weight = opts and opts.weight, opts and opts.pos_weight
   if weight ~= nil then check_tensor(fn, weight, 3) end
   if pos_weight ~= nil then check_tensor(fn, pos_weight, 3) end
-  local m = (-input):clamp(0, nil) -- max(-x, 0)
-  local lse = ((-m):exp() + (-input - m):exp()):log() + m -- log(1 + e^-x)
+  -- softplus(-x) = log(1 + e^-x), one branch for x >= 0 and one for x < 0, each on its own range
+  -- (clamped) so the branch not taken stays finite and passes no NaN gradient: the gradient is
+  -- PyTorch's lw sigmoid(x) - pos_weight y, also at x = 0 and +-inf
+  local xa, xb = input:clamp(0, nil), input:clamp(nil, 0)
+  local sp = core.where(input:ge(0), ((-xa):exp() + 1):log(), (xb:exp() + 1):log() - xb)
   local l
   if pos_weight ~= nil then
     local lw = (pos_weight - 1) * target + 1
-    l = (1 - target) * input + lw * lse
+    l = (1 - target) * input + lw * sp
   else
-    l = (1 - target) * input + lse
+    l = (1 - target) * input + sp
   end
   if weight ~= nil then l = l * weight end
   return reduce(fn, l, opts)

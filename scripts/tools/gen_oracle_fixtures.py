@@ -1142,6 +1142,75 @@ def _softmax(name):
 
 
 oracle("F.softmax", n=20, accumulates=True)(_softmax("softmax"))
+
+
+# The activations and losses cnn.F composes in Lua: float32 inputs (the compositions promote an
+# int64 input where PyTorch's kernels refuse it; see README).
+@oracle("F.silu", n=12)
+def _(g):
+    return Case(F("silu"), [g.tensor(g.shape())], TF.silu)
+
+
+@oracle("F.softplus", n=12)
+def _(g):
+    x = g.tensor(g.shape())
+    if g.coin(0.4):
+        return Case(F("softplus"), [x], TF.softplus)
+    beta, th = f32(g.pick((0.5, 2.0, 1.0))), f32(g.pick((20.0, 1.0, 5.0)))
+    return Case(F("softplus"), [x, beta, th], lambda x: TF.softplus(x, beta, th))
+
+
+@oracle("F.elu", n=12)
+def _(g):
+    x = g.tensor(g.shape())
+    if g.coin(0.4):
+        return Case(F("elu"), [x], TF.elu)
+    a = f32(g.pick((0.5, 2.0, 1.0)))
+    return Case(F("elu"), [x, a], lambda x: TF.elu(x, a))
+
+
+@oracle("F.hardtanh", n=12)
+def _(g):
+    x = g.tensor(g.shape(), profiles=FLOAT_PROFILES + ("ties",))
+    if g.coin(0.4):
+        return Case(F("hardtanh"), [x], TF.hardtanh)
+    lo, hi = f32(g.pick((-0.5, -2.0, 0.0))), f32(g.pick((0.5, 1.0, 3.0)))
+    return Case(F("hardtanh"), [x, lo, hi], lambda x: TF.hardtanh(x, lo, hi))
+
+
+@oracle("F.relu6", n=8)
+def _(g):
+    return Case(F("relu6"), [g.tensor(g.shape())], TF.relu6)
+
+
+def _pair_loss(name, key=None, values=()):
+    def draw(g):
+        sa, sb = g.broadcast_shapes()
+        a, b = g.tensor(sa), g.tensor(sb)
+        opts, kw = {}, {}
+        red = g.pick((None, "mean", "sum", "none"))
+        if red is not None:
+            opts["reduction"] = kw["reduction"] = red
+        if key and g.coin(0.5):
+            opts[key] = kw[key] = f32(g.pick(values))
+        if not opts:
+            return Case(F(name), [a, b], getattr(TF, name), broadcast=True)
+        return Case(F(name), [a, b, opts], lambda a, b: getattr(TF, name)(a, b, **kw), broadcast=True)
+    return draw
+
+
+oracle("F.l1_loss", n=12, accumulates=True)(_pair_loss("l1_loss"))
+oracle("F.smooth_l1_loss", n=12, accumulates=True)(_pair_loss("smooth_l1_loss", "beta", (0.5, 1.0, 2.0, 0.0)))
+oracle("F.huber_loss", n=12, accumulates=True)(_pair_loss("huber_loss", "delta", (0.5, 1.0, 2.0)))
+
+
+@oracle("F.binary_cross_entropy_with_logits", n=16, accumulates=True)
+def _(g):
+    s = g.shape()
+    x = g.tensor(s)
+    y = g.tensor(s, profile="positive", rg=False, view=False)
+    return Case(F("binary_cross_entropy_with_logits"), [x, y],
+                lambda x, y: TF.binary_cross_entropy_with_logits(x, y))
 oracle("F.log_softmax", n=20, accumulates=True)(_softmax("log_softmax"))
 
 
