@@ -59,15 +59,17 @@ static bool bool_opt(lua_State *L, int opts, const char *fn, const char *key, bo
 
 /* ---- conv2d(x, w, b, {stride=1, padding=0, dilation=1, groups=1}) ---- */
 
-/** cnn.F.conv2d(x, weight, bias, {stride=1, padding=0, dilation=1, groups=1}) -> Tensor
+/** cnn.F.conv2d(x, weight, bias, {stride=1, padding=0, dilation=1, groups=1, relu=false}) -> Tensor
  * 2-d convolution (cross-correlation, as PyTorch's): x (N, C, H, W) -> (N, O, oh, ow).
  * weight is (O, C/groups, kh, kw), bias (O) or nil (or leave it out: `F.conv2d(x, w, {stride=2})`).
  * stride, padding and dilation are a number or a pair {h, w}; padding may also be "valid" (0) or
  * "same" (stride 1 only; an odd total padding puts the extra row and column after).
  * oh = floor((H + 2 * padding - dilation * (kh - 1) - 1) / stride) + 1, and likewise ow.
- * float32, or int64 throughout (an exact integer convolution, as PyTorch's; no gradients). */
+ * float32, or int64 throughout (an exact integer convolution, as PyTorch's; no gradients).
+ * relu=true returns max(0, y) made in the same pass (inference only: an error when an input
+ * requires a gradient and grad mode is on). */
 static int f_conv2d(lua_State *L) {
-  static const char *const known[] = {"stride", "padding", "dilation", "groups", NULL};
+  static const char *const known[] = {"stride", "padding", "dilation", "groups", "relu", NULL};
   const char *fn = "conv2d";
   bool has_bias = luaL_testudata(L, 3, LCNN_TENSOR) != NULL;
   int opts = 4;
@@ -81,6 +83,7 @@ static int f_conv2d(lua_State *L) {
   cnn_conv2d_params p = cnn_conv2d_default_params();
   pair_opt(L, opts, fn, "stride", 1, p.stride);
   pair_opt(L, opts, fn, "dilation", 1, p.dilation);
+  bool relu = bool_opt(L, opts, fn, "relu", false);
   if (lua_istable(L, opts)) {
     lua_getfield(L, opts, "groups");
     if (!lua_isnil(L, -1)) {
@@ -120,7 +123,7 @@ static int f_conv2d(lua_State *L) {
       }
     }
   }
-  lcnn_push(L, cnn_op_conv2d(x, w, b, &p), fn);
+  lcnn_push(L, relu ? cnn_op_conv2d_relu(x, w, b, &p) : cnn_op_conv2d(x, w, b, &p), fn);
   return 1;
 }
 

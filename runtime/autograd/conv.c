@@ -86,8 +86,8 @@ static cnn_conv2d_shape shape_of(const int64_t x_size[4], const int64_t w_size[4
   return s;
 }
 
-cnn_tensor *cnn_conv2d_forward(const cnn_tensor *x, const cnn_tensor *w, const cnn_tensor *b,
-                               const cnn_conv2d_params *p) {
+static cnn_tensor *forward(const cnn_tensor *x, const cnn_tensor *w, const cnn_tensor *b, const cnn_conv2d_params *p,
+                           bool relu) {
   int64_t ohw[2];
   if (cnn_conv2d_check(x, w, b, p, ohw)) return NULL;
   cnn_conv2d_shape s = shape_of(x->size, w->size);
@@ -97,11 +97,13 @@ cnn_tensor *cnn_conv2d_forward(const cnn_tensor *x, const cnn_tensor *w, const c
   cnn_tensor *wc = xc ? cnn_tensor_contiguous(w) : NULL;
   cnn_tensor *bc = wc && b ? cnn_tensor_contiguous(b) : NULL;
   if (y && xc && wc && (!b || bc) && x->dtype == CNN_INT64) {
-    cnn_conv2d_forward_i64(&s, p, cnn_tensor_i64(xc), cnn_tensor_i64(wc), bc ? cnn_tensor_i64(bc) : NULL,
-                           cnn_tensor_i64(y));
+    int64_t *yi = cnn_tensor_i64(y);
+    cnn_conv2d_forward_i64(&s, p, cnn_tensor_i64(xc), cnn_tensor_i64(wc), bc ? cnn_tensor_i64(bc) : NULL, yi);
+    if (relu)
+      for (int64_t i = 0, n = cnn_tensor_numel(y); i < n; i++) yi[i] = yi[i] < 0 ? 0 : yi[i];
   } else if (!y || !xc || !wc || (b && !bc) ||
-             cnn_conv2d_forward_f32(&s, p, cnn_tensor_f32(xc), cnn_tensor_f32(wc), bc ? cnn_tensor_f32(bc) : NULL,
-                                    cnn_tensor_f32(y))) {
+             (relu ? cnn_conv2d_forward_relu_f32 : cnn_conv2d_forward_f32)(
+                 &s, p, cnn_tensor_f32(xc), cnn_tensor_f32(wc), bc ? cnn_tensor_f32(bc) : NULL, cnn_tensor_f32(y))) {
     cnn_tensor_release(y);
     y = NULL;
   }
@@ -109,6 +111,16 @@ cnn_tensor *cnn_conv2d_forward(const cnn_tensor *x, const cnn_tensor *w, const c
   cnn_tensor_release(wc);
   cnn_tensor_release(bc);
   return y;
+}
+
+cnn_tensor *cnn_conv2d_forward(const cnn_tensor *x, const cnn_tensor *w, const cnn_tensor *b,
+                               const cnn_conv2d_params *p) {
+  return forward(x, w, b, p, false);
+}
+
+cnn_tensor *cnn_conv2d_forward_relu(const cnn_tensor *x, const cnn_tensor *w, const cnn_tensor *b,
+                                    const cnn_conv2d_params *p) {
+  return forward(x, w, b, p, true);
 }
 
 int cnn_conv2d_backward(const cnn_tensor *gy, const cnn_tensor *x, const cnn_tensor *w, const int64_t x_size[4],

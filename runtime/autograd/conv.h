@@ -18,6 +18,9 @@ int cnn_conv2d_check(const cnn_tensor *x, const cnn_tensor *w, const cnn_tensor 
 /* x: (N, C, H, W), w: (O, C/g, kh, kw), b: (O) or NULL -> y: (N, O, oh, ow). Any strides in. */
 cnn_tensor *cnn_conv2d_forward(const cnn_tensor *x, const cnn_tensor *w, const cnn_tensor *b,
                                const cnn_conv2d_params *p);
+/* max(0, cnn_conv2d_forward(x, w, b, p)), the ReLU applied as the output is stored */
+cnn_tensor *cnn_conv2d_forward_relu(const cnn_tensor *x, const cnn_tensor *w, const cnn_tensor *b,
+                                    const cnn_conv2d_params *p);
 
 /* gy: (N, O, oh, ow) for a forward with input shape x_size (N, C, H, W) and weight shape w_size
  * (O, C/g, kh, kw). Computes each gradient whose out pointer is non-NULL, as a new contiguous

@@ -50,6 +50,15 @@ cnn_tensor *cnn_op_conv2d(const cnn_tensor *x, const cnn_tensor *w, const cnn_te
   return cnn_ag_record(y, &conv_op, &c, 3, in, 2, saves) ? NULL : y;
 }
 
+cnn_tensor *cnn_op_conv2d_relu(const cnn_tensor *x, const cnn_tensor *w, const cnn_tensor *b,
+                               const cnn_conv2d_params *p) {
+  const cnn_tensor *in[3] = {x, w, b};
+  if (cnn_ag_any_requires(3, in))
+    return cnn_error_set("relu=true is for inference: no input may require a gradient (run it under no_grad)"), NULL;
+  if (x->ndim != 4) return cnn_error_set("relu=true expects a 4-d (N, C, H, W) input, got %d-d", x->ndim), NULL;
+  return cnn_conv2d_forward_relu(x, w, b, p);
+}
+
 /* ---- pooling ---- */
 
 typedef struct pool_state {

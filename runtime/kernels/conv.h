@@ -23,6 +23,9 @@ typedef struct cnn_conv2d_shape {
  * bias_grad:   gy -> gb (O), summed over the batch and positions */
 int cnn_conv2d_forward_f32(const cnn_conv2d_shape *s, const cnn_conv2d_params *p, const float *x, const float *w,
                            const float *b, float *y);
+/* forward, then max(0, .) applied as each part of y is stored (inference: conv + bias + ReLU in one pass) */
+int cnn_conv2d_forward_relu_f32(const cnn_conv2d_shape *s, const cnn_conv2d_params *p, const float *x, const float *w,
+                                const float *b, float *y);
 int cnn_conv2d_input_grad_f32(const cnn_conv2d_shape *s, const cnn_conv2d_params *p, const float *gy, const float *w,
                               float *gx);
 int cnn_conv2d_weight_grad_f32(const cnn_conv2d_shape *s, const cnn_conv2d_params *p, const float *gy, const float *x,

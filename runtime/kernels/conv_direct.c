@@ -260,7 +260,7 @@ static void fwd_slab_any(const cnn_dconv *d, const float *xs, const float *pack,
   }
 }
 
-/* y[n0..n0+g) (N, O, oh, ow) = the valid positions of yq, plus the bias */
+/* y[n0..n0+g) (N, O, oh, ow) = the valid positions of yq, plus the bias (then max(0, .) with d->relu) */
 static void slab_store(const cnn_dconv *d, const float *yq, const float *b, int64_t n0, int64_t g, float *y) {
   const int64_t O = d->O, oh = d->oh, ow = d->ow;
   for (int64_t i = 0; i < g; i++)
@@ -268,8 +268,12 @@ static void slab_store(const cnn_dconv *d, const float *yq, const float *b, int6
       const float *s = yq + o * d->Qr + i * d->T;
       float *dst = y + ((n0 + i) * O + o) * oh * ow;
       float bv = b ? b[o] : 0.0f;
-      for (int64_t r = 0; r < oh; r++, s += d->S, dst += ow)
-        for (int64_t j = 0; j < ow; j++) dst[j] = s[j] + bv;
+      if (d->relu)
+        for (int64_t r = 0; r < oh; r++, s += d->S, dst += ow)
+          for (int64_t j = 0; j < ow; j++) dst[j] = s[j] + bv > 0 ? s[j] + bv : 0.0f;
+      else
+        for (int64_t r = 0; r < oh; r++, s += d->S, dst += ow)
+          for (int64_t j = 0; j < ow; j++) dst[j] = s[j] + bv;
     }
 }
 

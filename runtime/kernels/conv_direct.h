@@ -24,6 +24,7 @@ typedef struct cnn_dconv {
   int lanes;             /* weight grad: partial sums kept as vectors of this many lanes (or 1) */
   size_t slab_floats;    /* the slab and its zero tail */
   size_t scratch_floats; /* per-thread workspace a call needs */
+  bool relu;             /* forward: max(0, .) as the output is stored (the plans set false) */
 } cnn_dconv;
 
 /* True when (groups 1, stride 1, dilation 1, padding at most kernel - 1 on every side, kernel

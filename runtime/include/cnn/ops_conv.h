@@ -11,6 +11,10 @@
 /** 2-d convolution (cross-correlation, as PyTorch's conv2d) of float32 tensors, laid out by p:
  * x: (N, C, H, W) or (C, H, W), w: (O, C/g, kh, kw), b: (O) or NULL -> (N, O, oh, ow) or (O, oh, ow). */
 cnn_tensor *cnn_op_conv2d(const cnn_tensor *x, const cnn_tensor *w, const cnn_tensor *b, const cnn_conv2d_params *p);
+/** max(0, conv2d(x, w, b)) in one pass, for inference: an error when grad mode is on and an input
+ * requires a gradient (no node is recorded). x: 4-d (N, C, H, W). */
+cnn_tensor *cnn_op_conv2d_relu(const cnn_tensor *x, const cnn_tensor *w, const cnn_tensor *b,
+                               const cnn_conv2d_params *p);
 /** Pooling over the last two dims of float32 tensors, x: (..., H, W) -> (..., oh, ow): max and
  * average over the windows of p, adaptive average to an (oh, ow) output. When indices is non-NULL
  * it receives the 0-based argmax positions of the max pool (int64, flat in each H x W plane). */

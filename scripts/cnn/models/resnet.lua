@@ -45,6 +45,7 @@ local M = {}
 -- torchvision's ResNet conv initialisation, kaiming_normal_(mode="fan_out", nonlinearity="relu"),
 -- so each weight is drawn once instead of filled by Conv2d's default and then redrawn.
 local Conv2d = nn.Conv2d:extend("Conv2d")
+Conv2d.keeps_no_activations = true -- nn.Conv2d's forward (see Sequential:forward)
 
 function Conv2d:reset_parameters()
   init.kaiming_normal_(self.weight, 0, "fan_out", "relu")
@@ -74,6 +75,29 @@ local function bn_relu(bn, relu, x)
   return relu(bn(x))
 end
 
+-- relu(bn(conv(x))), or bn(conv(x)) when relu is nil. In eval mode under no_grad the three are one
+-- convolution with BatchNorm folded into its weights and the ReLU applied as it stores
+-- (nn.Conv2d's inference fusion); the second result is then true: the output is this block's own
+-- (no module or hook saw it), free to be written in place and freed.
+local function conv_bn(conv, bn, relu, x)
+  local y = nn._fused_forward(conv, bn, relu, x)
+  if y then return y, true end
+  if relu then return bn_relu(bn, relu, conv(x)), false end
+  return bn(conv(x)), false
+end
+
+-- Frees an activation a block made and no longer needs (inference): its storage goes back to the
+-- allocator for the next layer's output at once, instead of when the collector finds it.
+local function free(t) getmetatable(t).__close(t) end
+
+-- relu(out + identity) for a block's end; in place on out when out is the block's own (inference)
+local function add_relu(relu, out, own, identity)
+  if own and getmetatable(relu) == RELU_MT and relu.forward == RELU_FORWARD and not relu:_has_hooks() then
+    return out:add_(identity):clamp_(0)
+  end
+  return relu(out + identity)
+end
+
 -- ---- blocks ------------------------------------------------------------------------------------
 
 local BasicBlock = nn.Module:extend("BasicBlock")
@@ -92,14 +116,16 @@ function BasicBlock:init(inplanes, planes, stride, downsample)
 end
 
 function BasicBlock:forward(x)
-  local out = bn_relu(self.bn1, self.relu, self.conv1(x))
-  out = self.bn2(self.conv2(out))
+  local out1, own1 = conv_bn(self.conv1, self.bn1, self.relu, x)
+  local out, own = conv_bn(self.conv2, self.bn2, nil, out1)
+  if own1 and own then free(out1) end
   local identity = x
   if self.downsample then identity = self.downsample(x) end
-  return self.relu(out + identity)
+  return add_relu(self.relu, out, own, identity)
 end
 
 BasicBlock.last_bn = "bn2"
+BasicBlock.keeps_no_activations = true -- see Sequential:forward
 
 local Bottleneck = nn.Module:extend("Bottleneck")
 Bottleneck.expansion = 4
@@ -119,15 +145,18 @@ function Bottleneck:init(inplanes, planes, stride, downsample)
 end
 
 function Bottleneck:forward(x)
-  local out = bn_relu(self.bn1, self.relu, self.conv1(x))
-  out = bn_relu(self.bn2, self.relu, self.conv2(out))
-  out = self.bn3(self.conv3(out))
+  local out1, own1 = conv_bn(self.conv1, self.bn1, self.relu, x)
+  local out2, own2 = conv_bn(self.conv2, self.bn2, self.relu, out1)
+  if own1 and own2 then free(out1) end
+  local out, own = conv_bn(self.conv3, self.bn3, nil, out2)
+  if own2 and own then free(out2) end
   local identity = x
   if self.downsample then identity = self.downsample(x) end
-  return self.relu(out + identity)
+  return add_relu(self.relu, out, own, identity)
 end
 
 Bottleneck.last_bn = "bn3"
+Bottleneck.keeps_no_activations = true
 
 -- Option A shortcut: (N, cin, H, W) -> (N, cout, ceil(H/2), ceil(W/2)), the input at even rows
 -- and columns with (cout - cin) / 2 zero channels before it and the rest after. No state.
@@ -213,7 +242,9 @@ function ResNet:init(block, layers, num_classes, in_channels, zero_init_residual
 end
 
 function ResNet:forward(x)
-  x = self.maxpool(bn_relu(self.bn1, self.relu, self.conv1(x)))
+  local y, own = conv_bn(self.conv1, self.bn1, self.relu, x)
+  x = self.maxpool(y)
+  if own then free(y) end
   x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
   return self.fc(self.avgpool(x):flatten(2))
 end
@@ -236,7 +267,7 @@ function CifarResNet:init(n, num_classes, in_channels, shortcut)
 end
 
 function CifarResNet:forward(x)
-  x = bn_relu(self.bn1, self.relu, self.conv1(x))
+  x = conv_bn(self.conv1, self.bn1, self.relu, x)
   x = self.layer3(self.layer2(self.layer1(x)))
   return self.fc(self.avgpool(x):flatten(2))
 end

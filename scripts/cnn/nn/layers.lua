@@ -524,4 +524,100 @@ function L.MSELoss:forward(input, target)
   return F.mse_loss(input, target, {reduction = self.reduction})
 end
 
+
+-- ---- inference fusions ---------------------------------------------------------------------------
+
+-- In eval mode under no_grad (model:eval() and cnn.no_grad), a Conv2d followed by a BatchNorm2d
+-- that uses its running statistics is one convolution: per output channel o,
+--   s[o] = gamma[o] / sqrt(running_var[o] + eps), w'[o] = w[o] * s[o],
+--   b'[o] = (b[o] - running_mean[o]) * s[o] + beta[o],
+-- and a ReLU after either is applied as the convolution stores its output (F.conv2d's relu
+-- option): one pass over the activations instead of three. The folded weights are a copy kept on
+-- the conv module, stamped with the identity and version (t:_version(), which every in-place
+-- write bumps: optimiser steps, load_state_dict, init fills, t[i] = v) of each tensor they came
+-- from and with bn's eps; a stale stamp folds again, and train()/eval() drop the copy. Only the
+-- stock modules fuse (the same forward as these classes, no hooks), so a subclass with its own
+-- forward, or a hook that must see each call, keeps the modules' own calls.
+local CONV_FORWARD, BN_FORWARD, RELU_FORWARD = L.Conv2d.forward, L.BatchNorm2d.forward, L.ReLU.forward
+
+local function stock(m, cls, fwd) return m ~= nil and m.forward == fwd and m:is_a(cls) and not m:_has_hooks() end
+
+local function inference(m) return not m.training and not core.is_grad_enabled() end
+
+local function foldable_bn(bn)
+  return stock(bn, L.BatchNorm2d, BN_FORWARD) and not bn.training and bn.track_running_stats and
+    bn.running_mean ~= nil and bn.running_var ~= nil
+end
+
+-- conv's folded (weight, bias) for bn, made or reused (see above)
+local function folded(conv, bn)
+  local src = {conv.weight, conv.bias or false, bn.weight or false, bn.bias or false, bn.running_mean,
+    bn.running_var}
+  local f = conv:_fused()
+  if f and rawequal(f.bn, bn) and f.eps == bn.eps then
+    local ok = true
+    for i = 1, 6 do
+      local t = src[i]
+      if not rawequal(f.src[i], t) or (t and t:_version() ~= f.ver[i]) then
+        ok = false
+        break
+      end
+    end
+    if ok then return f.weight, f.bias end
+  end
+  local o = conv.out_channels
+  local s = 1 / (bn.running_var + bn.eps):sqrt()
+  if bn.weight then s = s * bn.weight end
+  local w = (conv.weight * s:reshape(o, 1, 1, 1)):contiguous()
+  local b = conv.bias and (conv.bias - bn.running_mean) * s or -(bn.running_mean * s)
+  if bn.bias then b = b + bn.bias end
+  local ver = {}
+  for i = 1, 6 do ver[i] = src[i] and src[i]:_version() or 0 end
+  conv:_set_fused {bn = bn, eps = bn.eps, src = src, ver = ver, weight = w, bias = b:contiguous()}
+  return w, b
+end
+
+local function conv_opts(conv, relu)
+  return {stride = conv.stride, padding = conv.padding, dilation = conv.dilation, groups = conv.groups, relu = relu}
+end
+
+-- L._fused_forward(conv, bn, relu, x): relu(bn(conv(x))) (bn and relu may each be nil) as one
+-- folded convolution, or nil when these modules do not fuse here (training, grad mode on, not the
+-- stock classes, a bn without running statistics). For models' forwards and Sequential.
+function L._fused_forward(conv, bn, relu, x)
+  if not (stock(conv, L.Conv2d, CONV_FORWARD) and inference(conv) and U.is_tensor(x) and x:dim() == 4) then
+    return nil
+  end
+  if bn ~= nil and not foldable_bn(bn) then return nil end
+  if relu ~= nil and not stock(relu, L.ReLU, RELU_FORWARD) then return nil end
+  if bn == nil and relu == nil then return nil end
+  local w, b = conv.weight, conv.bias
+  if bn then w, b = folded(conv, bn) end
+  return F.conv2d(x, w, b, conv_opts(conv, relu ~= nil))
+end
+
+-- Sequential's inference step (nn/module.lua): at children m, m2, m3, the fused output and how
+-- many children it covered, or nil.
+local function sequential_fuse(m, m2, m3, x)
+  if not stock(m, L.Conv2d, CONV_FORWARD) then return nil end
+  if m2 ~= nil and foldable_bn(m2) then
+    local relu = stock(m3, L.ReLU, RELU_FORWARD) and m3 or nil
+    local y = L._fused_forward(m, m2, relu, x)
+    if y then return y, relu and 3 or 2 end
+  elseif stock(m2, L.ReLU, RELU_FORWARD) then
+    local y = L._fused_forward(m, nil, m2, x)
+    if y then return y, 2 end
+  end
+  return nil
+end
+M.set_inference_fuser(sequential_fuse)
+
+-- Classes whose forward keeps no reference to its input or output: Sequential frees an
+-- intermediate between two of them in inference (see Sequential:forward).
+for _, name in ipairs {"Conv2d", "Linear", "MaxPool2d", "AvgPool2d", "AdaptiveAvgPool2d", "ReLU", "LeakyReLU",
+  "Sigmoid", "Tanh", "Softmax", "LogSoftmax", "Dropout", "BatchNorm1d", "BatchNorm2d", "LocalResponseNorm",
+  "Flatten", "Identity"} do
+  L[name].keeps_no_activations = true
+end
+
 return L

@@ -4,6 +4,7 @@
 -- `__nn` (its registries); every other field lives in them, so each assignment, a reassignment
 -- included, goes through __newindex and is classified again.
 local U = require "cnn.nn.util"
+local core = require "cnn.core"
 
 local fail, is_tensor = U.fail, U.is_tensor
 
@@ -500,10 +501,15 @@ function Module:train(mode)
   if type(mode) ~= "boolean" then fail("train", "expected a boolean, got %s", type(mode)) end
   once(self, function()
     self.training = mode
+    state(self).fused = nil -- the inference fusions' folded weights (nn/layers.lua) are made again when needed
     for _, c in ipairs(Module.children(self)) do c:train(mode) end
   end)
   return self
 end
+
+-- The inference fusions' cache on a module (nn/layers.lua, L._fused_forward), dropped by train().
+function Module:_fused() return state(self).fused end
+function Module:_set_fused(f) state(self).fused = f end
 
 --- cnn.nn.Module:eval() -> self
 --- Sets evaluation mode on the module and all its descendants (m:train(false)).
@@ -976,19 +982,50 @@ local function pool_first(a, b)
     state(a).hooks == nil and state(b).hooks == nil -- hooks see the modules' calls as written
 end
 
+-- Inference (eval mode under no_grad): nn/layers.lua sets the fuser, which runs Conv2d + BatchNorm2d
+-- (+ ReLU) or Conv2d + ReLU as one folded convolution: fuser(m, m2, m3, x) -> output, children covered.
+local inference_fuser
+
+local function set_inference_fuser(fn) inference_fuser = fn end
+
+-- A module whose class declares (raw field keeps_no_activations) that its forward keeps no
+-- reference to its input or output, with no hooks (which see both)
+local function keeps_nothing(m)
+  return m ~= nil and rawget(state(m).class, "keeps_no_activations") and state(m).hooks == nil
+end
+
 --- cnn.nn.Sequential:forward(x) -> output
 --- Runs the children in order, each on the previous one's output.
+--- In eval mode under no_grad it fuses Conv2d + BatchNorm2d (+ ReLU) and Conv2d + ReLU into one
+--- convolution each and frees each intermediate output as soon as the next child has consumed it.
 function Sequential:forward(x)
   local mods = state(self).modules
   local keys, map = mods.keys, mods.map
   local i, n = 1, #keys
+  local infer = inference_fuser ~= nil and not self.training and not core.is_grad_enabled()
+  local own = false -- x was made here by children that keep no reference to it: free it once consumed
   while i <= n do
     local m, nxt = map[keys[i]], map[keys[i + 1]]
-    if pool_first(m, nxt) then
-      x, i = m(nxt(x)), i + 2
-    else
-      x, i = m(x), i + 1
+    local y, k
+    if infer then y, k = inference_fuser(m, nxt, map[keys[i + 2]], x) end
+    if y == nil then
+      if pool_first(m, nxt) then
+        y, k = m(nxt(x)), 2
+      else
+        y, k = m(x), 1
+      end
     end
+    if infer then
+      local pure = true
+      for j = i, i + k - 1 do pure = pure and keeps_nothing(map[keys[j]]) end
+      if not rawequal(x, y) then -- (a child that returns its input leaves x as it was)
+        if own and pure and is_tensor(x) and is_tensor(y) then
+          getmetatable(x).__close(x) -- its storage back to the allocator (a view y keeps its own)
+        end
+        own = pure
+      end
+    end
+    x, i = y, i + k
   end
   return x
 end
@@ -1009,4 +1046,5 @@ function ModuleList:forward()
   fail("ModuleList", "has no forward: iterate over its modules (for i, m in ipairs(list) do ... end)")
 end
 
-return {Module = Module, Sequential = Sequential, ModuleList = ModuleList, is_module = is_module, dir = dir}
+return {Module = Module, Sequential = Sequential, ModuleList = ModuleList, is_module = is_module, dir = dir,
+  set_inference_fuser = set_inference_fuser}

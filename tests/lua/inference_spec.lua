@@ -1,0 +1,186 @@
+-- Inference mode (issue 19): in eval mode under no_grad, Conv2d + BatchNorm2d (+ ReLU) run as one
+-- convolution with BatchNorm folded into a copy of its weights, Conv2d + ReLU as one pass
+-- (F.conv2d's relu option), and Sequential and the ResNet blocks free activations once consumed.
+-- Checked against the unfused computation (the same model in eval mode with grad mode on, which
+-- never fuses), against BatchNorm written out by hand and PyTorch's ResNet-20 eval logits; the
+-- folded copy follows in-place changes of the parameters and statistics and train() drops it;
+-- training afterwards gives the same steps as a model that was never put in eval mode.
+local cnn = require "cnn"
+local nn = require "cnn.nn"
+local F = cnn.F
+local models = cnn.models
+local H = dofile("tests/lua/helpers.lua")
+
+local R20 = dofile("tests/fixtures/resnet20_cifar_logits.lua")
+
+local function max_diff(a, b) return (a - b):abs():max():item() end
+
+-- every BatchNorm of m gets random running statistics, weight and bias, so that folding them is
+-- no identity
+local function randomize_bn(m)
+  cnn.no_grad(function()
+    for _, c in ipairs(m:modules()) do
+      if c:is_a(nn.BatchNorm2d) then
+        local n = c.num_features
+        c.running_mean:copy_(cnn.randn(n) * 0.2)
+        c.running_var:copy_(cnn.rand(n) + 0.5)
+        c.weight:copy_(cnn.rand(n) + 0.5)
+        c.bias:copy_(cnn.randn(n) * 0.2)
+      end
+    end
+  end)
+end
+
+-- the folded copies the model's convolutions hold
+local function folded_count(m)
+  local k = 0
+  for _, c in ipairs(m:modules()) do
+    if c:is_a(nn.Conv2d) and c:_fused() then k = k + 1 end
+  end
+  return k
+end
+
+-- (unfused eval output with grad mode on, fused output under no_grad)
+local function both(m, x)
+  m:eval()
+  local ref = m(x):detach()
+  local fused = cnn.no_grad(function() return m(x) end)
+  return ref, fused
+end
+
+describe("inference fusions", function()
+  it("F.conv2d's relu option equals relu(conv2d), im2col and direct paths, and needs no_grad", function()
+    cnn.manual_seed(3)
+    local x, w, b = cnn.randn(2, 5, 9, 9), cnn.randn(7, 5, 3, 3), cnn.randn(7)
+    for _, o in ipairs {{padding = 1}, {stride = 2, padding = 1}, {}} do
+      local want = F.conv2d(x, w, b, o):clamp(0)
+      o.relu = true
+      H.assert_tensor(F.conv2d(x, w, b, o), want:totable(), {atol = 0})
+    end
+    H.assert_tensor(F.conv2d(x, cnn.randn(4, 5, 1, 1), {relu = true}):min(), 0, {atol = 0})
+    local wg = w:clone():requires_grad_()
+    H.assert_error(function() return F.conv2d(x, wg, b, {relu = true}) end, "conv2d", "relu=true", "no_grad")
+    H.assert_usable()
+    local y = cnn.no_grad(function() return F.conv2d(x, wg, b, {relu = true}) end)
+    assert.are.same({2, 7, 7, 7}, y:shape())
+    H.assert_error(function() return F.conv2d(x, w, b, {relu = 1}) end, "conv2d", "relu must be a boolean")
+  end)
+
+  it("Conv2d + BatchNorm2d + ReLU folded equals BatchNorm written out by hand", function()
+    cnn.manual_seed(4)
+    local seq = nn.Sequential(nn.Conv2d(3, 6, 3, {padding = 1}), nn.BatchNorm2d(6), nn.ReLU(), nn.MaxPool2d(2),
+      nn.Flatten(), nn.Linear(6 * 4 * 4, 5))
+    randomize_bn(seq)
+    seq:eval()
+    local x = cnn.randn(3, 3, 8, 8)
+    local conv, bn, lin = seq[1], seq[2], seq[6]
+    local want = cnn.no_grad(function()
+      local y = F.conv2d(x, conv.weight, conv.bias, {padding = 1})
+      local c = {1, 6, 1, 1}
+      y = (y - bn.running_mean:view(c)) / (bn.running_var:view(c) + bn.eps):sqrt() * bn.weight:view(c) +
+        bn.bias:view(c)
+      y = F.max_pool2d(y:clamp(0), 2):flatten(2)
+      return y:matmul(lin.weight:t()) + lin.bias
+    end)
+    local got = cnn.no_grad(function() return seq(x) end)
+    assert.is_true(max_diff(got, want) < 1e-5, "max diff " .. max_diff(got, want))
+    assert.is_truthy(conv:_fused(), "the Sequential took the folded path")
+    assert.are.equal(3, x:size(1)) -- the input was not freed
+    H.assert_tensor(x:sum() - x:sum(), 0)
+  end)
+
+  it("ResNet-20 in eval: folded equals unfolded and PyTorch's eval logits", function()
+    cnn.manual_seed(5)
+    local net = models.resnet_cifar{depth = 20}
+    randomize_bn(net)
+    local x = cnn.randn(4, 3, 32, 32)
+    local ref, fused = both(net, x)
+    assert.are.equal(19, folded_count(net)) -- every conv (option A: no projection convs)
+    assert.is_true(max_diff(ref, fused) < 1e-4, "max diff " .. max_diff(ref, fused))
+    -- PyTorch's logits for its own weights (tests/fixtures/resnet20_cifar*)
+    local pt = models.resnet_cifar{depth = 20}
+    pt:load_state_dict(cnn.load("tests/fixtures/resnet20_cifar.safetensors"), {strict = true})
+    pt:eval()
+    local input = cnn.tensor(R20.input.data):view(R20.input.shape)
+    H.assert_tensor(cnn.no_grad(function() return pt(input) end), R20.eval_logits, {atol = 1e-4})
+    assert.is_true(folded_count(pt) > 0)
+  end)
+
+  it("ResNet-18 (projection shortcuts) in eval: folded equals unfolded", function()
+    cnn.manual_seed(6)
+    local net = models.resnet{depth = 18, num_classes = 10}
+    randomize_bn(net)
+    local x = cnn.randn(2, 3, 64, 64)
+    local ref, fused = both(net, x)
+    assert.are.equal(20, folded_count(net)) -- 17 convs in the trunk and 3 downsample convs
+    local tol = 1e-4 * math.max(1, ref:abs():max():item())
+    assert.is_true(max_diff(ref, fused) < tol, "max diff " .. max_diff(ref, fused))
+    H.assert_tensor(x:sum() - x:sum(), 0) -- the input is intact
+  end)
+
+  it("the folded copy follows in-place changes of weights and statistics; train() drops it", function()
+    cnn.manual_seed(7)
+    local net = models.resnet_cifar{depth = 20}
+    randomize_bn(net)
+    local x = cnn.randn(2, 3, 32, 32)
+    local _, before = both(net, x)
+    cnn.no_grad(function()
+      net.bn1.running_mean:add_(0.3)
+      net.layer2[1].conv1.weight:mul_(1.5)
+      net.layer3[3].bn2.bias:fill_(0.1)
+    end)
+    local ref, fused = both(net, x)
+    assert.is_true(max_diff(before, fused) > 1e-3, "the changes show")
+    assert.is_true(max_diff(ref, fused) < 1e-4, "max diff " .. max_diff(ref, fused))
+    -- a new tensor assigned in place of a parameter counts too
+    net.conv1.weight = (net.conv1.weight * 0.5):detach():requires_grad_()
+    ref, fused = both(net, x)
+    assert.is_true(max_diff(ref, fused) < 1e-4, "max diff " .. max_diff(ref, fused))
+    net:train()
+    assert.are.equal(0, folded_count(net))
+  end)
+
+  it("training after eval inference takes the same steps as a model never put in eval", function()
+    cnn.manual_seed(8)
+    local a = models.resnet_cifar{depth = 20}
+    randomize_bn(a)
+    local b = models.resnet_cifar{depth = 20}
+    b:load_state_dict(a:state_dict(), {strict = true})
+    local x, y = cnn.randn(4, 3, 32, 32), cnn.randint(1, 10, {4})
+    a:eval()
+    cnn.no_grad(function() return a(x) end)
+    assert.is_true(folded_count(a) > 0)
+    a:train()
+    local oa = cnn.optim.SGD(a:parameters(), {lr = 0.1, momentum = 0.9})
+    local ob = cnn.optim.SGD(b:parameters(), {lr = 0.1, momentum = 0.9})
+    for _ = 1, 2 do
+      for _, p in ipairs {{a, oa}, {b, ob}} do
+        local loss = F.cross_entropy(p[1](x), y)
+        p[2]:zero_grad()
+        loss:backward()
+        p[2]:step()
+      end
+    end
+    local sa, sb = a:state_dict(), b:state_dict()
+    for k, v in pairs(sb) do
+      assert.are.equal(0, max_diff(sa[k]:to("float32"), v:to("float32")), k)
+    end
+    -- and eval inference after those steps folds the new weights and statistics
+    local ref, fused = both(a, x)
+    assert.is_true(max_diff(ref, fused) < 1e-4, "max diff " .. max_diff(ref, fused))
+  end)
+
+  it("modules with hooks or their own forward are not fused", function()
+    cnn.manual_seed(9)
+    local seq = nn.Sequential(nn.Conv2d(2, 3, 3), nn.BatchNorm2d(3), nn.ReLU())
+    randomize_bn(seq)
+    local seen
+    seq[2]:register_forward_hook(function(_, _, out) seen = out end)
+    local x = cnn.randn(1, 2, 5, 5)
+    local ref, fused = both(seq, x)
+    assert.is_nil(seq[1]:_fused())
+    assert.is_truthy(seen)
+    H.assert_tensor(seen:sum() - seen:sum(), 0) -- the hook's tensor is still alive
+    assert.is_true(max_diff(ref, fused) < 1e-6)
+  end)
+end)
