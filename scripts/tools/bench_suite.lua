@@ -5,7 +5,8 @@
 --   cnnlua scripts/tools/bench_suite.lua ROW [--threads 2] [--seconds 3] [--warmup 2] [--min-steps 3]
 --                                            [--data /usr/share/datasets/fashion-mnist] [--photos DIR]
 -- Rows: lenet_train lenet_infer resnet20_train alexnet_train conv_lenet1 conv_lenet2 conv_resnet16
--- conv_resnet32 conv_resnet64 photo_loader. Only the public API (as a user's script would use it).
+-- conv_resnet32 conv_resnet64 photo_loader; at 224x224 resnet18_train resnet18_infer resnet50_train
+-- resnet50_infer alexnet224_train vgg16_train. Only the public API (as a user's script would use it).
 local F, nn, optim, data = cnn.F, cnn.nn, cnn.optim, cnn.data
 
 local row = arg[1]
@@ -113,6 +114,35 @@ function ROWS.alexnet_train()
   local opt = optim.SGD(model:parameters(), {lr = 0.01, momentum = 0.9, weight_decay = 5e-4})
   local source = synthetic(128, {3, 32, 32}, 10, 4)
   return function() train_step(model, opt, source()) end, 128, "synthetic"
+end
+
+-- ImageNet-size rows (scripts/tools/bench --imagenet): ResNet-18/50 (torchvision's), VGG-16 and
+-- the 2012 AlexNet at batch 16 of synthetic 3x224x224 images, 1000 classes, SGD momentum 0.9
+-- (weight decay 1e-4, 5e-4 for AlexNet and VGG), training and (ResNets) eval-mode inference under
+-- no_grad; as bench_torch.py.
+local IMAGENET = {
+  resnet18 = function() return cnn.models.resnet{depth = 18} end,
+  resnet50 = function() return cnn.models.resnet{depth = 50} end,
+  vgg16 = function() return cnn.models.vgg{depth = 16} end,
+  alexnet224 = function() return cnn.models.alexnet() end,
+}
+for _, r in ipairs {{"resnet18", true}, {"resnet18", false}, {"resnet50", true}, {"resnet50", false},
+  {"alexnet224", true}, {"vgg16", true}} do
+  local name, train = r[1], r[2]
+  ROWS[name .. (train and "_train" or "_infer")] = function()
+    local model = IMAGENET[name]()
+    local source = synthetic(16, {3, 224, 224}, 1000, 2)
+    if train then
+      local wd = name:match("^resnet") and 1e-4 or 5e-4
+      local opt = optim.SGD(model:parameters(), {lr = 0.01, momentum = 0.9, weight_decay = wd})
+      return function() train_step(model, opt, source()) end, 16, "synthetic"
+    end
+    model:eval()
+    return function()
+      local x = source()
+      cnn.no_grad(function() return model(x):argmax(2) end)
+    end, 16, "synthetic"
+  end
 end
 
 -- Single conv layers, forward + backward (input, weight and bias gradients) of a layer inside a

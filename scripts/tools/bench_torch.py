@@ -24,26 +24,31 @@ from resnet_torch import resnet_cifar  # noqa: E402
 
 class AlexNetCifar(nn.Module):
     """cnn.models.alexnet_cifar layer for layer (same indices, hence the same parameter names).
-    (N, C, 32, 32) -> (N, num_classes)"""
+    (N, C, 32, 32) -> (N, num_classes). With imagenet=True, cnn.models.alexnet: the 2012 paper's one
+    tower (96/256/384/384/256 channels, 11x11 stride-4 first convolution, 4096-wide FCs), for
+    3x224x224 or 3x227x227."""
 
-    def __init__(self, num_classes=10, in_channels=3):
+    def __init__(self, num_classes=10, in_channels=3, imagenet=False):
         super().__init__()
 
         def lrn():
             return nn.LocalResponseNorm(5, alpha=5e-4, beta=0.75, k=2)  # the paper's alpha 1e-4 per neighbour
 
+        w = (96, 256, 384, 384, 256) if imagenet else (48, 128, 192, 192, 128)
+        k1, s1, p1, pooled, fc = (11, 4, 0, 6, 4096) if imagenet else (5, 1, 2, 3, 2048)
         self.features = nn.Sequential(
-            nn.Conv2d(in_channels, 48, 5, padding=2), nn.ReLU(inplace=True), lrn(), nn.MaxPool2d(3, stride=2),
-            nn.Conv2d(48, 128, 5, padding=2), nn.ReLU(inplace=True), lrn(), nn.MaxPool2d(3, stride=2),
-            nn.Conv2d(128, 192, 3, padding=1), nn.ReLU(inplace=True),
-            nn.Conv2d(192, 192, 3, padding=1), nn.ReLU(inplace=True),
-            nn.Conv2d(192, 128, 3, padding=1), nn.ReLU(inplace=True),
+            nn.Conv2d(in_channels, w[0], k1, stride=s1, padding=p1), nn.ReLU(inplace=True), lrn(),
+            nn.MaxPool2d(3, stride=2),
+            nn.Conv2d(w[0], w[1], 5, padding=2), nn.ReLU(inplace=True), lrn(), nn.MaxPool2d(3, stride=2),
+            nn.Conv2d(w[1], w[2], 3, padding=1), nn.ReLU(inplace=True),
+            nn.Conv2d(w[2], w[3], 3, padding=1), nn.ReLU(inplace=True),
+            nn.Conv2d(w[3], w[4], 3, padding=1), nn.ReLU(inplace=True),
             nn.MaxPool2d(3, stride=2))
-        self.avgpool = nn.AdaptiveAvgPool2d(3)
+        self.avgpool = nn.AdaptiveAvgPool2d(pooled)
         self.classifier = nn.Sequential(
-            nn.Dropout(0.5), nn.Linear(128 * 3 * 3, 2048), nn.ReLU(inplace=True),
-            nn.Dropout(0.5), nn.Linear(2048, 2048), nn.ReLU(inplace=True),
-            nn.Linear(2048, num_classes))
+            nn.Dropout(0.5), nn.Linear(w[4] * pooled * pooled, fc), nn.ReLU(inplace=True),
+            nn.Dropout(0.5), nn.Linear(fc, fc), nn.ReLU(inplace=True),
+            nn.Linear(fc, num_classes))
 
     def forward(self, x):
         return self.classifier(torch.flatten(self.avgpool(self.features(x)), 1))
@@ -129,6 +134,37 @@ def row_alexnet_train(a):
     nb = synthetic(128, (3, 32, 32), 10, 4)
     ROW_STATE["flops"] = (model, model, (3, 32, 32), "train")
     return (lambda: train_step(model, model, opt, *nb())), 128, "synthetic"
+
+
+# ImageNet-size rows (scripts/tools/bench --imagenet): torchvision's ResNet-18/50 and VGG-16, the
+# 2012 AlexNet above; batch 16 of synthetic 3x224x224 images, 1000 classes; SGD momentum 0.9
+# (weight decay 1e-4; 5e-4 for AlexNet and VGG as their papers), as bench_suite.lua.
+IMAGENET_BATCH = 16
+
+
+def imagenet_model(name):
+    import torchvision
+    return {"resnet18": lambda: torchvision.models.resnet18(), "resnet50": lambda: torchvision.models.resnet50(),
+            "vgg16": lambda: torchvision.models.vgg16(),
+            "alexnet224": lambda: AlexNetCifar(1000, imagenet=True)}[name]()
+
+
+def row_imagenet(name, train):
+    def make(a):
+        model = imagenet_model(name)
+        nb = synthetic(IMAGENET_BATCH, (3, 224, 224), 1000, 2)
+        ROW_STATE["flops"] = (model, model, (3, 224, 224), "train" if train else "infer")
+        if train:
+            wd = 1e-4 if name.startswith("resnet") else 5e-4
+            opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=wd)
+            return (lambda: train_step(model, model, opt, *nb())), IMAGENET_BATCH, "synthetic"
+        model.eval()
+
+        def step():
+            with torch.inference_mode():
+                model(nb()[0]).argmax(1)
+        return step, IMAGENET_BATCH, "synthetic"
+    return make
 
 
 CONVS = {  # N, C, H (= W), O, k, stride, padding, bias: as bench_suite.lua
@@ -246,6 +282,9 @@ def count_flops(model, fwd, shape, kind):
 ROWS = {"lenet_train": row_lenet_train, "lenet_infer": row_lenet_infer, "resnet20_train": row_resnet20_train,
         "alexnet_train": row_alexnet_train, "photo_loader": row_photo_loader}
 ROWS.update({name: row_conv(name) for name in CONVS})
+ROWS.update({"resnet18_train": row_imagenet("resnet18", True), "resnet18_infer": row_imagenet("resnet18", False),
+             "resnet50_train": row_imagenet("resnet50", True), "resnet50_infer": row_imagenet("resnet50", False),
+             "alexnet224_train": row_imagenet("alexnet224", True), "vgg16_train": row_imagenet("vgg16", True)})
 
 
 def main():
