@@ -56,7 +56,7 @@ static int a_set_backward_callbacks(lua_State *L) {
 static int a_backward(lua_State *L) {
   static const char *const known[] = {"retain_graph", NULL};
   lcnn_options(L, 3, "backward", known);
-  bool retain = lcnn_opt_bool(L, 3, "retain_graph", 0);
+  bool retain = lcnn_opt_boolean(L, 3, "backward", "retain_graph", false);
   /* the engine holds its own references to t, g and the graph while Lua Functions run */
   cnn_tensor *t = lcnn_check(L, 1, "backward");
   cnn_tensor *g = lua_isnoneornil(L, 2) ? NULL : lcnn_check(L, 2, "backward");

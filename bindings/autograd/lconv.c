@@ -40,21 +40,8 @@ static void pair_at(lua_State *L, int idx, const char *fn, const char *what, int
 /* opts[key] as a pair, or def (both) when absent. */
 static void pair_opt(lua_State *L, int opts, const char *fn, const char *key, int64_t def, int64_t out[2]) {
   out[0] = out[1] = def;
-  if (!lua_istable(L, opts)) return;
-  lua_getfield(L, opts, key);
-  if (!lua_isnil(L, -1)) pair_at(L, -1, fn, key, out);
+  if (lcnn_opt_field(L, opts, key) != LUA_TNIL) pair_at(L, -1, fn, key, out);
   lua_pop(L, 1);
-}
-
-/* opts[key] as a boolean, or def when absent; anything else is an error. */
-static bool bool_opt(lua_State *L, int opts, const char *fn, const char *key, bool def) {
-  if (!lua_istable(L, opts)) return def;
-  lua_getfield(L, opts, key);
-  int t = lua_type(L, -1);
-  bool v = t == LUA_TNIL ? def : lua_toboolean(L, -1);
-  if (t != LUA_TNIL && t != LUA_TBOOLEAN) lcnn_error(L, fn, "%s must be a boolean, got %s", key, luaL_typename(L, -1));
-  lua_pop(L, 1);
-  return v;
 }
 
 /* ---- conv2d(x, w, b, {stride=1, padding=0, dilation=1, groups=1}) ---- */
@@ -83,7 +70,7 @@ static int f_conv2d(lua_State *L) {
   cnn_conv2d_params p = cnn_conv2d_default_params();
   pair_opt(L, opts, fn, "stride", 1, p.stride);
   pair_opt(L, opts, fn, "dilation", 1, p.dilation);
-  bool relu = bool_opt(L, opts, fn, "relu", false);
+  bool relu = lcnn_opt_boolean(L, opts, fn, "relu", false);
   if (lua_istable(L, opts)) {
     lua_getfield(L, opts, "groups");
     if (!lua_isnil(L, -1)) {
@@ -149,9 +136,9 @@ static void pool_params(lua_State *L, const char *fn, bool is_max, cnn_pool2d_pa
   }
   pair_opt(L, 3, fn, "padding", 0, p->padding);
   if (is_max) pair_opt(L, 3, fn, "dilation", 1, p->dilation);
-  p->ceil_mode = bool_opt(L, 3, fn, "ceil_mode", false);
+  p->ceil_mode = lcnn_opt_boolean(L, 3, fn, "ceil_mode", false);
   if (!is_max) {
-    p->count_include_pad = bool_opt(L, 3, fn, "count_include_pad", true);
+    p->count_include_pad = lcnn_opt_boolean(L, 3, fn, "count_include_pad", true);
     if (lua_istable(L, 3)) {
       lua_getfield(L, 3, "divisor_override");
       if (!lua_isnil(L, -1)) {
@@ -175,7 +162,7 @@ static int f_max_pool2d(lua_State *L) {
   const char *fn = "max_pool2d";
   cnn_pool2d_params p;
   pool_params(L, fn, true, &p);
-  bool want_idx = bool_opt(L, 3, fn, "return_indices", false);
+  bool want_idx = lcnn_opt_boolean(L, 3, fn, "return_indices", false);
   cnn_tensor *x = lcnn_check(L, 1, fn); /* after the options, whose lookups may run Lua code */
   cnn_tensor *idx = NULL;
   cnn_tensor *y = cnn_op_max_pool2d(x, &p, want_idx ? &idx : NULL);

@@ -11,48 +11,8 @@
 
 /* ---- argument helpers ---- */
 
-/* A number at idx, or def when none/nil; anything else raises naming fn and what. */
-static double opt_num(lua_State *L, int idx, const char *fn, const char *what, double def) {
-  if (lua_isnoneornil(L, idx)) return def;
-  if (lua_type(L, idx) != LUA_TNUMBER) lcnn_error(L, fn, "%s must be a number, got %s", what, luaL_typename(L, idx));
-  return lua_tonumber(L, idx);
-}
-
-static int opt_boolean(lua_State *L, int idx, const char *fn, const char *what, int def) {
-  if (lua_isnoneornil(L, idx)) return def;
-  if (lua_type(L, idx) != LUA_TBOOLEAN) lcnn_error(L, fn, "%s must be a boolean, got %s", what, luaL_typename(L, idx));
-  return lua_toboolean(L, idx);
-}
-
-/* A tensor at idx, or NULL when none/nil. Borrowed. */
-static cnn_tensor *opt_tensor(lua_State *L, int idx, const char *fn, const char *what) {
-  if (lua_isnoneornil(L, idx)) return NULL;
-  cnn_tensor *t = lcnn_test(L, idx);
-  if (!t) {
-    if (luaL_testudata(L, idx, LCNN_TENSOR)) lcnn_error(L, fn, "%s (argument %d) is a closed tensor", what, idx);
-    lcnn_error(L, fn, "%s (argument %d) must be a tensor or nil, got %s", what, idx, luaL_typename(L, idx));
-  }
-  return t;
-}
-
-/* Pushes field key of the options table at idx (nil when there is no table). */
-static int get_field(lua_State *L, int idx, const char *key) {
-  if (!lua_istable(L, idx)) {
-    lua_pushnil(L);
-    return LUA_TNIL;
-  }
-  return lua_getfield(L, idx, key);
-}
-
-static double field_num(lua_State *L, int idx, const char *fn, const char *key, double def) {
-  get_field(L, idx, key);
-  double v = opt_num(L, -1, fn, key, def);
-  lua_pop(L, 1);
-  return v;
-}
-
 static cnn_reduction field_reduction(lua_State *L, int idx, const char *fn) {
-  get_field(L, idx, "reduction");
+  lcnn_opt_field(L, idx, "reduction");
   cnn_reduction r = CNN_REDUCTION_MEAN;
   if (!lua_isnil(L, -1)) {
     const char *s = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : NULL;
@@ -77,21 +37,14 @@ static int class_options(lua_State *L, int idx, const char *fn, cnn_class_loss_o
   memset(o, 0, sizeof *o);
   o->reduction = field_reduction(L, idx, fn);
   if (smoothing) {
-    o->label_smoothing = field_num(L, idx, fn, "label_smoothing", 0);
+    o->label_smoothing = lcnn_opt_number(L, idx, fn, "label_smoothing", 0);
     if (!(o->label_smoothing >= 0 && o->label_smoothing <= 1))
       lcnn_error(L, fn, "label_smoothing must be between 0 and 1, got %g", o->label_smoothing);
   }
   /* PyTorch's default ignore_index, -100, can never be a class here either */
-  get_field(L, idx, "ignore_index");
   o->has_ignore = true;
-  o->ignore_index = -100;
-  if (!lua_isnil(L, -1)) {
-    if (!lua_isinteger(L, -1)) lcnn_error(L, fn, "ignore_index must be an integer, got %s", luaL_typename(L, -1));
-    o->ignore_index = lua_tointeger(L, -1);
-  }
-  lua_pop(L, 1);
-  get_field(L, idx, "weight");
-  if (lua_isnil(L, -1)) {
+  o->ignore_index = lcnn_opt_integer(L, idx, fn, "ignore_index", -100);
+  if (lcnn_opt_field(L, idx, "weight") == LUA_TNIL) {
     lua_pop(L, 1);
     return 0;
   }
@@ -124,7 +77,7 @@ static int f_linear(lua_State *L) {
  * x where x > 0, else negative_slope * x, elementwise. */
 static int f_leaky_relu(lua_State *L) {
   cnn_tensor *x = lcnn_check(L, 1, "leaky_relu");
-  double slope = opt_num(L, 2, "leaky_relu", "negative_slope", 0.01);
+  double slope = lcnn_arg_number(L, 2, "leaky_relu", "negative_slope", 0.01);
   lcnn_push(L, cnn_op_leaky_relu(x, slope), "leaky_relu");
   return 1;
 }
@@ -228,8 +181,8 @@ static int f_mse_loss(lua_State *L) {
  * only zeroed by p = 1 (other p would give floats), as PyTorch. */
 static int f_dropout(lua_State *L) {
   cnn_tensor *x = lcnn_check(L, 1, "dropout");
-  double p = opt_num(L, 2, "dropout", "p", 0.5);
-  bool training = opt_boolean(L, 3, "dropout", "training", 1);
+  double p = lcnn_arg_number(L, 2, "dropout", "p", 0.5);
+  bool training = lcnn_arg_boolean(L, 3, "dropout", "training", 1);
   cnn_tensor *y = cnn_op_dropout(x, p, training);
   if (y == x) {
     cnn_tensor_release(y);
@@ -250,15 +203,13 @@ static int f_dropout(lua_State *L) {
 static int f_batch_norm(lua_State *L) {
   static const char *const known[] = {"relu", NULL};
   const char *fn = "batch_norm";
-  bool training = opt_boolean(L, 6, fn, "training", 0);
-  double momentum = opt_num(L, 7, fn, "momentum", 0.1), eps = opt_num(L, 8, fn, "eps", 1e-5);
+  bool training = lcnn_arg_boolean(L, 6, fn, "training", false);
+  double momentum = lcnn_arg_number(L, 7, fn, "momentum", 0.1), eps = lcnn_arg_number(L, 8, fn, "eps", 1e-5);
   lcnn_options(L, 9, fn, known);
-  get_field(L, 9, "relu");
-  bool relu = opt_boolean(L, -1, fn, "relu", 0);
-  lua_pop(L, 1);
+  bool relu = lcnn_opt_boolean(L, 9, fn, "relu", false);
   cnn_tensor *x = lcnn_check(L, 1, fn);
-  cnn_tensor *rm = opt_tensor(L, 2, fn, "running_mean"), *rv = opt_tensor(L, 3, fn, "running_var");
-  cnn_tensor *w = opt_tensor(L, 4, fn, "weight"), *b = opt_tensor(L, 5, fn, "bias");
+  cnn_tensor *rm = lcnn_arg_tensor(L, 2, fn, "running_mean"), *rv = lcnn_arg_tensor(L, 3, fn, "running_var");
+  cnn_tensor *w = lcnn_arg_tensor(L, 4, fn, "weight"), *b = lcnn_arg_tensor(L, 5, fn, "bias");
   lcnn_push(L, cnn_op_batch_norm(x, rm, rv, w, b, training, momentum, eps, relu), fn);
   return 1;
 }
@@ -275,8 +226,8 @@ static int f_local_response_norm(lua_State *L) {
   lua_Integer size = lua_type(L, 2) == LUA_TNUMBER ? lua_tointegerx(L, 2, &isint) : 0;
   if (!isint) return lcnn_error(L, fn, "size must be an integer, got %s", luaL_typename(L, 2));
   lcnn_options(L, 3, fn, known);
-  double alpha = field_num(L, 3, fn, "alpha", 1e-4), beta = field_num(L, 3, fn, "beta", 0.75);
-  double k = field_num(L, 3, fn, "k", 1.0);
+  double alpha = lcnn_opt_number(L, 3, fn, "alpha", 1e-4), beta = lcnn_opt_number(L, 3, fn, "beta", 0.75);
+  double k = lcnn_opt_number(L, 3, fn, "k", 1.0);
   cnn_tensor *x = lcnn_check(L, 1, fn);
   lcnn_push(L, cnn_op_local_response_norm(x, (int64_t)size, alpha, beta, k), fn);
   return 1;

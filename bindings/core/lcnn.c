@@ -26,24 +26,6 @@
 
 static size_t gc_threshold = GC_GROWTH;
 
-int lcnn_error(lua_State *L, const char *fn, const char *fmt, ...) {
-  char msg[1200];
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(msg, sizeof msg, fmt, ap);
-  va_end(ap);
-  /* level 0 is this C function; level 1 is the Lua line that called it */
-  luaL_where(L, 1);
-  lua_pushfstring(L, "%s: %s", fn, msg);
-  lua_concat(L, 2);
-  return lua_error(L);
-}
-
-int lcnn_fail(lua_State *L, const char *fn) {
-  const char *m = cnn_error_get();
-  return lcnn_error(L, fn, "%s", m[0] ? m : "failed");
-}
-
 cnn_tensor *lcnn_test(lua_State *L, int idx) {
   cnn_tensor **box = luaL_testudata(L, idx, LCNN_TENSOR);
   return box ? *box : NULL;
@@ -180,29 +162,6 @@ int lcnn_shape(lua_State *L, int idx, const char *fn, int64_t *size, int *next, 
   return n;
 }
 
-void lcnn_options(lua_State *L, int idx, const char *fn, const char *const *known) {
-  if (lua_isnoneornil(L, idx)) return;
-  if (!lua_istable(L, idx))
-    lcnn_error(L, fn, "expected an options table for argument %d, got %s", idx, luaL_typename(L, idx));
-  lua_pushnil(L);
-  while (lua_next(L, idx)) {
-    lua_pop(L, 1);
-    if (lua_type(L, -1) != LUA_TSTRING) lcnn_error(L, fn, "option keys must be names, got %s", luaL_typename(L, -1));
-    const char *k = lua_tostring(L, -1);
-    bool ok = false;
-    for (int i = 0; known[i] && !ok; i++) ok = strcmp(k, known[i]) == 0;
-    if (!ok) lcnn_error(L, fn, "unknown option '%s'", k);
-  }
-}
-
-int lcnn_opt_bool(lua_State *L, int idx, const char *key, int def) {
-  if (!lua_istable(L, idx)) return def;
-  lua_getfield(L, idx, key);
-  int v = lua_isnil(L, -1) ? def : lua_toboolean(L, -1);
-  lua_pop(L, 1);
-  return v;
-}
-
 int lcnn_dtype_named(const char *s, cnn_dtype *out) {
   static const struct {
     const char *name;
@@ -224,26 +183,6 @@ void lcnn_push_element(lua_State *L, const cnn_tensor *t, const int64_t *at) {
   case CNN_INT64:
   case CNN_UINT8: lua_pushinteger(L, cnn_tensor_get_i64(t, at)); break;
   }
-}
-
-bool lcnn_opt_dtype_at(lua_State *L, int idx, const char *fn, cnn_dtype *out) {
-  if (!lua_istable(L, idx)) return false;
-  lua_getfield(L, idx, "dtype");
-  bool given = !lua_isnil(L, -1);
-  if (given) {
-    const char *s = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : NULL;
-    if (!s || lcnn_dtype_named(s, out))
-      lcnn_error(L, fn, "unknown dtype '%s' (expected \"float32\", \"int64\", \"uint8\" or \"bool\")",
-                 s ? s : luaL_typename(L, -1));
-  }
-  lua_pop(L, 1);
-  return given;
-}
-
-cnn_dtype lcnn_opt_dtype(lua_State *L, int idx, const char *fn, cnn_dtype def) {
-  cnn_dtype dt = def;
-  lcnn_opt_dtype_at(L, idx, fn, &dt);
-  return dt;
 }
 
 /** cnn.memory_stats() -> {live_bytes=, cached_bytes=, gc_threshold=, peak_rss_bytes=}

@@ -16,15 +16,23 @@
 
 #include <lauxlib.h>
 #include <lua.h>
+#include <stdbool.h>
 
 #include "cnn/tensor.h"
 
 #define LCNN_TENSOR "cnn.Tensor"
 
-/* Raise "<where>fn: <formatted message>". */
+/* ---- errors (lopts.c) ----
+ * Raise "<where>fn: <formatted message>", <where> being the calling Lua line; the _plain forms
+ * leave the position out (for C functions whose Lua wrapper re-raises at its caller's line). fail
+ * raises the runtime's last error message. None returns. */
 int lcnn_error(lua_State *L, const char *fn, const char *fmt, ...);
-/* Raise "fn: <the runtime's last error message>". */
+int lcnn_error_plain(lua_State *L, const char *fn, const char *fmt, ...);
 int lcnn_fail(lua_State *L, const char *fn);
+int lcnn_fail_plain(lua_State *L, const char *fn);
+/* The public name to report for internal functions that take it as an argument: the string at
+ * idx, else def. */
+const char *lcnn_who(lua_State *L, int idx, const char *def);
 
 /* The tensor at idx, or a raise naming fn and the argument ("argument 2 is a closed tensor" for
  * a closed one). Borrowed, valid while the value stays at idx and no Lua code runs. */
@@ -50,13 +58,28 @@ int lcnn_dim(lua_State *L, int idx, const char *fn, int ndim, int insertion);
 /* A shape from varargs starting at idx (integers) or one table; returns ndim, *next = index of
  * the first argument after the shape. allow_infer admits one -1. */
 int lcnn_shape(lua_State *L, int idx, const char *fn, int64_t *size, int *next, int allow_infer);
-/* Raises "fn: unknown option 'k'" for a key of the options table at idx not in known (NULL-ended).
- * Does nothing when idx is none or nil; raises when it is not a table. */
+/* ---- options (lopts.c): one way to read a trailing options table ----
+ * lcnn_options raises "fn: unknown option 'k'" for a key of the table at idx not in known
+ * (NULL-ended); it does nothing when idx is none or nil and raises when it is not a table. The
+ * lcnn_opt_* readers give field key of the table at idx, or def when the table or the field is
+ * absent; a field of another type raises "fn: key must be a number, got string". The lcnn_arg_*
+ * readers do the same for the value at idx itself (a positional argument named `what`). Strings
+ * and tensors are borrowed from the table or the stack. lcnn_opt_field pushes the field (nil
+ * without a table) and returns its type, for fields of a shape of their own. */
 void lcnn_options(lua_State *L, int idx, const char *fn, const char *const *known);
-/* Option helpers: the field of the options table at idx, or the default. */
-int lcnn_opt_bool(lua_State *L, int idx, const char *key, int def);
-cnn_dtype lcnn_opt_dtype(lua_State *L, int idx, const char *fn, cnn_dtype def);
-bool lcnn_opt_dtype_at(lua_State *L, int idx, const char *fn, cnn_dtype *out); /* true when given */
+int lcnn_opt_field(lua_State *L, int idx, const char *key);
+lua_Number lcnn_opt_number(lua_State *L, int idx, const char *fn, const char *key, lua_Number def);
+lua_Integer lcnn_opt_integer(lua_State *L, int idx, const char *fn, const char *key, lua_Integer def);
+bool lcnn_opt_boolean(lua_State *L, int idx, const char *fn, const char *key, bool def);
+const char *lcnn_opt_string(lua_State *L, int idx, const char *fn, const char *key, const char *def);
+cnn_tensor *lcnn_opt_tensor(lua_State *L, int idx, const char *fn, const char *key); /* NULL when absent */
+cnn_dtype lcnn_opt_dtype(lua_State *L, int idx, const char *fn, cnn_dtype def);      /* field "dtype" */
+bool lcnn_opt_dtype_at(lua_State *L, int idx, const char *fn, cnn_dtype *out);       /* true when given */
+lua_Number lcnn_arg_number(lua_State *L, int idx, const char *fn, const char *what, lua_Number def);
+lua_Integer lcnn_arg_integer(lua_State *L, int idx, const char *fn, const char *what, lua_Integer def);
+bool lcnn_arg_boolean(lua_State *L, int idx, const char *fn, const char *what, bool def);
+const char *lcnn_arg_string(lua_State *L, int idx, const char *fn, const char *what, const char *def);
+cnn_tensor *lcnn_arg_tensor(lua_State *L, int idx, const char *fn, const char *what); /* NULL when none/nil */
 /* The dtype a name gives ("float32"/"float", "int64"/"long", "uint8"/"byte", "bool"): 0, or -1. */
 int lcnn_dtype_named(const char *s, cnn_dtype *out);
 /* Pushes element `at` (0-based multi-index) of t: a number, an integer (int64, uint8) or a boolean. */

@@ -28,7 +28,7 @@ static create_opts read_opts(lua_State *L, int idx, const char *fn, cnn_dtype de
   create_opts o = {false, def, false};
   lcnn_options(L, idx, fn, create_keys);
   o.has_dtype = lcnn_opt_dtype_at(L, idx, fn, &o.dtype);
-  o.requires_grad = lcnn_opt_bool(L, idx, "requires_grad", 0);
+  o.requires_grad = lcnn_opt_boolean(L, idx, fn, "requires_grad", false);
   if (o.requires_grad && o.has_dtype && o.dtype != CNN_FLOAT32)
     lcnn_error(L, fn, "only float32 tensors can require gradients");
   return o;

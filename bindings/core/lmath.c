@@ -322,7 +322,7 @@ static int var_like(lua_State *L, const char *fn, bool sd) {
   static const char *const known[] = {"unbiased", NULL};
   int opts = lua_istable(L, 2) ? 2 : 4;
   lcnn_options(L, opts, fn, known);
-  bool unbiased = lcnn_opt_bool(L, opts, "unbiased", 1); /* options first: a lookup may run Lua code */
+  bool unbiased = lcnn_opt_boolean(L, opts, fn, "unbiased", true); /* options first: a lookup may run Lua code */
   cnn_tensor *t = lcnn_check(L, 1, fn);
   int d = opts == 2 ? CNN_ALL_DIMS : reduce_dim(L, 2, fn, t);
   bool keep = opts == 4 && lua_toboolean(L, 3);

@@ -6,7 +6,6 @@
 #include "lcnn.h"
 
 #include <math.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,25 +20,6 @@
 #define LDATA_SOURCE "cnn.ImageSource"
 #define LDATA_EPOCH "cnn.LoaderEpoch"
 
-static int data_error(lua_State *L, const char *who, const char *fmt, ...) {
-  char msg[1200];
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(msg, sizeof msg, fmt, ap);
-  va_end(ap);
-  lua_pushfstring(L, "%s: %s", who, msg);
-  return lua_error(L);
-}
-
-static int data_fail(lua_State *L, const char *who) {
-  const char *m = cnn_error_get();
-  return data_error(L, who, "%s", m[0] ? m : "failed");
-}
-
-static const char *who_at(lua_State *L, int idx, const char *def) {
-  return lua_type(L, idx) == LUA_TSTRING ? lua_tostring(L, idx) : def;
-}
-
 /* ---- spec tables -> cnn_tf ---- */
 
 /* Up to max numbers of field `key` of the table at idx (a number counts as a list of one); returns
@@ -52,15 +32,15 @@ static int numbers(lua_State *L, int idx, const char *key, double *out, int max,
     n = 1;
   } else if (lua_istable(L, -1)) {
     n = (int)lua_rawlen(L, -1);
-    if (n > max) data_error(L, who, "%s has %d values, at most %d allowed", key, n, max);
+    if (n > max) lcnn_error_plain(L, who, "%s has %d values, at most %d allowed", key, n, max);
     for (int i = 1; i <= n; i++) {
       lua_rawgeti(L, -1, i);
-      if (lua_type(L, -1) != LUA_TNUMBER) data_error(L, who, "%s[%d] is not a number", key, i);
+      if (lua_type(L, -1) != LUA_TNUMBER) lcnn_error_plain(L, who, "%s[%d] is not a number", key, i);
       out[i - 1] = lua_tonumber(L, -1);
       lua_pop(L, 1);
     }
   } else if (!lua_isnil(L, -1)) {
-    data_error(L, who, "%s must be a number or a list of numbers", key);
+    lcnn_error_plain(L, who, "%s must be a number or a list of numbers", key);
   }
   lua_pop(L, 1);
   return n;
@@ -72,19 +52,12 @@ static double number(lua_State *L, int idx, const char *key, double def, const c
   return v;
 }
 
-static bool boolean(lua_State *L, int idx, const char *key, bool def) {
-  lua_getfield(L, idx, key);
-  bool v = lua_isnil(L, -1) ? def : lua_toboolean(L, -1);
-  lua_pop(L, 1);
-  return v;
-}
-
 /* Integers from a spec field into int64s; 0 when absent. */
 static int integers(lua_State *L, int idx, const char *key, int64_t *out, int max, const char *who) {
   double v[4];
   int n = numbers(L, idx, key, v, max, who);
   for (int i = 0; i < n; i++) {
-    if (v[i] != floor(v[i]) || fabs(v[i]) > 9.0e15) data_error(L, who, "%s must hold integers", key);
+    if (v[i] != floor(v[i]) || fabs(v[i]) > 9.0e15) lcnn_error_plain(L, who, "%s must hold integers", key);
     out[i] = (int64_t)v[i];
   }
   return n;
@@ -93,14 +66,14 @@ static int integers(lua_State *L, int idx, const char *key, int64_t *out, int ma
 static cnn_interp interp_field(lua_State *L, int idx, const char *def, const char *who) {
   lua_getfield(L, idx, "interpolation");
   const char *m = lua_isnil(L, -1) ? def : lua_tostring(L, -1);
-  if (!m) data_error(L, who, "interpolation must be a string");
+  if (!m) lcnn_error_plain(L, who, "interpolation must be a string");
   cnn_interp r;
   if (strcmp(m, "bilinear") == 0) r = CNN_INTERP_BILINEAR;
   else if (strcmp(m, "bicubic") == 0) r = CNN_INTERP_BICUBIC;
   else if (strcmp(m, "nearest") == 0) r = CNN_INTERP_NEAREST;
   else
-    return (cnn_interp)data_error(L, who, "interpolation must be \"bilinear\", \"bicubic\" or \"nearest\", got \"%s\"",
-                                  m);
+    return (cnn_interp)lcnn_error_plain(
+        L, who, "interpolation must be \"bilinear\", \"bicubic\" or \"nearest\", got \"%s\"", m);
   lua_pop(L, 1);
   return r;
 }
@@ -142,18 +115,18 @@ static void parse_spec(lua_State *L, int idx, cnn_tf *op, const char *who) {
       op->kind = KINDS[i].kind;
       found = true;
     }
-  if (!found) data_error(L, who, "unknown transform kind '%s'", kind ? kind : "?");
+  if (!found) lcnn_error_plain(L, who, "unknown transform kind '%s'", kind ? kind : "?");
   lua_pop(L, 1);
   op->nsize = integers(L, idx, "size", op->size, 2, who);
   if (op->nsize == 1 && op->kind != CNN_TF_RESIZE) op->size[1] = op->size[0];
   integers(L, idx, "max_size", &op->max_size, 1, who);
   if (integers(L, idx, "box", op->box, 4, who) != 4 && (op->kind == CNN_TF_CROP || op->kind == CNN_TF_RESIZED_CROP))
-    data_error(L, who, "a crop needs top, left, height and width");
+    lcnn_error_plain(L, who, "a crop needs top, left, height and width");
   integers(L, idx, "pad", op->pad, 2, who);
   op->fill_value = number(L, idx, "fill_value", 0, who);
   op->interp = interp_field(
       L, idx, op->kind == CNN_TF_ROTATE || op->kind == CNN_TF_RANDOM_ROTATION ? "nearest" : "bilinear", who);
-  op->antialias = boolean(L, idx, "antialias", true);
+  op->antialias = lcnn_opt_boolean(L, idx, who, "antialias", true);
   op->scale[0] = 0.08, op->scale[1] = 1.0;
   numbers(L, idx, "scale", op->scale, 2, who);
   op->ratio[0] = 3.0 / 4.0, op->ratio[1] = 4.0 / 3.0;
@@ -163,7 +136,7 @@ static void parse_spec(lua_State *L, int idx, cnn_tf *op, const char *who) {
   static const char *const jitter[4] = {"brightness", "contrast", "saturation", "hue"};
   for (int k = 0; k < 4; k++) op->on[k] = numbers(L, idx, jitter[k], op->range[k], 2, who) == 2;
   if (numbers(L, idx, "degrees", op->degrees, 2, who) == 1) op->degrees[1] = op->degrees[0];
-  op->expand = boolean(L, idx, "expand", false);
+  op->expand = lcnn_opt_boolean(L, idx, who, "expand", false);
   op->has_center = numbers(L, idx, "center", op->center, 2, who) == 2;
   double fill[CNN_TF_MAX_CHANNELS];
   op->nfill = numbers(L, idx, "fill", fill, CNN_TF_MAX_CHANNELS, who);
@@ -174,7 +147,7 @@ static void parse_spec(lua_State *L, int idx, cnn_tf *op, const char *who) {
   op->nstd = numbers(L, idx, "std", std, CNN_TF_MAX_CHANNELS, who);
   for (int i = 0; i < op->nmean; i++) op->mean[i] = (float)mean[i];
   for (int i = 0; i < op->nstd; i++) op->std[i] = (float)std[i];
-  if (cnn_tf_check(op)) data_fail(L, who);
+  if (cnn_tf_check(op)) lcnn_fail_plain(L, who);
 }
 
 /* ---- pipelines ---- */
@@ -186,7 +159,7 @@ typedef struct {
 
 /* pipeline({spec, ...}, who) -> a pipeline userdata */
 static int d_pipeline(lua_State *L) {
-  const char *who = who_at(L, 2, "transform");
+  const char *who = lcnn_who(L, 2, "transform");
   luaL_checktype(L, 1, LUA_TTABLE);
   int n = (int)lua_rawlen(L, 1);
   pipeline *p = lua_newuserdatauv(L, sizeof(pipeline) + sizeof(cnn_tf) * (size_t)n, 0);
@@ -194,7 +167,7 @@ static int d_pipeline(lua_State *L) {
   luaL_setmetatable(L, LDATA_PIPELINE);
   for (int i = 1; i <= n; i++) {
     lua_rawgeti(L, 1, i);
-    if (!lua_istable(L, -1)) return data_error(L, who, "spec %d is not a table", i);
+    if (!lua_istable(L, -1)) return lcnn_error_plain(L, who, "spec %d is not a table", i);
     parse_spec(L, lua_gettop(L), &p->ops[i - 1], who);
     lua_pop(L, 1);
     p->n = i;
@@ -204,37 +177,38 @@ static int d_pipeline(lua_State *L) {
 
 /* pipeline_apply(pipeline, x, who) -> the transformed image or batch */
 static int d_pipeline_apply(lua_State *L) {
-  const char *who = who_at(L, 3, "transform");
+  const char *who = lcnn_who(L, 3, "transform");
   pipeline *p = luaL_checkudata(L, 1, LDATA_PIPELINE);
   cnn_tensor *x = lcnn_test(L, 2);
-  if (!x) return data_error(L, who, "expected a tensor, got %s", lcnn_typename(L, 2));
+  if (!x) return lcnn_error_plain(L, who, "expected a tensor, got %s", lcnn_typename(L, 2));
   cnn_tensor *y = cnn_tf_apply(p->ops, p->n, x);
-  if (!y) return data_fail(L, who);
+  if (!y) return lcnn_fail_plain(L, who);
   lcnn_push(L, y, who);
   return 1;
 }
 
 /* resize(x, spec, who) -> x resized over its last two dimensions (x itself when the size stays) */
 static int d_resize(lua_State *L) {
-  const char *who = who_at(L, 3, "resize");
-  if (!lcnn_test(L, 1)) return data_error(L, who, "expected a tensor, got %s", lcnn_typename(L, 1));
+  const char *who = lcnn_who(L, 3, "resize");
+  if (!lcnn_test(L, 1)) return lcnn_error_plain(L, who, "expected a tensor, got %s", lcnn_typename(L, 1));
   luaL_checktype(L, 2, LUA_TTABLE);
   cnn_tf op;
   parse_spec(L, 2, &op, who);
   cnn_tensor *x = lcnn_test(L, 1); /* after the spec's lookups, which may run Lua code (lcnn.h) */
-  if (!x) return data_error(L, who, "expected a tensor, got %s", lcnn_typename(L, 1));
+  if (!x) return lcnn_error_plain(L, who, "expected a tensor, got %s", lcnn_typename(L, 1));
   if (x->dtype != CNN_FLOAT32 || x->ndim < 2)
-    return data_error(L, who, "expected a float32 tensor (..., H, W), got a %d-d %s one", x->ndim,
-                      cnn_dtype_name(x->dtype));
+    return lcnn_error_plain(L, who, "expected a float32 tensor (..., H, W), got a %d-d %s one", x->ndim,
+                            cnn_dtype_name(x->dtype));
   int64_t h = x->size[x->ndim - 2], w = x->size[x->ndim - 1], oh, ow;
-  if (h < 1 || w < 1) return data_error(L, who, "cannot resize an empty %lldx%lld image", (long long)h, (long long)w);
+  if (h < 1 || w < 1)
+    return lcnn_error_plain(L, who, "cannot resize an empty %lldx%lld image", (long long)h, (long long)w);
   cnn_tf_resize_size(h, w, &op, &oh, &ow);
   if (oh == h && ow == w) {
     lua_settop(L, 1);
     return 1;
   }
   cnn_tensor *c = cnn_tensor_contiguous(x);
-  if (!c) return data_fail(L, who);
+  if (!c) return lcnn_fail_plain(L, who);
   int64_t size[CNN_MAX_DIMS];
   memcpy(size, x->size, sizeof(int64_t) * (size_t)x->ndim);
   size[x->ndim - 2] = oh;
@@ -244,7 +218,7 @@ static int d_resize(lua_State *L) {
   if (!y || cnn_resize(cnn_tensor_f32(c), planes, h * w, w, h, w, cnn_tensor_f32(y), oh, ow, op.interp, op.antialias)) {
     cnn_tensor_release(c);
     cnn_tensor_release(y);
-    return data_fail(L, who);
+    return lcnn_fail_plain(L, who);
   }
   cnn_tensor_release(c);
   lcnn_push(L, y, who);
@@ -256,7 +230,7 @@ static int d_rrc_box(lua_State *L) {
   const char *who = "random_resized_crop";
   lua_Integer h = luaL_checkinteger(L, 1), w = luaL_checkinteger(L, 2);
   if (h < 1 || w < 1)
-    return data_error(L, who, "image size must be positive, got %lldx%lld", (long long)h, (long long)w);
+    return lcnn_error_plain(L, who, "image size must be positive, got %lldx%lld", (long long)h, (long long)w);
   lua_newtable(L);
   lua_pushstring(L, "random_resized_crop");
   lua_setfield(L, -2, "kind");
@@ -290,17 +264,17 @@ typedef struct {
 
 static cnn_image_source *check_source(lua_State *L, int idx, const char *who) {
   source_box *b = luaL_testudata(L, idx, LDATA_SOURCE);
-  if (!b || !b->src) data_error(L, who, "expected an image source");
+  if (!b || !b->src) lcnn_error_plain(L, who, "expected an image source");
   return b->src;
 }
 
 /* source({paths}, {labels}, mode, exif, {specs} or nil, cache, who) -> source */
 static int d_source(lua_State *L) {
-  const char *who = who_at(L, 7, "ImageFolder");
+  const char *who = lcnn_who(L, 7, "ImageFolder");
   luaL_checktype(L, 1, LUA_TTABLE);
   luaL_checktype(L, 2, LUA_TTABLE);
   lua_Integer n = (lua_Integer)lua_rawlen(L, 1);
-  if ((lua_Integer)lua_rawlen(L, 2) != n) return data_error(L, who, "paths and labels differ in length");
+  if ((lua_Integer)lua_rawlen(L, 2) != n) return lcnn_error_plain(L, who, "paths and labels differ in length");
   static const char *const modes[] = {"auto", "gray", "rgb", "rgba", NULL};
   cnn_image_mode mode = (cnn_image_mode)luaL_checkoption(L, 3, "rgb", modes);
   bool exif = lua_toboolean(L, 4);
@@ -312,17 +286,17 @@ static int d_source(lua_State *L) {
   cnn_tf *ops = lua_newuserdatauv(L, sizeof(cnn_tf) * (size_t)(nops ? nops : 1), 0);
   for (lua_Integer i = 1; i <= n; i++) {
     lua_rawgeti(L, 1, i);
-    if (lua_type(L, -1) != LUA_TSTRING) return data_error(L, who, "path %d is not a string", (int)i);
+    if (lua_type(L, -1) != LUA_TSTRING) return lcnn_error_plain(L, who, "path %d is not a string", (int)i);
     paths[i - 1] = lua_tostring(L, -1); /* kept alive by the paths table */
     lua_pop(L, 1);
     lua_rawgeti(L, 2, i);
-    if (!lua_isinteger(L, -1)) return data_error(L, who, "label %d is not an integer", (int)i);
+    if (!lua_isinteger(L, -1)) return lcnn_error_plain(L, who, "label %d is not an integer", (int)i);
     labels[i - 1] = lua_tointeger(L, -1);
     lua_pop(L, 1);
   }
   for (int k = 1; k <= nops; k++) {
     lua_rawgeti(L, 5, k);
-    if (!lua_istable(L, -1)) return data_error(L, who, "spec %d is not a table", k);
+    if (!lua_istable(L, -1)) return lcnn_error_plain(L, who, "spec %d is not a table", k);
     parse_spec(L, lua_gettop(L), &ops[k - 1], who);
     lua_pop(L, 1);
   }
@@ -330,7 +304,7 @@ static int d_source(lua_State *L) {
   box->src = NULL;
   luaL_setmetatable(L, LDATA_SOURCE);
   box->src = cnn_image_source_new(n, paths, labels, mode, exif, ops, nops, cache);
-  if (!box->src) return data_fail(L, who);
+  if (!box->src) return lcnn_fail_plain(L, who);
   return 1;
 }
 
@@ -344,15 +318,15 @@ static int source_gc(lua_State *L) {
 /* source_get(src, i (1-based), seed or nil, who) -> image i decoded and transformed; without a seed
  * the generator is seeded by one draw of cnn's stream */
 static int d_source_get(lua_State *L) {
-  const char *who = who_at(L, 4, "ImageFolder");
+  const char *who = lcnn_who(L, 4, "ImageFolder");
   cnn_image_source *src = check_source(L, 1, who);
   lua_Integer i = luaL_checkinteger(L, 2);
   if (i < 1 || i > cnn_image_source_size(src))
-    return data_error(L, who, "index %lld is out of range for %lld samples", (long long)i,
-                      (long long)cnn_image_source_size(src));
+    return lcnn_error_plain(L, who, "index %lld is out of range for %lld samples", (long long)i,
+                            (long long)cnn_image_source_size(src));
   uint64_t seed = lua_isnoneornil(L, 3) ? cnn_rng_next(cnn_rng_global()) : (uint64_t)luaL_checkinteger(L, 3);
   cnn_tensor *t = cnn_image_source_get(src, i - 1, seed);
-  if (!t) return data_fail(L, who);
+  if (!t) return lcnn_fail_plain(L, who);
   lcnn_push(L, t, who);
   return 1;
 }
@@ -373,21 +347,21 @@ static int d_stream_seed(lua_State *L) {
 
 /* loader_start(src, order (int64, 0-based), batch_size, seed, epoch, workers, prefetch, stack, who) -> epoch */
 static int d_loader_start(lua_State *L) {
-  const char *who = who_at(L, 9, "DataLoader");
+  const char *who = lcnn_who(L, 9, "DataLoader");
   cnn_image_source *src = check_source(L, 1, who);
   cnn_tensor *order = lcnn_test(L, 2);
   if (!order || order->dtype != CNN_INT64 || order->ndim != 1)
-    return data_error(L, who, "order must be a 1-d int64 tensor");
+    return lcnn_error_plain(L, who, "order must be a 1-d int64 tensor");
   lua_Integer bs = luaL_checkinteger(L, 3), epoch = luaL_checkinteger(L, 5);
   uint64_t seed = (uint64_t)luaL_checkinteger(L, 4);
   lua_Integer workers = luaL_checkinteger(L, 6), prefetch = luaL_checkinteger(L, 7);
   bool stack_batches = lua_toboolean(L, 8);
   if (workers < 0 || workers > 256)
-    return data_error(L, who, "workers must be between 0 and 256, got %lld", (long long)workers);
+    return lcnn_error_plain(L, who, "workers must be between 0 and 256, got %lld", (long long)workers);
   if (prefetch < 1 || prefetch > 1024)
-    return data_error(L, who, "prefetch must be between 1 and 1024, got %lld", (long long)prefetch);
+    return lcnn_error_plain(L, who, "prefetch must be between 1 and 1024, got %lld", (long long)prefetch);
   cnn_tensor *c = cnn_tensor_contiguous(order);
-  if (!c) return data_fail(L, who);
+  if (!c) return lcnn_fail_plain(L, who);
   epoch_box *box = lua_newuserdatauv(L, sizeof *box, 1);
   box->loader = NULL;
   luaL_setmetatable(L, LDATA_EPOCH);
@@ -396,18 +370,18 @@ static int d_loader_start(lua_State *L) {
   box->loader = cnn_loader_start(src, cnn_tensor_i64(c), c->size[0], bs, seed, epoch, (int)workers, (int)prefetch,
                                  stack_batches);
   cnn_tensor_release(c);
-  if (!box->loader) return data_fail(L, who);
+  if (!box->loader) return lcnn_fail_plain(L, who);
   return 1;
 }
 
 /* epoch:next(who) -> x, labels (stacked), or {images}, labels; nothing after the last batch */
 static int epoch_next(lua_State *L) {
   epoch_box *b = luaL_checkudata(L, 1, LDATA_EPOCH);
-  const char *who = who_at(L, 2, "DataLoader");
+  const char *who = lcnn_who(L, 2, "DataLoader");
   if (!b->loader) return 0;
   cnn_loader_batch batch;
   int rc = cnn_loader_next(b->loader, &batch);
-  if (rc < 0) return data_fail(L, who);
+  if (rc < 0) return lcnn_fail_plain(L, who);
   if (rc == 0) return 0;
   /* the batch's references move into userdata one by one, so a raise (out of memory) leaks none */
   if (batch.x) {

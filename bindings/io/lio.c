@@ -8,7 +8,6 @@
 
 #include <dirent.h>
 #include <errno.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,45 +21,25 @@
 #include "cnn/safetensors.h"
 #include "data/batch.h"
 
-/* Raises "who: message" with no position prefix. */
-static int io_error(lua_State *L, const char *who, const char *fmt, ...) {
-  char msg[1200];
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(msg, sizeof msg, fmt, ap);
-  va_end(ap);
-  lua_pushfstring(L, "%s: %s", who, msg);
-  return lua_error(L);
-}
-
-static int io_fail(lua_State *L, const char *who) {
-  const char *m = cnn_error_get();
-  return io_error(L, who, "%s", m[0] ? m : "failed");
-}
-
-/* The public name to report: the optional string at idx, else def. */
-static const char *who_at(lua_State *L, int idx, const char *def) {
-  return lua_type(L, idx) == LUA_TSTRING ? lua_tostring(L, idx) : def;
-}
-
 /* A path argument: a string without NUL bytes. */
 static const char *check_path(lua_State *L, int idx, const char *who) {
   size_t n;
-  if (lua_type(L, idx) != LUA_TSTRING) io_error(L, who, "expected a path (string), got %s", luaL_typename(L, idx));
+  if (lua_type(L, idx) != LUA_TSTRING)
+    lcnn_error_plain(L, who, "expected a path (string), got %s", luaL_typename(L, idx));
   const char *p = lua_tolstring(L, idx, &n);
-  if (strlen(p) != n) io_error(L, who, "path contains a NUL byte");
-  if (n == 0) io_error(L, who, "empty path");
+  if (strlen(p) != n) lcnn_error_plain(L, who, "path contains a NUL byte");
+  if (n == 0) lcnn_error_plain(L, who, "empty path");
   return p;
 }
 
 static cnn_tensor *check_tensor(lua_State *L, int idx, const char *who) {
   cnn_tensor *t = lcnn_test(L, idx);
-  if (!t) io_error(L, who, "expected a tensor for argument %d, got %s", idx, lcnn_typename(L, idx));
+  if (!t) lcnn_error_plain(L, who, "expected a tensor for argument %d, got %s", idx, lcnn_typename(L, idx));
   return t;
 }
 
 static void push_new(lua_State *L, cnn_tensor *t, const char *who) {
-  if (!t) io_fail(L, who);
+  if (!t) lcnn_fail_plain(L, who);
   lcnn_push(L, t, who);
 }
 
@@ -68,7 +47,7 @@ static void push_new(lua_State *L, cnn_tensor *t, const char *who) {
 
 /* idx_load(path, divisor = 1, who) -> tensor, element type name */
 static int io_idx_load(lua_State *L) {
-  const char *who = who_at(L, 3, "idx_load");
+  const char *who = lcnn_who(L, 3, "idx_load");
   const char *path = check_path(L, 1, who);
   double divisor = luaL_optnumber(L, 2, 1.0);
   int code = 0;
@@ -79,7 +58,7 @@ static int io_idx_load(lua_State *L) {
 
 /* idx_load_u8(path, who) -> the file's uint8 tensor, bytes as stored (ubyte files only) */
 static int io_idx_load_u8(lua_State *L) {
-  const char *who = who_at(L, 2, "idx_load_u8");
+  const char *who = lcnn_who(L, 2, "idx_load_u8");
   const char *path = check_path(L, 1, who);
   push_new(L, cnn_idx_load_u8(path), who);
   return 1;
@@ -88,18 +67,18 @@ static int io_idx_load_u8(lua_State *L) {
 /* records(s, record, skip, len, who) -> uint8 (n, len): bytes skip .. skip + len - 1 of each of the
  * n = #s / record records of string s (a file read whole: CIFAR-10's label byte and pixels) */
 static int io_records(lua_State *L) {
-  const char *who = who_at(L, 5, "records");
+  const char *who = lcnn_who(L, 5, "records");
   size_t n;
   const char *s = luaL_checklstring(L, 1, &n);
   lua_Integer rec = luaL_checkinteger(L, 2), skip = luaL_checkinteger(L, 3), len = luaL_checkinteger(L, 4);
   if (rec < 1 || skip < 0 || len < 0 || skip > rec || len > rec - skip)
-    return io_error(L, who, "bad record layout (record %lld, skip %lld, len %lld)", (long long)rec, (long long)skip,
-                    (long long)len);
+    return lcnn_error_plain(L, who, "bad record layout (record %lld, skip %lld, len %lld)", (long long)rec,
+                            (long long)skip, (long long)len);
   if (n % (size_t)rec != 0)
-    return io_error(L, who, "%zu bytes are not a whole number of %lld-byte records", n, (long long)rec);
+    return lcnn_error_plain(L, who, "%zu bytes are not a whole number of %lld-byte records", n, (long long)rec);
   int64_t size[2] = {(int64_t)(n / (size_t)rec), len};
   cnn_tensor *t = cnn_tensor_empty(CNN_UINT8, 2, size);
-  if (!t) return io_fail(L, who);
+  if (!t) return lcnn_fail_plain(L, who);
   uint8_t *o = cnn_tensor_u8(t);
   for (int64_t r = 0; r < size[0]; r++) memcpy(o + r * len, s + r * rec + skip, (size_t)len);
   push_new(L, t, who);
@@ -114,13 +93,13 @@ static cnn_image_mode check_mode(lua_State *L, int idx, const char *who) {
   if (strcmp(m, "gray") == 0 || strcmp(m, "grey") == 0 || strcmp(m, "L") == 0) return CNN_IMAGE_GRAY;
   if (strcmp(m, "rgb") == 0 || strcmp(m, "RGB") == 0) return CNN_IMAGE_RGB;
   if (strcmp(m, "rgba") == 0 || strcmp(m, "RGBA") == 0) return CNN_IMAGE_RGBA;
-  io_error(L, who, "unknown mode '%s' (expected \"auto\", \"gray\", \"rgb\" or \"rgba\")", m);
+  lcnn_error_plain(L, who, "unknown mode '%s' (expected \"auto\", \"gray\", \"rgb\" or \"rgba\")", m);
   return CNN_IMAGE_AUTO;
 }
 
 /* image_load(path, mode = "auto", who, exif = true) -> (C, H, W) float32; PNG or JPEG by content */
 static int io_image_load(lua_State *L) {
-  const char *who = who_at(L, 3, "image.load");
+  const char *who = lcnn_who(L, 3, "image.load");
   const char *path = check_path(L, 1, who);
   cnn_image_mode mode = check_mode(L, 2, who);
   bool exif = lua_isnoneornil(L, 4) ? true : lua_toboolean(L, 4);
@@ -130,7 +109,7 @@ static int io_image_load(lua_State *L) {
 
 /* png_load(path, mode = "auto", who) -> (C, H, W) float32, PNG files only */
 static int io_png_load(lua_State *L) {
-  const char *who = who_at(L, 3, "image.load");
+  const char *who = lcnn_who(L, 3, "image.load");
   const char *path = check_path(L, 1, who);
   push_new(L, cnn_png_load(path, (cnn_png_mode)check_mode(L, 2, who)), who);
   return 1;
@@ -138,21 +117,22 @@ static int io_png_load(lua_State *L) {
 
 /* image_save(path, t, who, quality = 75): JPEG for .jpg/.jpeg paths, PNG otherwise */
 static int io_image_save(lua_State *L) {
-  const char *who = who_at(L, 3, "image.save");
+  const char *who = lcnn_who(L, 3, "image.save");
   const char *path = check_path(L, 1, who);
   cnn_tensor *t = check_tensor(L, 2, who);
   lua_Integer q = luaL_optinteger(L, 4, 75);
-  if (q < 1 || q > 100) return io_error(L, who, "quality must be an integer between 1 and 100, got %lld", (long long)q);
-  if (cnn_image_save(path, t, (int)q)) return io_fail(L, who);
+  if (q < 1 || q > 100)
+    return lcnn_error_plain(L, who, "quality must be an integer between 1 and 100, got %lld", (long long)q);
+  if (cnn_image_save(path, t, (int)q)) return lcnn_fail_plain(L, who);
   return 0;
 }
 
 /* png_save(path, t, who) */
 static int io_png_save(lua_State *L) {
-  const char *who = who_at(L, 3, "image.save");
+  const char *who = lcnn_who(L, 3, "image.save");
   const char *path = check_path(L, 1, who);
   cnn_tensor *t = check_tensor(L, 2, who);
-  if (cnn_png_save(path, t)) return io_fail(L, who);
+  if (cnn_png_save(path, t)) return lcnn_fail_plain(L, who);
   return 0;
 }
 
@@ -161,7 +141,8 @@ static int io_image_max_pixels(lua_State *L) {
   lua_Integer old = cnn_image_max_pixels();
   if (!lua_isnoneornil(L, 1)) {
     lua_Integer n = luaL_checkinteger(L, 1);
-    if (n < 1) return io_error(L, "image.max_pixels", "the limit must be a positive integer, got %lld", (long long)n);
+    if (n < 1)
+      return lcnn_error_plain(L, "image.max_pixels", "the limit must be a positive integer, got %lld", (long long)n);
     cnn_image_set_max_pixels(n);
   }
   lua_pushinteger(L, old);
@@ -172,10 +153,10 @@ static int io_image_max_pixels(lua_State *L) {
 
 /* safetensors_load(path, who) -> {name = tensor}, {key = value} */
 static int io_st_load(lua_State *L) {
-  const char *who = who_at(L, 2, "load");
+  const char *who = lcnn_who(L, 2, "load");
   const char *path = check_path(L, 1, who);
   cnn_safetensors st;
-  if (cnn_safetensors_load(path, &st)) return io_fail(L, who);
+  if (cnn_safetensors_load(path, &st)) return lcnn_fail_plain(L, who);
   lua_createtable(L, 0, (int)st.n);
   for (size_t i = 0; i < st.n; i++) {
     lcnn_push(L, st.tensors[i], who); /* takes the reference */
@@ -195,29 +176,30 @@ static int io_st_load(lua_State *L) {
 static const char *header_string(lua_State *L, int idx, const char *who, const char *what) {
   size_t n;
   const char *s = lua_tolstring(L, idx, &n);
-  if (strlen(s) != n) io_error(L, who, "%s '%s' contains a NUL byte", what, s);
+  if (strlen(s) != n) lcnn_error_plain(L, who, "%s '%s' contains a NUL byte", what, s);
   return s;
 }
 
 /* safetensors_save(path, tensors, metadata or nil, who) */
 static int io_st_save(lua_State *L) {
-  const char *who = who_at(L, 4, "save");
+  const char *who = lcnn_who(L, 4, "save");
   const char *path = check_path(L, 1, who);
-  if (!lua_istable(L, 2)) return io_error(L, who, "expected a table of named tensors, got %s", luaL_typename(L, 2));
+  if (!lua_istable(L, 2))
+    return lcnn_error_plain(L, who, "expected a table of named tensors, got %s", luaL_typename(L, 2));
   if (!lua_isnoneornil(L, 3) && !lua_istable(L, 3))
-    return io_error(L, who, "metadata must be a table of strings, got %s", luaL_typename(L, 3));
+    return lcnn_error_plain(L, who, "metadata must be a table of strings, got %s", luaL_typename(L, 3));
   lua_settop(L, 4);
   /* pass 1: count and check */
   size_t n = 0, nmeta = 0;
   lua_pushnil(L);
   while (lua_next(L, 2)) {
     if (lua_type(L, -2) != LUA_TSTRING) {
-      return io_error(L, who, "tensor names must be strings, got a %s key (%s)", luaL_typename(L, -2),
-                      luaL_tolstring(L, -2, NULL));
+      return lcnn_error_plain(L, who, "tensor names must be strings, got a %s key (%s)", luaL_typename(L, -2),
+                              luaL_tolstring(L, -2, NULL));
     }
     if (!lcnn_test(L, -1))
-      return io_error(L, who, "value of '%s' is not a tensor (got %s)", lua_tostring(L, -2),
-                      luaL_testudata(L, -1, LCNN_TENSOR) ? "a closed tensor" : luaL_typename(L, -1));
+      return lcnn_error_plain(L, who, "value of '%s' is not a tensor (got %s)", lua_tostring(L, -2),
+                              luaL_testudata(L, -1, LCNN_TENSOR) ? "a closed tensor" : luaL_typename(L, -1));
     n++;
     lua_pop(L, 1);
   }
@@ -226,10 +208,10 @@ static int io_st_save(lua_State *L) {
     while (lua_next(L, 3)) {
       int vt = lua_type(L, -1);
       if (lua_type(L, -2) != LUA_TSTRING)
-        return io_error(L, who, "metadata keys must be strings, got %s", luaL_typename(L, -2));
+        return lcnn_error_plain(L, who, "metadata keys must be strings, got %s", luaL_typename(L, -2));
       if (vt != LUA_TSTRING && vt != LUA_TNUMBER)
-        return io_error(L, who, "metadata value of '%s' must be a string or a number, got %s", lua_tostring(L, -2),
-                        luaL_typename(L, -1));
+        return lcnn_error_plain(L, who, "metadata value of '%s' must be a string or a number, got %s",
+                                lua_tostring(L, -2), luaL_typename(L, -1));
       nmeta++;
       lua_pop(L, 1);
     }
@@ -260,11 +242,11 @@ static int io_st_save(lua_State *L) {
   while (lua_next(L, 2) && i < n) {
     names[i] = header_string(L, -2, who, "tensor name");
     ts[i] = lcnn_test(L, -1);
-    if (!ts[i]) return io_error(L, who, "value of '%s' is a closed tensor", names[i]);
+    if (!ts[i]) return lcnn_error_plain(L, who, "value of '%s' is a closed tensor", names[i]);
     i++;
     lua_pop(L, 1);
   }
-  if (cnn_safetensors_save(path, i, names, ts, j, mk, mv)) return io_fail(L, who);
+  if (cnn_safetensors_save(path, i, names, ts, j, mk, mv)) return lcnn_fail_plain(L, who);
   return 0;
 }
 
@@ -274,10 +256,10 @@ static int cmp_str(const void *a, const void *b) { return strcmp(*(const char *c
 
 /* listdir(path, who) -> sorted list of entry names (no "." or ".."), {name = "dir"|"file"|"other"} */
 static int io_listdir(lua_State *L) {
-  const char *who = who_at(L, 2, "listdir");
+  const char *who = lcnn_who(L, 2, "listdir");
   const char *path = check_path(L, 1, who);
   DIR *d = opendir(path);
-  if (!d) return io_error(L, who, "%s: cannot open folder (%s)", path, strerror(errno));
+  if (!d) return lcnn_error_plain(L, who, "%s: cannot open folder (%s)", path, strerror(errno));
   lua_newtable(L);
   lua_newtable(L);
   int names = lua_gettop(L) - 1, kinds = names + 1;
@@ -323,9 +305,9 @@ static int io_listdir(lua_State *L) {
 /* check_file(path, who) -> true, or raises "who: path: not a regular file (a named pipe)": for
  * the readers written in Lua, which io.open would leave blocked on a named pipe */
 static int io_check_file(lua_State *L) {
-  const char *who = who_at(L, 2, "open");
+  const char *who = lcnn_who(L, 2, "open");
   const char *path = check_path(L, 1, who);
-  if (cnn_file_check(path)) return io_fail(L, who);
+  if (cnn_file_check(path)) return lcnn_fail_plain(L, who);
   lua_pushboolean(L, 1);
   return 1;
 }
@@ -343,7 +325,7 @@ static int io_file_kind(lua_State *L) {
 
 /* gather(src, idx, who) -> rows of src by 0-based int64 indices */
 static int io_gather(lua_State *L) {
-  const char *who = who_at(L, 3, "gather");
+  const char *who = lcnn_who(L, 3, "gather");
   cnn_tensor *src = check_tensor(L, 1, who), *idx = check_tensor(L, 2, who);
   push_new(L, cnn_batch_gather(src, idx), who);
   return 1;
@@ -351,7 +333,7 @@ static int io_gather(lua_State *L) {
 
 /* gather_float(src, idx, divisor, who) -> the rows as float32 / divisor (uint8 images in one pass) */
 static int io_gather_float(lua_State *L) {
-  const char *who = who_at(L, 4, "gather");
+  const char *who = lcnn_who(L, 4, "gather");
   double divisor = luaL_checknumber(L, 3);
   cnn_tensor *src = check_tensor(L, 1, who), *idx = check_tensor(L, 2, who);
   push_new(L, cnn_batch_gather_float(src, idx, divisor), who);
@@ -361,7 +343,7 @@ static int io_gather_float(lua_State *L) {
 /* order(n, shuffle, seed or nil, epoch, rank, world_size, who, "drop"|"pad"|"exact")
  *   -> int64 0-based sample order */
 static int io_order(lua_State *L) {
-  const char *who = who_at(L, 7, "DataLoader");
+  const char *who = lcnn_who(L, 7, "DataLoader");
   lua_Integer n = luaL_checkinteger(L, 1);
   int shuffle = lua_toboolean(L, 2);
   int seeded = !lua_isnoneornil(L, 3);
@@ -382,13 +364,13 @@ static double *number_list(lua_State *L, int idx, const char *who, const char *w
     return v;
   }
   if (!lua_istable(L, idx))
-    io_error(L, who, "%s must be a number or a list of numbers, got %s", what, luaL_typename(L, idx));
+    lcnn_error_plain(L, who, "%s must be a number or a list of numbers, got %s", what, luaL_typename(L, idx));
   lua_Integer n = (lua_Integer)lua_rawlen(L, idx);
-  if (n < 1 || n > 65536) io_error(L, who, "%s must have between 1 and 65536 values, got %d", what, (int)n);
+  if (n < 1 || n > 65536) lcnn_error_plain(L, who, "%s must have between 1 and 65536 values, got %d", what, (int)n);
   double *v = lua_newuserdatauv(L, sizeof(double) * (size_t)n, 0);
   for (lua_Integer i = 1; i <= n; i++) {
     lua_rawgeti(L, idx, i);
-    if (lua_type(L, -1) != LUA_TNUMBER) io_error(L, who, "%s[%d] is not a number", what, (int)i);
+    if (lua_type(L, -1) != LUA_TNUMBER) lcnn_error_plain(L, who, "%s[%d] is not a number", what, (int)i);
     v[i - 1] = lua_tonumber(L, -1);
     lua_pop(L, 1);
   }
@@ -398,7 +380,7 @@ static double *number_list(lua_State *L, int idx, const char *who, const char *w
 
 /* normalize(x, mean, std, who) */
 static int io_normalize(lua_State *L) {
-  const char *who = who_at(L, 4, "normalize");
+  const char *who = lcnn_who(L, 4, "normalize");
   check_tensor(L, 1, who);
   int nm, ns;
   double *mean = number_list(L, 2, who, "mean", &nm);
@@ -410,7 +392,7 @@ static int io_normalize(lua_State *L) {
 
 /* random_crop(x, oh, ow, pad_h, pad_w, fill, who) */
 static int io_random_crop(lua_State *L) {
-  const char *who = who_at(L, 7, "random_crop");
+  const char *who = lcnn_who(L, 7, "random_crop");
   cnn_tensor *x = check_tensor(L, 1, who);
   lua_Integer oh = luaL_checkinteger(L, 2), ow = luaL_checkinteger(L, 3);
   lua_Integer ph = luaL_optinteger(L, 4, 0), pw = luaL_optinteger(L, 5, 0);
@@ -421,7 +403,7 @@ static int io_random_crop(lua_State *L) {
 
 /* random_hflip(x, p, who) */
 static int io_random_hflip(lua_State *L) {
-  const char *who = who_at(L, 3, "random_hflip");
+  const char *who = lcnn_who(L, 3, "random_hflip");
   cnn_tensor *x = check_tensor(L, 1, who);
   push_new(L, cnn_batch_random_hflip(x, luaL_optnumber(L, 2, 0.5)), who);
   return 1;

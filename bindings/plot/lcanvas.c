@@ -59,44 +59,18 @@ static void check_color(lua_State *L, int idx, const char *fn, const char *what,
   }
 }
 
-/* Typed option readers: nil gives the default, a wrong type raises. */
-static double opt_num(lua_State *L, int o, const char *fn, const char *key, double def) {
-  if (!lua_istable(L, o)) return def;
-  lua_getfield(L, o, key);
-  double v = def;
-  if (!lua_isnil(L, -1)) {
-    if (lua_type(L, -1) != LUA_TNUMBER)
-      lcnn_error(L, fn, "option '%s' must be a number, got %s", key, luaL_typename(L, -1));
-    v = lua_tonumber(L, -1);
-  }
-  lua_pop(L, 1);
-  return v;
-}
-
-static int opt_bool(lua_State *L, int o, const char *fn, const char *key, int def) {
-  if (!lua_istable(L, o)) return def;
-  lua_getfield(L, o, key);
-  int v = def;
-  if (!lua_isnil(L, -1)) {
-    if (!lua_isboolean(L, -1)) lcnn_error(L, fn, "option '%s' must be a boolean, got %s", key, luaL_typename(L, -1));
-    v = lua_toboolean(L, -1);
-  }
-  lua_pop(L, 1);
-  return v;
-}
-
 /* The pen from the colour at idx and options width (default 1), aa (true), alpha (1) and dash. */
 static cnn_pen check_pen(lua_State *L, int idx, int o, const char *fn) {
   cnn_pen p = {0};
   float c[3];
   check_color(L, idx, fn, "color", c);
   p.r = c[0], p.g = c[1], p.b = c[2];
-  double a = opt_num(L, o, fn, "alpha", 1);
+  double a = lcnn_opt_number(L, o, fn, "alpha", 1);
   if (!(a >= 0 && a <= 1)) lcnn_error(L, fn, "option 'alpha' must be in [0, 1], got %g", a);
   p.alpha = (float)a;
-  p.width = opt_num(L, o, fn, "width", 1);
+  p.width = lcnn_opt_number(L, o, fn, "width", 1);
   if (!(p.width > 0 && p.width <= 1000)) lcnn_error(L, fn, "option 'width' must be in (0, 1000], got %g", p.width);
-  p.aa = opt_bool(L, o, fn, "aa", 1);
+  p.aa = lcnn_opt_boolean(L, o, fn, "aa", 1);
   if (lua_istable(L, o)) {
     lua_getfield(L, o, "dash");
     if (!lua_isnil(L, -1)) {
@@ -238,7 +212,7 @@ static int l_rect(lua_State *L) {
   double w = check_num(L, 4, fn, "w"), h = check_num(L, 5, fn, "h");
   lcnn_options(L, 7, fn, known);
   cnn_pen p = check_pen(L, 6, 7, fn);
-  int fill = opt_bool(L, 7, fn, "fill", 1);
+  int fill = lcnn_opt_boolean(L, 7, fn, "fill", true);
   bool clipped;
   cnn_draw *d = clip_begin(L, 7, fn, &clipped);
   cnn_draw_rect(d, x, y, w, h, fill, &p);
@@ -289,7 +263,7 @@ static int l_circle(lua_State *L) {
   if (!(r >= 0 && r <= 1e5)) lcnn_error(L, fn, "r must be in [0, 100000] pixels, got %g", r);
   lcnn_options(L, 6, fn, known);
   cnn_pen p = check_pen(L, 5, 6, fn);
-  int fill = opt_bool(L, 6, fn, "fill", 1);
+  int fill = lcnn_opt_boolean(L, 6, fn, "fill", true);
   bool clipped;
   cnn_draw *d = clip_begin(L, 6, fn, &clipped);
   cnn_draw_circle(d, x, y, r, fill, &p);
@@ -345,10 +319,10 @@ static int l_text(lua_State *L) {
   const char *s = check_text(L, 4, fn);
   lcnn_options(L, 6, fn, known);
   cnn_pen p = check_pen(L, 5, 6, fn);
-  double px = check_scale(L, opt_num(L, 6, fn, "scale", 1), fn, "option 'scale'");
-  double rot = opt_num(L, 6, fn, "rotate", 0);
+  double px = check_scale(L, lcnn_opt_number(L, 6, fn, "scale", 1), fn, "option 'scale'");
+  double rot = lcnn_opt_number(L, 6, fn, "rotate", 0);
   if (rot != 0 && rot != 90) lcnn_error(L, fn, "option 'rotate' must be 0 or 90, got %g", rot);
-  int bold = opt_bool(L, 6, fn, "bold", 0);
+  int bold = lcnn_opt_boolean(L, 6, fn, "bold", 0);
   int align = 0, valign = 0;
   if (lua_istable(L, 6)) {
     lua_getfield(L, 6, "align");
@@ -401,7 +375,7 @@ static int l_count_ink(lua_State *L) {
     if (!lua_isnil(L, -1)) check_color(L, lua_gettop(L), fn, "option 'bg'", bg);
     lua_pop(L, 1);
   }
-  double tol = opt_num(L, 6, fn, "tol", 0.1);
+  double tol = lcnn_opt_number(L, 6, fn, "tol", 0.1);
   cnn_draw *d = check_canvas(L, 1, fn); /* after the option lookups (see clip_begin) */
   int64_t n = cnn_draw_count_ink(d, x, y, w, h, bg, (float)tol);
   if (n < 0) return lcnn_fail(L, fn);

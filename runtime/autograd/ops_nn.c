@@ -11,11 +11,6 @@
 #include <math.h>
 #include <string.h>
 
-static int need_float(const cnn_tensor *t, const char *what) {
-  if (t->dtype != CNN_FLOAT32) return cnn_error_set("expected a float32 %s, got %s", what, cnn_dtype_name(t->dtype));
-  return 0;
-}
-
 static int64_t prod(const int64_t *size, int from, int to) {
   int64_t p = 1;
   for (int d = from; d < to; d++) p *= size[d];
@@ -43,7 +38,7 @@ static int leaky_relu_backward(cnn_node *n, cnn_tensor *const *gout, cnn_tensor 
 }
 
 cnn_tensor *cnn_op_leaky_relu(const cnn_tensor *x, double slope) {
-  if (need_float(x, "input")) return NULL;
+  if (cnn_tensor_need_float(x, "input")) return NULL;
   if (!isfinite(slope)) {
     cnn_error_set("negative_slope must be a finite number, got %g", slope);
     return NULL;
@@ -93,7 +88,7 @@ static int softmax_backward(cnn_node *n, cnn_tensor *const *gout, cnn_tensor **g
 }
 
 static cnn_tensor *softmax_common(const cnn_tensor *x, int dim, bool take_log) {
-  if (need_float(x, "input")) return NULL;
+  if (cnn_tensor_need_float(x, "input")) return NULL;
   int d = cnn_dim_wrap(dim, x->ndim);
   if (d < 0) return NULL;
   int64_t outer, len, inner;
@@ -122,7 +117,7 @@ typedef struct class_plan {
 static int class_plan_init(class_plan *p, const cnn_tensor *x, const cnn_tensor *labels, const cnn_class_loss_opts *o,
                            const char *what) {
   char b1[256], b2[256], b3[256];
-  if (need_float(x, what)) return -1;
+  if (cnn_tensor_need_float(x, what)) return -1;
   if (labels->dtype != CNN_INT64)
     return cnn_error_set("labels must be int64 class indices, got %s (probability targets are not supported)",
                          cnn_dtype_name(labels->dtype));
@@ -146,7 +141,7 @@ static int class_plan_init(class_plan *p, const cnn_tensor *x, const cnn_tensor 
                          cnn_shape_str(labels->ndim, labels->size, b1, sizeof b1), what,
                          cnn_shape_str(x->ndim, x->size, b2, sizeof b2), cnn_shape_str(wnd, want, b3, sizeof b3));
   if (o->weight) {
-    if (need_float(o->weight, "weight")) return -1;
+    if (cnn_tensor_need_float(o->weight, "weight")) return -1;
     if (o->weight->ndim != 1 || o->weight->size[0] != p->C)
       return cnn_error_set("weight should have %lld entries (one per class), got shape %s", (long long)p->C,
                            cnn_shape_str(o->weight->ndim, o->weight->size, b1, sizeof b1));
@@ -390,7 +385,7 @@ cnn_tensor *cnn_op_mse_loss(const cnn_tensor *a, const cnn_tensor *b, cnn_reduct
     cnn_tensor_release(f);
     return out;
   }
-  if (need_float(a, "input") || need_float(b, "target")) return NULL;
+  if (cnn_tensor_need_float(a, "input") || cnn_tensor_need_float(b, "target")) return NULL;
   if (r != CNN_REDUCTION_NONE && r != CNN_REDUCTION_MEAN && r != CNN_REDUCTION_SUM) {
     cnn_error_set("unknown reduction %d", (int)r);
     return NULL;
@@ -446,7 +441,7 @@ cnn_tensor *cnn_op_dropout(const cnn_tensor *x, double p, bool training) {
     cnn_error_set("dropout with 0 < p < 1 gives float32 values, which an int64 input cannot take");
     return NULL;
   }
-  if (need_float(x, "input")) return NULL;
+  if (cnn_tensor_need_float(x, "input")) return NULL;
   cnn_tensor *xc = cnn_tensor_contiguous(x);
   cnn_tensor *mask = xc ? cnn_tensor_empty_like(xc) : NULL, *y = mask ? cnn_tensor_empty_like(xc) : NULL;
   if (!y) {
@@ -472,7 +467,7 @@ cnn_tensor *cnn_op_dropout(const cnn_tensor *x, double p, bool training) {
 static int check_channel_param(const cnn_tensor *t, const char *what, int64_t C, bool written) {
   char b[256];
   if (!t) return 0;
-  if (need_float(t, what)) return -1;
+  if (cnn_tensor_need_float(t, what)) return -1;
   if (t->ndim != 1 || t->size[0] != C)
     return cnn_error_set("%s should have shape (%lld), one value per channel, got %s", what, (long long)C,
                          cnn_shape_str(t->ndim, t->size, b, sizeof b));
@@ -535,7 +530,7 @@ cnn_tensor *cnn_op_batch_norm(const cnn_tensor *x, cnn_tensor *running_mean, cnn
                               const cnn_tensor *weight, const cnn_tensor *bias, bool training, double momentum,
                               double eps, bool relu) {
   char b[256];
-  if (need_float(x, "input")) return NULL;
+  if (cnn_tensor_need_float(x, "input")) return NULL;
   if (x->ndim < 2) {
     cnn_error_set("expected an input of shape (N, C) or (N, C, ...), got %s",
                   cnn_shape_str(x->ndim, x->size, b, sizeof b));
@@ -656,7 +651,7 @@ static int lrn_backward(cnn_node *n, cnn_tensor *const *gout, cnn_tensor **gin) 
 
 cnn_tensor *cnn_op_local_response_norm(const cnn_tensor *x, int64_t size, double alpha, double beta, double k) {
   char b[256];
-  if (x->dtype != CNN_INT64 && need_float(x, "input")) return NULL;
+  if (x->dtype != CNN_INT64 && cnn_tensor_need_float(x, "input")) return NULL;
   if (x->ndim < 3) {
     cnn_error_set("expected an input of 3 or more dimensions (N, C, ...), got %s",
                   cnn_shape_str(x->ndim, x->size, b, sizeof b));

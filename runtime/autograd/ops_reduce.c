@@ -113,11 +113,6 @@ static cnn_tensor *reduced(cnn_tensor *out, const cnn_tensor *x, reduce_state st
 
 static int wrap(int dim, const cnn_tensor *x) { return dim == CNN_ALL_DIMS ? dim : cnn_dim_wrap(dim, x->ndim); }
 
-static int need_float(const cnn_tensor *x) {
-  if (x->dtype != CNN_FLOAT32) return cnn_error_set("expected a float32 tensor but got %s", cnn_dtype_name(x->dtype));
-  return 0;
-}
-
 cnn_tensor *cnn_op_sum(const cnn_tensor *x, int dim, bool keepdim) {
   int d = wrap(dim, x);
   if (d == -1) return NULL;
@@ -126,19 +121,19 @@ cnn_tensor *cnn_op_sum(const cnn_tensor *x, int dim, bool keepdim) {
 
 cnn_tensor *cnn_op_mean(const cnn_tensor *x, int dim, bool keepdim) {
   int d = wrap(dim, x);
-  if (d == -1 || need_float(x)) return NULL;
+  if (d == -1 || cnn_tensor_need_float(x, "tensor")) return NULL;
   return reduced(cnn_red_reduce(CNN_RED_MEAN, x, d, keepdim), x, (reduce_state){K_MEAN, d, keepdim, false}, NULL);
 }
 
 cnn_tensor *cnn_op_var(const cnn_tensor *x, int dim, bool unbiased, bool keepdim) {
   int d = wrap(dim, x);
-  if (d == -1 || need_float(x)) return NULL;
+  if (d == -1 || cnn_tensor_need_float(x, "tensor")) return NULL;
   return reduced(cnn_red_var(x, d, unbiased, keepdim), x, (reduce_state){K_VAR, d, keepdim, unbiased}, NULL);
 }
 
 cnn_tensor *cnn_op_std(const cnn_tensor *x, int dim, bool unbiased, bool keepdim) {
   int d = wrap(dim, x);
-  if (d == -1 || need_float(x)) return NULL;
+  if (d == -1 || cnn_tensor_need_float(x, "tensor")) return NULL;
   return reduced(cnn_red_std(x, d, unbiased, keepdim), x, (reduce_state){K_STD, d, keepdim, unbiased}, NULL);
 }
 

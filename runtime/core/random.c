@@ -56,7 +56,7 @@ static void fill_uniform(void *vctx, cnn_rng *g, float *row, int64_t n, int64_t 
 }
 
 int cnn_random_uniform_(cnn_tensor *t, double lo, double hi) {
-  if (t->dtype != CNN_FLOAT32) return cnn_error_set("expected a float32 tensor but got %s", cnn_dtype_name(t->dtype));
+  if (cnn_tensor_need_float(t, "tensor")) return -1;
   if (!isfinite(lo) || !isfinite(hi) || lo > hi)
     return cnn_error_set("expected finite bounds with lo <= hi but got lo=%g, hi=%g", lo, hi);
   uniform_ctx c = {lo, hi, (float)lo, (float)hi};
@@ -90,7 +90,7 @@ static void fill_normal(void *vctx, cnn_rng *g, float *row, int64_t n, int64_t s
 }
 
 int cnn_random_normal_(cnn_tensor *t, double mean, double std) {
-  if (t->dtype != CNN_FLOAT32) return cnn_error_set("expected a float32 tensor but got %s", cnn_dtype_name(t->dtype));
+  if (cnn_tensor_need_float(t, "tensor")) return -1;
   if (!isfinite(mean) || !isfinite(std) || std < 0)
     return cnn_error_set("expected a finite mean and std >= 0 but got mean=%g, std=%g", mean, std);
   normal_ctx c = {mean, std, 0.0, false};

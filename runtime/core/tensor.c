@@ -65,6 +65,11 @@ cnn_dtype cnn_dtype_result(int n, const cnn_tensor *const *ts) {
   return r < 0 ? CNN_FLOAT32 : (cnn_dtype)r;
 }
 
+int cnn_tensor_need_float(const cnn_tensor *t, const char *what) {
+  if (t->dtype != CNN_FLOAT32) return cnn_error_set("expected a float32 %s, got %s", what, cnn_dtype_name(t->dtype));
+  return 0;
+}
+
 /* ---- lifetime ---- */
 
 static void storage_release(cnn_storage *s) {

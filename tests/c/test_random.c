@@ -241,10 +241,10 @@ static void test_errors(void) {
   cnn_tensor *f = cnn_tensor_zeros(CNN_FLOAT32, 1, (int64_t[]){3});
   cnn_error_clear();
   CHECK(cnn_random_uniform_(l, 0, 1) == -1);
-  check_error("uniform int64", "expected a float32 tensor but got int64");
+  check_error("uniform int64", "expected a float32 tensor, got int64");
   cnn_error_clear();
   CHECK(cnn_random_normal_(l, 0, 1) == -1);
-  check_error("normal int64", "expected a float32 tensor but got int64");
+  check_error("normal int64", "expected a float32 tensor, got int64");
   cnn_error_clear();
   CHECK(cnn_random_uniform_(f, 1, 0) == -1);
   check_error("uniform lo > hi", "expected finite bounds with lo <= hi but got lo=1, hi=0");

@@ -106,6 +106,8 @@ int cnn_shape_check(int ndim, const int64_t *size, int64_t *numel_out);
 
 /** The number of elements (the product of the sizes; 1 for a 0-d tensor). */
 int64_t cnn_tensor_numel(const cnn_tensor *t);
+/** 0 when t is float32, else -1 with the error "expected a float32 <what>, got <dtype>". */
+int cnn_tensor_need_float(const cnn_tensor *t, const char *what);
 /** True when the elements are laid out row-major without gaps. */
 bool cnn_tensor_is_contiguous(const cnn_tensor *t);
 /** True when a and b have the same sizes. */
