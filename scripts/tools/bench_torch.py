@@ -217,33 +217,32 @@ def row_photo_loader(a):
     return step, 64, "photos"
 
 
-def worker_hwm_kb():
-    """The worker processes' peak RSS (their VmHWM, summed): the DataLoader's own processes."""
+def sum_over_workers(proc_file, value):
+    """value(text of /proc/PID/<proc_file>) summed over the row's DataLoader worker processes (0 for
+    a worker that has gone or a file that does not parse)."""
     state = ROW_STATE.get("loader")
     it = state and state["it"]
     total = 0
     for w in getattr(it, "_workers", []) or []:
         try:
-            with open("/proc/%d/status" % w.pid) as f:
-                total += int(re.search(r"VmHWM:\s*(\d+)", f.read()).group(1))
-        except (OSError, AttributeError):
+            with open("/proc/%d/%s" % (w.pid, proc_file)) as f:
+                total += value(f.read())
+        except (OSError, AttributeError, IndexError, ValueError):
             pass
     return total
+
+
+def worker_hwm_kb():
+    """The worker processes' peak RSS (their VmHWM, summed): the DataLoader's own processes."""
+    return sum_over_workers("status", lambda text: int(re.search(r"VmHWM:\s*(\d+)", text).group(1)))
 
 
 def worker_cpu_s():
     """CPU seconds the loader's worker processes have used so far (utime + stime of /proc/PID/stat)."""
-    state = ROW_STATE.get("loader")
-    it = state and state["it"]
-    total = 0.0
-    for w in getattr(it, "_workers", []) or []:
-        try:
-            with open("/proc/%d/stat" % w.pid) as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-        except (OSError, IndexError, ValueError):
-            pass
-    return total
+    def cpu(text):
+        fields = text.rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return float(sum_over_workers("stat", cpu))
 
 
 ROW_STATE = {}
