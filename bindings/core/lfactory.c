@@ -377,6 +377,14 @@ static int f_cat(lua_State *L) { return join(L, false); }
  * Same-shaped tensors joined along a new dimension inserted at dim. */
 static int f_stack(lua_State *L) { return join(L, true); }
 
+/** cnn.is_tensor(x) -> boolean
+ * cnn.util.is_tensor(x) -> boolean
+ * Whether x is a tensor (a closed one too): a check of its metatable, which allocates nothing. */
+static int f_is_tensor(lua_State *L) {
+  lua_pushboolean(L, luaL_testudata(L, 1, LCNN_TENSOR) != NULL);
+  return 1;
+}
+
 /** cnn.allclose(a, b, rtol=1e-5, atol=1e-8) -> boolean
  * Whether |a - b| <= atol + rtol * |b| for every element (the shapes broadcast). */
 static int f_allclose(lua_State *L) {
@@ -487,6 +495,7 @@ void lcnn_open_factory(lua_State *L) {
                                {"cat", f_cat},
                                {"stack", f_stack},
                                {"allclose", f_allclose},
+                               {"is_tensor", f_is_tensor},
                                {"manual_seed", f_manual_seed},
                                {"set_num_threads", f_set_num_threads},
                                {"get_num_threads", f_get_num_threads},

@@ -11,9 +11,9 @@ local core = require "cnn.core"
 local F = {}
 for k, v in pairs(core.F) do F[k] = v end
 
-local tensor_mt = getmetatable(core.zeros(0))
+local is_tensor = require("cnn.util").is_tensor
 local function check_tensor(fn, x, i)
-  if getmetatable(x) ~= tensor_mt then
+  if not is_tensor(x) then
     error(string.format("%s: expected a tensor for argument %d, got %s", fn, i, type(x)), 3)
   end
 end

@@ -9,16 +9,12 @@ local core = require "cnn.core"
 
 local autograd = {}
 
-local tensor_mt = getmetatable(core.zeros(0))
-local function is_tensor(x) return type(x) == "userdata" and getmetatable(x) == tensor_mt end
+local util = require "cnn.util"
+local is_tensor = util.is_tensor
 
+-- (errors at the line calling the function that checks)
 local function check_options(fn, opts, known)
-  if opts == nil then return {} end
-  if type(opts) ~= "table" then error(fn .. ": expected an options table, got " .. type(opts), 3) end
-  for k in pairs(opts) do
-    if not known[k] then error(fn .. ": unknown option '" .. tostring(k) .. "'", 3) end
-  end
-  return opts
+  return (util.check_options(fn, opts, known, 3)) -- not a tail call, which would shift the levels
 end
 
 --- autograd._with_grad_mode(on, fn, ...): fn(...) with grad mode `on`, restored afterwards even when

@@ -10,12 +10,10 @@
 -- goes as JSON in the header's __metadata__ under "cnnlua.tree", where each table is a list of
 -- [key, value] pairs (keeping integer keys integers), a tensor is {"tensor": "its.path"} and a
 -- number is text ("%.17g", "inf", "nan") so a resumed run sees exactly the saved values.
-local core = require "cnn.core"
 
 local checkpoint = {}
 
-local tensor_mt = getmetatable(core.zeros(0))
-local function is_tensor(x) return getmetatable(x) == tensor_mt end
+local is_tensor = require("cnn.util").is_tensor
 
 local function encode(value, path, tensors, seen)
   local tv = type(value)

@@ -18,8 +18,8 @@ local cdata = core.data
 
 local data = {}
 
-local tensor_mt = getmetatable(core.zeros(0))
-local function is_tensor(x) return getmetatable(x) == tensor_mt end
+local util = require "cnn.util"
+local is_tensor = util.is_tensor
 
 -- Re-raises a failed pcall's message at `level` as error() counts it from the caller of checked
 -- (2 = the line that called the function calling checked). Messages from core.io carry the
@@ -42,14 +42,7 @@ local function run_transform(t, x)
 end
 
 local function check_options(fn, opts, known, level)
-  if opts == nil then return {} end
-  if type(opts) ~= "table" then
-    error(string.format("%s: expected an options table, got %s", fn, type(opts)), level + 1)
-  end
-  for k in pairs(opts) do
-    if not known[k] then error(string.format("%s: unknown option '%s'", fn, tostring(k)), level + 1) end
-  end
-  return opts
+  return (util.check_options(fn, opts, known, level + 1)) -- not a tail call, which would shift the levels
 end
 
 local function is_int(v)

@@ -151,11 +151,7 @@ end
 --- the model's (no "module." prefix); `dp.stats` counts the averaging (syncs, buckets, bytes, seconds).
 function dist.DataParallel(model, opts)
   if not is_module(model) then error("DataParallel: expected a cnn.nn module, got " .. type(model), 2) end
-  if opts ~= nil and type(opts) ~= "table" then error("DataParallel: options must be a table", 2) end
-  opts = opts or {}
-  for k in pairs(opts) do
-    if k ~= "bucket_cap_mb" then error("DataParallel: unknown option '" .. tostring(k) .. "'", 2) end
-  end
+  opts = require("cnn.util").check_options("DataParallel", opts, {bucket_cap_mb = true}, 2)
   local cap = opts.bucket_cap_mb or 25
   if type(cap) ~= "number" or not (cap > 0) or cap == math.huge then
     error("DataParallel: bucket_cap_mb must be a positive number, got " .. tostring(cap), 2)

@@ -67,8 +67,7 @@ local INSTANCE_CLASS = {
 local function get_cnn() return package.loaded.cnn end
 
 local core = require "cnn.core"
-local tensor_mt = getmetatable(core.zeros(0))
-local function is_tensor(v) return type(v) == "userdata" and getmetatable(v) == tensor_mt end
+local is_tensor = require("cnn.util").is_tensor
 
 local function is_module(v)
   local mt = type(v) == "table" and getmetatable(v)

@@ -9,7 +9,7 @@ local cdata = core.data
 
 local image = {}
 
-local tensor_mt = getmetatable(core.zeros(0))
+local util = require "cnn.util"
 
 -- Re-raises a failed pcall at `level` (2 = the caller of the function calling checked); core.io
 -- messages carry the function's name and no position.
@@ -22,13 +22,9 @@ local function checked(level, ok, ...)
   return ...
 end
 
+-- (errors at the line calling the function that checks)
 local function options(fn, opts, known)
-  if opts == nil then return {} end
-  if type(opts) ~= "table" then error(fn .. ": expected an options table, got " .. type(opts), 3) end
-  for k in pairs(opts) do
-    if not known[k] then error(string.format("%s: unknown option '%s'", fn, tostring(k)), 3) end
-  end
-  return opts
+  return (util.check_options(fn, opts, known, 3)) -- not a tail call, which would shift the levels
 end
 
 --- cnn.image.load(path, {mode="auto", exif=true}) -> Tensor
@@ -86,7 +82,7 @@ end
 local function is_int(v) return math.type(v) == "integer" or (type(v) == "number" and v == math.floor(v)) end
 
 local function run(fn, t, spec)
-  if getmetatable(t) ~= tensor_mt then error(fn .. ": expected a tensor, got " .. type(t), 3) end
+  if not util.is_tensor(t) then error(fn .. ": expected a tensor, got " .. type(t), 3) end
   local pipe = checked(3, pcall(cdata.pipeline, {spec}, fn))
   local y = checked(3, pcall(cdata.pipeline_apply, pipe, t, fn))
   return y
@@ -226,7 +222,7 @@ end
 function image.grid(t, opts)
   opts = options("image.grid", opts, {nrow = true, padding = true, normalize = true, value_range = true,
                                       scale_each = true, pad_value = true})
-  if getmetatable(t) ~= tensor_mt then error("image.grid: expected a tensor, got " .. type(t), 2) end
+  if not util.is_tensor(t) then error("image.grid: expected a tensor, got " .. type(t), 2) end
   if t:dtype() ~= "float32" then error("image.grid: expected a float32 tensor, got " .. t:dtype(), 2) end
   local nrow, padding, pad_value = opts.nrow or 8, opts.padding or 2, opts.pad_value or 0
   if math.type(nrow) ~= "integer" or nrow < 1 then error("image.grid: nrow must be a positive integer", 2) end

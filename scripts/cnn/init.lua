@@ -39,11 +39,7 @@ end
 --- The library's version, a string such as "0.1.0".
 cnn.version = "0.1.0"
 
---- cnn.is_tensor(x) -> boolean
---- Whether x is a tensor.
-function cnn.is_tensor(x)
-  return type(x) == "userdata" and getmetatable(x) == getmetatable(core.zeros(0))
-end
+cnn.is_tensor = core.is_tensor -- documented with the binding (bindings/core/lfactory.c)
 
 -- Runs fn(...) with grad mode set to `on`, restoring the previous mode even when fn raises.
 local function with_grad_mode(name, on, fn, ...)
@@ -64,6 +60,7 @@ function cnn.no_grad(fn, ...) return with_grad_mode("no_grad", false, fn, ...) e
 function cnn.enable_grad(fn, ...) return with_grad_mode("enable_grad", true, fn, ...) end
 
 cnn.Tensor = core.Tensor
+cnn.util = require "cnn.util"
 cnn.autograd = require "cnn.autograd"
 cnn.F = require "cnn.F"
 cnn.nn = require "cnn.nn"

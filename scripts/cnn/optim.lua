@@ -11,8 +11,8 @@ local core = require "cnn.core"
 local K = core.optim_kernels
 local optim = {}
 
-local tensor_mt = getmetatable(core.zeros(0))
-local function is_tensor(x) return type(x) == "userdata" and getmetatable(x) == tensor_mt end
+local util = require "cnn.util"
+local is_tensor = util.is_tensor
 
 local function is_number(x) return type(x) == "number" and x == x end
 
@@ -206,13 +206,7 @@ end
 --- opts gives the defaults of every group.
 function Optimizer.new(cls, params, opts)
   local name = cls.name
-  if opts ~= nil and type(opts) ~= "table" then
-    error(string.format("%s: expected an options table, got %s", name, type(opts)), 2)
-  end
-  opts = opts or {}
-  for k in pairs(opts) do
-    if not cls.known[k] then error(string.format("%s: unknown option '%s'", name, tostring(k)), 2) end
-  end
+  opts = util.check_options(name, opts, cls.known, 2)
   local defaults = {}
   for _, o in ipairs(cls.options) do
     local v = opts[o[1]]
@@ -253,12 +247,7 @@ end
 --- cnn.optim.Optimizer:zero_grad({set_to_none=true})
 --- Drops every parameter's .grad (set_to_none=false zeroes it in place instead).
 function Optimizer:zero_grad(opts)
-  if opts ~= nil and type(opts) ~= "table" then
-    error(self.name .. ": zero_grad expects an options table, got " .. type(opts), 2)
-  end
-  for k in pairs(opts or {}) do
-    if k ~= "set_to_none" then error(self.name .. ": zero_grad: unknown option '" .. tostring(k) .. "'", 2) end
-  end
+  util.check_options(self.name .. ": zero_grad", opts, {set_to_none = true}, 2)
   local to_none = not opts or opts.set_to_none ~= false
   for _, g in ipairs(self.param_groups) do
     for _, p in ipairs(g.params) do
@@ -631,14 +620,7 @@ local function sched_options(cls, opt, opts)
     error(string.format("%s: expected an optimiser (optim.SGD, optim.Adam, ...) for argument 1, got %s",
       cls.name, type(opt)), 3)
   end
-  if opts ~= nil and type(opts) ~= "table" then
-    error(string.format("%s: expected an options table, got %s", cls.name, type(opts)), 3)
-  end
-  opts = opts or {}
-  for k in pairs(opts) do
-    if not cls.known[k] then error(string.format("%s: unknown option '%s'", cls.name, tostring(k)), 3) end
-  end
-  return opts
+  return (util.check_options(cls.name, opts, cls.known, 3)) -- not a tail call, which would shift the levels
 end
 
 local function current_lrs(opt)

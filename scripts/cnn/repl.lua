@@ -12,7 +12,7 @@ local core = require "cnn.core"
 local repl = {}
 
 local getmetatable = debug.getmetatable -- the real metatable, even behind a __metatable field
-local tensor_mt = getmetatable(core.zeros(0))
+local is_tensor = require("cnn.util").is_tensor
 local TENSOR_FIELDS = {requires_grad = true, grad = true, grad_fn = true, is_leaf = true}
 local KEYWORDS = {"and", "break", "do", "else", "elseif", "end", "false", "for", "function", "goto", "if",
                   "in", "local", "nil", "not", "or", "repeat", "return", "then", "true", "until", "while"}
@@ -69,7 +69,7 @@ end
 
 -- v[k] without running code: the step of a dotted path.
 local function safe_index(v, k)
-  if type(v) == "userdata" and getmetatable(v) == tensor_mt then
+  if is_tensor(v) then
     if TENSOR_FIELDS[k] then
       -- the tensor's __index is the runtime's C function: for these names it only reads
       local ok, r = pcall(function() return v[k] end)
@@ -102,7 +102,7 @@ end
 -- Calls add(name, value) for every field and method reachable on v.
 local function each_member(v, add)
   local seen = {}
-  if type(v) == "userdata" and getmetatable(v) == tensor_mt then
+  if is_tensor(v) then
     for k, f in next, core.Tensor do add(k, f) end
     for k in pairs(TENSOR_FIELDS) do add(k, true) end
     return

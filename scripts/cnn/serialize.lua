@@ -23,12 +23,7 @@ end
 --- strings (numbers are converted). The file is written beside path and renamed over it when complete,
 --- so a crash never leaves half a file.
 function M.save(path, tbl, opts)
-  if opts ~= nil then
-    if type(opts) ~= "table" then error("save: expected an options table, got " .. type(opts), 2) end
-    for k in pairs(opts) do
-      if k ~= "metadata" then error(string.format("save: unknown option '%s'", tostring(k)), 2) end
-    end
-  end
+  require("cnn.util").check_options("save", opts, {metadata = true}, 2)
   local mt = getmetatable(tbl)
   if type(tbl) == "table" and type(mt) == "table" and rawget(mt, "__cnn_module") then
     error("save: expected a table of named tensors, got a module: pass model:state_dict() to save its weights", 2)

@@ -11,26 +11,17 @@
 -- In a cnn.distributed job of several ranks, every rank trains (the model wrapped in
 -- dist.DataParallel, the loaders sharded), the metrics are summed across ranks, and only rank 0
 -- prints and writes files.
-local lfs = require "lfs"
+local util = require "cnn.util"
 
 local trainer = {}
 
 -- `cnn` requires this file while it loads, so the module table is fetched on use
 local function C() return require "cnn" end
 
--- mkdir -p, with lfs
+-- mkdir -p (cnn.util), raising the error
 local function mkdir_p(dir)
-  local path = dir:sub(1, 1) == "/" and "/" or ""
-  for part in dir:gmatch("[^/]+") do
-    path = path .. part
-    if lfs.attributes(path, "mode") == nil then
-      local ok, err = lfs.mkdir(path)
-      if not ok and lfs.attributes(path, "mode") ~= "directory" then
-        error(string.format("cannot create the folder %s: %s", path, err), 0)
-      end
-    end
-    path = path .. "/"
-  end
+  local ok, err = util.mkdir_p(dir)
+  if not ok then error(err, 0) end
 end
 
 local function dirname(path)
@@ -45,11 +36,7 @@ end
 --- where it left its traces); else runs/PREFIX-YYYYmmdd-HHMMSS.
 function trainer.out_dir(o)
   if type(o) ~= "table" then error("trainer.out_dir: expected a table {out=, resume=, prefix=, create=}", 2) end
-  for k in pairs(o) do
-    if k ~= "out" and k ~= "resume" and k ~= "prefix" and k ~= "create" then
-      error("trainer.out_dir: unknown option '" .. tostring(k) .. "'", 2)
-    end
-  end
+  util.check_options("trainer.out_dir", o, {out = true, resume = true, prefix = true, create = true}, 2)
   local out = o.out or (o.resume and dirname(o.resume)) or os.date("runs/" .. (o.prefix or "run") .. "-%Y%m%d-%H%M%S")
   if o.create ~= false then
     local ok, err = pcall(mkdir_p, out)

@@ -4,10 +4,11 @@
 -- tour.lua's shopping example (its gradients and the graph it prints) and visualize.lua (its
 -- saliency map and Grad-CAM against the same quantities computed here without hooks).
 local cnn = require "cnn"
+local H = dofile("tests/lua/helpers.lua")
 
 local CNNLUA = assert(os.getenv("CNNLUA"), "CNNLUA must point at the cnnlua binary (ctest sets it)")
 
-local function sh_quote(s) return "'" .. s:gsub("'", "'\\''") .. "'" end
+local sh_quote = H.sh_quote
 
 local function run(script, args)
   local cmd = sh_quote(CNNLUA) .. " examples/" .. script .. " " .. args .. " 2>&1"
@@ -46,13 +47,13 @@ local tmp
 setup(function()
   tmp = os.tmpname()
   os.remove(tmp)
-  assert(os.execute("mkdir -p " .. sh_quote(tmp .. "/mnist")))
+  H.mkdir_p(tmp .. "/mnist")
   write_idx(tmp .. "/mnist", "train", 96)
   write_idx(tmp .. "/mnist", "t10k", 40)
 end)
 
 teardown(function()
-  os.execute("rm -rf " .. sh_quote(tmp))
+  H.rmdir(tmp)
 end)
 
 local function read_csv(path)

@@ -101,15 +101,24 @@ function H.assert_usable()
 end
 
 -- Scratch files for the specs that read and write files: a fresh empty directory (remove it with
--- H.rmdir), and whole-file binary writes and reads that raise on failure.
+-- H.rmdir), folders made with their parents (H.mkdir_p), and whole-file binary writes and reads
+-- that raise on failure. Files go through cnn.util (lua-filesystem), never through a shell.
 function H.tmpdir()
   local d = os.tmpname()
   os.remove(d)
-  assert(os.execute("mkdir '" .. d .. "'"))
+  assert(cnn.util.mkdir_p(d))
   return d
 end
 
-function H.rmdir(d) os.execute("rm -rf '" .. d .. "'") end
+function H.rmdir(d) assert(cnn.util.remove_tree(d)) end
+
+function H.mkdir_p(...)
+  for _, d in ipairs {...} do assert(cnn.util.mkdir_p(d)) end
+  return true
+end
+
+-- A string quoted for a POSIX shell, for the specs that start cnnlua or mpirun as a user would.
+function H.sh_quote(s) return "'" .. s:gsub("'", "'\\''") .. "'" end
 
 function H.write_bytes(path, s)
   local f = assert(io.open(path, "wb"))

@@ -3,13 +3,14 @@
 -- Ctrl-C, per-trial seeds, ASHA's pruning, emitted commands and their merge. Objectives are cheap
 -- functions of the params (no training), so every search takes a second or two.
 local cnn = require "cnn"
+local H = dofile("tests/lua/helpers.lua")
 local hp = require "cnn.hpsearch"
 local space = require "cnn.hpsearch.space"
 local dkjson = require "dkjson"
 
 local CNNLUA = assert(os.getenv("CNNLUA"), "CNNLUA must point at the cnnlua binary (ctest sets it)")
 
-local function sh_quote(s) return "'" .. s:gsub("'", "'\\''") .. "'" end
+local sh_quote = H.sh_quote
 
 local function write(path, text)
   local f = assert(io.open(path, "w"))
@@ -37,11 +38,11 @@ local tmp
 setup(function()
   tmp = os.tmpname()
   os.remove(tmp)
-  assert(os.execute("mkdir -p " .. sh_quote(tmp)))
+  H.mkdir_p(tmp)
 end)
 
 teardown(function()
-  os.execute("rm -rf " .. sh_quote(tmp))
+  H.rmdir(tmp)
 end)
 
 -- Scripts share this prelude: RESULT prints the search's result as one JSON line.
@@ -686,7 +687,7 @@ describe("examples/hparam_search.lua", function()
 
   it("runs a small search in two workers and writes the table, log, CSV and PNG", function()
     local data, out = tmp .. "/mnist", tmp .. "/example"
-    assert(os.execute("mkdir -p " .. sh_quote(data)))
+    H.mkdir_p(data)
     write_split(data, "train", 256)
     write_split(data, "t10k", 100)
     local p = assert(io.popen(sh_quote(CNNLUA) .. " examples/hparam_search.lua --data " .. sh_quote(data) ..

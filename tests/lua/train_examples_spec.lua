@@ -7,7 +7,7 @@ local cifar10 = cnn.data.cifar10 or require "cnn.datasets.cifar10" -- data.cifar
 
 local CNNLUA = assert(os.getenv("CNNLUA"), "CNNLUA must point at the cnnlua binary (ctest sets it)")
 
-local function sh_quote(s) return "'" .. s:gsub("'", "'\\''") .. "'" end
+local sh_quote = H.sh_quote
 
 local function run(script, args)
   local cmd = sh_quote(CNNLUA) .. " examples/" .. script .. " " .. args .. " 2>&1"
@@ -65,7 +65,7 @@ local tmp
 setup(function()
   tmp = os.tmpname()
   os.remove(tmp)
-  assert(os.execute("mkdir -p " .. sh_quote(tmp .. "/cifar") .. " " .. sh_quote(tmp .. "/fashion")))
+  H.mkdir_p(tmp .. "/cifar", tmp .. "/fashion")
   for f = 1, 5 do write_cifar(string.format("%s/cifar/data_batch_%d.bin", tmp, f), f, 13) end -- 65 images
   write_cifar(tmp .. "/cifar/test_batch.bin", 6, 32)
   write_idx(tmp .. "/fashion", "train", 100)
@@ -73,7 +73,7 @@ setup(function()
   -- an ImageFolder: 2 classes x 4 PNGs of 32x32 (reddish and bluish)
   cnn.manual_seed(3)
   for ci, cname in ipairs {"blue", "red"} do
-    assert(os.execute("mkdir -p " .. sh_quote(tmp .. "/folder/" .. cname)))
+    H.mkdir_p(tmp .. "/folder/" .. cname)
     for i = 1, 4 do
       local img = cnn.rand(3, 32, 32) * 0.3
       img[ci == 1 and 3 or 1]:add_(0.6)
@@ -83,7 +83,7 @@ setup(function()
 end)
 
 teardown(function()
-  os.execute("rm -rf " .. sh_quote(tmp))
+  H.rmdir(tmp)
 end)
 
 local function last_accuracy(out)
@@ -169,14 +169,14 @@ describe("data.cifar10", function()
 
   it("finds the files in a cifar-10-batches-bin sub-folder", function()
     local d = tmp .. "/nested"
-    assert(os.execute("mkdir -p " .. sh_quote(d .. "/cifar-10-batches-bin")))
+    H.mkdir_p(d .. "/cifar-10-batches-bin")
     write_cifar(d .. "/cifar-10-batches-bin/test_batch.bin", 1, 2)
     assert.are.equal(2, #cifar10(d, "test"))
   end)
 
   it("names the file and the problem on bad input", function()
     local d = tmp .. "/bad"
-    assert(os.execute("mkdir -p " .. sh_quote(d)))
+    H.mkdir_p(d)
     local ok, err = pcall(cifar10, d, "test")
     assert.is_false(ok)
     assert.truthy(err:find("test_batch.bin not found", 1, true), err)
@@ -307,7 +307,7 @@ describe("finetune_resnet18.lua on photos", function()
     local files = {a = {"rgb_420.jpg", "progressive.jpg", "cmyk.jpg", "exif_6.jpg", "rgb_411.jpg"},
                    b = {"rgb_444.jpg", "gray.jpg", "arithmetic.jpg", "exif_6.png", "rgb_440.jpg"}}
     for class, list in pairs(files) do
-      assert(os.execute("mkdir -p " .. sh_quote(dir .. "/" .. class)))
+      H.mkdir_p(dir .. "/" .. class)
       for i, f in ipairs(list) do
         H.write_bytes(string.format("%s/%s/%d_%s", dir, class, i, f), H.read_bytes(photos .. f))
       end

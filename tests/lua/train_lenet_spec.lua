@@ -5,7 +5,7 @@ local H = dofile("tests/lua/helpers.lua")
 
 local CNNLUA = assert(os.getenv("CNNLUA"), "CNNLUA must point at the cnnlua binary (ctest sets it)")
 
-local function sh_quote(s) return "'" .. s:gsub("'", "'\\''") .. "'" end
+local sh_quote = H.sh_quote
 
 local function run(args)
   local cmd = sh_quote(CNNLUA) .. " examples/train_lenet.lua " .. args .. " 2>&1"
@@ -44,13 +44,13 @@ local tmp
 setup(function()
   tmp = os.tmpname()
   os.remove(tmp)
-  assert(os.execute("mkdir -p " .. sh_quote(tmp .. "/data")))
+  H.mkdir_p(tmp .. "/data")
   write_split(tmp .. "/data", "train", 512, 11)
   write_split(tmp .. "/data", "t10k", 200, 12)
 end)
 
 teardown(function()
-  os.execute("rm -rf " .. sh_quote(tmp))
+  H.rmdir(tmp)
 end)
 
 local common = "--epochs 3 --batch-size 32 --lr 0.05 --threads 1 --seed 5"

@@ -10,18 +10,6 @@ local M = {}
 
 local function exists(p) return require("cnn.core").io.file_kind(p) ~= nil end
 
-local lfs = require "lfs"
-
--- mkdir -p, with lfs
-local function mkdir_p(dir)
-  local path = dir:sub(1, 1) == "/" and "/" or ""
-  for part in dir:gmatch("[^/]+") do
-    path = path .. part
-    if lfs.attributes(path, "mode") == nil then assert(lfs.mkdir(path)) end
-    path = path .. "/"
-  end
-end
-
 --- folders.photo_transforms(size, {normalize=true}) -> train_transform, test_transform: ImageNet-style
 --- transforms to size x size. Training: random_resized_crop(size) and random_hflip(); testing:
 --- resize to size * 256 / 224 (the shorter side) and center_crop(size). Both end with normalize by
@@ -42,7 +30,7 @@ function M.shapes(dir, size)
   local r = cnn.arange(size):float():view(size, 1)
   local c = cnn.arange(size):float():view(1, size)
   for k, name in ipairs(names) do
-    mkdir_p(dir .. "/" .. name)
+    assert(cnn.util.mkdir_p(dir .. "/" .. name))
     for i = 1, 8 do
       local img = cnn.rand(3, size, size) * 0.2
       local s = size // 4
@@ -101,14 +89,7 @@ end
 --- folders.remove(dir): deletes dir and everything in it (rm -r; symbolic links are removed, never
 --- followed).
 function M.remove(dir)
-  if lfs.symlinkattributes(dir, "mode") == "directory" then
-    for name in lfs.dir(dir) do
-      if name ~= "." and name ~= ".." then M.remove(dir .. "/" .. name) end
-    end
-    assert(lfs.rmdir(dir))
-  elseif lfs.symlinkattributes(dir, "mode") ~= nil then
-    assert(os.remove(dir))
-  end
+  assert(cnn.util.remove_tree(dir))
 end
 
 return M

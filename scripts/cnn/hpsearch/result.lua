@@ -201,13 +201,7 @@ local STATUS_LOOK = { -- marker and colour of each status in the plot (cnn.plot.
 --- extension of path) and returns the image and the layout (cnn.plot.panels', with the title).
 function Result:plot(path, opts)
   if type(path) ~= "string" then error("result:plot: path must be a string, got " .. type(path), 2) end
-  opts = opts or {}
-  if type(opts) ~= "table" then error("result:plot: expected an options table, got " .. type(opts), 2) end
-  for k in pairs(opts) do
-    if k ~= "width" and k ~= "height" and k ~= "cols" then
-      error("result:plot: unknown option '" .. tostring(k) .. "'", 2)
-    end
-  end
+  opts = require("cnn.util").check_options("result:plot", opts, {width = true, height = true, cols = true}, 2)
   -- every finished trial: ok first (drawn under the others), then pruned, then failed
   local shown, counts = {}, {}
   for _, st in ipairs{"ok", "pruned", "nan", "failed"} do

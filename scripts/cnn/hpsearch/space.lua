@@ -48,10 +48,7 @@ space.MAX_GRID_POINTS = 1000000 -- per parameter
 
 local function opts_n(fn, opts)
   if opts == nil then return nil end
-  if type(opts) ~= "table" then error(fn .. ": expected an options table {n=}, got " .. type(opts), 3) end
-  for k in pairs(opts) do
-    if k ~= "n" then error(fn .. ": unknown option '" .. tostring(k) .. "'", 3) end
-  end
+  require("cnn.util").check_options(fn, opts, {n = true}, 3)
   local n = opts.n
   if n ~= nil and (not is_int(n) or n < 1) then
     error(fn .. ": n (grid points) must be a positive integer, got " .. tostring(n), 3)

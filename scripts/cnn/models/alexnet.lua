@@ -73,11 +73,7 @@ end
 local known = {num_classes = true, in_channels = true}
 
 local function options(fn, opts, default_classes)
-  opts = opts or {}
-  if type(opts) ~= "table" then error(fn .. ": expected an options table, got " .. type(opts), 3) end
-  for k in pairs(opts) do
-    if not known[k] then error(fn .. ": unknown option '" .. tostring(k) .. "'", 3) end
-  end
+  opts = require("cnn.util").check_options(fn, opts, known, 3)
   local classes, channels = opts.num_classes or default_classes, opts.in_channels or 3
   if math.type(classes) ~= "integer" or classes < 1 then
     error(fn .. ": num_classes must be a positive integer, got " .. tostring(classes), 3)

@@ -160,12 +160,8 @@ local DEFAULTS = {num_classes = 1000, aux_logits = false, transform_input = fals
 --- returns the logits, then the aux1 and aux2 heads' logits (torchvision's positions). Set
 --- transform_input for torchvision's pretrained weights (trained on inputs scaled to [-1, 1]).
 function M.googlenet(opts)
-  opts = opts or {}
-  if type(opts) ~= "table" then error("googlenet: expected an options table, got " .. type(opts), 2) end
+  opts = require("cnn.util").check_options("googlenet", opts, DEFAULTS, 2)
   local o = {}
-  for k in pairs(opts) do
-    if DEFAULTS[k] == nil then error("googlenet: unknown option '" .. tostring(k) .. "'", 2) end
-  end
   for k, v in pairs(DEFAULTS) do
     if opts[k] == nil then o[k] = v else o[k] = opts[k] end
   end

@@ -31,11 +31,7 @@ local known = {num_classes = true, in_channels = true}
 --- The first convolution pads by 2 so 28x28 inputs see the paper's 32x32 geometry. Modules
 --- `features` (two conv, ReLU, pool stages) and `classifier` (400 -> 120 -> 84 -> num_classes).
 function M.lenet5(opts)
-  opts = opts or {}
-  if type(opts) ~= "table" then error("lenet5: expected an options table", 2) end
-  for k in pairs(opts) do
-    if not known[k] then error("lenet5: unknown option '" .. tostring(k) .. "'", 2) end
-  end
+  opts = require("cnn.util").check_options("lenet5", opts, known, 2)
   local classes, channels = opts.num_classes or 10, opts.in_channels or 1
   if math.type(classes) ~= "integer" or classes < 1 then error("lenet5: num_classes must be a positive integer", 2) end
   if math.type(channels) ~= "integer" or channels < 1 then

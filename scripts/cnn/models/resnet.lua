@@ -275,11 +275,7 @@ end
 -- ---- constructors ------------------------------------------------------------------------------
 
 local function check_options(fn, opts, known)
-  opts = opts or {}
-  if type(opts) ~= "table" then error(fn .. ": expected an options table, got " .. type(opts), 3) end
-  for k in pairs(opts) do
-    if not known[k] then error(fn .. ": unknown option '" .. tostring(k) .. "'", 3) end
-  end
+  opts = require("cnn.util").check_options(fn, opts, known, 3)
   local classes, channels = opts.num_classes, opts.in_channels or 3
   if classes ~= nil and (math.type(classes) ~= "integer" or classes < 1) then
     error(fn .. ": num_classes must be a positive integer, got " .. tostring(classes), 3)

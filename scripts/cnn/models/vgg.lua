@@ -85,11 +85,7 @@ function VGG:forward(x)
 end
 
 local function options(fn, opts, defaults)
-  opts = opts or {}
-  if type(opts) ~= "table" then error(fn .. ": expected an options table, got " .. type(opts), 3) end
-  for k in pairs(opts) do
-    if defaults[k] == nil then error(fn .. ": unknown option '" .. tostring(k) .. "'", 3) end
-  end
+  opts = require("cnn.util").check_options(fn, opts, defaults, 3)
   local o = {}
   for k, v in pairs(defaults) do
     if opts[k] == nil then o[k] = v else o[k] = opts[k] end

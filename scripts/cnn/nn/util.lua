@@ -2,14 +2,11 @@
 -- Python-style number formatting the module reprs need. Requires only cnn.core (cnn.nn is loaded
 -- while the `cnn` table itself is still being built).
 local core = require "cnn.core"
+local util = require "cnn.util"
 
 local U = {}
 
-local tensor_mt = getmetatable(core.zeros(0))
-
-function U.is_tensor(x)
-  return type(x) == "userdata" and getmetatable(x) == tensor_mt
-end
+U.is_tensor = util.is_tensor
 
 --- Raises "fn: message" (no position prefix: the errors of the C half carry none either).
 function U.fail(fn, fmt, ...)
@@ -39,16 +36,9 @@ function U.new_param(who, what, ...)
   return t:requires_grad_()
 end
 
---- Checks an options table against `known` (a set of names); nil gives {}.
+--- Checks an options table against `known` (a set of names); nil gives {}. No position (as U.fail).
 function U.options(fn, opts, known)
-  if opts == nil then return {} end
-  if type(opts) ~= "table" or U.is_tensor(opts) then
-    U.fail(fn, "expected an options table, got %s", U.is_tensor(opts) and "a tensor" or type(opts))
-  end
-  for k in pairs(opts) do
-    if not known[k] then U.fail(fn, "unknown option '%s'", tostring(k)) end
-  end
-  return opts
+  return (util.check_options(fn, opts, known, 0)) -- not a tail call, which would shift the levels
 end
 
 --- Runs fn(...) with gradient recording off (cnn.no_grad, which lives in the `cnn` table).

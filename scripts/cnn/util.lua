@@ -1,0 +1,112 @@
+--- module cnn.util
+--- Helpers the library's Lua half shares, one of each: option checking, files and folders.
+--- The tensor test is a C check that allocates nothing; file writes are atomic; folders are made,
+--- listed and removed through lua-filesystem (lfs), never through shell strings. Requires only
+--- cnn.core and lfs, so every module can use it while the `cnn` table is being built.
+local core = require "cnn.core"
+local lfs = require "lfs"
+
+local util = {}
+
+util.is_tensor = core.is_tensor -- documented with the binding (bindings/core/lfactory.c)
+
+--- cnn.util.check_options(fn, opts, known, level=1) -> opts
+--- The options table opts (an empty one for nil), checked against the keys of known.
+--- known maps each accepted key to anything but nil (`{stride = true}`, or a table of defaults).
+--- The error names fn ("fn: unknown option 'strid'") and is raised at `level` as error() counts it
+--- from the function calling check_options (1: that function's line; 2: its caller's; 0: no position).
+function util.check_options(fn, opts, known, level)
+  level = level or 1
+  local at = level == 0 and 0 or level + 1
+  if opts == nil then return {} end
+  if type(opts) ~= "table" then
+    error(string.format("%s: expected an options table, got %s", fn, util.is_tensor(opts) and "a tensor" or type(opts)),
+      at)
+  end
+  for k in pairs(opts) do
+    if known[k] == nil then error(string.format("%s: unknown option '%s'", fn, tostring(k)), at) end
+  end
+  return opts
+end
+
+local writes = 0
+
+--- cnn.util.write_file(path, data) -> true | nil, message
+--- Writes the string data to path atomically, through a temporary file renamed over path.
+--- A reader never sees half a file, and a failed write leaves the old file in place.
+function util.write_file(path, data)
+  writes = writes + 1 -- the pid and a count name the temporary file: no draw from math.random
+  local tmp = string.format("%s.tmp.%d.%d", path, core.process.pid(), writes)
+  local f, err = io.open(tmp, "wb")
+  if not f then return nil, err end
+  local ok, werr = f:write(data)
+  local closed, cerr = f:close()
+  if not ok or not closed then
+    os.remove(tmp)
+    return nil, werr or cerr
+  end
+  local renamed, rerr = os.rename(tmp, path)
+  if not renamed then
+    os.remove(tmp)
+    return nil, rerr
+  end
+  return true
+end
+
+--- cnn.util.is_dir(path) -> boolean
+--- Whether path names a folder (following symbolic links).
+function util.is_dir(path)
+  return lfs.attributes(path, "mode") == "directory"
+end
+
+--- cnn.util.mkdir_p(dir) -> true | nil, message
+--- Makes the folder dir and any missing parents (mkdir -p); a folder that exists already is fine.
+function util.mkdir_p(dir)
+  local path = dir:sub(1, 1) == "/" and "/" or ""
+  for part in dir:gmatch("[^/]+") do
+    path = path .. part
+    if not util.is_dir(path) then
+      local ok, err = lfs.mkdir(path)
+      if not ok and not util.is_dir(path) then return nil, string.format("cannot create %s: %s", path, err) end
+    end
+    path = path .. "/"
+  end
+  return true
+end
+
+--- cnn.util.list_dir(dir) -> names | nil, message
+--- The names in the folder dir (not "." and ".."), sorted.
+function util.list_dir(dir)
+  local ok, iter, state = pcall(lfs.dir, dir)
+  if not ok then return nil, tostring(iter) end
+  local names = {}
+  for name in iter, state do
+    if name ~= "." and name ~= ".." then names[#names + 1] = name end
+  end
+  table.sort(names)
+  return names
+end
+
+--- cnn.util.remove_tree(path) -> true | nil, message
+--- Removes path, a file or a folder with everything in it (rm -rf).
+--- Symbolic links are removed, never followed. A path that does not exist is fine.
+function util.remove_tree(path)
+  local mode = lfs.symlinkattributes(path, "mode")
+  if mode == nil then return true end
+  if mode == "directory" then
+    local names, err = util.list_dir(path)
+    if not names then return nil, err end
+    for _, name in ipairs(names) do
+      local ok, rerr = util.remove_tree(path .. "/" .. name)
+      if not ok then return nil, rerr end
+    end
+    local ok, rerr = lfs.rmdir(path)
+    if not ok then return nil, string.format("cannot remove %s: %s", path, rerr) end
+    return true
+  end
+  local ok, rerr = os.remove(path)
+  if not ok then return nil, rerr end
+  return true
+end
+
+return util

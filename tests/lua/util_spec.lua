@@ -1,0 +1,102 @@
+-- cnn.util: the tensor test, option checking, atomic writes and the filesystem helpers (through
+-- lua-filesystem). Expected values are the files and folders the calls leave, listed by hand.
+local cnn = require "cnn"
+local H = dofile("tests/lua/helpers.lua")
+local util = cnn.util
+
+describe("cnn.util.is_tensor", function()
+  it("tells tensors (closed ones too) from everything else", function()
+    local closed
+    do
+      local t <close> = cnn.zeros(2)
+      assert.is_true(util.is_tensor(t))
+      assert.is_true(cnn.is_tensor(t))
+      closed = t
+    end
+    assert.is_true(util.is_tensor(closed))
+    for _, v in ipairs {1, "x", {}, true, io.stdout, print} do assert.is_false(util.is_tensor(v)) end
+    assert.is_false(util.is_tensor(nil))
+  end)
+
+  it("allocates nothing", function()
+    local x = cnn.ones(1)
+    collectgarbage("stop")
+    local before = collectgarbage("count")
+    for _ = 1, 10000 do util.is_tensor(x) end
+    local grown = collectgarbage("count") - before
+    collectgarbage("restart")
+    assert.is_true(grown < 1, "grew by " .. grown .. " KB") -- a tensor per call would be megabytes
+  end)
+end)
+
+describe("cnn.util.check_options", function()
+  it("returns the table, or a fresh one for nil", function()
+    local o = {a = 1}
+    assert.are.equal(o, util.check_options("f", o, {a = true, b = true}))
+    assert.are.same({}, util.check_options("f", nil, {a = true}))
+  end)
+
+  it("names the function and the key, at the level asked", function()
+    local function api(opts)
+      local o = util.check_options("api", opts, {stride = 0}, 2)
+      return o
+    end
+    local ok, msg = pcall(function()
+      api({strid = 1}) -- the line the error names (api's caller's)
+    end)
+    assert.is_false(ok)
+    local line = debug.getinfo(1, "l").currentline - 3
+    assert.are.equal("util_spec.lua:" .. line .. ": api: unknown option 'strid'", msg:match("util_spec%.lua:.*"))
+    local _, msg2 = pcall(util.check_options, "g", 5, {}, 0)
+    assert.are.equal("g: expected an options table, got number", msg2) -- level 0: no position
+    local _, msg3 = pcall(util.check_options, "g", cnn.zeros(1), {}, 0)
+    assert.are.equal("g: expected an options table, got a tensor", msg3)
+  end)
+end)
+
+describe("cnn.util files and folders", function()
+  local tmp
+  before_each(function() tmp = H.tmpdir() end)
+  after_each(function() util.remove_tree(tmp) end)
+
+  it("mkdir_p makes the missing parents and accepts a folder that exists", function()
+    assert.is_true(util.mkdir_p(tmp .. "/a/b/c"))
+    assert.is_true(util.mkdir_p(tmp .. "/a/b/c"))
+    assert.is_true(util.is_dir(tmp .. "/a/b/c"))
+    H.write_bytes(tmp .. "/file", "x")
+    local ok, err = util.mkdir_p(tmp .. "/file/sub")
+    assert.is_nil(ok)
+    assert.truthy(err:find("cannot create", 1, true))
+  end)
+
+  it("list_dir gives the sorted names without . and ..", function()
+    util.mkdir_p(tmp .. "/b")
+    H.write_bytes(tmp .. "/c.txt", "")
+    H.write_bytes(tmp .. "/a.txt", "")
+    assert.are.same({"a.txt", "b", "c.txt"}, util.list_dir(tmp))
+    assert.is_nil((util.list_dir(tmp .. "/nowhere")))
+  end)
+
+  it("remove_tree removes a whole tree and leaves what a link points to", function()
+    util.mkdir_p(tmp .. "/keep")
+    H.write_bytes(tmp .. "/keep/k", "k")
+    util.mkdir_p(tmp .. "/t/u")
+    H.write_bytes(tmp .. "/t/u/f", "f")
+    assert.is_true(os.execute("ln -s " .. H.sh_quote(tmp .. "/keep") .. " " .. H.sh_quote(tmp .. "/t/link")))
+    assert.is_true(util.remove_tree(tmp .. "/t"))
+    assert.is_false(util.is_dir(tmp .. "/t"))
+    assert.are.equal("k", H.read_bytes(tmp .. "/keep/k"))
+    assert.is_true(util.remove_tree(tmp .. "/t")) -- gone already: fine
+  end)
+
+  it("write_file replaces a file whole and leaves no temporary behind", function()
+    local p = tmp .. "/out.txt"
+    assert.is_true(util.write_file(p, "first"))
+    assert.is_true(util.write_file(p, "second"))
+    assert.are.equal("second", H.read_bytes(p))
+    assert.are.same({"out.txt"}, util.list_dir(tmp))
+    local ok, err = util.write_file(tmp .. "/no/such/dir/x", "y")
+    assert.is_nil(ok)
+    assert.is_string(err)
+  end)
+end)
