@@ -251,24 +251,16 @@ int luaopen_cnn_core(lua_State *L) {
   lcnn_open_conv(L, lua_gettop(L));
   lcnn_open_functional(L, lua_gettop(L));
   lua_setfield(L, module, "F");
-  lua_newtable(L);
-  lcnn_open_optim(L, lua_gettop(L));
-  lua_setfield(L, module, "optim_kernels");
-  lua_newtable(L);
-  lcnn_open_io(L, lua_gettop(L));
-  lua_setfield(L, module, "io");
-  lua_newtable(L);
-  lcnn_open_data(L, lua_gettop(L));
-  lua_setfield(L, module, "data");
-  lua_newtable(L);
-  lcnn_open_canvas(L, lua_gettop(L));
-  lua_setfield(L, module, "canvas");
-  lua_newtable(L);
-  lcnn_open_dist(L, lua_gettop(L));
-  lua_setfield(L, module, "dist");
-  lua_newtable(L);
-  lcnn_open_process(L, lua_gettop(L));
-  lua_setfield(L, module, "process");
+  static const struct {
+    const char *name;
+    void (*open)(lua_State *L, int tbl);
+  } parts[] = {{"optim_kernels", lcnn_open_optim}, {"io", lcnn_open_io},     {"data", lcnn_open_data},
+               {"canvas", lcnn_open_canvas},       {"dist", lcnn_open_dist}, {"process", lcnn_open_process}};
+  for (size_t i = 0; i < sizeof parts / sizeof parts[0]; i++) { /* each a sub-table of the module */
+    lua_newtable(L);
+    parts[i].open(L, lua_gettop(L));
+    lua_setfield(L, module, parts[i].name);
+  }
   lua_pushcfunction(L, memory_stats);
   lua_setfield(L, module, "memory_stats");
   lua_pushcfunction(L, wall_time);

@@ -219,10 +219,21 @@ static class_loss_state class_loss_state_of(const class_plan *p, const cnn_class
   return st;
 }
 
-static cnn_class_target saved_target(const class_loss_state *st, const cnn_tensor *labels, const cnn_tensor *weight) {
-  cnn_class_target t = {cnn_tensor_i64(labels), st->has_ignore, st->ignore_index,
-                        weight ? cnn_tensor_f32(weight) : NULL};
-  return t;
+/* What both backwards hand their kernel: the saved targets and each item's output gradient. */
+typedef struct class_grad {
+  cnn_class_target t;
+  const float *gitem;
+  int64_t gstride;
+  float gscale;
+} class_grad;
+
+static class_grad class_grad_of(const class_loss_state *st, const cnn_tensor *labels, const cnn_tensor *weight,
+                                const cnn_tensor *g) {
+  class_grad c;
+  c.t = (cnn_class_target){cnn_tensor_i64(labels), st->has_ignore, st->ignore_index,
+                           weight ? cnn_tensor_f32(weight) : NULL};
+  item_coef(st->reduction, st->denom, g, &c.gitem, &c.gstride, &c.gscale);
+  return c;
 }
 
 /* saved: logits (contiguous), stats (items, 2), labels, weight or NULL */
@@ -235,13 +246,9 @@ static int cross_entropy_backward(cnn_node *n, cnn_tensor *const *gout, cnn_tens
   cnn_tensor *g = cnn_tensor_contiguous(gout[0]), *gx = g ? cnn_tensor_empty_like(x) : NULL;
   if (gx) {
     const class_loss_state *st = cnn_ag_state(n);
-    cnn_class_target t = saved_target(st, labels, weight);
-    const float *gitem;
-    int64_t gstride;
-    float gscale;
-    item_coef(st->reduction, st->denom, g, &gitem, &gstride, &gscale);
-    cnn_loss_cross_entropy_backward(cnn_tensor_f32(x), cnn_tensor_f32(stats), &t, st->label_smoothing, st->outer, st->C,
-                                    st->inner, gitem, gstride, gscale, cnn_tensor_f32(gx));
+    class_grad c = class_grad_of(st, labels, weight, g);
+    cnn_loss_cross_entropy_backward(cnn_tensor_f32(x), cnn_tensor_f32(stats), &c.t, st->label_smoothing, st->outer,
+                                    st->C, st->inner, c.gitem, c.gstride, c.gscale, cnn_tensor_f32(gx));
   }
   cnn_tensor_release(g);
   gin[0] = gx;
@@ -291,12 +298,8 @@ static int nll_backward(cnn_node *n, cnn_tensor *const *gout, cnn_tensor **gin) 
   cnn_tensor *gx = g ? cnn_tensor_empty(CNN_FLOAT32, n->edges[0].ndim, n->edges[0].size) : NULL;
   if (gx) {
     const class_loss_state *st = cnn_ag_state(n);
-    cnn_class_target t = saved_target(st, labels, weight);
-    const float *gitem;
-    int64_t gstride;
-    float gscale;
-    item_coef(st->reduction, st->denom, g, &gitem, &gstride, &gscale);
-    cnn_loss_nll_backward(&t, st->outer, st->C, st->inner, gitem, gstride, gscale, cnn_tensor_f32(gx));
+    class_grad c = class_grad_of(st, labels, weight, g);
+    cnn_loss_nll_backward(&c.t, st->outer, st->C, st->inner, c.gitem, c.gstride, c.gscale, cnn_tensor_f32(gx));
   }
   cnn_tensor_release(g);
   gin[0] = gx;
