@@ -20,12 +20,6 @@ static int check_input(const cnn_tensor *x, int64_t *planes) {
   return 0;
 }
 
-/* Max and adaptive pooling take float32 only, as PyTorch's (integers: "not implemented"). */
-static int need_float(const cnn_tensor *x) {
-  if (x->dtype != CNN_FLOAT32) return cnn_error_set("expected a float32 input, got %s", cnn_dtype_name(x->dtype));
-  return 0;
-}
-
 int cnn_pool2d_check(const cnn_tensor *x, const cnn_pool2d_params *p, int64_t out_hw[2]) {
   int64_t planes;
   if (check_input(x, &planes)) return -1;
@@ -85,7 +79,8 @@ static cnn_pool2d_shape shape_of(const cnn_tensor *x, int64_t oh, int64_t ow) {
 int cnn_pool_max2d_forward(const cnn_tensor *x, const cnn_pool2d_params *p, cnn_tensor **y, cnn_tensor **indices) {
   *y = NULL, *indices = NULL;
   int64_t ohw[2], P;
-  if (cnn_pool2d_check(x, p, ohw) || check_input(x, &P) || need_float(x)) return -1;
+  /* Max and adaptive pooling take float32 only, as PyTorch's (integers: "not implemented"). */
+  if (cnn_pool2d_check(x, p, ohw) || check_input(x, &P) || cnn_tensor_need_float(x, "input")) return -1;
   cnn_tensor *xc = cnn_tensor_contiguous(x);
   cnn_tensor *ry = xc ? new_plane_tensor(x, x->ndim, CNN_FLOAT32, ohw[0], ohw[1], false) : NULL;
   cnn_tensor *ri = ry ? new_plane_tensor(x, x->ndim, CNN_INT64, ohw[0], ohw[1], false) : NULL;
@@ -147,7 +142,7 @@ cnn_tensor *cnn_pool_avg2d_backward(const cnn_tensor *gy, const cnn_pool2d_param
 
 cnn_tensor *cnn_pool_adaptive_avg2d_forward(const cnn_tensor *x, int64_t oh, int64_t ow) {
   int64_t P;
-  if (check_input(x, &P) || need_float(x)) return NULL;
+  if (check_input(x, &P) || cnn_tensor_need_float(x, "input")) return NULL;
   if (oh < 0 || ow < 0)
     return cnn_error_set("output size must be non-negative, got (%lld, %lld)", (long long)oh, (long long)ow), NULL;
   cnn_tensor *xc = cnn_tensor_contiguous(x);
