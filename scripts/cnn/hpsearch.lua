@@ -20,6 +20,7 @@
 -- hpsearch/result.lua, the JSON lines hpsearch/json.lua.
 local core = require "cnn.core"
 local lfs = require "lfs"
+local util = require "cnn.util"
 local space = require "cnn.hpsearch.space"
 local json = require "cnn.hpsearch.json"
 local trial = require "cnn.hpsearch.trial"
@@ -61,19 +62,10 @@ local function dirname(path)
   return d == "" and "/" or d
 end
 
--- mkdir -p, with lfs
+-- mkdir -p (cnn.util), raising in hp.search's terms
 local function mkdir_p(dir)
-  local path = dir:sub(1, 1) == "/" and "/" or ""
-  for part in dir:gmatch("[^/]+") do
-    path = path .. part
-    if lfs.attributes(path, "mode") == nil then
-      local ok, err = lfs.mkdir(path)
-      if not ok and lfs.attributes(path, "mode") ~= "directory" then
-        fail("cannot create the folder %s: %s", path, err)
-      end
-    end
-    path = path .. "/"
-  end
+  local ok, err = util.mkdir_p(dir)
+  if not ok then fail("%s", err) end
 end
 
 -- ---------------------------------------------------------------------------------------------
@@ -515,7 +507,7 @@ end
 -- Files named by s.merge: a folder's *.jsonl, or the files a wildcard file name matches.
 local function merge_files(where)
   local dir, pattern
-  if lfs.attributes(where, "mode") == "directory" then
+  if util.is_dir(where) then
     dir, pattern = where, "%.jsonl$"
   else
     dir, pattern = dirname(where), glob_pattern(where:match("[^/]*$"))
@@ -523,7 +515,7 @@ local function merge_files(where)
   end
   local files = {}
   -- a folder with no records yet is fine; a folder or glob that names nothing is a mistake
-  if lfs.attributes(dir, "mode") ~= "directory" then fail("merge: %s: no such folder", dir) end
+  if not util.is_dir(dir) then fail("merge: %s: no such folder", dir) end
   for name in lfs.dir(dir) do
     local path = (dir == "." and not where:match("^%./") and where:find("/") == nil) and name or dir .. "/" .. name
     if name ~= "." and name ~= ".." and name:match(pattern) and lfs.attributes(path, "mode") == "file" then

@@ -150,12 +150,9 @@ end
 -- OUT/metrics.csv as the history has it (a resumed run starts from the checkpoint's rows, whatever
 -- the file held after them); written aside and renamed, so a reader never sees half of it.
 local function write_csv(out, history)
-  local path = out .. "/metrics.csv"
-  local f = assert(io.open(path .. ".tmp", "w"))
-  f:write(CSV_HEADER)
-  for _, r in ipairs(history) do f:write(csv_row(r)) end
-  f:close()
-  assert(os.rename(path .. ".tmp", path))
+  local rows = {CSV_HEADER}
+  for _, r in ipairs(history) do rows[#rows + 1] = csv_row(r) end
+  assert(util.write_file(out .. "/metrics.csv", table.concat(rows)))
 end
 
 -- One epoch's row at the end of OUT/metrics.csv, in one write.

@@ -115,16 +115,11 @@ function json.append(path, obj)
   f:close()
 end
 
---- json.write_atomic(path, obj): writes path.tmp and renames it over path, so a reader never sees
+--- json.write_atomic(path, obj): writes through cnn.util.write_file (renamed over path), so a reader never sees
 --- half a file.
 function json.write_atomic(path, obj)
-  local tmp = path .. ".tmp"
-  local f, err = io.open(tmp, "w")
-  if not f then error("hpsearch: cannot write " .. tostring(err), 0) end
-  f:write(json.encode(obj), "\n")
-  f:close()
-  local ok, rerr = os.rename(tmp, path)
-  if not ok then error("hpsearch: cannot rename " .. tostring(rerr), 0) end
+  local ok, err = require("cnn.util").write_file(path, json.encode(obj) .. "\n")
+  if not ok then error("hpsearch: cannot write " .. tostring(err), 0) end
 end
 
 return json
