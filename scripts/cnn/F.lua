@@ -162,4 +162,173 @@ function F.binary_cross_entropy_with_logits(input, target, opts)
   return reduce(fn, l, opts)
 end
 
+-- ---- issue 14, second part: more everyday ops composed from tensor ops --------------------------
+
+local autograd = require "cnn.autograd"
+
+local INV_SQRT2 = 1 / math.sqrt(2)
+local INV_SQRT_2PI = 1 / math.sqrt(2 * math.pi)
+
+-- Phi(x), the standard normal CDF, in float32 to ~1e-7: 0.5 erfc(|x| / sqrt 2) by Abramowitz and
+-- Stegun 7.1.26 (absolute error 1.5e-7), taken directly on the negative side so that its small
+-- values keep their relative precision.
+local function normal_cdf(x)
+  local a = x:abs() * INV_SQRT2
+  local t = 1 / (a * 0.3275911 + 1)
+  local poly = ((((t * 1.061405429 - 1.453152027) * t + 1.421413741) * t - 0.284496736) * t + 0.254829592) * t
+  local q = poly * (-(a * a)):exp() * 0.5
+  return core.where(x:ge(0), 1 - q, q)
+end
+
+local gelu_exact = autograd.Function {
+  name = "GeluBackward",
+  forward = function(ctx, x)
+    local cdf = normal_cdf(x)
+    ctx:save_for_backward(x, cdf)
+    return x * cdf
+  end,
+  backward = function(ctx, g)
+    local x, cdf = ctx.saved[1], ctx.saved[2]
+    return g * (cdf + x * (x * x * -0.5):exp() * INV_SQRT_2PI)
+  end,
+}
+
+--- cnn.F.gelu(x, {approximate="none"}) -> Tensor
+--- x * Phi(x), elementwise, Phi being the standard normal CDF.
+--- Phi is computed to ~1e-7, with its exact derivative in backward; approximate="tanh" is
+--- 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))), as PyTorch's.
+function F.gelu(x, opts)
+  check_tensor("gelu", x, 1)
+  local approx = opts and opts.approximate or "none"
+  if approx == "tanh" then
+    local inner = (x + x * x * x * 0.044715) * math.sqrt(2 / math.pi)
+    return x * 0.5 * (inner:tanh() + 1)
+  elseif approx ~= "none" then
+    error(string.format('gelu: approximate must be "none" or "tanh", got %s', tostring(approx)), 2)
+  end
+  if x:dtype() ~= "float32" then x = x:float() end
+  return gelu_exact(x)
+end
+
+local function check_dim(fn, x, d)
+  if math.type(d) ~= "integer" or d == 0 or d > x:dim() or d < -x:dim() then
+    error(string.format("%s: dim must be a nonzero integer within -%d..%d, got %s", fn, x:dim(), x:dim(),
+      tostring(d)), 3)
+  end
+  return d
+end
+
+--- cnn.F.logsumexp(x, dim, keepdim=false) -> Tensor
+--- log(sum(exp(x))) over dimension dim (1-based), computed stably.
+--- The maximum is taken out first; the same as x:logsumexp(dim, keepdim).
+function F.logsumexp(x, dim, keepdim)
+  check_tensor("logsumexp", x, 1)
+  dim = check_dim("logsumexp", x, dim)
+  local m = x:max(dim, true):detach()
+  m = m:masked_fill(m:isinf(), 0) -- all -inf (or an inf) along dim: no shift
+  local r = (x - m):exp():sum(dim, true):log() + m
+  if not keepdim then r = r:squeeze(dim) end
+  return r
+end
+
+--- t:logsumexp(dim, keepdim=false) -> Tensor
+--- log(sum(exp(t))) over dimension dim (1-based), computed stably (F.logsumexp).
+function core.Tensor.logsumexp(t, dim, keepdim) return F.logsumexp(t, dim, keepdim) end
+
+--- t:rsqrt() -> Tensor
+--- 1 / sqrt(t), elementwise (inf at 0, NaN below).
+function core.Tensor.rsqrt(t)
+  check_tensor("rsqrt", t, 1)
+  if t:dtype() ~= "float32" then t = t:float() end
+  return 1 / t:sqrt() -- not pow(-0.5): rsqrt(-0) is -inf
+end
+
+--- t:softmax(dim) -> Tensor
+--- Softmax along dimension dim, 1-based (F.softmax).
+function core.Tensor.softmax(t, dim) return F.softmax(t, dim) end
+
+--- t:log_softmax(dim) -> Tensor
+--- log(softmax(t)) along dimension dim, 1-based (F.log_softmax).
+function core.Tensor.log_softmax(t, dim) return F.log_softmax(t, dim) end
+
+-- x (..., n) normalised over its last dimension, biased variance, as layer and group norm do.
+local function normalize_last(x, eps)
+  local mu = x:mean(-1, true)
+  local var = x:var(-1, true, {unbiased = false})
+  return (x - mu) * (var + eps):pow(-0.5)
+end
+
+--- cnn.F.layer_norm(x, normalized_shape, weight=nil, bias=nil, eps=1e-5) -> Tensor
+--- x normalised over its trailing dimensions normalized_shape to zero mean and unit variance.
+--- normalized_shape is a size or a list of sizes, x's last ones; the variance is biased. The result
+--- is then scaled by weight and shifted by bias (each of shape normalized_shape) when given.
+function F.layer_norm(x, shape, weight, bias, eps)
+  check_tensor("layer_norm", x, 1)
+  if type(shape) == "number" then shape = {shape} end
+  if type(shape) ~= "table" or #shape == 0 then
+    error("layer_norm: normalized_shape must be a size or a non-empty list of sizes", 2)
+  end
+  local k, nd = #shape, x:dim()
+  local ok = k <= nd
+  for i = 1, k do ok = ok and x:size(nd - k + i) == shape[i] end
+  if not ok then
+    error(string.format("layer_norm: normalized_shape {%s} is not the trailing shape of the input {%s}",
+      table.concat(shape, ", "), table.concat(x:size(), ", ")), 2)
+  end
+  if weight ~= nil then check_tensor("layer_norm", weight, 3) end
+  if bias ~= nil then check_tensor("layer_norm", bias, 4) end
+  eps = check_number("layer_norm", "eps", eps or 1e-5)
+  local y = normalize_last(x:flatten(nd - k + 1, nd), eps):reshape(x:size())
+  if weight ~= nil then y = y * weight end
+  if bias ~= nil then y = y + bias end
+  return y
+end
+
+--- cnn.F.group_norm(x, num_groups, weight=nil, bias=nil, eps=1e-5) -> Tensor
+--- x (N, C, ...) normalised within each group of C/num_groups channels to zero mean, unit variance.
+--- Each group's statistics cover its channels at all positions (the variance is biased); the
+--- result is then scaled by weight and shifted by bias (each (C)) when given.
+function F.group_norm(x, groups, weight, bias, eps)
+  check_tensor("group_norm", x, 1)
+  if x:dim() < 2 then
+    error("group_norm: expected an input of at least 2 dims (N, C, ...), got " .. x:dim() .. "-d", 2)
+  end
+  local c = x:size(2)
+  if math.type(groups) ~= "integer" or groups < 1 or c % groups ~= 0 then
+    error(string.format("group_norm: num_groups must be a positive integer dividing the %d channels, got %s", c,
+      tostring(groups)), 2)
+  end
+  if weight ~= nil then check_tensor("group_norm", weight, 3) end
+  if bias ~= nil then check_tensor("group_norm", bias, 4) end
+  eps = check_number("group_norm", "eps", eps or 1e-5)
+  if x:numel() // groups == 1 then -- PyTorch's check: one value in each group's statistics
+    error(string.format("group_norm: expected more than 1 value per group, got input size {%s}",
+      table.concat(x:size(), ", ")), 2)
+  end
+  local y = normalize_last(x:reshape({x:size(1), groups, -1}), eps):reshape(x:size())
+  local cshape = {1, c}
+  for _ = 3, x:dim() do cshape[#cshape + 1] = 1 end
+  if weight ~= nil then y = y * weight:reshape(cshape) end
+  if bias ~= nil then y = y + bias:reshape(cshape) end
+  return y
+end
+
+--- cnn.F.one_hot(labels, num_classes=labels:max()) -> Tensor
+--- int64 labels in 1..num_classes (1-based, as cnn's class labels) to int64 one-hot rows.
+--- The result has labels' shape plus a last dimension of num_classes, with a 1 at each label.
+function F.one_hot(labels, num_classes)
+  check_tensor("one_hot", labels, 1)
+  if labels:dtype() ~= "int64" then error("one_hot: labels must be an int64 tensor, got " .. labels:dtype(), 2) end
+  local lo = labels:numel() > 0 and labels:min():item() or 1
+  local hi = labels:numel() > 0 and labels:max():item() or 0
+  if num_classes == nil then num_classes = hi end
+  if math.type(num_classes) ~= "integer" or num_classes < 1 then
+    error("one_hot: num_classes must be a positive integer, got " .. tostring(num_classes), 2)
+  end
+  if lo < 1 or hi > num_classes then
+    error(string.format("one_hot: labels must be within 1..%d, got %d..%d", num_classes, lo, hi), 2)
+  end
+  return labels:unsqueeze(-1):eq(core.arange(1, num_classes + 1)):long()
+end
+
 return F

@@ -1778,6 +1778,84 @@ def _(g):  # t[mask] = v
     return Case(OP("__newindex"), [x, mask, src], fn2)
 
 
+# The ops composed in Lua beyond the activations and losses (float32 inputs, as above).
+def _softmax_method(name):
+    def draw(g):
+        x = g.tensor(g.shape(), profiles=FLOAT_PROFILES + ("ties",))
+        d = g.dim(x)
+        return Case(M(name), [x, ld(d)], lambda x: getattr(x, name)(d), accumulates=True)
+    return draw
+
+
+oracle("Tensor.softmax", n=10, accumulates=True)(_softmax_method("softmax"))
+oracle("Tensor.log_softmax", n=10, accumulates=True)(_softmax_method("log_softmax"))
+
+
+@oracle("F.gelu", n=16)
+def _(g):
+    x = g.tensor(g.shape())
+    if g.coin(0.5):
+        return Case(F("gelu"), [x], TF.gelu)
+    return Case(F("gelu"), [x, {"approximate": "tanh"}], lambda x: TF.gelu(x, approximate="tanh"))
+
+
+def _logsumexp(call):
+    def draw(g):
+        s = g.shape()
+        while not s or 0 in s:
+            s = g.shape()
+        x = g.tensor(s, profiles=FLOAT_PROFILES + ("ties",))
+        d = g.dim(x)
+        if g.coin(0.5):
+            return Case(call, [x, ld(d)], lambda x: torch.logsumexp(x, d), accumulates=True)
+        keep = g.coin()
+        return Case(call, [x, ld(d), keep], lambda x: torch.logsumexp(x, d, keepdim=keep), accumulates=True)
+    return draw
+
+
+oracle("F.logsumexp", n=12, accumulates=True)(_logsumexp(F("logsumexp")))
+oracle("Tensor.logsumexp", n=12, accumulates=True)(_logsumexp(M("logsumexp")))
+
+
+@oracle("Tensor.rsqrt", n=12)
+def _(g):
+    s = g.shape()
+    return Case(M("rsqrt"), [g.tensor(s, "int64" if g.coin(0.1) else "float32")], torch.rsqrt)
+
+
+@oracle("F.layer_norm", n=16, accumulates=True)
+def _(g):
+    s = [g.int(1, 3) for _ in range(g.int(1, 3))] + [g.int(2, 5)]
+    k = g.int(1, min(2, len(s)))
+    ns = s[len(s) - k:]
+    x = g.tensor(s, profiles=("normal", "normal", "ties", "special", "positive"))
+    if g.coin(0.4):
+        return Case(F("layer_norm"), [x, ns], lambda x: TF.layer_norm(x, ns), accumulates=True)
+    w, b = g.tensor(ns, view=False), g.tensor(ns, view=False)
+    return Case(F("layer_norm"), [x, ns, w, b, 1e-3], lambda x, w, b: TF.layer_norm(x, ns, w, b, 1e-3),
+                accumulates=True)
+
+
+@oracle("F.group_norm", n=16, accumulates=True)
+def _(g):
+    groups = g.int(1, 3)
+    c = groups * g.int(1, 2)
+    s = [g.int(1, 3), c] + [g.int(1, 3) for _ in range(g.int(0, 2))]
+    x = g.tensor(s, profiles=("normal", "normal", "ties", "special", "positive"))
+    if g.coin(0.4):
+        return Case(F("group_norm"), [x, groups], lambda x: TF.group_norm(x, groups), accumulates=True)
+    w, b = g.tensor([c], view=False), g.tensor([c], view=False)
+    return Case(F("group_norm"), [x, groups, w, b], lambda x, w, b: TF.group_norm(x, groups, w, b),
+                accumulates=True)
+
+
+@oracle("F.one_hot", n=8)
+def _(g):
+    c = g.int(1, 5)
+    y = g.labels([g.int(0, 3) for _ in range(g.int(0, 2))], 1, c)
+    return Case(F("one_hot"), [y, c], lambda y: TF.one_hot(y, c))
+
+
 # ---- running the cases in PyTorch ----
 
 def pattern(shape, dtype):

@@ -18,6 +18,7 @@ nn.Sequential = M.Sequential
 nn.ModuleList = M.ModuleList
 for name, cls in pairs(layers) do nn[name] = cls end
 nn.init = require "cnn.nn.init_weights"
+nn.utils = require "cnn.nn.clip_grad"
 
 --- cnn.nn.skip_init(ctor, ...) -> module
 --- ctor(...) with every nn.init fill skipped, as torch.nn.utils.skip_init.

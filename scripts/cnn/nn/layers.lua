@@ -251,6 +251,73 @@ function L.Sigmoid:forward(x) return F.sigmoid(x) end
 L.Tanh = Module:extend("Tanh")
 function L.Tanh:forward(x) return F.tanh(x) end
 
+--- class cnn.nn.SiLU()
+--- x * sigmoid(x), elementwise (F.silu).
+L.SiLU = Module:extend("SiLU")
+function L.SiLU:init(inplace) self.inplace = inplace_arg("SiLU", inplace) end
+function L.SiLU:forward(x) return F.silu(x) end
+function L.SiLU:extra_repr() return self.inplace and "inplace=True" or "" end
+
+L.ELU = Module:extend("ELU")
+
+--- class cnn.nn.ELU(alpha=1)
+--- x where x > 0, else alpha * (e^x - 1) (F.elu).
+function L.ELU:init(alpha, inplace)
+  self.alpha = number_opt("ELU", "alpha", alpha, 1.0)
+  self.inplace = inplace_arg("ELU", inplace)
+end
+function L.ELU:forward(x) return F.elu(x, self.alpha) end
+function L.ELU:extra_repr() return "alpha=" .. pyfloat(self.alpha) .. (self.inplace and ", inplace=True" or "") end
+
+L.Softplus = Module:extend("Softplus")
+
+--- class cnn.nn.Softplus(beta=1, threshold=20)
+--- log(1 + e^(beta x)) / beta, x itself where beta x > threshold (F.softplus).
+function L.Softplus:init(beta, threshold)
+  self.beta = number_opt("Softplus", "beta", beta, 1)
+  self.threshold = number_opt("Softplus", "threshold", threshold, 20)
+end
+function L.Softplus:forward(x) return F.softplus(x, self.beta, self.threshold) end
+function L.Softplus:extra_repr() return string.format("beta=%s, threshold=%s", self.beta, self.threshold) end
+
+L.Hardtanh = Module:extend("Hardtanh")
+
+--- class cnn.nn.Hardtanh(min_val=-1, max_val=1)
+--- x limited to [min_val, max_val] (F.hardtanh).
+function L.Hardtanh:init(min_val, max_val, inplace)
+  self.min_val = number_opt("Hardtanh", "min_val", min_val, -1.0)
+  self.max_val = number_opt("Hardtanh", "max_val", max_val, 1.0)
+  if self.min_val > self.max_val then
+    fail("Hardtanh", "min_val %s is above max_val %s", tostring(self.min_val), tostring(self.max_val))
+  end
+  self.inplace = inplace_arg("Hardtanh", inplace)
+end
+function L.Hardtanh:forward(x) return F.hardtanh(x, self.min_val, self.max_val) end
+function L.Hardtanh:extra_repr()
+  return string.format("min_val=%s, max_val=%s", pyfloat(self.min_val), pyfloat(self.max_val))
+    .. (self.inplace and ", inplace=True" or "")
+end
+
+--- class cnn.nn.ReLU6()
+--- min(max(x, 0), 6), elementwise (F.relu6).
+L.ReLU6 = Module:extend("ReLU6")
+function L.ReLU6:init(inplace) self.inplace = inplace_arg("ReLU6", inplace) end
+function L.ReLU6:forward(x) return F.relu6(x) end
+function L.ReLU6:extra_repr() return self.inplace and "inplace=True" or "" end
+
+L.GELU = Module:extend("GELU")
+
+--- class cnn.nn.GELU{approximate="none"}
+--- x * Phi(x), Phi the standard normal CDF; approximate="tanh" for the tanh form (F.gelu).
+function L.GELU:init(opts)
+  local o = U.options("GELU", opts, {approximate = true})
+  local a = o.approximate or "none"
+  if a ~= "none" and a ~= "tanh" then fail("GELU", "approximate must be 'none' or 'tanh', got '%s'", tostring(a)) end
+  self.approximate = a
+end
+function L.GELU:forward(x) return F.gelu(x, {approximate = self.approximate}) end
+function L.GELU:extra_repr() return "approximate='" .. self.approximate .. "'" end
+
 local function dim_arg(who, d)
   if not U.is_int(d) or d == 0 then
     fail(who, "dim must be a nonzero integer (1-based, negative from the end), got %s", tostring(d))
@@ -287,6 +354,65 @@ function L.Dropout:init(p, inplace)
 end
 function L.Dropout:forward(x) return F.dropout(x, self.p, self.training) end
 function L.Dropout:extra_repr() return string.format("p=%s, inplace=%s", pyfloat(self.p), pybool(self.inplace)) end
+
+L.LayerNorm = Module:extend("LayerNorm")
+
+--- class cnn.nn.LayerNorm(normalized_shape, {eps=1e-5, elementwise_affine=true})
+--- Normalises over the trailing dimensions normalized_shape, a size or a list of sizes (F.layer_norm).
+--- With elementwise_affine, a weight (ones) and a bias (zeros) of that shape.
+function L.LayerNorm:init(shape, opts)
+  local o = U.options("LayerNorm", opts, {eps = true, elementwise_affine = true})
+  if type(shape) == "number" then shape = {shape} end
+  if type(shape) ~= "table" or #shape == 0 then
+    fail("LayerNorm", "normalized_shape must be a size or a list of sizes")
+  end
+  for _, v in ipairs(shape) do
+    if not U.is_int(v) or v < 1 then
+      fail("LayerNorm", "normalized_shape must hold positive integers, got %s", tostring(v))
+    end
+  end
+  self.normalized_shape = shape
+  self.eps = number_opt("LayerNorm", "eps", o.eps, 1e-5, 0)
+  self.elementwise_affine = bool_opt("LayerNorm", "elementwise_affine", o.elementwise_affine, true)
+  if self.elementwise_affine then
+    self:register_parameter("weight", core.ones(table.unpack(shape)))
+    self:register_parameter("bias", core.zeros(table.unpack(shape)))
+  end
+end
+function L.LayerNorm:forward(x) return F.layer_norm(x, self.normalized_shape, self.weight, self.bias, self.eps) end
+function L.LayerNorm:extra_repr()
+  local ns = self.normalized_shape
+  local shape = #ns == 1 and "(" .. ns[1] .. ",)" or pytuple(ns)
+  return string.format("%s, eps=%s, elementwise_affine=%s", shape, pyfloat(self.eps),
+    pybool(self.elementwise_affine))
+end
+
+L.GroupNorm = Module:extend("GroupNorm")
+
+--- class cnn.nn.GroupNorm(num_groups, num_channels, {eps=1e-5, affine=true})
+--- Normalises each group of num_channels/num_groups channels of (N, C, ...) inputs (F.group_norm).
+--- With affine, a per-channel weight (ones) and bias (zeros).
+function L.GroupNorm:init(groups, channels, opts)
+  local o = U.options("GroupNorm", opts, {eps = true, affine = true})
+  if not U.is_int(groups) or groups < 1 then
+    fail("GroupNorm", "num_groups must be a positive integer, got %s", tostring(groups))
+  end
+  if not U.is_int(channels) or channels < 1 or channels % groups ~= 0 then
+    fail("GroupNorm", "num_channels must be a positive multiple of num_groups, got %s", tostring(channels))
+  end
+  self.num_groups, self.num_channels = math.tointeger(groups), math.tointeger(channels)
+  self.eps = number_opt("GroupNorm", "eps", o.eps, 1e-5, 0)
+  self.affine = bool_opt("GroupNorm", "affine", o.affine, true)
+  if self.affine then
+    self:register_parameter("weight", core.ones(channels))
+    self:register_parameter("bias", core.zeros(channels))
+  end
+end
+function L.GroupNorm:forward(x) return F.group_norm(x, self.num_groups, self.weight, self.bias, self.eps) end
+function L.GroupNorm:extra_repr()
+  return string.format("%d, %d, eps=%s, affine=%s", self.num_groups, self.num_channels, pyfloat(self.eps),
+    pybool(self.affine))
+end
 
 -- BatchNorm1d and BatchNorm2d differ only in the input layout they accept.
 local BatchNorm = Module:extend("_BatchNorm")
@@ -522,6 +648,58 @@ end
 
 function L.MSELoss:forward(input, target)
   return F.mse_loss(input, target, {reduction = self.reduction})
+end
+
+-- The elementwise losses of cnn.F that take {reduction=} and one number option.
+local function simple_loss(name, fn, extra, default)
+  local cls = Module:extend(name)
+  cls.init = function(self, opts)
+    local known = {reduction = true}
+    if extra then known[extra] = true end
+    local o = U.options(name, opts, known)
+    self.reduction = reduction_opt(name, o.reduction)
+    if extra then self[extra] = number_opt(name, extra, o[extra], default) end
+  end
+  cls.forward = function(self, input, target)
+    local o = {reduction = self.reduction}
+    if extra then o[extra] = self[extra] end
+    return F[fn](input, target, o)
+  end
+  return cls
+end
+
+--- class cnn.nn.L1Loss{reduction="mean"}
+--- The loss `loss(input, target)` of F.l1_loss: the mean (or sum, or each) of absolute differences.
+L.L1Loss = simple_loss("L1Loss", "l1_loss")
+
+--- class cnn.nn.SmoothL1Loss{reduction="mean", beta=1}
+--- The loss `loss(input, target)` of F.smooth_l1_loss.
+L.SmoothL1Loss = simple_loss("SmoothL1Loss", "smooth_l1_loss", "beta", 1.0)
+
+--- class cnn.nn.HuberLoss{reduction="mean", delta=1}
+--- The loss `loss(input, target)` of F.huber_loss.
+L.HuberLoss = simple_loss("HuberLoss", "huber_loss", "delta", 1.0)
+
+L.BCEWithLogitsLoss = Module:extend("BCEWithLogitsLoss")
+
+--- class cnn.nn.BCEWithLogitsLoss{reduction="mean", weight=, pos_weight=}
+--- The loss `loss(logits, target)` of F.binary_cross_entropy_with_logits.
+--- weight and pos_weight are kept as buffers.
+function L.BCEWithLogitsLoss:init(opts)
+  local who = "BCEWithLogitsLoss"
+  local o = U.options(who, opts, {reduction = true, weight = true, pos_weight = true})
+  self.reduction = reduction_opt(who, o.reduction)
+  for _, k in ipairs {"weight", "pos_weight"} do
+    if o[k] ~= nil then
+      if not U.is_tensor(o[k]) then fail(who, "%s must be a tensor, got %s", k, type(o[k])) end
+      self:register_buffer(k, o[k])
+    end
+  end
+end
+
+function L.BCEWithLogitsLoss:forward(input, target)
+  return F.binary_cross_entropy_with_logits(input, target,
+    {reduction = self.reduction, weight = self.weight, pos_weight = self.pos_weight})
 end
 
 

@@ -1,0 +1,107 @@
+-- The ops composed in Lua beyond the activations and losses: F.gelu (exact and tanh),
+-- F.logsumexp / t:logsumexp, t:rsqrt, t:softmax / t:log_softmax, F.layer_norm, F.group_norm:
+-- values and input gradients against PyTorch's (tests/fixtures/norm_misc.lua, written by
+-- scripts/tools/gen_norm_misc_fixtures.py). Then F.one_hot, the nn modules over the composed ops
+-- and nn.utils' gradient clipping, and bad arguments.
+local cnn = require "cnn"
+local H = require "tests.lua.helpers"
+local F, nn = cnn.F, cnn.nn
+
+local FIX = dofile("tests/fixtures/norm_misc.lua")
+
+local function near(a, b, tol)
+  assert(math.abs(a - b) <= tol * math.max(1, math.abs(b)), string.format("expected %.9g, got %.9g", b, a))
+end
+
+describe("composed norms and everyday ops", function()
+  for _, c in ipairs(FIX.cases) do
+    it(c.name .. " matches PyTorch, value and gradient: " .. c.lua, function()
+      local x = cnn.tensor(c.x):requires_grad_()
+      local env = setmetatable({x = x, F = F, cnn = cnn, lw = cnn.tensor(FIX.lw), lb = cnn.tensor(FIX.lb),
+        gw = cnn.tensor(FIX.gw), gb = cnn.tensor(FIX.gb)}, {__index = _G})
+      local y = assert(load("return " .. c.lua, c.name, "t", env))()
+      H.assert_tensor(y, c.out, {rtol = 1e-5, atol = 1e-5})
+      local l = (y * cnn.tensor(c.w)):sum()
+      l:backward()
+      H.assert_tensor(x.grad, c.grad, {rtol = 1e-4, atol = 1e-5})
+    end)
+  end
+
+  it("logsumexp of -inf rows is -inf, with finite rows beside them", function()
+    local x = cnn.tensor {{0, 1, -math.huge}, {-math.huge, -math.huge, -math.huge}}
+    local y = x:logsumexp(2):totable()
+    near(y[1], math.log(1 + math.exp(1)), 1e-6)
+    assert.equal(-math.huge, y[2])
+  end)
+
+  it("one_hot: 1-based labels to int64 rows", function()
+    local y = F.one_hot(cnn.tensor({{2, 1}, {3, 3}}, {dtype = "int64"}), 4)
+    assert.same({2, 2, 4}, y:size())
+    assert.equal("int64", y:dtype())
+    assert.same({{{0, 1, 0, 0}, {1, 0, 0, 0}}, {{0, 0, 1, 0}, {0, 0, 1, 0}}}, y:totable())
+    assert.same({{1, 0, 0}, {0, 0, 1}}, F.one_hot(cnn.tensor({1, 3}, {dtype = "int64"})):totable())
+  end)
+
+  it("nn modules call their F op", function()
+    local x = cnn.randn(2, 4, 3)
+    local cases = {
+      {nn.SiLU(), F.silu(x)}, {nn.ELU(0.5), F.elu(x, 0.5)}, {nn.Softplus(2, 10), F.softplus(x, 2, 10)},
+      {nn.Hardtanh(-0.5, 0.5), F.hardtanh(x, -0.5, 0.5)}, {nn.ReLU6(), F.relu6(x)}, {nn.GELU(), F.gelu(x)},
+      {nn.GELU {approximate = "tanh"}, F.gelu(x, {approximate = "tanh"})},
+      {nn.LayerNorm(3), F.layer_norm(x, 3)}, {nn.LayerNorm {4, 3}, F.layer_norm(x, {4, 3})},
+      {nn.GroupNorm(2, 4), F.group_norm(x, 2)},
+    }
+    for _, c in ipairs(cases) do H.assert_tensor(c[1](x), c[2]:totable(), {rtol = 1e-6, atol = 1e-6}) end
+    local t = cnn.randn(2, 4, 3)
+    local losses = {
+      {nn.L1Loss(), F.l1_loss(x, t)}, {nn.SmoothL1Loss {beta = 0.5}, F.smooth_l1_loss(x, t, {beta = 0.5})},
+      {nn.HuberLoss {delta = 2, reduction = "sum"}, F.huber_loss(x, t, {delta = 2, reduction = "sum"})},
+      {nn.BCEWithLogitsLoss {pos_weight = cnn.tensor {2}}, F.binary_cross_entropy_with_logits(x, t:sigmoid(),
+        {pos_weight = cnn.tensor {2}})},
+    }
+    for i, c in ipairs(losses) do
+      local tt = i == 4 and t:sigmoid() or t
+      near(c[1](x, tt):item(), c[2]:item(), 1e-5)
+    end
+    assert.truthy(tostring(nn.LayerNorm(3)):find("LayerNorm((3,), eps=1e-05, elementwise_affine=True)", 1, true))
+    assert.truthy(tostring(nn.GroupNorm(2, 4)):find("GroupNorm(2, 4, eps=1e-05, affine=True)", 1, true))
+    assert.equal("ELU(alpha=0.5)", tostring(nn.ELU(0.5)))
+    assert.equal("GELU(approximate='tanh')", tostring(nn.GELU {approximate = "tanh"}))
+    assert.equal(2, #nn.LayerNorm {4, 3}:parameters())
+    assert.equal(0, #nn.GroupNorm(2, 4, {affine = false}):parameters())
+    assert.equal(1, #nn.BCEWithLogitsLoss {weight = cnn.ones(3)}:buffers())
+  end)
+
+  it("clip_grad_norm_ and clip_grad_value_ as PyTorch", function()
+    local a = cnn.tensor {3, 4}:requires_grad_()
+    local b = cnn.tensor {{12}}:requires_grad_()
+    local l = (a * a):sum() * 0.5 + (b * b):sum() * 0.5
+    l:backward() -- grads 3, 4 and 12: norm 13
+    local n = nn.utils.clip_grad_norm_({a, b}, 6.5)
+    near(n:item(), 13, 1e-5)
+    H.assert_tensor(a.grad, {1.5, 2}, {rtol = 1e-5})
+    H.assert_tensor(b.grad, {{6}}, {rtol = 1e-5})
+    near(nn.utils.clip_grad_norm_(a, 100, math.huge):item(), 2, 1e-5)
+    H.assert_tensor(a.grad, {1.5, 2}, {rtol = 1e-6})
+    near(nn.utils.clip_grad_norm_({a}, 100, 1):item(), 3.5, 1e-5)
+    nn.utils.clip_grad_value_({a, b}, 1.75)
+    H.assert_tensor(a.grad, {1.5, 1.75}, {rtol = 1e-6})
+    H.assert_tensor(b.grad, {{1.75}}, {rtol = 1e-6})
+    assert.equal(0, nn.utils.clip_grad_norm_({cnn.zeros(2)}, 1):item()) -- no .grad: skipped
+  end)
+
+  it("bad arguments raise, naming the function, and the runtime goes on", function()
+    local x = cnn.ones(2, 4, 3)
+    H.assert_error(function() return F.gelu(x, {approximate = "fast"}) end, "gelu", "approximate")
+    H.assert_error(function() return F.logsumexp(x, 4) end, "logsumexp", "dim")
+    H.assert_error(function() return F.layer_norm(x, {4}) end, "layer_norm", "trailing")
+    H.assert_error(function() return F.group_norm(x, 3) end, "group_norm", "num_groups")
+    H.assert_error(function() return F.one_hot(cnn.tensor({0, 1}, {dtype = "int64"}), 3) end, "one_hot", "within")
+    H.assert_error(function() return F.one_hot(cnn.ones(2)) end, "one_hot", "int64")
+    H.assert_error(function() return nn.GroupNorm(3, 4) end, "GroupNorm", "num_channels")
+    H.assert_error(function() return nn.Hardtanh(1, 0) end, "Hardtanh", "above")
+    H.assert_error(function() return nn.L1Loss {beta = 1} end, "L1Loss", "beta")
+    H.assert_error(function() return nn.utils.clip_grad_norm_({1}, 1) end, "clip_grad_norm_", "tensor")
+    H.assert_usable()
+  end)
+end)
