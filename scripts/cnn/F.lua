@@ -331,4 +331,133 @@ function F.one_hot(labels, num_classes)
   return labels:unsqueeze(-1):eq(core.arange(1, num_classes + 1)):long()
 end
 
+-- PyTorch's binary_cross_entropy, forward and backward as its kernel: the logs clamped at -100,
+-- the input gradient w (x - y) / max(x (1 - x), 1e-12).
+local bce = autograd.Function {
+  name = "BinaryCrossEntropyBackward",
+  forward = function(ctx, x, y)
+    local lx, l1x = x:log():clamp(-100, nil), (1 - x):log():clamp(-100, nil)
+    ctx:save_for_backward(x, y, lx, l1x)
+    return -(y * lx + (1 - y) * l1x)
+  end,
+  backward = function(ctx, g)
+    local x, y, lx, l1x = table.unpack(ctx.saved)
+    local gx = ctx.needs_input_grad[1] and g * (x - y) / (x * (1 - x)):clamp(1e-12, nil) or nil
+    local gy = ctx.needs_input_grad[2] and g * (l1x - lx) or nil
+    return gx, gy
+  end,
+}
+
+--- cnn.F.binary_cross_entropy(input, target, {reduction="mean", weight=}) -> Tensor
+--- Binary cross-entropy of probabilities: -w (y log x + (1 - y) log(1 - x)), as PyTorch's.
+--- input and target have the same shape, input within [0, 1] (an error otherwise); each log is
+--- clamped at -100, and weight (broadcast to the loss) scales each term.
+function F.binary_cross_entropy(input, target, opts)
+  local fn = "binary_cross_entropy"
+  check_tensor(fn, input, 1)
+  check_tensor(fn, target, 2)
+  local weight = opts and opts.weight
+  if weight ~= nil then check_tensor(fn, weight, 3) end
+  if input:dim() ~= target:dim() or input:numel() ~= target:numel()
+      or table.concat(input:size(), ",") ~= table.concat(target:size(), ",") then
+    error(string.format("%s: target size {%s} differs from input size {%s}", fn, table.concat(target:size(), ", "),
+      table.concat(input:size(), ", ")), 2)
+  end
+  if input:dtype() ~= "float32" then input = input:float() end
+  if target:dtype() ~= "float32" then target = target:float() end
+  if input:numel() > 0 and (input:lt(0):logical_or(input:gt(1)):any():item() or input:isnan():any():item()) then
+    error(fn .. ": all elements of input must be between 0 and 1", 2)
+  end
+  local l = bce(input, target)
+  if weight ~= nil then l = l * weight end
+  return reduce(fn, l, opts)
+end
+
+--- cnn.F.kl_div(input, target, {reduction="mean", log_target=false}) -> Tensor
+--- The Kullback-Leibler divergence terms target (log target - input) of log-probabilities input.
+--- A target of 0 contributes 0; log_target=true takes target as log-probabilities too
+--- (e^target (target - input)). reduction "batchmean" divides the sum by the size of dim 1 (the
+--- KL divergence proper), "mean" by the number of elements, as PyTorch.
+function F.kl_div(input, target, opts)
+  local fn = "kl_div"
+  check_tensor(fn, input, 1)
+  check_tensor(fn, target, 2)
+  local log_target = opts and opts.log_target or false
+  if type(log_target) ~= "boolean" then error(fn .. ": log_target must be a boolean", 2) end
+  local l
+  if log_target then
+    l = target:exp() * (target - input)
+  else
+    local pos = target:gt(0)
+    l = core.where(pos, target * core.where(pos, target, 1):log(), 0) - target * input
+  end
+  if opts and opts.reduction == "batchmean" then
+    local n = input:dim() > 0 and input:size(1) or 1
+    return l:sum() / n
+  end
+  return reduce(fn, l, opts)
+end
+
+--- t:cumsum(dim) -> Tensor
+--- The running sums along dimension dim (1-based), in order: element i is t[1] + ... + t[i].
+--- Differentiable; built from one addition a position, so meant for modest sizes along dim.
+function core.Tensor.cumsum(t, dim)
+  check_tensor("cumsum", t, 1)
+  if t:dim() == 0 then
+    if dim ~= 1 and dim ~= -1 then
+      error("cumsum: dim must be 1 or -1 for a 0-d tensor, got " .. tostring(dim), 2)
+    end
+    return t:clone()
+  end
+  dim = check_dim("cumsum", t, dim)
+  local n = t:size(dim)
+  if n <= 1 then return t:clone() end
+  local parts, acc = {}, nil
+  for i = 1, n do
+    local xi = t:narrow(dim, i, 1)
+    acc = acc and acc + xi or xi:clone()
+    parts[i] = acc
+  end
+  return core.cat(parts, dim)
+end
+
+--- cnn.F.pad(x, pad, mode="constant", value=0) -> Tensor
+--- x padded with value on the sides of its last dimensions, as PyTorch's (mode "constant" only).
+--- pad lists {before, after} pairs from the last dimension backwards ({left, right, top, bottom}
+--- pads the last two); negative sizes crop.
+function F.pad(x, pad, mode, value)
+  check_tensor("pad", x, 1)
+  if type(pad) ~= "table" or #pad % 2 ~= 0 or #pad // 2 > x:dim() then
+    error("pad: pad must be a list of {before, after} pairs, at most one pair per dimension", 2)
+  end
+  for i = 1, #pad do
+    if math.type(pad[i]) ~= "integer" then error("pad: pad sizes must be integers, got " .. tostring(pad[i]), 2) end
+  end
+  mode = mode or "constant"
+  if mode ~= "constant" then error("pad: only the \"constant\" mode is implemented, got " .. tostring(mode), 2) end
+  value = check_number("pad", "value", value or 0)
+  local y, changed = x, false
+  for k = 1, #pad // 2 do
+    local d = x:dim() - k + 1
+    local before, after = pad[2 * k - 1], pad[2 * k]
+    if before < 0 or after < 0 then
+      local lo, hi = math.max(-before, 0), math.max(-after, 0)
+      local len = y:size(d) - lo - hi
+      if len < 0 then error("pad: cropping more than the size of dimension " .. d, 2) end
+      y, changed = y:narrow(d, lo + 1, len), true
+    end
+    local parts = {}
+    local function fill(n)
+      local s = y:size()
+      s[d] = n
+      parts[#parts + 1] = core.full(s, value, {dtype = y:dtype()})
+    end
+    if before > 0 then fill(before) end
+    parts[#parts + 1] = y
+    if after > 0 then fill(after) end
+    if #parts > 1 then y, changed = core.cat(parts, d), true end
+  end
+  return changed and y or x:clone()
+end
+
 return F

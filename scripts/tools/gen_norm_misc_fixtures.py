@@ -1,7 +1,8 @@
 #!/usr/bin/python3
 """PyTorch's values and input gradients for the ops cnn.F and the tensor methods compose in Lua
 beyond the activations and losses (gen_activation_loss_fixtures.py): gelu (exact and tanh),
-logsumexp, rsqrt, softmax/log_softmax as methods, layer_norm, group_norm. The gradient stored is
+logsumexp, rsqrt, softmax/log_softmax as methods, layer_norm, group_norm, binary_cross_entropy,
+kl_div, cumsum, pad. The gradient stored is
 that of (out * w).sum() w.r.t. x, for a fixed weight w of the output's shape.
 
 Run: /usr/bin/python3 scripts/tools/gen_norm_misc_fixtures.py
@@ -21,6 +22,8 @@ LB = S.randn(4, 3)
 GW = S.rand(0.5, 1.5, 6)
 GB = S.randn(6)
 POS = S.rand(0.1, 4.0, 3, 4)
+PROB = torch.cat([torch.tensor([0.0, 1.0, 0.5, 1e-30, 0.999999]), S.rand(0.0, 1.0, 7)]).reshape(3, 4)
+PT = torch.cat([torch.tensor([0.0, 1.0, 0.0, 0.3, 0.0]), S.rand(0.0, 1.0, 7)]).reshape(3, 4)
 
 CASES = [
     ("gelu", X1, "F.gelu(x)", lambda x: F.gelu(x)),
@@ -36,14 +39,27 @@ CASES = [
      lambda x: F.layer_norm(x, (4, 3), LW, LB, 1e-3)),
     ("group_norm", X4, "F.group_norm(x, 3)", lambda x: F.group_norm(x, 3)),
     ("group_norm_affine", X4, "F.group_norm(x, 2, gw, gb)", lambda x: F.group_norm(x, 2, GW, GB)),
+    ("bce", PROB, "F.binary_cross_entropy(x, pt, {reduction = 'none'})",
+     lambda x: F.binary_cross_entropy(x, PT, reduction="none")),
+    ("bce_weight", PROB, "F.binary_cross_entropy(x, pt, {weight = lw:t()})",
+     lambda x: F.binary_cross_entropy(x, PT, weight=LW.t())),
+    ("kl_div", X3.log_softmax(-1), "F.kl_div(x, pt:t():reshape{1, 4, 3}, {reduction = 'batchmean'})",
+     lambda x: F.kl_div(x, PT.t().reshape(1, 4, 3), reduction="batchmean")),
+    ("kl_div_log", X3, "F.kl_div(x, pt:t():reshape{1, 4, 3} * 0.5 - 1, {log_target = true})",
+     lambda x: F.kl_div(x, PT.t().reshape(1, 4, 3) * 0.5 - 1, reduction="mean", log_target=True)),
+    ("cumsum", X3, "x:cumsum(2)", lambda x: x.cumsum(1)),
+    ("cumsum_last", X3, "x:cumsum(-1)", lambda x: x.cumsum(-1)),
+    ("pad", X3, "F.pad(x, {1, 2, 0, 1})", lambda x: F.pad(x, (1, 2, 0, 1))),
+    ("pad_crop", X3, "F.pad(x, {-1, 1, 2, -1, 1, 0}, 'constant', 2.5)",
+     lambda x: F.pad(x, (-1, 1, 2, -1, 1, 0), "constant", 2.5)),
     ("group_norm_instance", X3, "F.group_norm(x, 4, gw:narrow(1, 1, 4))", lambda x: F.group_norm(x, 4, GW[:4])),
 ]
 
-out = {"lw": nested(LW), "lb": nested(LB), "gw": nested(GW), "gb": nested(GB), "cases": []}
+out = {"pt": nested(PT), "lw": nested(LW), "lb": nested(LB), "gw": nested(GW), "gb": nested(GB), "cases": []}
 for name, X, lua, fn in CASES:
     x = X.clone().requires_grad_()
     y = fn(x)
-    w = S.rand(0.5, 1.5, *y.shape)
+    w = S.rand(0.5, 1.5, *y.shape) if y.dim() else S.rand(0.5, 1.5, 1).reshape(())
     (y * w).sum().backward()
     out["cases"].append({"name": name, "lua": lua, "x": nested(X), "w": nested(w), "out": nested(y),
                          "grad": nested(x.grad)})

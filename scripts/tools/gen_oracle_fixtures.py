@@ -1856,6 +1856,43 @@ def _(g):
     return Case(F("one_hot"), [y, c], lambda y: TF.one_hot(y, c))
 
 
+
+@oracle("F.binary_cross_entropy", n=12, accumulates=True)
+def _(g):
+    s = g.shape()
+    # now and then inputs above 1: refused by both
+    x = g.tensor(s, profile="positive") if g.coin(0.15) else g.tensor(s, profile="range", lo=0.0, hi=1.0)
+    y = g.tensor(s, profile="range", lo=0.0, hi=1.0, rg=False, view=False)
+    return Case(F("binary_cross_entropy"), [x, y], lambda x, y: TF.binary_cross_entropy(x, y))
+
+
+@oracle("F.kl_div", n=12, accumulates=True)
+def _(g):
+    s = g.shape()
+    x = g.tensor(s)
+    y = g.tensor(s, profile="positive", rg=False, view=False)
+    red = g.pick(("sum", "none", "batchmean"))
+    log_target = g.coin(0.3)
+    return Case(F("kl_div"), [x, y, {"reduction": red, "log_target": log_target}],
+                lambda x, y: TF.kl_div(x, y, reduction=red, log_target=log_target))
+
+
+@oracle("Tensor.cumsum", n=12, accumulates=True)
+def _(g):
+    x = g.tensor(g.shape(1, 4))
+    d = g.dim(x)
+    return Case(M("cumsum"), [x, ld(d)], lambda x: x.cumsum(d))
+
+
+@oracle("F.pad", n=12)
+def _(g):
+    x = g.tensor(g.shape(1, 4))
+    k = g.int(1, min(2, len(x.vshape)))
+    pad = [g.int(-1, 2) for _ in range(2 * k)]
+    v = f32(g.pick((0.0, 1.5, -2.0)))
+    return Case(F("pad"), [x, pad, "constant", v], lambda x: TF.pad(x, pad, "constant", v))
+
+
 # ---- running the cases in PyTorch ----
 
 def pattern(shape, dtype):

@@ -1,5 +1,6 @@
 -- The ops composed in Lua beyond the activations and losses: F.gelu (exact and tanh),
--- F.logsumexp / t:logsumexp, t:rsqrt, t:softmax / t:log_softmax, F.layer_norm, F.group_norm:
+-- F.logsumexp / t:logsumexp, t:rsqrt, t:softmax / t:log_softmax, F.layer_norm, F.group_norm,
+-- F.binary_cross_entropy, F.kl_div, t:cumsum, F.pad:
 -- values and input gradients against PyTorch's (tests/fixtures/norm_misc.lua, written by
 -- scripts/tools/gen_norm_misc_fixtures.py). Then F.one_hot, the nn modules over the composed ops
 -- and nn.utils' gradient clipping, and bad arguments.
@@ -18,6 +19,7 @@ describe("composed norms and everyday ops", function()
     it(c.name .. " matches PyTorch, value and gradient: " .. c.lua, function()
       local x = cnn.tensor(c.x):requires_grad_()
       local env = setmetatable({x = x, F = F, cnn = cnn, lw = cnn.tensor(FIX.lw), lb = cnn.tensor(FIX.lb),
+        pt = cnn.tensor(FIX.pt),
         gw = cnn.tensor(FIX.gw), gb = cnn.tensor(FIX.gb)}, {__index = _G})
       local y = assert(load("return " .. c.lua, c.name, "t", env))()
       H.assert_tensor(y, c.out, {rtol = 1e-5, atol = 1e-5})
@@ -65,6 +67,10 @@ describe("composed norms and everyday ops", function()
     end
     assert.truthy(tostring(nn.LayerNorm(3)):find("LayerNorm((3,), eps=1e-05, elementwise_affine=True)", 1, true))
     assert.truthy(tostring(nn.GroupNorm(2, 4)):find("GroupNorm(2, 4, eps=1e-05, affine=True)", 1, true))
+    local p, y = cnn.rand(2, 3) * 0.8 + 0.1, cnn.rand(2, 3)
+    near(nn.BCELoss()(p, y):item(), F.binary_cross_entropy(p, y):item(), 1e-6)
+    local lp = F.log_softmax(cnn.randn(2, 3), 2)
+    near(nn.KLDivLoss {reduction = "batchmean"}(lp, y):item(), F.kl_div(lp, y, {reduction = "batchmean"}):item(), 1e-6)
     assert.equal("ELU(alpha=0.5)", tostring(nn.ELU(0.5)))
     assert.equal("GELU(approximate='tanh')", tostring(nn.GELU {approximate = "tanh"}))
     assert.equal(2, #nn.LayerNorm {4, 3}:parameters())
@@ -101,6 +107,12 @@ describe("composed norms and everyday ops", function()
     H.assert_error(function() return nn.GroupNorm(3, 4) end, "GroupNorm", "num_channels")
     H.assert_error(function() return nn.Hardtanh(1, 0) end, "Hardtanh", "above")
     H.assert_error(function() return nn.L1Loss {beta = 1} end, "L1Loss", "beta")
+    H.assert_error(function() return F.binary_cross_entropy(x * 2, x) end, "binary_cross_entropy", "between 0 and 1")
+    H.assert_error(function() return F.binary_cross_entropy(x, cnn.ones(3)) end, "binary_cross_entropy", "size")
+    H.assert_error(function() return F.pad(x, {1}) end, "pad", "pairs")
+    H.assert_error(function() return F.pad(x, {1, 1}, "reflect") end, "pad", "constant")
+    H.assert_error(function() return x:cumsum(4) end, "cumsum", "dim")
+    H.assert_error(function() return nn.KLDivLoss {reduction = "avg"} end, "KLDivLoss", "reduction")
     H.assert_error(function() return nn.utils.clip_grad_norm_({1}, 1) end, "clip_grad_norm_", "tensor")
     H.assert_usable()
   end)

@@ -702,6 +702,37 @@ function L.BCEWithLogitsLoss:forward(input, target)
     {reduction = self.reduction, weight = self.weight, pos_weight = self.pos_weight})
 end
 
+L.BCELoss = Module:extend("BCELoss")
+
+--- class cnn.nn.BCELoss{reduction="mean", weight=}
+--- The loss `loss(probabilities, target)` of F.binary_cross_entropy; a weight is kept as a buffer.
+function L.BCELoss:init(opts)
+  local o = U.options("BCELoss", opts, {reduction = true, weight = true})
+  self.reduction = reduction_opt("BCELoss", o.reduction)
+  if o.weight ~= nil then
+    if not U.is_tensor(o.weight) then fail("BCELoss", "weight must be a tensor, got %s", type(o.weight)) end
+    self:register_buffer("weight", o.weight)
+  end
+end
+
+function L.BCELoss:forward(input, target)
+  return F.binary_cross_entropy(input, target, {reduction = self.reduction, weight = self.weight})
+end
+
+L.KLDivLoss = Module:extend("KLDivLoss")
+
+--- class cnn.nn.KLDivLoss{reduction="mean", log_target=false}
+--- The loss `loss(log_probs, target)` of F.kl_div; reduction may also be "batchmean".
+function L.KLDivLoss:init(opts)
+  local o = U.options("KLDivLoss", opts, {reduction = true, log_target = true})
+  self.reduction = o.reduction == "batchmean" and "batchmean" or reduction_opt("KLDivLoss", o.reduction)
+  self.log_target = bool_opt("KLDivLoss", "log_target", o.log_target, false)
+end
+
+function L.KLDivLoss:forward(input, target)
+  return F.kl_div(input, target, {reduction = self.reduction, log_target = self.log_target})
+end
+
 
 -- ---- inference fusions ---------------------------------------------------------------------------
 
