@@ -460,4 +460,46 @@ function F.pad(x, pad, mode, value)
   return changed and y or x:clone()
 end
 
+--- t:gather(dim, index) -> Tensor
+--- The elements of t picked along dimension dim by the 1-based int64 index, as torch.gather.
+--- The result has index's shape: out[i][j][k] = t[index[i][j][k]][j][k] for dim 1, and so on;
+--- index has t's number of dimensions and sizes at most t's on the other dimensions. The
+--- gradient adds up over repeated indices. Builds an index-by-size mask: for modest sizes along dim.
+function core.Tensor.gather(t, dim, index)
+  check_tensor("gather", t, 1)
+  check_tensor("gather", index, 3)
+  if index:dtype() ~= "int64" then error("gather: index must be an int64 tensor, got " .. index:dtype(), 2) end
+  local nd = math.max(t:dim(), 1)
+  if index:dim() ~= t:dim() then
+    error(string.format("gather: index has %d dims, the input %d", index:dim(), t:dim()), 2)
+  end
+  if t:dim() == 0 then t, index = t:reshape({1}), index:reshape({1}) end
+  dim = check_dim("gather", t, dim)
+  if dim < 0 then dim = dim + nd + 1 end
+  local n = t:size(dim)
+  for d = 1, nd do
+    if d ~= dim and index:size(d) > t:size(d) then
+      error(string.format("gather: index size %d exceeds the input's %d at dimension %d", index:size(d), t:size(d),
+        d), 2)
+    end
+  end
+  if index:numel() > 0 then
+    local lo, hi = index:min():item(), index:max():item()
+    if lo < 1 or hi > n then
+      error(string.format("gather: index %d out of range 1..%d", lo < 1 and lo or hi, n), 2)
+    end
+  end
+  local x = t
+  for d = 1, nd do
+    if d ~= dim and index:size(d) < x:size(d) then x = x:narrow(d, 1, index:size(d)) end
+  end
+  local xt, it = x:transpose(dim, nd), index:transpose(dim, nd) -- dim last
+  local mask = it:unsqueeze(-1):eq(core.arange(1, n + 1)) -- (..., m, n)
+  local zero = core.zeros(1, {dtype = t:dtype()})
+  local out = core.where(mask, xt:unsqueeze(-2), zero):sum(-1)
+  out = out:transpose(dim, nd)
+  if index:dim() == 0 or nd ~= index:dim() then out = out:reshape({}) end
+  return out
+end
+
 return F

@@ -1893,6 +1893,20 @@ def _(g):
     return Case(F("pad"), [x, pad, "constant", v], lambda x: TF.pad(x, pad, "constant", v))
 
 
+
+@oracle("Tensor.gather", n=12, accumulates=True)
+def _(g):
+    s = g.shape(1, 3)
+    while 0 in s:
+        s = g.shape(1, 3)
+    x = g.tensor(s, "int64" if g.coin(0.1) else "float32")
+    d = g.dim(x)
+    dd = d % len(s)
+    si = [g.int(1, 4) if k == dd else g.int(1, n) for k, n in enumerate(s)]
+    i = g.labels(si, 1, s[dd])
+    return Case(M("gather"), [x, ld(d), i], lambda x, i: torch.gather(x, d, i))
+
+
 # ---- running the cases in PyTorch ----
 
 def pattern(shape, dtype):

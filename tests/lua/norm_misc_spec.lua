@@ -44,6 +44,17 @@ describe("composed norms and everyday ops", function()
     assert.same({{1, 0, 0}, {0, 0, 1}}, F.one_hot(cnn.tensor({1, 3}, {dtype = "int64"})):totable())
   end)
 
+  it("gather picks along a dim, its gradient adding over repeats", function()
+    local x = cnn.tensor({{1, 2, 3}, {4, 5, 6}}):requires_grad_()
+    local y = x:gather(2, cnn.tensor({{3, 1}, {2, 2}}, {dtype = "int64"}))
+    assert.same({{3, 1}, {5, 5}}, y:totable())
+    y:sum():backward()
+    assert.same({{1, 0, 1}, {0, 2, 0}}, x.grad:totable())
+    assert.same({{4, 2, 6}}, x:gather(1, cnn.tensor({{2, 1, 2}}, {dtype = "int64"})):totable())
+    H.assert_error(function() return x:gather(2, cnn.tensor({{4}}, {dtype = "int64"})) end, "gather", "range")
+    H.assert_error(function() return x:gather(2, cnn.tensor({1}, {dtype = "int64"})) end, "gather", "dims")
+  end)
+
   it("nn modules call their F op", function()
     local x = cnn.randn(2, 4, 3)
     local cases = {
