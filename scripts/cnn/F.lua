@@ -502,4 +502,52 @@ function core.Tensor.gather(t, dim, index)
   return out
 end
 
+--- t:scatter_add(dim, index, src) -> Tensor
+--- A copy of t with each src element added at the position index (1-based, int64) gives along dim.
+--- For dim 1: out[index[i][j]][j] += src[i][j]; index has t's number of dimensions, sizes at most
+--- src's, and at most t's on the other dimensions (as torch.scatter_add). Differentiable in t and
+--- src. Builds an index-by-size mask: for modest sizes along dim.
+function core.Tensor.scatter_add(t, dim, index, src)
+  check_tensor("scatter_add", t, 1)
+  check_tensor("scatter_add", index, 3)
+  check_tensor("scatter_add", src, 4)
+  if index:dtype() ~= "int64" then error("scatter_add: index must be an int64 tensor, got " .. index:dtype(), 2) end
+  if index:dim() ~= t:dim() or src:dim() ~= t:dim() then
+    error(string.format("scatter_add: index (%d dims) and src (%d) must have the input's %d dims", index:dim(),
+      src:dim(), t:dim()), 2)
+  end
+  local shape0 = t:size()
+  if t:dim() == 0 then t, index, src = t:reshape({1}), index:reshape({1}), src:reshape({1}) end
+  local nd = t:dim()
+  dim = check_dim("scatter_add", t, dim)
+  if dim < 0 then dim = dim + nd + 1 end
+  local n = t:size(dim)
+  for d = 1, nd do
+    if index:size(d) > src:size(d) or (d ~= dim and index:size(d) > t:size(d)) then
+      error(string.format("scatter_add: index size %d at dimension %d exceeds src's %d or the input's %d",
+        index:size(d), d, src:size(d), t:size(d)), 2)
+    end
+  end
+  if index:numel() == 0 then return t:clone():reshape(shape0) end
+  local lo, hi = index:min():item(), index:max():item()
+  if lo < 1 or hi > n then
+    error(string.format("scatter_add: index %d out of range 1..%d", lo < 1 and lo or hi, n), 2)
+  end
+  local s = src
+  for d = 1, nd do
+    if index:size(d) < s:size(d) then s = s:narrow(d, 1, index:size(d)) end
+  end
+  if s:dtype() ~= t:dtype() then s = s:to(t:dtype()) end
+  local st, it = s:transpose(dim, nd), index:transpose(dim, nd) -- dim last: (..., m)
+  local mask = it:unsqueeze(-1):eq(core.arange(1, n + 1)) -- (..., m, n)
+  local zero = core.zeros(1, {dtype = t:dtype()})
+  local add = core.where(mask, st:unsqueeze(-1), zero):sum(-2):transpose(dim, nd)
+  local pad = {}
+  for d = nd, 1, -1 do
+    pad[#pad + 1] = 0
+    pad[#pad + 1] = t:size(d) - add:size(d)
+  end
+  return (t + F.pad(add, pad)):reshape(shape0)
+end
+
 return F

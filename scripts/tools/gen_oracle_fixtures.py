@@ -1907,6 +1907,22 @@ def _(g):
     return Case(M("gather"), [x, ld(d), i], lambda x, i: torch.gather(x, d, i))
 
 
+
+@oracle("Tensor.scatter_add", n=12, accumulates=True)
+def _(g):
+    s = g.shape(1, 3)
+    while 0 in s:
+        s = g.shape(1, 3)
+    dt = "int64" if g.coin(0.1) else "float32"
+    x = g.tensor(s, dt)
+    d = g.dim(x)
+    dd = d % len(s)
+    si = [g.int(1, 4) if k == dd else g.int(1, n) for k, n in enumerate(s)]
+    i = g.labels(si, 1, s[dd])
+    src = g.tensor([n + g.int(0, 1) for n in si], dt)
+    return Case(M("scatter_add"), [x, ld(d), i, src], lambda x, i, src: x.scatter_add(d, i, src))
+
+
 # ---- running the cases in PyTorch ----
 
 def pattern(shape, dtype):

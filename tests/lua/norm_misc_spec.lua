@@ -55,6 +55,19 @@ describe("composed norms and everyday ops", function()
     H.assert_error(function() return x:gather(2, cnn.tensor({1}, {dtype = "int64"})) end, "gather", "dims")
   end)
 
+  it("scatter_add adds src at the index along a dim, differentiable in both", function()
+    local x = cnn.zeros(2, 3):requires_grad_()
+    local src = cnn.tensor({{1, 2, 9}, {3, 4, 9}}):requires_grad_()
+    local y = x:scatter_add(2, cnn.tensor({{3, 3}, {1, 2}}, {dtype = "int64"}), src)
+    assert.same({{0, 0, 3}, {3, 4, 0}}, y:totable())
+    local l = (y * cnn.tensor {{1, 2, 3}, {4, 5, 6}}):sum()
+    l:backward()
+    assert.same({{1, 2, 3}, {4, 5, 6}}, x.grad:totable())
+    assert.same({{3, 3, 0}, {4, 5, 0}}, src.grad:totable())
+    H.assert_error(function() return x:scatter_add(2, cnn.tensor({{4}}, {dtype = "int64"}), src) end, "scatter_add",
+      "range")
+  end)
+
   it("nn modules call their F op", function()
     local x = cnn.randn(2, 4, 3)
     local cases = {
