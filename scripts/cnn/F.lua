@@ -550,4 +550,58 @@ function core.Tensor.scatter_add(t, dim, index, src)
   return (t + F.pad(add, pad)):reshape(shape0)
 end
 
+--- t:sort(dim=-1, descending=false) -> Tensor, Tensor
+--- The values of t sorted along dim, and their 1-based int64 indices in t (t:gather(dim, indices)).
+--- Stable (equal values keep their order); NaN sorts above everything, as in PyTorch. The values
+--- are differentiable. Compares every pair along dim: for modest sizes.
+function core.Tensor.sort(t, dim, descending)
+  check_tensor("sort", t, 1)
+  if t:dim() == 0 then return t:clone(), core.ones({}, {dtype = "int64"}) end
+  dim = check_dim("sort", t, dim or -1)
+  local nd = t:dim()
+  if dim < 0 then dim = dim + nd + 1 end
+  local n = t:size(dim)
+  local x = t:detach():transpose(dim, nd)
+  local xi, xj = x:unsqueeze(-1), x:unsqueeze(-2) -- element i against element j: (..., n, n)
+  local ni, nj = xi:isnan(), xj:isnan()
+  local pos = core.arange(1, n + 1)
+  local j_first = pos:unsqueeze(1):lt(pos:unsqueeze(2)) -- [i][j]: j < i
+  local before = descending and xj:gt(xi) or xj:lt(xi)
+  if descending then
+    before = before:logical_or(nj:logical_and(ni:logical_not()))
+  else
+    before = before:logical_or(ni:logical_and(nj:logical_not()))
+  end
+  local same = xj:eq(xi):logical_or(ni:logical_and(nj))
+  before = before:logical_or(same:logical_and(j_first))
+  local rank = before:sum(-1) + 1 -- (..., n): each element's 1-based place
+  local at = rank:unsqueeze(-2):eq(pos:unsqueeze(-1)) -- [r][i]: element i goes to place r
+  local idx = core.where(at, pos, core.zeros(1, {dtype = "int64"})):sum(-1):transpose(dim, nd)
+  return t:gather(dim, idx), idx
+end
+
+--- t:argsort(dim=-1, descending=false) -> Tensor
+--- The 1-based int64 indices that sort t along dim (the second result of t:sort).
+function core.Tensor.argsort(t, dim, descending)
+  local _, idx = core.Tensor.sort(t, dim, descending)
+  return idx
+end
+
+--- t:topk(k, dim=-1, largest=true, sorted=true) -> Tensor, Tensor
+--- The k largest (or smallest) values of t along dim, in order, and their 1-based int64 indices.
+--- They come sorted whatever `sorted` says (PyTorch leaves the order unspecified then).
+function core.Tensor.topk(t, k, dim, largest, sorted)
+  check_tensor("topk", t, 1)
+  if largest == nil then largest = true end
+  if sorted ~= nil and type(sorted) ~= "boolean" then error("topk: sorted must be a boolean", 2) end
+  local d = dim or -1
+  local n = t:dim() == 0 and 1 or t:size(check_dim("topk", t, d))
+  if math.type(k) ~= "integer" or k < 0 or k > n then
+    error(string.format("topk: k must be an integer within 0..%d, got %s", n, tostring(k)), 2)
+  end
+  local v, i = core.Tensor.sort(t, d, largest)
+  if t:dim() == 0 then return v, i end
+  return v:narrow(d, 1, k), i:narrow(d, 1, k)
+end
+
 return F

@@ -1923,6 +1923,35 @@ def _(g):
     return Case(M("scatter_add"), [x, ld(d), i, src], lambda x, i, src: x.scatter_add(d, i, src))
 
 
+
+# sort compares as PyTorch's stable sort (ties keep their order, NaN above everything)
+@oracle("Tensor.sort", n=14)
+def _(g):
+    x = g.tensor(g.shape(1, 3), "int64" if g.coin(0.1) else "float32", profiles=FLOAT_PROFILES + ("ties",))
+    d, desc = g.dim(x), g.coin()
+    return Case(M("sort"), [x, ld(d), desc], lambda x: tuple(torch.sort(x, dim=d, descending=desc, stable=True)),
+                index=(1,))
+
+
+@oracle("Tensor.argsort", n=8)
+def _(g):
+    x = g.tensor(g.shape(1, 3), profiles=FLOAT_PROFILES + ("ties",))
+    d, desc = g.dim(x), g.coin()
+    return Case(M("argsort"), [x, ld(d), desc],
+                lambda x: torch.sort(x, dim=d, descending=desc, stable=True).indices, index=(0,))
+
+
+# topk on distinct values: PyTorch's order among ties is unspecified
+@oracle("Tensor.topk", n=10)
+def _(g):
+    x = g.tensor(g.shape(1, 3), profile="normal")
+    d = g.dim(x)
+    k = g.int(0, x.vshape[d])
+    largest = g.coin()
+    return Case(M("topk"), [x, k, ld(d), largest], lambda x: tuple(torch.topk(x, k, d, largest=largest)),
+                index=(1,))
+
+
 # ---- running the cases in PyTorch ----
 
 def pattern(shape, dtype):

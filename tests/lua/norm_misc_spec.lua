@@ -68,6 +68,23 @@ describe("composed norms and everyday ops", function()
       "range")
   end)
 
+  it("sort is stable with NaN last (descending: first); topk and argsort follow it", function()
+    local x = cnn.tensor {{3, 0 / 0, 1, 2, 1}, {5, 4, -math.huge, 0 / 0, 4}}
+    local _, i = x:sort(2)
+    assert.same({{3, 5, 4, 1, 2}, {3, 2, 5, 1, 4}}, i:totable())
+    _, i = x:sort(-1, true)
+    assert.same({{2, 1, 4, 3, 5}, {4, 1, 2, 5, 3}}, i:totable())
+    local v, ti = x:topk(2)
+    assert.same({{2, 1}, {4, 1}}, ti:totable())
+    assert.equal(3, v:totable()[1][2])
+    assert.same({{1, 2, 2, 1, 1}, {2, 1, 1, 2, 2}}, x:argsort(1):totable())
+    local y = cnn.tensor({3, 1, 2}):requires_grad_()
+    local s = y:sort() * cnn.tensor {1, 2, 3}
+    s:sum():backward()
+    assert.same({3, 1, 2}, y.grad:totable())
+    H.assert_error(function() return y:topk(4) end, "topk", "k")
+  end)
+
   it("nn modules call their F op", function()
     local x = cnn.randn(2, 4, 3)
     local cases = {
