@@ -400,7 +400,7 @@ end
 
 --- t:cumsum(dim) -> Tensor
 --- The running sums along dimension dim (1-based), in order: element i is t[1] + ... + t[i].
---- Differentiable; built from one addition a position, so meant for modest sizes along dim.
+--- bool and uint8 sum as int64, as PyTorch. Differentiable; log2(n) shifted additions along dim.
 function core.Tensor.cumsum(t, dim)
   check_tensor("cumsum", t, 1)
   if t:dim() == 0 then
@@ -410,15 +410,18 @@ function core.Tensor.cumsum(t, dim)
     return t:clone()
   end
   dim = check_dim("cumsum", t, dim)
+  if dim < 0 then dim = dim + t:dim() + 1 end
+  if t:dtype() == "bool" or t:dtype() == "uint8" then t = t:to("int64") end
   local n = t:size(dim)
-  if n <= 1 then return t:clone() end
-  local parts, acc = {}, nil
-  for i = 1, n do
-    local xi = t:narrow(dim, i, 1)
-    acc = acc and acc + xi or xi:clone()
-    parts[i] = acc
+  local y = t:clone()
+  local k = 1
+  while k < n do -- invariant: y[i] sums t[max(1, i-k+1)..i]
+    local s = y:size()
+    s[dim] = k
+    y = y + core.cat({core.zeros(s, {dtype = y:dtype()}), y:narrow(dim, 1, n - k)}, dim)
+    k = k * 2
   end
-  return core.cat(parts, dim)
+  return y
 end
 
 --- cnn.F.pad(x, pad, mode="constant", value=0) -> Tensor
@@ -489,15 +492,18 @@ function core.Tensor.gather(t, dim, index)
       error(string.format("gather: index %d out of range 1..%d", lo < 1 and lo or hi, n), 2)
     end
   end
-  local x = t
+  -- out = flat(t)[lin + 1], lin the row-major offset of (index's positions, index along dim)
+  local shape, stride = index:size(), {[nd] = 1}
+  for d = nd - 1, 1, -1 do stride[d] = stride[d + 1] * t:size(d + 1) end
+  local lin = (index - 1) * stride[dim]
   for d = 1, nd do
-    if d ~= dim and index:size(d) < x:size(d) then x = x:narrow(d, 1, index:size(d)) end
+    if d ~= dim and shape[d] > 1 then
+      local view = {}
+      for e = 1, nd do view[e] = e == d and shape[d] or 1 end
+      lin = lin + core.arange(0, shape[d]):reshape(view) * stride[d]
+    end
   end
-  local xt, it = x:transpose(dim, nd), index:transpose(dim, nd) -- dim last
-  local mask = it:unsqueeze(-1):eq(core.arange(1, n + 1)) -- (..., m, n)
-  local zero = core.zeros(1, {dtype = t:dtype()})
-  local out = core.where(mask, xt:unsqueeze(-2), zero):sum(-1)
-  out = out:transpose(dim, nd)
+  local out = t:reshape({-1}):index_select(1, lin:reshape({-1}) + 1):reshape(shape)
   if index:dim() == 0 or nd ~= index:dim() then out = out:reshape({}) end
   return out
 end
@@ -553,7 +559,7 @@ end
 --- t:sort(dim=-1, descending=false) -> Tensor, Tensor
 --- The values of t sorted along dim, and their 1-based int64 indices in t (t:gather(dim, indices)).
 --- Stable (equal values keep their order); NaN sorts above everything, as in PyTorch. The values
---- are differentiable. Compares every pair along dim: for modest sizes.
+--- are differentiable.
 function core.Tensor.sort(t, dim, descending)
   check_tensor("sort", t, 1)
   if t:dim() == 0 then return t:clone(), core.ones({}, {dtype = "int64"}) end
@@ -561,23 +567,35 @@ function core.Tensor.sort(t, dim, descending)
   local nd = t:dim()
   if dim < 0 then dim = dim + nd + 1 end
   local n = t:size(dim)
-  local x = t:detach():transpose(dim, nd)
-  local xi, xj = x:unsqueeze(-1), x:unsqueeze(-2) -- element i against element j: (..., n, n)
-  local ni, nj = xi:isnan(), xj:isnan()
-  local pos = core.arange(1, n + 1)
-  local j_first = pos:unsqueeze(1):lt(pos:unsqueeze(2)) -- [i][j]: j < i
-  local before = descending and xj:gt(xi) or xj:lt(xi)
-  if descending then
-    before = before:logical_or(nj:logical_and(ni:logical_not()))
-  else
-    before = before:logical_or(ni:logical_and(nj:logical_not()))
+  local x = t:detach()
+  if x:dtype() == "bool" then x = x:to("int64") end
+  x = x:transpose(dim, nd):contiguous() -- rows of n along the last dim
+  local moved = x:size()
+  local v = x:reshape({-1}):totable()
+  -- place i before place j: by value (NaN above every number), then by position (stable)
+  local base
+  local function before(i, j)
+    local a, b = v[base + i], v[base + j]
+    local an, bn = a ~= a, b ~= b
+    if an or bn then
+      if an and bn then return i < j end
+      return (bn and not descending) or (an and descending) or false
+    end
+    if a ~= b then
+      if descending then return a > b end
+      return a < b
+    end
+    return i < j
   end
-  local same = xj:eq(xi):logical_or(ni:logical_and(nj))
-  before = before:logical_or(same:logical_and(j_first))
-  local rank = before:sum(-1) + 1 -- (..., n): each element's 1-based place
-  local at = rank:unsqueeze(-2):eq(pos:unsqueeze(-1)) -- [r][i]: element i goes to place r
-  local idx = core.where(at, pos, core.zeros(1, {dtype = "int64"})):sum(-1):transpose(dim, nd)
-  return t:gather(dim, idx), idx
+  local idx, order = {}, {}
+  for row = 0, #v // math.max(n, 1) - 1 do
+    base = row * n
+    for i = 1, n do order[i] = i end
+    table.sort(order, before)
+    for i = 1, n do idx[base + i] = order[i] end
+  end
+  local positions = core.tensor(idx, {dtype = "int64"}):reshape(moved):transpose(dim, nd)
+  return t:gather(dim, positions), positions
 end
 
 --- t:argsort(dim=-1, descending=false) -> Tensor

@@ -85,6 +85,27 @@ describe("composed norms and everyday ops", function()
     H.assert_error(function() return y:topk(4) end, "topk", "k")
   end)
 
+  it("sort, cumsum and gather take long dims (no n x n masks, no cat of n parts)", function()
+    local n = 30000
+    local perm = {}
+    for k = 0, n - 1 do perm[k + 1] = (k * 7919) % n end -- 7919 is prime to n: a permutation of 0..n-1
+    local x = cnn.tensor(perm):float()
+    local v, i = x:sort()
+    assert.same({0, 1, 2}, v:narrow(1, 1, 3):totable())
+    assert.equal(n - 1, v[n])
+    assert.equal(0, (x:gather(1, i) - v):abs():max():item())
+    local c = cnn.ones(n):cumsum(1)
+    assert.same({1, 2, 3}, c:narrow(1, 1, 3):totable())
+    assert.equal(n, c[n])
+    -- gather from a transposed view, against picking each element by hand
+    local t = cnn.randn(5, 4):t()
+    local idx = cnn.tensor({{5, 1, 3}, {2, 2, 4}}, {dtype = "int64"})
+    local g = t:gather(2, idx):totable()
+    for r = 1, 2 do
+      for k = 1, 3 do assert.equal(t[r][idx[r][k]], g[r][k]) end
+    end
+  end)
+
   it("nn modules call their F op", function()
     local x = cnn.randn(2, 4, 3)
     local cases = {
