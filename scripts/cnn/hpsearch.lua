@@ -56,11 +56,7 @@ local function q(s)
   return "'" .. s:gsub("'", "'\\''") .. "'"
 end
 
-local function dirname(path)
-  local d = path:match("^(.*)/[^/]*$")
-  if d == nil then return "." end
-  return d == "" and "/" or d
-end
+local dirname = util.dirname
 
 -- mkdir -p (cnn.util), raising in hp.search's terms
 local function mkdir_p(dir)

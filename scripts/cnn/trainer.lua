@@ -24,11 +24,7 @@ local function mkdir_p(dir)
   if not ok then error(err, 0) end
 end
 
-local function dirname(path)
-  local d = path:match("^(.*)/[^/]*$")
-  if d == nil then return "." end
-  return d == "" and "/" or d
-end
+local dirname = util.dirname
 
 --- cnn.trainer.out_dir{out=, resume=, prefix="run", create=true} -> path
 --- The folder a training run writes to, created (unless create = false) if needed.

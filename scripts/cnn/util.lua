@@ -53,6 +53,14 @@ function util.write_file(path, data)
   return true
 end
 
+--- cnn.util.dirname(path) -> string
+--- The folder part of path, as the dirname command: "." for a bare name, "/" for a name in the root.
+function util.dirname(path)
+  local d = path:match("^(.*)/[^/]*$")
+  if d == nil then return "." end
+  return d == "" and "/" or d
+end
+
 --- cnn.util.is_dir(path) -> boolean
 --- Whether path names a folder (following symbolic links).
 function util.is_dir(path)

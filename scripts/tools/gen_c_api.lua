@@ -159,6 +159,14 @@ local function read_header(file, text)
   local i, n = 1, #text
   local pending = nil   -- {body, line}: the doc block waiting for its declaration
   local group = nil     -- the group the next declaration may join
+  -- item joins the group of the pending doc block (one block may document several declarations)
+  local function add_documented(item)
+    if not group or group.doc ~= pending then
+      group = {doc = pending, items = {}}
+      hdr.groups[#hdr.groups + 1] = group
+    end
+    table.insert(group.items, item)
+  end
   local guard = nil
   local first_comment = true
   local function blank_between(a, b) return text:sub(a, b):find("\n[ \t]*\n") ~= nil end
@@ -204,13 +212,7 @@ local function read_header(file, text)
       local mname = line:match("^#%s*define%s+([%a_][%w_]*)")
       if mname and mname ~= guard then
         local item = {kind = "macro", name = mname, code = line:gsub("%s+$", ""), line = line_of(text, s)}
-        if pending then
-          if not group or group.doc ~= pending then
-            group = {doc = pending, items = {}}
-            hdr.groups[#hdr.groups + 1] = group
-          end
-          table.insert(group.items, item)
-        end
+        if pending then add_documented(item) end
       end
       if line:match("^#%s*if") or line:match("^#%s*else") or line:match("^#%s*endif") then pending, group = nil, nil end
       i, last_end = e, e - 1
@@ -230,11 +232,7 @@ local function read_header(file, text)
       else
         item.line = line_of(text, s)
         if pending then
-          if not group or group.doc ~= pending then
-            group = {doc = pending, items = {}}
-            hdr.groups[#hdr.groups + 1] = group
-          end
-          table.insert(group.items, item)
+          add_documented(item)
         else
           group = nil
           hdr.groups[#hdr.groups + 1] = {items = {item}}

@@ -69,6 +69,13 @@ describe("cnn.util files and folders", function()
     assert.truthy(err:find("cannot create", 1, true))
   end)
 
+  it("dirname gives the folder part as the dirname command", function()
+    assert.equal("runs/a", util.dirname("runs/a/checkpoint.safetensors"))
+    assert.equal(".", util.dirname("log.csv"))
+    assert.equal("/", util.dirname("/log.csv"))
+    assert.equal("/tmp", util.dirname("/tmp/x"))
+  end)
+
   it("list_dir gives the sorted names without . and ..", function()
     util.mkdir_p(tmp .. "/b")
     H.write_bytes(tmp .. "/c.txt", "")
