@@ -245,6 +245,7 @@ int luaopen_cnn_core(lua_State *L) {
   lcnn_open_tensor(L, methods);
   lcnn_open_math(L, methods);
   lcnn_open_autograd(L, methods);
+  lcnn_open_index(L, methods);
   lcnn_open_factory(L);
   lua_pop(L, 1);
   lua_newtable(L);

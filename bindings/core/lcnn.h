@@ -90,6 +90,7 @@ void lcnn_push_element(lua_State *L, const cnn_tensor *t, const int64_t *at);
 void lcnn_open_tensor(lua_State *L, int methods);
 void lcnn_open_math(lua_State *L, int methods);
 void lcnn_open_autograd(lua_State *L, int methods);
+void lcnn_open_index(lua_State *L, int methods); /* gather, scatter, cumsum, sort (lindex.c) */
 void lcnn_open_factory(lua_State *L);
 /* Later parts register into sub-tables of the module: core.F (functional ops, lconv.c and
  * lfunctional.c), core.optim_kernels (loptim.c), core.io (lio.c: IDX, PNG, safetensors). The

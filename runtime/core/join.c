@@ -4,6 +4,7 @@
 #include "cnn/join.h"
 #include "core/checked.h"
 #include "cnn/error.h"
+#include "core/alloc.h"
 #include "core/iter.h"
 
 #include <stdlib.h>
@@ -306,5 +307,259 @@ cnn_tensor *cnn_join_nonzero(const cnn_tensor *t) {
     }
   }
   cnn_tensor_release(c);
+  return out;
+}
+
+/* ---- gather, scatter, cumsum and sort along one dimension ----
+ * A 0-d tensor acts as a 1-d tensor of size 1 (PyTorch's rule for these ops). Positions are walked
+ * in row-major order of the index tensor: a counter over all dims but the last, the last in an
+ * inner loop, the offset into each operand kept from its own strides (any view works). */
+
+typedef struct dimview {
+  int nd;
+  int64_t size[CNN_MAX_DIMS], stride[CNN_MAX_DIMS];
+} dimview;
+
+static dimview dims_of(const cnn_tensor *t) {
+  dimview v = {t->ndim ? t->ndim : 1, {1}, {1}};
+  for (int d = 0; d < t->ndim; d++) v.size[d] = t->size[d], v.stride[d] = t->stride[d];
+  return v;
+}
+
+static int64_t count_of(const dimview *v) {
+  int64_t n = 1;
+  for (int d = 0; d < v->nd; d++) n *= v->size[d];
+  return n;
+}
+
+/* Checks idx against the tensor of view tv for dimension d: int64, the same number of dims, sizes
+ * at most tv's on the other dims (and at most sv's on every dim when sv is given), every entry in
+ * [0, tv.size[d]). */
+static int check_gather_index(const cnn_tensor *t, const cnn_tensor *idx, const cnn_tensor *src, int d) {
+  if (idx->dtype != CNN_INT64)
+    return cnn_error_set("index must be an int64 tensor, got %s", cnn_dtype_name(idx->dtype));
+  if (idx->ndim != t->ndim) return cnn_error_set("index has %d dimensions but the input has %d", idx->ndim, t->ndim);
+  if (src && src->ndim != t->ndim)
+    return cnn_error_set("src has %d dimensions but the input has %d", src->ndim, t->ndim);
+  if (src && src->dtype != t->dtype)
+    return cnn_error_set("src has dtype %s but the input has %s (they must match)", cnn_dtype_name(src->dtype),
+                         cnn_dtype_name(t->dtype));
+  dimview tv = dims_of(t), iv = dims_of(idx);
+  for (int k = 0; k < tv.nd; k++) {
+    if (k != d && iv.size[k] > tv.size[k])
+      return cnn_error_set("index has size %lld at dimension %d but the input only %lld", (long long)iv.size[k], k + 1,
+                           (long long)tv.size[k]);
+    if (src && t->ndim && iv.size[k] > src->size[k])
+      return cnn_error_set("index has size %lld at dimension %d but src only %lld", (long long)iv.size[k], k + 1,
+                           (long long)src->size[k]);
+  }
+  /* the entries: one walk over idx */
+  int64_t n = count_of(&iv), last = iv.size[iv.nd - 1], c[CNN_MAX_DIMS] = {0}, S = tv.size[d];
+  if (n == 0) return 0;
+  const int64_t *pi = cnn_tensor_i64(idx);
+  for (int64_t done = 0; done < n; done += last) {
+    int64_t off = 0;
+    for (int k = 0; k < iv.nd - 1; k++) off += c[k] * iv.stride[k];
+    for (int64_t j = 0; j < last; j++) {
+      int64_t v = pi[off + j * iv.stride[iv.nd - 1]];
+      if (v < 0 || v >= S)
+        return cnn_error_set("index %lld is out of range for dimension %d of size %lld", (long long)((uint64_t)v + 1),
+                             d + 1, (long long)S);
+    }
+    for (int k = iv.nd - 2; k >= 0 && ++c[k] == iv.size[k]; k--) c[k] = 0;
+  }
+  return 0;
+}
+
+/* out[p] = in[p with its dim-d coordinate replaced by idx[p]] (gather; out has idx's shape,
+ * contiguous), or out[p with its dim-d coordinate replaced by idx[p]] (+)= in[p] (scatter; out
+ * any strides, in src). Indices already checked. */
+static void walk_index(char *po, const dimview *ov, const char *pin, const dimview *inv, const int64_t *pi,
+                       const dimview *iv, int d, bool scatter, bool add, cnn_dtype dt) {
+  size_t es = cnn_dtype_size(dt);
+  int nd = iv->nd, L = nd - 1;
+  int64_t n = count_of(iv), last = iv->size[L], c[CNN_MAX_DIMS] = {0};
+  /* the side that is indexed (t for gather, out for scatter) and the side walked in step with idx */
+  const dimview *xv = scatter ? ov : inv, *wv = scatter ? inv : ov;
+  for (int64_t done = 0; done < n; done += last) {
+    int64_t xo = 0, wo = 0, io = 0;
+    for (int k = 0; k < L; k++) {
+      io += c[k] * iv->stride[k];
+      wo += c[k] * wv->stride[k];
+      if (k != d) xo += c[k] * xv->stride[k];
+    }
+    int64_t xstep = L == d ? 0 : xv->stride[L], xdim = xv->stride[d], wstep = wv->stride[L], istep = iv->stride[L];
+    const int64_t *ip = pi + io;
+    /* one loop per element type: x the indexed side's offset, w the walked side's */
+#define WALK(T, BODY)                                                        \
+  do {                                                                       \
+    T *o_ = (T *)po;                                                         \
+    const T *i_ = (const T *)pin;                                            \
+    for (int64_t j = 0; j < last; j++) {                                     \
+      int64_t x = xo + j * xstep + ip[j * istep] * xdim, w = wo + j * wstep; \
+      BODY;                                                                  \
+    }                                                                        \
+  } while (0)
+    if (!scatter) {
+      if (es == 4) WALK(uint32_t, o_[w] = i_[x]);
+      else if (es == 8) WALK(uint64_t, o_[w] = i_[x]);
+      else WALK(uint8_t, o_[w] = i_[x]);
+    } else if (!add) {
+      if (es == 4) WALK(uint32_t, o_[x] = i_[w]);
+      else if (es == 8) WALK(uint64_t, o_[x] = i_[w]);
+      else WALK(uint8_t, o_[x] = i_[w]);
+    } else if (dt == CNN_FLOAT32) {
+      WALK(float, o_[x] += i_[w]);
+    } else if (dt == CNN_INT64) {
+      WALK(uint64_t, o_[x] += i_[w]); /* unsigned: wraps as PyTorch's int64 does, without UB */
+    } else if (dt == CNN_BOOL) {
+      WALK(uint8_t, o_[x] |= i_[w]);
+    } else {
+      WALK(uint8_t, o_[x] = (uint8_t)(o_[x] + i_[w]));
+    }
+#undef WALK
+    for (int k = L - 1; k >= 0 && ++c[k] == iv->size[k]; k--) c[k] = 0;
+  }
+}
+
+cnn_tensor *cnn_join_gather(const cnn_tensor *t, int dim, const cnn_tensor *idx) {
+  int d = cnn_dim_wrap(dim, t->ndim ? t->ndim : 1);
+  if (d < 0 || check_gather_index(t, idx, NULL, d)) return NULL;
+  cnn_tensor *out = cnn_tensor_empty(t->dtype, idx->ndim, idx->size);
+  if (!out || cnn_tensor_numel(out) == 0) return out;
+  dimview tv = dims_of(t), iv = dims_of(idx), ov = dims_of(out);
+  walk_index(cnn_tensor_data(out), &ov, cnn_tensor_data(t), &tv, cnn_tensor_i64(idx), &iv, d, false, false, t->dtype);
+  return out;
+}
+
+cnn_tensor *cnn_join_scatter(const cnn_tensor *t, int dim, const cnn_tensor *idx, const cnn_tensor *src, bool add) {
+  int d = cnn_dim_wrap(dim, t->ndim ? t->ndim : 1);
+  if (d < 0 || check_gather_index(t, idx, src, d)) return NULL;
+  cnn_tensor *out = cnn_tensor_clone(t);
+  if (!out || cnn_tensor_numel(idx) == 0) return out;
+  dimview ov = dims_of(out), sv = dims_of(src), iv = dims_of(idx);
+  walk_index(cnn_tensor_data(out), &ov, cnn_tensor_data(src), &sv, cnn_tensor_i64(idx), &iv, d, true, add, t->dtype);
+  return out;
+}
+
+cnn_tensor *cnn_join_cumsum(const cnn_tensor *t, int dim, bool reverse) {
+  int d = cnn_dim_wrap(dim, t->ndim ? t->ndim : 1);
+  if (d < 0) return NULL;
+  cnn_dtype dt = t->dtype == CNN_FLOAT32 ? CNN_FLOAT32 : CNN_INT64; /* bool and uint8 sum as int64 */
+  cnn_tensor *x = cnn_tensor_to_dtype(t, dt);
+  cnn_tensor *src = x ? cnn_tensor_contiguous(x) : NULL; /* read from src, written into out */
+  cnn_tensor_release(x);
+  cnn_tensor *out = src ? cnn_tensor_empty(dt, t->ndim, t->size) : NULL;
+  if (!out || cnn_tensor_numel(out) == 0) {
+    cnn_tensor_release(src);
+    return out;
+  }
+  /* (outer, n, inner), summed along n; float32 accumulates in double, as PyTorch */
+  int64_t outer = 1, inner = 1, n = 1;
+  if (t->ndim) split_at(out, d, &outer, &inner), n = out->size[d];
+  double *acc = NULL;
+  if (dt == CNN_FLOAT32 && inner > 1 && !(acc = cnn_alloc((size_t)inner * sizeof *acc))) {
+    cnn_tensor_release(src);
+    cnn_tensor_release(out);
+    return NULL;
+  }
+  int64_t step = reverse ? -inner : inner, first = reverse ? (n - 1) * inner : 0;
+  for (int64_t o = 0; o < outer; o++) {
+    if (dt == CNN_FLOAT32) {
+      const float *p = cnn_tensor_f32(src) + o * n * inner + first;
+      float *q = cnn_tensor_f32(out) + o * n * inner + first;
+      if (inner == 1) {
+        double a = 0;
+        for (int64_t s = 0; s < n; s++) q[s * step] = (float)(a += p[s * step]);
+        continue;
+      }
+      for (int64_t k = 0; k < inner; k++) acc[k] = 0;
+      for (int64_t s = 0; s < n; s++, p += step, q += step)
+        for (int64_t k = 0; k < inner; k++) q[k] = (float)(acc[k] += p[k]);
+    } else {
+      const uint64_t *p = (const uint64_t *)cnn_tensor_i64(src) + o * n * inner + first;
+      uint64_t *q = (uint64_t *)cnn_tensor_i64(out) + o * n * inner + first; /* unsigned: wraps */
+      for (int64_t k = 0; k < inner; k++) q[k] = p[k];
+      for (int64_t s = 1; s < n; s++)
+        for (int64_t k = 0; k < inner; k++) q[s * step + k] = q[(s - 1) * step + k] + p[s * step + k];
+    }
+  }
+  if (acc) cnn_free(acc, (size_t)inner * sizeof *acc);
+  cnn_tensor_release(src);
+  return out;
+}
+
+/* A sort key: the element mapped to an unsigned integer of the same order (float32: sign flipped,
+ * negatives' bits inverted, every NaN above +inf; int64: offset by 2^63), inverted for descending
+ * (NaN then first, as PyTorch), and its position in the row. */
+typedef struct sort_item {
+  uint64_t key;
+  int64_t pos;
+} sort_item;
+
+static uint64_t sort_key(const char *e, cnn_dtype dt) {
+  if (dt == CNN_FLOAT32) {
+    float f = *(const float *)e;
+    if (f != f) return UINT64_MAX;
+    uint32_t u;
+    memcpy(&u, &f, sizeof u);
+    if (u == 0x80000000u) u = 0; /* -0 == +0: one key, so they keep their order */
+    return (u & 0x80000000u) ? (uint64_t)~u : (uint64_t)u | 0x80000000u;
+  }
+  if (dt == CNN_INT64) return (uint64_t) * (const int64_t *)e ^ (UINT64_C(1) << 63);
+  return *(const uint8_t *)e;
+}
+
+/* Stable bottom-up merge sort of a[0..n) by key, tmp as scratch (n). */
+static void merge_sort(sort_item *a, sort_item *tmp, int64_t n) {
+  for (int64_t w = 1; w < n; w *= 2) {
+    for (int64_t lo = 0; lo < n; lo += 2 * w) {
+      int64_t mid = lo + w < n ? lo + w : n, hi = lo + 2 * w < n ? lo + 2 * w : n, i = lo, j = mid, k = lo;
+      while (i < mid && j < hi) tmp[k++] = a[j].key < a[i].key ? a[j++] : a[i++]; /* ties: left first */
+      while (i < mid) tmp[k++] = a[i++];
+      while (j < hi) tmp[k++] = a[j++];
+    }
+    sort_item *t = a;
+    a = tmp, tmp = t; /* the sorted runs are now in what was tmp */
+  }
+}
+
+static void free_sort_scratch(sort_item *items, int64_t n) {
+  if (items) cnn_free(items, 2 * (size_t)n * sizeof *items);
+}
+
+cnn_tensor *cnn_join_sort(const cnn_tensor *t, int dim, bool descending) {
+  int d = cnn_dim_wrap(dim, t->ndim ? t->ndim : 1);
+  if (d < 0) return NULL;
+  cnn_tensor *out = cnn_tensor_empty(CNN_INT64, t->ndim, t->size);
+  if (!out || cnn_tensor_numel(out) == 0) return out;
+  dimview tv = dims_of(t), ov = dims_of(out);
+  int64_t n = tv.size[d], rows = count_of(&tv) / n, c[CNN_MAX_DIMS] = {0};
+  sort_item *items = cnn_alloc(2 * (size_t)n * sizeof *items); /* the row, then merge scratch */
+  if (!items) {
+    cnn_tensor_release(out);
+    return NULL;
+  }
+  /* merge_sort leaves the result in items or in its scratch half, by the parity of its passes */
+  int passes = 0;
+  for (int64_t w = 1; w < n; w *= 2) passes++;
+  const sort_item *sorted = passes % 2 ? items + n : items;
+  const char *pt = cnn_tensor_data(t);
+  int64_t *po = cnn_tensor_i64(out), es = (int64_t)cnn_dtype_size(t->dtype);
+  uint64_t flip = descending ? UINT64_MAX : 0;
+  for (int64_t r = 0; r < rows; r++) { /* c: the row's coordinates on the dims other than d */
+    int64_t to = 0, oo = 0;
+    for (int k = 0; k < tv.nd; k++) to += c[k] * tv.stride[k], oo += c[k] * ov.stride[k];
+    for (int64_t j = 0; j < n; j++)
+      items[j] = (sort_item){sort_key(pt + (to + j * tv.stride[d]) * es, t->dtype) ^ flip, j};
+    merge_sort(items, items + n, n);
+    for (int64_t j = 0; j < n; j++) po[oo + j * ov.stride[d]] = sorted[j].pos;
+    for (int k = tv.nd - 1; k >= 0; k--) {
+      if (k == d) continue;
+      if (++c[k] < tv.size[k]) break;
+      c[k] = 0;
+    }
+  }
+  free_sort_scratch(items, n);
   return out;
 }

@@ -398,36 +398,78 @@ function F.kl_div(input, target, opts)
   return reduce(fn, l, opts)
 end
 
---- t:cumsum(dim) -> Tensor
---- The running sums along dimension dim (1-based), in order: element i is t[1] + ... + t[i].
---- bool and uint8 sum as int64, as PyTorch. Differentiable; log2(n) shifted additions along dim.
-function core.Tensor.cumsum(t, dim)
-  check_tensor("cumsum", t, 1)
-  if t:dim() == 0 then
-    if dim ~= 1 and dim ~= -1 then
-      error("cumsum: dim must be 1 or -1 for a 0-d tensor, got " .. tostring(dim), 2)
+-- The 1-based source positions of a dimension of size n padded by before and after (either may be
+-- negative: cropping) in a non-constant mode: reflect (mirror without repeating the edge),
+-- replicate (the edge repeated) or circular (wrapping around).
+local function pad_positions(n, before, after, mode)
+  local idx = {}
+  for j = 1, n + before + after do
+    local p = j - 1 - before -- 0-based position in the input
+    if mode == "reflect" then
+      if p < 0 then p = -p elseif p >= n then p = 2 * (n - 1) - p end
+    elseif mode == "replicate" then
+      p = math.max(0, math.min(n - 1, p))
+    else -- PyTorch crops first, then wraps around what is left (m elements from lo)
+      local lo, m = math.max(-before, 0), n - math.max(-before, 0) - math.max(-after, 0)
+      p = lo + (j - 1 - math.max(before, 0)) % m
     end
-    return t:clone()
+    idx[j] = p + 1
   end
-  dim = check_dim("cumsum", t, dim)
-  if dim < 0 then dim = dim + t:dim() + 1 end
-  if t:dtype() == "bool" or t:dtype() == "uint8" then t = t:to("int64") end
-  local n = t:size(dim)
-  local y = t:clone()
-  local k = 1
-  while k < n do -- invariant: y[i] sums t[max(1, i-k+1)..i]
-    local s = y:size()
-    s[dim] = k
-    y = y + core.cat({core.zeros(s, {dtype = y:dtype()}), y:narrow(dim, 1, n - k)}, dim)
-    k = k * 2
+  return idx
+end
+
+-- F.pad in the modes that copy values of x (index_select along each padded dim: its backward adds
+-- the gradient of every copy back to its source element). PyTorch 1.13's rules: reflect and
+-- replicate pad the last 1 to 3 dims of an input with one or two more dims (a batch and a channel
+-- dim, or only a channel dim) whose non-batch dims are not empty, reflect by less than each size;
+-- circular pads the last ndim - 2 dims, by at most each size.
+local function pad_copying(x, pad, mode, value)
+  local k, nd = #pad // 2, x:dim()
+  if value ~= nil then error(string.format('pad: mode "%s" takes no value', mode), 3) end
+  if mode == "circular" then
+    if k ~= nd - 2 or k < 1 or k > 3 then
+      error(string.format('pad: mode "circular" pads the last ndim - 2 dims of a 3-d to 5-d input ' ..
+        '(%d pad sizes expected for a %d-d input, got %d)', math.max(2 * (nd - 2), 0), nd, #pad), 3)
+    end
+  elseif k < 1 or k > 3 or (nd ~= k + 1 and nd ~= k + 2) then
+    error(string.format('pad: mode "%s" pads the last 1 to 3 dims of an input with 1 or 2 more dims ' ..
+      '(got %d pad sizes for a %d-d input)', mode, #pad, nd), 3)
+  else
+    for d = nd == k + 2 and 2 or 1, nd do
+      if x:size(d) == 0 then
+        error(string.format('pad: mode "%s" needs non-empty dims (but the batch dim), dim %d has size 0', mode, d), 3)
+      end
+    end
+  end
+  local y = x
+  for j = 1, k do
+    local d = nd - j + 1
+    local n, before, after = x:size(d), pad[2 * j - 1], pad[2 * j]
+    if mode == "reflect" and (before >= n or after >= n) then
+      error(string.format("pad: reflect padding (%d, %d) at dim %d must be less than its size %d", before, after, d,
+        n), 3)
+    end
+    local m = n - math.max(-before, 0) - math.max(-after, 0) -- what is left after cropping
+    if mode == "circular" and (before > m or after > m) then
+      error(string.format("pad: circular padding (%d, %d) at dim %d wraps around more than once (size %d%s)", before,
+        after, d, n, m < n and string.format(", %d after cropping", m) or ""), 3)
+    end
+    if n + before + after < 0 then
+      error(string.format("pad: padding (%d, %d) leaves dim %d of size %d with a negative size", before, after, d,
+        n), 3)
+    end
+    y = y:index_select(d, core.tensor(pad_positions(n, before, after, mode), {dtype = "int64"}))
   end
   return y
 end
 
 --- cnn.F.pad(x, pad, mode="constant", value=0) -> Tensor
---- x padded with value on the sides of its last dimensions, as PyTorch's (mode "constant" only).
+--- x padded on the sides of its last dimensions, as PyTorch's F.pad.
 --- pad lists {before, after} pairs from the last dimension backwards ({left, right, top, bottom}
---- pads the last two); negative sizes crop.
+--- pads the last two); negative sizes crop. mode "constant" fills with value; "reflect" mirrors
+--- x without repeating its edge (padding less than the size), "replicate" repeats the edge, both
+--- on the last 1 to 3 dims of an input with 1 or 2 more dims; "circular" wraps around (padding at
+--- most the size) on the last ndim - 2 dims. Differentiable.
 function F.pad(x, pad, mode, value)
   check_tensor("pad", x, 1)
   if type(pad) ~= "table" or #pad % 2 ~= 0 or #pad // 2 > x:dim() then
@@ -437,7 +479,13 @@ function F.pad(x, pad, mode, value)
     if math.type(pad[i]) ~= "integer" then error("pad: pad sizes must be integers, got " .. tostring(pad[i]), 2) end
   end
   mode = mode or "constant"
-  if mode ~= "constant" then error("pad: only the \"constant\" mode is implemented, got " .. tostring(mode), 2) end
+  if mode == "reflect" or mode == "replicate" or mode == "circular" then
+    local y = pad_copying(x, pad, mode, value) -- not a tail call: its errors name our caller's line
+    return y
+  end
+  if mode ~= "constant" then
+    error('pad: mode must be "constant", "reflect", "replicate" or "circular", got ' .. tostring(mode), 2)
+  end
   value = check_number("pad", "value", value or 0)
   local y, changed = x, false
   for k = 1, #pad // 2 do
@@ -461,141 +509,6 @@ function F.pad(x, pad, mode, value)
     if #parts > 1 then y, changed = core.cat(parts, d), true end
   end
   return changed and y or x:clone()
-end
-
---- t:gather(dim, index) -> Tensor
---- The elements of t picked along dimension dim by the 1-based int64 index, as torch.gather.
---- The result has index's shape: out[i][j][k] = t[index[i][j][k]][j][k] for dim 1, and so on;
---- index has t's number of dimensions and sizes at most t's on the other dimensions. The
---- gradient adds up over repeated indices. Builds an index-by-size mask: for modest sizes along dim.
-function core.Tensor.gather(t, dim, index)
-  check_tensor("gather", t, 1)
-  check_tensor("gather", index, 3)
-  if index:dtype() ~= "int64" then error("gather: index must be an int64 tensor, got " .. index:dtype(), 2) end
-  local nd = math.max(t:dim(), 1)
-  if index:dim() ~= t:dim() then
-    error(string.format("gather: index has %d dims, the input %d", index:dim(), t:dim()), 2)
-  end
-  if t:dim() == 0 then t, index = t:reshape({1}), index:reshape({1}) end
-  dim = check_dim("gather", t, dim)
-  if dim < 0 then dim = dim + nd + 1 end
-  local n = t:size(dim)
-  for d = 1, nd do
-    if d ~= dim and index:size(d) > t:size(d) then
-      error(string.format("gather: index size %d exceeds the input's %d at dimension %d", index:size(d), t:size(d),
-        d), 2)
-    end
-  end
-  if index:numel() > 0 then
-    local lo, hi = index:min():item(), index:max():item()
-    if lo < 1 or hi > n then
-      error(string.format("gather: index %d out of range 1..%d", lo < 1 and lo or hi, n), 2)
-    end
-  end
-  -- out = flat(t)[lin + 1], lin the row-major offset of (index's positions, index along dim)
-  local shape, stride = index:size(), {[nd] = 1}
-  for d = nd - 1, 1, -1 do stride[d] = stride[d + 1] * t:size(d + 1) end
-  local lin = (index - 1) * stride[dim]
-  for d = 1, nd do
-    if d ~= dim and shape[d] > 1 then
-      local view = {}
-      for e = 1, nd do view[e] = e == d and shape[d] or 1 end
-      lin = lin + core.arange(0, shape[d]):reshape(view) * stride[d]
-    end
-  end
-  local out = t:reshape({-1}):index_select(1, lin:reshape({-1}) + 1):reshape(shape)
-  if index:dim() == 0 or nd ~= index:dim() then out = out:reshape({}) end
-  return out
-end
-
---- t:scatter_add(dim, index, src) -> Tensor
---- A copy of t with each src element added at the position index (1-based, int64) gives along dim.
---- For dim 1: out[index[i][j]][j] += src[i][j]; index has t's number of dimensions, sizes at most
---- src's, and at most t's on the other dimensions (as torch.scatter_add). Differentiable in t and
---- src. Builds an index-by-size mask: for modest sizes along dim.
-function core.Tensor.scatter_add(t, dim, index, src)
-  check_tensor("scatter_add", t, 1)
-  check_tensor("scatter_add", index, 3)
-  check_tensor("scatter_add", src, 4)
-  if index:dtype() ~= "int64" then error("scatter_add: index must be an int64 tensor, got " .. index:dtype(), 2) end
-  if index:dim() ~= t:dim() or src:dim() ~= t:dim() then
-    error(string.format("scatter_add: index (%d dims) and src (%d) must have the input's %d dims", index:dim(),
-      src:dim(), t:dim()), 2)
-  end
-  local shape0 = t:size()
-  if t:dim() == 0 then t, index, src = t:reshape({1}), index:reshape({1}), src:reshape({1}) end
-  local nd = t:dim()
-  dim = check_dim("scatter_add", t, dim)
-  if dim < 0 then dim = dim + nd + 1 end
-  local n = t:size(dim)
-  for d = 1, nd do
-    if index:size(d) > src:size(d) or (d ~= dim and index:size(d) > t:size(d)) then
-      error(string.format("scatter_add: index size %d at dimension %d exceeds src's %d or the input's %d",
-        index:size(d), d, src:size(d), t:size(d)), 2)
-    end
-  end
-  if index:numel() == 0 then return t:clone():reshape(shape0) end
-  local lo, hi = index:min():item(), index:max():item()
-  if lo < 1 or hi > n then
-    error(string.format("scatter_add: index %d out of range 1..%d", lo < 1 and lo or hi, n), 2)
-  end
-  local s = src
-  for d = 1, nd do
-    if index:size(d) < s:size(d) then s = s:narrow(d, 1, index:size(d)) end
-  end
-  if s:dtype() ~= t:dtype() then s = s:to(t:dtype()) end
-  local st, it = s:transpose(dim, nd), index:transpose(dim, nd) -- dim last: (..., m)
-  local mask = it:unsqueeze(-1):eq(core.arange(1, n + 1)) -- (..., m, n)
-  local zero = core.zeros(1, {dtype = t:dtype()})
-  local add = core.where(mask, st:unsqueeze(-1), zero):sum(-2):transpose(dim, nd)
-  local pad = {}
-  for d = nd, 1, -1 do
-    pad[#pad + 1] = 0
-    pad[#pad + 1] = t:size(d) - add:size(d)
-  end
-  return (t + F.pad(add, pad)):reshape(shape0)
-end
-
---- t:sort(dim=-1, descending=false) -> Tensor, Tensor
---- The values of t sorted along dim, and their 1-based int64 indices in t (t:gather(dim, indices)).
---- Stable (equal values keep their order); NaN sorts above everything, as in PyTorch. The values
---- are differentiable.
-function core.Tensor.sort(t, dim, descending)
-  check_tensor("sort", t, 1)
-  if t:dim() == 0 then return t:clone(), core.ones({}, {dtype = "int64"}) end
-  dim = check_dim("sort", t, dim or -1)
-  local nd = t:dim()
-  if dim < 0 then dim = dim + nd + 1 end
-  local n = t:size(dim)
-  local x = t:detach()
-  if x:dtype() == "bool" then x = x:to("int64") end
-  x = x:transpose(dim, nd):contiguous() -- rows of n along the last dim
-  local moved = x:size()
-  local v = x:reshape({-1}):totable()
-  -- place i before place j: by value (NaN above every number), then by position (stable)
-  local base
-  local function before(i, j)
-    local a, b = v[base + i], v[base + j]
-    local an, bn = a ~= a, b ~= b
-    if an or bn then
-      if an and bn then return i < j end
-      return (bn and not descending) or (an and descending) or false
-    end
-    if a ~= b then
-      if descending then return a > b end
-      return a < b
-    end
-    return i < j
-  end
-  local idx, order = {}, {}
-  for row = 0, #v // math.max(n, 1) - 1 do
-    base = row * n
-    for i = 1, n do order[i] = i end
-    table.sort(order, before)
-    for i = 1, n do idx[base + i] = order[i] end
-  end
-  local positions = core.tensor(idx, {dtype = "int64"}):reshape(moved):transpose(dim, nd)
-  return t:gather(dim, positions), positions
 end
 
 --- t:argsort(dim=-1, descending=false) -> Tensor

@@ -1877,21 +1877,92 @@ def _(g):
                 lambda x, y: TF.kl_div(x, y, reduction=red, log_target=log_target))
 
 
-@oracle("Tensor.cumsum", n=12, accumulates=True)
+@oracle("Tensor.cumsum", n=20, accumulates=True)
 def _(g):
-    x = g.tensor(g.shape(1, 4))
+    x = g.tensor(g.shape(0, 4), g.dtype(0.15, 0.1))
     d = g.dim(x)
     return Case(M("cumsum"), [x, ld(d)], lambda x: x.cumsum(d))
 
 
-@oracle("F.pad", n=12)
+@oracle("F.pad", n=40)
 def _(g):
-    x = g.tensor(g.shape(1, 4))
-    k = g.int(1, min(2, len(x.vshape)))
-    pad = [g.int(-1, 2) for _ in range(2 * k)]
-    v = f32(g.pick((0.0, 1.5, -2.0)))
-    return Case(F("pad"), [x, pad, "constant", v], lambda x: TF.pad(x, pad, "constant", v))
+    mode = g.pick(("constant", "constant", "reflect", "replicate", "circular"))
+    if mode == "constant":
+        x = g.tensor(g.shape(1, 4))
+        k = g.int(1, min(2, len(x.vshape)))
+        pad = [g.int(-1, 2) for _ in range(2 * k)]
+        v = f32(g.pick((0.0, 1.5, -2.0)))
+        return Case(F("pad"), [x, pad, "constant", v], lambda x: TF.pad(x, pad, "constant", v))
+    # k padded dims of an input with k + 1 or k + 2 dims (circular: k + 2); sometimes a wrong
+    # count, an empty dim or a reflect padding as large as the size (both refuse)
+    k = g.int(1, 3)
+    nd = k + 2 if mode == "circular" or g.coin() else k + 1
+    if g.coin(0.1):
+        nd = g.pick((k, k + 3))
+    x = g.tensor(g.shape(nd, nd, 4, empty=0.04))
+    pad = []
+    for j in range(k):
+        n = x.vshape[-1 - j] if j < len(x.vshape) else 1
+        top = n - 1 if mode == "reflect" else n
+        b, a = g.int(-1, max(top, 0)), g.int(-1, max(top, 0))
+        if mode == "circular" and min(b, a) < 0:
+            # PyTorch 1.13 crops first and wraps what is left, reading uninitialised memory when a
+            # padding exceeds that (cnnlua refuses it: docs/PYTORCH.md)
+            b, a = min(b, n - 1), min(a, n - 1)
+        pad += [b, a]
+    if g.coin(0.08):
+        pad[g.int(0, len(pad) - 1)] = (x.vshape[-1] if x.vshape else 1) + (0 if mode == "reflect" else 1)
+    return Case(F("pad"), [x, pad, mode], lambda x: TF.pad(x, pad, mode))
 
+
+def _scatter_index(g, s, dd, n_src, distinct):
+    """A 1-based index for scatter into shape s along dd: sizes at most s's (and n_src's), entries
+    distinct along dd when distinct (PyTorch leaves repeated scatter writes unordered)."""
+    si = [g.int(1, min(n, m)) if k != dd else g.int(1, min(s[dd], m) if distinct else m)
+          for k, (n, m) in enumerate(zip(s, n_src))]
+    cols = {}
+    vals = []
+    for flat in range(numel(si)):
+        pos, rest = [], flat
+        for n in reversed(si):
+            pos.insert(0, rest % n)
+            rest //= n
+        key = tuple(p for k, p in enumerate(pos) if k != dd)
+        if distinct:
+            if key not in cols:
+                cols[key] = g.r.sample(range(1, s[dd] + 1), si[dd])
+            vals.append(cols[key][pos[dd]])
+        else:
+            vals.append(g.int(1, s[dd]))
+    return g.tensor(si, "int64", values=vals, rg=False, offset=1)
+
+
+def _scatter(name, add):
+    def draw(g):
+        s = g.shape(1, 3)
+        while 0 in s:
+            s = g.shape(1, 3)
+        dt = g.dtype(0.15, 0.05)
+        inplace = name.endswith("_")
+        x = g.tensor(s, dt, view="write" if inplace else True, rg=False if inplace else None)
+        d = g.dim(x)
+        dd = d % len(s)
+        n_src = [n + g.int(0, 1) for n in s]
+        i = _scatter_index(g, s, dd, n_src, not add)
+        if not add and g.coin(0.3):  # the value form
+            v = g.number(dt, special=False)
+            return Case(M(name), [x, ld(d), i, v], lambda x, i: getattr(x, name)(d, i, v))
+        src = g.tensor(n_src, dt if not g.coin(0.05) else ("int64" if dt != "int64" else "float32"),
+                       rg=False if inplace else None)
+        if g.coin(0.05):  # an index past the end: both refuse
+            i = g.labels(i.vshape, s[dd] + 1, s[dd] + 1)
+        return Case(M(name), [x, ld(d), i, src], lambda x, i, src: getattr(x, name)(d, i, src))
+    return draw
+
+
+oracle("Tensor.scatter", n=16, accumulates=False)(_scatter("scatter", False))
+oracle("Tensor.scatter_", n=10)(_scatter("scatter_", False))
+oracle("Tensor.scatter_add_", n=10, accumulates=True)(_scatter("scatter_add_", True))
 
 
 @oracle("Tensor.gather", n=12, accumulates=True)
@@ -1925,9 +1996,9 @@ def _(g):
 
 
 # sort compares as PyTorch's stable sort (ties keep their order, NaN above everything)
-@oracle("Tensor.sort", n=14)
+@oracle("Tensor.sort", n=18)
 def _(g):
-    x = g.tensor(g.shape(1, 3), "int64" if g.coin(0.1) else "float32", profiles=FLOAT_PROFILES + ("ties",))
+    x = g.tensor(g.shape(0, 3), g.dtype(0.1, 0.05), profiles=FLOAT_PROFILES + ("ties",))
     d, desc = g.dim(x), g.coin()
     return Case(M("sort"), [x, ld(d), desc], lambda x: tuple(torch.sort(x, dim=d, descending=desc, stable=True)),
                 index=(1,))

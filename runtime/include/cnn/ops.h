@@ -86,5 +86,16 @@ cnn_tensor *cnn_op_cat(int n, const cnn_tensor *const *ts, int dim);
 cnn_tensor *cnn_op_mask_select(const cnn_tensor *t, const cnn_tensor *mask);
 int cnn_op_mask_put_(cnn_tensor *t, const cnn_tensor *mask, const cnn_tensor *src);
 cnn_tensor *cnn_op_stack(int n, const cnn_tensor *const *ts, int dim);
+/** join.h's gather, scatter (scatter_add when add), cumsum and sort with gradients: gather's is
+ * g added into zeros at idx; scatter's is g with zeros where it wrote for t (g itself for
+ * scatter_add) and g gathered at idx for src (zero where src is larger than idx); cumsum's the
+ * running sum of g from the end; sort gives *values (t gathered at the order, differentiable) and
+ * *indices (0-based int64), or returns -1 with the error set. scatter_ writes into t in place (the
+ * in-place rule above), nothing when an index is invalid. */
+cnn_tensor *cnn_op_gather(const cnn_tensor *t, int dim, const cnn_tensor *idx);
+cnn_tensor *cnn_op_scatter(const cnn_tensor *t, int dim, const cnn_tensor *idx, const cnn_tensor *src, bool add);
+int cnn_op_scatter_(cnn_tensor *t, int dim, const cnn_tensor *idx, const cnn_tensor *src, bool add);
+cnn_tensor *cnn_op_cumsum(const cnn_tensor *t, int dim);
+int cnn_op_sort(const cnn_tensor *t, int dim, bool descending, cnn_tensor **values, cnn_tensor **indices);
 
 #endif

@@ -1,0 +1,139 @@
+/* Tensor methods along one dimension by index: gather, scatter, scatter_add (and their in-place
+ * forms), cumsum and sort. Indices cross the boundary 1-based (Lua) and are 0-based in the runtime:
+ * each binding converts a copy, so the runtime's range check reports the user's own value. */
+#include "cnn/elementwise.h"
+#include "cnn/join.h"
+#include "cnn/ops.h"
+#include "lcnn.h"
+
+/* A copy of the int64 tensor at idx minus 1 (new reference; the caller releases it before any raise). */
+static cnn_tensor *minus_one(lua_State *L, int idx, const char *fn) {
+  cnn_tensor *i = lcnn_check(L, idx, fn);
+  if (i->dtype != CNN_INT64) lcnn_error(L, fn, "index must be an int64 tensor, got %s", cnn_dtype_name(i->dtype));
+  cnn_tensor *one = cnn_tensor_scalar_i64(1);
+  cnn_tensor *r = one ? cnn_ew_binary(CNN_SUB, i, one) : NULL;
+  cnn_tensor_release(one);
+  if (!r) lcnn_fail(L, fn);
+  return r;
+}
+
+/** t:gather(dim, index) -> Tensor
+ * The elements of t picked along dimension dim by the 1-based int64 index, as torch.gather.
+ * The result has index's shape: out[i][j][k] = t[index[i][j][k]][j][k] for dim 1, and so on;
+ * index has t's number of dimensions and sizes at most t's on the other dimensions. The
+ * gradient adds up over repeated indices. */
+static int t_gather(lua_State *L) {
+  const char *fn = "gather";
+  int d = lcnn_dim(L, 2, fn, lcnn_check(L, 1, fn)->ndim, 0);
+  lcnn_check(L, 3, fn);
+  cnn_tensor *t = lcnn_check(L, 1, fn), *idx = minus_one(L, 3, fn);
+  cnn_tensor *r = cnn_op_gather(t, d, idx);
+  cnn_tensor_release(idx);
+  lcnn_push(L, r, fn);
+  return 1;
+}
+
+/* scatter / scatter_add, out of place or in place: (t, dim, index, src | value) */
+static int scatter(lua_State *L, const char *fn, bool add, bool inplace) {
+  int d = lcnn_dim(L, 2, fn, lcnn_check(L, 1, fn)->ndim, 0);
+  lcnn_check(L, 3, fn);
+  bool scalar = lua_type(L, 4) == LUA_TNUMBER || lua_type(L, 4) == LUA_TBOOLEAN;
+  if (add && scalar) lcnn_error(L, fn, "src must be a tensor, got %s", luaL_typename(L, 4));
+  cnn_tensor *src = lcnn_operand(L, 4, fn, CNN_INT64); /* a number becomes a 0-d tensor here */
+  cnn_tensor *t = lcnn_check(L, 1, fn), *idx = minus_one(L, 3, fn), *s = NULL, *conv = NULL;
+  if (scalar) { /* the value in t's dtype, expanded to index's shape */
+    conv = cnn_tensor_to_dtype(src, t->dtype);
+    s = conv ? cnn_tensor_expand(conv, idx->ndim, idx->size) : NULL;
+  } else {
+    s = cnn_tensor_retain(src);
+  }
+  cnn_tensor *r = NULL;
+  int rc = -1;
+  if (s) {
+    if (inplace) rc = cnn_op_scatter_(t, d, idx, s, add);
+    else r = cnn_op_scatter(t, d, idx, s, add);
+  }
+  cnn_tensor_release(s);
+  cnn_tensor_release(conv);
+  cnn_tensor_release(idx);
+  if (inplace) {
+    if (rc) return lcnn_fail(L, fn);
+    lua_settop(L, 1);
+    return 1;
+  }
+  lcnn_push(L, r, fn);
+  return 1;
+}
+
+/** t:scatter(dim, index, src) -> Tensor
+ * A copy of t with src written at the 1-based int64 index along dim, as torch.scatter.
+ * For dim 1, out[index[i][j]][j] = src[i][j]. index has t's number of
+ * dimensions, sizes at most src's, and at most t's on the other dimensions; src has t's dtype, or
+ * is a number (`t:scatter(dim, index, value)` writes value at every indexed position). Where an
+ * index repeats, the last write wins. Differentiable in t (zero gradient where written) and src. */
+static int t_scatter(lua_State *L) { return scatter(L, "scatter", false, false); }
+
+/** t:scatter_(dim, index, src) -> t
+ * In place: t:scatter(dim, index, src) written into t itself.
+ * Nothing is written when an index is out of range. */
+static int t_scatter_i(lua_State *L) { return scatter(L, "scatter_", false, true); }
+
+/** t:scatter_add(dim, index, src) -> Tensor
+ * A copy of t with src added at the 1-based int64 index along dim, as torch.scatter_add.
+ * For dim 1, out[index[i][j]][j] += src[i][j] (repeated indices add up).
+ * index has t's number of dimensions, sizes at most src's, and at most t's on the other dimensions;
+ * src has t's dtype. Differentiable in t and src (src's gradient is the output's gathered at index). */
+static int t_scatter_add(lua_State *L) { return scatter(L, "scatter_add", true, false); }
+
+/** t:scatter_add_(dim, index, src) -> t
+ * In place: t:scatter_add(dim, index, src) added into t itself.
+ * Nothing is written when an index is out of range. */
+static int t_scatter_add_i(lua_State *L) { return scatter(L, "scatter_add_", true, true); }
+
+/** t:cumsum(dim) -> Tensor
+ * The running sums along dimension dim (1-based), in order: element i is t[1] + ... + t[i].
+ * bool, uint8 and int64 sum as int64, float32 accumulates in double, as PyTorch. Differentiable
+ * (the gradient is the running sum of the output's gradient from the end). */
+static int t_cumsum(lua_State *L) {
+  const char *fn = "cumsum";
+  int d = lcnn_dim(L, 2, fn, lcnn_check(L, 1, fn)->ndim, 0);
+  lcnn_push(L, cnn_op_cumsum(lcnn_check(L, 1, fn), d), fn);
+  return 1;
+}
+
+/** t:sort(dim=-1, descending=false) -> Tensor, Tensor
+ * The values of t sorted along dim, and their 1-based int64 indices in t (t:gather(dim, indices)).
+ * Stable (equal values keep their order); NaN sorts above everything, as in PyTorch. The values
+ * are differentiable. */
+static int t_sort(lua_State *L) {
+  const char *fn = "sort";
+  int d = lua_isnoneornil(L, 2) ? -1 : lcnn_dim(L, 2, fn, lcnn_check(L, 1, fn)->ndim, 0);
+  bool desc = lcnn_arg_boolean(L, 3, fn, "descending", false);
+  cnn_tensor *values, *indices, *one = NULL, *based = NULL;
+  if (cnn_op_sort(lcnn_check(L, 1, fn), d, desc, &values, &indices)) return lcnn_fail(L, fn);
+  one = cnn_tensor_scalar_i64(1);
+  based = one ? cnn_ew_binary(CNN_ADD, indices, one) : NULL;
+  cnn_tensor_release(one);
+  cnn_tensor_release(indices);
+  if (!based) {
+    cnn_tensor_release(values);
+    return lcnn_fail(L, fn);
+  }
+  lcnn_push(L, values, fn);
+  lcnn_push(L, based, fn);
+  return 2;
+}
+
+void lcnn_open_index(lua_State *L, int methods) {
+  static const luaL_Reg m[] = {{"gather", t_gather},
+                               {"scatter", t_scatter},
+                               {"scatter_", t_scatter_i},
+                               {"scatter_add", t_scatter_add},
+                               {"scatter_add_", t_scatter_add_i},
+                               {"cumsum", t_cumsum},
+                               {"sort", t_sort},
+                               {NULL, NULL}};
+  lua_pushvalue(L, methods);
+  luaL_setfuncs(L, m, 0);
+  lua_pop(L, 1);
+}
