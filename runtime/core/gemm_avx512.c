@@ -2,14 +2,15 @@
  * (packed into NR-wide column panels, or read in place when it is row-major and few rows of A reuse
  * it), op(A) into MC x KC blocks packed into MR-tall row panels, and a register-blocked micro-kernel
  * computes an MR x NR tile of C: per k, two 16-float loads of B and MR broadcasts of A feed 2 * MR
- * FMAs into 2 * MR zmm accumulators (24 of the 32 registers at MR 12).
+ * FMAs into 2 * MR zmm accumulators (24 of the 32 registers at MR 12). When C has few columns, A is
+ * read in place instead of packed (each row panel meets too few column panels to repay the copy).
  *
  * Loop order (outer to inner): NC columns of C, KC of the depth (B block in L2: KC x NC x 4 bytes =
  * 512 KiB, half of Zen 5's 1 MiB), MC rows (A block packed), then each MR-row A panel (KC x MR x 4 =
  * 12 KiB, stays in the 48 KiB L1) against every NR-column B panel of the block (streamed from L2).
  *
  * Edges: a tile of mr < MR rows runs a kernel compiled for mr rows (no padding, no wasted FMAs); a
- * tile of nr < NR columns reads B and C through lane masks. The depth is always cut at multiples of
+ * tile of nr < NR columns reads B and C through lane masks (one vector of them when nr <= 16). The depth is always cut at multiples of
  * KC from 0, and each tile's accumulators start at zero and sum k in order, so an element of C gets
  * the same bits whatever panel of C it was computed in (cnn_gemm's thread-count independence).
  *
@@ -29,6 +30,11 @@ enum { MR = 12, NR = 32, KC = 256, MC = 240, NC = 512 };
 /* op(B) row-major is read in place when A has at most this many rows: packing a block costs a pass
  * over it, which fewer than this many MR-row panels do not win back. */
 #define DIRECT_B_ROWS 48
+
+/* op(A) is read in place when C has at most this many columns: packing costs a pass over A per NC
+ * block, which 4 column panels or fewer do not win back (the stride-2 and 7x7 layers of ResNet at 224:
+ * 1.3-2.5x faster than packed). */
+#define DIRECT_A_COLS 128
 
 #define PACK_FLOATS ((size_t)MC * KC + (size_t)KC * NC)
 
@@ -148,31 +154,45 @@ static void pack_b(bool tb, const float *b, int64_t ldb, int64_t p0, int64_t j0,
 
 /* ---- the micro-kernel ---- */
 
-/* C[0..mr, 0..NR) (lanes m0, m1 of its two 16-column halves) = alpha * A panel @ B panel + beta * C.
- * ap: kc steps of MR floats; bp: kc steps of 32 floats, bs apart. mr and edge are constants in every
+/* How a tile reads A: packed, or op(A) in place when packing would not pay (see cnn_gemm_avx512). */
+typedef enum {
+  A_COLS, /* value (i, p) at a[p * as + i]: a packed panel (as = MR), or A stored (k, m) (as = lda) */
+  A_ROWS, /* value (i, p) at a[i * as + p]: A stored (m, k) (as = lda) */
+} a_mode;
+
+/* Tile shapes: 2 vectors (NR columns), 2 vectors under lane masks, 1 vector under a mask (nr <= 16). */
+typedef enum { T_FULL, T_EDGE2, T_EDGE1 } t_kind;
+
+/* C[0..mr, 0..NR) (lanes m0, m1 of its two 16-column halves) = alpha * A @ B + beta * C over kc steps
+ * of depth. bp: kc steps of 32 floats, bs apart. mr, kind and am are constants in every
  * instantiation below, so the loops unroll and the accumulators live in registers. */
-static inline __attribute__((always_inline)) void tile(const int mr, const bool edge, int64_t kc, const float *ap,
-                                                       const float *bp, int64_t bs, float *c, int64_t ldc, float alpha,
-                                                       float beta, __mmask16 m0, __mmask16 m1) {
+static inline __attribute__((always_inline)) void tile(const int mr, const t_kind kind, const a_mode am, int64_t kc,
+                                                       const float *a, int64_t as, const float *bp, int64_t bs,
+                                                       float *c, int64_t ldc, float alpha, float beta, __mmask16 m0,
+                                                       __mmask16 m1) {
+  const bool two = kind != T_EDGE1, masked = kind != T_FULL;
   __m512 c0[MR], c1[MR];
 #pragma GCC unroll 16
   for (int i = 0; i < mr; i++) c0[i] = c1[i] = _mm512_setzero_ps();
+  const float *ar[MR]; /* A_ROWS: the rows' pointers, stepped together */
+#pragma GCC unroll 16
+  for (int i = 0; i < mr; i++) ar[i] = a + i * as;
   for (int64_t p = 0; p < kc; p++) {
-    __m512 b0, b1;
-    if (edge) {
+    __m512 b0, b1 = _mm512_setzero_ps();
+    if (masked) {
       b0 = _mm512_maskz_loadu_ps(m0, bp);
-      b1 = _mm512_maskz_loadu_ps(m1, bp + 16);
+      if (two) b1 = _mm512_maskz_loadu_ps(m1, bp + 16);
     } else {
       b0 = _mm512_loadu_ps(bp);
       b1 = _mm512_loadu_ps(bp + 16);
     }
 #pragma GCC unroll 16
     for (int i = 0; i < mr; i++) {
-      __m512 av = _mm512_set1_ps(ap[i]);
+      __m512 av = _mm512_set1_ps(am == A_COLS ? a[i] : ar[i][p]);
       c0[i] = _mm512_fmadd_ps(av, b0, c0[i]);
-      c1[i] = _mm512_fmadd_ps(av, b1, c1[i]);
+      if (two) c1[i] = _mm512_fmadd_ps(av, b1, c1[i]);
     }
-    ap += MR;
+    if (am == A_COLS) a += as;
     bp += bs;
   }
   const __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
@@ -182,15 +202,15 @@ static inline __attribute__((always_inline)) void tile(const int mr, const bool 
     __m512 x0 = c0[i], x1 = c1[i];
     if (alpha != 1) {
       x0 = _mm512_mul_ps(x0, va);
-      x1 = _mm512_mul_ps(x1, va);
+      if (two) x1 = _mm512_mul_ps(x1, va);
     }
-    if (edge) {
+    if (masked) {
       if (beta != 0) {
         x0 = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(m0, r), x0);
-        x1 = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(m1, r + 16), x1);
+        if (two) x1 = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(m1, r + 16), x1);
       }
       _mm512_mask_storeu_ps(r, m0, x0);
-      _mm512_mask_storeu_ps(r + 16, m1, x1);
+      if (two) _mm512_mask_storeu_ps(r + 16, m1, x1);
     } else {
       if (beta != 0) {
         x0 = _mm512_fmadd_ps(vb, _mm512_loadu_ps(r), x0);
@@ -202,32 +222,45 @@ static inline __attribute__((always_inline)) void tile(const int mr, const bool 
   }
 }
 
-typedef void (*tile_fn)(int64_t, const float *, const float *, int64_t, float *, int64_t, float, float, __mmask16,
-                        __mmask16);
+typedef void (*tile_fn)(int64_t, const float *, int64_t, const float *, int64_t, float *, int64_t, float, float,
+                        __mmask16, __mmask16);
 
-#define TILE_FN(mr, edge, name)                                                                                  \
-  static void name(int64_t kc, const float *ap, const float *bp, int64_t bs, float *c, int64_t ldc, float alpha, \
-                   float beta, __mmask16 m0, __mmask16 m1) {                                                     \
-    tile(mr, edge, kc, ap, bp, bs, c, ldc, alpha, beta, m0, m1);                                                 \
+#define TILE_FN(mr, kind, am, name)                                                                            \
+  static void name(int64_t kc, const float *a, int64_t as, const float *bp, int64_t bs, float *c, int64_t ldc, \
+                   float alpha, float beta, __mmask16 m0, __mmask16 m1) {                                      \
+    tile(mr, kind, am, kc, a, as, bp, bs, c, ldc, alpha, beta, m0, m1);                                        \
   }
-#define TILE_PAIR(mr) TILE_FN(mr, false, tile_##mr) TILE_FN(mr, true, tile_##mr##_edge)
-TILE_PAIR(1)
-TILE_PAIR(2)
-TILE_PAIR(3)
-TILE_PAIR(4)
-TILE_PAIR(5)
-TILE_PAIR(6)
-TILE_PAIR(7)
-TILE_PAIR(8)
-TILE_PAIR(9)
-TILE_PAIR(10)
-TILE_PAIR(11)
-TILE_PAIR(12)
+/* clang-format off */
+#define TILE_SET(mr)                                                                  \
+  TILE_FN(mr, T_FULL, A_COLS, tile_c##mr)                                             \
+  TILE_FN(mr, T_EDGE2, A_COLS, tile_c##mr##_e2)                                       \
+  TILE_FN(mr, T_EDGE1, A_COLS, tile_c##mr##_e1)                                       \
+  TILE_FN(mr, T_FULL, A_ROWS, tile_r##mr)                                             \
+  TILE_FN(mr, T_EDGE2, A_ROWS, tile_r##mr##_e2)                                       \
+  TILE_FN(mr, T_EDGE1, A_ROWS, tile_r##mr##_e1)
+/* clang-format on */
+TILE_SET(1)
+TILE_SET(2)
+TILE_SET(3)
+TILE_SET(4)
+TILE_SET(5)
+TILE_SET(6)
+TILE_SET(7)
+TILE_SET(8)
+TILE_SET(9)
+TILE_SET(10)
+TILE_SET(11)
+TILE_SET(12)
 
-static const tile_fn tiles[2][MR + 1] = {
-    {NULL, tile_1, tile_2, tile_3, tile_4, tile_5, tile_6, tile_7, tile_8, tile_9, tile_10, tile_11, tile_12},
-    {NULL, tile_1_edge, tile_2_edge, tile_3_edge, tile_4_edge, tile_5_edge, tile_6_edge, tile_7_edge, tile_8_edge,
-     tile_9_edge, tile_10_edge, tile_11_edge, tile_12_edge},
+#define TILE_ROW(p, s)                                                                                         \
+  {                                                                                                            \
+    NULL, p##1##s, p##2##s, p##3##s, p##4##s, p##5##s, p##6##s, p##7##s, p##8##s, p##9##s, p##10##s, p##11##s, \
+        p##12##s                                                                                               \
+  }
+/* tiles[a_mode][t_kind][mr] */
+static const tile_fn tiles[2][3][MR + 1] = {
+    {TILE_ROW(tile_c, ), TILE_ROW(tile_c, _e2), TILE_ROW(tile_c, _e1)},
+    {TILE_ROW(tile_r, ), TILE_ROW(tile_r, _e2), TILE_ROW(tile_r, _e1)},
 };
 
 /* ---- the loops ---- */
@@ -238,6 +271,9 @@ bool cnn_gemm_avx512(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float al
   if (!pa) return false;
   float *pb = pa + (size_t)MC * KC;
   const bool direct_b = !tb && m <= DIRECT_B_ROWS;
+  /* A in place when few column panels reuse each row panel (packing is a pass over A per NC block) */
+  const bool direct_a = n <= DIRECT_A_COLS;
+  const a_mode am = direct_a && !ta ? A_ROWS : A_COLS;
   for (int64_t jc = 0; jc < n; jc += NC) {
     const int64_t nc = n - jc < NC ? n - jc : NC;
     for (int64_t pc = 0; pc < k; pc += KC) {
@@ -248,19 +284,20 @@ bool cnn_gemm_avx512(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float al
       if (!direct_b) pack_b(tb, b, ldb, pc, jc, kc, nc, pb);
       for (int64_t ic = 0; ic < m; ic += MC) {
         const int64_t mc = m - ic < MC ? m - ic : MC;
-        pack_a(ta, a, lda, ic, pc, mc, kc, pa);
+        if (!direct_a) pack_a(ta, a, lda, ic, pc, mc, kc, pa);
         for (int64_t ir = 0; ir < mc; ir += MR) {
           const int mr = (int)(mc - ir < MR ? mc - ir : MR);
-          const float *ap = pa + ir * kc;
+          const float *ap = !direct_a ? pa + ir * kc : ta ? a + pc * lda + ic + ir : a + (ic + ir) * lda + pc;
+          const int64_t as = direct_a ? lda : MR;
           float *cr = c + (ic + ir) * ldc + jc;
           for (int64_t jr = 0; jr < nc; jr += NR) {
             const int64_t nr = nc - jr < NR ? nc - jr : NR;
             const float *bpan = direct_b ? bb + jr : bb + jr * kc;
-            if (nr == NR) tiles[0][mr](kc, ap, bpan, bs, cr + jr, ldc, alpha, bet, 0xFFFF, 0xFFFF);
+            if (nr == NR) tiles[am][T_FULL][mr](kc, ap, as, bpan, bs, cr + jr, ldc, alpha, bet, 0xFFFF, 0xFFFF);
             else {
               __mmask16 m0 = (__mmask16)(nr >= 16 ? 0xFFFF : (1u << nr) - 1);
               __mmask16 m1 = (__mmask16)(nr <= 16 ? 0 : (1u << (nr - 16)) - 1);
-              tiles[1][mr](kc, ap, bpan, bs, cr + jr, ldc, alpha, bet, m0, m1);
+              tiles[am][nr <= 16 ? T_EDGE1 : T_EDGE2][mr](kc, ap, as, bpan, bs, cr + jr, ldc, alpha, bet, m0, m1);
             }
           }
         }

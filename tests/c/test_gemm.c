@@ -140,6 +140,10 @@ int main(void) {
   check_shape(true, true, 260, 600, 530, 0, 1, 0);
   check_shape(false, true, 64, 1000, 300, 0, 1, 1);
   check_shape(true, false, 500, 200, 64, 0, 1, 0);
+  /* few columns: A read in place, across the MC block */
+  check_shape(false, false, 300, 100, 600, 3, 1, 1);
+  check_shape(true, false, 260, 60, 530, 0, -1, 0);
+  check_shape(false, true, 250, 17, 300, 1, 1, 0.5f);
   cnn_gemm_set_backend(CNN_GEMM_AUTO);
   return check_summary("test_gemm");
 }
