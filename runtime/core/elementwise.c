@@ -633,7 +633,18 @@ static void axpy_u8(void *vctx, int64_t n, char **p, const int64_t *step) {
 
 int cnn_ew_axpy_(cnn_tensor *a, double alpha, const cnn_tensor *b) {
   axpy_ctx c = {(float)alpha, 0};
-  if (a->dtype == CNN_BOOL) return cnn_error_set("cannot add a multiple into a bool tensor");
+  if (a->dtype == CNN_BOOL) { /* as PyTorch: a | (b && alpha), b bool and alpha an integer */
+    if (b->dtype != CNN_BOOL) return cast_error(b->dtype, CNN_BOOL);
+    if (!int_param(alpha, &c.i)) return cast_error(CNN_FLOAT32, CNN_BOOL);
+    if (cnn_tensor_check_writable(a)) return -1;
+    if (c.i) return cnn_ew_binary_into(CNN_BIT_OR, a, a, b);
+    cnn_tensor *none = cnn_tensor_scalar(CNN_BOOL, 0); /* alpha 0: a | false, b's shape still checked */
+    cnn_tensor *bz = none ? cnn_ew_binary(CNN_BIT_AND, b, none) : NULL;
+    int rc = bz ? cnn_ew_binary_into(CNN_BIT_OR, a, a, bz) : -1;
+    cnn_tensor_release(none);
+    cnn_tensor_release(bz);
+    return rc;
+  }
   if (a->dtype != CNN_FLOAT32 && (b->dtype == CNN_FLOAT32 || !int_param(alpha, &c.i)))
     return cast_error(CNN_FLOAT32, a->dtype);
   if (cnn_tensor_check_writable(a)) return -1;

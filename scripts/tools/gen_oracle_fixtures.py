@@ -2023,6 +2023,20 @@ def _(g):
                 index=(1,))
 
 
+# add_ with alpha into a bool tensor: PyTorch ors in other where alpha is nonzero (other must be
+# bool and alpha an integer, else both refuse)
+@oracle("Tensor.add_", n=16)
+def _(g):
+    s = g.shape()
+    x = g.tensor(s, "bool", view="write", rg=False)
+    o = g.tensor([v if not g.coin(0.3) else 1 for v in s], "bool" if g.coin(0.8) else "int64", rg=False)
+    alpha = g.pick((0, 0, 2, -1, 1, 0.5)) if g.coin(0.8) else True
+    if alpha is True:
+        o, alpha = g.coin(), g.pick((0, 3))
+        return Case(M("add_"), [x, o, alpha], lambda x: x.add_(o, alpha=alpha))
+    return Case(M("add_"), [x, o, alpha], lambda x, o: x.add_(o, alpha=alpha))
+
+
 # ---- running the cases in PyTorch ----
 
 def pattern(shape, dtype):

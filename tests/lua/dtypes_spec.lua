@@ -68,6 +68,19 @@ describe("bool and uint8 as PyTorch 1.13", function()
       assert.is_truthy(text:find("%[" .. t:dtype() .. " tensor of shape"), text)
     end)
   end
+
+  it("add_ with alpha into a bool tensor ors other in where alpha is nonzero, as PyTorch", function()
+    local function t() return cnn.tensor {true, false, false} end
+    local o = cnn.tensor {true, true, false}
+    assert.same({true, true, false}, t():add_(o, 2):totable()) -- true or (true and 2 ~= 0), ...
+    assert.same({true, true, false}, t():add_(o, -1):totable())
+    assert.same({true, false, false}, t():add_(o, 0):totable()) -- alpha 0: unchanged
+    assert.same({true, true, true}, t():add_(true, 3):totable())
+    H.assert_error(function() return t():add_(o, 0.5) end, "add_", "float32")
+    H.assert_error(function() return t():add_(cnn.tensor({1, 1, 1}, {dtype = "int64"}), 1) end, "add_", "int64")
+    H.assert_error(function() return t():add_(cnn.tensor {true, true}, 0) end, "add_")
+    H.assert_usable()
+  end)
 end)
 
 describe("masks and where", function()
