@@ -77,5 +77,9 @@ static inline void cnn_parallel_part(int64_t n, int64_t parts, int64_t p, int64_
 
 /* Minimum elements before an elementwise loop goes parallel. */
 #define CNN_PARALLEL_GRAIN 32768
+/* The same for a streaming pass (a flop or two an element: SGD's update, bytes to floats): below
+ * it the second thread gains less than the wait costs and the data's trip between the cores'
+ * caches (LeNet's 48,000-weight layer took twice the CPU time on two threads as on one). */
+#define CNN_PARALLEL_STREAM_GRAIN (4 * CNN_PARALLEL_GRAIN)
 
 #endif

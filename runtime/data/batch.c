@@ -76,17 +76,23 @@ typedef struct u8_job {
 
 static void u8_rows_range(void *arg, int64_t i0, int64_t i1) {
   const u8_job *j = arg;
+  /* in locals: read through j, they would be reloaded after every store (a float store may alias
+   * them) and the inner loop would not vectorise (it ran at ~1 ns an element) */
+  const int64_t row = j->row, is = j->is, *ip = j->ip;
+  const float fdiv = j->fdiv;
   for (int64_t i = i0; i < i1; i++) {
-    const uint8_t *from = j->src + (j->ip ? j->ip[i * j->is] : i) * j->row;
-    float *to = j->out + i * j->row;
-    for (int64_t k = 0; k < j->row; k++) to[k] = (float)from[k] / j->fdiv;
+    const uint8_t *restrict from = j->src + (ip ? ip[i * is] : i) * row;
+    float *restrict to = j->out + i * row;
+    for (int64_t k = 0; k < row; k++) to[k] = (float)from[k] / fdiv;
   }
 }
 
 static void u8_rows_to_float(float *out, const uint8_t *src, const int64_t *ip, int64_t is, int64_t n, int64_t row,
                              float fdiv) {
   u8_job j = {out, src, ip, is, row, fdiv};
-  cnn_parallel_items(n, n * row, u8_rows_range, &j);
+  /* a streaming pass: parallel from CNN_PARALLEL_STREAM_GRAIN bytes (cnn_parallel_items counts
+   * from CNN_PARALLEL_GRAIN) */
+  cnn_parallel_items(n, n * row / (CNN_PARALLEL_STREAM_GRAIN / CNN_PARALLEL_GRAIN), u8_rows_range, &j);
 }
 
 cnn_tensor *cnn_batch_gather_float(const cnn_tensor *src, const cnn_tensor *idx, double divisor) {

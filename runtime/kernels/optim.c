@@ -23,11 +23,13 @@ static void run_blocks(void *arg, int64_t b0, int64_t b1) {
   j->f(j->args, b0 * 16, b1 * 16 < j->n ? b1 * 16 : j->n);
 }
 
-static void run_ranges(range_fn f, const void *args, int64_t n) {
+static void run_ranges_from(range_fn f, const void *args, int64_t n, int64_t grain) {
   blocks_job j = {f, args, n};
-  if (n < CNN_PARALLEL_GRAIN) f(args, 0, n);
-  else cnn_parallel_for((n + 15) / 16, CNN_PARALLEL_GRAIN / 2 / 16, run_blocks, &j);
+  if (n < grain) f(args, 0, n);
+  else cnn_parallel_for((n + 15) / 16, grain / 2 / 16, run_blocks, &j);
 }
+
+static void run_ranges(range_fn f, const void *args, int64_t n) { run_ranges_from(f, args, n, CNN_PARALLEL_GRAIN); }
 
 /* SGD's per-step scalars and arrays, copied into locals by sgd_range (they stay in registers). */
 typedef struct sgd_args {
@@ -79,7 +81,7 @@ void cnn_optim_sgd_f32(float *restrict p, const float *restrict g, float *restri
       .nesterov = c->nesterov,
       .buf_init = buf_init,
   };
-  run_ranges(sgd_range, &k, n);
+  run_ranges_from(sgd_range, &k, n, CNN_PARALLEL_STREAM_GRAIN); /* a few flops an element */
 }
 
 /* Adam's per-step scalars and arrays. adam_range copies them into its own locals, which stay in
