@@ -118,7 +118,7 @@ static int f_conv2d(lua_State *L) {
 
 /* The kernel argument (number or pair) and the options shared by both pools. */
 static void pool_params(lua_State *L, const char *fn, bool is_max, cnn_pool2d_params *p) {
-  static const char *const known_max[] = {"stride", "padding", "dilation", "ceil_mode", "return_indices", NULL};
+  static const char *const known_max[] = {"stride", "padding", "dilation", "ceil_mode", "return_indices", "relu", NULL};
   static const char *const known_avg[] = {"stride",           "padding", "ceil_mode", "count_include_pad",
                                           "divisor_override", NULL};
   if (lua_isnoneornil(L, 2)) lcnn_error(L, fn, "expected a kernel size (an integer or a pair) for argument 2");
@@ -153,17 +153,25 @@ static void pool_params(lua_State *L, const char *fn, bool is_max, cnn_pool2d_pa
 }
 
 /** cnn.F.max_pool2d(x, kernel_size, {stride=kernel_size, padding=0, dilation=1, ceil_mode=false,
- *   return_indices=false}) -> Tensor
+ *   return_indices=false, relu=false}) -> Tensor
  * The maximum of each kernel_size window of x (N, C, H, W) or (C, H, W).
  * Sizes are a number or a pair {h, w}; padding counts as -infinity. ceil_mode rounds the output size
  * up. With return_indices=true also returns, for each output, the 1-based position of its maximum in
- * its input plane (row-major over H x W), as an int64 tensor. */
+ * its input plane (row-major over H x W), as an int64 tensor. {relu=true} returns F.relu of the
+ * result in one pass each way (one MaxPool2DReluBackward node, same values and gradients; no
+ * indices). */
 static int f_max_pool2d(lua_State *L) {
   const char *fn = "max_pool2d";
   cnn_pool2d_params p;
   pool_params(L, fn, true, &p);
   bool want_idx = lcnn_opt_boolean(L, 3, fn, "return_indices", false);
+  bool relu = lcnn_opt_boolean(L, 3, fn, "relu", false);
+  if (relu && want_idx) return lcnn_error(L, fn, "relu=true returns no indices (return_indices must be false)");
   cnn_tensor *x = lcnn_check(L, 1, fn); /* after the options, whose lookups may run Lua code */
+  if (relu) {
+    lcnn_push(L, cnn_op_max_pool2d_relu(x, &p), fn);
+    return 1;
+  }
   cnn_tensor *idx = NULL;
   cnn_tensor *y = cnn_op_max_pool2d(x, &p, want_idx ? &idx : NULL);
   if (!want_idx || !y) {

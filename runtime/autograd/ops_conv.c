@@ -97,6 +97,18 @@ cnn_tensor *cnn_op_max_pool2d(const cnn_tensor *x, const cnn_pool2d_params *p, c
   return y;
 }
 
+/* the indices of relu's stopped outputs are -1: the max pool's backward gives them nothing */
+cnn_tensor *cnn_op_max_pool2d_relu(const cnn_tensor *x, const cnn_pool2d_params *p) {
+  cnn_tensor *y, *idx;
+  if (cnn_pool_max2d_relu_forward(x, p, &y, &idx)) return NULL;
+  static const cnn_ag_op max_pool_relu_op = {"MaxPool2DReluBackward", max_pool_backward, sizeof(pool_state), NULL};
+  const cnn_tensor *in[1] = {x}, *saves[1] = {idx};
+  pool_state st = pool_state_of(x, NULL);
+  if (cnn_ag_record(y, &max_pool_relu_op, &st, 1, in, 1, saves)) y = NULL; /* released */
+  cnn_tensor_release(idx);
+  return y;
+}
+
 static int avg_pool_backward(cnn_node *n, cnn_tensor *const *gout, cnn_tensor **gin) {
   if (!gout[0]) return 0;
   const pool_state *st = cnn_ag_state(n);

@@ -76,7 +76,8 @@ static cnn_pool2d_shape shape_of(const cnn_tensor *x, int64_t oh, int64_t ow) {
   return s;
 }
 
-int cnn_pool_max2d_forward(const cnn_tensor *x, const cnn_pool2d_params *p, cnn_tensor **y, cnn_tensor **indices) {
+static int max_forward(const cnn_tensor *x, const cnn_pool2d_params *p, bool relu, cnn_tensor **y,
+                       cnn_tensor **indices) {
   *y = NULL, *indices = NULL;
   int64_t ohw[2], P;
   /* Max and adaptive pooling take float32 only, as PyTorch's (integers: "not implemented"). */
@@ -90,10 +91,19 @@ int cnn_pool_max2d_forward(const cnn_tensor *x, const cnn_pool2d_params *p, cnn_
     return -1;
   }
   cnn_pool2d_shape s = shape_of(x, ohw[0], ohw[1]);
-  cnn_pool_max2d_forward_f32(p, &s, cnn_tensor_f32(xc), cnn_tensor_f32(ry), cnn_tensor_i64(ri));
+  (relu ? cnn_pool_max2d_relu_forward_f32 : cnn_pool_max2d_forward_f32)(p, &s, cnn_tensor_f32(xc), cnn_tensor_f32(ry),
+                                                                        cnn_tensor_i64(ri));
   cnn_tensor_release(xc);
   *y = ry, *indices = ri;
   return 0;
+}
+
+int cnn_pool_max2d_forward(const cnn_tensor *x, const cnn_pool2d_params *p, cnn_tensor **y, cnn_tensor **indices) {
+  return max_forward(x, p, false, y, indices);
+}
+
+int cnn_pool_max2d_relu_forward(const cnn_tensor *x, const cnn_pool2d_params *p, cnn_tensor **y, cnn_tensor **indices) {
+  return max_forward(x, p, true, y, indices);
 }
 
 cnn_tensor *cnn_pool_max2d_backward(const cnn_tensor *gy, const cnn_tensor *indices, int64_t H, int64_t W) {

@@ -34,7 +34,7 @@ typedef struct {
   int64_t *idx;
   const int64_t *ix;
   int64_t H, W, oh, ow;
-  bool k2s2, blocks;
+  bool k2s2, blocks, relu;
 } pool_job;
 
 /* Pooling loops go parallel from a quarter of the elementwise grain: each element is a window. */
@@ -216,26 +216,41 @@ static inline void max_plane(const cnn_pool2d_params *p, const float *xpl, float
   }
 }
 
+/* relu(y) in place over n outputs, as F.relu computes it (NaN stays NaN, -0 becomes +0), and the index
+ * of each output that relu's gradient stops (a result <= 0) becomes -1: the backward gives its window
+ * no gradient, as relu's backward followed by the pool's would. */
+static void relu_outputs(float *y, int64_t *idx, int64_t n) {
+  for (int64_t i = 0; i < n; i++) {
+    const float v = y[i];
+    const bool keep = v > 0 || v != v;
+    y[i] = keep ? v : 0.0f;
+    idx[i] = keep ? idx[i] : -1;
+  }
+}
+
 static void max2x2_row_range(void *arg, int64_t r0, int64_t r1) {
   const pool_job *j = arg;
   max2x2_rows(j->x, j->y, j->idx, j->H, j->W, j->oh, j->ow, r0, r1);
+  if (j->relu) relu_outputs(j->y + r0 * j->ow, j->idx + r0 * j->ow, (r1 - r0) * j->ow);
 }
 
 static void max_planes(void *arg, int64_t p0, int64_t p1) {
   const pool_job *j = arg;
   const int64_t H = j->H, W = j->W, oh = j->oh, ow = j->ow;
-  for (int64_t pl = p0; pl < p1; pl++)
+  for (int64_t pl = p0; pl < p1; pl++) {
     max_plane(j->p, j->x + pl * H * W, j->y + pl * oh * ow, j->idx + pl * oh * ow, H, W, oh, ow, j->k2s2);
+    if (j->relu) relu_outputs(j->y + pl * oh * ow, j->idx + pl * oh * ow, oh * ow);
+  }
 }
 
-void cnn_pool_max2d_forward_f32(const cnn_pool2d_params *p, const cnn_pool2d_shape *s, const float *xp, float *yp,
-                                int64_t *ip) {
+static void max_forward(const cnn_pool2d_params *p, const cnn_pool2d_shape *s, const float *xp, float *yp, int64_t *ip,
+                        bool relu) {
   const int64_t P = s->P, H = s->H, W = s->W, oh = s->oh, ow = s->ow;
   const int64_t kh = p->kernel[0], kw = p->kernel[1], sh = p->stride[0], sw = p->stride[1];
   const int64_t ph = p->padding[0], pw = p->padding[1], dh = p->dilation[0], dw = p->dilation[1];
   const bool k2s2 = kh == 2 && kw == 2 && sh == 2 && sw == 2 && ph == 0 && pw == 0 && dh == 1 && dw == 1 &&
                     2 * oh <= H && 2 * ow <= W;
-  pool_job j = {.p = p, .x = xp, .y = yp, .idx = ip, .H = H, .W = W, .oh = oh, .ow = ow, .k2s2 = k2s2};
+  pool_job j = {.p = p, .x = xp, .y = yp, .idx = ip, .H = H, .W = W, .oh = oh, .ow = ow, .k2s2 = k2s2, .relu = relu};
   if (k2s2 && 2 * ow <= POOL_SCRATCH && H * W <= INT32_MAX) {
     /* ranges of output rows counted over all planes: LeNet's 5x5 planes are too small to share
      * out one by one */
@@ -243,6 +258,16 @@ void cnn_pool_max2d_forward_f32(const cnn_pool2d_params *p, const cnn_pool2d_sha
   } else {
     pool_items(P, P * oh * ow * kh * kw, max_planes, &j);
   }
+}
+
+void cnn_pool_max2d_forward_f32(const cnn_pool2d_params *p, const cnn_pool2d_shape *s, const float *x, float *y,
+                                int64_t *idx) {
+  max_forward(p, s, x, y, idx, false);
+}
+
+void cnn_pool_max2d_relu_forward_f32(const cnn_pool2d_params *p, const cnn_pool2d_shape *s, const float *x, float *y,
+                                     int64_t *idx) {
+  max_forward(p, s, x, y, idx, true);
 }
 
 /* plane pl of max_pool2d backward: zeroed, then the gradients scattered to their argmax */
@@ -258,7 +283,8 @@ static inline void max_backward_plane(const float *g, const int64_t *ix, float *
 
 /* One output of max2x2_backward_plane: its gradient (plus 0, as the scatter's 0 + g, which makes -0
  * a +0) to the block cell its index names, 0 to the other three, through bit masks (the argmax cell
- * is random: branches would mispredict). False when the index lies outside the block. */
+ * is random: branches would mispredict); an index of -1 (relu_outputs) sends 0 to all four. False
+ * when the index lies outside the block. */
 static inline bool block_backward1(float g, int64_t at, int64_t base, int64_t W, float *r0, float *r1) {
   const int64_t off = at - base;
   const float v = g + 0.0f;
@@ -268,13 +294,14 @@ static inline bool block_backward1(float g, int64_t at, int64_t base, int64_t W,
   c[2] = b & -(uint32_t)(off == W), c[3] = b & -(uint32_t)(off == W + 1);
   memcpy(r0, c, 2 * sizeof(float));
   memcpy(r1, c + 2, 2 * sizeof(float));
-  return (off == 0) | (off == 1) | (off == W) | (off == W + 1);
+  return (off == 0) | (off == 1) | (off == W) | (off == W + 1) | (at == -1);
 }
 
 /* Backward of one plane, g, ix (oh, ow) -> gx (H, W), when every index lies in its output's own 2x2
  * block at (2i, 2j), as the 2x2/stride-2 forward guarantees: the blocks are disjoint, so each cell
  * takes at most one gradient and gx is written once, with no zeroing pass and no read-modify-write
- * (the scatter's loads wait on the memset's stores). Cells outside every block get 0. Returns false,
+ * (the scatter's loads wait on the memset's stores). Cells outside every block, and the blocks of
+ * index -1, get 0. Returns false,
  * the plane part written, at the first row with an index outside its block: the caller scatters. */
 static bool max2x2_backward_plane(const float *g, const int64_t *ix, float *gx, int64_t H, int64_t W, int64_t oh,
                                   int64_t ow) {
@@ -296,7 +323,7 @@ static bool max2x2_backward_plane(const float *g, const int64_t *ix, float *gx, 
         gv += 0.0f;
         const v8l off = at - (base + 2 * j) - lane2;
         const v8l m0 = off == 0, m1 = off == 1, m2 = off == W, m3 = off == W + 1;
-        valid &= m0 | m1 | m2 | m3;
+        valid &= m0 | m1 | m2 | m3 | (at == -1);
         const v8i gi = (v8i)gv;
         const v8i c0 = __builtin_convertvector(m0, v8i) & gi, c1 = __builtin_convertvector(m1, v8i) & gi;
         const v8i c2 = __builtin_convertvector(m2, v8i) & gi, c3 = __builtin_convertvector(m3, v8i) & gi;

@@ -161,6 +161,14 @@ describe("module registration", function()
     local y2, g2 = run(function(x) return cnn.F.max_pool2d(cnn.F.relu(x), 3, pool_opts) end)
     assert.are.same(y2, y1)
     assert.are.same(g2, g1)
+    -- as one op, one graph node
+    assert.are.equal("MaxPool2DReluBackward", seq(x0:clone():requires_grad_()).grad_fn)
+    -- an instance whose forward was replaced runs as written: two calls, pool first
+    local relu = nn.ReLU()
+    relu.forward = function(_, x) return cnn.F.relu(x) * 2 end
+    local y3 = nn.Sequential(relu, nn.MaxPool2d(3, pool_opts))(x0:clone():requires_grad_())
+    assert.are.equal("MulBackward", y3.grad_fn)
+    assert.are.same((cnn.F.max_pool2d(cnn.F.relu(x0), 3, pool_opts) * 2):totable(), y3:totable())
     -- only the stock classes: a subclass whose forward does not commute with max keeps its place
     local Negate = nn.ReLU:extend("Negate")
     function Negate:forward(x) return -x end

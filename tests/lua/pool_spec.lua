@@ -123,6 +123,47 @@ describe("pooling by hand", function()
     local a = F.max_pool2d(q, 2, { ceil_mode = true })
     H.assert_tensor(a:narrow(3, 1, 3):narrow(4, 1, 3), { shape = { 2, 3, 3, 3 }, data = H.values(F.max_pool2d(q, 2)) })
   end)
+  it("max_pool2d with relu=true is relu of the pool, values and gradients, in one node", function()
+    local nan = 0 / 0
+    -- windows (2x2): {-3, -1, -2, -4} -> -1 -> 0, no gradient; {nan, 5, 1, 2} -> NaN (passes the
+    -- gradient, as relu's backward does); {0, -0, -1, -2} -> 0, no gradient; {2, 7, 7, 1} -> the first 7
+    local p = cnn.tensor { { -3, -1, nan, 5 }, { -2, -4, 1, 2 }, { 0, -0.0, 2, 7 }, { -1, -2, 7, 1 } }:view(1, 1, 4, 4)
+    local px = p:clone():requires_grad_()
+    local y = F.max_pool2d(px, 2, { relu = true })
+    assert.are.equal("MaxPool2DReluBackward", y.grad_fn)
+    assert.are.equal(0, y[1][1][1][1])
+    assert.is_true(y[1][1][1][2] ~= y[1][1][1][2])
+    assert.are.equal(0, y[1][1][2][1])
+    assert.are.equal(1 / 0, 1 / y[1][1][2][1]) -- +0, as relu gives
+    assert.are.equal(7, y[1][1][2][2])
+    y:backward(cnn.tensor { { 10, 20 }, { 30, 40 } }:view(1, 1, 2, 2))
+    H.assert_tensor(px.grad, { { { { 0, 0, 20, 0 }, { 0, 0, 0, 0 }, { 0, 0, 0, 40 }, { 0, 0, 0, 0 } } } })
+    -- and another plane: {1, 2, 3, 4} -> 4 (position 6), {nan, 5, 1, 2} -> NaN (position 3)
+    local q = cnn.tensor { { 1, 2, nan, 5 }, { 3, 4, 1, 2 } }:view(1, 1, 2, 4):requires_grad_()
+    F.max_pool2d(q, 2, { relu = true }):backward(cnn.tensor { { { { 1, 2 } } } })
+    H.assert_tensor(q.grad, { { { { 0, 0, 2, 0 }, { 0, 1, 0, 0 } } } })
+    -- against the two ops on random planes: LeNet's 2x2 path (vector rows and short ones) and the
+    -- general one (overlapping, padded, ceil_mode), on 1 and 2 threads
+    for _, threads in ipairs { 1, 2 } do
+      cnn.set_num_threads(threads)
+      for _, c in ipairs { { { 3, 6, 28, 28 }, 2, {} }, { { 2, 3, 10, 10 }, 2, {} }, { { 2, 3, 9, 8 }, 3,
+        { stride = 2, padding = 1, ceil_mode = true } } } do
+        cnn.manual_seed(5)
+        local x0 = cnn.randn(table.unpack(c[1]))
+        local a, b = x0:clone():requires_grad_(), x0:clone():requires_grad_()
+        local ya = F.relu(F.max_pool2d(a, c[2], c[3]))
+        local o = { relu = true }
+        for k, v in pairs(c[3]) do o[k] = v end
+        local yb = F.max_pool2d(b, c[2], o)
+        assert.are.same(ya:totable(), yb:totable())
+        local g = cnn.randn(table.unpack(ya:shape()))
+        ya:backward(g)
+        yb:backward(g)
+        assert.are.same(a.grad:totable(), b.grad:totable())
+      end
+    end
+    cnn.set_num_threads(2)
+  end)
   it("avg_pool2d averages, and excludes padding when asked", function()
     H.assert_tensor(F.avg_pool2d(x, 2), { { { { 3.5, 5.5 }, { 11.5, 13.5 } } } })
     -- 2x2 windows, stride 2, padding 1: the first row's windows hold 1 | 2, 3 | 4 (the rest is
@@ -164,6 +205,8 @@ describe("pooling errors", function()
     exact(function() F.max_pool2d(x, 2, { ceil = true }) end, "max_pool2d: unknown option 'ceil'")
     exact(function() F.avg_pool2d(x, 2, { dilation = 2 }) end, "avg_pool2d: unknown option 'dilation'")
     exact(function() F.max_pool2d(x, 2, { ceil_mode = 1 }) end, "max_pool2d: ceil_mode must be a boolean, got number")
+    exact(function() F.max_pool2d(x, 2, { relu = true, return_indices = true }) end,
+      "max_pool2d: relu=true returns no indices (return_indices must be false)")
     exact(function() F.max_pool2d(x) end, "max_pool2d: expected a kernel size (an integer or a pair) for argument 2")
     exact(function() F.max_pool2d(cnn.ones(4, 4), 2) end,
       "max_pool2d: expected a 3-d (C, H, W) or 4-d (N, C, H, W) input, got 2-d")

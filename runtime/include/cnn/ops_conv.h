@@ -21,5 +21,8 @@ cnn_tensor *cnn_op_conv2d_relu(const cnn_tensor *x, const cnn_tensor *w, const c
 cnn_tensor *cnn_op_max_pool2d(const cnn_tensor *x, const cnn_pool2d_params *p, cnn_tensor **indices);
 cnn_tensor *cnn_op_avg_pool2d(const cnn_tensor *x, const cnn_pool2d_params *p);
 cnn_tensor *cnn_op_adaptive_avg_pool2d(const cnn_tensor *x, int64_t oh, int64_t ow);
+/** relu(max_pool2d(x)) as one operation: one pass each way, one graph node (MaxPool2DReluBackward),
+ * the same values and gradients as the two ops (nn.Sequential runs a ReLU next to a MaxPool2d so). */
+cnn_tensor *cnn_op_max_pool2d_relu(const cnn_tensor *x, const cnn_pool2d_params *p);
 
 #endif

@@ -156,11 +156,17 @@ function L.MaxPool2d:init(kernel_size, opts)
   self.ceil_mode = bool_opt(who, "ceil_mode", o.ceil_mode, false)
 end
 
-function L.MaxPool2d:forward(x)
-  local o = {stride = self.stride, padding = self.padding, ceil_mode = self.ceil_mode}
+local function max_pool(self, x, relu)
+  local o = {stride = self.stride, padding = self.padding, ceil_mode = self.ceil_mode, relu = relu}
   if not pair_eq(U.pair("MaxPool2d", "dilation", self.dilation, 1), 1) then o.dilation = self.dilation end
   return F.max_pool2d(x, self.kernel_size, o)
 end
+
+function L.MaxPool2d:forward(x) return max_pool(self, x, false) end
+
+-- pool:_forward_relu(x) is F.relu(pool(x)) in one pass each way (F.max_pool2d's relu option); the
+-- Sequential's ReLU-after-pool swap runs a stock ReLU and MaxPool2d so (see Sequential:forward).
+function L.MaxPool2d:_forward_relu(x) return max_pool(self, x, true) end
 
 function L.MaxPool2d:extra_repr()
   return string.format("kernel_size=%s, stride=%s, padding=%s, dilation=%s, ceil_mode=%s", pytuple(self.kernel_size),

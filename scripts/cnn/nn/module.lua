@@ -976,10 +976,21 @@ Sequential.append = list_add
 -- A stock ReLU right before a stock MaxPool2d runs after it instead: the two commute (ReLU is
 -- monotone, so max(relu(a), relu(b)) = relu(max(a, b)), and the gradient reaches the same input,
 -- ties and NaN alike), and the ReLU then touches a quarter of the values (LeNet, AlexNet, VGG).
--- The classes opt in with raw fields, so subclasses that change forward are not swapped.
+-- The classes opt in with raw fields, so subclasses that change forward are not swapped. When
+-- neither instance has its forward replaced either, the two run as one op (b:_forward_relu: one
+-- pass each way, one graph node); otherwise as two calls, pool first.
 local function pool_first(a, b)
   return b ~= nil and rawget(state(a).class, "commutes_with_max_pool") and rawget(state(b).class, "is_max_pool") and
     state(a).hooks == nil and state(b).hooks == nil -- hooks see the modules' calls as written
+end
+
+local function relu_max_pool(relu, pool, x)
+  local rc, pc = state(relu).class, state(pool).class
+  if relu.forward == rawget(rc, "forward") and pool.forward == rawget(pc, "forward") and
+      rawget(pc, "_forward_relu") then
+    return pool:_forward_relu(x)
+  end
+  return relu(pool(x))
 end
 
 -- Inference (eval mode under no_grad): nn/layers.lua sets the fuser, which runs Conv2d + BatchNorm2d
@@ -1010,7 +1021,7 @@ function Sequential:forward(x)
     if infer then y, k = inference_fuser(m, nxt, map[keys[i + 2]], x) end
     if y == nil then
       if pool_first(m, nxt) then
-        y, k = m(nxt(x)), 2
+        y, k = relu_max_pool(m, nxt, x), 2
       else
         y, k = m(x), 1
       end
