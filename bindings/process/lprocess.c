@@ -109,8 +109,8 @@ static int p_fork(lua_State *L) {
   int output_fd = -1, group = 1;
   if (lua_getfield(L, 2, "output") != LUA_TNIL) output_fd = check_fd(L, -1, "process.fork");
   lua_pop(L, 1);
-  if (lua_getfield(L, 2, "group") == LUA_TBOOLEAN) group = lua_toboolean(L, -1);
-  lua_pop(L, 1);
+  /* job holds the caller's own fields too: only the two read here are checked */
+  group = lcnn_opt_boolean(L, 2, "process.fork", "group", true);
   int fds[2];
   if (pipe2(fds, O_CLOEXEC) != 0) return lcnn_error(L, "process.fork", "cannot create a pipe: %s", strerror(errno));
   fflush(NULL); /* buffered output would be written twice, once by each process */
@@ -163,6 +163,9 @@ static int p_spawn(lua_State *L) {
   int has_opts = !lua_isnoneornil(L, 2);
   if (has_opts) luaL_checktype(L, 2, LUA_TTABLE);
   lua_settop(L, 2);
+  static const char *const known[] = {"stdin", "stdout", "stderr", "env", "group", NULL};
+  lcnn_options(L, 2, "process.spawn", known);
+  bool group = lcnn_opt_boolean(L, 2, "process.spawn", "group", false);
   int argc = (int)luaL_len(L, 1);
   if (argc < 1 || argc > 4096) return lcnn_error(L, "process.spawn", "argv must list the program and its arguments");
   const char **argv = lua_newuserdatauv(L, sizeof(char *) * ((size_t)argc + 1), 0); /* 3 */
@@ -237,11 +240,10 @@ static int p_spawn(lua_State *L) {
         err = add_open(L, &fa, 2, "stderr", STDERR_FILENO, O_WRONLY | O_CREAT | O_TRUNC);
       }
     }
-    if (lua_getfield(L, 2, "group") == LUA_TBOOLEAN && lua_toboolean(L, -1)) {
-      flags |= POSIX_SPAWN_SETPGROUP;
-      posix_spawnattr_setpgroup(&attr, 0);
-    }
-    lua_pop(L, 1);
+  }
+  if (group) {
+    flags |= POSIX_SPAWN_SETPGROUP;
+    posix_spawnattr_setpgroup(&attr, 0);
   }
   sigset_t all, none;
   sigfillset(&all);

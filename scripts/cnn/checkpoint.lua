@@ -110,7 +110,11 @@ end
 function checkpoint.load(path)
   if type(path) ~= "string" then error("checkpoint.load: expected a path, got " .. type(path), 2) end
   local cnn = require "cnn"
-  local tensors, meta = cnn.load(path)
+  local ok, tensors, meta = pcall(cnn.load, path)
+  if not ok then -- re-raised at our caller's line, not this file's
+    local msg = tostring(tensors):gsub("^.-:%d+: ", "", 1)
+    error((msg:find("^load: ") and "checkpoint." or "checkpoint.load: ") .. msg, 2)
+  end
   local text = meta and meta["cnnlua.tree"]
   if not text then error("checkpoint.load: " .. path .. ": not a cnnlua checkpoint (no cnnlua.tree metadata)", 2) end
   local tree, _, err = require("dkjson").decode(text)

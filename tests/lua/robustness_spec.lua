@@ -175,6 +175,12 @@ describe("readers refuse what is not a regular file", function()
   it("cnn.load, checkpoint.load, image.load and idx_load name the path", function()
     err(function() return cnn.load(fifo) end, "load:", fifo, "not a regular file", "named pipe")
     err(function() return cnn.checkpoint.load(fifo) end, fifo, "named pipe")
+    -- the message points at the caller's line, not checkpoint.lua's
+    local msg = err(function()
+      local state = cnn.checkpoint.load(fifo) -- not a tail call: this line is the caller's
+      return state
+    end, "checkpoint.load:")
+    assert.is_truthy(msg:find("^[^:]*robustness_spec.lua:%d+: checkpoint.load: "), msg)
     err(function() return cnn.image.load(fifo) end, "image.load:", fifo, "named pipe")
     err(function() return cnn.data.idx_load(fifo) end, "idx_load:", fifo, "named pipe")
     err(function() return cnn.load(dir) end, "load:", dir, "folder")
@@ -255,5 +261,19 @@ describe("reentrant backward", function()
     w:backward(nil, {retain_graph = true})
     err(function() w:backward() end, "backward:", "second time")
     H.assert_usable()
+  end)
+end)
+
+describe("process options", function()
+  local process = require("cnn.core").process
+  it("process.spawn rejects unknown keys and mistyped ones, naming itself; fork checks group", function()
+    err(function() return process.spawn({"true"}, {stdot = "/dev/null"}) end, "process.spawn", "unknown option",
+      "stdot")
+    err(function() return process.spawn({"true"}, {group = 1}) end, "process.spawn", "group", "boolean")
+    err(function() return process.fork(function() end, {group = "no"}) end, "process.fork", "group", "boolean")
+    local pid = process.spawn({"true"}, {stdout = "/dev/null", group = true})
+    local how, code = process.wait(pid, true)
+    assert.are.equal("exit", how)
+    assert.are.equal(0, code)
   end)
 end)
