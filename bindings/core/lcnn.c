@@ -185,14 +185,21 @@ void lcnn_push_element(lua_State *L, const cnn_tensor *t, const int64_t *at) {
   }
 }
 
-/** cnn.memory_stats() -> {live_bytes=, cached_bytes=, gc_threshold=, peak_rss_bytes=}
+/** cnn.memory_stats({reset_peak=false}) -> {live_bytes=, peak_live_bytes=, cached_bytes=, gc_threshold=, peak_rss_bytes=}
  * Tensor memory in use and held in the allocator's cache, the collector's threshold, and peak RSS.
+ * peak_live_bytes is the most tensor memory in use at once since the start or the last call with
+ * reset_peak=true (which starts a new peak from the memory in use now).
  * gc_threshold is the live tensor memory past which the bindings run a full garbage collection;
  * peak_rss_bytes is the whole process's high-water mark. */
 static int memory_stats(lua_State *L) {
-  lua_createtable(L, 0, 4);
+  static const char *const known[] = {"reset_peak", NULL};
+  lcnn_options(L, 1, "memory_stats", known);
+  bool reset = lcnn_opt_boolean(L, 1, "memory_stats", "reset_peak", false);
+  lua_createtable(L, 0, 5);
   lua_pushinteger(L, (lua_Integer)cnn_alloc_live_bytes());
   lua_setfield(L, -2, "live_bytes");
+  lua_pushinteger(L, (lua_Integer)cnn_alloc_peak_live_bytes(reset));
+  lua_setfield(L, -2, "peak_live_bytes");
   lua_pushinteger(L, (lua_Integer)cnn_alloc_cached_bytes());
   lua_setfield(L, -2, "cached_bytes");
   lua_pushinteger(L, (lua_Integer)gc_threshold);

@@ -1,13 +1,19 @@
-/* Storage allocator (see alloc.h). Blocks are rounded up to a size class (4 per power of two, so
- * at most 25% slack) and released blocks wait on their class's free list until reused or until
- * the cache exceeds its limit. Invariant: live + cached bytes are exact counts of class sizes and
- * requested sizes; one mutex guards the lists because kernels may allocate from worker threads. */
+/* Storage allocator (see alloc.h). Small blocks (under 1 MB) are rounded up to a size class (4 per
+ * power of two, so at most 25% slack) and released blocks wait on their class's free list until
+ * reused or until the cache exceeds its limit. Large blocks come from one reserved address range,
+ * best fit over its free extents (merged with their neighbours when released), so memory released
+ * by a layer serves the next layer's outputs whatever their sizes: ResNet-50 inference (51, 26,
+ * 13, 6 MB activations) peaks near its live peak instead of a cached set of blocks per size (RSS
+ * 540 MB to 292), and a steady loop touches no new pages. Invariant: live bytes count requested
+ * sizes, cached bytes the classes on the free lists and the heap's free extents below its top;
+ * one mutex guards it all because kernels may allocate from worker threads. */
 #include "core/alloc.h"
 #include "cnn/error.h"
 
 #include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #define ALIGN 64
@@ -19,7 +25,8 @@ typedef struct block {
 
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static block *freelist[NCLASSES];
-static size_t live_bytes, cached_bytes;
+static size_t live_bytes, cached_bytes, peak_live_bytes;
+static size_t heap_free_bytes; /* the large-block heap's free extents (see below) */
 /* Upper bound on cached bytes; beyond it, released blocks go back to the OS. */
 static const size_t cache_limit = (size_t)1 << 30;
 
@@ -35,6 +42,112 @@ static int size_class(size_t n, size_t *class_size) {
   *class_size = base + steps * quarter;
   return (lg - 8) * 4 + (int)steps;
 }
+
+/* Under AddressSanitizer the heap's free extents and the slack after each block are poisoned, so
+ * reads past a tensor or after its release are still caught as with malloc. */
+#if defined(__SANITIZE_ADDRESS__)
+#define HEAP_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define HEAP_ASAN 1
+#endif
+#endif
+#ifdef HEAP_ASAN
+#include <sanitizer/asan_interface.h>
+#define POISON(p, n) ASAN_POISON_MEMORY_REGION(p, n)
+#define UNPOISON(p, n) ASAN_UNPOISON_MEMORY_REGION(p, n)
+#else
+#define POISON(p, n) ((void)(p), (void)(n))
+#define UNPOISON(p, n) ((void)(p), (void)(n))
+#endif
+
+/* ---- the large-block heap ----
+ * [heap, heap + heap_cap) is reserved address space (MAP_NORESERVE: pages exist once touched);
+ * [0, heap_top) has been handed out at least once. Free extents below heap_top are kept sorted by
+ * offset and never adjacent (released blocks merge). Sizes and offsets are multiples of GRAIN. */
+#define LARGE ((size_t)1 << 20)
+#define GRAIN ((size_t)64 << 10)
+#define MAX_EXTENTS 4096
+
+typedef struct extent {
+  size_t off, len;
+} extent;
+
+static char *heap;
+static size_t heap_cap, heap_top;
+static int heap_state; /* 0 not tried, 1 reserved, -1 unavailable (large blocks use aligned_alloc) */
+static extent ext[MAX_EXTENTS];
+static int n_ext;
+
+static size_t physical_memory(void);
+
+static int heap_ready(void) {
+  if (heap_state == 0) {
+    size_t cap = physical_memory();
+    if (cap == SIZE_MAX || cap > ((size_t)1 << 40)) cap = (size_t)1 << 40;
+    cap = cap / GRAIN * GRAIN;
+    void *p = cap ? mmap(NULL, cap, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0)
+                  : MAP_FAILED;
+    if (p == MAP_FAILED) heap_state = -1;
+    else heap = p, heap_cap = cap, heap_state = 1;
+  }
+  return heap_state == 1;
+}
+
+static void ext_remove(int i) {
+  for (int j = i; j + 1 < n_ext; j++) ext[j] = ext[j + 1];
+  n_ext--;
+}
+
+/* A block of len bytes from the heap (under the lock), or NULL when it is full: the smallest free
+ * extent that fits (the lowest of equal ones), else the top, taking the last free extent along
+ * when it ends there. *fresh: the bytes past the old top. */
+static void *heap_take(size_t len, size_t *fresh) {
+  int best = -1;
+  for (int i = 0; i < n_ext; i++)
+    if (ext[i].len >= len && (best < 0 || ext[i].len < ext[best].len)) best = i;
+  *fresh = 0;
+  if (best >= 0) {
+    size_t off = ext[best].off;
+    ext[best].off += len, ext[best].len -= len;
+    if (ext[best].len == 0) ext_remove(best);
+    return heap + off;
+  }
+  size_t start = heap_top;
+  bool last = n_ext > 0 && ext[n_ext - 1].off + ext[n_ext - 1].len == heap_top;
+  if (last) start = ext[n_ext - 1].off;
+  if (start + len > heap_cap) return NULL;
+  if (last) n_ext--;
+  *fresh = start + len - heap_top;
+  heap_top = start + len;
+  return heap + start;
+}
+
+/* Returns [p, p + len) to the heap's free extents (under the lock). */
+static void heap_give(char *p, size_t len) {
+  size_t off = (size_t)(p - heap);
+  int i = 0; /* the first extent past off */
+  while (i < n_ext && ext[i].off < off) i++;
+  bool prev = i > 0 && ext[i - 1].off + ext[i - 1].len == off, next = i < n_ext && off + len == ext[i].off;
+  if (prev && next) {
+    ext[i - 1].len += len + ext[i].len;
+    ext_remove(i);
+  } else if (prev) {
+    ext[i - 1].len += len;
+  } else if (next) {
+    ext[i].off = off, ext[i].len += len;
+  } else if (n_ext < MAX_EXTENTS) {
+    for (int j = n_ext; j > i; j--) ext[j] = ext[j - 1];
+    ext[i] = (extent){off, len};
+    n_ext++;
+  } /* else the extent is lost to reuse (thousands of holes: not seen in practice) */
+}
+
+static bool in_heap(const void *p) {
+  return heap_state == 1 && (const char *)p >= heap && (const char *)p < heap + heap_cap;
+}
+
+static size_t large_len(size_t nbytes) { return (nbytes + GRAIN - 1) / GRAIN * GRAIN; }
 
 static size_t phys_bytes;
 static pthread_once_t phys_once = PTHREAD_ONCE_INIT;
@@ -56,6 +169,21 @@ void *cnn_alloc(size_t nbytes) {
     cnn_error_set("cannot allocate %zu bytes: more than the machine's memory", nbytes);
     return NULL;
   }
+  if (nbytes >= LARGE) {
+    size_t len = large_len(nbytes), fresh = 0;
+    void *p = NULL;
+    pthread_mutex_lock(&lock);
+    if (heap_ready()) p = heap_take(len, &fresh);
+    if (p) {
+      UNPOISON(p, nbytes);
+      POISON((char *)p + nbytes, len - nbytes);
+      heap_free_bytes -= len - fresh;
+      live_bytes += nbytes;
+      if (live_bytes > peak_live_bytes) peak_live_bytes = live_bytes;
+    }
+    pthread_mutex_unlock(&lock);
+    if (p) return p;
+  }
   int c = size_class(nbytes, &csize);
   void *p = NULL;
   pthread_mutex_lock(&lock);
@@ -64,7 +192,10 @@ void *cnn_alloc(size_t nbytes) {
     freelist[c] = freelist[c]->next;
     cached_bytes -= csize;
   }
-  if (p) live_bytes += nbytes;
+  if (p) {
+    live_bytes += nbytes;
+    if (live_bytes > peak_live_bytes) peak_live_bytes = live_bytes;
+  }
   pthread_mutex_unlock(&lock);
   if (p) return p;
   p = aligned_alloc(ALIGN, csize);
@@ -78,12 +209,26 @@ void *cnn_alloc(size_t nbytes) {
   }
   pthread_mutex_lock(&lock);
   live_bytes += nbytes;
+  if (live_bytes > peak_live_bytes) peak_live_bytes = live_bytes;
   pthread_mutex_unlock(&lock);
   return p;
 }
 
 void cnn_free(void *p, size_t nbytes) {
   if (!p) return;
+  if (nbytes >= LARGE) {
+    pthread_mutex_lock(&lock);
+    bool ours = in_heap(p);
+    if (ours) {
+      size_t len = large_len(nbytes);
+      POISON(p, len);
+      heap_give(p, len);
+      live_bytes -= nbytes;
+      heap_free_bytes += len;
+    }
+    pthread_mutex_unlock(&lock);
+    if (ours) return;
+  }
   size_t csize;
   int c = size_class(nbytes, &csize);
   pthread_mutex_lock(&lock);
@@ -106,9 +251,17 @@ size_t cnn_alloc_live_bytes(void) {
   return n;
 }
 
+size_t cnn_alloc_peak_live_bytes(bool reset) {
+  pthread_mutex_lock(&lock);
+  size_t n = peak_live_bytes;
+  if (reset) peak_live_bytes = live_bytes;
+  pthread_mutex_unlock(&lock);
+  return n;
+}
+
 size_t cnn_alloc_cached_bytes(void) {
   pthread_mutex_lock(&lock);
-  size_t n = cached_bytes;
+  size_t n = cached_bytes + heap_free_bytes;
   pthread_mutex_unlock(&lock);
   return n;
 }
@@ -123,5 +276,12 @@ void cnn_alloc_trim(void) {
     }
   }
   cached_bytes = 0;
+  /* the heap's free pages back to the OS (the range stays reserved); a free extent at the top
+   * lowers the top */
+  for (int i = 0; i < n_ext; i++) madvise(heap + ext[i].off, ext[i].len, MADV_DONTNEED);
+  if (n_ext > 0 && ext[n_ext - 1].off + ext[n_ext - 1].len == heap_top) {
+    heap_free_bytes -= ext[n_ext - 1].len;
+    heap_top = ext[--n_ext].off;
+  }
   pthread_mutex_unlock(&lock);
 }

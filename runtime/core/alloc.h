@@ -4,6 +4,7 @@
 #ifndef CNN_ALLOC_H
 #define CNN_ALLOC_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 /* Returns a block of at least nbytes (64-byte aligned), or NULL with the error set when the
@@ -15,6 +16,8 @@ void cnn_free(void *p, size_t nbytes);
 /* Bytes currently handed out (requested sizes), bytes sitting in the cache. */
 size_t cnn_alloc_live_bytes(void);
 size_t cnn_alloc_cached_bytes(void);
+/* The most bytes handed out at once since the start or the last reset (reset: from now on). */
+size_t cnn_alloc_peak_live_bytes(bool reset);
 /* Releases every cached block to the OS. */
 void cnn_alloc_trim(void);
 

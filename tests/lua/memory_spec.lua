@@ -48,6 +48,35 @@ describe("memory", function()
     assert.are.equal(before, after)
   end)
 
+  it("a released large block serves later requests of other sizes (merged with its neighbours)", function()
+    collectgarbage()
+    collectgarbage("stop")
+    cnn.empty_cache()
+    local function cached() return cnn.memory_stats().cached_bytes end
+    do
+      local a <close> = cnn.empty(4 * MiB) -- 16 MiB and 8 MiB, side by side or not
+      local b <close> = cnn.empty(2 * MiB)
+      assert.are.equal(4 * MiB, a:numel())
+      assert.are.equal(2 * MiB, b:numel())
+    end
+    local held = cached()
+    assert.is_true(held >= 24 * MiB, "24 MiB released to the cache, cached " .. held)
+    -- 20 MiB and 3 MiB: neither size was asked for before; both come out of what was released
+    local c <close> = cnn.empty(5 * MiB)
+    local d <close> = cnn.empty(768 * 1024)
+    assert.is_true(held - cached() >= 23 * MiB, string.format("cached %d then %d", held, cached()))
+    assert.are.equal(5 * MiB, c:numel())
+    assert.are.equal(768 * 1024, d:numel())
+    -- the peak of live bytes, and its reset to what is live now
+    local s = cnn.memory_stats{reset_peak = true}
+    assert.is_true(s.peak_live_bytes >= s.live_bytes)
+    assert.are.equal(s.live_bytes, cnn.memory_stats().peak_live_bytes)
+    collectgarbage("restart")
+    local H = dofile("tests/lua/helpers.lua")
+    H.assert_error(function() return cnn.memory_stats {reset = true} end, "memory_stats", "reset")
+    H.assert_usable()
+  end)
+
   it("10,000 4 MiB temporaries stay under 512 MiB live without collectgarbage", function()
     for i = 1, 10000 do
       local y = cnn.empty(1024, 1024)
