@@ -35,7 +35,7 @@ end
 if args.limit and args.limit < 5 then parser:error("--limit must be at least 5 (N/5 test images)") end
 
 cnn.set_num_threads(args.threads)
-local out = cnn.trainer.out_dir {out = args.out, prefix = "compare"}
+local out = cnn.trainer.out_dir {out = args.out, prefix = "compare", create = false} -- made at the first write
 
 -- The first n samples of ds (batches gathered by ds itself).
 local function head(ds, n)
@@ -165,6 +165,7 @@ for i, group in ipairs {"optimiser", "initialisation"} do
   panels[i] = {title = i == 1 and "optimisers (He initialisation)" or "initialisations (SGD, lr 0.01)",
     xlabel = "step", ylabel = "training loss", series = series}
 end
+assert(cnn.util.mkdir_p(out))
 local png = out .. "/compare.png"
 cnn.plot.panels {path = png, panels = panels, cols = 2, width = 1200, height = 450,
   title = "The same network, five optimisers and three initialisations"}

@@ -53,8 +53,9 @@ end
 
 cnn.set_num_threads(args.threads)
 cnn.manual_seed(args.seed)
--- the output folder: --out, else the folder of the checkpoint being resumed, else a new one
-local out = cnn.trainer.out_dir {out = args.out, resume = args.resume, prefix = "finetune-resnet18"}
+-- the output folder: --out, else the folder of the checkpoint being resumed, else a new one; made at
+-- its first write (cnn.trainer.fit), so a run that fails before, on a bad --data say, leaves none behind
+local out = cnn.trainer.out_dir {out = args.out, resume = args.resume, prefix = "finetune-resnet18", create = false}
 local ckpt_path = args.save or (out .. "/checkpoint.safetensors")
 
 -- data: photo class folders, or synthetic shapes drawn into a temporary folder; the transforms

@@ -56,9 +56,10 @@ end
 
 cnn.set_num_threads(args.threads)
 cnn.manual_seed(args.seed)
--- the output folder: --out, else the folder of the checkpoint being resumed, else a new one
+-- the output folder: --out, else the folder of the checkpoint being resumed, else a new one; made at
+-- its first write (cnn.trainer.fit), so a run that fails before, on a bad --data say, leaves none behind
 local out = cnn.trainer.out_dir {out = args.out, resume = args.resume,
-                                 prefix = "alexnet" .. (args.full and "-full" or "")}
+                                 prefix = "alexnet" .. (args.full and "-full" or ""), create = false}
 local ckpt_path = args.save or (out .. "/checkpoint.safetensors")
 
 local function exists(p)

@@ -29,7 +29,9 @@ local dirname = util.dirname
 --- cnn.trainer.out_dir{out=, resume=, prefix="run", create=true} -> path
 --- The folder a training run writes to, created (unless create = false) if needed.
 --- `out` when given; else, when resuming, the folder of the checkpoint being resumed (the run goes on
---- where it left its traces); else runs/PREFIX-YYYYmmdd-HHMMSS.
+--- where it left its traces); else runs/PREFIX-YYYYmmdd-HHMMSS. With create = false only the name:
+--- cnn.trainer.fit and checkpoint saves make the folder at their first write (the examples do
+--- this, so a run that fails while loading its data leaves no empty folder behind).
 function trainer.out_dir(o)
   if type(o) ~= "table" then error("trainer.out_dir: expected a table {out=, resume=, prefix=, create=}", 2) end
   util.check_options("trainer.out_dir", o, {out = true, resume = true, prefix = true, create = true}, 2)

@@ -183,6 +183,19 @@ describe("train_lenet.lua", function()
     assert.truthy(out:find("nowhere", 1, true))
   end)
 
+  it("a run that fails before its first write leaves no folder behind", function()
+    local util = require "cnn.util"
+    local before = util.list_dir("runs") or {}
+    local out, code = run("--data " .. sh_quote(tmp .. "/nowhere") .. " --out " .. sh_quote(tmp .. "/never"))
+    assert.are_not.equal(0, code)
+    assert.truthy(out:find("nowhere", 1, true))
+    assert.is_false(util.is_dir(tmp .. "/never"), "the --out folder was made")
+    -- without --out the run would have been runs/lenet-DATE-TIME, here in the source tree
+    local _, code2 = run("--data " .. sh_quote(tmp .. "/nowhere"))
+    assert.are_not.equal(0, code2)
+    assert.are.same(before, util.list_dir("runs") or {}, "a runs/lenet-* folder was made")
+  end)
+
   it("--help lists every flag", function()
     local out, code = run("--help")
     assert.are.equal(0, code)
