@@ -53,10 +53,14 @@ static void pair_opt(lua_State *L, int opts, const char *fn, const char *key, in
  * "same" (stride 1 only; an odd total padding puts the extra row and column after).
  * oh = floor((H + 2 * padding - dilation * (kh - 1) - 1) / stride) + 1, and likewise ow.
  * float32, or int64 throughout (an exact integer convolution, as PyTorch's; no gradients).
- * relu=true returns max(0, y) made in the same pass (inference only: an error when an input
- * requires a gradient and grad mode is on). */
+ * relu=true returns max(0, y) made in the same pass; scale (a float32 (O) vector) multiplies
+ * output channel o by scale[o] before the bias is added, and residual (a float32 tensor of the
+ * output's shape) is added before the ReLU: y = relu(scale * conv(x, weight) + bias + residual),
+ * a convolution followed by an eval-mode BatchNorm and a residual connection in one pass, with no
+ * folded copy of the weights. These three are for inference only: an error when an input
+ * requires a gradient and grad mode is on. */
 static int f_conv2d(lua_State *L) {
-  static const char *const known[] = {"stride", "padding", "dilation", "groups", "relu", NULL};
+  static const char *const known[] = {"stride", "padding", "dilation", "groups", "relu", "scale", "residual", NULL};
   const char *fn = "conv2d";
   bool has_bias = luaL_testudata(L, 3, LCNN_TENSOR) != NULL;
   int opts = 4;
@@ -95,6 +99,7 @@ static int f_conv2d(lua_State *L) {
     }
     lua_pop(L, 1);
   }
+  cnn_tensor *scale = lcnn_opt_tensor(L, opts, fn, "scale"), *residual = lcnn_opt_tensor(L, opts, fn, "residual");
   cnn_tensor *x = lcnn_check(L, 1, fn), *w = lcnn_check(L, 2, fn), *b = has_bias ? lcnn_check(L, 3, fn) : NULL;
   if (same) {
     if (p.stride[0] != 1 || p.stride[1] != 1)
@@ -110,7 +115,10 @@ static int f_conv2d(lua_State *L) {
       }
     }
   }
-  lcnn_push(L, relu ? cnn_op_conv2d_relu(x, w, b, &p) : cnn_op_conv2d(x, w, b, &p), fn);
+  lcnn_push(L,
+            relu || scale || residual ? cnn_op_conv2d_fused(x, w, b, scale, residual, relu, &p)
+                                      : cnn_op_conv2d(x, w, b, &p),
+            fn);
   return 1;
 }
 

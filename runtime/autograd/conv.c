@@ -86,41 +86,72 @@ static cnn_conv2d_shape shape_of(const int64_t x_size[4], const int64_t w_size[4
   return s;
 }
 
+/* scale (O) and residual (the output's shape) as the epilogue wants them: float32, contiguous */
+static int check_epilogue(const cnn_tensor *x, const cnn_tensor *scale, const cnn_tensor *residual,
+                          const int64_t ysize[4]) {
+  if ((scale || residual) && x->dtype != CNN_FLOAT32) return cnn_error_set("scale and residual need float32 tensors");
+  if (scale && (scale->dtype != CNN_FLOAT32 || scale->ndim != 1 || scale->size[0] != ysize[1]))
+    return cnn_error_set("scale must be a float32 vector of the %lld output channels", (long long)ysize[1]);
+  if (residual) {
+    bool same = residual->dtype == CNN_FLOAT32 && residual->ndim == 4;
+    for (int i = 0; same && i < 4; i++) same = residual->size[i] == ysize[i];
+    if (!same)
+      return cnn_error_set("residual must be a float32 tensor of the output's shape (%lld, %lld, %lld, %lld)",
+                           (long long)ysize[0], (long long)ysize[1], (long long)ysize[2], (long long)ysize[3]);
+  }
+  return 0;
+}
+
 static cnn_tensor *forward(const cnn_tensor *x, const cnn_tensor *w, const cnn_tensor *b, const cnn_conv2d_params *p,
-                           bool relu) {
+                           const cnn_tensor *scale, const cnn_tensor *residual, bool relu) {
   int64_t ohw[2];
   if (cnn_conv2d_check(x, w, b, p, ohw)) return NULL;
   cnn_conv2d_shape s = shape_of(x->size, w->size);
   int64_t ysize[4] = {s.N, s.O, ohw[0], ohw[1]};
+  if (check_epilogue(x, scale, residual, ysize)) return NULL;
   cnn_tensor *y = cnn_tensor_empty(x->dtype, 4, ysize);
   cnn_tensor *xc = y ? cnn_tensor_contiguous(x) : NULL;
   cnn_tensor *wc = xc ? cnn_tensor_contiguous(w) : NULL;
   cnn_tensor *bc = wc && b ? cnn_tensor_contiguous(b) : NULL;
-  if (y && xc && wc && (!b || bc) && x->dtype == CNN_INT64) {
+  cnn_tensor *sc = wc && scale ? cnn_tensor_contiguous(scale) : NULL;
+  cnn_tensor *rc = wc && residual ? cnn_tensor_contiguous(residual) : NULL;
+  bool ok = y && xc && wc && (!b || bc) && (!scale || sc) && (!residual || rc);
+  if (ok && x->dtype == CNN_INT64) {
     int64_t *yi = cnn_tensor_i64(y);
     cnn_conv2d_forward_i64(&s, p, cnn_tensor_i64(xc), cnn_tensor_i64(wc), bc ? cnn_tensor_i64(bc) : NULL, yi);
     if (relu)
       for (int64_t i = 0, n = cnn_tensor_numel(y); i < n; i++) yi[i] = yi[i] < 0 ? 0 : yi[i];
-  } else if (!y || !xc || !wc || (b && !bc) ||
-             (relu ? cnn_conv2d_forward_relu_f32 : cnn_conv2d_forward_f32)(
-                 &s, p, cnn_tensor_f32(xc), cnn_tensor_f32(wc), bc ? cnn_tensor_f32(bc) : NULL, cnn_tensor_f32(y))) {
+  } else if (ok) {
+    cnn_conv2d_epilogue e = {sc ? cnn_tensor_f32(sc) : NULL, rc ? cnn_tensor_f32(rc) : NULL, relu};
+    ok = !cnn_conv2d_forward_fused_f32(&s, p, cnn_tensor_f32(xc), cnn_tensor_f32(wc), bc ? cnn_tensor_f32(bc) : NULL,
+                                       &e, cnn_tensor_f32(y));
+  }
+  if (!ok) {
     cnn_tensor_release(y);
     y = NULL;
   }
   cnn_tensor_release(xc);
   cnn_tensor_release(wc);
   cnn_tensor_release(bc);
+  cnn_tensor_release(sc);
+  cnn_tensor_release(rc);
   return y;
 }
 
 cnn_tensor *cnn_conv2d_forward(const cnn_tensor *x, const cnn_tensor *w, const cnn_tensor *b,
                                const cnn_conv2d_params *p) {
-  return forward(x, w, b, p, false);
+  return forward(x, w, b, p, NULL, NULL, false);
 }
 
 cnn_tensor *cnn_conv2d_forward_relu(const cnn_tensor *x, const cnn_tensor *w, const cnn_tensor *b,
                                     const cnn_conv2d_params *p) {
-  return forward(x, w, b, p, true);
+  return forward(x, w, b, p, NULL, NULL, true);
+}
+
+cnn_tensor *cnn_conv2d_forward_fused(const cnn_tensor *x, const cnn_tensor *w, const cnn_tensor *b,
+                                     const cnn_tensor *scale, const cnn_tensor *residual, bool relu,
+                                     const cnn_conv2d_params *p) {
+  return forward(x, w, b, p, scale, residual, relu);
 }
 
 int cnn_conv2d_backward(const cnn_tensor *gy, const cnn_tensor *x, const cnn_tensor *w, const int64_t x_size[4],

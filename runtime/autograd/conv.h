@@ -21,6 +21,11 @@ cnn_tensor *cnn_conv2d_forward(const cnn_tensor *x, const cnn_tensor *w, const c
 /* max(0, cnn_conv2d_forward(x, w, b, p)), the ReLU applied as the output is stored */
 cnn_tensor *cnn_conv2d_forward_relu(const cnn_tensor *x, const cnn_tensor *w, const cnn_tensor *b,
                                     const cnn_conv2d_params *p);
+/* act(scale * cnn_conv2d_forward(x, w, NULL, p) + b + residual) per output channel, act the ReLU
+ * with relu (see cnn_conv2d_epilogue); scale (O) and residual (the output's shape) may be NULL */
+cnn_tensor *cnn_conv2d_forward_fused(const cnn_tensor *x, const cnn_tensor *w, const cnn_tensor *b,
+                                     const cnn_tensor *scale, const cnn_tensor *residual, bool relu,
+                                     const cnn_conv2d_params *p);
 
 /* gy: (N, O, oh, ow) for a forward with input shape x_size (N, C, H, W) and weight shape w_size
  * (O, C/g, kh, kw). Computes each gradient whose out pointer is non-NULL, as a new contiguous

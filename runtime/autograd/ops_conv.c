@@ -50,13 +50,22 @@ cnn_tensor *cnn_op_conv2d(const cnn_tensor *x, const cnn_tensor *w, const cnn_te
   return cnn_ag_record(y, &conv_op, &c, 3, in, 2, saves) ? NULL : y;
 }
 
+cnn_tensor *cnn_op_conv2d_fused(const cnn_tensor *x, const cnn_tensor *w, const cnn_tensor *b, const cnn_tensor *scale,
+                                const cnn_tensor *residual, bool relu, const cnn_conv2d_params *p) {
+  const cnn_tensor *in[5] = {x, w, b, scale, residual};
+  if (cnn_ag_any_requires(5, in)) {
+    cnn_error_set("relu=true, scale and residual are for inference: no input may require a gradient (run it under "
+                  "no_grad)");
+    return NULL;
+  }
+  if (x->ndim != 4)
+    return cnn_error_set("relu=true, scale and residual expect a 4-d (N, C, H, W) input, got %d-d", x->ndim), NULL;
+  return cnn_conv2d_forward_fused(x, w, b, scale, residual, relu, p);
+}
+
 cnn_tensor *cnn_op_conv2d_relu(const cnn_tensor *x, const cnn_tensor *w, const cnn_tensor *b,
                                const cnn_conv2d_params *p) {
-  const cnn_tensor *in[3] = {x, w, b};
-  if (cnn_ag_any_requires(3, in))
-    return cnn_error_set("relu=true is for inference: no input may require a gradient (run it under no_grad)"), NULL;
-  if (x->ndim != 4) return cnn_error_set("relu=true expects a 4-d (N, C, H, W) input, got %d-d", x->ndim), NULL;
-  return cnn_conv2d_forward_relu(x, w, b, p);
+  return cnn_op_conv2d_fused(x, w, b, NULL, NULL, true, p);
 }
 
 /* ---- pooling ---- */

@@ -289,15 +289,16 @@ static bool all_finite(const float *p, int64_t n) {
 
 /* Runs one direct kernel with its workspace and packed filters; 0, -1 with the error set, or 1
  * when the kernel's workspace would pass direct_limit (the caller takes im2col). */
-static int run_direct(direct_kind kind, const geom *g, const cnn_conv2d_params *p, bool relu, const float *a,
-                      const float *b, const float *bias, float *out, int nt, const cnn_parallel_loop *beside) {
+static int run_direct(direct_kind kind, const geom *g, const cnn_conv2d_params *p, const cnn_conv2d_epilogue *e,
+                      const float *a, const float *b, const float *bias, float *out, int nt,
+                      const cnn_parallel_loop *beside) {
   cnn_dconv d;
   void (*plan)(cnn_dconv *, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t,
                int64_t, int) = kind == DIRECT_FORWARD      ? cnn_dconv_plan_forward
                                : kind == DIRECT_INPUT_GRAD ? cnn_dconv_plan_input_grad
                                                            : cnn_dconv_plan_weight_grad;
   plan(&d, g->N, g->C, g->H, g->W, g->O, g->kh, g->kw, p->pad_lo[0], p->pad_lo[1], p->pad_hi[0], p->pad_hi[1], nt);
-  d.relu = kind == DIRECT_FORWARD && relu;
+  if (kind == DIRECT_FORWARD) d.relu = e->relu, d.scale = e->scale, d.residual = e->residual;
   if (d.scratch_floats > direct_limit) return 1;
   size_t packf = kind == DIRECT_WEIGHT_GRAD ? 0 : cnn_dconv_packed_floats(&d);
   float *pack = packf ? cnn_alloc(packf * sizeof(float)) : NULL;
@@ -319,22 +320,42 @@ static int run_direct(direct_kind kind, const geom *g, const cnn_conv2d_params *
 
 /* y[n, gi, band] = w[gi] @ columns + b (then max(0, .) with relu, while the band is in cache). With
  * a bias the band is filled with it first and the GEMM adds (beta 1): one pass over y instead of
- * zeroing then adding. */
-static void forward_unit(const geom *g, const float *x, const float *w, const float *b, bool relu, float *y, int64_t u_,
-                         float *col) {
+ * zeroing then adding. A scale or a residual (e) is applied in one pass after the GEMM instead. */
+static void forward_unit(const geom *g, const float *x, const float *w, const float *b, const cnn_conv2d_epilogue *e,
+                         float *y, int64_t u_, float *col) {
   unit u = band_unit(g, u_);
   const float *xg = x + (u.n * g->C + u.gi * g->Cg) * g->H * g->W;
   const float *wg = w + u.gi * g->Og * g->K;
-  float *yt = y + (u.n * g->O + u.gi * g->Og) * g->L + u.oy0 * g->ow; /* (Og, Lt) with ld L */
-  if (b)
+  const int64_t at = (u.n * g->O + u.gi * g->Og) * g->L + u.oy0 * g->ow;
+  float *yt = y + at; /* (Og, Lt) with ld L */
+  const bool post = e->scale || e->residual;
+  if (b && !post)
     for (int64_t o = 0; o < g->Og; o++) {
       float *r = yt + o * g->L, bv = b[u.gi * g->Og + o];
       for (int64_t i = 0; i < u.Lt; i++) r[i] = bv;
     }
   int64_t ld;
   const float *cols = band_columns(g, xg, &u, col, &ld);
-  cnn_gemm(false, false, g->Og, u.Lt, g->K, 1, wg, g->K, cols, ld, b ? 1 : 0, yt, g->L);
-  if (relu)
+  cnn_gemm(false, false, g->Og, u.Lt, g->K, 1, wg, g->K, cols, ld, b && !post ? 1 : 0, yt, g->L);
+  if (post)
+    for (int64_t o = 0; o < g->Og; o++) {
+      const int64_t oc = u.gi * g->Og + o;
+      float *r = yt + o * g->L, sv = e->scale ? e->scale[oc] : 1.0f, bv = b ? b[oc] : 0.0f;
+      const float *res = e->residual ? e->residual + at + o * g->L : NULL;
+      if (res)
+        for (int64_t i = 0; i < u.Lt; i++) {
+          float v = r[i] * sv + bv + res[i];
+          r[i] = e->relu && !(v > 0) ? 0.0f : v;
+        }
+      else if (e->relu)
+        for (int64_t i = 0; i < u.Lt; i++) {
+          float v = r[i] * sv + bv;
+          r[i] = v > 0 ? v : 0.0f;
+        }
+      else
+        for (int64_t i = 0; i < u.Lt; i++) r[i] = r[i] * sv + bv;
+    }
+  else if (e->relu)
     for (int64_t o = 0; o < g->Og; o++) {
       float *r = yt + o * g->L;
       for (int64_t i = 0; i < u.Lt; i++) r[i] = r[i] > 0 ? r[i] : 0.0f;
@@ -354,43 +375,50 @@ typedef struct {
   float *const *ws;
   int64_t units, blocks, parts;
   size_t colf;
-  bool relu;
+  const cnn_conv2d_epilogue *e; /* forward */
 } conv_job;
 
 static void forward_units(void *arg, int64_t u0, int64_t u1) {
   const conv_job *j = arg;
   float *col = j->ws[cnn_parallel_slot()];
-  for (int64_t u = u0; u < u1; u++) forward_unit(j->g, j->x, j->w, j->b, j->relu, j->y, u, col);
+  for (int64_t u = u0; u < u1; u++) forward_unit(j->g, j->x, j->w, j->b, j->e, j->y, u, col);
 }
 
-static int forward_f32(const cnn_conv2d_shape *s, const cnn_conv2d_params *p, bool relu, const float *x, const float *w,
-                       const float *b, float *y) {
+static int forward_f32(const cnn_conv2d_shape *s, const cnn_conv2d_params *p, const cnn_conv2d_epilogue *e,
+                       const float *x, const float *w, const float *b, float *y) {
   geom g;
   geom_of(&g, s, p);
   if (g.N * g.O * g.L == 0) return 0;
   int nt = cnn_parallel_get_threads();
   if (use_direct(&g, p)) {
-    int rc = run_direct(DIRECT_FORWARD, &g, p, relu, x, w, b, y, nt, NULL);
+    int rc = run_direct(DIRECT_FORWARD, &g, p, e, x, w, b, y, nt, NULL);
     if (rc <= 0) return rc; /* 1: past the direct kernels' workspace cap, im2col below */
   }
   split_for_threads(&g, nt);
   const int64_t units = g.N * g.G * n_bands(&g);
   workspace ws;
   if (ws_alloc(&ws, nt, col_floats(&g))) return -1;
-  conv_job j = {.g = &g, .x = x, .w = w, .b = b, .y = y, .ws = ws.slot, .relu = relu};
+  conv_job j = {.g = &g, .x = x, .w = w, .b = b, .y = y, .ws = ws.slot, .e = e};
   cnn_parallel_for(units, 1, forward_units, &j);
   ws_free(&ws);
   return 0;
 }
 
+static const cnn_conv2d_epilogue plain = {NULL, NULL, false}, relu_only = {NULL, NULL, true};
+
 int cnn_conv2d_forward_f32(const cnn_conv2d_shape *s, const cnn_conv2d_params *p, const float *x, const float *w,
                            const float *b, float *y) {
-  return forward_f32(s, p, false, x, w, b, y);
+  return forward_f32(s, p, &plain, x, w, b, y);
 }
 
 int cnn_conv2d_forward_relu_f32(const cnn_conv2d_shape *s, const cnn_conv2d_params *p, const float *x, const float *w,
                                 const float *b, float *y) {
-  return forward_f32(s, p, true, x, w, b, y);
+  return forward_f32(s, p, &relu_only, x, w, b, y);
+}
+
+int cnn_conv2d_forward_fused_f32(const cnn_conv2d_shape *s, const cnn_conv2d_params *p, const float *x, const float *w,
+                                 const float *b, const cnn_conv2d_epilogue *e, float *y) {
+  return forward_f32(s, p, e ? e : &plain, x, w, b, y);
 }
 
 /* ---- backward ---- */
@@ -559,7 +587,7 @@ int cnn_conv2d_weight_grad_f32(const cnn_conv2d_shape *s, const cnn_conv2d_param
   const cnn_parallel_loop bias = bias_loop(&bj);
   /* rc 1: not done by the direct kernels (not applicable, or past their workspace cap) */
   int rc = use_direct(&g, p) && g.N > 0 && all_finite(x, g.N * g.C * g.H * g.W)
-               ? run_direct(DIRECT_WEIGHT_GRAD, &g, p, false, gy, x, NULL, gw, nt, gb ? &bias : NULL)
+               ? run_direct(DIRECT_WEIGHT_GRAD, &g, p, NULL, gy, x, NULL, gw, nt, gb ? &bias : NULL)
                : 1;
   return rc == 1 ? weight_grad(&g, gy, x, gw, nt, gb ? &bias : NULL) : rc;
 }
@@ -571,7 +599,7 @@ int cnn_conv2d_input_grad_f32(const cnn_conv2d_shape *s, const cnn_conv2d_params
   if (g.N * g.C * g.H * g.W == 0) return 0;
   int nt = cnn_parallel_get_threads();
   int rc = use_direct(&g, p) && all_finite(w, g.O * g.Cg * g.kh * g.kw)
-               ? run_direct(DIRECT_INPUT_GRAD, &g, p, false, gy, w, NULL, gx, nt, NULL)
+               ? run_direct(DIRECT_INPUT_GRAD, &g, p, NULL, gy, w, NULL, gx, nt, NULL)
                : 1;
   return rc == 1 ? input_grad(&g, gy, w, gx, nt) : rc;
 }

@@ -5,6 +5,7 @@
 #ifndef CNN_KERNELS_CONV_H
 #define CNN_KERNELS_CONV_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -26,6 +27,16 @@ int cnn_conv2d_forward_f32(const cnn_conv2d_shape *s, const cnn_conv2d_params *p
 /* forward, then max(0, .) applied as each part of y is stored (inference: conv + bias + ReLU in one pass) */
 int cnn_conv2d_forward_relu_f32(const cnn_conv2d_shape *s, const cnn_conv2d_params *p, const float *x, const float *w,
                                 const float *b, float *y);
+/* What a forward pass does to its output as it stores it (inference fusions): per output channel o,
+ * y[n, o] = act(scale[o] * conv(x, w)[n, o] + b[o] + residual[n, o]), act max(0, .) with relu or
+ * the identity. scale (O) and residual (N, O, oh, ow) may each be NULL (1 and 0). With the scale
+ * a BatchNorm in eval mode costs nothing and no folded copy of w is made. */
+typedef struct cnn_conv2d_epilogue {
+  const float *scale, *residual;
+  bool relu;
+} cnn_conv2d_epilogue;
+int cnn_conv2d_forward_fused_f32(const cnn_conv2d_shape *s, const cnn_conv2d_params *p, const float *x, const float *w,
+                                 const float *b, const cnn_conv2d_epilogue *e, float *y);
 int cnn_conv2d_input_grad_f32(const cnn_conv2d_shape *s, const cnn_conv2d_params *p, const float *gy, const float *w,
                               float *gx);
 int cnn_conv2d_weight_grad_f32(const cnn_conv2d_shape *s, const cnn_conv2d_params *p, const float *gy, const float *x,

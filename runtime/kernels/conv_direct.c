@@ -260,7 +260,8 @@ static void fwd_slab_any(const cnn_dconv *d, const float *xs, const float *pack,
   }
 }
 
-/* y[n0..n0+g) (N, O, oh, ow) = the valid positions of yq, plus the bias (then max(0, .) with d->relu) */
+/* y[n0..n0+g) (N, O, oh, ow) = the valid positions of yq, plus the bias and d->residual (then
+ * max(0, .) with d->relu); d->scale was packed into the filters */
 static void slab_store(const cnn_dconv *d, const float *yq, const float *b, int64_t n0, int64_t g, float *y) {
   const int64_t O = d->O, oh = d->oh, ow = d->ow;
   for (int64_t i = 0; i < g; i++)
@@ -268,7 +269,14 @@ static void slab_store(const cnn_dconv *d, const float *yq, const float *b, int6
       const float *s = yq + o * d->Qr + i * d->T;
       float *dst = y + ((n0 + i) * O + o) * oh * ow;
       float bv = b ? b[o] : 0.0f;
-      if (d->relu)
+      if (d->residual) {
+        const float *r = d->residual + ((n0 + i) * O + o) * oh * ow;
+        for (int64_t row = 0; row < oh; row++, s += d->S, dst += ow, r += ow)
+          for (int64_t j = 0; j < ow; j++) {
+            float v = s[j] + bv + r[j];
+            dst[j] = d->relu && !(v > 0) ? 0.0f : v;
+          }
+      } else if (d->relu)
         for (int64_t r = 0; r < oh; r++, s += d->S, dst += ow)
           for (int64_t j = 0; j < ow; j++) dst[j] = s[j] + bv > 0 ? s[j] + bv : 0.0f;
       else
@@ -313,7 +321,8 @@ void cnn_dconv_forward(const cnn_dconv *d, const float *x, const float *w, const
                        float *const *ws, int nt) {
   const int64_t K = d->C * d->kh * d->kw, mr = d->mr;
   for (int64_t o = 0; o < d->Op; o++)
-    for (int64_t k = 0; k < K; k++) pack[(o / mr * K + k) * mr + o % mr] = o < d->O ? w[o * K + k] : 0.0f;
+    for (int64_t k = 0; k < K; k++)
+      pack[(o / mr * K + k) * mr + o % mr] = o < d->O ? (d->scale ? w[o * K + k] * d->scale[o] : w[o * K + k]) : 0.0f;
   run_forward(d, x, pack, b, y, ws, nt, NULL);
 }
 

@@ -25,6 +25,8 @@ typedef struct cnn_dconv {
   size_t slab_floats;    /* the slab and its zero tail */
   size_t scratch_floats; /* per-thread workspace a call needs */
   bool relu;             /* forward: max(0, .) as the output is stored (the plans set false) */
+  const float *scale;    /* forward: (O) per-filter factors packed into the filters, or NULL (plans set) */
+  const float *residual; /* forward: (N, O, oh, ow) added as the output is stored, or NULL (plans set) */
 } cnn_dconv;
 
 /* True when (groups 1, stride 1, dilation 1, padding at most kernel - 1 on every side, kernel

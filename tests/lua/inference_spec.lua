@@ -1,10 +1,11 @@
--- Inference mode (issue 19): in eval mode under no_grad, Conv2d + BatchNorm2d (+ ReLU) run as one
--- convolution with BatchNorm folded into a copy of its weights, Conv2d + ReLU as one pass
--- (F.conv2d's relu option), and Sequential and the ResNet blocks free activations once consumed.
--- Checked against the unfused computation (the same model in eval mode with grad mode on, which
--- never fuses), against BatchNorm written out by hand and PyTorch's ResNet-20 eval logits; the
--- folded copy follows in-place changes of the parameters and statistics and train() drops it;
--- training afterwards gives the same steps as a model that was never put in eval mode.
+-- Inference mode (issue 19): in eval mode under no_grad, Conv2d + BatchNorm2d (+ ReLU, + a ResNet
+-- block's shortcut) run as one convolution with BatchNorm's per-channel scale and shift applied as
+-- it stores its output (F.conv2d's scale, residual and relu options; no copy of the weights), and
+-- Sequential, the ResNet blocks and networks free activations once consumed. Checked against the
+-- unfused computation (the same model in eval mode with grad mode on, which never fuses), against
+-- BatchNorm and the options written out by hand and PyTorch's ResNet-20 eval logits; the folded
+-- scale and shift follow in-place changes of the parameters and statistics and train() drops
+-- them; training afterwards gives the same steps as a model that was never put in eval mode.
 local cnn = require "cnn"
 local nn = require "cnn.nn"
 local F = cnn.F
@@ -66,6 +67,54 @@ describe("inference fusions", function()
     H.assert_error(function() return F.conv2d(x, w, b, {relu = 1}) end, "conv2d", "relu must be a boolean")
   end)
 
+  it("F.conv2d's scale and residual options equal scale * conv + bias + residual on every path", function()
+    cnn.manual_seed(31)
+    local x = cnn.randn(2, 5, 9, 9)
+    -- 3x3 stride 1 (direct kernels), 3x3 stride 2 and 5x5 (im2col), 1x1 (the image is its column matrix)
+    for _, c in ipairs {{3, {padding = 1}}, {3, {stride = 2, padding = 1}}, {5, {}}, {1, {}}} do
+      local k, o = c[1], c[2]
+      local w, b, s = cnn.randn(7, 5, k, k), cnn.randn(7), cnn.rand(7) + 0.5
+      local plain = F.conv2d(x, w, nil, o)
+      local r = cnn.randn(table.unpack(plain:shape()))
+      local sv = s:view(1, 7, 1, 1)
+      for _, relu in ipairs {false, true} do
+        for _, bias in ipairs {false, true} do
+          local want = plain * sv + r
+          if bias then want = want + b:view(1, 7, 1, 1) end
+          if relu then want = want:clamp(0) end
+          local opts = {stride = o.stride, padding = o.padding, relu = relu, scale = s, residual = r}
+          local got = F.conv2d(x, w, bias and b or nil, opts)
+          assert.is_true(max_diff(got, want) < 1e-4, string.format("k %d relu %s bias %s: max diff %g", k,
+            relu, bias, max_diff(got, want)))
+          -- each option alone
+          opts.residual = nil
+          want = plain * sv + (bias and b:view(1, 7, 1, 1) or 0)
+          if relu then want = want:clamp(0) end
+          assert.is_true(max_diff(F.conv2d(x, w, bias and b or nil, opts), want) < 1e-4)
+          opts.scale, opts.residual = nil, r
+          want = plain + r + (bias and b:view(1, 7, 1, 1) or 0)
+          if relu then want = want:clamp(0) end
+          assert.is_true(max_diff(F.conv2d(x, w, bias and b or nil, opts), want) < 1e-4)
+        end
+      end
+    end
+  end)
+
+  it("F.conv2d's scale and residual are checked and need no_grad", function()
+    local x, w = cnn.randn(1, 2, 5, 5), cnn.randn(3, 2, 3, 3)
+    H.assert_error(function() return F.conv2d(x, w, {scale = cnn.ones(4)}) end, "conv2d", "scale", "3 output channels")
+    H.assert_usable()
+    H.assert_error(function() return F.conv2d(x, w, {scale = cnn.ones(3, 1)}) end, "conv2d", "scale")
+    H.assert_error(function() return F.conv2d(x, w, {residual = cnn.ones(1, 3, 5, 5)}) end, "conv2d", "residual",
+      "(1, 3, 3, 3)")
+    H.assert_error(function() return F.conv2d(x, w, {residual = 2}) end, "conv2d", "residual")
+    H.assert_usable()
+    local s = cnn.ones(3):requires_grad_()
+    H.assert_error(function() return F.conv2d(x, w, {scale = s}) end, "conv2d", "for inference", "no_grad")
+    local y = cnn.no_grad(function() return F.conv2d(x, w, {scale = s, residual = cnn.ones(1, 3, 3, 3)}) end)
+    assert.is_true(max_diff(y, F.conv2d(x, w) + 1) < 1e-5)
+  end)
+
   it("Conv2d + BatchNorm2d + ReLU folded equals BatchNorm written out by hand", function()
     cnn.manual_seed(4)
     local seq = nn.Sequential(nn.Conv2d(3, 6, 3, {padding = 1}), nn.BatchNorm2d(6), nn.ReLU(), nn.MaxPool2d(2),
@@ -116,6 +165,53 @@ describe("inference fusions", function()
     local tol = 1e-4 * math.max(1, ref:abs():max():item())
     assert.is_true(max_diff(ref, fused) < tol, "max diff " .. max_diff(ref, fused))
     H.assert_tensor(x:sum() - x:sum(), 0) -- the input is intact
+  end)
+
+  it("ResNet-50 (bottlenecks, shortcut added as conv3 stores) in eval: fused equals unfused, no weight copies",
+    function()
+      cnn.manual_seed(16)
+      local net = models.resnet{depth = 50, num_classes = 10}
+      randomize_bn(net)
+      local x = cnn.randn(1, 3, 64, 64)
+      net:eval()
+      local ref = net(x):detach()
+      collectgarbage()
+      collectgarbage()
+      local before = cnn.memory_stats().live_bytes
+      local fused = cnn.no_grad(function() return net(x) end)
+      collectgarbage()
+      collectgarbage()
+      -- what stays is the output and a scale and shift per output channel of each of the 53 convs
+      -- (26,560 channels: 212 KB); a folded copy of the weights would be 94 MB
+      local kept = cnn.memory_stats().live_bytes - before
+      assert.is_true(kept < 1e6, "inference kept " .. kept .. " bytes")
+      assert.are.equal(53, folded_count(net))
+      local tol = 1e-4 * math.max(1, ref:abs():max():item())
+      assert.is_true(max_diff(ref, fused) < tol, "max diff " .. max_diff(ref, fused))
+      H.assert_tensor(x:sum() - x:sum(), 0) -- the input is intact
+    end)
+
+  it("ResNet-18 and ResNet-50 inference free each activation once consumed, not when the collector runs", function()
+    for _, depth in ipairs {18, 50} do
+      cnn.manual_seed(17)
+      local net = models.resnet{depth = depth, num_classes = 10}
+      randomize_bn(net)
+      net:eval()
+      local x = cnn.randn(2, 3, 96, 96)
+      cnn.no_grad(function() return net(x) end) -- the folded scales and shifts made
+      collectgarbage()
+      collectgarbage()
+      collectgarbage("stop") -- what the forward does not free itself stays live
+      local base = cnn.memory_stats{reset_peak = true}.live_bytes
+      local y = cnn.no_grad(function() return net(x) end)
+      local left, peak = cnn.memory_stats().live_bytes - base, cnn.memory_stats().peak_live_bytes - base
+      collectgarbage("restart")
+      -- left: the logits (80 bytes) and the pooled features, (2, 512 or 2048) floats and their
+      -- flattened view; the activations alone are 2 x 64 x 48 x 48 floats (1.2 MB) after conv1
+      assert.is_true(left <= 2 * 2048 * 4 + 1024, string.format("depth %d: %d bytes left", depth, left))
+      assert.is_true(peak > 2 * 64 * 48 * 48 * 4, "the peak saw conv1's output")
+      assert.are.same({2, 10}, y:shape())
+    end
   end)
 
   it("the folded copy follows in-place changes of weights and statistics; train() drops it", function()

@@ -5,6 +5,8 @@
 #ifndef CNN_OPS_CONV_H
 #define CNN_OPS_CONV_H
 
+#include <stdbool.h>
+
 #include "layer_params.h"
 #include "tensor.h"
 
@@ -15,6 +17,13 @@ cnn_tensor *cnn_op_conv2d(const cnn_tensor *x, const cnn_tensor *w, const cnn_te
  * requires a gradient (no node is recorded). x: 4-d (N, C, H, W). */
 cnn_tensor *cnn_op_conv2d_relu(const cnn_tensor *x, const cnn_tensor *w, const cnn_tensor *b,
                                const cnn_conv2d_params *p);
+/** act(scale * conv2d(x, w) + b + residual) in one pass, for inference (no node is recorded; an
+ * error when grad mode is on and an input requires a gradient): per output channel o, the
+ * convolution times scale[o] plus b[o], plus residual (the output's shape), then max(0, .) when
+ * relu. scale (O), b and residual may be NULL. A BatchNorm in eval mode after the convolution is
+ * scale = gamma / sqrt(var + eps), b = (conv bias - mean) * scale + beta. x: 4-d (N, C, H, W). */
+cnn_tensor *cnn_op_conv2d_fused(const cnn_tensor *x, const cnn_tensor *w, const cnn_tensor *b, const cnn_tensor *scale,
+                                const cnn_tensor *residual, bool relu, const cnn_conv2d_params *p);
 /** Pooling over the last two dims of float32 tensors, x: (..., H, W) -> (..., oh, ow): max and
  * average over the windows of p, adaptive average to an (oh, ow) output. When indices is non-NULL
  * it receives the 0-based argmax positions of the max pool (int64, flat in each H x W plane). */

@@ -76,9 +76,9 @@ local function bn_relu(bn, relu, x)
 end
 
 -- relu(bn(conv(x))), or bn(conv(x)) when relu is nil. In eval mode under no_grad the three are one
--- convolution with BatchNorm folded into its weights and the ReLU applied as it stores
--- (nn.Conv2d's inference fusion); the second result is then true: the output is this block's own
--- (no module or hook saw it), free to be written in place and freed.
+-- convolution with BatchNorm's scale and shift and the ReLU applied as it stores (nn.Conv2d's
+-- inference fusion); the second result is then true: the output is this block's own (no module
+-- or hook saw it), free to be written in place and freed.
 local function conv_bn(conv, bn, relu, x)
   local y = nn._fused_forward(conv, bn, relu, x)
   if y then return y, true end
@@ -89,6 +89,34 @@ end
 -- Frees an activation a block made and no longer needs (inference): its storage goes back to the
 -- allocator for the next layer's output at once, instead of when the collector finds it.
 local function free(t) getmetatable(t).__close(t) end
+
+local function inference(m) return not m.training and not cnn_core.is_grad_enabled() end
+
+-- m(x), then x freed when it is own (made in this forward and seen by nothing else) and m keeps no
+-- reference to it (inference); returns the output and whether it is own in the same sense.
+local function step(m, x, own)
+  local y = m(x)
+  if rawequal(x, y) then return y, own end
+  local pure = inference(m) and nn._keeps_no_activations(m)
+  if own and pure then free(x) end
+  return y, pure
+end
+
+-- A block's shortcut: x itself, or downsample(x) with whether that output is own (see step)
+local function block_shortcut(block, x)
+  if not block.downsample then return x, false end
+  local y = block.downsample(x)
+  return y, not rawequal(x, y) and inference(block.downsample) and nn._keeps_no_activations(block.downsample)
+end
+
+-- relu(bn(conv(x)) + identity) for a block's end, or nil when it does not fuse (see conv_bn):
+-- identity is added and the ReLU applied as the convolution stores its output, and identity is
+-- freed when own.
+local function conv_bn_add_relu(conv, bn, relu, x, identity, own_identity)
+  local y = nn._fused_forward(conv, bn, relu, x, identity)
+  if y and own_identity then free(identity) end
+  return y
+end
 
 -- relu(out + identity) for a block's end; in place on out when out is the block's own (inference)
 local function add_relu(relu, out, own, identity)
@@ -117,8 +145,18 @@ end
 
 function BasicBlock:forward(x)
   local out1, own1 = conv_bn(self.conv1, self.bn1, self.relu, x)
+  if own1 then -- inference: the shortcut first, then conv2 + bn2 + identity + relu in one pass
+    local identity, own_id = block_shortcut(self, x)
+    local y = conv_bn_add_relu(self.conv2, self.bn2, self.relu, out1, identity, own_id)
+    if y then
+      free(out1)
+      return y
+    end
+    local out, own = conv_bn(self.conv2, self.bn2, nil, out1)
+    if own then free(out1) end
+    return add_relu(self.relu, out, own, identity)
+  end
   local out, own = conv_bn(self.conv2, self.bn2, nil, out1)
-  if own1 and own then free(out1) end
   local identity = x
   if self.downsample then identity = self.downsample(x) end
   return add_relu(self.relu, out, own, identity)
@@ -148,8 +186,18 @@ function Bottleneck:forward(x)
   local out1, own1 = conv_bn(self.conv1, self.bn1, self.relu, x)
   local out2, own2 = conv_bn(self.conv2, self.bn2, self.relu, out1)
   if own1 and own2 then free(out1) end
+  if own2 then -- inference: the shortcut first, then conv3 + bn3 + identity + relu in one pass
+    local identity, own_id = block_shortcut(self, x)
+    local y = conv_bn_add_relu(self.conv3, self.bn3, self.relu, out2, identity, own_id)
+    if y then
+      free(out2)
+      return y
+    end
+    local out, own = conv_bn(self.conv3, self.bn3, nil, out2)
+    if own then free(out2) end
+    return add_relu(self.relu, out, own, identity)
+  end
   local out, own = conv_bn(self.conv3, self.bn3, nil, out2)
-  if own2 and own then free(out2) end
   local identity = x
   if self.downsample then identity = self.downsample(x) end
   return add_relu(self.relu, out, own, identity)
@@ -242,11 +290,15 @@ function ResNet:init(block, layers, num_classes, in_channels, zero_init_residual
 end
 
 function ResNet:forward(x)
-  local y, own = conv_bn(self.conv1, self.bn1, self.relu, x)
-  x = self.maxpool(y)
-  if own then free(y) end
-  x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
-  return self.fc(self.avgpool(x):flatten(2))
+  local own
+  x, own = conv_bn(self.conv1, self.bn1, self.relu, x)
+  x, own = step(self.maxpool, x, own)
+  x, own = step(self.layer1, x, own) -- (in inference each activation is freed once consumed)
+  x, own = step(self.layer2, x, own)
+  x, own = step(self.layer3, x, own)
+  x, own = step(self.layer4, x, own)
+  x = step(self.avgpool, x, own)
+  return self.fc(x:flatten(2))
 end
 
 local CifarResNet = nn.Module:extend("CifarResNet")
@@ -267,9 +319,13 @@ function CifarResNet:init(n, num_classes, in_channels, shortcut)
 end
 
 function CifarResNet:forward(x)
-  x = conv_bn(self.conv1, self.bn1, self.relu, x)
-  x = self.layer3(self.layer2(self.layer1(x)))
-  return self.fc(self.avgpool(x):flatten(2))
+  local own
+  x, own = conv_bn(self.conv1, self.bn1, self.relu, x)
+  x, own = step(self.layer1, x, own)
+  x, own = step(self.layer2, x, own)
+  x, own = step(self.layer3, x, own)
+  x = step(self.avgpool, x, own)
+  return self.fc(x:flatten(2))
 end
 
 -- ---- constructors ------------------------------------------------------------------------------

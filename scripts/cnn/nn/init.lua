@@ -28,5 +28,8 @@ function nn.skip_init(ctor, ...) return nn.init._skip_init(ctor, ...) end
 
 nn.is_module = M.is_module
 nn.dir = M.dir
+-- (internal) whether m's forward keeps no reference to its input or output (models free the
+-- activations they make between such modules in inference: cnn.models.resnet)
+nn._keeps_no_activations = M.keeps_no_activations
 
 return nn

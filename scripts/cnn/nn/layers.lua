@@ -744,15 +744,17 @@ end
 
 -- In eval mode under no_grad (model:eval() and cnn.no_grad), a Conv2d followed by a BatchNorm2d
 -- that uses its running statistics is one convolution: per output channel o,
---   s[o] = gamma[o] / sqrt(running_var[o] + eps), w'[o] = w[o] * s[o],
+--   s[o] = gamma[o] / sqrt(running_var[o] + eps), y[o] = conv(x, w)[o] * s[o] + b'[o],
 --   b'[o] = (b[o] - running_mean[o]) * s[o] + beta[o],
--- and a ReLU after either is applied as the convolution stores its output (F.conv2d's relu
--- option): one pass over the activations instead of three. The folded weights are a copy kept on
--- the conv module, stamped with the identity and version (t:_version(), which every in-place
--- write bumps: optimiser steps, load_state_dict, init fills, t[i] = v) of each tensor they came
--- from and with bn's eps; a stale stamp folds again, and train()/eval() drop the copy. Only the
--- stock modules fuse (the same forward as these classes, no hooks), so a subclass with its own
--- forward, or a hook that must see each call, keeps the modules' own calls.
+-- with the scale, the bias, a ReLU after either and a residual added before it (ResNet's blocks)
+-- applied as the convolution stores its output (F.conv2d's scale, residual and relu options): one
+-- pass over the activations instead of three, and no folded copy of the weights (ResNet-50's
+-- would be 90 MB). The (s, b') vectors are kept on the conv module, stamped with the identity and
+-- version (t:_version(), which every in-place write bumps: optimiser steps, load_state_dict, init
+-- fills, t[i] = v) of each tensor they came from and with bn's eps; a stale stamp computes them
+-- again, and train()/eval() drop them. Only the stock modules fuse (the same forward as these
+-- classes, no hooks), so a subclass with its own forward, or a hook that must see each call,
+-- keeps the modules' own calls.
 local CONV_FORWARD, BN_FORWARD, RELU_FORWARD = L.Conv2d.forward, L.BatchNorm2d.forward, L.ReLU.forward
 
 local function stock(m, cls, fwd) return m ~= nil and m.forward == fwd and m:is_a(cls) and not m:_has_hooks() end
@@ -764,51 +766,70 @@ local function foldable_bn(bn)
     bn.running_mean ~= nil and bn.running_var ~= nil
 end
 
--- conv's folded (weight, bias) for bn, made or reused (see above)
+-- conv's per-channel (scale, bias) for bn, made or reused (see above)
 local function folded(conv, bn)
-  local src = {conv.weight, conv.bias or false, bn.weight or false, bn.bias or false, bn.running_mean,
-    bn.running_var}
+  local src = {conv.bias or false, bn.weight or false, bn.bias or false, bn.running_mean, bn.running_var}
   local f = conv:_fused()
   if f and rawequal(f.bn, bn) and f.eps == bn.eps then
     local ok = true
-    for i = 1, 6 do
+    for i = 1, #src do
       local t = src[i]
       if not rawequal(f.src[i], t) or (t and t:_version() ~= f.ver[i]) then
         ok = false
         break
       end
     end
-    if ok then return f.weight, f.bias end
+    if ok then return f.scale, f.bias end
   end
-  local o = conv.out_channels
   local s = 1 / (bn.running_var + bn.eps):sqrt()
   if bn.weight then s = s * bn.weight end
-  local w = (conv.weight * s:reshape(o, 1, 1, 1)):contiguous()
   local b = conv.bias and (conv.bias - bn.running_mean) * s or -(bn.running_mean * s)
   if bn.bias then b = b + bn.bias end
   local ver = {}
-  for i = 1, 6 do ver[i] = src[i] and src[i]:_version() or 0 end
-  conv:_set_fused {bn = bn, eps = bn.eps, src = src, ver = ver, weight = w, bias = b:contiguous()}
-  return w, b
+  for i = 1, #src do ver[i] = src[i] and src[i]:_version() or 0 end
+  f = {bn = bn, eps = bn.eps, src = src, ver = ver, scale = s:contiguous(), bias = b:contiguous()}
+  conv:_set_fused(f)
+  return f.scale, f.bias
 end
 
-local function conv_opts(conv, relu)
-  return {stride = conv.stride, padding = conv.padding, dilation = conv.dilation, groups = conv.groups, relu = relu}
+-- conv's output shape for an (n, _, h, w) input
+local function conv_out_shape(conv, n, h, w)
+  local k, st, d, p = conv.kernel_size, conv.stride, conv.dilation, conv.padding
+  if p == "same" then return {n, conv.out_channels, h, w} end
+  if p == "valid" then p = {0, 0} end
+  return {n, conv.out_channels, (h + 2 * p[1] - d[1] * (k[1] - 1) - 1) // st[1] + 1,
+    (w + 2 * p[2] - d[2] * (k[2] - 1) - 1) // st[2] + 1}
 end
 
--- L._fused_forward(conv, bn, relu, x): relu(bn(conv(x))) (bn and relu may each be nil) as one
--- folded convolution, or nil when these modules do not fuse here (training, grad mode on, not the
--- stock classes, a bn without running statistics). For models' forwards and Sequential.
-function L._fused_forward(conv, bn, relu, x)
+local function conv_opts(conv, relu, scale, residual)
+  return {stride = conv.stride, padding = conv.padding, dilation = conv.dilation, groups = conv.groups, relu = relu,
+    scale = scale, residual = residual}
+end
+
+-- L._fused_forward(conv, bn, relu, x, residual): relu(bn(conv(x)) + residual) (bn, relu and
+-- residual may each be nil) as one convolution with its epilogue, or nil when these modules do
+-- not fuse here (training, grad mode on, not the stock classes, a bn without running statistics,
+-- a residual that is not a float32 tensor of the output's shape). For models' forwards and
+-- Sequential.
+function L._fused_forward(conv, bn, relu, x, residual)
   if not (stock(conv, L.Conv2d, CONV_FORWARD) and inference(conv) and U.is_tensor(x) and x:dim() == 4) then
     return nil
   end
   if bn ~= nil and not foldable_bn(bn) then return nil end
   if relu ~= nil and not stock(relu, L.ReLU, RELU_FORWARD) then return nil end
-  if bn == nil and relu == nil then return nil end
-  local w, b = conv.weight, conv.bias
-  if bn then w, b = folded(conv, bn) end
-  return F.conv2d(x, w, b, conv_opts(conv, relu ~= nil))
+  if bn == nil and relu == nil and residual == nil then return nil end
+  if residual ~= nil and not (U.is_tensor(residual) and residual:dtype() == "float32" and x:dtype() == "float32") then
+    return nil
+  end
+  local s, b = nil, conv.bias
+  if bn then s, b = folded(conv, bn) end
+  if residual ~= nil then -- its shape must be the output's (else the modules' own calls, which broadcast or fail)
+    local n, _, h, w = table.unpack(x:shape())
+    local o = conv_out_shape(conv, n, h, w)
+    local r = residual:shape()
+    if #r ~= 4 or r[1] ~= o[1] or r[2] ~= o[2] or r[3] ~= o[3] or r[4] ~= o[4] then return nil end
+  end
+  return F.conv2d(x, conv.weight, b, conv_opts(conv, relu ~= nil, s, residual))
 end
 
 -- Sequential's inference step (nn/module.lua): at children m, m2, m3, the fused output and how

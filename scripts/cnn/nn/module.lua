@@ -1000,9 +1000,18 @@ local inference_fuser
 local function set_inference_fuser(fn) inference_fuser = fn end
 
 -- A module whose class declares (raw field keeps_no_activations) that its forward keeps no
--- reference to its input or output, with no hooks (which see both)
+-- reference to its input or output, with no hooks (which see both); or a plain Sequential (the
+-- class itself) of such modules
 local function keeps_nothing(m)
-  return m ~= nil and rawget(state(m).class, "keeps_no_activations") and state(m).hooks == nil
+  if m == nil or not is_module(m) or state(m).hooks ~= nil then return false end
+  local cls = state(m).class
+  if rawget(cls, "keeps_no_activations") then return true end
+  if cls ~= Sequential then return false end
+  local mods = state(m).modules
+  for _, k in ipairs(mods.keys) do
+    if not keeps_nothing(mods.map[k]) then return false end
+  end
+  return true
 end
 
 --- cnn.nn.Sequential:forward(x) -> output
@@ -1058,4 +1067,4 @@ function ModuleList:forward()
 end
 
 return {Module = Module, Sequential = Sequential, ModuleList = ModuleList, is_module = is_module, dir = dir,
-  set_inference_fuser = set_inference_fuser}
+  set_inference_fuser = set_inference_fuser, keeps_no_activations = keeps_nothing}
