@@ -39,14 +39,19 @@ static int scatter(lua_State *L, const char *fn, bool add, bool inplace) {
   lcnn_check(L, 3, fn);
   bool scalar = lua_type(L, 4) == LUA_TNUMBER || lua_type(L, 4) == LUA_TBOOLEAN;
   if (add && scalar) lcnn_error(L, fn, "src must be a tensor, got %s", luaL_typename(L, 4));
-  cnn_tensor *src = lcnn_operand(L, 4, fn, CNN_INT64); /* a number becomes a 0-d tensor here */
-  cnn_tensor *t = lcnn_check(L, 1, fn), *idx = minus_one(L, 3, fn), *s = NULL, *conv = NULL;
-  if (scalar) { /* the value in t's dtype, expanded to index's shape */
-    conv = cnn_tensor_to_dtype(src, t->dtype);
-    s = conv ? cnn_tensor_expand(conv, idx->ndim, idx->size) : NULL;
-  } else {
-    s = cnn_tensor_retain(src);
+  if (scalar) { /* the value as a 0-d tensor of t's dtype, checked as fill_ checks it (exact integers) */
+    cnn_dtype dt = lcnn_check(L, 1, fn)->dtype;
+    bool exact = lua_isinteger(L, 4) && dt != CNN_FLOAT32;
+    lcnn_push(L,
+              exact ? cnn_tensor_full_i64(dt, 0, NULL, lua_tointeger(L, 4))
+                    : cnn_tensor_scalar(dt, lua_isboolean(L, 4) ? lua_toboolean(L, 4) : lua_tonumber(L, 4)),
+              fn);
+    lua_replace(L, 4);
   }
+  cnn_tensor *src = lcnn_check(L, 4, fn);
+  cnn_tensor *t = lcnn_check(L, 1, fn), *idx = minus_one(L, 3, fn);
+  /* the value form: expanded to index's shape */
+  cnn_tensor *s = scalar ? cnn_tensor_expand(src, idx->ndim, idx->size) : cnn_tensor_retain(src);
   cnn_tensor *r = NULL;
   int rc = -1;
   if (s) {
@@ -54,7 +59,6 @@ static int scatter(lua_State *L, const char *fn, bool add, bool inplace) {
     else r = cnn_op_scatter(t, d, idx, s, add);
   }
   cnn_tensor_release(s);
-  cnn_tensor_release(conv);
   cnn_tensor_release(idx);
   if (inplace) {
     if (rc) return lcnn_fail(L, fn);

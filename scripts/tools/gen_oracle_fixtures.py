@@ -1951,6 +1951,10 @@ def _scatter(name, add):
         i = _scatter_index(g, s, dd, n_src, not add)
         if not add and g.coin(0.3):  # the value form
             v = g.number(dt, special=False)
+            if dt == "uint8" and g.coin(0.4):
+                v = g.int(-300, 300)  # past +-255: both refuse
+            elif dt in ("int64", "uint8") and g.coin(0.2):
+                v = g.pick((NAN, 2.75, -1.5))  # NaN: both refuse; fractions truncate
             return Case(M(name), [x, ld(d), i, v], lambda x, i: getattr(x, name)(d, i, v))
         src = g.tensor(n_src, dt if not g.coin(0.05) else ("int64" if dt != "int64" else "float32"),
                        rg=False if inplace else None)
@@ -1960,8 +1964,8 @@ def _scatter(name, add):
     return draw
 
 
-oracle("Tensor.scatter", n=16, accumulates=False)(_scatter("scatter", False))
-oracle("Tensor.scatter_", n=10)(_scatter("scatter_", False))
+oracle("Tensor.scatter", n=24, accumulates=False)(_scatter("scatter", False))
+oracle("Tensor.scatter_", n=14)(_scatter("scatter_", False))
 oracle("Tensor.scatter_add_", n=10, accumulates=True)(_scatter("scatter_add_", True))
 
 
@@ -2012,10 +2016,11 @@ def _(g):
                 lambda x: torch.sort(x, dim=d, descending=desc, stable=True).indices, index=(0,))
 
 
-# topk on distinct values: PyTorch's order among ties is unspecified
+# topk on distinct values (no expanded views either): PyTorch's order among ties is unspecified,
+# cnnlua's is stable (docs/PYTORCH.md)
 @oracle("Tensor.topk", n=10)
 def _(g):
-    x = g.tensor(g.shape(1, 3), profile="normal")
+    x = g.tensor(g.shape(1, 3), profile="normal", view="write")
     d = g.dim(x)
     k = g.int(0, x.vshape[d])
     largest = g.coin()

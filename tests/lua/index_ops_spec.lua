@@ -19,6 +19,13 @@ describe("scatter", function()
     assert.same({{7, 0, 7}, {0, 7, 0}}, x:scatter(2, long {{1, 3}, {2, 2}}, 7):totable())
     assert.same({5, 2, 5}, long({1, 2, 3}):scatter(1, long {3, 1}, 5.75):totable())
     assert.same({true, false, true}, cnn.zeros(3, {dtype = "bool"}):scatter(1, long {1, 3}, true):totable())
+    -- the value is checked as fill_ checks it: -1 wraps into uint8, 300 and NaN do not fit
+    assert.same({255, 0}, cnn.zeros(2, {dtype = "uint8"}):scatter(1, long {1}, -1):totable())
+    H.assert_error(function() return cnn.zeros(2, {dtype = "uint8"}):scatter(1, long {1}, 300) end, "scatter",
+      "300", "overflow")
+    H.assert_error(function() return long({1, 2}):scatter_(1, long {1}, 0 / 0) end, "scatter_", "nan")
+    local big = math.maxinteger - 1 -- integers stay exact
+    assert.same({big, 2}, long({1, 2}):scatter(1, long {1}, big):totable())
   end)
 
   it("gradient: zero where written for t, the output's gradient gathered for src (zero past the index)", function()
