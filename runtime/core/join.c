@@ -489,9 +489,10 @@ cnn_tensor *cnn_join_cumsum(const cnn_tensor *t, int dim, bool reverse) {
   return out;
 }
 
-/* A sort key: the element mapped to an unsigned integer of the same order (float32: sign flipped,
- * negatives' bits inverted, every NaN above +inf; int64: offset by 2^63), inverted for descending
- * (NaN then first, as PyTorch), and its position in the row. */
+/* A sort key: the element mapped to an unsigned integer of the same order, in as many bytes as
+ * the dtype has (float32: sign flipped, negatives' bits inverted, -0 as +0, every NaN above +inf;
+ * int64: offset by 2^63), inverted for descending (NaN then first, as PyTorch); and its position
+ * in the row. */
 typedef struct sort_item {
   uint64_t key;
   int64_t pos;
@@ -500,28 +501,45 @@ typedef struct sort_item {
 static uint64_t sort_key(const char *e, cnn_dtype dt) {
   if (dt == CNN_FLOAT32) {
     float f = *(const float *)e;
-    if (f != f) return UINT64_MAX;
+    if (f != f) return UINT32_MAX;
     uint32_t u;
     memcpy(&u, &f, sizeof u);
     if (u == 0x80000000u) u = 0; /* -0 == +0: one key, so they keep their order */
-    return (u & 0x80000000u) ? (uint64_t)~u : (uint64_t)u | 0x80000000u;
+    return (u & 0x80000000u) ? (uint32_t)~u : u | 0x80000000u;
   }
   if (dt == CNN_INT64) return (uint64_t) * (const int64_t *)e ^ (UINT64_C(1) << 63);
   return *(const uint8_t *)e;
 }
 
-/* Stable bottom-up merge sort of a[0..n) by key, tmp as scratch (n). */
-static void merge_sort(sort_item *a, sort_item *tmp, int64_t n) {
-  for (int64_t w = 1; w < n; w *= 2) {
-    for (int64_t lo = 0; lo < n; lo += 2 * w) {
-      int64_t mid = lo + w < n ? lo + w : n, hi = lo + 2 * w < n ? lo + 2 * w : n, i = lo, j = mid, k = lo;
-      while (i < mid && j < hi) tmp[k++] = a[j].key < a[i].key ? a[j++] : a[i++]; /* ties: left first */
-      while (i < mid) tmp[k++] = a[i++];
-      while (j < hi) tmp[k++] = a[j++];
+/* Stable LSD radix sort of a[0..n) by the low `bytes` bytes of key (at most: only those the keys'
+ * range needs), one counting pass per byte (skipped when every key has the same byte there), tmp
+ * as scratch (n); an insertion sort for short rows. Keys are clobbered. Returns where the sorted
+ * items are: a or tmp. */
+static sort_item *radix_sort(sort_item *a, sort_item *tmp, int64_t n, int bytes) {
+  if (n <= 32) { /* short rows: a stable insertion sort costs less than the 256-entry counts */
+    for (int64_t i = 1; i < n; i++) {
+      sort_item v = a[i];
+      int64_t j = i;
+      for (; j > 0 && a[j - 1].key > v.key; j--) a[j] = a[j - 1];
+      a[j] = v;
     }
-    sort_item *t = a;
-    a = tmp, tmp = t; /* the sorted runs are now in what was tmp */
+    return a;
   }
+  uint64_t lo = a[0].key, hi = a[0].key; /* keys as offsets from the smallest: fewer bytes to sort */
+  for (int64_t i = 1; i < n; i++) lo = a[i].key < lo ? a[i].key : lo, hi = a[i].key > hi ? a[i].key : hi;
+  for (int64_t i = 0; i < n; i++) a[i].key -= lo;
+  while (bytes > 0 && ((hi - lo) >> (8 * (bytes - 1))) == 0) bytes--;
+  for (int b = 0; b < bytes; b++) {
+    int64_t count[257] = {0};
+    const int shift = 8 * b;
+    for (int64_t i = 0; i < n; i++) count[((a[i].key >> shift) & 255) + 1]++;
+    if (count[((a[0].key >> shift) & 255) + 1] == n) continue;
+    for (int k = 1; k < 257; k++) count[k] += count[k - 1]; /* count[byte]: where its run starts */
+    for (int64_t i = 0; i < n; i++) tmp[count[(a[i].key >> shift) & 255]++] = a[i];
+    sort_item *t = a;
+    a = tmp, tmp = t;
+  }
+  return a;
 }
 
 static void free_sort_scratch(sort_item *items, int64_t n) {
@@ -540,19 +558,16 @@ cnn_tensor *cnn_join_sort(const cnn_tensor *t, int dim, bool descending) {
     cnn_tensor_release(out);
     return NULL;
   }
-  /* merge_sort leaves the result in items or in its scratch half, by the parity of its passes */
-  int passes = 0;
-  for (int64_t w = 1; w < n; w *= 2) passes++;
-  const sort_item *sorted = passes % 2 ? items + n : items;
+  const int bytes = t->dtype == CNN_FLOAT32 ? 4 : t->dtype == CNN_INT64 ? 8 : 1;
   const char *pt = cnn_tensor_data(t);
   int64_t *po = cnn_tensor_i64(out), es = (int64_t)cnn_dtype_size(t->dtype);
-  uint64_t flip = descending ? UINT64_MAX : 0;
+  uint64_t flip = !descending ? 0 : bytes == 8 ? UINT64_MAX : (UINT64_C(1) << (8 * bytes)) - 1;
   for (int64_t r = 0; r < rows; r++) { /* c: the row's coordinates on the dims other than d */
     int64_t to = 0, oo = 0;
     for (int k = 0; k < tv.nd; k++) to += c[k] * tv.stride[k], oo += c[k] * ov.stride[k];
     for (int64_t j = 0; j < n; j++)
       items[j] = (sort_item){sort_key(pt + (to + j * tv.stride[d]) * es, t->dtype) ^ flip, j};
-    merge_sort(items, items + n, n);
+    const sort_item *sorted = radix_sort(items, items + n, n, bytes);
     for (int64_t j = 0; j < n; j++) po[oo + j * ov.stride[d]] = sorted[j].pos;
     for (int k = tv.nd - 1; k >= 0; k--) {
       if (k == d) continue;

@@ -157,6 +157,44 @@ describe("sort (C kernel)", function()
     H.assert_usable()
   end)
 
+  it("long rows (the radix path) match a stable reference sort: ties, NaN, inf, -0, int64 extremes", function()
+    -- reference: positions ordered by value (NaN above all; descending reverses the values only),
+    -- ties by position
+    local function reference(vals, desc)
+      local pos = {}
+      for i = 1, #vals do pos[i] = i end
+      local function rank(v) return v ~= v and math.huge or v end
+      table.sort(pos, function(i, j)
+        local a, b = vals[i], vals[j]
+        local an, bn = a ~= a, b ~= b
+        if an ~= bn then return desc == an end -- NaN last ascending, first descending
+        if not an and rank(a) ~= rank(b) then
+          if desc then return rank(a) > rank(b) end
+          return rank(a) < rank(b)
+        end
+        return i < j
+      end)
+      return pos
+    end
+    math.randomseed(14)
+    local pool = {0.5, -0.5, 0.0, -0.0, 1 / 0, -1 / 0, 0 / 0, 3.25, -1e30, 1e-30, 2.5}
+    local f, i64, u8 = {}, {}, {}
+    local ipool = {math.maxinteger, math.mininteger, 0, -1, 1, 1 << 40, -(1 << 40)}
+    for k = 1, 300 do
+      f[k] = math.random() < 0.5 and pool[math.random(#pool)] or math.random() * 4 - 2
+      i64[k] = math.random() < 0.5 and ipool[math.random(#ipool)] or math.random(-3, 3)
+      u8[k] = math.random(0, 255) // (math.random() < 0.5 and 64 or 1)
+    end
+    for _, c in ipairs {{f, "float32"}, {i64, "int64"}, {u8, "uint8"}} do
+      local t = cnn.tensor(c[1], {dtype = c[2]})
+      local vals = t:totable() -- as stored (float32 rounding)
+      for _, desc in ipairs {false, true} do
+        local _, idx = t:sort(1, desc)
+        assert.same(reference(vals, desc), idx:totable(), c[2] .. (desc and " descending" or ""))
+      end
+    end
+  end)
+
   it("topk{sorted = false} still comes sorted (the order PyTorch leaves unspecified)", function()
     local v, i = cnn.tensor({1, 5, 3, 4}):topk(3, 1, true, false)
     assert.same({5, 4, 3}, v:totable())
