@@ -46,7 +46,27 @@ static void pair_opt(lua_State *L, int opts, const char *fn, const char *key, in
 
 /* ---- conv2d(x, w, b, {stride=1, padding=0, dilation=1, groups=1}) ---- */
 
-/** cnn.F.conv2d(x, weight, bias, {stride=1, padding=0, dilation=1, groups=1, relu=false}) -> Tensor
+/* opts.relu_max_pool (a table at index t, absolute): max_pool2d's kernel_size, stride, padding,
+ * dilation and ceil_mode, as F.max_pool2d takes them */
+static void relu_max_pool_params(lua_State *L, int t, const char *fn, cnn_pool2d_params *pp) {
+  static const char *const known[] = {"kernel_size", "stride", "padding", "dilation", "ceil_mode", NULL};
+  if (!lua_istable(L, t)) lcnn_error(L, fn, "relu_max_pool must be a table of max_pool2d's options");
+  lcnn_options(L, t, fn, known);
+  *pp = cnn_pool2d_default_params(1);
+  if (lcnn_opt_field(L, t, "kernel_size") == LUA_TNIL) lcnn_error(L, fn, "relu_max_pool needs a kernel_size");
+  lua_pop(L, 1);
+  pair_opt(L, t, fn, "kernel_size", 1, pp->kernel);
+  bool has_stride = lcnn_opt_field(L, t, "stride") != LUA_TNIL;
+  lua_pop(L, 1);
+  if (has_stride) pair_opt(L, t, fn, "stride", 1, pp->stride);
+  else pp->stride[0] = pp->kernel[0], pp->stride[1] = pp->kernel[1];
+  pair_opt(L, t, fn, "padding", 0, pp->padding);
+  pair_opt(L, t, fn, "dilation", 1, pp->dilation);
+  pp->ceil_mode = lcnn_opt_boolean(L, t, fn, "ceil_mode", false);
+}
+
+/** cnn.F.conv2d(x, weight, bias, {stride=1, padding=0, dilation=1, groups=1, relu=false,
+ *   relu_max_pool=nil}) -> Tensor
  * 2-d convolution (cross-correlation, as PyTorch's): x (N, C, H, W) -> (N, O, oh, ow).
  * weight is (O, C/groups, kh, kw), bias (O) or nil (or leave it out: `F.conv2d(x, w, {stride=2})`).
  * stride, padding and dilation are a number or a pair {h, w}; padding may also be "valid" (0) or
@@ -58,9 +78,14 @@ static void pair_opt(lua_State *L, int opts, const char *fn, const char *key, in
  * output's shape) is added before the ReLU: y = relu(scale * conv(x, weight) + bias + residual),
  * a convolution followed by an eval-mode BatchNorm and a residual connection in one pass, with no
  * folded copy of the weights. These three are for inference only: an error when an input
- * requires a gradient and grad mode is on. */
+ * requires a gradient and grad mode is on. relu_max_pool={kernel_size=k, stride=k, padding=0,
+ * dilation=1, ceil_mode=false} (without those three) returns F.max_pool2d(F.relu(y), k, {...})
+ * with each image pooled as soon as its convolution is stored: the same values, gradients and
+ * graph (ConvolutionBackward, then MaxPool2DReluBackward) in one parallel pass (nn.Sequential runs
+ * a Conv2d, ReLU, MaxPool2d so). */
 static int f_conv2d(lua_State *L) {
-  static const char *const known[] = {"stride", "padding", "dilation", "groups", "relu", "scale", "residual", NULL};
+  static const char *const known[] = {"stride", "padding",  "dilation",      "groups", "relu",
+                                      "scale",  "residual", "relu_max_pool", NULL};
   const char *fn = "conv2d";
   bool has_bias = luaL_testudata(L, 3, LCNN_TENSOR) != NULL;
   int opts = 4;
@@ -75,6 +100,13 @@ static int f_conv2d(lua_State *L) {
   pair_opt(L, opts, fn, "stride", 1, p.stride);
   pair_opt(L, opts, fn, "dilation", 1, p.dilation);
   bool relu = lcnn_opt_boolean(L, opts, fn, "relu", false);
+  cnn_pool2d_params pp;
+  bool pool = lua_istable(L, opts) && lcnn_opt_field(L, opts, "relu_max_pool") != LUA_TNIL;
+  if (pool) {
+    if (relu) return lcnn_error(L, fn, "relu=true and relu_max_pool cannot be combined");
+    relu_max_pool_params(L, lua_gettop(L), fn, &pp);
+  }
+  if (lua_istable(L, opts)) lua_pop(L, 1); /* the relu_max_pool field */
   if (lua_istable(L, opts)) {
     lua_getfield(L, opts, "groups");
     if (!lua_isnil(L, -1)) {
@@ -100,6 +132,7 @@ static int f_conv2d(lua_State *L) {
     lua_pop(L, 1);
   }
   cnn_tensor *scale = lcnn_opt_tensor(L, opts, fn, "scale"), *residual = lcnn_opt_tensor(L, opts, fn, "residual");
+  if (pool && (scale || residual)) return lcnn_error(L, fn, "relu_max_pool cannot be combined with scale or residual");
   cnn_tensor *x = lcnn_check(L, 1, fn), *w = lcnn_check(L, 2, fn), *b = has_bias ? lcnn_check(L, 3, fn) : NULL;
   if (same) {
     if (p.stride[0] != 1 || p.stride[1] != 1)
@@ -116,8 +149,9 @@ static int f_conv2d(lua_State *L) {
     }
   }
   lcnn_push(L,
-            relu || scale || residual ? cnn_op_conv2d_fused(x, w, b, scale, residual, relu, &p)
-                                      : cnn_op_conv2d(x, w, b, &p),
+            pool                        ? cnn_op_conv2d_relu_max_pool2d(x, w, b, &p, &pp)
+            : relu || scale || residual ? cnn_op_conv2d_fused(x, w, b, scale, residual, relu, &p)
+                                        : cnn_op_conv2d(x, w, b, &p),
             fn);
   return 1;
 }

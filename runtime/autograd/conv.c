@@ -4,6 +4,7 @@
 
 #include <limits.h>
 
+#include "autograd/pool.h"
 #include "core/checked.h"
 #include "cnn/error.h"
 
@@ -152,6 +153,66 @@ cnn_tensor *cnn_conv2d_forward_fused(const cnn_tensor *x, const cnn_tensor *w, c
                                      const cnn_tensor *scale, const cnn_tensor *residual, bool relu,
                                      const cnn_conv2d_params *p) {
   return forward(x, w, b, p, scale, residual, relu);
+}
+
+/* the pooling of images [n0, n1): their O planes each */
+typedef struct {
+  const cnn_pool2d_params *pp;
+  cnn_pool2d_shape s;
+  const float *y;
+  float *pooled;
+  int64_t *idx, O;
+} pool_then;
+
+static void pool_images(void *arg, int64_t n0, int64_t n1) {
+  const pool_then *t = arg;
+  cnn_pool_max2d_relu_planes_f32(t->pp, &t->s, t->y, t->pooled, t->idx, n0 * t->O, n1 * t->O);
+}
+
+int cnn_conv2d_forward_relu_max_pool(const cnn_tensor *x, const cnn_tensor *w, const cnn_tensor *b,
+                                     const cnn_conv2d_params *p, const cnn_pool2d_params *pp, cnn_tensor **y,
+                                     cnn_tensor **pooled, cnn_tensor **indices) {
+  *y = *pooled = *indices = NULL;
+  int64_t ohw[2], phw[2];
+  if (cnn_conv2d_check(x, w, b, p, ohw)) return -1;
+  if (x->dtype != CNN_FLOAT32) return cnn_error_set("expected a float32 input, got %s", cnn_dtype_name(x->dtype));
+  cnn_conv2d_shape s = shape_of(x->size, w->size);
+  int64_t ysize[4] = {s.N, s.O, ohw[0], ohw[1]};
+  cnn_tensor *ry = cnn_tensor_empty(CNN_FLOAT32, 4, ysize);
+  if (!ry) return -1;
+  if (cnn_pool2d_check(ry, pp, phw)) { /* reads only the shape */
+    cnn_tensor_release(ry);
+    return -1;
+  }
+  int64_t psize[4] = {s.N, s.O, phw[0], phw[1]};
+  cnn_tensor *rp = cnn_tensor_empty(CNN_FLOAT32, 4, psize);
+  cnn_tensor *ri = rp ? cnn_tensor_empty(CNN_INT64, 4, psize) : NULL;
+  cnn_tensor *xc = ri ? cnn_tensor_contiguous(x) : NULL;
+  cnn_tensor *wc = xc ? cnn_tensor_contiguous(w) : NULL;
+  cnn_tensor *bc = wc && b ? cnn_tensor_contiguous(b) : NULL;
+  int rc = -1;
+  if (wc && (!b || bc)) {
+    pool_then t = {.pp = pp,
+                   .s = {s.N * s.O, ohw[0], ohw[1], phw[0], phw[1]},
+                   .y = cnn_tensor_f32(ry),
+                   .pooled = cnn_tensor_f32(rp),
+                   .idx = cnn_tensor_i64(ri),
+                   .O = s.O};
+    const cnn_conv2d_then then = {pool_images, &t};
+    rc = cnn_conv2d_forward_then_f32(&s, p, cnn_tensor_f32(xc), cnn_tensor_f32(wc), bc ? cnn_tensor_f32(bc) : NULL,
+                                     cnn_tensor_f32(ry), &then);
+  }
+  cnn_tensor_release(xc);
+  cnn_tensor_release(wc);
+  cnn_tensor_release(bc);
+  if (rc) {
+    cnn_tensor_release(ry);
+    cnn_tensor_release(rp);
+    cnn_tensor_release(ri);
+    return -1;
+  }
+  *y = ry, *pooled = rp, *indices = ri;
+  return 0;
 }
 
 int cnn_conv2d_backward(const cnn_tensor *gy, const cnn_tensor *x, const cnn_tensor *w, const int64_t x_size[4],

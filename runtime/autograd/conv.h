@@ -27,6 +27,14 @@ cnn_tensor *cnn_conv2d_forward_fused(const cnn_tensor *x, const cnn_tensor *w, c
                                      const cnn_tensor *scale, const cnn_tensor *residual, bool relu,
                                      const cnn_conv2d_params *p);
 
+/* float32 x: y = cnn_conv2d_forward(x, w, b, p), and pooled, indices as
+ * cnn_pool_max2d_relu_forward(y, pp) gives them (relu(max_pool2d(y)), index -1 where relu's
+ * gradient stops), each image pooled as soon as its convolution is stored (the same parallel loop
+ * on the direct kernels). New references, or -1 with the error set and all three NULL. */
+int cnn_conv2d_forward_relu_max_pool(const cnn_tensor *x, const cnn_tensor *w, const cnn_tensor *b,
+                                     const cnn_conv2d_params *p, const cnn_pool2d_params *pp, cnn_tensor **y,
+                                     cnn_tensor **pooled, cnn_tensor **indices);
+
 /* gy: (N, O, oh, ow) for a forward with input shape x_size (N, C, H, W) and weight shape w_size
  * (O, C/g, kh, kw). Computes each gradient whose out pointer is non-NULL, as a new contiguous
  * tensor: gx (x_size) reads w; gw (w_size) reads x; gb (O) reads only gy. x or w may be NULL when

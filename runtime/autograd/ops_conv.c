@@ -30,6 +30,18 @@ static int conv_backward(cnn_node *n, cnn_tensor *const *gout, cnn_tensor **gin)
                              nb ? &gin[2] : NULL);
 }
 
+/* y = conv2d(x, w, b) (or NULL) becomes the output of a ConvolutionBackward node (see cnn_ag_record) */
+static cnn_tensor *record_conv(cnn_tensor *y, const cnn_tensor *x, const cnn_tensor *w, const cnn_tensor *b,
+                               const cnn_conv2d_params *p) {
+  static const cnn_ag_op conv_op = {"ConvolutionBackward", conv_backward, sizeof(conv_state), NULL};
+  const cnn_tensor *in[3] = {x, w, b};
+  const cnn_tensor *saves[2] = {cnn_ag_requires(w) ? x : NULL, cnn_ag_requires(x) ? w : NULL};
+  conv_state c = {.p = *p};
+  memcpy(c.x_size, x->size, sizeof c.x_size);
+  memcpy(c.w_size, w->size, sizeof c.w_size);
+  return cnn_ag_record(y, &conv_op, &c, 3, in, 2, saves) ? NULL : y;
+}
+
 cnn_tensor *cnn_op_conv2d(const cnn_tensor *x, const cnn_tensor *w, const cnn_tensor *b, const cnn_conv2d_params *p) {
   if (x->ndim == 3) { /* (C, H, W): a batch of one, through differentiable views both ways */
     cnn_tensor *x4 = cnn_op_unsqueeze(x, 0);
@@ -40,14 +52,7 @@ cnn_tensor *cnn_op_conv2d(const cnn_tensor *x, const cnn_tensor *w, const cnn_te
     return y;
   }
   if (x->ndim != 4) return cnn_error_set("expected a 3-d (C, H, W) or 4-d (N, C, H, W) input, got %d-d", x->ndim), NULL;
-  static const cnn_ag_op conv_op = {"ConvolutionBackward", conv_backward, sizeof(conv_state), NULL};
-  cnn_tensor *y = cnn_conv2d_forward(x, w, b, p);
-  const cnn_tensor *in[3] = {x, w, b};
-  const cnn_tensor *saves[2] = {cnn_ag_requires(w) ? x : NULL, cnn_ag_requires(x) ? w : NULL};
-  conv_state c = {.p = *p};
-  memcpy(c.x_size, x->size, sizeof c.x_size);
-  memcpy(c.w_size, w->size, sizeof c.w_size);
-  return cnn_ag_record(y, &conv_op, &c, 3, in, 2, saves) ? NULL : y;
+  return record_conv(cnn_conv2d_forward(x, w, b, p), x, w, b, p);
 }
 
 cnn_tensor *cnn_op_conv2d_fused(const cnn_tensor *x, const cnn_tensor *w, const cnn_tensor *b, const cnn_tensor *scale,
@@ -116,6 +121,31 @@ cnn_tensor *cnn_op_max_pool2d_relu(const cnn_tensor *x, const cnn_pool2d_params 
   if (cnn_ag_record(y, &max_pool_relu_op, &st, 1, in, 1, saves)) y = NULL; /* released */
   cnn_tensor_release(idx);
   return y;
+}
+
+cnn_tensor *cnn_op_conv2d_relu_max_pool2d(const cnn_tensor *x, const cnn_tensor *w, const cnn_tensor *b,
+                                          const cnn_conv2d_params *p, const cnn_pool2d_params *pp) {
+  if (x->ndim != 4 || x->dtype != CNN_FLOAT32) { /* the two ops one after the other */
+    cnn_tensor *y = cnn_op_conv2d(x, w, b, p);
+    cnn_tensor *out = y ? cnn_op_max_pool2d_relu(y, pp) : NULL;
+    cnn_tensor_release(y);
+    return out;
+  }
+  cnn_tensor *y, *pooled, *idx;
+  if (cnn_conv2d_forward_relu_max_pool(x, w, b, p, pp, &y, &pooled, &idx)) return NULL;
+  /* the graph of the two ops: y's conv node, then the pool's node over y */
+  if (!(y = record_conv(y, x, w, b, p))) {
+    cnn_tensor_release(pooled);
+    cnn_tensor_release(idx);
+    return NULL;
+  }
+  static const cnn_ag_op max_pool_relu_op = {"MaxPool2DReluBackward", max_pool_backward, sizeof(pool_state), NULL};
+  const cnn_tensor *in[1] = {y}, *saves[1] = {idx};
+  pool_state st = pool_state_of(y, NULL);
+  if (cnn_ag_record(pooled, &max_pool_relu_op, &st, 1, in, 1, saves)) pooled = NULL; /* released */
+  cnn_tensor_release(idx);
+  cnn_tensor_release(y);
+  return pooled;
 }
 
 static int avg_pool_backward(cnn_node *n, cnn_tensor *const *gout, cnn_tensor **gin) {

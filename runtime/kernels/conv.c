@@ -301,7 +301,7 @@ static bool all_finite(const float *p, int64_t n) {
  * when the kernel's workspace would pass direct_limit (the caller takes im2col). */
 static int run_direct(direct_kind kind, const geom *g, const cnn_conv2d_params *p, const cnn_conv2d_epilogue *e,
                       const float *a, const float *b, const float *bias, float *out, int nt,
-                      const cnn_parallel_loop *beside) {
+                      const cnn_parallel_loop *beside, const cnn_conv2d_then *then) {
   cnn_dconv d;
   void (*plan)(cnn_dconv *, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t,
                int64_t, int) = kind == DIRECT_FORWARD      ? cnn_dconv_plan_forward
@@ -309,6 +309,7 @@ static int run_direct(direct_kind kind, const geom *g, const cnn_conv2d_params *
                                                            : cnn_dconv_plan_weight_grad;
   plan(&d, g->N, g->C, g->H, g->W, g->O, g->kh, g->kw, p->pad_lo[0], p->pad_lo[1], p->pad_hi[0], p->pad_hi[1], nt);
   if (kind == DIRECT_FORWARD) d.relu = e->relu, d.scale = e->scale, d.residual = e->residual;
+  if (kind == DIRECT_FORWARD && then) d.then = then->fn, d.then_ctx = then->ctx;
   if (d.scratch_floats > direct_limit) return 1;
   size_t packf = kind == DIRECT_WEIGHT_GRAD ? 0 : cnn_dconv_packed_floats(&d);
   float *pack = packf ? cnn_alloc(packf * sizeof(float)) : NULL;
@@ -394,14 +395,22 @@ static void forward_units(void *arg, int64_t u0, int64_t u1) {
   for (int64_t u = u0; u < u1; u++) forward_unit(j->g, j->x, j->w, j->b, j->e, j->y, u, col);
 }
 
+static void then_range(void *arg, int64_t n0, int64_t n1) {
+  const cnn_conv2d_then *t = arg;
+  t->fn(t->ctx, n0, n1);
+}
+
 static int forward_f32(const cnn_conv2d_shape *s, const cnn_conv2d_params *p, const cnn_conv2d_epilogue *e,
-                       const float *x, const float *w, const float *b, float *y) {
+                       const float *x, const float *w, const float *b, float *y, const cnn_conv2d_then *then) {
   geom g;
   geom_of(&g, s, p);
-  if (g.N * g.O * g.L == 0) return 0;
+  if (g.N * g.O * g.L == 0) {
+    if (then && g.N > 0) then->fn(then->ctx, 0, g.N);
+    return 0;
+  }
   int nt = cnn_parallel_get_threads();
   if (use_direct(&g, p)) {
-    int rc = run_direct(DIRECT_FORWARD, &g, p, e, x, w, b, y, nt, NULL);
+    int rc = run_direct(DIRECT_FORWARD, &g, p, e, x, w, b, y, nt, NULL, then);
     if (rc <= 0) return rc; /* 1: past the direct kernels' workspace cap, im2col below */
   }
   split_for_threads(&g, nt);
@@ -411,6 +420,8 @@ static int forward_f32(const cnn_conv2d_shape *s, const cnn_conv2d_params *p, co
   conv_job j = {.g = &g, .x = x, .w = w, .b = b, .y = y, .ws = ws.slot, .e = e};
   cnn_parallel_for(units, 1, forward_units, &j);
   ws_free(&ws);
+  /* im2col's units are bands of an image's rows: the images are complete only now */
+  if (then) cnn_parallel_items(g.N, g.N * g.O * g.L, then_range, (void *)then);
   return 0;
 }
 
@@ -418,17 +429,22 @@ static const cnn_conv2d_epilogue plain = {NULL, NULL, false}, relu_only = {NULL,
 
 int cnn_conv2d_forward_f32(const cnn_conv2d_shape *s, const cnn_conv2d_params *p, const float *x, const float *w,
                            const float *b, float *y) {
-  return forward_f32(s, p, &plain, x, w, b, y);
+  return forward_f32(s, p, &plain, x, w, b, y, NULL);
 }
 
 int cnn_conv2d_forward_relu_f32(const cnn_conv2d_shape *s, const cnn_conv2d_params *p, const float *x, const float *w,
                                 const float *b, float *y) {
-  return forward_f32(s, p, &relu_only, x, w, b, y);
+  return forward_f32(s, p, &relu_only, x, w, b, y, NULL);
 }
 
 int cnn_conv2d_forward_fused_f32(const cnn_conv2d_shape *s, const cnn_conv2d_params *p, const float *x, const float *w,
                                  const float *b, const cnn_conv2d_epilogue *e, float *y) {
-  return forward_f32(s, p, e ? e : &plain, x, w, b, y);
+  return forward_f32(s, p, e ? e : &plain, x, w, b, y, NULL);
+}
+
+int cnn_conv2d_forward_then_f32(const cnn_conv2d_shape *s, const cnn_conv2d_params *p, const float *x, const float *w,
+                                const float *b, float *y, const cnn_conv2d_then *then) {
+  return forward_f32(s, p, &plain, x, w, b, y, then);
 }
 
 /* ---- backward ---- */
@@ -597,7 +613,7 @@ int cnn_conv2d_weight_grad_f32(const cnn_conv2d_shape *s, const cnn_conv2d_param
   const cnn_parallel_loop bias = bias_loop(&bj);
   /* rc 1: not done by the direct kernels (not applicable, or past their workspace cap) */
   int rc = weight_grad_direct(&g, p) && g.N > 0 && all_finite(x, g.N * g.C * g.H * g.W)
-               ? run_direct(DIRECT_WEIGHT_GRAD, &g, p, NULL, gy, x, NULL, gw, nt, gb ? &bias : NULL)
+               ? run_direct(DIRECT_WEIGHT_GRAD, &g, p, NULL, gy, x, NULL, gw, nt, gb ? &bias : NULL, NULL)
                : 1;
   return rc == 1 ? weight_grad(&g, gy, x, gw, nt, gb ? &bias : NULL) : rc;
 }
@@ -609,7 +625,7 @@ int cnn_conv2d_input_grad_f32(const cnn_conv2d_shape *s, const cnn_conv2d_params
   if (g.N * g.C * g.H * g.W == 0) return 0;
   int nt = cnn_parallel_get_threads();
   int rc = use_direct(&g, p) && all_finite(w, g.O * g.Cg * g.kh * g.kw)
-               ? run_direct(DIRECT_INPUT_GRAD, &g, p, NULL, gy, w, NULL, gx, nt, NULL)
+               ? run_direct(DIRECT_INPUT_GRAD, &g, p, NULL, gy, w, NULL, gx, nt, NULL, NULL)
                : 1;
   return rc == 1 ? input_grad(&g, gy, w, gx, nt) : rc;
 }

@@ -37,6 +37,16 @@ typedef struct cnn_conv2d_epilogue {
 } cnn_conv2d_epilogue;
 int cnn_conv2d_forward_fused_f32(const cnn_conv2d_shape *s, const cnn_conv2d_params *p, const float *x, const float *w,
                                  const float *b, const cnn_conv2d_epilogue *e, float *y);
+/* forward, then then->fn(ctx, n0, n1) for every range of images as soon as their outputs are stored,
+ * inside the same parallel loop on the direct kernels (while they are in the thread's cache), in a
+ * loop of its own after im2col's; the ranges cover [0, N) once. fn must not depend on how the
+ * images are grouped (it writes its own parts of its outputs). */
+typedef struct cnn_conv2d_then {
+  void (*fn)(void *ctx, int64_t n0, int64_t n1);
+  void *ctx;
+} cnn_conv2d_then;
+int cnn_conv2d_forward_then_f32(const cnn_conv2d_shape *s, const cnn_conv2d_params *p, const float *x, const float *w,
+                                const float *b, float *y, const cnn_conv2d_then *then);
 int cnn_conv2d_input_grad_f32(const cnn_conv2d_shape *s, const cnn_conv2d_params *p, const float *gy, const float *w,
                               float *gx);
 int cnn_conv2d_weight_grad_f32(const cnn_conv2d_shape *s, const cnn_conv2d_params *p, const float *gy, const float *x,

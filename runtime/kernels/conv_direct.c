@@ -304,6 +304,7 @@ static void forward_slabs(void *arg, int64_t s0, int64_t s1) {
     slab_fill(d, j->x, n0, g, xs);
     fwd_slab_any(d, xs, j->pack, yq);
     slab_store(d, yq, j->b, n0, g, j->y);
+    if (d->then) d->then(d->then_ctx, n0, n0 + g);
   }
 }
 

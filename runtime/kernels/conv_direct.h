@@ -27,6 +27,10 @@ typedef struct cnn_dconv {
   bool relu;             /* forward: max(0, .) as the output is stored (the plans set false) */
   const float *scale;    /* forward: (O) per-filter factors packed into the filters, or NULL (plans set) */
   const float *residual; /* forward: (N, O, oh, ow) added as the output is stored, or NULL (plans set) */
+  /* forward: called with images [n0, n1) once the slab holding them is stored, on the thread that
+   * stored them (the plans set NULL) */
+  void (*then)(void *ctx, int64_t n0, int64_t n1);
+  void *then_ctx;
 } cnn_dconv;
 
 /* True when (groups 1, stride 1, dilation 1, padding at most kernel - 1 on every side, kernel

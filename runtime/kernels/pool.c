@@ -243,13 +243,17 @@ static void max_planes(void *arg, int64_t p0, int64_t p1) {
   }
 }
 
+/* 2x2 windows at stride 2 wholly inside the plane */
+static bool max_k2s2(const cnn_pool2d_params *p, const cnn_pool2d_shape *s) {
+  return p->kernel[0] == 2 && p->kernel[1] == 2 && p->stride[0] == 2 && p->stride[1] == 2 && p->padding[0] == 0 &&
+         p->padding[1] == 0 && p->dilation[0] == 1 && p->dilation[1] == 1 && 2 * s->oh <= s->H && 2 * s->ow <= s->W;
+}
+
 static void max_forward(const cnn_pool2d_params *p, const cnn_pool2d_shape *s, const float *xp, float *yp, int64_t *ip,
                         bool relu) {
   const int64_t P = s->P, H = s->H, W = s->W, oh = s->oh, ow = s->ow;
-  const int64_t kh = p->kernel[0], kw = p->kernel[1], sh = p->stride[0], sw = p->stride[1];
-  const int64_t ph = p->padding[0], pw = p->padding[1], dh = p->dilation[0], dw = p->dilation[1];
-  const bool k2s2 = kh == 2 && kw == 2 && sh == 2 && sw == 2 && ph == 0 && pw == 0 && dh == 1 && dw == 1 &&
-                    2 * oh <= H && 2 * ow <= W;
+  const int64_t kh = p->kernel[0], kw = p->kernel[1];
+  const bool k2s2 = max_k2s2(p, s);
   pool_job j = {.p = p, .x = xp, .y = yp, .idx = ip, .H = H, .W = W, .oh = oh, .ow = ow, .k2s2 = k2s2, .relu = relu};
   if (k2s2 && 2 * ow <= POOL_SCRATCH && H * W <= INT32_MAX) {
     /* ranges of output rows counted over all planes: LeNet's 5x5 planes are too small to share
@@ -268,6 +272,16 @@ void cnn_pool_max2d_forward_f32(const cnn_pool2d_params *p, const cnn_pool2d_sha
 void cnn_pool_max2d_relu_forward_f32(const cnn_pool2d_params *p, const cnn_pool2d_shape *s, const float *x, float *y,
                                      int64_t *idx) {
   max_forward(p, s, x, y, idx, true);
+}
+
+void cnn_pool_max2d_relu_planes_f32(const cnn_pool2d_params *p, const cnn_pool2d_shape *s, const float *x, float *y,
+                                    int64_t *idx, int64_t pl0, int64_t pl1) {
+  const int64_t H = s->H, W = s->W, oh = s->oh, ow = s->ow;
+  const bool k2s2 = max_k2s2(p, s);
+  pool_job j = {.p = p, .x = x, .y = y, .idx = idx, .H = H, .W = W, .oh = oh, .ow = ow, .k2s2 = k2s2, .relu = true};
+  if (pl0 >= pl1) return;
+  if (k2s2 && 2 * ow <= POOL_SCRATCH && H * W <= INT32_MAX) max2x2_row_range(&j, pl0 * oh, pl1 * oh);
+  else max_planes(&j, pl0, pl1);
 }
 
 /* plane pl of max_pool2d backward: zeroed, then the gradients scattered to their argmax */

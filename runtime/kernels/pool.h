@@ -24,6 +24,9 @@ void cnn_pool_max2d_forward_f32(const cnn_pool2d_params *p, const cnn_pool2d_sha
 /* max pooling then relu in one pass: y = relu(max), and idx -1 where relu's gradient stops (y <= 0) */
 void cnn_pool_max2d_relu_forward_f32(const cnn_pool2d_params *p, const cnn_pool2d_shape *s, const float *x, float *y,
                                      int64_t *idx);
+/* the same for planes [pl0, pl1) only, on the calling thread (a convolution's epilogue) */
+void cnn_pool_max2d_relu_planes_f32(const cnn_pool2d_params *p, const cnn_pool2d_shape *s, const float *x, float *y,
+                                    int64_t *idx, int64_t pl0, int64_t pl1);
 /* gy, idx -> gx, each gy added at its argmax (none for an index of -1; every cell of gx written) */
 void cnn_pool_max2d_backward_f32(const cnn_pool2d_shape *s, const float *gy, const int64_t *idx, float *gx);
 /* x -> y */

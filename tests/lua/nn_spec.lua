@@ -177,6 +177,37 @@ describe("module registration", function()
     assert.are.same({{{{3}}}}, nn.Sequential(nn.ReLU(), nn.MaxPool2d(2))(xs):totable())
   end)
 
+  it("Sequential runs a stock Conv2d, ReLU, MaxPool2d as one pass, with the same values, gradients and graph",
+    function()
+    for _, threads in ipairs({1, 2}) do
+      cnn.set_num_threads(threads)
+      for _, c in ipairs({{{5, 1, 28, 28}, {1, 6, 5, {padding = 2}}, {2}}, -- LeNet's (direct kernels)
+        {{3, 6, 14, 14}, {6, 16, 5}, {2}},
+        {{2, 3, 11, 9}, {3, 4, 3, {stride = 2}}, {3, {stride = 2, padding = 1, ceil_mode = true}}}}) do -- im2col
+        cnn.manual_seed(21)
+        local conv, pool = nn.Conv2d(table.unpack(c[2])), nn.MaxPool2d(table.unpack(c[3]))
+        local seq = nn.Sequential(conv, nn.ReLU(), pool)
+        local x0 = cnn.randn(table.unpack(c[1]))
+        local x1, x2 = x0:clone():requires_grad_(), x0:clone():requires_grad_()
+        local y1 = seq(x1)
+        assert.are.equal("MaxPool2DReluBackward", y1.grad_fn)
+        local g = cnn.randn(table.unpack(y1:shape()))
+        y1:backward(g)
+        local gw, gb = conv.weight.grad, conv.bias.grad
+        conv.weight.grad, conv.bias.grad = nil, nil
+        local o = {stride = conv.stride, padding = conv.padding}
+        local y2 = cnn.F.max_pool2d(cnn.F.relu(cnn.F.conv2d(x2, conv.weight, conv.bias, o)), pool.kernel_size,
+          {stride = pool.stride, padding = pool.padding, ceil_mode = pool.ceil_mode})
+        y2:backward(g)
+        assert.are.same(y2:totable(), y1:totable())
+        assert.are.same(x2.grad:totable(), x1.grad:totable())
+        assert.are.same(conv.weight.grad:totable(), gw:totable())
+        assert.are.same(conv.bias.grad:totable(), gb:totable())
+      end
+    end
+    cnn.set_num_threads(2)
+  end)
+
   it("named_modules walks pre-order with dotted names; apply visits children first", function()
     local seq = nn.Sequential(nn.Linear(1, 1), nn.Sequential(nn.ReLU(), nn.Tanh()))
     assert.are.same({"", "0", "1", "1.0", "1.1"}, names_of(seq:named_modules()))

@@ -205,6 +205,17 @@ describe("pooling errors", function()
     exact(function() F.max_pool2d(x, 2, { ceil = true }) end, "max_pool2d: unknown option 'ceil'")
     exact(function() F.avg_pool2d(x, 2, { dilation = 2 }) end, "avg_pool2d: unknown option 'dilation'")
     exact(function() F.max_pool2d(x, 2, { ceil_mode = 1 }) end, "max_pool2d: ceil_mode must be a boolean, got number")
+    local w = cnn.ones(3, 2, 1, 2)
+    exact(function() F.conv2d(x, w, { relu_max_pool = { stride = 2 } }) end,
+      "conv2d: relu_max_pool needs a kernel_size")
+    exact(function() F.conv2d(x, w, { relu_max_pool = 2 }) end,
+      "conv2d: relu_max_pool must be a table of max_pool2d's options")
+    exact(function() F.conv2d(x, w, { relu_max_pool = { kernel_size = 2, size = 2 } }) end,
+      "conv2d: unknown option 'size'")
+    exact(function() F.conv2d(x, w, { relu = true, relu_max_pool = { kernel_size = 2 } }) end,
+      "conv2d: relu=true and relu_max_pool cannot be combined")
+    exact(function() F.conv2d(x, w, { relu_max_pool = { kernel_size = 5 } }) end,
+      "conv2d: input (4, 3) is too small for the window: the output would be (0, 0)")
     exact(function() F.max_pool2d(x, 2, { relu = true, return_indices = true }) end,
       "max_pool2d: relu=true returns no indices (return_indices must be false)")
     exact(function() F.max_pool2d(x) end, "max_pool2d: expected a kernel size (an integer or a pair) for argument 2")

@@ -33,5 +33,10 @@ cnn_tensor *cnn_op_adaptive_avg_pool2d(const cnn_tensor *x, int64_t oh, int64_t 
 /** relu(max_pool2d(x)) as one operation: one pass each way, one graph node (MaxPool2DReluBackward),
  * the same values and gradients as the two ops (nn.Sequential runs a ReLU next to a MaxPool2d so). */
 cnn_tensor *cnn_op_max_pool2d_relu(const cnn_tensor *x, const cnn_pool2d_params *p);
+/** cnn_op_max_pool2d_relu(cnn_op_conv2d(x, w, b, p), pp) with each image pooled as soon as its
+ * convolution output is stored (in the same parallel loop: one wait, the output still in cache):
+ * the same values, gradients and graph (ConvolutionBackward, then MaxPool2DReluBackward). */
+cnn_tensor *cnn_op_conv2d_relu_max_pool2d(const cnn_tensor *x, const cnn_tensor *w, const cnn_tensor *b,
+                                          const cnn_conv2d_params *p, const cnn_pool2d_params *pp);
 
 #endif

@@ -93,6 +93,17 @@ function L.Conv2d:forward(x)
     {stride = self.stride, padding = self.padding, dilation = self.dilation, groups = self.groups})
 end
 
+-- conv:_forward_relu_max_pool(x, pool) is pool(relu(conv(x))) for a stock MaxPool2d, each image
+-- pooled as soon as its convolution is stored (F.conv2d's relu_max_pool option): the same values,
+-- gradients and graph. Sequential runs a stock Conv2d, ReLU, MaxPool2d so (see Sequential:forward).
+L.Conv2d.fuses_relu_max_pool = true
+function L.Conv2d:_forward_relu_max_pool(x, pool)
+  return F.conv2d(x, self.weight, self.bias,
+    {stride = self.stride, padding = self.padding, dilation = self.dilation, groups = self.groups,
+     relu_max_pool = {kernel_size = pool.kernel_size, stride = pool.stride, padding = pool.padding,
+                      dilation = pool.dilation, ceil_mode = pool.ceil_mode}})
+end
+
 function L.Conv2d:extra_repr()
   local s = string.format("%d, %d, kernel_size=%s, stride=%s", self.in_channels, self.out_channels,
     pytuple(self.kernel_size), pytuple(self.stride))

@@ -984,13 +984,36 @@ local function pool_first(a, b)
     state(a).hooks == nil and state(b).hooks == nil -- hooks see the modules' calls as written
 end
 
+-- A module whose own class (not a subclass) declares the raw field `flag`, with its class's forward
+-- and no hooks: Sequential may run it fused with its neighbours.
+local function stock(m, flag)
+  if m == nil then return false end
+  local cls = state(m).class
+  return rawget(cls, flag) and state(m).hooks == nil and m.forward == rawget(cls, "forward")
+end
+
+-- Conv2d, ReLU, MaxPool2d, all stock: one op (Conv2d:_forward_relu_max_pool: each image pooled as
+-- soon as its convolution is stored), the same values, gradients and graph as the three calls.
+local function conv_relu_pool(conv, relu, pool)
+  return stock(conv, "fuses_relu_max_pool") and stock(relu, "commutes_with_max_pool") and stock(pool, "is_max_pool")
+    and rawget(state(pool).class, "_forward_relu")
+end
+
 local function relu_max_pool(relu, pool, x)
   local rc, pc = state(relu).class, state(pool).class
   if relu.forward == rawget(rc, "forward") and pool.forward == rawget(pc, "forward") and
       rawget(pc, "_forward_relu") then
-    return pool:_forward_relu(x)
+    -- an error (bad input) is raised again by the modules' own calls, which name the layer
+    local ok, y = pcall(pool._forward_relu, pool, x)
+    if ok then return y end
   end
   return relu(pool(x))
+end
+
+local function conv_relu_max_pool(conv, relu, pool, x)
+  local ok, y = pcall(conv._forward_relu_max_pool, conv, x, pool)
+  if ok then return y end
+  return pool(relu(conv(x))) -- raises the error again, naming the layer
 end
 
 -- Inference (eval mode under no_grad): nn/layers.lua sets the fuser, which runs Conv2d + BatchNorm2d
@@ -1029,7 +1052,9 @@ function Sequential:forward(x)
     local y, k
     if infer then y, k = inference_fuser(m, nxt, map[keys[i + 2]], x) end
     if y == nil then
-      if pool_first(m, nxt) then
+      if conv_relu_pool(m, nxt, map[keys[i + 2]]) then
+        y, k = conv_relu_max_pool(m, nxt, map[keys[i + 2]], x), 3
+      elseif pool_first(m, nxt) then
         y, k = relu_max_pool(m, nxt, x), 2
       else
         y, k = m(x), 1
