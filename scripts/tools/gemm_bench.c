@@ -6,10 +6,11 @@
  * For each shape, rounds alternate the backends (OpenBLAS, own, OpenBLAS, own, ...); a round runs
  * the product back to back for about --ms of CPU time and takes the FLOPs (2 m n k) over the CPU
  * time of the process (both threads at 2): the rate of the cores while they run, which load on a
- * shared machine distorts least. Prints the median GFLOP/s of each side, own / OpenBLAS, and each
- * as a fraction of --peak (fma_peak's cpu_peak_gflops_1 times the threads; 255 by default), then
- * which one cnn_gemm's AUTO picks. Operands are random, C is overwritten (beta 0) unless the shape
- * accumulates (the weight gradients, beta 1), as in conv.c. */
+ * shared machine distorts least. Prints the median GFLOP/s of each side (per core-second: FLOPs over
+ * the CPU time of all threads), own / OpenBLAS, and each as a fraction of --peak (one core's peak,
+ * fma_peak's cpu_peak_gflops_1; 255 by default), then which one cnn_gemm's AUTO picks. Operands
+ * are random, C is overwritten (beta 0) unless the shape accumulates (the weight gradients, beta
+ * 1), as in conv.c. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -141,7 +142,6 @@ int main(int argc, char **argv) {
     else if (!strcmp(argv[i], "--peak")) peak = atof(argv[i + 1]);
   }
   if (cnn_parallel_set_threads(threads) != 0) return 1;
-  const double tpeak = peak * threads;
   printf("%-28s %2s %5s %5s %5s | %7s %7s %6s | %5s %5s | auto\n", "shape", "tr", "m", "n", "k", "blas", "own",
          "own/bl", "%pk_b", "%pk_o");
   unsigned seed = 1;
@@ -162,8 +162,8 @@ int main(int argc, char **argv) {
     double mb = rb[r / 2], mo = ro[r / 2];
     cnn_gemm_set_backend(CNN_GEMM_AUTO);
     printf("%-28s %c%c %5lld %5lld %5lld | %7.1f %7.1f %6.2f | %4.0f%% %4.0f%% | %s\n", s->name, s->ta ? 'T' : 'N',
-           s->tb ? 'T' : 'N', (long long)s->m, (long long)s->n, (long long)s->k, mb, mo, mo / mb, 100 * mb / tpeak,
-           100 * mo / tpeak, cnn_gemm_picks_own(s->ta, s->tb, s->m, s->n, s->k) ? "own" : "openblas");
+           s->tb ? 'T' : 'N', (long long)s->m, (long long)s->n, (long long)s->k, mb, mo, mo / mb, 100 * mb / peak,
+           100 * mo / peak, cnn_gemm_picks_own(s->ta, s->tb, s->m, s->n, s->k) ? "own" : "openblas");
     fflush(stdout);
     free(a);
     free(b);
