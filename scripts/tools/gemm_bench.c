@@ -79,6 +79,17 @@ static const shape shapes[] = {
     /* AlexNet (2012) stem 11x11/4 3>64 at 224 (K 363, ow 55, 6 rows); its gx takes the rows form */
     {"alex stem 11x11/4 fwd", 0, 0, 64, 330, 363, 0},
     {"alex stem 11x11/4 wgrad", 0, 1, 64, 363, 330, 1},
+    /* AlexNet's 13x13 layers: a 5-row band (128K floats of columns) against the whole image */
+    {"alex 192>384 13 band fwd", 0, 0, 384, 65, 1728, 0},
+    {"alex 192>384 13 whole fwd", 0, 0, 384, 169, 1728, 0},
+    {"alex 192>384 13 band wgrad", 0, 1, 384, 1728, 65, 1},
+    {"alex 192>384 13 whole wgrad", 0, 1, 384, 1728, 169, 1},
+    {"alex 192>384 13 band igrad", 1, 0, 1728, 65, 384, 0},
+    {"alex 192>384 13 whole igrad", 1, 0, 1728, 169, 384, 0},
+    {"r18 512 7 band fwd", 0, 0, 512, 28, 4608, 0},
+    {"r18 512 7 whole fwd", 0, 0, 512, 49, 4608, 0},
+    {"r18 256 14 band fwd", 0, 0, 256, 56, 2304, 0},
+    {"r18 256 14 whole fwd", 0, 0, 256, 196, 2304, 0},
     /* im2col GEMMs of wide 3x3 stride-1 layers (today direct kernels): VGG-16 at 56, 28 and 14 */
     {"vgg 128>256 3x3 56 fwd", 0, 0, 256, 224, 1152, 0},
     {"vgg 256>512 3x3 28 fwd", 0, 0, 512, 112, 2304, 0},
