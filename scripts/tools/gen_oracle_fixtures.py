@@ -2042,6 +2042,23 @@ def _(g):
     return Case(M("add_"), [x, o, alpha], lambda x, o: x.add_(o, alpha=alpha))
 
 
+# argmax / argmin of bool: PyTorch refuses them except over a dim of size 1 (index 0 each)
+def _bool_arg(name):
+    def draw(g):
+        s = g.shape(1, 4)
+        d = g.dim(len(s))
+        if g.coin(0.8):
+            s[d] = 1
+        x = g.tensor(s, "bool")
+        keep = g.coin()
+        return Case(M(name), [x, ld(d), keep], lambda x: getattr(x, name)(d, keepdim=keep), index=(0,))
+    return draw
+
+
+oracle("Tensor.argmax", n=6)(_bool_arg("argmax"))
+oracle("Tensor.argmin", n=6)(_bool_arg("argmin"))
+
+
 # ---- running the cases in PyTorch ----
 
 def pattern(shape, dtype):
