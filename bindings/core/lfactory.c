@@ -81,8 +81,8 @@ static void fill_nested(lua_State *L, int idx, const char *fn, cnn_tensor *t, in
         lcnn_error(L, fn, "value %g is not an integer (dtype int64)", v);
       }
       break;
-    case CNN_UINT8: /* as PyTorch: -255..255 (negative ones wrap), fractions truncated */
-      if (!(v > -256 && v < 256)) {
+    case CNN_UINT8: /* as PyTorch: integers -255..255 (negative ones wrap), floats 0..255 (truncated) */
+      if (!(lua_isinteger(L, idx) ? v > -256 && v < 256 : v >= 0 && v <= 255)) {
         cnn_tensor_release(t);
         lcnn_error(L, fn, "value %g cannot be converted to type uint8 without overflow", v);
       }

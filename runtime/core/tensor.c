@@ -809,7 +809,8 @@ int cnn_tensor_fill_(cnn_tensor *t, double value) {
                                                                                                     : "below -2^63");
     c.i = (int64_t)value;
   } else if (t->dtype == CNN_UINT8) {
-    if (!(value > -256 && value < 256))
+    /* as PyTorch: a float value must lie in 0..255 (an integer may wrap: cnn_tensor_fill_i64_) */
+    if (!(value >= 0 && value <= 255))
       return cnn_error_set("value %g cannot be converted to type uint8 without overflow", value != value ? NAN : value);
     c.i = (int64_t)value;
   } else if (t->dtype == CNN_BOOL) {

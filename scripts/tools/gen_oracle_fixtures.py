@@ -2059,6 +2059,14 @@ oracle("Tensor.argmax", n=6)(_bool_arg("argmax"))
 oracle("Tensor.argmin", n=6)(_bool_arg("argmin"))
 
 
+# a Lua float into uint8 must lie in 0..255, an integer in -255..255 (PyTorch's overflow checks)
+@oracle("cnn.full", n=8)
+def _(g):
+    v = g.pick((-1.5, -0.5, -0.0, 255.5, 255.0, 2.75, -1, 300, -255, 7))
+    s = g.shape(0, 2)
+    return Case(C("full"), [s, v, {"dtype": "uint8"}], lambda: torch.full(s, v, dtype=torch.uint8))
+
+
 # ---- running the cases in PyTorch ----
 
 def pattern(shape, dtype):

@@ -69,6 +69,20 @@ describe("bool and uint8 as PyTorch 1.13", function()
     end)
   end
 
+  it("a float value into uint8 must lie in 0..255, an integer in -255..255 (wrapping), as PyTorch", function()
+    local U = {dtype = "uint8"}
+    H.assert_error(function() return cnn.full({2}, -1.5, U) end, "full", "-1.5", "overflow")
+    H.assert_error(function() return cnn.full({2}, 255.5, U) end, "full", "overflow")
+    H.assert_error(function() return cnn.zeros(2, U):fill_(-1.0) end, "fill_", "overflow")
+    H.assert_error(function() return cnn.tensor({-0.5}, U) end, "tensor", "overflow")
+    H.assert_error(function() return cnn.zeros(2, U):masked_fill(cnn.tensor {true, false}, -1.5) end, "masked_fill")
+    assert.same({255, 255}, cnn.full({2}, -1, U):totable())
+    assert.same({255, 2}, cnn.tensor({-1, 2.75}, U):totable())
+    assert.same({255, 255}, cnn.full({2}, 255.0, U):totable())
+    assert.same({0, 0}, cnn.full({2}, -0.0, U):totable())
+    H.assert_usable()
+  end)
+
   it("add_ with alpha into a bool tensor ors other in where alpha is nonzero, as PyTorch", function()
     local function t() return cnn.tensor {true, false, false} end
     local o = cnn.tensor {true, true, false}

@@ -170,8 +170,8 @@ int cnn_tensor_check_writable(const cnn_tensor *t);
  * -1 -> 255, as the int64 value's low byte). */
 int cnn_tensor_copy_(cnn_tensor *dst, const cnn_tensor *src);
 /** fill_ checks that value fits t's dtype as PyTorch does ("cannot be converted to type uint8
- * without overflow": uint8 takes -255..255, negative ones wrapping; int64 refuses NaN); bool
- * takes any value (nonzero -> true). */
+ * without overflow": uint8 takes a (float) value in 0..255, and fill_i64_ an integer in -255..255,
+ * negative ones wrapping; int64 refuses NaN); bool takes any value (nonzero -> true). */
 int cnn_tensor_fill_(cnn_tensor *t, double value);
 int cnn_tensor_fill_i64_(cnn_tensor *t, int64_t value);
 
