@@ -271,13 +271,15 @@ static const float *band_columns(const geom *g, const float *xg, const unit *u, 
 /* Wide layers (Cg*kh*kw >= 1024: 3x3 from 128 input channels) whose products the AVX-512 GEMM
  * (core/gemm_avx512.c) takes: im2col + GEMM measured faster than the direct kernels there for the
  * weight gradient (fwd+bwd 1.1-2x on ResNet-18's 128-512 channels, VGG-16's 256-512, AlexNet's 13x13
- * layers), and for all three passes on images of 14x14 and smaller (ResNet-18's 512 channels at 7x7:
- * fwd+bwd 2.5x, 256 at 14x14 1.4x), where 64 channels and fewer stay faster on the direct kernels. */
+ * layers), and for all three passes on 8x8 images and smaller from 256 input channels (ResNet's 512
+ * channels at 7x7: fwd+bwd 1.16x more than with the weight gradient alone moved; 192 channels at 7x7
+ * and 256 at 14x14 measured 0.9-1.0x there, so they keep the direct forward and input gradient).
+ * 64 channels and fewer stay on the direct kernels. */
 static bool wide_gemm(const geom *g) { return g->K >= 1024 && cnn_gemm_picks_own(false, true, g->Og, g->K, g->L); }
 
 static bool use_direct(const geom *g, const cnn_conv2d_params *p) {
   if (algorithm == CNN_CONV2D_IM2COL) return false;
-  if (g->L <= 196 && wide_gemm(g)) return false;
+  if (g->L <= 64 && g->K >= 2304 && wide_gemm(g)) return false;
   return cnn_dconv_applies(g->kh, g->kw, p->stride, p->pad_lo, p->pad_hi, p->dilation, p->groups);
 }
 
