@@ -344,9 +344,13 @@ static int extreme(lua_State *L, bool is_max, bool arg) {
   cnn_tensor *t = lcnn_check(L, 1, fn);
   int d = reduce_dim(L, 2, fn, t);
   bool keep = lua_toboolean(L, 3);
-  /* PyTorch has no bool argmax/argmin kernel; over a dim of size 1 it answers without one */
-  if (arg && t->dtype == CNN_BOOL && !(d != CNN_ALL_DIMS && t->ndim > 0 && t->size[d < 0 ? d + t->ndim : d] == 1))
-    return lcnn_error(L, fn, "not implemented for bool tensors (as in PyTorch)");
+  /* PyTorch has no bool argmax/argmin kernel; over a dim of size 1, or when the result is empty
+   * (another dim is 0), it answers without one */
+  if (arg && t->dtype == CNN_BOOL) {
+    int64_t n = d != CNN_ALL_DIMS && t->ndim > 0 ? t->size[d < 0 ? d + t->ndim : d] : -1;
+    if (!(n == 1 || (n > 1 && cnn_tensor_numel(t) == 0)))
+      return lcnn_error(L, fn, "not implemented for bool tensors (as in PyTorch)");
+  }
   cnn_tensor *v = NULL, *i = NULL;
   if (arg && d == CNN_ALL_DIMS) { /* index into the flattened tensor, as PyTorch */
     cnn_tensor *flat = cnn_tensor_reshape(t, 1, (int64_t[]){-1});

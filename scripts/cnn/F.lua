@@ -441,7 +441,7 @@ local function pad_copying(x, pad, mode, value)
       end
     end
   end
-  local y = x
+  local y, empty = x, true
   for j = 1, k do
     local d = nd - j + 1
     local n, before, after = x:size(d), pad[2 * j - 1], pad[2 * j]
@@ -458,7 +458,12 @@ local function pad_copying(x, pad, mode, value)
       error(string.format("pad: padding (%d, %d) leaves dim %d of size %d with a negative size", before, after, d,
         n), 3)
     end
+    if n + before + after > 0 then empty = false end
     y = y:index_select(d, core.tensor(pad_positions(n, before, after, mode), {dtype = "int64"}))
+  end
+  -- PyTorch's reflect and replicate kernels refuse only when every padded dim comes out empty
+  if empty and mode ~= "circular" then
+    error(string.format('pad: mode "%s" leaves every padded dim empty', mode), 3)
   end
   return y
 end
@@ -487,6 +492,16 @@ function F.pad(x, pad, mode, value)
     error('pad: mode must be "constant", "reflect", "replicate" or "circular", got ' .. tostring(mode), 2)
   end
   value = check_number("pad", "value", value or 0)
+  -- as PyTorch's constant_pad_nd: with any positive size, every padded dim must keep at least 1
+  local grows = false
+  for i = 1, #pad do grows = grows or pad[i] > 0 end
+  for k = 1, grows and #pad // 2 or 0 do
+    local d = x:dim() - k + 1
+    if x:size(d) + pad[2 * k - 1] + pad[2 * k] < 1 then
+      error(string.format("pad: the input size %d plus padding (%d, %d) at dim %d leaves no element", x:size(d),
+        pad[2 * k - 1], pad[2 * k], d), 2)
+    end
+  end
   local y, changed = x, false
   for k = 1, #pad // 2 do
     local d = x:dim() - k + 1

@@ -83,6 +83,14 @@ describe("bool and uint8 as PyTorch 1.13", function()
     H.assert_usable()
   end)
 
+  it("argmax and argmin of bool answer where PyTorch needs no kernel: a dim of size 1, an empty result", function()
+    assert.same({1, 1}, cnn.tensor({{true}, {false}}):argmax(2):totable())
+    assert.same({1, 0}, cnn.zeros(2, 0, {dtype = "bool"}):argmin(1, true):size())
+    H.assert_error(function() return cnn.tensor({true, false}):argmax(1) end, "argmax", "bool")
+    H.assert_error(function() return cnn.zeros(0, {dtype = "bool"}):argmax(1) end, "argmax")
+    H.assert_usable()
+  end)
+
   it("add_ with alpha into a bool tensor ors other in where alpha is nonzero, as PyTorch", function()
     local function t() return cnn.tensor {true, false, false} end
     local o = cnn.tensor {true, true, false}

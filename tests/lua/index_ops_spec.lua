@@ -233,6 +233,12 @@ describe("F.pad copying modes", function()
     H.assert_error(function() return F.pad(x, {1, 1}, "replicate", 0) end, "pad", "no value")
     H.assert_error(function() return F.pad(cnn.ones(1, 0, 3), {1, 1}, "replicate") end, "pad", "non%-empty")
     H.assert_error(function() return F.pad(x, {1, 1}, "mirror") end, "pad", "mode")
+    -- empty results: reflect and replicate refuse only when every padded dim is empty; constant
+    -- refuses an empty padded dim once any size is positive (PyTorch's constant_pad_nd)
+    H.assert_error(function() return F.pad(cnn.ones(2, 1, 1), {0, -1}, "reflect") end, "pad", "empty")
+    assert.same({1, 1, 3, 0}, F.pad(cnn.ones(1, 1, 2, 1), {0, -1, 1, 0}, "replicate"):size())
+    H.assert_error(function() return F.pad(cnn.ones(2, 0, 3), {1, 1, 0, 0}) end, "pad", "no element")
+    assert.same({2, 0}, F.pad(cnn.ones(2, 1), {0, -1}):size()) -- cropping only: no check
     H.assert_usable()
   end)
 end)
