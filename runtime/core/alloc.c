@@ -1,7 +1,7 @@
 /* Storage allocator (see alloc.h). Small blocks (under 1 MB) are rounded up to a size class (4 per
  * power of two, so at most 25% slack) and released blocks wait on their class's free list until
  * reused or until the cache exceeds its limit. Large blocks come from one reserved address range,
- * best fit over its free extents (merged with their neighbours when released), so memory released
+ * first fit over its free extents (merged with their neighbours when released), so memory released
  * by a layer serves the next layer's outputs whatever their sizes: ResNet-50 inference (51, 26,
  * 13, 6 MB activations) peaks near its live peak instead of a cached set of blocks per size (RSS
  * 540 MB to 292), and a steady loop touches no new pages. Invariant: live bytes count requested
@@ -99,18 +99,19 @@ static void ext_remove(int i) {
   n_ext--;
 }
 
-/* A block of len bytes from the heap (under the lock), or NULL when it is full: the smallest free
- * extent that fits (the lowest of equal ones), else the top, taking the last free extent along
+/* A block of len bytes from the heap (under the lock), or NULL when it is full: the lowest free
+ * extent that fits (first fit keeps the live blocks low: ResNet-18 training at batch 16 held
+ * 501 MB against best fit's 578, for 470 MB live), else the top, taking the last free extent along
  * when it ends there. *fresh: the bytes past the old top. */
 static void *heap_take(size_t len, size_t *fresh) {
-  int best = -1;
-  for (int i = 0; i < n_ext; i++)
-    if (ext[i].len >= len && (best < 0 || ext[i].len < ext[best].len)) best = i;
+  int at = -1;
+  for (int i = 0; i < n_ext && at < 0; i++)
+    if (ext[i].len >= len) at = i;
   *fresh = 0;
-  if (best >= 0) {
-    size_t off = ext[best].off;
-    ext[best].off += len, ext[best].len -= len;
-    if (ext[best].len == 0) ext_remove(best);
+  if (at >= 0) {
+    size_t off = ext[at].off;
+    ext[at].off += len, ext[at].len -= len;
+    if (ext[at].len == 0) ext_remove(at);
     return heap + off;
   }
   size_t start = heap_top;
