@@ -107,31 +107,50 @@ function F.l1_loss(input, target, opts)
   return reduce("l1_loss", (input - target):abs(), opts)
 end
 
+-- The elementwise smooth L1 / Huber term of d = input - target with PyTorch's backward formula
+-- (ATen's smooth_l1_backward and huber_backward): slope -s where d <= -b, s where d >= b, else
+-- d s / b. Written out rather than composed from abs and where, so that a NaN difference passes a
+-- NaN gradient (abs's sign(NaN) is 0) and beta = 0 gives -1 at d = 0, as PyTorch's.
+-- ctx.b is the threshold (beta or delta), ctx.s the slope scale (1 for smooth L1, delta for Huber).
+local robust_term = require("cnn.autograd").Function {
+  name = "SmoothL1Backward",
+  forward = function(ctx, d, b, s, huber)
+    ctx.b, ctx.s = b, s
+    ctx:save_for_backward(d)
+    local a = d:abs()
+    local q = d:clamp(-b, b) -- the quadratic branch on its own range
+    if huber then return core.where(a:le(b), q * q * 0.5, (a - 0.5 * b) * b) end
+    if b == 0 then return a end
+    return core.where(a:lt(b), q * q * (0.5 / b), a - 0.5 * b)
+  end,
+  backward = function(ctx, g)
+    local d, b, s = ctx.saved[1], ctx.b, ctx.s
+    local mid = d * (s / b) -- inf or NaN at beta = 0 only where d is 0 or NaN; 0 <= -0 takes -s
+    local slope = core.where(d:le(-b), -s, core.where(d:ge(b), s, mid))
+    return g * slope
+  end,
+}
+
 --- cnn.F.smooth_l1_loss(input, target, {reduction="mean", beta=1}) -> Tensor
 --- 0.5 d^2 / beta where |d| < beta, else |d| - 0.5 beta, with d = input - target (beta = 0: l1).
+--- The gradient is PyTorch's, also at a NaN difference (NaN) and at d = 0 with beta = 0 (-1).
 function F.smooth_l1_loss(input, target, opts)
   check_tensor("smooth_l1_loss", input, 1)
   check_tensor("smooth_l1_loss", target, 2)
   local beta = check_number("smooth_l1_loss", "beta", opts and opts.beta or 1)
   if beta < 0 then error("smooth_l1_loss: beta must be non-negative, got " .. beta, 2) end
-  local d = input - target
-  local a = d:abs()
-  if beta == 0 then return reduce("smooth_l1_loss", a, opts) end
-  local q = d:clamp(-beta, beta) -- the quadratic branch on its own range: finite where not taken
-  return reduce("smooth_l1_loss", core.where(a:lt(beta), q * q * (0.5 / beta), a - 0.5 * beta), opts)
+  return reduce("smooth_l1_loss", robust_term(input - target, beta, 1, false), opts)
 end
 
 --- cnn.F.huber_loss(input, target, {reduction="mean", delta=1}) -> Tensor
 --- 0.5 d^2 where |d| <= delta, else delta (|d| - 0.5 delta), with d = input - target.
+--- The gradient is PyTorch's, also at a NaN difference (NaN).
 function F.huber_loss(input, target, opts)
   check_tensor("huber_loss", input, 1)
   check_tensor("huber_loss", target, 2)
   local delta = check_number("huber_loss", "delta", opts and opts.delta or 1)
   if not (delta > 0) then error("huber_loss: delta must be positive, got " .. tostring(delta), 2) end
-  local d = input - target
-  local a = d:abs()
-  local q = d:clamp(-delta, delta) -- the quadratic branch on its own range: finite where not taken
-  return reduce("huber_loss", core.where(a:le(delta), q * q * 0.5, (a - 0.5 * delta) * delta), opts)
+  return reduce("huber_loss", robust_term(input - target, delta, delta, true), opts)
 end
 
 --- cnn.F.binary_cross_entropy_with_logits(input, target, {reduction="mean", weight=, pos_weight=}) -> Tensor

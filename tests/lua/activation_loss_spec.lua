@@ -8,6 +8,19 @@ local F = cnn.F
 
 local FIX = dofile("tests/fixtures/activation_loss.lua")
 
+-- t's values equal `want`'s exactly, a NaN where want has one (H.assert_tensor never matches NaN).
+local function assert_values(t, want)
+  local got = H.values(t)
+  assert.are.equal(#want, #got)
+  for i = 1, #want do
+    if want[i] ~= want[i] then
+      assert(got[i] ~= got[i], string.format("element %d is %.9g but expected NaN", i, got[i]))
+    else
+      assert(got[i] == want[i], string.format("element %d is %.9g but expected %.9g", i, got[i], want[i]))
+    end
+  end
+end
+
 describe("composed activations and losses", function()
   for _, c in ipairs(FIX.cases) do
     it(c.name .. " matches PyTorch, value and gradient: " .. c.lua, function()
@@ -21,6 +34,32 @@ describe("composed activations and losses", function()
       H.assert_tensor(x.grad, c.grad, {rtol = 1e-5, atol = 1e-6})
     end)
   end
+
+  -- Hand-checked against PyTorch 1.13's smooth_l1_backward / huber_backward: slope -1 where
+  -- d <= -beta, 1 where d >= beta, d / beta between, so a NaN difference gives a NaN gradient (not
+  -- abs's sign(NaN) = 0) and beta = 0 gives -1 at d = 0.
+  it("smooth_l1_loss and huber_loss: a NaN target gives NaN gradients, beta = 0 gives -1 at d = 0", function()
+    local nan = 0 / 0
+    local x = cnn.tensor({1, 2}):requires_grad_()
+    local t = cnn.tensor({nan}):requires_grad_()
+    local l = F.smooth_l1_loss(x, t:expand(2), {beta = 0, reduction = "sum"})
+    l:backward()
+    assert.is_true(l:item() ~= l:item())
+    assert_values(x.grad, {nan, nan})
+    assert_values(t.grad, {nan})
+    x = cnn.tensor({nan, 2}):requires_grad_()
+    F.smooth_l1_loss(x, cnn.tensor({0, 1}), {reduction = "sum"}):backward()
+    assert_values(x.grad, {nan, 1})
+    x = cnn.tensor({nan, 2}):requires_grad_()
+    F.huber_loss(x, cnn.tensor({0, 1}), {delta = 0.5, reduction = "sum"}):backward()
+    assert_values(x.grad, {nan, 0.5})
+    x = cnn.tensor({0, 2, -1, 0.5}):requires_grad_()
+    F.smooth_l1_loss(x, cnn.zeros(4), {beta = 0, reduction = "sum"}):backward()
+    assert_values(x.grad, {-1, 1, -1, 1})
+    x = cnn.tensor({0, 2, -1, 0.5, 0.25}):requires_grad_()
+    F.smooth_l1_loss(x, cnn.zeros(5), {beta = 0.5, reduction = "sum"}):backward()
+    assert_values(x.grad, {0, 1, -1, 1, 0.5})
+  end)
 
   it("bad arguments raise, naming the function, and the runtime goes on", function()
     local x = cnn.ones(3)
