@@ -59,24 +59,66 @@ function F.silu(x)
   return x * x:sigmoid()
 end
 
+-- log(1 + u) for u >= 0 to a few float32 ulps without a log1p kernel: with w = 1 + u rounded,
+-- log(w) u / (w - 1) cancels w's rounding error (w - 1 is exact); u itself where w rounds to 1.
+local function log1p_nonneg(u)
+  local w = u + 1
+  local wm1 = w - 1
+  return core.where(wm1:eq(0), u, w:log() * u / core.where(wm1:eq(0), 1, wm1))
+end
+
+-- PyTorch's softplus (ATen's kernels): x where beta x > threshold, else log1p(e^(beta x)) / beta;
+-- the gradient is g where beta x > threshold, else g z / (z + 1) with z = e^(beta x) (so a NaN x
+-- passes NaN).
+local softplus_fn = require("cnn.autograd").Function {
+  name = "SoftplusBackward",
+  forward = function(ctx, x, beta, threshold)
+    ctx.beta, ctx.threshold = beta, threshold
+    ctx:save_for_backward(x)
+    local bx = x * beta
+    local soft = log1p_nonneg(bx:clamp(nil, threshold):exp()) / beta
+    return core.where(bx:gt(threshold), x, soft)
+  end,
+  backward = function(ctx, g)
+    local x = ctx.saved[1]
+    local bx = x * ctx.beta
+    local z = bx:exp()
+    return core.where(bx:gt(ctx.threshold), g, g * z / (z + 1))
+  end,
+}
+
 --- cnn.F.softplus(x, beta=1, threshold=20) -> Tensor
 --- log(1 + e^(beta x)) / beta, elementwise; x itself where beta x > threshold, as PyTorch.
 function F.softplus(x, beta, threshold)
   check_tensor("softplus", x, 1)
   beta = check_number("softplus", "beta", beta or 1)
   threshold = check_number("softplus", "threshold", threshold or 20)
-  local bx = x * beta
-  -- clamped so the branch not taken stays finite (its gradient is then 0, not NaN)
-  local soft = (bx:clamp(nil, threshold):exp() + 1):log() / beta
-  return core.where(bx:gt(threshold), x, soft)
+  if x:dtype() ~= "float32" then x = x:float() end
+  return softplus_fn(x, beta, threshold)
 end
+
+-- PyTorch's elu (ATen's kernels): alpha (e^x - 1) where x <= 0, else x; the gradient is
+-- g alpha e^x where x <= 0, else g, so a NaN x takes the linear branch (gradient g, not NaN).
+local elu_fn = require("cnn.autograd").Function {
+  name = "EluBackward",
+  forward = function(ctx, x, alpha)
+    ctx.alpha = alpha
+    ctx:save_for_backward(x)
+    return core.where(x:le(0), (x:clamp(nil, 0):exp() - 1) * alpha, x)
+  end,
+  backward = function(ctx, g)
+    local x = ctx.saved[1]
+    return core.where(x:le(0), g * x:clamp(nil, 0):exp() * ctx.alpha, g)
+  end,
+}
 
 --- cnn.F.elu(x, alpha=1) -> Tensor
 --- x where x > 0, else alpha * (e^x - 1), elementwise.
 function F.elu(x, alpha)
   check_tensor("elu", x, 1)
   alpha = check_number("elu", "alpha", alpha or 1)
-  return core.where(x:gt(0), x, (x:clamp(nil, 0):exp() - 1) * alpha)
+  if x:dtype() ~= "float32" then x = x:float() end
+  return elu_fn(x, alpha)
 end
 
 --- cnn.F.hardtanh(x, min_val=-1, max_val=1) -> Tensor
@@ -115,6 +157,7 @@ end
 local robust_term = require("cnn.autograd").Function {
   name = "SmoothL1Backward",
   forward = function(ctx, d, b, s, huber)
+    if d:dtype() ~= "float32" then d = d:float() end
     ctx.b, ctx.s = b, s
     ctx:save_for_backward(d)
     local a = d:abs()

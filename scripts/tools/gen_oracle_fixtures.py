@@ -1160,13 +1160,24 @@ def _(g):
     return Case(F("softplus"), [x, beta, th], lambda x: TF.softplus(x, beta, th))
 
 
+def elu_scalar_path(x, a=1.0):
+    """TF.elu element by element. PyTorch 1.13's CPU elu_backward gives a NaN input the gradient g
+    (its formula: x <= 0 false) in the scalar loop but NaN in the SIMD one (blocks of 16 floats),
+    so the answer depends on the tensor's size and layout; one-element calls always take the scalar
+    loop, i.e. ATen's formula, which cnnlua follows."""
+    flat = x.reshape(-1)
+    if flat.numel() == 0:
+        return TF.elu(x, a)
+    return torch.cat([TF.elu(flat[i:i + 1], a) for i in range(flat.numel())]).reshape(x.shape)
+
+
 @oracle("F.elu", n=12)
 def _(g):
     x = g.tensor(g.shape())
     if g.coin(0.4):
-        return Case(F("elu"), [x], TF.elu)
+        return Case(F("elu"), [x], elu_scalar_path)
     a = f32(g.pick((0.5, 2.0, 1.0)))
-    return Case(F("elu"), [x, a], lambda x: TF.elu(x, a))
+    return Case(F("elu"), [x, a], lambda x: elu_scalar_path(x, a))
 
 
 @oracle("F.hardtanh", n=12)

@@ -8,15 +8,16 @@ local F = cnn.F
 
 local FIX = dofile("tests/fixtures/activation_loss.lua")
 
--- t's values equal `want`'s exactly, a NaN where want has one (H.assert_tensor never matches NaN).
-local function assert_values(t, want)
+-- t's values equal `want`'s (exactly, or within rtol), a NaN where want has one (H.assert_tensor
+-- never matches NaN).
+local function assert_values(t, want, rtol)
   local got = H.values(t)
   assert.are.equal(#want, #got)
   for i = 1, #want do
     if want[i] ~= want[i] then
       assert(got[i] ~= got[i], string.format("element %d is %.9g but expected NaN", i, got[i]))
     else
-      assert(got[i] == want[i], string.format("element %d is %.9g but expected %.9g", i, got[i], want[i]))
+      assert(H.close(got[i], want[i], rtol or 0, 0), string.format("element %d is %.9g but expected %.9g", i, got[i], want[i]))
     end
   end
 end
@@ -59,6 +60,44 @@ describe("composed activations and losses", function()
     x = cnn.tensor({0, 2, -1, 0.5, 0.25}):requires_grad_()
     F.smooth_l1_loss(x, cnn.zeros(5), {beta = 0.5, reduction = "sum"}):backward()
     assert_values(x.grad, {0, 1, -1, 1, 0.5})
+  end)
+
+  -- softplus is log1p(e^(beta x)) / beta as PyTorch's, not log(1 + e^(beta x)): where e^(beta x) is
+  -- below float32's epsilon, 1 + e^(beta x) rounds to 1 and the value came out 0 (or a few % off).
+  it("softplus keeps its tiny values on the far negative side", function()
+    local xs = {-18.6, -7.7, -30, -5.5}
+    local x = cnn.tensor(xs)
+    local got = H.values(F.softplus(x))
+    local x32 = H.values(x)
+    local function log1p(u) -- in double: u - u^2/2 + u^3/3 - ... for these u < 0.01
+      local r, p = 0, u
+      for k = 1, 12 do r, p = r + p / k, -p * u end
+      return r
+    end
+    for i = 1, #xs do
+      local want = log1p(math.exp(x32[i]))
+      assert(H.close(got[i], want, 4e-6, 0), string.format("softplus(%g) = %.9g, expected %.9g", x32[i], got[i], want))
+    end
+    local b = H.values(F.softplus(x, 2, 5))
+    for i = 1, #xs do
+      local want = log1p(math.exp(2 * x32[i])) / 2
+      assert(H.close(b[i], want, 4e-6, 0), string.format("softplus(%g, 2) = %.9g, expected %.9g", x32[i], b[i], want))
+    end
+  end)
+
+  -- ATen's formulas: softplus's gradient is g e^(bx) / (e^(bx) + 1) below the threshold (NaN at a
+  -- NaN x); elu's is g alpha e^x where x <= 0, else g, so a NaN x gets g (its value stays NaN).
+  it("softplus and elu gradients at NaN follow PyTorch's formulas", function()
+    local nan = 0 / 0
+    local x = cnn.tensor({nan, -0.5, 1}):requires_grad_()
+    local y = F.elu(x, 0.5)
+    y:sum():backward()
+    assert_values(y, {nan, 0.5 * (math.exp(-0.5) - 1), 1}, 1e-6)
+    H.assert_tensor(x.grad, {1, 0.5 * math.exp(-0.5), 1}, {rtol = 1e-6})
+    x = cnn.tensor({nan, 0, 30}):requires_grad_()
+    y = F.softplus(x)
+    y:sum():backward()
+    assert_values(x.grad, {nan, 0.5, 1})
   end)
 
   it("bad arguments raise, naming the function, and the runtime goes on", function()
