@@ -212,7 +212,10 @@ function F.binary_cross_entropy_with_logits(input, target, opts)
   -- (clamped) so the branch not taken stays finite and passes no NaN gradient: the gradient is
   -- PyTorch's lw sigmoid(x) - pos_weight y, also at x = 0 and +-inf
   local xa, xb = input:clamp(0, nil), input:clamp(nil, 0)
-  local sp = core.where(input:ge(0), ((-xa):exp() + 1):log(), (xb:exp() + 1):log() - xb)
+  -- PyTorch's value is m + log(e^-m + e^(-x - m)) with m = max(-x, 0): at x = -inf, -x - m is
+  -- inf - inf, so the loss is NaN whatever the target; xb - xb is that NaN (0 elsewhere), kept out
+  -- of the gradient, which PyTorch's backward formula leaves finite there (sigmoid(x) - y).
+  local sp = core.where(input:ge(0), ((-xa):exp() + 1):log(), (xb:exp() + 1):log() - xb + (xb - xb):detach())
   local l
   if pos_weight ~= nil then
     local lw = (pos_weight - 1) * target + 1

@@ -17,7 +17,8 @@ local function assert_values(t, want, rtol)
     if want[i] ~= want[i] then
       assert(got[i] ~= got[i], string.format("element %d is %.9g but expected NaN", i, got[i]))
     else
-      assert(H.close(got[i], want[i], rtol or 0, 0), string.format("element %d is %.9g but expected %.9g", i, got[i], want[i]))
+      assert(got[i] == want[i] or H.close(got[i], want[i], rtol or 0, 0),
+        string.format("element %d is %.9g but expected %.9g", i, got[i], want[i]))
     end
   end
 end
@@ -98,6 +99,24 @@ describe("composed activations and losses", function()
     y = F.softplus(x)
     y:sum():backward()
     assert_values(x.grad, {nan, 0.5, 1})
+  end)
+
+  -- PyTorch's value is m + log(e^-m + e^(-x - m)) with m = max(-x, 0) (plus (1 - y) x): at x = -inf
+  -- that is inf - inf, NaN for any target; the gradient stays sigmoid(x) - y (with pos_weight p:
+  -- (1 + (p - 1) y) sigmoid(x) - p y), hand-worked at -inf, inf and 0.
+  it("binary_cross_entropy_with_logits at -inf is NaN with a finite gradient, as PyTorch's", function()
+    local nan, inf = 0 / 0, math.huge
+    local t = cnn.tensor({0.5, 0.5, 0, 1})
+    local x = cnn.tensor({-inf, inf, -inf, 0}):requires_grad_()
+    local l = F.binary_cross_entropy_with_logits(x, t, {reduction = "none"})
+    l:sum():backward()
+    assert_values(l, {nan, inf, nan, math.log(2)}, 1e-6)
+    assert_values(x.grad, {-0.5, 0.5, 0, -0.5})
+    x = cnn.tensor({-inf, inf, -inf, 0}):requires_grad_()
+    l = F.binary_cross_entropy_with_logits(x, t, {reduction = "none", pos_weight = cnn.tensor({2})})
+    l:sum():backward()
+    assert_values(l, {nan, inf, nan, 2 * math.log(2)}, 1e-6)
+    assert_values(x.grad, {-1, 0.5, 0, -1})
   end)
 
   it("bad arguments raise, naming the function, and the runtime goes on", function()
