@@ -316,12 +316,75 @@ function core.Tensor.softmax(t, dim) return F.softmax(t, dim) end
 --- log(softmax(t)) along dimension dim, 1-based (F.log_softmax).
 function core.Tensor.log_softmax(t, dim) return F.log_softmax(t, dim) end
 
--- x (..., n) normalised over its last dimension, biased variance, as layer and group norm do.
-local function normalize_last(x, eps)
-  local mu = x:mean(-1, true)
-  local var = x:var(-1, true, {unbiased = false})
-  return (x - mu) * (var + eps):pow(-0.5)
-end
+-- Layer and group norm on x viewed as (B, G, Cg, K): statistics per (b, g) over Cg x K (biased
+-- variance), gamma and beta (1, G, Cg, 1) or nil. The value and the gradients are ATen's CPU
+-- formulas (layer_norm_kernel.cpp, group_norm_kernel.cpp), so that infinite or NaN inputs and
+-- weights give PyTorch's infinities and NaNs: rstd = 1 / sqrt(max(var, 0) + eps); layer norm
+-- (x rstd - rstd mean) gamma + beta, group norm x s + (beta - s mean) with s = rstd gamma;
+-- dx = rstd gamma dy + c2 x + c3 with ds = sum(gamma dy x), db = sum(gamma dy),
+-- c2 = (db mean - ds) rstd^3 / n, c3 = -c2 mean - db rstd / n.
+local norm_fn = require("cnn.autograd").Function {
+  name = "NativeNormBackward",
+  forward = function(ctx, x, gamma, beta, eps, layer)
+    local b, g = x:size(1), x:size(2)
+    local flat = x:reshape({b, g, -1})
+    -- the mean shifted by each row's first value, so that a constant row's mean is that value
+    -- exactly (a float32 sum of n copies rounds), as ATen's Welford moments give it
+    local mean
+    if flat:size(3) > 0 then
+      local first = flat:narrow(3, 1, 1)
+      mean = ((flat - first):mean(-1, true) + first):reshape({b, g, 1, 1})
+    else
+      mean = flat:mean(-1, true):reshape({b, g, 1, 1})
+    end
+    local var = flat:var(-1, true, {unbiased = false}):reshape({b, g, 1, 1})
+    local rstd = 1 / (var:clamp(0, nil) + eps):sqrt()
+    ctx.has_gamma, ctx.has_beta, ctx.layer = gamma ~= nil, beta ~= nil, layer
+    ctx.n = flat:size(3)
+    ctx:save_for_backward(x, mean, rstd, gamma)
+    local y
+    if layer then
+      y = x * rstd + (-rstd * mean)
+      if gamma ~= nil then y = y * gamma end
+      if beta ~= nil then y = y + beta end
+    else
+      local sc = gamma ~= nil and rstd * gamma or rstd
+      local bias = -sc * mean
+      if beta ~= nil then bias = bias + beta end
+      y = x * sc + bias
+    end
+    return y
+  end,
+  backward = function(ctx, dy)
+    local x, mean, rstd, gamma = ctx.saved[1], ctx.saved[2], ctx.saved[3], ctx.saved[4]
+    local need = ctx.needs_input_grad
+    local dyx = (dy * x):sum(4, true)
+    local dys = dy:sum(4, true)
+    local ds = (gamma and dyx * gamma or dyx):sum(3, true)
+    local db = (gamma and dys * gamma or dys):sum(3, true)
+    local s = 1 / ctx.n
+    local c2 = (db * mean - ds) * rstd * rstd * rstd * s
+    local c3 = -c2 * mean - db * rstd * s
+    local c1 = gamma and rstd * gamma or rstd
+    local out = {need[1] and c1 * dy + c2 * x + c3 or false}
+    if ctx.has_gamma then
+      local gg = false
+      if need[#out + 1] then
+        if ctx.layer then
+          gg = (dy * (x * rstd + (-rstd * mean))):sum(1, true):sum(4, true)
+        else
+          gg = ((dyx - dys * mean) * rstd):sum(1, true)
+        end
+      end
+      out[#out + 1] = gg
+    end
+    if ctx.has_beta then out[#out + 1] = need[#out + 1] and dys:sum(1, true) or false end
+    for i = 1, #out do if out[i] == false then out[i] = nil end end
+    return table.unpack(out, 1, ctx.has_gamma and (ctx.has_beta and 3 or 2) or (ctx.has_beta and 2 or 1))
+  end,
+}
+
+local function as_float(t) return (t ~= nil and t:dtype() ~= "float32") and t:float() or t end
 
 --- cnn.F.layer_norm(x, normalized_shape, weight=nil, bias=nil, eps=1e-5) -> Tensor
 --- x normalised over its trailing dimensions normalized_shape to zero mean and unit variance.
@@ -343,10 +406,13 @@ function F.layer_norm(x, shape, weight, bias, eps)
   if weight ~= nil then check_tensor("layer_norm", weight, 3) end
   if bias ~= nil then check_tensor("layer_norm", bias, 4) end
   eps = check_number("layer_norm", "eps", eps or 1e-5)
-  local y = normalize_last(x:flatten(nd - k + 1, nd), eps):reshape(x:size())
-  if weight ~= nil then y = y * weight end
-  if bias ~= nil then y = y + bias end
-  return y
+  local n = 1
+  for i = 1, k do n = n * shape[i] end
+  local m = x:numel() // math.max(n, 1)
+  if n == 0 then m = 1; for i = 1, nd - k do m = m * x:size(i) end end
+  local g = weight ~= nil and as_float(weight):reshape({1, 1, n, 1}) or nil
+  local b = bias ~= nil and as_float(bias):reshape({1, 1, n, 1}) or nil
+  return norm_fn(as_float(x):reshape({m, 1, n, 1}), g, b, eps, true):reshape(x:size())
 end
 
 --- cnn.F.group_norm(x, num_groups, weight=nil, bias=nil, eps=1e-5) -> Tensor
@@ -370,12 +436,10 @@ function F.group_norm(x, groups, weight, bias, eps)
     error(string.format("group_norm: expected more than 1 value per group, got input size {%s}",
       table.concat(x:size(), ", ")), 2)
   end
-  local y = normalize_last(x:reshape({x:size(1), groups, -1}), eps):reshape(x:size())
-  local cshape = {1, c}
-  for _ = 3, x:dim() do cshape[#cshape + 1] = 1 end
-  if weight ~= nil then y = y * weight:reshape(cshape) end
-  if bias ~= nil then y = y + bias:reshape(cshape) end
-  return y
+  local cg = c // groups
+  local g = weight ~= nil and as_float(weight):reshape({1, groups, cg, 1}) or nil
+  local b = bias ~= nil and as_float(bias):reshape({1, groups, cg, 1}) or nil
+  return norm_fn(as_float(x):reshape({x:size(1), groups, cg, -1}), g, b, eps, false):reshape(x:size())
 end
 
 --- cnn.F.one_hot(labels, num_classes=labels:max()) -> Tensor

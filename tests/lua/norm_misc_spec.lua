@@ -36,6 +36,35 @@ describe("composed norms and everyday ops", function()
     assert.equal(-math.huge, y[2])
   end)
 
+  -- ATen's formulas, hand-worked. layer_norm of {-1, 1} (mean 0, rstd 1 at eps 0) with weight
+  -- {1, inf}: y = {-1, inf}; backward ds = sum(gamma dy x) = inf and db*mean = inf*0 = NaN, so the
+  -- input gradient is NaN everywhere; the weight's is dy x rstd = {-1, 1}. group_norm of {-1, 1, 3, 5}
+  -- (mean 2, rstd 1/sqrt 5) with weight {-inf, 1}, bias 0.5: channel 1 is x s + (0.5 - s 2) with
+  -- s = -inf, so {inf, -inf + inf = NaN}; channel 2 (x - 2)/sqrt 5 + 0.5. A constant group gives
+  -- exactly its bias (its mean is the value itself, not a rounded float32 sum).
+  it("layer_norm and group_norm give PyTorch's inf and NaN with infinite weights", function()
+    local inf, nan = math.huge, 0 / 0
+    local function same(t, want)
+      local got = H.values(t)
+      assert.are.equal(#want, #got)
+      for i = 1, #want do
+        local ok = (want[i] ~= want[i]) and got[i] ~= got[i] or got[i] == want[i] or H.close(got[i], want[i], 1e-6, 0)
+        assert(ok, string.format("element %d is %.9g but expected %.9g", i, got[i], want[i]))
+      end
+    end
+    local x = cnn.tensor({{-1, 1}}):requires_grad_()
+    local w = cnn.tensor({1, inf}):requires_grad_()
+    local y = F.layer_norm(x, {2}, w, nil, 0)
+    y:sum():backward()
+    same(y, {-1, inf})
+    same(x.grad, {nan, nan})
+    same(w.grad, {-1, 1})
+    y = F.group_norm(cnn.tensor({{{-1, 1}, {3, 5}}}), 1, cnn.tensor({-inf, 1}), cnn.tensor({0.5, 0.5}), 0)
+    same(y, {inf, nan, 1 / math.sqrt(5) + 0.5, 3 / math.sqrt(5) + 0.5})
+    y = F.group_norm(cnn.full({1, 2, 3}, 0.3), 1, cnn.tensor({2, 3}), cnn.tensor({0.5, -1}), 1e-2)
+    same(y, {0.5, 0.5, 0.5, -1, -1, -1})
+  end)
+
   it("one_hot: 1-based labels to int64 rows", function()
     local y = F.one_hot(cnn.tensor({{2, 1}, {3, 3}}, {dtype = "int64"}), 4)
     assert.same({2, 2, 4}, y:size())
