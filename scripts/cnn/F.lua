@@ -366,7 +366,19 @@ local norm_fn = require("cnn.autograd").Function {
     local c2 = (db * mean - ds) * rstd * rstd * rstd * s
     local c3 = -c2 * mean - db * rstd * s
     local c1 = gamma and rstd * gamma or rstd
-    local out = {need[1] and c1 * dy + c2 * x + c3 or false}
+    local gx = false
+    if need[1] then
+      -- ATen's c2 x + c3 cancels in float32 when rstd is large; the centred form
+      -- rstd (gdy - mean(gdy) - xhat mean(gdy xhat)) is the same gradient without the cancellation,
+      -- taken wherever ATen's is finite (its infinities and NaNs are kept as they are)
+      local ref = c1 * dy + c2 * x + c3
+      local gdy = gamma and dy * gamma or dy
+      local xhat = (x - mean) * rstd
+      local function avg(t) return t:sum(4, true):sum(3, true) * s end
+      local stable = (gdy - avg(gdy) - xhat * avg(gdy * xhat)) * rstd
+      gx = core.where(ref:isnan():logical_or(ref:isinf()), ref, stable)
+    end
+    local out = {gx}
     if ctx.has_gamma then
       local gg = false
       if need[#out + 1] then
