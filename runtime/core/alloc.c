@@ -27,7 +27,12 @@ static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static block *freelist[NCLASSES];
 static size_t live_bytes, cached_bytes, peak_live_bytes;
 static size_t heap_free_bytes; /* the large-block heap's free extents (see below) */
-/* Upper bound on cached bytes; beyond it, released blocks go back to the OS. */
+/* The part of heap_free_bytes whose pages were kept when released: an estimate (a block taken from
+ * a free extent is assumed to take resident pages first), kept so a process that once held
+ * gigabytes does not keep them resident after their release. */
+static size_t heap_resident_bytes;
+/* Upper bound on cached bytes (the free lists and the heap's resident free bytes together);
+ * beyond it, released blocks go back to the OS. */
 static const size_t cache_limit = (size_t)1 << 30;
 
 /* Class of n bytes: sizes up to 256 share class 0; above, 4 classes per power of two. */
@@ -179,6 +184,7 @@ void *cnn_alloc(size_t nbytes) {
       UNPOISON(p, nbytes);
       POISON((char *)p + nbytes, len - nbytes);
       heap_free_bytes -= len - fresh;
+      heap_resident_bytes -= len - fresh < heap_resident_bytes ? len - fresh : heap_resident_bytes;
       live_bytes += nbytes;
       if (live_bytes > peak_live_bytes) peak_live_bytes = live_bytes;
     }
@@ -226,6 +232,10 @@ void cnn_free(void *p, size_t nbytes) {
       heap_give(p, len);
       live_bytes -= nbytes;
       heap_free_bytes += len;
+      /* past the cache limit the pages go back to the OS now; the range stays reserved and
+       * serves the next request (fresh zero pages, faulted in as touched) */
+      if (cached_bytes + heap_resident_bytes + len > cache_limit) madvise(p, len, MADV_DONTNEED);
+      else heap_resident_bytes += len;
     }
     pthread_mutex_unlock(&lock);
     if (ours) return;
@@ -234,7 +244,7 @@ void cnn_free(void *p, size_t nbytes) {
   int c = size_class(nbytes, &csize);
   pthread_mutex_lock(&lock);
   live_bytes -= nbytes;
-  if (c < NCLASSES && cached_bytes + csize <= cache_limit) {
+  if (c < NCLASSES && cached_bytes + heap_resident_bytes + csize <= cache_limit) {
     block *b = p;
     b->next = freelist[c];
     freelist[c] = b;
@@ -280,6 +290,7 @@ void cnn_alloc_trim(void) {
   /* the heap's free pages back to the OS (the range stays reserved); a free extent at the top
    * lowers the top */
   for (int i = 0; i < n_ext; i++) madvise(heap + ext[i].off, ext[i].len, MADV_DONTNEED);
+  heap_resident_bytes = 0;
   if (n_ext > 0 && ext[n_ext - 1].off + ext[n_ext - 1].len == heap_top) {
     heap_free_bytes -= ext[n_ext - 1].len;
     heap_top = ext[--n_ext].off;

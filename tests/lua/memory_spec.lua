@@ -77,6 +77,31 @@ describe("memory", function()
     H.assert_usable()
   end)
 
+  it("a released block past the cache limit (1 GiB) gives its pages back to the OS", function()
+    local function rss()
+      local f = assert(io.open("/proc/self/statm"))
+      local pages = f:read("n") and f:read("n")
+      f:close()
+      return pages * 4096
+    end
+    collectgarbage()
+    collectgarbage("stop")
+    cnn.empty_cache()
+    local before, held
+    do
+      local big <close> = cnn.zeros(320 * MiB) -- 1.25 GiB, every page touched
+      held = rss()
+      before = big:numel()
+    end
+    local after = rss()
+    collectgarbage("restart")
+    assert.are.equal(320 * MiB, before)
+    assert.is_true(held - after >= 1024 * MiB, string.format("RSS %d MiB holding, %d MiB after", held // MiB, after // MiB))
+    -- and the range serves the next request, zeroed as asked
+    local again = cnn.zeros(320 * MiB)
+    assert.are.equal(0, again:sum():item())
+  end)
+
   it("10,000 4 MiB temporaries stay under 512 MiB live without collectgarbage", function()
     for i = 1, 10000 do
       local y = cnn.empty(1024, 1024)
