@@ -38,25 +38,57 @@ enum { MR = 12, NR = 32, KC = 256, MC = 240, NC = 512 };
 
 #define PACK_FLOATS ((size_t)MC * KC + (size_t)KC * NC)
 
+/* Each thread's packing block starts with a header linking it into pack_list, so every block stays
+ * reachable: a forked child, where only the forking thread lives on, still holds the parent's worker
+ * blocks (one each, never touched again) rather than losing them. A thread's block is freed when
+ * the thread exits. */
+typedef struct pack_block {
+  struct pack_block *prev, *next;
+} pack_block;
+#define PACK_HEADER 64 /* keeps the floats 64-byte aligned */
+#define PACK_BYTES (PACK_HEADER + PACK_FLOATS * sizeof(float))
+
 static pthread_key_t pack_key;
 static pthread_once_t pack_once = PTHREAD_ONCE_INIT;
 static bool pack_key_ok;
+static pthread_mutex_t pack_lock = PTHREAD_MUTEX_INITIALIZER;
+static pack_block *pack_list;
 
-static void pack_release(void *p) { cnn_free(p, PACK_FLOATS * sizeof(float)); }
-static void pack_key_make(void) { pack_key_ok = pthread_key_create(&pack_key, pack_release) == 0; }
+static void pack_release(void *p) {
+  pack_block *b = p;
+  pthread_mutex_lock(&pack_lock);
+  if (b->prev) b->prev->next = b->next;
+  else pack_list = b->next;
+  if (b->next) b->next->prev = b->prev;
+  pthread_mutex_unlock(&pack_lock);
+  cnn_free(b, PACK_BYTES);
+}
+/* a forked child starts with the list unlocked whatever another thread was doing at the fork */
+static void pack_lock_reset(void) { pthread_mutex_init(&pack_lock, NULL); }
+static void pack_key_make(void) {
+  pack_key_ok = pthread_key_create(&pack_key, pack_release) == 0;
+  pthread_atfork(NULL, NULL, pack_lock_reset);
+}
 
 /* This thread's packing block (MC x KC floats for A, then KC x NC for B), or NULL. */
 static float *pack_buffer(void) {
   pthread_once(&pack_once, pack_key_make);
   if (!pack_key_ok) return NULL;
-  float *p = pthread_getspecific(pack_key);
-  if (p) return p;
-  p = cnn_alloc(PACK_FLOATS * sizeof(float));
-  if (p && pthread_setspecific(pack_key, p) != 0) {
-    cnn_free(p, PACK_FLOATS * sizeof(float));
-    p = NULL;
+  pack_block *b = pthread_getspecific(pack_key);
+  if (!b) {
+    b = cnn_alloc(PACK_BYTES);
+    if (!b) return NULL;
+    if (pthread_setspecific(pack_key, b) != 0) {
+      cnn_free(b, PACK_BYTES);
+      return NULL;
+    }
+    pthread_mutex_lock(&pack_lock);
+    b->prev = NULL, b->next = pack_list;
+    if (pack_list) pack_list->prev = b;
+    pack_list = b;
+    pthread_mutex_unlock(&pack_lock);
   }
-  return p;
+  return (float *)((char *)b + PACK_HEADER);
 }
 
 bool cnn_gemm_avx512_available(void) {

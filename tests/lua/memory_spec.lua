@@ -96,7 +96,8 @@ describe("memory", function()
     local after = rss()
     collectgarbage("restart")
     assert.are.equal(320 * MiB, before)
-    assert.is_true(held - after >= 1024 * MiB, string.format("RSS %d MiB holding, %d MiB after", held // MiB, after // MiB))
+    assert.is_true(held - after >= 1024 * MiB,
+      string.format("RSS %d MiB holding, %d MiB after", held // MiB, after // MiB))
     -- and the range serves the next request, zeroed as asked
     local again = cnn.zeros(320 * MiB)
     assert.are.equal(0, again:sum():item())
