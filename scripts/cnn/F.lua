@@ -130,7 +130,8 @@ function F.hardtanh(x, lo, hi)
   lo = check_number("hardtanh", "min_val", lo or -1)
   hi = check_number("hardtanh", "max_val", hi or 1)
   if lo > hi then error(string.format("hardtanh: min_val %g is above max_val %g", lo, hi), 2) end
-  return core.where(x:gt(lo):logical_and(x:lt(hi)), x, x:clamp(lo, hi):detach())
+  -- ATen's hardtanh_backward: 0 where x <= min_val or x >= max_val, else g (so g at a NaN x)
+  return core.where(x:le(lo):logical_or(x:ge(hi)), x:clamp(lo, hi):detach(), x)
 end
 
 --- cnn.F.relu6(x) -> Tensor

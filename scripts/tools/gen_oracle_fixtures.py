@@ -1160,15 +1160,21 @@ def _(g):
     return Case(F("softplus"), [x, beta, th], lambda x: TF.softplus(x, beta, th))
 
 
+def scalar_path(fn):
+    """fn element by element. PyTorch 1.13's CPU elu_backward and hardtanh_backward give a NaN input
+    the gradient g (their formulas' comparisons are false) in the scalar loop but NaN (elu) or 0
+    (hardtanh) in the SIMD one (blocks of 16 floats), so the answer depends on the tensor's size and
+    layout; one-element calls always take the scalar loop, i.e. ATen's formula, which cnnlua follows."""
+    def run(x):
+        flat = x.reshape(-1)
+        if flat.numel() == 0:
+            return fn(x)
+        return torch.cat([fn(flat[i:i + 1]) for i in range(flat.numel())]).reshape(x.shape)
+    return run
+
+
 def elu_scalar_path(x, a=1.0):
-    """TF.elu element by element. PyTorch 1.13's CPU elu_backward gives a NaN input the gradient g
-    (its formula: x <= 0 false) in the scalar loop but NaN in the SIMD one (blocks of 16 floats),
-    so the answer depends on the tensor's size and layout; one-element calls always take the scalar
-    loop, i.e. ATen's formula, which cnnlua follows."""
-    flat = x.reshape(-1)
-    if flat.numel() == 0:
-        return TF.elu(x, a)
-    return torch.cat([TF.elu(flat[i:i + 1], a) for i in range(flat.numel())]).reshape(x.shape)
+    return scalar_path(lambda t: TF.elu(t, a))(x)
 
 
 @oracle("F.elu", n=12)
@@ -1184,14 +1190,14 @@ def _(g):
 def _(g):
     x = g.tensor(g.shape(), profiles=FLOAT_PROFILES + ("ties",))
     if g.coin(0.4):
-        return Case(F("hardtanh"), [x], TF.hardtanh)
+        return Case(F("hardtanh"), [x], scalar_path(TF.hardtanh))
     lo, hi = f32(g.pick((-0.5, -2.0, 0.0))), f32(g.pick((0.5, 1.0, 3.0)))
-    return Case(F("hardtanh"), [x, lo, hi], lambda x: TF.hardtanh(x, lo, hi))
+    return Case(F("hardtanh"), [x, lo, hi], scalar_path(lambda x: TF.hardtanh(x, lo, hi)))
 
 
 @oracle("F.relu6", n=8)
 def _(g):
-    return Case(F("relu6"), [g.tensor(g.shape())], TF.relu6)
+    return Case(F("relu6"), [g.tensor(g.shape())], scalar_path(TF.relu6))
 
 
 def _pair_loss(name, key=None, values=()):

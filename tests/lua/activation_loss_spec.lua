@@ -119,6 +119,22 @@ describe("composed activations and losses", function()
     assert_values(x.grad, {-1, 0.5, 0, -1})
   end)
 
+  -- ATen's hardtanh_backward: 0 where x <= min_val or x >= max_val, else g; a NaN x gets g (the
+  -- value stays NaN), the bounds themselves 0.
+  it("hardtanh and relu6 pass the gradient at NaN, as PyTorch's formula", function()
+    local nan = 0 / 0
+    local x = cnn.tensor({nan, -1, 0.5, 1, 2}):requires_grad_()
+    local y = F.hardtanh(x)
+    y:sum():backward()
+    assert_values(y, {nan, -1, 0.5, 1, 1})
+    assert_values(x.grad, {1, 0, 1, 0, 0})
+    x = cnn.tensor({nan, 0, 3, 6, 7}):requires_grad_()
+    y = F.relu6(x)
+    y:sum():backward()
+    assert_values(y, {nan, 0, 3, 6, 6})
+    assert_values(x.grad, {1, 0, 1, 0, 0})
+  end)
+
   it("bad arguments raise, naming the function, and the runtime goes on", function()
     local x = cnn.ones(3)
     H.assert_error(function() return F.silu(3) end, "silu", "tensor")
