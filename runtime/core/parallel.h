@@ -41,6 +41,10 @@ void cnn_parallel_for(int64_t n, int64_t grain, cnn_parallel_fn fn, void *ctx);
  * does beside a busy program. */
 void cnn_parallel_force_alone(bool on);
 
+/* Whether loops now run on the calling thread alone because another program has the cores (or
+ * cnn_parallel_force_alone is on): for tests and statistics. */
+bool cnn_parallel_contended(void);
+
 /* cnn_parallel_for over `items` independent work items that read or write `work` elements in
  * all: parallel from CNN_PARALLEL_GRAIN elements of work, in ranges of at least half that. */
 void cnn_parallel_items(int64_t items, int64_t work, cnn_parallel_fn fn, void *ctx);

@@ -2,7 +2,9 @@
  * and contention; slots stay below the thread count; nested loops run inline; two threads of the
  * process submitting at once both finish; bad counts and threads that cannot start are errors
  * that leave the count as it was; and a process forked after multi-threaded kernels ran computes
- * the same bits in the child, with two threads really running there, and exits cleanly. */
+ * the same bits in the child, with two threads really running there, and exits cleanly; a core
+ * busy with another thread is noticed. */
+#define _GNU_SOURCE /* sched_getaffinity, pthread_attr_setaffinity_np */
 #include "check.h"
 #include "autograd/conv.h"
 #include "cnn/elementwise.h"
@@ -12,6 +14,7 @@
 #include "core/parallel.h"
 
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -317,6 +320,55 @@ static void test_alone_gives_the_same_bits(void) {
   cnn_tensor_release(x), cnn_tensor_release(w), cnn_tensor_release(a), cnn_tensor_release(b);
 }
 
+/* ---- a busy core ---- */
+
+static _Atomic bool spinner_stop;
+static void *spinner(void *arg) {
+  (void)arg;
+  while (!atomic_load_explicit(&spinner_stop, memory_order_relaxed)) {}
+  return NULL;
+}
+
+static void sum_range(void *ctx, int64_t i0, int64_t i1) {
+  volatile float *v = ctx;
+  for (int64_t i = i0; i < i1; i++) v[i] = v[i] * 0.5f + 1.0f;
+}
+
+/* Another program busy on the submitting thread's core preempts it every few ms, even while the
+ * pool's threads sleep between jobs: the pool notices and runs the next loops alone. A spinning
+ * thread pinned with this one to one CPU plays the other program. */
+static void test_busy_core_is_noticed(void) {
+  cpu_set_t all, one;
+  if (sched_getaffinity(0, sizeof all, &all) != 0 || CPU_COUNT(&all) < 2) return; /* nothing to share */
+  int cpu = 0;
+  while (!CPU_ISSET(cpu, &all)) cpu++;
+  CPU_ZERO(&one);
+  CPU_SET(cpu, &one);
+  CHECK(cnn_parallel_set_threads(2) == 0);
+  static float v[1 << 16];
+  cnn_parallel_for(1 << 16, 1 << 10, sum_range, v); /* the worker started, unpinned */
+  CHECK(sched_setaffinity(0, sizeof one, &one) == 0);
+  pthread_t th;
+  pthread_attr_t at;
+  pthread_attr_init(&at);
+  pthread_attr_setaffinity_np(&at, sizeof one, &one);
+  atomic_store(&spinner_stop, false);
+  CHECK(pthread_create(&th, &at, spinner, NULL) == 0);
+  bool seen = false;
+  struct timespec t0, t;
+  clock_gettime(CLOCK_MONOTONIC, &t0);
+  do { /* jobs until the pool notices, for at most 5 s */
+    cnn_parallel_for(1 << 16, 1 << 10, sum_range, v);
+    seen = cnn_parallel_contended();
+    clock_gettime(CLOCK_MONOTONIC, &t);
+  } while (!seen && (t.tv_sec - t0.tv_sec) < 5);
+  atomic_store(&spinner_stop, true);
+  pthread_join(th, NULL);
+  pthread_attr_destroy(&at);
+  CHECK(sched_setaffinity(0, sizeof all, &all) == 0);
+  CHECK(seen);
+}
+
 /* the child's checks: 2 threads, both running, the parent's bits; a grandchild likewise */
 static int child_checks(const results *want, const cnn_tensor *x, const cnn_tensor *w, const cnn_tensor *a,
                         const cnn_tensor *b, int depth) {
@@ -377,6 +429,7 @@ int main(void) {
   test_gemm_many_matches_gemm();
   test_alone_gives_the_same_bits();
   test_two_submitting_threads();
+  test_busy_core_is_noticed();
   test_bad_counts_are_errors();
   test_thread_creation_failure_is_an_error();
   test_fork_after_threads_ran();
