@@ -126,6 +126,21 @@ local function add_relu(relu, out, own, identity)
   return relu(out + identity)
 end
 
+-- relu(bn(conv(x)) + shortcut) for a block's end in inference, x the block's own activation
+-- (freed once consumed): the shortcut first, then conv + bn + identity + relu in one pass when
+-- it fuses, else in steps.
+local function block_end_inference(block, conv, bn, x, block_input)
+  local identity, own_id = block_shortcut(block, block_input)
+  local y = conv_bn_add_relu(conv, bn, block.relu, x, identity, own_id)
+  if y then
+    free(x)
+    return y
+  end
+  local out, own = conv_bn(conv, bn, nil, x)
+  if own then free(x) end
+  return add_relu(block.relu, out, own, identity)
+end
+
 -- ---- blocks ------------------------------------------------------------------------------------
 
 local BasicBlock = nn.Module:extend("BasicBlock")
@@ -145,17 +160,7 @@ end
 
 function BasicBlock:forward(x)
   local out1, own1 = conv_bn(self.conv1, self.bn1, self.relu, x)
-  if own1 then -- inference: the shortcut first, then conv2 + bn2 + identity + relu in one pass
-    local identity, own_id = block_shortcut(self, x)
-    local y = conv_bn_add_relu(self.conv2, self.bn2, self.relu, out1, identity, own_id)
-    if y then
-      free(out1)
-      return y
-    end
-    local out, own = conv_bn(self.conv2, self.bn2, nil, out1)
-    if own then free(out1) end
-    return add_relu(self.relu, out, own, identity)
-  end
+  if own1 then return block_end_inference(self, self.conv2, self.bn2, out1, x) end
   local out, own = conv_bn(self.conv2, self.bn2, nil, out1)
   local identity = x
   if self.downsample then identity = self.downsample(x) end
@@ -186,17 +191,7 @@ function Bottleneck:forward(x)
   local out1, own1 = conv_bn(self.conv1, self.bn1, self.relu, x)
   local out2, own2 = conv_bn(self.conv2, self.bn2, self.relu, out1)
   if own1 and own2 then free(out1) end
-  if own2 then -- inference: the shortcut first, then conv3 + bn3 + identity + relu in one pass
-    local identity, own_id = block_shortcut(self, x)
-    local y = conv_bn_add_relu(self.conv3, self.bn3, self.relu, out2, identity, own_id)
-    if y then
-      free(out2)
-      return y
-    end
-    local out, own = conv_bn(self.conv3, self.bn3, nil, out2)
-    if own then free(out2) end
-    return add_relu(self.relu, out, own, identity)
-  end
+  if own2 then return block_end_inference(self, self.conv3, self.bn3, out2, x) end
   local out, own = conv_bn(self.conv3, self.bn3, nil, out2)
   local identity = x
   if self.downsample then identity = self.downsample(x) end
