@@ -82,6 +82,13 @@ static int f_leaky_relu(lua_State *L) {
   return 1;
 }
 
+/* core.F.gelu(x, tanh_form): the kernel behind cnn.F.gelu (scripts/cnn/F.lua checks the options). */
+static int f_gelu(lua_State *L) {
+  cnn_tensor *x = lcnn_check(L, 1, "gelu");
+  lcnn_push(L, cnn_op_gelu(x, lua_toboolean(L, 2)), "gelu");
+  return 1;
+}
+
 static int softmax_like(lua_State *L, const char *fn, bool take_log) {
   cnn_tensor *x = lcnn_check(L, 1, fn);
   if (lua_isnoneornil(L, 2)) return lcnn_error(L, fn, "the dimension is required (%s(x, d))", fn);
@@ -236,6 +243,7 @@ static int f_local_response_norm(lua_State *L) {
 void lcnn_open_functional(lua_State *L, int tbl) {
   static const luaL_Reg fns[] = {{"linear", f_linear},
                                  {"leaky_relu", f_leaky_relu},
+                                 {"gelu", f_gelu},
                                  {"softmax", f_softmax},
                                  {"log_softmax", f_log_softmax},
                                  {"cross_entropy", f_cross_entropy},

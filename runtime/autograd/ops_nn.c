@@ -54,6 +54,39 @@ cnn_tensor *cnn_op_leaky_relu(const cnn_tensor *x, double slope) {
   return rc ? NULL : y;
 }
 
+/* ---- GELU ---- */
+
+/* saved: x (contiguous) */
+typedef struct gelu_state {
+  bool tanh_form;
+} gelu_state;
+
+static int gelu_backward(cnn_node *n, cnn_tensor *const *gout, cnn_tensor **gin) {
+  cnn_tensor *x;
+  if (!gout[0]) return 0;
+  if (cnn_ag_saved(n, 0, &x)) return -1;
+  cnn_tensor *g = cnn_tensor_contiguous(gout[0]), *gx = g ? cnn_tensor_empty_like(x) : NULL;
+  if (gx)
+    cnn_gelu_backward(cnn_tensor_f32(x), cnn_tensor_f32(g), cnn_tensor_f32(gx), cnn_tensor_numel(x),
+                      ((const gelu_state *)cnn_ag_state(n))->tanh_form);
+  cnn_tensor_release(g);
+  gin[0] = gx;
+  return gx ? 0 : -1;
+}
+
+cnn_tensor *cnn_op_gelu(const cnn_tensor *x, bool tanh_form) {
+  if (cnn_tensor_need_float(x, "input")) return NULL;
+  cnn_tensor *xc = cnn_tensor_contiguous(x), *y = xc ? cnn_tensor_empty_like(xc) : NULL;
+  if (!y) return cnn_tensor_release(xc), NULL;
+  cnn_gelu_forward(cnn_tensor_f32(xc), cnn_tensor_f32(y), cnn_tensor_numel(xc), tanh_form);
+  static const cnn_ag_op gelu_op = {"GeluBackward", gelu_backward, sizeof(gelu_state), NULL};
+  const cnn_tensor *in[1] = {x}, *saves[1] = {xc};
+  gelu_state st = {tanh_form};
+  int rc = cnn_ag_record(y, &gelu_op, &st, 1, in, 1, saves);
+  cnn_tensor_release(xc);
+  return rc ? NULL : y;
+}
+
 /* ---- softmax, log-softmax ---- */
 
 static void split_at(const cnn_tensor *t, int d, int64_t *outer, int64_t *n, int64_t *inner) {

@@ -12,7 +12,7 @@ typedef struct {
   float *y;
   float slope;
   int64_t n, inner;
-  bool take_log;
+  bool take_log, tanh_form;
 } act_job;
 
 static void leaky_fwd(void *arg, int64_t b, int64_t e) {
@@ -37,6 +37,56 @@ void cnn_leaky_relu_forward(const float *x, float *y, int64_t n, float slope) {
 void cnn_leaky_relu_backward(const float *x, const float *gy, float *gx, int64_t n, float slope) {
   act_job j = {.x = x, .gy = gy, .y = gx, .slope = slope};
   cnn_parallel_items(n, n, leaky_bwd, &j);
+}
+
+/* GELU, with ATen's scalar CPU formulas step for step in float32 (what PyTorch gives on small
+ * tensors, and within an ulp of its vectorised path): exact x/2 (1 + erf(x / sqrt 2)), whose
+ * 1 + erf rounds to 0 below x ~ -5.9 (PyTorch's 0, not a denormal), and the tanh form
+ * x/2 (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))). Backward: dy (Phi(x) + x phi(x)), and for the
+ * tanh form the product rule written as ATen writes it, its 1 - tanh^2 one fused multiply-add (as
+ * PyTorch's build contracts it: exact where tanh is near -1 or 1). */
+static const float GELU_ALPHA = (float)M_SQRT1_2, GELU_PDF = (float)(M_2_SQRTPI * M_SQRT1_2 * 0.5),
+                   GELU_BETA = (float)(M_SQRT2 * M_2_SQRTPI * 0.5), GELU_KAPPA = 0.044715f;
+
+static void gelu_fwd(void *arg, int64_t b, int64_t e) {
+  const act_job *j = arg;
+  const float *x = j->x;
+  float *y = j->y;
+  if (j->tanh_form)
+    for (int64_t i = b; i < e; i++) {
+      float v = x[i], inner = GELU_BETA * (v + GELU_KAPPA * (v * v * v));
+      y[i] = 0.5f * v * (1.0f + tanhf(inner));
+    }
+  else
+    for (int64_t i = b; i < e; i++) y[i] = x[i] * 0.5f * (1.0f + erff(x[i] * GELU_ALPHA));
+}
+
+static void gelu_bwd(void *arg, int64_t b, int64_t e) {
+  const act_job *j = arg;
+  const float *x = j->x, *gy = j->gy;
+  float *gx = j->y;
+  if (j->tanh_form)
+    for (int64_t i = b; i < e; i++) {
+      float v = x[i], sq = v * v, inner = GELU_BETA * (v + GELU_KAPPA * (sq * v)), t = tanhf(inner);
+      float left = 0.5f * v, right = 1.0f + t, dleft = 0.5f * right;
+      float dinner = GELU_BETA * (1.0f + 3.0f * GELU_KAPPA * sq), dright = left * fmaf(-t, t, 1.0f) * dinner;
+      gx[i] = gy[i] * (dleft + dright);
+    }
+  else
+    for (int64_t i = b; i < e; i++) {
+      float v = x[i], cdf = 0.5f * (1.0f + erff(v * GELU_ALPHA)), pdf = GELU_PDF * expf(v * v * -0.5f);
+      gx[i] = gy[i] * (cdf + v * pdf);
+    }
+}
+
+void cnn_gelu_forward(const float *x, float *y, int64_t n, bool tanh_form) {
+  act_job j = {.x = x, .y = y, .tanh_form = tanh_form};
+  cnn_parallel_items(n, 8 * n, gelu_fwd, &j);
+}
+
+void cnn_gelu_backward(const float *x, const float *gy, float *gx, int64_t n, bool tanh_form) {
+  act_job j = {.x = x, .gy = gy, .y = gx, .tanh_form = tanh_form};
+  cnn_parallel_items(n, 8 * n, gelu_bwd, &j);
 }
 
 /* One softmax row of n values st apart. Inlined with st == 1 for the contiguous fast path.

@@ -15,6 +15,11 @@
 void cnn_leaky_relu_forward(const float *x, float *y, int64_t n, float slope);
 void cnn_leaky_relu_backward(const float *x, const float *gy, float *gx, int64_t n, float slope);
 
+/* GELU, n elements: y = x Phi(x) (Phi through erf), or the tanh approximation when tanh_form;
+ * gx = gy * dy/dx from x. ATen's CPU formulas. */
+void cnn_gelu_forward(const float *x, float *y, int64_t n, bool tanh_form);
+void cnn_gelu_backward(const float *x, const float *gy, float *gx, int64_t n, bool tanh_form);
+
 /* x, y: (outer, n, inner); softmax (log-softmax when take_log) over n, max-subtracted.
  * Backward from the forward's output y: softmax gx = y * (gy - sum(gy * y)),
  * log-softmax gx = gy - exp(y) * sum(gy). */

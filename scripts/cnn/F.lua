@@ -231,49 +231,20 @@ end
 -- ---- issue 14, second part: more everyday ops composed from tensor ops --------------------------
 
 local autograd = require "cnn.autograd"
-
-local INV_SQRT2 = 1 / math.sqrt(2)
-local INV_SQRT_2PI = 1 / math.sqrt(2 * math.pi)
-
--- Phi(x), the standard normal CDF, in float32 to ~1e-7: 0.5 erfc(|x| / sqrt 2) by Abramowitz and
--- Stegun 7.1.26 (absolute error 1.5e-7), taken directly on the negative side so that its small
--- values keep their relative precision.
-local function normal_cdf(x)
-  local a = x:abs() * INV_SQRT2
-  local t = 1 / (a * 0.3275911 + 1)
-  local poly = ((((t * 1.061405429 - 1.453152027) * t + 1.421413741) * t - 0.284496736) * t + 0.254829592) * t
-  local q = poly * (-(a * a)):exp() * 0.5
-  return core.where(x:ge(0), 1 - q, q)
-end
-
-local gelu_exact = autograd.Function {
-  name = "GeluBackward",
-  forward = function(ctx, x)
-    local cdf = normal_cdf(x)
-    ctx:save_for_backward(x, cdf)
-    return x * cdf
-  end,
-  backward = function(ctx, g)
-    local x, cdf = ctx.saved[1], ctx.saved[2]
-    return g * (cdf + x * (x * x * -0.5):exp() * INV_SQRT_2PI)
-  end,
-}
+local core_gelu = core.F.gelu
 
 --- cnn.F.gelu(x, {approximate="none"}) -> Tensor
 --- x * Phi(x), elementwise, Phi being the standard normal CDF.
---- Phi is computed to ~1e-7, with its exact derivative in backward; approximate="tanh" is
---- 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))), as PyTorch's.
+--- PyTorch's float32 formula x/2 (1 + erf(x / sqrt 2)) (0 below x ~ -5.9, where 1 + erf rounds
+--- to 0) and its backward; approximate="tanh" is 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))).
 function F.gelu(x, opts)
   check_tensor("gelu", x, 1)
   local approx = opts and opts.approximate or "none"
-  if approx == "tanh" then
-    local inner = (x + x * x * x * 0.044715) * math.sqrt(2 / math.pi)
-    return x * 0.5 * (inner:tanh() + 1)
-  elseif approx ~= "none" then
+  if approx ~= "none" and approx ~= "tanh" then
     error(string.format('gelu: approximate must be "none" or "tanh", got %s', tostring(approx)), 2)
   end
   if x:dtype() ~= "float32" then x = x:float() end
-  return gelu_exact(x)
+  return core_gelu(x, approx == "tanh")
 end
 
 local function check_dim(fn, x, d)

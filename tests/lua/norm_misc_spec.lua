@@ -22,10 +22,10 @@ describe("composed norms and everyday ops", function()
         pt = cnn.tensor(FIX.pt),
         gw = cnn.tensor(FIX.gw), gb = cnn.tensor(FIX.gb)}, {__index = _G})
       local y = assert(load("return " .. c.lua, c.name, "t", env))()
-      H.assert_tensor(y, c.out, {rtol = 1e-5, atol = 1e-5})
+      H.assert_tensor(y, c.out, {rtol = c.rtol or 1e-5, atol = c.atol or 1e-5})
       local l = (y * cnn.tensor(c.w)):sum()
       l:backward()
-      H.assert_tensor(x.grad, c.grad, {rtol = 1e-4, atol = 1e-5})
+      H.assert_tensor(x.grad, c.grad, {rtol = c.rtol or 1e-4, atol = c.atol or 1e-5})
     end)
   end
 

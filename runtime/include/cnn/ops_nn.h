@@ -25,6 +25,9 @@ typedef struct cnn_class_loss_opts {
 
 /** Leaky ReLU: x > 0 ? x : slope * x. (ReLU itself is cnn_op_unary(CNN_RELU, x, 0, 0).) */
 cnn_tensor *cnn_op_leaky_relu(const cnn_tensor *x, double slope);
+/** GELU, x Phi(x) with Phi the standard normal CDF (through erf), or its tanh approximation
+ * 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))) when tanh_form; PyTorch's formulas. */
+cnn_tensor *cnn_op_gelu(const cnn_tensor *x, bool tanh_form);
 /** Softmax and log-softmax over dim (fused, max-subtracted). */
 cnn_tensor *cnn_op_softmax(const cnn_tensor *x, int dim);
 cnn_tensor *cnn_op_log_softmax(const cnn_tensor *x, int dim);
