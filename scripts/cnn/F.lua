@@ -314,18 +314,24 @@ local norm_fn = require("cnn.autograd").Function {
     ctx.has_gamma, ctx.has_beta, ctx.layer = gamma ~= nil, beta ~= nil, layer
     ctx.n = flat:size(3)
     ctx:save_for_backward(x, mean, rstd, gamma)
-    local y
+    -- ATen's x s + (beta - s mean) cancels when s is large (a variance below eps: s up to
+    -- gamma / sqrt(eps)); the centred (x - mean) s + beta is the same value without the
+    -- cancellation, taken wherever ATen's is finite (its infinities and NaNs are kept)
+    local y, centred
     if layer then
       y = x * rstd + (-rstd * mean)
-      if gamma ~= nil then y = y * gamma end
-      if beta ~= nil then y = y + beta end
+      centred = (x - mean) * rstd
+      if gamma ~= nil then y, centred = y * gamma, centred * gamma end
+      if beta ~= nil then y, centred = y + beta, centred + beta end
     else
       local sc = gamma ~= nil and rstd * gamma or rstd
       local bias = -sc * mean
       if beta ~= nil then bias = bias + beta end
       y = x * sc + bias
+      centred = (x - mean) * sc
+      if beta ~= nil then centred = centred + beta end
     end
-    return y
+    return core.where(y:isnan():logical_or(y:isinf()), y, centred)
   end,
   backward = function(ctx, dy)
     local x, mean, rstd, gamma = ctx.saved[1], ctx.saved[2], ctx.saved[3], ctx.saved[4]

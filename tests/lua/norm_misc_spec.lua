@@ -65,6 +65,26 @@ describe("composed norms and everyday ops", function()
     same(y, {0.5, 0.5, 0.5, -1, -1, -1})
   end)
 
+  -- Hand-worked in double. A group of one value is its mean: y = beta exactly. A group {3 - d, 3 + d}
+  -- with d = 2^-10 (exact in float32) has mean 3, var d^2, rstd = 1 / sqrt(d^2 + eps) ~ 302, so
+  -- y = -+d rstd gamma + beta; ATen's x s + (beta - s mean) rounds x s ~ 906 to an ulp of 6e-5
+  -- (1e-4 of y), the centred (x - mean) s + beta does not.
+  it("layer_norm and group_norm keep their precision when the variance is below eps", function()
+    local beta = cnn.tensor({0.3867004, 0.22433724})
+    local y = F.group_norm(cnn.tensor({{2.349942, 0.703798}, {1.825878, 2.463561}}), 2, cnn.tensor({1, -0.5}), beta)
+    local b = H.values(beta)
+    assert.same({b[1], b[2], b[1], b[2]}, H.values(y))
+    local d, eps = 2 ^ -10, 1e-5
+    local r = 1 / math.sqrt(d * d + eps)
+    local x = cnn.tensor({{{3 - d, 3 + d}, {3 + d, 3 - d}}})
+    y = F.group_norm(x, 2, cnn.tensor({0.75, 1.5}), cnn.tensor({0.25, -0.5}))
+    H.assert_tensor(y, {{{-d * r * 0.75 + 0.25, d * r * 0.75 + 0.25}, {d * r * 1.5 - 0.5, -d * r * 1.5 - 0.5}}},
+      {rtol = 2e-6, atol = 0})
+    y = F.layer_norm(x, 2, cnn.tensor({0.75, 1.5}), cnn.tensor({0.25, -0.5}))
+    H.assert_tensor(y, {{{-d * r * 0.75 + 0.25, d * r * 1.5 - 0.5}, {d * r * 0.75 + 0.25, -d * r * 1.5 - 0.5}}},
+      {rtol = 2e-6, atol = 0})
+  end)
+
   it("one_hot: 1-based labels to int64 rows", function()
     local y = F.one_hot(cnn.tensor({{2, 1}, {3, 3}}, {dtype = "int64"}), 4)
     assert.same({2, 2, 4}, y:size())
