@@ -234,30 +234,56 @@ INLINE void fwd_tile(const float *xs, int64_t cs, int64_t S, int64_t C, int64_t 
     for (int v = 0; v < nv; v++) store(yq + i * ldq + v * VL, acc[i][v]);
 }
 
-/* yq (Op, Qr) = the slab's correlation, every filter tile over every position tile. */
-INLINE void fwd_slab(const cnn_dconv *d, const float *xs, const float *pack, float *yq, const int mr, const int nv) {
-  const int64_t K = d->C * d->kh * d->kw, tw = (int64_t)nv * VL;
+/* yq (Op, Qr) = the slab's correlation, every filter tile over every position tile. kh, kw: the
+ * plan's, passed as constants by the 3x3 instances. */
+INLINE void fwd_slab(const cnn_dconv *d, const float *xs, const float *pack, float *yq, const int mr, const int nv,
+                     const int64_t kh, const int64_t kw) {
+  const int64_t K = d->C * kh * kw, tw = (int64_t)nv * VL;
   const int64_t stretches = d->span ? d->G : 1, len = d->span ? d->span : d->Qr;
   for (int64_t g = 0; g < stretches; g++)
     for (int64_t q = g * d->T; q < g * d->T + len; q += tw)
       for (int64_t o = 0; o < d->Op; o += mr)
-        fwd_tile(xs + q, d->cs, d->S, d->C, d->kh, d->kw, pack + o * K, yq + o * d->Qr + q, d->Qr, mr, nv);
+        fwd_tile(xs + q, d->cs, d->S, d->C, kh, kw, pack + o * K, yq + o * d->Qr + q, d->Qr, mr, nv);
 }
 
-/* one instance per tile pick_tile can choose */
-static void fwd_slab_any(const cnn_dconv *d, const float *xs, const float *pack, float *yq) {
+/* one instance per tile pick_tile can choose, for kernels of any size */
+static void fwd_slab_any_kernel(const cnn_dconv *d, const float *xs, const float *pack, float *yq) {
+  const int64_t kh = d->kh, kw = d->kw;
   switch (d->mr) {
 #if NACC >= 24
-  case 8: fwd_slab(d, xs, pack, yq, 8, 3); break;
-  case 6: fwd_slab(d, xs, pack, yq, 6, 4); break;
-  case 4: fwd_slab(d, xs, pack, yq, 4, 6); break;
+  case 8: fwd_slab(d, xs, pack, yq, 8, 3, kh, kw); break;
+  case 6: fwd_slab(d, xs, pack, yq, 6, 4, kh, kw); break;
+  case 4: fwd_slab(d, xs, pack, yq, 4, 6, kh, kw); break;
 #else
-  case 4: fwd_slab(d, xs, pack, yq, 4, 3); break;
-  case 6: fwd_slab(d, xs, pack, yq, 6, 2); break;
+  case 4: fwd_slab(d, xs, pack, yq, 4, 3, kh, kw); break;
+  case 6: fwd_slab(d, xs, pack, yq, 6, 2, kh, kw); break;
 #endif
-  case 2: fwd_slab(d, xs, pack, yq, 2, COLS_2); break;
-  default: fwd_slab(d, xs, pack, yq, 1, 6); break;
+  case 2: fwd_slab(d, xs, pack, yq, 2, COLS_2, kh, kw); break;
+  default: fwd_slab(d, xs, pack, yq, 1, 6, kh, kw); break;
   }
+}
+
+/* and for 3x3 kernels, whose nine taps a channel unroll into one straight run of loads and FMAs:
+ * the forward and input gradient 1.06x faster on ResNet-20's layers, 1.2-1.25x on ResNet-18's 64
+ * and 128 channels (scripts/tools/conv_bench) */
+static void fwd_slab_3x3(const cnn_dconv *d, const float *xs, const float *pack, float *yq) {
+  switch (d->mr) {
+#if NACC >= 24
+  case 8: fwd_slab(d, xs, pack, yq, 8, 3, 3, 3); break;
+  case 6: fwd_slab(d, xs, pack, yq, 6, 4, 3, 3); break;
+  case 4: fwd_slab(d, xs, pack, yq, 4, 6, 3, 3); break;
+#else
+  case 4: fwd_slab(d, xs, pack, yq, 4, 3, 3, 3); break;
+  case 6: fwd_slab(d, xs, pack, yq, 6, 2, 3, 3); break;
+#endif
+  case 2: fwd_slab(d, xs, pack, yq, 2, COLS_2, 3, 3); break;
+  default: fwd_slab(d, xs, pack, yq, 1, 6, 3, 3); break;
+  }
+}
+
+static void fwd_slab_any(const cnn_dconv *d, const float *xs, const float *pack, float *yq) {
+  if (d->kh == 3 && d->kw == 3) fwd_slab_3x3(d, xs, pack, yq);
+  else fwd_slab_any_kernel(d, xs, pack, yq);
 }
 
 /* y[n0..n0+g) (N, O, oh, ow) = the valid positions of yq, plus the bias and d->residual (then

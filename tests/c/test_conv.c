@@ -180,6 +180,11 @@ static const ccase CASES[] = {
     {"single image, 33 filters (gx 2 channels)", 1, 2, 9, 8, 33, 3, 3, {{1, 1}, {1, 1}, {1, 1}, {1, 1}, 1}, 0},
     {"kernel = padded input", 2, 3, 2, 3, 4, 3, 4, {{1, 1}, {1, 1}, {0, 0}, {1, 1}, 1}, 1},
     {"wide layer: weight-grad partials as floats", 1, 256, 3, 3, 64, 3, 3, {{1, 1}, {1, 1}, {1, 1}, {1, 1}, 1}, 0},
+    /* the 3x3 instances of the forward and input-gradient tiles: 8, 6, 4, 2 and 1 rows */
+    {"3x3, 12 filters, 16 channels, odd plane", 3, 16, 7, 9, 12, 3, 3, {{1, 1}, {1, 1}, {1, 1}, {1, 1}, 1}, 1},
+    {"3x3, 6 filters, 24 channels, asymmetric pad", 2, 24, 5, 11, 6, 3, 3, {{1, 1}, {1, 0}, {0, 1}, {1, 1}, 1}, 1},
+    {"3x3, ResNet-20's 8x8 stage, batch 5", 5, 32, 8, 8, 32, 3, 3, {{1, 1}, {1, 1}, {1, 1}, {1, 1}, 1}, 1},
+    {"3x3, 4 filters, 2 channels, full padding", 3, 2, 6, 5, 4, 3, 3, {{1, 1}, {2, 2}, {2, 2}, {1, 1}, 1}, 1},
 };
 
 static void test_cases(void) {
