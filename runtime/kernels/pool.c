@@ -189,6 +189,136 @@ static void max2x2_rows(const float *x, float *y, int64_t *idx, int64_t H, int64
   }
 }
 
+/* Any other window (ResNet's 3x3/stride 2/pad 1, AlexNet's 3x3/stride 2, any padding, dilation,
+ * ceil_mode), separably, one output row at a time: pass 1 takes, for every input column, the
+ * greatest cell of the window's rows (vectors along the row), into a row of slots with the column
+ * at slot pw + w; pass 2 takes, for every output, the greatest of its kw slots (vectors along the
+ * output row). Slots outside the input (padding, ceil_mode's overhang) hold a sentinel: -inf at
+ * index INT32_MAX, which every cell beats under take_max's key (a real -inf by its smaller index),
+ * so it only survives in a window without cells, whose index becomes -1 as in the scan. Both passes
+ * compare by the key (see max2x2_horiz): pass 1 meets a column's cells in scan order, so the later
+ * wins when greater or NaN; pass 2 meets column winners in any index order, so it compares the
+ * indices too. The result is the scan's, bits and index. */
+#define POOL_ROW 2048 /* slots of one output row: 16 KB of stack */
+#define SENTINEL_AT INT32_MAX
+
+/* the greater of (v1, i1) over (*v0, *i0) by the key, in place */
+static inline void key_take(float v1, int32_t i1, float *v0, int32_t *i0) {
+  const bool n0 = *v0 != *v0, n1 = v1 != v1;
+  if ((n1 && (!n0 || i1 > *i0)) || v1 > *v0 || (v1 == *v0 && i1 < *i0)) *v0 = v1, *i0 = i1;
+}
+
+/* pass 1: sv, si (W) = of each column the greatest cell of rows rows[0] < ... < rows[n - 1] of
+ * the plane x (H, W); the sentinel when n is 0. W >= V8 runs as vectors, the last one overlapping. */
+static void maxsep_vert(const float *x, int64_t W, const int64_t *rows, int n, float *sv, int32_t *si) {
+  if (n == 0) {
+    for (int64_t c = 0; c < W; c++) sv[c] = -INFINITY, si[c] = SENTINEL_AT;
+    return;
+  }
+  if (W < V8) {
+    for (int64_t c = 0; c < W; c++) {
+      float best = x[rows[0] * W + c];
+      int32_t at = (int32_t)(rows[0] * W + c);
+      for (int r = 1; r < n; r++) {
+        const float v = x[rows[r] * W + c];
+        if (v > best || v != v) best = v, at = (int32_t)(rows[r] * W + c);
+      }
+      sv[c] = best, si[c] = at;
+    }
+    return;
+  }
+  const v8i lane = {0, 1, 2, 3, 4, 5, 6, 7};
+  for (int64_t c = 0;; c += V8) {
+    if (c > W - V8) c = W - V8;
+    v8f best, v;
+    LOAD(best, x + rows[0] * W + c);
+    v8i at = (int32_t)(rows[0] * W + c) + lane;
+    for (int r = 1; r < n; r++) {
+      LOAD(v, x + rows[r] * W + c);
+      const v8i t = (v > best) | (v != v);
+      best = (v8f)BLEND(t, (v8i)best, (v8i)v);
+      at = BLEND(t, at, (int32_t)(rows[r] * W + c) + lane);
+    }
+    STORE(sv + c, best), STORE(si + c, at);
+    if (c == W - V8) break;
+  }
+}
+
+/* pass 2: output j (of n) = the greatest by the key of slots j sw + taps[t], t < nt (taps
+ * increasing), its index -1 for the sentinel. Vectors for strides 1 and 2 when n >= V8 (stride 2
+ * reads the even lanes of 16 slots, so one slot past the last tap), the last one overlapping. */
+static void maxsep_horiz(const float *sv, const int32_t *si, int64_t n, int64_t sw, const int64_t *taps, int nt,
+                         float *y, int64_t *idx) {
+  if (n < V8 || sw > 2) {
+    for (int64_t j = 0; j < n; j++) {
+      float best = sv[j * sw + taps[0]];
+      int32_t at = si[j * sw + taps[0]];
+      for (int t = 1; t < nt; t++) key_take(sv[j * sw + taps[t]], si[j * sw + taps[t]], &best, &at);
+      y[j] = best, idx[j] = at == SENTINEL_AT ? -1 : at;
+    }
+    return;
+  }
+  for (int64_t j = 0;; j += V8) {
+    if (j > n - V8) j = n - V8;
+    v8f best = {0}, v;
+    v8i at = {0}, ia;
+    for (int t = 0; t < nt; t++) {
+      const float *vp = sv + j * sw + taps[t];
+      const int32_t *ip = si + j * sw + taps[t];
+      if (sw == 1) {
+        LOAD(v, vp), LOAD(ia, ip);
+      } else {
+        v8f lo, hi;
+        v8i ilo, ihi;
+        LOAD(lo, vp), LOAD(hi, vp + V8), LOAD(ilo, ip), LOAD(ihi, ip + V8);
+        v = EVENS(lo, hi), ia = EVENS(ilo, ihi);
+      }
+      if (t == 0) {
+        best = v, at = ia;
+        continue;
+      }
+      const v8i n0 = best != best, n1 = v != v;
+      const v8i tk = (n1 & (~n0 | (ia > at))) | (v > best) | ((v == best) & (ia < at));
+      best = (v8f)BLEND(tk, (v8i)best, (v8i)v);
+      at = BLEND(tk, at, ia);
+    }
+    v8l at64 = __builtin_convertvector(at, v8l);
+    at64 |= __builtin_convertvector(at == SENTINEL_AT, v8l); /* the sentinel's index becomes -1 */
+    STORE(y + j, best), STORE(idx + j, at64);
+    if (j == n - V8) break;
+  }
+}
+
+/* the slots a plane needs (input columns at pw .. pw + W - 1, then the reach of the last window
+ * and stride 2's extra slot), or 0 when the plane does not fit the separable path */
+static int64_t maxsep_slots(const cnn_pool2d_params *p, int64_t H, int64_t W, int64_t ow) {
+  const int64_t sw = p->stride[1], reach = (ow - 1) * sw + (p->kernel[1] - 1) * p->dilation[1] + 2;
+  const int64_t n = p->padding[1] + W > reach ? p->padding[1] + W : reach;
+  return n <= POOL_ROW && H * W < SENTINEL_AT && p->kernel[0] <= 64 && p->kernel[1] <= 64 ? n : 0;
+}
+
+/* one plane by the two passes; slots from maxsep_slots */
+static void maxsep_plane(const cnn_pool2d_params *p, const float *xpl, float *ypl, int64_t *ipl, int64_t H, int64_t W,
+                         int64_t oh, int64_t ow, int64_t slots) {
+  const int64_t kh = p->kernel[0], kw = p->kernel[1], sh = p->stride[0], sw = p->stride[1];
+  const int64_t ph = p->padding[0], pw = p->padding[1], dh = p->dilation[0], dw = p->dilation[1];
+  float sv[POOL_ROW];
+  int32_t si[POOL_ROW];
+  int64_t rows[64], taps[64];
+  for (int64_t t = 0; t < kw; t++) taps[t] = t * dw; /* output j's column j sw - pw + t dw at slot j sw + t dw */
+  for (int64_t c = 0; c < pw; c++) sv[c] = -INFINITY, si[c] = SENTINEL_AT;
+  for (int64_t c = pw + W; c < slots; c++) sv[c] = -INFINITY, si[c] = SENTINEL_AT;
+  for (int64_t i = 0; i < oh; i++) {
+    int n = 0;
+    for (int64_t a = 0; a < kh; a++) {
+      const int64_t h = i * sh - ph + a * dh;
+      if (h >= 0 && h < H) rows[n++] = h;
+    }
+    maxsep_vert(xpl, W, rows, n, sv + pw, si + pw);
+    maxsep_horiz(sv, si, ow, sw, taps, (int)kw, ypl + i * ow, ipl + i * ow);
+  }
+}
+
 /* one (H, W) plane -> (oh, ow) maxima and their flat indices */
 static inline void max_plane(const cnn_pool2d_params *p, const float *xpl, float *ypl, int64_t *ipl, int64_t H,
                              int64_t W, int64_t oh, int64_t ow, bool k2s2) {
@@ -237,8 +367,10 @@ static void max2x2_row_range(void *arg, int64_t r0, int64_t r1) {
 static void max_planes(void *arg, int64_t p0, int64_t p1) {
   const pool_job *j = arg;
   const int64_t H = j->H, W = j->W, oh = j->oh, ow = j->ow;
+  const int64_t slots = j->k2s2 ? 0 : maxsep_slots(j->p, H, W, ow);
   for (int64_t pl = p0; pl < p1; pl++) {
-    max_plane(j->p, j->x + pl * H * W, j->y + pl * oh * ow, j->idx + pl * oh * ow, H, W, oh, ow, j->k2s2);
+    if (slots) maxsep_plane(j->p, j->x + pl * H * W, j->y + pl * oh * ow, j->idx + pl * oh * ow, H, W, oh, ow, slots);
+    else max_plane(j->p, j->x + pl * H * W, j->y + pl * oh * ow, j->idx + pl * oh * ow, H, W, oh, ow, j->k2s2);
     if (j->relu) relu_outputs(j->y + pl * oh * ow, j->idx + pl * oh * ow, oh * ow);
   }
 }

@@ -349,6 +349,113 @@ static void test_max2x2_exact(void) {
   cnn_parallel_set_threads(1);
 }
 
+/* Any window against the scan, bit for bit: the window's cells in h-major order, a later cell
+ * winning when greater or NaN, starting from -inf at the first cell (so a window of -infs gives its
+ * first cell, and a window without cells index -1); the backward against a scatter in output order.
+ * The cases cover ResNet's 3x3/2/pad 1 and AlexNet's 3x3/2 on odd and even sizes, ceil_mode, strides
+ * 1 and 3, dilation, rectangular windows, rows narrower than a vector and rows wider than the
+ * separable path's slots (the per-window fallback). */
+static void run_max_exact(int64_t N, int64_t C, int64_t H, int64_t W, cnn_pool2d_params p) {
+  int64_t xs[4] = {N, C, H, W};
+  cnn_tensor *x = cnn_tensor_empty(CNN_FLOAT32, 4, xs), *y = NULL, *idx = NULL;
+  float *xp = cnn_tensor_f32(x);
+  for (int64_t k = 0; k < N * C * H * W; k++) {
+    rng = rng * 6364136223846793005ull + 1442695040888963407ull;
+    xp[k] = tricky_value(rng >> 20);
+  }
+  CHECK(cnn_pool_max2d_forward(x, &p, &y, &idx) == 0);
+  if (!y) {
+    fprintf(stderr, "max exact: %s\n", cnn_error_get());
+    cnn_tensor_release(x);
+    return;
+  }
+  const int64_t oh = naive_out(H, p.kernel[0], p.padding[0], p.stride[0], p.dilation[0], p.ceil_mode);
+  const int64_t ow = naive_out(W, p.kernel[1], p.padding[1], p.stride[1], p.dilation[1], p.ceil_mode);
+  CHECK(y->size[2] == oh && y->size[3] == ow);
+  const float *yp = cnn_tensor_f32(y);
+  const int64_t *ip = cnn_tensor_i64(idx);
+  int bad = 0;
+  for (int64_t pl = 0; pl < N * C && !bad; pl++)
+    for (int64_t i = 0; i < oh && !bad; i++)
+      for (int64_t j = 0; j < ow && !bad; j++) {
+        float best = -INFINITY;
+        int64_t arg = -1;
+        for (int64_t a = 0; a < p.kernel[0]; a++)
+          for (int64_t e = 0; e < p.kernel[1]; e++) {
+            const int64_t h = i * p.stride[0] - p.padding[0] + a * p.dilation[0];
+            const int64_t w = j * p.stride[1] - p.padding[1] + e * p.dilation[1];
+            if (h < 0 || h >= H || w < 0 || w >= W) continue;
+            const float v = xp[pl * H * W + h * W + w];
+            if (arg < 0) arg = h * W + w;
+            if (v > best || isnan(v)) best = v, arg = h * W + w;
+          }
+        const int64_t o = (pl * oh + i) * ow + j;
+        if (ip[o] != arg || memcmp(&yp[o], &best, sizeof(float)) != 0) {
+          fprintf(stderr,
+                  "max exact (%lld, %lld, %lld, %lld) k %lldx%lld s %lldx%lld p %lldx%lld d %lldx%lld%s plane %lld "
+                  "(%lld, %lld): %g at %lld, scan %g at %lld\n",
+                  (long long)N, (long long)C, (long long)H, (long long)W, (long long)p.kernel[0],
+                  (long long)p.kernel[1], (long long)p.stride[0], (long long)p.stride[1], (long long)p.padding[0],
+                  (long long)p.padding[1], (long long)p.dilation[0], (long long)p.dilation[1],
+                  p.ceil_mode ? " ceil" : "", (long long)pl, (long long)i, (long long)j, yp[o], (long long)ip[o], best,
+                  (long long)arg);
+          failures++, bad = 1;
+        }
+      }
+  cnn_tensor *gy = cnn_tensor_empty(CNN_FLOAT32, 4, y->size);
+  float *gp = cnn_tensor_f32(gy);
+  const int64_t ny = N * C * oh * ow;
+  for (int64_t k = 0; k < ny; k++) {
+    rng = rng * 6364136223846793005ull + 1442695040888963407ull;
+    gp[k] = tricky_value(rng >> 20);
+  }
+  float *want = calloc((size_t)(N * C * H * W), sizeof(float));
+  for (int64_t k = 0; k < ny; k++)
+    if (ip[k] >= 0) want[(k / (oh * ow)) * H * W + ip[k]] += gp[k];
+  cnn_tensor *gx = cnn_pool_max2d_backward(gy, idx, H, W);
+  CHECK(gx != NULL);
+  if (gx && memcmp(cnn_tensor_f32(gx), want, (size_t)(N * C * H * W) * sizeof(float)) != 0) {
+    fprintf(stderr, "max exact backward (%lld, %lld, %lld, %lld) k %lldx%lld s %lldx%lld differs from the scatter\n",
+            (long long)N, (long long)C, (long long)H, (long long)W, (long long)p.kernel[0], (long long)p.kernel[1],
+            (long long)p.stride[0], (long long)p.stride[1]);
+    failures++;
+  }
+  free(want);
+  cnn_tensor_release(gx), cnn_tensor_release(gy);
+  cnn_tensor_release(y), cnn_tensor_release(idx), cnn_tensor_release(x);
+}
+
+static void test_max_exact(void) {
+  static const struct {
+    int64_t N, C, H, W;
+    cnn_pool2d_params p;
+  } cases[] = {
+      {2, 3, 16, 16, PP(3, 3, 2, 2, 1, 1, 1, 1, false, true, 0)}, /* ResNet's stem pool */
+      {2, 2, 17, 23, PP(3, 3, 2, 2, 1, 1, 1, 1, false, true, 0)},
+      {1, 3, 56, 56, PP(3, 3, 2, 2, 1, 1, 1, 1, false, true, 0)},
+      {1, 2, 55, 55, PP(3, 3, 2, 2, 0, 0, 1, 1, false, true, 0)}, /* AlexNet's */
+      {2, 2, 13, 13, PP(3, 3, 2, 2, 0, 0, 1, 1, false, true, 0)},
+      {2, 2, 14, 14, PP(3, 3, 2, 2, 0, 0, 1, 1, true, true, 0)},
+      {2, 2, 16, 21, PP(3, 3, 2, 2, 1, 1, 1, 1, true, true, 0)},
+      {2, 2, 9, 7, PP(3, 3, 2, 2, 1, 1, 1, 1, false, true, 0)}, /* 4 outputs a row: scalar pass 2 */
+      {2, 2, 5, 5, PP(3, 3, 1, 1, 1, 1, 1, 1, false, true, 0)},
+      {2, 2, 12, 30, PP(3, 3, 1, 1, 1, 1, 1, 1, false, true, 0)}, /* stride 1 vectors */
+      {2, 2, 12, 30, PP(5, 4, 3, 3, 2, 2, 1, 1, true, true, 0)},  /* stride 3: scalar pass 2 */
+      {2, 2, 20, 40, PP(3, 3, 2, 2, 1, 1, 2, 2, false, true, 0)}, /* dilation */
+      {1, 2, 19, 37, PP(2, 3, 1, 2, 1, 1, 3, 2, true, true, 0)},
+      {1, 2, 9, 33, PP(2, 2, 2, 2, 1, 1, 1, 1, true, true, 0)}, /* 2x2 with padding: not the 2x2 path */
+      {2, 2, 6, 33, PP(1, 3, 1, 2, 0, 1, 1, 1, false, true, 0)},
+      {1, 1, 5, 3000, PP(3, 3, 2, 2, 1, 1, 1, 1, false, true, 0)}, /* past the slots: per window */
+      {16, 8, 12, 12, PP(3, 3, 2, 2, 1, 1, 1, 1, false, true, 0)}, /* many planes (threads) */
+  };
+  for (int t = 1; t <= 2; t++) {
+    cnn_parallel_set_threads(t);
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++)
+      run_max_exact(cases[c].N, cases[c].C, cases[c].H, cases[c].W, cases[c].p);
+  }
+  cnn_parallel_set_threads(1);
+}
+
 static void expect_error(int ndim, const int64_t *xs, cnn_pool2d_params p, const char *msg) {
   cnn_tensor *x = cnn_tensor_zeros(CNN_FLOAT32, ndim, xs), *y = NULL, *idx = NULL;
   cnn_error_clear();
@@ -393,6 +500,7 @@ int main(void) {
   test_hand_values();
   test_nan_and_strides();
   test_max2x2_exact();
+  test_max_exact();
   test_errors();
   return check_summary("test_pool");
 }
