@@ -201,23 +201,26 @@ static int f_dropout(lua_State *L) {
 }
 
 /** cnn.F.batch_norm(x, running_mean, running_var, weight, bias, training=false, momentum=0.1, eps=1e-5,
- *   {relu=false}) -> Tensor
+ *   {relu=false, residual=nil}) -> Tensor
  * Normalises each channel of x (N, C) or (N, C, ...), then scales by weight and shifts by bias.
  * training uses the batch's statistics and moves running_mean and running_var (updated in place, when
  * given) towards them by momentum; otherwise the running statistics are used. weight, bias and the
  * running statistics are (C) tensors or nil. {relu=true} returns F.relu of the result in one pass each
- * way (one BatchNormReluBackward node, same values and gradients). */
+ * way (one BatchNormReluBackward node, same values and gradients). {residual=r} (a float32 tensor of
+ * x's shape) adds r to the result before the ReLU: F.relu(F.batch_norm(x, ...) + r), a ResNet block's
+ * end, as one node (BatchNormAddReluBackward) with the same values and gradients, r's included. */
 static int f_batch_norm(lua_State *L) {
-  static const char *const known[] = {"relu", NULL};
+  static const char *const known[] = {"relu", "residual", NULL};
   const char *fn = "batch_norm";
   bool training = lcnn_arg_boolean(L, 6, fn, "training", false);
   double momentum = lcnn_arg_number(L, 7, fn, "momentum", 0.1), eps = lcnn_arg_number(L, 8, fn, "eps", 1e-5);
   lcnn_options(L, 9, fn, known);
   bool relu = lcnn_opt_boolean(L, 9, fn, "relu", false);
+  cnn_tensor *res = lcnn_opt_tensor(L, 9, fn, "residual");
   cnn_tensor *x = lcnn_check(L, 1, fn);
   cnn_tensor *rm = lcnn_arg_tensor(L, 2, fn, "running_mean"), *rv = lcnn_arg_tensor(L, 3, fn, "running_var");
   cnn_tensor *w = lcnn_arg_tensor(L, 4, fn, "weight"), *b = lcnn_arg_tensor(L, 5, fn, "bias");
-  lcnn_push(L, cnn_op_batch_norm(x, rm, rv, w, b, training, momentum, eps, relu), fn);
+  lcnn_push(L, cnn_op_batch_norm_add(x, rm, rv, w, b, training, momentum, eps, res, relu), fn);
   return 1;
 }
 

@@ -520,38 +520,46 @@ static void batchnorm_args(cnn_batchnorm_args *a, const cnn_tensor *x, bool trai
 }
 
 /* saved: x (contiguous), weight (contiguous) or NULL, save_mean, save_invstd, and with relu bias
- * (contiguous) or NULL, for the mask */
+ * (contiguous) or NULL, for the mask; with a residual and relu, the output too (the mask) */
 typedef struct batch_norm_state {
   bool training; /* batch statistics (else the running ones, constants) */
   bool relu;     /* a ReLU fused after the norm */
+  bool residual; /* a tensor added before the ReLU: input 3 */
 } batch_norm_state;
 
 static int batch_norm_backward(cnn_node *n, cnn_tensor *const *gout, cnn_tensor **gin) {
-  cnn_tensor *x, *w, *mean, *invstd, *bias = NULL;
+  cnn_tensor *x, *w, *mean, *invstd, *bias = NULL, *out = NULL;
   if (!gout[0]) return 0;
   const batch_norm_state *st = cnn_ag_state(n);
-  const bool relu = st->relu;
+  const bool relu = st->relu, res = st->residual;
   if (cnn_ag_saved(n, 0, &x) || cnn_ag_saved(n, 1, &w) || cnn_ag_saved(n, 2, &mean) || cnn_ag_saved(n, 3, &invstd) ||
-      (relu && cnn_ag_saved(n, 4, &bias)))
+      (relu && cnn_ag_saved(n, 4, &bias)) || (res && relu && cnn_ag_saved(n, 5, &out)))
     return -1;
   cnn_batchnorm_args a;
   batchnorm_args(&a, x, st->training);
   a.weight = w ? cnn_tensor_f32(w) : NULL;
   a.bias = bias ? cnn_tensor_f32(bias) : NULL;
   a.relu = relu;
+  a.y = out ? cnn_tensor_f32(out) : NULL;
   bool nx = cnn_node_needs_grad(n, 0), nw = cnn_node_needs_grad(n, 1), nb = cnn_node_needs_grad(n, 2);
+  bool nr = res && cnn_node_needs_grad(n, 3);
   int64_t C = a.C;
   cnn_tensor *g = cnn_tensor_contiguous(gout[0]);
   cnn_tensor *gx = g && nx ? cnn_tensor_empty_like(x) : NULL;
   cnn_tensor *gw = g && nw ? cnn_tensor_empty(CNN_FLOAT32, 1, &C) : NULL;
   cnn_tensor *gb = g && nb ? cnn_tensor_empty(CNN_FLOAT32, 1, &C) : NULL;
-  if (!g || (nx && !gx) || (nw && !gw) || (nb && !gb)) {
+  /* with a residual the masked gradient is written whether or not the residual wants it: the
+   * second pass reads it back */
+  cnn_tensor *gr = g && res ? cnn_tensor_empty_like(x) : NULL;
+  if (!g || (nx && !gx) || (nw && !gw) || (nb && !gb) || (res && !gr)) {
     cnn_tensor_release(g);
     cnn_tensor_release(gx);
     cnn_tensor_release(gw);
     cnn_tensor_release(gb);
+    cnn_tensor_release(gr);
     return -1;
   }
+  a.gresidual = gr ? cnn_tensor_f32(gr) : NULL;
   cnn_batchnorm_backward(&a, cnn_tensor_f32(x), cnn_tensor_f32(g), cnn_tensor_f32(mean), cnn_tensor_f32(invstd),
                          gx ? cnn_tensor_f32(gx) : NULL, gw ? cnn_tensor_f32(gw) : NULL,
                          gb ? cnn_tensor_f32(gb) : NULL);
@@ -559,17 +567,34 @@ static int batch_norm_backward(cnn_node *n, cnn_tensor *const *gout, cnn_tensor 
   gin[0] = gx;
   gin[1] = gw;
   gin[2] = gb;
+  if (res) {
+    if (nr) gin[3] = gr;
+    else cnn_tensor_release(gr);
+  }
   return 0;
 }
 
 cnn_tensor *cnn_op_batch_norm(const cnn_tensor *x, cnn_tensor *running_mean, cnn_tensor *running_var,
                               const cnn_tensor *weight, const cnn_tensor *bias, bool training, double momentum,
                               double eps, bool relu) {
-  char b[256];
+  return cnn_op_batch_norm_add(x, running_mean, running_var, weight, bias, training, momentum, eps, NULL, relu);
+}
+
+cnn_tensor *cnn_op_batch_norm_add(const cnn_tensor *x, cnn_tensor *running_mean, cnn_tensor *running_var,
+                                  const cnn_tensor *weight, const cnn_tensor *bias, bool training, double momentum,
+                                  double eps, const cnn_tensor *residual, bool relu) {
+  char b[256], b2[256];
   if (cnn_tensor_need_float(x, "input")) return NULL;
   if (x->ndim < 2) {
     cnn_error_set("expected an input of shape (N, C) or (N, C, ...), got %s",
                   cnn_shape_str(x->ndim, x->size, b, sizeof b));
+    return NULL;
+  }
+  if (residual && cnn_tensor_need_float(residual, "residual")) return NULL;
+  if (residual &&
+      (residual->ndim != x->ndim || memcmp(residual->size, x->size, sizeof(int64_t) * (size_t)x->ndim) != 0)) {
+    cnn_error_set("residual should have the input's shape %s, got %s", cnn_shape_str(x->ndim, x->size, b, sizeof b),
+                  cnn_shape_str(residual->ndim, residual->size, b2, sizeof b2));
     return NULL;
   }
   int64_t C = x->size[1];
@@ -599,11 +624,11 @@ cnn_tensor *cnn_op_batch_norm(const cnn_tensor *x, cnn_tensor *running_mean, cnn
   if (training &&
       ((running_mean && cnn_op_check_inplace(running_mean)) || (running_var && cnn_op_check_inplace(running_var))))
     return NULL;
-  cnn_tensor *xc = cnn_tensor_contiguous(x);
+  cnn_tensor *xc = cnn_tensor_contiguous(x), *rc = residual ? cnn_tensor_contiguous(residual) : NULL;
   cnn_tensor *wc = weight ? cnn_tensor_contiguous(weight) : NULL, *bc = bias ? cnn_tensor_contiguous(bias) : NULL;
   cnn_tensor *mean = cnn_tensor_empty(CNN_FLOAT32, 1, &C), *invstd = cnn_tensor_empty(CNN_FLOAT32, 1, &C);
   cnn_tensor *y = xc ? cnn_tensor_empty_like(xc) : NULL;
-  if (!xc || (weight && !wc) || (bias && !bc) || !mean || !invstd || !y) {
+  if (!xc || (residual && !rc) || (weight && !wc) || (bias && !bc) || !mean || !invstd || !y) {
     cnn_tensor_release(y);
     y = NULL;
     goto done;
@@ -621,6 +646,7 @@ cnn_tensor *cnn_op_batch_norm(const cnn_tensor *x, cnn_tensor *running_mean, cnn
   a.weight = wc ? cnn_tensor_f32(wc) : NULL;
   a.bias = bc ? cnn_tensor_f32(bc) : NULL;
   a.relu = relu;
+  a.residual = rc ? cnn_tensor_f32(rc) : NULL;
   cnn_batchnorm_forward(&a, cnn_tensor_f32(xc), cnn_tensor_f32(y), cnn_tensor_f32(mean), cnn_tensor_f32(invstd));
   if (training) {
     if (running_mean) running_mean->storage->version++;
@@ -632,11 +658,19 @@ cnn_tensor *cnn_op_batch_norm(const cnn_tensor *x, cnn_tensor *running_mean, cnn
   static const cnn_ag_op batch_norm_op = {"BatchNormBackward", batch_norm_backward, sizeof(batch_norm_state), NULL};
   static const cnn_ag_op batch_norm_relu_op = {"BatchNormReluBackward", batch_norm_backward, sizeof(batch_norm_state),
                                                NULL};
-  const cnn_tensor *in[3] = {x, weight, bias}, *saves[5] = {xc, wc, mean, invstd, bc};
-  batch_norm_state st = {training, relu};
-  if (cnn_ag_record(y, relu ? &batch_norm_relu_op : &batch_norm_op, &st, 3, in, relu ? 5 : 4, saves))
+  /* with a residual: one node for bn(x) + r (and the ReLU), the ReLU's mask read from the output */
+  static const cnn_ag_op batch_norm_add_op = {"BatchNormAddBackward", batch_norm_backward, sizeof(batch_norm_state),
+                                              NULL};
+  static const cnn_ag_op batch_norm_add_relu_op = {"BatchNormAddReluBackward", batch_norm_backward,
+                                                   sizeof(batch_norm_state), NULL};
+  const cnn_tensor *in[4] = {x, weight, bias, residual}, *saves[6] = {xc, wc, mean, invstd, bc, y};
+  batch_norm_state st = {training, relu, residual != NULL};
+  const cnn_ag_op *op = residual ? (relu ? &batch_norm_add_relu_op : &batch_norm_add_op)
+                                 : (relu ? &batch_norm_relu_op : &batch_norm_op);
+  if (cnn_ag_record(y, op, &st, residual ? 4 : 3, in, residual && relu ? 6 : relu ? 5 : 4, saves))
     y = NULL; /* released */
 done:
+  cnn_tensor_release(rc);
   cnn_tensor_release(xc);
   cnn_tensor_release(wc);
   cnn_tensor_release(bc);

@@ -91,7 +91,11 @@ void cnn_dropout_apply(const float *x, const float *mask, float *y, int64_t n);
  * may be NULL (1 and 0). relu: y = max(0, bn(x)) (NaN stays NaN, as ReLU), and backward takes gy
  * through ReLU's gradient first: the mask bn(x) > 0 is recomputed from x, the saved statistics,
  * weight and bias with the forward's float operations, so it is the forward's mask bit for bit
- * (backward then needs the same weight and bias as forward). */
+ * (backward then needs the same weight and bias as forward).
+ * residual (N, C, S) or NULL: y = bn(x) + residual, then the ReLU when relu (a ResNet block's end,
+ * relu(bn(x) + identity), in one pass). Backward then takes the mask from the forward's output y
+ * (y > 0 or NaN, ReLU's own rule), writes the gradient reaching the sum, gy masked, to gresidual
+ * in its first pass and reads it back in the second. */
 typedef struct cnn_batchnorm_args {
   int64_t N, C, S;
   bool training;
@@ -100,6 +104,9 @@ typedef struct cnn_batchnorm_args {
   int64_t rm_stride, rv_stride;
   const float *weight, *bias;
   bool relu;
+  const float *residual; /* forward: added before the ReLU */
+  const float *y;        /* backward with residual and relu: the forward's output, for the mask */
+  float *gresidual;      /* backward with residual: the gradient of the sum (N, C, S), written */
 } cnn_batchnorm_args;
 void cnn_batchnorm_forward(const cnn_batchnorm_args *a, const float *x, float *y, float *save_mean, float *save_invstd);
 /* From gy (N, C, S), x and the saved statistics: gx (when not NULL), gweight and gbias (C, when

@@ -171,6 +171,46 @@ static inline __attribute__((always_inline)) void block_dots(const block *b, con
   *sg += lanes_sum(&a0, t), *sgx += lanes_sum(&h0, tt);
 }
 
+/* a += e, h += e (p[0..16) - m) with e = g[0..16), or with relu g masked where the forward's output
+ * y[0..16) <= 0; e stored to ge[0..16) (the gradient of bn(x) + residual) */
+static inline __attribute__((always_inline)) void lanes_dots_store(lanes *a, lanes *h, const float *p, const float *g,
+                                                                   const float *y, float *ge, float m, bool relu) {
+  for (int j = 0; j < NV; j++) {
+    const vn d = LOADV(p + j * VN) - m;
+    vn e = LOADV(g + j * VN);
+    if (relu) e = (vn)((vni)e & ~(LOADV(y + j * VN) <= 0));
+    *(vnu *)(ge + j * VN) = e;
+    a->v[j] += e, h->v[j] += e * d;
+  }
+}
+
+/* block_dots with a residual: g masked by the output y when relu, stored to ge (all four at the
+ * same offsets from their bases as p from x) */
+static inline __attribute__((always_inline)) void block_dots_store(const block *b, const float *x, const float *gy,
+                                                                   const float *y, float *ge, float m, bool relu,
+                                                                   double *sg, double *sgx) {
+  lanes a0 = {0}, a1 = {0}, h0 = {0}, h1 = {0};
+  float t = 0, tt = 0;
+  const ptrdiff_t o = b->p - x;
+  const float *p = b->p, *g = gy + o, *yy = relu ? y + o : NULL;
+  float *q = ge + o;
+  for (int64_t k = 0; k < b->r; k++, p += b->rs, g += b->rs, q += b->rs, yy = relu ? yy + b->rs : NULL) {
+    int64_t i = 0;
+    for (; i + 2 * VL <= b->w; i += 2 * VL) {
+      lanes_dots_store(&a0, &h0, p + i, g + i, relu ? yy + i : NULL, q + i, m, relu);
+      lanes_dots_store(&a1, &h1, p + i + VL, g + i + VL, relu ? yy + i + VL : NULL, q + i + VL, m, relu);
+    }
+    if (i + VL <= b->w) lanes_dots_store(&a0, &h0, p + i, g + i, relu ? yy + i : NULL, q + i, m, relu), i += VL;
+    for (; i < b->w; i++) {
+      const float d = p[i] - m, e = relu && yy[i] <= 0 ? 0.0f : g[i];
+      q[i] = e;
+      t += e, tt += e * d;
+    }
+  }
+  for (int j = 0; j < NV; j++) a0.v[j] += a1.v[j], h0.v[j] += h1.v[j];
+  *sg += lanes_sum(&a0, t), *sgx += lanes_sum(&h0, tt);
+}
+
 /* Mean and sum of squared deviations M2 of channel c. Rows of at least VL values take one pass
  * over memory: per block, its sum, then its moments about its own mean (from L1), then Chan's
  * pairwise update of the channel's mean and M2 in double, which never subtracts two large sums
@@ -241,7 +281,16 @@ static inline void bn_forward_channel(const cnn_batchnorm_args *a, const float *
   for (int64_t n = 0; n < N; n++) {
     const float *p = x + (n * C + c) * S;
     float *q = y + (n * C + c) * S;
-    if (a->relu) /* ReLU's max(0, v) with NaN kept (elementwise.c); relu_grad recomputes v */
+    if (a->residual) {
+      const float *r = a->residual + (n * C + c) * S;
+      if (a->relu) /* F.relu(bn(x) + r): the two roundings of the unfused sum, then ReLU's rule */
+        for (int64_t s = 0; s < S; s++) {
+          const float v = ((p[s] - m) * sc + b) + r[s];
+          q[s] = v <= 0 ? 0.0f : v;
+        }
+      else
+        for (int64_t s = 0; s < S; s++) q[s] = ((p[s] - m) * sc + b) + r[s];
+    } else if (a->relu) /* ReLU's max(0, v) with NaN kept (elementwise.c); relu_grad recomputes v */
       for (int64_t s = 0; s < S; s++) {
         const float v = (p[s] - m) * sc + b;
         q[s] = v <= 0 ? 0.0f : v;
@@ -273,23 +322,35 @@ static inline void bn_backward_channel(const cnn_batchnorm_args *a, const float 
   const float m = save_mean[c], invstd = save_invstd[c];
   /* the forward's scale and shift, and so (with relu) its mask */
   const float k = (a->weight ? a->weight[c] : 1.0f) * invstd, bias = a->relu && a->bias ? a->bias[c] : 0.0f;
-  double sg = 0, sgx = 0; /* sum g, sum g (x - mean) */
+  double sg = 0, sgx = 0;   /* sum g, sum g (x - mean) */
+  float *ge = a->gresidual; /* with a residual: g (masked) stored here, then read back as gy */
   if (S >= VL) {
-    block b;
+    block b = {0};
     const int64_t count = channel_block(a, x, c, 0, NULL);
     for (int64_t i = 0; i < count; i++) {
       channel_block(a, x, c, i, &b);
-      if (a->relu) block_dots(&b, x, gy, m, true, k, bias, &sg, &sgx);
+      if (ge && a->relu) block_dots_store(&b, x, gy, a->y, ge, m, true, &sg, &sgx);
+      else if (ge) block_dots_store(&b, x, gy, NULL, ge, m, false, &sg, &sgx);
+      else if (a->relu) block_dots(&b, x, gy, m, true, k, bias, &sg, &sgx);
       else block_dots(&b, x, gy, m, false, 0, 0, &sg, &sgx);
     }
   } else {
     for (int64_t n = 0; n < N; n++)
       for (int64_t s = 0; s < S; s++) {
         const int64_t i = (n * C + c) * S + s;
-        const float d = x[i] - m, e = a->relu ? relu_grad(gy[i], d, k, bias) : gy[i];
+        const float d = x[i] - m;
+        float e = gy[i];
+        if (ge) {
+          if (a->relu && a->y[i] <= 0) e = 0;
+          ge[i] = e;
+        } else if (a->relu) {
+          e = relu_grad(gy[i], d, k, bias);
+        }
         sg += e, sgx += (double)e * d;
       }
   }
+  if (ge) gy = ge; /* masked already: the passes below read it as the plain case */
+  const bool relu = a->relu && !ge;
   if (gbias) gbias[c] = (float)sg;
   if (gweight) gweight[c] = M > 0 ? (float)(sgx * invstd) : 0.0f; /* an empty batch: no term, not 0 * NaN */
   if (!gx) return;
@@ -298,12 +359,12 @@ static inline void bn_backward_channel(const cnn_batchnorm_args *a, const float 
   for (int64_t n = 0; n < N; n++) {
     const float *p = x + (n * C + c) * S, *g = gy + (n * C + c) * S;
     float *q = gx + (n * C + c) * S;
-    if (a->relu && a->training)
+    if (relu && a->training)
       for (int64_t s = 0; s < S; s++) {
         const float d = p[s] - m;
         q[s] = k * (relu_grad(g[s], d, k, bias) - mg - d * proj);
       }
-    else if (a->relu)
+    else if (relu)
       for (int64_t s = 0; s < S; s++) q[s] = k * relu_grad(g[s], p[s] - m, k, bias);
     else if (a->training)
       for (int64_t s = 0; s < S; s++) q[s] = k * (g[s] - mg - (p[s] - m) * proj);

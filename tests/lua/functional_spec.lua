@@ -527,6 +527,83 @@ describe("F.batch_norm{relu=true}", function()
   end)
 end)
 
+describe("F.batch_norm{residual=r}", function()
+  -- One run of F.batch_norm with a residual, fused or as F.relu(F.batch_norm(...) + r) (the
+  -- operations in sequence). Channel 2 has weight 0 and bias 0 and r is 0 on its first half: those
+  -- outputs are exactly 0, where ReLU passes no gradient. Returns y, the gradients of sum(y * g)
+  -- and the running statistics.
+  local function run(shape, training, fused, affine, relu)
+    cnn.manual_seed(22)
+    local x = cnn.randn(shape):requires_grad_(true)
+    local r0 = cnn.randn(shape)
+    r0:select(2, 2):narrow(1, 1, shape[1] // 2):zero_()
+    local r = r0:requires_grad_(true)
+    local g = cnn.randn(shape)
+    local w = affine and cnn.tensor({ 0.7, 0, -1.3 }):requires_grad_(true) or nil
+    local b = affine and cnn.tensor({ 0.2, 0, 0.1 }):requires_grad_(true) or nil
+    local rm, rv = cnn.tensor({ 0.1, 0, -0.2 }), cnn.tensor({ 1, 2, 0.5 })
+    local y
+    if fused then
+      y = F.batch_norm(x, rm, rv, w, b, training, 0.1, 1e-5, { relu = relu, residual = r })
+      assert.are.equal(relu and "BatchNormAddReluBackward" or "BatchNormAddBackward", y.grad_fn)
+    else
+      y = F.batch_norm(x, rm, rv, w, b, training, 0.1, 1e-5) + r
+      if relu then y = F.relu(y) end
+    end
+    (y * g):sum():backward()
+    return { y = y, gx = x.grad, gr = r.grad, gw = w and w.grad, gb = b and b.grad, rm = rm, rv = rv }
+  end
+
+  it("equals F.relu(F.batch_norm(...) + r) bit for bit: values, all four gradients, running statistics", function()
+    for _, shape in ipairs({ { 4, 3 }, { 3, 3, 20 }, { 2, 3, 6, 6 }, { 4, 3, 9, 11 } }) do
+      for _, training in ipairs({ true, false }) do
+        for _, affine in ipairs({ true, false }) do
+          for _, relu in ipairs({ true, false }) do
+            local a, b = run(shape, training, true, affine, relu), run(shape, training, false, affine, relu)
+            for k, t in pairs(b) do
+              H.assert_tensor(a[k], { shape = t:shape(), data = H.values(t) })
+            end
+            if relu and affine then -- where the sum is exactly 0 the residual gets no gradient
+              assert.are.equal(0, a.gr:select(2, 2):narrow(1, 1, shape[1] // 2):abs():sum():item())
+            end
+          end
+        end
+      end
+    end
+  end)
+
+  it("matches finite differences in x, r, weight and bias", function()
+    -- |r| >= 5 while |bn(x)| < 4 here: no sum is near ReLU's kink, and the ReLU cuts about half
+    cnn.manual_seed(5)
+    local x, r0 = cnn.randn(3, 2, 4, 4), cnn.randn(3, 2, 4, 4)
+    x:requires_grad_()
+    local r = (r0:sign() * (r0:abs() + 5)):requires_grad_()
+    local w, b = cnn.tensor({ 0.8, -1.1 }):requires_grad_(), cnn.tensor({ 0.3, -0.2 }):requires_grad_()
+    for _, training in ipairs({ true, false }) do
+      for _, relu in ipairs({ true, false }) do
+        H.gradcheck(function(xx, rr, ww, bb)
+          local o = { relu = relu, residual = rr }
+          return F.batch_norm(xx, cnn.zeros(2), cnn.ones(2), ww, bb, training, 0.1, 1e-5, o)
+        end, { x, r, w, b })
+      end
+    end
+  end)
+
+  it("rejects a residual of another shape or dtype, and keeps working", function()
+    local x = cnn.randn(4, 3, 2, 2)
+    local function bn(r) return F.batch_norm(x, nil, nil, nil, nil, true, 0.1, 1e-5, { residual = r }) end
+    H.assert_error(function() bn(cnn.randn(4, 3, 2)) end,
+      "batch_norm: residual should have the input's shape %(4, 3, 2, 2%), got %(4, 3, 2%)")
+    H.assert_error(function() bn(cnn.zeros({ 4, 3, 2, 2 }, { dtype = "int64" })) end,
+      "batch_norm: expected a float32 residual, got int64")
+    H.assert_error(function() bn(1) end, "batch_norm: residual")
+    H.assert_usable()
+    local r = cnn.randn(4, 3, 2, 2)
+    local y = F.batch_norm(x, nil, nil, nil, nil, true, 0.1, 1e-5, { residual = r })
+    H.assert_tensor(y, { shape = { 4, 3, 2, 2 }, data = H.values(F.batch_norm(x, nil, nil, nil, nil, true) + r) })
+  end)
+end)
+
 describe("F.local_response_norm", function()
   it("matches the formula by hand for one channel and size 1", function()
     -- scale = k + alpha * x^2 = 1 + 0.5 * 4 = 3; y = 2 * 3^-0.75

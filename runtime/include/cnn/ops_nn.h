@@ -53,6 +53,13 @@ cnn_tensor *cnn_op_dropout(const cnn_tensor *x, double p, bool training);
 cnn_tensor *cnn_op_batch_norm(const cnn_tensor *x, cnn_tensor *running_mean, cnn_tensor *running_var,
                               const cnn_tensor *weight, const cnn_tensor *bias, bool training, double momentum,
                               double eps, bool relu);
+/** cnn_op_batch_norm with residual (x's shape, float32) or NULL added to its result before the
+ * ReLU: relu(batch_norm(x) + residual) (a ResNet block's end) as one operation, one graph node
+ * (BatchNormAddReluBackward, or BatchNormAddBackward without relu), the same values and
+ * gradients as the three operations in sequence; residual's gradient is gy through the ReLU. */
+cnn_tensor *cnn_op_batch_norm_add(const cnn_tensor *x, cnn_tensor *running_mean, cnn_tensor *running_var,
+                                  const cnn_tensor *weight, const cnn_tensor *bias, bool training, double momentum,
+                                  double eps, const cnn_tensor *residual, bool relu);
 
 /** x (N, C, ...): PyTorch's local_response_norm across channels, x / (k + alpha / size * the sum of
  * x^2 over size neighbouring channels)^beta. size >= 1. */

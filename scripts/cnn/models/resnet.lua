@@ -67,11 +67,13 @@ end
 local BN_MT, BN_FORWARD = nn.BatchNorm2d.__mt, nn.BatchNorm2d.forward
 local RELU_MT, RELU_FORWARD = nn.ReLU.__mt, nn.ReLU.forward
 
+local function fuses(bn, relu)
+  return getmetatable(bn) == BN_MT and getmetatable(relu) == RELU_MT and bn.forward == BN_FORWARD and
+    relu.forward == RELU_FORWARD and not bn:_has_hooks() and not relu:_has_hooks()
+end
+
 local function bn_relu(bn, relu, x)
-  if getmetatable(bn) == BN_MT and getmetatable(relu) == RELU_MT and bn.forward == BN_FORWARD and
-      relu.forward == RELU_FORWARD and not bn:_has_hooks() and not relu:_has_hooks() then
-    return bn:_forward_relu(x)
-  end
+  if fuses(bn, relu) then return bn:_forward_relu(x) end
   return relu(bn(x))
 end
 
@@ -118,6 +120,19 @@ local function conv_bn_add_relu(conv, bn, relu, x, identity, own_identity)
   return y
 end
 
+-- relu(bn(conv(x)) + identity) for a block's end in training (or with autograd on): BatchNorm,
+-- the sum and the ReLU in one pass each way when they fuse (see bn_relu), else in steps.
+local function block_end_training(block, conv, bn, x, block_input)
+  local y = conv(x)
+  if fuses(bn, block.relu) then
+    return bn:_forward_relu(y, block.downsample and block.downsample(block_input) or block_input)
+  end
+  local out = bn(y)
+  local identity = block_input
+  if block.downsample then identity = block.downsample(block_input) end
+  return block.relu(out + identity)
+end
+
 -- relu(out + identity) for a block's end; in place on out when out is the block's own (inference)
 local function add_relu(relu, out, own, identity)
   if own and getmetatable(relu) == RELU_MT and relu.forward == RELU_FORWARD and not relu:_has_hooks() then
@@ -161,10 +176,7 @@ end
 function BasicBlock:forward(x)
   local out1, own1 = conv_bn(self.conv1, self.bn1, self.relu, x)
   if own1 then return block_end_inference(self, self.conv2, self.bn2, out1, x) end
-  local out, own = conv_bn(self.conv2, self.bn2, nil, out1)
-  local identity = x
-  if self.downsample then identity = self.downsample(x) end
-  return add_relu(self.relu, out, own, identity)
+  return block_end_training(self, self.conv2, self.bn2, out1, x)
 end
 
 BasicBlock.last_bn = "bn2"
@@ -192,10 +204,7 @@ function Bottleneck:forward(x)
   local out2, own2 = conv_bn(self.conv2, self.bn2, self.relu, out1)
   if own1 and own2 then free(out1) end
   if own2 then return block_end_inference(self, self.conv3, self.bn3, out2, x) end
-  local out, own = conv_bn(self.conv3, self.bn3, nil, out2)
-  local identity = x
-  if self.downsample then identity = self.downsample(x) end
-  return add_relu(self.relu, out, own, identity)
+  return block_end_training(self, self.conv3, self.bn3, out2, x)
 end
 
 Bottleneck.last_bn = "bn3"

@@ -509,9 +509,13 @@ function BatchNorm:forward(x) return batch_norm(self, x) end
 local RELU = {relu = true}
 
 -- bn:_forward_relu(x) is F.relu(bn(x)) in one pass each way (F.batch_norm's relu option), with the
--- same running-statistics bookkeeping as forward. Callers that fuse a ReLU this way must check
--- that bn's forward is this class's own (models/resnet.lua does).
-function BatchNorm:_forward_relu(x) return batch_norm(self, x, RELU) end
+-- same running-statistics bookkeeping as forward; bn:_forward_relu(x, r) is F.relu(bn(x) + r) (its
+-- residual option: a ResNet block's end). Callers that fuse a ReLU this way must check that bn's
+-- forward is this class's own (models/resnet.lua does).
+function BatchNorm:_forward_relu(x, residual)
+  if residual == nil then return batch_norm(self, x, RELU) end
+  return batch_norm(self, x, {relu = true, residual = residual})
+end
 
 function BatchNorm:extra_repr()
   return string.format("%d, eps=%s, momentum=%s, affine=%s, track_running_stats=%s", self.num_features,
