@@ -101,6 +101,7 @@ typedef struct red_job {
   int op, k; /* fop, kind (f32); prod (i64); is_max (argext) */
   const float *xf;
   const int64_t *xi;
+  const uint8_t *xb; /* uint8 and bool input of the int64 sum and prod (xi NULL) */
   const struct plan *p;
   int64_t n; /* a long row's length */
   double mean;
@@ -262,32 +263,39 @@ static int reduce_f32(fop op, const float *x, const plan *p, int correction, flo
   return 0;
 }
 
-/* ---- int64 sum and prod: wrapping arithmetic is exact in any order (uint8 and bool arrive as
- * int64 copies) ---- */
+/* ---- int64 sum and prod: wrapping arithmetic is exact in any order. uint8 and bool are read as
+ * they are (one byte an element) and accumulate into int64, as PyTorch's ---- */
+
+/* The sum or product of the n elements at x + off (int64, or bytes when j->xb). */
+static int64_t i64_run(const red_job *j, int64_t off, int64_t n) {
+  uint64_t t = j->op ? 1 : 0;
+  if (j->xb) {
+    const uint8_t *x = j->xb + off;
+    if (j->op) {
+      for (int64_t i = 0; i < n; i++) t *= x[i];
+    } else {
+      for (int64_t i = 0; i < n; i++) t += x[i];
+    }
+  } else {
+    const int64_t *x = j->xi + off;
+    if (j->op) {
+      for (int64_t i = 0; i < n; i++) t *= (uint64_t)x[i];
+    } else {
+      for (int64_t i = 0; i < n; i++) t += (uint64_t)x[i];
+    }
+  }
+  return (int64_t)t;
+}
 
 static void i64_blocks(void *arg, int64_t b0, int64_t b1) {
   const red_job *j = arg;
-  for (int64_t b = b0; b < b1; b++) {
-    const int64_t *x = j->xi + b * BLK, n = min64(BLK, j->n - b * BLK);
-    uint64_t t = j->op ? 1 : 0;
-    for (int64_t i = 0; i < n; i++) t = j->op ? t * (uint64_t)x[i] : t + (uint64_t)x[i];
-    j->ipart[b] = (int64_t)t;
-  }
+  for (int64_t b = b0; b < b1; b++) j->ipart[b] = i64_run(j, b * BLK, min64(BLK, j->n - b * BLK));
 }
 
 static void i64_rows(void *arg, int64_t o0, int64_t o1) {
   const red_job *j = arg;
   const int64_t r = j->p->r;
-  for (int64_t o = o0; o < o1; o++) {
-    const int64_t *row = j->xi + o * r;
-    uint64_t t = j->op ? 1 : 0;
-    if (j->op) {
-      for (int64_t i = 0; i < r; i++) t *= (uint64_t)row[i];
-    } else {
-      for (int64_t i = 0; i < r; i++) t += (uint64_t)row[i];
-    }
-    j->outi[o] = (int64_t)t;
-  }
+  for (int64_t o = o0; o < o1; o++) j->outi[o] = i64_run(j, o * r, r);
 }
 
 static void i64_cols(void *arg, int64_t w0, int64_t w1) {
@@ -296,25 +304,40 @@ static void i64_cols(void *arg, int64_t w0, int64_t w1) {
   const int64_t r = j->p->r, inner = j->p->inner, nch = (inner + CH - 1) / CH;
   for (int64_t w = w0; w < w1; w++) {
     const int64_t o = w / nch, j0 = (w % nch) * CH, m = min64(CH, inner - j0);
-    const int64_t *base = j->xi + o * r * inner + j0;
     uint64_t acc[CH];
     for (int64_t c = 0; c < m; c++) acc[c] = prod ? 1 : 0;
-    for (int64_t i = 0; i < r; i++) {
-      const int64_t *row = base + i * inner;
-      if (prod) {
-        for (int64_t c = 0; c < m; c++) acc[c] *= (uint64_t)row[c];
-      } else {
-        for (int64_t c = 0; c < m; c++) acc[c] += (uint64_t)row[c];
+    if (j->xb) {
+      const uint8_t *base = j->xb + o * r * inner + j0;
+      for (int64_t i = 0; i < r; i++) {
+        const uint8_t *row = base + i * inner;
+        if (prod) {
+          for (int64_t c = 0; c < m; c++) acc[c] *= row[c];
+        } else {
+          for (int64_t c = 0; c < m; c++) acc[c] += row[c];
+        }
+      }
+    } else {
+      const int64_t *base = j->xi + o * r * inner + j0;
+      for (int64_t i = 0; i < r; i++) {
+        const int64_t *row = base + i * inner;
+        if (prod) {
+          for (int64_t c = 0; c < m; c++) acc[c] *= (uint64_t)row[c];
+        } else {
+          for (int64_t c = 0; c < m; c++) acc[c] += (uint64_t)row[c];
+        }
       }
     }
     for (int64_t c = 0; c < m; c++) j->outi[o * inner + j0 + c] = (int64_t)acc[c];
   }
 }
 
-static int reduce_i64(bool prod, const int64_t *x, const plan *p, int64_t *out) {
+/* x: int64, or uint8 / bool (one byte an element) -> out: int64 */
+static int reduce_i64(bool prod, const cnn_tensor *x, const plan *p, int64_t *out) {
   const int64_t outer = p->outer, r = p->r, inner = p->inner;
   if (outer * inner == 0) return 0;
-  red_job j = {.op = prod, .xi = x, .p = p, .n = r, .outi = out};
+  red_job j = {.op = prod, .p = p, .n = r, .outi = out};
+  if (x->dtype == CNN_INT64) j.xi = cnn_tensor_i64(x);
+  else j.xb = cnn_tensor_u8(x);
   if (inner == 1 && outer == 1 && r >= 2 * BLK && go_parallel(r)) {
     /* one long row: per-block partials (wrapping arithmetic, so any grouping gives the same) */
     const int64_t nb = (r + BLK - 1) / BLK;
@@ -342,29 +365,23 @@ cnn_tensor *cnn_red_reduce(cnn_redop op, const cnn_tensor *x, int dim, bool keep
     cnn_error_set("mean needs a float32 tensor, got %s", cnn_dtype_name(x->dtype));
     return NULL;
   }
-  if (x->dtype == CNN_UINT8 || x->dtype == CNN_BOOL) {
-    /* uint8 and bool sum and multiply into int64, as PyTorch's: reduced as an int64 copy */
-    cnn_tensor *wide = cnn_tensor_to_dtype(x, CNN_INT64);
-    cnn_tensor *r = wide ? cnn_red_reduce(op, wide, dim, keepdim) : NULL;
-    cnn_tensor_release(wide);
-    return r;
-  }
   plan p;
   cnn_tensor *xc = prepare(x, dim, keepdim, false, &p);
   if (!xc) return NULL;
-  cnn_dtype odt = op == CNN_RED_MEAN ? CNN_FLOAT32 : x->dtype;
+  /* uint8 and bool sum and multiply into int64, as PyTorch's */
+  cnn_dtype odt = op == CNN_RED_MEAN ? CNN_FLOAT32 : x->dtype == CNN_FLOAT32 ? CNN_FLOAT32 : CNN_INT64;
   cnn_tensor *out = cnn_tensor_empty(odt, p.ndim, p.size);
   if (!out) goto fail;
   if (x->dtype == CNN_FLOAT32) {
     fop f = op == CNN_RED_SUM ? F_SUM : op == CNN_RED_MEAN ? F_MEAN : F_PROD;
     if (reduce_f32(f, cnn_tensor_f32(xc), &p, 0, cnn_tensor_f32(out))) goto fail;
   } else if (op != CNN_RED_MEAN) {
-    if (reduce_i64(op == CNN_RED_PROD, cnn_tensor_i64(xc), &p, cnn_tensor_i64(out))) goto fail;
+    if (reduce_i64(op == CNN_RED_PROD, xc, &p, cnn_tensor_i64(out))) goto fail;
   } else {
     /* mean of int64: the exact integer sum, then one division in double */
     cnn_tensor *sum = cnn_tensor_empty(CNN_INT64, p.ndim, p.size);
     if (!sum) goto fail;
-    if (reduce_i64(false, cnn_tensor_i64(xc), &p, cnn_tensor_i64(sum))) {
+    if (reduce_i64(false, xc, &p, cnn_tensor_i64(sum))) {
       cnn_tensor_release(sum);
       goto fail;
     }
@@ -430,33 +447,58 @@ static int64_t argext_row_i64(bool is_max, const int64_t *x, int64_t n) {
   return bi;
 }
 
-/* The argext loops' operands (the red_job of the sums has no room for both outputs). */
+static int64_t argext_row_u8(bool is_max, const uint8_t *x, int64_t n) {
+  uint8_t best = x[0];
+  int64_t bi = 0;
+  if (is_max) {
+    for (int64_t i = 1; i < n && best != 255; i++)
+      if (x[i] > best) best = x[i], bi = i;
+  } else {
+    for (int64_t i = 1; i < n && best != 0; i++)
+      if (x[i] < best) best = x[i], bi = i;
+  }
+  return bi;
+}
+
+/* The argext loops' operands (the red_job of the sums has no room for both outputs). One of xf, xi
+ * and xb (uint8 and bool, compared as bytes) is set, with the values' output of the same type. */
 typedef struct {
-  bool is_max, f32;
+  bool is_max;
   const float *xf;
   const int64_t *xi;
+  const uint8_t *xb;
   float *vf;
   int64_t *vi, *oi, *part;
+  uint8_t *vb;
   int64_t outer, r, inner;
 } ext_job;
 
+/* the index of the first extremum of the n elements from off */
+static int64_t ext_run(const ext_job *j, int64_t off, int64_t n) {
+  if (j->xf) return argext_row_f32(j->is_max, j->xf + off, n);
+  if (j->xi) return argext_row_i64(j->is_max, j->xi + off, n);
+  return argext_row_u8(j->is_max, j->xb + off, n);
+}
+
+/* writes element at of the input to the values' output at o */
+static void ext_store(const ext_job *j, int64_t o, int64_t at) {
+  if (j->xf) j->vf[o] = j->xf[at];
+  else if (j->xi) j->vi[o] = j->xi[at];
+  else j->vb[o] = j->xb[at];
+}
+
 static void ext_blocks(void *arg, int64_t b0, int64_t b1) {
   const ext_job *j = arg;
-  for (int64_t b = b0; b < b1; b++) {
-    int64_t n = min64(BLK, j->r - b * BLK);
-    j->part[b] = b * BLK + (j->f32 ? argext_row_f32(j->is_max, j->xf + b * BLK, n)
-                                   : argext_row_i64(j->is_max, j->xi + b * BLK, n));
-  }
+  for (int64_t b = b0; b < b1; b++) j->part[b] = b * BLK + ext_run(j, b * BLK, min64(BLK, j->r - b * BLK));
 }
 
 static void ext_rows(void *arg, int64_t o0, int64_t o1) {
   const ext_job *j = arg;
   const int64_t r = j->r;
   for (int64_t o = o0; o < o1; o++) {
-    int64_t bi = j->f32 ? argext_row_f32(j->is_max, j->xf + o * r, r) : argext_row_i64(j->is_max, j->xi + o * r, r);
+    int64_t bi = ext_run(j, o * r, r);
     j->oi[o] = bi;
-    if (j->f32) j->vf[o] = j->xf[o * r + bi];
-    else j->vi[o] = j->xi[o * r + bi];
+    ext_store(j, o, o * r + bi);
   }
 }
 
@@ -468,7 +510,7 @@ static void ext_cols(void *arg, int64_t w0, int64_t w1) {
     const int64_t o = w / nch, j0 = (w % nch) * CH, m = min64(CH, inner - j0);
     int64_t bi[CH];
     for (int64_t j = 0; j < m; j++) bi[j] = 0;
-    if (e->f32) {
+    if (e->xf) {
       const float *base = e->xf + o * r * inner + j0;
       float best[CH];
       for (int64_t j = 0; j < m; j++) best[j] = base[j];
@@ -478,6 +520,21 @@ static void ext_cols(void *arg, int64_t w0, int64_t w1) {
           if (BETTER(is_max, row[j], best[j])) best[j] = row[j], bi[j] = i;
       }
       for (int64_t j = 0; j < m; j++) e->vf[o * inner + j0 + j] = best[j];
+    } else if (e->xb) {
+      const uint8_t *base = e->xb + o * r * inner + j0;
+      uint8_t best[CH];
+      for (int64_t j = 0; j < m; j++) best[j] = base[j];
+      for (int64_t i = 1; i < r; i++) {
+        const uint8_t *row = base + i * inner;
+        if (is_max) {
+          for (int64_t j = 0; j < m; j++)
+            if (row[j] > best[j]) best[j] = row[j], bi[j] = i;
+        } else {
+          for (int64_t j = 0; j < m; j++)
+            if (row[j] < best[j]) best[j] = row[j], bi[j] = i;
+        }
+      }
+      for (int64_t j = 0; j < m; j++) e->vb[o * inner + j0 + j] = best[j];
     } else {
       const int64_t *base = e->xi + o * r * inner + j0;
       int64_t best[CH];
@@ -501,10 +558,11 @@ static void ext_cols(void *arg, int64_t w0, int64_t w1) {
 /* x: (outer, r, inner) contiguous with r >= 1 -> vals (x's dtype), idx: (outer, inner). */
 static int argext(bool is_max, const cnn_tensor *xc, const plan *p, cnn_tensor *vals, cnn_tensor *idx) {
   const int64_t outer = p->outer, r = p->r, inner = p->inner;
-  const bool f32 = xc->dtype == CNN_FLOAT32;
-  ext_job j = {.is_max = is_max, .f32 = f32, .oi = cnn_tensor_i64(idx), .outer = outer, .r = r, .inner = inner};
+  const bool f32 = xc->dtype == CNN_FLOAT32, i64 = xc->dtype == CNN_INT64;
+  ext_job j = {.is_max = is_max, .oi = cnn_tensor_i64(idx), .outer = outer, .r = r, .inner = inner};
   if (f32) j.xf = cnn_tensor_f32(xc), j.vf = cnn_tensor_f32(vals);
-  else j.xi = cnn_tensor_i64(xc), j.vi = cnn_tensor_i64(vals);
+  else if (i64) j.xi = cnn_tensor_i64(xc), j.vi = cnn_tensor_i64(vals);
+  else j.xb = cnn_tensor_u8(xc), j.vb = cnn_tensor_u8(vals);
   if (outer * inner == 0) return 0;
   if (inner == 1 && outer == 1 && r >= 2 * BLK && go_parallel(r)) {
     /* one long row: the first extremum of each block, then the first among those in block order */
@@ -513,16 +571,18 @@ static int argext(bool is_max, const cnn_tensor *xc, const plan *p, cnn_tensor *
     cnn_parallel_for(nb, 1, ext_blocks, &j);
     const float *xf = j.xf;
     const int64_t *xi = j.xi;
+    const uint8_t *xb = j.xb;
     int64_t bi = j.part[0];
     for (int64_t b = 1; b < nb; b++) {
       int64_t c = j.part[b];
-      if (f32 ? (xf[bi] == xf[bi] && (BETTER(is_max, xf[c], xf[bi]))) : (is_max ? xi[c] > xi[bi] : xi[c] < xi[bi]))
-        bi = c;
+      bool better = f32   ? xf[bi] == xf[bi] && BETTER(is_max, xf[c], xf[bi])
+                    : i64 ? (is_max ? xi[c] > xi[bi] : xi[c] < xi[bi])
+                          : (is_max ? xb[c] > xb[bi] : xb[c] < xb[bi]);
+      if (better) bi = c;
     }
     free(j.part);
     j.oi[0] = bi;
-    if (f32) j.vf[0] = xf[bi];
-    else j.vi[0] = xi[bi];
+    ext_store(&j, 0, bi);
     return 0;
   }
   if (inner == 1) cnn_parallel_items(outer, outer * r, ext_rows, &j);
@@ -531,22 +591,6 @@ static int argext(bool is_max, const cnn_tensor *xc, const plan *p, cnn_tensor *
 }
 
 static int max_min(bool is_max, const cnn_tensor *x, int dim, bool keepdim, cnn_tensor **values, cnn_tensor **indices) {
-  if (x->dtype == CNN_UINT8 || x->dtype == CNN_BOOL) {
-    /* one-byte values: found among their int64 copies (exact), then given back in x's dtype */
-    cnn_tensor *wide = cnn_tensor_to_dtype(x, CNN_INT64), *v = NULL, *i = NULL;
-    int rc = wide ? max_min(is_max, wide, dim, keepdim, &v, indices ? &i : NULL) : -1;
-    cnn_tensor_release(wide);
-    cnn_tensor *nv = rc == 0 ? cnn_tensor_to_dtype(v, x->dtype) : NULL;
-    cnn_tensor_release(v);
-    if (!nv) {
-      cnn_tensor_release(i);
-      return -1;
-    }
-    if (values) *values = nv;
-    else cnn_tensor_release(nv);
-    if (indices) *indices = i;
-    return 0;
-  }
   plan p;
   cnn_tensor *xc = prepare(x, dim, keepdim, true, &p);
   if (!xc) return -1;

@@ -228,3 +228,28 @@ describe("reductions at PyTorch's edges", function()
     H.assert_tensor(x:view(1, 2):std(2), { math.sqrt(2) * 3e20 }, { rtol = 1e-6 })
   end)
 end)
+
+describe("uint8 reductions", function()
+  -- x = 0, 1, ..., 255, 0, 1, ... (1e6 values): 3906 full cycles of sum 32640 and 0..63 (2016), so
+  -- the sum is 127493856 (int64, as PyTorch's); the first 255 is element 256
+  it("read the bytes directly: exact int64 sums, max/min in uint8, no int64 copy", function()
+    local x = cnn.arange(0, 1000000):bitwise_and(255):byte()
+    local base = cnn.memory_stats({ reset_peak = true }).live_bytes
+    local s, mx, mn, am = x:sum(), x:max(), x:min(), x:argmax()
+    local mat = x:view(1000, 1000)
+    local cols, rows, v, i = mat:sum(1), mat:sum(2), mat:max(1)
+    local grown = cnn.memory_stats().peak_live_bytes - base
+    assert(grown < 100000, "peak grew by " .. grown .. " bytes (an int64 copy is 8e6)")
+    assert.are.equal("int64", s:dtype())
+    assert.are.equal(127493856, s:item())
+    assert.are.equal("uint8", mx:dtype())
+    assert.are.same({ 255, 0, 256 }, { mx:item(), mn:item(), am:item() })
+    -- row k holds (1000 k + j) mod 256 for j = 0..999; against the int64 path
+    assert.are.same(mat:long():sum(1):totable(), cols:totable())
+    assert.are.same(mat:long():sum(2):totable(), rows:totable())
+    local vl, il = mat:long():max(1)
+    assert.are.same(vl:totable(), v:long():totable())
+    assert.are.same(il:totable(), i:totable())
+    assert.are.equal(124716, rows[1]) -- row 1: 3 cycles (97920) + 0..231 (26796)
+  end)
+end)
