@@ -1,11 +1,12 @@
 /* Storage allocator (see alloc.h). Small blocks (under 1 MB) are rounded up to a size class (4 per
  * power of two, so at most 25% slack) and released blocks wait on their class's free list until
- * reused or until the cache exceeds its limit. Large blocks come from one reserved address range,
- * first fit over its free extents (merged with their neighbours when released), so memory released
- * by a layer serves the next layer's outputs whatever their sizes: ResNet-50 inference (51, 26,
- * 13, 6 MB activations) peaks near its live peak instead of a cached set of blocks per size (RSS
- * 540 MB to 292), and a steady loop touches no new pages. Invariant: live bytes count requested
- * sizes, cached bytes the classes on the free lists and the heap's free extents below its top;
+ * reused or until the cache exceeds its limit. Large blocks come from reserved address ranges
+ * (segments, reserved as the heap grows), first fit over their free extents (merged with their
+ * neighbours when released), so memory released by a layer serves the next layer's outputs
+ * whatever their sizes: ResNet-50 inference (51, 26, 13, 6 MB activations) peaks near its live
+ * peak instead of a cached set of blocks per size (RSS 540 MB to 292), and a steady loop touches
+ * no new pages. Invariant: live bytes count requested
+ * sizes, cached bytes the classes on the free lists and the heap's free extents below the tops;
  * one mutex guards it all because kernels may allocate from worker threads. */
 #include "core/alloc.h"
 #include "cnn/error.h"
@@ -67,36 +68,83 @@ static int size_class(size_t n, size_t *class_size) {
 #endif
 
 /* ---- the large-block heap ----
- * [heap, heap + heap_cap) is reserved address space (MAP_NORESERVE: pages exist once touched);
- * [0, heap_top) has been handed out at least once. Free extents below heap_top are kept sorted by
- * offset and never adjacent (released blocks merge). Sizes and offsets are multiples of GRAIN. */
+ * Segments of reserved address space (MAP_NORESERVE: pages exist once touched), reserved as the
+ * heap grows: 256 MiB first, then as much again as all before (so the reserved total stays within
+ * twice what was needed), halved down to the request when the OS refuses (an address-space limit,
+ * `ulimit -v`), never more in all than the machine's memory. Growth extends the last segment in
+ * place when the range above it is free (the usual case), so the heap is mostly one range. [base, base + top) of a
+ * segment has been handed out at least once. Free extents below the tops are kept sorted by address
+ * and never adjacent within a segment (released blocks merge). Sizes are multiples of GRAIN. */
 #define LARGE ((size_t)1 << 20)
 #define GRAIN ((size_t)64 << 10)
 #define MAX_EXTENTS 4096
+#define MAX_SEGMENTS 48
+#define FIRST_SEGMENT ((size_t)256 << 20)
 
 typedef struct extent {
-  size_t off, len;
+  char *p;
+  size_t len;
+  int seg;
 } extent;
 
-static char *heap;
-static size_t heap_cap, heap_top;
-static int heap_state; /* 0 not tried, 1 reserved, -1 unavailable (large blocks use aligned_alloc) */
+typedef struct segment {
+  char *base;
+  size_t cap, top;
+} segment;
+
+static segment segs[MAX_SEGMENTS];
+static int n_segs;
+static size_t reserved_bytes;
 static extent ext[MAX_EXTENTS];
 static int n_ext;
 
 static size_t physical_memory(void);
 
-static int heap_ready(void) {
-  if (heap_state == 0) {
-    size_t cap = physical_memory();
-    if (cap == SIZE_MAX || cap > ((size_t)1 << 40)) cap = (size_t)1 << 40;
-    cap = cap / GRAIN * GRAIN;
-    void *p = cap ? mmap(NULL, cap, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0)
-                  : MAP_FAILED;
-    if (p == MAP_FAILED) heap_state = -1;
-    else heap = p, heap_cap = cap, heap_state = 1;
+/* Where the first segment is asked for: far from the libraries and thread stacks that mmap places
+ * top-down near the top of the address space, so the range above it stays free and the heap grows
+ * in place (one range: no free tail stranded below a new segment). Only a hint. */
+#if UINTPTR_MAX > 0xffffffffu
+#define HEAP_HINT ((void *)((uintptr_t)1 << 45))
+#else
+#define HEAP_HINT NULL
+#endif
+#ifndef MAP_FIXED_NOREPLACE
+#define MAP_FIXED_NOREPLACE 0 /* then the address asked for is a hint, checked below */
+#endif
+
+/* Reserves at least len more bytes (under the lock): right above the last segment when that range
+ * is free (the segment grows), else a new segment; false when the OS refuses. */
+static bool heap_grow(size_t len) {
+  size_t phys = physical_memory(), want = reserved_bytes > FIRST_SEGMENT ? reserved_bytes : FIRST_SEGMENT;
+  if (phys != SIZE_MAX && want > phys - (reserved_bytes < phys ? reserved_bytes : phys))
+    want = phys - (reserved_bytes < phys ? reserved_bytes : phys);
+  want = want / GRAIN * GRAIN;
+  if (want < len) want = len;
+  const int flags = MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE;
+  for (;;) {
+    segment *last = n_segs ? &segs[n_segs - 1] : NULL;
+    if (last) {
+      char *end = last->base + last->cap;
+      void *p = mmap(end, want, PROT_READ | PROT_WRITE, flags | MAP_FIXED_NOREPLACE, -1, 0);
+      if (p == end) {
+        last->cap += want;
+        reserved_bytes += want;
+        return true;
+      }
+      if (p != MAP_FAILED) munmap(p, want); /* placed elsewhere (an old kernel took it as a hint) */
+    }
+    if (n_segs < MAX_SEGMENTS) {
+      void *p = mmap(last ? NULL : HEAP_HINT, want, PROT_READ | PROT_WRITE, flags, -1, 0);
+      if (p != MAP_FAILED) {
+        segs[n_segs++] = (segment){p, want, 0};
+        reserved_bytes += want;
+        return true;
+      }
+    }
+    if (want == len) return false;
+    want = want / 2 / GRAIN * GRAIN;
+    if (want < len) want = len;
   }
-  return heap_state == 1;
 }
 
 static void ext_remove(int i) {
@@ -104,53 +152,62 @@ static void ext_remove(int i) {
   n_ext--;
 }
 
-/* A block of len bytes from the heap (under the lock), or NULL when it is full: the lowest free
- * extent that fits (first fit keeps the live blocks low: ResNet-18 training at batch 16 held
- * 501 MB against best fit's 578, for 470 MB live), else the top, taking the last free extent along
- * when it ends there. *fresh: the bytes past the old top. */
+/* A block of len bytes from the heap (under the lock), or NULL when no segment can be had: the
+ * lowest free extent that fits (first fit keeps the live blocks low: ResNet-18 training at batch
+ * 16 held 501 MB against best fit's 578, for 470 MB live), else the top of the first segment with
+ * room, taking its last free extent along when it ends there, else a new segment. *fresh: the bytes
+ * past the old top. */
 static void *heap_take(size_t len, size_t *fresh) {
-  int at = -1;
-  for (int i = 0; i < n_ext && at < 0; i++)
-    if (ext[i].len >= len) at = i;
   *fresh = 0;
-  if (at >= 0) {
-    size_t off = ext[at].off;
-    ext[at].off += len, ext[at].len -= len;
-    if (ext[at].len == 0) ext_remove(at);
-    return heap + off;
+  for (int i = 0; i < n_ext; i++)
+    if (ext[i].len >= len) {
+      char *p = ext[i].p;
+      ext[i].p += len, ext[i].len -= len;
+      if (ext[i].len == 0) ext_remove(i);
+      return p;
+    }
+  for (int pass = 0; pass < 2; pass++) {
+    for (int s = 0; s < n_segs; s++) {
+      segment *g = &segs[s];
+      int last = -1; /* the free extent ending at the top, if any */
+      for (int i = 0; i < n_ext; i++)
+        if (ext[i].seg == s && ext[i].p + ext[i].len == g->base + g->top) last = i;
+      size_t start = last >= 0 ? (size_t)(ext[last].p - g->base) : g->top;
+      if (start + len > g->cap) continue;
+      if (last >= 0) ext_remove(last);
+      *fresh = start + len - g->top;
+      g->top = start + len;
+      return g->base + start;
+    }
+    if (pass == 0 && !heap_grow(len)) return NULL;
   }
-  size_t start = heap_top;
-  bool last = n_ext > 0 && ext[n_ext - 1].off + ext[n_ext - 1].len == heap_top;
-  if (last) start = ext[n_ext - 1].off;
-  if (start + len > heap_cap) return NULL;
-  if (last) n_ext--;
-  *fresh = start + len - heap_top;
-  heap_top = start + len;
-  return heap + start;
+  return NULL;
 }
 
-/* Returns [p, p + len) to the heap's free extents (under the lock). */
-static void heap_give(char *p, size_t len) {
-  size_t off = (size_t)(p - heap);
-  int i = 0; /* the first extent past off */
-  while (i < n_ext && ext[i].off < off) i++;
-  bool prev = i > 0 && ext[i - 1].off + ext[i - 1].len == off, next = i < n_ext && off + len == ext[i].off;
+static int segment_of(const void *p) {
+  for (int s = 0; s < n_segs; s++)
+    if ((const char *)p >= segs[s].base && (const char *)p < segs[s].base + segs[s].cap) return s;
+  return -1;
+}
+
+/* Returns [p, p + len) of segment s to the heap's free extents (under the lock). */
+static void heap_give(char *p, size_t len, int s) {
+  int i = 0; /* the first extent past p */
+  while (i < n_ext && ext[i].p < p) i++;
+  bool prev = i > 0 && ext[i - 1].seg == s && ext[i - 1].p + ext[i - 1].len == p;
+  bool next = i < n_ext && ext[i].seg == s && p + len == ext[i].p;
   if (prev && next) {
     ext[i - 1].len += len + ext[i].len;
     ext_remove(i);
   } else if (prev) {
     ext[i - 1].len += len;
   } else if (next) {
-    ext[i].off = off, ext[i].len += len;
+    ext[i].p = p, ext[i].len += len;
   } else if (n_ext < MAX_EXTENTS) {
     for (int j = n_ext; j > i; j--) ext[j] = ext[j - 1];
-    ext[i] = (extent){off, len};
+    ext[i] = (extent){p, len, s};
     n_ext++;
   } /* else the extent is lost to reuse (thousands of holes: not seen in practice) */
-}
-
-static bool in_heap(const void *p) {
-  return heap_state == 1 && (const char *)p >= heap && (const char *)p < heap + heap_cap;
 }
 
 static size_t large_len(size_t nbytes) { return (nbytes + GRAIN - 1) / GRAIN * GRAIN; }
@@ -179,7 +236,7 @@ void *cnn_alloc(size_t nbytes) {
     size_t len = large_len(nbytes), fresh = 0;
     void *p = NULL;
     pthread_mutex_lock(&lock);
-    if (heap_ready()) p = heap_take(len, &fresh);
+    p = heap_take(len, &fresh);
     if (p) {
       UNPOISON(p, nbytes);
       POISON((char *)p + nbytes, len - nbytes);
@@ -225,11 +282,12 @@ void cnn_free(void *p, size_t nbytes) {
   if (!p) return;
   if (nbytes >= LARGE) {
     pthread_mutex_lock(&lock);
-    bool ours = in_heap(p);
+    int seg = segment_of(p);
+    bool ours = seg >= 0;
     if (ours) {
       size_t len = large_len(nbytes);
       POISON(p, len);
-      heap_give(p, len);
+      heap_give(p, len, seg);
       live_bytes -= nbytes;
       heap_free_bytes += len;
       /* past the cache limit the pages go back to the OS now; the range stays reserved and
@@ -289,11 +347,15 @@ void cnn_alloc_trim(void) {
   cached_bytes = 0;
   /* the heap's free pages back to the OS (the range stays reserved); a free extent at the top
    * lowers the top */
-  for (int i = 0; i < n_ext; i++) madvise(heap + ext[i].off, ext[i].len, MADV_DONTNEED);
+  for (int i = 0; i < n_ext; i++) madvise(ext[i].p, ext[i].len, MADV_DONTNEED);
   heap_resident_bytes = 0;
-  if (n_ext > 0 && ext[n_ext - 1].off + ext[n_ext - 1].len == heap_top) {
-    heap_free_bytes -= ext[n_ext - 1].len;
-    heap_top = ext[--n_ext].off;
+  for (int i = n_ext - 1; i >= 0; i--) {
+    segment *g = &segs[ext[i].seg];
+    if (ext[i].p + ext[i].len == g->base + g->top) {
+      heap_free_bytes -= ext[i].len;
+      g->top = (size_t)(ext[i].p - g->base);
+      ext_remove(i);
+    }
   }
   pthread_mutex_unlock(&lock);
 }

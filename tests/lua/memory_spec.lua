@@ -103,6 +103,50 @@ describe("memory", function()
     assert.are.equal(0, again:sum():item())
   end)
 
+  -- The large-block heap reserves address space as it grows (256 MiB, then doubling), not the
+  -- machine's memory at once (24 GB here): a 1 MiB tensor leaves the process under 1.5 GiB of
+  -- address space, and under `ulimit -v 1500000` the heap still reuses released blocks for other
+  -- sizes and grows to hold 800 MB. In a child cnnlua (a sanitized one cannot start under the limit).
+  it("the large-block heap reserves address space as it grows, and works under ulimit -v", function()
+    local cnnlua = os.getenv("CNNLUA")
+    local script = os.tmpname()
+    local function run(limit, code)
+      local f = assert(io.open(script, "w"))
+      f:write(code)
+      f:close()
+      local limited = limit and "ulimit -v " .. limit .. " && " or ""
+      local p = io.popen(limited .. "'" .. cnnlua .. "' " .. script .. " 2>&1")
+      local out = p:read("a")
+      p:close()
+      return out
+    end
+    if not cnnlua or not run(1500000, "print(\"up\")"):find("^up") then
+      os.remove(script)
+      pending("a sanitized cnnlua cannot start under ulimit -v")
+      return
+    end
+    local vm = run(nil, [[
+      local t = cnn.empty(262144)
+      local f = io.open("/proc/self/status")
+      print(f:read("a"):match("VmSize:%s*(%d+)"), t:numel())]])
+    local kb = tonumber(vm:match("^(%d+)\t262144"))
+    assert(kb and kb < 1536 * 1024, "VmSize after a 1 MiB tensor: " .. vm)
+    local out = run(1500000, [[
+      local MiB = 2 ^ 20
+      do
+        local a <close> = cnn.empty(4 * MiB)
+        local b <close> = cnn.empty(2 * MiB)
+      end
+      local held = cnn.memory_stats().cached_bytes
+      local c <close> = cnn.empty(5 * MiB)
+      local d <close> = cnn.empty(768 * 1024)
+      local reused = held - cnn.memory_stats().cached_bytes
+      local big = cnn.ones(200 * MiB)
+      print(reused >= 23 * MiB, big:sum():item())]])
+    os.remove(script)
+    assert.are.equal("true\t209715200.0\n", out)
+  end)
+
   it("10,000 4 MiB temporaries stay under 512 MiB live without collectgarbage", function()
     for i = 1, 10000 do
       local y = cnn.empty(1024, 1024)
