@@ -351,8 +351,12 @@ local norm_fn = require("cnn.autograd").Function {
       -- taken wherever ATen's is finite (its infinities and NaNs are kept as they are)
       local ref = c1 * dy + c2 * x + c3
       local gdy = gamma and dy * gamma or dy
-      local xhat = (x - mean) * rstd
       local function avg(t) return t:sum(4, true):sum(3, true) * s end
+      -- x - mean re-centred: the float32 mean's rounding (an ulp of the values) would shift every
+      -- xhat alike, and where the spread is small next to the values that shift is 1e-6 of xhat,
+      -- amplified by the cancellation below (a layer of two close values: 7e-4 of the gradient)
+      local xc = x - mean
+      local xhat = (xc - avg(xc)) * rstd
       local stable = (gdy - avg(gdy) - xhat * avg(gdy * xhat)) * rstd
       gx = core.where(ref:isnan():logical_or(ref:isinf()), ref, stable)
     end

@@ -85,6 +85,22 @@ describe("composed norms and everyday ops", function()
       {rtol = 2e-6, atol = 0})
   end)
 
+  -- Hand-worked in double: layer_norm over the pair {x1, x2} has d = (x2 - x1) / 2, rstd =
+  -- 1 / sqrt(d^2 + eps), a = d rstd and, for y weighted by {1, -0.5}, dx1 = -dx2 = rstd 0.75 (1 - a^2):
+  -- 1 - a^2 = 0.0036 cancels, so the float32 mean's rounding (1e-6 of a when it shifts x - mean)
+  -- must not reach it (it gave 7e-4 of the gradient; PyTorch's is within 1e-4)
+  it("layer_norm's input gradient keeps its precision for two close values (oracle seed 3)", function()
+    local x1, x2 = 1.31072998046875, 1.4153028726577759 -- both float32
+    local x = cnn.tensor({ { x1, x2 } }):requires_grad_()
+    local y = F.layer_norm(x, 2)
+    y:backward(cnn.tensor({ { 1, -0.5 } }))
+    local d = (x2 - x1) / 2
+    local r = 1 / math.sqrt(d * d + 1e-5)
+    local a = d * r
+    local g = r * 0.75 * (1 - a * a)
+    H.assert_tensor(x.grad, { { g, -g } }, { rtol = 1e-4, atol = 0 })
+  end)
+
   it("one_hot: 1-based labels to int64 rows", function()
     local y = F.one_hot(cnn.tensor({{2, 1}, {3, 3}}, {dtype = "int64"}), 4)
     assert.same({2, 2, 4}, y:size())
