@@ -363,9 +363,12 @@ static void un_f32(void *vctx, int64_t n, char **p, const int64_t *step) {
   case CNN_POW_SCALAR:
     /* the exponents PyTorch special-cases, so results match it bit for bit */
     if (a == 2.0f) LOOP2(float, x *x);
+    else if (a == 3.0f) LOOP2(float, x *x *x);
     else if (a == 1.0f) LOOP2(float, x);
     else if (a == 0.5f) LOOP2(float, sqrtf(x));
+    else if (a == -0.5f) LOOP2(float, 1.0f / sqrtf(x)); /* rsqrt: -inf at -0, where powf gives inf */
     else if (a == -1.0f) LOOP2(float, 1.0f / x);
+    else if (a == -2.0f) LOOP2(float, 1.0f / (x * x));
     else LOOP2(float, powf(x, a));
     break;
   case CNN_RPOW_SCALAR: LOOP2(float, powf(a, x)); break;

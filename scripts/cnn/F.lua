@@ -272,12 +272,24 @@ end
 --- log(sum(exp(t))) over dimension dim (1-based), computed stably (F.logsumexp).
 function core.Tensor.logsumexp(t, dim, keepdim) return F.logsumexp(t, dim, keepdim) end
 
+-- rsqrt(x) = 1 / sqrt(x) (-inf at -0) with PyTorch's gradient -0.5 g r^3 from the result r (r^3
+-- overflows to inf where r passes 7e12, as PyTorch's does)
+local rsqrt_fn = autograd.Function {
+  name = "RsqrtBackward",
+  forward = function(ctx, x)
+    local r = 1 / x:sqrt()
+    ctx:save_for_backward(r)
+    return r
+  end,
+  backward = function(ctx, g) return (g * -0.5) * ctx.saved[1]:pow(3) end,
+}
+
 --- t:rsqrt() -> Tensor
 --- 1 / sqrt(t), elementwise (inf at 0, NaN below).
 function core.Tensor.rsqrt(t)
   check_tensor("rsqrt", t, 1)
   if t:dtype() ~= "float32" then t = t:float() end
-  return 1 / t:sqrt() -- not pow(-0.5): rsqrt(-0) is -inf
+  return rsqrt_fn(t)
 end
 
 --- t:softmax(dim) -> Tensor

@@ -101,6 +101,16 @@ describe("composed norms and everyday ops", function()
     H.assert_tensor(x.grad, { { g, -g } }, { rtol = 1e-4, atol = 0 })
   end)
 
+  -- rsqrt(7.1e-27) = 1.19e13, whose cube 1.7e39 overflows float32: PyTorch's gradient
+  -- -0.5 g r^3 is then inf for g = -0.125 (the true value, 1.04e38, is finite)
+  it("rsqrt's gradient is PyTorch's -0.5 g r^3 from the result", function()
+    local x = cnn.tensor({ 7.102104714869058e-27, 4 }):requires_grad_()
+    local y = x:rsqrt()
+    H.assert_tensor(y, { 1 / math.sqrt(7.102104714869058e-27), 0.5 }, { rtol = 1e-6 })
+    y:backward(cnn.tensor({ -0.125, 1 }))
+    assert.are.same({ math.huge, -0.5 * 0.125 }, x.grad:totable())
+  end)
+
   it("one_hot: 1-based labels to int64 rows", function()
     local y = F.one_hot(cnn.tensor({{2, 1}, {3, 3}}, {dtype = "int64"}), 4)
     assert.same({2, 2, 4}, y:size())

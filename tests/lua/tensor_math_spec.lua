@@ -313,6 +313,18 @@ describe("pow, clamp and matmul at PyTorch's edges", function()
     assert.is_true(b.grad[1] ~= b.grad[1])
   end)
 
+  -- PyTorch computes x^0.5 as sqrt, x^-0.5 as rsqrt, x^3 as x x x, x^-2 as 1 / (x x): at -0, sqrt
+  -- is -0 and rsqrt -inf (powf gives +0 and +inf), so the gradient of x^0.5 there, 0.5 x^-0.5, is -inf
+  it("pow special-cases the exponents PyTorch does: x^0.5 at -0 has the gradient -inf", function()
+    local x = cnn.tensor({ -0.0, 4 }):requires_grad_()
+    local y = x:pow(0.5)
+    assert.are.equal(-math.huge, 1 / y[1]) -- -0
+    y:sum():backward()
+    assert.are.same({ -math.huge, 0.25 }, x.grad:totable())
+    assert.are.same({ -math.huge, 0.5 }, cnn.tensor({ -0.0, 4 }):pow(-0.5):totable())
+    assert.are.same({ -27, 0.25 }, { cnn.tensor({ -3 }):pow(3)[1], cnn.tensor({ 2 }):pow(-2)[1] })
+  end)
+
   it("int64 to an integer power stays int64, as PyTorch's integer pow", function()
     local i = cnn.tensor({ -3, 2, 5 }, { dtype = "int64" })
     H.assert_tensor(i ^ 2, { 9, 4, 25 }, { dtype = "int64" })
