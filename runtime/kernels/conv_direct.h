@@ -77,8 +77,11 @@ typedef struct cnn_dconv_sum {
 
 /* beside: a loop (or NULL) run in the same parallel job as the weight gradient's parts. later:
  * NULL, or where to leave the sum instead of running it: gw is then complete once later->loop
- * has run (d and ws must live until then). */
-void cnn_dconv_weight_grad(const cnn_dconv *d, const float *gy, const float *x, float *gw, float *const *ws, int nt,
-                           const cnn_parallel_loop *beside, cnn_dconv_sum *later);
+ * has run (d and ws must live until then). Returns 1, or 0 when x holds an inf or a NaN: the
+ * direct weight gradient pairs x with zeros im2col never multiplies (0 * inf is NaN where PyTorch
+ * has none), so gw is then left for the caller to compute another way (the check rides on the
+ * slabs' copies of x instead of a pass over x of its own). */
+int cnn_dconv_weight_grad(const cnn_dconv *d, const float *gy, const float *x, float *gw, float *const *ws, int nt,
+                          const cnn_parallel_loop *beside, cnn_dconv_sum *later);
 
 #endif

@@ -3,8 +3,8 @@
  * kernels, multi-band images, single images split over threads, non-contiguous inputs, 1 and 2
  * threads, both algorithms (im2col, and the direct kernels of conv_direct.c for stride-1 layers,
  * with shapes that hit their tile and slab tails); determinism of the threaded weight gradient;
- * all three gradients in one call giving the bits of separate calls;
- * the workspace staying put once warm; error messages. */
+ * all three gradients in one call giving the bits of separate calls; an inf in x (the weight
+ * gradient then by im2col); the workspace staying put once warm; error messages. */
 #include "autograd/conv.h"
 #include "check.h"
 #include "cnn/error.h"
@@ -254,6 +254,42 @@ static void test_backward_together(void) {
   cnn_tensor_release(x), cnn_tensor_release(w), cnn_tensor_release(g);
 }
 
+/* An inf in x: the direct weight gradient would pair it with the zeros of dropped positions (0 *
+ * inf = NaN); it sees the inf as it copies x into its slabs and gw comes from im2col instead. The
+ * inf sits at the centre of the last image's channel 1, which every 3x3 tap of a 9x9 padded plane
+ * meets: those gw entries are +-inf (one inf term each, gy never 0), the other channels finite; the
+ * bits are im2col's, alone or with gx and gb, on 1 and 2 threads (the inf in the second part). */
+static void test_weight_grad_inf(void) {
+  int64_t xs[4] = {6, 3, 9, 9}, ws[4] = {5, 3, 3, 3}, gs[4] = {6, 5, 9, 9};
+  cnn_conv2d_params p = P(1, 1, 1, 1, 1, 1, 1, 1, 1);
+  cnn_tensor *x = check_rand_tensor(&rng, 4, xs), *w = check_rand_tensor(&rng, 4, ws);
+  cnn_tensor *g = check_rand_tensor(&rng, 4, gs);
+  for (int64_t i = 0; i < cnn_tensor_numel(g); i++)
+    if (cnn_tensor_f32(g)[i] == 0) cnn_tensor_f32(g)[i] = 0.5f;
+  cnn_tensor_f32(x)[((5 * 3 + 1) * 9 + 4) * 9 + 4] = INFINITY;
+  for (int t = 1; t <= 2; t++) {
+    cnn_parallel_set_threads(t);
+    cnn_tensor *gw[3] = {NULL, NULL, NULL}, *gb[2] = {NULL, NULL}, *gx[2] = {NULL, NULL};
+    cnn_conv2d_set_algorithm(CNN_CONV2D_IM2COL);
+    CHECK(cnn_conv2d_backward(g, x, w, xs, ws, &p, &gx[0], &gw[0], &gb[0]) == 0);
+    cnn_conv2d_set_algorithm(CNN_CONV2D_AUTO);
+    CHECK(cnn_conv2d_backward(g, x, w, xs, ws, &p, &gx[1], &gw[1], &gb[1]) == 0);
+    CHECK(cnn_conv2d_backward(g, x, NULL, xs, ws, &p, NULL, &gw[2], NULL) == 0);
+    CHECK(same_bits(gw[0], gw[1]) && same_bits(gw[0], gw[2]) && same_bits(gb[0], gb[1]));
+    for (int64_t i = 0; gw[1] && i < cnn_tensor_numel(gw[1]); i++) {
+      float v = cnn_tensor_f32(gw[1])[i];
+      CHECK(i / 9 % 3 == 1 ? isinf(v) : isfinite(v));
+    }
+    /* gx does not read x: finite, and close to im2col's */
+    for (int64_t i = 0; gx[0] && gx[1] && i < cnn_tensor_numel(gx[1]); i++)
+      CHECK(isfinite(cnn_tensor_f32(gx[1])[i]) &&
+            check_close_rel(cnn_tensor_f32(gx[1])[i], cnn_tensor_f32(gx[0])[i], 1e-5));
+    for (int k = 0; k < 3; k++) cnn_tensor_release(gw[k]);
+    for (int k = 0; k < 2; k++) cnn_tensor_release(gb[k]), cnn_tensor_release(gx[k]);
+  }
+  cnn_tensor_release(x), cnn_tensor_release(w), cnn_tensor_release(g);
+}
+
 /* The kernels' scratch comes from the runtime allocator: a step leaves none of it live, and once
  * a layer ran, running it again takes no new memory (the allocator's cache hands it back). */
 static void test_workspace(void) {
@@ -346,6 +382,7 @@ int main(void) {
   test_cases();
   test_deterministic();
   test_backward_together();
+  test_weight_grad_inf();
   test_workspace();
   test_empty_batch();
   test_errors();
