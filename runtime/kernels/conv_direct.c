@@ -83,13 +83,19 @@ static void pick_tile(cnn_dconv *d) {
 }
 
 /* Fills the shared fields once C, H, W, O, kh, kw and the padding are set; tw: the tile's width in
- * positions. */
-static void plan_common(cnn_dconv *d, int nt, int64_t tw) {
+ * positions; min_q: positions a slab should hold at least, past the budget, when the batch has the
+ * images (0: the budget alone). */
+static void plan_common(cnn_dconv *d, int nt, int64_t tw, int64_t min_q) {
   d->S = d->W + (d->pl > d->pr ? d->pl : d->pr);
   d->T = (d->H + (d->pt > d->pb ? d->pt : d->pb)) * d->S;
   d->oh = d->H + d->pt + d->pb - d->kh + 1, d->ow = d->W + d->pl + d->pr - d->kw + 1;
   int64_t per = (d->C + d->Op) * d->T;
   d->G = per > 0 ? SLAB_BUDGET / per : 1;
+  if (d->G * d->T < min_q) {
+    int64_t share = (d->N + nt - 1) / nt; /* every thread keeps a slab */
+    d->G = (min_q + d->T - 1) / d->T;
+    if (d->G > share) d->G = share;
+  }
   if (d->G < 1) d->G = 1;
   /* slabs a multiple of the threads (LeNet's conv2 at batch 64 made 3 slabs: 2 against 1), then
    * images spread evenly over them */
@@ -127,7 +133,7 @@ void cnn_dconv_plan_forward(cnn_dconv *d, int64_t N, int64_t C, int64_t H, int64
                             int64_t pt, int64_t pl, int64_t pb, int64_t pr, int nt) {
   plan_set(d, N, C, H, W, O, kh, kw, pt, pl, pb, pr);
   pick_tile(d);
-  plan_common(d, nt, (int64_t)d->nv * VL);
+  plan_common(d, nt, (int64_t)d->nv * VL, 0);
   d->scratch_floats = d->slab_floats + (size_t)(d->Op * d->Qr);
 }
 
@@ -145,7 +151,11 @@ void cnn_dconv_plan_weight_grad(cnn_dconv *d, int64_t N, int64_t C, int64_t H, i
   d->mr = O % 4 == 0 || O > 6 ? 4 : 6;
   d->nv = NACC / d->mr;
   d->Op = round_up(O, d->mr);
-  plan_common(d, nt, VL);
+  /* A tile streams a slab's positions, then adds its 24 accumulators to the partial: on small
+   * planes the budget's slab is short (ResNet-20's 64 channels at 8x8: 9 images, 46 vector steps)
+   * and the adds to a partial of 2.4 MB, out of L2, weigh; 18 images measured 1.04-1.08x faster
+   * there, and more images slower on the planes that reach this already (scripts/tools/conv_bench). */
+  plan_common(d, nt, VL, 1400);
   /* slab, gY grid (Op, Qr), the thread's partial gW (O, K) as vectors of lane sums: a tile adds its
    * accumulators there, and lanes are summed once per call instead of once per tile and slab (at
    * 8x8 a tile's slab is 41 vector steps, and 24 horizontal sums cost half of them). Wide layers

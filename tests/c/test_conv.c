@@ -185,6 +185,8 @@ static const ccase CASES[] = {
     {"3x3, 6 filters, 24 channels, asymmetric pad", 2, 24, 5, 11, 6, 3, 3, {{1, 1}, {1, 0}, {0, 1}, {1, 1}, 1}, 1},
     {"3x3, ResNet-20's 8x8 stage, batch 5", 5, 32, 8, 8, 32, 3, 3, {{1, 1}, {1, 1}, {1, 1}, {1, 1}, 1}, 1},
     {"3x3, 4 filters, 2 channels, full padding", 3, 2, 6, 5, 4, 3, 3, {{1, 1}, {2, 2}, {2, 2}, {1, 1}, 1}, 1},
+    /* weight-gradient slabs past the budget on small planes (24 images, not 20) */
+    {"3x3, 48 channels at 6x6, batch 24", 24, 48, 6, 6, 48, 3, 3, {{1, 1}, {1, 1}, {1, 1}, {1, 1}, 1}, 1},
 };
 
 static void test_cases(void) {
