@@ -150,14 +150,24 @@ static inline __attribute__((always_inline)) void lanes_dots(lanes *a, lanes *h,
 /* *sg += sum g, *sgx += sum g (p - m) over the block (g at the same offsets from gy as p from x);
  * with relu, g masked as relu_grad. Always inlined, so each caller's constant relu removes the
  * masking where it is off. */
-static inline __attribute__((always_inline)) void block_dots(const block *b, const float *x, const float *gy, float m,
-                                                             bool relu, float sc, float bias, double *sg, double *sgx) {
+static inline __attribute__((always_inline)) void block_dots(const block *b, const float *next, const float *x,
+                                                             const float *gy, float m, bool relu, float sc, float bias,
+                                                             double *sg, double *sgx) {
   lanes a0 = {0}, a1 = {0}, h0 = {0}, h1 = {0};
   float t = 0, tt = 0;
   const float *p = b->p, *g = gy + (b->p - x);
   for (int64_t k = 0; k < b->r; k++, p += b->rs, g += b->rs) {
+    /* the row after this one (in this block or the next), prefetched meanwhile: the hardware
+     * prefetcher stops at each row's page */
+    const ptrdiff_t ahead = k + 1 < b->r ? b->rs : next ? next - p : 0;
     int64_t i = 0;
     for (; i + 2 * VL <= b->w; i += 2 * VL) {
+      if (ahead) {
+        __builtin_prefetch(p + ahead + i);
+        __builtin_prefetch(p + ahead + i + VL);
+        __builtin_prefetch(g + ahead + i);
+        __builtin_prefetch(g + ahead + i + VL);
+      }
       lanes_dots(&a0, &h0, p + i, g + i, m, relu, sc, bias);
       lanes_dots(&a1, &h1, p + i + VL, g + i + VL, m, relu, sc, bias);
     }
@@ -186,17 +196,28 @@ static inline __attribute__((always_inline)) void lanes_dots_store(lanes *a, lan
 
 /* block_dots with a residual: g masked by the output y when relu, stored to ge (all four at the
  * same offsets from their bases as p from x) */
-static inline __attribute__((always_inline)) void block_dots_store(const block *b, const float *x, const float *gy,
-                                                                   const float *y, float *ge, float m, bool relu,
-                                                                   double *sg, double *sgx) {
+static inline __attribute__((always_inline)) void block_dots_store(const block *b, const float *next, const float *x,
+                                                                   const float *gy, const float *y, float *ge, float m,
+                                                                   bool relu, double *sg, double *sgx) {
   lanes a0 = {0}, a1 = {0}, h0 = {0}, h1 = {0};
   float t = 0, tt = 0;
   const ptrdiff_t o = b->p - x;
   const float *p = b->p, *g = gy + o, *yy = relu ? y + o : NULL;
   float *q = ge + o;
   for (int64_t k = 0; k < b->r; k++, p += b->rs, g += b->rs, q += b->rs, yy = relu ? yy + b->rs : NULL) {
+    const ptrdiff_t ahead = k + 1 < b->r ? b->rs : next ? next - p : 0; /* as in block_dots */
     int64_t i = 0;
     for (; i + 2 * VL <= b->w; i += 2 * VL) {
+      if (ahead) {
+        __builtin_prefetch(p + ahead + i);
+        __builtin_prefetch(p + ahead + i + VL);
+        __builtin_prefetch(g + ahead + i);
+        __builtin_prefetch(g + ahead + i + VL);
+        if (relu) {
+          __builtin_prefetch(yy + ahead + i);
+          __builtin_prefetch(yy + ahead + i + VL);
+        }
+      }
       lanes_dots_store(&a0, &h0, p + i, g + i, relu ? yy + i : NULL, q + i, m, relu);
       lanes_dots_store(&a1, &h1, p + i + VL, g + i + VL, relu ? yy + i + VL : NULL, q + i + VL, m, relu);
     }
@@ -329,10 +350,13 @@ static inline void bn_backward_channel(const cnn_batchnorm_args *a, const float 
     const int64_t count = channel_block(a, x, c, 0, NULL);
     for (int64_t i = 0; i < count; i++) {
       channel_block(a, x, c, i, &b);
-      if (ge && a->relu) block_dots_store(&b, x, gy, a->y, ge, m, true, &sg, &sgx);
-      else if (ge) block_dots_store(&b, x, gy, NULL, ge, m, false, &sg, &sgx);
-      else if (a->relu) block_dots(&b, x, gy, m, true, k, bias, &sg, &sgx);
-      else block_dots(&b, x, gy, m, false, 0, 0, &sg, &sgx);
+      block bn = b; /* the next block: its first row is prefetched when it is as wide as this one's */
+      channel_block(a, x, c, i + 1, &bn);
+      const float *next = i + 1 < count && bn.w == b.w ? bn.p : NULL;
+      if (ge && a->relu) block_dots_store(&b, next, x, gy, a->y, ge, m, true, &sg, &sgx);
+      else if (ge) block_dots_store(&b, next, x, gy, NULL, ge, m, false, &sg, &sgx);
+      else if (a->relu) block_dots(&b, next, x, gy, m, true, k, bias, &sg, &sgx);
+      else block_dots(&b, next, x, gy, m, false, 0, 0, &sg, &sgx);
     }
   } else {
     for (int64_t n = 0; n < N; n++)
@@ -356,7 +380,9 @@ static inline void bn_backward_channel(const cnn_batchnorm_args *a, const float 
   if (!gx) return;
   const float mg = a->training ? (float)(sg / (double)M) : 0;
   const float proj = a->training ? (float)(sgx / (double)M) * invstd * invstd : 0;
-  for (int64_t n = 0; n < N; n++) {
+  /* rows in reverse: the first pass's last rows are the ones still in L2 (a channel of x and g
+   * at 128x16x32x32 is 1 MB, L2's size) */
+  for (int64_t n = N - 1; n >= 0; n--) {
     const float *p = x + (n * C + c) * S, *g = gy + (n * C + c) * S;
     float *q = gx + (n * C + c) * S;
     if (relu && a->training)
