@@ -416,15 +416,34 @@ void cnn_pool_max2d_relu_planes_f32(const cnn_pool2d_params *p, const cnn_pool2d
   else max_planes(&j, pl0, pl1);
 }
 
-/* plane pl of max_pool2d backward: zeroed, then the gradients scattered to their argmax */
-static inline void max_backward_plane(const float *g, const int64_t *ix, float *out, int64_t n, int64_t HW,
-                                      int64_t pl) {
+/* plane pl of max_pool2d backward, g, ix (oh, ow) -> out (H, W): the gradients added at their
+ * argmax in output order onto zeros. Each output row first zeroes the plane's rows up to the row
+ * of its largest index (which bounds its reach, whatever the indices), so the zeros are written
+ * just before the scatter meets them, in L1, not by a memset of the whole plane (ResNet's 112x112
+ * planes fill L1) followed by a second pass; the bits are the same. */
+static inline void max_backward_plane(const float *g, const int64_t *ix, float *out, int64_t oh, int64_t ow, int64_t H,
+                                      int64_t W, int64_t pl) {
+  const int64_t HW = H * W;
   float *opl = out + pl * HW;
-  memset(opl, 0, (size_t)HW * sizeof(float));
-  for (int64_t k = 0; k < n; k++) {
-    int64_t at = ix[pl * n + k];
-    if (at >= 0 && at < HW) opl[at] += g[pl * n + k];
+  const float *gp = g + pl * oh * ow;
+  const int64_t *ip = ix + pl * oh * ow;
+  int64_t zeroed = 0; /* cells [0, zeroed) hold zeros or gradients */
+  for (int64_t i = 0; i < oh; i++) {
+    const int64_t *ir = ip + i * ow;
+    const float *gr = gp + i * ow;
+    int64_t top = -1;
+    for (int64_t j = 0; j < ow; j++) top = ir[j] > top ? ir[j] : top;
+    if (top >= zeroed) {
+      const int64_t end = top < HW ? (top / W + 1) * W : HW;
+      memset(opl + zeroed, 0, (size_t)(end - zeroed) * sizeof(float));
+      zeroed = end;
+    }
+    for (int64_t j = 0; j < ow; j++) {
+      const int64_t at = ir[j];
+      if (at >= 0 && at < HW) opl[at] += gr[j];
+    }
   }
+  memset(opl + zeroed, 0, (size_t)(HW - zeroed) * sizeof(float));
 }
 
 /* One output of max2x2_backward_plane: its gradient (plus 0, as the scatter's 0 + g, which makes -0
@@ -492,7 +511,7 @@ static void max_backward_planes(void *arg, int64_t p0, int64_t p1) {
   const int64_t H = j->H, W = j->W, oh = j->oh, ow = j->ow, n = oh * ow, HW = H * W;
   for (int64_t pl = p0; pl < p1; pl++)
     if (!j->blocks || !max2x2_backward_plane(j->g + pl * n, j->ix + pl * n, j->y + pl * HW, H, W, oh, ow))
-      max_backward_plane(j->g, j->ix, j->y, n, HW, pl);
+      max_backward_plane(j->g, j->ix, j->y, oh, ow, H, W, pl);
 }
 
 void cnn_pool_max2d_backward_f32(const cnn_pool2d_shape *s, const float *g, const int64_t *ix, float *out) {

@@ -456,6 +456,37 @@ static void test_max_exact(void) {
   cnn_parallel_set_threads(1);
 }
 
+/* max_pool2d backward with indices in no order (any cell of the plane, repeats, -1): each cell
+ * gets 0 plus the gradients that name it, added in output order, as a scatter does. */
+static void test_max_backward_any_indices(void) {
+  const int64_t P = 3, H = 9, W = 11, oh = 4, ow = 5;
+  int64_t gs[4] = {1, P, oh, ow};
+  cnn_tensor *gy = cnn_tensor_empty(CNN_FLOAT32, 4, gs), *idx = cnn_tensor_empty(CNN_INT64, 4, gs);
+  float *gp = cnn_tensor_f32(gy);
+  int64_t *ip = cnn_tensor_i64(idx);
+  float *want = calloc((size_t)(P * H * W), sizeof(float));
+  for (int64_t k = 0; k < P * oh * ow; k++) {
+    rng = rng * 6364136223846793005ull + 1442695040888963407ull;
+    gp[k] = (float)((rng >> 33) % 17) - 8.0f;
+    const uint64_t r = (rng >> 20) % 23;
+    ip[k] = r == 0 ? -1 : r < 4 ? (int64_t)r : (int64_t)((rng >> 40) % (uint64_t)(H * W)); /* -1, repeats, anywhere */
+    if (ip[k] >= 0) want[(k / (oh * ow)) * H * W + ip[k]] += gp[k];
+  }
+  for (int t = 1; t <= 2; t++) {
+    cnn_parallel_set_threads(t);
+    cnn_tensor *gx = cnn_pool_max2d_backward(gy, idx, H, W);
+    CHECK(gx != NULL);
+    if (gx && memcmp(cnn_tensor_f32(gx), want, (size_t)(P * H * W) * sizeof(float)) != 0) {
+      fprintf(stderr, "max backward with indices in no order differs from the scatter\n");
+      failures++;
+    }
+    cnn_tensor_release(gx);
+  }
+  cnn_parallel_set_threads(1);
+  free(want);
+  cnn_tensor_release(gy), cnn_tensor_release(idx);
+}
+
 static void expect_error(int ndim, const int64_t *xs, cnn_pool2d_params p, const char *msg) {
   cnn_tensor *x = cnn_tensor_zeros(CNN_FLOAT32, ndim, xs), *y = NULL, *idx = NULL;
   cnn_error_clear();
@@ -501,6 +532,7 @@ int main(void) {
   test_nan_and_strides();
   test_max2x2_exact();
   test_max_exact();
+  test_max_backward_any_indices();
   test_errors();
   return check_summary("test_pool");
 }
