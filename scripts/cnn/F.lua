@@ -153,14 +153,23 @@ end
 -- The elementwise smooth L1 / Huber term of d = input - target with PyTorch's backward formula
 -- (ATen's smooth_l1_backward and huber_backward): slope -s where d <= -b, s where d >= b, else
 -- d s / b. Written out rather than composed from abs and where, so that a NaN difference passes a
--- NaN gradient (abs's sign(NaN) is 0) and beta = 0 gives -1 at d = 0, as PyTorch's.
--- ctx.b is the threshold (beta or delta), ctx.s the slope scale (1 for smooth L1, delta for Huber).
-local robust_term = require("cnn.autograd").Function {
+-- NaN gradient (abs's sign(NaN) is 0) and beta = 0 gives -1 at d = 0, as PyTorch's. The target's
+-- gradient is that formula at target - input (PyTorch's, which swaps the arguments): the
+-- negated input gradient except at d = 0 with beta = 0, where both are -1.
+-- x and t have one shape; ctx.b is the threshold (beta or delta), ctx.s the slope scale (1 for
+-- smooth L1, delta for Huber).
+local function robust_slope(d, b, s)
+  local mid = d * (s / b) -- inf or NaN at beta = 0 only where d is 0 or NaN; 0 <= -0 takes -s
+  return core.where(d:le(-b), -s, core.where(d:ge(b), s, mid))
+end
+
+local robust_fn = require("cnn.autograd").Function {
   name = "SmoothL1Backward",
-  forward = function(ctx, d, b, s, huber)
-    if d:dtype() ~= "float32" then d = d:float() end
+  forward = function(ctx, x, t, b, s, huber)
     ctx.b, ctx.s = b, s
-    ctx:save_for_backward(d)
+    ctx:save_for_backward(x, t)
+    local d = x - t
+    if d:dtype() ~= "float32" then d = d:float() end
     local a = d:abs()
     local q = d:clamp(-b, b) -- the quadratic branch on its own range
     if huber then return core.where(a:le(b), q * q * 0.5, (a - 0.5 * b) * b) end
@@ -168,12 +177,23 @@ local robust_term = require("cnn.autograd").Function {
     return core.where(a:lt(b), q * q * (0.5 / b), a - 0.5 * b)
   end,
   backward = function(ctx, g)
-    local d, b, s = ctx.saved[1], ctx.b, ctx.s
-    local mid = d * (s / b) -- inf or NaN at beta = 0 only where d is 0 or NaN; 0 <= -0 takes -s
-    local slope = core.where(d:le(-b), -s, core.where(d:ge(b), s, mid))
-    return g * slope
+    local x, t, b, s = ctx.saved[1], ctx.saved[2], ctx.b, ctx.s
+    local need = ctx.needs_input_grad
+    return need[1] and g * robust_slope(x - t, b, s) or nil, need[2] and g * robust_slope(t - x, b, s) or nil
   end,
 }
+
+-- input and target broadcast to one shape (their gradients summed back by expand's backward)
+local function robust_term(input, target, b, s, huber)
+  local si, st = input:size(), target:size()
+  local same = #si == #st
+  for i = 1, #si do same = same and si[i] == st[i] end
+  if not same then
+    local sz = (input:detach() - target:detach()):size()
+    input, target = input:expand(sz), target:expand(sz)
+  end
+  return robust_fn(input, target, b, s, huber)
+end
 
 --- cnn.F.smooth_l1_loss(input, target, {reduction="mean", beta=1}) -> Tensor
 --- 0.5 d^2 / beta where |d| < beta, else |d| - 0.5 beta, with d = input - target (beta = 0: l1).
@@ -183,7 +203,7 @@ function F.smooth_l1_loss(input, target, opts)
   check_tensor("smooth_l1_loss", target, 2)
   local beta = check_number("smooth_l1_loss", "beta", opts and opts.beta or 1)
   if beta < 0 then error("smooth_l1_loss: beta must be non-negative, got " .. beta, 2) end
-  return reduce("smooth_l1_loss", robust_term(input - target, beta, 1, false), opts)
+  return reduce("smooth_l1_loss", robust_term(input, target, beta, 1, false), opts)
 end
 
 --- cnn.F.huber_loss(input, target, {reduction="mean", delta=1}) -> Tensor
@@ -194,7 +214,7 @@ function F.huber_loss(input, target, opts)
   check_tensor("huber_loss", target, 2)
   local delta = check_number("huber_loss", "delta", opts and opts.delta or 1)
   if not (delta > 0) then error("huber_loss: delta must be positive, got " .. tostring(delta), 2) end
-  return reduce("huber_loss", robust_term(input - target, delta, delta, true), opts)
+  return reduce("huber_loss", robust_term(input, target, delta, delta, true), opts)
 end
 
 --- cnn.F.binary_cross_entropy_with_logits(input, target, {reduction="mean", weight=, pos_weight=}) -> Tensor

@@ -61,6 +61,16 @@ describe("composed activations and losses", function()
     x = cnn.tensor({0, 2, -1, 0.5, 0.25}):requires_grad_()
     F.smooth_l1_loss(x, cnn.zeros(5), {beta = 0.5, reduction = "sum"}):backward()
     assert_values(x.grad, {0, 1, -1, 1, 0.5})
+    -- the target's gradient is the formula at target - input (PyTorch swaps the arguments): at
+    -- d = 0 with beta = 0 it is -1 too, not the input's negated (oracle seed 13); broadcast target
+    x = cnn.tensor({0, 2, -1}):requires_grad_()
+    t = cnn.tensor({0, 0, 0}):requires_grad_()
+    F.smooth_l1_loss(x, t, {beta = 0, reduction = "sum"}):backward()
+    assert_values(x.grad, {-1, 1, -1})
+    assert_values(t.grad, {-1, -1, 1})
+    t = cnn.tensor({0}):requires_grad_()
+    F.smooth_l1_loss(x, t, {beta = 0, reduction = "sum"}):backward()
+    assert_values(t.grad, {-1})
   end)
 
   -- softplus is log1p(e^(beta x)) / beta as PyTorch's, not log(1 + e^(beta x)): where e^(beta x) is
