@@ -399,7 +399,11 @@ local norm_fn = require("cnn.autograd").Function {
         if ctx.layer then
           gg = (dy * (x * rstd + (-rstd * mean))):sum(1, true):sum(4, true)
         else
-          gg = ((dyx - dys * mean) * rstd):sum(1, true)
+          -- ATen's (ds - db mean) rstd cancels (a constant group: noise of an ulp of ds times rstd,
+          -- up to 1/sqrt(eps)); the centred sum(dy (x - mean)) rstd, wherever ATen's is finite
+          local ref = ((dyx - dys * mean) * rstd):sum(1, true)
+          local centred = ((dy * (x - mean)):sum(4, true) * rstd):sum(1, true)
+          gg = core.where(ref:isnan():logical_or(ref:isinf()), ref, centred)
         end
       end
       out[#out + 1] = gg

@@ -111,6 +111,16 @@ describe("composed norms and everyday ops", function()
     assert.are.same({ math.huge, -0.5 * 0.125 }, x.grad:totable())
   end)
 
+  -- A constant group: x - mean is 0, so gamma's gradient sum(dy (x - mean)) rstd is exactly 0 (ATen's
+  -- (sum(dy x) - sum(dy) mean) rstd leaves the rounding of the sums times rstd = 1/sqrt(eps) = 316)
+  it("group_norm's weight gradient is 0 for a constant group (oracle seed 13)", function()
+    local w = cnn.tensor({ 1.83, 0.1157, 0.474, -0.388 }):requires_grad_()
+    local y = F.group_norm(cnn.full({ 1, 4, 3 }, 0.2673199772834778), 2, w, cnn.tensor({ 0.12, 2.08, 1.65, 0.357 }))
+    y:backward(cnn.tensor({ { { -0.125, -0.875, 0.375 }, { -0.375, 0.875, 0.125 }, { -0.625, 0.625, -0.125 },
+      { -0.875, 0.375, -0.375 } } }))
+    assert.are.same({ 0, 0, 0, 0 }, w.grad:totable()) -- ATen's form gave -+4.7e-6 on the first two
+  end)
+
   it("one_hot: 1-based labels to int64 rows", function()
     local y = F.one_hot(cnn.tensor({{2, 1}, {3, 3}}, {dtype = "int64"}), 4)
     assert.same({2, 2, 4}, y:size())
