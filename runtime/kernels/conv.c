@@ -12,6 +12,7 @@
 
 #include "cnn/error.h"
 #include "conv_direct.h"
+#include "conv_small.h"
 #include "core/alloc.h"
 #include "core/gemm.h"
 #include "core/parallel.h"
@@ -28,6 +29,18 @@ static size_t direct_limit = CNN_DCONV_MAX_SCRATCH; /* floats of a direct kernel
 void cnn_conv2d_set_algorithm(cnn_conv2d_algorithm a) { algorithm = a; }
 cnn_conv2d_algorithm cnn_conv2d_get_algorithm(void) { return algorithm; }
 void cnn_conv2d_set_direct_limit(size_t floats) { direct_limit = floats ? floats : CNN_DCONV_MAX_SCRATCH; }
+
+/* conv_small.c's kernels for the shapes they take: 1 on, 0 off, -1 until the first call reads
+ * CNN_CONV_SMALL (0 turns them off, for A/B measurements) */
+static int small_on = -1;
+void cnn_conv2d_set_small(bool on) { small_on = on; }
+static bool small_enabled(void) {
+  if (small_on < 0) {
+    const char *e = getenv("CNN_CONV_SMALL");
+    small_on = !(e && strcmp(e, "0") == 0);
+  }
+  return small_on;
+}
 
 cnn_conv2d_params cnn_conv2d_default_params(void) {
   cnn_conv2d_params p = {{1, 1}, {0, 0}, {0, 0}, {1, 1}, 1};
@@ -300,12 +313,44 @@ static bool all_finite(const float *p, int64_t n) {
   return ok;
 }
 
+/* conv_small.c's forward (or input gradient) when it plans this shape: 0, -1 with the error set,
+ * or 1 when it does not (nothing was written). */
+static int run_small(bool input_grad, const geom *g, const cnn_conv2d_params *p, const cnn_conv2d_epilogue *e,
+                     const float *a, const float *b, const float *bias, float *out, int nt,
+                     const cnn_parallel_loop *beside, const cnn_conv2d_then *then) {
+  cnn_sconv d;
+  bool (*plan)(cnn_sconv *, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t,
+               int64_t) = input_grad ? cnn_sconv_plan_input_grad : cnn_sconv_plan_forward;
+  if (!plan(&d, g->N, g->C, g->H, g->W, g->O, g->kh, g->kw, p->pad_lo[0], p->pad_lo[1], p->pad_hi[0], p->pad_hi[1]))
+    return 1;
+  if (d.scratch_floats > direct_limit) return 1;
+  if (!input_grad) d.relu = e->relu, d.scale = e->scale, d.residual = e->residual;
+  if (!input_grad && then) d.then = then->fn, d.then_ctx = then->ctx;
+  const size_t packf = cnn_sconv_packed_floats(&d);
+  float *pack = cnn_alloc(packf * sizeof(float));
+  if (!pack) return -1;
+  workspace ws;
+  if (ws_alloc(&ws, nt, d.scratch_floats)) {
+    cnn_free(pack, packf * sizeof(float));
+    return -1;
+  }
+  if (input_grad) cnn_sconv_input_grad(&d, a, b, out, pack, ws.slot, beside);
+  else cnn_sconv_forward(&d, a, b, bias, out, pack, ws.slot);
+  ws_free(&ws);
+  cnn_free(pack, packf * sizeof(float));
+  return 0;
+}
+
 /* Runs one direct kernel with its workspace and packed filters; 0, -1 with the error set, 1
  * when the kernel's workspace would pass direct_limit (the caller takes im2col), or 2 when the
  * weight gradient met an inf or a NaN in x (`beside` has run; the caller computes gw by im2col). */
 static int run_direct(direct_kind kind, const geom *g, const cnn_conv2d_params *p, const cnn_conv2d_epilogue *e,
                       const float *a, const float *b, const float *bias, float *out, int nt,
                       const cnn_parallel_loop *beside, const cnn_conv2d_then *then) {
+  if (kind != DIRECT_WEIGHT_GRAD && small_enabled()) {
+    int rc = run_small(kind == DIRECT_INPUT_GRAD, g, p, e, a, b, bias, out, nt, beside, then);
+    if (rc <= 0) return rc;
+  }
   cnn_dconv d;
   void (*plan)(cnn_dconv *, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t,
                int64_t, int) = kind == DIRECT_FORWARD      ? cnn_dconv_plan_forward
@@ -648,6 +693,19 @@ static int backward_direct(const geom *g, const cnn_conv2d_params *p, const floa
   cnn_dconv dw, di;
   cnn_dconv_plan_weight_grad(&dw, g->N, g->C, g->H, g->W, g->O, g->kh, g->kw, p->pad_lo[0], p->pad_lo[1], p->pad_hi[0],
                              p->pad_hi[1], nt);
+  cnn_sconv si;
+  if (small_enabled() && dw.scratch_floats <= direct_limit &&
+      cnn_sconv_plan_input_grad(&si, g->N, g->C, g->H, g->W, g->O, g->kh, g->kw, p->pad_lo[0], p->pad_lo[1],
+                                p->pad_hi[0], p->pad_hi[1])) {
+    /* the input gradient on conv_small.c's kernels, the weight gradient's sum beside it */
+    workspace wsw;
+    if (ws_alloc(&wsw, nt, dw.scratch_floats)) return -1;
+    cnn_dconv_sum sum;
+    int finite = cnn_dconv_weight_grad(&dw, gy, x, gw, wsw.slot, nt, bias, &sum);
+    int rc = run_small(true, g, p, NULL, gy, w, NULL, gx, nt, finite ? &sum.loop : NULL, NULL);
+    ws_free(&wsw);
+    return rc ? rc : finite ? 0 : weight_grad(g, gy, x, gw, nt, NULL);
+  }
   cnn_dconv_plan_input_grad(&di, g->N, g->C, g->H, g->W, g->O, g->kh, g->kw, p->pad_lo[0], p->pad_lo[1], p->pad_hi[0],
                             p->pad_hi[1], nt);
   if (dw.scratch_floats > direct_limit || di.scratch_floats > direct_limit) return 1;

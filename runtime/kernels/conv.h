@@ -69,5 +69,9 @@ cnn_conv2d_algorithm cnn_conv2d_get_algorithm(void);
 /* Largest per-thread workspace (floats) a direct kernel may take before the layer goes to im2col,
  * whose column bands stay small; 0 restores the default (16M floats). For tests. */
 void cnn_conv2d_set_direct_limit(size_t floats);
+/* Whether stride-1 layers of small planes and few channels (LeNet's) take conv_small.c's kernels
+ * (batch in the vector lanes) for the forward and input gradient: on unless CNN_CONV_SMALL=0 is in
+ * the environment. The same bits either way. For tests and A/B measurements. */
+void cnn_conv2d_set_small(bool on);
 
 #endif

@@ -7,6 +7,7 @@
  * gradient then by im2col); the workspace staying put once warm; error messages. */
 #include "autograd/conv.h"
 #include "check.h"
+#include "kernels/conv.h"
 #include "cnn/error.h"
 #include "cnn/tensor.h"
 #include "core/alloc.h"
@@ -187,6 +188,13 @@ static const ccase CASES[] = {
     {"3x3, 4 filters, 2 channels, full padding", 3, 2, 6, 5, 4, 3, 3, {{1, 1}, {2, 2}, {2, 2}, {1, 1}, 1}, 1},
     /* weight-gradient slabs past the budget on small planes (24 images, not 20) */
     {"3x3, 48 channels at 6x6, batch 24", 24, 48, 6, 6, 48, 3, 3, {{1, 1}, {1, 1}, {1, 1}, {1, 1}, 1}, 1},
+    /* conv_small.c (the batch in the vector lanes): 12 images and more, 64 to 512 taps an output,
+     * planes up to 400, 16 filters at most; a part-filled last group, every tile tail */
+    {"lanes: LeNet conv2 at batch 16", 16, 6, 14, 14, 16, 5, 5, {{1, 1}, {0, 0}, {0, 0}, {1, 1}, 1}, 1},
+    {"lanes: batch 29, rect kernel, asymmetric pad", 29, 4, 9, 11, 5, 4, 5, {{1, 1}, {1, 2}, {2, 0}, {1, 1}, 1}, 1},
+    {"lanes: 13 filters, odd rows, full padding", 13, 8, 7, 13, 13, 3, 3, {{1, 1}, {2, 2}, {2, 2}, {1, 1}, 1}, 1},
+    {"lanes: input gradient only (3 -> 16)", 24, 3, 10, 10, 16, 3, 3, {{1, 1}, {1, 1}, {1, 1}, {1, 1}, 1}, 0},
+    {"lanes: one filter, one output column", 40, 16, 5, 4, 1, 2, 4, {{1, 1}, {0, 0}, {1, 0}, {1, 1}, 1}, 1},
 };
 
 static void test_cases(void) {
@@ -380,8 +388,68 @@ static void test_errors(void) {
   cnn_tensor_release(xi), cnn_tensor_release(w), cnn_tensor_release(w3), cnn_tensor_release(x);
 }
 
+static bool bits_equal(const cnn_tensor *a, const cnn_tensor *b) {
+  return a && b && cnn_tensor_numel(a) == cnn_tensor_numel(b) &&
+         memcmp(cnn_tensor_f32(a), cnn_tensor_f32(b), (size_t)cnn_tensor_numel(a) * 4) == 0;
+}
+
+/* conv_small.c's forward (plain, ReLU, scale + residual + ReLU, then max-pool + ReLU per image) and
+ * input gradient give conv_direct.c's bits (the same taps in the same order; zero rows skipped),
+ * on 1 and 2 threads (the weight gradient, which both take from conv_direct.c, on 2) and on one thread as beside a busy program; inputs with zeros so that the
+ * ReLU and the pooling see ties and signed zeros. */
+static void test_small_same_bits(void) {
+  static const struct {
+    int64_t N, C, H, W, O, k, pad;
+  } S[] = {{64, 6, 14, 14, 16, 5, 0}, {25, 5, 6, 9, 7, 4, 3}, {36, 16, 10, 10, 6, 5, 4}};
+  for (size_t i = 0; i < sizeof S / sizeof S[0]; i++) {
+    int64_t xs[4] = {S[i].N, S[i].C, S[i].H, S[i].W}, ws[4] = {S[i].O, S[i].C, S[i].k, S[i].k}, O = S[i].O;
+    const int64_t pd = S[i].pad;
+    cnn_conv2d_params p = P(1, 1, pd, pd, pd > 0 ? pd - 1 : 0, pd, 1, 1, 1);
+    cnn_tensor *x = check_rand_tensor(&rng, 4, xs), *w = check_rand_tensor(&rng, 4, ws);
+    cnn_tensor *b = check_rand_tensor(&rng, 1, &O), *sc = check_rand_tensor(&rng, 1, &O);
+    for (int64_t k = 0; k < cnn_tensor_numel(x); k += 7) cnn_tensor_f32(x)[k] = 0; /* zeros, ties */
+    cnn_tensor *y0 = cnn_conv2d_forward(x, w, b, &p);
+    CHECK(y0 != NULL);
+    if (!y0) continue;
+    cnn_tensor *gy = check_rand_tensor(&rng, 4, y0->size), *res = check_rand_tensor(&rng, 4, y0->size);
+    cnn_pool2d_params pp = {{2, 2}, {2, 2}, {0, 0}, {1, 1}, false, false, 0};
+    cnn_tensor *want[6] = {NULL}, *got[6] = {NULL};
+    for (int run = 0; run < 4; run++) { /* direct on 2 threads; small on 1, 2, and 2 forced alone */
+      cnn_conv2d_set_small(run > 0);
+      cnn_parallel_set_threads(run == 1 ? 1 : 2);
+      cnn_parallel_force_alone(run == 3);
+      cnn_tensor **out = run == 0 ? want : got;
+      out[0] = cnn_conv2d_forward(x, w, b, &p);
+      out[1] = cnn_conv2d_forward_relu(x, w, b, &p);
+      out[2] = cnn_conv2d_forward_fused(x, w, b, sc, res, true, &p);
+      cnn_tensor *yy = NULL, *idx = NULL;
+      CHECK(cnn_conv2d_forward_relu_max_pool(x, w, b, &p, &pp, &yy, &out[3], &idx) == 0);
+      cnn_tensor_release(yy), cnn_tensor_release(idx);
+      CHECK(cnn_conv2d_backward(gy, x, w, xs, ws, &p, &out[4], &out[5], NULL) == 0);
+      if (run > 0) {
+        for (int k = 0; k < 6; k++) {
+          /* the weight gradient (the same kernel either way) adds a partial a thread: 2 threads only */
+          if (!(k == 5 && run == 1) && !bits_equal(want[k], got[k])) {
+            fprintf(stderr, "small kernels: shape %zu, output %d, run %d: bits differ from the direct kernels\n", i, k,
+                    run);
+            failures++;
+          }
+          cnn_tensor_release(got[k]);
+          got[k] = NULL;
+        }
+      }
+    }
+    cnn_parallel_force_alone(false);
+    cnn_conv2d_set_small(true);
+    for (int k = 0; k < 6; k++) cnn_tensor_release(want[k]);
+    cnn_tensor_release(y0), cnn_tensor_release(gy), cnn_tensor_release(res);
+    cnn_tensor_release(x), cnn_tensor_release(w), cnn_tensor_release(b), cnn_tensor_release(sc);
+  }
+}
+
 int main(void) {
   test_cases();
+  test_small_same_bits();
   test_deterministic();
   test_backward_together();
   test_weight_grad_inf();

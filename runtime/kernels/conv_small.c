@@ -1,0 +1,338 @@
+/* Stride-1 convolutions of small planes with the batch in the vector lanes (see conv_small.h).
+ *
+ * conv_direct.c computes a slab's positions in place, through shifted pointers into rows that run
+ * on into the next row: at LeNet's 10x10 outputs of 14x14 planes, 31% of what it computes is
+ * dropped (45% for the input gradient's 14x14 of 18x18), and its vectors run along a row. Here a
+ * group of `lanes` images (the vector width) is laid out as (C, Hp, Wp, lanes): the zero-padded
+ * planes, each position one vector of the group's images. Output position (oy, ox) of filter o is
+ * then one vector, the sum over taps (c, ki, kj) of w[o, c, ki, kj] times the vector at
+ * (c, oy + ki, ox + kj): every load is an aligned vector, no position is computed but the output's
+ * (rows rounded up to the tile width), and the padding costs nothing but its zeros.
+ *
+ * A tile holds mr filters x nv positions of a row in vector accumulators; the taps run in the order
+ * (c, ki, kj) with one fused multiply-add each, from zero, and the store adds the bias (then a
+ * residual, then max(0, .)), as conv_direct.c's tiles and store do with the same packed filters:
+ * the two give the same bits. The group is the unit of work on the runtime's threads; a position
+ * depends on no other, so the result does not depend on the thread count. */
+#include "conv_small.h"
+
+#include <string.h>
+#if defined(__AVX512F__)
+#include <immintrin.h>
+#endif
+
+#include "core/parallel.h"
+
+#if defined(__AVX512F__)
+#define VL 16
+#define NACC 24
+#elif defined(__AVX__)
+#define VL 8
+#define NACC 12
+#else
+#define VL 4
+#define NACC 12
+#endif
+
+typedef float vf __attribute__((vector_size(VL * sizeof(float))));
+
+#define INLINE static inline __attribute__((always_inline))
+
+/* Per-thread workspace cap (floats): a group's input and output grids stay in L2. */
+#define SMALL_BUDGET (256 * 1024)
+
+static int64_t round_up(int64_t n, int64_t m) { return (n + m - 1) / m * m; }
+
+/* The tiles there are instances of: mr filters x nv positions (mr * nv accumulators). */
+static const struct {
+  int mr, nv;
+} TILES[] = {
+#if NACC >= 24
+    {8, 3}, {6, 4}, {4, 6}, {4, 5}, {6, 3}, {8, 2}, {4, 4}, {2, 6}, {1, 6},
+#else
+    {4, 3}, {6, 2}, {4, 2}, {2, 6}, {2, 4}, {1, 6},
+#endif
+};
+
+/* The tile with the least padded work for O filters over rows of ow, weighing each tile's loads and
+ * broadcasts (mr + nv a tap) against its fused multiply-adds (mr * nv). */
+static void pick_tile(cnn_sconv *d) {
+  double best = 0;
+  for (size_t t = 0; t < sizeof TILES / sizeof TILES[0]; t++) {
+    const int mr = TILES[t].mr, nv = TILES[t].nv;
+    double cost = (double)(round_up(d->O, mr) * round_up(d->ow, nv)) * (1.0 + (mr + nv) / (2.0 * mr * nv));
+    if (t == 0 || cost < best) best = cost, d->mr = mr, d->nv = nv;
+  }
+  d->Op = round_up(d->O, d->mr);
+  d->owr = round_up(d->ow, d->nv);
+}
+
+bool cnn_sconv_plan_forward(cnn_sconv *d, int64_t N, int64_t C, int64_t H, int64_t W, int64_t O, int64_t kh, int64_t kw,
+                            int64_t pt, int64_t pl, int64_t pb, int64_t pr) {
+  memset(d, 0, sizeof *d);
+  d->N = N, d->C = C, d->H = H, d->W = W, d->O = O, d->kh = kh, d->kw = kw;
+  d->pt = pt, d->pl = pl, d->pb = pb, d->pr = pr;
+  d->Hp = H + pt + pb, d->Wp = W + pl + pr;
+  d->oh = d->Hp - kh + 1, d->ow = d->Wp - kw + 1;
+  d->lanes = VL;
+  if (N < 1 || C < 1 || O < 1 || d->oh < 1 || d->ow < 1) return false;
+  /* the lanes mostly full (LeNet's batch of 64: 4 groups of 16) */
+  if (round_up(N, VL) * 3 > N * 4) return false;
+  /* Small planes, few filters, and enough taps an output to pay for the lanes' transposes: LeNet's
+   * conv2 (6 -> 16 at 5x5 on 14x14, 150 taps) and its input gradient (16 -> 6 on 10x10 padded by 4,
+   * 400 taps) at batch 64 measured 312-412 us against 382-486 for conv_direct.c, and 298-364 against
+   * 432-483; its conv1 (1 -> 6, 25 taps an output on 28x28) 303-377 against 262-322, as scattering
+   * each vector's images to their planes costs more there than conv_direct.c's dropped positions.
+   * Wider layers (ResNet's) stay on conv_direct.c. */
+  if (C * kh * kw < 64 || C * kh * kw > 512 || O > 16 || H * W > 400) return false;
+  pick_tile(d);
+  /* tail: the last row's tiles read up to owr - ow positions past the plane */
+  d->xg_floats = (size_t)round_up((C * d->Hp * d->Wp + (d->owr - d->ow)) * VL, 16);
+  d->scratch_floats = d->xg_floats + (size_t)(d->Op * d->oh * d->owr * VL);
+  return d->scratch_floats <= SMALL_BUDGET;
+}
+
+bool cnn_sconv_plan_input_grad(cnn_sconv *d, int64_t N, int64_t C, int64_t H, int64_t W, int64_t O, int64_t kh,
+                               int64_t kw, int64_t pt, int64_t pl, int64_t pb, int64_t pr) {
+  int64_t oh = H + pt + pb - kh + 1, ow = W + pl + pr - kw + 1;
+  return cnn_sconv_plan_forward(d, N, O, oh, ow, C, kh, kw, kh - 1 - pt, kw - 1 - pl, kh - 1 - pb, kw - 1 - pr);
+}
+
+size_t cnn_sconv_packed_floats(const cnn_sconv *d) { return (size_t)(d->Op * d->C * d->kh * d->kw); }
+
+/* ---- a group ---- */
+
+/* The padding of xg (C, Hp, Wp, VL) and its tail: zeros, which group_fill never overwrites. */
+static void pad_zero(const cnn_sconv *d, float *xg) {
+  const int64_t Hp = d->Hp, Wp = d->Wp, W = d->W;
+  for (int64_t c = 0; c < d->C; c++) {
+    float *p = xg + c * Hp * Wp * VL;
+    memset(p, 0, (size_t)(d->pt * Wp * VL) * sizeof(float));
+    for (int64_t r = d->pt; r < d->pt + d->H; r++) {
+      memset(p + r * Wp * VL, 0, (size_t)(d->pl * VL) * sizeof(float));
+      memset(p + (r * Wp + d->pl + W) * VL, 0, (size_t)(d->pr * VL) * sizeof(float));
+    }
+    memset(p + (d->pt + d->H) * Wp * VL, 0, (size_t)(d->pb * Wp * VL) * sizeof(float));
+  }
+  const size_t body = (size_t)(d->C * Hp * Wp * VL);
+  memset(xg + body, 0, (d->xg_floats - body) * sizeof(float));
+}
+
+#if defined(__AVX512F__)
+/* r[0..16) rows of 16 -> r[j] = column j (16 x 16 transpose: unpacks, then 128-bit lane shuffles) */
+static inline void transpose16(__m512 r[16]) {
+  __m512 t[16];
+  for (int i = 0; i < 8; i++) {
+    t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+    t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+  }
+  for (int i = 0; i < 4; i++) { /* r[4i + j], 128-bit lane k: rows 4i..4i+3 of column 4k + j */
+    r[4 * i] = _mm512_shuffle_ps(t[4 * i], t[4 * i + 2], 0x44);
+    r[4 * i + 1] = _mm512_shuffle_ps(t[4 * i], t[4 * i + 2], 0xEE);
+    r[4 * i + 2] = _mm512_shuffle_ps(t[4 * i + 1], t[4 * i + 3], 0x44);
+    r[4 * i + 3] = _mm512_shuffle_ps(t[4 * i + 1], t[4 * i + 3], 0xEE);
+  }
+  for (int j = 0; j < 4; j++) {
+    t[j] = _mm512_shuffle_f32x4(r[j], r[4 + j], 0x88);
+    t[4 + j] = _mm512_shuffle_f32x4(r[j], r[4 + j], 0xDD);
+    t[8 + j] = _mm512_shuffle_f32x4(r[8 + j], r[12 + j], 0x88);
+    t[12 + j] = _mm512_shuffle_f32x4(r[8 + j], r[12 + j], 0xDD);
+  }
+  for (int j = 0; j < 4; j++) {
+    r[j] = _mm512_shuffle_f32x4(t[j], t[8 + j], 0x88);
+    r[4 + j] = _mm512_shuffle_f32x4(t[4 + j], t[12 + j], 0x88);
+    r[8 + j] = _mm512_shuffle_f32x4(t[j], t[8 + j], 0xDD);
+    r[12 + j] = _mm512_shuffle_f32x4(t[4 + j], t[12 + j], 0xDD);
+  }
+}
+#endif
+
+/* images n0..n0+g of src (N, C, H, W) -> the inside of xg (C, Hp, Wp, VL), lanes g..VL zero (the
+ * padding is pad_zero's) */
+static void group_fill(const cnn_sconv *d, const float *src, int64_t n0, int64_t g, float *xg) {
+  const int64_t C = d->C, H = d->H, W = d->W, Wp = d->Wp, plane = H * W;
+  const float *s = src + n0 * C * plane;
+  for (int64_t c = 0; c < C; c++)
+    for (int64_t r = 0; r < H; r++) {
+      float *row = xg + ((c * d->Hp + r + d->pt) * Wp + d->pl) * VL;
+      const float *sr = s + c * plane + r * W; /* image l's row at sr + l * C * plane */
+#if defined(__AVX512F__)
+      for (int64_t x0 = 0; x0 < W; x0 += 16) {
+        const int n = W - x0 < 16 ? (int)(W - x0) : 16;
+        const __mmask16 m = (__mmask16)((1u << n) - 1);
+        __m512 v[16];
+        for (int64_t l = 0; l < 16; l++)
+          v[l] = l < g ? _mm512_maskz_loadu_ps(m, sr + l * C * plane + x0) : _mm512_setzero_ps();
+        transpose16(v);
+        for (int j = 0; j < n; j++) _mm512_store_ps(row + (x0 + j) * VL, v[j]);
+      }
+#else
+      for (int64_t x = 0; x < W; x++)
+        for (int64_t l = 0; l < VL; l++) row[x * VL + l] = l < g ? sr[l * C * plane + x] : 0.0f;
+#endif
+    }
+}
+
+/* yg[0..mr) filters (stride os), positions [0, nv) of a row = the taps of wt (K, mr) over the
+ * vectors of xg from its row (c = 0, oy, ox); kernel rows [ki0, ki1) only (the others read rows of
+ * padding: their products are zeros, which leave a sum that starts at +0 unchanged, bit for bit) */
+INLINE void tile(const float *xg, int64_t cs, int64_t rs, int64_t C, int64_t kh, int64_t kw, int64_t ki0, int64_t ki1,
+                 const float *wt, float *yg, int64_t os, const int mr, const int nv) {
+  vf acc[8][6];
+#pragma GCC unroll 8
+  for (int i = 0; i < mr; i++)
+#pragma GCC unroll 6
+    for (int v = 0; v < nv; v++) acc[i][v] = (vf){0};
+  for (int64_t c = 0; c < C; c++, xg += cs)
+    for (int64_t ki = ki0; ki < ki1; ki++) {
+      const float *row = xg + ki * rs, *wk = wt + (c * kh + ki) * kw * mr;
+      for (int64_t kj = 0; kj < kw; kj++, wk += mr) {
+        vf b[6];
+#pragma GCC unroll 6
+        for (int v = 0; v < nv; v++) b[v] = *(const vf *)(row + (kj + v) * VL);
+#pragma GCC unroll 8
+        for (int i = 0; i < mr; i++) {
+          float s = wk[i];
+#pragma GCC unroll 6
+          for (int v = 0; v < nv; v++) acc[i][v] += b[v] * s;
+        }
+      }
+    }
+#pragma GCC unroll 8
+  for (int i = 0; i < mr; i++)
+#pragma GCC unroll 6
+    for (int v = 0; v < nv; v++) *(vf *)(yg + i * os + v * VL) = acc[i][v];
+}
+
+/* yg (Op, oh, owr, VL) = the group's correlation */
+INLINE void group_compute(const cnn_sconv *d, const float *xg, const float *pack, float *yg, const int mr,
+                          const int nv) {
+  const int64_t K = d->C * d->kh * d->kw, cs = d->Hp * d->Wp * VL, rs = d->Wp * VL, os = d->oh * d->owr * VL;
+  for (int64_t oy = 0; oy < d->oh; oy++) {
+    /* kernel rows over input rows: padded rows oy + ki in [pt, pt + H) */
+    const int64_t ki0 = d->pt - oy > 0 ? d->pt - oy : 0, ki1 = d->pt + d->H - oy < d->kh ? d->pt + d->H - oy : d->kh;
+    for (int64_t ox = 0; ox < d->owr; ox += nv)
+      for (int64_t o = 0; o < d->Op; o += mr)
+        tile(xg + (oy * d->Wp + ox) * VL, cs, rs, d->C, d->kh, d->kw, ki0, ki1, pack + o * K,
+             yg + o * os + (oy * d->owr + ox) * VL, os, mr, nv);
+  }
+}
+
+#define TILE_CASE(MR, NV) \
+  case (MR)*8 + (NV): group_compute(d, xg, pack, yg, MR, NV); break;
+
+static void group_compute_any(const cnn_sconv *d, const float *xg, const float *pack, float *yg) {
+  switch (d->mr * 8 + d->nv) {
+#if NACC >= 24
+    TILE_CASE(8, 3)
+    TILE_CASE(6, 4)
+    TILE_CASE(4, 6)
+    TILE_CASE(4, 5)
+    TILE_CASE(6, 3)
+    TILE_CASE(8, 2)
+    TILE_CASE(4, 4)
+#else
+    TILE_CASE(4, 3)
+    TILE_CASE(6, 2)
+    TILE_CASE(4, 2)
+    TILE_CASE(2, 4)
+#endif
+    TILE_CASE(2, 6)
+  default: group_compute(d, xg, pack, yg, 1, 6); break;
+  }
+}
+
+/* y[n0..n0+g) (N, O, oh, ow) = yg's lanes plus the bias and d->residual, then max(0, .) with d->relu
+ * (as conv_direct.c's slab_store) */
+static void group_store(const cnn_sconv *d, const float *yg, const float *b, int64_t n0, int64_t g, float *y) {
+  const int64_t O = d->O, oh = d->oh, ow = d->ow, plane = oh * ow, os = oh * d->owr * VL;
+  for (int64_t o = 0; o < O; o++) {
+    const float bv = b ? b[o] : 0.0f;
+    for (int64_t oy = 0; oy < oh; oy++) {
+      const float *s = yg + o * os + oy * d->owr * VL;
+      const int64_t at = (n0 * O + o) * plane + oy * ow; /* image l's row at y + at + l * O * plane */
+#if defined(__AVX512F__)
+      const __m512 vb = _mm512_set1_ps(bv), zero = _mm512_setzero_ps();
+      for (int64_t x0 = 0; x0 < ow; x0 += 16) {
+        const int n = ow - x0 < 16 ? (int)(ow - x0) : 16;
+        const __mmask16 m = (__mmask16)((1u << n) - 1);
+        __m512 v[16];
+        for (int j = 0; j < 16; j++) v[j] = j < n ? _mm512_load_ps(s + (x0 + j) * VL) : zero;
+        transpose16(v);
+        for (int64_t l = 0; l < g; l++) {
+          __m512 t = _mm512_add_ps(v[l], vb);
+          if (d->residual) t = _mm512_add_ps(t, _mm512_maskz_loadu_ps(m, d->residual + at + l * O * plane + x0));
+          if (d->relu) t = _mm512_max_ps(t, zero); /* max(NaN, 0) and max(-0, 0) give 0, as !(v > 0) */
+          _mm512_mask_storeu_ps(y + at + l * O * plane + x0, m, t);
+        }
+      }
+#else
+      for (int64_t l = 0; l < g; l++) {
+        float *dst = y + at + l * O * plane;
+        const float *r = d->residual ? d->residual + at + l * O * plane : NULL;
+        for (int64_t x = 0; x < ow; x++) {
+          float v = s[x * VL + l] + bv;
+          if (r) v += r[x];
+          dst[x] = d->relu && !(v > 0) ? 0.0f : v;
+        }
+      }
+#endif
+    }
+  }
+}
+
+typedef struct {
+  const cnn_sconv *d;
+  const float *x, *pack, *b;
+  float *y;
+  float *const *ws;
+} sconv_job;
+
+/* groups [g0, g1) in this thread's workspace */
+static void run_groups(void *arg, int64_t g0, int64_t g1) {
+  const sconv_job *j = arg;
+  const cnn_sconv *d = j->d;
+  float *xg = j->ws[cnn_parallel_slot()], *yg = xg + d->xg_floats;
+  pad_zero(d, xg);
+  for (int64_t gi = g0; gi < g1; gi++) {
+    const int64_t n0 = gi * VL, g = d->N - n0 < VL ? d->N - n0 : VL;
+    group_fill(d, j->x, n0, g, xg);
+    group_compute_any(d, xg, j->pack, yg);
+    group_store(d, yg, j->b, n0, g, j->y);
+    if (d->then) d->then(d->then_ctx, n0, n0 + g);
+  }
+}
+
+static void run(const cnn_sconv *d, const float *x, const float *pack, const float *b, float *y, float *const *ws,
+                const cnn_parallel_loop *beside) {
+  sconv_job j = {.d = d, .x = x, .pack = pack, .b = b, .y = y, .ws = ws};
+  const cnn_parallel_loop loops[2] = {{(d->N + VL - 1) / VL, 1, run_groups, &j},
+                                      beside ? *beside : (cnn_parallel_loop){0}};
+  cnn_parallel_loops(beside ? 2 : 1, loops);
+}
+
+/* pack: for each tile of mr filters, (K, mr), filters past O zero: conv_direct.c's packing */
+void cnn_sconv_forward(const cnn_sconv *d, const float *x, const float *w, const float *b, float *y, float *pack,
+                       float *const *ws) {
+  const int64_t K = d->C * d->kh * d->kw, mr = d->mr;
+  for (int64_t o = 0; o < d->Op; o++)
+    for (int64_t k = 0; k < K; k++)
+      pack[(o / mr * K + k) * mr + o % mr] = o < d->O ? (d->scale ? w[o * K + k] * d->scale[o] : w[o * K + k]) : 0.0f;
+  run(d, x, pack, b, y, ws, NULL);
+}
+
+/* filters: gx's channels c reading gy's channels o with the taps flipped,
+ * w'[c][o][ki][kj] = w[o][c][kh-1-ki][kw-1-kj], w (O = d->C, C = d->O, kh, kw) */
+void cnn_sconv_input_grad(const cnn_sconv *d, const float *gy, const float *w, float *gx, float *pack, float *const *ws,
+                          const cnn_parallel_loop *beside) {
+  const int64_t kh = d->kh, kw = d->kw, K = d->C * kh * kw, mr = d->mr, Cw = d->O;
+  for (int64_t c = 0; c < d->Op; c++)
+    for (int64_t o = 0; o < d->C; o++)
+      for (int64_t ki = 0; ki < kh; ki++)
+        for (int64_t kj = 0; kj < kw; kj++) {
+          int64_t k = (o * kh + ki) * kw + kj;
+          float v = c < d->O ? w[((o * Cw + c) * kh + kh - 1 - ki) * kw + kw - 1 - kj] : 0.0f;
+          pack[(c / mr * K + k) * mr + c % mr] = v;
+        }
+  run(d, gy, pack, NULL, gx, ws, beside);
+}

@@ -1,0 +1,54 @@
+/* Internal to conv.c: stride-1 convolutions of small planes with the batch in the vector lanes
+ * (see conv_small.c). conv.c owns the per-thread workspace and the packed filters and hands them in;
+ * the filters are packed as conv_direct.c packs them, so both compute the same bits. */
+#ifndef CNN_CONV_SMALL_H
+#define CNN_CONV_SMALL_H
+
+#include "core/parallel.h"
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* One stride-1 correlation of C planes (H, W), zero-padded by (pt, pl, pb, pr), with O filters of
+ * (kh, kw), for a batch of N: as cnn_dconv (conv_direct.h), over groups of `lanes` images. */
+typedef struct cnn_sconv {
+  int64_t N, C, H, W, O, kh, kw;
+  int64_t pt, pl, pb, pr;
+  int64_t Hp, Wp;        /* the padded plane */
+  int64_t oh, ow;        /* the output plane */
+  int64_t owr;           /* output row rounded up to the tile width */
+  int64_t Op;            /* O rounded up to the tile's rows */
+  int64_t lanes;         /* images per group (the vector width) */
+  int mr, nv;            /* tile: mr filters x nv positions of a row, each a vector of images */
+  size_t xg_floats;      /* a group's padded input (C, Hp, Wp, lanes) and its zero tail */
+  size_t scratch_floats; /* per-thread workspace: the group's input and output grids */
+  bool relu;             /* forward: max(0, .) as the output is stored (the plans set false) */
+  const float *scale;    /* forward: (O) factors packed into the filters, or NULL */
+  const float *residual; /* forward: (N, O, oh, ow) added as the output is stored, or NULL */
+  /* forward: called with images [n0, n1) once the group holding them is stored, on that thread */
+  void (*then)(void *ctx, int64_t n0, int64_t n1);
+  void *then_ctx;
+} cnn_sconv;
+
+/* Plans x (N, C, H, W), w (O, C, kh, kw), padding (pt, pl, pb, pr) with stride 1 (padding at most
+ * kernel - 1, as cnn_dconv_applies). False when these kernels are not the better pick for the shape
+ * (planes too big, too few images for the lanes, too many channels): take conv_direct.c then. */
+bool cnn_sconv_plan_forward(cnn_sconv *d, int64_t N, int64_t C, int64_t H, int64_t W, int64_t O, int64_t kh, int64_t kw,
+                            int64_t pt, int64_t pl, int64_t pb, int64_t pr);
+/* The input gradient as a forward pass over gy padded by kernel - 1 - pad (same arguments as the
+ * forward's plan: the convolution's shape). */
+bool cnn_sconv_plan_input_grad(cnn_sconv *d, int64_t N, int64_t C, int64_t H, int64_t W, int64_t O, int64_t kh,
+                               int64_t kw, int64_t pt, int64_t pl, int64_t pb, int64_t pr);
+
+/* Floats of the packed filters (64-byte aligned, allocated by the caller). */
+size_t cnn_sconv_packed_floats(const cnn_sconv *d);
+
+/* ws: one buffer of d->scratch_floats per thread (64-byte aligned).
+ * forward:    x (N, C, H, W), w (O, C, kh, kw), b (O) or NULL -> y (N, O, oh, ow)
+ * input_grad: gy (N, O, oh, ow), w -> gx (N, C, H, W); beside: a loop (or NULL) run in the same job */
+void cnn_sconv_forward(const cnn_sconv *d, const float *x, const float *w, const float *b, float *y, float *pack,
+                       float *const *ws);
+void cnn_sconv_input_grad(const cnn_sconv *d, const float *gy, const float *w, float *gx, float *pack, float *const *ws,
+                          const cnn_parallel_loop *beside);
+
+#endif
