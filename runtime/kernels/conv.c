@@ -351,6 +351,17 @@ static int run_direct(direct_kind kind, const geom *g, const cnn_conv2d_params *
     int rc = run_small(kind == DIRECT_INPUT_GRAD, g, p, e, a, b, bias, out, nt, beside, then);
     if (rc <= 0) return rc;
   }
+  cnn_sconv sw;
+  if (kind == DIRECT_WEIGHT_GRAD && small_enabled() &&
+      cnn_sconv_plan_weight_grad(&sw, g->N, g->C, g->H, g->W, g->O, g->kh, g->kw, p->pad_lo[0], p->pad_lo[1],
+                                 p->pad_hi[0], p->pad_hi[1]) &&
+      sw.scratch_floats <= direct_limit) {
+    workspace ws;
+    if (ws_alloc(&ws, nt, sw.scratch_floats)) return -1;
+    cnn_sconv_weight_grad(&sw, a, b, out, ws.slot, nt, beside, NULL);
+    ws_free(&ws);
+    return 0;
+  }
   cnn_dconv d;
   void (*plan)(cnn_dconv *, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t,
                int64_t, int) = kind == DIRECT_FORWARD      ? cnn_dconv_plan_forward
@@ -693,27 +704,40 @@ static int backward_direct(const geom *g, const cnn_conv2d_params *p, const floa
   cnn_dconv dw, di;
   cnn_dconv_plan_weight_grad(&dw, g->N, g->C, g->H, g->W, g->O, g->kh, g->kw, p->pad_lo[0], p->pad_lo[1], p->pad_hi[0],
                              p->pad_hi[1], nt);
-  cnn_sconv si;
-  if (small_enabled() && dw.scratch_floats <= direct_limit &&
-      cnn_sconv_plan_input_grad(&si, g->N, g->C, g->H, g->W, g->O, g->kh, g->kw, p->pad_lo[0], p->pad_lo[1],
-                                p->pad_hi[0], p->pad_hi[1])) {
+  /* conv_small.c's kernels where they plan the shape, each pass on its own */
+  cnn_sconv si, sw;
+  const bool sgx = small_enabled() &&
+                   cnn_sconv_plan_input_grad(&si, g->N, g->C, g->H, g->W, g->O, g->kh, g->kw, p->pad_lo[0],
+                                             p->pad_lo[1], p->pad_hi[0], p->pad_hi[1]) &&
+                   si.scratch_floats <= direct_limit;
+  const bool sgw = small_enabled() &&
+                   cnn_sconv_plan_weight_grad(&sw, g->N, g->C, g->H, g->W, g->O, g->kh, g->kw, p->pad_lo[0],
+                                              p->pad_lo[1], p->pad_hi[0], p->pad_hi[1]) &&
+                   sw.scratch_floats <= direct_limit;
+  const size_t wsw_floats = sgw ? sw.scratch_floats : dw.scratch_floats;
+  if (sgx) {
+    if (wsw_floats > direct_limit) return 1;
     /* the input gradient on conv_small.c's kernels, the weight gradient's sum beside it */
     workspace wsw;
-    if (ws_alloc(&wsw, nt, dw.scratch_floats)) return -1;
-    cnn_dconv_sum sum;
-    int finite = cnn_dconv_weight_grad(&dw, gy, x, gw, wsw.slot, nt, bias, &sum);
-    int rc = run_small(true, g, p, NULL, gy, w, NULL, gx, nt, finite ? &sum.loop : NULL, NULL);
+    if (ws_alloc(&wsw, nt, wsw_floats)) return -1;
+    cnn_dconv_sum dsum;
+    cnn_sconv_sum ssum;
+    /* conv_small.c's weight gradient pairs x only with real positions, as im2col: no inf check */
+    int finite = 1;
+    if (sgw) cnn_sconv_weight_grad(&sw, gy, x, gw, wsw.slot, nt, bias, &ssum);
+    else finite = cnn_dconv_weight_grad(&dw, gy, x, gw, wsw.slot, nt, bias, &dsum);
+    int rc = run_small(true, g, p, NULL, gy, w, NULL, gx, nt, !finite ? NULL : sgw ? &ssum.loop : &dsum.loop, NULL);
     ws_free(&wsw);
     return rc ? rc : finite ? 0 : weight_grad(g, gy, x, gw, nt, NULL);
   }
   cnn_dconv_plan_input_grad(&di, g->N, g->C, g->H, g->W, g->O, g->kh, g->kw, p->pad_lo[0], p->pad_lo[1], p->pad_hi[0],
                             p->pad_hi[1], nt);
-  if (dw.scratch_floats > direct_limit || di.scratch_floats > direct_limit) return 1;
+  if (wsw_floats > direct_limit || di.scratch_floats > direct_limit) return 1;
   size_t packf = cnn_dconv_packed_floats(&di);
   float *pack = cnn_alloc(packf * sizeof(float));
   if (!pack) return -1;
   workspace wsw, wsi;
-  if (ws_alloc(&wsw, nt, dw.scratch_floats)) {
+  if (ws_alloc(&wsw, nt, wsw_floats)) {
     cnn_free(pack, packf * sizeof(float));
     return -1;
   }
@@ -723,9 +747,12 @@ static int backward_direct(const geom *g, const cnn_conv2d_params *p, const floa
     return -1;
   }
   cnn_dconv_sum sum;
-  int finite = cnn_dconv_weight_grad(&dw, gy, x, gw, wsw.slot, nt, bias, &sum);
+  cnn_sconv_sum ssum;
+  int finite = 1;
+  if (sgw) cnn_sconv_weight_grad(&sw, gy, x, gw, wsw.slot, nt, bias, &ssum);
+  else finite = cnn_dconv_weight_grad(&dw, gy, x, gw, wsw.slot, nt, bias, &sum);
   /* with an inf or a NaN in x the sum is left out and gw taken by im2col below */
-  cnn_dconv_input_grad(&di, gy, w, gx, pack, wsi.slot, nt, finite ? &sum.loop : NULL);
+  cnn_dconv_input_grad(&di, gy, w, gx, pack, wsi.slot, nt, !finite ? NULL : sgw ? &ssum.loop : &sum.loop);
   ws_free(&wsi);
   ws_free(&wsw);
   cnn_free(pack, packf * sizeof(float));

@@ -67,8 +67,9 @@ static void pick_tile(cnn_sconv *d) {
   d->owr = round_up(d->ow, d->nv);
 }
 
-bool cnn_sconv_plan_forward(cnn_sconv *d, int64_t N, int64_t C, int64_t H, int64_t W, int64_t O, int64_t kh, int64_t kw,
-                            int64_t pt, int64_t pl, int64_t pb, int64_t pr) {
+/* The forward's plan; for_gw: the weight gradient's shape test instead (it scatters nothing) */
+static bool plan(cnn_sconv *d, int64_t N, int64_t C, int64_t H, int64_t W, int64_t O, int64_t kh, int64_t kw,
+                 int64_t pt, int64_t pl, int64_t pb, int64_t pr, bool for_gw) {
   memset(d, 0, sizeof *d);
   d->N = N, d->C = C, d->H = H, d->W = W, d->O = O, d->kh = kh, d->kw = kw;
   d->pt = pt, d->pl = pl, d->pb = pb, d->pr = pr;
@@ -84,12 +85,18 @@ bool cnn_sconv_plan_forward(cnn_sconv *d, int64_t N, int64_t C, int64_t H, int64
    * 432-483; its conv1 (1 -> 6, 25 taps an output on 28x28) 303-377 against 262-322, as scattering
    * each vector's images to their planes costs more there than conv_direct.c's dropped positions.
    * Wider layers (ResNet's) stay on conv_direct.c. */
-  if (C * kh * kw < 64 || C * kh * kw > 512 || O > 16 || H * W > 400) return false;
+  if (C * kh * kw > 512 || O > 16) return false;
+  if (!for_gw && (C * kh * kw < 64 || H * W > 400)) return false;
   pick_tile(d);
   /* tail: the last row's tiles read up to owr - ow positions past the plane */
   d->xg_floats = (size_t)round_up((C * d->Hp * d->Wp + (d->owr - d->ow)) * VL, 16);
   d->scratch_floats = d->xg_floats + (size_t)(d->Op * d->oh * d->owr * VL);
   return d->scratch_floats <= SMALL_BUDGET;
+}
+
+bool cnn_sconv_plan_forward(cnn_sconv *d, int64_t N, int64_t C, int64_t H, int64_t W, int64_t O, int64_t kh, int64_t kw,
+                            int64_t pt, int64_t pl, int64_t pb, int64_t pr) {
+  return plan(d, N, C, H, W, O, kh, kw, pt, pl, pb, pr, false);
 }
 
 bool cnn_sconv_plan_input_grad(cnn_sconv *d, int64_t N, int64_t C, int64_t H, int64_t W, int64_t O, int64_t kh,
@@ -335,4 +342,186 @@ void cnn_sconv_input_grad(const cnn_sconv *d, const float *gy, const float *w, f
           pack[(c / mr * K + k) * mr + c % mr] = v;
         }
   run(d, gy, pack, NULL, gx, ws, beside);
+}
+
+/* ---- weight gradient ----
+ * gW (O, K) = sum over the images and output positions of gY x the shifted input: with the images
+ * in the lanes, a tile of mr filters x nv taps keeps one vector accumulator each over the group's
+ * oh * ow positions (no dropped ones), added into the part's partial of (O, K) vectors; the lanes
+ * and then the parts are summed in a fixed order at the end (the same bits for a thread count). */
+
+bool cnn_sconv_plan_weight_grad(cnn_sconv *d, int64_t N, int64_t C, int64_t H, int64_t W, int64_t O, int64_t kh,
+                                int64_t kw, int64_t pt, int64_t pl, int64_t pb, int64_t pr) {
+  if (!plan(d, N, C, H, W, O, kh, kw, pt, pl, pb, pr, true)) return false;
+  const int64_t K = C * kh * kw;
+  double best = 0;
+  for (size_t t = 0; t < sizeof TILES / sizeof TILES[0]; t++) { /* mr filters x nv taps */
+    const int mr = TILES[t].mr, nv = TILES[t].nv;
+    double cost = (double)(round_up(O, mr) * round_up(K, nv)) * (1.0 + (mr + nv) / (2.0 * mr * nv));
+    if (t == 0 || cost < best) best = cost, d->mr = mr, d->nv = nv;
+  }
+  d->Op = round_up(O, d->mr);
+  d->owr = d->ow;
+  d->xg_floats = (size_t)round_up(C * d->Hp * d->Wp * VL, 16);
+  /* the group's input, its output gradient (Op, oh, ow, VL), the part's partial (O, K) vectors */
+  d->scratch_floats = d->xg_floats + (size_t)(d->Op * d->oh * d->ow * VL) + (size_t)(O * K * VL);
+  return d->scratch_floats <= SMALL_BUDGET + (size_t)(O * K * VL);
+}
+
+/* images n0..n0+g of gy (N, O, oh, ow) -> gg (Op, oh, ow, VL), zeros in lanes g..VL and filters O..Op */
+static void grad_fill(const cnn_sconv *d, const float *gy, int64_t n0, int64_t g, float *gg) {
+  const int64_t O = d->O, plane = d->oh * d->ow;
+  const float *s = gy + n0 * O * plane;
+  memset(gg + O * plane * VL, 0, (size_t)((d->Op - O) * plane * VL) * sizeof(float));
+  for (int64_t o = 0; o < O; o++) {
+    const float *so = s + o * plane; /* image l's plane at so + l * O * plane */
+    float *dst = gg + o * plane * VL;
+#if defined(__AVX512F__)
+    for (int64_t x0 = 0; x0 < plane; x0 += 16) {
+      const int n = plane - x0 < 16 ? (int)(plane - x0) : 16;
+      const __mmask16 m = (__mmask16)((1u << n) - 1);
+      __m512 v[16];
+      for (int64_t l = 0; l < 16; l++)
+        v[l] = l < g ? _mm512_maskz_loadu_ps(m, so + l * O * plane + x0) : _mm512_setzero_ps();
+      transpose16(v);
+      for (int j = 0; j < n; j++) _mm512_store_ps(dst + (x0 + j) * VL, v[j]);
+    }
+#else
+    for (int64_t x = 0; x < plane; x++)
+      for (int64_t l = 0; l < VL; l++) dst[x * VL + l] = l < g ? so[l * O * plane + x] : 0.0f;
+#endif
+  }
+}
+
+/* part[(o0 + i) K + k0 + j] (vectors) += sum over positions of gg[o0 + i] x the tap j's input, for
+ * i < mrv, j < nvv; xk: the nv taps' first vectors (at position (0, 0)) */
+INLINE void gw_tile(const cnn_sconv *d, const float *gg, const float *const *xk, vf *part, int64_t K, int mrv, int nvv,
+                    const int mr, const int nv) {
+  const int64_t plane = d->oh * d->ow * VL, rs = d->Wp * VL;
+  vf acc[8][6];
+#pragma GCC unroll 8
+  for (int i = 0; i < mr; i++)
+#pragma GCC unroll 6
+    for (int j = 0; j < nv; j++) acc[i][j] = (vf){0};
+  const float *x[6];
+#pragma GCC unroll 6
+  for (int j = 0; j < nv; j++) x[j] = xk[j];
+  for (int64_t oy = 0; oy < d->oh; oy++) {
+    for (int64_t ox = 0; ox < d->ow; ox++, gg += VL) {
+      vf a[8];
+#pragma GCC unroll 8
+      for (int i = 0; i < mr; i++) a[i] = *(const vf *)(gg + i * plane);
+#pragma GCC unroll 6
+      for (int j = 0; j < nv; j++) {
+        vf b = *(const vf *)(x[j] + ox * VL);
+#pragma GCC unroll 8
+        for (int i = 0; i < mr; i++) acc[i][j] += a[i] * b;
+      }
+    }
+#pragma GCC unroll 6
+    for (int j = 0; j < nv; j++) x[j] += rs;
+  }
+  for (int i = 0; i < mrv; i++)
+    for (int j = 0; j < nvv; j++) part[i * K + j] += acc[i][j];
+}
+
+INLINE void gw_group(const cnn_sconv *d, const float *xg, const float *gg, vf *part, const int mr, const int nv) {
+  const int64_t K = d->C * d->kh * d->kw, khw = d->kh * d->kw, plane = d->oh * d->ow * VL;
+  for (int64_t k0 = 0; k0 < K; k0 += nv) {
+    const float *xk[6];
+    const int nvv = K - k0 < nv ? (int)(K - k0) : nv;
+    for (int j = 0; j < nv; j++) { /* taps past K read tap 0 and are dropped */
+      const int64_t k = k0 + j < K ? k0 + j : 0, c = k / khw, ki = k % khw / d->kw, kj = k % d->kw;
+      xk[j] = xg + ((c * d->Hp + ki) * d->Wp + kj) * VL;
+    }
+    for (int64_t o = 0; o < d->Op; o += mr) {
+      const int mrv = d->O - o < mr ? (int)(d->O - o) : mr;
+      gw_tile(d, gg + o * plane, xk, part + o * K + k0, K, mrv, nvv, mr, nv);
+    }
+  }
+}
+
+#define GW_CASE(MR, NV) \
+  case (MR)*8 + (NV): gw_group(d, xg, gg, part, MR, NV); break;
+
+static void gw_group_any(const cnn_sconv *d, const float *xg, const float *gg, vf *part) {
+  switch (d->mr * 8 + d->nv) {
+#if NACC >= 24
+    GW_CASE(8, 3)
+    GW_CASE(6, 4)
+    GW_CASE(4, 6)
+    GW_CASE(4, 5)
+    GW_CASE(6, 3)
+    GW_CASE(8, 2)
+    GW_CASE(4, 4)
+#else
+    GW_CASE(4, 3)
+    GW_CASE(6, 2)
+    GW_CASE(4, 2)
+    GW_CASE(2, 4)
+#endif
+    GW_CASE(2, 6)
+  default: gw_group(d, xg, gg, part, 1, 6); break;
+  }
+}
+
+typedef struct {
+  const cnn_sconv *d;
+  const float *x, *gy;
+  float *const *ws;
+  int64_t groups, parts;
+} gw_job;
+
+/* the partial of part t: after the group's input and output gradient in ws[t] (whole vectors) */
+static vf *part_of(const cnn_sconv *d, float *ws) {
+  return (vf *)(ws + d->xg_floats + (size_t)(d->Op * d->oh * d->ow * VL));
+}
+
+/* parts [p0, p1): part t sums its share of the groups into its partial */
+static void gw_parts(void *arg, int64_t p0, int64_t p1) {
+  const gw_job *j = arg;
+  const cnn_sconv *d = j->d;
+  for (int64_t t = p0; t < p1; t++) {
+    float *xg = j->ws[t], *gg = xg + d->xg_floats;
+    vf *part = part_of(d, j->ws[t]);
+    int64_t g0, g1;
+    cnn_parallel_part(j->groups, j->parts, t, &g0, &g1);
+    memset(part, 0, (size_t)(d->O * d->C * d->kh * d->kw) * sizeof(vf));
+    pad_zero(d, xg);
+    for (int64_t gi = g0; gi < g1; gi++) {
+      const int64_t n0 = gi * VL, g = d->N - n0 < VL ? d->N - n0 : VL;
+      group_fill(d, j->x, n0, g, xg);
+      grad_fill(d, j->gy, n0, g, gg);
+      gw_group_any(d, xg, gg, part);
+    }
+  }
+}
+
+/* gw[i0..i1) = the partials in part order from 0, each partial's lanes summed in lane order */
+static void gw_sum(void *arg, int64_t i0, int64_t i1) {
+  const cnn_sconv_sum *j = arg;
+  for (int64_t i = i0; i < i1; i++) {
+    float s = 0;
+    for (int64_t t = 0; t < j->parts; t++) {
+      const float *v = (const float *)(part_of(j->d, j->ws[t]) + i);
+      float h = 0;
+      for (int l = 0; l < VL; l++) h += v[l];
+      s += h;
+    }
+    j->gw[i] = s;
+  }
+}
+
+void cnn_sconv_weight_grad(const cnn_sconv *d, const float *gy, const float *x, float *gw, float *const *ws, int nt,
+                           const cnn_parallel_loop *beside, cnn_sconv_sum *later) {
+  const int64_t groups = (d->N + VL - 1) / VL, wsz = d->O * d->C * d->kh * d->kw;
+  /* one part per thread (one in all for a single group), whichever thread runs it */
+  const int64_t team = nt > 1 && groups > 1 ? nt : 1;
+  gw_job j = {.d = d, .x = x, .gy = gy, .ws = ws, .groups = groups, .parts = team};
+  const cnn_parallel_loop loops[2] = {{team, 1, gw_parts, &j}, beside ? *beside : (cnn_parallel_loop){0}};
+  cnn_parallel_loops(beside ? 2 : 1, loops);
+  cnn_sconv_sum here, *sum = later ? later : &here;
+  *sum = (cnn_sconv_sum){.d = d, .ws = ws, .parts = team, .gw = gw};
+  sum->loop = (cnn_parallel_loop){wsz, cnn_parallel_grain(wsz, wsz * team * VL), gw_sum, sum};
+  if (!later) cnn_parallel_loops(1, &sum->loop);
 }

@@ -51,4 +51,25 @@ void cnn_sconv_forward(const cnn_sconv *d, const float *x, const float *w, const
 void cnn_sconv_input_grad(const cnn_sconv *d, const float *gy, const float *w, float *gx, float *pack, float *const *ws,
                           const cnn_parallel_loop *beside);
 
+/* The weight gradient: tiles of filters x taps over every output position of a group. */
+bool cnn_sconv_plan_weight_grad(cnn_sconv *d, int64_t N, int64_t C, int64_t H, int64_t W, int64_t O, int64_t kh,
+                                int64_t kw, int64_t pt, int64_t pl, int64_t pb, int64_t pr);
+
+/* The weight gradient's second pass, the per-thread partials (in ws) summed into gw, as a loop over
+ * gw's elements (ctx: the struct itself), for running beside other work (as cnn_dconv_sum). */
+typedef struct cnn_sconv_sum {
+  const cnn_sconv *d;
+  float *const *ws;
+  int64_t parts;
+  float *gw;
+  cnn_parallel_loop loop;
+} cnn_sconv_sum;
+
+/* gy (N, O, oh, ow), x (N, C, H, W) -> gw (O, C, kh, kw) summed over the batch (plan:
+ * cnn_sconv_plan_weight_grad; ws: nt buffers of scratch_floats). beside: a loop (or NULL) run in
+ * the same job as the parts; later: NULL, or where to leave the sum instead of running it (gw is
+ * complete once later->loop has run; d and ws must live until then). */
+void cnn_sconv_weight_grad(const cnn_sconv *d, const float *gy, const float *x, float *gw, float *const *ws, int nt,
+                           const cnn_parallel_loop *beside, cnn_sconv_sum *later);
+
 #endif
