@@ -288,6 +288,43 @@ describe("models.resnet", function()
     assert.are.equal(0, max_diff(ya, yb))
   end)
 
+  it("trains with each block's end fused (bn + shortcut + relu, one node) bit for bit as the unfused graph", function()
+    -- The second copy's ReLUs are a subclass, which the blocks do not fuse: the same operations in
+    -- sequence. BasicBlock (18) and Bottleneck (50), projection shortcuts included.
+    local NoFuse = nn.ReLU:extend("ReLU")
+    for _, r in ipairs({{18, 8}, {50, 16}}) do
+      local depth, blocks = r[1], r[2]
+      cnn.manual_seed(4)
+      local fused = models.resnet{depth = depth, num_classes = 10}
+      local plain = models.resnet{depth = depth, num_classes = 10}
+      plain:load_state_dict(fused:state_dict())
+      for _, m in ipairs(plain:modules()) do
+        if m.relu then m.relu = NoFuse(true) end
+      end
+      local ends = 0 -- calls with a shortcut: one per block
+      for _, m in ipairs(fused:modules()) do
+        if m:is_a(nn.BatchNorm2d) then
+          m._forward_relu = function(self, y, res)
+            if res then ends = ends + 1 end
+            return nn.BatchNorm2d._forward_relu(self, y, res)
+          end
+        end
+      end
+      local x, labels = cnn.randn(2, 3, 64, 64), cnn.tensor({1, 3}, {dtype = "int64"})
+      local l1, l2 = F.cross_entropy(fused(x), labels), F.cross_entropy(plain(x), labels)
+      assert.are.equal(blocks, ends)
+      assert.are.equal(l2:item(), l1:item())
+      l1:backward()
+      l2:backward()
+      local p1, p2 = fused:named_parameters(), plain:named_parameters()
+      for i, p in ipairs(p1) do assert.are.equal(0, max_diff(p[2].grad, p2[i][2].grad), p[1]) end
+      local s1, s2 = fused:state_dict(), plain:state_dict()
+      for _, k in ipairs(fused:state_dict_keys()) do
+        assert.are.equal(0, max_diff(s1[k]:float(), s2[k]:float()), k)
+      end
+    end
+  end)
+
   it("resnet50 maps 1x3x32x32 to 1x1000 (the adaptive head takes any size >= 32)", function()
     r50:eval()
     local y = cnn.no_grad(function() return r50(cnn.randn(1, 3, 32, 32)) end)
