@@ -580,7 +580,8 @@ end
 -- F.pad in the modes that copy values of x (index_select along each padded dim: its backward adds
 -- the gradient of every copy back to its source element). PyTorch 1.13's rules: reflect and
 -- replicate pad the last 1 to 3 dims of an input with one or two more dims (a batch and a channel
--- dim, or only a channel dim) whose non-batch dims are not empty, reflect by less than each size;
+-- dim, or only a channel dim) whose non-batch dims are not empty (but the channel dim of an
+-- unbatched 1-d or 2-d reflect), reflect by less than each size;
 -- circular pads the last ndim - 2 dims, by at most each size.
 local function pad_copying(x, pad, mode, value)
   local k, nd = #pad // 2, x:dim()
@@ -594,7 +595,10 @@ local function pad_copying(x, pad, mode, value)
     error(string.format('pad: mode "%s" pads the last 1 to 3 dims of an input with 1 or 2 more dims ' ..
       '(got %d pad sizes for a %d-d input)', mode, #pad, nd), 3)
   else
-    for d = nd == k + 2 and 2 or 1, nd do
+    -- the batch dim may be empty, and so may the channel dim of an unbatched 1-d or 2-d reflect
+    -- (PyTorch 1.13's reflection_pad1d/2d checks; replicate and reflection_pad3d refuse it)
+    local first = (nd == k + 2 or (mode == "reflect" and k <= 2)) and 2 or 1
+    for d = first, nd do
       if x:size(d) == 0 then
         error(string.format('pad: mode "%s" needs non-empty dims (but the batch dim), dim %d has size 0', mode, d), 3)
       end

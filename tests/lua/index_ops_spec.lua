@@ -257,6 +257,13 @@ describe("F.pad copying modes", function()
     -- empty results: reflect and replicate refuse only when every padded dim is empty; constant
     -- refuses an empty padded dim once any size is positive (PyTorch's constant_pad_nd)
     H.assert_error(function() return F.pad(cnn.ones(2, 1, 1), {0, -1}, "reflect") end, "pad", "empty")
+    -- an unbatched 1-d or 2-d reflect may have an empty channel dim (PyTorch 1.13's checks; oracle
+    -- seed 17), replicate and 3-d reflect may not
+    assert.same({0, 8}, F.pad(cnn.ones(0, 4), {1, 3}, "reflect"):size())
+    assert.same({0, 5, 5}, F.pad(cnn.ones(0, 3, 3), {1, 1, 1, 1}, "reflect"):size())
+    H.assert_error(function() return F.pad(cnn.ones(0, 3, 3, 3), {1, 1, 1, 1, 1, 1}, "reflect") end, "pad",
+      "non%-empty")
+    H.assert_error(function() return F.pad(cnn.ones(0, 4), {1, 3}, "replicate") end, "pad", "non%-empty")
     assert.same({1, 1, 3, 0}, F.pad(cnn.ones(1, 1, 2, 1), {0, -1, 1, 0}, "replicate"):size())
     H.assert_error(function() return F.pad(cnn.ones(2, 0, 3), {1, 1, 0, 0}) end, "pad", "no element")
     assert.same({2, 0}, F.pad(cnn.ones(2, 1), {0, -1}):size()) -- cropping only: no check
