@@ -138,8 +138,21 @@ cnn_tensor *cnn_mm_matmul(const cnn_tensor *a, const cnn_tensor *b) {
     return NULL;
   }
   if (a->dtype == CNN_BOOL) {
-    cnn_error_set("matmul is not implemented for bool tensors");
-    return NULL;
+    /* as PyTorch's: no bool product kernel, but where no product is taken (an empty result or an
+     * empty inner dim) the result is all false; a 1-d x 1-d dot never */
+    if (a->ndim == 1 && b->ndim == 1) {
+      cnn_error_set("matmul is not implemented for bool tensors");
+      return NULL;
+    }
+    const int64_t k = a->size[a->ndim - 1];
+    cnn_tensor *wa = cnn_tensor_to_dtype(a, CNN_INT64), *wb = wa ? cnn_tensor_to_dtype(b, CNN_INT64) : NULL;
+    cnn_tensor *w = wb ? cnn_mm_matmul(wa, wb) : NULL, *r = NULL;
+    if (w && k != 0 && cnn_tensor_numel(w) != 0) cnn_error_set("matmul is not implemented for bool tensors");
+    else if (w) r = cnn_tensor_to_dtype(w, CNN_BOOL);
+    cnn_tensor_release(wa);
+    cnn_tensor_release(wb);
+    cnn_tensor_release(w);
+    return r;
   }
   if (a->dtype == CNN_UINT8) { /* modulo 256, as PyTorch's: the int64 product's low bytes */
     cnn_tensor *wa = cnn_tensor_to_dtype(a, CNN_INT64), *wb = wa ? cnn_tensor_to_dtype(b, CNN_INT64) : NULL;

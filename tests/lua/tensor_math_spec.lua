@@ -325,6 +325,19 @@ describe("pow, clamp and matmul at PyTorch's edges", function()
     assert.are.same({ -27, 0.25 }, { cnn.tensor({ -3 }):pow(3)[1], cnn.tensor({ 2 }):pow(-2)[1] })
   end)
 
+  -- PyTorch 1.13 has no bool product kernel, but takes no product where the inner dim or the
+  -- result is empty: all false (oracle ORACLE_BIG seed 23); a 1-d x 1-d dot is refused even empty
+  it("bool matmul is all false where no product is taken and refused elsewhere, as PyTorch's", function()
+    local y = cnn.ones(3, 3, 0):bool():matmul(cnn.ones(1, 0, 6):bool())
+    assert.are.equal("bool", y:dtype())
+    assert.are.same({ 3, 3, 6 }, y:size())
+    assert.is_false(y:any():item())
+    assert.are.same({ 0, 3 }, cnn.ones(0, 2):bool():matmul(cnn.ones(2, 3):bool()):size())
+    H.assert_error(function() return cnn.ones(2, 2):bool():matmul(cnn.ones(2, 2):bool()) end, "matmul", "bool")
+    H.assert_error(function() return cnn.ones(0):bool():matmul(cnn.ones(0):bool()) end, "matmul", "bool")
+    H.assert_usable()
+  end)
+
   it("int64 to an integer power stays int64, as PyTorch's integer pow", function()
     local i = cnn.tensor({ -3, 2, 5 }, { dtype = "int64" })
     H.assert_tensor(i ^ 2, { 9, 4, 25 }, { dtype = "int64" })
