@@ -23,26 +23,11 @@
 
 #include <string.h>
 
+#include "conv_vec.h"
 #include "core/parallel.h"
 
-#if defined(__AVX512F__)
-#define VL 16   /* floats per vector */
-#define NACC 24 /* accumulators a tile may hold: 32 registers, minus loads and a broadcast */
-#elif defined(__AVX__)
-#define VL 8
-#define NACC 12 /* 16 registers */
-#else
-#define VL 4
-#define NACC 12
-#endif
 /* columns of a 2-row tile: 2 x 6 accumulators and 6 loaded vectors fit 32 registers, not 16 */
 #define COLS_2 (NACC >= 24 ? 6 : 4)
-
-typedef float vf __attribute__((vector_size(VL * sizeof(float))));
-typedef float vfu __attribute__((vector_size(VL * sizeof(float)), aligned(sizeof(float)), may_alias));
-
-static inline vf load(const float *p) { return *(const vfu *)p; }
-static inline void store(float *p, vf v) { *(vfu *)p = v; }
 
 /* Pins a loaded vector to a register: without it GCC folds the load into every FMA that reads it
  * (a memory operand each), and the weight-gradient tile became load-bound at half the speed. */
@@ -61,15 +46,11 @@ static inline float hsum(vf v) {
 /* A slab's floats budget: the padded input and the output grid of a slab together stay in L2. */
 #define SLAB_BUDGET (96 * 1024)
 
-#define INLINE static inline __attribute__((always_inline))
-
 bool cnn_dconv_applies(int64_t kh, int64_t kw, const int64_t stride[2], const int64_t pad_lo[2],
                        const int64_t pad_hi[2], const int64_t dilation[2], int64_t groups) {
   return groups == 1 && stride[0] == 1 && stride[1] == 1 && dilation[0] == 1 && dilation[1] == 1 && kh * kw > 1 &&
          pad_lo[0] <= kh - 1 && pad_hi[0] <= kh - 1 && pad_lo[1] <= kw - 1 && pad_hi[1] <= kw - 1;
 }
-
-static int64_t round_up(int64_t n, int64_t m) { return (n + m - 1) / m * m; }
 
 /* Tile rows for O filters: the fewest padded filters, ties to the taller tile. Columns: as many
  * vectors as the accumulators allow, at most 6 (COLS_2 for 2 rows). */
@@ -176,8 +157,8 @@ size_t cnn_dconv_packed_floats(const cnn_dconv *d) { return (size_t)(d->Op * d->
 INLINE void copy_floats(float *dst, const float *src, int64_t n, const bool check, vf *bad, int *ok) {
   int64_t j = 0;
   for (; j + VL <= n; j += VL) {
-    vf v = load(src + j);
-    store(dst + j, v);
+    vf v = vec_load(src + j);
+    vec_store(dst + j, v);
     if (check) *bad += v - v;
   }
   for (; j < n; j++) {
@@ -188,7 +169,7 @@ INLINE void copy_floats(float *dst, const float *src, int64_t n, const bool chec
 
 static inline void zero_floats(float *dst, int64_t n) {
   int64_t j = 0;
-  for (; j + VL <= n; j += VL) store(dst + j, (vf){0});
+  for (; j + VL <= n; j += VL) vec_store(dst + j, (vf){0});
   for (; j < n; j++) dst[j] = 0;
 }
 
@@ -250,7 +231,7 @@ INLINE void fwd_tile(const float *xs, int64_t cs, int64_t S, int64_t C, int64_t 
       for (int64_t kj = 0; kj < kw; kj++, wt += mr) {
         vf b[6];
 #pragma GCC unroll 6
-        for (int v = 0; v < nv; v++) b[v] = load(row + kj + v * VL);
+        for (int v = 0; v < nv; v++) b[v] = vec_load(row + kj + v * VL);
 #pragma GCC unroll 8
         for (int i = 0; i < mr; i++) {
           float s = wt[i];
@@ -262,7 +243,7 @@ INLINE void fwd_tile(const float *xs, int64_t cs, int64_t S, int64_t C, int64_t 
 #pragma GCC unroll 8
   for (int i = 0; i < mr; i++)
 #pragma GCC unroll 6
-    for (int v = 0; v < nv; v++) store(yq + i * ldq + v * VL, acc[i][v]);
+    for (int v = 0; v < nv; v++) vec_store(yq + i * ldq + v * VL, acc[i][v]);
 }
 
 /* yq (Op, Qr) = the slab's correlation, every filter tile over every position tile. kh, kw: the
@@ -419,10 +400,10 @@ INLINE void gw_tile(const float *gq, int64_t ldq, const float *const *xk, int64_
     for (int64_t q = g * T; q < g * T + len; q += VL) {
       vf a[8];
 #pragma GCC unroll 8
-      for (int i = 0; i < mr; i++) a[i] = load(gq + i * ldq + q);
+      for (int i = 0; i < mr; i++) a[i] = vec_load(gq + i * ldq + q);
 #pragma GCC unroll 6
       for (int j = 0; j < nv; j++) {
-        vf b = load(x[j] + q);
+        vf b = vec_load(x[j] + q);
         IN_REGISTER(b);
 #pragma GCC unroll 8
         for (int i = 0; i < mr; i++) acc[i][j] += a[i] * b;

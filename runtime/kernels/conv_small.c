@@ -21,27 +21,11 @@
 #include <immintrin.h>
 #endif
 
+#include "conv_vec.h"
 #include "core/parallel.h"
-
-#if defined(__AVX512F__)
-#define VL 16
-#define NACC 24
-#elif defined(__AVX__)
-#define VL 8
-#define NACC 12
-#else
-#define VL 4
-#define NACC 12
-#endif
-
-typedef float vf __attribute__((vector_size(VL * sizeof(float))));
-
-#define INLINE static inline __attribute__((always_inline))
 
 /* Per-thread workspace cap (floats): a group's input and output grids stay in L2. */
 #define SMALL_BUDGET (256 * 1024)
-
-static int64_t round_up(int64_t n, int64_t m) { return (n + m - 1) / m * m; }
 
 /* The tiles there are instances of: mr filters x nv positions (mr * nv accumulators). */
 static const struct {

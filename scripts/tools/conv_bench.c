@@ -12,8 +12,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
+#include "bench_util.h"
 #include "cnn/parallel.h"
 #include "kernels/conv.h"
 
@@ -28,26 +28,6 @@ static const shape shapes[] = {
     {"r18 64>64 56", 16, 64, 56, 56, 64, 3, 1},     {"r18 128>128 28", 16, 128, 28, 28, 128, 3, 1},
     {"r18 256>256 14", 16, 256, 14, 14, 256, 3, 1}, {"r18 512>512 7", 16, 512, 7, 7, 512, 3, 1},
 };
-
-static double cpu_s(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
-  return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-static float *rand_floats(size_t n, unsigned *s) {
-  float *p = malloc(n * sizeof(float));
-  for (size_t i = 0; i < n; i++) {
-    *s = *s * 1664525u + 1013904223u;
-    p[i] = (float)(*s >> 8) / 16777216.0f - 0.5f;
-  }
-  return p;
-}
-
-static int cmp_double(const void *a, const void *b) {
-  double x = *(const double *)a, y = *(const double *)b;
-  return x < y ? -1 : x > y;
-}
 
 typedef struct {
   cnn_conv2d_shape s;

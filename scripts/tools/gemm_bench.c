@@ -14,8 +14,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
+#include "bench_util.h"
 #include "cnn/parallel.h"
 #include "core/gemm.h"
 
@@ -107,26 +107,6 @@ static const shape shapes[] = {
     {"fc 4096>4096 b128 wgrad", 1, 0, 4096, 4096, 128, 0},
     {"square 1024", 0, 0, 1024, 1024, 1024, 0},
 };
-
-static double cpu_s(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
-  return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-static float *rand_floats(size_t n, unsigned *s) {
-  float *p = malloc(n * sizeof(float));
-  for (size_t i = 0; i < n; i++) {
-    *s = *s * 1664525u + 1013904223u;
-    p[i] = (float)(*s >> 8) / 16777216.0f - 0.5f;
-  }
-  return p;
-}
-
-static int cmp_double(const void *a, const void *b) {
-  double x = *(const double *)a, y = *(const double *)b;
-  return x < y ? -1 : x > y;
-}
 
 /* GFLOP/s of one round: the product repeated for about ms of CPU time */
 static double round_rate(const shape *s, cnn_gemm_backend be, const float *a, const float *b, float *c, double ms) {
