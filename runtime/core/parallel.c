@@ -113,9 +113,12 @@ static struct {
 
 /* CNN_PARALLEL_STATS=1 in the environment: counts of what the loops did, printed to stderr at
  * exit (how many parallel regions a training step opens: run a number of steps twice and divide
- * the differences). */
+ * the differences), and the wall time the submitting threads spent in loops (outermost calls
+ * only): loops of two tasks or more on the pool, or on one thread (one thread configured, or run
+ * alone), and loops of one task. With one thread, the rest of the run's time is what no second
+ * thread can shorten (Amdahl's serial part: Lua, the autograd engine, allocation). */
 static bool stats_on;
-static _Atomic uint64_t n_jobs, n_job_loops, n_alone, n_serial;
+static _Atomic uint64_t n_jobs, n_job_loops, n_alone, n_serial, ns_pool, ns_split_alone, ns_one_task;
 
 static inline void tally(_Atomic uint64_t *c, uint64_t v) {
   if (stats_on) atomic_fetch_add_explicit(c, v, memory_order_relaxed);
@@ -127,6 +130,11 @@ static void print_stats(void) {
           "taken), %llu serial (one task, one thread or nested)\n",
           (unsigned long long)atomic_load(&n_jobs), (unsigned long long)atomic_load(&n_job_loops),
           (unsigned long long)atomic_load(&n_alone), (unsigned long long)atomic_load(&n_serial));
+  fprintf(stderr,
+          "cnn parallel stats: %.3f s in loops on the pool, %.3f s in splittable loops on one thread, %.3f s in "
+          "one-task loops\n",
+          (double)atomic_load(&ns_pool) * 1e-9, (double)atomic_load(&ns_split_alone) * 1e-9,
+          (double)atomic_load(&ns_one_task) * 1e-9);
 }
 
 static _Thread_local int tl_slot;    /* 0: a submitting thread; workers 1.. */
@@ -388,21 +396,38 @@ static void run_alone(int count, const cnn_parallel_loop *loops, bool nested) {
   tl_inside = was;
 }
 
+static void loops_on(int count, const cnn_parallel_loop *loops, _Atomic uint64_t **where);
+
 void cnn_parallel_loops(int count, const cnn_parallel_loop *loops) {
   for (; count > CNN_PARALLEL_MAX_LOOPS; count -= CNN_PARALLEL_MAX_LOOPS, loops += CNN_PARALLEL_MAX_LOOPS)
     cnn_parallel_loops(CNN_PARALLEL_MAX_LOOPS, loops);
+  pthread_once(&init_once, init);
+  if (!stats_on || tl_inside) {
+    loops_on(count, loops, NULL);
+    return;
+  }
+  _Atomic uint64_t *where = &ns_pool;
+  const long t0 = now_ns();
+  loops_on(count, loops, &where);
+  tally(where, (uint64_t)(now_ns() - t0));
+}
+
+/* Runs the loops; *where (when given) is set to the stats' timer for how they ran. */
+static void loops_on(int count, const cnn_parallel_loop *loops, _Atomic uint64_t **where) {
   const int threads = cnn_parallel_get_threads();
   int64_t total = 0;
   for (int k = 0; k < count; k++)
     if (loops[k].n > 0) total += loops[k].n / (loops[k].grain < 1 ? 1 : loops[k].grain) >= 2 ? 2 : 1;
   if (threads < 2 || tl_inside || total < 2) { /* less than two tasks: no loop at all */
     tally(&n_serial, 1);
+    if (where) *where = total < 2 ? &ns_one_task : &ns_split_alone;
     run_alone(count, loops, false);
     return;
   }
   probe_preemption();
   if (pthread_mutex_trylock(&P.lock)) { /* another thread of the process has the pool */
     tally(&n_alone, 1);
+    if (where) *where = &ns_split_alone;
     run_alone(count, loops, true);
     return;
   }
@@ -410,6 +435,7 @@ void cnn_parallel_loops(int count, const cnn_parallel_loop *loops) {
   if (!P.workers || (atomic_load(&P.sleepers) == (uint32_t)P.workers && contended(now_ns()))) {
     pthread_mutex_unlock(&P.lock); /* no workers, or another program has the cores: this thread alone */
     tally(&n_alone, 1);
+    if (where) *where = &ns_split_alone;
     run_alone(count, loops, true);
     return;
   }
