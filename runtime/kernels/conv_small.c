@@ -26,6 +26,10 @@
 
 /* Per-thread workspace cap (floats): a group's input and output grids stay in L2. */
 #define SMALL_BUDGET (256 * 1024)
+/* Floats of a forward's output band: the group's output rows are computed and stored a band at a
+ * time, so its grids stay within the budget on 16x16 planes (neutral at 8x8: 177-181 GFLOP/s per
+ * core for bands of 16K, 32K floats and the whole plane). */
+#define BAND_FLOATS (32 * 1024)
 
 /* The tiles there are instances of: mr filters x nv positions (mr * nv accumulators). */
 static const struct {
@@ -44,8 +48,11 @@ static void pick_tile(cnn_sconv *d) {
   double best = 0;
   for (size_t t = 0; t < sizeof TILES / sizeof TILES[0]; t++) {
     const int mr = TILES[t].mr, nv = TILES[t].nv;
+    /* 4 x 4 (16 accumulators) ran at 99 GFLOP/s per core on ResNet-20's 32 -> 32 at 16x16, where
+     * 6 x 4 ran 178 and 8 x 3 177: the model picked it there, so the forward never does */
+    if (mr == 4 && nv == 4) continue;
     double cost = (double)(round_up(d->O, mr) * round_up(d->ow, nv)) * (1.0 + (mr + nv) / (2.0 * mr * nv));
-    if (t == 0 || cost < best) best = cost, d->mr = mr, d->nv = nv;
+    if (best == 0 || cost < best) best = cost, d->mr = mr, d->nv = nv;
   }
   d->Op = round_up(d->O, d->mr);
   d->owr = round_up(d->ow, d->nv);
@@ -70,17 +77,19 @@ static bool plan(cnn_sconv *d, int64_t N, int64_t C, int64_t H, int64_t W, int64
    * each vector's images to their planes costs more there than conv_direct.c's dropped positions.
    * ResNet-20's 8x8 stage (64 -> 64 at 3x3, 576 taps, batch 128) as a forward and as an input
    * gradient measured 189-199 GFLOP/s per core against 129-153 for conv_direct.c (1 and 2 threads;
-   * its weight gradient 124-134 against 116-124: no gain, so it stays there); at 16x16 (32 -> 32)
-   * and 32x32 (16 -> 16) the group's grids pass the budget's L2 (0.65x when let through). Wider
-   * layers (ResNet-18's) stay on conv_direct.c. */
+   * its weight gradient 124-134 against 116-124: no gain, so it stays there); its 16x16 stage
+   * (32 -> 32) 168-177 against 158-170; its 32x32 stage (16 -> 16) 139-149 against 164-167, so
+   * planes past 256 stay on conv_direct.c, as do wider layers (ResNet-18's). */
   const int64_t K = C * kh * kw;
   if (for_gw && (K > 512 || O > 16)) return false;
-  if (!for_gw && (K < 64 || !((K <= 512 && O <= 16 && H * W <= 400) || (K <= 576 && O <= 64 && H * W <= 64))))
+  if (!for_gw && (K < 64 || !((K <= 512 && O <= 16 && H * W <= 400) || (K <= 576 && O <= 64 && H * W <= 256))))
     return false;
   pick_tile(d);
   /* tail: the last row's tiles read up to owr - ow positions past the plane */
   d->xg_floats = (size_t)round_up((C * d->Hp * d->Wp + (d->owr - d->ow)) * VL, 16);
-  d->scratch_floats = d->xg_floats + (size_t)(d->Op * d->oh * d->owr * VL);
+  const int64_t row = d->Op * d->owr * VL;
+  d->band = BAND_FLOATS / row < 1 ? 1 : BAND_FLOATS / row < d->oh ? BAND_FLOATS / row : d->oh;
+  d->scratch_floats = d->xg_floats + (size_t)(row * d->band);
   return d->scratch_floats <= SMALL_BUDGET;
 }
 
@@ -201,24 +210,25 @@ INLINE void tile(const float *xg, int64_t cs, int64_t rs, int64_t C, int64_t kh,
     for (int v = 0; v < nv; v++) *(vf *)(yg + i * os + v * VL) = acc[i][v];
 }
 
-/* yg (Op, oh, owr, VL) = the group's correlation */
-INLINE void group_compute(const cnn_sconv *d, const float *xg, const float *pack, float *yg, const int mr,
-                          const int nv) {
-  const int64_t K = d->C * d->kh * d->kw, cs = d->Hp * d->Wp * VL, rs = d->Wp * VL, os = d->oh * d->owr * VL;
-  for (int64_t oy = 0; oy < d->oh; oy++) {
+/* yg (Op, band, owr, VL) = the group's correlation at output rows [oy0, oy1) */
+INLINE void group_compute(const cnn_sconv *d, const float *xg, const float *pack, float *yg, int64_t oy0, int64_t oy1,
+                          const int mr, const int nv) {
+  const int64_t K = d->C * d->kh * d->kw, cs = d->Hp * d->Wp * VL, rs = d->Wp * VL, os = d->band * d->owr * VL;
+  for (int64_t oy = oy0; oy < oy1; oy++) {
     /* kernel rows over input rows: padded rows oy + ki in [pt, pt + H) */
     const int64_t ki0 = d->pt - oy > 0 ? d->pt - oy : 0, ki1 = d->pt + d->H - oy < d->kh ? d->pt + d->H - oy : d->kh;
     for (int64_t ox = 0; ox < d->owr; ox += nv)
       for (int64_t o = 0; o < d->Op; o += mr)
         tile(xg + (oy * d->Wp + ox) * VL, cs, rs, d->C, d->kh, d->kw, ki0, ki1, pack + o * K,
-             yg + o * os + (oy * d->owr + ox) * VL, os, mr, nv);
+             yg + o * os + ((oy - oy0) * d->owr + ox) * VL, os, mr, nv);
   }
 }
 
 #define TILE_CASE(MR, NV) \
-  case (MR)*8 + (NV): group_compute(d, xg, pack, yg, MR, NV); break;
+  case (MR)*8 + (NV): group_compute(d, xg, pack, yg, oy0, oy1, MR, NV); break;
 
-static void group_compute_any(const cnn_sconv *d, const float *xg, const float *pack, float *yg) {
+static void group_compute_any(const cnn_sconv *d, const float *xg, const float *pack, float *yg, int64_t oy0,
+                              int64_t oy1) {
   switch (d->mr * 8 + d->nv) {
 #if NACC >= 24
     TILE_CASE(8, 3)
@@ -235,18 +245,19 @@ static void group_compute_any(const cnn_sconv *d, const float *xg, const float *
     TILE_CASE(2, 4)
 #endif
     TILE_CASE(2, 6)
-  default: group_compute(d, xg, pack, yg, 1, 6); break;
+  default: group_compute(d, xg, pack, yg, oy0, oy1, 1, 6); break;
   }
 }
 
-/* y[n0..n0+g) (N, O, oh, ow) = yg's lanes plus the bias and d->residual, then max(0, .) with d->relu
- * (as conv_direct.c's slab_store) */
-static void group_store(const cnn_sconv *d, const float *yg, const float *b, int64_t n0, int64_t g, float *y) {
-  const int64_t O = d->O, oh = d->oh, ow = d->ow, plane = oh * ow, os = oh * d->owr * VL;
+/* rows [oy0, oy1) of y[n0..n0+g) (N, O, oh, ow) = yg's lanes plus the bias and d->residual, then
+ * max(0, .) with d->relu (as conv_direct.c's slab_store) */
+static void group_store(const cnn_sconv *d, const float *yg, const float *b, int64_t n0, int64_t g, int64_t oy0,
+                        int64_t oy1, float *y) {
+  const int64_t O = d->O, ow = d->ow, plane = d->oh * ow, os = d->band * d->owr * VL;
   for (int64_t o = 0; o < O; o++) {
     const float bv = b ? b[o] : 0.0f;
-    for (int64_t oy = 0; oy < oh; oy++) {
-      const float *s = yg + o * os + oy * d->owr * VL;
+    for (int64_t oy = oy0; oy < oy1; oy++) {
+      const float *s = yg + o * os + (oy - oy0) * d->owr * VL;
       const int64_t at = (n0 * O + o) * plane + oy * ow; /* image l's row at y + at + l * O * plane */
 #if defined(__AVX512F__)
       const __m512 vb = _mm512_set1_ps(bv), zero = _mm512_setzero_ps();
@@ -294,8 +305,11 @@ static void run_groups(void *arg, int64_t g0, int64_t g1) {
   for (int64_t gi = g0; gi < g1; gi++) {
     const int64_t n0 = gi * VL, g = d->N - n0 < VL ? d->N - n0 : VL;
     group_fill(d, j->x, n0, g, xg);
-    group_compute_any(d, xg, j->pack, yg);
-    group_store(d, yg, j->b, n0, g, j->y);
+    for (int64_t oy0 = 0; oy0 < d->oh; oy0 += d->band) {
+      const int64_t oy1 = oy0 + d->band < d->oh ? oy0 + d->band : d->oh;
+      group_compute_any(d, xg, j->pack, yg, oy0, oy1);
+      group_store(d, yg, j->b, n0, g, oy0, oy1, j->y);
+    }
     if (d->then) d->then(d->then_ctx, n0, n0 + g);
   }
 }

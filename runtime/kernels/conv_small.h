@@ -20,6 +20,7 @@ typedef struct cnn_sconv {
   int64_t Op;            /* O rounded up to the tile's rows */
   int64_t lanes;         /* images per group (the vector width) */
   int mr, nv;            /* tile: mr filters x nv positions of a row, each a vector of images */
+  int64_t band;          /* forward: output rows computed, then stored, at a time */
   size_t xg_floats;      /* a group's padded input (C, Hp, Wp, lanes) and its zero tail */
   size_t scratch_floats; /* per-thread workspace: the group's input and output grids */
   bool relu;             /* forward: max(0, .) as the output is stored (the plans set false) */

@@ -206,9 +206,11 @@ static const ccase CASES[] = {
      {{1, 1}, {2, 2}, {2, 2}, {1, 1}, 1},
      1},
     {"lanes: one filter, one output column", 40, 16, 5, 4, 1, 2, 4, {{1, 1}, {0, 0}, {1, 0}, {1, 1}, 1}, 1},
-    /* the forward and input gradient up to 64 filters and 576 taps on planes up to 64 (ResNet-20's
-     * 8x8 stage): filter blocks past 16, every tile tail; the weight gradient stays on conv_direct.c */
+    /* the forward and input gradient up to 64 filters and 576 taps on planes up to 256 (ResNet-20's
+     * 8x8 and 16x16 stages): filter blocks past 16, every tile tail, output rows in bands (a short
+     * last one at 16x16); the weight gradient stays on conv_direct.c */
     {"lanes: ResNet-20's 8x8 stage at batch 16", 16, 64, 8, 8, 64, 3, 3, {{1, 1}, {1, 1}, {1, 1}, {1, 1}, 1}, 1},
+    {"lanes: ResNet-20's 16x16 stage at batch 16", 16, 32, 16, 16, 32, 3, 3, {{1, 1}, {1, 1}, {1, 1}, {1, 1}, 1}, 1},
     {"lanes: 37 filters, 43 channels, 7x6, batch 29", 29, 43, 7, 6, 37, 3, 3, {{1, 1}, {1, 0}, {0, 1}, {1, 1}, 1}, 1},
 };
 
@@ -425,7 +427,11 @@ static bool bits_equal(const cnn_tensor *a, const cnn_tensor *b) {
 static void test_small_same_bits(void) {
   static const struct {
     int64_t N, C, H, W, O, k, pad;
-  } S[] = {{64, 6, 14, 14, 16, 5, 0}, {25, 5, 6, 9, 7, 4, 3}, {36, 16, 10, 10, 6, 5, 4}, {32, 64, 8, 8, 64, 3, 1}};
+  } S[] = {{64, 6, 14, 14, 16, 5, 0},
+           {25, 5, 6, 9, 7, 4, 3},
+           {36, 16, 10, 10, 6, 5, 4},
+           {32, 64, 8, 8, 64, 3, 1},
+           {16, 32, 16, 16, 32, 3, 1}};
   for (size_t i = 0; i < sizeof S / sizeof S[0]; i++) {
     int64_t xs[4] = {S[i].N, S[i].C, S[i].H, S[i].W}, ws[4] = {S[i].O, S[i].C, S[i].k, S[i].k}, O = S[i].O;
     const int64_t pd = S[i].pad;
