@@ -76,12 +76,14 @@ static bool plan(cnn_sconv *d, int64_t N, int64_t C, int64_t H, int64_t W, int64
    * 432-483; its conv1 (1 -> 6, 25 taps an output on 28x28) 303-377 against 262-322, as scattering
    * each vector's images to their planes costs more there than conv_direct.c's dropped positions.
    * ResNet-20's 8x8 stage (64 -> 64 at 3x3, 576 taps, batch 128) as a forward and as an input
-   * gradient measured 189-199 GFLOP/s per core against 129-153 for conv_direct.c (1 and 2 threads;
-   * its weight gradient 124-134 against 116-124: no gain, so it stays there); its 16x16 stage
-   * (32 -> 32) 168-177 against 158-170; its 32x32 stage (16 -> 16) 139-149 against 164-167, so
-   * planes past 256 stay on conv_direct.c, as do wider layers (ResNet-18's). */
+   * gradient measured 189-199 GFLOP/s per core against 129-153 for conv_direct.c (1 and 2 threads);
+   * its 16x16 stage (32 -> 32) 168-177 against 158-170; its 32x32 stage (16 -> 16) 139-149 against
+   * 164-167, so planes past 256 stay on conv_direct.c, as do wider layers (ResNet-18's). The weight
+   * gradient of the 8x8 stage: 126-136 against 120-123 (interleaved on a busy machine, ahead in 10
+   * rounds of 11); of the 16x16 stage 117-149 against 116-146, no clear gain: it stays on
+   * conv_direct.c there. */
   const int64_t K = C * kh * kw;
-  if (for_gw && (K > 512 || O > 16)) return false;
+  if (for_gw && !((K <= 512 && O <= 16) || (K <= 576 && O <= 64 && H * W <= 64))) return false;
   if (!for_gw && (K < 64 || !((K <= 512 && O <= 16 && H * W <= 400) || (K <= 576 && O <= 64 && H * W <= 256))))
     return false;
   pick_tile(d);

@@ -208,7 +208,7 @@ static const ccase CASES[] = {
     {"lanes: one filter, one output column", 40, 16, 5, 4, 1, 2, 4, {{1, 1}, {0, 0}, {1, 0}, {1, 1}, 1}, 1},
     /* the forward and input gradient up to 64 filters and 576 taps on planes up to 256 (ResNet-20's
      * 8x8 and 16x16 stages): filter blocks past 16, every tile tail, output rows in bands (a short
-     * last one at 16x16); the weight gradient stays on conv_direct.c */
+     * last one at 16x16); the weight gradient at 8x8 too */
     {"lanes: ResNet-20's 8x8 stage at batch 16", 16, 64, 8, 8, 64, 3, 3, {{1, 1}, {1, 1}, {1, 1}, {1, 1}, 1}, 1},
     {"lanes: ResNet-20's 16x16 stage at batch 16", 16, 32, 16, 16, 32, 3, 3, {{1, 1}, {1, 1}, {1, 1}, {1, 1}, 1}, 1},
     {"lanes: 37 filters, 43 channels, 7x6, batch 29", 29, 43, 7, 6, 37, 3, 3, {{1, 1}, {1, 0}, {0, 1}, {1, 1}, 1}, 1},
