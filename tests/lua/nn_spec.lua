@@ -208,6 +208,32 @@ describe("module registration", function()
     cnn.set_num_threads(2)
   end)
 
+  it("Sequential's fused Conv2d, ReLU, MaxPool2d passes on an error the layers do not repeat (Ctrl-C's)",
+    function()
+    -- cnnlua's Ctrl-C hook raises "interrupted!" at the next call, most often inside the fused one;
+    -- the fused path once caught every error and re-ran the layers, and a training loop went on
+    local seq = nn.Sequential(nn.Conv2d(1, 2, 3), nn.ReLU(), nn.MaxPool2d(2))
+    local x = cnn.randn(2, 1, 8, 8)
+    local saved = nn.Conv2d._forward_relu_max_pool
+    nn.Conv2d._forward_relu_max_pool = function() error("interrupted!", 0) end
+    local ok, err = pcall(seq, x)
+    nn.Conv2d._forward_relu_max_pool = saved
+    assert.is_false(ok)
+    assert.truthy(err:find("interrupted!", 1, true), err)
+    local pool_seq = nn.Sequential(nn.ReLU(), nn.MaxPool2d(2))
+    saved = nn.MaxPool2d._forward_relu
+    nn.MaxPool2d._forward_relu = function() error("interrupted!", 0) end
+    ok, err = pcall(pool_seq, x)
+    nn.MaxPool2d._forward_relu = saved
+    assert.is_false(ok)
+    assert.truthy(err:find("interrupted!", 1, true), err)
+    -- a bad input still gets the layer's own message, and the next call works
+    ok, err = pcall(seq, cnn.randn(2, 3, 8, 8))
+    assert.is_false(ok)
+    assert.truthy(err:find("Conv2d", 1, true), err)
+    assert.are.same({2, 2, 3, 3}, seq(x):shape())
+  end)
+
   it("named_modules walks pre-order with dotted names; apply visits children first", function()
     local seq = nn.Sequential(nn.Linear(1, 1), nn.Sequential(nn.ReLU(), nn.Tanh()))
     assert.are.same({"", "0", "1", "1.0", "1.1"}, names_of(seq:named_modules()))

@@ -1003,9 +1003,10 @@ local function relu_max_pool(relu, pool, x)
   local rc, pc = state(relu).class, state(pool).class
   if relu.forward == rawget(rc, "forward") and pool.forward == rawget(pc, "forward") and
       rawget(pc, "_forward_relu") then
-    -- an error (bad input) is raised again by the modules' own calls, which name the layer
     local ok, y = pcall(pool._forward_relu, pool, x)
     if ok then return y end
+    relu(pool(x)) -- raises a bad input's error again, naming the layer
+    error(y, 0) -- one the layers do not repeat (see conv_relu_max_pool)
   end
   return relu(pool(x))
 end
@@ -1013,7 +1014,10 @@ end
 local function conv_relu_max_pool(conv, relu, pool, x)
   local ok, y = pcall(conv._forward_relu_max_pool, conv, x, pool)
   if ok then return y end
-  return pool(relu(conv(x))) -- raises the error again, naming the layer
+  pool(relu(conv(x))) -- raises a bad input's error again, naming the layer
+  -- an error the layers do not repeat is raised as it came: Ctrl-C's "interrupted!" (cnnlua's hook
+  -- raises it wherever the loop is, most often in here); swallowed, a training loop ignored Ctrl-C
+  error(y, 0)
 end
 
 -- Inference (eval mode under no_grad): nn/layers.lua sets the fuser, which runs Conv2d + BatchNorm2d
