@@ -180,6 +180,7 @@ end
 --- cnn.trainer.fit{model=, optimizer=, loader=, test_loader=, epochs=, out=, checkpoint=, resume=, lr_at=,
 ---   title=, extra_state=, progress_every=10} -> history, test_accuracy
 --- Trains a classifier with cross-entropy, evaluating on test_loader after every epoch.
+--- model, optimizer, loader, test_loader, epochs, out (a folder) and checkpoint (a path) are required.
 --- On a terminal a progress line updates every progress_every batches (loss, accuracy, images/s,
 --- ETA), otherwise one line per epoch. After every epoch the whole state (model, optimiser, epoch,
 --- history, generator state, extra_state) goes to the checkpoint path, so resume (a checkpoint path)
@@ -194,6 +195,21 @@ end
 --- seconds) and the last test accuracy.
 function trainer.fit(o)
   local cnn = C()
+  if type(o) ~= "table" then error("trainer.fit: expected a table of options", 2) end
+  util.check_options("trainer.fit", o, {model = true, optimizer = true, loader = true, test_loader = true,
+    epochs = true, out = true, checkpoint = true, resume = true, lr_at = true, title = true, extra_state = true,
+    progress_every = true}, 2)
+  for _, k in ipairs {"model", "optimizer", "loader", "test_loader", "epochs", "out", "checkpoint"} do
+    if o[k] == nil then error("trainer.fit: " .. k .. "= is required", 2) end
+  end
+  if math.type(o.epochs) ~= "integer" or o.epochs < 0 then
+    error("trainer.fit: epochs must be a non-negative integer, got " .. tostring(o.epochs), 2)
+  end
+  for _, k in ipairs {"out", "checkpoint"} do
+    if type(o[k]) ~= "string" then
+      error("trainer.fit: " .. k .. " must be a path (a string), got " .. type(o[k]), 2)
+    end
+  end
   local model, opt, epochs = o.model, o.optimizer, o.epochs
   local history, first_epoch = {}, 1
   local rank, size = world()

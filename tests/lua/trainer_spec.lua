@@ -44,3 +44,28 @@ describe("trainer.evaluate", function()
     assert.are.equal(0.5, acc)
   end)
 end)
+
+describe("trainer.fit", function()
+  it("names a missing or wrong option instead of failing inside", function()
+    local m = cnn.nn.Linear(2, 2)
+    local ds = cnn.data.TensorDataset(cnn.tensor {{2, 0}, {0, 3}}, cnn.tensor({1, 1}, {dtype = "int64"}))
+    local loader = cnn.data.DataLoader(ds, {batch_size = 2})
+    local base = {model = m, optimizer = cnn.optim.SGD(m:parameters(), {lr = 0.1}), loader = loader,
+                  test_loader = loader, epochs = 1, out = "/nonexistent/out", checkpoint = "/nonexistent/c"}
+    local function with(k, v)
+      local o = {}
+      for key, val in pairs(base) do o[key] = val end
+      o[k] = v
+      return o
+    end
+    H.assert_error(function() cnn.trainer.fit(with("checkpoint", nil)) end, "trainer.fit: checkpoint= is required")
+    H.assert_error(function() cnn.trainer.fit(with("test_loader", nil)) end, "trainer.fit: test_loader= is required")
+    H.assert_error(function() cnn.trainer.fit(with("epochs", 1.5)) end, "trainer.fit: epochs must be a non")
+    H.assert_error(function() cnn.trainer.fit(with("out", 3)) end, "trainer.fit: out must be a path")
+    H.assert_error(function() cnn.trainer.fit(with("epoch", 3)) end, "epoch")
+    H.assert_error(function() cnn.trainer.fit(3) end, "trainer.fit: expected a table of options")
+    -- and the runtime goes on
+    local loss, acc = cnn.trainer.evaluate(m, loader)
+    assert.is_true(loss >= 0 and acc >= 0)
+  end)
+end)
