@@ -29,14 +29,6 @@
 /* columns of a 2-row tile: 2 x 6 accumulators and 6 loaded vectors fit 32 registers, not 16 */
 #define COLS_2 (NACC >= 24 ? 6 : 4)
 
-/* Pins a loaded vector to a register: without it GCC folds the load into every FMA that reads it
- * (a memory operand each), and the weight-gradient tile became load-bound at half the speed. */
-#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
-#define IN_REGISTER(v) __asm__("" : "+v"(v))
-#else
-#define IN_REGISTER(v) ((void)0)
-#endif
-
 static inline float hsum(vf v) {
   float s = 0;
   for (int l = 0; l < VL; l++) s += v[l];

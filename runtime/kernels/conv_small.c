@@ -30,6 +30,9 @@
  * time, so its grids stay within the budget on 16x16 planes (neutral at 8x8: 177-181 GFLOP/s per
  * core for bands of 16K, 32K floats and the whole plane). */
 #define BAND_FLOATS (32 * 1024)
+/* The weight gradient's group grids (input and output gradient): ResNet-20's 16x16 stage needs 297K
+ * floats, past L2 by a sixth, and still measured 1.2x conv_direct.c there */
+#define GW_BUDGET (320 * 1024)
 
 /* The tiles there are instances of: mr filters x nv positions (mr * nv accumulators). */
 static const struct {
@@ -79,11 +82,13 @@ static bool plan(cnn_sconv *d, int64_t N, int64_t C, int64_t H, int64_t W, int64
    * gradient measured 189-199 GFLOP/s per core against 129-153 for conv_direct.c (1 and 2 threads);
    * its 16x16 stage (32 -> 32) 168-177 against 158-170; its 32x32 stage (16 -> 16) 139-149 against
    * 164-167, so planes past 256 stay on conv_direct.c, as do wider layers (ResNet-18's). The weight
-   * gradient of the 8x8 stage: 126-136 against 120-123 (interleaved on a busy machine, ahead in 10
-   * rounds of 11); of the 16x16 stage 117-149 against 116-146, no clear gain: it stays on
-   * conv_direct.c there. */
+   * gradient (its tile's input vector pinned to a register, see gw_tile) of the 8x8 stage: 143-156
+   * against 106-118 before the pin, 120-123 for conv_direct.c; of the 16x16 stage 150-160 against
+   * 121-136 for conv_direct.c; of the 32x32 stage (16 -> 16, grids of 2.2 MB) 123-133, no gain. Its
+   * stem (3 -> 16, 27 taps on 32x32: 62-68 against 80-87) pays more for the lanes' transposes than it
+   * gains: the first rule stops at LeNet's 28x28. */
   const int64_t K = C * kh * kw;
-  if (for_gw && !((K <= 512 && O <= 16) || (K <= 576 && O <= 64 && H * W <= 64))) return false;
+  if (for_gw && !((K <= 512 && O <= 16 && H * W <= 784) || (K <= 576 && O <= 64 && H * W <= 256))) return false;
   if (!for_gw && (K < 64 || !((K <= 512 && O <= 16 && H * W <= 400) || (K <= 576 && O <= 64 && H * W <= 256))))
     return false;
   pick_tile(d);
@@ -371,7 +376,7 @@ bool cnn_sconv_plan_weight_grad(cnn_sconv *d, int64_t N, int64_t C, int64_t H, i
   d->xg_floats = (size_t)round_up(C * d->Hp * d->Wp * VL, 16);
   /* the group's input, its output gradient (Op, oh, ow, VL), the part's partial (O, K) vectors */
   d->scratch_floats = d->xg_floats + (size_t)(d->Op * d->oh * d->ow * VL) + (size_t)(O * K * VL);
-  return d->scratch_floats <= SMALL_BUDGET + (size_t)(O * K * VL);
+  return d->scratch_floats <= GW_BUDGET + (size_t)(O * K * VL);
 }
 
 /* images n0..n0+g of gy (N, O, oh, ow) -> gg (Op, oh, ow, VL), zeros in lanes g..VL and filters O..Op */
@@ -420,6 +425,7 @@ INLINE void gw_tile(const cnn_sconv *d, const float *gg, const float *const *xk,
 #pragma GCC unroll 6
       for (int j = 0; j < nv; j++) {
         vf b = *(const vf *)(x[j] + ox * VL);
+        IN_REGISTER(b); /* one load, not one per filter (GCC folds it into each FMA otherwise) */
 #pragma GCC unroll 8
         for (int i = 0; i < mr; i++) acc[i][j] += a[i] * b;
       }
