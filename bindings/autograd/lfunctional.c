@@ -224,6 +224,23 @@ static int f_batch_norm(lua_State *L) {
   return 1;
 }
 
+/** cnn.F.pad_channels(x, before=0, after=0, {stride=1}) -> Tensor
+ * x (N, C, H, W) subsampled by stride, with `before` zero channels in front and `after` behind.
+ * Every stride-th row and column (x[:, :, ::stride, ::stride] in PyTorch's notation) between the
+ * zero channels: ResNet's parameter-free option A shortcut, (N, before + C + after,
+ * ceil(H / stride), ceil(W / stride)), in one pass each way where F.avg_pool2d, cnn.zeros and
+ * cnn.cat take five. Differentiable. */
+static int f_pad_channels(lua_State *L) {
+  static const char *const known[] = {"stride", NULL};
+  const char *fn = "pad_channels";
+  cnn_tensor *x = lcnn_check(L, 1, fn);
+  lua_Integer before = lcnn_arg_integer(L, 2, fn, "before", 0), after = lcnn_arg_integer(L, 3, fn, "after", 0);
+  lcnn_options(L, 4, fn, known);
+  lua_Integer stride = lcnn_opt_integer(L, 4, fn, "stride", 1);
+  lcnn_push(L, cnn_op_pad_channels(x, before, after, stride), fn);
+  return 1;
+}
+
 /** cnn.F.local_response_norm(x, size, {alpha=1e-4, beta=0.75, k=1}) -> Tensor
  * Local response normalisation across channels (AlexNet's LRN), as PyTorch computes it.
  * Each value of x (N, C, ...) is divided by (k + alpha / size * sum of the squares of the size
@@ -254,6 +271,7 @@ void lcnn_open_functional(lua_State *L, int tbl) {
                                  {"mse_loss", f_mse_loss},
                                  {"dropout", f_dropout},
                                  {"batch_norm", f_batch_norm},
+                                 {"pad_channels", f_pad_channels},
                                  {"local_response_norm", f_local_response_norm},
                                  {NULL, NULL}};
   for (const luaL_Reg *r = fns; r->name; r++) {

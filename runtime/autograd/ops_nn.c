@@ -5,6 +5,7 @@
 #include "autograd/autograd.h"
 #include "cnn/error.h"
 #include "cnn/ops.h"
+#include "core/checked.h"
 #include "core/iter.h"
 #include "kernels/nn.h"
 
@@ -676,6 +677,64 @@ done:
   cnn_tensor_release(bc);
   cnn_tensor_release(mean);
   cnn_tensor_release(invstd);
+  return y;
+}
+
+/* ---- option A shortcut ---- */
+
+/* no saves: the input's shape is the edge's */
+typedef struct pad_channels_state {
+  int64_t before, after, stride;
+} pad_channels_state;
+
+static void pad_channels_args(cnn_shortcut_args *a, const int64_t *xsize, const pad_channels_state *st) {
+  *a = (cnn_shortcut_args){xsize[0], xsize[1], xsize[2], xsize[3], st->stride, st->before, st->after};
+}
+
+static int pad_channels_backward(cnn_node *n, cnn_tensor *const *gout, cnn_tensor **gin) {
+  if (!gout[0]) return 0;
+  const cnn_edge *e = &n->edges[0];
+  cnn_shortcut_args a;
+  pad_channels_args(&a, e->size, cnn_ag_state(n));
+  cnn_tensor *g = cnn_tensor_contiguous(gout[0]);
+  cnn_tensor *gx = g ? cnn_tensor_empty(CNN_FLOAT32, 4, e->size) : NULL;
+  if (gx) cnn_shortcut_backward(&a, cnn_tensor_f32(g), cnn_tensor_f32(gx));
+  cnn_tensor_release(g);
+  gin[0] = gx;
+  return gx ? 0 : -1;
+}
+
+cnn_tensor *cnn_op_pad_channels(const cnn_tensor *x, int64_t before, int64_t after, int64_t stride) {
+  char b[256];
+  if (cnn_tensor_need_float(x, "input")) return NULL;
+  if (x->ndim != 4) {
+    cnn_error_set("expected an input of shape (N, C, H, W), got %s", cnn_shape_str(x->ndim, x->size, b, sizeof b));
+    return NULL;
+  }
+  if (before < 0 || after < 0) {
+    cnn_error_set("before and after must be >= 0, got %lld and %lld", (long long)before, (long long)after);
+    return NULL;
+  }
+  if (stride < 1) {
+    cnn_error_set("stride must be >= 1, got %lld", (long long)stride);
+    return NULL;
+  }
+  int64_t size[4] = {x->size[0], 0, x->size[2] / stride + (x->size[2] % stride != 0),
+                     x->size[3] / stride + (x->size[3] % stride != 0)};
+  if (!cnn_add_ok(x->size[1], before, &size[1]) || !cnn_add_ok(size[1], after, &size[1])) {
+    cnn_error_set("before + channels + after overflows");
+    return NULL;
+  }
+  pad_channels_state st = {before, after, stride};
+  cnn_shortcut_args a;
+  pad_channels_args(&a, x->size, &st);
+  cnn_tensor *xc = cnn_tensor_contiguous(x);
+  cnn_tensor *y = xc ? cnn_tensor_empty(CNN_FLOAT32, 4, size) : NULL;
+  if (y) cnn_shortcut_forward(&a, cnn_tensor_f32(xc), cnn_tensor_f32(y));
+  cnn_tensor_release(xc);
+  static const cnn_ag_op pad_channels_op = {"PadChannelsBackward", pad_channels_backward, sizeof st, NULL};
+  const cnn_tensor *in[1] = {x};
+  if (cnn_ag_record(y, &pad_channels_op, &st, 1, in, 0, NULL)) return NULL;
   return y;
 }
 

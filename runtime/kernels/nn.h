@@ -114,6 +114,18 @@ void cnn_batchnorm_forward(const cnn_batchnorm_args *a, const float *x, float *y
 void cnn_batchnorm_backward(const cnn_batchnorm_args *a, const float *x, const float *gy, const float *save_mean,
                             const float *save_invstd, float *gx, float *gweight, float *gbias);
 
+/* ---- shortcut.c ---- */
+
+/* ResNet's option A shortcut: x (N, Cin, H, W) -> y (N, before + Cin + after, Ho, Wo) with
+ * Ho = ceil(H / stride), Wo = ceil(W / stride): y[n, before + c, i, j] = x[n, c, i stride, j stride]
+ * and the before and after channels 0. Backward: gx[n, c, i stride, j stride] = gy[n, before + c,
+ * i, j], 0 at every other position. stride >= 1. */
+typedef struct cnn_shortcut_args {
+  int64_t N, Cin, H, W, stride, before, after;
+} cnn_shortcut_args;
+void cnn_shortcut_forward(const cnn_shortcut_args *a, const float *x, float *y);
+void cnn_shortcut_backward(const cnn_shortcut_args *a, const float *gy, float *gx);
+
 /* x, y, scale: (N, C, S). scale_c = k + alpha / size * sum of x_j^2 for j from c - size/2 to
  * c + (size-1)/2 (zero outside 0..C-1); y = x * scale^-beta (PyTorch's local_response_norm). */
 typedef struct cnn_lrn_args {

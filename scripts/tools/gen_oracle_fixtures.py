@@ -2086,6 +2086,16 @@ def _(g):
     return Case(C("full"), [s, v, {"dtype": "uint8"}], lambda: torch.full(s, v, dtype=torch.uint8))
 
 
+
+# ResNet's option A shortcut: a strided slice between zero channels (PyTorch CIFAR ResNets write
+# F.pad(x[:, :, ::2, ::2], (0, 0, 0, 0, p, p))); last here so earlier cases keep their seeds.
+@oracle("F.pad_channels", n=10)
+def _(g):
+    x = g.tensor(g.shape(4, 4, 5, empty=0))  # PyTorch 1.13 refuses to pad around an empty dim
+    before, after, stride = g.int(0, 2), g.int(0, 2), g.int(1, 3)
+    return Case(F("pad_channels"), [x, before, after, {"stride": stride}],
+                lambda x: TF.pad(x[:, :, ::stride, ::stride], (0, 0, 0, 0, before, after)))
+
 # ---- running the cases in PyTorch ----
 
 def pattern(shape, dtype):

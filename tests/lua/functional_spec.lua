@@ -604,6 +604,66 @@ describe("F.batch_norm{residual=r}", function()
   end)
 end)
 
+describe("F.pad_channels", function()
+  -- The composition it replaces (resnet.lua's Shortcut before): a 1x1 average pool subsamples, zero
+  -- channels go on either side through cat. Both sides are copies, so values and gradients are equal.
+  local function composed(x, before, after, stride)
+    local y = stride > 1 and F.avg_pool2d(x, 1, { stride = stride }) or x
+    local n, _, h, w = table.unpack(y:shape())
+    local parts = {}
+    if before > 0 then parts[#parts + 1] = cnn.zeros(n, before, h, w) end
+    parts[#parts + 1] = y
+    if after > 0 then parts[#parts + 1] = cnn.zeros(n, after, h, w) end
+    return cnn.cat(parts, 2)
+  end
+
+  it("equals avg_pool2d(x, 1, {stride}) between zero channels: values and gradients, odd sizes", function()
+    for _, c in ipairs({ { 2, 3, 5, 7, 1, 2, 2 }, { 1, 2, 8, 8, 1, 1, 2 }, { 3, 1, 4, 6, 0, 3, 3 },
+      { 2, 2, 3, 3, 2, 0, 1 }, { 2, 3, 4, 5, 0, 0, 2 }, { 1, 2, 1, 1, 1, 1, 2 } }) do
+      local n, ch, h, w, before, after, stride = table.unpack(c)
+      cnn.manual_seed(h * 10 + w)
+      local x1 = cnn.randn(n, ch, h, w):requires_grad_(true)
+      local x2 = x1:detach():clone():requires_grad_(true)
+      local y1, y2 = F.pad_channels(x1, before, after, { stride = stride }), composed(x2, before, after, stride)
+      assert.are.equal("PadChannelsBackward", y1.grad_fn)
+      H.assert_tensor(y1, { shape = y2:shape(), data = H.values(y2) })
+      local g = cnn.randn(y2:shape())
+      ;(y1 * g):sum():backward()
+      ;(y2 * g):sum():backward()
+      H.assert_tensor(x1.grad, { shape = x2.grad:shape(), data = H.values(x2.grad) })
+    end
+  end)
+
+  it("matches a hand-worked example: (1, 1, 3, 3) at stride 2, one zero channel each side", function()
+    -- rows 1 and 3, columns 1 and 3 of 1..9: 1 3 / 7 9; the gradient lands back on those four
+    local x = cnn.arange(1, 10):float():reshape(1, 1, 3, 3):requires_grad_(true)
+    local y = F.pad_channels(x, 1, 1, { stride = 2 })
+    H.assert_tensor(y, { { { { 0, 0 }, { 0, 0 } }, { { 1, 3 }, { 7, 9 } }, { { 0, 0 }, { 0, 0 } } } })
+    y:sum():backward()
+    H.assert_tensor(x.grad, { { { { 1, 0, 1 }, { 0, 0, 0 }, { 1, 0, 1 } } } })
+  end)
+
+  it("matches finite differences", function()
+    cnn.manual_seed(4)
+    local x = cnn.randn(2, 2, 5, 4):requires_grad_()
+    H.gradcheck(function(t) return F.pad_channels(t, 2, 1, { stride = 2 }) end, { x })
+  end)
+
+  it("rejects bad inputs with a message naming it, and keeps working", function()
+    local x = cnn.randn(2, 3, 4, 4)
+    H.assert_error(function() F.pad_channels(cnn.randn(3, 4, 4), 1, 1) end,
+      "pad_channels: expected an input of shape %(N, C, H, W%), got %(3, 4, 4%)")
+    H.assert_error(function() F.pad_channels(x, -1, 1) end, "pad_channels: before and after must be >= 0")
+    H.assert_error(function() F.pad_channels(x, 1, 1, { stride = 0 }) end, "pad_channels: stride must be >= 1")
+    H.assert_error(function() F.pad_channels(x, 1, 1, { strid = 2 }) end, "pad_channels: unknown option")
+    H.assert_error(function() F.pad_channels(cnn.zeros({ 1, 1, 2, 2 }, { dtype = "int64" }), 1, 1) end,
+      "pad_channels: expected a float32 input")
+    H.assert_error(function() F.pad_channels(x, math.maxinteger, 1) end, "pad_channels: .*overflows")
+    H.assert_usable()
+    H.assert_tensor(F.pad_channels(x, 0, 0), { shape = { 2, 3, 4, 4 }, data = H.values(x) })
+  end)
+end)
+
 describe("F.local_response_norm", function()
   it("matches the formula by hand for one channel and size 1", function()
     -- scale = k + alpha * x^2 = 1 + 0.5 * 4 = 3; y = 2 * 3^-0.75

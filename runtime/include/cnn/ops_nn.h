@@ -61,6 +61,12 @@ cnn_tensor *cnn_op_batch_norm_add(const cnn_tensor *x, cnn_tensor *running_mean,
                                   const cnn_tensor *weight, const cnn_tensor *bias, bool training, double momentum,
                                   double eps, const cnn_tensor *residual, bool relu);
 
+/** x (N, C, H, W) float32 -> (N, before + C + after, ceil(H / stride), ceil(W / stride)): every
+ * stride-th row and column of x (x[:, :, ::stride, ::stride]) with `before` zero channels in front
+ * and `after` behind, ResNet's option A shortcut, in one pass each way. Differentiable in x.
+ * before, after >= 0, stride >= 1. */
+cnn_tensor *cnn_op_pad_channels(const cnn_tensor *x, int64_t before, int64_t after, int64_t stride);
+
 /** x (N, C, ...): PyTorch's local_response_norm across channels, x / (k + alpha / size * the sum of
  * x^2 over size neighbouring channels)^beta. size >= 1. */
 cnn_tensor *cnn_op_local_response_norm(const cnn_tensor *x, int64_t size, double alpha, double beta, double k);
