@@ -80,9 +80,10 @@ static void relu_max_pool_params(lua_State *L, int t, const char *fn, cnn_pool2d
  * folded copy of the weights. These three are for inference only: an error when an input
  * requires a gradient and grad mode is on. relu_max_pool={kernel_size=k, stride=k, padding=0,
  * dilation=1, ceil_mode=false} (without those three) returns F.max_pool2d(F.relu(y), k, {...})
- * with each image pooled as soon as its convolution is stored: the same values, gradients and
- * graph (ConvolutionBackward, then MaxPool2DReluBackward) in one parallel pass (nn.Sequential runs
- * a Conv2d, ReLU, MaxPool2d so). */
+ * in one parallel pass and one graph node (ConvReluMaxPool2DBackward), with the same values and
+ * gradients (nn.Sequential runs a Conv2d, ReLU, MaxPool2d so): LeNet's layers (stride 1, small
+ * planes, a 2x2/stride-2 pool, 12 images or more) are pooled as they are computed and y is never
+ * stored; others pool each image as soon as its convolution is stored. */
 static int f_conv2d(lua_State *L) {
   static const char *const known[] = {"stride", "padding",  "dilation",      "groups", "relu",
                                       "scale",  "residual", "relu_max_pool", NULL};

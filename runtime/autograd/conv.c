@@ -5,6 +5,7 @@
 #include <limits.h>
 
 #include "autograd/pool.h"
+#include "kernels/conv_small_pool.h"
 #include "core/checked.h"
 #include "cnn/error.h"
 
@@ -172,35 +173,44 @@ static void pool_images(void *arg, int64_t n0, int64_t n1) {
 int cnn_conv2d_forward_relu_max_pool(const cnn_tensor *x, const cnn_tensor *w, const cnn_tensor *b,
                                      const cnn_conv2d_params *p, const cnn_pool2d_params *pp, cnn_tensor **y,
                                      cnn_tensor **pooled, cnn_tensor **indices) {
-  *y = *pooled = *indices = NULL;
+  if (y) *y = NULL;
+  *pooled = *indices = NULL;
   int64_t ohw[2], phw[2];
   if (cnn_conv2d_check(x, w, b, p, ohw)) return -1;
   if (x->dtype != CNN_FLOAT32) return cnn_error_set("expected a float32 input, got %s", cnn_dtype_name(x->dtype));
   cnn_conv2d_shape s = shape_of(x->size, w->size);
   int64_t ysize[4] = {s.N, s.O, ohw[0], ohw[1]};
-  cnn_tensor *ry = cnn_tensor_empty(CNN_FLOAT32, 4, ysize);
-  if (!ry) return -1;
-  if (cnn_pool2d_check(ry, pp, phw)) { /* reads only the shape */
-    cnn_tensor_release(ry);
-    return -1;
-  }
+  if (cnn_pool2d_check_shape(4, ysize, pp, phw)) return -1;
   int64_t psize[4] = {s.N, s.O, phw[0], phw[1]};
-  cnn_tensor *rp = cnn_tensor_empty(CNN_FLOAT32, 4, psize);
-  cnn_tensor *ri = rp ? cnn_tensor_empty(CNN_INT64, 4, psize) : NULL;
-  cnn_tensor *xc = ri ? cnn_tensor_contiguous(x) : NULL;
+  cnn_tensor *rp = cnn_tensor_empty(CNN_FLOAT32, 4, psize), *ry = NULL, *ri = NULL;
+  cnn_tensor *xc = rp ? cnn_tensor_contiguous(x) : NULL;
   cnn_tensor *wc = xc ? cnn_tensor_contiguous(w) : NULL;
   cnn_tensor *bc = wc && b ? cnn_tensor_contiguous(b) : NULL;
   int rc = -1;
-  if (wc && (!b || bc)) {
-    pool_then t = {.pp = pp,
-                   .s = {s.N * s.O, ohw[0], ohw[1], phw[0], phw[1]},
-                   .y = cnn_tensor_f32(ry),
-                   .pooled = cnn_tensor_f32(rp),
-                   .idx = cnn_tensor_i64(ri),
-                   .O = s.O};
-    const cnn_conv2d_then then = {pool_images, &t};
-    rc = cnn_conv2d_forward_then_f32(&s, p, cnn_tensor_f32(xc), cnn_tensor_f32(wc), bc ? cnn_tensor_f32(bc) : NULL,
-                                     cnn_tensor_f32(ry), &then);
+  if (!y && wc && (!b || bc)) { /* y not wanted: conv_small_pool.c never stores it, where it takes the shape */
+    ri = cnn_tensor_empty(CNN_UINT8, 4, psize);
+    rc = ri ? cnn_conv2d_relu_max_pool_small_f32(&s, p, pp, phw, cnn_tensor_f32(xc), cnn_tensor_f32(wc),
+                                                 bc ? cnn_tensor_f32(bc) : NULL, cnn_tensor_f32(rp), cnn_tensor_u8(ri))
+            : -1;
+    if (rc == 1) cnn_tensor_release(ri), ri = NULL;
+  } else if (wc && (!b || bc)) {
+    rc = 1;
+  }
+  if (rc == 1) { /* the convolution stored, each image pooled as soon as it is */
+    ry = cnn_tensor_empty(CNN_FLOAT32, 4, ysize);
+    ri = ry ? cnn_tensor_empty(CNN_INT64, 4, psize) : NULL;
+    rc = -1;
+    if (ri) {
+      pool_then t = {.pp = pp,
+                     .s = {s.N * s.O, ohw[0], ohw[1], phw[0], phw[1]},
+                     .y = cnn_tensor_f32(ry),
+                     .pooled = cnn_tensor_f32(rp),
+                     .idx = cnn_tensor_i64(ri),
+                     .O = s.O};
+      const cnn_conv2d_then then = {pool_images, &t};
+      rc = cnn_conv2d_forward_then_f32(&s, p, cnn_tensor_f32(xc), cnn_tensor_f32(wc), bc ? cnn_tensor_f32(bc) : NULL,
+                                       cnn_tensor_f32(ry), &then);
+    }
   }
   cnn_tensor_release(xc);
   cnn_tensor_release(wc);
@@ -211,8 +221,28 @@ int cnn_conv2d_forward_relu_max_pool(const cnn_tensor *x, const cnn_tensor *w, c
     cnn_tensor_release(ri);
     return -1;
   }
-  *y = ry, *pooled = rp, *indices = ri;
+  if (y) *y = ry;
+  else cnn_tensor_release(ry);
+  *pooled = rp, *indices = ri;
   return 0;
+}
+
+cnn_tensor *cnn_conv2d_unpool_codes(const cnn_tensor *gpooled, const cnn_tensor *codes, int64_t oh, int64_t ow) {
+  if (codes->dtype != CNN_UINT8 || codes->ndim != 4 || gpooled->dtype != CNN_FLOAT32 ||
+      !cnn_tensor_same_shape(gpooled, codes) || !cnn_tensor_is_contiguous(codes) || 2 * codes->size[2] > oh ||
+      2 * codes->size[3] > ow)
+    return cnn_error_set("internal: the pooling's gradient does not match its window codes"), NULL;
+  int64_t size[4] = {codes->size[0], codes->size[1], oh, ow};
+  cnn_tensor *gy = cnn_tensor_empty(CNN_FLOAT32, 4, size);
+  cnn_tensor *gc = gy ? cnn_tensor_contiguous(gpooled) : NULL;
+  if (!gc) {
+    cnn_tensor_release(gy);
+    return NULL;
+  }
+  cnn_spool_unpool_f32(cnn_tensor_f32(gc), cnn_tensor_u8(codes), size[0] * size[1], oh, ow, codes->size[2],
+                       codes->size[3], cnn_tensor_f32(gy));
+  cnn_tensor_release(gc);
+  return gy;
 }
 
 int cnn_conv2d_backward(const cnn_tensor *gy, const cnn_tensor *x, const cnn_tensor *w, const int64_t x_size[4],

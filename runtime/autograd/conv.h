@@ -30,10 +30,16 @@ cnn_tensor *cnn_conv2d_forward_fused(const cnn_tensor *x, const cnn_tensor *w, c
 /* float32 x: y = cnn_conv2d_forward(x, w, b, p), and pooled, indices as
  * cnn_pool_max2d_relu_forward(y, pp) gives them (relu(max_pool2d(y)), index -1 where relu's
  * gradient stops), each image pooled as soon as its convolution is stored (the same parallel loop
- * on the direct kernels). New references, or -1 with the error set and all three NULL. */
+ * on the direct kernels). New references, or -1 with the error set and all three NULL. y may be
+ * NULL (not wanted): then, where conv_small_pool.c takes the shape, y is never stored and indices
+ * is instead a uint8 tensor of its window codes (cnn_conv2d_unpool_codes is its backward). */
 int cnn_conv2d_forward_relu_max_pool(const cnn_tensor *x, const cnn_tensor *w, const cnn_tensor *b,
                                      const cnn_conv2d_params *p, const cnn_pool2d_params *pp, cnn_tensor **y,
                                      cnn_tensor **pooled, cnn_tensor **indices);
+
+/* The pooling's backward from uint8 window codes (N, O, ph, pw) as cnn_conv2d_forward_relu_max_pool
+ * gives them: gpooled (their shape) -> the gradient (N, O, oh, ow) of the convolution's output. */
+cnn_tensor *cnn_conv2d_unpool_codes(const cnn_tensor *gpooled, const cnn_tensor *codes, int64_t oh, int64_t ow);
 
 /* gy: (N, O, oh, ow) for a forward with input shape x_size (N, C, H, W) and weight shape w_size
  * (O, C/g, kh, kw). Computes each gradient whose out pointer is non-NULL, as a new contiguous

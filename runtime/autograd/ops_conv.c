@@ -123,6 +123,30 @@ cnn_tensor *cnn_op_max_pool2d_relu(const cnn_tensor *x, const cnn_pool2d_params 
   return y;
 }
 
+/* The fused node: the convolution's state, and its output plane (the pooling's input). */
+typedef struct conv_pool_state {
+  conv_state c;
+  int64_t oh, ow;
+} conv_pool_state;
+
+/* saved: x (when w needs grad), w (when x needs grad), the pooling's indices (int64, or uint8 window
+ * codes from conv_small_pool.c); inputs x, w, b. The pooling's backward (the gradient of the
+ * convolution's output), then the convolution's: the same bits as the two nodes of the unfused graph. */
+static int conv_pool_backward(cnn_node *n, cnn_tensor *const *gout, cnn_tensor **gin) {
+  if (!gout[0]) return 0;
+  const conv_pool_state *c = cnn_ag_state(n);
+  bool nx = cnn_node_needs_grad(n, 0), nw = cnn_node_needs_grad(n, 1), nb = cnn_node_needs_grad(n, 2);
+  cnn_tensor *x = NULL, *w = NULL, *idx;
+  if ((nw && cnn_ag_saved(n, 0, &x)) || (nx && cnn_ag_saved(n, 1, &w)) || cnn_ag_saved(n, 2, &idx)) return -1;
+  cnn_tensor *gy = idx->dtype == CNN_UINT8 ? cnn_conv2d_unpool_codes(gout[0], idx, c->oh, c->ow)
+                                           : cnn_pool_max2d_backward(gout[0], idx, c->oh, c->ow);
+  if (!gy) return -1;
+  int rc = cnn_conv2d_backward(gy, x, w, c->c.x_size, c->c.w_size, &c->c.p, nx ? &gin[0] : NULL, nw ? &gin[1] : NULL,
+                               nb ? &gin[2] : NULL);
+  cnn_tensor_release(gy);
+  return rc;
+}
+
 cnn_tensor *cnn_op_conv2d_relu_max_pool2d(const cnn_tensor *x, const cnn_tensor *w, const cnn_tensor *b,
                                           const cnn_conv2d_params *p, const cnn_pool2d_params *pp) {
   if (x->ndim != 4 || x->dtype != CNN_FLOAT32) { /* the two ops one after the other */
@@ -131,20 +155,21 @@ cnn_tensor *cnn_op_conv2d_relu_max_pool2d(const cnn_tensor *x, const cnn_tensor 
     cnn_tensor_release(y);
     return out;
   }
-  cnn_tensor *y, *pooled, *idx;
-  if (cnn_conv2d_forward_relu_max_pool(x, w, b, p, pp, &y, &pooled, &idx)) return NULL;
-  /* the graph of the two ops: y's conv node, then the pool's node over y */
-  if (!(y = record_conv(y, x, w, b, p))) {
-    cnn_tensor_release(pooled);
-    cnn_tensor_release(idx);
+  /* one node: the convolution's output is neither kept nor (where conv_small_pool.c takes the
+   * shape) ever stored */
+  cnn_tensor *pooled, *idx;
+  int64_t ohw[2];
+  if (cnn_conv2d_check(x, w, b, p, ohw) || cnn_conv2d_forward_relu_max_pool(x, w, b, p, pp, NULL, &pooled, &idx))
     return NULL;
-  }
-  static const cnn_ag_op max_pool_relu_op = {"MaxPool2DReluBackward", max_pool_backward, sizeof(pool_state), NULL};
-  const cnn_tensor *in[1] = {y}, *saves[1] = {idx};
-  pool_state st = pool_state_of(y, NULL);
-  if (cnn_ag_record(pooled, &max_pool_relu_op, &st, 1, in, 1, saves)) pooled = NULL; /* released */
+  static const cnn_ag_op conv_pool_op = {"ConvReluMaxPool2DBackward", conv_pool_backward, sizeof(conv_pool_state),
+                                         NULL};
+  const cnn_tensor *in[3] = {x, w, b};
+  const cnn_tensor *saves[3] = {cnn_ag_requires(w) ? x : NULL, cnn_ag_requires(x) ? w : NULL, idx};
+  conv_pool_state c = {.c = {.p = *p}, .oh = ohw[0], .ow = ohw[1]};
+  memcpy(c.c.x_size, x->size, sizeof c.c.x_size);
+  memcpy(c.c.w_size, w->size, sizeof c.c.w_size);
+  if (cnn_ag_record(pooled, &conv_pool_op, &c, 3, in, 3, saves)) pooled = NULL; /* released */
   cnn_tensor_release(idx);
-  cnn_tensor_release(y);
   return pooled;
 }
 

@@ -6,16 +6,21 @@
 
 #include "cnn/error.h"
 
+/* Checks a 3-d or 4-d shape with non-empty planes. */
+static int check_shape(int ndim, const int64_t *size) {
+  if (ndim != 3 && ndim != 4)
+    return cnn_error_set("expected a 3-d (C, H, W) or 4-d (N, C, H, W) input, got %d-d", ndim);
+  for (int d = ndim - 3; d < ndim; d++)
+    if (size[d] == 0) return cnn_error_set("input has a zero-size dimension %d (only the batch may be empty)", d + 1);
+  return 0;
+}
+
 /* Checks a 3-d or 4-d float32 input (or int64, for average pooling) with non-empty planes; gives
  * planes and H, W. */
 static int check_input(const cnn_tensor *x, int64_t *planes) {
   if (x->dtype != CNN_FLOAT32 && x->dtype != CNN_INT64)
     return cnn_error_set("expected a float32 input, got %s", cnn_dtype_name(x->dtype));
-  if (x->ndim != 3 && x->ndim != 4)
-    return cnn_error_set("expected a 3-d (C, H, W) or 4-d (N, C, H, W) input, got %d-d", x->ndim);
-  for (int d = x->ndim - 3; d < x->ndim; d++)
-    if (x->size[d] == 0)
-      return cnn_error_set("input has a zero-size dimension %d (only the batch may be empty)", d + 1);
+  if (check_shape(x->ndim, x->size)) return -1;
   *planes = x->ndim == 4 ? x->size[0] * x->size[1] : x->size[0];
   return 0;
 }
@@ -23,6 +28,11 @@ static int check_input(const cnn_tensor *x, int64_t *planes) {
 int cnn_pool2d_check(const cnn_tensor *x, const cnn_pool2d_params *p, int64_t out_hw[2]) {
   int64_t planes;
   if (check_input(x, &planes)) return -1;
+  return cnn_pool2d_check_shape(x->ndim, x->size, p, out_hw);
+}
+
+int cnn_pool2d_check_shape(int ndim, const int64_t *size, const cnn_pool2d_params *p, int64_t out_hw[2]) {
+  if (check_shape(ndim, size)) return -1;
   for (int i = 0; i < 2; i++) {
     if (p->kernel[i] < 1)
       return cnn_error_set("kernel size must be at least 1, got (%lld, %lld)", (long long)p->kernel[0],
@@ -45,7 +55,7 @@ int cnn_pool2d_check(const cnn_tensor *x, const cnn_pool2d_params *p, int64_t ou
   for (int i = 0; i < 2; i++) /* keeps the output size computation far from int64 overflow */
     if (p->kernel[i] > INT32_MAX || p->stride[i] > INT32_MAX || p->dilation[i] > INT32_MAX)
       return cnn_error_set("kernel size, stride and dilation must be below 2^31");
-  int64_t H = x->size[x->ndim - 2], W = x->size[x->ndim - 1];
+  int64_t H = size[ndim - 2], W = size[ndim - 1];
   int64_t oh = cnn_pool2d_out_size(H, p->kernel[0], p->padding[0], p->stride[0], p->dilation[0], p->ceil_mode);
   int64_t ow = cnn_pool2d_out_size(W, p->kernel[1], p->padding[1], p->stride[1], p->dilation[1], p->ceil_mode);
   if (oh < 1 || ow < 1)

@@ -10,6 +10,8 @@
 
 /* Validates x and p and gives the output size (PyTorch's pooling_output_shape). */
 int cnn_pool2d_check(const cnn_tensor *x, const cnn_pool2d_params *p, int64_t out_hw[2]);
+/* The same for an input of that shape (any dtype). */
+int cnn_pool2d_check_shape(int ndim, const int64_t *size, const cnn_pool2d_params *p, int64_t out_hw[2]);
 
 /* x: (..., H, W) -> y: (..., oh, ow) and indices (int64, same shape): the 0-based flat position
  * (h * W + w) in its plane of each maximum (NaN counts as the maximum; first of ties). */

@@ -6,6 +6,7 @@
  * all three gradients in one call giving the bits of separate calls; an inf in x (the weight
  * gradient then by im2col); the workspace staying put once warm; error messages. */
 #include "autograd/conv.h"
+#include "autograd/pool.h"
 #include "check.h"
 #include "kernels/conv.h"
 #include "cnn/error.h"
@@ -483,9 +484,107 @@ static void test_small_same_bits(void) {
   }
 }
 
+/* equal bits, or both NaN (a NaN's payload depends on which operand an instruction propagates) */
+static bool same_or_nan(float a, float b) { return memcmp(&a, &b, sizeof a) == 0 || (a != a && b != b); }
+
+/* conv_small_pool.c (conv + bias + ReLU + 2x2 max-pool straight from the lanes, y never stored)
+ * against the convolution stored and then pooled: the pooled values (bits; NaN for NaN), each
+ * window code against the index the pooling gives (ties: the first cell; NaN: the last NaN; relu's
+ * stopped outputs: -1), and the codes' backward against the indices' (bits), on 1 and 2 threads.
+ * Inputs and weights of a few integer values, so windows tie exactly, with zeros, a NaN, infinities
+ * and -0 in some cases; batches of full and partial lane groups; an odd output row and column left
+ * out of every window; shapes it must refuse (ceil_mode's extra window, stride 2, few images). */
+static void test_small_pool(void) {
+  static const struct {
+    int64_t N, C, H, W, O, k, pt, pl, pb, pr;
+    int special;                                  /* 1: NaN, inf and -0 in x */
+  } S[] = {{64, 1, 28, 28, 6, 5, 2, 2, 2, 2, 0},  /* LeNet's conv1 */
+           {64, 6, 14, 14, 16, 5, 0, 0, 0, 0, 0}, /* LeNet's conv2 */
+           {29, 6, 14, 14, 16, 5, 0, 0, 0, 0, 1}, /* a partial second group */
+           {16, 2, 11, 9, 5, 3, 1, 1, 1, 1, 1},   /* output 11x9: the last row and column pool nowhere */
+           {13, 3, 8, 10, 7, 3, 2, 0, 1, 2, 0}};  /* uneven padding, 13 of 16 lanes */
+  for (size_t i = 0; i < sizeof S / sizeof S[0]; i++) {
+    int64_t xs[4] = {S[i].N, S[i].C, S[i].H, S[i].W}, ws[4] = {S[i].O, S[i].C, S[i].k, S[i].k}, O = S[i].O;
+    cnn_conv2d_params p = P(1, 1, S[i].pt, S[i].pl, S[i].pb, S[i].pr, 1, 1, 1);
+    cnn_pool2d_params pp = {{2, 2}, {2, 2}, {0, 0}, {1, 1}, false, false, 0};
+    cnn_tensor *x = check_rand_tensor(&rng, 4, xs), *w = check_rand_tensor(&rng, 4, ws);
+    cnn_tensor *b = check_rand_tensor(&rng, 1, &O);
+    float *xp = cnn_tensor_f32(x), *wp = cnn_tensor_f32(w);
+    for (int64_t k = 0; k < cnn_tensor_numel(x); k++) xp[k] = (float)(int)(xp[k] * 2.5f); /* -2..2: ties */
+    for (int64_t k = 0; k < cnn_tensor_numel(w); k++) wp[k] = (float)(int)(wp[k] * 2.5f);
+    cnn_tensor_f32(b)[0] = 0.0f;
+    if (S[i].special) {
+      xp[5] = NAN, xp[40] = NAN, xp[41] = NAN, xp[77] = INFINITY, xp[150] = -INFINITY, xp[151] = -0.0f;
+      xp[cnn_tensor_numel(x) - 3] = NAN;
+    }
+    for (int threads = 1; threads <= 2; threads++) {
+      cnn_parallel_set_threads(threads);
+      cnn_tensor *y = NULL, *want = NULL, *idx = NULL, *got = NULL, *code = NULL;
+      CHECK(cnn_conv2d_forward_relu_max_pool(x, w, b, &p, &pp, &y, &want, &idx) == 0);
+      CHECK(cnn_conv2d_forward_relu_max_pool(x, w, b, &p, &pp, NULL, &got, &code) == 0);
+      if (!want || !got || !code || code->dtype != CNN_UINT8) {
+        fprintf(stderr, "small pool: shape %zu: the lanes kernel did not run\n", i);
+        failures++;
+      } else {
+        const int64_t n = cnn_tensor_numel(want), ph = want->size[2], pw = want->size[3], ow = y->size[3];
+        int bad = 0;
+        for (int64_t k = 0; k < n && bad < 3; k++) {
+          const int64_t c = cnn_tensor_u8(code)[k], ii = k / pw % ph, jj = k % pw;
+          const int64_t at = c == 4 ? -1 : c > 4 ? -2 : (2 * ii + c / 2) * ow + 2 * jj + c % 2;
+          if (!same_or_nan(cnn_tensor_f32(want)[k], cnn_tensor_f32(got)[k]) || at != cnn_tensor_i64(idx)[k]) {
+            fprintf(stderr,
+                    "small pool: shape %zu, %d threads, output %lld: %g (code %lld) where pooling gave %g (%lld)\n", i,
+                    threads, (long long)k, cnn_tensor_f32(got)[k], (long long)c, cnn_tensor_f32(want)[k],
+                    (long long)cnn_tensor_i64(idx)[k]);
+            failures++, bad++;
+          }
+        }
+        /* the backward from the codes: the pooling's from the indices, bit for bit (-0s included) */
+        cnn_tensor *g = check_rand_tensor(&rng, 4, want->size);
+        for (int64_t k = 0; k < n; k += 5) cnn_tensor_f32(g)[k] = -0.0f;
+        cnn_tensor *gy0 = cnn_pool_max2d_backward(g, idx, y->size[2], y->size[3]);
+        cnn_tensor *gy1 = cnn_conv2d_unpool_codes(g, code, y->size[2], y->size[3]);
+        if (!bits_equal(gy0, gy1)) {
+          fprintf(stderr, "small pool: shape %zu, %d threads: the codes' backward differs from the pooling's\n", i,
+                  threads);
+          failures++;
+        }
+        cnn_tensor_release(g), cnn_tensor_release(gy0), cnn_tensor_release(gy1);
+      }
+      cnn_tensor_release(y), cnn_tensor_release(want), cnn_tensor_release(idx);
+      cnn_tensor_release(got), cnn_tensor_release(code);
+    }
+    /* what it must refuse falls back to the stored convolution (int64 indices), the same values */
+    cnn_pool2d_params ceil_pp = pp;
+    ceil_pp.ceil_mode = true;
+    cnn_conv2d_params s2 = p;
+    s2.stride[0] = 2;
+    const struct {
+      const cnn_conv2d_params *cp;
+      const cnn_pool2d_params *pq;
+    } R[] = {{&p, &ceil_pp}, {&s2, &pp}};
+    for (size_t r = 0; r < 2; r++) {
+      cnn_tensor *y = NULL, *want = NULL, *idx = NULL, *got = NULL, *code = NULL;
+      CHECK(cnn_conv2d_forward_relu_max_pool(x, w, b, R[r].cp, R[r].pq, &y, &want, &idx) == 0);
+      CHECK(cnn_conv2d_forward_relu_max_pool(x, w, b, R[r].cp, R[r].pq, NULL, &got, &code) == 0);
+      bool ceil_same = r == 0 && 2 * (want ? want->size[2] : 0) <= (y ? y->size[2] : 0) &&
+                       2 * (want ? want->size[3] : 0) <= (y ? y->size[3] : 0); /* even sizes: no extra window */
+      CHECK(code != NULL && (code->dtype == CNN_INT64 || ceil_same));
+      if (code && code->dtype == CNN_INT64)
+        CHECK(bits_equal(want, got) &&
+              memcmp(cnn_tensor_i64(idx), cnn_tensor_i64(code), (size_t)cnn_tensor_numel(idx) * 8) == 0);
+      cnn_tensor_release(y), cnn_tensor_release(want), cnn_tensor_release(idx);
+      cnn_tensor_release(got), cnn_tensor_release(code);
+    }
+    cnn_tensor_release(x), cnn_tensor_release(w), cnn_tensor_release(b);
+  }
+  cnn_parallel_set_threads(2);
+}
+
 int main(void) {
   test_cases();
   test_small_same_bits();
+  test_small_pool();
   test_deterministic();
   test_backward_together();
   test_weight_grad_inf();

@@ -33,9 +33,11 @@ cnn_tensor *cnn_op_adaptive_avg_pool2d(const cnn_tensor *x, int64_t oh, int64_t 
 /** relu(max_pool2d(x)) as one operation: one pass each way, one graph node (MaxPool2DReluBackward),
  * the same values and gradients as the two ops (nn.Sequential runs a ReLU next to a MaxPool2d so). */
 cnn_tensor *cnn_op_max_pool2d_relu(const cnn_tensor *x, const cnn_pool2d_params *p);
-/** cnn_op_max_pool2d_relu(cnn_op_conv2d(x, w, b, p), pp) with each image pooled as soon as its
- * convolution output is stored (in the same parallel loop: one wait, the output still in cache):
- * the same values, gradients and graph (ConvolutionBackward, then MaxPool2DReluBackward). */
+/** cnn_op_max_pool2d_relu(cnn_op_conv2d(x, w, b, p), pp) as one graph node
+ * (ConvReluMaxPool2DBackward over x, w, b; a 3-d or int64 x takes the two ops): the same values
+ * and gradients. Stride-1 convolutions of small planes with a 2x2/stride-2 pool (LeNet's) are
+ * pooled straight from the kernel's registers, their output never stored; others store it and
+ * pool each image as soon as it is (in the same parallel loop, the output still in cache). */
 cnn_tensor *cnn_op_conv2d_relu_max_pool2d(const cnn_tensor *x, const cnn_tensor *w, const cnn_tensor *b,
                                           const cnn_conv2d_params *p, const cnn_pool2d_params *pp);
 

@@ -93,9 +93,9 @@ function L.Conv2d:forward(x)
     {stride = self.stride, padding = self.padding, dilation = self.dilation, groups = self.groups})
 end
 
--- conv:_forward_relu_max_pool(x, pool) is pool(relu(conv(x))) for a stock MaxPool2d, each image
--- pooled as soon as its convolution is stored (F.conv2d's relu_max_pool option): the same values,
--- gradients and graph. Sequential runs a stock Conv2d, ReLU, MaxPool2d so (see Sequential:forward).
+-- conv:_forward_relu_max_pool(x, pool) is pool(relu(conv(x))) for a stock MaxPool2d in one pass and
+-- one graph node (F.conv2d's relu_max_pool option): the same values and gradients. Sequential runs
+-- a stock Conv2d, ReLU, MaxPool2d so (see Sequential:forward).
 L.Conv2d.fuses_relu_max_pool = true
 function L.Conv2d:_forward_relu_max_pool(x, pool)
   return F.conv2d(x, self.weight, self.bias,

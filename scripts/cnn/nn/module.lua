@@ -992,8 +992,8 @@ local function stock(m, flag)
   return rawget(cls, flag) and state(m).hooks == nil and m.forward == rawget(cls, "forward")
 end
 
--- Conv2d, ReLU, MaxPool2d, all stock: one op (Conv2d:_forward_relu_max_pool: each image pooled as
--- soon as its convolution is stored), the same values, gradients and graph as the three calls.
+-- Conv2d, ReLU, MaxPool2d, all stock: one op and one graph node (Conv2d:_forward_relu_max_pool),
+-- the same values and gradients as the three calls.
 local function conv_relu_pool(conv, relu, pool)
   return stock(conv, "fuses_relu_max_pool") and stock(relu, "commutes_with_max_pool") and stock(pool, "is_max_pool")
     and rawget(state(pool).class, "_forward_relu")
