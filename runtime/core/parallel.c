@@ -1,5 +1,5 @@
 /* The runtime's thread pool (see parallel.h). One job at a time: fn over [0, n) cut into `count`
- * ranges of `chunk`, dealt out in one block of consecutive tasks per thread. Every thread, the
+ * ranges of `chunk`, dealt out in one block of tasks per thread (its share of each loop). Every thread, the
  * submitter first, claims tasks by compare-and-swap on a 64-bit word per block (job id : 32, low
  * end : 16, high end : 16): its own block from the low end, then the others' from the high end.
  * A task runs once, on whoever is awake; a worker that wakes late finds the blocks spent, or
@@ -87,6 +87,7 @@ typedef struct {
 } block;
 
 static block blocks[CNN_PARALLEL_MAX_THREADS];
+static uint32_t block_first[CNN_PARALLEL_MAX_THREADS + 1]; /* the submitter's: where each block starts */
 
 static struct {
   alignas(64) _Atomic uint32_t gen;  /* id of the latest job: idle workers wait for it to change */
@@ -97,9 +98,9 @@ static struct {
   alignas(64) struct {               /* the current job's loops, written before its blocks */
     cnn_parallel_fn fn;
     void *ctx;
-    int64_t n, chunk;
-    uint32_t first; /* its first task */
+    int64_t n, chunk, count; /* count tasks of chunk indices */
   } loop[CNN_PARALLEL_MAX_LOOPS];
+  uint32_t task[CNN_PARALLEL_MAX_LOOPS * CNN_PARALLEL_MAX_THREADS * TASKS_PER_THREAD]; /* loop << 16 | chunk */
   int nloops;
   uint32_t count;      /* tasks in the job */
   _Atomic int nblocks; /* blocks of the job: the thread count */
@@ -225,9 +226,8 @@ static bool claim(int b, uint32_t id, bool low, uint32_t *task) {
 /* Runs task t of the current job (claimed: the job cannot end, and its fields change, before the
  * task is counted done). */
 static void run_task(uint32_t t) {
-  int k = P.nloops - 1;
-  while (P.loop[k].first > t) k--;
-  const int64_t chunk = P.loop[k].chunk, b = (int64_t)(t - P.loop[k].first) * chunk;
+  const int k = (int)(P.task[t] >> 16);
+  const int64_t chunk = P.loop[k].chunk, b = (int64_t)(P.task[t] & 0xffff) * chunk;
   P.loop[k].fn(P.loop[k].ctx, b, b + chunk < P.loop[k].n ? b + chunk : P.loop[k].n);
   if (atomic_fetch_add(&P.done, 1) + 1 == P.count && atomic_load(&P.waiting)) futex(&P.done, FUTEX_WAKE_PRIVATE, 1);
 }
@@ -445,20 +445,31 @@ static void loops_on(int count, const cnn_parallel_loop *loops, _Atomic uint64_t
     if (loops[k].n <= 0) continue;
     const int64_t n = loops[k].n, t = tasks_of(n, loops[k].grain, threads), chunk = (n + t - 1) / t;
     P.loop[P.nloops].fn = loops[k].fn, P.loop[P.nloops].ctx = loops[k].ctx;
-    P.loop[P.nloops].n = n, P.loop[P.nloops].chunk = chunk, P.loop[P.nloops].first = tasks;
-    tasks += (uint32_t)((n + chunk - 1) / chunk);
+    P.loop[P.nloops].n = n, P.loop[P.nloops].chunk = chunk, P.loop[P.nloops].count = (n + chunk - 1) / chunk;
+    tasks += (uint32_t)P.loop[P.nloops].count;
     P.nloops++;
   }
   const uint32_t all = tasks;
+  /* Block b holds the b-th share of every loop, in loop order: a thread takes the same share of
+   * the data in each loop of a job (and of consecutive jobs: the same images of a batch), and the
+   * long tasks of a loop dealt beside short ones (a convolution's weight-gradient parts beside its
+   * bias channels) start at once on every thread instead of one thread's block holding two. */
+  uint32_t at = 0;
+  for (int b = 0; b < threads; b++) {
+    block_first[b] = at;
+    for (int k = 0; k < P.nloops; k++)
+      for (int64_t c = P.loop[k].count * b / threads, e = P.loop[k].count * (b + 1) / threads; c < e; c++)
+        P.task[at++] = (uint32_t)k << 16 | (uint32_t)c;
+  }
+  block_first[threads] = at;
   tally(&n_jobs, 1);
   tally(&n_job_loops, (uint64_t)P.nloops);
   P.count = all;
   atomic_store_explicit(&P.done, 0, memory_order_relaxed);
   atomic_store_explicit(&P.nblocks, threads, memory_order_relaxed);
   const uint32_t id = ++P.id;
-  for (int b = 0; b < threads; b++) { /* block b: tasks [b all / threads, (b + 1) all / threads) */
-    uint64_t lo = (uint64_t)all * (uint64_t)b / (uint64_t)threads,
-             hi = (uint64_t)all * (uint64_t)(b + 1) / (uint64_t)threads;
+  for (int b = 0; b < threads; b++) {
+    uint64_t lo = block_first[b], hi = block_first[b + 1];
     atomic_store_explicit(&blocks[b].w, (uint64_t)id << 32 | lo << 16 | hi, memory_order_release);
   }
   atomic_store(&P.gen, id);
