@@ -1,7 +1,7 @@
 /* The cnn.core Lua module: the tensor metatable, argument checking, the error road and the
  * garbage-collector policy. Lua's collector sees a tensor as a few bytes of userdata; the
  * storage behind it lives in the runtime allocator, so after each new tensor we compare the
- * allocator's live bytes with a threshold and run a full collection past it. The threshold allows
+ * allocator's live bytes with a threshold and collect past it (young first, see maybe_collect). The threshold allows
  * GC_GROWTH bytes (or a quarter of what survived, if more) of new tensor memory since the last
  * collection: a loop of temporaries stays bounded, and a large resident dataset does not double
  * the allowance the way a proportional rule would. A full collection costs time in proportion to
@@ -88,6 +88,13 @@ static void maybe_collect(lua_State *L) {
   size_t cap = live + (live / 4 > GC_GROWTH ? live / 4 : GC_GROWTH);
   if (cap < gc_threshold) gc_threshold = cap;
   if (live < gc_threshold) return;
+  /* First a step: in generational mode (cnnlua's) a young collection, which frees a training
+   * step's graph and activations (reachable from the step's young tensors only) for a fraction of
+   * a full collection's time. LeNet-5's steps filled GC_GROWTH in ~17 steps, then a full collection
+   * took ~2 ms (150 us a step; a young one ~0.5 ms). The full one only when that freed too little. */
+  lua_gc(L, LUA_GCSTEP, 0);
+  gc_tensors = 0;
+  if (cnn_alloc_live_bytes() < gc_threshold - GC_GROWTH / 2) return;
   lua_gc(L, LUA_GCCOLLECT);
   live = cnn_alloc_live_bytes();
   gc_threshold = live + (live / 4 > GC_GROWTH ? live / 4 : GC_GROWTH);
