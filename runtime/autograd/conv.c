@@ -245,6 +245,46 @@ cnn_tensor *cnn_conv2d_unpool_codes(const cnn_tensor *gpooled, const cnn_tensor 
   return gy;
 }
 
+int cnn_conv2d_relu_max_pool_backward_codes(const cnn_tensor *gpooled, const cnn_tensor *codes, const cnn_tensor *x,
+                                            const cnn_tensor *w, const int64_t x_size[4], const int64_t w_size[4],
+                                            const cnn_conv2d_params *p, cnn_tensor **gx, cnn_tensor **gw,
+                                            cnn_tensor **gb) {
+  if (gx) *gx = NULL;
+  if (gw) *gw = NULL;
+  if (gb) *gb = NULL;
+  if ((gx && !w) || (gw && !x)) return cnn_error_set("internal: conv2d backward is missing a saved tensor");
+  if (codes->dtype != CNN_UINT8 || gpooled->dtype != CNN_FLOAT32 || !cnn_tensor_same_shape(gpooled, codes) ||
+      !cnn_tensor_is_contiguous(codes) || p->groups != 1 || w_size[1] != x_size[1])
+    return 1;
+  int64_t O = w_size[0];
+  cnn_tensor *gc = cnn_tensor_contiguous(gpooled);
+  cnn_tensor *xc = gc && gw ? cnn_tensor_contiguous(x) : NULL;
+  cnn_tensor *wc = gc && gx ? cnn_tensor_contiguous(w) : NULL;
+  cnn_tensor *rx = gx ? cnn_tensor_empty(CNN_FLOAT32, 4, x_size) : NULL;
+  cnn_tensor *rw = gw ? cnn_tensor_empty(CNN_FLOAT32, 4, w_size) : NULL;
+  cnn_tensor *rb = gb ? cnn_tensor_empty(CNN_FLOAT32, 1, &O) : NULL;
+  int rc = -1;
+  if (gc && (!gw || (xc && rw)) && (!gx || (wc && rx)) && (!gb || rb)) {
+    cnn_conv2d_shape s = shape_of(x_size, w_size);
+    rc = cnn_conv2d_relu_max_pool_small_backward_f32(
+        &s, p, cnn_tensor_f32(gc), cnn_tensor_u8(codes), xc ? cnn_tensor_f32(xc) : NULL, wc ? cnn_tensor_f32(wc) : NULL,
+        rx ? cnn_tensor_f32(rx) : NULL, rw ? cnn_tensor_f32(rw) : NULL, rb ? cnn_tensor_f32(rb) : NULL);
+  }
+  cnn_tensor_release(gc);
+  cnn_tensor_release(xc);
+  cnn_tensor_release(wc);
+  if (rc) {
+    cnn_tensor_release(rx);
+    cnn_tensor_release(rw);
+    cnn_tensor_release(rb);
+    return rc;
+  }
+  if (gx) *gx = rx;
+  if (gw) *gw = rw;
+  if (gb) *gb = rb;
+  return 0;
+}
+
 int cnn_conv2d_backward(const cnn_tensor *gy, const cnn_tensor *x, const cnn_tensor *w, const int64_t x_size[4],
                         const int64_t w_size[4], const cnn_conv2d_params *p, cnn_tensor **gx, cnn_tensor **gw,
                         cnn_tensor **gb) {

@@ -41,6 +41,14 @@ int cnn_conv2d_forward_relu_max_pool(const cnn_tensor *x, const cnn_tensor *w, c
  * gives them: gpooled (their shape) -> the gradient (N, O, oh, ow) of the convolution's output. */
 cnn_tensor *cnn_conv2d_unpool_codes(const cnn_tensor *gpooled, const cnn_tensor *codes, int64_t oh, int64_t ow);
 
+/* The whole backward from the codes where conv_small_pool.c takes it (the convolution's gradient
+ * made in its lanes, never stored): as cnn_conv2d_unpool_codes then cnn_conv2d_backward, the same
+ * bits. Returns 0, -1 with the error set, or 1 when it does not apply (nothing made). */
+int cnn_conv2d_relu_max_pool_backward_codes(const cnn_tensor *gpooled, const cnn_tensor *codes, const cnn_tensor *x,
+                                            const cnn_tensor *w, const int64_t x_size[4], const int64_t w_size[4],
+                                            const cnn_conv2d_params *p, cnn_tensor **gx, cnn_tensor **gw,
+                                            cnn_tensor **gb);
+
 /* gy: (N, O, oh, ow) for a forward with input shape x_size (N, C, H, W) and weight shape w_size
  * (O, C/g, kh, kw). Computes each gradient whose out pointer is non-NULL, as a new contiguous
  * tensor: gx (x_size) reads w; gw (w_size) reads x; gb (O) reads only gy. x or w may be NULL when

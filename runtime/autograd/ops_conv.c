@@ -138,6 +138,11 @@ static int conv_pool_backward(cnn_node *n, cnn_tensor *const *gout, cnn_tensor *
   bool nx = cnn_node_needs_grad(n, 0), nw = cnn_node_needs_grad(n, 1), nb = cnn_node_needs_grad(n, 2);
   cnn_tensor *x = NULL, *w = NULL, *idx;
   if ((nw && cnn_ag_saved(n, 0, &x)) || (nx && cnn_ag_saved(n, 1, &w)) || cnn_ag_saved(n, 2, &idx)) return -1;
+  if (idx->dtype == CNN_UINT8) { /* in one pass, where conv_small_pool.c takes it */
+    int rc = cnn_conv2d_relu_max_pool_backward_codes(gout[0], idx, x, w, c->c.x_size, c->c.w_size, &c->c.p,
+                                                     nx ? &gin[0] : NULL, nw ? &gin[1] : NULL, nb ? &gin[2] : NULL);
+    if (rc != 1) return rc;
+  }
   cnn_tensor *gy = idx->dtype == CNN_UINT8 ? cnn_conv2d_unpool_codes(gout[0], idx, c->oh, c->ow)
                                            : cnn_pool_max2d_backward(gout[0], idx, c->oh, c->ow);
   if (!gy) return -1;

@@ -759,6 +759,19 @@ static int backward_direct(const geom *g, const cnn_conv2d_params *p, const floa
   return finite ? 0 : weight_grad(g, gy, x, gw, nt, NULL);
 }
 
+bool cnn_conv2d_small_grad(const cnn_conv2d_shape *s, const cnn_conv2d_params *p, bool input_grad) {
+  geom g;
+  geom_of(&g, s, p);
+  cnn_sconv d;
+  if (!small_enabled() || g.N * g.C * g.H * g.W == 0 || !(input_grad ? use_direct(&g, p) : weight_grad_direct(&g, p)))
+    return false;
+  const bool planned = input_grad ? cnn_sconv_plan_input_grad(&d, g.N, g.C, g.H, g.W, g.O, g.kh, g.kw, p->pad_lo[0],
+                                                              p->pad_lo[1], p->pad_hi[0], p->pad_hi[1])
+                                  : cnn_sconv_plan_weight_grad(&d, g.N, g.C, g.H, g.W, g.O, g.kh, g.kw, p->pad_lo[0],
+                                                               p->pad_lo[1], p->pad_hi[0], p->pad_hi[1]);
+  return planned && d.scratch_floats <= direct_limit;
+}
+
 int cnn_conv2d_backward_f32(const cnn_conv2d_shape *s, const cnn_conv2d_params *p, const float *gy, const float *x,
                             const float *w, float *gx, float *gw, float *gb) {
   geom g;

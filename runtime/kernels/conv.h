@@ -73,5 +73,9 @@ void cnn_conv2d_set_direct_limit(size_t floats);
  * (batch in the vector lanes) for the forward and input gradient: on unless CNN_CONV_SMALL=0 is in
  * the environment. The same bits either way. For tests and A/B measurements. */
 void cnn_conv2d_set_small(bool on);
+/* Whether cnn_conv2d_backward_f32 and its parts compute this convolution's weight gradient
+ * (input_grad false) or input gradient (true; given finite weights, which the caller checks) on
+ * conv_small.c's kernels: a fused kernel that computes their bits in their order may stand in. */
+bool cnn_conv2d_small_grad(const cnn_conv2d_shape *s, const cnn_conv2d_params *p, bool input_grad);
 
 #endif

@@ -163,16 +163,17 @@ static void group_fill(const spool *d, const float *x, int64_t n0, int64_t g, fl
 }
 
 /* yb[0..mr) filters (stride os), positions [0, nv) of a row = the taps of wt (K, mr) over the
- * vectors of xg from its row (c = 0, oy, ox), all kernel rows */
-INLINE void tile(const float *xg, int64_t cs, int64_t rs, int64_t C, int64_t kh, int64_t kw, const float *wt, float *yb,
-                 int64_t os, const int mr, const int nv) {
+ * vectors of xg from its row (c = 0, oy, ox), kernel rows [ki0, ki1) (the forward takes all: the
+ * padding's zeros times an inf weight are NaNs, as conv_direct.c makes them) */
+INLINE void tile(const float *xg, int64_t cs, int64_t rs, int64_t C, int64_t kh, int64_t kw, int64_t ki0, int64_t ki1,
+                 const float *wt, float *yb, int64_t os, const int mr, const int nv) {
   vf acc[8][6];
 #pragma GCC unroll 8
   for (int i = 0; i < mr; i++)
 #pragma GCC unroll 6
     for (int v = 0; v < nv; v++) acc[i][v] = (vf){0};
   for (int64_t c = 0; c < C; c++, xg += cs)
-    for (int64_t ki = 0; ki < kh; ki++) {
+    for (int64_t ki = ki0; ki < ki1; ki++) {
       const float *row = xg + ki * rs, *wk = wt + (c * kh + ki) * kw * mr;
       for (int64_t kj = 0; kj < kw; kj++, wk += mr) {
         vf b[6];
@@ -200,7 +201,7 @@ INLINE void rows_compute(const spool *d, const float *xg, const float *pack, flo
     const int64_t oy = 2 * i + r;
     for (int64_t ox = 0; ox < d->owr; ox += nv)
       for (int64_t o = 0; o < d->Op; o += mr)
-        tile(xg + (oy * d->Wp + ox) * VL, cs, rs, d->C, d->kh, d->kw, pack + o * K,
+        tile(xg + (oy * d->Wp + ox) * VL, cs, rs, d->C, d->kh, d->kw, 0, d->kh, pack + o * K,
              yb + o * os + (r * d->owr + ox) * VL, os, mr, nv);
   }
 }
@@ -435,4 +436,391 @@ void cnn_spool_unpool_f32(const float *g, const uint8_t *code, int64_t P, int64_
                           int64_t pw, float *gy) {
   unpool_job j = {g, code, gy, oh, ow, ph, pw};
   cnn_parallel_items(P, P * oh * ow, unpool_planes, &j);
+}
+
+/* ---- backward: the pooling's and the convolution's in one pass over the lanes ----
+ * The gradient of the convolution's output, gy, is made per group straight in the lanes (O, Hq, Wq,
+ * VL) from the pooled gradient and the codes, zero-padded by kernel - 1 - padding for the input
+ * gradient; never stored as (N, O, oh, ow). From it, in conv_small.c's orders (so its bits): the
+ * weight gradient (each filter x tap a vector sum over the group's positions in row order, from
+ * zero, added into the part's partial; the partials' lanes and then the parts summed in order), the
+ * input gradient (a correlation of gy with the flipped filters, taps (o, ki, kj) in order, + 0 as
+ * its store adds a zero bias) and the bias gradient (conv.c's: per image 16 running lanes over the
+ * plane, summed in order, then the tail; the images in double in order). */
+
+typedef struct {
+  spool f;        /* the forward's plan (x, padding, output and pooled planes) */
+  int64_t qt, ql; /* gy's padding in the lanes grid: kernel - 1 - padding (0 without gx) */
+  int64_t Hq, Wq; /* the padded gy plane */
+  int64_t Cp, Wr; /* gx's tile: C rounded up to mr, W to nv */
+  int mr, nv;
+  size_t xg_floats, gq_floats, gp_floats, yg_floats, part_floats, scratch_floats;
+  bool gx, gw, gb;
+} sback;
+
+static bool plan_backward(sback *d, const cnn_conv2d_shape *s, const cnn_conv2d_params *p, bool gx, bool gw, bool gb) {
+  memset(d, 0, sizeof *d);
+  const cnn_pool2d_params pp = {{2, 2}, {2, 2}, {0, 0}, {1, 1}, false, false, 0};
+  const int64_t oh = s->H + p->pad_lo[0] + p->pad_hi[0] - s->kh + 1,
+                ow = s->W + p->pad_lo[1] + p->pad_hi[1] - s->kw + 1;
+  const int64_t phw[2] = {oh / 2, ow / 2};
+  if (!plan(&d->f, s, p, &pp, phw)) return false;
+  const spool *f = &d->f;
+  d->gx = gx, d->gw = gw, d->gb = gb;
+  d->qt = gx ? f->kh - 1 - f->pt : 0, d->ql = gx ? f->kw - 1 - f->pl : 0;
+  d->Hq = gx ? f->H + f->kh - 1 : f->oh, d->Wq = gx ? f->W + f->kw - 1 : f->ow;
+  if (gx) { /* gx's tile, as the forward picks one for C filters over rows of W */
+    spool t = {.O = f->C, .ow = f->W};
+    pick_tile(&t);
+    d->mr = t.mr, d->nv = t.nv, d->Cp = t.Op, d->Wr = t.owr;
+  }
+  d->xg_floats = gw ? f->xg_floats : 0;
+  d->gq_floats = (size_t)round_up((f->O * d->Hq * d->Wq + (gx ? d->Wr - f->W : 0)) * VL, 16);
+  d->gp_floats = (size_t)(2 * f->O * f->ph * f->pw * VL); /* the pooled gradient and its codes in lanes */
+  d->yg_floats = gx ? (size_t)(d->Cp * f->H * d->Wr * VL) : 0;
+  d->part_floats = gw ? (size_t)(f->O * f->C * f->kh * f->kw * VL) : 0;
+  d->scratch_floats = d->xg_floats + d->gq_floats + d->gp_floats + d->yg_floats + d->part_floats;
+  return d->scratch_floats <= 4 * SPOOL_BUDGET;
+}
+
+/* images n0..n0+g of g, code (N, O, ph, pw) -> gq's cells (o, qt + r, ql + c) of every window, each
+ * window's gradient (+ 0, as the scatter onto zeros) at its code's cell and 0 at the other three;
+ * gp: scratch for the pooled gradient and codes in lanes */
+static void unpool_lanes(const sback *d, const float *g, const uint8_t *code, int64_t n0, int64_t gn, float *gq,
+                         float *gp) {
+  const spool *f = &d->f;
+  const int64_t O = f->O, pw = f->pw, plane = f->ph * pw, Wq = d->Wq;
+  int32_t *gc = (int32_t *)(gp + O * plane * VL);
+  for (int64_t o = 0; o < O; o++) {
+    const float *so = g + (n0 * O + o) * plane; /* image l's plane at so + l * O * plane */
+    const uint8_t *co = code + (n0 * O + o) * plane;
+    float *dv = gp + o * plane * VL;
+    int32_t *dc = gc + o * plane * VL;
+#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VL__)
+    for (int64_t x0 = 0; x0 < plane; x0 += 16) {
+      const int n = plane - x0 < 16 ? (int)(plane - x0) : 16;
+      const __mmask16 m = (__mmask16)((1u << n) - 1);
+      __m512 v[16];
+      for (int64_t l = 0; l < 16; l++)
+        v[l] = l < gn ? _mm512_maskz_loadu_ps(m, so + l * O * plane + x0) : _mm512_setzero_ps();
+      transpose16(v);
+      for (int j = 0; j < n; j++) _mm512_store_ps(dv + (x0 + j) * VL, v[j]);
+      for (int64_t l = 0; l < 16; l++)
+        v[l] = l < gn ? _mm512_castsi512_ps(_mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(m, co + l * O * plane + x0)))
+                      : _mm512_castsi512_ps(_mm512_set1_epi32(CNN_SPOOL_NONE));
+      transpose16(v);
+      for (int j = 0; j < n; j++) _mm512_store_si512(dc + (x0 + j) * VL, _mm512_castps_si512(v[j]));
+    }
+#else
+    for (int64_t xx = 0; xx < plane; xx++)
+      for (int64_t l = 0; l < VL; l++) {
+        dv[xx * VL + l] = l < gn ? so[l * O * plane + xx] : 0.0f;
+        dc[xx * VL + l] = l < gn ? co[l * O * plane + xx] : CNN_SPOOL_NONE;
+      }
+#endif
+    float *qo = gq + ((o * d->Hq + d->qt) * Wq + d->ql) * VL;
+    for (int64_t i = 0; i < f->ph; i++)
+      for (int64_t j = 0; j < pw; j++) {
+        const vf v = *(const vf *)(dv + (i * pw + j) * VL) + 0.0f;
+        const vi c = *(const vi *)(dc + (i * pw + j) * VL);
+        float *r0 = qo + (2 * i * Wq + 2 * j) * VL, *r1 = r0 + Wq * VL;
+        *(vf *)r0 = (vf)((vi)v & (c == 0));
+        *(vf *)(r0 + VL) = (vf)((vi)v & (c == 1));
+        *(vf *)r1 = (vf)((vi)v & (c == 2));
+        *(vf *)(r1 + VL) = (vf)((vi)v & (c == 3));
+      }
+  }
+}
+
+/* the bias gradient's per-image sums of the group: sb[n0 + l, o] for its lanes l < gn */
+static void bias_lanes(const sback *d, const float *gq, int64_t n0, int64_t gn, float *sb) {
+  const spool *f = &d->f;
+  const int64_t ow = f->ow, L = f->oh * ow, L16 = L - L % 16;
+  for (int64_t o = 0; o < f->O; o++) {
+    const float *qo = gq + ((o * d->Hq + d->qt) * d->Wq + d->ql) * VL;
+    vf lane[16];
+    for (int q = 0; q < 16; q++) lane[q] = (vf){0};
+    int64_t pos = 0;
+    for (; pos < L16; pos++) lane[pos % 16] += *(const vf *)(qo + (pos / ow * d->Wq + pos % ow) * VL);
+    vf s = (vf){0};
+    for (int q = 0; q < 16; q++) s += lane[q];
+    for (; pos < L; pos++) s += *(const vf *)(qo + (pos / ow * d->Wq + pos % ow) * VL);
+    for (int64_t l = 0; l < gn; l++) sb[(n0 + l) * f->O + o] = s[l];
+  }
+}
+
+/* part[(o0 + i) K + k0 + j] (vectors) += sum over the group's positions of gy[o0 + i] x tap j's
+ * input, i < mrv, j < nvv (conv_small.c's gw_tile, gy read from the padded grid) */
+INLINE void gw_tile(const sback *d, const float *gg, const float *const *xk, vf *part, int64_t K, int mrv, int nvv,
+                    const int mr, const int nv) {
+  const spool *f = &d->f;
+  const int64_t cs = d->Hq * d->Wq * VL, rq = d->Wq * VL, rs = f->Wp * VL;
+  vf acc[8][6];
+#pragma GCC unroll 8
+  for (int i = 0; i < mr; i++)
+#pragma GCC unroll 6
+    for (int j = 0; j < nv; j++) acc[i][j] = (vf){0};
+  const float *x[6];
+#pragma GCC unroll 6
+  for (int j = 0; j < nv; j++) x[j] = xk[j];
+  for (int64_t oy = 0; oy < f->oh; oy++, gg += rq) {
+    for (int64_t ox = 0; ox < f->ow; ox++) {
+      vf a[8];
+#pragma GCC unroll 8
+      for (int i = 0; i < mr; i++) {
+        a[i] = *(const vf *)(gg + i * cs + ox * VL);
+        IN_REGISTER(a[i]); /* one load each, not one per FMA */
+      }
+#pragma GCC unroll 6
+      for (int j = 0; j < nv; j++) {
+        vf b = *(const vf *)(x[j] + ox * VL);
+        IN_REGISTER(b);
+#pragma GCC unroll 8
+        for (int i = 0; i < mr; i++) acc[i][j] += a[i] * b;
+      }
+    }
+#pragma GCC unroll 6
+    for (int j = 0; j < nv; j++) x[j] += rs;
+  }
+  (void)mrv; /* mr: the tiles here cover whole filter runs */
+#pragma GCC unroll 8
+  for (int i = 0; i < mr; i++)
+#pragma GCC unroll 6
+    for (int j = 0; j < nv; j++)
+      if (j < nvv) part[i * K + j] += acc[i][j];
+}
+
+#define GW_TILES(MR, NV) \
+  for (; o + (MR) <= f->O; o += (MR)) gw_tile(d, gg0 + o * cs, xk, part + o * K + k0, K, (MR), nvv, (MR), (NV))
+
+/* the group's weight gradient into part: tiles of 6 filters x 4 taps, or 4 (then 2, 1) x 6 (any
+ * tile gives the same sums) */
+INLINE void gw_group_nv(const sback *d, const float *xg, const float *gq, vf *part, const int nv) {
+  const spool *f = &d->f;
+  const int64_t K = f->C * f->kh * f->kw, khw = f->kh * f->kw, cs = d->Hq * d->Wq * VL;
+  const float *gg0 = gq + (d->qt * d->Wq + d->ql) * VL;
+  for (int64_t k0 = 0; k0 < K; k0 += nv) {
+    const float *xk[6];
+    const int nvv = K - k0 < nv ? (int)(K - k0) : nv;
+    for (int j = 0; j < nv; j++) { /* taps past K read tap 0 and are dropped */
+      const int64_t k = k0 + j < K ? k0 + j : 0, c = k / khw, ki = k % khw / f->kw, kj = k % f->kw;
+      xk[j] = xg + ((c * f->Hp + ki) * f->Wp + kj) * VL;
+    }
+    int64_t o = 0;
+    if (nv == 4) {
+      GW_TILES(6, 4);
+    } else {
+      GW_TILES(4, 6);
+      GW_TILES(2, 6);
+      GW_TILES(1, 6);
+    }
+  }
+}
+
+/* 24 accumulators, the mr filters' vectors and one input vector in the 32 registers */
+static void gw_group(const sback *d, const float *xg, const float *gq, vf *part) {
+  if (d->f.O % 6 == 0) gw_group_nv(d, xg, gq, part, 4);
+  else gw_group_nv(d, xg, gq, part, 6);
+}
+
+/* gx rows of the group: yg (Cp, H, Wr, VL) = the correlation of gq with the flipped filters */
+INLINE void gx_compute(const sback *d, const float *gq, const float *pack, float *yg, const int mr, const int nv) {
+  const spool *f = &d->f;
+  const int64_t K = f->O * f->kh * f->kw, cs = d->Hq * d->Wq * VL, rs = d->Wq * VL, os = f->H * d->Wr * VL;
+  for (int64_t oy = 0; oy < f->H; oy++) {
+    /* kernel rows over gy's rows (grid rows qt .. qt + oh): the others read zeros, and with finite
+     * weights add nothing, bit for bit (conv_small.c skips them too) */
+    const int64_t ki0 = d->qt - oy > 0 ? d->qt - oy : 0;
+    const int64_t ki1 = d->qt + f->oh - oy < f->kh ? d->qt + f->oh - oy : f->kh;
+    for (int64_t ox = 0; ox < d->Wr; ox += nv)
+      for (int64_t c = 0; c < d->Cp; c += mr)
+        tile(gq + (oy * d->Wq + ox) * VL, cs, rs, f->O, f->kh, f->kw, ki0, ki1, pack + c * K,
+             yg + c * os + (oy * d->Wr + ox) * VL, os, mr, nv);
+  }
+}
+
+#define GX_CASE(MR, NV) \
+  case (MR)*8 + (NV): gx_compute(d, gq, pack, yg, MR, NV); break;
+
+static void gx_compute_any(const sback *d, const float *gq, const float *pack, float *yg) {
+  switch (d->mr * 8 + d->nv) {
+#if NACC >= 24
+    GX_CASE(6, 4)
+    GX_CASE(8, 3)
+    GX_CASE(4, 5)
+    GX_CASE(4, 6)
+    GX_CASE(8, 2)
+    GX_CASE(6, 3)
+    GX_CASE(4, 4)
+#else
+    GX_CASE(4, 3)
+    GX_CASE(6, 2)
+    GX_CASE(4, 2)
+    GX_CASE(2, 4)
+#endif
+    GX_CASE(2, 6)
+  default: gx_compute(d, gq, pack, yg, 1, 6); break;
+  }
+}
+
+/* yg -> images n0..n0+gn of gx (N, C, H, W), each value + 0 (conv_small.c's store of a zero bias) */
+static void gx_store(const sback *d, const float *yg, int64_t n0, int64_t gn, float *gx) {
+  const spool *f = &d->f;
+  const int64_t C = f->C, W = f->W, plane = f->H * W, os = f->H * d->Wr * VL;
+  for (int64_t c = 0; c < C; c++)
+    for (int64_t oy = 0; oy < f->H; oy++) {
+      const float *s = yg + c * os + oy * d->Wr * VL;
+      const int64_t at = (n0 * C + c) * plane + oy * W; /* image l's row at gx + at + l * C * plane */
+#if defined(__AVX512F__)
+      for (int64_t x0 = 0; x0 < W; x0 += 16) {
+        const int n = W - x0 < 16 ? (int)(W - x0) : 16;
+        const __mmask16 m = (__mmask16)((1u << n) - 1);
+        __m512 v[16];
+        for (int j = 0; j < 16; j++) v[j] = j < n ? _mm512_load_ps(s + (x0 + j) * VL) : _mm512_setzero_ps();
+        transpose16(v);
+        for (int64_t l = 0; l < gn; l++)
+          _mm512_mask_storeu_ps(gx + at + l * C * plane + x0, m, _mm512_add_ps(v[l], _mm512_setzero_ps()));
+      }
+#else
+      for (int64_t l = 0; l < gn; l++)
+        for (int64_t xx = 0; xx < W; xx++) gx[at + l * C * plane + xx] = s[xx * VL + l] + 0.0f;
+#endif
+    }
+}
+
+typedef struct {
+  const sback *d;
+  const float *x, *g, *pack;
+  const uint8_t *code;
+  float *gx, *sb;
+  float *const *ws;
+  int64_t groups, parts;
+} sback_job;
+
+/* the zeros of gq that unpool_lanes never writes: its padding, an odd last row and column, the tail */
+static void gq_zero(const sback *d, float *gq) { memset(gq, 0, d->gq_floats * sizeof(float)); }
+
+/* parts [p0, p1): part t takes its share of the groups (conv_small.c's split) */
+static void back_parts(void *arg, int64_t p0, int64_t p1) {
+  const sback_job *j = arg;
+  const sback *d = j->d;
+  const spool *f = &d->f;
+  for (int64_t t = p0; t < p1; t++) {
+    float *xg = j->ws[t], *gq = xg + d->xg_floats, *gp = gq + d->gq_floats, *yg = gp + d->gp_floats;
+    vf *part = (vf *)(yg + d->yg_floats);
+    int64_t g0, g1;
+    cnn_parallel_part(j->groups, j->parts, t, &g0, &g1);
+    if (d->gw) {
+      memset(part, 0, d->part_floats * sizeof(float));
+      pad_zero(f, xg);
+    }
+    gq_zero(d, gq);
+    for (int64_t gi = g0; gi < g1; gi++) {
+      const int64_t n0 = gi * VL, gn = f->N - n0 < VL ? f->N - n0 : VL;
+      unpool_lanes(d, j->g, j->code, n0, gn, gq, gp);
+      if (d->gb) bias_lanes(d, gq, n0, gn, j->sb);
+      if (d->gw) {
+        group_fill(f, j->x, n0, gn, xg);
+        gw_group(d, xg, gq, part);
+      }
+      if (d->gx) {
+        gx_compute_any(d, gq, j->pack, yg);
+        gx_store(d, yg, n0, gn, j->gx);
+      }
+    }
+  }
+}
+
+typedef struct {
+  const sback *d;
+  float *const *ws;
+  int64_t parts;
+  float *gw;
+} gw_sum_job;
+
+/* gw[i0..i1) = the partials in part order from 0, each partial's lanes summed in lane order */
+static void gw_sum(void *arg, int64_t i0, int64_t i1) {
+  const gw_sum_job *j = arg;
+  const sback *d = j->d;
+  const size_t off = d->xg_floats + d->gq_floats + d->gp_floats + d->yg_floats;
+  for (int64_t i = i0; i < i1; i++) {
+    float s = 0;
+    for (int64_t t = 0; t < j->parts; t++) {
+      const float *v = j->ws[t] + off + (size_t)i * VL;
+      float h = 0;
+      for (int l = 0; l < VL; l++) h += v[l];
+      s += h;
+    }
+    j->gw[i] = s;
+  }
+}
+
+static bool finite(const float *p, int64_t n) {
+  int ok = 1;
+  for (int64_t i = 0; i < n; i++) ok &= p[i] - p[i] == 0;
+  return ok;
+}
+
+int cnn_conv2d_relu_max_pool_small_backward_f32(const cnn_conv2d_shape *s, const cnn_conv2d_params *p, const float *g,
+                                                const uint8_t *code, const float *x, const float *w, float *gx,
+                                                float *gw, float *gb) {
+  if (on < 0) {
+    const char *e = getenv("CNN_CONV_POOL");
+    on = !(e && strcmp(e, "0") == 0);
+  }
+  sback d;
+  /* only where the separate backward takes conv_small.c's kernels, whose bits these are */
+  if (!on || (!gx && !gw) || !plan_backward(&d, s, p, gx != NULL, gw != NULL, gb != NULL) ||
+      (gw && !cnn_conv2d_small_grad(s, p, false)) ||
+      (gx && (!cnn_conv2d_small_grad(s, p, true) || !finite(w, s->O * s->C * s->kh * s->kw))))
+    return 1;
+  const spool *f = &d.f;
+  const int nt = cnn_parallel_get_threads();
+  const int64_t groups = (f->N + VL - 1) / VL, parts = nt > 1 && groups > 1 ? nt : 1;
+  const int64_t K = f->O * f->kh * f->kw, mr = d.mr, kh = f->kh, kw = f->kw;
+  const size_t packf = gx ? (size_t)(d.Cp * K) : 0, stride = (d.scratch_floats + 15) / 16 * 16;
+  const size_t sbf = gb ? (size_t)(f->N * f->O) : 0;
+  const size_t bytes = ((size_t)parts * stride + packf + sbf + 16) * sizeof(float);
+  float **slot = malloc((size_t)parts * sizeof *slot);
+  float *block = slot ? cnn_alloc(bytes) : NULL;
+  if (!block) {
+    free(slot);
+    return cnn_error_set("out of memory (convolution workspace)");
+  }
+  for (int64_t t = 0; t < parts; t++) slot[t] = block + (size_t)t * stride;
+  float *pack = block + (size_t)parts * stride, *sb = pack + packf;
+  /* gx's filters: channels c reading gy's channels o with the taps flipped (conv_small.c's input
+   * gradient packing), tiles of mr channels, (K, mr) each, channels past C zero */
+  for (int64_t c = 0; gx && c < d.Cp; c++)
+    for (int64_t o = 0; o < f->O; o++)
+      for (int64_t ki = 0; ki < kh; ki++)
+        for (int64_t kj = 0; kj < kw; kj++) {
+          const int64_t k = (o * kh + ki) * kw + kj;
+          pack[(c / mr * K + k) * mr + c % mr] = c < f->C ? w[((o * f->C + c) * kh + kh - 1 - ki) * kw + kw - 1 - kj]
+                                                          : 0.0f;
+        }
+  sback_job j = {.d = &d,
+                 .x = x,
+                 .g = g,
+                 .pack = pack,
+                 .code = code,
+                 .gx = gx,
+                 .sb = sb,
+                 .ws = slot,
+                 .groups = groups,
+                 .parts = parts};
+  cnn_parallel_for(parts, 1, back_parts, &j);
+  if (gw) {
+    const int64_t wsz = f->O * f->C * kh * kw;
+    gw_sum_job sj = {&d, slot, parts, gw};
+    cnn_parallel_items(wsz, wsz * parts * VL, gw_sum, &sj);
+  }
+  for (int64_t o = 0; gb && o < f->O; o++) { /* conv.c's bias_grad_channel: the images in double, in order */
+    double acc = 0;
+    for (int64_t n = 0; n < f->N; n++) acc += sb[n * f->O + o];
+    gb[o] = (float)acc;
+  }
+  cnn_free(block, bytes);
+  free(slot);
+  return 0;
 }

@@ -31,6 +31,17 @@ int cnn_conv2d_relu_max_pool_small_f32(const cnn_conv2d_shape *s, const cnn_conv
 void cnn_spool_unpool_f32(const float *g, const uint8_t *code, int64_t P, int64_t oh, int64_t ow, int64_t ph,
                           int64_t pw, float *gy);
 
+/* The backward of cnn_conv2d_relu_max_pool_small_f32 from its pooled gradient g and codes (N, O,
+ * ph, pw): gx (N, C, H, W, reads w), gw (O, C, kh, kw, reads x), gb (O), each NULL when not wanted
+ * (gx or gw wanted), with the bits cnn_conv2d_backward_f32 gives on cnn_spool_unpool_f32's output
+ * (conv_small.c's orders); the convolution's gradient is made in the lanes and never stored.
+ * Returns 0, -1 with the error set (out of memory), or 1 when this does not apply (nothing
+ * written): where the separate backward would not take conv_small.c's kernels, with weights not
+ * finite for gx, or CNN_CONV_POOL=0. */
+int cnn_conv2d_relu_max_pool_small_backward_f32(const cnn_conv2d_shape *s, const cnn_conv2d_params *p, const float *g,
+                                                const uint8_t *code, const float *x, const float *w, float *gx,
+                                                float *gw, float *gb);
+
 /* Tests: turn the kernels on or off (whatever CNN_CONV_POOL says). */
 void cnn_conv2d_set_small_pool(bool on);
 

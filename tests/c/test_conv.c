@@ -549,6 +549,32 @@ static void test_small_pool(void) {
                   threads);
           failures++;
         }
+        /* the whole backward in the lanes (gy never stored): the separate backward's bits, with and
+         * without the input gradient (LeNet's conv1 has none), and not at all with an inf weight */
+        cnn_tensor *ref[3] = {NULL}, *out[3] = {NULL};
+        CHECK(cnn_conv2d_backward(gy1, x, w, xs, ws, &p, &ref[0], &ref[1], &ref[2]) == 0);
+        for (int with_gx = 0; with_gx < 2; with_gx++) {
+          int rc = cnn_conv2d_relu_max_pool_backward_codes(g, code, x, w, xs, ws, &p, with_gx ? &out[0] : NULL, &out[1],
+                                                           &out[2]);
+          /* with gx: where the separate input gradient is conv_small.c's (LeNet's conv2; not conv1's
+           * 28x28 planes nor fewer than 64 taps, which conv_direct.c takes) */
+          const cnn_conv2d_shape cs = {S[i].N, S[i].C, S[i].H, S[i].W, S[i].O, S[i].k, S[i].k};
+          CHECK(rc == (with_gx && !cnn_conv2d_small_grad(&cs, &p, true)));
+          CHECK(!(i == 1 || i == 2) || rc == 0);
+          for (int k = with_gx ? 0 : 1; rc == 0 && k < 3; k++)
+            if (!bits_equal(ref[k], out[k])) {
+              fprintf(stderr, "small pool: shape %zu, %d threads: fused backward output %d differs (gx %d)\n", i,
+                      threads, k, with_gx);
+              failures++;
+            }
+          for (int k = 0; k < 3; k++) cnn_tensor_release(out[k]), out[k] = NULL;
+        }
+        const float w0 = cnn_tensor_f32(w)[3];
+        cnn_tensor_f32(w)[3] = INFINITY; /* the separate input gradient takes im2col: so must this */
+        CHECK(cnn_conv2d_relu_max_pool_backward_codes(g, code, x, w, xs, ws, &p, &out[0], &out[1], NULL) == 1);
+        CHECK(out[0] == NULL && out[1] == NULL);
+        cnn_tensor_f32(w)[3] = w0;
+        for (int k = 0; k < 3; k++) cnn_tensor_release(ref[k]);
         cnn_tensor_release(g), cnn_tensor_release(gy0), cnn_tensor_release(gy1);
       }
       cnn_tensor_release(y), cnn_tensor_release(want), cnn_tensor_release(idx);
