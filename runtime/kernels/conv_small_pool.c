@@ -540,11 +540,19 @@ static void bias_lanes(const sback *d, const float *gq, int64_t n0, int64_t gn, 
     const float *qo = gq + ((o * d->Hq + d->qt) * d->Wq + d->ql) * VL;
     vf lane[16];
     for (int q = 0; q < 16; q++) lane[q] = (vf){0};
-    int64_t pos = 0;
-    for (; pos < L16; pos++) lane[pos % 16] += *(const vf *)(qo + (pos / ow * d->Wq + pos % ow) * VL);
+    int64_t pos = 0, oy = 0, ox = 0; /* pos = oy * ow + ox, walked without divisions */
+    for (; pos < L16; pos += 16)
+#pragma GCC unroll 16
+      for (int q = 0; q < 16; q++) {
+        lane[q] += *(const vf *)(qo + (oy * d->Wq + ox) * VL);
+        if (++ox == ow) ox = 0, oy++;
+      }
     vf s = (vf){0};
     for (int q = 0; q < 16; q++) s += lane[q];
-    for (; pos < L; pos++) s += *(const vf *)(qo + (pos / ow * d->Wq + pos % ow) * VL);
+    for (; pos < L; pos++) {
+      s += *(const vf *)(qo + (oy * d->Wq + ox) * VL);
+      if (++ox == ow) ox = 0, oy++;
+    }
     for (int64_t l = 0; l < gn; l++) sb[(n0 + l) * f->O + o] = s[l];
   }
 }
@@ -698,7 +706,21 @@ typedef struct {
 } sback_job;
 
 /* the zeros of gq that unpool_lanes never writes: its padding, an odd last row and column, the tail */
-static void gq_zero(const sback *d, float *gq) { memset(gq, 0, d->gq_floats * sizeof(float)); }
+static void gq_zero(const sback *d, float *gq) {
+  const spool *f = &d->f;
+  const int64_t Hq = d->Hq, Wq = d->Wq, r0 = d->qt, r1 = d->qt + 2 * f->ph, c0 = d->ql, c1 = d->ql + 2 * f->pw;
+  for (int64_t o = 0; o < f->O; o++) {
+    float *p = gq + o * Hq * Wq * VL;
+    memset(p, 0, (size_t)(r0 * Wq * VL) * sizeof(float));
+    for (int64_t r = r0; r < r1; r++) {
+      memset(p + r * Wq * VL, 0, (size_t)(c0 * VL) * sizeof(float));
+      memset(p + (r * Wq + c1) * VL, 0, (size_t)((Wq - c1) * VL) * sizeof(float));
+    }
+    memset(p + r1 * Wq * VL, 0, (size_t)((Hq - r1) * Wq * VL) * sizeof(float));
+  }
+  const size_t body = (size_t)(f->O * Hq * Wq * VL);
+  memset(gq + body, 0, (d->gq_floats - body) * sizeof(float));
+}
 
 /* parts [p0, p1): part t takes its share of the groups (conv_small.c's split) */
 static void back_parts(void *arg, int64_t p0, int64_t p1) {
