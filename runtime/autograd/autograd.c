@@ -173,14 +173,11 @@ typedef struct {
   cnn_node **nodes;   /* reachable nodes (owned references) */
   int *deps;          /* how many reachable nodes still owe gradients to nodes[i] */
   int *prev_topo;     /* nodes[i]->topo before this graph took it */
-  cnn_tensor **grads; /* nodes[i]'s output gradient sums, SLOTS per node (see SLOTS) */
+  cnn_tensor **grads; /* nodes[i]'s output gradient sums, MAX_OUT per node */
   int n, cap;
 } graph;
 
 #define MAX_OUT CNN_AG_MAX_OUTPUTS
-/* A node's gradient slots: one sum per output, then output 0's second addend, kept apart for a
- * node that takes_two_grads (struct cnn_node) */
-#define SLOTS (2 * MAX_OUT)
 
 static int graph_add(graph *g, cnn_node *node) {
   if (g->n == g->cap) {
@@ -194,7 +191,7 @@ static int graph_add(graph *g, cnn_node *node) {
     int *prev = realloc(g->prev_topo, (size_t)cap * sizeof *prev);
     if (!prev) return cnn_error_set("out of memory");
     g->prev_topo = prev;
-    cnn_tensor **grads = realloc(g->grads, (size_t)cap * SLOTS * sizeof *grads);
+    cnn_tensor **grads = realloc(g->grads, (size_t)cap * MAX_OUT * sizeof *grads);
     if (!grads) return cnn_error_set("out of memory");
     g->grads = grads;
     g->cap = cap;
@@ -203,7 +200,7 @@ static int graph_add(graph *g, cnn_node *node) {
   node->topo = g->n;
   g->nodes[g->n] = cnn_ag_node_retain(node);
   g->deps[g->n] = 0;
-  memset(&g->grads[(size_t)g->n * SLOTS], 0, SLOTS * sizeof *g->grads);
+  memset(&g->grads[(size_t)g->n * MAX_OUT], 0, MAX_OUT * sizeof *g->grads);
   g->n++;
   return 0;
 }
@@ -213,7 +210,7 @@ static int graph_add(graph *g, cnn_node *node) {
 static void graph_clear(graph *g) {
   for (int i = g->n - 1; i >= 0; i--) {
     g->nodes[i]->topo = g->prev_topo[i];
-    for (int k = 0; k < SLOTS; k++) cnn_tensor_release(g->grads[(size_t)i * SLOTS + k]);
+    for (int k = 0; k < MAX_OUT; k++) cnn_tensor_release(g->grads[(size_t)i * MAX_OUT + k]);
     cnn_ag_node_release(g->nodes[i]);
   }
   g->n = 0;
@@ -228,26 +225,11 @@ static _Thread_local cnn_node **spare_stack;
 static _Thread_local int spare_scap;
 static _Thread_local bool spare_busy;
 
-/* *acc += g (taking ownership of g); shapes equal. acc is slot k of node's; output 0 of a node that
- * takes_two_grads keeps a second addend apart in slot MAX_OUT. */
-static int accumulate(cnn_tensor **acc, cnn_tensor *g, const cnn_node *node, int k) {
+/* *acc += g (taking ownership of g); shapes equal. */
+static int accumulate(cnn_tensor **acc, cnn_tensor *g) {
   if (!*acc) {
     *acc = g;
     return 0;
-  }
-  if (k == 0 && node->takes_two_grads) {
-    if (!acc[MAX_OUT]) {
-      acc[MAX_OUT] = g;
-      return 0;
-    }
-    /* a third: the first two summed first, so the sums run in arrival order as without the slot */
-    int rc = cnn_ew_axpy_(*acc, 1.0, acc[MAX_OUT]);
-    cnn_tensor_release(acc[MAX_OUT]);
-    acc[MAX_OUT] = NULL;
-    if (rc) {
-      cnn_tensor_release(g);
-      return rc;
-    }
   }
   int rc = cnn_ew_axpy_(*acc, 1.0, g);
   cnn_tensor_release(g);
@@ -353,7 +335,7 @@ int cnn_ag_backward(int n_roots, cnn_tensor *const *roots, cnn_tensor *const *se
       cnn_error_set("internal: too many outputs");
       goto done;
     }
-    if (accumulate(&g.grads[(size_t)node->topo * SLOTS + root->output_nr], seed, node, root->output_nr)) goto done;
+    if (accumulate(&g.grads[(size_t)node->topo * MAX_OUT + root->output_nr], seed)) goto done;
   }
 
   /* discover the reachable graph and count dependencies, iteratively */
@@ -408,7 +390,7 @@ int cnn_ag_backward(int n_roots, cnn_tensor *const *roots, cnn_tensor *const *se
     if (g.deps[i] == 0) stack[sp++] = g.nodes[i];
   while (sp > 0) {
     cnn_node *node = stack[--sp];
-    cnn_tensor **gout = &g.grads[(size_t)node->topo * SLOTS];
+    cnn_tensor **gout = &g.grads[(size_t)node->topo * MAX_OUT];
     if (node->released) {
       cnn_ag_saved(node, 0, &(cnn_tensor *){NULL}); /* sets the "second time" message */
       goto done;
@@ -425,8 +407,6 @@ int cnn_ag_backward(int n_roots, cnn_tensor *const *roots, cnn_tensor *const *se
       cnn_tensor_release(gout[k]);
       gout[k] = NULL;
     }
-    cnn_tensor_release(gout[MAX_OUT]);
-    gout[MAX_OUT] = NULL;
     if (!retain_graph) release_saved(node);
     for (int i = 0; i < node->n_inputs; i++) {
       cnn_edge *e = &node->edges[i];
@@ -436,7 +416,7 @@ int cnn_ag_backward(int n_roots, cnn_tensor *const *roots, cnn_tensor *const *se
         gi = fit_to_input(gi, e);
         if (!gi) brc = -1;
         else if (e->leaf) brc = accumulate_leaf(e->leaf, gi);
-        else brc = accumulate(&g.grads[(size_t)e->node->topo * SLOTS + e->output_nr], gi, e->node, e->output_nr);
+        else brc = accumulate(&g.grads[(size_t)e->node->topo * MAX_OUT + e->output_nr], gi);
       } else {
         cnn_tensor_release(gi);
       }

@@ -26,8 +26,7 @@ typedef struct cnn_edge {
   int64_t size[CNN_MAX_DIMS];
 } cnn_edge;
 
-/* grad_out[n_outputs] (NULL for an output nobody used: treat as zeros; see also the node's
- * takes_two_grads); fills grad_in[n_inputs]
+/* grad_out[n_outputs] (NULL for an output nobody used: treat as zeros); fills grad_in[n_inputs]
  * with new references (NULL = no gradient). Only inputs with cnn_node_needs_grad need one.
  * A grad_in may have the broadcast shape of the forward; the engine sums it to the input's. */
 typedef int (*cnn_backward_fn)(cnn_node *node, cnn_tensor *const *grad_out, cnn_tensor **grad_in);
@@ -51,12 +50,6 @@ struct cnn_node {
   const char *name; /* op->name, or the name of a cnn.autograd.Function */
   const cnn_ag_op *op;
   int n_inputs, n_outputs;
-  /* Set by the op after recording (false by default): backward takes output 0's gradient as two
-   * addends, grad_out[0] and grad_out[CNN_AG_MAX_OUTPUTS] (NULL when one arrived), and adds them as
-   * it reads, where the engine would add the second into the first (a pass over memory: a ResNet
-   * block's input has the shortcut's and the first convolution's gradients). The engine still
-   * adds a third, after the first two, so sums run in arrival order either way. */
-  bool takes_two_grads;
   cnn_edge *edges; /* n_inputs */
   int n_saved;
   cnn_tensor **saved; /* aliases; NULL after release */

@@ -546,17 +546,14 @@ static int batch_norm_backward(cnn_node *n, cnn_tensor *const *gout, cnn_tensor 
   bool nr = res && cnn_node_needs_grad(n, 3);
   int64_t C = a.C;
   cnn_tensor *g = cnn_tensor_contiguous(gout[0]);
-  /* with a residual the node takes_two_grads: output 0's second addend, summed by the kernel */
-  cnn_tensor *g2 = res && gout[CNN_AG_MAX_OUTPUTS] ? cnn_tensor_contiguous(gout[CNN_AG_MAX_OUTPUTS]) : NULL;
   cnn_tensor *gx = g && nx ? cnn_tensor_empty_like(x) : NULL;
   cnn_tensor *gw = g && nw ? cnn_tensor_empty(CNN_FLOAT32, 1, &C) : NULL;
   cnn_tensor *gb = g && nb ? cnn_tensor_empty(CNN_FLOAT32, 1, &C) : NULL;
   /* with a residual the masked gradient is written whether or not the residual wants it: the
    * second pass reads it back */
   cnn_tensor *gr = g && res ? cnn_tensor_empty_like(x) : NULL;
-  if (!g || (res && gout[CNN_AG_MAX_OUTPUTS] && !g2) || (nx && !gx) || (nw && !gw) || (nb && !gb) || (res && !gr)) {
+  if (!g || (nx && !gx) || (nw && !gw) || (nb && !gb) || (res && !gr)) {
     cnn_tensor_release(g);
-    cnn_tensor_release(g2);
     cnn_tensor_release(gx);
     cnn_tensor_release(gw);
     cnn_tensor_release(gb);
@@ -564,12 +561,10 @@ static int batch_norm_backward(cnn_node *n, cnn_tensor *const *gout, cnn_tensor 
     return -1;
   }
   a.gresidual = gr ? cnn_tensor_f32(gr) : NULL;
-  a.gy2 = g2 ? cnn_tensor_f32(g2) : NULL;
   cnn_batchnorm_backward(&a, cnn_tensor_f32(x), cnn_tensor_f32(g), cnn_tensor_f32(mean), cnn_tensor_f32(invstd),
                          gx ? cnn_tensor_f32(gx) : NULL, gw ? cnn_tensor_f32(gw) : NULL,
                          gb ? cnn_tensor_f32(gb) : NULL);
   cnn_tensor_release(g);
-  cnn_tensor_release(g2);
   gin[0] = gx;
   gin[1] = gw;
   gin[2] = gb;
@@ -674,8 +669,7 @@ cnn_tensor *cnn_op_batch_norm_add(const cnn_tensor *x, cnn_tensor *running_mean,
   const cnn_ag_op *op = residual ? (relu ? &batch_norm_add_relu_op : &batch_norm_add_op)
                                  : (relu ? &batch_norm_relu_op : &batch_norm_op);
   if (cnn_ag_record(y, op, &st, residual ? 4 : 3, in, residual && relu ? 6 : relu ? 5 : 4, saves))
-    y = NULL;                                                          /* released */
-  else if (residual && y->grad_fn) y->grad_fn->takes_two_grads = true; /* see batch_norm_backward */
+    y = NULL; /* released */
 done:
   cnn_tensor_release(rc);
   cnn_tensor_release(xc);

@@ -95,8 +95,7 @@ void cnn_dropout_apply(const float *x, const float *mask, float *y, int64_t n);
  * residual (N, C, S) or NULL: y = bn(x) + residual, then the ReLU when relu (a ResNet block's end,
  * relu(bn(x) + identity), in one pass). Backward then takes the mask from the forward's output y
  * (y > 0 or NaN, ReLU's own rule), writes the gradient reaching the sum, gy masked, to gresidual
- * in its first pass and reads it back in the second. gy2 (with a residual only; NULL for none) is
- * a second addend of gy, read beside it: the gradient is gy + gy2, added as the engine would. */
+ * in its first pass and reads it back in the second. */
 typedef struct cnn_batchnorm_args {
   int64_t N, C, S;
   bool training;
@@ -108,7 +107,6 @@ typedef struct cnn_batchnorm_args {
   const float *residual; /* forward: added before the ReLU */
   const float *y;        /* backward with residual and relu: the forward's output, for the mask */
   float *gresidual;      /* backward with residual: the gradient of the sum (N, C, S), written */
-  const float *gy2;      /* backward with residual: gy's second addend (N, C, S) or NULL */
 } cnn_batchnorm_args;
 void cnn_batchnorm_forward(const cnn_batchnorm_args *a, const float *x, float *y, float *save_mean, float *save_invstd);
 /* From gy (N, C, S), x and the saved statistics: gx (when not NULL), gweight and gbias (C, when

@@ -181,35 +181,30 @@ static inline __attribute__((always_inline)) void block_dots(const block *b, con
   *sg += lanes_sum(&a0, t), *sgx += lanes_sum(&h0, tt);
 }
 
-/* a += e, h += e (p[0..16) - m) with e = g[0..16) (+ g2[0..16) when two), or with relu that masked
- * where the forward's output y[0..16) <= 0; e stored to ge[0..16) (the gradient of bn(x) + residual) */
+/* a += e, h += e (p[0..16) - m) with e = g[0..16), or with relu g masked where the forward's output
+ * y[0..16) <= 0; e stored to ge[0..16) (the gradient of bn(x) + residual) */
 static inline __attribute__((always_inline)) void lanes_dots_store(lanes *a, lanes *h, const float *p, const float *g,
-                                                                   const float *g2, const float *y, float *ge, float m,
-                                                                   bool relu, bool two) {
+                                                                   const float *y, float *ge, float m, bool relu) {
   for (int j = 0; j < NV; j++) {
     const vn d = LOADV(p + j * VN) - m;
     vn e = LOADV(g + j * VN);
-    if (two) e += LOADV(g2 + j * VN);
     if (relu) e = (vn)((vni)e & ~(LOADV(y + j * VN) <= 0));
     *(vnu *)(ge + j * VN) = e;
     a->v[j] += e, h->v[j] += e * d;
   }
 }
 
-/* block_dots with a residual: g (plus g2 when two: the engine's two addends, cnn_ag_op's
- * takes_two_grads) masked by the output y when relu, stored to ge (all five at the same offsets
- * from their bases as p from x) */
+/* block_dots with a residual: g masked by the output y when relu, stored to ge (all four at the
+ * same offsets from their bases as p from x) */
 static inline __attribute__((always_inline)) void block_dots_store(const block *b, const float *next, const float *x,
-                                                                   const float *gy, const float *gy2, const float *y,
-                                                                   float *ge, float m, bool relu, bool two, double *sg,
-                                                                   double *sgx) {
+                                                                   const float *gy, const float *y, float *ge, float m,
+                                                                   bool relu, double *sg, double *sgx) {
   lanes a0 = {0}, a1 = {0}, h0 = {0}, h1 = {0};
   float t = 0, tt = 0;
   const ptrdiff_t o = b->p - x;
-  const float *p = b->p, *g = gy + o, *g2 = two ? gy2 + o : NULL, *yy = relu ? y + o : NULL;
+  const float *p = b->p, *g = gy + o, *yy = relu ? y + o : NULL;
   float *q = ge + o;
-  for (int64_t k = 0; k < b->r;
-       k++, p += b->rs, g += b->rs, q += b->rs, yy = relu ? yy + b->rs : NULL, g2 = two ? g2 + b->rs : NULL) {
+  for (int64_t k = 0; k < b->r; k++, p += b->rs, g += b->rs, q += b->rs, yy = relu ? yy + b->rs : NULL) {
     const ptrdiff_t ahead = k + 1 < b->r ? b->rs : next ? next - p : 0; /* as in block_dots */
     int64_t i = 0;
     for (; i + 2 * VL <= b->w; i += 2 * VL) {
@@ -222,20 +217,13 @@ static inline __attribute__((always_inline)) void block_dots_store(const block *
           __builtin_prefetch(yy + ahead + i);
           __builtin_prefetch(yy + ahead + i + VL);
         }
-        if (two) {
-          __builtin_prefetch(g2 + ahead + i);
-          __builtin_prefetch(g2 + ahead + i + VL);
-        }
       }
-      lanes_dots_store(&a0, &h0, p + i, g + i, two ? g2 + i : NULL, relu ? yy + i : NULL, q + i, m, relu, two);
-      lanes_dots_store(&a1, &h1, p + i + VL, g + i + VL, two ? g2 + i + VL : NULL, relu ? yy + i + VL : NULL,
-                       q + i + VL, m, relu, two);
+      lanes_dots_store(&a0, &h0, p + i, g + i, relu ? yy + i : NULL, q + i, m, relu);
+      lanes_dots_store(&a1, &h1, p + i + VL, g + i + VL, relu ? yy + i + VL : NULL, q + i + VL, m, relu);
     }
-    if (i + VL <= b->w)
-      lanes_dots_store(&a0, &h0, p + i, g + i, two ? g2 + i : NULL, relu ? yy + i : NULL, q + i, m, relu, two), i += VL;
+    if (i + VL <= b->w) lanes_dots_store(&a0, &h0, p + i, g + i, relu ? yy + i : NULL, q + i, m, relu), i += VL;
     for (; i < b->w; i++) {
-      const float gi = two ? g[i] + g2[i] : g[i];
-      const float d = p[i] - m, e = relu && yy[i] <= 0 ? 0.0f : gi;
+      const float d = p[i] - m, e = relu && yy[i] <= 0 ? 0.0f : g[i];
       q[i] = e;
       t += e, tt += e * d;
     }
@@ -365,10 +353,8 @@ static inline void bn_backward_channel(const cnn_batchnorm_args *a, const float 
       block bn = b; /* the next block: its first row is prefetched when it is as wide as this one's */
       channel_block(a, x, c, i + 1, &bn);
       const float *next = i + 1 < count && bn.w == b.w ? bn.p : NULL;
-      if (ge && a->relu && a->gy2) block_dots_store(&b, next, x, gy, a->gy2, a->y, ge, m, true, true, &sg, &sgx);
-      else if (ge && a->relu) block_dots_store(&b, next, x, gy, NULL, a->y, ge, m, true, false, &sg, &sgx);
-      else if (ge && a->gy2) block_dots_store(&b, next, x, gy, a->gy2, NULL, ge, m, false, true, &sg, &sgx);
-      else if (ge) block_dots_store(&b, next, x, gy, NULL, NULL, ge, m, false, false, &sg, &sgx);
+      if (ge && a->relu) block_dots_store(&b, next, x, gy, a->y, ge, m, true, &sg, &sgx);
+      else if (ge) block_dots_store(&b, next, x, gy, NULL, ge, m, false, &sg, &sgx);
       else if (a->relu) block_dots(&b, next, x, gy, m, true, k, bias, &sg, &sgx);
       else block_dots(&b, next, x, gy, m, false, 0, 0, &sg, &sgx);
     }
@@ -378,7 +364,6 @@ static inline void bn_backward_channel(const cnn_batchnorm_args *a, const float 
         const int64_t i = (n * C + c) * S + s;
         const float d = x[i] - m;
         float e = gy[i];
-        if (ge && a->gy2) e += a->gy2[i];
         if (ge) {
           if (a->relu && a->y[i] <= 0) e = 0;
           ge[i] = e;

@@ -224,7 +224,7 @@ static void test_dropout(void) {
 static void test_batchnorm_values(void) {
   /* x = {1, 2, 3, 4} as (4, 1): mean 2.5, biased var 1.25, unbiased 5/3 */
   float x[4] = {1, 2, 3, 4}, y[4], mean, invstd, rm = 0, rv = 1, w = 2, b = 0.5f;
-  cnn_batchnorm_args a = {4, 1, 1, true, 0.1, 0, &rm, &rv, 1, 1, &w, &b, false, NULL, NULL, NULL, NULL};
+  cnn_batchnorm_args a = {4, 1, 1, true, 0.1, 0, &rm, &rv, 1, 1, &w, &b, false, NULL, NULL, NULL};
   cnn_batchnorm_forward(&a, x, y, &mean, &invstd);
   CHECK_CLOSE(mean, 2.5, 1e-7);
   CHECK_CLOSE(invstd, 1 / sqrt(1.25), 1e-6);
@@ -248,7 +248,7 @@ static void test_batchnorm_backward(void) {
   fill_uniform(g, T, -1, 1);
   for (int training = 0; training < 2; training++) {
     float rm[C] = {0.1f, -0.1f}, rv[C] = {0.8f, 1.2f};
-    cnn_batchnorm_args a = {N, C, S, training, 0.0, 1e-5, rm, rv, 1, 1, w, b, false, NULL, NULL, NULL, NULL};
+    cnn_batchnorm_args a = {N, C, S, training, 0.0, 1e-5, rm, rv, 1, 1, w, b, false, NULL, NULL, NULL};
     cnn_batchnorm_forward(&a, x, y, mean, invstd);
     cnn_batchnorm_backward(&a, x, g, mean, invstd, gx, gw, gb);
     float *params[3] = {x, w, b}, *grads[3] = {gx, gw, gb};
@@ -294,7 +294,7 @@ static void test_batchnorm_blocks(void) {
       for (int64_t i = 0; i < C * S; i++)
         x[n * C * S + i] = (float)(cases[k].offset + cases[k].per_image * n +
                                    cases[k].spread * (2 * cnn_rng_uniform01(cnn_rng_global()) - 1));
-    cnn_batchnorm_args a = {N, C, S, true, 0.1, 0, rm, rv, 1, 1, w, b, false, NULL, NULL, NULL, NULL};
+    cnn_batchnorm_args a = {N, C, S, true, 0.1, 0, rm, rv, 1, 1, w, b, false, NULL, NULL, NULL};
     cnn_batchnorm_forward(&a, x, y, mean, invstd);
     cnn_batchnorm_backward(&a, x, g, mean, invstd, gx, gw, gb);
     for (int64_t c = 0; c < C; c++) {
@@ -357,7 +357,7 @@ static void test_batchnorm_relu(void) {
       float rm0[3] = {0.1f, 0, 0.3f}, rv0[3] = {1, 2, 3}, rm1[3], rv1[3];
       float m0[3], m1[3], is0[3], is1[3], gw0[3], gw1[3], gb0[3], gb1[3];
       memcpy(rm1, rm0, sizeof rm0), memcpy(rv1, rv0, sizeof rv0);
-      cnn_batchnorm_args a0 = {N, C, S, training, 0.1, 1e-5, rm0, rv0, 1, 1, w, b, false, NULL, NULL, NULL, NULL};
+      cnn_batchnorm_args a0 = {N, C, S, training, 0.1, 1e-5, rm0, rv0, 1, 1, w, b, false, NULL, NULL, NULL};
       cnn_batchnorm_args a1 = a0;
       a1.running_mean = rm1, a1.running_var = rv1, a1.relu = true;
       cnn_batchnorm_forward(&a0, x, y0, m0, is0);
@@ -447,8 +447,7 @@ static void test_threads_agree(void) {
   fill_uniform(x, T, -4, 4);
   cnn_class_target t = {labels, false, 0, NULL};
   cnn_lrn_args la = {4, 16, T / 64, 5, 1e-2, 0.75, 2};
-  cnn_batchnorm_args ba = {32, 20,   T / 640, true,  0.1,  1e-5, NULL, NULL, 0,
-                           0,  NULL, NULL,    false, NULL, NULL, NULL, NULL};
+  cnn_batchnorm_args ba = {32, 20, T / 640, true, 0.1, 1e-5, NULL, NULL, 0, 0, NULL, NULL, false, NULL, NULL, NULL};
   int threads = cnn_parallel_get_threads();
   for (int pass = 0; pass < 4; pass++) {
     cnn_parallel_set_threads(1);
