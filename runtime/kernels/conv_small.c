@@ -33,6 +33,10 @@
 /* The weight gradient's group grids (input and output gradient): ResNet-20's 16x16 stage needs 297K
  * floats, past L2 by a sixth, and still measured 1.2x conv_direct.c there */
 #define GW_BUDGET (320 * 1024)
+/* Floats of a weight gradient's input rows and output-gradient band when the whole grids would pass
+ * GW_BUDGET (ResNet-20's 32x32 stage: 2.2 MB a group): the input rows a band of output rows reads are
+ * filled (transposed) per band, kh - 1 rows again for each band after the first */
+#define ROWBAND_FLOATS (160 * 1024)
 
 /* The tiles there are instances of: mr filters x nv positions (mr * nv accumulators). */
 static const struct {
@@ -84,15 +88,17 @@ static bool plan(cnn_sconv *d, int64_t N, int64_t C, int64_t H, int64_t W, int64
    * 164-167, so planes past 256 stay on conv_direct.c, as do wider layers (ResNet-18's). The weight
    * gradient (its tile's input vector pinned to a register, see gw_tile) of the 8x8 stage: 143-156
    * against 106-118 before the pin, 120-123 for conv_direct.c; of the 16x16 stage 150-160 against
-   * 121-136 for conv_direct.c; of the 32x32 stage (16 -> 16, grids of 2.2 MB) 123-133, no gain. Its
+   * 121-136 for conv_direct.c; of the 32x32 stage (16 -> 16, grids of 2.2 MB, so rows in bands: see
+   * ROWBAND_FLOATS) 134-145 against 124-128 (the forward and input gradient there, rows in bands
+   * too, 113-134 against 136-143: the transposes in and out cost 30% of the pass, so they stay). Its
    * stem (3 -> 16, 27 taps on 32x32: 62-68 against 80-87) pays more for the lanes' transposes than it
-   * gains: the first rule stops at LeNet's 28x28. */
+   * gains: the first rule stops at LeNet's 28x28, the second needs 64 taps. */
   const int64_t K = C * kh * kw;
-  if (for_gw && !((K <= 512 && O <= 16 && H * W <= 784) || (K <= 576 && O <= 64 && H * W <= 256))) return false;
-  if (!for_gw && (K < 64 || !((K <= 512 && O <= 16 && H * W <= 400) || (K <= 576 && O <= 64 && H * W <= 256))))
-    return false;
+  if (for_gw) return (K <= 512 && O <= 16 && H * W <= 784) || (K >= 64 && K <= 576 && O <= 64 && H * W <= 1024);
+  if (K < 64 || !((K <= 512 && O <= 16 && H * W <= 400) || (K <= 576 && O <= 64 && H * W <= 256))) return false;
   pick_tile(d);
   /* tail: the last row's tiles read up to owr - ow positions past the plane */
+  d->xrows = d->Hp;
   d->xg_floats = (size_t)round_up((C * d->Hp * d->Wp + (d->owr - d->ow)) * VL, 16);
   const int64_t row = d->Op * d->owr * VL;
   d->band = BAND_FLOATS / row < 1 ? 1 : BAND_FLOATS / row < d->oh ? BAND_FLOATS / row : d->oh;
@@ -160,30 +166,58 @@ static inline void transpose16(__m512 r[16]) {
 }
 #endif
 
+/* row[0..W) (vectors) = the W floats at sr of images 0..g (image l's at sr + l * C * H * W), lanes
+ * g..VL zero */
+static inline void fill_row(const cnn_sconv *d, const float *sr, int64_t g, float *row) {
+  const int64_t W = d->W, istride = d->C * d->H * W;
+#if defined(__AVX512F__)
+  for (int64_t x0 = 0; x0 < W; x0 += 16) {
+    const int n = W - x0 < 16 ? (int)(W - x0) : 16;
+    const __mmask16 m = (__mmask16)((1u << n) - 1);
+    __m512 v[16];
+    for (int64_t l = 0; l < 16; l++)
+      v[l] = l < g ? _mm512_maskz_loadu_ps(m, sr + l * istride + x0) : _mm512_setzero_ps();
+    transpose16(v);
+    for (int j = 0; j < n; j++) _mm512_store_ps(row + (x0 + j) * VL, v[j]);
+  }
+#else
+  for (int64_t x = 0; x < W; x++)
+    for (int64_t l = 0; l < VL; l++) row[x * VL + l] = l < g ? sr[l * istride + x] : 0.0f;
+#endif
+}
+
 /* images n0..n0+g of src (N, C, H, W) -> the inside of xg (C, Hp, Wp, VL), lanes g..VL zero (the
  * padding is pad_zero's) */
 static void group_fill(const cnn_sconv *d, const float *src, int64_t n0, int64_t g, float *xg) {
   const int64_t C = d->C, H = d->H, W = d->W, Wp = d->Wp, plane = H * W;
   const float *s = src + n0 * C * plane;
   for (int64_t c = 0; c < C; c++)
-    for (int64_t r = 0; r < H; r++) {
-      float *row = xg + ((c * d->Hp + r + d->pt) * Wp + d->pl) * VL;
-      const float *sr = s + c * plane + r * W; /* image l's row at sr + l * C * plane */
-#if defined(__AVX512F__)
-      for (int64_t x0 = 0; x0 < W; x0 += 16) {
-        const int n = W - x0 < 16 ? (int)(W - x0) : 16;
-        const __mmask16 m = (__mmask16)((1u << n) - 1);
-        __m512 v[16];
-        for (int64_t l = 0; l < 16; l++)
-          v[l] = l < g ? _mm512_maskz_loadu_ps(m, sr + l * C * plane + x0) : _mm512_setzero_ps();
-        transpose16(v);
-        for (int j = 0; j < n; j++) _mm512_store_ps(row + (x0 + j) * VL, v[j]);
+    for (int64_t r = 0; r < H; r++)
+      fill_row(d, s + c * plane + r * W, g, xg + ((c * d->Hp + r + d->pt) * Wp + d->pl) * VL);
+}
+
+/* rowband: padded rows [r0, r1) of images n0..n0+g -> rows [0, r1 - r0) of xg (C, xrows, Wp, VL),
+ * padding included */
+static void band_fill(const cnn_sconv *d, const float *src, int64_t n0, int64_t g, int64_t r0, int64_t r1, float *xg) {
+  const int64_t C = d->C, H = d->H, W = d->W, Wp = d->Wp, plane = H * W;
+  const float *s = src + n0 * C * plane;
+  for (int64_t c = 0; c < C; c++)
+    for (int64_t r = r0; r < r1; r++) {
+      float *row = xg + (c * d->xrows + r - r0) * Wp * VL;
+      if (r < d->pt || r >= d->pt + H) {
+        memset(row, 0, (size_t)(Wp * VL) * sizeof(float));
+        continue;
       }
-#else
-      for (int64_t x = 0; x < W; x++)
-        for (int64_t l = 0; l < VL; l++) row[x * VL + l] = l < g ? sr[l * C * plane + x] : 0.0f;
-#endif
+      memset(row, 0, (size_t)(d->pl * VL) * sizeof(float));
+      memset(row + (d->pl + W) * VL, 0, (size_t)(d->pr * VL) * sizeof(float));
+      fill_row(d, s + c * plane + (r - d->pt) * W, g, row + d->pl * VL);
     }
+}
+
+/* rowband: xg's tail past its rows, zeros (band_fill writes the rest) */
+static void tail_zero(const cnn_sconv *d, float *xg) {
+  const size_t body = (size_t)(d->C * d->xrows * d->Wp * VL);
+  memset(xg + body, 0, (d->xg_floats - body) * sizeof(float));
 }
 
 /* yg[0..mr) filters (stride os), positions [0, nv) of a row = the taps of wt (K, mr) over the
@@ -373,23 +407,35 @@ bool cnn_sconv_plan_weight_grad(cnn_sconv *d, int64_t N, int64_t C, int64_t H, i
   }
   d->Op = round_up(O, d->mr);
   d->owr = d->ow;
+  d->xrows = d->Hp, d->band = d->oh;
   d->xg_floats = (size_t)round_up(C * d->Hp * d->Wp * VL, 16);
-  /* the group's input, its output gradient (Op, oh, ow, VL), the part's partial (O, K) vectors */
-  d->scratch_floats = d->xg_floats + (size_t)(d->Op * d->oh * d->ow * VL) + (size_t)(O * K * VL);
-  return d->scratch_floats <= GW_BUDGET + (size_t)(O * K * VL);
+  size_t grids = d->xg_floats + (size_t)(d->Op * d->oh * d->ow * VL);
+  if (grids > GW_BUDGET) { /* the input rows and output-gradient rows of a band at a time */
+    const int64_t in_row = C * d->Wp * VL, band = (ROWBAND_FLOATS - (kh - 1) * in_row) / (in_row + d->Op * d->ow * VL);
+    if (band < 1) return false;
+    d->rowband = true;
+    d->band = band < d->oh ? band : d->oh;
+    d->xrows = d->band + kh - 1;
+    d->xg_floats = (size_t)round_up(C * d->xrows * d->Wp * VL, 16);
+    grids = d->xg_floats + (size_t)(d->Op * d->band * d->ow * VL);
+  }
+  /* the group's input, its output gradient (Op, band, ow, VL), the part's partial (O, K) vectors */
+  d->scratch_floats = grids + (size_t)(O * K * VL);
+  return grids <= GW_BUDGET;
 }
 
-/* images n0..n0+g of gy (N, O, oh, ow) -> gg (Op, oh, ow, VL), zeros in lanes g..VL and filters O..Op */
-static void grad_fill(const cnn_sconv *d, const float *gy, int64_t n0, int64_t g, float *gg) {
-  const int64_t O = d->O, plane = d->oh * d->ow;
-  const float *s = gy + n0 * O * plane;
-  memset(gg + O * plane * VL, 0, (size_t)((d->Op - O) * plane * VL) * sizeof(float));
+/* rows [oy0, oy1) of images n0..n0+g of gy (N, O, oh, ow) -> gg (Op, band, ow, VL), zeros in lanes
+ * g..VL and filters O..Op */
+static void grad_fill(const cnn_sconv *d, const float *gy, int64_t n0, int64_t g, int64_t oy0, int64_t oy1, float *gg) {
+  const int64_t O = d->O, plane = d->oh * d->ow, bplane = d->band * d->ow, len = (oy1 - oy0) * d->ow;
+  const float *s = gy + n0 * O * plane + oy0 * d->ow;
+  memset(gg + O * bplane * VL, 0, (size_t)((d->Op - O) * bplane * VL) * sizeof(float));
   for (int64_t o = 0; o < O; o++) {
-    const float *so = s + o * plane; /* image l's plane at so + l * O * plane */
-    float *dst = gg + o * plane * VL;
+    const float *so = s + o * plane; /* image l's rows at so + l * O * plane */
+    float *dst = gg + o * bplane * VL;
 #if defined(__AVX512F__)
-    for (int64_t x0 = 0; x0 < plane; x0 += 16) {
-      const int n = plane - x0 < 16 ? (int)(plane - x0) : 16;
+    for (int64_t x0 = 0; x0 < len; x0 += 16) {
+      const int n = len - x0 < 16 ? (int)(len - x0) : 16;
       const __mmask16 m = (__mmask16)((1u << n) - 1);
       __m512 v[16];
       for (int64_t l = 0; l < 16; l++)
@@ -398,17 +444,17 @@ static void grad_fill(const cnn_sconv *d, const float *gy, int64_t n0, int64_t g
       for (int j = 0; j < n; j++) _mm512_store_ps(dst + (x0 + j) * VL, v[j]);
     }
 #else
-    for (int64_t x = 0; x < plane; x++)
+    for (int64_t x = 0; x < len; x++)
       for (int64_t l = 0; l < VL; l++) dst[x * VL + l] = l < g ? so[l * O * plane + x] : 0.0f;
 #endif
   }
 }
 
-/* part[(o0 + i) K + k0 + j] (vectors) += sum over positions of gg[o0 + i] x the tap j's input, for
- * i < mrv, j < nvv; xk: the nv taps' first vectors (at position (0, 0)) */
-INLINE void gw_tile(const cnn_sconv *d, const float *gg, const float *const *xk, vf *part, int64_t K, int mrv, int nvv,
-                    const int mr, const int nv) {
-  const int64_t plane = d->oh * d->ow * VL, rs = d->Wp * VL;
+/* part[(o0 + i) K + k0 + j] (vectors) += sum over a band's `rows` rows of gg[o0 + i] x the tap j's
+ * input, for i < mrv, j < nvv; xk: the nv taps' first vectors (at the band's position (0, 0)) */
+INLINE void gw_tile(const cnn_sconv *d, const float *gg, const float *const *xk, vf *part, int64_t K, int64_t rows,
+                    int mrv, int nvv, const int mr, const int nv) {
+  const int64_t plane = d->band * d->ow * VL, rs = d->Wp * VL;
   vf acc[8][6];
 #pragma GCC unroll 8
   for (int i = 0; i < mr; i++)
@@ -417,7 +463,7 @@ INLINE void gw_tile(const cnn_sconv *d, const float *gg, const float *const *xk,
   const float *x[6];
 #pragma GCC unroll 6
   for (int j = 0; j < nv; j++) x[j] = xk[j];
-  for (int64_t oy = 0; oy < d->oh; oy++) {
+  for (int64_t oy = 0; oy < rows; oy++) {
     for (int64_t ox = 0; ox < d->ow; ox++, gg += VL) {
       vf a[8];
 #pragma GCC unroll 8
@@ -437,26 +483,27 @@ INLINE void gw_tile(const cnn_sconv *d, const float *gg, const float *const *xk,
     for (int j = 0; j < nvv; j++) part[i * K + j] += acc[i][j];
 }
 
-INLINE void gw_group(const cnn_sconv *d, const float *xg, const float *gg, vf *part, const int mr, const int nv) {
-  const int64_t K = d->C * d->kh * d->kw, khw = d->kh * d->kw, plane = d->oh * d->ow * VL;
+INLINE void gw_group(const cnn_sconv *d, const float *xg, const float *gg, vf *part, int64_t rows, const int mr,
+                     const int nv) {
+  const int64_t K = d->C * d->kh * d->kw, khw = d->kh * d->kw, plane = d->band * d->ow * VL;
   for (int64_t k0 = 0; k0 < K; k0 += nv) {
     const float *xk[6];
     const int nvv = K - k0 < nv ? (int)(K - k0) : nv;
     for (int j = 0; j < nv; j++) { /* taps past K read tap 0 and are dropped */
       const int64_t k = k0 + j < K ? k0 + j : 0, c = k / khw, ki = k % khw / d->kw, kj = k % d->kw;
-      xk[j] = xg + ((c * d->Hp + ki) * d->Wp + kj) * VL;
+      xk[j] = xg + ((c * d->xrows + ki) * d->Wp + kj) * VL;
     }
     for (int64_t o = 0; o < d->Op; o += mr) {
       const int mrv = d->O - o < mr ? (int)(d->O - o) : mr;
-      gw_tile(d, gg + o * plane, xk, part + o * K + k0, K, mrv, nvv, mr, nv);
+      gw_tile(d, gg + o * plane, xk, part + o * K + k0, K, rows, mrv, nvv, mr, nv);
     }
   }
 }
 
 #define GW_CASE(MR, NV) \
-  case (MR)*8 + (NV): gw_group(d, xg, gg, part, MR, NV); break;
+  case (MR)*8 + (NV): gw_group(d, xg, gg, part, rows, MR, NV); break;
 
-static void gw_group_any(const cnn_sconv *d, const float *xg, const float *gg, vf *part) {
+static void gw_group_any(const cnn_sconv *d, const float *xg, const float *gg, vf *part, int64_t rows) {
   switch (d->mr * 8 + d->nv) {
 #if NACC >= 24
     GW_CASE(8, 3)
@@ -473,7 +520,7 @@ static void gw_group_any(const cnn_sconv *d, const float *xg, const float *gg, v
     GW_CASE(2, 4)
 #endif
     GW_CASE(2, 6)
-  default: gw_group(d, xg, gg, part, 1, 6); break;
+  default: gw_group(d, xg, gg, part, rows, 1, 6); break;
   }
 }
 
@@ -486,7 +533,7 @@ typedef struct {
 
 /* the partial of part t: after the group's input and output gradient in ws[t] (whole vectors) */
 static vf *part_of(const cnn_sconv *d, float *ws) {
-  return (vf *)(ws + d->xg_floats + (size_t)(d->Op * d->oh * d->ow * VL));
+  return (vf *)(ws + d->xg_floats + (size_t)(d->Op * d->band * d->ow * VL));
 }
 
 /* parts [p0, p1): part t sums its share of the groups into its partial */
@@ -499,12 +546,17 @@ static void gw_parts(void *arg, int64_t p0, int64_t p1) {
     int64_t g0, g1;
     cnn_parallel_part(j->groups, j->parts, t, &g0, &g1);
     memset(part, 0, (size_t)(d->O * d->C * d->kh * d->kw) * sizeof(vf));
-    pad_zero(d, xg);
+    if (d->rowband) tail_zero(d, xg);
+    else pad_zero(d, xg);
     for (int64_t gi = g0; gi < g1; gi++) {
       const int64_t n0 = gi * VL, g = d->N - n0 < VL ? d->N - n0 : VL;
-      group_fill(d, j->x, n0, g, xg);
-      grad_fill(d, j->gy, n0, g, gg);
-      gw_group_any(d, xg, gg, part);
+      if (!d->rowband) group_fill(d, j->x, n0, g, xg);
+      for (int64_t oy0 = 0; oy0 < d->oh; oy0 += d->band) {
+        const int64_t oy1 = oy0 + d->band < d->oh ? oy0 + d->band : d->oh;
+        if (d->rowband) band_fill(d, j->x, n0, g, oy0, oy1 + d->kh - 1, xg);
+        grad_fill(d, j->gy, n0, g, oy0, oy1, gg);
+        gw_group_any(d, xg, gg, part, oy1 - oy0);
+      }
     }
   }
 }

@@ -20,8 +20,10 @@ typedef struct cnn_sconv {
   int64_t Op;            /* O rounded up to the tile's rows */
   int64_t lanes;         /* images per group (the vector width) */
   int mr, nv;            /* tile: mr filters x nv positions of a row, each a vector of images */
-  int64_t band;          /* forward: output rows computed, then stored, at a time */
-  size_t xg_floats;      /* a group's padded input (C, Hp, Wp, lanes) and its zero tail */
+  int64_t band;          /* output rows computed (then stored, or added into the partial) at a time */
+  int64_t xrows;         /* padded input rows xg holds: Hp, or a band's band + kh - 1 (rowband) */
+  bool rowband;          /* weight gradient: xg holds one band's input rows, filled per band */
+  size_t xg_floats;      /* a group's padded input (C, xrows, Wp, lanes) and its zero tail */
   size_t scratch_floats; /* per-thread workspace: the group's input and output grids */
   bool relu;             /* forward: max(0, .) as the output is stored (the plans set false) */
   const float *scale;    /* forward: (O) factors packed into the filters, or NULL */

@@ -9,6 +9,7 @@
 #include "autograd/pool.h"
 #include "check.h"
 #include "kernels/conv.h"
+#include "kernels/conv_small.h"
 #include "cnn/error.h"
 #include "cnn/tensor.h"
 #include "core/alloc.h"
@@ -213,6 +214,20 @@ static const ccase CASES[] = {
     {"lanes: ResNet-20's 8x8 stage at batch 16", 16, 64, 8, 8, 64, 3, 3, {{1, 1}, {1, 1}, {1, 1}, {1, 1}, 1}, 1},
     {"lanes: ResNet-20's 16x16 stage at batch 16", 16, 32, 16, 16, 32, 3, 3, {{1, 1}, {1, 1}, {1, 1}, {1, 1}, 1}, 1},
     {"lanes: 37 filters, 43 channels, 7x6, batch 29", 29, 43, 7, 6, 37, 3, 3, {{1, 1}, {1, 0}, {0, 1}, {1, 1}, 1}, 1},
+    /* the weight gradient on planes up to 1024 whose group grids pass L2: input rows filled per band
+     * of output rows (test_small_rowband checks these take it), a short last band, a part-filled
+     * group */
+    {"lanes, rows in bands: ResNet-20's 32x32 stage", 16, 16, 32, 32, 16, 3, 3, {{1, 1}, {1, 1}, {1, 1}, {1, 1}, 1}, 1},
+    {"lanes, rows in bands: batch 29, 19 filters, 27x35, 3x4, asymmetric pad",
+     29,
+     24,
+     27,
+     35,
+     19,
+     3,
+     4,
+     {{1, 1}, {1, 2}, {2, 1}, {1, 1}, 1},
+     1},
 };
 
 static void test_cases(void) {
@@ -428,11 +443,8 @@ static bool bits_equal(const cnn_tensor *a, const cnn_tensor *b) {
 static void test_small_same_bits(void) {
   static const struct {
     int64_t N, C, H, W, O, k, pad;
-  } S[] = {{64, 6, 14, 14, 16, 5, 0},
-           {25, 5, 6, 9, 7, 4, 3},
-           {36, 16, 10, 10, 6, 5, 4},
-           {32, 64, 8, 8, 64, 3, 1},
-           {16, 32, 16, 16, 32, 3, 1}};
+  } S[] = {{64, 6, 14, 14, 16, 5, 0},  {25, 5, 6, 9, 7, 4, 3},     {36, 16, 10, 10, 6, 5, 4}, {32, 64, 8, 8, 64, 3, 1},
+           {16, 32, 16, 16, 32, 3, 1}, {16, 16, 32, 32, 16, 3, 1}, {29, 24, 27, 31, 19, 3, 2}};
   for (size_t i = 0; i < sizeof S / sizeof S[0]; i++) {
     int64_t xs[4] = {S[i].N, S[i].C, S[i].H, S[i].W}, ws[4] = {S[i].O, S[i].C, S[i].k, S[i].k}, O = S[i].O;
     const int64_t pd = S[i].pad;
@@ -607,10 +619,76 @@ static void test_small_pool(void) {
   cnn_parallel_set_threads(2);
 }
 
+/* The shapes of CASES' rows-in-bands entries take conv_small.c's weight gradient in row bands (so
+ * those cases test it); their forward and input gradient stay on conv_direct.c. An inf and a NaN
+ * in x at band edges (x's row 7 is the last of the first band and read by the second; the NaN in the
+ * last row of the last band) reach exactly the outputs and weight-gradient taps whose windows meet
+ * them, on 1 and 2 threads; gx (not reading x) stays finite and close to im2col's. */
+static void test_small_rowband(void) {
+  static const struct {
+    int64_t N, C, H, W, O, kh, kw, pt, pl, pb, pr;
+  } S[] = {{16, 16, 32, 32, 16, 3, 3, 1, 1, 1, 1}, {29, 24, 27, 35, 19, 3, 4, 1, 2, 2, 1}};
+  for (size_t i = 0; i < sizeof S / sizeof S[0]; i++) {
+    cnn_sconv d;
+    CHECK(!cnn_sconv_plan_forward(&d, S[i].N, S[i].C, S[i].H, S[i].W, S[i].O, S[i].kh, S[i].kw, S[i].pt, S[i].pl,
+                                  S[i].pb, S[i].pr));
+    CHECK(cnn_sconv_plan_weight_grad(&d, S[i].N, S[i].C, S[i].H, S[i].W, S[i].O, S[i].kh, S[i].kw, S[i].pt, S[i].pl,
+                                     S[i].pb, S[i].pr) &&
+          d.rowband && d.band < d.oh);
+  }
+  const int64_t N = 16, C = 16, H = 32, W = 32, O = 16, k = 3;
+  int64_t xs[4] = {N, C, H, W}, ws[4] = {O, C, k, k};
+  cnn_conv2d_params p = P(1, 1, 1, 1, 1, 1, 1, 1, 1);
+  cnn_tensor *x = check_rand_tensor(&rng, 4, xs), *w = check_rand_tensor(&rng, 4, ws);
+  float *xf = cnn_tensor_f32(x);
+  const int64_t bad[2][4] = {{3, 5, 7, 0}, {15, 0, 31, 31}}; /* (n, c, row, col) */
+  xf[((bad[0][0] * C + bad[0][1]) * H + bad[0][2]) * W + bad[0][3]] = INFINITY;
+  xf[((bad[1][0] * C + bad[1][1]) * H + bad[1][2]) * W + bad[1][3]] = NAN;
+  for (int t = 1; t <= 2; t++) {
+    cnn_parallel_set_threads(t);
+    cnn_tensor *y = cnn_conv2d_forward(x, w, NULL, &p);
+    CHECK(y != NULL);
+    if (!y) break;
+    cnn_tensor *gy = check_rand_tensor(&rng, 4, y->size), *gx = NULL, *gw = NULL, *gx0 = NULL;
+    for (int64_t j = 0; j < cnn_tensor_numel(gy); j++)
+      if (cnn_tensor_f32(gy)[j] == 0) cnn_tensor_f32(gy)[j] = 0.5f;
+    CHECK(cnn_conv2d_backward(gy, x, w, xs, ws, &p, &gx, &gw, NULL) == 0);
+    cnn_conv2d_set_algorithm(CNN_CONV2D_IM2COL);
+    CHECK(cnn_conv2d_backward(gy, x, w, xs, ws, &p, &gx0, NULL, NULL) == 0);
+    cnn_conv2d_set_algorithm(CNN_CONV2D_AUTO);
+    if (!gx || !gw || !gx0) break;
+    /* which outputs and taps meet a bad value: output (oy, ox) = (row + 1 - ki, col + 1 - kj) */
+    static bool ybad[16 * 16 * 32 * 32], wbad[16 * 16 * 9];
+    memset(ybad, 0, sizeof ybad), memset(wbad, 0, sizeof wbad);
+    for (int b = 0; b < 2; b++)
+      for (int64_t ki = 0; ki < k; ki++)
+        for (int64_t kj = 0; kj < k; kj++) {
+          const int64_t oy = bad[b][2] + 1 - ki, ox = bad[b][3] + 1 - kj;
+          if (oy < 0 || oy >= H || ox < 0 || ox >= W) continue;
+          for (int64_t o = 0; o < O; o++) {
+            ybad[((bad[b][0] * O + o) * H + oy) * W + ox] = true;
+            wbad[(o * C + bad[b][1]) * k * k + ki * k + kj] = true;
+          }
+        }
+    int wrong = 0;
+    for (int64_t j = 0; j < N * O * H * W; j++) wrong += ybad[j] == (bool)isfinite(cnn_tensor_f32(y)[j]);
+    for (int64_t j = 0; j < O * C * k * k; j++) wrong += wbad[j] == (bool)isfinite(cnn_tensor_f32(gw)[j]);
+    for (int64_t j = 0; j < N * C * H * W; j++)
+      wrong += !isfinite(cnn_tensor_f32(gx)[j]) ||
+               !check_close_rel(cnn_tensor_f32(gx)[j], cnn_tensor_f32(gx0)[j], 1e-5);
+    CHECK(wrong == 0);
+    if (wrong) fprintf(stderr, "small kernels, rows in bands, inf/NaN in x, %d threads: %d wrong\n", t, wrong);
+    cnn_tensor_release(y), cnn_tensor_release(gy), cnn_tensor_release(gx), cnn_tensor_release(gw);
+    cnn_tensor_release(gx0);
+  }
+  cnn_tensor_release(x), cnn_tensor_release(w);
+}
+
 int main(void) {
   test_cases();
   test_small_same_bits();
   test_small_pool();
+  test_small_rowband();
   test_deterministic();
   test_backward_together();
   test_weight_grad_inf();
