@@ -319,10 +319,12 @@ static int run_small(bool input_grad, const geom *g, const cnn_conv2d_params *p,
                      const float *a, const float *b, const float *bias, float *out, int nt,
                      const cnn_parallel_loop *beside, const cnn_conv2d_then *then) {
   cnn_sconv d;
-  bool (*plan)(cnn_sconv *, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t,
-               int64_t) = input_grad ? cnn_sconv_plan_input_grad : cnn_sconv_plan_forward;
-  if (!plan(&d, g->N, g->C, g->H, g->W, g->O, g->kh, g->kw, p->pad_lo[0], p->pad_lo[1], p->pad_hi[0], p->pad_hi[1]))
-    return 1;
+  const bool planned = input_grad ? cnn_sconv_plan_input_grad(&d, g->N, g->C, g->H, g->W, g->O, g->kh, g->kw,
+                                                              p->pad_lo[0], p->pad_lo[1], p->pad_hi[0], p->pad_hi[1])
+                                  : cnn_sconv_plan_forward_strided(&d, g->N, g->C, g->H, g->W, g->O, g->kh, g->kw,
+                                                                   p->pad_lo[0], p->pad_lo[1], p->pad_hi[0],
+                                                                   p->pad_hi[1], p->stride[0]);
+  if (!planned) return 1;
   if (d.scratch_floats > direct_limit) return 1;
   if (!input_grad) d.relu = e->relu, d.scale = e->scale, d.residual = e->residual;
   if (!input_grad && then) d.then = then->fn, d.then_ctx = then->ctx;
@@ -338,6 +340,31 @@ static int run_small(bool input_grad, const geom *g, const cnn_conv2d_params *p,
   else cnn_sconv_forward(&d, a, b, bias, out, pack, ws.slot);
   ws_free(&ws);
   cnn_free(pack, packf * sizeof(float));
+  return 0;
+}
+
+/* Stride 2 in both dims, no dilation or groups, padding at most kernel - 1: conv_small.c's forward
+ * and weight gradient take it when they plan the shape (ResNet's downsampling 3x3 layers); the
+ * input gradient stays on im2col. */
+static bool small_strided(const geom *g, const cnn_conv2d_params *p) {
+  return algorithm != CNN_CONV2D_IM2COL && small_enabled() && p->groups == 1 && p->stride[0] == 2 &&
+         p->stride[1] == 2 && p->dilation[0] == 1 && p->dilation[1] == 1 && p->pad_lo[0] <= g->kh - 1 &&
+         p->pad_hi[0] <= g->kh - 1 && p->pad_lo[1] <= g->kw - 1 && p->pad_hi[1] <= g->kw - 1;
+}
+
+/* conv_small.c's strided weight gradient (beside: the bias loop or NULL): 0, -1 with the error
+ * set, or 1 when it does not plan the shape (nothing was run) */
+static int run_small_weight_grad(const geom *g, const cnn_conv2d_params *p, const float *gy, const float *x, float *gw,
+                                 int nt, const cnn_parallel_loop *beside) {
+  cnn_sconv sw;
+  if (!cnn_sconv_plan_weight_grad_strided(&sw, g->N, g->C, g->H, g->W, g->O, g->kh, g->kw, p->pad_lo[0], p->pad_lo[1],
+                                          p->pad_hi[0], p->pad_hi[1], p->stride[0]) ||
+      sw.scratch_floats > direct_limit)
+    return 1;
+  workspace ws;
+  if (ws_alloc(&ws, nt, sw.scratch_floats)) return -1;
+  cnn_sconv_weight_grad(&sw, gy, x, gw, ws.slot, nt, beside, NULL);
+  ws_free(&ws);
   return 0;
 }
 
@@ -470,6 +497,10 @@ static int forward_f32(const cnn_conv2d_shape *s, const cnn_conv2d_params *p, co
     return 0;
   }
   int nt = cnn_parallel_get_threads();
+  if (small_strided(&g, p)) {
+    int rc = run_small(false, &g, p, e, x, w, b, y, nt, NULL, then);
+    if (rc <= 0) return rc;
+  }
   if (use_direct(&g, p)) {
     int rc = run_direct(DIRECT_FORWARD, &g, p, e, x, w, b, y, nt, NULL, then);
     if (rc <= 0) return rc; /* 1: past the direct kernels' workspace cap, im2col below */
@@ -672,6 +703,10 @@ int cnn_conv2d_weight_grad_f32(const cnn_conv2d_shape *s, const cnn_conv2d_param
   /* the bias gradient's channels run beside the weight gradient's parts: one wait, not two */
   conv_job bj = {.g = &g, .gy = gy, .y = gb};
   const cnn_parallel_loop bias = bias_loop(&bj);
+  if (small_strided(&g, p) && g.N > 0) {
+    int rc = run_small_weight_grad(&g, p, gy, x, gw, nt, gb ? &bias : NULL);
+    if (rc <= 0) return rc;
+  }
   /* rc 1: not done by the direct kernels (not applicable, or past their workspace cap); 2: the
    * bias is done, gw is not (x holds an inf or a NaN) */
   int rc = weight_grad_direct(&g, p) && g.N > 0

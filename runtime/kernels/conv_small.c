@@ -37,6 +37,8 @@
  * GW_BUDGET (ResNet-20's 32x32 stage: 2.2 MB a group): the input rows a band of output rows reads are
  * filled (transposed) per band, kh - 1 rows again for each band after the first */
 #define ROWBAND_FLOATS (160 * 1024)
+/* A stride-2 forward's group: ResNet-20's 16 -> 32 reads 16 planes of 34x34 (296K floats) */
+#define STRIDED_BUDGET (384 * 1024)
 
 /* The tiles there are instances of: mr filters x nv positions (mr * nv accumulators). */
 static const struct {
@@ -67,14 +69,14 @@ static void pick_tile(cnn_sconv *d) {
 
 /* The forward's plan; for_gw: the weight gradient's shape test instead (it scatters nothing) */
 static bool plan(cnn_sconv *d, int64_t N, int64_t C, int64_t H, int64_t W, int64_t O, int64_t kh, int64_t kw,
-                 int64_t pt, int64_t pl, int64_t pb, int64_t pr, bool for_gw) {
+                 int64_t pt, int64_t pl, int64_t pb, int64_t pr, int64_t s, bool for_gw) {
   memset(d, 0, sizeof *d);
   d->N = N, d->C = C, d->H = H, d->W = W, d->O = O, d->kh = kh, d->kw = kw;
-  d->pt = pt, d->pl = pl, d->pb = pb, d->pr = pr;
+  d->pt = pt, d->pl = pl, d->pb = pb, d->pr = pr, d->s = s;
   d->Hp = H + pt + pb, d->Wp = W + pl + pr;
-  d->oh = d->Hp - kh + 1, d->ow = d->Wp - kw + 1;
   d->lanes = VL;
-  if (N < 1 || C < 1 || O < 1 || d->oh < 1 || d->ow < 1) return false;
+  if (N < 1 || C < 1 || O < 1 || (s != 1 && s != 2) || d->Hp < kh || d->Wp < kw) return false;
+  d->oh = (d->Hp - kh) / s + 1, d->ow = (d->Wp - kw) / s + 1;
   /* the lanes mostly full (LeNet's batch of 64: 4 groups of 16) */
   if (round_up(N, VL) * 3 > N * 4) return false;
   /* Small planes, few filters, and enough taps an output to pay for the lanes' transposes: LeNet's
@@ -94,21 +96,31 @@ static bool plan(cnn_sconv *d, int64_t N, int64_t C, int64_t H, int64_t W, int64
    * stem (3 -> 16, 27 taps on 32x32: 62-68 against 80-87) pays more for the lanes' transposes than it
    * gains: the first rule stops at LeNet's 28x28, the second needs 64 taps. */
   const int64_t K = C * kh * kw;
-  if (for_gw) return (K <= 512 && O <= 16 && H * W <= 784) || (K >= 64 && K <= 576 && O <= 64 && H * W <= 1024);
-  if (K < 64 || !((K <= 512 && O <= 16 && H * W <= 400) || (K <= 576 && O <= 64 && H * W <= 256))) return false;
+  /* stride 2 (ResNet-20's 16 -> 32 on 32x32 and 32 -> 64 on 16x16, im2col + GEMM otherwise) */
+  if (s == 2) {
+    if (K < 64 || K > 576 || O > 64 || H * W > 1024) return false;
+    if (for_gw) return true;
+  } else if (for_gw) return (K <= 512 && O <= 16 && H * W <= 784) || (K >= 64 && K <= 576 && O <= 64 && H * W <= 1024);
+  else if (K < 64 || !((K <= 512 && O <= 16 && H * W <= 400) || (K <= 576 && O <= 64 && H * W <= 256))) return false;
   pick_tile(d);
-  /* tail: the last row's tiles read up to owr - ow positions past the plane */
+  /* tail: the last row's tiles read up to s (owr - 1) + kw - Wp positions past the plane */
+  const int64_t tail = s * (d->owr - 1) + kw - d->Wp;
   d->xrows = d->Hp;
-  d->xg_floats = (size_t)round_up((C * d->Hp * d->Wp + (d->owr - d->ow)) * VL, 16);
+  d->xg_floats = (size_t)round_up((C * d->Hp * d->Wp + (tail > 0 ? tail : 0)) * VL, 16);
   const int64_t row = d->Op * d->owr * VL;
   d->band = BAND_FLOATS / row < 1 ? 1 : BAND_FLOATS / row < d->oh ? BAND_FLOATS / row : d->oh;
   d->scratch_floats = d->xg_floats + (size_t)(row * d->band);
-  return d->scratch_floats <= SMALL_BUDGET;
+  return d->scratch_floats <= (s == 2 ? STRIDED_BUDGET : SMALL_BUDGET);
 }
 
 bool cnn_sconv_plan_forward(cnn_sconv *d, int64_t N, int64_t C, int64_t H, int64_t W, int64_t O, int64_t kh, int64_t kw,
                             int64_t pt, int64_t pl, int64_t pb, int64_t pr) {
-  return plan(d, N, C, H, W, O, kh, kw, pt, pl, pb, pr, false);
+  return plan(d, N, C, H, W, O, kh, kw, pt, pl, pb, pr, 1, false);
+}
+
+bool cnn_sconv_plan_forward_strided(cnn_sconv *d, int64_t N, int64_t C, int64_t H, int64_t W, int64_t O, int64_t kh,
+                                    int64_t kw, int64_t pt, int64_t pl, int64_t pb, int64_t pr, int64_t s) {
+  return plan(d, N, C, H, W, O, kh, kw, pt, pl, pb, pr, s, false);
 }
 
 bool cnn_sconv_plan_input_grad(cnn_sconv *d, int64_t N, int64_t C, int64_t H, int64_t W, int64_t O, int64_t kh,
@@ -224,7 +236,7 @@ static void tail_zero(const cnn_sconv *d, float *xg) {
  * vectors of xg from its row (c = 0, oy, ox); kernel rows [ki0, ki1) only (the others read rows of
  * padding: their products are zeros, which leave a sum that starts at +0 unchanged, bit for bit) */
 INLINE void tile(const float *xg, int64_t cs, int64_t rs, int64_t C, int64_t kh, int64_t kw, int64_t ki0, int64_t ki1,
-                 const float *wt, float *yg, int64_t os, const int mr, const int nv) {
+                 const float *wt, float *yg, int64_t os, const int mr, const int nv, const int64_t S) {
   vf acc[8][6];
 #pragma GCC unroll 8
   for (int i = 0; i < mr; i++)
@@ -236,7 +248,7 @@ INLINE void tile(const float *xg, int64_t cs, int64_t rs, int64_t C, int64_t kh,
       for (int64_t kj = 0; kj < kw; kj++, wk += mr) {
         vf b[6];
 #pragma GCC unroll 6
-        for (int v = 0; v < nv; v++) b[v] = *(const vf *)(row + (kj + v) * VL);
+        for (int v = 0; v < nv; v++) b[v] = *(const vf *)(row + (kj + S * v) * VL);
 #pragma GCC unroll 8
         for (int i = 0; i < mr; i++) {
           float s = wk[i];
@@ -253,23 +265,24 @@ INLINE void tile(const float *xg, int64_t cs, int64_t rs, int64_t C, int64_t kh,
 
 /* yg (Op, band, owr, VL) = the group's correlation at output rows [oy0, oy1) */
 INLINE void group_compute(const cnn_sconv *d, const float *xg, const float *pack, float *yg, int64_t oy0, int64_t oy1,
-                          const int mr, const int nv) {
+                          const int mr, const int nv, const int64_t S) {
   const int64_t K = d->C * d->kh * d->kw, cs = d->Hp * d->Wp * VL, rs = d->Wp * VL, os = d->band * d->owr * VL;
   for (int64_t oy = oy0; oy < oy1; oy++) {
-    /* kernel rows over input rows: padded rows oy + ki in [pt, pt + H) */
-    const int64_t ki0 = d->pt - oy > 0 ? d->pt - oy : 0, ki1 = d->pt + d->H - oy < d->kh ? d->pt + d->H - oy : d->kh;
+    /* kernel rows over input rows: padded rows S oy + ki in [pt, pt + H) */
+    const int64_t top = S * oy, ki0 = d->pt - top > 0 ? d->pt - top : 0,
+                  ki1 = d->pt + d->H - top < d->kh ? d->pt + d->H - top : d->kh;
     for (int64_t ox = 0; ox < d->owr; ox += nv)
       for (int64_t o = 0; o < d->Op; o += mr)
-        tile(xg + (oy * d->Wp + ox) * VL, cs, rs, d->C, d->kh, d->kw, ki0, ki1, pack + o * K,
-             yg + o * os + ((oy - oy0) * d->owr + ox) * VL, os, mr, nv);
+        tile(xg + (top * d->Wp + S * ox) * VL, cs, rs, d->C, d->kh, d->kw, ki0, ki1, pack + o * K,
+             yg + o * os + ((oy - oy0) * d->owr + ox) * VL, os, mr, nv, S);
   }
 }
 
 #define TILE_CASE(MR, NV) \
-  case (MR)*8 + (NV): group_compute(d, xg, pack, yg, oy0, oy1, MR, NV); break;
+  case (MR)*8 + (NV): group_compute(d, xg, pack, yg, oy0, oy1, MR, NV, S); break;
 
-static void group_compute_any(const cnn_sconv *d, const float *xg, const float *pack, float *yg, int64_t oy0,
-                              int64_t oy1) {
+INLINE void group_compute_s(const cnn_sconv *d, const float *xg, const float *pack, float *yg, int64_t oy0, int64_t oy1,
+                            const int64_t S) {
   switch (d->mr * 8 + d->nv) {
 #if NACC >= 24
     TILE_CASE(8, 3)
@@ -286,8 +299,14 @@ static void group_compute_any(const cnn_sconv *d, const float *xg, const float *
     TILE_CASE(2, 4)
 #endif
     TILE_CASE(2, 6)
-  default: group_compute(d, xg, pack, yg, oy0, oy1, 1, 6); break;
+  default: group_compute(d, xg, pack, yg, oy0, oy1, 1, 6, S); break;
   }
+}
+
+static void group_compute_any(const cnn_sconv *d, const float *xg, const float *pack, float *yg, int64_t oy0,
+                              int64_t oy1) {
+  if (d->s == 2) group_compute_s(d, xg, pack, yg, oy0, oy1, 2);
+  else group_compute_s(d, xg, pack, yg, oy0, oy1, 1);
 }
 
 /* rows [oy0, oy1) of y[n0..n0+g) (N, O, oh, ow) = yg's lanes plus the bias and d->residual, then
@@ -397,7 +416,12 @@ void cnn_sconv_input_grad(const cnn_sconv *d, const float *gy, const float *w, f
 
 bool cnn_sconv_plan_weight_grad(cnn_sconv *d, int64_t N, int64_t C, int64_t H, int64_t W, int64_t O, int64_t kh,
                                 int64_t kw, int64_t pt, int64_t pl, int64_t pb, int64_t pr) {
-  if (!plan(d, N, C, H, W, O, kh, kw, pt, pl, pb, pr, true)) return false;
+  return cnn_sconv_plan_weight_grad_strided(d, N, C, H, W, O, kh, kw, pt, pl, pb, pr, 1);
+}
+
+bool cnn_sconv_plan_weight_grad_strided(cnn_sconv *d, int64_t N, int64_t C, int64_t H, int64_t W, int64_t O, int64_t kh,
+                                        int64_t kw, int64_t pt, int64_t pl, int64_t pb, int64_t pr, int64_t s) {
+  if (!plan(d, N, C, H, W, O, kh, kw, pt, pl, pb, pr, s, true)) return false;
   const int64_t K = C * kh * kw;
   double best = 0;
   for (size_t t = 0; t < sizeof TILES / sizeof TILES[0]; t++) { /* mr filters x nv taps */
@@ -411,11 +435,13 @@ bool cnn_sconv_plan_weight_grad(cnn_sconv *d, int64_t N, int64_t C, int64_t H, i
   d->xg_floats = (size_t)round_up(C * d->Hp * d->Wp * VL, 16);
   size_t grids = d->xg_floats + (size_t)(d->Op * d->oh * d->ow * VL);
   if (grids > GW_BUDGET) { /* the input rows and output-gradient rows of a band at a time */
-    const int64_t in_row = C * d->Wp * VL, band = (ROWBAND_FLOATS - (kh - 1) * in_row) / (in_row + d->Op * d->ow * VL);
+    /* band rows read s (band - 1) + kh input rows */
+    const int64_t in_row = C * d->Wp * VL,
+                  band = (ROWBAND_FLOATS - (kh - s) * in_row) / (s * in_row + d->Op * d->ow * VL);
     if (band < 1) return false;
     d->rowband = true;
     d->band = band < d->oh ? band : d->oh;
-    d->xrows = d->band + kh - 1;
+    d->xrows = s * (d->band - 1) + kh;
     d->xg_floats = (size_t)round_up(C * d->xrows * d->Wp * VL, 16);
     grids = d->xg_floats + (size_t)(d->Op * d->band * d->ow * VL);
   }
@@ -453,8 +479,8 @@ static void grad_fill(const cnn_sconv *d, const float *gy, int64_t n0, int64_t g
 /* part[(o0 + i) K + k0 + j] (vectors) += sum over a band's `rows` rows of gg[o0 + i] x the tap j's
  * input, for i < mrv, j < nvv; xk: the nv taps' first vectors (at the band's position (0, 0)) */
 INLINE void gw_tile(const cnn_sconv *d, const float *gg, const float *const *xk, vf *part, int64_t K, int64_t rows,
-                    int mrv, int nvv, const int mr, const int nv) {
-  const int64_t plane = d->band * d->ow * VL, rs = d->Wp * VL;
+                    int mrv, int nvv, const int mr, const int nv, const int64_t S) {
+  const int64_t plane = d->band * d->ow * VL, rs = S * d->Wp * VL;
   vf acc[8][6];
 #pragma GCC unroll 8
   for (int i = 0; i < mr; i++)
@@ -470,7 +496,7 @@ INLINE void gw_tile(const cnn_sconv *d, const float *gg, const float *const *xk,
       for (int i = 0; i < mr; i++) a[i] = *(const vf *)(gg + i * plane);
 #pragma GCC unroll 6
       for (int j = 0; j < nv; j++) {
-        vf b = *(const vf *)(x[j] + ox * VL);
+        vf b = *(const vf *)(x[j] + S * ox * VL);
         IN_REGISTER(b); /* one load, not one per filter (GCC folds it into each FMA otherwise) */
 #pragma GCC unroll 8
         for (int i = 0; i < mr; i++) acc[i][j] += a[i] * b;
@@ -484,7 +510,7 @@ INLINE void gw_tile(const cnn_sconv *d, const float *gg, const float *const *xk,
 }
 
 INLINE void gw_group(const cnn_sconv *d, const float *xg, const float *gg, vf *part, int64_t rows, const int mr,
-                     const int nv) {
+                     const int nv, const int64_t S) {
   const int64_t K = d->C * d->kh * d->kw, khw = d->kh * d->kw, plane = d->band * d->ow * VL;
   for (int64_t k0 = 0; k0 < K; k0 += nv) {
     const float *xk[6];
@@ -495,15 +521,15 @@ INLINE void gw_group(const cnn_sconv *d, const float *xg, const float *gg, vf *p
     }
     for (int64_t o = 0; o < d->Op; o += mr) {
       const int mrv = d->O - o < mr ? (int)(d->O - o) : mr;
-      gw_tile(d, gg + o * plane, xk, part + o * K + k0, K, rows, mrv, nvv, mr, nv);
+      gw_tile(d, gg + o * plane, xk, part + o * K + k0, K, rows, mrv, nvv, mr, nv, S);
     }
   }
 }
 
 #define GW_CASE(MR, NV) \
-  case (MR)*8 + (NV): gw_group(d, xg, gg, part, rows, MR, NV); break;
+  case (MR)*8 + (NV): gw_group(d, xg, gg, part, rows, MR, NV, S); break;
 
-static void gw_group_any(const cnn_sconv *d, const float *xg, const float *gg, vf *part, int64_t rows) {
+INLINE void gw_group_s(const cnn_sconv *d, const float *xg, const float *gg, vf *part, int64_t rows, const int64_t S) {
   switch (d->mr * 8 + d->nv) {
 #if NACC >= 24
     GW_CASE(8, 3)
@@ -520,8 +546,13 @@ static void gw_group_any(const cnn_sconv *d, const float *xg, const float *gg, v
     GW_CASE(2, 4)
 #endif
     GW_CASE(2, 6)
-  default: gw_group(d, xg, gg, part, rows, 1, 6); break;
+  default: gw_group(d, xg, gg, part, rows, 1, 6, S); break;
   }
+}
+
+static void gw_group_any(const cnn_sconv *d, const float *xg, const float *gg, vf *part, int64_t rows) {
+  if (d->s == 2) gw_group_s(d, xg, gg, part, rows, 2);
+  else gw_group_s(d, xg, gg, part, rows, 1);
 }
 
 typedef struct {
@@ -553,7 +584,7 @@ static void gw_parts(void *arg, int64_t p0, int64_t p1) {
       if (!d->rowband) group_fill(d, j->x, n0, g, xg);
       for (int64_t oy0 = 0; oy0 < d->oh; oy0 += d->band) {
         const int64_t oy1 = oy0 + d->band < d->oh ? oy0 + d->band : d->oh;
-        if (d->rowband) band_fill(d, j->x, n0, g, oy0, oy1 + d->kh - 1, xg);
+        if (d->rowband) band_fill(d, j->x, n0, g, d->s * oy0, d->s * (oy1 - 1) + d->kh, xg);
         grad_fill(d, j->gy, n0, g, oy0, oy1, gg);
         gw_group_any(d, xg, gg, part, oy1 - oy0);
       }

@@ -14,6 +14,7 @@
 typedef struct cnn_sconv {
   int64_t N, C, H, W, O, kh, kw;
   int64_t pt, pl, pb, pr;
+  int64_t s;             /* stride (rows and columns): 1, or 2 for the forward and weight gradient */
   int64_t Hp, Wp;        /* the padded plane */
   int64_t oh, ow;        /* the output plane */
   int64_t owr;           /* output row rounded up to the tile width */
@@ -38,6 +39,9 @@ typedef struct cnn_sconv {
  * (planes too big, too few images for the lanes, too many channels): take conv_direct.c then. */
 bool cnn_sconv_plan_forward(cnn_sconv *d, int64_t N, int64_t C, int64_t H, int64_t W, int64_t O, int64_t kh, int64_t kw,
                             int64_t pt, int64_t pl, int64_t pb, int64_t pr);
+/* The forward with stride s (1 or 2) in both dims. */
+bool cnn_sconv_plan_forward_strided(cnn_sconv *d, int64_t N, int64_t C, int64_t H, int64_t W, int64_t O, int64_t kh,
+                                    int64_t kw, int64_t pt, int64_t pl, int64_t pb, int64_t pr, int64_t s);
 /* The input gradient as a forward pass over gy padded by kernel - 1 - pad (same arguments as the
  * forward's plan: the convolution's shape). */
 bool cnn_sconv_plan_input_grad(cnn_sconv *d, int64_t N, int64_t C, int64_t H, int64_t W, int64_t O, int64_t kh,
@@ -57,6 +61,10 @@ void cnn_sconv_input_grad(const cnn_sconv *d, const float *gy, const float *w, f
 /* The weight gradient: tiles of filters x taps over every output position of a group. */
 bool cnn_sconv_plan_weight_grad(cnn_sconv *d, int64_t N, int64_t C, int64_t H, int64_t W, int64_t O, int64_t kh,
                                 int64_t kw, int64_t pt, int64_t pl, int64_t pb, int64_t pr);
+
+/* The weight gradient with stride s (1 or 2) in both dims. */
+bool cnn_sconv_plan_weight_grad_strided(cnn_sconv *d, int64_t N, int64_t C, int64_t H, int64_t W, int64_t O, int64_t kh,
+                                        int64_t kw, int64_t pt, int64_t pl, int64_t pb, int64_t pr, int64_t s);
 
 /* The weight gradient's second pass, the per-thread partials (in ws) summed into gw, as a loop over
  * gw's elements (ctx: the struct itself), for running beside other work (as cnn_dconv_sum). */

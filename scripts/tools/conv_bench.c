@@ -19,14 +19,15 @@
 
 typedef struct {
   const char *name;
-  int64_t N, C, H, W, O, k, pad;
+  int64_t N, C, H, W, O, k, pad, stride; /* stride 0: 1 */
 } shape;
 
 static const shape shapes[] = {
-    {"r20 3>16 32", 128, 3, 32, 32, 16, 3, 1},      {"r20 16>16 32", 128, 16, 32, 32, 16, 3, 1},
-    {"r20 32>32 16", 128, 32, 16, 16, 32, 3, 1},    {"r20 64>64 8", 128, 64, 8, 8, 64, 3, 1},
-    {"r18 64>64 56", 16, 64, 56, 56, 64, 3, 1},     {"r18 128>128 28", 16, 128, 28, 28, 128, 3, 1},
-    {"r18 256>256 14", 16, 256, 14, 14, 256, 3, 1}, {"r18 512>512 7", 16, 512, 7, 7, 512, 3, 1},
+    {"r20 3>16 32", 128, 3, 32, 32, 16, 3, 1, 1},      {"r20 16>16 32", 128, 16, 32, 32, 16, 3, 1, 1},
+    {"r20 32>32 16", 128, 32, 16, 16, 32, 3, 1, 1},    {"r20 64>64 8", 128, 64, 8, 8, 64, 3, 1, 1},
+    {"r20 16>32 32 s2", 128, 16, 32, 32, 32, 3, 1, 2}, {"r20 32>64 16 s2", 128, 32, 16, 16, 64, 3, 1, 2},
+    {"r18 64>64 56", 16, 64, 56, 56, 64, 3, 1, 1},     {"r18 128>128 28", 16, 128, 28, 28, 128, 3, 1, 1},
+    {"r18 256>256 14", 16, 256, 14, 14, 256, 3, 1, 1}, {"r18 512>512 7", 16, 512, 7, 7, 512, 3, 1, 1},
 };
 
 typedef struct {
@@ -74,8 +75,10 @@ int main(int argc, char **argv) {
     if (only && !strstr(sh->name, only)) continue;
     const int64_t N = batch > 0 ? batch : sh->N;
     op o = {{N, sh->C, sh->H, sh->W, sh->O, sh->k, sh->k}, cnn_conv2d_default_params(), 0, 0, 0, 0, 0};
+    const int64_t st = sh->stride > 0 ? sh->stride : 1;
     o.p.pad_lo[0] = o.p.pad_lo[1] = o.p.pad_hi[0] = o.p.pad_hi[1] = sh->pad;
-    int64_t oh = sh->H + 2 * sh->pad - sh->k + 1, ow = sh->W + 2 * sh->pad - sh->k + 1;
+    o.p.stride[0] = o.p.stride[1] = st;
+    int64_t oh = (sh->H + 2 * sh->pad - sh->k) / st + 1, ow = (sh->W + 2 * sh->pad - sh->k) / st + 1;
     size_t nx = (size_t)(N * sh->C * sh->H * sh->W), nw = (size_t)(sh->O * sh->C * sh->k * sh->k),
            ny = (size_t)(N * sh->O * oh * ow);
     o.x = rand_floats(nx, &seed), o.w = rand_floats(nw, &seed), o.y = rand_floats(ny, &seed);

@@ -218,6 +218,21 @@ static const ccase CASES[] = {
      * of output rows (test_small_rowband checks these take it), a short last band, a part-filled
      * group */
     {"lanes, rows in bands: ResNet-20's 32x32 stage", 16, 16, 32, 32, 16, 3, 3, {{1, 1}, {1, 1}, {1, 1}, {1, 1}, 1}, 1},
+    /* stride 2 (forward and weight gradient; test_small_strided checks they take it): ResNet-20's
+     * 16 -> 32 (weight gradient in row bands, a short last band), odd planes, asymmetric padding, an
+     * even kernel */
+    {"lanes, stride 2: 16 -> 32 on 32x32", 16, 16, 32, 32, 32, 3, 3, {{2, 2}, {1, 1}, {1, 1}, {1, 1}, 1}, 1},
+    {"lanes, stride 2: batch 29, 15x13, asymmetric pad",
+     29,
+     24,
+     15,
+     13,
+     19,
+     3,
+     3,
+     {{2, 2}, {1, 0}, {0, 1}, {1, 1}, 1},
+     1},
+    {"lanes, stride 2: 4x4 kernel on 29x29", 29, 8, 29, 29, 12, 4, 4, {{2, 2}, {1, 1}, {2, 2}, {1, 1}, 1}, 1},
     {"lanes, rows in bands: batch 29, 19 filters, 27x35, 3x4, asymmetric pad",
      29,
      24,
@@ -636,9 +651,16 @@ static void test_small_rowband(void) {
                                      S[i].pb, S[i].pr) &&
           d.rowband && d.band < d.oh);
   }
-  const int64_t N = 16, C = 16, H = 32, W = 32, O = 16, k = 3;
+}
+
+/* An inf and a NaN in x of ResNet-20's 32x32 stage, stride S (1: conv_small.c's weight gradient in
+ * row bands, conv_direct.c's forward; 2: conv_small.c's strided forward and weight gradient in row
+ * bands, 16 -> 32 filters) reach exactly the outputs and weight-gradient taps whose windows meet
+ * them, on 1 and 2 threads; gx (not reading x) stays finite and close to im2col's. */
+static void small_inf_case(int64_t S) {
+  const int64_t N = 16, C = 16, H = 32, W = 32, O = 16 * S, k = 3, oh = H / S, ow = W / S;
   int64_t xs[4] = {N, C, H, W}, ws[4] = {O, C, k, k};
-  cnn_conv2d_params p = P(1, 1, 1, 1, 1, 1, 1, 1, 1);
+  cnn_conv2d_params p = P(S, S, 1, 1, 1, 1, 1, 1, 1);
   cnn_tensor *x = check_rand_tensor(&rng, 4, xs), *w = check_rand_tensor(&rng, 4, ws);
   float *xf = cnn_tensor_f32(x);
   const int64_t bad[2][4] = {{3, 5, 7, 0}, {15, 0, 31, 31}}; /* (n, c, row, col) */
@@ -657,31 +679,54 @@ static void test_small_rowband(void) {
     CHECK(cnn_conv2d_backward(gy, x, w, xs, ws, &p, &gx0, NULL, NULL) == 0);
     cnn_conv2d_set_algorithm(CNN_CONV2D_AUTO);
     if (!gx || !gw || !gx0) break;
-    /* which outputs and taps meet a bad value: output (oy, ox) = (row + 1 - ki, col + 1 - kj) */
-    static bool ybad[16 * 16 * 32 * 32], wbad[16 * 16 * 9];
+    /* which outputs and taps meet a bad value: S (oy, ox) = (row + 1 - ki, col + 1 - kj) */
+    static bool ybad[16 * 16 * 32 * 32], wbad[32 * 16 * 9];
     memset(ybad, 0, sizeof ybad), memset(wbad, 0, sizeof wbad);
     for (int b = 0; b < 2; b++)
       for (int64_t ki = 0; ki < k; ki++)
         for (int64_t kj = 0; kj < k; kj++) {
-          const int64_t oy = bad[b][2] + 1 - ki, ox = bad[b][3] + 1 - kj;
-          if (oy < 0 || oy >= H || ox < 0 || ox >= W) continue;
+          const int64_t ty = bad[b][2] + 1 - ki, tx = bad[b][3] + 1 - kj, oy = ty / S, ox = tx / S;
+          if (ty < 0 || tx < 0 || ty % S || tx % S || oy >= oh || ox >= ow) continue;
           for (int64_t o = 0; o < O; o++) {
-            ybad[((bad[b][0] * O + o) * H + oy) * W + ox] = true;
+            ybad[((bad[b][0] * O + o) * oh + oy) * ow + ox] = true;
             wbad[(o * C + bad[b][1]) * k * k + ki * k + kj] = true;
           }
         }
     int wrong = 0;
-    for (int64_t j = 0; j < N * O * H * W; j++) wrong += ybad[j] == (bool)isfinite(cnn_tensor_f32(y)[j]);
+    for (int64_t j = 0; j < N * O * oh * ow; j++) wrong += ybad[j] == (bool)isfinite(cnn_tensor_f32(y)[j]);
     for (int64_t j = 0; j < O * C * k * k; j++) wrong += wbad[j] == (bool)isfinite(cnn_tensor_f32(gw)[j]);
     for (int64_t j = 0; j < N * C * H * W; j++)
       wrong += !isfinite(cnn_tensor_f32(gx)[j]) ||
                !check_close_rel(cnn_tensor_f32(gx)[j], cnn_tensor_f32(gx0)[j], 1e-5);
     CHECK(wrong == 0);
-    if (wrong) fprintf(stderr, "small kernels, rows in bands, inf/NaN in x, %d threads: %d wrong\n", t, wrong);
+    if (wrong) fprintf(stderr, "small kernels, stride %d, inf/NaN in x, %d threads: %d wrong\n", (int)S, t, wrong);
     cnn_tensor_release(y), cnn_tensor_release(gy), cnn_tensor_release(gx), cnn_tensor_release(gw);
     cnn_tensor_release(gx0);
   }
   cnn_tensor_release(x), cnn_tensor_release(w);
+}
+
+/* ResNet-20's downsampling layers (stride 2: 16 -> 32 on 32x32, 32 -> 64 on 16x16) and CASES'
+ * stride-2 lanes entries plan on conv_small.c's strided forward and weight gradient (the first in
+ * row bands), so those cases test them; then the inf/NaN cases at strides 1 and 2. */
+static void test_small_strided(void) {
+  static const struct {
+    int64_t N, C, H, W, O, kh, kw, pt, pl, pb, pr;
+    bool rowband;
+  } S[] = {{16, 16, 32, 32, 32, 3, 3, 1, 1, 1, 1, true},
+           {128, 32, 16, 16, 64, 3, 3, 1, 1, 1, 1, false},
+           {29, 24, 15, 13, 19, 3, 3, 1, 0, 0, 1, false},
+           {29, 8, 29, 29, 12, 4, 4, 1, 1, 2, 2, false}};
+  for (size_t i = 0; i < sizeof S / sizeof S[0]; i++) {
+    cnn_sconv d;
+    CHECK(cnn_sconv_plan_forward_strided(&d, S[i].N, S[i].C, S[i].H, S[i].W, S[i].O, S[i].kh, S[i].kw, S[i].pt, S[i].pl,
+                                         S[i].pb, S[i].pr, 2));
+    CHECK(cnn_sconv_plan_weight_grad_strided(&d, S[i].N, S[i].C, S[i].H, S[i].W, S[i].O, S[i].kh, S[i].kw, S[i].pt,
+                                             S[i].pl, S[i].pb, S[i].pr, 2) &&
+          d.rowband == S[i].rowband && (!d.rowband || d.band < d.oh));
+  }
+  small_inf_case(1);
+  small_inf_case(2);
 }
 
 int main(void) {
@@ -689,6 +734,7 @@ int main(void) {
   test_small_same_bits();
   test_small_pool();
   test_small_rowband();
+  test_small_strided();
   test_deterministic();
   test_backward_together();
   test_weight_grad_inf();
