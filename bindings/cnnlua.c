@@ -22,6 +22,7 @@
 #include <editline/readline.h>
 #include <cblas.h> /* openblas_get_config */
 
+#include "core/alloc.h"
 #include "dist/dist.h"
 
 int luaopen_cnn_core(lua_State *L); /* bindings/core/lcnn.c */
@@ -695,6 +696,7 @@ static void repl(lua_State *L) {
     fflush(stdout);
   }
   for (;;) {
+    cnn_alloc_idle(); /* waiting for the user: memory a loop kept cached past 1 GiB goes back */
     int chunk = read_chunk(L);
     if (chunk == CHUNK_EOF) break;
     if (chunk == CHUNK_SKIP) continue;

@@ -33,8 +33,18 @@ static size_t heap_free_bytes; /* the large-block heap's free extents (see below
  * gigabytes does not keep them resident after their release. */
 static size_t heap_resident_bytes;
 /* Upper bound on cached bytes (the free lists and the heap's resident free bytes together);
- * beyond it, released blocks go back to the OS. */
-static const size_t cache_limit = (size_t)1 << 30;
+ * beyond it, released blocks go back to the OS. It starts at BASE_LIMIT and follows the reuse:
+ * bytes given back past it (released_bytes) that a later request takes again (a refault: the pages
+ * are touched anew) raise it by twice that, to at most BASE_LIMIT + the most bytes ever live, so a
+ * training step whose activations exceed it (VGG-16: 1.2 GB freed at each step's end, ~50k page
+ * faults a step faulting them in again) stops refaulting after a step or two. The raise decays when
+ * a window of requests (WINDOW_FACTOR times the limit in bytes) leaves part of the cache unused,
+ * and cnn_alloc_idle (the REPL's prompt) drops it, so a user's memory still comes back. */
+#define BASE_LIMIT ((size_t)1 << 30)
+#define WINDOW_FACTOR 16
+static size_t cache_limit = BASE_LIMIT;
+static size_t released_bytes, most_live_bytes;
+static size_t window_bytes, window_min_cache = SIZE_MAX;
 
 /* Class of n bytes: sizes up to 256 share class 0; above, 4 classes per power of two. */
 static int size_class(size_t n, size_t *class_size) {
@@ -226,6 +236,42 @@ static size_t physical_memory(void) {
   return phys_bytes;
 }
 
+/* Gives the heap's free pages back to the OS until the cache fits in limit (under the lock): the
+ * lowest free extents (first fit takes those first) keep what fits, every page above is released,
+ * so whatever the resident estimate, the pages past it do go back. */
+static void shrink_to(size_t limit) {
+  size_t keep = limit > cached_bytes ? limit - cached_bytes : 0, kept = 0;
+  if (heap_resident_bytes <= keep) return;
+  for (int i = 0; i < n_ext; i++) {
+    size_t k = keep - kept < ext[i].len ? keep - kept : ext[i].len;
+    k = k / GRAIN * GRAIN;
+    kept += k;
+    if (k < ext[i].len) madvise(ext[i].p + k, ext[i].len - k, MADV_DONTNEED);
+  }
+  released_bytes += heap_resident_bytes - kept;
+  heap_resident_bytes = kept;
+}
+
+static void window_reset(void) { window_bytes = 0, window_min_cache = SIZE_MAX; }
+
+/* Under the lock, after live_bytes grew by nbytes: the peaks, and the window over which a raised
+ * cache limit decays. The cache never fell below window_min_cache during the window, so that much
+ * of it served no request: the limit drops by it (when it is worth a release). */
+static void note_alloc(size_t nbytes) {
+  if (live_bytes > peak_live_bytes) peak_live_bytes = live_bytes;
+  if (live_bytes > most_live_bytes) most_live_bytes = live_bytes;
+  if (cache_limit == BASE_LIMIT) return;
+  size_t cache = cached_bytes + heap_resident_bytes;
+  if (cache < window_min_cache) window_min_cache = cache;
+  window_bytes += nbytes;
+  if (window_bytes / WINDOW_FACTOR < cache_limit) return;
+  size_t unused = window_min_cache, raise = cache_limit - BASE_LIMIT;
+  window_reset();
+  if (unused < raise / 2) return;
+  cache_limit = raise > unused ? cache_limit - unused : BASE_LIMIT;
+  shrink_to(cache_limit);
+}
+
 void *cnn_alloc(size_t nbytes) {
   size_t csize;
   if (nbytes > physical_memory()) {
@@ -240,10 +286,20 @@ void *cnn_alloc(size_t nbytes) {
     if (p) {
       UNPOISON(p, nbytes);
       POISON((char *)p + nbytes, len - nbytes);
-      heap_free_bytes -= len - fresh;
-      heap_resident_bytes -= len - fresh < heap_resident_bytes ? len - fresh : heap_resident_bytes;
+      /* the part of the block not from resident free pages is touched anew: when the limit gave
+       * it back, the program wanted it after all, and the limit grows by it */
+      size_t taken = len - fresh, resident = taken < heap_resident_bytes ? taken : heap_resident_bytes;
+      heap_free_bytes -= taken;
+      heap_resident_bytes -= resident;
       live_bytes += nbytes;
-      if (live_bytes > peak_live_bytes) peak_live_bytes = live_bytes;
+      note_alloc(nbytes);
+      size_t refault = taken - resident < released_bytes ? taken - resident : released_bytes;
+      if (refault) { /* a raise past the most ever live would serve no step */
+        size_t cap = BASE_LIMIT + most_live_bytes;
+        released_bytes -= refault;
+        cache_limit = cache_limit + 2 * refault < cap ? cache_limit + 2 * refault : cap;
+        window_reset();
+      }
     }
     pthread_mutex_unlock(&lock);
     if (p) return p;
@@ -258,7 +314,7 @@ void *cnn_alloc(size_t nbytes) {
   }
   if (p) {
     live_bytes += nbytes;
-    if (live_bytes > peak_live_bytes) peak_live_bytes = live_bytes;
+    note_alloc(nbytes);
   }
   pthread_mutex_unlock(&lock);
   if (p) return p;
@@ -273,7 +329,7 @@ void *cnn_alloc(size_t nbytes) {
   }
   pthread_mutex_lock(&lock);
   live_bytes += nbytes;
-  if (live_bytes > peak_live_bytes) peak_live_bytes = live_bytes;
+  note_alloc(nbytes);
   pthread_mutex_unlock(&lock);
   return p;
 }
@@ -292,8 +348,12 @@ void cnn_free(void *p, size_t nbytes) {
       heap_free_bytes += len;
       /* past the cache limit the pages go back to the OS now; the range stays reserved and
        * serves the next request (fresh zero pages, faulted in as touched) */
-      if (cached_bytes + heap_resident_bytes + len > cache_limit) madvise(p, len, MADV_DONTNEED);
-      else heap_resident_bytes += len;
+      if (cached_bytes + heap_resident_bytes + len > cache_limit) {
+        madvise(p, len, MADV_DONTNEED);
+        released_bytes += len;
+      } else {
+        heap_resident_bytes += len;
+      }
     }
     pthread_mutex_unlock(&lock);
     if (ours) return;
@@ -349,6 +409,8 @@ void cnn_alloc_trim(void) {
    * lowers the top */
   for (int i = 0; i < n_ext; i++) madvise(ext[i].p, ext[i].len, MADV_DONTNEED);
   heap_resident_bytes = 0;
+  released_bytes = 0, cache_limit = BASE_LIMIT;
+  window_reset();
   for (int i = n_ext - 1; i >= 0; i--) {
     segment *g = &segs[ext[i].seg];
     if (ext[i].p + ext[i].len == g->base + g->top) {
@@ -356,6 +418,16 @@ void cnn_alloc_trim(void) {
       g->top = (size_t)(ext[i].p - g->base);
       ext_remove(i);
     }
+  }
+  pthread_mutex_unlock(&lock);
+}
+
+void cnn_alloc_idle(void) {
+  pthread_mutex_lock(&lock);
+  if (cache_limit > BASE_LIMIT) {
+    cache_limit = BASE_LIMIT;
+    window_reset();
+    shrink_to(cache_limit);
   }
   pthread_mutex_unlock(&lock);
 }

@@ -20,5 +20,9 @@ size_t cnn_alloc_cached_bytes(void);
 size_t cnn_alloc_peak_live_bytes(bool reset);
 /* Releases every cached block to the OS. */
 void cnn_alloc_trim(void);
+/* The program is idle (the REPL waits for input): the cache limit, raised by a loop that re-used
+ * memory given back past it, returns to its base (1 GiB) and the cached pages past that go back to
+ * the OS. */
+void cnn_alloc_idle(void);
 
 #endif
