@@ -56,6 +56,40 @@ describe("errors in the user's terms", function()
     H.assert_usable()
   end)
 
+  it("an error other than an allocation failure while making a parameter is raised as it came", function()
+    -- Ctrl-C's "interrupted!" comes from a hook at the next call, which can be core.empty's inside
+    -- new_param's pcall: it was reported as "Linear: a weight ... too large to allocate"
+    local empty = require("cnn.core").empty
+    local ok, e = pcall(function()
+      debug.sethook(function()
+        if debug.getinfo(2, "f").func == empty then
+          debug.sethook()
+          error("interrupted!", 0)
+        end
+      end, "c")
+      return nn.Linear(3, 2)
+    end)
+    debug.sethook()
+    assert.is_false(ok)
+    assert.are.equal("interrupted!", e)
+    -- a non-string error object too
+    local signal = setmetatable({}, {__name = "signal"})
+    ok, e = pcall(function()
+      debug.sethook(function()
+        if debug.getinfo(2, "f").func == empty then
+          debug.sethook()
+          error(signal)
+        end
+      end, "c")
+      return nn.Conv2d(1, 2, 3)
+    end)
+    debug.sethook()
+    assert.is_false(ok)
+    assert.are.equal(signal, e)
+    assert.are.same({2, 3}, nn.Linear(3, 2).weight:shape())
+    H.assert_usable()
+  end)
+
   it("cnn.save of a model says to pass its state_dict", function()
     local path = os.tmpname()
     err(function() cnn.save(path, nn.Linear(2, 2)) end, "save:", "state_dict")

@@ -21,15 +21,29 @@ local function human_bytes(n)
   return string.format(u == 1 and "%d %s" or "%.3g %s", n, units[u])
 end
 
+-- The messages of core.empty (and of Lua itself) that mean the tensor cannot be allocated.
+local ALLOCATION_FAILURES = {"the number of elements overflows", "cannot allocate", "out of memory",
+  "not enough memory"}
+
+local function allocation_failure(err)
+  if type(err) ~= "string" then return false end
+  for _, m in ipairs(ALLOCATION_FAILURES) do
+    if err:find(m, 1, true) then return true end
+  end
+  return false
+end
+
 --- U.new_param(who, what, sizes...): an uninitialised float32 tensor that requires grad, for
 --- layer `who`'s parameter `what`. A size the machine cannot hold raises in the layer's terms
 --- ("Linear: a weight of shape {2147483648, 2147483648} has 4.61e+18 elements (16 EiB of float32):
---- too large to allocate") instead of the allocator's.
+--- too large to allocate") instead of the allocator's; any other error (Ctrl-C's "interrupted!")
+--- is raised as it came.
 function U.new_param(who, what, ...)
   local sizes, n = {...}, 1.0
   for _, v in ipairs(sizes) do n = n * v end
   local ok, t = pcall(core.empty, sizes)
   if not ok then
+    if not allocation_failure(t) then error(t, 0) end
     U.fail(who, "a %s of shape {%s} has %.3g elements (%s of float32): too large to allocate", what,
       table.concat(sizes, ", "), n, human_bytes(n * 4))
   end
