@@ -298,13 +298,22 @@ static int reduce_dim(lua_State *L, int idx, const char *fn, const cnn_tensor *t
   return lua_isnoneornil(L, idx) ? CNN_ALL_DIMS : lcnn_dim(L, idx, fn, t->ndim, 0);
 }
 
+/* keepdim at idx: nil or a boolean. Anything else was a mistake read as true: t:std(1, {...})
+ * (options belong after keepdim) kept the dimension and dropped the options unread. */
+static bool keepdim_arg(lua_State *L, int idx, const char *fn) {
+  if (lua_isnoneornil(L, idx)) return false;
+  if (!lua_isboolean(L, idx))
+    lcnn_error(L, fn, "keepdim (argument %d) must be a boolean, got %s", idx, luaL_typename(L, idx));
+  return lua_toboolean(L, idx);
+}
+
 /** t:sum(dim, keepdim=false) -> Tensor
  * The sum over dimension dim, or over all elements (a 0-d tensor) when dim is nil.
  * keepdim=true keeps dim with size 1. int64 sums stay int64. */
 static int m_sum(lua_State *L) {
   cnn_tensor *t = lcnn_check(L, 1, "sum");
   int d = reduce_dim(L, 2, "sum", t);
-  lcnn_push(L, cnn_op_sum(t, d, lua_toboolean(L, 3)), "sum");
+  lcnn_push(L, cnn_op_sum(t, d, keepdim_arg(L, 3, "sum")), "sum");
   return 1;
 }
 
@@ -313,25 +322,27 @@ static int m_sum(lua_State *L) {
 static int m_mean(lua_State *L) {
   cnn_tensor *t = lcnn_check(L, 1, "mean");
   int d = reduce_dim(L, 2, "mean", t);
-  lcnn_push(L, cnn_op_mean(t, d, lua_toboolean(L, 3)), "mean");
+  lcnn_push(L, cnn_op_mean(t, d, keepdim_arg(L, 3, "mean")), "mean");
   return 1;
 }
 
 /* t:var(d, keepdim, {unbiased=true}) */
 static int var_like(lua_State *L, const char *fn, bool sd) {
   static const char *const known[] = {"unbiased", NULL};
-  int opts = lua_istable(L, 2) ? 2 : 4;
+  int opts = lua_istable(L, 2) ? 2 : lua_istable(L, 3) ? 3 : 4; /* t:std(1, {unbiased=false}) too */
   lcnn_options(L, opts, fn, known);
   bool unbiased = lcnn_opt_boolean(L, opts, fn, "unbiased", true); /* options first: a lookup may run Lua code */
   cnn_tensor *t = lcnn_check(L, 1, fn);
   int d = opts == 2 ? CNN_ALL_DIMS : reduce_dim(L, 2, fn, t);
-  bool keep = opts == 4 && lua_toboolean(L, 3);
+  bool keep = opts == 4 && keepdim_arg(L, 3, fn);
+  if (opts == 3 && !lua_isnone(L, 4)) return lcnn_error(L, fn, "unexpected argument 4 after the options table");
   lcnn_push(L, sd ? cnn_op_std(t, d, unbiased, keep) : cnn_op_var(t, d, unbiased, keep), fn);
   return 1;
 }
 
 /** t:var(dim, keepdim=false, {unbiased=true}) -> Tensor
  * The variance over dimension dim, or over all elements when dim is nil (`t:var{unbiased=false}`).
+ * The options may follow dim directly (`t:var(1, {unbiased=false})`).
  * unbiased divides by n - 1 (Bessel's correction), as PyTorch does by default. float32 tensors. */
 static int m_var(lua_State *L) { return var_like(L, "var", false); }
 /** t:std(dim, keepdim=false, {unbiased=true}) -> Tensor
@@ -343,7 +354,7 @@ static int extreme(lua_State *L, bool is_max, bool arg) {
   const char *fn = arg ? (is_max ? "argmax" : "argmin") : (is_max ? "max" : "min");
   cnn_tensor *t = lcnn_check(L, 1, fn);
   int d = reduce_dim(L, 2, fn, t);
-  bool keep = lua_toboolean(L, 3);
+  bool keep = keepdim_arg(L, 3, fn);
   /* PyTorch has no bool argmax/argmin kernel; over a dim of size 1, or when the result is empty
    * (another dim is 0), it answers without one */
   if (arg && t->dtype == CNN_BOOL) {
@@ -464,7 +475,7 @@ static int m_bitwise_not(lua_State *L) { return unary(L, CNN_BIT_NOT, "bitwise_n
 static int any_all(lua_State *L, bool all, const char *fn) {
   cnn_tensor *t = lcnn_check(L, 1, fn);
   int d = lua_isnoneornil(L, 2) ? CNN_ALL_DIMS : lcnn_dim(L, 2, fn, t->ndim, 0);
-  bool keep = lua_toboolean(L, 3);
+  bool keep = keepdim_arg(L, 3, fn);
   cnn_tensor *b = all ? cnn_ew_predicate(CNN_LOGICAL_NOT, t) : cnn_tensor_to_dtype(t, CNN_BOOL);
   cnn_tensor *n = b ? cnn_red_reduce(CNN_RED_SUM, b, d, keep) : NULL;
   cnn_tensor *zero = n ? cnn_tensor_scalar(CNN_INT64, 0) : NULL;

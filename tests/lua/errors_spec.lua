@@ -25,6 +25,25 @@ describe("shape errors", function()
     H.assert_usable()
   end)
 
+  it("a reduction's keepdim that is not a boolean (options passed in its place)", function()
+    -- a truthy keepdim was read as true: std(1, {unbiased = false}) kept the dimension and never
+    -- read the options (now the options, as they may follow dim)
+    local x = cnn.tensor { { 1, 2 }, { 3, 5 } }
+    err(function() return x:std(1, { unbias = false }) end, ": std: ", "unbias")
+    err(function() return x:var(1, {}, true) end, ": var: unexpected argument 4")
+    err(function() return x:var(1, 1) end, ": var: keepdim %(argument 3%) must be a boolean, got number")
+    err(function() return x:sum(1, "yes") end, ": sum: keepdim", "got string")
+    err(function() return x:mean(2, {}) end, ": mean: keepdim")
+    err(function() return x:max(1, 0) end, ": max: keepdim")
+    err(function() return x:any(1, {}) end, ": any: keepdim")
+    -- columns {1, 3} and {2, 5}: population std 1 and 1.5, sample variance 2 and 4.5
+    assert.are.same({ { 1, 1.5 } }, x:std(1, true, { unbiased = false }):totable())
+    assert.are.same({ 1, 1.5 }, x:std(1, { unbiased = false }):totable())
+    assert.are.same({ 2, 4.5 }, x:var(1, {}):totable())
+    assert.are.same({ 2, 3.5 }, x:mean(1, nil):totable())
+    H.assert_usable()
+  end)
+
   it("view of an incompatible size", function()
     err(function() return cnn.zeros(2, 3):view(4, 2) end, "view:", "6")
     err(function() return cnn.zeros(2, 3):reshape(5) end, "reshape:")
