@@ -322,10 +322,17 @@ static int t_size(lua_State *L) {
   return 1;
 }
 
-/** t:stride() -> {strides}
- * The stride of each dimension, in elements. */
+/** t:stride(dim) -> integer
+ * t:stride() -> {strides}
+ * The stride of dimension dim in elements (negative counts from the end); with no dim, all of them. */
 static int t_stride(lua_State *L) {
   cnn_tensor *t = SELF("stride");
+  if (!lua_isnoneornil(L, 2)) { /* it was ignored: t:stride(2) gave the whole table */
+    int d = lcnn_dim(L, 2, "stride", t->ndim, 0);
+    if (t->ndim == 0) return lcnn_error(L, "stride", "a 0-d tensor has no dimensions");
+    lua_pushinteger(L, t->stride[d < 0 ? d + t->ndim : d]);
+    return 1;
+  }
   lua_createtable(L, t->ndim, 0);
   for (int d = 0; d < t->ndim; d++) {
     lua_pushinteger(L, t->stride[d]);

@@ -44,6 +44,18 @@ describe("shape errors", function()
     H.assert_usable()
   end)
 
+  it("stride(dim) gives that dimension's stride, not the table", function()
+    local t = cnn.zeros(2, 3, 4):transpose(1, 3) -- (4, 3, 2), strides {1, 4, 12}
+    assert.are.equal(4, t:stride(2))
+    assert.are.equal(12, t:stride(-1))
+    assert.are.same({ 1, 4, 12 }, t:stride())
+    err(function() return t:stride(4) end, ": stride: dimension 4 out of range")
+    err(function() return t:stride(0) end, ": stride: dimension 0 out of range")
+    err(function() return cnn.tensor(3):stride(1) end, ": stride:")
+    assert.are.same({}, cnn.tensor(3):stride())
+    H.assert_usable()
+  end)
+
   it("view of an incompatible size", function()
     err(function() return cnn.zeros(2, 3):view(4, 2) end, "view:", "6")
     err(function() return cnn.zeros(2, 3):reshape(5) end, "reshape:")
