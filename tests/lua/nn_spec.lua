@@ -269,6 +269,23 @@ describe("module registration", function()
   end)
 end)
 
+describe("layers with no inputs", function()
+  -- PyTorch's bias bound 1 / sqrt(fan_in) is 0 when fan_in is 0: the bias is zeros. It was left as
+  -- core.empty made it (whatever the reused block held): blocks of 7s are released first to show it
+  it("Linear(0, 3) has a zero bias (also after reset_parameters), so it maps to zeros", function()
+    for _ = 1, 8 do
+      local junk <close> = cnn.full({3}, 7)
+      assert.are.equal(3, junk:numel())
+    end
+    local lin = nn.Linear(0, 3)
+    assert.are.same({0, 0, 0}, lin.bias:totable())
+    assert.are.same({{0, 0, 0}, {0, 0, 0}}, lin(cnn.ones(2, 0)):totable())
+    lin:reset_parameters()
+    assert.are.same({0, 0, 0}, lin.bias:totable())
+    assert.is_true(lin.bias.requires_grad)
+  end)
+end)
+
 describe("user modules", function()
   it("extend/init/forward: instances are callable and backward reaches their parameters", function()
     local MLP = nn.Module:extend("MLP")

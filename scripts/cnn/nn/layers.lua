@@ -83,6 +83,8 @@ local function reset_weight_bias(self)
     if fan_in ~= 0 then
       local bound = 1 / math.sqrt(fan_in)
       init.uniform_(self.bias, -bound, bound)
+    else -- PyTorch's bound is 0 there; the bias was left as allocated (old memory)
+      init.zeros_(self.bias)
     end
   end
 end
