@@ -36,8 +36,8 @@ static const char usage_text[] =
     "  -e code   run the Lua string 'code' (may be repeated; runs in order)\n"
     "  -i        enter the REPL after running 'script'\n"
     "  -l name   require library 'name' into global 'name'\n"
-    "  -v        show version information\n"
-    "  -h        show this help\n"
+    "  -v        show version information (also --version)\n"
+    "  -h        show this help (also --help)\n"
     "  --        stop handling options\n"
     "  -         run stdin as a script and stop handling options\n"
     "With no script and no -e, " PROGNAME " starts the REPL; when stdin is not a terminal it reads\n"
@@ -736,6 +736,11 @@ static Options collect_options(int argc, char **argv) {
       break;
     }
     if (strcmp(a, "-") == 0) break; /* stdin is the script */
+    /* --help and --version: what users type first */
+    if (strcmp(a, "--help") == 0 || strcmp(a, "--version") == 0) {
+      *(a[2] == 'h' ? &o.help : &o.version) = true;
+      continue;
+    }
     if ((a[1] == 'e' || a[1] == 'l') && a[2] == '\0') {
       if (i + 1 >= argc) {
         o.bad = i;

@@ -222,6 +222,16 @@ static void test_v_and_h_exit_0(void) {
   const char *options[] = {"-e ", "-i ", "-l ", "-v ", "-h ", "-- ", "- "};
   for (size_t i = 0; i < sizeof options / sizeof *options; i++)
     CHECK(strstr(r.out, options[i]) != NULL, "-h does not list '%s'", options[i]);
+  /* --help and --version as -h and -v (they were "unrecognized option '--help'") */
+  Run l;
+  run(&l, NULL, ARGS("--help"));
+  CHECK(l.code == 0 && strcmp(l.out, r.out) == 0 && strstr(l.err, "unrecognized") == NULL,
+        "--help: exit code %d, stdout '%s', stderr '%s'", l.code, l.out, l.err);
+  run(&l, NULL, ARGS("--version"));
+  CHECK(l.code == 0 && strncmp(l.out, "cnnlua ", 7) == 0, "--version: exit code %d, stdout '%s'", l.code, l.out);
+  run(&l, NULL, ARGS("--helpx"));
+  CHECK(l.code == 1 && strstr(l.err, "unrecognized option '--helpx'"), "--helpx: exit code %d, stderr '%s'", l.code,
+        l.err);
 }
 
 static void test_failures_exit_1_with_a_message(void) {
