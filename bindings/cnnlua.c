@@ -815,6 +815,7 @@ int main(int argc, char **argv) {
   }
 
   lua_State *L = luaL_newstate();
+  if (L) lua_setallocf(L, cnn_lua_alloc, NULL); /* small blocks on the runtime's lists (core/alloc.h) */
   if (L == NULL) {
     fprintf(stderr, "%s: cannot create the Lua state: not enough memory\n", PROGNAME);
     return EXIT_FAILURE;

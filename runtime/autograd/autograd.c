@@ -6,6 +6,7 @@
 #include "cnn/elementwise.h"
 #include "cnn/error.h"
 #include "cnn/reduce.h"
+#include "core/alloc.h"
 #include "core/iter.h"
 #include "core/tensor_hooks.h"
 
@@ -37,11 +38,11 @@ bool cnn_ag_requires(const cnn_tensor *t) { return !grad_disabled && t && t->req
 
 cnn_node *cnn_ag_node_new(const cnn_ag_op *op, int n_inputs, const cnn_tensor *const *inputs, int n_outputs) {
   pthread_once(&hooks_once, install_hooks);
-  cnn_node *n = calloc(1, sizeof *n + op->state_size);
-  cnn_edge *edges = calloc(n_inputs > 0 ? (size_t)n_inputs : 1, sizeof *edges);
+  cnn_node *n = cnn_small_alloc(sizeof *n + op->state_size);
+  cnn_edge *edges = cnn_small_alloc((n_inputs > 0 ? (size_t)n_inputs : 1) * sizeof *edges);
   if (!n || !edges) {
-    free(n);
-    free(edges);
+    cnn_small_free(n);
+    cnn_small_free(edges);
     cnn_error_set("out of memory");
     return NULL;
   }
@@ -107,10 +108,10 @@ void cnn_ag_node_release(cnn_node *n) {
         work[len++] = next;
       }
     }
-    free(cur->edges);
+    cnn_small_free(cur->edges);
     free(cur->saved);
     free(cur->saved_version);
-    free(cur);
+    cnn_small_free(cur);
     if (len == 0) break;
     cur = work[--len];
   }

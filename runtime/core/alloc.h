@@ -13,6 +13,14 @@ void *cnn_alloc(size_t nbytes);
 /* Returns a block from cnn_alloc to the cache; nbytes must be the size it was requested with. */
 void cnn_free(void *p, size_t nbytes);
 
+/* Small C structs (tensor headers, storages, graph nodes and their edges): a zeroed block of n
+ * bytes from malloc, or NULL (out of memory; no error set). cnn_small_free takes back any block of
+ * malloc's: small ones wait on a list for the next request of their size. */
+void *cnn_small_alloc(size_t n);
+void cnn_small_free(void *p);
+/* A lua_Alloc over the same lists (lua_setallocf(L, cnn_lua_alloc, NULL), any time). */
+void *cnn_lua_alloc(void *ud, void *ptr, size_t osize, size_t nsize);
+
 /* Bytes currently handed out (requested sizes), bytes sitting in the cache. */
 size_t cnn_alloc_live_bytes(void);
 size_t cnn_alloc_cached_bytes(void);

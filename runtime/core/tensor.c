@@ -75,18 +75,18 @@ int cnn_tensor_need_float(const cnn_tensor *t, const char *what) {
 static void storage_release(cnn_storage *s) {
   if (!s || --s->refcount > 0) return;
   cnn_free(s->data, s->nbytes);
-  free(s);
+  cnn_small_free(s);
 }
 
 static cnn_storage *storage_new(size_t nbytes) {
-  cnn_storage *s = malloc(sizeof *s);
+  cnn_storage *s = cnn_small_alloc(sizeof *s);
   if (!s) {
     cnn_error_set("out of memory");
     return NULL;
   }
   s->data = cnn_alloc(nbytes);
   if (!s->data) {
-    free(s);
+    cnn_small_free(s);
     return NULL;
   }
   s->refcount = 1;
@@ -112,12 +112,12 @@ void cnn_tensor_release(cnn_tensor *t) {
   cnn_tensor_release(t->grad);
   if (t->grad_fn) grad_fn_hooks.release(t->grad_fn);
   storage_release(t->storage);
-  free(t);
+  cnn_small_free(t);
 }
 
 /* A header with no storage yet: the caller fills the view. */
 static cnn_tensor *header_new(cnn_dtype dt) {
-  cnn_tensor *t = calloc(1, sizeof *t);
+  cnn_tensor *t = cnn_small_alloc(sizeof *t);
   if (!t) {
     cnn_error_set("out of memory");
     return NULL;
@@ -160,7 +160,7 @@ cnn_tensor *cnn_tensor_empty(cnn_dtype dt, int ndim, const int64_t *size) {
   set_contiguous_strides(t);
   t->storage = storage_new((size_t)n * cnn_dtype_size(dt));
   if (!t->storage) {
-    free(t);
+    cnn_small_free(t);
     return NULL;
   }
   return t;
