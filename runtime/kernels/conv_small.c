@@ -21,6 +21,7 @@
 #include <immintrin.h>
 #endif
 
+#include "conv_lanes.h"
 #include "conv_vec.h"
 #include "core/parallel.h"
 
@@ -149,55 +150,6 @@ static void pad_zero(const cnn_sconv *d, float *xg) {
   memset(xg + body, 0, (d->xg_floats - body) * sizeof(float));
 }
 
-#if defined(__AVX512F__)
-/* r[0..16) rows of 16 -> r[j] = column j (16 x 16 transpose: unpacks, then 128-bit lane shuffles) */
-static inline void transpose16(__m512 r[16]) {
-  __m512 t[16];
-  for (int i = 0; i < 8; i++) {
-    t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
-    t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
-  }
-  for (int i = 0; i < 4; i++) { /* r[4i + j], 128-bit lane k: rows 4i..4i+3 of column 4k + j */
-    r[4 * i] = _mm512_shuffle_ps(t[4 * i], t[4 * i + 2], 0x44);
-    r[4 * i + 1] = _mm512_shuffle_ps(t[4 * i], t[4 * i + 2], 0xEE);
-    r[4 * i + 2] = _mm512_shuffle_ps(t[4 * i + 1], t[4 * i + 3], 0x44);
-    r[4 * i + 3] = _mm512_shuffle_ps(t[4 * i + 1], t[4 * i + 3], 0xEE);
-  }
-  for (int j = 0; j < 4; j++) {
-    t[j] = _mm512_shuffle_f32x4(r[j], r[4 + j], 0x88);
-    t[4 + j] = _mm512_shuffle_f32x4(r[j], r[4 + j], 0xDD);
-    t[8 + j] = _mm512_shuffle_f32x4(r[8 + j], r[12 + j], 0x88);
-    t[12 + j] = _mm512_shuffle_f32x4(r[8 + j], r[12 + j], 0xDD);
-  }
-  for (int j = 0; j < 4; j++) {
-    r[j] = _mm512_shuffle_f32x4(t[j], t[8 + j], 0x88);
-    r[4 + j] = _mm512_shuffle_f32x4(t[4 + j], t[12 + j], 0x88);
-    r[8 + j] = _mm512_shuffle_f32x4(t[j], t[8 + j], 0xDD);
-    r[12 + j] = _mm512_shuffle_f32x4(t[4 + j], t[12 + j], 0xDD);
-  }
-}
-#endif
-
-/* row[0..W) (vectors) = the W floats at sr of images 0..g (image l's at sr + l * C * H * W), lanes
- * g..VL zero */
-static inline void fill_row(const cnn_sconv *d, const float *sr, int64_t g, float *row) {
-  const int64_t W = d->W, istride = d->C * d->H * W;
-#if defined(__AVX512F__)
-  for (int64_t x0 = 0; x0 < W; x0 += 16) {
-    const int n = W - x0 < 16 ? (int)(W - x0) : 16;
-    const __mmask16 m = (__mmask16)((1u << n) - 1);
-    __m512 v[16];
-    for (int64_t l = 0; l < 16; l++)
-      v[l] = l < g ? _mm512_maskz_loadu_ps(m, sr + l * istride + x0) : _mm512_setzero_ps();
-    transpose16(v);
-    for (int j = 0; j < n; j++) _mm512_store_ps(row + (x0 + j) * VL, v[j]);
-  }
-#else
-  for (int64_t x = 0; x < W; x++)
-    for (int64_t l = 0; l < VL; l++) row[x * VL + l] = l < g ? sr[l * istride + x] : 0.0f;
-#endif
-}
-
 /* images n0..n0+g of src (N, C, H, W) -> the inside of xg (C, Hp, Wp, VL), lanes g..VL zero (the
  * padding is pad_zero's) */
 static void group_fill(const cnn_sconv *d, const float *src, int64_t n0, int64_t g, float *xg) {
@@ -205,7 +157,7 @@ static void group_fill(const cnn_sconv *d, const float *src, int64_t n0, int64_t
   const float *s = src + n0 * C * plane;
   for (int64_t c = 0; c < C; c++)
     for (int64_t r = 0; r < H; r++)
-      fill_row(d, s + c * plane + r * W, g, xg + ((c * d->Hp + r + d->pt) * Wp + d->pl) * VL);
+      lanes_gather(s + c * plane + r * W, C * plane, W, g, xg + ((c * d->Hp + r + d->pt) * Wp + d->pl) * VL);
 }
 
 /* rowband: padded rows [r0, r1) of images n0..n0+g -> rows [0, r1 - r0) of xg (C, xrows, Wp, VL),
@@ -222,7 +174,7 @@ static void band_fill(const cnn_sconv *d, const float *src, int64_t n0, int64_t 
       }
       memset(row, 0, (size_t)(d->pl * VL) * sizeof(float));
       memset(row + (d->pl + W) * VL, 0, (size_t)(d->pr * VL) * sizeof(float));
-      fill_row(d, s + c * plane + (r - d->pt) * W, g, row + d->pl * VL);
+      lanes_gather(s + c * plane + (r - d->pt) * W, C * plane, W, g, row + d->pl * VL);
     }
 }
 
@@ -232,36 +184,8 @@ static void tail_zero(const cnn_sconv *d, float *xg) {
   memset(xg + body, 0, (d->xg_floats - body) * sizeof(float));
 }
 
-/* yg[0..mr) filters (stride os), positions [0, nv) of a row = the taps of wt (K, mr) over the
- * vectors of xg from its row (c = 0, oy, ox); kernel rows [ki0, ki1) only (the others read rows of
+/* the forward's tiles are lanes_tile; kernel rows [ki0, ki1) only (the others read rows of
  * padding: their products are zeros, which leave a sum that starts at +0 unchanged, bit for bit) */
-INLINE void tile(const float *xg, int64_t cs, int64_t rs, int64_t C, int64_t kh, int64_t kw, int64_t ki0, int64_t ki1,
-                 const float *wt, float *yg, int64_t os, const int mr, const int nv, const int64_t S) {
-  vf acc[8][6];
-#pragma GCC unroll 8
-  for (int i = 0; i < mr; i++)
-#pragma GCC unroll 6
-    for (int v = 0; v < nv; v++) acc[i][v] = (vf){0};
-  for (int64_t c = 0; c < C; c++, xg += cs)
-    for (int64_t ki = ki0; ki < ki1; ki++) {
-      const float *row = xg + ki * rs, *wk = wt + (c * kh + ki) * kw * mr;
-      for (int64_t kj = 0; kj < kw; kj++, wk += mr) {
-        vf b[6];
-#pragma GCC unroll 6
-        for (int v = 0; v < nv; v++) b[v] = *(const vf *)(row + (kj + S * v) * VL);
-#pragma GCC unroll 8
-        for (int i = 0; i < mr; i++) {
-          float s = wk[i];
-#pragma GCC unroll 6
-          for (int v = 0; v < nv; v++) acc[i][v] += b[v] * s;
-        }
-      }
-    }
-#pragma GCC unroll 8
-  for (int i = 0; i < mr; i++)
-#pragma GCC unroll 6
-    for (int v = 0; v < nv; v++) *(vf *)(yg + i * os + v * VL) = acc[i][v];
-}
 
 /* yg (Op, band, owr, VL) = the group's correlation at output rows [oy0, oy1) */
 INLINE void group_compute(const cnn_sconv *d, const float *xg, const float *pack, float *yg, int64_t oy0, int64_t oy1,
@@ -273,8 +197,8 @@ INLINE void group_compute(const cnn_sconv *d, const float *xg, const float *pack
                   ki1 = d->pt + d->H - top < d->kh ? d->pt + d->H - top : d->kh;
     for (int64_t ox = 0; ox < d->owr; ox += nv)
       for (int64_t o = 0; o < d->Op; o += mr)
-        tile(xg + (top * d->Wp + S * ox) * VL, cs, rs, d->C, d->kh, d->kw, ki0, ki1, pack + o * K,
-             yg + o * os + ((oy - oy0) * d->owr + ox) * VL, os, mr, nv, S);
+        lanes_tile(xg + (top * d->Wp + S * ox) * VL, cs, rs, d->C, d->kh, d->kw, ki0, ki1, pack + o * K,
+                   yg + o * os + ((oy - oy0) * d->owr + ox) * VL, os, mr, nv, S);
   }
 }
 
@@ -326,7 +250,7 @@ static void group_store(const cnn_sconv *d, const float *yg, const float *b, int
         const __mmask16 m = (__mmask16)((1u << n) - 1);
         __m512 v[16];
         for (int j = 0; j < 16; j++) v[j] = j < n ? _mm512_load_ps(s + (x0 + j) * VL) : zero;
-        transpose16(v);
+        lanes_transpose16(v);
         for (int64_t l = 0; l < g; l++) {
           __m512 t = _mm512_add_ps(v[l], vb);
           if (d->residual) t = _mm512_add_ps(t, _mm512_maskz_loadu_ps(m, d->residual + at + l * O * plane + x0));
@@ -459,20 +383,7 @@ static void grad_fill(const cnn_sconv *d, const float *gy, int64_t n0, int64_t g
   for (int64_t o = 0; o < O; o++) {
     const float *so = s + o * plane; /* image l's rows at so + l * O * plane */
     float *dst = gg + o * bplane * VL;
-#if defined(__AVX512F__)
-    for (int64_t x0 = 0; x0 < len; x0 += 16) {
-      const int n = len - x0 < 16 ? (int)(len - x0) : 16;
-      const __mmask16 m = (__mmask16)((1u << n) - 1);
-      __m512 v[16];
-      for (int64_t l = 0; l < 16; l++)
-        v[l] = l < g ? _mm512_maskz_loadu_ps(m, so + l * O * plane + x0) : _mm512_setzero_ps();
-      transpose16(v);
-      for (int j = 0; j < n; j++) _mm512_store_ps(dst + (x0 + j) * VL, v[j]);
-    }
-#else
-    for (int64_t x = 0; x < len; x++)
-      for (int64_t l = 0; l < VL; l++) dst[x * VL + l] = l < g ? so[l * O * plane + x] : 0.0f;
-#endif
+    lanes_gather(so, O * plane, len, g, dst);
   }
 }
 

@@ -22,6 +22,7 @@
 #endif
 
 #include "cnn/error.h"
+#include "conv_lanes.h"
 #include "conv_vec.h"
 #include "core/alloc.h"
 #include "core/parallel.h"
@@ -108,35 +109,6 @@ static void pad_zero(const spool *d, float *xg) {
   memset(xg + body, 0, (d->xg_floats - body) * sizeof(float));
 }
 
-#if defined(__AVX512F__)
-/* r[0..16) rows of 16 -> r[j] = column j (16 x 16 transpose: unpacks, then 128-bit lane shuffles) */
-static inline void transpose16(__m512 r[16]) {
-  __m512 t[16];
-  for (int i = 0; i < 8; i++) {
-    t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
-    t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
-  }
-  for (int i = 0; i < 4; i++) {
-    r[4 * i] = _mm512_shuffle_ps(t[4 * i], t[4 * i + 2], 0x44);
-    r[4 * i + 1] = _mm512_shuffle_ps(t[4 * i], t[4 * i + 2], 0xEE);
-    r[4 * i + 2] = _mm512_shuffle_ps(t[4 * i + 1], t[4 * i + 3], 0x44);
-    r[4 * i + 3] = _mm512_shuffle_ps(t[4 * i + 1], t[4 * i + 3], 0xEE);
-  }
-  for (int j = 0; j < 4; j++) {
-    t[j] = _mm512_shuffle_f32x4(r[j], r[4 + j], 0x88);
-    t[4 + j] = _mm512_shuffle_f32x4(r[j], r[4 + j], 0xDD);
-    t[8 + j] = _mm512_shuffle_f32x4(r[8 + j], r[12 + j], 0x88);
-    t[12 + j] = _mm512_shuffle_f32x4(r[8 + j], r[12 + j], 0xDD);
-  }
-  for (int j = 0; j < 4; j++) {
-    r[j] = _mm512_shuffle_f32x4(t[j], t[8 + j], 0x88);
-    r[4 + j] = _mm512_shuffle_f32x4(t[4 + j], t[12 + j], 0x88);
-    r[8 + j] = _mm512_shuffle_f32x4(t[j], t[8 + j], 0xDD);
-    r[12 + j] = _mm512_shuffle_f32x4(t[4 + j], t[12 + j], 0xDD);
-  }
-}
-#endif
-
 /* images n0..n0+g of x (N, C, H, W) -> the inside of xg (C, Hp, Wp, VL), lanes g..VL zero */
 static void group_fill(const spool *d, const float *x, int64_t n0, int64_t g, float *xg) {
   const int64_t C = d->C, H = d->H, W = d->W, Wp = d->Wp, plane = H * W;
@@ -145,55 +117,12 @@ static void group_fill(const spool *d, const float *x, int64_t n0, int64_t g, fl
     for (int64_t r = 0; r < H; r++) {
       float *row = xg + ((c * d->Hp + r + d->pt) * Wp + d->pl) * VL;
       const float *sr = s + c * plane + r * W; /* image l's row at sr + l * C * plane */
-#if defined(__AVX512F__)
-      for (int64_t x0 = 0; x0 < W; x0 += 16) {
-        const int n = W - x0 < 16 ? (int)(W - x0) : 16;
-        const __mmask16 m = (__mmask16)((1u << n) - 1);
-        __m512 v[16];
-        for (int64_t l = 0; l < 16; l++)
-          v[l] = l < g ? _mm512_maskz_loadu_ps(m, sr + l * C * plane + x0) : _mm512_setzero_ps();
-        transpose16(v);
-        for (int j = 0; j < n; j++) _mm512_store_ps(row + (x0 + j) * VL, v[j]);
-      }
-#else
-      for (int64_t xx = 0; xx < W; xx++)
-        for (int64_t l = 0; l < VL; l++) row[xx * VL + l] = l < g ? sr[l * C * plane + xx] : 0.0f;
-#endif
+      lanes_gather(sr, C * plane, W, g, row);
     }
 }
 
-/* yb[0..mr) filters (stride os), positions [0, nv) of a row = the taps of wt (K, mr) over the
- * vectors of xg from its row (c = 0, oy, ox), kernel rows [ki0, ki1) (the forward takes all: the
- * padding's zeros times an inf weight are NaNs, as conv_direct.c makes them) */
-INLINE void tile(const float *xg, int64_t cs, int64_t rs, int64_t C, int64_t kh, int64_t kw, int64_t ki0, int64_t ki1,
-                 const float *wt, float *yb, int64_t os, const int mr, const int nv) {
-  vf acc[8][6];
-#pragma GCC unroll 8
-  for (int i = 0; i < mr; i++)
-#pragma GCC unroll 6
-    for (int v = 0; v < nv; v++) acc[i][v] = (vf){0};
-  for (int64_t c = 0; c < C; c++, xg += cs)
-    for (int64_t ki = ki0; ki < ki1; ki++) {
-      const float *row = xg + ki * rs, *wk = wt + (c * kh + ki) * kw * mr;
-      for (int64_t kj = 0; kj < kw; kj++, wk += mr) {
-        vf b[6];
-#pragma GCC unroll 6
-        for (int v = 0; v < nv; v++) b[v] = *(const vf *)(row + (kj + v) * VL);
-#pragma GCC unroll 8
-        for (int i = 0; i < mr; i++) {
-          float s = wk[i];
-#pragma GCC unroll 6
-          for (int v = 0; v < nv; v++) acc[i][v] += b[v] * s;
-        }
-      }
-    }
-#pragma GCC unroll 8
-  for (int i = 0; i < mr; i++)
-#pragma GCC unroll 6
-    for (int v = 0; v < nv; v++) *(vf *)(yb + i * os + v * VL) = acc[i][v];
-}
-
-/* yb (Op, 2, owr, VL) = the group's output rows 2i and 2i + 1 */
+/* yb (Op, 2, owr, VL) = the group's output rows 2i and 2i + 1, every kernel row taken (the padding's
+ * zeros times an inf weight are NaNs, as conv_direct.c makes them) */
 INLINE void rows_compute(const spool *d, const float *xg, const float *pack, float *yb, int64_t i, const int mr,
                          const int nv) {
   const int64_t K = d->C * d->kh * d->kw, cs = d->Hp * d->Wp * VL, rs = d->Wp * VL, os = 2 * d->owr * VL;
@@ -201,8 +130,8 @@ INLINE void rows_compute(const spool *d, const float *xg, const float *pack, flo
     const int64_t oy = 2 * i + r;
     for (int64_t ox = 0; ox < d->owr; ox += nv)
       for (int64_t o = 0; o < d->Op; o += mr)
-        tile(xg + (oy * d->Wp + ox) * VL, cs, rs, d->C, d->kh, d->kw, 0, d->kh, pack + o * K,
-             yb + o * os + (r * d->owr + ox) * VL, os, mr, nv);
+        lanes_tile(xg + (oy * d->Wp + ox) * VL, cs, rs, d->C, d->kh, d->kw, 0, d->kh, pack + o * K,
+                   yb + o * os + (r * d->owr + ox) * VL, os, mr, nv, 1);
   }
 }
 
@@ -287,7 +216,7 @@ static void group_store(const spool *d, const float *pv, int32_t *pc, int64_t n0
       const __mmask16 m = (__mmask16)((1u << n) - 1);
       __m512 v[16];
       for (int j = 0; j < 16; j++) v[j] = j < n ? _mm512_load_ps(sv + (x0 + j) * VL) : _mm512_setzero_ps();
-      transpose16(v);
+      lanes_transpose16(v);
       for (int64_t l = 0; l < g; l++) _mm512_mask_storeu_ps(pooled + at + l * O * plane + x0, m, v[l]);
     }
     for (int64_t k0 = 0; k0 < p4; k0 += 16) {
@@ -296,7 +225,7 @@ static void group_store(const spool *d, const float *pv, int32_t *pc, int64_t n0
       __m512 v[16];
       for (int j = 0; j < 16; j++)
         v[j] = j < nk ? _mm512_castsi512_ps(_mm512_load_si512(sc + (k0 + j) * VL)) : _mm512_setzero_ps();
-      transpose16(v);
+      lanes_transpose16(v);
       for (int64_t l = 0; l < g; l++)
         _mm512_mask_storeu_epi8(code + at + l * O * plane + 4 * k0, m, _mm512_castps_si512(v[l]));
     }
@@ -503,12 +432,12 @@ static void unpool_lanes(const sback *d, const float *g, const uint8_t *code, in
       __m512 v[16];
       for (int64_t l = 0; l < 16; l++)
         v[l] = l < gn ? _mm512_maskz_loadu_ps(m, so + l * O * plane + x0) : _mm512_setzero_ps();
-      transpose16(v);
+      lanes_transpose16(v);
       for (int j = 0; j < n; j++) _mm512_store_ps(dv + (x0 + j) * VL, v[j]);
       for (int64_t l = 0; l < 16; l++)
         v[l] = l < gn ? _mm512_castsi512_ps(_mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(m, co + l * O * plane + x0)))
                       : _mm512_castsi512_ps(_mm512_set1_epi32(CNN_SPOOL_NONE));
-      transpose16(v);
+      lanes_transpose16(v);
       for (int j = 0; j < n; j++) _mm512_store_si512(dc + (x0 + j) * VL, _mm512_castps_si512(v[j]));
     }
 #else
@@ -642,8 +571,8 @@ INLINE void gx_compute(const sback *d, const float *gq, const float *pack, float
     const int64_t ki1 = d->qt + f->oh - oy < f->kh ? d->qt + f->oh - oy : f->kh;
     for (int64_t ox = 0; ox < d->Wr; ox += nv)
       for (int64_t c = 0; c < d->Cp; c += mr)
-        tile(gq + (oy * d->Wq + ox) * VL, cs, rs, f->O, f->kh, f->kw, ki0, ki1, pack + c * K,
-             yg + c * os + (oy * d->Wr + ox) * VL, os, mr, nv);
+        lanes_tile(gq + (oy * d->Wq + ox) * VL, cs, rs, f->O, f->kh, f->kw, ki0, ki1, pack + c * K,
+                   yg + c * os + (oy * d->Wr + ox) * VL, os, mr, nv, 1);
   }
 }
 
@@ -685,7 +614,7 @@ static void gx_store(const sback *d, const float *yg, int64_t n0, int64_t gn, fl
         const __mmask16 m = (__mmask16)((1u << n) - 1);
         __m512 v[16];
         for (int j = 0; j < 16; j++) v[j] = j < n ? _mm512_load_ps(s + (x0 + j) * VL) : _mm512_setzero_ps();
-        transpose16(v);
+        lanes_transpose16(v);
         for (int64_t l = 0; l < gn; l++)
           _mm512_mask_storeu_ps(gx + at + l * C * plane + x0, m, _mm512_add_ps(v[l], _mm512_setzero_ps()));
       }

@@ -1,0 +1,95 @@
+/* The batch-in-the-lanes layout shared by conv_small.c and conv_small_pool.c (private to
+ * runtime/kernels): a group of up to VL images stored as (..., VL), each position one vector of the
+ * group's images. Both files gather their inputs and sum their forward taps with these, which is what
+ * keeps their outputs bit for bit conv_direct.c's (same tap order, same packed filters). */
+#ifndef CNN_KERNELS_CONV_LANES_H
+#define CNN_KERNELS_CONV_LANES_H
+
+#include <stdint.h>
+#if defined(__AVX512F__)
+#include <immintrin.h>
+#endif
+
+#include "conv_vec.h"
+
+#if defined(__AVX512F__)
+/* r[0..16) rows of 16 -> r[j] = column j (16 x 16 transpose: unpacks, then 128-bit lane shuffles) */
+INLINE void lanes_transpose16(__m512 r[16]) {
+  __m512 t[16];
+  for (int i = 0; i < 8; i++) {
+    t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+    t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+  }
+  for (int i = 0; i < 4; i++) { /* r[4i + j], 128-bit lane k: rows 4i..4i+3 of column 4k + j */
+    r[4 * i] = _mm512_shuffle_ps(t[4 * i], t[4 * i + 2], 0x44);
+    r[4 * i + 1] = _mm512_shuffle_ps(t[4 * i], t[4 * i + 2], 0xEE);
+    r[4 * i + 2] = _mm512_shuffle_ps(t[4 * i + 1], t[4 * i + 3], 0x44);
+    r[4 * i + 3] = _mm512_shuffle_ps(t[4 * i + 1], t[4 * i + 3], 0xEE);
+  }
+  for (int j = 0; j < 4; j++) {
+    t[j] = _mm512_shuffle_f32x4(r[j], r[4 + j], 0x88);
+    t[4 + j] = _mm512_shuffle_f32x4(r[j], r[4 + j], 0xDD);
+    t[8 + j] = _mm512_shuffle_f32x4(r[8 + j], r[12 + j], 0x88);
+    t[12 + j] = _mm512_shuffle_f32x4(r[8 + j], r[12 + j], 0xDD);
+  }
+  for (int j = 0; j < 4; j++) {
+    r[j] = _mm512_shuffle_f32x4(t[j], t[8 + j], 0x88);
+    r[4 + j] = _mm512_shuffle_f32x4(t[4 + j], t[12 + j], 0x88);
+    r[8 + j] = _mm512_shuffle_f32x4(t[j], t[8 + j], 0xDD);
+    r[12 + j] = _mm512_shuffle_f32x4(t[4 + j], t[12 + j], 0xDD);
+  }
+}
+#endif
+
+/* dst[0..len) (aligned vectors) = the len floats at src of images 0..g (image l's at
+ * src + l * istride), lanes g..VL zero */
+INLINE void lanes_gather(const float *src, int64_t istride, int64_t len, int64_t g, float *dst) {
+#if defined(__AVX512F__)
+  for (int64_t x0 = 0; x0 < len; x0 += 16) {
+    const int n = len - x0 < 16 ? (int)(len - x0) : 16;
+    const __mmask16 m = (__mmask16)((1u << n) - 1);
+    __m512 v[16];
+    for (int64_t l = 0; l < 16; l++)
+      v[l] = l < g ? _mm512_maskz_loadu_ps(m, src + l * istride + x0) : _mm512_setzero_ps();
+    lanes_transpose16(v);
+    for (int j = 0; j < n; j++) _mm512_store_ps(dst + (x0 + j) * VL, v[j]);
+  }
+#else
+  for (int64_t x = 0; x < len; x++)
+    for (int64_t l = 0; l < VL; l++) dst[x * VL + l] = l < g ? src[l * istride + x] : 0.0f;
+#endif
+}
+
+/* yg[0..mr) filters (stride os), positions [0, nv) of a row (S positions apart) = the taps of
+ * wt (K, mr) over the vectors of xg from its row (c = 0, oy, ox), channel stride cs, row stride rs,
+ * kernel rows [ki0, ki1) only; the taps run (c, ki, kj), one fused multiply-add each, from zero */
+INLINE void lanes_tile(const float *xg, int64_t cs, int64_t rs, int64_t C, int64_t kh, int64_t kw, int64_t ki0,
+                       int64_t ki1, const float *wt, float *yg, int64_t os, const int mr, const int nv,
+                       const int64_t S) {
+  vf acc[8][6];
+#pragma GCC unroll 8
+  for (int i = 0; i < mr; i++)
+#pragma GCC unroll 6
+    for (int v = 0; v < nv; v++) acc[i][v] = (vf){0};
+  for (int64_t c = 0; c < C; c++, xg += cs)
+    for (int64_t ki = ki0; ki < ki1; ki++) {
+      const float *row = xg + ki * rs, *wk = wt + (c * kh + ki) * kw * mr;
+      for (int64_t kj = 0; kj < kw; kj++, wk += mr) {
+        vf b[6];
+#pragma GCC unroll 6
+        for (int v = 0; v < nv; v++) b[v] = *(const vf *)(row + (kj + S * v) * VL);
+#pragma GCC unroll 8
+        for (int i = 0; i < mr; i++) {
+          float s = wk[i];
+#pragma GCC unroll 6
+          for (int v = 0; v < nv; v++) acc[i][v] += b[v] * s;
+        }
+      }
+    }
+#pragma GCC unroll 8
+  for (int i = 0; i < mr; i++)
+#pragma GCC unroll 6
+    for (int v = 0; v < nv; v++) *(vf *)(yg + i * os + v * VL) = acc[i][v];
+}
+
+#endif
