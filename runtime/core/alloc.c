@@ -479,6 +479,22 @@ static void small_trim(void) {
   pthread_mutex_unlock(&small_lock);
 }
 
+/* fork() from one thread while another (a data loader's, a kernel's) holds a lock would leave the
+ * child's copy locked forever: both are taken around fork, released on both sides. Registered
+ * before main, so these run after the thread pool's handler takes its lock (prepare handlers run
+ * last-registered first); nothing holds an allocator lock while waiting for the pool's. */
+static void fork_prepare(void) {
+  pthread_mutex_lock(&lock);
+  pthread_mutex_lock(&small_lock);
+}
+static void fork_release(void) {
+  pthread_mutex_unlock(&small_lock);
+  pthread_mutex_unlock(&lock);
+}
+__attribute__((constructor)) static void fork_handlers(void) {
+  pthread_atfork(fork_prepare, fork_release, fork_release);
+}
+
 void cnn_alloc_trim(void) {
   small_trim();
   pthread_mutex_lock(&lock);

@@ -10,6 +10,7 @@
 #include "cnn/elementwise.h"
 #include "cnn/matmul.h"
 #include "cnn/reduce.h"
+#include "core/alloc.h"
 #include "core/gemm.h"
 #include "core/parallel.h"
 
@@ -422,6 +423,46 @@ static void test_fork_after_threads_ran(void) {
   cnn_tensor_release(x), cnn_tensor_release(w), cnn_tensor_release(a), cnn_tensor_release(b);
 }
 
+/* ---- fork while another thread allocates ---- */
+
+static _Atomic int churn_stop;
+
+static void *churn(void *arg) {
+  (void)arg;
+  while (!atomic_load(&churn_stop)) {
+    void *a = cnn_small_alloc(48), *b = cnn_alloc(4096);
+    cnn_small_free(a);
+    cnn_free(b, 4096);
+  }
+  return NULL;
+}
+
+/* A child forked while another thread is inside the allocator (a data loader's thread making
+ * batches) allocates and exits: with a lock copied held, it hung. 40 forks, each child given 10 s. */
+static void test_fork_while_allocating(void) {
+  pthread_t t;
+  atomic_store(&churn_stop, 0);
+  CHECK(pthread_create(&t, NULL, churn, NULL) == 0);
+  int hung = 0, failed = 0;
+  for (int i = 0; i < 40; i++) {
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid == 0) {
+      alarm(10);
+      void *a = cnn_small_alloc(48), *b = cnn_alloc(4096);
+      _exit(a && b ? 0 : 1);
+    }
+    int status = 0;
+    if (pid < 0 || waitpid(pid, &status, 0) != pid) failed++;
+    else if (WIFSIGNALED(status) && WTERMSIG(status) == SIGALRM) hung++;
+    else if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) failed++;
+  }
+  atomic_store(&churn_stop, 1);
+  pthread_join(t, NULL);
+  if (hung || failed) fprintf(stderr, "fork while allocating: %d of 40 children hung, %d failed\n", hung, failed);
+  CHECK(hung == 0 && failed == 0);
+}
+
 int main(void) {
   test_every_index_once();
   test_loops_run_together();
@@ -433,5 +474,6 @@ int main(void) {
   test_bad_counts_are_errors();
   test_thread_creation_failure_is_an_error();
   test_fork_after_threads_ran();
+  test_fork_while_allocating();
   return check_summary("test_parallel");
 }
