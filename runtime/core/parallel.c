@@ -43,7 +43,7 @@ _Static_assert(CNN_PARALLEL_MAX_LOOPS *CNN_PARALLEL_MAX_THREADS *TASKS_PER_THREA
  * bridges the serial gaps of a training step (a sleeping worker wakes 10-50 us late). When another
  * program wants the cores, our threads get descheduled: a spinning thread sees the clock jump past
  * PREEMPTED_NS between two looks, or the submitter waits past STALL_NS (and twice its own longest
- * task) for a worker's task. Either is contention: the budget drops to nothing, and for a quiet
+ * task) for a worker's task. Two such signs close together (contention_sign) are contention: the budget drops to nothing, and for a quiet
  * spell a job that finds every worker asleep runs on the submitting thread alone (a worker holding
  * a task while the other program has its core would stall the whole step; one thread at full
  * speed is faster). After the spell the workers are woken again and the budget doubles back at
@@ -67,6 +67,17 @@ static void note_contention(long t) {
                           memory_order_relaxed);
   atomic_store_explicit(&last_contended, t, memory_order_relaxed);
   atomic_store_explicit(&spin_budget, 0, memory_order_relaxed);
+}
+
+/* One sign is not contention: on an idle machine the system's own threads deschedule ours now and
+ * then (a 3 s LeNet-5 run on two threads saw 3-8 stalls, probes and preempted spins, each of which
+ * sent the loops alone for a spell: 5-12% of its jobs, 0.2-0.4 s of split loops on one thread).
+ * A busy machine gives a sign every few ms: a sign within CONFIRM_NS of the one before is contention. */
+#define CONFIRM_NS 100000000L
+static _Atomic long last_sign = LONG_MIN / 2;
+
+static void contention_sign(long t) {
+  if (t - atomic_exchange_explicit(&last_sign, t, memory_order_relaxed) < CONFIRM_NS) note_contention(t);
 }
 
 static _Atomic bool force_alone;
@@ -170,7 +181,7 @@ static bool spin_until(_Atomic uint32_t *w, uint32_t v, bool equal) {
       long t = now_ns();
       if (!start) start = last = t;
       if (t - last > PREEMPTED_NS) { /* descheduled while spinning */
-        note_contention(t);
+        contention_sign(t);
         return false;
       }
       if (t - start >= budget) return false;
@@ -196,7 +207,7 @@ static void probe_preemption(void) {
   if (getrusage(RUSAGE_THREAD, &ru) != 0) return;
   /* only a recent window counts: switches spread over a long pause between jobs are not a busy machine */
   if (tl_probe_switches >= 0 && t - tl_probe_t < 2 * PROBE_NS && ru.ru_nivcsw - tl_probe_switches >= PROBE_SWITCHES)
-    note_contention(t);
+    contention_sign(t);
   tl_probe_t = t, tl_probe_switches = ru.ru_nivcsw;
 }
 
@@ -487,7 +498,7 @@ static void loops_on(int count, const cnn_parallel_loop *loops, _Atomic uint64_t
     for (uint32_t d; (d = atomic_load(&P.done)) != all;) futex(&P.done, FUTEX_WAIT_PRIVATE, d);
     atomic_store(&P.waiting, 0);
     const long t1 = now_ns(); /* a stall: a worker descheduled with a task in hand */
-    if (t1 - t0 > STALL_NS && t1 - t0 > 2 * longest) note_contention(t1);
+    if (t1 - t0 > STALL_NS && t1 - t0 > 2 * longest) contention_sign(t1);
   }
   tl_inside = false;
   pthread_mutex_unlock(&P.lock);

@@ -338,6 +338,42 @@ static void sum_range(void *ctx, int64_t i0, int64_t i1) {
 /* Another program busy on the submitting thread's core preempts it every few ms, even while the
  * pool's threads sleep between jobs: the pool notices and runs the next loops alone. A spinning
  * thread pinned with this one to one CPU plays the other program. */
+/* index 0 of 2 sleeps 0.3 ms (time for the worker to wake and claim index 1); index 1 sleeps 5 ms
+ * when a worker runs it: a stall of the submitter (on the submitter it is instant: no stall then) */
+static _Atomic int slow_on_worker;
+
+static void slow_second(void *arg, int64_t b, int64_t e) {
+  (void)arg;
+  for (int64_t i = b; i < e; i++) {
+    struct timespec ts = {0, i == 0 ? 300000 : 5000000};
+    if (i == 1 && cnn_parallel_slot() == 0) continue;
+    if (i == 1) atomic_store(&slow_on_worker, 1);
+    nanosleep(&ts, NULL);
+  }
+}
+
+/* One stall (a worker descheduled once, as an idle machine's own daemons do now and then) is not
+ * contention; a second within 100 ms is. */
+static void test_one_stall_is_not_contention(void) {
+  CHECK(cnn_parallel_set_threads(2) == 0);
+  const struct timespec pause = {0, 250000000}; /* past the window: earlier signs do not count */
+  for (int attempt = 0; attempt < 20; attempt++) {
+    nanosleep(&pause, NULL);
+    if (cnn_parallel_contended()) continue;
+    atomic_store(&slow_on_worker, 0);
+    cnn_parallel_for(2, 1, slow_second, NULL);
+    if (!atomic_load(&slow_on_worker)) continue; /* the submitter took it */
+    CHECK(!cnn_parallel_contended());
+    atomic_store(&slow_on_worker, 0);
+    cnn_parallel_for(2, 1, slow_second, NULL);
+    if (!atomic_load(&slow_on_worker)) continue;
+    CHECK(cnn_parallel_contended());
+    nanosleep(&pause, NULL); /* the spell over before the next test */
+    return;
+  }
+  CHECK(!"a worker never ran the slow task");
+}
+
 static void test_busy_core_is_noticed(void) {
   cpu_set_t all, one;
   if (sched_getaffinity(0, sizeof all, &all) != 0 || CPU_COUNT(&all) < 2) return; /* nothing to share */
@@ -470,6 +506,7 @@ int main(void) {
   test_gemm_many_matches_gemm();
   test_alone_gives_the_same_bits();
   test_two_submitting_threads();
+  test_one_stall_is_not_contention();
   test_busy_core_is_noticed();
   test_bad_counts_are_errors();
   test_thread_creation_failure_is_an_error();
