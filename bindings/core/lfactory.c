@@ -63,6 +63,21 @@ static int nested_shape(lua_State *L, int idx, const char *fn, int64_t *size) {
   return n;
 }
 
+/* Whether the table at idx has an integer key *k outside 1..n (its length): {[1] = 1, [3] = 3} has a
+ * hole, and its length is 1 or 3 as the table happens to be laid out; no value may be dropped. */
+static bool stray_index(lua_State *L, int idx, int64_t n, lua_Integer *k) {
+  lua_pushnil(L);
+  while (lua_next(L, idx)) {
+    lua_pop(L, 1);
+    if (lua_isinteger(L, -1) && (lua_tointeger(L, -1) < 1 || lua_tointeger(L, -1) > n)) {
+      *k = lua_tointeger(L, -1);
+      lua_pop(L, 1);
+      return true;
+    }
+  }
+  return false;
+}
+
 static void fill_nested(lua_State *L, int idx, const char *fn, cnn_tensor *t, int d, int64_t *pos) {
   if (d == t->ndim) {
     int isnum;
@@ -102,6 +117,12 @@ static void fill_nested(lua_State *L, int idx, const char *fn, cnn_tensor *t, in
       lcnn_error(L, fn, "ragged nested table: expected a table at depth %d, got %s", d + 1, luaL_typename(L, idx));
     lcnn_error(L, fn, "ragged nested table: expected %lld elements at depth %d, got %lld", (long long)want, d + 1,
                (long long)got);
+  }
+  lua_Integer hole;
+  if (stray_index(L, idx, want, &hole)) {
+    cnn_tensor_release(t);
+    lcnn_error(L, fn, "nested table with a hole: element %lld at depth %d is set but the list runs 1..%lld",
+               (long long)hole, d + 1, (long long)want);
   }
   for (int64_t i = 1; i <= t->size[d]; i++) {
     lua_rawgeti(L, idx, i); /* raw: no metamethod may raise while t is held */

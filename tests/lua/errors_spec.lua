@@ -84,6 +84,15 @@ describe("shape errors", function()
     H.assert_usable()
   end)
 
+  it("a nested table with a hole: no value is dropped", function()
+    err(function() return cnn.tensor({ [1] = 1, [3] = 3 }) end, "tensor:", "hole")
+    -- its length is 2 or 4 as Lua lays it out: a hole or a ragged row, an error either way
+    err(function() return cnn.tensor({ { 1, 2 }, { [1] = 3, [2] = 4, [4] = 5 } }) end, "tensor:")
+    err(function() return cnn.tensor({ [0] = 7, 1, 2 }) end, "tensor:", "hole")
+    assert.same({ { 1, 2 }, { 3, 4 } }, cnn.tensor({ { 1, 2 }, { 3, 4 } }):totable())
+    H.assert_usable()
+  end)
+
   it("item of a tensor with more than one element", function()
     err(function() return cnn.zeros(2):item() end, "item:")
     H.assert_usable()
