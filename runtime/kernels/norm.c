@@ -273,6 +273,59 @@ static void channel_stats(const cnn_batchnorm_args *a, const float *x, int64_t c
   *mean = mu, *m2 = sq;
 }
 
+/* PF floats (two lines) of a row, prefetched into L1 (for writing when write) */
+#define PF 32
+#define L2_FLOATS (1 << 18) /* 1 MB */
+static inline __attribute__((always_inline)) void prefetch_row(const float *p, bool write) {
+  if (write) {
+    __builtin_prefetch(p, 1);
+    __builtin_prefetch(p + 16, 1);
+  } else {
+    __builtin_prefetch(p);
+    __builtin_prefetch(p + 16);
+  }
+}
+
+/* How many rows ahead the row loops below prefetch: one row of at least 1024 values, else about
+ * that many values ahead (a short row's next one arrives too late), a row's worth of lines per row */
+static inline int64_t rows_ahead(int64_t S) { return S >= 1024 ? 1 : (1024 + S - 1) / S; }
+
+/* q[0..k) = (p - m) sc + b, plus r when residual (the two roundings of the unfused sum), then
+ * ReLU's max(0, v) with NaN kept (elementwise.c) when relu; relu_grad recomputes v. Always
+ * inlined, so a constant k and flags give one unrolled vector loop per case. */
+static inline __attribute__((always_inline)) void bn_out(const float *p, const float *r, float *q, int64_t k, float m,
+                                                         float sc, float b, bool relu, bool residual) {
+  for (int64_t s = 0; s < k; s++) {
+    float v = (p[s] - m) * sc + b;
+    if (residual) v = v + r[s];
+    q[s] = relu && v <= 0 ? 0.0f : v;
+  }
+}
+
+/* y = bn_out of channel c's N rows of S values; the next row is prefetched meanwhile (the hardware
+ * prefetcher stops at each row's page): x's lines (in L2 after the statistics, mostly), the
+ * residual's, and the output's for writing */
+static inline __attribute__((always_inline)) void bn_rows(const float *x, const float *r, float *y, int64_t N,
+                                                          int64_t C, int64_t S, int64_t c, float m, float sc, float b,
+                                                          bool relu, bool residual) {
+  const int64_t ra = rows_ahead(S);
+  const bool cold = N * S > L2_FLOATS / 2; /* x not left in L2 by the statistics */
+  for (int64_t n = 0; n < N; n++) {
+    const int64_t o = (n * C + c) * S;
+    const ptrdiff_t ahead = n + ra < N ? ra * C * S : 0;
+    int64_t s = 0;
+    for (; s + PF <= S; s += PF) {
+      if (ahead) {
+        if (cold) prefetch_row(x + o + ahead + s, false);
+        prefetch_row(y + o + ahead + s, true);
+        if (residual) prefetch_row(r + o + ahead + s, false);
+      }
+      bn_out(x + o + s, residual ? r + o + s : NULL, y + o + s, PF, m, sc, b, relu, residual);
+    }
+    bn_out(x + o + s, residual ? r + o + s : NULL, y + o + s, S - s, m, sc, b, relu, residual);
+  }
+}
+
 /* x: (N, C, S) -> y, save_mean (C), save_invstd (C) */
 static inline void bn_forward_channel(const cnn_batchnorm_args *a, const float *x, float *y, float *save_mean,
                                       float *save_invstd, int64_t c) {
@@ -299,26 +352,11 @@ static inline void bn_forward_channel(const cnn_batchnorm_args *a, const float *
   save_mean[c] = m;
   save_invstd[c] = invstd;
   const float sc = (a->weight ? a->weight[c] : 1.0f) * invstd, b = a->bias ? a->bias[c] : 0.0f;
-  for (int64_t n = 0; n < N; n++) {
-    const float *p = x + (n * C + c) * S;
-    float *q = y + (n * C + c) * S;
-    if (a->residual) {
-      const float *r = a->residual + (n * C + c) * S;
-      if (a->relu) /* F.relu(bn(x) + r): the two roundings of the unfused sum, then ReLU's rule */
-        for (int64_t s = 0; s < S; s++) {
-          const float v = ((p[s] - m) * sc + b) + r[s];
-          q[s] = v <= 0 ? 0.0f : v;
-        }
-      else
-        for (int64_t s = 0; s < S; s++) q[s] = ((p[s] - m) * sc + b) + r[s];
-    } else if (a->relu) /* ReLU's max(0, v) with NaN kept (elementwise.c); relu_grad recomputes v */
-      for (int64_t s = 0; s < S; s++) {
-        const float v = (p[s] - m) * sc + b;
-        q[s] = v <= 0 ? 0.0f : v;
-      }
-    else
-      for (int64_t s = 0; s < S; s++) q[s] = (p[s] - m) * sc + b;
-  }
+  const float *r = a->residual;
+  if (r && a->relu) bn_rows(x, r, y, N, C, S, c, m, sc, b, true, true);
+  else if (r) bn_rows(x, r, y, N, C, S, c, m, sc, b, false, true);
+  else if (a->relu) bn_rows(x, NULL, y, N, C, S, c, m, sc, b, true, false);
+  else bn_rows(x, NULL, y, N, C, S, c, m, sc, b, false, false);
 }
 
 static void bn_forward_channels(void *arg, int64_t c0, int64_t c1) {
@@ -330,6 +368,48 @@ void cnn_batchnorm_forward(const cnn_batchnorm_args *a, const float *x, float *y
                            float *save_invstd) {
   norm_job j = {.bn = a, .x = x, .y = y, .save_mean = save_mean, .save_invstd = save_invstd};
   cnn_parallel_items(a->C, a->N * a->C * a->S, bn_forward_channels, &j);
+}
+
+/* q[0..k) = gx of batch norm's backward (see bn_backward_channel) from p (x) and g (gy) */
+static inline __attribute__((always_inline)) void bn_grad(const float *p, const float *g, float *q, int64_t k, float m,
+                                                          float sc, float bias, float mg, float proj, bool relu,
+                                                          bool training) {
+  if (relu && training)
+    for (int64_t s = 0; s < k; s++) {
+      const float d = p[s] - m;
+      q[s] = sc * (relu_grad(g[s], d, sc, bias) - mg - d * proj);
+    }
+  else if (relu)
+    for (int64_t s = 0; s < k; s++) q[s] = sc * relu_grad(g[s], p[s] - m, sc, bias);
+  else if (training)
+    for (int64_t s = 0; s < k; s++) q[s] = sc * (g[s] - mg - (p[s] - m) * proj);
+  else
+    for (int64_t s = 0; s < k; s++) q[s] = sc * g[s];
+}
+
+/* gx = bn_grad of channel c's N rows of S values. Rows in reverse: the first pass's last rows are
+ * the ones still in L2 (a channel of x and g at 128x16x32x32 is 1 MB, L2's size); the row before
+ * is prefetched meanwhile, as in bn_rows. */
+static inline __attribute__((always_inline)) void bn_grad_rows(const float *x, const float *gy, float *gx, int64_t N,
+                                                               int64_t C, int64_t S, int64_t c, float m, float sc,
+                                                               float bias, float mg, float proj, bool relu,
+                                                               bool training) {
+  const int64_t ra = rows_ahead(S);
+  const bool cold = 2 * N * S > L2_FLOATS / 2; /* x and g not left in L2 by the first pass */
+  for (int64_t n = N - 1; n >= 0; n--) {
+    const int64_t o = (n * C + c) * S;
+    const ptrdiff_t ahead = n - ra >= 0 ? -ra * C * S : 0;
+    int64_t s = 0;
+    for (; s + PF <= S; s += PF) {
+      if (ahead) {
+        if (cold && (training || relu)) prefetch_row(x + o + ahead + s, false);
+        if (cold) prefetch_row(gy + o + ahead + s, false);
+        prefetch_row(gx + o + ahead + s, true);
+      }
+      bn_grad(x + o + s, gy + o + s, gx + o + s, PF, m, sc, bias, mg, proj, relu, training);
+    }
+    bn_grad(x + o + s, gy + o + s, gx + o + s, S - s, m, sc, bias, mg, proj, relu, training);
+  }
 }
 
 /* With xhat = (x - mean) invstd and M = N * S values per channel:
@@ -380,23 +460,10 @@ static inline void bn_backward_channel(const cnn_batchnorm_args *a, const float 
   if (!gx) return;
   const float mg = a->training ? (float)(sg / (double)M) : 0;
   const float proj = a->training ? (float)(sgx / (double)M) * invstd * invstd : 0;
-  /* rows in reverse: the first pass's last rows are the ones still in L2 (a channel of x and g
-   * at 128x16x32x32 is 1 MB, L2's size) */
-  for (int64_t n = N - 1; n >= 0; n--) {
-    const float *p = x + (n * C + c) * S, *g = gy + (n * C + c) * S;
-    float *q = gx + (n * C + c) * S;
-    if (relu && a->training)
-      for (int64_t s = 0; s < S; s++) {
-        const float d = p[s] - m;
-        q[s] = k * (relu_grad(g[s], d, k, bias) - mg - d * proj);
-      }
-    else if (relu)
-      for (int64_t s = 0; s < S; s++) q[s] = k * relu_grad(g[s], p[s] - m, k, bias);
-    else if (a->training)
-      for (int64_t s = 0; s < S; s++) q[s] = k * (g[s] - mg - (p[s] - m) * proj);
-    else
-      for (int64_t s = 0; s < S; s++) q[s] = k * g[s];
-  }
+  if (relu && a->training) bn_grad_rows(x, gy, gx, N, C, S, c, m, k, bias, mg, proj, true, true);
+  else if (relu) bn_grad_rows(x, gy, gx, N, C, S, c, m, k, bias, mg, proj, true, false);
+  else if (a->training) bn_grad_rows(x, gy, gx, N, C, S, c, m, k, bias, mg, proj, false, true);
+  else bn_grad_rows(x, gy, gx, N, C, S, c, m, k, bias, mg, proj, false, false);
 }
 
 static void bn_backward_channels(void *arg, int64_t c0, int64_t c1) {
