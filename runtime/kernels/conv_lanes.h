@@ -62,10 +62,11 @@ INLINE void lanes_gather(const float *src, int64_t istride, int64_t len, int64_t
 
 /* yg[0..mr) filters (stride os), positions [0, nv) of a row (S positions apart) = the taps of
  * wt (K, mr) over the vectors of xg from its row (c = 0, oy, ox), channel stride cs, row stride rs,
- * kernel rows [ki0, ki1) only; the taps run (c, ki, kj), one fused multiply-add each, from zero */
-INLINE void lanes_tile(const float *xg, int64_t cs, int64_t rs, int64_t C, int64_t kh, int64_t kw, int64_t ki0,
-                       int64_t ki1, const float *wt, float *yg, int64_t os, const int mr, const int nv,
-                       const int64_t S) {
+ * kernel rows [ki0, ki1) and columns [kj0, kj1) only; the taps run (c, ki, kj), one fused
+ * multiply-add each, from zero */
+INLINE void lanes_tile_cols(const float *xg, int64_t cs, int64_t rs, int64_t C, int64_t kh, int64_t kw, int64_t ki0,
+                            int64_t ki1, int64_t kj0, int64_t kj1, const float *wt, float *yg, int64_t os, const int mr,
+                            const int nv, const int64_t S) {
   vf acc[8][6];
 #pragma GCC unroll 8
   for (int i = 0; i < mr; i++)
@@ -73,8 +74,8 @@ INLINE void lanes_tile(const float *xg, int64_t cs, int64_t rs, int64_t C, int64
     for (int v = 0; v < nv; v++) acc[i][v] = (vf){0};
   for (int64_t c = 0; c < C; c++, xg += cs)
     for (int64_t ki = ki0; ki < ki1; ki++) {
-      const float *row = xg + ki * rs, *wk = wt + (c * kh + ki) * kw * mr;
-      for (int64_t kj = 0; kj < kw; kj++, wk += mr) {
+      const float *row = xg + ki * rs, *wk = wt + ((c * kh + ki) * kw + kj0) * mr;
+      for (int64_t kj = kj0; kj < kj1; kj++, wk += mr) {
         vf b[6];
 #pragma GCC unroll 6
         for (int v = 0; v < nv; v++) b[v] = *(const vf *)(row + (kj + S * v) * VL);
@@ -90,6 +91,13 @@ INLINE void lanes_tile(const float *xg, int64_t cs, int64_t rs, int64_t C, int64
   for (int i = 0; i < mr; i++)
 #pragma GCC unroll 6
     for (int v = 0; v < nv; v++) *(vf *)(yg + i * os + v * VL) = acc[i][v];
+}
+
+/* lanes_tile_cols over every kernel column */
+INLINE void lanes_tile(const float *xg, int64_t cs, int64_t rs, int64_t C, int64_t kh, int64_t kw, int64_t ki0,
+                       int64_t ki1, const float *wt, float *yg, int64_t os, const int mr, const int nv,
+                       const int64_t S) {
+  lanes_tile_cols(xg, cs, rs, C, kh, kw, ki0, ki1, 0, kw, wt, yg, os, mr, nv, S);
 }
 
 #endif

@@ -565,14 +565,19 @@ INLINE void gx_compute(const sback *d, const float *gq, const float *pack, float
   const spool *f = &d->f;
   const int64_t K = f->O * f->kh * f->kw, cs = d->Hq * d->Wq * VL, rs = d->Wq * VL, os = f->H * d->Wr * VL;
   for (int64_t oy = 0; oy < f->H; oy++) {
-    /* kernel rows over gy's rows (grid rows qt .. qt + oh): the others read zeros, and with finite
-     * weights add nothing, bit for bit (conv_small.c skips them too) */
+    /* kernel rows over gy's rows (grid rows qt .. qt + oh) and columns over its columns (ql .. ql +
+     * ow) for some position of the tile: the others read zeros, and with finite weights add nothing,
+     * bit for bit (a sum from +0 of nonzero terms and zeros never holds a -0; conv_small.c skips the
+     * rows too) */
     const int64_t ki0 = d->qt - oy > 0 ? d->qt - oy : 0;
     const int64_t ki1 = d->qt + f->oh - oy < f->kh ? d->qt + f->oh - oy : f->kh;
-    for (int64_t ox = 0; ox < d->Wr; ox += nv)
+    for (int64_t ox = 0; ox < d->Wr; ox += nv) {
+      const int64_t kj0 = d->ql - ox - nv + 1 > 0 ? d->ql - ox - nv + 1 : 0;
+      const int64_t kj1 = d->ql + f->ow - ox < f->kw ? d->ql + f->ow - ox : f->kw;
       for (int64_t c = 0; c < d->Cp; c += mr)
-        lanes_tile(gq + (oy * d->Wq + ox) * VL, cs, rs, f->O, f->kh, f->kw, ki0, ki1, pack + c * K,
-                   yg + c * os + (oy * d->Wr + ox) * VL, os, mr, nv, 1);
+        lanes_tile_cols(gq + (oy * d->Wq + ox) * VL, cs, rs, f->O, f->kh, f->kw, ki0, ki1, kj0, kj1, pack + c * K,
+                        yg + c * os + (oy * d->Wr + ox) * VL, os, mr, nv, 1);
+    }
   }
 }
 
