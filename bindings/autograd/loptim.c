@@ -4,6 +4,8 @@
  * pointers are taken after the group table's lookups, which may run Lua code (see lcnn.h). */
 #include "lcnn.h"
 
+#include <limits.h>
+
 #include "autograd/optim.h"
 #include "cnn/error.h"
 
@@ -69,6 +71,83 @@ static int k_sgd(lua_State *L) {
   s.init = lua_toboolean(L, 7);
   cnn_tensor *param = lcnn_check(L, 3, fn), *grad = lcnn_check(L, 4, fn); /* after the group's lookups */
   return run(L, fn, pos, param, grad, sgd_update, &s);
+}
+
+/* The number (or boolean) at group[key], false when it is neither: sgd_group leaves such a group
+ * to sgd(), which raises the error. */
+static bool group_get(lua_State *L, int group, const char *key, int type, double *v) {
+  bool ok = lua_getfield(L, group, key) == type;
+  if (ok) *v = type == LUA_TNUMBER ? lua_tonumber(L, -1) : lua_toboolean(L, -1);
+  lua_pop(L, 1);
+  return ok;
+}
+
+/* sgd_group(fn, pos, group, state) -> pos + #group.params, or nothing (and nothing done) when the
+ * group needs sgd() one parameter at a time: a parameter with a grad but no state or momentum
+ * buffer yet (made in Lua), a bad option or tensor (sgd() raises the error), or tensors that
+ * cannot run together (see cnn_optim_sgd_many). Otherwise the updates of SGD:step's loop, same
+ * bits, as one parallel loop, and no Lua object per parameter. */
+static int k_sgd_group(lua_State *L) {
+  luaL_checkstring(L, 1);
+  lua_Integer pos = luaL_checkinteger(L, 2);
+  luaL_checktype(L, 3, LUA_TTABLE);
+  luaL_checktype(L, 4, LUA_TTABLE);
+  lua_settop(L, 4);
+  if (lua_getfield(L, 3, "params") != LUA_TTABLE) return 0;
+  const int params = 5;
+  lua_Integer n = 0;
+  while (lua_geti(L, params, n + 1) != LUA_TNIL) {
+    lua_pop(L, 1);
+    n++;
+  }
+  lua_pop(L, 1);
+  if (n > INT_MAX / 4) return 0;
+  cnn_sgd_config c;
+  double v[6];
+  bool have_config = false, use_buf = false;
+  /* tensors of the parameters with a grad: params, grads, buffers (Lua owns the array) */
+  cnn_tensor **t = lua_newuserdatauv(L, sizeof *t * (size_t)(3 * n + 1), 0);
+  int count = 0;
+  for (lua_Integer i = 1; i <= n; i++) {
+    lua_geti(L, params, i);
+    cnn_tensor *p = lcnn_test(L, -1);
+    if (!p) return 0;
+    if (!p->grad) {
+      lua_pop(L, 1);
+      continue;
+    }
+    if (!have_config) { /* read as sgd() does: at the first parameter with a grad */
+      if (!group_get(L, 3, "lr", LUA_TNUMBER, &v[0]) || !group_get(L, 3, "momentum", LUA_TNUMBER, &v[1]) ||
+          !group_get(L, 3, "dampening", LUA_TNUMBER, &v[2]) || !group_get(L, 3, "weight_decay", LUA_TNUMBER, &v[3]) ||
+          !group_get(L, 3, "nesterov", LUA_TBOOLEAN, &v[4]) || !group_get(L, 3, "maximize", LUA_TBOOLEAN, &v[5]))
+        return 0;
+      c = (cnn_sgd_config){.lr = v[0],
+                           .momentum = v[1],
+                           .dampening = v[2],
+                           .weight_decay = v[3],
+                           .nesterov = v[4] != 0,
+                           .maximize = v[5] != 0};
+      use_buf = c.momentum != 0;
+      have_config = true;
+    }
+    cnn_tensor *b = NULL;
+    if (use_buf) {
+      if (lua_gettable(L, 4) != LUA_TTABLE) return 0; /* state[p] (pops p) */
+      lua_getfield(L, -1, "momentum_buffer");
+      b = lcnn_test(L, -1);
+      if (!b) return 0;
+      lua_pop(L, 2);
+    } else {
+      if (lua_gettable(L, 4) != LUA_TTABLE) return 0; /* state[p] exists once sgd() ran on it */
+      lua_pop(L, 1);
+    }
+    if (!p->grad) return 0; /* (a metamethod of state changed it) */
+    t[count] = p, t[n + count] = p->grad, t[2 * n + count] = b;
+    count++;
+  }
+  if (count > 0 && cnn_optim_sgd_many(count, t, t + n, t + 2 * n, &c)) return 0;
+  lua_pushinteger(L, pos + n);
+  return 1;
 }
 
 typedef struct {
@@ -172,8 +251,8 @@ static int k_adagrad(lua_State *L) {
 }
 
 void lcnn_open_optim(lua_State *L, int tbl) {
-  static const luaL_Reg fns[] = {
-      {"sgd", k_sgd}, {"adam", k_adam}, {"rmsprop", k_rmsprop}, {"adagrad", k_adagrad}, {NULL, NULL}};
+  static const luaL_Reg fns[] = {{"sgd", k_sgd},         {"sgd_group", k_sgd_group}, {"adam", k_adam},
+                                 {"rmsprop", k_rmsprop}, {"adagrad", k_adagrad},     {NULL, NULL}};
   for (const luaL_Reg *r = fns; r->name; r++) {
     lua_pushcfunction(L, r->func);
     lua_setfield(L, tbl, r->name);

@@ -3,6 +3,9 @@
  * storages it wrote get their versions bumped. */
 #include "autograd/optim.h"
 
+#include <stdint.h>
+#include <stdlib.h>
+
 #include "cnn/error.h"
 #include "core/iter.h"
 
@@ -41,6 +44,48 @@ int cnn_optim_sgd(cnn_tensor *param, const cnn_tensor *grad, cnn_tensor *buf, bo
   if (use_buf) buf->storage->version++;
   param->storage->version++;
   return 0;
+}
+
+static int cmp_ptr(const void *a, const void *b) {
+  uintptr_t x = (uintptr_t) * (void *const *)a, y = (uintptr_t) * (void *const *)b;
+  return x < y ? -1 : x > y;
+}
+
+int cnn_optim_sgd_many(int count, cnn_tensor *const *param, cnn_tensor *const *grad, cnn_tensor *const *buf,
+                       const cnn_sgd_config *c) {
+  const bool use_buf = c->momentum != 0;
+  int rc = 1;
+  cnn_sgd_slice *s = malloc(sizeof *s * (size_t)(count ? count : 1));
+  void **written = malloc(sizeof *written * (size_t)(2 * count + 1));
+  if (!s || !written) goto out;
+  int nw = 0;
+  for (int k = 0; k < count; k++) {
+    if (check_like(param[k], "parameter", param[k]) || check_like(grad[k], "gradient", param[k]) ||
+        (use_buf && check_like(buf[k], "momentum_buffer", param[k])))
+      goto out; /* the caller's one-at-a-time run raises it */
+    written[nw++] = param[k]->storage;
+    if (use_buf) written[nw++] = buf[k]->storage;
+    s[k] = (cnn_sgd_slice){cnn_tensor_f32(param[k]), use_buf ? cnn_tensor_f32(buf[k]) : NULL, cnn_tensor_f32(grad[k]),
+                           cnn_tensor_numel(param[k]), false};
+  }
+  qsort(written, (size_t)nw, sizeof *written, cmp_ptr);
+  for (int k = 1; k < nw; k++)
+    if (written[k] == written[k - 1]) goto out;
+  for (int k = 0; k < count; k++) {
+    void *g = grad[k]->storage;
+    if (bsearch(&g, written, (size_t)nw, sizeof *written, cmp_ptr)) goto out;
+  }
+  cnn_optim_sgd_many_f32(count, s, c);
+  for (int k = 0; k < count; k++) {
+    param[k]->storage->version++;
+    if (use_buf) buf[k]->storage->version++;
+  }
+  rc = 0;
+out:
+  if (rc) cnn_error_clear(); /* a check's message: the one-at-a-time run sets its own */
+  free(s);
+  free(written);
+  return rc;
 }
 
 int cnn_optim_adam(cnn_tensor *param, const cnn_tensor *grad, cnn_tensor *exp_avg, cnn_tensor *exp_avg_sq,

@@ -14,6 +14,14 @@
  * p -= lr*d.  buf is NULL when momentum == 0. Returns 0 or -1 with the error set. */
 int cnn_optim_sgd(cnn_tensor *param, const cnn_tensor *grad, cnn_tensor *buf, bool buf_init, const cnn_sgd_config *c);
 
+/* SGD over `count` parameters at once, every momentum buffer made earlier (buf_init false; buf[k]
+ * NULL when momentum == 0): the same bits as cnn_optim_sgd on each in turn, as one parallel loop.
+ * Returns 0, or 1 with nothing written when they cannot run together: a tensor cnn_optim_sgd would
+ * refuse, a strided gradient, or a storage written through two of them or read as a gradient
+ * while written (the caller then runs them one at a time, which also raises the errors). */
+int cnn_optim_sgd_many(int count, cnn_tensor *const *param, cnn_tensor *const *grad, cnn_tensor *const *buf,
+                       const cnn_sgd_config *c);
+
 /* Adam / AdamW over one tensor. step is the state's 1-element float32 counter: incremented here,
  * then t = step gives the bias corrections 1 - beta^t. max_exp_avg_sq is used (and required)
  * only when c->amsgrad. Returns 0 or -1 with the error set. */

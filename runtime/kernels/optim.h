@@ -32,6 +32,16 @@ typedef struct cnn_adagrad_config {
 /* SGD with momentum:  d = g (+ wd*p);  buf = momentum*buf + (1-dampening)*d  (buf = d when
  * buf_init);  d = nesterov ? d + momentum*buf : buf;  p -= lr*d.  buf is NULL when momentum == 0. */
 void cnn_optim_sgd_f32(float *p, const float *g, float *buf, int64_t n, bool buf_init, const cnn_sgd_config *c);
+/* One parameter's arrays for cnn_optim_sgd_many_f32. */
+typedef struct cnn_sgd_slice {
+  float *p, *buf; /* buf NULL when momentum == 0 */
+  const float *g;
+  int64_t n;
+  bool buf_init;
+} cnn_sgd_slice;
+/* cnn_optim_sgd_f32 over `count` parameters as one parallel loop (the same bits as one call each;
+ * the arrays of different slices must not overlap). */
+void cnn_optim_sgd_many_f32(int count, const cnn_sgd_slice *s, const cnn_sgd_config *c);
 /* Adam / AdamW at step t (the incremented counter: bias corrections 1 - beta^t). vmax is read and
  * written only when c->amsgrad. */
 void cnn_optim_adam_f32(float *p, const float *g, float *m, float *v, float *vmax, int64_t n, double t,

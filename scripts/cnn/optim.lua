@@ -412,6 +412,12 @@ function SGD:step(closure)
   local loss = closure ~= nil and run_closure(self.name, closure) or nil
   local state, pos = self.state, 0
   for _, group in ipairs(self.param_groups) do
+    -- the group's updates in one call (one parallel loop) once every buffer exists; else one by one
+    local after = K.sgd_group(self.name, pos, group, state)
+    if after then
+      pos = after
+      goto next_group
+    end
     for _, p in ipairs(group.params) do
       pos = pos + 1
       local grad = p.grad
@@ -426,6 +432,7 @@ function SGD:step(closure)
         K.sgd("SGD", pos, p, grad, group, buf, new)
       end
     end
+    ::next_group::
   end
   return loss
 end
