@@ -237,6 +237,17 @@ static int m_clamp_(lua_State *L) {
   return 1;
 }
 
+/** t:relu_() -> t
+ * In place: max(t, 0), elementwise.
+ * Refused, as every in-place op, on an expanded tensor (its elements overlap) and on a tensor that
+ * requires grad while grad mode is on. */
+static int m_relu_(lua_State *L) {
+  cnn_tensor *t = lcnn_check(L, 1, "relu_");
+  if (cnn_op_unary_(CNN_RELU, t, 0, 0)) return lcnn_fail(L, "relu_");
+  lua_settop(L, 1);
+  return 1;
+}
+
 /** t:fill_(v) -> t
  * In place: every element set to v, a number or a boolean converted to t's dtype.
  * A number that a uint8 tensor cannot hold (past -255..255) is an error, as in PyTorch. */
@@ -640,6 +651,7 @@ void lcnn_open_math(lua_State *L, int methods) {
                                {"mul_", m_mul_},
                                {"div_", m_div_},
                                {"clamp_", m_clamp_},
+                               {"relu_", m_relu_},
                                {"fill_", m_fill_},
                                {"zero_", m_zero_},
                                {"copy_", m_copy_},

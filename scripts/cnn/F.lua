@@ -28,9 +28,29 @@ function F.flatten(x, start_d, end_d)
   return x:flatten(start_d or 1, end_d or -1)
 end
 
---- cnn.F.relu(x) -> Tensor
+--- cnn.F.relu(x, inplace=false) -> Tensor
 --- max(x, 0), elementwise.
-F.relu = F.relu or function(x) check_tensor("relu", x, 1); return x:relu() end
+--- inplace (true, or an options table {inplace=true}) overwrites x and returns it, as torch's
+--- F.relu(x, inplace=True): refused, as every in-place op, on an expanded x.
+function F.relu(x, inplace)
+  check_tensor("relu", x, 1)
+  if type(inplace) == "table" then
+    for k in pairs(inplace) do
+      if k ~= "inplace" then error(string.format("relu: unknown option '%s'", tostring(k)), 2) end
+    end
+    inplace = inplace.inplace
+  end
+  if inplace ~= nil and type(inplace) ~= "boolean" then
+    error(string.format("relu: inplace must be a boolean, got %s", type(inplace)), 2)
+  end
+  if not inplace then return x:relu() end
+  local ok, r = pcall(x.relu_, x)
+  if not ok then error((tostring(r):gsub("^.-relu_: ", "relu: ")), 2) end
+  return r
+end
+--- cnn.F.relu_(x) -> Tensor
+--- F.relu(x, true): max(x, 0) written into x, which is returned.
+function F.relu_(x) check_tensor("relu_", x, 1); return x:relu_() end
 --- cnn.F.sigmoid(x) -> Tensor
 --- 1 / (1 + e^-x), elementwise.
 F.sigmoid = F.sigmoid or function(x) check_tensor("sigmoid", x, 1); return x:sigmoid() end

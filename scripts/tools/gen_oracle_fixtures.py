@@ -2096,6 +2096,20 @@ def _(g):
     return Case(F("pad_channels"), [x, before, after, {"stride": stride}],
                 lambda x: TF.pad(x[:, :, ::stride, ::stride], (0, 0, 0, 0, before, after)))
 
+
+# relu in place (t:relu_(), F.relu_, F.relu(x, true)): written views, an expanded one refused;
+# last here so earlier cases keep their seeds.
+@oracle("Tensor.relu_", n=8)
+def _(g):
+    x = g.tensor(g.shape(), view="write", rg=False)
+    return Case(M("relu_"), [x], lambda x: x.relu_())
+
+
+@oracle("F.relu_", n=6)
+def _(g):
+    x = g.tensor(g.shape(), view="write", rg=False)
+    return Case(F("relu_"), [x], lambda x: TF.relu_(x))
+
 # ---- running the cases in PyTorch ----
 
 def pattern(shape, dtype):

@@ -268,3 +268,46 @@ describe("autograd misuse", function()
     H.assert_usable()
   end)
 end)
+
+describe("in-place writes into overlapping memory", function()
+  it("F.relu with inplace on an expanded tensor is refused, as every in-place op", function()
+    -- inplace was ignored: F.relu(x, {inplace = true}) neither wrote x nor checked it
+    local base = cnn.tensor { -1, 2, -3 }
+    local x = base:view(1, 3):expand(2, 3) -- stride 0 along dim 1: both rows are base
+    err(function() return cnn.F.relu(x, { inplace = true }) end, "^relu: ", "more than one element", "clone")
+    err(function() return cnn.F.relu(x, true) end, "^relu: ", "more than one element")
+    err(function() return cnn.F.relu_(x) end, "relu_: ", "more than one element")
+    err(function() return x:relu_() end, "relu_: ", "more than one element")
+    for _, f in ipairs {
+      function() x:add_(1) end, function() x:sub_(1) end, function() x:mul_(2) end, function() x:div_(2) end,
+      function() x:fill_(0) end, function() x:zero_() end, function() x:copy_(cnn.ones(2, 3)) end,
+      function() x:uniform_(0, 1) end, function() x:normal_(0, 1) end, function() x:clamp_(0, 1) end,
+      function() x:masked_fill_(cnn.ones(2, 3):gt(0), 1) end, function() x[1] = 5 end,
+      function() x:scatter_(2, cnn.tensor({ { 1 }, { 1 } }, { dtype = "int64" }), cnn.ones(2, 1)) end,
+      function() x:scatter_add_(2, cnn.tensor({ { 1 }, { 1 } }, { dtype = "int64" }), cnn.ones(2, 1)) end,
+    } do
+      err(f, "more than one element")
+    end
+    assert.are.same({ -1, 2, -3 }, base:totable()) -- nothing was written
+    H.assert_usable()
+  end)
+
+  it("F.relu's inplace writes x and returns it, as torch's F.relu(x, inplace=True)", function()
+    local x = cnn.tensor { -1, 2, -3 }
+    local y = cnn.F.relu(x, { inplace = true })
+    assert.are.same({ 0, 2, 0 }, x:totable())
+    assert.are.equal(x, y)
+    local z = cnn.tensor { { -1, 4 }, { 5, -6 } }:t() -- a transposed view does not overlap: allowed
+    cnn.F.relu(z, true)
+    assert.are.same({ { 0, 5 }, { 4, 0 } }, z:totable())
+    local w = cnn.tensor { -1, 2 }
+    assert.are.same({ 0, 2 }, cnn.F.relu(w, false):totable())
+    assert.are.same({ -1, 2 }, w:totable()) -- inplace=false leaves x alone
+    err(function() return cnn.F.relu(w, { inplace = "yes" }) end, "relu: inplace must be a boolean, got string")
+    err(function() return cnn.F.relu(w, { inplac = true }) end, "relu: unknown option 'inplac'")
+    err(function() return cnn.F.relu(w, 1) end, "relu: inplace must be a boolean, got number")
+    local leaf = cnn.tensor({ -1 }, { requires_grad = true })
+    err(function() return cnn.F.relu(leaf, true) end, "relu: ", "leaf")
+    H.assert_usable()
+  end)
+end)
