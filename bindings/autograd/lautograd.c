@@ -19,6 +19,8 @@ static _Thread_local lua_State *backward_L; /* the thread running backward, for 
  * requires_grad_(false) stops it; a tensor made by a recorded operation cannot turn it off (detach it). */
 static int a_requires_grad_(lua_State *L) {
   cnn_tensor *t = lcnn_check(L, 1, "requires_grad_");
+  if (!lua_isnoneornil(L, 2) && lua_type(L, 2) != LUA_TBOOLEAN)
+    return lcnn_error(L, "requires_grad_", "expected a boolean, got %s", luaL_typename(L, 2));
   bool on = lua_isnoneornil(L, 2) ? true : lua_toboolean(L, 2);
   if (on && t->dtype != CNN_FLOAT32)
     return lcnn_error(L, "requires_grad_", "only float32 tensors can require gradients (this one is %s)",
@@ -80,6 +82,8 @@ static int a_backward(lua_State *L) {
  * Turns the recording of operations for autograd on or off; returns the previous setting.
  * cnn.no_grad(fn) and cnn.enable_grad(fn) do this around a function and restore it even on errors. */
 static int a_set_grad_enabled(lua_State *L) {
+  if (lua_type(L, 1) != LUA_TBOOLEAN)
+    return lcnn_error(L, "set_grad_enabled", "expected a boolean, got %s", luaL_typename(L, 1));
   lua_pushboolean(L, cnn_ag_set_enabled(lua_toboolean(L, 1)));
   return 1;
 }

@@ -254,6 +254,8 @@ static int t_newindex(lua_State *L) {
   const char *k = lua_tostring(L, 2);
   if (strcmp(k, "requires_grad") == 0) {
     SELF("requires_grad");
+    if (lua_type(L, 3) != LUA_TBOOLEAN)
+      return lcnn_error(L, "requires_grad", "must be a boolean, got %s", luaL_typename(L, 3));
     lua_settop(L, 3);
     lua_getfield(L, 1, "requires_grad_");
     lua_pushvalue(L, 1);

@@ -508,6 +508,11 @@ data.DataLoader = setmetatable({}, {__call = function(_, ds, opts)
   if opts.transform ~= nil and not (type(opts.transform) == "function" or getmetatable(opts.transform)) then
     error("DataLoader: transform must be callable", 2)
   end
+  for _, k in ipairs{"shuffle", "drop_last"} do
+    if opts[k] ~= nil and type(opts[k]) ~= "boolean" then
+      error(string.format("DataLoader: %s must be a boolean, got %s", k, type(opts[k])), 2)
+    end
+  end
   local rank, world = 0, 1
   if opts.shard ~= nil then
     local s = opts.shard

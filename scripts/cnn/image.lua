@@ -230,6 +230,11 @@ function image.grid(t, opts)
     error("image.grid: padding must be a non-negative integer", 2)
   end
   if type(pad_value) ~= "number" then error("image.grid: pad_value must be a number", 2) end
+  for _, k in ipairs{"normalize", "scale_each"} do
+    if opts[k] ~= nil and type(opts[k]) ~= "boolean" then
+      error(string.format("image.grid: %s must be a boolean, got %s", k, type(opts[k])), 2)
+    end
+  end
   local d = t:dim()
   if d == 2 then t = t:unsqueeze(1) end
   if d == 2 or d == 3 then t = t:unsqueeze(1) end

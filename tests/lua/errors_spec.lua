@@ -311,3 +311,38 @@ describe("in-place writes into overlapping memory", function()
     H.assert_usable()
   end)
 end)
+
+describe("booleans where a boolean is expected", function()
+  it("requires_grad is a boolean: assignment, requires_grad_ and the factories' option", function()
+    -- t.requires_grad = "yes" turned it on; requires_grad_(0) too (0 is true in Lua)
+    local t = cnn.ones(2)
+    err(function() t.requires_grad = "yes" end, "requires_grad: must be a boolean, got string")
+    err(function() t.requires_grad = nil end, "requires_grad: must be a boolean, got nil")
+    err(function() t:requires_grad_("yes") end, "requires_grad_: expected a boolean, got string")
+    err(function() t:requires_grad_(0) end, "requires_grad_: expected a boolean, got number")
+    assert.is_false(t.requires_grad)
+    err(function() return cnn.tensor({ 1 }, { requires_grad = "yes" }) end, "tensor: requires_grad must be a boolean")
+    err(function() return cnn.zeros(2, { requires_grad = 1 }) end, "zeros: requires_grad must be a boolean")
+    err(function() cnn.nn.Linear(2, 2):requires_grad_("no") end, "requires_grad_: expected a boolean")
+    t.requires_grad = true
+    assert.is_true(t.requires_grad)
+    t:requires_grad_() -- no argument: on, as in PyTorch
+    t:requires_grad_(false)
+    assert.is_false(t.requires_grad)
+    H.assert_usable()
+  end)
+
+  it("other boolean options and arguments", function()
+    local ds = cnn.data.TensorDataset(cnn.ones(4, 2), cnn.ones(4))
+    err(function() return cnn.data.DataLoader(ds, { batch_size = 2, shuffle = "yes" }) end,
+      "DataLoader: shuffle must be a boolean, got string")
+    err(function() return cnn.data.DataLoader(ds, { batch_size = 2, drop_last = 1 }) end,
+      "DataLoader: drop_last must be a boolean, got number")
+    err(function() return cnn.image.grid(cnn.ones(1, 1, 2, 2), { normalize = "yes" }) end,
+      "image.grid: normalize must be a boolean, got string")
+    err(function() return cnn.set_grad_enabled("no") end, "set_grad_enabled: expected a boolean, got string")
+    assert.is_true(cnn.is_grad_enabled())
+    assert.are.equal(1, #cnn.data.DataLoader(ds, { batch_size = 3, drop_last = true }))
+    H.assert_usable()
+  end)
+end)
