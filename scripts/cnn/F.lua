@@ -287,10 +287,11 @@ function F.gelu(x, opts)
   return core_gelu(x, approx == "tanh")
 end
 
+-- dim d of x, 1-based or negative from the end; a 0-d x takes 1 or -1, as PyTorch's 0 or -1
 local function check_dim(fn, x, d)
-  if math.type(d) ~= "integer" or d == 0 or d > x:dim() or d < -x:dim() then
-    error(string.format("%s: dim must be a nonzero integer within -%d..%d, got %s", fn, x:dim(), x:dim(),
-      tostring(d)), 3)
+  local n = math.max(x:dim(), 1)
+  if math.type(d) ~= "integer" or d == 0 or d > n or d < -n then
+    error(string.format("%s: dim must be a nonzero integer within -%d..%d, got %s", fn, n, n, tostring(d)), 3)
   end
   return d
 end
@@ -724,7 +725,7 @@ function core.Tensor.topk(t, k, dim, largest, sorted)
   if largest == nil then largest = true end
   if sorted ~= nil and type(sorted) ~= "boolean" then error("topk: sorted must be a boolean", 2) end
   local d = dim or -1
-  local n = t:dim() == 0 and 1 or t:size(check_dim("topk", t, d))
+  local n = t:dim() == 0 and check_dim("topk", t, d) and 1 or t:size(check_dim("topk", t, d))
   if math.type(k) ~= "integer" or k < 0 or k > n then
     error(string.format("topk: k must be an integer within 0..%d, got %s", n, tostring(k)), 2)
   end

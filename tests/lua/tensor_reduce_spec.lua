@@ -253,3 +253,31 @@ describe("uint8 reductions", function()
     assert.are.equal(124716, rows[1]) -- row 1: 3 cycles (97920) + 0..231 (26796)
   end)
 end)
+
+describe("reductions of a 0-d tensor along a dim", function()
+  -- PyTorch takes dim 0 or -1 of a 0-d tensor (here 1 or -1) and gives a 0-d result; values by hand:
+  -- logsumexp of one value is the value, softmax 1, log_softmax 0, argmax the first index
+  it("logsumexp, sum, mean, max, argmax, softmax and topk agree on dims 1 and -1", function()
+    local s = cnn.tensor(3.5)
+    for _, d in ipairs { 1, -1 } do
+      H.assert_tensor(s:logsumexp(d), 3.5)
+      H.assert_tensor(cnn.F.logsumexp(s, d, true), 3.5)
+      H.assert_tensor(s:sum(d), 3.5)
+      H.assert_tensor(s:mean(d), 3.5)
+      H.assert_tensor((s:max(d)), 3.5)
+      assert.are.equal(1, s:argmax(d):item())
+      H.assert_tensor(cnn.F.softmax(s, d), 1)
+      H.assert_tensor(cnn.F.log_softmax(s, d), 0)
+      local v, i = s:topk(1, d)
+      assert.are.same({ 3.5, 1 }, { v:item(), i:item() })
+    end
+    assert.are.equal(-math.huge, cnn.tensor(-math.huge):logsumexp(1):item())
+    for _, d in ipairs { 0, 2, -2 } do
+      H.assert_error(function() return s:logsumexp(d) end, "logsumexp: dim must be a nonzero integer within %-1..1")
+      local pat = "sum: dimension " .. tostring(d):gsub("%-", "%%-") .. " out of range %(expected 1..1 or %-1..%-1%)"
+      H.assert_error(function() return s:sum(d) end, pat)
+      H.assert_error(function() return s:topk(1, d) end, "topk: dim must be a nonzero integer within %-1..1")
+    end
+    H.assert_usable()
+  end)
+end)
