@@ -78,6 +78,7 @@ static int f_linear(lua_State *L) {
 static int f_leaky_relu(lua_State *L) {
   cnn_tensor *x = lcnn_check(L, 1, "leaky_relu");
   double slope = lcnn_arg_number(L, 2, "leaky_relu", "negative_slope", 0.01);
+  lcnn_check_float_value(L, 2, "leaky_relu", CNN_FLOAT32);
   lcnn_push(L, cnn_op_leaky_relu(x, slope), "leaky_relu");
   return 1;
 }

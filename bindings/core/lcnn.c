@@ -8,6 +8,8 @@
  * the Lua heap, which is small next to tensor data, so collecting often is cheap. */
 #include "lcnn.h"
 
+#include <float.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -58,6 +60,13 @@ void lcnn_anchor_number(lua_State *L, int idx, const char *fn, cnn_dtype int_dty
   if (!*box) lcnn_fail(L, fn);
   (*box)->wrapped_number = true;
   lua_replace(L, idx);
+}
+
+void lcnn_check_float_value(lua_State *L, int idx, const char *fn, cnn_dtype dt) {
+  if (dt != CNN_FLOAT32 || lua_type(L, idx) != LUA_TNUMBER || lua_isinteger(L, idx)) return;
+  double v = lua_tonumber(L, idx);
+  if (isfinite(v) && fabs(v) > FLT_MAX)
+    lcnn_error(L, fn, "value %g cannot be converted to type float without overflow", v);
 }
 
 cnn_tensor *lcnn_operand(lua_State *L, int idx, const char *fn, cnn_dtype int_dtype) {

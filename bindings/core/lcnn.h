@@ -45,6 +45,10 @@ const char *lcnn_typename(lua_State *L, int idx);
  * is CNN_FLOAT32 (then float32), a float float32. Anything else is left alone. Allocates: call it
  * before taking tensor pointers. */
 void lcnn_anchor_number(lua_State *L, int idx, const char *fn, cnn_dtype int_dtype);
+/* A non-integer number at idx that is to become a float32 value (dt float32): a finite one past
+ * float's range raises "fn: value V cannot be converted to type float without overflow", as PyTorch's
+ * fill, full, clamp and uniform_ do (inf and NaN pass; arithmetic operands are not checked). */
+void lcnn_check_float_value(lua_State *L, int idx, const char *fn, cnn_dtype dt);
 /* lcnn_anchor_number, then the tensor at idx (borrowed). Raises "expected a tensor, a number or a
  * boolean". */
 cnn_tensor *lcnn_operand(lua_State *L, int idx, const char *fn, cnn_dtype int_dtype);

@@ -253,6 +253,7 @@ static int f_full(lua_State *L) {
   if (lua_type(L, next) != LUA_TNUMBER && !boolean)
     return lcnn_error(L, fn, "expected a fill value (number or boolean), got %s", lcnn_typename(L, next));
   create_opts o = read_opts(L, next + 1, fn, boolean ? CNN_BOOL : lua_isinteger(L, next) ? CNN_INT64 : CNN_FLOAT32);
+  lcnn_check_float_value(L, next, fn, o.dtype);
   cnn_tensor *t = !boolean && o.dtype != CNN_FLOAT32 && lua_isinteger(L, next)
                       ? cnn_tensor_full_i64(o.dtype, n, size, lua_tointeger(L, next))
                       : cnn_tensor_full(o.dtype, n, size, boolean ? lua_toboolean(L, next) : lua_tonumber(L, next));
@@ -310,6 +311,8 @@ static int f_linspace(lua_State *L) {
   const char *fn = "linspace";
   double a = luaL_checknumber(L, 1), b = luaL_checknumber(L, 2);
   lua_Integer n = luaL_checkinteger(L, 3);
+  lcnn_check_float_value(L, 1, fn, CNN_FLOAT32);
+  lcnn_check_float_value(L, 2, fn, CNN_FLOAT32);
   create_opts o = read_opts(L, 4, fn, CNN_FLOAT32);
   finish(L, cnn_tensor_linspace(a, b, n), &o, fn);
   return 1;

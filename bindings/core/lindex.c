@@ -42,6 +42,7 @@ static int scatter(lua_State *L, const char *fn, bool add, bool inplace) {
   if (scalar) { /* the value as a 0-d tensor of t's dtype, checked as fill_ checks it (exact integers) */
     cnn_dtype dt = lcnn_check(L, 1, fn)->dtype;
     bool exact = lua_isinteger(L, 4) && dt != CNN_FLOAT32;
+    lcnn_check_float_value(L, 4, fn, dt);
     lcnn_push(L,
               exact ? cnn_tensor_full_i64(dt, 0, NULL, lua_tointeger(L, 4))
                     : cnn_tensor_scalar(dt, lua_isboolean(L, 4) ? lua_toboolean(L, 4) : lua_tonumber(L, 4)),

@@ -168,6 +168,8 @@ static void clamp_bounds(lua_State *L, const char *fn, double *lo, double *hi) {
   *hi = lua_isnoneornil(L, 3) ? INFINITY : (lua_type(L, 3) == LUA_TNUMBER ? lua_tonumber(L, 3) : NAN);
   if (*lo != *lo || *hi != *hi) lcnn_error(L, fn, "bounds must be numbers or nil");
   if (lua_isnoneornil(L, 2) && lua_isnoneornil(L, 3)) lcnn_error(L, fn, "at least one of lo and hi must be given");
+  lcnn_check_float_value(L, 2, fn, CNN_FLOAT32);
+  lcnn_check_float_value(L, 3, fn, CNN_FLOAT32);
 }
 
 /** t:clamp(lo, hi) -> Tensor
@@ -202,6 +204,7 @@ static int inplace_binary(lua_State *L, cnn_binop op, const char *fn) {
 static int m_add_(lua_State *L) {
   if (lua_gettop(L) >= 3) { /* t:add_(other, alpha) : t += alpha * other */
     lua_Number alpha = luaL_checknumber(L, 3);
+    lcnn_check_float_value(L, 3, "add_", lcnn_check(L, 1, "add_")->dtype);
     lcnn_anchor_number(L, 2, "add_", lcnn_check(L, 1, "add_")->dtype);
     cnn_tensor *o = lcnn_operand(L, 2, "add_", CNN_FLOAT32), *t = lcnn_check(L, 1, "add_");
     int rc = cnn_op_check_inplace(t);
@@ -253,6 +256,7 @@ static int m_relu_(lua_State *L) {
  * A number that a uint8 tensor cannot hold (past -255..255) is an error, as in PyTorch. */
 static int m_fill_(lua_State *L) {
   if (lua_type(L, 2) != LUA_TBOOLEAN) luaL_checknumber(L, 2); /* before t is taken: it may raise */
+  lcnn_check_float_value(L, 2, "fill_", lcnn_check(L, 1, "fill_")->dtype);
   cnn_tensor *t = lcnn_check(L, 1, "fill_");
   int rc = lua_type(L, 2) == LUA_TBOOLEAN                   ? cnn_op_fill_(t, lua_toboolean(L, 2))
            : t->dtype != CNN_FLOAT32 && lua_isinteger(L, 2) ? cnn_op_fill_i64_(t, lua_tointeger(L, 2))
@@ -551,6 +555,7 @@ static int f_where(lua_State *L) {
  * fill_ checks it) anchored on the stack as a 0-d tensor, or a 0-d tensor. Borrowed. */
 static cnn_tensor *fill_value(lua_State *L, const char *fn, cnn_dtype dt) {
   int vt = lua_type(L, 3);
+  lcnn_check_float_value(L, 3, fn, dt);
   if (vt == LUA_TNUMBER || vt == LUA_TBOOLEAN) {
     lcnn_push(L,
               vt == LUA_TNUMBER && lua_isinteger(L, 3) && dt != CNN_FLOAT32

@@ -161,6 +161,7 @@ static int index_with_tensor(lua_State *L, const char *fn, bool write) {
   if (vt == LUA_TNUMBER || vt == LUA_TBOOLEAN) { /* converted (and checked) as fill_ does, anchored */
     lua_settop(L, 3);
     cnn_dtype dt = SELF(fn)->dtype;
+    lcnn_check_float_value(L, 3, fn, dt);
     lcnn_push(L,
               vt == LUA_TNUMBER && lua_isinteger(L, 3) && dt != CNN_FLOAT32
                   ? cnn_tensor_full_i64(dt, 0, NULL, lua_tointeger(L, 3))
@@ -236,6 +237,7 @@ static int assign_index(lua_State *L) {
   cnn_tensor *t = SELF(fn);
   index_spec spec;
   parse_index(L, 2, fn, t, &spec);
+  lcnn_check_float_value(L, 3, fn, t->dtype);
   /* the whole of t is the written-to tensor: an expanded t refuses even a single element */
   if (cnn_op_check_inplace(t)) return lcnn_fail(L, fn);
   cnn_tensor *view = index_view(t, &spec, false);

@@ -9,6 +9,7 @@
 #include "core/alloc.h"
 #include "core/parallel.h"
 
+#include <float.h>
 #include <math.h>
 #include <stdbool.h>
 
@@ -223,6 +224,12 @@ int cnn_random_uniform_(cnn_tensor *t, double lo, double hi) {
   if (cnn_tensor_need_float(t, "tensor")) return -1;
   if (!isfinite(lo) || !isfinite(hi) || lo > hi)
     return cnn_error_set("expected finite bounds with lo <= hi but got lo=%g, hi=%g", lo, hi);
+  if (t->dtype == CNN_FLOAT32 && (fabs(lo) > FLT_MAX || fabs(hi) > FLT_MAX || hi - lo > FLT_MAX))
+    return cnn_error_set("%s (lo=%g, hi=%g): the bounds and hi - lo must lie within float's range (%g)",
+                         fabs(lo) > FLT_MAX   ? "lo is out of bounds for float"
+                         : fabs(hi) > FLT_MAX ? "hi is out of bounds for float"
+                                              : "hi - lo overflows float",
+                         lo, hi, FLT_MAX);
   uniform_ctx c = {lo, hi, (float)lo, (float)hi};
   fill_view(t, fill_uniform, &c); /* ~2 ns a value: the pool's hand-off measured no faster */
   return 0;
