@@ -28,7 +28,7 @@ end
 local function number_opt(who, name, v, default, lo)
   if v == nil then return default end
   if type(v) ~= "number" or v ~= v or (lo and v < lo) then
-    fail(who, "%s must be a number%s, got %s", name, lo and (" >= " .. lo) or "", tostring(v))
+    fail(who, "%s must be a number%s, got %s", name, lo and (" >= " .. lo) or "", U.describe(v))
   end
   return v
 end
@@ -339,7 +339,7 @@ function L.GELU:extra_repr() return "approximate='" .. self.approximate .. "'" e
 
 local function dim_arg(who, d)
   if not U.is_int(d) or d == 0 then
-    fail(who, "dim must be a nonzero integer (1-based, negative from the end), got %s", tostring(d))
+    fail(who, "dim must be a nonzero integer (1-based, negative from the end), got %s", U.describe(d))
   end
   return math.tointeger(d)
 end
@@ -367,7 +367,7 @@ L.Dropout = Module:extend("Dropout")
 --- In training mode, zeroes elements with probability p and scales the rest by 1/(1-p); eval: identity.
 function L.Dropout:init(p, inplace)
   p = number_opt("Dropout", "p", p, 0.5)
-  if p < 0 or p > 1 then fail("Dropout", "p must be between 0 and 1, got %s", tostring(p)) end
+  if p < 0 or p > 1 then fail("Dropout", "p must be between 0 and 1, got %s", U.describe(p)) end
   self.p = p
   self.inplace = inplace_arg("Dropout", inplace)
 end
@@ -387,7 +387,7 @@ function L.LayerNorm:init(shape, opts)
   end
   for _, v in ipairs(shape) do
     if not U.is_int(v) or v < 1 then
-      fail("LayerNorm", "normalized_shape must hold positive integers, got %s", tostring(v))
+      fail("LayerNorm", "normalized_shape must hold positive integers, got %s", U.describe(v))
     end
   end
   self.normalized_shape = shape
@@ -414,10 +414,10 @@ L.GroupNorm = Module:extend("GroupNorm")
 function L.GroupNorm:init(groups, channels, opts)
   local o = U.options("GroupNorm", opts, {eps = true, affine = true})
   if not U.is_int(groups) or groups < 1 then
-    fail("GroupNorm", "num_groups must be a positive integer, got %s", tostring(groups))
+    fail("GroupNorm", "num_groups must be a positive integer, got %s", U.describe(groups))
   end
   if not U.is_int(channels) or channels < 1 or channels % groups ~= 0 then
-    fail("GroupNorm", "num_channels must be a positive multiple of num_groups, got %s", tostring(channels))
+    fail("GroupNorm", "num_channels must be a positive multiple of num_groups, got %s", U.describe(channels))
   end
   self.num_groups, self.num_channels = math.tointeger(groups), math.tointeger(channels)
   self.eps = number_opt("GroupNorm", "eps", o.eps, 1e-5, 0)
@@ -617,14 +617,14 @@ local function class_loss_init(self, who, opts, smoothing)
   end
   if o.ignore_index ~= nil then
     if not U.is_int(o.ignore_index) then
-      fail(who, "ignore_index must be an integer, got %s", tostring(o.ignore_index))
+      fail(who, "ignore_index must be an integer, got %s", U.describe(o.ignore_index))
     end
     self.ignore_index = math.tointeger(o.ignore_index)
   end
   if smoothing then
     self.label_smoothing = number_opt(who, "label_smoothing", o.label_smoothing, 0.0, 0)
     if self.label_smoothing > 1 then
-      fail(who, "label_smoothing must be between 0 and 1, got %s", tostring(self.label_smoothing))
+      fail(who, "label_smoothing must be between 0 and 1, got %s", U.describe(self.label_smoothing))
     end
   end
 end

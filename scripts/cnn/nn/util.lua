@@ -63,10 +63,20 @@ local function is_int(v)
 end
 U.is_int = is_int
 
+--- v for an error message: a number as itself, anything else with its type (`string "3"`, `a table`),
+--- so that nn.Linear("3", 2) never reads "must be an integer, got 3".
+function U.describe(v)
+  if type(v) == "number" or v == nil then return tostring(v) end
+  if type(v) == "string" then return string.format("string %q", v) end
+  if type(v) == "boolean" then return "boolean " .. tostring(v) end
+  if util.is_tensor(v) then return "a tensor" end
+  return "a " .. type(v)
+end
+
 --- An integer >= min (checked), as a Lua integer.
 function U.int(fn, name, v, min)
   if not is_int(v) or v < min then
-    U.fail(fn, "%s must be an integer >= %d, got %s", name, min, tostring(v))
+    U.fail(fn, "%s must be an integer >= %d, got %s", name, min, U.describe(v))
   end
   return math.tointeger(v)
 end
@@ -79,7 +89,7 @@ function U.pair(fn, name, v, min)
   end
   if type(v) ~= "table" or #v ~= 2 then
     U.fail(fn, "%s must be an integer or a pair of integers, got %s", name, type(v) == "table" and
-      ("a table of " .. #v .. " elements") or tostring(v))
+      ("a table of " .. #v .. " elements") or U.describe(v))
   end
   return {U.int(fn, name, v[1], min), U.int(fn, name, v[2], min)}
 end
