@@ -302,15 +302,46 @@ static int t_tostring(lua_State *L) {
 
 /* ---- inspection ---- */
 
-/** t:shape() -> {sizes}
- * The sizes as a table of integers ({} for a 0-d tensor). */
-static int t_shape(lua_State *L) {
-  cnn_tensor *t = SELF("shape");
-  lua_createtable(L, t->ndim, 0);
-  for (int d = 0; d < t->ndim; d++) {
-    lua_pushinteger(L, t->size[d]);
+/* tostring of a shape or stride table: "{2, 3}" ("{}" for a 0-d tensor's), as the error messages
+ * write shapes; the table stays a plain list of integers (only its metatable adds __tostring) */
+static int size_tostring(lua_State *L) {
+  luaL_checktype(L, 1, LUA_TTABLE);
+  luaL_Buffer b;
+  luaL_buffinit(L, &b);
+  luaL_addchar(&b, '{');
+  lua_Integer n = luaL_len(L, 1);
+  for (lua_Integer i = 1; i <= n; i++) {
+    if (i > 1) luaL_addstring(&b, ", ");
+    lua_geti(L, 1, i);
+    luaL_tolstring(L, -1, NULL); /* whatever a user may have stored there */
+    lua_remove(L, -2);
+    luaL_addvalue(&b);
+  }
+  luaL_addchar(&b, '}');
+  luaL_pushresult(&b);
+  return 1;
+}
+
+/* pushes a new table of t's n values (sizes or strides) with the shape metatable */
+static void push_sizes(lua_State *L, const int64_t *v, int n) {
+  lua_createtable(L, n, 0);
+  for (int d = 0; d < n; d++) {
+    lua_pushinteger(L, v[d]);
     lua_rawseti(L, -2, d + 1);
   }
+  if (luaL_newmetatable(L, "cnn.shape")) {
+    lua_pushcfunction(L, size_tostring);
+    lua_setfield(L, -2, "__tostring");
+  }
+  lua_setmetatable(L, -2);
+}
+
+/** t:shape() -> {sizes}
+ * The sizes as a table of integers ({} for a 0-d tensor).
+ * A plain list (`#`, ipairs, table.concat work); tostring and print show it as `{2, 3}`. */
+static int t_shape(lua_State *L) {
+  cnn_tensor *t = SELF("shape");
+  push_sizes(L, t->size, t->ndim);
   return 1;
 }
 
@@ -337,11 +368,7 @@ static int t_stride(lua_State *L) {
     lua_pushinteger(L, t->stride[d < 0 ? d + t->ndim : d]);
     return 1;
   }
-  lua_createtable(L, t->ndim, 0);
-  for (int d = 0; d < t->ndim; d++) {
-    lua_pushinteger(L, t->stride[d]);
-    lua_rawseti(L, -2, d + 1);
-  }
+  push_sizes(L, t->stride, t->ndim);
   return 1;
 }
 

@@ -44,6 +44,24 @@ describe("tostring", function()
       .. pad .. row .. "])\n[float32 tensor of shape {500, 400}]"
     assert.are.equal(want, tostring(cnn.zeros(500, 400)))
   end)
+
+  it("of a shape is its sizes, {2, 3}, and the shape stays a plain list", function()
+    -- print(t:shape()) showed "table: 0x..."
+    local x = cnn.zeros(2, 3)
+    local s = x:shape()
+    assert.are.equal("{2, 3}", tostring(s))
+    assert.are.equal("{}", tostring(cnn.tensor(1):shape()))
+    assert.are.equal("{0}", tostring(cnn.zeros(0):shape()))
+    assert.are.equal("{1, 3}", tostring(x:t():stride()))
+    assert.are.equal("table", type(s))
+    assert.are.same({ 2, 3 }, s)
+    assert.are.equal("2x3", table.concat(s, "x"))
+    assert.are.equal(2, #s)
+    s[3] = 4 -- the caller's own table
+    assert.are.equal("{2, 3, 4}", tostring(s))
+    assert.are.same({ 2, 3 }, x:shape())
+    H.assert_tensor(cnn.zeros(s), { shape = { 2, 3, 4 }, data = H.flatten(cnn.zeros(2, 3, 4):totable()) })
+  end)
 end)
 
 describe("totable and item", function()
