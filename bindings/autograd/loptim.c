@@ -150,6 +150,26 @@ static int k_sgd_group(lua_State *L) {
   return 1;
 }
 
+/* drop_grads(params) -> true: sets every parameter's .grad to nil, as zero_grad's loop of
+ * `p.grad = nil` does, without a Lua call per parameter; false (with the ones before dropped, as
+ * that loop would have) at anything but an open tensor, for the loop to raise its error. */
+static int k_drop_grads(lua_State *L) {
+  luaL_checktype(L, 1, LUA_TTABLE);
+  for (lua_Integer i = 1; lua_geti(L, 1, i) != LUA_TNIL; i++) {
+    cnn_tensor *t = lcnn_test(L, -1);
+    if (!t) {
+      lua_pushboolean(L, 0);
+      return 1;
+    }
+    cnn_tensor *g = t->grad;
+    t->grad = NULL;
+    cnn_tensor_release(g);
+    lua_pop(L, 1);
+  }
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
 typedef struct {
   cnn_tensor *exp_avg, *exp_avg_sq, *max_exp_avg_sq, *step;
   cnn_adam_config c;
@@ -251,8 +271,9 @@ static int k_adagrad(lua_State *L) {
 }
 
 void lcnn_open_optim(lua_State *L, int tbl) {
-  static const luaL_Reg fns[] = {{"sgd", k_sgd},         {"sgd_group", k_sgd_group}, {"adam", k_adam},
-                                 {"rmsprop", k_rmsprop}, {"adagrad", k_adagrad},     {NULL, NULL}};
+  static const luaL_Reg fns[] = {{"sgd", k_sgd},   {"sgd_group", k_sgd_group}, {"drop_grads", k_drop_grads},
+                                 {"adam", k_adam}, {"rmsprop", k_rmsprop},     {"adagrad", k_adagrad},
+                                 {NULL, NULL}};
   for (const luaL_Reg *r = fns; r->name; r++) {
     lua_pushcfunction(L, r->func);
     lua_setfield(L, tbl, r->name);

@@ -250,12 +250,14 @@ function Optimizer:zero_grad(opts)
   util.check_options(self.name .. ": zero_grad", opts, {set_to_none = true}, 2)
   local to_none = not opts or opts.set_to_none ~= false
   for _, g in ipairs(self.param_groups) do
-    for _, p in ipairs(g.params) do
-      if to_none then
-        p.grad = nil
-      else
-        local grad = p.grad
-        if grad then grad:zero_() end
+    if not (to_none and K.drop_grads(g.params)) then -- (one C call; this loop for the rest)
+      for _, p in ipairs(g.params) do
+        if to_none then
+          p.grad = nil
+        else
+          local grad = p.grad
+          if grad then grad:zero_() end
+        end
       end
     end
   end

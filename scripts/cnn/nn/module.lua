@@ -195,7 +195,7 @@ end
 local function instance_mt(cls)
   local mt = {__name = cls.__name, __cnn_module = true}
   mt.__index = function(self, k)
-    local s = state(self)
+    local s = rawget(self, "__nn") -- state(self), inline: every field and method read comes here
     local v = s.fields[k]
     if v ~= nil then return v end
     v = s.params.map[k]
@@ -988,8 +988,9 @@ end
 -- and no hooks: Sequential may run it fused with its neighbours.
 local function stock(m, flag)
   if m == nil then return false end
-  local cls = state(m).class
-  return rawget(cls, flag) and state(m).hooks == nil and m.forward == rawget(cls, "forward")
+  local s = state(m)
+  local cls = s.class
+  return rawget(cls, flag) and s.hooks == nil and m.forward == rawget(cls, "forward")
 end
 
 -- Conv2d, ReLU, MaxPool2d, all stock: one op and one graph node (Conv2d:_forward_relu_max_pool),
