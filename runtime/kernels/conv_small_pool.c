@@ -699,6 +699,23 @@ static void gw_sum(void *arg, int64_t i0, int64_t i1) {
   const gw_sum_job *j = arg;
   const sback *d = j->d;
   const size_t off = d->xg_floats + d->gq_floats + d->gp_floats + d->yg_floats;
+#if defined(__AVX512F__)
+  /* 16 weights at a time: their partials transposed, the lanes then added as vectors in lane order
+   * (each weight's own sums in the same order: the same bits as one weight at a time below) */
+  for (; i0 + 16 <= i1; i0 += 16) {
+    __m512 s = _mm512_setzero_ps();
+    for (int64_t t = 0; t < j->parts; t++) {
+      const float *v = j->ws[t] + off + (size_t)i0 * VL;
+      __m512 r[16];
+      for (int k = 0; k < 16; k++) r[k] = _mm512_load_ps(v + k * VL);
+      lanes_transpose16(r);
+      __m512 h = _mm512_setzero_ps();
+      for (int l = 0; l < VL; l++) h = _mm512_add_ps(h, r[l]);
+      s = _mm512_add_ps(s, h);
+    }
+    _mm512_storeu_ps(j->gw + i0, s);
+  }
+#endif
   for (int64_t i = i0; i < i1; i++) {
     float s = 0;
     for (int64_t t = 0; t < j->parts; t++) {
