@@ -530,8 +530,8 @@ INLINE void gw_tile(const sback *d, const float *gg, const float *const *xk, vf 
 #define GW_TILES(MR, NV) \
   for (; o + (MR) <= f->O; o += (MR)) gw_tile(d, gg0 + o * cs, xk, part + o * K + k0, K, (MR), nvv, (MR), (NV))
 
-/* the group's weight gradient into part: tiles of 6 filters x 4 taps, or 4 (then 2, 1) x 6 (any
- * tile gives the same sums) */
+/* the group's weight gradient into part: tiles of 6 filters x 4 taps (the last run of taps as
+ * wide as it is), or 4 (then 2, 1) x 6 (any tile gives the same sums) */
 INLINE void gw_group_nv(const sback *d, const float *xg, const float *gq, vf *part, const int nv) {
   const spool *f = &d->f;
   const int64_t K = f->C * f->kh * f->kw, khw = f->kh * f->kw, cs = d->Hq * d->Wq * VL;
@@ -544,8 +544,11 @@ INLINE void gw_group_nv(const sback *d, const float *xg, const float *gq, vf *pa
       xk[j] = xg + ((c * f->Hp + ki) * f->Wp + kj) * VL;
     }
     int64_t o = 0;
-    if (nv == 4) {
-      GW_TILES(6, 4);
+    if (nv == 4) { /* a last run of fewer taps (LeNet's conv1: 25 = 6 x 4 + 1) in a narrower tile */
+      if (nvv == 4) GW_TILES(6, 4);
+      else if (nvv == 3) GW_TILES(6, 3);
+      else if (nvv == 2) GW_TILES(6, 2);
+      else GW_TILES(6, 1);
     } else {
       GW_TILES(4, 6);
       GW_TILES(2, 6);
