@@ -180,6 +180,24 @@ static void rows_pool(const spool *d, const float *yb, const float *b, int64_t i
       const int64_t c = 2 * j;
       const vf a = *(const vf *)(r0 + c * VL) + bv, e = *(const vf *)(r0 + (c + 1) * VL) + bv;
       const vf f = *(const vf *)(r1 + c * VL) + bv, h = *(const vf *)(r1 + (c + 1) * VL) + bv;
+#if defined(__AVX512F__)
+      /* no NaN among the four (nearly always): the maximum, and the first cell that equals it, is
+       * what the scan below gives (a tie of -0 and +0 names another cell only where relu stops the
+       * gradient anyway); half the mask operations, which bound this loop */
+      const __mmask16 nan = _mm512_cmp_ps_mask((__m512)a, (__m512)e, _CMP_UNORD_Q) |
+                            _mm512_cmp_ps_mask((__m512)f, (__m512)h, _CMP_UNORD_Q);
+      if (!nan) {
+        __m512 m = _mm512_max_ps(_mm512_max_ps((__m512)a, (__m512)e), _mm512_max_ps((__m512)f, (__m512)h));
+        __m512i cv = _mm512_set1_epi32(3);
+        cv = _mm512_mask_mov_epi32(cv, _mm512_cmp_ps_mask((__m512)f, m, _CMP_EQ_OQ), _mm512_set1_epi32(2));
+        cv = _mm512_mask_mov_epi32(cv, _mm512_cmp_ps_mask((__m512)e, m, _CMP_EQ_OQ), _mm512_set1_epi32(1));
+        cv = _mm512_mask_mov_epi32(cv, _mm512_cmp_ps_mask((__m512)a, m, _CMP_EQ_OQ), _mm512_setzero_si512());
+        const __mmask16 keep = _mm512_cmp_ps_mask(m, _mm512_setzero_ps(), _CMP_GT_OQ);
+        _mm512_store_ps(po + j * VL, _mm512_maskz_mov_ps(keep, m));
+        _mm512_store_si512(co + j * VL, _mm512_mask_mov_epi32(_mm512_set1_epi32(CNN_SPOOL_NONE), keep, cv));
+        continue;
+      }
+#endif
       vf best = a;
       vi code = (vi){0};
       TAKE(e, 1);
