@@ -546,12 +546,17 @@ static int batch_norm_backward(cnn_node *n, cnn_tensor *const *gout, cnn_tensor 
   bool nr = res && cnn_node_needs_grad(n, 3);
   int64_t C = a.C;
   cnn_tensor *g = cnn_tensor_contiguous(gout[0]);
-  cnn_tensor *gx = g && nx ? cnn_tensor_empty_like(x) : NULL;
+  /* the engine's gradient sum, when nobody else holds it, takes a result in place (as ReLU's
+   * backward does): gx where there is no residual (the second pass reads each g before it writes
+   * its gx), else the masked gradient (the first pass's, likewise); no fresh buffer whose lines
+   * must be read before they are written */
+  const bool own = g && g == gout[0] && g->refcount == 2 && g->storage->refcount == 1 && !g->grad && !g->grad_fn;
+  cnn_tensor *gx = g && nx ? (own && !res ? cnn_tensor_retain(g) : cnn_tensor_empty_like(x)) : NULL;
   cnn_tensor *gw = g && nw ? cnn_tensor_empty(CNN_FLOAT32, 1, &C) : NULL;
   cnn_tensor *gb = g && nb ? cnn_tensor_empty(CNN_FLOAT32, 1, &C) : NULL;
   /* with a residual the masked gradient is written whether or not the residual wants it: the
    * second pass reads it back */
-  cnn_tensor *gr = g && res ? cnn_tensor_empty_like(x) : NULL;
+  cnn_tensor *gr = g && res ? (own ? cnn_tensor_retain(g) : cnn_tensor_empty_like(x)) : NULL;
   if (!g || (nx && !gx) || (nw && !gw) || (nb && !gb) || (res && !gr)) {
     cnn_tensor_release(g);
     cnn_tensor_release(gx);

@@ -110,7 +110,8 @@ typedef struct cnn_batchnorm_args {
 } cnn_batchnorm_args;
 void cnn_batchnorm_forward(const cnn_batchnorm_args *a, const float *x, float *y, float *save_mean, float *save_invstd);
 /* From gy (N, C, S), x and the saved statistics: gx (when not NULL), gweight and gbias (C, when
- * not NULL). Training gx accounts for the batch statistics' dependence on x; eval gx does not. */
+ * not NULL). Training gx accounts for the batch statistics' dependence on x; eval gx does not.
+ * gx may be gy itself when there is no residual, gresidual may be gy itself (in place). */
 void cnn_batchnorm_backward(const cnn_batchnorm_args *a, const float *x, const float *gy, const float *save_mean,
                             const float *save_invstd, float *gx, float *gweight, float *gbias);
 

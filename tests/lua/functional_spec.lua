@@ -503,6 +503,39 @@ describe("F.batch_norm{relu=true}", function()
     end
   end)
 
+  it("gives each branch its own gradient when one gradient reaches two of them (written in place)", function()
+    -- backward writes gx over the incoming gradient when the engine alone holds it: an add passes
+    -- the same gradient to both batch norms, and neither may see the other's result
+    cnn.manual_seed(23)
+    local shape = { 8, 3, 40, 40 }
+    local x1, x2, g = cnn.randn(shape), cnn.randn(shape), cnn.randn(shape)
+    local g0 = g:clone()
+    local function grads(both, residual)
+      local a, b = x1:clone():requires_grad_(true), x2:clone():requires_grad_(true)
+      local r = residual and cnn.randn(shape) or nil
+      local function bn(x)
+        return F.batch_norm(x, nil, nil, nil, nil, true, 0.1, 1e-5, { relu = true, residual = r })
+      end
+      local y = both and bn(a) + bn(b) or bn(a)
+      y:backward(g)
+      return a.grad, b.grad
+    end
+    for _, residual in ipairs({ false, true }) do
+      cnn.manual_seed(24)
+      local ga, gb = grads(true, residual)
+      cnn.manual_seed(24)
+      local alone = grads(false, residual)
+      H.assert_tensor(ga, { shape = shape, data = H.values(alone) })
+      -- the second branch against itself alone
+      local b = x2:clone():requires_grad_(true)
+      cnn.manual_seed(24)
+      local r = residual and cnn.randn(shape) or nil
+      F.batch_norm(b, nil, nil, nil, nil, true, 0.1, 1e-5, { relu = true, residual = r }):backward(g)
+      H.assert_tensor(gb, { shape = shape, data = H.values(b.grad) })
+    end
+    H.assert_tensor(g, { shape = shape, data = H.values(g0) }) -- the seed itself is never written
+  end)
+
   it("gives ReLU's values by hand and passes no gradient where the output is 0", function()
     -- x = {-1, 0, 1} in eval mode with mean 0, variance 1, eps 0: y = relu(x) = {0, 0, 1}
     local x = cnn.tensor({ { -1 }, { 0 }, { 1 } }):requires_grad_(true)
