@@ -302,6 +302,11 @@ end
 function F.logsumexp(x, dim, keepdim)
   check_tensor("logsumexp", x, 1)
   dim = check_dim("logsumexp", x, dim)
+  if x:dim() > 0 and x:size(dim) == 0 then -- the log of an empty sum: -inf, as PyTorch (max refuses)
+    local r = x:sum(dim, true):log()
+    if not keepdim then r = r:squeeze(dim) end
+    return r
+  end
   local m = x:max(dim, true):detach()
   m = m:masked_fill(m:isinf(), 0) -- all -inf (or an inf) along dim: no shift
   local r = (x - m):exp():sum(dim, true):log() + m

@@ -281,3 +281,15 @@ describe("reductions of a 0-d tensor along a dim", function()
     H.assert_usable()
   end)
 end)
+
+describe("logsumexp over an empty dimension", function()
+  it("is -inf, the log of an empty sum, as PyTorch's (max refused the empty dim)", function()
+    local e = cnn.zeros(0, 3)
+    local r = e:logsumexp(1)
+    assert.are.same({ 3 }, r:shape())
+    for i = 1, 3 do assert.are.equal(-math.huge, r[i]) end
+    assert.are.same({ 1, 3 }, e:logsumexp(1, true):shape())
+    assert.are.same({ 0 }, e:logsumexp(2):shape()) -- nothing to reduce per row: no rows
+    H.assert_tensor(cnn.tensor { { 0, math.log(3) } }:logsumexp(2), { math.log(4) }, { rtol = 1e-6 })
+  end)
+end)
