@@ -414,6 +414,9 @@ static int f_is_tensor(lua_State *L) {
 static int f_allclose(lua_State *L) {
   cnn_tensor *a = lcnn_check(L, 1, "allclose"), *b = lcnn_check(L, 2, "allclose");
   double rtol = luaL_optnumber(L, 3, 1e-5), atol = luaL_optnumber(L, 4, 1e-8);
+  /* as PyTorch's isclose: a negative (or NaN) tolerance is an error, not a comparison that passes */
+  if (!(rtol >= 0)) return lcnn_error(L, "allclose", "rtol must be greater than or equal to zero, got %g", rtol);
+  if (!(atol >= 0)) return lcnn_error(L, "allclose", "atol must be greater than or equal to zero, got %g", atol);
   int r = cnn_ew_allclose(a, b, rtol, atol);
   if (r < 0) return lcnn_fail(L, "allclose");
   lua_pushboolean(L, r);

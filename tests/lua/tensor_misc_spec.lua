@@ -379,3 +379,18 @@ describe("0-d tensors", function()
     assert.are.same({}, s:clone():shape())
   end)
 end)
+
+describe("allclose's tolerances", function()
+  it("a negative or NaN rtol or atol is an error, as torch.isclose's, not a comparison that passes", function()
+    -- equal tensors compared with rtol = -1 (or NaN) gave true
+    local a = cnn.ones(2)
+    H.assert_error(function() return cnn.allclose(a, a, -1) end,
+      "allclose: rtol must be greater than or equal to zero, got %-1")
+    H.assert_error(function() return cnn.allclose(a, a, 0 / 0) end, "allclose: rtol must be")
+    H.assert_error(function() return cnn.allclose(a, a, 0, -1e-8) end,
+      "allclose: atol must be greater than or equal to zero")
+    assert.is_true(cnn.allclose(a, a, 0, 0))
+    assert.is_false(cnn.allclose(a, a + 1e-3, 0, 0))
+    H.assert_usable()
+  end)
+end)
