@@ -143,7 +143,10 @@ cnn_tensor *cnn_op_linear(const cnn_tensor *x, const cnn_tensor *w, const cnn_te
   }
   const int64_t out = w->size[0], in = w->size[1];
   if (b && (b->ndim != 1 || b->size[0] != out))
-    return cnn_error_set("bias must be 1-d with %lld elements, got %d-d", (long long)out, b->ndim), NULL;
+    return cnn_error_set("bias must be 1-d with %lld elements (one per output feature), got %s%lld%s", (long long)out,
+                         b->ndim == 1 ? "shape (" : "a ", b->ndim == 1 ? (long long)b->size[0] : (long long)b->ndim,
+                         b->ndim == 1 ? ")" : "-d tensor"),
+           NULL;
   if (x->dtype != w->dtype || (b && b->dtype != x->dtype))
     return cnn_error_set("expected input, weight and bias of one dtype, got %s, %s and %s", cnn_dtype_name(x->dtype),
                          cnn_dtype_name(w->dtype), b ? cnn_dtype_name(b->dtype) : "none"),

@@ -402,3 +402,14 @@ describe("nn constructors' argument checks", function()
     H.assert_usable()
   end)
 end)
+
+describe("linear's bias check", function()
+  it("names the bias's shape", function()
+    -- said "bias must be 1-d with 4 elements, got 1-d" for a bias of 5
+    local x, w = cnn.ones(2, 3), cnn.ones(4, 3)
+    err(function() return cnn.F.linear(x, w, cnn.ones(5)) end,
+      "linear: bias must be 1%-d with 4 elements %(one per output feature%), got shape %(5%)")
+    err(function() return cnn.F.linear(x, w, cnn.ones(2, 2)) end, "linear: bias must be 1%-d", "got a 2%-d tensor")
+    H.assert_tensor(cnn.F.linear(x, w, cnn.ones(4)), { { 4, 4, 4, 4 }, { 4, 4, 4, 4 } })
+  end)
+end)
