@@ -194,7 +194,9 @@ static int io_st_save(lua_State *L) {
   lua_pushnil(L);
   while (lua_next(L, 2)) {
     if (lua_type(L, -2) != LUA_TSTRING) {
-      return lcnn_error_plain(L, who, "tensor names must be strings, got a %s key (%s)", luaL_typename(L, -2),
+      /* the type before luaL_tolstring pushes the key's text (argument order is unspecified in C) */
+      const char *type = luaL_typename(L, -2);
+      return lcnn_error_plain(L, who, "tensor names must be strings, got a %s key (%s)", type,
                               luaL_tolstring(L, -2, NULL));
     }
     if (!lcnn_test(L, -1))

@@ -181,3 +181,17 @@ describe("cnn.load on corrupt files", function()
     H.assert_usable()
   end)
 end)
+
+describe("save's names", function()
+  it("a non-string name is an error naming the key's type", function()
+    -- the key's type was read after luaL_tolstring pushed its text: "got a userdata key (1)"
+    local d = tmpdir()
+    local path = d .. "/x.safetensors"
+    H.assert_error(function() cnn.save(path, { cnn.ones(1) }) end,
+      "save: tensor names must be strings, got a number key %(1%)")
+    H.assert_error(function() cnn.save(path, { [true] = cnn.ones(1) }) end, "got a boolean key %(true%)")
+    cnn.save(path, { a = cnn.ones(1) })
+    assert.are.same({ 1 }, cnn.load(path).a:totable())
+    H.rmdir(d)
+  end)
+end)
