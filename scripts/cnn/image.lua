@@ -258,6 +258,7 @@ function image.grid(t, opts)
     end
   end
   local n, c, h, w = t:size(1), t:size(2), t:size(3), t:size(4)
+  if n == 0 then error("image.grid: no images to tile (the batch is empty)", 2) end
   if n == 1 then return t[1]:clone() end
   local xmaps = math.min(nrow, n)
   local ymaps = (n + xmaps - 1) // xmaps
