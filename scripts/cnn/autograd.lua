@@ -177,6 +177,10 @@ end
 --- |numeric|. Returns true, or false and a message naming the input, element, output and both values.
 function autograd.gradcheck(fn, inputs, opts)
   opts = check_options("gradcheck", opts, {eps = true, atol = true, rtol = true})
+  local mt = getmetatable(fn)
+  if type(fn) ~= "function" and not (type(mt) == "table" and mt.__call) then
+    error("gradcheck: fn must be a function (or callable), got " .. type(fn), 2)
+  end
   if is_tensor(inputs) then inputs = {inputs} end
   if type(inputs) ~= "table" then error("gradcheck: inputs must be a tensor or a list of tensors", 2) end
   local eps, atol, rtol = opts.eps or 1e-3, opts.atol or 1e-3, opts.rtol or 1e-2

@@ -246,3 +246,12 @@ describe("gradcheck of compositions", function()
     end, { spread({ 3, 4 }, -2, 2) })
   end)
 end)
+
+describe("gradcheck's arguments", function()
+  it("a non-callable fn is an error naming gradcheck", function()
+    -- was "attempt to call a number value (upvalue 'fn')" from inside gradcheck
+    local x = cnn.tensor({ 1, 2 }, { requires_grad = true })
+    H.assert_error(function() return cnn.autograd.gradcheck(1, { x }) end, "gradcheck: fn must be a function", "number")
+    assert.is_true(cnn.autograd.gradcheck(function(a) return (a * a):sum() end, { x }, { eps = 1e-2 }))
+  end)
+end)
