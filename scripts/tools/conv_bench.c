@@ -3,12 +3,14 @@
  * (AUTO) against im2col + GEMM (IM2COL), interleaved.
  *
  *   build/conv_bench [--threads 1|2] [--rounds 5] [--ms 60] [--only SUBSTRING] [--passes fwd,igrad,wgrad]
- *                    [--im2col 0|1] [--batch N] [--peak GFLOPS]
+ *                    [--im2col 0|1] [--batch N] [--peak GFLOPS] [--bands 1]
  *
  * A round runs one pass back to back for about --ms of CPU time and takes its FLOPs (2 N O oh ow
  * C kh kw) over the process's CPU time (all threads): GFLOP/s per core-second, the rate of the cores
  * while they run, which load on a shared machine distorts least. Prints the median of each side and
- * each as a fraction of --peak (one core's FMA peak, fma_peak's cpu_peak_gflops_1; 255 by default). */
+ * each as a fraction of --peak (one core's FMA peak, fma_peak's cpu_peak_gflops_1; 255 by default).
+ * --bands 1: the second column is AUTO with the batched wide-layer path off (per-image bands, as
+ * CNN_CONV_BATCH=0), the first AUTO with it on. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,11 +25,13 @@ typedef struct {
 } shape;
 
 static const shape shapes[] = {
-    {"r20 3>16 32", 128, 3, 32, 32, 16, 3, 1, 1},      {"r20 16>16 32", 128, 16, 32, 32, 16, 3, 1, 1},
-    {"r20 32>32 16", 128, 32, 16, 16, 32, 3, 1, 1},    {"r20 64>64 8", 128, 64, 8, 8, 64, 3, 1, 1},
-    {"r20 16>32 32 s2", 128, 16, 32, 32, 32, 3, 1, 2}, {"r20 32>64 16 s2", 128, 32, 16, 16, 64, 3, 1, 2},
-    {"r18 64>64 56", 16, 64, 56, 56, 64, 3, 1, 1},     {"r18 128>128 28", 16, 128, 28, 28, 128, 3, 1, 1},
-    {"r18 256>256 14", 16, 256, 14, 14, 256, 3, 1, 1}, {"r18 512>512 7", 16, 512, 7, 7, 512, 3, 1, 1},
+    {"r20 3>16 32", 128, 3, 32, 32, 16, 3, 1, 1},         {"r20 16>16 32", 128, 16, 32, 32, 16, 3, 1, 1},
+    {"r20 32>32 16", 128, 32, 16, 16, 32, 3, 1, 1},       {"r20 64>64 8", 128, 64, 8, 8, 64, 3, 1, 1},
+    {"r20 16>32 32 s2", 128, 16, 32, 32, 32, 3, 1, 2},    {"r20 32>64 16 s2", 128, 32, 16, 16, 64, 3, 1, 2},
+    {"r18 64>64 56", 16, 64, 56, 56, 64, 3, 1, 1},        {"r18 128>128 28", 16, 128, 28, 28, 128, 3, 1, 1},
+    {"r18 256>256 14", 16, 256, 14, 14, 256, 3, 1, 1},    {"r18 512>512 7", 16, 512, 7, 7, 512, 3, 1, 1},
+    {"r18 stem 7x7 s2", 16, 3, 224, 224, 64, 7, 3, 2},    {"r18 64>128 56 s2", 16, 64, 56, 56, 128, 3, 1, 2},
+    {"r18 128>256 28 s2", 16, 128, 28, 28, 256, 3, 1, 2}, {"r18 256>512 14 s2", 16, 256, 14, 14, 512, 3, 1, 2},
 };
 
 typedef struct {
@@ -42,8 +46,11 @@ static void run(const op *o, int pass) {
   else cnn_conv2d_weight_grad_f32(&o->s, &o->p, o->y, o->x, o->gw, NULL);
 }
 
+static int against_bands; /* --bands 1: the second column is AUTO with the batched path off */
+
 static double round_rate(const op *o, int pass, cnn_conv2d_algorithm a, double flops, double ms) {
-  cnn_conv2d_set_algorithm(a);
+  cnn_conv2d_set_algorithm(against_bands ? CNN_CONV2D_AUTO : a);
+  cnn_conv2d_set_batched(!against_bands || a == CNN_CONV2D_AUTO);
   double done = 0, t0 = cpu_s(), t;
   do {
     run(o, pass);
@@ -65,6 +72,7 @@ int main(int argc, char **argv) {
     else if (!strcmp(argv[i], "--passes")) passes = argv[i + 1];
     else if (!strcmp(argv[i], "--im2col")) im2col = atoi(argv[i + 1]);
     else if (!strcmp(argv[i], "--batch")) batch = atoi(argv[i + 1]);
+    else if (!strcmp(argv[i], "--bands")) against_bands = atoi(argv[i + 1]);
   }
   if (cnn_parallel_set_threads(threads) != 0) return 1;
   static const char *pass_name[] = {"fwd", "igrad", "wgrad"};

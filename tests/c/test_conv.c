@@ -13,6 +13,7 @@
 #include "cnn/error.h"
 #include "cnn/tensor.h"
 #include "core/alloc.h"
+#include "core/gemm_avx512.h"
 #include "core/parallel.h"
 
 #include <math.h>
@@ -233,6 +234,28 @@ static const ccase CASES[] = {
      {{2, 2}, {1, 0}, {0, 1}, {1, 1}, 1},
      1},
     {"lanes, stride 2: 4x4 kernel on 29x29", 29, 8, 29, 29, 12, 4, 4, {{2, 2}, {1, 1}, {2, 2}, {1, 1}, 1}, 1},
+    /* the batched wide-layer path (conv.c: 3x3 from 114 channels on planes up to 64, forward and
+     * weight gradient; test_batched runs them in several chunks): tile edges in every dimension */
+    {"batched: 128 channels on 5x6, batch 5, 37 filters",
+     5,
+     128,
+     5,
+     6,
+     37,
+     3,
+     3,
+     {{1, 1}, {1, 1}, {1, 1}, {1, 1}, 1},
+     1},
+    {"batched, stride 2: 130 channels on 9x7, asymmetric pad",
+     3,
+     130,
+     9,
+     7,
+     19,
+     3,
+     3,
+     {{2, 2}, {1, 0}, {0, 1}, {1, 1}, 1},
+     0},
     {"lanes, rows in bands: batch 29, 19 filters, 27x35, 3x4, asymmetric pad",
      29,
      24,
@@ -729,8 +752,71 @@ static void test_small_strided(void) {
   small_inf_case(2);
 }
 
+/* The batched path (wide layers on small planes, see conv.c) in chunks of 2 images (the last of
+ * 1): against the naive reference, the forward (plain, ReLU, bias, scale + residual + ReLU) with the
+ * bits of the per-image bands, the weight gradient with the same bits on 1 and 2 threads and on one
+ * thread as beside a busy program. */
+static void test_batched(void) {
+  static const ccase B[] = {
+      {"batched in chunks of 2", 5, 128, 7, 7, 33, 3, 3, {{1, 1}, {1, 1}, {1, 1}, {1, 1}, 1}, 1},
+      {"batched in chunks of 2, stride 2", 5, 120, 8, 9, 13, 3, 3, {{2, 2}, {1, 1}, {0, 1}, {1, 1}, 1}, 0},
+  };
+  for (size_t i = 0; i < sizeof B / sizeof B[0]; i++) {
+    const ccase *c = &B[i];
+    const int64_t oh = (c->H + c->p.pad_lo[0] + c->p.pad_hi[0] - c->kh) / c->p.stride[0] + 1;
+    const int64_t ow = (c->W + c->p.pad_lo[1] + c->p.pad_hi[1] - c->kw) / c->p.stride[1] + 1;
+    cnn_conv2d_set_batch_floats((size_t)(2 * c->C * c->kh * c->kw * oh * ow + 1));
+    const cnn_conv2d_shape shp = {c->N, c->C, c->H, c->W, c->O, c->kh, c->kw};
+    if (cnn_gemm_avx512_available()) CHECK(cnn_conv2d_takes_batched(&shp, &c->p));
+    for (int t = 1; t <= 2; t++) {
+      cnn_parallel_set_threads(t);
+      run_case(c, 0);
+    }
+    int64_t xs[4] = {c->N, c->C, c->H, c->W}, ws[4] = {c->O, c->C, c->kh, c->kw}, O = c->O;
+    cnn_tensor *x = check_rand_tensor(&rng, 4, xs), *w = check_rand_tensor(&rng, 4, ws);
+    cnn_tensor *b = check_rand_tensor(&rng, 1, &O), *sc = check_rand_tensor(&rng, 1, &O);
+    for (int64_t k = 0; k < cnn_tensor_numel(x); k += 5) cnn_tensor_f32(x)[k] = 0;
+    int64_t ys[4] = {c->N, c->O, oh, ow};
+    cnn_tensor *res = check_rand_tensor(&rng, 4, ys), *gy = check_rand_tensor(&rng, 4, ys);
+    cnn_tensor *out[2][4] = {{NULL}}, *gw[3] = {NULL};
+    for (int run = 0; run < 2; run++) { /* batched, then per-image bands */
+      cnn_conv2d_set_batched(run == 0);
+      cnn_conv2d_set_algorithm(run == 0 ? CNN_CONV2D_AUTO : CNN_CONV2D_IM2COL);
+      cnn_parallel_set_threads(2);
+      out[run][0] = cnn_conv2d_forward(x, w, NULL, &c->p);
+      out[run][1] = cnn_conv2d_forward_relu(x, w, b, &c->p);
+      out[run][2] = cnn_conv2d_forward_fused(x, w, b, sc, res, true, &c->p);
+      out[run][3] = cnn_conv2d_forward_fused(x, w, NULL, sc, NULL, false, &c->p);
+    }
+    cnn_conv2d_set_batched(true);
+    cnn_conv2d_set_algorithm(CNN_CONV2D_AUTO);
+    for (int k = 0; k < 4; k++) {
+      if (!bits_equal(out[0][k], out[1][k])) {
+        fprintf(stderr, "%s: forward %d: bits differ from the per-image bands\n", c->name, k);
+        failures++;
+      }
+      cnn_tensor_release(out[0][k]), cnn_tensor_release(out[1][k]);
+    }
+    for (int run = 0; run < 3; run++) { /* 1 thread, 2, 2 forced alone */
+      cnn_parallel_set_threads(run == 0 ? 1 : 2);
+      cnn_parallel_force_alone(run == 2);
+      CHECK(cnn_conv2d_backward(gy, x, NULL, xs, ws, &c->p, NULL, &gw[run], NULL) == 0);
+    }
+    cnn_parallel_force_alone(false);
+    if (!bits_equal(gw[0], gw[1]) || !bits_equal(gw[0], gw[2])) {
+      fprintf(stderr, "%s: the weight gradient depends on the threads\n", c->name);
+      failures++;
+    }
+    for (int k = 0; k < 3; k++) cnn_tensor_release(gw[k]);
+    cnn_tensor_release(x), cnn_tensor_release(w), cnn_tensor_release(b), cnn_tensor_release(sc);
+    cnn_tensor_release(res), cnn_tensor_release(gy);
+  }
+  cnn_conv2d_set_batch_floats(0);
+}
+
 int main(void) {
   test_cases();
+  test_batched();
   test_small_same_bits();
   test_small_pool();
   test_small_rowband();
