@@ -21,6 +21,7 @@
  * gives the same bits, whichever threads ran the parts. */
 #include "conv_direct.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 #include "conv_vec.h"
@@ -102,9 +103,18 @@ static void plan_set(cnn_dconv *d, int64_t N, int64_t C, int64_t H, int64_t W, i
   d->pt = pt, d->pl = pl, d->pb = pb, d->pr = pr;
 }
 
+/* the forward's prefetches (prefetch_plan): on unless CNN_CONV_PREFETCH=0 (for A/B measurements);
+ * read once, by the first plan, on the calling thread */
+static int prefetch_on = -1;
+
 void cnn_dconv_plan_forward(cnn_dconv *d, int64_t N, int64_t C, int64_t H, int64_t W, int64_t O, int64_t kh, int64_t kw,
                             int64_t pt, int64_t pl, int64_t pb, int64_t pr, int nt) {
   plan_set(d, N, C, H, W, O, kh, kw, pt, pl, pb, pr);
+  if (prefetch_on < 0) {
+    const char *e = getenv("CNN_CONV_PREFETCH");
+    prefetch_on = !(e && strcmp(e, "0") == 0);
+  }
+  d->prefetch = prefetch_on;
   pick_tile(d);
   plan_common(d, nt, (int64_t)d->nv * VL, 0);
   d->scratch_floats = d->slab_floats + (size_t)(d->Op * d->Qr);
@@ -238,56 +248,84 @@ INLINE void fwd_tile(const float *xs, int64_t cs, int64_t S, int64_t C, int64_t 
     for (int v = 0; v < nv; v++) vec_store(yq + i * ldq + v * VL, acc[i][v]);
 }
 
+/* Memory a slab's pass will touch next, fetched into cache a few lines per tile while the tiles
+ * run: the next slab's input (read by its fill) and this slab's output (written by its store). The
+ * fill and store otherwise wait on memory with the FMA units idle (a quarter of ResNet-20's 32x32
+ * forward). Ranges are whole contiguous runs of images; empty when there is nothing to fetch. */
+#define PREFETCH_L2 (896 * 1024) /* bytes: of the 1 MB L2 */
+typedef struct {
+  const char *in; /* read: in[0, in_bytes) */
+  char *out;      /* written: out[0, out_bytes) */
+  int64_t in_bytes, out_bytes;
+  int64_t at;  /* bytes of each fetched so far */
+  int64_t per; /* lines of each a tile fetches */
+} prefetch_plan;
+
+INLINE void prefetch_some(prefetch_plan *pf) {
+  if (!pf) return;
+  for (int64_t i = 0; i < pf->per; i++, pf->at += 64) {
+    if (pf->at < pf->in_bytes) __builtin_prefetch(pf->in + pf->at, 0, 3);
+    if (pf->at < pf->out_bytes) __builtin_prefetch(pf->out + pf->at, 1, 3);
+  }
+}
+
 /* yq (Op, Qr) = the slab's correlation, every filter tile over every position tile. kh, kw: the
  * plan's, passed as constants by the 3x3 instances. */
-INLINE void fwd_slab(const cnn_dconv *d, const float *xs, const float *pack, float *yq, const int mr, const int nv,
-                     const int64_t kh, const int64_t kw) {
+INLINE void fwd_slab(const cnn_dconv *d, const float *xs, const float *pack, float *yq, prefetch_plan *pf, const int mr,
+                     const int nv, const int64_t kh, const int64_t kw) {
   const int64_t K = d->C * kh * kw, tw = (int64_t)nv * VL;
   const int64_t stretches = d->span ? d->G : 1, len = d->span ? d->span : d->Qr;
+  if (pf) { /* spread the lines over the tiles */
+    const int64_t tiles = stretches * ((len + tw - 1) / tw) * (d->Op / mr);
+    const int64_t lines = ((pf->in_bytes > pf->out_bytes ? pf->in_bytes : pf->out_bytes) + 63) / 64;
+    pf->per = tiles > 0 ? (lines + tiles - 1) / tiles : 0;
+  }
   for (int64_t g = 0; g < stretches; g++)
     for (int64_t q = g * d->T; q < g * d->T + len; q += tw)
-      for (int64_t o = 0; o < d->Op; o += mr)
+      for (int64_t o = 0; o < d->Op; o += mr) {
         fwd_tile(xs + q, d->cs, d->S, d->C, kh, kw, pack + o * K, yq + o * d->Qr + q, d->Qr, mr, nv);
+        prefetch_some(pf);
+      }
 }
 
 /* one instance per tile pick_tile can choose, for kernels of any size */
-static void fwd_slab_any_kernel(const cnn_dconv *d, const float *xs, const float *pack, float *yq) {
+static void fwd_slab_any_kernel(const cnn_dconv *d, const float *xs, const float *pack, float *yq, prefetch_plan *pf) {
   const int64_t kh = d->kh, kw = d->kw;
   switch (d->mr) {
 #if NACC >= 24
-  case 8: fwd_slab(d, xs, pack, yq, 8, 3, kh, kw); break;
-  case 6: fwd_slab(d, xs, pack, yq, 6, 4, kh, kw); break;
-  case 4: fwd_slab(d, xs, pack, yq, 4, 6, kh, kw); break;
+  case 8: fwd_slab(d, xs, pack, yq, pf, 8, 3, kh, kw); break;
+  case 6: fwd_slab(d, xs, pack, yq, pf, 6, 4, kh, kw); break;
+  case 4: fwd_slab(d, xs, pack, yq, pf, 4, 6, kh, kw); break;
 #else
-  case 4: fwd_slab(d, xs, pack, yq, 4, 3, kh, kw); break;
-  case 6: fwd_slab(d, xs, pack, yq, 6, 2, kh, kw); break;
+  case 4: fwd_slab(d, xs, pack, yq, pf, 4, 3, kh, kw); break;
+  case 6: fwd_slab(d, xs, pack, yq, pf, 6, 2, kh, kw); break;
 #endif
-  case 2: fwd_slab(d, xs, pack, yq, 2, COLS_2, kh, kw); break;
-  default: fwd_slab(d, xs, pack, yq, 1, 6, kh, kw); break;
+  case 2: fwd_slab(d, xs, pack, yq, pf, 2, COLS_2, kh, kw); break;
+  default: fwd_slab(d, xs, pack, yq, pf, 1, 6, kh, kw); break;
   }
 }
 
 /* and for 3x3 kernels, whose nine taps a channel unroll into one straight run of loads and FMAs:
  * the forward and input gradient 1.06x faster on ResNet-20's layers, 1.2-1.25x on ResNet-18's 64
  * and 128 channels (scripts/tools/conv_bench) */
-static void fwd_slab_3x3(const cnn_dconv *d, const float *xs, const float *pack, float *yq) {
+static void fwd_slab_3x3(const cnn_dconv *d, const float *xs, const float *pack, float *yq, prefetch_plan *pf) {
   switch (d->mr) {
 #if NACC >= 24
-  case 8: fwd_slab(d, xs, pack, yq, 8, 3, 3, 3); break;
-  case 6: fwd_slab(d, xs, pack, yq, 6, 4, 3, 3); break;
-  case 4: fwd_slab(d, xs, pack, yq, 4, 6, 3, 3); break;
+  case 8: fwd_slab(d, xs, pack, yq, pf, 8, 3, 3, 3); break;
+  case 6: fwd_slab(d, xs, pack, yq, pf, 6, 4, 3, 3); break;
+  case 4: fwd_slab(d, xs, pack, yq, pf, 4, 6, 3, 3); break;
 #else
-  case 4: fwd_slab(d, xs, pack, yq, 4, 3, 3, 3); break;
-  case 6: fwd_slab(d, xs, pack, yq, 6, 2, 3, 3); break;
+  case 4: fwd_slab(d, xs, pack, yq, pf, 4, 3, 3, 3); break;
+  case 6: fwd_slab(d, xs, pack, yq, pf, 6, 2, 3, 3); break;
 #endif
-  case 2: fwd_slab(d, xs, pack, yq, 2, COLS_2, 3, 3); break;
-  default: fwd_slab(d, xs, pack, yq, 1, 6, 3, 3); break;
+  case 2: fwd_slab(d, xs, pack, yq, pf, 2, COLS_2, 3, 3); break;
+  default: fwd_slab(d, xs, pack, yq, pf, 1, 6, 3, 3); break;
   }
 }
 
-static void fwd_slab_any(const cnn_dconv *d, const float *xs, const float *pack, float *yq) {
-  if (d->kh == 3 && d->kw == 3) fwd_slab_3x3(d, xs, pack, yq);
-  else fwd_slab_any_kernel(d, xs, pack, yq);
+static void fwd_slab_any(const cnn_dconv *d, const float *xs, const float *pack, float *yq, prefetch_plan *pf) {
+  if (d->kh == 3 && d->kw == 3) fwd_slab_3x3(d, xs, pack, yq, pf);
+  else fwd_slab_any_kernel(d, xs, pack, yq, pf);
 }
 
 /* y[n0..n0+g) (N, O, oh, ow) = the valid positions of yq, plus the bias and d->residual (then
@@ -333,7 +371,19 @@ static void forward_slabs(void *arg, int64_t s0, int64_t s1) {
   for (int64_t s = s0; s < s1; s++) {
     int64_t n0 = s * d->G, g = d->N - n0 < d->G ? d->N - n0 : d->G;
     slab_fill(d, j->x, n0, g, xs);
-    fwd_slab_any(d, xs, j->pack, yq);
+    /* the images of the slab after this one (this thread's next, or the other threads' soon) and
+     * this slab's outputs, while both fit in L2 beside the slab's workspace (ResNet-18's 56x56
+     * slabs do not) */
+    const int64_t m0 = n0 + g, mg = d->N - m0 < d->G ? d->N - m0 : d->G, img = d->C * d->H * d->W,
+                  oimg = d->O * d->oh * d->ow;
+    prefetch_plan pf = {(const char *)(j->x + m0 * img),
+                        (char *)(j->y + n0 * oimg),
+                        mg * img * (int64_t)sizeof(float),
+                        g * oimg * (int64_t)sizeof(float),
+                        0,
+                        0};
+    const bool fits = d->scratch_floats * sizeof(float) + (size_t)(pf.in_bytes + pf.out_bytes) <= PREFETCH_L2;
+    fwd_slab_any(d, xs, j->pack, yq, d->prefetch && fits ? &pf : NULL);
     slab_store(d, yq, j->b, n0, g, j->y);
     if (d->then) d->then(d->then_ctx, n0, n0 + g);
   }

@@ -25,6 +25,7 @@ typedef struct cnn_dconv {
   size_t slab_floats;    /* the slab and its zero tail */
   size_t scratch_floats; /* per-thread workspace a call needs */
   bool relu;             /* forward: max(0, .) as the output is stored (the plans set false) */
+  bool prefetch;         /* forward: fetch the next slab's input and this slab's output while computing */
   const float *scale;    /* forward: (O) per-filter factors packed into the filters, or NULL (plans set) */
   const float *residual; /* forward: (N, O, oh, ow) added as the output is stored, or NULL (plans set) */
   /* forward: called with images [n0, n1) once the slab holding them is stored, on the thread that
