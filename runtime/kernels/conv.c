@@ -344,9 +344,9 @@ static int run_small(bool input_grad, const geom *g, const cnn_conv2d_params *p,
   return 0;
 }
 
-/* Stride 2 in both dims, no dilation or groups, padding at most kernel - 1: conv_small.c's forward
- * and weight gradient take it when they plan the shape (ResNet's downsampling 3x3 layers); the
- * input gradient stays on im2col. */
+/* Stride 2 in both dims, no dilation or groups, padding at most kernel - 1: conv_small.c's forward,
+ * weight gradient and input gradient (its four phases) take it when they plan the shape (ResNet's
+ * downsampling 3x3 layers). */
 static bool small_strided(const geom *g, const cnn_conv2d_params *p) {
   return algorithm != CNN_CONV2D_IM2COL && small_enabled() && p->groups == 1 && p->stride[0] == 2 &&
          p->stride[1] == 2 && p->dilation[0] == 1 && p->dilation[1] == 1 && p->pad_lo[0] <= g->kh - 1 &&
@@ -366,6 +366,30 @@ static int run_small_weight_grad(const geom *g, const cnn_conv2d_params *p, cons
   if (ws_alloc(&ws, nt, sw.scratch_floats)) return -1;
   cnn_sconv_weight_grad(&sw, gy, x, gw, ws.slot, nt, beside, NULL);
   ws_free(&ws);
+  return 0;
+}
+
+/* conv_small.c's stride-2 input gradient: 0, -1 with the error set, or 1 when it does not plan
+ * the shape (nothing was run). Its padded gy meets w with zeros im2col never multiplies: the caller
+ * checks w is finite. */
+static int run_small_input_grad_strided(const geom *g, const cnn_conv2d_params *p, const float *gy, const float *w,
+                                        float *gx, int nt) {
+  cnn_sconv d;
+  if (!cnn_sconv_plan_input_grad_strided(&d, g->N, g->C, g->H, g->W, g->O, g->kh, g->kw, p->pad_lo[0], p->pad_lo[1],
+                                         p->pad_hi[0], p->pad_hi[1], p->stride[0]) ||
+      d.scratch_floats > direct_limit)
+    return 1;
+  const size_t packf = cnn_sconv_packed_floats(&d);
+  float *pack = cnn_alloc(packf * sizeof(float));
+  if (!pack) return -1;
+  workspace ws;
+  if (ws_alloc(&ws, nt, d.scratch_floats)) {
+    cnn_free(pack, packf * sizeof(float));
+    return -1;
+  }
+  cnn_sconv_input_grad_strided(&d, gy, w, gx, pack, ws.slot, NULL);
+  ws_free(&ws);
+  cnn_free(pack, packf * sizeof(float));
   return 0;
 }
 
@@ -900,6 +924,10 @@ int cnn_conv2d_input_grad_f32(const cnn_conv2d_shape *s, const cnn_conv2d_params
   geom_of(&g, s, p);
   if (g.N * g.C * g.H * g.W == 0) return 0;
   int nt = cnn_parallel_get_threads();
+  if (small_strided(&g, p) && all_finite(w, g.O * g.Cg * g.kh * g.kw)) {
+    int rc = run_small_input_grad_strided(&g, p, gy, w, gx, nt);
+    if (rc <= 0) return rc;
+  }
   int rc = use_direct(&g, p) && all_finite(w, g.O * g.Cg * g.kh * g.kw)
                ? run_direct(DIRECT_INPUT_GRAD, &g, p, NULL, gy, w, NULL, gx, nt, NULL, NULL)
                : 1;

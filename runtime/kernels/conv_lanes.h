@@ -63,10 +63,11 @@ INLINE void lanes_gather(const float *src, int64_t istride, int64_t len, int64_t
 /* yg[0..mr) filters (stride os), positions [0, nv) of a row (S positions apart) = the taps of
  * wt (K, mr) over the vectors of xg from its row (c = 0, oy, ox), channel stride cs, row stride rs,
  * kernel rows [ki0, ki1) and columns [kj0, kj1) only; the taps run (c, ki, kj), one fused
- * multiply-add each, from zero */
-INLINE void lanes_tile_cols(const float *xg, int64_t cs, int64_t rs, int64_t C, int64_t kh, int64_t kw, int64_t ki0,
-                            int64_t ki1, int64_t kj0, int64_t kj1, const float *wt, float *yg, int64_t os, const int mr,
-                            const int nv, const int64_t S) {
+ * multiply-add each, from zero. Output vector v at yg + i * os + v * OS * VL (OS 2: a stride-2
+ * input gradient's phase, conv_small.c). */
+INLINE void lanes_tile_cols_os(const float *xg, int64_t cs, int64_t rs, int64_t C, int64_t kh, int64_t kw, int64_t ki0,
+                               int64_t ki1, int64_t kj0, int64_t kj1, const float *wt, float *yg, int64_t os,
+                               const int mr, const int nv, const int64_t S, const int64_t OS) {
   vf acc[8][6];
 #pragma GCC unroll 8
   for (int i = 0; i < mr; i++)
@@ -90,7 +91,20 @@ INLINE void lanes_tile_cols(const float *xg, int64_t cs, int64_t rs, int64_t C, 
 #pragma GCC unroll 8
   for (int i = 0; i < mr; i++)
 #pragma GCC unroll 6
-    for (int v = 0; v < nv; v++) *(vf *)(yg + i * os + v * VL) = acc[i][v];
+    for (int v = 0; v < nv; v++) *(vf *)(yg + i * os + v * OS * VL) = acc[i][v];
+}
+
+INLINE void lanes_tile_cols(const float *xg, int64_t cs, int64_t rs, int64_t C, int64_t kh, int64_t kw, int64_t ki0,
+                            int64_t ki1, int64_t kj0, int64_t kj1, const float *wt, float *yg, int64_t os, const int mr,
+                            const int nv, const int64_t S) {
+  lanes_tile_cols_os(xg, cs, rs, C, kh, kw, ki0, ki1, kj0, kj1, wt, yg, os, mr, nv, S, 1);
+}
+
+/* lanes_tile_cols_os over every kernel column */
+INLINE void lanes_tile_os(const float *xg, int64_t cs, int64_t rs, int64_t C, int64_t kh, int64_t kw, int64_t ki0,
+                          int64_t ki1, const float *wt, float *yg, int64_t os, const int mr, const int nv,
+                          const int64_t S, const int64_t OS) {
+  lanes_tile_cols_os(xg, cs, rs, C, kh, kw, ki0, ki1, 0, kw, wt, yg, os, mr, nv, S, OS);
 }
 
 /* lanes_tile_cols over every kernel column */

@@ -273,6 +273,8 @@ static void group_store(const cnn_sconv *d, const float *yg, const float *b, int
   }
 }
 
+static void gx2_compute_any(const cnn_sconv *d, const float *xg, const float *pack, float *yg, int64_t r0, int64_t r1);
+
 typedef struct {
   const cnn_sconv *d;
   const float *x, *pack, *b;
@@ -291,7 +293,8 @@ static void run_groups(void *arg, int64_t g0, int64_t g1) {
     group_fill(d, j->x, n0, g, xg);
     for (int64_t oy0 = 0; oy0 < d->oh; oy0 += d->band) {
       const int64_t oy1 = oy0 + d->band < d->oh ? oy0 + d->band : d->oh;
-      group_compute_any(d, xg, j->pack, yg, oy0, oy1);
+      if (d->gx2) gx2_compute_any(d, xg, j->pack, yg, oy0, oy1);
+      else group_compute_any(d, xg, j->pack, yg, oy0, oy1);
       group_store(d, yg, j->b, n0, g, oy0, oy1, j->y);
     }
     if (d->then) d->then(d->then_ctx, n0, n0 + g);
@@ -329,6 +332,136 @@ void cnn_sconv_input_grad(const cnn_sconv *d, const float *gy, const float *w, f
           float v = c < d->O ? w[((o * Cw + c) * kh + kh - 1 - ki) * kw + kw - 1 - kj] : 0.0f;
           pack[(c / mr * K + k) * mr + c % mr] = v;
         }
+  run(d, gy, pack, NULL, gx, ws, beside);
+}
+
+/* ---- stride-2 input gradient ----
+ * gx[c, iy, ix] = sum over o, ki, kj of w[o, c, ki, kj] gy[o, oy, ox] where iy = 2 oy + ki - pt
+ * (ix likewise). Rows iy = 2m + p take the taps ki of parity (p + pt) mod 2, reading gy row
+ * m + (p + pt - ki) / 2: for each of the four phases (p, q) a stride-1 correlation of gy (in the
+ * lanes, zero-bordered) with the taps of those parities, flipped. The phases' tiles write their
+ * vectors two positions apart into one output grid, whose rows group_store stores as the forward's.
+ * Every product is one im2col + GEMM makes (no zeros between gy's positions), in the order
+ * (o, ki descending, kj descending) from zero: not the GEMM's order, so within rounding of it. */
+
+/* the taps of parity (p + pad) mod 2 of a kernel of k: the largest *kmax, its gy offset *a0, *n of
+ * them (kmax, kmax - 2, ...) */
+static void phase_taps(int64_t k, int64_t pad, int64_t p, int64_t *a0, int64_t *n, int64_t *kmax) {
+  *kmax = (k - 1) - ((k - 1 - p - pad) % 2 + 2) % 2;
+  *n = *kmax < 0 ? 0 : *kmax / 2 + 1;
+  *a0 = (p + pad - *kmax) / 2;
+}
+
+bool cnn_sconv_plan_input_grad_strided(cnn_sconv *d, int64_t N, int64_t C, int64_t H, int64_t W, int64_t O, int64_t kh,
+                                       int64_t kw, int64_t pt, int64_t pl, int64_t pb, int64_t pr, int64_t s) {
+  /* the strided forward's shapes (ResNet-20's 16 -> 32 and 32 -> 64), kernels of 2 and more */
+  cnn_sconv f;
+  if (s != 2 || kh < 2 || kw < 2 || !plan(&f, N, C, H, W, O, kh, kw, pt, pl, pb, pr, s, false)) return false;
+  memset(d, 0, sizeof *d);
+  d->gx2 = true, d->s = 2, d->lanes = VL;
+  d->N = N, d->C = O, d->H = f.oh, d->W = f.ow, d->O = C, d->oh = H, d->ow = W, d->kh = kh, d->kw = kw;
+  int64_t amin = 0, bmin = 0, rows = 0, cols = 0, mw = 0;
+  for (int p = 0; p < 2; p++) {
+    phase_taps(kh, pt, p, &d->a0[p], &d->ka[p], &d->kmax[p]);
+    phase_taps(kw, pl, p, &d->b0[p], &d->kb[p], &d->lmax[p]);
+    if (d->ka[p] < 1 || d->kb[p] < 1) return false;
+    if (d->a0[p] < amin) amin = d->a0[p];
+    if (d->b0[p] < bmin) bmin = d->b0[p];
+    const int64_t m = (W - p + 1) / 2;
+    if (m > mw) mw = m;
+  }
+  /* tiles over a phase's row of mw positions */
+  d->ow = mw;
+  pick_tile(d);
+  const int64_t owr = d->owr;
+  d->ow = W, d->owr = 2 * owr;
+  /* gy's border: rows m + a for m < (H - p + 1) / 2, columns n + b for n < owr */
+  d->pt = -amin, d->pl = -bmin;
+  for (int p = 0; p < 2; p++) {
+    const int64_t r = (H - p + 1) / 2 - 1 + d->a0[p] + d->ka[p], c = owr - 1 + d->b0[p] + d->kb[p];
+    if (r > rows) rows = r;
+    if (c > cols) cols = c;
+  }
+  d->Hp = d->pt + (rows > d->H ? rows : d->H), d->Wp = d->pl + (cols > d->W ? cols : d->W);
+  d->pb = d->Hp - d->pt - d->H, d->pr = d->Wp - d->pl - d->W;
+  d->xrows = d->Hp;
+  d->xg_floats = (size_t)round_up(d->C * d->Hp * d->Wp * VL, 16);
+  /* output rows in bands of an even count */
+  const int64_t row = d->Op * d->owr * VL;
+  int64_t band = 2 * BAND_FLOATS / row / 2 * 2;
+  if (band < 2) band = 2;
+  d->band = band < H ? band : H;
+  d->scratch_floats = d->xg_floats + (size_t)(row * d->band);
+  return d->scratch_floats <= STRIDED_BUDGET;
+}
+
+/* the phase (p, q) of output rows [r0, r1) into yg (Op, band, owr, VL) */
+INLINE void gx2_phase(const cnn_sconv *d, const float *xg, const float *pack, float *yg, int64_t r0, int64_t r1, int p,
+                      int q, const int mr, const int nv) {
+  const int64_t ka = d->ka[p], kb = d->kb[q], K = d->C * ka * kb, cs = d->Hp * d->Wp * VL, rs = d->Wp * VL,
+                os = d->band * d->owr * VL, owr = d->owr / 2;
+  for (int64_t iy = r0 + ((r0 + p) & 1); iy < r1; iy += 2) {
+    const int64_t m = iy / 2;
+    for (int64_t n = 0; n < owr; n += nv)
+      for (int64_t c = 0; c < d->Op; c += mr)
+        lanes_tile_os(xg + ((m + d->a0[p] + d->pt) * d->Wp + n + d->b0[q] + d->pl) * VL, cs, rs, d->C, ka, kb, 0, ka,
+                      pack + c * K, yg + c * os + ((iy - r0) * d->owr + 2 * n + q) * VL, os, mr, nv, 1, 2);
+  }
+}
+
+/* the packed filters of phase (p, q): after the phases before it in (p, q) order */
+static size_t gx2_pack_at(const cnn_sconv *d, int p, int q) {
+  size_t at = 0;
+  for (int i = 0; i < 2 * p + q; i++) at += (size_t)(d->Op * d->C * d->ka[i / 2] * d->kb[i % 2]);
+  return at;
+}
+
+INLINE void gx2_compute(const cnn_sconv *d, const float *xg, const float *pack, float *yg, int64_t r0, int64_t r1,
+                        const int mr, const int nv) {
+  for (int p = 0; p < 2; p++)
+    for (int q = 0; q < 2; q++) gx2_phase(d, xg, pack + gx2_pack_at(d, p, q), yg, r0, r1, p, q, mr, nv);
+}
+
+#define GX2_CASE(MR, NV) \
+  case (MR)*8 + (NV): gx2_compute(d, xg, pack, yg, r0, r1, MR, NV); break;
+
+static void gx2_compute_any(const cnn_sconv *d, const float *xg, const float *pack, float *yg, int64_t r0, int64_t r1) {
+  switch (d->mr * 8 + d->nv) {
+#if NACC >= 24
+    GX2_CASE(8, 3)
+    GX2_CASE(6, 4)
+    GX2_CASE(4, 6)
+    GX2_CASE(4, 5)
+    GX2_CASE(6, 3)
+    GX2_CASE(8, 2)
+#else
+    GX2_CASE(4, 3)
+    GX2_CASE(6, 2)
+    GX2_CASE(4, 2)
+    GX2_CASE(2, 4)
+#endif
+    GX2_CASE(2, 6)
+  default: gx2_compute(d, xg, pack, yg, r0, r1, 1, 6); break;
+  }
+}
+
+/* pack: phase (p, q)'s filters for gx's channels c, taps (o, t, u) reading gy row m + a0[p] + t:
+ * w[o, c, kmax[p] - 2 t, lmax[q] - 2 u] */
+void cnn_sconv_input_grad_strided(const cnn_sconv *d, const float *gy, const float *w, float *gx, float *pack,
+                                  float *const *ws, const cnn_parallel_loop *beside) {
+  const int64_t kh = d->kh, kw = d->kw, Cw = d->O, mr = d->mr;
+  for (int p = 0; p < 2; p++)
+    for (int q = 0; q < 2; q++) {
+      float *pk = pack + gx2_pack_at(d, p, q);
+      const int64_t ka = d->ka[p], kb = d->kb[q], K = d->C * ka * kb;
+      for (int64_t c = 0; c < d->Op; c++)
+        for (int64_t o = 0; o < d->C; o++)
+          for (int64_t t = 0; t < ka; t++)
+            for (int64_t u = 0; u < kb; u++) {
+              const int64_t ki = d->kmax[p] - 2 * t, kj = d->lmax[q] - 2 * u, k = (o * ka + t) * kb + u;
+              pk[(c / mr * K + k) * mr + c % mr] = c < d->O ? w[((o * Cw + c) * kh + ki) * kw + kj] : 0.0f;
+            }
+    }
   run(d, gy, pack, NULL, gx, ws, beside);
 }
 

@@ -29,6 +29,12 @@ typedef struct cnn_sconv {
   bool relu;             /* forward: max(0, .) as the output is stored (the plans set false) */
   const float *scale;    /* forward: (O) factors packed into the filters, or NULL */
   const float *residual; /* forward: (N, O, oh, ow) added as the output is stored, or NULL */
+  /* stride-2 input gradient (cnn_sconv_plan_input_grad_strided): C, H, W are gy's, O, oh, ow gx's,
+   * pt, pl, pb, pr gy's zero border in xg; gx rows of parity p (2m + p) read gy rows m + a0[p] + t
+   * for t < ka[p] with the kernel's row ki = kmax[p] - 2 t (columns: b0, kb, lmax); owr is yg's
+   * row, two phases' owr / 2 positions interleaved */
+  bool gx2;
+  int64_t a0[2], ka[2], kmax[2], b0[2], kb[2], lmax[2];
   /* forward: called with images [n0, n1) once the group holding them is stored, on that thread */
   void (*then)(void *ctx, int64_t n0, int64_t n1);
   void *then_ctx;
@@ -47,6 +53,13 @@ bool cnn_sconv_plan_forward_strided(cnn_sconv *d, int64_t N, int64_t C, int64_t 
 bool cnn_sconv_plan_input_grad(cnn_sconv *d, int64_t N, int64_t C, int64_t H, int64_t W, int64_t O, int64_t kh,
                                int64_t kw, int64_t pt, int64_t pl, int64_t pb, int64_t pr);
 
+/* The input gradient of a stride-2 convolution (the forward's arguments, s = 2): gx's four
+ * phases (row and column parities) each a stride-1 correlation of gy with the kernel's taps of that
+ * parity, flipped, interleaved as they are stored (no column matrix, no product of a zero
+ * inserted between gy's positions). False when the shape is not the strided forward's. */
+bool cnn_sconv_plan_input_grad_strided(cnn_sconv *d, int64_t N, int64_t C, int64_t H, int64_t W, int64_t O, int64_t kh,
+                                       int64_t kw, int64_t pt, int64_t pl, int64_t pb, int64_t pr, int64_t s);
+
 /* Floats of the packed filters (64-byte aligned, allocated by the caller). */
 size_t cnn_sconv_packed_floats(const cnn_sconv *d);
 
@@ -57,6 +70,9 @@ void cnn_sconv_forward(const cnn_sconv *d, const float *x, const float *w, const
                        float *const *ws);
 void cnn_sconv_input_grad(const cnn_sconv *d, const float *gy, const float *w, float *gx, float *pack, float *const *ws,
                           const cnn_parallel_loop *beside);
+/* the same for a plan of cnn_sconv_plan_input_grad_strided */
+void cnn_sconv_input_grad_strided(const cnn_sconv *d, const float *gy, const float *w, float *gx, float *pack,
+                                  float *const *ws, const cnn_parallel_loop *beside);
 
 /* The weight gradient: tiles of filters x taps over every output position of a group. */
 bool cnn_sconv_plan_weight_grad(cnn_sconv *d, int64_t N, int64_t C, int64_t H, int64_t W, int64_t O, int64_t kh,

@@ -256,6 +256,21 @@ static const ccase CASES[] = {
      3,
      {{2, 2}, {1, 0}, {0, 1}, {1, 1}, 1},
      0},
+    /* the strided input gradient's phases: unpadded (two row taps on even rows), padded by k - 1,
+     * a 2x2 kernel (one tap a phase), a 5x5 with asymmetric padding on an odd plane */
+    {"lanes, stride 2: 3x3 unpadded, 17x15", 13, 16, 17, 15, 8, 3, 3, {{2, 2}, {0, 0}, {0, 0}, {1, 1}, 1}, 1},
+    {"lanes, stride 2: 3x3 padded by 2, 9x10", 16, 8, 9, 10, 24, 3, 3, {{2, 2}, {2, 2}, {2, 2}, {1, 1}, 1}, 0},
+    {"lanes, stride 2: 2x2 kernel, 12x11", 13, 20, 12, 11, 10, 2, 2, {{2, 2}, {1, 0}, {0, 1}, {1, 1}, 1}, 1},
+    {"lanes, stride 2: 5x5 kernel, 21x19, asymmetric pad",
+     29,
+     4,
+     21,
+     19,
+     7,
+     5,
+     5,
+     {{2, 2}, {2, 1}, {1, 2}, {1, 1}, 1},
+     1},
     {"lanes, rows in bands: batch 29, 19 filters, 27x35, 3x4, asymmetric pad",
      29,
      24,
@@ -730,16 +745,16 @@ static void small_inf_case(int64_t S) {
 }
 
 /* ResNet-20's downsampling layers (stride 2: 16 -> 32 on 32x32, 32 -> 64 on 16x16) and CASES'
- * stride-2 lanes entries plan on conv_small.c's strided forward and weight gradient (the first in
- * row bands), so those cases test them; then the inf/NaN cases at strides 1 and 2. */
+ * stride-2 lanes entries plan on conv_small.c's strided forward, weight gradient (the first in row
+ * bands) and input gradient, so those cases test them; then the inf/NaN cases at strides 1 and 2. */
 static void test_small_strided(void) {
   static const struct {
     int64_t N, C, H, W, O, kh, kw, pt, pl, pb, pr;
     bool rowband;
-  } S[] = {{16, 16, 32, 32, 32, 3, 3, 1, 1, 1, 1, true},
-           {128, 32, 16, 16, 64, 3, 3, 1, 1, 1, 1, false},
-           {29, 24, 15, 13, 19, 3, 3, 1, 0, 0, 1, false},
-           {29, 8, 29, 29, 12, 4, 4, 1, 1, 2, 2, false}};
+  } S[] = {{16, 16, 32, 32, 32, 3, 3, 1, 1, 1, 1, true},  {128, 32, 16, 16, 64, 3, 3, 1, 1, 1, 1, false},
+           {29, 24, 15, 13, 19, 3, 3, 1, 0, 0, 1, false}, {29, 8, 29, 29, 12, 4, 4, 1, 1, 2, 2, false},
+           {13, 16, 17, 15, 8, 3, 3, 0, 0, 0, 0, false},  {16, 8, 9, 10, 24, 3, 3, 2, 2, 2, 2, false},
+           {13, 20, 12, 11, 10, 2, 2, 1, 0, 0, 1, false}, {29, 4, 21, 19, 7, 5, 5, 2, 1, 1, 2, false}};
   for (size_t i = 0; i < sizeof S / sizeof S[0]; i++) {
     cnn_sconv d;
     CHECK(cnn_sconv_plan_forward_strided(&d, S[i].N, S[i].C, S[i].H, S[i].W, S[i].O, S[i].kh, S[i].kw, S[i].pt, S[i].pl,
@@ -747,6 +762,8 @@ static void test_small_strided(void) {
     CHECK(cnn_sconv_plan_weight_grad_strided(&d, S[i].N, S[i].C, S[i].H, S[i].W, S[i].O, S[i].kh, S[i].kw, S[i].pt,
                                              S[i].pl, S[i].pb, S[i].pr, 2) &&
           d.rowband == S[i].rowband && (!d.rowband || d.band < d.oh));
+    CHECK(cnn_sconv_plan_input_grad_strided(&d, S[i].N, S[i].C, S[i].H, S[i].W, S[i].O, S[i].kh, S[i].kw, S[i].pt,
+                                            S[i].pl, S[i].pb, S[i].pr, 2));
   }
   small_inf_case(1);
   small_inf_case(2);
