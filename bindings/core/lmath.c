@@ -544,6 +544,8 @@ static cnn_tensor *anchored_operand(lua_State *L, int idx, const char *fn) {
 static int f_where(lua_State *L) {
   const char *fn = "where";
   lua_settop(L, 3);
+  lcnn_check_float_value(L, 2, fn, CNN_FLOAT32); /* a float number becomes a float32 value here */
+  lcnn_check_float_value(L, 3, fn, CNN_FLOAT32);
   anchored_operand(L, 2, fn);
   anchored_operand(L, 3, fn);
   cnn_tensor *cond = lcnn_check(L, 1, fn), *a = lcnn_test(L, 2), *b = lcnn_test(L, 3);

@@ -149,6 +149,11 @@ function F.hardtanh(x, lo, hi)
   check_tensor("hardtanh", x, 1)
   lo = check_number("hardtanh", "min_val", lo or -1)
   hi = check_number("hardtanh", "max_val", hi or 1)
+  for _, v in ipairs { lo, hi } do -- as PyTorch's, and named here rather than by clamp
+    if v ~= math.huge and v ~= -math.huge and math.abs(v) > 3.4028234663852886e38 then
+      error(string.format("hardtanh: value %g cannot be converted to type float without overflow", v), 2)
+    end
+  end
   if lo > hi then error(string.format("hardtanh: min_val %g is above max_val %g", lo, hi), 2) end
   -- ATen's hardtanh_backward: 0 where x <= min_val or x >= max_val, else g (so g at a NaN x)
   return core.where(x:le(lo):logical_or(x:ge(hi)), x:clamp(lo, hi):detach(), x)

@@ -413,3 +413,17 @@ describe("linear's bias check", function()
     H.assert_tensor(cnn.F.linear(x, w, cnn.ones(4)), { { 4, 4, 4, 4 }, { 4, 4, 4, 4 } })
   end)
 end)
+
+describe("numbers past float's range in where and hardtanh", function()
+  it("are refused as PyTorch's torch.where and F.hardtanh refuse them; inf stays a value", function()
+    -- cnn.where(mask, 1e300, 0) gave inf; hardtanh's error came from clamp
+    local over = "cannot be converted to type float without overflow"
+    local mask = cnn.tensor { true, false }
+    err(function() return cnn.where(mask, 1e300, 0) end, "where: value 1e%+300 " .. over)
+    err(function() return cnn.where(mask, cnn.ones(2), -1e300) end, "where: ", over)
+    err(function() return cnn.F.hardtanh(cnn.ones(2), -1e300, 1) end, "hardtanh: value %-1e%+300 " .. over)
+    assert.are.same({ math.huge, 0 }, cnn.where(mask, math.huge, 0):totable())
+    assert.are.same({ -1, 2 }, cnn.F.hardtanh(cnn.tensor { -5, 5 }, -1, 2):totable())
+    H.assert_usable()
+  end)
+end)
