@@ -73,14 +73,16 @@ void cnn_conv2d_set_direct_limit(size_t floats);
  * (batch in the vector lanes) for the forward and input gradient: on unless CNN_CONV_SMALL=0 is in
  * the environment. The same bits either way. For tests and A/B measurements. */
 void cnn_conv2d_set_small(bool on);
-/* Whether the forward and weight gradient of wide layers on small planes (3x3 from 128 channels on
- * planes of at most 64 outputs: ResNet's 512 channels at 7x7) run as one product over a chunk of
+/* Whether the forward and weight gradient of wide layers on small planes (filters of 4 MiB or more
+ * on planes of at most 64 outputs: ResNet's 512 channels at 7x7) run as one product over a chunk of
  * images instead of per-image bands: on unless CNN_CONV_BATCH=0 is in the environment. y gets the
  * same bits either way; gw is summed in another order (the same bits for any thread count). For
  * tests and A/B measurements. set_batch_floats: the column floats of a chunk (0: the default, 4M);
- * for tests. */
+ * set_batch_min_filter: the smallest filter (O * C * kh * kw floats) that takes the path (0: the
+ * default, 1M); for tests. */
 void cnn_conv2d_set_batched(bool on);
 void cnn_conv2d_set_batch_floats(size_t floats);
+void cnn_conv2d_set_batch_min_filter(size_t floats);
 /* Whether this convolution's forward and weight gradient take that path now. For tests. */
 bool cnn_conv2d_takes_batched(const cnn_conv2d_shape *s, const cnn_conv2d_params *p);
 /* Whether cnn_conv2d_backward_f32 and its parts compute this convolution's weight gradient

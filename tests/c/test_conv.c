@@ -783,6 +783,9 @@ static void test_batched(void) {
     const int64_t oh = (c->H + c->p.pad_lo[0] + c->p.pad_hi[0] - c->kh) / c->p.stride[0] + 1;
     const int64_t ow = (c->W + c->p.pad_lo[1] + c->p.pad_hi[1] - c->kw) / c->p.stride[1] + 1;
     cnn_conv2d_set_batch_floats((size_t)(2 * c->C * c->kh * c->kw * oh * ow + 1));
+    const cnn_conv2d_shape shp0 = {c->N, c->C, c->H, c->W, c->O, c->kh, c->kw};
+    CHECK(!cnn_conv2d_takes_batched(&shp0, &c->p)); /* small filters keep the bands */
+    cnn_conv2d_set_batch_min_filter((size_t)(c->O * c->C * c->kh * c->kw));
     const cnn_conv2d_shape shp = {c->N, c->C, c->H, c->W, c->O, c->kh, c->kw};
     if (cnn_gemm_avx512_available()) CHECK(cnn_conv2d_takes_batched(&shp, &c->p));
     for (int t = 1; t <= 2; t++) {
@@ -829,6 +832,7 @@ static void test_batched(void) {
     cnn_tensor_release(res), cnn_tensor_release(gy);
   }
   cnn_conv2d_set_batch_floats(0);
+  cnn_conv2d_set_batch_min_filter(0);
 }
 
 int main(void) {
