@@ -326,6 +326,86 @@ describe("optimiser objects", function()
     assert.is_nil(plain.state[w].momentum_buffer)
   end)
 
+  -- SGD:step updates a group in one C call (one parallel loop) once every parameter with a grad has
+  -- its state; the one-by-one loop runs otherwise. K.sgd_group wrapped: counts the calls it took,
+  -- or (off) declines every group, leaving the loop.
+  local K = require("cnn.core").optim_kernels
+  local function same_bits(x, y) return x:eq(y):all():item() end
+  local function with_group_call(on, fn)
+    local saved, taken = K.sgd_group, 0
+    K.sgd_group = function(...)
+      if not on then return nil end
+      local r = saved(...)
+      if r then taken = taken + 1 end
+      return r
+    end
+    local ok, err = pcall(fn)
+    K.sgd_group = saved
+    assert(ok, err)
+    return taken
+  end
+
+  it("SGD's one-call group update gives the bits of the one-by-one loop, on one and two threads", function()
+    local function run(on, opts, threads)
+      cnn.set_num_threads(threads)
+      cnn.manual_seed(7)
+      local ps = {}
+      for i, n in ipairs({ 44623, 15, 7, 1 }) do ps[i] = cnn.randn(n):requires_grad_() end
+      local o = optim.SGD({ { params = { ps[1], ps[2] } }, { params = { ps[3], ps[4] }, lr = 0.05 } }, opts)
+      local taken = with_group_call(on, function()
+        for step = 1, 5 do
+          for _, p in ipairs(ps) do p.grad = cnn.randn(p:shape()) end
+          if step == 3 then ps[2].grad = nil end -- dropped for a step
+          if step == 4 then ps[3].grad:zero_() end
+          o:step()
+        end
+      end)
+      return ps, o, taken
+    end
+    local sets = {
+      { lr = 0.1 },
+      { lr = 0.1, momentum = 0.9 },
+      { lr = 0.1, momentum = 0.9, nesterov = true, weight_decay = 1e-2 },
+      { lr = 0.1, momentum = 0.5, dampening = 0.3, maximize = true },
+    }
+    for _, opts in ipairs(sets) do
+      for threads = 1, 2 do
+        local a, oa, taken = run(true, opts, threads)
+        local b, ob = run(false, opts, threads)
+        assert.is_true(taken >= 8, "the group call ran " .. taken .. " times in 5 steps of 2 groups")
+        for i = 1, #a do
+          assert.is_true(same_bits(a[i], b[i]), "parameter " .. i .. " differs")
+          local ba, bb = oa.state[a[i]].momentum_buffer, ob.state[b[i]].momentum_buffer
+          if opts.momentum then assert.is_true(same_bits(ba, bb), "buffer " .. i .. " differs") end
+        end
+      end
+    end
+    cnn.set_num_threads(2)
+  end)
+
+  it("SGD's one-call group update reads the grad and buffer there now: replaced, zeroed, swapped", function()
+    local w = cnn.ones(3):requires_grad_()
+    local opt = optim.SGD({ w }, { lr = 0.1, momentum = 0.9 })
+    w.grad = cnn.ones(3)
+    opt:step() -- the loop (no buffer yet): buf = 1, w = 0.9
+    local taken = with_group_call(true, function()
+      local buf = cnn.full({ 3 }, 2.0)
+      opt.state[w].momentum_buffer = buf
+      w.grad = cnn.full({ 3 }, 3.0) -- a new tensor
+      opt:step() -- buf = 0.9 * 2 + 3 = 4.8, w = 0.9 - 0.48
+      H.assert_tensor(buf, { 4.8, 4.8, 4.8 }, { rtol = 1e-6 })
+      H.assert_tensor(w, { 0.42, 0.42, 0.42 }, { rtol = 1e-6 })
+      w.grad:zero_()
+      opt:step() -- buf = 4.32, w = 0.42 - 0.432
+      H.assert_tensor(buf, { 4.32, 4.32, 4.32 }, { rtol = 1e-6 })
+      H.assert_tensor(w, { -0.012, -0.012, -0.012 }, { rtol = 1e-5 })
+      opt.param_groups[1].lr = 1 -- a changed lr is read at the next step
+      opt:step() -- buf = 3.888, w = -0.012 - 3.888
+      H.assert_tensor(w, { -3.9, -3.9, -3.9 }, { rtol = 1e-6 })
+    end)
+    assert.are.equal(3, taken)
+  end)
+
   it("count Adam's steps in a 0-d float32 tensor", function()
     local w = pair()
     local opt = optim.Adam({ w }, { amsgrad = true })
