@@ -314,17 +314,22 @@ static bool all_finite(const float *p, int64_t n) {
   return ok;
 }
 
-/* conv_small.c's forward (or input gradient) when it plans this shape: 0, -1 with the error set,
- * or 1 when it does not (nothing was written). */
+/* conv_small.c's forward (or input gradient: stride 1, or stride 2 in its four phases, whose
+ * padded gy meets w with zeros im2col never multiplies: the caller checks w is finite) when it plans
+ * this shape: 0, -1 with the error set, or 1 when it does not (nothing was written). */
 static int run_small(bool input_grad, const geom *g, const cnn_conv2d_params *p, const cnn_conv2d_epilogue *e,
                      const float *a, const float *b, const float *bias, float *out, int nt,
                      const cnn_parallel_loop *beside, const cnn_conv2d_then *then) {
   cnn_sconv d;
-  const bool planned = input_grad ? cnn_sconv_plan_input_grad(&d, g->N, g->C, g->H, g->W, g->O, g->kh, g->kw,
-                                                              p->pad_lo[0], p->pad_lo[1], p->pad_hi[0], p->pad_hi[1])
-                                  : cnn_sconv_plan_forward_strided(&d, g->N, g->C, g->H, g->W, g->O, g->kh, g->kw,
-                                                                   p->pad_lo[0], p->pad_lo[1], p->pad_hi[0],
-                                                                   p->pad_hi[1], p->stride[0]);
+  const bool strided = p->stride[0] != 1;
+  const bool planned = !input_grad ? cnn_sconv_plan_forward_strided(&d, g->N, g->C, g->H, g->W, g->O, g->kh, g->kw,
+                                                                    p->pad_lo[0], p->pad_lo[1], p->pad_hi[0],
+                                                                    p->pad_hi[1], p->stride[0])
+                       : strided   ? cnn_sconv_plan_input_grad_strided(&d, g->N, g->C, g->H, g->W, g->O, g->kh, g->kw,
+                                                                       p->pad_lo[0], p->pad_lo[1], p->pad_hi[0],
+                                                                       p->pad_hi[1], p->stride[0])
+                                   : cnn_sconv_plan_input_grad(&d, g->N, g->C, g->H, g->W, g->O, g->kh, g->kw,
+                                                               p->pad_lo[0], p->pad_lo[1], p->pad_hi[0], p->pad_hi[1]);
   if (!planned) return 1;
   if (d.scratch_floats > direct_limit) return 1;
   if (!input_grad) d.relu = e->relu, d.scale = e->scale, d.residual = e->residual;
@@ -337,7 +342,8 @@ static int run_small(bool input_grad, const geom *g, const cnn_conv2d_params *p,
     cnn_free(pack, packf * sizeof(float));
     return -1;
   }
-  if (input_grad) cnn_sconv_input_grad(&d, a, b, out, pack, ws.slot, beside);
+  if (input_grad && strided) cnn_sconv_input_grad_strided(&d, a, b, out, pack, ws.slot, beside);
+  else if (input_grad) cnn_sconv_input_grad(&d, a, b, out, pack, ws.slot, beside);
   else cnn_sconv_forward(&d, a, b, bias, out, pack, ws.slot);
   ws_free(&ws);
   cnn_free(pack, packf * sizeof(float));
@@ -366,30 +372,6 @@ static int run_small_weight_grad(const geom *g, const cnn_conv2d_params *p, cons
   if (ws_alloc(&ws, nt, sw.scratch_floats)) return -1;
   cnn_sconv_weight_grad(&sw, gy, x, gw, ws.slot, nt, beside, NULL);
   ws_free(&ws);
-  return 0;
-}
-
-/* conv_small.c's stride-2 input gradient: 0, -1 with the error set, or 1 when it does not plan
- * the shape (nothing was run). Its padded gy meets w with zeros im2col never multiplies: the caller
- * checks w is finite. */
-static int run_small_input_grad_strided(const geom *g, const cnn_conv2d_params *p, const float *gy, const float *w,
-                                        float *gx, int nt) {
-  cnn_sconv d;
-  if (!cnn_sconv_plan_input_grad_strided(&d, g->N, g->C, g->H, g->W, g->O, g->kh, g->kw, p->pad_lo[0], p->pad_lo[1],
-                                         p->pad_hi[0], p->pad_hi[1], p->stride[0]) ||
-      d.scratch_floats > direct_limit)
-    return 1;
-  const size_t packf = cnn_sconv_packed_floats(&d);
-  float *pack = cnn_alloc(packf * sizeof(float));
-  if (!pack) return -1;
-  workspace ws;
-  if (ws_alloc(&ws, nt, d.scratch_floats)) {
-    cnn_free(pack, packf * sizeof(float));
-    return -1;
-  }
-  cnn_sconv_input_grad_strided(&d, gy, w, gx, pack, ws.slot, NULL);
-  ws_free(&ws);
-  cnn_free(pack, packf * sizeof(float));
   return 0;
 }
 
@@ -933,7 +915,7 @@ int cnn_conv2d_input_grad_f32(const cnn_conv2d_shape *s, const cnn_conv2d_params
   if (g.N * g.C * g.H * g.W == 0) return 0;
   int nt = cnn_parallel_get_threads();
   if (small_strided(&g, p) && all_finite(w, g.O * g.Cg * g.kh * g.kw)) {
-    int rc = run_small_input_grad_strided(&g, p, gy, w, gx, nt);
+    int rc = run_small(true, &g, p, NULL, gy, w, NULL, gx, nt, NULL, NULL);
     if (rc <= 0) return rc;
   }
   int rc = use_direct(&g, p) && all_finite(w, g.O * g.Cg * g.kh * g.kw)
