@@ -422,6 +422,28 @@ static int run_direct(direct_kind kind, const geom *g, const cnn_conv2d_params *
   return rc;
 }
 
+/* One row of n outputs of the forward's epilogue, from the product's row s (r may be s): with a
+ * scale or a residual (post) r = s * scale + bias (+ residual), else r = s (the bias started the
+ * product); then max(0, .) with relu, NaN to 0. */
+static void epilogue_row(float *r, const float *s, int64_t n, bool post, float sv, float bv, const float *res,
+                         bool relu) {
+  if (post && res)
+    for (int64_t q = 0; q < n; q++) {
+      float v = s[q] * sv + bv + res[q];
+      r[q] = relu && !(v > 0) ? 0.0f : v;
+    }
+  else if (post && relu)
+    for (int64_t q = 0; q < n; q++) {
+      float v = s[q] * sv + bv;
+      r[q] = v > 0 ? v : 0.0f;
+    }
+  else if (post)
+    for (int64_t q = 0; q < n; q++) r[q] = s[q] * sv + bv;
+  else if (relu)
+    for (int64_t q = 0; q < n; q++) r[q] = s[q] > 0 ? s[q] : 0.0f;
+  else if (r != s) memcpy(r, s, (size_t)n * sizeof(float));
+}
+
 /* ---- batched: a chunk of images' columns side by side, one product over the threads ----
  * Wide layers on small planes (ResNet's 512 channels at 7x7) give one image's band only 21-49
  * columns: each band's product streams the whole filter (forward) or the whole (O, K) partial
@@ -506,26 +528,12 @@ static void batch_scatter(void *arg, int64_t i0, int64_t i1) {
   const geom *g = j->g;
   const cnn_conv2d_epilogue *e = j->e;
   const int64_t L = g->L;
+  const bool post = e->scale || e->residual; /* else the bias is in the product, as forward_unit's */
   for (int64_t i = i0; i < i1; i++)
     for (int64_t o = 0; o < g->O; o++) {
       const int64_t at = ((j->n0 + i) * g->O + o) * L;
-      const float *s = j->gyb + o * j->ld + i * L, *res = e->residual ? e->residual + at : NULL;
-      float *r = j->y + at, sv = e->scale ? e->scale[o] : 1.0f, bv = j->b ? j->b[o] : 0.0f;
-      if (e->scale || res) { /* forward_unit's post pass, expression for expression */
-        if (res)
-          for (int64_t q = 0; q < L; q++) {
-            float v = s[q] * sv + bv + res[q];
-            r[q] = e->relu && !(v > 0) ? 0.0f : v;
-          }
-        else if (e->relu)
-          for (int64_t q = 0; q < L; q++) {
-            float v = s[q] * sv + bv;
-            r[q] = v > 0 ? v : 0.0f;
-          }
-        else
-          for (int64_t q = 0; q < L; q++) r[q] = s[q] * sv + bv;
-      } else /* the bias is in the product (the GEMM started from it, as forward_unit's) */
-        for (int64_t q = 0; q < L; q++) r[q] = e->relu && !(s[q] > 0) ? 0.0f : s[q];
+      epilogue_row(j->y + at, j->gyb + o * j->ld + i * L, L, post, e->scale ? e->scale[o] : 1.0f, j->b ? j->b[o] : 0.0f,
+                   e->residual ? e->residual + at : NULL, e->relu);
     }
 }
 
@@ -619,28 +627,12 @@ static void forward_unit(const geom *g, const float *x, const float *w, const fl
   int64_t ld;
   const float *cols = band_columns(g, xg, &u, col, &ld);
   cnn_gemm(false, false, g->Og, u.Lt, g->K, 1, wg, g->K, cols, ld, b && !post ? 1 : 0, yt, g->L);
-  if (post)
+  if (post || e->relu)
     for (int64_t o = 0; o < g->Og; o++) {
       const int64_t oc = u.gi * g->Og + o;
-      float *r = yt + o * g->L, sv = e->scale ? e->scale[oc] : 1.0f, bv = b ? b[oc] : 0.0f;
-      const float *res = e->residual ? e->residual + at + o * g->L : NULL;
-      if (res)
-        for (int64_t i = 0; i < u.Lt; i++) {
-          float v = r[i] * sv + bv + res[i];
-          r[i] = e->relu && !(v > 0) ? 0.0f : v;
-        }
-      else if (e->relu)
-        for (int64_t i = 0; i < u.Lt; i++) {
-          float v = r[i] * sv + bv;
-          r[i] = v > 0 ? v : 0.0f;
-        }
-      else
-        for (int64_t i = 0; i < u.Lt; i++) r[i] = r[i] * sv + bv;
-    }
-  else if (e->relu)
-    for (int64_t o = 0; o < g->Og; o++) {
       float *r = yt + o * g->L;
-      for (int64_t i = 0; i < u.Lt; i++) r[i] = r[i] > 0 ? r[i] : 0.0f;
+      epilogue_row(r, r, u.Lt, post, e->scale ? e->scale[oc] : 1.0f, b ? b[oc] : 0.0f,
+                   e->residual ? e->residual + at + o * g->L : NULL, e->relu);
     }
 }
 
