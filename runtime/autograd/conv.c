@@ -47,9 +47,9 @@ int cnn_conv2d_check(const cnn_tensor *x, const cnn_tensor *w, const cnn_tensor 
   if (kh < 1 || kw < 1)
     return cnn_error_set("kernel size must be at least 1, got (%lld, %lld)", (long long)kh, (long long)kw);
   if (b && (b->ndim != 1 || b->size[0] != O))
-    return cnn_error_set("bias must be 1-d with %lld elements (one per output channel), got shape %s%lld%s",
-                         (long long)O, b->ndim == 1 ? "(" : "",
-                         b->ndim == 1 ? (long long)b->size[0] : (long long)b->ndim, b->ndim == 1 ? ")" : "-d");
+    return cnn_error_set("bias must be 1-d with %lld elements (one per output channel), got %s%lld%s", (long long)O,
+                         b->ndim == 1 ? "shape (" : "a ", b->ndim == 1 ? (long long)b->size[0] : (long long)b->ndim,
+                         b->ndim == 1 ? ")" : "-d tensor");
   /* sizes are below 2^60 (tensor.c) and the parameters below 2^31, so only the dilated extent
    * d * (k - 1) + 1 and the products below can overflow (an expanded weight may be huge) */
   int64_t H = x->size[2] + p->pad_lo[0] + p->pad_hi[0], W = x->size[3] + p->pad_lo[1] + p->pad_hi[1];

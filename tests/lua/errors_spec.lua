@@ -403,6 +403,17 @@ describe("nn constructors' argument checks", function()
   end)
 end)
 
+describe("conv2d's bias check", function()
+  it("names the bias's shape, or its dimensions when it is not 1-d", function()
+    -- said "got shape 2-d" for a 2-d bias
+    local x, w = cnn.ones(1, 1, 3, 3), cnn.ones(2, 1, 3, 3)
+    err(function() return cnn.F.conv2d(x, w, cnn.ones(2, 1)) end,
+      "conv2d: bias must be 1%-d with 2 elements %(one per output channel%), got a 2%-d tensor")
+    err(function() return cnn.F.conv2d(x, w, cnn.ones(3)) end, "got shape %(3%)")
+    H.assert_tensor(cnn.F.conv2d(x, w, cnn.ones(2)), { { { { 10 } }, { { 10 } } } })
+  end)
+end)
+
 describe("linear's bias check", function()
   it("names the bias's shape", function()
     -- said "bias must be 1-d with 4 elements, got 1-d" for a bias of 5
