@@ -77,13 +77,14 @@ describe("memory", function()
     H.assert_usable()
   end)
 
+  local function rss() -- resident bytes of this process (field 2 of /proc/self/statm, in pages)
+    local f = assert(io.open("/proc/self/statm"))
+    local pages = f:read("n") and f:read("n")
+    f:close()
+    return pages * 4096
+  end
+
   it("a released block past the cache limit (1 GiB) gives its pages back to the OS", function()
-    local function rss()
-      local f = assert(io.open("/proc/self/statm"))
-      local pages = f:read("n") and f:read("n")
-      f:close()
-      return pages * 4096
-    end
     collectgarbage()
     collectgarbage("stop")
     cnn.empty_cache()
@@ -109,12 +110,6 @@ describe("memory", function()
   -- new page. The raise decays when a long run of requests (16 times the limit in bytes) leaves it
   -- unused, and the REPL drops it at its prompt, so the memory does come back. (Raised to at most
   -- 1 GiB + the most bytes ever live.)
-  local function rss()
-    local f = assert(io.open("/proc/self/statm"))
-    local pages = f:read("n") and f:read("n")
-    f:close()
-    return pages * 4096
-  end
   local function faults() -- minor page faults of this process so far (field 10 of /proc/self/stat)
     local f = assert(io.open("/proc/self/stat"))
     local s = f:read("a")
