@@ -390,10 +390,11 @@ void cnn_spool_unpool_f32(const float *g, const uint8_t *code, int64_t P, int64_
  * VL) from the pooled gradient and the codes, zero-padded by kernel - 1 - padding for the input
  * gradient; never stored as (N, O, oh, ow). From it, in conv_small.c's orders (so its bits): the
  * weight gradient (each filter x tap a vector sum over the group's positions in row order, from
- * zero, added into the part's partial; the partials' lanes and then the parts summed in order), the
- * input gradient (a correlation of gy with the flipped filters, taps (o, ki, kj) in order, + 0 as
- * its store adds a zero bias) and the bias gradient (conv.c's: per image 16 running lanes over the
- * plane, summed in order, then the tail; the images in double in order). */
+ * zero, added into the part's partial; each partial's lanes summed in order by the thread that made
+ * it, then the parts in order), the input gradient (a correlation of gy with the flipped filters,
+ * taps (o, ki, kj) in order, + 0 as its store adds a zero bias) and the bias gradient (conv.c's: per
+ * image 16 running lanes over the plane, summed in order, then the tail; the images in double in
+ * order). */
 
 typedef struct {
   spool f;        /* the forward's plan (x, padding, output and pooled planes) */
@@ -401,7 +402,7 @@ typedef struct {
   int64_t Hq, Wq; /* the padded gy plane */
   int64_t Cp, Wr; /* gx's tile: C rounded up to mr, W to nv */
   int mr, nv;
-  size_t xg_floats, gq_floats, gp_floats, yg_floats, part_floats, scratch_floats;
+  size_t xg_floats, gq_floats, gp_floats, yg_floats, part_floats, sums_floats, scratch_floats;
   bool gx, gw, gb;
 } sback;
 
@@ -426,7 +427,8 @@ static bool plan_backward(sback *d, const cnn_conv2d_shape *s, const cnn_conv2d_
   d->gp_floats = (size_t)(2 * f->O * f->ph * f->pw * VL); /* the pooled gradient and its codes in lanes */
   d->yg_floats = gx ? (size_t)(d->Cp * f->H * d->Wr * VL) : 0;
   d->part_floats = gw ? (size_t)(f->O * f->C * f->kh * f->kw * VL) : 0;
-  d->scratch_floats = d->xg_floats + d->gq_floats + d->gp_floats + d->yg_floats + d->part_floats;
+  d->sums_floats = gw ? (size_t)round_up(f->O * f->C * f->kh * f->kw, 16) : 0;
+  d->scratch_floats = d->xg_floats + d->gq_floats + d->gp_floats + d->yg_floats + d->part_floats + d->sums_floats;
   return d->scratch_floats <= 4 * SPOOL_BUDGET;
 }
 
@@ -660,6 +662,28 @@ typedef struct {
   int64_t groups, parts;
 } sback_job;
 
+/* h[i] = weight i's vector of part summed in lane order from 0, for the n weights (16 at a time:
+ * their vectors transposed, the lanes then added as vectors in lane order; each weight's own sums
+ * in the same order, the same bits as one weight at a time) */
+static void gw_lanes(const vf *part, int64_t n, float *h) {
+  int64_t i = 0;
+#if defined(__AVX512F__)
+  for (; i + 16 <= n; i += 16) {
+    __m512 r[16];
+    for (int k = 0; k < 16; k++) r[k] = _mm512_load_ps((const float *)(part + i + k));
+    lanes_transpose16(r);
+    __m512 s = _mm512_setzero_ps();
+    for (int l = 0; l < VL; l++) s = _mm512_add_ps(s, r[l]);
+    _mm512_store_ps(h + i, s);
+  }
+#endif
+  for (; i < n; i++) {
+    float s = 0;
+    for (int l = 0; l < VL; l++) s += part[i][l];
+    h[i] = s;
+  }
+}
+
 /* the zeros of gq that unpool_lanes never writes: its padding, an odd last row and column, the tail */
 static void gq_zero(const sback *d, float *gq) {
   const spool *f = &d->f;
@@ -685,6 +709,7 @@ static void back_parts(void *arg, int64_t p0, int64_t p1) {
   for (int64_t t = p0; t < p1; t++) {
     float *xg = j->ws[t], *gq = xg + d->xg_floats, *gp = gq + d->gq_floats, *yg = gp + d->gp_floats;
     vf *part = (vf *)(yg + d->yg_floats);
+    float *sums = yg + d->yg_floats + d->part_floats;
     int64_t g0, g1;
     cnn_parallel_part(j->groups, j->parts, t, &g0, &g1);
     if (d->gw) {
@@ -705,47 +730,9 @@ static void back_parts(void *arg, int64_t p0, int64_t p1) {
         gx_store(d, yg, n0, gn, j->gx);
       }
     }
-  }
-}
-
-typedef struct {
-  const sback *d;
-  float *const *ws;
-  int64_t parts;
-  float *gw;
-} gw_sum_job;
-
-/* gw[i0..i1) = the partials in part order from 0, each partial's lanes summed in lane order */
-static void gw_sum(void *arg, int64_t i0, int64_t i1) {
-  const gw_sum_job *j = arg;
-  const sback *d = j->d;
-  const size_t off = d->xg_floats + d->gq_floats + d->gp_floats + d->yg_floats;
-#if defined(__AVX512F__)
-  /* 16 weights at a time: their partials transposed, the lanes then added as vectors in lane order
-   * (each weight's own sums in the same order: the same bits as one weight at a time below) */
-  for (; i0 + 16 <= i1; i0 += 16) {
-    __m512 s = _mm512_setzero_ps();
-    for (int64_t t = 0; t < j->parts; t++) {
-      const float *v = j->ws[t] + off + (size_t)i0 * VL;
-      __m512 r[16];
-      for (int k = 0; k < 16; k++) r[k] = _mm512_load_ps(v + k * VL);
-      lanes_transpose16(r);
-      __m512 h = _mm512_setzero_ps();
-      for (int l = 0; l < VL; l++) h = _mm512_add_ps(h, r[l]);
-      s = _mm512_add_ps(s, h);
-    }
-    _mm512_storeu_ps(j->gw + i0, s);
-  }
-#endif
-  for (int64_t i = i0; i < i1; i++) {
-    float s = 0;
-    for (int64_t t = 0; t < j->parts; t++) {
-      const float *v = j->ws[t] + off + (size_t)i * VL;
-      float h = 0;
-      for (int l = 0; l < VL; l++) h += v[l];
-      s += h;
-    }
-    j->gw[i] = s;
+    /* the part's lanes summed here, where its partial is in this thread's cache: what goes to
+     * the other parts' thread is a float a weight, not a vector */
+    if (d->gw) gw_lanes(part, f->O * f->C * f->kh * f->kw, sums);
   }
 }
 
@@ -804,10 +791,14 @@ int cnn_conv2d_relu_max_pool_small_backward_f32(const cnn_conv2d_shape *s, const
                  .groups = groups,
                  .parts = parts};
   cnn_parallel_for(parts, 1, back_parts, &j);
-  if (gw) {
+  if (gw) { /* the parts' lane sums in part order from 0 (a float a weight a part: no loop) */
     const int64_t wsz = f->O * f->C * kh * kw;
-    gw_sum_job sj = {&d, slot, parts, gw};
-    cnn_parallel_items(wsz, wsz * parts * VL, gw_sum, &sj);
+    const size_t off = d.xg_floats + d.gq_floats + d.gp_floats + d.yg_floats + d.part_floats;
+    for (int64_t i = 0; i < wsz; i++) gw[i] = 0;
+    for (int64_t t = 0; t < parts; t++) {
+      const float *h = slot[t] + off;
+      for (int64_t i = 0; i < wsz; i++) gw[i] += h[i];
+    }
   }
   for (int64_t o = 0; gb && o < f->O; o++) { /* conv.c's bias_grad_channel: the images in double, in order */
     double acc = 0;
