@@ -150,14 +150,37 @@ static void pad_zero(const cnn_sconv *d, float *xg) {
   memset(xg + body, 0, (d->xg_floats - body) * sizeof(float));
 }
 
+/* rows [0, h) of w floats at src (contiguous; image l's at src + l * istride) -> row r's vectors at
+ * dst + r * drs, lanes g..VL zero: lanes_gather over the rows as one run, so that rows shorter than
+ * the vector (ResNet-20's 8x8) share a transpose (the same values moved) */
+static void gather_rows(const float *src, int64_t istride, int64_t h, int64_t w, int64_t g, float *dst, int64_t drs) {
+#if defined(__AVX512F__)
+  const int64_t len = h * w;
+  int64_t r = 0, x = 0; /* the row and column of position x0 */
+  for (int64_t x0 = 0; x0 < len; x0 += 16) {
+    const int n = len - x0 < 16 ? (int)(len - x0) : 16;
+    const __mmask16 m = (__mmask16)((1u << n) - 1);
+    __m512 v[16];
+    for (int64_t l = 0; l < 16; l++)
+      v[l] = l < g ? _mm512_maskz_loadu_ps(m, src + l * istride + x0) : _mm512_setzero_ps();
+    lanes_transpose16(v);
+    for (int j = 0; j < n; j++) {
+      _mm512_store_ps(dst + r * drs + x * VL, v[j]);
+      if (++x == w) x = 0, r++;
+    }
+  }
+#else
+  for (int64_t r = 0; r < h; r++) lanes_gather(src + r * w, istride, w, g, dst + r * drs);
+#endif
+}
+
 /* images n0..n0+g of src (N, C, H, W) -> the inside of xg (C, Hp, Wp, VL), lanes g..VL zero (the
  * padding is pad_zero's) */
 static void group_fill(const cnn_sconv *d, const float *src, int64_t n0, int64_t g, float *xg) {
   const int64_t C = d->C, H = d->H, W = d->W, Wp = d->Wp, plane = H * W;
   const float *s = src + n0 * C * plane;
   for (int64_t c = 0; c < C; c++)
-    for (int64_t r = 0; r < H; r++)
-      lanes_gather(s + c * plane + r * W, C * plane, W, g, xg + ((c * d->Hp + r + d->pt) * Wp + d->pl) * VL);
+    gather_rows(s + c * plane, C * plane, H, W, g, xg + ((c * d->Hp + d->pt) * Wp + d->pl) * VL, Wp * VL);
 }
 
 /* rowband: padded rows [r0, r1) of images n0..n0+g -> rows [0, r1 - r0) of xg (C, xrows, Wp, VL),
@@ -189,24 +212,24 @@ static void tail_zero(const cnn_sconv *d, float *xg) {
 
 /* yg (Op, band, owr, VL) = the group's correlation at output rows [oy0, oy1) */
 INLINE void group_compute(const cnn_sconv *d, const float *xg, const float *pack, float *yg, int64_t oy0, int64_t oy1,
-                          const int mr, const int nv, const int64_t S) {
-  const int64_t K = d->C * d->kh * d->kw, cs = d->Hp * d->Wp * VL, rs = d->Wp * VL, os = d->band * d->owr * VL;
+                          const int mr, const int nv, const int64_t S, const int64_t kh, const int64_t kw) {
+  const int64_t K = d->C * kh * kw, cs = d->Hp * d->Wp * VL, rs = d->Wp * VL, os = d->band * d->owr * VL;
   for (int64_t oy = oy0; oy < oy1; oy++) {
     /* kernel rows over input rows: padded rows S oy + ki in [pt, pt + H) */
     const int64_t top = S * oy, ki0 = d->pt - top > 0 ? d->pt - top : 0,
-                  ki1 = d->pt + d->H - top < d->kh ? d->pt + d->H - top : d->kh;
+                  ki1 = d->pt + d->H - top < kh ? d->pt + d->H - top : kh;
     for (int64_t ox = 0; ox < d->owr; ox += nv)
       for (int64_t o = 0; o < d->Op; o += mr)
-        lanes_tile(xg + (top * d->Wp + S * ox) * VL, cs, rs, d->C, d->kh, d->kw, ki0, ki1, pack + o * K,
+        lanes_tile(xg + (top * d->Wp + S * ox) * VL, cs, rs, d->C, kh, kw, ki0, ki1, pack + o * K,
                    yg + o * os + ((oy - oy0) * d->owr + ox) * VL, os, mr, nv, S);
   }
 }
 
 #define TILE_CASE(MR, NV) \
-  case (MR)*8 + (NV): group_compute(d, xg, pack, yg, oy0, oy1, MR, NV, S); break;
+  case (MR)*8 + (NV): group_compute(d, xg, pack, yg, oy0, oy1, MR, NV, S, kh, kw); break;
 
 INLINE void group_compute_s(const cnn_sconv *d, const float *xg, const float *pack, float *yg, int64_t oy0, int64_t oy1,
-                            const int64_t S) {
+                            const int64_t S, const int64_t kh, const int64_t kw) {
   switch (d->mr * 8 + d->nv) {
 #if NACC >= 24
     TILE_CASE(8, 3)
@@ -223,14 +246,18 @@ INLINE void group_compute_s(const cnn_sconv *d, const float *xg, const float *pa
     TILE_CASE(2, 4)
 #endif
     TILE_CASE(2, 6)
-  default: group_compute(d, xg, pack, yg, oy0, oy1, 1, 6, S); break;
+  default: group_compute(d, xg, pack, yg, oy0, oy1, 1, 6, S, kh, kw); break;
   }
 }
 
+/* 3x3 kernels as constants: a channel's nine taps one straight run of loads and multiply-adds, the
+ * same taps in the same order (ResNet-20's 32 -> 32 at 16x16, forward: 178-182 -> 190-195 GFLOP/s
+ * a core, build/conv_bench --threads 1) */
 static void group_compute_any(const cnn_sconv *d, const float *xg, const float *pack, float *yg, int64_t oy0,
                               int64_t oy1) {
-  if (d->s == 2) group_compute_s(d, xg, pack, yg, oy0, oy1, 2);
-  else group_compute_s(d, xg, pack, yg, oy0, oy1, 1);
+  if (d->s == 2) group_compute_s(d, xg, pack, yg, oy0, oy1, 2, d->kh, d->kw);
+  else if (d->kh == 3 && d->kw == 3) group_compute_s(d, xg, pack, yg, oy0, oy1, 1, 3, 3);
+  else group_compute_s(d, xg, pack, yg, oy0, oy1, 1, d->kh, d->kw);
 }
 
 /* rows [oy0, oy1) of y[n0..n0+g) (N, O, oh, ow) = yg's lanes plus the bias and d->residual, then
@@ -240,36 +267,44 @@ static void group_store(const cnn_sconv *d, const float *yg, const float *b, int
   const int64_t O = d->O, ow = d->ow, plane = d->oh * ow, os = d->band * d->owr * VL;
   for (int64_t o = 0; o < O; o++) {
     const float bv = b ? b[o] : 0.0f;
-    for (int64_t oy = oy0; oy < oy1; oy++) {
-      const float *s = yg + o * os + (oy - oy0) * d->owr * VL;
-      const int64_t at = (n0 * O + o) * plane + oy * ow; /* image l's row at y + at + l * O * plane */
+    const float *so = yg + o * os;
+    const int64_t at = (n0 * O + o) * plane + oy0 * ow; /* image l's rows at y + at + l * O * plane */
 #if defined(__AVX512F__)
-      const __m512 vb = _mm512_set1_ps(bv), zero = _mm512_setzero_ps();
-      for (int64_t x0 = 0; x0 < ow; x0 += 16) {
-        const int n = ow - x0 < 16 ? (int)(ow - x0) : 16;
-        const __mmask16 m = (__mmask16)((1u << n) - 1);
-        __m512 v[16];
-        for (int j = 0; j < 16; j++) v[j] = j < n ? _mm512_load_ps(s + (x0 + j) * VL) : zero;
-        lanes_transpose16(v);
-        for (int64_t l = 0; l < g; l++) {
-          __m512 t = _mm512_add_ps(v[l], vb);
-          if (d->residual) t = _mm512_add_ps(t, _mm512_maskz_loadu_ps(m, d->residual + at + l * O * plane + x0));
-          if (d->relu) t = _mm512_max_ps(t, zero); /* max(NaN, 0) and max(-0, 0) give 0, as !(v > 0) */
-          _mm512_mask_storeu_ps(y + at + l * O * plane + x0, m, t);
-        }
+    /* the band's rows as one run of positions, so that rows shorter than the vector (8x8) share a
+     * transpose */
+    const int64_t len = (oy1 - oy0) * ow;
+    const __m512 vb = _mm512_set1_ps(bv), zero = _mm512_setzero_ps();
+    int64_t r = 0, x = 0; /* the row and column of position x0 */
+    for (int64_t x0 = 0; x0 < len; x0 += 16) {
+      const int n = len - x0 < 16 ? (int)(len - x0) : 16;
+      const __mmask16 m = (__mmask16)((1u << n) - 1);
+      __m512 v[16];
+      for (int j = 0; j < 16; j++) {
+        v[j] = j < n ? _mm512_load_ps(so + (r * d->owr + x) * VL) : zero;
+        if (j < n && ++x == ow) x = 0, r++;
       }
-#else
+      lanes_transpose16(v);
       for (int64_t l = 0; l < g; l++) {
-        float *dst = y + at + l * O * plane;
-        const float *r = d->residual ? d->residual + at + l * O * plane : NULL;
+        __m512 t = _mm512_add_ps(v[l], vb);
+        if (d->residual) t = _mm512_add_ps(t, _mm512_maskz_loadu_ps(m, d->residual + at + l * O * plane + x0));
+        if (d->relu) t = _mm512_max_ps(t, zero); /* max(NaN, 0) and max(-0, 0) give 0, as !(v > 0) */
+        _mm512_mask_storeu_ps(y + at + l * O * plane + x0, m, t);
+      }
+    }
+#else
+    for (int64_t oy = oy0; oy < oy1; oy++) {
+      const float *s = so + (oy - oy0) * d->owr * VL;
+      for (int64_t l = 0; l < g; l++) {
+        float *dst = y + at + (oy - oy0) * ow + l * O * plane;
+        const float *r = d->residual ? d->residual + at + (oy - oy0) * ow + l * O * plane : NULL;
         for (int64_t x = 0; x < ow; x++) {
           float v = s[x * VL + l] + bv;
           if (r) v += r[x];
           dst[x] = d->relu && !(v > 0) ? 0.0f : v;
         }
       }
-#endif
     }
+#endif
   }
 }
 
