@@ -108,7 +108,11 @@ static void pack_a(bool ta, const float *a, int64_t lda, int64_t i0, int64_t p0,
     float *dst = ap + r * kc;
     if (ta) { /* A stored (k, m): each p is mr consecutive floats */
       const float *src = a + p0 * lda + i0 + r;
-      for (int64_t p = 0; p < kc; p++) memcpy(dst + p * MR, src + p * lda, (size_t)mr * sizeof(float));
+      /* mr floats a step under a lane mask: a memcpy call per 48 bytes was 15% of a 512-channel 7x7
+       * input gradient's product */
+      const __mmask16 mk = (__mmask16)((1u << mr) - 1);
+      for (int64_t p = 0; p < kc; p++)
+        _mm512_mask_storeu_ps(dst + p * MR, mk, _mm512_maskz_loadu_ps(mk, src + p * lda));
     } else { /* A stored (m, k): row i is consecutive in p */
       const float *src = a + (i0 + r) * lda + p0;
       if (mr == MR) {

@@ -17,6 +17,10 @@
 #include "core/gemm.h"
 #include "core/parallel.h"
 
+#if defined(__AVX512F__)
+#include <immintrin.h>
+#endif
+
 /* Target size of one column band (floats): 512 KiB, half a Zen 5 L2. Smaller bands keep the band
  * in cache but narrow the GEMM (16 x 448 x 144 runs at 53 GFLOP/s against 70 for 16 x 1024 x 144);
  * 128K floats measured best from 32K to whole images on ResNet and AlexNet layers. A band is at
@@ -450,11 +454,12 @@ static void epilogue_row(float *r, const float *s, int64_t n, bool post, float s
  * (weight gradient) through the cache for a few FMAs per float, ~40-50% of peak. Here the columns
  * of nb images sit side by side in one (K, nb*L) matrix, so a pass is one product of nb*L columns
  * (depth nb*L for the weight gradient), split over the threads by cnn_gemm. Measured on ResNet-18's
- * 512 channels at 7x7 (batch 16, 2 threads): forward 1.1-1.3x, weight gradient 1.15-1.4x; the
- * input gradient measured 0.9-1.2x this way and stays on bands, as do planes of 196 (256 channels
- * at 14x14: 0.8-0.95x, the chunk's columns leave the cache). Every element of y gets the bits of
- * the band path (the same depth, summed in the same order); gw sums all images in one depth order
- * (no per-thread partials), so it does not depend on the thread count either. */
+ * 512 channels at 7x7 (batch 16, 2 threads): forward 1.1-1.3x, weight gradient 1.15-1.4x, input
+ * gradient (stride 1, col2im in registers: col2im_plane) 1.15x; planes of 196 stay on bands (256
+ * channels at 14x14: 0.8-0.95x, the chunk's columns leave the cache), as does the stride-2 input
+ * gradient (its scalar col2im measured slower). Every element of y and gx gets the bits of the band
+ * path (the same depth, summed in the same order); gw sums all images in one depth order (no
+ * per-thread partials), so it does not depend on the thread count either. */
 
 /* Column floats of one chunk (all threads share it): 16 MiB, all 16 images of ResNet-18's 512
  * channels at 7x7 (1M and 2M measured no better). */
@@ -601,6 +606,84 @@ static int weight_grad_batched(const geom *g, int64_t nb, const float *gy, const
                                         n0 == 0 && beside ? *beside : (cnn_parallel_loop){0}};
     cnn_parallel_loops(n0 == 0 && beside ? 3 : 2, loops);
     cnn_gemm(false, true, g->O, g->K, j.ld, 1, m.gyb, j.ld, m.col, j.ld, n0 == 0 ? 0 : 1, gw, g->K);
+  }
+  batch_free(&m);
+  return 0;
+}
+
+/* Whether col2im_plane takes this shape: stride 1, dilation 1, rows of at most 16 floats. */
+static bool plane_col2im(const geom *g) {
+#if defined(__AVX512F__)
+  return g->sh == 1 && g->sw == 1 && g->dh == 1 && g->dw == 1 && g->W <= 16 && g->ow <= 16;
+#else
+  (void)g;
+  return false;
+#endif
+}
+
+/* col: (C*kh*kw, L) with row stride ld, an image's whole plane -> gx (C, H, W), without the padded
+ * scratch: each input row is summed in a register from the (ki, kj) rows that reach it, in col2im's
+ * order (ki, then kj; from +0, so adding +0 in the lanes a row misses leaves every bit as col2im +
+ * unpad would). False (nothing written) where plane_col2im does not hold. The scalar col2im's
+ * 7-float row adds were 18% of a 512-channel 7x7 input gradient. */
+static bool col2im_plane(const geom *g, const float *col, int64_t ld, float *gx) {
+#if defined(__AVX512F__)
+  if (!plane_col2im(g)) return false;
+  const int64_t H = g->H, W = g->W, kh = g->kh, kw = g->kw, oh = g->oh, ow = g->ow, pw = g->pw;
+  const __mmask16 wm = (__mmask16)((1u << W) - 1);
+  for (int64_t c = 0; c < g->C; c++)
+    for (int64_t iy = 0; iy < H; iy++) {
+      __m512 v = _mm512_setzero_ps();
+      for (int64_t ki = 0; ki < kh; ki++) {
+        const int64_t oy = iy + g->ph - ki;
+        if (oy < 0 || oy >= oh) continue;
+        const float *rk = col + (c * kh + ki) * kw * ld + oy * ow;
+        for (int64_t kj = 0; kj < kw; kj++) {
+          /* output lane x takes rk[kj row][x + pw - kj] where 0 <= x + pw - kj < ow */
+          const int64_t lo = kj - pw > 0 ? kj - pw : 0, hi = ow + kj - pw < W ? ow + kj - pw : W;
+          if (lo >= hi) continue;
+          const __mmask16 m = (__mmask16)(((1u << hi) - 1) & ~((1u << lo) - 1));
+          v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(m, rk + kj * ld + pw - kj));
+        }
+      }
+      _mm512_mask_storeu_ps(gx + (c * H + iy) * W, wm, v);
+    }
+  return true;
+#else
+  (void)g, (void)col, (void)ld, (void)gx;
+  return false;
+#endif
+}
+
+/* images [i0, i1) of the chunk: gx[n0 + i] = col2im(columns i*L.. of col), in registers
+ * (col2im_plane) or through the thread's padded scratch */
+static void batch_col2im(void *arg, int64_t i0, int64_t i1) {
+  const batch_job *j = arg;
+  const geom *g = j->g;
+  float *gp = j->ws[cnn_parallel_slot()];
+  for (int64_t i = i0; i < i1; i++) {
+    if (col2im_plane(g, j->col + i * g->L, j->ld, j->y + (j->n0 + i) * g->C * g->H * g->W)) continue;
+    memset(gp, 0, (size_t)(g->C * g->Hp * g->Wp) * sizeof(float));
+    col2im(g, j->col + i * g->L, j->ld, 0, g->oh, 0, g->C, gp);
+    unpad(g, gp, g->C, j->y + (j->n0 + i) * g->C * g->H * g->W);
+  }
+}
+
+/* gx by chunks: the chunk's gy side by side (O, nb*L), one product col = w^T @ gy over the threads
+ * (full tiles where one image's 49 columns filled a tile and a half), then col2im per image. Each
+ * element of col gets the bits of the per-image bands (the same depth, cut and summed in the same
+ * order), and col2im adds in the same order: gx has the bands' bits. */
+static int input_grad_batched(const geom *g, int64_t nb, const float *gy, const float *w, float *gx, int nt) {
+  batch_mem m;
+  if (batch_alloc(&m, g, nb, nt)) return -1;
+  for (int64_t n0 = 0; n0 < g->N; n0 += nb) {
+    const int64_t c = g->N - n0 < nb ? g->N - n0 : nb;
+    batch_job j = {.g = g, .gy = gy, .col = m.col, .gyb = m.gyb, .y = gx, .ws = m.ws.slot, .n0 = n0, .ld = c * g->L};
+    const cnn_parallel_loop in = batch_loop(c, batch_gather, &j, g->O * g->L);
+    cnn_parallel_loops(1, &in);
+    cnn_gemm(true, false, g->K, j.ld, g->O, 1, w, g->K, m.gyb, j.ld, 0, m.col, j.ld);
+    const cnn_parallel_loop out = batch_loop(c, batch_col2im, &j, g->K * g->L);
+    cnn_parallel_loops(1, &out);
   }
   batch_free(&m);
   return 0;
@@ -910,6 +993,8 @@ int cnn_conv2d_input_grad_f32(const cnn_conv2d_shape *s, const cnn_conv2d_params
     int rc = run_small(true, &g, p, NULL, gy, w, NULL, gx, nt, NULL, NULL);
     if (rc <= 0) return rc;
   }
+  const int64_t nb = plane_col2im(&g) ? batch_images(&g) : 0;
+  if (nb) return input_grad_batched(&g, nb, gy, w, gx, nt);
   int rc = use_direct(&g, p) && all_finite(w, g.O * g.Cg * g.kh * g.kw)
                ? run_direct(DIRECT_INPUT_GRAD, &g, p, NULL, gy, w, NULL, gx, nt, NULL, NULL)
                : 1;

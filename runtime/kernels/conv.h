@@ -74,9 +74,9 @@ void cnn_conv2d_set_direct_limit(size_t floats);
  * the environment. The same bits either way. For tests and A/B measurements. */
 void cnn_conv2d_set_small(bool on);
 /* Whether the forward and weight gradient of wide layers on small planes (filters of 4 MiB or more
- * on planes of at most 64 outputs: ResNet's 512 channels at 7x7) run as one product over a chunk of
- * images instead of per-image bands: on unless CNN_CONV_BATCH=0 is in the environment. y gets the
- * same bits either way; gw is summed in another order (the same bits for any thread count). For
+ * on planes of at most 64 outputs: ResNet's 512 channels at 7x7), and their input gradient at
+ * stride 1, run as one product over a chunk of images instead of per-image bands: on unless
+ * CNN_CONV_BATCH=0 is in the environment. y and gx get the same bits either way; gw is summed in another order (the same bits for any thread count). For
  * tests and A/B measurements. set_batch_floats: the column floats of a chunk (0: the default, 4M);
  * set_batch_min_filter: the smallest filter (O * C * kh * kw floats) that takes the path (0: the
  * default, 1M); for tests. */

@@ -772,7 +772,8 @@ static void test_small_strided(void) {
 /* The batched path (wide layers on small planes, see conv.c) in chunks of 2 images (the last of
  * 1): against the naive reference, the forward (plain, ReLU, bias, scale + residual + ReLU) with the
  * bits of the per-image bands, the weight gradient with the same bits on 1 and 2 threads and on one
- * thread as beside a busy program. */
+ * thread as beside a busy program, the input gradient with the bands' bits (the stride-1 case through
+ * col2im_plane, the stride-2 one through col2im). */
 static void test_batched(void) {
   static const ccase B[] = {
       {"batched in chunks of 2", 5, 128, 7, 7, 33, 3, 3, {{1, 1}, {1, 1}, {1, 1}, {1, 1}, 1}, 1},
@@ -828,6 +829,21 @@ static void test_batched(void) {
       failures++;
     }
     for (int k = 0; k < 3; k++) cnn_tensor_release(gw[k]);
+    /* the input gradient: batched on 1 and 2 threads, then per-image bands, all the same bits */
+    cnn_tensor *gx[3] = {NULL};
+    for (int run = 0; run < 3; run++) {
+      cnn_conv2d_set_batched(run < 2);
+      cnn_conv2d_set_algorithm(run < 2 ? CNN_CONV2D_AUTO : CNN_CONV2D_IM2COL);
+      cnn_parallel_set_threads(run == 0 ? 1 : 2);
+      CHECK(cnn_conv2d_backward(gy, NULL, w, xs, ws, &c->p, &gx[run], NULL, NULL) == 0);
+    }
+    cnn_conv2d_set_batched(true);
+    cnn_conv2d_set_algorithm(CNN_CONV2D_AUTO);
+    if (!bits_equal(gx[0], gx[1]) || !bits_equal(gx[0], gx[2])) {
+      fprintf(stderr, "%s: input gradient: bits differ between batched and per-image bands\n", c->name);
+      failures++;
+    }
+    for (int k = 0; k < 3; k++) cnn_tensor_release(gx[k]);
     cnn_tensor_release(x), cnn_tensor_release(w), cnn_tensor_release(b), cnn_tensor_release(sc);
     cnn_tensor_release(res), cnn_tensor_release(gy);
   }
