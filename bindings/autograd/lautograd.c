@@ -138,7 +138,7 @@ static int lua_fn_backward(cnn_node *n, cnn_tensor *const *gout, cnn_tensor **gi
     }
     cnn_tensor **box = lua_newuserdatauv(L, sizeof *box, 0);
     *box = g;
-    luaL_setmetatable(L, LCNN_TENSOR);
+    lcnn_box_metatable(L);
   }
   c->running = true;
   int status = lua_pcall(L, n->n_outputs, n->n_inputs, 0);

@@ -88,7 +88,7 @@ static int f_conv2d(lua_State *L) {
   static const char *const known[] = {"stride", "padding",  "dilation",      "groups", "relu",
                                       "scale",  "residual", "relu_max_pool", NULL};
   const char *fn = "conv2d";
-  bool has_bias = luaL_testudata(L, 3, LCNN_TENSOR) != NULL;
+  bool has_bias = lcnn_testbox(L, 3) != NULL;
   int opts = 4;
   if (!has_bias) {
     if (lua_istable(L, 3) && lua_isnoneornil(L, 4)) opts = 3; /* F.conv2d(x, w, {stride=2}): no bias */

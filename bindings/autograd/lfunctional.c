@@ -48,7 +48,7 @@ static int class_options(lua_State *L, int idx, const char *fn, cnn_class_loss_o
     lua_pop(L, 1);
     return 0;
   }
-  if (!luaL_testudata(L, -1, LCNN_TENSOR)) lcnn_error(L, fn, "weight must be a tensor, got %s", luaL_typename(L, -1));
+  if (!lcnn_testbox(L, -1)) lcnn_error(L, fn, "weight must be a tensor, got %s", luaL_typename(L, -1));
   return lua_gettop(L);
 }
 

@@ -28,19 +28,39 @@
 
 static size_t gc_threshold = GC_GROWTH;
 
+/* The registry holds the tensor metatable under LCNN_TENSOR (luaL_newmetatable's name, for
+ * luaL_checkudata and other modules) and under this variable's address: a light-userdata key is
+ * found without interning a string (luaL_testudata's lua_getfield hashes the name and strcmp's it;
+ * a training step checks ~75 tensor arguments and boxes ~13 results). */
+static const char tensor_mt_key;
+
+cnn_tensor **lcnn_testbox(lua_State *L, int idx) {
+  void *p = lua_touserdata(L, idx);
+  if (!p || !lua_getmetatable(L, idx)) return NULL;
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &tensor_mt_key);
+  bool same = lua_rawequal(L, -1, -2);
+  lua_pop(L, 2);
+  return same ? p : NULL;
+}
+
+void lcnn_box_metatable(lua_State *L) {
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &tensor_mt_key);
+  lua_setmetatable(L, -2);
+}
+
 cnn_tensor *lcnn_test(lua_State *L, int idx) {
-  cnn_tensor **box = luaL_testudata(L, idx, LCNN_TENSOR);
+  cnn_tensor **box = lcnn_testbox(L, idx);
   return box ? *box : NULL;
 }
 
 const char *lcnn_typename(lua_State *L, int idx) {
-  cnn_tensor **box = luaL_testudata(L, idx, LCNN_TENSOR);
+  cnn_tensor **box = lcnn_testbox(L, idx);
   if (box && !*box) return "a closed tensor";
   return luaL_typename(L, idx);
 }
 
 cnn_tensor *lcnn_check(lua_State *L, int idx, const char *fn) {
-  cnn_tensor **box = luaL_testudata(L, idx, LCNN_TENSOR);
+  cnn_tensor **box = lcnn_testbox(L, idx);
   if (!box) lcnn_error(L, fn, "expected a tensor for argument %d, got %s", idx, luaL_typename(L, idx));
   if (!*box) lcnn_error(L, fn, "argument %d is a closed tensor", idx);
   return *box;
@@ -53,7 +73,7 @@ void lcnn_anchor_number(lua_State *L, int idx, const char *fn, cnn_dtype int_dty
   /* the box exists before the tensor, so no reference is ever held outside it */
   cnn_tensor **box = lua_newuserdatauv(L, sizeof *box, 0);
   *box = NULL;
-  luaL_setmetatable(L, LCNN_TENSOR);
+  lcnn_box_metatable(L);
   if (type == LUA_TBOOLEAN) *box = cnn_tensor_scalar(CNN_BOOL, lua_toboolean(L, idx));
   else if (lua_isinteger(L, idx) && int_dtype != CNN_FLOAT32) *box = cnn_tensor_scalar_i64(lua_tointeger(L, idx));
   else *box = cnn_tensor_scalar(CNN_FLOAT32, lua_tonumber(L, idx));
@@ -71,7 +91,7 @@ void lcnn_check_float_value(lua_State *L, int idx, const char *fn, cnn_dtype dt)
 
 cnn_tensor *lcnn_operand(lua_State *L, int idx, const char *fn, cnn_dtype int_dtype) {
   lcnn_anchor_number(L, idx, fn, int_dtype);
-  cnn_tensor **box = luaL_testudata(L, idx, LCNN_TENSOR);
+  cnn_tensor **box = lcnn_testbox(L, idx);
   if (!box)
     lcnn_error(L, fn, "expected a tensor, a number or a boolean for argument %d, got %s", idx, luaL_typename(L, idx));
   if (!*box) lcnn_error(L, fn, "argument %d is a closed tensor", idx);
@@ -113,7 +133,7 @@ void lcnn_push(lua_State *L, cnn_tensor *t, const char *fn) {
   if (!t) lcnn_fail(L, fn);
   cnn_tensor **box = lua_newuserdatauv(L, sizeof *box, 0);
   *box = t;
-  luaL_setmetatable(L, LCNN_TENSOR);
+  lcnn_box_metatable(L);
   maybe_collect(L);
 }
 
@@ -124,7 +144,7 @@ void lcnn_push_or_nil(lua_State *L, cnn_tensor *t) {
   }
   cnn_tensor **box = lua_newuserdatauv(L, sizeof *box, 0);
   *box = cnn_tensor_retain(t);
-  luaL_setmetatable(L, LCNN_TENSOR);
+  lcnn_box_metatable(L);
 }
 
 int lcnn_dim(lua_State *L, int idx, const char *fn, int ndim, int insertion) {
@@ -263,7 +283,7 @@ int luaopen_cnn_core(lua_State *L) {
   lua_pushvalue(L, methods);
   lua_setfield(L, module, "Tensor");
   luaL_newmetatable(L, LCNN_TENSOR);
-  lua_pop(L, 1);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &tensor_mt_key);
   lua_pushvalue(L, module);
   lcnn_open_tensor(L, methods);
   lcnn_open_math(L, methods);

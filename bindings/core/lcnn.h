@@ -37,6 +37,12 @@ const char *lcnn_who(lua_State *L, int idx, const char *def);
 /* The tensor at idx, or a raise naming fn and the argument ("argument 2 is a closed tensor" for
  * a closed one). Borrowed, valid while the value stays at idx and no Lua code runs. */
 cnn_tensor *lcnn_check(lua_State *L, int idx, const char *fn);
+/* The box of the tensor at idx (a closed one too: *box is then NULL), or NULL when the value is not
+ * a tensor: luaL_testudata(L, idx, LCNN_TENSOR) without its lookup of the metatable by name (the
+ * metatable also sits in the registry under a C address, see lcnn_box_metatable). */
+cnn_tensor **lcnn_testbox(lua_State *L, int idx);
+/* Sets the tensor metatable on the userdata at the top of the stack (luaL_setmetatable's work). */
+void lcnn_box_metatable(lua_State *L);
 cnn_tensor *lcnn_test(lua_State *L, int idx); /* NULL when not a (live) tensor */
 /* What the value at idx is, for messages: its type name, or "a closed tensor". */
 const char *lcnn_typename(lua_State *L, int idx);

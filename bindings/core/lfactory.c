@@ -405,7 +405,7 @@ static int f_stack(lua_State *L) { return join(L, true); }
  * cnn.util.is_tensor(x) -> boolean
  * Whether x is a tensor (a closed one too): a check of its metatable, which allocates nothing. */
 static int f_is_tensor(lua_State *L) {
-  lua_pushboolean(L, luaL_testudata(L, 1, LCNN_TENSOR) != NULL);
+  lua_pushboolean(L, lcnn_testbox(L, 1) != NULL);
   return 1;
 }
 

@@ -17,7 +17,7 @@ static cnn_dtype int_dtype(lua_State *L, int a, int b) {
 
 /* a op b where either side may be a number; the result is pushed. */
 static int binary(lua_State *L, cnn_binop op, const char *fn) {
-  if (lua_type(L, 2) != LUA_TNUMBER && lua_type(L, 2) != LUA_TBOOLEAN && !luaL_testudata(L, 2, LCNN_TENSOR))
+  if (lua_type(L, 2) != LUA_TNUMBER && lua_type(L, 2) != LUA_TBOOLEAN && !lcnn_testbox(L, 2))
     return lcnn_error(L, fn, "expected a tensor, a number or a boolean for argument 2, got %s", luaL_typename(L, 2));
   cnn_dtype dt = int_dtype(L, 1, 2);
   lcnn_anchor_number(L, 1, fn, dt);

@@ -100,7 +100,7 @@ const char *lcnn_arg_string(lua_State *L, int idx, const char *fn, const char *w
 
 cnn_tensor *lcnn_arg_tensor(lua_State *L, int idx, const char *fn, const char *what) {
   if (lua_isnoneornil(L, idx)) return NULL;
-  cnn_tensor **box = luaL_testudata(L, idx, LCNN_TENSOR);
+  cnn_tensor **box = lcnn_testbox(L, idx);
   if (!box) lcnn_error(L, fn, "%s must be a tensor or nil, got %s", what, luaL_typename(L, idx));
   if (!*box) lcnn_error(L, fn, "%s is a closed tensor", what);
   return *box;

@@ -212,7 +212,7 @@ static int t_index(lua_State *L) {
     lua_rawget(L, lua_upvalueindex(1));
     return 1;
   }
-  if (luaL_testudata(L, 2, LCNN_TENSOR)) return index_with_tensor(L, "index", false);
+  if (lcnn_testbox(L, 2)) return index_with_tensor(L, "index", false);
   cnn_tensor *t = SELF("index");
   index_spec spec;
   parse_index(L, 2, "index", t, &spec);
@@ -230,9 +230,9 @@ static int t_index(lua_State *L) {
 static int assign_index(lua_State *L) {
   const char *fn = "newindex";
   int vt = lua_type(L, 3);
-  if (vt != LUA_TNUMBER && vt != LUA_TBOOLEAN && !luaL_testudata(L, 3, LCNN_TENSOR))
+  if (vt != LUA_TNUMBER && vt != LUA_TBOOLEAN && !lcnn_testbox(L, 3))
     return lcnn_error(L, fn, "expected a number, a boolean or a tensor to assign, got %s", luaL_typename(L, 3));
-  if (luaL_testudata(L, 2, LCNN_TENSOR)) return index_with_tensor(L, fn, true);
+  if (lcnn_testbox(L, 2)) return index_with_tensor(L, fn, true);
   cnn_tensor *v = vt == LUA_TNUMBER || vt == LUA_TBOOLEAN ? NULL : lcnn_check(L, 3, fn);
   cnn_tensor *t = SELF(fn);
   index_spec spec;
