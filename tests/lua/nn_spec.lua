@@ -398,6 +398,62 @@ describe("Sequential", function()
   it("has no length unless it is a container", function()
     H.assert_error(function() return #nn.ReLU() end, "ReLU", "has no length")
   end)
+
+  -- In training too, an output one stock child makes and the next consumes is let go of once
+  -- consumed: its memory comes back when backward releases the graph, not when the collector runs.
+  local function wide_mlp()
+    cnn.manual_seed(31)
+    return nn.Sequential(nn.Linear(64, 4096), nn.ReLU(), nn.Linear(4096, 4096), nn.ReLU(), nn.Linear(4096, 2))
+  end
+
+  it("frees a training step's intermediates when backward releases the graph, with the same gradients", function()
+    local net, x = wide_mlp(), cnn.randn(32, 64)
+    net(x):sum():backward() -- the gradients exist from here on
+    collectgarbage()
+    collectgarbage()
+    collectgarbage("stop") -- what the step does not free itself stays live
+    local base = cnn.memory_stats().live_bytes
+    local loss = net(x):sum()
+    loss:backward()
+    local left = cnn.memory_stats().live_bytes - base
+    collectgarbage("restart")
+    -- left: the (32, 2) output and the loss; each of the four intermediates is 32 x 4096 floats (512 KB)
+    assert.is_true(left < 64 * 1024, string.format("%d bytes left", left))
+    -- the gradients are those of the children called one by one (twice accumulated, bit for bit)
+    local ref = wide_mlp()
+    for _ = 1, 2 do
+      local h = x
+      for i = 1, #ref do h = ref[i](h) end
+      h:sum():backward()
+    end
+    for i, p in ipairs(net:parameters()) do assert.is_true(cnn.allclose(p.grad, ref:parameters()[i].grad, 0, 0)) end
+  end)
+
+  it("keeps the outputs a hook saw and a custom class's outputs alive", function()
+    local net, x, seen = wide_mlp(), cnn.randn(8, 64), nil
+    net[2]:register_forward_hook(function(_, _, out) seen = out end)
+    net(x):sum():backward()
+    assert.are.same({8, 4096}, seen:shape()) -- not closed
+    assert.is_true(cnn.allclose(seen, net[1](x):relu(), 0, 0))
+    local Keep = nn.Module:extend("Keep")
+    function Keep:forward(v) self.last = v * 1 return self.last end
+    local keep = Keep()
+    net = nn.Sequential(nn.Linear(64, 8), keep, nn.ReLU())
+    net(x):sum():backward()
+    assert.are.same({8, 8}, keep.last:shape())
+    -- an instance's own forward, and a hook inside a block (it sees the block's input)
+    local lin = nn.Linear(8, 8)
+    local kept
+    lin.forward = function(self, v) kept = v return nn.Linear.forward(self, v) end
+    net = nn.Sequential(nn.Linear(64, 8), lin, nn.ReLU())
+    net(x):sum():backward()
+    assert.are.same({8, 8}, kept:shape())
+    local BasicBlock = require("cnn.models.resnet").BasicBlock
+    local blocks, inner = nn.Sequential(BasicBlock(4, 4, 1), BasicBlock(4, 4, 1)), nil
+    blocks[2].conv1:register_forward_hook(function(_, inputs) inner = inputs[1] end)
+    blocks(cnn.randn(2, 4, 6, 6)):sum():backward()
+    assert.are.same({2, 4, 6, 6}, inner:shape())
+  end)
 end)
 
 describe("train and eval", function()

@@ -866,7 +866,7 @@ end
 M.set_inference_fuser(sequential_fuse)
 
 -- Classes whose forward keeps no reference to its input or output: Sequential frees an
--- intermediate between two of them in inference (see Sequential:forward).
+-- intermediate between two of them, in training as in inference (see Sequential:forward).
 for _, name in ipairs {"Conv2d", "Linear", "MaxPool2d", "AvgPool2d", "AdaptiveAvgPool2d", "ReLU", "LeakyReLU",
   "Sigmoid", "Tanh", "Softmax", "LogSoftmax", "Dropout", "BatchNorm1d", "BatchNorm2d", "LocalResponseNorm",
   "Flatten", "Identity"} do

@@ -195,7 +195,9 @@ end
 local function instance_mt(cls)
   local mt = {__name = cls.__name, __cnn_module = true}
   mt.__index = function(self, k)
-    local s = rawget(self, "__nn") -- state(self), inline: every field and method read comes here
+    -- state(self), inline (every field and method read comes here); a plain read, as __nn is the
+    -- instance's one raw field, so it runs no metamethod and calls no function
+    local s = self.__nn
     local v = s.fields[k]
     if v ~= nil then return v end
     v = s.params.map[k]
@@ -212,7 +214,7 @@ local function instance_mt(cls)
   end
   mt.__newindex = function(self, k, v) return assign(self, cls, k, v) end
   mt.__call = function(self, ...)
-    if rawget(self, "__nn").hooks == nil then return finish(self, pcall(self.forward, self, ...)) end
+    if self.__nn.hooks == nil then return finish(self, pcall(self.forward, self, ...)) end
     return finish(self, pcall(call_with_hooks, self, ...))
   end
   mt.__tostring = function(self) return repr(self, true) end
@@ -980,15 +982,16 @@ Sequential.append = list_add
 -- neither instance has its forward replaced either, the two run as one op (b:_forward_relu: one
 -- pass each way, one graph node); otherwise as two calls, pool first.
 local function pool_first(a, b)
-  return b ~= nil and rawget(state(a).class, "commutes_with_max_pool") and rawget(state(b).class, "is_max_pool") and
-    state(a).hooks == nil and state(b).hooks == nil -- hooks see the modules' calls as written
+  local sa, sb = a.__nn, b ~= nil and b.__nn -- (children are module instances: see state)
+  return sb and rawget(sa.class, "commutes_with_max_pool") and rawget(sb.class, "is_max_pool") and
+    sa.hooks == nil and sb.hooks == nil -- hooks see the modules' calls as written
 end
 
 -- A module whose own class (not a subclass) declares the raw field `flag`, with its class's forward
 -- and no hooks: Sequential may run it fused with its neighbours.
 local function stock(m, flag)
   if m == nil then return false end
-  local s = state(m)
+  local s = m.__nn
   local cls = s.class
   return rawget(cls, flag) and s.hooks == nil and m.forward == rawget(cls, "forward")
 end
@@ -997,11 +1000,11 @@ end
 -- the same values and gradients as the three calls.
 local function conv_relu_pool(conv, relu, pool)
   return stock(conv, "fuses_relu_max_pool") and stock(relu, "commutes_with_max_pool") and stock(pool, "is_max_pool")
-    and rawget(state(pool).class, "_forward_relu")
+    and rawget(pool.__nn.class, "_forward_relu")
 end
 
 local function relu_max_pool(relu, pool, x)
-  local rc, pc = state(relu).class, state(pool).class
+  local rc, pc = relu.__nn.class, pool.__nn.class
   if relu.forward == rawget(rc, "forward") and pool.forward == rawget(pc, "forward") and
       rawget(pc, "_forward_relu") then
     local ok, y = pcall(pool._forward_relu, pool, x)
@@ -1029,25 +1032,34 @@ local function set_inference_fuser(fn) inference_fuser = fn end
 
 -- A module whose class declares (raw field keeps_no_activations) that its forward keeps no
 -- reference to its input or output, with no hooks (which see both); or a plain Sequential (the
--- class itself) of such modules
-local function keeps_nothing(m)
-  if m == nil or not is_module(m) or state(m).hooks ~= nil then return false end
-  local cls = state(m).class
-  if rawget(cls, "keeps_no_activations") then return true end
-  if cls ~= Sequential then return false end
-  local mods = state(m).modules
-  for _, k in ipairs(mods.keys) do
-    if not keeps_nothing(mods.map[k]) then return false end
+-- class itself) of such modules. With `leaves`, as training asks (where hooks that save
+-- activations are common), only modules with no children of their own (a hook on a block's inner
+-- layer sees the block's input) and no forward of their own instance. Sequential:forward asks it
+-- of each child in every call.
+local function keeps_nothing(m, leaves)
+  if m == nil or not is_module(m) then return false end
+  local s = m.__nn
+  if s.hooks ~= nil then return false end
+  local cls = s.class
+  if cls == Sequential then
+    local mods = s.modules
+    for _, k in ipairs(mods.keys) do
+      if not keeps_nothing(mods.map[k], leaves) then return false end
+    end
+    return true
   end
-  return true
+  if not rawget(cls, "keeps_no_activations") then return false end
+  return not leaves or (s.modules.keys[1] == nil and s.fields.forward == nil)
 end
 
 --- cnn.nn.Sequential:forward(x) -> output
 --- Runs the children in order, each on the previous one's output.
 --- In eval mode under no_grad it fuses Conv2d + BatchNorm2d (+ ReLU) and Conv2d + ReLU into one
---- convolution each and frees each intermediate output as soon as the next child has consumed it.
+--- convolution each. An intermediate output that a stock layer made and the next stock layer has
+--- consumed is let go of then (in training its memory comes back when backward releases the graph,
+--- not when the garbage collector runs); outputs a hook sees are kept.
 function Sequential:forward(x)
-  local mods = state(self).modules
+  local mods = self.__nn.modules
   local keys, map = mods.keys, mods.map
   local i, n = 1, #keys
   local infer = inference_fuser ~= nil and not self.training and not core.is_grad_enabled()
@@ -1065,15 +1077,13 @@ function Sequential:forward(x)
         y, k = m(x), 1
       end
     end
-    if infer then
-      local pure = true
-      for j = i, i + k - 1 do pure = pure and keeps_nothing(map[keys[j]]) end
-      if not rawequal(x, y) then -- (a child that returns its input leaves x as it was)
-        if own and pure and is_tensor(x) and is_tensor(y) then
-          getmetatable(x).__close(x) -- its storage back to the allocator (a view y keeps its own)
-        end
-        own = pure
+    local pure = true
+    for j = i, i + k - 1 do pure = pure and keeps_nothing(map[keys[j]], not infer) end
+    if not rawequal(x, y) then -- (a child that returns its input leaves x as it was)
+      if own and pure and is_tensor(x) and is_tensor(y) then
+        getmetatable(x).__close(x) -- its storage back to the allocator (a view y keeps its own)
       end
+      own = pure
     end
     x, i = y, i + k
   end
