@@ -1,5 +1,6 @@
-/* The runtime's thread pool (see parallel.h). One job at a time: fn over [0, n) cut into `count`
- * ranges of `chunk`, dealt out in one block of tasks per thread (its share of each loop). Every thread, the
+/* The runtime's thread pool (see parallel.h). One job at a time: fn over [0, n) cut into `parts`
+ * even parts (one a thread), each cut into `sub` even tasks, dealt out in one block of tasks per
+ * thread (its part of each loop: of a batch's loops, the same images). Every thread, the
  * submitter first, claims tasks by compare-and-swap on a 64-bit word per block (job id : 32, low
  * end : 16, high end : 16): its own block from the low end, then the others' from the high end.
  * A task runs once, on whoever is awake; a worker that wakes late finds the blocks spent, or
@@ -109,9 +110,9 @@ static struct {
   alignas(64) struct {               /* the current job's loops, written before its blocks */
     cnn_parallel_fn fn;
     void *ctx;
-    int64_t n, chunk, count; /* count tasks of chunk indices */
+    int64_t n, parts, sub, count; /* count = parts x sub tasks */
   } loop[CNN_PARALLEL_MAX_LOOPS];
-  uint32_t task[CNN_PARALLEL_MAX_LOOPS * CNN_PARALLEL_MAX_THREADS * TASKS_PER_THREAD]; /* loop << 16 | chunk */
+  uint32_t task[CNN_PARALLEL_MAX_LOOPS * CNN_PARALLEL_MAX_THREADS * TASKS_PER_THREAD]; /* loop << 16 | task */
   int nloops;
   uint32_t count;      /* tasks in the job */
   _Atomic int nblocks; /* blocks of the job: the thread count */
@@ -238,8 +239,11 @@ static bool claim(int b, uint32_t id, bool low, uint32_t *task) {
  * task is counted done). */
 static void run_task(uint32_t t) {
   const int k = (int)(P.task[t] >> 16);
-  const int64_t chunk = P.loop[k].chunk, b = (int64_t)(P.task[t] & 0xffff) * chunk;
-  P.loop[k].fn(P.loop[k].ctx, b, b + chunk < P.loop[k].n ? b + chunk : P.loop[k].n);
+  const int64_t c = P.task[t] & 0xffff, sub = P.loop[k].sub;
+  int64_t lo, hi, b, e;
+  cnn_parallel_part(P.loop[k].n, P.loop[k].parts, c / sub, &lo, &hi);
+  cnn_parallel_part(hi - lo, sub, c % sub, &b, &e);
+  P.loop[k].fn(P.loop[k].ctx, lo + b, lo + e);
   if (atomic_fetch_add(&P.done, 1) + 1 == P.count && atomic_load(&P.waiting)) futex(&P.done, FUTEX_WAKE_PRIVATE, 1);
 }
 
@@ -454,9 +458,14 @@ static void loops_on(int count, const cnn_parallel_loop *loops, _Atomic uint64_t
   P.nloops = 0;
   for (int k = 0; k < count; k++) {
     if (loops[k].n <= 0) continue;
-    const int64_t n = loops[k].n, t = tasks_of(n, loops[k].grain, threads), chunk = (n + t - 1) / t;
+    /* tasks of at least a grain: fewer than threads, one part each; else threads parts of an equal
+     * number of tasks (each thread's block, below, is its part: a loop over a batch gives a thread
+     * the same images whatever its grain, as the loops before and after it) */
+    const int64_t n = loops[k].n, t = tasks_of(n, loops[k].grain, threads);
+    const int64_t parts = t < threads ? t : threads, sub = t / parts;
     P.loop[P.nloops].fn = loops[k].fn, P.loop[P.nloops].ctx = loops[k].ctx;
-    P.loop[P.nloops].n = n, P.loop[P.nloops].chunk = chunk, P.loop[P.nloops].count = (n + chunk - 1) / chunk;
+    P.loop[P.nloops].n = n, P.loop[P.nloops].parts = parts, P.loop[P.nloops].sub = sub;
+    P.loop[P.nloops].count = parts * sub;
     tasks += (uint32_t)P.loop[P.nloops].count;
     P.nloops++;
   }
