@@ -15,6 +15,8 @@
  * output depends on another, so nothing depends on the thread count. */
 #include "kernels/conv_small_pool.h"
 
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #if defined(__AVX512F__)
@@ -89,6 +91,50 @@ static bool plan(spool *d, const cnn_conv2d_shape *s, const cnn_conv2d_params *p
   d->pooled_floats = (size_t)(d->O * d->ph * d->pw * VL);
   d->scratch_floats = d->xg_floats + d->yb_floats + 2 * d->pooled_floats; /* values, then int32 codes */
   return d->scratch_floats <= SPOOL_BUDGET;
+}
+
+/* ---- each thread's workspace ----
+ * Kept by the thread from call to call (the forwards' and backwards' of both layers share it): a
+ * step's loops give a thread the same images each time, and their scratch is then already in its
+ * core's cache. A block allocated per call came back from the allocator at addresses another
+ * thread wrote last (LeNet's conv1 backward on the worker took 1.6x its half on one thread). Not
+ * counted as tensor storage; freed when the thread exits. */
+typedef struct {
+  float *p;
+  size_t floats;
+} thread_ws;
+
+static pthread_key_t ws_key;
+static pthread_once_t ws_once = PTHREAD_ONCE_INIT;
+static bool ws_key_ok;
+
+static void ws_release(void *v) {
+  thread_ws *w = v;
+  free(w->p);
+  free(w);
+}
+
+static void ws_init(void) { ws_key_ok = pthread_key_create(&ws_key, ws_release) == 0; }
+
+/* this thread's workspace of at least n floats (64-byte aligned), or NULL (out of memory) */
+static float *ws_get(size_t n) {
+  pthread_once(&ws_once, ws_init);
+  if (!ws_key_ok) return NULL;
+  thread_ws *w = pthread_getspecific(ws_key);
+  if (!w) {
+    w = calloc(1, sizeof *w);
+    if (!w || pthread_setspecific(ws_key, w) != 0) {
+      free(w);
+      return NULL;
+    }
+  }
+  if (w->floats < n) {
+    void *p = NULL;
+    if (posix_memalign(&p, 64, n * sizeof(float)) != 0) return NULL;
+    free(w->p);
+    w->p = p, w->floats = n;
+  }
+  return w->p;
 }
 
 /* ---- a group ---- */
@@ -262,14 +308,19 @@ typedef struct {
   const float *x, *pack, *b;
   float *pooled;
   uint8_t *code;
-  float *const *ws;
+  _Atomic bool failed; /* a thread had no workspace */
 } spool_job;
 
 /* groups [g0, g1) in this thread's workspace */
 static void run_groups(void *arg, int64_t g0, int64_t g1) {
-  const spool_job *j = arg;
+  spool_job *j = arg;
   const spool *d = j->d;
-  float *xg = j->ws[cnn_parallel_slot()], *yb = xg + d->xg_floats, *pv = yb + d->yb_floats;
+  float *xg = ws_get(d->scratch_floats);
+  if (!xg) {
+    atomic_store(&j->failed, true);
+    return;
+  }
+  float *yb = xg + d->xg_floats, *pv = yb + d->yb_floats;
   int32_t *pc = (int32_t *)(pv + d->pooled_floats);
   pad_zero(d, xg);
   for (int64_t gi = g0; gi < g1; gi++) {
@@ -295,27 +346,17 @@ int cnn_conv2d_relu_max_pool_small_f32(const cnn_conv2d_shape *s, const cnn_conv
   }
   spool d;
   if (!on || !plan(&d, s, p, pp, pooled_hw)) return 1;
-  const int nt = cnn_parallel_get_threads();
   const int64_t K = d.C * d.kh * d.kw, mr = d.mr;
-  const size_t packf = (size_t)(d.Op * K), stride = (d.scratch_floats + 15) / 16 * 16;
-  const size_t bytes = (packf + 16 + (size_t)nt * stride) * sizeof(float);
-  float **slot = malloc((size_t)nt * sizeof *slot);
-  float *block = slot ? cnn_alloc(bytes) : NULL;
-  if (!block) {
-    free(slot);
-    return cnn_error_set("out of memory (convolution workspace)");
-  }
-  /* the slots first (64-byte aligned from the allocator's block), the packed filters after */
-  for (int t = 0; t < nt; t++) slot[t] = block + (size_t)t * stride;
-  float *pack = block + (size_t)nt * stride;
+  const size_t bytes = ((size_t)(d.Op * K) + 16) * sizeof(float);
+  float *pack = cnn_alloc(bytes);
+  if (!pack) return cnn_error_set("out of memory (convolution workspace)");
   /* for each tile of mr filters, (K, mr), filters past O zero: conv_direct.c's packing */
   for (int64_t o = 0; o < d.Op; o++)
     for (int64_t k = 0; k < K; k++) pack[(o / mr * K + k) * mr + o % mr] = o < d.O ? w[o * K + k] : 0.0f;
-  spool_job j = {.d = &d, .x = x, .pack = pack, .b = b, .pooled = pooled, .code = code, .ws = slot};
+  spool_job j = {.d = &d, .x = x, .pack = pack, .b = b, .pooled = pooled, .code = code};
   cnn_parallel_for((d.N + VL - 1) / VL, 1, run_groups, &j);
-  cnn_free(block, bytes);
-  free(slot);
-  return 0;
+  cnn_free(pack, bytes);
+  return atomic_load(&j.failed) ? cnn_error_set("out of memory (convolution workspace)") : 0;
 }
 
 /* ---- backward: the pooling's ---- */
@@ -428,7 +469,7 @@ static bool plan_backward(sback *d, const cnn_conv2d_shape *s, const cnn_conv2d_
   d->yg_floats = gx ? (size_t)(d->Cp * f->H * d->Wr * VL) : 0;
   d->part_floats = gw ? (size_t)(f->O * f->C * f->kh * f->kw * VL) : 0;
   d->sums_floats = gw ? (size_t)round_up(f->O * f->C * f->kh * f->kw, 16) : 0;
-  d->scratch_floats = d->xg_floats + d->gq_floats + d->gp_floats + d->yg_floats + d->part_floats + d->sums_floats;
+  d->scratch_floats = d->xg_floats + d->gq_floats + d->gp_floats + d->yg_floats + d->part_floats;
   return d->scratch_floats <= 4 * SPOOL_BUDGET;
 }
 
@@ -657,9 +698,9 @@ typedef struct {
   const sback *d;
   const float *x, *g, *pack;
   const uint8_t *code;
-  float *gx, *sb;
-  float *const *ws;
+  float *gx, *sb, *sums; /* sums: each part's weight-gradient lane sums, sums_floats apart */
   int64_t groups, parts;
+  _Atomic bool failed; /* a thread had no workspace */
 } sback_job;
 
 /* h[i] = weight i's vector of part summed in lane order from 0, for the n weights (16 at a time:
@@ -703,13 +744,18 @@ static void gq_zero(const sback *d, float *gq) {
 
 /* parts [p0, p1): part t takes its share of the groups (conv_small.c's split) */
 static void back_parts(void *arg, int64_t p0, int64_t p1) {
-  const sback_job *j = arg;
+  sback_job *j = arg;
   const sback *d = j->d;
   const spool *f = &d->f;
   for (int64_t t = p0; t < p1; t++) {
-    float *xg = j->ws[t], *gq = xg + d->xg_floats, *gp = gq + d->gq_floats, *yg = gp + d->gp_floats;
+    float *xg = ws_get(d->scratch_floats);
+    if (!xg) {
+      atomic_store(&j->failed, true);
+      return;
+    }
+    float *gq = xg + d->xg_floats, *gp = gq + d->gq_floats, *yg = gp + d->gp_floats;
     vf *part = (vf *)(yg + d->yg_floats);
-    float *sums = yg + d->yg_floats + d->part_floats;
+    float *sums = j->sums + (size_t)t * d->sums_floats;
     int64_t g0, g1;
     cnn_parallel_part(j->groups, j->parts, t, &g0, &g1);
     if (d->gw) {
@@ -759,17 +805,14 @@ int cnn_conv2d_relu_max_pool_small_backward_f32(const cnn_conv2d_shape *s, const
   const int nt = cnn_parallel_get_threads();
   const int64_t groups = (f->N + VL - 1) / VL, parts = nt > 1 && groups > 1 ? nt : 1;
   const int64_t K = f->O * f->kh * f->kw, mr = d.mr, kh = f->kh, kw = f->kw;
-  const size_t packf = gx ? (size_t)(d.Cp * K) : 0, stride = (d.scratch_floats + 15) / 16 * 16;
+  /* the parts' lane sums first (64-byte aligned from the allocator, each a multiple of 16 floats),
+   * then gx's packed filters and the bias gradient's per-image sums */
+  const size_t sumf = (size_t)parts * d.sums_floats, packf = gx ? (size_t)(d.Cp * K) : 0;
   const size_t sbf = gb ? (size_t)(f->N * f->O) : 0;
-  const size_t bytes = ((size_t)parts * stride + packf + sbf + 16) * sizeof(float);
-  float **slot = malloc((size_t)parts * sizeof *slot);
-  float *block = slot ? cnn_alloc(bytes) : NULL;
-  if (!block) {
-    free(slot);
-    return cnn_error_set("out of memory (convolution workspace)");
-  }
-  for (int64_t t = 0; t < parts; t++) slot[t] = block + (size_t)t * stride;
-  float *pack = block + (size_t)parts * stride, *sb = pack + packf;
+  const size_t bytes = (sumf + packf + sbf + 16) * sizeof(float);
+  float *block = cnn_alloc(bytes);
+  if (!block) return cnn_error_set("out of memory (convolution workspace)");
+  float *sums = block, *pack = block + sumf, *sb = pack + packf;
   /* gx's filters: channels c reading gy's channels o with the taps flipped (conv_small.c's input
    * gradient packing), tiles of mr channels, (K, mr) each, channels past C zero */
   for (int64_t c = 0; gx && c < d.Cp; c++)
@@ -787,16 +830,19 @@ int cnn_conv2d_relu_max_pool_small_backward_f32(const cnn_conv2d_shape *s, const
                  .code = code,
                  .gx = gx,
                  .sb = sb,
-                 .ws = slot,
+                 .sums = sums,
                  .groups = groups,
                  .parts = parts};
   cnn_parallel_for(parts, 1, back_parts, &j);
+  if (atomic_load(&j.failed)) {
+    cnn_free(block, bytes);
+    return cnn_error_set("out of memory (convolution workspace)");
+  }
   if (gw) { /* the parts' lane sums in part order from 0 (a float a weight a part: no loop) */
     const int64_t wsz = f->O * f->C * kh * kw;
-    const size_t off = d.xg_floats + d.gq_floats + d.gp_floats + d.yg_floats + d.part_floats;
     for (int64_t i = 0; i < wsz; i++) gw[i] = 0;
     for (int64_t t = 0; t < parts; t++) {
-      const float *h = slot[t] + off;
+      const float *h = sums + (size_t)t * d.sums_floats;
       for (int64_t i = 0; i < wsz; i++) gw[i] += h[i];
     }
   }
@@ -806,6 +852,5 @@ int cnn_conv2d_relu_max_pool_small_backward_f32(const cnn_conv2d_shape *s, const
     gb[o] = (float)acc;
   }
   cnn_free(block, bytes);
-  free(slot);
   return 0;
 }
