@@ -1036,20 +1036,23 @@ local function set_inference_fuser(fn) inference_fuser = fn end
 -- activations are common), only modules with no children of their own (a hook on a block's inner
 -- layer sees the block's input) and no forward of their own instance. Sequential:forward asks it
 -- of each child in every call.
-local function keeps_nothing(m, leaves)
-  if m == nil or not is_module(m) then return false end
+local function child_keeps_nothing(m, leaves) -- m a module (a container's child)
   local s = m.__nn
   if s.hooks ~= nil then return false end
   local cls = s.class
   if cls == Sequential then
     local mods = s.modules
     for _, k in ipairs(mods.keys) do
-      if not keeps_nothing(mods.map[k], leaves) then return false end
+      if not child_keeps_nothing(mods.map[k], leaves) then return false end
     end
     return true
   end
   if not rawget(cls, "keeps_no_activations") then return false end
   return not leaves or (s.modules.keys[1] == nil and s.fields.forward == nil)
+end
+
+local function keeps_nothing(m, leaves)
+  return m ~= nil and is_module(m) and child_keeps_nothing(m, leaves)
 end
 
 --- cnn.nn.Sequential:forward(x) -> output
@@ -1078,7 +1081,7 @@ function Sequential:forward(x)
       end
     end
     local pure = true
-    for j = i, i + k - 1 do pure = pure and keeps_nothing(map[keys[j]], not infer) end
+    for j = i, i + k - 1 do pure = pure and child_keeps_nothing(map[keys[j]], not infer) end
     if not rawequal(x, y) then -- (a child that returns its input leaves x as it was)
       if own and pure and is_tensor(x) and is_tensor(y) then
         getmetatable(x).__close(x) -- its storage back to the allocator (a view y keeps its own)
