@@ -163,10 +163,13 @@ static int m_tanh(lua_State *L) { return unary(L, CNN_TANH, "tanh", 0, 0); }
  * -1, 0 or 1 by the sign of each element. */
 static int m_sign(lua_State *L) { return unary(L, CNN_SIGN, "sign", 0, 0); }
 
+/* A NaN bound is a number (the kernel gives NaN everywhere), not a missing or wrong-typed one. */
 static void clamp_bounds(lua_State *L, const char *fn, double *lo, double *hi) {
-  *lo = lua_isnoneornil(L, 2) ? -INFINITY : (lua_type(L, 2) == LUA_TNUMBER ? lua_tonumber(L, 2) : NAN);
-  *hi = lua_isnoneornil(L, 3) ? INFINITY : (lua_type(L, 3) == LUA_TNUMBER ? lua_tonumber(L, 3) : NAN);
-  if (*lo != *lo || *hi != *hi) lcnn_error(L, fn, "bounds must be numbers or nil");
+  for (int i = 2; i <= 3; i++)
+    if (!lua_isnoneornil(L, i) && lua_type(L, i) != LUA_TNUMBER)
+      lcnn_error(L, fn, "bounds must be numbers or nil, got %s", luaL_typename(L, i));
+  *lo = lua_isnoneornil(L, 2) ? -INFINITY : lua_tonumber(L, 2);
+  *hi = lua_isnoneornil(L, 3) ? INFINITY : lua_tonumber(L, 3);
   if (lua_isnoneornil(L, 2) && lua_isnoneornil(L, 3)) lcnn_error(L, fn, "at least one of lo and hi must be given");
   lcnn_check_float_value(L, 2, fn, CNN_FLOAT32);
   lcnn_check_float_value(L, 3, fn, CNN_FLOAT32);
@@ -174,6 +177,8 @@ static void clamp_bounds(lua_State *L, const char *fn, double *lo, double *hi) {
 
 /** t:clamp(lo, hi) -> Tensor
  * Each element limited to [lo, hi]; either bound may be nil (but not both).
+ * A NaN bound gives NaN everywhere and a zero gradient, as PyTorch's clamp with both bounds,
+ * clamp_min and clamp_max (its clamp with one NaN bound alone returns t unchanged; not copied).
  * An int64 tensor stays int64 with integer bounds; a float bound (2.5, or 2.0) makes it float32. */
 static int m_clamp(lua_State *L) {
   double lo, hi;

@@ -155,8 +155,10 @@ function F.hardtanh(x, lo, hi)
     end
   end
   if lo > hi then error(string.format("hardtanh: min_val %g is above max_val %g", lo, hi), 2) end
-  -- ATen's hardtanh_backward: 0 where x <= min_val or x >= max_val, else g (so g at a NaN x)
-  return core.where(x:le(lo):logical_or(x:ge(hi)), x:clamp(lo, hi):detach(), x)
+  -- ATen's hardtanh_backward: 0 where x <= min_val or x >= max_val, else g (so g at a NaN x);
+  -- a NaN bound makes every value NaN (x + NaN keeps that gradient), as PyTorch's
+  local inside = (lo ~= lo or hi ~= hi) and x + (0 / 0) or x
+  return core.where(x:le(lo):logical_or(x:ge(hi)), x:clamp(lo, hi):detach(), inside)
 end
 
 --- cnn.F.relu6(x) -> Tensor

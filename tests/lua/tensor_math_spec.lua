@@ -362,6 +362,33 @@ describe("pow, clamp and matmul at PyTorch's edges", function()
     H.assert_usable()
   end)
 
+  it("clamp with a NaN bound gives NaN everywhere and a zero gradient, as PyTorch's clamp_min/clamp_max", function()
+    -- torch 1.13: clamp(x, nan, 1), clamp(x, 0, nan), clamp_min(x, nan), clamp_max(x, nan) are all
+    -- NaN, their gradient 0 (x >= NaN is false); hardtanh(x, nan, 1) is NaN with gradient 1 below 1
+    local nan = 0 / 0
+    local function all_nan(t)
+      for _, v in ipairs(H.values(t)) do assert.is_true(v ~= v) end
+      return true
+    end
+    local x = cnn.tensor({ -1, 0.5, 2, nan })
+    assert.is_true(all_nan(x:clamp(nan, 1)) and all_nan(x:clamp(0, nan)) and all_nan(x:clamp(nan, nan)))
+    assert.is_true(all_nan(x:clamp(nan)) and all_nan(x:clamp(nil, nan)) and all_nan(x:clone():clamp_(nan, 1)))
+    local i = cnn.tensor({ 1, 2, 3 }, { dtype = "int64" })
+    assert.are.equal("float32", i:clamp(nan, 2):dtype())
+    assert.is_true(all_nan(i:clamp(nan, 2)))
+    local xr = cnn.tensor({ -1, 0.5, 2 }):requires_grad_()
+    xr:clamp(nan, 1):sum():backward()
+    H.assert_tensor(xr.grad, { 0, 0, 0 })
+    xr.grad = nil
+    local y = cnn.F.hardtanh(xr, nan, 1)
+    y:sum():backward()
+    assert.is_true(all_nan(y))
+    H.assert_tensor(xr.grad, { 1, 1, 0 })
+    H.assert_error(function() return x:clamp("0", 1) end, "clamp: bounds must be numbers or nil, got string")
+    H.assert_error(function() return x:clamp(0, {}) end, "clamp: bounds must be numbers or nil, got table")
+    H.assert_usable()
+  end)
+
   it("maximum and minimum give the gradient to both sides where a NaN is involved, as PyTorch", function()
     -- PyTorch's rule: g (g / 2 on ties) to each side that did not lose; next to a NaN no side lost
     local nan = 0 / 0
