@@ -141,22 +141,37 @@ static int lua_fn_backward(cnn_node *n, cnn_tensor *const *gout, cnn_tensor **gi
     lcnn_box_metatable(L);
   }
   c->running = true;
-  int status = lua_pcall(L, n->n_outputs, n->n_inputs, 0);
+  int status = lua_pcall(L, n->n_outputs, LUA_MULTRET, 0);
   c->running = false; /* the node (and c in it) lives on: the engine holds it through its backward */
   if (status != LUA_OK) {
     const char *m = lua_tostring(L, -1);
-    cnn_error_set("in the backward of a cnn.autograd.Function: %s", m ? m : "(error object is not a string)");
+    cnn_error_set("in the backward of %s (a cnn.autograd.Function): %s", n->name,
+                  m ? m : "(error object is not a string)");
     lua_settop(L, top);
     return -1;
   }
+  /* one gradient (or nil) per tensor input; fewer means nils. Extra values must be nil (the nils a
+   * PyTorch-style backward returns for non-tensor arguments), as PyTorch ignores trailing Nones. */
+  int nres = lua_gettop(L) - top;
+  for (int i = n->n_inputs; i < nres; i++)
+    if (!lua_isnil(L, top + 1 + i)) {
+      lua_settop(L, top);
+      return cnn_error_set("%s returned an incorrect number of gradients (expected %d, got %d)", n->name, n->n_inputs,
+                           nres);
+    }
+  if (nres < n->n_inputs && !lua_checkstack(L, n->n_inputs - nres)) {
+    lua_settop(L, top);
+    return cnn_error_set("Lua stack overflow");
+  }
+  lua_settop(L, top + n->n_inputs);
   int rc = 0;
   for (int i = 0; i < n->n_inputs; i++) {
     int idx = top + 1 + i;
     if (lua_isnil(L, idx) || !cnn_node_needs_grad(n, i)) continue;
     cnn_tensor *g = lcnn_test(L, idx);
     if (!g) {
-      rc = cnn_error_set("backward of a cnn.autograd.Function returned %s for input %d (expected a tensor or nil)",
-                         lcnn_typename(L, idx), i + 1);
+      rc = cnn_error_set("%s returned %s for input %d (expected a tensor or nil)", n->name, lcnn_typename(L, idx),
+                         i + 1);
       break;
     }
     const cnn_edge *e = &n->edges[i];
@@ -164,8 +179,7 @@ static int lua_fn_backward(cnn_node *n, cnn_tensor *const *gout, cnn_tensor **gi
     for (int d = 0; same && d < e->ndim; d++) same = g->size[d] == e->size[d];
     if (!same) {
       char b1[256], b2[256];
-      rc = cnn_error_set("backward of a cnn.autograd.Function returned a %s gradient of shape %s for input %d of "
-                         "shape %s",
+      rc = cnn_error_set("%s returned a %s gradient of shape %s for input %d of shape %s", n->name,
                          cnn_dtype_name(g->dtype), cnn_shape_str(g->ndim, g->size, b1, sizeof b1), i + 1,
                          cnn_shape_str(e->ndim, e->size, b2, sizeof b2));
       break;

@@ -85,7 +85,10 @@ end
 --- A differentiable op written in Lua: `local op = cnn.autograd.Function{...}; local y = op(x, w)`.
 --- forward runs without recording and returns 1 to 8 float32 tensors; backward gets one gradient per
 --- output (zeros for an output nobody used) and returns one gradient, or nil, per tensor argument of
---- forward, in order. In forward, `ctx:save_for_backward(...)` keeps tensors for backward in
+--- forward, in order (missing trailing ones are nil; values past the tensor arguments must be nil,
+--- as the nils of a PyTorch-style backward for its other arguments, or backward fails with
+--- "NAME returned an incorrect number of gradients (expected N, got M)", as PyTorch's).
+--- In forward, `ctx:save_for_backward(...)` keeps tensors for backward in
 --- `ctx.saved` (an in-place change to one of them afterwards makes backward fail), other fields of
 --- ctx hold anything else (a tensor there is kept detached, like the saved ones, so storing an
 --- output on ctx makes no reference cycle), and `ctx.needs_input_grad` lists which tensor

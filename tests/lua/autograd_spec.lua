@@ -395,6 +395,41 @@ describe("cnn.autograd.Function", function()
     H.assert_usable()
   end)
 
+  it("refuses a backward returning more gradients than tensor inputs, naming the function, as PyTorch", function()
+    -- torch 1.13: "function GBackward returned an incorrect number of gradients (expected 1, got 2)";
+    -- trailing Nones (for its non-tensor arguments) are ignored, as the nils here
+    local Extra = cnn.autograd.Function {
+      name = "ExtraBackward",
+      forward = function(_, x) return x * 2 end,
+      backward = function(_, g) return g * 2, g end,
+    }
+    local x = leaf({ 1, 2 })
+    H.assert_error(function() Extra(x):sum():backward() end,
+      "backward: ExtraBackward returned an incorrect number of gradients %(expected 1, got 2%)")
+    assert.is_nil(x.grad)
+    local NotTensor = cnn.autograd.Function {
+      forward = function(_, t) return t * 2 end,
+      backward = function(_, g) return g, nil, "g" end,
+    }
+    H.assert_error(function() NotTensor(x):sum():backward() end,
+      "LuaFunctionBackward returned an incorrect number of gradients %(expected 1, got 3%)")
+    local WrongShape = cnn.autograd.Function {
+      name = "WrongShapeBackward",
+      forward = function(_, t) return t * 2 end,
+      backward = function() return cnn.ones(3) end,
+    }
+    H.assert_error(function() WrongShape(x):sum():backward() end,
+      "WrongShapeBackward returned a float32 gradient of shape %(3%) for input 1 of shape %(2%)")
+    -- a PyTorch-style backward: a nil for the number argument, and one more trailing nil
+    local Scale = cnn.autograd.Function {
+      forward = function(_, t, k) return t * k end,
+      backward = function(_, g) return g * 3, nil, nil end,
+    }
+    Scale(x, 3):sum():backward()
+    H.assert_tensor(x.grad, { 3, 3 })
+    H.assert_usable()
+  end)
+
   it("does not record when no input requires grad", function()
     local y = Square(cnn.tensor({ 3 }))
     H.assert_tensor(y, { 9 })
