@@ -15,7 +15,7 @@ static int64_t int_at_top(lua_State *L, const char *fn, const char *what) {
   lua_Integer v = lua_tointegerx(L, -1, &isint);
   if (!isint)
     lcnn_error(L, fn, "%s must be an integer or a pair of integers, got %s", what,
-               lua_type(L, -1) == LUA_TNUMBER ? lua_tostring(L, -1) : luaL_typename(L, -1));
+               lua_type(L, -1) == LUA_TNUMBER ? lcnn_number_str(L, -1) : luaL_typename(L, -1));
   return (int64_t)v;
 }
 

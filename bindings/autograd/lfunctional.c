@@ -6,6 +6,7 @@
 
 #include <string.h>
 
+#include "cnn/error.h"
 #include "cnn/ops.h"
 #include "cnn/ops_nn.h"
 
@@ -39,7 +40,7 @@ static int class_options(lua_State *L, int idx, const char *fn, cnn_class_loss_o
   if (smoothing) {
     o->label_smoothing = lcnn_opt_number(L, idx, fn, "label_smoothing", 0);
     if (!(o->label_smoothing >= 0 && o->label_smoothing <= 1))
-      lcnn_error(L, fn, "label_smoothing must be between 0 and 1, got %g", o->label_smoothing);
+      lcnn_error(L, fn, "label_smoothing must be between 0 and 1, got %g", cnn_error_num(o->label_smoothing));
   }
   /* PyTorch's default ignore_index, -100, can never be a class here either */
   o->has_ignore = true;

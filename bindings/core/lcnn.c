@@ -59,6 +59,11 @@ const char *lcnn_typename(lua_State *L, int idx) {
   return luaL_typename(L, idx);
 }
 
+const char *lcnn_number_str(lua_State *L, int idx) {
+  lua_Number v = lua_tonumber(L, idx);
+  return v != v ? "nan" : lua_tostring(L, idx);
+}
+
 cnn_tensor *lcnn_check(lua_State *L, int idx, const char *fn) {
   cnn_tensor **box = lcnn_testbox(L, idx);
   if (!box) lcnn_error(L, fn, "expected a tensor for argument %d, got %s", idx, luaL_typename(L, idx));
@@ -86,7 +91,7 @@ void lcnn_check_float_value(lua_State *L, int idx, const char *fn, cnn_dtype dt)
   if (dt != CNN_FLOAT32 || lua_type(L, idx) != LUA_TNUMBER || lua_isinteger(L, idx)) return;
   double v = lua_tonumber(L, idx);
   if (isfinite(v) && fabs(v) > FLT_MAX)
-    lcnn_error(L, fn, "value %g cannot be converted to type float without overflow", v);
+    lcnn_error(L, fn, "value %g cannot be converted to type float without overflow", cnn_error_num(v));
 }
 
 cnn_tensor *lcnn_operand(lua_State *L, int idx, const char *fn, cnn_dtype int_dtype) {
@@ -150,7 +155,7 @@ void lcnn_push_or_nil(lua_State *L, cnn_tensor *t) {
 int lcnn_dim(lua_State *L, int idx, const char *fn, int ndim, int insertion) {
   if (!lua_isinteger(L, idx)) {
     if (lua_type(L, idx) == LUA_TNUMBER)
-      lcnn_error(L, fn, "dimension must be an integer, got %s", lua_tostring(L, idx));
+      lcnn_error(L, fn, "dimension must be an integer, got %s", lcnn_number_str(L, idx));
     lcnn_error(L, fn, "expected a dimension (integer) for argument %d, got %s", idx, luaL_typename(L, idx));
   }
   lua_Integer d = lua_tointeger(L, idx);
@@ -165,9 +170,10 @@ static int64_t shape_entry(lua_State *L, int idx, const char *fn, int allow_infe
   if (!lua_isinteger(L, idx)) {
     if (lua_type(L, idx) == LUA_TNUMBER) {
       lua_Number v = lua_tonumber(L, idx);
-      if (v != v || v >= 9.2e18 || v <= -9.2e18) lcnn_error(L, fn, "size %s is not a valid size", lua_tostring(L, idx));
+      if (v != v || v >= 9.2e18 || v <= -9.2e18)
+        lcnn_error(L, fn, "size %s is not a valid size", lcnn_number_str(L, idx));
       if ((lua_Number)(int64_t)v == v) return (int64_t)v;
-      lcnn_error(L, fn, "sizes must be integers, got %s", lua_tostring(L, idx));
+      lcnn_error(L, fn, "sizes must be integers, got %s", lcnn_number_str(L, idx));
     }
     lcnn_error(L, fn, "sizes must be integers, got %s", luaL_typename(L, idx));
   }

@@ -46,6 +46,9 @@ void lcnn_box_metatable(lua_State *L);
 cnn_tensor *lcnn_test(lua_State *L, int idx); /* NULL when not a (live) tensor */
 /* What the value at idx is, for messages: its type name, or "a closed tensor". */
 const char *lcnn_typename(lua_State *L, int idx);
+/* The number at idx as a message shows it: Lua's own text (2.5, 2.0), but "nan" for any NaN, never
+ * "-nan" (see cnn_error_num). */
+const char *lcnn_number_str(lua_State *L, int idx);
 /* Replaces a number or a boolean at idx by a wrapped 0-d tensor (one that promotes as PyTorch's
  * Python scalars, see cnn_dtype_result): a boolean bool, an integer int64 (exact) unless int_dtype
  * is CNN_FLOAT32 (then float32), a float float32. Anything else is left alone. Allocates: call it

@@ -93,13 +93,13 @@ static void fill_nested(lua_State *L, int idx, const char *fn, cnn_tensor *t, in
       else if (v == floor(v) && fabs(v) < 9.2e18) cnn_tensor_i64(t)[*pos] = (int64_t)v;
       else {
         cnn_tensor_release(t);
-        lcnn_error(L, fn, "value %g is not an integer (dtype int64)", v);
+        lcnn_error(L, fn, "value %g is not an integer (dtype int64)", cnn_error_num(v));
       }
       break;
     case CNN_UINT8: /* as PyTorch: integers -255..255 (negative ones wrap), floats 0..255 (truncated) */
       if (!(lua_isinteger(L, idx) ? v > -256 && v < 256 : v >= 0 && v <= 255)) {
         cnn_tensor_release(t);
-        lcnn_error(L, fn, "value %g cannot be converted to type uint8 without overflow", v);
+        lcnn_error(L, fn, "value %g cannot be converted to type uint8 without overflow", cnn_error_num(v));
       }
       cnn_tensor_u8(t)[*pos] = (uint8_t)(int64_t)v;
       break;
@@ -415,8 +415,10 @@ static int f_allclose(lua_State *L) {
   cnn_tensor *a = lcnn_check(L, 1, "allclose"), *b = lcnn_check(L, 2, "allclose");
   double rtol = luaL_optnumber(L, 3, 1e-5), atol = luaL_optnumber(L, 4, 1e-8);
   /* as PyTorch's isclose: a negative (or NaN) tolerance is an error, not a comparison that passes */
-  if (!(rtol >= 0)) return lcnn_error(L, "allclose", "rtol must be greater than or equal to zero, got %g", rtol);
-  if (!(atol >= 0)) return lcnn_error(L, "allclose", "atol must be greater than or equal to zero, got %g", atol);
+  if (!(rtol >= 0))
+    return lcnn_error(L, "allclose", "rtol must be greater than or equal to zero, got %g", cnn_error_num(rtol));
+  if (!(atol >= 0))
+    return lcnn_error(L, "allclose", "atol must be greater than or equal to zero, got %g", cnn_error_num(atol));
   int r = cnn_ew_allclose(a, b, rtol, atol);
   if (r < 0) return lcnn_fail(L, "allclose");
   lua_pushboolean(L, r);

@@ -295,7 +295,7 @@ static int m_copy_(lua_State *L) {
 static int m_uniform_(lua_State *L) {
   cnn_tensor *t = lcnn_check(L, 1, "uniform_");
   double a = luaL_optnumber(L, 2, 0), b = luaL_optnumber(L, 3, 1);
-  if (!(a <= b)) return lcnn_error(L, "uniform_", "expects a <= b, got a=%g, b=%g", a, b);
+  if (!(a <= b)) return lcnn_error(L, "uniform_", "expects a <= b, got a=%g, b=%g", cnn_error_num(a), cnn_error_num(b));
   if (cnn_op_uniform_(t, a, b)) return lcnn_fail(L, "uniform_");
   lua_settop(L, 1);
   return 1;
@@ -306,7 +306,7 @@ static int m_uniform_(lua_State *L) {
 static int m_normal_(lua_State *L) {
   cnn_tensor *t = lcnn_check(L, 1, "normal_");
   double m = luaL_optnumber(L, 2, 0), s = luaL_optnumber(L, 3, 1);
-  if (!(s >= 0)) return lcnn_error(L, "normal_", "std must be non-negative, got %g", s);
+  if (!(s >= 0)) return lcnn_error(L, "normal_", "std must be non-negative, got %g", cnn_error_num(s));
   if (cnn_op_normal_(t, m, s)) return lcnn_fail(L, "normal_");
   lua_settop(L, 1);
   return 1;

@@ -55,7 +55,8 @@ static lua_Integer index_integer(lua_State *L, int idx, const char *fn, const ch
   int isint;
   lua_Integer i = lua_tointegerx(L, idx, &isint);
   if (!isint || lua_type(L, idx) != LUA_TNUMBER) {
-    if (lua_type(L, idx) == LUA_TNUMBER) lcnn_error(L, fn, "%s must be an integer, got %s", what, lua_tostring(L, idx));
+    if (lua_type(L, idx) == LUA_TNUMBER)
+      lcnn_error(L, fn, "%s must be an integer, got %s", what, lcnn_number_str(L, idx));
     lcnn_error(L, fn, "%s must be an integer, got %s", what, lcnn_typename(L, idx));
   }
   return i;

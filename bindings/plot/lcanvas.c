@@ -7,6 +7,7 @@
 #include <math.h>
 #include <string.h>
 
+#include "cnn/error.h"
 #include "lcnn.h"
 #include "plot/draw.h"
 
@@ -51,7 +52,7 @@ static void check_color(lua_State *L, int idx, const char *fn, const char *what,
       if (lua_type(L, -1) != LUA_TNUMBER) lcnn_error(L, fn, "%s components must be numbers", what);
       double x = lua_tonumber(L, -1);
       lua_pop(L, 1);
-      if (!(x >= 0 && x <= 1)) lcnn_error(L, fn, "%s components must be in [0, 1], got %g", what, x);
+      if (!(x >= 0 && x <= 1)) lcnn_error(L, fn, "%s components must be in [0, 1], got %g", what, cnn_error_num(x));
       v[k] = (float)x;
     }
   } else {
@@ -66,10 +67,11 @@ static cnn_pen check_pen(lua_State *L, int idx, int o, const char *fn) {
   check_color(L, idx, fn, "color", c);
   p.r = c[0], p.g = c[1], p.b = c[2];
   double a = lcnn_opt_number(L, o, fn, "alpha", 1);
-  if (!(a >= 0 && a <= 1)) lcnn_error(L, fn, "option 'alpha' must be in [0, 1], got %g", a);
+  if (!(a >= 0 && a <= 1)) lcnn_error(L, fn, "option 'alpha' must be in [0, 1], got %g", cnn_error_num(a));
   p.alpha = (float)a;
   p.width = lcnn_opt_number(L, o, fn, "width", 1);
-  if (!(p.width > 0 && p.width <= 1000)) lcnn_error(L, fn, "option 'width' must be in (0, 1000], got %g", p.width);
+  if (!(p.width > 0 && p.width <= 1000))
+    lcnn_error(L, fn, "option 'width' must be in (0, 1000], got %g", cnn_error_num(p.width));
   p.aa = lcnn_opt_boolean(L, o, fn, "aa", 1);
   if (lua_istable(L, o)) {
     lua_getfield(L, o, "dash");
@@ -81,7 +83,8 @@ static cnn_pen check_pen(lua_State *L, int idx, int o, const char *fn) {
       lua_geti(L, di, 2);
       p.dash_off = check_num(L, -1, fn, "dash lengths");
       if (!(p.dash_on > 0 && p.dash_off >= 0 && p.dash_on <= 1e6 && p.dash_off <= 1e6))
-        lcnn_error(L, fn, "dash lengths must be on > 0 and off >= 0 pixels, got {%g, %g}", p.dash_on, p.dash_off);
+        lcnn_error(L, fn, "dash lengths must be on > 0 and off >= 0 pixels, got {%g, %g}", cnn_error_num(p.dash_on),
+                   cnn_error_num(p.dash_off));
       lua_pop(L, 2);
     }
     lua_pop(L, 1);
@@ -141,7 +144,7 @@ static double *check_coords(lua_State *L, int idx, const char *fn, const char *w
 
 /* A text scale (times the 12-pixel base size) from the number at idx. */
 static double check_scale(lua_State *L, double sc, const char *fn, const char *what) {
-  if (!(sc > 0 && sc <= 16)) lcnn_error(L, fn, "%s must be in (0, 16], got %g", what, sc);
+  if (!(sc > 0 && sc <= 16)) lcnn_error(L, fn, "%s must be in (0, 16], got %g", what, cnn_error_num(sc));
   return sc * CNN_DRAW_TEXT_PX;
 }
 
@@ -156,7 +159,8 @@ static int l_new(lua_State *L) {
   const char *fn = "canvas.new";
   double w = check_num(L, 1, fn, "width"), h = check_num(L, 2, fn, "height");
   if (w != floor(w) || h != floor(h) || !(w >= 1 && w <= CNN_DRAW_MAX_SIZE) || !(h >= 1 && h <= CNN_DRAW_MAX_SIZE))
-    lcnn_error(L, fn, "size %gx%g must be whole pixels in 1..%d", w, h, CNN_DRAW_MAX_SIZE);
+    lcnn_error(L, fn, "size %gx%g must be whole pixels in 1..%d", cnn_error_num(w), cnn_error_num(h),
+               CNN_DRAW_MAX_SIZE);
   cnn_draw **box = lua_newuserdatauv(L, sizeof *box, 0);
   *box = NULL;
   luaL_setmetatable(L, LCNN_CANVAS);
@@ -260,7 +264,7 @@ static int l_circle(lua_State *L) {
   const char *fn = "canvas.circle";
   check_canvas(L, 1, fn); /* early, for the error order; taken again last */
   double x = check_num(L, 2, fn, "x"), y = check_num(L, 3, fn, "y"), r = check_num(L, 4, fn, "r");
-  if (!(r >= 0 && r <= 1e5)) lcnn_error(L, fn, "r must be in [0, 100000] pixels, got %g", r);
+  if (!(r >= 0 && r <= 1e5)) lcnn_error(L, fn, "r must be in [0, 100000] pixels, got %g", cnn_error_num(r));
   lcnn_options(L, 6, fn, known);
   cnn_pen p = check_pen(L, 5, 6, fn);
   int fill = lcnn_opt_boolean(L, 6, fn, "fill", true);
@@ -284,7 +288,7 @@ static int l_marker(lua_State *L) {
     lcnn_error(L, fn, "unknown marker %s%s%s (expected dot, circle, square, diamond, triangle, star, cross or plus)",
                name ? "'" : "", name ? name : luaL_typename(L, 4), name ? "'" : "");
   double size = check_num(L, 5, fn, "size");
-  if (!(size > 0 && size <= 4096)) lcnn_error(L, fn, "size must be in (0, 4096] pixels, got %g", size);
+  if (!(size > 0 && size <= 4096)) lcnn_error(L, fn, "size must be in (0, 4096] pixels, got %g", cnn_error_num(size));
   lcnn_options(L, 7, fn, known);
   cnn_pen p = check_pen(L, 6, 7, fn), edge = p;
   bool has_edge = false;
@@ -321,7 +325,7 @@ static int l_text(lua_State *L) {
   cnn_pen p = check_pen(L, 5, 6, fn);
   double px = check_scale(L, lcnn_opt_number(L, 6, fn, "scale", 1), fn, "option 'scale'");
   double rot = lcnn_opt_number(L, 6, fn, "rotate", 0);
-  if (rot != 0 && rot != 90) lcnn_error(L, fn, "option 'rotate' must be 0 or 90, got %g", rot);
+  if (rot != 0 && rot != 90) lcnn_error(L, fn, "option 'rotate' must be 0 or 90, got %g", cnn_error_num(rot));
   int bold = lcnn_opt_boolean(L, 6, fn, "bold", 0);
   int align = 0, valign = 0;
   if (lua_istable(L, 6)) {

@@ -41,7 +41,7 @@ static int leaky_relu_backward(cnn_node *n, cnn_tensor *const *gout, cnn_tensor 
 cnn_tensor *cnn_op_leaky_relu(const cnn_tensor *x, double slope) {
   if (cnn_tensor_need_float(x, "input")) return NULL;
   if (!isfinite(slope)) {
-    cnn_error_set("negative_slope must be a finite number, got %g", slope);
+    cnn_error_set("negative_slope must be a finite number, got %g", cnn_error_num(slope));
     return NULL;
   }
   cnn_tensor *xc = cnn_tensor_contiguous(x), *y = xc ? cnn_tensor_empty_like(xc) : NULL;
@@ -181,7 +181,7 @@ static int class_plan_init(class_plan *p, const cnn_tensor *x, const cnn_tensor 
                            cnn_shape_str(o->weight->ndim, o->weight->size, b1, sizeof b1));
   }
   if (!(o->label_smoothing >= 0 && o->label_smoothing <= 1))
-    return cnn_error_set("label_smoothing must be between 0 and 1, got %g", o->label_smoothing);
+    return cnn_error_set("label_smoothing must be between 0 and 1, got %g", cnn_error_num(o->label_smoothing));
   if (o->reduction != CNN_REDUCTION_NONE && o->reduction != CNN_REDUCTION_MEAN && o->reduction != CNN_REDUCTION_SUM)
     return cnn_error_set("unknown reduction %d", (int)o->reduction);
   return 0;
@@ -469,7 +469,7 @@ static int dropout_backward(cnn_node *n, cnn_tensor *const *gout, cnn_tensor **g
 
 cnn_tensor *cnn_op_dropout(const cnn_tensor *x, double p, bool training) {
   if (!(p >= 0 && p <= 1)) {
-    cnn_error_set("dropout probability has to be between 0 and 1, got %g", p);
+    cnn_error_set("dropout probability has to be between 0 and 1, got %g", cnn_error_num(p));
     return NULL;
   }
   if (!training || p == 0) return cnn_tensor_retain((cnn_tensor *)x);
@@ -609,11 +609,11 @@ cnn_tensor *cnn_op_batch_norm_add(const cnn_tensor *x, cnn_tensor *running_mean,
       check_channel_param(bias, "bias", C, false))
     return NULL;
   if (!(eps >= 0) || !isfinite(eps)) {
-    cnn_error_set("eps must be a finite number >= 0, got %g", eps);
+    cnn_error_set("eps must be a finite number >= 0, got %g", cnn_error_num(eps));
     return NULL;
   }
   if (!(momentum >= 0 && momentum <= 1)) {
-    cnn_error_set("momentum must be between 0 and 1, got %g", momentum);
+    cnn_error_set("momentum must be between 0 and 1, got %g", cnn_error_num(momentum));
     return NULL;
   }
   cnn_batchnorm_args a;
@@ -796,7 +796,8 @@ cnn_tensor *cnn_op_local_response_norm(const cnn_tensor *x, int64_t size, double
     return NULL;
   }
   if (!isfinite(alpha) || !isfinite(beta) || !isfinite(k)) {
-    cnn_error_set("alpha, beta and k must be finite numbers, got %g, %g, %g", alpha, beta, k);
+    cnn_error_set("alpha, beta and k must be finite numbers, got %g, %g, %g", cnn_error_num(alpha), cnn_error_num(beta),
+                  cnn_error_num(k));
     return NULL;
   }
   cnn_lrn_args a;

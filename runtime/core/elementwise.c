@@ -428,7 +428,8 @@ static void un_bool(void *vctx, int64_t n, char **p, const int64_t *step) {
 
 /* A scalar parameter written into uint8, as PyTorch checks it: -255..255 (negative ones wrap). */
 static int u8_param(double p, int64_t *out) {
-  if (!(p > -256 && p < 256)) return cnn_error_set("value %g cannot be converted to type uint8 without overflow", p);
+  if (!(p > -256 && p < 256))
+    return cnn_error_set("value %g cannot be converted to type uint8 without overflow", cnn_error_num(p));
   *out = (int64_t)p;
   return 0;
 }

@@ -1,6 +1,7 @@
 /* The thread-local error message behind cnn_error_set / cnn_error_get (see error.h). */
 #include "cnn/error.h"
 
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 
@@ -17,3 +18,5 @@ int cnn_error_set(const char *fmt, ...) {
 const char *cnn_error_get(void) { return message; }
 
 void cnn_error_clear(void) { message[0] = '\0'; }
+
+double cnn_error_num(double v) { return v != v ? fabs(v) : v; }

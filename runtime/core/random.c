@@ -223,13 +223,14 @@ static bool pooled(const cnn_tensor *t) {
 int cnn_random_uniform_(cnn_tensor *t, double lo, double hi) {
   if (cnn_tensor_need_float(t, "tensor")) return -1;
   if (!isfinite(lo) || !isfinite(hi) || lo > hi)
-    return cnn_error_set("expected finite bounds with lo <= hi but got lo=%g, hi=%g", lo, hi);
+    return cnn_error_set("expected finite bounds with lo <= hi but got lo=%g, hi=%g", cnn_error_num(lo),
+                         cnn_error_num(hi));
   if (t->dtype == CNN_FLOAT32 && (fabs(lo) > FLT_MAX || fabs(hi) > FLT_MAX || hi - lo > FLT_MAX))
     return cnn_error_set("%s (lo=%g, hi=%g): the bounds and hi - lo must lie within float's range (%g)",
                          fabs(lo) > FLT_MAX   ? "lo is out of bounds for float"
                          : fabs(hi) > FLT_MAX ? "hi is out of bounds for float"
                                               : "hi - lo overflows float",
-                         lo, hi, FLT_MAX);
+                         cnn_error_num(lo), cnn_error_num(hi), FLT_MAX);
   uniform_ctx c = {lo, hi, (float)lo, (float)hi};
   fill_view(t, fill_uniform, &c); /* ~2 ns a value: the pool's hand-off measured no faster */
   return 0;
@@ -238,7 +239,8 @@ int cnn_random_uniform_(cnn_tensor *t, double lo, double hi) {
 int cnn_random_normal_(cnn_tensor *t, double mean, double std) {
   if (cnn_tensor_need_float(t, "tensor")) return -1;
   if (!isfinite(mean) || !isfinite(std) || std < 0)
-    return cnn_error_set("expected a finite mean and std >= 0 but got mean=%g, std=%g", mean, std);
+    return cnn_error_set("expected a finite mean and std >= 0 but got mean=%g, std=%g", cnn_error_num(mean),
+                         cnn_error_num(std));
   normal_ctx c = {mean, std, 0.0, false};
   if (pooled(t)) return fill_pooled(t, true, &c);
   fill_view(t, fill_normal, &c);

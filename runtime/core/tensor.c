@@ -210,12 +210,13 @@ cnn_tensor *cnn_tensor_arange(double start, double end, double step, cnn_dtype d
     return NULL;
   }
   if (!((step > 0 && end >= start) || (step < 0 && end <= start))) { /* PyTorch's check */
-    cnn_error_set("step %g goes away from end (start %g, end %g)", step, start, end);
+    cnn_error_set("step %g goes away from end (start %g, end %g)", cnn_error_num(step), cnn_error_num(start),
+                  cnn_error_num(end));
     return NULL;
   }
   double count = ceil((end - start) / step);
   if (count > 1e15) {
-    cnn_error_set("too many elements (%g)", count);
+    cnn_error_set("too many elements (%g)", cnn_error_num(count));
     return NULL;
   }
   int64_t n = (int64_t)count;
@@ -811,7 +812,7 @@ int cnn_tensor_fill_(cnn_tensor *t, double value) {
   } else if (t->dtype == CNN_UINT8) {
     /* as PyTorch: a float value must lie in 0..255 (an integer may wrap: cnn_tensor_fill_i64_) */
     if (!(value >= 0 && value <= 255))
-      return cnn_error_set("value %g cannot be converted to type uint8 without overflow", value != value ? NAN : value);
+      return cnn_error_set("value %g cannot be converted to type uint8 without overflow", cnn_error_num(value));
     c.i = (int64_t)value;
   } else if (t->dtype == CNN_BOOL) {
     c.i = value != 0; /* NaN is true */

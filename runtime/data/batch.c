@@ -103,7 +103,7 @@ static void u8_rows_to_float(float *out, const uint8_t *src, const int64_t *ip, 
 cnn_tensor *cnn_batch_gather_float(const cnn_tensor *src, const cnn_tensor *idx, double divisor) {
   float fdiv = (float)divisor;
   if (!(divisor > 0) || !isfinite(fdiv) || fdiv == 0) {
-    cnn_error_set("divisor must be a positive finite number, got %g", divisor);
+    cnn_error_set("divisor must be a positive finite number, got %g", cnn_error_num(divisor));
     return NULL;
   }
   if (src->dtype != CNN_UINT8) { /* rows, then float32 and the division */
@@ -276,13 +276,13 @@ cnn_tensor *cnn_batch_normalize(const cnn_tensor *x, int nmean, const double *me
   for (int i = 0; i < nstd; i++)
     if (std[i] == 0 || !isfinite(std[i]) || !isfinite(mean[i < nmean ? i : 0])) {
       cnn_tensor_release(in);
-      cnn_error_set("std must be finite and nonzero and mean finite (std[%d] = %g)", i + 1, std[i]);
+      cnn_error_set("std must be finite and nonzero and mean finite (std[%d] = %g)", i + 1, cnn_error_num(std[i]));
       return NULL;
     }
   for (int i = 0; i < nmean; i++)
     if (!isfinite(mean[i])) {
       cnn_tensor_release(in);
-      cnn_error_set("mean must be finite (mean[%d] = %g)", i + 1, mean[i]);
+      cnn_error_set("mean must be finite (mean[%d] = %g)", i + 1, cnn_error_num(mean[i]));
       return NULL;
     }
   cnn_tensor *out = cnn_tensor_empty(CNN_FLOAT32, in->ndim, in->size);
@@ -399,7 +399,7 @@ static void flip_planes(void *arg, int64_t p0, int64_t p1) {
 
 cnn_tensor *cnn_batch_random_hflip(const cnn_tensor *x, double p) {
   if (!(p >= 0 && p <= 1)) {
-    cnn_error_set("flip probability must be in [0, 1], got %g", p);
+    cnn_error_set("flip probability must be in [0, 1], got %g", cnn_error_num(p));
     return NULL;
   }
   int64_t n, c, h, w;

@@ -59,11 +59,11 @@ int cnn_tf_check(const cnn_tf *op) {
       return cnn_error_set("padding must be >= 0");
     if (op->kind == CNN_TF_RANDOM_RESIZED_CROP) {
       if (!(op->scale[0] > 0 && op->scale[0] <= op->scale[1]) || !isfinite(op->scale[1]))
-        return cnn_error_set("scale must be a range {lo, hi} with 0 < lo <= hi, got {%g, %g}", op->scale[0],
-                             op->scale[1]);
+        return cnn_error_set("scale must be a range {lo, hi} with 0 < lo <= hi, got {%g, %g}",
+                             cnn_error_num(op->scale[0]), cnn_error_num(op->scale[1]));
       if (!(op->ratio[0] > 0 && op->ratio[0] <= op->ratio[1]) || !isfinite(op->ratio[1]))
-        return cnn_error_set("ratio must be a range {lo, hi} with 0 < lo <= hi, got {%g, %g}", op->ratio[0],
-                             op->ratio[1]);
+        return cnn_error_set("ratio must be a range {lo, hi} with 0 < lo <= hi, got {%g, %g}",
+                             cnn_error_num(op->ratio[0]), cnn_error_num(op->ratio[1]));
     }
     return 0;
   case CNN_TF_CROP:
@@ -76,16 +76,18 @@ int cnn_tf_check(const cnn_tf *op) {
   case CNN_TF_RANDOM_HFLIP:
   case CNN_TF_RANDOM_VFLIP:
   case CNN_TF_RANDOM_GRAYSCALE:
-    if (!(op->p >= 0 && op->p <= 1)) return cnn_error_set("p must be a probability in [0, 1], got %g", op->p);
+    if (!(op->p >= 0 && op->p <= 1))
+      return cnn_error_set("p must be a probability in [0, 1], got %g", cnn_error_num(op->p));
     return 0;
   case CNN_TF_BRIGHTNESS:
   case CNN_TF_CONTRAST:
   case CNN_TF_SATURATION:
-    if (!(op->factor >= 0) || !isfinite(op->factor)) return cnn_error_set("factor must be >= 0, got %g", op->factor);
+    if (!(op->factor >= 0) || !isfinite(op->factor))
+      return cnn_error_set("factor must be >= 0, got %g", cnn_error_num(op->factor));
     return 0;
   case CNN_TF_HUE:
     if (!(op->factor >= -0.5 && op->factor <= 0.5))
-      return cnn_error_set("hue factor must be in [-0.5, 0.5], got %g", op->factor);
+      return cnn_error_set("hue factor must be in [-0.5, 0.5], got %g", cnn_error_num(op->factor));
     return 0;
   case CNN_TF_COLOR_JITTER:
     for (int k = 0; k < 4; k++)
@@ -93,7 +95,8 @@ int cnn_tf_check(const cnn_tf *op) {
           !(k < 3 ? ordered(op->range[k], 0, INFINITY) && isfinite(op->range[k][1]) : ordered(op->range[k], -0.5, 0.5)))
         return cnn_error_set("%s range must be {lo, hi} with %s, got {%g, %g}",
                              (const char *[]){"brightness", "contrast", "saturation", "hue"}[k],
-                             k < 3 ? "0 <= lo <= hi" : "-0.5 <= lo <= hi <= 0.5", op->range[k][0], op->range[k][1]);
+                             k < 3 ? "0 <= lo <= hi" : "-0.5 <= lo <= hi <= 0.5", cnn_error_num(op->range[k][0]),
+                             cnn_error_num(op->range[k][1]));
     return 0;
   case CNN_TF_ROTATE:
   case CNN_TF_RANDOM_ROTATION:
@@ -111,9 +114,10 @@ int cnn_tf_check(const cnn_tf *op) {
       return cnn_error_set("mean and std need 1 to %d values", CNN_TF_MAX_CHANNELS);
     for (int i = 0; i < op->nstd; i++)
       if (op->std[i] == 0 || !isfinite(op->std[i]))
-        return cnn_error_set("std must be finite and nonzero (std[%d] = %g)", i + 1, op->std[i]);
+        return cnn_error_set("std must be finite and nonzero (std[%d] = %g)", i + 1, cnn_error_num(op->std[i]));
     for (int i = 0; i < op->nmean; i++)
-      if (!isfinite(op->mean[i])) return cnn_error_set("mean must be finite (mean[%d] = %g)", i + 1, op->mean[i]);
+      if (!isfinite(op->mean[i]))
+        return cnn_error_set("mean must be finite (mean[%d] = %g)", i + 1, cnn_error_num(op->mean[i]));
     return 0;
   case CNN_TF_HFLIP:
   case CNN_TF_VFLIP: return 0;

@@ -253,7 +253,7 @@ static int reader_close(reader *r, bool check_end) {
 
 cnn_tensor *cnn_idx_load(const char *path, double divisor, int *type_out) {
   if (!(divisor > 0) || divisor > 1e300) {
-    cnn_error_set("%s: divisor must be positive, got %g", path, divisor);
+    cnn_error_set("%s: divisor must be positive, got %g", path, cnn_error_num(divisor));
     return NULL;
   }
   reader r;

@@ -119,7 +119,7 @@ static cairo_scaled_font_t *scaled_font(double px, bool bold) {
   cairo_font_options_destroy(o);
   if (cairo_scaled_font_status(sf) != CAIRO_STATUS_SUCCESS) {
     cairo_scaled_font_destroy(sf);
-    cnn_error_set("cairo cannot scale the font to %g pixels", px);
+    cnn_error_set("cairo cannot scale the font to %g pixels", cnn_error_num(px));
     return NULL;
   }
   return sf;

@@ -7,6 +7,7 @@
 -- normalisation, dropout); the few ops that are compositions of tensor ops are defined here.
 -- Every op is differentiable through autograd.
 local core = require "cnn.core"
+local show = require("cnn.util").show -- values in messages ("nan", never "-nan")
 
 local F = {}
 for k, v in pairs(core.F) do F[k] = v end
@@ -69,7 +70,7 @@ local function reduce(fn, l, opts)
   if r == "mean" then return l:mean() end
   if r == "sum" then return l:sum() end
   if r == "none" then return l end
-  error(string.format('%s: reduction must be "mean", "sum" or "none", got %s', fn, tostring(r)), 3)
+  error(string.format('%s: reduction must be "mean", "sum" or "none", got %s', fn, show(r)), 3)
 end
 
 --- cnn.F.silu(x) -> Tensor
@@ -240,7 +241,7 @@ function F.huber_loss(input, target, opts)
   check_tensor("huber_loss", input, 1)
   check_tensor("huber_loss", target, 2)
   local delta = check_number("huber_loss", "delta", opts and opts.delta or 1)
-  if not (delta > 0) then error("huber_loss: delta must be positive, got " .. tostring(delta), 2) end
+  if not (delta > 0) then error("huber_loss: delta must be positive, got " .. show(delta), 2) end
   return reduce("huber_loss", robust_term(input, target, delta, delta, true), opts)
 end
 
@@ -288,7 +289,7 @@ function F.gelu(x, opts)
   check_tensor("gelu", x, 1)
   local approx = opts and opts.approximate or "none"
   if approx ~= "none" and approx ~= "tanh" then
-    error(string.format('gelu: approximate must be "none" or "tanh", got %s', tostring(approx)), 2)
+    error(string.format('gelu: approximate must be "none" or "tanh", got %s', show(approx)), 2)
   end
   if x:dtype() ~= "float32" then x = x:float() end
   return core_gelu(x, approx == "tanh")
@@ -298,7 +299,7 @@ end
 local function check_dim(fn, x, d)
   local n = math.max(x:dim(), 1)
   if math.type(d) ~= "integer" or d == 0 or d > n or d < -n then
-    error(string.format("%s: dim must be a nonzero integer within -%d..%d, got %s", fn, n, n, tostring(d)), 3)
+    error(string.format("%s: dim must be a nonzero integer within -%d..%d, got %s", fn, n, n, show(d)), 3)
   end
   return d
 end
@@ -490,7 +491,7 @@ function F.group_norm(x, groups, weight, bias, eps)
   local c = x:size(2)
   if math.type(groups) ~= "integer" or groups < 1 or c % groups ~= 0 then
     error(string.format("group_norm: num_groups must be a positive integer dividing the %d channels, got %s", c,
-      tostring(groups)), 2)
+      show(groups)), 2)
   end
   if weight ~= nil then check_tensor("group_norm", weight, 3) end
   if bias ~= nil then check_tensor("group_norm", bias, 4) end
@@ -515,7 +516,7 @@ function F.one_hot(labels, num_classes)
   local hi = labels:numel() > 0 and labels:max():item() or 0
   if num_classes == nil then num_classes = hi end
   if math.type(num_classes) ~= "integer" or num_classes < 1 then
-    error("one_hot: num_classes must be a positive integer, got " .. tostring(num_classes), 2)
+    error("one_hot: num_classes must be a positive integer, got " .. show(num_classes), 2)
   end
   if lo < 1 or hi > num_classes then
     error(string.format("one_hot: labels must be within 1..%d, got %d..%d", num_classes, lo, hi), 2)
@@ -677,7 +678,7 @@ function F.pad(x, pad, mode, value)
     error("pad: pad must be a list of {before, after} pairs, at most one pair per dimension", 2)
   end
   for i = 1, #pad do
-    if math.type(pad[i]) ~= "integer" then error("pad: pad sizes must be integers, got " .. tostring(pad[i]), 2) end
+    if math.type(pad[i]) ~= "integer" then error("pad: pad sizes must be integers, got " .. show(pad[i]), 2) end
   end
   mode = mode or "constant"
   if mode == "reflect" or mode == "replicate" or mode == "circular" then
@@ -685,7 +686,7 @@ function F.pad(x, pad, mode, value)
     return y
   end
   if mode ~= "constant" then
-    error('pad: mode must be "constant", "reflect", "replicate" or "circular", got ' .. tostring(mode), 2)
+    error('pad: mode must be "constant", "reflect", "replicate" or "circular", got ' .. show(mode), 2)
   end
   value = check_number("pad", "value", value or 0)
   -- as PyTorch's constant_pad_nd: with any positive size, every padded dim must keep at least 1
@@ -739,7 +740,7 @@ function core.Tensor.topk(t, k, dim, largest, sorted)
   local d = dim or -1
   local n = t:dim() == 0 and check_dim("topk", t, d) and 1 or t:size(check_dim("topk", t, d))
   if math.type(k) ~= "integer" or k < 0 or k > n then
-    error(string.format("topk: k must be an integer within 0..%d, got %s", n, tostring(k)), 2)
+    error(string.format("topk: k must be an integer within 0..%d, got %s", n, show(k)), 2)
   end
   local v, i = core.Tensor.sort(t, d, largest)
   if t:dim() == 0 then return v, i end

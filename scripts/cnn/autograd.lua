@@ -231,8 +231,9 @@ function autograd.gradcheck(fn, inputs, opts)
             local a, n = analytic[i][j][k], num[j]
             if not (math.abs(a - n) <= atol + rtol * math.abs(n)) then
               ok = false
-              msg = string.format("gradcheck: input %d, element %d, output %d: backward gives %.6g, " ..
-                "finite differences give %.6g", i, k, j, a, n)
+              local function g(w) return w ~= w and "nan" or string.format("%.6g", w) end -- never "-nan"
+              msg = string.format("gradcheck: input %d, element %d, output %d: backward gives %s, " ..
+                "finite differences give %s", i, k, j, g(a), g(n))
               return
             end
           end
@@ -259,7 +260,7 @@ local function leaf_names(params)
   if params == nil then return names end
   local function add(name, t)
     if not is_tensor(t) then
-      error("graph: params must map names to tensors, got " .. type(t) .. " for '" .. tostring(name) .. "'", 4)
+      error("graph: params must map names to tensors, got " .. type(t) .. " for '" .. util.show(name) .. "'", 4)
     end
     local key = core._tensor_key(t)
     if names[key] == nil then names[key] = tostring(name) end

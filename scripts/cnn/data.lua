@@ -69,7 +69,7 @@ local function dataset_class(name)
 end
 
 local function check_index(fn, ds, i, level)
-  if not is_int(i) then error(string.format("%s: index must be an integer, got %s", fn, tostring(i)), level + 1) end
+  if not is_int(i) then error(string.format("%s: index must be an integer, got %s", fn, util.show(i)), level + 1) end
   if i < 0 then i = ds.n + 1 + i end
   if i < 1 or i > ds.n then
     error(string.format("%s: index %d is out of range for %d samples", fn, i, ds.n), level + 1)
@@ -206,7 +206,7 @@ local function load_mnist(fn, dir, split, classes, level)
   if type(dir) ~= "string" then error(fn .. ": expected a folder (string), got " .. type(dir), level + 1) end
   split = split or "train"
   if split ~= "train" and split ~= "test" then
-    error(string.format("%s: split must be \"train\" or \"test\", got %s", fn, tostring(split)), level + 1)
+    error(string.format("%s: split must be \"train\" or \"test\", got %s", fn, util.show(split)), level + 1)
   end
   local prefix = split == "train" and "train" or "t10k"
   local ipath = find_idx(fn, dir, prefix .. "-images-idx3-ubyte", level + 1)
@@ -328,7 +328,7 @@ local function folder_options(fn, opts, level)
     error(fn .. ": transform must be callable", level + 1)
   end
   if opts.mode ~= nil and not MODES[opts.mode] then
-    error(fn .. ": mode must be \"auto\", \"gray\", \"rgb\" or \"rgba\", got " .. tostring(opts.mode), level + 1)
+    error(fn .. ": mode must be \"auto\", \"gray\", \"rgb\" or \"rgba\", got " .. util.show(opts.mode), level + 1)
   end
   for _, k in ipairs({"exif", "cache"}) do
     if opts[k] ~= nil and type(opts[k]) ~= "boolean" then
@@ -493,17 +493,17 @@ data.DataLoader = setmetatable({}, {__call = function(_, ds, opts)
   end
   local bs = opts.batch_size or 1
   if not is_int(bs) or bs < 1 then
-    error("DataLoader: batch_size must be a positive integer, got " .. tostring(bs), 2)
+    error("DataLoader: batch_size must be a positive integer, got " .. util.show(bs), 2)
   end
   if opts.seed ~= nil and math.type(opts.seed) ~= "integer" then
-    error("DataLoader: seed must be an integer, got " .. tostring(opts.seed), 2)
+    error("DataLoader: seed must be an integer, got " .. util.show(opts.seed), 2)
   end
   local workers, prefetch = opts.workers or 0, opts.prefetch or 2
   if math.type(workers) ~= "integer" or workers < 0 or workers > 256 then
-    error("DataLoader: workers must be an integer between 0 and 256, got " .. tostring(workers), 2)
+    error("DataLoader: workers must be an integer between 0 and 256, got " .. util.show(workers), 2)
   end
   if math.type(prefetch) ~= "integer" or prefetch < 1 or prefetch > 1024 then
-    error("DataLoader: prefetch must be an integer between 1 and 1024, got " .. tostring(prefetch), 2)
+    error("DataLoader: prefetch must be an integer between 1 and 1024, got " .. util.show(prefetch), 2)
   end
   if opts.transform ~= nil and not (type(opts.transform) == "function" or getmetatable(opts.transform)) then
     error("DataLoader: transform must be callable", 2)
@@ -524,10 +524,10 @@ data.DataLoader = setmetatable({}, {__call = function(_, ds, opts)
     end
     rank, world = s.rank, s.world_size
     if math.type(world) ~= "integer" or world < 1 then
-      error("DataLoader: shard.world_size must be a positive integer, got " .. tostring(world), 2)
+      error("DataLoader: shard.world_size must be a positive integer, got " .. util.show(world), 2)
     end
     if math.type(rank) ~= "integer" or rank < 0 or rank >= world then
-      error(string.format("DataLoader: shard.rank must be an integer in 0..%d, got %s", world - 1, tostring(rank)), 2)
+      error(string.format("DataLoader: shard.rank must be an integer in 0..%d, got %s", world - 1, util.show(rank)), 2)
     end
   end
   return setmetatable({dataset = ds, batch_size = math.tointeger(bs), shuffle = opts.shuffle and true or false,
@@ -558,7 +558,7 @@ end
 --- Sets the epoch (an integer) whose order the next iter() uses; each iter() then counts on from it.
 --- The epoch counter starts at 1. A resumed run sets it to continue the same sequence of orders.
 function DataLoader:set_epoch(e)
-  if math.type(e) ~= "integer" then error("set_epoch: epoch must be an integer, got " .. tostring(e), 2) end
+  if math.type(e) ~= "integer" then error("set_epoch: epoch must be an integer, got " .. util.show(e), 2) end
   self.epoch = e
 end
 
@@ -727,10 +727,12 @@ local function number_list(fn, what, v)
   return out
 end
 
+local function g(x) return x ~= x and "nan" or string.format("%g", x) end -- never "-nan"
+
 local function list_str(v)
-  if type(v) == "number" then return string.format("%g", v) end
+  if type(v) == "number" then return g(v) end
   local parts = {}
-  for i, x in ipairs(v) do parts[i] = string.format("%g", x) end
+  for i, x in ipairs(v) do parts[i] = g(x) end
   return "{" .. table.concat(parts, ", ") .. "}"
 end
 
@@ -777,7 +779,7 @@ end
 local function probability(fn, p, default)
   if p == nil then p = default end
   if type(p) ~= "number" or not (p >= 0 and p <= 1) then
-    error(string.format("%s: p must be a probability in [0, 1], got %s", fn, tostring(p)), 3)
+    error(string.format("%s: p must be a probability in [0, 1], got %s", fn, util.show(p)), 3)
   end
   return p
 end
@@ -813,7 +815,7 @@ local function interpolation(fn, v, default, allowed)
     local names = {}
     for k in pairs(allowed or INTERPOLATIONS) do names[#names + 1] = string.format("%q", k) end
     table.sort(names)
-    error(string.format("%s: interpolation must be %s, got %s", fn, table.concat(names, " or "), tostring(v)), 3)
+    error(string.format("%s: interpolation must be %s, got %s", fn, table.concat(names, " or "), util.show(v)), 3)
   end
   return v
 end
@@ -904,8 +906,8 @@ local function jitter_range(name, v, hue)
   end
   local bound_lo, bound_hi = hue and -0.5 or 0, hue and 0.5 or math.huge
   if not (bound_lo <= lo and lo <= hi and hi <= bound_hi) then
-    error(string.format("color_jitter: %s range {%g, %g} must lie in [%g, %g] with lo <= hi", name, lo, hi, bound_lo,
-      bound_hi), 3)
+    error(string.format("color_jitter: %s range {%s, %s} must lie in [%g, %g] with lo <= hi", name, g(lo), g(hi),
+      bound_lo, bound_hi), 3)
   end
   if lo == hi and lo == (hue and 0 or 1) then return nil end
   return {lo, hi}
@@ -968,7 +970,7 @@ end
 --- Repeated to 3 channels when asked (a 1-channel image is repeated too).
 function transforms.grayscale(n)
   n = n == nil and 1 or n
-  if n ~= 1 and n ~= 3 then error("grayscale: num_output_channels must be 1 or 3, got " .. tostring(n), 2) end
+  if n ~= 1 and n ~= 3 then error("grayscale: num_output_channels must be 1 or 3, got " .. util.show(n), 2) end
   return native("grayscale", string.format("grayscale(%d)", n), {kind = "grayscale", channels = n}, 2)
 end
 

@@ -9,6 +9,7 @@
 -- runtime/dist/dist.c); DataParallel is here. Without MPI, or when not launched by MPI, init() gives
 -- a world of one and everything still runs, so one script serves both.
 local core = require "cnn.core"
+local show = require("cnn.util").show -- values in messages ("nan", never "-nan")
 local D = core.dist
 
 local dist = {}
@@ -154,7 +155,7 @@ function dist.DataParallel(model, opts)
   opts = require("cnn.util").check_options("DataParallel", opts, {bucket_cap_mb = true}, 2)
   local cap = opts.bucket_cap_mb or 25
   if type(cap) ~= "number" or not (cap > 0) or cap == math.huge then
-    error("DataParallel: bucket_cap_mb must be a positive number, got " .. tostring(cap), 2)
+    error("DataParallel: bucket_cap_mb must be a positive number, got " .. show(cap), 2)
   end
   if not D.is_initialized() then
     error("DataParallel: the process group is not initialized: call dist.init() first", 2)

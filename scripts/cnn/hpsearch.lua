@@ -77,7 +77,7 @@ end
 local function opt_string(spec, key)
   local v = spec[key]
   if v ~= nil and (type(v) ~= "string" or v == "") then
-    fail("%s must be a non-empty string, got %s", key, tostring(v))
+    fail("%s must be a non-empty string, got %s", key, util.show(v))
   end
   return v
 end
@@ -85,7 +85,7 @@ end
 local function opt_int(spec, key, default, min)
   local v = spec[key]
   if v == nil then return default end
-  if not is_int(v) or v < min then fail("%s must be an integer >= %d, got %s", key, min, tostring(v)) end
+  if not is_int(v) or v < min then fail("%s must be an integer >= %d, got %s", key, min, util.show(v)) end
   return math.tointeger(v)
 end
 
@@ -107,22 +107,22 @@ local function check_spec(spec)
   s.objective = spec.objective
   s.strategy = spec.strategy or "random"
   if s.strategy ~= "grid" and s.strategy ~= "random" and s.strategy ~= "asha" then
-    fail("strategy must be \"grid\", \"random\" or \"asha\", got %s", tostring(s.strategy))
+    fail("strategy must be \"grid\", \"random\" or \"asha\", got %s", util.show(s.strategy))
   end
   if spec.space == nil then fail("needs space = {name = hp.uniform(...), ...}") end
   local sp = space.normalize(spec.space)
   s.names, s.dists = sp.names, sp.dists
   if spec.mode ~= "max" and spec.mode ~= "min" then
-    fail("mode must be \"max\" or \"min\" (is a higher metric better?), got %s", tostring(spec.mode))
+    fail("mode must be \"max\" or \"min\" (is a higher metric better?), got %s", util.show(spec.mode))
   end
   s.mode = spec.mode
   s.metric = opt_string(spec, "metric") or "metric"
-  if spec.seed ~= nil and not is_int(spec.seed) then fail("seed must be an integer, got %s", tostring(spec.seed)) end
+  if spec.seed ~= nil and not is_int(spec.seed) then fail("seed must be an integer, got %s", util.show(spec.seed)) end
   s.seed = math.tointeger(spec.seed or 0)
   s.workers = opt_int(spec, "workers", 1, 0)
   s.threads = opt_int(spec, "threads", nil, 1)
   if spec.timeout ~= nil and (type(spec.timeout) ~= "number" or not (spec.timeout > 0)) then
-    fail("timeout must be a positive number of seconds, got %s", tostring(spec.timeout))
+    fail("timeout must be a positive number of seconds, got %s", util.show(spec.timeout))
   end
   s.timeout = spec.timeout
   s.log = opt_string(spec, "log")
@@ -147,11 +147,11 @@ local function check_spec(spec)
     end
     a.eta = spec.eta or 3
     if type(a.eta) ~= "number" or not (a.eta > 1) or a.eta == math.huge then
-      fail("eta must be a number > 1, got %s", tostring(a.eta))
+      fail("eta must be a number > 1, got %s", util.show(a.eta))
     end
     a.min_steps = spec.min_steps or 1
     if type(a.min_steps) ~= "number" or not (a.min_steps > 0) then
-      fail("min_steps must be a positive number, got %s", tostring(a.min_steps))
+      fail("min_steps must be a positive number, got %s", util.show(a.min_steps))
     end
     if a.min_steps >= a.max_steps then
       fail("min_steps (%s) must be below max_steps (%s): ASHA needs a rung before the end", space.num(a.min_steps),

@@ -57,7 +57,7 @@ function image.save(path, t, opts)
   opts = options("image.save", opts, {quality = true})
   local q = opts.quality
   if q ~= nil and math.type(q) ~= "integer" then
-    error("image.save: quality must be an integer between 1 and 100, got " .. tostring(q), 2)
+    error("image.save: quality must be an integer between 1 and 100, got " .. util.show(q), 2)
   end
   checked(2, pcall(cio.image_save, path, t, "image.save", q))
 end
@@ -68,7 +68,7 @@ end
 --- pixels in a few bytes, so the limit is checked after the header, before any pixel is allocated.
 function image.max_pixels(n)
   if n ~= nil and math.type(n) ~= "integer" then
-    error("image.max_pixels: expected an integer, got " .. tostring(n), 2)
+    error("image.max_pixels: expected an integer, got " .. util.show(n), 2)
   end
   local old = checked(2, pcall(cio.image_max_pixels, n))
   return old
@@ -101,7 +101,7 @@ local function interp_opts(fn, opts, default)
   local mode = opts.interpolation == nil and default or opts.interpolation
   if mode ~= "bilinear" and mode ~= "bicubic" and mode ~= "nearest" then
     error(string.format("%s: interpolation must be \"bilinear\", \"bicubic\" or \"nearest\", got %s", fn,
-      tostring(mode)), 3)
+      util.show(mode)), 3)
   end
   if opts.antialias ~= nil and type(opts.antialias) ~= "boolean" then
     error(fn .. ": antialias must be a boolean", 3)

@@ -27,7 +27,7 @@ end
 -- Numbers as PyTorch prints them (0.001, 1e-08); tables of numbers as {0.9, 0.999}.
 local function show(v)
   if math.type(v) == "integer" then return tostring(v) end
-  if type(v) == "number" then return string.format("%.10g", v) end
+  if type(v) == "number" then return v ~= v and "nan" or string.format("%.10g", v) end
   if type(v) == "table" then
     local parts = {}
     for i, x in ipairs(v) do parts[i] = show(x) end
@@ -89,7 +89,7 @@ end
 function Optimizer.__newindex(self, k, v)
   if k == "lr" then
     if not is_number(v) or v < 0 then
-      error(string.format("%s: lr must be a number >= 0, got %s", self.name, tostring(v)), 2)
+      error(string.format("%s: lr must be a number >= 0, got %s", self.name, util.show(v)), 2)
     end
     for _, g in ipairs(self.param_groups) do g.lr = v end
     return
@@ -123,7 +123,7 @@ local function check_group_values(cls, g, where)
     if kind == "boolean" and type(v) ~= "boolean" then
       return string.format("%soption '%s' must be a boolean, got %s", where, name, type(v))
     elseif kind == "number" and not is_number(v) then
-      return string.format("%soption '%s' must be a number, got %s", where, name, tostring(v))
+      return string.format("%soption '%s' must be a number, got %s", where, name, util.show(v))
     elseif kind == "table" and (type(v) ~= "table" or not is_number(v[1]) or not is_number(v[2]) or #v ~= 2) then
       return string.format("%soption '%s' must be a table of two numbers", where, name)
     end
@@ -342,7 +342,7 @@ local function unpack_state_dict(self, sd)
         string.format("the state dict has state for parameter %s, which is in none of its groups", tostring(id))
     end
     if type(st) ~= "table" then
-      return nil, nil, string.format("state of parameter %s must be a table, got %s", tostring(id), type(st))
+      return nil, nil, string.format("state of parameter %s must be a table, got %s", util.show(id), type(st))
     end
     local c = {}
     for k, v in pairs(st) do
@@ -356,7 +356,7 @@ local function unpack_state_dict(self, sd)
             string.format("state of parameter %s: step must be a one-element float32 tensor", tostring(id))
         end
       elseif not is_tensor(v) then
-        return nil, nil, string.format("state of parameter %s: %s must be a tensor, got %s", tostring(id), k, type(v))
+        return nil, nil, string.format("state of parameter %s: %s must be a tensor, got %s", util.show(id), k, type(v))
       elseif v:dtype() ~= "float32" or shape_str(v) ~= shape_str(p) then
         return nil, nil, string.format("state of parameter %s: %s is a %s %s tensor but the parameter is %s %s",
           tostring(id), k, shape_str(v), v:dtype(), shape_str(p), p:dtype())
@@ -641,7 +641,7 @@ end
 local function positive_int(cls, opts, key)
   local v = opts[key]
   if math.type(v) ~= "integer" or v < 1 then
-    error(string.format("%s: %s must be an integer >= 1, got %s", cls.name, key, tostring(v)), 3)
+    error(string.format("%s: %s must be an integer >= 1, got %s", cls.name, key, util.show(v)), 3)
   end
   return v
 end
@@ -649,7 +649,7 @@ end
 local function number_opt(cls, opts, key, default)
   local v = opts[key]
   if v == nil then return default end
-  if not is_number(v) then error(string.format("%s: %s must be a number, got %s", cls.name, key, tostring(v)), 3) end
+  if not is_number(v) then error(string.format("%s: %s must be a number, got %s", cls.name, key, util.show(v)), 3) end
   return v
 end
 
@@ -704,7 +704,7 @@ function LRScheduler:load_state_dict(sd)
       error(string.format("%s: load_state_dict: unknown key '%s'", self.name, tostring(k)), 2)
     end
     if type(v) ~= type(rawget(self, k)) then
-      error(string.format("%s: load_state_dict: '%s' must be a %s, got %s", self.name, tostring(k),
+      error(string.format("%s: load_state_dict: '%s' must be a %s, got %s", self.name, util.show(k),
         type(rawget(self, k)), type(v)), 2)
     end
   end
@@ -800,17 +800,17 @@ function ReduceLROnPlateau.new(cls, opt, opts)
   local self = setmetatable({optimizer = opt}, cls)
   self.mode = opts.mode or "min"
   if self.mode ~= "min" and self.mode ~= "max" then
-    fail("mode must be \"min\" or \"max\", got %s", tostring(self.mode))
+    fail("mode must be \"min\" or \"max\", got %s", util.show(self.mode))
   end
   self.threshold_mode = opts.threshold_mode or "rel"
   if self.threshold_mode ~= "rel" and self.threshold_mode ~= "abs" then
-    fail("threshold_mode must be \"rel\" or \"abs\", got %s", tostring(self.threshold_mode))
+    fail("threshold_mode must be \"rel\" or \"abs\", got %s", util.show(self.threshold_mode))
   end
   self.factor = number_opt(cls, opts, "factor", 0.1)
   if not (self.factor >= 0 and self.factor < 1) then fail("factor must be in [0, 1), got %s", show(self.factor)) end
   for _, k in ipairs({"patience", "cooldown"}) do
     local v = opts[k] == nil and (k == "patience" and 10 or 0) or opts[k]
-    if math.type(v) ~= "integer" or v < 0 then fail("%s must be an integer >= 0, got %s", k, tostring(v)) end
+    if math.type(v) ~= "integer" or v < 0 then fail("%s must be an integer >= 0, got %s", k, util.show(v)) end
     self[k] = v
   end
   self.threshold = number_opt(cls, opts, "threshold", 1e-4)

@@ -16,6 +16,7 @@
 -- vectors, so one drawing gives PNG, SVG and PDF). No plotting library: this module lays out axes,
 -- ticks, legend and labels, measuring text with the font's metrics, and maps data to pixels.
 local core = require "cnn.core"
+local show = require("cnn.util").show -- values in messages ("nan", never "-nan")
 
 local C = core.canvas
 local plot = {}
@@ -250,10 +251,10 @@ local function check_series(list)
       fail("series %d name must be a string, got %s", i, type(s.name))
     end
     if s.color ~= nil and not (type(s.color) == "string" and s.color:match("^#%x%x%x%x%x%x$")) then
-      fail("series %d color must be \"#rrggbb\", got %s", i, tostring(s.color))
+      fail("series %d color must be \"#rrggbb\", got %s", i, show(s.color))
     end
     if s.marker ~= nil and not marker_names[s.marker] then
-      fail("series %d marker must be one of %s, got %s", i, table.concat(series_markers, ", "), tostring(s.marker))
+      fail("series %d marker must be one of %s, got %s", i, table.concat(series_markers, ", "), show(s.marker))
     end
     if s.width ~= nil and (type(s.width) ~= "number" or not (s.width > 0 and s.width <= 20)) then
       fail("series %d width must be a number in (0, 20]", i)
@@ -282,10 +283,10 @@ local function check_points(list, best)
     if not p.failed and type(p.y) ~= "number" then fail("point %d y must be a number, got %s", i, type(p.y)) end
     if p.marker ~= nil and not marker_names[p.marker] then
       fail("point %d marker must be one of dot, square, diamond, triangle, circle, star, cross, plus, got %s", i,
-        tostring(p.marker))
+        show(p.marker))
     end
     if p.color ~= nil and (type(p.color) ~= "string" or not p.color:match("^#%x%x%x%x%x%x$")) then
-      fail("point %d color must be \"#rrggbb\", got %s", i, tostring(p.color))
+      fail("point %d color must be \"#rrggbb\", got %s", i, show(p.color))
     end
     if p.label ~= nil and type(p.label) ~= "string" and type(p.label) ~= "number" then
       fail("point %d label must be a string, got %s", i, type(p.label))
@@ -293,7 +294,7 @@ local function check_points(list, best)
   end
   if best ~= nil then
     if math.type(best) ~= "integer" and not (type(best) == "number" and best == floor(best)) then
-      fail("best must be a point index, got %s", tostring(best))
+      fail("best must be a point index, got %s", show(best))
     end
     if best < 1 or best > #list then fail("best = %d is not a point index (1..%d)", best, #list) end
   end
@@ -686,7 +687,7 @@ local function image_size(opts, dw, dh)
   local w, h = opts.width or dw, opts.height or dh
   for _, p in ipairs{{"width", w}, {"height", h}} do
     if math.type(p[2]) ~= "integer" and not (type(p[2]) == "number" and p[2] == floor(p[2])) then
-      fail("%s must be an integer number of pixels, got %s", p[1], tostring(p[2]))
+      fail("%s must be an integer number of pixels, got %s", p[1], show(p[2]))
     end
   end
   w, h = floor(w), floor(h)
@@ -700,7 +701,7 @@ local function font_scale(opts, w, h)
   local fs = opts.font_scale
   if fs == nil then return max(1, min(4, floor(min(w / 800, h / 500) + 0.25))) end
   if math.type(fs) ~= "integer" or fs < 1 or fs > 4 then
-    fail("font_scale must be an integer in 1..4, got %s", tostring(fs))
+    fail("font_scale must be an integer in 1..4, got %s", show(fs))
   end
   return fs
 end
@@ -776,7 +777,7 @@ plot.panels = public("panels", function(opts)
   if type(opts.panels) ~= "table" or #opts.panels == 0 then fail("needs panels = { {...}, ... } (at least one)") end
   local n = #opts.panels
   local cols = opts.cols or min(n, 3)
-  if math.type(cols) ~= "integer" or cols < 1 then fail("cols must be a positive integer, got %s", tostring(cols)) end
+  if math.type(cols) ~= "integer" or cols < 1 then fail("cols must be a positive integer, got %s", show(cols)) end
   cols = min(cols, n)
   local rows = ceil(n / cols)
   local title = opt_string(opts, "title")

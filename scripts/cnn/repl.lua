@@ -8,6 +8,7 @@
 -- tensor's documented fields. It never calls an __index function or a method, so pressing TAB
 -- cannot run user code or change anything.
 local core = require "cnn.core"
+local show = require("cnn.util").show -- values in messages ("nan", never "-nan")
 
 local repl = {}
 
@@ -399,7 +400,7 @@ end
 function repl.timeit(f, n, ...)
   f = callable("timeit", f)
   if n ~= nil and (math.type(n) ~= "integer" or n < 1) then
-    error("timeit: n must be a positive integer, got " .. tostring(n), 2)
+    error("timeit: n must be a positive integer, got " .. show(n), 2)
   end
   if n == nil then
     local t0 = wall_time()

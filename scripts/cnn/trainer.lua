@@ -203,7 +203,7 @@ function trainer.fit(o)
     if o[k] == nil then error("trainer.fit: " .. k .. "= is required", 2) end
   end
   if math.type(o.epochs) ~= "integer" or o.epochs < 0 then
-    error("trainer.fit: epochs must be a non-negative integer, got " .. tostring(o.epochs), 2)
+    error("trainer.fit: epochs must be a non-negative integer, got " .. util.show(o.epochs), 2)
   end
   for _, k in ipairs {"out", "checkpoint"} do
     if type(o[k]) ~= "string" then

@@ -10,6 +10,14 @@ local util = {}
 
 util.is_tensor = core.is_tensor -- documented with the binding (bindings/core/lfactory.c)
 
+--- cnn.util.show(v) -> string
+--- v as an error message shows it: tostring(v), but "nan" for every NaN.
+--- tostring gives "-nan" for Lua's 0/0 on x86; PyTorch's messages say "nan".
+function util.show(v)
+  if v ~= v then return "nan" end
+  return tostring(v)
+end
+
 --- cnn.util.check_options(fn, opts, known, level=1) -> opts
 --- The options table opts (an empty one for nil), checked against the keys of known.
 --- known maps each accepted key to anything but nil (`{stride = true}`, or a table of defaults).

@@ -438,3 +438,32 @@ describe("numbers past float's range in where and hardtanh", function()
     H.assert_usable()
   end)
 end)
+
+describe("a NaN in a message", function()
+  it("shows as nan, never -nan (Lua's 0/0 has its sign bit set), from the C and the Lua half", function()
+    local nan = 0 / 0
+    local x = cnn.ones(1, 1, 2, 2)
+    local p = { cnn.zeros(1):requires_grad_() }
+    local cases = {
+      { function() return cnn.zeros(2):uniform_(nan, 1) end, "uniform_: expects a <= b, got a=nan, b=1" },
+      { function() return cnn.zeros(2):normal_(0, nan) end, "normal_: std must be non%-negative, got nan" },
+      { function() return cnn.zeros(nan) end, "zeros: size nan is not a valid size" },
+      { function() return x:sum(nan) end, "sum: dimension must be an integer, got nan" },
+      { function() return cnn.tensor({ nan }, { dtype = "int64" }) end, "tensor: value nan is not an integer" },
+      { function() return cnn.F.dropout(x, nan, true) end, "dropout: .* got nan" },
+      { function() return cnn.F.max_pool2d(x, nan) end, "max_pool2d: kernel size .* got nan" },
+      { function() return cnn.allclose(x, x, nan) end, "allclose: rtol .* got nan" },
+      { function() return cnn.optim.SGD(p, { lr = nan }) end, "SGD: option 'lr' must be a number, got nan" },
+      { function() return cnn.nn.Conv2d(1, nan, 3) end, "Conv2d: out_channels must be an integer >= 1, got nan" },
+      { function() return cnn.hpsearch.uniform(nan, 1) end, "hpsearch.uniform: .* got nan and 1" },
+      { function() return cnn.data.transforms.random_hflip(nan) end, "random_hflip: p must be a .* got nan" },
+      { function() return cnn.data.DataLoader(cnn.data.TensorDataset(x, x), { batch_size = nan }) end,
+        "DataLoader: batch_size must be a positive integer, got nan" },
+    }
+    for _, c in ipairs(cases) do
+      local msg = err(c[1], c[2])
+      assert.is_nil(msg:find("-nan", 1, true), msg)
+    end
+    H.assert_usable()
+  end)
+end)

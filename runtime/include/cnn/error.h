@@ -22,4 +22,9 @@ const char *cnn_error_get(void);
 /** Empties this thread's message. */
 void cnn_error_clear(void);
 
+/** v as a message shows it: a NaN loses its sign, so `%g` prints "nan" as PyTorch's messages do
+ * (glibc prints "-nan" for a NaN whose sign bit is set, as Lua's 0/0 on x86). Pass every double a
+ * message prints through it: `cnn_error_set("got %g", cnn_error_num(p))`. */
+double cnn_error_num(double v);
+
 #endif

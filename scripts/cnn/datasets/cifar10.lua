@@ -3,6 +3,7 @@
 -- (N, 3, 32, 32) tensor) and become float32 in [0, 1] per item or per batch, as MNIST's.
 -- Labels are 1..10. The module is the function data.cifar10(dir, split = "train").
 local core = require "cnn.core"
+local show = require("cnn.util").show -- values in messages ("nan", never "-nan")
 local cio = core.io
 
 local RECORD, PIXELS = 3073, 3072
@@ -38,7 +39,7 @@ CIFAR10.__tostring = function(self) return string.format("CIFAR10(%s, %d samples
 function CIFAR10.get(self, i, level)
   level = (level or 1) + 1
   if math.type(i) ~= "integer" and not (type(i) == "number" and i == math.floor(i)) then
-    error("CIFAR10: index must be an integer, got " .. tostring(i), level)
+    error("CIFAR10: index must be an integer, got " .. show(i), level)
   end
   i = math.tointeger(i)
   if i < 0 then i = self.n + 1 + i end
@@ -91,7 +92,7 @@ return function(dir, split)
   if type(dir) ~= "string" then error("cifar10: expected a folder (string), got " .. type(dir), 2) end
   split = split or "train"
   if split ~= "train" and split ~= "test" then
-    error(string.format("cifar10: split must be \"train\" or \"test\", got %s", tostring(split)), 2)
+    error(string.format("cifar10: split must be \"train\" or \"test\", got %s", show(split)), 2)
   end
   local files = split == "train" and TRAIN_FILES or TEST_FILES
   if not exists(dir .. "/" .. files[1]) and exists(dir .. "/cifar-10-batches-bin/" .. files[1]) then

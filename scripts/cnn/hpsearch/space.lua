@@ -4,6 +4,8 @@
 -- cnn's and math.random's generators, so any process recomputes trial i alone.
 local space = {}
 
+local show = require("cnn.util").show -- values in messages ("nan", never "-nan")
+
 local Dist = {__name = "hpsearch.space"}
 Dist.__index = Dist
 space.Dist = Dist
@@ -51,7 +53,7 @@ local function opts_n(fn, opts)
   require("cnn.util").check_options(fn, opts, {n = true}, 3)
   local n = opts.n
   if n ~= nil and (not is_int(n) or n < 1) then
-    error(fn .. ": n (grid points) must be a positive integer, got " .. tostring(n), 3)
+    error(fn .. ": n (grid points) must be a positive integer, got " .. show(n), 3)
   end
   -- a grid lists every parameter's points: 2^40 of them would exhaust memory before the first trial
   if n ~= nil and n > space.MAX_GRID_POINTS then
@@ -79,7 +81,7 @@ function space.choice(values)
   if n == 0 then error("hpsearch.choice: the list of values is empty", 2) end
   for k in pairs(values) do
     if math.type(k) ~= "integer" or k < 1 or k > n then
-      error("hpsearch.choice: expected a list of values, got key " .. tostring(k), 2)
+      error("hpsearch.choice: expected a list of values, got key " .. show(k), 2)
     end
   end
   local copy = {}
@@ -92,7 +94,7 @@ end
 
 local function range(fn, a, b, positive)
   if not finite(a) or not finite(b) then
-    error(string.format("%s: bounds must be finite numbers, got %s and %s", fn, tostring(a), tostring(b)), 3)
+    error(string.format("%s: bounds must be finite numbers, got %s and %s", fn, show(a), show(b)), 3)
   end
   if not (a < b) then error(string.format("%s: expected low < high, got %s and %s", fn, num(a), num(b)), 3) end
   if positive and a <= 0 then error(string.format("%s: bounds must be positive, got %s", fn, num(a)), 3) end
@@ -116,7 +118,7 @@ end
 --- An integer in a..b, both included (as math.random); a grid takes every one, or n of them.
 function space.randint(a, b, opts)
   if not is_int(a) or not is_int(b) then
-    error(string.format("hpsearch.randint: bounds must be integers, got %s and %s", tostring(a), tostring(b)), 2)
+    error(string.format("hpsearch.randint: bounds must be integers, got %s and %s", show(a), show(b)), 2)
   end
   if a > b then error(string.format("hpsearch.randint: expected low <= high, got %s and %s", num(a), num(b)), 2) end
   return setmetatable({kind = "randint", lo = math.tointeger(a), hi = math.tointeger(b),
@@ -143,7 +145,7 @@ function space.normalize(tbl)
   if type(tbl) ~= "table" then fail("space must be a table {name = hp.uniform(...), ...}, got %s", type(tbl)) end
   local names, dists = {}, {}
   for name, v in pairs(tbl) do
-    if type(name) ~= "string" then fail("space keys must be parameter names (strings), got %s", tostring(name)) end
+    if type(name) ~= "string" then fail("space keys must be parameter names (strings), got %s", show(name)) end
     names[#names + 1] = name
     if getmetatable(v) == Dist then
       dists[name] = v

@@ -3,6 +3,7 @@
 -- "pruned", "nan" or "failed"). ASHA's rung decisions live here: report() appends the trial's
 -- value at each rung to the shared rungs file and reads back the rung's values from every trial.
 local core = require "cnn.core"
+local show = require("cnn.util").show -- values in messages ("nan", never "-nan")
 local json = require "cnn.hpsearch.json"
 local space = require "cnn.hpsearch.space"
 
@@ -73,7 +74,7 @@ function trial.run(ctx)
   local asha = ctx.asha
   local function report(step, value)
     if type(step) ~= "number" or not finite(step) or step < 0 then
-      error("hpsearch report: step must be a non-negative number, got " .. tostring(step), 2)
+      error("hpsearch report: step must be a non-negative number, got " .. show(step), 2)
     end
     if type(value) ~= "number" then
       error("hpsearch report: value must be a number, got " .. type(value), 2)

@@ -37,6 +37,7 @@
 -- the window size, so the paper's alpha=1e-4 is alpha=5e-4 there. Weights start as PyTorch's
 -- default layer initialisation (as torchvision's AlexNet), not the paper's N(0, 0.01).
 local nn = require "cnn.nn"
+local show = require("cnn.util").show -- values in messages ("nan", never "-nan")
 
 local M = {}
 
@@ -76,10 +77,10 @@ local function options(fn, opts, default_classes)
   opts = require("cnn.util").check_options(fn, opts, known, 3)
   local classes, channels = opts.num_classes or default_classes, opts.in_channels or 3
   if math.type(classes) ~= "integer" or classes < 1 then
-    error(fn .. ": num_classes must be a positive integer, got " .. tostring(classes), 3)
+    error(fn .. ": num_classes must be a positive integer, got " .. show(classes), 3)
   end
   if math.type(channels) ~= "integer" or channels < 1 then
-    error(fn .. ": in_channels must be a positive integer, got " .. tostring(channels), 3)
+    error(fn .. ": in_channels must be a positive integer, got " .. show(channels), 3)
   end
   return classes, channels
 end

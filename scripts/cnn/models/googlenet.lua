@@ -28,6 +28,7 @@
 -- Initialisation as torchvision's init_weights: conv and linear weights trunc_normal_(std 0.01,
 -- within +-2), BN weight 1 and bias 0; linear biases keep PyTorch's default.
 local nn = require "cnn.nn"
+local show = require("cnn.util").show -- values in messages ("nan", never "-nan")
 local F = require "cnn.F"
 local core = require "cnn.core"
 local init = nn.init
@@ -166,14 +167,14 @@ function M.googlenet(opts)
     if opts[k] == nil then o[k] = v else o[k] = opts[k] end
   end
   if math.type(o.num_classes) ~= "integer" or o.num_classes < 1 then
-    error("googlenet: num_classes must be a positive integer, got " .. tostring(o.num_classes), 2)
+    error("googlenet: num_classes must be a positive integer, got " .. show(o.num_classes), 2)
   end
   for _, k in ipairs {"aux_logits", "transform_input"} do
     if type(o[k]) ~= "boolean" then error("googlenet: " .. k .. " must be a boolean, got " .. type(o[k]), 2) end
   end
   for _, k in ipairs {"dropout", "dropout_aux"} do
     if type(o[k]) ~= "number" or o[k] < 0 or o[k] > 1 then
-      error("googlenet: " .. k .. " must be a probability in [0, 1], got " .. tostring(o[k]), 2)
+      error("googlenet: " .. k .. " must be a probability in [0, 1], got " .. show(o[k]), 2)
     end
   end
   return GoogLeNet(o)

@@ -5,6 +5,7 @@
 -- Parameters are a tensor or a list of tensors (model:parameters()); those without a .grad are
 -- skipped, as in PyTorch.
 local core = require "cnn.core"
+local show = require("cnn.util").show -- values in messages ("nan", never "-nan")
 local autograd = require "cnn.autograd"
 
 local utils = {}
@@ -37,7 +38,7 @@ function utils.clip_grad_norm_(params, max_norm, norm_type)
   if type(max_norm) ~= "number" then error(fn .. ": max_norm must be a number, got " .. type(max_norm), 2) end
   norm_type = norm_type or 2
   if type(norm_type) ~= "number" or not (norm_type > 0) then
-    error(fn .. ": norm_type must be a positive number, got " .. tostring(norm_type), 2)
+    error(fn .. ": norm_type must be a positive number, got " .. show(norm_type), 2)
   end
   return autograd._with_grad_mode(false, function()
     if #gs == 0 then return core.tensor(0.0) end

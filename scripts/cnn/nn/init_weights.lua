@@ -7,6 +7,7 @@
 -- from cnn's seeded random stream. Every fill runs without recording gradients, modifies the
 -- tensor in place and returns it.
 local U = require "cnn.nn.util"
+local show = require("cnn.util").show -- values in messages ("nan", never "-nan")
 
 local fail, is_tensor = U.fail, U.is_tensor
 
@@ -155,7 +156,7 @@ function init.trunc_normal_(t, mean, std, a, b)
   mean, std = num("trunc_normal_", "mean", mean, 0), num("trunc_normal_", "std", std, 1)
   a, b = num("trunc_normal_", "a", a, -2), num("trunc_normal_", "b", b, 2)
   if not (a < b) then fail("trunc_normal_", "a (%s) must be below b (%s)", tostring(a), tostring(b)) end
-  if std < 0 then fail("trunc_normal_", "std must be >= 0, got %s", tostring(std)) end
+  if std < 0 then fail("trunc_normal_", "std must be >= 0, got %s", show(std)) end
   return fill(t, function()
     t:normal_(mean, std)
     for _ = 1, 100 do

@@ -2,6 +2,7 @@
 -- PyTorch 1.13 initialises them) and its forward calls a cnn.F op, so autograd gives backward.
 -- Constructors check their arguments and reject unknown option keys, naming the layer.
 local F = require "cnn.F"
+local show = require("cnn.util").show -- values in messages ("nan", never "-nan")
 local core = require "cnn.core"
 local U = require "cnn.nn.util"
 local M = require "cnn.nn.module"
@@ -331,7 +332,7 @@ L.GELU = Module:extend("GELU")
 function L.GELU:init(opts)
   local o = U.options("GELU", opts, {approximate = true})
   local a = o.approximate or "none"
-  if a ~= "none" and a ~= "tanh" then fail("GELU", "approximate must be 'none' or 'tanh', got '%s'", tostring(a)) end
+  if a ~= "none" and a ~= "tanh" then fail("GELU", "approximate must be 'none' or 'tanh', got '%s'", show(a)) end
   self.approximate = a
 end
 function L.GELU:forward(x) return F.gelu(x, {approximate = self.approximate}) end
@@ -599,7 +600,7 @@ local reductions = {mean = true, sum = true, none = true}
 
 local function reduction_opt(who, r)
   if r == nil then return "mean" end
-  if not reductions[r] then fail(who, "reduction must be 'mean', 'sum' or 'none', got '%s'", tostring(r)) end
+  if not reductions[r] then fail(who, "reduction must be 'mean', 'sum' or 'none', got '%s'", show(r)) end
   return r
 end
 

@@ -4,6 +4,7 @@
 -- `__nn` (its registries); every other field lives in them, so each assignment, a reassignment
 -- included, goes through __newindex and is classified again.
 local U = require "cnn.nn.util"
+local show = require("cnn.util").show -- values in messages ("nan", never "-nan")
 local core = require "cnn.core"
 
 local fail, is_tensor = U.fail, U.is_tensor
@@ -249,7 +250,7 @@ setmetatable(Module, class_mt(nil))
 function Module.extend(parent, name)
   if not is_class(parent) then fail("extend", "call it on a class (nn.Module:extend(\"Name\"))") end
   if type(name) ~= "string" or not name:match("^[%a_][%w_]*$") then
-    fail("extend", "expected a class name (letters, digits, _), got %s", tostring(name))
+    fail("extend", "expected a class name (letters, digits, _), got %s", show(name))
   end
   local cls = {__name = name, super = parent}
   cls.__mt = instance_mt(cls)
@@ -925,7 +926,7 @@ end
 local function list_set(self, i, m)
   local s = state(self)
   local who, n = s.class.__name, #s.modules.keys
-  if not U.is_int(i) then fail(who, "index must be an integer, got %s", tostring(i)) end
+  if not U.is_int(i) then fail(who, "index must be an integer, got %s", show(i)) end
   if i < 0 then i = n + 1 + i end
   if m ~= nil and not is_module(m) then
     fail(who, "cannot assign %s at index %d (a module or nil expected)", describe(m), i)
@@ -949,7 +950,7 @@ local function list_init(cls_name)
       n = #list
       for k in pairs(list) do
         if not (math.type(k) == "integer" and k >= 1 and k <= n) then
-          fail(cls_name, "expected a list of modules, got a table with key '%s'", tostring(k))
+          fail(cls_name, "expected a list of modules, got a table with key '%s'", show(k))
         end
       end
     end

@@ -66,7 +66,7 @@ U.is_int = is_int
 --- v for an error message: a number as itself, anything else with its type (`string "3"`, `a table`),
 --- so that nn.Linear("3", 2) never reads "must be an integer, got 3".
 function U.describe(v)
-  if type(v) == "number" or v == nil then return tostring(v) end
+  if type(v) == "number" or v == nil then return util.show(v) end
   if type(v) == "string" then return string.format("string %q", v) end
   if type(v) == "boolean" then return "boolean " .. tostring(v) end
   if util.is_tensor(v) then return "a tensor" end
