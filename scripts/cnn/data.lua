@@ -607,6 +607,14 @@ function DataLoader:_batch(idx)
   return table.unpack(out, 1, nf)
 end
 
+-- The loader's transform of a batch; nil (which would end the caller's for loop as if the epoch
+-- were over) is an error.
+local function transformed(t, x)
+  x = checked(3, pcall(run_transform, t, x))
+  if x == nil then error("DataLoader: the transform returned nil instead of the batch", 3) end
+  return x
+end
+
 --- cnn.data.DataLoader:iter() -> iterator
 --- An iterator over this epoch's batches: `for x, y in loader:iter() do`, each (N, ...).
 --- For an ImageFolder it also returns the epoch's workers as a to-be-closed value, so a generic
@@ -626,7 +634,7 @@ function DataLoader:iter()
     local first = (b - 1) * bs
     local idx = order:narrow(1, first + 1, math.min(bs, m - first))
     local batch = table.pack(checked(2, pcall(self._batch, self, idx)))
-    if self.transform then batch[1] = checked(2, pcall(run_transform, self.transform, batch[1])) end
+    if self.transform then batch[1] = transformed(self.transform, batch[1]) end
     return table.unpack(batch, 1, batch.n)
   end
 end
@@ -655,7 +663,7 @@ function DataLoader:_iter_images(start, order, epoch)
       for k = 1, #x do x[k] = checked(2, pcall(suffix, x[k])) end
       x = checked(2, pcall(core.stack, x, 1))
     end
-    if self.transform then x = checked(2, pcall(run_transform, self.transform, x)) end
+    if self.transform then x = transformed(self.transform, x) end
     return x, y
   end, nil, nil, ep
 end

@@ -254,3 +254,20 @@ describe("data.ImageFolder over photos", function()
     H.assert_usable()
   end)
 end)
+
+describe("a DataLoader transform that returns nil", function()
+  it("is an error naming DataLoader, not an epoch that silently ends after no batches", function()
+    -- the nil batch ended the caller's for loop: 0 batches and no error
+    local ds = data.TensorDataset(cnn.rand(5, 1, 2, 2), cnn.tensor({ 1, 2, 3, 4, 5 }, { dtype = "int64" }))
+    local loader = data.DataLoader(ds, { batch_size = 2, transform = function() return nil end })
+    H.assert_error(function()
+      for _ in loader:iter() do end
+    end, "DataLoader: the transform returned nil instead of the batch")
+    local n = 0
+    for x in data.DataLoader(ds, { batch_size = 2, transform = function(x) return x * 2 end }):iter() do
+      n = n + x:size(1)
+    end
+    assert.are.equal(5, n)
+    H.assert_usable()
+  end)
+end)
