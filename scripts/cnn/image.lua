@@ -268,7 +268,9 @@ function image.grid(t, opts)
       w, padding), 2)
   end
   local height, width = h + padding, w + padding
-  local grid = core.full({c, height * ymaps + padding, width * xmaps + padding}, pad_value, {dtype = "float32"})
+  local ok, grid = pcall(core.full, {c, height * ymaps + padding, width * xmaps + padding}, pad_value,
+    {dtype = "float32"})
+  if not ok then error("image.grid: " .. tostring(grid):gsub("^full: ", ""), 2) end
   local k = 0
   for y = 0, ymaps - 1 do
     for x = 0, xmaps - 1 do

@@ -169,3 +169,12 @@ describe("image.grid of no images", function()
     assert.are.same({ 1, 2, 2 }, image.grid(cnn.ones(1, 1, 2, 2)):shape())
   end)
 end)
+
+describe("image.grid too large to allocate", function()
+  it("names image.grid, not the cnn.full it calls", function()
+    -- 2 images of 4x4 with padding 100000: 3 x 200010 x 300012 floats, past the machine's memory
+    H.assert_error(function() return image.grid(cnn.rand(2, 3, 4, 4), { padding = 100000 }) end,
+      "^image%.grid: cannot allocate")
+    assert.are.same({ 3, 8, 14 }, image.grid(cnn.rand(2, 3, 4, 4)):shape())
+  end)
+end)
