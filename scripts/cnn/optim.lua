@@ -219,6 +219,10 @@ function Optimizer.new(cls, params, opts)
   if type(params) ~= "table" then
     error(string.format("%s: params must be a list of tensors or of parameter groups, got %s", name, type(params)), 2)
   end
+  if getmetatable(params) ~= nil and type(params.parameters) == "function" then -- a module: # would raise
+    error(name .. ": params must be a list of tensors or of parameter groups, got a module " ..
+      "(pass model:parameters())", 2)
+  end
   if #params == 0 then
     if next(params) ~= nil then
       error(name .. ": params must be a list of tensors, got a table with named keys (pass model:parameters())", 2)

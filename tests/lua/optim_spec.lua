@@ -648,3 +648,14 @@ describe("schedules", function()
     H.assert_usable()
   end)
 end)
+
+describe("an optimiser given a module instead of its parameters", function()
+  it("says so and names the optimiser, as PyTorch's 'params argument given to the optimizer' error", function()
+    -- the module's __len raised "Linear: has no length ..." from inside SGD
+    local m = cnn.nn.Linear(2, 2)
+    H.assert_error(function() return optim.SGD(m, { lr = 0.1 }) end,
+      "SGD: params must be a list of tensors or of parameter groups, got a module %(pass model:parameters%(%)%)")
+    H.assert_error(function() return optim.Adam(cnn.nn.Sequential(m)) end, "^Adam: .* got a module")
+    assert.are.equal(0.1, optim.SGD(m:parameters(), { lr = 0.1 }).lr)
+  end)
+end)
