@@ -162,7 +162,7 @@ int lcnn_dim(lua_State *L, int idx, const char *fn, int ndim, int insertion) {
   int n = ndim + (insertion ? 1 : 0);
   if (n == 0) n = 1; /* a 0-d tensor accepts dim 1 / -1 like PyTorch's 0 / -1 */
   if (d == 0 || d > n || d < -n)
-    lcnn_error(L, fn, "dimension %d out of range (expected 1..%d or -%d..-1)", (int)d, n, n);
+    lcnn_error(L, fn, "dimension %lld out of range (expected 1..%d or -%d..-1)", (long long)d, n, n);
   return d > 0 ? (int)d - 1 : (int)d;
 }
 

@@ -467,3 +467,13 @@ describe("a NaN in a message", function()
     H.assert_usable()
   end)
 end)
+
+describe("a dimension far out of range", function()
+  it("is named as given, not truncated to a C int", function()
+    -- x:sum(2^40) said "dimension 0 out of range"
+    local x = cnn.ones(3, 4)
+    err(function() return x:sum(1 << 40) end, "sum: dimension 1099511627776 out of range %(expected 1..2 or %-2..%-1%)")
+    err(function() return x:size(math.mininteger) end, "size: dimension %-9223372036854775808 out of range")
+    assert.are.equal(12, x:sum():item())
+  end)
+end)
