@@ -645,11 +645,12 @@ end
 ---   metric="metric", log=, ...} -> result
 --- Runs (or resumes) a search, each trial in a forked process, and returns its result.
 ---
---- **Options.** space and objective are required, and mode ("max" or "min"). metric names the metric
---- (the key read when the objective returns a table). log is the JSON-lines path. threads per worker
---- (default max(1, floor(cores / workers))); timeout (seconds a trial may run before it is killed and
---- failed); quiet = false (no progress lines); retry_failed = false (run logged failures again);
---- emit_commands, emit_dir and merge (below).
+--- **Options.** space and objective are required, and mode ("max" or "min"). The objective returns
+--- the metric: a number, a one-element tensor (its value), or a table holding it at key metric
+--- (default "metric"); report(step, value) takes a number or a one-element tensor too. log is the
+--- JSON-lines path. threads per worker (default max(1, floor(cores / workers))); timeout (seconds a
+--- trial may run before it is killed and failed); quiet = false (no progress lines); retry_failed =
+--- false (run logged failures again); emit_commands, emit_dir and merge (below).
 ---
 --- **Spaces.** A table name -> hp.choice{...}, hp.uniform(a, b), hp.loguniform(a, b) or
 --- hp.randint(a, b); a plain list {32, 64} is a choice and a plain number, string or boolean a fixed

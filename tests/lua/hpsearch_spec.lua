@@ -189,6 +189,27 @@ describe("hpsearch.search options", function()
     assert.are.equal("failed", res.trials[1].status)
     assert.truthy(res.trials[1].message:find("hpsearch report: step must be a non-negative number, got one", 1, true))
   end)
+
+  it("take a one-element tensor as the metric and as report's value, and name any other tensor", function()
+    -- a tensor metric (a loss as computed) failed every trial with "returned a userdata"
+    local res = hp.search(ok_spec{trials = 2, objective = function(p, report)
+      report(1, cnn.tensor(p.x * 3))
+      return cnn.tensor({{p.x * 2}})
+    end})
+    for _, t in ipairs(res.trials) do
+      assert.are.equal("ok", t.status)
+      assert.is_true(math.abs(t.metric - t.params.x * 2) < 1e-6)
+    end
+    res = hp.search(ok_spec{trials = 1, objective = function() return {metric = cnn.tensor(0.5)} end})
+    assert.are.equal(0.5, res.trials[1].metric)
+    res = hp.search(ok_spec{trials = 1, objective = function() return cnn.ones(2, 3) end})
+    assert.are.equal("failed", res.trials[1].status)
+    assert.truthy(res.trials[1].message:find("the objective returned a tensor of shape {2, 3}; expected a number " ..
+      "(or a one-element tensor)", 1, true))
+    res = hp.search(ok_spec{trials = 1, objective = function(_, report) report(1, cnn.ones(2)) end})
+    assert.truthy(res.trials[1].message:find("hpsearch report: value must be a number (or a one-element tensor), " ..
+      "got a tensor of shape {2}", 1, true))
+  end)
 end)
 
 describe("hpsearch random search in this process", function()

@@ -30,6 +30,19 @@ end
 
 local function finite(v) return v == v and v ~= math.huge and v ~= -math.huge end
 
+-- A one-element tensor (a loss or an accuracy as computed) as its number, as ReduceLROnPlateau
+-- takes it; anything else unchanged.
+local function as_number(v)
+  if core.is_tensor(v) and v:numel() == 1 then return v:item() end
+  return v
+end
+
+-- What a value is, for messages: "a tensor of shape {2, 3}" rather than "a userdata".
+local function what(v)
+  if core.is_tensor(v) then return "a tensor of shape {" .. table.concat(v:shape(), ", ") .. "}" end
+  return v == nil and "nothing" or "a " .. type(v)
+end
+
 -- True when a is a better metric than b ("max": larger). NaN is worse than anything.
 local function better(a, b, mode)
   if a ~= a then return false end
@@ -76,8 +89,9 @@ function trial.run(ctx)
     if type(step) ~= "number" or not finite(step) or step < 0 then
       error("hpsearch report: step must be a non-negative number, got " .. show(step), 2)
     end
+    value = as_number(value)
     if type(value) ~= "number" then
-      error("hpsearch report: value must be a number, got " .. type(value), 2)
+      error("hpsearch report: value must be a number (or a one-element tensor), got " .. what(value), 2)
     end
     if state.pruned then error(PRUNED, 0) end
     state.steps = math.max(state.steps or step, step)
@@ -122,9 +136,10 @@ function trial.run(ctx)
     end
     return rec
   end
+  ret = as_number(ret)
   local metric = ret
   if type(ret) == "table" then
-    metric = ret[ctx.metric]
+    metric = as_number(ret[ctx.metric])
     local values = {}
     for k, v in pairs(ret) do
       local tv = type(v)
@@ -140,8 +155,8 @@ function trial.run(ctx)
     end
   elseif type(ret) ~= "number" then
     rec.status = "failed"
-    rec.message = string.format("the objective returned %s; expected a number or a table with field '%s'",
-      ret == nil and "nothing" or "a " .. type(ret), ctx.metric)
+    rec.message = string.format("the objective returned %s; expected a number (or a one-element tensor) or a " ..
+      "table with field '%s'", what(ret), ctx.metric)
     return rec
   end
   rec.metric = metric
