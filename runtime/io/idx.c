@@ -43,6 +43,15 @@ static int elem_size(int code) {
   }
 }
 
+/* zlib's message without the "<fd:3>: " it puts first for a stream opened by descriptor. */
+static const char *gz_message(const char *m) {
+  if (strncmp(m, "<fd:", 4) == 0) {
+    const char *end = strstr(m, ">: ");
+    if (end) return end + 3;
+  }
+  return m;
+}
+
 /* Reads exactly n bytes; returns the count read (short at the end of the stream), or -1 with
  * the error set on a corrupt stream. */
 static long long read_full(gzFile gz, const char *path, void *buf, size_t n) {
@@ -53,7 +62,7 @@ static long long read_full(gzFile gz, const char *path, void *buf, size_t n) {
     if (r < 0) {
       int code;
       const char *m = gzerror(gz, &code);
-      cnn_error_set("%s: corrupt gzip stream (%s)", path, code == Z_ERRNO ? strerror(errno) : m);
+      cnn_error_set("%s: corrupt gzip stream (%s)", path, code == Z_ERRNO ? strerror(errno) : gz_message(m));
       return -1;
     }
     if (r == 0) {
@@ -62,11 +71,11 @@ static long long read_full(gzFile gz, const char *path, void *buf, size_t n) {
       int code;
       const char *m = gzerror(gz, &code);
       if (code == Z_BUF_ERROR) {
-        cnn_error_set("%s: truncated gzip stream (%s)", path, m);
+        cnn_error_set("%s: truncated gzip stream (%s)", path, gz_message(m));
         return -1;
       }
       if (code != Z_OK) {
-        cnn_error_set("%s: corrupt gzip stream (%s)", path, m);
+        cnn_error_set("%s: corrupt gzip stream (%s)", path, gz_message(m));
         return -1;
       }
       break;
