@@ -3,7 +3,7 @@
  * process submitting at once both finish; bad counts and threads that cannot start are errors
  * that leave the count as it was; and a process forked after multi-threaded kernels ran computes
  * the same bits in the child, with two threads really running there, and exits cleanly; a core
- * busy with another thread is noticed. */
+ * busy with another thread is noticed; a loop is cut into one even part a thread. */
 #define _GNU_SOURCE /* sched_getaffinity, pthread_attr_setaffinity_np */
 #include "check.h"
 #include "autograd/conv.h"
@@ -79,6 +79,59 @@ static void test_every_index_once(void) {
   cnn_parallel_for(0, 1, cover, &none);
   CHECK(atomic_load(&none.ranges) == 0);
   CHECK(!cnn_parallel_nested() && cnn_parallel_slot() == 0);
+}
+
+/* the cut: a loop of at least `threads` tasks is cut into one even part a thread (cnn_parallel_part),
+ * each into the same number of tasks, so no range crosses a part's end and a thread's share of a
+ * batch is the same images in every loop (64 images at grain 20 on 2 threads: 0-31 and 32-63, not
+ * three ranges of 22); fewer tasks than threads: even ranges of at least a grain */
+typedef struct {
+  _Atomic int count;
+  int64_t lo[64], hi[64];
+} cut_job;
+
+static void record_cut(void *arg, int64_t b, int64_t e) {
+  cut_job *j = arg;
+  int k = atomic_fetch_add(&j->count, 1);
+  if (k < 64) j->lo[k] = b, j->hi[k] = e;
+}
+
+static void test_loops_cut_in_thread_parts(void) {
+  static const struct {
+    int threads;
+    int64_t n, grain, ranges; /* the ranges expected */
+  } C[] = {{2, 64, 20, 2},  {2, 64, 1, 8},      {2, 64, 64, 1}, {3, 100, 1, 12},
+           {3, 100, 30, 3}, {2, 3860, 1024, 2}, {4, 10, 4, 2},  {3, 7, 1, 6}};
+  for (size_t i = 0; i < sizeof C / sizeof *C; i++) {
+    CHECK(cnn_parallel_set_threads(C[i].threads) == 0);
+    cut_job j;
+    /* a loop the pool ran alone (another program has the cores: see below) is one range; retried */
+    for (int attempt = 0; attempt < 200; attempt++) {
+      atomic_store(&j.count, 0);
+      cnn_parallel_for(C[i].n, C[i].grain, record_cut, &j);
+      if (atomic_load(&j.count) != 1 || C[i].ranges == 1) break;
+      nanosleep(&(struct timespec){0, 5000000}, NULL);
+    }
+    const int got = atomic_load(&j.count);
+    if (got == 1 && C[i].ranges > 1) continue; /* alone every time: a busy machine, nothing to check */
+    int64_t covered = 0;
+    int bad = got != C[i].ranges;
+    for (int k = 0; k < got && k < 64; k++) {
+      covered += j.hi[k] - j.lo[k];
+      if (j.hi[k] - j.lo[k] < C[i].grain && j.hi[k] - j.lo[k] < C[i].n) bad = 1;
+      if (C[i].ranges >= C[i].threads) /* within one thread's part */
+        for (int p = 0; p < C[i].threads; p++) {
+          int64_t lo, hi;
+          cnn_parallel_part(C[i].n, C[i].threads, p, &lo, &hi);
+          if (j.lo[k] < hi && j.hi[k] > hi) bad = 1;
+        }
+    }
+    if (bad || covered != C[i].n) {
+      fprintf(stderr, "cut %zu: %d threads, n %lld, grain %lld: %d ranges (want %lld) covering %lld\n", i, C[i].threads,
+              (long long)C[i].n, (long long)C[i].grain, got, (long long)C[i].ranges, (long long)covered);
+      failures++;
+    }
+  }
 }
 
 /* several loops as one job: each loop's indices once, each range within its loop */
@@ -518,6 +571,7 @@ static void test_fork_while_allocating(void) {
 int main(void) {
   test_every_index_once();
   test_loops_run_together();
+  test_loops_cut_in_thread_parts();
   test_nested_loops_run_inline();
   test_gemm_many_matches_gemm();
   test_alone_gives_the_same_bits();
