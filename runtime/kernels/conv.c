@@ -931,6 +931,15 @@ static void sum_weight_parts(void *arg, int64_t i0, int64_t i1) {
   for (int64_t i = i0; i < i1; i++) gw[i] = sum_parts(ws, parts, colf + (size_t)i);
 }
 
+/* A weight gradient whose (O, K) partial is past half of L2 (2 MiB: 512K floats), on images whose
+ * columns take at most 4 MiB, runs one band an image: the product's depth is the whole plane, so
+ * the partial is read and written once an image rather than once a band (a band of 128K floats
+ * gave ResNet-18's 256 channels at 14x14 a depth of 56 against a 2.4 MB partial): 256>256 14x14
+ * 1.08-1.09x. Smaller partials keep the bands (128>128 28x28 measured even, alexnet_cifar's
+ * 15x15 layer no better). Summed in another order than the bands (one product an image). */
+#define WGRAD_IMAGE_FLOATS ((size_t)1 << 20)
+#define WGRAD_PARTIAL_FLOATS ((size_t)1 << 19)
+
 /* gw = the sum over units of gy band @ columns^T: the units are cut into one part per thread,
  * each summed into its own partial (O, K), then the partials are added in part order (the same
  * numbers for the same thread count, whichever threads ran the parts). `beside` runs in the same
@@ -940,6 +949,8 @@ static int weight_grad(const geom *g0, const float *gy, const float *x, float *g
   const int64_t nb = batch_images(g0);
   if (nb) return weight_grad_batched(g0, nb, gy, x, gw, nt, beside);
   geom g = *g0;
+  if (!g.direct && (size_t)(g.K * g.L) <= WGRAD_IMAGE_FLOATS && (size_t)(g.O * g.K) >= WGRAD_PARTIAL_FLOATS)
+    g.band = g.oh;
   split_for_threads(&g, nt);
   const int64_t units = g.N * g.G * n_bands(&g), wsz = g.O * g.K;
   const size_t colf = col_floats(&g);

@@ -165,6 +165,8 @@ static const ccase CASES[] = {
     {"one row per band (64ch on 3x120)", 2, 64, 3, 120, 2, 3, 3, {{1, 1}, {1, 1}, {1, 1}, {1, 1}, 1}, 1},
     {"strided dilated wide kernel (transposed gx)", 2, 2, 9, 14, 3, 2, 4, {{1, 2}, {1, 3}, {0, 2}, {2, 2}, 1}, 1},
     {"strided wide kernel, many bands", 1, 32, 40, 48, 2, 5, 5, {{2, 2}, {2, 2}, {2, 2}, {1, 1}, 1}, 1},
+    /* a weight gradient on im2col whose (O, K) partial passes 2 MiB: one band an image (conv.c) */
+    {"wide weight gradient, one band an image", 2, 120, 6, 7, 486, 3, 3, {{1, 1}, {1, 1}, {1, 1}, {1, 1}, 1}, 1},
     /* im2col's vector stride-2 rows (conv.c copy_row): 35 outputs a row (two full vectors and a
      * tail of 3), then 32 (a last full vector that must not read past its row) */
     {"7x7 stride 2 pad 3 (a stem), 35 wide", 2, 3, 12, 70, 5, 7, 7, {{2, 2}, {3, 3}, {3, 3}, {1, 1}, 1}, 1},
