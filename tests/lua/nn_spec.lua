@@ -454,6 +454,18 @@ describe("Sequential", function()
     blocks(cnn.randn(2, 4, 6, 6)):sum():backward()
     assert.are.same({2, 4, 6, 6}, inner:shape())
   end)
+
+  it("keeps a block's input that a hook inside the block saw, in inference too", function()
+    local BasicBlock = require("cnn.models.resnet").BasicBlock
+    cnn.manual_seed(5)
+    local net = nn.Sequential(nn.Conv2d(3, 4, 3, {padding = 1}), BasicBlock(4, 4, 1), nn.ReLU()):eval()
+    local inner
+    net[2].conv1:register_forward_hook(function(_, inputs) inner = inputs[1] end)
+    local x = cnn.randn(2, 3, 6, 6)
+    cnn.no_grad(function() net(x) end)
+    local want = cnn.no_grad(function() return net[1](x) end)
+    assert.is_true(cnn.allclose(inner, want, 0, 0)) -- an error if the container had freed it
+  end)
 end)
 
 describe("train and eval", function()

@@ -1036,7 +1036,17 @@ local function set_inference_fuser(fn) inference_fuser = fn end
 -- class itself) of such modules. With `leaves`, as training asks (where hooks that save
 -- activations are common), only modules with no children of their own (a hook on a block's inner
 -- layer sees the block's input) and no forward of their own instance. Sequential:forward asks it
--- of each child in every call.
+-- of each child in every call. In inference a block's children must have no hooks either: a hook
+-- on its first layer sees the block's input, which the container would free.
+local function hooks_below(s)
+  local mods = s.modules
+  for _, k in ipairs(mods.keys) do
+    local c = mods.map[k].__nn
+    if c.hooks ~= nil or hooks_below(c) then return true end
+  end
+  return false
+end
+
 local function child_keeps_nothing(m, leaves) -- m a module (a container's child)
   local s = m.__nn
   if s.hooks ~= nil then return false end
@@ -1049,7 +1059,8 @@ local function child_keeps_nothing(m, leaves) -- m a module (a container's child
     return true
   end
   if not rawget(cls, "keeps_no_activations") then return false end
-  return not leaves or (s.modules.keys[1] == nil and s.fields.forward == nil)
+  if leaves then return s.modules.keys[1] == nil and s.fields.forward == nil end
+  return not hooks_below(s)
 end
 
 local function keeps_nothing(m, leaves)
