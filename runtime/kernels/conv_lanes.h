@@ -41,17 +41,26 @@ INLINE void lanes_transpose16(__m512 r[16]) {
 }
 #endif
 
+#if defined(__AVX512F__)
+/* v[j] = position x0 + j (j < n = min(16, len - x0)) of images 0..g (image l's floats at
+ * src + l * istride), lanes g..VL zero; returns n */
+INLINE int lanes_load16(const float *src, int64_t istride, int64_t len, int64_t x0, int64_t g, __m512 v[16]) {
+  const int n = len - x0 < 16 ? (int)(len - x0) : 16;
+  const __mmask16 m = (__mmask16)((1u << n) - 1);
+  for (int64_t l = 0; l < 16; l++)
+    v[l] = l < g ? _mm512_maskz_loadu_ps(m, src + l * istride + x0) : _mm512_setzero_ps();
+  lanes_transpose16(v);
+  return n;
+}
+#endif
+
 /* dst[0..len) (aligned vectors) = the len floats at src of images 0..g (image l's at
  * src + l * istride), lanes g..VL zero */
 INLINE void lanes_gather(const float *src, int64_t istride, int64_t len, int64_t g, float *dst) {
 #if defined(__AVX512F__)
   for (int64_t x0 = 0; x0 < len; x0 += 16) {
-    const int n = len - x0 < 16 ? (int)(len - x0) : 16;
-    const __mmask16 m = (__mmask16)((1u << n) - 1);
     __m512 v[16];
-    for (int64_t l = 0; l < 16; l++)
-      v[l] = l < g ? _mm512_maskz_loadu_ps(m, src + l * istride + x0) : _mm512_setzero_ps();
-    lanes_transpose16(v);
+    const int n = lanes_load16(src, istride, len, x0, g, v);
     for (int j = 0; j < n; j++) _mm512_store_ps(dst + (x0 + j) * VL, v[j]);
   }
 #else

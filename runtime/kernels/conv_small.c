@@ -158,12 +158,8 @@ static void gather_rows(const float *src, int64_t istride, int64_t h, int64_t w,
   const int64_t len = h * w;
   int64_t r = 0, x = 0; /* the row and column of position x0 */
   for (int64_t x0 = 0; x0 < len; x0 += 16) {
-    const int n = len - x0 < 16 ? (int)(len - x0) : 16;
-    const __mmask16 m = (__mmask16)((1u << n) - 1);
     __m512 v[16];
-    for (int64_t l = 0; l < 16; l++)
-      v[l] = l < g ? _mm512_maskz_loadu_ps(m, src + l * istride + x0) : _mm512_setzero_ps();
-    lanes_transpose16(v);
+    const int n = lanes_load16(src, istride, len, x0, g, v);
     for (int j = 0; j < n; j++) {
       _mm512_store_ps(dst + r * drs + x * VL, v[j]);
       if (++x == w) x = 0, r++;
