@@ -52,6 +52,18 @@ INLINE int lanes_load16(const float *src, int64_t istride, int64_t len, int64_t 
   lanes_transpose16(v);
   return n;
 }
+
+/* lane e = the VL lanes of the vector at v + e * VL (aligned) summed in lane order from +0, for the
+ * 16 vectors there: transposed, then added as vectors in lane order (the bits of a scalar loop
+ * over each vector's lanes) */
+INLINE __m512 lanes_sum16(const float *v) {
+  __m512 r[16];
+  for (int e = 0; e < 16; e++) r[e] = _mm512_load_ps(v + e * VL);
+  lanes_transpose16(r);
+  __m512 s = _mm512_setzero_ps();
+  for (int l = 0; l < VL; l++) s = _mm512_add_ps(s, r[l]);
+  return s;
+}
 #endif
 
 /* dst[0..len) (aligned vectors) = the len floats at src of images 0..g (image l's at

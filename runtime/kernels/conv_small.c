@@ -676,15 +676,8 @@ static void gw_sum(void *arg, int64_t i0, int64_t i1) {
    * lanes in lane order from +0 and then the parts from +0, the scalar loop's adds in its order */
   for (; i + 16 <= i1; i += 16) {
     __m512 s = _mm512_setzero_ps();
-    for (int64_t t = 0; t < j->parts; t++) {
-      const float *v = (const float *)(part_of(j->d, j->ws[t]) + i);
-      __m512 r[16];
-      for (int e = 0; e < 16; e++) r[e] = _mm512_load_ps(v + e * VL);
-      lanes_transpose16(r); /* r[l]: lane l of the 16 elements */
-      __m512 h = _mm512_setzero_ps();
-      for (int l = 0; l < VL; l++) h = _mm512_add_ps(h, r[l]);
-      s = _mm512_add_ps(s, h);
-    }
+    for (int64_t t = 0; t < j->parts; t++)
+      s = _mm512_add_ps(s, lanes_sum16((const float *)(part_of(j->d, j->ws[t]) + i)));
     _mm512_storeu_ps(j->gw + i, s);
   }
 #endif

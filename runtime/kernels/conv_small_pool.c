@@ -709,14 +709,7 @@ typedef struct {
 static void gw_lanes(const vf *part, int64_t n, float *h) {
   int64_t i = 0;
 #if defined(__AVX512F__)
-  for (; i + 16 <= n; i += 16) {
-    __m512 r[16];
-    for (int k = 0; k < 16; k++) r[k] = _mm512_load_ps((const float *)(part + i + k));
-    lanes_transpose16(r);
-    __m512 s = _mm512_setzero_ps();
-    for (int l = 0; l < VL; l++) s = _mm512_add_ps(s, r[l]);
-    _mm512_store_ps(h + i, s);
-  }
+  for (; i + 16 <= n; i += 16) _mm512_store_ps(h + i, lanes_sum16((const float *)(part + i)));
 #endif
   for (; i < n; i++) {
     float s = 0;
