@@ -231,9 +231,8 @@ function autograd.gradcheck(fn, inputs, opts)
             local a, n = analytic[i][j][k], num[j]
             if not (math.abs(a - n) <= atol + rtol * math.abs(n)) then
               ok = false
-              local function g(w) return w ~= w and "nan" or string.format("%.6g", w) end -- never "-nan"
               msg = string.format("gradcheck: input %d, element %d, output %d: backward gives %s, " ..
-                "finite differences give %s", i, k, j, g(a), g(n))
+                "finite differences give %s", i, k, j, util.show(a, "%.6g"), util.show(n, "%.6g"))
               return
             end
           end

@@ -735,12 +735,10 @@ local function number_list(fn, what, v)
   return out
 end
 
-local function g(x) return x ~= x and "nan" or string.format("%g", x) end -- never "-nan"
-
 local function list_str(v)
-  if type(v) == "number" then return g(v) end
+  if type(v) == "number" then return util.show(v, "%g") end
   local parts = {}
-  for i, x in ipairs(v) do parts[i] = g(x) end
+  for i, x in ipairs(v) do parts[i] = util.show(x, "%g") end
   return "{" .. table.concat(parts, ", ") .. "}"
 end
 
@@ -914,8 +912,8 @@ local function jitter_range(name, v, hue)
   end
   local bound_lo, bound_hi = hue and -0.5 or 0, hue and 0.5 or math.huge
   if not (bound_lo <= lo and lo <= hi and hi <= bound_hi) then
-    error(string.format("color_jitter: %s range {%s, %s} must lie in [%g, %g] with lo <= hi", name, g(lo), g(hi),
-      bound_lo, bound_hi), 3)
+    error(string.format("color_jitter: %s range {%s, %s} must lie in [%g, %g] with lo <= hi", name,
+      util.show(lo, "%g"), util.show(hi, "%g"), bound_lo, bound_hi), 3)
   end
   if lo == hi and lo == (hue and 0 or 1) then return nil end
   return {lo, hi}

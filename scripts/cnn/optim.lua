@@ -27,7 +27,7 @@ end
 -- Numbers as PyTorch prints them (0.001, 1e-08); tables of numbers as {0.9, 0.999}.
 local function show(v)
   if math.type(v) == "integer" then return tostring(v) end
-  if type(v) == "number" then return v ~= v and "nan" or string.format("%.10g", v) end
+  if type(v) == "number" then return util.show(v, "%.10g") end
   if type(v) == "table" then
     local parts = {}
     for i, x in ipairs(v) do parts[i] = show(x) end

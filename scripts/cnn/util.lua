@@ -10,11 +10,13 @@ local util = {}
 
 util.is_tensor = core.is_tensor -- documented with the binding (bindings/core/lfactory.c)
 
---- cnn.util.show(v) -> string
+--- cnn.util.show(v, fmt) -> string
 --- v as an error message shows it: tostring(v), but "nan" for every NaN.
---- tostring gives "-nan" for Lua's 0/0 on x86; PyTorch's messages say "nan".
-function util.show(v)
+--- With fmt ("%g"), a number is string.format(fmt, v) instead.
+--- tostring and "%g" give "-nan" for Lua's 0/0 on x86; PyTorch's messages say "nan".
+function util.show(v, fmt)
   if v ~= v then return "nan" end
+  if fmt and type(v) == "number" then return string.format(fmt, v) end
   return tostring(v)
 end
 

@@ -459,12 +459,25 @@ describe("a NaN in a message", function()
       { function() return cnn.data.transforms.random_hflip(nan) end, "random_hflip: p must be a .* got nan" },
       { function() return cnn.data.DataLoader(cnn.data.TensorDataset(x, x), { batch_size = nan }) end,
         "DataLoader: batch_size must be a positive integer, got nan" },
+      { function() return cnn.data.transforms.color_jitter({ brightness = { nan, 1 } }) end,
+        "color_jitter: brightness range {nan, 1} must lie in" },
     }
     for _, c in ipairs(cases) do
       local msg = err(c[1], c[2])
       assert.is_nil(msg:find("-nan", 1, true), msg)
     end
     H.assert_usable()
+  end)
+
+  it("is what cnn.util.show gives, with or without a number format", function()
+    local show = cnn.util.show
+    assert.are.equal("nan", show(0 / 0))
+    assert.are.equal("nan", show(0 / 0, "%g"))
+    assert.are.equal("nan", show(-(0 / 0), "%.6g"))
+    assert.are.equal("0.500", show(0.5, "%.3f"))
+    assert.are.equal("1e-08", show(1e-8, "%g"))
+    assert.are.equal("3", show(3))
+    assert.are.equal("abc", show("abc", "%g")) -- the format is for numbers only
   end)
 end)
 
