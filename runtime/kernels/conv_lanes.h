@@ -66,6 +66,22 @@ INLINE __m512 lanes_sum16(const float *v) {
 }
 #endif
 
+/* h[i] = the lanes of part's vector i summed in lane order from +0, for n vectors (16 at a time
+ * with lanes_sum16: the scalar loop's bits). h may be part itself: float i lies in vector i / 16,
+ * read by the time it is written. */
+INLINE void lanes_sums(const vf *part, int64_t n, float *h) {
+  int64_t i = 0;
+#if defined(__AVX512F__)
+  for (; i + 16 <= n; i += 16) _mm512_store_ps(h + i, lanes_sum16((const float *)(part + i)));
+#endif
+  for (; i < n; i++) { /* read as floats: h's type, so the compiler keeps the order */
+    const float *v = (const float *)(part + i);
+    float s = 0;
+    for (int l = 0; l < VL; l++) s += v[l];
+    h[i] = s;
+  }
+}
+
 /* dst[0..len) (aligned vectors) = the len floats at src of images 0..g (image l's at
  * src + l * istride), lanes g..VL zero */
 INLINE void lanes_gather(const float *src, int64_t istride, int64_t len, int64_t g, float *dst) {

@@ -552,9 +552,11 @@ static void grad_fill(const cnn_sconv *d, const float *gy, int64_t n0, int64_t g
 }
 
 /* part[(o0 + i) K + k0 + j] (vectors) += sum over a band's `rows` rows of gg[o0 + i] x the tap j's
- * input, for i < mrv, j < nvv; xk: the nv taps' first vectors (at the band's position (0, 0)) */
+ * input, for i < mrv, j < nvv; xk: the nv taps' first vectors (at the band's position (0, 0)).
+ * first: part is not yet written, and is set to the sums (the bits of adding them to zeros: a sum
+ * from +0 never holds a -0) */
 INLINE void gw_tile(const cnn_sconv *d, const float *gg, const float *const *xk, vf *part, int64_t K, int64_t rows,
-                    int mrv, int nvv, const int mr, const int nv, const int64_t S) {
+                    int mrv, int nvv, bool first, const int mr, const int nv, const int64_t S) {
   const int64_t plane = d->band * d->ow * VL, rs = S * d->Wp * VL;
   vf acc[8][6];
 #pragma GCC unroll 8
@@ -581,11 +583,12 @@ INLINE void gw_tile(const cnn_sconv *d, const float *gg, const float *const *xk,
     for (int j = 0; j < nv; j++) x[j] += rs;
   }
   for (int i = 0; i < mrv; i++)
-    for (int j = 0; j < nvv; j++) part[i * K + j] += acc[i][j];
+    for (int j = 0; j < nvv; j++) part[i * K + j] = first ? acc[i][j] : part[i * K + j] + acc[i][j];
 }
 
-INLINE void gw_group(const cnn_sconv *d, const float *xg, const float *gg, vf *part, int64_t rows, const int mr,
-                     const int nv, const int64_t S) {
+/* every weight's vector of part: += (or = when first) the band's sums */
+INLINE void gw_group(const cnn_sconv *d, const float *xg, const float *gg, vf *part, int64_t rows, bool first,
+                     const int mr, const int nv, const int64_t S) {
   const int64_t K = d->C * d->kh * d->kw, khw = d->kh * d->kw, plane = d->band * d->ow * VL;
   for (int64_t k0 = 0; k0 < K; k0 += nv) {
     const float *xk[6];
@@ -596,15 +599,16 @@ INLINE void gw_group(const cnn_sconv *d, const float *xg, const float *gg, vf *p
     }
     for (int64_t o = 0; o < d->Op; o += mr) {
       const int mrv = d->O - o < mr ? (int)(d->O - o) : mr;
-      gw_tile(d, gg + o * plane, xk, part + o * K + k0, K, rows, mrv, nvv, mr, nv, S);
+      gw_tile(d, gg + o * plane, xk, part + o * K + k0, K, rows, mrv, nvv, first, mr, nv, S);
     }
   }
 }
 
 #define GW_CASE(MR, NV) \
-  case (MR)*8 + (NV): gw_group(d, xg, gg, part, rows, MR, NV, S); break;
+  case (MR)*8 + (NV): gw_group(d, xg, gg, part, rows, first, MR, NV, S); break;
 
-INLINE void gw_group_s(const cnn_sconv *d, const float *xg, const float *gg, vf *part, int64_t rows, const int64_t S) {
+INLINE void gw_group_s(const cnn_sconv *d, const float *xg, const float *gg, vf *part, int64_t rows, bool first,
+                       const int64_t S) {
   switch (d->mr * 8 + d->nv) {
 #if NACC >= 24
     GW_CASE(8, 3)
@@ -621,13 +625,13 @@ INLINE void gw_group_s(const cnn_sconv *d, const float *xg, const float *gg, vf 
     GW_CASE(2, 4)
 #endif
     GW_CASE(2, 6)
-  default: gw_group(d, xg, gg, part, rows, 1, 6, S); break;
+  default: gw_group(d, xg, gg, part, rows, first, 1, 6, S); break;
   }
 }
 
-static void gw_group_any(const cnn_sconv *d, const float *xg, const float *gg, vf *part, int64_t rows) {
-  if (d->s == 2) gw_group_s(d, xg, gg, part, rows, 2);
-  else gw_group_s(d, xg, gg, part, rows, 1);
+static void gw_group_any(const cnn_sconv *d, const float *xg, const float *gg, vf *part, int64_t rows, bool first) {
+  if (d->s == 2) gw_group_s(d, xg, gg, part, rows, first, 2);
+  else gw_group_s(d, xg, gg, part, rows, first, 1);
 }
 
 typedef struct {
@@ -642,16 +646,22 @@ static vf *part_of(const cnn_sconv *d, float *ws) {
   return (vf *)(ws + d->xg_floats + (size_t)(d->Op * d->band * d->ow * VL));
 }
 
-/* parts [p0, p1): part t sums its share of the groups into its partial */
+/* parts [p0, p1): part t sums its share of the groups into its partial (its first band sets it:
+ * no zeroing pass), then each weight's lanes in lane order into the partial's first floats, on the
+ * thread whose cache holds it (gw_sum then reads a float a weight a part, not a vector) */
 static void gw_parts(void *arg, int64_t p0, int64_t p1) {
   const gw_job *j = arg;
   const cnn_sconv *d = j->d;
+  const int64_t wsz = d->O * d->C * d->kh * d->kw;
   for (int64_t t = p0; t < p1; t++) {
     float *xg = j->ws[t], *gg = xg + d->xg_floats;
     vf *part = part_of(d, j->ws[t]);
     int64_t g0, g1;
     cnn_parallel_part(j->groups, j->parts, t, &g0, &g1);
-    memset(part, 0, (size_t)(d->O * d->C * d->kh * d->kw) * sizeof(vf));
+    if (g0 == g1) { /* more threads than groups: an empty part adds zeros */
+      memset(part, 0, (size_t)wsz * sizeof(float));
+      continue;
+    }
     if (d->rowband) tail_zero(d, xg);
     else pad_zero(d, xg);
     for (int64_t gi = g0; gi < g1; gi++) {
@@ -661,35 +671,19 @@ static void gw_parts(void *arg, int64_t p0, int64_t p1) {
         const int64_t oy1 = oy0 + d->band < d->oh ? oy0 + d->band : d->oh;
         if (d->rowband) band_fill(d, j->x, n0, g, d->s * oy0, d->s * (oy1 - 1) + d->kh, xg);
         grad_fill(d, j->gy, n0, g, oy0, oy1, gg);
-        gw_group_any(d, xg, gg, part, oy1 - oy0);
+        gw_group_any(d, xg, gg, part, oy1 - oy0, gi == g0 && oy0 == 0);
       }
     }
+    lanes_sums(part, wsz, (float *)part);
   }
 }
 
-/* gw[i0..i1) = the partials in part order from 0, each partial's lanes summed in lane order */
+/* gw[i0..i1) = the parts' lane sums (gw_parts) added in part order from +0 */
 static void gw_sum(void *arg, int64_t i0, int64_t i1) {
   const cnn_sconv_sum *j = arg;
-  int64_t i = i0;
-#if defined(__AVX512F__)
-  /* 16 elements at a time: their partials' vectors transposed, so that lane e adds element i + e's
-   * lanes in lane order from +0 and then the parts from +0, the scalar loop's adds in its order */
-  for (; i + 16 <= i1; i += 16) {
-    __m512 s = _mm512_setzero_ps();
-    for (int64_t t = 0; t < j->parts; t++)
-      s = _mm512_add_ps(s, lanes_sum16((const float *)(part_of(j->d, j->ws[t]) + i)));
-    _mm512_storeu_ps(j->gw + i, s);
-  }
-#endif
-  for (; i < i1; i++) {
-    float s = 0;
-    for (int64_t t = 0; t < j->parts; t++) {
-      const float *v = (const float *)(part_of(j->d, j->ws[t]) + i);
-      float h = 0;
-      for (int l = 0; l < VL; l++) h += v[l];
-      s += h;
-    }
-    j->gw[i] = s;
+  for (int64_t t = 0; t < j->parts; t++) {
+    const float *h = (const float *)part_of(j->d, j->ws[t]);
+    for (int64_t i = i0; i < i1; i++) j->gw[i] = (t ? j->gw[i] : 0.0f) + h[i];
   }
 }
 
@@ -703,6 +697,6 @@ void cnn_sconv_weight_grad(const cnn_sconv *d, const float *gy, const float *x, 
   cnn_parallel_loops(beside ? 2 : 1, loops);
   cnn_sconv_sum here, *sum = later ? later : &here;
   *sum = (cnn_sconv_sum){.d = d, .ws = ws, .parts = team, .gw = gw};
-  sum->loop = (cnn_parallel_loop){wsz, cnn_parallel_grain(wsz, wsz * team * VL), gw_sum, sum};
+  sum->loop = (cnn_parallel_loop){wsz, cnn_parallel_grain(wsz, wsz * team), gw_sum, sum};
   if (!later) cnn_parallel_loops(1, &sum->loop);
 }

@@ -547,10 +547,10 @@ static void bias_lanes(const sback *d, const float *gq, int64_t n0, int64_t gn, 
   }
 }
 
-/* part[(o0 + i) K + k0 + j] (vectors) += sum over the group's positions of gy[o0 + i] x tap j's
- * input, i < mrv, j < nvv (conv_small.c's gw_tile, gy read from the padded grid) */
+/* part[(o0 + i) K + k0 + j] (vectors) += (= when first) sum over the group's positions of gy[o0 + i]
+ * x tap j's input, i < mrv, j < nvv (conv_small.c's gw_tile, gy read from the padded grid) */
 INLINE void gw_tile(const sback *d, const float *gg, const float *const *xk, vf *part, int64_t K, int mrv, int nvv,
-                    const int mr, const int nv) {
+                    bool first, const int mr, const int nv) {
   const spool *f = &d->f;
   const int64_t cs = d->Hq * d->Wq * VL, rq = d->Wq * VL, rs = f->Wp * VL;
   vf acc[8][6];
@@ -585,15 +585,15 @@ INLINE void gw_tile(const sback *d, const float *gg, const float *const *xk, vf 
   for (int i = 0; i < mr; i++)
 #pragma GCC unroll 6
     for (int j = 0; j < nv; j++)
-      if (j < nvv) part[i * K + j] += acc[i][j];
+      if (j < nvv) part[i * K + j] = first ? acc[i][j] : part[i * K + j] + acc[i][j];
 }
 
 #define GW_TILES(MR, NV) \
-  for (; o + (MR) <= f->O; o += (MR)) gw_tile(d, gg0 + o * cs, xk, part + o * K + k0, K, (MR), nvv, (MR), (NV))
+  for (; o + (MR) <= f->O; o += (MR)) gw_tile(d, gg0 + o * cs, xk, part + o * K + k0, K, (MR), nvv, first, (MR), (NV))
 
 /* the group's weight gradient into part: tiles of 6 filters x 4 taps (the last run of taps as
  * wide as it is), or 4 (then 2, 1) x 6 (any tile gives the same sums) */
-INLINE void gw_group_nv(const sback *d, const float *xg, const float *gq, vf *part, const int nv) {
+INLINE void gw_group_nv(const sback *d, const float *xg, const float *gq, vf *part, bool first, const int nv) {
   const spool *f = &d->f;
   const int64_t K = f->C * f->kh * f->kw, khw = f->kh * f->kw, cs = d->Hq * d->Wq * VL;
   const float *gg0 = gq + (d->qt * d->Wq + d->ql) * VL;
@@ -619,9 +619,9 @@ INLINE void gw_group_nv(const sback *d, const float *xg, const float *gq, vf *pa
 }
 
 /* 24 accumulators, the mr filters' vectors and one input vector in the 32 registers */
-static void gw_group(const sback *d, const float *xg, const float *gq, vf *part) {
-  if (d->f.O % 6 == 0) gw_group_nv(d, xg, gq, part, 4);
-  else gw_group_nv(d, xg, gq, part, 6);
+static void gw_group(const sback *d, const float *xg, const float *gq, vf *part, bool first) {
+  if (d->f.O % 6 == 0) gw_group_nv(d, xg, gq, part, first, 4);
+  else gw_group_nv(d, xg, gq, part, first, 6);
 }
 
 /* gx rows of the group: yg (Cp, H, Wr, VL) = the correlation of gq with the flipped filters */
@@ -703,21 +703,6 @@ typedef struct {
   _Atomic bool failed; /* a thread had no workspace */
 } sback_job;
 
-/* h[i] = weight i's vector of part summed in lane order from 0, for the n weights (16 at a time:
- * their vectors transposed, the lanes then added as vectors in lane order; each weight's own sums
- * in the same order, the same bits as one weight at a time) */
-static void gw_lanes(const vf *part, int64_t n, float *h) {
-  int64_t i = 0;
-#if defined(__AVX512F__)
-  for (; i + 16 <= n; i += 16) _mm512_store_ps(h + i, lanes_sum16((const float *)(part + i)));
-#endif
-  for (; i < n; i++) {
-    float s = 0;
-    for (int l = 0; l < VL; l++) s += part[i][l];
-    h[i] = s;
-  }
-}
-
 /* the zeros of gq that unpool_lanes never writes: its padding, an odd last row and column, the tail */
 static void gq_zero(const sback *d, float *gq) {
   const spool *f = &d->f;
@@ -751,10 +736,9 @@ static void back_parts(void *arg, int64_t p0, int64_t p1) {
     float *sums = j->sums + (size_t)t * d->sums_floats;
     int64_t g0, g1;
     cnn_parallel_part(j->groups, j->parts, t, &g0, &g1);
-    if (d->gw) {
-      memset(part, 0, d->part_floats * sizeof(float));
-      pad_zero(f, xg);
-    }
+    if (d->gw && g0 == g1) /* more threads than groups: an empty part adds zeros */
+      memset(sums, 0, d->sums_floats * sizeof(float));
+    if (d->gw && g0 < g1) pad_zero(f, xg);
     gq_zero(d, gq);
     for (int64_t gi = g0; gi < g1; gi++) {
       const int64_t n0 = gi * VL, gn = f->N - n0 < VL ? f->N - n0 : VL;
@@ -762,7 +746,7 @@ static void back_parts(void *arg, int64_t p0, int64_t p1) {
       if (d->gb) bias_lanes(d, gq, n0, gn, j->sb);
       if (d->gw) {
         group_fill(f, j->x, n0, gn, xg);
-        gw_group(d, xg, gq, part);
+        gw_group(d, xg, gq, part, gi == g0); /* the part's first group sets it: no zeroing pass */
       }
       if (d->gx) {
         gx_compute_any(d, gq, j->pack, yg);
@@ -771,7 +755,7 @@ static void back_parts(void *arg, int64_t p0, int64_t p1) {
     }
     /* the part's lanes summed here, where its partial is in this thread's cache: what goes to
      * the other parts' thread is a float a weight, not a vector */
-    if (d->gw) gw_lanes(part, f->O * f->C * f->kh * f->kw, sums);
+    if (d->gw && g0 < g1) lanes_sums(part, f->O * f->C * f->kh * f->kw, sums);
   }
 }
 
