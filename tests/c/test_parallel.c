@@ -100,7 +100,7 @@ static void test_loops_cut_in_thread_parts(void) {
   static const struct {
     int threads;
     int64_t n, grain, ranges; /* the ranges expected */
-  } C[] = {{2, 64, 20, 2},  {2, 64, 1, 8},      {2, 64, 64, 1}, {3, 100, 1, 12},
+  } C[] = {{2, 64, 20, 2},  {2, 64, 1, 16},     {2, 64, 64, 1}, {3, 100, 1, 24},
            {3, 100, 30, 3}, {2, 3860, 1024, 2}, {4, 10, 4, 2},  {3, 7, 1, 6}};
   for (size_t i = 0; i < sizeof C / sizeof *C; i++) {
     CHECK(cnn_parallel_set_threads(C[i].threads) == 0);
