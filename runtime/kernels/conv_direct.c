@@ -24,6 +24,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "conv_lanes.h"
 #include "conv_vec.h"
 #include "core/parallel.h"
 
@@ -427,9 +428,12 @@ void cnn_dconv_input_grad(const cnn_dconv *d, const float *gy, const float *w, f
 /* ---- weight gradient micro-kernel ---- */
 
 /* part[i][j] (vectors, ld K) += lane sums over positions [g*T, g*T + len) for g < stretches of
- * gq[i] * x[j], i < mrv, j < nvv; gq rows at ld ldq, x: the nv taps' shifted slab pointers */
+ * gq[i] * x[j], i < mrv, j < nvv; gq rows at ld ldq, x: the nv taps' shifted slab pointers. first:
+ * part is not yet written, and is set to them (the bits of adding them to zeros: a sum from +0
+ * never holds a -0) */
 INLINE void gw_tile(const float *gq, int64_t ldq, const float *const *xk, int64_t stretches, int64_t T, int64_t len,
-                    float *part, int64_t at, int64_t K, int lanes, int mrv, int nvv, const int mr, const int nv) {
+                    float *part, int64_t at, int64_t K, int lanes, int mrv, int nvv, bool first, const int mr,
+                    const int nv) {
   vf acc[8][6];
   const float *x[6];
 #pragma GCC unroll 6
@@ -454,15 +458,16 @@ INLINE void gw_tile(const float *gq, int64_t ldq, const float *const *xk, int64_
   }
   if (lanes == 1) {
     for (int i = 0; i < mrv; i++)
-      for (int j = 0; j < nvv; j++) part[at + i * K + j] += hsum(acc[i][j]);
+      for (int j = 0; j < nvv; j++) part[at + i * K + j] = (first ? 0.0f : part[at + i * K + j]) + hsum(acc[i][j]);
   } else {
     vf *pv = (vf *)part;
     for (int i = 0; i < mrv; i++)
-      for (int j = 0; j < nvv; j++) pv[at + i * K + j] += acc[i][j];
+      for (int j = 0; j < nvv; j++) pv[at + i * K + j] = first ? acc[i][j] : pv[at + i * K + j] + acc[i][j];
   }
 }
 
-INLINE void gw_slab(const cnn_dconv *d, const float *xs, const float *gq, float *part, const int mr, const int nv) {
+INLINE void gw_slab(const cnn_dconv *d, const float *xs, const float *gq, float *part, bool first, const int mr,
+                    const int nv) {
   const int64_t K = d->C * d->kh * d->kw, khw = d->kh * d->kw;
   for (int64_t k0 = 0; k0 < K; k0 += nv) {
     const float *xk[6];
@@ -474,18 +479,18 @@ INLINE void gw_slab(const cnn_dconv *d, const float *xs, const float *gq, float 
     for (int64_t o = 0; o < d->Op; o += mr) {
       int mrv = d->O - o < mr ? (int)(d->O - o) : mr;
       gw_tile(gq + o * d->Qr, d->Qr, xk, d->span ? d->G : 1, d->T, d->span ? d->span : d->Qr, part, o * K + k0, K,
-              d->lanes, mrv, nvv, mr, nv);
+              d->lanes, mrv, nvv, first, mr, nv);
     }
   }
 }
 
-static void gw_slab_any(const cnn_dconv *d, const float *xs, const float *gq, float *part) {
+static void gw_slab_any(const cnn_dconv *d, const float *xs, const float *gq, float *part, bool first) {
 #if NACC >= 24
-  if (d->mr == 4) gw_slab(d, xs, gq, part, 4, 6);
-  else gw_slab(d, xs, gq, part, 6, 4);
+  if (d->mr == 4) gw_slab(d, xs, gq, part, first, 4, 6);
+  else gw_slab(d, xs, gq, part, first, 6, 4);
 #else
-  if (d->mr == 4) gw_slab(d, xs, gq, part, 4, 3);
-  else gw_slab(d, xs, gq, part, 6, 2);
+  if (d->mr == 4) gw_slab(d, xs, gq, part, first, 4, 3);
+  else gw_slab(d, xs, gq, part, first, 6, 2);
 #endif
 }
 
@@ -499,7 +504,9 @@ static void grid_fill(const cnn_dconv *d, const float *gy, int64_t n0, int64_t g
 
 /* parts [p0, p1) of the weight gradient: part t sums its share of the slabs into its partial,
  * in ws[t] after the slab and gq (vector-aligned: ws slots are 64-byte aligned, and the slab and
- * gq before it are whole vectors, as slab_floats and Qr are) */
+ * gq before it are whole vectors, as slab_floats and Qr are). Its first slab sets the partial (no
+ * zeroing pass); a partial of vectors then has each weight's lanes summed into its first floats, on
+ * the thread whose cache holds it (sum_parts reads a float a weight a part, not a vector). */
 static void weight_grad_parts(void *arg, int64_t p0, int64_t p1) {
   const dconv_job *j = arg;
   const cnn_dconv *d = j->d;
@@ -508,45 +515,28 @@ static void weight_grad_parts(void *arg, int64_t p0, int64_t p1) {
     float *xs = j->ws[t], *gq = xs + d->slab_floats, *part = gq + d->Op * d->Qr;
     int64_t s0, s1;
     cnn_parallel_part(j->slabs, j->parts, t, &s0, &s1);
-    memset(part, 0, (size_t)(wsz * d->lanes) * sizeof(float));
+    if (s0 == s1) memset(part, 0, (size_t)wsz * sizeof(float)); /* more threads than slabs: zeros */
     int ok = 1;
     for (int64_t s = s0; s < s1; s++) {
       int64_t n0 = s * d->G, g = d->N - n0 < d->G ? d->N - n0 : d->G;
       ok &= slab_fill_checked(d, j->x, n0, g, xs, true);
       grid_fill(d, j->gy, n0, g, gq);
-      gw_slab_any(d, xs, gq, part);
+      gw_slab_any(d, xs, gq, part, s == s0);
     }
+    if (s0 < s1 && d->lanes == VL) lanes_sums((const vf *)part, wsz, part);
     j->finite[t] = ok;
   }
 }
 
-/* gw[i0..i1) = the partials in part order from 0 (0 + x turns -0 into +0, as the im2col path does),
- * each vector partial's lanes summed in lane order as hsum does: the same bits, but SUMB outputs
- * side by side, so the 16-add chains run in parallel instead of one after the other */
-#define SUMB 16
+/* gw[i0..i1) = the parts' sums (weight_grad_parts) added in part order from +0 (0 + x turns -0
+ * into +0, as the im2col path does) */
 static void sum_parts(void *arg, int64_t i0, int64_t i1) {
   const cnn_dconv_sum *j = arg;
   const cnn_dconv *d = j->d;
   const size_t partf = d->slab_floats + (size_t)(d->Op * d->Qr);
-  if (d->lanes == 1) {
-    for (int64_t i = i0; i < i1; i++) {
-      float s = 0;
-      for (int64_t t = 0; t < j->parts; t++) s += j->ws[t][partf + (size_t)i];
-      j->gw[i] = s;
-    }
-    return;
-  }
-  for (int64_t b0 = i0; b0 < i1; b0 += SUMB) {
-    const int64_t nb = i1 - b0 < SUMB ? i1 - b0 : SUMB;
-    float s[SUMB] = {0};
-    for (int64_t t = 0; t < j->parts; t++) {
-      const float *q = j->ws[t] + partf + (size_t)b0 * VL;
-      float h[SUMB] = {0};
-      for (int l = 0; l < VL; l++)
-        for (int64_t b = 0; b < SUMB; b++) h[b] += b < nb ? q[b * VL + l] : 0.0f;
-      for (int64_t b = 0; b < SUMB; b++) s[b] += h[b];
-    }
-    for (int64_t b = 0; b < nb; b++) j->gw[b0 + b] = s[b];
+  for (int64_t t = 0; t < j->parts; t++) {
+    const float *h = j->ws[t] + partf;
+    for (int64_t i = i0; i < i1; i++) j->gw[i] = (t ? j->gw[i] : 0.0f) + h[i];
   }
 }
 
@@ -561,7 +551,7 @@ int cnn_dconv_weight_grad(const cnn_dconv *d, const float *gy, const float *x, f
   cnn_parallel_loops(beside ? 2 : 1, loops);
   cnn_dconv_sum here, *sum = later ? later : &here;
   *sum = (cnn_dconv_sum){.d = d, .ws = ws, .parts = team, .gw = gw};
-  sum->loop = (cnn_parallel_loop){wsz, cnn_parallel_grain(wsz, wsz * team * d->lanes), sum_parts, sum};
+  sum->loop = (cnn_parallel_loop){wsz, cnn_parallel_grain(wsz, wsz * team), sum_parts, sum};
   int ok = 1;
   for (int64_t t = 0; t < team; t++) ok &= finite[t];
   if (!later && ok) cnn_parallel_loops(1, &sum->loop);

@@ -1,7 +1,8 @@
 /* The batch-in-the-lanes layout shared by conv_small.c and conv_small_pool.c (private to
  * runtime/kernels): a group of up to VL images stored as (..., VL), each position one vector of the
  * group's images. Both files gather their inputs and sum their forward taps with these, which is what
- * keeps their outputs bit for bit conv_direct.c's (same tap order, same packed filters). */
+ * keeps their outputs bit for bit conv_direct.c's (same tap order, same packed filters). The three
+ * files' weight gradients sum their per-thread partials' lanes with lanes_sums. */
 #ifndef CNN_KERNELS_CONV_LANES_H
 #define CNN_KERNELS_CONV_LANES_H
 

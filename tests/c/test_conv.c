@@ -678,47 +678,54 @@ static void test_small_pool(void) {
   cnn_parallel_set_threads(2);
 }
 
-/* More threads than groups of 16 images: the parts past the groups hold no image and add zeros
- * (their partials are never written: a part's first band sets its partial). The weight gradient on
- * 3 and 5 threads must match 1 thread's up to the summation order, on conv_small.c's kernels and in
- * the fused pooling backward (29 images: two groups). */
-static void test_weight_grad_idle_parts(void) {
+/* The weight gradients' per-thread partials: a part's first group or slab sets its partial (no
+ * zeroing pass), its lanes are summed in place, and parts past the last group or slab (more threads
+ * than those) add zeros. On 1, 3 and 5 threads, twice each (the second run finds the workspaces
+ * the first left), gw must match im2col's up to the summation order: conv_small.c's kernels, the
+ * fused pooling backward (29 images: two groups), and conv_direct.c's with partials of vectors
+ * and, past 8 MB of those, of floats (3 images: 5 threads leave parts empty). */
+static void test_weight_grad_partials(void) {
   static const struct {
-    int64_t C, H, O, k, pad;
+    int64_t N, C, H, O, k, pad;
     bool pool;
-  } S[] = {{16, 16, 16, 3, 1, false}, {6, 14, 16, 5, 0, true}};
+  } S[] = {{29, 16, 16, 16, 3, 1, false},
+           {29, 6, 14, 16, 5, 0, true},
+           {3, 16, 40, 16, 3, 1, false},
+           {3, 64, 6, 256, 3, 1, false}};
   for (size_t i = 0; i < sizeof S / sizeof S[0]; i++) {
-    int64_t xs[4] = {29, S[i].C, S[i].H, S[i].H}, ws[4] = {S[i].O, S[i].C, S[i].k, S[i].k};
-    const int64_t pd = S[i].pad;
+    int64_t xs[4] = {S[i].N, S[i].C, S[i].H, S[i].H}, ws[4] = {S[i].O, S[i].C, S[i].k, S[i].k};
+    const int64_t pd = S[i].pad, oh = S[i].H + 2 * pd - S[i].k + 1;
     cnn_conv2d_params p = P(1, 1, pd, pd, pd, pd, 1, 1, 1);
     cnn_pool2d_params pp = {{2, 2}, {2, 2}, {0, 0}, {1, 1}, false, false, 0};
     cnn_tensor *x = check_rand_tensor(&rng, 4, xs), *w = check_rand_tensor(&rng, 4, ws);
-    cnn_tensor *pooled = NULL, *code = NULL;
-    CHECK(cnn_conv2d_forward_relu_max_pool(x, w, NULL, &p, &pp, NULL, &pooled, &code) == 0);
-    cnn_tensor *g = pooled ? check_rand_tensor(&rng, 4, pooled->size) : NULL;
-    const int64_t oh = S[i].H + 2 * pd - S[i].k + 1;
-    cnn_tensor *gy = g && code ? cnn_conv2d_unpool_codes(g, code, oh, oh) : NULL;
-    CHECK(gy != NULL);
-    cnn_tensor *want = NULL;
+    cnn_tensor *pooled = NULL, *code = NULL, *g = NULL, *gy = NULL, *want = NULL;
+    if (S[i].pool) {
+      CHECK(cnn_conv2d_forward_relu_max_pool(x, w, NULL, &p, &pp, NULL, &pooled, &code) == 0);
+      g = pooled ? check_rand_tensor(&rng, 4, pooled->size) : NULL;
+      gy = g && code ? cnn_conv2d_unpool_codes(g, code, oh, oh) : NULL;
+    } else {
+      const int64_t ys[4] = {S[i].N, S[i].O, oh, oh};
+      gy = check_rand_tensor(&rng, 4, ys);
+    }
+    cnn_parallel_set_threads(1);
+    cnn_conv2d_set_algorithm(CNN_CONV2D_IM2COL);
+    CHECK(gy && cnn_conv2d_backward(gy, x, w, xs, ws, &p, NULL, &want, NULL) == 0);
+    cnn_conv2d_set_algorithm(CNN_CONV2D_AUTO);
     const int threads[] = {1, 3, 5};
-    for (int r = 0; gy && r < 3; r++) {
+    for (int r = 0; want && r < 3; r++) {
       cnn_parallel_set_threads(threads[r]);
-      for (int rep = 0; rep < 2; rep++) { /* the second run finds the workspaces the first left */
+      for (int rep = 0; rep < 2; rep++) {
         cnn_tensor *gw = NULL;
         const int rc = S[i].pool ? cnn_conv2d_relu_max_pool_backward_codes(g, code, x, w, xs, ws, &p, NULL, &gw, NULL)
                                  : cnn_conv2d_backward(gy, x, w, xs, ws, &p, NULL, &gw, NULL);
-        CHECK(rc == 0);
-        if (!want) {
-          want = gw;
-          continue;
-        }
+        CHECK(rc == 0 && gw != NULL);
         const int64_t n = cnn_tensor_numel(want);
         int bad = 0;
         for (int64_t k = 0; gw && k < n && bad < 3; k++) {
           const float a = cnn_tensor_f32(want)[k], b = cnn_tensor_f32(gw)[k];
           if (!(fabsf(a - b) <= 1e-4f * (1.0f + fabsf(a)))) {
-            fprintf(stderr, "idle parts: shape %zu, %d threads, weight %lld: %g where 1 thread gave %g\n", i,
-                    threads[r], (long long)k, b, a);
+            fprintf(stderr, "weight-gradient partials: shape %zu, %d threads, weight %lld: %g where im2col gave %g\n",
+                    i, threads[r], (long long)k, b, a);
             failures++, bad++;
           }
         }
@@ -916,7 +923,7 @@ int main(void) {
   test_batched();
   test_small_same_bits();
   test_small_pool();
-  test_weight_grad_idle_parts();
+  test_weight_grad_partials();
   test_small_rowband();
   test_small_strided();
   test_deterministic();
