@@ -1,8 +1,10 @@
 /* Normalisation kernels (see kernels/nn.h): batch norm (statistics per channel over batch and space,
  * running statistics moved in place when training) and local response norm across channels.
  * Inputs are viewed as (N, C, S): S = 1 for (N, C), H * W for images. Batch norm works per channel
- * (threads split channels, so any thread count gives the same bits); LRN per (image, channel)
- * plane. Sums end in double: batch norm's run in float lanes over blocks of ~4K values first. */
+ * on one thread, over the images on more (see bn_forward_images), the same bits either way; LRN per
+ * (image, channel) plane. Sums end in double: batch norm's run in float lanes over blocks of ~4K
+ * values first. */
+#include "core/alloc.h"
 #include "core/parallel.h"
 #include "kernels/nn.h"
 
@@ -237,6 +239,26 @@ static inline __attribute__((always_inline)) void block_dots_store(const block *
  * pairwise update of the channel's mean and M2 in double, which never subtracts two large sums
  * (the two-pass formula's accuracy, where a one-pass sum of squares cancels). Shorter rows
  * (BatchNorm1d's S = 1) take two passes over the channel in double. */
+/* A block's count, mean (in float: the moments' centre) and moments about it */
+typedef struct block_stat {
+  double nb, s1, s2;
+  float mb;
+} block_stat;
+
+static inline void block_stats(const block *b, const float *next, block_stat *st) {
+  st->nb = (double)(b->r * b->w);
+  st->mb = (float)(block_sum(b) / st->nb);
+  block_moments(b, next, st->mb, &st->s1, &st->s2);
+}
+
+/* the block's mean mb + s1 / nb and M2 s2 - s1^2 / nb merged into the *cnt values before */
+static inline void chan_merge(const block_stat *st, double *mu, double *q, double *cnt) {
+  const double nb = st->nb, delta = (double)st->mb + st->s1 / nb - *mu, qb = st->s2 - st->s1 * st->s1 / nb;
+  *mu += delta * nb / (*cnt + nb);
+  *q += (qb > 0 ? qb : 0) + delta * delta * *cnt * nb / (*cnt + nb);
+  *cnt += nb;
+}
+
 static void channel_stats(const cnn_batchnorm_args *a, const float *x, int64_t c, double *mean, double *m2) {
   const int64_t N = a->N, C = a->C, S = a->S;
   if (S >= VL) {
@@ -247,15 +269,9 @@ static void channel_stats(const cnn_batchnorm_args *a, const float *x, int64_t c
       block bn = b; /* the next block, when there is one */
       channel_block(a, x, c, i + 1, &bn);
       const bool same = i + 1 < count && bn.r == b.r && bn.w == b.w;
-      const double nb = (double)(b.r * b.w);
-      const float mb = (float)(block_sum(&b) / nb);
-      double s1, s2;
-      block_moments(&b, same ? bn.p : NULL, mb, &s1, &s2);
-      /* the block's mean mb + s1 / nb and M2 s2 - s1^2 / nb, merged into the cnt values before */
-      const double delta = (double)mb + s1 / nb - mu, qb = s2 - s1 * s1 / nb;
-      mu += delta * nb / (cnt + nb);
-      q += (qb > 0 ? qb : 0) + delta * delta * cnt * nb / (cnt + nb);
-      cnt += nb;
+      block_stat st;
+      block_stats(&b, same ? bn.p : NULL, &st);
+      chan_merge(&st, &mu, &q, &cnt);
       b = bn;
     }
     *mean = mu, *m2 = q;
@@ -326,14 +342,14 @@ static inline __attribute__((always_inline)) void bn_rows(const float *x, const 
   }
 }
 
-/* x: (N, C, S) -> y, save_mean (C), save_invstd (C) */
-static inline void bn_forward_channel(const cnn_batchnorm_args *a, const float *x, float *y, float *save_mean,
-                                      float *save_invstd, int64_t c) {
-  const int64_t N = a->N, C = a->C, S = a->S, M = N * S;
-  double mean, var;
+/* Channel c's normalisation from its statistics (training: mean and M2 over the M values; eval:
+ * the running ones): the running statistics moved, the saved mean and inverse deviation, and the
+ * output's scale *sc and shift *b ((x - m) sc + b, m = save_mean[c]) */
+static void bn_channel_params(const cnn_batchnorm_args *a, int64_t c, double mean, double sq, float *save_mean,
+                              float *save_invstd, float *sc, float *b) {
+  const int64_t M = a->N * a->S;
+  double var;
   if (a->training) {
-    double sq;
-    channel_stats(a, x, c, &mean, &sq);
     var = sq / (double)M;
     if (a->running_mean && M > 0) {
       float *rm = a->running_mean + c * a->rm_stride;
@@ -351,7 +367,18 @@ static inline void bn_forward_channel(const cnn_batchnorm_args *a, const float *
   const float m = (float)mean, invstd = (float)(1.0 / sqrt(var + a->eps));
   save_mean[c] = m;
   save_invstd[c] = invstd;
-  const float sc = (a->weight ? a->weight[c] : 1.0f) * invstd, b = a->bias ? a->bias[c] : 0.0f;
+  *sc = (a->weight ? a->weight[c] : 1.0f) * invstd, *b = a->bias ? a->bias[c] : 0.0f;
+}
+
+/* x: (N, C, S) -> y, save_mean (C), save_invstd (C) */
+static inline void bn_forward_channel(const cnn_batchnorm_args *a, const float *x, float *y, float *save_mean,
+                                      float *save_invstd, int64_t c) {
+  const int64_t N = a->N, C = a->C, S = a->S;
+  double mean = 0, sq = 0;
+  if (a->training) channel_stats(a, x, c, &mean, &sq);
+  float sc, b;
+  bn_channel_params(a, c, mean, sq, save_mean, save_invstd, &sc, &b);
+  const float m = save_mean[c];
   const float *r = a->residual;
   if (r && a->relu) bn_rows(x, r, y, N, C, S, c, m, sc, b, true, true);
   else if (r) bn_rows(x, r, y, N, C, S, c, m, sc, b, false, true);
@@ -364,8 +391,98 @@ static void bn_forward_channels(void *arg, int64_t c0, int64_t c1) {
   for (int64_t c = c0; c < c1; c++) bn_forward_channel(j->bn, j->x, j->y, j->save_mean, j->save_invstd, c);
 }
 
+/* ---- batch norm over the images (two threads or more) ----
+ * The convolutions around a batch norm split a batch's images over the threads, each thread the
+ * same images in every loop (core/parallel.c), so a thread's activations stay in its own caches
+ * from layer to layer. Split by channels, batch norm read half of each activation from the other
+ * core and left half of its output there (on this VM's two cores a core reads lines the other
+ * wrote at half the speed of its own L3's). With more than one thread, each pass runs over images
+ * instead: the statistics per (channel, block) into a table, merged per channel in block order
+ * (channel_stats' merge: the same bits), then the normalisation over the images. One thread keeps
+ * the channel order, where a channel's second look finds it in L2. */
+
+/* The image path's table: for each channel its blocks' statistics (or, backward, dot products),
+ * then the channels' scale, shift and mean (and backward two more). */
+typedef struct bn_table {
+  const cnn_batchnorm_args *a;
+  const float *x, *gy;
+  float *y, *gx;
+  int64_t nblocks; /* blocks a channel (channel_block), the same for every channel */
+  block_stat *st;  /* forward: [c nblocks + i] */
+  double *dots;    /* backward: sum g and sum g (x - m) of block i of channel c at [2 (c nblocks + i)] */
+  float *m, *sc, *b, *mg, *proj;
+  bool relu; /* backward: the mask recomputed (no residual) */
+} bn_table;
+
+static bool bn_by_images(const cnn_batchnorm_args *a) {
+  return a->S >= VL && a->N > 1 && cnn_parallel_get_threads() > 1;
+}
+
+/* the same block of channel c + 1 (the next one the image path reads) when it is as wide as b, for
+ * the prefetches: NULL otherwise */
+static const float *next_channel_block(const cnn_batchnorm_args *a, const float *x, int64_t c, int64_t i,
+                                       const block *b) {
+  block bn = {0};
+  if (c + 1 >= a->C) return NULL;
+  channel_block(a, x, c + 1, i, &bn);
+  return bn.r == b->r && bn.w == b->w ? bn.p : NULL;
+}
+
+/* blocks [i0, i1) of every channel (the images of those blocks) */
+static void bn_stats_blocks(void *arg, int64_t i0, int64_t i1) {
+  const bn_table *t = arg;
+  const cnn_batchnorm_args *a = t->a;
+  for (int64_t i = i0; i < i1; i++)
+    for (int64_t c = 0; c < a->C; c++) {
+      block b = {0};
+      channel_block(a, t->x, c, i, &b);
+      block_stats(&b, next_channel_block(a, t->x, c, i, &b), &t->st[c * t->nblocks + i]);
+    }
+}
+
+/* images [n0, n1): y = (x - m) sc + b (+ residual, then ReLU), a channel's row after another */
+static void bn_out_images(void *arg, int64_t n0, int64_t n1) {
+  const bn_table *t = arg;
+  const cnn_batchnorm_args *a = t->a;
+  const int64_t C = a->C, S = a->S;
+  const float *r = a->residual;
+  for (int64_t n = n0; n < n1; n++)
+    for (int64_t c = 0; c < C; c++) {
+      const int64_t o = (n * C + c) * S;
+      const float m = t->m[c], sc = t->sc[c], b = t->b[c];
+      if (r && a->relu) bn_out(t->x + o, r + o, t->y + o, S, m, sc, b, true, true);
+      else if (r) bn_out(t->x + o, r + o, t->y + o, S, m, sc, b, false, true);
+      else if (a->relu) bn_out(t->x + o, NULL, t->y + o, S, m, sc, b, true, false);
+      else bn_out(t->x + o, NULL, t->y + o, S, m, sc, b, false, false);
+    }
+}
+
+/* false when the table cannot be had (the channel path runs instead) */
+static bool bn_forward_images(const cnn_batchnorm_args *a, const float *x, float *y, float *save_mean,
+                              float *save_invstd) {
+  const int64_t C = a->C, nblocks = channel_block(a, x, 0, 0, NULL);
+  const size_t stn = a->training ? (size_t)(C * nblocks) : 0;
+  const size_t bytes = stn * sizeof(block_stat) + (size_t)(3 * C) * sizeof(float);
+  void *mem = cnn_alloc(bytes);
+  if (!mem) return false;
+  bn_table t = {.a = a, .x = x, .y = y, .nblocks = nblocks, .st = mem};
+  t.m = (float *)(t.st + stn), t.sc = t.m + C, t.b = t.sc + C;
+  const int64_t work = a->N * C * a->S;
+  if (a->training) cnn_parallel_items(nblocks, work, bn_stats_blocks, &t);
+  for (int64_t c = 0; c < C; c++) {
+    double mu = 0, q = 0, cnt = 0;
+    for (int64_t i = 0; i < nblocks && a->training; i++) chan_merge(&t.st[c * nblocks + i], &mu, &q, &cnt);
+    bn_channel_params(a, c, mu, q, save_mean, save_invstd, &t.sc[c], &t.b[c]);
+    t.m[c] = save_mean[c];
+  }
+  cnn_parallel_items(a->N, work, bn_out_images, &t);
+  cnn_free(mem, bytes);
+  return true;
+}
+
 void cnn_batchnorm_forward(const cnn_batchnorm_args *a, const float *x, float *y, float *save_mean,
                            float *save_invstd) {
+  if (bn_by_images(a) && bn_forward_images(a, x, y, save_mean, save_invstd)) return;
   norm_job j = {.bn = a, .x = x, .y = y, .save_mean = save_mean, .save_invstd = save_invstd};
   cnn_parallel_items(a->C, a->N * a->C * a->S, bn_forward_channels, &j);
 }
@@ -472,8 +589,82 @@ static void bn_backward_channels(void *arg, int64_t c0, int64_t c1) {
     bn_backward_channel(j->bn, j->x, j->gy, j->mean, j->invstd, j->gx, j->gweight, j->gbias, c);
 }
 
+/* blocks [i0, i1) of every channel: sum g and sum g (x - m), as bn_backward_channel's first pass */
+static void bn_dots_blocks(void *arg, int64_t i0, int64_t i1) {
+  const bn_table *t = arg;
+  const cnn_batchnorm_args *a = t->a;
+  float *ge = a->gresidual;
+  for (int64_t i = i0; i < i1; i++)
+    for (int64_t c = 0; c < a->C; c++) {
+      const float m = t->m[c], k = t->sc[c], bias = t->b[c];
+      block b = {0};
+      channel_block(a, t->x, c, i, &b);
+      const float *next = next_channel_block(a, t->x, c, i, &b);
+      double sg = 0, sgx = 0;
+      if (ge && a->relu) block_dots_store(&b, next, t->x, t->gy, a->y, ge, m, true, &sg, &sgx);
+      else if (ge) block_dots_store(&b, next, t->x, t->gy, NULL, ge, m, false, &sg, &sgx);
+      else if (a->relu) block_dots(&b, next, t->x, t->gy, m, true, k, bias, &sg, &sgx);
+      else block_dots(&b, next, t->x, t->gy, m, false, 0, 0, &sg, &sgx);
+      t->dots[2 * (c * t->nblocks + i)] = sg, t->dots[2 * (c * t->nblocks + i) + 1] = sgx;
+    }
+}
+
+/* images [n0, n1): gx as bn_grad_rows */
+static void bn_grad_images(void *arg, int64_t n0, int64_t n1) {
+  const bn_table *t = arg;
+  const cnn_batchnorm_args *a = t->a;
+  const int64_t C = a->C, S = a->S;
+  const bool relu = t->relu, training = a->training;
+  for (int64_t n = n0; n < n1; n++)
+    for (int64_t c = 0; c < C; c++) {
+      const int64_t o = (n * C + c) * S;
+      const float m = t->m[c], k = t->sc[c], bias = t->b[c], mg = t->mg[c], proj = t->proj[c];
+      const float *p = t->x + o, *g = t->gy + o;
+      float *q = t->gx + o;
+      if (relu && training) bn_grad(p, g, q, S, m, k, bias, mg, proj, true, true);
+      else if (relu) bn_grad(p, g, q, S, m, k, bias, mg, proj, true, false);
+      else if (training) bn_grad(p, g, q, S, m, k, bias, mg, proj, false, true);
+      else bn_grad(p, g, q, S, m, k, bias, mg, proj, false, false);
+    }
+}
+
+/* the image path's backward (see bn_forward_images): false when the table cannot be had */
+static bool bn_backward_images(const cnn_batchnorm_args *a, const float *x, const float *gy, const float *save_mean,
+                               const float *save_invstd, float *gx, float *gweight, float *gbias) {
+  const int64_t C = a->C, M = a->N * a->S, nblocks = channel_block(a, x, 0, 0, NULL);
+  const size_t dn = (size_t)(2 * C * nblocks), bytes = dn * sizeof(double) + (size_t)(5 * C) * sizeof(float);
+  void *mem = cnn_alloc(bytes);
+  if (!mem) return false;
+  bn_table t = {.a = a, .x = x, .gy = gy, .gx = gx, .nblocks = nblocks, .dots = mem};
+  t.m = (float *)(t.dots + dn), t.sc = t.m + C, t.b = t.sc + C, t.mg = t.b + C, t.proj = t.mg + C;
+  for (int64_t c = 0; c < C; c++) { /* the forward's scale and shift, and so (with relu) its mask */
+    t.m[c] = save_mean[c];
+    t.sc[c] = (a->weight ? a->weight[c] : 1.0f) * save_invstd[c];
+    t.b[c] = a->relu && a->bias ? a->bias[c] : 0.0f;
+  }
+  const int64_t work = a->N * C * a->S;
+  cnn_parallel_items(nblocks, work, bn_dots_blocks, &t);
+  for (int64_t c = 0; c < C; c++) {
+    const float invstd = save_invstd[c];
+    double sg = 0, sgx = 0;
+    for (int64_t i = 0; i < nblocks; i++) sg += t.dots[2 * (c * nblocks + i)], sgx += t.dots[2 * (c * nblocks + i) + 1];
+    if (gbias) gbias[c] = (float)sg;
+    if (gweight) gweight[c] = M > 0 ? (float)(sgx * invstd) : 0.0f;
+    t.mg[c] = a->training ? (float)(sg / (double)M) : 0;
+    t.proj[c] = a->training ? (float)(sgx / (double)M) * invstd * invstd : 0;
+  }
+  if (gx) {
+    if (a->gresidual) t.gy = a->gresidual; /* masked already: read as the plain case */
+    t.relu = a->relu && !a->gresidual;
+    cnn_parallel_items(a->N, work, bn_grad_images, &t);
+  }
+  cnn_free(mem, bytes);
+  return true;
+}
+
 void cnn_batchnorm_backward(const cnn_batchnorm_args *a, const float *x, const float *gy, const float *save_mean,
                             const float *save_invstd, float *gx, float *gweight, float *gbias) {
+  if (bn_by_images(a) && bn_backward_images(a, x, gy, save_mean, save_invstd, gx, gweight, gbias)) return;
   norm_job j = {.bn = a,
                 .x = x,
                 .gy = gy,

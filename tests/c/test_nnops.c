@@ -391,6 +391,64 @@ static void test_batchnorm_relu(void) {
   }
 }
 
+/* On two threads or more batch norm runs over the images (a table of per-block statistics merged
+ * per channel in block order), on one over the channels: the same bits, for every path of norm.c
+ * (S < 16 stays on channels; row tails; many-row blocks; rows in pieces past 4096 values) and every
+ * option: training or eval, relu, a residual (forward), the residual's gradient stored (in place
+ * over gy) with the mask read from y, gx over gy itself. */
+static void test_batchnorm_threads_same_bits(void) {
+  static const int64_t cases[][3] = {{7, 3, 3}, {5, 3, 49}, {40, 3, 64}, {3, 3, 5000}, {33, 4, 1024}};
+  cnn_rng_seed(cnn_rng_global(), 13);
+  const int threads = cnn_parallel_get_threads();
+  for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+    const int64_t N = cases[k][0], C = cases[k][1], S = cases[k][2], T = N * C * S;
+    float *x = malloc(T * sizeof(float)), *g = malloc(T * sizeof(float)), *r = malloc(T * sizeof(float));
+    float *y[3], *gx[3], *ge[3];
+    for (int t = 0; t < 3; t++) {
+      y[t] = malloc(T * sizeof(float)), gx[t] = malloc(T * sizeof(float)), ge[t] = malloc(T * sizeof(float));
+    }
+    fill_uniform(x, (int)T, -2, 2);
+    fill_uniform(g, (int)T, -1, 1);
+    fill_uniform(r, (int)T, -1, 1);
+    float w[4] = {0.5f, 1.5f, -2, 1}, b[4] = {0.25f, 0, -1, 0.5f};
+    for (int variant = 0; variant < 16; variant++) {
+      const bool training = variant & 1, relu = variant & 2, residual = variant & 4, in_place = variant & 8;
+      float rm[3][4], rv[3][4], m[3][4], is[3][4], gw[3][4], gb[3][4];
+      for (int t = 0; t < 3; t++) {
+        for (int c = 0; c < 4; c++) rm[t][c] = 0.1f * (float)c, rv[t][c] = 1 + (float)c;
+        cnn_parallel_set_threads(t + 1);
+        cnn_batchnorm_args a = {N, C, S, training, 0.1, 1e-5, rm[t], rv[t], 1, 1, w, b, relu, NULL, NULL, NULL};
+        a.residual = residual ? r : NULL;
+        cnn_batchnorm_forward(&a, x, y[t], m[t], is[t]);
+        /* backward: with a residual, its gradient stored (over a copy of g when in place) */
+        memcpy(ge[t], g, T * sizeof(float));
+        a.residual = NULL, a.y = residual && relu ? y[t] : NULL, a.gresidual = residual ? ge[t] : NULL;
+        if (in_place && !residual) memcpy(gx[t], g, T * sizeof(float));
+        const float *gy = residual && in_place ? ge[t] : in_place ? gx[t] : g;
+        cnn_batchnorm_backward(&a, x, gy, m[t], is[t], gx[t], gw[t], gb[t]);
+      }
+      for (int t = 1; t < 3; t++) {
+        const bool same = memcmp(y[0], y[t], T * sizeof(float)) == 0 && memcmp(gx[0], gx[t], T * sizeof(float)) == 0 &&
+                          (!residual || memcmp(ge[0], ge[t], T * sizeof(float)) == 0) &&
+                          memcmp(m[0], m[t], (size_t)C * sizeof(float)) == 0 &&
+                          memcmp(is[0], is[t], (size_t)C * sizeof(float)) == 0 &&
+                          memcmp(rm[0], rm[t], (size_t)C * sizeof(float)) == 0 &&
+                          memcmp(rv[0], rv[t], (size_t)C * sizeof(float)) == 0 &&
+                          memcmp(gw[0], gw[t], (size_t)C * sizeof(float)) == 0 &&
+                          memcmp(gb[0], gb[t], (size_t)C * sizeof(float)) == 0;
+        if (!same) {
+          fprintf(stderr, "batch norm (%lld, %lld, %lld), variant %d: %d threads differ from 1\n", (long long)N,
+                  (long long)C, (long long)S, variant, t + 1);
+          failures++;
+        }
+      }
+    }
+    for (int t = 0; t < 3; t++) free(y[t]), free(gx[t]), free(ge[t]);
+    free(x), free(g), free(r);
+  }
+  cnn_parallel_set_threads(threads);
+}
+
 /* ---- local response norm ---- */
 
 static void test_lrn_values(void) {
@@ -500,6 +558,7 @@ int main(void) {
   test_batchnorm_backward();
   test_batchnorm_blocks();
   test_batchnorm_relu();
+  test_batchnorm_threads_same_bits();
   test_lrn_values();
   test_lrn_backward();
   test_threads_agree();
