@@ -270,4 +270,46 @@ describe("memory", function()
     -- 500 backwards of d(sum 2x)/dx = 2 accumulated
     assert.are.equal(1000, x.grad[1][1])
   end)
+  it("a ResNet training step leaves no activation to the collector: backward's release frees it", function()
+    cnn.manual_seed(3)
+    local model = cnn.models.resnet_cifar {depth = 20}
+    local x, y = cnn.randn(16, 3, 32, 32), cnn.randint(1, 10, {16})
+    local function step()
+      local loss = cnn.F.cross_entropy(model(x), y)
+      model:zero_grad()
+      loss:backward()
+    end
+    step() -- the parameters' gradients exist from here on
+    collectgarbage()
+    collectgarbage("stop")
+    local before = live()
+    step()
+    local after_backward = live()
+    collectgarbage()
+    local garbage = after_backward - live()
+    collectgarbage("restart")
+    -- the 16 images' activations are ~1 MiB a layer (19 layers); the loss and logits stay
+    assert.is_true(garbage < MiB, string.format("%d bytes left for the collector", garbage))
+    assert.is_true(after_backward - before < MiB)
+  end)
+
+  it("an activation a forward hook kept inside a ResNet block stays open through training", function()
+    cnn.manual_seed(4)
+    local model = cnn.models.resnet_cifar {depth = 20}
+    local seen = {}
+    local block = model.layer1[1]
+    block.conv1:register_forward_hook(function(_, _, out) seen.conv = out end)
+    block.bn1:register_forward_hook(function(_, inp) seen.bn_in = inp[1] end)
+    model.layer1:register_forward_hook(function(_, inp, out) seen.stage_in, seen.stage_out = inp[1], out end)
+    -- the second block's input is the first block's output, which layer1 lets go of once consumed
+    model.layer1[2].conv1:register_forward_hook(function(_, inp) seen.block_in = inp[1] end)
+    local x, y = cnn.randn(4, 3, 32, 32), cnn.randint(1, 10, {4})
+    local loss = cnn.F.cross_entropy(model(x), y)
+    loss:backward()
+    collectgarbage()
+    for _, k in ipairs {"conv", "bn_in", "stage_in", "stage_out", "block_in"} do
+      assert.are.same({4, 16, 32, 32}, seen[k]:shape(), k)
+      assert.is_true(seen[k]:sum():item() == seen[k]:sum():item(), k) -- readable, not closed
+    end
+  end)
 end)

@@ -82,25 +82,46 @@ end
 -- convolution with BatchNorm's scale and shift and the ReLU applied as it stores (nn.Conv2d's
 -- inference fusion); the second result is then true: the output is this block's own (no module
 -- or hook saw it), free to be written in place and freed.
-local function conv_bn(conv, bn, relu, x)
-  local y = nn._fused_forward(conv, bn, relu, x)
-  if y then return y, true end
-  if relu then return bn_relu(bn, relu, conv(x)), false end
-  return bn(conv(x)), false
-end
-
 -- Frees an activation a block made and no longer needs (inference): its storage goes back to the
 -- allocator for the next layer's output at once, instead of when the collector finds it.
 local function free(t) getmetatable(t).__close(t) end
 
+-- Whether stock layers made an output and kept it to themselves (in training too: see let_go)
+local function made_by(...)
+  for i = 1, select("#", ...) do
+    local m = select(i, ...)
+    if m ~= nil and not nn._keeps_no_activations(m, true) then return false end
+  end
+  return true
+end
+
+-- Lets go of t, an activation that stock leaf layers (the modules given: made it, or read it)
+-- passed between them inside a block, once the next one has consumed it (out): in training the
+-- graph keeps what backward needs, and that memory comes back when backward releases it, not
+-- when the collector finds t (as Sequential:forward does between its children). A module with
+-- hooks, a replaced forward or a class not known to keep nothing keeps t.
+local function let_go(t, out, ...)
+  if not rawequal(t, out) and made_by(...) then free(t) end
+end
+
+local function conv_bn(conv, bn, relu, x)
+  local y = nn._fused_forward(conv, bn, relu, x)
+  if y then return y, true end
+  local c = conv(x)
+  local out = relu and bn_relu(bn, relu, c) or bn(c)
+  let_go(c, out, conv, bn, relu)
+  return out, false
+end
+
 local function inference(m) return not m.training and not cnn_core.is_grad_enabled() end
 
 -- m(x), then x freed when it is own (made in this forward and seen by nothing else) and m keeps no
--- reference to it (inference); returns the output and whether it is own in the same sense.
+-- reference to it; returns the output and whether it is own in the same sense. In training x's
+-- box is let go of (see let_go), its memory coming back when backward releases the graph.
 local function step(m, x, own)
   local y = m(x)
   if rawequal(x, y) then return y, own end
-  local pure = inference(m) and nn._keeps_no_activations(m)
+  local pure = inference(m) and nn._keeps_no_activations(m) or made_by(m)
   if own and pure then free(x) end
   return y, pure
 end
@@ -126,9 +147,12 @@ end
 local function block_end_training(block, conv, bn, x, block_input)
   local y = conv(x)
   if fuses(bn, block.relu) then
-    return bn:_forward_relu(y, block.downsample and block.downsample(block_input) or block_input)
+    local out = bn:_forward_relu(y, block.downsample and block.downsample(block_input) or block_input)
+    let_go(y, out, conv, bn)
+    return out
   end
   local out = bn(y)
+  let_go(y, out, conv, bn)
   local identity = block_input
   if block.downsample then identity = block.downsample(block_input) end
   return block.relu(out + identity)
@@ -177,7 +201,9 @@ end
 function BasicBlock:forward(x)
   local out1, own1 = conv_bn(self.conv1, self.bn1, self.relu, x)
   if own1 then return block_end_inference(self, self.conv2, self.bn2, out1, x) end
-  return block_end_training(self, self.conv2, self.bn2, out1, x)
+  local out = block_end_training(self, self.conv2, self.bn2, out1, x)
+  let_go(out1, out, self.conv1, self.bn1, self.relu, self.conv2)
+  return out
 end
 
 BasicBlock.last_bn = "bn2"
@@ -205,7 +231,10 @@ function Bottleneck:forward(x)
   local out2, own2 = conv_bn(self.conv2, self.bn2, self.relu, out1)
   if own1 and own2 then free(out1) end
   if own2 then return block_end_inference(self, self.conv3, self.bn3, out2, x) end
-  return block_end_training(self, self.conv3, self.bn3, out2, x)
+  if not own1 then let_go(out1, out2, self.conv1, self.bn1, self.relu, self.conv2) end
+  local out = block_end_training(self, self.conv3, self.bn3, out2, x)
+  let_go(out2, out, self.conv2, self.bn2, self.relu, self.conv3)
+  return out
 end
 
 Bottleneck.last_bn = "bn3"
@@ -227,6 +256,8 @@ function Shortcut:forward(x)
   if self.stride == 1 and self.before == 0 and self.after == 0 then return x end
   return F.pad_channels(x, self.before, self.after, {stride = self.stride})
 end
+
+Shortcut.keeps_no_activations = true
 
 function Shortcut:extra_repr()
   return string.format("%d, %d, stride=%d, zero-padded", self.in_channels, self.out_channels, self.stride)
@@ -291,6 +322,7 @@ end
 function ResNet:forward(x)
   local own
   x, own = conv_bn(self.conv1, self.bn1, self.relu, x)
+  own = own or made_by(self.conv1, self.bn1, self.relu)
   x, own = step(self.maxpool, x, own)
   x, own = step(self.layer1, x, own) -- (in inference each activation is freed once consumed)
   x, own = step(self.layer2, x, own)
@@ -320,6 +352,7 @@ end
 function CifarResNet:forward(x)
   local own
   x, own = conv_bn(self.conv1, self.bn1, self.relu, x)
+  own = own or made_by(self.conv1, self.bn1, self.relu)
   x, own = step(self.layer1, x, own)
   x, own = step(self.layer2, x, own)
   x, own = step(self.layer3, x, own)

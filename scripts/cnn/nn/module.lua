@@ -1034,8 +1034,9 @@ local function set_inference_fuser(fn) inference_fuser = fn end
 -- A module whose class declares (raw field keeps_no_activations) that its forward keeps no
 -- reference to its input or output, with no hooks (which see both); or a plain Sequential (the
 -- class itself) of such modules. With `leaves`, as training asks (where hooks that save
--- activations are common), only modules with no children of their own (a hook on a block's inner
--- layer sees the block's input) and no forward of their own instance. Sequential:forward asks it
+-- activations are common), no forward of their own instance, and their children (a block's
+-- layers) by the same rule all the way down (a hook on a block's inner layer sees the block's
+-- input). Sequential:forward asks it
 -- of each child in every call. In inference a block's children must have no hooks either: a hook
 -- on its first layer sees the block's input, which the container would free.
 local function hooks_below(s)
@@ -1059,7 +1060,14 @@ local function child_keeps_nothing(m, leaves) -- m a module (a container's child
     return true
   end
   if not rawget(cls, "keeps_no_activations") then return false end
-  if leaves then return s.modules.keys[1] == nil and s.fields.forward == nil end
+  if leaves then
+    if s.fields.forward ~= nil then return false end
+    local mods = s.modules -- a block's children by the same rule: a hook on one sees the block's input
+    for _, k in ipairs(mods.keys) do
+      if not child_keeps_nothing(mods.map[k], true) then return false end
+    end
+    return true
+  end
   return not hooks_below(s)
 end
 
