@@ -234,11 +234,6 @@ static inline __attribute__((always_inline)) void block_dots_store(const block *
   *sg += lanes_sum(&a0, t), *sgx += lanes_sum(&h0, tt);
 }
 
-/* Mean and sum of squared deviations M2 of channel c. Rows of at least VL values take one pass
- * over memory: per block, its sum, then its moments about its own mean (from L1), then Chan's
- * pairwise update of the channel's mean and M2 in double, which never subtracts two large sums
- * (the two-pass formula's accuracy, where a one-pass sum of squares cancels). Shorter rows
- * (BatchNorm1d's S = 1) take two passes over the channel in double. */
 /* A block's count, mean (in float: the moments' centre) and moments about it */
 typedef struct block_stat {
   double nb, s1, s2;
@@ -259,6 +254,11 @@ static inline void chan_merge(const block_stat *st, double *mu, double *q, doubl
   *cnt += nb;
 }
 
+/* Mean and sum of squared deviations M2 of channel c. Rows of at least VL values take one pass
+ * over memory: per block, its sum, then its moments about its own mean (from L1), then Chan's
+ * pairwise update of the channel's mean and M2 in double, which never subtracts two large sums
+ * (the two-pass formula's accuracy, where a one-pass sum of squares cancels). Shorter rows
+ * (BatchNorm1d's S = 1) take two passes over the channel in double. */
 static void channel_stats(const cnn_batchnorm_args *a, const float *x, int64_t c, double *mean, double *m2) {
   const int64_t N = a->N, C = a->C, S = a->S;
   if (S >= VL) {
@@ -529,6 +529,30 @@ static inline __attribute__((always_inline)) void bn_grad_rows(const float *x, c
   }
 }
 
+/* *sg += sum g, *sgx += sum g (x - m) over block b, g masked by relu (recomputed with the forward's
+ * scale k and shift bias, or read from y with a residual, whose gradient is stored to gresidual) */
+static inline __attribute__((always_inline)) void block_dots_any(const cnn_batchnorm_args *a, const block *b,
+                                                                 const float *next, const float *x, const float *gy,
+                                                                 float m, float k, float bias, double *sg,
+                                                                 double *sgx) {
+  float *ge = a->gresidual;
+  if (ge && a->relu) block_dots_store(b, next, x, gy, a->y, ge, m, true, sg, sgx);
+  else if (ge) block_dots_store(b, next, x, gy, NULL, ge, m, false, sg, sgx);
+  else if (a->relu) block_dots(b, next, x, gy, m, true, k, bias, sg, sgx);
+  else block_dots(b, next, x, gy, m, false, 0, 0, sg, sgx);
+}
+
+/* From channel c's sums: gbias, gweight (when not NULL), and gx's mean term *mg and projection
+ * *proj (0 in eval mode) */
+static void bn_grad_params(const cnn_batchnorm_args *a, int64_t c, double sg, double sgx, float invstd, float *gweight,
+                           float *gbias, float *mg, float *proj) {
+  const int64_t M = a->N * a->S;
+  if (gbias) gbias[c] = (float)sg;
+  if (gweight) gweight[c] = M > 0 ? (float)(sgx * invstd) : 0.0f; /* an empty batch: no term, not 0 * NaN */
+  *mg = a->training ? (float)(sg / (double)M) : 0;
+  *proj = a->training ? (float)(sgx / (double)M) * invstd * invstd : 0;
+}
+
 /* With xhat = (x - mean) invstd and M = N * S values per channel:
  *   gbias = sum g, gweight = sum g xhat,
  *   training gx = w invstd (g - sum g / M - xhat sum(g xhat) / M), eval gx = w invstd g,
@@ -536,7 +560,7 @@ static inline __attribute__((always_inline)) void bn_grad_rows(const float *x, c
 static inline void bn_backward_channel(const cnn_batchnorm_args *a, const float *x, const float *gy,
                                        const float *save_mean, const float *save_invstd, float *gx, float *gweight,
                                        float *gbias, int64_t c) {
-  const int64_t N = a->N, C = a->C, S = a->S, M = N * S;
+  const int64_t N = a->N, C = a->C, S = a->S;
   const float m = save_mean[c], invstd = save_invstd[c];
   /* the forward's scale and shift, and so (with relu) its mask */
   const float k = (a->weight ? a->weight[c] : 1.0f) * invstd, bias = a->relu && a->bias ? a->bias[c] : 0.0f;
@@ -550,10 +574,7 @@ static inline void bn_backward_channel(const cnn_batchnorm_args *a, const float 
       block bn = b; /* the next block: its first row is prefetched when it is as wide as this one's */
       channel_block(a, x, c, i + 1, &bn);
       const float *next = i + 1 < count && bn.w == b.w ? bn.p : NULL;
-      if (ge && a->relu) block_dots_store(&b, next, x, gy, a->y, ge, m, true, &sg, &sgx);
-      else if (ge) block_dots_store(&b, next, x, gy, NULL, ge, m, false, &sg, &sgx);
-      else if (a->relu) block_dots(&b, next, x, gy, m, true, k, bias, &sg, &sgx);
-      else block_dots(&b, next, x, gy, m, false, 0, 0, &sg, &sgx);
+      block_dots_any(a, &b, next, x, gy, m, k, bias, &sg, &sgx);
     }
   } else {
     for (int64_t n = 0; n < N; n++)
@@ -572,11 +593,9 @@ static inline void bn_backward_channel(const cnn_batchnorm_args *a, const float 
   }
   if (ge) gy = ge; /* masked already: the passes below read it as the plain case */
   const bool relu = a->relu && !ge;
-  if (gbias) gbias[c] = (float)sg;
-  if (gweight) gweight[c] = M > 0 ? (float)(sgx * invstd) : 0.0f; /* an empty batch: no term, not 0 * NaN */
+  float mg, proj;
+  bn_grad_params(a, c, sg, sgx, invstd, gweight, gbias, &mg, &proj);
   if (!gx) return;
-  const float mg = a->training ? (float)(sg / (double)M) : 0;
-  const float proj = a->training ? (float)(sgx / (double)M) * invstd * invstd : 0;
   if (relu && a->training) bn_grad_rows(x, gy, gx, N, C, S, c, m, k, bias, mg, proj, true, true);
   else if (relu) bn_grad_rows(x, gy, gx, N, C, S, c, m, k, bias, mg, proj, true, false);
   else if (a->training) bn_grad_rows(x, gy, gx, N, C, S, c, m, k, bias, mg, proj, false, true);
@@ -593,7 +612,6 @@ static void bn_backward_channels(void *arg, int64_t c0, int64_t c1) {
 static void bn_dots_blocks(void *arg, int64_t i0, int64_t i1) {
   const bn_table *t = arg;
   const cnn_batchnorm_args *a = t->a;
-  float *ge = a->gresidual;
   for (int64_t i = i0; i < i1; i++)
     for (int64_t c = 0; c < a->C; c++) {
       const float m = t->m[c], k = t->sc[c], bias = t->b[c];
@@ -601,10 +619,7 @@ static void bn_dots_blocks(void *arg, int64_t i0, int64_t i1) {
       channel_block(a, t->x, c, i, &b);
       const float *next = next_channel_block(a, t->x, c, i, &b);
       double sg = 0, sgx = 0;
-      if (ge && a->relu) block_dots_store(&b, next, t->x, t->gy, a->y, ge, m, true, &sg, &sgx);
-      else if (ge) block_dots_store(&b, next, t->x, t->gy, NULL, ge, m, false, &sg, &sgx);
-      else if (a->relu) block_dots(&b, next, t->x, t->gy, m, true, k, bias, &sg, &sgx);
-      else block_dots(&b, next, t->x, t->gy, m, false, 0, 0, &sg, &sgx);
+      block_dots_any(a, &b, next, t->x, t->gy, m, k, bias, &sg, &sgx);
       t->dots[2 * (c * t->nblocks + i)] = sg, t->dots[2 * (c * t->nblocks + i) + 1] = sgx;
     }
 }
@@ -631,7 +646,7 @@ static void bn_grad_images(void *arg, int64_t n0, int64_t n1) {
 /* the image path's backward (see bn_forward_images): false when the table cannot be had */
 static bool bn_backward_images(const cnn_batchnorm_args *a, const float *x, const float *gy, const float *save_mean,
                                const float *save_invstd, float *gx, float *gweight, float *gbias) {
-  const int64_t C = a->C, M = a->N * a->S, nblocks = channel_block(a, x, 0, 0, NULL);
+  const int64_t C = a->C, nblocks = channel_block(a, x, 0, 0, NULL);
   const size_t dn = (size_t)(2 * C * nblocks), bytes = dn * sizeof(double) + (size_t)(5 * C) * sizeof(float);
   void *mem = cnn_alloc(bytes);
   if (!mem) return false;
@@ -645,13 +660,9 @@ static bool bn_backward_images(const cnn_batchnorm_args *a, const float *x, cons
   const int64_t work = a->N * C * a->S;
   cnn_parallel_items(nblocks, work, bn_dots_blocks, &t);
   for (int64_t c = 0; c < C; c++) {
-    const float invstd = save_invstd[c];
     double sg = 0, sgx = 0;
     for (int64_t i = 0; i < nblocks; i++) sg += t.dots[2 * (c * nblocks + i)], sgx += t.dots[2 * (c * nblocks + i) + 1];
-    if (gbias) gbias[c] = (float)sg;
-    if (gweight) gweight[c] = M > 0 ? (float)(sgx * invstd) : 0.0f;
-    t.mg[c] = a->training ? (float)(sg / (double)M) : 0;
-    t.proj[c] = a->training ? (float)(sgx / (double)M) * invstd * invstd : 0;
+    bn_grad_params(a, c, sg, sgx, save_invstd[c], gweight, gbias, &t.mg[c], &t.proj[c]);
   }
   if (gx) {
     if (a->gresidual) t.gy = a->gresidual; /* masked already: read as the plain case */
