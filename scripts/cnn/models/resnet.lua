@@ -78,12 +78,9 @@ local function bn_relu(bn, relu, x)
   return relu(bn(x))
 end
 
--- relu(bn(conv(x))), or bn(conv(x)) when relu is nil. In eval mode under no_grad the three are one
--- convolution with BatchNorm's scale and shift and the ReLU applied as it stores (nn.Conv2d's
--- inference fusion); the second result is then true: the output is this block's own (no module
--- or hook saw it), free to be written in place and freed.
--- Frees an activation a block made and no longer needs (inference): its storage goes back to the
--- allocator for the next layer's output at once, instead of when the collector finds it.
+-- Closes an activation's box a block made and no longer needs: in inference its storage goes back
+-- to the allocator for the next layer's output at once, instead of when the collector finds it; in
+-- training the graph keeps its own reference (see let_go).
 local function free(t) getmetatable(t).__close(t) end
 
 -- Whether stock layers made an output and kept it to themselves (in training too: see let_go)
@@ -104,6 +101,10 @@ local function let_go(t, out, ...)
   if not rawequal(t, out) and made_by(...) then free(t) end
 end
 
+-- relu(bn(conv(x))), or bn(conv(x)) when relu is nil. In eval mode under no_grad the three are one
+-- convolution with BatchNorm's scale and shift and the ReLU applied as it stores (nn.Conv2d's
+-- inference fusion); the second result is then true: the output is this block's own (no module
+-- or hook saw it), free to be written in place and freed.
 local function conv_bn(conv, bn, relu, x)
   local y = nn._fused_forward(conv, bn, relu, x)
   if y then return y, true end

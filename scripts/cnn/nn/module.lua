@@ -1036,9 +1036,9 @@ local function set_inference_fuser(fn) inference_fuser = fn end
 -- class itself) of such modules. With `leaves`, as training asks (where hooks that save
 -- activations are common), no forward of their own instance, and their children (a block's
 -- layers) by the same rule all the way down (a hook on a block's inner layer sees the block's
--- input). Sequential:forward asks it
--- of each child in every call. In inference a block's children must have no hooks either: a hook
--- on its first layer sees the block's input, which the container would free.
+-- input). Sequential:forward asks it of each child in every call. In inference a block's children
+-- must have no hooks either: a hook on its first layer sees the block's input, which the container
+-- would free.
 local function hooks_below(s)
   local mods = s.modules
   for _, k in ipairs(mods.keys) do
