@@ -528,16 +528,14 @@ static void weight_grad_parts(void *arg, int64_t p0, int64_t p1) {
   }
 }
 
-/* gw[i0..i1) = the parts' sums (weight_grad_parts) added in part order from +0 (0 + x turns -0
- * into +0, as the im2col path does) */
+/* gw[i0..i1) = the parts' sums (weight_grad_parts) added in part order */
 static void sum_parts(void *arg, int64_t i0, int64_t i1) {
   const cnn_dconv_sum *j = arg;
   const cnn_dconv *d = j->d;
   const size_t partf = d->slab_floats + (size_t)(d->Op * d->Qr);
-  for (int64_t t = 0; t < j->parts; t++) {
-    const float *h = j->ws[t] + partf;
-    for (int64_t i = i0; i < i1; i++) j->gw[i] = (t ? j->gw[i] : 0.0f) + h[i];
-  }
+  const float *part[CNN_PARALLEL_MAX_THREADS];
+  for (int64_t t = 0; t < j->parts; t++) part[t] = j->ws[t] + partf;
+  parts_sum(j->gw, part, j->parts, i0, i1);
 }
 
 int cnn_dconv_weight_grad(const cnn_dconv *d, const float *gy, const float *x, float *gw, float *const *ws, int nt,

@@ -2,7 +2,8 @@
  * runtime/kernels): a group of up to VL images stored as (..., VL), each position one vector of the
  * group's images. Both files gather their inputs and sum their forward taps with these, which is what
  * keeps their outputs bit for bit conv_direct.c's (same tap order, same packed filters). The three
- * files' weight gradients sum their per-thread partials' lanes with lanes_sums. */
+ * files' weight gradients sum their per-thread partials' lanes with lanes_sums, then the parts with
+ * parts_sum. */
 #ifndef CNN_KERNELS_CONV_LANES_H
 #define CNN_KERNELS_CONV_LANES_H
 
@@ -81,6 +82,13 @@ INLINE void lanes_sums(const vf *part, int64_t n, float *h) {
     for (int l = 0; l < VL; l++) s += v[l];
     h[i] = s;
   }
+}
+
+/* gw[i0..i1) = the parts' sums part[t][i] added in part order from +0 (0 + x turns -0 into +0, as
+ * the im2col path does); a part's sums are floats, one a weight, after lanes_sums */
+INLINE void parts_sum(float *gw, const float *const *part, int64_t parts, int64_t i0, int64_t i1) {
+  for (int64_t t = 0; t < parts; t++)
+    for (int64_t i = i0; i < i1; i++) gw[i] = (t ? gw[i] : 0.0f) + part[t][i];
 }
 
 /* dst[0..len) (aligned vectors) = the len floats at src of images 0..g (image l's at

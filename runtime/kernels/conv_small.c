@@ -678,13 +678,12 @@ static void gw_parts(void *arg, int64_t p0, int64_t p1) {
   }
 }
 
-/* gw[i0..i1) = the parts' lane sums (gw_parts) added in part order from +0 */
+/* gw[i0..i1) = the parts' lane sums (gw_parts) added in part order */
 static void gw_sum(void *arg, int64_t i0, int64_t i1) {
   const cnn_sconv_sum *j = arg;
-  for (int64_t t = 0; t < j->parts; t++) {
-    const float *h = (const float *)part_of(j->d, j->ws[t]);
-    for (int64_t i = i0; i < i1; i++) j->gw[i] = (t ? j->gw[i] : 0.0f) + h[i];
-  }
+  const float *part[CNN_PARALLEL_MAX_THREADS];
+  for (int64_t t = 0; t < j->parts; t++) part[t] = (const float *)part_of(j->d, j->ws[t]);
+  parts_sum(j->gw, part, j->parts, i0, i1);
 }
 
 void cnn_sconv_weight_grad(const cnn_sconv *d, const float *gy, const float *x, float *gw, float *const *ws, int nt,

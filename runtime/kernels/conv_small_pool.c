@@ -815,13 +815,10 @@ int cnn_conv2d_relu_max_pool_small_backward_f32(const cnn_conv2d_shape *s, const
     cnn_free(block, bytes);
     return cnn_error_set("out of memory (convolution workspace)");
   }
-  if (gw) { /* the parts' lane sums in part order from 0 (a float a weight a part: no loop) */
-    const int64_t wsz = f->O * f->C * kh * kw;
-    for (int64_t i = 0; i < wsz; i++) gw[i] = 0;
-    for (int64_t t = 0; t < parts; t++) {
-      const float *h = sums + (size_t)t * d.sums_floats;
-      for (int64_t i = 0; i < wsz; i++) gw[i] += h[i];
-    }
+  if (gw) { /* the parts' lane sums in part order (a float a weight a part: no loop) */
+    const float *part[CNN_PARALLEL_MAX_THREADS];
+    for (int64_t t = 0; t < parts; t++) part[t] = sums + (size_t)t * d.sums_floats;
+    parts_sum(gw, part, parts, 0, f->O * f->C * kh * kw);
   }
   for (int64_t o = 0; gb && o < f->O; o++) { /* conv.c's bias_grad_channel: the images in double, in order */
     double acc = 0;
