@@ -482,6 +482,15 @@ static bool bn_forward_images(const cnn_batchnorm_args *a, const float *x, float
 
 void cnn_batchnorm_forward(const cnn_batchnorm_args *a, const float *x, float *y, float *save_mean,
                            float *save_invstd) {
+  if (a->N * a->S == 0) { /* no values (the block and prefetch arithmetic divides by S): nothing to
+                           * normalise; training keeps the running statistics and saves zeros */
+    for (int64_t c = 0; c < a->C; c++) {
+      float sc, b;
+      if (a->training) save_mean[c] = save_invstd[c] = 0;
+      else bn_channel_params(a, c, 0, 0, save_mean, save_invstd, &sc, &b);
+    }
+    return;
+  }
   if (bn_by_images(a) && bn_forward_images(a, x, y, save_mean, save_invstd)) return;
   norm_job j = {.bn = a, .x = x, .y = y, .save_mean = save_mean, .save_invstd = save_invstd};
   cnn_parallel_items(a->C, a->N * a->C * a->S, bn_forward_channels, &j);
@@ -675,6 +684,13 @@ static bool bn_backward_images(const cnn_batchnorm_args *a, const float *x, cons
 
 void cnn_batchnorm_backward(const cnn_batchnorm_args *a, const float *x, const float *gy, const float *save_mean,
                             const float *save_invstd, float *gx, float *gweight, float *gbias) {
+  if (a->N * a->S == 0) { /* no values: the parameters' gradients are empty sums */
+    for (int64_t c = 0; c < a->C; c++) {
+      if (gweight) gweight[c] = 0;
+      if (gbias) gbias[c] = 0;
+    }
+    return;
+  }
   if (bn_by_images(a) && bn_backward_images(a, x, gy, save_mean, save_invstd, gx, gweight, gbias)) return;
   norm_job j = {.bn = a,
                 .x = x,

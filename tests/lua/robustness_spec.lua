@@ -28,6 +28,35 @@ describe("joining zero-size tensors", function()
   end)
 end)
 
+describe("batch norm of tensors with no values", function()
+  it("an empty batch or plane gives an empty output and zero parameter gradients, as PyTorch", function()
+    -- a plane of size 0 used to divide by it in the kernel's block and prefetch arithmetic (SIGFPE)
+    for _, shape in ipairs {{2, 3, 0}, {0, 3}, {0, 3, 4}, {2, 3, 0, 8}} do
+      for _, training in ipairs {false, true} do
+        for _, relu in ipairs {false, true} do
+          local x = cnn.zeros(table.unpack(shape)):requires_grad_()
+          local w, b = cnn.ones(3):requires_grad_(), cnn.zeros(3):requires_grad_()
+          local rm, rv = cnn.full({3}, 0.5), cnn.full({3}, 2.0)
+          local y = F.batch_norm(x, rm, rv, w, b, training, 0.1, 1e-5, {relu = relu})
+          assert.are.same(shape, y:shape())
+          y:sum():backward()
+          assert.are.same(shape, x.grad:shape())
+          H.assert_tensor(w.grad, {0, 0, 0}, {atol = 0})
+          H.assert_tensor(b.grad, {0, 0, 0}, {atol = 0})
+          -- no values: the running statistics stay as they were
+          H.assert_tensor(rm, {0.5, 0.5, 0.5}, {atol = 0})
+          H.assert_tensor(rv, {2, 2, 2}, {atol = 0})
+        end
+      end
+    end
+    local bn = nn.BatchNorm2d(3)
+    assert.are.same({2, 3, 0, 8}, bn(cnn.zeros(2, 3, 0, 8)):shape())
+    assert.are.same({2, 3, 0, 8}, bn:eval()(cnn.zeros(2, 3, 0, 8)):shape())
+    assert.are.same({0, 3}, nn.BatchNorm1d(3)(cnn.zeros(0, 3)):shape())
+    H.assert_usable()
+  end)
+end)
+
 describe("tensors a binding takes stay alive while it uses them", function()
   it("cat reads a list through an __index proxy whose tensors nothing else holds", function()
     -- each element is a fresh tensor only the stack keeps alive; the lookups run the collector
