@@ -451,23 +451,23 @@ static int run_direct(direct_kind kind, const geom *g, const cnn_conv2d_params *
 
 /* One row of n outputs of the forward's epilogue, from the product's row s (r may be s): with a
  * scale or a residual (post) r = s * scale + bias (+ residual), else r = s (the bias started the
- * product); then max(0, .) with relu, NaN to 0. */
+ * product); then relu as F.relu computes it (v <= 0 gives +0, NaN stays NaN). */
 static void epilogue_row(float *r, const float *s, int64_t n, bool post, float sv, float bv, const float *res,
                          bool relu) {
   if (post && res)
     for (int64_t q = 0; q < n; q++) {
       float v = s[q] * sv + bv + res[q];
-      r[q] = relu && !(v > 0) ? 0.0f : v;
+      r[q] = relu && v <= 0 ? 0.0f : v;
     }
   else if (post && relu)
     for (int64_t q = 0; q < n; q++) {
       float v = s[q] * sv + bv;
-      r[q] = v > 0 ? v : 0.0f;
+      r[q] = v <= 0 ? 0.0f : v;
     }
   else if (post)
     for (int64_t q = 0; q < n; q++) r[q] = s[q] * sv + bv;
   else if (relu)
-    for (int64_t q = 0; q < n; q++) r[q] = s[q] > 0 ? s[q] : 0.0f;
+    for (int64_t q = 0; q < n; q++) r[q] = s[q] <= 0 ? 0.0f : s[q];
   else if (r != s) memcpy(r, s, (size_t)n * sizeof(float));
 }
 

@@ -343,11 +343,11 @@ static void slab_store(const cnn_dconv *d, const float *yq, const float *b, int6
         for (int64_t row = 0; row < oh; row++, s += d->S, dst += ow, r += ow)
           for (int64_t j = 0; j < ow; j++) {
             float v = s[j] + bv + r[j];
-            dst[j] = d->relu && !(v > 0) ? 0.0f : v;
+            dst[j] = d->relu && v <= 0 ? 0.0f : v; /* F.relu: NaN stays */
           }
       } else if (d->relu)
         for (int64_t r = 0; r < oh; r++, s += d->S, dst += ow)
-          for (int64_t j = 0; j < ow; j++) dst[j] = s[j] + bv > 0 ? s[j] + bv : 0.0f;
+          for (int64_t j = 0; j < ow; j++) dst[j] = s[j] + bv <= 0 ? 0.0f : s[j] + bv;
       else
         for (int64_t r = 0; r < oh; r++, s += d->S, dst += ow)
           for (int64_t j = 0; j < ow; j++) dst[j] = s[j] + bv;

@@ -283,7 +283,8 @@ static void group_store(const cnn_sconv *d, const float *yg, const float *b, int
       for (int64_t l = 0; l < g; l++) {
         __m512 t = _mm512_add_ps(v[l], vb);
         if (d->residual) t = _mm512_add_ps(t, _mm512_maskz_loadu_ps(m, d->residual + at + l * O * plane + x0));
-        if (d->relu) t = _mm512_max_ps(t, zero); /* max(NaN, 0) and max(-0, 0) give 0, as !(v > 0) */
+        if (d->relu) /* F.relu: v <= 0 (-0 too) gives +0, NaN stays (not-less-or-equal is true for NaN) */
+          t = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(t, zero, _CMP_NLE_UQ), t);
         _mm512_mask_storeu_ps(y + at + l * O * plane + x0, m, t);
       }
     }
@@ -296,7 +297,7 @@ static void group_store(const cnn_sconv *d, const float *yg, const float *b, int
         for (int64_t x = 0; x < ow; x++) {
           float v = s[x * VL + l] + bv;
           if (r) v += r[x];
-          dst[x] = d->relu && !(v > 0) ? 0.0f : v;
+          dst[x] = d->relu && v <= 0 ? 0.0f : v;
         }
       }
     }

@@ -100,6 +100,44 @@ describe("inference fusions", function()
     end
   end)
 
+  it("F.conv2d's relu keeps NaN as F.relu does, on every path and with scale and residual", function()
+    cnn.manual_seed(5)
+    -- direct, small-batch lanes (16 images), im2col (dilation, groups, stride 2), batched (wide)
+    local cases = {{{2, 3, 8, 8}, 8, {padding = 1}}, {{20, 16, 12, 12}, 16, {padding = 1}},
+      {{2, 32, 9, 9}, 16, {padding = 2, dilation = 2}}, {{2, 8, 9, 9}, 8, {padding = 1, groups = 2}},
+      {{4, 256, 7, 7}, 256, {padding = 1}}, {{2, 64, 20, 20}, 64, {stride = 2}}, {{3, 5, 11, 11}, 7, {}}}
+    local nan = 0 / 0
+    for _, c in ipairs(cases) do
+      local shape, O, o = c[1], c[2], c[3]
+      local x = cnn.randn(table.unpack(shape))
+      x[1][1][2][3], x[1][1][1][1] = nan, -math.huge
+      local w, b = cnn.randn(O, shape[2] // (o.groups or 1), 3, 3), cnn.randn(O)
+      local plain = F.conv2d(x, w, b, o)
+      for _, extra in ipairs {{}, {scale = cnn.rand(O) + 0.5}} do
+        local want = plain
+        if extra.scale then want = F.conv2d(x, w, nil, o) * extra.scale:view(1, O, 1, 1) + b:view(1, O, 1, 1) end
+        want = F.relu(want)
+        local opts = {relu = true, scale = extra.scale}
+        for k, v in pairs(o) do opts[k] = v end
+        local got = F.conv2d(x, w, b, opts)
+        local what = table.concat(shape, "x") .. (extra.scale and " with scale" or "")
+        assert.is_true(want:isnan():sum():item() > 0, what)
+        assert.is_true(got:isnan():eq(want:isnan()):all():item(), what .. ": NaN where F.relu has them")
+        assert.is_true(got:eq(math.huge):eq(want:eq(math.huge)):all():item(), what .. ": the same infinities")
+        local d = cnn.where(want:isnan():logical_or(want:eq(math.huge)), cnn.zeros(1), got - want)
+        assert.is_true(d:abs():max():item() < 1e-4, what)
+      end
+    end
+    -- folded Conv2d + BatchNorm2d + ReLU in eval shows the NaNs the unfused model shows
+    local m = nn.Sequential(nn.Conv2d(3, 8, 3, {padding = 1}), nn.BatchNorm2d(8), nn.ReLU()):eval()
+    local x = cnn.randn(2, 3, 6, 6)
+    x[2][3][4][4] = nan
+    local unfused = m(x)
+    local fused = cnn.no_grad(function() return m(x) end)
+    assert.is_true(unfused:isnan():sum():item() > 0)
+    assert.is_true(fused:isnan():eq(unfused:isnan()):all():item())
+  end)
+
   it("F.conv2d's scale and residual are checked and need no_grad", function()
     local x, w = cnn.randn(1, 2, 5, 5), cnn.randn(3, 2, 3, 3)
     H.assert_error(function() return F.conv2d(x, w, {scale = cnn.ones(4)}) end, "conv2d", "scale", "3 output channels")
