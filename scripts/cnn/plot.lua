@@ -79,23 +79,31 @@ local function step_value(i, m, k)
   return i * m / 10 ^ -k
 end
 
+-- Spans below this are empty ranges: steps near the smallest doubles would underflow to 0.
+local TINY_SPAN = 1e-290
+
 --- cnn.plot.ticks(lo, hi, max_ticks=6, min_step) -> {lo=, hi=, step=, values=}
 --- Nice linear ticks covering [lo, hi]: steps of 1, 2 or 5 times a power of ten.
 --- The step is at least min_step (1 for integer data such as epochs), the range is widened to whole
---- steps, with at most max_ticks values; an empty range (lo == hi) is padded first.
+--- steps, with at most max_ticks values (2 at least, 1000 at most); an empty range (lo == hi, or a span below
+--- 1e-290) is padded first.
 function plot.ticks(lo, hi, n, min_step)
-  n = max(2, floor(n or 6))
   assert(finite(lo) and finite(hi), "plot.ticks: lo and hi must be finite numbers")
+  assert(n == nil or (finite(n) and n <= 1000), "plot.ticks: max_ticks must be a finite number up to 1000")
+  assert(min_step == nil or (finite(min_step) and min_step >= 0), "plot.ticks: min_step must be a finite number >= 0")
+  n = max(2, floor(n or 6))
   if lo > hi then lo, hi = hi, lo end
   local mid = abs(lo / 2 + hi / 2)
-  if hi - lo <= mid * 1e-9 then -- equal (to rounding): pad 10% of the value, or +-1 around 0
-    local d = mid > 0 and mid * 0.1 or 1
+  if hi / 2 - lo / 2 <= max(mid * 1e-9, TINY_SPAN) then -- equal (to rounding): pad 10% of the value, or +-1
+    local d = mid > TINY_SPAN and mid * 0.1 or 1
     lo, hi = lo - d, hi + d
   end
   -- span in two halves so that -1e308..1e308 does not overflow
   local lspan = log10(hi / 2 - lo / 2) + log10(2)
   local k = floor(lspan - log10(n)) - 1
-  while true do
+  -- k starts a decade below a step of span / n: a few decades up always fit n ticks, and a
+  -- min_step (finite) is reached within the doubles' 617 decades
+  for _ = 1, 700 do
     for _, m in ipairs{1, 2, 5} do
       local step = m * 10 ^ k
       local a = floor(lo / step + 1e-9)
@@ -108,6 +116,7 @@ function plot.ticks(lo, hi, n, min_step)
     end
     k = k + 1
   end
+  error(string.format("plot.ticks: no step of at least %s fits %d ticks over [%g, %g]", tostring(min_step), n, lo, hi))
 end
 
 local function pow10(e) return tonumber("1e" .. e) end
@@ -123,9 +132,14 @@ function plot.log_ticks(lo, hi, n)
   local a = floor(log10(lo) + 1e-9)
   local b = ceil(log10(hi) - 1e-9)
   if b <= a then a, b = a - (lo == hi and 1 or 0), a + 1 end
+  -- decades of normal doubles only: 10^-308 and below are subnormal or 0, 10^309 is inf
+  a, b = min(max(a, -307), 307), max(min(b, 308), -306)
+  if b <= a then b = a + 1 end
   local k = max(1, ceil((b - a) / (n - 1)))
   a = floor(a / k) * k
   b = ceil(b / k) * k
+  while a < -307 do a = a + k end
+  while b > 308 do b = b - k end
   local values, minor = {}, {}
   for e = a, b, k do values[#values + 1] = pow10(e) end
   if k == 1 and b - a <= 2 then
@@ -206,7 +220,9 @@ end
 --- A compact label for one number, four significant digits (legends, the best point).
 local function format_number(v)
   if not finite(v) then return tostring(v) end
+  v = v + 0.0 -- an integer's abs may wrap (math.mininteger)
   if v == 0 then return "0" end
+  if abs(v) < TINY_SPAN then return string.format("%.3g", v) end -- its tenth powers underflow
   local e = floor(log10(abs(v)) + 1e-9)
   return format_value(v, pow10(e - 3), mode_for(abs(v)))
 end

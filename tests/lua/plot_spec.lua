@@ -111,6 +111,25 @@ describe("plot.ticks", function()
     assert.are.same({-1, -0.5, 0, 0.5, 1}, plot.ticks(0, 0, 6).values)
   end)
 
+  it("ends on the doubles' extremes and refuses counts and steps it could never meet", function()
+    -- a span of subnormals is an empty range (its steps would underflow to 0 and never fit)
+    assert.are.same({-1, -0.5, 0, 0.5, 1}, plot.ticks(0, 4.9e-324, 6).values)
+    assert.are.same({-1, -0.5, 0, 0.5, 1}, plot.ticks(0, 1e-300, 6).values)
+    assert.are.same({-1e308, 1e308}, {plot.ticks(-1e308, 1e308, 6).lo, plot.ticks(-1e308, 1e308, 6).hi})
+    for _, case in ipairs {{4.9e-324, 1}, {4.9e-324, 4.9e-324}, {1e-310, 1.7e308}, {1.7e308, 1.7e308}} do
+      local t = plot.log_ticks(case[1], case[2], 6)
+      for _, v in ipairs(t.values) do assert.is_true(v >= 1e-307 and v <= 1e308, tostring(v)) end
+    end
+    err(function() return plot.ticks(0, 1, 6, 0 / 0) end, "plot.ticks: min_step must be a finite number")
+    err(function() return plot.ticks(0, 1, math.huge) end, "plot.ticks: max_ticks must be a finite number up to 1000")
+    err(function() return plot.ticks(0, 1, 1e9) end, "plot.ticks: max_ticks")
+    -- a plot whose data spans only subnormals draws
+    assert.are.same({3, 500, 800}, plot.lines{series = {{y = {0, 4.9e-324}}}}:shape())
+    assert.are.same({3, 500, 800}, plot.lines{logy = true, series = {{y = {4.9e-324, 1e-300, 1}}}}:shape())
+    assert.are.equal("4.94e-324", plot.format_number(4.9e-324))
+    assert.are.equal("-9.223e18", plot.format_number(math.mininteger))
+  end)
+
   it("log ticks: decades, 1-2-5 within two decades, every few decades when many", function()
     local t = plot.log_ticks(0.004, 3.2, 6)
     assert.are.same({1e-3, 1e-2, 1e-1, 1, 10}, t.values)
