@@ -18,8 +18,15 @@ local is_tensor = require("cnn.util").is_tensor
 local function encode(value, path, tensors, seen)
   local tv = type(value)
   if is_tensor(value) then
-    tensors[path] = value
-    return {tensor = path}
+    -- {["a.b"] = t1, a = {b = t2}} (or keys 1 and "1") give two tensors one dotted path: the later
+    -- one (in the sorted key order) is stored as "a.b#2", and the tree says which is which
+    local name, n = path, 1
+    while tensors[name] do
+      n = n + 1
+      name = path .. "#" .. n
+    end
+    tensors[name] = value
+    return {tensor = name}
   elseif tv == "table" then
     local mt = getmetatable(value)
     if type(mt) == "table" and rawget(mt, "__cnn_module") then
@@ -51,6 +58,7 @@ local function encode(value, path, tensors, seen)
     if math.type(value) == "integer" then return {int = tostring(value)} end
     if value ~= value then return {float = "nan"} end
     if value == math.huge or value == -math.huge then return {float = value > 0 and "inf" or "-inf"} end
+    if value == 0 and 1 / value < 0 then return {float = "-0.0"} end -- "%.17g" writes "-0", read back as 0
     return {float = string.format("%.17g", value)}
   elseif tv == "string" or tv == "boolean" then
     return {value = value}
@@ -83,7 +91,7 @@ local function decode(node, tensors, file)
     local special = {nan = 0 / 0, inf = math.huge, ["-inf"] = -math.huge}
     local v = special[node.float] or tonumber(node.float)
     if type(v) ~= "number" then bad("malformed number") end
-    return v + 0.0
+    return math.type(v) == "integer" and v + 0.0 or v -- not -0.0 + 0.0, which is +0.0
   elseif node.value ~= nil then
     return node.value
   end
@@ -93,8 +101,9 @@ end
 --- cnn.checkpoint.save(path, state)
 --- Writes a training state, a nested table of tensors, numbers, strings and booleans, to one file.
 --- The file is safetensors: tensors under their dotted path in state ("model.features.0.weight"), so
---- other tools read the weights directly; the rest as JSON metadata, numbers exact. Keys are strings
---- or integers; a cycle is an error.
+--- other tools read the weights directly (a second tensor on a taken path, as from keys "a.b" and
+--- a = {b = ...}, is stored as "a.b#2"); the rest as JSON metadata, numbers exact (-0.0, inf and nan
+--- too). Keys are strings or integers; a cycle is an error.
 function checkpoint.save(path, state)
   if type(path) ~= "string" then error("checkpoint.save: expected a path, got " .. type(path), 2) end
   if type(state) ~= "table" then error("checkpoint.save: expected a state table, got " .. type(state), 2) end

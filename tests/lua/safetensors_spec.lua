@@ -1,6 +1,7 @@
 -- cnn.save / cnn.load (safetensors): a file laid out as huggingface's writer lays it out, with
 -- every dtype the format names (F16/BF16 bit patterns from PyTorch), round trips of every kind
--- of tensor, the exact bytes cnn.save writes, and one clear error per corrupt-file case.
+-- of tensor, the exact bytes cnn.save writes, one clear error per corrupt-file case, and
+-- cnn.checkpoint's exact round trip (it is safetensors underneath).
 local cnn = require "cnn"
 local S = require "cnn.serialize"
 local save, load = cnn.save or S.save, cnn.load or S.load
@@ -193,5 +194,36 @@ describe("save's names", function()
     cnn.save(path, { a = cnn.ones(1) })
     assert.are.same({ 1 }, cnn.load(path).a:totable())
     H.rmdir(d)
+  end)
+end)
+
+describe("cnn.checkpoint", function()
+  it("round trips a state exactly: colliding tensor paths, -0.0, inf, nan, integer keys", function()
+    local path = os.tmpname()
+    local state = {
+      ["a.b"] = cnn.ones(2), a = {b = cnn.zeros(3)}, [1] = cnn.full({1}, 7.0), ["1"] = cnn.full({1}, 8.0),
+      z = -0.0, w = 0.0, big = math.maxinteger, f = 0.1, inf = -math.huge, nan = 0 / 0, s = "x", yes = true,
+      list = {10, 20, {30}},
+    }
+    cnn.checkpoint.save(path, state)
+    local got = cnn.checkpoint.load(path)
+    H.assert_tensor(got["a.b"], {1, 1}, {atol = 0})
+    H.assert_tensor(got.a.b, {0, 0, 0}, {atol = 0})
+    H.assert_tensor(got[1], {7}, {atol = 0})
+    H.assert_tensor(got["1"], {8}, {atol = 0})
+    assert.are.equal(-math.huge, 1 / got.z) -- -0.0 stays negative
+    assert.are.equal(math.huge, 1 / got.w)
+    assert.are.equal(math.maxinteger, got.big)
+    assert.are.equal("integer", math.type(got.big))
+    assert.are.equal(0.1, got.f)
+    assert.are.equal(-math.huge, got.inf)
+    assert.is_true(got.nan ~= got.nan)
+    assert.are.same({"x", true, {10, 20, {30}}}, {got.s, got.yes, got.list})
+    -- the second tensor on a taken dotted path gets a suffix; other tools see both
+    local names = {}
+    for k in pairs(cnn.load(path)) do names[#names + 1] = k end
+    table.sort(names)
+    assert.are.same({"1", "1#2", "a.b", "a.b#2"}, names)
+    os.remove(path)
   end)
 end)
