@@ -13,10 +13,31 @@ local F = {}
 for k, v in pairs(core.F) do F[k] = v end
 
 local is_tensor = require("cnn.util").is_tensor
+local check_options = require("cnn.util").check_options
 local function check_tensor(fn, x, i)
   if not is_tensor(x) then
     error(string.format("%s: expected a tensor for argument %d, got %s", fn, i, type(x)), 3)
   end
+end
+
+-- A loss's input and target broadcast (PyTorch's rule: trailing dims equal or one of them 1), or
+-- an error naming the loss rather than the subtraction that would fail inside it.
+local function check_broadcast(fn, a, b)
+  local sa, sb = a:size(), b:size()
+  for i = 1, math.min(#sa, #sb) do
+    local x, y = sa[#sa + 1 - i], sb[#sb + 1 - i]
+    if x ~= y and x ~= 1 and y ~= 1 then
+      error(string.format("%s: input (%s) and target (%s) cannot be broadcast", fn, table.concat(sa, ", "),
+        table.concat(sb, ", ")), 3)
+    end
+  end
+end
+
+-- The option keys of a loss below: reduction and the given ones
+local function loss_keys(...)
+  local k = {reduction = true}
+  for _, name in ipairs {...} do k[name] = true end
+  return k
 end
 
 -- F.linear(x, w, b): x (..., in), w (out, in), b (out) or nil -> (..., out) is core.F.linear (C: one
@@ -175,6 +196,8 @@ end
 function F.l1_loss(input, target, opts)
   check_tensor("l1_loss", input, 1)
   check_tensor("l1_loss", target, 2)
+  opts = check_options("l1_loss", opts, loss_keys(), 2)
+  check_broadcast("l1_loss", input, target)
   return reduce("l1_loss", (input - target):abs(), opts)
 end
 
@@ -229,6 +252,8 @@ end
 function F.smooth_l1_loss(input, target, opts)
   check_tensor("smooth_l1_loss", input, 1)
   check_tensor("smooth_l1_loss", target, 2)
+  opts = check_options("smooth_l1_loss", opts, loss_keys("beta"), 2)
+  check_broadcast("smooth_l1_loss", input, target)
   local beta = check_number("smooth_l1_loss", "beta", opts and opts.beta or 1)
   if beta < 0 then error("smooth_l1_loss: beta must be non-negative, got " .. beta, 2) end
   return reduce("smooth_l1_loss", robust_term(input, target, beta, 1, false), opts)
@@ -240,6 +265,8 @@ end
 function F.huber_loss(input, target, opts)
   check_tensor("huber_loss", input, 1)
   check_tensor("huber_loss", target, 2)
+  opts = check_options("huber_loss", opts, loss_keys("delta"), 2)
+  check_broadcast("huber_loss", input, target)
   local delta = check_number("huber_loss", "delta", opts and opts.delta or 1)
   if not (delta > 0) then error("huber_loss: delta must be positive, got " .. show(delta), 2) end
   return reduce("huber_loss", robust_term(input, target, delta, delta, true), opts)
@@ -254,6 +281,8 @@ function F.binary_cross_entropy_with_logits(input, target, opts)
   local fn = "binary_cross_entropy_with_logits"
   check_tensor(fn, input, 1)
   check_tensor(fn, target, 2)
+  opts = check_options(fn, opts, loss_keys("weight", "pos_weight"), 2)
+  check_broadcast(fn, input, target)
   local weight, pos_weight = opts and opts.weight, opts and opts.pos_weight
   if weight ~= nil then check_tensor(fn, weight, 3) end
   if pos_weight ~= nil then check_tensor(fn, pos_weight, 3) end
@@ -287,6 +316,7 @@ local core_gelu = core.F.gelu
 --- to 0) and its backward; approximate="tanh" is 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))).
 function F.gelu(x, opts)
   check_tensor("gelu", x, 1)
+  opts = check_options("gelu", opts, {approximate = true}, 2)
   local approx = opts and opts.approximate or "none"
   if approx ~= "none" and approx ~= "tanh" then
     error(string.format('gelu: approximate must be "none" or "tanh", got %s', show(approx)), 2)
@@ -549,6 +579,7 @@ function F.binary_cross_entropy(input, target, opts)
   local fn = "binary_cross_entropy"
   check_tensor(fn, input, 1)
   check_tensor(fn, target, 2)
+  opts = check_options(fn, opts, loss_keys("weight"), 2)
   local weight = opts and opts.weight
   if weight ~= nil then check_tensor(fn, weight, 3) end
   if input:dim() ~= target:dim() or input:numel() ~= target:numel()
@@ -568,21 +599,25 @@ end
 
 --- cnn.F.kl_div(input, target, {reduction="mean", log_target=false}) -> Tensor
 --- The Kullback-Leibler divergence terms target (log target - input) of log-probabilities input.
---- A target of 0 contributes 0; log_target=true takes target as log-probabilities too
---- (e^target (target - input)). reduction "batchmean" divides the sum by the size of dim 1 (the
---- KL divergence proper), "mean" by the number of elements, as PyTorch.
+--- A target of 0 contributes 0 and a negative one NaN (PyTorch's xlogy); log_target=true takes
+--- target as log-probabilities too (e^target (target - input)). reduction "batchmean" divides the
+--- sum by the size of dim 1 (the KL divergence proper), "mean" by the number of elements, as PyTorch.
 function F.kl_div(input, target, opts)
   local fn = "kl_div"
   check_tensor(fn, input, 1)
   check_tensor(fn, target, 2)
+  opts = check_options(fn, opts, loss_keys("log_target"), 2)
+  check_broadcast(fn, input, target)
   local log_target = opts and opts.log_target or false
   if type(log_target) ~= "boolean" then error(fn .. ": log_target must be a boolean", 2) end
   local l
   if log_target then
     l = target:exp() * (target - input)
   else
-    local pos = target:gt(0)
-    l = core.where(pos, target * core.where(pos, target, 1):log(), 0) - target * input
+    -- xlogy(target, target) as PyTorch's: 0 at 0, NaN for a negative or NaN target (the inner
+    -- where keeps log(0)'s -inf out of the gradient)
+    local zero = target:eq(0)
+    l = core.where(zero, 0, target * core.where(zero, 1, target):log()) - target * input
   end
   if opts and opts.reduction == "batchmean" then
     local n = input:dim() > 0 and input:size(1) or 1

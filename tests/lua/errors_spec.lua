@@ -212,6 +212,22 @@ describe("options", function()
     H.assert_tensor(x.grad, { 2 })
   end)
 
+  it("the losses written in Lua and gelu reject unknown keys, non-tables and shapes, naming themselves", function()
+    local F = cnn.F
+    local a, b = cnn.randn(2, 3), cnn.rand(2, 3)
+    for _, name in ipairs {"l1_loss", "smooth_l1_loss", "huber_loss", "kl_div", "binary_cross_entropy",
+      "binary_cross_entropy_with_logits"} do
+      local x = name == "binary_cross_entropy" and a:sigmoid() or a
+      -- a typo used to give the mean silently
+      err(function() return F[name](x, b, { reductoin = "sum" }) end, name .. ":", "unknown option 'reductoin'")
+      err(function() return F[name](x, b, 3) end, name .. ":", "options table")
+      err(function() return F[name](x, cnn.rand(4)) end, name .. ":", "(4)")
+      assert.is_true(F[name](x, b, { reduction = "sum" }):item() ~= F[name](x, b):item())
+    end
+    err(function() return F.gelu(a, { approx = "tanh" }) end, "gelu:", "unknown option 'approx'")
+    H.assert_usable()
+  end)
+
   it("gradcheck rejects unknown options", function()
     local x = cnn.tensor({ 1 }, { requires_grad = true })
     err(function() cnn.autograd.gradcheck(function(a) return a:sum() end, { x }, { epsilon = 1e-3 }) end,
