@@ -340,6 +340,7 @@ end
 function F.logsumexp(x, dim, keepdim)
   check_tensor("logsumexp", x, 1)
   dim = check_dim("logsumexp", x, dim)
+  if x:dtype() ~= "float32" then x = x:float() end -- bool and int64 too, as PyTorch's (a float result)
   if x:dim() > 0 and x:size(dim) == 0 then -- the log of an empty sum: -inf, as PyTorch (max refuses)
     local r = x:sum(dim, true):log()
     if not keepdim then r = r:squeeze(dim) end
@@ -761,7 +762,10 @@ end
 --- t:argsort(dim=-1, descending=false) -> Tensor
 --- The 1-based int64 indices that sort t along dim (the second result of t:sort).
 function core.Tensor.argsort(t, dim, descending)
-  local _, idx = core.Tensor.sort(t, dim, descending)
+  local ok, v, idx = pcall(core.Tensor.sort, t, dim, descending)
+  if not ok then -- sort's message, under this function's name and at our caller's line
+    error((tostring(v):gsub("^.-:%d+: ", "", 1):gsub("^sort:", "argsort:", 1)), 2)
+  end
   return idx
 end
 

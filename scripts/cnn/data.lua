@@ -70,11 +70,11 @@ end
 
 local function check_index(fn, ds, i, level)
   if not is_int(i) then error(string.format("%s: index must be an integer, got %s", fn, util.show(i)), level + 1) end
-  if i < 0 then i = ds.n + 1 + i end
-  if i < 1 or i > ds.n then
+  local j = i < 0 and ds.n + 1 + i or i
+  if j < 1 or j > ds.n then -- the index as given: -11 of 10 samples, not the 0 it counts back to
     error(string.format("%s: index %d is out of range for %d samples", fn, i, ds.n), level + 1)
   end
-  return math.tointeger(i)
+  return math.tointeger(j)
 end
 
 --- class cnn.data.TensorDataset(x, y, ...)

@@ -94,6 +94,9 @@ describe("data.mnist", function()
     assert.are.equal(6, #train)
     assert.are.equal(E.mnist.train_labels[6] + 1, select(2, train:get(6)))
     assert.are.equal(E.mnist.train_labels[6] + 1, select(2, train:get(-1)))
+    assert.are.equal(E.mnist.train_labels[1] + 1, select(2, train:get(-6)))
+    -- the index as given, not the 0 it counts back to
+    H.assert_error(function() return train:get(-7) end, "index %-7 is out of range for 6 samples")
   end)
 
   it("reads raw files, and the dotted file names", function()

@@ -49,6 +49,19 @@ describe("a module's forward error", function()
 end)
 
 describe("errors in the user's terms", function()
+  it("a layer's own check is not prefixed with its class twice; argsort names itself", function()
+    local msg = err(function() return nn.BatchNorm2d(3)(cnn.randn(2, 3)) end, "BatchNorm2d: expected 4%-d")
+    assert.falsy(msg:find("BatchNorm2d: BatchNorm2d", 1, true), msg)
+    msg = err(function() return nn.Sequential(nn.Linear(2, 2), nn.BatchNorm2d(2))(cnn.randn(3, 2)) end,
+      "1 %(BatchNorm2d%): expected 4%-d")
+    assert.falsy(msg:find("BatchNorm2d%): BatchNorm2d"), msg)
+    err(function() return cnn.randn(3):argsort(5) end, "argsort: dimension 5 out of range")
+    -- logsumexp of bool and int64 tensors is a float, as PyTorch's
+    assert.is_true(math.abs(cnn.tensor {true, false}:logsumexp(1):item() - math.log(math.exp(1) + 1)) < 1e-6)
+    assert.are.equal("float32", cnn.tensor({1, 2, 3}, {dtype = "int64"}):logsumexp(1):dtype())
+    H.assert_usable()
+  end)
+
   it("nn.Linear(2^31, 2^31) says the weight is too large", function()
     err(function() return nn.Linear(1 << 31, 1 << 31) end, "Linear: a weight of shape {2147483648, 2147483648}",
       "16 EiB", "too large to allocate")

@@ -118,6 +118,19 @@ describe("hpsearch spaces", function()
   end)
 end)
 
+describe("hpsearch.Result.new", function()
+  it("checks its fields by name", function()
+    local R = hp.Result
+    H.assert_error(function() return R.new(3) end, "hpsearch.Result.new: expected a table of fields, got number")
+    H.assert_error(function() return R.new {} end, "hpsearch.Result.new: trials must be a list of trial tables")
+    H.assert_error(function() return R.new {trials = {3}} end, "hpsearch.Result.new: trials%[1%] must be a table")
+    H.assert_error(function() return R.new {trials = {{status = "ok"}}} end, "trials%[1%] is ok but its metric is nil")
+    H.assert_error(function() return R.new {trials = {}, mode = "maximum"} end, 'mode must be "min" or "max"')
+    local r = R.new {trials = {{status = "ok", metric = 0.5, index = 1}, {status = "ok", metric = 0.25, index = 2}}}
+    assert.are.equal(0.25, r.best.metric)
+  end)
+end)
+
 describe("hpsearch grid", function()
   it("enumerates the product in name order, the last name fastest; a plain list is a choice", function()
     local calls = {}

@@ -304,6 +304,19 @@ describe("inference fusions", function()
     assert.is_true(max_diff(ref, fused) < 1e-4, "max diff " .. max_diff(ref, fused))
   end)
 
+  it("a BatchNorm2d of the wrong width after a Conv2d is not folded: batch_norm names the mismatch", function()
+    local m = nn.Sequential(nn.Conv2d(3, 8, 3), nn.BatchNorm2d(4), nn.ReLU()):eval()
+    local x = cnn.randn(1, 3, 8, 8)
+    local want = "1 %(BatchNorm2d%): batch_norm: running_mean should have shape %(8%)"
+    H.assert_error(function() return m(x) end, want)
+    -- under no_grad too (it used to fold and fail in the scale's arithmetic, "Sequential: sub: ...")
+    H.assert_error(function()
+      local y = cnn.no_grad(function() return m(x) end)
+      return y
+    end, want)
+    H.assert_usable()
+  end)
+
   it("modules with hooks or their own forward are not fused", function()
     cnn.manual_seed(9)
     local seq = nn.Sequential(nn.Conv2d(2, 3, 3), nn.BatchNorm2d(3), nn.ReLU())

@@ -21,6 +21,18 @@ end
 --- cnn.hpsearch.Result.new{trials=, names=, metric=, mode=, ...} -> result
 --- Makes a result from trial records and finds the best "ok" trial (hp.search does this).
 function Result.new(r)
+  local function bad(fmt, ...) error("hpsearch.Result.new: " .. string.format(fmt, ...), 3) end
+  if type(r) ~= "table" then bad("expected a table of fields, got %s", type(r)) end
+  if type(r.trials) ~= "table" then bad("trials must be a list of trial tables, got %s", type(r.trials)) end
+  if r.mode ~= nil and r.mode ~= "min" and r.mode ~= "max" then
+    bad('mode must be "min" or "max", got %s', tostring(r.mode))
+  end
+  for i, t in ipairs(r.trials) do
+    if type(t) ~= "table" then bad("trials[%d] must be a table, got %s", i, type(t)) end
+    if t.status == "ok" and type(t.metric) ~= "number" then
+      bad("trials[%d] is ok but its metric is %s", i, type(t.metric))
+    end
+  end
   setmetatable(r, Result)
   local best
   for _, t in ipairs(r.trials) do

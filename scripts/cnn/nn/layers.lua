@@ -784,6 +784,15 @@ local function foldable_bn(bn)
     bn.running_mean ~= nil and bn.running_var ~= nil
 end
 
+-- bn's statistics and affine parameters have one value per conv output channel (else the modules'
+-- own calls run, and batch_norm names the mismatch)
+local function per_channel(bn, c)
+  for _, t in ipairs {bn.running_mean, bn.running_var, bn.weight or false, bn.bias or false} do
+    if t and not (t:dim() == 1 and t:numel() == c) then return false end
+  end
+  return true
+end
+
 -- conv's per-channel (scale, bias) for bn, made or reused (see above)
 local function folded(conv, bn)
   local src = {conv.bias or false, bn.weight or false, bn.bias or false, bn.running_mean, bn.running_var}
@@ -833,7 +842,7 @@ function L._fused_forward(conv, bn, relu, x, residual)
   if not (stock(conv, L.Conv2d, CONV_FORWARD) and inference(conv) and U.is_tensor(x) and x:dim() == 4) then
     return nil
   end
-  if bn ~= nil and not foldable_bn(bn) then return nil end
+  if bn ~= nil and not (foldable_bn(bn) and per_channel(bn, conv.out_channels)) then return nil end
   if relu ~= nil and not stock(relu, L.ReLU, RELU_FORWARD) then return nil end
   if bn == nil and relu == nil and residual == nil then return nil end
   if residual ~= nil and not (U.is_tensor(residual) and residual:dtype() == "float32" and x:dtype() == "float32") then

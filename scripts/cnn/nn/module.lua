@@ -171,7 +171,11 @@ local function rethrow(self, err)
   else
     local pos, rest = err:match("^([^\n]-:%d+: )(.*)$")
     if pos and library_dir and pos:sub(1, #library_dir) == library_dir then pos = nil end
-    pending.chain, pending.rest, pending.pos = {self}, rest or err, pos
+    rest = rest or err
+    -- a layer's own check names its class ("BatchNorm2d: expected 4-d ..."): the label says it
+    local own = state(self).class.__name .. ": "
+    if rest:sub(1, #own) == own then rest = rest:sub(#own + 1) end
+    pending.chain, pending.rest, pending.pos = {self}, rest, pos
   end
   local where = pending.pos
   if not where then
