@@ -108,9 +108,16 @@ function checkpoint.save(path, state)
   if type(path) ~= "string" then error("checkpoint.save: expected a path, got " .. type(path), 2) end
   if type(state) ~= "table" then error("checkpoint.save: expected a state table, got " .. type(state), 2) end
   local tensors = {}
-  local tree = encode(state, "", tensors, {})
+  -- a state nested past the stack fails in encode or in dkjson: named as the other errors here are
+  local ok, tree = pcall(encode, state, "", tensors, {})
+  local text = tree -- the tree's JSON, or the error
+  if ok then ok, text = pcall(require("dkjson").encode, tree) end
+  if not ok then
+    local msg = tostring(text)
+    error(msg:find("^checkpoint%.save: ") and msg or "checkpoint.save: " .. msg:gsub("^.-:%d+: ", "", 1), 2)
+  end
   local cnn = require "cnn"
-  local metadata = {["cnnlua.tree"] = require("dkjson").encode(tree), ["cnnlua.version"] = cnn.version}
+  local metadata = {["cnnlua.tree"] = text, ["cnnlua.version"] = cnn.version}
   cnn.save(path, tensors, {metadata = metadata})
 end
 
@@ -126,9 +133,19 @@ function checkpoint.load(path)
   end
   local text = meta and meta["cnnlua.tree"]
   if not text then error("checkpoint.load: " .. path .. ": not a cnnlua checkpoint (no cnnlua.tree metadata)", 2) end
-  local tree, _, err = require("dkjson").decode(text)
+  -- dkjson raises (rather than returns) on metadata nested past Lua's C stack: the same message
+  local ok2, tree, _, err = pcall(require("dkjson").decode, text)
+  if not ok2 then tree, err = nil, tostring(tree):gsub("^.-:%d+: ", "", 1) end
   if not tree then error("checkpoint.load: " .. path .. ": bad state metadata: " .. tostring(err), 2) end
-  return decode(tree, tensors, path)
+  local ok3, state = pcall(decode, tree, tensors, path)
+  if not ok3 then -- decode's own messages name the file; a stack overflow on a deep tree does not
+    local msg = tostring(state)
+    if not msg:find("^checkpoint%.load: ") then
+      msg = "checkpoint.load: " .. path .. ": " .. msg:gsub("^.-:%d+: ", "", 1)
+    end
+    error(msg, 2)
+  end
+  return state
 end
 
 return checkpoint

@@ -252,6 +252,15 @@ describe("searches and modules that would never end", function()
     b:load_state_dict(b:state_dict())
     H.assert_usable()
   end)
+
+  it("a module that calls itself until the stack runs out: a short error with the path's ends", function()
+    local s = nn.Sequential(nn.Linear(2, 2))
+    s:add_module("again", s)
+    local msg = H.assert_error(function() return s(cnn.randn(1, 2)) end, "again%.again%.again%.again%.%(%d+ more%)%.",
+      "stack overflow")
+    assert.is_true(#msg < 200, msg)
+    H.assert_usable()
+  end)
 end)
 
 describe("reentrant backward", function()

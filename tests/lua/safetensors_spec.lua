@@ -226,4 +226,21 @@ describe("cnn.checkpoint", function()
     assert.are.same({"1", "1#2", "a.b", "a.b#2"}, names)
     os.remove(path)
   end)
+
+  it("a state or metadata nested past the stack is an error naming checkpoint and the file", function()
+    local path = os.tmpname()
+    local deep = {}
+    local c = deep
+    for _ = 1, 100000 do
+      c.a = {}
+      c = c.a
+    end
+    H.assert_error(function() cnn.checkpoint.save(path, deep) end, "checkpoint.save: ", "stack overflow")
+    local text = string.rep('{"pairs":[["a",', 100000) .. '{"int":"1"}' .. string.rep("]]}", 100000)
+    cnn.save(path, {x = cnn.ones(1)}, {metadata = {["cnnlua.tree"] = text}})
+    H.assert_error(function() return cnn.checkpoint.load(path) end, "checkpoint.load: " .. path:gsub("%p", "%%%0"),
+      "bad state metadata")
+    os.remove(path)
+    H.assert_usable()
+  end)
 end)

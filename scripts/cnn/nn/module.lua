@@ -161,6 +161,11 @@ local function module_label(chain)
   end
   local cls = state(chain[#chain]).class.__name
   if #names == 0 then return cls end
+  if #names > 12 then -- a module calling itself until the stack ran out: the ends of the path
+    local n = #names
+    names = {names[1], names[2], names[3], names[4], "(" .. (n - 8) .. " more)", names[n - 3], names[n - 2],
+      names[n - 1], names[n]}
+  end
   return table.concat(names, ".") .. " (" .. cls .. ")"
 end
 
