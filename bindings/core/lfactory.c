@@ -83,7 +83,7 @@ static void fill_nested(lua_State *L, int idx, const char *fn, cnn_tensor *t, in
     int isnum;
     bool boolean = lua_type(L, idx) == LUA_TBOOLEAN;
     lua_Number v = boolean ? (lua_Number)lua_toboolean(L, idx) : lua_tonumberx(L, idx, &isnum);
-    if (!boolean && !isnum) {
+    if (!boolean && (!isnum || lua_type(L, idx) != LUA_TNUMBER)) { /* "1" converts, but is a string */
       cnn_tensor_release(t);
       lcnn_error(L, fn, "expected numbers or booleans in the nested table, got %s", luaL_typename(L, idx));
     }

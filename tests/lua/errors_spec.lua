@@ -93,6 +93,14 @@ describe("shape errors", function()
     H.assert_usable()
   end)
 
+  it("a string in a nested table, even one that reads as a number", function()
+    -- Lua converts "1" to 1 where a number is asked for; PyTorch refuses str data, and so do we
+    err(function() return cnn.tensor({ "1" }) end, "tensor:", "expected numbers or booleans", "got string")
+    err(function() return cnn.tensor({ { 1, 2 }, { "3", 4 } }) end, "tensor:", "got string")
+    err(function() return cnn.tensor({ "1" }, { dtype = "int64" }) end, "tensor:", "got string")
+    H.assert_usable()
+  end)
+
   it("item of a tensor with more than one element", function()
     err(function() return cnn.zeros(2):item() end, "item:")
     H.assert_usable()
