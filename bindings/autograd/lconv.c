@@ -73,9 +73,10 @@ static void relu_max_pool_params(lua_State *L, int t, const char *fn, cnn_pool2d
  * "same" (stride 1 only; an odd total padding puts the extra row and column after).
  * oh = floor((H + 2 * padding - dilation * (kh - 1) - 1) / stride) + 1, and likewise ow.
  * float32, or int64 throughout (an exact integer convolution, as PyTorch's; no gradients).
- * relu=true returns F.relu(y) made in the same pass (NaN stays NaN); scale (a float32 (O) vector) multiplies
- * output channel o by scale[o] before the bias is added, and residual (a float32 tensor of the
- * output's shape) is added before the ReLU: y = relu(scale * conv(x, weight) + bias + residual),
+ * relu=true returns F.relu(y) made in the same pass (NaN stays NaN); scale (a float32 (O)
+ * vector) multiplies output channel o by scale[o] before the bias is added, and residual (a float32
+ * tensor of the output's shape) is added before the ReLU:
+ * y = relu(scale * conv(x, weight) + bias + residual),
  * a convolution followed by an eval-mode BatchNorm and a residual connection in one pass, with no
  * folded copy of the weights. These three are for inference only: an error when an input
  * requires a gradient and grad mode is on. relu_max_pool={kernel_size=k, stride=k, padding=0,
