@@ -109,8 +109,8 @@ static int usable(void) {
 }
 
 #ifdef CNN_HAVE_MPI
-enum { KIND_ALL_REDUCE = 1, KIND_BROADCAST, KIND_ALL_GATHER, KIND_BUCKET };
-static const char *const kind_names[] = {"", "all_reduce", "broadcast", "all_gather", "a gradient bucket"};
+enum { KIND_ALL_REDUCE = 1, KIND_BROADCAST, KIND_ALL_GATHER, KIND_BUCKET, KIND_BARRIER };
+static const char *const kind_names[] = {"", "all_reduce", "broadcast", "all_gather", "a gradient bucket", "barrier"};
 
 /* Header: kind, dtype, ndim, extra (op, root or element count), sizes. One MAX all-reduce over the
  * header and its negation gives every rank the maximum and the minimum of each field. */
@@ -279,10 +279,9 @@ cnn_tensor *cnn_dist_all_gather(const cnn_tensor *t) {
 int cnn_dist_barrier(void) {
   if (usable()) return -1;
 #ifdef CNN_HAVE_MPI
-  if (D.mpi) {
-    int rc = MPI_Barrier(D.comm);
-    if (rc != MPI_SUCCESS) return mpi_fail(rc, "MPI_Barrier");
-  }
+  /* the header's all-reduce is the barrier (no rank leaves before all have entered), and a rank
+   * in another collective meets it there: an error on every rank, not MPI_Barrier's hang */
+  if (D.mpi && check_header(KIND_BARRIER, NULL, 0)) return -1;
 #endif
   return 0;
 }

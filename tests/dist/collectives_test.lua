@@ -74,6 +74,14 @@ if W > 1 then
     if r == 0 then dist.all_reduce(cnn.zeros(3)) else dist.broadcast(cnn.zeros(3)) end
   end, "different collectives")
   C.fails(function() dist.all_gather(cnn.zeros(2, r + 1)) end, "dist.all_gather", "shapes differ")
+  -- a barrier meeting another collective: an error on both sides (MPI_Barrier itself hung here)
+  C.fails(function()
+    if r == 0 then dist.all_reduce(cnn.zeros(2)) else dist.barrier() end
+  end, "different collectives")
+  C.fails(function()
+    if r == 0 then dist.barrier() else dist.all_gather(cnn.zeros(2)) end
+  end, "different collectives")
+  dist.barrier()
 end
 -- misuse detected locally, identically on every rank
 C.fails(function() dist.all_reduce(cnn.zeros(2, {dtype = "int64"}), {op = "mean"}) end, "dist.all_reduce",
