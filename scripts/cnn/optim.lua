@@ -252,6 +252,9 @@ end
 --- Drops every parameter's .grad (set_to_none=false zeroes it in place instead).
 function Optimizer:zero_grad(opts)
   util.check_options(self.name .. ": zero_grad", opts, {set_to_none = true}, 2)
+  if opts and opts.set_to_none ~= nil and type(opts.set_to_none) ~= "boolean" then
+    error(self.name .. ": zero_grad: set_to_none must be a boolean, got " .. type(opts.set_to_none), 2)
+  end
   local to_none = not opts or opts.set_to_none ~= false
   for _, g in ipairs(self.param_groups) do
     if not (to_none and K.drop_grads(g.params)) then -- (one C call; this loop for the rest)

@@ -210,12 +210,32 @@ function trainer.fit(o)
       error("trainer.fit: " .. k .. " must be a path (a string), got " .. type(o[k]), 2)
     end
   end
+  if o.extra_state ~= nil then
+    if type(o.extra_state) ~= "table" then
+      error("trainer.fit: extra_state must be a table, got " .. type(o.extra_state), 2)
+    end
+    for _, k in ipairs {"model", "optimizer", "epoch", "history", "rng_state", "rng_states"} do
+      if o.extra_state[k] ~= nil then -- it would replace what a resume reads back
+        error("trainer.fit: extra_state may not hold '" .. k .. "' (the checkpoint's own)", 2)
+      end
+    end
+  end
+  if o.progress_every ~= nil and (math.type(o.progress_every) ~= "integer" or o.progress_every < 1) then
+    error("trainer.fit: progress_every must be a positive integer, got " .. util.show(o.progress_every), 2)
+  end
+  if o.lr_at ~= nil and type(o.lr_at) ~= "function" then
+    error("trainer.fit: lr_at must be a function of the epoch, got " .. type(o.lr_at), 2)
+  end
   local model, opt, epochs = o.model, o.optimizer, o.epochs
   local history, first_epoch = {}, 1
   local rank, size = world()
   local main = rank == 0
   if o.resume then
     local state = cnn.checkpoint.load(o.resume)
+    if math.type(state.epoch) ~= "integer" or type(state.model) ~= "table" or type(state.optimizer) ~= "table" then
+      error("trainer.fit: " .. tostring(o.resume) .. " is not a trainer checkpoint (no integer epoch, model "
+        .. "and optimizer state)", 2)
+    end
     model:load_state_dict(state.model)
     opt:load_state_dict(state.optimizer)
     history = state.history or {}

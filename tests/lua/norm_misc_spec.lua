@@ -246,6 +246,19 @@ describe("composed norms and everyday ops", function()
     H.assert_tensor(a.grad, {1.5, 1.75}, {rtol = 1e-6})
     H.assert_tensor(b.grad, {{1.75}}, {rtol = 1e-6})
     assert.equal(0, nn.utils.clip_grad_norm_({cnn.zeros(2)}, 1):item()) -- no .grad: skipped
+    -- a NaN max_norm left the gradients alone, a negative one flips them: refused
+    H.assert_error(function() return nn.utils.clip_grad_norm_(a, 0 / 0) end, "clip_grad_norm_: max_norm must be")
+    H.assert_error(function() return nn.utils.clip_grad_norm_(a, -1) end, "clip_grad_norm_: max_norm must be")
+    H.assert_tensor(a.grad, {1.5, 1.75}, {rtol = 1e-6})
+    -- zero_grad's set_to_none, on modules as on optimisers
+    local m = nn.Linear(2, 2)
+    m(cnn.ones(1, 2)):sum():backward()
+    m:zero_grad {set_to_none = false}
+    H.assert_tensor(m.bias.grad, {0, 0}, {atol = 0})
+    m:zero_grad()
+    assert.is_nil(m.bias.grad)
+    H.assert_error(function() m:zero_grad {set_to_none = "x"} end, "zero_grad: set_to_none must be a boolean")
+    H.assert_error(function() m:zero_grad {to_none = true} end, "zero_grad: unknown option 'to_none'")
   end)
 
   it("bad arguments raise, naming the function, and the runtime goes on", function()

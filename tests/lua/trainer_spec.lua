@@ -64,6 +64,20 @@ describe("trainer.fit", function()
     H.assert_error(function() cnn.trainer.fit(with("out", 3)) end, "trainer.fit: out must be a path")
     H.assert_error(function() cnn.trainer.fit(with("epoch", 3)) end, "epoch")
     H.assert_error(function() cnn.trainer.fit(3) end, "trainer.fit: expected a table of options")
+    -- extra_state may not replace what a resume reads back (it used to, silently: the run trained,
+    -- and its checkpoint could not be resumed)
+    H.assert_error(function() cnn.trainer.fit(with("extra_state", {model = {}})) end,
+      "trainer.fit: extra_state may not hold 'model'")
+    H.assert_error(function() cnn.trainer.fit(with("extra_state", {epoch = 5})) end, "may not hold 'epoch'")
+    H.assert_error(function() cnn.trainer.fit(with("extra_state", 5)) end, "trainer.fit: extra_state must be a table")
+    H.assert_error(function() cnn.trainer.fit(with("progress_every", 0)) end,
+      "trainer.fit: progress_every must be a positive integer")
+    H.assert_error(function() cnn.trainer.fit(with("lr_at", {})) end, "trainer.fit: lr_at must be a function")
+    local notckpt = os.tmpname()
+    cnn.checkpoint.save(notckpt, {note = "not a run"})
+    H.assert_error(function() cnn.trainer.fit(with("resume", notckpt)) end, "trainer.fit:",
+      "is not a trainer checkpoint")
+    os.remove(notckpt)
     -- and the runtime goes on
     local loss, acc = cnn.trainer.evaluate(m, loader)
     assert.is_true(loss >= 0 and acc >= 0)

@@ -36,6 +36,9 @@ function utils.clip_grad_norm_(params, max_norm, norm_type)
   local fn = "clip_grad_norm_"
   local gs = grads(fn, params)
   if type(max_norm) ~= "number" then error(fn .. ": max_norm must be a number, got " .. type(max_norm), 2) end
+  if not (max_norm >= 0) then -- NaN would leave the gradients as they are, a negative one flip them
+    error(fn .. ": max_norm must be a number >= 0, got " .. show(max_norm), 2)
+  end
   norm_type = norm_type or 2
   if type(norm_type) ~= "number" or not (norm_type > 0) then
     error(fn .. ": norm_type must be a positive number, got " .. show(norm_type), 2)
