@@ -121,6 +121,9 @@ local function check_spec(spec)
   s.seed = math.tointeger(spec.seed or 0)
   s.workers = opt_int(spec, "workers", 1, 0)
   s.threads = opt_int(spec, "threads", nil, 1)
+  if s.threads and s.threads > 1024 then -- cnn.set_num_threads' documented limit: else every trial fails
+    fail("threads must be at most 1024, got %d", s.threads)
+  end
   if spec.timeout ~= nil and (type(spec.timeout) ~= "number" or not (spec.timeout > 0)) then
     fail("timeout must be a positive number of seconds, got %s", util.show(spec.timeout))
   end

@@ -185,6 +185,8 @@ describe("hpsearch.search options", function()
       "stopped runs), got nil")
     assert.has_error(function() hp.search(ok_spec{eta = 2}) end,
       "hpsearch.search: eta applies to strategy \"asha\" only")
+    assert.has_error(function() hp.search(ok_spec{threads = 5000}) end,
+      "hpsearch.search: threads must be at most 1024, got 5000")
     assert.has_error(function() hp.search(ok_spec{objective = 3}) end,
       "hpsearch.search: objective must be a function(params, report) returning the metric, got number")
     assert.has_error(function() hp.search(ok_spec{space = {x = {a = 1}}}) end,
