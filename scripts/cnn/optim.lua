@@ -248,26 +248,30 @@ function Optimizer.new(cls, params, opts)
   return self
 end
 
+-- zero_grad's work on a list of parameters, for Optimizer:zero_grad and Module:zero_grad (`who`
+-- in errors, raised at their caller's line): each .grad dropped (set_to_none, the default) or
+-- zeroed in place.
+function optim._zero_grads(who, params, opts)
+  util.check_options(who, opts, {set_to_none = true}, 3)
+  if opts and opts.set_to_none ~= nil and type(opts.set_to_none) ~= "boolean" then
+    error(who .. ": set_to_none must be a boolean, got " .. type(opts.set_to_none), 3)
+  end
+  local to_none = not opts or opts.set_to_none ~= false
+  if to_none and K.drop_grads(params) then return end -- (one C call; the loop for the rest)
+  for _, p in ipairs(params) do
+    if to_none then
+      p.grad = nil
+    else
+      local grad = p.grad
+      if grad then grad:zero_() end
+    end
+  end
+end
+
 --- cnn.optim.Optimizer:zero_grad({set_to_none=true})
 --- Drops every parameter's .grad (set_to_none=false zeroes it in place instead).
 function Optimizer:zero_grad(opts)
-  util.check_options(self.name .. ": zero_grad", opts, {set_to_none = true}, 2)
-  if opts and opts.set_to_none ~= nil and type(opts.set_to_none) ~= "boolean" then
-    error(self.name .. ": zero_grad: set_to_none must be a boolean, got " .. type(opts.set_to_none), 2)
-  end
-  local to_none = not opts or opts.set_to_none ~= false
-  for _, g in ipairs(self.param_groups) do
-    if not (to_none and K.drop_grads(g.params)) then -- (one C call; this loop for the rest)
-      for _, p in ipairs(g.params) do
-        if to_none then
-          p.grad = nil
-        else
-          local grad = p.grad
-          if grad then grad:zero_() end
-        end
-      end
-    end
-  end
+  for _, g in ipairs(self.param_groups) do optim._zero_grads(self.name .. ": zero_grad", g.params, opts) end
 end
 
 -- Runs a step's closure with grad recording on, as PyTorch's step(closure) does.

@@ -539,18 +539,7 @@ end
 --- cnn.nn.Module:zero_grad({set_to_none=true})
 --- Drops every parameter's gradient (p.grad becomes nil; set_to_none=false zeroes it in place).
 function Module:zero_grad(opts)
-  U.options("zero_grad", opts, {set_to_none = true})
-  local to_none = not opts or opts.set_to_none ~= false
-  if opts and opts.set_to_none ~= nil and type(opts.set_to_none) ~= "boolean" then
-    fail("zero_grad", "set_to_none must be a boolean, got %s", type(opts.set_to_none))
-  end
-  for _, p in ipairs(Module.parameters(self)) do
-    if to_none then
-      p.grad = nil
-    elseif p.grad then
-      p.grad:zero_()
-    end
-  end
+  require("cnn.optim")._zero_grads("zero_grad", Module.parameters(self), opts) -- (required here: no cycle)
 end
 
 -- ---- hooks -------------------------------------------------------------------------------------
