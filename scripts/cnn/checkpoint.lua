@@ -98,6 +98,14 @@ local function decode(node, tensors, file)
   bad("malformed state tree")
 end
 
+-- Re-raises err, caught inside save or load, at their caller's line: as it is when it already
+-- starts with who ("checkpoint.save: "), else under who (and where) without Lua's position.
+local function reraise(who, err, where)
+  local msg = tostring(err)
+  if msg:sub(1, #who) ~= who then msg = who .. (where or "") .. msg:gsub("^.-:%d+: ", "", 1) end
+  error(msg, 3)
+end
+
 --- cnn.checkpoint.save(path, state)
 --- Writes a training state, a nested table of tensors, numbers, strings and booleans, to one file.
 --- The file is safetensors: tensors under their dotted path in state ("model.features.0.weight"), so
@@ -112,10 +120,7 @@ function checkpoint.save(path, state)
   local ok, tree = pcall(encode, state, "", tensors, {})
   local text = tree -- the tree's JSON, or the error
   if ok then ok, text = pcall(require("dkjson").encode, tree) end
-  if not ok then
-    local msg = tostring(text)
-    error(msg:find("^checkpoint%.save: ") and msg or "checkpoint.save: " .. msg:gsub("^.-:%d+: ", "", 1), 2)
-  end
+  if not ok then reraise("checkpoint.save: ", text) end
   local cnn = require "cnn"
   local metadata = {["cnnlua.tree"] = text, ["cnnlua.version"] = cnn.version}
   cnn.save(path, tensors, {metadata = metadata})
@@ -138,13 +143,8 @@ function checkpoint.load(path)
   if not ok2 then tree, err = nil, tostring(tree):gsub("^.-:%d+: ", "", 1) end
   if not tree then error("checkpoint.load: " .. path .. ": bad state metadata: " .. tostring(err), 2) end
   local ok3, state = pcall(decode, tree, tensors, path)
-  if not ok3 then -- decode's own messages name the file; a stack overflow on a deep tree does not
-    local msg = tostring(state)
-    if not msg:find("^checkpoint%.load: ") then
-      msg = "checkpoint.load: " .. path .. ": " .. msg:gsub("^.-:%d+: ", "", 1)
-    end
-    error(msg, 2)
-  end
+  -- decode's own messages name the file; a stack overflow on a deep tree does not
+  if not ok3 then reraise("checkpoint.load: ", state, path .. ": ") end
   return state
 end
 
