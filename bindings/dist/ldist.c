@@ -128,12 +128,19 @@ static int d_all_gather(lua_State *L) {
   return 1;
 }
 
-/* _all_reduce_many({t...}, scale, check): the bucket call behind DataParallel */
+/* _grad_mask(has): DataParallel's "which parameters have a gradient on some rank" */
+static int d_grad_mask(lua_State *L) {
+  cnn_tensor *t = lcnn_check(L, 1, "DataParallel");
+  need_init(L, "DataParallel");
+  if (cnn_dist_grad_mask(t)) return lcnn_fail(L, "DataParallel");
+  return 0;
+}
+
+/* _all_reduce_many({t...}, scale): the bucket call behind DataParallel */
 static int d_all_reduce_many(lua_State *L) {
   luaL_checktype(L, 1, LUA_TTABLE);
   int n = (int)lua_rawlen(L, 1);
   float scale = (float)luaL_checknumber(L, 2);
-  bool check = lua_toboolean(L, 3);
   cnn_tensor **ts = lua_newuserdatauv(L, (size_t)(n ? n : 1) * sizeof *ts, 0); /* freed by the GC */
   for (int i = 0; i < n; i++) {
     lua_rawgeti(L, 1, i + 1);
@@ -141,7 +148,7 @@ static int d_all_reduce_many(lua_State *L) {
     lua_pop(L, 1); /* the table keeps the tensor alive */
   }
   need_init(L, "DataParallel");
-  if (cnn_dist_all_reduce_many(ts, n, scale, check)) return lcnn_fail(L, "DataParallel");
+  if (cnn_dist_all_reduce_many(ts, n, scale)) return lcnn_fail(L, "DataParallel");
   return 0;
 }
 
@@ -156,6 +163,7 @@ void lcnn_open_dist(lua_State *L, int tbl) {
       {"all_reduce", d_all_reduce},
       {"broadcast", d_broadcast},
       {"all_gather", d_all_gather},
+      {"_grad_mask", d_grad_mask},
       {"_all_reduce_many", d_all_reduce_many},
       {NULL, NULL},
   };

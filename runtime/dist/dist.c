@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cnn/error.h"
 
@@ -19,6 +20,7 @@
 static struct {
   bool initialized, finalized, mpi, owns_mpi;
   int rank, world;
+  pid_t pid;    /* the process that joined: a forked child must not leave the job in its name */
   float *stage; /* bucket staging buffer, grown on demand and kept */
   size_t stage_len;
 #ifdef CNN_HAVE_MPI
@@ -75,6 +77,7 @@ int cnn_dist_init(void) {
     MPI_Comm_size(D.comm, &D.world);
     D.mpi = true;
     D.owns_mpi = !already;
+    D.pid = getpid();
     atexit(at_exit);
   }
 #endif
@@ -82,14 +85,20 @@ int cnn_dist_init(void) {
   return 0;
 }
 
+#ifdef CNN_HAVE_MPI
+static void end_in_step(void);
+#endif
+
 void cnn_dist_finalize(bool failed) {
 #ifdef CNN_HAVE_MPI
   if (D.mpi && !D.finalized) {
+    if (getpid() != D.pid) return; /* a forked child's exit: the job is its parent's */
     D.finalized = true;
     int done = 0;
     MPI_Finalized(&done);
     if (!done) {
       if (failed && D.world > 1) MPI_Abort(D.comm, 1);
+      if (D.world > 1) end_in_step();
       MPI_Comm_free(&D.comm);
       if (D.owns_mpi) MPI_Finalize();
     }
@@ -109,22 +118,41 @@ static int usable(void) {
 }
 
 #ifdef CNN_HAVE_MPI
-enum { KIND_ALL_REDUCE = 1, KIND_BROADCAST, KIND_ALL_GATHER, KIND_BUCKET, KIND_BARRIER };
-static const char *const kind_names[] = {"", "all_reduce", "broadcast", "all_gather", "a gradient bucket", "barrier"};
+/* KIND_END, a rank's exit, is the largest: the header's maximum tells the others it has come. */
+enum { KIND_ALL_REDUCE = 1, KIND_BROADCAST, KIND_ALL_GATHER, KIND_BUCKET, KIND_BARRIER, KIND_GRAD_MASK, KIND_END };
+static const char *const kind_names[] = {"",
+                                         "all_reduce",
+                                         "broadcast",
+                                         "all_gather",
+                                         "a gradient bucket",
+                                         "barrier",
+                                         "DataParallel's gradient averaging",
+                                         "the end of its script"};
 
 /* Header: kind, dtype, ndim, extra (op, root or element count), sizes. One MAX all-reduce over the
- * header and its negation gives every rank the maximum and the minimum of each field. */
+ * header and its negation gives every rank the maximum (h[i]) and the minimum (-h[HDR + i]) of
+ * each field. */
 #define HDR (4 + CNN_MAX_DIMS)
-static int check_header(int kind, const cnn_tensor *t, int64_t extra) {
-  int64_t h[2 * HDR] = {kind, t ? (int64_t)t->dtype : 0, t ? t->ndim : 0, extra};
+static int exchange_header(int kind, const cnn_tensor *t, int64_t extra, int64_t h[2 * HDR]) {
+  memset(h, 0, 2 * HDR * sizeof h[0]);
+  h[0] = kind, h[1] = t ? (int64_t)t->dtype : 0, h[2] = t ? t->ndim : 0, h[3] = extra;
   for (int d = 0; t && d < t->ndim; d++) h[4 + d] = t->size[d];
   for (int i = 0; i < HDR; i++) h[HDR + i] = -h[i];
   int rc = MPI_Allreduce(MPI_IN_PLACE, h, 2 * HDR, MPI_INT64_T, MPI_MAX, D.comm);
-  if (rc != MPI_SUCCESS) return mpi_fail(rc, "MPI_Allreduce");
+  return rc == MPI_SUCCESS ? 0 : mpi_fail(rc, "MPI_Allreduce");
+}
+
+static int check_header(int kind, const cnn_tensor *t, int64_t extra) {
+  int64_t h[2 * HDR];
+  if (exchange_header(kind, t, extra, h)) return -1;
   int bad = -1;
   for (int i = 0; i < HDR && bad < 0; i++)
     if (h[i] != -h[HDR + i]) bad = i;
   if (bad < 0) return 0;
+  if (bad == 0 && h[0] == KIND_END)
+    return cnn_error_set("another rank has ended its script (or called os.exit) while this rank called %s: every rank "
+                         "must make the same collective calls",
+                         kind_names[kind]);
   if (bad == 0) return cnn_error_set("ranks called different collectives (this rank: %s)", kind_names[kind]);
   if (bad == 1)
     return cnn_error_set("ranks passed tensors of different dtypes (this rank: %s)", cnn_dtype_name(t->dtype));
@@ -140,6 +168,15 @@ static int check_header(int kind, const cnn_tensor *t, int64_t extra) {
   }
   strcat(shape, ")");
   return cnn_error_set("the tensors' shapes differ across ranks (this rank has %s)", shape);
+}
+
+/* A rank that ends (its script returns, or os.exit) waits here until every rank has: each
+ * collective another rank still calls meets this header and fails with an error naming the end,
+ * instead of waiting forever for a partner; that rank may catch it and go on until it ends too.
+ * (A rank whose script fails does not come here: it aborts the job.) */
+static void end_in_step(void) {
+  int64_t h[2 * HDR];
+  while (exchange_header(KIND_END, NULL, 0, h) == 0 && -h[HDR] != KIND_END) {}
 }
 
 static MPI_Datatype mpi_type(cnn_dtype dt) {
@@ -286,14 +323,23 @@ int cnn_dist_barrier(void) {
   return 0;
 }
 
-int cnn_dist_all_reduce_many(cnn_tensor *const *ts, int n, float scale, bool check) {
+int cnn_dist_grad_mask(cnn_tensor *has) {
+  if (usable()) return -1;
+  if (has->dtype != CNN_INT64 || has->ndim != 1 || !cnn_tensor_is_contiguous(has))
+    return cnn_error_set("the gradient mask must be a contiguous 1-d int64 tensor");
+#ifdef CNN_HAVE_MPI
+  if (D.mpi && check_header(KIND_GRAD_MASK, has, 0)) return -1;
+#endif
+  cnn_dist_op op = CNN_DIST_MAX;
+  return in_place(has, reduce_buffer, &op);
+}
+
+int cnn_dist_all_reduce_many(cnn_tensor *const *ts, int n, float scale) {
   if (usable()) return -1;
   int64_t total = 0;
   for (int i = 0; i < n; i++) total += cnn_tensor_numel(ts[i]);
 #ifdef CNN_HAVE_MPI
-  if (D.mpi && check && check_header(KIND_BUCKET, NULL, total)) return -1;
-#else
-  (void)check;
+  if (D.mpi && check_header(KIND_BUCKET, NULL, total)) return -1;
 #endif
   for (int i = 0; i < n; i++) {
     if (ts[i]->dtype != CNN_FLOAT32)

@@ -3,8 +3,9 @@
  * and every collective is the identity, so a script written for many ranks runs unchanged on one.
  * Only the thread that called init may call these (MPI_THREAD_FUNNELED). Tensors are float32 or
  * int64, any shape and strides; results are written in place (a contiguous staging copy is used
- * for views). Every call made with check=true first compares a header (collective, dtype, shape,
- * root) across ranks, so mismatched calls fail on every rank alike, with an error, not a hang. */
+ * for views). Every call first compares a header (collective, dtype, shape, root) across ranks,
+ * so mismatched calls fail on every rank alike, with an error, not a hang; so does a call that
+ * meets a rank which has ended (see cnn_dist_finalize). */
 #ifndef CNN_DIST_H
 #define CNN_DIST_H
 
@@ -28,13 +29,18 @@ int cnn_dist_broadcast(cnn_tensor *t, int root);
 /* (world, *t->size): rank r's tensor at index r. */
 cnn_tensor *cnn_dist_all_gather(const cnn_tensor *t);
 
-/* Gradient buckets: the n float32 tensors are packed into one staging buffer, summed across ranks
- * in one call, multiplied by scale and unpacked: one message instead of n. check compares the
- * bucket's element count across ranks first. */
-int cnn_dist_all_reduce_many(cnn_tensor *const *ts, int n, float scale, bool check);
+/* DataParallel's gradient averaging. grad_mask: the element-wise maximum of has (1-d int64: which
+ * parameters hold a gradient) across ranks, as its own collective, so that a rank averaging
+ * gradients while another calls all_reduce is told so. all_reduce_many: the n float32 tensors
+ * are packed into one staging buffer, summed across ranks in one call, multiplied by scale and
+ * unpacked: one message instead of n, after a header that compares the element count. */
+int cnn_dist_grad_mask(cnn_tensor *has);
+int cnn_dist_all_reduce_many(cnn_tensor *const *ts, int n, float scale);
 
-/* Leaves the job: MPI_Finalize, or MPI_Abort when failed (so the other ranks do not wait forever
- * for a rank that died). Safe to call more than once; also registered with atexit by init. */
+/* Leaves the job: MPI_Abort when failed (so the other ranks do not wait forever for a rank that
+ * died); else it waits until every rank has ended, failing the collectives the others still call
+ * (they may catch that and go on), then MPI_Finalize. Safe to call more than once; also
+ * registered with atexit by init; does nothing in a process forked after init. */
 void cnn_dist_finalize(bool failed);
 
 #endif

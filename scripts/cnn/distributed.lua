@@ -2,7 +2,9 @@
 --- Data-parallel training across the processes (ranks, from 0) of an MPI job.
 --- One process per rank, started by mpirun or srun (`mpirun -np 4 cnnlua train.lua`). Without MPI,
 --- or when no launcher started the script, init() gives a world of one and the same script runs.
---- A rank whose script fails takes the job down (MPI_Abort) rather than leave the others waiting.
+--- A rank whose script fails takes the job down (MPI_Abort) rather than leave the others waiting;
+--- one whose script ends (or calls os.exit) waits until every rank has, and each collective the
+--- others still call fails with an error saying that a rank has ended.
 
 -- cnn.distributed: data-parallel training across the processes of an MPI job (one rank per
 -- process, launched by mpirun or srun). The collectives are C (bindings/dist/ldist.c over
@@ -117,13 +119,13 @@ function DataParallel:sync_gradients()
   for i, p in ipairs(params) do
     if p.grad ~= nil then has[i] = 1 end
   end
-  local ok, err = pcall(D.all_reduce, has, {op = "max"})
-  if not ok then error((tostring(err):gsub("^.-dist%.all_reduce: ", "DataParallel: ")), 2) end
+  local ok, err = pcall(D._grad_mask, has)
+  if not ok then error((tostring(err):gsub("^.-DataParallel: ", "DataParallel: ")), 2) end
   local cap = self.bucket_cap_mb * 2 ^ 20
   local bucket, bytes, scale, nbuckets, total = {}, 0, 1 / world, 0, 0
   local function flush()
     if #bucket == 0 then return end
-    D._all_reduce_many(bucket, scale, false)
+    D._all_reduce_many(bucket, scale)
     nbuckets = nbuckets + 1
     bucket, bytes = {}, 0
   end

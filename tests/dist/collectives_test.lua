@@ -81,6 +81,11 @@ if W > 1 then
   C.fails(function()
     if r == 0 then dist.barrier() else dist.all_gather(cnn.zeros(2)) end
   end, "different collectives")
+  -- DataParallel's gradient averaging meeting a user's all_reduce (it named its mask's dtype)
+  local dp = dist.DataParallel(cnn.nn.Linear(2, 1))
+  C.fails(function()
+    if r == 0 then dp(cnn.ones(3, 2)):sum():backward() else dist.all_reduce(cnn.ones(1)) end
+  end, "different collectives", r == 0 and "this rank: DataParallel's gradient averaging" or "this rank: all_reduce")
   dist.barrier()
 end
 -- misuse detected locally, identically on every rank
