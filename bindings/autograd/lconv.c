@@ -201,9 +201,10 @@ static void pool_params(lua_State *L, const char *fn, bool is_max, cnn_pool2d_pa
  * The maximum of each kernel_size window of x (N, C, H, W) or (C, H, W).
  * Sizes are a number or a pair {h, w}; padding counts as -infinity. ceil_mode rounds the output size
  * up. With return_indices=true also returns, for each output, the 1-based position of its maximum in
- * its input plane (row-major over H x W), as an int64 tensor. {relu=true} returns F.relu of the
- * result in one pass each way (one MaxPool2DReluBackward node, same values and gradients; no
- * indices). */
+ * its input plane (row-major over H x W), as an int64 tensor; a window whose dilated taps all fall
+ * in the padding (x smaller than the dilation) gives -inf and index 0, where PyTorch gives a
+ * position outside the plane. {relu=true} returns F.relu of the result in one pass each way (one
+ * MaxPool2DReluBackward node, same values and gradients; no indices). */
 static int f_max_pool2d(lua_State *L) {
   const char *fn = "max_pool2d";
   cnn_pool2d_params p;

@@ -123,6 +123,15 @@ describe("pooling by hand", function()
     local a = F.max_pool2d(q, 2, { ceil_mode = true })
     H.assert_tensor(a:narrow(3, 1, 3):narrow(4, 1, 3), { shape = { 2, 3, 3, 3 }, data = H.values(F.max_pool2d(q, 2)) })
   end)
+  it("max_pool2d of a window whose dilated taps all fall in the padding: -inf, index 0, no gradient", function()
+    -- a 1x1 plane, kernel 2 dilated by 2, padding 1: the taps sit at -1 and 1 in each direction
+    local one = cnn.ones(1, 1, 1, 1):requires_grad_()
+    local y, idx = F.max_pool2d(one, 2, { padding = 1, dilation = 2, stride = 1, return_indices = true })
+    H.assert_tensor(y, { { { { -math.huge } } } })
+    H.assert_tensor(idx, { { { { 0 } } } })
+    y:sum():backward()
+    H.assert_tensor(one.grad, { { { { 0 } } } })
+  end)
   it("max_pool2d with relu=true is relu of the pool, values and gradients, in one node", function()
     local nan = 0 / 0
     -- windows (2x2): {-3, -1, -2, -4} -> -1 -> 0, no gradient; {nan, 5, 1, 2} -> NaN (passes the
