@@ -669,9 +669,11 @@ end
 --- max_steps; when a trial's report(step, value) reaches a rung's budget its value is recorded there,
 --- and the trial goes on only while it is among the best max(1, floor(k / eta)) of the k values
 --- recorded at that rung so far (a rung with fewer than `grace` values stops nobody); otherwise
---- report() raises hp.PRUNED and the trial ends with status "pruned". ASHA options: max_steps
---- (required), eta = 3, min_steps = 1, grace = 1. Every trial records the highest step it reported
---- (`steps`), so result.total_steps compares the budget spent with a random search's.
+--- report() raises hp.PRUNED and the trial ends with status "pruned" ("nan" when the value it
+--- reported there is NaN or infinite: it diverged, and such a value outranks nobody). ASHA
+--- options: max_steps (required), eta = 3, min_steps = 1, grace = 1. Every trial records the
+--- highest step it reported (`steps`), so result.total_steps compares the budget spent with a
+--- random search's.
 ---
 --- **Workers.** Each trial runs in a child process forked from this one when the trial starts: the
 --- objective closure, its upvalues and whatever the session has loaded (a dataset, a model) are there

@@ -634,6 +634,42 @@ RESULT(res)
     assert.is_true(require("cnn.hpsearch.trial").keep(six, 5, asha, "max"))
     assert.is_true(require("cnn.hpsearch.trial").keep({[1] = 5, [2] = 6}, 2, {eta = 3, grace = 3}, "min"))
     assert.is_false(require("cnn.hpsearch.trial").keep({[1] = 5, [2] = 0 / 0}, 2, asha, "min"))
+    -- a diverged trial's -inf loss (or +inf accuracy) outranks nobody, and does not go on itself
+    local three = {[1] = 5, [2] = 6, [3] = -math.huge}
+    assert.is_true(require("cnn.hpsearch.trial").keep(three, 1, asha, "min"))
+    assert.is_false(require("cnn.hpsearch.trial").keep(three, 3, asha, "min"))
+    assert.is_false(require("cnn.hpsearch.trial").keep({[1] = 5, [2] = math.huge}, 2, asha, "max"))
+  end)
+
+  it("records a trial that reports NaN or inf at a rung as diverged (\"nan\"), not pruned", function()
+    local path = script("asha_nan", [[
+local res = hp.search{space = {x = {1, 2, 3}}, strategy = "asha", max_steps = 9, workers = 0, quiet = true,
+  mode = "min",
+  objective = function(p, report)
+    for step = 1, 9 do
+      report(step, p.x == 2 and 0 / 0 or p.x == 3 and -math.huge or p.x / step)
+    end
+    return p.x / 9
+  end}
+RESULT(res)
+]])
+    local out, code = run(path, "")
+    assert.are.equal(0, code, out)
+    local res, seen = result_of(out), {}
+    for _, t in ipairs(res.trials) do -- x is drawn from {1, 2, 3}: 1 trains, 2 gives NaN, 3 gives -inf
+      local x = t.params.x
+      seen[x] = true
+      if x == 1 then
+        assert.are.equal("ok", t.status)
+      else
+        assert.are.equal("nan", t.status, x)
+        assert.are.equal(1, t.steps)
+        local want = "reported " .. (x == 2 and "nan" or "-inf") .. " at step 1 (ASHA's rung 1"
+        assert.truthy(t.message:find(want, 1, true), t.message)
+      end
+    end
+    assert.are.same({true, true, true}, seen)
+    assert.are.equal(1, res.best.params.x)
   end)
 end)
 

@@ -13,10 +13,7 @@ Result.__name = "hpsearch.Result"
 
 local status_order = {ok = 1, pruned = 2, nan = 3, failed = 4, pending = 5}
 
-local function better(a, b, mode)
-  if mode == "max" then return a > b end
-  return a < b
-end
+local better = space.better
 
 --- cnn.hpsearch.Result.new{trials=, names=, metric=, mode=, ...} -> result
 --- Makes a result from trial records and finds the best "ok" trial (hp.search does this).

@@ -19,6 +19,16 @@ local function fail(fmt, ...) error(setmetatable({msg = string.format(fmt, ...)}
 space.fail = fail
 
 local function finite(v) return type(v) == "number" and v == v and v ~= math.huge and v ~= -math.huge end
+space.finite = finite
+
+-- space.better(a, b, mode): whether metric a is better than b ("max": larger). NaN and the
+-- infinities (a diverged run: a loss of -inf is no best) are worse than any finite value.
+function space.better(a, b, mode)
+  if not finite(a) then return false end
+  if not finite(b) then return true end
+  if mode == "max" then return a > b end
+  return a < b
+end
 local function is_int(v) return math.type(v) == "integer" or (finite(v) and v == floor(v) and math.abs(v) < 2 ^ 53) end
 
 --- space.num(v): a number as the shortest text that reads back to the same value ("%d" for

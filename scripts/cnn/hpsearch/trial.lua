@@ -6,6 +6,7 @@ local core = require "cnn.core"
 local show = require("cnn.util").show -- values in messages ("nan", never "-nan")
 local json = require "cnn.hpsearch.json"
 local space = require "cnn.hpsearch.space"
+local better = space.better
 
 local trial = {}
 
@@ -28,7 +29,7 @@ function trial.pid()
   return math.tointeger(pid)
 end
 
-local function finite(v) return v == v and v ~= math.huge and v ~= -math.huge end
+local finite = space.finite
 
 -- A one-element tensor (a loss or an accuracy as computed) as its number, as ReduceLROnPlateau
 -- takes it; anything else unchanged.
@@ -42,15 +43,6 @@ local function what(v)
   if core.is_tensor(v) then return "a tensor of shape {" .. table.concat(v:shape(), ", ") .. "}" end
   return v == nil and "nothing" or "a " .. type(v)
 end
-
--- True when a is a better metric than b ("max": larger). NaN is worse than anything.
-local function better(a, b, mode)
-  if a ~= a then return false end
-  if b ~= b then return true end
-  if mode == "max" then return a > b end
-  return a < b
-end
-trial.better = better
 
 --- trial.rung_table(path, search, rung): {index -> value} of the values recorded at a rung of this
 --- search (the latest line of each trial wins: a re-run trial records again).
@@ -66,10 +58,11 @@ end
 
 --- trial.keep(values, index, asha, mode): ASHA's rule at one rung: with k values recorded, a
 --- trial goes on while it is among the best max(1, floor(k / eta)); a rung holding fewer than
---- `grace` values stops nobody.
+--- `grace` values stops nobody. A value that is not finite (diverged) never goes on, and ranks
+--- below every finite one.
 function trial.keep(values, index, asha, mode)
   local mine = values[index]
-  if mine ~= mine then return false end -- nan: diverged
+  if not finite(mine) then return false end
   local k, rank = 0, 1
   for _, v in pairs(values) do
     k = k + 1
@@ -106,6 +99,10 @@ function trial.run(ctx)
       values[ctx.index] = value
       if not trial.keep(values, ctx.index, asha, ctx.mode) then
         state.pruned, state.pruned_value = true, value
+        if not finite(value) then
+          state.diverged = string.format("reported %s at step %s (ASHA's rung %d stops a diverged trial)",
+            space.num(value), show(step), k)
+        end
         error(PRUNED, 0)
       end
     end
@@ -124,7 +121,7 @@ function trial.run(ctx)
                seconds = core.wall_time() - t0, steps = state.steps, pid = trial.pid()}
   if not ok and trial.is_interrupt(ret) then return nil, ret end
   if state.pruned then -- even if the objective caught the signal and went on
-    rec.status, rec.metric = "pruned", state.pruned_value
+    rec.status, rec.metric, rec.message = state.diverged and "nan" or "pruned", state.pruned_value, state.diverged
     return rec
   end
   if not ok then

@@ -6,6 +6,7 @@
 -- no carriage returns, no escape sequences. quiet = true shows nothing.
 local core = require "cnn.core"
 local Result = require "cnn.hpsearch.result"
+local space = require "cnn.hpsearch.space"
 
 local process = core.process
 
@@ -105,11 +106,6 @@ function View:started(t)
   self:draw()
 end
 
-local function better(a, b, mode)
-  if mode == "max" then return a > b end
-  return a < b
-end
-
 --- view:finished(entry, text): a trial ended (entry: its result entry); text is its line.
 function View:finished(e, text)
   self.running = math.max(0, self.running - 1)
@@ -120,7 +116,7 @@ function View:finished(e, text)
   end
   local k = (e.status == "ok" or e.status == "pruned") and e.status or "failed"
   self.counts[k] = self.counts[k] + 1
-  if e.status == "ok" and (not self.best or better(e.metric, self.best.metric, self.mode)) then self.best = e end
+  if e.status == "ok" and (not self.best or space.better(e.metric, self.best.metric, self.mode)) then self.best = e end
   self:line(text)
 end
 
