@@ -640,6 +640,20 @@ describe("nn.init", function()
     assert.are.equal(0, w:abs():sum():item())
   end)
 
+  it("trunc_normal_ draws within [a, b] with the truncated normal's spread", function()
+    cnn.manual_seed(22)
+    -- PyTorch's standard deviations of N(0, 1) truncated to [-2, 2] and [-1, 1]: 0.8796 and 0.5396
+    -- (its defaults redraw about 5% of the values: this failed on the first one)
+    for _, case in ipairs {{-2, 2, 0.8796}, {-1, 1, 0.5396}} do
+      local t = init.trunc_normal_(cnn.empty(200000), 0, 1, case[1], case[2])
+      assert.is_true(t:min():item() >= case[1] and t:max():item() <= case[2])
+      assert.is_true(math.abs(t:std():item() - case[3]) < 0.01, "std " .. t:std():item())
+      assert.is_true(math.abs(t:mean():item()) < 0.01)
+    end
+    H.assert_error(function() init.trunc_normal_(cnn.empty(3), 0, 1, 0 / 0, 1) end,
+      "trunc_normal_: a %(nan%) must be below b")
+  end)
+
   it("fills parameters in place without recording gradients", function()
     local lin = nn.Linear(10, 10)
     init.zeros_(lin.weight)

@@ -6,6 +6,7 @@
 -- cnn.nn.init: PyTorch's torch.nn.init fills (same names, signatures, gains and fan rules), drawing
 -- from cnn's seeded random stream. Every fill runs without recording gradients, modifies the
 -- tensor in place and returns it.
+local core = require "cnn.core"
 local U = require "cnn.nn.util"
 local show = require("cnn.util").show -- values in messages ("nan", never "-nan")
 
@@ -155,15 +156,14 @@ function init.trunc_normal_(t, mean, std, a, b)
   check("trunc_normal_", t)
   mean, std = num("trunc_normal_", "mean", mean, 0), num("trunc_normal_", "std", std, 1)
   a, b = num("trunc_normal_", "a", a, -2), num("trunc_normal_", "b", b, 2)
-  if not (a < b) then fail("trunc_normal_", "a (%s) must be below b (%s)", tostring(a), tostring(b)) end
+  if not (a < b) then fail("trunc_normal_", "a (%s) must be below b (%s)", show(a), show(b)) end
   if std < 0 then fail("trunc_normal_", "std must be >= 0, got %s", show(std)) end
   return fill(t, function()
     t:normal_(mean, std)
     for _ = 1, 100 do
-      local outside = t:lt(a) + t:gt(b) -- 0/1
-      if outside:sum():item() == 0 then break end
-      local redraw = t:clone():normal_(mean, std)
-      t:copy_(t * (1 - outside) + redraw * outside)
+      local outside = t:lt(a):logical_or(t:gt(b))
+      if not outside:any():item() then break end
+      t:copy_(core.where(outside, t:clone():normal_(mean, std), t))
     end
     t:clamp_(a, b)
   end)
