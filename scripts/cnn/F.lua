@@ -715,6 +715,8 @@ function F.pad(x, pad, mode, value)
   end
   for i = 1, #pad do
     if math.type(pad[i]) ~= "integer" then error("pad: pad sizes must be integers, got " .. show(pad[i]), 2) end
+    -- the one integer whose negation (a crop's size) wraps around to itself
+    if pad[i] == math.mininteger then error("pad: pad size " .. pad[i] .. " is out of range", 2) end
   end
   mode = mode or "constant"
   if mode == "reflect" or mode == "replicate" or mode == "circular" then
