@@ -71,6 +71,10 @@ int lcnn_dim(lua_State *L, int idx, const char *fn, int ndim, int insertion);
 /* A shape from varargs starting at idx (integers) or one table; returns ndim, *next = index of
  * the first argument after the shape. allow_infer admits one -1. */
 int lcnn_shape(lua_State *L, int idx, const char *fn, int64_t *size, int *next, int allow_infer);
+/* Raises "fn: takes no options table (argument k)" or "fn: takes n arguments, got m" when an
+ * argument past the first n is given (trailing nils aside): an option or argument a function does
+ * not read must not pass silently (t:div(x, {rounding_mode = "floor"}) gave true division). */
+void lcnn_max_args(lua_State *L, int n, const char *fn);
 /* ---- options (lopts.c): one way to read a trailing options table ----
  * lcnn_options raises "fn: unknown option 'k'" for a key of the table at idx not in known
  * (NULL-ended); it does nothing when idx is none or nil and raises when it is not a table. The

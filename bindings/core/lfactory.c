@@ -305,8 +305,17 @@ static int f_arange(lua_State *L) {
   return 1;
 }
 
-/** cnn.linspace(a, b, n, {requires_grad=false}) -> Tensor
- * n evenly spaced float32 values from a to b, both included. */
+/* t (taken) as o's dtype when one was given: eye and linspace make float32 first */
+static cnn_tensor *as_asked(cnn_tensor *t, const create_opts *o) {
+  if (!t || !o->has_dtype || o->dtype == t->dtype) return t;
+  cnn_tensor *r = cnn_tensor_to_dtype(t, o->dtype);
+  cnn_tensor_release(t);
+  return r;
+}
+
+/** cnn.linspace(a, b, n, {dtype="float32", requires_grad=false}) -> Tensor
+ * n evenly spaced values from a to b, both included.
+ * Computed in float32; another dtype converts them as t:to does (int64 truncates, as PyTorch). */
 static int f_linspace(lua_State *L) {
   const char *fn = "linspace";
   double a = luaL_checknumber(L, 1), b = luaL_checknumber(L, 2);
@@ -314,12 +323,13 @@ static int f_linspace(lua_State *L) {
   lcnn_check_float_value(L, 1, fn, CNN_FLOAT32);
   lcnn_check_float_value(L, 2, fn, CNN_FLOAT32);
   create_opts o = read_opts(L, 4, fn, CNN_FLOAT32);
-  finish(L, cnn_tensor_linspace(a, b, n), &o, fn);
+  lcnn_max_args(L, 4, fn);
+  finish(L, as_asked(cnn_tensor_linspace(a, b, n), &o), &o, fn);
   return 1;
 }
 
-/** cnn.eye(n, m=n, {requires_grad=false}) -> Tensor
- * An n x m float32 matrix with ones on the diagonal and zeros elsewhere. */
+/** cnn.eye(n, m=n, {dtype="float32", requires_grad=false}) -> Tensor
+ * An n x m matrix with ones on the diagonal and zeros elsewhere. */
 static int f_eye(lua_State *L) {
   const char *fn = "eye";
   lua_Integer n = luaL_checkinteger(L, 1);
@@ -328,8 +338,9 @@ static int f_eye(lua_State *L) {
   if (lua_type(L, 2) == LUA_TNUMBER) m = luaL_checkinteger(L, 2), opts = 3;
   if (n < 0 || m < 0)
     return lcnn_error(L, fn, "sizes must be non-negative, got %lld x %lld", (long long)n, (long long)m);
+  lcnn_max_args(L, opts, fn);
   create_opts o = read_opts(L, opts, fn, CNN_FLOAT32);
-  finish(L, cnn_tensor_eye(n, m), &o, fn);
+  finish(L, as_asked(cnn_tensor_eye(n, m), &o), &o, fn);
   return 1;
 }
 
@@ -409,17 +420,20 @@ static int f_is_tensor(lua_State *L) {
   return 1;
 }
 
-/** cnn.allclose(a, b, rtol=1e-5, atol=1e-8) -> boolean
- * Whether |a - b| <= atol + rtol * |b| for every element (the shapes broadcast). */
+/** cnn.allclose(a, b, rtol=1e-5, atol=1e-8, equal_nan=false) -> boolean
+ * Whether |a - b| <= atol + rtol * |b| for every element (the shapes broadcast).
+ * NaN is close to NaN only with equal_nan; two int64 tensors compare exactly (not as doubles). */
 static int f_allclose(lua_State *L) {
+  lcnn_max_args(L, 5, "allclose");
   cnn_tensor *a = lcnn_check(L, 1, "allclose"), *b = lcnn_check(L, 2, "allclose");
-  double rtol = luaL_optnumber(L, 3, 1e-5), atol = luaL_optnumber(L, 4, 1e-8);
+  double rtol = lcnn_arg_number(L, 3, "allclose", "rtol", 1e-5), atol = lcnn_arg_number(L, 4, "allclose", "atol", 1e-8);
+  bool equal_nan = lcnn_arg_boolean(L, 5, "allclose", "equal_nan", false);
   /* as PyTorch's isclose: a negative (or NaN) tolerance is an error, not a comparison that passes */
   if (!(rtol >= 0))
     return lcnn_error(L, "allclose", "rtol must be greater than or equal to zero, got %g", cnn_error_num(rtol));
   if (!(atol >= 0))
     return lcnn_error(L, "allclose", "atol must be greater than or equal to zero, got %g", cnn_error_num(atol));
-  int r = cnn_ew_allclose(a, b, rtol, atol);
+  int r = cnn_ew_allclose(a, b, rtol, atol, equal_nan);
   if (r < 0) return lcnn_fail(L, "allclose");
   lua_pushboolean(L, r);
   return 1;

@@ -6,6 +6,8 @@
 #include "cnn/ops.h"
 #include "lcnn.h"
 
+#include <string.h>
+
 /* A copy of the int64 tensor at idx minus 1 (new reference; the caller releases it before any raise). */
 static cnn_tensor *minus_one(lua_State *L, int idx, const char *fn) {
   cnn_tensor *i = lcnn_check(L, idx, fn);
@@ -35,10 +37,20 @@ static int t_gather(lua_State *L) {
 
 /* scatter / scatter_add, out of place or in place: (t, dim, index, src | value) */
 static int scatter(lua_State *L, const char *fn, bool add, bool inplace) {
-  int d = lcnn_dim(L, 2, fn, lcnn_check(L, 1, fn)->ndim, 0);
-  lcnn_check(L, 3, fn);
   bool scalar = lua_type(L, 4) == LUA_TNUMBER || lua_type(L, 4) == LUA_TBOOLEAN;
   if (add && scalar) lcnn_error(L, fn, "src must be a tensor, got %s", luaL_typename(L, 4));
+  lcnn_max_args(L, add ? 4 : 5, fn);
+  if (!add) { /* scatter's {reduce="add"} is scatter_add (of a value too, as PyTorch) */
+    static const char *const known[] = {"reduce", NULL};
+    lcnn_options(L, 5, fn, known);
+    const char *reduce = lcnn_opt_string(L, 5, fn, "reduce", NULL);
+    if (reduce && strcmp(reduce, "add") != 0)
+      lcnn_error(L, fn, "reduce must be \"add\" (\"multiply\" is not supported), got \"%s\"", reduce);
+    add = reduce != NULL;
+    lua_settop(L, 4);
+  }
+  int d = lcnn_dim(L, 2, fn, lcnn_check(L, 1, fn)->ndim, 0);
+  lcnn_check(L, 3, fn);
   if (scalar) { /* the value as a 0-d tensor of t's dtype, checked as fill_ checks it (exact integers) */
     cnn_dtype dt = lcnn_check(L, 1, fn)->dtype;
     bool exact = lua_isinteger(L, 4) && dt != CNN_FLOAT32;
@@ -70,15 +82,16 @@ static int scatter(lua_State *L, const char *fn, bool add, bool inplace) {
   return 1;
 }
 
-/** t:scatter(dim, index, src) -> Tensor
+/** t:scatter(dim, index, src, {reduce=nil}) -> Tensor
  * A copy of t with src written at the 1-based int64 index along dim, as torch.scatter.
+ * {reduce="add"} adds instead (t:scatter_add, of a value too); "multiply" is not supported.
  * For dim 1, out[index[i][j]][j] = src[i][j]. index has t's number of
  * dimensions, sizes at most src's, and at most t's on the other dimensions; src has t's dtype, or
  * is a number (`t:scatter(dim, index, value)` writes value at every indexed position). Where an
  * index repeats, the last write wins. Differentiable in t (zero gradient where written) and src. */
 static int t_scatter(lua_State *L) { return scatter(L, "scatter", false, false); }
 
-/** t:scatter_(dim, index, src) -> t
+/** t:scatter_(dim, index, src, {reduce=nil}) -> t
  * In place: t:scatter(dim, index, src) written into t itself.
  * Nothing is written when an index is out of range. */
 static int t_scatter_i(lua_State *L) { return scatter(L, "scatter_", false, true); }

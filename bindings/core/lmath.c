@@ -17,6 +17,7 @@ static cnn_dtype int_dtype(lua_State *L, int a, int b) {
 
 /* a op b where either side may be a number; the result is pushed. */
 static int binary(lua_State *L, cnn_binop op, const char *fn) {
+  lcnn_max_args(L, 2, fn);
   if (lua_type(L, 2) != LUA_TNUMBER && lua_type(L, 2) != LUA_TBOOLEAN && !lcnn_testbox(L, 2))
     return lcnn_error(L, fn, "expected a tensor, a number or a boolean for argument 2, got %s", luaL_typename(L, 2));
   cnn_dtype dt = int_dtype(L, 1, 2);
@@ -27,17 +28,43 @@ static int binary(lua_State *L, cnn_binop op, const char *fn) {
   return 1;
 }
 
-/** t:add(other) -> Tensor
- * t + other, elementwise: other is a tensor or a number, and the shapes broadcast.
- * Also the operator: `t + other`, `2 + t`. A float32 side makes the result float32; int64 with a Lua
- * integer stays int64. */
-static int m_add(lua_State *L) { return binary(L, CNN_ADD, "add"); }
-/** t:sub(other) -> Tensor
- * t - other, elementwise (broadcasting; also `t - other`). */
-static int m_sub(lua_State *L) { return binary(L, CNN_SUB, "sub"); }
 /** t:mul(other) -> Tensor
  * t * other, elementwise (broadcasting; also `t * other`); see t:matmul for matrix products. */
 static int m_mul(lua_State *L) { return binary(L, CNN_MUL, "mul"); }
+/* t:add(other, {alpha=}) and t:sub: other * alpha first (PyTorch's order: two roundings), then
+ * the sum or difference */
+static int binary_alpha(lua_State *L, cnn_binop op, const char *fn) {
+  static const char *const known[] = {"alpha", NULL};
+  lcnn_max_args(L, 3, fn);
+  lcnn_options(L, 3, fn, known);
+  if (lcnn_opt_field(L, 3, "alpha") != LUA_TNIL) { /* stack: t, other, opts, alpha */
+    if (lua_type(L, 4) != LUA_TNUMBER) lcnn_error(L, fn, "alpha must be a number, got %s", luaL_typename(L, 4));
+    if (lua_type(L, 2) != LUA_TNUMBER && !lcnn_testbox(L, 2))
+      lcnn_error(L, fn, "expected a tensor or a number for argument 2 (with alpha), got %s", luaL_typename(L, 2));
+    if (lua_type(L, 2) == LUA_TNUMBER) {
+      lua_pushvalue(L, 2);
+      lua_insert(L, 4);
+      lua_arith(L, LUA_OPMUL);
+    } else {
+      lua_pushcfunction(L, m_mul);
+      lua_pushvalue(L, 2);
+      lua_pushvalue(L, 4);
+      lua_call(L, 2, 1);
+    }
+    lua_replace(L, 2);
+  }
+  lua_settop(L, 2);
+  return binary(L, op, fn);
+}
+
+/** t:add(other, {alpha=1}) -> Tensor
+ * t + other, elementwise: other is a tensor or a number, and the shapes broadcast.
+ * With alpha, t + alpha * other. Also the operator: `t + other`, `2 + t`. A float32 side makes the
+ * result float32; int64 with a Lua integer stays int64. */
+static int m_add(lua_State *L) { return binary_alpha(L, CNN_ADD, "add"); }
+/** t:sub(other, {alpha=1}) -> Tensor
+ * t - other, elementwise (broadcasting; also `t - other`); with alpha, t - alpha * other. */
+static int m_sub(lua_State *L) { return binary_alpha(L, CNN_SUB, "sub"); }
 /* number / t as PyTorch's Python operator computes it: t.reciprocal() * number. The two roundings,
  * and the gradient through 1 / t (NaN where number is 0 and 1 / t^2 overflows), are PyTorch's. */
 static int rdiv(lua_State *L) {
@@ -57,8 +84,14 @@ static int rdiv(lua_State *L) {
 
 /** t:div(other) -> Tensor
  * t / other, elementwise (broadcasting; also `t / other`); always float32.
- * `number / t` is (1 / t) * number, as PyTorch computes it (its roundings and gradient). */
+ * True division: PyTorch's rounding_mode option is refused. `number / t` is (1 / t) * number, as
+ * PyTorch computes it (its roundings and gradient). */
 static int m_div(lua_State *L) {
+  if (lua_istable(L, 3)) {
+    lua_getfield(L, 3, "rounding_mode");
+    if (!lua_isnil(L, -1)) lcnn_error(L, "div", "rounding_mode is not supported (true division only)");
+    lua_pop(L, 1);
+  }
   if (lua_type(L, 1) == LUA_TNUMBER && lcnn_test(L, 2)) return rdiv(L);
   return binary(L, CNN_DIV, "div");
 }
@@ -106,6 +139,7 @@ static cnn_tensor *promote_for(lua_State *L, cnn_tensor *x, int idx, const char 
  * A number exponent is exact for integer powers of negative values. An int64 tensor with an
  * integer exponent (or base) stays int64, as PyTorch's integer power; a float one gives float32. */
 static int m_pow(lua_State *L) {
+  lcnn_max_args(L, 2, "pow");
   cnn_tensor *x = lcnn_test(L, 1);
   if (x && lua_type(L, 2) == LUA_TNUMBER) {
     if (x->dtype != CNN_FLOAT32 && lua_isinteger(L, 2) && lua_tointeger(L, 2) < 0)
@@ -130,6 +164,7 @@ static int m_pow(lua_State *L) {
 }
 
 static int unary(lua_State *L, cnn_unop op, const char *fn, double p0, double p1) {
+  lcnn_max_args(L, 1, fn);
   cnn_tensor *x = lcnn_check(L, 1, fn);
   lcnn_push(L, cnn_op_unary(op, x, p0, p1), fn);
   return 1;
@@ -632,7 +667,15 @@ static int m_mm(lua_State *L) {
   return 1;
 }
 
-static int m_unm(lua_State *L) { return unary(L, CNN_NEG, "neg", 0, 0); }
+/* the unary metamethods' second argument is their operand again */
+static int m_unm(lua_State *L) {
+  lua_settop(L, 1);
+  return unary(L, CNN_NEG, "neg", 0, 0);
+}
+static int m_bnot(lua_State *L) {
+  lua_settop(L, 1);
+  return unary(L, CNN_BIT_NOT, "bitwise_not", 0, 0);
+}
 
 void lcnn_open_math(lua_State *L, int methods) {
   static const luaL_Reg m[] = {{"add", m_add},
@@ -711,7 +754,7 @@ void lcnn_open_math(lua_State *L, int methods) {
                                  {"__band", m_bitwise_and},
                                  {"__bor", m_bitwise_or},
                                  {"__bxor", m_bitwise_xor},
-                                 {"__bnot", m_bitwise_not},
+                                 {"__bnot", m_bnot},
                                  {NULL, NULL}};
   luaL_setfuncs(L, ops, 0);
   lua_pop(L, 1);

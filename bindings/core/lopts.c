@@ -45,6 +45,14 @@ const char *lcnn_who(lua_State *L, int idx, const char *def) {
   return lua_type(L, idx) == LUA_TSTRING ? lua_tostring(L, idx) : def;
 }
 
+void lcnn_max_args(lua_State *L, int n, const char *fn) {
+  int top = lua_gettop(L);
+  while (top > n && lua_isnil(L, top)) top--;
+  if (top <= n) return;
+  if (lua_istable(L, n + 1)) lcnn_error(L, fn, "takes no options table (argument %d)", n + 1);
+  lcnn_error(L, fn, "takes %d argument%s, got %d", n, n == 1 ? "" : "s", top);
+}
+
 /* ---- options tables ---- */
 
 void lcnn_options(lua_State *L, int idx, const char *fn, const char *const *known) {

@@ -719,7 +719,7 @@ cnn_tensor *cnn_ew_where(const cnn_tensor *cond, const cnn_tensor *a, const cnn_
 typedef struct close_ctx {
   cnn_dtype a, b;
   double rtol, atol;
-  bool ok;
+  bool equal_nan, ok;
 } close_ctx;
 
 static double read_value(cnn_dtype dt, const char *p) {
@@ -735,14 +735,20 @@ static double read_value(cnn_dtype dt, const char *p) {
 static void close_loop(void *vctx, int64_t n, char **p, const int64_t *step) {
   close_ctx *c = vctx;
   for (int64_t i = 0; i < n && c->ok; i++) {
+    if (c->a == CNN_INT64 && c->b == CNN_INT64) { /* exact: a double holds 53 bits of them */
+      const int64_t xi = *(const int64_t *)(p[0] + i * step[0]), yi = *(const int64_t *)(p[1] + i * step[1]);
+      const long double d = (long double)xi - (long double)yi;
+      if (xi != yi && !(fabsl(d) <= c->atol + c->rtol * fabsl((long double)yi))) c->ok = false;
+      continue;
+    }
     double x = read_value(c->a, p[0] + i * step[0]), y = read_value(c->b, p[1] + i * step[1]);
     /* equal values (infinities included) are close; otherwise a NaN or infinity never is */
-    if (x == y) continue;
+    if (x == y || (c->equal_nan && isnan(x) && isnan(y))) continue;
     if (!isfinite(x) || !isfinite(y) || !(fabs(x - y) <= c->atol + c->rtol * fabs(y))) c->ok = false;
   }
 }
 
-int cnn_ew_allclose(const cnn_tensor *a, const cnn_tensor *b, double rtol, double atol) {
+int cnn_ew_allclose(const cnn_tensor *a, const cnn_tensor *b, double rtol, double atol, bool equal_nan) {
   int nd;
   int64_t shape[CNN_MAX_DIMS];
   if (cnn_broadcast_shape(a->ndim, a->size, b->ndim, b->size, &nd, shape)) return -1;
@@ -754,7 +760,7 @@ int cnn_ew_allclose(const cnn_tensor *a, const cnn_tensor *b, double rtol, doubl
     cnn_iter it;
     const cnn_tensor *ops[2] = {ea, eb};
     if (cnn_iter_init(&it, 2, ops, nd, shape) == 0) {
-      close_ctx c = {a->dtype, b->dtype, rtol, atol, true};
+      close_ctx c = {a->dtype, b->dtype, rtol, atol, equal_nan, true};
       cnn_iter_run(&it, close_loop, &c, false); /* c.ok is shared state */
       rc = c.ok ? 1 : 0;
     }

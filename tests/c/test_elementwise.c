@@ -527,21 +527,21 @@ static void test_where_allclose(void) {
 
   /* allclose: |a - b| <= atol + rtol * |b| */
   cnn_tensor *b = F32(SHAPE(3), VALS(1, 2, 3.000001));
-  CHECK(cnn_ew_allclose(a, b, 1e-5, 1e-8) == 1, "allclose within rtol");
+  CHECK(cnn_ew_allclose(a, b, 1e-5, 1e-8, false) == 1, "allclose within rtol");
   cnn_tensor *b2 = F32(SHAPE(3), VALS(1, 2.1, 3));
-  CHECK(cnn_ew_allclose(a, b2, 1e-5, 1e-8) == 0, "allclose 2 vs 2.1");
-  CHECK(cnn_ew_allclose(a, b2, 0, 0.11) == 1, "allclose with atol 0.11");
+  CHECK(cnn_ew_allclose(a, b2, 1e-5, 1e-8, false) == 0, "allclose 2 vs 2.1");
+  CHECK(cnn_ew_allclose(a, b2, 0, 0.11, false) == 1, "allclose with atol 0.11");
   cnn_tensor *n = F32(SHAPE(2), VALS(NAN, INFINITY));
   cnn_tensor *inf = F32(SHAPE(1), VALS(INFINITY)), *ninf = F32(SHAPE(1), VALS(-INFINITY));
-  CHECK(cnn_ew_allclose(n, n, 1e-5, 1e-8) == 0, "NaN is not close to NaN");
-  CHECK(cnn_ew_allclose(inf, inf, 1e-5, 1e-8) == 1, "inf is close to inf");
-  CHECK(cnn_ew_allclose(inf, ninf, 1e-5, 1e-8) == 0, "inf is not close to -inf");
+  CHECK(cnn_ew_allclose(n, n, 1e-5, 1e-8, false) == 0, "NaN is not close to NaN");
+  CHECK(cnn_ew_allclose(inf, inf, 1e-5, 1e-8, false) == 1, "inf is close to inf");
+  CHECK(cnn_ew_allclose(inf, ninf, 1e-5, 1e-8, false) == 0, "inf is not close to -inf");
   /* broadcast: (2,3) [[1,2,3],[1,2,3]] against (3) */
   cnn_tensor *rep = F32(SHAPE(2, 3), VALS(1, 2, 3, 1, 2, 3));
-  CHECK(cnn_ew_allclose(rep, a, 1e-5, 1e-8) == 1, "allclose broadcast (2,3) vs (3)");
-  CHECK(cnn_ew_allclose(a, rep, 1e-5, 1e-8) == 1, "allclose broadcast (3) vs (2,3)");
-  CHECK(cnn_ew_allclose(ia, a, 0, 3.0001) == 1, "allclose int64 vs float");
-  EXPECT_ERROR("allclose shapes", cnn_ew_allclose(bad, a, 1e-5, 1e-8) == -1, "cannot be broadcast");
+  CHECK(cnn_ew_allclose(rep, a, 1e-5, 1e-8, false) == 1, "allclose broadcast (2,3) vs (3)");
+  CHECK(cnn_ew_allclose(a, rep, 1e-5, 1e-8, false) == 1, "allclose broadcast (3) vs (2,3)");
+  CHECK(cnn_ew_allclose(ia, a, 0, 3.0001, false) == 1, "allclose int64 vs float");
+  EXPECT_ERROR("allclose shapes", cnn_ew_allclose(bad, a, 1e-5, 1e-8, false) == -1, "cannot be broadcast");
   cnn_tensor *rels[] = {c, a, nine, ci, ia, ib, bad, b, b2, n, inf, ninf, rep};
   for (size_t i = 0; i < sizeof rels / sizeof *rels; i++) cnn_tensor_release(rels[i]);
 }
@@ -619,13 +619,13 @@ static void test_reduce_basic(void) {
     for (int kd = 0; kd < 2; kd++) {
       int d = dim < 0 ? CNN_ALL_DIMS : dim;
       cnn_tensor *r1 = cnn_red_var(z, d, true, kd), *r2 = cnn_red_var(zc, d, true, kd);
-      CHECK(r1 && r2 && cnn_ew_allclose(r1, r2, 1e-6, 1e-6) == 1 && cnn_tensor_same_shape(r1, r2),
+      CHECK(r1 && r2 && cnn_ew_allclose(r1, r2, 1e-6, 1e-6, false) == 1 && cnn_tensor_same_shape(r1, r2),
             "var of permuted dim %d keepdim %d equals var of a copy", dim, kd);
       cnn_tensor_release(r1);
       cnn_tensor_release(r2);
       cnn_tensor *v1 = NULL, *i1 = NULL, *v2 = NULL, *i2 = NULL;
       CHECK(cnn_red_min(z, d, kd, &v1, &i1) == 0 && cnn_red_min(zc, d, kd, &v2, &i2) == 0 &&
-                cnn_ew_allclose(v1, v2, 0, 0) == 1 && cnn_ew_allclose(i1, i2, 0, 0) == 1 &&
+                cnn_ew_allclose(v1, v2, 0, 0, false) == 1 && cnn_ew_allclose(i1, i2, 0, 0, false) == 1 &&
                 cnn_tensor_same_shape(i1, i2) && cnn_tensor_same_shape(v1, v2),
             "min of permuted dim %d keepdim %d equals min of a copy", dim, kd);
       cnn_tensor *rels[] = {v1, i1, v2, i2};

@@ -108,6 +108,42 @@ describe("misc silent garbage", function()
   end)
 end)
 
+describe("options and arguments a function does not read", function()
+  -- each of these gave a wrong number, silently, where PyTorch's port of the line reads it
+  it("are taken (alpha, reduce, dtype, equal_nan, error_if_nonfinite) or refused by name", function()
+    H.assert_tensor(cnn.ones(2):add(1, {alpha = 10}), {11, 11})
+    H.assert_tensor(cnn.ones(2):sub(cnn.ones(2), {alpha = 3}), {-2, -2})
+    local a, b = cnn.ones(2):requires_grad_(), cnn.ones(2):requires_grad_()
+    a:add(b, {alpha = 3}):sum():backward()
+    H.assert_tensor(b.grad, {3, 3})
+    err(function() return cnn.ones(2):add(1, {alpah = 1}) end, "add: unknown option 'alpah'")
+    err(function() return cnn.tensor{7, -7}:div(2, {rounding_mode = "floor"}) end,
+      "div: rounding_mode is not supported")
+    local L = cnn.tensor({{1, 1}}, I)
+    H.assert_tensor(cnn.ones(2, 2):scatter(1, L, cnn.ones(1, 2) * 5, {reduce = "add"}), {{6, 6}, {1, 1}})
+    H.assert_tensor(cnn.ones(2, 2):scatter(1, L, 5, {reduce = "add"}), {{6, 6}, {1, 1}})
+    err(function() return cnn.ones(2, 2):scatter(1, L, 5, {reduce = "multiply"}) end, "scatter: reduce must be")
+    assert.are.equal("int64", cnn.eye(2, {dtype = "int64"}):dtype())
+    H.assert_tensor(cnn.linspace(-1, 2, 4, {dtype = "int64"}), {-1, 0, 1, 2}, {dtype = "int64"})
+    assert.is_true(cnn.allclose(cnn.tensor{0 / 0}, cnn.tensor{0 / 0}, 1e-5, 1e-8, true))
+    assert.is_false(cnn.allclose(cnn.tensor{0 / 0}, cnn.tensor{0 / 0}))
+    assert.is_false(cnn.allclose(cnn.tensor({(1 << 53) + 1}, I), cnn.tensor({1 << 53}, I), 0, 0)) -- not as doubles
+    local p = cnn.ones(3):requires_grad_()
+    p.grad = cnn.tensor{1, 0 / 0, 2}
+    err(function() cnn.nn.utils.clip_grad_norm_(p, 1, 2, true) end, "clip_grad_norm_: the total norm of order 2")
+    assert.is_true(p.grad[2] ~= p.grad[2] and p.grad[1] == 1) -- untouched
+    -- a function that reads no options refuses a table or an extra argument
+    err(function() return cnn.ones(2):mul(2, {}) end, "mul: takes no options table %(argument 3%)")
+    err(function() return cnn.ones(2):exp(1) end, "exp: takes 1 argument, got 2")
+    err(function() return cnn.ones(2, 2):scatter_add(1, L, cnn.ones(1, 2), {reduce = "add"}) end,
+      "scatter_add: takes no options table")
+    -- the operators still work (unary metamethods get their operand twice)
+    H.assert_tensor(-cnn.ones(2), {-1, -1})
+    H.assert_tensor(~cnn.tensor({1, 2}, I), {-2, -3})
+    H.assert_usable()
+  end)
+end)
+
 describe("grad mode is restored", function()
   it("after a coroutine yields inside no_grad and is abandoned", function()
     local co = coroutine.wrap(function()

@@ -84,8 +84,8 @@ cnn_tensor *cnn_ew_predicate(cnn_predicate pred, const cnn_tensor *x);
 /** out = cond ? a : b, elementwise with broadcasting (out's dtype: cnn_dtype_result of a, b);
  * cond is bool (any dtype is read as nonzero). */
 cnn_tensor *cnn_ew_where(const cnn_tensor *cond, const cnn_tensor *a, const cnn_tensor *b);
-/** True when every pair satisfies |a - b| <= atol + rtol * |b| (shapes broadcast); NaN != NaN.
- * Returns 1, 0, or -1 on error. */
-int cnn_ew_allclose(const cnn_tensor *a, const cnn_tensor *b, double rtol, double atol);
+/** True when every pair satisfies |a - b| <= atol + rtol * |b| (shapes broadcast); NaN != NaN
+ * unless equal_nan; two int64 operands compare exactly. Returns 1, 0, or -1 on error. */
+int cnn_ew_allclose(const cnn_tensor *a, const cnn_tensor *b, double rtol, double atol, bool equal_nan);
 
 #endif

@@ -27,13 +27,22 @@ local function grads(fn, params)
   return out
 end
 
---- cnn.nn.utils.clip_grad_norm_(parameters, max_norm, norm_type=2) -> Tensor
+--- cnn.nn.utils.clip_grad_norm_(parameters, max_norm, norm_type=2, error_if_nonfinite=false) -> Tensor
 --- Scales the gradients of parameters (a tensor or a list) to a total norm of at most max_norm.
 --- The total norm is that of all gradients as one vector (norm_type a positive number, or math.huge
 --- for the largest magnitude); each is multiplied by max_norm / (total + 1e-6) when that is below
---- 1, as PyTorch. Returns the total norm before clipping, a 0-d tensor.
-function utils.clip_grad_norm_(params, max_norm, norm_type)
+--- 1, as PyTorch. Returns the total norm before clipping, a 0-d tensor. error_if_nonfinite (also
+--- as {error_if_nonfinite=true}) makes a NaN or infinite total norm an error, gradients untouched.
+function utils.clip_grad_norm_(params, max_norm, norm_type, error_if_nonfinite, ...)
   local fn = "clip_grad_norm_"
+  if select("#", ...) > 0 then error(fn .. ": takes at most 4 arguments", 2) end
+  if type(error_if_nonfinite) == "table" then
+    local o = require("cnn.util").check_options(fn, error_if_nonfinite, {error_if_nonfinite = true}, 2)
+    error_if_nonfinite = o.error_if_nonfinite
+  end
+  if error_if_nonfinite ~= nil and type(error_if_nonfinite) ~= "boolean" then
+    error(fn .. ": error_if_nonfinite must be a boolean, got " .. type(error_if_nonfinite), 2)
+  end
   local gs = grads(fn, params)
   if type(max_norm) ~= "number" then error(fn .. ": max_norm must be a number, got " .. type(max_norm), 2) end
   if not (max_norm >= 0) then -- NaN would leave the gradients as they are, a negative one flip them
@@ -53,6 +62,10 @@ function utils.clip_grad_norm_(params, max_norm, norm_type)
       total = 0.0
       for _, g in ipairs(gs) do total = total + (g:abs() ^ norm_type):sum():item() end
       total = total ^ (1 / norm_type)
+    end
+    if error_if_nonfinite and (total ~= total or total == math.huge) then
+      error(string.format("%s: the total norm of order %s of the gradients is %s, so they cannot be clipped " ..
+        "(error_if_nonfinite is true)", fn, show(norm_type), show(total)), 0)
     end
     local coef = max_norm / (total + 1e-6)
     if coef < 1 then
