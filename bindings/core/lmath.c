@@ -210,6 +210,32 @@ static void clamp_bounds(lua_State *L, const char *fn, double *lo, double *hi) {
   lcnn_check_float_value(L, 3, fn, CNN_FLOAT32);
 }
 
+/* An int64 t between integer bounds: max(t, lo), then min(.., hi), each against an exact int64
+ * scalar (the general clamp takes its bounds as doubles: 2^53 + 1 came back 2^53, and
+ * math.maxinteger, beyond int64 as a double, made it float32). In place into t, or a new tensor. */
+static cnn_tensor *clamp_int64(lua_State *L, cnn_tensor *t, bool inplace, const char *fn) {
+  cnn_tensor *r = inplace ? t : cnn_tensor_retain(t);
+  for (int i = 2; i <= 3 && r; i++) {
+    if (lua_isnoneornil(L, i)) continue;
+    cnn_tensor *s = cnn_tensor_full_i64(CNN_INT64, 0, NULL, lua_tointeger(L, i));
+    const cnn_binop op = i == 2 ? CNN_MAXIMUM : CNN_MINIMUM;
+    if (inplace) {
+      if (!s || cnn_op_binary_(op, t, s)) r = NULL;
+    } else {
+      cnn_tensor *n = s ? cnn_op_binary(op, r, s) : NULL;
+      cnn_tensor_release(r);
+      r = n;
+    }
+    cnn_tensor_release(s);
+  }
+  if (!r) lcnn_fail(L, fn);
+  return r;
+}
+
+static bool int_bounds(lua_State *L) {
+  return (lua_isnoneornil(L, 2) || lua_isinteger(L, 2)) && (lua_isnoneornil(L, 3) || lua_isinteger(L, 3));
+}
+
 /** t:clamp(lo, hi) -> Tensor
  * Each element limited to [lo, hi]; either bound may be nil (but not both).
  * A NaN bound gives NaN everywhere and a zero gradient, as PyTorch's clamp with both bounds,
@@ -219,6 +245,10 @@ static int m_clamp(lua_State *L) {
   double lo, hi;
   cnn_tensor *x = lcnn_check(L, 1, "clamp");
   clamp_bounds(L, "clamp", &lo, &hi);
+  if (x->dtype == CNN_INT64 && int_bounds(L)) {
+    lcnn_push(L, clamp_int64(L, x, false, "clamp"), "clamp");
+    return 1;
+  }
   cnn_tensor *xp = promote_for(L, x, is_float_number(L, 2) ? 2 : 3, "clamp");
   cnn_tensor *r = cnn_op_unary(CNN_CLAMP, xp, lo, hi);
   cnn_tensor_release(xp);
@@ -275,6 +305,12 @@ static int m_clamp_(lua_State *L) {
   if (t->dtype != CNN_FLOAT32 && (is_float_number(L, 2) || is_float_number(L, 3)))
     return lcnn_error(L, "clamp_", "a float bound gives float32 values, which cannot be written into %s %s tensor",
                       t->dtype == CNN_INT64 ? "an" : "a", cnn_dtype_name(t->dtype));
+  if (t->dtype == CNN_INT64) {
+    if (cnn_op_check_inplace(t)) return lcnn_fail(L, "clamp_");
+    clamp_int64(L, t, true, "clamp_");
+    lua_settop(L, 1);
+    return 1;
+  }
   if (cnn_op_unary_(CNN_CLAMP, t, lo, hi)) return lcnn_fail(L, "clamp_");
   lua_settop(L, 1);
   return 1;

@@ -21,6 +21,18 @@ describe("int64 is exact", function()
     assert.are.equal(false, cnn.tensor({(1 << 53) + 1}, I):eq(1 << 53)[1])
   end)
 
+  it("clamp of int64 between integer bounds keeps every bit, and the dtype", function()
+    local l = cnn.tensor({(1 << 53) + 1, 3}, I)
+    H.assert_tensor(l:clamp(nil, (1 << 53) + 1), {(1 << 53) + 1, 3}, {dtype = "int64"}) -- was 2^53
+    H.assert_tensor(l:clamp((1 << 53) + 1), {(1 << 53) + 1, (1 << 53) + 1}, {dtype = "int64"})
+    H.assert_tensor(cnn.tensor({1, 2}, I):clamp(math.maxinteger), {math.maxinteger, math.maxinteger},
+      {dtype = "int64"}) -- was float32
+    H.assert_tensor(cnn.tensor({1, 5, 9}, I):clamp(6, 3), {3, 3, 3}, {dtype = "int64"}) -- lo > hi: hi, as PyTorch
+    local m = cnn.tensor({1, 5, 9}, I)
+    m:clamp_(math.mininteger, 4)
+    H.assert_tensor(m, {1, 4, 4}, {dtype = "int64"})
+  end)
+
   it("overflow wraps around, as PyTorch's int64 does", function()
     assert.are.equal(math.mininteger, (cnn.tensor({1}, I) + math.maxinteger)[1])
     assert.are.equal(math.mininteger, (cnn.tensor({1 << 62}, I) + cnn.tensor({1 << 62}, I))[1])
