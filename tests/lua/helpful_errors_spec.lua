@@ -62,6 +62,18 @@ describe("errors in the user's terms", function()
     H.assert_usable()
   end)
 
+  it("a module method called with a dot (m.train() for m:train()) names the slip", function()
+    local m = nn.Linear(2, 2)
+    err(function() m.train(5) end, THIS .. "train: expected a module as self %(call it as m:train%(...%)%), got number")
+    err(function() m.eval({}) end, "eval: expected a module as self")
+    err(function() return m.parameters() end, "parameters: expected a module as self .*got nil")
+    err(function() return m.state_dict({}) end, "state_dict: expected a module as self")
+    err(function() return m.zero_grad(5) end, "zero_grad: expected a module as self")
+    err(function() return nn.Linear:parameters() end, "parameters: expected a module as self .*got a class")
+    err(function() return nn.dir(5) end, "dir: expected a module, got number")
+    assert.are.equal(2, #m:parameters())
+  end)
+
   it("nn.Linear(2^31, 2^31) says the weight is too large", function()
     err(function() return nn.Linear(1 << 31, 1 << 31) end, "Linear: a weight of shape {2147483648, 2147483648}",
       "16 EiB", "too large to allocate")

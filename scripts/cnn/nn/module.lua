@@ -59,6 +59,15 @@ local function is_class(v)
   return type(v) == "table" and rawget(v, "__mt") ~= nil
 end
 
+-- Module methods called without the colon (m.train() for m:train()) name the slip, not a line of
+-- this file.
+local function check_self(m, fn)
+  if not is_module(m) then
+    error(string.format("%s: expected a module as self (call it as m:%s(...)), got %s", fn, fn,
+      is_class(m) and "a class" or type(m)), 3)
+  end
+end
+
 -- What a non-module value is, for error messages.
 local function describe(v)
   if is_class(v) then return "the class " .. v.__name .. " (call it to make a module)" end
@@ -279,11 +288,15 @@ end
 
 --- cnn.nn.Module:class_name() -> string
 --- The name of the module's class ("Conv2d").
-function Module:class_name() return state(self).class.__name end
+function Module:class_name()
+  check_self(self, "class_name")
+  return state(self).class.__name
+end
 
 --- cnn.nn.Module:is_a(class) -> boolean
 --- Whether the module is an instance of class or of a class derived from it.
 function Module:is_a(cls)
+  check_self(self, "is_a")
   local c = state(self).class
   while c do
     if c == cls then return true end
@@ -296,6 +309,7 @@ end
 --- The names reachable on module m, sorted: fields, parameters, buffers, children and methods.
 --- As Python's dir(); the REPL's completion uses it.
 local function dir(m)
+  if not is_module(m) then error("dir: expected a module, got " .. (is_class(m) and "a class" or type(m)), 2) end
   local s, names, seen = state(m), {}, {}
   local function add(k)
     if type(k) == "string" and not seen[k] and not k:match("^__") then
@@ -332,6 +346,7 @@ end
 --- Registers leaf tensor t as parameter name (made to require grad, as nn.Parameter); nil removes it.
 --- Assigning `self.name = t` in init does the same for a tensor that requires grad.
 function Module:register_parameter(name, t)
+  check_self(self, "register_parameter")
   local s = state(self)
   check_name("register_parameter", "parameter", name)
   if t == nil then
@@ -353,6 +368,7 @@ end
 --- Registers tensor t as buffer name (state that is not trained, such as running statistics).
 --- Persistent buffers go into state_dict; nil removes the buffer.
 function Module:register_buffer(name, t, persistent)
+  check_self(self, "register_buffer")
   local s = state(self)
   check_name("register_buffer", "buffer", name)
   if persistent ~= nil and type(persistent) ~= "boolean" then
@@ -373,6 +389,7 @@ end
 --- cnn.nn.Module:register_module(name, child)
 --- Registers module child as sub-module name (as assigning `self.name = child` does); nil removes it.
 function Module:add_module(name, m)
+  check_self(self, "add_module")
   local s = state(self)
   check_name("add_module", "module", name)
   if m == nil then
@@ -435,23 +452,36 @@ end
 --- The parameters with PyTorch's dotted names (features.0.weight), in order.
 --- The module's own come first, then each child's; a parameter reachable twice is listed once;
 --- recurse=false lists only the module's own.
-function Module:named_parameters(prefix, recurse) return named_members(self, "params", prefix, recurse) end
+function Module:named_parameters(prefix, recurse)
+  check_self(self, "named_parameters")
+  return named_members(self, "params", prefix, recurse)
+end
 
 --- cnn.nn.Module:parameters(recurse=true) -> {tensors}
 --- The parameters as a list, each tensor once; recurse=false gives only the module's own.
-function Module:parameters(recurse) return values(named_members(self, "params", nil, recurse)) end
+function Module:parameters(recurse)
+  check_self(self, "parameters")
+  return values(named_members(self, "params", nil, recurse))
+end
 
 --- cnn.nn.Module:named_buffers(prefix, recurse=true) -> {{name, tensor}, ...}
 --- The buffers with their dotted names, in order (as named_parameters).
-function Module:named_buffers(prefix, recurse) return named_members(self, "buffers", prefix, recurse) end
+function Module:named_buffers(prefix, recurse)
+  check_self(self, "named_buffers")
+  return named_members(self, "buffers", prefix, recurse)
+end
 
 --- cnn.nn.Module:buffers(recurse=true) -> {tensors}
 --- The buffers (running statistics and such) as a list, each tensor once.
-function Module:buffers(recurse) return values(named_members(self, "buffers", nil, recurse)) end
+function Module:buffers(recurse)
+  check_self(self, "buffers")
+  return values(named_members(self, "buffers", nil, recurse))
+end
 
 --- cnn.nn.Module:named_children() -> {{name, module}, ...}
 --- The direct sub-modules with their names, in registration order, each module once.
 function Module:named_children()
+  check_self(self, "named_children")
   local mods, out, seen = state(self).modules, {}, {}
   for _, k in ipairs(mods.keys) do
     local m = mods.map[k]
@@ -465,19 +495,29 @@ end
 
 --- cnn.nn.Module:children() -> {modules}
 --- The direct sub-modules, each once.
-function Module:children() return values(Module.named_children(self)) end
+function Module:children()
+  check_self(self, "children")
+  return values(Module.named_children(self))
+end
 
 --- cnn.nn.Module:named_modules(prefix) -> {{name, module}, ...}
 --- The module itself (named "" or prefix) and every descendant with its dotted name, pre-order.
-function Module:named_modules(prefix) return named_modules(self, prefix) end
+function Module:named_modules(prefix)
+  check_self(self, "named_modules")
+  return named_modules(self, prefix)
+end
 
 --- cnn.nn.Module:modules() -> {modules}
 --- The module itself and every descendant, pre-order, each once.
-function Module:modules() return values(named_modules(self)) end
+function Module:modules()
+  check_self(self, "modules")
+  return values(named_modules(self))
+end
 
 --- cnn.nn.Module:num_parameters() -> integer
 --- The number of scalars in the parameters (a shared tensor counted once).
 function Module:num_parameters()
+  check_self(self, "num_parameters")
   local n = 0
   for _, p in ipairs(Module.parameters(self)) do n = n + p:numel() end
   return n
@@ -498,6 +538,7 @@ end
 --- cnn.nn.Module:apply(fn) -> self
 --- Calls fn(m) on every descendant, children first, then on the module itself (custom initialisation).
 function Module:apply(fn)
+  check_self(self, "apply")
   if type(fn) ~= "function" then fail("apply", "expected a function, got %s", type(fn)) end
   once(self, function()
     for _, c in ipairs(Module.children(self)) do c:apply(fn) end
@@ -509,6 +550,7 @@ end
 --- cnn.nn.Module:train(on=true) -> self
 --- Sets training mode on the module and all its descendants (Dropout drops, BatchNorm uses the batch).
 function Module:train(mode)
+  check_self(self, "train")
   if mode == nil then mode = true end
   if type(mode) ~= "boolean" then fail("train", "expected a boolean, got %s", type(mode)) end
   once(self, function()
@@ -525,11 +567,15 @@ function Module:_set_fused(f) state(self).fused = f end
 
 --- cnn.nn.Module:eval() -> self
 --- Sets evaluation mode on the module and all its descendants (m:train(false)).
-function Module:eval() return self:train(false) end
+function Module:eval()
+  check_self(self, "eval")
+  return self:train(false)
+end
 
 --- cnn.nn.Module:requires_grad_(on=true) -> self
 --- Sets requires_grad on every parameter: false freezes the module (fine-tuning).
 function Module:requires_grad_(on)
+  check_self(self, "requires_grad_")
   if on == nil then on = true end
   if type(on) ~= "boolean" then fail("requires_grad_", "expected a boolean, got %s", type(on)) end
   for _, p in ipairs(Module.parameters(self)) do p:requires_grad_(on) end
@@ -539,6 +585,7 @@ end
 --- cnn.nn.Module:zero_grad({set_to_none=true})
 --- Drops every parameter's gradient (p.grad becomes nil; set_to_none=false zeroes it in place).
 function Module:zero_grad(opts)
+  check_self(self, "zero_grad")
   require("cnn.optim")._zero_grads("zero_grad", Module.parameters(self), opts) -- (required here: no cycle)
 end
 
@@ -584,13 +631,19 @@ end
 --- fn(module, input) runs before every forward, input being the list of forward's arguments.
 --- A return value other than nil replaces them (a list, or a single value for a one-argument
 --- forward). `handle:remove()` unregisters it.
-function Module:register_forward_pre_hook(fn) return add_hook(self, "forward_pre", "register_forward_pre_hook", fn) end
+function Module:register_forward_pre_hook(fn)
+  check_self(self, "register_forward_pre_hook")
+  return add_hook(self, "forward_pre", "register_forward_pre_hook", fn)
+end
 
 --- cnn.nn.Module:register_forward_hook(fn) -> handle
 --- fn(module, input, output) runs after every forward with its arguments and its result.
 --- input is the list of forward's arguments, output its result (the first, when forward returns
 --- several); a return value other than nil replaces that result. `handle:remove()` unregisters it.
-function Module:register_forward_hook(fn) return add_hook(self, "forward", "register_forward_hook", fn) end
+function Module:register_forward_hook(fn)
+  check_self(self, "register_forward_hook")
+  return add_hook(self, "forward", "register_forward_hook", fn)
+end
 
 --- cnn.nn.Module:register_full_backward_hook(fn) -> handle
 --- fn(module, grad_input, grad_output) runs once the gradients of the module's arguments are known.
@@ -599,6 +652,7 @@ function Module:register_forward_hook(fn) return add_hook(self, "forward", "regi
 --- grad_input. When no argument requires grad, it runs once grad_output is known, with grad_input all
 --- nil. Only forwards run with grad mode on are hooked. `handle:remove()` unregisters it.
 function Module:register_full_backward_hook(fn)
+  check_self(self, "register_full_backward_hook")
   return add_hook(self, "backward", "register_full_backward_hook", fn)
 end
 
@@ -777,6 +831,7 @@ end
 --- pairs() over it follows the module order (m:state_dict_keys() lists it); {keep_vars=true} keeps
 --- the tensors themselves. Saved with cnn.save, it loads in PyTorch and back.
 function Module:state_dict(opts)
+  check_self(self, "state_dict")
   opts = U.options("state_dict", opts, {keep_vars = true})
   local keys, raw = {}, {}
   collect(self, "", keys, raw)
@@ -788,6 +843,7 @@ end
 --- cnn.nn.Module:state_dict_keys() -> {names}
 --- The keys of m:state_dict(), in order.
 function Module:state_dict_keys()
+  check_self(self, "state_dict_keys")
   local keys = {}
   collect(self, "", keys, {})
   return keys
@@ -805,6 +861,7 @@ end
 --- and with strict (the default) missing and unexpected keys too, all reported in one message. Returns
 --- the lists of missing and unexpected keys.
 function Module:load_state_dict(sd, opts)
+  check_self(self, "load_state_dict")
   opts = U.options("load_state_dict", opts, {strict = true})
   local strict = opts.strict
   if strict == nil then strict = true end
