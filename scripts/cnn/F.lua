@@ -552,6 +552,12 @@ function F.one_hot(labels, num_classes)
   if lo < 1 or hi > num_classes then
     error(string.format("one_hot: labels must be within 1..%d, got %d..%d", num_classes, lo, hi), 2)
   end
+  if labels:dim() >= 16 then
+    error("one_hot: labels have 16 dimensions; the result adds one, past the limit of 16", 2)
+  end
+  if num_classes > 2 ^ 48 or math.max(labels:numel(), 1) * num_classes > 2 ^ 48 then
+    error(string.format("one_hot: a result of %d x %d elements is too large", labels:numel(), num_classes), 2)
+  end
   return labels:unsqueeze(-1):eq(core.arange(1, num_classes + 1)):long()
 end
 

@@ -432,9 +432,28 @@ end
 
 -- Stacks one field of a list of samples: tensors with cnn.stack, numbers into an int64 tensor
 -- when all are integers (labels) and a float32 one otherwise.
+local function same_shape(a, b)
+  if a:dim() ~= b:dim() then return false end
+  for d = 1, a:dim() do
+    if a:size(d) ~= b:size(d) then return false end
+  end
+  return true
+end
+
 local function collate(values, k)
   local first = values[1]
-  if is_tensor(first) then return core.stack(values, 1) end
+  if is_tensor(first) then
+    for i = 2, #values do -- stack's own message names neither the loader nor the remedy
+      local v = values[i]
+      if not is_tensor(v) then error(string.format("DataLoader: field %d mixes tensors and %s", k, type(v)), 0) end
+      if not same_shape(v, first) then
+        error(string.format("DataLoader: cannot batch field %d: samples of shapes (%s) and (%s) (resize them in " ..
+          "the dataset's transform to one size)", k, table.concat(first:shape(), ", "),
+          table.concat(v:shape(), ", ")), 0)
+      end
+    end
+    return core.stack(values, 1)
+  end
   if type(first) == "number" then
     local ints = true
     for _, v in ipairs(values) do

@@ -21,7 +21,7 @@ local function C() return require "cnn" end
 -- mkdir -p (cnn.util), raising the error
 local function mkdir_p(dir)
   local ok, err = util.mkdir_p(dir)
-  if not ok then error(err, 0) end
+  if not ok then error("trainer: " .. err, 0) end
 end
 
 local dirname = util.dirname
@@ -122,6 +122,10 @@ end
 --- rank an exact shard of the test set (DataLoader's shard={..., exact=true}) to count every image once.
 function trainer.evaluate(model, loader)
   local cnn = C()
+  if type(model) ~= "table" then error("trainer.evaluate: expected a model, got " .. type(model), 2) end
+  if type(loader) ~= "table" or type(loader.iter) ~= "function" then
+    error("trainer.evaluate: expected a DataLoader, got " .. type(loader), 2)
+  end
   model:eval()
   local loss, correct, n = 0, 0, 0
   cnn.no_grad(function()

@@ -84,6 +84,7 @@ function util.mkdir_p(dir)
   for part in dir:gmatch("[^/]+") do
     path = path .. part
     if not util.is_dir(path) then
+      if lfs.attributes(path) then return nil, string.format("cannot create %s: %s is not a folder", dir, path) end
       local ok, err = lfs.mkdir(path)
       if not ok and not util.is_dir(path) then return nil, string.format("cannot create %s: %s", path, err) end
     end

@@ -74,6 +74,22 @@ describe("errors in the user's terms", function()
     assert.are.equal(2, #m:parameters())
   end)
 
+  it("name the function called, not a helper at a line of the library", function()
+    -- each raised a message naming arange, unsqueeze, requires_grad_ or nothing at all
+    local one = cnn.tensor({1}, {dtype = "int64"})
+    err(function() local _ = cnn.F.one_hot(one, math.maxinteger) end, THIS .. "one_hot: a result of 1 x %d+ elements")
+    err(function() return cnn.F.one_hot(cnn.ones(1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1):long(), 2) end,
+      "one_hot: labels have 16 dimensions")
+    local m = nn.Linear(1, 1)
+    err(function() m:register_parameter("w", cnn.ones(2):long()) end,
+      "register_parameter: 'w' is int64; parameters are float32")
+    err(function() cnn.trainer.evaluate(nil, {}) end, "trainer.evaluate: expected a model, got nil")
+    err(function() cnn.trainer.evaluate(m, nil) end, "trainer.evaluate: expected a DataLoader, got nil")
+    local ok, msg = cnn.util.mkdir_p("/dev/null/x")
+    assert.is_nil(ok)
+    assert.are.equal("cannot create /dev/null/x: /dev/null is not a folder", msg)
+  end)
+
   it("nn.Linear(2^31, 2^31) says the weight is too large", function()
     err(function() return nn.Linear(1 << 31, 1 << 31) end, "Linear: a weight of shape {2147483648, 2147483648}",
       "16 EiB", "too large to allocate")

@@ -271,3 +271,14 @@ describe("a DataLoader transform that returns nil", function()
     H.assert_usable()
   end)
 end)
+
+describe("a DataLoader over a Lua dataset whose samples differ in shape", function()
+  it("names the loader, the field and both shapes, not cnn.stack at a line of data.lua", function()
+    local ds = setmetatable({}, {__len = function() return 3 end,
+                                 __index = {get = function(_, i) return cnn.ones(i + 1), i end}})
+    H.assert_error(function()
+      for _ in data.DataLoader(ds, {batch_size = 3}):iter() do end
+    end, "DataLoader: cannot batch field 1: samples of shapes %(2%) and %(3%) %(resize them")
+    H.assert_usable()
+  end)
+end)

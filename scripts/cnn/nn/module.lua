@@ -359,6 +359,9 @@ function Module:register_parameter(name, t)
   if not t.is_leaf then
     fail("register_parameter", "'%s' is not a leaf tensor (use t:detach())", name)
   end
+  if t:dtype() ~= "float32" then
+    fail("register_parameter", "'%s' is %s; parameters are float32 (a buffer may be any dtype)", name, t:dtype())
+  end
   check_free("register_parameter", self, s, name, "params")
   if not t.requires_grad then t:requires_grad_(true) end
   od_set(s.params, name, t)
