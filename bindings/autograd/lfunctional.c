@@ -92,6 +92,7 @@ static int f_gelu(lua_State *L) {
 }
 
 static int softmax_like(lua_State *L, const char *fn, bool take_log) {
+  lcnn_max_args(L, 2, fn);
   cnn_tensor *x = lcnn_check(L, 1, fn);
   if (lua_isnoneornil(L, 2)) return lcnn_error(L, fn, "the dimension is required (%s(x, d))", fn);
   int d = lcnn_dim(L, 2, fn, x->ndim, 0);

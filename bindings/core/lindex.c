@@ -114,6 +114,7 @@ static int t_scatter_add_i(lua_State *L) { return scatter(L, "scatter_add_", tru
  * (the gradient is the running sum of the output's gradient from the end). */
 static int t_cumsum(lua_State *L) {
   const char *fn = "cumsum";
+  lcnn_max_args(L, 2, fn);
   int d = lcnn_dim(L, 2, fn, lcnn_check(L, 1, fn)->ndim, 0);
   lcnn_push(L, cnn_op_cumsum(lcnn_check(L, 1, fn), d), fn);
   return 1;
@@ -125,6 +126,7 @@ static int t_cumsum(lua_State *L) {
  * are differentiable. */
 static int t_sort(lua_State *L) {
   const char *fn = "sort";
+  lcnn_max_args(L, 3, fn);
   int d = lua_isnoneornil(L, 2) ? -1 : lcnn_dim(L, 2, fn, lcnn_check(L, 1, fn)->ndim, 0);
   bool desc = lcnn_arg_boolean(L, 3, fn, "descending", false);
   cnn_tensor *values, *indices, *one = NULL, *based = NULL;

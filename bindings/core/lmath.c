@@ -402,6 +402,7 @@ static bool keepdim_arg(lua_State *L, int idx, const char *fn) {
  * The sum over dimension dim, or over all elements (a 0-d tensor) when dim is nil.
  * keepdim=true keeps dim with size 1. int64 sums stay int64. */
 static int m_sum(lua_State *L) {
+  lcnn_max_args(L, 3, "sum");
   cnn_tensor *t = lcnn_check(L, 1, "sum");
   int d = reduce_dim(L, 2, "sum", t);
   lcnn_push(L, cnn_op_sum(t, d, keepdim_arg(L, 3, "sum")), "sum");
@@ -411,6 +412,7 @@ static int m_sum(lua_State *L) {
 /** t:mean(dim, keepdim=false) -> Tensor
  * The mean over dimension dim, or over all elements when dim is nil (float32 tensors). */
 static int m_mean(lua_State *L) {
+  lcnn_max_args(L, 3, "mean");
   cnn_tensor *t = lcnn_check(L, 1, "mean");
   int d = reduce_dim(L, 2, "mean", t);
   lcnn_push(L, cnn_op_mean(t, d, keepdim_arg(L, 3, "mean")), "mean");
@@ -443,6 +445,7 @@ static int m_std(lua_State *L) { return var_like(L, "std", true); }
 /* values and 1-based indices (over a dim) or the value alone (over all). */
 static int extreme(lua_State *L, bool is_max, bool arg) {
   const char *fn = arg ? (is_max ? "argmax" : "argmin") : (is_max ? "max" : "min");
+  lcnn_max_args(L, 3, fn);
   cnn_tensor *t = lcnn_check(L, 1, fn);
   int d = reduce_dim(L, 2, fn, t);
   bool keep = keepdim_arg(L, 3, fn);
@@ -596,6 +599,7 @@ static int m_all(lua_State *L) { return any_all(L, true, "all"); }
  * The 1-based positions of t's nonzero elements, one row each, as an (n, t:dim()) int64 tensor.
  * Rows are in row-major order (PyTorch's nonzero, 1-based like every index in cnn). */
 static int m_nonzero(lua_State *L) {
+  lcnn_max_args(L, 1, "nonzero");
   cnn_tensor *t = lcnn_check(L, 1, "nonzero");
   cnn_tensor *z = cnn_join_nonzero(t);
   cnn_tensor *r = z ? cnn_ew_unary(CNN_ADD_SCALAR, z, 1, 0) : NULL;

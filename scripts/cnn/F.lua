@@ -379,11 +379,11 @@ end
 
 --- t:softmax(dim) -> Tensor
 --- Softmax along dimension dim, 1-based (F.softmax).
-function core.Tensor.softmax(t, dim) return F.softmax(t, dim) end
+function core.Tensor.softmax(t, dim, ...) return F.softmax(t, dim, ...) end
 
 --- t:log_softmax(dim) -> Tensor
 --- log(softmax(t)) along dimension dim, 1-based (F.log_softmax).
-function core.Tensor.log_softmax(t, dim) return F.log_softmax(t, dim) end
+function core.Tensor.log_softmax(t, dim, ...) return F.log_softmax(t, dim, ...) end
 
 -- Layer and group norm on x viewed as (B, G, Cg, K): statistics per (b, g) over Cg x K (biased
 -- variance), gamma and beta (1, G, Cg, 1) or nil. The value and the gradients are ATen's CPU

@@ -147,6 +147,10 @@ describe("options and arguments a function does not read", function()
     -- a function that reads no options refuses a table or an extra argument
     err(function() return cnn.ones(2):mul(2, {}) end, "mul: takes no options table %(argument 3%)")
     err(function() return cnn.ones(2):exp(1) end, "exp: takes 1 argument, got 2")
+    err(function() return cnn.ones(2, 3):sum(1, false, {dtype = "int64"}) end, "sum: takes no options table")
+    err(function() return cnn.ones(2, 3):softmax(2, {dtype = "float32"}) end, "softmax: takes no options table")
+    err(function() return cnn.ones(2, 3):nonzero({as_tuple = true}) end, "nonzero: takes no options table")
+    err(function() return cnn.ones(3):sort(1, false, {stable = true}) end, "sort: takes no options table")
     err(function() return cnn.ones(2, 2):scatter_add(1, L, cnn.ones(1, 2), {reduce = "add"}) end,
       "scatter_add: takes no options table")
     -- the operators still work (unary metamethods get their operand twice)
