@@ -3,6 +3,7 @@
 #include "lcnn.h"
 
 #include <math.h>
+#include <string.h>
 
 #include "cnn/autograd.h"
 #include "cnn/error.h"
@@ -82,19 +83,52 @@ static int rdiv(lua_State *L) {
   return 1;
 }
 
-/** t:div(other) -> Tensor
- * t / other, elementwise (broadcasting; also `t / other`); always float32.
- * True division: PyTorch's rounding_mode option is refused. `number / t` is (1 / t) * number, as
- * PyTorch computes it (its roundings and gradient). */
-static int m_div(lua_State *L) {
-  if (lua_istable(L, 3)) {
-    lua_getfield(L, 3, "rounding_mode");
-    if (!lua_isnil(L, -1)) lcnn_error(L, "div", "rounding_mode is not supported (true division only)");
-    lua_pop(L, 1);
+/* trunc(a / b) for a float32 quotient, as PyTorch's rounding_mode "trunc"; two integer operands
+ * would need exact integer division toward zero: refused */
+static int div_trunc(lua_State *L, const char *fn) {
+  lua_settop(L, 2);
+  bool any_float = false;
+  for (int i = 1; i <= 2; i++) {
+    const cnn_tensor *t = lcnn_test(L, i);
+    any_float |= t ? t->dtype == CNN_FLOAT32 : lua_type(L, i) == LUA_TNUMBER && !lua_isinteger(L, i);
   }
+  if (!any_float)
+    return lcnn_error(L, fn, "rounding_mode \"trunc\" of two integer operands is not supported (\"floor\" is)");
+  binary(L, CNN_DIV, fn);
+  lcnn_push(L, cnn_op_unary(CNN_TRUNC, lcnn_check(L, 3, fn), 0, 0), fn);
+  return 1;
+}
+
+/** t:div(other, {rounding_mode=nil}) -> Tensor
+ * t / other, elementwise (broadcasting; also `t / other`); float32 without rounding_mode.
+ * rounding_mode "floor" is t:floor_divide(other); "trunc" rounds a float32 quotient toward zero
+ * (both with a zero gradient, as PyTorch). `number / t` is (1 / t) * number, as PyTorch computes
+ * it (its roundings and gradient). */
+static int m_div(lua_State *L) {
+  static const char *const known[] = {"rounding_mode", NULL};
+  lcnn_max_args(L, 3, "div");
+  lcnn_options(L, 3, "div", known);
+  const char *mode = lcnn_opt_string(L, 3, "div", "rounding_mode", NULL);
+  if (mode && strcmp(mode, "floor") == 0) {
+    lua_settop(L, 2);
+    return binary(L, CNN_FLOOR_DIVIDE, "div");
+  }
+  if (mode && strcmp(mode, "trunc") == 0) return div_trunc(L, "div");
+  if (mode) return lcnn_error(L, "div", "rounding_mode must be \"floor\" or \"trunc\", got \"%s\"", mode);
+  lua_settop(L, 2);
   if (lua_type(L, 1) == LUA_TNUMBER && lcnn_test(L, 2)) return rdiv(L);
   return binary(L, CNN_DIV, "div");
 }
+/** t:floor_divide(other) -> Tensor
+ * t / other rounded down, elementwise (broadcasting; also `t // other`), as Python's and PyTorch's.
+ * Integers stay integers (division by a zero integer is an error); floats follow PyTorch's
+ * algorithm (1 // 0.1 is 9). The gradient is zero. */
+static int m_floor_divide(lua_State *L) { return binary(L, CNN_FLOOR_DIVIDE, "floor_divide"); }
+/** t:remainder(other) -> Tensor
+ * t - t:floor_divide(other) * other, elementwise (also `t % other`), as PyTorch's (and Lua's).
+ * The result has the sign of other; floats are computed from fmod, integers exactly (a zero
+ * divisor is an error). Differentiable: g for t, -g * t:floor_divide(other) for other. */
+static int m_remainder(lua_State *L) { return binary(L, CNN_REMAINDER, "remainder"); }
 /** t:eq(other) -> Tensor
  * A bool tensor, true where t == other (broadcasting; other a tensor, a number or a boolean). */
 static int m_eq(lua_State *L) { return binary(L, CNN_EQ, "eq"); }
@@ -197,6 +231,18 @@ static int m_tanh(lua_State *L) { return unary(L, CNN_TANH, "tanh", 0, 0); }
 /** t:sign() -> Tensor
  * -1, 0 or 1 by the sign of each element. */
 static int m_sign(lua_State *L) { return unary(L, CNN_SIGN, "sign", 0, 0); }
+/** t:floor() -> Tensor
+ * The largest integer not above each element (as a float; integer tensors are unchanged). */
+static int m_floor(lua_State *L) { return unary(L, CNN_FLOOR, "floor", 0, 0); }
+/** t:ceil() -> Tensor
+ * The smallest integer not below each element (as a float; integer tensors are unchanged). */
+static int m_ceil(lua_State *L) { return unary(L, CNN_CEIL, "ceil", 0, 0); }
+/** t:round() -> Tensor
+ * Each element rounded to the nearest integer, halves to the even one (2.5 -> 2), as PyTorch. */
+static int m_round(lua_State *L) { return unary(L, CNN_ROUND, "round", 0, 0); }
+/** t:trunc() -> Tensor
+ * Each element rounded toward zero (as a float; integer tensors are unchanged). */
+static int m_trunc(lua_State *L) { return unary(L, CNN_TRUNC, "trunc", 0, 0); }
 
 /* A NaN bound is a number (the kernel gives NaN everywhere), not a missing or wrong-typed one. */
 static void clamp_bounds(lua_State *L, const char *fn, double *lo, double *hi) {
@@ -732,6 +778,12 @@ void lcnn_open_math(lua_State *L, int methods) {
                                {"sigmoid", m_sigmoid},
                                {"tanh", m_tanh},
                                {"sign", m_sign},
+                               {"floor_divide", m_floor_divide},
+                               {"remainder", m_remainder},
+                               {"floor", m_floor},
+                               {"ceil", m_ceil},
+                               {"round", m_round},
+                               {"trunc", m_trunc},
                                {"clamp", m_clamp},
                                {"eq", m_eq},
                                {"ne", m_ne},
@@ -789,6 +841,8 @@ void lcnn_open_math(lua_State *L, int methods) {
                                  {"__sub", m_sub},
                                  {"__mul", m_mul},
                                  {"__div", m_div},
+                                 {"__idiv", m_floor_divide},
+                                 {"__mod", m_remainder},
                                  {"__pow", m_pow},
                                  {"__unm", m_unm},
                                  {"__band", m_bitwise_and},

@@ -20,10 +20,15 @@ static int binary_backward(cnn_node *n, cnn_tensor *const *gout, cnn_tensor **gi
 #define BINARY_OP(name) \
   { name, binary_backward, sizeof(binary_state), NULL }
 static const cnn_ag_op binary_ops[] = {
-    [CNN_ADD] = BINARY_OP("AddBackward"),         [CNN_SUB] = BINARY_OP("SubBackward"),
-    [CNN_MUL] = BINARY_OP("MulBackward"),         [CNN_DIV] = BINARY_OP("DivBackward"),
-    [CNN_POW] = BINARY_OP("PowBackward"),         [CNN_MAXIMUM] = BINARY_OP("MaximumBackward"),
+    [CNN_ADD] = BINARY_OP("AddBackward"),
+    [CNN_SUB] = BINARY_OP("SubBackward"),
+    [CNN_MUL] = BINARY_OP("MulBackward"),
+    [CNN_DIV] = BINARY_OP("DivBackward"),
+    [CNN_POW] = BINARY_OP("PowBackward"),
+    [CNN_MAXIMUM] = BINARY_OP("MaximumBackward"),
     [CNN_MINIMUM] = BINARY_OP("MinimumBackward"),
+    [CNN_FLOOR_DIVIDE] = BINARY_OP("DivBackward"),
+    [CNN_REMAINDER] = BINARY_OP("RemainderBackward"),
 };
 
 /* saved: a, b, out (each only when the formula for a needed gradient reads it) */
@@ -69,6 +74,15 @@ static int binary_backward(cnn_node *n, cnn_tensor *const *gout, cnn_tensor **gi
     gb = nb ? sc_where(&s, sc_bin(&s, lose, b, a), zero, gh) : NULL;
     break;
   }
+  case CNN_FLOOR_DIVIDE: { /* piecewise constant: zeros, as PyTorch's div with a rounding_mode */
+    cnn_tensor *zero = sc_keep(&s, cnn_tensor_zeros(CNN_FLOAT32, g->ndim, g->size));
+    ga = zero, gb = zero;
+    break;
+  }
+  case CNN_REMAINDER: /* PyTorch's: g, and -g * floor_divide(a, b) */
+    ga = g;
+    gb = nb ? sc_bin(&s, CNN_MUL, sc_un(&s, CNN_NEG, g, 0, 0), sc_bin(&s, CNN_FLOOR_DIVIDE, a, b)) : NULL;
+    break;
   default: break;
   }
   if (s.failed) return sc_result(&s, NULL), -1;
@@ -82,11 +96,13 @@ cnn_tensor *cnn_op_binary(cnn_binop op, const cnn_tensor *a, const cnn_tensor *b
   const cnn_tensor *in[2] = {a, b};
   cnn_tensor *out = cnn_ew_binary(op, a, b);
   /* comparisons, logical and bitwise ops give bool or integers: never recorded */
-  if (!out || cnn_binop_is_boolean(op) || op >= CNN_BIT_AND || !cnn_ag_any_requires(2, in)) return out;
+  if (!out || cnn_binop_is_boolean(op) || (op >= CNN_BIT_AND && op <= CNN_BIT_XOR) || !cnn_ag_any_requires(2, in))
+    return out;
   /* save only what the formulas below read, so unrelated in-place writes stay legal */
   bool na = cnn_ag_requires(a), nb = cnn_ag_requires(b);
   bool keep_a = (op == CNN_MUL && nb) || op == CNN_POW || op == CNN_MAXIMUM || op == CNN_MINIMUM;
   bool keep_b = (op == CNN_MUL && na) || op == CNN_DIV || op == CNN_POW || op == CNN_MAXIMUM || op == CNN_MINIMUM;
+  if (op == CNN_REMAINDER && nb) keep_a = keep_b = true;
   bool keep_out = (op == CNN_DIV && nb) || (op == CNN_POW && nb);
   const cnn_tensor *saves[3] = {keep_a ? a : NULL, keep_b ? b : NULL, keep_out ? out : NULL};
   binary_state st = {op};
@@ -110,6 +126,8 @@ static const cnn_ag_op unary_ops[] = {
     [CNN_SIGN] = UNARY_OP("SignBackward"),       [CNN_CLAMP] = UNARY_OP("ClampBackward"),
     [CNN_POW_SCALAR] = UNARY_OP("PowBackward"),  [CNN_RPOW_SCALAR] = UNARY_OP("PowBackward"),
     [CNN_ADD_SCALAR] = UNARY_OP("AddBackward"),  [CNN_MUL_SCALAR] = UNARY_OP("MulBackward"),
+    [CNN_FLOOR] = UNARY_OP("FloorBackward"),     [CNN_CEIL] = UNARY_OP("CeilBackward"),
+    [CNN_ROUND] = UNARY_OP("RoundBackward"),     [CNN_TRUNC] = UNARY_OP("TruncBackward"),
 };
 
 typedef struct {
@@ -176,7 +194,11 @@ static int unary_backward(cnn_node *n, cnn_tensor *const *gout, cnn_tensor **gin
     r = sc_bin(&s, CNN_MUL, g,
                sc_un(&s, CNN_ADD_SCALAR, sc_un(&s, CNN_NEG, sc_bin(&s, CNN_MUL, out, out), 0, 0), 1, 0));
     break;
-  case CNN_SIGN: r = sc_keep(&s, cnn_tensor_zeros(CNN_FLOAT32, g->ndim, g->size)); break;
+  case CNN_SIGN: /* piecewise constant: a zero gradient, as PyTorch */
+  case CNN_FLOOR:
+  case CNN_CEIL:
+  case CNN_ROUND:
+  case CNN_TRUNC: r = sc_keep(&s, cnn_tensor_zeros(CNN_FLOAT32, g->ndim, g->size)); break;
   case CNN_CLAMP: { /* passes where lo <= x <= hi, as PyTorch */
     cnn_tensor *lo = sc_keep(&s, cnn_tensor_scalar(CNN_FLOAT32, p0));
     cnn_tensor *hi = sc_keep(&s, cnn_tensor_scalar(CNN_FLOAT32, p1));

@@ -132,6 +132,36 @@ static void cmp_u8(void *ctx, int64_t n, char **p, const int64_t *step) { /* uin
 
 #undef CMP
 
+/* PyTorch's div_floor for floats: from fmod, so that 1 // 0.1 is 9 (floor(1 / 0.1) rounds to 10);
+ * the IEEE quotient for b = 0 */
+static inline float floor_div_f32(float a, float b) {
+  if (b == 0) return a / b;
+  const float mod = fmodf(a, b);
+  float div = (a - mod) / b;
+  if (mod != 0 && (b < 0) != (mod < 0)) div -= 1;
+  if (div == 0) return copysignf(0.0f, a / b);
+  float fl = floorf(div);
+  return div - fl > 0.5f ? fl + 1.0f : fl;
+}
+
+static inline float remainder_f32(float a, float b) {
+  const float mod = fmodf(a, b);
+  return mod != 0 && (b < 0) != (mod < 0) ? mod + b : mod;
+}
+
+/* integer floor division and remainder (b != 0, checked before the loop); INT64_MIN / -1 wraps */
+static inline int64_t floor_div_i64(int64_t a, int64_t b) {
+  if (b == -1) return wrap_sub(0, a);
+  const int64_t q = a / b;
+  return a % b != 0 && (a < 0) != (b < 0) ? q - 1 : q;
+}
+
+static inline int64_t remainder_i64(int64_t a, int64_t b) {
+  if (b == -1) return 0;
+  const int64_t r = a % b;
+  return r != 0 && (r < 0) != (b < 0) ? r + b : r;
+}
+
 /* float32 inputs, float32 output. MAXIMUM/MINIMUM return a NaN operand, as PyTorch. */
 static void bin_f32(void *ctx, int64_t n, char **p, const int64_t *step) {
   switch (*(const cnn_binop *)ctx) {
@@ -142,6 +172,8 @@ static void bin_f32(void *ctx, int64_t n, char **p, const int64_t *step) {
   case CNN_POW: LOOP4(float, float, powf(x, y)); break;
   case CNN_MAXIMUM: LOOP4(float, float, (x > y || x != x) ? x : y); break;
   case CNN_MINIMUM: LOOP4(float, float, (x < y || x != x) ? x : y); break;
+  case CNN_FLOOR_DIVIDE: LOOP4(float, float, floor_div_f32(x, y)); break;
+  case CNN_REMAINDER: LOOP4(float, float, remainder_f32(x, y)); break;
   default: break; /* comparisons in cmp_f32; bitwise ops are refused for floats */
   }
 }
@@ -159,6 +191,8 @@ static void bin_i64(void *ctx, int64_t n, char **p, const int64_t *step) {
   case CNN_BIT_AND: LOOP4(int64_t, int64_t, x & y); break;
   case CNN_BIT_OR: LOOP4(int64_t, int64_t, x | y); break;
   case CNN_BIT_XOR: LOOP4(int64_t, int64_t, x ^ y); break;
+  case CNN_FLOOR_DIVIDE: LOOP4(int64_t, int64_t, floor_div_i64(x, y)); break;
+  case CNN_REMAINDER: LOOP4(int64_t, int64_t, remainder_i64(x, y)); break;
   default: break; /* DIV computes in float32; comparisons in cmp_i64 */
   }
 }
@@ -175,6 +209,8 @@ static void bin_u8(void *ctx, int64_t n, char **p, const int64_t *step) {
   case CNN_BIT_AND: LOOP4(uint8_t, uint8_t, x & y); break;
   case CNN_BIT_OR: LOOP4(uint8_t, uint8_t, x | y); break;
   case CNN_BIT_XOR: LOOP4(uint8_t, uint8_t, x ^ y); break;
+  case CNN_FLOOR_DIVIDE: LOOP4(uint8_t, uint8_t, (uint8_t)(x / y)); break;
+  case CNN_REMAINDER: LOOP4(uint8_t, uint8_t, (uint8_t)(x % y)); break;
   default: break;
   }
 }
@@ -203,6 +239,8 @@ static int bin_dtypes(cnn_binop op, const cnn_tensor *a, const cnn_tensor *b, cn
   if (op == CNN_SUB && (a->dtype == CNN_BOOL || b->dtype == CNN_BOOL))
     return cnn_error_set("subtraction with a bool tensor is not supported (use logical_xor, or convert it first)");
   if (op == CNN_POW && rt == CNN_BOOL) return cnn_error_set("pow is not implemented for bool tensors");
+  if ((op == CNN_FLOOR_DIVIDE || op == CNN_REMAINDER) && rt == CNN_BOOL)
+    return cnn_error_set("%s is not implemented for bool tensors", op == CNN_REMAINDER ? "remainder" : "floor_divide");
   if (is_bitwise(op) && rt == CNN_FLOAT32)
     return cnn_error_set("bitwise operations need bool or integer tensors, not float32");
   if (op == CNN_DIV) rt = CNN_FLOAT32;
@@ -244,11 +282,25 @@ static int binary_run(cnn_binop op, cnn_dtype cdt, cnn_tensor *out, const cnn_te
   return rc;
 }
 
+/* Integer floor division and remainder by 0 are errors (PyTorch's ZeroDivisionError), found before
+ * the loop, which cannot fail: 0 when b holds no 0. */
+static int no_zero_divisor(const cnn_tensor *b) {
+  cnn_tensor *i = cnn_tensor_to_dtype(b, CNN_INT64), *c = i ? cnn_tensor_contiguous(i) : NULL;
+  cnn_tensor_release(i);
+  if (!c) return -1;
+  const int64_t *v = cnn_tensor_data(c), n = cnn_tensor_numel(c);
+  bool zero = false;
+  for (int64_t i = 0; i < n && !zero; i++) zero = v[i] == 0;
+  cnn_tensor_release(c);
+  return zero ? cnn_error_set("integer division by zero") : 0;
+}
+
 cnn_tensor *cnn_ew_binary(cnn_binop op, const cnn_tensor *a, const cnn_tensor *b) {
   int nd;
   int64_t shape[CNN_MAX_DIMS];
   cnn_dtype cdt = CNN_FLOAT32, rdt = CNN_FLOAT32;
   if (bin_dtypes(op, a, b, &cdt, &rdt)) return NULL;
+  if ((op == CNN_FLOOR_DIVIDE || op == CNN_REMAINDER) && cdt != CNN_FLOAT32 && no_zero_divisor(b)) return NULL;
   if (cnn_broadcast_shape(a->ndim, a->size, b->ndim, b->size, &nd, shape)) return NULL;
   cnn_tensor *out = cnn_tensor_empty(rdt, nd, shape);
   if (!out) return NULL;
@@ -375,6 +427,10 @@ static void un_f32(void *vctx, int64_t n, char **p, const int64_t *step) {
   case CNN_ADD_SCALAR: LOOP2(float, x + a); break;
   case CNN_MUL_SCALAR: LOOP2(float, x *a); break;
   case CNN_BIT_NOT: break; /* refused for floats */
+  case CNN_FLOOR: LOOP2(float, floorf(x)); break;
+  case CNN_CEIL: LOOP2(float, ceilf(x)); break;
+  case CNN_ROUND: LOOP2(float, nearbyintf(x)); break; /* the default rounding: to nearest, ties to even */
+  case CNN_TRUNC: LOOP2(float, truncf(x)); break;
   }
 }
 
@@ -392,6 +448,10 @@ static void un_i64(void *vctx, int64_t n, char **p, const int64_t *step) {
   case CNN_POW_SCALAR: LOOP2(int64_t, ipow(x, a)); break;
   case CNN_RPOW_SCALAR: LOOP2(int64_t, ipow(a, x)); break;
   case CNN_BIT_NOT: LOOP2(int64_t, ~x); break;
+  case CNN_FLOOR:
+  case CNN_CEIL:
+  case CNN_ROUND:
+  case CNN_TRUNC: LOOP2(int64_t, x); break;
   default: break; /* float-only ops never reach the int64 loop */
   }
 }
@@ -412,6 +472,10 @@ static void un_u8(void *vctx, int64_t n, char **p, const int64_t *step) {
   case CNN_POW_SCALAR: LOOP2(uint8_t, (uint8_t)ipow(x, a)); break;
   case CNN_RPOW_SCALAR: LOOP2(uint8_t, (uint8_t)ipow(a, x)); break;
   case CNN_BIT_NOT: LOOP2(uint8_t, (uint8_t)~x); break;
+  case CNN_FLOOR:
+  case CNN_CEIL:
+  case CNN_ROUND:
+  case CNN_TRUNC: LOOP2(uint8_t, x); break;
   default: break;
   }
 }
@@ -459,7 +523,11 @@ static int unary_dtype(cnn_unop op, cnn_dtype xdt, double p0, double p1, unary_c
     switch (op) {
     case CNN_NEG: return cnn_error_set("negation of a bool tensor is not supported (use logical_not to invert a mask)");
     case CNN_ABS:
-    case CNN_RELU: return cnn_error_set("not implemented for bool tensors");
+    case CNN_RELU:
+    case CNN_FLOOR:
+    case CNN_CEIL:
+    case CNN_ROUND:
+    case CNN_TRUNC: return cnn_error_set("not implemented for bool tensors");
     case CNN_SIGN: *dt = CNN_BOOL; return 0;
     default: xdt = CNN_INT64; break; /* a number parameter promotes bool: as int64, below */
     }
@@ -469,7 +537,11 @@ static int unary_dtype(cnn_unop op, cnn_dtype xdt, double p0, double p1, unary_c
   case CNN_NEG:
   case CNN_ABS:
   case CNN_RELU:
-  case CNN_SIGN: *dt = idt; return 0;
+  case CNN_SIGN:
+  case CNN_FLOOR:
+  case CNN_CEIL:
+  case CNN_ROUND:
+  case CNN_TRUNC: *dt = idt; return 0;
   case CNN_CLAMP: {
     bool lo_ok = p0 == -INFINITY || int_param(p0, &c->i0);
     bool hi_ok = p1 == INFINITY || int_param(p1, &c->i1);

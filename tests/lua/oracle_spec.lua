@@ -116,6 +116,7 @@ end
 
 local OP_SRC = {
   __add = "%s + %s", __sub = "%s - %s", __mul = "%s * %s", __div = "%s / %s", __pow = "%s ^ %s",
+  __idiv = "%s // %s", __mod = "%s %% %s",
   __unm = "-%s", __index = "%s[%s]", __newindex = "%s[%s] = %s",
   __band = "%s & %s", __bor = "%s | %s", __bxor = "%s ~ %s", __bnot = "~%s",
 }
@@ -193,6 +194,8 @@ local OPS = {
   __mul = function(a, b) return a * b end,
   __div = function(a, b) return a / b end,
   __pow = function(a, b) return a ^ b end,
+  __idiv = function(a, b) return a // b end,
+  __mod = function(a, b) return a % b end,
   __unm = function(a) return -a end,
   __band = function(a, b) return a & b end,
   __bor = function(a, b) return a | b end,

@@ -129,8 +129,36 @@ describe("options and arguments a function does not read", function()
     a:add(b, {alpha = 3}):sum():backward()
     H.assert_tensor(b.grad, {3, 3})
     err(function() return cnn.ones(2):add(1, {alpah = 1}) end, "add: unknown option 'alpah'")
-    err(function() return cnn.tensor{7, -7}:div(2, {rounding_mode = "floor"}) end,
-      "div: rounding_mode is not supported")
+    -- rounding_mode, //, % and the roundings, against PyTorch 1.13's values
+    local q = cnn.tensor{7, -7, 7.5, -7.5}
+    H.assert_tensor(q:div(2, {rounding_mode = "floor"}), {3, -4, 3, -4})
+    H.assert_tensor(q:div(2, {rounding_mode = "trunc"}), {3, -3, 3, -3})
+    H.assert_tensor(q // 2, {3, -4, 3, -4})
+    H.assert_tensor(q % 2, {1, 1, 1.5, 0.5})
+    H.assert_tensor(q % -2, {-1, -1, -0.5, -1.5})
+    H.assert_tensor(7 % cnn.tensor{2, -2}, {1, -1})
+    err(function() return q:div(2, {rounding_mode = "round"}) end, 'div: rounding_mode must be "floor" or "trunc"')
+    H.assert_tensor(cnn.tensor({7, -7, 7, -7}, I) // cnn.tensor({2, 2, -2, -2}, I), {3, -4, -4, 3}, {dtype = "int64"})
+    H.assert_tensor(cnn.tensor({7, -7, 7, -7}, I) % cnn.tensor({2, 2, -2, -2}, I), {1, 1, -1, -1}, {dtype = "int64"})
+    H.assert_tensor(cnn.tensor{1} // 0.1, {9}) -- PyTorch's algorithm: floor(1 / 0.1) would be 10
+    err(function() return cnn.tensor({7}, I) // 0 end, "floor_divide: integer division by zero")
+    err(function() return cnn.tensor({7}, I) % cnn.zeros(1):long() end, "remainder: integer division by zero")
+    err(function() return cnn.tensor({7}, I):div(2, {rounding_mode = "trunc"}) end,
+      'rounding_mode "trunc" of two integer operands is not supported')
+    local r = cnn.tensor{-2.5, -1.5, -0.5, 0.5, 1.5, 2.5, 1.7, -1.7}
+    H.assert_tensor(r:floor(), {-3, -2, -1, 0, 1, 2, 1, -2})
+    H.assert_tensor(r:ceil(), {-2, -1, -0, 1, 2, 3, 2, -1})
+    H.assert_tensor(r:round(), {-2, -2, -0, 0, 2, 2, 2, -2}) -- halves to even
+    H.assert_tensor(r:trunc(), {-2, -1, -0, 0, 1, 2, 1, -1})
+    H.assert_tensor(cnn.tensor({3, -4}, I):floor(), {3, -4}, {dtype = "int64"})
+    local g = cnn.tensor{5.5, -5.5}:requires_grad_()
+    local loss = (g % 2):sum() + g:round():sum()
+    loss:backward()
+    H.assert_tensor(g.grad, {1, 1}) -- the remainder's 1, the rounding's 0
+    local x, y = cnn.tensor{5.5, -5.5}:requires_grad_(), cnn.tensor{2, 2}:requires_grad_()
+    local rem = (x % y):sum()
+    rem:backward()
+    H.assert_tensor(y.grad, {-2, 3}) -- -floor_divide(x, y), as PyTorch
     local L = cnn.tensor({{1, 1}}, I)
     H.assert_tensor(cnn.ones(2, 2):scatter(1, L, cnn.ones(1, 2) * 5, {reduce = "add"}), {{6, 6}, {1, 1}})
     H.assert_tensor(cnn.ones(2, 2):scatter(1, L, 5, {reduce = "add"}), {{6, 6}, {1, 1}})

@@ -29,6 +29,9 @@ typedef enum cnn_binop {
   CNN_BIT_AND, /* bool, uint8 and int64 only: bitwise (on bool, logical) */
   CNN_BIT_OR,
   CNN_BIT_XOR,
+  CNN_FLOOR_DIVIDE, /* a / b rounded down, PyTorch's algorithm (not floor of the rounded quotient) */
+  CNN_REMAINDER,    /* a - floor_divide(a, b) * b, with b's sign (fmod-based for floats, as PyTorch);
+                     * integer operands: an error when b holds a 0 */
 } cnn_binop;
 
 /** Comparisons and logical ops: results are bool and carry no gradient. */
@@ -50,6 +53,10 @@ typedef enum cnn_unop {
   CNN_ADD_SCALAR,
   CNN_MUL_SCALAR, /* x + p0, x * p0 (keep int64 when x is int64 and p0 integral) */
   CNN_BIT_NOT,    /* bool (logical not), uint8 and int64 only */
+  CNN_FLOOR,
+  CNN_CEIL,
+  CNN_ROUND, /* half to even, as PyTorch */
+  CNN_TRUNC, /* integer dtypes: the identity; bool: refused, as PyTorch */
 } cnn_unop;
 
 /** Tests giving bool: NaN, +-inf, finite, +inf, -inf, zero (logical not). */
