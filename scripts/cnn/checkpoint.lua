@@ -8,8 +8,9 @@
 -- as one safetensors file. Tensors are stored under their dotted path ("model.features.0.weight",
 -- "optimizer.state.1.momentum_buffer"), so other tools read the weights directly; everything else
 -- goes as JSON in the header's __metadata__ under "cnnlua.tree", where each table is a list of
--- [key, value] pairs (keeping integer keys integers), a tensor is {"tensor": "its.path"} and a
--- number is text ("%.17g", "inf", "nan") so a resumed run sees exactly the saved values.
+-- [key, value] pairs (keeping integer keys integers), a tensor is {"tensor": "its.path"}, a
+-- number is text ("%.17g", "inf", "nan") so a resumed run sees exactly the saved values, and a
+-- string that is not UTF-8 text (JSON cannot hold it) is {"bytes": "its hex"}.
 
 local checkpoint = {}
 
@@ -39,6 +40,10 @@ local function encode(value, path, tensors, seen)
       if type(k) ~= "string" and math.type(k) ~= "integer" then
         error("checkpoint.save: key " .. tostring(k) .. " at '" .. path .. "' is neither a string nor an integer", 0)
       end
+      if type(k) == "string" and not utf8.len(k) then -- the tree is JSON text
+        local shown = k:gsub("[^\32-\126]", function(c) return string.format("\\x%02x", c:byte()) end)
+        error(string.format("checkpoint.save: key \"%s\" at '%s' is not UTF-8 text", shown, path), 0)
+      end
       keys[#keys + 1] = k
     end
     -- a fixed order makes the file reproducible
@@ -60,6 +65,8 @@ local function encode(value, path, tensors, seen)
     if value == math.huge or value == -math.huge then return {float = value > 0 and "inf" or "-inf"} end
     if value == 0 and 1 / value < 0 then return {float = "-0.0"} end -- "%.17g" writes "-0", read back as 0
     return {float = string.format("%.17g", value)}
+  elseif tv == "string" and not utf8.len(value) then -- bytes that are not UTF-8 text: as hex
+    return {bytes = (value:gsub(".", function(c) return string.format("%02x", c:byte()) end))}
   elseif tv == "string" or tv == "boolean" then
     return {value = value}
   end
@@ -94,6 +101,11 @@ local function decode(node, tensors, file)
     return math.type(v) == "integer" and v + 0.0 or v -- not -0.0 + 0.0, which is +0.0
   elseif node.value ~= nil then
     return node.value
+  elseif node.bytes ~= nil then
+    if type(node.bytes) ~= "string" or #node.bytes % 2 ~= 0 or node.bytes:find("[^0-9a-f]") then
+      bad("malformed bytes")
+    end
+    return (node.bytes:gsub("..", function(h) return string.char(tonumber(h, 16)) end))
   end
   bad("malformed state tree")
 end

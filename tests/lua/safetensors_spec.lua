@@ -227,6 +227,18 @@ describe("cnn.checkpoint", function()
     os.remove(path)
   end)
 
+  it("round trips strings that are not UTF-8 text; refuses such a key by name", function()
+    -- binary strings and Latin-1 file names: the JSON tree refused them ("metadata entry
+    -- 'cnnlua.tree' is not valid UTF-8", naming neither the function nor the key)
+    local path = os.tmpname()
+    local state = {bin = "\0\255\1", latin = "caf\233", text = "h\195\169llo", nul = "\0"}
+    cnn.checkpoint.save(path, state)
+    assert.are.same(state, cnn.checkpoint.load(path))
+    H.assert_error(function() cnn.checkpoint.save(path, {opts = {["a\255"] = 1}}) end,
+      'checkpoint.save: key "a\\xff" at \'opts\' is not UTF%-8 text')
+    os.remove(path)
+  end)
+
   it("a state or metadata nested past the stack is an error naming checkpoint and the file", function()
     local path = os.tmpname()
     local deep = {}
