@@ -10,7 +10,7 @@ local core = require "cnn.core"
 local autograd = {}
 
 local util = require "cnn.util"
-local is_tensor = util.is_tensor
+local is_tensor, show = util.is_tensor, util.show
 
 -- (errors at the line calling the function that checks)
 local function check_options(fn, opts, known)
@@ -187,6 +187,12 @@ function autograd.gradcheck(fn, inputs, opts)
   if is_tensor(inputs) then inputs = {inputs} end
   if type(inputs) ~= "table" then error("gradcheck: inputs must be a tensor or a list of tensors", 2) end
   local eps, atol, rtol = opts.eps or 1e-3, opts.atol or 1e-3, opts.rtol or 1e-2
+  for k, v in pairs {eps = eps, atol = atol, rtol = rtol} do
+    if type(v) ~= "number" or not (v >= 0) or v == math.huge or (k == "eps" and v == 0) then
+      error(string.format("gradcheck: %s must be a %s finite number, got %s", k, k == "eps" and "positive" or
+        "non-negative", show(v)), 2)
+    end
+  end
   local function call()
     local out = fn(table.unpack(inputs))
     if not is_tensor(out) then error("gradcheck: fn must return a tensor, got " .. type(out), 3) end

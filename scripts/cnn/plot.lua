@@ -219,6 +219,7 @@ end
 --- cnn.plot.format_number(v) -> string
 --- A compact label for one number, four significant digits (legends, the best point).
 local function format_number(v)
+  if v ~= v then return "nan" end -- tostring gives "-nan" for some NaNs
   if not finite(v) then return tostring(v) end
   v = v + 0.0 -- an integer's abs may wrap (math.mininteger)
   if v == 0 then return "0" end

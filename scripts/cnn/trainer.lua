@@ -287,6 +287,10 @@ function trainer.fit(o)
     local sync_seconds = stats and stats.seconds - sync_start or 0
     local steps = i
     loss_sum, correct, seen = sum_across(loss_sum, correct, seen)
+    if seen == 0 then -- 0 / 0 reported as a loss of 0 and an accuracy of 0%
+      error("trainer.fit: the training loader gave no samples this epoch (an empty dataset, or drop_last " ..
+        "with fewer samples than batch_size)", 0)
+    end
     local test_loss
     test_loss, test_acc = trainer.evaluate(model, o.test_loader)
     local row = {epoch = epoch, lr = opt.lr, train_loss = loss_sum / math.max(seen, 1),

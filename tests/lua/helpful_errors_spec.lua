@@ -85,6 +85,19 @@ describe("errors in the user's terms", function()
       "register_parameter: 'w' is int64; parameters are float32")
     err(function() cnn.trainer.evaluate(nil, {}) end, "trainer.evaluate: expected a model, got nil")
     err(function() cnn.trainer.evaluate(m, nil) end, "trainer.evaluate: expected a DataLoader, got nil")
+    err(function() cnn.autograd.gradcheck(function(x) return x * 2 end, cnn.ones(2):requires_grad_(), {eps = 0}) end,
+      "gradcheck: eps must be a positive finite number, got 0") -- was false, "finite differences give nan"
+    assert.are.equal("nan", cnn.plot.format_number(-(0 / 0))) -- not "-nan"
+    -- an epoch with no samples was reported as loss 0.0000 and accuracy 0.00%
+    local empty = cnn.data.DataLoader(cnn.data.TensorDataset(cnn.zeros(0, 1, 28, 28), cnn.zeros(0):long()),
+      {batch_size = 4})
+    local dir = H.tmpdir()
+    local lenet = cnn.models.lenet5()
+    err(function()
+      cnn.trainer.fit {model = lenet, loader = empty, test_loader = empty, epochs = 1, out = dir,
+                       checkpoint = dir .. "/c.ckpt", optimizer = cnn.optim.SGD(lenet:parameters(), {lr = 0.1})}
+    end, "trainer.fit: the training loader gave no samples this epoch")
+    H.rmdir(dir)
     local ok, msg = cnn.util.mkdir_p("/dev/null/x")
     assert.is_nil(ok)
     assert.are.equal("cannot create /dev/null/x: /dev/null is not a folder", msg)
