@@ -57,7 +57,8 @@ static int integers(lua_State *L, int idx, const char *key, int64_t *out, int ma
   double v[4];
   int n = numbers(L, idx, key, v, max, who);
   for (int i = 0; i < n; i++) {
-    if (v[i] != floor(v[i]) || fabs(v[i]) > 9.0e15) lcnn_error_plain(L, who, "%s must hold integers", key);
+    if (v[i] != floor(v[i])) lcnn_error_plain(L, who, "%s must hold integers", key);
+    if (fabs(v[i]) > 9.0e15) lcnn_error_plain(L, who, "%s holds %.17g, out of range", key, v[i]);
     out[i] = (int64_t)v[i];
   }
   return n;

@@ -403,8 +403,11 @@ function ImageFolder:subset(list, opts)
   if type(list) ~= "table" then error("subset: expected a list of sample indices", 2) end
   local samples = {}
   for k, i in ipairs(list) do
-    if math.type(i) ~= "integer" or i < 1 or i > self.n then
-      error(string.format("subset: index %d (%s) is out of range for %d samples", k, tostring(i), self.n), 2)
+    if math.type(i) ~= "integer" then
+      error(string.format("subset: entry %d (%s) is not an integer index", k, tostring(i)), 2)
+    end
+    if i < 1 or i > self.n then
+      error(string.format("subset: entry %d (%d) is out of range for %d samples", k, i, self.n), 2)
     end
     samples[k] = self.samples[i]
   end

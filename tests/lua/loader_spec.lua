@@ -152,6 +152,7 @@ describe("data.ImageFolder over photos", function()
     assert.are.equal(ds.samples[5][2], y)
     assert.are.same({3, 4, 4}, (ds:get(5)):shape())
     H.assert_error(function() ds:subset({0}) end, "subset:", "out of range")
+    H.assert_error(function() ds:subset({1, 1.5}) end, "subset: entry 2 %(1.5%) is not an integer index")
   end)
 
   it("reports a batch that cannot stack, and a corrupt file, with the path, whatever workers is", function()
