@@ -369,6 +369,7 @@ static int f_randint(lua_State *L) {
 /** cnn.randperm(n) -> Tensor
  * A random permutation of 1..n, as an int64 tensor (1-based, like every index in cnn). */
 static int f_randperm(lua_State *L) {
+  lcnn_max_args(L, 1, "randperm");
   lua_Integer n = luaL_checkinteger(L, 1);
   if (n < 0) return lcnn_error(L, "randperm", "n must be non-negative, got %lld", (long long)n);
   cnn_tensor *p = cnn_random_randperm(n);
@@ -384,6 +385,7 @@ static int f_randperm(lua_State *L) {
 
 static int join(lua_State *L, bool stack) {
   const char *fn = stack ? "stack" : "cat";
+  lcnn_max_args(L, 2, fn);
   if (!lua_istable(L, 1)) return lcnn_error(L, fn, "expected a list of tensors, got %s", lcnn_typename(L, 1));
   lua_Integer n = luaL_len(L, 1);
   if (n <= 0) return lcnn_error(L, fn, "expected a non-empty list of tensors");
@@ -443,6 +445,7 @@ static int f_allclose(lua_State *L) {
  * Seeds cnn's random generator with integer n.
  * The same seed and the same thread count give the same numbers (rand, randn, dropout, shuffles). */
 static int f_manual_seed(lua_State *L) {
+  lcnn_max_args(L, 1, "manual_seed");
   if (!lua_isinteger(L, 1))
     return lcnn_error(L, "manual_seed", "expected an integer seed, got %s", luaL_typename(L, 1));
   cnn_rng_seed(cnn_rng_global(), (uint64_t)lua_tointeger(L, 1));

@@ -26,6 +26,7 @@ static cnn_tensor *minus_one(lua_State *L, int idx, const char *fn) {
  * gradient adds up over repeated indices. */
 static int t_gather(lua_State *L) {
   const char *fn = "gather";
+  lcnn_max_args(L, 3, fn);
   int d = lcnn_dim(L, 2, fn, lcnn_check(L, 1, fn)->ndim, 0);
   lcnn_check(L, 3, fn);
   cnn_tensor *t = lcnn_check(L, 1, fn), *idx = minus_one(L, 3, fn);

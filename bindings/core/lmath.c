@@ -377,6 +377,7 @@ static int m_relu_(lua_State *L) {
  * In place: every element set to v, a number or a boolean converted to t's dtype.
  * A number that a uint8 tensor cannot hold (past -255..255) is an error, as in PyTorch. */
 static int m_fill_(lua_State *L) {
+  lcnn_max_args(L, 2, "fill_");
   if (lua_type(L, 2) != LUA_TBOOLEAN) luaL_checknumber(L, 2); /* before t is taken: it may raise */
   lcnn_check_float_value(L, 2, "fill_", lcnn_check(L, 1, "fill_")->dtype);
   cnn_tensor *t = lcnn_check(L, 1, "fill_");
@@ -400,6 +401,7 @@ static int m_zero_(lua_State *L) {
 /** t:copy_(src) -> t
  * In place: the values of tensor src, broadcast to t's shape and converted to t's dtype. */
 static int m_copy_(lua_State *L) {
+  lcnn_max_args(L, 2, "copy_");
   cnn_tensor *t = lcnn_check(L, 1, "copy_");
   cnn_tensor *s = lcnn_check(L, 2, "copy_");
   if (cnn_op_copy_(t, s)) return lcnn_fail(L, "copy_");
@@ -410,6 +412,7 @@ static int m_copy_(lua_State *L) {
 /** t:uniform_(a=0, b=1) -> t
  * In place: uniform random values in [a, b) from cnn's generator. */
 static int m_uniform_(lua_State *L) {
+  lcnn_max_args(L, 3, "uniform_");
   cnn_tensor *t = lcnn_check(L, 1, "uniform_");
   double a = luaL_optnumber(L, 2, 0), b = luaL_optnumber(L, 3, 1);
   if (!(a <= b)) return lcnn_error(L, "uniform_", "expects a <= b, got a=%g, b=%g", cnn_error_num(a), cnn_error_num(b));
@@ -421,6 +424,7 @@ static int m_uniform_(lua_State *L) {
 /** t:normal_(mean=0, std=1) -> t
  * In place: normal random values from cnn's generator. */
 static int m_normal_(lua_State *L) {
+  lcnn_max_args(L, 3, "normal_");
   cnn_tensor *t = lcnn_check(L, 1, "normal_");
   double m = luaL_optnumber(L, 2, 0), s = luaL_optnumber(L, 3, 1);
   if (!(s >= 0)) return lcnn_error(L, "normal_", "std must be non-negative, got %g", cnn_error_num(s));
@@ -669,6 +673,7 @@ static cnn_tensor *anchored_operand(lua_State *L, int idx, const char *fn) {
  * torch.where (`cnn.where(mask, x, 0)` keeps x's dtype). */
 static int f_where(lua_State *L) {
   const char *fn = "where";
+  lcnn_max_args(L, 3, fn);
   lua_settop(L, 3);
   lcnn_check_float_value(L, 2, fn, CNN_FLOAT32); /* a float number becomes a float32 value here */
   lcnn_check_float_value(L, 3, fn, CNN_FLOAT32);
@@ -703,6 +708,7 @@ static cnn_tensor *fill_value(lua_State *L, const char *fn, cnn_dtype dt) {
  * a value tensor). */
 static int m_masked_fill(lua_State *L) {
   const char *fn = "masked_fill";
+  lcnn_max_args(L, 3, fn);
   lua_settop(L, 3);
   fill_value(L, fn, lcnn_check(L, 1, fn)->dtype);
   cnn_tensor *t = lcnn_check(L, 1, fn), *mask = lcnn_check(L, 2, fn), *v = lcnn_test(L, 3);
@@ -739,6 +745,7 @@ static int m_masked_fill_(lua_State *L) {
  * 1-d by 1-d is a dot product (0-d); a 1-d side acts as a row or column vector; (B, n, k) by (B, k, m)
  * or by (k, m) multiplies each batch entry. */
 static int m_matmul(lua_State *L) {
+  lcnn_max_args(L, 2, "matmul");
   cnn_tensor *a = lcnn_check(L, 1, "matmul"), *b = lcnn_check(L, 2, "matmul");
   lcnn_push(L, cnn_op_matmul(a, b), "matmul");
   return 1;

@@ -411,6 +411,7 @@ static int t_version(lua_State *L) {
  * The value of a one-element tensor as a Lua value.
  * A float for float32, an integer for int64 and uint8, a boolean for bool. */
 static int t_item(lua_State *L) {
+  lcnn_max_args(L, 1, "item");
   cnn_tensor *t = SELF("item");
   if (cnn_tensor_numel(t) != 1)
     return lcnn_error(L, "item", "only a one-element tensor converts to a number (this one has %lld)",
@@ -572,6 +573,7 @@ static int t_expand(lua_State *L) { return reshape_like(L, "expand", cnn_op_expa
 /** t:contiguous() -> Tensor
  * t's elements in row-major order: a tensor sharing t's storage when t is contiguous, else a copy. */
 static int t_contiguous(lua_State *L) {
+  lcnn_max_args(L, 1, "contiguous");
   lcnn_push(L, cnn_op_contiguous(SELF("contiguous")), "contiguous");
   return 1;
 }
@@ -579,6 +581,7 @@ static int t_contiguous(lua_State *L) {
 /** t:clone() -> Tensor
  * A copy with storage of its own; autograd records it (gradients flow back to t). */
 static int t_clone(lua_State *L) {
+  lcnn_max_args(L, 1, "clone");
   lcnn_push(L, cnn_op_clone(SELF("clone")), "clone");
   return 1;
 }
@@ -641,6 +644,7 @@ static cnn_tensor *zero_based(lua_State *L, int idx, const char *fn) {
  * The entries at the given 1-based positions along dimension dim, as a new tensor.
  * indices is a 0-d or 1-d int64 tensor; positions may repeat. */
 static int t_index_select(lua_State *L) {
+  lcnn_max_args(L, 3, "index_select");
   cnn_tensor *t = SELF("index_select");
   int d = lcnn_dim(L, 2, "index_select", t->ndim, 0);
   cnn_tensor *idx = zero_based(L, 3, "index_select");
