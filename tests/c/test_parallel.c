@@ -432,11 +432,17 @@ static void test_one_stall_is_not_contention(void) {
   const struct timespec pause = {0, 250000000}; /* past the window: earlier signs do not count */
   for (int attempt = 0; attempt < 40; attempt++) {
     nanosleep(&pause, NULL);
+    const long t0 = test_ns();
     if (cnn_parallel_contended() || !one_stall()) continue;
     /* Contended now: either one sign counts (the bug: then every attempt ends here and the check
      * below fails) or, on a loaded machine, a real preemption added its own sign: try again. */
     if (cnn_parallel_contended() || !one_stall()) continue;
-    CHECK(cnn_parallel_contended());
+    const bool seen = cnn_parallel_contended();
+    /* no verdict when this thread was descheduled past the pool's windows meanwhile (two signs
+     * more than 100 ms apart, or a 50 ms spell over before the look): a loaded machine, as when
+     * ctest runs another test beside this one (seen once in ten whole-suite runs) */
+    if (!seen && test_ns() - t0 > 40000000L) continue;
+    CHECK(seen);
     nanosleep(&pause, NULL); /* the spell over before the next test */
     return;
   }
