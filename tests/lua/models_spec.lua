@@ -483,7 +483,7 @@ end)
 describe("models errors", function()
   local cases = {
     {function() return models.resnet{depth = 19} end, "resnet", "depth must be 18, 34 or 50, got 19"},
-    {function() return models.resnet{depth = "18"} end, "resnet", "depth"},
+    {function() return models.resnet{depth = "18"} end, "resnet", 'depth must be 18, 34 or 50, got string "18"'},
     {function() return models.resnet{deph = 18} end, "resnet", "unknown option 'deph'"},
     {function() return models.resnet{num_classes = 0} end, "resnet", "num_classes must be a positive integer"},
     {function() return models.resnet{zero_init_residual = 1} end, "resnet", "zero_init_residual must be a boolean"},

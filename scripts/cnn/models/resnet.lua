@@ -35,7 +35,7 @@
 -- 658,586 (44), 853,018 (56), 1,727,962 (110); option B adds 2,752 (272,474 at depth 20).
 -- Initialised as the ImageNet ResNets.
 local cnn_core = require "cnn.core"
-local show = require("cnn.util").show -- values in messages ("nan", never "-nan")
+local describe = require("cnn.nn.util").describe -- a value in a message: "string \"18\"", not 18
 local nn = require "cnn.nn"
 local F = require "cnn.F"
 local init = nn.init
@@ -367,10 +367,10 @@ local function check_options(fn, opts, known)
   opts = require("cnn.util").check_options(fn, opts, known, 3)
   local classes, channels = opts.num_classes, opts.in_channels or 3
   if classes ~= nil and (math.type(classes) ~= "integer" or classes < 1) then
-    error(fn .. ": num_classes must be a positive integer, got " .. show(classes), 3)
+    error(fn .. ": num_classes must be a positive integer, got " .. describe(classes), 3)
   end
   if math.type(channels) ~= "integer" or channels < 1 then
-    error(fn .. ": in_channels must be a positive integer, got " .. show(channels), 3)
+    error(fn .. ": in_channels must be a positive integer, got " .. describe(channels), 3)
   end
   return opts, channels
 end
@@ -391,7 +391,7 @@ function M.resnet(opts)
     {depth = true, num_classes = true, in_channels = true, zero_init_residual = true})
   local depth = o.depth or 18
   local cfg = IMAGENET[depth]
-  if not cfg then error("resnet: depth must be 18, 34 or 50, got " .. show(o.depth), 2) end
+  if not cfg then error("resnet: depth must be 18, 34 or 50, got " .. describe(o.depth), 2) end
   local zir = o.zero_init_residual or false
   if type(zir) ~= "boolean" then
     error("resnet: zero_init_residual must be a boolean, got " .. type(zir), 2)
@@ -409,11 +409,11 @@ function M.resnet_cifar(opts)
   local depth = o.depth or 20
   depth = math.type(depth) == "float" and math.tointeger(depth) or depth -- 20.0 is 20
   if math.type(depth) ~= "integer" or depth < 8 or (depth - 2) % 6 ~= 0 then
-    error("resnet_cifar: depth must be 6n+2 for n >= 1 (20, 32, 44, 56, 110), got " .. show(o.depth), 2)
+    error("resnet_cifar: depth must be 6n+2 for n >= 1 (20, 32, 44, 56, 110), got " .. describe(o.depth), 2)
   end
   local shortcut = o.shortcut or "A"
   if shortcut ~= "A" and shortcut ~= "B" then
-    error("resnet_cifar: shortcut must be \"A\" (zero padding) or \"B\" (projection), got " .. show(shortcut), 2)
+    error("resnet_cifar: shortcut must be \"A\" (zero padding) or \"B\" (projection), got " .. describe(shortcut), 2)
   end
   return CifarResNet((depth - 2) // 6, o.num_classes or 10, channels, shortcut)
 end

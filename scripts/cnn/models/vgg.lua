@@ -24,7 +24,7 @@
 -- Initialisation as torchvision: convs kaiming_normal_(mode="fan_out", nonlinearity="relu") with
 -- bias 0, BN weight 1 and bias 0, linear layers N(0, 0.01) with bias 0.
 local nn = require "cnn.nn"
-local show = require("cnn.util").show -- values in messages ("nan", never "-nan")
+local describe = require("cnn.nn.util").describe -- a value in a message: "string \"18\"", not 18
 local init = nn.init
 
 local M = {}
@@ -92,17 +92,17 @@ local function options(fn, opts, defaults)
     if opts[k] == nil then o[k] = v else o[k] = opts[k] end
   end
   if math.type(o.depth) == "float" then o.depth = math.tointeger(o.depth) or o.depth end
-  if not CFG[o.depth] then error(fn .. ": depth must be 11, 13, 16 or 19, got " .. show(o.depth), 3) end
+  if not CFG[o.depth] then error(fn .. ": depth must be 11, 13, 16 or 19, got " .. describe(o.depth), 3) end
   for _, k in ipairs {"num_classes", "in_channels"} do
     if math.type(o[k]) ~= "integer" or o[k] < 1 then
-      error(string.format("%s: %s must be a positive integer, got %s", fn, k, show(o[k])), 3)
+      error(string.format("%s: %s must be a positive integer, got %s", fn, k, describe(o[k])), 3)
     end
   end
   if type(o.batch_norm) ~= "boolean" then
     error(fn .. ": batch_norm must be a boolean, got " .. type(o.batch_norm), 3)
   end
   if type(o.dropout) ~= "number" or o.dropout < 0 or o.dropout > 1 then
-    error(fn .. ": dropout must be a probability in [0, 1], got " .. show(o.dropout), 3)
+    error(fn .. ": dropout must be a probability in [0, 1], got " .. describe(o.dropout), 3)
   end
   return o
 end
