@@ -285,8 +285,8 @@ static int binary_run(cnn_binop op, cnn_dtype cdt, cnn_tensor *out, const cnn_te
 /* Integer floor division and remainder by 0 are errors (PyTorch's ZeroDivisionError), found before
  * the loop, which cannot fail: 0 when b holds no 0. */
 static int no_zero_divisor(const cnn_tensor *b) {
-  cnn_tensor *i = cnn_tensor_to_dtype(b, CNN_INT64), *c = i ? cnn_tensor_contiguous(i) : NULL;
-  cnn_tensor_release(i);
+  cnn_tensor *as_int = cnn_tensor_to_dtype(b, CNN_INT64), *c = as_int ? cnn_tensor_contiguous(as_int) : NULL;
+  cnn_tensor_release(as_int);
   if (!c) return -1;
   const int64_t *v = cnn_tensor_data(c), n = cnn_tensor_numel(c);
   bool zero = false;
