@@ -433,8 +433,6 @@ end
 -- ---------------------------------------------------------------------------------------------
 -- DataLoader
 
--- Stacks one field of a list of samples: tensors with cnn.stack, numbers into an int64 tensor
--- when all are integers (labels) and a float32 one otherwise.
 local function same_shape(a, b)
   if a:dim() ~= b:dim() then return false end
   for d = 1, a:dim() do
@@ -443,10 +441,16 @@ local function same_shape(a, b)
   return true
 end
 
+-- Stacks one field of a list of samples: tensors with cnn.stack, numbers into an int64 tensor
+-- when all are integers (labels) and a float32 one otherwise. A stack that fails is explained in
+-- the loader's terms (stack's own message names neither the loader nor the remedy), looked for
+-- only then.
 local function collate(values, k)
   local first = values[1]
   if is_tensor(first) then
-    for i = 2, #values do -- stack's own message names neither the loader nor the remedy
+    local ok, batch = pcall(core.stack, values, 1)
+    if ok then return batch end
+    for i = 2, #values do
       local v = values[i]
       if not is_tensor(v) then error(string.format("DataLoader: field %d mixes tensors and %s", k, type(v)), 0) end
       if not same_shape(v, first) then
@@ -455,7 +459,7 @@ local function collate(values, k)
           table.concat(v:shape(), ", ")), 0)
       end
     end
-    return core.stack(values, 1)
+    error(string.format("DataLoader: cannot batch field %d: %s", k, (tostring(batch):gsub("^.-:%d+: ", ""))), 0)
   end
   if type(first) == "number" then
     local ints = true

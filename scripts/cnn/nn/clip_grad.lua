@@ -5,7 +5,8 @@
 -- Parameters are a tensor or a list of tensors (model:parameters()); those without a .grad are
 -- skipped, as in PyTorch.
 local core = require "cnn.core"
-local show = require("cnn.util").show -- values in messages ("nan", never "-nan")
+local util = require "cnn.util"
+local show = util.show -- values in messages ("nan", never "-nan")
 local autograd = require "cnn.autograd"
 
 local utils = {}
@@ -37,7 +38,7 @@ function utils.clip_grad_norm_(params, max_norm, norm_type, error_if_nonfinite, 
   local fn = "clip_grad_norm_"
   if select("#", ...) > 0 then error(fn .. ": takes at most 4 arguments", 2) end
   if type(error_if_nonfinite) == "table" then
-    local o = require("cnn.util").check_options(fn, error_if_nonfinite, {error_if_nonfinite = true}, 2)
+    local o = util.check_options(fn, error_if_nonfinite, {error_if_nonfinite = true}, 2)
     error_if_nonfinite = o.error_if_nonfinite
   end
   if error_if_nonfinite ~= nil and type(error_if_nonfinite) ~= "boolean" then
