@@ -13,6 +13,7 @@
 #include "cnn/error.h"
 #include "conv_direct.h"
 #include "conv_small.h"
+#include "conv_winograd.h"
 #include "core/alloc.h"
 #include "core/gemm.h"
 #include "core/parallel.h"
@@ -449,6 +450,60 @@ static int run_direct(direct_kind kind, const geom *g, const cnn_conv2d_params *
   return rc;
 }
 
+/* ---- Winograd F(2x2, 3x3) for 3x3 stride-1 layers padded by 1 (see conv_winograd.c) ---- */
+
+static bool winograd_shape(const geom *g, const cnn_conv2d_params *p) {
+  return algorithm != CNN_CONV2D_IM2COL && g->G == 1 && g->kh == 3 && g->kw == 3 && g->sh == 1 && g->sw == 1 &&
+         g->dh == 1 && g->dw == 1 && p->pad_lo[0] == 1 && p->pad_lo[1] == 1 && p->pad_hi[0] == 1 && p->pad_hi[1] == 1;
+}
+
+/* The forward (a = x, out = y, with e) or the input gradient (a = gy, out = gx, e NULL) on the
+ * Winograd kernel when it plans the shape: 0, -1 with the error set, or 1 when it does not apply,
+ * w holds an inf or a NaN, or a holds one (out is then partly written): the caller computes out
+ * on another kernel. */
+static int run_winograd(bool input_grad, const geom *g, const cnn_conv2d_params *p, const cnn_conv2d_epilogue *e,
+                        const float *a, const float *w, const float *bias, float *out, int nt) {
+  cnn_wconv d;
+  if (!winograd_shape(g, p) || !(input_grad ? cnn_wconv_plan(&d, g->N, g->O, g->H, g->W, g->C, nt)
+                                            : cnn_wconv_plan(&d, g->N, g->C, g->H, g->W, g->O, nt)))
+    return 1;
+  if (d.scratch_floats > direct_limit || !all_finite(w, g->O * g->C * 9)) return 1;
+  if (e) d.scale = e->scale, d.residual = e->residual, d.relu = e->relu;
+  const size_t uf = cnn_wconv_filter_floats(&d);
+  float *u = cnn_alloc(uf * sizeof(float));
+  if (!u) return -1;
+  workspace ws;
+  if (ws_alloc(&ws, nt, d.scratch_floats)) {
+    cnn_free(u, uf * sizeof(float));
+    return -1;
+  }
+  cnn_wconv_filters(&d, w, input_grad, u);
+  const bool finite = cnn_wconv_run(&d, a, u, bias, out, ws.slot);
+  ws_free(&ws);
+  cnn_free(u, uf * sizeof(float));
+  return finite ? 0 : 1;
+}
+
+/* The weight gradient on the Winograd kernel when it plans the shape: 0, -1 with the error set, or
+ * 1 when it does not apply or x or gy holds an inf or a NaN (gw untouched) */
+static int run_winograd_weight_grad(const geom *g, const cnn_conv2d_params *p, const float *gy, const float *x,
+                                    float *gw, int nt) {
+  cnn_wconv d;
+  if (!winograd_shape(g, p) || !cnn_wconv_plan(&d, g->N, g->C, g->H, g->W, g->O, nt) || d.scratch_floats > direct_limit)
+    return 1;
+  const size_t uf = cnn_wconv_filter_floats(&d);
+  workspace ws, parts;
+  if (ws_alloc(&ws, nt, d.scratch_floats)) return -1;
+  if (ws_alloc(&parts, nt, uf)) {
+    ws_free(&ws);
+    return -1;
+  }
+  const bool finite = cnn_wconv_weight_grad(&d, gy, x, gw, ws.slot, parts.slot, nt);
+  ws_free(&parts);
+  ws_free(&ws);
+  return finite ? 0 : 1;
+}
+
 /* One row of n outputs of the forward's epilogue, from the product's row s (r may be s): with a
  * scale or a residual (post) r = s * scale + bias (+ residual), else r = s (the bias started the
  * product); then relu as F.relu computes it (v <= 0 gives +0, NaN stays NaN). */
@@ -746,6 +801,16 @@ static void geom_of(geom *g, const cnn_conv2d_shape *s, const cnn_conv2d_params 
   geom_fill(g, s->N, s->C, s->H, s->W, s->O, s->kh, s->kw, p);
 }
 
+void cnn_conv2d_set_winograd(bool on) { cnn_wconv_set_enabled(on); }
+
+bool cnn_conv2d_takes_winograd(const cnn_conv2d_shape *s, const cnn_conv2d_params *p) {
+  geom g;
+  geom_of(&g, s, p);
+  cnn_wconv d;
+  return winograd_shape(&g, p) && cnn_wconv_plan(&d, g.N, g.C, g.H, g.W, g.O, cnn_parallel_get_threads()) &&
+         d.scratch_floats <= direct_limit;
+}
+
 /* One convolution pass's operands, for the units run on the pool. Scratch: ws[slot] for a
  * thread's units, or ws[part] (column scratch, then the partial) for weight-gradient parts. */
 typedef struct {
@@ -787,6 +852,11 @@ static int forward_f32(const cnn_conv2d_shape *s, const cnn_conv2d_params *p, co
     if (forward_batched(&g, nb, e, x, w, b, y, nt)) return -1;
     if (then) cnn_parallel_items(g.N, g.N * g.O * g.L, then_range, (void *)then);
     return 0;
+  }
+  int wrc = run_winograd(false, &g, p, e, x, w, b, y, nt);
+  if (wrc <= 0) {
+    if (wrc == 0 && then) cnn_parallel_items(g.N, g.N * g.O * g.L, then_range, (void *)then);
+    return wrc;
   }
   if (use_direct(&g, p)) {
     int rc = run_direct(DIRECT_FORWARD, &g, p, e, x, w, b, y, nt, NULL, then);
@@ -1007,6 +1077,12 @@ int cnn_conv2d_weight_grad_f32(const cnn_conv2d_shape *s, const cnn_conv2d_param
     int rc = run_small_weight_grad(&g, p, gy, x, gw, nt, gb ? &bias : NULL);
     if (rc <= 0) return rc;
   }
+  const int wrc = g.N > 0 ? run_winograd_weight_grad(&g, p, gy, x, gw, nt) : 1;
+  if (wrc < 0) return wrc;
+  if (wrc == 0) {
+    if (gb) cnn_conv2d_bias_grad_f32(s, p, gy, gb);
+    return 0;
+  }
   /* rc 1: not done by the direct kernels (not applicable, or past their workspace cap); 2: the
    * bias is done, gw is not (x holds an inf or a NaN) */
   int rc = weight_grad_direct(&g, p) && g.N > 0
@@ -1027,6 +1103,8 @@ int cnn_conv2d_input_grad_f32(const cnn_conv2d_shape *s, const cnn_conv2d_params
     int rc = run_small(true, &g, p, NULL, gy, w, NULL, gx, nt, NULL, NULL);
     if (rc <= 0) return rc;
   }
+  const int wrc = run_winograd(true, &g, p, NULL, gy, w, NULL, gx, nt);
+  if (wrc <= 0) return wrc;
   const int64_t nb = plane_col2im(&g) ? batch_images(&g) : 0;
   if (nb) return input_grad_batched(&g, nb, gy, w, gx, nt);
   int rc = use_direct(&g, p) && all_finite(w, g.O * g.Cg * g.kh * g.kw)
@@ -1120,7 +1198,10 @@ int cnn_conv2d_backward_f32(const cnn_conv2d_shape *s, const cnn_conv2d_params *
   int nt = cnn_parallel_get_threads();
   conv_job bj = {.g = &g, .gy = gy, .y = gb};
   const cnn_parallel_loop bias = bias_loop(&bj);
-  int rc = backward_direct(&g, p, gy, x, w, gx, gw, gb ? &bias : NULL, nt);
+  /* the input gradient on the Winograd kernel: the weight gradient on its own */
+  cnn_wconv wd;
+  const bool winograd = winograd_shape(&g, p) && cnn_wconv_plan(&wd, g.N, g.O, g.H, g.W, g.C, nt);
+  int rc = winograd ? 1 : backward_direct(&g, p, gy, x, w, gx, gw, gb ? &bias : NULL, nt);
   if (rc != 1) return rc;
   if (cnn_conv2d_weight_grad_f32(s, p, gy, x, gw, gb)) return -1;
   return cnn_conv2d_input_grad_f32(s, p, gy, w, gx);

@@ -918,9 +918,108 @@ static void test_batched(void) {
   cnn_conv2d_set_batch_min_filter(0);
 }
 
+/* conv_winograd.c: F(2x2, 3x3) for 3x3 stride-1 layers padded by 1 from 64 channels on planes of
+ * 12x12 and more. Against the naive reference (as every case) on odd and even planes, units of tile
+ * rows (two bands, the last short) and of several whole images (the last with fewer), 1 and 2
+ * threads; the epilogues against the direct kernels'; the weight gradient's bits the same on 2
+ * threads whoever ran its parts; and an inf or a NaN in x, gy or w giving the direct kernels' bits
+ * (the transforms would smear it over its tile's neighbours). */
+static bool close_to(const cnn_tensor *a, const cnn_tensor *b, double rel) {
+  if (!a || !b || cnn_tensor_numel(a) != cnn_tensor_numel(b)) return false;
+  const float *p = cnn_tensor_f32(a), *q = cnn_tensor_f32(b);
+  double m = 0;
+  for (int64_t i = 0; i < cnn_tensor_numel(a); i++) m = fmax(m, fabs(q[i]));
+  for (int64_t i = 0; i < cnn_tensor_numel(a); i++)
+    if (!(fabs(p[i] - q[i]) <= rel * m)) return false;
+  return true;
+}
+
+static void test_winograd(void) {
+  static const ccase W[] = {
+      {"winograd 13x15, 65 filters", 3, 64, 13, 15, 65, 3, 3, {{1, 1}, {1, 1}, {1, 1}, {1, 1}, 1}, 1},
+      {"winograd 40x40 in two bands", 2, 64, 40, 40, 64, 3, 3, {{1, 1}, {1, 1}, {1, 1}, {1, 1}, 1}, 0},
+      {"winograd 12x12, units of 4 images", 29, 64, 12, 12, 64, 3, 3, {{1, 1}, {1, 1}, {1, 1}, {1, 1}, 1}, 1},
+  };
+  const bool avx512 = cnn_gemm_avx512_available();
+  for (size_t i = 0; i < sizeof W / sizeof W[0]; i++) {
+    const ccase *c = &W[i];
+    const cnn_conv2d_shape shp = {c->N, c->C, c->H, c->W, c->O, c->kh, c->kw};
+    for (int t = 1; t <= 2; t++) {
+      cnn_parallel_set_threads(t);
+      if (avx512) CHECK(cnn_conv2d_takes_winograd(&shp, &c->p));
+      run_case(c, 0);
+    }
+  }
+  /* padding other than 1, stride 2, 5x5, fewer than 64 channels, small planes: not taken */
+  const cnn_conv2d_shape s64 = {2, 64, 16, 16, 64, 3, 3}, s32 = {2, 32, 16, 16, 64, 3, 3}, s8 = {2, 64, 8, 8, 64, 3, 3};
+  const cnn_conv2d_shape s5 = {2, 64, 16, 16, 64, 5, 5};
+  CHECK(!cnn_conv2d_takes_winograd(&s64, &(cnn_conv2d_params){{1, 1}, {0, 0}, {0, 0}, {1, 1}, 1}));
+  CHECK(!cnn_conv2d_takes_winograd(&s64, &(cnn_conv2d_params){{2, 2}, {1, 1}, {1, 1}, {1, 1}, 1}));
+  CHECK(!cnn_conv2d_takes_winograd(&s5, &(cnn_conv2d_params){{1, 1}, {1, 1}, {1, 1}, {1, 1}, 1}));
+  CHECK(!cnn_conv2d_takes_winograd(&s32, &W[0].p));
+  CHECK(!cnn_conv2d_takes_winograd(&s8, &W[0].p));
+  cnn_conv2d_set_winograd(false);
+  CHECK(!cnn_conv2d_takes_winograd(&s64, &W[0].p));
+  cnn_conv2d_set_winograd(true);
+
+  const ccase *c = &W[0];
+  int64_t xs[4] = {c->N, c->C, c->H, c->W}, ws[4] = {c->O, c->C, 3, 3}, O = c->O, ys[4] = {c->N, c->O, c->H, c->W};
+  cnn_tensor *x = check_rand_tensor(&rng, 4, xs), *w = check_rand_tensor(&rng, 4, ws);
+  cnn_tensor *b = check_rand_tensor(&rng, 1, &O), *sc = check_rand_tensor(&rng, 1, &O);
+  cnn_tensor *res = check_rand_tensor(&rng, 4, ys), *gy = check_rand_tensor(&rng, 4, ys);
+  /* the epilogues: Winograd (run 0) against the direct kernels (run 1) */
+  cnn_tensor *out[2][3] = {{NULL}};
+  for (int run = 0; run < 2; run++) {
+    cnn_conv2d_set_winograd(run == 0);
+    out[run][0] = cnn_conv2d_forward_relu(x, w, b, &c->p);
+    out[run][1] = cnn_conv2d_forward_fused(x, w, b, sc, res, true, &c->p);
+    out[run][2] = cnn_conv2d_forward_fused(x, w, NULL, sc, res, false, &c->p);
+  }
+  cnn_conv2d_set_winograd(true);
+  for (int k = 0; k < 3; k++) {
+    if (!close_to(out[0][k], out[1][k], 1e-5)) {
+      fprintf(stderr, "winograd: epilogue %d differs from the direct kernels'\n", k);
+      failures++;
+    }
+    cnn_tensor_release(out[0][k]), cnn_tensor_release(out[1][k]);
+  }
+  /* the weight gradient on 2 threads, by the pool and by one thread alone: the same bits */
+  cnn_tensor *gw[2] = {NULL};
+  cnn_parallel_set_threads(2);
+  for (int run = 0; run < 2; run++) {
+    cnn_parallel_force_alone(run == 1);
+    CHECK(cnn_conv2d_backward(gy, x, NULL, xs, ws, &c->p, NULL, &gw[run], NULL) == 0);
+  }
+  cnn_parallel_force_alone(false);
+  CHECK(bits_equal(gw[0], gw[1]));
+  cnn_tensor_release(gw[0]), cnn_tensor_release(gw[1]);
+  /* an inf in x, a NaN in gy, an inf in w: the direct kernels' bits, inf and NaN where they have them */
+  cnn_tensor_f32(x)[3 * c->W + 4] = INFINITY;
+  cnn_tensor_f32(gy)[c->H * c->W + 2 * c->W + 7] = NAN;
+  for (int k = 0; k < 2; k++) {
+    if (k == 1) cnn_tensor_f32(w)[5] = -INFINITY;
+    cnn_tensor *y[2] = {NULL}, *gx[2] = {NULL}, *gw2[2] = {NULL};
+    for (int run = 0; run < 2; run++) {
+      cnn_conv2d_set_winograd(run == 0);
+      y[run] = cnn_conv2d_forward(x, w, b, &c->p);
+      CHECK(cnn_conv2d_backward(gy, x, w, xs, ws, &c->p, &gx[run], &gw2[run], NULL) == 0);
+    }
+    cnn_conv2d_set_winograd(true);
+    if (!bits_equal(y[0], y[1]) || !bits_equal(gx[0], gx[1]) || !bits_equal(gw2[0], gw2[1])) {
+      fprintf(stderr, "winograd: with an inf or a NaN (%d) the bits differ from the direct kernels'\n", k);
+      failures++;
+    }
+    for (int run = 0; run < 2; run++)
+      cnn_tensor_release(y[run]), cnn_tensor_release(gx[run]), cnn_tensor_release(gw2[run]);
+  }
+  cnn_tensor_release(x), cnn_tensor_release(w), cnn_tensor_release(b), cnn_tensor_release(sc);
+  cnn_tensor_release(res), cnn_tensor_release(gy);
+}
+
 int main(void) {
   test_cases();
   test_batched();
+  test_winograd();
   test_small_same_bits();
   test_small_pool();
   test_weight_grad_partials();
