@@ -228,14 +228,14 @@ static void output_transform(const cnn_wconv *d, const float *M, const float *b,
           z0 = _mm512_fmadd_ps(z0, scale, bias), z1 = _mm512_fmadd_ps(z1, scale, bias);
           if (res) {
             z0 = _mm512_add_ps(z0, _mm512_maskz_loadu_ps(k0, res + oy * W + x0));
-            z1 = _mm512_add_ps(z1, _mm512_maskz_loadu_ps(k1, res + oy * W + x0 + 16));
+            if (ncol > 16) z1 = _mm512_add_ps(z1, _mm512_maskz_loadu_ps(k1, res + oy * W + x0 + 16));
           }
           if (d->relu) { /* as F.relu: v <= 0 gives +0, NaN stays NaN */
             z0 = _mm512_mask_mov_ps(z0, _mm512_cmp_ps_mask(z0, zero, _CMP_LE_OQ), zero);
             z1 = _mm512_mask_mov_ps(z1, _mm512_cmp_ps_mask(z1, zero, _CMP_LE_OQ), zero);
           }
           _mm512_mask_storeu_ps(yo + oy * W + x0, k0, z0);
-          _mm512_mask_storeu_ps(yo + oy * W + x0 + 16, k1, z1);
+          if (ncol > 16) _mm512_mask_storeu_ps(yo + oy * W + x0 + 16, k1, z1);
         }
       }
     }
