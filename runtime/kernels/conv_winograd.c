@@ -30,9 +30,12 @@
  * Rounding: the transforms only add, subtract and halve, so the result differs from the direct
  * sum by a few units in the last place of the sum of |terms| (the tests bound it as they bound
  * im2col's). An inf or a NaN in x does not stay in its outputs, as the direct sum keeps it: the
- * transforms mix the patch, inf - inf is NaN. The input transform watches for them (one add a
- * vector into a running sum) and the run reports them; the caller recomputes the layer. The
- * filters are checked by the caller (conv.c's all_finite) before the transform.
+ * transforms mix the patch, inf - inf is NaN. Nor do huge finite values (from ~1e37) always give
+ * the direct sum's finite results: a transform or a product of sums can overflow. So the input
+ * transform watches for non-finite values (one add a vector into a running sum), the output
+ * transform for non-finite results, the weight gradient scans gw, and the run reports them: the
+ * caller recomputes the layer on another kernel, whose results it then has (infs it makes
+ * included). The filters are checked by the caller (conv.c's all_finite) before the transform.
  *
  * Vectors run along a tile row: 16 tiles at a time, whose patches start at columns 2 tx - 1, so
  * an input row is read as two pairs of overlapping vectors and split into its even and odd
@@ -196,14 +199,16 @@ static __m512 input_transform(const cnn_wconv *d, const float *x, int64_t n, int
   return _mm512_add_ps(sum0, sum1);
 }
 
-/* y of image n's tile rows [ty0, ty0 + nr) from M (O, 16, TB) columns col0 on, with the epilogue */
-static void output_transform(const cnn_wconv *d, const float *M, const float *b, int64_t n, int64_t ty0, int64_t nr,
-                             int64_t TB, int64_t col0, float *y) {
+/* y of image n's tile rows [ty0, ty0 + nr) from M (O, 16, TB) columns col0 on, with the epilogue;
+ * returns a sum of v - v over the outputs v before the epilogue: 0, or NaN when one is not finite */
+static __m512 output_transform(const cnn_wconv *d, const float *M, const float *b, int64_t n, int64_t ty0, int64_t nr,
+                               int64_t TB, int64_t col0, float *y) {
   const int64_t O = d->O, H = d->H, W = d->W, tw = d->tw;
   /* y0 (the tiles' left outputs) and y1 (their right ones) interleaved into one row */
   const __m512i lo = _mm512_set_epi32(23, 7, 22, 6, 21, 5, 20, 4, 19, 3, 18, 2, 17, 1, 16, 0);
   const __m512i hi = _mm512_set_epi32(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8);
   const __m512 zero = _mm512_setzero_ps();
+  __m512 check = zero;
   for (int64_t o = 0; o < O; o++) {
     float *yo = y + (n * O + o) * H * W;
     const float *res = d->residual ? d->residual + (n * O + o) * H * W : NULL;
@@ -230,6 +235,7 @@ static void output_transform(const cnn_wconv *d, const float *M, const float *b,
           /* (A^T M) A: the tiles' two outputs of row i */
           const __m512 y0 = _mm512_add_ps(_mm512_add_ps(s[i][0], s[i][1]), s[i][2]);
           const __m512 y1 = _mm512_sub_ps(_mm512_sub_ps(s[i][1], s[i][2]), s[i][3]);
+          check = _mm512_add_ps(check, _mm512_add_ps(_mm512_sub_ps(y0, y0), _mm512_sub_ps(y1, y1)));
           __m512 z0 = _mm512_permutex2var_ps(y0, lo, y1), z1 = _mm512_permutex2var_ps(y0, hi, y1);
           z0 = _mm512_fmadd_ps(z0, scale, bias), z1 = _mm512_fmadd_ps(z1, scale, bias);
           if (res) {
@@ -246,6 +252,7 @@ static void output_transform(const cnn_wconv *d, const float *M, const float *b,
       }
     }
   }
+  return check;
 }
 
 static void run_units(void *arg, int64_t u0, int64_t u1) {
@@ -268,7 +275,11 @@ static void run_units(void *arg, int64_t u0, int64_t u1) {
     for (int e = 0; e < 16; e++)
       cnn_gemm(false, false, d->O, TB, d->C, 1.0f, j->u + (int64_t)e * d->O * d->C, d->C, V + e * TB, 16 * TB, 0.0f,
                M + e * TB, 16 * TB);
-    for (int64_t i = 0; i < np; i++) output_transform(d, M, j->b, n0 + i, ty0, nr, TB, i * per, j->y);
+    __m512 check = _mm512_setzero_ps();
+    for (int64_t i = 0; i < np; i++)
+      check = _mm512_add_ps(check, output_transform(d, M, j->b, n0 + i, ty0, nr, TB, i * per, j->y));
+    if (_mm512_cmp_ps_mask(check, _mm512_setzero_ps(), _CMP_NEQ_UQ))
+      atomic_store_explicit(&j->bad, 1, memory_order_relaxed);
   }
 }
 
@@ -398,7 +409,11 @@ bool cnn_wconv_weight_grad(const cnn_wconv *d, const float *gy, const float *x, 
   cnn_parallel_for(parts, 1, grad_parts, &j);
   if (atomic_load(&j.bad)) return false;
   cnn_parallel_items(d->O * d->C, d->O * d->C * 16 * parts, grad_filters, &j);
-  return true;
+  /* finite inputs can still overflow in the products (a value of 1e38 times a tile's sum) where
+   * the direct sum stays finite */
+  int ok = 1;
+  for (int64_t i = 0, n = d->O * d->C * 9; i < n; i++) ok &= gw[i] - gw[i] == 0;
+  return ok;
 }
 
 bool cnn_wconv_run(const cnn_wconv *d, const float *x, const float *u, const float *b, float *y, float *const *ws) {

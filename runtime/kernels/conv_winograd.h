@@ -39,15 +39,17 @@ void cnn_wconv_filters(const cnn_wconv *d, const float *w, bool flipped, float *
 
 /* y (N, O, H, W) from x (N, C, H, W), the transformed filters and b (O) or NULL, with the plan's
  * epilogue; ws: per-thread buffers of scratch_floats, 64-byte aligned. Returns false, y partly
- * written, when x holds an inf or a NaN (or values so large that the transforms overflow): the
- * transforms mix a tile's inputs, so one inf would make NaNs of its neighbours' outputs, which the
- * direct convolution keeps finite; the caller then runs another kernel. */
+ * written, when x holds an inf or a NaN, or an output before the epilogue is not finite (values so
+ * large that a transform or a product overflows): the transforms mix a tile's inputs, so one inf
+ * would make NaNs of its neighbours' outputs, which the direct convolution keeps finite; the
+ * caller then runs another kernel. */
 bool cnn_wconv_run(const cnn_wconv *d, const float *x, const float *u, const float *b, float *y, float *const *ws);
 
 /* gw (O, C, 3, 3), summed over the batch, from gy (N, O, H, W) and x (N, C, H, W); ws as for run;
  * partial: `parts` buffers of cnn_wconv_filter_floats(d) floats (parts: the thread count: part p sums
  * a fixed share of the tiles, the parts are added in order, so a thread count gives the same bits
- * whoever runs the parts). Returns false, gw untouched, when x or gy holds an inf or a NaN. */
+ * whoever runs the parts). Returns false when x or gy holds an inf or a NaN (gw untouched) or gw
+ * came out with one (finite values so large that the products overflow; gw written). */
 bool cnn_wconv_weight_grad(const cnn_wconv *d, const float *gy, const float *x, float *gw, float *const *ws,
                            float *const *partial, int parts);
 

@@ -922,8 +922,9 @@ static void test_batched(void) {
  * 12x12 and more. Against the naive reference (as every case) on odd and even planes, units of tile
  * rows (two bands, the last short) and of several whole images (the last with fewer), 1 and 2
  * threads; the epilogues against the direct kernels'; the weight gradient's bits the same on 2
- * threads whoever ran its parts; and an inf or a NaN in x, gy or w giving the direct kernels' bits
- * (the transforms would smear it over its tile's neighbours). */
+ * threads whoever ran its parts; and an inf or a NaN in x, gy or w, or finite values big enough to
+ * overflow a transform or a product, giving the direct kernels' bits (the transforms would smear an
+ * inf over its tile's neighbours). */
 static bool close_to(const cnn_tensor *a, const cnn_tensor *b, double rel) {
   if (!a || !b || cnn_tensor_numel(a) != cnn_tensor_numel(b)) return false;
   const float *p = cnn_tensor_f32(a), *q = cnn_tensor_f32(b);
@@ -931,6 +932,14 @@ static bool close_to(const cnn_tensor *a, const cnn_tensor *b, double rel) {
   for (int64_t i = 0; i < cnn_tensor_numel(a); i++) m = fmax(m, fabs(q[i]));
   for (int64_t i = 0; i < cnn_tensor_numel(a); i++)
     if (!(fabs(p[i] - q[i]) <= rel * m)) return false;
+  return true;
+}
+
+static bool check_all_finite(const cnn_tensor *t) {
+  if (!t) return false;
+  const float *p = cnn_tensor_f32(t);
+  for (int64_t i = 0; i < cnn_tensor_numel(t); i++)
+    if (!isfinite(p[i])) return false;
   return true;
 }
 
@@ -1012,6 +1021,32 @@ static void test_winograd(void) {
     for (int run = 0; run < 2; run++)
       cnn_tensor_release(y[run]), cnn_tensor_release(gx[run]), cnn_tensor_release(gw2[run]);
   }
+  /* huge finite values (3e38 twice in w, whose transform's sums overflow; 1e38 in x, which
+   * overflows the weight gradient's products with gy's sums): the direct sums stay finite, so must these (from
+   * the direct kernels where Winograd overflowed, else its own rounding) */
+  cnn_tensor *x2 = check_rand_tensor(&rng, 4, xs), *w2 = check_rand_tensor(&rng, 4, ws);
+  cnn_tensor *gy2 = check_rand_tensor(&rng, 4, ys), *gy3 = check_rand_tensor(&rng, 4, ys);
+  for (int64_t k = 0; k < cnn_tensor_numel(x2); k++) cnn_tensor_f32(x2)[k] *= 0.01f;
+  for (int64_t k = 0; k < cnn_tensor_numel(gy2); k++) cnn_tensor_f32(gy2)[k] *= 0.01f;
+  for (int k = 0; k < 2; k++) {
+    if (k == 0) cnn_tensor_f32(w2)[0] = 3e38f, cnn_tensor_f32(w2)[3] = 3e38f;
+    else cnn_tensor_f32(w2)[0] = 0.5f, cnn_tensor_f32(w2)[3] = 0.5f, cnn_tensor_f32(x2)[2 * c->W + 5] = 1e38f;
+    cnn_tensor *got[2][3] = {{NULL}};
+    for (int run = 0; run < 2; run++) {
+      cnn_conv2d_set_winograd(run == 0);
+      got[run][0] = cnn_conv2d_forward(x2, w2, NULL, &c->p);
+      CHECK(cnn_conv2d_backward(k == 0 ? gy2 : gy3, x2, w2, xs, ws, &c->p, &got[run][1], &got[run][2], NULL) == 0);
+    }
+    cnn_conv2d_set_winograd(true);
+    for (int t = 0; t < 3; t++) {
+      if (!check_all_finite(got[1][t]) || !check_all_finite(got[0][t]) || !close_to(got[0][t], got[1][t], 1e-5)) {
+        fprintf(stderr, "winograd: with huge values (%d), result %d is not finite or not the direct kernels'\n", k, t);
+        failures++;
+      }
+      cnn_tensor_release(got[0][t]), cnn_tensor_release(got[1][t]);
+    }
+  }
+  cnn_tensor_release(x2), cnn_tensor_release(w2), cnn_tensor_release(gy2), cnn_tensor_release(gy3);
   cnn_tensor_release(x), cnn_tensor_release(w), cnn_tensor_release(b), cnn_tensor_release(sc);
   cnn_tensor_release(res), cnn_tensor_release(gy);
 }
