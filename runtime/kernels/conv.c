@@ -464,8 +464,8 @@ static bool winograd_shape(const geom *g, const cnn_conv2d_params *p) {
 static int run_winograd(bool input_grad, const geom *g, const cnn_conv2d_params *p, const cnn_conv2d_epilogue *e,
                         const float *a, const float *w, const float *bias, float *out, int nt) {
   cnn_wconv d;
-  if (!winograd_shape(g, p) || !(input_grad ? cnn_wconv_plan(&d, g->N, g->O, g->H, g->W, g->C, nt)
-                                            : cnn_wconv_plan(&d, g->N, g->C, g->H, g->W, g->O, nt)))
+  if (!winograd_shape(g, p) || !(input_grad ? cnn_wconv_plan(&d, g->N, g->O, g->H, g->W, g->C, false, nt)
+                                            : cnn_wconv_plan(&d, g->N, g->C, g->H, g->W, g->O, false, nt)))
     return 1;
   if (d.scratch_floats > direct_limit || !all_finite(w, g->O * g->C * 9)) return 1;
   if (e) d.scale = e->scale, d.residual = e->residual, d.relu = e->relu;
@@ -489,7 +489,8 @@ static int run_winograd(bool input_grad, const geom *g, const cnn_conv2d_params 
 static int run_winograd_weight_grad(const geom *g, const cnn_conv2d_params *p, const float *gy, const float *x,
                                     float *gw, int nt) {
   cnn_wconv d;
-  if (!winograd_shape(g, p) || !cnn_wconv_plan(&d, g->N, g->C, g->H, g->W, g->O, nt) || d.scratch_floats > direct_limit)
+  if (!winograd_shape(g, p) || !cnn_wconv_plan(&d, g->N, g->C, g->H, g->W, g->O, true, nt) ||
+      d.scratch_floats > direct_limit)
     return 1;
   const size_t uf = cnn_wconv_filter_floats(&d);
   workspace ws, parts;
@@ -807,7 +808,7 @@ bool cnn_conv2d_takes_winograd(const cnn_conv2d_shape *s, const cnn_conv2d_param
   geom g;
   geom_of(&g, s, p);
   cnn_wconv d;
-  return winograd_shape(&g, p) && cnn_wconv_plan(&d, g.N, g.C, g.H, g.W, g.O, cnn_parallel_get_threads()) &&
+  return winograd_shape(&g, p) && cnn_wconv_plan(&d, g.N, g.C, g.H, g.W, g.O, false, cnn_parallel_get_threads()) &&
          d.scratch_floats <= direct_limit;
 }
 
@@ -1200,7 +1201,7 @@ int cnn_conv2d_backward_f32(const cnn_conv2d_shape *s, const cnn_conv2d_params *
   const cnn_parallel_loop bias = bias_loop(&bj);
   /* the input gradient on the Winograd kernel: the weight gradient on its own */
   cnn_wconv wd;
-  const bool winograd = winograd_shape(&g, p) && cnn_wconv_plan(&wd, g.N, g.O, g.H, g.W, g.C, nt);
+  const bool winograd = winograd_shape(&g, p) && cnn_wconv_plan(&wd, g.N, g.O, g.H, g.W, g.C, false, nt);
   int rc = winograd ? 1 : backward_direct(&g, p, gy, x, w, gx, gw, gb ? &bias : NULL, nt);
   if (rc != 1) return rc;
   if (cnn_conv2d_weight_grad_f32(s, p, gy, x, gw, gb)) return -1;

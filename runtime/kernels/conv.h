@@ -86,11 +86,12 @@ void cnn_conv2d_set_batch_min_filter(size_t floats);
 /* Whether this convolution's forward and weight gradient take that path now. For tests. */
 bool cnn_conv2d_takes_batched(const cnn_conv2d_shape *s, const cnn_conv2d_params *p);
 /* Whether 3x3 stride-1 layers padded by 1 on every side, from 64 channels and filters on planes of
- * 12x12 and more (ResNet's and VGG's), compute their forward and input gradient by Winograd
- * F(2x2, 3x3) (conv_winograd.c): on where the build and CPU have AVX-512, unless
- * CNN_CONV_WINOGRAD=0 is in the environment. Its results differ from the direct kernels' in the last
- * bits (the same bits for any thread count). set_winograd: for tests and A/B measurements;
- * takes_winograd: whether this convolution takes it now. */
+ * 12x12 and more with at least 256 2x2 tiles in the batch (ResNet's and VGG's; 64 tiles for the
+ * weight gradient), compute their three passes by Winograd F(2x2, 3x3) (conv_winograd.c): on
+ * where the build and CPU have AVX-512, unless CNN_CONV_WINOGRAD=0 is in the environment. Results
+ * differ from the direct kernels' in the last bits: the forward and input gradient give the same
+ * bits for any thread count, the weight gradient for a thread count. set_winograd: for tests and
+ * A/B measurements; takes_winograd: whether this convolution's forward takes it now. */
 void cnn_conv2d_set_winograd(bool on);
 bool cnn_conv2d_takes_winograd(const cnn_conv2d_shape *s, const cnn_conv2d_params *p);
 /* Whether cnn_conv2d_backward_f32 and its parts compute this convolution's weight gradient

@@ -70,12 +70,16 @@ bool cnn_wconv_enabled(void) {
  * V and M then spilling out of L2 costing less than narrow products. */
 #define UNIT_TILES 256
 
-bool cnn_wconv_plan(cnn_wconv *d, int64_t N, int64_t C, int64_t H, int64_t W, int64_t O, int nt) {
+bool cnn_wconv_plan(cnn_wconv *d, int64_t N, int64_t C, int64_t H, int64_t W, int64_t O, bool weight_grad, int nt) {
   memset(d, 0, sizeof *d);
   /* measured against the direct kernels on one thread: 64 channels and up on 14x14-56x56 planes
    * gain 1.4-1.8x (ResNet-18's and VGG-16's layers at 224); ResNet-20's 16-64 channels on 8x8-32x32
    * and ResNet-18's 512 at 7x7 none (16-wide products, tiles a quarter padding) */
   if (!cnn_wconv_enabled() || N < 1 || C < 64 || O < 64 || H < 12 || W < 12) return false;
+  /* and enough tiles to repay the filters' transform (the forward's and input gradient's) or the
+   * gradient's (the weight gradient's): batch 1 at 14x14 (49 tiles) ran 0.6x, at 28x28 (196) 1.0x,
+   * 392 tiles and up 1.2x and more; the weight gradient gained from 49 tiles (1.2x) */
+  if (N * ((H + 1) / 2) * ((W + 1) / 2) < (weight_grad ? 64 : 256)) return false;
   d->N = N, d->C = C, d->H = H, d->W = W, d->O = O;
   d->th = (H + 1) / 2, d->tw = (W + 1) / 2;
   /* a unit of about UNIT_TILES tiles: R tile rows of an image, or P whole images */

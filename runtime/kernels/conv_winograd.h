@@ -26,9 +26,10 @@ typedef struct cnn_wconv {
 bool cnn_wconv_enabled(void);
 void cnn_wconv_set_enabled(bool on);
 
-/* Plans x (N, C, H, W) with O filters on nt threads. False when the kernel does not pay for the
- * shape (measured: few channels, small planes) or is not enabled: the caller takes another kernel. */
-bool cnn_wconv_plan(cnn_wconv *d, int64_t N, int64_t C, int64_t H, int64_t W, int64_t O, int nt);
+/* Plans x (N, C, H, W) with O filters on nt threads, for the forward or input gradient, or for the
+ * weight gradient. False when the kernel does not pay for the shape (measured: few channels, small
+ * planes, few tiles in the batch) or is not enabled: the caller takes another kernel. */
+bool cnn_wconv_plan(cnn_wconv *d, int64_t N, int64_t C, int64_t H, int64_t W, int64_t O, bool weight_grad, int nt);
 
 /* Floats of the transformed filters (16 * O * C). */
 size_t cnn_wconv_filter_floats(const cnn_wconv *d);

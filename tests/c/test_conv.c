@@ -945,7 +945,7 @@ static bool check_all_finite(const cnn_tensor *t) {
 
 static void test_winograd(void) {
   static const ccase W[] = {
-      {"winograd 13x15, 65 filters", 3, 64, 13, 15, 65, 3, 3, {{1, 1}, {1, 1}, {1, 1}, {1, 1}, 1}, 1},
+      {"winograd 13x15, 65 filters", 5, 64, 13, 15, 65, 3, 3, {{1, 1}, {1, 1}, {1, 1}, {1, 1}, 1}, 1},
       {"winograd 40x40 in two bands", 2, 64, 40, 40, 64, 3, 3, {{1, 1}, {1, 1}, {1, 1}, {1, 1}, 1}, 0},
       {"winograd 12x12, units of 4 images", 29, 64, 12, 12, 64, 3, 3, {{1, 1}, {1, 1}, {1, 1}, {1, 1}, 1}, 1},
   };
@@ -959,14 +959,18 @@ static void test_winograd(void) {
       run_case(c, 0);
     }
   }
-  /* padding other than 1, stride 2, 5x5, fewer than 64 channels, small planes: not taken */
-  const cnn_conv2d_shape s64 = {2, 64, 16, 16, 64, 3, 3}, s32 = {2, 32, 16, 16, 64, 3, 3}, s8 = {2, 64, 8, 8, 64, 3, 3};
-  const cnn_conv2d_shape s5 = {2, 64, 16, 16, 64, 5, 5};
+  /* padding other than 1, stride 2, 5x5, fewer than 64 channels, small planes, fewer than 256 tiles
+   * in the batch: not taken */
+  const cnn_conv2d_shape s64 = {8, 64, 16, 16, 64, 3, 3}, s32 = {8, 32, 16, 16, 64, 3, 3},
+                         s8 = {32, 64, 8, 8, 64, 3, 3};
+  const cnn_conv2d_shape s5 = {8, 64, 16, 16, 64, 5, 5}, few = {1, 64, 30, 30, 64, 3, 3}; /* 225 tiles */
   CHECK(!cnn_conv2d_takes_winograd(&s64, &(cnn_conv2d_params){{1, 1}, {0, 0}, {0, 0}, {1, 1}, 1}));
   CHECK(!cnn_conv2d_takes_winograd(&s64, &(cnn_conv2d_params){{2, 2}, {1, 1}, {1, 1}, {1, 1}, 1}));
   CHECK(!cnn_conv2d_takes_winograd(&s5, &(cnn_conv2d_params){{1, 1}, {1, 1}, {1, 1}, {1, 1}, 1}));
   CHECK(!cnn_conv2d_takes_winograd(&s32, &W[0].p));
   CHECK(!cnn_conv2d_takes_winograd(&s8, &W[0].p));
+  CHECK(!cnn_conv2d_takes_winograd(&few, &W[0].p));
+  if (avx512) CHECK(cnn_conv2d_takes_winograd(&s64, &W[0].p));
   cnn_conv2d_set_winograd(false);
   CHECK(!cnn_conv2d_takes_winograd(&s64, &W[0].p));
   cnn_conv2d_set_winograd(true);
