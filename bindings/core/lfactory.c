@@ -504,8 +504,8 @@ static int f_get_num_threads(lua_State *L) {
  * Chooses how convolutions run: "auto" (the default) or "im2col".
  * With "auto", stride-1 convolutions (groups 1, dilation 1, padding at most kernel - 1) run the direct
  * kernels, which read the zero-padded input in place, and 3x3 ones padded by 1 from 64 channels on
- * planes of 12x12 and more run Winograd F(2x2, 3x3) (2.25x fewer multiply-adds) where the CPU has
- * AVX-512; other layers and "im2col" build a column matrix for the GEMM. They agree to float
+ * planes of 12x12 and more (in batches of 256 2x2 tiles and more) run Winograd F(2x2, 3x3) (2.25x
+ * fewer multiply-adds) where the CPU has AVX-512; other layers and "im2col" build a column matrix for the GEMM. They agree to float
  * rounding; the switch is for comparisons and benchmarks. */
 static int f_set_conv_algorithm(lua_State *L) {
   static const char *const names[] = {"auto", "im2col", NULL};
