@@ -135,6 +135,28 @@ static inline __m512 row_vec(const float *row, int64_t W, int64_t q) {
   return _mm512_castsi512_ps(_mm512_alignr_epi32(_mm512_castps_si512(v), _mm512_setzero_si512(), 15));
 }
 
+/* 32 consecutive floats (a0, a1) split into their even and odd positions: columns 2 t and 2 t + 1
+ * of 16 tiles */
+static inline void split_columns(__m512 a0, __m512 a1, __m512 *even, __m512 *odd) {
+  const __m512i e = _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
+  const __m512i o = _mm512_set_epi32(31, 29, 27, 25, 23, 21, 19, 17, 15, 13, 11, 9, 7, 5, 3, 1);
+  *even = _mm512_permutex2var_ps(a0, e, a1);
+  *odd = _mm512_permutex2var_ps(a0, o, a1);
+}
+
+/* Four elements of a transform for 16 tiles into their rows of a (., 16, TB) buffer (the lanes past
+ * the unit's tiles not stored), added into the running sums that watch for inf and NaN (lanes
+ * loaded as zeros add nothing) */
+static inline void store_four(float *dst, int64_t TB, __mmask16 mk, __m512 a, __m512 b, __m512 c, __m512 d,
+                              __m512 *sum0, __m512 *sum1) {
+  _mm512_mask_storeu_ps(dst, mk, a);
+  _mm512_mask_storeu_ps(dst + TB, mk, b);
+  _mm512_mask_storeu_ps(dst + 2 * TB, mk, c);
+  _mm512_mask_storeu_ps(dst + 3 * TB, mk, d);
+  *sum0 = _mm512_add_ps(*sum0, _mm512_add_ps(a, b));
+  *sum1 = _mm512_add_ps(*sum1, _mm512_add_ps(c, d));
+}
+
 typedef struct wjob {
   const cnn_wconv *d;
   const float *x, *u, *b;
@@ -148,8 +170,6 @@ typedef struct wjob {
 static __m512 input_transform(const cnn_wconv *d, const float *x, int64_t n, int64_t ty0, int64_t nr, float *V,
                               int64_t TB, int64_t col0) {
   const int64_t C = d->C, H = d->H, W = d->W, tw = d->tw;
-  const __m512i even = _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
-  const __m512i odd = _mm512_set_epi32(31, 29, 27, 25, 23, 21, 19, 17, 15, 13, 11, 9, 7, 5, 3, 1);
   __m512 sum0 = _mm512_setzero_ps(), sum1 = _mm512_setzero_ps();
   for (int64_t c = 0; c < C; c++) {
     const float *xc = x + (n * C + c) * H * W;
@@ -173,10 +193,8 @@ static __m512 input_transform(const cnn_wconv *d, const float *x, int64_t n, int
           const int64_t q = 2 * tx - 1; /* the first patch's first column */
           const __m512 a0 = row_vec(row, W, q), a1 = row_vec(row, W, q + 16);
           const __m512 b0 = row_vec(row, W, q + 2), b1 = row_vec(row, W, q + 18);
-          p[i][0] = _mm512_permutex2var_ps(a0, even, a1);
-          p[i][1] = _mm512_permutex2var_ps(a0, odd, a1);
-          p[i][2] = _mm512_permutex2var_ps(b0, even, b1);
-          p[i][3] = _mm512_permutex2var_ps(b0, odd, b1);
+          split_columns(a0, a1, &p[i][0], &p[i][1]);
+          split_columns(b0, b1, &p[i][2], &p[i][3]);
         }
         __m512 t[4][4]; /* B^T p */
         for (int j = 0; j < 4; j++) {
@@ -189,13 +207,7 @@ static __m512 input_transform(const cnn_wconv *d, const float *x, int64_t n, int
         for (int i = 0; i < 4; i++) { /* (B^T p) B */
           const __m512 v0 = _mm512_sub_ps(t[i][0], t[i][2]), v1 = _mm512_add_ps(t[i][1], t[i][2]);
           const __m512 v2 = _mm512_sub_ps(t[i][2], t[i][1]), v3 = _mm512_sub_ps(t[i][1], t[i][3]);
-          _mm512_mask_storeu_ps(v + (i * 4 + 0) * TB, mk, v0);
-          _mm512_mask_storeu_ps(v + (i * 4 + 1) * TB, mk, v1);
-          _mm512_mask_storeu_ps(v + (i * 4 + 2) * TB, mk, v2);
-          _mm512_mask_storeu_ps(v + (i * 4 + 3) * TB, mk, v3);
-          /* masked-out lanes are zeros (the padding): they add nothing */
-          sum0 = _mm512_add_ps(sum0, _mm512_add_ps(v0, v1));
-          sum1 = _mm512_add_ps(sum1, _mm512_add_ps(v2, v3));
+          store_four(v + i * 4 * TB, TB, mk, v0, v1, v2, v3, &sum0, &sum1);
         }
       }
     }
@@ -259,20 +271,36 @@ static __m512 output_transform(const cnn_wconv *d, const float *M, const float *
   return check;
 }
 
+/* A unit's images [n0, n0 + np) and tile rows [ty0, ty0 + nr) of each: per tiles an image, TB in all */
+typedef struct unit_span {
+  int64_t n0, np, ty0, nr, per, TB;
+} unit_span;
+
+static unit_span unit_at(const cnn_wconv *d, int64_t unit) {
+  unit_span s;
+  s.n0 = unit / d->bands * d->P, s.ty0 = unit % d->bands * d->R;
+  s.np = d->N - s.n0 < d->P ? d->N - s.n0 : d->P, s.nr = d->th - s.ty0 < d->R ? d->th - s.ty0 : d->R;
+  s.per = s.nr * d->tw, s.TB = s.np * s.per;
+  return s;
+}
+
+/* whether a running sum met an inf or a NaN (x - x is 0 for finite x, NaN otherwise) */
+static inline bool not_finite(__m512 sum) {
+  return _mm512_cmp_ps_mask(_mm512_sub_ps(sum, sum), _mm512_setzero_ps(), _CMP_NEQ_UQ) != 0;
+}
+
 static void run_units(void *arg, int64_t u0, int64_t u1) {
   wjob *j = arg;
   const cnn_wconv *d = j->d;
   float *V = j->ws[cnn_parallel_slot()];
   for (int64_t unit = u0; unit < u1; unit++) {
-    /* images [n0, n0 + np), tile rows [ty0, ty0 + nr) of each */
-    const int64_t n0 = unit / d->bands * d->P, ty0 = unit % d->bands * d->R;
-    const int64_t np = d->N - n0 < d->P ? d->N - n0 : d->P, nr = d->th - ty0 < d->R ? d->th - ty0 : d->R;
-    const int64_t per = nr * d->tw, TB = np * per;
+    const unit_span s = unit_at(d, unit);
+    const int64_t n0 = s.n0, np = s.np, ty0 = s.ty0, nr = s.nr, per = s.per, TB = s.TB;
     float *M = V + 16 * d->C * TB;
     __m512 sum = _mm512_setzero_ps();
     for (int64_t i = 0; i < np; i++)
       sum = _mm512_add_ps(sum, input_transform(d, j->x, n0 + i, ty0, nr, V, TB, i * per));
-    if (_mm512_cmp_ps_mask(_mm512_sub_ps(sum, sum), _mm512_setzero_ps(), _CMP_NEQ_UQ)) {
+    if (not_finite(sum)) {
       atomic_store_explicit(&j->bad, 1, memory_order_relaxed);
       continue;
     }
@@ -282,8 +310,7 @@ static void run_units(void *arg, int64_t u0, int64_t u1) {
     __m512 check = _mm512_setzero_ps();
     for (int64_t i = 0; i < np; i++)
       check = _mm512_add_ps(check, output_transform(d, M, j->b, n0 + i, ty0, nr, TB, i * per, j->y));
-    if (_mm512_cmp_ps_mask(check, _mm512_setzero_ps(), _CMP_NEQ_UQ))
-      atomic_store_explicit(&j->bad, 1, memory_order_relaxed);
+    if (not_finite(check)) atomic_store_explicit(&j->bad, 1, memory_order_relaxed);
   }
 }
 
@@ -295,8 +322,6 @@ static void run_units(void *arg, int64_t u0, int64_t u1) {
 static __m512 grad_transform(const cnn_wconv *d, const float *gy, int64_t n, int64_t ty0, int64_t nr, float *dM,
                              int64_t TB, int64_t col0) {
   const int64_t O = d->O, H = d->H, W = d->W, tw = d->tw;
-  const __m512i even = _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
-  const __m512i odd = _mm512_set_epi32(31, 29, 27, 25, 23, 21, 19, 17, 15, 13, 11, 9, 7, 5, 3, 1);
   __m512 sum0 = _mm512_setzero_ps(), sum1 = _mm512_setzero_ps();
   for (int64_t o = 0; o < O; o++) {
     const float *go = gy + (n * O + o) * H * W;
@@ -313,8 +338,7 @@ static __m512 grad_transform(const cnn_wconv *d, const float *gy, int64_t n, int
           }
           const float *row = go + oy * W;
           const __m512 a0 = row_vec(row, W, 2 * tx), a1 = row_vec(row, W, 2 * tx + 16);
-          g[i][0] = _mm512_permutex2var_ps(a0, even, a1);
-          g[i][1] = _mm512_permutex2var_ps(a0, odd, a1);
+          split_columns(a0, a1, &g[i][0], &g[i][1]);
         }
         __m512 t[4][2]; /* A g */
         for (int j = 0; j < 2; j++) {
@@ -327,12 +351,7 @@ static __m512 grad_transform(const cnn_wconv *d, const float *gy, int64_t n, int
         for (int a = 0; a < 4; a++) { /* (A g) A^T */
           const __m512 m0 = t[a][0], m1 = _mm512_add_ps(t[a][0], t[a][1]);
           const __m512 m2 = _mm512_sub_ps(t[a][0], t[a][1]), m3 = _mm512_sub_ps(_mm512_setzero_ps(), t[a][1]);
-          _mm512_mask_storeu_ps(m + (a * 4 + 0) * TB, mk, m0);
-          _mm512_mask_storeu_ps(m + (a * 4 + 1) * TB, mk, m1);
-          _mm512_mask_storeu_ps(m + (a * 4 + 2) * TB, mk, m2);
-          _mm512_mask_storeu_ps(m + (a * 4 + 3) * TB, mk, m3);
-          sum0 = _mm512_add_ps(sum0, _mm512_add_ps(m0, m1));
-          sum1 = _mm512_add_ps(sum1, _mm512_add_ps(m2, m3));
+          store_four(m + a * 4 * TB, TB, mk, m0, m1, m2, m3, &sum0, &sum1);
         }
       }
     }
@@ -360,16 +379,15 @@ static void grad_parts(void *arg, int64_t p0, int64_t p1) {
     float *dU = j->partial[p];
     if (lo == hi) memset(dU, 0, cnn_wconv_filter_floats(d) * sizeof(float));
     for (int64_t unit = lo; unit < hi; unit++) {
-      const int64_t n0 = unit / d->bands * d->P, ty0 = unit % d->bands * d->R;
-      const int64_t np = d->N - n0 < d->P ? d->N - n0 : d->P, nr = d->th - ty0 < d->R ? d->th - ty0 : d->R;
-      const int64_t per = nr * d->tw, TB = np * per;
+      const unit_span s = unit_at(d, unit);
+      const int64_t TB = s.TB;
       float *dM = V + 16 * d->C * TB;
       __m512 sum = _mm512_setzero_ps();
-      for (int64_t i = 0; i < np; i++) {
-        sum = _mm512_add_ps(sum, input_transform(d, j->x, n0 + i, ty0, nr, V, TB, i * per));
-        sum = _mm512_add_ps(sum, grad_transform(d, j->gy, n0 + i, ty0, nr, dM, TB, i * per));
+      for (int64_t i = 0; i < s.np; i++) {
+        sum = _mm512_add_ps(sum, input_transform(d, j->x, s.n0 + i, s.ty0, s.nr, V, TB, i * s.per));
+        sum = _mm512_add_ps(sum, grad_transform(d, j->gy, s.n0 + i, s.ty0, s.nr, dM, TB, i * s.per));
       }
-      if (_mm512_cmp_ps_mask(_mm512_sub_ps(sum, sum), _mm512_setzero_ps(), _CMP_NEQ_UQ)) {
+      if (not_finite(sum)) {
         atomic_store_explicit(&j->bad, 1, memory_order_relaxed);
         break;
       }
