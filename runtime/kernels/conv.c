@@ -459,8 +459,8 @@ static bool winograd_shape(const geom *g, const cnn_conv2d_params *p) {
 
 /* The forward (a = x, out = y, with e) or the input gradient (a = gy, out = gx, e NULL) on the
  * Winograd kernel when it plans the shape: 0, -1 with the error set, or 1 when it does not apply,
- * w holds an inf or a NaN, or a holds one (out is then partly written): the caller computes out
- * on another kernel. */
+ * w holds an inf or a NaN, or a holds one or a result overflowed (out is then partly written): the
+ * caller computes out on another kernel. */
 static int run_winograd(bool input_grad, const geom *g, const cnn_conv2d_params *p, const cnn_conv2d_epilogue *e,
                         const float *a, const float *w, const float *bias, float *out, int nt) {
   cnn_wconv d;
@@ -485,7 +485,8 @@ static int run_winograd(bool input_grad, const geom *g, const cnn_conv2d_params 
 }
 
 /* The weight gradient on the Winograd kernel when it plans the shape: 0, -1 with the error set, or
- * 1 when it does not apply or x or gy holds an inf or a NaN (gw untouched) */
+ * 1 when it does not apply, x or gy holds an inf or a NaN, or gw overflowed (gw then written): the
+ * caller computes gw on another kernel. */
 static int run_winograd_weight_grad(const geom *g, const cnn_conv2d_params *p, const float *gy, const float *x,
                                     float *gw, int nt) {
   cnn_wconv d;
