@@ -98,29 +98,6 @@ bool cnn_wconv_plan(cnn_wconv *d, int64_t N, int64_t C, int64_t H, int64_t W, in
 
 size_t cnn_wconv_filter_floats(const cnn_wconv *d) { return (size_t)16 * (size_t)d->O * (size_t)d->C; }
 
-void cnn_wconv_filters(const cnn_wconv *d, const float *w, bool flipped, float *u) {
-  const int64_t O = d->O, C = d->C;
-  for (int64_t o = 0; o < O; o++)
-    for (int64_t c = 0; c < C; c++) {
-      float g[9];
-      if (!flipped) memcpy(g, w + (o * C + c) * 9, sizeof g);
-      else /* the input gradient correlates gy with w[c][o] turned by 180 degrees */
-        for (int k = 0; k < 9; k++) g[k] = w[(c * O + o) * 9 + 8 - k];
-      float t[4][3]; /* G g */
-      for (int j = 0; j < 3; j++) {
-        t[0][j] = g[j];
-        t[1][j] = 0.5f * (g[j] + g[3 + j] + g[6 + j]);
-        t[2][j] = 0.5f * (g[j] - g[3 + j] + g[6 + j]);
-        t[3][j] = g[6 + j];
-      }
-      for (int i = 0; i < 4; i++) { /* (G g) G^T */
-        const float r[4] = {t[i][0], 0.5f * (t[i][0] + t[i][1] + t[i][2]), 0.5f * (t[i][0] - t[i][1] + t[i][2]),
-                            t[i][2]};
-        for (int j = 0; j < 4; j++) u[((int64_t)(i * 4 + j) * O + o) * C + c] = r[j];
-      }
-    }
-}
-
 #ifdef __AVX512F__
 #include <immintrin.h>
 
@@ -133,6 +110,50 @@ static inline __m512 row_vec(const float *row, int64_t W, int64_t q) {
   /* q = -1: column 0 on moves to lane 1, lane 0 is the left padding */
   const __m512 v = _mm512_maskz_loadu_ps(lanes(W), row);
   return _mm512_castsi512_ps(_mm512_alignr_epi32(_mm512_castps_si512(v), _mm512_setzero_si512(), 15));
+}
+
+/* ---- the filters' transform u = G g G^T, 16 channels a vector, filters split over the threads ---- */
+
+typedef struct fjob {
+  const cnn_wconv *d;
+  const float *w;
+  bool flipped;
+  float *u;
+} fjob;
+
+static void filter_rows(void *arg, int64_t o0, int64_t o1) {
+  const fjob *j = arg;
+  const int64_t O = j->d->O, C = j->d->C;
+  const __m512 half = _mm512_set1_ps(0.5f);
+  const __m512i step = _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0);
+  /* the 16 channels' taps are 9 floats apart (w[o][c]), or 9 O apart when the input gradient reads
+   * w[c][o] turned by 180 degrees */
+  const __m512i at = _mm512_mullo_epi32(step, _mm512_set1_epi32((int)(j->flipped ? 9 * O : 9)));
+  for (int64_t o = o0; o < o1; o++)
+    for (int64_t c0 = 0; c0 < C; c0 += 16) {
+      const __mmask16 mk = lanes(C - c0);
+      const float *base = j->flipped ? j->w + (c0 * O + o) * 9 : j->w + (o * C + c0) * 9;
+      __m512 g[9];
+      for (int k = 0; k < 9; k++)
+        g[k] = _mm512_mask_i32gather_ps(_mm512_setzero_ps(), mk, at, base + (j->flipped ? 8 - k : k), 4);
+      __m512 t[4][3]; /* G g */
+      for (int c = 0; c < 3; c++) {
+        t[0][c] = g[c];
+        t[1][c] = _mm512_mul_ps(half, _mm512_add_ps(_mm512_add_ps(g[c], g[3 + c]), g[6 + c]));
+        t[2][c] = _mm512_mul_ps(half, _mm512_add_ps(_mm512_sub_ps(g[c], g[3 + c]), g[6 + c]));
+        t[3][c] = g[6 + c];
+      }
+      for (int i = 0; i < 4; i++) { /* (G g) G^T */
+        const __m512 r[4] = {t[i][0], _mm512_mul_ps(half, _mm512_add_ps(_mm512_add_ps(t[i][0], t[i][1]), t[i][2])),
+                             _mm512_mul_ps(half, _mm512_add_ps(_mm512_sub_ps(t[i][0], t[i][1]), t[i][2])), t[i][2]};
+        for (int k = 0; k < 4; k++) _mm512_mask_storeu_ps(j->u + ((int64_t)(i * 4 + k) * O + o) * C + c0, mk, r[k]);
+      }
+    }
+}
+
+void cnn_wconv_filters(const cnn_wconv *d, const float *w, bool flipped, float *u) {
+  fjob j = {d, w, flipped, u};
+  cnn_parallel_items(d->O, d->O * d->C * 16, filter_rows, &j);
 }
 
 /* 32 consecutive floats (a0, a1) split into their even and odd positions: columns 2 t and 2 t + 1
@@ -402,24 +423,31 @@ static void grad_parts(void *arg, int64_t p0, int64_t p1) {
 static void grad_filters(void *arg, int64_t i0, int64_t i1) {
   const gjob *j = arg;
   const int64_t OC = j->d->O * j->d->C;
-  for (int64_t i = i0; i < i1; i++) {
-    float du[16];
+  const __m512 half = _mm512_set1_ps(0.5f);
+  const __m512i at = _mm512_mullo_epi32(_mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0),
+                                        _mm512_set1_epi32(9)); /* 16 filters' taps, 9 floats apart */
+  for (int64_t i = i0; i < i1; i += 16) {                      /* 16 (o, c) pairs a vector */
+    const __mmask16 mk = lanes(i1 - i);
+    __m512 du[16];
     for (int e = 0; e < 16; e++) {
-      float acc = j->partial[0][e * OC + i];
-      for (int64_t p = 1; p < j->parts; p++) acc += j->partial[p][e * OC + i];
+      __m512 acc = _mm512_maskz_loadu_ps(mk, j->partial[0] + e * OC + i);
+      for (int64_t p = 1; p < j->parts; p++)
+        acc = _mm512_add_ps(acc, _mm512_maskz_loadu_ps(mk, j->partial[p] + e * OC + i));
       du[e] = acc;
     }
-    float t[3][4]; /* G^T dU */
+    __m512 t[3][4]; /* G^T dU */
     for (int b = 0; b < 4; b++) {
-      t[0][b] = du[b] + 0.5f * (du[4 + b] + du[8 + b]);
-      t[1][b] = 0.5f * (du[4 + b] - du[8 + b]);
-      t[2][b] = 0.5f * (du[4 + b] + du[8 + b]) + du[12 + b];
+      const __m512 s = _mm512_mul_ps(half, _mm512_add_ps(du[4 + b], du[8 + b]));
+      t[0][b] = _mm512_add_ps(du[b], s);
+      t[1][b] = _mm512_mul_ps(half, _mm512_sub_ps(du[4 + b], du[8 + b]));
+      t[2][b] = _mm512_add_ps(s, du[12 + b]);
     }
     float *g = j->gw + i * 9;
     for (int k = 0; k < 3; k++) { /* (G^T dU) G */
-      g[k * 3 + 0] = t[k][0] + 0.5f * (t[k][1] + t[k][2]);
-      g[k * 3 + 1] = 0.5f * (t[k][1] - t[k][2]);
-      g[k * 3 + 2] = 0.5f * (t[k][1] + t[k][2]) + t[k][3];
+      const __m512 s = _mm512_mul_ps(half, _mm512_add_ps(t[k][1], t[k][2]));
+      _mm512_mask_i32scatter_ps(g + k * 3 + 0, mk, at, _mm512_add_ps(t[k][0], s), 4);
+      _mm512_mask_i32scatter_ps(g + k * 3 + 1, mk, at, _mm512_mul_ps(half, _mm512_sub_ps(t[k][1], t[k][2])), 4);
+      _mm512_mask_i32scatter_ps(g + k * 3 + 2, mk, at, _mm512_add_ps(s, t[k][3]), 4);
     }
   }
 }
@@ -446,6 +474,10 @@ bool cnn_wconv_run(const cnn_wconv *d, const float *x, const float *u, const flo
 }
 
 #else
+
+void cnn_wconv_filters(const cnn_wconv *d, const float *w, bool flipped, float *u) {
+  (void)d, (void)w, (void)flipped, (void)u;
+}
 
 bool cnn_wconv_weight_grad(const cnn_wconv *d, const float *gy, const float *x, float *gw, float *const *ws,
                            float *const *partial, int parts) {
