@@ -458,9 +458,9 @@ static bool winograd_shape(const geom *g, const cnn_conv2d_params *p) {
 }
 
 /* The forward (a = x, out = y, with e) or the input gradient (a = gy, out = gx, e NULL) on the
- * Winograd kernel when it plans the shape: 0, -1 with the error set, or 1 when it does not apply,
- * w holds an inf or a NaN, or a holds one or a result overflowed (out is then partly written): the
- * caller computes out on another kernel. */
+ * Winograd kernel when it plans the shape: 0, or 1 when it does not apply, its memory cannot be
+ * had, w holds an inf or a NaN, or a holds one or a result overflowed (out is then partly
+ * written): the caller computes out on another kernel. */
 static int run_winograd(bool input_grad, const geom *g, const cnn_conv2d_params *p, const cnn_conv2d_epilogue *e,
                         const float *a, const float *w, const float *bias, float *out, int nt) {
   cnn_wconv d;
@@ -469,13 +469,14 @@ static int run_winograd(bool input_grad, const geom *g, const cnn_conv2d_params 
     return 1;
   if (d.scratch_floats > direct_limit || !all_finite(w, g->O * g->C * 9)) return 1;
   if (e) d.scale = e->scale, d.residual = e->residual, d.relu = e->relu;
+  /* without memory for its transforms the layer takes a kernel that needs less */
   const size_t uf = cnn_wconv_filter_floats(&d);
   float *u = cnn_alloc(uf * sizeof(float));
-  if (!u) return -1;
   workspace ws;
-  if (ws_alloc(&ws, nt, d.scratch_floats)) {
-    cnn_free(u, uf * sizeof(float));
-    return -1;
+  if (!u || ws_alloc(&ws, nt, d.scratch_floats)) {
+    if (u) cnn_free(u, uf * sizeof(float));
+    cnn_error_clear();
+    return 1;
   }
   cnn_wconv_filters(&d, w, input_grad, u);
   const bool finite = cnn_wconv_run(&d, a, u, bias, out, ws.slot);
@@ -484,9 +485,9 @@ static int run_winograd(bool input_grad, const geom *g, const cnn_conv2d_params 
   return finite ? 0 : 1;
 }
 
-/* The weight gradient on the Winograd kernel when it plans the shape: 0, -1 with the error set, or
- * 1 when it does not apply, x or gy holds an inf or a NaN, or gw overflowed (gw then written): the
- * caller computes gw on another kernel. */
+/* The weight gradient on the Winograd kernel when it plans the shape: 0, or 1 when it does not
+ * apply, its memory cannot be had, x or gy holds an inf or a NaN, or gw overflowed (gw then
+ * written): the caller computes gw on another kernel. */
 static int run_winograd_weight_grad(const geom *g, const cnn_conv2d_params *p, const float *gy, const float *x,
                                     float *gw, int nt) {
   cnn_wconv d;
@@ -495,10 +496,14 @@ static int run_winograd_weight_grad(const geom *g, const cnn_conv2d_params *p, c
     return 1;
   const size_t uf = cnn_wconv_filter_floats(&d);
   workspace ws, parts;
-  if (ws_alloc(&ws, nt, d.scratch_floats)) return -1;
+  if (ws_alloc(&ws, nt, d.scratch_floats)) {
+    cnn_error_clear();
+    return 1; /* a kernel that needs less memory takes the layer */
+  }
   if (ws_alloc(&parts, nt, uf)) {
     ws_free(&ws);
-    return -1;
+    cnn_error_clear();
+    return 1;
   }
   const bool finite = cnn_wconv_weight_grad(&d, gy, x, gw, ws.slot, parts.slot, nt);
   ws_free(&parts);
@@ -855,10 +860,9 @@ static int forward_f32(const cnn_conv2d_shape *s, const cnn_conv2d_params *p, co
     if (then) cnn_parallel_items(g.N, g.N * g.O * g.L, then_range, (void *)then);
     return 0;
   }
-  int wrc = run_winograd(false, &g, p, e, x, w, b, y, nt);
-  if (wrc <= 0) {
-    if (wrc == 0 && then) cnn_parallel_items(g.N, g.N * g.O * g.L, then_range, (void *)then);
-    return wrc;
+  if (run_winograd(false, &g, p, e, x, w, b, y, nt) == 0) {
+    if (then) cnn_parallel_items(g.N, g.N * g.O * g.L, then_range, (void *)then);
+    return 0;
   }
   if (use_direct(&g, p)) {
     int rc = run_direct(DIRECT_FORWARD, &g, p, e, x, w, b, y, nt, NULL, then);
@@ -1079,9 +1083,7 @@ int cnn_conv2d_weight_grad_f32(const cnn_conv2d_shape *s, const cnn_conv2d_param
     int rc = run_small_weight_grad(&g, p, gy, x, gw, nt, gb ? &bias : NULL);
     if (rc <= 0) return rc;
   }
-  const int wrc = g.N > 0 ? run_winograd_weight_grad(&g, p, gy, x, gw, nt) : 1;
-  if (wrc < 0) return wrc;
-  if (wrc == 0) {
+  if (g.N > 0 && run_winograd_weight_grad(&g, p, gy, x, gw, nt) == 0) {
     if (gb) cnn_conv2d_bias_grad_f32(s, p, gy, gb);
     return 0;
   }
@@ -1105,8 +1107,7 @@ int cnn_conv2d_input_grad_f32(const cnn_conv2d_shape *s, const cnn_conv2d_params
     int rc = run_small(true, &g, p, NULL, gy, w, NULL, gx, nt, NULL, NULL);
     if (rc <= 0) return rc;
   }
-  const int wrc = run_winograd(true, &g, p, NULL, gy, w, NULL, gx, nt);
-  if (wrc <= 0) return wrc;
+  if (run_winograd(true, &g, p, NULL, gy, w, NULL, gx, nt) == 0) return 0;
   const int64_t nb = plane_col2im(&g) ? batch_images(&g) : 0;
   if (nb) return input_grad_batched(&g, nb, gy, w, gx, nt);
   int rc = use_direct(&g, p) && all_finite(w, g.O * g.Cg * g.kh * g.kw)
@@ -1200,9 +1201,11 @@ int cnn_conv2d_backward_f32(const cnn_conv2d_shape *s, const cnn_conv2d_params *
   int nt = cnn_parallel_get_threads();
   conv_job bj = {.g = &g, .gy = gy, .y = gb};
   const cnn_parallel_loop bias = bias_loop(&bj);
-  /* the input gradient on the Winograd kernel: the weight gradient on its own */
+  /* either gradient on the Winograd kernel: each on its own (the weight gradient takes it from 64
+   * tiles, the input gradient from 256) */
   cnn_wconv wd;
-  const bool winograd = winograd_shape(&g, p) && cnn_wconv_plan(&wd, g.N, g.O, g.H, g.W, g.C, false, nt);
+  const bool winograd = winograd_shape(&g, p) && (cnn_wconv_plan(&wd, g.N, g.O, g.H, g.W, g.C, false, nt) ||
+                                                  cnn_wconv_plan(&wd, g.N, g.C, g.H, g.W, g.O, true, nt));
   int rc = winograd ? 1 : backward_direct(&g, p, gy, x, w, gx, gw, gb ? &bias : NULL, nt);
   if (rc != 1) return rc;
   if (cnn_conv2d_weight_grad_f32(s, p, gy, x, gw, gb)) return -1;

@@ -76,7 +76,7 @@ bool cnn_wconv_plan(cnn_wconv *d, int64_t N, int64_t C, int64_t H, int64_t W, in
    * gain 1.4-1.8x (ResNet-18's and VGG-16's layers at 224); ResNet-20's 16-64 channels on 8x8-32x32
    * and ResNet-18's 512 at 7x7 none (16-wide products, tiles a quarter padding) */
   if (!cnn_wconv_enabled() || N < 1 || C < 64 || O < 64 || H < 12 || W < 12) return false;
-  if (C > (1 << 24) || O > (1 << 24)) return false; /* the gathers' offsets (9 O a lane) stay 32-bit */
+  if (C > (1 << 23) || O > (1 << 23)) return false; /* the gathers' offsets (15 x 9 O) stay 32-bit */
   /* and enough tiles to repay the filters' transform (the forward's and input gradient's) or the
    * gradient's (the weight gradient's): batch 1 at 14x14 (49 tiles) ran 0.6x, at 28x28 (196) 1.0x,
    * 392 tiles and up 1.2x and more; the weight gradient gained from 49 tiles (1.2x) */

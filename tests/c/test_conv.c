@@ -959,6 +959,31 @@ static void test_winograd(void) {
       run_case(c, 0);
     }
   }
+  /* 64-255 tiles (3 images of 16x16: 192): the forward and input gradient stay on the direct
+   * kernels, the weight gradient takes Winograd, also when both gradients are asked for at once */
+  {
+    const ccase mid = {"winograd weight gradient only, 192 tiles", 3, 64, 16, 16, 64, 3, 3,
+                       {{1, 1}, {1, 1}, {1, 1}, {1, 1}, 1},        1};
+    const cnn_conv2d_shape ms = {mid.N, mid.C, mid.H, mid.W, mid.O, 3, 3};
+    CHECK(!cnn_conv2d_takes_winograd(&ms, &mid.p));
+    for (int t = 1; t <= 2; t++) {
+      cnn_parallel_set_threads(t);
+      run_case(&mid, 0);
+    }
+    int64_t xs[4] = {mid.N, mid.C, mid.H, mid.W}, ws[4] = {mid.O, mid.C, 3, 3}, ys[4] = {mid.N, mid.O, mid.H, mid.W};
+    cnn_tensor *x = check_rand_tensor(&rng, 4, xs), *w = check_rand_tensor(&rng, 4, ws);
+    cnn_tensor *gy = check_rand_tensor(&rng, 4, ys);
+    cnn_tensor *gx[2] = {NULL}, *gw[2] = {NULL};
+    for (int run = 0; run < 2; run++) {
+      cnn_conv2d_set_winograd(run == 0);
+      CHECK(cnn_conv2d_backward(gy, x, w, xs, ws, &mid.p, &gx[run], &gw[run], NULL) == 0);
+    }
+    cnn_conv2d_set_winograd(true);
+    CHECK(bits_equal(gx[0], gx[1]));              /* the direct kernels' input gradient both times */
+    if (avx512) CHECK(!bits_equal(gw[0], gw[1])); /* Winograd's rounding, not the direct sum's */
+    for (int run = 0; run < 2; run++) cnn_tensor_release(gx[run]), cnn_tensor_release(gw[run]);
+    cnn_tensor_release(x), cnn_tensor_release(w), cnn_tensor_release(gy);
+  }
   /* padding other than 1, stride 2, 5x5, fewer than 64 channels, small planes, fewer than 256 tiles
    * in the batch: not taken */
   const cnn_conv2d_shape s64 = {8, 64, 16, 16, 64, 3, 3}, s32 = {8, 32, 16, 16, 64, 3, 3},
