@@ -452,9 +452,19 @@ static int run_direct(direct_kind kind, const geom *g, const cnn_conv2d_params *
 
 /* ---- Winograd F(2x2, 3x3) for 3x3 stride-1 layers padded by 1 (see conv_winograd.c) ---- */
 
-static bool winograd_shape(const geom *g, const cnn_conv2d_params *p) {
-  return algorithm != CNN_CONV2D_IM2COL && g->G == 1 && g->kh == 3 && g->kw == 3 && g->sh == 1 && g->sw == 1 &&
-         g->dh == 1 && g->dw == 1 && p->pad_lo[0] == 1 && p->pad_lo[1] == 1 && p->pad_hi[0] == 1 && p->pad_hi[1] == 1;
+typedef enum { WINOGRAD_FORWARD, WINOGRAD_INPUT_GRAD, WINOGRAD_WEIGHT_GRAD } winograd_pass;
+
+/* Whether the Winograd kernel takes this pass of this convolution (3x3, stride 1, padding 1, no
+ * dilation or groups, the shape it plans, its workspace within the direct kernels' cap); fills d.
+ * The input gradient is the forward over gy: C and O swap. */
+static bool winograd_plans(cnn_wconv *d, const geom *g, const cnn_conv2d_params *p, winograd_pass pass, int nt) {
+  const bool shape = algorithm != CNN_CONV2D_IM2COL && g->G == 1 && g->kh == 3 && g->kw == 3 && g->sh == 1 &&
+                     g->sw == 1 && g->dh == 1 && g->dw == 1 && p->pad_lo[0] == 1 && p->pad_lo[1] == 1 &&
+                     p->pad_hi[0] == 1 && p->pad_hi[1] == 1;
+  const bool in = pass == WINOGRAD_INPUT_GRAD;
+  return shape &&
+         cnn_wconv_plan(d, g->N, in ? g->O : g->C, g->H, g->W, in ? g->C : g->O, pass == WINOGRAD_WEIGHT_GRAD, nt) &&
+         d->scratch_floats <= direct_limit;
 }
 
 /* The forward (a = x, out = y, with e) or the input gradient (a = gy, out = gx, e NULL) on the
@@ -464,10 +474,9 @@ static bool winograd_shape(const geom *g, const cnn_conv2d_params *p) {
 static int run_winograd(bool input_grad, const geom *g, const cnn_conv2d_params *p, const cnn_conv2d_epilogue *e,
                         const float *a, const float *w, const float *bias, float *out, int nt) {
   cnn_wconv d;
-  if (!winograd_shape(g, p) || !(input_grad ? cnn_wconv_plan(&d, g->N, g->O, g->H, g->W, g->C, false, nt)
-                                            : cnn_wconv_plan(&d, g->N, g->C, g->H, g->W, g->O, false, nt)))
+  if (!winograd_plans(&d, g, p, input_grad ? WINOGRAD_INPUT_GRAD : WINOGRAD_FORWARD, nt) ||
+      !all_finite(w, g->O * g->C * 9))
     return 1;
-  if (d.scratch_floats > direct_limit || !all_finite(w, g->O * g->C * 9)) return 1;
   if (e) d.scale = e->scale, d.residual = e->residual, d.relu = e->relu;
   /* without memory for its transforms the layer takes a kernel that needs less */
   const size_t uf = cnn_wconv_filter_floats(&d);
@@ -491,9 +500,7 @@ static int run_winograd(bool input_grad, const geom *g, const cnn_conv2d_params 
 static int run_winograd_weight_grad(const geom *g, const cnn_conv2d_params *p, const float *gy, const float *x,
                                     float *gw, int nt) {
   cnn_wconv d;
-  if (!winograd_shape(g, p) || !cnn_wconv_plan(&d, g->N, g->C, g->H, g->W, g->O, true, nt) ||
-      d.scratch_floats > direct_limit)
-    return 1;
+  if (!winograd_plans(&d, g, p, WINOGRAD_WEIGHT_GRAD, nt)) return 1;
   const size_t uf = cnn_wconv_filter_floats(&d);
   workspace ws, parts;
   if (ws_alloc(&ws, nt, d.scratch_floats)) {
@@ -505,7 +512,9 @@ static int run_winograd_weight_grad(const geom *g, const cnn_conv2d_params *p, c
     cnn_error_clear();
     return 1;
   }
-  const bool finite = cnn_wconv_weight_grad(&d, gy, x, gw, ws.slot, parts.slot, nt);
+  /* finite inputs can still overflow the products (1e38 times a tile's sum of gy) where the direct
+   * sum stays finite: gw is scanned too */
+  const bool finite = cnn_wconv_weight_grad(&d, gy, x, gw, ws.slot, parts.slot, nt) && all_finite(gw, g->O * g->C * 9);
   ws_free(&parts);
   ws_free(&ws);
   return finite ? 0 : 1;
@@ -814,8 +823,7 @@ bool cnn_conv2d_takes_winograd(const cnn_conv2d_shape *s, const cnn_conv2d_param
   geom g;
   geom_of(&g, s, p);
   cnn_wconv d;
-  return winograd_shape(&g, p) && cnn_wconv_plan(&d, g.N, g.C, g.H, g.W, g.O, false, cnn_parallel_get_threads()) &&
-         d.scratch_floats <= direct_limit;
+  return winograd_plans(&d, &g, p, WINOGRAD_FORWARD, cnn_parallel_get_threads());
 }
 
 /* One convolution pass's operands, for the units run on the pool. Scratch: ws[slot] for a
@@ -1204,8 +1212,8 @@ int cnn_conv2d_backward_f32(const cnn_conv2d_shape *s, const cnn_conv2d_params *
   /* either gradient on the Winograd kernel: each on its own (the weight gradient takes it from 64
    * tiles, the input gradient from 256) */
   cnn_wconv wd;
-  const bool winograd = winograd_shape(&g, p) && (cnn_wconv_plan(&wd, g.N, g.O, g.H, g.W, g.C, false, nt) ||
-                                                  cnn_wconv_plan(&wd, g.N, g.C, g.H, g.W, g.O, true, nt));
+  const bool winograd = winograd_plans(&wd, &g, p, WINOGRAD_INPUT_GRAD, nt) ||
+                        winograd_plans(&wd, &g, p, WINOGRAD_WEIGHT_GRAD, nt);
   int rc = winograd ? 1 : backward_direct(&g, p, gy, x, w, gx, gw, gb ? &bias : NULL, nt);
   if (rc != 1) return rc;
   if (cnn_conv2d_weight_grad_f32(s, p, gy, x, gw, gb)) return -1;

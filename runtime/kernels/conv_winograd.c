@@ -33,7 +33,7 @@
  * transforms mix the patch, inf - inf is NaN. Nor do huge finite values (from ~1e37) always give
  * the direct sum's finite results: a transform or a product of sums can overflow. So the input
  * transform watches for non-finite values (one add a vector into a running sum), the output
- * transform for non-finite results, the weight gradient scans gw, and the run reports them: the
+ * transform for non-finite results (conv.c scans the weight gradient's gw), and the run reports them: the
  * caller recomputes the layer on another kernel, whose results it then has (infs it makes
  * included). The filters are checked by the caller (conv.c's all_finite) before the transform.
  *
@@ -460,11 +460,7 @@ bool cnn_wconv_weight_grad(const cnn_wconv *d, const float *gy, const float *x, 
   cnn_parallel_for(parts, 1, grad_parts, &j);
   if (atomic_load(&j.bad)) return false;
   cnn_parallel_items(d->O * d->C, d->O * d->C * 16 * parts, grad_filters, &j);
-  /* finite inputs can still overflow in the products (a value of 1e38 times a tile's sum) where
-   * the direct sum stays finite */
-  int ok = 1;
-  for (int64_t i = 0, n = d->O * d->C * 9; i < n; i++) ok &= gw[i] - gw[i] == 0;
-  return ok;
+  return true;
 }
 
 bool cnn_wconv_run(const cnn_wconv *d, const float *x, const float *u, const float *b, float *y, float *const *ws) {

@@ -1,6 +1,7 @@
 /* Internal to conv.c: Winograd F(2x2, 3x3) for 3x3 stride-1 layers padded by 1 on every side, the
- * forward pass and (over the output gradient, with flipped and transposed filters) the input
- * gradient, on the AVX-512 kernel. See conv_winograd.c. conv.c owns the workspace and hands it in. */
+ * forward pass, (over the output gradient, with flipped and transposed filters) the input gradient
+ * and the weight gradient, on the AVX-512 kernel. See conv_winograd.c. conv.c owns the workspace
+ * and hands it in. */
 #ifndef CNN_CONV_WINOGRAD_H
 #define CNN_CONV_WINOGRAD_H
 
@@ -49,8 +50,8 @@ bool cnn_wconv_run(const cnn_wconv *d, const float *x, const float *u, const flo
 /* gw (O, C, 3, 3), summed over the batch, from gy (N, O, H, W) and x (N, C, H, W); ws as for run;
  * partial: `parts` buffers of cnn_wconv_filter_floats(d) floats (parts: the thread count: part p sums
  * a fixed share of the tiles, the parts are added in order, so a thread count gives the same bits
- * whoever runs the parts). Returns false when x or gy holds an inf or a NaN (gw untouched) or gw
- * came out with one (finite values so large that the products overflow; gw written). */
+ * whoever runs the parts). Returns false, gw untouched, when x or gy holds an inf or a NaN. Finite
+ * values so large that the products overflow can still leave one in gw: the caller scans it. */
 bool cnn_wconv_weight_grad(const cnn_wconv *d, const float *gy, const float *x, float *gw, float *const *ws,
                            float *const *partial, int parts);
 
