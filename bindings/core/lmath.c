@@ -2,6 +2,7 @@
  * comparisons, in-place forms, reductions and matrix products. */
 #include "lcnn.h"
 
+#include <float.h>
 #include <math.h>
 #include <string.h>
 
@@ -609,6 +610,67 @@ static int m_isneginf(lua_State *L) { return predicate(L, CNN_ISNEGINF, "isnegin
  * A bool tensor, true where t is neither NaN nor infinite (always for integer dtypes). */
 static int m_isfinite(lua_State *L) { return predicate(L, CNN_ISFINITE, "isfinite"); }
 
+/* nan_to_num's replacements for NaN, +inf and -inf: numbers at 2, 3, 4 or one table {nan=, posinf=,
+ * neginf=}; nil takes PyTorch's defaults (0, float32's largest finite value, its lowest). */
+static void nan_to_num_values(lua_State *L, const char *fn, double v[3]) {
+  static const char *const keys[] = {"nan", "posinf", "neginf", NULL};
+  const double def[3] = {0, FLT_MAX, -FLT_MAX};
+  const bool table = lua_istable(L, 2);
+  lcnn_max_args(L, table ? 2 : 4, fn);
+  if (table) lcnn_options(L, 2, fn, keys);
+  for (int i = 0; i < 3; i++) {
+    v[i] = table ? lcnn_opt_number(L, 2, fn, keys[i], def[i]) : lcnn_arg_number(L, 2 + i, fn, keys[i], def[i]);
+    if (isfinite(v[i]) && fabs(v[i]) > FLT_MAX)
+      lcnn_error(L, fn, "%s %g is out of float32's range", keys[i], cnn_error_num(v[i]));
+  }
+}
+
+/* x with NaN, +inf and -inf replaced by v[0..2], as three wheres: the gradient reaches x where it is
+ * finite, zero elsewhere (PyTorch's). Integer and bool tensors hold neither: a copy. */
+static cnn_tensor *nan_to_num(const cnn_tensor *x, const double v[3]) {
+  if (x->dtype != CNN_FLOAT32) return cnn_op_clone(x);
+  static const cnn_predicate which[3] = {CNN_ISNAN, CNN_ISPOSINF, CNN_ISNEGINF};
+  cnn_tensor *r = cnn_tensor_retain((cnn_tensor *)x);
+  for (int i = 0; i < 3 && r; i++) {
+    cnn_tensor *m = cnn_ew_predicate(which[i], x), *s = m ? cnn_tensor_scalar(CNN_FLOAT32, v[i]) : NULL;
+    cnn_tensor *n = s ? cnn_op_where(m, s, r) : NULL;
+    cnn_tensor_release(m);
+    cnn_tensor_release(s);
+    cnn_tensor_release(r);
+    r = n;
+  }
+  return r;
+}
+
+/** t:nan_to_num(nan=0, posinf=nil, neginf=nil) -> Tensor
+ * t with NaN replaced by nan, +inf by posinf and -inf by neginf.
+ * posinf and neginf default to float32's largest finite value and its lowest, as PyTorch's; the
+ * three may also come as one table {nan=, posinf=, neginf=}. The gradient passes where t is finite
+ * and is zero where a value was replaced. Integer and bool tensors come back as a copy. */
+static int m_nan_to_num(lua_State *L) {
+  double v[3];
+  cnn_tensor *t = lcnn_check(L, 1, "nan_to_num");
+  nan_to_num_values(L, "nan_to_num", v);
+  lcnn_push(L, nan_to_num(t, v), "nan_to_num");
+  return 1;
+}
+/** t:nan_to_num_(nan=0, posinf=nil, neginf=nil) -> t
+ * In place: as t:nan_to_num, written into t. */
+static int m_nan_to_num_(lua_State *L) {
+  double v[3];
+  cnn_tensor *t = lcnn_check(L, 1, "nan_to_num_");
+  nan_to_num_values(L, "nan_to_num_", v);
+  if (t->dtype != CNN_FLOAT32) {
+    lua_settop(L, 1);
+    return 1;
+  }
+  if (cnn_op_check_inplace(t)) return lcnn_fail(L, "nan_to_num_");
+  lcnn_push(L, nan_to_num(t, v), "nan_to_num_"); /* anchored: released by the collector on an error */
+  if (cnn_op_copy_(t, lcnn_check(L, -1, "nan_to_num_"))) return lcnn_fail(L, "nan_to_num_");
+  lua_settop(L, 1);
+  return 1;
+}
+
 /** t:bitwise_not() -> Tensor
  * ~t, bit by bit, for bool (logical not), uint8 and int64 tensors (also the operator `~t`). */
 static int m_bitwise_not(lua_State *L) { return unary(L, CNN_BIT_NOT, "bitwise_not", 0, 0); }
@@ -834,6 +896,8 @@ void lcnn_open_math(lua_State *L, int methods) {
                                {"isposinf", m_isposinf},
                                {"isneginf", m_isneginf},
                                {"isfinite", m_isfinite},
+                               {"nan_to_num", m_nan_to_num},
+                               {"nan_to_num_", m_nan_to_num_},
                                {"any", m_any},
                                {"all", m_all},
                                {"nonzero", m_nonzero},

@@ -2146,6 +2146,34 @@ oracle("Tensor.__idiv", n=12)(_rounded(OP("__idiv"), _floor_div))
 oracle("Tensor.remainder", n=20)(_rounded(M("remainder"), torch.remainder))
 oracle("Tensor.__mod", n=12)(_rounded(OP("__mod"), torch.remainder))
 
+
+# nan_to_num and nan_to_num_ (added in the twelfth sitting); last here so earlier cases keep their
+# seeds. PyTorch's posinf and neginf default to the dtype's extremes: float32's are passed
+# explicitly, so the float64 reference run replaces infinities with the same values.
+F32_MAX = float(torch.finfo(torch.float32).max)
+
+
+def _nan_to_num(name):
+    def draw(g):
+        dt = "int64" if g.coin(0.15) else "float32"
+        x = g.tensor(g.shape(), dt, profiles=("special", "special", "wide"),
+                     **({"view": "write", "rg": False} if name.endswith("_") else {}))
+        keys = ("nan", "posinf", "neginf")
+        given = {k: v for k, v in zip(keys, (g.pick((0.0, 1.5, -2.0)), g.pick((1e4, 0.5)), g.pick((-1e4, -0.5))))
+                 if g.coin(0.6)}
+        form = g.pick(("none", "positional", "table"))
+        if form == "none":
+            given = {}
+        kw = {"nan": given.get("nan", 0.0), "posinf": given.get("posinf", F32_MAX),
+              "neginf": given.get("neginf", -F32_MAX)}
+        args = [] if form == "none" else [given] if form == "table" else [given.get(k, NIL) for k in keys]
+        return Case(M(name), [x] + args, lambda x: getattr(x, name)(**kw))
+    return draw
+
+
+oracle("Tensor.nan_to_num", n=16)(_nan_to_num("nan_to_num"))
+oracle("Tensor.nan_to_num_", n=10)(_nan_to_num("nan_to_num_"))
+
 # ---- running the cases in PyTorch ----
 
 def pattern(shape, dtype):
