@@ -203,8 +203,9 @@ static void pool_params(lua_State *L, const char *fn, bool is_max, cnn_pool2d_pa
  * up. With return_indices=true also returns, for each output, the 1-based position of its maximum in
  * its input plane (row-major over H x W), as an int64 tensor; a window whose dilated taps all fall
  * in the padding (x smaller than the dilation) gives -inf and index 0, where PyTorch gives a
- * position outside the plane. {relu=true} returns F.relu of the result in one pass each way (one
- * MaxPool2DReluBackward node, same values and gradients; no indices). */
+ * position outside the plane. {relu=true} returns F.max_pool2d(F.relu(x)) in one pass each way (one
+ * MaxPool2DReluBackward node, same values and gradients; no indices): F.relu of the result, but a
+ * window of padding alone stays -inf. */
 static int f_max_pool2d(lua_State *L) {
   const char *fn = "max_pool2d";
   cnn_pool2d_params p;

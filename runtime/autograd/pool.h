@@ -16,7 +16,8 @@ int cnn_pool2d_check_shape(int ndim, const int64_t *size, const cnn_pool2d_param
 /* x: (..., H, W) -> y: (..., oh, ow) and indices (int64, same shape): the 0-based flat position
  * (h * W + w) in its plane of each maximum (NaN counts as the maximum; first of ties). */
 int cnn_pool_max2d_forward(const cnn_tensor *x, const cnn_pool2d_params *p, cnn_tensor **y, cnn_tensor **indices);
-/* The same, then y = relu(y), and the index -1 where relu's gradient stops (y <= 0). */
+/* The same of relu(x): y = relu(y), and the index -1 where relu's gradient stops (y <= 0); a window
+ * of padding alone stays -inf. */
 int cnn_pool_max2d_relu_forward(const cnn_tensor *x, const cnn_pool2d_params *p, cnn_tensor **y, cnn_tensor **indices);
 /* gy, indices: (..., oh, ow) -> gx: (..., H, W), each gy added at its argmax (none at index -1) */
 cnn_tensor *cnn_pool_max2d_backward(const cnn_tensor *gy, const cnn_tensor *indices, int64_t H, int64_t W);

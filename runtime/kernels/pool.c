@@ -346,13 +346,15 @@ static inline void max_plane(const cnn_pool2d_params *p, const float *xpl, float
   }
 }
 
-/* relu(y) in place over n outputs, as F.relu computes it (NaN stays NaN, -0 becomes +0), and the index
- * of each output that relu's gradient stops (a result <= 0) becomes -1: the backward gives its window
- * no gradient, as relu's backward followed by the pool's would. */
+/* The pool of relu(x) from the pool of x, in place over n outputs: relu(y) as F.relu computes it (NaN
+ * stays NaN, -0 becomes +0), and the index of each output that relu's gradient stops (a result <= 0)
+ * becomes -1: the backward gives its window no gradient, as relu's backward followed by the pool's
+ * would. A window of padding alone (index -1 already: dilated taps that all miss the plane) keeps
+ * its -inf: the max over no values, which relu(max) would make 0. */
 static void relu_outputs(float *y, int64_t *idx, int64_t n) {
   for (int64_t i = 0; i < n; i++) {
     const float v = y[i];
-    const bool keep = v > 0 || v != v;
+    const bool keep = v > 0 || v != v || idx[i] < 0;
     y[i] = keep ? v : 0.0f;
     idx[i] = keep ? idx[i] : -1;
   }

@@ -21,7 +21,8 @@ typedef struct cnn_pool2d_shape {
  * the maximum; first of ties) */
 void cnn_pool_max2d_forward_f32(const cnn_pool2d_params *p, const cnn_pool2d_shape *s, const float *x, float *y,
                                 int64_t *idx);
-/* max pooling then relu in one pass: y = relu(max), and idx -1 where relu's gradient stops (y <= 0) */
+/* max pooling of relu(x) in one pass: y = relu(max), idx -1 where relu's gradient stops (y <= 0), and
+ * -inf (idx -1) for a window of padding alone, as the pool of relu(x) gives */
 void cnn_pool_max2d_relu_forward_f32(const cnn_pool2d_params *p, const cnn_pool2d_shape *s, const float *x, float *y,
                                      int64_t *idx);
 /* the same for planes [pl0, pl1) only, on the calling thread (a convolution's epilogue) */

@@ -132,7 +132,7 @@ describe("pooling by hand", function()
     y:sum():backward()
     H.assert_tensor(one.grad, { { { { 0 } } } })
   end)
-  it("max_pool2d with relu=true is relu of the pool, values and gradients, in one node", function()
+  it("max_pool2d with relu=true is relu of the pool over windows holding values, values and gradients, in one node", function()
     local nan = 0 / 0
     -- windows (2x2): {-3, -1, -2, -4} -> -1 -> 0, no gradient; {nan, 5, 1, 2} -> NaN (passes the
     -- gradient, as relu's backward does); {0, -0, -1, -2} -> 0, no gradient; {2, 7, 7, 1} -> the first 7
@@ -172,6 +172,40 @@ describe("pooling by hand", function()
       end
     end
     cnn.set_num_threads(2)
+  end)
+  it("the fused ReLU + max-pool keeps -inf for a window of padding alone, as the pool of the ReLU", function()
+    -- 2x2 windows dilated by 3, padding 1: on a 2x2 plane the window's taps (-1 and 2 each way) all
+    -- fall in the padding: -inf and no gradient, where relu(max) would give 0 (the fourth fuzzing
+    -- round's find, in the three fused paths)
+    local o = { padding = 1, dilation = 3 }
+    cnn.manual_seed(3)
+    local x0 = cnn.randn(2, 3, 2, 2)
+    local function through(f)
+      local x = x0:clone():requires_grad_()
+      local y = f(x)
+      y:backward(cnn.ones(table.unpack(y:shape())))
+      return y, x.grad
+    end
+    local want, wgrad = through(function(x) return F.max_pool2d(F.relu(x), 2, o) end)
+    assert.are.same({ 2, 3, 1, 1 }, want:shape())
+    assert.are.equal(6, want:eq(-math.huge):sum():item())
+    assert.are.equal(0, wgrad:abs():sum():item())
+    local fused = { relu = true }
+    for k, v in pairs(o) do fused[k] = v end
+    local nn = cnn.nn
+    local seq = nn.Sequential(nn.ReLU(), nn.MaxPool2d(2, o))
+    for _, f in ipairs {
+      function(x) return F.max_pool2d(x, 2, fused) end,
+      function(x) return seq(x) end,
+      function(x) return F.conv2d(x, cnn.eye(3):view(3, 3, 1, 1), nil, { relu_max_pool = { kernel_size = 2, padding = 1,
+        dilation = 3 } }) end,
+    } do
+      local y, g = through(f)
+      assert.are.same(want:totable(), y:totable())
+      assert.are.same(wgrad:totable(), g:totable())
+    end
+    seq:eval()
+    assert.are.same(want:totable(), cnn.no_grad(function() return seq(x0) end):totable())
   end)
   it("avg_pool2d averages, and excludes padding when asked", function()
     H.assert_tensor(F.avg_pool2d(x, 2), { { { { 3.5, 5.5 }, { 11.5, 13.5 } } } })

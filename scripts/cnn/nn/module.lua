@@ -1046,11 +1046,13 @@ Sequential.add = list_add
 Sequential.append = list_add
 
 -- A stock ReLU right before a stock MaxPool2d runs after it instead: the two commute (ReLU is
--- monotone, so max(relu(a), relu(b)) = relu(max(a, b)), and the gradient reaches the same input,
+-- monotone, so max(relu(a), relu(b)) = relu(max(a, b)) over any window that holds a value (the fused
+-- pool keeps -inf for a window of padding alone), and the gradient reaches the same input,
 -- ties and NaN alike), and the ReLU then touches a quarter of the values (LeNet, AlexNet, VGG).
 -- The classes opt in with raw fields, so subclasses that change forward are not swapped. When
 -- neither instance has its forward replaced either, the two run as one op (b:_forward_relu: one
--- pass each way, one graph node); otherwise as two calls, pool first.
+-- pass each way, one graph node); otherwise as the two calls written (a replaced forward need not
+-- commute with the pool).
 local function pool_first(a, b)
   local sa, sb = a.__nn, b ~= nil and b.__nn -- (children are module instances: see state)
   return sb and rawget(sa.class, "commutes_with_max_pool") and rawget(sb.class, "is_max_pool") and
@@ -1079,10 +1081,10 @@ local function relu_max_pool(relu, pool, x)
       rawget(pc, "_forward_relu") then
     local ok, y = pcall(pool._forward_relu, pool, x)
     if ok then return y end
-    relu(pool(x)) -- raises a bad input's error again, naming the layer
+    pool(relu(x)) -- raises a bad input's error again, naming the layer
     error(y, 0) -- one the layers do not repeat (see conv_relu_max_pool)
   end
-  return relu(pool(x))
+  return pool(relu(x))
 end
 
 local function conv_relu_max_pool(conv, relu, pool, x)
