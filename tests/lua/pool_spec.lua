@@ -132,7 +132,7 @@ describe("pooling by hand", function()
     y:sum():backward()
     H.assert_tensor(one.grad, { { { { 0 } } } })
   end)
-  it("max_pool2d with relu=true is relu of the pool over windows holding values, values and gradients, in one node", function()
+  it("max_pool2d with relu=true is relu of the pool over windows of values, values and gradients, one node", function()
     local nan = 0 / 0
     -- windows (2x2): {-3, -1, -2, -4} -> -1 -> 0, no gradient; {nan, 5, 1, 2} -> NaN (passes the
     -- gradient, as relu's backward does); {0, -0, -1, -2} -> 0, no gradient; {2, 7, 7, 1} -> the first 7
@@ -181,12 +181,12 @@ describe("pooling by hand", function()
     cnn.manual_seed(3)
     local x0 = cnn.randn(2, 3, 2, 2)
     local function through(f)
-      local x = x0:clone():requires_grad_()
-      local y = f(x)
+      local xi = x0:clone():requires_grad_()
+      local y = f(xi)
       y:backward(cnn.ones(table.unpack(y:shape())))
-      return y, x.grad
+      return y, xi.grad
     end
-    local want, wgrad = through(function(x) return F.max_pool2d(F.relu(x), 2, o) end)
+    local want, wgrad = through(function(xi) return F.max_pool2d(F.relu(xi), 2, o) end)
     assert.are.same({ 2, 3, 1, 1 }, want:shape())
     assert.are.equal(6, want:eq(-math.huge):sum():item())
     assert.are.equal(0, wgrad:abs():sum():item())
@@ -195,10 +195,12 @@ describe("pooling by hand", function()
     local nn = cnn.nn
     local seq = nn.Sequential(nn.ReLU(), nn.MaxPool2d(2, o))
     for _, f in ipairs {
-      function(x) return F.max_pool2d(x, 2, fused) end,
-      function(x) return seq(x) end,
-      function(x) return F.conv2d(x, cnn.eye(3):view(3, 3, 1, 1), nil, { relu_max_pool = { kernel_size = 2, padding = 1,
-        dilation = 3 } }) end,
+      function(xi) return F.max_pool2d(xi, 2, fused) end,
+      function(xi) return seq(xi) end,
+      function(xi)
+        return F.conv2d(xi, cnn.eye(3):view(3, 3, 1, 1), nil,
+          { relu_max_pool = { kernel_size = 2, padding = 1, dilation = 3 } })
+      end,
     } do
       local y, g = through(f)
       assert.are.same(want:totable(), y:totable())
