@@ -317,6 +317,29 @@ describe("inference fusions", function()
     H.assert_usable()
   end)
 
+  it("a scale or shift that is not finite is not folded: eps = 0 over a zero variance gives bn's +-inf", function()
+    -- folded, the scale was inf and the shift (b - mean) * inf + beta NaN: 75 NaN of 150 outputs
+    for _, relu in ipairs { false, true } do
+      cnn.manual_seed(4)
+      local conv, bn = nn.Conv2d(2, 3, 1), nn.BatchNorm2d(3, { eps = 0 })
+      cnn.no_grad(function() bn.running_var:fill_(0) end)
+      local m = (relu and nn.Sequential(conv, bn, nn.ReLU()) or nn.Sequential(conv, bn)):eval()
+      local x = cnn.randn(2, 2, 5, 5)
+      local fused = cnn.no_grad(function() return m(x) end)
+      local want = bn(conv(x))
+      if relu then want = F.relu(want) end
+      assert.are.equal(0, fused:isnan():sum():item())
+      assert.is_true(want:isinf():sum():item() > 0)
+      assert.are.same(want:totable(), fused:totable())
+      -- and a finite variance again folds (the stamp follows the statistics' version)
+      cnn.no_grad(function() bn.running_var:fill_(1) end)
+      local again = cnn.no_grad(function() return m(x) end)
+      local ref = bn(conv(x))
+      if relu then ref = F.relu(ref) end
+      assert.is_true(max_diff(ref, again) < 1e-5)
+    end
+  end)
+
   it("modules with hooks or their own forward are not fused", function()
     cnn.manual_seed(9)
     local seq = nn.Sequential(nn.Conv2d(2, 3, 3), nn.BatchNorm2d(3), nn.ReLU())

@@ -793,7 +793,9 @@ local function per_channel(bn, c)
   return true
 end
 
--- conv's per-channel (scale, bias) for bn, made or reused (see above)
+-- conv's per-channel (scale, bias) for bn, made or reused (see above); nil when either is not finite
+-- (eps = 0 over a zero variance: the scale is inf and (b - mean) * inf + beta NaN, where bn's own
+-- (y - mean) * inf is +-inf), so the modules' own calls run
 local function folded(conv, bn)
   local src = {conv.bias or false, bn.weight or false, bn.bias or false, bn.running_mean, bn.running_var}
   local f = conv:_fused()
@@ -806,7 +808,10 @@ local function folded(conv, bn)
         break
       end
     end
-    if ok then return f.scale, f.bias end
+    if ok then
+      if not f.finite then return nil end
+      return f.scale, f.bias
+    end
   end
   local s = 1 / (bn.running_var + bn.eps):sqrt()
   if bn.weight then s = s * bn.weight end
@@ -814,8 +819,10 @@ local function folded(conv, bn)
   if bn.bias then b = b + bn.bias end
   local ver = {}
   for i = 1, #src do ver[i] = src[i] and src[i]:_version() or 0 end
-  f = {bn = bn, eps = bn.eps, src = src, ver = ver, scale = s:contiguous(), bias = b:contiguous()}
+  f = {bn = bn, eps = bn.eps, src = src, ver = ver, scale = s:contiguous(), bias = b:contiguous(),
+    finite = s:isfinite():all():item() and b:isfinite():all():item()}
   conv:_set_fused(f)
+  if not f.finite then return nil end
   return f.scale, f.bias
 end
 
@@ -849,7 +856,10 @@ function L._fused_forward(conv, bn, relu, x, residual)
     return nil
   end
   local s, b = nil, conv.bias
-  if bn then s, b = folded(conv, bn) end
+  if bn then
+    s, b = folded(conv, bn)
+    if not s then return nil end
+  end
   if residual ~= nil then -- its shape must be the output's (else the modules' own calls, which broadcast or fail)
     local n, _, h, w = table.unpack(x:shape())
     local o = conv_out_shape(conv, n, h, w)
