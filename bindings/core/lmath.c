@@ -739,6 +739,15 @@ static int f_where(lua_State *L) {
   lua_settop(L, 3);
   lcnn_check_float_value(L, 2, fn, CNN_FLOAT32); /* a float number becomes a float32 value here */
   lcnn_check_float_value(L, 3, fn, CNN_FLOAT32);
+  /* an integer beside a uint8 tensor stays uint8 (the scalar rule): past -255..255 it would wrap,
+   * which PyTorch's where refuses (as masked_fill and fill_ do here) */
+  for (int i = 2; i <= 3; i++) {
+    const cnn_tensor *other = lcnn_test(L, 5 - i);
+    if (other && other->dtype == CNN_UINT8 && lua_isinteger(L, i) &&
+        (lua_tointeger(L, i) <= -256 || lua_tointeger(L, i) >= 256))
+      lcnn_error(L, fn, "value %lld cannot be converted to type uint8 without overflow",
+                 (long long)lua_tointeger(L, i));
+  }
   anchored_operand(L, 2, fn);
   anchored_operand(L, 3, fn);
   cnn_tensor *cond = lcnn_check(L, 1, fn), *a = lcnn_test(L, 2), *b = lcnn_test(L, 3);

@@ -21,14 +21,15 @@ local function check_tensor(fn, x, i)
 end
 
 -- A loss's input and target broadcast (PyTorch's rule: trailing dims equal or one of them 1), or
--- an error naming the loss rather than the subtraction that would fail inside it.
-local function check_broadcast(fn, a, b)
+-- an error naming the loss rather than the subtraction that would fail inside it; bname names b
+-- when it is not the target (a weight).
+local function check_broadcast(fn, a, b, bname)
   local sa, sb = a:size(), b:size()
   for i = 1, math.min(#sa, #sb) do
     local x, y = sa[#sa + 1 - i], sb[#sb + 1 - i]
     if x ~= y and x ~= 1 and y ~= 1 then
-      error(string.format("%s: input (%s) and target (%s) cannot be broadcast", fn, table.concat(sa, ", "),
-        table.concat(sb, ", ")), 3)
+      error(string.format("%s: input (%s) and %s (%s) cannot be broadcast", fn, table.concat(sa, ", "),
+        bname or "target", table.concat(sb, ", ")), 3)
     end
   end
 end
@@ -284,8 +285,16 @@ function F.binary_cross_entropy_with_logits(input, target, opts)
   opts = check_options(fn, opts, loss_keys("weight", "pos_weight"), 2)
   check_broadcast(fn, input, target)
   local weight, pos_weight = opts and opts.weight, opts and opts.pos_weight
-  if weight ~= nil then check_tensor(fn, weight, 3) end
-  if pos_weight ~= nil then check_tensor(fn, pos_weight, 3) end
+  if weight ~= nil then
+    check_tensor(fn, weight, 3)
+    check_broadcast(fn, input, weight, "weight")
+    check_broadcast(fn, target, weight, "weight")
+  end
+  if pos_weight ~= nil then
+    check_tensor(fn, pos_weight, 3)
+    check_broadcast(fn, input, pos_weight, "pos_weight")
+    check_broadcast(fn, target, pos_weight, "pos_weight")
+  end
   -- softplus(-x) = log(1 + e^-x), one branch for x >= 0 and one for x < 0, each on its own range
   -- (clamped) so the branch not taken stays finite and passes no NaN gradient: the gradient is
   -- PyTorch's lw sigmoid(x) - pos_weight y, also at x = 0 and +-inf
@@ -396,7 +405,7 @@ local norm_fn = require("cnn.autograd").Function {
   name = "NativeNormBackward",
   forward = function(ctx, x, gamma, beta, eps, layer)
     local b, g = x:size(1), x:size(2)
-    local flat = x:reshape({b, g, -1})
+    local flat = x:reshape({b, g, x:size(3) * x:size(4)}) -- not -1: no size is inferred from 0 elements
     -- the mean shifted by each row's first value, so that a constant row's mean is that value
     -- exactly (a float32 sum of n copies rounds), as ATen's Welford moments give it
     local mean
@@ -481,6 +490,22 @@ local norm_fn = require("cnn.autograd").Function {
 
 local function as_float(t) return (t ~= nil and t:dtype() ~= "float32") and t:float() or t end
 
+-- A norm's weight or bias (argument i): nil, or a float32 tensor of exactly `shape`, as PyTorch's
+-- (a weight of the right size but another shape was taken, and a wrong size failed in a reshape).
+local function check_affine(fn, what, t, i, shape)
+  if t == nil then return end
+  check_tensor(fn, t, i)
+  if t:dtype() ~= "float32" then
+    error(string.format("%s: %s must be a float32 tensor, got %s", fn, what, t:dtype()), 3)
+  end
+  local got, same = t:size(), t:dim() == #shape
+  for d = 1, #shape do same = same and got[d] == shape[d] end
+  if not same then
+    error(string.format("%s: %s should have shape {%s}, got {%s}", fn, what, table.concat(shape, ", "),
+      table.concat(got, ", ")), 3)
+  end
+end
+
 --- cnn.F.layer_norm(x, normalized_shape, weight=nil, bias=nil, eps=1e-5) -> Tensor
 --- x normalised over its trailing dimensions normalized_shape to zero mean and unit variance.
 --- normalized_shape is a size or a list of sizes, x's last ones; the variance is biased. The result
@@ -498,15 +523,15 @@ function F.layer_norm(x, shape, weight, bias, eps)
     error(string.format("layer_norm: normalized_shape {%s} is not the trailing shape of the input {%s}",
       table.concat(shape, ", "), table.concat(x:size(), ", ")), 2)
   end
-  if weight ~= nil then check_tensor("layer_norm", weight, 3) end
-  if bias ~= nil then check_tensor("layer_norm", bias, 4) end
+  check_affine("layer_norm", "weight", weight, 3, shape)
+  check_affine("layer_norm", "bias", bias, 4, shape)
   eps = check_number("layer_norm", "eps", eps or 1e-5)
   local n = 1
   for i = 1, k do n = n * shape[i] end
   local m = x:numel() // math.max(n, 1)
   if n == 0 then m = 1; for i = 1, nd - k do m = m * x:size(i) end end
-  local g = weight ~= nil and as_float(weight):reshape({1, 1, n, 1}) or nil
-  local b = bias ~= nil and as_float(bias):reshape({1, 1, n, 1}) or nil
+  local g = weight ~= nil and weight:reshape({1, 1, n, 1}) or nil
+  local b = bias ~= nil and bias:reshape({1, 1, n, 1}) or nil
   return norm_fn(as_float(x):reshape({m, 1, n, 1}), g, b, eps, true):reshape(x:size())
 end
 
@@ -524,17 +549,18 @@ function F.group_norm(x, groups, weight, bias, eps)
     error(string.format("group_norm: num_groups must be a positive integer dividing the %d channels, got %s", c,
       show(groups)), 2)
   end
-  if weight ~= nil then check_tensor("group_norm", weight, 3) end
-  if bias ~= nil then check_tensor("group_norm", bias, 4) end
+  check_affine("group_norm", "weight", weight, 3, {c})
+  check_affine("group_norm", "bias", bias, 4, {c})
   eps = check_number("group_norm", "eps", eps or 1e-5)
   if x:numel() // groups == 1 then -- PyTorch's check: one value in each group's statistics
     error(string.format("group_norm: expected more than 1 value per group, got input size {%s}",
       table.concat(x:size(), ", ")), 2)
   end
-  local cg = c // groups
-  local g = weight ~= nil and as_float(weight):reshape({1, groups, cg, 1}) or nil
-  local b = bias ~= nil and as_float(bias):reshape({1, groups, cg, 1}) or nil
-  return norm_fn(as_float(x):reshape({x:size(1), groups, cg, -1}), g, b, eps, false):reshape(x:size())
+  local cg, rest = c // groups, 1
+  for d = 3, x:dim() do rest = rest * x:size(d) end -- not -1: no size is inferred from 0 elements
+  local g = weight ~= nil and weight:reshape({1, groups, cg, 1}) or nil
+  local b = bias ~= nil and bias:reshape({1, groups, cg, 1}) or nil
+  return norm_fn(as_float(x):reshape({x:size(1), groups, cg, rest}), g, b, eps, false):reshape(x:size())
 end
 
 --- cnn.F.one_hot(labels, num_classes=labels:max()) -> Tensor
@@ -588,7 +614,10 @@ function F.binary_cross_entropy(input, target, opts)
   check_tensor(fn, target, 2)
   opts = check_options(fn, opts, loss_keys("weight"), 2)
   local weight = opts and opts.weight
-  if weight ~= nil then check_tensor(fn, weight, 3) end
+  if weight ~= nil then
+    check_tensor(fn, weight, 3)
+    check_broadcast(fn, input, weight, "weight")
+  end
   if input:dim() ~= target:dim() or input:numel() ~= target:numel()
       or table.concat(input:size(), ",") ~= table.concat(target:size(), ",") then
     error(string.format("%s: target size {%s} differs from input size {%s}", fn, table.concat(target:size(), ", "),
@@ -733,6 +762,8 @@ function F.pad(x, pad, mode, value)
     error('pad: mode must be "constant", "reflect", "replicate" or "circular", got ' .. show(mode), 2)
   end
   value = check_number("pad", "value", value or 0)
+  local fits, why = pcall(core.full, {}, value, {dtype = x:dtype()}) -- NaN into int64, 300 into uint8
+  if not fits then error("pad: " .. tostring(why):gsub("^full: ", ""), 2) end
   -- as PyTorch's constant_pad_nd: with any positive size, every padded dim must keep at least 1
   local grows = false
   for i = 1, #pad do grows = grows or pad[i] > 0 end

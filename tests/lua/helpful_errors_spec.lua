@@ -101,6 +101,28 @@ describe("errors in the user's terms", function()
     local ok, msg = cnn.util.mkdir_p("/dev/null/x")
     assert.is_nil(ok)
     assert.are.equal("cannot create /dev/null/x: /dev/null is not a folder", msg)
+    -- the fourth fuzzing round's: these named mul, full or reshape at a line of F.lua, or passed
+    local F = cnn.F
+    err(function() return F.binary_cross_entropy(cnn.tensor {0.5, 0.5}, cnn.tensor {1, 0}, {weight = cnn.ones(3)}) end,
+      "binary_cross_entropy: input %(2%) and weight %(3%) cannot be broadcast")
+    err(function()
+      return F.binary_cross_entropy_with_logits(cnn.zeros(2, 3), cnn.zeros(2, 3), {pos_weight = cnn.ones(2)})
+    end, "binary_cross_entropy_with_logits: input %(2, 3%) and pos_weight %(2%) cannot be broadcast")
+    err(function() return F.pad(cnn.ones(2, 2):long(), {1, 1}, "constant", 0 / 0) end,
+      "pad: value nan cannot be converted to int64 without overflow")
+    err(function() return F.pad(cnn.ones(2):byte(), {1, 1}, "constant", 300) end,
+      "pad: value 300 cannot be converted to type uint8 without overflow")
+    err(function() return F.layer_norm(cnn.randn(2, 2, 3), {2, 3}, cnn.ones(3, 2)) end,
+      "layer_norm: weight should have shape {2, 3}, got {3, 2}")
+    err(function() return F.layer_norm(cnn.randn(2, 3), 3, nil, cnn.ones(2)) end,
+      "layer_norm: bias should have shape {3}, got {2}")
+    err(function() return F.layer_norm(cnn.randn(2, 3), 3, cnn.ones(3):long()) end,
+      "layer_norm: weight must be a float32 tensor, got int64")
+    err(function() return F.group_norm(cnn.randn(2, 4, 3), 2, cnn.ones(2, 2)) end,
+      "group_norm: weight should have shape {4}, got {2, 2}")
+    local u8, mask = cnn.tensor({1, 2}, {dtype = "uint8"}), cnn.tensor {true, false}
+    err(function() return cnn.where(mask, u8, 300) end, "where: value 300 cannot be converted to type uint8")
+    H.assert_tensor(cnn.where(mask, u8, -1), {1, 255}, {dtype = "uint8"}) -- as PyTorch's, within -255..255
   end)
 
   it("nn.Linear(2^31, 2^31) says the weight is too large", function()

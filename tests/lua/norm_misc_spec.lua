@@ -42,6 +42,19 @@ describe("composed norms and everyday ops", function()
   -- (mean 2, rstd 1/sqrt 5) with weight {-inf, 1}, bias 0.5: channel 1 is x s + (0.5 - s 2) with
   -- s = -inf, so {inf, -inf + inf = NaN}; channel 2 (x - 2)/sqrt 5 + 0.5. A constant group gives
   -- exactly its bias (its mean is the value itself, not a rounded float32 sum).
+  it("layer_norm and group_norm of no elements give empty results, as PyTorch's", function()
+    -- group_norm reshaped to (N, G, Cg, -1), which 0 elements cannot infer (the fourth fuzzing round)
+    local x = cnn.randn(0, 4, 3):requires_grad_()
+    local w = cnn.ones(4):requires_grad_()
+    local y = F.group_norm(x, 2, w, cnn.zeros(4))
+    assert.are.same({0, 4, 3}, y:shape())
+    y:sum():backward()
+    assert.are.same({0, 4, 3}, x.grad:shape())
+    H.assert_tensor(w.grad, {0, 0, 0, 0})
+    assert.are.same({2, 0, 3}, F.group_norm(cnn.randn(2, 0, 3), 1):shape())
+    assert.are.same({0, 3}, F.layer_norm(cnn.randn(0, 3), 3, cnn.ones(3), cnn.zeros(3)):shape())
+  end)
+
   it("layer_norm and group_norm give PyTorch's inf and NaN with infinite weights", function()
     local inf, nan = math.huge, 0 / 0
     local function same(t, want)
