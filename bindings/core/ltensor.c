@@ -271,7 +271,13 @@ static int t_newindex(lua_State *L) {
     cnn_tensor *t = SELF("grad");
     if (g && (!cnn_tensor_same_shape(g, t) || g->dtype != t->dtype))
       return lcnn_error(L, "grad", "assigned gradient must have the tensor's shape and dtype");
-    /* an alias without history: x.grad = x (or any cycle of grads) makes no reference cycle */
+    /* as PyTorch's "can't assign Variable as its own grad", and views of it too: backward would
+     * accumulate into the tensor's own values */
+    if (g && g->storage == t->storage)
+      return lcnn_error(L, "grad",
+                        "a tensor cannot be its own gradient (the assigned one shares its memory); "
+                        "assign a clone()");
+    /* an alias without history: a cycle of grads (a.grad = b, b.grad = a) makes no reference cycle */
     cnn_tensor *a = g ? cnn_tensor_alias(g) : NULL;
     if (g && !a) return lcnn_fail(L, "grad");
     cnn_tensor_release(t->grad);
