@@ -33,8 +33,8 @@ end
 
 --- cnn.load(path) -> tensors, metadata
 --- Reads a safetensors file: a table name -> tensor, and the file's metadata (an empty table if none).
---- F16, BF16, F64 and F8 tensors load as float32, integer and BOOL ones as int64. A truncated, corrupt
---- or hostile file raises an error naming the file and the problem.
+--- F16, BF16, F64 and F8 tensors load as float32, U8 as uint8, BOOL as bool, the other integers as
+--- int64. A truncated, corrupt or hostile file raises an error naming the file and the problem.
 function M.load(path)
   local tensors, meta = checked(2, pcall(cio.safetensors_load, path, "load")) -- no tail call: see checked
   return tensors, meta
