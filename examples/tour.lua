@@ -1,9 +1,14 @@
 -- A tour of tensors and autograd: run `cnnlua examples/tour.lua`, or paste lines into `cnnlua`.
 -- Fits y = 3x - 2 by gradient descent on a hand-written model, checks a gradient, then works the
 -- course's shopping example backwards and prints its computational graph.
-if arg and arg[0] and arg[0]:match("tour%.lua$") then -- run as a script: it takes no options but --help
-  require("argparse")("tour.lua", "A tour of tensors and autograd: fit a line, check a gradient, draw a graph.")
-    :epilog("Run it, or paste its lines into cnnlua one by one."):parse(arg)
+local graph_path -- where to draw the shopping example's graph (the one argument), or nil
+if arg and arg[0] and arg[0]:match("tour%.lua$") then -- run as a script: an optional path and --help
+  local parser = require("argparse")("tour.lua",
+    "A tour of tensors and autograd: fit a line, check a gradient, draw a graph.")
+  parser:argument("graph", "also draw the graph into this file (.png, .svg or .pdf; needs Graphviz's dot)")
+    :args("?")
+  parser:epilog("Run it, or paste its lines into cnnlua one by one.")
+  graph_path = parser:parse(arg).graph
 end
 cnn.manual_seed(0)
 
@@ -45,4 +50,4 @@ print(string.format("total %.1f; gradients: apple %.1f, apples %.0f, orange %.1f
 
 -- the graph itself (Graphviz DOT); `cnnlua examples/tour.lua shop.svg` also draws it
 local names = {apple = apple, apples = apples, orange = orange, oranges = oranges, tax = tax}
-print(cnn.autograd.graph(total, {params = names, name = "total", values = true, path = arg and arg[1]}))
+print(cnn.autograd.graph(total, {params = names, name = "total", values = true, path = graph_path}))
