@@ -243,9 +243,12 @@ end
 --- The four MNIST-layout files in dir (each raw or .gz) as a dataset (a cnn.data.MNIST).
 --- split is "train" or "test". Images are (1, 28, 28) float32 in [0, 1], labels 1..10; `ds.classes`,
 --- `ds.labels` (int64), `ds.pixels` (uint8), `ds:images()` and `ds.tensors` ({images, labels}, as a
---- TensorDataset's). MNIST and Fashion-MNIST share the layout.
+--- TensorDataset's). MNIST and Fashion-MNIST share the layout: a folder whose last name contains
+--- "fashion" (as cnn.data.FASHION_MNIST_DIR) gets Fashion-MNIST's class names, any other the digits.
 function data.mnist(dir, split)
-  local ds = load_mnist("mnist", dir, split, MNIST_DIGITS, 2) -- no tail call: errors name our caller's line
+  local fashion = type(dir) == "string" and dir:gsub("/+$", ""):match("[^/]*$"):lower():find("fashion", 1, true)
+  -- no tail call: errors name our caller's line
+  local ds = load_mnist("mnist", dir, split, fashion and FASHION_CLASSES or MNIST_DIGITS, 2)
   return ds
 end
 

@@ -265,6 +265,19 @@ describe("data.fashion_mnist", function()
     assert.are.equal("T-shirt/top", ds.classes[1])
     assert.are.equal("Ankle boot", ds.classes[10])
     H.assert_error(function() data.fashion_mnist("test", {dri = "/x"}) end, "fashion_mnist:", "unknown option 'dri'")
+    -- data.mnist of a Fashion-MNIST folder names its classes too (the training examples' checkpoints
+    -- named them "0".."9", so visualize printed "10 9" for an ankle boot); another folder: digits
+    assert.are.equal("Ankle boot", data.mnist(data.FASHION_MNIST_DIR .. "/", "test").classes[10])
+    local dir = H.tmpdir()
+    for _, name in ipairs {"mnist", "My-Fashion"} do
+      H.mkdir_p(dir .. "/" .. name)
+      for _, file in ipairs {"t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"} do
+        os.execute(string.format("ln -s '%s/%s' '%s/%s/%s'", data.FASHION_MNIST_DIR, file, dir, name, file))
+      end
+    end
+    assert.are.same({"0", "1", "2", "3", "4", "5", "6", "7", "8", "9"}, data.mnist(dir .. "/mnist", "test").classes)
+    assert.are.equal("T-shirt/top", data.mnist(dir .. "/My-Fashion", "test").classes[1])
+    H.rmdir(dir)
   end)
 end)
 
