@@ -118,6 +118,9 @@ local result = hp.search {
   seed = args.seed,
   metric = "accuracy",
   mode = "max",
+  -- what a trial's accuracy depends on besides the space: a run with other data or epochs is another
+  -- search, which the same log keeps apart instead of resuming this one's trials
+  name = {data = args.data, train_size = args.train_size, test_size = args.test_size, epochs = args.epochs},
   log = args.out .. "/search.jsonl",
   emit_commands = args.emit_commands,
   merge = args.merge,

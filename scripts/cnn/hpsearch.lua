@@ -70,7 +70,7 @@ end
 local known = {}
 for _, k in ipairs{"space", "objective", "strategy", "trials", "workers", "seed", "metric", "mode", "log",
                    "max_steps", "eta", "min_steps", "grace", "threads", "timeout", "quiet", "retry_failed",
-                   "emit_commands", "emit_dir", "merge"} do
+                   "emit_commands", "emit_dir", "merge", "name"} do
   known[k] = true
 end
 
@@ -117,6 +117,22 @@ local function check_spec(spec)
   end
   s.mode = spec.mode
   s.metric = opt_string(spec, "metric") or "metric"
+  -- what the trials measure beyond the space (data, epochs): a string, or a table of settings
+  -- name -> number, string or boolean, written in key order
+  if type(spec.name) == "table" then
+    local keys = {}
+    for k, v in pairs(spec.name) do
+      if type(k) ~= "string" or (type(v) ~= "number" and type(v) ~= "string" and type(v) ~= "boolean") then
+        fail("name's entries must be setting = number, string or boolean, got %s = %s", util.show(k), type(v))
+      end
+      keys[#keys + 1] = k
+    end
+    table.sort(keys)
+    for i, k in ipairs(keys) do keys[i] = k .. "=" .. space.value_text(spec.name[k]) end
+    s.name = table.concat(keys, ";")
+  else
+    s.name = opt_string(spec, "name")
+  end
   if spec.seed ~= nil and not is_int(spec.seed) then fail("seed must be an integer, got %s", util.show(spec.seed)) end
   s.seed = math.tointeger(spec.seed or 0)
   s.workers = opt_int(spec, "workers", 1, 0)
@@ -190,6 +206,9 @@ local function check_spec(spec)
     id[#id + 1] = string.format("asha(%s,%s,%s,%d)", space.num(s.asha.max_steps), space.num(s.asha.eta),
       space.num(s.asha.min_steps), s.asha.grace)
   end
+  -- (a default metric and no name add nothing: the ids of logs written before they counted stand)
+  if s.metric ~= "metric" then id[#id + 1] = "metric=" .. s.metric end
+  if s.name then id[#id + 1] = "name=" .. s.name end
   s.id = string.format("%016x", space.str_hash(table.concat(id, "|")))
   return s
 end
@@ -208,6 +227,7 @@ end
 -- The trial of this search a decoded record belongs to, or nil.
 local function match(s, rec)
   if type(rec) ~= "table" or rec.type ~= "trial" or math.type(rec.index) ~= "integer" then return nil end
+  if rec.search ~= s.id then return nil end -- another search's trial, whatever its params
   local t = s.trials[rec.index]
   if not t or rec.seed ~= t.seed or type(rec.params) ~= "table" or not FINAL[rec.status] then return nil end
   local n = 0
@@ -531,12 +551,17 @@ function Search:emit(pending)
   local dir = self.s.emit_dir or dirname(self.s.emit_commands)
   mkdir_p(dir)
   mkdir_p(dirname(self.s.emit_commands))
+  -- each command starts in this folder: the script's path and the relative paths in its arguments
+  -- and here mean what they meant to this run, wherever GNU parallel or Slurm starts the shell
+  local cwd = lfs.currentdir()
+  if not cwd then fail("cannot tell the current folder, which the commands must start in") end
   local lines = {}
   for _, t in ipairs(pending) do
     local env = "CNNLUA_HPSEARCH_TRIAL=" .. t.index .. " CNNLUA_HPSEARCH_SEARCH=" .. self.s.id
     if self.s.threads then env = env .. " CNNLUA_HPSEARCH_THREADS=" .. self.s.threads end
     if self.s.asha then env = env .. " CNNLUA_HPSEARCH_RUNGS=" .. q(dir .. "/rungs.jsonl") end
-    lines[#lines + 1] = string.format("%s %s > %s", env, words, q(dir .. "/trial-" .. t.index .. ".jsonl"))
+    lines[#lines + 1] = string.format("cd %s && %s %s > %s", q(cwd), env, words,
+      q(dir .. "/trial-" .. t.index .. ".jsonl"))
   end
   local f, err = io.open(self.s.emit_commands, "w")
   if not f then fail("cannot write the commands: %s", tostring(err)) end
@@ -620,7 +645,8 @@ local function search(s)
         threads, threads > 1 and "s" or "") or "in this process"))
     if s.log then
       json.append(s.log, {type = "search", search = s.id, strategy = s.strategy, space = space.text(s),
-                          seed = s.seed, trials = #s.trials, started = os.date("!%Y-%m-%dT%H:%M:%SZ")})
+                          seed = s.seed, trials = #s.trials, metric = s.metric, name = s.name,
+                          started = os.date("!%Y-%m-%dT%H:%M:%SZ")})
     end
     local ok, err = pcall(function()
       if s.workers > 0 then self:run_workers(pending) else self:run_here(pending) end
@@ -630,6 +656,13 @@ local function search(s)
     if not ok then error(err, 0) end
     -- a Ctrl-C may have come between a record's log line and its entry here: the log decides
     if self.interrupted and s.log then self:load_log() end
+  elseif not s.quiet then -- every trial came from the log or the merge: say so, not nothing
+    local from = {}
+    if resumed > 0 then from[#from + 1] = string.format("%d from %s", resumed, s.log) end
+    if merged > 0 then from[#from + 1] = string.format("%d merged", merged) end
+    io.stdout:write(string.format("hpsearch: %s search, %d trials, all already done (%s); nothing to run\n",
+      s.strategy, #s.trials, table.concat(from, ", ")))
+    io.stdout:flush()
   end
 
   if self.interrupted then
@@ -652,8 +685,12 @@ end
 --- the metric: a number, a one-element tensor (its value), or a table holding it at key metric
 --- (default "metric"); report(step, value) takes a number or a one-element tensor too. log is the
 --- JSON-lines path. threads per worker (default max(1, floor(cores / workers))); timeout (seconds a
---- trial may run before it is killed and failed); quiet = false (no progress lines); retry_failed =
---- false (run logged failures again); emit_commands, emit_dir and merge (below).
+--- trial may run before it is killed and failed); quiet (true: no progress lines); retry_failed =
+--- false (run logged failures again); emit_commands, emit_dir and merge (below). name says what the
+--- trials measure beyond the space: a string, or a table of settings ({epochs = 3, train_size =
+--- 5000}). A log resumes only trials of the same search: the same strategy, space, seed, mode, ASHA
+--- budget, metric and name (a search with other data or epochs must say so in its name, or it
+--- would take the earlier search's metrics for its own).
 ---
 --- **Spaces.** A table name -> hp.choice{...}, hp.uniform(a, b), hp.loguniform(a, b) or
 --- hp.randint(a, b); a plain list {32, 64} is a choice and a plain number, string or boolean a fixed
@@ -698,13 +735,14 @@ end
 --- **Log.** One JSON line per finished trial ({"type":"trial", index, seed, params, status, metric,
 --- seconds, steps, pid, message, ...}), one per ASHA rung report and one per search start; numbers
 --- keep all their digits. A search run again with the same log skips every trial the log holds
---- (matched on index, seed and params).
+--- for it (matched on the search's id, index, seed and params; see name).
 ---
 --- **Elsewhere.** emit_commands = "cmds.txt" writes one shell command per unfinished trial instead of
---- running them, `CNNLUA_HPSEARCH_TRIAL=i CNNLUA_HPSEARCH_SEARCH=id cnnlua script.lua ARGS >
---- DIR/trial-i.jsonl` (DIR = emit_dir, default the commands file's folder), for GNU parallel or a
---- Slurm array. Each re-runs the script, whose search `id` runs trial i alone and prints its record
---- (the script's other searches return at once, every trial "pending"), so the script must build the
+--- running them, `cd FOLDER && CNNLUA_HPSEARCH_TRIAL=i CNNLUA_HPSEARCH_SEARCH=id cnnlua script.lua
+--- ARGS > DIR/trial-i.jsonl` (FOLDER the one this search ran in, so relative paths keep their
+--- meaning; DIR = emit_dir, default the commands file's folder), for GNU parallel or a Slurm array.
+--- Each re-runs the script, whose search `id` runs trial i alone and prints its record (the
+--- script's other searches return at once, every trial "pending"), so the script must build the
 --- same search on every run (a spec from its arguments, not from the clock). A later run with
 --- merge = "DIR" (a folder of *.jsonl, or a path whose file name holds * ? wildcards) takes their
 --- records into the log and the result, and runs whatever is still missing.

@@ -280,6 +280,39 @@ describe("hpsearch random search in this process", function()
     assert.are.equal(2, calls)
   end)
 
+  it("resumes only the same search: name and metric are part of it, and an all-done run says so", function()
+    -- the real-use helper's find: hparam_search.lua run again with other --epochs re-ranked the first
+    -- run's trials as its own (the log matched by index, seed and params only)
+    local path = script("named", [[
+local name = arg[2] == "-" and nil or (arg[2]:find("=") and {epochs = tonumber(arg[2]:match("=(%d+)"))} or arg[2])
+local res = hp.search{space = {x = hp.uniform(-1, 1)}, trials = 3, seed = 4, workers = 0, mode = "min",
+  metric = arg[3] ~= "-" and arg[3] or nil, name = name, log = arg[1],
+  objective = function(p) io.write("RAN ", p.x, "\n") return {[arg[3] ~= "-" and arg[3] or "metric"] = p.x} end}
+RESULT(res)
+]])
+    local log = tmp .. "/named.jsonl"
+    local function ran(args)
+      local out, code = run(path, sh_quote(log) .. " " .. args)
+      assert.are.equal(0, code, out)
+      local n = 0
+      for _ in out:gmatch("RAN ") do n = n + 1 end
+      return n, out
+    end
+    assert.are.equal(3, ran("epochs=1 -"))
+    local n, out = ran("epochs=1 -") -- the same search: every trial from the log, said so
+    assert.are.equal(0, n)
+    assert.truthy(out:find("hpsearch: random search, 3 trials, all already done (3 from ", 1, true), out)
+    assert.are.equal(3, ran("epochs=2 -"))  -- another name: another search in the same log
+    assert.are.equal(3, ran("mine -"))      -- a string name
+    assert.are.equal(3, ran("mine acc"))    -- another metric
+    assert.are.equal(3, ran("- -"))         -- no name
+    assert.are.equal(0, ran("epochs=2 -"))  -- and each resumes its own
+    assert.are.equal(0, ran("mine acc"))
+    H.assert_error(function()
+      hp.search{space = {x = 1}, mode = "min", workers = 0, name = {bad = {1}}, objective = function() return 0 end}
+    end, "name's entries must be setting = number, string or boolean")
+  end)
+
   it("ranks the table by metric and aligns its columns", function()
     local text = res:table()
     local lines = {}
@@ -691,14 +724,16 @@ RESULT(res)
     local cmds = lines_of(dir .. "/cmds.txt")
     assert.are.equal(4, #cmds)
     for i, c in ipairs(cmds) do
-      local idx, id, rest, target = c:match("^CNNLUA_HPSEARCH_TRIAL=(%d+) CNNLUA_HPSEARCH_SEARCH=(%x+) (.-) > (%S+)$")
+      local cd, idx, id, rest, target =
+        c:match("^cd (%S+) && CNNLUA_HPSEARCH_TRIAL=(%d+) CNNLUA_HPSEARCH_SEARCH=(%x+) (.-) > (%S+)$")
+      assert.are.equal(require("lfs").currentdir(), cd, c) -- they start where this search ran
       assert.are.equal(i, tonumber(idx), c)
       assert.are.equal(16, #id)
       assert.are.equal(CNNLUA .. " " .. path .. " emit " .. dir, rest)
       assert.are.equal(dir .. "/trial-" .. i .. ".jsonl", target)
     end
-    -- run two of them "elsewhere"
-    for i = 1, 2 do assert.is_true(os.execute(cmds[i])) end
+    -- run two of them "elsewhere" (from another folder: each starts with its cd)
+    for i = 1, 2 do assert.is_true(os.execute("cd / && " .. cmds[i])) end
     out, code = run(path, "merge " .. sh_quote(dir))
     assert.are.equal(0, code, out)
     local merged = result_of(out)
