@@ -240,11 +240,39 @@ local function inplace_arg(who, v)
   return bool_opt(who, "inplace", v, false)
 end
 
+-- An activation's or dropout's PyTorch arguments, positional or by name in a trailing options table
+-- as every other layer takes them (nn.ReLU{inplace = true}, nn.Dropout(0.2, {inplace = true}),
+-- nn.Dropout{p = 0.2}): their values in names' order. A table where a value belongs was read as
+-- that value ("inplace must be a boolean, got table").
+local function positional_or_named(who, names, ...)
+  local args, n = {...}, select("#", ...)
+  while n > 0 and args[n] == nil do n = n - 1 end
+  local last = args[n]
+  if n == 0 or type(last) ~= "table" or U.is_tensor(last) then return table.unpack(args, 1, #names) end
+  if n - 1 > #names then
+    fail(who, "takes at most %d argument%s and an options table, got %d", #names, #names > 1 and "s" or "", n)
+  end
+  local known = {}
+  for _, k in ipairs(names) do known[k] = true end
+  local o = U.options(who, last, known)
+  local out = {}
+  for i, k in ipairs(names) do
+    if i < n then out[i] = args[i] end
+    if o[k] ~= nil then
+      if out[i] ~= nil then fail(who, "%s is given twice: as argument %d and as an option", k, i) end
+      out[i] = o[k]
+    end
+  end
+  return table.unpack(out, 1, #names)
+end
+
 --- class cnn.nn.ReLU()
 --- max(x, 0), elementwise (F.relu). An `inplace` argument is accepted for PyTorch compatibility.
+--- It may come as nn.ReLU(true) or nn.ReLU{inplace = true}; so for every activation and dropout
+--- layer, whose PyTorch arguments are also taken by name in an options table.
 L.ReLU = Module:extend("ReLU")
 L.ReLU.commutes_with_max_pool = true -- see Sequential:forward
-function L.ReLU:init(inplace) self.inplace = inplace_arg("ReLU", inplace) end
+function L.ReLU:init(...) self.inplace = inplace_arg("ReLU", positional_or_named("ReLU", {"inplace"}, ...)) end
 function L.ReLU:forward(x) return F.relu(x) end
 function L.ReLU:extra_repr() return self.inplace and "inplace=True" or "" end
 
@@ -252,7 +280,8 @@ L.LeakyReLU = Module:extend("LeakyReLU")
 
 --- class cnn.nn.LeakyReLU(negative_slope=0.01)
 --- x where x > 0, else negative_slope * x (F.leaky_relu).
-function L.LeakyReLU:init(negative_slope, inplace)
+function L.LeakyReLU:init(...)
+  local negative_slope, inplace = positional_or_named("LeakyReLU", {"negative_slope", "inplace"}, ...)
   self.negative_slope = number_opt("LeakyReLU", "negative_slope", negative_slope, 0.01)
   self.inplace = inplace_arg("LeakyReLU", inplace)
 end
@@ -274,7 +303,7 @@ function L.Tanh:forward(x) return F.tanh(x) end
 --- class cnn.nn.SiLU()
 --- x * sigmoid(x), elementwise (F.silu).
 L.SiLU = Module:extend("SiLU")
-function L.SiLU:init(inplace) self.inplace = inplace_arg("SiLU", inplace) end
+function L.SiLU:init(...) self.inplace = inplace_arg("SiLU", positional_or_named("SiLU", {"inplace"}, ...)) end
 function L.SiLU:forward(x) return F.silu(x) end
 function L.SiLU:extra_repr() return self.inplace and "inplace=True" or "" end
 
@@ -282,7 +311,8 @@ L.ELU = Module:extend("ELU")
 
 --- class cnn.nn.ELU(alpha=1)
 --- x where x > 0, else alpha * (e^x - 1) (F.elu).
-function L.ELU:init(alpha, inplace)
+function L.ELU:init(...)
+  local alpha, inplace = positional_or_named("ELU", {"alpha", "inplace"}, ...)
   self.alpha = number_opt("ELU", "alpha", alpha, 1.0)
   self.inplace = inplace_arg("ELU", inplace)
 end
@@ -293,7 +323,8 @@ L.Softplus = Module:extend("Softplus")
 
 --- class cnn.nn.Softplus(beta=1, threshold=20)
 --- log(1 + e^(beta x)) / beta, x itself where beta x > threshold (F.softplus).
-function L.Softplus:init(beta, threshold)
+function L.Softplus:init(...)
+  local beta, threshold = positional_or_named("Softplus", {"beta", "threshold"}, ...)
   self.beta = number_opt("Softplus", "beta", beta, 1)
   self.threshold = number_opt("Softplus", "threshold", threshold, 20)
 end
@@ -304,7 +335,8 @@ L.Hardtanh = Module:extend("Hardtanh")
 
 --- class cnn.nn.Hardtanh(min_val=-1, max_val=1)
 --- x limited to [min_val, max_val] (F.hardtanh).
-function L.Hardtanh:init(min_val, max_val, inplace)
+function L.Hardtanh:init(...)
+  local min_val, max_val, inplace = positional_or_named("Hardtanh", {"min_val", "max_val", "inplace"}, ...)
   self.min_val = number_opt("Hardtanh", "min_val", min_val, -1.0)
   self.max_val = number_opt("Hardtanh", "max_val", max_val, 1.0)
   if self.min_val > self.max_val then
@@ -321,7 +353,7 @@ end
 --- class cnn.nn.ReLU6()
 --- min(max(x, 0), 6), elementwise (F.relu6).
 L.ReLU6 = Module:extend("ReLU6")
-function L.ReLU6:init(inplace) self.inplace = inplace_arg("ReLU6", inplace) end
+function L.ReLU6:init(...) self.inplace = inplace_arg("ReLU6", positional_or_named("ReLU6", {"inplace"}, ...)) end
 function L.ReLU6:forward(x) return F.relu6(x) end
 function L.ReLU6:extra_repr() return self.inplace and "inplace=True" or "" end
 
@@ -366,7 +398,8 @@ L.Dropout = Module:extend("Dropout")
 
 --- class cnn.nn.Dropout(p=0.5)
 --- In training mode, zeroes elements with probability p and scales the rest by 1/(1-p); eval: identity.
-function L.Dropout:init(p, inplace)
+function L.Dropout:init(...)
+  local p, inplace = positional_or_named("Dropout", {"p", "inplace"}, ...)
   p = number_opt("Dropout", "p", p, 0.5)
   if p < 0 or p > 1 then fail("Dropout", "p must be between 0 and 1, got %s", U.describe(p)) end
   self.p = p
