@@ -55,6 +55,17 @@ describe("filled constructors", function()
     assert.are.equal("float32", cnn.zeros(2):dtype())
   end)
 
+  it("a nil where the sizes start is an error, not a 0-d tensor (no sizes at all is one)", function()
+    -- the real-use helper's find: local n; cnn.zeros(n) gave tensor(0.), which then broadcast anywhere
+    local n = nil -- a size variable that was never set
+    for _, name in ipairs { "zeros", "ones", "randn", "rand", "empty" } do
+      H.assert_error(function() return cnn[name](n) end, name, "expected sizes .* for argument 1, got nil")
+      assert.are.equal(0, cnn[name]():dim())
+    end
+    H.assert_error(function() return cnn.ones(4):view(n) end, "view", "got nil")
+    assert.are.same({ 2 }, cnn.zeros(2, nil):shape())
+  end)
+
   it("ones accepts sizes as varargs or as one table", function()
     H.assert_tensor(cnn.ones(3), { 1, 1, 1 })
     H.assert_tensor(cnn.ones({ 1, 2 }), { { 1, 1 } })
