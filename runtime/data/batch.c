@@ -270,7 +270,8 @@ cnn_tensor *cnn_batch_normalize(const cnn_tensor *x, int nmean, const double *me
   if (!in) return NULL;
   if ((nmean != 1 && nmean != c) || (nstd != 1 && nstd != c)) {
     cnn_tensor_release(in);
-    cnn_error_set("mean and std need 1 or %lld values (one per channel), got %d and %d", (long long)c, nmean, nstd);
+    cnn_error_set("the image has %lld channel%s, so mean and std need 1 value or one per channel, got %d and %d",
+                  (long long)c, c == 1 ? "" : "s", nmean, nstd);
     return NULL;
   }
   for (int i = 0; i < nstd; i++)

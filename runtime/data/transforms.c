@@ -429,8 +429,8 @@ static cnn_tensor *adjust(const cnn_tensor *x, cnn_tf_kind kind, double factor) 
 static cnn_tensor *normalize(const cnn_tensor *x, const cnn_tf *op) {
   int64_t c = x->size[0], n = x->size[1] * x->size[2];
   if ((op->nmean != 1 && op->nmean != c) || (op->nstd != 1 && op->nstd != c))
-    return cnn_error_set("mean and std need 1 or %lld values (one per channel), got %d and %d", (long long)c, op->nmean,
-                         op->nstd),
+    return cnn_error_set("the image has %lld channel%s, so mean and std need 1 value or one per channel, got %d and %d",
+                         (long long)c, c == 1 ? "" : "s", op->nmean, op->nstd),
            NULL;
   cnn_tensor *o = new_image(c, x->size[1], x->size[2]);
   if (!o) return NULL;

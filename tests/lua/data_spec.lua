@@ -533,7 +533,10 @@ describe("data.transforms", function()
     H.assert_tensor(n(x), {{{{0, 0.5}}, {{0.25, 0.5}}}})
     H.assert_tensor(n(x[1]), {{{0, 0.5}}, {{0.25, 0.5}}})
     H.assert_tensor(T.normalize(1, 2)(x), {{{{0, 0.5}}, {{1, 1.5}}}})
-    H.assert_error(function() T.normalize({1, 2, 3}, 1)(x) end, "normalize:", "1 or 2 values")
+    H.assert_error(function() T.normalize({1, 2, 3}, 1)(x) end, "normalize:",
+      "the image has 2 channels, so mean and std need 1 value or one per channel, got 3 and 1")
+    H.assert_error(function() T.normalize({1, 2, 3}, {1, 2, 3})(cnn.zeros(1, 2, 2)) end, "normalize:",
+      "the image has 1 channel, so") -- it read "need 1 or 1 values"
     H.assert_error(function() T.normalize(0, 0) end, "normalize:", "nonzero")
     H.assert_error(function() T.normalize(0, 1)(cnn.zeros(2, 2)) end, "normalize:", "dimensions")
     H.assert_error(function() T.normalize("a", 1) end, "normalize:", "mean")
