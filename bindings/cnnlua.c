@@ -575,8 +575,14 @@ static int wrap_magic(lua_State *L, int magic, lua_Integer runs) {
 
 /* ---- the REPL ------------------------------------------------------------------------------ */
 
-/* Reads one chunk: "return LINE" when that compiles (an expression to echo), else the line as
- * statements, reading more lines while the text is incomplete. "=expr" is "return expr";
+/* An expression typed at the prompt, evaluated in the chunk's own frame and its values returned */
+#define ECHO "return (function(...) return ... end)(%s\n)"
+
+/* Reads one chunk: LINE as an expression to echo when that compiles, else the line as statements,
+ * reading more lines while the text is incomplete. The expression is compiled as the arguments of
+ * a function that returns them (ECHO), not as "return LINE": there a call to a module or a Lua
+ * function that raises with error(msg, 2) was a tail call, whose caller's frame (stdin:1) was gone
+ * from the message. "=expr" is the expression form too;
  * "%time CODE" and "%timeit [-n N] CODE" compile CODE the same way and time it.
  * Leaves the function to run (CHUNK_OK) or the error message (CHUNK_ERROR) on the stack. */
 static int read_chunk(lua_State *L) {
@@ -593,9 +599,9 @@ static int read_chunk(lua_State *L) {
     return CHUNK_ERROR;
   }
   if (code[0] == '=') {
-    lua_pushfstring(L, "return %s", code + 1);
+    lua_pushfstring(L, ECHO, code + 1);
   } else {
-    const char *expr = lua_pushfstring(L, "return %s", code);
+    const char *expr = lua_pushfstring(L, ECHO, code);
     if (luaL_loadbuffer(L, expr, strlen(expr), "=stdin") == LUA_OK) {
       lua_remove(L, -2);
       free(line);

@@ -172,6 +172,23 @@ static void test_piped_repl_joins_lines_and_goes_on_after_errors(void) {
   CHECK(strstr(r.err, "[C]: in ?") == NULL, "the REPL's own frames show: '%s'", r.err);
 }
 
+/* An expression that calls a module or a Lua function raising at its caller's level (error(msg, 2))
+ * was compiled as "return EXPR", a tail call: the message lost its "stdin:1:" */
+static void test_piped_repl_errors_of_called_expressions_keep_their_line(void) {
+  Run r;
+  run(&r,
+      "l = cnn.nn.Linear(3, 4)\n"
+      "l(cnn.randn(2, 5))\n"
+      "function g() error('from g', 2) end\n"
+      "g()\n"
+      "select('#', 1, nil, nil)\n",
+      NO_ARGS);
+  CHECK(r.code == 0, "exit code %d", r.code);
+  CHECK(strstr(r.err, "stdin:1: Linear: linear: input has 5 features") != NULL, "stderr was '%s'", r.err);
+  CHECK(strstr(r.err, "stdin:1: from g") != NULL, "stderr was '%s'", r.err);
+  CHECK(strcmp(r.out, "3\n") == 0, "stdout was '%s'", r.out); /* every value still reaches the echo */
+}
+
 static void test_repl_show_hook_replaces_tostring(void) {
   Run r;
   run(&r, "cnn._repl_show = function(v) return '<' .. tostring(v) .. '>' end\n42\n", NO_ARGS);
@@ -758,6 +775,7 @@ int main(int argc, char **argv) {
 
   RUN(test_piped_expression_prints_only_its_value);
   RUN(test_piped_repl_joins_lines_and_goes_on_after_errors);
+  RUN(test_piped_repl_errors_of_called_expressions_keep_their_line);
   RUN(test_repl_show_hook_replaces_tostring);
   RUN(test_script_gets_arg_and_varargs);
   RUN(test_e_runs_in_order_with_cnn_loaded);
