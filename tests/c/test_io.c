@@ -619,7 +619,7 @@ static void test_batch(void) {
   CHECK(y && memcmp(cnn_tensor_f32(y), wn, sizeof wn) == 0);
   cnn_tensor_release(y);
   CHECK(!cnn_batch_normalize(x4, 3, (double[]){0, 0, 0}, 1, std));
-  CHECK_ERROR_HAS("1 or 2 values", NULL);
+  CHECK_ERROR_HAS("the image has 2 channels, so mean and std need 1 value or one per channel", NULL);
   std[1] = 0;
   CHECK(!cnn_batch_normalize(x4, 2, mean, 2, std));
   CHECK_ERROR_HAS("nonzero", NULL);
