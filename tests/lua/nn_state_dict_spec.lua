@@ -130,14 +130,23 @@ describe("load_state_dict", function()
     sd["3.weight"] = cnn.zeros(2, 4)        -- fine, but nothing may be copied
     local msg = H.assert_error(function() m:load_state_dict(sd) end,
       "load_state_dict", "Sequential",
-      'missing key%(s%): "0%.bias", "1%.running_mean"',
-      'unexpected key%(s%): "extra%.weight"',
+      'missing key%(s%) 2: "0%.bias", "1%.running_mean"',
+      'unexpected key%(s%) 1: "extra%.weight"',
       "size mismatch for 0%.weight: the state_dict has shape {4, 5}, the module {4, 3}",
       "size mismatch for 3%.bias: the state_dict has shape {3}, the module {2}")
     assert.is_nil(msg:find("3.weight:", 1, true))
     assert.is_true(same(before, m[1].weight))
     assert.is_false(same(m[4].weight, cnn.zeros(2, 4)))
     H.assert_usable()
+  end)
+
+  it("another network's state_dict: the first ten keys of each list, how many more, and the likely cause", function()
+    -- the real-use helper's find: a ResNet-20 checkpoint into LeNet-5 printed 116 keys on one line
+    local lenet = cnn.models.lenet5()
+    local msg = H.assert_error(function() lenet:load_state_dict(cnn.models.resnet_cifar {depth = 20}:state_dict()) end,
+      "load_state_dict", "no key of the state_dict is one of this LeNet5's: is it another network's%?",
+      "missing key%(s%) 10: ", 'unexpected key%(s%) %d+: "bn1%.bias", .* and %d+ more')
+    assert.is_true(#msg < 1200, #msg)
   end)
 
   it("non-strict: loads what matches and returns the missing and unexpected keys", function()

@@ -852,10 +852,14 @@ function Module:state_dict_keys()
   return keys
 end
 
+-- The first keys of a list, quoted, and how many more: another network's checkpoint named hundreds
+-- (a 6 KB line that hid the cause)
+local SHOWN_KEYS = 10
 local function quoted(list)
   local q = {}
-  for i, k in ipairs(list) do q[i] = '"' .. k .. '"' end
-  return table.concat(q, ", ")
+  for i = 1, math.min(#list, SHOWN_KEYS) do q[i] = '"' .. list[i] .. '"' end
+  local more = #list > SHOWN_KEYS and string.format(" and %d more", #list - SHOWN_KEYS) or ""
+  return string.format("%d: %s%s", #list, table.concat(q, ", "), more)
 end
 
 --- cnn.nn.Module:load_state_dict(state_dict, {strict=true}) -> missing, unexpected
@@ -898,10 +902,15 @@ function Module:load_state_dict(sd, opts)
   end
   table.sort(unexpected)
   if #errors > 0 or (strict and (#missing > 0 or #unexpected > 0)) then
-    local lines = {"error(s) in loading state_dict for " .. state(self).class.__name .. ":"}
-    if strict and #missing > 0 then lines[#lines + 1] = "missing key(s): " .. quoted(missing) end
-    if strict and #unexpected > 0 then lines[#lines + 1] = "unexpected key(s): " .. quoted(unexpected) end
-    for _, e in ipairs(errors) do lines[#lines + 1] = e end
+    local name = state(self).class.__name
+    local lines = {"error(s) in loading state_dict for " .. name .. ":"}
+    if strict and #todo == 0 and #errors == 0 and #keys > 0 and #unexpected > 0 then
+      lines[#lines + 1] = string.format("no key of the state_dict is one of this %s's: is it another network's?", name)
+    end
+    if strict and #missing > 0 then lines[#lines + 1] = "missing key(s) " .. quoted(missing) end
+    if strict and #unexpected > 0 then lines[#lines + 1] = "unexpected key(s) " .. quoted(unexpected) end
+    for i = 1, math.min(#errors, SHOWN_KEYS) do lines[#lines + 1] = errors[i] end
+    if #errors > SHOWN_KEYS then lines[#lines + 1] = string.format("and %d more such errors", #errors - SHOWN_KEYS) end
     error("load_state_dict: " .. table.concat(lines, "\n  "), 0)
   end
   U.no_grad(function()
