@@ -355,15 +355,39 @@ local function text_w(s, fs, bold) return ceil((C.text_size(s, fs, bold))) end
 local function text_h(s, fs, bold) return ceil(select(2, C.text_size(s, fs, bold))) end
 
 -- name, or its start and "~", whichever fits in room pixels (at least one character).
-local function fit(name, room, fs)
-  if text_w(name, fs) <= room then return name end
+local function fit(name, room, fs, bold)
+  if text_w(name, fs, bold) <= room then return name end
   local n = utf8.len(name) or #name
   while n > 1 do
     n = n - 1
     local short = (utf8.len(name) and name:sub(1, utf8.offset(name, n + 1) - 1) or name:sub(1, n)) .. "~"
-    if text_w(short, fs) <= room then return short end
+    if text_w(short, fs, bold) <= room then return short end
   end
   return (utf8.len(name) and name:sub(1, utf8.offset(name, 2) - 1) or name:sub(1, 1)) .. "~"
+end
+
+-- text broken at spaces into lines ('\n') that fit in room pixels, at most max_lines of them (the
+-- last elided with fit when more is left, as is a word wider than room): a long chart title was
+-- drawn on one line and cut off at both edges of the image.
+local function wrap(text, room, fs, bold, max_lines)
+  if text_w(text, fs, bold) <= room then return text end
+  local lines, cur = {}, nil
+  for word in text:gmatch("%S+") do
+    local try = cur and (cur .. " " .. word) or word
+    if cur and text_w(try, fs, bold) > room then
+      lines[#lines + 1] = cur
+      cur = word
+    else
+      cur = try
+    end
+  end
+  lines[#lines + 1] = cur
+  if #lines > max_lines then
+    lines[max_lines] = table.concat(lines, " ", max_lines)
+    for i = #lines, max_lines + 1, -1 do lines[i] = nil end
+  end
+  for i, l in ipairs(lines) do lines[i] = fit(l, room, fs, bold) end
+  return table.concat(lines, "\n")
 end
 
 -- True when every finite value is an integer (and there are some): epochs, steps, sizes.
@@ -388,7 +412,8 @@ local function draw_axes(t, region, spec)
   local gh = text_h("0", fs) -- height of a line of text
   local tick, m, pad = 4 * fs, 8 * fs, PAD * fs
   local top = region.y + m
-  if spec.title then top = top + text_h(spec.title, spec.title_scale, true) + m end
+  local title = spec.title and wrap(spec.title, region.w - 2 * m, spec.title_scale, true, 2)
+  if title then top = top + text_h(title, spec.title_scale, true) + m end
   local bottom = region.y + region.h - m - gh - tick - 4 * fs - (spec.xlabel and (gh + 6 * fs) or 0)
   local ph = bottom - top
   -- y ticks first (their labels set the left margin), then x ticks in the width left
@@ -483,25 +508,39 @@ local function draw_axes(t, region, spec)
     if spec.ylabel then
       C.text(t, region.x + m, top + ph / 2, spec.ylabel, INK, {scale = fs, rotate = 90, valign = "middle"})
     end
-    if spec.title then
-      C.text(t, left + pw / 2, region.y + m, spec.title, INK, {scale = spec.title_scale, align = "center",
-        bold = true})
+    if title then -- centred on the plot when it fits there, else on the panel
+      local cx = text_w(title, spec.title_scale, true) <= pw and left + pw / 2 or region.x + region.w / 2
+      C.text(t, cx, region.y + m, title, INK, {scale = spec.title_scale, align = "center", bold = true})
     end
   end
   return ax
 end
 
 -- The legend: a box of rows (swatch + name), placed at the candidate spot covering the fewest
--- drawn pixels of the plot area (ties go to the earlier spot, top-right first).
+-- drawn pixels of the plot area (ties go to the earlier spot, top-right first). Rows that do not
+-- fit the plot's height go into more columns; entries that do not fit its width either end in a
+-- "+N more" row (30 series ran past the top of the image in one column), and a name wider than half
+-- the plot is shortened with "~".
 local function draw_legend(t, ax, series, with_markers)
   local fs = ax.fs
   local row_h = text_h("0", fs) + 3 * fs
   local sw, m = 22 * fs, 8 * fs
-  local name_w = 0
-  for _, s in ipairs(series) do name_w = max(name_w, text_w(s.name, fs)) end
-  local w = m + sw + 6 * fs + name_w + m
-  local h = 6 * fs + #series * row_h + 3 * fs
   local a = ax.area
+  local names, name_w = {}, 0
+  for i, s in ipairs(series) do
+    names[i] = fit(s.name, max(floor(a.w / 2) - sw - 3 * m, 8 * fs), fs)
+    name_w = max(name_w, text_w(names[i], fs))
+  end
+  local col_w = sw + 6 * fs + name_w
+  local per_col = max(1, floor((a.h - 2 * m - 9 * fs) / row_h))
+  local max_cols = max(1, floor((a.w - 3 * m + m) / (col_w + m)))
+  local cols = min(ceil(#series / per_col), max_cols)
+  local shown = #series
+  if shown > cols * per_col then shown = cols * per_col - 1 end -- the last row says how many more
+  local entries = shown + (shown < #series and 1 or 0)
+  local rows = min(per_col, ceil(entries / cols))
+  local w = m + cols * col_w + (cols - 1) * m + m
+  local h = 6 * fs + rows * row_h + 3 * fs
   local inset = m
   local xl, xr = a.x + inset, a.x + a.w - inset - w
   local yt, yb = a.y + inset, a.y + a.h - inset - h
@@ -515,13 +554,20 @@ local function draw_legend(t, ax, series, with_markers)
   local x, y = best[1], best[2]
   C.rect(t, x, y, w, h, "#ffffff", {alpha = 0.9})
   C.rect(t, x, y, w, h, "#a0a0a0", {fill = false})
-  for i, s in ipairs(series) do
-    local cy = y + 6 * fs + (i - 1) * row_h + floor(row_h / 2) - 1
-    local lw = s.width or 2 * fs
-    local oy = lw % 2 == 0 and 0.5 or 0 -- an even width is crisp between pixel rows
-    C.line(t, x + m, cy + oy, x + m + sw, cy + oy, s.color, {width = lw})
-    if with_markers then C.marker(t, x + m + sw / 2, cy + oy, s.marker, 7 * fs, s.color) end
-    C.text(t, x + m + sw + 6 * fs, cy + oy, s.name, TEXT, {scale = fs, valign = "middle"})
+  for i = 1, entries do
+    local col, row = (i - 1) // rows, (i - 1) % rows
+    local cx = x + m + col * (col_w + m)
+    local cy = y + 6 * fs + row * row_h + floor(row_h / 2) - 1
+    if i > shown then
+      C.text(t, cx, cy, string.format("+%d more", #series - shown), TEXT, {scale = fs, valign = "middle"})
+    else
+      local s = series[i]
+      local lw = s.width or 2 * fs
+      local oy = lw % 2 == 0 and 0.5 or 0 -- an even width is crisp between pixel rows
+      C.line(t, cx, cy + oy, cx + sw, cy + oy, s.color, {width = lw})
+      if with_markers then C.marker(t, cx + sw / 2, cy + oy, s.marker, 7 * fs, s.color) end
+      C.text(t, cx + sw + 6 * fs, cy + oy, names[i], TEXT, {scale = fs, valign = "middle"})
+    end
   end
   return {x = x, y = y, w = w, h = h}
 end
@@ -819,9 +865,11 @@ plot.panels = public("panels", function(opts)
   local top = 0
   if title then
     local ts = text_w(title, 1.5 * fs, true) <= w - 16 * fs and 1.5 * fs or fs -- a long title, smaller
-    top = text_h(title, 1.5 * fs, true) + 16 * fs
-    local ty = 8 * fs + (text_h(title, 1.5 * fs, true) - text_h(title, ts, true)) / 2
-    C.text(t, w / 2, ty, title, INK, {scale = ts, align = "center", bold = true})
+    title = wrap(title, w - 16 * fs, ts, true, 2) -- and still too long: two lines, the rest elided
+    local th = math.max(text_h(title, ts, true), text_h("0", 1.5 * fs, true))
+    top = th + 16 * fs
+    C.text(t, w / 2, 8 * fs + (th - text_h(title, ts, true)) / 2, title, INK, {scale = ts, align = "center",
+      bold = true})
   end
   local cw, chh = floor(w / cols), floor((h - top) / rows)
   local infos = {}

@@ -247,6 +247,26 @@ describe("plot.lines", function()
     assert.are.equal(0, count_ink(t2, 0, 0, 400, info2.area.y - 2))
   end)
 
+  it("wraps a title too wide for the image and keeps a long legend inside the plot", function()
+    -- the real-use helper's finds: a long title was drawn on one line, cut off at both edges; 30
+    -- named series made a legend taller than the image
+    local long = string.rep("very long title ", 20)
+    local t, info = plot.lines{width = 400, height = 300, title = long, series = {{y = {1, 2}}}}
+    local a = info.area
+    assert.are.equal(0, count_ink(t, 0, 0, 3, a.y - 2))         -- nothing at the left edge,
+    assert.are.equal(0, count_ink(t, 397, 0, 3, a.y - 2))       -- nor at the right one
+    assert.is_true(count_ink(t, 0, 0, 400, a.y - 2) > 200)      -- but the title is there, on two lines
+    local _, short = plot.lines{width = 400, height = 300, title = "Loss", series = {{y = {1, 2}}}}
+    assert.is_true(a.y > short.area.y + 8)
+    local series = {}
+    for i = 1, 120 do series[i] = {name = "series number " .. i, y = {i, i + 1}} end
+    _, info = plot.lines{width = 400, height = 300, series = series}
+    local l = info.legend
+    a = info.area
+    assert.is_true(l.x >= a.x and l.y >= a.y and l.x + l.w <= a.x + a.w and l.y + l.h <= a.y + a.h,
+      string.format("legend %d,%d %dx%d outside the area %d,%d %dx%d", l.x, l.y, l.w, l.h, a.x, a.y, a.w, a.h))
+  end)
+
   it("names itself and the problem in errors, and keeps working", function()
     local ok = {{y = {1, 2}}}
     local msg = err(function()
