@@ -18,7 +18,7 @@ parser:option("--top", "How many classes to print per image.", "5"):convert(math
 parser:option("--threads", "Threads for the kernels.", tostring(cnn.get_num_threads())):convert(math.tointeger)
 parser:flag("--logits", "Also print each image's raw logits (for comparisons with PyTorch).")
 parser:argument("images", "JPEG or PNG files."):args("+")
-local args = parser:parse(arg)
+local args = parser:parse(cnn.util.cli_args(arg))
 if not args.weights then parser:error("--weights is required") end
 if not args.top or args.top < 1 then parser:error("--top must be a positive integer") end
 if not args.threads or args.threads < 1 then parser:error("--threads must be a positive integer") end

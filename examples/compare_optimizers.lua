@@ -24,7 +24,7 @@ parser:option("--smooth", "Plot the mean loss of this many steps around each poi
 parser:option("--seed", "Random seed (the initial weights and the batches).", "1"):convert(math.tointeger)
 parser:option("--threads", "Threads for the kernels.", tostring(cnn.get_num_threads())):convert(math.tointeger)
 parser:option("--out", "Output folder (default: runs/compare-<time>).")
-local args = parser:parse(arg)
+local args = parser:parse(cnn.util.cli_args(arg))
 
 for _, name in ipairs {"steps", "batch_size", "smooth", "seed", "threads", "limit"} do
   local v = args[name]

@@ -30,7 +30,7 @@ parser:option("--seed", "Search seed (params and every trial's seed derive from 
 parser:option("--out", "Output folder: search.jsonl (log), search.csv, search.png.", "runs/hparam_search")
 parser:option("--emit-commands", "Write one shell command per trial to this file instead of running them.")
 parser:option("--merge", "Folder of per-trial results from emitted commands to merge in.")
-local args = parser:parse(arg)
+local args = parser:parse(cnn.util.cli_args(arg))
 
 for _, name in ipairs {"train_size", "test_size", "epochs", "trials"} do
   if not args[name] or args[name] < 1 then

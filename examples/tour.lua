@@ -8,7 +8,7 @@ if arg and arg[0] and arg[0]:match("tour%.lua$") then -- run as a script: an opt
   parser:argument("graph", "also draw the graph into this file (.png, .svg or .pdf; needs Graphviz's dot)")
     :args("?")
   parser:epilog("Run it, or paste its lines into cnnlua one by one.")
-  graph_path = parser:parse(arg).graph
+  graph_path = parser:parse(cnn.util.cli_args(arg)).graph
 end
 cnn.manual_seed(0)
 

@@ -38,7 +38,7 @@ parser:option("--threads", "Threads for the kernels.", tostring(cnn.get_num_thre
 parser:option("--save", "Checkpoint path (default: OUT/checkpoint.safetensors).")
 parser:option("--resume", "Continue from this checkpoint (model, optimiser, epoch).")
 parser:option("--out", "Output folder (default: the resumed checkpoint's folder, else runs/alexnet-<time>).")
-local args = parser:parse(arg)
+local args = parser:parse(cnn.util.cli_args(arg))
 
 for _, name in ipairs {"image_size", "epochs", "batch_size", "seed", "threads", "limit"} do
   local v = args[name]

@@ -32,7 +32,7 @@ parser:option("--resume", "Continue from this checkpoint (model, optimiser, epoc
 parser:flag("--distributed",
   "Run as one rank of an MPI job (mpirun -np N cnnlua ...): --batch-size is the global batch.")
 parser:option("--out", "Output folder (default: the resumed checkpoint's folder, else runs/vgg<depth>-<time>).")
-local args = parser:parse(arg)
+local args = parser:parse(cnn.util.cli_args(arg))
 
 for _, name in ipairs {"depth", "epochs", "batch_size", "seed", "threads", "limit"} do
   local v = args[name]

@@ -39,7 +39,7 @@ parser:option("--class", "Explain this class (a 1-based index or a class name) i
 parser:option("--max-maps", "Feature maps shown per stage.", "32"):convert(math.tointeger)
 parser:option("--size", "The side the saliency and Grad-CAM pictures are drawn at.", "224"):convert(math.tointeger)
 parser:option("--out", "Output folder.", "runs/visualize")
-local args = parser:parse(arg)
+local args = parser:parse(cnn.util.cli_args(arg))
 if not args.weights or not args.image then parser:error("--weights and --image are required") end
 if not args.max_maps or args.max_maps < 1 then parser:error("--max-maps must be a positive integer") end
 if not args.size or args.size < 16 then parser:error("--size must be an integer of at least 16") end

@@ -128,4 +128,28 @@ function util.remove_tree(path)
   return true
 end
 
+--- cnn.util.cli_args(argv) -> table
+--- A script's arguments with each negative number after a --long option joined to that option.
+--- --lr -0.1 becomes --lr=-0.1, for argparse, which reads "-0.1" as an option of its own ("unknown
+--- option '-0'"). The examples pass arg through it; other arguments are unchanged.
+function util.cli_args(argv)
+  if type(argv) ~= "table" then error("cli_args: expected the argument table, got " .. type(argv), 2) end
+  local out, i = {}, 1
+  while argv[i] ~= nil do
+    local a, nxt = argv[i], argv[i + 1]
+    if type(a) == "string" and a:match("^%-%-[^=]+$") and type(nxt) == "string" and tonumber(nxt)
+        and nxt:match("^%-") then
+      out[#out + 1] = a .. "=" .. nxt
+      i = i + 2
+    else
+      out[#out + 1] = a
+      i = i + 1
+    end
+  end
+  for k, v in pairs(argv) do -- arg[0], arg[-1]: the script and the interpreter
+    if math.type(k) == "integer" and k <= 0 then out[k] = v end
+  end
+  return out
+end
+
 return util

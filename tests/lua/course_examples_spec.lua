@@ -123,6 +123,15 @@ describe("train_vgg.lua", function()
     assert.are_not.equal(0, code)
     assert.truthy(out:find("--depth must be 11, 13, 16 or 19", 1, true), out)
   end)
+
+  it("reads a negative number after an option as its value (argparse said: unknown option '-1')", function()
+    local out, code = run("train_vgg.lua", "--epochs -1")
+    assert.are_not.equal(0, code)
+    assert.truthy(out:find("--epochs must be a positive integer", 1, true), out)
+    assert.is_nil(out:find("unknown option", 1, true), out)
+    assert.are.same({"--lr=-0.1", "--n=-1e3", "--out", "-", "-h", "pos"},
+      cnn.util.cli_args({"--lr", "-0.1", "--n", "-1e3", "--out", "-", "-h", "pos"}))
+  end)
 end)
 
 describe("tour.lua", function()
