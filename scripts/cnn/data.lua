@@ -277,14 +277,14 @@ local function has_ext(name, exts)
   return false
 end
 
--- Files under dir (recursively, sorted, hidden entries skipped) with one of the extensions.
-local function walk(dir, exts, out, level)
+-- Files under dir (recursively, sorted, hidden entries skipped) that `keep(path, name)` takes.
+local function walk(dir, keep, out, level)
   local names, kinds = checked(level + 1, pcall(cio.listdir, dir, "ImageFolder"))
   for _, name in ipairs(names) do
     if name:sub(1, 1) ~= "." then
       local p = dir .. "/" .. name
-      if kinds[name] == "dir" then walk(p, exts, out, level + 1)
-      elseif kinds[name] == "file" and has_ext(name, exts) then out[#out + 1] = p end
+      if kinds[name] == "dir" then walk(p, keep, out, level + 1)
+      elseif kinds[name] == "file" and keep(p, name) then out[#out + 1] = p end
     end
   end
   return out
@@ -340,7 +340,7 @@ local function folder_options(fn, opts, level)
   end
 end
 
---- class cnn.data.ImageFolder(dir, {transform=, mode="rgb", extensions=, exif=true, cache=false})
+--- class cnn.data.ImageFolder(dir, {transform=, mode="rgb", extensions=, is_valid_file=, exif=true, cache=false})
 --- Photos in one sub-folder of dir per class: labels 1..C in sorted folder order, any sizes.
 --- `ds.classes` are the folder names, `ds.class_to_idx` maps them to labels and `ds.samples` lists
 --- {path, label} for the files found under each folder (recursively, sorted) with one of the
@@ -351,17 +351,35 @@ end
 --- as torchvision's loader converts every image to RGB). transform applies to each image; when it
 --- is made of cnn.data.transforms it runs in C with the decoding. cache=true keeps every decoded
 --- image as bytes (1 per value, before the transform) once read: for small sets, decoded once.
+--- is_valid_file = function(path) -> boolean replaces the extension test (as torchvision's; not
+--- both): `function(p) return (pcall(cnn.image.load, p)) end` keeps only the files that decode,
+--- each decoded once here, so a corrupt photo is left out instead of stopping an epoch.
 data.ImageFolder = setmetatable({}, {__call = function(_, dir, opts)
   opts = check_options("ImageFolder", opts, {transform = true, mode = true, extensions = true, exif = true,
-                                             cache = true}, 2)
+                                             cache = true, is_valid_file = true}, 2)
   if type(dir) ~= "string" then error("ImageFolder: expected a folder (string), got " .. type(dir), 2) end
   folder_options("ImageFolder", opts, 2)
+  local valid = opts.is_valid_file
+  if valid ~= nil and type(valid) ~= "function" then
+    error("ImageFolder: is_valid_file must be a function(path) -> boolean, got " .. type(valid), 2)
+  end
+  if valid ~= nil and opts.extensions ~= nil then
+    error("ImageFolder: give extensions or is_valid_file, not both (as torchvision's)", 2)
+  end
   local exts = opts.extensions or {".png", ".jpg", ".jpeg"}
   if type(exts) ~= "table" or #exts == 0 then error("ImageFolder: extensions must be a list like {\".png\"}", 2) end
   local lower = {}
   for i, e in ipairs(exts) do
     if type(e) ~= "string" then error(string.format("ImageFolder: extensions[%d] is not a string", i), 2) end
     lower[i] = e:lower()
+  end
+  local keep = function(_, name) return has_ext(name, lower) end
+  if valid then
+    keep = function(path)
+      local ok, yes = pcall(valid, path)
+      if not ok then error(string.format("ImageFolder: is_valid_file(%q) raised: %s", path, tostring(yes)), 0) end
+      return yes == true
+    end
   end
   local names, kinds = checked(2, pcall(cio.listdir, dir, "ImageFolder"))
   local classes, class_to_idx, samples = {}, {}, {}
@@ -373,10 +391,10 @@ data.ImageFolder = setmetatable({}, {__call = function(_, dir, opts)
   end
   if #classes == 0 then error(string.format("ImageFolder: %s: no class folders found", dir), 2) end
   for label, cname in ipairs(classes) do
-    local files = walk(dir .. "/" .. cname, lower, {}, 2)
+    local files = walk(dir .. "/" .. cname, keep, {}, 2)
     if #files == 0 then
       error(string.format("ImageFolder: %s/%s: no %s files found for class '%s'", dir, cname,
-        table.concat(lower, "/"), cname), 2)
+        valid and "valid" or table.concat(lower, "/"), cname), 2)
     end
     for _, p in ipairs(files) do samples[#samples + 1] = {p, label} end
   end

@@ -336,6 +336,28 @@ describe("data.ImageFolder", function()
     assert.is_true(math.abs(ds:get(2)[1][1][1] - 20 / 255) < 1e-7)
   end)
 
+  it("takes is_valid_file (torchvision's) in place of extensions: a test that leaves out corrupt files", function()
+    -- the real-use helper's find: one corrupt photo stopped training at whichever batch held it
+    local bad = root .. "/b_cat/broken.png"
+    write_bytes(bad, "\137PNG not really")
+    assert.are.equal(4, #data.ImageFolder(root))
+    local decodes = function(p) return (pcall(image.load, p)) end
+    local ds = data.ImageFolder(root, {is_valid_file = decodes})
+    assert.are.equal(3, #ds)
+    for _, smp in ipairs(ds.samples) do assert.is_nil(smp[1]:find("broken", 1, true)) end
+    -- every regular file is asked, whatever its extension (notes.txt is not an image either)
+    local asked = {}
+    data.ImageFolder(root, {is_valid_file = function(p) asked[#asked + 1] = p return true end})
+    assert.are.equal(5, #asked)
+    H.assert_error(function() return data.ImageFolder(root, {is_valid_file = decodes, extensions = {".png"}}) end,
+      "ImageFolder", "not both")
+    H.assert_error(function() return data.ImageFolder(root, {is_valid_file = true}) end,
+      "ImageFolder", "is_valid_file must be a function")
+    H.assert_error(function() return data.ImageFolder(root, {is_valid_file = function() error("no") end}) end,
+      "ImageFolder", "raised")
+    os.remove(bad)
+  end)
+
   it("applies its transform per item and batches through the DataLoader", function()
     local ds = data.ImageFolder(root, {transform = T.normalize(0.5, 0.5), mode = "gray"})
     local x = ds:get(3)
