@@ -84,8 +84,27 @@ static int rdiv(lua_State *L) {
   return 1;
 }
 
-/* trunc(a / b) for a float32 quotient, as PyTorch's rounding_mode "trunc"; two integer operands
- * would need exact integer division toward zero: refused */
+/* Two integer operands' quotient rounded toward zero, exactly: floor_divide(a, b), one more where
+ * the remainder is nonzero and a and b have opposite signs (-7 / 2: floor -4, trunc -3). A zero
+ * divisor is floor_divide's error. */
+static cnn_tensor *int_div_trunc(const cnn_tensor *a, const cnn_tensor *b) {
+  cnn_tensor *q = cnn_op_binary(CNN_FLOOR_DIVIDE, a, b);
+  cnn_tensor *r = q ? cnn_op_binary(CNN_REMAINDER, a, b) : NULL;
+  cnn_tensor *zero = r ? cnn_tensor_scalar_i64(0) : NULL;
+  cnn_tensor *inexact = zero ? cnn_op_binary(CNN_NE, r, zero) : NULL;
+  cnn_tensor *na = inexact ? cnn_op_binary(CNN_LT, a, zero) : NULL;
+  cnn_tensor *nb = na ? cnn_op_binary(CNN_LT, b, zero) : NULL;
+  cnn_tensor *opposite = nb ? cnn_op_binary(CNN_LOGICAL_XOR, na, nb) : NULL;
+  cnn_tensor *up = opposite ? cnn_op_binary(CNN_LOGICAL_AND, inexact, opposite) : NULL;
+  cnn_tensor *step = up ? cnn_tensor_to_dtype(up, q->dtype) : NULL;
+  cnn_tensor *t = step ? cnn_op_binary(CNN_ADD, q, step) : NULL;
+  cnn_tensor *tmp[] = {q, r, zero, inexact, na, nb, opposite, up, step};
+  for (size_t i = 0; i < sizeof tmp / sizeof tmp[0]; i++) cnn_tensor_release(tmp[i]);
+  return t;
+}
+
+/* trunc(a / b), as PyTorch's rounding_mode "trunc": a float32 quotient rounded toward zero, or
+ * for two integer operands the exact integer quotient (their dtype, as PyTorch's) */
 static int div_trunc(lua_State *L, const char *fn) {
   lua_settop(L, 2);
   bool any_float = false;
@@ -93,8 +112,14 @@ static int div_trunc(lua_State *L, const char *fn) {
     const cnn_tensor *t = lcnn_test(L, i);
     any_float |= t ? t->dtype == CNN_FLOAT32 : lua_type(L, i) == LUA_TNUMBER && !lua_isinteger(L, i);
   }
-  if (!any_float)
-    return lcnn_error(L, fn, "rounding_mode \"trunc\" of two integer operands is not supported (\"floor\" is)");
+  if (!any_float) {
+    cnn_dtype dt = int_dtype(L, 1, 2);
+    lcnn_anchor_number(L, 1, fn, dt);
+    lcnn_anchor_number(L, 2, fn, dt);
+    cnn_tensor *a = lcnn_operand(L, 1, fn, dt), *b = lcnn_operand(L, 2, fn, dt);
+    lcnn_push(L, int_div_trunc(a, b), fn);
+    return 1;
+  }
   binary(L, CNN_DIV, fn);
   lcnn_push(L, cnn_op_unary(CNN_TRUNC, lcnn_check(L, 3, fn), 0, 0), fn);
   return 1;
@@ -102,8 +127,8 @@ static int div_trunc(lua_State *L, const char *fn) {
 
 /** t:div(other, {rounding_mode=nil}) -> Tensor
  * t / other, elementwise (broadcasting; also `t / other`); float32 without rounding_mode.
- * rounding_mode "floor" is t:floor_divide(other); "trunc" rounds a float32 quotient toward zero
- * (both with a zero gradient, as PyTorch). `number / t` is (1 / t) * number, as PyTorch computes
+ * rounding_mode "floor" is t:floor_divide(other); "trunc" rounds the quotient toward zero (exact
+ * for two integer operands, in their dtype) (both with a zero gradient, as PyTorch). `number / t` is (1 / t) * number, as PyTorch computes
  * it (its roundings and gradient). */
 static int m_div(lua_State *L) {
   static const char *const known[] = {"rounding_mode", NULL};

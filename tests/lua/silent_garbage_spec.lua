@@ -143,8 +143,14 @@ describe("options and arguments a function does not read", function()
     H.assert_tensor(cnn.tensor{1} // 0.1, {9}) -- PyTorch's algorithm: floor(1 / 0.1) would be 10
     err(function() return cnn.tensor({7}, I) // 0 end, "floor_divide: integer division by zero")
     err(function() return cnn.tensor({7}, I) % cnn.zeros(1):long() end, "remainder: integer division by zero")
-    err(function() return cnn.tensor({7}, I):div(2, {rounding_mode = "trunc"}) end,
-      'rounding_mode "trunc" of two integer operands is not supported')
+    -- two integer operands: the exact quotient toward zero in their dtype, as PyTorch's (was refused)
+    H.assert_tensor(cnn.tensor({7, -7, 7, -7, 6, 0}, I):div(cnn.tensor({2, 2, -2, -2, -3, 5}, I),
+      {rounding_mode = "trunc"}), {3, -3, -3, 3, -2, 0}, {dtype = "int64"})
+    H.assert_tensor(cnn.tensor({math.maxinteger, math.mininteger + 1}, I):div(2, {rounding_mode = "trunc"}),
+      {math.maxinteger // 2, -(math.maxinteger // 2)}, {dtype = "int64"})
+    H.assert_tensor(cnn.tensor({250, 7}, {dtype = "uint8"}):div(cnn.tensor({3, 2}, {dtype = "uint8"}),
+      {rounding_mode = "trunc"}), {83, 3}, {dtype = "uint8"})
+    err(function() return cnn.tensor({7}, I):div(0, {rounding_mode = "trunc"}) end, "div: integer division by zero")
     local r = cnn.tensor{-2.5, -1.5, -0.5, 0.5, 1.5, 2.5, 1.7, -1.7}
     H.assert_tensor(r:floor(), {-3, -2, -1, 0, 1, 2, 1, -2})
     H.assert_tensor(r:ceil(), {-2, -1, -0, 1, 2, 3, 2, -1})
