@@ -235,15 +235,16 @@ int lcnn_shape(lua_State *L, int idx, const char *fn, int64_t *size, int *next, 
     *next = idx + 1;
     return n;
   }
-  /* a nil given where the sizes start (cnn.zeros(n) with n nil by mistake) is not "no sizes": a
-   * 0-d tensor would broadcast silently wherever it went next */
-  if (lua_isnil(L, idx) && idx <= lua_gettop(L))
-    lcnn_error(L, fn, "expected sizes (integers or a table of them) for argument %d, got nil", idx);
   while (lua_type(L, idx) == LUA_TNUMBER) {
     if (n == CNN_MAX_DIMS) lcnn_error(L, fn, "a tensor has at most %d dimensions", CNN_MAX_DIMS);
     size[n++] = shape_entry(L, idx, fn, allow_infer);
     idx++;
   }
+  /* a nil given among or after the sizes (cnn.zeros(n, m) with m nil by mistake) does not end
+   * them: the tensor would have a dimension less (none: a 0-d one) and broadcast silently wherever
+   * it went next, as PyTorch's zeros(3, None) does not */
+  if (lua_isnil(L, idx) && idx <= lua_gettop(L))
+    lcnn_error(L, fn, "expected sizes (integers or a table of them) for argument %d, got nil", idx);
   *next = idx;
   return n;
 }

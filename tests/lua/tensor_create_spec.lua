@@ -63,7 +63,14 @@ describe("filled constructors", function()
       assert.are.equal(0, cnn[name]():dim())
     end
     H.assert_error(function() return cnn.ones(4):view(n) end, "view", "got nil")
-    assert.are.same({ 2 }, cnn.zeros(2, nil):shape())
+    -- nor among or after them: a dimension less (the fifth fuzzing round's find)
+    H.assert_error(function() return cnn.zeros(2, n) end, "zeros", "argument 2, got nil")
+    H.assert_error(function() return cnn.randn(2, n, 3) end, "randn", "argument 2, got nil")
+    local t = cnn.ones(2, 3)
+    H.assert_error(function() return t:view(6, n) end, "view", "argument 3, got nil")
+    H.assert_error(function() return t:reshape(2, n, 3) end, "reshape", "argument 3, got nil")
+    H.assert_error(function() return t:expand(2, 3, n) end, "expand", "argument 4, got nil")
+    assert.are.same({ 2, 3 }, cnn.zeros({ 2, 3 }, nil):shape()) -- a table of sizes, then no options
   end)
 
   it("ones accepts sizes as varargs or as one table", function()
