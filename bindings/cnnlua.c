@@ -582,7 +582,7 @@ static int wrap_magic(lua_State *L, int magic, lua_Integer runs) {
  * reading more lines while the text is incomplete. The expression is compiled as the arguments of
  * a function that returns them (ECHO), not as "return LINE": there a call to a module or a Lua
  * function that raises with error(msg, 2) was a tail call, whose caller's frame (stdin:1) was gone
- * from the message. "=expr" is the expression form too;
+ * from the message. "=expr" is the expression form too (over several lines, "return expr");
  * "%time CODE" and "%timeit [-n N] CODE" compile CODE the same way and time it.
  * Leaves the function to run (CHUNK_OK) or the error message (CHUNK_ERROR) on the stack. */
 static int read_chunk(lua_State *L) {
@@ -598,18 +598,18 @@ static int read_chunk(lua_State *L) {
     free(line);
     return CHUNK_ERROR;
   }
-  if (code[0] == '=') {
-    lua_pushfstring(L, ECHO, code + 1);
-  } else {
-    const char *expr = lua_pushfstring(L, ECHO, code);
-    if (luaL_loadbuffer(L, expr, strlen(expr), "=stdin") == LUA_OK) {
-      lua_remove(L, -2);
-      free(line);
-      return magic != MAGIC_NONE ? wrap_magic(L, magic, runs) : CHUNK_OK;
-    }
-    lua_pop(L, 2);
-    lua_pushstring(L, code);
+  const bool eq = code[0] == '=';
+  const char *expr = lua_pushfstring(L, ECHO, eq ? code + 1 : code);
+  if (luaL_loadbuffer(L, expr, strlen(expr), "=stdin") == LUA_OK) {
+    lua_remove(L, -2);
+    free(line);
+    return magic != MAGIC_NONE ? wrap_magic(L, magic, runs) : CHUNK_OK;
   }
+  lua_pop(L, 2);
+  /* more lines to come: "=EXPR" reads on as "return EXPR" (ECHO's closing parenthesis would land
+   * before the lines that follow), anything else as statements */
+  if (eq) lua_pushfstring(L, "return %s", code + 1);
+  else lua_pushstring(L, code);
   lua_pushstring(L, line); /* the entry as typed, for history */
   lua_insert(L, -2);
   free(line);

@@ -187,6 +187,12 @@ static void test_piped_repl_errors_of_called_expressions_keep_their_line(void) {
   CHECK(strstr(r.err, "stdin:1: Linear: linear: input has 5 features") != NULL, "stderr was '%s'", r.err);
   CHECK(strstr(r.err, "stdin:1: from g") != NULL, "stderr was '%s'", r.err);
   CHECK(strcmp(r.out, "3\n") == 0, "stdout was '%s'", r.out); /* every value still reaches the echo */
+  /* "=expr" over several lines reads on as "return expr": the wrapper's ")" had landed before the
+   * next lines (inside the long string here), so the chunk never ended and took "next" in */
+  run(&r, "=[[a\nb]]\n\"next\"\n=(1 +\n2)\n", NO_ARGS);
+  CHECK(r.code == 0, "exit code %d", r.code);
+  CHECK(strcmp(r.out, "a\nb\nnext\n3\n") == 0, "stdout was '%s'", r.out);
+  CHECK(r.err_len == 0, "stderr was '%s'", r.err);
 }
 
 static void test_repl_show_hook_replaces_tostring(void) {
