@@ -265,6 +265,18 @@ describe("plot.lines", function()
     a = info.area
     assert.is_true(l.x >= a.x and l.y >= a.y and l.x + l.w <= a.x + a.w and l.y + l.h <= a.y + a.h,
       string.format("legend %d,%d %dx%d outside the area %d,%d %dx%d", l.x, l.y, l.w, l.h, a.x, a.y, a.w, a.h))
+    -- the axis labels too (the fifth fuzzing round): elided, nothing in the outer two pixels
+    t = plot.lines{width = 400, height = 300, series = {{y = {1, 2}}}, xlabel = string.rep("X", 400),
+      ylabel = string.rep("Y", 400)}
+    for _, edge in ipairs {{0, 0, 400, 2}, {0, 298, 400, 2}, {0, 0, 2, 300}, {398, 0, 2, 300}} do
+      assert.are.equal(0, count_ink(t, table.unpack(edge)), table.concat(edge, ","))
+    end
+    -- a title of fifty lines is two, and a 20,000-character name is elided in a few measurements
+    -- (one character at a time it took seconds)
+    local _, many = plot.lines{width = 400, height = 300, series = {{y = {1, 2}}}, title = string.rep("line\n", 50)}
+    assert.is_true(many.area.h > 150)
+    _, info = plot.lines{width = 400, height = 300, series = {{name = string.rep("x", 20000), y = {1, 2}}}}
+    assert.is_true(info.legend.w < 200)
   end)
 
   it("names itself and the problem in errors, and keeps working", function()
