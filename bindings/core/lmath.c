@@ -636,7 +636,9 @@ static int m_isneginf(lua_State *L) { return predicate(L, CNN_ISNEGINF, "isnegin
 static int m_isfinite(lua_State *L) { return predicate(L, CNN_ISFINITE, "isfinite"); }
 
 /* nan_to_num's replacements for NaN, +inf and -inf: numbers at 2, 3, 4 or one table {nan=, posinf=,
- * neginf=}; nil takes PyTorch's defaults (0, float32's largest finite value, its lowest). */
+ * neginf=}; nil takes PyTorch's defaults (0, float32's largest finite value, its lowest). A value
+ * past float32's range is its infinity, as PyTorch's float conversion makes it (set here: a C
+ * conversion of an out-of-range double is undefined). */
 static void nan_to_num_values(lua_State *L, const char *fn, double v[3]) {
   static const char *const keys[] = {"nan", "posinf", "neginf", NULL};
   const double def[3] = {0, FLT_MAX, -FLT_MAX};
@@ -645,8 +647,7 @@ static void nan_to_num_values(lua_State *L, const char *fn, double v[3]) {
   if (table) lcnn_options(L, 2, fn, keys);
   for (int i = 0; i < 3; i++) {
     v[i] = table ? lcnn_opt_number(L, 2, fn, keys[i], def[i]) : lcnn_arg_number(L, 2 + i, fn, keys[i], def[i]);
-    if (isfinite(v[i]) && fabs(v[i]) > FLT_MAX)
-      lcnn_error(L, fn, "%s %g is out of float32's range", keys[i], cnn_error_num(v[i]));
+    if (isfinite(v[i]) && fabs(v[i]) > FLT_MAX) v[i] = v[i] > 0 ? INFINITY : -INFINITY;
   }
 }
 
