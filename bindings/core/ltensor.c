@@ -252,6 +252,20 @@ static int assign_index(lua_State *L) {
   return 0;
 }
 
+/* Pushes t's shape as "(2, 3)" ("()" for a 0-d tensor). */
+static void push_shape(lua_State *L, const cnn_tensor *t) {
+  luaL_Buffer b;
+  luaL_buffinit(L, &b);
+  luaL_addchar(&b, '(');
+  for (int d = 0; d < t->ndim; d++) {
+    if (d) luaL_addstring(&b, ", ");
+    lua_pushfstring(L, "%I", (lua_Integer)t->size[d]);
+    luaL_addvalue(&b);
+  }
+  luaL_addchar(&b, ')');
+  luaL_pushresult(&b);
+}
+
 static int t_newindex(lua_State *L) {
   if (lua_type(L, 2) != LUA_TSTRING) return assign_index(L);
   const char *k = lua_tostring(L, 2);
@@ -269,8 +283,17 @@ static int t_newindex(lua_State *L) {
   if (strcmp(k, "grad") == 0) {
     cnn_tensor *g = lua_isnil(L, 3) ? NULL : lcnn_check(L, 3, "grad");
     cnn_tensor *t = SELF("grad");
-    if (g && (!cnn_tensor_same_shape(g, t) || g->dtype != t->dtype))
-      return lcnn_error(L, "grad", "assigned gradient must have the tensor's shape and dtype");
+    if (g && !cnn_tensor_same_shape(g, t)) {
+      lua_pushstring(L, "assigned gradient has shape ");
+      push_shape(L, g);
+      lua_pushstring(L, ", the tensor ");
+      push_shape(L, t);
+      lua_concat(L, 4);
+      return lcnn_error(L, "grad", "%s", lua_tostring(L, -1));
+    }
+    if (g && g->dtype != t->dtype)
+      return lcnn_error(L, "grad", "assigned gradient is %s, the tensor %s", cnn_dtype_name(g->dtype),
+                        cnn_dtype_name(t->dtype));
     /* as PyTorch's "can't assign Variable as its own grad", and views of it too: backward would
      * accumulate into the tensor's own values */
     if (g && g->storage == t->storage)
