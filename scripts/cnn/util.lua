@@ -130,15 +130,20 @@ end
 
 --- cnn.util.cli_args(argv) -> table
 --- A script's arguments with each negative number after a --long option joined to that option.
---- --lr -0.1 becomes --lr=-0.1, for argparse, which reads "-0.1" as an option of its own ("unknown
---- option '-0'"). The examples pass arg through it; other arguments are unchanged.
+--- --lr -0.1 becomes --lr=-0.1 (so do -1e3, -inf and -nan), for argparse, which reads "-0.1" as an
+--- option of its own ("unknown option '-0'"); nothing after a "--" is touched. The examples pass arg
+--- through it; other arguments are unchanged.
 function util.cli_args(argv)
   if type(argv) ~= "table" then error("cli_args: expected the argument table, got " .. type(argv), 2) end
-  local out, i = {}, 1
+  local function negative(v) -- -1, -0.5, -1e3, -inf, -nan
+    return type(v) == "string" and v:match("^%-") and (tonumber(v) ~= nil or v:lower():match("^%-inf") ~= nil
+      or v:lower() == "-nan")
+  end
+  local out, i, options = {}, 1, true
   while argv[i] ~= nil do
     local a, nxt = argv[i], argv[i + 1]
-    if type(a) == "string" and a:match("^%-%-[^=]+$") and type(nxt) == "string" and tonumber(nxt)
-        and nxt:match("^%-") then
+    if a == "--" then options = false end -- argparse's end of options: the rest as given
+    if options and type(a) == "string" and a:match("^%-%-[^=]+$") and negative(nxt) then
       out[#out + 1] = a .. "=" .. nxt
       i = i + 2
     else

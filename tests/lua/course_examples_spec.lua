@@ -131,6 +131,8 @@ describe("train_vgg.lua", function()
     assert.is_nil(out:find("unknown option", 1, true), out)
     assert.are.same({"--lr=-0.1", "--n=-1e3", "--out", "-", "-h", "pos"},
       cnn.util.cli_args({"--lr", "-0.1", "--n", "-1e3", "--out", "-", "-h", "pos"}))
+    assert.are.same({"--lr=-inf", "--x=-NaN", "--", "--y", "-1"},
+      cnn.util.cli_args({"--lr", "-inf", "--x", "-NaN", "--", "--y", "-1"}))
   end)
 end)
 
