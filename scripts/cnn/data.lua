@@ -378,7 +378,7 @@ data.ImageFolder = setmetatable({}, {__call = function(_, dir, opts)
     keep = function(path)
       local ok, yes = pcall(valid, path)
       if not ok then error(string.format("ImageFolder: is_valid_file(%q) raised: %s", path, tostring(yes)), 0) end
-      return yes == true
+      return yes ~= nil and yes ~= false -- any true value, as torchvision reads it
     end
   end
   local names, kinds = checked(2, pcall(cio.listdir, dir, "ImageFolder"))

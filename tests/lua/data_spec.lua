@@ -349,6 +349,8 @@ describe("data.ImageFolder", function()
     local asked = {}
     data.ImageFolder(root, {is_valid_file = function(p) asked[#asked + 1] = p return true end})
     assert.are.equal(5, #asked)
+    -- any true value counts, as torchvision reads it (1 and "yes" were left out)
+    assert.are.equal(5, #data.ImageFolder(root, {is_valid_file = function() return 1 end}))
     H.assert_error(function() return data.ImageFolder(root, {is_valid_file = decodes, extensions = {".png"}}) end,
       "ImageFolder", "not both")
     H.assert_error(function() return data.ImageFolder(root, {is_valid_file = true}) end,
