@@ -555,6 +555,12 @@ function Search:emit(pending)
   -- and here mean what they meant to this run, wherever GNU parallel or Slurm starts the shell
   local cwd = lfs.currentdir()
   if not cwd then fail("cannot tell the current folder, which the commands must start in") end
+  -- one command a line is what GNU parallel and Slurm arrays read
+  for what, text in pairs {["the current folder"] = cwd, ["the script's arguments"] = words, emit_dir = dir} do
+    if text:find("\n") then
+      fail("emit_commands writes one command a line, but there is a newline in %s: %q", what, text)
+    end
+  end
   local lines = {}
   for _, t in ipairs(pending) do
     local env = "CNNLUA_HPSEARCH_TRIAL=" .. t.index .. " CNNLUA_HPSEARCH_SEARCH=" .. self.s.id

@@ -746,6 +746,10 @@ RESULT(res)
       end
     end
     assert.are.equal(4, #lines_of(dir .. "/search.jsonl", '"type":"trial"'))
+    -- a newline in a command would split it over two lines of the file (the fifth fuzzing round)
+    local out2, code2 = run(path, "emit " .. sh_quote(tmp .. "/emit\nnl"))
+    assert.are_not.equal(0, code2)
+    assert.truthy(out2:find("emit_commands writes one command a line, but there is a newline in", 1, true), out2)
   end)
 end)
 

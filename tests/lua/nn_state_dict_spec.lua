@@ -147,6 +147,12 @@ describe("load_state_dict", function()
       "load_state_dict", "no key of the state_dict is one of this LeNet5's: is it another network's%?",
       "missing key%(s%) 10: ", 'unexpected key%(s%) %d+: "bn1%.bias", .* and %d+ more')
     assert.is_true(#msg < 1200, #msg)
+    -- long keys are cut and every key escaped (a 5000-character key was shown whole, a newline raw)
+    local sd = {["a\nb"] = cnn.zeros(1)}
+    for i = 1, 12 do sd[string.rep("k", 5000) .. i] = cnn.zeros(1) end
+    msg = H.assert_error(function() nn.Linear(2, 2):load_state_dict(sd) end, "load_state_dict", '"a\\nb"',
+      'unexpected key%(s%) 13: ', '%.%.%."')
+    assert.is_true(#msg < 1500, #msg)
   end)
 
   it("non-strict: loads what matches and returns the missing and unexpected keys", function()

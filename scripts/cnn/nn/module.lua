@@ -857,7 +857,11 @@ end
 local SHOWN_KEYS = 10
 local function quoted(list)
   local q = {}
-  for i = 1, math.min(#list, SHOWN_KEYS) do q[i] = '"' .. list[i] .. '"' end
+  for i = 1, math.min(#list, SHOWN_KEYS) do -- escaped, and a key past 80 characters cut
+    local k = list[i]
+    q[i] = (#k > 80 and string.format("%q", k:sub(1, 80)):sub(1, -2) .. '..."' or string.format("%q", k))
+      :gsub("\\\n", "\\n")
+  end
   local more = #list > SHOWN_KEYS and string.format(" and %d more", #list - SHOWN_KEYS) or ""
   return string.format("%d: %s%s", #list, table.concat(q, ", "), more)
 end
