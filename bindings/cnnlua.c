@@ -599,7 +599,8 @@ static int read_chunk(lua_State *L) {
     return CHUNK_ERROR;
   }
   const bool eq = code[0] == '=';
-  const char *expr = lua_pushfstring(L, ECHO, eq ? code + 1 : code);
+  /* %time and %timeit keep "return EXPR": ECHO's closure, made at every run, would be timed too */
+  const char *expr = lua_pushfstring(L, magic != MAGIC_NONE ? "return %s" : ECHO, eq ? code + 1 : code);
   if (luaL_loadbuffer(L, expr, strlen(expr), "=stdin") == LUA_OK) {
     lua_remove(L, -2);
     free(line);
