@@ -53,10 +53,16 @@ static int a_set_backward_callbacks(lua_State *L) {
 /** t:backward(grad, {retain_graph=false})
  * Adds the gradient of t with respect to each leaf that requires grad into the leaf's .grad.
  * grad is the gradient of some final value with respect to t (t's shape); it may be omitted when t
- * has one element (a loss). The graph is freed unless retain_graph is true; gradients accumulate
- * until cleared (opt:zero_grad(), m:zero_grad(), `p.grad = nil`). */
+ * has one element (a loss), and the options may then come second: loss:backward{retain_graph =
+ * true}, as PyTorch's loss.backward(retain_graph=True). The graph is freed unless retain_graph is
+ * true; gradients accumulate until cleared (opt:zero_grad(), m:zero_grad(), `p.grad = nil`). */
 static int a_backward(lua_State *L) {
   static const char *const known[] = {"retain_graph", NULL};
+  if (lua_istable(L, 2) && !lcnn_testbox(L, 2) && lua_rawlen(L, 2) == 0 && lua_isnoneornil(L, 3)) { /* backward{...} */
+    lua_settop(L, 2);
+    lua_pushnil(L);
+    lua_insert(L, 2);
+  }
   lcnn_options(L, 3, "backward", known);
   bool retain = lcnn_opt_boolean(L, 3, "backward", "retain_graph", false);
   /* the engine holds its own references to t, g and the graph while Lua Functions run */

@@ -125,6 +125,14 @@ describe("graph lifetime", function()
     y:backward()
     -- two passes of 2x
     H.assert_tensor(x.grad, { 4, 8 })
+    -- the options second, as PyTorch's loss.backward(retain_graph=True) (the sixth round's find:
+    -- "expected a tensor for argument 2, got table"); a list there is still a wrong gradient
+    local z = (x * x):sum()
+    z:backward { retain_graph = true }
+    z:backward()
+    H.assert_tensor(x.grad, { 8, 16 })
+    local w = x * 2
+    H.assert_error(function() w:backward({ 1, 2 }) end, "backward", "expected a tensor for argument 2")
   end)
 
   it("a second backward through a freed graph is a clear error", function()
