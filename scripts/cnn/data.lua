@@ -646,6 +646,10 @@ function DataLoader:_batch(idx)
     if j == 1 then
       nf = item.n
       for k = 1, nf do fields[k] = {} end
+    elseif item.n ~= nf then -- as PyTorch's default_collate: a label missing from one sample was
+      -- collated as a hole (an error inside data.lua), or dropped from all when the first lacked it
+      error(string.format("DataLoader: sample %d gives %d value(s) but sample %d of the same batch gave %d", i,
+        item.n, idx[1] + 1, nf), 0)
     end
     for k = 1, nf do fields[k][j] = item[k] end
   end
