@@ -706,8 +706,40 @@ function LRScheduler:state_dict()
   return sd
 end
 
+-- The values a schedule's state must hold (what its constructor checks, and the counters), as
+-- {field, test, what}: load_state_dict took step_size = 0 or an empty base_lrs, which failed later
+-- inside step() ("attempt to perform 'n%%0'") or kept a stale lr.
+local function int_at_least(lo) return function(v) return math.type(v) == "integer" and v >= lo end end
+local function numbers(n) -- a list of n numbers (one per parameter group)
+  return function(v)
+    if #v ~= n then return false end
+    for i = 1, n do if not is_number(v[i]) then return false end end
+    return true
+  end
+end
+local function state_rules(self)
+  local n = #self.optimizer.param_groups
+  local rules = {{"last_epoch", int_at_least(-1), "an integer >= -1"}}
+  local per_group = string.format("one number per parameter group (%d)", n)
+  if self.base_lrs then rules[#rules + 1] = {"base_lrs", numbers(n), per_group} end
+  if self._step_count then rules[#rules + 1] = {"_step_count", int_at_least(0), "an integer >= 0"} end
+  for k, rule in pairs {step_size = {int_at_least(1), "an integer >= 1"}, T_max = {int_at_least(1), "an integer >= 1"},
+    patience = {int_at_least(0), "an integer >= 0"}, cooldown = {int_at_least(0), "an integer >= 0"},
+    num_bad_epochs = {int_at_least(0), "an integer >= 0"}, cooldown_counter = {int_at_least(0), "an integer >= 0"},
+    factor = {function(v) return v >= 0 and v < 1 end, "in [0, 1)"},
+    threshold = {function(v) return v >= 0 end, ">= 0"}, eps = {function(v) return v >= 0 end, ">= 0"},
+    mode = {function(v) return v == "min" or v == "max" end, '"min" or "max"'},
+    threshold_mode = {function(v) return v == "rel" or v == "abs" end, '"rel" or "abs"'},
+    min_lrs = {numbers(n), per_group}} do
+    if rawget(self, k) ~= nil then rules[#rules + 1] = {k, rule[1], rule[2]} end
+  end
+  return rules
+end
+
 --- cnn.optim.LRScheduler:load_state_dict(state_dict)
 --- Restores what sched:state_dict() returned.
+--- Keys, types and values are checked first (what the constructor checks: step_size >= 1, one lr a
+--- parameter group, ...); nothing is changed when one is wrong.
 function LRScheduler:load_state_dict(sd)
   if type(sd) ~= "table" then error(self.name .. ": load_state_dict expects a table, got " .. type(sd), 2) end
   for k, v in pairs(sd) do
@@ -717,6 +749,13 @@ function LRScheduler:load_state_dict(sd)
     if type(v) ~= type(rawget(self, k)) then
       error(string.format("%s: load_state_dict: '%s' must be a %s, got %s", self.name, util.show(k),
         type(rawget(self, k)), type(v)), 2)
+    end
+  end
+  for _, r in ipairs(state_rules(self)) do
+    local v = sd[r[1]]
+    if v ~= nil and not r[2](v) then
+      local got = type(v) == "table" and string.format("%d value(s)", #v) or util.show(v)
+      error(string.format("%s: load_state_dict: '%s' must be %s, got %s", self.name, r[1], r[3], got), 2)
     end
   end
   for k, v in pairs(sd) do self[k] = copy(v) end

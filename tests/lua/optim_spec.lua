@@ -645,6 +645,21 @@ describe("schedules", function()
     H.assert_error(function() s:step(0.5) end, "StepLR", "takes no argument")
     H.assert_error(function() s:load_state_dict({ foo = 1 }) end, "StepLR", "unknown key 'foo'")
     H.assert_error(function() s:load_state_dict({ last_epoch = "x" }) end, "StepLR", "last_epoch")
+    -- values as the constructor checks them (the sixth fuzzing round: step_size = 0 loaded, then
+    -- step() failed inside optim.lua on n % 0; an empty base_lrs kept a stale lr), nothing changed
+    H.assert_error(function() s:load_state_dict({ step_size = 0 }) end, "StepLR: load_state_dict",
+      "'step_size' must be an integer >= 1, got 0")
+    H.assert_error(function() s:load_state_dict({ base_lrs = {} }) end, "StepLR: load_state_dict",
+      "'base_lrs' must be one number per parameter group %(1%), got 0 value%(s%)")
+    assert.are.equal(1, s.step_size)
+    local c = optim.CosineAnnealingLR(opt, { T_max = 3 })
+    H.assert_error(function() c:load_state_dict({ T_max = 0 }) end, "CosineAnnealingLR", "'T_max' must be an integer")
+    H.assert_error(function() p:load_state_dict({ patience = -1 }) end, "ReduceLROnPlateau", "'patience'")
+    H.assert_error(function() p:load_state_dict({ mode = "up" }) end, "ReduceLROnPlateau", "'mode'")
+    p:load_state_dict({ patience = 0 }) -- a legal value loads
+    assert.are.equal(0, p.patience)
+    s:load_state_dict(s:state_dict())
+    s:step()
     H.assert_usable()
   end)
 end)
