@@ -9,6 +9,7 @@
 #include "cnn/error.h"
 #include "cnn/format.h"
 #include "cnn/ops.h"
+#include "core/iter.h"
 
 #define SELF(fn) lcnn_check(L, 1, fn)
 
@@ -252,20 +253,6 @@ static int assign_index(lua_State *L) {
   return 0;
 }
 
-/* Pushes t's shape as "(2, 3)" ("()" for a 0-d tensor). */
-static void push_shape(lua_State *L, const cnn_tensor *t) {
-  luaL_Buffer b;
-  luaL_buffinit(L, &b);
-  luaL_addchar(&b, '(');
-  for (int d = 0; d < t->ndim; d++) {
-    if (d) luaL_addstring(&b, ", ");
-    lua_pushfstring(L, "%I", (lua_Integer)t->size[d]);
-    luaL_addvalue(&b);
-  }
-  luaL_addchar(&b, ')');
-  luaL_pushresult(&b);
-}
-
 static int t_newindex(lua_State *L) {
   if (lua_type(L, 2) != LUA_TSTRING) return assign_index(L);
   const char *k = lua_tostring(L, 2);
@@ -284,12 +271,9 @@ static int t_newindex(lua_State *L) {
     cnn_tensor *g = lua_isnil(L, 3) ? NULL : lcnn_check(L, 3, "grad");
     cnn_tensor *t = SELF("grad");
     if (g && !cnn_tensor_same_shape(g, t)) {
-      lua_pushstring(L, "assigned gradient has shape ");
-      push_shape(L, g);
-      lua_pushstring(L, ", the tensor ");
-      push_shape(L, t);
-      lua_concat(L, 4);
-      return lcnn_error(L, "grad", "%s", lua_tostring(L, -1));
+      char gs[256], ts[256];
+      return lcnn_error(L, "grad", "assigned gradient has shape %s, the tensor %s",
+                        cnn_shape_str(g->ndim, g->size, gs, sizeof gs), cnn_shape_str(t->ndim, t->size, ts, sizeof ts));
     }
     if (g && g->dtype != t->dtype)
       return lcnn_error(L, "grad", "assigned gradient is %s, the tensor %s", cnn_dtype_name(g->dtype),
