@@ -627,6 +627,9 @@ local function search(s)
   end
   self.todo = #pending
 
+  local from = {} -- the trials already done, for the first line
+  if resumed > 0 then from[#from + 1] = string.format("%d from %s", resumed, s.log) end
+  if merged > 0 then from[#from + 1] = string.format("%d merged", merged) end
   local emitted, commands
   if s.emit_commands then
     commands = self:emit(pending)
@@ -641,9 +644,6 @@ local function search(s)
       end
     end
     self.view = View.new{quiet = s.quiet, todo = #pending, workers = s.workers, metric = s.metric, mode = s.mode}
-    local from = {}
-    if resumed > 0 then from[#from + 1] = string.format("%d from %s", resumed, s.log) end
-    if merged > 0 then from[#from + 1] = string.format("%d merged", merged) end
     local threads = s.workers > 0 and self.threads or core.get_num_threads()
     self.view:line(string.format("hpsearch: %s search, %d trials%s; %s", s.strategy, #s.trials,
       #from > 0 and " (" .. table.concat(from, ", ") .. " already done)" or "",
@@ -663,9 +663,6 @@ local function search(s)
     -- a Ctrl-C may have come between a record's log line and its entry here: the log decides
     if self.interrupted and s.log then self:load_log() end
   elseif not s.quiet then -- every trial came from the log or the merge: say so, not nothing
-    local from = {}
-    if resumed > 0 then from[#from + 1] = string.format("%d from %s", resumed, s.log) end
-    if merged > 0 then from[#from + 1] = string.format("%d merged", merged) end
     io.stdout:write(string.format("hpsearch: %s search, %d trials, all already done (%s); nothing to run\n",
       s.strategy, #s.trials, table.concat(from, ", ")))
     io.stdout:flush()
