@@ -628,9 +628,8 @@ local function method(ds, name)
   return type(f) == "function" and f or nil
 end
 
--- One batch from the 0-based indices idx.
-function DataLoader:_batch(idx)
-  local ds = self.dataset
+-- One batch of ds from the 0-based indices idx: its own gather, else sample by sample.
+local function batch_of(ds, idx)
   local gather, get = method(ds, "_gather"), method(ds, "get")
   if gather then return gather(ds, idx) end
   local fields, nf = {}, 0
@@ -657,6 +656,8 @@ function DataLoader:_batch(idx)
   for k = 1, nf do out[k] = collate(fields[k], k) end
   return table.unpack(out, 1, nf)
 end
+
+function DataLoader:_batch(idx) return batch_of(self.dataset, idx) end
 
 -- The loader's transform of a batch; nil (which would end the caller's for loop as if the epoch
 -- were over) is an error.
@@ -732,6 +733,149 @@ DataLoader.__close = DataLoader.close
 
 function DataLoader.__tostring(self)
   return string.format("DataLoader(%d batches of %d%s)", #self, self.batch_size, self.shuffle and ", shuffled" or "")
+end
+
+-- ---------------------------------------------------------------------------------------------
+-- Subsets and random splits
+
+-- The 1-based sample indices of Subset's argument as a Lua list: a list, a 1-d int64 tensor, or n
+-- for 1..n (Lua has no range(n)). Every index is checked against the parent's n samples.
+local function index_list(fn, list, n, level)
+  if math.type(list) == "integer" then
+    if list < 0 or list > n then
+      error(string.format("%s: count %d is more than the dataset's %d samples", fn, list, n), level + 1)
+    end
+    local out = {}
+    for i = 1, list do out[i] = i end
+    return out
+  end
+  if is_tensor(list) then
+    if list:dim() ~= 1 or list:dtype() ~= "int64" then
+      error(string.format("%s: an index tensor must be 1-d int64, got %d-d %s", fn, list:dim(), list:dtype()),
+        level + 1)
+    end
+    list = list:totable()
+  elseif type(list) ~= "table" then
+    error(string.format("%s: expected a list of sample indices, an int64 tensor or a count, got %s", fn,
+      util.show(list)), level + 1)
+  end
+  local out = {}
+  for k, i in ipairs(list) do
+    if math.type(i) ~= "integer" then
+      error(string.format("%s: entry %d (%s) is not an integer index", fn, k, util.show(i)), level + 1)
+    end
+    if i < 1 or i > n then
+      error(string.format("%s: entry %d (%d) is out of range for %d samples", fn, k, i, n), level + 1)
+    end
+    out[k] = i
+  end
+  if #out ~= rawlen(list) then error(fn .. ": the index list has holes (nil entries)", level + 1) end
+  return out
+end
+
+local function dataset_size(fn, ds, level)
+  if type(ds) ~= "table" and type(ds) ~= "userdata" then
+    error(string.format("%s: expected a dataset, got %s", fn, type(ds)), level + 1)
+  end
+  local ok, n = pcall(function() return #ds end)
+  if not ok or math.type(n) ~= "integer" or n < 0 then
+    error(fn .. ": the dataset has no valid length (#ds)", level + 1)
+  end
+  return n
+end
+
+--- class cnn.data.Subset(ds, indices)
+--- The samples of ds at the (1-based) indices, as a dataset: PyTorch's torch.utils.data.Subset.
+--- indices is a list, a 1-d int64 tensor, or a count n for the first n samples (Lua's stand-in for
+--- range(n)). `sub.dataset` and `sub.indices` are the parent and the list; `sub.classes` is the
+--- parent's. Batches are gathered by the parent's own C gather when it has one (TensorDataset,
+--- MNIST, CIFAR-10), and the subset of an ImageFolder is an ImageFolder (ImageFolder:subset), so
+--- the DataLoader's workers decode it as they do the whole folder.
+local Subset = dataset_class("Subset")
+data.Subset = setmetatable({}, {__call = function(_, ds, indices)
+  local n = dataset_size("Subset", ds, 2)
+  local list = index_list("Subset", indices, n, 2)
+  if getmetatable(ds) == ImageFolder then
+    local sub = ds:subset(list)
+    sub.dataset, sub.indices = ds, list
+    return sub
+  end
+  local zero = {}
+  for k, i in ipairs(list) do zero[k] = i - 1 end
+  return setmetatable({dataset = ds, indices = list, n = #list, classes = rawget(ds, "classes"),
+                       _zero = core.tensor(#zero > 0 and zero or {}, {dtype = "int64"})}, Subset)
+end, __index = Subset})
+
+--- cnn.data.Subset:get(i) -> x, y, ...
+--- The parent's sample indices[i] (its get, else its ds[j]).
+--- Negative i counts from the end.
+function Subset:get(i, level)
+  level = (level or 1) + 1
+  i = check_index("Subset", self, i, level)
+  local ds, j = self.dataset, self.indices[i]
+  local get = method(ds, "get")
+  if get then return get(ds, j) end
+  local item = ds[j]
+  if type(item) ~= "table" then return item end
+  return table.unpack(item, 1, item.n or #item)
+end
+
+-- Batch of the 0-based idx: the parent's batch of the samples they stand for.
+function Subset:_gather(idx) return batch_of(self.dataset, cio.gather(self._zero, idx, "DataLoader")) end
+
+--- cnn.data.random_split(ds, lengths, {seed=}) -> {Subset, ...}
+--- ds cut into non-overlapping random subsets of the given lengths (PyTorch's random_split).
+--- The lengths are integers that add up to #ds, or fractions that add up to 1, each floor(f * #ds) with what is
+--- left dealt one by one to the subsets in order. The permutation comes from cnn's generator
+--- (cnn.manual_seed), or from seed alone when it is given (the same split on every run).
+function data.random_split(ds, lengths, opts)
+  opts = check_options("random_split", opts, {seed = true}, 2)
+  local n = dataset_size("random_split", ds, 2)
+  if type(lengths) ~= "table" or #lengths == 0 then
+    error("random_split: lengths must be a non-empty list of integers or fractions, got " .. util.show(lengths), 2)
+  end
+  if opts.seed ~= nil and math.type(opts.seed) ~= "integer" then
+    error("random_split: seed must be an integer, got " .. util.show(opts.seed), 2)
+  end
+  local counts, total, fractions = {}, 0, false
+  for k = 1, #lengths do
+    local v = lengths[k]
+    if type(v) ~= "number" or v ~= v or v < 0 then
+      error(string.format("random_split: length %d must be a non-negative number, got %s", k, util.show(v)), 2)
+    end
+    if math.type(v) == "float" then fractions = true end
+    total = total + v
+  end
+  if fractions then -- PyTorch's rule for fractions
+    if math.abs(total - 1) > 1e-6 then
+      error(string.format("random_split: fractions must add up to 1, got %.17g", total), 2)
+    end
+    local used = 0
+    for k = 1, #lengths do
+      if lengths[k] > 1 then
+        error(string.format("random_split: fraction %d is above 1 (%s)", k, util.show(lengths[k])), 2)
+      end
+      counts[k] = math.floor(lengths[k] * n)
+      used = used + counts[k]
+    end
+    for r = 0, n - used - 1 do
+      local k = r % #lengths + 1
+      counts[k] = counts[k] + 1
+    end
+  else
+    if total ~= n then
+      error(string.format("random_split: lengths add up to %d but the dataset has %d samples", total, n), 2)
+    end
+    for k = 1, #lengths do counts[k] = lengths[k] end
+  end
+  local perm = opts.seed ~= nil and cio.order(n, true, opts.seed, 0, 0, 1, "random_split", "drop"):add(1)
+    or core.randperm(n)
+  local out, at = {}, 1
+  for k = 1, #counts do
+    out[k] = data.Subset(ds, counts[k] > 0 and perm:narrow(1, at, counts[k]) or {})
+    at = at + counts[k]
+  end
+  return out
 end
 
 -- ---------------------------------------------------------------------------------------------

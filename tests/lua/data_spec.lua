@@ -388,6 +388,116 @@ describe("data.ImageFolder", function()
   end)
 end)
 
+describe("data.Subset and data.random_split", function()
+  local x = cnn.arange(10):float():reshape(10, 1) -- sample i holds i - 1
+  local y = cnn.arange(1, 11)
+  local ds = data.TensorDataset(x, y)
+
+  local function loader_values(d, bs)
+    local xs, ys = {}, {}
+    for a, b in data.DataLoader(d, {batch_size = bs}):iter() do
+      for _, v in ipairs(a:view(-1):totable()) do xs[#xs + 1] = v end
+      for _, v in ipairs(b:totable()) do ys[#ys + 1] = v end
+    end
+    return xs, ys
+  end
+
+  it("gives the parent's samples at the indices, by get, by [i] and in batches", function()
+    local s = data.Subset(ds, {3, 1, 10})
+    assert.are.equal(3, #s)
+    assert.are.equal(ds, s.dataset)
+    assert.are.same({3, 1, 10}, s.indices)
+    local a, b = s:get(1)
+    assert.are.same({2}, a:totable())
+    assert.are.equal(3, b)
+    assert.are.equal(10, (select(2, s:get(-1))))
+    assert.are.equal(1, s[2][2])
+    local xs, ys = loader_values(s, 2)
+    assert.are.same({2, 0, 9}, xs)
+    assert.are.same({3, 1, 10}, ys)
+    -- a count is the first n, an int64 tensor a list; a subset of a subset maps through both
+    assert.are.same({1, 2, 3, 4}, data.Subset(ds, 4).indices)
+    assert.are.same({5, 6}, data.Subset(ds, cnn.tensor({5, 6}, {dtype = "int64"})).indices)
+    local ss = data.Subset(s, {3, 2})
+    assert.are.same({9, 0}, (loader_values(ss, 4)))
+    assert.are.equal(0, #data.Subset(ds, 0))
+    assert.are.equal(0, #data.DataLoader(data.Subset(ds, {}), {batch_size = 2}))
+  end)
+
+  it("works over a table dataset without get and over MNIST, keeping classes", function()
+    local plain = setmetatable({}, {__len = function() return 4 end, __index = function(_, i) return {i * 10, i} end})
+    local ps = data.Subset(plain, {4, 2})
+    local a, b = ps:get(1)
+    assert.are.same({40, 4}, {a, b})
+    local xs, ys = loader_values(ps, 2)
+    assert.are.same({40, 20}, xs)
+    assert.are.same({4, 2}, ys)
+    local d = tmpdir()
+    write_bytes(d .. "/t10k-images-idx3-ubyte", idx_ubyte({3, 2, 2}, {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12}))
+    write_bytes(d .. "/t10k-labels-idx1-ubyte", idx_ubyte({3}, {7, 8, 9}))
+    local m = data.mnist(d, "test")
+    local ms = data.Subset(m, {3, 1})
+    assert.are.same(m.classes, ms.classes)
+    for bx, by in data.DataLoader(ms, {batch_size = 2}):iter() do
+      assert.are.same({2, 1, 2, 2}, bx:shape())
+      assert.is_true(cnn.allclose(bx[1], (m:get(3)), 0, 0))
+      assert.is_true(cnn.allclose(bx[2], (m:get(1)), 0, 0))
+      assert.are.same({10, 8}, by:totable())
+    end
+    rmdir(d)
+  end)
+
+  it("refuses indices out of range, holes, fractions and non-datasets, naming the function", function()
+    H.assert_error(function() data.Subset(ds, {0}) end, "Subset: entry 1 %(0%) is out of range for 10 samples")
+    H.assert_error(function() data.Subset(ds, {1, 2.5}) end, "Subset: entry 2 %(2.5%) is not an integer index")
+    H.assert_error(function() data.Subset(ds, {1, nil, 3}) end, "Subset:", "holes")
+    H.assert_error(function() data.Subset(ds, 11) end, "Subset: count 11 is more than the dataset's 10 samples")
+    H.assert_error(function() data.Subset(ds, cnn.ones(2)) end, "Subset: an index tensor must be 1%-d int64")
+    H.assert_error(function() data.Subset(ds, "1") end, "Subset: expected a list of sample indices")
+    H.assert_error(function() data.Subset(42, {1}) end, "Subset: expected a dataset, got number")
+    H.assert_error(function() data.Subset(ds, {1}):get(2) end, "Subset: index 2 is out of range for 1 samples")
+  end)
+
+  it("random_split deals a permutation into non-overlapping subsets of the lengths", function()
+    local function covers(parts, n)
+      local seen, count = {}, 0
+      for _, p in ipairs(parts) do
+        for _, i in ipairs(p.indices) do
+          assert.is_nil(seen[i], "index " .. i .. " twice")
+          seen[i], count = true, count + 1
+        end
+      end
+      assert.are.equal(n, count)
+    end
+    local a = data.random_split(ds, {7, 3}, {seed = 5})
+    assert.are.same({7, 3}, {#a[1], #a[2]})
+    covers(a, 10)
+    local b = data.random_split(ds, {7, 3}, {seed = 5})
+    assert.are.same(a[1].indices, b[1].indices) -- a seed alone fixes the split
+    assert.are_not.same(a[1].indices, data.random_split(ds, {7, 3}, {seed = 6})[1].indices)
+    cnn.manual_seed(3)
+    local c = data.random_split(ds, {5, 5})
+    cnn.manual_seed(3)
+    assert.are.same(c[2].indices, data.random_split(ds, {5, 5})[2].indices) -- cnn's generator
+    covers(c, 10)
+    -- fractions as PyTorch 1.13: floor(f * n) each, the rest one by one from the first (its lengths:
+    -- [3, 2, 5] for 10 and [0.25, 0.25, 0.5], [4, 3] for 7 and [0.5, 0.5])
+    local f = data.random_split(ds, {0.25, 0.25, 0.5}, {seed = 1})
+    assert.are.same({3, 2, 5}, {#f[1], #f[2], #f[3]})
+    local h = data.random_split(data.Subset(ds, 7), {0.5, 0.5})
+    assert.are.same({4, 3}, {#h[1], #h[2]})
+    covers(f, 10)
+    assert.are.same({10, 0}, {#data.random_split(ds, {1.0, 0.0})[1], #data.random_split(ds, {1.0, 0.0})[2]})
+    H.assert_error(function() data.random_split(ds, {3, 3}) end,
+      "random_split: lengths add up to 6 but the dataset has 10 samples")
+    H.assert_error(function() data.random_split(ds, {0.5, 0.6}) end, "random_split: fractions must add up to 1")
+    H.assert_error(function() data.random_split(ds, {}) end, "random_split: lengths must be a non%-empty list")
+    H.assert_error(function() data.random_split(ds, {5, -5, 10}) end, "random_split: length 2 must be")
+    H.assert_error(function() data.random_split(ds, {10}, {seed = 1.5}) end, "random_split: seed must be an integer")
+    H.assert_error(function() data.random_split(ds, {10}, {sed = 1}) end, "random_split:", "sed")
+  end)
+end)
+
 describe("data.DataLoader", function()
   local function range_ds(n)
     return data.TensorDataset(cnn.arange(n):float():reshape(n, 1), cnn.arange(n))

@@ -155,6 +155,23 @@ describe("data.ImageFolder over photos", function()
     H.assert_error(function() ds:subset({1, 1.5}) end, "subset: entry 2 %(1.5%) is not an integer index")
   end)
 
+  it("data.Subset and data.random_split of a folder stay folders: the workers decode them", function()
+    local ds = data.ImageFolder(root, {transform = T.resize({5, 5})})
+    local sub = data.Subset(ds, {2, 7, 4})
+    assert.are.equal(getmetatable(ds), getmetatable(sub))
+    assert.are.same({2, 7, 4}, sub.indices)
+    assert.are.equal(ds, sub.dataset)
+    local a = epoch_batches(data.DataLoader(sub, {batch_size = 2, workers = 0}))
+    local b = epoch_batches(data.DataLoader(sub, {batch_size = 2, workers = 2}))
+    same_batches(a, b)
+    assert.is_true(cnn.allclose(a[1][2], (ds:get(7)), 0, 0))
+    local train, val = table.unpack(data.random_split(ds, {0.75, 0.25}, {seed = 2}))
+    assert.are.equal(#ds, #train + #val)
+    assert.are.equal(getmetatable(ds), getmetatable(val))
+    local _, ys = epoch_batches(data.DataLoader(val, {batch_size = #val, workers = 2}))
+    for k, i in ipairs(val.indices) do assert.are.equal(ds.samples[i][2], ys[1][k]) end
+  end)
+
   it("reports a batch that cannot stack, and a corrupt file, with the path, whatever workers is", function()
     local ds = data.ImageFolder(root) -- no transform: sizes differ
     for _, w in ipairs({0, 2}) do
