@@ -37,16 +37,12 @@ if args.limit and args.limit < 5 then parser:error("--limit must be at least 5 (
 cnn.set_num_threads(args.threads)
 local out = cnn.trainer.out_dir {out = args.out, prefix = "compare", create = false} -- made at the first write
 
--- The first n samples of ds (batches gathered by ds itself).
-local function head(ds, n)
-  if not n or n >= #ds then return ds end
-  return setmetatable({n = n, classes = ds.classes, get = function(_, i) return ds:get(i) end,
-    _gather = ds._gather and function(_, idx) return ds:_gather(idx) end or nil},
-    {__len = function(self) return self.n end})
-end
 
-local train_set = head(data.mnist(args.data, "train"), args.limit)
-local test_set = head(data.mnist(args.data, "test"), args.limit and args.limit // 5)
+local train_set, test_set = data.mnist(args.data, "train"), data.mnist(args.data, "test")
+if args.limit then -- the first N training and N/5 test images
+  train_set = data.Subset(train_set, math.min(args.limit, #train_set))
+  test_set = data.Subset(test_set, math.min(args.limit // 5, #test_set))
+end
 
 -- The book's network: four hidden layers of 100 ReLU units.
 local function network()

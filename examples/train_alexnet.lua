@@ -15,7 +15,6 @@ local argparse = require "argparse"
 local optim, data = cnn.optim, cnn.data
 local T = data.transforms
 local folders = require "cnn.datasets.folders"
-local cifar10 = data.cifar10 or require "cnn.datasets.cifar10" -- data.cifar10 once cnn.data wires it
 
 local parser = argparse("train_alexnet.lua",
   "Train AlexNet on CIFAR-10 / Fashion-MNIST, or the full network on photo folders.")
@@ -68,14 +67,6 @@ local function exists(p)
   return false
 end
 
--- The first n samples of ds (batches gathered by ds itself when it can: the indices are the same).
-local function head(ds, n)
-  if not n or n >= #ds then return ds end
-  return setmetatable({n = n, classes = ds.classes,
-    get = function(_, i) return ds:get(i) end,
-    _gather = ds._gather and function(_, idx) return ds:_gather(idx) end or nil},
-    {__len = function(self) return self.n end})
-end
 
 
 local train_set, test_set, train_tf, test_tf, in_channels, what, classes, model
@@ -91,7 +82,7 @@ else
   local dir = args.data or "/usr/share/datasets/fashion-mnist"
   args.data = dir
   if exists(dir .. "/data_batch_1.bin") or exists(dir .. "/cifar-10-batches-bin/data_batch_1.bin") then
-    train_set, test_set = cifar10(dir, "train"), cifar10(dir, "test")
+    train_set, test_set = data.cifar10(dir, "train"), data.cifar10(dir, "test")
     local norm = T.normalize({0.4914, 0.4822, 0.4465}, {0.2470, 0.2435, 0.2616})
     train_tf = T.compose {T.random_crop(32, {padding = 4}), T.random_hflip(), norm}
     test_tf, in_channels, what = norm, 3, "CIFAR-10"
@@ -124,8 +115,10 @@ if args.init == "kaiming" then
     end
   end)
 end
-train_set = head(train_set, args.limit)
-test_set = head(test_set, args.limit and args.limit // 5)
+if args.limit then -- the first N training and N/5 test images
+  train_set = data.Subset(train_set, math.min(args.limit, #train_set))
+  test_set = data.Subset(test_set, math.min(args.limit // 5, #test_set))
+end
 local loader = data.DataLoader(train_set, {batch_size = args.batch_size, shuffle = true,
                                            drop_last = #train_set > args.batch_size,
                                            seed = args.seed, transform = train_tf})

@@ -10,7 +10,6 @@
 local argparse = require "argparse"
 local optim, data = cnn.optim, cnn.data
 local T = data.transforms
-local cifar10 = data.cifar10 or require "cnn.datasets.cifar10" -- data.cifar10 once cnn.data wires it
 
 local parser = argparse("train_resnet.lua", "Train a CIFAR ResNet on CIFAR-10 (or Fashion-MNIST padded to 32x32).")
 parser:option("--data", "Folder with CIFAR-10's binary files, or with the four MNIST-layout IDX files.",
@@ -61,20 +60,13 @@ local function exists(p)
   return false
 end
 
--- The first n samples of ds (batches gathered by ds itself: the indices are the same).
-local function head(ds, n)
-  if not n or n >= #ds then return ds end
-  return setmetatable({n = n, classes = ds.classes,
-    get = function(_, i) return ds:get(i) end,
-    _gather = function(_, idx) return ds:_gather(idx) end}, {__len = function(self) return self.n end})
-end
 
 -- CIFAR-10 if its files are there; otherwise MNIST layout, zero-padded by 2 to 32x32 (a fixed crop
 -- of the padded image: random_crop with a window as large as the padded image moves nothing).
 local cifar = exists(args.data .. "/data_batch_1.bin") or exists(args.data .. "/cifar-10-batches-bin/data_batch_1.bin")
 local train_set, test_set, train_tf, test_tf, in_channels, what
 if cifar then
-  train_set, test_set = cifar10(args.data, "train"), cifar10(args.data, "test")
+  train_set, test_set = data.cifar10(args.data, "train"), data.cifar10(args.data, "test")
   local norm = T.normalize({0.4914, 0.4822, 0.4465}, {0.2470, 0.2435, 0.2616})
   train_tf = T.compose {T.random_crop(32, {padding = 4}), T.random_hflip(), norm}
   test_tf, in_channels, what = norm, 3, "CIFAR-10"
@@ -85,8 +77,10 @@ else
   test_tf, in_channels, what = T.compose {pad, norm}, 1, "MNIST-layout data padded to 32x32"
 end
 local classes = train_set.classes
-train_set = head(train_set, args.limit)
-test_set = head(test_set, args.limit and args.limit // 5)
+if args.limit then -- the first N training and N/5 test images
+  train_set = data.Subset(train_set, math.min(args.limit, #train_set))
+  test_set = data.Subset(test_set, math.min(args.limit // 5, #test_set))
+end
 local loader = data.DataLoader(train_set, {batch_size = job.batch_size, shuffle = true,
                                            drop_last = #train_set > args.batch_size,
                                            seed = args.seed, transform = train_tf, shard = job.shard})
