@@ -340,15 +340,26 @@ static int inplace_binary(lua_State *L, cnn_binop op, const char *fn) {
 
 /** t:add_(other, alpha=1) -> t
  * In place: t = t + alpha * other (other a tensor or a number, broadcast to t's shape).
- * Like every in-place op, refused on a tensor that requires grad while grad mode is on (wrap updates
- * in cnn.no_grad), and it makes a graph that saved t fail at backward instead of giving a wrong
- * gradient. */
+ * On a leaf that requires grad it is refused while grad mode is on (wrap updates in cnn.no_grad).
+ * add_, sub_, mul_, div_, clamp_ and relu_ on a tensor with history (or with an operand that
+ * requires grad) are recorded as their out-of-place op, whose result t becomes (new memory: see
+ * docs/PYTORCH.md), refused when a view or a saved copy shares t's memory; the other in-place ops
+ * refuse such a t. */
 static int m_add_(lua_State *L) {
   if (lua_gettop(L) >= 3) { /* t:add_(other, alpha) : t += alpha * other */
     lua_Number alpha = luaL_checknumber(L, 3);
     lcnn_check_float_value(L, 3, "add_", lcnn_check(L, 1, "add_")->dtype);
     lcnn_anchor_number(L, 2, "add_", lcnn_check(L, 1, "add_")->dtype);
     cnn_tensor *o = lcnn_operand(L, 2, "add_", CNN_FLOAT32), *t = lcnn_check(L, 1, "add_");
+    if (cnn_ag_is_enabled() && (t->grad_fn || cnn_ag_requires(o))) { /* recorded: other * alpha, then add_ */
+      lua_pushcfunction(L, m_mul);
+      lua_pushvalue(L, 2);
+      lua_pushvalue(L, 3);
+      lua_call(L, 2, 1);
+      lua_replace(L, 2);
+      lua_settop(L, 2);
+      return inplace_binary(L, CNN_ADD, "add_");
+    }
     int rc = cnn_op_check_inplace(t);
     if (!rc) rc = cnn_ew_axpy_(t, alpha, o);
     if (!rc) t->storage->version++;
@@ -390,8 +401,8 @@ static int m_clamp_(lua_State *L) {
 
 /** t:relu_() -> t
  * In place: max(t, 0), elementwise.
- * Refused, as every in-place op, on an expanded tensor (its elements overlap) and on a tensor that
- * requires grad while grad mode is on. */
+ * Refused, as every in-place op, on an expanded tensor (its elements overlap) and on a leaf that
+ * requires grad while grad mode is on; on a tensor with history it is recorded as add_ says. */
 static int m_relu_(lua_State *L) {
   cnn_tensor *t = lcnn_check(L, 1, "relu_");
   if (cnn_op_unary_(CNN_RELU, t, 0, 0)) return lcnn_fail(L, "relu_");

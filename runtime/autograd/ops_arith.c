@@ -6,6 +6,7 @@
 #include "cnn/ops.h"
 #include "cnn/random.h"
 #include "core/parallel.h"
+#include "core/tensor_hooks.h"
 #include "scratch.h"
 
 #include <math.h>
@@ -298,12 +299,52 @@ static int bump(cnn_tensor *t, int rc) {
   return rc;
 }
 
+/* An arithmetic in-place op on a tensor with history (x:relu_() after a convolution), or whose
+ * operand requires grad, is the out-of-place op, whose result t then becomes: its storage, and its
+ * node as t's grad_fn (PyTorch's rebase of t's history; the memory is new, which PyTorch would
+ * have saved). t's old values stay in the old storage for whatever node saved them. Only when no
+ * other tensor shares t's memory (a view of it, a node's saved alias): those would keep the old
+ * values under t's new history, where PyTorch rewrites a base's history (CopySlices) or fails at
+ * backward. */
+static bool rebases(const cnn_tensor *t, const cnn_tensor *other) {
+  return cnn_ag_is_enabled() && (t->grad_fn || (other && cnn_ag_requires(other)));
+}
+
+static int check_rebase(const cnn_tensor *t) {
+  if (cnn_tensor_check_writable(t)) return -1;
+  if (t->requires_grad && !t->grad_fn) return cnn_op_check_inplace(t); /* the leaf's message */
+  if (t->storage->refcount > 1)
+    return cnn_error_set("in-place operation on a tensor of an autograd graph whose memory another tensor shares "
+                         "(a view of it, or a copy saved for a backward): use the out-of-place form");
+  return 0;
+}
+
+static int rebase(cnn_tensor *t, cnn_tensor *r) {
+  if (!r) return -1;
+  int rc = 0;
+  if (r->dtype != t->dtype) /* the messages of the plain in-place path (cnn_ew_binary_into) */
+    rc = cnn_error_set("cannot write %s results into %s %s tensor", cnn_dtype_name(r->dtype),
+                       t->dtype == CNN_INT64 ? "an" : "a", cnn_dtype_name(t->dtype));
+  else if (!cnn_tensor_same_shape(r, t)) {
+    char rs[128], ts[128];
+    rc = cnn_error_set("output with shape %s doesn't match the broadcast shape %s",
+                       cnn_shape_str(t->ndim, t->size, ts, sizeof ts), cnn_shape_str(r->ndim, r->size, rs, sizeof rs));
+  } else {
+    cnn_tensor_rebind(t, r); /* r's storage: at the version its node saved it, if it did */
+    if (r->grad_fn) cnn_ag_set_output(t, r->grad_fn, r->output_nr);
+  }
+  cnn_tensor_release(r);
+  return rc ? -1 : 0;
+}
+
 int cnn_op_binary_(cnn_binop op, cnn_tensor *t, const cnn_tensor *other) {
+  if (rebases(t, other)) return check_rebase(t) ? -1 : rebase(t, cnn_op_binary(op, t, other));
   if (cnn_op_check_inplace(t)) return -1;
   return bump(t, cnn_ew_binary_into(op, t, t, other));
 }
 
 int cnn_op_unary_(cnn_unop op, cnn_tensor *t, double p0, double p1) {
+  if (rebases(t, NULL)) return check_rebase(t) ? -1 : rebase(t, cnn_op_unary(op, t, p0, p1));
   if (cnn_op_check_inplace(t)) return -1;
   return bump(t, cnn_ew_unary_(op, t, p0, p1));
 }

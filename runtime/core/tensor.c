@@ -78,6 +78,14 @@ static void storage_release(cnn_storage *s) {
   cnn_small_free(s);
 }
 
+void cnn_tensor_rebind(cnn_tensor *t, const cnn_tensor *src) {
+  src->storage->refcount++;
+  storage_release(t->storage);
+  t->storage = src->storage;
+  t->offset = src->offset;
+  memcpy(t->stride, src->stride, sizeof t->stride);
+}
+
 static cnn_storage *storage_new(size_t nbytes) {
   cnn_storage *s = cnn_small_alloc(sizeof *s);
   if (!s) {

@@ -1,6 +1,7 @@
 /* What the core may do with a tensor's grad_fn, whose layout it does not know: drop a reference,
  * read its name (for printing). The autograd layer installs these before it makes its first node,
- * so the core never links against it. Internal: not part of the installed C API. */
+ * so the core never links against it. And one thing the autograd layer may do inside a tensor.
+ * Internal: not part of the installed C API. */
 #ifndef CNN_TENSOR_HOOKS_H
 #define CNN_TENSOR_HOOKS_H
 
@@ -11,5 +12,10 @@ typedef struct cnn_grad_fn_hooks {
   const char *(*name)(const struct cnn_node *node);
 } cnn_grad_fn_hooks;
 void cnn_tensor_set_grad_fn_hooks(const cnn_grad_fn_hooks *hooks);
+
+/* t becomes a view of src's storage with src's offset and strides (t's shape and dtype are src's:
+ * the caller checks); t's old storage loses t's reference. The autograd layer's in-place op on a
+ * tensor with history (ops_arith.c) makes t its out-of-place result this way. */
+void cnn_tensor_rebind(cnn_tensor *t, const cnn_tensor *src);
 
 #endif

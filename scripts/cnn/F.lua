@@ -54,7 +54,8 @@ end
 --- cnn.F.relu(x, inplace=false) -> Tensor
 --- max(x, 0), elementwise.
 --- inplace (true, or an options table {inplace=true}) overwrites x and returns it, as torch's
---- F.relu(x, inplace=True): refused, as every in-place op, on an expanded x.
+--- F.relu(x, inplace=True): refused, as every in-place op, on an expanded x; on x with history
+--- (a layer's output) recorded as t:relu_() says.
 function F.relu(x, inplace)
   check_tensor("relu", x, 1)
   if type(inplace) == "table" then

@@ -239,6 +239,69 @@ describe("in-place modification of saved tensors", function()
   end)
 end)
 
+describe("in-place ops on tensors with history", function()
+  it("record the op: the gradient is the out-of-place one's", function()
+    -- y = relu(2x) in place: dy/dx = 2 where 2x > 0
+    local x = leaf({ -1, 0.5, 2 })
+    local y = x * 2
+    assert.are.equal(y, y:relu_())
+    assert.are.equal("ReluBackward", y.grad_fn)
+    y:sum():backward()
+    H.assert_tensor(x.grad, { 0, 2, 2 })
+    -- y = (3x) * x in place: mul saves the old 3x for x's second gradient: d/dx 3x^2 = 6x
+    x.grad = nil
+    local z = x * 3
+    z:mul_(x)
+    z:sum():backward()
+    H.assert_tensor(x.grad, { -6, 3, 12 })
+    -- add_ with alpha, clamp_, sub_, div_ chained: (((x + 2x) - x) / 2) clamped to [-0.2, 0.5]
+    x.grad = nil
+    local u = x * 1
+    u:add_(x, 2):sub_(x):div_(2):clamp_(-0.2, 0.5)
+    H.assert_tensor(u, { -0.2, 0.5, 0.5 }, { atol = 1e-7 })
+    u:sum():backward()
+    H.assert_tensor(x.grad, { 0, 1, 0 })
+  end)
+
+  it("give a tensor without history the operand's (PyTorch's z.add_(w))", function()
+    local w = leaf({ 1, 2 })
+    local z = cnn.zeros(2)
+    z:add_(w)
+    z:mul_(w) -- z = w * w
+    assert.is_true(z.requires_grad)
+    z:sum():backward()
+    H.assert_tensor(w.grad, { 2, 4 })
+  end)
+
+  it("in a functional forward: F.relu(conv(x), {inplace = true})", function()
+    cnn.manual_seed(4)
+    local conv = cnn.nn.Conv2d(1, 2, 3)
+    local x = cnn.randn(2, 1, 5, 5)
+    cnn.F.relu(conv(x), { inplace = true }):sum():backward()
+    local g1 = conv.weight.grad:clone()
+    conv:zero_grad()
+    cnn.F.relu(conv(x)):sum():backward()
+    assert.is_true(cnn.allclose(g1, conv.weight.grad, 0, 0))
+  end)
+
+  it("are refused when another tensor shares the memory, and on leaves", function()
+    local x = leaf({ 1, 2, 3, 4 })
+    local y = x * 2
+    local v = y:view(2, 2) -- a view would keep the old values under y's new history
+    H.assert_error(function() y:relu_() end, "relu_:", "memory another tensor shares")
+    local e = x:exp() -- exp saves its output
+    H.assert_error(function() e:mul_(2) end, "mul_:", "memory another tensor shares")
+    H.assert_error(function() x:relu_() end, "relu_: a leaf tensor that requires grad")
+    H.assert_error(function() (x * 1):add_(cnn.ones(2, 4)) end, "add_:", "doesn't match the broadcast shape")
+    H.assert_error(function() cnn.zeros(4, { dtype = "int64" }):add_(x) end,
+      "add_: cannot write float32 results into an int64 tensor")
+    H.assert_error(function() y:fill_(0) end, "fill_:", "not supported")
+    assert.is_truthy(v)
+    cnn.no_grad(function() y:relu_() end) -- without grad mode: plain in place
+    H.assert_usable()
+  end)
+end)
+
 describe("deep graphs", function()
   it("a 10,000-op chain runs backward without overflowing the stack", function()
     local x = leaf({ 0.5 })
