@@ -405,8 +405,10 @@ cnn_loader *cnn_loader_start(cnn_image_source *src, const int64_t *order, int64_
   if (!l) return cnn_error_set("out of memory"), NULL;
   l->src = src;
   l->m = m;
-  l->bs = batch_size;
-  l->nb = (m + batch_size - 1) / batch_size;
+  /* a batch size past the epoch's samples is one batch of them all: the slots below hold bs images
+   * each, so they are sized to the batch, not to the request (1e9 took 8 GB for 40 images) */
+  l->bs = batch_size < m ? batch_size : m > 0 ? m : 1;
+  l->nb = (m + l->bs - 1) / l->bs;
   l->epoch = epoch;
   l->seed = seed;
   l->workers = workers;
@@ -418,8 +420,8 @@ cnn_loader *cnn_loader_start(cnn_image_source *src, const int64_t *order, int64_
   bool ok = l->order && l->slots;
   for (int k = 0; ok && k < l->prefetch; k++) {
     l->slots[k].batch = -1;
-    l->slots[k].images = calloc((size_t)batch_size, sizeof(cnn_tensor *));
-    l->slots[k].shape = calloc((size_t)batch_size, sizeof *l->slots[k].shape);
+    l->slots[k].images = calloc((size_t)l->bs, sizeof(cnn_tensor *));
+    l->slots[k].shape = calloc((size_t)l->bs, sizeof *l->slots[k].shape);
     ok = l->slots[k].images != NULL && l->slots[k].shape != NULL;
   }
   if (ok && workers) {

@@ -155,6 +155,36 @@ describe("data.ImageFolder over photos", function()
     H.assert_error(function() ds:subset({1, 1.5}) end, "subset: entry 2 %(1.5%) is not an integer index")
   end)
 
+  it("takes a batch size past the folder's images as one batch of them all", function()
+    local ds = data.ImageFolder(root, {transform = T.resize({4, 4})})
+    for _, w in ipairs({0, 2}) do -- the slots were sized to the request: 2^40 was 'out of memory'
+      local n, seen = 0, 0
+      for x, y in data.DataLoader(ds, {batch_size = 1 << 40, workers = w}):iter() do
+        n, seen = n + 1, seen + x:size(1)
+        assert.are.equal(#ds, y:size(1))
+      end
+      assert.are.same({1, #ds}, {n, seen})
+    end
+  end)
+
+  it("folders.splits (the fine-tuning example's) takes train/ and val/ only together, with one class list", function()
+    local folders = require "cnn.datasets.folders"
+    local d = H.tmpdir()
+    local function put(path) H.write_bytes(d .. "/" .. path, H.read_bytes(PHOTOS .. "rgb_444.jpg")) end
+    H.mkdir_p(d .. "/train/a", d .. "/train/b", d .. "/train/c", d .. "/val/a", d .. "/val/c")
+    for _, p in ipairs({"train/a/1.jpg", "train/b/1.jpg", "train/c/1.jpg", "val/a/1.jpg", "val/c/1.jpg"}) do put(p) end
+    -- val's 'c' would be label 2, the network's 'b'
+    H.assert_error(function() folders.splits(d, 8) end, "val's classes %(a, c%) are not", "train's %(a, b, c%)")
+    H.mkdir_p(d .. "/val/b")
+    put("val/b/1.jpg")
+    local tr, te = folders.splits(d, 8)
+    assert.are.same({3, 3}, {#tr, #te})
+    assert.are.same(tr.classes, te.classes)
+    H.rmdir(d .. "/val")
+    H.assert_error(function() folders.splits(d, 8) end, "has train/ but no val/")
+    H.rmdir(d)
+  end)
+
   it("data.Subset and data.random_split of a folder stay folders: the workers decode them", function()
     local ds = data.ImageFolder(root, {transform = T.resize({5, 5})})
     local sub = data.Subset(ds, {2, 7, 4})

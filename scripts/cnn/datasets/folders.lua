@@ -52,15 +52,27 @@ end
 
 --- folders.splits(dir, size, {normalize=true, cache=false}) -> train_set, test_set: ImageFolders of
 --- dir (photos of any size and kind) with folders.photo_transforms(size): DIR/train and DIR/val
---- when present, otherwise every 4th image of DIR held out for testing (ImageFolder:subset, each
---- split with its own transform). cache keeps the decoded images as bytes.
+--- when both are there (with the same class folders: a label is a class's place in the sorted
+--- list, so another list would relabel the test set), otherwise every 4th image of DIR held out
+--- for testing (ImageFolder:subset, each split with its own transform). cache keeps the decoded
+--- images as bytes.
 function M.splits(dir, size, opts)
   opts = opts or {}
   local train_tf, test_tf = M.photo_transforms(size, opts)
   local cache = opts.cache or false
-  if exists(dir .. "/train") or exists(dir .. "/val") then -- exists() opens folders too on Linux
-    return data.ImageFolder(dir .. "/train", {transform = train_tf, cache = cache}),
-           data.ImageFolder(dir .. "/val", {transform = test_tf, cache = cache})
+  local has_train, has_val = exists(dir .. "/train"), exists(dir .. "/val") -- exists() opens folders too
+  if has_train ~= has_val then
+    error(string.format("%s has %s/ but no %s/: give both (the split) or neither (every 4th image held out)",
+      dir, has_train and "train" or "val", has_train and "val" or "train"), 2)
+  end
+  if has_train then
+    local train = data.ImageFolder(dir .. "/train", {transform = train_tf, cache = cache})
+    local val = data.ImageFolder(dir .. "/val", {transform = test_tf, cache = cache})
+    if table.concat(train.classes, "\0") ~= table.concat(val.classes, "\0") then
+      error(string.format("%s/val's classes (%s) are not %s/train's (%s): its labels would name other classes",
+        dir, table.concat(val.classes, ", "), dir, table.concat(train.classes, ", ")), 2)
+    end
+    return train, val
   end
   local all = data.ImageFolder(dir, {transform = train_tf, cache = cache})
   local tr, te = {}, {}
