@@ -277,16 +277,37 @@ local function has_ext(name, exts)
   return false
 end
 
--- Files under dir (recursively, sorted, hidden entries skipped) that `keep(path, name)` takes.
-local function walk(dir, keep, out, level)
-  local names, kinds = checked(level + 1, pcall(cio.listdir, dir, "ImageFolder"))
-  for _, name in ipairs(names) do
-    if name:sub(1, 1) ~= "." then
-      local p = dir .. "/" .. name
-      if kinds[name] == "dir" then walk(p, keep, out, level + 1)
-      elseif kinds[name] == "file" and keep(p, name) then out[#out + 1] = p end
+-- a < b byte by byte (Python's str order; Lua's < follows the locale's collation)
+local function byte_less(a, b)
+  for i = 1, math.min(#a, #b) do
+    local x, y = a:byte(i), b:byte(i)
+    if x ~= y then return x < y end
+  end
+  return #a < #b
+end
+
+-- Files under dir that `keep(path, name)` takes, hidden entries skipped, in torchvision's order
+-- (make_dataset walks sorted(os.walk(dir))): dir and the folders below it sorted by path as
+-- strings, each folder's own files by name (listdir sorts bytewise), so a folder's files come
+-- before its sub-folders' and sample i is the same file in both.
+local function walk(dir, keep, level)
+  local folders, files_of = {}, {}
+  local function visit(d, lv)
+    local names, kinds = checked(lv + 1, pcall(cio.listdir, d, "ImageFolder"))
+    local files = {}
+    folders[#folders + 1], files_of[d] = d, files
+    for _, name in ipairs(names) do
+      if name:sub(1, 1) ~= "." then
+        local p = d .. "/" .. name
+        if kinds[name] == "dir" then visit(p, lv + 1)
+        elseif kinds[name] == "file" and keep(p, name) then files[#files + 1] = p end
+      end
     end
   end
+  visit(dir, level + 1)
+  table.sort(folders, byte_less)
+  local out = {}
+  for _, d in ipairs(folders) do table.move(files_of[d], 1, #files_of[d], #out + 1, out) end
   return out
 end
 
@@ -343,9 +364,10 @@ end
 --- class cnn.data.ImageFolder(dir, {transform=, mode="rgb", extensions=, is_valid_file=, exif=true, cache=false})
 --- Photos in one sub-folder of dir per class: labels 1..C in sorted folder order, any sizes.
 --- `ds.classes` are the folder names, `ds.class_to_idx` maps them to labels and `ds.samples` lists
---- {path, label} for the files found under each folder (recursively, sorted) with one of the
---- extensions (any case; {".png", ".jpg", ".jpeg"} by default); PNG and JPEG mixed, told apart by
---- content. Images are decoded lazily, one
+--- {path, label} for the files found under each folder with one of the extensions (any case;
+--- {".png", ".jpg", ".jpeg"} by default), in torchvision's order (a class's folders sorted by path,
+--- each one's own files by name); names starting with "." (files and folders) are left out, where
+--- torchvision takes them. PNG and JPEG mixed, told apart by content. Images are decoded lazily, one
 --- file per ds:get(i) or per sample of a DataLoader's batch (on its worker threads with
 --- `workers=`), as (C, H, W) floats in [0, 1]: mode and exif are cnn.image.load's ("rgb" by default,
 --- as torchvision's loader converts every image to RGB). transform applies to each image; when it
@@ -381,6 +403,8 @@ data.ImageFolder = setmetatable({}, {__call = function(_, dir, opts)
       return yes ~= nil and yes ~= false -- any true value, as torchvision reads it
     end
   end
+  dir = dir:match("^(.-)/*$") -- "photos/" as "photos" in the paths ("photos//a/1.jpg" before)
+  if dir == "" then dir = "/" end
   local names, kinds = checked(2, pcall(cio.listdir, dir, "ImageFolder"))
   local classes, class_to_idx, samples = {}, {}, {}
   for _, name in ipairs(names) do
@@ -391,7 +415,7 @@ data.ImageFolder = setmetatable({}, {__call = function(_, dir, opts)
   end
   if #classes == 0 then error(string.format("ImageFolder: %s: no class folders found", dir), 2) end
   for label, cname in ipairs(classes) do
-    local files = walk(dir .. "/" .. cname, keep, {}, 2)
+    local files = walk(dir .. "/" .. cname, keep, 2)
     if #files == 0 then
       error(string.format("ImageFolder: %s/%s: no %s files found for class '%s'", dir, cname,
         valid and "valid" or table.concat(lower, "/"), cname), 2)

@@ -331,9 +331,23 @@ describe("data.ImageFolder", function()
     H.assert_tensor(x, {shape = {3, 2, 2}, data = {30 / 255, 30 / 255, 30 / 255, 30 / 255, 30 / 255, 30 / 255,
                                                    30 / 255, 30 / 255, 30 / 255, 30 / 255, 30 / 255, 30 / 255}},
       {atol = 1e-7})
-    -- sorted walk: "sub" < "x1.png", so sub/x0.png comes first
-    assert.is_true(ds.samples[2][1]:find("sub/x0.png", 1, true) ~= nil)
-    assert.is_true(math.abs(ds:get(2)[1][1][1] - 20 / 255) < 1e-7)
+    -- torchvision's order: a folder's own files before its sub-folders' (x1.png, then sub/x0.png)
+    assert.is_true(ds.samples[3][1]:find("b_cat/sub/x0.png", 1, true) ~= nil)
+    assert.is_true(math.abs(ds:get(3)[1][1][1] - 20 / 255) < 1e-7)
+    -- a trailing slash adds none to the paths
+    assert.are.equal(root .. "/a_dog/y.PNG", data.ImageFolder(root .. "//").samples[1][1])
+  end)
+
+  it("lists nested folders in torchvision's order (sorted(os.walk): folders by path, then names)", function()
+    local d = tmpdir()
+    H.mkdir_p(d .. "/c/sub/deeper", d .. "/c/a b", d .. "/c/a_")
+    -- torchvision 0.14's ImageFolder(d).samples for this tree, in order (a space sorts before "/",
+    -- so "a b" is a folder of its own before "a_" and "sub")
+    local order = {"c/a.png", "c/b.png", "c/z.png", "c/a b/y.png", "c/a_/w.png", "c/sub/x.png", "c/sub/deeper/z.png"}
+    for k = #order, 1, -1 do image.save(d .. "/" .. order[k], cnn.full({3, 1, 1}, k / 255)) end
+    local ds = data.ImageFolder(d)
+    for k, rel in ipairs(order) do assert.are.equal(d .. "/" .. rel, ds.samples[k][1]) end
+    rmdir(d)
   end)
 
   it("takes is_valid_file (torchvision's) in place of extensions: a test that leaves out corrupt files", function()
@@ -362,7 +376,7 @@ describe("data.ImageFolder", function()
 
   it("applies its transform per item and batches through the DataLoader", function()
     local ds = data.ImageFolder(root, {transform = T.normalize(0.5, 0.5), mode = "gray"})
-    local x = ds:get(3)
+    local x = ds:get(2) -- b_cat/x1.png
     assert.are.same({1, 2, 2}, x:shape())
     assert.is_true(math.abs(x[1][1][1] - (10 / 255 - 0.5) / 0.5) < 1e-6)
     local loader = data.DataLoader(ds, {batch_size = 2})

@@ -106,6 +106,22 @@ describe("load_state_dict", function()
     end
   end)
 
+  it("a state_dict without num_batches_tracked (PyTorch before 0.4.1) loads strictly, the count at 0", function()
+    local a, b = net(), net()
+    cnn.no_grad(function() b[2].num_batches_tracked:fill_(5) end)
+    local sd = a:state_dict()
+    cnn.no_grad(function() sd["1.running_mean"]:fill_(0.25) end)
+    sd["1.num_batches_tracked"] = nil -- PyTorch 1.13's BatchNorm loads such a dict with strict=True
+    local missing, unexpected = b:load_state_dict(sd)
+    assert.are.same({}, missing)
+    assert.are.same({}, unexpected)
+    assert.are.equal(0, b[2].num_batches_tracked:item())
+    H.assert_tensor(b[2].running_mean, {0.25, 0.25, 0.25, 0.25})
+    -- the other buffers are still required
+    sd["1.running_var"] = nil
+    H.assert_error(function() b:load_state_dict(sd) end, "missing key", "1.running_var")
+  end)
+
   it("round trip: the loaded module computes what the original computes", function()
     cnn.manual_seed(3)
     local a = nn.Sequential(nn.Linear(5, 4), nn.Tanh(), nn.Linear(4, 3))

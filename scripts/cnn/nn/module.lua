@@ -870,7 +870,8 @@ end
 --- Copies the tensors of state_dict into the module's parameters and buffers, in place.
 --- Everything is checked before anything is copied: shape mismatches and non-tensor values are errors,
 --- and with strict (the default) missing and unexpected keys too, all reported in one message. Returns
---- the lists of missing and unexpected keys.
+--- the lists of missing and unexpected keys. As PyTorch's BatchNorm, a missing num_batches_tracked
+--- (checkpoints made before PyTorch 0.4.1 have none) is not missing: the count is set to 0.
 function Module:load_state_dict(sd, opts)
   check_self(self, "load_state_dict")
   opts = U.options("load_state_dict", opts, {strict = true})
@@ -882,10 +883,14 @@ function Module:load_state_dict(sd, opts)
   end
   local keys, own = {}, {}
   collect(self, "", keys, own)
-  local missing, unexpected, errors, todo = {}, {}, {}, {}
+  local missing, unexpected, errors, todo, zero = {}, {}, {}, {}, {}
   for _, k in ipairs(keys) do
     local src = rawget(sd, k)
-    if src == nil then
+    if src == nil and (k == "num_batches_tracked" or k:sub(-20) == ".num_batches_tracked") then
+      -- batch norm's counter, which checkpoints older than PyTorch 0.4.1 (torchvision's first
+      -- weights among them) lack: PyTorch's BatchNorm loads them as a count of 0
+      zero[#zero + 1] = k
+    elseif src == nil then
       missing[#missing + 1] = k
     elseif not is_tensor(src) then
       errors[#errors + 1] = string.format("value for %s is %s, not a tensor", k, describe(src))
@@ -922,6 +927,7 @@ function Module:load_state_dict(sd, opts)
       local src = rawget(sd, k)
       if src ~= own[k] then own[k]:copy_(src) end
     end
+    for _, k in ipairs(zero) do own[k]:zero_() end
   end)
   return missing, unexpected
 end
