@@ -155,6 +155,10 @@ end
 -- Reads one header into {file, desc, groups}: each group is the items one doc block documents
 -- (or one undocumented item), in file order.
 local function read_header(file, text)
+  -- every header's C linkage for C++ (#ifdef __cplusplus / extern "C" { / #endif, and the closing
+  -- brace likewise) is no declaration: blanked, line for line, so the line numbers stay
+  text = text:gsub('#ifdef __cplusplus\nextern "C" {\n#endif\n', "\n\n\n"):gsub("#ifdef __cplusplus\n}\n#endif\n",
+    "\n\n\n")
   local hdr = {file = file, groups = {}}
   local i, n = 1, #text
   local pending = nil   -- {body, line}: the doc block waiting for its declaration

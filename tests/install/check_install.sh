@@ -2,7 +2,7 @@
 # The installed libcnn as a C user meets it (ctest install_c_library): in PREFIX (installed by the
 # fixture test install_into_prefix), the headers are exactly the public ones, and a program using
 # only them builds and runs with pkg-config (PKG_CONFIG_PATH into the prefix; libcnn.so and, with
-# --static, libcnn.a) (CMake's find_package(cnn): check_find_package.sh); the
+# --static, libcnn.a), from C and from C++ (CMake's find_package(cnn): check_find_package.sh); the
 # installed examples/c/classify.c, built with pkg-config alone, classifies as cnnlua does
 # (check_classify.sh on CHECKPOINT_DIR, made by make_checkpoint.lua, and DATA_DIR's Fashion-MNIST).
 #   check_install.sh PREFIX WORK_DIR SOURCE_DIR CHECKPOINT_DIR DATA_DIR [EXTRA_CFLAGS]
@@ -27,6 +27,11 @@ cc -std=c11 -Wall -Wextra -Werror -pedantic $extra "$here/consumer.c" $(pkg-conf
   -Wl,-rpath,"$libdir" -o "$work/pc_shared"
 "$work/pc_shared"
 ldd "$work/pc_shared" | grep -q "libcnn.so.* => $libdir" || fail "pc_shared does not load $libdir's libcnn.so"
+# C++: the headers' extern "C" (a C++ compiler comes with build-essential)
+# shellcheck disable=SC2086
+c++ -std=c++17 -Wall -Wextra -Werror -pedantic $extra "$here/consumer.cpp" $(pkg-config --cflags --libs cnn) \
+  -Wl,-rpath,"$libdir" -o "$work/pc_cpp"
+"$work/pc_cpp"
 # -l:libcnn.a: the static library although libcnn.so sits beside it
 # shellcheck disable=SC2086
 cc -std=c11 -Wall -Wextra -Werror -pedantic $extra "$here/consumer.c" \

@@ -11,6 +11,10 @@
 
 #include "tensor.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 /** Grad mode, as torch.set_grad_enabled: while off, the ops record nothing (inference, optimiser
  * updates). Per thread; on by default. set_enabled returns the previous value, to restore it. */
 bool cnn_ag_set_enabled(bool on);
@@ -28,4 +32,7 @@ int cnn_ag_backward(int n_roots, cnn_tensor *const *roots, cnn_tensor *const *gr
 /** A tensor sharing t's data with no history and requires_grad false. */
 cnn_tensor *cnn_ag_detach(const cnn_tensor *t);
 
+#ifdef __cplusplus
+}
+#endif
 #endif

@@ -9,6 +9,10 @@
 
 #include "tensor.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 typedef enum cnn_binop {
   CNN_ADD,
   CNN_SUB,
@@ -95,4 +99,7 @@ cnn_tensor *cnn_ew_where(const cnn_tensor *cond, const cnn_tensor *a, const cnn_
  * unless equal_nan; two int64 operands compare exactly. Returns 1, 0, or -1 on error. */
 int cnn_ew_allclose(const cnn_tensor *a, const cnn_tensor *b, double rtol, double atol, bool equal_nan);
 
+#ifdef __cplusplus
+}
+#endif
 #endif

@@ -5,6 +5,10 @@
 #ifndef CNN_ERROR_H
 #define CNN_ERROR_H
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 #ifdef __GNUC__
 #define CNN_PRINTF(a, b) __attribute__((format(printf, a, b)))
 #else
@@ -27,4 +31,7 @@ void cnn_error_clear(void);
  * message prints through it: `cnn_error_set("got %g", cnn_error_num(p))`. */
 double cnn_error_num(double v);
 
+#ifdef __cplusplus
+}
+#endif
 #endif

@@ -6,6 +6,10 @@
 
 #include "tensor.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 /** The text of t, values then the "[float32 tensor of shape {2, 2}]" line, as cnn's print shows it;
  * format_values gives the values part alone ("tensor([...])").
  * Ownership: returns a string from malloc, which the caller frees with free(); NULL with the error
@@ -13,4 +17,7 @@
 char *cnn_format_tensor(const cnn_tensor *t);
 char *cnn_format_values(const cnn_tensor *t);
 
+#ifdef __cplusplus
+}
+#endif
 #endif

@@ -5,6 +5,10 @@
 
 #include "tensor.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 /** Element type codes of the IDX format. */
 enum {
   CNN_IDX_UBYTE = 0x08,
@@ -34,4 +38,7 @@ cnn_tensor *cnn_idx_load(const char *path, double divisor, int *type_out);
  * it. Returns a new reference, or NULL with the error set. */
 cnn_tensor *cnn_idx_load_u8(const char *path);
 
+#ifdef __cplusplus
+}
+#endif
 #endif

@@ -10,6 +10,10 @@
 
 #include "tensor.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 /** How many channels a loaded image gets (the values of png_io.h's cnn_png_mode):
  *   AUTO: grey -> 1 channel, colour -> 3 (alpha dropped); GRAY: 1 (colour converted as PIL's
  *   convert("L")); RGB: 3 (grey repeated); RGBA: 4 (opaque images get alpha 1). */
@@ -63,4 +67,7 @@ cnn_tensor *cnn_image_load(const char *path, cnn_image_mode mode, bool exif);
  * (quality is then ignored). 0, or -1 with an error that starts with the path. */
 int cnn_image_save(const char *path, const cnn_tensor *t, int quality);
 
+#ifdef __cplusplus
+}
+#endif
 #endif

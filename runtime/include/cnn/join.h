@@ -5,6 +5,10 @@
 
 #include "tensor.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 /** Tensors must share all sizes but dim's (a 1-d empty tensor joins anything, as PyTorch's legacy rule);
  * dtypes promote as in arithmetic (cnn_dtype_promote: bool < uint8 < int64 < float32). */
 cnn_tensor *cnn_join_cat(int n, const cnn_tensor *const *ts, int dim);
@@ -37,4 +41,7 @@ cnn_tensor *cnn_join_cumsum(const cnn_tensor *t, int dim, bool reverse);
  * NaN above every number (first when descending), as torch.sort(stable=True). */
 cnn_tensor *cnn_join_sort(const cnn_tensor *t, int dim, bool descending);
 
+#ifdef __cplusplus
+}
+#endif
 #endif

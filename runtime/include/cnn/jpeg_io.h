@@ -10,6 +10,10 @@
 #include "image_io.h"
 #include "tensor.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 /** True when the bytes start like a JPEG file (the SOI marker FF D8 then another marker). */
 bool cnn_jpeg_sniff(const uint8_t *head, size_t n);
 
@@ -49,4 +53,7 @@ void cnn_jpeg_close(cnn_jpeg_reader *r);
  * beside path and renamed over it. Returns 0, or -1 with an error that starts with the path. */
 int cnn_jpeg_save(const char *path, const cnn_tensor *t, int quality);
 
+#ifdef __cplusplus
+}
+#endif
 #endif

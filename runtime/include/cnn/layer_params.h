@@ -7,6 +7,10 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 /** How a 2-d convolution slides its filters over the input. */
 typedef struct cnn_conv2d_params {
   int64_t stride[2];   /* (h, w), >= 1 */
@@ -33,4 +37,7 @@ typedef struct cnn_pool2d_params {
 /** Kernel k (square), stride k, padding 0, dilation 1, count_include_pad, no ceil_mode. */
 cnn_pool2d_params cnn_pool2d_default_params(int64_t k);
 
+#ifdef __cplusplus
+}
+#endif
 #endif

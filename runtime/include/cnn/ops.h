@@ -10,6 +10,10 @@
 #include "reduce.h"
 #include "tensor.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 /** x op y elementwise with broadcasting and elementwise.h's type promotion (CNN_ADD, CNN_MUL, the
  * comparisons, ...), and f(x; p0, p1) for a unary op (p0, p1 as cnn_unop says; 0 when unused). */
 cnn_tensor *cnn_op_binary(cnn_binop op, const cnn_tensor *a, const cnn_tensor *b);
@@ -98,4 +102,7 @@ int cnn_op_scatter_(cnn_tensor *t, int dim, const cnn_tensor *idx, const cnn_ten
 cnn_tensor *cnn_op_cumsum(const cnn_tensor *t, int dim);
 int cnn_op_sort(const cnn_tensor *t, int dim, bool descending, cnn_tensor **values, cnn_tensor **indices);
 
+#ifdef __cplusplus
+}
+#endif
 #endif

@@ -10,6 +10,10 @@
 #include "layer_params.h"
 #include "tensor.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 /** 2-d convolution (cross-correlation, as PyTorch's conv2d) of float32 tensors, laid out by p:
  * x: (N, C, H, W) or (C, H, W), w: (O, C/g, kh, kw), b: (O) or NULL -> (N, O, oh, ow) or (O, oh, ow). */
 cnn_tensor *cnn_op_conv2d(const cnn_tensor *x, const cnn_tensor *w, const cnn_tensor *b, const cnn_conv2d_params *p);
@@ -41,4 +45,7 @@ cnn_tensor *cnn_op_max_pool2d_relu(const cnn_tensor *x, const cnn_pool2d_params 
 cnn_tensor *cnn_op_conv2d_relu_max_pool2d(const cnn_tensor *x, const cnn_tensor *w, const cnn_tensor *b,
                                           const cnn_conv2d_params *p, const cnn_pool2d_params *pp);
 
+#ifdef __cplusplus
+}
+#endif
 #endif

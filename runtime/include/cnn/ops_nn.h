@@ -8,6 +8,10 @@
 
 #include "tensor.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 /** How a loss combines its per-element values: kept as they are, averaged or summed. */
 typedef enum cnn_reduction { CNN_REDUCTION_NONE, CNN_REDUCTION_MEAN, CNN_REDUCTION_SUM } cnn_reduction;
 
@@ -71,4 +75,7 @@ cnn_tensor *cnn_op_pad_channels(const cnn_tensor *x, int64_t before, int64_t aft
  * x^2 over size neighbouring channels)^beta. size >= 1. */
 cnn_tensor *cnn_op_local_response_norm(const cnn_tensor *x, int64_t size, double alpha, double beta, double k);
 
+#ifdef __cplusplus
+}
+#endif
 #endif

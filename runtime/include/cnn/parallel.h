@@ -6,6 +6,10 @@
 #ifndef CNN_PARALLEL_H
 #define CNN_PARALLEL_H
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 /** The most threads cnn_parallel_set_threads accepts. */
 #define CNN_PARALLEL_MAX_THREADS 1024
 
@@ -17,4 +21,7 @@ int cnn_parallel_set_threads(int n);
 /** The current thread count. */
 int cnn_parallel_get_threads(void);
 
+#ifdef __cplusplus
+}
+#endif
 #endif

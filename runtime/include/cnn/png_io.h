@@ -4,6 +4,10 @@
 
 #include "tensor.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 /** How many channels a loaded image gets. Every colour type, bit depth (1..16), palette,
  * tRNS and interlaced file is read; samples are scaled by 1/(2^depth - 1), and 16-bit files keep
  * their 16-bit precision.
@@ -28,4 +32,7 @@ cnn_tensor *cnn_png_load_oriented(const char *path, cnn_png_mode mode, int *orie
  * Returns 0, or -1 with an error that starts with the path. */
 int cnn_png_save(const char *path, const cnn_tensor *t);
 
+#ifdef __cplusplus
+}
+#endif
 #endif

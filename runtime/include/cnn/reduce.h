@@ -6,6 +6,10 @@
 
 #include "tensor.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 /** The reductions cnn_red_reduce computes. */
 typedef enum cnn_redop { CNN_RED_SUM, CNN_RED_MEAN, CNN_RED_PROD } cnn_redop;
 
@@ -22,4 +26,7 @@ int cnn_red_min(const cnn_tensor *x, int dim, bool keepdim, cnn_tensor **values,
  * retained when already of that shape. */
 cnn_tensor *cnn_red_sum_to(const cnn_tensor *t, int ndim, const int64_t *size);
 
+#ifdef __cplusplus
+}
+#endif
 #endif

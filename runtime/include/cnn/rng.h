@@ -8,6 +8,10 @@
 
 #include <stdint.h>
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 typedef struct cnn_rng {
   uint64_t s[4]; /* never all zero: the one state xoshiro cannot leave */
 } cnn_rng;
@@ -58,4 +62,7 @@ static inline uint64_t cnn_rng_mix64(uint64_t z) {
 /** splitmix64: the next value of the stream whose state is *x. */
 static inline uint64_t cnn_rng_splitmix64(uint64_t *x) { return cnn_rng_mix64(*x += 0x9e3779b97f4a7c15ULL); }
 
+#ifdef __cplusplus
+}
+#endif
 #endif

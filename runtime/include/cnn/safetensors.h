@@ -8,6 +8,10 @@
 
 #include "tensor.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 #define CNN_SAFETENSORS_MAX_HEADER 100000000u /* the reference implementation's limit */
 
 /** What a file holds. Names and metadata are NUL-terminated UTF-8 without embedded NULs. */
@@ -41,4 +45,7 @@ void cnn_safetensors_clear(cnn_safetensors *st);
 int cnn_safetensors_save(const char *path, size_t n, const char *const *names, const cnn_tensor *const *tensors,
                          size_t nmeta, const char *const *meta_keys, const char *const *meta_values);
 
+#ifdef __cplusplus
+}
+#endif
 #endif

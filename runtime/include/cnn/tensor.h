@@ -10,6 +10,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 /** The most dimensions a tensor has. */
 #define CNN_MAX_DIMS 16
 
@@ -178,4 +182,7 @@ int cnn_tensor_fill_i64_(cnn_tensor *t, int64_t value);
 /** As a dim argument: every dimension (a reduction over all of them, squeeze of every size-1 dim). */
 #define CNN_ALL_DIMS (-1000)
 
+#ifdef __cplusplus
+}
+#endif
 #endif
