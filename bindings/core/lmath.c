@@ -338,46 +338,89 @@ static int inplace_binary(lua_State *L, cnn_binop op, const char *fn) {
   return 1;
 }
 
+/* t:add_(other, alpha) and t:sub_ (alpha negated): alpha a number or {alpha=}, as add takes it.
+ * Floats without history go through one axpy pass; an integer alpha with an int64 t (exact: a
+ * double rounded 2^53 + 1), or a write autograd records, is other * alpha, then add_. */
+static int inplace_alpha(lua_State *L, bool negate, const char *fn) {
+  static const char *const known[] = {"alpha", NULL};
+  lcnn_max_args(L, 3, fn);
+  if (lua_istable(L, 3)) {
+    lcnn_options(L, 3, fn, known);
+    if (lcnn_opt_field(L, 3, "alpha") == LUA_TNIL) lua_pop(L, 1), lua_pushinteger(L, 1);
+    lua_replace(L, 3);
+  }
+  if (lua_type(L, 3) != LUA_TNUMBER) return lcnn_error(L, fn, "alpha must be a number, got %s", luaL_typename(L, 3));
+  if (negate) { /* -alpha: exact for floats and for integers (the most negative wraps, as int64 does) */
+    lua_pushinteger(L, 0);
+    lua_insert(L, 3);
+    lua_arith(L, LUA_OPSUB);
+  }
+  lcnn_check_float_value(L, 3, fn, lcnn_check(L, 1, fn)->dtype);
+  lcnn_anchor_number(L, 2, fn, lcnn_check(L, 1, fn)->dtype);
+  cnn_tensor *o = lcnn_operand(L, 2, fn, CNN_FLOAT32), *t = lcnn_check(L, 1, fn);
+  if ((t->dtype == CNN_INT64 && lua_isinteger(L, 3)) || (cnn_ag_is_enabled() && (t->grad_fn || cnn_ag_requires(o)))) {
+    lua_pushcfunction(L, m_mul);
+    lua_pushvalue(L, 2);
+    lua_pushvalue(L, 3);
+    lua_call(L, 2, 1);
+    lua_replace(L, 2);
+    lua_settop(L, 2);
+    return inplace_binary(L, CNN_ADD, fn);
+  }
+  int rc = cnn_op_check_inplace(t);
+  if (!rc) rc = cnn_ew_axpy_(t, lua_tonumber(L, 3), o);
+  if (!rc) t->storage->version++;
+  if (rc) return lcnn_fail(L, fn);
+  lua_settop(L, 1);
+  return 1;
+}
+
 /** t:add_(other, alpha=1) -> t
- * In place: t = t + alpha * other (other a tensor or a number, broadcast to t's shape).
+ * In place: t = t + alpha * other (other broadcast to t's shape; alpha a number or {alpha=}).
  * On a leaf that requires grad it is refused while grad mode is on (wrap updates in cnn.no_grad).
- * add_, sub_, mul_, div_, clamp_ and relu_ on a tensor with history (or with an operand that
- * requires grad) are recorded as their out-of-place op, whose result t becomes (new memory: see
- * docs/PYTORCH.md), refused when a view or a saved copy shares t's memory; the other in-place ops
- * refuse such a t. */
+ * add_, sub_, mul_, div_, clamp_, relu_, copy_, scatter_ and scatter_add_ on a tensor with
+ * history (or with an operand that requires grad) are recorded as their out-of-place op, whose
+ * result t becomes (new memory: see docs/PYTORCH.md), refused when a view or a saved copy shares
+ * t's memory; the other in-place ops refuse such a t. */
 static int m_add_(lua_State *L) {
-  if (lua_gettop(L) >= 3) { /* t:add_(other, alpha) : t += alpha * other */
-    lua_Number alpha = luaL_checknumber(L, 3);
-    lcnn_check_float_value(L, 3, "add_", lcnn_check(L, 1, "add_")->dtype);
-    lcnn_anchor_number(L, 2, "add_", lcnn_check(L, 1, "add_")->dtype);
-    cnn_tensor *o = lcnn_operand(L, 2, "add_", CNN_FLOAT32), *t = lcnn_check(L, 1, "add_");
-    if (cnn_ag_is_enabled() && (t->grad_fn || cnn_ag_requires(o))) { /* recorded: other * alpha, then add_ */
-      lua_pushcfunction(L, m_mul);
-      lua_pushvalue(L, 2);
-      lua_pushvalue(L, 3);
-      lua_call(L, 2, 1);
-      lua_replace(L, 2);
-      lua_settop(L, 2);
-      return inplace_binary(L, CNN_ADD, "add_");
-    }
-    int rc = cnn_op_check_inplace(t);
-    if (!rc) rc = cnn_ew_axpy_(t, alpha, o);
-    if (!rc) t->storage->version++;
-    if (rc) return lcnn_fail(L, "add_");
+  if (lua_gettop(L) >= 3) return inplace_alpha(L, false, "add_");
+  return inplace_binary(L, CNN_ADD, "add_");
+}
+/** t:sub_(other, alpha=1) -> t
+ * In place: t = t - alpha * other (alpha a number or {alpha=}). */
+static int m_sub_(lua_State *L) {
+  if (lua_gettop(L) >= 3) return inplace_alpha(L, true, "sub_");
+  return inplace_binary(L, CNN_SUB, "sub_");
+}
+/** t:mul_(other) -> t
+ * In place: t = t * other. */
+static int m_mul_(lua_State *L) {
+  lcnn_max_args(L, 2, "mul_");
+  return inplace_binary(L, CNN_MUL, "mul_");
+}
+/** t:div_(other, {rounding_mode=nil}) -> t
+ * In place: t = t / other, or rounded as t:div's rounding_mode says ("floor", "trunc"). */
+static int m_div_(lua_State *L) {
+  static const char *const known[] = {"rounding_mode", NULL};
+  lcnn_max_args(L, 3, "div_");
+  lcnn_options(L, 3, "div_", known);
+  const char *mode = lcnn_opt_string(L, 3, "div_", "rounding_mode", NULL);
+  if (mode && strcmp(mode, "floor") != 0 && strcmp(mode, "trunc") != 0)
+    return lcnn_error(L, "div_", "rounding_mode must be \"floor\" or \"trunc\", got \"%s\"", mode);
+  if (mode && strcmp(mode, "floor") == 0) {
+    lua_settop(L, 2);
+    return inplace_binary(L, CNN_FLOOR_DIVIDE, "div_");
+  }
+  if (mode) { /* trunc: the quotient out of place (exact for integers), copied in */
+    cnn_tensor *t = lcnn_check(L, 1, "div_");
+    div_trunc(L, "div_"); /* the quotient on top */
+    if (cnn_op_copy_(t, lcnn_check(L, lua_gettop(L), "div_"))) return lcnn_fail(L, "div_");
     lua_settop(L, 1);
     return 1;
   }
-  return inplace_binary(L, CNN_ADD, "add_");
+  lua_settop(L, 2);
+  return inplace_binary(L, CNN_DIV, "div_");
 }
-/** t:sub_(other) -> t
- * In place: t = t - other. */
-static int m_sub_(lua_State *L) { return inplace_binary(L, CNN_SUB, "sub_"); }
-/** t:mul_(other) -> t
- * In place: t = t * other. */
-static int m_mul_(lua_State *L) { return inplace_binary(L, CNN_MUL, "mul_"); }
-/** t:div_(other) -> t
- * In place: t = t / other. */
-static int m_div_(lua_State *L) { return inplace_binary(L, CNN_DIV, "div_"); }
 
 /** t:clamp_(lo, hi) -> t
  * In place: each element limited to [lo, hi] (either bound may be nil). */

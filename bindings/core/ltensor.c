@@ -145,6 +145,14 @@ static cnn_tensor *index_view(const cnn_tensor *t, const index_spec *spec, bool 
 /* t[mask] and t[mask] = v (the value at 3): a bool (or uint8, as PyTorch) tensor key selects the
  * rows of t at its true elements (see cnn_op_mask_select); any other tensor key is refused.
  * Pointers are taken after every allocation that can raise. */
+/* t[key] = v records no autograd history (PyTorch's CopySlices is not here): a v that requires
+ * grad would lose its gradient silently, so such a write is refused (copy_, scatter_ and the
+ * arithmetic in-place ops are recorded). */
+#define VALUE_NEEDS_GRAD                                                                              \
+  "the value requires grad, and an indexed write records no gradient: build the tensor out of place " \
+  "(cnn.where, cnn.cat, t:scatter), or assign under cnn.no_grad"
+static bool value_needs_grad(const cnn_tensor *v) { return v && cnn_ag_is_enabled() && cnn_ag_requires(v); }
+
 static int index_with_tensor(lua_State *L, const char *fn, bool write) {
   cnn_tensor *key = lcnn_check(L, 2, fn);
   if (key->dtype != CNN_BOOL && key->dtype != CNN_UINT8)
@@ -172,6 +180,7 @@ static int index_with_tensor(lua_State *L, const char *fn, bool write) {
     lua_replace(L, 3);
   }
   cnn_tensor *t = SELF(fn), *mask = lcnn_check(L, 2, fn), *v = lcnn_check(L, 3, fn);
+  if (value_needs_grad(v)) return lcnn_error(L, fn, VALUE_NEEDS_GRAD);
   if (cnn_op_mask_put_(t, mask, v)) return lcnn_fail(L, fn);
   return 0;
 }
@@ -236,6 +245,7 @@ static int assign_index(lua_State *L) {
     return lcnn_error(L, fn, "expected a number, a boolean or a tensor to assign, got %s", luaL_typename(L, 3));
   if (lcnn_testbox(L, 2)) return index_with_tensor(L, fn, true);
   cnn_tensor *v = vt == LUA_TNUMBER || vt == LUA_TBOOLEAN ? NULL : lcnn_check(L, 3, fn);
+  if (value_needs_grad(v)) return lcnn_error(L, fn, VALUE_NEEDS_GRAD);
   cnn_tensor *t = SELF(fn);
   index_spec spec;
   parse_index(L, 2, fn, t, &spec);

@@ -306,11 +306,11 @@ static int bump(cnn_tensor *t, int rc) {
  * other tensor shares t's memory (a view of it, a node's saved alias): those would keep the old
  * values under t's new history, where PyTorch rewrites a base's history (CopySlices) or fails at
  * backward. */
-static bool rebases(const cnn_tensor *t, const cnn_tensor *other) {
+bool cnn_op_rebases(const cnn_tensor *t, const cnn_tensor *other) {
   return cnn_ag_is_enabled() && (t->grad_fn || (other && cnn_ag_requires(other)));
 }
 
-static int check_rebase(const cnn_tensor *t) {
+int cnn_op_rebase_check(const cnn_tensor *t) {
   if (cnn_tensor_check_writable(t)) return -1;
   if (t->requires_grad && !t->grad_fn) return cnn_op_check_inplace(t); /* the leaf's message */
   if (t->storage->refcount > 1)
@@ -319,7 +319,7 @@ static int check_rebase(const cnn_tensor *t) {
   return 0;
 }
 
-static int rebase(cnn_tensor *t, cnn_tensor *r) {
+int cnn_op_rebase(cnn_tensor *t, cnn_tensor *r) {
   if (!r) return -1;
   int rc = 0;
   if (r->dtype != t->dtype) /* the messages of the plain in-place path (cnn_ew_binary_into) */
@@ -331,20 +331,26 @@ static int rebase(cnn_tensor *t, cnn_tensor *r) {
                        cnn_shape_str(t->ndim, t->size, ts, sizeof ts), cnn_shape_str(r->ndim, r->size, rs, sizeof rs));
   } else {
     cnn_tensor_rebind(t, r); /* r's storage: at the version its node saved it, if it did */
-    if (r->grad_fn) cnn_ag_set_output(t, r->grad_fn, r->output_nr);
+    if (r->grad_fn) {
+      cnn_ag_set_output(t, r->grad_fn, r->output_nr);
+    } else { /* overwritten by values without history (copy_ of a constant): t's old one is cut */
+      cnn_ag_node_release(t->grad_fn);
+      t->grad_fn = NULL;
+      t->requires_grad = false;
+    }
   }
   cnn_tensor_release(r);
   return rc ? -1 : 0;
 }
 
 int cnn_op_binary_(cnn_binop op, cnn_tensor *t, const cnn_tensor *other) {
-  if (rebases(t, other)) return check_rebase(t) ? -1 : rebase(t, cnn_op_binary(op, t, other));
+  if (cnn_op_rebases(t, other)) return cnn_op_rebase_check(t) ? -1 : cnn_op_rebase(t, cnn_op_binary(op, t, other));
   if (cnn_op_check_inplace(t)) return -1;
   return bump(t, cnn_ew_binary_into(op, t, t, other));
 }
 
 int cnn_op_unary_(cnn_unop op, cnn_tensor *t, double p0, double p1) {
-  if (rebases(t, NULL)) return check_rebase(t) ? -1 : rebase(t, cnn_op_unary(op, t, p0, p1));
+  if (cnn_op_rebases(t, NULL)) return cnn_op_rebase_check(t) ? -1 : cnn_op_rebase(t, cnn_op_unary(op, t, p0, p1));
   if (cnn_op_check_inplace(t)) return -1;
   return bump(t, cnn_ew_unary_(op, t, p0, p1));
 }
@@ -359,7 +365,18 @@ int cnn_op_fill_i64_(cnn_tensor *t, int64_t v) {
   return bump(t, cnn_tensor_fill_i64_(t, v));
 }
 
+/* copy_'s out-of-place form: src broadcast to t's shape, in t's dtype, in memory of its own */
+static cnn_tensor *copied(const cnn_tensor *t, const cnn_tensor *src) {
+  cnn_tensor *e = cnn_op_expand(src, t->ndim, t->size);
+  cnn_tensor *d = e ? cnn_op_to_dtype(e, t->dtype) : NULL;
+  cnn_tensor *r = d ? cnn_op_clone(d) : NULL;
+  cnn_tensor_release(d);
+  cnn_tensor_release(e);
+  return r;
+}
+
 int cnn_op_copy_(cnn_tensor *t, const cnn_tensor *src) {
+  if (cnn_op_rebases(t, src)) return cnn_op_rebase_check(t) ? -1 : cnn_op_rebase(t, copied(t, src));
   if (cnn_op_check_inplace(t)) return -1;
   return bump(t, cnn_tensor_copy_(t, src));
 }

@@ -88,6 +88,8 @@ cnn_tensor *cnn_op_scatter(const cnn_tensor *t, int dim, const cnn_tensor *idx, 
 }
 
 int cnn_op_scatter_(cnn_tensor *t, int dim, const cnn_tensor *idx, const cnn_tensor *src, bool add) {
+  if (cnn_op_rebases(t, src)) /* recorded as scatter (ops_arith.c, cnn_op_rebase) */
+    return cnn_op_rebase_check(t) ? -1 : cnn_op_rebase(t, cnn_op_scatter(t, dim, idx, src, add));
   if (cnn_op_check_inplace(t)) return -1;
   /* computed aside, then copied in: nothing is written unless every index is valid, and src or
    * idx may share t's memory */

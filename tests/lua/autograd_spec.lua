@@ -284,6 +284,45 @@ describe("in-place ops on tensors with history", function()
     assert.is_true(cnn.allclose(g1, conv.weight.grad, 0, 0))
   end)
 
+  it("copy_, scatter_ and scatter_add_ of a source that requires grad pass its gradient on", function()
+    -- the fuzzing round's case: y:copy_(3x) then y + x: d/dx = 3 + 1 (the write was lost: 1)
+    local x = leaf({ 1, 1 })
+    local y = cnn.zeros(2)
+    y:copy_(x * 3)
+    assert.is_true(y.requires_grad)
+    ;(y:sum() + x:sum()):backward()
+    H.assert_tensor(x.grad, { 4, 4 })
+    x.grad = nil
+    local b = cnn.zeros(2, 2) -- broadcast: each x[j] lands in two rows
+    b:copy_(x * 3)
+    b:sum():backward()
+    H.assert_tensor(x.grad, { 6, 6 })
+    local idx = cnn.tensor({ 1, 3 }, { dtype = "int64" })
+    for _, add in ipairs({ false, true }) do
+      x.grad = nil
+      local s = cnn.zeros(3)
+      if add then s:scatter_add_(1, idx, x * 3) else s:scatter_(1, idx, x * 3) end
+      H.assert_tensor(s, { 3, 0, 3 })
+      ;(s * cnn.tensor({ 1, 10, 100 })):sum():backward()
+      H.assert_tensor(x.grad, { 3, 300 })
+    end
+    -- a constant copied over a tensor with history cuts it: nothing reaches x through h
+    local h = x * 2
+    h:copy_(cnn.tensor({ 5, 6 }))
+    assert.is_false(h.requires_grad)
+    assert.is_nil(h.grad_fn)
+  end)
+
+  it("t[i] = v and t[mask] = v with a v that requires grad are refused, not silently cut", function()
+    local x = leaf({ 1, 2 })
+    local z = cnn.zeros(3)
+    H.assert_error(function() z[{ { 1, 2 } }] = x * 3 end, "newindex: the value requires grad")
+    H.assert_error(function() z[cnn.tensor({ true, false, true })] = x * 3 end, "newindex: the value requires grad")
+    H.assert_tensor(z, { 0, 0, 0 })
+    cnn.no_grad(function() z[{ { 1, 2 } }] = x * 3 end)
+    H.assert_tensor(z, { 3, 6, 0 })
+  end)
+
   it("are refused when another tensor shares the memory, and on leaves", function()
     local x = leaf({ 1, 2, 3, 4 })
     local y = x * 2
