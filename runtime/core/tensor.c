@@ -426,8 +426,9 @@ cnn_tensor *cnn_tensor_narrow(const cnn_tensor *t, int dim, int64_t start, int64
   int64_t n = t->size[d];
   if (start < 0) start += n;
   if (start < 0 || start > n || length < 0 || length > n - start) {
-    cnn_error_set("range start %lld, length %lld is out of bounds for dimension %d of size %lld", (long long)start + 1,
-                  (long long)length, d + 1, (long long)n);
+    /* 1-based as the bindings show it; INT64_MAX as itself (start + 1 would overflow) */
+    cnn_error_set("range start %lld, length %lld is out of bounds for dimension %d of size %lld",
+                  (long long)(start < INT64_MAX ? start + 1 : start), (long long)length, d + 1, (long long)n);
     return NULL;
   }
   cnn_tensor *v = cnn_tensor_alias(t);

@@ -269,8 +269,10 @@ int cnn_jpeg_read8(cnn_jpeg_reader *r, cnn_image_mode mode, const int64_t *windo
   int64_t y0 = 0, y1 = H, x0 = 0, x1 = W;
   if (window) {
     int64_t wy0 = window[0] < 0 ? 0 : window[0], wx0 = window[1] < 0 ? 0 : window[1];
-    int64_t wy1 = window[0] + window[2] > OH ? OH : window[0] + window[2];
-    int64_t wx1 = window[1] + window[3] > OW ? OW : window[1] + window[3];
+    int64_t wy1, wx1; /* the window's far edges, at most the image's (a sum past int64 is past it too) */
+    if (__builtin_add_overflow(window[0], window[2], &wy1)) wy1 = window[2] > 0 ? OH : INT64_MIN;
+    if (__builtin_add_overflow(window[1], window[3], &wx1)) wx1 = window[3] > 0 ? OW : INT64_MIN;
+    wy1 = wy1 > OH ? OH : wy1, wx1 = wx1 > OW ? OW : wx1;
     if (wy1 > wy0 && wx1 > wx0) {
       int64_t ay, ax, by, bx;
       stored_of(o, H, W, wy0, wx0, &ay, &ax);

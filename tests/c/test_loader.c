@@ -79,6 +79,22 @@ static void test_windows(void) {
   }
 }
 
+/* Windows whose far edge is past int64 (top + height overflowed before the clamp: UBSan) read
+ * what lies inside the image, as a window ending at its edge does. */
+static void test_extreme_windows(void) {
+  cnn_image8 full, part;
+  int64_t h, w, ph, pw;
+  CHECK(read_window(fixture(FILES[0]), CNN_IMAGE_RGB, NULL, &full, &h, &w) == 0);
+  int64_t win[4] = {h / 2, w / 2, INT64_MAX, INT64_MAX};
+  CHECK(read_window(fixture(FILES[0]), CNN_IMAGE_RGB, win, &part, &ph, &pw) == 0);
+  CHECK(part.data && part.top <= h / 2 && part.left <= w / 2 && part.top + part.h == h && part.left + part.w == w);
+  for (int64_t y = h / 2; part.data && full.data && y < h; y++)
+    CHECK(memcmp(full.data + (y * w + w / 2) * 3, part.data + ((y - part.top) * part.w + w / 2 - part.left) * 3,
+                 (size_t)((w - w / 2) * 3)) == 0);
+  cnn_image8_free(&part);
+  cnn_image8_free(&full);
+}
+
 /* A bigger JPEG (written by cnn_jpeg_save from a smooth random image) with windows far from the
  * edges: skipped rows and cropped columns in the middle of 4:2:0 data. */
 static void test_big_windows(void) {
@@ -243,6 +259,7 @@ int main(int argc, char **argv) {
     else if (at) at[-1] = '\0';
   }
   test_windows();
+  test_extreme_windows();
   test_big_windows();
   test_source();
   test_loader();

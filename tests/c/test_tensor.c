@@ -69,6 +69,19 @@ static void test_size_overflow(void) {
   cnn_tensor_release(a);
 }
 
+/* narrow's range check at the ends of int64 (its message's 1-based start overflowed: UBSan) */
+static void test_narrow_extremes(void) {
+  int64_t four[1] = {4};
+  cnn_tensor *a = cnn_tensor_zeros(CNN_FLOAT32, 1, four);
+  CHECK_ERROR(cnn_tensor_narrow(a, 0, INT64_MAX, 2),
+              "range start 9223372036854775807, length 2 is out of bounds for dimension 1 of size 4");
+  CHECK(cnn_tensor_narrow(a, 0, 1, INT64_MAX) == NULL);
+  cnn_error_clear();
+  CHECK(cnn_tensor_narrow(a, 0, INT64_MIN, 1) == NULL);
+  cnn_error_clear();
+  cnn_tensor_release(a);
+}
+
 static void test_zero_size_join(void) {
   /* (2, 0, 1) expanded to (2, 0, 3): non-contiguous, no elements; joined along dim 0 and 2 */
   int64_t s[3] = {2, 0, 1}, es[3] = {2, 0, 3};
@@ -117,6 +130,7 @@ int main(void) {
   test_arange_i64();
   test_expanded_writes();
   test_size_overflow();
+  test_narrow_extremes();
   test_zero_size_join();
   test_file_checks();
   tmpfiles_cleanup();
