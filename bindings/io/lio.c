@@ -8,6 +8,7 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -180,6 +181,29 @@ static const char *header_string(lua_State *L, int idx, const char *who, const c
   return s;
 }
 
+/* A metadata number as text that reads back as the same number (Lua's tostring keeps 14 digits:
+ * 0.1 + 0.2 became "0.3", 2^53 + 1.0 "9.007199254741e+15"): integers as they are, floats in the
+ * fewest digits that round-trip, with ".0" when they look like integers (as tostring), nan and
+ * inf by name (not the C library's "-nan"). */
+static void push_number_text(lua_State *L, int idx) {
+  if (lua_isinteger(L, idx)) {
+    lua_pushfstring(L, "%I", (LUAI_UACINT)lua_tointeger(L, idx));
+    return;
+  }
+  const double v = lua_tonumber(L, idx);
+  char buf[48];
+  if (v != v) snprintf(buf, sizeof buf, "nan");
+  else if (isinf(v)) snprintf(buf, sizeof buf, "%s", v > 0 ? "inf" : "-inf");
+  else {
+    for (int digits = 15; digits <= 17; digits++) {
+      snprintf(buf, sizeof buf, "%.*g", digits, v);
+      if (strtod(buf, NULL) == v) break;
+    }
+    if (strspn(buf, "-0123456789") == strlen(buf)) strcat(buf, ".0");
+  }
+  lua_pushstring(L, buf);
+}
+
 /* safetensors_save(path, tensors, metadata or nil, who) */
 static int io_st_save(lua_State *L) {
   const char *who = lcnn_who(L, 4, "save");
@@ -230,8 +254,8 @@ static int io_st_save(lua_State *L) {
     lua_pushnil(L);
     while (lua_next(L, 3) && j < nmeta) {
       mk[j] = header_string(L, -2, who, "metadata key");
-      lua_pushvalue(L, -1);
-      lua_tostring(L, -1); /* numbers become strings on this copy only, kept alive in hold */
+      if (lua_type(L, -1) == LUA_TNUMBER) push_number_text(L, -1); /* kept alive in hold */
+      else lua_pushvalue(L, -1);
       lua_rawseti(L, hold, (lua_Integer)j + 1);
       lua_rawgeti(L, hold, (lua_Integer)j + 1);
       mv[j] = header_string(L, -1, who, "metadata value");

@@ -240,6 +240,10 @@ function trainer.fit(o)
       error("trainer.fit: " .. tostring(o.resume) .. " is not a trainer checkpoint (no integer epoch, model "
         .. "and optimizer state)", 2)
     end
+    if state.epoch < 1 then -- fit saves after an epoch: a tampered or foreign file ('epoch -4/2' trained on)
+      error(string.format("trainer.fit: %s says it was saved after epoch %d: epochs count from 1", o.resume,
+        state.epoch), 2)
+    end
     model:load_state_dict(state.model)
     opt:load_state_dict(state.optimizer)
     history = state.history or {}

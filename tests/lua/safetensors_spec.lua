@@ -110,6 +110,21 @@ describe("cnn.save", function()
     ls:close()
   end)
 
+  it("stores metadata numbers as text that reads back as the same number", function()
+    local p = d .. "/m.safetensors"
+    -- tostring kept 14 digits ("0.3", "1.1529215046068e+18") and the C library's "-nan"
+    save(p, {x = cnn.ones(1)}, {metadata = {sum = 0.1 + 0.2, big = 2.0 ^ 60, int = 9007199254740993,
+                                            one = 1.0, n = 0 / 0, inf = -1 / 0, tiny = 5e-324}})
+    local _, m = load(p)
+    assert.are.equal("0.30000000000000004", m.sum)
+    assert.are.equal(0.1 + 0.2, tonumber(m.sum))
+    assert.are.equal(2.0 ^ 60, tonumber(m.big))
+    assert.are.equal("9007199254740993", m.int)
+    assert.are.equal("1.0", m.one)
+    assert.are.same({"nan", "-inf"}, {m.n, m.inf})
+    assert.are.equal(5e-324, tonumber(m.tiny))
+  end)
+
   it("rejects bad tables, metadata and paths by name", function()
     local p = d .. "/e.safetensors"
     H.assert_error(function() save(p, {cnn.ones(1)}) end, "save:", "names must be strings")

@@ -77,6 +77,11 @@ describe("trainer.fit", function()
     cnn.checkpoint.save(notckpt, {note = "not a run"})
     H.assert_error(function() cnn.trainer.fit(with("resume", notckpt)) end, "trainer.fit:",
       "is not a trainer checkpoint")
+    -- a checkpoint whose epoch was tampered with (the C-API helper's '-5': 'epoch -4/2' trained 6)
+    local sd = m:state_dict()
+    cnn.checkpoint.save(notckpt, {epoch = -5, model = sd, optimizer = {state = {}, param_groups = {}}})
+    H.assert_error(function() cnn.trainer.fit(with("resume", notckpt)) end, "trainer.fit:",
+      "saved after epoch %-5: epochs count from 1")
     os.remove(notckpt)
     -- and the runtime goes on
     local loss, acc = cnn.trainer.evaluate(m, loader)
