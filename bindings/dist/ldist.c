@@ -1,4 +1,4 @@
-/* cnn.distributed's collectives for Lua (core.dist): thin checks over runtime/dist.c. The
+/* cnn.distributed's collectives for Lua (core.dist): thin checks over runtime/dist/dist.c. The
  * collectives write tensor data in place and record no autograd history, as in PyTorch; the
  * version bump still lets a saved tensor notice it was overwritten. */
 #include "lcnn.h"

@@ -1,4 +1,4 @@
-/* Drawing for Lua (core.canvas.*) over runtime/draw.c (cairo): canvas.new(w, h) makes a white
+/* Drawing for Lua (core.canvas.*) over runtime/plot/draw.c (cairo): canvas.new(w, h) makes a white
  * canvas, the primitives draw on it, and canvas:tensor() and canvas:save(path) (PNG, SVG or PDF
  * by the extension) give the result. Colours are {r, g, b} in [0, 1] or "#rrggbb" / "#rgb";
  * coordinates are pixels (x right, y down, pixel centres on integers); every primitive takes a

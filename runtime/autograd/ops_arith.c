@@ -107,6 +107,8 @@ cnn_tensor *cnn_op_binary(cnn_binop op, const cnn_tensor *a, const cnn_tensor *b
   bool keep_out = (op == CNN_DIV && nb) || (op == CNN_POW && nb);
   const cnn_tensor *saves[3] = {keep_a ? a : NULL, keep_b ? b : NULL, keep_out ? out : NULL};
   binary_state st = {op};
+  if ((size_t)op >= sizeof binary_ops / sizeof *binary_ops || !binary_ops[op].name) /* a new op's entry */
+    return cnn_tensor_release(out), cnn_error_set("binary op %d has no autograd entry (ops_arith.c)", (int)op), NULL;
   return cnn_ag_record(out, &binary_ops[op], &st, 2, in, 3, saves) ? NULL : out;
 }
 
@@ -231,6 +233,8 @@ cnn_tensor *cnn_op_unary(cnn_unop op, const cnn_tensor *x, double p0, double p1)
                   op == CNN_RPOW_SCALAR;
   const cnn_tensor *saves[2] = {keep_x ? x : NULL, keep_out ? out : NULL};
   unary_state st = {op, p0, p1};
+  if ((size_t)op >= sizeof unary_ops / sizeof *unary_ops || !unary_ops[op].name) /* a new op's entry */
+    return cnn_tensor_release(out), cnn_error_set("unary op %d has no autograd entry (ops_arith.c)", (int)op), NULL;
   return cnn_ag_record(out, &unary_ops[op], &st, 1, in, 2, saves) ? NULL : out;
 }
 

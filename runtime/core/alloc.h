@@ -1,5 +1,6 @@
-/* The runtime's one allocator for tensor storage: 64-byte aligned blocks, rounded up to size
- * classes (four per power of two) and kept on per-class free lists when released, so a training
+/* The runtime's one allocator for tensor storage: 64-byte aligned blocks; under 1 MB rounded up to
+ * size classes (four per power of two) and kept on per-class free lists when released, larger ones
+ * first-fit extents of reserved address ranges, merged when released (alloc.c), so a training
  * step that frees and re-requests the same sizes reaches the OS only on its first pass. */
 #ifndef CNN_ALLOC_H
 #define CNN_ALLOC_H

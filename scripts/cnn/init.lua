@@ -13,8 +13,9 @@
 --- - **Options** are a trailing table: `F.conv2d(x, w, b, {stride=2, padding=1})`. A number where a
 ---   pair is expected means both (`padding=1` is `padding={1, 1}`). Unknown option keys are an error
 ---   (`conv2d: unknown option 'strid'`), so typos never pass silently.
---- - **dtypes**: `float32` (the default, all compute) and `int64` (labels, indices); `t:float()` and
----   `t:long()` convert. Arithmetic gives float32 when either side is float32; `int64 + 1` stays int64.
+--- - **dtypes**: `float32` (the default, all compute), `int64` (labels, indices), `uint8` (image
+---   bytes) and `bool` (masks, comparisons); `t:float()`, `t:long()`, `t:byte()` and `t:bool()`
+---   convert. Arithmetic gives float32 when either side is float32; `int64 + 1` stays int64.
 --- - **0-d tensors** exist, as in PyTorch: full reductions (`t:sum()`) and losses have shape `{}`;
 ---   `cnn.tensor(3.5)` makes one; `t:item()` reads one.
 --- - **Errors**: every misuse (a wrong shape or type, an index out of range, a bad file) raises a Lua

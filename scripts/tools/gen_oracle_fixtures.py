@@ -40,7 +40,9 @@ A drawer (a function decorated with @oracle("Tensor.sum", n=...)) is called n ti
 - Gradients: every float result PyTorch records a graph for is seeded with the fixed pattern
   w[k] = ((5k + 3) mod 8) / 4 - 0.875 (k the 0-based row-major position), which the spec rebuilds.
 
-Adding an op: write its drawer here (a few lines, next to its relatives), run this script, commit
+Adding an op: write its drawer here (a few lines) after the last one registered: every case's seed
+comes from one stream in registration order, so a drawer placed earlier re-seeds every later case
+(the blocks below marked "last here so earlier cases keep their seeds"). Run this script, commit
 the fixture with the op. A public function or tensor method without any case fails oracle_spec
 until it has one or an entry in EXEMPT below (non-numeric functions only, each with its reason).
 

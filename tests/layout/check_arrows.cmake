@@ -23,8 +23,8 @@ set(OWNERS ops=autograd layer_params=kernels)
 # the umbrella header: includes every public header, owned by no folder
 set(UMBRELLA cnn)
 # third-party headers and the one folder that may include each
-set(THIRD_PARTY png.h=io zlib.h=io jansson.h=io mpi.h=dist cblas.h=core cairo.h=plot lua.h=none lauxlib.h=none
-    lualib.h=none)
+set(THIRD_PARTY png.h=io zlib.h=io jansson.h=io jpeglib.h=io jerror.h=io mpi.h=dist cblas.h=core cairo.h=plot
+    lua.h=none lauxlib.h=none lualib.h=none)
 
 set(inc "${ROOT}/runtime/include/cnn")
 set(problems "")

@@ -1,4 +1,4 @@
-/** Matrix products: float32 through OpenBLAS cblas_sgemm, int64 by a plain loop (wrapping, as PyTorch). No autograd here. */
+/** Matrix products: float32 through the runtime's GEMM (its AVX-512 kernel, else OpenBLAS), int64 by a plain loop (wrapping, as PyTorch). No autograd here. */
 #ifndef CNN_MATMUL_H
 #define CNN_MATMUL_H
 
