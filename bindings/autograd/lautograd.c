@@ -18,6 +18,7 @@ static _Thread_local lua_State *backward_L; /* the thread running backward, for 
  * Makes autograd record the operations on leaf t, so backward() fills t.grad (float32 only).
  * requires_grad_(false) stops it; a tensor made by a recorded operation cannot turn it off (detach it). */
 static int a_requires_grad_(lua_State *L) {
+  lcnn_max_args(L, 2, "requires_grad_");
   cnn_tensor *t = lcnn_check(L, 1, "requires_grad_");
   if (!lua_isnoneornil(L, 2) && lua_type(L, 2) != LUA_TBOOLEAN)
     return lcnn_error(L, "requires_grad_", "expected a boolean, got %s", luaL_typename(L, 2));
@@ -35,6 +36,7 @@ static int a_requires_grad_(lua_State *L) {
 /** t:detach() -> Tensor
  * A tensor sharing t's storage but outside the graph: no gradient flows back through it. */
 static int a_detach(lua_State *L) {
+  lcnn_max_args(L, 1, "detach");
   lcnn_push(L, cnn_ag_detach(lcnn_check(L, 1, "detach")), "detach");
   return 1;
 }

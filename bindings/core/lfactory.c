@@ -90,10 +90,15 @@ static void fill_nested(lua_State *L, int idx, const char *fn, cnn_tensor *t, in
     switch (t->dtype) {
     case CNN_INT64:
       if (lua_isinteger(L, idx)) cnn_tensor_i64(t)[*pos] = (int64_t)lua_tointeger(L, idx);
-      else if (v == floor(v) && fabs(v) < 9.2e18) cnn_tensor_i64(t)[*pos] = (int64_t)v;
+      /* an integral float in [-2^63, 2^63): -2^63 too (Lua reads -9223372036854775808 as a float) */
+      else if (v == floor(v) && v >= -9223372036854775808.0 && v < 9223372036854775808.0)
+        cnn_tensor_i64(t)[*pos] = (int64_t)v;
       else {
         cnn_tensor_release(t);
-        lcnn_error(L, fn, "value %g is not an integer (dtype int64)", cnn_error_num(v));
+        lcnn_error(L, fn,
+                   v == floor(v) ? "value %.17g is outside int64 (dtype int64)"
+                                 : "value %.17g is not an integer (dtype int64)",
+                   cnn_error_num(v));
       }
       break;
     case CNN_UINT8: /* as PyTorch: integers -255..255 (negative ones wrap), floats 0..255 (truncated) */

@@ -314,6 +314,7 @@ static bool int_bounds(lua_State *L) {
  * clamp_min and clamp_max (its clamp with one NaN bound alone returns t unchanged; not copied).
  * An int64 tensor stays int64 with integer bounds; a float bound (2.5, or 2.0) makes it float32. */
 static int m_clamp(lua_State *L) {
+  lcnn_max_args(L, 3, "clamp");
   double lo, hi;
   cnn_tensor *x = lcnn_check(L, 1, "clamp");
   clamp_bounds(L, "clamp", &lo, &hi);
@@ -425,6 +426,7 @@ static int m_div_(lua_State *L) {
 /** t:clamp_(lo, hi) -> t
  * In place: each element limited to [lo, hi] (either bound may be nil). */
 static int m_clamp_(lua_State *L) {
+  lcnn_max_args(L, 3, "clamp_");
   double lo, hi;
   cnn_tensor *t = lcnn_check(L, 1, "clamp_");
   clamp_bounds(L, "clamp_", &lo, &hi);
@@ -447,6 +449,7 @@ static int m_clamp_(lua_State *L) {
  * Refused, as every in-place op, on an expanded tensor (its elements overlap) and on a leaf that
  * requires grad while grad mode is on; on a tensor with history it is recorded as add_ says. */
 static int m_relu_(lua_State *L) {
+  lcnn_max_args(L, 1, "relu_");
   cnn_tensor *t = lcnn_check(L, 1, "relu_");
   if (cnn_op_unary_(CNN_RELU, t, 0, 0)) return lcnn_fail(L, "relu_");
   lua_settop(L, 1);
@@ -472,6 +475,7 @@ static int m_fill_(lua_State *L) {
 /** t:zero_() -> t
  * In place: every element set to 0. */
 static int m_zero_(lua_State *L) {
+  lcnn_max_args(L, 1, "zero_");
   cnn_tensor *t = lcnn_check(L, 1, "zero_");
   if (cnn_op_fill_(t, 0)) return lcnn_fail(L, "zero_");
   lua_settop(L, 1);
@@ -665,6 +669,7 @@ static int m_bitwise_or(lua_State *L) { return binary(L, CNN_BIT_OR, "bitwise_or
 static int m_bitwise_xor(lua_State *L) { return binary(L, CNN_BIT_XOR, "bitwise_xor"); }
 
 static int predicate(lua_State *L, cnn_predicate p, const char *fn) {
+  lcnn_max_args(L, 1, fn);
   cnn_tensor *t = lcnn_check(L, 1, fn);
   lcnn_push(L, cnn_ew_predicate(p, t), fn);
   return 1;
@@ -906,6 +911,7 @@ static int m_matmul(lua_State *L) {
  * cnn.mm(a, b) -> Tensor
  * The product of two 2-d matrices: (n, k) by (k, m) -> (n, m). */
 static int m_mm(lua_State *L) {
+  lcnn_max_args(L, 2, "mm");
   cnn_tensor *a = lcnn_check(L, 1, "mm"), *b = lcnn_check(L, 2, "mm");
   lcnn_push(L, cnn_op_mm(a, b), "mm");
   return 1;

@@ -364,6 +364,7 @@ static void push_sizes(lua_State *L, const int64_t *v, int n) {
  * The sizes as a table of integers ({} for a 0-d tensor).
  * A plain list (`#`, ipairs, table.concat work); tostring and print show it as `{2, 3}`. */
 static int t_shape(lua_State *L) {
+  lcnn_max_args(L, 1, "shape");
   cnn_tensor *t = SELF("shape");
   push_sizes(L, t->size, t->ndim);
   return 1;
@@ -373,6 +374,7 @@ static int t_shape(lua_State *L) {
  * t:size() -> {sizes}
  * The size of dimension dim (negative counts from the end); with no dim, every size as t:shape(). */
 static int t_size(lua_State *L) {
+  lcnn_max_args(L, 2, "size");
   cnn_tensor *t = SELF("size");
   if (lua_isnoneornil(L, 2)) return t_shape(L);
   int d = lcnn_dim(L, 2, "size", t->ndim, 0);
@@ -385,6 +387,7 @@ static int t_size(lua_State *L) {
  * t:stride() -> {strides}
  * The stride of dimension dim in elements (negative counts from the end); with no dim, all of them. */
 static int t_stride(lua_State *L) {
+  lcnn_max_args(L, 2, "stride");
   cnn_tensor *t = SELF("stride");
   if (!lua_isnoneornil(L, 2)) { /* it was ignored: t:stride(2) gave the whole table */
     int d = lcnn_dim(L, 2, "stride", t->ndim, 0);
@@ -399,6 +402,7 @@ static int t_stride(lua_State *L) {
 /** t:dim() -> integer
  * The number of dimensions (0 for a scalar tensor). */
 static int t_dim(lua_State *L) {
+  lcnn_max_args(L, 1, "dim");
   lua_pushinteger(L, SELF("dim")->ndim);
   return 1;
 }
@@ -406,6 +410,7 @@ static int t_dim(lua_State *L) {
 /** t:numel() -> integer
  * The number of elements. */
 static int t_numel(lua_State *L) {
+  lcnn_max_args(L, 1, "numel");
   lua_pushinteger(L, cnn_tensor_numel(SELF("numel")));
   return 1;
 }
@@ -413,6 +418,7 @@ static int t_numel(lua_State *L) {
 /** t:dtype() -> "float32"|"int64"|"uint8"|"bool"
  * The element type. */
 static int t_dtype(lua_State *L) {
+  lcnn_max_args(L, 1, "dtype");
   lua_pushstring(L, cnn_dtype_name(SELF("dtype")->dtype));
   return 1;
 }
@@ -421,6 +427,7 @@ static int t_dtype(lua_State *L) {
  * Whether the elements lie densely in row-major order.
  * Views made by narrow, transpose, permute or expand may not. */
 static int t_is_contiguous(lua_State *L) {
+  lcnn_max_args(L, 1, "is_contiguous");
   lua_pushboolean(L, cnn_tensor_is_contiguous(SELF("is_contiguous")));
   return 1;
 }
@@ -461,6 +468,7 @@ static void push_table(lua_State *L, const cnn_tensor *t, int d, int64_t *idx) {
 /** t:totable() -> table
  * The values as nested Lua tables, one level per dimension (a number for a 0-d tensor). */
 static int t_totable(lua_State *L) {
+  lcnn_max_args(L, 1, "totable");
   cnn_tensor *t = SELF("totable");
   int64_t idx[CNN_MAX_DIMS] = {0};
   luaL_checkstack(L, CNN_MAX_DIMS + 4, "totable");
@@ -475,6 +483,7 @@ static int t_totable(lua_State *L) {
 /** t:select(dim, i) -> Tensor
  * The view at index i of dimension dim, that dimension removed (t[i] is t:select(1, i)). */
 static int t_select(lua_State *L) {
+  lcnn_max_args(L, 3, "select");
   cnn_tensor *t = SELF("select");
   if (t->ndim == 0) return lcnn_error(L, "select", "cannot select from a 0-d tensor");
   int d = lcnn_dim(L, 2, "select", t->ndim, 0);
@@ -490,6 +499,7 @@ static int t_select(lua_State *L) {
 /** t:narrow(dim, start, length) -> Tensor
  * The view of indices start .. start + length - 1 of dimension dim. */
 static int t_narrow(lua_State *L) {
+  lcnn_max_args(L, 4, "narrow");
   cnn_tensor *t = SELF("narrow");
   if (t->ndim == 0) return lcnn_error(L, "narrow", "cannot narrow a 0-d tensor");
   int d = lcnn_dim(L, 2, "narrow", t->ndim, 0);
@@ -506,6 +516,7 @@ static int t_narrow(lua_State *L) {
 /** t:transpose(dim1, dim2) -> Tensor
  * The view with dimensions dim1 and dim2 swapped. */
 static int t_transpose(lua_State *L) {
+  lcnn_max_args(L, 3, "transpose");
   cnn_tensor *t = SELF("transpose");
   int a = lcnn_dim(L, 2, "transpose", t->ndim, 0), b = lcnn_dim(L, 3, "transpose", t->ndim, 0);
   lcnn_push(L, cnn_op_transpose(t, a, b), "transpose");
@@ -515,6 +526,7 @@ static int t_transpose(lua_State *L) {
 /** t:t() -> Tensor
  * The transpose of a 2-d tensor (a view); 0-d and 1-d tensors come back as they are. */
 static int t_t(lua_State *L) {
+  lcnn_max_args(L, 1, "t");
   cnn_tensor *t = SELF("t");
   if (t->ndim > 2) return lcnn_error(L, "t", "expects a tensor with at most 2 dimensions, got %d", t->ndim);
   if (t->ndim < 2) lcnn_push(L, cnn_tensor_retain(t), "t");
@@ -546,6 +558,7 @@ static int t_permute(lua_State *L) {
 /** t:unsqueeze(dim) -> Tensor
  * The view with a dimension of size 1 inserted at dim (negative counts from the end). */
 static int t_unsqueeze(lua_State *L) {
+  lcnn_max_args(L, 2, "unsqueeze");
   cnn_tensor *t = SELF("unsqueeze");
   lcnn_push(L, cnn_op_unsqueeze(t, lcnn_dim(L, 2, "unsqueeze", t->ndim, 1)), "unsqueeze");
   return 1;
@@ -612,6 +625,7 @@ static int t_clone(lua_State *L) {
 /** t:float() -> Tensor
  * t converted to float32 (sharing t's storage when it already is float32). */
 static int t_float(lua_State *L) {
+  lcnn_max_args(L, 1, "float");
   lcnn_push(L, cnn_op_to_dtype(SELF("float"), CNN_FLOAT32), "float");
   return 1;
 }
@@ -619,6 +633,7 @@ static int t_float(lua_State *L) {
 /** t:long() -> Tensor
  * t converted to int64, truncating towards zero (sharing t's storage when it already is int64). */
 static int t_long(lua_State *L) {
+  lcnn_max_args(L, 1, "long");
   lcnn_push(L, cnn_op_to_dtype(SELF("long"), CNN_INT64), "long");
   return 1;
 }
@@ -626,6 +641,7 @@ static int t_long(lua_State *L) {
 /** t:bool() -> Tensor
  * t converted to bool: true where an element is nonzero (NaN included), as PyTorch's t.bool(). */
 static int t_bool(lua_State *L) {
+  lcnn_max_args(L, 1, "bool");
   lcnn_push(L, cnn_op_to_dtype(SELF("bool"), CNN_BOOL), "bool");
   return 1;
 }
@@ -634,6 +650,7 @@ static int t_bool(lua_State *L) {
  * t converted to uint8 (as PyTorch: modulo 256 after truncation toward zero).
  * Integers keep their low byte (300 -> 44, -1 -> 255); bool gives 0 and 1. */
 static int t_byte(lua_State *L) {
+  lcnn_max_args(L, 1, "byte");
   lcnn_push(L, cnn_op_to_dtype(SELF("byte"), CNN_UINT8), "byte");
   return 1;
 }
@@ -642,6 +659,7 @@ static int t_byte(lua_State *L) {
  * t converted to dtype: "float32", "int64", "uint8" or "bool".
  * As t:float(), t:long(), t:byte(), t:bool(); the same tensor when it already has that dtype. */
 static int t_to(lua_State *L) {
+  lcnn_max_args(L, 2, "to");
   luaL_checktype(L, 2, LUA_TSTRING);
   lua_createtable(L, 0, 1);
   lua_pushvalue(L, 2);

@@ -350,6 +350,9 @@ end
 function F.logsumexp(x, dim, keepdim)
   check_tensor("logsumexp", x, 1)
   dim = check_dim("logsumexp", x, dim)
+  if keepdim ~= nil and type(keepdim) ~= "boolean" then -- 0 and "x" kept the dim (as true)
+    error("logsumexp: keepdim must be a boolean, got " .. show(keepdim), 2)
+  end
   if x:dtype() ~= "float32" then x = x:float() end -- bool and int64 too, as PyTorch's (a float result)
   if x:dim() > 0 and x:size(dim) == 0 then -- the log of an empty sum: -inf, as PyTorch (max refuses)
     local r = x:sum(dim, true):log()
@@ -363,9 +366,21 @@ function F.logsumexp(x, dim, keepdim)
   return r
 end
 
+-- t:name(...) as F.name(t, ...), with at most nargs arguments (t included) and F's errors at the
+-- method's caller: a tail call to F.name left its error(msg, 2) no frame to point at (no position),
+-- and a plain call would point into this file. Called in tail position by the method, so level 2
+-- is the method's caller.
+local function as_method(name, nargs, ...)
+  local n = select("#", ...)
+  if n > nargs then error(string.format("%s: takes %d arguments, got %d", name, nargs, n), 2) end
+  local r = table.pack(pcall(F[name], ...))
+  if not r[1] then error((tostring(r[2]):gsub("^[^\n]-F%.lua:%d+: ", "", 1)), 2) end
+  return table.unpack(r, 2, r.n)
+end
+
 --- t:logsumexp(dim, keepdim=false) -> Tensor
 --- log(sum(exp(t))) over dimension dim (1-based), computed stably (F.logsumexp).
-function core.Tensor.logsumexp(t, dim, keepdim) return F.logsumexp(t, dim, keepdim) end
+function core.Tensor.logsumexp(...) return as_method("logsumexp", 3, ...) end
 
 -- rsqrt(x) = 1 / sqrt(x) (-inf at -0) with PyTorch's gradient -0.5 g r^3 from the result r (r^3
 -- overflows to inf where r passes 7e12, as PyTorch's does)
@@ -381,19 +396,20 @@ local rsqrt_fn = autograd.Function {
 
 --- t:rsqrt() -> Tensor
 --- 1 / sqrt(t), elementwise (inf at 0, NaN below).
-function core.Tensor.rsqrt(t)
+function core.Tensor.rsqrt(t, ...)
   check_tensor("rsqrt", t, 1)
+  if select("#", ...) > 0 then error(string.format("rsqrt: takes 1 argument, got %d", 1 + select("#", ...)), 2) end
   if t:dtype() ~= "float32" then t = t:float() end
   return rsqrt_fn(t)
 end
 
 --- t:softmax(dim) -> Tensor
 --- Softmax along dimension dim, 1-based (F.softmax).
-function core.Tensor.softmax(t, dim, ...) return F.softmax(t, dim, ...) end
+function core.Tensor.softmax(...) return as_method("softmax", 3, ...) end
 
 --- t:log_softmax(dim) -> Tensor
 --- log(softmax(t)) along dimension dim, 1-based (F.log_softmax).
-function core.Tensor.log_softmax(t, dim, ...) return F.log_softmax(t, dim, ...) end
+function core.Tensor.log_softmax(...) return as_method("log_softmax", 3, ...) end
 
 -- Layer and group norm on x viewed as (B, G, Cg, K): statistics per (b, g) over Cg x K (biased
 -- variance), gamma and beta (1, G, Cg, 1) or nil. The value and the gradients are ATen's CPU
@@ -812,9 +828,11 @@ end
 --- t:topk(k, dim=-1, largest=true, sorted=true) -> Tensor, Tensor
 --- The k largest (or smallest) values of t along dim, in order, and their 1-based int64 indices.
 --- They come sorted whatever `sorted` says (PyTorch leaves the order unspecified then).
-function core.Tensor.topk(t, k, dim, largest, sorted)
+function core.Tensor.topk(t, k, dim, largest, sorted, ...)
   check_tensor("topk", t, 1)
+  if select("#", ...) > 0 then error(string.format("topk: takes 5 arguments, got %d", 5 + select("#", ...)), 2) end
   if largest == nil then largest = true end
+  if type(largest) ~= "boolean" then error("topk: largest must be a boolean, got " .. show(largest), 2) end
   if sorted ~= nil and type(sorted) ~= "boolean" then error("topk: sorted must be a boolean", 2) end
   local d = dim or -1
   local n = t:dim() == 0 and check_dim("topk", t, d) and 1 or t:size(check_dim("topk", t, d))

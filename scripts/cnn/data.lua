@@ -272,7 +272,7 @@ local ImageFolder = dataset_class("ImageFolder")
 local function has_ext(name, exts)
   local lower = name:lower()
   for _, e in ipairs(exts) do
-    if lower:sub(-#e) == e then return true end
+    if e == "" or lower:sub(-#e) == e then return true end -- "" ends every name, as in Python (sub(-0) did not)
   end
   return false
 end
@@ -736,7 +736,13 @@ function DataLoader:_iter_images(start, order, epoch)
       return nil
     end
     if type(x) == "table" then -- a transform with Lua in it: that part runs here, image by image
-      for k = 1, #x do x[k] = checked(2, pcall(suffix, x[k])) end
+      for k = 1, #x do
+        x[k] = checked(2, pcall(suffix, x[k]))
+        if not util.is_tensor(x[k]) then -- core.stack's "element 1 of the list is string" named neither
+          error(string.format("DataLoader: the dataset's transform returned %s for image %d of the batch, not a tensor",
+            util.show(x[k]), k), 2)
+        end
+      end
       x = checked(2, pcall(core.stack, x, 1))
     end
     if self.transform then x = transformed(self.transform, x) end
@@ -1110,6 +1116,12 @@ function transforms.random_resized_crop(size, opts)
   -- transform picks for an h x w image with a generator seeded by the integer seed.
   t.get_params = function(_, ih, iw, seed)
     if math.type(seed) ~= "integer" then error("get_params: seed must be an integer", 2) end
+    for k, v in ipairs({ih, iw}) do -- 5.5 was "bad argument #1 to '?'" from the C side
+      if math.type(v) ~= "integer" or v < 1 then
+        error(string.format("get_params: the image %s must be a positive integer, got %s",
+          k == 1 and "height" or "width", util.show(v)), 2)
+      end
+    end
     local top, left, ch, cw = checked(2, pcall(cdata.random_resized_crop_box, ih, iw, scale, ratio, seed))
     return top + 1, left + 1, ch, cw
   end

@@ -207,9 +207,15 @@ end
 --- channel) where nothing was sampled, blended as torchvision does (zeros without fill).
 function image.rotate(t, angle, opts)
   if type(angle) ~= "number" then error("image.rotate: angle must be a number", 2) end
+  if angle ~= angle or math.abs(angle) == math.huge then
+    error("image.rotate: angle must be finite, got " .. (angle ~= angle and "nan" or tostring(angle)), 2)
+  end
   opts = options("image.rotate", opts, {interpolation = true, expand = true, center = true, fill = true})
-  local spec = require("cnn.data").transforms._rotation_spec("image.rotate", opts,
+  -- the option checks are data.lua's, whose error levels count from its own callers: re-raised here,
+  -- at the caller's line (image.lua's own line was in the message)
+  local ok, spec = pcall(require("cnn.data").transforms._rotation_spec, "image.rotate", opts,
     {kind = "rotate", degrees = {angle, angle}})
+  if not ok then error((tostring(spec):gsub("^[^\n]-image%.lua:%d+: ", "", 1)), 2) end
   return run("image.rotate", t, spec)
 end
 

@@ -155,6 +155,14 @@ describe("data.ImageFolder over photos", function()
     H.assert_error(function() ds:subset({1, 1.5}) end, "subset: entry 2 %(1.5%) is not an integer index")
   end)
 
+  it("names the transform when its Lua part returns no tensor; extensions {\"\"} takes every file", function()
+    local ds = data.ImageFolder(root, {transform = T.compose{T.resize({4, 4}), function() return "s" end}})
+    H.assert_error(function() for _ in data.DataLoader(ds, {batch_size = 2}):iter() do end end,
+      "DataLoader: the dataset's transform returned s for image 1 of the batch, not a tensor")
+    -- Python's endswith(""): every file (it matched none: "no  files found")
+    assert.are.equal(#data.ImageFolder(root), #data.ImageFolder(root, {extensions = {""}}))
+  end)
+
   it("takes a batch size past the folder's images as one batch of them all", function()
     local ds = data.ImageFolder(root, {transform = T.resize({4, 4})})
     for _, w in ipairs({0, 2}) do -- the slots were sized to the request: 2^40 was 'out of memory'

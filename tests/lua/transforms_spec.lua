@@ -91,6 +91,13 @@ describe("image transforms match torchvision on tensors", function()
       "1 or 3 channels")
     H.assert_error(function() image.rotate(X, 10, {interpolation = "bicubic"}) end, "image.rotate:", "interpolation")
     H.assert_error(function() image.rotate(X, 10, {fill = {1, 2}}) end, "image.rotate:", "2 values for 3 channels")
+    -- at the caller's line (the option checks' own levels pointed into image.lua), angle named as such
+    local ok, err = pcall(function() local r = image.rotate(X, 30, {fill = "red"}) return r end)
+    assert.is_false(ok)
+    assert.is_truthy(err:find("transforms_spec.lua:%d+: image.rotate: fill must be"), err)
+    H.assert_error(function() image.rotate(X, 0 / 0) end, "image.rotate: angle must be finite, got nan")
+    H.assert_error(function() T.random_resized_crop(8):get_params(5.5, 5, 1) end,
+      "get_params: the image height must be a positive integer, got 5.5")
     H.assert_error(function() image.center_crop(cnn.zeros(4, 4), 2) end, "image.center_crop:", "(C, H, W)")
     H.assert_error(function() image.crop(X, 1, 1, 0, 3) end, "image.crop:", "positive")
     H.assert_usable()
