@@ -137,6 +137,9 @@ static cnn_tensor *labels_from_lua(lua_State *L, const char *fn, const cnn_tenso
   cnn_tensor_release(in);
   if (!ok) {
     cnn_tensor_release(out);
+    if (C == 0)
+      lcnn_error(L, fn, "label %lld is out of range: there are no classes (the input's class dim is 0)",
+                 (long long)bad);
     lcnn_error(L, fn, "label %lld is out of range for %lld classes (expected 1..%lld)", (long long)bad, (long long)C,
                (long long)C);
   }

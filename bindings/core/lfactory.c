@@ -63,19 +63,27 @@ static int nested_shape(lua_State *L, int idx, const char *fn, int64_t *size) {
   return n;
 }
 
-/* Whether the table at idx has an integer key *k outside 1..n (its length): {[1] = 1, [3] = 3} has a
- * hole, and its length is 1 or 3 as the table happens to be laid out; no value may be dropped. */
-static bool stray_index(lua_State *L, int idx, int64_t n, lua_Integer *k) {
+/* A key of the table at idx that is no index 1..n (its length), no value may be dropped: 1 with *k
+ * an integer outside ({[1] = 1, [3] = 3} has a hole, and its length is 1 or 3 as the table happens
+ * to be laid out), 2 with `other` naming any other key ({a = 1} made an empty tensor, {1, 2, x = 3}
+ * dropped x), 0 when there is none. */
+static int stray_key(lua_State *L, int idx, int64_t n, lua_Integer *k, char *other, size_t cap) {
   lua_pushnil(L);
   while (lua_next(L, idx)) {
     lua_pop(L, 1);
     if (lua_isinteger(L, -1) && (lua_tointeger(L, -1) < 1 || lua_tointeger(L, -1) > n)) {
       *k = lua_tointeger(L, -1);
       lua_pop(L, 1);
-      return true;
+      return 1;
+    }
+    if (!lua_isinteger(L, -1)) {
+      if (lua_type(L, -1) == LUA_TSTRING) snprintf(other, cap, "'%.40s'", lua_tostring(L, -1));
+      else snprintf(other, cap, "of type %s", luaL_typename(L, -1));
+      lua_pop(L, 1);
+      return 2;
     }
   }
-  return false;
+  return 0;
 }
 
 static void fill_nested(lua_State *L, int idx, const char *fn, cnn_tensor *t, int d, int64_t *pos) {
@@ -124,8 +132,12 @@ static void fill_nested(lua_State *L, int idx, const char *fn, cnn_tensor *t, in
                (long long)got);
   }
   lua_Integer hole;
-  if (stray_index(L, idx, want, &hole)) {
+  char other[64];
+  int stray = stray_key(L, idx, want, &hole, other, sizeof other);
+  if (stray) {
     cnn_tensor_release(t);
+    if (stray == 2)
+      lcnn_error(L, fn, "nested table with key %s at depth %d: expected a list of numbers or lists", other, d + 1);
     lcnn_error(L, fn, "nested table with a hole: element %lld at depth %d is set but the list runs 1..%lld",
                (long long)hole, d + 1, (long long)want);
   }

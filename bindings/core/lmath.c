@@ -610,6 +610,16 @@ static int extreme(lua_State *L, bool is_max, bool arg) {
       return lcnn_fail(L, fn);
     }
   }
+  if (arg && d == CNN_ALL_DIMS && keep && t->ndim > 0) { /* over all dims with keepdim: t's rank of 1s (PyTorch) */
+    int64_t ones[CNN_MAX_DIMS];
+    for (int k = 0; k < t->ndim; k++) ones[k] = 1;
+    cnn_tensor *shaped = cnn_tensor_reshape(i, t->ndim, ones);
+    cnn_tensor_release(i);
+    if (!(i = shaped)) {
+      cnn_tensor_release(v);
+      return lcnn_fail(L, fn);
+    }
+  }
   if (arg) {
     cnn_tensor_release(v);
     lcnn_push(L, i, fn);

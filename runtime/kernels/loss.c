@@ -32,8 +32,10 @@ int cnn_loss_check_labels(const cnn_class_target *t, int64_t items, int64_t C, d
     int64_t l = t->labels[w];
     if (t->has_ignore && l == t->ignore_index) continue;
     if (l < 0 || l >= C)
-      return cnn_error_set("label %lld is out of range for %lld classes (expected 0..%lld)", (long long)l, (long long)C,
-                           (long long)(C - 1));
+      return C == 0 ? cnn_error_set("label %lld is out of range: there are no classes (the input's class dim is 0)",
+                                    (long long)l)
+                    : cnn_error_set("label %lld is out of range for %lld classes (expected 0..%lld)", (long long)l,
+                                    (long long)C, (long long)(C - 1));
     d += t->weight ? t->weight[l] : 1.0;
   }
   *denom = d;

@@ -50,7 +50,9 @@ static inline uint64_t cnn_rng_next(cnn_rng *g) {
 }
 
 /** [0, 1): the top 53 bits of a draw */
-static inline double cnn_rng_uniform01(cnn_rng *g) { return (double)(cnn_rng_next(g) >> 11) * 0x1.0p-53; }
+static inline double cnn_rng_uniform01(cnn_rng *g) {
+  return (double)(cnn_rng_next(g) >> 11) * (1.0 / 9007199254740992.0);
+}
 
 /** splitmix64's finaliser: a bijective 64-bit mix, for hashing seeds into streams of one's own. */
 static inline uint64_t cnn_rng_mix64(uint64_t z) {
