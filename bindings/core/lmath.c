@@ -33,6 +33,16 @@ static int binary(lua_State *L, cnn_binop op, const char *fn) {
 /** t:mul(other) -> Tensor
  * t * other, elementwise (broadcasting; also `t * other`); see t:matmul for matrix products. */
 static int m_mul(lua_State *L) { return binary(L, CNN_MUL, "mul"); }
+/* Argument 2 replaced by argument 2 * the number at alpha_idx, as t:mul computes it (exact for an
+ * int64 tensor and an integer). */
+static void scale_arg2(lua_State *L, int alpha_idx) {
+  lua_pushcfunction(L, m_mul);
+  lua_pushvalue(L, 2);
+  lua_pushvalue(L, alpha_idx);
+  lua_call(L, 2, 1);
+  lua_replace(L, 2);
+}
+
 /* t:add(other, {alpha=}) and t:sub: other * alpha first (PyTorch's order: two roundings), then
  * the sum or difference */
 static int binary_alpha(lua_State *L, cnn_binop op, const char *fn) {
@@ -47,13 +57,10 @@ static int binary_alpha(lua_State *L, cnn_binop op, const char *fn) {
       lua_pushvalue(L, 2);
       lua_insert(L, 4);
       lua_arith(L, LUA_OPMUL);
+      lua_replace(L, 2);
     } else {
-      lua_pushcfunction(L, m_mul);
-      lua_pushvalue(L, 2);
-      lua_pushvalue(L, 4);
-      lua_call(L, 2, 1);
+      scale_arg2(L, 4);
     }
-    lua_replace(L, 2);
   }
   lua_settop(L, 2);
   return binary(L, op, fn);
@@ -360,11 +367,7 @@ static int inplace_alpha(lua_State *L, bool negate, const char *fn) {
   lcnn_anchor_number(L, 2, fn, lcnn_check(L, 1, fn)->dtype);
   cnn_tensor *o = lcnn_operand(L, 2, fn, CNN_FLOAT32), *t = lcnn_check(L, 1, fn);
   if ((t->dtype == CNN_INT64 && lua_isinteger(L, 3)) || (cnn_ag_is_enabled() && (t->grad_fn || cnn_ag_requires(o)))) {
-    lua_pushcfunction(L, m_mul);
-    lua_pushvalue(L, 2);
-    lua_pushvalue(L, 3);
-    lua_call(L, 2, 1);
-    lua_replace(L, 2);
+    scale_arg2(L, 3);
     lua_settop(L, 2);
     return inplace_binary(L, CNN_ADD, fn);
   }
