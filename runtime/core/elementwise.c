@@ -317,6 +317,9 @@ int cnn_ew_binary_into(cnn_binop op, cnn_tensor *out, const cnn_tensor *a, const
   cnn_dtype cdt = CNN_FLOAT32, rdt = CNN_FLOAT32;
   if (bin_dtypes(op, a, b, &cdt, &rdt)) return -1;
   if (!cnn_dtype_can_cast(rdt, out->dtype)) return cast_error(rdt, out->dtype);
+  /* as cnn_ew_binary: an integer 0 divisor is an error before any loop runs (SIGFPE otherwise:
+   * div_(0, {rounding_mode = "floor"}) on int64 reached it) */
+  if ((op == CNN_FLOOR_DIVIDE || op == CNN_REMAINDER) && cdt != CNN_FLOAT32 && no_zero_divisor(b)) return -1;
   if (cnn_broadcast_shape(a->ndim, a->size, b->ndim, b->size, &nd, shape)) return -1;
   /* the broadcast shape must fit into out without growing it */
   if (cnn_broadcast_shape(nd, shape, out->ndim, out->size, &nd2, shape2) || nd2 != out->ndim ||
