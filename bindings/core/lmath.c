@@ -384,8 +384,8 @@ static int inplace_alpha(lua_State *L, bool negate, const char *fn) {
  * On a leaf that requires grad it is refused while grad mode is on (wrap updates in cnn.no_grad).
  * add_, sub_, mul_, div_, clamp_, relu_, copy_, scatter_ and scatter_add_ on a tensor with
  * history (or with an operand that requires grad) are recorded as their out-of-place op, whose
- * result t becomes (new memory: see docs/PYTORCH.md), refused when a view or a saved copy shares
- * t's memory; the other in-place ops refuse such a t. */
+ * result t becomes (new memory: see docs/PYTORCH.md), refused when a view shares t's memory; the
+ * other in-place ops refuse such a t. */
 static int m_add_(lua_State *L) {
   if (lua_gettop(L) >= 3) return inplace_alpha(L, false, "add_");
   return inplace_binary(L, CNN_ADD, "add_");

@@ -77,6 +77,7 @@ cnn_node *cnn_ag_node_retain(cnn_node *n) {
 
 static void release_saved(cnn_node *n) {
   for (int k = 0; k < n->n_saved; k++) {
+    if (n->saved[k]) n->saved[k]->storage->saved--;
     cnn_tensor_release(n->saved[k]);
     n->saved[k] = NULL;
   }
@@ -133,6 +134,7 @@ int cnn_ag_save(cnn_node *n, int count, const cnn_tensor *const *ts) {
     const cnn_tensor *t = ts[k];
     cnn_tensor *a = t ? cnn_tensor_alias(t) : NULL;
     if (t && !a) return -1;
+    if (a) a->storage->saved++; /* an in-place op may rebase t past it (ops_arith.c) */
     n->saved[n->n_saved] = a;
     n->saved_version[n->n_saved] = t ? t->storage->version : 0;
     n->n_saved++;

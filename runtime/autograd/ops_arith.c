@@ -306,10 +306,11 @@ static int bump(cnn_tensor *t, int rc) {
 /* An arithmetic in-place op on a tensor with history (x:relu_() after a convolution), or whose
  * operand requires grad, is the out-of-place op, whose result t then becomes: its storage, and its
  * node as t's grad_fn (PyTorch's rebase of t's history; the memory is new, which PyTorch would
- * have saved). t's old values stay in the old storage for whatever node saved them. Only when no
- * other tensor shares t's memory (a view of it, a node's saved alias): those would keep the old
- * values under t's new history, where PyTorch rewrites a base's history (CopySlices) or fails at
- * backward. */
+ * have saved). t's old values stay in the old storage for whatever node saved them, so their
+ * backward stays right (where PyTorch's fails, "modified by an inplace operation", when the node
+ * reads them). Refused when a view shares t's memory (storage references past t's own and the
+ * nodes' saved copies): it would keep the old values under t's new history, where PyTorch rewrites
+ * the base's history (CopySlices). */
 bool cnn_op_rebases(const cnn_tensor *t, const cnn_tensor *other) {
   return cnn_ag_is_enabled() && (t->grad_fn || (other && cnn_ag_requires(other)));
 }
@@ -317,9 +318,11 @@ bool cnn_op_rebases(const cnn_tensor *t, const cnn_tensor *other) {
 int cnn_op_rebase_check(const cnn_tensor *t) {
   if (cnn_tensor_check_writable(t)) return -1;
   if (t->requires_grad && !t->grad_fn) return cnn_op_check_inplace(t); /* the leaf's message */
-  if (t->storage->refcount > 1)
-    return cnn_error_set("in-place operation on a tensor of an autograd graph whose memory another tensor shares "
-                         "(a view of it, or a copy saved for a backward): use the out-of-place form");
+  /* the nodes' saved copies keep the old values in the old storage: only views would see them */
+  if (t->storage->refcount - t->storage->saved > 1)
+    return cnn_error_set("in-place operation on a tensor of an autograd graph that a view shares (a view of it, "
+                         "or it a view: views would keep the old values; one no longer used may wait for "
+                         "collectgarbage()): use the out-of-place form");
   return 0;
 }
 

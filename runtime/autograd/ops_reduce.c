@@ -105,10 +105,25 @@ static const cnn_ag_op reduce_ops[] = {
     [K_SUM] = REDUCE_OP("SumBackward"), [K_MEAN] = REDUCE_OP("MeanBackward"), [K_VAR] = REDUCE_OP("VarBackward"),
     [K_STD] = REDUCE_OP("StdBackward"), [K_MAX] = REDUCE_OP("MaxBackward"),   [K_MIN] = REDUCE_OP("MinBackward")};
 
-/* out = the reduction st of x, recorded; indices are max/min's */
+/* out = the reduction st of x, recorded; indices are max/min's. sum and mean read only x's shape:
+ * they save a stand-in of that shape (one zero, expanded), not x, whose memory an in-place op may
+ * then write freely (PyTorch's SumBackward keeps only the sizes; saving x made y:sum() then
+ * y:relu_() a refusal, and an in-place write under no_grad a failed backward). out is saved for
+ * std, max and min, whose gradients read it. */
 static cnn_tensor *reduced(cnn_tensor *out, const cnn_tensor *x, reduce_state st, const cnn_tensor *indices) {
-  const cnn_tensor *in[1] = {x}, *saves[3] = {x, out, indices};
-  return cnn_ag_record(out, &reduce_ops[st.kind], &st, 1, in, indices ? 3 : 2, saves) ? NULL : out;
+  const bool shape_only = st.kind == K_SUM || st.kind == K_MEAN;
+  cnn_tensor *zero = NULL, *stand_in = NULL;
+  if (shape_only && out && cnn_ag_any_requires(1, (const cnn_tensor *const[]){x})) {
+    zero = cnn_tensor_zeros(x->dtype, 0, NULL);
+    stand_in = zero ? cnn_tensor_expand(zero, x->ndim, x->size) : NULL;
+    cnn_tensor_release(zero);
+    if (!stand_in) return cnn_tensor_release(out), NULL;
+  }
+  const bool keep_out = st.kind == K_STD || st.kind == K_MAX || st.kind == K_MIN;
+  const cnn_tensor *in[1] = {x}, *saves[3] = {shape_only ? stand_in : x, keep_out ? out : NULL, indices};
+  const int rc = cnn_ag_record(out, &reduce_ops[st.kind], &st, 1, in, indices ? 3 : 2, saves);
+  cnn_tensor_release(stand_in);
+  return rc ? NULL : out;
 }
 
 static int wrap(int dim, const cnn_tensor *x) { return dim == CNN_ALL_DIMS ? dim : cnn_dim_wrap(dim, x->ndim); }

@@ -100,6 +100,7 @@ static cnn_storage *storage_new(size_t nbytes) {
   s->refcount = 1;
   s->version = 0;
   s->nbytes = nbytes;
+  s->saved = 0;
   return s;
 }
 

@@ -772,7 +772,8 @@ end
 -- for 1..n (Lua has no range(n)). Every index is checked against the parent's n samples.
 local function index_list(fn, list, n, level)
   if math.type(list) == "integer" then
-    if list < 0 or list > n then
+    if list < 0 then error(string.format("%s: a count must be non-negative, got %d", fn, list), level + 1) end
+    if list > n then
       error(string.format("%s: count %d is more than the dataset's %d samples", fn, list, n), level + 1)
     end
     local out = {}
@@ -876,9 +877,9 @@ function data.random_split(ds, lengths, opts)
     if math.type(v) == "float" then fractions = true end
     total = total + v
   end
-  if fractions then -- PyTorch's rule for fractions
-    if math.abs(total - 1) > 1e-6 then
-      error(string.format("random_split: fractions must add up to 1, got %.17g", total), 2)
+  if fractions then -- PyTorch's rule for fractions: math.isclose(total, 1) (rel_tol 1e-9), at most 1
+    if math.abs(total - 1) > 1e-9 or total > 1 then
+      error(string.format("random_split: fractions must add up to 1 (at most, within 1e-9), got %.17g", total), 2)
     end
     local used = 0
     for k = 1, #lengths do

@@ -505,6 +505,9 @@ describe("data.Subset and data.random_split", function()
     H.assert_error(function() data.random_split(ds, {3, 3}) end,
       "random_split: lengths add up to 6 but the dataset has 10 samples")
     H.assert_error(function() data.random_split(ds, {0.5, 0.6}) end, "random_split: fractions must add up to 1")
+    -- PyTorch's math.isclose (1e-9) and at most 1: three 0.3333333 are refused there too
+    H.assert_error(function() data.random_split(ds, {0.3333333, 0.3333333, 0.3333333}) end, "random_split: fractions")
+    H.assert_error(function() data.Subset(ds, -1) end, "Subset: a count must be non%-negative, got %-1")
     H.assert_error(function() data.random_split(ds, {}) end, "random_split: lengths must be a non%-empty list")
     H.assert_error(function() data.random_split(ds, {5, -5, 10}) end, "random_split: length 2 must be")
     H.assert_error(function() data.random_split(ds, {10}, {seed = 1.5}) end, "random_split: seed must be an integer")

@@ -117,9 +117,11 @@ describe("load_state_dict", function()
     assert.are.same({}, unexpected)
     assert.are.equal(0, b[2].num_batches_tracked:item())
     H.assert_tensor(b[2].running_mean, {0.25, 0.25, 0.25, 0.25})
-    -- the other buffers are still required
+    -- the other buffers are still required; false as PyTorch's positional strict
     sd["1.running_var"] = nil
     H.assert_error(function() b:load_state_dict(sd) end, "missing key", "1.running_var")
+    local not_strict = b:load_state_dict(sd, false)
+    assert.are.same({"1.running_var"}, not_strict)
   end)
 
   it("round trip: the loaded module computes what the original computes", function()

@@ -28,6 +28,7 @@ typedef struct cnn_storage {
   uint64_t version; /* bumped by every in-place write through any view */
   size_t nbytes;
   void *data; /* from the runtime's allocator */
+  int saved;  /* how many of the references are autograd nodes' saved copies (the rest: views) */
 } cnn_storage;
 
 /* The autograd layer's graph node (autograd.h). The core holds a tensor's grad_fn without knowing

@@ -866,7 +866,7 @@ local function quoted(list)
   return string.format("%d: %s%s", #list, table.concat(q, ", "), more)
 end
 
---- cnn.nn.Module:load_state_dict(state_dict, {strict=true}) -> missing, unexpected
+--- cnn.nn.Module:load_state_dict(state_dict, {strict=true} or strict) -> missing, unexpected
 --- Copies the tensors of state_dict into the module's parameters and buffers, in place.
 --- Everything is checked before anything is copied: shape mismatches and non-tensor values are errors,
 --- and with strict (the default) missing and unexpected keys too, all reported in one message. Returns
@@ -874,6 +874,7 @@ end
 --- (checkpoints made before PyTorch 0.4.1 have none) is not missing: the count is set to 0.
 function Module:load_state_dict(sd, opts)
   check_self(self, "load_state_dict")
+  if type(opts) == "boolean" then opts = {strict = opts} end -- PyTorch's positional strict
   opts = U.options("load_state_dict", opts, {strict = true})
   local strict = opts.strict
   if strict == nil then strict = true end
