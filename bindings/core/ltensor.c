@@ -142,9 +142,6 @@ static cnn_tensor *index_view(const cnn_tensor *t, const index_spec *spec, bool 
   return v;
 }
 
-/* t[mask] and t[mask] = v (the value at 3): a bool (or uint8, as PyTorch) tensor key selects the
- * rows of t at its true elements (see cnn_op_mask_select); any other tensor key is refused.
- * Pointers are taken after every allocation that can raise. */
 /* t[key] = v records no autograd history (PyTorch's CopySlices is not here): a v that requires
  * grad would lose its gradient silently, so such a write is refused (copy_, scatter_ and the
  * arithmetic in-place ops are recorded). */
@@ -153,6 +150,9 @@ static cnn_tensor *index_view(const cnn_tensor *t, const index_spec *spec, bool 
   "(cnn.where, cnn.cat, t:scatter), or assign under cnn.no_grad"
 static bool value_needs_grad(const cnn_tensor *v) { return v && cnn_ag_is_enabled() && cnn_ag_requires(v); }
 
+/* t[mask] and t[mask] = v (the value at 3): a bool (or uint8, as PyTorch) tensor key selects the
+ * rows of t at its true elements (see cnn_op_mask_select); any other tensor key is refused.
+ * Pointers are taken after every allocation that can raise. */
 static int index_with_tensor(lua_State *L, const char *fn, bool write) {
   cnn_tensor *key = lcnn_check(L, 2, fn);
   if (key->dtype != CNN_BOOL && key->dtype != CNN_UINT8)
@@ -376,7 +376,10 @@ static int t_shape(lua_State *L) {
 static int t_size(lua_State *L) {
   lcnn_max_args(L, 2, "size");
   cnn_tensor *t = SELF("size");
-  if (lua_isnoneornil(L, 2)) return t_shape(L);
+  if (lua_isnoneornil(L, 2)) {
+    push_sizes(L, t->size, t->ndim);
+    return 1;
+  }
   int d = lcnn_dim(L, 2, "size", t->ndim, 0);
   if (t->ndim == 0) return lcnn_error(L, "size", "a 0-d tensor has no dimensions");
   lua_pushinteger(L, t->size[d < 0 ? d + t->ndim : d]);
