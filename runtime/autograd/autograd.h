@@ -88,10 +88,9 @@ int cnn_ag_record(cnn_tensor *out, const cnn_ag_op *op, const void *state, int n
                   const cnn_tensor *const *inputs, int n_saves, const cnn_tensor *const *saves);
 /* In-place ops on tensors with history (ops_arith.c): whether an in-place write of other into t
  * is recorded (grad mode on, and t has history or other requires grad); whether t may be rebased
- * (no view or saved copy shares its memory; a leaf that requires grad never: -1 with the error);
- * and the rebase itself: t takes r's storage and node (r, the op's out-of-place result, released;
- * NULL: -1), or, when r has no history, loses its own. Check before computing r: r's node may
- * save t, which then shares t's memory. */
+ * (no view shares its memory, the nodes' saved copies aside; a leaf that requires grad never: -1
+ * with the error); and the rebase itself: t takes r's storage and node (r, the op's out-of-place
+ * result, released; NULL: -1), or, when r has no history, loses its own. */
 bool cnn_op_rebases(const cnn_tensor *t, const cnn_tensor *other);
 int cnn_op_rebase_check(const cnn_tensor *t);
 int cnn_op_rebase(cnn_tensor *t, cnn_tensor *r);

@@ -1,6 +1,7 @@
-/* Matrix products (see matmul.h). Every product is one or more row-major cnn_gemm calls (core/gemm.h:
- * the AVX-512 kernel, or OpenBLAS's sgemm) that read the operands in place when their strides fit
- * either layout (a transposed view is just the other layout), else from a contiguous copy. The result is always a fresh contiguous tensor. */
+/* Matrix products (see matmul.h). Every product is one or more row-major cnn_gemm calls
+ * (core/gemm.h: the AVX-512 kernel, or OpenBLAS's sgemm) that read the operands in place when their
+ * strides fit either layout (a transposed view is just the other layout), else from a contiguous
+ * copy. The result is always a fresh contiguous tensor. */
 #include "cnn/matmul.h"
 #include "cnn/error.h"
 #include "core/gemm.h"

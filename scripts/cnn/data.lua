@@ -68,6 +68,18 @@ local function dataset_class(name)
   return cls
 end
 
+-- #ds, checked: a dataset is a table (or userdata) whose length is a non-negative integer
+local function dataset_size(fn, ds, level)
+  if type(ds) ~= "table" and type(ds) ~= "userdata" then
+    error(string.format("%s: expected a dataset, got %s", fn, type(ds)), level + 1)
+  end
+  local ok, n = pcall(function() return #ds end)
+  if not ok or math.type(n) ~= "integer" or n < 0 then
+    error(fn .. ": the dataset has no valid length (#ds)", level + 1)
+  end
+  return n
+end
+
 local function check_index(fn, ds, i, level)
   if not is_int(i) then error(string.format("%s: index must be an integer, got %s", fn, util.show(i)), level + 1) end
   local j = i < 0 and ds.n + 1 + i or i
@@ -555,13 +567,7 @@ end
 data.DataLoader = setmetatable({}, {__call = function(_, ds, opts)
   opts = check_options("DataLoader", opts, {batch_size = true, shuffle = true, drop_last = true, seed = true,
                                             transform = true, shard = true, workers = true, prefetch = true}, 2)
-  if type(ds) ~= "table" and type(ds) ~= "userdata" then
-    error("DataLoader: expected a dataset, got " .. type(ds), 2)
-  end
-  local ok, n = pcall(function() return #ds end)
-  if not ok or math.type(n) ~= "integer" or n < 0 then
-    error("DataLoader: the dataset has no valid length (#ds)", 2)
-  end
+  dataset_size("DataLoader", ds, 2)
   local bs = opts.batch_size or 1
   if not is_int(bs) or bs < 1 then
     error("DataLoader: batch_size must be a positive integer, got " .. util.show(bs), 2)
@@ -802,17 +808,6 @@ local function index_list(fn, list, n, level)
   end
   if #out ~= rawlen(list) then error(fn .. ": the index list has holes (nil entries)", level + 1) end
   return out
-end
-
-local function dataset_size(fn, ds, level)
-  if type(ds) ~= "table" and type(ds) ~= "userdata" then
-    error(string.format("%s: expected a dataset, got %s", fn, type(ds)), level + 1)
-  end
-  local ok, n = pcall(function() return #ds end)
-  if not ok or math.type(n) ~= "integer" or n < 0 then
-    error(fn .. ": the dataset has no valid length (#ds)", level + 1)
-  end
-  return n
 end
 
 --- class cnn.data.Subset(ds, indices)
