@@ -11,6 +11,7 @@
 #include "cnn/error.h"
 #include "cnn/ops.h"
 #include "core/iter.h"
+#include "core/tensor_hooks.h"
 
 static _Thread_local lua_State *backward_L; /* the thread running backward, for Lua nodes */
 
@@ -30,6 +31,13 @@ static int a_requires_grad_(lua_State *L) {
     return lcnn_error(L, "requires_grad_", "cannot turn off requires_grad of a non-leaf tensor (use detach())");
   t->requires_grad = on;
   lua_settop(L, 1);
+  return 1;
+}
+
+/* core._saved_copy(t): t detached, as a copy autograd keeps for a backward (cnn.autograd.Function's
+ * ctx): it does not count as a view of t's memory, which an in-place op on t refuses */
+static int a_saved_copy(lua_State *L) {
+  lcnn_push(L, cnn_tensor_saved_alias(lcnn_check(L, 1, "save_for_backward")), "save_for_backward");
   return 1;
 }
 
@@ -366,6 +374,7 @@ void lcnn_open_autograd(lua_State *L, int methods) {
                                  {"_set_backward_callbacks", a_set_backward_callbacks},
                                  {"_graph", a_graph},
                                  {"_tensor_key", a_tensor_key},
+                                 {"_saved_copy", a_saved_copy},
                                  {NULL, NULL}};
   luaL_setfuncs(L, mod, 0);
 }

@@ -33,9 +33,19 @@ static int binary(lua_State *L, cnn_binop op, const char *fn) {
 /** t:mul(other) -> Tensor
  * t * other, elementwise (broadcasting; also `t * other`); see t:matmul for matrix products. */
 static int m_mul(lua_State *L) { return binary(L, CNN_MUL, "mul"); }
-/* Argument 2 replaced by argument 2 * the number at alpha_idx, as t:mul computes it (exact for an
- * int64 tensor and an integer). */
+/* Argument 2 replaced by argument 2 * the number at alpha_idx, in the dtype the sum will have (as
+ * PyTorch: a uint8 other scaled in uint8 wrapped, 2 * 200 = 144, into a float32 sum), then as t:mul
+ * computes it (exact for int64 and an integer alpha). */
 static void scale_arg2(lua_State *L, int alpha_idx) {
+  const cnn_tensor *a = lcnn_test(L, 1), *b = lcnn_test(L, 2);
+  if (a && b) {
+    const cnn_tensor *both[2] = {a, b};
+    const cnn_dtype rd = cnn_dtype_result(2, both);
+    if (rd != b->dtype) {
+      lcnn_push(L, cnn_op_to_dtype(b, rd), "add");
+      lua_replace(L, 2);
+    }
+  }
   lua_pushcfunction(L, m_mul);
   lua_pushvalue(L, 2);
   lua_pushvalue(L, alpha_idx);

@@ -77,7 +77,6 @@ cnn_node *cnn_ag_node_retain(cnn_node *n) {
 
 static void release_saved(cnn_node *n) {
   for (int k = 0; k < n->n_saved; k++) {
-    if (n->saved[k]) n->saved[k]->storage->saved--;
     cnn_tensor_release(n->saved[k]);
     n->saved[k] = NULL;
   }
@@ -132,9 +131,8 @@ int cnn_ag_save(cnn_node *n, int count, const cnn_tensor *const *ts) {
   n->saved_version = ver;
   for (int k = 0; k < count; k++) {
     const cnn_tensor *t = ts[k];
-    cnn_tensor *a = t ? cnn_tensor_alias(t) : NULL;
+    cnn_tensor *a = t ? cnn_tensor_saved_alias(t) : NULL; /* an in-place op may rebase t past it */
     if (t && !a) return -1;
-    if (a) a->storage->saved++; /* an in-place op may rebase t past it (ops_arith.c) */
     n->saved[n->n_saved] = a;
     n->saved_version[n->n_saved] = t ? t->storage->version : 0;
     n->n_saved++;

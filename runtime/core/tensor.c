@@ -80,6 +80,7 @@ static void storage_release(cnn_storage *s) {
 
 void cnn_tensor_rebind(cnn_tensor *t, const cnn_tensor *src) {
   src->storage->refcount++;
+  if (t->saved_copy) t->storage->saved--, src->storage->saved++; /* the count follows the reference */
   storage_release(t->storage);
   t->storage = src->storage;
   t->offset = src->offset;
@@ -118,6 +119,7 @@ const char *cnn_tensor_grad_fn_name(const cnn_tensor *t) { return t->grad_fn ? g
 
 void cnn_tensor_release(cnn_tensor *t) {
   if (!t || --t->refcount > 0) return;
+  if (t->saved_copy) t->storage->saved--;
   cnn_tensor_release(t->grad);
   if (t->grad_fn) grad_fn_hooks.release(t->grad_fn);
   storage_release(t->storage);
@@ -389,6 +391,12 @@ cnn_tensor *cnn_tensor_alias(const cnn_tensor *t) {
   v->offset = t->offset;
   v->storage = t->storage;
   v->storage->refcount++;
+  return v;
+}
+
+cnn_tensor *cnn_tensor_saved_alias(const cnn_tensor *t) {
+  cnn_tensor *v = cnn_tensor_alias(t);
+  if (v) v->saved_copy = true, v->storage->saved++;
   return v;
 }
 

@@ -55,7 +55,7 @@ Ctx.__index = Ctx
 -- backward closure holds ctx from the C side, where the collector cannot see it, so the output
 -- itself on ctx (whose grad_fn is that node) would be a cycle never collected.
 function Ctx.__newindex(self, k, v)
-  if is_tensor(v) then v = v:detach() end
+  if is_tensor(v) then v = core._saved_copy(v) end -- (detached; not a view an in-place op must spare)
   rawset(self, k, v)
 end
 
@@ -66,7 +66,7 @@ function Ctx:save_for_backward(...)
     if t ~= nil and not is_tensor(t) then
       error("save_for_backward: argument " .. i .. " is a " .. type(t) .. ", not a tensor", 2)
     end
-    saved[i] = t and t:detach()
+    saved[i] = t and core._saved_copy(t)
     versions[i] = t and t:_version()
   end
   self.saved, self._versions = saved, versions

@@ -349,6 +349,17 @@ describe("in-place ops on tensors with history", function()
     H.assert_tensor(x.grad, { 3, 3 })
   end)
 
+  it("are taken after Lua-defined ops: ctx's saved tensors are saved copies, not views", function()
+    -- F.softplus and F.elu are cnn.autograd.Functions whose ctx keeps y: y:relu_() was refused
+    local x = leaf({ -1, 2 })
+    local y = x * 2
+    local o = cnn.F.softplus(y) -- d/dx softplus(2x) = 2 sigmoid(2x), from the old y
+    y:relu_()
+    ;(o:sum() + y:sum()):backward()
+    local s = function(v) return 1 / (1 + math.exp(-v)) end
+    H.assert_tensor(x.grad, { 2 * s(-2), 2 * s(4) + 2 }, { rtol = 1e-6 })
+  end)
+
   it("are refused when a view shares the memory, and on leaves", function()
     local x = leaf({ 1, 2, 3, 4 })
     local y = x * 2

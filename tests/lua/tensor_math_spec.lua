@@ -219,6 +219,15 @@ describe("in-place ops", function()
     H.assert_error(function() i:clone():div_(zeros_too, { rounding_mode = "floor" }) end,
       "div_: integer division by zero")
     H.assert_error(function() cnn.ones(2):mul_(2, 3) end, "mul_: takes 2 arguments, got 3")
+    -- alpha scales other in the sum's dtype (PyTorch 1.13: [0.5, 0.5] + 2 * uint8 [200, 1] is
+    -- [400.5, 2.5]; scaled in uint8 it wrapped to 144), in and out of place, with history or not
+    local u = cnn.tensor({ 200, 1 }, { dtype = "uint8" })
+    H.assert_tensor(cnn.tensor({ 0.5, 0.5 }):add(u, { alpha = 2 }), { 400.5, 2.5 })
+    H.assert_tensor(cnn.tensor({ 0.5, 0.5 }):sub(u, { alpha = 3 }), { -599.5, -2.5 })
+    local x = cnn.tensor({ 0.5, 0.5 }, { requires_grad = true })
+    H.assert_tensor((x * 1):add_(u, 2), { 400.5, 2.5 })
+    H.assert_tensor((x * 1):sub_(u, 2), { -399.5, -1.5 })
+    H.assert_tensor(cnn.tensor({ 1, 2 }, { dtype = "uint8" }):add(u, { alpha = 2 }), { 145, 4 }) -- uint8 wraps
     H.assert_error(function() cnn.ones(2):div_(2, { rounding_mode = "up" }) end, "div_: rounding_mode must be")
     H.assert_error(function() cnn.ones(2):add_(2, "x") end, "add_: alpha must be a number, got string")
     H.assert_error(function() cnn.ones(2):sub_(2, { beta = 1 }) end, "sub_: unknown option 'beta'")

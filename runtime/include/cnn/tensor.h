@@ -28,7 +28,7 @@ typedef struct cnn_storage {
   uint64_t version; /* bumped by every in-place write through any view */
   size_t nbytes;
   void *data; /* from the runtime's allocator */
-  int saved;  /* how many of the references are autograd nodes' saved copies (the rest: views) */
+  int saved;  /* how many of the references are autograd's saved copies (the rest: views) */
 } cnn_storage;
 
 /* The autograd layer's graph node (autograd.h). The core holds a tensor's grad_fn without knowing
@@ -54,6 +54,8 @@ typedef struct cnn_tensor {
   /* a 0-d tensor standing for a number of the caller's language (a Lua number or boolean): it
    * promotes as PyTorch's Python scalars do, below 0-d tensors (see cnn_dtype_result) */
   bool wrapped_number;
+  /* a copy autograd keeps for a backward (a node's saved tensor): counted in storage->saved */
+  bool saved_copy;
 } cnn_tensor;
 
 /** The size of one element of dt in bytes (4, 8, or 1 for bool and uint8). */
