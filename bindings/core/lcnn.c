@@ -174,11 +174,6 @@ static void maybe_collect(lua_State *L) {
   gc_full_at = live + gc_allowance(live, gc_futile > 1 ? gc_futile - 1 : 0);
 }
 
-void lcnn_collect_views(lua_State *L, int idx) {
-  const cnn_tensor *t = lcnn_test(L, idx);
-  if (t && t->grad_fn && cnn_ag_is_enabled() && t->storage->refcount - t->storage->saved > 1) lua_gc(L, LUA_GCCOLLECT);
-}
-
 void lcnn_push(lua_State *L, cnn_tensor *t, const char *fn) {
   if (!t) lcnn_fail(L, fn);
   cnn_tensor **box = lua_newuserdatauv(L, sizeof *box, 0);

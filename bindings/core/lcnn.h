@@ -75,11 +75,6 @@ int lcnn_shape(lua_State *L, int idx, const char *fn, int64_t *size, int *next, 
  * argument past the first n is given (trailing nils aside): an option or argument a function does
  * not read must not pass silently (t:div(x, {rounding_mode = "floor"}) gave true division). */
 void lcnn_max_args(lua_State *L, int n, const char *fn);
-/* Before an in-place op on t (the tensor at idx, when it has autograd history): views of t's memory
- * that Lua no longer references still hold it until collected, and the op refuses a t a view shares
- * (ops_arith.c, cnn_op_rebase_check): when one seems to, a full collection first, so that the
- * refusal does not come and go with the collector (y:add_(y[1]:clone()) was refused). */
-void lcnn_collect_views(lua_State *L, int idx);
 /* ---- options (lopts.c): one way to read a trailing options table ----
  * lcnn_options raises "fn: unknown option 'k'" for a key of the table at idx not in known
  * (NULL-ended); it does nothing when idx is none or nil and raises when it is not a table. The

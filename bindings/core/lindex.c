@@ -62,7 +62,6 @@ static int scatter(lua_State *L, const char *fn, bool add, bool inplace) {
               fn);
     lua_replace(L, 4);
   }
-  if (inplace) lcnn_collect_views(L, 1);
   cnn_tensor *src = lcnn_check(L, 4, fn);
   cnn_tensor *t = lcnn_check(L, 1, fn), *idx = minus_one(L, 3, fn);
   /* the value form: expanded to index's shape */

@@ -349,7 +349,6 @@ static int m_clamp(lua_State *L) {
 /* ---- in place: return self ---- */
 
 static int inplace_binary(lua_State *L, cnn_binop op, const char *fn) {
-  lcnn_collect_views(L, 1);
   lcnn_anchor_number(L, 2, fn, lcnn_check(L, 1, fn)->dtype);
   cnn_tensor *o = lcnn_operand(L, 2, fn, CNN_FLOAT32), *t = lcnn_check(L, 1, fn);
   if (cnn_op_binary_(op, t, o)) return lcnn_fail(L, fn);
@@ -441,7 +440,6 @@ static int m_div_(lua_State *L) {
  * In place: each element limited to [lo, hi] (either bound may be nil). */
 static int m_clamp_(lua_State *L) {
   lcnn_max_args(L, 3, "clamp_");
-  lcnn_collect_views(L, 1);
   double lo, hi;
   cnn_tensor *t = lcnn_check(L, 1, "clamp_");
   clamp_bounds(L, "clamp_", &lo, &hi);
@@ -465,7 +463,6 @@ static int m_clamp_(lua_State *L) {
  * requires grad while grad mode is on; on a tensor with history it is recorded as add_ says. */
 static int m_relu_(lua_State *L) {
   lcnn_max_args(L, 1, "relu_");
-  lcnn_collect_views(L, 1);
   cnn_tensor *t = lcnn_check(L, 1, "relu_");
   if (cnn_op_unary_(CNN_RELU, t, 0, 0)) return lcnn_fail(L, "relu_");
   lua_settop(L, 1);
@@ -502,7 +499,6 @@ static int m_zero_(lua_State *L) {
  * In place: the values of tensor src, broadcast to t's shape and converted to t's dtype. */
 static int m_copy_(lua_State *L) {
   lcnn_max_args(L, 2, "copy_");
-  lcnn_collect_views(L, 1);
   cnn_tensor *t = lcnn_check(L, 1, "copy_");
   cnn_tensor *s = lcnn_check(L, 2, "copy_");
   if (cnn_op_copy_(t, s)) return lcnn_fail(L, "copy_");

@@ -321,7 +321,8 @@ int cnn_op_rebase_check(const cnn_tensor *t) {
   /* the nodes' saved copies keep the old values in the old storage: only views would see them */
   if (t->storage->refcount - t->storage->saved > 1)
     return cnn_error_set("in-place operation on a tensor of an autograd graph that a view shares (a view of it, "
-                         "or it a view: views would keep the old values): use the out-of-place form");
+                         "or it a view: views would keep the old values; one no longer used may wait for "
+                         "collectgarbage()): use the out-of-place form");
   return 0;
 }
 
