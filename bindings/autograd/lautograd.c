@@ -41,6 +41,13 @@ static int a_saved_copy(lua_State *L) {
   return 1;
 }
 
+/* core._is_saved_copy(t): whether t is such a copy (a Function's forward returning ctx.y must not
+ * make the copy itself its output, whose views would then go uncounted) */
+static int a_is_saved_copy(lua_State *L) {
+  lua_pushboolean(L, lcnn_check(L, 1, "Function")->saved_copy);
+  return 1;
+}
+
 /** t:detach() -> Tensor
  * A tensor sharing t's storage but outside the graph: no gradient flows back through it. */
 static int a_detach(lua_State *L) {
@@ -375,6 +382,7 @@ void lcnn_open_autograd(lua_State *L, int methods) {
                                  {"_graph", a_graph},
                                  {"_tensor_key", a_tensor_key},
                                  {"_saved_copy", a_saved_copy},
+                                 {"_is_saved_copy", a_is_saved_copy},
                                  {NULL, NULL}};
   luaL_setfuncs(L, mod, 0);
 }

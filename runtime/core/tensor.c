@@ -80,7 +80,9 @@ static void storage_release(cnn_storage *s) {
 
 void cnn_tensor_rebind(cnn_tensor *t, const cnn_tensor *src) {
   src->storage->refcount++;
-  if (t->saved_copy) t->storage->saved--, src->storage->saved++; /* the count follows the reference */
+  /* a saved copy written in place (user code holding ctx's tensor) is autograd's copy no more: its
+   * views must count as views */
+  if (t->saved_copy) t->storage->saved--, t->saved_copy = false;
   storage_release(t->storage);
   t->storage = src->storage;
   t->offset = src->offset;

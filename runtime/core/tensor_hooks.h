@@ -14,7 +14,7 @@ typedef struct cnn_grad_fn_hooks {
 void cnn_tensor_set_grad_fn_hooks(const cnn_grad_fn_hooks *hooks);
 
 /* t becomes a view of src's storage with src's offset and strides (t's shape and dtype are src's:
- * the caller checks); t's old storage loses t's reference. The autograd layer's in-place op on a
+ * the caller checks); t's old storage loses t's reference, and t is no saved copy any more. The autograd layer's in-place op on a
  * tensor with history (ops_arith.c) makes t its out-of-place result this way. */
 void cnn_tensor_rebind(cnn_tensor *t, const cnn_tensor *src);
 

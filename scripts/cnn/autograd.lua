@@ -124,6 +124,8 @@ function autograd.Function(def)
         for _, x in ipairs(inputs) do
           if rawequal(o, x) then o = x:detach():clone(); res[i] = o end
         end
+        -- ctx's own copy returned (return ctx.y): the output is another alias, counted as a view
+        if core._is_saved_copy(o) then o = o:detach(); res[i] = o end
         outs[#outs + 1] = o
       end
       if #outs == 0 then error(name .. ": forward returned no tensor", 2) end

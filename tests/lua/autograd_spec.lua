@@ -360,6 +360,17 @@ describe("in-place ops on tensors with history", function()
     H.assert_tensor(x.grad, { 2 * s(-2), 2 * s(4) + 2 }, { rtol = 1e-6 })
   end)
 
+  it("see the views of a Function's output that is ctx's own copy (return ctx.y)", function()
+    local Double = cnn.autograd.Function {
+      forward = function(ctx, x) ctx.y = x * 2 return ctx.y end,
+      backward = function(_, g) return g * 2 end,
+    }
+    local o = Double(leaf({ 1, -2, 3 }))
+    local v = o:view(3) -- was accepted, and v kept [2, -4, 6]
+    H.assert_error(function() o:relu_() end, "relu_:", "that a view shares")
+    assert.are.same({ 3 }, v:shape())
+  end)
+
   it("are refused when a view shares the memory, and on leaves", function()
     local x = leaf({ 1, 2, 3, 4 })
     local y = x * 2
