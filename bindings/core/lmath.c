@@ -6,6 +6,7 @@
 #include <math.h>
 #include <string.h>
 
+#include "autograd/autograd.h" /* cnn_op_rebases: whether an in-place write is recorded */
 #include "cnn/autograd.h"
 #include "cnn/error.h"
 #include "cnn/join.h"
@@ -376,7 +377,7 @@ static int inplace_alpha(lua_State *L, bool negate, const char *fn) {
   lcnn_check_float_value(L, 3, fn, lcnn_check(L, 1, fn)->dtype);
   lcnn_anchor_number(L, 2, fn, lcnn_check(L, 1, fn)->dtype);
   cnn_tensor *o = lcnn_operand(L, 2, fn, CNN_FLOAT32), *t = lcnn_check(L, 1, fn);
-  if ((t->dtype == CNN_INT64 && lua_isinteger(L, 3)) || (cnn_ag_is_enabled() && (t->grad_fn || cnn_ag_requires(o)))) {
+  if ((t->dtype == CNN_INT64 && lua_isinteger(L, 3)) || cnn_op_rebases(t, o)) {
     scale_arg2(L, 3);
     lua_settop(L, 2);
     return inplace_binary(L, CNN_ADD, fn);
