@@ -21,17 +21,7 @@ local data = {}
 local util = require "cnn.util"
 local is_tensor = util.is_tensor
 
--- Re-raises a failed pcall's message at `level` as error() counts it from the caller of checked
--- (2 = the line that called the function calling checked). Messages from core.io carry the
--- public function's name and no position; one that already has a position keeps it alone.
-local function checked(level, ok, ...)
-  if not ok then
-    local msg = ...
-    if type(msg) == "string" and msg:match("^[^%s:]+:%d+: ") then error(msg, 0) end
-    error(msg, level + 1)
-  end
-  return ...
-end
+local checked = util.checked -- checked(level, pcall(f, ...)): f's error at the caller's line
 
 -- Transforms (defined below) are callables; run_transform calls one without adding a position
 -- to its errors, so the caller can re-raise them at the user's line.

@@ -11,16 +11,7 @@ local image = {}
 
 local util = require "cnn.util"
 
--- Re-raises a failed pcall at `level` (2 = the caller of the function calling checked); core.io
--- messages carry the function's name and no position.
-local function checked(level, ok, ...)
-  if not ok then
-    local msg = ...
-    if type(msg) == "string" and msg:match("^[^%s:]+:%d+: ") then error(msg, 0) end
-    error(msg, level + 1)
-  end
-  return ...
-end
+local checked = util.checked -- checked(level, pcall(f, ...)): f's error at the caller's line
 
 -- (errors at the line calling the function that checks)
 local function options(fn, opts, known)

@@ -6,16 +6,7 @@ local cio = core.io
 
 local M = {}
 
--- Re-raises a failed pcall at `level` (2 = the caller of the function calling checked); core.io
--- messages carry the function's name and no position.
-local function checked(level, ok, ...)
-  if not ok then
-    local msg = ...
-    if type(msg) == "string" and msg:match("^[^%s:]+:%d+: ") then error(msg, 0) end
-    error(msg, level + 1)
-  end
-  return ...
-end
+local checked = require("cnn.util").checked -- checked(level, pcall(f, ...)): f's error at the caller's line
 
 --- cnn.save(path, tensors, {metadata={}})
 --- Writes a table of named tensors (a state_dict) as a safetensors file, which PyTorch reads too.

@@ -39,6 +39,21 @@ function util.check_options(fn, opts, known, level)
   return opts
 end
 
+--- cnn.util.checked(level, ok, ...) -> ...
+--- The results of a pcall(f, ...) that succeeded, or its error re-raised at `level`.
+--- `level` counts as error() does from the function calling checked (2: that function's caller's
+--- line). For the C functions the library wraps, whose messages name the public function and carry
+--- no position; a message that has a position already keeps it alone. Call it in an ordinary (not
+--- a tail) position, `local y = checked(2, pcall(f, x))`: a tail call would drop a level.
+function util.checked(level, ok, ...)
+  if not ok then
+    local msg = ...
+    if type(msg) == "string" and msg:match("^[^%s:]+:%d+: ") then error(msg, 0) end
+    error(msg, level + 1)
+  end
+  return ...
+end
+
 local writes = 0
 
 --- cnn.util.write_file(path, data) -> true | nil, message

@@ -54,6 +54,31 @@ describe("cnn.util.check_options", function()
   end)
 end)
 
+describe("cnn.util.checked", function()
+  it("passes a pcall's results through, and re-raises its error at the caller's line", function()
+    local a, b, n = util.checked(2, pcall(function() return 1, nil, 3 end))
+    assert.are.same({1, nil, 3}, {a, b, n})
+    local function api(x)
+      local y = util.checked(2, pcall(require("cnn.core").io.idx_load, x, 1, "api")) -- C: no position
+      return y
+    end
+    local ok, msg = pcall(function()
+      api("/nonexistent/file") -- the line the error names
+    end)
+    assert.is_false(ok)
+    local line = debug.getinfo(1, "l").currentline - 3
+    assert.are.equal("util_spec.lua:" .. line .. ": api: /nonexistent/file: cannot open (No such file or directory)",
+      msg:match("util_spec%.lua:.*"))
+    -- a message that has a position keeps it alone (not a second one in front)
+    local _, m2 = pcall(function() return util.checked(2, pcall(error, "here.lua:7: boom", 0)) end)
+    assert.are.equal("here.lua:7: boom", m2)
+    -- non-string errors pass through untouched
+    local err = {}
+    local _, m3 = pcall(function() return util.checked(2, pcall(error, err)) end)
+    assert.are.equal(err, m3)
+  end)
+end)
+
 describe("cnn.util files and folders", function()
   local tmp
   before_each(function() tmp = H.tmpdir() end)

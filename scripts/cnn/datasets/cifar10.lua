@@ -3,7 +3,8 @@
 -- (N, 3, 32, 32) tensor) and become float32 in [0, 1] per item or per batch, as MNIST's.
 -- Labels are 1..10. The module is the function data.cifar10(dir, split = "train").
 local core = require "cnn.core"
-local show = require("cnn.util").show -- values in messages ("nan", never "-nan")
+local util = require "cnn.util"
+local show = util.show -- values in messages ("nan", never "-nan")
 local cio = core.io
 
 local RECORD, PIXELS = 3073, 3072
@@ -15,11 +16,7 @@ local DIVISOR = 255
 -- Present at all (io.open would block on a named pipe; read_batch refuses what is not a file).
 local function exists(path) return cio.file_kind(path) ~= nil end
 
--- Re-raises a core.io failure (its message names the function already) at the caller's level.
-local function checked(level, ok, ...)
-  if not ok then error(..., level + 1) end
-  return ...
-end
+local checked = util.checked -- checked(level, pcall(f, ...)): core.io's error at the caller's line
 
 -- Methods live in the metatable itself (the DataLoader finds _gather there with rawget); __index
 -- maps sample numbers to {x, y} and names to methods.
