@@ -56,8 +56,9 @@ static inline float sample(const png_byte *row, size_t s, int depth16) {
 /* libpng allocates an ancillary chunk (tEXt, iCCP, ...) at the length the file claims before it
  * reads the data, so a 45-byte file claiming an 892 MB chunk costs 892 MB. Every chunk must fit in
  * what is left of the file: walk the chunk headers first and refuse one that cannot. The stream is
- * left just after the signature. */
-static int check_chunk_lengths(FILE *f, uint64_t file_size, const char *path) {
+ * left just after the signature; *has_end tells whether the walk met IEND. */
+static int check_chunk_lengths(FILE *f, uint64_t file_size, const char *path, bool *has_end) {
+  *has_end = false;
   uint64_t pos = 8;
   unsigned char head[8];
   while (pos + 8 <= file_size) {
@@ -66,7 +67,10 @@ static int check_chunk_lengths(FILE *f, uint64_t file_size, const char *path) {
     if (len > file_size - pos - 8)
       return cnn_error_set("%s: invalid PNG (chunk '%.4s' claims %llu bytes but only %llu remain)", path,
                            (const char *)head + 4, (unsigned long long)len, (unsigned long long)(file_size - pos - 8));
-    if (memcmp(head + 4, "IEND", 4) == 0) break;
+    if (memcmp(head + 4, "IEND", 4) == 0) {
+      *has_end = true;
+      break;
+    }
     pos += 12 + len;
   }
   if (fseek(f, 8, SEEK_SET) != 0) return cnn_error_set("%s: cannot seek (%s)", path, strerror(errno));
@@ -100,7 +104,8 @@ cnn_tensor *cnn_png_load_oriented(const char *path, cnn_png_mode mode, int *orie
     cnn_error_set("%s: not a PNG file (%s)", path, nsig < 8 ? "shorter than the 8-byte signature" : "bad signature");
     return NULL;
   }
-  if (check_chunk_lengths(ctx.f, (uint64_t)st.st_size, path)) {
+  bool has_end;
+  if (check_chunk_lengths(ctx.f, (uint64_t)st.st_size, path, &has_end)) {
     fclose(ctx.f);
     return NULL;
   }
@@ -176,10 +181,11 @@ cnn_tensor *cnn_png_load_oriented(const char *path, cnn_png_mode mode, int *orie
   rows = malloc(sizeof(png_bytep) * h + 1);
   if (!image || !rows) png_error(png, "out of memory for the image");
   for (png_uint_32 y = 0; y < h; y++) rows[y] = image + (size_t)y * rowbytes;
-  png_read_image(png, rows);
-  /* checks the chunks after the image, up to IEND: truncation shows here; an eXIf chunk may come
-   * after the image data too (PIL reads it there) */
-  png_read_end(png, orientation ? info : NULL);
+  png_read_image(png, rows); /* every row decoded, or an error: a cut in the image data shows here */
+  /* checks the chunks after the image, up to IEND; an eXIf chunk may come after the image data too
+   * (PIL reads it there). A file whose chunks are whole but that lacks IEND (a writer that never
+   * closed it) keeps its complete image, as PIL reads it, without what might follow the data. */
+  if (has_end) png_read_end(png, orientation ? info : NULL);
   read_orientation(png, info, orientation);
 
   float *out = cnn_tensor_f32(t);

@@ -42,6 +42,17 @@ describe("image.load", function()
     assert.is_true(fine > 0)
   end)
 
+  it("reads a PNG whose chunks are whole but that lacks IEND, as PIL does", function()
+    local d = tmpdir()
+    local bytes = read_bytes(PNG .. "rgb8.png")
+    assert.are.equal("IEND", bytes:sub(-8, -5)) -- the fixture ends with its 12-byte IEND chunk
+    write_bytes(d .. "/open.png", bytes:sub(1, -13))
+    for _, mode in ipairs({"auto", "gray", "rgba"}) do
+      H.assert_tensor(image.load(d .. "/open.png", {mode = mode}), E.png.rgb8[mode], {atol = 1e-6})
+    end
+    H.rmdir(d)
+  end)
+
   it("reports a missing file, a non-PNG and a truncated PNG with the function and the path", function()
     local d = tmpdir()
     H.assert_error(function() image.load(d .. "/nope.png") end, "image.load:", "nope.png", "cannot open")
