@@ -393,10 +393,11 @@ static int inplace_alpha(lua_State *L, bool negate, const char *fn) {
 /** t:add_(other, alpha=1) -> t
  * In place: t = t + alpha * other (other broadcast to t's shape; alpha a number or {alpha=}).
  * On a leaf that requires grad it is refused while grad mode is on (wrap updates in cnn.no_grad).
- * add_, sub_, mul_, div_, clamp_, relu_, copy_, scatter_ and scatter_add_ on a tensor with
- * history (or with an operand that requires grad) are recorded as their out-of-place op, whose
- * result t becomes (new memory: see docs/PYTORCH.md), refused when a view shares t's memory; the
- * other in-place ops refuse such a t. */
+ * add_, sub_, mul_, div_, clamp_, relu_, copy_, scatter_, scatter_add_ and masked_fill_ on a
+ * tensor with history (or with an operand that requires grad) are recorded as their out-of-place
+ * op, whose result t becomes (new memory: see docs/PYTORCH.md), refused when a view shares t's
+ * memory; fill_, uniform_, normal_, t[i] = v and t[mask] = v are recorded as writes of constants
+ * (no gradient reaches the old values they replace). */
 static int m_add_(lua_State *L) {
   if (lua_gettop(L) >= 3) return inplace_alpha(L, false, "add_");
   return inplace_binary(L, CNN_ADD, "add_");
@@ -897,22 +898,16 @@ static int m_masked_fill(lua_State *L) {
 }
 
 /** t:masked_fill_(mask, value) -> t
- * In place: value written where mask (a bool tensor broadcasting to t's shape) is true. */
+ * In place: value written where mask (a bool tensor broadcasting to t's shape) is true.
+ * On a tensor with autograd history (or with a value tensor that requires grad) the write is
+ * recorded as masked_fill: no gradient reaches t's old values where mask is true. */
 static int m_masked_fill_(lua_State *L) {
   const char *fn = "masked_fill_";
+  lcnn_max_args(L, 3, fn);
   lua_settop(L, 3);
   fill_value(L, fn, lcnn_check(L, 1, fn)->dtype);
   cnn_tensor *t = lcnn_check(L, 1, fn), *mask = lcnn_check(L, 2, fn), *v = lcnn_test(L, 3);
-  if (cnn_op_check_inplace(t)) return lcnn_fail(L, fn);
-  if (cnn_ag_requires(v)) return lcnn_error(L, fn, "the value requires grad: use the out-of-place masked_fill");
-  cnn_tensor *r = cnn_op_masked_fill(t, mask, v);
-  if (r && !cnn_tensor_same_shape(r, t)) {
-    cnn_tensor_release(r);
-    return lcnn_error(L, fn, "the mask does not broadcast to the tensor's shape");
-  }
-  int rc = r ? cnn_op_copy_(t, r) : -1;
-  cnn_tensor_release(r);
-  if (rc) return lcnn_fail(L, fn);
+  if (cnn_op_masked_fill_(t, mask, v)) return lcnn_fail(L, fn);
   lua_settop(L, 1);
   return 1;
 }

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "autograd/autograd.h" /* cnn_op_rebases, cnn_op_rebase_write: recorded indexed writes */
 #include "cnn/autograd.h"
 #include "cnn/error.h"
 #include "cnn/format.h"
@@ -142,9 +143,9 @@ static cnn_tensor *index_view(const cnn_tensor *t, const index_spec *spec, bool 
   return v;
 }
 
-/* t[key] = v records no autograd history (PyTorch's CopySlices is not here): a v that requires
- * grad would lose its gradient silently, so such a write is refused (copy_, scatter_ and the
- * arithmetic in-place ops are recorded). */
+/* t[key] = v on a t with history is recorded (assign_recorded, cnn_op_mask_put_), but never with
+ * a v that requires grad: its gradient would be lost silently, so such a write is refused (copy_,
+ * scatter_, masked_fill_ and the arithmetic in-place ops record that one too). */
 #define VALUE_NEEDS_GRAD                                                                              \
   "the value requires grad, and an indexed write records no gradient: build the tensor out of place " \
   "(cnn.where, cnn.cat, t:scatter), or assign under cnn.no_grad"
@@ -237,7 +238,32 @@ static int t_index(lua_State *L) {
   return 1;
 }
 
-/* t[key] = v: v a number or a boolean (filled, exact for integers) or a tensor (copied, broadcast). */
+/* The value at 3 of t[key] = v written into dst, which has no history: a number or a boolean
+ * (checked for dst's dtype; filled, exact for integers) or a tensor (copied, broadcast). 0 or -1
+ * with the error set. */
+static int write_value(lua_State *L, cnn_tensor *dst) {
+  cnn_tensor *v = lcnn_test(L, 3);
+  int vt = lua_type(L, 3);
+  return v                                                  ? cnn_op_copy_(dst, v)
+         : vt == LUA_TBOOLEAN                               ? cnn_op_fill_(dst, lua_toboolean(L, 3))
+         : dst->dtype != CNN_FLOAT32 && lua_isinteger(L, 3) ? cnn_op_fill_i64_(dst, lua_tointeger(L, 3))
+                                                            : cnn_op_fill_(dst, lua_tonumber(L, 3));
+}
+
+/* t[spec] = v recorded, t having history (PyTorch's CopySlices): the written elements as a mask
+ * and the values beside it, both of t's shape, then t takes where(mask, values, t). */
+static int assign_recorded(lua_State *L, cnn_tensor *t, const index_spec *spec) {
+  cnn_tensor *mask = cnn_tensor_zeros(CNN_BOOL, t->ndim, t->size);
+  cnn_tensor *vals = mask ? cnn_tensor_zeros(t->dtype, t->ndim, t->size) : NULL;
+  cnn_tensor *mv = vals ? index_view(mask, spec, false) : NULL, *vv = mv ? index_view(vals, spec, false) : NULL;
+  int rc = vv && cnn_tensor_fill_(mv, 1) == 0 && write_value(L, vv) == 0 ? cnn_op_rebase_write(t, mask, vals) : -1;
+  cnn_tensor_release(vv);
+  cnn_tensor_release(mv);
+  cnn_tensor_release(vals);
+  cnn_tensor_release(mask);
+  return rc;
+}
+
 static int assign_index(lua_State *L) {
   const char *fn = "newindex";
   int vt = lua_type(L, 3);
@@ -250,14 +276,11 @@ static int assign_index(lua_State *L) {
   index_spec spec;
   parse_index(L, 2, fn, t, &spec);
   lcnn_check_float_value(L, 3, fn, t->dtype);
+  if (cnn_op_rebases(t, NULL)) return assign_recorded(L, t, &spec) ? lcnn_fail(L, fn) : 0;
   /* the whole of t is the written-to tensor: an expanded t refuses even a single element */
   if (cnn_op_check_inplace(t)) return lcnn_fail(L, fn);
   cnn_tensor *view = index_view(t, &spec, false);
-  if (!view) return lcnn_fail(L, fn);
-  int rc = v                                                ? cnn_op_copy_(view, v)
-           : vt == LUA_TBOOLEAN                             ? cnn_op_fill_(view, lua_toboolean(L, 3))
-           : t->dtype != CNN_FLOAT32 && lua_isinteger(L, 3) ? cnn_op_fill_i64_(view, lua_tointeger(L, 3))
-                                                            : cnn_op_fill_(view, lua_tonumber(L, 3));
+  int rc = view ? write_value(L, view) : -1;
   cnn_tensor_release(view);
   if (rc) return lcnn_fail(L, fn);
   return 0;

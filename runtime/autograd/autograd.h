@@ -94,4 +94,9 @@ int cnn_ag_record(cnn_tensor *out, const cnn_ag_op *op, const void *state, int n
 bool cnn_op_rebases(const cnn_tensor *t, const cnn_tensor *other);
 int cnn_op_rebase_check(const cnn_tensor *t);
 int cnn_op_rebase(cnn_tensor *t, cnn_tensor *r);
+/* The recorded form of a write of constants into part of t (fill_, copy_ of a constant,
+ * t[i] = v, t[mask] = v): t takes where(written, vals, t) after cnn_op_rebase_check, so its old
+ * values get a zero gradient where written (PyTorch's FillBackward, CopySlices). written (bool)
+ * and vals (t's dtype) broadcast to t's shape. */
+int cnn_op_rebase_write(cnn_tensor *t, const cnn_tensor *written, const cnn_tensor *vals);
 #endif

@@ -362,14 +362,45 @@ int cnn_op_unary_(cnn_unop op, cnn_tensor *t, double p0, double p1) {
   return bump(t, cnn_ew_unary_(op, t, p0, p1));
 }
 
+int cnn_op_rebase_write(cnn_tensor *t, const cnn_tensor *written, const cnn_tensor *vals) {
+  if (cnn_op_rebase_check(t)) return -1;
+  return cnn_op_rebase(t, cnn_op_where(written, vals, t));
+}
+
+/* A whole-tensor write recorded (fill_, copy_ of a constant, the random fills): t takes
+ * where(true, vals, t); vals (t's dtype, broadcasting to its shape; NULL: -1) released */
+static int overwrite_recorded(cnn_tensor *t, cnn_tensor *vals) {
+  cnn_tensor *yes = vals ? cnn_tensor_scalar(CNN_BOOL, 1) : NULL;
+  int rc = yes ? cnn_op_rebase_write(t, yes, vals) : -1;
+  cnn_tensor_release(yes);
+  cnn_tensor_release(vals);
+  return rc;
+}
+
 int cnn_op_fill_(cnn_tensor *t, double v) {
+  if (cnn_op_rebases(t, NULL)) return overwrite_recorded(t, cnn_tensor_scalar(t->dtype, v));
   if (cnn_op_check_inplace(t)) return -1;
   return bump(t, cnn_tensor_fill_(t, v));
 }
 
 int cnn_op_fill_i64_(cnn_tensor *t, int64_t v) {
+  if (cnn_op_rebases(t, NULL)) return overwrite_recorded(t, cnn_tensor_full_i64(t->dtype, 0, NULL, v));
   if (cnn_op_check_inplace(t)) return -1;
   return bump(t, cnn_tensor_fill_i64_(t, v));
+}
+
+int cnn_op_masked_fill_(cnn_tensor *t, const cnn_tensor *mask, const cnn_tensor *value) {
+  const bool recorded = cnn_op_rebases(t, value);
+  if (recorded ? cnn_op_rebase_check(t) : cnn_op_check_inplace(t)) return -1;
+  cnn_tensor *r = cnn_op_masked_fill(t, mask, value); /* t's dtype; differentiable in t and value */
+  if (r && !cnn_tensor_same_shape(r, t)) {
+    cnn_tensor_release(r);
+    return cnn_error_set("the mask does not broadcast to the tensor's shape");
+  }
+  if (recorded) return cnn_op_rebase(t, r);
+  int rc = r ? bump(t, cnn_tensor_copy_(t, r)) : -1;
+  cnn_tensor_release(r);
+  return rc;
 }
 
 /* copy_'s out-of-place form: src broadcast to t's shape, in t's dtype, in memory of its own */
@@ -383,17 +414,39 @@ static cnn_tensor *copied(const cnn_tensor *t, const cnn_tensor *src) {
 }
 
 int cnn_op_copy_(cnn_tensor *t, const cnn_tensor *src) {
-  if (cnn_op_rebases(t, src)) return cnn_op_rebase_check(t) ? -1 : cnn_op_rebase(t, copied(t, src));
+  if (cnn_op_rebases(t, src)) { /* src's history, or constants over t's (a zero gradient to the old t) */
+    if (cnn_op_rebase_check(t)) return -1;
+    return cnn_ag_requires(src) ? cnn_op_rebase(t, copied(t, src)) : overwrite_recorded(t, copied(t, src));
+  }
   if (cnn_op_check_inplace(t)) return -1;
   return bump(t, cnn_tensor_copy_(t, src));
 }
 
+/* the recorded random fills draw into new memory of t's shape */
+static cnn_tensor *like(const cnn_tensor *t) { return cnn_tensor_empty(t->dtype, t->ndim, t->size); }
+
 int cnn_op_uniform_(cnn_tensor *t, double lo, double hi) {
+  if (cnn_op_rebases(t, NULL)) {
+    cnn_tensor *r = cnn_op_rebase_check(t) ? NULL : like(t);
+    if (r && cnn_random_uniform_(r, lo, hi)) {
+      cnn_tensor_release(r);
+      return -1;
+    }
+    return overwrite_recorded(t, r);
+  }
   if (cnn_op_check_inplace(t)) return -1;
   return bump(t, cnn_random_uniform_(t, lo, hi));
 }
 
 int cnn_op_normal_(cnn_tensor *t, double mean, double std) {
+  if (cnn_op_rebases(t, NULL)) {
+    cnn_tensor *r = cnn_op_rebase_check(t) ? NULL : like(t);
+    if (r && cnn_random_normal_(r, mean, std)) {
+      cnn_tensor_release(r);
+      return -1;
+    }
+    return overwrite_recorded(t, r);
+  }
   if (cnn_op_check_inplace(t)) return -1;
   return bump(t, cnn_random_normal_(t, mean, std));
 }

@@ -296,6 +296,19 @@ cnn_tensor *cnn_op_mask_select(const cnn_tensor *t, const cnn_tensor *mask) {
 }
 
 int cnn_op_mask_put_(cnn_tensor *t, const cnn_tensor *mask, const cnn_tensor *src) {
+  if (cnn_op_rebases(t, NULL) && !cnn_ag_requires(src)) { /* t has history: the write recorded */
+    if (check_mask(t, mask) || cnn_op_rebase_check(t)) return -1;
+    cnn_tensor *written = cnn_tensor_zeros(CNN_BOOL, t->ndim, t->size);
+    cnn_tensor *vals = written ? cnn_tensor_zeros(t->dtype, t->ndim, t->size) : NULL;
+    cnn_tensor *yes = vals ? cnn_tensor_scalar(CNN_BOOL, 1) : NULL;
+    int rc = yes && cnn_op_mask_put_(written, mask, yes) == 0 && cnn_op_mask_put_(vals, mask, src) == 0
+                 ? cnn_op_rebase_write(t, written, vals)
+                 : -1;
+    cnn_tensor_release(yes);
+    cnn_tensor_release(vals);
+    cnn_tensor_release(written);
+    return rc;
+  }
   if (cnn_op_check_inplace(t) || check_mask(t, mask)) return -1;
   /* t's rows: a view of t itself, or (strides that allow none) a copy written back at the end */
   int64_t n = cnn_tensor_numel(mask), size[CNN_MAX_DIMS];

@@ -306,11 +306,58 @@ describe("in-place ops on tensors with history", function()
       ;(s * cnn.tensor({ 1, 10, 100 })):sum():backward()
       H.assert_tensor(x.grad, { 3, 300 })
     end
-    -- a constant copied over a tensor with history cuts it: nothing reaches x through h
+    -- a constant copied over a tensor with history: h still requires grad (PyTorch's CopyBackwards)
+    -- and nothing reaches x through it: d/dx (h * x) = h
+    x.grad = nil
     local h = x * 2
     h:copy_(cnn.tensor({ 5, 6 }))
-    assert.is_false(h.requires_grad)
-    assert.is_nil(h.grad_fn)
+    assert.is_true(h.requires_grad)
+    ;(h * x):sum():backward()
+    H.assert_tensor(x.grad, { 5, 6 })
+  end)
+
+  it("fill_, masked_fill_, t[i] = v, t[mask] = v and the random fills give PyTorch's gradients", function()
+    -- expected values from PyTorch 1.13 on the same lines (none of the written elements' gradient
+    -- reaches x; a masked_fill_ value that requires grad gets the sum of the gradient where written)
+    local x = leaf({ 1, -2, 3, 4 })
+    local function grad_of(write, loss)
+      x.grad = nil
+      local y = x * 2
+      write(y)
+      assert.is_true(y.requires_grad)
+      ;(loss or function(t) return (t * t):sum() end)(y):backward()
+      return y, x.grad
+    end
+    local y, g = grad_of(function(t) t:fill_(5) end, function(t) return (t * x):sum() end)
+    H.assert_tensor(y, { 5, 5, 5, 5 })
+    H.assert_tensor(g, { 5, 5, 5, 5 })
+    y, g = grad_of(function(t) t:masked_fill_(x:lt(0), 7) end)
+    H.assert_tensor(y, { 2, 7, 6, 8 })
+    H.assert_tensor(g, { 8, 0, 24, 32 })
+    local v = leaf(3)
+    g = select(2, grad_of(function(t) t:masked_fill_(x:gt(2), v) end))
+    H.assert_tensor(g, { 8, -16, 0, 0 })
+    H.assert_tensor(v.grad, 12)
+    y, g = grad_of(function(t) t[2] = 10 end)
+    H.assert_tensor(y, { 2, 10, 6, 8 })
+    H.assert_tensor(g, { 8, 0, 24, 32 })
+    y, g = grad_of(function(t) t[{ { 2, 3 } }] = cnn.tensor({ 8, 9 }) end)
+    H.assert_tensor(y, { 2, 8, 9, 8 })
+    H.assert_tensor(g, { 8, 0, 0, 32 })
+    y, g = grad_of(function(t) t[x:gt(0)] = -1 end)
+    H.assert_tensor(y, { -1, -4, -1, -1 })
+    H.assert_tensor(g, { 0, -16, 0, 0 })
+    for _, fill in ipairs({ function(t) t:uniform_(0, 1) end, function(t) t:normal_() end }) do
+      y, g = grad_of(fill, function(t) return (t * x):sum() end) -- d/dx (y * x) = the drawn y
+      assert.is_true(cnn.allclose(g, y:detach(), 0, 0))
+    end
+    -- a row of exp(w) zeroed: exp keeps its own result for the gradient (PyTorch fails here,
+    -- "modified by an inplace operation"); the other row's gradient is exp(w)
+    local w = leaf({ { 0, 1 }, { 2, 3 } })
+    local e = w:exp()
+    e[1] = 0
+    e:sum():backward()
+    H.assert_tensor(w.grad, { { 0, 0 }, { math.exp(2), math.exp(3) } }, { rtol = 1e-6 })
   end)
 
   it("t[i] = v and t[mask] = v with a v that requires grad are refused, not silently cut", function()
@@ -381,7 +428,13 @@ describe("in-place ops on tensors with history", function()
     H.assert_error(function() (x * 1):add_(cnn.ones(2, 4)) end, "add_:", "doesn't match the broadcast shape")
     H.assert_error(function() cnn.zeros(4, { dtype = "int64" }):add_(x) end,
       "add_: cannot write float32 results into an int64 tensor")
-    H.assert_error(function() y:fill_(0) end, "fill_:", "not supported")
+    H.assert_error(function() y:fill_(0) end, "fill_:", "that a view shares")
+    H.assert_error(function() y[1] = 0 end, "newindex:", "that a view shares")
+    H.assert_error(function() y[y:gt(2)] = 0 end, "newindex:", "that a view shares")
+    H.assert_error(function() y:masked_fill_(y:gt(2), 0) end, "masked_fill_:", "that a view shares")
+    H.assert_error(function() x:fill_(0) end, "fill_: a leaf tensor that requires grad")
+    H.assert_error(function() x[1] = 0 end, "newindex: a leaf tensor that requires grad")
+    H.assert_tensor(y, { 2, 4, 6, 8 }) -- nothing written by the refused calls
     assert.is_truthy(v)
     cnn.no_grad(function() y:relu_() end) -- without grad mode: plain in place
     H.assert_usable()

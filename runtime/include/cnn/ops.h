@@ -21,9 +21,12 @@ cnn_tensor *cnn_op_unary(cnn_unop op, const cnn_tensor *x, double p0, double p1)
 /** In place on t: t = t op other (other broadcast to t's shape), t = f(t), t filled with v, src
  * copied into t (broadcast, dtype converted), t drawn uniform in [lo, hi) or normal(mean, std)
  * from the runtime's stream (fill_i64_ fills an int64 tensor exactly). Refused (error) on an expanded
- * tensor (elements sharing memory) and on a tensor that requires grad while grad mode is on, as
- * PyTorch refuses both; each bumps the storage version, so a graph that saved
- * t fails at backward instead of giving a wrong gradient. Return 0 or -1 with the error set. */
+ * tensor (elements sharing memory) and, while grad mode is on, on a leaf that requires grad, as
+ * PyTorch refuses both. On a tensor with history (or, for the arithmetic ops and copy_, an operand
+ * that requires grad) the write is recorded: t takes the out-of-place result's memory and node
+ * (refused when a view shares t's memory); the random fills refuse such a tensor. Otherwise each
+ * bumps the storage version, so a graph that saved t fails at backward instead of giving a wrong
+ * gradient. Return 0 or -1 with the error set. */
 int cnn_op_binary_(cnn_binop op, cnn_tensor *t, const cnn_tensor *other);
 int cnn_op_unary_(cnn_unop op, cnn_tensor *t, double p0, double p1);
 int cnn_op_fill_(cnn_tensor *t, double v);
@@ -36,6 +39,9 @@ cnn_tensor *cnn_op_where(const cnn_tensor *cond, const cnn_tensor *a, const cnn_
 /** x with value (a 0-d tensor) where mask (bool) is true, in x's dtype, x and mask broadcast
  * together (as PyTorch's out-of-place masked_fill); differentiable in x and value. */
 cnn_tensor *cnn_op_masked_fill(const cnn_tensor *x, const cnn_tensor *mask, const cnn_tensor *value);
+/** In place: value (a 0-d tensor) written into t where mask (bool, broadcasting to t's shape) is
+ * true, converted to t's dtype; recorded as the ops above are. Returns 0 or -1 with the error set. */
+int cnn_op_masked_fill_(cnn_tensor *t, const cnn_tensor *mask, const cnn_tensor *value);
 /** Checks that t may be written in place (the rule above); returns 0 or -1 with the error set. */
 int cnn_op_check_inplace(const cnn_tensor *t);
 
@@ -86,7 +92,8 @@ cnn_tensor *cnn_op_index_select(const cnn_tensor *t, int dim, const cnn_tensor *
 cnn_tensor *cnn_op_cat(int n, const cnn_tensor *const *ts, int dim);
 /** t[mask]: mask (bool) has the shape of t's first k dims; the result is (count of true, t's other
  * sizes...), the selected rows in row-major order (differentiable). mask_put_ writes src, broadcast
- * to that shape, into those rows of t in place (t[mask] = v). */
+ * to that shape, into those rows of t in place (t[mask] = v; on a t with history, recorded as the
+ * in-place ops above are, with a src that does not require grad). */
 cnn_tensor *cnn_op_mask_select(const cnn_tensor *t, const cnn_tensor *mask);
 int cnn_op_mask_put_(cnn_tensor *t, const cnn_tensor *mask, const cnn_tensor *src);
 cnn_tensor *cnn_op_stack(int n, const cnn_tensor *const *ts, int dim);
