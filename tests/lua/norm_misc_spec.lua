@@ -263,6 +263,20 @@ describe("composed norms and everyday ops", function()
     H.assert_error(function() return nn.utils.clip_grad_norm_(a, 0 / 0) end, "clip_grad_norm_: max_norm must be")
     H.assert_error(function() return nn.utils.clip_grad_norm_(a, -1) end, "clip_grad_norm_: max_norm must be")
     H.assert_tensor(a.grad, {1.5, 1.75}, {rtol = 1e-6})
+    -- a NaN gradient makes the total NaN in every norm (the largest magnitude too: math.max(0, nan)
+    -- is 0), error_if_nonfinite then refuses, and without it every gradient becomes NaN (PyTorch
+    -- 1.13 multiplies by clamp(max_norm / (nan + 1e-6), max = 1))
+    for _, order in ipairs({2, 1, math.huge}) do
+      local q = cnn.zeros(2):requires_grad_()
+      local r = cnn.zeros(2):requires_grad_()
+      q.grad, r.grad = cnn.tensor {0 / 0, 1}, cnn.tensor {3, 4}
+      H.assert_error(function() return nn.utils.clip_grad_norm_({q, r}, 1, order, true) end,
+        "clip_grad_norm_: the total norm", "is nan")
+      H.assert_tensor(r.grad, {3, 4}) -- untouched
+      local total = nn.utils.clip_grad_norm_({r, q}, 1, order):item() -- the NaN one last
+      assert.is_true(total ~= total, "order " .. order)
+      for _, g in ipairs({q.grad, r.grad}) do assert.is_true(g:isnan():all():item(), "order " .. order) end
+    end
     -- zero_grad's set_to_none, on modules as on optimisers
     local m = nn.Linear(2, 2)
     m(cnn.ones(1, 2)):sum():backward()

@@ -32,8 +32,9 @@ end
 --- Scales the gradients of parameters (a tensor or a list) to a total norm of at most max_norm.
 --- The total norm is that of all gradients as one vector (norm_type a positive number, or math.huge
 --- for the largest magnitude); each is multiplied by max_norm / (total + 1e-6) when that is below
---- 1, as PyTorch. Returns the total norm before clipping, a 0-d tensor. error_if_nonfinite (also
---- as {error_if_nonfinite=true}) makes a NaN or infinite total norm an error, gradients untouched.
+--- 1, as PyTorch (a NaN in any gradient makes the total NaN, and every gradient NaN). Returns the
+--- total norm before clipping, a 0-d tensor. error_if_nonfinite (also as
+--- {error_if_nonfinite=true}) makes a NaN or infinite total norm an error, gradients untouched.
 function utils.clip_grad_norm_(params, max_norm, norm_type, error_if_nonfinite, ...)
   local fn = "clip_grad_norm_"
   if select("#", ...) > 0 then error(fn .. ": takes at most 4 arguments", 2) end
@@ -58,7 +59,11 @@ function utils.clip_grad_norm_(params, max_norm, norm_type, error_if_nonfinite, 
     local total
     if norm_type == math.huge then
       total = 0.0
-      for _, g in ipairs(gs) do total = math.max(total, g:abs():max():item()) end
+      for _, g in ipairs(gs) do
+        local m = g:numel() > 0 and g:abs():max():item() or 0.0
+        if m ~= m or m > total then total = m end -- a NaN stays (math.max(0, nan) is 0)
+        if total ~= total then break end
+      end
     else
       total = 0.0
       for _, g in ipairs(gs) do total = total + (g:abs() ^ norm_type):sum():item() end
@@ -69,7 +74,7 @@ function utils.clip_grad_norm_(params, max_norm, norm_type, error_if_nonfinite, 
         "(error_if_nonfinite is true)", fn, show(norm_type), show(total)), 0)
     end
     local coef = max_norm / (total + 1e-6)
-    if coef < 1 then
+    if coef < 1 or coef ~= coef then -- a NaN total makes every gradient NaN, as PyTorch's clamp(coef, max=1)
       for _, g in ipairs(gs) do g:mul_(coef) end
     end
     return core.tensor(total)
