@@ -486,11 +486,23 @@ describe("Sequential", function()
     cnn.manual_seed(5)
     local net = nn.Sequential(nn.Conv2d(3, 4, 3, {padding = 1}), BasicBlock(4, 4, 1), nn.ReLU()):eval()
     local inner
-    net[2].conv1:register_forward_hook(function(_, inputs) inner = inputs[1] end)
+    local hook = net[2].conv1:register_forward_hook(function(_, inputs) inner = inputs[1] end)
     local x = cnn.randn(2, 3, 6, 6)
     cnn.no_grad(function() net(x) end)
     local want = cnn.no_grad(function() return net[1](x) end)
     assert.is_true(cnn.allclose(inner, want, 0, 0)) -- an error if the container had freed it
+    -- an instance's own forward, in inference too: on a child, and on a block's first layer
+    local lin, kept = nn.Linear(4, 4), nil
+    lin.forward = function(self, v) kept = v return nn.Linear.forward(self, v) end
+    local seq = nn.Sequential(nn.Linear(4, 4), nn.ReLU(), lin, nn.Tanh()):eval()
+    local v = cnn.randn(2, 4)
+    cnn.no_grad(function() seq(v) end)
+    assert.is_true(cnn.allclose(kept, cnn.no_grad(function() return seq[1](v):relu() end), 0, 0))
+    local first
+    hook:remove()
+    net[2].conv1.forward = function(self, u) first = u return nn.Conv2d.forward(self, u) end
+    cnn.no_grad(function() net(x) end)
+    assert.is_true(cnn.allclose(first, want, 0, 0))
   end)
 end)
 

@@ -1123,25 +1123,25 @@ local inference_fuser
 local function set_inference_fuser(fn) inference_fuser = fn end
 
 -- A module whose class declares (raw field keeps_no_activations) that its forward keeps no
--- reference to its input or output, with no hooks (which see both); or a plain Sequential (the
--- class itself) of such modules. With `leaves`, as training asks (where hooks that save
--- activations are common), no forward of their own instance, and their children (a block's
--- layers) by the same rule all the way down (a hook on a block's inner layer sees the block's
--- input). Sequential:forward asks it of each child in every call. In inference a block's children
--- must have no hooks either: a hook on its first layer sees the block's input, which the container
--- would free.
-local function hooks_below(s)
+-- reference to its input or output, with no hooks (which see both) and no forward of its own
+-- instance (`m.forward = function(self, x) saved = x ... end`); or a plain Sequential (the class
+-- itself) of such modules. With `leaves`, as training asks (where hooks that save activations are
+-- common), their children (a block's layers) by the same rule all the way down (a hook on a block's
+-- inner layer sees the block's input). Sequential:forward asks it of each child in every call. In
+-- inference a block's children must have no hooks or forwards of their own either: the first
+-- layer's sees the block's input, which the container would free.
+local function seen_below(s)
   local mods = s.modules
   for _, k in ipairs(mods.keys) do
     local c = mods.map[k].__nn
-    if c.hooks ~= nil or hooks_below(c) then return true end
+    if c.hooks ~= nil or c.fields.forward ~= nil or seen_below(c) then return true end
   end
   return false
 end
 
 local function child_keeps_nothing(m, leaves) -- m a module (a container's child)
   local s = m.__nn
-  if s.hooks ~= nil then return false end
+  if s.hooks ~= nil or s.fields.forward ~= nil then return false end
   local cls = s.class
   if cls == Sequential then
     local mods = s.modules
@@ -1152,14 +1152,13 @@ local function child_keeps_nothing(m, leaves) -- m a module (a container's child
   end
   if not rawget(cls, "keeps_no_activations") then return false end
   if leaves then
-    if s.fields.forward ~= nil then return false end
     local mods = s.modules -- a block's children by the same rule: a hook on one sees the block's input
     for _, k in ipairs(mods.keys) do
       if not child_keeps_nothing(mods.map[k], true) then return false end
     end
     return true
   end
-  return not hooks_below(s)
+  return not seen_below(s)
 end
 
 local function keeps_nothing(m, leaves)
