@@ -346,6 +346,8 @@ static int d_stream_seed(lua_State *L) {
   return 1;
 }
 
+#define COLLECT_THREADS 64
+
 /* loader_start(src, order (int64, 0-based), batch_size, seed, epoch, workers, prefetch, stack, who) -> epoch */
 static int d_loader_start(lua_State *L) {
   const char *who = lcnn_who(L, 9, "DataLoader");
@@ -368,8 +370,19 @@ static int d_loader_start(lua_State *L) {
   luaL_setmetatable(L, LDATA_EPOCH);
   lua_pushvalue(L, 1);
   lua_setiuservalue(L, -2, 1); /* the source lives as long as the epoch */
-  box->loader = cnn_loader_start(src, cnn_tensor_i64(c), c->size[0], bs, seed, epoch, (int)workers, (int)prefetch,
-                                 stack_batches);
+  /* An epoch whose iterator was dropped before its end keeps its workers until the collector
+   * finalizes it, and the collector counts no threads: past COLLECT_THREADS running workers, or
+   * when one cannot start, a full collection first stops the abandoned ones. */
+  if (workers > 0 && cnn_loader_live_threads() + workers > COLLECT_THREADS) lua_gc(L, LUA_GCCOLLECT);
+  for (int attempt = 0; attempt < 2 && !box->loader; attempt++) {
+    if (attempt) {
+      if (workers == 0) break;
+      cnn_error_clear();
+      lua_gc(L, LUA_GCCOLLECT);
+    }
+    box->loader = cnn_loader_start(src, cnn_tensor_i64(c), c->size[0], bs, seed, epoch, (int)workers, (int)prefetch,
+                                   stack_batches);
+  }
   cnn_tensor_release(c);
   if (!box->loader) return lcnn_fail_plain(L, who);
   return 1;

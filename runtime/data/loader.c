@@ -271,6 +271,15 @@ static void after_fork_child(void) {
   pthread_mutex_unlock(&live_mu);
 }
 
+int cnn_loader_live_threads(void) {
+  int n = 0;
+  pthread_mutex_lock(&live_mu);
+  for (cnn_loader *l = live; l; l = l->next_live)
+    if (l->pid == getpid()) n += l->nthreads;
+  pthread_mutex_unlock(&live_mu);
+  return n;
+}
+
 static void stop_and_join(cnn_loader *l);
 
 /* At exit, before the C library tears itself down, the workers stop (lua_close has usually freed

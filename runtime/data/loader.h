@@ -82,4 +82,8 @@ int64_t cnn_loader_position(const cnn_loader *l);
  * a no-op. In a child process forked while the loader ran, only the memory is freed. */
 void cnn_loader_free(cnn_loader *l);
 
+/* The worker threads this process's loaders are running now (for a binding that frees abandoned
+ * loaders through a garbage collector, which counts no threads). */
+int cnn_loader_live_threads(void);
+
 #endif

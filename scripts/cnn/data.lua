@@ -547,8 +547,9 @@ end
 --- is asked for. Either way sample i of epoch e is transformed with a generator seeded from (seed,
 --- e, i) (without a seed, from one draw of cnn's generator per epoch), so the batches are the same
 --- whatever workers is. The threads run only while an epoch is being iterated: they stop when the
---- loop ends (the iterator closes them, `break` included), at loader:close(), when the loader is
---- collected, at the next iter() and at exit; a fork() waits for them to park. An unreadable file
+--- loop ends (the iterator closes them, `break` included), at loader:close(), when the iterator is
+--- collected and at exit; a fork() waits for them to park. Epochs of one loader can run side by
+--- side (an evaluation pass inside a training epoch), each with its own workers. An unreadable file
 --- raises an error naming its path at the batch that holds it. The workers are threads next to the
 --- compute threads (cnn.set_num_threads), not taken from them: they use the time a training step
 --- leaves idle and otherwise share the cores with it. Decoding is a small part of a ResNet step's
@@ -712,19 +713,32 @@ function DataLoader:iter()
 end
 
 -- An epoch of an image dataset on the C loader (workers threads, or this one with workers = 0).
+-- Epochs of one loader run side by side, as PyTorch's iterators do (an evaluation pass inside a
+-- training epoch): each has its own workers, stopped at its end, by its for loop's close, by
+-- loader:close() (then its iterator raises instead of ending the loop early) or by the collector.
 function DataLoader:_iter_images(start, order, epoch)
-  self:close() -- one epoch at a time: the previous one's workers stop
   local ds = self.dataset
   local seed = self.seed
   if seed == nil then seed = cdata.stream_seed() end -- one draw per epoch: cnn.manual_seed repeats it
   local ep = checked(3, pcall(start, ds, order, self.batch_size, seed, epoch, self.workers, self.prefetch))
-  self._running = ep
+  local running = rawget(self, "_running") -- the loader's epochs not yet over (weak: abandoned ones go)
+  if not running then
+    running = setmetatable({}, {__mode = "k"})
+    self._running = running
+  end
+  running[ep] = true
   local suffix = ds._suffix
+  local over = false
   local function finish()
+    over = true
+    running[ep] = nil
     ep:close()
-    if self._running == ep then self._running = nil end
   end
   return function()
+    if over then return nil end
+    if not running[ep] then
+      error("DataLoader: this epoch was stopped by loader:close() before its last batch", 2)
+    end
     local ok, x, y = pcall(ep.next, ep, "DataLoader")
     if not ok then checked(2, false, x) end
     if x == nil then
@@ -747,12 +761,15 @@ function DataLoader:_iter_images(start, order, epoch)
 end
 
 --- cnn.data.DataLoader:close()
---- Stops the current epoch's worker threads (an ImageFolder's); the next iter() starts new ones.
+--- Stops the worker threads of the epochs being iterated (an ImageFolder's); iter() starts new ones.
+--- Calling an iterator it stopped is an error (not an early end of the loop).
 function DataLoader:close()
-  local ep = rawget(self, "_running")
-  if ep then
-    ep:close()
-    self._running = nil
+  local running = rawget(self, "_running")
+  if running then
+    for ep in pairs(running) do
+      running[ep] = nil -- (clearing a field during pairs is allowed)
+      ep:close()
+    end
   end
 end
 DataLoader.__close = DataLoader.close

@@ -240,7 +240,7 @@ describe("data.ImageFolder over photos", function()
     H.assert_usable()
   end)
 
-  it("stops its threads when the loop breaks, at close, at the next iter and when collected", function()
+  it("stops its threads when the loop breaks, at close and when collected", function()
     local ds = data.ImageFolder(root, {transform = T.resize({8, 8})})
     collectgarbage()
     local base = threads()
@@ -256,14 +256,17 @@ describe("data.ImageFolder over photos", function()
     local it = loader:iter()
     it()
     assert.are.equal(base + 3, threads())
-    loader:iter() -- a new epoch stops the old one's threads and starts its own
-    assert.are.equal(base + 3, threads())
-    loader:close()
+    local it2 = loader:iter() -- a second epoch beside the first (an evaluation inside a training epoch)
+    it2()
+    assert.are.equal(base + 6, threads())
+    loader:close() -- stops both; their iterators then raise instead of ending a loop early
     assert.are.equal(base, threads())
+    H.assert_error(function() it() end, "DataLoader: this epoch was stopped by loader:close()")
+    H.assert_error(function() it2() end, "DataLoader: this epoch was stopped by loader:close()")
     do
       local l2 = data.DataLoader(ds, {batch_size = 2, workers = 2})
-      local it2 = l2:iter()
-      it2()
+      local it3 = l2:iter()
+      it3()
       assert.are.equal(base + 2, threads())
     end
     collectgarbage()
@@ -272,6 +275,45 @@ describe("data.ImageFolder over photos", function()
     -- after the last batch the iterator has stopped them already
     for _ in data.DataLoader(ds, {batch_size = 20, workers = 2}):iter() do end
     assert.are.equal(base, threads())
+  end)
+
+  it("bounds the threads of epochs dropped unfinished, though the collector counts no threads", function()
+    -- next(iter(loader)) in a loop: each epoch's workers lived until a collection, and with the
+    -- collector idle a process reached 1,338 threads (or failed to start one under ulimit -v)
+    local ds = data.ImageFolder(root, {transform = T.resize({8, 8})})
+    collectgarbage()
+    local base, most = threads(), 0
+    collectgarbage("stop") -- no automatic collection: only the loader's own may stop them
+    for _ = 1, 40 do
+      local loader = data.DataLoader(ds, {batch_size = 2, workers = 4})
+      loader:iter()()
+      most = math.max(most, threads())
+    end
+    collectgarbage("restart")
+    assert.is_true(most <= base + 64 + 4, "threads at once: " .. most - base)
+    collectgarbage()
+    collectgarbage()
+    assert.are.equal(base, threads())
+  end)
+
+  it("runs a second epoch of the same loader inside the first, each to its end", function()
+    -- a mid-epoch evaluation on the training loader ended the training epoch silently (5 batches
+    -- of 25 seen) when iter() stopped the previous epoch
+    local ds = data.ImageFolder(root, {transform = T.resize({8, 8})})
+    for _, w in ipairs({0, 2}) do
+      local loader = data.DataLoader(ds, {batch_size = 2, shuffle = true, seed = 3, workers = w})
+      local want = epoch_batches(data.DataLoader(ds, {batch_size = 2, shuffle = true, seed = 3}))
+      local outer, inner = {}, 0
+      for x in loader:iter() do
+        outer[#outer + 1] = x
+        if #outer == 2 then
+          for _ in loader:iter() do inner = inner + 1 end -- epoch 2, whole
+        end
+      end
+      assert.are.equal(#loader, #outer)
+      assert.are.equal(#loader, inner)
+      for b = 1, #want do assert.is_true(cnn.allclose(outer[b], want[b], 0, 0), "batch " .. b) end
+    end
   end)
 
   it("lets fork() run while workers decode: the child gets an error, the parent goes on", function()
