@@ -4,14 +4,54 @@
 #include "io/atomic_file.h"
 #include "cnn/error.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
+
+/* A writer killed mid-write (kill -9, a power cut) leaves its whole temporary file behind, a
+ * checkpoint's size each time. The next write to the same path removes those of processes that no
+ * longer run and that nothing has written for a minute (a live writer on another machine sharing
+ * the folder, whose pid means nothing here, keeps writing its file). Best effort: errors ignored. */
+static void remove_leftovers(const char *path) {
+  char dir[4096];
+  const char *slash = strrchr(path, '/'), *base = slash ? slash + 1 : path;
+  if (!slash) strcpy(dir, ".");
+  else if (slash == path) strcpy(dir, "/");
+  else {
+    size_t n = (size_t)(slash - path);
+    if (n >= sizeof dir) return;
+    memcpy(dir, path, n);
+    dir[n] = '\0';
+  }
+  DIR *d = opendir(dir);
+  if (!d) return;
+  const size_t blen = strlen(base);
+  const time_t now = time(NULL);
+  for (struct dirent *e; (e = readdir(d));) {
+    const char *name = e->d_name;
+    if (strncmp(name, base, blen) != 0 || strncmp(name + blen, ".tmp-", 5) != 0) continue;
+    char *end;
+    long pid = strtol(name + blen + 5, &end, 10);
+    if (end == name + blen + 5 || *end != '-' || pid <= 0 || pid == (long)getpid()) continue;
+    strtoul(end + 1, &end, 10);
+    if (*end != '\0' || kill((pid_t)pid, 0) == 0 || errno != ESRCH) continue;
+    struct stat st;
+    if (fstatat(dirfd(d), name, &st, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISREG(st.st_mode) || now - st.st_mtime < 60)
+      continue;
+    unlinkat(dirfd(d), name, 0);
+  }
+  closedir(d);
+}
 
 int cnn_atomic_open(cnn_atomic_file *af, const char *path) {
   static unsigned counter;
+  remove_leftovers(path);
   af->f = NULL;
   af->tmp = NULL;
   af->path = path;
