@@ -575,8 +575,11 @@ static int wrap_magic(lua_State *L, int magic, lua_Integer runs) {
 
 /* ---- the REPL ------------------------------------------------------------------------------ */
 
-/* An expression typed at the prompt, evaluated in the chunk's own frame and its values returned */
-#define ECHO "return (function(...) return ... end)(%s\n)"
+/* An expression typed at the prompt, evaluated in the chunk's own frame and its values returned;
+ * ECHO_COMMENT when the line ends in a comment, which would swallow ECHO's closing parenthesis
+ * (on the same line, so that an error in the expression is reported at stdin:1, not stdin:2) */
+#define ECHO "return (function(...) return ... end)(%s)"
+#define ECHO_COMMENT "return (function(...) return ... end)(%s\n)"
 
 /* Reads one chunk: LINE as an expression to echo when that compiles, else the line as statements,
  * reading more lines while the text is incomplete. The expression is compiled as the arguments of
@@ -600,13 +603,17 @@ static int read_chunk(lua_State *L) {
   }
   const bool eq = code[0] == '=';
   /* %time and %timeit keep "return EXPR": ECHO's closure, made at every run, would be timed too */
-  const char *expr = lua_pushfstring(L, magic != MAGIC_NONE ? "return %s" : ECHO, eq ? code + 1 : code);
-  if (luaL_loadbuffer(L, expr, strlen(expr), "=stdin") == LUA_OK) {
-    lua_remove(L, -2);
-    free(line);
-    return magic != MAGIC_NONE ? wrap_magic(L, magic, runs) : CHUNK_OK;
+  static const char *const echo_forms[] = {ECHO, ECHO_COMMENT}, *const timed_form[] = {"return %s"};
+  const char *const *forms = magic != MAGIC_NONE ? timed_form : echo_forms;
+  for (int f = 0; f < (magic != MAGIC_NONE ? 1 : 2); f++) {
+    const char *expr = lua_pushfstring(L, forms[f], eq ? code + 1 : code);
+    if (luaL_loadbuffer(L, expr, strlen(expr), "=stdin") == LUA_OK) {
+      lua_remove(L, -2);
+      free(line);
+      return magic != MAGIC_NONE ? wrap_magic(L, magic, runs) : CHUNK_OK;
+    }
+    lua_pop(L, 2);
   }
-  lua_pop(L, 2);
   /* more lines to come: "=EXPR" reads on as "return EXPR" (ECHO's closing parenthesis would land
    * before the lines that follow), anything else as statements */
   if (eq) lua_pushfstring(L, "return %s", code + 1);
