@@ -107,6 +107,23 @@ describe("hpsearch spaces", function()
     assert.are_not.equal(space.trial_seed(42, 3), space.trial_seed(42, 4))
   end)
 
+  it("randint draws within ranges wider than an integer's difference (hi - lo wraps)", function()
+    -- hp.randint(0, math.maxinteger) drew negative numbers, (mininteger, maxinteger) only the lower end
+    local big = math.maxinteger
+    for _, r in ipairs({{0, big}, {math.mininteger, big}, {-(1 << 62), 1 << 62}, {big - 3, big}}) do
+      local sp = space.normalize{x = hp.randint(r[1], r[2])}
+      local negative, positive = 0, 0
+      for i = 1, 200 do
+        local x = space.sample(sp, 7, i).x
+        assert.are.equal("integer", math.type(x))
+        assert.is_true(x >= r[1] and x <= r[2], string.format("%d not in [%d, %d]", x, r[1], r[2]))
+        if x < r[1] // 2 + r[2] // 2 then negative = negative + 1 else positive = positive + 1 end
+      end
+      assert.is_true(negative > 50 and positive > 50,
+        string.format("[%d, %d]: %d below the middle", r[1], r[2], negative))
+    end
+  end)
+
   it("reject bad ranges and values with the function's name", function()
     assert.has_error(function() hp.uniform(1, 1) end, "hpsearch.uniform: expected low < high, got 1 and 1")
     assert.has_error(function() hp.loguniform(0, 1) end, "hpsearch.loguniform: bounds must be positive, got 0")

@@ -237,8 +237,11 @@ function space.sample(sp, seed, index)
       v = d.lo + u * (d.hi - d.lo)
     elseif d.kind == "loguniform" then
       v = math.min(d.hi, math.max(d.lo, exp(log(d.lo) + u * (log(d.hi) - log(d.lo)))))
-    else -- randint
+    elseif d.hi - d.lo >= 0 and d.hi - d.lo < 2 ^ 53 then -- randint, exact
       v = d.lo + math.tointeger(floor(u * (d.hi - d.lo + 1)))
+    else -- randint over more than 2^53 values (hi - lo may wrap): in floats, clamped into [lo, hi]
+      local f = floor(d.lo + u * (d.hi + 0.0 - d.lo))
+      v = f >= 2 ^ 63 and d.hi or math.max(d.lo, math.min(d.hi, math.tointeger(f)))
     end
     params[name] = v
   end
