@@ -48,7 +48,8 @@ void cnn_draw_rect(cnn_draw *d, double x, double y, double w, double h, bool fil
 void cnn_draw_line(cnn_draw *d, double x0, double y0, double x1, double y1, const cnn_pen *p);
 /* A connected line through n points, stroked as one shape (overlaps are painted once); a
  * non-finite coordinate breaks it, and a point with no finite neighbour is a dot as wide as
- * the stroke. */
+ * the stroke. Consecutive points inside one pixel column are stroked through their first, lowest,
+ * highest and last: a series of millions of points draws in about a second. */
 void cnn_draw_polyline(cnn_draw *d, const double *xs, const double *ys, int64_t n, const cnn_pen *p);
 /* A disc, or a ring p->width wide centred on radius r (r <= 1e5). */
 void cnn_draw_circle(cnn_draw *d, double x, double y, double r, bool fill, const cnn_pen *p);
