@@ -34,6 +34,12 @@ local function check_broadcast(fn, a, b, bname)
   end
 end
 
+-- target of input's exact shape (the binary cross entropies: PyTorch broadcasts neither)
+local function check_same_size(fn, input, target)
+  local si, st = table.concat(input:size(), ", "), table.concat(target:size(), ", ")
+  if si ~= st then error(string.format("%s: target size {%s} differs from input size {%s}", fn, st, si), 3) end
+end
+
 -- The option keys of a loss below: reduction and the given ones
 local function loss_keys(...)
   local k = {reduction = true}
@@ -284,7 +290,7 @@ function F.binary_cross_entropy_with_logits(input, target, opts)
   check_tensor(fn, input, 1)
   check_tensor(fn, target, 2)
   opts = check_options(fn, opts, loss_keys("weight", "pos_weight"), 2)
-  check_broadcast(fn, input, target)
+  check_same_size(fn, input, target)
   local weight, pos_weight = opts and opts.weight, opts and opts.pos_weight
   if weight ~= nil then
     check_tensor(fn, weight, 3)
@@ -635,11 +641,7 @@ function F.binary_cross_entropy(input, target, opts)
     check_tensor(fn, weight, 3)
     check_broadcast(fn, input, weight, "weight")
   end
-  if input:dim() ~= target:dim() or input:numel() ~= target:numel()
-      or table.concat(input:size(), ",") ~= table.concat(target:size(), ",") then
-    error(string.format("%s: target size {%s} differs from input size {%s}", fn, table.concat(target:size(), ", "),
-      table.concat(input:size(), ", ")), 2)
-  end
+  check_same_size(fn, input, target)
   if input:dtype() ~= "float32" then input = input:float() end
   if target:dtype() ~= "float32" then target = target:float() end
   if input:numel() > 0 and (input:lt(0):logical_or(input:gt(1)):any():item() or input:isnan():any():item()) then

@@ -154,6 +154,15 @@ describe("composed activations and losses", function()
     H.assert_error(function() return F.huber_loss(x, x, {delta = 0}) end, "huber_loss", "delta")
     H.assert_error(function() return F.smooth_l1_loss(x, x, {beta = -1}) end, "smooth_l1_loss", "beta")
     H.assert_error(function() return F.binary_cross_entropy_with_logits(x, 1) end, "binary_cross_entropy", "tensor")
+    -- a target of another shape is refused, as PyTorch ("Target size ... must be the same as input
+    -- size") and as binary_cross_entropy: it was broadcast, (2, 3) against (3) gave a number
+    local ok, msg = pcall(F.binary_cross_entropy_with_logits, cnn.zeros(2, 3), cnn.zeros(3))
+    assert.is_false(ok)
+    assert.truthy(msg:find("binary_cross_entropy_with_logits: target size {3} differs from input size {2, 3}", 1, true))
+    H.assert_error(function() return cnn.nn.BCEWithLogitsLoss()(cnn.zeros(2), cnn.zeros(1)) end,
+      "target size {1} differs from input size {2}")
+    H.assert_error(function() return F.binary_cross_entropy(cnn.zeros(2), cnn.zeros(2, 1)) end,
+      "binary_cross_entropy: target size {2, 1} differs from input size {2}")
     H.assert_usable()
   end)
 end)
