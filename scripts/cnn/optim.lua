@@ -55,6 +55,22 @@ local function extend(base, name)
   return setmetatable(cls, {__index = base, __call = function(c, ...) return c:new(...) end})
 end
 
+-- The option names an optimiser class accepts (its `options`), kept on the class: a subclass made
+-- with extend gets its own from its options, inherited or not.
+local function known_of(cls)
+  local options = cls.options
+  if rawget(cls, "known") == nil or rawget(cls, "_known_options") ~= options then
+    if type(options) ~= "table" then
+      error(string.format("%s: the class gives no options (a list of {name, default} pairs)", cls.name), 3)
+    end
+    local known = {}
+    for _, o in ipairs(options) do known[o[1]] = true end
+    rawset(cls, "known", known)
+    rawset(cls, "_known_options", options)
+  end
+  return cls.known
+end
+
 local function is_instance(x, cls)
   local mt = getmetatable(x)
   while type(mt) == "table" do
@@ -142,7 +158,7 @@ local function make_group(self, spec, gi, first)
   if type(spec) ~= "table" or is_tensor(spec) then
     return nil, "a parameter group must be a table with params, got " .. (is_tensor(spec) and "a tensor" or type(spec))
   end
-  local known = cls.known
+  local known = known_of(cls)
   for k in pairs(spec) do
     if not known[k] and not GROUP_EXTRA[k] then
       return nil, string.format("unknown option '%s' in parameter group %d", tostring(k), gi)
@@ -206,7 +222,7 @@ end
 --- opts gives the defaults of every group.
 function Optimizer.new(cls, params, opts)
   local name = cls.name
-  opts = util.check_options(name, opts, cls.known, 2)
+  opts = util.check_options(name, opts, known_of(cls), 2)
   local defaults = {}
   for _, o in ipairs(cls.options) do
     local v = opts[o[1]]
@@ -334,7 +350,7 @@ local function unpack_state_dict(self, sd)
     local ng = {params = g.params}
     for k, v in pairs(sg) do
       if k ~= "params" then
-        if not cls.known[k] and not GROUP_EXTRA[k] then
+        if not known_of(cls)[k] and not GROUP_EXTRA[k] then
           return nil, nil, string.format("unknown option '%s' in parameter group %d of the state dict", tostring(k), gi)
         end
         ng[k] = copy(v)
@@ -606,10 +622,6 @@ function Adagrad:step(closure)
   return loss
 end
 
-for _, cls in ipairs({SGD, Adam, AdamW, RMSprop, Adagrad}) do
-  cls.known = {}
-  for _, o in ipairs(cls.options) do cls.known[o[1]] = true end
-end
 
 ------------------------------------------------------------------------------------------------
 -- Learning-rate schedules. Construction takes the first step (last_epoch becomes 0), as in
@@ -629,7 +641,7 @@ local SCHED_SKIP = {optimizer = true}
 
 function LRScheduler.__tostring(self)
   local parts = {}
-  for _, k in ipairs(self.shown) do parts[#parts + 1] = k .. "=" .. show(self[k]) end
+  for _, k in ipairs(self.shown or {}) do parts[#parts + 1] = k .. "=" .. show(self[k]) end
   parts[#parts + 1] = "last_epoch=" .. show(self.last_epoch)
   return self.name .. "(" .. table.concat(parts, ", ") .. ")"
 end
@@ -640,7 +652,7 @@ local function sched_options(cls, opt, opts)
     error(string.format("%s: expected an optimiser (optim.SGD, optim.Adam, ...) for argument 1, got %s",
       cls.name, type(opt)), 3)
   end
-  return (util.check_options(cls.name, opts, cls.known, 3)) -- not a tail call, which would shift the levels
+  return (util.check_options(cls.name, opts, cls.known or {}, 3)) -- not a tail call, which would shift the levels
 end
 
 local function current_lrs(opt)

@@ -674,3 +674,56 @@ describe("an optimiser given a module instead of its parameters", function()
     assert.are.equal(0.1, optim.SGD(m:parameters(), { lr = 0.1 }).lr)
   end)
 end)
+
+describe("classes made with extend", function()
+  it("an optimiser class giving options, check, state_keys and step, as the docs say, works", function()
+    -- its construction was 'attempt to index a nil value (local known)': only the built-in classes
+    -- had their accepted option names filled in
+    local Scaled = optim.Optimizer:extend("Scaled")
+    Scaled.options = {{"lr", 0.1}, {"scale", 2}}
+    Scaled.state_keys = {}
+    function Scaled.check(g, where)
+      if g.scale <= 0 then return where .. "scale must be positive" end
+    end
+    function Scaled:step()
+      cnn.no_grad(function()
+        for _, g in ipairs(self.param_groups) do
+          for _, p in ipairs(g.params) do p:sub_(p.grad * (g.lr * g.scale)) end
+        end
+      end)
+    end
+    local p = cnn.ones(2):requires_grad_()
+    local o = Scaled({p}, {lr = 0.5})
+    p.grad = cnn.tensor({1, 2})
+    o:step()
+    H.assert_tensor(p, {0, -1})
+    assert.are.equal(2, o.param_groups[1].scale)
+    H.assert_error(function() return Scaled({p}, {lr = 0.5, scael = 1}) end, "Scaled: unknown option 'scael'")
+    H.assert_error(function() o:add_param_group({params = {cnn.ones(1)}, bogus = 1}) end, "unknown option 'bogus'")
+    -- a subclass with options of its own accepts them, not its parent's list
+    local Wide = optim.SGD:extend("Wide")
+    Wide.options = {{"lr", nil}, {"width", 3}, {"momentum", 0}, {"dampening", 0}, {"weight_decay", 0},
+      {"nesterov", false}, {"maximize", false}}
+    assert.are.equal(3, Wide({p}, {lr = 1}).param_groups[1].width)
+    local NoOptions = optim.Optimizer:extend("NoOptions")
+    H.assert_error(function() return NoOptions({p}) end, "NoOptions: the class gives no options")
+  end)
+
+  it("a schedule class giving new and get_lr prints", function()
+    local Warm = optim.LRScheduler:extend("Warm")
+    function Warm.new(cls, opt, n)
+      local self = setmetatable({}, cls)
+      self.n = n
+      return self:init(opt)
+    end
+    function Warm:get_lr()
+      local r = {}
+      for i, b in ipairs(self.base_lrs) do r[i] = b * math.min(1, (self.last_epoch + 1) / self.n) end
+      return r
+    end
+    local s = Warm(optim.SGD({cnn.zeros(1):requires_grad_()}, {lr = 1}), 4)
+    assert.are.equal("Warm(last_epoch=0)", tostring(s))
+    s:step()
+    assert.are.same({0.5}, s:get_last_lr())
+  end)
+end)
