@@ -124,6 +124,18 @@ describe("load_state_dict", function()
     assert.are.same({"1.running_var"}, not_strict)
   end)
 
+  it("names the mistake of passing cnn.load's metadata as the options", function()
+    -- m:load_state_dict(cnn.load(path)) passes both of load's results: the metadata {format = "pt"}
+    -- of a file from huggingface's writer was "unknown option 'format'"
+    local m = nn.Linear(2, 2)
+    local path = H.tmpdir() .. "/w.safetensors"
+    cnn.save(path, m:state_dict(), {metadata = {format = "pt"}})
+    H.assert_error(function() m:load_state_dict(cnn.load(path)) end,
+      "load_state_dict: the options are a table of strings", "m:load_state_dict%(%(cnn.load%(path%)%)%)")
+    assert.are.same({}, (m:load_state_dict((cnn.load(path)))))
+    os.remove(path)
+  end)
+
   it("round trip: the loaded module computes what the original computes", function()
     cnn.manual_seed(3)
     local a = nn.Sequential(nn.Linear(5, 4), nn.Tanh(), nn.Linear(4, 3))

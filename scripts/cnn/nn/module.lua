@@ -875,6 +875,14 @@ end
 function Module:load_state_dict(sd, opts)
   check_self(self, "load_state_dict")
   if type(opts) == "boolean" then opts = {strict = opts} end -- PyTorch's positional strict
+  if type(opts) == "table" and getmetatable(opts) == nil and next(opts) ~= nil then
+    local strings, other = true, false -- m:load_state_dict(cnn.load(path)) passes the file's metadata
+    for k, v in pairs(opts) do strings, other = strings and type(v) == "string", other or k ~= "strict" end
+    if strings and other then
+      fail("load_state_dict", "the options are a table of strings, as the metadata cnn.load returns beside the " ..
+        "tensors: pass only the tensors, m:load_state_dict((cnn.load(path))) (the call in parentheses)")
+    end
+  end
   opts = U.options("load_state_dict", opts, {strict = true})
   local strict = opts.strict
   if strict == nil then strict = true end
