@@ -612,8 +612,8 @@ cnn_tensor *cnn_op_batch_norm_add(const cnn_tensor *x, cnn_tensor *running_mean,
     cnn_error_set("eps must be a finite number >= 0, got %g", cnn_error_num(eps));
     return NULL;
   }
-  if (!(momentum >= 0 && momentum <= 1)) {
-    cnn_error_set("momentum must be between 0 and 1, got %g", cnn_error_num(momentum));
+  if (!isfinite(momentum)) { /* any other value is PyTorch's (1.5 extrapolates past the batch's stats) */
+    cnn_error_set("momentum must be a finite number, got %g", cnn_error_num(momentum));
     return NULL;
   }
   cnn_batchnorm_args a;

@@ -134,6 +134,16 @@ describe("composed norms and everyday ops", function()
     assert.are.same({ 0, 0, 0, 0 }, w.grad:totable()) -- ATen's form gave -+4.7e-6 on the first two
   end)
 
+  it("batch norm takes any finite momentum, as PyTorch (1.5 was refused at the first forward)", function()
+    local bn = cnn.nn.BatchNorm1d(2, {momentum = 1.5})
+    bn(cnn.tensor({{1, 2}, {3, 8}, {5, 5}})) -- means 3, 5; unbiased variances 4, 9
+    H.assert_tensor(bn.running_mean, {4.5, 7.5}) -- PyTorch 1.13: -0.5 * 0 + 1.5 * mean
+    H.assert_tensor(bn.running_var, {5.5, 13}) -- -0.5 * 1 + 1.5 * var
+    H.assert_error(function()
+      cnn.F.batch_norm(cnn.ones(3, 2), cnn.zeros(2), cnn.ones(2), nil, nil, true, math.huge)
+    end, "batch_norm: momentum must be a finite number, got inf")
+  end)
+
   it("one_hot: 1-based labels to int64 rows", function()
     local y = F.one_hot(cnn.tensor({{2, 1}, {3, 3}}, {dtype = "int64"}), 4)
     assert.same({2, 2, 4}, y:size())
