@@ -14,9 +14,10 @@ local fail, is_tensor = U.fail, U.is_tensor
 
 local init = {}
 
-local function check(fn, t)
+-- any_dtype: the fills of one value (constant_, zeros_, ones_), which PyTorch's take in every dtype
+local function check(fn, t, any_dtype)
   if not is_tensor(t) then fail(fn, "expected a tensor, got %s", type(t)) end
-  if t:dtype() ~= "float32" then fail(fn, "expected a float32 tensor, got %s", t:dtype()) end
+  if not any_dtype and t:dtype() ~= "float32" then fail(fn, "expected a float32 tensor, got %s", t:dtype()) end
 end
 
 local function num(fn, name, v, default)
@@ -67,14 +68,22 @@ end
 -- > 0 while init.skip_init runs its constructor: every fill below is then a no-op
 local skipping = 0
 
--- f(t) without recording, unless skip_init is running
-local function fill(t, f)
-  if skipping == 0 then U.no_grad(f) end
+-- f(t) without recording, unless skip_init is running. Its errors (the tensor method's, "zero_:
+-- ... it is expanded") come under fn's name and, as fail's, without a position.
+local function fill(fn, t, f)
+  if skipping == 0 then
+    local ok, err = pcall(U.no_grad, f)
+    if not ok then
+      local msg = tostring(err):gsub("^[^\n]-init_weights%.lua:%d+: ", "", 1)
+      if msg:sub(1, #fn + 1) ~= fn .. ":" then msg = fn .. ": " .. msg:gsub("^[%w_]+: ", "", 1) end
+      error(msg, 0)
+    end
+  end
   return t
 end
 
-local function fill_uniform(t, a, b) return fill(t, function() t:uniform_(a, b) end) end
-local function fill_normal(t, m, s) return fill(t, function() t:normal_(m, s) end) end
+local function fill_uniform(fn, t, a, b) return fill(fn, t, function() t:uniform_(a, b) end) end
+local function fill_normal(fn, t, m, s) return fill(fn, t, function() t:normal_(m, s) end) end
 
 -- ctor(...) with every fill above skipped: cnn.nn.skip_init (nn/init.lua) documents it.
 function init._skip_init(ctor, ...)
@@ -92,7 +101,7 @@ end
 --- Fills t with uniform random values in [a, b).
 function init.uniform_(t, a, b)
   check("uniform_", t)
-  fill_uniform(t, num("uniform_", "a", a, 0), num("uniform_", "b", b, 1))
+  fill_uniform("uniform_", t, num("uniform_", "a", a, 0), num("uniform_", "b", b, 1))
   return t
 end
 
@@ -100,30 +109,30 @@ end
 --- Fills t with normal random values.
 function init.normal_(t, mean, std)
   check("normal_", t)
-  fill_normal(t, num("normal_", "mean", mean, 0), num("normal_", "std", std, 1))
+  fill_normal("normal_", t, num("normal_", "mean", mean, 0), num("normal_", "std", std, 1))
   return t
 end
 
 --- cnn.nn.init.constant_(t, value) -> t
---- Fills t with value.
+--- Fills t with value (t of any dtype, as PyTorch's).
 function init.constant_(t, val)
-  check("constant_", t)
+  check("constant_", t, true)
   if type(val) ~= "number" then fail("constant_", "val must be a number, got %s", type(val)) end
-  return fill(t, function() t:fill_(val) end)
+  return fill("constant_", t, function() t:fill_(val) end)
 end
 
 --- cnn.nn.init.zeros_(t) -> t
---- Fills t with 0.
+--- Fills t with 0 (t of any dtype).
 function init.zeros_(t)
-  check("zeros_", t)
-  return fill(t, function() t:zero_() end)
+  check("zeros_", t, true)
+  return fill("zeros_", t, function() t:zero_() end)
 end
 
 --- cnn.nn.init.ones_(t) -> t
---- Fills t with 1.
+--- Fills t with 1 (t of any dtype).
 function init.ones_(t)
-  check("ones_", t)
-  return fill(t, function() t:fill_(1) end)
+  check("ones_", t, true)
+  return fill("ones_", t, function() t:fill_(1) end)
 end
 
 --- cnn.nn.init.xavier_uniform_(t, gain=1) -> t
@@ -134,7 +143,7 @@ function init.xavier_uniform_(t, gain)
   local fan_in, fan_out = init._calculate_fan_in_and_fan_out(t)
   local std = num("xavier_uniform_", "gain", gain, 1) * math.sqrt(2 / (fan_in + fan_out))
   local a = math.sqrt(3) * std
-  fill_uniform(t, -a, a)
+  fill_uniform("xavier_uniform_", t, -a, a)
   return t
 end
 
@@ -143,7 +152,7 @@ end
 function init.xavier_normal_(t, gain)
   check("xavier_normal_", t)
   local fan_in, fan_out = init._calculate_fan_in_and_fan_out(t)
-  fill_normal(t, 0, num("xavier_normal_", "gain", gain, 1) * math.sqrt(2 / (fan_in + fan_out)))
+  fill_normal("xavier_normal_", t, 0, num("xavier_normal_", "gain", gain, 1) * math.sqrt(2 / (fan_in + fan_out)))
   return t
 end
 
@@ -158,7 +167,7 @@ function init.trunc_normal_(t, mean, std, a, b)
   a, b = num("trunc_normal_", "a", a, -2), num("trunc_normal_", "b", b, 2)
   if not (a < b) then fail("trunc_normal_", "a (%s) must be below b (%s)", show(a), show(b)) end
   if std < 0 then fail("trunc_normal_", "std must be >= 0, got %s", show(std)) end
-  return fill(t, function()
+  return fill("trunc_normal_", t, function()
     t:normal_(mean, std)
     for _ = 1, 100 do
       local outside = t:lt(a):logical_or(t:gt(b))
@@ -190,7 +199,7 @@ end
 function init.kaiming_uniform_(t, a, mode, nonlinearity)
   if is_tensor(t) and t:numel() == 0 then return t end -- PyTorch: a no-op on zero-element tensors
   local bound = math.sqrt(3) * kaiming_std("kaiming_uniform_", t, a, mode, nonlinearity)
-  fill_uniform(t, -bound, bound)
+  fill_uniform("kaiming_uniform_", t, -bound, bound)
   return t
 end
 
@@ -198,7 +207,7 @@ end
 --- He normal: N(0, std^2) with std = gain / sqrt(fan), gain = calculate_gain(nonlinearity, a).
 function init.kaiming_normal_(t, a, mode, nonlinearity)
   if is_tensor(t) and t:numel() == 0 then return t end
-  fill_normal(t, 0, kaiming_std("kaiming_normal_", t, a, mode, nonlinearity))
+  fill_normal("kaiming_normal_", t, 0, kaiming_std("kaiming_normal_", t, a, mode, nonlinearity))
   return t
 end
 
