@@ -373,6 +373,20 @@ RESULT(res)
     assert.has_error(function() res:plot(3) end, "result:plot: path must be a string, got number")
   end)
 
+  it("heads no two CSV or table columns alike when a parameter is named as a fixed column", function()
+    -- a space with steps and seed (and a metric named as a parameter) repeated those headers
+    local r = hp.search{space = {steps = {5, 10}, seed = {1, 2}, lr = hp.uniform(0, 1)},
+      objective = function(p) return p.lr end, metric = "lr", mode = "max", trials = 2, workers = 0, quiet = true}
+    local header = r:csv():match("^[^\n]*")
+    assert.are.equal("trial,seed,status,param.lr,param.seed,param.steps,lr,steps,seconds,pid,message", header)
+    local cols = {}
+    for name in r:table():match("^[^\n]*"):gmatch("%S+") do cols[#cols + 1] = name end
+    assert.are.same({"rank", "trial", "param.lr", "seed", "steps", "lr", "status", "seconds", "note"}, cols)
+    local m = hp.search{space = {x = {1}}, objective = function() return 1 end, metric = "seconds", mode = "min",
+      trials = 1, workers = 0, quiet = true}
+    assert.are.equal("trial,seed,status,x,metric.seconds,steps,seconds,pid,message", m:csv():match("^[^\n]*"))
+  end)
+
   it("keeps the CSV's columns aligned when the objective never reports (no steps)", function()
     assert.is_nil(res.total_steps)
     local rows = lines_of(tmp .. "/here/search.csv")

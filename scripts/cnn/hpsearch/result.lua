@@ -86,13 +86,27 @@ local function first_line(s, width)
   return s
 end
 
+-- The labels of the parameter columns and of the metric's beside `fixed` columns: a parameter
+-- named as one of them or as the metric is "param.NAME" (a space with `steps` or `seed`), a metric
+-- named as a fixed column "metric.NAME", so that no header repeats a name (pandas and
+-- csv.DictReader would drop one).
+local function labels(self, fixed)
+  local taken = {}
+  for _, c in ipairs(fixed) do taken[c] = true end
+  local metric = taken[self.metric] and "metric." .. self.metric or self.metric
+  local out = {}
+  for i, n in ipairs(self.names) do out[i] = (taken[n] or n == self.metric) and "param." .. n or n end
+  return out, metric
+end
+
 --- cnn.hpsearch.Result:table() -> string
 --- The ranked trials as an aligned text table (a header, a rule, one row per trial), then the best.
 function Result:table()
   local cols = {"rank", "trial"}
-  for _, n in ipairs(self.names) do cols[#cols + 1] = n end
   local has_steps = self.total_steps ~= nil
-  local tail = {self.metric, "status"}
+  local params, metric = labels(self, {"rank", "trial", "status", "seconds", "note", has_steps and "steps" or nil})
+  for _, n in ipairs(params) do cols[#cols + 1] = n end
+  local tail = {metric, "status"}
   if has_steps then tail[#tail + 1] = "steps" end
   tail[#tail + 1] = "seconds"
   for _, c in ipairs(tail) do cols[#cols + 1] = c end
@@ -162,11 +176,14 @@ end
 
 --- cnn.hpsearch.Result:csv(path) -> string
 --- Every trial as a CSV row, in index order; writes path when given and returns the text.
---- Columns: trial, seed, status, each parameter, the metric, steps, seconds, pid, message.
+--- Columns: trial, seed, status, each parameter, the metric, steps, seconds, pid, message; a
+--- parameter named as one of those or as the metric is headed "param.NAME", a metric named as
+--- one of those "metric.NAME".
 function Result:csv(path)
   local header = {"trial", "seed", "status"}
-  for _, n in ipairs(self.names) do header[#header + 1] = n end
-  for _, c in ipairs{self.metric, "steps", "seconds", "pid", "message"} do header[#header + 1] = c end
+  local params, metric = labels(self, {"trial", "seed", "status", "steps", "seconds", "pid", "message"})
+  for _, n in ipairs(params) do header[#header + 1] = n end
+  for _, c in ipairs{metric, "steps", "seconds", "pid", "message"} do header[#header + 1] = c end
   local lines = {}
   for i, h in ipairs(header) do header[i] = csv_cell(h) end
   lines[1] = table.concat(header, ",")
