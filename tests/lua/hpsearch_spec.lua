@@ -135,6 +135,22 @@ describe("hpsearch spaces", function()
   end)
 end)
 
+describe("hpsearch logs", function()
+  it("a record appended to a log cut short starts a line of its own", function()
+    -- the search's start record was glued to the garbage of a file without a final newline
+    local json = require "cnn.hpsearch.json"
+    local path = tmp .. "/cut.jsonl"
+    H.write_bytes(path, "{\"index\":1,\"sta") -- a record cut by a full disk
+    json.append(path, {type = "search"})
+    json.append(path, {index = 2})
+    assert.are.equal('{"index":1,"sta\n{"type":"search"}\n{"index":2}\n', H.read_bytes(path))
+    os.remove(path)
+    json.append(path, {index = 1}) -- a new file: no blank first line
+    assert.are.equal('{"index":1}\n', H.read_bytes(path))
+    os.remove(path)
+  end)
+end)
+
 describe("hpsearch.Result.new", function()
   it("checks its fields by name", function()
     local R = hp.Result

@@ -106,12 +106,15 @@ end
 
 --- json.append(path, obj): appends one line, in one write() (an unbuffered stream, one string):
 --- lines appended at once by several processes (O_APPEND) do not interleave, and the line is in
---- the file when the call returns, even if a Ctrl-C stops the caller right after.
+--- the file when the call returns, even if a Ctrl-C stops the caller right after. A file cut short
+--- (its last line without its newline: a full disk, a copy) gets the line on a line of its own.
 function json.append(path, obj)
-  local f, err = io.open(path, "a")
+  local f, err = io.open(path, "a+")
   if not f then error("hpsearch: cannot append to " .. tostring(err), 0) end
   f:setvbuf("no")
-  f:write(json.encode(obj) .. "\n")
+  local size = f:seek("end")
+  local cut = size and size > 0 and f:seek("set", size - 1) and f:read(1) ~= "\n"
+  f:write((cut and "\n" or "") .. json.encode(obj) .. "\n")
   f:close()
 end
 
