@@ -312,7 +312,7 @@ function Search:record(rec)
   self.view:finished(e, string.format("[%d/%d] trial %d: %s, %s %s, %.1f s%s, %s%s", self.ran, self.todo, t.index,
     e.status, self.s.metric, Result.format(e.metric), e.seconds or 0,
     e.steps and ", " .. space.num(e.steps) .. " steps" or "", table.concat(ps, " "),
-    e.message and " (" .. e.message:match("^[^\n]*") .. ")" or ""))
+    e.message and " (" .. Result.first_line(e.message, 200) .. ")" or ""))
 end
 
 -- The record of a trial process that ended without handing one back.
@@ -726,7 +726,7 @@ end
 --- workers = 0 runs the trials one by one in this process (for debugging; the caller's random state
 --- is restored after each; a crash ends the search). A trial whose objective raises, whose process
 --- dies (os.exit, a signal), that runs past `timeout` or that returns NaN or inf is recorded
---- ("failed" or "nan", with the message) and the search goes on. Ctrl-C stops the search: running
+--- ("failed" or "nan", with the message: its first 4 KiB) and the search goes on. Ctrl-C stops the search: running
 --- trials are stopped, finished ones stay in the log, the result so far comes back with
 --- result.interrupted = true (the script or the REPL goes on), and running the search again with
 --- the same log resumes.

@@ -136,6 +136,20 @@ describe("hpsearch spaces", function()
 end)
 
 describe("hpsearch logs", function()
+  it("keep at most 4 KiB of a failed trial's message", function()
+    -- error(string.rep("E", 200000)) was kept whole in the result and the log, and printed whole
+    local log = tmp .. "/big.jsonl"
+    local r = hp.search{space = {x = {1}}, objective = function() error(string.rep("E", 200000), 0) end,
+      mode = "max", trials = 1, workers = 0, quiet = true, log = log}
+    local m = r.trials[1].message
+    assert.are.equal(string.rep("E", 4096) .. "... (195904 more bytes)", m)
+    local f = io.open(log)
+    local text = f:read("a")
+    f:close()
+    assert.is_true(#text < 20000, #text .. " bytes of log")
+    os.remove(log)
+  end)
+
   it("a record appended to a log cut short starts a line of its own", function()
     -- the search's start record was glued to the garbage of a file without a final newline
     local json = require "cnn.hpsearch.json"
@@ -387,6 +401,14 @@ RESULT(res)
     local img = cnn.image.load(tmp .. "/here/search.png")
     assert.are.same({3, 36 + 300, 800}, img:shape()) -- a title over two 400x300 panels in a row
     assert.has_error(function() res:plot(3) end, "result:plot: path must be a string, got number")
+    -- a search whose every trial failed is drawn (its crosses on the bottom edge), not refused
+    local failed = hp.search{space = {x = hp.uniform(0, 1)}, objective = function() error("boom") end,
+      mode = "max", trials = 3, workers = 0, quiet = true}
+    local _, layout = failed:plot(tmp .. "/here/failed.png")
+    assert.truthy(layout.title:find("3 failed: crosses", 1, true))
+    -- plot.panels' refusals come under result:plot at the caller's line (were result.lua:271, plot.panels)
+    local _, msg = pcall(function() res:plot(tmp .. "/here/x.jpg") end)
+    assert.truthy(msg:find("^[^\n]-hpsearch_spec%.lua:%d+: result:plot: path must end in %.png"), msg)
   end)
 
   it("heads no two CSV or table columns alike when a parameter is named as a fixed column", function()

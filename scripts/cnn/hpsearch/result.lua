@@ -79,12 +79,14 @@ end
 
 Result.format = fmt -- a value as the table shows it (%.4g for floats)
 
+-- The first line of s, cut to width bytes ("..." at the end when cut)
 local function first_line(s, width)
   if not s then return "" end
   s = tostring(s):match("^[^\n]*")
   if #s > width then s = s:sub(1, width - 3) .. "..." end
   return s
 end
+Result.first_line = first_line
 
 -- The labels of the parameter columns and of the metric's beside `fixed` columns: a parameter
 -- named as one of them or as the metric is "param.NAME" (a space with `steps` or `seed`), a metric
@@ -241,9 +243,8 @@ function Result:plot(path, opts)
     end
   end
   for _, t in ipairs(self.trials) do counts[t.status] = (counts[t.status] or 0) + 1 end
-  local drawable = false
-  for _, e in ipairs(shown) do drawable = drawable or not e.failed end
-  if not drawable then error("result:plot: no trial with a metric to plot", 2) end
+  -- a search whose every trial failed is still drawn: its crosses show which values failed
+  if #shown == 0 then error("result:plot: no finished trial to plot", 2) end
   local best
   for i, e in ipairs(shown) do
     if self.best and e.t.index == self.best.index then best = i end
@@ -285,8 +286,11 @@ function Result:plot(path, opts)
   local plot = require "cnn.plot"
   local title = string.format("%s search, %s (%s): %d trials (%s)", self.strategy, self.metric,
     self.mode == "max" and "higher is better" or "lower is better", #self.trials, table.concat(parts, ", "))
-  local img, layout = plot.panels{path = path, title = title, panels = panels, cols = opts.cols,
-                                  width = opts.width, height = opts.height}
+  local ok, img, layout = pcall(plot.panels, {path = path, title = title, panels = panels, cols = opts.cols,
+                                              width = opts.width, height = opts.height})
+  if not ok then -- panels' message (a bad path, a size out of range) under this method, at our caller
+    error("result:plot: " .. tostring(img):gsub("^[^\n]-:%d+: ", "", 1):gsub("^plot%.panels: ", "", 1), 2)
+  end
   layout.title = title
   return img, layout
 end

@@ -38,6 +38,14 @@ local function as_number(v)
   return v
 end
 
+-- A failed trial's message (and traceback) as the record keeps it: at most MESSAGE_MAX bytes, so
+-- an error that embeds a tensor's text or a table dump does not fill the log and the result.
+local MESSAGE_MAX = 4096
+local function capped(s)
+  if type(s) ~= "string" or #s <= MESSAGE_MAX then return s end
+  return s:sub(1, MESSAGE_MAX) .. string.format("... (%d more bytes)", #s - MESSAGE_MAX)
+end
+
 -- What a value is, for messages: "a tensor of shape {2, 3}" rather than "a userdata".
 local function what(v)
   if core.is_tensor(v) then return "a tensor of shape {" .. table.concat(v:shape(), ", ") .. "}" end
@@ -127,9 +135,9 @@ function trial.run(ctx)
   if not ok then
     rec.status = "failed"
     if type(ret) == "table" then
-      rec.message, rec.traceback = ret.message, ret.traceback
+      rec.message, rec.traceback = capped(ret.message), capped(ret.traceback)
     else
-      rec.message = tostring(ret)
+      rec.message = capped(tostring(ret))
     end
     return rec
   end
