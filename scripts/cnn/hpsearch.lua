@@ -312,7 +312,7 @@ function Search:record(rec)
   self.view:finished(e, string.format("[%d/%d] trial %d: %s, %s %s, %.1f s%s, %s%s", self.ran, self.todo, t.index,
     e.status, self.s.metric, Result.format(e.metric), e.seconds or 0,
     e.steps and ", " .. space.num(e.steps) .. " steps" or "", table.concat(ps, " "),
-    e.message and " (" .. Result.first_line(e.message, 200) .. ")" or ""))
+    e.message and " (" .. Result._first_line(e.message, 200) .. ")" or ""))
 end
 
 -- The record of a trial process that ended without handing one back.

@@ -86,7 +86,7 @@ local function first_line(s, width)
   if #s > width then s = s:sub(1, width - 3) .. "..." end
   return s
 end
-Result.first_line = first_line
+Result._first_line = first_line -- for the progress lines (hpsearch.lua)
 
 -- The labels of the parameter columns and of the metric's beside `fixed` columns: a parameter
 -- named as one of them or as the metric is "param.NAME" (a space with `steps` or `seed`), a metric
