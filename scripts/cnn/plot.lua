@@ -122,7 +122,7 @@ end
 local function pow10(e) return tonumber("1e" .. e) end
 
 --- cnn.plot.log_ticks(lo, hi, max_ticks=6) -> {lo=, hi=, values=, minor=, log=true}
---- Ticks for a log axis (lo, hi > 0): decades widened to cover [lo, hi].
+--- Ticks for a log axis (lo, hi > 0): decades widened to cover [lo, hi] (within 1e-307..1e308).
 --- Every few decades when there are many; with at most two decades the 2x and 5x values are labelled
 --- too. minor are values for grid lines only.
 function plot.log_ticks(lo, hi, n)
@@ -136,12 +136,13 @@ function plot.log_ticks(lo, hi, n)
   a, b = min(max(a, -307), 307), max(min(b, 308), -306)
   if b <= a then b = a + 1 end
   local k = max(1, ceil((b - a) / (n - 1)))
-  a = floor(a / k) * k
-  b = ceil(b / k) * k
-  while a < -307 do a = a + k end
-  while b > 308 do b = b - k end
+  -- the axis: [a, b] widened to whole steps of k decades, where those stay normal doubles (past
+  -- them it ends at the data's own decade: 1e-300..1e300 in steps of 120 decades is 1e-300..1e300,
+  -- not the 1e-240..1e240 that the steps inside would give); the labels: the multiples of k on it
+  if floor(a / k) * k >= -307 then a = floor(a / k) * k end
+  if ceil(b / k) * k <= 308 then b = ceil(b / k) * k end
   local values, minor = {}, {}
-  for e = a, b, k do values[#values + 1] = pow10(e) end
+  for e = ceil(a / k) * k, b, k do values[#values + 1] = pow10(e) end
   if k == 1 and b - a <= 2 then
     values = {}
     for e = a, b do

@@ -138,6 +138,11 @@ describe("plot.ticks", function()
     assert.are.same({0.1, 0.2, 0.5, 1}, plot.log_ticks(0.2, 0.8, 6).values)
     -- 1e-8..1e4 is 12 decades: steps of ceil(12 / 5) = 3 decades, aligned to multiples of 3
     assert.are.same({1e-9, 1e-6, 1e-3, 1, 1e3, 1e6}, plot.log_ticks(1e-8, 1e4, 6).values)
+    -- the axis covers the data where the aligned steps would leave the normal doubles: 1e-300..1e300
+    -- (steps of 120 decades) was an axis of 1e-240..1e240, the data's ends off it
+    local wide = plot.log_ticks(1e-300, 1e300, 6)
+    assert.are.same({1e-300, 1e300}, {wide.lo, wide.hi})
+    assert.are.same({1e-240, 1e-120, 1, 1e120, 1e240}, wide.values)
   end)
 end)
 
