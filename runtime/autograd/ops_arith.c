@@ -422,31 +422,22 @@ int cnn_op_copy_(cnn_tensor *t, const cnn_tensor *src) {
   return bump(t, cnn_tensor_copy_(t, src));
 }
 
-/* the recorded random fills draw into new memory of t's shape */
-static cnn_tensor *like(const cnn_tensor *t) { return cnn_tensor_empty(t->dtype, t->ndim, t->size); }
-
-int cnn_op_uniform_(cnn_tensor *t, double lo, double hi) {
-  if (cnn_op_rebases(t, NULL)) {
-    cnn_tensor *r = cnn_op_rebase_check(t) ? NULL : like(t);
-    if (r && cnn_random_uniform_(r, lo, hi)) {
-      cnn_tensor_release(r);
-      return -1;
-    }
-    return overwrite_recorded(t, r);
+/* uniform_ ([a, b)) or normal_ (mean a, std b): in place, or on a tensor with history drawn into
+ * new memory of t's shape that t then takes (overwrite_recorded) */
+static int random_fill_(cnn_tensor *t, bool normal, double a, double b) {
+  const bool recorded = cnn_op_rebases(t, NULL);
+  if (recorded ? cnn_op_rebase_check(t) : cnn_op_check_inplace(t)) return -1;
+  cnn_tensor *r = recorded ? cnn_tensor_empty(t->dtype, t->ndim, t->size) : t;
+  if (!r) return -1;
+  int rc = normal ? cnn_random_normal_(r, a, b) : cnn_random_uniform_(r, a, b);
+  if (!recorded) return bump(t, rc);
+  if (rc) {
+    cnn_tensor_release(r);
+    return -1;
   }
-  if (cnn_op_check_inplace(t)) return -1;
-  return bump(t, cnn_random_uniform_(t, lo, hi));
+  return overwrite_recorded(t, r);
 }
 
-int cnn_op_normal_(cnn_tensor *t, double mean, double std) {
-  if (cnn_op_rebases(t, NULL)) {
-    cnn_tensor *r = cnn_op_rebase_check(t) ? NULL : like(t);
-    if (r && cnn_random_normal_(r, mean, std)) {
-      cnn_tensor_release(r);
-      return -1;
-    }
-    return overwrite_recorded(t, r);
-  }
-  if (cnn_op_check_inplace(t)) return -1;
-  return bump(t, cnn_random_normal_(t, mean, std));
-}
+int cnn_op_uniform_(cnn_tensor *t, double lo, double hi) { return random_fill_(t, false, lo, hi); }
+
+int cnn_op_normal_(cnn_tensor *t, double mean, double std) { return random_fill_(t, true, mean, std); }
