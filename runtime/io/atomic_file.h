@@ -1,14 +1,17 @@
-/* For the file writers (io: png_io.c, safetensors.c; plot: draw.c): a file is written under a temporary
- * name in the destination's folder and renamed over the destination only once complete, so a
+/* For the file writers (io: png_io.c, jpeg_io.c, safetensors.c; plot: draw.c): a file is written in
+ * the destination's folder, unnamed where the file system allows (a writer killed mid-write leaves
+ * nothing) or under a temporary name, and renamed over the destination only once complete, so a
  * reader never sees a partial file and a failed write leaves the old file in place. */
 #ifndef CNN_ATOMIC_FILE_H
 #define CNN_ATOMIC_FILE_H
 
+#include <stdbool.h>
 #include <stdio.h>
 
 typedef struct cnn_atomic_file {
   FILE *f;
-  char *tmp;        /* the temporary path (malloc'd) */
+  char *tmp;        /* the temporary path (malloc'd; named at commit when unnamed) */
+  bool unnamed;     /* written through O_TMPFILE */
   const char *path; /* the destination (borrowed) */
 } cnn_atomic_file;
 

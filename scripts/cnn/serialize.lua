@@ -13,8 +13,8 @@ local checked = require("cnn.util").checked -- checked(level, pcall(f, ...)): f'
 --- float32 tensors are stored as F32, int64 as I64, uint8 as U8 and bool as BOOL, under their
 --- (string) keys; metadata values are strings (numbers are written as text that reads back as the
 --- same number: 0.1 + 0.2 as "0.30000000000000004", NaN as "nan"). The file is written beside path
---- and renamed over it when complete, so a crash never leaves half a file (the next save to path
---- removes the temporary file a killed writer left, once its process is gone and a minute passed).
+--- and renamed over it when complete, so a crash never leaves half a file (and, on file systems
+--- with unnamed files, ext4, xfs, btrfs and tmpfs among them, a writer killed mid-write leaves none).
 function M.save(path, tbl, opts)
   require("cnn.util").check_options("save", opts, {metadata = true}, 2)
   local mt = getmetatable(tbl)

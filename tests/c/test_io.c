@@ -10,12 +10,17 @@
 #include "cnn/safetensors.h"
 #include "cnn/tensor.h"
 #include "data/batch.h"
+#include "io/atomic_file.h"
 #include "tmpfiles.h"
 
+#include <dirent.h>
 #include <math.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 #include <zlib.h>
 
@@ -683,8 +688,62 @@ static void test_batch(void) {
   cnn_tensor_release(li);
 }
 
+/* Names in folder d, "." and ".." aside. */
+static int entries(const char *d) {
+  DIR *dh = opendir(d);
+  int n = 0;
+  for (struct dirent *e; dh && (e = readdir(dh));) n += strcmp(e->d_name, ".") && strcmp(e->d_name, "..");
+  if (dh) closedir(dh);
+  return n;
+}
+
+/* The writers' temporary files: commit leaves the destination alone in the folder, abort leaves
+ * nothing, and a writer killed mid-write leaves nothing where the file system has unnamed files
+ * (O_TMPFILE: ext4, xfs, btrfs, tmpfs; it left a whole PATH.tmp-<pid>-<n> before). */
+static void test_atomic_file(void) {
+  char sub[256];
+  snprintf(sub, sizeof sub, "%s", tmp_path("atomic"));
+  CHECK(mkdir(sub, 0700) == 0);
+  char path[300];
+  snprintf(path, sizeof path, "%s/out.bin", sub);
+  cnn_atomic_file af;
+  CHECK(cnn_atomic_open(&af, path) == 0);
+  const bool unnamed = af.unnamed;
+  fputs("abc", af.f);
+  CHECK(entries(sub) == (unnamed ? 0 : 1));
+  CHECK(cnn_atomic_commit(&af) == 0);
+  CHECK(entries(sub) == 1);
+  FILE *f = fopen(path, "rb");
+  char got[8] = {0};
+  CHECK(f && fread(got, 1, sizeof got, f) == 3 && strcmp(got, "abc") == 0);
+  if (f) fclose(f);
+  CHECK(cnn_atomic_open(&af, path) == 0);
+  fputs("never", af.f);
+  cnn_atomic_abort(&af);
+  CHECK(entries(sub) == 1);
+  fflush(NULL);
+  pid_t pid = fork();
+  if (pid == 0) { /* half a megabyte written, then killed before the commit */
+    cnn_atomic_file k;
+    if (cnn_atomic_open(&k, path) != 0) _exit(3);
+    static char block[1 << 19];
+    fwrite(block, 1, sizeof block, k.f);
+    fflush(k.f);
+    raise(SIGKILL);
+    _exit(4);
+  }
+  int status = 0;
+  CHECK(pid > 0 && waitpid(pid, &status, 0) == pid && WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+  if (unnamed) CHECK(entries(sub) == 1);
+  else fprintf(stderr, "test_io: no unnamed files in %s: a killed writer's temporary file stays\n", sub);
+  f = fopen(path, "rb");
+  CHECK(f && fread(got, 1, sizeof got, f) == 3); /* the old file intact */
+  if (f) fclose(f);
+}
+
 int main(void) {
   if (tmpfiles_init("cnn_test_io") != 0) return 2;
+  test_atomic_file();
   test_header_json();
   test_idx();
   test_png();
