@@ -313,6 +313,27 @@ describe("activation and dropout layers' arguments", function()
 end)
 
 describe("user modules", function()
+  it("refuses more arguments than forward takes, as PyTorch's TypeError (they were dropped)", function()
+    local ok, msg = pcall(function()
+      local y = nn.Linear(2, 2)(cnn.ones(2), cnn.ones(2)) -- the line the error names
+      return y
+    end)
+    assert.is_false(ok)
+    local line = debug.getinfo(1, "l").currentline - 4
+    assert.are.equal("nn_spec.lua:" .. line .. ": Linear: forward takes 1 argument, got 2",
+      msg:match("nn_spec%.lua:.*"))
+    H.assert_error(function() return nn.MSELoss()(cnn.ones(2), cnn.ones(2), cnn.ones(2)) end,
+      "MSELoss: forward takes 2 arguments, got 3")
+    local Pair = nn.Module:extend("Pair")
+    function Pair:forward(a, b) return a + (b or 0) end
+    assert.are.equal(3, Pair()(1, 2))
+    assert.are.equal(1, Pair()(1))
+    H.assert_error(function() return Pair()(1, 2, 3) end, "Pair: forward takes 2 arguments, got 3")
+    local Any = nn.Module:extend("Any")
+    function Any:forward(...) return select("#", ...) end
+    assert.are.equal(4, Any()(1, 2, 3, 4)) -- a vararg forward takes any number
+  end)
+
   it("extend/init/forward: instances are callable and backward reaches their parameters", function()
     local MLP = nn.Module:extend("MLP")
     function MLP:init(n_in, n_hidden, n_out)

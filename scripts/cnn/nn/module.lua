@@ -211,6 +211,20 @@ local function finish(self, ok, ...)
   return ...
 end
 
+-- How many arguments after self a forward takes, or false for one that takes any number (a vararg
+-- or C function): calling a module with more is an error, as PyTorch's TypeError, not silently
+-- dropped (nn.Linear(2, 2)(x, extra)). Cached per function.
+local forward_arity = setmetatable({}, {__mode = "k"})
+local function max_args(f)
+  local n = forward_arity[f]
+  if n == nil then
+    local info = type(f) == "function" and debug.getinfo(f, "u")
+    n = info and not info.isvararg and info.nparams > 0 and info.nparams - 1 or false
+    forward_arity[f] = n
+  end
+  return n
+end
+
 local function instance_mt(cls)
   local mt = {__name = cls.__name, __cnn_module = true}
   mt.__index = function(self, k)
@@ -233,7 +247,13 @@ local function instance_mt(cls)
   end
   mt.__newindex = function(self, k, v) return assign(self, cls, k, v) end
   mt.__call = function(self, ...)
-    if self.__nn.hooks == nil then return finish(self, pcall(self.forward, self, ...)) end
+    local forward, given = self.forward, select("#", ...)
+    local most = given > 1 and max_args(forward)
+    if most and given > most then
+      error(string.format("%s: forward takes %d argument%s, got %d", cls.__name, most, most == 1 and "" or "s",
+        given), 2)
+    end
+    if self.__nn.hooks == nil then return finish(self, pcall(forward, self, ...)) end
     return finish(self, pcall(call_with_hooks, self, ...))
   end
   mt.__tostring = function(self) return repr(self, true) end
