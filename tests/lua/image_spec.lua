@@ -50,6 +50,20 @@ describe("image.load", function()
     for _, mode in ipairs({"auto", "gray", "rgba"}) do
       H.assert_tensor(image.load(d .. "/open.png", {mode = mode}), E.png.rgb8[mode], {atol = 1e-6})
     end
+    for cut = 1, 12 do -- the end chunk cut anywhere, its CRC too (1 to 4 bytes short were refused)
+      write_bytes(d .. "/cut.png", bytes:sub(1, -1 - cut))
+      H.assert_tensor(image.load(d .. "/cut.png"), E.png.rgb8.auto, {atol = 1e-6})
+    end
+    -- an eXIf chunk after the image data still turns the picture when IEND is missing (PIL's way)
+    local photo, chunks, at = read_bytes("tests/fixtures/photos/exif_6.png"), {}, 9
+    while at <= #photo do
+      local n = string.unpack(">I4", photo, at)
+      chunks[photo:sub(at + 4, at + 7)] = photo:sub(at, at + 11 + n)
+      at = at + 12 + n
+    end
+    write_bytes(d .. "/late.png", photo:sub(1, 8) .. chunks.IHDR .. chunks.IDAT .. chunks.eXIf)
+    assert.are.same({3, 11, 7}, image.load(d .. "/late.png"):shape()) -- exif_6: 7x11 turned
+    assert.is_true(cnn.allclose(image.load(d .. "/late.png"), image.load("tests/fixtures/photos/exif_6.png"), 0, 0))
     H.rmdir(d)
   end)
 
@@ -59,7 +73,7 @@ describe("image.load", function()
     write_bytes(d .. "/text.png", "hello, not a png")
     H.assert_error(function() image.load(d .. "/text.png") end, "image.load:", "text.png", "not a PNG or JPEG file")
     local bytes = read_bytes(PNG .. "rgb8.png")
-    for _, cut in ipairs({8, 20, 33, 60, #bytes - 13, #bytes - 1}) do
+    for _, cut in ipairs({8, 20, 33, 60, #bytes - 13, #bytes - 16}) do -- (a cut in IEND: read, below)
       write_bytes(d .. "/cut.png", bytes:sub(1, cut))
       H.assert_error(function() image.load(d .. "/cut.png") end, "image.load:", "cut.png", {"truncated", "invalid PNG"})
     end
