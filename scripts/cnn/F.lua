@@ -793,7 +793,7 @@ function F.pad(x, pad, mode, value)
         pad[2 * k - 1], pad[2 * k], d), 2)
     end
   end
-  local y, changed = x, false
+  local y, copied = x, false -- copied: y is new memory (a cat), not x or a view of it (a crop)
   for k = 1, #pad // 2 do
     local d = x:dim() - k + 1
     local before, after = pad[2 * k - 1], pad[2 * k]
@@ -801,7 +801,7 @@ function F.pad(x, pad, mode, value)
       local lo, hi = math.max(-before, 0), math.max(-after, 0)
       local len = y:size(d) - lo - hi
       if len < 0 then error("pad: cropping more than the size of dimension " .. d, 2) end
-      y, changed = y:narrow(d, lo + 1, len), true
+      y = y:narrow(d, lo + 1, len)
     end
     local parts = {}
     local function fill(n)
@@ -812,9 +812,9 @@ function F.pad(x, pad, mode, value)
     if before > 0 then fill(before) end
     parts[#parts + 1] = y
     if after > 0 then fill(after) end
-    if #parts > 1 then y, changed = core.cat(parts, d), true end
+    if #parts > 1 then y, copied = core.cat(parts, d), true end
   end
-  return changed and y or x:clone()
+  return copied and y or y:clone() -- never x's memory: a crop alone was a view, written through to x
 end
 
 --- t:argsort(dim=-1, descending=false) -> Tensor

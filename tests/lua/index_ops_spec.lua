@@ -216,6 +216,21 @@ describe("F.pad copying modes", function()
     assert.same({{{1, 1, 2, 2}, {1, 1, 2, 2}, {3, 3, 4, 4}, {3, 3, 4, 4}}}, y:totable())
   end)
 
+  it("a crop alone is new memory, never a view of the input (a write to it changed x)", function()
+    for _, mode in ipairs({"constant", "reflect", "replicate", "circular"}) do
+      local v = cnn.tensor {{{1, 2, 3, 4}}}
+      local y = F.pad(v, {-1, 0}, mode)
+      y:fill_(7)
+      assert.same({{{1, 2, 3, 4}}}, v:totable(), mode)
+      assert.same({{{7, 7, 7}}}, y:totable(), mode)
+    end
+    local a = cnn.tensor({1, 2, 3}):requires_grad_()
+    local c = F.pad(a * 1, {0, -1})
+    c[1] = 0 -- a write on the crop of a tensor with history is recorded (its view was refused)
+    c:sum():backward()
+    assert.same({0, 1, 0}, a.grad:totable())
+  end)
+
   it("backward adds each copy's gradient to its source; gradcheck", function()
     local a = cnn.tensor({{{1, 2, 3}}}):requires_grad_()
     F.pad(a, {2, 1}, "reflect"):sum():backward() -- 3 2 1 2 3 2: element 2 four times... 1 once, 2 three, 3 twice
