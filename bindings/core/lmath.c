@@ -472,11 +472,24 @@ static int m_relu_(lua_State *L) {
 }
 
 /** t:fill_(v) -> t
- * In place: every element set to v, a number or a boolean converted to t's dtype.
+ * In place: every element set to v, converted to t's dtype.
+ * v is a number, a boolean or a 0-d tensor (differentiable in it: its gradient is the sum of t's,
+ * as PyTorch's).
  * A number that a uint8 tensor cannot hold (past -255..255) is an error, as in PyTorch. */
 static int m_fill_(lua_State *L) {
   lcnn_max_args(L, 2, "fill_");
-  if (lua_type(L, 2) != LUA_TBOOLEAN) luaL_checknumber(L, 2); /* before t is taken: it may raise */
+  const cnn_tensor *v = lcnn_test(L, 2);
+  if (v) { /* a 0-d tensor: masked_fill_ under an all-true mask, which records v's gradient too */
+    if (v->ndim != 0) return lcnn_error(L, "fill_", "the value must be a 0-d tensor, got a %d-d tensor", v->ndim);
+    lcnn_push(L, cnn_tensor_scalar(CNN_BOOL, 1), "fill_"); /* anchored: a raise below leaks nothing */
+    if (cnn_op_masked_fill_(lcnn_check(L, 1, "fill_"), lcnn_check(L, 3, "fill_"), lcnn_check(L, 2, "fill_")))
+      return lcnn_fail(L, "fill_");
+    lua_settop(L, 1);
+    return 1;
+  }
+  if (lua_type(L, 2) != LUA_TBOOLEAN && lua_type(L, 2) != LUA_TNUMBER)
+    return lcnn_error(L, "fill_", "expected a number, a boolean or a 0-d tensor for the value, got %s",
+                      lcnn_typename(L, 2));
   lcnn_check_float_value(L, 2, "fill_", lcnn_check(L, 1, "fill_")->dtype);
   cnn_tensor *t = lcnn_check(L, 1, "fill_");
   int rc = lua_type(L, 2) == LUA_TBOOLEAN                   ? cnn_op_fill_(t, lua_toboolean(L, 2))

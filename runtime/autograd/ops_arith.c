@@ -414,9 +414,10 @@ static cnn_tensor *copied(const cnn_tensor *t, const cnn_tensor *src) {
 }
 
 int cnn_op_copy_(cnn_tensor *t, const cnn_tensor *src) {
-  if (cnn_op_rebases(t, src)) { /* src's history, or constants over t's (a zero gradient to the old t) */
+  if (cnn_op_rebases(t, src)) { /* over t's history a zero gradient to the old t (its leaves get 0, not
+                                  * nil, as PyTorch's CopyBackwards); without one, src's history */
     if (cnn_op_rebase_check(t)) return -1;
-    return cnn_ag_requires(src) ? cnn_op_rebase(t, copied(t, src)) : overwrite_recorded(t, copied(t, src));
+    return t->grad_fn ? overwrite_recorded(t, copied(t, src)) : cnn_op_rebase(t, copied(t, src));
   }
   if (cnn_op_check_inplace(t)) return -1;
   return bump(t, cnn_tensor_copy_(t, src));

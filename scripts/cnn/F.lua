@@ -368,8 +368,9 @@ function F.logsumexp(x, dim, keepdim)
   local m = x:max(dim, true):detach()
   m = m:masked_fill(m:isinf(), 0) -- all -inf (or an inf) along dim: no shift
   local r = (x - m):exp():sum(dim, true):log() + m
-  if not keepdim then r = r:squeeze(dim) end
-  return r
+  if keepdim then return r end
+  local full <close> = r -- closed on return, the squeezed view the memory's only user (see topk)
+  return full:squeeze(dim)
 end
 
 -- t:name(...) as F.name(t, ...), with at most nargs arguments (t included) and F's errors at the
@@ -555,7 +556,8 @@ function F.layer_norm(x, shape, weight, bias, eps)
   if n == 0 then m = 1; for i = 1, nd - k do m = m * x:size(i) end end
   local g = weight ~= nil and weight:reshape({1, 1, n, 1}) or nil
   local b = bias ~= nil and bias:reshape({1, 1, n, 1}) or nil
-  return norm_fn(as_float(x):reshape({m, 1, n, 1}), g, b, eps, true):reshape(x:size())
+  local y <close> = norm_fn(as_float(x):reshape({m, 1, n, 1}), g, b, eps, true) -- closed: see topk
+  return y:reshape(x:size())
 end
 
 --- cnn.F.group_norm(x, num_groups, weight=nil, bias=nil, eps=1e-5) -> Tensor
@@ -583,7 +585,8 @@ function F.group_norm(x, groups, weight, bias, eps)
   for d = 3, x:dim() do rest = rest * x:size(d) end -- not -1: no size is inferred from 0 elements
   local g = weight ~= nil and weight:reshape({1, groups, cg, 1}) or nil
   local b = bias ~= nil and bias:reshape({1, groups, cg, 1}) or nil
-  return norm_fn(as_float(x):reshape({x:size(1), groups, cg, rest}), g, b, eps, false):reshape(x:size())
+  local y <close> = norm_fn(as_float(x):reshape({x:size(1), groups, cg, rest}), g, b, eps, false) -- see topk
+  return y:reshape(x:size())
 end
 
 --- cnn.F.one_hot(labels, num_classes=labels:max()) -> Tensor
@@ -841,9 +844,13 @@ function core.Tensor.topk(t, k, dim, largest, sorted, ...)
   if math.type(k) ~= "integer" or k < 0 or k > n then
     error(string.format("topk: k must be an integer within 0..%d, got %s", n, show(k)), 2)
   end
+  if t:dim() == 0 then return core.Tensor.sort(t, d, largest) end
+  -- the sorted tensors closed on return: the narrowed ones are then the memory's only users, so
+  -- an in-place write on them is recorded, not refused as one on a view (until a collection)
   local v, i = core.Tensor.sort(t, d, largest)
-  if t:dim() == 0 then return v, i end
-  return v:narrow(d, 1, k), i:narrow(d, 1, k)
+  local values <close> = v
+  local order <close> = i
+  return values:narrow(d, 1, k), order:narrow(d, 1, k)
 end
 
 return F
