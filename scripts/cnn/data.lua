@@ -739,6 +739,10 @@ function DataLoader:_iter_images(start, order, epoch)
     if not running[ep] then
       error("DataLoader: this epoch was stopped by loader:close() before its last batch", 2)
     end
+    if ep:position() == nil then -- closed by its for loop (a break): a call now is no end of the epoch
+      error("DataLoader: this epoch's for loop ended (break) and stopped it before its last batch; " ..
+        "iter() starts a new one", 2)
+    end
     local ok, x, y = pcall(ep.next, ep, "DataLoader")
     if not ok then checked(2, false, x) end
     if x == nil then
