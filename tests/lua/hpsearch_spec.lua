@@ -423,6 +423,11 @@ RESULT(res)
     local m = hp.search{space = {x = {1}}, objective = function() return 1 end, metric = "seconds", mode = "min",
       trials = 1, workers = 0, quiet = true}
     assert.are.equal("trial,seed,status,x,metric.seconds,steps,seconds,pid,message", m:csv():match("^[^\n]*"))
+    -- a parameter named as another's label: each still a header of its own
+    local both = hp.search{space = {seed = {1}, ["param.seed"] = {2}}, objective = function() return 1 end,
+      mode = "max", trials = 1, workers = 0, quiet = true}
+    assert.are.equal("trial,seed,status,param.seed,param.param.seed,metric,steps,seconds,pid,message",
+      both:csv():match("^[^\n]*"))
   end)
 
   it("keeps the CSV's columns aligned when the objective never reports (no steps)", function()

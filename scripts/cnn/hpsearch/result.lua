@@ -96,8 +96,14 @@ local function labels(self, fixed)
   local taken = {}
   for _, c in ipairs(fixed) do taken[c] = true end
   local metric = taken[self.metric] and "metric." .. self.metric or self.metric
+  taken[metric] = true
   local out = {}
-  for i, n in ipairs(self.names) do out[i] = (taken[n] or n == self.metric) and "param." .. n or n end
+  for _, n in ipairs(self.names) do taken[n] = taken[n] or false end -- names as given come first
+  for i, n in ipairs(self.names) do
+    local label = n
+    while taken[label] or (label ~= n and taken[label] == false) do label = "param." .. label end
+    out[i], taken[label] = label, true
+  end
   return out, metric
 end
 
