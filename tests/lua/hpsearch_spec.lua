@@ -122,6 +122,13 @@ describe("hpsearch spaces", function()
       assert.is_true(negative > 50 and positive > 50,
         string.format("[%d, %d]: %d below the middle", r[1], r[2], negative))
     end
+    -- bounds written as powers (floats in Lua) are taken when integral; a grid names the count
+    assert.are.equal(-(1 << 62), hp.randint(-2 ^ 62, 2 ^ 62).lo)
+    assert.has_error(function()
+      hp.search{space = {x = hp.randint(0, big)}, objective = function() return 1 end, strategy = "grid",
+        mode = "max", workers = 0, quiet = true}
+    end, "hpsearch.search: grid search over randint 'x' (9.223372036854776e+18 values) needs n points: " ..
+      "hp.randint(0, 9223372036854775807, {n = 5})")
   end)
 
   it("reject bad ranges and values with the function's name", function()

@@ -127,9 +127,12 @@ end
 --- cnn.hpsearch.randint(a, b, {n=}) -> space
 --- An integer in a..b, both included (as math.random); a grid takes every one, or n of them.
 function space.randint(a, b, opts)
-  if not is_int(a) or not is_int(b) then
+  -- integral floats too (2^62 is a float in Lua), up to the integers' range
+  local ia, ib = type(a) == "number" and math.tointeger(a), type(b) == "number" and math.tointeger(b)
+  if not ia or not ib then
     error(string.format("hpsearch.randint: bounds must be integers, got %s and %s", show(a), show(b)), 2)
   end
+  a, b = ia, ib
   if a > b then error(string.format("hpsearch.randint: expected low <= high, got %s and %s", num(a), num(b)), 2) end
   return setmetatable({kind = "randint", lo = math.tointeger(a), hi = math.tointeger(b),
                        n = opts_n("hpsearch.randint", opts)}, Dist)
@@ -256,8 +259,8 @@ local function grid_values(name, d)
   if d.kind == "randint" then
     if not n then
       if d.hi - d.lo >= 100 or d.hi - d.lo < 0 then -- < 0: the difference wrapped (bounds near math.maxinteger)
-        fail("grid search over randint '%s' (%d values) needs n points: hp.randint(%d, %d, {n = 5})",
-          name, d.hi - d.lo + 1, d.lo, d.hi)
+        fail("grid search over randint '%s' (%s values) needs n points: hp.randint(%d, %d, {n = 5})",
+          name, space.num(d.hi + 1.0 - d.lo), d.lo, d.hi) -- in floats: hi - lo + 1 may wrap
       end
       local out = {}
       for v = d.lo, d.hi do out[#out + 1] = v end
