@@ -919,11 +919,13 @@ end
 M.set_inference_fuser(sequential_fuse)
 
 -- Classes whose forward keeps no reference to its input or output: Sequential frees an
--- intermediate between two of them, in training as in inference (see Sequential:forward).
+-- intermediate between two of them, in training as in inference (see Sequential:forward). The
+-- mark is the forward itself: a class whose forward a script replaces (nn.Tanh.forward = ...) is
+-- no longer marked.
 for _, name in ipairs {"Conv2d", "Linear", "MaxPool2d", "AvgPool2d", "AdaptiveAvgPool2d", "ReLU", "LeakyReLU",
   "Sigmoid", "Tanh", "Softmax", "LogSoftmax", "Dropout", "BatchNorm1d", "BatchNorm2d", "LocalResponseNorm",
   "Flatten", "Identity"} do
-  L[name].keeps_no_activations = true
+  L[name].keeps_no_activations = L[name].forward
 end
 
 return L

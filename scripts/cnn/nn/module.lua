@@ -1150,10 +1150,10 @@ local inference_fuser
 
 local function set_inference_fuser(fn) inference_fuser = fn end
 
--- A module whose class declares (raw field keeps_no_activations) that its forward keeps no
--- reference to its input or output, with no hooks (which see both) and no forward of its own
--- instance (`m.forward = function(self, x) saved = x ... end`); or a plain Sequential (the class
--- itself) of such modules. With `leaves`, as training asks (where hooks that save activations are
+-- A module whose class declares (raw field keeps_no_activations: true, or the class's forward
+-- while it is still that one) that its forward keeps no reference to its input or output, with
+-- no hooks (which see both) and no forward of its own instance (`m.forward = function(self, x)
+-- saved = x ... end`); or a plain Sequential (the class itself) of such modules. With `leaves`, as training asks (where hooks that save activations are
 -- common), their children (a block's layers) by the same rule all the way down (a hook on a block's
 -- inner layer sees the block's input). Sequential:forward asks it of each child in every call. In
 -- inference a block's children must have no hooks or forwards of their own either: the first
@@ -1178,7 +1178,8 @@ local function child_keeps_nothing(m, leaves) -- m a module (a container's child
     end
     return true
   end
-  if not rawget(cls, "keeps_no_activations") then return false end
+  local mark = rawget(cls, "keeps_no_activations") -- true, or the forward it vouches for
+  if not mark or (type(mark) == "function" and cls.forward ~= mark) then return false end
   if leaves then
     local mods = s.modules -- a block's children by the same rule: a hook on one sees the block's input
     for _, k in ipairs(mods.keys) do
