@@ -57,9 +57,8 @@ static inline float sample(const png_byte *row, size_t s, int depth16) {
 /* libpng allocates an ancillary chunk (tEXt, iCCP, ...) at the length the file claims before it
  * reads the data, so a 45-byte file claiming an 892 MB chunk costs 892 MB. Every chunk must fit in
  * what is left of the file: walk the chunk headers first and refuse one that cannot. The stream is
- * left just after the signature; *has_end tells whether the walk met IEND whole (its CRC too). */
-static int check_chunk_lengths(FILE *f, uint64_t file_size, const char *path, bool *has_end) {
-  *has_end = false;
+ * left just after the signature. */
+static int check_chunk_lengths(FILE *f, uint64_t file_size, const char *path) {
   uint64_t pos = 8;
   unsigned char head[8];
   while (pos + 8 <= file_size) {
@@ -68,29 +67,20 @@ static int check_chunk_lengths(FILE *f, uint64_t file_size, const char *path, bo
     if (len > file_size - pos - 8)
       return cnn_error_set("%s: invalid PNG (chunk '%.4s' claims %llu bytes but only %llu remain)", path,
                            (const char *)head + 4, (unsigned long long)len, (unsigned long long)(file_size - pos - 8));
-    if (memcmp(head + 4, "IEND", 4) == 0) {
-      *has_end = pos + 12 <= file_size;
-      break;
-    }
+    if (memcmp(head + 4, "IEND", 4) == 0) break;
     pos += 12 + len;
   }
   if (fseek(f, 8, SEEK_SET) != 0) return cnn_error_set("%s: cannot seek (%s)", path, strerror(errno));
   return 0;
 }
 
-/* png_read_end, its error caught here (1 read to IEND, 0 not: ctx.msg says why) and the caller's
- * own error handling (its setjmp) restored after. Nothing here changes between the setjmp and a
- * longjmp to it. */
-static int read_end(png_structp png, png_infop info) {
+/* png_read_end, its error caught here and the caller's own error handling (its setjmp) restored
+ * after. */
+static void read_end(png_structp png, png_infop info) {
   jmp_buf outer;
   memcpy(outer, png_jmpbuf(png), sizeof outer);
-  volatile int done = 0;
-  if (setjmp(png_jmpbuf(png)) == 0) {
-    png_read_end(png, info);
-    done = 1;
-  }
+  if (setjmp(png_jmpbuf(png)) == 0) png_read_end(png, info);
   memcpy(png_jmpbuf(png), outer, sizeof outer);
-  return done;
 }
 
 cnn_tensor *cnn_png_load(const char *path, cnn_png_mode mode) { return cnn_png_load_oriented(path, mode, NULL); }
@@ -120,8 +110,7 @@ cnn_tensor *cnn_png_load_oriented(const char *path, cnn_png_mode mode, int *orie
     cnn_error_set("%s: not a PNG file (%s)", path, nsig < 8 ? "shorter than the 8-byte signature" : "bad signature");
     return NULL;
   }
-  bool has_end;
-  if (check_chunk_lengths(ctx.f, (uint64_t)st.st_size, path, &has_end)) {
+  if (check_chunk_lengths(ctx.f, (uint64_t)st.st_size, path)) {
     fclose(ctx.f);
     return NULL;
   }
@@ -198,10 +187,11 @@ cnn_tensor *cnn_png_load_oriented(const char *path, cnn_png_mode mode, int *orie
   if (!image || !rows) png_error(png, "out of memory for the image");
   for (png_uint_32 y = 0; y < h; y++) rows[y] = image + (size_t)y * rowbytes;
   png_read_image(png, rows); /* every row decoded, or an error: a cut in the image data shows here */
-  /* checks the chunks after the image, up to IEND; an eXIf chunk may come after the image data too
-   * (PIL reads it there). A file that lacks IEND (a writer that never closed it, a copy cut in the
-   * end chunk) keeps its complete image and what the chunks before the cut said, as PIL reads it. */
-  if (!read_end(png, orientation ? info : NULL) && has_end) png_error(png, ctx.msg);
+  /* the chunks after the image, up to IEND: an eXIf chunk may come there too (PIL reads it). Their
+   * trouble (no IEND: a writer that never closed the file, a copy cut in the end chunk; a bad CRC
+   * there; an unknown critical chunk) leaves the complete image and what the chunks before it
+   * said, as PIL reads such files. */
+  read_end(png, orientation ? info : NULL);
   read_orientation(png, info, orientation);
 
   float *out = cnn_tensor_f32(t);

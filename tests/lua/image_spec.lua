@@ -42,7 +42,7 @@ describe("image.load", function()
     assert.is_true(fine > 0)
   end)
 
-  it("reads a PNG whose chunks are whole but that lacks IEND, as PIL does", function()
+  it("reads a PNG whose image is whole but whose end is missing, cut or corrupt, as PIL does", function()
     local d = tmpdir()
     local bytes = read_bytes(PNG .. "rgb8.png")
     assert.are.equal("IEND", bytes:sub(-8, -5)) -- the fixture ends with its 12-byte IEND chunk
@@ -50,6 +50,11 @@ describe("image.load", function()
     for _, mode in ipairs({"auto", "gray", "rgba"}) do
       H.assert_tensor(image.load(d .. "/open.png", {mode = mode}), E.png.rgb8[mode], {atol = 1e-6})
     end
+    -- a bad CRC on IEND, and garbage after it (both PIL loads; the empty 'invalid PNG ()' before)
+    write_bytes(d .. "/crc_end.png", bytes:sub(1, -5) .. "\0\0\0\0")
+    H.assert_tensor(image.load(d .. "/crc_end.png"), E.png.rgb8.auto, {atol = 1e-6})
+    write_bytes(d .. "/tail.png", bytes .. "trailing bytes")
+    H.assert_tensor(image.load(d .. "/tail.png"), E.png.rgb8.auto, {atol = 1e-6})
     for cut = 1, 12 do -- the end chunk cut anywhere, its CRC too (1 to 4 bytes short were refused)
       write_bytes(d .. "/cut.png", bytes:sub(1, -1 - cut))
       H.assert_tensor(image.load(d .. "/cut.png"), E.png.rgb8.auto, {atol = 1e-6})
