@@ -5,7 +5,7 @@
  * temporary name, and a killed writer leaves it. The temporary name carries the pid and a counter
  * and is made with O_EXCL (or linkat, which fails on a name that exists), so concurrent writers
  * (search workers, ranks) never share one; rename within a folder is atomic on POSIX file
- * systems. */
+ * systems. A symlink keeps pointing at the new file; a device or a pipe is written as it is. */
 #define _GNU_SOURCE /* O_TMPFILE */
 #include "io/atomic_file.h"
 #include "cnn/error.h"
@@ -14,17 +14,34 @@
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 static unsigned counter;
 
-static void next_tmp_name(cnn_atomic_file *af, size_t n) {
-  snprintf(af->tmp, n, "%s.tmp-%ld-%u", af->path, (long)getpid(), __atomic_fetch_add(&counter, 1, __ATOMIC_RELAXED));
+/* the file renamed over: path, or the one a symlink at path points to */
+static const char *target(const cnn_atomic_file *af) { return af->resolved ? af->resolved : af->path; }
+
+static size_t tmp_size(const cnn_atomic_file *af) { return strlen(target(af)) + 48; }
+
+static void next_tmp_name(cnn_atomic_file *af) {
+  snprintf(af->tmp, tmp_size(af), "%s.tmp-%ld-%u", target(af), (long)getpid(),
+           __atomic_fetch_add(&counter, 1, __ATOMIC_RELAXED));
 }
 
-/* An unnamed file in path's folder (O_TMPFILE), or -1 where the kernel or file system has none. */
+/* Frees af's names; returns rc. */
+static int done(cnn_atomic_file *af, int rc) {
+  free(af->tmp);
+  free(af->resolved);
+  af->tmp = af->resolved = NULL;
+  return rc;
+}
+
+/* An unnamed file in path's folder (O_TMPFILE), or -1 where the kernel or the file system has
+ * none, or where /proc, through which commit names it, is missing (a chroot). */
 static int open_unnamed(const char *path) {
 #ifdef O_TMPFILE
+  if (access("/proc/self/fd", X_OK) != 0) return -1;
   const char *slash = strrchr(path, '/');
   char *dir = slash ? strndup(path, slash == path ? 1 : (size_t)(slash - path)) : strdup(".");
   if (!dir) return -1;
@@ -38,59 +55,53 @@ static int open_unnamed(const char *path) {
 }
 
 int cnn_atomic_open(cnn_atomic_file *af, const char *path) {
-  af->f = NULL;
-  af->path = path;
-  af->unnamed = false;
-  size_t n = strlen(path) + 48;
-  af->tmp = malloc(n);
-  if (!af->tmp) return cnn_error_set("out of memory");
-  int fd = open_unnamed(path);
+  *af = (cnn_atomic_file){.path = path};
+  struct stat st, lst;
+  const bool exists = stat(path, &st) == 0;
+  if (exists && !S_ISREG(st.st_mode) && !S_ISDIR(st.st_mode)) {
+    /* a device or a pipe (/dev/null, a FIFO): written as it is, as open(path, "w") writes it (a
+     * rename would put a file in its place) */
+    af->f = fopen(path, "wb");
+    if (!af->f) return cnn_error_set("%s: cannot open (%s)", path, strerror(errno));
+    af->direct = true;
+    return 0;
+  }
+  if (exists && lstat(path, &lst) == 0 && S_ISLNK(lst.st_mode)) af->resolved = realpath(path, NULL);
+  af->tmp = malloc(tmp_size(af));
+  if (!af->tmp) return done(af, cnn_error_set("out of memory"));
+  int fd = open_unnamed(target(af));
   af->unnamed = fd >= 0;
   for (int attempt = 0; fd < 0 && attempt < 100; attempt++) {
-    next_tmp_name(af, n);
+    next_tmp_name(af);
     fd = open(af->tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
-    if (fd < 0 && errno != EEXIST) {
-      int e = errno;
-      free(af->tmp);
-      af->tmp = NULL;
-      return cnn_error_set("%s: cannot create (%s)", path, strerror(e));
-    }
+    if (fd < 0 && errno != EEXIST) return done(af, cnn_error_set("%s: cannot create (%s)", path, strerror(errno)));
   }
-  if (fd < 0) {
-    free(af->tmp);
-    af->tmp = NULL;
-    return cnn_error_set("%s: cannot create a temporary file beside it", path);
-  }
+  if (fd < 0) return done(af, cnn_error_set("%s: cannot create a temporary file beside it", path));
+  if (exists) fchmod(fd, st.st_mode & 07777); /* the file replaced keeps its permissions */
   af->f = fdopen(fd, "wb");
   if (!af->f) {
     int e = errno;
     close(fd);
     if (!af->unnamed) unlink(af->tmp);
-    free(af->tmp);
-    af->tmp = NULL;
-    return cnn_error_set("%s: cannot create (%s)", path, strerror(e));
+    return done(af, cnn_error_set("%s: cannot create (%s)", path, strerror(e)));
   }
   return 0;
 }
 
 void cnn_atomic_abort(cnn_atomic_file *af) {
   if (af->f) fclose(af->f); /* an unnamed file vanishes with its last descriptor */
-  if (af->tmp && !af->unnamed) unlink(af->tmp);
-  free(af->tmp);
+  if (af->tmp && !af->unnamed && !af->direct) unlink(af->tmp);
   af->f = NULL;
-  af->tmp = NULL;
+  done(af, 0);
 }
 
-/* The unnamed file linked under a new temporary name (through /proc/self/fd, which needs no
- * privilege): 0 or an errno. */
+/* The unnamed file linked under a new temporary name: 0 or an errno. */
 static int link_unnamed(cnn_atomic_file *af) {
   char proc[64];
   snprintf(proc, sizeof proc, "/proc/self/fd/%d", fileno(af->f));
   for (int attempt = 0; attempt < 100; attempt++) {
-    next_tmp_name(af, strlen(af->path) + 48);
+    next_tmp_name(af);
     if (linkat(AT_FDCWD, proc, AT_FDCWD, af->tmp, AT_SYMLINK_FOLLOW) == 0) return 0;
-    /* no /proc: the descriptor itself, which needs CAP_DAC_READ_SEARCH */
-    if (errno == ENOENT && linkat(fileno(af->f), "", AT_FDCWD, af->tmp, AT_EMPTY_PATH) == 0) return 0;
     if (errno != EEXIST) return errno;
   }
   return EEXIST;
@@ -99,20 +110,14 @@ static int link_unnamed(cnn_atomic_file *af) {
 int cnn_atomic_commit(cnn_atomic_file *af) {
   int e = 0;
   if (fflush(af->f) != 0 || ferror(af->f)) e = errno ? errno : EIO;
-  if (!e && fsync(fileno(af->f)) != 0 && errno != EINVAL && errno != EROFS) e = errno;
-  bool named = !af->unnamed;
+  if (!e && !af->direct && fsync(fileno(af->f)) != 0 && errno != EINVAL && errno != EROFS) e = errno;
+  bool named = !af->unnamed && !af->direct;
   if (!e && af->unnamed && (e = link_unnamed(af)) == 0) named = true;
   int rc = fclose(af->f);
   af->f = NULL;
   if (!e && rc != 0) e = errno ? errno : EIO;
-  if (!e && rename(af->tmp, af->path) != 0) e = errno;
-  if (e) {
-    if (named) unlink(af->tmp);
-    free(af->tmp);
-    af->tmp = NULL;
-    return cnn_error_set("%s: write failed (%s)", af->path, strerror(e));
-  }
-  free(af->tmp);
-  af->tmp = NULL;
-  return 0;
+  if (!e && !af->direct && rename(af->tmp, target(af)) != 0) e = errno;
+  if (e && named) unlink(af->tmp);
+  if (e) return done(af, cnn_error_set("%s: write failed (%s)", af->path, strerror(e)));
+  return done(af, 0);
 }

@@ -1,7 +1,9 @@
 /* For the file writers (io: png_io.c, jpeg_io.c, safetensors.c; plot: draw.c): a file is written in
  * the destination's folder, unnamed where the file system allows (a writer killed mid-write leaves
  * nothing) or under a temporary name, and renamed over the destination only once complete, so a
- * reader never sees a partial file and a failed write leaves the old file in place. */
+ * reader never sees a partial file and a failed write leaves the old file in place. A symlink at
+ * the destination keeps pointing at the new file, which keeps the old one's permissions; a
+ * device or a pipe there (/dev/null) is written as it is. */
 #ifndef CNN_ATOMIC_FILE_H
 #define CNN_ATOMIC_FILE_H
 
@@ -11,7 +13,9 @@
 typedef struct cnn_atomic_file {
   FILE *f;
   char *tmp;        /* the temporary path (malloc'd; named at commit when unnamed) */
+  char *resolved;   /* the file a symlink at path points to (malloc'd), or NULL */
   bool unnamed;     /* written through O_TMPFILE */
+  bool direct;      /* path is a device or a pipe, written as it is */
   const char *path; /* the destination (borrowed) */
 } cnn_atomic_file;
 

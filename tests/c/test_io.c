@@ -739,6 +739,27 @@ static void test_atomic_file(void) {
   f = fopen(path, "rb");
   CHECK(f && fread(got, 1, sizeof got, f) == 3); /* the old file intact */
   if (f) fclose(f);
+  /* the file replaced keeps its permissions; a symlink keeps pointing at the new file; a device
+   * (/dev/null, which a save over it replaced by a regular file) is written as it is */
+  CHECK(chmod(path, 0604) == 0);
+  char link[300];
+  snprintf(link, sizeof link, "%s/link.bin", sub);
+  CHECK(symlink("out.bin", link) == 0);
+  CHECK(cnn_atomic_open(&af, link) == 0);
+  fputs("xyz", af.f);
+  CHECK(cnn_atomic_commit(&af) == 0);
+  struct stat st;
+  CHECK(lstat(link, &st) == 0 && S_ISLNK(st.st_mode));
+  CHECK(stat(path, &st) == 0 && (st.st_mode & 0777) == 0604);
+  memset(got, 0, sizeof got);
+  f = fopen(path, "rb");
+  CHECK(f && fread(got, 1, sizeof got, f) == 3 && strcmp(got, "xyz") == 0);
+  if (f) fclose(f);
+  CHECK(entries(sub) == 2);
+  CHECK(cnn_atomic_open(&af, "/dev/null") == 0);
+  fputs("gone", af.f);
+  CHECK(cnn_atomic_commit(&af) == 0);
+  CHECK(stat("/dev/null", &st) == 0 && S_ISCHR(st.st_mode));
 }
 
 int main(void) {
