@@ -329,6 +329,10 @@ describe("user modules", function()
     assert.are.equal(3, Pair()(1, 2))
     assert.are.equal(1, Pair()(1))
     H.assert_error(function() return Pair()(1, 2, 3) end, "Pair: forward takes 2 arguments, got 3")
+    -- a forward pre-hook may change the arguments: forward gets what it returns (PyTorch's too)
+    local lin = nn.Linear(2, 2)
+    lin:register_forward_pre_hook(function(_, inputs) return inputs[1] end) -- drops the extra one
+    assert.are.same({2}, lin(cnn.ones(2), "extra"):shape())
     local Any = nn.Module:extend("Any")
     function Any:forward(...) return select("#", ...) end
     assert.are.equal(4, Any()(1, 2, 3, 4)) -- a vararg forward takes any number

@@ -247,13 +247,16 @@ local function instance_mt(cls)
   end
   mt.__newindex = function(self, k, v) return assign(self, cls, k, v) end
   mt.__call = function(self, ...)
-    local forward, given = self.forward, select("#", ...)
-    local most = given > 1 and max_args(forward)
-    if most and given > most then
-      error(string.format("%s: forward takes %d argument%s, got %d", cls.__name, most, most == 1 and "" or "s",
-        given), 2)
+    -- (with hooks, a forward pre-hook may change the arguments: forward gets what it returns)
+    if self.__nn.hooks == nil then
+      local forward, given = self.forward, select("#", ...)
+      local most = given > 1 and max_args(forward)
+      if most and given > most then
+        error(string.format("%s: forward takes %d argument%s, got %d", cls.__name, most, most == 1 and "" or "s",
+          given), 2)
+      end
+      return finish(self, pcall(forward, self, ...))
     end
-    if self.__nn.hooks == nil then return finish(self, pcall(forward, self, ...)) end
     return finish(self, pcall(call_with_hooks, self, ...))
   end
   mt.__tostring = function(self) return repr(self, true) end
@@ -1153,9 +1156,10 @@ local function set_inference_fuser(fn) inference_fuser = fn end
 -- A module whose class declares (raw field keeps_no_activations: true, or the class's forward
 -- while it is still that one) that its forward keeps no reference to its input or output, with
 -- no hooks (which see both) and no forward of its own instance (`m.forward = function(self, x)
--- saved = x ... end`); or a plain Sequential (the class itself) of such modules. With `leaves`, as training asks (where hooks that save activations are
--- common), their children (a block's layers) by the same rule all the way down (a hook on a block's
--- inner layer sees the block's input). Sequential:forward asks it of each child in every call. In
+-- saved = x ... end`); or a plain Sequential (the class itself) of such modules. With `leaves`,
+-- as training asks (where hooks that save activations are common), their children (a block's
+-- layers) by the same rule all the way down (a hook on a block's inner layer sees the block's
+-- input). Sequential:forward asks it of each child in every call. In
 -- inference a block's children must have no hooks or forwards of their own either: the first
 -- layer's sees the block's input, which the container would free.
 local function seen_below(s)
