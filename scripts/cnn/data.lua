@@ -728,7 +728,7 @@ function DataLoader:_iter_images(start, order, epoch)
   end
   running[ep] = true
   local suffix = ds._suffix
-  local over = false
+  local over, given, total = false, 0, select(2, ep:position()) -- batches handed out, in the epoch
   local function finish()
     over = true
     running[ep] = nil
@@ -739,9 +739,10 @@ function DataLoader:_iter_images(start, order, epoch)
     if not running[ep] then
       error("DataLoader: this epoch was stopped by loader:close() before its last batch", 2)
     end
-    if ep:position() == nil then -- closed by its for loop (a break): a call now is no end of the epoch
-      error("DataLoader: this epoch's for loop ended (break) and stopped it before its last batch; " ..
-        "iter() starts a new one", 2)
+    if ep:position() == nil then -- closed by its for loop (a break, an error)
+      if given >= total then return nil end -- after the last batch: the end, as it would have been
+      error("DataLoader: this epoch's for loop ended (a break or an error) and stopped it before its last " ..
+        "batch; iter() starts a new one", 2)
     end
     local ok, x, y = pcall(ep.next, ep, "DataLoader")
     if not ok then checked(2, false, x) end
@@ -749,6 +750,7 @@ function DataLoader:_iter_images(start, order, epoch)
       finish()
       return nil
     end
+    given = given + 1
     if type(x) == "table" then -- a transform with Lua in it: that part runs here, image by image
       for k = 1, #x do
         x[k] = checked(2, pcall(suffix, x[k]))

@@ -256,7 +256,14 @@ describe("data.ImageFolder over photos", function()
     -- the iterator of a loop that broke, called again, raises (it returned nil: a silent early end)
     local f, s, c, stop = loader:iter()
     for _ in f, s, c, stop do break end -- luacheck: ignore 512 (one pass, then break: the point)
-    H.assert_error(function() f() end, "DataLoader: this epoch's for loop ended %(break%)")
+    H.assert_error(function() f() end, "DataLoader: this epoch's for loop ended %(a break or an error%)")
+    f, s, c, stop = loader:iter() -- a break after the last batch: the end, as without the break
+    local n = 0
+    for _ in f, s, c, stop do
+      n = n + 1
+      if n == #loader then break end
+    end
+    assert.is_nil(f())
     local it = loader:iter()
     it()
     assert.are.equal(base + 3, threads())
