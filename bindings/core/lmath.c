@@ -479,8 +479,14 @@ static int m_relu_(lua_State *L) {
 static int m_fill_(lua_State *L) {
   lcnn_max_args(L, 2, "fill_");
   const cnn_tensor *v = lcnn_test(L, 2);
-  if (v) { /* a 0-d tensor: masked_fill_ under an all-true mask, which records v's gradient too */
-    if (v->ndim != 0) return lcnn_error(L, "fill_", "the value must be a 0-d tensor, got a %d-d tensor", v->ndim);
+  if (v && v->ndim != 0) return lcnn_error(L, "fill_", "the value must be a 0-d tensor, got a %d-d tensor", v->ndim);
+  if (v && !(cnn_ag_is_enabled() && cnn_ag_requires(v))) { /* its number, checked as one (300 into uint8) */
+    int64_t at[CNN_MAX_DIMS] = {0};
+    lcnn_push_element(L, v, at);
+    lua_replace(L, 2);
+    v = NULL;
+  }
+  if (v) { /* a 0-d tensor that requires grad: masked_fill_ under an all-true mask, which records it */
     lcnn_push(L, cnn_tensor_scalar(CNN_BOOL, 1), "fill_"); /* anchored: a raise below leaks nothing */
     if (cnn_op_masked_fill_(lcnn_check(L, 1, "fill_"), lcnn_check(L, 3, "fill_"), lcnn_check(L, 2, "fill_")))
       return lcnn_fail(L, "fill_");

@@ -351,6 +351,8 @@ describe("in-place ops on tensors with history", function()
     H.assert_tensor(g, { 3, 3, 3, 3 }) -- d/dx (v * x): v, nothing through the old 2x
     H.assert_tensor(v.grad, 6)
     H.assert_error(function() cnn.ones(2):fill_(cnn.ones(2)) end, "fill_: the value must be a 0%-d tensor")
+    H.assert_error(function() cnn.zeros(2, { dtype = "uint8" }):fill_(cnn.tensor(300.0)) end,
+      "fill_: value 300 cannot be converted to type uint8") -- as fill_(300); it wrapped to 44
     y, g = grad_of(function(t) t[2] = 10 end)
     H.assert_tensor(y, { 2, 10, 6, 8 })
     H.assert_tensor(g, { 8, 0, 24, 32 })
