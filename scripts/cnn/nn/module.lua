@@ -180,6 +180,8 @@ end
 
 local function rethrow(self, err)
   if type(err) ~= "string" then error(err, 0) end
+  -- Ctrl-C (the REPL's and cnnlua's hook) is no layer's error: it was "0 (Linear): interrupted!"
+  if err:match("interrupted!$") then error("interrupted!", 0) end
   if err == pending.msg then
     table.insert(pending.chain, 1, self)
   else
@@ -1159,9 +1161,9 @@ local function set_inference_fuser(fn) inference_fuser = fn end
 -- saved = x ... end`); or a plain Sequential (the class itself) of such modules. With `leaves`,
 -- as training asks (where hooks that save activations are common), their children (a block's
 -- layers) by the same rule all the way down (a hook on a block's inner layer sees the block's
--- input). Sequential:forward asks it of each child in every call. In
--- inference a block's children must have no hooks or forwards of their own either: the first
--- layer's sees the block's input, which the container would free.
+-- input). Sequential:forward asks it of each child in every call. In inference a block's children
+-- must have no hooks or forwards of their own either: the first layer's sees the block's input,
+-- which the container would free.
 local function seen_below(s)
   local mods = s.modules
   for _, k in ipairs(mods.keys) do
