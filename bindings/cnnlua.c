@@ -575,9 +575,10 @@ static int wrap_magic(lua_State *L, int magic, lua_Integer runs) {
 
 /* ---- the REPL ------------------------------------------------------------------------------ */
 
-/* An expression typed at the prompt, evaluated in the chunk's own frame and its values returned;
- * ECHO_COMMENT when the line ends in a comment, which would swallow ECHO's closing parenthesis
- * (on the same line, so that an error in the expression is reported at stdin:1, not stdin:2) */
+/* An expression typed at the prompt, evaluated in the chunk's own frame and its values returned.
+ * ECHO keeps its closing parenthesis on the line, so that an error in the expression is reported
+ * at stdin:1; ECHO_COMMENT, tried when ECHO does not compile, puts it on a line of its own for a
+ * line that ends in a comment (which swallows it). */
 #define ECHO "return (function(...) return ... end)(%s)"
 #define ECHO_COMMENT "return (function(...) return ... end)(%s\n)"
 

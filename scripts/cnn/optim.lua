@@ -622,7 +622,6 @@ function Adagrad:step(closure)
   return loss
 end
 
-
 ------------------------------------------------------------------------------------------------
 -- Learning-rate schedules. Construction takes the first step (last_epoch becomes 0), as in
 -- PyTorch; each sched:step() then sets every group's lr. Call it after opt:step().
