@@ -392,7 +392,7 @@ RESULT(res)
     local csv = res:csv(tmp .. "/here/search.csv")
     assert.are.equal(csv, read(tmp .. "/here/search.csv"))
     local rows = lines_of(tmp .. "/here/search.csv")
-    assert.are.equal("trial,seed,status,k,x,loss,steps,seconds,pid,message", rows[1])
+    assert.are.equal("trial,seed,status,k,x,loss,steps,seconds,pid,message,other", rows[1]) -- other: returned
     assert.are.equal(13, #rows)
     for i = 1, 12 do
       local t = res.trials[i]
@@ -430,6 +430,22 @@ RESULT(res)
     local m = hp.search{space = {x = {1}}, objective = function() return 1 end, metric = "seconds", mode = "min",
       trials = 1, workers = 0, quiet = true}
     assert.are.equal("trial,seed,status,x,metric.seconds,steps,seconds,pid,message", m:csv():match("^[^\n]*"))
+    -- the other fields objectives return get columns of their own (the README promised them)
+    local vals = hp.search{space = {x = {1, 2}}, strategy = "grid", mode = "max", workers = 0, quiet = true,
+      objective = function(p)
+        if p.x == 1 then return {metric = 1, loss = 3, x = "dup"} end
+        return {metric = 2}
+      end}
+    local rows = {}
+    for line in vals:csv():gmatch("[^\n]+") do rows[#rows + 1] = line end
+    assert.are.equal("trial,seed,status,x,metric,steps,seconds,pid,message,loss,value.x", rows[1])
+    assert.truthy(rows[2]:find(",3,dup$"), rows[2])
+    assert.truthy(rows[3]:find(",,$"), rows[3])
+    -- error(hp.PRUNED) outside ASHA is a failure that says why (its note was empty)
+    local pr = hp.search{space = {x = {1}}, objective = function() error(hp.PRUNED) end, mode = "max",
+      trials = 1, workers = 0, quiet = true}
+    assert.are.equal("failed", pr.trials[1].status)
+    assert.truthy(pr.trials[1].message:find("raised hp.PRUNED itself", 1, true))
     -- a parameter named as another's label: each still a header of its own
     local both = hp.search{space = {seed = {1}, ["param.seed"] = {2}}, objective = function() return 1 end,
       mode = "max", trials = 1, workers = 0, quiet = true}

@@ -184,14 +184,30 @@ end
 
 --- cnn.hpsearch.Result:csv(path) -> string
 --- Every trial as a CSV row, in index order; writes path when given and returns the text.
---- Columns: trial, seed, status, each parameter, the metric, steps, seconds, pid, message; a
+--- Columns: trial, seed, status, each parameter, the metric, steps, seconds, pid, message, then
+--- the other fields objectives returned in a table, sorted (empty where a trial has none); a
 --- parameter named as one of those or as the metric is headed "param.NAME", a metric named as
---- one of those "metric.NAME".
+--- one of those "metric.NAME", a returned field "value.NAME".
 function Result:csv(path)
   local header = {"trial", "seed", "status"}
   local params, metric = labels(self, {"trial", "seed", "status", "steps", "seconds", "pid", "message"})
   for _, n in ipairs(params) do header[#header + 1] = n end
   for _, c in ipairs{metric, "steps", "seconds", "pid", "message"} do header[#header + 1] = c end
+  -- the other fields objectives returned beside the metric ({metric = m, loss = l}), a column each
+  -- (sorted; "value.NAME" where the name is a column already), empty where a trial has none
+  local extra, seen, used = {}, {}, {}
+  for _, h in ipairs(header) do used[h] = true end
+  for _, t in ipairs(self.trials) do
+    for k in pairs(t.values or {}) do
+      if not seen[k] then seen[k], extra[#extra + 1] = true, k end
+    end
+  end
+  table.sort(extra)
+  for _, k in ipairs(extra) do
+    local label = k
+    while used[label] do label = "value." .. label end
+    used[label], header[#header + 1] = true, label
+  end
   local lines = {}
   for i, h in ipairs(header) do header[i] = csv_cell(h) end
   lines[1] = table.concat(header, ",")
@@ -203,6 +219,7 @@ function Result:csv(path)
     for i, name in ipairs(self.names) do row[3 + i] = t.params[name] end
     row[n + 4], row[n + 5], row[n + 6], row[n + 7] = t.metric, t.steps, t.seconds, t.pid
     row[n + 8] = t.message and t.message:match("^[^\n]*") or nil
+    for i, k in ipairs(extra) do row[n + 8 + i] = t.values and t.values[k] end
     local cells = {}
     for c = 1, #header do cells[c] = csv_cell(row[c]) end
     lines[#lines + 1] = table.concat(cells, ",")

@@ -134,7 +134,9 @@ function trial.run(ctx)
   end
   if not ok then
     rec.status = "failed"
-    if type(ret) == "table" then
+    if ret == PRUNED then -- not from report(): the note column said nothing
+      rec.message = "the objective raised hp.PRUNED itself (report() raises it when ASHA prunes a trial)"
+    elseif type(ret) == "table" then
       rec.message, rec.traceback = capped(ret.message), capped(ret.traceback)
     else
       rec.message = capped(tostring(ret))
