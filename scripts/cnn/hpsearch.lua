@@ -484,12 +484,15 @@ end
 
 function Search:run_here(pending)
   for _, t in ipairs(pending) do
-    -- each trial starts from the search's generator and grad mode, whatever the last one left
-    local saved, grad = core.get_rng_state(), core.is_grad_enabled()
+    -- each trial starts from the search's generator, grad mode and thread count (threads when
+    -- given, as a worker's), whatever the last one left; the caller gets its own back after
+    local saved, grad, nthreads = core.get_rng_state(), core.is_grad_enabled(), core.get_num_threads()
+    if self.s.threads then core.set_num_threads(self.s.threads) end
     self.view:started(t)
     local ok, rec = pcall(run_one, self.s, t, self.rungs)
     core.set_rng_state(saved)
     core.set_grad_enabled(grad)
+    core.set_num_threads(nthreads)
     if not ok then
       if trial.is_interrupt(rec) then rec = nil else error(rec, 0) end
     end
@@ -723,8 +726,9 @@ end
 --- cnn.manual_seed(trial.seed) before the objective, so a trial re-run with its params and seed gives
 --- the same metric, on as many threads (the thread pool survives fork(): a child starts its own
 --- workers). A trial's output goes to a temporary file; its end is kept in a failed trial's record.
---- workers = 0 runs the trials one by one in this process (for debugging; the caller's random state
---- is restored after each; a crash ends the search). A trial whose objective raises, whose process
+--- workers = 0 runs the trials one by one in this process (for debugging; on threads threads when
+--- given; the caller's random state, grad mode and thread count are restored after each; a crash
+--- ends the search). A trial whose objective raises, whose process
 --- dies (os.exit, a signal), that runs past `timeout` or that returns NaN or inf is recorded
 --- ("failed" or "nan", with the message: its first 4 KiB) and the search goes on. Ctrl-C stops the search: running
 --- trials are stopped, finished ones stay in the log, the result so far comes back with

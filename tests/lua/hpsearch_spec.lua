@@ -441,6 +441,16 @@ RESULT(res)
     assert.are.equal("trial,seed,status,x,metric,steps,seconds,pid,message,loss,value.x", rows[1])
     assert.truthy(rows[2]:find(",3,dup$"), rows[2])
     assert.truthy(rows[3]:find(",,$"), rows[3])
+    -- in this process a trial runs on threads, and the caller keeps its count whatever the
+    -- objective set (workers = 0 ignored threads, and an objective's set_num_threads stayed)
+    local before = cnn.get_num_threads()
+    cnn.set_num_threads(3)
+    local seen
+    hp.search{space = {x = {1}}, mode = "max", trials = 1, workers = 0, threads = 1, quiet = true,
+      objective = function() seen = cnn.get_num_threads(); cnn.set_num_threads(2) return 1 end}
+    local after = cnn.get_num_threads()
+    cnn.set_num_threads(before)
+    assert.are.same({1, 3}, {seen, after})
     -- error(hp.PRUNED) outside ASHA is a failure that says why (its note was empty)
     local pr = hp.search{space = {x = {1}}, objective = function() error(hp.PRUNED) end, mode = "max",
       trials = 1, workers = 0, quiet = true}
