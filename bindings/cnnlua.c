@@ -577,10 +577,31 @@ static int wrap_magic(lua_State *L, int magic, lua_Integer runs) {
 
 /* An expression typed at the prompt, evaluated in the chunk's own frame and its values returned.
  * ECHO keeps its closing parenthesis on the line, so that an error in the expression is reported
- * at stdin:1; ECHO_COMMENT, tried when ECHO does not compile, puts it on a line of its own for a
- * line that ends in a comment (which swallows it). */
-#define ECHO "return (function(...) return ... end)(%s)"
-#define ECHO_COMMENT "return (function(...) return ... end)(%s\n)"
+ * at stdin:1; a line that ends in a comment, which swallows it, is compiled without the comment. */
+#define ECHO_OPEN "return (function(...) return ... end)("
+#define ECHO ECHO_OPEN "%s)"
+
+/* ECHO of the text before the comment that ends code ("x[3] -- why"): at the first "--" where
+ * that text compiles (a "--" inside a string leaves the string open, which never does). Leaves
+ * the function on the stack and returns true, or leaves nothing. */
+static bool load_before_comment(lua_State *L, const char *code) {
+  for (const char *c = strstr(code, "--"); c; c = strstr(c + 2, "--")) {
+    luaL_Buffer b;
+    luaL_buffinit(L, &b);
+    luaL_addstring(&b, ECHO_OPEN);
+    luaL_addlstring(&b, code, (size_t)(c - code));
+    luaL_addchar(&b, ')');
+    luaL_pushresult(&b);
+    size_t len;
+    const char *expr = lua_tolstring(L, -1, &len);
+    if (luaL_loadbuffer(L, expr, len, "=stdin") == LUA_OK) {
+      lua_remove(L, -2);
+      return true;
+    }
+    lua_pop(L, 2);
+  }
+  return false;
+}
 
 /* Reads one chunk: LINE as an expression to echo when that compiles, else the line as statements,
  * reading more lines while the text is incomplete. The expression is compiled as the arguments of
@@ -604,16 +625,16 @@ static int read_chunk(lua_State *L) {
   }
   const bool eq = code[0] == '=';
   /* %time and %timeit keep "return EXPR": ECHO's closure, made at every run, would be timed too */
-  static const char *const echo_forms[] = {ECHO, ECHO_COMMENT}, *const timed_form[] = {"return %s"};
-  const char *const *forms = magic != MAGIC_NONE ? timed_form : echo_forms;
-  for (int f = 0; f < (magic != MAGIC_NONE ? 1 : 2); f++) {
-    const char *expr = lua_pushfstring(L, forms[f], eq ? code + 1 : code);
-    if (luaL_loadbuffer(L, expr, strlen(expr), "=stdin") == LUA_OK) {
-      lua_remove(L, -2);
-      free(line);
-      return magic != MAGIC_NONE ? wrap_magic(L, magic, runs) : CHUNK_OK;
-    }
-    lua_pop(L, 2);
+  const char *expr = lua_pushfstring(L, magic != MAGIC_NONE ? "return %s" : ECHO, eq ? code + 1 : code);
+  if (luaL_loadbuffer(L, expr, strlen(expr), "=stdin") == LUA_OK) {
+    lua_remove(L, -2);
+    free(line);
+    return magic != MAGIC_NONE ? wrap_magic(L, magic, runs) : CHUNK_OK;
+  }
+  lua_pop(L, 2);
+  if (magic == MAGIC_NONE && load_before_comment(L, eq ? code + 1 : code)) {
+    free(line);
+    return CHUNK_OK;
   }
   /* more lines to come: "=EXPR" reads on as "return EXPR" (ECHO's closing parenthesis would land
    * before the lines that follow), anything else as statements */

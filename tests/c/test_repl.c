@@ -188,10 +188,13 @@ static void test_piped_repl_errors_of_called_expressions_keep_their_line(void) {
   CHECK(strstr(r.err, "stdin:1: from g") != NULL, "stderr was '%s'", r.err);
   CHECK(strcmp(r.out, "3\n") == 0, "stdout was '%s'", r.out); /* every value still reaches the echo */
   /* an index past the end is raised where the expression closes: that was the wrapper's ")" on a
-   * line of its own (stdin:2); a line that ends in a comment still compiles, the ")" after it */
-  run(&r, "x = cnn.ones(2)\nx[3]\nx[2] -- one\n", NO_ARGS);
+   * line of its own (stdin:2); a line that ends in a comment is echoed without it (a "--" in a
+   * string is no comment) */
+  run(&r, "x = cnn.ones(2)\nx[3]\nx[2] -- one\nx[4] -- two\n'a--b' -- three\n", NO_ARGS);
   CHECK(strstr(r.err, "stdin:1: index: index 3 is out of range") != NULL, "stderr was '%s'", r.err);
-  CHECK(strcmp(r.out, "1.0\n") == 0, "stdout was '%s'", r.out);
+  CHECK(strstr(r.err, "stdin:1: index: index 4 is out of range") != NULL, "stderr was '%s'", r.err);
+  CHECK(strstr(r.err, "stdin:2") == NULL, "stderr was '%s'", r.err);
+  CHECK(strcmp(r.out, "1.0\na--b\n") == 0, "stdout was '%s'", r.out);
   /* "=expr" over several lines reads on as "return expr": the wrapper's ")" had landed before the
    * next lines (inside the long string here), so the chunk never ended and took "next" in */
   run(&r, "=[[a\nb]]\n\"next\"\n=(1 +\n2)\n", NO_ARGS);
