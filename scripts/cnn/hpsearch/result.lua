@@ -88,6 +88,15 @@ local function first_line(s, width)
 end
 Result._first_line = first_line -- for the progress lines (hpsearch.lua)
 
+-- name as a column's label, prefixed until it is free in taken: a label there (true), or another
+-- column's own name still to come (false)
+local function free_label(name, prefix, taken)
+  local label = name
+  while taken[label] or (label ~= name and taken[label] == false) do label = prefix .. label end
+  taken[label] = true
+  return label
+end
+
 -- The labels of the parameter columns and of the metric's beside `fixed` columns: a parameter
 -- named as one of them or as the metric is "param.NAME" (a space with `steps` or `seed`), a metric
 -- named as a fixed column "metric.NAME", so that no header repeats a name (pandas and
@@ -99,11 +108,7 @@ local function labels(self, fixed)
   taken[metric] = true
   local out = {}
   for _, n in ipairs(self.names) do taken[n] = taken[n] or false end -- names as given come first
-  for i, n in ipairs(self.names) do
-    local label = n
-    while taken[label] or (label ~= n and taken[label] == false) do label = "param." .. label end
-    out[i], taken[label] = label, true
-  end
+  for i, n in ipairs(self.names) do out[i] = free_label(n, "param.", taken) end
   return out, metric
 end
 
@@ -203,11 +208,7 @@ function Result:csv(path)
     end
   end
   table.sort(extra)
-  for _, k in ipairs(extra) do
-    local label = k
-    while used[label] do label = "value." .. label end
-    used[label], header[#header + 1] = true, label
-  end
+  for _, k in ipairs(extra) do header[#header + 1] = free_label(k, "value.", used) end
   local lines = {}
   for i, h in ipairs(header) do header[i] = csv_cell(h) end
   lines[1] = table.concat(header, ",")
