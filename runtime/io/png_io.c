@@ -12,6 +12,7 @@
 #include <math.h>
 #include <png.h>
 #include <setjmp.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,6 +23,7 @@
 
 typedef struct {
   FILE *f;
+  uint64_t pos, end; /* reading: the file offset reached, and where libpng must stop (0: the end) */
   char msg[256];
 } io_ctx;
 
@@ -38,7 +40,9 @@ static void on_warning(png_structp png, png_const_charp msg) {
 
 static void on_read(png_structp png, png_bytep data, size_t n) {
   io_ctx *c = png_get_io_ptr(png);
+  if (c->end && c->pos + n > c->end) png_error(png, "file is truncated");
   if (fread(data, 1, n, c->f) != n) png_error(png, ferror(c->f) ? "read error" : "file is truncated");
+  c->pos += n;
 }
 
 static void on_write(png_structp png, png_bytep data, size_t n) {
@@ -56,18 +60,28 @@ static inline float sample(const png_byte *row, size_t s, int depth16) {
 
 /* libpng allocates an ancillary chunk (tEXt, iCCP, ...) at the length the file claims before it
  * reads the data, so a 45-byte file claiming an 892 MB chunk costs 892 MB. Every chunk must fit in
- * what is left of the file: walk the chunk headers first and refuse one that cannot. The stream is
- * left just after the signature. */
-static int check_chunk_lengths(FILE *f, uint64_t file_size, const char *path) {
+ * what is left of the file: walk the chunk headers first and refuse one that cannot; but one after
+ * the image data (a copy cut in a text chunk) only ends the file there, *end its offset, as the
+ * image before it is whole (PIL reads such files). The stream is left just after the signature. */
+static int check_chunk_lengths(FILE *f, uint64_t file_size, const char *path, uint64_t *end) {
   uint64_t pos = 8;
   unsigned char head[8];
+  bool after_data = false; /* an IDAT chunk was passed */
+  *end = 0;
   while (pos + 8 <= file_size) {
     if (fseek(f, (long)pos, SEEK_SET) != 0 || fread(head, 1, 8, f) != 8) break;
     uint64_t len = (uint64_t)head[0] << 24 | (uint64_t)head[1] << 16 | (uint64_t)head[2] << 8 | head[3];
-    if (len > file_size - pos - 8)
+    const bool idat = memcmp(head + 4, "IDAT", 4) == 0;
+    if (len > file_size - pos - 8) {
+      if (after_data && !idat) {
+        *end = pos;
+        break;
+      }
       return cnn_error_set("%s: invalid PNG (chunk '%.4s' claims %llu bytes but only %llu remain)", path,
                            (const char *)head + 4, (unsigned long long)len, (unsigned long long)(file_size - pos - 8));
+    }
     if (memcmp(head + 4, "IEND", 4) == 0) break;
+    if (idat) after_data = true;
     pos += 12 + len;
   }
   if (fseek(f, 8, SEEK_SET) != 0) return cnn_error_set("%s: cannot seek (%s)", path, strerror(errno));
@@ -110,7 +124,8 @@ cnn_tensor *cnn_png_load_oriented(const char *path, cnn_png_mode mode, int *orie
     cnn_error_set("%s: not a PNG file (%s)", path, nsig < 8 ? "shorter than the 8-byte signature" : "bad signature");
     return NULL;
   }
-  if (check_chunk_lengths(ctx.f, (uint64_t)st.st_size, path)) {
+  ctx.pos = 8;
+  if (check_chunk_lengths(ctx.f, (uint64_t)st.st_size, path, &ctx.end)) {
     fclose(ctx.f);
     return NULL;
   }

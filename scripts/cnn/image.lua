@@ -28,7 +28,9 @@ end
 --- "gray": 1 channel (colour converted as PIL's convert("L")); "rgb": 3; "rgba": 4 (tRNS -> alpha).
 --- With exif (the default) the EXIF orientation tag (JPEG APP1, PNG eXIf) is applied as PIL's
 --- ImageOps.exif_transpose does. Images over cnn.image.max_pixels() pixels are refused before their
---- pixels are allocated; truncated and corrupt files raise an error naming the path.
+--- pixels are allocated; truncated and corrupt files raise an error naming the path, but a PNG
+--- whose image data is whole loads whatever follows it (no end chunk, a chunk after the image cut
+--- short or with a bad checksum, trailing bytes).
 function image.load(path, opts)
   opts = options("image.load", opts, {mode = true, exif = true})
   local exif = opts.exif

@@ -66,6 +66,15 @@ describe("image.load", function()
       chunks[photo:sub(at + 4, at + 7)] = photo:sub(at, at + 11 + n)
       at = at + 12 + n
     end
+    -- a chunk after the image data cut short (a copied file's end lost) or claiming 2 GiB: the
+    -- image is whole (the walk of chunk lengths refused these before libpng read the image)
+    local text = "Comment\0" .. string.rep("x", 200)
+    text = string.pack(">I4", #text) .. "tEXt" .. text .. "\0\0\0\0"
+    local body = bytes:sub(1, -13)
+    for _, tail in ipairs({text:sub(1, 40), text:sub(1, #text - 5), string.pack(">I4", 0x7fffffff) .. "tEXtabc"}) do
+      write_bytes(d .. "/cut_text.png", body .. tail)
+      H.assert_tensor(image.load(d .. "/cut_text.png"), E.png.rgb8.auto, {atol = 1e-6})
+    end
     write_bytes(d .. "/late.png", photo:sub(1, 8) .. chunks.IHDR .. chunks.IDAT .. chunks.eXIf)
     assert.are.same({3, 11, 7}, image.load(d .. "/late.png"):shape()) -- exif_6: 7x11 turned
     assert.is_true(cnn.allclose(image.load(d .. "/late.png"), image.load("tests/fixtures/photos/exif_6.png"), 0, 0))
@@ -86,6 +95,14 @@ describe("image.load", function()
     local i = bytes:find("IDAT", 1, true) + 6
     write_bytes(d .. "/crc.png", bytes:sub(1, i - 1) .. string.char(bytes:byte(i) ~ 0x40) .. bytes:sub(i + 1))
     H.assert_error(function() image.load(d .. "/crc.png") end, "image.load:", "crc.png", "CRC")
+    -- before the image data, a chunk claiming more than the file holds is still refused, as is a
+    -- second IDAT cut short (the image itself is incomplete)
+    local idat = bytes:find("IDAT", 1, true) - 4
+    write_bytes(d .. "/long.png", bytes:sub(1, idat - 1) .. string.pack(">I4", 1000) .. "tEXtabc")
+    H.assert_error(function() image.load(d .. "/long.png") end, "image.load:", "long.png", "claims 1000 bytes")
+    local iend = #bytes - 11
+    write_bytes(d .. "/idat2.png", bytes:sub(1, iend - 1) .. string.pack(">I4", 1000) .. "IDATabc")
+    H.assert_error(function() image.load(d .. "/idat2.png") end, "image.load:", "idat2.png", "claims 1000 bytes")
     H.assert_error(function() image.load(PNG .. "rgb8.png", {mode = "cmyk"}) end, "image.load:", "unknown mode 'cmyk'")
     H.assert_error(function() image.load(PNG .. "rgb8.png", {moed = "rgb"}) end, "image.load:", "unknown option 'moed'")
     H.assert_error(function() image.load(42) end, "image.load:", "expected a path")
