@@ -927,6 +927,9 @@ end
 
 --- module cnn.data.transforms
 --- Image transforms with torchvision's names, run in C.
+--- snake_case here (random_hflip), and torchvision's class names beside them (Compose, Resize,
+--- CenterCrop, RandomCrop, RandomResizedCrop, RandomHorizontalFlip, RandomVerticalFlip,
+--- RandomRotation, ColorJitter, Grayscale, RandomGrayscale, Normalize, ToTensor).
 --- Each is a callable `t(x) -> x'` on an image (C, H, W) or a batch (N, C, H, W), image by image;
 --- random ones draw per image from cnn's generator (from Lua) or from the sample's own generator
 --- (in a DataLoader's workers).
@@ -1260,6 +1263,49 @@ function transforms.compose(list)
   end
   t.parts = fs -- an ImageFolder runs the leading transforms of the list in C
   return t
+end
+
+--- cnn.data.transforms.ToTensor() -> transform
+--- torchvision's ToTensor, so that its pipelines read the same here.
+--- Images here are already float tensors (C, H, W) in [0, 1] (cnn.image.load, the datasets),
+--- returned as they are; a uint8 image or batch becomes float32 / 255, as ToTensor scales bytes.
+--- It adds no step to a C pipeline.
+function transforms.ToTensor()
+  return make("ToTensor()", function(x)
+    if not util.is_tensor(x) then
+      error("ToTensor: expected an image tensor (cnn.image.load gives one), got " .. util.show(x), 0)
+    end
+    if x:dtype() == "uint8" then return x:float():div(255) end
+    if x:dtype() ~= "float32" then
+      error("ToTensor: expected a float32 or uint8 image, got " .. x:dtype(), 0)
+    end
+    return x
+  end, {})
+end
+
+--- cnn.data.transforms.ColorJitter(brightness=0, contrast=0, saturation=0, hue=0) -> transform
+--- torchvision's ColorJitter, with its positional arguments.
+--- color_jitter{brightness=, contrast=, saturation=, hue=}; an options table as the first argument is
+--- passed on as it is.
+function transforms.ColorJitter(brightness, contrast, saturation, hue)
+  if type(brightness) == "table" and (brightness.brightness ~= nil or brightness.contrast ~= nil or
+      brightness.saturation ~= nil or brightness.hue ~= nil) then
+    return checked(2, pcall(transforms.color_jitter, brightness))
+  end
+  local t = checked(2, pcall(transforms.color_jitter,
+    {brightness = brightness, contrast = contrast, saturation = saturation, hue = hue}))
+  return t
+end
+
+-- torchvision's class names for the others: the same functions, whose arguments already follow
+-- torchvision's (keyword arguments in an options table), so `transforms.Compose{transforms.Resize(256),
+-- transforms.CenterCrop(224), transforms.ToTensor(), transforms.Normalize(mean, std)}` reads as it does there
+for tv, ours in pairs({Compose = "compose", Normalize = "normalize", RandomCrop = "random_crop",
+                       RandomHorizontalFlip = "random_hflip", RandomVerticalFlip = "random_vflip", Resize = "resize",
+                       CenterCrop = "center_crop", RandomResizedCrop = "random_resized_crop",
+                       RandomRotation = "random_rotation", Grayscale = "grayscale",
+                       RandomGrayscale = "random_grayscale"}) do
+  transforms[tv] = transforms[ours]
 end
 
 data.cifar10 = require "cnn.datasets.cifar10" -- data.cifar10(dir, split): CIFAR-10 binary files

@@ -227,4 +227,45 @@ describe("data.transforms", function()
     H.assert_error(function() T.random_resized_crop(4, {ratio = {2, 1}}) end, "random_resized_crop:", "ratio")
     H.assert_usable()
   end)
+
+  it("answer to torchvision's class names: a torchvision pipeline reads the same and computes the same", function()
+    local tv = T.Compose{T.Resize(6), T.CenterCrop(5), T.RandomCrop(5, {padding = 1}), T.RandomHorizontalFlip(),
+                         T.RandomVerticalFlip(0.3), T.RandomRotation(10), T.ColorJitter(0.4, 0.3, 0.2, 0.1),
+                         T.RandomGrayscale(0.5), T.RandomResizedCrop(4), T.ToTensor(), T.Grayscale(3),
+                         T.Normalize(data.IMAGENET_MEAN, data.IMAGENET_STD)}
+    local ours = T.compose{T.resize(6), T.center_crop(5), T.random_crop(5, {padding = 1}), T.random_hflip(),
+                           T.random_vflip(0.3), T.random_rotation(10),
+                           T.color_jitter{brightness = 0.4, contrast = 0.3, saturation = 0.2, hue = 0.1},
+                           T.random_grayscale(0.5), T.random_resized_crop(4), T.grayscale(3),
+                           T.normalize(data.IMAGENET_MEAN, data.IMAGENET_STD)}
+    assert.is_table(tv.specs) -- ToTensor adds no step: still one C pipeline, as DataLoader workers run it
+    assert.are.equal(#ours.specs, #tv.specs)
+    local x = cnn.rand(4, 3, 9, 11)
+    cnn.manual_seed(7)
+    local a = tv(x)
+    cnn.manual_seed(7)
+    assert.is_true(cnn.allclose(a, ours(x), 0, 0))
+    assert.are.same({4, 3, 4, 4}, a:shape())
+    -- ColorJitter's positional arguments, its options table, a brightness range
+    assert.are.equal(tostring(T.color_jitter{brightness = 0.2}), tostring(T.ColorJitter{brightness = 0.2}))
+    assert.are.equal("color_jitter{brightness={0.5, 1.5}}", tostring(T.ColorJitter({0.5, 1.5})))
+    assert.are.equal("color_jitter{contrast={0.5, 1.5}}", tostring(T.ColorJitter(nil, 0.5)))
+    H.assert_error(function() T.ColorJitter(-1) end, "color_jitter:", "non%-negative")
+    -- ToTensor: float images as they are, bytes scaled as torchvision's ToTensor scales them
+    assert.is_true(rawequal(x, T.ToTensor()(x)))
+    local bytes = T.ToTensor()(cnn.tensor({{{0, 51, 255}}}, {dtype = "uint8"}))
+    assert.are.equal("float32", bytes:dtype())
+    H.assert_tensor(bytes, {shape = {1, 1, 3}, data = {0, 0.2, 1}}, {atol = 1e-7})
+    H.assert_error(function() T.ToTensor()(3) end, "ToTensor:", "image tensor")
+    H.assert_error(function() T.ToTensor()(cnn.zeros(1, 2, 2, {dtype = "int64"})) end, "ToTensor:", "int64")
+    -- and in an ImageFolder read by worker threads
+    local d = H.tmpdir()
+    H.mkdir_p(d .. "/cat")
+    image.save(d .. "/cat/a.png", X)
+    local ds = data.ImageFolder(d, {transform = T.Compose{T.Resize(8), T.CenterCrop(8), T.ToTensor()}})
+    local b = data.DataLoader(ds, {batch_size = 1, workers = 2}):iter()()
+    assert.are.same({1, 3, 8, 8}, b:shape())
+    H.rmdir(d)
+    H.assert_usable()
+  end)
 end)
