@@ -1,5 +1,5 @@
 --- module cnn.models
---- Networks with torchvision's parameter names: LeNet-5, AlexNet, ResNets.
+--- Networks with torchvision's parameter names: LeNet-5, AlexNet, VGG, ResNets, GoogLeNet.
 --- Each constructor takes an options table and returns an nn module. The definitions load on first
 --- use.
 
@@ -12,8 +12,19 @@ local sources = {
   alexnet = "cnn.models.alexnet",
   alexnet_cifar = "cnn.models.alexnet",
   resnet = "cnn.models.resnet",
+  resnet18 = "cnn.models.resnet",
+  resnet34 = "cnn.models.resnet",
+  resnet50 = "cnn.models.resnet",
   resnet_cifar = "cnn.models.resnet",
   vgg = "cnn.models.vgg",
+  vgg11 = "cnn.models.vgg",
+  vgg11_bn = "cnn.models.vgg",
+  vgg13 = "cnn.models.vgg",
+  vgg13_bn = "cnn.models.vgg",
+  vgg16 = "cnn.models.vgg",
+  vgg16_bn = "cnn.models.vgg",
+  vgg19 = "cnn.models.vgg",
+  vgg19_bn = "cnn.models.vgg",
   vgg_cifar = "cnn.models.vgg",
   googlenet = "cnn.models.googlenet",
 }

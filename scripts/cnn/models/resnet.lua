@@ -381,23 +381,39 @@ local IMAGENET = {
   [50] = {Bottleneck, {3, 4, 6, 3}},
 }
 
+-- ResNet-`depth` (nil: the depth option, 18 by default) for the constructor named fn. Called in a
+-- tail position by each constructor, so its errors are raised at the constructor's caller.
+local function imagenet_resnet(fn, depth, opts)
+  local o, channels = check_options(fn, opts,
+    {depth = depth == nil or nil, num_classes = true, in_channels = true, zero_init_residual = true})
+  depth = depth or o.depth or 18
+  local cfg = IMAGENET[depth]
+  if not cfg then error(fn .. ": depth must be 18, 34 or 50, got " .. describe(o.depth), 2) end
+  local zir = o.zero_init_residual or false
+  if type(zir) ~= "boolean" then
+    error(fn .. ": zero_init_residual must be a boolean, got " .. type(zir), 2)
+  end
+  return ResNet(cfg[1], cfg[2], o.num_classes or 1000, channels, zir)
+end
+
 --- cnn.models.resnet{depth=18|34|50, num_classes=1000, in_channels=3, zero_init_residual=false} -> module
 --- torchvision's ResNet-18, 34 or 50 for 3x224x224 images (any size >= 32 works).
 --- The module tree, parameter and buffer names equal torchvision's, so its state_dict exported to
 --- safetensors loads with {strict=true}; initialised as torchvision does. zero_init_residual zeroes
---- each block's last BatchNorm weight.
-function M.resnet(opts)
-  local o, channels = check_options("resnet", opts,
-    {depth = true, num_classes = true, in_channels = true, zero_init_residual = true})
-  local depth = o.depth or 18
-  local cfg = IMAGENET[depth]
-  if not cfg then error("resnet: depth must be 18, 34 or 50, got " .. describe(o.depth), 2) end
-  local zir = o.zero_init_residual or false
-  if type(zir) ~= "boolean" then
-    error("resnet: zero_init_residual must be a boolean, got " .. type(zir), 2)
-  end
-  return ResNet(cfg[1], cfg[2], o.num_classes or 1000, channels, zir)
-end
+--- each block's last BatchNorm weight. resnet18, resnet34 and resnet50 are its torchvision names.
+function M.resnet(opts) return imagenet_resnet("resnet", nil, opts) end
+
+--- cnn.models.resnet18{num_classes=1000, in_channels=3, zero_init_residual=false} -> module
+--- torchvision's resnet18(): cnn.models.resnet{depth=18, ...}.
+function M.resnet18(opts) return imagenet_resnet("resnet18", 18, opts) end
+
+--- cnn.models.resnet34{num_classes=1000, in_channels=3, zero_init_residual=false} -> module
+--- torchvision's resnet34(): cnn.models.resnet{depth=34, ...}.
+function M.resnet34(opts) return imagenet_resnet("resnet34", 34, opts) end
+
+--- cnn.models.resnet50{num_classes=1000, in_channels=3, zero_init_residual=false} -> module
+--- torchvision's resnet50(): cnn.models.resnet{depth=50, ...}.
+function M.resnet50(opts) return imagenet_resnet("resnet50", 50, opts) end
 
 --- cnn.models.resnet_cifar{depth=20|32|44|56|110, num_classes=10, in_channels=3, shortcut="A"} -> module
 --- He et al.'s (2016) ResNets for 3x32x32 images: (depth - 2) / 6 blocks per stage (any 6n+2 depth).

@@ -85,12 +85,15 @@ function VGG:forward(x)
   return self.classifier(x:flatten(2))
 end
 
-local function options(fn, opts, defaults)
+-- opts checked against defaults' names and completed from them; `fixed` (a torchvision name's
+-- depth and batch_norm) is not an option but set
+local function options(fn, opts, defaults, fixed)
   opts = require("cnn.util").check_options(fn, opts, defaults, 3)
   local o = {}
   for k, v in pairs(defaults) do
     if opts[k] == nil then o[k] = v else o[k] = opts[k] end
   end
+  for k, v in pairs(fixed or {}) do o[k] = v end
   if math.type(o.depth) == "float" then o.depth = math.tointeger(o.depth) or o.depth end
   if not CFG[o.depth] then error(fn .. ": depth must be 11, 13, 16 or 19, got " .. describe(o.depth), 3) end
   for _, k in ipairs {"num_classes", "in_channels"} do
@@ -108,7 +111,7 @@ local function options(fn, opts, defaults)
 end
 
 --- cnn.models.vgg{depth=16, batch_norm=false, num_classes=1000, in_channels=3, dropout=0.5} -> module
---- torchvision's VGG-11, 13, 16 or 19 (with batch_norm, vgg11_bn...) for 3x224x224 images.
+--- torchvision's VGG-11, 13, 16 or 19 (vgg11 ... vgg19_bn by torchvision's names) for 3x224x224 images.
 --- Five groups of 3x3 convolutions (padding 1) each closed by a 2x2 max-pool, an adaptive pool to
 --- 7x7 and three FC layers (25088->4096->4096->num_classes). Names (features.N, classifier.N) and
 --- initialisation are torchvision's, so its state_dicts load with {strict=true}; 132,863,336 to
@@ -116,6 +119,14 @@ end
 function M.vgg(opts)
   local o = options("vgg", opts,
     {depth = 16, batch_norm = false, num_classes = 1000, in_channels = 3, dropout = 0.5})
+  return VGG {cfg = CFG[o.depth], batch_norm = o.batch_norm, in_channels = o.in_channels,
+    num_classes = o.num_classes, dropout = o.dropout, pooled = 7, hidden = 4096}
+end
+
+-- torchvision's vgg11 ... vgg19_bn: vgg with the depth and batch_norm the name gives. Called in a tail
+-- position by each, so options' errors are raised at the constructor's caller.
+local function named_vgg(fn, depth, bn, opts)
+  local o = options(fn, opts, {num_classes = 1000, in_channels = 3, dropout = 0.5}, {depth = depth, batch_norm = bn})
   return VGG {cfg = CFG[o.depth], batch_norm = o.batch_norm, in_channels = o.in_channels,
     num_classes = o.num_classes, dropout = o.dropout, pooled = 7, hidden = 4096}
 end
@@ -130,5 +141,37 @@ function M.vgg_cifar(opts)
   return VGG {cfg = CFG[o.depth], batch_norm = o.batch_norm, in_channels = o.in_channels,
     num_classes = o.num_classes, dropout = o.dropout, hidden = 512}
 end
+
+--- cnn.models.vgg11{num_classes=1000, in_channels=3, dropout=0.5} -> module
+--- torchvision's vgg11(): cnn.models.vgg{depth=11, batch_norm=false, ...}.
+function M.vgg11(opts) return named_vgg("vgg11", 11, false, opts) end
+
+--- cnn.models.vgg11_bn{num_classes=1000, in_channels=3, dropout=0.5} -> module
+--- torchvision's vgg11_bn(): cnn.models.vgg{depth=11, batch_norm=true, ...}.
+function M.vgg11_bn(opts) return named_vgg("vgg11_bn", 11, true, opts) end
+
+--- cnn.models.vgg13{num_classes=1000, in_channels=3, dropout=0.5} -> module
+--- torchvision's vgg13(): cnn.models.vgg{depth=13, batch_norm=false, ...}.
+function M.vgg13(opts) return named_vgg("vgg13", 13, false, opts) end
+
+--- cnn.models.vgg13_bn{num_classes=1000, in_channels=3, dropout=0.5} -> module
+--- torchvision's vgg13_bn(): cnn.models.vgg{depth=13, batch_norm=true, ...}.
+function M.vgg13_bn(opts) return named_vgg("vgg13_bn", 13, true, opts) end
+
+--- cnn.models.vgg16{num_classes=1000, in_channels=3, dropout=0.5} -> module
+--- torchvision's vgg16(): cnn.models.vgg{depth=16, batch_norm=false, ...}.
+function M.vgg16(opts) return named_vgg("vgg16", 16, false, opts) end
+
+--- cnn.models.vgg16_bn{num_classes=1000, in_channels=3, dropout=0.5} -> module
+--- torchvision's vgg16_bn(): cnn.models.vgg{depth=16, batch_norm=true, ...}.
+function M.vgg16_bn(opts) return named_vgg("vgg16_bn", 16, true, opts) end
+
+--- cnn.models.vgg19{num_classes=1000, in_channels=3, dropout=0.5} -> module
+--- torchvision's vgg19(): cnn.models.vgg{depth=19, batch_norm=false, ...}.
+function M.vgg19(opts) return named_vgg("vgg19", 19, false, opts) end
+
+--- cnn.models.vgg19_bn{num_classes=1000, in_channels=3, dropout=0.5} -> module
+--- torchvision's vgg19_bn(): cnn.models.vgg{depth=19, batch_norm=true, ...}.
+function M.vgg19_bn(opts) return named_vgg("vgg19_bn", 19, true, opts) end
 
 return M
