@@ -47,10 +47,14 @@ static int reduce_backward(cnn_node *n, cnn_tensor *const *gout, cnn_tensor **gi
   cnn_tensor *gk = keepdim_view(&s, g, x, dim, keepdim), *r = NULL;
   double count = reduced_count(x, dim);
   switch (kind) {
-  case K_SUM: /* broadcast g over the reduced dims */ r = sc_keep(&s, cnn_tensor_expand(gk, x->ndim, x->size)); break;
-  case K_MEAN:
-    r = sc_keep(&s, cnn_tensor_expand(sc_un(&s, CNN_MUL_SCALAR, gk, 1.0 / count, 0), x->ndim, x->size));
+  case K_SUM: /* broadcast g over the reduced dims */
+    r = gk ? sc_keep(&s, cnn_tensor_expand(gk, x->ndim, x->size)) : NULL;
     break;
+  case K_MEAN: {
+    cnn_tensor *scaled = sc_un(&s, CNN_MUL_SCALAR, gk, 1.0 / count, 0); /* NULL after a failed allocation */
+    r = scaled ? sc_keep(&s, cnn_tensor_expand(scaled, x->ndim, x->size)) : NULL;
+    break;
+  }
   case K_VAR:
   case K_STD: { /* PyTorch's: dvar/dx = (2 / (N - c)) g (x - mean); dstd: g / (2 std), 0 where std is 0 */
     cnn_tensor *mean = sc_keep(&s, dim == CNN_ALL_DIMS ? cnn_red_reduce(CNN_RED_MEAN, x, dim, false)

@@ -17,10 +17,12 @@ typedef struct {
   float *w;     /* n * k weights */
 } axis_taps;
 
+/* Frees a table and empties it: a second free (taps_alloc's failure, then resize's cleanup) is none. */
 static void taps_free(axis_taps *a) {
   free(a->idx);
   free(a->cnt);
   free(a->w);
+  a->idx = NULL, a->cnt = NULL, a->w = NULL;
 }
 
 static int taps_alloc(axis_taps *a, int64_t n, int k) {
