@@ -11,11 +11,110 @@
 
 #include <errno.h>
 #include <jansson.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <stdalign.h>
+#include <stdbool.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+
+/* libjansson does not survive every failed allocation: its lexer drops the character it could not
+ * append (a name read as 'classifier.0.bas') or fails an assert (an abort), json_dumps drops the
+ * key it could not write (a corrupt header committed as a good file). So its allocations go
+ * through json_alloc: a dump during which one failed is out of memory, whatever libjansson
+ * returned; a parse takes its memory from an arena of its own (parse_header), and a chunk the
+ * arena cannot get ends the parse by a longjmp before libjansson sees a NULL. */
+typedef struct arena_chunk {
+  struct arena_chunk *next;
+  size_t size, used;
+  alignas(16) unsigned char data[];
+} arena_chunk;
+
+typedef struct {
+  arena_chunk *chunks; /* the newest first */
+  size_t next_size;
+  bool can_jump; /* parse_header's jmp_buf is live */
+  jmp_buf out_of_memory;
+} json_arena;
+
+static _Thread_local bool json_alloc_failed;
+static _Thread_local json_arena *json_arena_now; /* this thread's parse, while its tree lives */
+static pthread_once_t json_hooks_once = PTHREAD_ONCE_INIT;
+
+static void *arena_alloc(json_arena *a, size_t n) {
+  n = (n + 15) & ~(size_t)15;
+  arena_chunk *c = a->chunks;
+  if (!c || c->size - c->used < n) {
+    size_t size = a->next_size > n ? a->next_size : n;
+    c = malloc(sizeof *c + size);
+    if (!c) {
+      json_alloc_failed = true;
+      if (a->can_jump) longjmp(a->out_of_memory, 1);
+      return NULL;
+    }
+    *c = (arena_chunk){a->chunks, size, 0};
+    a->chunks = c;
+    a->next_size = size * 2;
+  }
+  void *p = c->data + c->used;
+  c->used += n;
+  return p;
+}
+
+static bool in_arena(const json_arena *a, const void *p) {
+  for (const arena_chunk *c = a->chunks; c; c = c->next)
+    if ((const unsigned char *)p >= c->data && (const unsigned char *)p < c->data + c->size) return true;
+  return false;
+}
+
+static void arena_release(json_arena *a) {
+  for (arena_chunk *c = a->chunks, *next; c; c = next) next = c->next, free(c);
+  a->chunks = NULL;
+}
+
+static void *json_alloc(size_t n) {
+  if (json_arena_now) return arena_alloc(json_arena_now, n);
+  void *p = malloc(n);
+  if (!p) json_alloc_failed = true;
+  return p;
+}
+
+static void json_free(void *p) {
+  if (json_arena_now && in_arena(json_arena_now, p)) return; /* freed with the arena */
+  free(p);
+}
+
+static void json_hooks(void) { json_set_alloc_funcs(json_alloc, json_free); }
+
+/* The header parsed into a (set, empty) arena that holds the tree until arena_release; NULL with
+ * *oom when memory ran out, NULL with *err filled when the text is not valid JSON. */
+static json_t *parse_header(const char *text, size_t len, json_arena *a, json_error_t *err, bool *oom) {
+  pthread_once(&json_hooks_once, json_hooks);
+  *a = (json_arena){.next_size = 4096 + 8 * len};
+  json_arena_now = a;
+  json_alloc_failed = false;
+  if (setjmp(a->out_of_memory)) { /* a chunk could not be had, inside libjansson */
+    a->can_jump = false;
+    arena_release(a);
+    json_arena_now = NULL;
+    *oom = true;
+    return NULL;
+  }
+  a->can_jump = true;
+  json_t *root = json_loadb(text, len, JSON_REJECT_DUPLICATES, err);
+  a->can_jump = false;
+  *oom = json_alloc_failed;
+  return root;
+}
+
+/* Before a libjansson call whose allocations must all succeed. */
+static void json_watch(void) {
+  pthread_once(&json_hooks_once, json_hooks);
+  json_alloc_failed = false;
+}
 
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
 #error "safetensors.c assumes a little-endian host (the format is little-endian)"
@@ -309,6 +408,7 @@ int cnn_safetensors_load(const char *path, cnn_safetensors *out) {
   }
   uint64_t fsize = (uint64_t)st.st_size;
   char *header = NULL;
+  json_arena arena = {0}; /* root's memory */
   json_t *root = NULL;
   entry *entries = NULL;
   unsigned char *buf = NULL;
@@ -348,7 +448,12 @@ int cnn_safetensors_load(const char *path, cnn_safetensors *out) {
   }
   if (prescan(path, header, hlen)) goto fail;
   json_error_t jerr;
-  root = json_loadb(header, hlen, JSON_REJECT_DUPLICATES, &jerr);
+  bool oom = false;
+  root = parse_header(header, hlen, &arena, &jerr, &oom);
+  if (oom) {
+    cnn_error_set("out of memory (reading the header of %s)", path);
+    goto fail;
+  }
   if (!root) {
     json_failed(path, header, hlen, &jerr);
     goto fail;
@@ -485,6 +590,8 @@ int cnn_safetensors_load(const char *path, cnn_safetensors *out) {
   free(buf);
   free(entries);
   json_decref(root);
+  json_arena_now = NULL;
+  arena_release(&arena);
   free(header);
   fclose(f);
   return 0;
@@ -494,6 +601,8 @@ fail:
   free(buf);
   free(entries);
   json_decref(root);
+  json_arena_now = NULL;
+  arena_release(&arena);
   free(header);
   fclose(f);
   return -1;
@@ -543,8 +652,9 @@ static json_t *header_json(size_t n, const named *order, const cnn_tensor *const
   for (size_t j = 0; ok && j < n; j++) {
     const cnn_tensor *t = tensors[order[j].index];
     json_t *e = json_object(), *shape = json_array();
-    ok = put(h, order[j].name, e) && put(e, "dtype", json_string(st_name(t->dtype))) && put(e, "shape", shape);
-    if (!ok) json_decref(shape);
+    ok = put(h, order[j].name, e) && put(e, "dtype", json_string(st_name(t->dtype)));
+    if (ok) ok = put(e, "shape", shape); /* shape is e's now, or freed by libjansson when that failed */
+    else json_decref(shape);
     for (int d = 0; ok && d < t->ndim; d++) ok = json_array_append_new(shape, json_integer(t->size[d])) == 0;
     uint64_t nbytes = (uint64_t)cnn_tensor_numel(t) * cnn_dtype_size(t->dtype);
     ok = ok && put(e, "data_offsets", json_pack("[II]", (json_int_t)at, (json_int_t)(at + nbytes)));
@@ -564,14 +674,19 @@ static bool utf8_valid(const char *s) {
 int cnn_safetensors_save(const char *path, size_t n, const char *const *names, const cnn_tensor *const *tensors,
                          size_t nmeta, const char *const *meta_keys, const char *const *meta_values) {
   char nb[80];
+  json_watch(); /* utf8_valid's NULL is out of memory when an allocation failed */
   for (size_t i = 0; i < n; i++) {
     if (!utf8_valid(names[i]))
-      return cnn_error_set("%s: tensor name '%s' is not valid UTF-8", path, shown(names[i], nb, sizeof nb));
+      return json_alloc_failed
+                 ? cnn_error_set("out of memory")
+                 : cnn_error_set("%s: tensor name '%s' is not valid UTF-8", path, shown(names[i], nb, sizeof nb));
     if (strcmp(names[i], "__metadata__") == 0) return cnn_error_set("%s: '__metadata__' cannot name a tensor", path);
   }
   for (size_t i = 0; i < nmeta; i++)
     if (!utf8_valid(meta_keys[i]) || !utf8_valid(meta_values[i]))
-      return cnn_error_set("%s: metadata entry '%s' is not valid UTF-8", path, shown(meta_keys[i], nb, sizeof nb));
+      return json_alloc_failed ? cnn_error_set("out of memory")
+                               : cnn_error_set("%s: metadata entry '%s' is not valid UTF-8", path,
+                                               shown(meta_keys[i], nb, sizeof nb));
   const char *dup, *mdup;
   named *order = sorted(names, n, &dup), *morder = sorted(meta_keys, nmeta, &mdup);
   if (!order || !morder) {
@@ -588,9 +703,14 @@ int cnn_safetensors_save(const char *path, size_t n, const char *const *names, c
   }
 
   /* compact: {"k":v,...}, strings as UTF-8 with only '"', '\\' and control characters escaped */
+  json_watch();
   json_t *hj = header_json(n, order, tensors, nmeta, morder, meta_values);
   char *text = hj ? json_dumps(hj, JSON_COMPACT) : NULL;
   json_decref(hj);
+  if (json_alloc_failed) { /* text may lack a key: never write it */
+    free(text);
+    text = NULL;
+  }
   size_t tlen = text ? strlen(text) : 0, hlen = (tlen + 7) / 8 * 8;
   char *hs = text ? realloc(text, hlen) : NULL;
   if (!hs) {
