@@ -44,8 +44,10 @@ function U.new_param(who, what, ...)
   local ok, t = pcall(core.empty, sizes)
   if not ok then
     if not allocation_failure(t) then error(t, 0) end
-    U.fail(who, "a %s of shape {%s} has %.3g elements (%s of float32): too large to allocate", what,
-      table.concat(sizes, ", "), n, human_bytes(n * 4))
+    -- a size no machine holds, or memory that ran out now (a 40-byte bias is not too large)
+    local now = t:find("out of memory", 1, true) or t:find("not enough memory", 1, true)
+    U.fail(who, "a %s of shape {%s} has %.3g elements (%s of float32): %s", what, table.concat(sizes, ", "), n,
+      human_bytes(n * 4), now and "out of memory" or "too large to allocate")
   end
   return t:requires_grad_()
 end
