@@ -297,7 +297,8 @@ static int f_ones_like(lua_State *L) { return like(L, 1, "ones_like"); }
  * cnn.arange(a, b, step=1, {dtype=}) -> Tensor
  * The values a, a + step, ... up to b excluded (0 .. n-1 for one argument), as a 1-d tensor.
  * int64 when every argument is an integer (as in PyTorch; exact over the whole int64 range),
- * float32 otherwise. */
+ * float32 otherwise. With an integer dtype, float arguments are truncated toward zero first (a
+ * step of 0.5 is an error), as PyTorch counts. */
 static int f_arange(lua_State *L) {
   const char *fn = "arange";
   int nargs = 0;
@@ -341,6 +342,16 @@ static int f_linspace(lua_State *L) {
   lcnn_check_float_value(L, 2, fn, CNN_FLOAT32);
   create_opts o = read_opts(L, 4, fn, CNN_FLOAT32);
   lcnn_max_args(L, 4, fn);
+  /* an integer dtype takes the ends only where they fit it (PyTorch's conversion check): a NaN or
+   * out-of-range end would saturate or wrap */
+  if (o.dtype == CNN_BOOL) return lcnn_error(L, fn, "dtype bool is not supported (a range of booleans)");
+  const double lo = o.dtype == CNN_UINT8 ? 0.0 : -9223372036854775808.0;
+  for (int k = 0; k < 2 && o.dtype != CNN_FLOAT32; k++) {
+    const double v = k ? b : a; /* int64: below 2^63 */
+    if (!(v >= lo && (o.dtype == CNN_UINT8 ? v <= 255.0 : v < 9223372036854775808.0)))
+      return lcnn_error(L, fn, "%s %s cannot be converted to %s without overflow", k ? "end" : "start",
+                        lcnn_number_str(L, k + 1), cnn_dtype_name(o.dtype));
+  }
   finish(L, as_asked(cnn_tensor_linspace(a, b, n), &o), &o, fn);
   return 1;
 }

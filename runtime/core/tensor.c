@@ -227,6 +227,25 @@ cnn_tensor *cnn_tensor_arange(double start, double end, double step, cnn_dtype d
                   cnn_error_num(end));
     return NULL;
   }
+  /* integer dtypes count in int64, as PyTorch: the ends and the step truncated toward zero (0.5 is
+   * a step of 0), int64 counting with them, uint8 taking its count from the given values and its
+   * elements start + i * step wrapped to 8 bits */
+  int64_t istart = 0, iend = 0, istep = 0;
+  if (dt != CNN_FLOAT32) {
+    const double v[3] = {start, end, step};
+    static const char *const what[3] = {"start", "end", "step"};
+    for (int k = 0; k < 3; k++)
+      if (!(v[k] >= -9223372036854775808.0 && v[k] < 9223372036854775808.0)) { /* NaN fails too */
+        cnn_error_set("%s %g cannot be converted to int64 without overflow", what[k], cnn_error_num(v[k]));
+        return NULL;
+      }
+    istart = (int64_t)start, iend = (int64_t)end, istep = (int64_t)step;
+    if (istep == 0) {
+      cnn_error_set("step %g is 0 as an integer (the dtype is %s)", cnn_error_num(step), cnn_dtype_name(dt));
+      return NULL;
+    }
+    if (dt == CNN_INT64) return cnn_tensor_arange_i64(istart, iend, istep);
+  }
   double count = ceil((end - start) / step);
   if (count > 1e15) {
     cnn_error_set("too many elements (%g)", cnn_error_num(count));
@@ -236,10 +255,8 @@ cnn_tensor *cnn_tensor_arange(double start, double end, double step, cnn_dtype d
   cnn_tensor *t = cnn_tensor_empty(dt, 1, &n);
   if (!t) return NULL;
   for (int64_t i = 0; i < n; i++) {
-    double v = start + (double)i * step;
-    if (dt == CNN_INT64) cnn_tensor_i64(t)[i] = (int64_t)v;
-    else if (dt == CNN_UINT8) cnn_tensor_u8(t)[i] = (uint8_t)(int64_t)v;
-    else cnn_tensor_f32(t)[i] = (float)v;
+    if (dt == CNN_UINT8) cnn_tensor_u8(t)[i] = (uint8_t)((uint64_t)istart + (uint64_t)i * (uint64_t)istep);
+    else cnn_tensor_f32(t)[i] = (float)(start + (double)i * step);
   }
   return t;
 }

@@ -159,6 +159,31 @@ describe("ranges", function()
     H.assert_tensor(cnn.linspace(0.5, 3, 1), { 0.5 })
     assert.are.same({ 0 }, cnn.linspace(0, 1, 0):shape())
   end)
+
+  -- PyTorch 1.13's values (torch.arange / torch.linspace with dtype=); out-of-range values were
+  -- cast from double unchecked (undefined behaviour: INT64_MIN, zeros, wrapped bytes)
+  it("with an integer dtype, counts as PyTorch: float arguments truncated, overflow refused", function()
+    local function same(want, t) assert.are.same(want, t:totable()) end
+    same({ 0, 1, 2, 3, 4 }, cnn.arange(0, 5, 1.5, { dtype = "int64" }))
+    same({ -3, -2, -1, 0, 1, 2 }, cnn.arange(-3.7, 3, 1.5, { dtype = "int64" }))
+    same({ 0, 1, 2 }, cnn.arange(0.5, 3.2, 1, { dtype = "int64" }))
+    same({ 250, 252, 254, 0 }, cnn.arange(250.0, 260.0, 2.5, { dtype = "uint8" }))
+    same({ 253, 254, 255, 0 }, cnn.arange(-3.0, 3, 1.5, { dtype = "uint8" }))
+    H.assert_error(function() return cnn.arange(0, 5, 0.5, { dtype = "int64" }) end, "arange:", "step 0.5 is 0")
+    H.assert_error(function() return cnn.arange(1e19, 2e19, 1e18, { dtype = "int64" }) end, "arange:",
+      "start 1e%+19 cannot be converted to int64 without overflow")
+    H.assert_error(function() return cnn.arange(0, 1e20, 1e19, { dtype = "uint8" }) end, "arange:", "end 1e%+20")
+    H.assert_error(function() return cnn.arange(9.2e18, 9.3e18, 2e16, { dtype = "int64" }) end, "arange:", "end")
+    same({ -5, 147, 300 }, cnn.linspace(-5, 300, 3, { dtype = "int64" }))
+    same({ -2, 0, 2 }, cnn.linspace(-2.7, 2.7, 3, { dtype = "int64" }))
+    same({ 0, 127, 255 }, cnn.linspace(0, 255, 3, { dtype = "uint8" }))
+    H.assert_error(function() return cnn.linspace(0, 1e30, 3, { dtype = "int64" }) end, "linspace:",
+      "end 1e%+30 cannot be converted to int64")
+    H.assert_error(function() return cnn.linspace(0, 0 / 0, 3, { dtype = "uint8" }) end, "linspace:", "end nan")
+    H.assert_error(function() return cnn.linspace(-5, 300, 3, { dtype = "uint8" }) end, "linspace:", "start %-5")
+    H.assert_error(function() return cnn.linspace(0, 1, 3, { dtype = "bool" }) end, "linspace:", "bool")
+    H.assert_usable()
+  end)
 end)
 
 describe("random constructors", function()
