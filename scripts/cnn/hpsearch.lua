@@ -359,7 +359,10 @@ function Search:launch(t)
     return json.encode(rec)
   end, job)
   if not ok then
-    if trial.is_interrupt(err) and job.pid then error(err, 0) end -- forked, then Ctrl-C: stop() has it
+    if trial.is_interrupt(err) then -- Ctrl-C: forked already, stop() has the child; else none to stop
+      if not job.pid then self:release(job) end
+      error(err, 0)
+    end
     self:release(job)
     local rec = self:crash_record(job)
     rec.message = "could not start a worker process: " .. tostring(err)

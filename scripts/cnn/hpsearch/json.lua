@@ -67,6 +67,9 @@ function json.decode(line)
   dkjson = dkjson or require "dkjson"
   local ok, v = pcall(dkjson.decode, line, 1, nil)
   if ok then return v end
+  -- Ctrl-C raised while dkjson ran is the search's to see, not a line that is not JSON (it was
+  -- swallowed here: the search went on and logged the trial whose record this was as failed)
+  if type(v) == "string" and v:match("interrupted!$") then error(v, 0) end
   return nil
 end
 
