@@ -86,12 +86,19 @@ static void report(lua_State *L, bool in_repl) {
 /* ---- running Lua code ---------------------------------------------------------------------- */
 
 static lua_State *running_L; /* the state the SIGINT handler interrupts */
+static bool in_repl;         /* the REPL is running a line */
+
+static void on_sigint(int sig);
+static void set_signal(int sig, void (*handler)(int));
 
 /* The count hook installed by on_sigint: runs at the next Lua instruction, call or return, where
- * raising an error is safe (a signal handler cannot raise one itself). */
+ * raising an error is safe (a signal handler cannot raise one itself). In the REPL, Ctrl-C is
+ * Ctrl-C again from here: code that catches the interrupt and goes on (hp.search returns
+ * interrupted = true, the line runs on) must not leave the next one killing the session. */
 static void stop_hook(lua_State *L, lua_Debug *ar) {
   (void)ar;
   lua_sethook(L, NULL, 0, 0);
+  if (in_repl) set_signal(SIGINT, on_sigint);
   luaL_error(L, "interrupted!");
 }
 
@@ -736,6 +743,7 @@ static void repl(lua_State *L) {
     int chunk = read_chunk(L);
     if (chunk == CHUNK_EOF) break;
     if (chunk == CHUNK_SKIP) continue;
+    in_repl = true;
     int status = chunk == CHUNK_OK ? docall(L, 0, LUA_MULTRET) : LUA_ERRSYNTAX;
     int n = lua_gettop(L);
     if (status == LUA_OK && n > 0) {
@@ -743,6 +751,7 @@ static void repl(lua_State *L) {
       lua_insert(L, 1);
       status = docall(L, n, 0);
     }
+    in_repl = false;
     if (status != LUA_OK) report(L, true);
     lua_settop(L, 0);
   }

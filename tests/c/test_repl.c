@@ -449,6 +449,20 @@ static void test_ctrl_c_interrupts_running_code_and_clears_the_prompt(void) {
   pty_send(p, "1+1\r");
   pty_expect(p, "\n2\r\n");
 
+  /* a line that catches the interrupt and goes on (as hp.search does) is interrupted by the next
+   * Ctrl-C too: it killed the session (SIGINT was left at its default until the next line) */
+  pty_expect(p, "> ");
+  pty_send(p, "print('caught', pcall(function() while true do end end)) while true do end\r");
+  sleep_ms(300);
+  pty_send(p, "\x03");
+  pty_expect(p, "caught\tfalse");
+  sleep_ms(300);
+  pty_send(p, "\x03");
+  pty_expect(p, "interrupted!");
+  pty_expect(p, "> ");
+  pty_send(p, "2+2\r");
+  pty_expect(p, "\n4\r\n");
+
   /* at the prompt Ctrl-C drops the typed text, and the session goes on (twice) */
   pty_expect(p, "> ");
   pty_send(p, "abc");
