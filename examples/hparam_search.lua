@@ -39,6 +39,7 @@ for _, name in ipairs {"train_size", "test_size", "epochs", "trials"} do
 end
 if not args.workers or args.workers < 0 then parser:error("--workers must be a non-negative integer") end
 if not args.seed then parser:error("--seed must be an integer") end
+if args.out == "" then parser:error("--out must be a folder's path") end -- "" would write into /
 
 -- Fail here, once, rather than in every trial, when the data is not there.
 local function exists(path)

@@ -35,6 +35,11 @@ local dirname = util.dirname
 function trainer.out_dir(o)
   if type(o) ~= "table" then error("trainer.out_dir: expected a table {out=, resume=, prefix=, create=}", 2) end
   util.check_options("trainer.out_dir", o, {out = true, resume = true, prefix = true, create = true}, 2)
+  if o.out ~= nil and (type(o.out) ~= "string" or o.out == "") then
+    -- "" is no folder: out .. "/metrics.csv" would write the run into / (--out "")
+    local got = o.out == "" and "an empty string" or util.show(o.out)
+    error("trainer.out_dir: out must be a folder's path, got " .. got, 2)
+  end
   local out = o.out or (o.resume and dirname(o.resume)) or os.date("runs/" .. (o.prefix or "run") .. "-%Y%m%d-%H%M%S")
   if o.create ~= false then
     local ok, err = pcall(mkdir_p, out)
@@ -118,8 +123,9 @@ end
 
 --- cnn.trainer.evaluate(model, loader) -> loss, accuracy
 --- The mean cross-entropy and the accuracy of model over a loader, in eval mode, without gradients.
---- The model is left in training mode. In a distributed job the sums are taken across ranks: give each
---- rank an exact shard of the test set (DataLoader's shard={..., exact=true}) to count every image once.
+--- The model is left in training mode; a loader that gives no samples is an error. In a distributed
+--- job the sums are taken across ranks: give each rank an exact shard of the test set (DataLoader's
+--- shard={..., exact=true}) to count every image once.
 function trainer.evaluate(model, loader)
   local cnn = C()
   if type(model) ~= "table" then error("trainer.evaluate: expected a model, got " .. type(model), 2) end
@@ -138,14 +144,17 @@ function trainer.evaluate(model, loader)
   end)
   model:train()
   loss, correct, n = sum_across(loss, correct, n)
-  return loss / math.max(n, 1), correct / math.max(n, 1)
+  -- 0 / 0 was reported as a test loss of 0 and an accuracy of 0%
+  if n == 0 then error("trainer.evaluate: the loader gave no samples (an empty dataset?)", 2) end
+  return loss / n, correct / n
 end
 
 local CSV_HEADER = "epoch,train_loss,train_acc,test_loss,test_acc,lr,images_per_s,seconds,peak_rss_mb\n"
 
 local function csv_row(r)
-  return string.format("%d,%.6f,%.6f,%.6f,%.6f,%s,%.1f,%.3f,%.1f\n", r.epoch, r.train_loss, r.train_acc,
-    r.test_loss, r.test_acc, type(r.lr) == "number" and string.format("%.6g", r.lr) or "", r.images_per_s,
+  local function f6(v) return util.show(v, "%.6f") end -- "nan", never C's "-nan"
+  return string.format("%d,%s,%s,%s,%s,%s,%.1f,%.3f,%.1f\n", r.epoch, f6(r.train_loss), f6(r.train_acc),
+    f6(r.test_loss), f6(r.test_acc), type(r.lr) == "number" and string.format("%.6g", r.lr) or "", r.images_per_s,
     r.seconds, r.peak_rss_mb or 0)
 end
 
@@ -191,8 +200,10 @@ end
 --- continues exactly where an uninterrupted run would be; then the epoch's row is appended to
 --- OUT/metrics.csv (its lr is the optimiser's) and OUT/curves.png is redrawn (loss and accuracy in
 --- two panels, title on top), so a run stopped at any point leaves its traces so far. A resumed run
---- rewrites metrics.csv from the checkpoint's history first, then appends. lr_at(epoch) sets the
---- learning rate of each epoch. The progress line needs a terminal, and is left out under an MPI or
+--- rewrites metrics.csv from the checkpoint's history first, then appends. An epoch whose training
+--- loss is not finite (a diverged run) is written to metrics.csv but not to the checkpoint, and fit
+--- stops there with an error that says so: the checkpoint keeps the last good epoch. lr_at(epoch)
+--- sets the learning rate of each epoch. The progress line needs a terminal, and is left out under an MPI or
 --- Slurm launcher (whose terminal is not the reader's). In a cnn.distributed job every rank trains,
 --- the metrics are summed across ranks and only rank 0 prints and writes files. Returns the history
 --- (one table per epoch: epoch, train_loss, train_acc, test_loss, test_acc, lr, images_per_s,
@@ -213,6 +224,8 @@ function trainer.fit(o)
     if type(o[k]) ~= "string" then
       error("trainer.fit: " .. k .. " must be a path (a string), got " .. type(o[k]), 2)
     end
+    -- "" is no folder: out .. "/metrics.csv" wrote the run into / (--out "" on an example's line)
+    if o[k] == "" then error("trainer.fit: " .. k .. " must be a path, got an empty string", 2) end
   end
   if o.extra_state ~= nil then
     if type(o.extra_state) ~= "table" then
@@ -296,7 +309,7 @@ function trainer.fit(o)
         "with fewer samples than batch_size)", 0)
     end
     local test_loss
-    test_loss, test_acc = trainer.evaluate(model, o.test_loader)
+    test_loss, test_acc = util.checked(2, pcall(trainer.evaluate, model, o.test_loader))
     local row = {epoch = epoch, lr = opt.lr, train_loss = loss_sum / math.max(seen, 1),
                  train_acc = correct / math.max(seen, 1), test_loss = test_loss, test_acc = test_acc,
                  images_per_s = seen / math.max(elapsed, 1e-9), seconds = elapsed,
@@ -306,11 +319,11 @@ function trainer.fit(o)
     history[#history + 1] = row
     if tty then io.write("\r" .. string.rep(" ", 100) .. "\r") end
     if main then
-      print(string.format("epoch %d/%d  %strain loss %.4f  train acc %.2f%%  test loss %.4f  test acc %.2f%%  "
+      print(string.format("epoch %d/%d  %strain loss %s  train acc %.2f%%  test loss %s  test acc %.2f%%  "
         .. "%.0f img/s  peak RSS %.0f MB%s",
-        epoch, epochs, type(row.lr) == "number" and string.format("lr %.4g  ", row.lr) or "", row.train_loss,
-        100 * row.train_acc,
-        test_loss, 100 * test_acc, row.images_per_s, row.peak_rss_mb,
+        epoch, epochs, type(row.lr) == "number" and string.format("lr %.4g  ", row.lr) or "",
+        util.show(row.train_loss, "%.4f"), 100 * row.train_acc,
+        util.show(test_loss, "%.4f"), 100 * test_acc, row.images_per_s, row.peak_rss_mb,
         size > 1 and string.format("  (%d ranks: %.1f ms/step, %.1f%% in gradient all-reduce)", size, row.step_ms,
           100 * (row.allreduce_share or 0)) or ""))
     end
@@ -318,10 +331,18 @@ function trainer.fit(o)
                    rng_state = cnn.get_rng_state()}
     if size > 1 then state.rng_states = cnn.distributed.all_gather(cnn.get_rng_state()) end -- every rank calls it
     for k, v in pairs(o.extra_state or {}) do state[k] = v end
+    -- a diverged run (a learning rate too high) stops: its checkpoint would hold NaN weights in place
+    -- of the last good ones, and every later epoch print nan
+    local finite = row.train_loss == row.train_loss and math.abs(row.train_loss) ~= math.huge
     if main then
-      cnn.checkpoint.save(o.checkpoint, state)
+      if finite then cnn.checkpoint.save(o.checkpoint, state) end
       append_csv(o.out, row)
       draw_curves(o.out, o.title or "training", history)
+    end
+    if not finite then
+      error(string.format("trainer.fit: the training loss was %s in epoch %d: the run diverged (a lower " ..
+        "learning rate?); %s", util.show(row.train_loss), epoch, epoch > 1 and
+        "the checkpoint of epoch " .. (epoch - 1) .. " is kept" or "no checkpoint was written"), 0)
     end
   end
   return history, test_acc

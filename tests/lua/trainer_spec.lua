@@ -43,6 +43,41 @@ describe("trainer.evaluate", function()
     assert.is_true(math.abs(loss - want) < 1e-5, tostring(loss))
     assert.are.equal(0.5, acc)
   end)
+
+  it("refuses an empty loader (it reported a loss of 0 and an accuracy of 0%)", function()
+    local ds = cnn.data.TensorDataset(cnn.zeros(0, 2), cnn.zeros(0, {dtype = "int64"}))
+    H.assert_error(function() cnn.trainer.evaluate(cnn.nn.Linear(2, 2), cnn.data.DataLoader(ds, {batch_size = 2})) end,
+      "trainer.evaluate: the loader gave no samples")
+  end)
+end)
+
+describe("trainer.fit on a diverging run", function()
+  it("stops at the first epoch whose loss is not finite, keeping the last good checkpoint", function()
+    local dir = H.tmpdir()
+    cnn.manual_seed(1)
+    local x = cnn.randn(8, 4)
+    local ds = cnn.data.TensorDataset(x, cnn.randint(1, 3, {8}))
+    local m = cnn.nn.Linear(4, 3)
+    local opt = cnn.optim.SGD(m:parameters(), {lr = 0.1})
+    local function fit(epochs, resume)
+      return cnn.trainer.fit{model = m, optimizer = opt, loader = cnn.data.DataLoader(ds, {batch_size = 4}),
+        test_loader = cnn.data.DataLoader(ds, {batch_size = 4}), epochs = epochs, out = dir,
+        checkpoint = dir .. "/ck.safetensors", resume = resume}
+    end
+    fit(1)
+    local good = cnn.load(dir .. "/ck.safetensors")
+    x[3][2] = 0 / 0 -- epoch 2 meets a NaN input: its loss and then the weights become NaN
+    H.assert_error(function() fit(2, dir .. "/ck.safetensors") end,
+      "the training loss was nan in epoch 2", "the checkpoint of epoch 1 is kept")
+    assert.is_true(m.weight:isnan():any():item()) -- the model diverged, the file did not
+    local kept = cnn.load(dir .. "/ck.safetensors")
+    for k, v in pairs(good) do assert.is_true(cnn.allclose(v, kept[k], 0, 0), k) end
+    local f = assert(io.open(dir .. "/metrics.csv"))
+    local csv = f:read("a")
+    f:close()
+    assert.truthy(csv:find("\n2,nan,", 1, true)) -- the diverged epoch is on record
+    H.rmdir(dir)
+  end)
 end)
 
 describe("trainer.fit", function()
@@ -62,6 +97,11 @@ describe("trainer.fit", function()
     H.assert_error(function() cnn.trainer.fit(with("test_loader", nil)) end, "trainer.fit: test_loader= is required")
     H.assert_error(function() cnn.trainer.fit(with("epochs", 1.5)) end, "trainer.fit: epochs must be a non")
     H.assert_error(function() cnn.trainer.fit(with("out", 3)) end, "trainer.fit: out must be a path")
+    -- "" is no folder: out .. "/metrics.csv" wrote a run into / (an example's --out "")
+    H.assert_error(function() cnn.trainer.fit(with("out", "")) end, "trainer.fit: out must be a path, got an empty")
+    H.assert_error(function() cnn.trainer.fit(with("checkpoint", "")) end, "trainer.fit: checkpoint must be a path")
+    H.assert_error(function() cnn.trainer.out_dir{out = ""} end, "trainer.out_dir: out must be a folder's path")
+    H.assert_error(function() cnn.trainer.out_dir{out = 3} end, "trainer.out_dir: out must be a folder's path, got 3")
     H.assert_error(function() cnn.trainer.fit(with("epoch", 3)) end, "epoch")
     H.assert_error(function() cnn.trainer.fit(3) end, "trainer.fit: expected a table of options")
     -- extra_state may not replace what a resume reads back (it used to, silently: the run trained,
