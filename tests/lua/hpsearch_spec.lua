@@ -169,6 +169,11 @@ describe("hpsearch logs", function()
     json.append(path, {index = 1}) -- a new file: no blank first line
     assert.are.equal('{"index":1}\n', H.read_bytes(path))
     os.remove(path)
+    -- a write that fails (a full disk: /dev/full) is an error; it was ignored, the search went on
+    if io.open("/dev/full", "rb") then
+      H.assert_error(function() json.append("/dev/full", {index = 3}) end, "hpsearch: cannot append to /dev/full",
+        "No space left on device")
+    end
   end)
 end)
 

@@ -117,8 +117,11 @@ function json.append(path, obj)
   f:setvbuf("no")
   local size = f:seek("end")
   local cut = size and size > 0 and f:seek("set", size - 1) and f:read(1) ~= "\n"
-  f:write((cut and "\n" or "") .. json.encode(obj) .. "\n")
-  f:close()
+  -- a write that failed (a full disk) is an error: the search would go on, its log short of what
+  -- it reports, and a resume would run again what was done
+  local ok, werr = f:write((cut and "\n" or "") .. json.encode(obj) .. "\n")
+  local closed, cerr = f:close()
+  if not ok or not closed then error("hpsearch: cannot append to " .. path .. ": " .. tostring(werr or cerr), 0) end
 end
 
 --- json.write_atomic(path, obj): writes through cnn.util.write_file (renamed over path), so a reader never sees
