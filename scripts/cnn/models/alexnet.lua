@@ -87,8 +87,9 @@ end
 
 --- cnn.models.alexnet{num_classes=1000, in_channels=3} -> module
 --- AlexNet (Krizhevsky et al. 2012) as one tower, for 3x227x227 images, with LRN and dropout.
---- Named as torchvision's AlexNet (features.N, avgpool, classifier.N); 62,378,344 parameters for 1000
---- classes. The adaptive average pool lets 224x224 inputs work too.
+--- Named in torchvision's scheme (features.N, avgpool, classifier.N), but the paper's network, not
+--- torchvision's (96 first filters, not 64; LRN): torchvision's alexnet weights do not load into it.
+--- 62,378,344 parameters for 1000 classes. The adaptive average pool lets 224x224 inputs work too.
 function M.alexnet(opts)
   local classes, channels = options("alexnet", opts, 1000)
   return AlexNet{in_channels = channels, num_classes = classes, widths = {96, 256, 384, 384, 256},
