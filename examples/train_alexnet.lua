@@ -29,7 +29,8 @@ parser:option("--momentum", "SGD momentum.", "0.9"):convert(tonumber)
 parser:option("--weight-decay", "L2 weight decay.", "5e-4"):convert(tonumber)
 parser:option("--schedule", "Learning-rate schedule: step (x0.1 at 50% and 75% of the epochs) or cosine.", "step")
   :choices {"step", "cosine"}
-parser:option("--limit", "Use only the first N training images and N/5 test images."):convert(math.tointeger)
+parser:option("--limit", "Use only the first N training images and N/5 test images (evenly spaced ones of an "
+  .. "ImageFolder, whose samples go class by class)."):convert(math.tointeger)
 parser:option("--init", "Weights: kaiming (He et al.'s normal, zero biases) or pytorch (its default layer init).",
   "kaiming"):choices {"kaiming", "pytorch"}
 parser:option("--seed", "Random seed (initialisation, shuffling, augmentation).", "1"):convert(math.tointeger)
@@ -116,8 +117,16 @@ if args.init == "kaiming" then
   end)
 end
 if args.limit then -- the first N training and N/5 test images
-  train_set = data.Subset(train_set, math.min(args.limit, #train_set))
-  test_set = data.Subset(test_set, math.min(args.limit // 5, #test_set))
+  -- an ImageFolder lists its samples class by class: the first N would be one or two classes (a
+  -- test accuracy of 100% on one class), so N evenly spaced samples instead, every class in turn
+  local function first(set, n)
+    n = math.min(n, #set)
+    if not args.full then return data.Subset(set, n) end
+    local idx = {}
+    for k = 1, n do idx[k] = (k - 1) * #set // n + 1 end
+    return data.Subset(set, idx)
+  end
+  train_set, test_set = first(train_set, args.limit), first(test_set, args.limit // 5)
 end
 local loader = data.DataLoader(train_set, {batch_size = args.batch_size, shuffle = true,
                                            drop_last = #train_set > args.batch_size,
