@@ -8,14 +8,15 @@
 --
 --   cnnlua examples/classify.lua --weights DIR/resnet18.safetensors --labels DIR/imagenet_classes.txt cat.jpg dog.png
 local argparse = require "argparse"
+local int = cnn.util.cli_integer -- a converter that names its option
 local data, image = cnn.data, cnn.image
 local T = data.transforms
 
 local parser = argparse("classify.lua", "Top-5 ImageNet classes of photographs.")
 parser:option("--weights", "A torchvision ResNet state_dict (safetensors).")
 parser:option("--labels", "Class names, one a line, in the order of the network's outputs (default: class numbers).")
-parser:option("--top", "How many classes to print per image.", "5"):convert(math.tointeger)
-parser:option("--threads", "Threads for the kernels.", tostring(cnn.get_num_threads())):convert(math.tointeger)
+parser:option("--top", "How many classes to print per image.", "5"):convert(int "--top")
+parser:option("--threads", "Threads for the kernels.", tostring(cnn.get_num_threads())):convert(int "--threads")
 parser:flag("--logits", "Also print each image's raw logits (for comparisons with PyTorch).")
 parser:argument("images", "JPEG or PNG files."):args("+")
 local args = parser:parse(cnn.util.cli_args(arg))

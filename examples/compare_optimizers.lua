@@ -12,17 +12,18 @@
 --   cnnlua examples/compare_optimizers.lua                      -- 2000 steps on Fashion-MNIST
 --   cnnlua examples/compare_optimizers.lua --steps 500 --data ~/mnist --out runs/compare
 local argparse = require "argparse"
+local int = cnn.util.cli_integer -- a converter that names its option
 local nn, F, optim, data, init = cnn.nn, cnn.F, cnn.optim, cnn.data, cnn.nn.init
 
 local parser = argparse("compare_optimizers.lua",
   "Train one network with SGD, momentum, Adagrad, RMSprop and Adam, and from three initialisations.")
 parser:option("--data", "Folder with the four MNIST-layout IDX files (raw or .gz).", data.FASHION_MNIST_DIR)
-parser:option("--steps", "Training steps of every run.", "2000"):convert(math.tointeger)
-parser:option("--batch-size", "Mini-batch size.", "128"):convert(math.tointeger)
-parser:option("--limit", "Use only the first N training and N/5 test images."):convert(math.tointeger)
-parser:option("--smooth", "Plot the mean loss of this many steps around each point.", "20"):convert(math.tointeger)
-parser:option("--seed", "Random seed (the initial weights and the batches).", "1"):convert(math.tointeger)
-parser:option("--threads", "Threads for the kernels.", tostring(cnn.get_num_threads())):convert(math.tointeger)
+parser:option("--steps", "Training steps of every run.", "2000"):convert(int "--steps")
+parser:option("--batch-size", "Mini-batch size.", "128"):convert(int "--batch-size")
+parser:option("--limit", "Use only the first N training and N/5 test images."):convert(int "--limit")
+parser:option("--smooth", "Plot the mean loss of this many steps around each point.", "20"):convert(int "--smooth")
+parser:option("--seed", "Random seed (the initial weights and the batches).", "1"):convert(int "--seed")
+parser:option("--threads", "Threads for the kernels.", tostring(cnn.get_num_threads())):convert(int "--threads")
 parser:option("--out", "Output folder (default: runs/compare-<time>).")
 local args = parser:parse(cnn.util.cli_args(arg))
 

@@ -12,6 +12,7 @@
 --   cnnlua examples/finetune_resnet18.lua --weights w/resnet18.safetensors --data ~/flowers --epochs 5
 --   cnnlua examples/finetune_resnet18.lua --weights w/resnet18.safetensors --data ~/flowers --freeze
 local argparse = require "argparse"
+local int, num = cnn.util.cli_integer, cnn.util.cli_number -- converters that name their option
 local nn, optim, data = cnn.nn, cnn.optim, cnn.data
 local folders = require "cnn.datasets.folders"
 
@@ -19,19 +20,19 @@ local parser = argparse("finetune_resnet18.lua", "Fine-tune a torchvision ResNet
 parser:option("--weights", "ResNet-18 state_dict (safetensors, torchvision names); random init without it.")
 parser:option("--data", "ImageFolder of JPEGs/PNGs of any size (a folder per class); synthetic shapes without.")
 parser:flag("--freeze", "Train only the new fc layer (the backbone keeps its weights).")
-parser:option("--image-size", "Side of the crops the network sees.", "224"):convert(math.tointeger)
+parser:option("--image-size", "Side of the crops the network sees.", "224"):convert(int "--image-size")
 parser:option("--workers", "Threads that decode and transform the next batches (0: in the training loop).", "1")
-  :convert(math.tointeger)
+  :convert(int "--workers")
 parser:flag("--cache", "Keep the decoded images in memory as bytes (for small sets).")
-parser:option("--epochs", "Number of epochs (in all, when resuming).", "5"):convert(math.tointeger)
-parser:option("--batch-size", "Mini-batch size.", "32"):convert(math.tointeger)
-parser:option("--lr", "Initial learning rate.", "0.01"):convert(tonumber)
-parser:option("--momentum", "SGD momentum.", "0.9"):convert(tonumber)
-parser:option("--weight-decay", "L2 weight decay.", "1e-4"):convert(tonumber)
+parser:option("--epochs", "Number of epochs (in all, when resuming).", "5"):convert(int "--epochs")
+parser:option("--batch-size", "Mini-batch size.", "32"):convert(int "--batch-size")
+parser:option("--lr", "Initial learning rate.", "0.01"):convert(num "--lr")
+parser:option("--momentum", "SGD momentum.", "0.9"):convert(num "--momentum")
+parser:option("--weight-decay", "L2 weight decay.", "1e-4"):convert(num "--weight-decay")
 parser:option("--schedule", "Learning-rate schedule: step (x0.1 at 50% and 75% of the epochs) or cosine.", "cosine")
   :choices {"step", "cosine"}
-parser:option("--seed", "Random seed (new fc, shuffling, augmentation).", "1"):convert(math.tointeger)
-parser:option("--threads", "Threads for the kernels.", tostring(cnn.get_num_threads())):convert(math.tointeger)
+parser:option("--seed", "Random seed (new fc, shuffling, augmentation).", "1"):convert(int "--seed")
+parser:option("--threads", "Threads for the kernels.", tostring(cnn.get_num_threads())):convert(int "--threads")
 parser:option("--save", "Checkpoint path (default: OUT/checkpoint.safetensors).")
 parser:option("--resume", "Continue from this checkpoint (model, optimiser, epoch).")
 parser:option("--out", "Output folder (default: the resumed checkpoint's folder, else runs/finetune-resnet18-<time>).")

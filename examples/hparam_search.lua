@@ -13,20 +13,21 @@
 -- the same pages. Emitted commands re-run this script for one trial each, so everything before
 -- hp.search must come out the same in every run (it does: it only reads the flags and the data).
 local argparse = require "argparse"
+local int, num = cnn.util.cli_integer, cnn.util.cli_number -- converters that name their option
 local hp = require "cnn.hpsearch"
 local F, optim, data = cnn.F, cnn.optim, cnn.data
 
 local parser = argparse("hparam_search.lua", "Search SGD's learning rate, momentum and batch size for LeNet-5.")
 parser:option("--data", "Folder with the four MNIST-layout IDX files (raw or .gz).", data.FASHION_MNIST_DIR)
-parser:option("--train-size", "Training images used (a fixed random subset).", "6000"):convert(math.tointeger)
-parser:option("--test-size", "Test images the metric is measured on.", "2000"):convert(math.tointeger)
-parser:option("--epochs", "Epochs per trial (ASHA: the most a trial runs).", "2"):convert(math.tointeger)
-parser:option("--trials", "Trials (random, asha; a grid runs all its points).", "8"):convert(math.tointeger)
-parser:option("--workers", "Worker processes (0: every trial in this process).", "2"):convert(math.tointeger)
+parser:option("--train-size", "Training images used (a fixed random subset).", "6000"):convert(int "--train-size")
+parser:option("--test-size", "Test images the metric is measured on.", "2000"):convert(int "--test-size")
+parser:option("--epochs", "Epochs per trial (ASHA: the most a trial runs).", "2"):convert(int "--epochs")
+parser:option("--trials", "Trials (random, asha; a grid runs all its points).", "8"):convert(int "--trials")
+parser:option("--workers", "Worker processes (0: every trial in this process).", "2"):convert(int "--workers")
 parser:option("--strategy", "random, grid or asha.", "random"):choices {"random", "grid", "asha"}
-parser:option("--lr-min", "Smallest learning rate searched (log-uniform).", "0.003"):convert(tonumber)
-parser:option("--lr-max", "Largest learning rate searched.", "0.3"):convert(tonumber)
-parser:option("--seed", "Search seed (params and every trial's seed derive from it).", "1"):convert(math.tointeger)
+parser:option("--lr-min", "Smallest learning rate searched (log-uniform).", "0.003"):convert(num "--lr-min")
+parser:option("--lr-max", "Largest learning rate searched.", "0.3"):convert(num "--lr-max")
+parser:option("--seed", "Search seed (params and every trial's seed derive from it).", "1"):convert(int "--seed")
 parser:option("--out", "Output folder: search.jsonl (log), search.csv, search.png.", "runs/hparam_search")
 parser:option("--emit-commands", "Write one shell command per trial to this file instead of running them.")
 parser:option("--merge", "Folder of per-trial results from emitted commands to merge in.")

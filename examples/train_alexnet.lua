@@ -12,6 +12,7 @@
 --                                                                         -- ~50% test accuracy (chance 10%)
 --   cnnlua examples/train_alexnet.lua --full --epochs 3                   -- synthetic shapes at 227x227
 local argparse = require "argparse"
+local int, num = cnn.util.cli_integer, cnn.util.cli_number -- converters that name their option
 local optim, data = cnn.optim, cnn.data
 local T = data.transforms
 local folders = require "cnn.datasets.folders"
@@ -21,20 +22,20 @@ local parser = argparse("train_alexnet.lua",
 parser:option("--data", "CIFAR-10 binary files or MNIST-layout IDX files; with --full, a folder of JPEGs or PNGs.")
 parser:flag("--full", "The 2012 network for 227x227 images, on an ImageFolder (synthetic when --data is not given).")
 parser:option("--image-size", "With --full: the side images are cropped or padded to (at least 67).", "227")
-  :convert(math.tointeger)
-parser:option("--epochs", "Number of epochs (in all, when resuming).", "10"):convert(math.tointeger)
-parser:option("--batch-size", "Mini-batch size.", "128"):convert(math.tointeger)
-parser:option("--lr", "Initial learning rate.", "0.005"):convert(tonumber)
-parser:option("--momentum", "SGD momentum.", "0.9"):convert(tonumber)
-parser:option("--weight-decay", "L2 weight decay.", "5e-4"):convert(tonumber)
+  :convert(int "--image-size")
+parser:option("--epochs", "Number of epochs (in all, when resuming).", "10"):convert(int "--epochs")
+parser:option("--batch-size", "Mini-batch size.", "128"):convert(int "--batch-size")
+parser:option("--lr", "Initial learning rate.", "0.005"):convert(num "--lr")
+parser:option("--momentum", "SGD momentum.", "0.9"):convert(num "--momentum")
+parser:option("--weight-decay", "L2 weight decay.", "5e-4"):convert(num "--weight-decay")
 parser:option("--schedule", "Learning-rate schedule: step (x0.1 at 50% and 75% of the epochs) or cosine.", "step")
   :choices {"step", "cosine"}
 parser:option("--limit", "Use only the first N training images and N/5 test images (evenly spaced ones of an "
-  .. "ImageFolder, whose samples go class by class)."):convert(math.tointeger)
+  .. "ImageFolder, whose samples go class by class)."):convert(int "--limit")
 parser:option("--init", "Weights: kaiming (He et al.'s normal, zero biases) or pytorch (its default layer init).",
   "kaiming"):choices {"kaiming", "pytorch"}
-parser:option("--seed", "Random seed (initialisation, shuffling, augmentation).", "1"):convert(math.tointeger)
-parser:option("--threads", "Threads for the kernels.", tostring(cnn.get_num_threads())):convert(math.tointeger)
+parser:option("--seed", "Random seed (initialisation, shuffling, augmentation).", "1"):convert(int "--seed")
+parser:option("--threads", "Threads for the kernels.", tostring(cnn.get_num_threads())):convert(int "--threads")
 parser:option("--save", "Checkpoint path (default: OUT/checkpoint.safetensors).")
 parser:option("--resume", "Continue from this checkpoint (model, optimiser, epoch).")
 parser:option("--out", "Output folder (default: the resumed checkpoint's folder, else runs/alexnet-<time>).")

@@ -6,17 +6,18 @@
 --   cnnlua examples/train_lenet.lua --resume runs/lenet-.../checkpoint.safetensors --epochs 12
 --   mpirun -np 2 cnnlua examples/train_lenet.lua --distributed --threads 1   -- 2 ranks, global batch 64
 local argparse = require "argparse"
+local int, num = cnn.util.cli_integer, cnn.util.cli_number -- converters that name their option
 local optim, data = cnn.optim, cnn.data
 
 local parser = argparse("train_lenet.lua", "Train LeNet-5 on MNIST-layout data.")
 parser:option("--data", "Folder with the four MNIST-layout IDX files (raw or .gz).",
   "/usr/share/datasets/fashion-mnist")
-parser:option("--epochs", "Number of epochs (in all, when resuming).", "10"):convert(math.tointeger)
-parser:option("--batch-size", "Mini-batch size.", "64"):convert(math.tointeger)
-parser:option("--lr", "Learning rate.", "0.02"):convert(tonumber)
-parser:option("--momentum", "SGD momentum.", "0.9"):convert(tonumber)
-parser:option("--seed", "Random seed (initialisation and shuffling).", "1"):convert(math.tointeger)
-parser:option("--threads", "Threads for the kernels.", tostring(cnn.get_num_threads())):convert(math.tointeger)
+parser:option("--epochs", "Number of epochs (in all, when resuming).", "10"):convert(int "--epochs")
+parser:option("--batch-size", "Mini-batch size.", "64"):convert(int "--batch-size")
+parser:option("--lr", "Learning rate.", "0.02"):convert(num "--lr")
+parser:option("--momentum", "SGD momentum.", "0.9"):convert(num "--momentum")
+parser:option("--seed", "Random seed (initialisation and shuffling).", "1"):convert(int "--seed")
+parser:option("--threads", "Threads for the kernels.", tostring(cnn.get_num_threads())):convert(int "--threads")
 parser:option("--save", "Checkpoint path (default: OUT/checkpoint.safetensors).")
 parser:option("--resume", "Continue from this checkpoint (model, optimiser, epoch).")
 parser:flag("--distributed",

@@ -8,23 +8,24 @@
 --   mpirun -np 2 cnnlua examples/train_resnet.lua --distributed --threads 1   -- 2 ranks, global batch 128
 --   cnnlua examples/train_resnet.lua --data ~/cifar --resume runs/resnet-.../checkpoint.safetensors --epochs 40
 local argparse = require "argparse"
+local int, num = cnn.util.cli_integer, cnn.util.cli_number -- converters that name their option
 local optim, data = cnn.optim, cnn.data
 local T = data.transforms
 
 local parser = argparse("train_resnet.lua", "Train a CIFAR ResNet on CIFAR-10 (or Fashion-MNIST padded to 32x32).")
 parser:option("--data", "Folder with CIFAR-10's binary files, or with the four MNIST-layout IDX files.",
   "/usr/share/datasets/fashion-mnist")
-parser:option("--depth", "ResNet depth: 20, 32, 44, 56 or 110.", "20"):convert(math.tointeger)
-parser:option("--epochs", "Number of epochs (in all, when resuming).", "10"):convert(math.tointeger)
-parser:option("--batch-size", "Mini-batch size.", "128"):convert(math.tointeger)
-parser:option("--lr", "Initial learning rate.", "0.1"):convert(tonumber)
-parser:option("--momentum", "SGD momentum.", "0.9"):convert(tonumber)
-parser:option("--weight-decay", "L2 weight decay (the paper's 1e-4).", "1e-4"):convert(tonumber)
+parser:option("--depth", "ResNet depth: 20, 32, 44, 56 or 110.", "20"):convert(int "--depth")
+parser:option("--epochs", "Number of epochs (in all, when resuming).", "10"):convert(int "--epochs")
+parser:option("--batch-size", "Mini-batch size.", "128"):convert(int "--batch-size")
+parser:option("--lr", "Initial learning rate.", "0.1"):convert(num "--lr")
+parser:option("--momentum", "SGD momentum.", "0.9"):convert(num "--momentum")
+parser:option("--weight-decay", "L2 weight decay (the paper's 1e-4).", "1e-4"):convert(num "--weight-decay")
 parser:option("--schedule", "Learning-rate schedule: step (x0.1 at 50% and 75% of the epochs) or cosine.", "step")
   :choices {"step", "cosine"}
-parser:option("--limit", "Use only the first N training images and N/5 test images."):convert(math.tointeger)
-parser:option("--seed", "Random seed (initialisation, shuffling, augmentation).", "1"):convert(math.tointeger)
-parser:option("--threads", "Threads for the kernels.", tostring(cnn.get_num_threads())):convert(math.tointeger)
+parser:option("--limit", "Use only the first N training images and N/5 test images."):convert(int "--limit")
+parser:option("--seed", "Random seed (initialisation, shuffling, augmentation).", "1"):convert(int "--seed")
+parser:option("--threads", "Threads for the kernels.", tostring(cnn.get_num_threads())):convert(int "--threads")
 parser:option("--save", "Checkpoint path (default: OUT/checkpoint.safetensors).")
 parser:option("--resume", "Continue from this checkpoint (model, optimiser, epoch).")
 parser:flag("--distributed",

@@ -22,6 +22,7 @@
 --   cnnlua examples/visualize.lua --weights runs/lenet/checkpoint.safetensors --image boot.png
 --   cnnlua examples/visualize.lua --weights resnet18.safetensors --image cat.jpg --out runs/cat
 local argparse = require "argparse"
+local int = cnn.util.cli_integer -- a converter that names its option
 local F, image = cnn.F, cnn.image
 
 local parser = argparse("visualize.lua", "Filters, feature maps, a saliency map and Grad-CAM for one image.")
@@ -36,8 +37,8 @@ parser:option("--normalize", "Input normalisation as in training: none, fashion 
 parser:flag("--invert", "Invert the image first (dark objects on a light background, as photos are, against " ..
   "Fashion-MNIST's light on dark).")
 parser:option("--class", "Explain this class (a 1-based index or a class name) instead of the top one.")
-parser:option("--max-maps", "Feature maps shown per stage.", "32"):convert(math.tointeger)
-parser:option("--size", "The side the saliency and Grad-CAM pictures are drawn at.", "224"):convert(math.tointeger)
+parser:option("--max-maps", "Feature maps shown per stage.", "32"):convert(int "--max-maps")
+parser:option("--size", "The side the saliency and Grad-CAM pictures are drawn at.", "224"):convert(int "--size")
 parser:option("--out", "Output folder.", "runs/visualize")
 local args = parser:parse(cnn.util.cli_args(arg))
 if not args.weights or not args.image then parser:error("--weights and --image are required") end

@@ -143,6 +143,27 @@ function util.remove_tree(path)
   return true
 end
 
+--- cnn.util.cli_integer(option) -> converter
+--- An argparse converter (`:convert(...)`) for an integer option whose error names the option.
+--- `--epochs abc` gave argparse's "malformed argument 'abc'", which does not say which option.
+function util.cli_integer(option)
+  return function(s)
+    local v = math.tointeger(tonumber(s))
+    if v == nil then return nil, string.format("%s must be an integer, got '%s'", option, s) end
+    return v
+  end
+end
+
+--- cnn.util.cli_number(option) -> converter
+--- An argparse converter (`:convert(...)`) for a number option whose error names the option.
+function util.cli_number(option)
+  return function(s)
+    local v = tonumber(s)
+    if v == nil then return nil, string.format("%s must be a number, got '%s'", option, s) end
+    return v
+  end
+end
+
 --- cnn.util.cli_args(argv) -> table
 --- A script's arguments with each negative number after a --long option joined to that option.
 --- --lr -0.1 becomes --lr=-0.1 (so do -1e3, -inf and -nan), for argparse, which reads "-0.1" as an

@@ -134,6 +134,22 @@ describe("train_vgg.lua", function()
     assert.are.same({"--lr=-inf", "--x=-NaN", "--", "--y", "-1"},
       cnn.util.cli_args({"--lr", "-inf", "--x", "-NaN", "--", "--y", "-1"}))
   end)
+
+  it("names the option whose value is not a number (argparse said: malformed argument 'abc')", function()
+    for _, c in ipairs({{"train_vgg.lua", "--epochs abc", "--epochs must be an integer, got 'abc'"},
+                        {"train_lenet.lua", "--epochs 1.5", "--epochs must be an integer, got '1.5'"},
+                        {"train_resnet.lua", "--lr fast", "--lr must be a number, got 'fast'"},
+                        {"hparam_search.lua", "--trials x", "--trials must be an integer, got 'x'"}}) do
+      local out, code = run(c[1], c[2])
+      assert.are_not.equal(0, code)
+      assert.truthy(out:find(c[3], 1, true), out)
+      assert.is_nil(out:find("malformed", 1, true), out)
+    end
+    assert.are.equal(12, cnn.util.cli_integer("--n")("12"))
+    assert.are.equal(100, cnn.util.cli_integer("--n")("1e2"))
+    assert.are.equal(-0.5, cnn.util.cli_number("--lr")("-0.5"))
+    assert.are.same({nil, "--n must be an integer, got ''"}, {cnn.util.cli_integer("--n")("")})
+  end)
 end)
 
 describe("tour.lua", function()
