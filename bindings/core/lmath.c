@@ -461,8 +461,9 @@ static int m_clamp_(lua_State *L) {
 
 /** t:relu_() -> t
  * In place: max(t, 0), elementwise.
- * Refused, as every in-place op, on an expanded tensor (its elements overlap) and on a leaf that
- * requires grad while grad mode is on; on a tensor with history it is recorded as add_ says. */
+ * Refused, as every in-place op but fill_, on an expanded tensor (its elements overlap) and on a
+ * leaf that requires grad while grad mode is on; on a tensor with history it is recorded as add_
+ * says. */
 static int m_relu_(lua_State *L) {
   lcnn_max_args(L, 1, "relu_");
   cnn_tensor *t = lcnn_check(L, 1, "relu_");
@@ -475,7 +476,9 @@ static int m_relu_(lua_State *L) {
  * In place: every element set to v, converted to t's dtype.
  * v is a number, a boolean or a 0-d tensor (differentiable in it: its gradient is the sum of t's,
  * as PyTorch's).
- * A number that a uint8 tensor cannot hold (past -255..255) is an error, as in PyTorch. */
+ * A number that a uint8 tensor cannot hold (past -255..255) is an error, as in PyTorch. An
+ * expanded tensor is filled too (its memory, once), as PyTorch's fill_ allows, the one in-place op
+ * that does; not one with autograd history. */
 static int m_fill_(lua_State *L) {
   lcnn_max_args(L, 2, "fill_");
   const cnn_tensor *v = lcnn_test(L, 2);
@@ -507,7 +510,7 @@ static int m_fill_(lua_State *L) {
 }
 
 /** t:zero_() -> t
- * In place: every element set to 0. */
+ * In place: every element set to 0 (an expanded tensor too, as fill_). */
 static int m_zero_(lua_State *L) {
   lcnn_max_args(L, 1, "zero_");
   cnn_tensor *t = lcnn_check(L, 1, "zero_");

@@ -288,8 +288,9 @@ cnn_tensor *cnn_op_masked_fill(const cnn_tensor *x, const cnn_tensor *mask, cons
 
 /* ---- in place ---- */
 
-int cnn_op_check_inplace(const cnn_tensor *t) {
-  if (cnn_tensor_check_writable(t)) return -1;
+/* cnn_op_check_inplace's autograd half: fill_ writes an expanded tensor too (one value for every
+ * element, as PyTorch's fill_), the other in-place ops do not. */
+static int check_inplace_grad(const cnn_tensor *t) {
   if (!cnn_ag_is_enabled() || !t->requires_grad) return 0;
   if (!t->grad_fn)
     return cnn_error_set("a leaf tensor that requires grad cannot be modified in place "
@@ -297,6 +298,8 @@ int cnn_op_check_inplace(const cnn_tensor *t) {
   return cnn_error_set("in-place operations on tensors that are part of an autograd graph are not supported "
                        "(use the out-of-place form)");
 }
+
+int cnn_op_check_inplace(const cnn_tensor *t) { return cnn_tensor_check_writable(t) ? -1 : check_inplace_grad(t); }
 
 static int bump(cnn_tensor *t, int rc) {
   if (rc == 0) t->storage->version++;
@@ -379,13 +382,13 @@ static int overwrite_recorded(cnn_tensor *t, cnn_tensor *vals) {
 
 int cnn_op_fill_(cnn_tensor *t, double v) {
   if (cnn_op_rebases(t, NULL)) return overwrite_recorded(t, cnn_tensor_scalar(t->dtype, v));
-  if (cnn_op_check_inplace(t)) return -1;
+  if (check_inplace_grad(t)) return -1;
   return bump(t, cnn_tensor_fill_(t, v));
 }
 
 int cnn_op_fill_i64_(cnn_tensor *t, int64_t v) {
   if (cnn_op_rebases(t, NULL)) return overwrite_recorded(t, cnn_tensor_full_i64(t->dtype, 0, NULL, v));
-  if (cnn_op_check_inplace(t)) return -1;
+  if (check_inplace_grad(t)) return -1;
   return bump(t, cnn_tensor_fill_i64_(t, v));
 }
 

@@ -828,13 +828,22 @@ static void fill_loop(void *vctx, int64_t n, char **p, const int64_t *step) {
   }
 }
 
+/* An expanded tensor is filled too, as PyTorch's fill_ allows (every element gets the one value):
+ * through a view with each expanded dim at size 1, so each memory location is written once. */
 static int fill_run(cnn_tensor *t, const fill_ctx *c) {
-  if (cnn_tensor_check_writable(t)) return -1;
+  cnn_tensor *once = NULL;
+  for (int d = 0; d < t->ndim; d++)
+    if (t->size[d] > 1 && t->stride[d] == 0) {
+      if (!once && !(once = cnn_tensor_alias(t))) return -1;
+      once->size[d] = 1;
+    }
+  const cnn_tensor *w = once ? once : t;
   cnn_iter it;
-  const cnn_tensor *ops[1] = {t};
-  if (cnn_iter_init(&it, 1, ops, t->ndim, t->size)) return -1;
-  cnn_iter_run(&it, fill_loop, (void *)c, true);
-  return 0;
+  const cnn_tensor *ops[1] = {w};
+  int rc = cnn_iter_init(&it, 1, ops, w->ndim, w->size);
+  if (rc == 0) cnn_iter_run(&it, fill_loop, (void *)c, true);
+  cnn_tensor_release(once);
+  return rc ? -1 : 0;
 }
 
 int cnn_tensor_fill_(cnn_tensor *t, double value) {

@@ -748,7 +748,11 @@ describe("nn.init", function()
     H.assert_error(function() init.kaiming_uniform_(lin.weight, {mode = "fan_sideways"}) end, "kaiming_uniform_",
       "fan_sideways")
     H.assert_error(function() init.kaiming_uniform_(lin.weight, {gain = 2}) end, "unknown option 'gain'")
-    H.assert_error(function() init.zeros_(cnn.zeros(2):expand(3, 2)) end, "^zeros_: ", "expanded")
+    H.assert_error(function() init.uniform_(cnn.zeros(2):expand(3, 2)) end, "^uniform_: ", "expanded")
+    -- zeros_ is fill_, which writes an expanded tensor's memory, as PyTorch's
+    local base = cnn.ones(2)
+    init.zeros_(base:expand(3, 2))
+    assert.are.same({0, 0}, base:totable())
     H.assert_usable()
   end)
 end)

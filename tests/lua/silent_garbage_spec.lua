@@ -74,10 +74,8 @@ end)
 describe("one rule for writes into expanded tensors", function()
   local function expanded() return cnn.zeros(1):expand(3) end
 
-  it("every in-place write refuses a tensor whose elements share memory", function()
+  it("every in-place write but fill_ refuses a tensor whose elements share memory", function()
     local msg = "more than one element"
-    err(function() expanded():fill_(1) end, "fill_:", msg)
-    err(function() expanded():zero_() end, "zero_:", msg)
     err(function() expanded():copy_(cnn.ones(3)) end, "copy_:", msg)
     err(function() expanded():uniform_() end, "uniform_:", msg)
     err(function() expanded():normal_() end, "normal_:", msg)
@@ -87,6 +85,26 @@ describe("one rule for writes into expanded tensors", function()
     err(function() local e = cnn.zeros(1, 3):expand(2, 3); e[1] = 5 end, "newindex:", msg)
     err(function() local e = cnn.zeros(1, 3):expand(2, 3); e[{1, 2}] = 5 end, "newindex:", msg)
     H.assert_usable()
+  end)
+
+  -- as PyTorch's fill_: one value for every element is the same whichever element a location is
+  it("fill_ and zero_ write an expanded tensor's memory once, as PyTorch's", function()
+    local base = cnn.zeros(1, 3)
+    local e = base:expand(4, 3)
+    e:fill_(2)
+    H.assert_tensor(base, {{2, 2, 2}})
+    e:zero_()
+    H.assert_tensor(base, {{0, 0, 0}})
+    local i = cnn.zeros(2, 1, {dtype = "int64"}):expand(2, 5):fill_(7)
+    assert.are.same({{7, 7, 7, 7, 7}, {7, 7, 7, 7, 7}}, i:totable())
+    -- an optimiser's zero_grad{set_to_none=false} on a gradient set to an expanded tensor
+    local l = cnn.nn.Linear(3, 1)
+    l.weight.grad = cnn.ones(1, 1):expand(1, 3)
+    cnn.optim.SGD(l:parameters(), {lr = 0.1}):zero_grad{set_to_none = false}
+    H.assert_tensor(l.weight.grad, {{0, 0, 0}})
+    -- with history it is still refused (a rewrite of the graph through overlapping memory)
+    local x = cnn.ones(3, {requires_grad = true})
+    err(function() (x * 2):view(1, 3):expand(2, 3):fill_(5) end, "fill_:", "more than one element")
   end)
 
   it("an expanded tensor still reads, and its clone writes", function()
