@@ -126,6 +126,7 @@ typedef struct lua_fn_state {
   lua_State *main; /* for unref when freed */
   int fn_ref;      /* the Lua backward closure: grads... -> grads per input */
   bool running;    /* inside the closure: a backward it starts must not come back here */
+  bool keep_nil;   /* an unused output's gradient reaches the closure as nil, not zeros */
   int out_ndim[CNN_AG_MAX_OUTPUTS];
   int64_t out_size[CNN_AG_MAX_OUTPUTS][CNN_MAX_DIMS];
   char name[96]; /* the node's name, kept here: it outlives the Lua string (truncated if longer) */
@@ -152,6 +153,10 @@ static int lua_fn_backward(cnn_node *n, cnn_tensor *const *gout, cnn_tensor **gi
   if (!lua_checkstack(L, n->n_outputs + 4)) return cnn_error_set("Lua stack overflow");
   lua_rawgeti(L, LUA_REGISTRYINDEX, c->fn_ref);
   for (int k = 0; k < n->n_outputs; k++) {
+    if (!gout[k] && c->keep_nil) {
+      lua_pushnil(L);
+      continue;
+    }
     /* an output nobody used gets zeros of its shape, as PyTorch materialises them */
     cnn_tensor *g = gout[k] ? cnn_tensor_retain(gout[k])
                             : cnn_tensor_zeros(CNN_FLOAT32, c->out_ndim[k], c->out_size[k]);
@@ -213,13 +218,15 @@ static int lua_fn_backward(cnn_node *n, cnn_tensor *const *gout, cnn_tensor **gi
   return rc;
 }
 
-/* core._function_record(name, outputs, inputs, backward_fn): makes each output tensor (already
- * computed without recording) an output of one node whose inputs are the given tensors. */
+/* core._function_record(name, outputs, inputs, backward_fn, keep_nil): makes each output tensor
+ * (already computed without recording) an output of one node whose inputs are the given tensors.
+ * keep_nil: backward_fn gets nil for an output no gradient reached (zeros of its shape otherwise). */
 static int a_function_record(lua_State *L) {
   const char *name = luaL_checkstring(L, 1);
   luaL_checktype(L, 2, LUA_TTABLE);
   luaL_checktype(L, 3, LUA_TTABLE);
   luaL_checktype(L, 4, LUA_TFUNCTION);
+  const bool keep_nil = lua_toboolean(L, 5);
   int n_out = (int)luaL_len(L, 2), n_in = (int)luaL_len(L, 3);
   if (n_out < 1 || n_out > CNN_AG_MAX_OUTPUTS)
     return lcnn_error(L, "Function", "forward must return 1 to %d tensors, got %d", CNN_AG_MAX_OUTPUTS, n_out);
@@ -253,6 +260,7 @@ static int a_function_record(lua_State *L) {
     return lcnn_error(L, "Function", "%s", live ? "out of memory" : "a tensor was closed while recording");
   }
   lua_fn_state *c = cnn_ag_state(node); /* zeroed: running is false */
+  c->keep_nil = keep_nil;
   snprintf(c->name, sizeof c->name, "%s", name);
   node->name = c->name;
   c->main = main;

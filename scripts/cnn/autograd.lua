@@ -95,7 +95,7 @@ end
 --- arguments require grad. forward may yield when called inside a coroutine.
 --- name names the node (grad_fn), "LuaFunctionBackward" by default.
 function autograd.Function(def)
-  check_options("Function", def, {forward = true, backward = true, name = true})
+  check_options("Function", def, {forward = true, backward = true, name = true, _keep_nil = true})
   if type(def.forward) ~= "function" or type(def.backward) ~= "function" then
     error("Function: needs forward and backward functions", 2)
   end
@@ -133,7 +133,7 @@ function autograd.Function(def)
         core._function_record(name, outs, inputs, function(...)
           check_saved(ctx, name)
           return backward(ctx, ...)
-        end)
+        end, def._keep_nil)
       end
       return table.unpack(res, 2, res.n)
     end,

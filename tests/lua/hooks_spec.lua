@@ -149,6 +149,20 @@ describe("full backward hooks", function()
     assert.is_true(close(got[1].gi[1], w:matmul(lin.weight)))
   end)
 
+  it("give nil in grad_output for a result no gradient reached, as PyTorch's None (it was zeros)", function()
+    local Two = nn.Module:extend("Two")
+    function Two:forward(a) return a * 2, a * 3 end
+    local m, got = Two(), {}
+    m:register_full_backward_hook(function(_, gi, go) got = {gi = gi, go = go} end)
+    local x = cnn.tensor({1, 2}, {requires_grad = true})
+    local _, q = m(x)
+    ;(q * 5):sum():backward()
+    assert.is_nil(got.go[1])
+    assert.are.same({5, 5}, got.go[2]:totable())
+    assert.are.same({15, 15}, got.gi[1]:totable())
+    assert.are.same({15, 15}, x.grad:totable())
+  end)
+
   it("replace grad_input with the list a hook returns; later hooks see the replacement", function()
     local lin = nn.Linear(3, 2)
     local seen

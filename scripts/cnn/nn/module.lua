@@ -705,12 +705,13 @@ local function identity_node(name, list, idx, on_backward)
   autograd = autograd or require "cnn.autograd"
   local f = autograd.Function {
     name = name,
+    _keep_nil = true, -- a result no gradient reached is nil in grad_output, as PyTorch's None
     forward = function(_, ...)
       local outs = {}
       for i = 1, select("#", ...) do outs[i] = (select(i, ...)):detach() end
       return table.unpack(outs)
     end,
-    backward = function(_, ...) return table.unpack(on_backward({...}), 1, #idx) end,
+    backward = function(_, ...) return table.unpack(on_backward(table.pack(...)), 1, #idx) end,
   }
   local ins = {}
   for i, k in ipairs(idx) do ins[i] = list[k] end
