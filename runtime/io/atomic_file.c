@@ -12,6 +12,8 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -112,12 +114,18 @@ int cnn_atomic_commit(cnn_atomic_file *af) {
   if (fflush(af->f) != 0 || ferror(af->f)) e = errno ? errno : EIO;
   if (!e && !af->direct && fsync(fileno(af->f)) != 0 && errno != EINVAL && errno != EROFS) e = errno;
   bool named = !af->unnamed && !af->direct;
+  /* from the unnamed file's link to the rename, signals wait: a SIGTERM or Ctrl-C in between left
+   * the full file under its temporary name (SIGKILL alone still can, in these few system calls) */
+  sigset_t all, old;
+  sigfillset(&all);
+  const bool masked = af->unnamed && pthread_sigmask(SIG_BLOCK, &all, &old) == 0;
   if (!e && af->unnamed && (e = link_unnamed(af)) == 0) named = true;
   int rc = fclose(af->f);
   af->f = NULL;
   if (!e && rc != 0) e = errno ? errno : EIO;
   if (!e && !af->direct && rename(af->tmp, target(af)) != 0) e = errno;
   if (e && named) unlink(af->tmp);
+  if (masked) pthread_sigmask(SIG_SETMASK, &old, NULL);
   if (e) return done(af, cnn_error_set("%s: write failed (%s)", af->path, strerror(e)));
   return done(af, 0);
 }
