@@ -509,8 +509,9 @@ static int f_set_rng_state(lua_State *L) {
 
 /** cnn.set_num_threads(n)
  * Sets the number of threads the kernels use (1..1024), starting them now.
- * The default is the number of cores, or OMP_NUM_THREADS when set. Raises when the threads
- * cannot be started (resource limits), and the count stays as it was. Beside other busy programs
+ * The default is the number of cores, or OMP_NUM_THREADS when set (a value that is no count is
+ * reported on stderr and ignored). Raises when the threads cannot be started (resource limits),
+ * and the count stays as it was. Beside other busy programs
  * the kernels run on fewer threads for a while, by themselves; a forked child (hp.search trials)
  * starts threads of its own. */
 static int f_set_num_threads(lua_State *L) {

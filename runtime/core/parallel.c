@@ -342,16 +342,32 @@ static void after_fork_child(void) {
   pthread_mutex_init(&P.lock, NULL);
 }
 
+/* OMP_NUM_THREADS as OpenMP reads it: a count, or a list "4,2" whose first entry counts here,
+ * spaces around; anything else (abc, 0, -1, 1e2, 4abc) is said once on stderr and the CPUs' count
+ * used, as libgomp says of an invalid value, where it was read as far as it went or ignored. */
 static int default_threads(void) {
-  const char *env = getenv("OMP_NUM_THREADS"); /* as with OpenMP before: "4" or a list "4,2" */
-  if (env && *env) {
-    char *end;
-    long v = strtol(env, &end, 10);
-    if (end != env && v >= 1) return v > CNN_PARALLEL_MAX_THREADS ? CNN_PARALLEL_MAX_THREADS : (int)v;
-  }
   cpu_set_t set;
   int n = sched_getaffinity(0, sizeof set, &set) == 0 ? CPU_COUNT(&set) : (int)sysconf(_SC_NPROCESSORS_ONLN);
-  return n < 1 ? 1 : n > CNN_PARALLEL_MAX_THREADS ? CNN_PARALLEL_MAX_THREADS : n;
+  n = n < 1 ? 1 : n > CNN_PARALLEL_MAX_THREADS ? CNN_PARALLEL_MAX_THREADS : n;
+  const char *env = getenv("OMP_NUM_THREADS");
+  if (!env || !*env) return n;
+  char *end;
+  errno = 0;
+  long v = strtol(env, &end, 10);
+  while (*end == ' ' || *end == '\t') end++;
+  if (end == env || errno || (*end && *end != ',') || v < 1) {
+    fprintf(stderr,
+            "cnn: OMP_NUM_THREADS='%s' is not a thread count (a positive integer, or a list such as 4,2); "
+            "using %d\n",
+            env, n);
+    return n;
+  }
+  if (v > CNN_PARALLEL_MAX_THREADS) {
+    fprintf(stderr, "cnn: OMP_NUM_THREADS=%ld is more threads than the %d the runtime runs; using %d\n", v,
+            CNN_PARALLEL_MAX_THREADS, CNN_PARALLEL_MAX_THREADS);
+    return CNN_PARALLEL_MAX_THREADS;
+  }
+  return (int)v;
 }
 
 static pthread_once_t init_once = PTHREAD_ONCE_INIT;

@@ -79,3 +79,27 @@ describe("threads and fork", function()
     assert.are.same({ "exit", 0, "ok" }, { how, code, got })
   end)
 end)
+
+describe("OMP_NUM_THREADS", function()
+  -- it was read as far as it went (4abc: 4, 1e2: 1) or ignored without a word (abc, 0, -1)
+  it("sets the thread count as OpenMP reads it, and says so when it is not a count", function()
+    local bin = assert(os.getenv("CNNLUA"), "CNNLUA must point at the cnnlua binary (ctest sets it)")
+    local function run(v)
+      local p = assert(io.popen("OMP_NUM_THREADS='" .. v .. "' '" .. bin .. "' -e 'print(cnn.get_num_threads())' 2>&1"))
+      local out = p:read("a")
+      p:close()
+      return out
+    end
+    local cpus = run(""):match("^(%d+)\n$")
+    assert.truthy(cpus)
+    assert.are.equal("3\n", run("3"))
+    assert.are.equal("3\n", run(" 3 "))
+    assert.are.equal("2\n", run("2,1")) -- a list: the first level's
+    for _, bad in ipairs({"abc", "0", "-1", "1e2", "4abc"}) do
+      local out = run(bad)
+      assert.truthy(out:find("OMP_NUM_THREADS='" .. bad .. "' is not a thread count", 1, true), out)
+      assert.truthy(out:find("using " .. cpus .. "\n" .. cpus .. "\n", 1, true), out)
+    end
+    assert.truthy(run("99999"):find("more threads than the 1024 the runtime runs; using 1024\n1024\n", 1, true))
+  end)
+end)

@@ -15,7 +15,8 @@ extern "C" {
 
 /** Sets the thread count (the calling thread plus n - 1 workers) and starts the workers. Returns
  * 0, or -1 with the error set when n is out of range or a worker could not be started (resource
- * limits): the count then stays what it was. Default: OMP_NUM_THREADS when set, else the CPUs
+ * limits): the count then stays what it was. Default: OMP_NUM_THREADS when set (a count, or a
+ * list whose first entry counts; another value is reported on stderr and ignored), else the CPUs
  * this process may run on. */
 int cnn_parallel_set_threads(int n);
 /** The current thread count. */
