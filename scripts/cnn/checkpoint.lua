@@ -135,7 +135,9 @@ function checkpoint.save(path, state)
   if not ok then reraise("checkpoint.save: ", text) end
   local cnn = require "cnn"
   local metadata = {["cnnlua.tree"] = text, ["cnnlua.version"] = cnn.version}
-  cnn.save(path, tensors, {metadata = metadata})
+  -- the write's own errors (a read-only folder, a full disk) said "checkpoint.lua:138: save: ..."
+  local saved, err = pcall(cnn.save, path, tensors, {metadata = metadata})
+  if not saved then reraise("checkpoint.save: ", (tostring(err):gsub("^.-:%d+: ", "", 1):gsub("^save: ", "", 1))) end
 end
 
 --- cnn.checkpoint.load(path) -> state

@@ -263,6 +263,12 @@ describe("cnn.checkpoint", function()
       c = c.a
     end
     H.assert_error(function() cnn.checkpoint.save(path, deep) end, "checkpoint.save: ", "stack overflow")
+    -- the write's own errors too, at the caller's line (were "checkpoint.lua:138: save: ...")
+    local file = os.tmpname() -- a file as the folder: "Not a directory"
+    local msg = H.assert_error(function() cnn.checkpoint.save(file .. "/c.ckpt", {a = 1}) end,
+      "^[^\n]*safetensors_spec.lua:%d+: checkpoint.save: [^\n]*/c.ckpt: cannot create")
+    os.remove(file)
+    assert.is_nil(msg:find("checkpoint.lua", 1, true), msg)
     local text = string.rep('{"pairs":[["a",', 100000) .. '{"int":"1"}' .. string.rep("]]}", 100000)
     cnn.save(path, {x = cnn.ones(1)}, {metadata = {["cnnlua.tree"] = text}})
     H.assert_error(function() return cnn.checkpoint.load(path) end, "checkpoint.load: " .. path:gsub("%p", "%%%0"),
