@@ -157,6 +157,20 @@ describe("hpsearch logs", function()
     os.remove(log)
   end)
 
+  it("name an error object that is not a string by its __tostring or its type (was 'table: 0x...')", function()
+    for _, workers in ipairs({0, 2}) do
+      local r = hp.search{space = {a = hp.choice{1, 2, 3}}, strategy = "grid", mode = "max", quiet = true,
+        workers = workers, objective = function(p)
+          if p.a == 1 then error({code = 3}) end
+          if p.a == 2 then error(setmetatable({}, {__tostring = function() return "custom failure" end})) end
+          error(42)
+        end}
+      local got = {}
+      for i, t in ipairs(r.trials) do got[i] = t.status .. ": " .. t.message end
+      assert.are.same({"failed: (error object is a table value)", "failed: custom failure", "failed: 42"}, got)
+    end
+  end)
+
   it("a record appended to a log cut short starts a line of its own", function()
     -- the search's start record was glued to the garbage of a file without a final newline
     local json = require "cnn.hpsearch.json"

@@ -122,7 +122,11 @@ function trial.run(ctx)
   local t0 = core.wall_time()
   local ok, ret = xpcall(ctx.objective, function(e)
     if e == PRUNED or trial.is_interrupt(e) then return e end
-    local msg = type(e) == "string" and e or tostring(e)
+    -- an error object that is not a string: its __tostring, or its type ("table: 0x55de..." said nothing)
+    local mt = type(e) ~= "string" and getmetatable(e)
+    local msg = type(e) == "string" and e or type(e) == "number" and tostring(e)
+      or (type(mt) == "table" and mt.__tostring and tostring(e))
+      or string.format("(error object is a %s value)", type(e))
     return {message = msg, traceback = debug.traceback(msg, 2)}
   end, params, report)
   local rec = {type = "trial", search = ctx.search, index = ctx.index, seed = ctx.seed, params = ctx.params,
