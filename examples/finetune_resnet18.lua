@@ -62,6 +62,8 @@ local ckpt_path = args.save or (out .. "/checkpoint.safetensors")
 -- data: photo class folders, or synthetic shapes drawn into a temporary folder; the transforms
 -- (random resized crop + flip, resize + centre crop, ImageNet normalization) run in C
 local train_set, test_set, cleanup = folders.open(args.data, args.image_size, args.seed, {cache = args.cache})
+-- the synthetic shapes' temporary folder goes when the script ends, by an error or Ctrl-C too
+local _ <close> = setmetatable({}, {__close = function() if cleanup then folders.remove(cleanup) end end})
 local classes = train_set.classes
 local loader = data.DataLoader(train_set, {batch_size = args.batch_size, shuffle = true, seed = args.seed,
                                            drop_last = #train_set > args.batch_size, workers = args.workers})
@@ -104,8 +106,6 @@ print(string.format("ResNet-18, %d parameters (%d trained); %d training and %d t
 local _, test_acc = cnn.trainer.fit {model = model, optimizer = opt, loader = loader, test_loader = test_loader,
   epochs = args.epochs, out = out, checkpoint = ckpt_path, resume = args.resume, lr_at = lr_at, progress_every = 5,
   title = "ResNet-18 fine-tuning", extra_state = {classes = classes, freeze = args.freeze or false}}
-
-if cleanup then folders.remove(cleanup) end -- the synthetic shapes' temporary folder
 
 print(string.format("wrote %s/{metrics.csv,curves.png} and %s", out, ckpt_path))
 print(string.format("test accuracy: %.2f%%", 100 * test_acc))

@@ -72,7 +72,8 @@ end
 
 
 local train_set, test_set, train_tf, test_tf, in_channels, what, classes, model
-local cleanup
+local cleanup -- the synthetic shapes' temporary folder: it goes when the script ends, by an error or Ctrl-C too
+local _ <close> = setmetatable({}, {__close = function() if cleanup then folders.remove(cleanup) end end})
 if args.full then
   what = args.data and "photo folders" or "synthetic shapes"
   -- random resized crops and flips to train, resize + centre crop to test, ImageNet normalization:
@@ -147,8 +148,6 @@ print(string.format("%s, %d parameters; %d training and %d test images of %s fro
 local _, test_acc = cnn.trainer.fit {model = model, optimizer = opt, loader = loader, test_loader = test_loader,
   epochs = args.epochs, out = out, checkpoint = ckpt_path, resume = args.resume, lr_at = lr_at, progress_every = 5,
   title = name .. " training", extra_state = {full = args.full or false, classes = classes}}
-
-if cleanup then folders.remove(cleanup) end -- the synthetic shapes' temporary folder
 
 print(string.format("wrote %s/{metrics.csv,curves.png} and %s", out, ckpt_path))
 print(string.format("test accuracy: %.2f%%", 100 * test_acc))
