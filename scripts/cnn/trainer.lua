@@ -201,7 +201,7 @@ end
 --- OUT/metrics.csv (its lr is the optimiser's) and OUT/curves.png is redrawn (loss and accuracy in
 --- two panels, title on top), so a run stopped at any point leaves its traces so far. A resumed run
 --- rewrites metrics.csv from the checkpoint's history first, then appends. An epoch whose training
---- loss is not finite (a diverged run) is written to metrics.csv but not to the checkpoint, and fit
+--- or test loss is not finite (a diverged run) is written to metrics.csv but not to the checkpoint, and fit
 --- stops there with an error that says so: the checkpoint keeps the last good epoch. lr_at(epoch)
 --- sets the learning rate of each epoch. The progress line needs a terminal, and is left out under an MPI or
 --- Slurm launcher (whose terminal is not the reader's). In a cnn.distributed job every rank trains,
@@ -333,15 +333,19 @@ function trainer.fit(o)
     for k, v in pairs(o.extra_state or {}) do state[k] = v end
     -- a diverged run (a learning rate too high) stops: its checkpoint would hold NaN weights in place
     -- of the last good ones, and every later epoch print nan
-    local finite = row.train_loss == row.train_loss and math.abs(row.train_loss) ~= math.huge
+    -- the training loss is taken before each step: weights that the epoch's last steps broke show
+    -- in the test loss alone
+    local function is_finite(v) return v == v and math.abs(v) ~= math.huge end
+    local finite = is_finite(row.train_loss) and is_finite(row.test_loss)
     if main then
       if finite then cnn.checkpoint.save(o.checkpoint, state) end
       append_csv(o.out, row)
       draw_curves(o.out, o.title or "training", history)
     end
     if not finite then
-      error(string.format("trainer.fit: the training loss was %s in epoch %d: the run diverged (a lower " ..
-        "learning rate?); %s", util.show(row.train_loss), epoch, epoch > 1 and
+      error(string.format("trainer.fit: the %s loss was %s in epoch %d: the run diverged (a lower " ..
+        "learning rate?); %s", is_finite(row.train_loss) and "test" or "training",
+        util.show(is_finite(row.train_loss) and row.test_loss or row.train_loss), epoch, epoch > 1 and
         "the checkpoint of epoch " .. (epoch - 1) .. " is kept" or "no checkpoint was written"), 0)
     end
   end

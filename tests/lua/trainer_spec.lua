@@ -78,6 +78,21 @@ describe("trainer.fit on a diverging run", function()
     assert.truthy(csv:find("\n2,nan,", 1, true)) -- the diverged epoch is on record
     H.rmdir(dir)
   end)
+
+  it("stops when only the test loss shows it: the epoch's last step broke the weights", function()
+    -- the training loss is taken before each update: one batch, a finite loss, then an infinite step
+    local dir = H.tmpdir()
+    cnn.manual_seed(2)
+    local ds = cnn.data.TensorDataset(cnn.randn(4, 4), cnn.randint(1, 3, {4}))
+    local m = cnn.nn.Linear(4, 3)
+    H.assert_error(function()
+      cnn.trainer.fit{model = m, optimizer = cnn.optim.SGD(m:parameters(), {lr = math.huge}),
+        loader = cnn.data.DataLoader(ds, {batch_size = 4}), test_loader = cnn.data.DataLoader(ds, {batch_size = 4}),
+        epochs = 1, out = dir, checkpoint = dir .. "/ck.safetensors"}
+    end, "the test loss was nan in epoch 1", "no checkpoint was written")
+    assert.is_nil(io.open(dir .. "/ck.safetensors"))
+    H.rmdir(dir)
+  end)
 end)
 
 describe("trainer.fit", function()
