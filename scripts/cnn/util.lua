@@ -155,11 +155,14 @@ function util.cli_integer(option)
 end
 
 --- cnn.util.cli_number(option) -> converter
---- An argparse converter (`:convert(...)`) for a number option whose error names the option.
+--- An argparse converter (`:convert(...)`) for a finite number option whose error names the option.
 function util.cli_number(option)
   return function(s)
     local v = tonumber(s)
-    if v == nil then return nil, string.format("%s must be a number, got '%s'", option, s) end
+    -- 1e999 reads as inf (and trained a network into NaN weights): an option's number is finite
+    if v == nil or v ~= v or math.abs(v) == math.huge then
+      return nil, string.format("%s must be a finite number, got '%s'", option, s)
+    end
     return v
   end
 end

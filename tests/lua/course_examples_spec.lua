@@ -138,7 +138,9 @@ describe("train_vgg.lua", function()
   it("names the option whose value is not a number (argparse said: malformed argument 'abc')", function()
     for _, c in ipairs({{"train_vgg.lua", "--epochs abc", "--epochs must be an integer, got 'abc'"},
                         {"train_lenet.lua", "--epochs 1.5", "--epochs must be an integer, got '1.5'"},
-                        {"train_resnet.lua", "--lr fast", "--lr must be a number, got 'fast'"},
+                        {"train_resnet.lua", "--lr fast", "--lr must be a finite number, got 'fast'"},
+                        {"train_lenet.lua", "--lr 1e999", "--lr must be a finite number, got '1e999'"},
+                        {"train_lenet.lua", "--lr -1e999", "--lr must be a finite number, got '-1e999'"},
                         {"hparam_search.lua", "--trials x", "--trials must be an integer, got 'x'"}}) do
       local out, code = run(c[1], c[2])
       assert.are_not.equal(0, code)
@@ -148,6 +150,7 @@ describe("train_vgg.lua", function()
     assert.are.equal(12, cnn.util.cli_integer("--n")("12"))
     assert.are.equal(100, cnn.util.cli_integer("--n")("1e2"))
     assert.are.equal(-0.5, cnn.util.cli_number("--lr")("-0.5"))
+    assert.is_nil(cnn.util.cli_number("--lr")("nan"))
     assert.are.same({nil, "--n must be an integer, got ''"}, {cnn.util.cli_integer("--n")("")})
   end)
 end)
