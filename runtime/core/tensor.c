@@ -222,11 +222,7 @@ cnn_tensor *cnn_tensor_arange(double start, double end, double step, cnn_dtype d
     cnn_error_set("start and end must be finite");
     return NULL;
   }
-  if (!((step > 0 && end >= start) || (step < 0 && end <= start))) { /* PyTorch's check */
-    cnn_error_set("step %g goes away from end (start %g, end %g)", cnn_error_num(step), cnn_error_num(start),
-                  cnn_error_num(end));
-    return NULL;
-  }
+
   /* integer dtypes count in int64, as PyTorch: the ends and the step truncated toward zero (0.5 is
    * a step of 0), int64 counting with them, uint8 taking its count from the given values and its
    * elements start + i * step wrapped to 8 bits */
@@ -244,9 +240,18 @@ cnn_tensor *cnn_tensor_arange(double start, double end, double step, cnn_dtype d
       cnn_error_set("step %g is 0 as an integer (the dtype is %s)", cnn_error_num(step), cnn_dtype_name(dt));
       return NULL;
     }
-    if (dt == CNN_INT64) return cnn_tensor_arange_i64(istart, iend, istep);
+    if (dt == CNN_INT64) return cnn_tensor_arange_i64(istart, iend, istep); /* checks the truncated values */
   }
-  double count = ceil((end - start) / step);
+  /* PyTorch's check, on the values it counts in (uint8: the truncated ones); the count from the
+   * given ones, as PyTorch's for every dtype but int64 */
+  const double cs = dt == CNN_FLOAT32 ? start : (double)istart, ce = dt == CNN_FLOAT32 ? end : (double)iend;
+  const double cstep = dt == CNN_FLOAT32 ? step : (double)istep;
+  if (!((cstep > 0 && ce >= cs) || (cstep < 0 && ce <= cs))) {
+    cnn_error_set("step %g goes away from end (start %g, end %g)", cnn_error_num(step), cnn_error_num(start),
+                  cnn_error_num(end));
+    return NULL;
+  }
+  double count = fmax(0.0, ceil((end - start) / step));
   if (count > 1e15) {
     cnn_error_set("too many elements (%g)", cnn_error_num(count));
     return NULL;

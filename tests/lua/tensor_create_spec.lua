@@ -174,7 +174,16 @@ describe("ranges", function()
       "start 1e%+19 cannot be converted to int64 without overflow")
     H.assert_error(function() return cnn.arange(0, 1e20, 1e19, { dtype = "uint8" }) end, "arange:", "end 1e%+20")
     H.assert_error(function() return cnn.arange(9.2e18, 9.3e18, 2e16, { dtype = "int64" }) end, "arange:", "end")
+    -- the step's sign is checked against the truncated ends: empty, as torch.arange(-0.5, dtype=int64)
+    same({}, cnn.arange(-0.5, { dtype = "int64" }))
+    same({}, cnn.arange(0.5, 0.3, 1, { dtype = "int64" }))
+    same({}, cnn.arange(-0.9, { dtype = "uint8" }))
+    same({ 0, 1, 2, 3 }, cnn.arange(0.2, 3.9, 1, { dtype = "uint8" })) -- uint8 counts from the given values
     same({ -5, 147, 300 }, cnn.linspace(-5, 300, 3, { dtype = "int64" }))
+    -- the ends as integers first, then each value truncated
+    same({ 0, 2, 4, 6, 9 }, cnn.linspace(0.5, 9.5, 5, { dtype = "int64" }))
+    same({ 127, 112, 97, 83, 68, 54 }, cnn.linspace(127, 54.6, 6, { dtype = "int64" }))
+    same({ -2, 0, 0, 2 }, cnn.linspace(-2.7, 2.7, 4, { dtype = "int64" }))
     same({ -2, 0, 2 }, cnn.linspace(-2.7, 2.7, 3, { dtype = "int64" }))
     same({ 0, 127, 255 }, cnn.linspace(0, 255, 3, { dtype = "uint8" }))
     H.assert_error(function() return cnn.linspace(0, 1e30, 3, { dtype = "int64" }) end, "linspace:",
