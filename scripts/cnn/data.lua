@@ -1230,6 +1230,16 @@ function transforms.random_grayscale(p)
   return native("random_grayscale", string.format("random_grayscale(%g)", p), {kind = "random_grayscale", p = p}, 2)
 end
 
+-- ToTensor's conversion (below): images as float32; bytes / 255, as torchvision's ToTensor scales them
+local function to_tensor(x)
+  if not util.is_tensor(x) then
+    error("ToTensor: expected an image tensor (cnn.image.load gives one), got " .. util.show(x), 0)
+  end
+  if x:dtype() == "uint8" then return x:float():div(255) end
+  if x:dtype() ~= "float32" then error("ToTensor: expected a float32 or uint8 image, got " .. x:dtype(), 0) end
+  return x
+end
+
 --- cnn.data.transforms.compose{t1, t2, ...} -> transform
 --- A transform that applies each one in order (transforms or plain functions of x).
 --- When every one is a transform of this module the whole list runs as one C pipeline, which the
@@ -1253,8 +1263,13 @@ function transforms.compose(list)
   local t
   if specs and #specs > 0 then
     local pipe = checked(2, pcall(cdata.pipeline, specs, "compose"))
-    -- an error names the step that failed: "compose: random_hflip: ..."
-    t = make(desc, function(x) return cdata.pipeline_apply(pipe, x, "compose") end, specs)
+    -- an error names the step that failed: "compose: random_hflip: ..."; ToTensor first converts a
+    -- uint8 image before the pipeline, as in torchvision's Compose{ToTensor(), ...}
+    local first_to_tensor = type(list[1]) == "table" and list[1].to_tensor
+    t = make(desc, function(x)
+      if first_to_tensor then x = to_tensor(x) end
+      return cdata.pipeline_apply(pipe, x, "compose")
+    end, specs)
   else
     t = make(desc, function(x)
       for _, f in ipairs(fs) do x = run_transform(f, x) end
@@ -1271,16 +1286,9 @@ end
 --- returned as they are; a uint8 image or batch becomes float32 / 255, as ToTensor scales bytes.
 --- It adds no step to a C pipeline.
 function transforms.ToTensor()
-  return make("ToTensor()", function(x)
-    if not util.is_tensor(x) then
-      error("ToTensor: expected an image tensor (cnn.image.load gives one), got " .. util.show(x), 0)
-    end
-    if x:dtype() == "uint8" then return x:float():div(255) end
-    if x:dtype() ~= "float32" then
-      error("ToTensor: expected a float32 or uint8 image, got " .. x:dtype(), 0)
-    end
-    return x
-  end, {})
+  local t = make("ToTensor()", to_tensor, {})
+  t.to_tensor = true -- first in a compose, it converts bytes before the C pipeline (which has no step for it)
+  return t
 end
 
 --- cnn.data.transforms.ColorJitter(brightness=0, contrast=0, saturation=0, hue=0) -> transform

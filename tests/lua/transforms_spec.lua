@@ -257,6 +257,10 @@ describe("data.transforms", function()
     assert.are.equal("float32", bytes:dtype())
     H.assert_tensor(bytes, {shape = {1, 1, 3}, data = {0, 0.2, 1}}, {atol = 1e-7})
     H.assert_error(function() T.ToTensor()(3) end, "ToTensor:", "image tensor")
+    -- first in a compose, before the C pipeline, it converts bytes as it does alone
+    local u8 = cnn.tensor({{{0, 51, 255, 102}, {0, 0, 0, 0}}}, {dtype = "uint8"})
+    local c = T.Compose{T.ToTensor(), T.Resize({2, 2}), T.Normalize(0.5, 0.5)}
+    assert.is_true(cnn.allclose(c(u8), T.compose{T.resize({2, 2}), T.normalize(0.5, 0.5)}(u8:float() / 255), 0, 0))
     H.assert_error(function() T.ToTensor()(cnn.zeros(1, 2, 2, {dtype = "int64"})) end, "ToTensor:", "int64")
     -- and in an ImageFolder read by worker threads
     local d = H.tmpdir()
