@@ -93,7 +93,7 @@ static void json_hooks(void) { json_set_alloc_funcs(json_alloc, json_free); }
  * *oom when memory ran out, NULL with *err filled when the text is not valid JSON. */
 static json_t *parse_header(const char *text, size_t len, json_arena *a, json_error_t *err, bool *oom) {
   pthread_once(&json_hooks_once, json_hooks);
-  *a = (json_arena){.next_size = 4096 + 8 * len};
+  *a = (json_arena){.next_size = 4096 + len}; /* doubling from there: a header's tree is a few times its text */
   json_arena_now = a;
   json_alloc_failed = false;
   if (setjmp(a->out_of_memory)) { /* a chunk could not be had, inside libjansson */
