@@ -479,7 +479,12 @@ function Search:run_workers(pending)
     end
   end)
   if not ok then
-    self:stop()
+    -- a second Ctrl-C while the workers are stopped stops them again: it escaped as an error and left
+    -- them running or unreaped
+    repeat
+      local stopped, serr = pcall(self.stop, self)
+      if not stopped and not trial.is_interrupt(serr) then error(serr, 0) end
+    until stopped
     if not trial.is_interrupt(err) then error(err, 0) end
     self.interrupted = true
   end
