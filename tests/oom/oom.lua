@@ -6,6 +6,7 @@
 --   LD_PRELOAD=build/tests/libfailing_alloc.so build/cnnlua tests/oom/oom.lua [case]
 -- (OOM_TRACE=1 prints each case and n to stderr as it runs.)
 local cnn = require "cnn"
+local H = dofile("tests/lua/helpers.lua")
 local F = cnn.F
 io.stdout:setvbuf("line")
 
@@ -14,14 +15,6 @@ cnn.set_num_threads(1) -- one thread: the same allocations, in the same order, e
 
 local dir = assert(os.getenv("TMPDIR") or "/tmp") .. "/cnn_oom_" .. math.random(1 << 30)
 assert(os.execute("mkdir -p " .. dir))
-
-local function read(path)
-  local f = io.open(path, "rb")
-  if not f then return nil end
-  local s = f:read("a")
-  f:close()
-  return s
-end
 
 -- A tensor's values as a string: results compare exactly.
 local function values(t) return table.concat(t:contiguous():view(-1):totable(), ",") end
@@ -48,7 +41,7 @@ do
 end
 local saved = dir .. "/old.safetensors" -- a checkpoint an interrupted save must leave as it was
 cnn.save(saved, lenet_sd)
-local saved_bytes = read(saved)
+local saved_bytes = H.read_bytes(saved)
 
 -- Each case returns a string that is the same on every successful run.
 local cases = {
@@ -84,7 +77,7 @@ local cases = {
     assert(io.open(path, "wb")):write(saved_bytes):close()
     local ok, err = pcall(cnn.save, path, lenet_sd, {metadata = {note = "oom"}})
     if not ok then
-      assert(read(path) == saved_bytes, "a failed save changed the file: " .. tostring(err))
+      assert(H.read_bytes(path) == saved_bytes, "a failed save changed the file: " .. tostring(err))
       error(err, 0)
     end
     return state_string(cnn.load(path))
