@@ -75,6 +75,13 @@ function trainer.schedule(kind, lr, epochs)
   if kind ~= "step" and kind ~= "cosine" then
     error("trainer.schedule: unknown schedule '" .. tostring(kind) .. "' (step or cosine)", 2)
   end
+  -- checked here, not at the first epoch (an lr of "x" failed inside, 0 epochs gave NaN)
+  if type(lr) ~= "number" or not (lr >= 0 and lr < math.huge) then
+    error("trainer.schedule: lr must be a finite number >= 0, got " .. util.show(lr), 2)
+  end
+  if math.type(epochs) ~= "integer" or epochs < 1 then
+    error("trainer.schedule: epochs must be a positive integer, got " .. util.show(epochs), 2)
+  end
   return function(epoch)
     if kind == "cosine" then return lr * 0.5 * (1 + math.cos(math.pi * (epoch - 1) / epochs)) end
     local m1, m2 = math.floor(0.5 * epochs), math.floor(0.75 * epochs)
@@ -194,6 +201,8 @@ end
 ---   title=, extra_state=, progress_every=10} -> history, test_accuracy
 --- Trains a classifier with cross-entropy, evaluating on test_loader after every epoch.
 --- model, optimizer, loader, test_loader, epochs, out (a folder) and checkpoint (a path) are required.
+--- The loss is the cross-entropy of the model's first output: a GoogLeNet with aux_logits trains its
+--- auxiliary heads only in a loop of one's own (torchvision's reference adds 0.3 x each head's loss).
 --- On a terminal a progress line updates every progress_every batches (loss, accuracy, images/s,
 --- ETA), otherwise one line per epoch. After every epoch the whole state (model, optimiser, epoch,
 --- history, generator state, extra_state) goes to the checkpoint path, so resume (a checkpoint path)
@@ -219,6 +228,15 @@ function trainer.fit(o)
   end
   if math.type(o.epochs) ~= "integer" or o.epochs < 0 then
     error("trainer.fit: epochs must be a non-negative integer, got " .. util.show(o.epochs), 2)
+  end
+  -- what fit calls on them, named here rather than failing inside ("attempt to call ... 'set_epoch'")
+  for _, k in ipairs {"loader", "test_loader"} do
+    local l = o[k]
+    local ok = type(l) == "table" and type(l.iter) == "function" and (k ~= "loader" or type(l.set_epoch) == "function")
+    if not ok then
+      error("trainer.fit: " .. k .. " must be a DataLoader (with iter" .. (k == "loader" and " and set_epoch" or "")
+        .. "), got " .. (type(l) == "table" and "another table" or util.show(l)), 2)
+    end
   end
   for _, k in ipairs {"out", "checkpoint"} do
     if type(o[k]) ~= "string" then
