@@ -5,7 +5,8 @@
  * temporary name, and a killed writer leaves it. The temporary name carries the pid and a counter
  * and is made with O_EXCL (or linkat, which fails on a name that exists), so concurrent writers
  * (search workers, ranks) never share one; rename within a folder is atomic on POSIX file
- * systems. A symlink keeps pointing at the new file; a device or a pipe is written as it is. */
+ * systems. A symlink keeps pointing at the new file (a dangling one at the file it names, now
+ * made); a device or a pipe is written as it is. */
 #define _GNU_SOURCE /* O_TMPFILE */
 #include "io/atomic_file.h"
 #include "cnn/error.h"
@@ -56,6 +57,21 @@ static int open_unnamed(const char *path) {
 #endif
 }
 
+/* Where the dangling symlink path points (its text, relative to the link's folder unless absolute),
+ * as the file to create: a shell's `> link` writes there too. NULL when that cannot be read. */
+static char *dangling_target(const char *path) {
+  char link[4096];
+  ssize_t n = readlink(path, link, sizeof link - 1);
+  if (n <= 0) return NULL;
+  link[n] = '\0';
+  const char *slash = strrchr(path, '/');
+  if (link[0] == '/' || !slash) return strdup(link);
+  size_t dir = (size_t)(slash - path) + 1, len = dir + (size_t)n + 1;
+  char *out = malloc(len);
+  if (out) snprintf(out, len, "%.*s%s", (int)dir, path, link);
+  return out;
+}
+
 int cnn_atomic_open(cnn_atomic_file *af, const char *path) {
   *af = (cnn_atomic_file){.path = path};
   struct stat st, lst;
@@ -68,7 +84,8 @@ int cnn_atomic_open(cnn_atomic_file *af, const char *path) {
     af->direct = true;
     return 0;
   }
-  if (exists && lstat(path, &lst) == 0 && S_ISLNK(lst.st_mode)) af->resolved = realpath(path, NULL);
+  if (lstat(path, &lst) == 0 && S_ISLNK(lst.st_mode))
+    af->resolved = exists ? realpath(path, NULL) : dangling_target(path); /* the link stays a link */
   af->tmp = malloc(tmp_size(af));
   if (!af->tmp) return done(af, cnn_error_set("out of memory"));
   int fd = open_unnamed(target(af));

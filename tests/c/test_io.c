@@ -756,6 +756,17 @@ static void test_atomic_file(void) {
   CHECK(f && fread(got, 1, sizeof got, f) == 3 && strcmp(got, "xyz") == 0);
   if (f) fclose(f);
   CHECK(entries(sub) == 2);
+  /* a dangling symlink: the file it names is made, the link stays (it was replaced by a file) */
+  char dangling[300], named[300];
+  snprintf(dangling, sizeof dangling, "%s/dangling.bin", sub);
+  snprintf(named, sizeof named, "%s/named.bin", sub);
+  CHECK(symlink("named.bin", dangling) == 0);
+  CHECK(cnn_atomic_open(&af, dangling) == 0);
+  fputs("abc", af.f);
+  CHECK(cnn_atomic_commit(&af) == 0);
+  CHECK(lstat(dangling, &st) == 0 && S_ISLNK(st.st_mode));
+  CHECK(lstat(named, &st) == 0 && S_ISREG(st.st_mode) && st.st_size == 3);
+  CHECK(entries(sub) == 4);
   CHECK(cnn_atomic_open(&af, "/dev/null") == 0);
   fputs("gone", af.f);
   CHECK(cnn_atomic_commit(&af) == 0);
