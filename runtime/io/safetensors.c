@@ -414,8 +414,12 @@ int cnn_safetensors_load(const char *path, cnn_safetensors *out) {
   unsigned char *buf = NULL;
   unsigned char lenbuf[8];
   char nb[80], nb2[80];
-  if (fsize < 8 || fread(lenbuf, 1, 8, f) != 8) {
+  if (fsize < 8) {
     cnn_error_set("%s: file has %llu bytes, too short for the 8-byte header length", path, (unsigned long long)fsize);
+    goto fail;
+  }
+  if (fread(lenbuf, 1, 8, f) != 8) { /* the file was cut (rewritten in place) since its size was read */
+    cnn_error_set("%s: read error in the header length (%s)", path, ferror(f) ? strerror(errno) : "file shrank");
     goto fail;
   }
   uint64_t hlen = le(lenbuf, 8);
