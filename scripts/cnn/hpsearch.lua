@@ -143,6 +143,11 @@ local function check_spec(spec)
   if spec.timeout ~= nil and (type(spec.timeout) ~= "number" or not (spec.timeout > 0)) then
     fail("timeout must be a positive number of seconds, got %s", util.show(spec.timeout))
   end
+  -- a trial running in this process cannot be stopped: the timeout was ignored without a word
+  if spec.timeout ~= nil and s.workers == 0 then
+    fail("timeout needs worker processes (workers >= 1): a trial run in this process (workers = 0) cannot be "
+      .. "stopped")
+  end
   s.timeout = spec.timeout
   s.log = opt_string(spec, "log")
   local log_kind = s.log and lfs.attributes(s.log, "mode")
@@ -699,7 +704,7 @@ end
 --- the metric: a number, a one-element tensor (its value), or a table holding it at key metric
 --- (default "metric"); report(step, value) takes a number or a one-element tensor too. log is the
 --- JSON-lines path. threads per worker (default max(1, floor(cores / workers))); timeout (seconds a
---- trial may run before it is killed and failed); quiet (true: no progress lines); retry_failed =
+--- trial may run before it is killed and failed; workers >= 1); quiet (true: no progress lines); retry_failed =
 --- false (run logged failures again); emit_commands, emit_dir and merge (below). name says what the
 --- trials measure beyond the space: a string, or a table of settings ({epochs = 3, train_size =
 --- 5000}). A log resumes only trials of the same search: the same strategy, space, seed, mode, ASHA

@@ -260,6 +260,10 @@ describe("hpsearch.search options", function()
       "hpsearch.search: eta applies to strategy \"asha\" only")
     assert.has_error(function() hp.search(ok_spec{threads = 5000}) end,
       "hpsearch.search: threads must be at most 1024, got 5000")
+    -- it was ignored: a trial in this process cannot be stopped
+    assert.has_error(function() hp.search(ok_spec{timeout = 3}) end,
+      "hpsearch.search: timeout needs worker processes (workers >= 1): a trial run in this process " ..
+      "(workers = 0) cannot be stopped")
     assert.has_error(function() hp.search(ok_spec{objective = 3}) end,
       "hpsearch.search: objective must be a function(params, report) returning the metric, got number")
     assert.has_error(function() hp.search(ok_spec{space = {x = {a = 1}}}) end,
