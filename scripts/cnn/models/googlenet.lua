@@ -173,7 +173,7 @@ function M.googlenet(opts)
     if type(o[k]) ~= "boolean" then error("googlenet: " .. k .. " must be a boolean, got " .. type(o[k]), 2) end
   end
   for _, k in ipairs {"dropout", "dropout_aux"} do
-    if type(o[k]) ~= "number" or o[k] < 0 or o[k] > 1 then
+    if type(o[k]) ~= "number" or not (o[k] >= 0 and o[k] <= 1) then -- NaN too
       error("googlenet: " .. k .. " must be a probability in [0, 1], got " .. show(o[k]), 2)
     end
   end

@@ -104,7 +104,7 @@ local function options(fn, opts, defaults, fixed)
   if type(o.batch_norm) ~= "boolean" then
     error(fn .. ": batch_norm must be a boolean, got " .. type(o.batch_norm), 3)
   end
-  if type(o.dropout) ~= "number" or o.dropout < 0 or o.dropout > 1 then
+  if type(o.dropout) ~= "number" or not (o.dropout >= 0 and o.dropout <= 1) then -- NaN too
     error(fn .. ": dropout must be a probability in [0, 1], got " .. describe(o.dropout), 3)
   end
   return o
