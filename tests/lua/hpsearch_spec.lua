@@ -558,9 +558,10 @@ describe("hpsearch's status line", function()
     -- trials now last (5 + 6 + 1) / 3 = 4 s on average: 12 s of work left for two workers
     assert.are.equal("hpsearch: 3/6 done (1 ok, 1 pruned, 1 failed), 0 running, best loss 0.7 (trial 1), 0:06, " ..
                      "~0:06 left", v:status())
-    for i = 4, 6 do v:finished({index = i, status = "ok", metric = 0.1 * i}, "") end
-    assert.are.equal("hpsearch: 6/6 done (4 ok, 1 pruned, 1 failed), 0 running, best loss 0.4 (trial 4), 0:06",
-                     v:status())
+    for i = 4, 5 do v:finished({index = i, status = "ok", metric = 0.1 * i}, "") end
+    v:finished({index = 6, status = "nan", metric = 0 / 0}, "") -- diverged, not failed (it was counted so)
+    assert.are.equal("hpsearch: 6/6 done (3 ok, 1 pruned, 1 nan, 1 failed), 0 running, best loss 0.4 (trial 4), " ..
+                     "0:06", v:status())
   end)
 end)
 

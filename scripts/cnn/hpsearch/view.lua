@@ -1,6 +1,6 @@
 -- cnn.hpsearch.view: what a running search shows. Every finished trial prints one line. On a
 -- terminal a status line sits under them and is redrawn in place (at most once a second, and at
--- every event): trials finished (ok, pruned, failed), running, the best metric so far, the time
+-- every event): trials finished (ok, pruned, nan, failed), running, the best metric so far, the time
 -- spent and an estimate of the time left. Anywhere else (a pipe, a file, a process started by
 -- mpirun or srun, whose terminal the launcher forwards into a log) only the lines are written:
 -- no carriage returns, no escape sequences. quiet = true shows nothing.
@@ -29,7 +29,7 @@ function View.new(o)
   local clock = o.clock or process.clock
   local v = setmetatable({quiet = o.quiet, todo = o.todo, metric = o.metric, mode = o.mode, running = 0, done = 0,
                           workers = o.workers or 0, clock = clock, since = {}, spent = 0, timed = 0,
-                          counts = {ok = 0, pruned = 0, failed = 0}, t0 = clock(), shown = false, drawn = 0},
+                          counts = {ok = 0, pruned = 0, nan = 0, failed = 0}, t0 = clock(), shown = false, drawn = 0},
                          View)
   local tty = o.tty
   if tty == nil then
@@ -50,7 +50,7 @@ end
 function View:status()
   local c = self.counts
   local parts = {}
-  for _, k in ipairs{"ok", "pruned", "failed"} do
+  for _, k in ipairs{"ok", "pruned", "nan", "failed"} do -- the result's summary's words
     if c[k] > 0 then parts[#parts + 1] = c[k] .. " " .. k end
   end
   local s = string.format("hpsearch: %d/%d done%s, %d running", self.done, self.todo,
@@ -114,7 +114,7 @@ function View:finished(e, text)
   if t0 then
     self.spent, self.timed, self.since[e.index] = self.spent + (self.clock() - t0), self.timed + 1, nil
   end
-  local k = (e.status == "ok" or e.status == "pruned") and e.status or "failed"
+  local k = self.counts[e.status] and e.status or "failed" -- a diverged trial ("nan") is not a failed one
   self.counts[k] = self.counts[k] + 1
   if e.status == "ok" and (not self.best or space.better(e.metric, self.best.metric, self.mode)) then self.best = e end
   self:line(text)
