@@ -125,7 +125,8 @@ local function smooth(ys, k)
 end
 
 print(string.format("784-100-100-100-100-10 ReLU network; %d training and %d test images from %s; " ..
-  "%d steps of batch %d; %d threads", #train_set, #test_set, args.data, args.steps, args.batch_size,
+  "%d steps of batch %d; %d threads", #train_set, #test_set, args.data, args.steps,
+  math.min(args.batch_size, #train_set), -- a --limit below the batch size makes every batch the whole set
   cnn.get_num_threads()))
 
 local runs = {}
