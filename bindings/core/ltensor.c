@@ -301,6 +301,9 @@ static int t_newindex(lua_State *L) {
     return 0;
   }
   if (strcmp(k, "grad") == 0) {
+    /* argument 3 is __newindex's: the message names what t.grad = v was given */
+    if (!lua_isnil(L, 3) && !lcnn_test(L, 3))
+      return lcnn_error(L, "grad", "t.grad must be a tensor or nil, got %s", luaL_typename(L, 3));
     cnn_tensor *g = lua_isnil(L, 3) ? NULL : lcnn_check(L, 3, "grad");
     cnn_tensor *t = SELF("grad");
     if (g && !cnn_tensor_same_shape(g, t)) {
