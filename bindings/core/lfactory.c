@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "autograd/conv.h"
+#include "core/checked.h"
 #include "cnn/autograd.h"
 #include "cnn/elementwise.h"
 #include "cnn/error.h"
@@ -99,8 +100,7 @@ static void fill_nested(lua_State *L, int idx, const char *fn, cnn_tensor *t, in
     case CNN_INT64:
       if (lua_isinteger(L, idx)) cnn_tensor_i64(t)[*pos] = (int64_t)lua_tointeger(L, idx);
       /* an integral float in [-2^63, 2^63): -2^63 too (Lua reads -9223372036854775808 as a float) */
-      else if (v == floor(v) && v >= -9223372036854775808.0 && v < 9223372036854775808.0)
-        cnn_tensor_i64(t)[*pos] = (int64_t)v;
+      else if (v == floor(v) && cnn_double_in_int64(v)) cnn_tensor_i64(t)[*pos] = (int64_t)v;
       else {
         cnn_tensor_release(t);
         lcnn_error(L, fn,
@@ -346,10 +346,9 @@ static int f_linspace(lua_State *L) {
   /* an integer dtype takes the ends only where they fit it (PyTorch's conversion check): a NaN or
    * out-of-range end would saturate or wrap */
   if (o.dtype == CNN_BOOL) return lcnn_error(L, fn, "dtype bool is not supported (a range of booleans)");
-  const double lo = o.dtype == CNN_UINT8 ? 0.0 : -9223372036854775808.0;
   for (int k = 0; k < 2 && o.dtype != CNN_FLOAT32; k++) {
-    const double v = k ? b : a; /* int64: below 2^63 */
-    if (!(v >= lo && (o.dtype == CNN_UINT8 ? v <= 255.0 : v < 9223372036854775808.0)))
+    const double v = k ? b : a;
+    if (!(o.dtype == CNN_UINT8 ? v >= 0.0 && v <= 255.0 : cnn_double_in_int64(v)))
       return lcnn_error(L, fn, "%s %s cannot be converted to %s without overflow", k ? "end" : "start",
                         lcnn_number_str(L, k + 1), cnn_dtype_name(o.dtype));
   }

@@ -4,6 +4,7 @@
  * uint8 0/1, and every loop writing bool writes 0 or 1. */
 #include "cnn/elementwise.h"
 #include "cnn/error.h"
+#include "core/checked.h"
 #include "core/iter.h"
 
 #include <math.h>
@@ -28,7 +29,7 @@ static cnn_tensor *prepare_input(const cnn_tensor *in, cnn_dtype dt, const cnn_t
 
 /* p as an int64 when it is an integer that fits; NaN, fractions and huge values do not. */
 static bool int_param(double p, int64_t *out) {
-  if (!(p >= -9223372036854775808.0 && p < 9223372036854775808.0) || p != floor(p)) return false;
+  if (!cnn_double_in_int64(p) || p != floor(p)) return false;
   *out = (int64_t)p;
   return true;
 }

@@ -4,6 +4,7 @@
 #include "cnn/tensor.h"
 #include "cnn/error.h"
 #include "core/alloc.h"
+#include "core/checked.h"
 #include "core/iter.h"
 #include "core/tensor_hooks.h"
 
@@ -231,7 +232,7 @@ cnn_tensor *cnn_tensor_arange(double start, double end, double step, cnn_dtype d
     const double v[3] = {start, end, step};
     static const char *const what[3] = {"start", "end", "step"};
     for (int k = 0; k < 3; k++)
-      if (!(v[k] >= -9223372036854775808.0 && v[k] < 9223372036854775808.0)) { /* NaN fails too */
+      if (!cnn_double_in_int64(v[k])) {
         cnn_error_set("%s %g cannot be converted to int64 without overflow", what[k], cnn_error_num(v[k]));
         return NULL;
       }
@@ -855,7 +856,7 @@ int cnn_tensor_fill_(cnn_tensor *t, double value) {
   fill_ctx c = {value, 0, t->dtype};
   if (t->dtype == CNN_INT64) {
     /* as PyTorch: NaN and values outside int64 are errors; fractions truncate toward zero */
-    if (!(value >= -9223372036854775808.0 && value < 9223372036854775808.0))
+    if (!cnn_double_in_int64(value))
       return cnn_error_set("value %s cannot be converted to int64 without overflow", value != value ? "nan"
                                                                                      : value > 0    ? "above 2^63"
                                                                                                     : "below -2^63");
