@@ -156,6 +156,8 @@ function trainer.evaluate(model, loader)
   return loss / n, correct / n
 end
 
+local function is_finite(v) return v == v and math.abs(v) ~= math.huge end
+
 local CSV_HEADER = "epoch,train_loss,train_acc,test_loss,test_acc,lr,images_per_s,seconds,peak_rss_mb\n"
 
 local function csv_row(r)
@@ -353,7 +355,6 @@ function trainer.fit(o)
     -- of the last good ones, and every later epoch print nan
     -- the training loss is taken before each step: weights that the epoch's last steps broke show
     -- in the test loss alone
-    local function is_finite(v) return v == v and math.abs(v) ~= math.huge end
     local finite = is_finite(row.train_loss) and is_finite(row.test_loss)
     if main then
       if finite then cnn.checkpoint.save(o.checkpoint, state) end

@@ -143,6 +143,13 @@ function util.remove_tree(path)
   return true
 end
 
+--- cnn.util.is_interrupt(err) -> boolean
+--- Whether an error is cnnlua's Ctrl-C ("interrupted!", after a position or a label).
+--- Code that catches errors must raise it again rather than take it for its own.
+function util.is_interrupt(err)
+  return type(err) == "string" and err:match("interrupted!$") ~= nil
+end
+
 --- cnn.util.cli_integer(option) -> converter
 --- An argparse converter (`:convert(...)`) for an integer option whose error names the option.
 --- `--epochs abc` gave argparse's "malformed argument 'abc'", which does not say which option.

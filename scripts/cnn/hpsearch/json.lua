@@ -3,6 +3,7 @@
 -- are sorted (stable, diffable logs) and nan/inf travel as the strings "nan", "inf", "-inf".
 -- Decoding is dkjson's (lua-dkjson), loaded on first use.
 local space = require "cnn.hpsearch.space"
+local is_interrupt = require("cnn.util").is_interrupt
 
 local json = {}
 
@@ -69,7 +70,7 @@ function json.decode(line)
   if ok then return v end
   -- Ctrl-C raised while dkjson ran is the search's to see, not a line that is not JSON (it was
   -- swallowed here: the search went on and logged the trial whose record this was as failed)
-  if type(v) == "string" and v:match("interrupted!$") then error(v, 0) end
+  if is_interrupt(v) then error(v, 0) end
   return nil
 end
 

@@ -15,10 +15,8 @@ local PRUNED = setmetatable({}, {__name = "hpsearch.pruned",
   __tostring = function() return "hpsearch: trial pruned (stopped early by ASHA)" end})
 trial.PRUNED = PRUNED
 
---- trial.is_interrupt(msg): true for cnnlua's Ctrl-C error ("...: interrupted!").
-function trial.is_interrupt(e)
-  return type(e) == "string" and e:match("interrupted!$") ~= nil
-end
+--- trial.is_interrupt(msg): true for cnnlua's Ctrl-C error ("...: interrupted!"): cnn.util's.
+trial.is_interrupt = require("cnn.util").is_interrupt
 
 --- trial.pid(): this process' id (Linux /proc; nil elsewhere).
 function trial.pid()

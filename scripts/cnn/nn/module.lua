@@ -4,7 +4,8 @@
 -- `__nn` (its registries); every other field lives in them, so each assignment, a reassignment
 -- included, goes through __newindex and is classified again.
 local U = require "cnn.nn.util"
-local show = require("cnn.util").show -- values in messages ("nan", never "-nan")
+local util = require "cnn.util"
+local show = util.show -- values in messages ("nan", never "-nan")
 local core = require "cnn.core"
 
 local fail, is_tensor = U.fail, U.is_tensor
@@ -181,7 +182,7 @@ end
 local function rethrow(self, err)
   if type(err) ~= "string" then error(err, 0) end
   -- Ctrl-C (the REPL's and cnnlua's hook) is no layer's error: it was "0 (Linear): interrupted!"
-  if err:match("interrupted!$") then error("interrupted!", 0) end
+  if util.is_interrupt(err) then error("interrupted!", 0) end
   if err == pending.msg then
     table.insert(pending.chain, 1, self)
   else
