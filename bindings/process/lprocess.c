@@ -57,11 +57,22 @@ static int child_traceback(lua_State *L) {
   return 1;
 }
 
+/* A group leader's parent died (SIGKILL, SIGTERM, a crash): what the child started (a trial's
+ * os.execute, its background jobs) dies with it; PR_SET_PDEATHSIG alone reaches the child only. */
+static void parent_died(int sig) {
+  (void)sig;
+  kill(0, SIGKILL); /* the whole group, the child included */
+}
+
 /* The child's side of fork: never returns. */
 static _Noreturn void child_main(lua_State *L, pid_t parent, int result_fd, int output_fd, int group) {
-  if (group) setpgid(0, 0);          /* Ctrl-C at the terminal reaches the parent only; kill(-pid) the tree */
-  prctl(PR_SET_PDEATHSIG, SIGKILL);  /* the parent's death takes the trial with it */
-  if (getppid() != parent) _exit(1); /* it died before prctl */
+  if (group) { /* Ctrl-C at the terminal reaches the parent only; kill(-pid) the tree */
+    setpgid(0, 0);
+    /* a real-time signal of its own (glibc keeps the first ones below SIGRTMIN): no other sender */
+    signal(SIGRTMIN, parent_died);
+  }
+  prctl(PR_SET_PDEATHSIG, group ? SIGRTMIN : SIGKILL); /* the parent's death takes the trial with it */
+  if (getppid() != parent) _exit(1);                   /* it died before prctl */
   int sigs[] = {SIGINT, SIGTERM, SIGQUIT, SIGPIPE, SIGCHLD, SIGWINCH, SIGHUP};
   for (size_t i = 0; i < sizeof sigs / sizeof *sigs; i++) signal(sigs[i], SIG_DFL);
   sigset_t none;
@@ -269,14 +280,24 @@ static int p_spawn(lua_State *L) {
 }
 
 /* process.wait(pid, block): nil while pid runs (block = false, the default); else "exit", code
- * or "signal", number once it ended (and is reaped), or "gone" when it is not our child. */
+ * or "signal", number once it ended (and is reaped), or "gone" when it is not our child. When pid
+ * led a process group (fork's default, spawn's group = true), what is left of the group (jobs it
+ * started in the background, the children of a trial killed from outside) is killed before pid is
+ * reaped: until then its id cannot name another group. */
 static int p_wait(lua_State *L) {
   pid_t pid = check_pid(L, 1, "process.wait");
   int block = lua_toboolean(L, 2);
+  siginfo_t info;
+  int w;
+  do {
+    info.si_pid = 0;
+    w = waitid(P_PID, (id_t)pid, &info, WEXITED | WNOWAIT | (block ? 0 : WNOHANG));
+  } while (w < 0 && errno == EINTR && block);
+  if ((w == 0 && info.si_pid == 0) || (w < 0 && errno == EINTR)) return 0;
+  if (w == 0 && getpgid(pid) == pid) kill(-pid, SIGKILL);
   int status;
   pid_t r;
-  do { r = waitpid(pid, &status, block ? 0 : WNOHANG); } while (r < 0 && errno == EINTR && block);
-  if (r == 0 || (r < 0 && errno == EINTR)) return 0;
+  do { r = waitpid(pid, &status, 0); } while (r < 0 && errno == EINTR);
   if (r < 0) {
     lua_pushliteral(L, "gone");
     return 1;

@@ -739,6 +739,59 @@ RESULT(res)
     assert.are.equal(8, #lines_of(log, '"type":"trial"'))
   end)
 
+  -- A trial's process group outlived it: a background job of a trial that returned, the children
+  -- of a trial killed from outside (the OOM killer, a user's kill -9) and, when the search itself
+  -- was killed, the children of every running trial (PR_SET_PDEATHSIG reached the trial only).
+  it("leave none of a trial's processes behind, however the trial or the search ends", function()
+    local function running(pattern)
+      local p = io.popen("ps -eo args")
+      local found = p:read("a"):find(pattern, 1, true)
+      p:close()
+      return found
+    end
+    local function left(pattern) -- still there after 2 s
+      for _ = 1, 40 do
+        if not running(pattern) then return nil end
+        os.execute("sleep 0.05")
+      end
+      return true
+    end
+    local path = script("leftovers", [[
+local res = hp.search{space = {k = {"background", "killed", "held"}}, strategy = "grid", workers = 3, mode = "min",
+  quiet = true, log = arg[1], objective = function(p)
+    if p.k == "background" then os.execute("sleep 131.25 &") return 1 end
+    if p.k == "killed" then
+      local f = assert(io.open(arg[2], "w"))
+      f:write(require("cnn.core").process.pid())
+      f:close()
+      os.execute("sleep 132.25")
+    end
+    if p.k == "held" then os.execute("sleep 133.25") end
+    return 2
+  end}
+RESULT(res)
+]])
+    local pidfile, log = tmp .. "/leftovers.pid", tmp .. "/leftovers.jsonl"
+    os.remove(pidfile)
+    local p = assert(io.popen("sh -c 'echo $$; exec " .. sh_quote(CNNLUA) .. " " .. sh_quote(path) .. " " ..
+      sh_quote(log) .. " " .. sh_quote(pidfile) .. " 2>&1'"))
+    local search = assert(math.tointeger(tonumber(p:read("l"))))
+    local deadline = os.time() + 30
+    while not ((read(pidfile) or ""):match("^%d+$") and #lines_of(log, '"type":"trial"') == 1 and
+        running("sleep 132.25") and running("sleep 133.25")) and os.time() < deadline do
+      os.execute("sleep 0.05")
+    end
+    local trial = assert(math.tointeger(tonumber(read(pidfile))), "the trial did not start")
+    assert.truthy(read(log):find('"status":"ok"', 1, true), "the background trial was not logged")
+    assert.is_nil(left("sleep 131.25"), "a finished trial's background job")
+    os.execute("kill -9 " .. trial)
+    assert.is_nil(left("sleep 132.25"), "the child of a trial killed from outside")
+    assert.truthy(running("sleep 133.25")) -- the third trial runs on
+    os.execute("kill -9 " .. search)
+    p:close()
+    assert.is_nil(left("sleep 133.25"), "the child of a trial whose search was killed")
+  end)
+
   -- Ctrl-C raises "interrupted!" in whatever Lua function runs next: a debug hook plays it at a
   -- chosen call. Under the pcall around a trial's record line (json.decode) or around fork, it was
   -- swallowed: the search ran on and logged that trial as failed ("worker exited with status 0",
