@@ -76,7 +76,11 @@ int cnn_atomic_open(cnn_atomic_file *af, const char *path) {
   *af = (cnn_atomic_file){.path = path};
   struct stat st, lst;
   const bool exists = stat(path, &st) == 0;
-  if (exists && !S_ISREG(st.st_mode) && !S_ISDIR(st.st_mode)) {
+  /* refused before anything is written: the rename at the end would fail after the whole file */
+  const size_t len = strlen(path);
+  if ((exists && S_ISDIR(st.st_mode)) || (len > 0 && path[len - 1] == '/'))
+    return cnn_error_set("%s: is a %s, not a file name", path, exists ? "directory" : "folder path (it ends with /)");
+  if (exists && !S_ISREG(st.st_mode)) {
     /* a device or a pipe (/dev/null, a FIFO): written as it is, as open(path, "w") writes it (a
      * rename would put a file in its place) */
     af->f = fopen(path, "wb");

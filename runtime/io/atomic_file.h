@@ -19,7 +19,8 @@ typedef struct cnn_atomic_file {
   const char *path; /* the destination (borrowed) */
 } cnn_atomic_file;
 
-/* Creates the temporary file (mode 0666 less the umask). 0, or -1 with the error set. */
+/* Creates the temporary file (mode 0666 less the umask). 0, or -1 with the error set: a folder,
+ * or a path ending in '/', is refused here, before anything is written. */
 int cnn_atomic_open(cnn_atomic_file *af, const char *path);
 /* Flushes, syncs, closes and renames over the destination. 0, or -1 with the error set (the
  * temporary file is then removed). Either way af is finished. */

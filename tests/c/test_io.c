@@ -767,6 +767,15 @@ static void test_atomic_file(void) {
   CHECK(lstat(dangling, &st) == 0 && S_ISLNK(st.st_mode));
   CHECK(lstat(named, &st) == 0 && S_ISREG(st.st_mode) && st.st_size == 3);
   CHECK(entries(sub) == 4);
+  /* a folder, or a path ending in a slash, is refused at open, before anything is written (the
+   * rename at the commit failed, "write failed (Not a directory)", after the whole file) */
+  char slashed[300];
+  snprintf(slashed, sizeof slashed, "%s/", sub);
+  CHECK(cnn_atomic_open(&af, sub) == -1 && strstr(cnn_error_get(), "is a directory"));
+  CHECK(cnn_atomic_open(&af, slashed) == -1 && strstr(cnn_error_get(), "is a directory"));
+  snprintf(slashed, sizeof slashed, "%s/new/", sub);
+  CHECK(cnn_atomic_open(&af, slashed) == -1 && strstr(cnn_error_get(), "ends with /"));
+  CHECK(entries(sub) == 4);
   CHECK(cnn_atomic_open(&af, "/dev/null") == 0);
   fputs("gone", af.f);
   CHECK(cnn_atomic_commit(&af) == 0);
