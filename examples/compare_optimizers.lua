@@ -124,6 +124,10 @@ local function smooth(ys, k)
   return xs, smoothed
 end
 
+-- the output folder before the runs (an unwritable --out was found after all eight of them)
+local writable, werr = cnn.util.writable_dir(out)
+if not writable then parser:error("--out: " .. werr) end
+
 print(string.format("784-100-100-100-100-10 ReLU network; %d training and %d test images from %s; " ..
   "%d steps of batch %d; %d threads", #train_set, #test_set, args.data, args.steps,
   math.min(args.batch_size, #train_set), -- a --limit below the batch size makes every batch the whole set
@@ -163,7 +167,6 @@ for i, group in ipairs {"optimiser", "initialisation"} do
   panels[i] = {title = i == 1 and "optimisers (He initialisation)" or "initialisations (SGD, lr 0.01)",
     xlabel = "step", ylabel = "training loss", series = series}
 end
-assert(cnn.util.mkdir_p(out))
 local png = out .. "/compare.png"
 cnn.plot.panels {path = png, panels = panels, cols = 2, width = 1200, height = 450,
   title = "The same network, five optimisers and three initialisations"}

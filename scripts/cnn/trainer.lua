@@ -203,6 +203,7 @@ end
 ---   title=, extra_state=, progress_every=10} -> history, test_accuracy
 --- Trains a classifier with cross-entropy, evaluating on test_loader after every epoch.
 --- model, optimizer, loader, test_loader, epochs, out (a folder) and checkpoint (a path) are required.
+--- Both folders are made, and checked for writing, before the first epoch.
 --- The loss is the cross-entropy of the model's first output: a GoogLeNet with aux_logits trains its
 --- auxiliary heads only in a loop of one's own (torchvision's reference adds 0.3 x each head's loss).
 --- On a terminal a progress line updates every progress_every batches (loss, accuracy, images/s,
@@ -291,7 +292,12 @@ function trainer.fit(o)
   local now, every = cnn.wall_time, o.progress_every or 10
   if main then
     mkdir_p(o.out)
-    mkdir_p(dirname(o.checkpoint))
+    -- an unwritable checkpoint was found after the first epoch, when its save failed
+    if o.checkpoint:sub(-1) == "/" or util.is_dir(o.checkpoint) then
+      error("trainer.fit: checkpoint " .. o.checkpoint .. " is a folder: give the checkpoint's file name", 2)
+    end
+    local ok, err = util.writable_dir(dirname(o.checkpoint))
+    if not ok then error("trainer.fit: checkpoint: " .. err, 2) end
     write_csv(o.out, history)
   end
   local stats = cnn.distributed.is_data_parallel(model) and model.stats or nil

@@ -108,6 +108,23 @@ function util.mkdir_p(dir)
   return true
 end
 
+--- cnn.util.writable_dir(dir) -> true | nil, message
+--- Makes the folder dir (mkdir -p) and checks that a file can be created in it.
+--- A run that calls it first finds an unwritable output folder before its work, not after; the
+--- check's file is removed.
+function util.writable_dir(dir)
+  local ok, err = util.mkdir_p(dir)
+  if not ok then return nil, err end
+  local probe = string.format("%s/.cnnlua-write-check-%d", dir, core.process.pid())
+  local f, ferr = io.open(probe, "wb")
+  if not f then -- io.open's message starts with the probe's name, which is none of the caller's
+    return nil, string.format("cannot write in %s: %s", dir, (ferr:sub(#probe + 1):gsub("^: ", "")))
+  end
+  f:close()
+  os.remove(probe)
+  return true
+end
+
 --- cnn.util.list_dir(dir) -> names | nil, message
 --- The names in the folder dir (not "." and ".."), sorted.
 function util.list_dir(dir)

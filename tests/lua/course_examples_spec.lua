@@ -97,6 +97,14 @@ describe("compare_optimizers.lua", function()
     local out, code = run("compare_optimizers.lua", "--steps 0")
     assert.are_not.equal(0, code)
     assert.truthy(out:find("--steps must be a positive integer", 1, true), out)
+    -- an --out it cannot write was found after all eight runs had trained
+    local file = tmp .. "/not_a_folder"
+    assert(io.open(file, "w")):close()
+    out, code = run("compare_optimizers.lua", "--steps 12 --data " .. sh_quote(tmp .. "/mnist") .. " --out " ..
+      sh_quote(file .. "/run"))
+    assert.are_not.equal(0, code)
+    assert.truthy(out:find("--out: cannot create " .. file .. "/run: " .. file .. " is not a folder", 1, true), out)
+    assert.is_nil(out:find("SGD", 1, true), out) -- before the runs
   end)
 end)
 

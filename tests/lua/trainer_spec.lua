@@ -148,6 +148,23 @@ describe("trainer.fit", function()
     H.assert_error(function() cnn.trainer.fit(with("resume", notckpt)) end, "trainer.fit:",
       "saved after epoch %-5: epochs count from 1")
     os.remove(notckpt)
+    -- a checkpoint path that cannot be written is found before the first epoch, not at its save
+    -- ("write failed (Not a directory)" after training, for an existing folder given with a slash)
+    local outdir = os.tmpname()
+    os.remove(outdir)
+    local trained = false
+    local watched = {iter = loader.iter, set_epoch = function() trained = true end}
+    local function fit_with(ckpt)
+      local o = with("checkpoint", ckpt)
+      o.out, o.loader = outdir, watched
+      return function() cnn.trainer.fit(o) end
+    end
+    H.assert_error(fit_with(outdir .. "/"), "trainer.fit: checkpoint", "is a folder: give the checkpoint's file name")
+    H.assert_error(fit_with(outdir), "trainer.fit: checkpoint", "is a folder")
+    H.write_bytes(outdir .. "/file", "x")
+    H.assert_error(fit_with(outdir .. "/file/c.safetensors"), "trainer.fit: checkpoint: cannot create")
+    assert.is_false(trained)
+    require("cnn.util").remove_tree(outdir)
     -- and the runtime goes on
     local loss, acc = cnn.trainer.evaluate(m, loader)
     assert.is_true(loss >= 0 and acc >= 0)

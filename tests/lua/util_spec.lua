@@ -94,6 +94,23 @@ describe("cnn.util files and folders", function()
     assert.truthy(err:find("cannot create", 1, true))
   end)
 
+  it("writable_dir makes the folder and checks that a file can be made in it, leaving none", function()
+    assert.is_true(util.writable_dir(tmp .. "/w/x"))
+    assert.is_true(util.is_dir(tmp .. "/w/x"))
+    assert.are.same({}, util.list_dir(tmp .. "/w/x"))
+    H.write_bytes(tmp .. "/file", "x")
+    local ok, err = util.writable_dir(tmp .. "/file/sub")
+    assert.is_nil(ok)
+    assert.truthy(err:find("cannot create", 1, true))
+    -- a folder that exists but takes no files (procfs refuses root as well)
+    if util.is_dir("/proc/self") then
+      ok, err = util.writable_dir("/proc/self")
+      assert.is_nil(ok)
+      assert.truthy(err:find("^cannot write in /proc/self: "), err)
+      assert.is_nil(err:find(".cnnlua-write-check", 1, true)) -- the probe's name is not the caller's
+    end
+  end)
+
   it("dirname gives the folder part as the dirname command", function()
     assert.equal("runs/a", util.dirname("runs/a/checkpoint.safetensors"))
     assert.equal(".", util.dirname("log.csv"))
