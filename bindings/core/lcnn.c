@@ -118,6 +118,13 @@ void lcnn_check_float_value(lua_State *L, int idx, const char *fn, cnn_dtype dt)
     lcnn_error(L, fn, "value %g cannot be converted to type float without overflow", cnn_error_num(v));
 }
 
+void lcnn_check_u8_value(lua_State *L, int idx, const char *fn, cnn_dtype dt) {
+  if (dt != CNN_UINT8 || !lua_isinteger(L, idx)) return;
+  lua_Integer v = lua_tointeger(L, idx);
+  if (v <= -256 || v >= 256)
+    lcnn_error(L, fn, "value %lld cannot be converted to type uint8 without overflow", (long long)v);
+}
+
 cnn_tensor *lcnn_operand(lua_State *L, int idx, const char *fn, cnn_dtype int_dtype) {
   lcnn_anchor_number(L, idx, fn, int_dtype);
   cnn_tensor **box = lcnn_testbox(L, idx);

@@ -58,6 +58,10 @@ void lcnn_anchor_number(lua_State *L, int idx, const char *fn, cnn_dtype int_dty
  * float's range raises "fn: value V cannot be converted to type float without overflow", as PyTorch's
  * fill, full, clamp and uniform_ do (inf and NaN pass; arithmetic operands are not checked). */
 void lcnn_check_float_value(lua_State *L, int idx, const char *fn, cnn_dtype dt);
+/* An integer at idx that is to become a uint8 value (dt uint8) where PyTorch checks it (a where
+ * operand, an alpha): past -255..255 raises "fn: value V cannot be converted to type uint8 without
+ * overflow" (-255..-1 wrap, as PyTorch's do). Plain arithmetic operands wrap in both (u + 300). */
+void lcnn_check_u8_value(lua_State *L, int idx, const char *fn, cnn_dtype dt);
 /* lcnn_anchor_number, then the tensor at idx (borrowed). Raises "expected a tensor, a number or a
  * boolean". */
 cnn_tensor *lcnn_operand(lua_State *L, int idx, const char *fn, cnn_dtype int_dtype);

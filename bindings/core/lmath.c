@@ -64,6 +64,10 @@ static int binary_alpha(lua_State *L, cnn_binop op, const char *fn) {
     if (lua_type(L, 4) != LUA_TNUMBER) lcnn_error(L, fn, "alpha must be a number, got %s", luaL_typename(L, 4));
     if (lua_type(L, 2) != LUA_TNUMBER && !lcnn_testbox(L, 2))
       lcnn_error(L, fn, "expected a tensor or a number for argument 2 (with alpha), got %s", luaL_typename(L, 2));
+    const cnn_tensor *t = lcnn_test(L, 1), *o = lcnn_test(L, 2);
+    /* alpha is converted to the sum's dtype, which PyTorch checks (add(u8, u8, alpha = 300) raises) */
+    if (t && t->dtype == CNN_UINT8 && (o ? o->dtype == CNN_UINT8 || o->dtype == CNN_BOOL : lua_isinteger(L, 2)))
+      lcnn_check_u8_value(L, 4, fn, CNN_UINT8);
     if (lua_type(L, 2) == LUA_TNUMBER) {
       lua_pushvalue(L, 2);
       lua_insert(L, 4);
@@ -80,7 +84,8 @@ static int binary_alpha(lua_State *L, cnn_binop op, const char *fn) {
 /** t:add(other, {alpha=1}) -> Tensor
  * t + other, elementwise: other is a tensor or a number, and the shapes broadcast.
  * With alpha, t + alpha * other. Also the operator: `t + other`, `2 + t`. A float32 side makes the
- * result float32; int64 with a Lua integer stays int64. */
+ * result float32; int64 with a Lua integer stays int64. A uint8 sum wraps (`u + 300`), but its
+ * alpha must lie in -255..255, as PyTorch checks it. */
 static int m_add(lua_State *L) { return binary_alpha(L, CNN_ADD, "add"); }
 /** t:sub(other, {alpha=1}) -> Tensor
  * t - other, elementwise (broadcasting; also `t - other`); with alpha, t - alpha * other. */
@@ -215,7 +220,8 @@ static cnn_tensor *promote_for(lua_State *L, cnn_tensor *x, int idx, const char 
 /** t:pow(p) -> Tensor
  * t ^ p, elementwise; p is a number or a tensor (also the operator `t ^ p`, and `2 ^ t`).
  * A number exponent is exact for integer powers of negative values. An int64 tensor with an
- * integer exponent (or base) stays int64, as PyTorch's integer power; a float one gives float32. */
+ * integer exponent (or base) stays int64, as PyTorch's integer power; a float one gives float32.
+ * A uint8 tensor's integer exponent (or base) must lie in -255..255, as PyTorch checks it. */
 static int m_pow(lua_State *L) {
   lcnn_max_args(L, 2, "pow");
   cnn_tensor *x = lcnn_test(L, 1);
@@ -375,6 +381,7 @@ static int inplace_alpha(lua_State *L, bool negate, const char *fn) {
     lua_arith(L, LUA_OPSUB);
   }
   lcnn_check_float_value(L, 3, fn, lcnn_check(L, 1, fn)->dtype);
+  lcnn_check_u8_value(L, 3, fn, lcnn_check(L, 1, fn)->dtype);
   lcnn_anchor_number(L, 2, fn, lcnn_check(L, 1, fn)->dtype);
   cnn_tensor *o = lcnn_operand(L, 2, fn, CNN_FLOAT32), *t = lcnn_check(L, 1, fn);
   if ((t->dtype == CNN_INT64 && lua_isinteger(L, 3)) || cnn_op_rebases(t, o)) {
@@ -875,10 +882,7 @@ static int f_where(lua_State *L) {
    * which PyTorch's where refuses (as masked_fill and fill_ do here) */
   for (int i = 2; i <= 3; i++) {
     const cnn_tensor *other = lcnn_test(L, 5 - i);
-    if (other && other->dtype == CNN_UINT8 && lua_isinteger(L, i) &&
-        (lua_tointeger(L, i) <= -256 || lua_tointeger(L, i) >= 256))
-      lcnn_error(L, fn, "value %lld cannot be converted to type uint8 without overflow",
-                 (long long)lua_tointeger(L, i));
+    if (other) lcnn_check_u8_value(L, i, fn, other->dtype);
   }
   anchored_operand(L, 2, fn);
   anchored_operand(L, 3, fn);

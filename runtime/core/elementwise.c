@@ -560,13 +560,21 @@ static int unary_dtype(cnn_unop op, cnn_dtype xdt, double p0, double p1, unary_c
     *dt = idt;
     return 0;
   }
-  case CNN_ADD_SCALAR:
+  case CNN_ADD_SCALAR: /* u8 + 300 wraps, in PyTorch too */
   case CNN_MUL_SCALAR:
-  case CNN_RPOW_SCALAR:
     if (int_param(p0, &c->i0)) *dt = idt;
     return 0;
+  case CNN_RPOW_SCALAR: /* pow's scalar, base or exponent, must fit uint8 (PyTorch: u8 ^ 300 raises) */
+    if (int_param(p0, &c->i0)) {
+      if (idt == CNN_UINT8 && u8_param(p0, &c->i0)) return -1;
+      *dt = idt;
+    }
+    return 0;
   case CNN_POW_SCALAR: /* integral exponents >= 0 stay integral (negative ones: see the bindings) */
-    if (int_param(p0, &c->i0) && c->i0 >= 0) *dt = idt;
+    if (int_param(p0, &c->i0) && c->i0 >= 0) {
+      if (idt == CNN_UINT8 && u8_param(p0, &c->i0)) return -1;
+      *dt = idt;
+    }
     return 0;
   default: return 0;
   }

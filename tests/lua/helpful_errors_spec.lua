@@ -123,6 +123,22 @@ describe("errors in the user's terms", function()
     local u8, mask = cnn.tensor({1, 2}, {dtype = "uint8"}), cnn.tensor {true, false}
     err(function() return cnn.where(mask, u8, 300) end, "where: value 300 cannot be converted to type uint8")
     H.assert_tensor(cnn.where(mask, u8, -1), {1, 255}, {dtype = "uint8"}) -- as PyTorch's, within -255..255
+    -- pow's scalar and alpha wrapped ({0, 1, 3} ^ 300 gave {0, 1, 113}); PyTorch 1.13 refuses them
+    -- all, and wraps u8 + 300 as this does
+    local u = cnn.tensor({0, 1, 3, 200}, {dtype = "uint8"})
+    err(function() return u ^ 300 end, "pow: value 300 cannot be converted to type uint8 without overflow")
+    err(function() return u ^ 256 end, "pow: value 256 cannot be converted to type uint8")
+    err(function() return 300 ^ u end, "pow: value 300 cannot be converted to type uint8")
+    err(function() return u:add(u, {alpha = 300}) end, "add: value 300 cannot be converted to type uint8")
+    err(function() return u:sub(3, {alpha = -256}) end, "sub: value %-256 cannot be converted to type uint8")
+    err(function() return u:clone():add_(u, 300) end, "add_: value 300 cannot be converted to type uint8")
+    H.assert_tensor(u ^ 255, {0, 1, 171, 0}, {dtype = "uint8"})
+    H.assert_tensor(255 ^ u, {1, 255, 255, 1}, {dtype = "uint8"})
+    H.assert_tensor(u:add(u, {alpha = 255}), {0, 0, 0, 0}, {dtype = "uint8"})
+    H.assert_tensor(u:add(u, {alpha = -1}), {0, 0, 0, 0}, {dtype = "uint8"})
+    H.assert_tensor(u + 300, {44, 45, 47, 244}, {dtype = "uint8"})
+    H.assert_tensor(cnn.ones(1):add(u:narrow(1, 3, 1), {alpha = 300}), {901}) -- a float32 sum: no uint8 alpha
+    H.assert_usable()
   end)
 
   it("nn.Linear(2^31, 2^31) says the weight is too large", function()
