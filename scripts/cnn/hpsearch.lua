@@ -354,7 +354,12 @@ end
 -- pid and pipe, so a Ctrl-C at any point finds every child to stop.
 function Search:launch(t)
   local s, rungs, threads = self.s, self.rungs, self.child_threads
-  local job = {t = t, started = process.clock(), chunks = {}, output = process.tmpfile()}
+  local made, output = pcall(process.tmpfile)
+  if not made then -- TMPDIR missing or full: the search's own error, not a line of this file
+    if trial.is_interrupt(output) then error(output, 0) end
+    fail("cannot make a trial's output file: %s", tostring(output):match("process%.tmpfile: (.*)$") or tostring(output))
+  end
+  local job = {t = t, started = process.clock(), chunks = {}, output = output}
   self.running[t.index] = job
   self.nrunning = self.nrunning + 1
   local ok, err = pcall(process.fork, function()

@@ -739,6 +739,24 @@ RESULT(res)
     assert.are.equal(8, #lines_of(log, '"type":"trial"'))
   end)
 
+  it("say so when TMPDIR cannot take a trial's output file, at the caller's line", function()
+    local path = script("no_tmpdir", [[
+local ok, err = pcall(function()
+  local res = hp.search{space = {x = {1, 2}}, strategy = "grid", workers = 1, mode = "min", quiet = true,
+    objective = function(p) return p.x end}
+  return res
+end)
+print(ok, err)
+]])
+    local p = assert(io.popen("TMPDIR=" .. sh_quote(tmp .. "/missing") .. " " .. sh_quote(CNNLUA) .. " " ..
+      sh_quote(path) .. " 2>&1"))
+    local out = p:read("a")
+    p:close()
+    -- it was ".../scripts/cnn/hpsearch.lua:357: process.tmpfile: cannot create a file in ..."
+    assert.truthy(out:find("false\t[^\n]*no_tmpdir%.lua:%d+: hpsearch%.search: cannot make a trial's output file: " ..
+      "cannot create a file in [^\n]*/missing: No such file or directory"), out)
+  end)
+
   -- A trial's process group outlived it: a background job of a trial that returned, the children
   -- of a trial killed from outside (the OOM killer, a user's kill -9) and, when the search itself
   -- was killed, the children of every running trial (PR_SET_PDEATHSIG reached the trial only).
