@@ -333,8 +333,8 @@ static cnn_tensor *as_asked(cnn_tensor *t, const create_opts *o) {
 
 /** cnn.linspace(a, b, n, {dtype="float32", requires_grad=false}) -> Tensor
  * n evenly spaced values from a to b, both included.
- * Computed in float32; with an integer dtype from the ends truncated toward zero, each value then
- * truncated (as PyTorch). */
+ * Computed in float32; with an integer dtype in double from the ends truncated toward zero, each
+ * value then truncated (as PyTorch). */
 static int f_linspace(lua_State *L) {
   const char *fn = "linspace";
   double a = luaL_checknumber(L, 1), b = luaL_checknumber(L, 2);
@@ -353,8 +353,7 @@ static int f_linspace(lua_State *L) {
                         lcnn_number_str(L, k + 1), cnn_dtype_name(o.dtype));
   }
   /* an integer dtype takes the ends as that dtype first, as PyTorch: linspace(0.5, 9.5, 5) is 0, 2, 4, 6, 9 */
-  if (o.dtype != CNN_FLOAT32) a = trunc(a), b = trunc(b);
-  finish(L, as_asked(cnn_tensor_linspace(a, b, n), &o), &o, fn);
+  finish(L, o.dtype == CNN_FLOAT32 ? cnn_tensor_linspace(a, b, n) : cnn_tensor_linspace_int(a, b, n, o.dtype), &o, fn);
   return 1;
 }
 

@@ -310,6 +310,36 @@ cnn_tensor *cnn_tensor_linspace(double start, double end, int64_t n) {
   return t;
 }
 
+cnn_tensor *cnn_tensor_linspace_int(double start, double end, int64_t n, cnn_dtype dt) {
+  if (dt != CNN_INT64 && dt != CNN_UINT8) {
+    cnn_error_set("an integer dtype (int64 or uint8) was expected, got %s", cnn_dtype_name(dt));
+    return NULL;
+  }
+  const double a = trunc(start), b = trunc(end);
+  if (!(dt == CNN_UINT8 ? a >= 0 && a <= 255 && b >= 0 && b <= 255
+                        : cnn_double_in_int64(a) && cnn_double_in_int64(b))) {
+    cnn_error_set("the ends %g and %g do not fit %s", cnn_error_num(start), cnn_error_num(end), cnn_dtype_name(dt));
+    return NULL;
+  }
+  if (n < 0) {
+    cnn_error_set("number of steps must be non-negative, got %lld", (long long)n);
+    return NULL;
+  }
+  cnn_tensor *t = cnn_tensor_empty(dt, 1, &n);
+  if (!t) return NULL;
+  /* PyTorch's integral linspace: a double step (the range can exceed the dtype's), start + step * i
+   * in the lower half and end - step * (n - 1 - i) in the upper one (the last value is end); every
+   * value lies between the ends, so its truncation fits dt. float32 arithmetic here lost the ends
+   * past 2^24 (linspace(1, 16777217, 2) ended at 16777216). */
+  const double step = n > 1 ? (b - a) / (double)(n - 1) : 0;
+  for (int64_t i = 0; i < n; i++) {
+    const double v = i < n / 2 || n == 1 ? fma(step, (double)i, a) : fma(-step, (double)(n - 1 - i), b);
+    if (dt == CNN_INT64) cnn_tensor_i64(t)[i] = (int64_t)v;
+    else cnn_tensor_u8(t)[i] = (uint8_t)(int)v;
+  }
+  return t;
+}
+
 cnn_tensor *cnn_tensor_eye(int64_t n, int64_t m) {
   int64_t size[2] = {n, m};
   cnn_tensor *t = cnn_tensor_zeros(CNN_FLOAT32, 2, size);

@@ -44,6 +44,25 @@ static void test_arange_i64(void) {
   CHECK_ERROR(cnn_tensor_arange_i64(INT64_MIN, INT64_MAX, 1), "too many elements (18446744073709551615)");
 }
 
+/* integer linspace in double, as PyTorch's step: float32 lost the end past 2^24 */
+static void test_linspace_int(void) {
+  cnn_tensor *t = cnn_tensor_linspace_int(1, 16777217, 2, CNN_INT64);
+  CHECK(t && t->size[0] == 2 && cnn_tensor_i64(t)[0] == 1 && cnn_tensor_i64(t)[1] == 16777217);
+  cnn_tensor_release(t);
+  t = cnn_tensor_linspace_int(-2.7, 2.7, 4, CNN_INT64); /* ends -2, 2; -2 + 4/3 = -0.67 -> 0 */
+  CHECK(t && cnn_tensor_i64(t)[0] == -2 && cnn_tensor_i64(t)[1] == 0 && cnn_tensor_i64(t)[2] == 0 &&
+        cnn_tensor_i64(t)[3] == 2);
+  cnn_tensor_release(t);
+  t = cnn_tensor_linspace_int(250, 3, 4, CNN_UINT8);
+  CHECK(t && t->dtype == CNN_UINT8 && cnn_tensor_u8(t)[1] == 167 && cnn_tensor_u8(t)[3] == 3);
+  cnn_tensor_release(t);
+  CHECK_ERROR(cnn_tensor_linspace_int(0, 300, 3, CNN_UINT8), "the ends 0 and 300 do not fit uint8");
+  CHECK_ERROR(cnn_tensor_linspace_int(0, NAN, 3, CNN_INT64), "the ends 0 and nan do not fit int64");
+  CHECK_ERROR(cnn_tensor_linspace_int(0, 1, 3, CNN_FLOAT32),
+              "an integer dtype (int64 or uint8) was expected, got float32");
+  CHECK_ERROR(cnn_tensor_linspace_int(0, 1, -1, CNN_INT64), "number of steps must be non-negative, got -1");
+}
+
 static void test_expanded_writes(void) {
   int64_t one = 1, three = 3;
   cnn_tensor *a = cnn_tensor_zeros(CNN_FLOAT32, 1, &one);
@@ -129,6 +148,7 @@ int main(void) {
   if (tmpfiles_init("cnn_test_tensor") != 0) return 2;
   test_fills();
   test_arange_i64();
+  test_linspace_int();
   test_expanded_writes();
   test_size_overflow();
   test_narrow_extremes();

@@ -186,6 +186,13 @@ describe("ranges", function()
     same({ -2, 0, 0, 2 }, cnn.linspace(-2.7, 2.7, 4, { dtype = "int64" }))
     same({ -2, 0, 2 }, cnn.linspace(-2.7, 2.7, 3, { dtype = "int64" }))
     same({ 0, 127, 255 }, cnn.linspace(0, 255, 3, { dtype = "uint8" }))
+    -- in double, as PyTorch's step: float32 arithmetic lost the ends past 2^24 (16777216,
+    -- 1073741824, 100000008 below; torch 1.13 gives these)
+    same({ 1, 16777217 }, cnn.linspace(1, 16777217, 2, { dtype = "int64" }))
+    same({ 0, 268435456, 536870912, 805306368, 1073741825 }, cnn.linspace(0, 2 ^ 30 + 1, 5, { dtype = "int64" }))
+    same({ 0, 50000003, 100000007 }, cnn.linspace(0, 100000007, 3, { dtype = "int64" }))
+    same({ 250, 167, 85, 3 }, cnn.linspace(250, 3, 4, { dtype = "uint8" }))
+    same({ 7 }, cnn.linspace(7.9, 9, 1, { dtype = "uint8" }))
     H.assert_error(function() return cnn.linspace(0, 1e30, 3, { dtype = "int64" }) end, "linspace:",
       "end 1e%+30 cannot be converted to int64")
     H.assert_error(function() return cnn.linspace(0, 0 / 0, 3, { dtype = "uint8" }) end, "linspace:", "end nan")

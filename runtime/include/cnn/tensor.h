@@ -105,6 +105,9 @@ cnn_tensor *cnn_tensor_arange(double start, double end, double step, cnn_dtype d
 cnn_tensor *cnn_tensor_arange_i64(int64_t start, int64_t end, int64_t step);
 /** n float32 values evenly spaced from start to end (both included), as torch.linspace. */
 cnn_tensor *cnn_tensor_linspace(double start, double end, int64_t n);
+/** linspace with an integer dtype (int64 or uint8), as PyTorch computes it: the ends truncated toward
+ * zero, the step and each value in double, each value truncated; start and end must fit dt. */
+cnn_tensor *cnn_tensor_linspace_int(double start, double end, int64_t n, cnn_dtype dt);
 /** The (n, m) float32 identity: ones on the diagonal, zeros elsewhere. */
 cnn_tensor *cnn_tensor_eye(int64_t n, int64_t m);
 /** Validates a shape: ndim in 0..CNN_MAX_DIMS, sizes >= 0, the element count fits; stores it in
