@@ -85,10 +85,11 @@ static void report(lua_State *L, bool in_repl) {
 
 /* ---- running Lua code ---------------------------------------------------------------------- */
 
-static lua_State *running_L; /* the state the SIGINT handler interrupts */
-static bool in_repl;         /* the REPL is running a line */
+static lua_State *volatile running_L; /* the thread the SIGINT handler interrupts: the innermost running */
+static bool in_repl;                  /* the REPL is running a line */
 
 static void on_sigint(int sig);
+#define STOP_MASK (LUA_MASKCALL | LUA_MASKRET | LUA_MASKLINE | LUA_MASKCOUNT)
 static void set_signal(int sig, void (*handler)(int));
 
 /* The count hook installed by on_sigint: runs at the next Lua instruction, call or return, where
@@ -114,7 +115,74 @@ static void set_signal(int sig, void (*handler)(int)) {
  * process: the way out of a C kernel that never returns to Lua. */
 static void on_sigint(int sig) {
   set_signal(sig, SIG_DFL);
-  lua_sethook(running_L, stop_hook, LUA_MASKCALL | LUA_MASKRET | LUA_MASKLINE | LUA_MASKCOUNT, 1);
+  lua_sethook(running_L, stop_hook, STOP_MASK, 1);
+}
+
+/* ---- Ctrl-C inside coroutines ----
+ * A hook belongs to one Lua thread, and on_sigint's on the thread that resumed a coroutine does not
+ * run while the coroutine does: a loop inside coroutine.wrap ignored the first Ctrl-C, and the
+ * second killed the session. coroutine.resume and the functions coroutine.wrap makes are wrapped
+ * so that running_L is the coroutine while it runs. */
+/* co returned or yielded to parent: a Ctrl-C that came too late to run in co runs in parent */
+static void resumed(lua_State *co, lua_State *parent) {
+  running_L = parent;
+  if (lua_gethook(co) == stop_hook) {
+    lua_sethook(co, NULL, 0, 0);
+    lua_sethook(parent, stop_hook, STOP_MASK, 1);
+  }
+}
+
+/* Calls the function below its arguments with running_L = co meanwhile; raises what it raised. */
+static int call_in(lua_State *L, lua_State *co) {
+  running_L = co;
+  int status = lua_pcall(L, lua_gettop(L) - 1, LUA_MULTRET, 0);
+  resumed(co, L);
+  if (status != LUA_OK) return lua_error(L);
+  return lua_gettop(L);
+}
+
+/* coroutine.resume(co, ...): upvalue 1 is Lua's */
+static int co_resume(lua_State *L) {
+  lua_State *co = lua_tothread(L, 1);
+  if (co == NULL) return luaL_typeerror(L, 1, "thread"); /* here, where the message names resume */
+  lua_pushvalue(L, lua_upvalueindex(1));
+  lua_insert(L, 1);
+  return call_in(L, co);
+}
+
+/* a function coroutine.wrap made: upvalues Lua's function and its coroutine */
+static int co_wrapped(lua_State *L) {
+  lua_pushvalue(L, lua_upvalueindex(1));
+  lua_insert(L, 1);
+  return call_in(L, lua_tothread(L, lua_upvalueindex(2)));
+}
+
+/* coroutine.wrap(f): upvalue 1 is Lua's; its function keeps its coroutine as its first upvalue */
+static int co_wrap(lua_State *L) {
+  luaL_checktype(L, 1, LUA_TFUNCTION);
+  lua_pushvalue(L, lua_upvalueindex(1));
+  lua_insert(L, 1);
+  lua_call(L, lua_gettop(L) - 1, 1);
+  if (lua_getupvalue(L, -1, 1) == NULL) return 1;
+  if (!lua_isthread(L, -1)) {
+    lua_pop(L, 1);
+    return 1;
+  }
+  lua_pushcclosure(L, co_wrapped, 2);
+  return 1;
+}
+
+static void track_coroutines(lua_State *L) {
+  lua_getglobal(L, "coroutine");
+  if (lua_istable(L, -1)) {
+    lua_getfield(L, -1, "resume");
+    lua_pushcclosure(L, co_resume, 1);
+    lua_setfield(L, -2, "resume");
+    lua_getfield(L, -1, "wrap");
+    lua_pushcclosure(L, co_wrap, 1);
+    lua_setfield(L, -2, "wrap");
+  }
+  lua_pop(L, 1);
 }
 
 /* Converts any error value into "message\nstack traceback:\n..." (runs before the stack unwinds). */
@@ -212,6 +280,7 @@ static void push_lua_dir(lua_State *L) {
 /* Standard libraries, cnn.core preloaded, the Lua half on package.path, `cnn` a global. */
 static bool open_cnn(lua_State *L) {
   luaL_openlibs(L);
+  track_coroutines(L);
 
   luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_PRELOAD_TABLE);
   lua_pushcfunction(L, luaopen_cnn_core);

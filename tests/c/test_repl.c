@@ -463,6 +463,25 @@ static void test_ctrl_c_interrupts_running_code_and_clears_the_prompt(void) {
   pty_send(p, "2+2\r");
   pty_expect(p, "\n4\r\n");
 
+  /* inside a coroutine: the hook was set on the thread that resumed it, which never ran, so the
+   * first Ctrl-C did nothing and the second killed the session */
+  pty_expect(p, "> ");
+  pty_send(p, "g = coroutine.wrap(function() while true do end end) g()\r");
+  sleep_ms(300);
+  pty_send(p, "\x03");
+  pty_expect(p, "interrupted!");
+  pty_expect(p, "> ");
+  pty_send(p, "print(coroutine.resume(coroutine.create(function() while true do end end)))\r");
+  sleep_ms(300);
+  pty_send(p, "\x03");
+  pty_expect(p, "false\tinterrupted!");
+  pty_expect(p, "> ");
+  pty_send(p, "for x in coroutine.wrap(function() for i = 1, 3 do coroutine.yield(i) end end) do io.write(x) end\r");
+  pty_expect(p, "123");
+  pty_expect(p, "> ");
+  pty_send(p, "2+5\r");
+  pty_expect(p, "\n7\r\n");
+
   /* at the prompt Ctrl-C drops the typed text, and the session goes on (twice) */
   pty_expect(p, "> ");
   pty_send(p, "abc");
