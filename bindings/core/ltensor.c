@@ -727,7 +727,7 @@ static int t_index_select(lua_State *L) {
 static int t_close(lua_State *L) { return t_gc(L); }
 
 /** class cnn.Tensor
- * An n-d array of float32 or int64 values, with views, broadcasting math and autograd.
+ * An n-d array of float32, int64, uint8 or bool values, with views, broadcasting math and autograd.
  * Made by cnn.tensor, cnn.zeros and the other constructors; dims and indices are 1-based.
  * Operators: `+ - * / ^` (a number on either side), unary `-`, `#t` (the size of dimension 1),
  * `t[i]` (row i, a view; a number for a 1-d tensor; negative counts from the end), Torch7's

@@ -145,7 +145,13 @@ int cnn_ag_saved(cnn_node *n, int k, cnn_tensor **out) {
     return cnn_error_set("trying to backward through the graph a second time (%s); its saved tensors "
                          "were freed: pass {retain_graph=true} to the first backward",
                          n->name);
-  cnn_tensor *t = k < n->n_saved ? n->saved[k] : NULL;
+  /* an op whose backward reads a slot its record did not keep (a new op's keep list left out):
+   * say which, rather than fail later with no message */
+  if (k < 0 || k >= n->n_saved)
+    return cnn_error_set("%s reads saved tensor %d, but its record kept %d: the op's list of what it saves "
+                         "is short",
+                         n->name, k, n->n_saved);
+  cnn_tensor *t = n->saved[k];
   if (t && t->storage->version != n->saved_version[k])
     return cnn_error_set("a tensor needed for gradient computation (by %s) was modified by an in-place "
                          "operation: it is at version %llu, saved at version %llu",

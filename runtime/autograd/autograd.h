@@ -70,9 +70,10 @@ void cnn_ag_node_release(cnn_node *n);
 bool cnn_node_needs_grad(const cnn_node *n, int input);
 /* Saves tensors (aliases + versions). Returns 0 or -1. */
 int cnn_ag_save(cnn_node *n, int count, const cnn_tensor *const *ts);
-/* The k-th saved tensor, checked: -1 with "a tensor needed for gradient computation was modified
- * by an in-place operation (version V, saved at version S)" or "backward through a graph that was
- * already freed" errors. */
+/* The k-th saved tensor (NULL when the record saved NULL there), checked: -1 with "a tensor needed
+ * for gradient computation was modified by an in-place operation (version V, saved at version S)",
+ * "backward through a graph that was already freed" or, for k past what the record saved, "reads
+ * saved tensor k, but its record kept n" errors. */
 int cnn_ag_saved(cnn_node *n, int k, cnn_tensor **out);
 /* Makes out the output_nr-th output of n: sets grad_fn (retained) and requires_grad. */
 void cnn_ag_set_output(cnn_tensor *out, cnn_node *n, int output_nr);
