@@ -2,6 +2,7 @@
  * global knobs (seed, threads). Shapes come as varargs or one table, options as a trailing table. */
 #include "lcnn.h"
 
+#include <limits.h>
 #include <math.h>
 #include <string.h>
 
@@ -418,16 +419,24 @@ static int join(lua_State *L, bool stack) {
   if (!lua_istable(L, 1)) return lcnn_error(L, fn, "expected a list of tensors, got %s", lcnn_typename(L, 1));
   lua_Integer n = luaL_len(L, 1);
   if (n <= 0) return lcnn_error(L, fn, "expected a non-empty list of tensors");
-  if (n > 4096) return lcnn_error(L, fn, "at most 4096 tensors at once");
-  /* every element onto the stack first (a proxy's __index may return fresh tensors, which only
-   * the stack keeps alive, and may run any Lua code); pointers are taken after the last lookup */
+  if (n > INT_MAX / (lua_Integer)sizeof(cnn_tensor *))
+    return lcnn_error(L, fn, "too many tensors (%lld)", (long long)n);
+  /* every element into an anchor table first (a proxy's __index may return fresh tensors, which
+   * only it keeps alive, and may run any Lua code); pointers are taken after the last lookup, into
+   * a userdata the collector frees however this ends (the stack held them: at most 4096 tensors) */
   lua_settop(L, 2);
-  luaL_checkstack(L, (int)n, fn);
-  for (int i = 0; i < n; i++) lua_geti(L, 1, i + 1);
-  const cnn_tensor *ts[4096];
-  for (int i = 0; i < n; i++) {
-    ts[i] = lcnn_test(L, 3 + i);
-    if (!ts[i]) return lcnn_error(L, fn, "element %d of the list is %s, not a tensor", i + 1, lcnn_typename(L, 3 + i));
+  lua_createtable(L, (int)n, 0); /* 3 */
+  for (lua_Integer i = 1; i <= n; i++) {
+    lua_geti(L, 1, i);
+    lua_rawseti(L, 3, i);
+  }
+  const cnn_tensor **ts = lua_newuserdatauv(L, sizeof *ts * (size_t)n, 0); /* 4 */
+  for (lua_Integer i = 0; i < n; i++) {
+    lua_rawgeti(L, 3, i + 1);
+    ts[i] = lcnn_test(L, -1);
+    if (!ts[i])
+      return lcnn_error(L, fn, "element %d of the list is %s, not a tensor", (int)(i + 1), lcnn_typename(L, -1));
+    lua_pop(L, 1);
   }
   int nd = stack ? ts[0]->ndim + 1 : ts[0]->ndim;
   int d = lua_isnoneornil(L, 2) ? 0 : lcnn_dim(L, 2, fn, stack ? ts[0]->ndim : nd, stack);

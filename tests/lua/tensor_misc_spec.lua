@@ -222,6 +222,25 @@ describe("cat, stack and index_select", function()
     assert.are.same({ 2, 2, 2 }, cnn.stack({ a, c }):shape())
   end)
 
+  -- a list past 4096 tensors was refused ("at most 4096 tensors at once"); PyTorch has no limit
+  it("cat and stack take any number of tensors, with gradients to each", function()
+    local rows, leaves = {}, {}
+    for i = 1, 10000 do
+      rows[i] = cnn.tensor({ i, -i })
+      leaves[i] = cnn.full({ 1 }, i + 0.0):requires_grad_()
+    end
+    local s = cnn.stack(rows)
+    assert.are.same({ 10000, 2 }, s:shape())
+    assert.are.equal(-9999, s[9999][2])
+    local joined = cnn.cat(rows)
+    assert.are.same({ 20000 }, joined:shape())
+    assert.are.equal(10000, joined[19999])
+    local y = (cnn.cat(leaves) * cnn.arange(1, 10001)):sum()
+    y:backward()
+    assert.are.equal(7777, leaves[7777].grad[1])
+    H.assert_error(function() return cnn.cat({ a, a, 3 }) end, "cat: element 3 of the list is number, not a tensor")
+  end)
+
   it("cat reads non-contiguous inputs in logical order", function()
     H.assert_tensor(cnn.cat({ a:t(), c }, 1), { { 1, 3 }, { 2, 4 }, { 7, 8 }, { 9, 10 } })
   end)
