@@ -19,6 +19,15 @@ static cnn_tensor *minus_one(lua_State *L, int idx, const char *fn) {
   return r;
 }
 
+/* pos + 1, from 0-based positions to the 1-based indices Lua sees (takes pos; NULL passes) */
+static cnn_tensor *one_based(cnn_tensor *pos) {
+  cnn_tensor *one = pos ? cnn_tensor_scalar_i64(1) : NULL;
+  cnn_tensor *r = one ? cnn_ew_binary(CNN_ADD, pos, one) : NULL;
+  cnn_tensor_release(one);
+  cnn_tensor_release(pos);
+  return r;
+}
+
 /** t:gather(dim, index) -> Tensor
  * The elements of t picked along dimension dim by the 1-based int64 index, as torch.gather.
  * The result has index's shape: out[i][j][k] = t[index[i][j][k]][j][k] for dim 1, and so on;
@@ -130,12 +139,9 @@ static int t_sort(lua_State *L) {
   lcnn_max_args(L, 3, fn);
   int d = lua_isnoneornil(L, 2) ? -1 : lcnn_dim(L, 2, fn, lcnn_check(L, 1, fn)->ndim, 0);
   bool desc = lcnn_arg_boolean(L, 3, fn, "descending", false);
-  cnn_tensor *values, *indices, *one = NULL, *based = NULL;
+  cnn_tensor *values, *indices;
   if (cnn_op_sort(lcnn_check(L, 1, fn), d, desc, &values, &indices)) return lcnn_fail(L, fn);
-  one = cnn_tensor_scalar_i64(1);
-  based = one ? cnn_ew_binary(CNN_ADD, indices, one) : NULL;
-  cnn_tensor_release(one);
-  cnn_tensor_release(indices);
+  cnn_tensor *based = one_based(indices);
   if (!based) {
     cnn_tensor_release(values);
     return lcnn_fail(L, fn);
@@ -143,6 +149,17 @@ static int t_sort(lua_State *L) {
   lcnn_push(L, values, fn);
   lcnn_push(L, based, fn);
   return 2;
+}
+
+/* t:_topk(k, dim, largest): the 1-based int64 positions of t:topk's values (t:gather(dim, them)
+ * gives the values, with their gradient); F.lua's t:topk checks the arguments first. */
+static int t_topk_positions(lua_State *L) {
+  const char *fn = "topk";
+  const cnn_tensor *t = lcnn_check(L, 1, fn);
+  lua_Integer k = luaL_checkinteger(L, 2);
+  int d = lcnn_dim(L, 3, fn, t->ndim, 0);
+  lcnn_push(L, one_based(cnn_join_topk(t, d, (int64_t)k, lua_toboolean(L, 4))), fn);
+  return 1;
 }
 
 void lcnn_open_index(lua_State *L, int methods) {
@@ -153,6 +170,7 @@ void lcnn_open_index(lua_State *L, int methods) {
                                {"scatter_add_", t_scatter_add_i},
                                {"cumsum", t_cumsum},
                                {"sort", t_sort},
+                               {"_topk", t_topk_positions},
                                {NULL, NULL}};
   lua_pushvalue(L, methods);
   luaL_setfuncs(L, m, 0);

@@ -546,6 +546,91 @@ static void free_sort_scratch(sort_item *items, int64_t n) {
   if (items) cnn_free(items, 2 * (size_t)n * sizeof *items);
 }
 
+/* (key, pos) pairs in sort order: the sort is stable, so ties go by position */
+static inline bool item_before(sort_item a, sort_item b) { return a.key < b.key || (a.key == b.key && a.pos < b.pos); }
+
+/* h[0..m) a max-heap by item_before (its root the last in sort order): restores it below i */
+static void heap_down(sort_item *h, int64_t m, int64_t i) {
+  for (;;) {
+    int64_t l = 2 * i + 1, r = l + 1, top = i;
+    if (l < m && item_before(h[top], h[l])) top = l;
+    if (r < m && item_before(h[top], h[r])) top = r;
+    if (top == i) return;
+    sort_item s = h[i];
+    h[i] = h[top], h[top] = s;
+    i = top;
+  }
+}
+
+/* The k first items in sort order of the row's n keys, in order, into h (k): a heap of the best k
+ * so far, whose root (the worst of them) a later item replaces only with a smaller key (its
+ * position is larger: a tie keeps the earlier), then the heap taken apart from the back. */
+static void heap_select(sort_item *h, const char *row, int64_t stride, int64_t es, cnn_dtype dt, uint64_t flip,
+                        int64_t n, int64_t k) {
+  for (int64_t j = 0; j < k; j++) h[j] = (sort_item){sort_key(row + j * stride * es, dt) ^ flip, j};
+  for (int64_t i = k / 2 - 1; i >= 0; i--) heap_down(h, k, i);
+  for (int64_t j = k; j < n; j++) {
+    uint64_t key = sort_key(row + j * stride * es, dt) ^ flip;
+    if (key < h[0].key) {
+      h[0] = (sort_item){key, j};
+      heap_down(h, k, 0);
+    }
+  }
+  for (int64_t m = k - 1; m > 0; m--) {
+    sort_item s = h[0];
+    h[0] = h[m], h[m] = s;
+    heap_down(h, m, 0);
+  }
+}
+
+cnn_tensor *cnn_join_topk(const cnn_tensor *t, int dim, int64_t k, bool largest) {
+  int d = cnn_dim_wrap(dim, t->ndim ? t->ndim : 1);
+  if (d < 0) return NULL;
+  const int64_t n = t->ndim ? t->size[d] : 1;
+  if (k < 0 || k > n) {
+    cnn_error_set("k must be within 0..%lld, got %lld", (long long)n, (long long)k);
+    return NULL;
+  }
+  /* a large share of the row: the radix sort is linear, the heap n log k */
+  if (t->ndim == 0 || (k > 64 && k * 16 > n)) {
+    cnn_tensor *all = cnn_join_sort(t, dim, largest);
+    cnn_tensor *first = all ? cnn_tensor_narrow(all, d, 0, k) : NULL;
+    cnn_tensor *out = first ? cnn_tensor_contiguous(first) : NULL;
+    cnn_tensor_release(first);
+    cnn_tensor_release(all);
+    return out;
+  }
+  int64_t size[CNN_MAX_DIMS];
+  memcpy(size, t->size, sizeof(int64_t) * (size_t)t->ndim);
+  size[d] = k;
+  cnn_tensor *out = cnn_tensor_empty(CNN_INT64, t->ndim, size);
+  if (!out || cnn_tensor_numel(out) == 0 || n == 0) return out;
+  dimview tv = dims_of(t), ov = dims_of(out);
+  int64_t rows = count_of(&tv) / n, c[CNN_MAX_DIMS] = {0};
+  sort_item *h = cnn_alloc((size_t)k * sizeof *h);
+  if (!h) {
+    cnn_tensor_release(out);
+    return NULL;
+  }
+  const int bytes = t->dtype == CNN_FLOAT32 ? 4 : t->dtype == CNN_INT64 ? 8 : 1;
+  const uint64_t flip = !largest ? 0 : bytes == 8 ? UINT64_MAX : (UINT64_C(1) << (8 * bytes)) - 1;
+  const char *pt = cnn_tensor_data(t);
+  int64_t *po = cnn_tensor_i64(out), es = (int64_t)cnn_dtype_size(t->dtype);
+  for (int64_t r = 0; r < rows; r++) { /* c: the row's coordinates on the dims other than d */
+    int64_t to = 0, oo = 0;
+    for (int q = 0; q < tv.nd; q++) to += c[q] * tv.stride[q], oo += c[q] * ov.stride[q];
+    heap_select(h, pt + to * es, tv.stride[d], es, t->dtype, flip, n, k);
+    for (int64_t j = 0; j < k; j++) po[oo + j * ov.stride[d]] = h[j].pos;
+    for (int q = tv.nd - 1; q >= 0; q--) {
+      if (q == d) continue;
+      if (++c[q] < tv.size[q]) break;
+      c[q] = 0;
+    }
+  }
+  cnn_free(h, (size_t)k * sizeof *h);
+  return out;
+}
+
 cnn_tensor *cnn_join_sort(const cnn_tensor *t, int dim, bool descending) {
   int d = cnn_dim_wrap(dim, t->ndim ? t->ndim : 1);
   if (d < 0) return NULL;

@@ -845,12 +845,10 @@ function core.Tensor.topk(t, k, dim, largest, sorted, ...)
     error(string.format("topk: k must be an integer within 0..%d, got %s", n, show(k)), 2)
   end
   if t:dim() == 0 then return core.Tensor.sort(t, d, largest) end
-  -- the sorted tensors closed on return: the narrowed ones are then the memory's only users, so
-  -- an in-place write on them is recorded, not refused as one on a view (until a collection)
-  local v, i = core.Tensor.sort(t, d, largest)
-  local values <close> = v
-  local order <close> = i
-  return values:narrow(d, 1, k), order:narrow(d, 1, k)
+  -- the positions by a bounded heap (a full sort of a 1e6 row for k = 1 took 15x PyTorch's
+  -- time), the values gathered from them: differentiable, and not views
+  local order = core.Tensor._topk(t, k, d, largest)
+  return t:gather(d, order), order
 end
 
 return F

@@ -200,6 +200,39 @@ describe("sort (C kernel)", function()
     assert.same({5, 4, 3}, v:totable())
     assert.same({2, 4, 3}, i:totable())
   end)
+
+  -- topk no longer sorts the whole row (a bounded heap for a small k: 60x faster on 1e6 values);
+  -- it must pick what sort's first k are, ties by position, NaN above everything, -0 == +0
+  it("topk gives sort's first k values and indices, on every dtype, dim and layout", function()
+    math.randomseed(16)
+    for trial = 1, 400 do
+      local size = {}
+      for d = 1, math.random(1, 3) do size[d] = math.random(1, 9) end
+      if trial % 8 == 0 then size[#size] = math.random(100, 600) end -- rows long enough for the heap
+      local kind = math.random(1, 3)
+      local t = kind == 1 and cnn.randint(-3, 3, size):float() + (math.random() < 0.5 and 0 or cnn.randn(size))
+        or kind == 2 and cnn.randint(-4, 4, size) or cnn.randint(0, 255, size, {dtype = "uint8"})
+      if kind == 1 then
+        local flat = t:view(-1)
+        flat[math.random(1, flat:numel())] = 0 / 0
+        flat[math.random(1, flat:numel())] = -0.0
+      end
+      if #size >= 2 and math.random() < 0.3 then t = t:transpose(1, 2) end
+      local d = math.random(1, t:dim())
+      local k = math.random() < 0.6 and math.random(0, math.min(3, t:size(d))) or math.random(0, t:size(d))
+      local largest = math.random() < 0.6
+      local v, i = t:topk(k, d, largest)
+      local sv, si = t:sort(d, largest)
+      local case = string.format("case %d: k=%d dim=%d largest=%s", trial, k, d, tostring(largest))
+      assert.same(si:narrow(d, 1, k):totable(), i:totable(), case)
+      assert.are.equal(t:dtype(), v:dtype(), case)
+      assert.is_true(v:eq(sv:narrow(d, 1, k)):logical_or(v:isnan()):all():item(), case)
+    end
+    local x = cnn.randn(100000)
+    x[777] = 1e9
+    local v, i = x:topk(1)
+    assert.same({1e9, 777}, {v[1], i[1]})
+  end)
 end)
 
 describe("F.pad copying modes", function()

@@ -40,6 +40,10 @@ cnn_tensor *cnn_join_cumsum(const cnn_tensor *t, int dim, bool reverse);
 /** The 0-based int64 positions that sort t along dim, stably (equal values keep their order),
  * NaN above every number (first when descending), as torch.sort(stable=True). */
 cnn_tensor *cnn_join_sort(const cnn_tensor *t, int dim, bool descending);
+/** The first k of cnn_join_sort's positions along dim (largest: descending), without sorting the
+ * rest: the same positions in the same order (ties by position, NaN above every number), found
+ * by a bounded heap when k is small against the row. Shape t's with dim of size k. */
+cnn_tensor *cnn_join_topk(const cnn_tensor *t, int dim, int64_t k, bool largest);
 
 #ifdef __cplusplus
 }
