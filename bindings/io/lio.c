@@ -15,6 +15,7 @@
 #include <sys/stat.h>
 
 #include "cnn/error.h"
+#include "io/atomic_file.h"
 #include "io/file.h"
 #include "cnn/idx.h"
 #include "cnn/image_io.h"
@@ -338,6 +339,53 @@ static int io_check_file(lua_State *L) {
   return 1;
 }
 
+/* write_atomic(path, data) -> true | nil, message: the C writers' atomic write (cnn.util.write_file):
+ * a device or a pipe written as it is, a symlink kept, a folder refused, a failed write leaving the
+ * old file. Renaming a temporary file over path in Lua replaced /dev/null, as root, by a file. */
+static int io_write_atomic(lua_State *L) {
+  const char *path = check_path(L, 1, "write_file");
+  size_t n;
+  const char *data = luaL_checklstring(L, 2, &n);
+  cnn_atomic_file af;
+  int rc = cnn_atomic_open(&af, path);
+  if (rc == 0 && n > 0 && fwrite(data, 1, n, af.f) != n) {
+    cnn_error_set("%s: write failed (%s)", path, strerror(errno));
+    cnn_atomic_abort(&af);
+    rc = -1;
+  } else if (rc == 0) {
+    rc = cnn_atomic_commit(&af);
+  }
+  if (rc != 0) {
+    lua_pushnil(L);
+    lua_pushstring(L, cnn_error_get());
+    return 2;
+  }
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+/* probe_write(path) -> true | nil, message: whether the atomic writer could write path, without
+ * writing it (its temporary file made and dropped: unnamed where the file system allows, else an
+ * exclusive new name, so nothing at a guessable name is followed or truncated) */
+static int io_probe_write(lua_State *L) {
+  const char *path = check_path(L, 1, "probe_write");
+  struct stat st;
+  /* a device or a pipe is written as it is, and a FIFO's open would wait for a reader */
+  if (stat(path, &st) == 0 && !S_ISREG(st.st_mode) && !S_ISDIR(st.st_mode)) {
+    lua_pushboolean(L, 1);
+    return 1;
+  }
+  cnn_atomic_file af;
+  if (cnn_atomic_open(&af, path) != 0) {
+    lua_pushnil(L);
+    lua_pushstring(L, cnn_error_get());
+    return 2;
+  }
+  cnn_atomic_abort(&af);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
 /* file_kind(path) -> "file", "dir", "other" (a pipe, a device, ...) or nil when nothing is there */
 static int io_file_kind(lua_State *L) {
   const char *path = check_path(L, 1, "file_kind");
@@ -446,7 +494,8 @@ void lcnn_open_io(lua_State *L, int tbl) {
       {"file_kind", io_file_kind},       {"gather", io_gather},
       {"gather_float", io_gather_float}, {"order", io_order},
       {"normalize", io_normalize},       {"random_crop", io_random_crop},
-      {"random_hflip", io_random_hflip}, {NULL, NULL},
+      {"random_hflip", io_random_hflip}, {"write_atomic", io_write_atomic},
+      {"probe_write", io_probe_write},   {NULL, NULL},
   };
   for (const luaL_Reg *r = fns; r->name; r++) {
     lua_pushcfunction(L, r->func);

@@ -296,7 +296,10 @@ function trainer.fit(o)
     if o.checkpoint:sub(-1) == "/" or util.is_dir(o.checkpoint) then
       error("trainer.fit: checkpoint " .. o.checkpoint .. " is a folder: give the checkpoint's file name", 2)
     end
-    local ok, err = util.writable_dir(dirname(o.checkpoint))
+    -- the path itself, as the save will write it: through a symbolic link to its target's folder,
+    -- a device as it is (the folder of the path as written refused /dev/null for a user)
+    local ok, err = util.mkdir_p(dirname(o.checkpoint))
+    if ok then ok, err = require("cnn.core").io.probe_write(o.checkpoint) end
     if not ok then error("trainer.fit: checkpoint: " .. err, 2) end
     write_csv(o.out, history)
   end

@@ -54,28 +54,17 @@ function util.checked(level, ok, ...)
   return ...
 end
 
-local writes = 0
-
 --- cnn.util.write_file(path, data) -> true | nil, message
 --- Writes the string data to path atomically, through a temporary file renamed over path.
---- A reader never sees half a file, and a failed write leaves the old file in place.
+--- A reader never sees half a file, and a failed write leaves the old file in place. As the
+--- library's other writers (cnn.save, image.save): a device or a pipe at path is written as it
+--- is, a symbolic link stays a link to the new file, and a folder is refused.
 function util.write_file(path, data)
-  writes = writes + 1 -- the pid and a count name the temporary file: no draw from math.random
-  local tmp = string.format("%s.tmp.%d.%d", path, core.process.pid(), writes)
-  local f, err = io.open(tmp, "wb")
-  if not f then return nil, err end
-  local ok, werr = f:write(data)
-  local closed, cerr = f:close()
-  if not ok or not closed then
-    os.remove(tmp)
-    return nil, werr or cerr
+  if type(path) ~= "string" or path == "" then
+    return nil, "write_file: expected a path, got " .. (path == "" and "an empty string" or util.show(path))
   end
-  local renamed, rerr = os.rename(tmp, path)
-  if not renamed then
-    os.remove(tmp)
-    return nil, rerr
-  end
-  return true
+  if type(data) ~= "string" then return nil, "write_file: expected the data as a string, got " .. type(data) end
+  return core.io.write_atomic(path, data)
 end
 
 --- cnn.util.dirname(path) -> string
@@ -113,15 +102,18 @@ end
 --- A run that calls it first finds an unwritable output folder before its work, not after; the
 --- check's file is removed.
 function util.writable_dir(dir)
+  if type(dir) ~= "string" or dir == "" then
+    return nil, "expected a folder's path, got " .. (dir == "" and "an empty string" or util.show(dir))
+  end
   local ok, err = util.mkdir_p(dir)
   if not ok then return nil, err end
-  local probe = string.format("%s/.cnnlua-write-check-%d", dir, core.process.pid())
-  local f, ferr = io.open(probe, "wb")
-  if not f then -- io.open's message starts with the probe's name, which is none of the caller's
-    return nil, string.format("cannot write in %s: %s", dir, (ferr:sub(#probe + 1):gsub("^: ", "")))
+  -- the writers' own temporary file, made and dropped: unnamed, or under an exclusive new name
+  -- (a fixed name was followed when a symbolic link sat there, and its target truncated)
+  local probe = dir .. "/.cnnlua-write-check"
+  local fine, perr = core.io.probe_write(probe)
+  if not fine then
+    return nil, string.format("cannot write in %s: %s", dir, (perr:gsub("^" .. probe:gsub("%p", "%%%0") .. ": ", "")))
   end
-  f:close()
-  os.remove(probe)
   return true
 end
 

@@ -163,6 +163,9 @@ describe("trainer.fit", function()
     H.assert_error(fit_with(outdir), "trainer.fit: checkpoint", "is a folder")
     H.write_bytes(outdir .. "/file", "x")
     H.assert_error(fit_with(outdir .. "/file/c.safetensors"), "trainer.fit: checkpoint: cannot create")
+    -- the path as the save writes it: a link into a folder that does not exist failed at the save
+    assert(os.execute("ln -s missing/c.safetensors " .. H.sh_quote(outdir .. "/link.safetensors")))
+    H.assert_error(fit_with(outdir .. "/link.safetensors"), "trainer.fit: checkpoint: ", "cannot create")
     assert.is_false(trained)
     require("cnn.util").remove_tree(outdir)
     -- and the runtime goes on

@@ -3,6 +3,7 @@
 local cnn = require "cnn"
 local H = dofile("tests/lua/helpers.lua")
 local util = cnn.util
+local lfs = require "lfs"
 
 describe("cnn.util.is_tensor", function()
   it("tells tensors (closed ones too) from everything else", function()
@@ -94,10 +95,41 @@ describe("cnn.util files and folders", function()
     assert.truthy(err:find("cannot create", 1, true))
   end)
 
+  -- write_file renamed a temporary file over path: as root it replaced /dev/null by a file, and it
+  -- turned links into files; it is now the C writers' atomic write
+  it("write_file keeps a link a link, writes a device as it is and refuses a folder", function()
+    H.write_bytes(tmp .. "/target", "old")
+    assert(os.execute("ln -s target " .. H.sh_quote(tmp .. "/link") .. " && mkdir " .. H.sh_quote(tmp .. "/dir")))
+    assert.is_true(util.write_file(tmp .. "/link", "new"))
+    assert.are.equal("link", lfs.symlinkattributes(tmp .. "/link", "mode"))
+    assert.are.equal("new", H.read_bytes(tmp .. "/target"))
+    local ok, err = util.write_file(tmp .. "/dir", "x")
+    assert.is_nil(ok)
+    assert.truthy(err:find("is a directory, not a file name", 1, true), err)
+    assert.is_nil(util.write_file(tmp .. "/dir/", "x"))
+    assert.is_nil(util.write_file("", "x"))
+    assert.are.same({"dir", "link", "target"}, util.list_dir(tmp)) -- no temporary file left
+    -- a character device of our own (root only: mknod), never the system's /dev/null
+    if os.execute("mknod -m 666 " .. H.sh_quote(tmp .. "/null") .. " c 1 3 2>/dev/null") then
+      assert.is_true(util.write_file(tmp .. "/null", "data"))
+      assert.are.equal("char device", lfs.attributes(tmp .. "/null", "mode"))
+    end
+  end)
+
   it("writable_dir makes the folder and checks that a file can be made in it, leaving none", function()
     assert.is_true(util.writable_dir(tmp .. "/w/x"))
     assert.is_true(util.is_dir(tmp .. "/w/x"))
     assert.are.same({}, util.list_dir(tmp .. "/w/x"))
+    -- a link planted at a guessable probe name was followed, and its target truncated
+    H.write_bytes(tmp .. "/precious", "keep me")
+    for _, name in ipairs {".cnnlua-write-check", ".cnnlua-write-check-" .. require("cnn.core").process.pid()} do
+      assert(os.execute("ln -s ../../precious " .. H.sh_quote(tmp .. "/w/x/" .. name)))
+    end
+    assert.is_true(util.writable_dir(tmp .. "/w/x"))
+    assert.are.equal("keep me", H.read_bytes(tmp .. "/precious"))
+    local empty_ok, empty_err = util.writable_dir("")
+    assert.is_nil(empty_ok)
+    assert.truthy(empty_err:find("empty string", 1, true))
     H.write_bytes(tmp .. "/file", "x")
     local ok, err = util.writable_dir(tmp .. "/file/sub")
     assert.is_nil(ok)
