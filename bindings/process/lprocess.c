@@ -57,6 +57,32 @@ static int child_traceback(lua_State *L) {
   return 1;
 }
 
+/* The children started here as leaders of their own process groups (fork's default, spawn's
+ * group = true): only their groups does wait clean up. A child started in ours that made itself a
+ * leader (setsid) is a daemon on purpose, and what it left running is not ours to kill. */
+static pid_t *leaders;
+static size_t n_leaders, cap_leaders;
+
+static void note_leader(pid_t pid) {
+  if (n_leaders == cap_leaders) {
+    size_t cap = cap_leaders ? 2 * cap_leaders : 16;
+    pid_t *p = realloc(leaders, cap * sizeof *p);
+    if (!p) return; /* then its group is left as it is: the safe side */
+    leaders = p, cap_leaders = cap;
+  }
+  leaders[n_leaders++] = pid;
+}
+
+/* whether pid was noted (and forgets it) */
+static bool take_leader(pid_t pid) {
+  for (size_t i = 0; i < n_leaders; i++)
+    if (leaders[i] == pid) {
+      leaders[i] = leaders[--n_leaders];
+      return true;
+    }
+  return false;
+}
+
 /* A group leader's parent died (SIGKILL, SIGTERM, a crash): what the child started (a trial's
  * os.execute, its background jobs) dies with it; PR_SET_PDEATHSIG alone reaches the child only. */
 static void parent_died(int sig) {
@@ -138,6 +164,7 @@ static int p_fork(lua_State *L) {
     child_main(L, parent, fds[1], output_fd, group);
   }
   close(fds[1]);
+  if (group) note_leader(pid);
   fcntl(fds[0], F_SETFL, fcntl(fds[0], F_GETFL) | O_NONBLOCK);
   lua_pushinteger(L, pid);
   lua_setfield(L, 2, "pid");
@@ -275,15 +302,16 @@ static int p_spawn(lua_State *L) {
   posix_spawn_file_actions_destroy(&fa);
   posix_spawnattr_destroy(&attr);
   if (err) return lcnn_error(L, "process.spawn", "cannot start %s: %s", argv[0], strerror(err));
+  if (group) note_leader(pid);
   lua_pushinteger(L, pid);
   return 1;
 }
 
 /* process.wait(pid, block): nil while pid runs (block = false, the default); else "exit", code
  * or "signal", number once it ended (and is reaped), or "gone" when it is not our child. When pid
- * led a process group (fork's default, spawn's group = true), what is left of the group (jobs it
- * started in the background, the children of a trial killed from outside) is killed before pid is
- * reaped: until then its id cannot name another group. */
+ * was started here as the leader of a group of its own (fork's default, spawn's group = true), what
+ * is left of the group (jobs it started in the background, the children of a trial killed from
+ * outside) is killed before pid is reaped: until then its id cannot name another group. */
 static int p_wait(lua_State *L) {
   pid_t pid = check_pid(L, 1, "process.wait");
   int block = lua_toboolean(L, 2);
@@ -294,7 +322,7 @@ static int p_wait(lua_State *L) {
     w = waitid(P_PID, (id_t)pid, &info, WEXITED | WNOWAIT | (block ? 0 : WNOHANG));
   } while (w < 0 && errno == EINTR && block);
   if ((w == 0 && info.si_pid == 0) || (w < 0 && errno == EINTR)) return 0;
-  if (w == 0 && getpgid(pid) == pid) kill(-pid, SIGKILL);
+  if (w == 0 && take_leader(pid) && getpgid(pid) == pid) kill(-pid, SIGKILL);
   int status;
   pid_t r;
   do { r = waitpid(pid, &status, 0); } while (r < 0 && errno == EINTR);

@@ -751,9 +751,10 @@ end
 --- ("failed" or "nan", with the message: its first 4 KiB) and the search goes on. Ctrl-C stops the search: running
 --- trials are stopped, finished ones stay in the log, the result so far comes back with
 --- result.interrupted = true (the script or the REPL goes on), and running the search again with
---- the same log resumes. A trial's processes are its own: when it ends, however it ends, what it
---- started and left running (os.execute's background jobs, the children of a killed trial) is
---- killed, and so is every running trial's when the search's process dies (kill -9 included).
+--- the same log resumes. With workers, a trial's processes are its own: when it ends, however it
+--- ends, what it started in its process group and left running (os.execute's background jobs, the
+--- children of a killed trial) is killed, and so is every running trial's when the search's process
+--- dies (kill -9 included). A program that leaves the group (setsid, a daemon) is left alone.
 ---
 --- **Progress.** On a terminal a status line under the trials' lines shows the trials finished (ok,
 --- pruned, failed), running, the best so far, the time spent and an estimate of the time left;

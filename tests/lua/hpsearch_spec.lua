@@ -810,6 +810,31 @@ RESULT(res)
     assert.is_nil(left("sleep 133.25"), "the child of a trial whose search was killed")
   end)
 
+  -- wait killed the group of any child leading one: a program started in our group that made
+  -- itself a leader (setsid) had its daemon killed
+  it("process.wait cleans up only the process groups it started", function()
+    local process = require("cnn.core").process
+    local function running(pattern)
+      local p = io.popen("ps -eo pid,args")
+      local pid = p:read("a"):match("(%d+) " .. pattern:gsub("%p", "%%%0"))
+      p:close()
+      return pid
+    end
+    local daemon = process.spawn({"setsid", "sh", "-c", "sleep 141.25 & exit"})
+    assert.are.same({"exit", 0}, {process.wait(daemon, true)})
+    os.execute("sleep 0.2")
+    local left = running("sleep 141.25")
+    assert.truthy(left, "setsid's job was killed")
+    os.execute("kill " .. left)
+    local leader = process.spawn({"sh", "-c", "sleep 142.25 & exit"}, {group = true})
+    assert.are.same({"exit", 0}, {process.wait(leader, true)})
+    for _ = 1, 40 do
+      if not running("sleep 142.25") then break end
+      os.execute("sleep 0.05")
+    end
+    assert.is_nil(running("sleep 142.25"), "the group's job survived")
+  end)
+
   -- Ctrl-C raises "interrupted!" in whatever Lua function runs next: a debug hook plays it at a
   -- chosen call. Under the pcall around a trial's record line (json.decode) or around fork, it was
   -- swallowed: the search ran on and logged that trial as failed ("worker exited with status 0",
