@@ -54,6 +54,17 @@ static void scale_arg2(lua_State *L, int alpha_idx) {
   lua_replace(L, 2);
 }
 
+/* alpha at idx for a sum computed in dtype rd, checked as PyTorch's alpha_check: an integer for an
+ * integer (or bool) sum, and within -255..255 for a uint8 one (it wrapped: add(u8, u8, {alpha =
+ * 300}); a float alpha turned an int64 sum into float32) */
+static void check_alpha(lua_State *L, int idx, const char *fn, cnn_dtype rd) {
+  if (rd != CNN_FLOAT32 && !lua_isinteger(L, idx))
+    lcnn_error(L, fn,
+               "alpha must be an integer when the result is %s (as PyTorch: not a floating point number), got %s",
+               cnn_dtype_name(rd), lcnn_number_str(L, idx));
+  lcnn_check_u8_value(L, idx, fn, rd);
+}
+
 /* t:add(other, {alpha=}) and t:sub: other * alpha first (PyTorch's order: two roundings), then
  * the sum or difference */
 static int binary_alpha(lua_State *L, cnn_binop op, const char *fn) {
@@ -65,9 +76,13 @@ static int binary_alpha(lua_State *L, cnn_binop op, const char *fn) {
     if (lua_type(L, 2) != LUA_TNUMBER && !lcnn_testbox(L, 2))
       lcnn_error(L, fn, "expected a tensor or a number for argument 2 (with alpha), got %s", luaL_typename(L, 2));
     const cnn_tensor *t = lcnn_test(L, 1), *o = lcnn_test(L, 2);
-    /* alpha is converted to the sum's dtype, which PyTorch checks (add(u8, u8, alpha = 300) raises) */
-    if (t && t->dtype == CNN_UINT8 && (o ? o->dtype == CNN_UINT8 || o->dtype == CNN_BOOL : lua_isinteger(L, 2)))
-      lcnn_check_u8_value(L, 4, fn, CNN_UINT8);
+    if (t) { /* the sum's dtype: a Lua integer keeps t's (a bool t's becomes int64), a float float32's */
+      const cnn_tensor *both[2] = {t, o};
+      check_alpha(L, 4, fn,
+                  o                     ? cnn_dtype_result(2, both)
+                  : lua_isinteger(L, 2) ? (t->dtype == CNN_BOOL ? CNN_INT64 : t->dtype)
+                                        : CNN_FLOAT32);
+    }
     if (lua_type(L, 2) == LUA_TNUMBER) {
       lua_pushvalue(L, 2);
       lua_insert(L, 4);
@@ -84,8 +99,8 @@ static int binary_alpha(lua_State *L, cnn_binop op, const char *fn) {
 /** t:add(other, {alpha=1}) -> Tensor
  * t + other, elementwise: other is a tensor or a number, and the shapes broadcast.
  * With alpha, t + alpha * other. Also the operator: `t + other`, `2 + t`. A float32 side makes the
- * result float32; int64 with a Lua integer stays int64. A uint8 sum wraps (`u + 300`), but its
- * alpha must lie in -255..255, as PyTorch checks it. */
+ * result float32; int64 with a Lua integer stays int64. As PyTorch checks alpha: an integer unless
+ * the sum is float32, and within -255..255 for a uint8 sum (which itself wraps: `u + 300`). */
 static int m_add(lua_State *L) { return binary_alpha(L, CNN_ADD, "add"); }
 /** t:sub(other, {alpha=1}) -> Tensor
  * t - other, elementwise (broadcasting; also `t - other`); with alpha, t - alpha * other. */
@@ -237,6 +252,7 @@ static int m_pow(lua_State *L) {
   cnn_tensor *y = lcnn_test(L, 2);
   if (y && lua_type(L, 1) == LUA_TNUMBER) {
     double base = lua_tonumber(L, 1);
+    lcnn_check_u8_value(L, 1, "pow", y->dtype); /* (-300) ^ u8 too */
     if (base <= 0) return binary(L, CNN_POW, "pow");
     cnn_tensor *yp = promote_for(L, y, 1, "pow");
     cnn_tensor *r = cnn_op_unary(CNN_RPOW_SCALAR, yp, base, 0);
@@ -375,15 +391,18 @@ static int inplace_alpha(lua_State *L, bool negate, const char *fn) {
     lua_replace(L, 3);
   }
   if (lua_type(L, 3) != LUA_TNUMBER) return lcnn_error(L, fn, "alpha must be a number, got %s", luaL_typename(L, 3));
+  lcnn_check_float_value(L, 3, fn, lcnn_check(L, 1, fn)->dtype);
+  lcnn_anchor_number(L, 2, fn, lcnn_check(L, 1, fn)->dtype);
+  cnn_tensor *o = lcnn_operand(L, 2, fn, CNN_FLOAT32), *t = lcnn_check(L, 1, fn);
+  { /* alpha as given, checked in the dtype the sum is computed in (u8 += i64 * 300: int64) */
+    const cnn_tensor *both[2] = {t, o};
+    check_alpha(L, 3, fn, cnn_dtype_result(2, both));
+  }
   if (negate) { /* -alpha: exact for floats and for integers (the most negative wraps, as int64 does) */
     lua_pushinteger(L, 0);
     lua_insert(L, 3);
     lua_arith(L, LUA_OPSUB);
   }
-  lcnn_check_float_value(L, 3, fn, lcnn_check(L, 1, fn)->dtype);
-  lcnn_check_u8_value(L, 3, fn, lcnn_check(L, 1, fn)->dtype);
-  lcnn_anchor_number(L, 2, fn, lcnn_check(L, 1, fn)->dtype);
-  cnn_tensor *o = lcnn_operand(L, 2, fn, CNN_FLOAT32), *t = lcnn_check(L, 1, fn);
   if ((t->dtype == CNN_INT64 && lua_isinteger(L, 3)) || cnn_op_rebases(t, o)) {
     scale_arg2(L, 3);
     lua_settop(L, 2);

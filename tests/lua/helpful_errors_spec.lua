@@ -138,6 +138,19 @@ describe("errors in the user's terms", function()
     H.assert_tensor(u:add(u, {alpha = -1}), {0, 0, 0, 0}, {dtype = "uint8"})
     H.assert_tensor(u + 300, {44, 45, 47, 244}, {dtype = "uint8"})
     H.assert_tensor(cnn.ones(1):add(u:narrow(1, 3, 1), {alpha = 300}), {901}) -- a float32 sum: no uint8 alpha
+    -- the sum's dtype decides, as PyTorch's: u8 += i64 * 300 is an int64 sum (it raised); bool +
+    -- u8 and u8 + a 0-d int64 are uint8 sums (they wrapped); so is (-300) ^ u8
+    local i64 = cnn.tensor({1, 2, 3, 4}, {dtype = "int64"})
+    H.assert_tensor(u:clone():add_(i64, 300), {44, 89, 135, 120}, {dtype = "uint8"}) -- torch 1.13's values
+    err(function() return cnn.tensor({true, false, true, true}):add(u, {alpha = 300}) end, "add: value 300")
+    err(function() return u:add(cnn.tensor(1, {dtype = "int64"}), {alpha = 300}) end, "add: value 300")
+    err(function() return (-300) ^ u end, "pow: value %-300 cannot be converted to type uint8")
+    err(function() return u:clone():sub_(u, 300) end, "sub_: value 300 cannot") -- as given, not negated
+    -- and a float alpha for an integer sum, which turned an int64 sum into float32
+    err(function() return i64:add(i64, {alpha = 2.5}) end, "add: alpha must be an integer when the result is int64")
+    err(function() return i64:add(3, {alpha = 2.0}) end, "add: alpha must be an integer")
+    err(function() return u:clone():add_(u, 300.0) end, "add_: alpha must be an integer when the result is uint8")
+    H.assert_tensor(i64:add(cnn.tensor {0.5, 0.5, 0.5, 0.5}, {alpha = 2.5}), {2.25, 3.25, 4.25, 5.25})
     H.assert_usable()
   end)
 
