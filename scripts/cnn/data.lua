@@ -67,6 +67,14 @@ local function dataset_size(fn, ds, level)
   if not ok or math.type(n) ~= "integer" or n < 0 then
     error(fn .. ": the dataset has no valid length (#ds)", level + 1)
   end
+  -- a list of datasets, as random_split returns: `local train, val = random_split(...)` (Python's
+  -- unpacking) leaves train the whole list, and its samples were the subsets ("sample 2 gives 2
+  -- value(s) but sample 1 of the same batch gave 8")
+  local first = type(ds) == "table" and getmetatable(ds) == nil and rawget(ds, 1) or nil
+  if type(first) == "table" and getmetatable(first) ~= nil and type(first.get) == "function" then
+    error(string.format("%s: expected a dataset, got a list of %d datasets (random_split returns one table: "
+      .. "local parts = cnn.data.random_split(...), then parts[1], parts[2])", fn, n), level + 1)
+  end
   return n
 end
 

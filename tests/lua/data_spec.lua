@@ -486,6 +486,10 @@ describe("data.Subset and data.random_split", function()
     local a = data.random_split(ds, {7, 3}, {seed = 5})
     assert.are.same({7, 3}, {#a[1], #a[2]})
     covers(a, 10)
+    -- the list itself given as a dataset (`local train, val = random_split(...)`, Python's unpacking)
+    -- was read as two samples: "sample 2 gives 2 value(s) but sample 1 of the same batch gave 8"
+    H.assert_error(function() return data.DataLoader(a, {batch_size = 4}) end,
+      "DataLoader: expected a dataset, got a list of 2 datasets %(random_split returns one table")
     local b = data.random_split(ds, {7, 3}, {seed = 5})
     assert.are.same(a[1].indices, b[1].indices) -- a seed alone fixes the split
     assert.are_not.same(a[1].indices, data.random_split(ds, {7, 3}, {seed = 6})[1].indices)
