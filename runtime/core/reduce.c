@@ -428,6 +428,33 @@ cnn_tensor *cnn_red_std(const cnn_tensor *x, int dim, bool unbiased, bool keepdi
 #define BETTER(is_max, v, best) (((is_max) ? (v) > (best) : (v) < (best)) || ((v) != (v) && (best) == (best)))
 
 static int64_t argext_row_f32(bool is_max, const float *x, int64_t n) {
+  if (n >= 64) {
+    /* a long row: its extreme value first, in loops that vectorise (no index carried through a
+     * compare per element: a full max() of 1e6 values took 4-8x PyTorch's time), then the first
+     * position holding it (== takes -0 for +0, as the compares below do), or the first NaN; the
+     * caller reads the value at that position, so the bits are the loop's below */
+    float m = x[0];
+    int nan = 0;
+    if (is_max) {
+#pragma omp simd reduction(max : m) reduction(| : nan)
+      for (int64_t i = 0; i < n; i++) {
+        nan |= x[i] != x[i];
+        m = x[i] > m ? x[i] : m;
+      }
+    } else {
+#pragma omp simd reduction(min : m) reduction(| : nan)
+      for (int64_t i = 0; i < n; i++) {
+        nan |= x[i] != x[i];
+        m = x[i] < m ? x[i] : m;
+      }
+    }
+    int64_t i = 0;
+    if (nan)
+      while (x[i] == x[i]) i++;
+    else
+      while (i < n && x[i] != m) i++;
+    if (i < n) return i; /* else m was the reduction's start (a row of -inf): the loop below */
+  }
   float best = x[0];
   int64_t bi = 0;
   for (int64_t i = 1; i < n && best == best; i++)
