@@ -43,6 +43,14 @@ bool cnn_gemm_picks_own(bool ta, bool tb, int64_t m, int64_t n, int64_t k) {
 
 static void serial(bool own, bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha, const float *a,
                    int64_t lda, const float *b, int64_t ldb, float beta, float *c, int64_t ldc) {
+  if (n == 1) {    /* a matrix times a vector: sgemv streams A once, where the GEMM kernels pack the
+                 * vector and fill one column of their tiles (1024 x 1024 @ v: 3x PyTorch's time) */
+    if (beta == 0) /* y is not read: garbage (NaN) there must not reach the sum through 0 * y */
+      for (int64_t i = 0; i < m; i++) c[i * ldc] = 0;
+    cblas_sgemv(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, (int)(ta ? k : m), (int)(ta ? m : k), alpha, a, (int)lda,
+                b, tb ? 1 : (int)ldb, beta, c, (int)ldc);
+    return;
+  }
   if (own && cnn_gemm_avx512(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)) return;
   cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, (int)m, (int)n, (int)k,
               alpha, a, (int)lda, b, (int)ldb, beta, c, (int)ldc);

@@ -1,8 +1,8 @@
 /* gemm.c and gemm_avx512.c: cnn_gemm under each backend against a naive double-precision triple loop
  * written here, over random shapes and the edge sizes of the AVX-512 kernel's blocking (1, MR +- 1,
  * NR +- 1, KC +- 1 and their multiples), all four transpose combinations, alpha and beta (beta 0
- * must ignore NaN in C), leading dimensions past the matrix; and the same bits on 1 and 2 threads
- * (cnn_gemm cuts a product the same whatever the thread count). */
+ * must ignore NaN in C), leading dimensions past the matrix, matrix-vector products (sgemv); and the
+ * same bits on 1 and 2 threads (cnn_gemm cuts a product the same whatever the thread count). */
 #include "check.h"
 #include "cnn/parallel.h"
 #include "core/gemm.h"
@@ -146,6 +146,12 @@ int main(void) {
   check_shape(false, false, 300, 100, 600, 3, 1, 1);
   check_shape(true, false, 260, 60, 530, 0, -1, 0);
   check_shape(false, true, 250, 17, 300, 1, 1, 0.5f);
+  /* a matrix times a vector (n = 1: sgemv, the vector strided unless B is transposed, y every ldc),
+   * long enough that 2 threads split the rows; beta 0 over NaN in C */
+  check_shape(false, false, 1000, 1, 700, 2, 1, 0);
+  check_shape(true, false, 900, 1, 300, 0, 0.5f, 0);
+  check_shape(false, true, 700, 1, 900, 1, 1, 1);
+  check_shape(true, true, 513, 1, 257, 3, -1, 0.25f);
   cnn_gemm_set_backend(CNN_GEMM_AUTO);
   return check_summary("test_gemm");
 }
