@@ -252,8 +252,10 @@ static int m_pow(lua_State *L) {
   cnn_tensor *y = lcnn_test(L, 2);
   if (y && lua_type(L, 1) == LUA_TNUMBER) {
     double base = lua_tonumber(L, 1);
-    lcnn_check_u8_value(L, 1, "pow", y->dtype); /* (-300) ^ u8 too */
-    if (base <= 0) return binary(L, CNN_POW, "pow");
+    if (base <= 0) { /* a tensor operand, checked here as the runtime checks the scalar below: (-300) ^ u8 */
+      lcnn_check_u8_value(L, 1, "pow", y->dtype);
+      return binary(L, CNN_POW, "pow");
+    }
     cnn_tensor *yp = promote_for(L, y, 1, "pow");
     cnn_tensor *r = cnn_op_unary(CNN_RPOW_SCALAR, yp, base, 0);
     cnn_tensor_release(yp);

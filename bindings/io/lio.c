@@ -339,6 +339,17 @@ static int io_check_file(lua_State *L) {
   return 1;
 }
 
+/* true for rc 0, else nil and the runtime's message (the io.open-style answer of the writers below) */
+static int push_status(lua_State *L, int rc) {
+  if (rc == 0) {
+    lua_pushboolean(L, 1);
+    return 1;
+  }
+  lua_pushnil(L);
+  lua_pushstring(L, cnn_error_get());
+  return 2;
+}
+
 /* write_atomic(path, data) -> true | nil, message: the C writers' atomic write (cnn.util.write_file):
  * a device or a pipe written as it is, a symlink kept, a folder refused, a failed write leaving the
  * old file. Renaming a temporary file over path in Lua replaced /dev/null, as root, by a file. */
@@ -355,13 +366,7 @@ static int io_write_atomic(lua_State *L) {
   } else if (rc == 0) {
     rc = cnn_atomic_commit(&af);
   }
-  if (rc != 0) {
-    lua_pushnil(L);
-    lua_pushstring(L, cnn_error_get());
-    return 2;
-  }
-  lua_pushboolean(L, 1);
-  return 1;
+  return push_status(L, rc);
 }
 
 /* probe_write(path) -> true | nil, message: whether the atomic writer could write path, without
@@ -371,19 +376,11 @@ static int io_probe_write(lua_State *L) {
   const char *path = check_path(L, 1, "probe_write");
   struct stat st;
   /* a device or a pipe is written as it is, and a FIFO's open would wait for a reader */
-  if (stat(path, &st) == 0 && !S_ISREG(st.st_mode) && !S_ISDIR(st.st_mode)) {
-    lua_pushboolean(L, 1);
-    return 1;
-  }
+  if (stat(path, &st) == 0 && !S_ISREG(st.st_mode) && !S_ISDIR(st.st_mode)) return push_status(L, 0);
   cnn_atomic_file af;
-  if (cnn_atomic_open(&af, path) != 0) {
-    lua_pushnil(L);
-    lua_pushstring(L, cnn_error_get());
-    return 2;
-  }
-  cnn_atomic_abort(&af);
-  lua_pushboolean(L, 1);
-  return 1;
+  int rc = cnn_atomic_open(&af, path);
+  if (rc == 0) cnn_atomic_abort(&af);
+  return push_status(L, rc);
 }
 
 /* file_kind(path) -> "file", "dir", "other" (a pipe, a device, ...) or nil when nothing is there */

@@ -111,8 +111,9 @@ function util.writable_dir(dir)
   -- (a fixed name was followed when a symbolic link sat there, and its target truncated)
   local probe = dir .. "/.cnnlua-write-check"
   local fine, perr = core.io.probe_write(probe)
-  if not fine then
-    return nil, string.format("cannot write in %s: %s", dir, (perr:gsub("^" .. probe:gsub("%p", "%%%0") .. ": ", "")))
+  if not fine then -- its message starts with the probe's name, which is none of the caller's
+    if perr:sub(1, #probe + 2) == probe .. ": " then perr = perr:sub(#probe + 3) end
+    return nil, string.format("cannot write in %s: %s", dir, perr)
   end
   return true
 end
